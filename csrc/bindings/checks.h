@@ -1,0 +1,60 @@
+// Argument checks shared by the bindings: every array a kernel touches is
+// checked here (dtype, rank, contiguity, shape) so kernels can trust it.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace pve {
+namespace py = pybind11;
+
+inline std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream s;
+  s << "(";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  if (shape.size() == 1) s << ",";
+  s << ")";
+  return s.str();
+}
+
+inline std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+// A float32, C-contiguous array of the given rank; `writable` for outputs.
+inline void check_f32(const py::array& a, const char* op, const char* arg, int ndim,
+                      bool writable = false) {
+  if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' ||
+      a.dtype().itemsize() != 4) {
+    throw py::type_error(std::string(op) + ": " + arg + " must be a float32 array, got dtype " +
+                         std::string(py::str(a.dtype())));
+  }
+  if (ndim >= 0 && a.ndim() != ndim) {
+    throw py::value_error(std::string(op) + ": " + arg + " must have " + std::to_string(ndim) +
+                          " dimensions, got shape " + shape_str(shape_of(a)));
+  }
+  if (!(a.flags() & py::array::c_style)) {
+    throw py::value_error(std::string(op) + ": " + arg + " must be C-contiguous");
+  }
+  if (writable && !a.writeable()) {
+    throw py::value_error(std::string(op) + ": " + arg + " must be writable");
+  }
+}
+
+inline void expect_shape(const py::array& a, const std::vector<int64_t>& expected,
+                         const char* op, const char* arg) {
+  if (shape_of(a) != expected) {
+    throw py::value_error(std::string(op) + ": " + arg + " must have shape " +
+                          shape_str(expected) + ", got " + shape_str(shape_of(a)));
+  }
+}
+
+inline const float* f32_data(const py::array& a) { return static_cast<const float*>(a.data()); }
+inline float* f32_mutable_data(py::array& a) { return static_cast<float*>(a.mutable_data()); }
+
+}  // namespace pve

@@ -1,0 +1,20 @@
+// pyvision_engine._C: one pybind11 module, one bind_<area>.cpp per area.
+#include <pybind11/pybind11.h>
+
+#include "core/dispatch.h"
+
+namespace py = pybind11;
+
+namespace pve {
+void bind_core(py::module_& m);
+void bind_gemm(py::module_& m);
+}  // namespace pve
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "pyvision_engine native kernels (SIMD + OpenMP)";
+  // Registers kernels for the ISAs this CPU supports and applies PVE_ISA;
+  // a bad PVE_ISA raises ValueError from the import.
+  pve::initialize_dispatch();
+  pve::bind_core(m);
+  pve::bind_gemm(m);
+}

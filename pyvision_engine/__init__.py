@@ -1,0 +1,1 @@
+"""pyvision_engine: a small, fast CPU engine for convolutional neural networks."""
