@@ -1,1 +1,59 @@
-"""pyvision_engine: a small, fast CPU engine for convolutional neural networks."""
+"""pyvision_engine: a small, fast CPU engine that trains and runs CNNs.
+
+    import pyvision_engine as pve
+
+Tensors, autograd, ``pve.nn`` and ``pve.optim`` follow PyTorch's names and
+semantics; the heavy lifting is done by SIMD + OpenMP kernels in ``_C``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from pyvision_engine import _C
+from pyvision_engine._version import __version__
+from pyvision_engine.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from pyvision_engine.random import get_rng_state, initial_seed, manual_seed, set_rng_state
+from pyvision_engine.tensor import (
+    Tensor, arange, as_tensor, bool_, empty, float32, from_dlpack, from_numpy, full, int64,
+    ones, ones_like, tensor, zeros, zeros_like,
+)
+from pyvision_engine import nn  # noqa: E402  (needs the names above)
+
+long = int64
+float = float32  # noqa: A001  (torch's alias: pve.float)
+
+__all__ = [
+    "Tensor", "tensor", "from_numpy", "from_dlpack", "as_tensor", "zeros", "ones", "full",
+    "empty", "zeros_like", "ones_like", "arange", "float32", "int64", "bool_", "long",
+    "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "Function",
+    "manual_seed", "initial_seed", "get_rng_state", "set_rng_state",
+    "set_num_threads", "get_num_threads", "info", "matmul", "nn", "__version__",
+]
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by every kernel (OpenMP). Default: OMP_NUM_THREADS or all cores."""
+    _C.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return _C.get_num_threads()
+
+
+def matmul(input: Any, other: Any) -> Tensor:
+    """torch.matmul semantics (1-D, 2-D and broadcast batched operands)."""
+    return as_tensor(input) @ as_tensor(other)
+
+
+def info() -> Dict[str, Any]:
+    """What this engine runs on: version, SIMD level, threads, OpenMP runtime, kernels."""
+    return {
+        "version": __version__,
+        "isa": _C.active_isa(),
+        "supported_isas": list(_C.supported_isas()),
+        "num_threads": _C.get_num_threads(),
+        "openmp": _C.openmp_runtime(),
+        "cpu_features": dict(_C.cpu_features()),
+        "kernels": {name: list(_C.kernel_isas(name)) for name in _C.kernel_names()},
+    }

@@ -1,0 +1,5 @@
+import sys
+
+from pyvision_engine.cli import main
+
+sys.exit(main())

@@ -1,0 +1,560 @@
+"""Tensor-level differentiable ops: arithmetic, reductions, shape ops, matmul.
+
+Each op is a ``Function`` over numpy arrays (see autograd.py). Element-wise
+math here runs through numpy; the compute-heavy ops (matmul, and the layers
+in nn.functional) run through the native kernels in ``_C``.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import namedtuple
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pyvision_engine import _C
+from pyvision_engine.autograd import Function, _unbroadcast
+
+_FLOAT = np.dtype(np.float32)
+
+
+# ------------------------------------------------------------------ helpers
+def normalize_dim(dim: int, ndim: int, op: str) -> int:
+    try:
+        d = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}") from None
+    bound = max(ndim, 1)
+    if not -bound <= d < bound:
+        raise IndexError(
+            f"{op}: dimension out of range (expected to be in range of [{-bound}, {bound - 1}], "
+            f"but got {d})"
+        )
+    return d % bound
+
+
+def normalize_dims(dim: Any, ndim: int, op: str) -> Optional[Tuple[int, ...]]:
+    """None (all dims) or a sorted tuple of distinct non-negative dims."""
+    if dim is None:
+        return None
+    dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+    if len(dims) == 0:
+        return None
+    out = tuple(sorted(normalize_dim(d, ndim, op) for d in dims))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: dim {dim} appears multiple times in the list of dims")
+    if ndim == 0:
+        return None
+    return out
+
+
+def shape_arg(shape: Sequence[Any]) -> Tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(operator.index(s) for s in shape)
+
+
+def resolve_shape(shape: Sequence[Any], size: int, op: str) -> Tuple[int, ...]:
+    """Shape with at most one -1 filled in, checked against the element count."""
+    shape = shape_arg(shape)
+    unknown = [i for i, s in enumerate(shape) if s == -1]
+    if len(unknown) > 1:
+        raise ValueError(f"{op}: only one dimension can be inferred (-1), got shape {shape}")
+    if any(s < -1 for s in shape):
+        raise ValueError(f"{op}: invalid shape dimension in {shape}")
+    known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+    if unknown:
+        if known == 0 or size % known != 0:
+            raise ValueError(f"{op}: shape {shape} is invalid for input of size {size}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
+    elif known != size:
+        raise ValueError(f"{op}: shape {shape} is invalid for input of size {size}")
+    return shape
+
+
+def normalize_index(index: Any) -> Any:
+    """Convert Tensors inside an index expression to numpy arrays."""
+    from pyvision_engine.tensor import Tensor
+
+    def convert(i: Any) -> Any:
+        if isinstance(i, Tensor):
+            return i._data.item() if (i._data.ndim == 0 and i._data.dtype.kind == "i") else i._data
+        return i
+
+    if isinstance(index, tuple):
+        return tuple(convert(i) for i in index)
+    return convert(index)
+
+
+def _is_basic_index(index: Any) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
+
+
+def _result_dtype(out: np.ndarray) -> np.ndarray:
+    # numpy may widen (int64 / 2 -> float64); the engine computes in float32.
+    if out.dtype == np.float64:
+        return out.astype(np.float32)
+    return out
+
+
+# --------------------------------------------------------------- elementwise
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g,)
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return _result_dtype(np.add(a, b))
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        return (_unbroadcast(g, sa) if ctx.needs_input_grad[0] else None,
+                _unbroadcast(g, sb) if ctx.needs_input_grad[1] else None)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return _result_dtype(np.subtract(a, b))
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        return (_unbroadcast(g, sa) if ctx.needs_input_grad[0] else None,
+                _unbroadcast(-g, sb) if ctx.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.a, ctx.b = a, b
+        return _result_dtype(np.multiply(a, b))
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.a, ctx.b
+        return (_unbroadcast(g * b, a.shape) if ctx.needs_input_grad[0] else None,
+                _unbroadcast(g * a, b.shape) if ctx.needs_input_grad[1] else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.a, ctx.b = a, b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.true_divide(a, b)
+        return out.astype(np.float32) if out.dtype != np.float32 else out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.a, ctx.b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ga = _unbroadcast(g / b, a.shape) if ctx.needs_input_grad[0] else None
+            gb = _unbroadcast(-g * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
+        return (ga, _result_dtype(gb) if gb is not None else None)
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return np.negative(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (-g,)
+
+
+class Pow(Function):
+    """a ** p for a Python-number exponent p."""
+
+    @staticmethod
+    def forward(ctx, a, exponent):
+        ctx.a, ctx.exponent = a, exponent
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _result_dtype(np.power(a, np.float32(exponent)))
+
+    @staticmethod
+    def backward(ctx, g):
+        a, p = ctx.a, ctx.exponent
+        if p == 0:
+            return np.zeros_like(a), None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return g * np.float32(p) * np.power(a, np.float32(p - 1)), None
+
+
+class PowTensor(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = _result_dtype(np.power(a.astype(np.float32), b.astype(np.float32)))
+        ctx.a, ctx.b, ctx.out = a, b, out
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.a, ctx.b, ctx.out
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if ctx.needs_input_grad[0]:
+                ga = _unbroadcast(np.where(b == 0, 0.0, g * b * np.power(a, b - 1)), a.shape)
+            if ctx.needs_input_grad[1]:
+                # d/db a^b = a^b log a; torch takes it as 0 where a == 0 and b >= 0.
+                gb = _unbroadcast(np.where((a == 0) & (b >= 0), 0.0, g * out * np.log(a)), b.shape)
+        return (_result_dtype(ga) if ga is not None else None,
+                _result_dtype(gb) if gb is not None else None)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.a = a
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g * np.sign(ctx.a),)
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        with np.errstate(over="ignore"):
+            ctx.out = np.exp(a)
+        return ctx.out
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g * ctx.out,)
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.a = a
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (g / ctx.a,)
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, a):
+        with np.errstate(invalid="ignore"):
+            ctx.out = np.sqrt(a)
+        return ctx.out
+
+    @staticmethod
+    def backward(ctx, g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (g / (2 * ctx.out),)
+
+
+class _ElementwiseExtreme(Function):
+    # Gradient goes to the larger (smaller) input; ties split it evenly, as torch.
+    _ufunc: Any = None
+    _wins: Any = None
+
+    @classmethod
+    def forward(cls, ctx, a, b):
+        ctx.a, ctx.b = a, b
+        return _result_dtype(cls._ufunc(a, b))
+
+    @classmethod
+    def backward(cls, ctx, g):
+        a, b = ctx.a, ctx.b
+        a_wins = cls._wins(a, b).astype(np.float32)
+        tie = (a == b).astype(np.float32) * 0.5
+        return (_unbroadcast(g * (a_wins + tie), a.shape) if ctx.needs_input_grad[0] else None,
+                _unbroadcast(g * (1 - a_wins - tie), b.shape) if ctx.needs_input_grad[1] else None)
+
+
+class Maximum(_ElementwiseExtreme):
+    _ufunc = staticmethod(np.maximum)
+    _wins = staticmethod(np.greater)
+
+
+class Minimum(_ElementwiseExtreme):
+    _ufunc = staticmethod(np.minimum)
+    _wins = staticmethod(np.less)
+
+
+# ----------------------------------------------------------------- reductions
+def _expand_reduced(g: np.ndarray, shape: Tuple[int, ...], dims, keepdim: bool) -> np.ndarray:
+    if dims is None:
+        return np.broadcast_to(g.reshape((1,) * len(shape)) if len(shape) else g, shape)
+    if not keepdim:
+        g = np.expand_dims(g, dims)
+    return np.broadcast_to(g, shape)
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, dims, keepdim):
+        ctx.shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
+        out = np.sum(a, axis=dims, keepdims=keepdim)
+        if a.dtype == np.bool_:
+            out = out.astype(np.int64)
+        return np.ascontiguousarray(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        return np.ascontiguousarray(_expand_reduced(g, ctx.shape, ctx.dims, ctx.keepdim)), None, None
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, a, dims, keepdim):
+        ctx.shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
+        count = a.size if dims is None else int(np.prod([a.shape[d] for d in dims]))
+        ctx.count = count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.ascontiguousarray(np.mean(a, axis=dims, keepdims=keepdim, dtype=np.float32))
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = _expand_reduced(g / np.float32(ctx.count), ctx.shape, ctx.dims, ctx.keepdim)
+        return np.ascontiguousarray(grad), None, None
+
+
+class _FullExtreme(Function):
+    """max() / min() over all elements; ties share the gradient evenly (torch)."""
+
+    @staticmethod
+    def forward(ctx, a, largest):
+        if a.size == 0:
+            raise RuntimeError(
+                f"{'max' if largest else 'min'}(): expected a non-empty tensor for a full reduction"
+            )
+        value = a.max() if largest else a.min()
+        ctx.a, ctx.value = a, value
+        return np.asarray(value, dtype=a.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        mask = (ctx.a == ctx.value).astype(np.float32)
+        return mask * (g / mask.sum()), None
+
+
+class _DimExtreme(Function):
+    """Values of max/min along a dim; the gradient goes to the chosen index."""
+
+    @staticmethod
+    def forward(ctx, a, indices, dim, keepdim):
+        ctx.shape, ctx.indices, ctx.dim, ctx.keepdim = a.shape, indices, dim, keepdim
+        values = np.take_along_axis(a, np.expand_dims(indices, dim), axis=dim)
+        return np.ascontiguousarray(values if keepdim else np.squeeze(values, dim))
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = np.zeros(ctx.shape, dtype=np.float32)
+        idx = np.expand_dims(ctx.indices, ctx.dim)
+        g = g if ctx.keepdim else np.expand_dims(g, ctx.dim)
+        np.put_along_axis(grad, idx, g, axis=ctx.dim)
+        return grad, None, None, None
+
+
+MaxResult = namedtuple("max", ["values", "indices"])
+MinResult = namedtuple("min", ["values", "indices"])
+
+
+def reduce_extreme(t, dim, keepdim: bool, largest: bool):
+    from pyvision_engine.tensor import Tensor
+
+    if dim is None:
+        return _FullExtreme.apply(t, largest)
+    op = "max" if largest else "min"
+    d = normalize_dim(dim, t.ndim, op)
+    a = t._data if t.ndim > 0 else t._data.reshape(1)
+    if a.shape[d] == 0:
+        raise IndexError(f"{op}(): cannot reduce over a zero-size dimension {d} of shape {t.shape}")
+    indices = np.argmax(a, axis=d) if largest else np.argmin(a, axis=d)
+    values = _DimExtreme.apply(t if t.ndim > 0 else t.reshape(1), indices, d, keepdim)
+    idx = np.expand_dims(indices, d) if keepdim else indices
+    result = MaxResult if largest else MinResult
+    if t.ndim == 0:
+        return result(values.reshape(()), Tensor._wrap(np.asarray(0, dtype=np.int64)))
+    return result(values, Tensor._wrap(np.ascontiguousarray(idx, dtype=np.int64)))
+
+
+def arg_extreme(t, dim, keepdim: bool, largest: bool):
+    from pyvision_engine.tensor import Tensor
+
+    fn = np.argmax if largest else np.argmin
+    if t._data.size == 0:
+        raise RuntimeError(f"{fn.__name__}(): expected a non-empty tensor")
+    if dim is None:
+        out = np.asarray(fn(t._data), dtype=np.int64)
+        if keepdim:
+            out = out.reshape((1,) * t.ndim)
+        return Tensor._wrap(out)
+    d = normalize_dim(dim, t.ndim, fn.__name__)
+    a = t._data if t.ndim > 0 else t._data.reshape(1)
+    out = fn(a, axis=d)
+    if keepdim:
+        out = np.expand_dims(out, d)
+    return Tensor._wrap(np.ascontiguousarray(out, dtype=np.int64))
+
+
+# ----------------------------------------------------------------- shape ops
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        return a.reshape(shape)  # a view: the data is contiguous
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape), None
+
+
+def flatten(t, start_dim: int = 0, end_dim: int = -1):
+    if t.ndim == 0:
+        return t.reshape(1)
+    s = normalize_dim(start_dim, t.ndim, "flatten")
+    e = normalize_dim(end_dim, t.ndim, "flatten")
+    if s > e:
+        raise ValueError("flatten() has invalid args: start_dim cannot come after end_dim")
+    shape = t.shape[:s] + (int(np.prod(t.shape[s:e + 1], dtype=np.int64)),) + t.shape[e + 1:]
+    return t.reshape(shape)
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, a, perm):
+        ctx.inverse = tuple(np.argsort(perm))
+        return np.ascontiguousarray(np.transpose(a, perm))
+
+    @staticmethod
+    def backward(ctx, g):
+        return np.ascontiguousarray(np.transpose(g, ctx.inverse)), None
+
+
+class BroadcastTo(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        try:
+            return np.ascontiguousarray(np.broadcast_to(a, shape))
+        except ValueError:
+            raise ValueError(f"expand: the shape {a.shape} cannot be expanded to {shape}") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return _unbroadcast(g, ctx.shape), None
+
+
+class Index(Function):
+    @staticmethod
+    def forward(ctx, a, index):
+        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        try:
+            return np.ascontiguousarray(a[index])
+        except IndexError as e:
+            raise IndexError(f"index {index!r} is invalid for a tensor of shape {a.shape}: {e}") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = np.zeros(ctx.shape, dtype=np.float32)
+        if _is_basic_index(ctx.index):
+            grad[ctx.index] = g
+        else:
+            np.add.at(grad, ctx.index, g)  # repeated indices accumulate
+        return grad, None
+
+
+# -------------------------------------------------------------------- matmul
+def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
+    """op(a) @ op(b) for float32 matrices through the native GEMM."""
+    return _C.gemm(np.ascontiguousarray(a, dtype=np.float32),
+                   np.ascontiguousarray(b, dtype=np.float32),
+                   trans_a=trans_a, trans_b=trans_b)
+
+
+def _batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Broadcasting matmul of arrays with ndim >= 2 (the batch dims broadcast)."""
+    if b.ndim == 2:
+        # (..., M, K) @ (K, N): one GEMM over all rows.
+        out = gemm(a.reshape(-1, a.shape[-1]), b)
+        return out.reshape(a.shape[:-1] + (b.shape[1],))
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a3 = np.ascontiguousarray(np.broadcast_to(a, batch + a.shape[-2:])).reshape((-1,) + a.shape[-2:])
+    b3 = np.ascontiguousarray(np.broadcast_to(b, batch + b.shape[-2:])).reshape((-1,) + b.shape[-2:])
+    out = np.empty((a3.shape[0], a.shape[-2], b.shape[-1]), dtype=np.float32)
+    for i in range(a3.shape[0]):
+        _C.gemm(a3[i], b3[i], out=out[i])
+    return out.reshape(batch + (a.shape[-2], b.shape[-1]))
+
+
+class MatMul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a2.shape[-1] != b2.shape[-2]:
+            raise ValueError(
+                f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
+                f"({a2.shape[-1]} != {b2.shape[-2]})"
+            )
+        try:
+            np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+        ctx.a, ctx.b, ctx.a2_shape, ctx.b2_shape = a, b, a2.shape, b2.shape
+        out = gemm(a2, b2) if (a2.ndim == 2 and b2.ndim == 2) else _batched_matmul(a2, b2)
+        if a.ndim == 1:
+            out = out.reshape(out.shape[:-2] + out.shape[-1:])
+        if b.ndim == 1:
+            out = out.reshape(out.shape[:-1])
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a2 = ctx.a.reshape(ctx.a2_shape)
+        b2 = ctx.b.reshape(ctx.b2_shape)
+        out_shape = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1])
+        g2 = g.reshape(out_shape)
+        ga = gb = None
+        if a2.ndim == 2 and b2.ndim == 2:
+            if ctx.needs_input_grad[0]:
+                ga = gemm(g2, b2, trans_b=True)
+            if ctx.needs_input_grad[1]:
+                gb = gemm(a2, g2, trans_a=True)
+        else:
+            if ctx.needs_input_grad[0]:
+                ga = _unbroadcast(_batched_matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape)
+            if ctx.needs_input_grad[1]:
+                gb = _unbroadcast(_batched_matmul(np.swapaxes(a2, -1, -2), g2), b2.shape)
+        return (ga.reshape(ctx.a.shape) if ga is not None else None,
+                gb.reshape(ctx.b.shape) if gb is not None else None)
+
+
+def matmul(a, b):
+    from pyvision_engine.tensor import Tensor
+
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(
+            f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}"
+        )
+    if a.dtype != _FLOAT or b.dtype != _FLOAT:
+        if a.dtype != b.dtype:
+            raise TypeError(
+                f"matmul: expected both operands to have the same dtype, got {a.dtype} and {b.dtype}"
+            )
+        return Tensor._wrap(np.ascontiguousarray(np.matmul(a._data, b._data)))
+    return MatMul.apply(a, b)

@@ -1,0 +1,266 @@
+"""Reverse-mode automatic differentiation: grad mode, Function, the backward pass.
+
+Every differentiable op is a ``Function`` subclass whose ``forward`` takes and
+returns numpy arrays and whose ``backward`` maps the output gradient to one
+gradient per positional input. ``Function.apply`` wraps the result in a
+``Tensor`` and, when gradients are needed, records the call as a tape node.
+``backward`` walks the nodes reachable from a root in reverse topological
+order, summing gradients that meet and accumulating into leaf ``.grad``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "Function",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "is_grad_enabled",
+    "backward",
+]
+
+
+class _GradMode(threading.local):
+    # Thread-local, as in torch: a server thread under no_grad does not turn
+    # recording off for a training thread.
+    def __init__(self) -> None:
+        self.enabled = True
+
+
+_grad_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """True when ops record the tape (the default)."""
+    return _grad_mode.enabled
+
+
+class _GradModeContext:
+    """Base of no_grad / enable_grad / set_grad_enabled: context manager and decorator."""
+
+    _target: bool
+
+    def __enter__(self) -> "_GradModeContext":
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = self._target
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _grad_mode.enabled = self._previous
+
+    def __call__(self, func: Callable) -> Callable:
+        target = self._target
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            previous = _grad_mode.enabled
+            _grad_mode.enabled = target
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _grad_mode.enabled = previous
+
+        return wrapper
+
+
+class no_grad(_GradModeContext):
+    """Disable gradient recording: ``with pve.no_grad():`` or ``@pve.no_grad()``."""
+
+    _target = False
+
+
+class enable_grad(_GradModeContext):
+    """Enable gradient recording inside a ``no_grad`` region."""
+
+    _target = True
+
+
+class set_grad_enabled(_GradModeContext):
+    """Set recording on or off; usable as a function, context manager or decorator."""
+
+    def __init__(self, mode: bool) -> None:
+        # Takes effect at once, so a plain call works like torch's.
+        self._target = bool(mode)
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = self._target
+
+    def __enter__(self) -> "set_grad_enabled":
+        return self
+
+    def __call__(self, func: Callable) -> Callable:
+        _grad_mode.enabled = self._previous  # as a decorator it applies per call only
+        return super().__call__(func)
+
+
+class Function:
+    """A differentiable op. Subclasses define static ``forward`` and ``backward``.
+
+    ``forward(ctx, *args)`` receives numpy arrays in place of Tensors and
+    returns one numpy array; ``backward(ctx, grad)`` returns a tuple with one
+    gradient (numpy array or None) per positional argument of ``forward``.
+    ``ctx`` is the node itself: store what backward needs on it, and use
+    ``ctx.needs_input_grad`` to skip gradients nobody asked for.
+    """
+
+    @staticmethod
+    def forward(ctx: "Function", *args: Any, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: "Function", grad: np.ndarray) -> Tuple[Optional[np.ndarray], ...]:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> "Tensor":
+        from pyvision_engine.tensor import Tensor
+
+        ctx = cls.__new__(cls)
+        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
+        record = _grad_mode.enabled and any(
+            isinstance(a, Tensor) and a.requires_grad for a in args
+        )
+        ctx.needs_input_grad = tuple(
+            record and isinstance(a, Tensor) and a.requires_grad for a in args
+        )
+        ctx._released = False
+        result = cls.forward(ctx, *arrays, **kwargs)
+        out = Tensor._wrap(result)
+        if record:
+            ctx.inputs = tuple(a if isinstance(a, Tensor) and a.requires_grad else None for a in args)
+            out.requires_grad = True
+            out._node = ctx
+        return out
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{self.name}Backward>"
+
+    def _release(self) -> None:
+        # Drop saved arrays so a graph that was backpropagated frees its memory.
+        inputs = self.inputs
+        self.__dict__.clear()
+        self.inputs = inputs
+        self._released = True
+
+
+def _topological_order(root: Function) -> list:
+    """Nodes reachable from root, each listed after every node that consumes it."""
+    order: list = []
+    visited = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for t in node.inputs:
+            if t is not None and t._node is not None and id(t._node) not in visited:
+                stack.append((t._node, False))
+    order.reverse()
+    return order
+
+
+def _accumulate_into_leaf(leaf: "Tensor", grad: np.ndarray) -> None:
+    from pyvision_engine.tensor import Tensor
+
+    if grad.shape != leaf._data.shape:
+        raise RuntimeError(
+            f"backward: gradient of shape {grad.shape} does not match the leaf's shape "
+            f"{leaf._data.shape}"
+        )
+    if leaf.grad is None:
+        slot = leaf._grad_slot  # a view into a gradient arena, if the leaf has one
+        if slot is not None:
+            np.copyto(slot, grad)
+            leaf.grad = Tensor._wrap(slot)
+        else:
+            # Copy: backward functions may hand the same array to several inputs.
+            leaf.grad = Tensor._wrap(np.array(grad, dtype=leaf._data.dtype, copy=True))
+    else:
+        # In place, so a gradient that lives in an arena stays there.
+        leaf.grad._data += grad
+
+
+def backward(
+    root: "Tensor", gradient: Optional[Any] = None, retain_graph: Optional[bool] = None
+) -> None:
+    """Accumulate d(root)/d(leaf) into the ``.grad`` of every leaf that requires it."""
+    from pyvision_engine.tensor import Tensor
+
+    if not root.requires_grad:
+        raise RuntimeError(
+            "element 0 of tensors does not require grad and does not have a grad_fn"
+        )
+    if gradient is None:
+        if root._data.size != 1:
+            raise RuntimeError("grad can be implicitly created only for scalar outputs")
+        grad = np.ones_like(root._data)
+    else:
+        grad = np.asarray(gradient._data if isinstance(gradient, Tensor) else gradient,
+                          dtype=root._data.dtype)
+        if grad.shape != root._data.shape:
+            raise RuntimeError(
+                f"backward: gradient has shape {grad.shape}, but the output has shape "
+                f"{root._data.shape}"
+            )
+    if root._node is None:  # a leaf
+        _accumulate_into_leaf(root, grad)
+        return
+    order = _topological_order(root._node)
+    pending = {id(root._node): grad}
+    for node in order:
+        g = pending.pop(id(node), None)
+        if g is None:
+            continue
+        if node._released:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access "
+                "saved tensors after they have already been freed). Specify "
+                "retain_graph=True if you need to backward through the graph a second time."
+            )
+        input_grads = type(node).backward(node, g)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        if len(input_grads) != len(node.inputs):
+            raise RuntimeError(
+                f"{node.name}.backward returned {len(input_grads)} gradients, "
+                f"expected {len(node.inputs)}"
+            )
+        for t, gi in zip(node.inputs, input_grads):
+            if t is None or gi is None:
+                continue
+            if t._node is None:
+                _accumulate_into_leaf(t, gi)
+                continue
+            if t._retains_grad:
+                _accumulate_into_leaf(t, gi)
+            key = id(t._node)
+            pending[key] = pending[key] + gi if key in pending else gi
+        if not retain_graph:
+            node._release()
+
+
+def _unbroadcast(grad: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Sum ``grad`` down to ``shape``, undoing numpy broadcasting."""
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)

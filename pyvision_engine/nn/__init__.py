@@ -1,0 +1,14 @@
+"""pve.nn: modules, parameters and functional ops with torch.nn's names and semantics."""
+
+from pyvision_engine.nn import functional, init
+from pyvision_engine.nn.arena import ParameterArena
+from pyvision_engine.nn.container import ModuleDict, ModuleList, Sequential
+from pyvision_engine.nn.linear import Flatten, Identity, Linear
+from pyvision_engine.nn.module import Module, StateDictError
+from pyvision_engine.nn.parameter import Buffer, Parameter
+
+__all__ = [
+    "Module", "Parameter", "Buffer", "Sequential", "ModuleList", "ModuleDict",
+    "Linear", "Identity", "Flatten", "ParameterArena", "StateDictError",
+    "functional", "init",
+]
