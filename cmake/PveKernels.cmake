@@ -10,7 +10,10 @@
 set(PVE_ISA_FLAGS_scalar "")
 set(PVE_ISA_FLAGS_avx2   -mavx2 -mfma -mf16c)
 set(PVE_ISA_FLAGS_avx512 -mavx512f -mavx512cd -mavx512bw -mavx512dq -mavx512vl
-                         -mavx2 -mfma -mf16c -mprefer-vector-width=512)
+                         -mavx2 -mfma -mf16c -mprefer-vector-width=512
+                         # GCC 12's AVX-512 headers trip -Wuninitialized on
+                         # _mm512_undefined_ps(); silence it for these builds only.
+                         -Wno-uninitialized -Wno-maybe-uninitialized)
 set(PVE_ISA_INDEX_scalar 0)
 set(PVE_ISA_INDEX_avx2 1)
 set(PVE_ISA_INDEX_avx512 2)
