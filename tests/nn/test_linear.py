@@ -9,6 +9,8 @@ import pyvision_engine as pve
 import pyvision_engine.nn.functional as F
 from reference.gradcheck import assert_grad_close, numerical_grads
 
+pytestmark = pytest.mark.kernels
+
 rng = np.random.default_rng(7)
 
 
