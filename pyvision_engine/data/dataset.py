@@ -80,7 +80,7 @@ class TensorDataset(Dataset):
 
     def __getitem__(self, index: int) -> Tuple[Any, ...]:
         index = _check_index(index, len(self), "TensorDataset")
-        return tuple(_wrap(np.ascontiguousarray(a[index])) for a in self.arrays)
+        return tuple(_wrap(np.asarray(a[index], order="C")) for a in self.arrays)
 
     def _fetch_batch(self, indices: Sequence[int]) -> Tuple[Any, ...]:
         idx = np.asarray(indices, dtype=np.int64)
@@ -89,13 +89,13 @@ class TensorDataset(Dataset):
 
 def _engine_dtype(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint8 or a.dtype in (np.float32, np.int64, np.bool_):
-        return np.ascontiguousarray(a)
+        return np.asarray(a, order="C")
     if a.dtype.kind == "f":
-        return np.ascontiguousarray(a, dtype=np.float32)
+        return np.asarray(a, dtype=np.float32, order="C")
     if a.dtype.kind in "iu":
-        return np.ascontiguousarray(a, dtype=np.int64)
+        return np.asarray(a, dtype=np.int64, order="C")
     if a.dtype.kind == "b":
-        return np.ascontiguousarray(a)
+        return np.asarray(a, order="C")
     raise TypeError(f"TensorDataset: unsupported dtype {a.dtype}")
 
 
@@ -103,7 +103,7 @@ def _wrap(a: np.ndarray) -> Any:
     """pve Tensor for float32/int64/bool data; uint8 stays a numpy array."""
     if a.dtype == np.uint8:
         return a
-    return Tensor._wrap(np.ascontiguousarray(a))
+    return Tensor._wrap(np.asarray(a, order="C"))
 
 
 def _check_index(index: Any, n: int, owner: str) -> int:
