@@ -1,0 +1,152 @@
+"""Transforms and the Cython batch augment kernel against plain numpy references (and torch)."""
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from pyvision_engine.data import DataLoader, crop_flip_normalize_batch
+from pyvision_engine.data import transforms as T
+from pyvision_engine.data.datasets import Digits
+
+
+def reference_crop_flip_normalize(images, top, left, flip, out_h, out_w, mean, std, fill):
+    """Plain numpy: pad generously with fill, cut each window, mirror, scale, normalize."""
+    n, h, w, c = images.shape
+    pad = max(out_h, out_w) + int(np.abs(top).max()) + int(np.abs(left).max()) + 1
+    padded = np.empty((n, h + 2 * pad, w + 2 * pad, c), np.uint8)
+    padded[...] = fill
+    padded[:, pad:pad + h, pad:pad + w] = images
+    out = np.empty((n, c, out_h, out_w), np.float32)
+    for b in range(n):
+        win = padded[b, pad + top[b]:pad + top[b] + out_h, pad + left[b]:pad + left[b] + out_w]
+        if flip[b]:
+            win = win[:, ::-1]
+        f = (win.astype(np.float32) / np.float32(255) - mean) / std
+        out[b] = f.transpose(2, 0, 1)
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape, out_hw", [((6, 7, 9, 3), (5, 8)), ((3, 8, 8, 1), (8, 8)),
+                                           ((2, 4, 5, 2), (7, 6))])
+def test_kernel_matches_numpy(threads, shape, out_hw):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    n, h, w, c = shape
+    oh, ow = out_hw
+    top = rng.integers(-3, h - oh + 4, n).astype(np.int32)   # includes windows past every edge
+    left = rng.integers(-3, w - ow + 4, n).astype(np.int32)
+    flip = rng.integers(0, 2, n).astype(np.uint8)
+    mean = rng.random(c).astype(np.float32)
+    std = (rng.random(c) + 0.2).astype(np.float32)
+    fill = rng.integers(0, 256, c).astype(np.uint8)
+    got = crop_flip_normalize_batch(images, top, left, flip, oh, ow, mean, std, fill, threads)
+    want = reference_crop_flip_normalize(images, top, left, flip, oh, ow, mean, std, fill)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_kernel_argument_errors():
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    ok = dict(top=np.zeros(2, np.int32), left=np.zeros(2, np.int32), flip=np.zeros(2, np.uint8),
+              out_h=4, out_w=4, mean=np.zeros(3, np.float32), std=np.ones(3, np.float32),
+              fill=np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match="one per image"):
+        crop_flip_normalize_batch(images, **{**ok, "top": np.zeros(3, np.int32)})
+    with pytest.raises(ValueError, match="one per channel"):
+        crop_flip_normalize_batch(images, **{**ok, "mean": np.zeros(1, np.float32)})
+    with pytest.raises(ValueError, match="std must be positive"):
+        crop_flip_normalize_batch(images, **{**ok, "std": np.zeros(3, np.float32)})
+
+
+def test_batch_augment_equals_per_image_transforms():
+    """BatchAugment == RandomCrop(padding) -> flip -> ToTensor -> Normalize, given the same draws."""
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(5, 6, 6, 3), dtype=np.uint8)
+    aug = T.BatchAugment(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), crop_size=6, padding=2,
+                         flip_p=0.5, fill=(7, 8, 9))
+    top, left, flip, oh, ow = aug.draw(5, 6, 6, np.random.default_rng(11))
+    assert (oh, ow) == (6, 6) and top.min() >= -2 and top.max() <= 2
+    pve.manual_seed(0)
+    got = crop_flip_normalize_batch(images, top, left, flip, oh, ow, aug.mean, aug.std, aug.fill, 1)
+    for b in range(5):
+        padded = np.empty((10, 10, 3), np.uint8)
+        padded[...] = (7, 8, 9)
+        padded[2:8, 2:8] = images[b]
+        crop = padded[top[b] + 2:top[b] + 8, left[b] + 2:left[b] + 8]
+        if flip[b]:
+            crop = crop[:, ::-1]
+        want = T.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))(T.ToTensor()(crop))
+        np.testing.assert_allclose(got[b], want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_batch_augment_in_loader_is_seeded():
+    def epoch(seed, workers):
+        ds = Digits(train=False, transform=T.BatchAugment(Digits.MEAN, Digits.STD, crop_size=8,
+                                                          padding=1, flip_p=0.5))
+        loader = DataLoader(ds, batch_size=64, shuffle=True, generator=seed, num_workers=workers)
+        return np.concatenate([x.numpy() for x, _ in loader])
+
+    a, b, c = epoch(1, 0), epoch(1, 2), epoch(2, 0)
+    assert a.shape == (359, 1, 8, 8) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_to_tensor_and_normalize():
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    t = T.ToTensor()(img)
+    assert t.shape == (3, 2, 3)
+    np.testing.assert_allclose(t.numpy(), img.transpose(2, 0, 1) / np.float32(255), rtol=1e-7)
+    n = T.Normalize((0.1, 0.2, 0.3), (0.5, 0.5, 0.5))(t)
+    want = (img.transpose(2, 0, 1) / np.float32(255) - np.array([0.1, 0.2, 0.3], np.float32)[:, None, None]) / 0.5
+    np.testing.assert_allclose(n.numpy(), want, rtol=1e-6)
+    assert T.ToTensor()(np.zeros((4, 5), np.uint8)).shape == (1, 4, 5)
+    with pytest.raises(TypeError, match="float"):
+        T.Normalize((0,), (1,))(np.zeros((1, 2, 2), np.uint8))
+    with pytest.raises(ValueError, match="division by zero"):
+        T.Normalize((0,), (0,))
+
+
+def test_random_crop_padding_flip_and_center_crop():
+    img = np.arange(5 * 5, dtype=np.uint8).reshape(5, 5, 1)
+    pve.manual_seed(0)
+    crops = [T.RandomCrop(5, padding=1, fill=200)(img) for _ in range(30)]
+    padded = np.pad(img[..., 0], 1, constant_values=200)
+    windows = {padded[i:i + 5, j:j + 5].tobytes() for i in range(3) for j in range(3)}
+    assert all(c.shape == (5, 5, 1) and c[..., 0].tobytes() in windows for c in crops)
+    assert len({c.tobytes() for c in crops}) > 1
+    small = T.RandomCrop((7, 6), pad_if_needed=True)(img)
+    assert small.shape == (7, 6, 1)
+    with pytest.raises(ValueError, match="larger than the input"):
+        T.RandomCrop(6)(img)
+    assert np.array_equal(T.RandomHorizontalFlip(p=1.0)(img), img[:, ::-1])
+    assert np.array_equal(T.RandomHorizontalFlip(p=0.0)(img), img)
+    np.testing.assert_array_equal(T.CenterCrop(3)(img)[..., 0], img[1:4, 1:4, 0])
+    t = pve.tensor(np.arange(2 * 4 * 6, dtype=np.float32).reshape(2, 4, 6))  # CHW tensor
+    np.testing.assert_array_equal(T.CenterCrop((2, 2))(t).numpy(), t.numpy()[:, 1:3, 2:4])
+    np.testing.assert_array_equal(T.RandomHorizontalFlip(1.0)(t).numpy(), t.numpy()[:, :, ::-1])
+    composed = T.Compose([T.CenterCrop(4), T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+    assert composed(img).shape == (1, 4, 4)
+
+
+def test_resize_bilinear_against_hand_values_and_shapes():
+    img = np.array([[0, 100], [200, 50]], dtype=np.uint8)[..., None]
+    up = T.Resize((4, 4))(img)[..., 0].astype(np.float32)
+    # half-pixel centres: output pixel 1 samples source coordinate 0.25
+    assert up[0, 0] == 0 and up[3, 3] == 50
+    assert abs(up[0, 1] - 25) <= 0.5 and abs(up[1, 0] - 50) <= 0.5
+    wide = np.zeros((10, 20, 3), np.uint8)
+    assert T.Resize(5)(wide).shape == (5, 10, 3)
+    with pytest.raises(ValueError, match="antialias"):
+        T.Resize(5, antialias=True)
+
+
+def test_resize_matches_torch_interpolate():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    img = rng.random((9, 13, 2)).astype(np.float32)
+    for size in [(5, 7), (20, 17), (9, 4)]:
+        got = T.Resize(size)(img)
+        want = torch.nn.functional.interpolate(torch.from_numpy(img.transpose(2, 0, 1))[None], size=size,
+                                               mode="bilinear", align_corners=False, antialias=False)
+        np.testing.assert_allclose(got, want[0].numpy().transpose(1, 2, 0), rtol=1e-5, atol=1e-5)
