@@ -1,0 +1,144 @@
+"""pve.models: torchvision's keys and shapes (hand-checked golden list), torchvision's init, and
+output/gradient parity with the same architectures built in torch (when installed)."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from pyvision_engine import nn
+
+if not all(hasattr(nn, name) for name in ("Conv2d", "BatchNorm2d", "MaxPool2d", "AdaptiveAvgPool2d",
+                                          "ReLU6", "Dropout")):
+    pytest.skip("the layers pve.models needs are not in this build", allow_module_level=True)
+
+from pyvision_engine import models  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "torchvision_keys.json")) as f:
+    GOLDEN = json.load(f)
+
+
+def torch_models():
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("torch_models", os.path.join(HERE, "torch_models.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_torchvision_keys_and_shapes(name):
+    model = models.get_model(name)
+    got = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+    assert got == GOLDEN[name]
+    assert model.state_dict()["fc.weight" if "resnet" in name else "classifier.1.weight"].shape[0] == 1000
+    sd = model.state_dict()
+    tracked = [k for k in sd if k.endswith("num_batches_tracked")]
+    assert tracked and all(sd[k].dtype == np.int64 and sd[k].shape == () for k in tracked)
+
+
+def test_registry_and_num_classes():
+    assert models.list_models() == ["small_cnn", "lenet5", "resnet20", "resnet18", "resnet34",
+                                    "resnet50", "mobilenet_v2"]
+    assert models.get_model("resnet20", num_classes=7).fc.weight.shape == (7, 64)
+    assert models.get_model("mobilenet_v2", num_classes=3).classifier[1].weight.shape == (3, 1280)
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        models.get_model("vgg")
+    with pytest.raises(ValueError, match="num_classes"):
+        models.resnet18(num_classes=0)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        models.resnet20()(np.zeros((1, 1, 32, 32), np.float32))
+
+
+def test_torchvision_initialization_statistics():
+    pve.manual_seed(0)
+    model = models.resnet50()
+    w = model.layer3[0].conv2.weight.detach().numpy()        # 256x256x3x3: fan_out = 256 * 9
+    assert abs(w.std() - np.sqrt(2.0 / (256 * 9))) < 0.02 * np.sqrt(2.0 / (256 * 9))
+    assert np.all(model.bn1.weight.detach().numpy() == 1) and np.all(model.bn1.bias.detach().numpy() == 0)
+    fc = model.fc.weight.detach().numpy()                    # torch's default Linear init
+    assert abs(np.abs(fc).max() - 1 / np.sqrt(2048)) < 1e-3 / np.sqrt(2048) * 100
+    mb = models.mobilenet_v2()
+    lin = mb.classifier[1].weight.detach().numpy()
+    assert abs(lin.std() - 0.01) < 0.0005 and np.all(mb.classifier[1].bias.detach().numpy() == 0)
+
+
+def copy_to_torch(pve_model, torch_model):
+    import torch
+
+    torch_model.load_state_dict({k: torch.from_numpy(v.numpy().copy())
+                                 for k, v in pve_model.state_dict().items()})
+
+
+@pytest.mark.parametrize("name, shape", [
+    ("resnet18", (2, 3, 64, 64)), ("resnet50", (1, 3, 64, 64)), ("mobilenet_v2", (2, 3, 64, 64)),
+    ("resnet20", (2, 3, 32, 32)), ("lenet5", (2, 1, 28, 28)), ("small_cnn", (2, 1, 8, 8)),
+])
+def test_eval_outputs_match_torch(name, shape):
+    import torch
+
+    tm = torch_models()
+    pve.manual_seed(1)
+    mine = models.get_model(name, num_classes=10)
+    ref = tm.build(name, 10)
+    # non-trivial BatchNorm statistics so eval mode really uses them
+    rng = np.random.default_rng(2)
+    for k, v in mine.state_dict().items():
+        if k.endswith("running_mean"):
+            v.numpy()[...] = rng.normal(0, 0.1, v.shape)
+        elif k.endswith("running_var"):
+            v.numpy()[...] = rng.uniform(0.5, 1.5, v.shape)
+    copy_to_torch(mine, ref)
+    mine.eval()
+    ref.eval()
+    x = rng.standard_normal(shape).astype(np.float32)
+    got = mine(x).numpy()
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("name, shape", [("resnet20", (4, 3, 16, 16)), ("resnet18", (2, 3, 32, 32)),
+                                         ("lenet5", (3, 1, 28, 28))])
+def test_train_mode_gradients_match_torch(name, shape):
+    import torch
+
+    tm = torch_models()
+    pve.manual_seed(3)
+    mine = models.get_model(name, num_classes=5)
+    ref = tm.build(name, 5)
+    copy_to_torch(mine, ref)
+    mine.train()
+    ref.train()
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.integers(0, 5, shape[0])
+    loss = nn.CrossEntropyLoss()(mine(x), pve.tensor(y))
+    loss.backward()
+    ref_loss = torch.nn.functional.cross_entropy(ref(torch.from_numpy(x)), torch.from_numpy(y))
+    ref_loss.backward()
+    assert abs(loss.item() - ref_loss.item()) < 1e-4 * max(1.0, abs(ref_loss.item()))
+    ref_params = dict(ref.named_parameters())
+    for k, p in mine.named_parameters():
+        want = ref_params[k].grad.numpy()
+        np.testing.assert_allclose(p.grad.numpy(), want, rtol=2e-3, atol=2e-4 * max(1e-3, np.abs(want).max()),
+                                   err_msg=k)
+    ref_buffers = dict(ref.named_buffers())
+    for k, b in mine.named_buffers():
+        np.testing.assert_allclose(b.numpy(), ref_buffers[k].numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_torch_state_dict_loads_strict_into_resnet18(tmp_path):
+    torch = pytest.importorskip("torch")
+    tm = torch_models()
+    ref = tm.build("resnet18", 1000)
+    from safetensors.torch import save_file
+
+    save_file(ref.state_dict(), str(tmp_path / "r18.safetensors"))
+    mine = models.resnet18()
+    mine.load_state_dict(pve.load(tmp_path / "r18.safetensors"), strict=True)
+    np.testing.assert_array_equal(mine.conv1.weight.detach().numpy(), ref.conv1.weight.detach().numpy())
