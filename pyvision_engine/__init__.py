@@ -31,7 +31,7 @@ __all__ = [
     "empty", "zeros_like", "ones_like", "arange", "float32", "int64", "bool_", "long",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "Function",
     "manual_seed", "initial_seed", "get_rng_state", "set_rng_state",
-    "set_num_threads", "get_num_threads", "info", "matmul", "nn", "data", "save", "load", "train",
+    "set_num_threads", "get_num_threads", "info", "matmul", "nn", "data", "save", "load", "train", "models",
     "__version__",
 ]
 
@@ -61,3 +61,12 @@ def info() -> Dict[str, Any]:
         "cpu_features": dict(_C.cpu_features()),
         "kernels": {name: list(_C.kernel_isas(name)) for name in _C.kernel_names()},
     }
+
+
+def __getattr__(name: str) -> Any:
+    # pve.models is imported on first use: building models needs every layer module.
+    if name == "models":
+        import importlib
+
+        return importlib.import_module("pyvision_engine.models")
+    raise AttributeError(f"module 'pyvision_engine' has no attribute '{name}'")

@@ -34,7 +34,7 @@ import numpy as np
 
 from pyvision_engine.tensor import Tensor
 
-__all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "CheckpointError"]
+__all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "read_metadata", "CheckpointError"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 _META_KEY = "pve_checkpoint"
@@ -307,6 +307,15 @@ def load(path: PathLike) -> Any:
             raise CheckpointError(f"{path}: damaged checkpoint metadata") from None
         return _decode(data, arrays, path)
     return OrderedDict((k, _from_numpy(v)) for k, v in arrays.items())
+
+
+def read_metadata(path: PathLike) -> Dict[str, str]:
+    """The str -> str metadata in a safetensors file's header (without reading the tensors)."""
+    header = _check_file(os.fspath(path))
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{os.fspath(path)}: damaged safetensors metadata")
+    return {str(k): str(v) for k, v in meta.items()}
 
 
 def save_checkpoint(path: PathLike, model: Any = None, optimizer: Any = None, scheduler: Any = None,
