@@ -53,8 +53,8 @@ class Lookahead(Optimizer):
         lay = self.optimizer._layout(index)
         slow = aligned_empty(lay.size)
         np.copyto(slow, lay.arena.data)  # φ₀ = θ₀ (padding zero in both)
-        for p, (start, size) in zip(lay.params, lay.arena.offsets):
-            if p._data is not lay.data_views[lay.params.index(p)]:
+        for p, view, (start, size) in zip(lay.params, lay.data_views, lay.arena.offsets):
+            if p._data is not view:  # moved out of the arena since: take its live value
                 slow[start:start + size] = p._data.reshape(-1)
         return slow
 
