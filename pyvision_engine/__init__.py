@@ -19,6 +19,7 @@ from pyvision_engine.tensor import (
     ones, ones_like, tensor, zeros, zeros_like,
 )
 from pyvision_engine import nn  # noqa: E402  (needs the names above)
+from pyvision_engine import optim  # noqa: E402
 from pyvision_engine import data  # noqa: E402
 from pyvision_engine.io import load, save  # noqa: E402
 from pyvision_engine import train  # noqa: E402
@@ -31,8 +32,8 @@ __all__ = [
     "empty", "zeros_like", "ones_like", "arange", "float32", "int64", "bool_", "long",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "Function",
     "manual_seed", "initial_seed", "get_rng_state", "set_rng_state",
-    "set_num_threads", "get_num_threads", "info", "matmul", "nn", "data", "save", "load", "train", "models",
-    "__version__",
+    "set_num_threads", "get_num_threads", "info", "matmul", "nn", "optim", "data", "save", "load",
+    "train", "models", "__version__",
 ]
 
 

@@ -6,9 +6,10 @@ from pyvision_engine.nn.container import ModuleDict, ModuleList, Sequential
 from pyvision_engine.nn.linear import Flatten, Identity, Linear
 from pyvision_engine.nn.module import Module, StateDictError
 from pyvision_engine.nn.parameter import Buffer, Parameter
+from pyvision_engine.nn import utils
 
 __all__ = [
     "Module", "Parameter", "Buffer", "Sequential", "ModuleList", "ModuleDict",
     "Linear", "Identity", "Flatten", "ParameterArena", "StateDictError",
-    "functional", "init",
+    "functional", "init", "utils",
 ]
