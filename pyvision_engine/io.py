@@ -133,6 +133,11 @@ def _check_file(path: str) -> Dict[str, Any]:
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
+        header_len = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        fits = 0 < header_len <= _MAX_HEADER and 8 + header_len <= size
+        raw = f.read(header_len) if fits else b""
+    if not fits or raw[:1] != b"{":
+        # Not safetensors framing: say what it is instead, without ever unpickling it.
         if head[:1] == b"\x80" or head[:2] == b"PK":
             kind = "a pickle" if head[:1] == b"\x80" else "a zip archive (torch.save format)"
             raise CheckpointError(
@@ -142,11 +147,10 @@ def _check_file(path: str) -> Dict[str, Any]:
         if len(head) < 8:
             raise CheckpointError(f"{path}: truncated or empty file ({size} bytes), not a "
                                   "safetensors file")
-        (header_len,) = struct.unpack("<Q", head)
-        if header_len == 0 or header_len > _MAX_HEADER or 8 + header_len > size:
+        if not fits:
             raise CheckpointError(f"{path}: damaged or truncated safetensors file (header length "
                                   f"{header_len} does not fit in {size} bytes)")
-        raw = f.read(header_len)
+        raise CheckpointError(f"{path}: damaged safetensors file (header is not a JSON object)")
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
