@@ -205,8 +205,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.optimizer.lower() not in OPTIMIZERS:
         raise CLIError(f"unknown optimizer '{args.optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
-    if args.resume is not None and not os.path.isfile(args.resume):
-        raise CLIError(f"checkpoint not found: {args.resume}")
+    if args.resume is not None:
+        if not os.path.isfile(args.resume):
+            raise CLIError(f"checkpoint not found: {args.resume}")
+        from pyvision_engine.io import load
+
+        load(args.resume)  # a damaged checkpoint fails here, before any data is loaded
     if args.threads is not None:
         if args.threads < 1:
             raise CLIError(f"--threads must be at least 1, got {args.threads}")

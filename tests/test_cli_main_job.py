@@ -1,0 +1,82 @@
+"""pyvision-engine train / eval / predict / bench: end to end in subprocesses, and user errors
+as one clear line with a non-zero exit and no traceback."""
+
+import os
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from subprocess_env import run_python
+
+HAS_LAYERS = all(hasattr(pve.nn, n) for n in ("Conv2d", "BatchNorm2d", "MaxPool2d", "CrossEntropyLoss",
+                                              "AdaptiveAvgPool2d", "Dropout"))
+
+
+def cli(*args, timeout=300):
+    return run_python(["-m", "pyvision_engine", *args], timeout=timeout)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], proc.stderr
+
+
+def test_train_errors_are_one_line(tmp_path):
+    assert_one_line_error(cli("train", "--dataset", "mnist", str(tmp_path / "nope")),
+                          "directory not found", "nope")
+    assert_one_line_error(cli("train", "--model", "vgg99"), "unknown model 'vgg99'")
+    assert_one_line_error(cli("train", "--optimizer", "lbfgs"), "unknown optimizer 'lbfgs'", "adam")
+    assert_one_line_error(cli("train", "--dataset", "imagenet"), "unknown dataset")
+    assert_one_line_error(cli("train", "--dataset", "cifar10"), "needs a directory")
+    assert_one_line_error(cli("train", "--dataset", "cifar10", str(tmp_path)), "CIFAR10", "missing")
+
+
+def test_corrupt_checkpoint_and_weights_are_one_line(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x00" * 5)
+    assert_one_line_error(cli("train", "--resume", str(bad)), "bad.ckpt")
+    assert_one_line_error(cli("train", "--resume", str(tmp_path / "missing.ckpt")), "not found")
+    assert_one_line_error(cli("eval", "--weights", str(bad)), "bad.ckpt")
+    pickled = tmp_path / "model.safetensors"
+    pickled.write_bytes(b"\x80\x04\x95" + b"\x00" * 40)
+    assert_one_line_error(cli("predict", "--weights", str(pickled), "x.png"), "pickle")
+
+
+def test_bench_lists_the_new_benchmarks():
+    assert_one_line_error(cli("bench", "nope"), "train", "infer")
+
+
+@pytest.mark.skipif(not HAS_LAYERS, reason="needs the conv/layers modules")
+def test_train_eval_predict_end_to_end(tmp_path):
+    out = tmp_path / "digits.safetensors"
+    ckpt = tmp_path / "last.ckpt"
+    proc = cli("train", "--epochs", "2", "--quiet", "--out", str(out), "--checkpoint", str(ckpt),
+               "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy" in proc.stdout and "train images/s" in proc.stdout
+    assert out.is_file() and ckpt.is_file()
+    # resuming the finished run to 3 epochs trains exactly one more epoch
+    proc = cli("train", "--epochs", "3", "--quiet", "--resume", str(ckpt), "--checkpoint", str(ckpt))
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed from" in proc.stdout and "epoch 3/3" in proc.stdout and "epoch 2/3" not in proc.stdout
+    proc = cli("eval", "--weights", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "top-1" in proc.stdout and "confusion matrix" in proc.stdout
+    from pyvision_engine.data.datasets import Digits
+
+    test = Digits(train=False)
+    np.save(tmp_path / "x.npy", test.data[:3, :, :, 0])
+    proc = cli("predict", "--weights", str(out), str(tmp_path / "x.npy"), "--topk", "2")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3 and all("x.npy[" in line and "(" in line for line in lines)
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(test.data[0, :, :, 0]).resize((32, 32)).save(tmp_path / "d.png")
+    proc = cli("predict", "--weights", str(out), str(tmp_path / "d.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(str(tmp_path / "d.png"))
