@@ -171,7 +171,7 @@ def test_load_state_dict_rejects_mismatched_groups():
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop",
                                   "Adagrad", "Adadelta"])
-def test_nonfinite_gradients_propagate_without_crash(name, optim_isa):
+def test_nonfinite_gradients_propagate_without_crash(name, isa):
     p = pve.nn.Parameter(np.linspace(-1, 1, 37).astype(np.float32))
     kwargs = {"lr": 0.1, "momentum": 0.9} if name == "SGD" else {}
     opt = getattr(optim, name)([p], **kwargs)

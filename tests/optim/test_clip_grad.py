@@ -29,7 +29,7 @@ def _setup(arena: bool, seed=0, scale=1.0):
 
 @pytest.mark.parametrize("arena", [True, False], ids=["arena", "per-tensor"])
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
-def test_clip_grad_norm_matches_numpy(arena, norm_type, optim_isa):
+def test_clip_grad_norm_matches_numpy(arena, norm_type, isa):
     params, grads = _setup(arena)
     assert (len(_grad_buffers(params)) == 1) == arena  # one fused reduction over the arena
     flat = np.concatenate([g.reshape(-1) for g in grads]).astype(np.float64)

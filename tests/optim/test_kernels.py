@@ -60,7 +60,7 @@ def test_vector_kernels_match_scalar_kernel(n):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_grad_norm_and_triad_kernels(optim_isa):
+def test_grad_norm_and_triad_kernels(isa):
     rng = np.random.default_rng(0)
     g = rng.standard_normal(1_000_003).astype(np.float32)
     np.testing.assert_allclose(_C.grad_norm_part(g, 2.0), float((g.astype(np.float64) ** 2).sum()),

@@ -19,7 +19,7 @@ from reference import optim_reference as R
     ("RMSprop", dict(lr=0.001, centered=True), 1, 0.3),
     ("SGD", dict(lr=0.05), 6, 1.0),
 ])
-def test_lookahead_matches_reference(name, hp, k, alpha, optim_isa):
+def test_lookahead_matches_reference(name, hp, k, alpha, isa):
     init = problem.initial_params()
     ref_params = [p.copy() for p in init]
     ref = R.Lookahead(R.make(name, **hp), ref_params, k=k, alpha=alpha)
@@ -27,7 +27,7 @@ def test_lookahead_matches_reference(name, hp, k, alpha, optim_isa):
     ours, opt, _ = runner.run_pve(
         name, hp, 50, True, make_opt=lambda ps: optim.Lookahead(
             getattr(optim, name)(ps, **hp), k=k, alpha=alpha))
-    if optim_isa == "scalar":
+    if isa == "scalar":
         np.testing.assert_array_equal(np.stack(ours), np.stack(expected))
     else:  # FMA in the inner rule and in the sync: see test_trajectories.py
         np.testing.assert_allclose(np.stack(ours), np.stack(expected), rtol=3e-4, atol=1e-6)

@@ -35,7 +35,7 @@ def _steps(opt, params, start, stop):
 
 @pytest.mark.parametrize("name,hp", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("lookahead", [False, True], ids=["plain", "lookahead"])
-def test_resume_is_bit_identical(name, hp, lookahead, optim_isa):
+def test_resume_is_bit_identical(name, hp, lookahead, isa):
     def build(params):
         inner = getattr(optim, name)(params, **hp)
         return optim.Lookahead(inner, k=4, alpha=0.6) if lookahead else inner

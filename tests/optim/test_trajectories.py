@@ -28,6 +28,8 @@ import configs
 import runner
 from reference import optim_reference as R
 
+pytestmark = pytest.mark.kernels
+
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "golden", "optim_trajectories.npz")
 IDS = [configs.config_id(i) for i in range(len(configs.CONFIGS))]
 
@@ -42,13 +44,13 @@ def assert_trajectory_close(actual, expected, exact: bool) -> None:
 
 
 @pytest.mark.parametrize("index", range(len(configs.CONFIGS)), ids=IDS)
-def test_matches_reference_at_every_isa(index, optim_isa):
+def test_matches_reference_at_every_isa(index, isa):
     name, hp = configs.CONFIGS[index]
     ref = runner.run_reference(R.make(name, **hp), configs.STEPS, configs.SNAPSHOTS)
     fused, opt, _ = runner.run_pve(name, hp, configs.STEPS, True, configs.SNAPSHOTS)
     # The gradients came through autograd into the arena: one call per group.
     assert opt._layouts[0].owns_all()
-    assert_trajectory_close(fused, ref, exact=optim_isa == "scalar")
+    assert_trajectory_close(fused, ref, exact=isa == "scalar")
     # Per-tensor path (gradients assigned, not in the arena): same bits.
     per_tensor, _, _ = runner.run_pve(name, hp, configs.STEPS, False, configs.SNAPSHOTS)
     np.testing.assert_array_equal(np.stack(per_tensor), np.stack(fused))
@@ -83,7 +85,7 @@ def test_params_without_grad_are_skipped(name, hp):
         assert float(opt.state[params[0]]["step"]) == 40.0
 
 
-def test_many_params_large_buffers_all_isas(optim_isa):
+def test_many_params_large_buffers_all_isas(isa):
     """Multi-threaded kernels over a buffer large enough to split across threads."""
     import pyvision_engine as pve
 
@@ -103,7 +105,7 @@ def test_many_params_large_buffers_all_isas(optim_isa):
             opt.zero_grad()
             ref.step(ref_params, [np.sin(p * (t + 1)).astype(np.float32) for p in ref_params])
         for p, r in zip(params, ref_params):
-            if optim_isa == "scalar":
+            if isa == "scalar":
                 np.testing.assert_array_equal(p.detach().numpy(), r)
             else:
                 np.testing.assert_allclose(p.detach().numpy(), r, rtol=1e-5, atol=1e-6)
