@@ -237,6 +237,28 @@ def _progress(iterable: Iterable, total: Optional[int], desc: str, enabled: bool
                 file=sys.stderr, unit="batch")
 
 
+def set_mode(model: Any, training: bool) -> None:
+    """``model.train(training)``, and also each submodule's own ``train`` override.
+
+    Layers that cache derived state for inference (packed or folded convolution
+    weights) drop it in their ``train()``; calling every override makes sure an
+    evaluation after optimizer steps never sees weights from before them."""
+    if not hasattr(model, "train"):
+        return
+    base = None
+    try:
+        from pyvision_engine.nn.module import Module
+
+        base = Module.train
+    except ImportError:  # pragma: no cover
+        pass
+    modules = list(model.modules()) if hasattr(model, "modules") else []
+    for m in modules:
+        if base is not None and getattr(type(m), "train", base) is not base and m is not model:
+            m.train(training)
+    model.train(training)
+
+
 def _current_lr(optimizer: Any) -> Optional[float]:
     groups = getattr(optimizer, "param_groups", None)
     if groups:
@@ -316,7 +338,7 @@ def fit(model: Any, train_loader: Any, optimizer: Any, loss_fn: Optional[Callabl
     params = [p for p in model.parameters() if p.requires_grad]
     for epoch in range(start_epoch, epochs):
         state.epoch = epoch
-        model.train()
+        set_mode(model, True)
         total = None
         try:
             total = len(train_loader)
@@ -405,8 +427,8 @@ def evaluate(model: Any, loader: Any, loss_fn: Optional[Callable] = None,
     if not hasattr(loader, "__iter__"):
         raise TypeError(f"evaluate: loader must be iterable, got {type(loader).__name__}")
     was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
+    if was_training:  # already in eval mode: keep the layers' inference caches
+        set_mode(model, False)
     n = top1 = top5 = 0
     loss_sum = 0.0
     preds: List[np.ndarray] = []
@@ -435,8 +457,8 @@ def evaluate(model: Any, loader: Any, loss_fn: Optional[Callable] = None,
             if bar is not None:
                 bar.close()
     finally:
-        if was_training and hasattr(model, "train"):
-            model.train()
+        if was_training:
+            set_mode(model, True)
     classes = classes or 0
     cm = confusion_matrix(np.concatenate(preds) if preds else np.zeros(0, np.int64),
                           np.concatenate(trues) if trues else np.zeros(0, np.int64), classes)
@@ -466,8 +488,8 @@ def predict(model: Any, inputs: Any, batch_size: int = 256, topk: Optional[int] 
     if topk is not None and (not isinstance(topk, numbers.Integral) or topk < 1):
         raise ValueError(f"predict: topk must be a positive int, got {topk!r}")
     was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
+    if was_training:  # already in eval mode: keep the layers' inference caches
+        set_mode(model, False)
     chunks: List[np.ndarray] = []
     try:
         with no_grad():
@@ -483,8 +505,8 @@ def predict(model: Any, inputs: Any, batch_size: int = 256, topk: Optional[int] 
                     xb = batch[0] if isinstance(batch, (tuple, list)) else batch
                     chunks.append(_softmax(_logits_array(model(xb))))
     finally:
-        if was_training and hasattr(model, "train"):
-            model.train()
+        if was_training:
+            set_mode(model, True)
     if not chunks:
         raise ValueError("predict: no inputs")
     probs = np.concatenate(chunks)

@@ -96,13 +96,14 @@ def test_eval_outputs_match_torch(name, shape):
     mine.eval()
     ref.eval()
     x = rng.standard_normal(shape).astype(np.float32)
-    got = mine(x).numpy()
+    with pve.no_grad():
+        got = mine(x).numpy()
     with torch.no_grad():
         want = ref(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(want).max()))
 
 
-@pytest.mark.parametrize("name, shape", [("resnet20", (4, 3, 16, 16)), ("resnet18", (2, 3, 32, 32)),
+@pytest.mark.parametrize("name, shape", [("resnet20", (4, 3, 16, 16)), ("resnet18", (4, 3, 64, 64)),
                                          ("lenet5", (3, 1, 28, 28))])
 def test_train_mode_gradients_match_torch(name, shape):
     import torch
