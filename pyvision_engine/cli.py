@@ -236,7 +236,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.model} ({n_params:,} parameters) on {spec.name}: {len(train_set)} train / "
           f"{len(test_set)} test images, {spec.channels}x{spec.size}x{spec.size}, {num_classes} classes; "
-          f"{type(optimizer).__name__} lr {optimizer.param_groups[0]['lr']:g}; "
+          f"{type(optimizer).__name__} lr {args.lr if args.lr is not None else DEFAULT_LR[args.optimizer.lower()]:g}"
+          f"{' (' + args.scheduler + ' schedule)' if args.scheduler != 'none' else ''}; "
           f"{pve.get_num_threads()} threads; data ready in {time.perf_counter() - t_load:.1f} s",
           flush=True)
     callbacks = []
