@@ -246,7 +246,7 @@ class _PointwiseLoss(Function):
         xb, tb = np.broadcast_arrays(x, t)
         loss = f(xb, tb)
         ctx.x, ctx.t, ctx.df, ctx.reduction, ctx.shape = x, t, df, reduction, xb.shape
-        return np.ascontiguousarray(_reduce(loss.astype(_F32), reduction))
+        return np.array(_reduce(loss.astype(_F32), reduction), dtype=_F32, order="C")
 
     @staticmethod
     def backward(ctx, g):
@@ -328,7 +328,7 @@ class _BCEWithLogits(Function):
         if weight is not None:
             loss = loss * weight
         ctx.saved = (x64, t64, sp, weight, pos_weight, reduction, loss.shape)
-        return np.ascontiguousarray(_reduce(loss.astype(_F32), reduction))
+        return np.array(_reduce(loss.astype(_F32), reduction), dtype=_F32, order="C")
 
     @staticmethod
     def backward(ctx, g):
