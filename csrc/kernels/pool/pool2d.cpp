@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "simd/vec_math.h"
 
@@ -44,6 +45,10 @@ void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s
   const int kh = s.kernel_h, kw = s.kernel_w, dh = s.dilation_h, dw = s.dilation_w, sw = s.stride_w;
   int64_t lo, hi;
   interior_columns(s, &lo, &hi);
+  // Flat offset of each window tap from the window's top-left corner.
+  std::vector<int64_t> tap_offset(kIndex ? static_cast<size_t>(kh) * kw : 0);
+  for (size_t t = 0; t < tap_offset.size(); ++t)
+    tap_offset[t] = static_cast<int64_t>(t / kw) * dh * IW + static_cast<int64_t>(t % kw) * dw;
   for (int64_t oh = 0; oh < s.out_h; ++oh) {
     const int64_t hstart = oh * s.stride_h - s.pad_h;
     const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
@@ -61,18 +66,15 @@ void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s
         for (int c = c0; c < c1; ++c) {
           const int64_t iw = wstart + static_cast<int64_t>(c) * dw;
           const float v = x[ih * IW + iw];
-          if (v > best || std::isnan(v)) {
-            best = v;
-            bi = ih * IW + iw;
-          }
+          const bool take = v > best || v != v;  // NaN wins, as in torch
+          best = take ? v : best;
+          bi = take ? ih * IW + iw : bi;
         }
       }
       yrow[ow] = best;
       if (kIndex) irow[ow] = bi;
     };
-    for (int64_t ow = 0; ow < lo; ++ow) scalar_window(ow);
-    int64_t ow = lo;
-    for (; ow + W <= hi; ow += W) {
+    auto vector_block = [&](int64_t ow) {
       Vec best = Vec::set1(kNegInf);
       Vec tap = Vec::set1(static_cast<float>(r0 * kw));
       for (int r = r0; r < r1; ++r) {
@@ -88,13 +90,19 @@ void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s
       if (kIndex) {
         float taps[W];
         tap.store(taps);
-        for (int l = 0; l < W; ++l) {
-          const int t = static_cast<int>(taps[l]);
-          const int r = t / kw, c = t % kw;
-          irow[ow + l] = (hstart + static_cast<int64_t>(r) * dh) * IW + (ow + l) * sw - s.pad_w +
-                         static_cast<int64_t>(c) * dw;
-        }
+        const int64_t base = hstart * IW + ow * sw - s.pad_w;
+        for (int l = 0; l < W; ++l)
+          irow[ow + l] = base + l * sw + tap_offset[static_cast<int>(taps[l])];
       }
+    };
+    for (int64_t ow = 0; ow < lo; ++ow) scalar_window(ow);
+    int64_t ow = lo;
+    for (; ow + W <= hi; ow += W) vector_block(ow);
+    // Remainder of the interior: one more block overlapping the previous one
+    // (recomputing a few outputs is cheaper than the scalar loop).
+    if (ow < hi && hi - lo >= W) {
+      vector_block(hi - W);
+      ow = hi;
     }
     for (; ow < OW; ++ow) scalar_window(ow);
   }
@@ -175,13 +183,18 @@ void avg_pool_plane(const float* x, float* y, const Pool2dShape& s, bool include
       // Interior columns share one divisor: full kernel width, same rows.
       const AvgWindow full{0, kw, kw};
       const Vec inv = Vec::set1(1.0f / avg_divisor(hwin, full, include_pad, over));
-      for (; ow + W <= hi; ow += W) {
+      auto vector_block = [&](int64_t o) {
         Vec sum = Vec::zero();
         for (int64_t ih = hwin.start; ih < hwin.end; ++ih) {
-          const float* row = x + ih * IW + ow * sw - s.pad_w;
+          const float* row = x + ih * IW + o * sw - s.pad_w;
           for (int c = 0; c < kw; ++c) sum = sum + load_strided(row + c, sw);
         }
-        (sum * inv).store(yrow + ow);
+        (sum * inv).store(yrow + o);
+      };
+      for (; ow + W <= hi; ow += W) vector_block(ow);
+      if (ow < hi && hi - lo >= W) {
+        vector_block(hi - W);
+        ow = hi;
       }
     }
     for (; ow < OW; ++ow) scalar_window(ow);
