@@ -310,11 +310,11 @@ class Sum(Function):
         out = np.sum(a, axis=dims, keepdims=keepdim)
         if a.dtype == np.bool_:
             out = out.astype(np.int64)
-        return np.ascontiguousarray(out)
+        return np.asarray(out, order="C")
 
     @staticmethod
     def backward(ctx, g):
-        return np.ascontiguousarray(_expand_reduced(g, ctx.shape, ctx.dims, ctx.keepdim)), None, None
+        return np.asarray(_expand_reduced(g, ctx.shape, ctx.dims, ctx.keepdim), order="C"), None, None
 
 
 class Mean(Function):
@@ -324,12 +324,12 @@ class Mean(Function):
         count = a.size if dims is None else int(np.prod([a.shape[d] for d in dims]))
         ctx.count = count
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.ascontiguousarray(np.mean(a, axis=dims, keepdims=keepdim, dtype=np.float32))
+            return np.asarray(np.mean(a, axis=dims, keepdims=keepdim, dtype=np.float32), order="C")
 
     @staticmethod
     def backward(ctx, g):
         grad = _expand_reduced(g / np.float32(ctx.count), ctx.shape, ctx.dims, ctx.keepdim)
-        return np.ascontiguousarray(grad), None, None
+        return np.asarray(grad, order="C"), None, None
 
 
 class _FullExtreme(Function):
@@ -358,7 +358,7 @@ class _DimExtreme(Function):
     def forward(ctx, a, indices, dim, keepdim):
         ctx.shape, ctx.indices, ctx.dim, ctx.keepdim = a.shape, indices, dim, keepdim
         values = np.take_along_axis(a, np.expand_dims(indices, dim), axis=dim)
-        return np.ascontiguousarray(values if keepdim else np.squeeze(values, dim))
+        return np.asarray(values if keepdim else np.squeeze(values, dim), order="C")
 
     @staticmethod
     def backward(ctx, g):
@@ -389,7 +389,7 @@ def reduce_extreme(t, dim, keepdim: bool, largest: bool):
     result = MaxResult if largest else MinResult
     if t.ndim == 0:
         return result(values.reshape(()), Tensor._wrap(np.asarray(0, dtype=np.int64)))
-    return result(values, Tensor._wrap(np.ascontiguousarray(idx, dtype=np.int64)))
+    return result(values, Tensor._wrap(np.asarray(idx, dtype=np.int64, order="C")))
 
 
 def arg_extreme(t, dim, keepdim: bool, largest: bool):
@@ -408,7 +408,7 @@ def arg_extreme(t, dim, keepdim: bool, largest: bool):
     out = fn(a, axis=d)
     if keepdim:
         out = np.expand_dims(out, d)
-    return Tensor._wrap(np.ascontiguousarray(out, dtype=np.int64))
+    return Tensor._wrap(np.asarray(out, dtype=np.int64, order="C"))
 
 
 # ----------------------------------------------------------------- shape ops
@@ -438,11 +438,11 @@ class Permute(Function):
     @staticmethod
     def forward(ctx, a, perm):
         ctx.inverse = tuple(np.argsort(perm))
-        return np.ascontiguousarray(np.transpose(a, perm))
+        return np.asarray(np.transpose(a, perm), order="C")
 
     @staticmethod
     def backward(ctx, g):
-        return np.ascontiguousarray(np.transpose(g, ctx.inverse)), None
+        return np.asarray(np.transpose(g, ctx.inverse), order="C"), None
 
 
 class BroadcastTo(Function):
@@ -450,7 +450,7 @@ class BroadcastTo(Function):
     def forward(ctx, a, shape):
         ctx.shape = a.shape
         try:
-            return np.ascontiguousarray(np.broadcast_to(a, shape))
+            return np.asarray(np.broadcast_to(a, shape), order="C")
         except ValueError:
             raise ValueError(f"expand: the shape {a.shape} cannot be expanded to {shape}") from None
 
@@ -464,7 +464,7 @@ class Index(Function):
     def forward(ctx, a, index):
         ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
         try:
-            return np.ascontiguousarray(a[index])
+            return np.asarray(a[index], order="C")
         except IndexError as e:
             raise IndexError(f"index {index!r} is invalid for a tensor of shape {a.shape}: {e}") from None
 
@@ -481,8 +481,8 @@ class Index(Function):
 # -------------------------------------------------------------------- matmul
 def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
     """op(a) @ op(b) for float32 matrices through the native GEMM."""
-    return _C.gemm(np.ascontiguousarray(a, dtype=np.float32),
-                   np.ascontiguousarray(b, dtype=np.float32),
+    return _C.gemm(np.asarray(a, dtype=np.float32, order="C"),
+                   np.asarray(b, dtype=np.float32, order="C"),
                    trans_a=trans_a, trans_b=trans_b)
 
 
@@ -493,8 +493,8 @@ def _batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         out = gemm(a.reshape(-1, a.shape[-1]), b)
         return out.reshape(a.shape[:-1] + (b.shape[1],))
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a3 = np.ascontiguousarray(np.broadcast_to(a, batch + a.shape[-2:])).reshape((-1,) + a.shape[-2:])
-    b3 = np.ascontiguousarray(np.broadcast_to(b, batch + b.shape[-2:])).reshape((-1,) + b.shape[-2:])
+    a3 = np.asarray(np.broadcast_to(a, batch + a.shape[-2:]), order="C").reshape((-1,) + a.shape[-2:])
+    b3 = np.asarray(np.broadcast_to(b, batch + b.shape[-2:]), order="C").reshape((-1,) + b.shape[-2:])
     out = np.empty((a3.shape[0], a.shape[-2], b.shape[-1]), dtype=np.float32)
     for i in range(a3.shape[0]):
         _C.gemm(a3[i], b3[i], out=out[i])
@@ -556,5 +556,5 @@ def matmul(a, b):
             raise TypeError(
                 f"matmul: expected both operands to have the same dtype, got {a.dtype} and {b.dtype}"
             )
-        return Tensor._wrap(np.ascontiguousarray(np.matmul(a._data, b._data)))
+        return Tensor._wrap(np.asarray(np.matmul(a._data, b._data), order="C"))
     return MatMul.apply(a, b)

@@ -48,7 +48,7 @@ def _as_engine_array(data: Any, copy: bool) -> np.ndarray:
         raise TypeError(f"cannot make a tensor from data of dtype {arr.dtype}")
     target = _normalize_dtype(arr.dtype)
     if arr.dtype != target or not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr, dtype=target)
+        arr = np.asarray(arr, dtype=target, order="C")
     return arr
 
 
@@ -75,12 +75,15 @@ class Tensor:
         t = Tensor.__new__(Tensor)
         if array.dtype not in _SUPPORTED_DTYPES or not array.flags.c_contiguous:
             array = _as_engine_array(array, copy=False)
-        t._data = array
-        t._node = None
-        t._retains_grad = False
-        t._grad_slot = None
-        t.grad = None
-        t.requires_grad = False
+        # object.__setattr__ skips the checks in __setattr__: this is the hot
+        # path of every op, and these values need none.
+        set_slot = object.__setattr__
+        set_slot(t, "_data", array)
+        set_slot(t, "_node", None)
+        set_slot(t, "_retains_grad", False)
+        set_slot(t, "_grad_slot", None)
+        set_slot(t, "grad", None)
+        set_slot(t, "requires_grad", False)
         return t
 
     # ----------------------------------------------------------------- basics
@@ -258,8 +261,7 @@ class Tensor:
         dt = _normalize_dtype(dtype)
         if dt == self._data.dtype:
             return self
-        if dt == float32:
-            return _ops.Cast.apply(self, dt)
+        # Only float32 tensors carry gradients, so a cast never needs a tape node.
         return Tensor._wrap(self._data.astype(dt))
 
     def float(self) -> "Tensor":
@@ -437,7 +439,7 @@ class Tensor:
     # Comparisons give bool tensors and are never differentiated.
     def _compare(self, other: Any, ufunc: np.ufunc) -> "Tensor":
         other_array = other._data if isinstance(other, Tensor) else other
-        return Tensor._wrap(np.ascontiguousarray(ufunc(self._data, other_array)))
+        return Tensor._wrap(np.asarray(ufunc(self._data, other_array), order="C"))
 
     def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
         return self._compare(other, np.equal)

@@ -36,7 +36,7 @@ class _Linear(Function):
 
     @staticmethod
     def backward(ctx, g):
-        g2 = np.ascontiguousarray(g.reshape(-1, ctx.weight.shape[0]))
+        g2 = np.asarray(g.reshape(-1, ctx.weight.shape[0]), order="C")
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = _C.gemm(g2, ctx.weight).reshape(ctx.x_shape)
