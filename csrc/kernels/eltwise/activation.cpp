@@ -252,11 +252,13 @@ void softmax_row(const float* x, float* y, int64_t d, bool log) {
   }
   const float s = reduce_add(sum) + tail_sum;
   if (log) {
-    const Vec shift = Vec::set1(mx + std::log(s));
-    for (i = 0; i + W <= d; i += W) (Vec::load(x + i) - shift).store(y + i);
+    // (x - max) - log(sum): subtracting in two steps keeps the precision
+    // of x - max when |max| is large.
+    const Vec logsum = Vec::set1(std::log(s));
+    for (i = 0; i + W <= d; i += W) ((Vec::load(x + i) - vm) - logsum).store(y + i);
     if (i < d) {
       const int k = static_cast<int>(d - i);
-      (Vec::load_partial(x + i, k) - shift).store_partial(y + i, k);
+      ((Vec::load_partial(x + i, k) - vm) - logsum).store_partial(y + i, k);
     }
   } else {
     const Vec inv = Vec::set1(1.0f / s);
@@ -282,10 +284,10 @@ void softmax_columns(const float* x, float* y, int64_t d, int64_t inner, int k, 
     float sm[W], mm[W];
     sum.store(sm);
     m.store(mm);
-    for (int l = 0; l < k; ++l) sm[l] = mm[l] + std::log(sm[l]);
-    const Vec shift = Vec::load_partial(sm, k);
+    for (int l = 0; l < k; ++l) sm[l] = std::log(sm[l]);
+    const Vec logsum = Vec::load_partial(sm, k);
     for (int64_t j = 0; j < d; ++j)
-      (Vec::load_partial(x + j * inner, k) - shift).store_partial(y + j * inner, k);
+      ((Vec::load_partial(x + j * inner, k) - m) - logsum).store_partial(y + j * inner, k);
   } else {
     const Vec inv = Vec::set1(1.0f) / sum;
     for (int64_t j = 0; j < d; ++j)
