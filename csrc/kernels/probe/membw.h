@@ -1,4 +1,4 @@
-// Memory-bandwidth probe: a STREAM-style triad a[i] = b[i] + s * c[i] over
+// Memory-bandwidth probe: a STREAM-style triad a[i] = b[i] + s * c[i] (streaming stores) over
 // arrays far larger than the caches, on a given number of threads.
 #pragma once
 
