@@ -108,16 +108,88 @@ void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s
   }
 }
 
+// Max that propagates NaN from either side (x86 max alone drops one of them).
+inline Vec nan_max(Vec acc, Vec v) { return select(is_nan(acc), acc, max(acc, v)); }
+
+// Values only (inference): separable. Per output row, the max over the valid
+// window rows is taken for every input column (contiguous, full vectors) into
+// `colmax`, then the max over window columns is read from it. Max is
+// associative, so values equal the direct scan's; NaN propagates.
+constexpr int64_t kColmaxRows = 8;  // output rows per vertical pass
+
+void max_pool_plane_values(const float* x, float* y, const Pool2dShape& s, float* colmax) {
+  const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
+  const int kh = s.kernel_h, kw = s.kernel_w, dh = s.dilation_h, dw = s.dilation_w, sw = s.stride_w;
+  int64_t lo, hi;
+  interior_columns(s, &lo, &hi);
+  for (int64_t oh0 = 0; oh0 < s.out_h; oh0 += kColmaxRows) {
+    const int64_t oh1 = std::min(s.out_h, oh0 + kColmaxRows);
+    // Vertical pass for a block of output rows first, the horizontal pass
+    // after: the strided loads then never wait on stores still in flight
+    // (a load spanning two recent stores cannot be forwarded and stalls).
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      const int64_t hstart = oh * s.stride_h - s.pad_h;
+      const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
+      const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
+      float* cm = colmax + (oh - oh0) * IW;
+      int64_t i = 0;
+      auto column_block = [&](int64_t i0, int n) {
+        Vec acc = Vec::set1(kNegInf);
+        for (int r = r0; r < r1; ++r)
+          acc = nan_max(acc, Vec::load_partial(x + (hstart + static_cast<int64_t>(r) * dh) * IW + i0, n));
+        acc.store_partial(cm + i0, n);
+      };
+      for (; i + W <= IW; i += W) column_block(i, W);
+      if (i < IW) column_block(i, static_cast<int>(IW - i));
+    }
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      const float* cm = colmax + (oh - oh0) * IW;
+      float* yrow = y + oh * OW;
+      auto scalar_window = [&](int64_t ow) {
+        const int64_t wstart = ow * sw - s.pad_w;
+        const int c0 = wstart < 0 ? static_cast<int>(ceil_div(-wstart, dw)) : 0;
+        const int c1 = static_cast<int>(std::min<int64_t>(kw, IW > wstart ? ceil_div(IW - wstart, dw) : 0));
+        float best = kNegInf;
+        for (int c = c0; c < c1; ++c) {
+          const float v = cm[wstart + static_cast<int64_t>(c) * dw];
+          best = (v > best || v != v) ? v : best;
+        }
+        yrow[ow] = best;
+      };
+      auto vector_block = [&](int64_t ow) {
+        const float* base = cm + ow * sw - s.pad_w;
+        Vec acc = Vec::set1(kNegInf);
+        for (int c = 0; c < kw; ++c) acc = nan_max(acc, load_strided(base + static_cast<int64_t>(c) * dw, sw));
+        acc.store(yrow + ow);
+      };
+      for (int64_t ow = 0; ow < lo; ++ow) scalar_window(ow);
+      int64_t ow = lo;
+      for (; ow + W <= hi; ow += W) vector_block(ow);
+      if (ow < hi && hi - lo >= W) {
+        vector_block(hi - W);
+        ow = hi;
+      }
+      for (; ow < OW; ++ow) scalar_window(ow);
+    }
+  }
+}
+
 void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const Pool2dShape& s,
                              int threads) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
+  if (indices) {
 #pragma omp parallel for num_threads(t) schedule(static)
-  for (int64_t p = 0; p < s.planes; ++p) {
-    if (indices)
+    for (int64_t p = 0; p < s.planes; ++p)
       max_pool_plane<true>(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
-    else
-      max_pool_plane<false>(x + p * in_plane, y + p * out_plane, nullptr, s);
+    return;
+  }
+#pragma omp parallel num_threads(t)
+  {
+    std::vector<float> colmax(static_cast<size_t>(std::max<int64_t>(s.in_w, 1) * kColmaxRows));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < s.planes; ++p)
+      max_pool_plane_values(x + p * in_plane, y + p * out_plane, s, colmax.data());
   }
 }
 
