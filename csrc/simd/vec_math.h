@@ -5,6 +5,7 @@
 //   Mask                      per-lane predicate (__mmask16, a lane-wide __m256, bool)
 //   cmp_gt/cmp_ge/cmp_lt/cmp_le/is_nan, mask_or, mask_and, select(m, a, b) = m ? a : b
 //   load_strided(p, s)        lanes p[0], p[s], p[2s], ...; reads no element it does not return
+//   reduce_add4(a, b, c, d, out)  four horizontal sums at once
 //   exp, tanh, erf, sigmoid   scalar build: the <cmath> functions (the reference);
 //                             SIMD builds: Cephes-style polynomials, a few ulp
 //                             (erf: <= ~3e-7 absolute), NaN in -> NaN out.
@@ -51,6 +52,18 @@ inline Vec load_strided(const float* p, int stride) {
   return _mm512_i32gather_ps(idx, p, 4);
 }
 
+
+// out[0..3] = horizontal sums of a, b, c, d (one shuffle tree for four vectors).
+inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  auto half = [](__m512 v) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  };
+  __m128 ab = _mm_hadd_ps(half(a.v), half(b.v));
+  __m128 cd = _mm_hadd_ps(half(c.v), half(d.v));
+  _mm_storeu_ps(out, _mm_hadd_ps(ab, cd));
+}
+
 #elif defined(__AVX2__)
 
 using Mask = __m256;  // all-ones lanes where true
@@ -83,6 +96,14 @@ inline Vec load_strided(const float* p, int stride) {
   return _mm256_i32gather_ps(p, idx, 4);
 }
 
+
+inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  auto half = [](__m256 v) { return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); };
+  __m128 ab = _mm_hadd_ps(half(a.v), half(b.v));
+  __m128 cd = _mm_hadd_ps(half(c.v), half(d.v));
+  _mm_storeu_ps(out, _mm_hadd_ps(ab, cd));
+}
+
 #else
 
 using Mask = bool;
@@ -95,6 +116,14 @@ inline Mask mask_or(Mask a, Mask b) { return a || b; }
 inline Mask mask_and(Mask a, Mask b) { return a && b; }
 inline Vec select(Mask m, Vec a, Vec b) { return m ? a : b; }
 inline Vec load_strided(const float* p, int stride) { return *p; }
+
+
+inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  out[0] = a.v;
+  out[1] = b.v;
+  out[2] = c.v;
+  out[3] = d.v;
+}
 
 #endif
 
