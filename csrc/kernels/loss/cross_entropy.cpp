@@ -50,11 +50,14 @@ int64_t cross_entropy_forward_impl(const float* x, int64_t rows, int64_t classes
     const Vec vm = Vec::set1(m);
     Vec se = Vec::zero(), swx = Vec::zero(), sw = Vec::zero(), stx = Vec::zero(), st = Vec::zero();
     const float* pr = probs ? probs + r * classes : nullptr;
-    for (int64_t i = 0; i < classes; i += W) {
-      const int n = static_cast<int>(std::min<int64_t>(W, classes - i));
+    // Full vectors, then one masked tail (masked lanes load 0, and exp of
+    // them is zeroed so it adds nothing).
+    auto accumulate = [&](int64_t i, int n, bool tail) {
       Vec v = Vec::load_partial(xr + i, n);
-      se = se + zero_tail(exp(v - vm), n);
-      Vec w = weight ? Vec::load_partial(weight + i, n) : zero_tail(Vec::set1(1.0f), n);
+      Vec e = exp(v - vm);
+      se = se + (tail ? zero_tail(e, n) : e);
+      Vec w = weight ? Vec::load_partial(weight + i, n)
+                     : (tail ? zero_tail(Vec::set1(1.0f), n) : Vec::set1(1.0f));
       swx = fmadd(w, v, swx);  // sum w_c x_c
       sw = sw + w;             // sum w_c
       if (pr) {
@@ -62,7 +65,10 @@ int64_t cross_entropy_forward_impl(const float* x, int64_t rows, int64_t classes
         stx = fmadd(wt, v, stx);  // sum w_c t_c x_c
         st = st + wt;             // sum w_c t_c
       }
-    }
+    };
+    int64_t i = 0;
+    for (; i + W <= classes; i += W) accumulate(i, W, false);
+    if (i < classes) accumulate(i, static_cast<int>(classes - i), true);
     const float l = m + std::log(reduce_add(se));
     lse[r] = l;
     // -sum w_c logp_c = (sum w_c) lse - sum w_c x_c
