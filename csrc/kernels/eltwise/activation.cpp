@@ -1,5 +1,7 @@
 // Element-wise activations, PReLU and softmax, written once against Vec and
-// compiled per ISA. Work is split into contiguous chunks per thread; outputs
+// compiled per ISA. Work is split into 64 KiB chunks handed out dynamically
+// (a thread descheduled on a shared machine then delays one chunk, not half
+// the op); outputs
 // of large out-of-place calls use non-temporal stores (no read-for-ownership
 // of the destination: the op moves 2 bytes of memory per byte of output, not 3).
 #include "kernels/eltwise/activation.h"
@@ -34,7 +36,7 @@ void parallel_chunks(int64_t n, int threads, Body body) {
   const int t = static_cast<int>(std::min<int64_t>(threads, chunks));
 #pragma omp parallel num_threads(t)
   {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t begin = c * kChunk;
       body(begin, std::min(kChunk, n - begin));
@@ -189,7 +191,7 @@ void prelu_forward_impl(const float* x, const float* weight, float* y, int64_t o
                         int64_t channels, int64_t inner, int threads) {
   const int64_t planes = outer * channels;
   const int t = planes * inner > kChunk ? threads : 1;
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 4)
   for (int64_t p = 0; p < planes; ++p) {
     const Vec a = Vec::set1(weight[p % channels]), zero = Vec::zero();
     map_chunk(x + p * inner, y + p * inner, inner, false,
@@ -202,7 +204,7 @@ void prelu_backward_impl(const float* x, const float* weight, const float* gy, f
                          int threads) {
   const int t = outer * channels * inner > kChunk ? threads : 1;
   // Parallel over channels, so each slope's gradient has one owner.
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 1)
   for (int64_t c = 0; c < channels; ++c) {
     const Vec a = Vec::set1(weight[c]), zero = Vec::zero();
     double acc = 0.0;
@@ -299,12 +301,12 @@ void softmax_forward_impl(const float* x, float* y, int64_t outer, int64_t d, in
                           bool log, int threads) {
   const int t = outer * d * inner > kChunk ? threads : 1;
   if (inner == 1) {
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 8)
     for (int64_t o = 0; o < outer; ++o) softmax_row(x + o * d, y + o * d, d, log);
     return;
   }
   const int64_t blocks = (inner + W - 1) / W;
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 8)
   for (int64_t ob = 0; ob < outer * blocks; ++ob) {
     const int64_t o = ob / blocks, b = (ob % blocks) * W;
     const int k = static_cast<int>(std::min<int64_t>(W, inner - b));
@@ -317,7 +319,7 @@ void softmax_backward_impl(const float* y, const float* gy, float* gx, int64_t o
   const int t = outer * d * inner > kChunk ? threads : 1;
   const int64_t blocks = (inner + W - 1) / W;
   if (inner == 1) {
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 8)
     for (int64_t o = 0; o < outer; ++o) {
       const float* yp = y + o * d;
       const float* gp = gy + o * d;
@@ -337,7 +339,7 @@ void softmax_backward_impl(const float* y, const float* gy, float* gx, int64_t o
     }
     return;
   }
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 8)
   for (int64_t ob = 0; ob < outer * blocks; ++ob) {
     const int64_t o = ob / blocks, b = (ob % blocks) * W;
     const int k = static_cast<int>(std::min<int64_t>(W, inner - b));

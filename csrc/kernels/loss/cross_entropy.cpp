@@ -43,7 +43,7 @@ int64_t cross_entropy_forward_impl(const float* x, int64_t rows, int64_t classes
                                    int threads) {
   int64_t bad = 0;
   const int t = row_threads(rows, classes, threads);
-#pragma omp parallel for num_threads(t) schedule(static) reduction(+ : bad)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 8) reduction(+ : bad)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * classes;
     const float m = row_max(xr, classes);
@@ -108,7 +108,7 @@ void cross_entropy_backward_impl(const float* x, const float* lse, int64_t rows,
     wsum_all = static_cast<double>(classes);
   }
   const float wsum = static_cast<float>(wsum_all);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 8)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * classes;
     float* gr = grad + r * classes;

@@ -49,7 +49,7 @@ inline void shifted_sums(const float* x, int64_t len, float k, double* s1, doubl
 void channel_stats_impl(const float* x, int64_t n, int64_t c, int64_t l, float* mean, float* var,
                         int threads) {
   const int t = work_threads(n * c * l, threads);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 1)
   for (int64_t ch = 0; ch < c; ++ch) {
     // Shift by the channel's first element: sums of squares stay small
     // relative to the mean, so one pass is as accurate as two.
@@ -79,7 +79,7 @@ void channel_affine_impl(const float* u, const float* v, float* out, int64_t n, 
                       planes * l * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
 #pragma omp parallel num_threads(t)
   {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
     for (int64_t p = 0; p < planes; ++p) {
       const int64_t ch = p % c;
       const Vec va = Vec::set1(a[ch]), vd = Vec::set1(d ? d[ch] : 0.0f);
@@ -110,7 +110,7 @@ void channel_affine_impl(const float* u, const float* v, float* out, int64_t n, 
 void channel_grad_sums_impl(const float* x, const float* gy, int64_t n, int64_t c, int64_t l,
                             const float* center, float* sum_gy, float* sum_gy_xc, int threads) {
   const int t = work_threads(n * c * l, threads);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 1)
   for (int64_t ch = 0; ch < c; ++ch) {
     const Vec k = Vec::set1(center[ch]);
     double s1 = 0.0, s2 = 0.0;
@@ -143,7 +143,7 @@ void channel_grad_sums_impl(const float* x, const float* gy, int64_t n, int64_t 
 void layer_norm_forward_impl(const float* x, float* y, int64_t rows, int64_t len, const float* w,
                              const float* b, float eps, float* mean, float* rstd, int threads) {
   const int t = work_threads(rows * len, threads);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 8)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xp = x + r * len;
     float* yp = y + r * len;
@@ -184,7 +184,7 @@ void layer_norm_backward_impl(const float* x, const float* gy, int64_t rows, int
     double* pw = partial.data() + static_cast<size_t>(tid) * 2 * len;
     double* pb = pw + len;
     std::vector<float> hat(len);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (int64_t r = 0; r < rows; ++r) {
       const float* xp = x + r * len;
       const float* gp = gy + r * len;

@@ -179,7 +179,7 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
   if (indices) {
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
     for (int64_t p = 0; p < s.planes; ++p)
       max_pool_plane<true>(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
     return;
@@ -187,7 +187,7 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
 #pragma omp parallel num_threads(t)
   {
     std::vector<float> colmax(static_cast<size_t>(std::max<int64_t>(s.in_w, 1) * kColmaxRows));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 2)
     for (int64_t p = 0; p < s.planes; ++p)
       max_pool_plane_values(x + p * in_plane, y + p * out_plane, s, colmax.data());
   }
@@ -196,7 +196,7 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
 void max_pool2d_backward_impl(const float* gy, const int64_t* indices, float* gx, int64_t planes,
                               int64_t in_hw, int64_t out_hw, int threads) {
   const int t = planes_threads(planes, planes * in_hw, threads);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
   for (int64_t p = 0; p < planes; ++p) {
     float* g = gx + p * in_hw;
     std::memset(g, 0, sizeof(float) * in_hw);
@@ -277,7 +277,7 @@ void avg_pool2d_forward_impl(const float* x, float* y, const Pool2dShape& s, boo
                              int64_t over, int threads) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
   for (int64_t p = 0; p < s.planes; ++p)
     avg_pool_plane(x + p * in_plane, y + p * out_plane, s, include_pad, over);
 }
@@ -286,7 +286,7 @@ void avg_pool2d_backward_impl(const float* gy, float* gx, const Pool2dShape& s, 
                               int64_t over, int threads) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
   for (int64_t p = 0; p < s.planes; ++p) {
     float* g = gx + p * in_plane;
     std::memset(g, 0, sizeof(float) * in_plane);
@@ -314,7 +314,7 @@ void adaptive_max_pool2d_impl(const float* x, float* y, int64_t* indices, int64_
                               int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
                               int threads) {
   const int t = planes_threads(planes, planes * in_h * in_w, threads);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
   for (int64_t p = 0; p < planes; ++p) {
     const float* xp = x + p * in_h * in_w;
     for (int64_t oh = 0; oh < out_h; ++oh) {
@@ -342,7 +342,7 @@ void adaptive_max_pool2d_impl(const float* x, float* y, int64_t* indices, int64_
 void adaptive_avg_pool2d_impl(const float* x, float* y, int64_t planes, int64_t in_h, int64_t in_w,
                               int64_t out_h, int64_t out_w, int threads) {
   const int t = planes_threads(planes, planes * in_h * in_w, threads);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
   for (int64_t p = 0; p < planes; ++p) {
     const float* xp = x + p * in_h * in_w;
     for (int64_t oh = 0; oh < out_h; ++oh) {
@@ -361,7 +361,7 @@ void adaptive_avg_pool2d_impl(const float* x, float* y, int64_t planes, int64_t 
 void adaptive_avg_pool2d_backward_impl(const float* gy, float* gx, int64_t planes, int64_t in_h,
                                        int64_t in_w, int64_t out_h, int64_t out_w, int threads) {
   const int t = planes_threads(planes, planes * in_h * in_w, threads);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
   for (int64_t p = 0; p < planes; ++p) {
     float* g = gx + p * in_h * in_w;
     std::memset(g, 0, sizeof(float) * in_h * in_w);
@@ -396,7 +396,7 @@ void global_avg_pool_impl(const float* x, float* y, int64_t planes, int64_t hw, 
   // Four planes per step share one horizontal-reduction tree: with small
   // planes (7x7 at the end of a ResNet) the reductions dominate otherwise.
   const int64_t groups = planes / 4;
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 64)
   for (int64_t g = 0; g < groups; ++g) {
     const float* xp = x + g * 4 * hw;
     const Vec s0 = plane_sum(xp, hw), s1 = plane_sum(xp + hw, hw);
@@ -412,7 +412,7 @@ void global_avg_pool_backward_impl(const float* gy, float* gx, int64_t planes, i
                                    int threads) {
   const int t = planes_threads(planes, planes * hw, threads);
   const float inv = 1.0f / static_cast<float>(hw);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 64)
   for (int64_t p = 0; p < planes; ++p) {
     const Vec v = Vec::set1(gy[p] * inv);
     float* g = gx + p * hw;
