@@ -255,6 +255,11 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
     const int ti = tid / tn, tj = tid % tn;
     const int64_t m_lo = std::min(m, m_panels * ti / tm * MR);
     const int64_t m_hi = std::min(m, m_panels * (ti + 1) / tm * MR);
+    // Equal A blocks of whole panels, at most MC rows: a short last block
+    // would reuse each B micro-panel it pulls into L1 only a few times.
+    const int64_t my_panels = ceil_div(m_hi - m_lo, MR);
+    const int64_t mc_step =
+        ceil_div(my_panels, std::max<int64_t>(1, ceil_div(my_panels, MC / MR))) * MR;
     float* a_mine = a_pack.get() + a_stride * tid;
     float* bp = b_pack.get();
 
@@ -276,8 +281,8 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
         te.beta = pc == 0 ? beta : 1.0f;
         const bool last = pc + kc == k;
         te.relu = last && ep.relu;
-        for (int64_t ic = m_lo; ic < m_hi; ic += MC) {
-          const int64_t mc = std::min(MC, m_hi - ic);
+        for (int64_t ic = m_lo; ic < m_hi; ic += mc_step) {
+          const int64_t mc = std::min(mc_step, m_hi - ic);
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t i = ic + ir;
             const float* src = trans_a ? a + pc * lda + i : a + i * lda + pc;
