@@ -116,7 +116,8 @@ inline float sum_lanes(VecF v) {
 inline void gemv_dot_rows(const float* x, int64_t ldx, int64_t rows, int64_t k, const float* v,
                           float* y, int num_threads) {
   const int64_t groups = ceil_div(rows, 4);
-  const int threads = useful_threads(static_cast<double>(rows) * k / 4.0, num_threads);
+  // Memory-bound: a second thread pays off from about 64 K matrix elements.
+  const int threads = useful_threads(static_cast<double>(rows) * k * 4.0, num_threads);
   const int64_t k_vec = k - k % (2 * kLanes);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t g = 0; g < groups; ++g) {
@@ -146,7 +147,7 @@ inline void gemv_axpy_rows(const float* x, int64_t ldx, int64_t k, int64_t cols,
                            float* y, int num_threads) {
   constexpr int64_t kChunk = 512;
   const int64_t chunks = ceil_div(cols, kChunk);
-  const int threads = useful_threads(static_cast<double>(cols) * k / 4.0, num_threads);
+  const int threads = useful_threads(static_cast<double>(cols) * k * 4.0, num_threads);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t j0 = ch * kChunk, j1 = std::min(cols, j0 + kChunk);
