@@ -1,5 +1,5 @@
 // AVX-512 SGEMM: a 14 x 32 register tile (28 zmm accumulators + 2 for the B
-// row + 1 broadcast of A = 31 of 32 registers).
+// row + 1 broadcast of A = 31 of 32 registers); 14 x 16 when N <= 16.
 //
 // Per k step: 2 aligned loads of B, 14 broadcasts of A, 28 FMAs. On a core
 // with two 512-bit FMA pipes that is 14 cycles of FMA work against 16 loads,
@@ -97,9 +97,32 @@ struct Config14x32 {
   }
 };
 
+// Narrow C (N <= 16, e.g. a classifier's last Linear layer): one zmm column,
+// so a 32-wide tile would waste half or more of every FMA.
+struct Config14x16 {
+  static constexpr int MR = 14, NR = 16;
+  static constexpr int64_t KC = 1024, MC = 112, NC = 2048;
+  static void ukernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                      int mr, int nr, const TileEpilogue& ep) {
+    ukernel_avx512<14, 1>(kc, ap, bp, c, ldc, mr, nr, ep);
+  }
+};
+
+void gemm_f32_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                     const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                     float* c, int64_t ldc, const GemmEpilogue& ep, int num_threads) {
+  if (n <= 16) {
+    gemm_f32<Config14x16>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep,
+                          num_threads);
+  } else {
+    gemm_f32<Config14x32>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep,
+                          num_threads);
+  }
+}
+
 }  // namespace gemm
 
-PVE_REGISTER_KERNELS { register_kernel(gemm_f32, &gemm::gemm_f32<gemm::Config14x32>); }
+PVE_REGISTER_KERNELS { register_kernel(gemm_f32, &gemm::gemm_f32_avx512); }
 
 }  // namespace PVE_KERNEL_NS
 }  // namespace pve
