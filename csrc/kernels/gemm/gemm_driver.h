@@ -112,31 +112,31 @@ inline float sum_lanes(VecF v) {
   return s;
 }
 
-// y[r] = sum_p x[r * ldx + p] * v[p] for r < rows: 4 rows share each load of v.
+// y[r] = sum_p x[r * ldx + p] * v[p] for r < rows: 8 rows share each load of
+// v, and 8 independent accumulators cover the FMA latency.
 inline void gemv_dot_rows(const float* x, int64_t ldx, int64_t rows, int64_t k, const float* v,
                           float* y, int num_threads) {
-  const int64_t groups = ceil_div(rows, 4);
+  constexpr int kRows = 8;
+  const int64_t groups = ceil_div(rows, kRows);
   // Memory-bound: a second thread pays off from about 64 K matrix elements.
   const int threads = useful_threads(static_cast<double>(rows) * k * 4.0, num_threads);
-  const int64_t k_vec = k - k % (2 * kLanes);
+  const int64_t k_vec = k - k % kLanes;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t g = 0; g < groups; ++g) {
-    const int64_t r0 = g * 4;
-    const int nr = static_cast<int>(std::min<int64_t>(4, rows - r0));
-    const float* xr[4];
-    for (int i = 0; i < 4; ++i) xr[i] = x + (r0 + std::min(i, nr - 1)) * ldx;
-    VecF s0[4] = {}, s1[4] = {};
-    for (int64_t p = 0; p < k_vec; p += 2 * kLanes) {
-      const VecF v0 = load_vec(v + p), v1 = load_vec(v + p + kLanes);
-      for (int i = 0; i < 4; ++i) {
-        s0[i] += load_vec(xr[i] + p) * v0;
-        s1[i] += load_vec(xr[i] + p + kLanes) * v1;
-      }
+    const int64_t r0 = g * kRows;
+    const int nr = static_cast<int>(std::min<int64_t>(kRows, rows - r0));
+    const float* xr[kRows];
+    for (int i = 0; i < kRows; ++i) xr[i] = x + (r0 + std::min(i, nr - 1)) * ldx;
+    VecF s[kRows] = {};
+    for (int64_t p = 0; p < k_vec; p += kLanes) {
+      const VecF vp = load_vec(v + p);
+#pragma GCC unroll 8
+      for (int i = 0; i < kRows; ++i) s[i] += load_vec(xr[i] + p) * vp;
     }
     for (int i = 0; i < nr; ++i) {
-      float s = sum_lanes(s0[i] + s1[i]);
-      for (int64_t p = k_vec; p < k; ++p) s += xr[i][p] * v[p];
-      y[r0 + i] = s;
+      float t = sum_lanes(s[i]);
+      for (int64_t p = k_vec; p < k; ++p) t += xr[i][p] * v[p];
+      y[r0 + i] = t;
     }
   }
 }
