@@ -12,6 +12,7 @@ void bind_pool(py::module_& m);
 void bind_eltwise(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_loss(py::module_& m);
+void bind_optim(py::module_& m);
 }  // namespace pve
 
 PYBIND11_MODULE(_C, m) {
@@ -25,4 +26,5 @@ PYBIND11_MODULE(_C, m) {
   pve::bind_eltwise(m);
   pve::bind_norm(m);
   pve::bind_loss(m);
+  pve::bind_optim(m);
 }

@@ -16,13 +16,14 @@ from pyvision_engine.nn.module import Module, StateDictError
 from pyvision_engine.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from pyvision_engine.nn.padding import ZeroPad2d
 from pyvision_engine.nn.parameter import Buffer, Parameter
+from pyvision_engine.nn import utils
 from pyvision_engine.nn.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
 from pyvision_engine.nn.upsampling import Upsample
 
 __all__ = [
     "Module", "Parameter", "Buffer", "Sequential", "ModuleList", "ModuleDict",
     "Linear", "Identity", "Flatten", "ParameterArena", "StateDictError",
-    "functional", "init",
+    "functional", "init", "utils",
     # layers
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "Hardswish",
