@@ -9,7 +9,6 @@
 #include "bindings/layer_checks.h"
 #include "core/threads.h"
 #include "kernels/eltwise/activation.h"
-#include "kernels/probe/membw.h"
 
 namespace py = pybind11;
 
@@ -21,7 +20,6 @@ PVE_DEFINE_KERNEL(prelu_forward, PreluForwardFn);
 PVE_DEFINE_KERNEL(prelu_backward, PreluBackwardFn);
 PVE_DEFINE_KERNEL(softmax_forward, SoftmaxForwardFn);
 PVE_DEFINE_KERNEL(softmax_backward, SoftmaxBackwardFn);
-PVE_DEFINE_KERNEL(membw_triad, MemBwTriadFn);
 
 namespace {
 
@@ -140,19 +138,6 @@ py::array softmax_bwd(const py::array& y, const py::array& gy, int64_t outer, in
   return gx;
 }
 
-double membw(py::array a, const py::array& b, const py::array& c, int reps, int threads) {
-  static const char* name = "membw_triad";
-  check_f32(a, name, "a", 1, true);
-  const int64_t n = a.size();
-  const float* pb = f32_arg(b, n, name, "b");
-  const float* pc = f32_arg(c, n, name, "c");
-  if (reps < 1 || threads < 1) throw py::value_error("membw_triad: reps and threads must be positive");
-  float* pa = f32_mutable_data(a);
-  auto fn = membw_triad.get();
-  py::gil_scoped_release release;
-  return fn(pa, pb, pc, n, reps, threads);
-}
-
 }  // namespace
 
 void bind_eltwise(py::module_& m) {
@@ -175,8 +160,6 @@ void bind_eltwise(py::module_& m) {
         py::arg("inner"), py::arg("log") = false);
   m.def("softmax_backward", &softmax_bwd, py::arg("output"), py::arg("grad_output"),
         py::arg("outer"), py::arg("dim"), py::arg("inner"), py::arg("log") = false);
-  m.def("membw_triad", &membw, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("reps"),
-        py::arg("threads"), "STREAM triad a = b + s*c; returns bytes moved (time it outside).");
 }
 
 }  // namespace pve

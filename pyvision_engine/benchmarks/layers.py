@@ -9,7 +9,7 @@ run by reading a 256 MiB buffer, so data comes from DRAM as in a real network),
 the speed ratio torch_time / pve_time (> 1: this engine is faster), effective
 GB/s counting the compulsory traffic only (each input read once, each output
 written once), and that as a percentage of the memory bandwidth measured here
-by a STREAM triad probe (``_C.membw_triad``) at the same thread count.
+by a STREAM triad probe (``peak.triad_bandwidth_gbs``) at the same thread count.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 import pyvision_engine as pve
 from pyvision_engine import _C
+from pyvision_engine.benchmarks.peak import triad_bandwidth_gbs
 
 _FLUSH = np.ones(64 << 20, dtype=np.float32)  # 256 MiB, far larger than the L3 cache
 
@@ -55,18 +56,8 @@ def _paired_times(pfn: Callable[[], object], tfn: Optional[Callable[[], object]]
 
 
 def measure_bandwidth(threads: int, n: int = 16 << 20, reps: int = 10) -> float:
-    """Best-of-`reps` STREAM triad bandwidth in GB/s (3 arrays of n floats, 64 MiB each,
-    streaming stores: 12 bytes of DRAM traffic per element)."""
-    a = np.zeros(n, dtype=np.float32)
-    b = np.ones(n, dtype=np.float32)
-    c = np.full(n, 2.0, dtype=np.float32)
-    _C.membw_triad(a, b, c, 1, threads)  # fault the pages in
-    best = 0.0
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        moved = _C.membw_triad(a, b, c, 2, threads)
-        best = max(best, moved / (time.perf_counter() - t0) / 1e9)
-    return best
+    """STREAM triad bandwidth in GB/s over 3 arrays of n floats (64 MiB each: DRAM)."""
+    return triad_bandwidth_gbs(3 * n, threads, reps)
 
 
 def _cases(torch) -> List[Tuple[str, float, Callable, Optional[Callable]]]:
