@@ -20,6 +20,7 @@ from pyvision_engine.tensor import (
 )
 from pyvision_engine import nn  # noqa: E402  (needs the names above)
 from pyvision_engine import optim  # noqa: E402
+from pyvision_engine.nn.functional import cat  # noqa: E402  (torch.cat)
 from pyvision_engine import data  # noqa: E402
 from pyvision_engine.io import load, save  # noqa: E402
 from pyvision_engine import train  # noqa: E402
@@ -32,8 +33,8 @@ __all__ = [
     "empty", "zeros_like", "ones_like", "arange", "float32", "int64", "bool_", "long",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "Function",
     "manual_seed", "initial_seed", "get_rng_state", "set_rng_state",
-    "set_num_threads", "get_num_threads", "info", "matmul", "nn", "optim", "data", "save", "load",
-    "train", "models", "__version__",
+    "set_num_threads", "get_num_threads", "info", "matmul", "cat", "nn", "optim", "data", "save",
+    "load", "train", "models", "__version__",
 ]
 
 

@@ -8,6 +8,10 @@ namespace py = pybind11;
 namespace pve {
 void bind_core(py::module_& m);
 void bind_gemm(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_eltwise(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_loss(py::module_& m);
 void bind_optim(py::module_& m);
 }  // namespace pve
 
@@ -18,5 +22,9 @@ PYBIND11_MODULE(_C, m) {
   pve::initialize_dispatch();
   pve::bind_core(m);
   pve::bind_gemm(m);
+  pve::bind_pool(m);
+  pve::bind_eltwise(m);
+  pve::bind_norm(m);
+  pve::bind_loss(m);
   pve::bind_optim(m);
 }
