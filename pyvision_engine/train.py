@@ -238,25 +238,10 @@ def _progress(iterable: Iterable, total: Optional[int], desc: str, enabled: bool
 
 
 def set_mode(model: Any, training: bool) -> None:
-    """``model.train(training)``, and also each submodule's own ``train`` override.
-
-    Layers that cache derived state for inference (packed or folded convolution
-    weights) drop it in their ``train()``; calling every override makes sure an
-    evaluation after optimizer steps never sees weights from before them."""
-    if not hasattr(model, "train"):
-        return
-    base = None
-    try:
-        from pyvision_engine.nn.module import Module
-
-        base = Module.train
-    except ImportError:  # pragma: no cover
-        pass
-    modules = list(model.modules()) if hasattr(model, "modules") else []
-    for m in modules:
-        if base is not None and getattr(type(m), "train", base) is not base and m is not model:
-            m.train(training)
-    model.train(training)
+    """``model.train(training)`` (which reaches every layer's own ``train`` override, so
+    layers drop inference caches such as packed convolution weights)."""
+    if hasattr(model, "train"):
+        model.train(training)
 
 
 def _current_lr(optimizer: Any) -> Optional[float]:
