@@ -82,3 +82,18 @@ def test_train_eval_predict_end_to_end(tmp_path):
     proc = cli("predict", "--weights", str(out), str(tmp_path / "d.png"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(str(tmp_path / "d.png"))
+
+
+@pytest.mark.skipif(not HAS_LAYERS, reason="needs the conv/layers modules")
+def test_default_train_reaches_98_percent_quickly():
+    # The promise for a fresh install: no arguments, under 60 s on 2 cores, >= 98%.
+    import re
+    import time
+
+    t0 = time.perf_counter()
+    proc = cli("train", "--quiet")
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr
+    accuracy = float(re.search(r"test accuracy ([0-9.]+)%", proc.stdout).group(1))
+    assert accuracy >= 98.0, proc.stdout
+    assert elapsed < 60, elapsed
