@@ -174,3 +174,25 @@ def test_fit_argument_errors():
         fit(model, train, object(), loss)
     with pytest.raises(TypeError, match="Callback"):
         fit(model, train, opt, loss, callbacks=[object()])
+
+
+def test_resume_is_bit_identical_with_adam_lookahead_onecycle_and_clipping(tmp_path):
+    from pyvision_engine.optim import Adam, Lookahead
+    from pyvision_engine.optim.lr_scheduler import OneCycleLR
+
+    def run(epochs, **kw):
+        model, train, val, _, loss = make_run()
+        inner = Adam(model.parameters(), lr=3e-3)
+        opt = Lookahead(inner, k=3, alpha=0.5)
+        sched = OneCycleLR(inner, max_lr=3e-3, total_steps=3 * len(train))
+        fit(model, train, opt, loss, epochs=epochs, scheduler=sched, scheduler_step="batch",
+            clip_grad_norm=1.0, progress=False, **kw)
+        return weights(model), opt.state_dict()
+
+    reference, ref_state = run(3)
+    run(2, checkpoint=str(tmp_path / "c"))
+    resumed, state = run(3, resume=str(tmp_path / "c"))
+    for k in reference:
+        np.testing.assert_array_equal(resumed[k], reference[k], err_msg=k)
+    ckpt = pve.load(tmp_path / "c")
+    assert set(ckpt) >= {"model", "optimizer", "scheduler", "epoch", "rng", "metrics", "extra"}
