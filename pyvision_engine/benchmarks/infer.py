@@ -7,7 +7,7 @@ pve runs under ``pve.no_grad()``; torch under ``torch.inference_mode()``;
 onnxruntime runs the model exported from torch with ``torch.onnx.export`` (needs
 the ``onnx`` and ``onnxruntime`` packages; skipped with a note otherwise), with
 intra_op_num_threads set to the thread count. Reported: median latency in ms
-over ``--repeats`` runs after 2 warm-up runs, images/s, and the speed-ups of pve
+over ``--repeats`` runs after 2 warm-up runs (the engines alternate run by run), images/s, and the speed-ups of pve
 over torch and over onnxruntime (> 1 means pve is faster).
 """
 
@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 import pyvision_engine as pve
-from pyvision_engine.benchmarks.train import median_time, paired_models
+from pyvision_engine.benchmarks.train import paired_medians, paired_models
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2")
 
@@ -83,20 +83,22 @@ def run(threads: Sequence[int], only: Optional[Sequence[str]], batches: Sequence
                         return theirs(x_torch)
             for n in threads:
                 pve.set_num_threads(n)
-                row: Dict[str, Any] = {"model": name, "batch": batch, "threads": n,
-                                       "pve": median_time(run_pve, repeats), "torch": None, "ort": None}
+                run_t = run_ort = None
                 if theirs is not None:
                     import torch
 
                     torch.set_num_threads(n)
-                    row["torch"] = median_time(run_torch, repeats)
+                    run_t = run_torch
                     if with_ort:
                         session = _onnx_session(theirs, batch, n)
                         if isinstance(session, str):
                             notes.add(f"onnxruntime {session}")
                         else:
                             feed = {"input": x}
-                            row["ort"] = median_time(lambda: session.run(None, feed), repeats)
+                            run_ort = (lambda s=session, f=feed: s.run(None, f))
+                t_pve, t_torch, t_ort = paired_medians([run_pve, run_t, run_ort], repeats)
+                row: Dict[str, Any] = {"model": name, "batch": batch, "threads": n,
+                                       "pve": t_pve, "torch": t_torch, "ort": t_ort}
                 rows.append(row)
     for note in sorted(notes):
         print(note)

@@ -8,7 +8,8 @@ A step is zero_grad + forward + cross-entropy + backward + optimizer step on a
 fixed random batch. Both engines start from the same weights (pve's, copied into
 torch). The torch models are torchvision's when it is installed, else the same
 architectures written with torch.nn (below). Reported: the median step time over
-``--steps`` timed steps after 2 warm-up steps, as images/s, and pve/torch.
+``--steps`` timed steps after 2 warm-up steps, pve and torch steps alternating (so load
+from other processes hits both alike), as images/s, and pve/torch.
 """
 
 from __future__ import annotations
@@ -209,6 +210,27 @@ def median_time(fn: Callable[[], Any], steps: int, warmup: int = 2, budget_s: fl
     return statistics.median(times)
 
 
+def paired_medians(fns: Sequence[Optional[Callable[[], Any]]], steps: int, warmup: int = 2,
+                   budget_s: float = 120.0) -> List[Optional[float]]:
+    """Median time of each callable, timed in alternation (a, b, a, b, ...) so that load
+    from other processes on a shared machine hits every engine alike. None entries
+    are skipped (their median is None)."""
+    live = [(i, f) for i, f in enumerate(fns) if f is not None]
+    for _ in range(warmup):
+        for _, f in live:
+            f()
+    times: List[List[float]] = [[] for _ in fns]
+    start = time.perf_counter()
+    for _ in range(steps):
+        for i, f in live:
+            t0 = time.perf_counter()
+            f()
+            times[i].append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s and len(times[live[0][0]]) >= 3:
+            break  # a slow case on a busy machine: keep at least 3 samples each
+    return [statistics.median(t) if t else None for t in times]
+
+
 def _pve_step(model: Any, optimizer: Any, x: Any, y: Any) -> Callable[[], None]:
     loss_fn = pve.nn.CrossEntropyLoss()
 
@@ -257,13 +279,11 @@ def run(threads: Sequence[int], only: Optional[Sequence[str]], steps: int,
                 step_torch = _torch_step(theirs, topt, torch.from_numpy(x), torch.from_numpy(y))
             for n in threads:
                 pve.set_num_threads(n)
-                t_pve = median_time(step_pve, steps)
-                t_torch = None
                 if step_torch is not None:
                     import torch
 
                     torch.set_num_threads(n)
-                    t_torch = median_time(step_torch, steps)
+                t_pve, t_torch = paired_medians([step_pve, step_torch], steps)
                 rows.append({"model": name, "input": "x".join(map(str, shape)), "batch": batch,
                              "optimizer": "SGD-momentum" if opt_name == "sgd" else "Adam",
                              "threads": n, "pve": batch / t_pve,
