@@ -5,9 +5,14 @@
 See pyvision_engine/benchmarks/train.py for what is measured (also: pyvision-engine bench train).
 """
 
+import os
 import sys
 
-from pyvision_engine.benchmarks.train import main
+# torch brings its own OpenMP runtime: with two in one process, the idle threads of one
+# spinning while the other works would skew both engines' times (set before either loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pyvision_engine.benchmarks.train import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

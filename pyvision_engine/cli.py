@@ -52,6 +52,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from pyvision_engine.benchmarks import run_benchmark
 
+    if args.name in ("train", "infer") and "OMP_WAIT_POLICY" not in os.environ:
+        # These time pve next to torch, which has its own OpenMP runtime; both must wait
+        # passively, and libgomp reads the setting when it loads: start again with it set.
+        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "pyvision_engine", "bench", args.name,
+                                   *args.rest], env)
+
     return run_benchmark(args.name, args.rest)
 
 
