@@ -8,6 +8,7 @@ namespace py = pybind11;
 namespace pve {
 void bind_core(py::module_& m);
 void bind_gemm(py::module_& m);
+void bind_conv(py::module_& m);
 }  // namespace pve
 
 PYBIND11_MODULE(_C, m) {
@@ -17,4 +18,5 @@ PYBIND11_MODULE(_C, m) {
   pve::initialize_dispatch();
   pve::bind_core(m);
   pve::bind_gemm(m);
+  pve::bind_conv(m);
 }

@@ -1,0 +1,360 @@
+// Convolution lowered to GEMM: im2col (general) and pointwise (1x1).
+//
+// im2col never builds the whole column matrix: output pixels are processed in
+// chunks so one chunk's columns (C/g*R*S x cols) stay around 1 MiB, and each
+// chunk is one GEMM with the bias/ReLU epilogue fused. A 1x1, stride-1,
+// unpadded convolution skips the copy entirely and multiplies the input
+// itself (pointwise); 1x1 with stride > 1 gathers the strided pixels only.
+//
+// Threads: when there are at least as many (image, group) items as threads,
+// each thread takes whole items with a single-threaded GEMM and its own
+// scratch slice; otherwise (batch 1) items run one after another and the GEMM
+// and the im2col/col2im loops use all threads. Backward-weight gives each
+// thread a private gradient accumulator, reduced once at the end.
+#include <cstring>
+
+#include <omp.h>
+
+#include "kernels/conv/conv2d.h"
+
+namespace pve {
+namespace PVE_KERNEL_NS {
+namespace {
+
+constexpr int64_t kColumnBudgetFloats = int64_t(1) << 18;  // ~1 MiB of columns per chunk
+
+struct Lowering {
+  int64_t groups, cg, kg;      // channels per group in / out
+  int64_t rows;                // cg * R * S: the GEMM's inner dimension
+  int64_t pixels;              // out_h * out_w
+  int64_t chunk;               // output pixels per GEMM
+  bool direct;                 // pointwise stride 1: the input is the column matrix
+};
+
+bool is_direct_pointwise(const Conv2dShape& s) {
+  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+         s.pad_top == 0 && s.pad_left == 0 && s.out_h == s.in_h && s.out_w == s.in_w;
+}
+
+bool is_pointwise(const Conv2dShape& s) {
+  return s.kernel_h == 1 && s.kernel_w == 1 && s.pad_top == 0 && s.pad_left == 0 &&
+         (s.out_h - 1) * s.stride_h < s.in_h && (s.out_w - 1) * s.stride_w < s.in_w;
+}
+
+Lowering plan(const Conv2dShape& s) {
+  Lowering l;
+  l.groups = s.groups;
+  l.cg = s.in_channels / s.groups;
+  l.kg = s.out_channels / s.groups;
+  l.rows = l.cg * s.kernel_h * s.kernel_w;
+  l.pixels = s.out_h * s.out_w;
+  l.direct = is_direct_pointwise(s);
+  if (l.direct || l.rows * l.pixels <= kColumnBudgetFloats) {
+    l.chunk = l.pixels;
+  } else {
+    int64_t c = kColumnBudgetFloats / (l.rows > 0 ? l.rows : 1);
+    c = c < 64 ? 64 : (c / 16) * 16;
+    l.chunk = c < l.pixels ? c : l.pixels;
+  }
+  return l;
+}
+
+// Items run in parallel (one GEMM each) when they can keep every thread busy.
+bool items_in_parallel(int64_t items, int threads) { return threads > 1 && items >= threads; }
+
+int64_t column_floats(const Lowering& l) { return l.direct ? 0 : l.rows * l.chunk; }
+
+// Columns for output pixels [p0, p0 + cols) of one image and group:
+// col[(c*R + r)*S + s][j] = x[c, ih, iw] (0 outside), row-major, ld = cols.
+// With `parallel`, rows are split over the threads of the enclosing parallel region.
+void im2col_chunk(const Conv2dShape& s, const float* x, int64_t p0, int64_t cols,
+                  int64_t rows, float* col, bool parallel) {
+  const int64_t kk = s.kernel_h * s.kernel_w;
+  auto fill_row = [&](int64_t row) {
+    const int64_t c = row / kk, r = (row % kk) / s.kernel_w, q = row % s.kernel_w;
+    const float* plane = x + c * s.in_h * s.in_w;
+    float* dst = col + row * cols;
+    int64_t j = 0;
+    int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
+    while (j < cols) {
+      const int64_t run = (s.out_w - ow) < (cols - j) ? (s.out_w - ow) : (cols - j);
+      const int64_t ih = oh * s.stride_h - s.pad_top + r * s.dilation_h;
+      if (ih < 0 || ih >= s.in_h) {
+        for (int64_t t = 0; t < run; ++t) dst[j + t] = 0.0f;
+      } else {
+        const float* src = plane + ih * s.in_w;
+        const int64_t off = q * s.dilation_w - s.pad_left;
+        for (int64_t t = 0; t < run; ++t) {
+          const int64_t iw = (ow + t) * s.stride_w + off;
+          dst[j + t] = (iw >= 0 && iw < s.in_w) ? src[iw] : 0.0f;
+        }
+      }
+      j += run;
+      ow = 0;
+      ++oh;
+    }
+  };
+  if (parallel) {
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) fill_row(row);
+  } else {
+    for (int64_t row = 0; row < rows; ++row) fill_row(row);
+  }
+}
+
+// gx[c, ih, iw] += col[(c*R + r)*S + s][j] for output pixels [p0, p0 + cols).
+// Channels are split over threads when `parallel` (a channel's rows stay on
+// one thread, so no two threads add into the same plane).
+void col2im_chunk(const Conv2dShape& s, const float* col, int64_t p0, int64_t cols,
+                  int64_t channels, float* gx, bool parallel) {
+  const int64_t kk = s.kernel_h * s.kernel_w;
+  auto add_channel = [&](int64_t c) {
+    float* plane = gx + c * s.in_h * s.in_w;
+    for (int64_t rs = 0; rs < kk; ++rs) {
+      const int64_t r = rs / s.kernel_w, q = rs % s.kernel_w;
+      const float* src = col + (c * kk + rs) * cols;
+      int64_t j = 0;
+      int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
+      while (j < cols) {
+        const int64_t run = (s.out_w - ow) < (cols - j) ? (s.out_w - ow) : (cols - j);
+        const int64_t ih = oh * s.stride_h - s.pad_top + r * s.dilation_h;
+        if (ih >= 0 && ih < s.in_h) {
+          float* dst = plane + ih * s.in_w;
+          const int64_t off = q * s.dilation_w - s.pad_left;
+          for (int64_t t = 0; t < run; ++t) {
+            const int64_t iw = (ow + t) * s.stride_w + off;
+            if (iw >= 0 && iw < s.in_w) dst[iw] += src[j + t];
+          }
+        }
+        j += run;
+        ow = 0;
+        ++oh;
+      }
+    }
+  };
+  if (parallel) {
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < channels; ++c) add_channel(c);
+  } else {
+    for (int64_t c = 0; c < channels; ++c) add_channel(c);
+  }
+}
+
+// ----------------------------------------------------------------- forward
+void forward_item(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g, float* col,
+                  int gemm_threads, bool parallel_lowering) {
+  const Conv2dShape& s = a.shape;
+  const float* x = a.input + (n * s.in_channels + g * l.cg) * s.in_h * s.in_w;
+  const float* w = a.weight + g * l.kg * l.rows;
+  float* y = a.output + (n * s.out_channels + g * l.kg) * l.pixels;
+  GemmEpilogue ep;
+  if (a.bias) {
+    ep.bias = a.bias + g * l.kg;
+    ep.bias_axis = BiasAxis::per_row;
+  }
+  ep.relu = a.relu;
+  for (int64_t p0 = 0; p0 < l.pixels; p0 += l.chunk) {
+    const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+    const float* b = x + p0;
+    int64_t ldb = s.in_h * s.in_w;
+    if (!l.direct) {
+      if (parallel_lowering) {
+#pragma omp parallel num_threads(gemm_threads)
+        im2col_chunk(s, x, p0, cols, l.rows, col, true);
+      } else {
+        im2col_chunk(s, x, p0, cols, l.rows, col, false);
+      }
+      b = col;
+      ldb = cols;
+    }
+    a.gemm(false, false, l.kg, cols, l.rows, 1.0f, w, l.rows, b, ldb, 0.0f, y + p0, l.pixels,
+           ep, gemm_threads);
+  }
+}
+
+void forward(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Lowering l = plan(s);
+  const int64_t items = s.batch * l.groups;
+  const int64_t col_floats = column_floats(l);
+  if (items_in_parallel(items, a.num_threads)) {
+#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      float* col = a.workspace + omp_get_thread_num() * col_floats;
+      forward_item(a, l, it / l.groups, it % l.groups, col, 1, false);
+    }
+  } else {
+    for (int64_t it = 0; it < items; ++it)
+      forward_item(a, l, it / l.groups, it % l.groups, a.workspace, a.num_threads,
+                   a.num_threads > 1);
+  }
+}
+
+// ----------------------------------------------------------- backward data
+void backward_data_item(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g,
+                        float* col, int threads, bool parallel_lowering) {
+  const Conv2dShape& s = a.shape;
+  const int64_t plane = s.in_h * s.in_w;
+  float* gx = a.grad_input + (n * s.in_channels + g * l.cg) * plane;
+  const float* w = a.weight + g * l.kg * l.rows;
+  const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels;
+  const GemmEpilogue none;
+  if (l.direct) {  // gx = W^T gy, written straight into the gradient
+    a.gemm(true, false, l.rows, l.pixels, l.kg, 1.0f, w, l.rows, gy, l.pixels, 0.0f, gx, plane,
+           none, threads);
+    return;
+  }
+  std::memset(gx, 0, sizeof(float) * l.cg * plane);
+  for (int64_t p0 = 0; p0 < l.pixels; p0 += l.chunk) {
+    const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+    a.gemm(true, false, l.rows, cols, l.kg, 1.0f, w, l.rows, gy + p0, l.pixels, 0.0f, col, cols,
+           none, threads);
+    if (parallel_lowering) {
+#pragma omp parallel num_threads(threads)
+      col2im_chunk(s, col, p0, cols, l.cg, gx, true);
+    } else {
+      col2im_chunk(s, col, p0, cols, l.cg, gx, false);
+    }
+  }
+}
+
+void backward_data(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Lowering l = plan(s);
+  const int64_t items = s.batch * l.groups;
+  const int64_t col_floats = column_floats(l);
+  if (items_in_parallel(items, a.num_threads)) {
+#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      float* col = a.workspace + omp_get_thread_num() * col_floats;
+      backward_data_item(a, l, it / l.groups, it % l.groups, col, 1, false);
+    }
+  } else {
+    for (int64_t it = 0; it < items; ++it)
+      backward_data_item(a, l, it / l.groups, it % l.groups, a.workspace, a.num_threads,
+                         a.num_threads > 1);
+  }
+}
+
+// --------------------------------------------------------- backward weight
+// gw[g] (+)= gy[n, g] (kg x pixels) @ col[n, g]^T (pixels x rows), per chunk.
+void backward_weight_image(const Conv2dArgs& a, const Lowering& l, int64_t n, float* gw,
+                           float* col, int threads, bool parallel_lowering, bool accumulate) {
+  const Conv2dShape& s = a.shape;
+  const GemmEpilogue none;
+  for (int64_t g = 0; g < l.groups; ++g) {
+    const float* x = a.input + (n * s.in_channels + g * l.cg) * s.in_h * s.in_w;
+    const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels;
+    float* gwg = gw + g * l.kg * l.rows;
+    for (int64_t p0 = 0; p0 < l.pixels; p0 += l.chunk) {
+      const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+      const float* b = x + p0;
+      int64_t ldb = s.in_h * s.in_w;
+      if (!l.direct) {
+        if (parallel_lowering) {
+#pragma omp parallel num_threads(threads)
+          im2col_chunk(s, x, p0, cols, l.rows, col, true);
+        } else {
+          im2col_chunk(s, x, p0, cols, l.rows, col, false);
+        }
+        b = col;
+        ldb = cols;
+      }
+      const float beta = (accumulate || p0 > 0) ? 1.0f : 0.0f;
+      a.gemm(false, true, l.kg, l.rows, cols, 1.0f, gy + p0, l.pixels, b, ldb, beta, gwg, l.rows,
+             none, threads);
+    }
+  }
+}
+
+void grad_bias(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const int64_t pixels = s.out_h * s.out_w;
+#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+  for (int64_t k = 0; k < s.out_channels; ++k) {
+    double sum = 0.0;  // bias gradients sum many terms; keep them in double
+    for (int64_t n = 0; n < s.batch; ++n) {
+      const float* g = a.grad_output + (n * s.out_channels + k) * pixels;
+      float part = 0.0f;
+      for (int64_t p = 0; p < pixels; ++p) part += g[p];
+      sum += part;
+    }
+    a.grad_bias[k] = static_cast<float>(sum);
+  }
+}
+
+void backward_weight(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Lowering l = plan(s);
+  const int64_t weight_floats = s.out_channels * l.rows;
+  const int64_t col_floats = column_floats(l);
+  if (a.grad_bias) grad_bias(a);
+  if (items_in_parallel(s.batch, a.num_threads)) {
+    // Thread-private accumulators after the per-thread columns.
+    float* privates = a.workspace + a.num_threads * col_floats;
+    const int threads = a.num_threads;
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num();
+      float* col = a.workspace + t * col_floats;
+      float* acc = privates + t * weight_floats;
+      bool first = true;
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < s.batch; ++n) {
+        backward_weight_image(a, l, n, acc, col, 1, false, !first);
+        first = false;
+      }
+      if (first) std::memset(acc, 0, sizeof(float) * weight_floats);  // no image for t
+#pragma omp barrier
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < weight_floats; ++i) {
+        float sum = 0.0f;
+        for (int u = 0; u < threads; ++u) sum += privates[u * weight_floats + i];
+        a.grad_weight[i] = sum;
+      }
+    }
+  } else {
+    for (int64_t n = 0; n < s.batch; ++n)
+      backward_weight_image(a, l, n, a.grad_weight, a.workspace, a.num_threads,
+                            a.num_threads > 1, n > 0);
+  }
+}
+
+int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
+  const Lowering l = plan(s);
+  const int64_t col = column_floats(l);
+  if (pass == ConvPass::backward_weight) {
+    if (items_in_parallel(s.batch, threads)) return threads * (col + s.out_channels * l.rows);
+    return col;
+  }
+  return items_in_parallel(s.batch * l.groups, threads) ? threads * col : col;
+}
+
+int64_t im2col_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
+  return workspace_floats(pass, s, threads);
+}
+
+int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
+  if (!is_pointwise(s)) return -1;
+  return workspace_floats(pass, s, threads);
+}
+
+void run(ConvPass pass, const Conv2dArgs& a) {
+  switch (pass) {
+    case ConvPass::forward: forward(a); break;
+    case ConvPass::backward_data: backward_data(a); break;
+    case ConvPass::backward_weight: backward_weight(a); break;
+  }
+}
+
+}  // namespace
+
+PVE_REGISTER_KERNELS {
+  register_kernel(conv2d_im2col_workspace, &im2col_workspace);
+  register_kernel(conv2d_im2col_run, &run);
+  register_kernel(conv2d_pointwise_workspace, &pointwise_workspace);
+  register_kernel(conv2d_pointwise_run, &run);
+}
+
+}  // namespace PVE_KERNEL_NS
+}  // namespace pve
