@@ -133,7 +133,7 @@ class Function:
         out = Tensor._wrap(result)
         if record:
             ctx.inputs = tuple(a if isinstance(a, Tensor) and a.requires_grad else None for a in args)
-            out.requires_grad = True
+            object.__setattr__(out, "requires_grad", True)  # float32 by construction
             out._node = ctx
         return out
 

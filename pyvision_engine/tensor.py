@@ -75,12 +75,15 @@ class Tensor:
         t = Tensor.__new__(Tensor)
         if array.dtype not in _SUPPORTED_DTYPES or not array.flags.c_contiguous:
             array = _as_engine_array(array, copy=False)
-        t._data = array
-        t._node = None
-        t._retains_grad = False
-        t._grad_slot = None
-        t.grad = None
-        t.requires_grad = False
+        # object.__setattr__ skips the checks in __setattr__: this is the hot
+        # path of every op, and these values need none.
+        set_slot = object.__setattr__
+        set_slot(t, "_data", array)
+        set_slot(t, "_node", None)
+        set_slot(t, "_retains_grad", False)
+        set_slot(t, "_grad_slot", None)
+        set_slot(t, "grad", None)
+        set_slot(t, "requires_grad", False)
         return t
 
     # ----------------------------------------------------------------- basics
