@@ -65,13 +65,28 @@ Conv2dShape backward_data_as_forward(const Conv2dShape& s) {
   return b;
 }
 
+// Two schedules:
+//  fused  - each thread takes blocks of NT tiles through all three steps with
+//           private V and M; best when the packed weights U fit in L2 and are
+//           re-read per block cheaply (few channels, many tiles);
+//  staged - for big U (many channels, few tiles: 256/512-channel layers) a
+//           chunk of tiles is transformed by all threads into shared V, then
+//           the 36 GEMMs are split over (element, output-channel block) so U
+//           streams from memory once per chunk, then all threads transform
+//           the outputs.
 struct Plan {
-  int64_t c_pad, k_pad;          // channels rounded up to L and KB
+  int64_t c_pad, k_pad;             // channels rounded up to L and KB
   int64_t tiles_h, tiles_w, tiles;  // tiles per image, and in the batch
-  int64_t blocks, slabs, slab_k;    // work split: tile blocks x output-channel slabs
+  bool staged;
+  int64_t chunk;                    // staged: tiles per chunk
+  int64_t blocks, slabs, slab_k;    // fused: tile blocks x output-channel slabs
   int64_t v_floats, m_floats, thread_floats;
   int64_t u_floats;
 };
+
+constexpr int64_t kGemmChannelChunk = 128;  // channels per L1-resident GEMM pass
+constexpr int64_t kFusedMaxWeightBytes = int64_t(1) << 20;  // U beyond ~L2: stage
+constexpr int64_t kStagedChunkBytes = int64_t(8) << 20;     // V + M of one chunk
 
 Plan make_plan(const Conv2dShape& s, int threads) {
   Plan p;
@@ -80,6 +95,22 @@ Plan make_plan(const Conv2dShape& s, int threads) {
   p.tiles_h = (s.out_h + 3) / 4;
   p.tiles_w = (s.out_w + 3) / 4;
   p.tiles = s.batch * p.tiles_h * p.tiles_w;
+  p.u_floats = 36 * p.k_pad * p.c_pad;
+  p.staged = p.u_floats * 4 > kFusedMaxWeightBytes;
+  if (p.staged) {
+    int64_t per_tile = 36 * (p.c_pad + p.k_pad) * 4;
+    int64_t chunk = kStagedChunkBytes / per_tile;
+    chunk = chunk < NT ? NT : chunk / NT * NT;
+    p.chunk = chunk < p.tiles ? chunk : p.tiles;
+    p.v_floats = 36 * p.chunk * p.c_pad;
+    p.m_floats = 36 * p.chunk * p.k_pad;
+    // gather/scatter buffer + one output-channel block's transformed weights
+    // for a channel chunk, when the weights come unpacked
+    p.thread_floats = round_up(64 * L + 36 * kGemmChannelChunk * KB, 16);
+    p.blocks = p.slabs = p.slab_k = 0;
+    return p;
+  }
+  p.chunk = 0;
   p.blocks = (p.tiles + NT - 1) / NT;
   const int64_t k_blocks = p.k_pad / KB;
   p.slabs = 1;
@@ -91,8 +122,13 @@ Plan make_plan(const Conv2dShape& s, int threads) {
   p.v_floats = 36 * NT * p.c_pad;
   p.m_floats = 36 * NT * p.k_pad;
   p.thread_floats = round_up(p.v_floats + p.m_floats + 64 * L, 16);
-  p.u_floats = 36 * p.k_pad * p.c_pad;
   return p;
+}
+
+int64_t workspace_floats(const Plan& p, int threads) {
+  if (p.staged)  // no room for U: staged transforms the weights on the fly
+    return round_up(p.v_floats, 16) + round_up(p.m_floats, 16) + threads * p.thread_floats;
+  return round_up(p.u_floats, 16) + threads * p.thread_floats;
 }
 
 // ------------------------------------------------------------- transforms
@@ -139,79 +175,244 @@ inline void weight_transform_3(const Vec* g, Vec* u) {
 }
 
 // --------------------------------------------------------------- packing
+// U[e][k / KB][c][k % KB] = (G g[k][c] G^T)[e], L output channels at a time:
+// the 9 taps of L consecutive output channels are gathered with a fixed
+// stride (consecutive channels c reuse the same cache lines), transformed in
+// registers and stored as 36 vectors.
+constexpr int64_t kPackC = 16;
+
+// v[lane] = base[lane * stride] for lane < L.
+inline Vec gather_strided(const float* base, int64_t stride) {
+#if defined(__AVX512F__)
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                           12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int>(stride)));
+  return _mm512_i32gather_ps(idx, base, 4);
+#elif defined(__AVX2__)
+  const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                         _mm256_set1_epi32(static_cast<int>(stride)));
+  return _mm256_i32gather_ps(base, idx, 4);
+#else
+  (void)stride;
+  return Vec::load(base);
+#endif
+}
+
+// Transforms output-channel block kb, input channels [c0, c0 + count) into
+// dst[e * e_stride + (c - c0) * KB + lane] (zeros past K and C).
+void transform_weight_block(const Conv2dShape& fwd, const float* weight, bool for_backward_data,
+                            int64_t kb, int64_t c0, int64_t count, float* dst, int64_t e_stride) {
+  const Conv2dShape s = for_backward_data ? backward_data_as_forward(fwd) : fwd;
+  const int64_t C = s.in_channels, K = s.out_channels;
+  // The original weight is [K0][C0][3][3]: (K0, C0) = (K, C) forward; for
+  // backward-data (K0, C0) = (C, K) and the taps are flipped.
+  const int64_t orig_c = fwd.in_channels;
+  const int64_t k_stride = for_backward_data ? 9 : orig_c * 9;  // between output channels
+  const int64_t c_stride = for_backward_data ? orig_c * 9 : 9;  // between input channels
+  const bool gather_ok = k_stride * L < (int64_t(1) << 31);
+  alignas(64) float g[9][L];
+  for (int64_t cc = 0; cc < count; ++cc) {
+    const int64_t c = c0 + cc;
+    float* out_c = dst + cc * KB;
+    for (int64_t h = 0; h < 2; ++h) {
+      const int64_t k0 = kb * KB + h * L;
+      Vec taps[9];
+      if (c < C && k0 + L <= K && gather_ok) {
+        const float* base = weight + k0 * k_stride + c * c_stride;
+        for (int t = 0; t < 9; ++t)
+          taps[t] = gather_strided(base + (for_backward_data ? 8 - t : t), k_stride);
+      } else {
+        for (int64_t lane = 0; lane < L; ++lane) {
+          const int64_t k = k0 + lane;
+          const float* src = weight + k * k_stride + c * c_stride;
+          for (int t = 0; t < 9; ++t)
+            g[t][lane] = (k < K && c < C) ? src[for_backward_data ? 8 - t : t] : 0.0f;
+        }
+        for (int t = 0; t < 9; ++t) taps[t] = Vec::load(g[t]);
+      }
+      Vec col[3][6];  // G applied to each of the 3 columns
+      for (int j = 0; j < 3; ++j) {
+        const Vec in[3] = {taps[j], taps[3 + j], taps[6 + j]};
+        weight_transform_3(in, col[j]);
+      }
+      for (int i = 0; i < 6; ++i) {  // then along each row
+        const Vec in[3] = {col[0][i], col[1][i], col[2][i]};
+        Vec out[6];
+        weight_transform_3(in, out);
+        for (int j = 0; j < 6; ++j) out[j].store(out_c + (i * 6 + j) * e_stride + h * L);
+      }
+    }
+  }
+}
+
 int64_t pack_weights(const Conv2dShape& fwd, const float* weight, float* packed,
                      bool for_backward_data, int threads) {
   const Conv2dShape s = for_backward_data ? backward_data_as_forward(fwd) : fwd;
   const int64_t c_pad = round_up(s.in_channels, L), k_pad = round_up(s.out_channels, KB);
   const int64_t total = 36 * k_pad * c_pad;
   if (!packed) return total;
-  const int64_t C = s.in_channels, K = s.out_channels;
-  const int64_t k_blocks = k_pad / KB;
-  // The original weight is [K0][C0][3][3] with (K0, C0) = (K, C) forward and
-  // (C, K) for backward-data, which also flips the taps.
-  const int64_t orig_c = fwd.in_channels;
+  const int64_t k_blocks = k_pad / KB, c_blocks = (c_pad + kPackC - 1) / kPackC;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t c = 0; c < c_pad; ++c) {
-    alignas(64) float g[9][L];
-    for (int64_t kb = 0; kb < k_blocks; ++kb) {
-      for (int64_t h = 0; h < 2; ++h) {
-        for (int64_t lane = 0; lane < L; ++lane) {
-          const int64_t k = kb * KB + h * L + lane;
-          for (int t = 0; t < 9; ++t) {
-            float v = 0.0f;
-            if (k < K && c < C) {
-              v = for_backward_data ? weight[(c * orig_c + k) * 9 + (8 - t)]
-                                    : weight[(k * orig_c + c) * 9 + t];
-            }
-            g[t][lane] = v;
-          }
-        }
-        Vec col[3][6];  // G applied to each of the 3 columns
-        for (int j = 0; j < 3; ++j) {
-          const Vec in[3] = {Vec::load(g[j]), Vec::load(g[3 + j]), Vec::load(g[6 + j])};
-          weight_transform_3(in, col[j]);
-        }
-        for (int i = 0; i < 6; ++i) {  // then along each row
-          const Vec in[3] = {col[0][i], col[1][i], col[2][i]};
-          Vec out[6];
-          weight_transform_3(in, out);
-          for (int j = 0; j < 6; ++j)
-            out[j].store(packed + ((i * 6 + j) * k_blocks + kb) * c_pad * KB + c * KB + h * L);
-        }
-      }
-    }
+  for (int64_t item = 0; item < k_blocks * c_blocks; ++item) {
+    const int64_t kb = item / c_blocks, c0 = (item % c_blocks) * kPackC;
+    const int64_t count = (c_pad - c0) < kPackC ? (c_pad - c0) : kPackC;
+    transform_weight_block(fwd, weight, for_backward_data, kb, c0, count,
+                           packed + (kb * c_pad + c0) * KB, k_blocks * c_pad * KB);
   }
   return total;
 }
 
 // ------------------------------------------------------------ micro-kernel
-// M[j][k0 .. k0+KB) = sum_c V[j][c] * U[c][0 .. KB) for j < NT.
-inline void gemm_tile(const float* __restrict v, const float* __restrict u, int64_t c_pad,
-                      float* __restrict m, int64_t ldm) {
-  Vec acc[NT][2];
+// M[j][0 .. KB) (+)= sum_{c < cn} V[j][c] * U[c][0 .. KB) for j < ROWS (tiles).
+template <int ROWS>
+void gemm_tile(const float* __restrict v, int64_t ldv, const float* __restrict u, int64_t cn,
+               float* __restrict m, int64_t ldm, bool accumulate) {
+  Vec acc[ROWS][2];
 #pragma GCC unroll 16
-  for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = Vec::zero();
-  for (int64_t c = 0; c < c_pad; ++c) {
+  for (int j = 0; j < ROWS; ++j) acc[j][0] = acc[j][1] = Vec::zero();
+  for (int64_t c = 0; c < cn; ++c) {
     const Vec u0 = Vec::load(u + c * KB), u1 = Vec::load(u + c * KB + L);
 #pragma GCC unroll 16
-    for (int j = 0; j < NT; ++j) {
-      const Vec b = Vec::set1(v[j * c_pad + c]);
+    for (int j = 0; j < ROWS; ++j) {
+      const Vec b = Vec::set1(v[j * ldv + c]);
       acc[j][0] = fmadd(u0, b, acc[j][0]);
       acc[j][1] = fmadd(u1, b, acc[j][1]);
     }
   }
 #pragma GCC unroll 16
-  for (int j = 0; j < NT; ++j) {
+  for (int j = 0; j < ROWS; ++j) {
+    if (accumulate) {
+      acc[j][0] = acc[j][0] + Vec::load(m + j * ldm);
+      acc[j][1] = acc[j][1] + Vec::load(m + j * ldm + L);
+    }
     acc[j][0].store(m + j * ldm);
     acc[j][1].store(m + j * ldm + L);
   }
 }
 
-// ---------------------------------------------------------------- driver
-void convolve(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
-              const float* bias, bool relu, float* y, float* workspace, int threads) {
+template <int R>
+void gemm_rest(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t cn, float* m,
+               int64_t ldm, bool accumulate) {
+  if constexpr (R > 0) {
+    if (rows == R) {
+      gemm_tile<R>(v, ldv, u, cn, m, ldm, accumulate);
+      return;
+    }
+    gemm_rest<R - 1>(rows, v, ldv, u, cn, m, ldm, accumulate);
+  }
+}
+
+// Rows [0, rows) of one element's GEMM for output channels [k0, k0 + KB) over
+// cn channels: full NT-row tiles, then one narrower tile for the rest.
+void gemm_rows_chunk(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t cn,
+                     float* m, int64_t ldm, bool accumulate) {
+  int64_t j = 0;
+  for (; j + NT <= rows; j += NT)
+    gemm_tile<NT>(v + j * ldv, ldv, u, cn, m + j * ldm, ldm, accumulate);
+  if (j < rows) gemm_rest<NT - 1>(rows - j, v + j * ldv, ldv, u, cn, m + j * ldm, ldm, accumulate);
+}
+
+// The same over all channels, in L1-sized chunks (the U and V slices of a
+// chunk are reused by every row tile).
+
+void gemm_rows(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t c_pad, float* m,
+               int64_t ldm) {
+  for (int64_t c0 = 0; c0 < c_pad; c0 += kGemmChannelChunk) {
+    const int64_t cn = (c_pad - c0) < kGemmChannelChunk ? (c_pad - c0) : kGemmChannelChunk;
+    gemm_rows_chunk(rows, v + c0, ldv, u + c0 * KB, cn, m, ldm, c0 > 0);
+  }
+}
+
+// ------------------------------------------------------- per-tile transforms
+// V[e][j][c] (row stride ldv = tiles in the buffer, element stride 36) for
+// tile t, all channels, L at a time.
+void input_tile(const Conv2dShape& s, const Plan& p, const float* x, int64_t t, float* V,
+                int64_t tiles_in_buffer, int64_t j, float* tmp) {
+  const int64_t C = s.in_channels;
   const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
-  const int64_t C = s.in_channels, K = s.out_channels;
+  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
+  const int64_t ih0 = (r / p.tiles_w) * 4 - s.pad_top, iw0 = (r % p.tiles_w) * 4 - s.pad_left;
+  const bool inside = ih0 >= 0 && iw0 >= 0 && ih0 + 6 <= s.in_h && iw0 + 6 <= s.in_w;
+  const int64_t e_stride = tiles_in_buffer * p.c_pad;
+  for (int64_t c0 = 0; c0 < p.c_pad; c0 += L) {
+    for (int64_t lane = 0; lane < L; ++lane) {
+      const int64_t c = c0 + lane;
+      const float* plane = x + (n * C + c) * s.in_h * s.in_w;
+      if (c < C && inside) {
+        const float* src = plane + ih0 * s.in_w + iw0;
+        for (int a = 0; a < 6; ++a)
+          for (int b = 0; b < 6; ++b) tmp[(a * 6 + b) * L + lane] = src[a * s.in_w + b];
+        continue;
+      }
+      for (int a = 0; a < 6; ++a) {
+        for (int b = 0; b < 6; ++b) {
+          const int64_t ih = ih0 + a, iw = iw0 + b;
+          tmp[(a * 6 + b) * L + lane] =
+              (c < C && ih >= 0 && ih < s.in_h && iw >= 0 && iw < s.in_w)
+                  ? plane[ih * s.in_w + iw] : 0.0f;
+        }
+      }
+    }
+    Vec cols[6][6];
+    for (int b = 0; b < 6; ++b) {
+      Vec d[6];
+      for (int a = 0; a < 6; ++a) d[a] = Vec::load(tmp + (a * 6 + b) * L);
+      input_transform_6(d, cols[b]);
+    }
+    float* dst = V + j * p.c_pad + c0;
+    for (int a = 0; a < 6; ++a) {
+      Vec d[6], r6[6];
+      for (int b = 0; b < 6; ++b) d[b] = cols[b][a];
+      input_transform_6(d, r6);
+      for (int b = 0; b < 6; ++b) r6[b].store(dst + (a * 6 + b) * e_stride);
+    }
+  }
+}
+
+// Output channels [k_begin, k_end) of tile t from M[e][j][k] (row stride
+// k_pad, element stride tiles_in_buffer * k_pad): A^T M A, bias, ReLU, NCHW.
+void output_tile(const Conv2dShape& s, const Plan& p, const float* M, int64_t tiles_in_buffer,
+                 int64_t j, int64_t t, int64_t k_begin, int64_t k_end, const float* bias,
+                 bool relu, float* y, float* tmp) {
+  const int64_t K = s.out_channels;
+  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
+  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
+  const int64_t oh0 = (r / p.tiles_w) * 4, ow0 = (r % p.tiles_w) * 4;
+  const int64_t rows = (s.out_h - oh0) < 4 ? (s.out_h - oh0) : 4;
+  const int64_t colsn = (s.out_w - ow0) < 4 ? (s.out_w - ow0) : 4;
+  const int64_t e_stride = tiles_in_buffer * p.k_pad;
+  const Vec zero = Vec::zero();
+  for (int64_t k0 = k_begin; k0 < k_end && k0 < K; k0 += L) {
+    const int64_t lanes = (K - k0) < L ? (K - k0) : L;
+    const float* src = M + j * p.k_pad + k0;
+    Vec cols[6][4];
+    for (int b = 0; b < 6; ++b) {
+      Vec m6[6];
+      for (int a = 0; a < 6; ++a) m6[a] = Vec::load(src + (a * 6 + b) * e_stride);
+      output_transform_6(m6, cols[b]);
+    }
+    const Vec vb = bias ? Vec::load_partial(bias + k0, static_cast<int>(lanes)) : zero;
+    for (int a = 0; a < 4; ++a) {
+      Vec m6[6], o4[4];
+      for (int b = 0; b < 6; ++b) m6[b] = cols[b][a];
+      output_transform_6(m6, o4);
+      for (int b = 0; b < 4; ++b) {
+        Vec o = o4[b] + vb;
+        if (relu) o = max(o, zero);
+        o.store(tmp + (a * 4 + b) * L);
+      }
+    }
+    for (int64_t lane = 0; lane < lanes; ++lane) {
+      float* plane = y + (n * K + k0 + lane) * s.out_h * s.out_w + oh0 * s.out_w + ow0;
+      for (int64_t a = 0; a < rows; ++a)
+        for (int64_t b = 0; b < colsn; ++b) plane[a * s.out_w + b] = tmp[(a * 4 + b) * L + lane];
+    }
+  }
+}
+
+// ---------------------------------------------------------------- drivers
+void convolve_fused(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
+                    const float* bias, bool relu, float* y, float* workspace, int threads) {
   const int64_t k_blocks = p.k_pad / KB;
   const int64_t items = p.blocks * p.slabs;
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -220,95 +421,67 @@ void convolve(const Conv2dShape& s, const Plan& p, const float* x, const float* 
     const int64_t k_begin = slab * p.slab_k;
     const int64_t k_end = (k_begin + p.slab_k) < p.k_pad ? (k_begin + p.slab_k) : p.k_pad;
     if (k_begin >= k_end) continue;
-    float* base = workspace + omp_get_thread_num() * p.thread_floats;
-    float* V = base;
+    float* V = workspace + omp_get_thread_num() * p.thread_floats;
     float* M = V + p.v_floats;
-    float* tmp = M + p.m_floats;  // 36 x L gather / 16 x L scatter buffer
+    float* tmp = M + p.m_floats;
     const int64_t t0 = block * NT;
     const int64_t nt = (p.tiles - t0) < NT ? (p.tiles - t0) : NT;
+    for (int64_t j = 0; j < nt; ++j) input_tile(s, p, x, t0 + j, V, NT, j, tmp);
+    for (int e = 0; e < 36; ++e)
+      for (int64_t k0 = k_begin; k0 < k_end; k0 += KB)
+        gemm_rows(nt, V + e * NT * p.c_pad, p.c_pad, u + (e * k_blocks + k0 / KB) * p.c_pad * KB,
+                  p.c_pad, M + e * NT * p.k_pad + k0, p.k_pad);
+    for (int64_t j = 0; j < nt; ++j)
+      output_tile(s, p, M, NT, j, t0 + j, k_begin, k_end, bias, relu, y, tmp);
+  }
+}
 
-    // 1. Input transform: V[e][j][c] for the block's tiles, L channels at a time.
-    for (int64_t j = 0; j < NT; ++j) {
-      if (j >= nt) {  // keep unused rows finite: the micro-kernel reads them
-        for (int e = 0; e < 36; ++e) std::memset(V + (e * NT + j) * p.c_pad, 0, sizeof(float) * p.c_pad);
-        continue;
-      }
-      const int64_t t = t0 + j;
-      const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
-      const int64_t ih0 = (r / p.tiles_w) * 4 - s.pad_top, iw0 = (r % p.tiles_w) * 4 - s.pad_left;
-      const bool inside = ih0 >= 0 && iw0 >= 0 && ih0 + 6 <= s.in_h && iw0 + 6 <= s.in_w;
-      for (int64_t c0 = 0; c0 < p.c_pad; c0 += L) {
-        for (int64_t lane = 0; lane < L; ++lane) {
-          const int64_t c = c0 + lane;
-          const float* plane = x + (n * C + c) * s.in_h * s.in_w;
-          for (int a = 0; a < 6; ++a) {
-            for (int b = 0; b < 6; ++b) {
-              float v = 0.0f;
-              if (c < C) {
-                const int64_t ih = ih0 + a, iw = iw0 + b;
-                if (inside || (ih >= 0 && ih < s.in_h && iw >= 0 && iw < s.in_w))
-                  v = plane[ih * s.in_w + iw];
-              }
-              tmp[(a * 6 + b) * L + lane] = v;
-            }
+// Packed weights (u != nullptr): the 36 GEMMs go over (element, output-channel
+// block) pairs, each streaming its slice of U once. Unpacked (training): each
+// thread transforms one output-channel block's weights for a channel chunk
+// into an L2-resident buffer and runs all 36 GEMMs on it, so the 4x larger
+// transformed weights never travel through memory at all.
+void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
+                     const Conv2dShape& weight_shape, const float* weight, bool for_backward_data,
+                     const float* bias, bool relu, float* y, float* workspace, int threads) {
+  const int64_t k_blocks = p.k_pad / KB;
+  float* V = workspace;
+  float* M = V + round_up(p.v_floats, 16);
+  float* scratch = M + round_up(p.m_floats, 16);
+  const int64_t out_blocks = (s.out_channels + L - 1) / L;
+#pragma omp parallel num_threads(threads)
+  {
+    float* tmp = scratch + omp_get_thread_num() * p.thread_floats;
+    float* u_local = tmp + 64 * L;
+    for (int64_t t0 = 0; t0 < p.tiles; t0 += p.chunk) {
+      const int64_t nt = (p.tiles - t0) < p.chunk ? (p.tiles - t0) : p.chunk;
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < nt; ++j) input_tile(s, p, x, t0 + j, V, nt, j, tmp);
+      if (u) {
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < 36 * k_blocks; ++item) {
+          const int64_t e = item / k_blocks, kb = item % k_blocks;
+          gemm_rows(nt, V + e * nt * p.c_pad, p.c_pad, u + (e * k_blocks + kb) * p.c_pad * KB,
+                    p.c_pad, M + e * nt * p.k_pad + kb * KB, p.k_pad);
+        }
+      } else {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t kb = 0; kb < k_blocks; ++kb) {
+          for (int64_t c0 = 0; c0 < p.c_pad; c0 += kGemmChannelChunk) {
+            const int64_t cn = (p.c_pad - c0) < kGemmChannelChunk ? (p.c_pad - c0)
+                                                                  : kGemmChannelChunk;
+            transform_weight_block(weight_shape, weight, for_backward_data, kb, c0, cn, u_local,
+                                   cn * KB);
+            for (int e = 0; e < 36; ++e)
+              gemm_rows_chunk(nt, V + e * nt * p.c_pad + c0, p.c_pad, u_local + e * cn * KB, cn,
+                              M + e * nt * p.k_pad + kb * KB, p.k_pad, c0 > 0);
           }
         }
-        Vec cols[6][6];
-        for (int b = 0; b < 6; ++b) {
-          Vec d[6];
-          for (int a = 0; a < 6; ++a) d[a] = Vec::load(tmp + (a * 6 + b) * L);
-          input_transform_6(d, cols[b]);
-        }
-        for (int a = 0; a < 6; ++a) {
-          Vec d[6], r6[6];
-          for (int b = 0; b < 6; ++b) d[b] = cols[b][a];
-          input_transform_6(d, r6);
-          for (int b = 0; b < 6; ++b) r6[b].store(V + ((a * 6 + b) * NT + j) * p.c_pad + c0);
-        }
       }
-    }
-
-    // 2. 36 GEMMs over channels for this slab's output channels.
-    for (int e = 0; e < 36; ++e) {
-      const float* Ve = V + e * NT * p.c_pad;
-      for (int64_t k0 = k_begin; k0 < k_end; k0 += KB) {
-        const float* Ue = u + ((e * k_blocks) + k0 / KB) * p.c_pad * KB;
-        gemm_tile(Ve, Ue, p.c_pad, M + e * NT * p.k_pad + k0, p.k_pad);
-      }
-    }
-
-    // 3. Output transform, bias, ReLU, scatter to NCHW.
-    const Vec zero = Vec::zero();
-    for (int64_t j = 0; j < nt; ++j) {
-      const int64_t t = t0 + j;
-      const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
-      const int64_t oh0 = (r / p.tiles_w) * 4, ow0 = (r % p.tiles_w) * 4;
-      const int64_t rows = (s.out_h - oh0) < 4 ? (s.out_h - oh0) : 4;
-      const int64_t colsn = (s.out_w - ow0) < 4 ? (s.out_w - ow0) : 4;
-      for (int64_t k0 = k_begin; k0 < k_end && k0 < K; k0 += L) {
-        const int64_t lanes = (K - k0) < L ? (K - k0) : L;
-        Vec cols[6][4];
-        for (int b = 0; b < 6; ++b) {
-          Vec m6[6];
-          for (int a = 0; a < 6; ++a) m6[a] = Vec::load(M + ((a * 6 + b) * NT + j) * p.k_pad + k0);
-          output_transform_6(m6, cols[b]);
-        }
-        const Vec vb = bias ? Vec::load_partial(bias + k0, static_cast<int>(lanes)) : zero;
-        for (int a = 0; a < 4; ++a) {
-          Vec m6[6], o4[4];
-          for (int b = 0; b < 6; ++b) m6[b] = cols[b][a];
-          output_transform_6(m6, o4);
-          for (int b = 0; b < 4; ++b) {
-            Vec o = o4[b] + vb;
-            if (relu) o = max(o, zero);
-            o.store(tmp + (a * 4 + b) * L);
-          }
-        }
-        for (int64_t lane = 0; lane < lanes; ++lane) {
-          float* plane = y + (n * K + k0 + lane) * s.out_h * s.out_w + oh0 * s.out_w + ow0;
-          for (int64_t a = 0; a < rows; ++a)
-            for (int64_t b = 0; b < colsn; ++b) plane[a * s.out_w + b] = tmp[(a * 4 + b) * L + lane];
-        }
+#pragma omp for schedule(static)
+      for (int64_t item = 0; item < nt * out_blocks; ++item) {
+        const int64_t j = item / out_blocks, k0 = (item % out_blocks) * L;
+        output_tile(s, p, M, nt, j, t0 + j, k0, k0 + L, bias, relu, y, tmp);
       }
     }
   }
@@ -317,25 +490,29 @@ void convolve(const Conv2dShape& s, const Plan& p, const float* x, const float* 
 int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (!is_winograd_shape(s) || pass == ConvPass::backward_weight) return -1;
   const Conv2dShape f = pass == ConvPass::forward ? s : backward_data_as_forward(s);
-  const Plan p = make_plan(f, threads);
-  return round_up(p.u_floats, 16) + threads * p.thread_floats;
+  return workspace_floats(make_plan(f, threads), threads);
 }
 
 void run(ConvPass pass, const Conv2dArgs& a) {
   const bool bwd = pass == ConvPass::backward_data;
   const Conv2dShape f = bwd ? backward_data_as_forward(a.shape) : a.shape;
   const Plan p = make_plan(f, a.num_threads);
+  const float* x = bwd ? a.grad_output : a.input;
+  float* y = bwd ? a.grad_input : a.output;
+  const float* bias = bwd ? nullptr : a.bias;
+  const bool relu = bwd ? false : a.relu;
+  if (p.staged) {
+    convolve_staged(f, p, x, a.packed_weight, a.shape, a.weight, bwd, bias, relu, y, a.workspace,
+                    a.num_threads);
+    return;
+  }
   const float* u = a.packed_weight;
-  float* rest = a.workspace + round_up(p.u_floats, 16);
   if (!u) {
     pack_weights(a.shape, a.weight, a.workspace, bwd, a.num_threads);
     u = a.workspace;
   }
-  if (bwd) {
-    convolve(f, p, a.grad_output, u, nullptr, false, a.grad_input, rest, a.num_threads);
-  } else {
-    convolve(f, p, a.input, u, a.bias, a.relu, a.output, rest, a.num_threads);
-  }
+  convolve_fused(f, p, x, u, bias, relu, y, a.workspace + round_up(p.u_floats, 16),
+                 a.num_threads);
 }
 
 }  // namespace
