@@ -9,6 +9,7 @@ namespace pve {
 void bind_core(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_optim(py::module_& m);
 }  // namespace pve
 
 PYBIND11_MODULE(_C, m) {
@@ -19,4 +20,5 @@ PYBIND11_MODULE(_C, m) {
   pve::bind_core(m);
   pve::bind_gemm(m);
   pve::bind_conv(m);
+  pve::bind_optim(m);
 }

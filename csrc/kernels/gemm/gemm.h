@@ -5,6 +5,7 @@
 // op(A) is M x K (A is stored K x M when trans_a), op(B) is K x N (N x K when
 // trans_b); all matrices row-major with leading dimensions lda/ldb/ldc.
 // When beta == 0, C is only written, never read (NaN in C does not leak).
+// When k == 0 or alpha == 0, A and B are not read (as in BLAS).
 // The epilogue (bias per row or per column, then ReLU) is applied to each
 // C tile while it is still in registers/cache; convolution reuses it.
 #pragma once

@@ -1,0 +1,66 @@
+"""The machine's measured FP32 FMA peak, per ISA level and thread count.
+
+The probe (``_C.fma_peak_flops``) runs independent chains of vector FMAs on
+each thread; timing it here gives what this machine actually sustains, which
+benchmarks use as the 100% mark instead of a datasheet number.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from pyvision_engine import _C
+
+
+def all_threads() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def probe_gflops(isa: str, threads: int, seconds: float = 0.1) -> float:
+    """One timed run of the probe, sized to last about `seconds`; GFLOP/s."""
+    iterations = 100_000
+    while True:
+        start = time.perf_counter()
+        flops = _C.fma_peak_flops(isa, iterations, threads)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return flops / elapsed / 1e9
+        iterations *= max(2, int(seconds / max(elapsed, 1e-6) * 1.2))
+
+
+def measure_peak(isas=None, thread_counts=None, repeat: int = 5,
+                 seconds: float = 0.1) -> dict:
+    """Median FMA peak in GFLOP/s: ``{isa: {threads: gflops}}``.
+
+    isas defaults to every level this CPU supports, thread_counts to 1 and
+    all cores.
+    """
+    isas = list(isas or _C.supported_isas())
+    if thread_counts is None:
+        thread_counts = sorted({1, all_threads()})
+    result = {}
+    for isa in isas:
+        result[isa] = {}
+        for threads in thread_counts:
+            runs = [probe_gflops(isa, threads, seconds) for _ in range(repeat)]
+            result[isa][threads] = statistics.median(runs)
+    return result
+
+
+def main() -> None:
+    peaks = measure_peak()
+    print("FP32 FMA peak (median of 5 probe runs), GFLOP/s")
+    for isa, by_threads in peaks.items():
+        cells = ", ".join(f"{t} thread{'s' if t > 1 else ''}: {g:.1f}"
+                          for t, g in by_threads.items())
+        print(f"  {isa:7s} {cells}")
+
+
+if __name__ == "__main__":
+    main()

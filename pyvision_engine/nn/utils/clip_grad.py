@@ -1,0 +1,111 @@
+"""clip_grad_norm_ / clip_grad_value_ with torch.nn.utils' semantics.
+
+When the gradients are exactly the gradient buffer of one parameter arena
+(every parameter of the arena has its gradient in its slot, as after a
+backward pass on a model whose optimizer built the arena), the norm is one
+fused reduction over the whole buffer and the scaling one fused pass; the
+arena's zero padding changes neither. Otherwise each gradient is reduced and
+scaled on its own (still in C++).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, List, Optional, Union
+
+import numpy as np
+
+from pyvision_engine import _C
+from pyvision_engine.nn.arena import ALIGN_FLOATS
+from pyvision_engine.tensor import Tensor
+
+__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+
+_TensorOrTensors = Union[Tensor, Iterable[Tensor]]
+
+
+def _grad_buffers(parameters: _TensorOrTensors) -> List[np.ndarray]:
+    """The flat gradient arrays to work on: one span of an arena's gradient
+    buffer when the gradients tile it back to back (padding between them is
+    the arena's zero padding), else one array per gradient."""
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    grads = [p.grad._data for p in params if p.grad is not None]
+    for g in grads:
+        if g.dtype != np.float32 or not g.flags.c_contiguous:
+            raise TypeError("clip_grad: gradients must be float32 and C-contiguous")
+    span = _arena_span(params, grads)
+    if span is not None:
+        return [span]
+    return [g.reshape(-1) for g in grads]
+
+
+def _arena_span(params: List[Tensor], grads: List[np.ndarray]) -> Optional[np.ndarray]:
+    if len(grads) < 2 or len(grads) != len(params):
+        return None
+    if any(p._grad_slot is None or p.grad._data is not p._grad_slot for p in params):
+        return None
+    owner = grads[0].base
+    if owner is None or owner.ndim != 1 or owner.dtype != np.float32 or \
+            any(g.base is not owner for g in grads):
+        return None
+    origin = owner.ctypes.data
+    tiles = sorted(((g.ctypes.data - origin) // 4, g.size) for g in grads)
+    for (start, size), (next_start, _) in zip(tiles, tiles[1:]):
+        if next_start != start + -(-size // ALIGN_FLOATS) * ALIGN_FLOATS:
+            return None  # not back to back: some other data lies between
+    first, (last, last_size) = tiles[0][0], tiles[-1]
+    return owner[first:last + last_size]
+
+
+def clip_grad_norm_(parameters: _TensorOrTensors, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False,
+                    foreach: Optional[bool] = None) -> Tensor:
+    """Scale gradients in place so their total ``norm_type``-norm is at most ``max_norm``.
+
+    The total norm is taken over all gradients together, as if concatenated.
+    Gradients are multiplied by ``min(max_norm / (total + 1e-6), 1)``.
+
+    Args:
+        parameters: a Tensor or an iterable of Tensors whose ``.grad`` to clip.
+        max_norm: the largest allowed norm.
+        norm_type: p of the p-norm (default 2.0); ``inf`` for the max norm.
+        error_if_nonfinite: raise RuntimeError if the total norm is nan or inf.
+        foreach: accepted for torch compatibility.
+
+    Returns:
+        The total norm before clipping, as a 0-d float32 Tensor.
+    """
+    max_norm = float(max_norm)
+    norm_type = float(norm_type)
+    buffers = _grad_buffers(parameters)
+    if not buffers:
+        return Tensor(np.zeros((), dtype=np.float32))
+    if norm_type == math.inf:
+        maxima = [_C.grad_norm_part(b, norm_type) for b in buffers]
+        total = math.nan if any(math.isnan(v) for v in maxima) else max(maxima)
+    elif norm_type == 0.0:
+        total = float(sum(np.count_nonzero(b) for b in buffers))
+    else:
+        parts = sum(_C.grad_norm_part(b, norm_type) for b in buffers)
+        total = parts ** (1.0 / norm_type) if norm_type != 2.0 else math.sqrt(parts)
+    total32 = np.float32(total)
+    if error_if_nonfinite and not np.isfinite(total32):
+        raise RuntimeError(
+            f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, "
+            "so it cannot be clipped. To disable this error and scale the gradients by the "
+            "non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+    # As torch: a float32 coefficient max_norm / (total + 1e-6), clamped to 1.
+    coef = np.float32(max_norm) / (total32 + np.float32(1e-6))
+    coef = min(coef, np.float32(1.0)) if not np.isnan(coef) else coef
+    for b in buffers:
+        _C.grad_scale(b, float(coef))
+    return Tensor(np.array(total32, dtype=np.float32))
+
+
+def clip_grad_value_(parameters: _TensorOrTensors, clip_value: float,
+                     foreach: Optional[bool] = None) -> None:
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (NaN stays NaN)."""
+    clip_value = float(clip_value)
+    for b in _grad_buffers(parameters):
+        _C.grad_clamp(b, clip_value)

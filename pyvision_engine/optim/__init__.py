@@ -1,0 +1,19 @@
+"""pve.optim: torch.optim's optimizers and schedulers over fused C++ update kernels."""
+
+from pyvision_engine.optim import lr_scheduler
+from pyvision_engine.optim.adadelta import Adadelta
+from pyvision_engine.optim.adagrad import Adagrad
+from pyvision_engine.optim.adam import Adam
+from pyvision_engine.optim.adamax import Adamax
+from pyvision_engine.optim.adamw import AdamW
+from pyvision_engine.optim.lookahead import Lookahead
+from pyvision_engine.optim.nadam import NAdam
+from pyvision_engine.optim.optimizer import Optimizer
+from pyvision_engine.optim.radam import RAdam
+from pyvision_engine.optim.rmsprop import RMSprop
+from pyvision_engine.optim.sgd import SGD
+
+__all__ = [
+    "Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad",
+    "Adadelta", "Lookahead", "lr_scheduler",
+]

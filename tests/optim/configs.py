@@ -1,0 +1,46 @@
+"""Optimizer configurations covering every option; shared by the trajectory
+tests, the golden-file generator and the torch parity test."""
+
+from __future__ import annotations
+
+STEPS = 60
+SNAPSHOTS = (1, 10, 30, 60)
+
+CONFIGS = [
+    ("SGD", dict(lr=0.05)),
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01)),
+    ("SGD", dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.05)),
+    ("SGD", dict(lr=0.002, momentum=0.5, maximize=True)),
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
+    ("Adam", dict(lr=0.01, betas=(0.3, 0.9), maximize=True)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("AdamW", dict(lr=0.01)),
+    ("AdamW", dict(lr=0.01, amsgrad=True, weight_decay=0.05)),
+    ("Adamax", dict(lr=0.01)),
+    ("Adamax", dict(lr=0.01, betas=(0.2, 0.95), weight_decay=0.1)),
+    ("Adamax", dict(lr=0.01, maximize=True)),
+    ("NAdam", dict(lr=0.01)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1, momentum_decay=0.01)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("RAdam", dict(lr=0.01)),
+    ("RAdam", dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)),
+    ("RAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    ("RMSprop", dict(lr=0.001)),
+    ("RMSprop", dict(lr=0.001, centered=True)),
+    ("RMSprop", dict(lr=0.001, momentum=0.9, alpha=0.9)),
+    ("RMSprop", dict(lr=0.001, centered=True, momentum=0.5, weight_decay=0.05)),
+    ("Adagrad", dict(lr=0.05)),
+    ("Adagrad", dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=0.01)),
+    ("Adagrad", dict(lr=0.05, maximize=True, eps=1e-6)),
+    ("Adadelta", dict()),
+    ("Adadelta", dict(lr=0.5, rho=0.5, weight_decay=0.01)),
+    ("Adadelta", dict(lr=0.5, eps=1e-4, maximize=True)),
+]
+
+
+def config_id(index: int) -> str:
+    name, hp = CONFIGS[index]
+    opts = ",".join(f"{k}={v}" for k, v in hp.items())
+    return f"{index:02d}-{name}({opts})"

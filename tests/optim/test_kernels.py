@@ -1,0 +1,76 @@
+"""Binding checks and direct kernel tests (every ISA vs the scalar kernel)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyvision_engine import _C
+from pyvision_engine.nn.arena import aligned_empty
+
+
+def test_every_optimizer_kernel_has_all_isa_slots():
+    for name in ["optim_sgd", "optim_adam", "optim_adamax", "optim_nadam", "optim_radam",
+                 "optim_rmsprop", "optim_adagrad", "optim_adadelta", "optim_lookahead_sync",
+                 "grad_norm_part", "grad_scale", "grad_clamp", "triad"]:
+        assert _C.kernel_isas(name) == ["scalar", "avx2", "avx512"][:len(_C.supported_isas())]
+
+
+def test_bindings_check_arrays():
+    p, g, s = (np.zeros(10, np.float32) for _ in range(3))
+    with pytest.raises(TypeError, match="float32"):
+        _C.optim_adagrad(p, g.astype(np.float64), s, -0.1, 1e-10, 0.0, False)
+    with pytest.raises(ValueError, match="expected 10"):
+        _C.optim_adagrad(p, g, np.zeros(9, np.float32), -0.1, 1e-10, 0.0, False)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.optim_adagrad(np.zeros(20, np.float32)[::2], g, s, -0.1, 1e-10, 0.0, False)
+    ro = np.zeros(10, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        _C.optim_adagrad(ro, g, s, -0.1, 1e-10, 0.0, False)
+    with pytest.raises(ValueError, match="required"):
+        _C.optim_sgd(p, g, None, 0.1, 0.9, 0.0, 0.0, False, False, True)
+    with pytest.raises(ValueError, match="required"):
+        _C.optim_adam(p, g, s, s.copy(), None, 0.1, 0.999, 0.001, 0, 1, -0.1, 1.0, 1e-8,
+                      False, False, True)
+
+
+@pytest.mark.parametrize("n", [1, 15, 17, 100_003, 1_000_001])
+def test_vector_kernels_match_scalar_kernel(n):
+    """Each ISA's Adam/RMSprop step on long buffers (threads, tails) against the
+    scalar kernel: identical except FMA rounding (a few ulp)."""
+    rng = np.random.default_rng(n)
+    base = [rng.standard_normal(n).astype(np.float32) for _ in range(4)]
+    base[3] = np.abs(base[3])  # exp_avg_sq >= 0
+    results = {}
+    for isa in _C.supported_isas():
+        previous = _C.active_isa()
+        _C.set_isa(isa)
+        try:
+            p, g, m, v = (b.copy() for b in base)
+            _C.optim_adam(p, g, m, v, None, 0.1, 0.999, 0.001, 0.01, 1.0, -1e-3, 0.5, 1e-8,
+                          False, False, False)
+            q, h, s = base[0].copy(), base[1].copy(), base[3].copy()
+            _C.optim_rmsprop(q, h, s, None, None, 0.99, 0.01, 1e-8, 0.0, 0.0, -0.01, False, False)
+            results[isa] = (p, m, v, q, s)
+        finally:
+            _C.set_isa(previous)
+    for isa, arrays in results.items():
+        for a, b in zip(arrays, results["scalar"]):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_grad_norm_and_triad_kernels(isa):
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal(1_000_003).astype(np.float32)
+    np.testing.assert_allclose(_C.grad_norm_part(g, 2.0), float((g.astype(np.float64) ** 2).sum()),
+                               rtol=1e-6)
+    assert _C.grad_norm_part(g, float("inf")) == float(np.abs(g).max())
+    g[777] = np.nan
+    assert np.isnan(_C.grad_norm_part(g, float("inf")))
+    assert np.isnan(_C.grad_norm_part(g, 2.0))
+    a, b, c = aligned_empty(1000), aligned_empty(1000), aligned_empty(1000)
+    b[:] = 1.0
+    c[:] = 2.0
+    _C.triad(a, b, c, 0.5, True, 2)
+    np.testing.assert_array_equal(a, np.full(1000, 2.0, np.float32))
