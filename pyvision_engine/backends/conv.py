@@ -9,6 +9,11 @@ The rule (``choose_algorithm``), in order:
 3. ``winograd``   3x3, stride 1, dilation 1, groups 1, at least
    ``WINOGRAD_MIN_CHANNELS`` input and output channels, forward and
    backward-data only: F(4x4, 3x3), 4x fewer multiplies than direct.
+   Unless the weights come packed (eval mode), each call transforms them,
+   which costs about as much as ~400 output pixels of direct convolution per
+   channel pair; so layers with many channels and few pixels (ResNet's
+   256/512-channel layers at batch 1) need ``WINOGRAD_UNPACKED_MIN_PIXELS``
+   (N*H*W of the output, or of the input for backward-data).
 4. ``im2col``     everything else (and every backward-weight that is not
    depthwise or pointwise): chunked im2col + GEMM with the epilogue fused.
 
@@ -32,7 +37,7 @@ import threading
 from typing import Iterator, Optional, Sequence, Tuple
 
 __all__ = ["ALGORITHMS", "PASSES", "choose_algorithm", "force_algorithm", "forced_algorithm",
-           "WINOGRAD_MIN_CHANNELS"]
+           "WINOGRAD_MIN_CHANNELS", "WINOGRAD_UNPACKED_MIN_PIXELS", "WINOGRAD_CHEAP_WEIGHTS"]
 
 ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd")
 PASSES = ("forward", "backward_data", "backward_weight")
@@ -40,6 +45,9 @@ PASSES = ("forward", "backward_data", "backward_weight")
 # Below this many channels the 36 per-tile GEMMs are too thin to pay for the
 # transforms (measured with bench/bench_conv.py).
 WINOGRAD_MIN_CHANNELS = 8
+WINOGRAD_UNPACKED_MIN_PIXELS = 384
+# Below this many channel pairs the weight transform is negligible anyway.
+WINOGRAD_CHEAP_WEIGHTS = 64 * 64
 
 
 class _Forced(threading.local):
@@ -77,10 +85,13 @@ def force_algorithm(name: Optional[str]) -> Iterator[None]:
 
 def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Sequence[int],
                      stride: Tuple[int, int], padding: Tuple[int, int, int, int],
-                     dilation: Tuple[int, int], groups: int) -> str:
+                     dilation: Tuple[int, int], groups: int, out_size: Tuple[int, int] = (0, 0),
+                     weights_packed: bool = False) -> str:
     """The family the rule picks for one pass (``forward``, ``backward_data`` or
     ``backward_weight``); shapes are NCHW input and OIHW weight, padding is
-    (top, bottom, left, right). A forced algorithm wins."""
+    (top, bottom, left, right), out_size the output's (H, W); ``weights_packed``:
+    Winograd weights are already transformed (the eval-mode cache). A forced
+    algorithm wins."""
     forced = forced_algorithm()
     if forced is not None:
         return forced
@@ -93,7 +104,13 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
     if (pass_ != "backward_weight" and kernel_h == 3 and kernel_w == 3 and stride == (1, 1)
             and dilation == (1, 1) and groups == 1
             and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS):
-        return "winograd"
+        if pass_ == "forward":
+            pixels = input_shape[0] * out_size[0] * out_size[1]
+        else:
+            pixels = input_shape[0] * input_shape[2] * input_shape[3]
+        if (weights_packed or in_channels * out_channels <= WINOGRAD_CHEAP_WEIGHTS
+                or pixels >= WINOGRAD_UNPACKED_MIN_PIXELS):
+            return "winograd"
     return "im2col"
 
 

@@ -139,7 +139,8 @@ class Conv2d(Module):
         except ValueError:
             return None  # the convolution itself reports the error
         if conv_backend.choose_algorithm("forward", x_shape, weight.shape, geo.stride, geo.pads,
-                                         geo.dilation, geo.groups) != "winograd":
+                                         geo.dilation, geo.groups, geo.out_size,
+                                         weights_packed=True) != "winograd":
             return None
         if _C.conv2d_plan("forward", "winograd", list(x_shape), list(weight.shape), geo.stride,
                           geo.top_left, geo.dilation, geo.groups, geo.out_size)[0] != "winograd":

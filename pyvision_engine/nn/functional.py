@@ -167,9 +167,10 @@ def _conv2d_geometry(x_shape: Tuple[int, ...], w_shape: Tuple[int, ...], stride:
     return _Conv2dGeometry(stride, pads, dilation, groups, out)
 
 
-def _algorithm(pass_: str, x_shape, w_shape, geo: _Conv2dGeometry) -> str:
+def _algorithm(pass_: str, x_shape, w_shape, geo: _Conv2dGeometry,
+               weights_packed: bool = False) -> str:
     name = _conv_backend.choose_algorithm(pass_, x_shape, w_shape, geo.stride, geo.pads,
-                                          geo.dilation, geo.groups)
+                                          geo.dilation, geo.groups, geo.out_size, weights_packed)
     _conv_backend._report(pass_, x_shape, w_shape, name)
     return name
 
@@ -180,7 +181,9 @@ class _Conv2d(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, geometry=None, relu=False, packed=None):
         geo = geometry
-        algorithm = _algorithm("forward", x.shape, weight.shape, geo)
+        algorithm = _algorithm("forward", x.shape, weight.shape, geo, packed is not None)
+        if algorithm != "winograd":
+            packed = None
         y = _C.conv2d_forward(x, weight, bias, geo.stride, geo.top_left, geo.dilation, geo.groups,
                               geo.out_size, algorithm, relu, packed)
         if any(ctx.needs_input_grad):
@@ -249,10 +252,11 @@ def conv2d(input: Any, weight: Any, bias: Optional[Any] = None, stride: Any = 1,
 
 def conv2d_algorithm(input_shape: Sequence[int], weight_shape: Sequence[int], stride: Any = 1,
                      padding: Any = 0, dilation: Any = 1, groups: int = 1,
-                     pass_: str = "forward") -> str:
+                     pass_: str = "forward", weights_packed: bool = False) -> str:
     """The kernel family that runs ``pass_`` (forward, backward_data, backward_weight)
     for this configuration: the rule's (or the forced) choice, after a family that
-    cannot take the shape has fallen back to im2col."""
+    cannot take the shape has fallen back to im2col. ``weights_packed``: as for an
+    eval-mode Conv2d under no_grad, whose Winograd weights are cached."""
     x_shape = tuple(input_shape)
     if len(x_shape) == 3:
         x_shape = (1,) + x_shape
@@ -261,7 +265,8 @@ def conv2d_algorithm(input_shape: Sequence[int], weight_shape: Sequence[int], st
     if pass_ not in _conv_backend.PASSES:
         raise ValueError(f"conv2d_algorithm: pass_ must be one of {_conv_backend.PASSES}")
     wanted = _conv_backend.choose_algorithm(pass_, x_shape, tuple(weight_shape), geo.stride,
-                                            geo.pads, geo.dilation, geo.groups)
+                                            geo.pads, geo.dilation, geo.groups, geo.out_size,
+                                            weights_packed)
     family, _ = _C.conv2d_plan(pass_, wanted, list(x_shape), list(weight_shape), geo.stride,
                                geo.top_left, geo.dilation, geo.groups, geo.out_size)
     return family
