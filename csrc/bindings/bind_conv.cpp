@@ -31,6 +31,8 @@ PVE_DEFINE_KERNEL(conv2d_depthwise_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_winograd_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_winograd_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_winograd_pack, Conv2dPackFn);
+PVE_DEFINE_KERNEL(conv2d_direct_workspace, Conv2dWorkspaceFn);
+PVE_DEFINE_KERNEL(conv2d_direct_run, Conv2dRunFn);
 
 namespace {
 
@@ -75,6 +77,7 @@ const std::vector<Family>& families() {
       {"pointwise", &conv2d_pointwise_workspace, &conv2d_pointwise_run},
       {"depthwise", &conv2d_depthwise_workspace, &conv2d_depthwise_run},
       {"winograd", &conv2d_winograd_workspace, &conv2d_winograd_run},
+      {"direct", &conv2d_direct_workspace, &conv2d_direct_run},
   };
   return f;
 }
@@ -83,7 +86,7 @@ const Family& family(const std::string& name) {
   for (const Family& f : families())
     if (name == f.name) return f;
   throw py::value_error("conv2d: unknown algorithm '" + name +
-                        "'; choose from im2col, pointwise, depthwise, winograd");
+                        "'; choose from im2col, pointwise, depthwise, winograd, direct");
 }
 
 using Pair = std::tuple<int64_t, int64_t>;

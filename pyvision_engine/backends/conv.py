@@ -14,8 +14,11 @@ The rule (``choose_algorithm``), in order:
    channel pair; so layers with many channels and few pixels (ResNet's
    256/512-channel layers at batch 1) need ``WINOGRAD_UNPACKED_MIN_PIXELS``
    (N*H*W of the output, or of the input for backward-data).
-4. ``im2col``     everything else (and every backward-weight that is not
-   depthwise or pointwise): chunked im2col + GEMM with the epilogue fused.
+4. ``direct``     backward-weight of stride-1 convolutions with planes of at
+   least ``DIRECT_MIN_SPAN`` padded output pixels: register-blocked dot
+   products over zero-padded planes, no im2col (backward-weight only; small
+   planes do better as one GEMM over im2col columns).
+5. ``im2col``     everything else: chunked im2col + GEMM with the epilogue fused.
 
 Override it for tests or experiments (a forced family that cannot run a
 shape falls back to ``im2col``, never to an error)::
@@ -39,7 +42,7 @@ from typing import Iterator, Optional, Sequence, Tuple
 __all__ = ["ALGORITHMS", "PASSES", "choose_algorithm", "force_algorithm", "forced_algorithm",
            "WINOGRAD_MIN_CHANNELS", "WINOGRAD_UNPACKED_MIN_PIXELS", "WINOGRAD_CHEAP_WEIGHTS"]
 
-ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd")
+ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd", "direct")
 PASSES = ("forward", "backward_data", "backward_weight")
 
 # Below this many channels the 36 per-tile GEMMs are too thin to pay for the
@@ -48,6 +51,7 @@ WINOGRAD_MIN_CHANNELS = 8
 WINOGRAD_UNPACKED_MIN_PIXELS = 384
 # Below this many channel pairs the weight transform is negligible anyway.
 WINOGRAD_CHEAP_WEIGHTS = 64 * 64
+DIRECT_MIN_SPAN = 256
 
 
 class _Forced(threading.local):
@@ -111,6 +115,9 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
         if (weights_packed or in_channels * out_channels <= WINOGRAD_CHEAP_WEIGHTS
                 or pixels >= WINOGRAD_UNPACKED_MIN_PIXELS):
             return "winograd"
+    if (pass_ == "backward_weight" and stride == (1, 1) and kernel_h * kernel_w <= 64
+            and out_size[0] * (out_size[1] + (kernel_w - 1) * dilation[1]) >= DIRECT_MIN_SPAN):
+        return "direct"
     return "im2col"
 
 

@@ -16,7 +16,7 @@ from reference.conv_reference import conv2d_forward
 from reference.gradcheck import assert_grad_close, numerical_grads
 
 
-@pytest.mark.parametrize("forced", [None, "im2col", "winograd", "depthwise", "pointwise"])
+@pytest.mark.parametrize("forced", [None] + list(conv_backend.ALGORITHMS))
 @pytest.mark.parametrize("config", [
     # x shape, w shape, stride, padding, dilation, groups
     ((2, 3, 6, 5), (4, 3, 3, 3), 1, 1, 1, 1),

@@ -15,7 +15,9 @@
 //   conv2d_depthwise_*  direct SIMD kernel for groups == in_channels (any
 //                       kernel size, stride, dilation, channel multiplier);
 //   conv2d_winograd_*   F(4x4, 3x3) for 3x3 stride-1 convolutions, channels
-//                       blocked by the vector width inside the kernel.
+//                       blocked by the vector width inside the kernel;
+//   conv2d_direct_*     backward-weight of stride-1 convolutions as register-
+//                       blocked dot products over padded planes (no im2col).
 // Each family has a `run` entry point (one of three passes) and a
 // `workspace` query (floats of scratch the caller must provide); Winograd also
 // packs (transforms) weights so eval-mode inference can cache them.
@@ -81,5 +83,7 @@ PVE_DECLARE_KERNEL(conv2d_depthwise_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_winograd_workspace, Conv2dWorkspaceFn);
 PVE_DECLARE_KERNEL(conv2d_winograd_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_winograd_pack, Conv2dPackFn);
+PVE_DECLARE_KERNEL(conv2d_direct_workspace, Conv2dWorkspaceFn);
+PVE_DECLARE_KERNEL(conv2d_direct_run, Conv2dRunFn);
 
 }  // namespace pve
