@@ -64,16 +64,33 @@ bool items_in_parallel(int64_t items, int threads) { return threads > 1 && items
 
 int64_t column_floats(const Lowering& l) { return l.direct ? 0 : l.rows * l.chunk; }
 
+// First t in [0, run) with (ow + t) * stride + off >= 0 (run if none).
+int64_t valid_begin(int64_t ow, int64_t off, int64_t stride, int64_t run) {
+  const int64_t need = -(ow * stride + off);  // t * stride >= need
+  if (need <= 0) return 0;
+  const int64_t t = (need + stride - 1) / stride;
+  return t < run ? t : run;
+}
+
+// One past the last t in [0, run) with (ow + t) * stride + off < in_w.
+int64_t valid_end(int64_t ow, int64_t off, int64_t stride, int64_t in_w, int64_t run) {
+  const int64_t room = in_w - 1 - (ow * stride + off);  // t * stride <= room
+  if (room < 0) return 0;
+  const int64_t t = room / stride + 1;
+  return t < run ? t : run;
+}
+
 // Columns for output pixels [p0, p0 + cols) of one image and group:
 // col[(c*R + r)*S + s][j] = x[c, ih, iw] (0 outside), row-major, ld = cols.
 // With `parallel`, rows are split over the threads of the enclosing parallel region.
 void im2col_chunk(const Conv2dShape& s, const float* x, int64_t p0, int64_t cols,
-                  int64_t rows, float* col, bool parallel) {
+                  int64_t rows, float* col, bool parallel, int64_t ld = -1) {
+  if (ld < 0) ld = cols;
   const int64_t kk = s.kernel_h * s.kernel_w;
   auto fill_row = [&](int64_t row) {
     const int64_t c = row / kk, r = (row % kk) / s.kernel_w, q = row % s.kernel_w;
     const float* plane = x + c * s.in_h * s.in_w;
-    float* dst = col + row * cols;
+    float* dst = col + row * ld;
     int64_t j = 0;
     int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
     while (j < cols) {
@@ -82,12 +99,22 @@ void im2col_chunk(const Conv2dShape& s, const float* x, int64_t p0, int64_t cols
       if (ih < 0 || ih >= s.in_h) {
         for (int64_t t = 0; t < run; ++t) dst[j + t] = 0.0f;
       } else {
+        // Outputs ow + t read iw = (ow + t) * stride + off: zeros before the
+        // first valid t and after the last, a plain (strided) copy between.
         const float* src = plane + ih * s.in_w;
         const int64_t off = q * s.dilation_w - s.pad_left;
-        for (int64_t t = 0; t < run; ++t) {
-          const int64_t iw = (ow + t) * s.stride_w + off;
-          dst[j + t] = (iw >= 0 && iw < s.in_w) ? src[iw] : 0.0f;
+        const int64_t first = valid_begin(ow, off, s.stride_w, run);
+        const int64_t last = valid_end(ow, off, s.stride_w, s.in_w, run);
+        float* d = dst + j;
+        for (int64_t t = 0; t < first; ++t) d[t] = 0.0f;
+        if (s.stride_w == 1) {
+          if (last > first) std::memcpy(d + first, src + ow + off + first,
+                                        sizeof(float) * (last - first));
+        } else {
+          const float* sp = src + ow * s.stride_w + off;
+          for (int64_t t = first; t < last; ++t) d[t] = sp[t * s.stride_w];
         }
+        for (int64_t t = last > first ? last : first; t < run; ++t) d[t] = 0.0f;
       }
       j += run;
       ow = 0;
@@ -119,11 +146,15 @@ void col2im_chunk(const Conv2dShape& s, const float* col, int64_t p0, int64_t co
         const int64_t run = (s.out_w - ow) < (cols - j) ? (s.out_w - ow) : (cols - j);
         const int64_t ih = oh * s.stride_h - s.pad_top + r * s.dilation_h;
         if (ih >= 0 && ih < s.in_h) {
-          float* dst = plane + ih * s.in_w;
           const int64_t off = q * s.dilation_w - s.pad_left;
-          for (int64_t t = 0; t < run; ++t) {
-            const int64_t iw = (ow + t) * s.stride_w + off;
-            if (iw >= 0 && iw < s.in_w) dst[iw] += src[j + t];
+          const int64_t first = valid_begin(ow, off, s.stride_w, run);
+          const int64_t last = valid_end(ow, off, s.stride_w, s.in_w, run);
+          float* dst = plane + ih * s.in_w + ow * s.stride_w + off;
+          const float* sp = src + j;
+          if (s.stride_w == 1) {
+            for (int64_t t = first; t < last; ++t) dst[t] += sp[t];
+          } else {
+            for (int64_t t = first; t < last; ++t) dst[t * s.stride_w] += sp[t];
           }
         }
         j += run;
@@ -237,31 +268,84 @@ void backward_data(const Conv2dArgs& a) {
 }
 
 // --------------------------------------------------------- backward weight
-// gw[g] (+)= gy[n, g] (kg x pixels) @ col[n, g]^T (pixels x rows), per chunk.
-void backward_weight_image(const Conv2dArgs& a, const Lowering& l, int64_t n, float* gw,
-                           float* col, int threads, bool parallel_lowering, bool accumulate) {
+// Computed transposed, gw^T[g] (rows x kg) (+)= col (rows x cols) @ gy^T:
+// the tall product (rows = C/g*R*S up to thousands, kg often 16-64) keeps the
+// GEMM's register tiles full where gy @ col^T (kg rows) would not. One
+// transpose into OIHW at the end.
+
+// Images per GEMM: small planes (7x7, 8x8, 14x14) make thin GEMMs, so several
+// images' columns go side by side into one.
+int64_t images_per_gemm(const Lowering& l, const Conv2dShape& s) {
+  if (l.chunk != l.pixels) return 1;
+  int64_t nb = kColumnBudgetFloats / (l.rows * l.pixels > 0 ? l.rows * l.pixels : 1);
+  if (nb > s.batch) nb = s.batch;
+  return nb < 1 ? 1 : nb;
+}
+
+// Floats of per-thread scratch: columns (unless direct) and batched gy.
+int64_t weight_grad_scratch(const Lowering& l, int64_t nb) {
+  if (nb > 1) return nb * l.pixels * (l.rows + l.kg);  // columns side by side + gy
+  return column_floats(l);
+}
+
+// gwT (+)= sum over images [n0, n1): nb images per GEMM, their columns side by
+// side in col (rows x nb*pixels) and their gradients in gyb (kg x nb*pixels).
+void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, int64_t n1,
+                            int64_t nb, float* gwt, float* scratch, int threads,
+                            bool parallel_lowering) {
   const Conv2dShape& s = a.shape;
   const GemmEpilogue none;
-  for (int64_t g = 0; g < l.groups; ++g) {
-    const float* x = a.input + (n * s.in_channels + g * l.cg) * s.in_h * s.in_w;
-    const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels;
-    float* gwg = gw + g * l.kg * l.rows;
-    for (int64_t p0 = 0; p0 < l.pixels; p0 += l.chunk) {
-      const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
-      const float* b = x + p0;
-      int64_t ldb = s.in_h * s.in_w;
-      if (!l.direct) {
-        if (parallel_lowering) {
+  const int64_t plane = s.in_h * s.in_w;
+  for (int64_t b0 = n0; b0 < n1; b0 += nb) {
+    const int64_t count = (n1 - b0) < nb ? (n1 - b0) : nb;
+    for (int64_t g = 0; g < l.groups; ++g) {
+      float* gwt_g = gwt + g * l.rows * l.kg;
+      if (count == 1 || nb == 1) {  // one image at a time, in pixel chunks
+        for (int64_t i = 0; i < count; ++i) {
+          const int64_t n = b0 + i;
+          const float* x = a.input + (n * s.in_channels + g * l.cg) * plane;
+          const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels;
+          for (int64_t p0 = 0; p0 < l.pixels; p0 += l.chunk) {
+            const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+            const float* col = x + p0;
+            int64_t ldcol = plane;
+            if (!l.direct) {
+              if (parallel_lowering) {
 #pragma omp parallel num_threads(threads)
-          im2col_chunk(s, x, p0, cols, l.rows, col, true);
-        } else {
-          im2col_chunk(s, x, p0, cols, l.rows, col, false);
+                im2col_chunk(s, x, p0, cols, l.rows, scratch, true);
+              } else {
+                im2col_chunk(s, x, p0, cols, l.rows, scratch, false);
+              }
+              col = scratch;
+              ldcol = cols;
+            }
+            const float beta = (n > n0 || p0 > 0) ? 1.0f : 0.0f;
+            a.gemm(false, true, l.rows, l.kg, cols, 1.0f, col, ldcol, gy + p0, l.pixels, beta,
+                   gwt_g, l.kg, none, threads);
+          }
         }
-        b = col;
-        ldb = cols;
+        continue;
       }
-      const float beta = (accumulate || p0 > 0) ? 1.0f : 0.0f;
-      a.gemm(false, true, l.kg, l.rows, cols, 1.0f, gy + p0, l.pixels, b, ldb, beta, gwg, l.rows,
+      const int64_t width = count * l.pixels;
+      float* col = scratch;
+      float* gyb = scratch + nb * l.pixels * l.rows;
+      for (int64_t i = 0; i < count; ++i) {
+        const float* x = a.input + ((b0 + i) * s.in_channels + g * l.cg) * plane;
+        const float* gy = a.grad_output + ((b0 + i) * s.out_channels + g * l.kg) * l.pixels;
+        if (l.direct) {
+          for (int64_t c = 0; c < l.rows; ++c)
+            std::memcpy(col + c * width + i * l.pixels, x + c * plane, sizeof(float) * l.pixels);
+        } else if (parallel_lowering) {
+#pragma omp parallel num_threads(threads)
+          im2col_chunk(s, x, 0, l.pixels, l.rows, col + i * l.pixels, true, width);
+        } else {
+          im2col_chunk(s, x, 0, l.pixels, l.rows, col + i * l.pixels, false, width);
+        }
+        for (int64_t k = 0; k < l.kg; ++k)
+          std::memcpy(gyb + k * width + i * l.pixels, gy + k * l.pixels, sizeof(float) * l.pixels);
+      }
+      const float beta = b0 > n0 ? 1.0f : 0.0f;
+      a.gemm(false, true, l.rows, l.kg, width, 1.0f, col, width, gyb, width, beta, gwt_g, l.kg,
              none, threads);
     }
   }
@@ -283,40 +367,54 @@ void grad_bias(const Conv2dArgs& a) {
   }
 }
 
+// gw[g*kg + k][row] = sum over the accumulators u of gwT_u[g][row][k].
+void transpose_into_weight_grad(const Lowering& l, const float* gwt, int accumulators,
+                                int64_t weight_floats, float* gw) {
+  const int64_t per_group = l.rows * l.kg;
+#pragma omp for schedule(static)
+  for (int64_t gk = 0; gk < l.groups * l.kg; ++gk) {
+    const int64_t g = gk / l.kg, k = gk % l.kg;
+    float* dst = gw + gk * l.rows;
+    for (int64_t row = 0; row < l.rows; ++row) {
+      float sum = 0.0f;
+      for (int u = 0; u < accumulators; ++u)
+        sum += gwt[u * weight_floats + g * per_group + row * l.kg + k];
+      dst[row] = sum;
+    }
+  }
+}
+
 void backward_weight(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
   const Lowering l = plan(s);
   const int64_t weight_floats = s.out_channels * l.rows;
-  const int64_t col_floats = column_floats(l);
+  const int64_t nb = images_per_gemm(l, s);
+  const int64_t scratch_floats = weight_grad_scratch(l, nb);
   if (a.grad_bias) grad_bias(a);
   if (items_in_parallel(s.batch, a.num_threads)) {
-    // Thread-private accumulators after the per-thread columns.
-    float* privates = a.workspace + a.num_threads * col_floats;
+    // Thread-private accumulators after the per-thread scratch; each thread
+    // takes a contiguous range of images, then all threads reduce.
+    float* privates = a.workspace + a.num_threads * scratch_floats;
     const int threads = a.num_threads;
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();
-      float* col = a.workspace + t * col_floats;
       float* acc = privates + t * weight_floats;
-      bool first = true;
-#pragma omp for schedule(static)
-      for (int64_t n = 0; n < s.batch; ++n) {
-        backward_weight_image(a, l, n, acc, col, 1, false, !first);
-        first = false;
+      const int64_t n0 = s.batch * t / threads, n1 = s.batch * (t + 1) / threads;
+      if (n1 > n0) {
+        backward_weight_images(a, l, n0, n1, nb, acc, a.workspace + t * scratch_floats, 1, false);
+      } else {
+        std::memset(acc, 0, sizeof(float) * weight_floats);
       }
-      if (first) std::memset(acc, 0, sizeof(float) * weight_floats);  // no image for t
 #pragma omp barrier
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < weight_floats; ++i) {
-        float sum = 0.0f;
-        for (int u = 0; u < threads; ++u) sum += privates[u * weight_floats + i];
-        a.grad_weight[i] = sum;
-      }
+      transpose_into_weight_grad(l, privates, threads, weight_floats, a.grad_weight);
     }
   } else {
-    for (int64_t n = 0; n < s.batch; ++n)
-      backward_weight_image(a, l, n, a.grad_weight, a.workspace, a.num_threads,
-                            a.num_threads > 1, n > 0);
+    float* gwt = a.workspace + scratch_floats;
+    backward_weight_images(a, l, 0, s.batch, nb, gwt, a.workspace, a.num_threads,
+                           a.num_threads > 1);
+#pragma omp parallel num_threads(a.num_threads)
+    transpose_into_weight_grad(l, gwt, 1, weight_floats, a.grad_weight);
   }
 }
 
@@ -324,8 +422,10 @@ int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
   const Lowering l = plan(s);
   const int64_t col = column_floats(l);
   if (pass == ConvPass::backward_weight) {
-    if (items_in_parallel(s.batch, threads)) return threads * (col + s.out_channels * l.rows);
-    return col;
+    const int64_t scratch = weight_grad_scratch(l, images_per_gemm(l, s));
+    const int64_t weights = s.out_channels * l.rows;
+    if (items_in_parallel(s.batch, threads)) return threads * (scratch + weights);
+    return scratch + weights;
   }
   return items_in_parallel(s.batch * l.groups, threads) ? threads * col : col;
 }

@@ -11,10 +11,11 @@
 //
 // Layout inside the kernel (channels blocked by the vector width L):
 //   U (packed weights) [36][K/KB][C][KB]   KB = 2L output channels per micro-kernel
+//                                          (L when the layer has at most L)
 //   V (per thread)     [36][NT][C]         NT tiles per block
 //   M (per thread)     [36][NT][K]
-// The micro-kernel keeps NT x 2 vectors of accumulators (AVX-512: 14 x 2 of
-// the 32 zmm) and broadcasts V straight from memory. Transforms are
+// The micro-kernel keeps NT x KB/L vectors of accumulators (AVX-512: 14 x 2
+// or 28 x 1 of the 32 zmm) and broadcasts V straight from memory. Transforms are
 // vectorized across L channels. Interpolation points 0, +-1, +-2, inf keep
 // the result within ~1e-6 relative of direct convolution for realistic data
 // (F(6x6) would need +-1/2 too and lose about 10x more).
@@ -34,14 +35,18 @@ namespace PVE_KERNEL_NS {
 namespace {
 
 constexpr int64_t L = Vec::kWidth;
-constexpr int64_t KB = 2 * L;
+// The micro-kernel covers KB output channels (2 vectors, or 1 when the layer
+// has at most L) x NT tiles.
 #if defined(__AVX512F__)
-constexpr int NT = 14;  // 28 accumulators + 2 weight vectors of 32 zmm
+constexpr int NT2 = 14, NT1 = 28;  // 28 accumulators + weights + broadcast of 32 zmm
 #elif defined(__AVX2__)
-constexpr int NT = 6;   // 12 accumulators + 2 + 1 broadcast of 16 ymm
+constexpr int NT2 = 6, NT1 = 12;   // 12 accumulators + weights + broadcast of 16 ymm
 #else
-constexpr int NT = 4;
+constexpr int NT2 = 4, NT1 = 8;
 #endif
+
+int64_t k_block(int64_t out_channels) { return out_channels <= L ? L : 2 * L; }
+int64_t tiles_per_block(int64_t kb) { return kb == L ? NT1 : NT2; }
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -75,7 +80,8 @@ Conv2dShape backward_data_as_forward(const Conv2dShape& s) {
 //           streams from memory once per chunk, then all threads transform
 //           the outputs.
 struct Plan {
-  int64_t c_pad, k_pad;             // channels rounded up to L and KB
+  int64_t kb, nt;                   // micro-kernel: output channels x tiles
+  int64_t c_pad, k_pad;             // channels rounded up to L and kb
   int64_t tiles_h, tiles_w, tiles;  // tiles per image, and in the batch
   bool staged;
   int64_t chunk;                    // staged: tiles per chunk
@@ -90,8 +96,10 @@ constexpr int64_t kStagedChunkBytes = int64_t(8) << 20;     // V + M of one chun
 
 Plan make_plan(const Conv2dShape& s, int threads) {
   Plan p;
+  p.kb = k_block(s.out_channels);
+  p.nt = tiles_per_block(p.kb);
   p.c_pad = round_up(s.in_channels, L);
-  p.k_pad = round_up(s.out_channels, KB);
+  p.k_pad = round_up(s.out_channels, p.kb);
   p.tiles_h = (s.out_h + 3) / 4;
   p.tiles_w = (s.out_w + 3) / 4;
   p.tiles = s.batch * p.tiles_h * p.tiles_w;
@@ -100,27 +108,27 @@ Plan make_plan(const Conv2dShape& s, int threads) {
   if (p.staged) {
     int64_t per_tile = 36 * (p.c_pad + p.k_pad) * 4;
     int64_t chunk = kStagedChunkBytes / per_tile;
-    chunk = chunk < NT ? NT : chunk / NT * NT;
+    chunk = chunk < p.nt ? p.nt : chunk / p.nt * p.nt;
     p.chunk = chunk < p.tiles ? chunk : p.tiles;
     p.v_floats = 36 * p.chunk * p.c_pad;
     p.m_floats = 36 * p.chunk * p.k_pad;
     // gather/scatter buffer + one output-channel block's transformed weights
     // for a channel chunk, when the weights come unpacked
-    p.thread_floats = round_up(64 * L + 36 * kGemmChannelChunk * KB, 16);
+    p.thread_floats = round_up(64 * L + 36 * kGemmChannelChunk * p.kb, 16);
     p.blocks = p.slabs = p.slab_k = 0;
     return p;
   }
   p.chunk = 0;
-  p.blocks = (p.tiles + NT - 1) / NT;
-  const int64_t k_blocks = p.k_pad / KB;
+  p.blocks = (p.tiles + p.nt - 1) / p.nt;
+  const int64_t k_blocks = p.k_pad / p.kb;
   p.slabs = 1;
   if (p.blocks < 2 * threads) {
     p.slabs = (2 * threads + p.blocks - 1) / p.blocks;
     if (p.slabs > k_blocks) p.slabs = k_blocks;
   }
-  p.slab_k = (k_blocks + p.slabs - 1) / p.slabs * KB;
-  p.v_floats = 36 * NT * p.c_pad;
-  p.m_floats = 36 * NT * p.k_pad;
+  p.slab_k = (k_blocks + p.slabs - 1) / p.slabs * p.kb;
+  p.v_floats = 36 * p.nt * p.c_pad;
+  p.m_floats = 36 * p.nt * p.k_pad;
   p.thread_floats = round_up(p.v_floats + p.m_floats + 64 * L, 16);
   return p;
 }
@@ -201,7 +209,8 @@ inline Vec gather_strided(const float* base, int64_t stride) {
 // Transforms output-channel block kb, input channels [c0, c0 + count) into
 // dst[e * e_stride + (c - c0) * KB + lane] (zeros past K and C).
 void transform_weight_block(const Conv2dShape& fwd, const float* weight, bool for_backward_data,
-                            int64_t kb, int64_t c0, int64_t count, float* dst, int64_t e_stride) {
+                            int64_t KB, int64_t kb, int64_t c0, int64_t count, float* dst,
+                            int64_t e_stride) {
   const Conv2dShape s = for_backward_data ? backward_data_as_forward(fwd) : fwd;
   const int64_t C = s.in_channels, K = s.out_channels;
   // The original weight is [K0][C0][3][3]: (K0, C0) = (K, C) forward; for
@@ -214,7 +223,7 @@ void transform_weight_block(const Conv2dShape& fwd, const float* weight, bool fo
   for (int64_t cc = 0; cc < count; ++cc) {
     const int64_t c = c0 + cc;
     float* out_c = dst + cc * KB;
-    for (int64_t h = 0; h < 2; ++h) {
+    for (int64_t h = 0; h < KB / L; ++h) {
       const int64_t k0 = kb * KB + h * L;
       Vec taps[9];
       if (c < C && k0 + L <= K && gather_ok) {
@@ -248,6 +257,7 @@ void transform_weight_block(const Conv2dShape& fwd, const float* weight, bool fo
 int64_t pack_weights(const Conv2dShape& fwd, const float* weight, float* packed,
                      bool for_backward_data, int threads) {
   const Conv2dShape s = for_backward_data ? backward_data_as_forward(fwd) : fwd;
+  const int64_t KB = k_block(s.out_channels);
   const int64_t c_pad = round_up(s.in_channels, L), k_pad = round_up(s.out_channels, KB);
   const int64_t total = 36 * k_pad * c_pad;
   if (!packed) return total;
@@ -256,70 +266,80 @@ int64_t pack_weights(const Conv2dShape& fwd, const float* weight, float* packed,
   for (int64_t item = 0; item < k_blocks * c_blocks; ++item) {
     const int64_t kb = item / c_blocks, c0 = (item % c_blocks) * kPackC;
     const int64_t count = (c_pad - c0) < kPackC ? (c_pad - c0) : kPackC;
-    transform_weight_block(fwd, weight, for_backward_data, kb, c0, count,
+    transform_weight_block(fwd, weight, for_backward_data, KB, kb, c0, count,
                            packed + (kb * c_pad + c0) * KB, k_blocks * c_pad * KB);
   }
   return total;
 }
 
 // ------------------------------------------------------------ micro-kernel
-// M[j][0 .. KB) (+)= sum_{c < cn} V[j][c] * U[c][0 .. KB) for j < ROWS (tiles).
-template <int ROWS>
+// M[j][0 .. KV*L) (+)= sum_{c < cn} V[j][c] * U[c][0 .. KV*L) for j < ROWS (tiles).
+template <int ROWS, int KV>
 void gemm_tile(const float* __restrict v, int64_t ldv, const float* __restrict u, int64_t cn,
                float* __restrict m, int64_t ldm, bool accumulate) {
-  Vec acc[ROWS][2];
-#pragma GCC unroll 16
-  for (int j = 0; j < ROWS; ++j) acc[j][0] = acc[j][1] = Vec::zero();
+  Vec acc[ROWS][KV];
+#pragma GCC unroll 32
+  for (int j = 0; j < ROWS; ++j)
+#pragma GCC unroll 2
+    for (int h = 0; h < KV; ++h) acc[j][h] = Vec::zero();
   for (int64_t c = 0; c < cn; ++c) {
-    const Vec u0 = Vec::load(u + c * KB), u1 = Vec::load(u + c * KB + L);
-#pragma GCC unroll 16
+    Vec uv[KV];
+#pragma GCC unroll 2
+    for (int h = 0; h < KV; ++h) uv[h] = Vec::load(u + (c * KV + h) * L);
+#pragma GCC unroll 32
     for (int j = 0; j < ROWS; ++j) {
       const Vec b = Vec::set1(v[j * ldv + c]);
-      acc[j][0] = fmadd(u0, b, acc[j][0]);
-      acc[j][1] = fmadd(u1, b, acc[j][1]);
+#pragma GCC unroll 2
+      for (int h = 0; h < KV; ++h) acc[j][h] = fmadd(uv[h], b, acc[j][h]);
     }
   }
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int j = 0; j < ROWS; ++j) {
-    if (accumulate) {
-      acc[j][0] = acc[j][0] + Vec::load(m + j * ldm);
-      acc[j][1] = acc[j][1] + Vec::load(m + j * ldm + L);
+#pragma GCC unroll 2
+    for (int h = 0; h < KV; ++h) {
+      if (accumulate) acc[j][h] = acc[j][h] + Vec::load(m + j * ldm + h * L);
+      acc[j][h].store(m + j * ldm + h * L);
     }
-    acc[j][0].store(m + j * ldm);
-    acc[j][1].store(m + j * ldm + L);
   }
 }
 
-template <int R>
+template <int R, int KV>
 void gemm_rest(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t cn, float* m,
                int64_t ldm, bool accumulate) {
   if constexpr (R > 0) {
     if (rows == R) {
-      gemm_tile<R>(v, ldv, u, cn, m, ldm, accumulate);
+      gemm_tile<R, KV>(v, ldv, u, cn, m, ldm, accumulate);
       return;
     }
-    gemm_rest<R - 1>(rows, v, ldv, u, cn, m, ldm, accumulate);
+    gemm_rest<R - 1, KV>(rows, v, ldv, u, cn, m, ldm, accumulate);
   }
 }
 
-// Rows [0, rows) of one element's GEMM for output channels [k0, k0 + KB) over
-// cn channels: full NT-row tiles, then one narrower tile for the rest.
-void gemm_rows_chunk(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t cn,
-                     float* m, int64_t ldm, bool accumulate) {
+template <int KV, int ROWS>
+void gemm_rows_chunk_t(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t cn,
+                       float* m, int64_t ldm, bool accumulate) {
   int64_t j = 0;
-  for (; j + NT <= rows; j += NT)
-    gemm_tile<NT>(v + j * ldv, ldv, u, cn, m + j * ldm, ldm, accumulate);
-  if (j < rows) gemm_rest<NT - 1>(rows - j, v + j * ldv, ldv, u, cn, m + j * ldm, ldm, accumulate);
+  for (; j + ROWS <= rows; j += ROWS)
+    gemm_tile<ROWS, KV>(v + j * ldv, ldv, u, cn, m + j * ldm, ldm, accumulate);
+  if (j < rows)
+    gemm_rest<ROWS - 1, KV>(rows - j, v + j * ldv, ldv, u, cn, m + j * ldm, ldm, accumulate);
+}
+
+// Rows [0, rows) of one element's GEMM for kb output channels over cn input
+// channels: full tiles of the micro-kernel's rows, then one narrower tile.
+void gemm_rows_chunk(int64_t kb, int64_t rows, const float* v, int64_t ldv, const float* u,
+                     int64_t cn, float* m, int64_t ldm, bool accumulate) {
+  if (kb == L) gemm_rows_chunk_t<1, NT1>(rows, v, ldv, u, cn, m, ldm, accumulate);
+  else gemm_rows_chunk_t<2, NT2>(rows, v, ldv, u, cn, m, ldm, accumulate);
 }
 
 // The same over all channels, in L1-sized chunks (the U and V slices of a
 // chunk are reused by every row tile).
-
-void gemm_rows(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t c_pad, float* m,
-               int64_t ldm) {
+void gemm_rows(int64_t kb, int64_t rows, const float* v, int64_t ldv, const float* u,
+               int64_t c_pad, float* m, int64_t ldm) {
   for (int64_t c0 = 0; c0 < c_pad; c0 += kGemmChannelChunk) {
     const int64_t cn = (c_pad - c0) < kGemmChannelChunk ? (c_pad - c0) : kGemmChannelChunk;
-    gemm_rows_chunk(rows, v + c0, ldv, u + c0 * KB, cn, m, ldm, c0 > 0);
+    gemm_rows_chunk(kb, rows, v + c0, ldv, u + c0 * kb, cn, m, ldm, c0 > 0);
   }
 }
 
@@ -413,6 +433,7 @@ void output_tile(const Conv2dShape& s, const Plan& p, const float* M, int64_t ti
 // ---------------------------------------------------------------- drivers
 void convolve_fused(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
                     const float* bias, bool relu, float* y, float* workspace, int threads) {
+  const int64_t KB = p.kb, NT = p.nt;
   const int64_t k_blocks = p.k_pad / KB;
   const int64_t items = p.blocks * p.slabs;
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -429,8 +450,9 @@ void convolve_fused(const Conv2dShape& s, const Plan& p, const float* x, const f
     for (int64_t j = 0; j < nt; ++j) input_tile(s, p, x, t0 + j, V, NT, j, tmp);
     for (int e = 0; e < 36; ++e)
       for (int64_t k0 = k_begin; k0 < k_end; k0 += KB)
-        gemm_rows(nt, V + e * NT * p.c_pad, p.c_pad, u + (e * k_blocks + k0 / KB) * p.c_pad * KB,
-                  p.c_pad, M + e * NT * p.k_pad + k0, p.k_pad);
+        gemm_rows(KB, nt, V + e * NT * p.c_pad, p.c_pad,
+                  u + (e * k_blocks + k0 / KB) * p.c_pad * KB, p.c_pad,
+                  M + e * NT * p.k_pad + k0, p.k_pad);
     for (int64_t j = 0; j < nt; ++j)
       output_tile(s, p, M, NT, j, t0 + j, k_begin, k_end, bias, relu, y, tmp);
   }
@@ -444,6 +466,7 @@ void convolve_fused(const Conv2dShape& s, const Plan& p, const float* x, const f
 void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
                      const Conv2dShape& weight_shape, const float* weight, bool for_backward_data,
                      const float* bias, bool relu, float* y, float* workspace, int threads) {
+  const int64_t KB = p.kb;
   const int64_t k_blocks = p.k_pad / KB;
   float* V = workspace;
   float* M = V + round_up(p.v_floats, 16);
@@ -461,8 +484,9 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < 36 * k_blocks; ++item) {
           const int64_t e = item / k_blocks, kb = item % k_blocks;
-          gemm_rows(nt, V + e * nt * p.c_pad, p.c_pad, u + (e * k_blocks + kb) * p.c_pad * KB,
-                    p.c_pad, M + e * nt * p.k_pad + kb * KB, p.k_pad);
+          gemm_rows(KB, nt, V + e * nt * p.c_pad, p.c_pad,
+                    u + (e * k_blocks + kb) * p.c_pad * KB, p.c_pad,
+                    M + e * nt * p.k_pad + kb * KB, p.k_pad);
         }
       } else {
 #pragma omp for schedule(dynamic, 1)
@@ -470,11 +494,11 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
           for (int64_t c0 = 0; c0 < p.c_pad; c0 += kGemmChannelChunk) {
             const int64_t cn = (p.c_pad - c0) < kGemmChannelChunk ? (p.c_pad - c0)
                                                                   : kGemmChannelChunk;
-            transform_weight_block(weight_shape, weight, for_backward_data, kb, c0, cn, u_local,
-                                   cn * KB);
+            transform_weight_block(weight_shape, weight, for_backward_data, KB, kb, c0, cn,
+                                   u_local, cn * KB);
             for (int e = 0; e < 36; ++e)
-              gemm_rows_chunk(nt, V + e * nt * p.c_pad + c0, p.c_pad, u_local + e * cn * KB, cn,
-                              M + e * nt * p.k_pad + kb * KB, p.k_pad, c0 > 0);
+              gemm_rows_chunk(KB, nt, V + e * nt * p.c_pad + c0, p.c_pad, u_local + e * cn * KB,
+                              cn, M + e * nt * p.k_pad + kb * KB, p.k_pad, c0 > 0);
           }
         }
       }
