@@ -206,6 +206,40 @@ inline Vec gather_strided(const float* base, int64_t stride) {
 #endif
 }
 
+// Lane offsets lane * stride (stride * L must fit in int32: checked by
+// strided_ok), and a masked gather through them for the first n lanes.
+#if defined(__AVX512F__)
+using LaneIndex = __m512i;
+inline LaneIndex lane_index(int64_t stride) {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(static_cast<int>(stride)));
+}
+inline Vec gather_lanes(const float* base, LaneIndex idx, int n) {
+  const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
+}
+#elif defined(__AVX2__)
+using LaneIndex = __m256i;
+inline LaneIndex lane_index(int64_t stride) {
+  return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                            _mm256_set1_epi32(static_cast<int>(stride)));
+}
+inline Vec gather_lanes(const float* base, LaneIndex idx, int n) {
+  const __m256 m = _mm256_castsi256_ps(Vec::tail_mask(n));
+  return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, m, 4);
+}
+#else
+using LaneIndex = int64_t;
+inline LaneIndex lane_index(int64_t stride) { return stride; }
+inline Vec gather_lanes(const float* base, LaneIndex, int n) { return n > 0 ? *base : 0.0f; }
+#endif
+
+// Gathers across channel planes pay off unless the plane stride is a multiple
+// of 4 KiB (then all lanes hit one L1 set) or too large for 32-bit offsets.
+bool strided_ok(int64_t stride) {
+  return stride * L < (int64_t(1) << 31) && (stride * 4) % 4096 != 0;
+}
+
 // Transforms output-channel block kb, input channels [c0, c0 + count) into
 // dst[e * e_stride + (c - c0) * KB + lane] (zeros past K and C).
 void transform_weight_block(const Conv2dShape& fwd, const float* weight, bool for_backward_data,
@@ -344,39 +378,48 @@ void gemm_rows(int64_t kb, int64_t rows, const float* v, int64_t ldv, const floa
 }
 
 // ------------------------------------------------------- per-tile transforms
-// V[e][j][c] (row stride ldv = tiles in the buffer, element stride 36) for
-// tile t, all channels, L at a time.
+// V[e][j][c] (row stride c_pad, element stride tiles_in_buffer * c_pad) for
+// tile t, all channels, L at a time: each of the 36 input pixels of the tile
+// is one gather across L channel planes (zero outside the image or past C).
 void input_tile(const Conv2dShape& s, const Plan& p, const float* x, int64_t t, float* V,
                 int64_t tiles_in_buffer, int64_t j, float* tmp) {
   const int64_t C = s.in_channels;
+  const int64_t plane = s.in_h * s.in_w;
   const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
   const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
   const int64_t ih0 = (r / p.tiles_w) * 4 - s.pad_top, iw0 = (r % p.tiles_w) * 4 - s.pad_left;
-  const bool inside = ih0 >= 0 && iw0 >= 0 && ih0 + 6 <= s.in_h && iw0 + 6 <= s.in_w;
   const int64_t e_stride = tiles_in_buffer * p.c_pad;
+  const bool gather = strided_ok(plane);
+  const LaneIndex idx = lane_index(plane);
+  bool row_ok[6], col_ok[6];
+  for (int a = 0; a < 6; ++a) {
+    row_ok[a] = ih0 + a >= 0 && ih0 + a < s.in_h;
+    col_ok[a] = iw0 + a >= 0 && iw0 + a < s.in_w;
+  }
   for (int64_t c0 = 0; c0 < p.c_pad; c0 += L) {
-    for (int64_t lane = 0; lane < L; ++lane) {
-      const int64_t c = c0 + lane;
-      const float* plane = x + (n * C + c) * s.in_h * s.in_w;
-      if (c < C && inside) {
-        const float* src = plane + ih0 * s.in_w + iw0;
+    const int lanes = static_cast<int>((C - c0) < L ? (C - c0) : L);
+    const float* base = x + (n * C + c0) * plane + ih0 * s.in_w + iw0;
+    if (!gather) {  // channel by channel into tmp[36][L] (keeps each plane's lines together)
+      for (int64_t lane = 0; lane < L; ++lane) {
+        const float* src = base + lane * plane;
         for (int a = 0; a < 6; ++a)
-          for (int b = 0; b < 6; ++b) tmp[(a * 6 + b) * L + lane] = src[a * s.in_w + b];
-        continue;
-      }
-      for (int a = 0; a < 6; ++a) {
-        for (int b = 0; b < 6; ++b) {
-          const int64_t ih = ih0 + a, iw = iw0 + b;
-          tmp[(a * 6 + b) * L + lane] =
-              (c < C && ih >= 0 && ih < s.in_h && iw >= 0 && iw < s.in_w)
-                  ? plane[ih * s.in_w + iw] : 0.0f;
-        }
+          for (int b = 0; b < 6; ++b)
+            tmp[(a * 6 + b) * L + lane] =
+                (lane < lanes && row_ok[a] && col_ok[b]) ? src[a * s.in_w + b] : 0.0f;
       }
     }
     Vec cols[6][6];
     for (int b = 0; b < 6; ++b) {
       Vec d[6];
-      for (int a = 0; a < 6; ++a) d[a] = Vec::load(tmp + (a * 6 + b) * L);
+      for (int a = 0; a < 6; ++a) {
+        if (!gather) {
+          d[a] = Vec::load(tmp + (a * 6 + b) * L);
+        } else if (lanes <= 0 || !row_ok[a] || !col_ok[b]) {
+          d[a] = Vec::zero();
+        } else {
+          d[a] = gather_lanes(base + a * s.in_w + b, idx, lanes);
+        }
+      }
       input_transform_6(d, cols[b]);
     }
     float* dst = V + j * p.c_pad + c0;
@@ -401,6 +444,7 @@ void output_tile(const Conv2dShape& s, const Plan& p, const float* M, int64_t ti
   const int64_t rows = (s.out_h - oh0) < 4 ? (s.out_h - oh0) : 4;
   const int64_t colsn = (s.out_w - ow0) < 4 ? (s.out_w - ow0) : 4;
   const int64_t e_stride = tiles_in_buffer * p.k_pad;
+  const int64_t plane = s.out_h * s.out_w;
   const Vec zero = Vec::zero();
   for (int64_t k0 = k_begin; k0 < k_end && k0 < K; k0 += L) {
     const int64_t lanes = (K - k0) < L ? (K - k0) : L;
@@ -412,6 +456,7 @@ void output_tile(const Conv2dShape& s, const Plan& p, const float* M, int64_t ti
       output_transform_6(m6, cols[b]);
     }
     const Vec vb = bias ? Vec::load_partial(bias + k0, static_cast<int>(lanes)) : zero;
+    float* base = y + (n * K + k0) * plane + oh0 * s.out_w + ow0;
     for (int a = 0; a < 4; ++a) {
       Vec m6[6], o4[4];
       for (int b = 0; b < 6; ++b) m6[b] = cols[b][a];
@@ -422,10 +467,12 @@ void output_tile(const Conv2dShape& s, const Plan& p, const float* M, int64_t ti
         o.store(tmp + (a * 4 + b) * L);
       }
     }
+    // Channel by channel, so each plane's lines are written together (a
+    // scatter across planes measured slower, and 4 KiB planes alias in L1).
     for (int64_t lane = 0; lane < lanes; ++lane) {
-      float* plane = y + (n * K + k0 + lane) * s.out_h * s.out_w + oh0 * s.out_w + ow0;
+      float* dst = base + lane * plane;
       for (int64_t a = 0; a < rows; ++a)
-        for (int64_t b = 0; b < colsn; ++b) plane[a * s.out_w + b] = tmp[(a * 4 + b) * L + lane];
+        for (int64_t b = 0; b < colsn; ++b) dst[a * s.out_w + b] = tmp[(a * 4 + b) * L + lane];
     }
   }
 }
