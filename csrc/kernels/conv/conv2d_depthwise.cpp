@@ -84,10 +84,15 @@ void fill_phases(const PhasePlane& p, int64_t in_h, int64_t in_w, int64_t stride
       continue;
     }
     const float* src = plane + ih * in_w - p.pad_left;  // src[col] for col in [lo, hi)
-    if (stride_w == 1) {
-      std::memset(row, 0, sizeof(float) * lo);
-      std::memcpy(row + lo, src + lo, sizeof(float) * (hi - lo));
-      std::memset(row + hi, 0, sizeof(float) * (p.phase_len - hi));
+    if (stride_w == 1) {  // zero the row with vectors, then copy over it (rows are short)
+      int64_t j = 0;
+      for (; j + L <= p.phase_len; j += L) Vec::zero().store(row + j);
+      for (; j < p.phase_len; ++j) row[j] = 0.0f;
+      for (j = lo; j + L <= hi; j += L) Vec::load(src + j).store(row + j);
+      if (j < hi) {
+        const int n = static_cast<int>(hi - j);
+        Vec::load_partial(src + j, n).store_partial(row + j, n);
+      }
       continue;
     }
     for (int64_t q = 0; q < stride_w; ++q) {
@@ -112,10 +117,12 @@ void tap_offsets(const Conv2dShape& s, const PhasePlane& p, int64_t* off) {
 
 // y[oh][ow] (+)= bias + sum_t w[t] * buf[base(oh) + off[t] + ow], then ReLU.
 // TAPS > 0: unrolled with weights in registers; TAPS == 0: any count.
-template <int TAPS>
-void forward_plane(const Conv2dShape& s, const PhasePlane& p, const float* buf, const float* w,
-                   const int64_t* off_in, int64_t taps_runtime, float bias, bool relu,
-                   bool accumulate, float* y) {
+// Four output rows go together, one vector each: four independent FMA chains
+// whatever the row width (a 56-wide row is only 3.5 AVX-512 vectors).
+template <int TAPS, bool RELU, bool ACCUMULATE>
+void forward_plane_t(const Conv2dShape& s, const PhasePlane& p, const float* buf, const float* w,
+                     const int64_t* off_in, int64_t taps_runtime, float bias, float* y) {
+  constexpr int RB = 4;
   const int64_t taps = TAPS > 0 ? TAPS : taps_runtime;
   int64_t off[TAPS > 0 ? TAPS : kMaxTaps];
   Vec wv[TAPS > 0 ? TAPS : 1];
@@ -124,50 +131,149 @@ void forward_plane(const Conv2dShape& s, const PhasePlane& p, const float* buf, 
     for (int t = 0; t < TAPS; ++t) wv[t] = Vec::set1(w[t]);
   const Vec vbias = Vec::set1(bias), vzero = Vec::zero();
   auto weight = [&](int64_t t) { return TAPS > 0 ? wv[t] : Vec::set1(w[t]); };
-  for (int64_t oh = 0; oh < s.out_h; ++oh) {
-    const float* base = buf + oh * s.stride_h * p.row_stride;
+  const int64_t row_step = s.stride_h * p.row_stride;
+  int64_t oh = 0;
+  for (; oh + RB <= s.out_h; oh += RB) {
+    const float* base = buf + oh * row_step;
     float* yrow = y + oh * s.out_w;
-    int64_t ow = 0;
-    for (; ow + 4 * L <= s.out_w; ow += 4 * L) {  // 4 independent accumulators
-      Vec a0 = vbias, a1 = vbias, a2 = vbias, a3 = vbias;
-      if (accumulate) {
-        a0 = a0 + Vec::load(yrow + ow);
-        a1 = a1 + Vec::load(yrow + ow + L);
-        a2 = a2 + Vec::load(yrow + ow + 2 * L);
-        a3 = a3 + Vec::load(yrow + ow + 3 * L);
+    for (int64_t ow = 0; ow < s.out_w; ow += L) {
+      const int n = static_cast<int>(s.out_w - ow < L ? s.out_w - ow : L);
+      Vec acc[RB];
+#pragma GCC unroll 4
+      for (int rr = 0; rr < RB; ++rr) {
+        acc[rr] = vbias;
+        if (ACCUMULATE) acc[rr] = acc[rr] + Vec::load_partial(yrow + rr * s.out_w + ow, n);
       }
 #pragma GCC unroll 32
       for (int64_t t = 0; t < taps; ++t) {
-        const float* src = base + off[t] + ow;
         const Vec wt = weight(t);
-        a0 = fmadd(wt, Vec::load(src), a0);
-        a1 = fmadd(wt, Vec::load(src + L), a1);
-        a2 = fmadd(wt, Vec::load(src + 2 * L), a2);
-        a3 = fmadd(wt, Vec::load(src + 3 * L), a3);
+        const float* src = base + off[t] + ow;
+#pragma GCC unroll 4
+        for (int rr = 0; rr < RB; ++rr) acc[rr] = fmadd(wt, Vec::load(src + rr * row_step), acc[rr]);
       }
-      if (relu) {
-        a0 = max(a0, vzero); a1 = max(a1, vzero); a2 = max(a2, vzero); a3 = max(a3, vzero);
+#pragma GCC unroll 4
+      for (int rr = 0; rr < RB; ++rr) {
+        Vec o = RELU ? max(acc[rr], vzero) : acc[rr];
+        if (n == L) o.store(yrow + rr * s.out_w + ow);
+        else o.store_partial(yrow + rr * s.out_w + ow, n);
       }
-      a0.store(yrow + ow);
-      a1.store(yrow + ow + L);
-      a2.store(yrow + ow + 2 * L);
-      a3.store(yrow + ow + 3 * L);
     }
-    for (; ow < s.out_w; ow += L) {
+  }
+  for (; oh < s.out_h; ++oh) {  // the last rows, one at a time
+    const float* base = buf + oh * row_step;
+    float* yrow = y + oh * s.out_w;
+    for (int64_t ow = 0; ow < s.out_w; ow += L) {
       const int n = static_cast<int>(s.out_w - ow < L ? s.out_w - ow : L);
       Vec a = vbias;
-      if (accumulate) a = a + Vec::load_partial(yrow + ow, n);
+      if (ACCUMULATE) a = a + Vec::load_partial(yrow + ow, n);
 #pragma GCC unroll 32
       for (int64_t t = 0; t < taps; ++t) a = fmadd(weight(t), Vec::load(base + off[t] + ow), a);
-      if (relu) a = max(a, vzero);
+      if (RELU) a = max(a, vzero);
       if (n == L) a.store(yrow + ow); else a.store_partial(yrow + ow, n);
     }
   }
 }
 
+template <int TAPS>
+void forward_plane(const Conv2dShape& s, const PhasePlane& p, const float* buf, const float* w,
+                   const int64_t* off, int64_t taps, float bias, bool relu, bool accumulate,
+                   float* y) {
+  if (relu) {
+    if (accumulate) forward_plane_t<TAPS, true, true>(s, p, buf, w, off, taps, bias, y);
+    else forward_plane_t<TAPS, true, false>(s, p, buf, w, off, taps, bias, y);
+  } else {
+    if (accumulate) forward_plane_t<TAPS, false, true>(s, p, buf, w, off, taps, bias, y);
+    else forward_plane_t<TAPS, false, false>(s, p, buf, w, off, taps, bias, y);
+  }
+}
+
+#if defined(__AVX512F__)
+// 3x3, stride 1, dilation 1 on AVX-512: each padded input row is read as
+// aligned vectors and the +1/+2 column shifts are made in registers
+// (valignd), instead of two unaligned loads per tap that each straddle a
+// cache line; four output rows share the six input rows they read.
+template <bool RELU, bool ACCUMULATE>
+void forward_plane_3x3s1(const Conv2dShape& s, const PhasePlane& p, const float* buf,
+                         const float* w, float bias, float* y) {
+  constexpr int RB = 4;
+  Vec wv[9];
+  for (int t = 0; t < 9; ++t) wv[t] = Vec::set1(w[t]);
+  const Vec vbias = Vec::set1(bias), vzero = Vec::zero();
+  const int64_t rs = p.row_stride;
+  int64_t oh = 0;
+  for (; oh < s.out_h; oh += RB) {
+    const int rows = static_cast<int>(s.out_h - oh < RB ? s.out_h - oh : RB);
+    const float* base = buf + oh * rs;
+    float* yrow = y + oh * s.out_w;
+    for (int64_t ow = 0; ow < s.out_w; ow += L) {
+      const int n = static_cast<int>(s.out_w - ow < L ? s.out_w - ow : L);
+      Vec acc[RB];
+#pragma GCC unroll 4
+      for (int rr = 0; rr < RB; ++rr) {
+        acc[rr] = vbias;
+        if (ACCUMULATE && rr < rows)
+          acc[rr] = acc[rr] + Vec::load_partial(yrow + rr * s.out_w + ow, n);
+      }
+#pragma GCC unroll 6
+      for (int i = 0; i < RB + 2; ++i) {  // input rows oh + i
+        if (i >= rows + 2) break;
+        const float* src = base + i * rs + ow;
+        const __m512 v0 = _mm512_load_ps(src), v1 = _mm512_load_ps(src + L);
+        const Vec c0 = v0;
+        const Vec c1 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(v1),
+                                                               _mm512_castps_si512(v0), 1));
+        const Vec c2 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(v1),
+                                                               _mm512_castps_si512(v0), 2));
+#pragma GCC unroll 4
+        for (int rr = 0; rr < RB; ++rr) {
+          const int r = i - rr;  // kernel row that input row i is for output row rr
+          if (r < 0 || r > 2) continue;
+          acc[rr] = fmadd(wv[r * 3], c0, acc[rr]);
+          acc[rr] = fmadd(wv[r * 3 + 1], c1, acc[rr]);
+          acc[rr] = fmadd(wv[r * 3 + 2], c2, acc[rr]);
+        }
+      }
+#pragma GCC unroll 4
+      for (int rr = 0; rr < RB; ++rr) {
+        if (rr >= rows) break;
+        Vec o = RELU ? max(acc[rr], vzero) : acc[rr];
+        if (n == L) o.store(yrow + rr * s.out_w + ow);
+        else o.store_partial(yrow + rr * s.out_w + ow, n);
+      }
+    }
+  }
+}
+#endif
+
+// The 3x3 stride-1 fast path needs aligned phase rows (row_stride and the
+// plane's base are multiples of 16 floats) and one vector of slack per row.
+[[maybe_unused]] bool fast_3x3s1(const Conv2dShape& s, const PhasePlane& p) {
+#if defined(__AVX512F__)
+  return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 1 && s.stride_w == 1 &&
+         s.dilation_h == 1 && s.dilation_w == 1 && p.row_stride % 16 == 0 &&
+         p.phase_len >= round_up(s.out_w, L) + L;
+#else
+  (void)s;
+  (void)p;
+  return false;
+#endif
+}
+
 void convolve_plane(const Conv2dShape& s, const PhasePlane& p, const float* buf, const float* w,
                     const int64_t* off, float bias, bool relu, bool accumulate, float* y) {
   const int64_t taps = s.kernel_h * s.kernel_w;
+#if defined(__AVX512F__)
+  if (fast_3x3s1(s, p)) {
+    if (relu) {
+      if (accumulate) forward_plane_3x3s1<true, true>(s, p, buf, w, bias, y);
+      else forward_plane_3x3s1<true, false>(s, p, buf, w, bias, y);
+    } else {
+      if (accumulate) forward_plane_3x3s1<false, true>(s, p, buf, w, bias, y);
+      else forward_plane_3x3s1<false, false>(s, p, buf, w, bias, y);
+    }
+    return;
+  }
+#endif
   if (taps == 9) forward_plane<9>(s, p, buf, w, off, taps, bias, relu, accumulate, y);
   else if (taps == 25) forward_plane<25>(s, p, buf, w, off, taps, bias, relu, accumulate, y);
   else forward_plane<0>(s, p, buf, w, off, taps, bias, relu, accumulate, y);
@@ -333,6 +439,37 @@ void weight_grad_plane(const Conv2dShape& s, const PhasePlane& p, const float* b
   }
 }
 
+#if defined(__AVX512F__)
+// 3x3 stride 1: per gradient vector, the three input rows are read aligned
+// and shifted in registers (see forward_plane_3x3s1).
+void weight_grad_plane_3x3s1(const Conv2dShape& s, const PhasePlane& p, const float* buf,
+                             const float* gy, float* gw) {
+  Vec acc[9];
+  for (int t = 0; t < 9; ++t) acc[t] = Vec::zero();
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const float* base = buf + oh * p.row_stride;
+    const float* grow = gy + oh * s.out_w;
+    for (int64_t ow = 0; ow < s.out_w; ow += L) {
+      const int64_t rest = s.out_w - ow;
+      const Vec g = rest >= L ? Vec::load(grow + ow)
+                              : Vec::load_partial(grow + ow, static_cast<int>(rest));
+#pragma GCC unroll 3
+      for (int r = 0; r < 3; ++r) {
+        const float* src = base + r * p.row_stride + ow;
+        const __m512i v0 = _mm512_castps_si512(_mm512_load_ps(src));
+        const __m512i v1 = _mm512_castps_si512(_mm512_load_ps(src + L));
+        acc[r * 3] = fmadd(g, Vec(_mm512_castsi512_ps(v0)), acc[r * 3]);
+        acc[r * 3 + 1] = fmadd(g, Vec(_mm512_castsi512_ps(_mm512_alignr_epi32(v1, v0, 1))),
+                               acc[r * 3 + 1]);
+        acc[r * 3 + 2] = fmadd(g, Vec(_mm512_castsi512_ps(_mm512_alignr_epi32(v1, v0, 2))),
+                               acc[r * 3 + 2]);
+      }
+    }
+  }
+  for (int t = 0; t < 9; ++t) gw[t] += reduce_add(acc[t]);
+}
+#endif
+
 void backward_weight(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
   const PhasePlane p = phase_plane(s);
@@ -354,6 +491,12 @@ void backward_weight(const Conv2dArgs& a) {
       for (int64_t k = c * mult; k < (c + 1) * mult; ++k) {
         const float* gy = a.grad_output + (n * s.out_channels + k) * pixels;
         float* gw = a.grad_weight + k * taps;
+#if defined(__AVX512F__)
+        if (fast_3x3s1(s, p)) {
+          weight_grad_plane_3x3s1(s, p, buf, gy, gw);
+          continue;
+        }
+#endif
         if (taps == 9) weight_grad_plane<9>(s, p, buf, gy, off, taps, gw);
         else if (taps == 25) weight_grad_plane<25>(s, p, buf, gy, off, taps, gw);
         else weight_grad_plane<0>(s, p, buf, gy, off, taps, gw);
