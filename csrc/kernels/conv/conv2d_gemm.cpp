@@ -268,10 +268,13 @@ void backward_data(const Conv2dArgs& a) {
 }
 
 // --------------------------------------------------------- backward weight
-// Computed transposed, gw^T[g] (rows x kg) (+)= col (rows x cols) @ gy^T:
-// the tall product (rows = C/g*R*S up to thousands, kg often 16-64) keeps the
-// GEMM's register tiles full where gy @ col^T (kg rows) would not. One
-// transpose into OIHW at the end.
+// With few output channels (kg < 128) it is computed transposed,
+// gw^T[g] (rows x kg) (+)= col (rows x cols) @ gy^T: the tall product (rows =
+// C/g*R*S up to thousands) keeps the GEMM's register tiles full where
+// gy @ col^T (kg rows) would not; one transpose into OIHW at the end. With
+// many output channels gw[g] (kg x rows) (+)= gy @ col^T directly (the
+// transpose of a large gradient would cost more than it saves).
+bool weight_grad_transposed(const Lowering& l) { return l.kg < 128; }
 
 // Images per GEMM: small planes (7x7, 8x8, 14x14) make thin GEMMs, so several
 // images' columns go side by side into one.
@@ -296,6 +299,7 @@ void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, 
   const Conv2dShape& s = a.shape;
   const GemmEpilogue none;
   const int64_t plane = s.in_h * s.in_w;
+  const bool transposed = weight_grad_transposed(l);
   for (int64_t b0 = n0; b0 < n1; b0 += nb) {
     const int64_t count = (n1 - b0) < nb ? (n1 - b0) : nb;
     for (int64_t g = 0; g < l.groups; ++g) {
@@ -320,8 +324,12 @@ void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, 
               ldcol = cols;
             }
             const float beta = (n > n0 || p0 > 0) ? 1.0f : 0.0f;
-            a.gemm(false, true, l.rows, l.kg, cols, 1.0f, col, ldcol, gy + p0, l.pixels, beta,
-                   gwt_g, l.kg, none, threads);
+            if (transposed)
+              a.gemm(false, true, l.rows, l.kg, cols, 1.0f, col, ldcol, gy + p0, l.pixels, beta,
+                     gwt_g, l.kg, none, threads);
+            else
+              a.gemm(false, true, l.kg, l.rows, cols, 1.0f, gy + p0, l.pixels, col, ldcol, beta,
+                     gwt_g, l.rows, none, threads);
           }
         }
         continue;
@@ -345,8 +353,12 @@ void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, 
           std::memcpy(gyb + k * width + i * l.pixels, gy + k * l.pixels, sizeof(float) * l.pixels);
       }
       const float beta = b0 > n0 ? 1.0f : 0.0f;
-      a.gemm(false, true, l.rows, l.kg, width, 1.0f, col, width, gyb, width, beta, gwt_g, l.kg,
-             none, threads);
+      if (transposed)
+        a.gemm(false, true, l.rows, l.kg, width, 1.0f, col, width, gyb, width, beta, gwt_g, l.kg,
+               none, threads);
+      else
+        a.gemm(false, true, l.kg, l.rows, width, 1.0f, gyb, width, col, width, beta, gwt_g,
+               l.rows, none, threads);
     }
   }
 }
@@ -367,10 +379,20 @@ void grad_bias(const Conv2dArgs& a) {
   }
 }
 
-// gw[g*kg + k][row] = sum over the accumulators u of gwT_u[g][row][k].
+// gw[g*kg + k][row] = sum over the accumulators u of gwT_u[g][row][k] (or of
+// gw_u itself when not transposed).
 void transpose_into_weight_grad(const Lowering& l, const float* gwt, int accumulators,
                                 int64_t weight_floats, float* gw) {
   const int64_t per_group = l.rows * l.kg;
+  if (!weight_grad_transposed(l)) {
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < weight_floats; ++i) {
+      float sum = 0.0f;
+      for (int u = 0; u < accumulators; ++u) sum += gwt[u * weight_floats + i];
+      gw[i] = sum;
+    }
+    return;
+  }
 #pragma omp for schedule(static)
   for (int64_t gk = 0; gk < l.groups * l.kg; ++gk) {
     const int64_t g = gk / l.kg, k = gk % l.kg;
@@ -409,6 +431,9 @@ void backward_weight(const Conv2dArgs& a) {
 #pragma omp barrier
       transpose_into_weight_grad(l, privates, threads, weight_floats, a.grad_weight);
     }
+  } else if (!weight_grad_transposed(l)) {
+    backward_weight_images(a, l, 0, s.batch, nb, a.grad_weight, a.workspace, a.num_threads,
+                           a.num_threads > 1);
   } else {
     float* gwt = a.workspace + scratch_floats;
     backward_weight_images(a, l, 0, s.batch, nb, gwt, a.workspace, a.num_threads,
