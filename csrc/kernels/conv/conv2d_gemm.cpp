@@ -16,6 +16,7 @@
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "simd/vec.h"
 
 namespace pve {
 namespace PVE_KERNEL_NS {
@@ -103,14 +104,29 @@ void im2col_chunk(const Conv2dShape& s, const float* x, int64_t p0, int64_t cols
         // first valid t and after the last, a plain (strided) copy between.
         const float* src = plane + ih * s.in_w;
         const int64_t off = q * s.dilation_w - s.pad_left;
+        float* d = dst + j;
+        if (s.stride_w == 1) {  // runs are often short (7-56): no divisions, no calls
+          int64_t first = -(ow + off), last = s.in_w - (ow + off);
+          first = first < 0 ? 0 : (first > run ? run : first);
+          last = last < first ? first : (last > run ? run : last);
+          for (int64_t t = 0; t < first; ++t) d[t] = 0.0f;
+          const float* sp = src + ow + off;
+          int64_t t = first;
+          for (; t + Vec::kWidth <= last; t += Vec::kWidth) Vec::load(sp + t).store(d + t);
+          if (t < last) {
+            const int n = static_cast<int>(last - t);
+            Vec::load_partial(sp + t, n).store_partial(d + t, n);
+          }
+          for (t = last; t < run; ++t) d[t] = 0.0f;
+          j += run;
+          ow = 0;
+          ++oh;
+          continue;
+        }
         const int64_t first = valid_begin(ow, off, s.stride_w, run);
         const int64_t last = valid_end(ow, off, s.stride_w, s.in_w, run);
-        float* d = dst + j;
         for (int64_t t = 0; t < first; ++t) d[t] = 0.0f;
-        if (s.stride_w == 1) {
-          if (last > first) std::memcpy(d + first, src + ow + off + first,
-                                        sizeof(float) * (last - first));
-        } else {
+        {
           const float* sp = src + ow * s.stride_w + off;
           for (int64_t t = first; t < last; ++t) d[t] = sp[t * s.stride_w];
         }
