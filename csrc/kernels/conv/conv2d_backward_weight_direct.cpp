@@ -35,7 +35,9 @@ constexpr int KR = 2, CR = 4;
 #else
 constexpr int KR = 2, CR = 2;
 #endif
-constexpr int64_t kSpanChunk = 512;  // floats of each plane per L1 pass (multiple of L)
+constexpr int64_t kSpanChunk = 512;
+constexpr int64_t kTapOuterBytes = int64_t(256) << 10;  // block data of images kept in L2
+constexpr int64_t kTapOuterMaxSpan = 256;  // measured: longer spans do better image by image  // floats of each plane per L1 pass (multiple of L)
 constexpr int64_t kPaddedBudgetFloats = int64_t(1) << 24;  // 64 MiB of padded planes per group
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
@@ -86,34 +88,40 @@ void pad_grad_plane(const Conv2dShape& s, const Geometry& g, const float* src, f
   std::memset(dst + g.span, 0, sizeof(float) * (g.g_plane - g.span));
 }
 
-// vsum[i][j] += lanes of sum_p gy_i[p] * x_j[p + shift] for p < span (the
-// horizontal sums wait until the block is done).
-void dot_block(const float* const* gy, const float* const* x, int64_t shift, int64_t span,
-               Vec* vsum) {
+// vsum[i][j] += lanes of sum_{n < images} sum_{p < span} gy_i[n*gs + p] * x_j[n*xs + p + shift]
+// (the horizontal sums wait until the block is done).
+void dot_block(const float* const* gy, const float* const* x, int64_t images, int64_t gs,
+               int64_t xs, int64_t shift, int64_t span, Vec* vsum) {
   Vec acc[KR][CR];
 #pragma GCC unroll 32
   for (int i = 0; i < KR; ++i)
 #pragma GCC unroll 32
     for (int j = 0; j < CR; ++j) acc[i][j] = Vec::zero();
-  int64_t p = 0;
-  for (; p + L <= span; p += L) {
-    Vec gv[KR];
+  for (int64_t n = 0; n < images; ++n) {
+    const float* g[KR];
+    const float* xv[CR];
+    for (int i = 0; i < KR; ++i) g[i] = gy[i] + n * gs;
+    for (int j = 0; j < CR; ++j) xv[j] = x[j] + n * xs + shift;
+    int64_t p = 0;
+    for (; p + L <= span; p += L) {
+      Vec gv[KR];
 #pragma GCC unroll 32
-    for (int i = 0; i < KR; ++i) gv[i] = Vec::load(gy[i] + p);
+      for (int i = 0; i < KR; ++i) gv[i] = Vec::load(g[i] + p);
 #pragma GCC unroll 32
-    for (int j = 0; j < CR; ++j) {
-      const Vec xv = Vec::load(x[j] + shift + p);
+      for (int j = 0; j < CR; ++j) {
+        const Vec v = Vec::load(xv[j] + p);
 #pragma GCC unroll 32
-      for (int i = 0; i < KR; ++i) acc[i][j] = fmadd(gv[i], xv, acc[i][j]);
+        for (int i = 0; i < KR; ++i) acc[i][j] = fmadd(gv[i], v, acc[i][j]);
+      }
     }
-  }
-  if (p < span) {  // masked gradient: lanes past the span contribute 0
-    const int n = static_cast<int>(span - p);
-    Vec gv[KR];
-    for (int i = 0; i < KR; ++i) gv[i] = Vec::load_partial(gy[i] + p, n);
-    for (int j = 0; j < CR; ++j) {
-      const Vec xv = Vec::load(x[j] + shift + p);
-      for (int i = 0; i < KR; ++i) acc[i][j] = fmadd(gv[i], xv, acc[i][j]);
+    if (p < span) {  // masked gradient: lanes past the span contribute 0
+      const int m = static_cast<int>(span - p);
+      Vec gv[KR];
+      for (int i = 0; i < KR; ++i) gv[i] = Vec::load_partial(g[i] + p, m);
+      for (int j = 0; j < CR; ++j) {
+        const Vec v = Vec::load(xv[j] + p);
+        for (int i = 0; i < KR; ++i) acc[i][j] = fmadd(gv[i], v, acc[i][j]);
+      }
     }
   }
 #pragma GCC unroll 32
@@ -176,27 +184,45 @@ void backward_weight(const Conv2dArgs& a) {
         const int64_t cn = (cg - c0) < CR ? (cg - c0) : CR;
         Vec* vsum = reinterpret_cast<Vec*>(sums + omp_get_thread_num() * sum_floats);
         for (int64_t i = 0; i < taps * KR * CR; ++i) vsum[i] = Vec::zero();
-        // Image outer, taps inner: the block's KR + CR planes of one image
-        // stay in L2 while all taps read them.
-        for (int64_t n = 0; n < nb; ++n) {
-          const float* gy[KR];
-          const float* x[CR];
-          // Rows past the block's edge repeat its last row; their sums are dropped.
-          for (int i = 0; i < KR; ++i)
-            gy[i] = gpad + (n * s.out_channels + k0 + (i < kn ? i : kn - 1)) * g.g_plane;
-          for (int j = 0; j < CR; ++j)
-            x[j] = xpad + (n * s.in_channels + grp * cg + c0 + (j < cn ? j : cn - 1)) * g.x_plane;
-          // Span chunks small enough that the block's planes stay in L1 across taps.
-          for (int64_t p0 = 0; p0 < g.span; p0 += kSpanChunk) {
-            const int64_t len = (g.span - p0) < kSpanChunk ? (g.span - p0) : kSpanChunk;
-            const float* gyc[KR];
-            const float* xc[CR];
-            for (int i = 0; i < KR; ++i) gyc[i] = gy[i] + p0;
-            for (int j = 0; j < CR; ++j) xc[j] = x[j] + p0;
+        const float* gy[KR];
+        const float* x[CR];
+        // Rows past the block's edge repeat its last row; their sums are dropped.
+        for (int i = 0; i < KR; ++i)
+          gy[i] = gpad + (k0 + (i < kn ? i : kn - 1)) * g.g_plane;
+        for (int j = 0; j < CR; ++j)
+          x[j] = xpad + (grp * cg + c0 + (j < cn ? j : cn - 1)) * g.x_plane;
+        const int64_t gs = s.out_channels * g.g_plane, xs = s.in_channels * g.x_plane;
+        const int64_t sub = kTapOuterBytes / ((KR + CR) * g.span * 4);
+        if (sub >= 2 && g.span < kTapOuterMaxSpan) {
+          // Small planes: `sub` images of the block fit in L2 together, so
+          // taps go outside and the accumulators run over those images.
+          for (int64_t n0 = 0; n0 < nb; n0 += sub) {
+            const int64_t cnt = (nb - n0) < sub ? (nb - n0) : sub;
+            const float* gyn[KR];
+            const float* xn[CR];
+            for (int i = 0; i < KR; ++i) gyn[i] = gy[i] + n0 * gs;
+            for (int j = 0; j < CR; ++j) xn[j] = x[j] + n0 * xs;
             for (int64_t t = 0; t < taps; ++t) {
               const int64_t r = t / s.kernel_w, q = t % s.kernel_w;
               const int64_t shift = r * s.dilation_h * g.wp + q * s.dilation_w;
-              dot_block(gyc, xc, shift, len, vsum + t * KR * CR);
+              dot_block(gyn, xn, cnt, gs, xs, shift, g.span, vsum + t * KR * CR);
+            }
+          }
+        } else {
+          // Large planes: image outer, span chunks small enough that the
+          // block's planes stay in L1 across all taps.
+          for (int64_t n = 0; n < nb; ++n) {
+            for (int64_t p0 = 0; p0 < g.span; p0 += kSpanChunk) {
+              const int64_t len = (g.span - p0) < kSpanChunk ? (g.span - p0) : kSpanChunk;
+              const float* gyc[KR];
+              const float* xc[CR];
+              for (int i = 0; i < KR; ++i) gyc[i] = gy[i] + n * gs + p0;
+              for (int j = 0; j < CR; ++j) xc[j] = x[j] + n * xs + p0;
+              for (int64_t t = 0; t < taps; ++t) {
+                const int64_t r = t / s.kernel_w, q = t % s.kernel_w;
+                const int64_t shift = r * s.dilation_h * g.wp + q * s.dilation_w;
+                dot_block(gyc, xc, 1, 0, 0, shift, len, vsum + t * KR * CR);
+              }
             }
           }
         }
