@@ -9,6 +9,10 @@ namespace pve {
 void bind_core(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_eltwise(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_loss(py::module_& m);
 void bind_optim(py::module_& m);
 }  // namespace pve
 
@@ -20,5 +24,9 @@ PYBIND11_MODULE(_C, m) {
   pve::bind_core(m);
   pve::bind_gemm(m);
   pve::bind_conv(m);
+  pve::bind_pool(m);
+  pve::bind_eltwise(m);
+  pve::bind_norm(m);
+  pve::bind_loss(m);
   pve::bind_optim(m);
 }

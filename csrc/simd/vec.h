@@ -73,10 +73,20 @@ struct Vec {
   static Vec zero() { return _mm256_setzero_ps(); }
   static Vec set1(float x) { return _mm256_set1_ps(x); }
   static Vec load(const float* p) { return _mm256_loadu_ps(p); }
-  static Vec load_partial(const float* p, int n) { return _mm256_maskload_ps(p, tail_mask(n)); }
+  // Full vectors take the plain load/store: vmaskmovps stores are microcoded
+  // (slow) on AMD cores, so callers may pass n == kWidth in hot loops.
+  static Vec load_partial(const float* p, int n) {
+    return n >= kWidth ? load(p) : Vec(_mm256_maskload_ps(p, tail_mask(n)));
+  }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   void stream(float* p) const { _mm256_stream_ps(p, v); }  // p 32-byte aligned
-  void store_partial(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
+  void store_partial(float* p, int n) const {
+    if (n >= kWidth) {
+      store(p);
+    } else {
+      _mm256_maskstore_ps(p, tail_mask(n), v);
+    }
+  }
   friend Vec operator+(Vec a, Vec b) { return _mm256_add_ps(a.v, b.v); }
   friend Vec operator-(Vec a, Vec b) { return _mm256_sub_ps(a.v, b.v); }
   friend Vec operator*(Vec a, Vec b) { return _mm256_mul_ps(a.v, b.v); }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import List
 
-BENCHMARKS = ("gemm", "optim", "conv")
+BENCHMARKS = ("gemm", "optim", "layers", "conv")
 
 
 def run_benchmark(name: str, argv: List[str]) -> int:

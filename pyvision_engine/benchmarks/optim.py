@@ -26,7 +26,7 @@ import numpy as np
 
 import pyvision_engine as pve
 from pyvision_engine import _C
-from pyvision_engine.nn.arena import aligned_empty
+from pyvision_engine.benchmarks.peak import triad_bandwidth_gbs
 
 
 def resnet18_shapes() -> List[Tuple[int, ...]]:
@@ -73,29 +73,6 @@ def _median_time(fn: Callable[[], None], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
-
-
-def _timed(fn: Callable[[], None]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def triad_gbs(total_floats: int, threads: int, repeats: int) -> float:
-    """STREAM-triad GB/s over three arrays holding ``total_floats`` floats in all."""
-    n = total_floats // 3 // 16 * 16
-    a, b, c = aligned_empty(n), aligned_empty(n), aligned_empty(n)
-    b.fill(1.0)
-    c.fill(2.0)
-    best = 0.0
-    for nontemporal in (False, True):
-        for _ in range(2):
-            _C.triad(a, b, c, 0.5, nontemporal, threads)  # warm up, fault pages in
-        # STREAM's convention: the best of the repeats is the machine's rate.
-        t = min(_timed(lambda: _C.triad(a, b, c, 0.5, nontemporal, threads))
-                for _ in range(repeats))
-        best = max(best, 3 * 4 * n / t / 1e9)
-    return best
 
 
 class _PveCase:
@@ -179,7 +156,7 @@ def run(threads_list: Sequence[int], repeats: int, only: Optional[Sequence[str]]
             del case, torch_case
             moved = (reads + writes) * 4 * numel
             if distinct not in triad_cache:
-                triad_cache[distinct] = triad_gbs(distinct * numel, threads, repeats)
+                triad_cache[distinct] = triad_bandwidth_gbs(distinct * numel, threads, repeats)
             gbs = moved / t_pve / 1e9
             rows.append(dict(
                 optimizer=name, threads=threads, pve_ms=t_pve * 1e3,

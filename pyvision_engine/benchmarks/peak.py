@@ -53,6 +53,29 @@ def measure_peak(isas=None, thread_counts=None, repeat: int = 5,
     return result
 
 
+
+def triad_bandwidth_gbs(total_floats: int, threads: int, repeats: int = 10) -> float:
+    """Memory bandwidth in GB/s by a STREAM triad (a = b + s*c) over three
+    arrays holding ``total_floats`` floats in all, the best of ``repeats`` and
+    of plain vs non-temporal stores. Size it like the working set of the
+    kernel it judges: a set that fits partly in L3 runs faster than DRAM."""
+    from pyvision_engine.nn.arena import aligned_empty
+
+    n = total_floats // 3 // 16 * 16
+    a, b, c = aligned_empty(n), aligned_empty(n), aligned_empty(n)
+    b.fill(1.0)
+    c.fill(2.0)
+    best = 0.0
+    for nontemporal in (False, True):
+        for _ in range(2):
+            _C.triad(a, b, c, 0.5, nontemporal, threads)  # warm up, fault pages in
+        for _ in range(repeats):
+            start = time.perf_counter()
+            _C.triad(a, b, c, 0.5, nontemporal, threads)
+            # STREAM's convention: 3 arrays counted; the best run is the rate.
+            best = max(best, 3 * 4 * n / (time.perf_counter() - start) / 1e9)
+    return best
+
 def main() -> None:
     peaks = measure_peak()
     print("FP32 FMA peak (median of 5 probe runs), GFLOP/s")

@@ -1,18 +1,38 @@
 """pve.nn: modules, parameters and functional ops with torch.nn's names and semantics."""
 
 from pyvision_engine.nn import functional, init
+from pyvision_engine.nn.activation import (
+    GELU, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, PReLU, ReLU, ReLU6, Sigmoid, SiLU,
+    Softmax, Tanh,
+)
 from pyvision_engine.nn.arena import ParameterArena
 from pyvision_engine.nn.conv import (Conv2d, ConvBn2d, ConvBnReLU2d, fold_batch_norm,
                                      fuse_conv_bn_eval)
 from pyvision_engine.nn.container import ModuleDict, ModuleList, Sequential
+from pyvision_engine.nn.dropout import Dropout
 from pyvision_engine.nn.linear import Flatten, Identity, Linear
+from pyvision_engine.nn.loss import (
+    BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
+)
 from pyvision_engine.nn.module import Module, StateDictError
+from pyvision_engine.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from pyvision_engine.nn.padding import ZeroPad2d
 from pyvision_engine.nn.parameter import Buffer, Parameter
 from pyvision_engine.nn import utils
+from pyvision_engine.nn.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
+from pyvision_engine.nn.upsampling import Upsample
 
 __all__ = [
     "Module", "Parameter", "Buffer", "Sequential", "ModuleList", "ModuleDict",
     "Linear", "Identity", "Flatten", "ParameterArena", "StateDictError",
-    "functional", "init", "utils", "Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval",
-    "fold_batch_norm",
+    "functional", "init", "utils",
+    # convolution
+    "Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm",
+    # layers
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+    "ReLU", "ReLU6", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "Hardswish",
+    "Hardsigmoid", "Softmax", "LogSoftmax",
+    "BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm",
+    "Dropout", "ZeroPad2d", "Upsample",
+    "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "BCEWithLogitsLoss",
 ]

@@ -11,10 +11,11 @@ So the pack is rebuilt after any of those, never returning stale results.
 
 BatchNorm folding
 -----------------
-For an eval-mode BatchNorm2d with running statistics, with
-``scale = gamma / sqrt(running_var + eps)``:
+For an eval-mode BatchNorm2d, its fusion hook ``fusion_scale_shift()`` gives
+per-channel (scale, shift) with bn(x) = x * scale + shift
+(scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale):
 
-    bn(conv(x)) = conv'(x),  W' = W * scale[k],  b' = (b - running_mean) * scale + beta
+    bn(conv(x)) = conv'(x),  W' = W * scale[k],  b' = b * scale + shift
 
 and a following ReLU runs in the convolution's epilogue (the kernels add the
 bias and clamp while the output tile is still in registers). ``fuse_conv_bn_eval``
@@ -181,22 +182,30 @@ class Conv2d(Module):
         return s
 
 
-def fold_batch_norm(weight: np.ndarray, bias: Optional[np.ndarray], bn: Module
-                    ) -> Tuple[np.ndarray, np.ndarray]:
-    """(W', b') with bn(conv(x; W, b)) == conv(x; W', b') for an eval-mode BatchNorm2d
-    (uses running_mean, running_var, eps and the affine weight/bias when present)."""
-    mean = np.asarray(bn.running_mean._data if isinstance(bn.running_mean, Tensor)
-                      else bn.running_mean, dtype=np.float64)
-    var = np.asarray(bn.running_var._data if isinstance(bn.running_var, Tensor)
-                     else bn.running_var, dtype=np.float64)
+def _bn_scale_shift(bn: Module) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-channel (scale, shift), float64, with bn(x) = x * scale + shift in eval mode:
+    BatchNorm2d's fusion hook when it has one, else from its torch-named attributes."""
+    if hasattr(bn, "fusion_scale_shift"):
+        scale, shift = bn.fusion_scale_shift()
+        return np.asarray(scale, np.float64), np.asarray(shift, np.float64)
+    mean = np.asarray(as_tensor(bn.running_mean)._data, dtype=np.float64)
+    var = np.asarray(as_tensor(bn.running_var)._data, dtype=np.float64)
     gamma = np.ones_like(mean) if getattr(bn, "weight", None) is None else \
         np.asarray(as_tensor(bn.weight)._data, dtype=np.float64)
     beta = np.zeros_like(mean) if getattr(bn, "bias", None) is None else \
         np.asarray(as_tensor(bn.bias)._data, dtype=np.float64)
     scale = gamma / np.sqrt(var + float(bn.eps))
-    b = np.zeros_like(mean) if bias is None else np.asarray(bias, dtype=np.float64)
+    return scale, beta - mean * scale
+
+
+def fold_batch_norm(weight: np.ndarray, bias: Optional[np.ndarray], bn: Module
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """(W', b') with bn(conv(x; W, b)) == conv(x; W', b') for an eval-mode BatchNorm2d:
+    W' = W * scale[k], b' = b * scale + shift (scale, shift from bn.fusion_scale_shift)."""
+    scale, shift = _bn_scale_shift(bn)
+    b = np.zeros_like(scale) if bias is None else np.asarray(bias, dtype=np.float64)
     folded_w = (weight.astype(np.float64) * scale[:, None, None, None]).astype(np.float32)
-    folded_b = ((b - mean) * scale + beta).astype(np.float32)
+    folded_b = (b * scale + shift).astype(np.float32)
     return folded_w, folded_b
 
 
@@ -241,19 +250,29 @@ class ConvBn2d(Module):
         x = as_tensor(input)
         if self.training or is_grad_enabled():
             y = self.bn(self.conv(x))
-            if self.relu:
-                y = F.relu(y) if hasattr(F, "relu") else y * (y > 0)
-            return y
+            return F.relu(y) if self.relu else y
         bn = self.bn
-        key = tuple(_tensor_key(t) for t in (self.conv.weight, self.conv.bias, bn.running_mean,
-                                              bn.running_var, getattr(bn, "weight", None),
-                                              getattr(bn, "bias", None))) + (float(bn.eps),)
-        if self._folded_key != key:
+        # The convolution's weights are keyed like the Winograd pack; the
+        # BatchNorm's few per-channel values are compared outright, so a
+        # statistic written in place by any kernel is never missed.
+        bn_values = tuple(None if t is None else np.array(as_tensor(t)._data) for t in
+                          (bn.running_mean, bn.running_var, getattr(bn, "weight", None),
+                           getattr(bn, "bias", None))) + (float(bn.eps),)
+        key = (_tensor_key(self.conv.weight), _tensor_key(self.conv.bias))
+        if self._folded is not None:
+            old_key, old_values = self._folded_key
+            same = old_key == key and all(
+                (a is None and b is None) or (a is not None and b is not None
+                                              and np.array_equal(a, b))
+                for a, b in zip(old_values[:4], bn_values[:4])) and old_values[4] == bn_values[4]
+        else:
+            same = False
+        if not same:
             w, b = fold_batch_norm(self.conv.weight._data,
                                    None if self.conv.bias is None else self.conv.bias._data, bn)
             object.__setattr__(self, "_folded", (Parameter(w, requires_grad=False),
                                                  Parameter(b, requires_grad=False)))
-            object.__setattr__(self, "_folded_key", key)
+            object.__setattr__(self, "_folded_key", (key, bn_values))
             self.conv._drop_pack()
         w, b = self._folded
         return self.conv._convolve(x, w, b, self.relu)

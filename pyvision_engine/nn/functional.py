@@ -14,7 +14,7 @@ from pyvision_engine.backends import conv as _conv_backend
 from pyvision_engine.autograd import Function
 from pyvision_engine.tensor import Tensor, as_tensor
 
-__all__ = ["linear", "flatten", "conv2d", "conv2d_algorithm"]
+__all__ = ["linear", "flatten", "conv2d", "conv2d_algorithm"]  # extended below with the layer functionals
 
 
 def _float_input(x: Any, op: str) -> Tensor:
@@ -270,3 +270,32 @@ def conv2d_algorithm(input_shape: Sequence[int], weight_shape: Sequence[int], st
     family, _ = _C.conv2d_plan(pass_, wanted, list(x_shape), list(weight_shape), geo.stride,
                                geo.top_left, geo.dilation, geo.groups, geo.out_size)
     return family
+
+
+# Layer functionals (pooling, activations, normalisation, losses, shape ops) live
+# in nn/_f_*.py and are re-exported here under torch's names.
+from pyvision_engine.nn._f_activation import (  # noqa: E402
+    gelu, hardsigmoid, hardswish, leaky_relu, leaky_relu_, log_softmax, prelu, relu, relu6,
+    relu_, sigmoid, silu, softmax, tanh,
+)
+from pyvision_engine.nn._f_loss import (  # noqa: E402
+    binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss,
+    smooth_l1_loss,
+)
+from pyvision_engine.nn._f_norm import batch_norm, group_norm, layer_norm  # noqa: E402
+from pyvision_engine.nn._f_pooling import (  # noqa: E402
+    adaptive_avg_pool2d, adaptive_max_pool2d, adaptive_max_pool2d_with_indices, avg_pool2d,
+    max_pool2d, max_pool2d_with_indices,
+)
+from pyvision_engine.nn._f_shape import add, cat, dropout, interpolate, pad, upsample  # noqa: E402
+
+__all__ += [
+    "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "prelu", "sigmoid", "tanh", "gelu",
+    "silu", "hardswish", "hardsigmoid", "softmax", "log_softmax",
+    "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
+    "binary_cross_entropy_with_logits",
+    "batch_norm", "group_norm", "layer_norm",
+    "max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "adaptive_avg_pool2d",
+    "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices",
+    "dropout", "cat", "add", "pad", "interpolate", "upsample",
+]

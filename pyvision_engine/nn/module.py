@@ -244,8 +244,11 @@ class Module:
     def train(self, mode: bool = True) -> "Module":
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
-        for m in self.modules():
-            object.__setattr__(m, "training", mode)
+        # Recurse through children's train() as torch does, so a layer that
+        # overrides train() (to drop cached packed weights, say) sees the switch.
+        object.__setattr__(self, "training", mode)
+        for module in self.children():
+            module.train(mode)
         return self
 
     def eval(self) -> "Module":

@@ -149,3 +149,29 @@ def test_fusion_needs_eval_mode():
     bn = FakeBatchNorm2d(4, np.random.default_rng(0))
     with pytest.raises(ValueError, match="eval"):
         pve.nn.fuse_conv_bn_eval(conv, bn)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_real_batch_norm_folding_and_stale_statistics(relu):
+    rng = np.random.default_rng(4)
+    conv = pve.nn.Conv2d(16, 24, 3, padding=1)
+    bn = pve.nn.BatchNorm2d(24)
+    x = rng.standard_normal((4, 16, 10, 10)).astype(np.float32)
+    for _ in range(3):  # a few training steps give BN real running statistics
+        bn(conv(x))
+    conv.eval()
+    bn.eval()
+    seq = pve.nn.Sequential(conv, bn, pve.nn.ReLU()) if relu else pve.nn.Sequential(conv, bn)
+    with pve.no_grad():
+        want = seq(x).numpy().copy()
+    fused = pve.nn.fuse_conv_bn_eval(conv, bn, relu=relu)
+    np.testing.assert_allclose(_eval_out(fused, x), want, rtol=1e-4, atol=1e-4)
+    live = pve.nn.ConvBn2d(conv, bn, relu=relu).eval()
+    np.testing.assert_allclose(_eval_out(live, x), want, rtol=1e-4, atol=1e-4)
+    bn.reset_running_stats()  # writes the buffers in place, in eval mode
+    with pve.no_grad():
+        want2 = seq(x).numpy().copy()
+    np.testing.assert_allclose(_eval_out(live, x), want2, rtol=1e-4, atol=1e-4)
+    live.train()  # training mode runs the three modules as written
+    y = live(x)
+    assert y.shape == (4, 24, 10, 10)

@@ -1,0 +1,438 @@
+// Pooling kernels, written once against Vec. Planes are split across threads.
+// Max and average pooling vectorise across output columns whose window lies
+// wholly inside the input row (strided loads: stride 1 plain, 2 deinterleaved,
+// larger gathered); the border columns use the scalar window loop, which is
+// also the reference for every column in the scalar build.
+#include "kernels/pool/pool2d.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "simd/vec_math.h"
+
+namespace pve {
+namespace PVE_KERNEL_NS {
+namespace {
+
+constexpr int W = Vec::kWidth;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }  // a >= 0, b > 0
+
+inline int planes_threads(int64_t planes, int64_t work, int threads) {
+  return (work < (1 << 15) || planes < 2) ? 1 : threads;
+}
+
+// Output columns [lo, hi) whose windows need no clipping.
+inline void interior_columns(const Pool2dShape& s, int64_t* lo, int64_t* hi) {
+  const int64_t span = static_cast<int64_t>(s.kernel_w - 1) * s.dilation_w;
+  int64_t l = ceil_div(s.pad_w, s.stride_w);
+  const int64_t num = s.in_w - 1 - span + s.pad_w;
+  int64_t h = num >= 0 ? num / s.stride_w + 1 : 0;
+  l = std::min(l, s.out_w);
+  h = std::max(std::min(h, s.out_w), l);
+  *lo = l;
+  *hi = h;
+}
+
+// ------------------------------------------------------------------ max pool
+template <bool kIndex>
+void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s) {
+  const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
+  const int kh = s.kernel_h, kw = s.kernel_w, dh = s.dilation_h, dw = s.dilation_w, sw = s.stride_w;
+  int64_t lo, hi;
+  interior_columns(s, &lo, &hi);
+  // Flat offset of each window tap from the window's top-left corner.
+  std::vector<int64_t> tap_offset(kIndex ? static_cast<size_t>(kh) * kw : 0);
+  for (size_t t = 0; t < tap_offset.size(); ++t)
+    tap_offset[t] = static_cast<int64_t>(t / kw) * dh * IW + static_cast<int64_t>(t % kw) * dw;
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const int64_t hstart = oh * s.stride_h - s.pad_h;
+    const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
+    const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
+    float* yrow = y + oh * OW;
+    int64_t* irow = kIndex ? ind + oh * OW : nullptr;
+    auto scalar_window = [&](int64_t ow) {
+      const int64_t wstart = ow * sw - s.pad_w;
+      const int c0 = wstart < 0 ? static_cast<int>(ceil_div(-wstart, dw)) : 0;
+      const int c1 = static_cast<int>(std::min<int64_t>(kw, IW > wstart ? ceil_div(IW - wstart, dw) : 0));
+      float best = kNegInf;
+      int64_t bi = (hstart + static_cast<int64_t>(r0) * dh) * IW + wstart + static_cast<int64_t>(c0) * dw;
+      for (int r = r0; r < r1; ++r) {
+        const int64_t ih = hstart + static_cast<int64_t>(r) * dh;
+        for (int c = c0; c < c1; ++c) {
+          const int64_t iw = wstart + static_cast<int64_t>(c) * dw;
+          const float v = x[ih * IW + iw];
+          const bool take = v > best || v != v;  // NaN wins, as in torch
+          best = take ? v : best;
+          bi = take ? ih * IW + iw : bi;
+        }
+      }
+      yrow[ow] = best;
+      if (kIndex) irow[ow] = bi;
+    };
+    auto vector_block = [&](int64_t ow) {
+      Vec best = Vec::set1(kNegInf);
+      Vec tap = Vec::set1(static_cast<float>(r0 * kw));
+      for (int r = r0; r < r1; ++r) {
+        const float* row = x + (hstart + static_cast<int64_t>(r) * dh) * IW + ow * sw - s.pad_w;
+        for (int c = 0; c < kw; ++c) {
+          Vec v = load_strided(row + static_cast<int64_t>(c) * dw, sw);
+          Mask m = mask_or(cmp_gt(v, best), is_nan(v));
+          best = select(m, v, best);
+          if (kIndex) tap = select(m, Vec::set1(static_cast<float>(r * kw + c)), tap);
+        }
+      }
+      best.store(yrow + ow);
+      if (kIndex) {
+        float taps[W];
+        tap.store(taps);
+        const int64_t base = hstart * IW + ow * sw - s.pad_w;
+        for (int l = 0; l < W; ++l)
+          irow[ow + l] = base + l * sw + tap_offset[static_cast<int>(taps[l])];
+      }
+    };
+    for (int64_t ow = 0; ow < lo; ++ow) scalar_window(ow);
+    int64_t ow = lo;
+    for (; ow + W <= hi; ow += W) vector_block(ow);
+    // Remainder of the interior: one more block overlapping the previous one
+    // (recomputing a few outputs is cheaper than the scalar loop).
+    if (ow < hi && hi - lo >= W) {
+      vector_block(hi - W);
+      ow = hi;
+    }
+    for (; ow < OW; ++ow) scalar_window(ow);
+  }
+}
+
+// Max that propagates NaN from either side (x86 max alone drops one of them).
+inline Vec nan_max(Vec acc, Vec v) { return select(is_nan(acc), acc, max(acc, v)); }
+
+// Values only (inference): separable. Per output row, the max over the valid
+// window rows is taken for every input column (contiguous, full vectors) into
+// `colmax`, then the max over window columns is read from it. Max is
+// associative, so values equal the direct scan's; NaN propagates.
+constexpr int64_t kColmaxRows = 8;  // output rows per vertical pass
+
+void max_pool_plane_values(const float* x, float* y, const Pool2dShape& s, float* colmax) {
+  const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
+  const int kh = s.kernel_h, kw = s.kernel_w, dh = s.dilation_h, dw = s.dilation_w, sw = s.stride_w;
+  int64_t lo, hi;
+  interior_columns(s, &lo, &hi);
+  for (int64_t oh0 = 0; oh0 < s.out_h; oh0 += kColmaxRows) {
+    const int64_t oh1 = std::min(s.out_h, oh0 + kColmaxRows);
+    // Vertical pass for a block of output rows first, the horizontal pass
+    // after: the strided loads then never wait on stores still in flight
+    // (a load spanning two recent stores cannot be forwarded and stalls).
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      const int64_t hstart = oh * s.stride_h - s.pad_h;
+      const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
+      const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
+      float* cm = colmax + (oh - oh0) * IW;
+      int64_t i = 0;
+      auto column_block = [&](int64_t i0, int n) {
+        Vec acc = Vec::set1(kNegInf);
+        for (int r = r0; r < r1; ++r)
+          acc = nan_max(acc, Vec::load_partial(x + (hstart + static_cast<int64_t>(r) * dh) * IW + i0, n));
+        acc.store_partial(cm + i0, n);
+      };
+      for (; i + W <= IW; i += W) column_block(i, W);
+      if (i < IW) column_block(i, static_cast<int>(IW - i));
+    }
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      const float* cm = colmax + (oh - oh0) * IW;
+      float* yrow = y + oh * OW;
+      auto scalar_window = [&](int64_t ow) {
+        const int64_t wstart = ow * sw - s.pad_w;
+        const int c0 = wstart < 0 ? static_cast<int>(ceil_div(-wstart, dw)) : 0;
+        const int c1 = static_cast<int>(std::min<int64_t>(kw, IW > wstart ? ceil_div(IW - wstart, dw) : 0));
+        float best = kNegInf;
+        for (int c = c0; c < c1; ++c) {
+          const float v = cm[wstart + static_cast<int64_t>(c) * dw];
+          best = (v > best || v != v) ? v : best;
+        }
+        yrow[ow] = best;
+      };
+      auto vector_block = [&](int64_t ow) {
+        const float* base = cm + ow * sw - s.pad_w;
+        Vec acc = Vec::set1(kNegInf);
+        for (int c = 0; c < kw; ++c) acc = nan_max(acc, load_strided(base + static_cast<int64_t>(c) * dw, sw));
+        acc.store(yrow + ow);
+      };
+      for (int64_t ow = 0; ow < lo; ++ow) scalar_window(ow);
+      int64_t ow = lo;
+      for (; ow + W <= hi; ow += W) vector_block(ow);
+      if (ow < hi && hi - lo >= W) {
+        vector_block(hi - W);
+        ow = hi;
+      }
+      for (; ow < OW; ++ow) scalar_window(ow);
+    }
+  }
+}
+
+void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const Pool2dShape& s,
+                             int threads) {
+  const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  const int t = planes_threads(s.planes, s.planes * in_plane, threads);
+  if (indices) {
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
+    for (int64_t p = 0; p < s.planes; ++p)
+      max_pool_plane<true>(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
+    return;
+  }
+#pragma omp parallel num_threads(t)
+  {
+    std::vector<float> colmax(static_cast<size_t>(std::max<int64_t>(s.in_w, 1) * kColmaxRows));
+#pragma omp for schedule(dynamic, 2)
+    for (int64_t p = 0; p < s.planes; ++p)
+      max_pool_plane_values(x + p * in_plane, y + p * out_plane, s, colmax.data());
+  }
+}
+
+void max_pool2d_backward_impl(const float* gy, const int64_t* indices, float* gx, int64_t planes,
+                              int64_t in_hw, int64_t out_hw, int threads) {
+  const int t = planes_threads(planes, planes * in_hw, threads);
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* g = gx + p * in_hw;
+    std::memset(g, 0, sizeof(float) * in_hw);
+    const float* go = gy + p * out_hw;
+    const int64_t* id = indices + p * out_hw;
+    for (int64_t o = 0; o < out_hw; ++o) {
+      const int64_t i = id[o];
+      if (i >= 0 && i < in_hw) g[i] += go[o];
+    }
+  }
+}
+
+// ------------------------------------------------------------------ avg pool
+struct AvgWindow {
+  int64_t start, end;  // clipped to the input
+  int64_t size;        // including padding, as torch counts it
+};
+
+inline AvgWindow avg_window(int64_t o, int stride, int pad, int k, int64_t in) {
+  int64_t start = o * stride - pad;
+  int64_t end = std::min<int64_t>(start + k, in + pad);
+  const int64_t size = end - start;
+  start = std::max<int64_t>(start, 0);
+  end = std::min<int64_t>(end, in);
+  return {start, end, size};
+}
+
+inline float avg_divisor(const AvgWindow& h, const AvgWindow& w, bool include_pad, int64_t over) {
+  if (over > 0) return static_cast<float>(over);
+  if (include_pad) return static_cast<float>(h.size * w.size);
+  return static_cast<float>((h.end - h.start) * (w.end - w.start));
+}
+
+void avg_pool_plane(const float* x, float* y, const Pool2dShape& s, bool include_pad, int64_t over) {
+  const int64_t IW = s.in_w, OW = s.out_w;
+  const int sw = s.stride_w, kw = s.kernel_w;
+  int64_t lo, hi;
+  interior_columns(s, &lo, &hi);
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const AvgWindow hwin = avg_window(oh, s.stride_h, s.pad_h, s.kernel_h, s.in_h);
+    float* yrow = y + oh * OW;
+    auto scalar_window = [&](int64_t ow) {
+      const AvgWindow wwin = avg_window(ow, sw, s.pad_w, kw, IW);
+      if (hwin.start >= hwin.end || wwin.start >= wwin.end) {
+        yrow[ow] = 0.0f;
+        return;
+      }
+      float sum = 0.0f;
+      for (int64_t ih = hwin.start; ih < hwin.end; ++ih)
+        for (int64_t iw = wwin.start; iw < wwin.end; ++iw) sum += x[ih * IW + iw];
+      yrow[ow] = sum / avg_divisor(hwin, wwin, include_pad, over);
+    };
+    for (int64_t ow = 0; ow < lo; ++ow) scalar_window(ow);
+    int64_t ow = lo;
+    if (hwin.start < hwin.end) {
+      // Interior columns share one divisor: full kernel width, same rows.
+      const AvgWindow full{0, kw, kw};
+      const Vec inv = Vec::set1(1.0f / avg_divisor(hwin, full, include_pad, over));
+      auto vector_block = [&](int64_t o) {
+        Vec sum = Vec::zero();
+        for (int64_t ih = hwin.start; ih < hwin.end; ++ih) {
+          const float* row = x + ih * IW + o * sw - s.pad_w;
+          for (int c = 0; c < kw; ++c) sum = sum + load_strided(row + c, sw);
+        }
+        (sum * inv).store(yrow + o);
+      };
+      for (; ow + W <= hi; ow += W) vector_block(ow);
+      if (ow < hi && hi - lo >= W) {
+        vector_block(hi - W);
+        ow = hi;
+      }
+    }
+    for (; ow < OW; ++ow) scalar_window(ow);
+  }
+}
+
+void avg_pool2d_forward_impl(const float* x, float* y, const Pool2dShape& s, bool include_pad,
+                             int64_t over, int threads) {
+  const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  const int t = planes_threads(s.planes, s.planes * in_plane, threads);
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
+  for (int64_t p = 0; p < s.planes; ++p)
+    avg_pool_plane(x + p * in_plane, y + p * out_plane, s, include_pad, over);
+}
+
+void avg_pool2d_backward_impl(const float* gy, float* gx, const Pool2dShape& s, bool include_pad,
+                              int64_t over, int threads) {
+  const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  const int t = planes_threads(s.planes, s.planes * in_plane, threads);
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
+  for (int64_t p = 0; p < s.planes; ++p) {
+    float* g = gx + p * in_plane;
+    std::memset(g, 0, sizeof(float) * in_plane);
+    const float* go = gy + p * out_plane;
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const AvgWindow hwin = avg_window(oh, s.stride_h, s.pad_h, s.kernel_h, s.in_h);
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const AvgWindow wwin = avg_window(ow, s.stride_w, s.pad_w, s.kernel_w, s.in_w);
+        if (hwin.start >= hwin.end || wwin.start >= wwin.end) continue;
+        const float v = go[oh * s.out_w + ow] / avg_divisor(hwin, wwin, include_pad, over);
+        for (int64_t ih = hwin.start; ih < hwin.end; ++ih)
+          for (int64_t iw = wwin.start; iw < wwin.end; ++iw) g[ih * s.in_w + iw] += v;
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------- adaptive pool
+inline int64_t adaptive_start(int64_t o, int64_t in, int64_t out) { return (o * in) / out; }
+inline int64_t adaptive_end(int64_t o, int64_t in, int64_t out) {
+  return ((o + 1) * in + out - 1) / out;
+}
+
+void adaptive_max_pool2d_impl(const float* x, float* y, int64_t* indices, int64_t planes,
+                              int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
+                              int threads) {
+  const int t = planes_threads(planes, planes * in_h * in_w, threads);
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * in_h * in_w;
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const int64_t h0 = adaptive_start(oh, in_h, out_h), h1 = adaptive_end(oh, in_h, out_h);
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int64_t w0 = adaptive_start(ow, in_w, out_w), w1 = adaptive_end(ow, in_w, out_w);
+        float best = kNegInf;
+        int64_t bi = h0 * in_w + w0;
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) {
+            const float v = xp[ih * in_w + iw];
+            if (v > best || std::isnan(v)) {
+              best = v;
+              bi = ih * in_w + iw;
+            }
+          }
+        const int64_t o = p * out_h * out_w + oh * out_w + ow;
+        y[o] = best;
+        if (indices) indices[o] = bi;
+      }
+    }
+  }
+}
+
+void adaptive_avg_pool2d_impl(const float* x, float* y, int64_t planes, int64_t in_h, int64_t in_w,
+                              int64_t out_h, int64_t out_w, int threads) {
+  const int t = planes_threads(planes, planes * in_h * in_w, threads);
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * in_h * in_w;
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const int64_t h0 = adaptive_start(oh, in_h, out_h), h1 = adaptive_end(oh, in_h, out_h);
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int64_t w0 = adaptive_start(ow, in_w, out_w), w1 = adaptive_end(ow, in_w, out_w);
+        float sum = 0.0f;
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) sum += xp[ih * in_w + iw];
+        y[p * out_h * out_w + oh * out_w + ow] = sum / static_cast<float>((h1 - h0) * (w1 - w0));
+      }
+    }
+  }
+}
+
+void adaptive_avg_pool2d_backward_impl(const float* gy, float* gx, int64_t planes, int64_t in_h,
+                                       int64_t in_w, int64_t out_h, int64_t out_w, int threads) {
+  const int t = planes_threads(planes, planes * in_h * in_w, threads);
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* g = gx + p * in_h * in_w;
+    std::memset(g, 0, sizeof(float) * in_h * in_w);
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const int64_t h0 = adaptive_start(oh, in_h, out_h), h1 = adaptive_end(oh, in_h, out_h);
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int64_t w0 = adaptive_start(ow, in_w, out_w), w1 = adaptive_end(ow, in_w, out_w);
+        const float v = gy[p * out_h * out_w + oh * out_w + ow] /
+                        static_cast<float>((h1 - h0) * (w1 - w0));
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) g[ih * in_w + iw] += v;
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------- global average pool
+inline Vec plane_sum(const float* xp, int64_t hw) {
+  Vec a0 = Vec::zero(), a1 = Vec::zero();
+  int64_t i = 0;
+  for (; i + 2 * W <= hw; i += 2 * W) {
+    a0 = a0 + Vec::load(xp + i);
+    a1 = a1 + Vec::load(xp + i + W);
+  }
+  for (; i < hw; i += W) a0 = a0 + Vec::load_partial(xp + i, static_cast<int>(std::min<int64_t>(W, hw - i)));
+  return a0 + a1;
+}
+
+void global_avg_pool_impl(const float* x, float* y, int64_t planes, int64_t hw, int threads) {
+  const int t = planes_threads(planes, planes * hw, threads);
+  const float inv = 1.0f / static_cast<float>(hw);
+  // Four planes per step share one horizontal-reduction tree: with small
+  // planes (7x7 at the end of a ResNet) the reductions dominate otherwise.
+  const int64_t groups = planes / 4;
+#pragma omp parallel for num_threads(t) schedule(dynamic, 64)
+  for (int64_t g = 0; g < groups; ++g) {
+    const float* xp = x + g * 4 * hw;
+    const Vec s0 = plane_sum(xp, hw), s1 = plane_sum(xp + hw, hw);
+    const Vec s2 = plane_sum(xp + 2 * hw, hw), s3 = plane_sum(xp + 3 * hw, hw);
+    float sums[4];
+    reduce_add4(s0, s1, s2, s3, sums);
+    for (int j = 0; j < 4; ++j) y[g * 4 + j] = sums[j] * inv;
+  }
+  for (int64_t p = groups * 4; p < planes; ++p) y[p] = reduce_add(plane_sum(x + p * hw, hw)) * inv;
+}
+
+void global_avg_pool_backward_impl(const float* gy, float* gx, int64_t planes, int64_t hw,
+                                   int threads) {
+  const int t = planes_threads(planes, planes * hw, threads);
+  const float inv = 1.0f / static_cast<float>(hw);
+#pragma omp parallel for num_threads(t) schedule(dynamic, 64)
+  for (int64_t p = 0; p < planes; ++p) {
+    const Vec v = Vec::set1(gy[p] * inv);
+    float* g = gx + p * hw;
+    for (int64_t i = 0; i < hw; i += W) v.store_partial(g + i, static_cast<int>(std::min<int64_t>(W, hw - i)));
+  }
+}
+
+}  // namespace
+
+PVE_REGISTER_KERNELS {
+  register_kernel(max_pool2d_forward, &max_pool2d_forward_impl);
+  register_kernel(max_pool2d_backward, &max_pool2d_backward_impl);
+  register_kernel(avg_pool2d_forward, &avg_pool2d_forward_impl);
+  register_kernel(avg_pool2d_backward, &avg_pool2d_backward_impl);
+  register_kernel(adaptive_max_pool2d_forward, &adaptive_max_pool2d_impl);
+  register_kernel(adaptive_avg_pool2d_forward, &adaptive_avg_pool2d_impl);
+  register_kernel(adaptive_avg_pool2d_backward, &adaptive_avg_pool2d_backward_impl);
+  register_kernel(global_avg_pool_forward, &global_avg_pool_impl);
+  register_kernel(global_avg_pool_backward, &global_avg_pool_backward_impl);
+}
+
+}  // namespace PVE_KERNEL_NS
+}  // namespace pve

@@ -1,0 +1,71 @@
+"""Helpers shared by the layer functionals (argument parsing, inputs, in-place rebinding)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Tuple
+
+import numpy as np
+
+from pyvision_engine.autograd import is_grad_enabled
+from pyvision_engine.tensor import Tensor, as_tensor
+
+
+def float_input(x: Any, op: str) -> Tensor:
+    """``x`` as a float32 Tensor, or a TypeError naming ``op``."""
+    t = as_tensor(x)
+    if t.dtype != np.float32:
+        raise TypeError(f"{op}: expected a float32 input, got {t.dtype}")
+    return t
+
+
+def int_arg(v: Any, op: str, name: str) -> int:
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int, got {v!r}") from None
+
+
+def pair(v: Any, op: str, name: str) -> Tuple[int, int]:
+    """An int or a 1/2-sequence of ints as a (h, w) pair."""
+    if isinstance(v, (tuple, list)):
+        if len(v) == 1:
+            v = (v[0], v[0])
+        if len(v) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+        return int_arg(v[0], op, name), int_arg(v[1], op, name)
+    i = int_arg(v, op, name)
+    return i, i
+
+
+def check_reduction(reduction: str, op: str) -> None:
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def needs_grad(*tensors: Any) -> bool:
+    return is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in tensors)
+
+
+def rebind_inplace(target: Tensor, result: Tensor) -> Tensor:
+    """Make ``target`` (whose buffer ``result`` already wrote into) the result itself.
+
+    torch's in-place ops return their input with a new grad_fn; here the
+    input Tensor takes over the new node, so code that ignores the return
+    value still differentiates through the op."""
+    if target.requires_grad and target._node is None and is_grad_enabled():
+        raise RuntimeError(
+            "a leaf Variable that requires grad is being used in an in-place operation."
+        )
+    if result._node is not None:
+        object.__setattr__(target, "_node", result._node)
+        object.__setattr__(target, "requires_grad", True)
+    return target
+
+
+def shell_of(t: Tensor) -> Tensor:
+    """A new Tensor object standing for ``t`` as it was before an in-place op."""
+    s = Tensor._wrap(t._data)
+    s._node = t._node
+    s.requires_grad = t.requires_grad
+    return s

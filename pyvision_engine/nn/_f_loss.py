@@ -1,0 +1,377 @@
+"""Loss functionals (torch names, arguments, defaults and reductions).
+
+cross_entropy runs one fused log-softmax + NLL kernel (forward and backward);
+the element-wise losses are short numpy expressions (memory-bound, single pass).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from pyvision_engine import _C
+from pyvision_engine.autograd import Function
+from pyvision_engine.nn._f_common import check_reduction, float_input
+from pyvision_engine.tensor import Tensor, as_tensor
+
+__all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
+           "binary_cross_entropy_with_logits"]
+
+_F32 = np.float32
+
+
+def _reduce(loss: np.ndarray, reduction: str) -> np.ndarray:
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return np.asarray(loss.sum(dtype=np.float64), dtype=_F32)
+    return np.asarray(loss.mean(dtype=np.float64) if loss.size else np.nan, dtype=_F32)
+
+
+def _reduce_grad(g: np.ndarray, shape: Tuple[int, ...], reduction: str) -> np.ndarray:
+    """The upstream gradient broadcast to every element of the unreduced loss."""
+    if reduction == "none":
+        return g.astype(_F32)
+    n = int(np.prod(shape, dtype=np.int64))
+    scale = float(g) / n if reduction == "mean" else float(g)
+    return np.full(shape, scale, dtype=_F32)
+
+
+def _rows_layout(x: Tensor, op: str) -> Tuple[np.ndarray, int]:
+    """(rows, C) logits with the class dim last; for (N, C, d...) inputs a transposed copy."""
+    if x.ndim == 1:
+        return x._data.reshape(1, -1), x.shape[0]
+    if x.ndim == 2:
+        return x._data, x.shape[1]
+    c = x.shape[1]
+    moved = np.moveaxis(x._data, 1, -1)
+    return np.ascontiguousarray(moved).reshape(-1, c), c
+
+
+def _rows_back(grad_rows: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    if len(shape) <= 2:
+        return grad_rows.reshape(shape)
+    moved = grad_rows.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],))
+    return np.ascontiguousarray(np.moveaxis(moved, -1, 1))
+
+
+class _CrossEntropy(Function):
+    @staticmethod
+    def forward(ctx, x, weight, target, meta):
+        rows_x, c, ignore_index, reduction, smoothing, x_shape, t_shape = meta
+        lse, nll, smooth = _C.cross_entropy_forward(rows_x, target, weight, ignore_index)
+        loss_rows = (1.0 - smoothing) * nll.astype(np.float64)
+        if smoothing > 0:
+            loss_rows = loss_rows + (smoothing / c) * smooth.astype(np.float64)
+        probs = target.dtype == _F32
+        if reduction == "mean":
+            if probs:
+                denom = float(rows_x.shape[0])
+            else:
+                valid = target != ignore_index
+                wy = weight[target[valid]].astype(np.float64) if weight is not None else None
+                denom = float(wy.sum()) if wy is not None else float(valid.sum())
+            out = np.asarray(loss_rows.sum() / denom if denom != 0 else np.nan, dtype=_F32)
+            ctx.denom = denom
+        elif reduction == "sum":
+            out = np.asarray(loss_rows.sum(), dtype=_F32)
+        else:
+            out = loss_rows.astype(_F32).reshape(t_shape)
+        ctx.rows_x, ctx.lse, ctx.target, ctx.weight, ctx.meta = rows_x, lse, target, weight, meta
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        rows_x, c, ignore_index, reduction, smoothing, x_shape, t_shape = ctx.meta
+        rows = rows_x.shape[0]
+        if reduction == "none":
+            gi = np.asarray(g, dtype=np.float64).reshape(rows)
+        elif reduction == "sum":
+            gi = np.full(rows, float(g))
+        else:
+            gi = np.full(rows, float(g) / ctx.denom if ctx.denom != 0 else np.nan)
+        coef_nll = (gi * (1.0 - smoothing)).astype(_F32)
+        coef_smooth = (gi * (smoothing / c)).astype(_F32)
+        grad_rows = _C.cross_entropy_backward(rows_x, ctx.lse, ctx.target, ctx.weight, ignore_index,
+                                              coef_nll, coef_smooth)
+        return _rows_back(grad_rows, x_shape), None, None, None
+
+
+def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
+                  size_average: Optional[bool] = None, ignore_index: int = -100,
+                  reduce: Optional[bool] = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy of logits ``input`` (C,), (N, C) or (N, C, d1, ...) against
+    class indices (int64, shape without C) or class probabilities (float, same
+    shape as input). weight (C,) rescales classes; ``mean`` divides by the
+    summed weights of non-ignored targets (by N*d1*... for probabilities)."""
+    op = "cross_entropy"
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    check_reduction(reduction, op)
+    x = float_input(input, op)
+    t = as_tensor(target)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+    if x.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension, got a scalar")
+    rows_x, c = _rows_layout(x, op)
+    w = None
+    if weight is not None:
+        w = float_input(weight, op)._data
+        if w.shape != (c,):
+            raise ValueError(f"{op}: weight must have shape ({c},) (one per class), got {w.shape}")
+    if t.dtype == np.float32:
+        if t.shape != x.shape:
+            raise ValueError(f"{op}: probability targets must have the input's shape {x.shape}, "
+                             f"got {t.shape}")
+        if t.requires_grad:
+            raise ValueError(f"{op}: gradients with respect to probability targets are not supported")
+        tgt, _ = _rows_layout(t, op)
+        tgt = np.ascontiguousarray(tgt)
+        t_shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+    elif t.dtype == np.int64:
+        expected = (x.shape[:1] + x.shape[2:]) if x.ndim > 1 else ()
+        if t.shape != expected:
+            raise ValueError(f"{op}: class-index target must have shape {expected} for input "
+                             f"{x.shape}, got {t.shape}")
+        tgt = np.ascontiguousarray(t._data.reshape(-1))
+        bad = (tgt != ignore_index) & ((tgt < 0) | (tgt >= c))
+        if bad.any():
+            raise ValueError(f"{op}: target {int(tgt[bad][0])} is out of bounds for {c} classes "
+                             f"(valid: 0..{c - 1} or ignore_index={ignore_index})")
+        t_shape = expected
+    else:
+        raise TypeError(f"{op}: target must be int64 class indices or float32 probabilities, "
+                        f"got {t.dtype}")
+    meta = (np.ascontiguousarray(rows_x), c, int(ignore_index), reduction, float(label_smoothing),
+            x.shape, t_shape)
+    # x goes in as the Tensor (for the graph); the kernel reads meta's row view.
+    return _CrossEntropy.apply(x, w, tgt, meta)
+
+
+def _legacy_reduction(size_average: Optional[bool], reduce: Optional[bool]) -> str:
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    if not reduce:
+        return "none"
+    return "mean" if size_average else "sum"
+
+
+class _NLLLoss(Function):
+    @staticmethod
+    def forward(ctx, x, weight, target, meta):
+        rows_x, c, ignore_index, reduction, x_shape, t_shape = meta
+        valid = target != ignore_index
+        safe = np.where(valid, target, 0)
+        wy = (weight[safe] if weight is not None else np.ones(len(target), _F32)) * valid
+        picked = rows_x[np.arange(len(target)), safe]
+        loss = -(wy.astype(np.float64) * picked)
+        if reduction == "mean":
+            denom = float(wy.sum(dtype=np.float64))
+            out = np.asarray(loss.sum() / denom if denom else np.nan, dtype=_F32)
+            ctx.denom = denom
+        elif reduction == "sum":
+            out = np.asarray(loss.sum(), dtype=_F32)
+        else:
+            out = loss.astype(_F32).reshape(t_shape)
+        ctx.safe, ctx.wy, ctx.meta = safe, wy, meta
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        rows_x, c, ignore_index, reduction, x_shape, t_shape = ctx.meta
+        rows = rows_x.shape[0]
+        if reduction == "none":
+            gi = np.asarray(g, dtype=np.float64).reshape(rows)
+        elif reduction == "sum":
+            gi = np.full(rows, float(g))
+        else:
+            gi = np.full(rows, float(g) / ctx.denom if ctx.denom else np.nan)
+        grad = np.zeros(rows_x.shape, dtype=_F32)
+        grad[np.arange(rows), ctx.safe] = -(gi * ctx.wy)
+        return _rows_back(grad, x_shape), None, None, None
+
+
+def nll_loss(input: Any, target: Any, weight: Optional[Any] = None,
+             size_average: Optional[bool] = None, ignore_index: int = -100,
+             reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities ``input`` (N, C[, d...]) at class indices."""
+    op = "nll_loss"
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    check_reduction(reduction, op)
+    x = float_input(input, op)
+    t = as_tensor(target)
+    if x.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension")
+    if t.dtype != np.int64:
+        raise TypeError(f"{op}: target must be int64 class indices, got {t.dtype}")
+    rows_x, c = _rows_layout(x, op)
+    expected = (x.shape[:1] + x.shape[2:]) if x.ndim > 1 else ()
+    if t.shape != expected:
+        raise ValueError(f"{op}: target must have shape {expected} for input {x.shape}, got {t.shape}")
+    w = None
+    if weight is not None:
+        w = float_input(weight, op)._data
+        if w.shape != (c,):
+            raise ValueError(f"{op}: weight must have shape ({c},), got {w.shape}")
+    tgt = t._data.reshape(-1)
+    bad = (tgt != ignore_index) & ((tgt < 0) | (tgt >= c))
+    if bad.any():
+        raise ValueError(f"{op}: target {int(tgt[bad][0])} is out of bounds for {c} classes")
+    meta = (rows_x, c, int(ignore_index), reduction, x.shape, expected)
+    return _NLLLoss.apply(x, w, tgt, meta)
+
+
+def _pair_inputs(input: Any, target: Any, op: str) -> Tuple[Tensor, Tensor]:
+    x = float_input(input, op)
+    t = float_input(target, op)
+    if x.shape != t.shape:
+        try:
+            np.broadcast_shapes(x.shape, t.shape)
+        except ValueError:
+            raise ValueError(f"{op}: input shape {x.shape} and target shape {t.shape} do not "
+                             "broadcast") from None
+    return x, t
+
+
+class _PointwiseLoss(Function):
+    """loss = f(x, t) element-wise, then the reduction; f and df given as callables."""
+
+    @staticmethod
+    def forward(ctx, x, t, fns, reduction):
+        f, df = fns
+        xb, tb = np.broadcast_arrays(x, t)
+        loss = f(xb, tb)
+        ctx.x, ctx.t, ctx.df, ctx.reduction, ctx.shape = x, t, df, reduction, xb.shape
+        return np.array(_reduce(loss.astype(_F32), reduction), dtype=_F32, order="C")
+
+    @staticmethod
+    def backward(ctx, g):
+        from pyvision_engine.autograd import _unbroadcast
+        gl = _reduce_grad(np.asarray(g), ctx.shape, ctx.reduction)
+        xb, tb = np.broadcast_arrays(ctx.x, ctx.t)
+        dx, dt = ctx.df(xb, tb)
+        gx = _unbroadcast((gl * dx).astype(_F32), ctx.x.shape) if ctx.needs_input_grad[0] else None
+        gt = _unbroadcast((gl * dt).astype(_F32), ctx.t.shape) if ctx.needs_input_grad[1] else None
+        return gx, gt, None, None
+
+
+def mse_loss(input: Any, target: Any, size_average: Optional[bool] = None,
+             reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
+    """(input - target)^2 with the reduction."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    check_reduction(reduction, "mse_loss")
+    x, t = _pair_inputs(input, target, "mse_loss")
+    f = lambda a, b: (a - b) ** 2
+    df = lambda a, b: (2 * (a - b), -2 * (a - b))
+    return _PointwiseLoss.apply(x, t, (f, df), reduction)
+
+
+def l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,
+            reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
+    """|input - target| with the reduction (gradient sign(input - target), 0 at 0)."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    check_reduction(reduction, "l1_loss")
+    x, t = _pair_inputs(input, target, "l1_loss")
+    f = lambda a, b: np.abs(a - b)
+    df = lambda a, b: (np.sign(a - b), -np.sign(a - b))
+    return _PointwiseLoss.apply(x, t, (f, df), reduction)
+
+
+def smooth_l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,
+                   reduce: Optional[bool] = None, reduction: str = "mean",
+                   beta: float = 1.0) -> Tensor:
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target);
+    beta = 0 is the L1 loss."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    check_reduction(reduction, "smooth_l1_loss")
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
+    x, t = _pair_inputs(input, target, "smooth_l1_loss")
+    beta = float(beta)
+
+    def f(a, b):
+        d = a - b
+        if beta == 0:
+            return np.abs(d)
+        ad = np.abs(d)
+        return np.where(ad < beta, 0.5 * d * d / beta, ad - 0.5 * beta)
+
+    def df(a, b):
+        d = a - b
+        if beta == 0:
+            s = np.sign(d)
+        else:
+            s = np.where(np.abs(d) < beta, d / beta, np.sign(d))
+        return s, -s
+
+    return _PointwiseLoss.apply(x, t, (f, df), reduction)
+
+
+class _BCEWithLogits(Function):
+    @staticmethod
+    def forward(ctx, x, t, weight, pos_weight, reduction):
+        x64, t64 = x.astype(np.float64), t.astype(np.float64)
+        # softplus(-x) = log(1 + e^{-x}) computed without overflow.
+        sp = np.log1p(np.exp(-np.abs(x64))) + np.maximum(-x64, 0.0)
+        if pos_weight is not None:
+            lw = 1.0 + (pos_weight.astype(np.float64) - 1.0) * t64
+            loss = (1.0 - t64) * x64 + lw * sp
+        else:
+            loss = (1.0 - t64) * x64 + sp
+        if weight is not None:
+            loss = loss * weight
+        ctx.saved = (x64, t64, sp, weight, pos_weight, reduction, loss.shape)
+        return np.array(_reduce(loss.astype(_F32), reduction), dtype=_F32, order="C")
+
+    @staticmethod
+    def backward(ctx, g):
+        from pyvision_engine.autograd import _unbroadcast
+        x64, t64, sp, weight, pos_weight, reduction, shape = ctx.saved
+        gl = _reduce_grad(np.asarray(g), shape, reduction).astype(np.float64)
+        if weight is not None:
+            gl = gl * weight
+        sig_neg = 1.0 / (1.0 + np.exp(x64))  # sigmoid(-x)
+        if pos_weight is not None:
+            lw = 1.0 + (pos_weight.astype(np.float64) - 1.0) * t64
+            dx = (1.0 - t64) - lw * sig_neg
+            dt = -x64 + (pos_weight.astype(np.float64) - 1.0) * sp
+        else:
+            dx = (1.0 - t64) - sig_neg
+            dt = -x64
+        gx = _unbroadcast((gl * dx).astype(_F32), x64.shape) if ctx.needs_input_grad[0] else None
+        gt = _unbroadcast((gl * dt).astype(_F32), t64.shape) if ctx.needs_input_grad[1] else None
+        return gx, gt, None, None, None
+
+
+def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Optional[Any] = None,
+                                     size_average: Optional[bool] = None,
+                                     reduce: Optional[bool] = None, reduction: str = "mean",
+                                     pos_weight: Optional[Any] = None) -> Tensor:
+    """Sigmoid + binary cross-entropy in one stable expression:
+    (1 - t) x + (1 + (pos_weight - 1) t) log(1 + e^{-x}), times ``weight``."""
+    op = "binary_cross_entropy_with_logits"
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    check_reduction(reduction, op)
+    x = float_input(input, op)
+    t = float_input(target, op)
+    if x.shape != t.shape:
+        raise ValueError(f"{op}: target size {t.shape} must be the same as input size {x.shape}")
+    w = pw = None
+    try:
+        if weight is not None:
+            w = float_input(weight, op)._data
+            np.broadcast_shapes(w.shape, x.shape)
+        if pos_weight is not None:
+            pw = float_input(pos_weight, op)._data
+            np.broadcast_shapes(pw.shape, x.shape)
+    except ValueError:
+        raise ValueError(f"{op}: weight / pos_weight must broadcast to the input shape {x.shape}") from None
+    return _BCEWithLogits.apply(x, t, w, pw, reduction)

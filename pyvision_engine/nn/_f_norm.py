@@ -1,0 +1,246 @@
+"""Normalisation functionals: batch_norm, group_norm, layer_norm (torch semantics).
+
+BatchNorm and GroupNorm share three kernels (channel statistics in one pass,
+a per-channel affine map, per-channel gradient sums); the small per-channel
+coefficient algebra is done here in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pyvision_engine import _C
+from pyvision_engine.autograd import Function
+from pyvision_engine.nn._f_common import float_input, int_arg
+from pyvision_engine.tensor import Tensor
+
+__all__ = ["batch_norm", "group_norm", "layer_norm", "batch_norm_scale_shift"]
+
+_F32 = np.float32
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=_F32)
+
+
+def batch_norm_scale_shift(running_mean: np.ndarray, running_var: np.ndarray,
+                           weight: Optional[np.ndarray], bias: Optional[np.ndarray],
+                           eps: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-channel (scale, shift) with y = x * scale + shift in eval mode (float32)."""
+    invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+    scale = invstd * (weight.astype(np.float64) if weight is not None else 1.0)
+    shift = -running_mean.astype(np.float64) * scale
+    if bias is not None:
+        shift = shift + bias
+    return _f32(scale), _f32(shift)
+
+
+class _BatchNorm(Function):
+    """Inputs: x (N, C, *), weight, bias (or None). Running stats ride in ``state``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, state):
+        running_mean, running_var, training, momentum, eps, relu = state
+        n, c = x.shape[0], x.shape[1]
+        l = int(np.prod(x.shape[2:], dtype=np.int64))
+        if training:
+            mean, var = _C.channel_stats(x, n, c, l)
+            m = n * l
+            if running_mean is not None:
+                # torch: running_var takes the unbiased batch variance.
+                unbiased = var.astype(np.float64) * (m / (m - 1)) if m > 1 else var.astype(np.float64)
+                running_mean *= (1.0 - momentum)
+                running_mean += _f32(momentum * mean.astype(np.float64))
+                running_var *= (1.0 - momentum)
+                running_var += _f32(momentum * unbiased)
+            invstd = 1.0 / np.sqrt(var.astype(np.float64) + eps)
+            center = mean
+        else:
+            center = running_mean
+            invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+        w64 = weight.astype(np.float64) if weight is not None else 1.0
+        scale = invstd * w64
+        shift = -center.astype(np.float64) * scale + (bias if bias is not None else 0.0)
+        y = _C.channel_affine(x, n=n, c=c, l=l, a=_f32(scale), d=_f32(shift), relu=relu)
+        ctx.x, ctx.layout, ctx.training = x, (n, c, l), training
+        ctx.center, ctx.invstd, ctx.w64, ctx.has_weight = _f32(center), invstd, w64, weight is not None
+        ctx.relu_y = y if relu else None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        g = np.ascontiguousarray(g, dtype=_F32)
+        if ctx.relu_y is not None:
+            g = np.where(ctx.relu_y > 0, g, _F32(0))
+        n, c, l = ctx.layout
+        x, invstd, w64 = ctx.x, ctx.invstd, ctx.w64
+        s1, s2 = _C.channel_grad_sums(x, g, n, c, l, ctx.center)
+        s1, s2 = s1.astype(np.float64), s2.astype(np.float64)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            k = w64 * invstd * np.ones(c)
+            if ctx.training:
+                m = n * l
+                bcoef = -k * invstd * invstd * s2 / m
+                dcoef = -k * s1 / m - bcoef * ctx.center
+                gx = _C.channel_affine(g, v=x, n=n, c=c, l=l, a=_f32(k), b=_f32(bcoef), d=_f32(dcoef))
+            else:
+                gx = _C.channel_affine(g, n=n, c=c, l=l, a=_f32(k))
+        if ctx.has_weight and ctx.needs_input_grad[1]:
+            gw = _f32(s2 * invstd)
+        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
+            gb = _f32(s1)
+        return gx, gw, gb, None
+
+
+def _check_channel_vec(v: Optional[Tensor], c: int, op: str, name: str) -> None:
+    if v is not None and v.shape != (c,):
+        raise ValueError(f"{op}: {name} must have shape ({c},) (num_features), got {v.shape}")
+
+
+def batch_norm(input: Any, running_mean: Optional[Any], running_var: Optional[Any],
+               weight: Optional[Any] = None, bias: Optional[Any] = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5, *, _fuse_relu: bool = False) -> Tensor:
+    """Batch normalisation over dim 1 of (N, C, *) input.
+
+    training=True: batch statistics (biased variance to normalise); running
+    stats, if given, are updated in place: r = (1 - momentum) r + momentum s,
+    with the unbiased batch variance. training=False: running statistics."""
+    op = "batch_norm"
+    x = float_input(input, op)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C, *) with at least 2 dims, got {x.shape}")
+    c = x.shape[1]
+    rm = None if running_mean is None else float_input(running_mean, op)
+    rv = None if running_var is None else float_input(running_var, op)
+    _check_channel_vec(rm, c, op, "running_mean")
+    _check_channel_vec(rv, c, op, "running_var")
+    w = None if weight is None else float_input(weight, op)
+    b = None if bias is None else float_input(bias, op)
+    _check_channel_vec(w, c, op, "weight")
+    _check_channel_vec(b, c, op, "bias")
+    if not training and (rm is None or rv is None):
+        raise ValueError(f"{op}: running_mean and running_var are required when training=False")
+    if (rm is None) != (rv is None):
+        raise ValueError(f"{op}: running_mean and running_var must be given together")
+    if training:
+        per_channel = x._data.size // max(c, 1)
+        if per_channel <= 1:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, got "
+                             f"input size {x.shape}")
+    state = (None if rm is None else rm._data, None if rv is None else rv._data, bool(training),
+             float(momentum) if momentum is not None else 0.0, float(eps), bool(_fuse_relu))
+    return _BatchNorm.apply(x, w, b, state)
+
+
+class _GroupNorm(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, groups, eps):
+        n, c = x.shape[0], x.shape[1]
+        l = int(np.prod(x.shape[2:], dtype=np.int64))
+        cg = c // groups
+        mean, var = _C.channel_stats(x, 1, n * groups, cg * l)
+        rstd = 1.0 / np.sqrt(var.astype(np.float64) + eps)                 # (N*G,)
+        w = weight.astype(np.float64) if weight is not None else np.ones(c)
+        b = bias.astype(np.float64) if bias is not None else np.zeros(c)
+        rstd_nc = np.repeat(rstd.reshape(n, groups), cg, axis=1)            # (N, C)
+        mean_nc = np.repeat(mean.astype(np.float64).reshape(n, groups), cg, axis=1)
+        a = rstd_nc * w
+        d = b - mean_nc * a
+        y = _C.channel_affine(x, n=1, c=n * c, l=l, a=_f32(a.reshape(-1)), d=_f32(d.reshape(-1)))
+        ctx.x, ctx.dims, ctx.w = x, (n, c, l, groups), w
+        ctx.rstd_nc, ctx.mean_nc = rstd_nc, mean_nc
+        ctx.has_w, ctx.has_b = weight is not None, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        g = np.ascontiguousarray(g, dtype=_F32)
+        n, c, l, groups = ctx.dims
+        cg = c // groups
+        rstd, mean, w = ctx.rstd_nc, ctx.mean_nc, ctx.w
+        s1, s2 = _C.channel_grad_sums(ctx.x, g, 1, n * c, l, _f32(mean.reshape(-1)))
+        s1 = s1.astype(np.float64).reshape(n, c)
+        s2 = s2.astype(np.float64).reshape(n, c)   # sum g * (x - mean)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            m = cg * l
+            # Per group: A = mean(g w), B = mean(g w xhat).
+            A = (w * s1).reshape(n, groups, cg).sum(axis=2) / m
+            B = (w * s2 * rstd).reshape(n, groups, cg).sum(axis=2) / m
+            A = np.repeat(A, cg, axis=1)
+            B = np.repeat(B, cg, axis=1)
+            a = rstd * w
+            bcoef = -rstd * rstd * B
+            dcoef = -rstd * A - bcoef * mean
+            gx = _C.channel_affine(g, v=ctx.x, n=1, c=n * c, l=l, a=_f32(a.reshape(-1)),
+                                   b=_f32(bcoef.reshape(-1)), d=_f32(dcoef.reshape(-1)))
+        if ctx.has_w and ctx.needs_input_grad[1]:
+            gw = _f32((s2 * rstd).sum(axis=0))
+        if ctx.has_b and ctx.needs_input_grad[2]:
+            gb = _f32(s1.sum(axis=0))
+        return gx, gw, gb, None, None
+
+
+def group_norm(input: Any, num_groups: int, weight: Optional[Any] = None,
+               bias: Optional[Any] = None, eps: float = 1e-5) -> Tensor:
+    """Group normalisation of (N, C, *) input: statistics over each group of
+    C / num_groups channels; per-channel affine weight and bias of shape (C,)."""
+    op = "group_norm"
+    x = float_input(input, op)
+    groups = int_arg(num_groups, op, "num_groups")
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C, *), got {x.shape}")
+    c = x.shape[1]
+    if groups <= 0 or c % groups != 0:
+        raise ValueError(f"{op}: num_groups={groups} must be positive and divide the "
+                         f"{c} channels of input shape {x.shape}")
+    w = None if weight is None else float_input(weight, op)
+    b = None if bias is None else float_input(bias, op)
+    _check_channel_vec(w, c, op, "weight")
+    _check_channel_vec(b, c, op, "bias")
+    return _GroupNorm.apply(x, w, b, groups, float(eps))
+
+
+class _LayerNorm(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, length, eps):
+        rows = x.size // length if length else 0
+        wf = None if weight is None else _f32(weight.reshape(-1))
+        bf = None if bias is None else _f32(bias.reshape(-1))
+        y, mean, rstd = _C.layer_norm_forward(x, rows, length, wf, bf, eps)
+        ctx.x, ctx.rows, ctx.length, ctx.wf, ctx.mean, ctx.rstd = x, rows, length, wf, mean, rstd
+        ctx.wshape = None if weight is None else weight.shape
+        ctx.has_b = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        g = np.ascontiguousarray(g, dtype=_F32)
+        need_affine = len(ctx.needs_input_grad) > 1 and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2])
+        gx, gw, gb = _C.layer_norm_backward(ctx.x, g, ctx.rows, ctx.length, ctx.mean, ctx.rstd, ctx.wf,
+                                            need_input=ctx.needs_input_grad[0], need_affine=need_affine)
+        gw = gw.reshape(ctx.wshape) if (gw is not None and ctx.wshape is not None and ctx.needs_input_grad[1]) else None
+        gb = gb.reshape(ctx.wshape) if (gb is not None and ctx.has_b and ctx.needs_input_grad[2]) else None
+        return gx, gw, gb, None, None
+
+
+def layer_norm(input: Any, normalized_shape: Sequence[int], weight: Optional[Any] = None,
+               bias: Optional[Any] = None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing ``normalized_shape`` dims; weight/bias of that shape."""
+    op = "layer_norm"
+    x = float_input(input, op)
+    shape = (int_arg(normalized_shape, op, "normalized_shape"),) if not isinstance(
+        normalized_shape, (tuple, list)) else tuple(int_arg(s, op, "normalized_shape") for s in normalized_shape)
+    k = len(shape)
+    if k == 0 or x.ndim < k or tuple(x.shape[-k:]) != shape:
+        raise ValueError(f"{op}: input shape {x.shape} does not end with normalized_shape {shape}")
+    w = None if weight is None else float_input(weight, op)
+    b = None if bias is None else float_input(bias, op)
+    for v, name in ((w, "weight"), (b, "bias")):
+        if v is not None and tuple(v.shape) != shape:
+            raise ValueError(f"{op}: {name} must have shape {shape}, got {v.shape}")
+    length = int(np.prod(shape, dtype=np.int64))
+    return _LayerNorm.apply(x, w, b, length, float(eps))

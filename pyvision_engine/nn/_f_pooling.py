@@ -1,0 +1,223 @@
+"""Pooling functionals: max_pool2d, avg_pool2d, adaptive_{avg,max}_pool2d (torch semantics).
+
+Inputs are (N, C, H, W) or (C, H, W) float32; the kernels see (N*C, H, W) planes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from pyvision_engine import _C
+from pyvision_engine.autograd import Function
+from pyvision_engine.nn._f_common import float_input, int_arg, pair
+from pyvision_engine.tensor import Tensor
+
+__all__ = ["max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "adaptive_avg_pool2d",
+           "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices", "pool_output_size"]
+
+
+def pool_output_size(size: int, kernel: int, stride: int, pad: int, dilation: int,
+                     ceil_mode: bool) -> int:
+    """torch's pooling output length: windows that would start in the right
+    padding under ceil_mode are dropped."""
+    span = dilation * (kernel - 1) + 1
+    num = size + 2 * pad - span + (stride - 1 if ceil_mode else 0)
+    out = num // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _planes(x: Tensor, op: str) -> Tuple[np.ndarray, Tuple[int, ...]]:
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape "
+                         f"{x.shape}")
+    if x.shape[-3] == 0 or (x.ndim == 4 and x.shape[0] == 0):
+        raise ValueError(f"{op}: expected a non-empty input, got shape {x.shape}")
+    lead = x.shape[:-2]
+    return x._data.reshape((-1,) + x.shape[-2:]), lead
+
+
+def _window_args(op: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+                 in_hw: Tuple[int, int], ceil_mode: bool) -> Tuple[Tuple[int, int], ...]:
+    k = pair(kernel_size, op, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else pair(stride, op, "stride")
+    p = pair(padding, op, "padding")
+    d = pair(dilation, op, "dilation")
+    if min(k) <= 0:
+        raise ValueError(f"{op}: kernel_size must be greater than zero, got {k}")
+    if min(s) <= 0:
+        raise ValueError(f"{op}: stride must be greater than zero, got {s}")
+    if min(d) <= 0:
+        raise ValueError(f"{op}: dilation must be greater than zero, got {d}")
+    if min(p) < 0:
+        raise ValueError(f"{op}: padding must be non-negative, got {p}")
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding should be at most half of kernel size, but got "
+                         f"padding={p} and kernel_size={k}")
+    out = tuple(pool_output_size(in_hw[i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(2))
+    if min(out) < 1:
+        raise ValueError(f"{op}: output size is too small: input {in_hw} with kernel_size={k}, "
+                         f"stride={s}, padding={p}, dilation={d} gives {out}")
+    return k, s, p, d, out
+
+
+class _MaxPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, lead, args, holder):
+        k, s, p, d, out = args
+        want = holder is not None or any(ctx.needs_input_grad)
+        y, ind = _C.max_pool2d_forward(x, k, s, p, d, out[0], out[1], want)
+        ctx.ind, ctx.in_hw, ctx.lead = ind, x.shape[1:], lead
+        if holder is not None:
+            holder.append(ind.reshape(lead + out))
+        return y.reshape(lead + out)
+
+    @staticmethod
+    def backward(ctx, g):
+        g3 = np.ascontiguousarray(g.reshape((-1,) + g.shape[-2:]))
+        gx = _C.max_pool2d_backward(g3, ctx.ind, ctx.in_hw[0], ctx.in_hw[1])
+        return gx, None, None, None
+
+
+def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False):
+    """2-D max pooling; input (N, C, H, W) or (C, H, W). stride defaults to kernel_size.
+
+    Ties keep the first position in window scan order, NaN propagates; with
+    ``return_indices`` also returns int64 flat per-plane indices (h * W + w)."""
+    op = "max_pool2d"
+    x = float_input(input, op)
+    planes, lead = _planes(x, op)
+    args = _window_args(op, kernel_size, stride, padding, dilation, x.shape[-2:], ceil_mode)
+    holder: Optional[List[np.ndarray]] = [] if return_indices else None
+    y = _MaxPool2d.apply(_as_planes_tensor(x, planes), lead, args, holder)
+    if return_indices:
+        return y, Tensor._wrap(holder[0])
+    return y
+
+
+def _as_planes_tensor(x: Tensor, planes: np.ndarray) -> Tensor:
+    # The Function sees the (planes, H, W) view; gradients flow back to x by
+    # reshaping in backward (the view shares x's memory).
+    from pyvision_engine._ops import Reshape
+    return Reshape.apply(x, planes.shape) if x.requires_grad else Tensor._wrap(planes)
+
+
+def max_pool2d_with_indices(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                            dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = True):
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+class _AvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, lead, args, include_pad, divisor):
+        k, s, p, _, out = args
+        ctx.args, ctx.in_hw, ctx.lead, ctx.include_pad, ctx.divisor = args, x.shape[1:], lead, include_pad, divisor
+        y = _C.avg_pool2d_forward(x, k, s, p, out[0], out[1], include_pad, divisor)
+        return y.reshape(lead + out)
+
+    @staticmethod
+    def backward(ctx, g):
+        k, s, p, _, out = ctx.args
+        g3 = np.ascontiguousarray(g.reshape((-1,) + out))
+        gx = _C.avg_pool2d_backward(g3, ctx.in_hw[0], ctx.in_hw[1], k, s, p, ctx.include_pad,
+                                    ctx.divisor)
+        return gx, None, None, None, None
+
+
+def avg_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: Optional[int] = None) -> Tensor:
+    """2-D average pooling; input (N, C, H, W) or (C, H, W).
+
+    The divisor is ``divisor_override`` if given, else the window size counted
+    with padding (``count_include_pad``) or without it."""
+    op = "avg_pool2d"
+    x = float_input(input, op)
+    planes, lead = _planes(x, op)
+    args = _window_args(op, kernel_size, stride, padding, 1, x.shape[-2:], ceil_mode)
+    divisor = 0
+    if divisor_override is not None:
+        divisor = int_arg(divisor_override, op, "divisor_override")
+        if divisor == 0:
+            raise ValueError(f"{op}: divisor_override must be non-zero")
+        if divisor < 0:
+            raise ValueError(f"{op}: divisor_override must be positive, got {divisor}")
+    return _AvgPool2d.apply(_as_planes_tensor(x, planes), lead, args, bool(count_include_pad), divisor)
+
+
+def _adaptive_size(output_size: Any, in_hw: Tuple[int, int], op: str) -> Tuple[int, int]:
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
+        size = tuple(in_hw[i] if output_size[i] is None else int_arg(output_size[i], op, "output_size")
+                     for i in range(2))
+    else:
+        v = int_arg(output_size, op, "output_size")
+        size = (v, v)
+    if min(size) <= 0:
+        raise ValueError(f"{op}: output_size must be positive, got {size}")
+    if min(in_hw) <= 0:
+        raise ValueError(f"{op}: input height and width must be positive, got {in_hw}")
+    return size
+
+
+class _AdaptiveAvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, lead, out):
+        ctx.in_hw, ctx.lead, ctx.out = x.shape[1:], lead, out
+        return _C.adaptive_avg_pool2d_forward(x, out[0], out[1]).reshape(lead + out)
+
+    @staticmethod
+    def backward(ctx, g):
+        g3 = np.ascontiguousarray(g.reshape((-1,) + ctx.out))
+        gx = _C.adaptive_avg_pool2d_backward(g3, ctx.in_hw[0], ctx.in_hw[1])
+        return gx, None, None
+
+
+def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
+    """Adaptive average pooling to ``output_size`` (int, or (h, w) with None = keep).
+
+    Output cell i covers rows floor(i*H/h) .. ceil((i+1)*H/h); output size 1
+    runs the global-average-pool kernel."""
+    op = "adaptive_avg_pool2d"
+    x = float_input(input, op)
+    planes, lead = _planes(x, op)
+    out = _adaptive_size(output_size, x.shape[-2:], op)
+    return _AdaptiveAvgPool2d.apply(_as_planes_tensor(x, planes), lead, out)
+
+
+class _AdaptiveMaxPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, lead, out, holder):
+        y, ind = _C.adaptive_max_pool2d_forward(x, out[0], out[1], True)
+        ctx.ind, ctx.in_hw, ctx.lead = ind, x.shape[1:], lead
+        if holder is not None:
+            holder.append(ind.reshape(lead + out))
+        return y.reshape(lead + out)
+
+    @staticmethod
+    def backward(ctx, g):
+        g3 = np.ascontiguousarray(g.reshape((-1,) + g.shape[-2:]))
+        gx = _C.max_pool2d_backward(g3, ctx.ind, ctx.in_hw[0], ctx.in_hw[1])
+        return gx, None, None, None
+
+
+def adaptive_max_pool2d(input: Any, output_size: Any, return_indices: bool = False):
+    """Adaptive max pooling (windows as adaptive_avg_pool2d); optional flat indices."""
+    op = "adaptive_max_pool2d"
+    x = float_input(input, op)
+    planes, lead = _planes(x, op)
+    out = _adaptive_size(output_size, x.shape[-2:], op)
+    holder: Optional[List[np.ndarray]] = [] if return_indices else None
+    y = _AdaptiveMaxPool2d.apply(_as_planes_tensor(x, planes), lead, out, holder)
+    if return_indices:
+        return y, Tensor._wrap(holder[0])
+    return y
+
+
+def adaptive_max_pool2d_with_indices(input: Any, output_size: Any, return_indices: bool = True):
+    return adaptive_max_pool2d(input, output_size, True)

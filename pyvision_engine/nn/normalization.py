@@ -1,0 +1,180 @@
+"""Normalisation layers: BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, Tuple, Union
+
+import numpy as np
+
+from pyvision_engine.nn import functional as F
+from pyvision_engine.nn._f_norm import batch_norm_scale_shift
+from pyvision_engine.nn.module import Module
+from pyvision_engine.nn.parameter import Parameter
+from pyvision_engine.tensor import Tensor, as_tensor
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm"]
+
+
+class _BatchNorm(Module):
+    """Shared BatchNorm logic; subclasses say which input ranks they accept.
+
+    Buffers (with track_running_stats): running_mean (C,) zeros, running_var (C,)
+    ones, num_batches_tracked int64 scalar. In training the batch statistics
+    normalise and the running ones are updated with ``momentum`` (None: the
+    cumulative average 1 / num_batches_tracked); in eval the running ones are
+    used. Parameters (affine): weight (C,) ones, bias (C,) zeros."""
+
+    _ranks: Tuple[int, ...] = ()
+    _shape_text = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Any = 0.1,
+                 affine: bool = True, track_running_stats: bool = True) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(num_features, (int, np.integer)) or num_features <= 0:
+            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
+        self.num_features = int(num_features)
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype=np.float32))
+            self.bias = Parameter(np.zeros(num_features, dtype=np.float32))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=np.float32))
+            self.register_buffer("running_var", np.ones(num_features, dtype=np.float32))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean._data[...] = 0
+            self.running_var._data[...] = 1
+            self.num_batches_tracked._data[...] = 0
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            self.weight._data[...] = 1
+            self.bias._data[...] = 0
+
+    def _check_input(self, x: Tensor) -> None:
+        name = type(self).__name__
+        if x.ndim not in self._ranks:
+            raise ValueError(f"{name}: expected {self._shape_text} input, got shape {x.shape}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{name}({self.num_features}): expected input with "
+                             f"{self.num_features} channels (dim 1), got shape {x.shape}")
+
+    def forward(self, input: Any) -> Tensor:
+        x = as_tensor(input)
+        self._check_input(x)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked._data += 1
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked._data)
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        track = not self.training or self.track_running_stats
+        try:
+            return F.batch_norm(x, self.running_mean if track else None,
+                                self.running_var if track else None, self.weight, self.bias,
+                                use_batch_stats, factor, self.eps)
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}: {e}") from None
+
+    def fusion_scale_shift(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Fusion hook: per-channel (scale, shift), float32 (C,), such that in eval
+        mode ``bn(x) == x * scale[c] + shift[c]``. A preceding convolution folds
+        it as ``W' = W * scale[:, None, None, None]``, ``b' = b * scale + shift``.
+        Needs running statistics (track_running_stats=True)."""
+        if self.running_mean is None or self.running_var is None:
+            raise ValueError(f"{type(self).__name__}: fusion needs running statistics "
+                             "(track_running_stats=True)")
+        return batch_norm_scale_shift(
+            self.running_mean._data, self.running_var._data,
+            None if self.weight is None else self.weight._data,
+            None if self.bias is None else self.bias._data, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) input over N, H, W per channel."""
+
+    _ranks = (4,)
+    _shape_text = "4-D (N, C, H, W)"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) input per channel."""
+
+    _ranks = (2, 3)
+    _shape_text = "2-D (N, C) or 3-D (N, C, L)"
+
+
+class GroupNorm(Module):
+    """Normalise (N, C, *) over groups of C / num_groups channels; affine (C,)."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True) -> None:
+        super().__init__()
+        if num_groups <= 0 or num_channels % num_groups != 0:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
+                             f"num_groups ({num_groups})")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        if affine:
+            self.weight = Parameter(np.ones(num_channels, dtype=np.float32))
+            self.bias = Parameter(np.zeros(num_channels, dtype=np.float32))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Any) -> Tensor:
+        x = as_tensor(input)
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"GroupNorm({self.num_groups}, {self.num_channels}): expected input "
+                             f"(N, {self.num_channels}, *), got shape {x.shape}")
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class LayerNorm(Module):
+    """Normalise over the trailing normalized_shape dims; elementwise affine of that shape."""
+
+    def __init__(self, normalized_shape: Union[int, Sequence[int]], eps: float = 1e-5,
+                 elementwise_affine: bool = True, bias: bool = True) -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+        self.normalized_shape = tuple(int(s) for s in shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(np.ones(self.normalized_shape, dtype=np.float32))
+            if bias:
+                self.bias = Parameter(np.zeros(self.normalized_shape, dtype=np.float32))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Any) -> Tensor:
+        try:
+            return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+        except ValueError as e:
+            raise ValueError(f"LayerNorm{self.normalized_shape}: {e}") from None
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

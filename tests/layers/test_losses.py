@@ -1,0 +1,148 @@
+"""Losses: fused cross-entropy (indices/probabilities, weight, ignore_index,
+label_smoothing, reductions), NLL, MSE, L1, SmoothL1, BCEWithLogits."""
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from layers_helpers import check_op
+from reference import loss_reference as ref
+
+F = pve.nn.functional
+pytestmark = pytest.mark.kernels
+rng = np.random.default_rng(4)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy_class_indices(isa, reduction, smoothing, weighted):
+    x = rng.standard_normal((9, 37)) * 3
+    t = rng.integers(0, 37, 9)
+    t[[2, 5]] = -100
+    w = rng.random(37) + 0.5 if weighted else None
+    wt = None if w is None else pve.tensor(w.astype(np.float32))
+    check_op(lambda a: F.cross_entropy(a, pve.tensor(t), weight=wt, reduction=reduction,
+                                       label_smoothing=smoothing),
+             lambda a: ref.cross_entropy(a, t, None if w is None else w.astype(np.float32).astype(np.float64),
+                                         -100, reduction, smoothing),
+             [x], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_cross_entropy_probability_targets(isa, smoothing):
+    x = rng.standard_normal((6, 21))
+    p = rng.random((6, 21))
+    p /= p.sum(axis=1, keepdims=True)
+    w = rng.random(21) + 0.5
+    check_op(lambda a: F.cross_entropy(a, pve.tensor(p.astype(np.float32)),
+                                       weight=pve.tensor(w.astype(np.float32)), label_smoothing=smoothing),
+             lambda a: ref.cross_entropy(a, p.astype(np.float32).astype(np.float64),
+                                         w.astype(np.float32).astype(np.float64), label_smoothing=smoothing),
+             [x], rtol=1e-5, atol=1e-5)
+
+
+def test_cross_entropy_spatial_and_1d(isa):
+    x = rng.standard_normal((2, 5, 3, 4))
+    t = rng.integers(0, 5, (2, 3, 4))
+    rows = lambda a: np.moveaxis(a, 1, -1).reshape(-1, 5)
+    check_op(lambda a: F.cross_entropy(a, pve.tensor(t)),
+             lambda a: ref.cross_entropy(rows(a), t.reshape(-1)), [x], rtol=1e-5, atol=1e-5)
+    y = F.cross_entropy(pve.tensor(x[0, :, 0, 0].astype(np.float32)), pve.tensor(np.array(3)))
+    np.testing.assert_allclose(y.numpy(), ref.cross_entropy(x[0:1, :, 0, 0], np.array([3])), rtol=1e-5)
+    loss = pve.nn.CrossEntropyLoss(reduction="none")(x.astype(np.float32), pve.tensor(t))
+    assert loss.shape == (2, 3, 4)
+
+
+def test_cross_entropy_large_classes_and_nan(isa):
+    x = (rng.standard_normal((4, 1000)) * 20).astype(np.float32)
+    t = rng.integers(0, 1000, 4)
+    np.testing.assert_allclose(F.cross_entropy(x, pve.tensor(t)).numpy(),
+                               ref.cross_entropy(x.astype(np.float64), t), rtol=1e-5)
+    x[1, 7] = np.nan
+    out = F.cross_entropy(x, pve.tensor(t), reduction="none").numpy()
+    assert np.isnan(out[1]) and np.isfinite(out[[0, 2, 3]]).all()
+    assert np.isnan(F.cross_entropy(x, pve.tensor(t)).numpy())
+
+
+def test_cross_entropy_all_ignored_is_nan():
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    assert np.isnan(F.cross_entropy(x, pve.tensor(np.full(3, -100))).numpy())
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda x: F.cross_entropy(x, pve.tensor(np.array([0, 5, 1]))), "cross_entropy: target 5 is out of bounds"),
+    (lambda x: F.cross_entropy(x, pve.tensor(np.array([0, -1, 1]))), "cross_entropy: target -1"),
+    (lambda x: F.cross_entropy(x, pve.tensor(np.array([0, 1]))), "cross_entropy: class-index target must have shape"),
+    (lambda x: F.cross_entropy(x, pve.tensor(np.array([0, 1, 2])), weight=np.ones(4, np.float32)), "cross_entropy: weight"),
+    (lambda x: F.cross_entropy(x, pve.tensor(np.array([0, 1, 2])), reduction="avg"), "cross_entropy: reduction"),
+    (lambda x: F.cross_entropy(x, pve.tensor(np.array([0, 1, 2])), label_smoothing=1.5), "cross_entropy: label_smoothing"),
+    (lambda x: pve.nn.CrossEntropyLoss()(x, pve.tensor(np.array([0, 9, 1]))), "cross_entropy: target 9"),
+    (lambda x: F.nll_loss(x, pve.tensor(np.array([0, 3, 1]))), "nll_loss: target 3"),
+    (lambda x: F.mse_loss(x, np.zeros((2, 2), np.float32)), "mse_loss"),
+    (lambda x: F.smooth_l1_loss(x, x, beta=-1), "smooth_l1_loss: beta"),
+    (lambda x: F.binary_cross_entropy_with_logits(x, x[:2]), "binary_cross_entropy_with_logits"),
+])
+def test_invalid_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(np.zeros((3, 3), np.float32))
+
+
+def test_binding_rejects_out_of_range_targets_itself():
+    from pyvision_engine import _C
+    with pytest.raises(ValueError, match="outside the class range"):
+        _C.cross_entropy_forward(np.zeros((2, 3), np.float32), np.array([0, 7]), None, -100)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nll_loss(isa, reduction):
+    x = rng.standard_normal((7, 5))
+    t = rng.integers(0, 5, 7)
+    t[3] = -100
+    w = (rng.random(5) + 0.5).astype(np.float32)
+    check_op(lambda a: F.nll_loss(a, pve.tensor(t), weight=pve.tensor(w), reduction=reduction),
+             lambda a: ref.nll_loss(a, t, w.astype(np.float64), reduction=reduction), [x])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_pointwise_losses(reduction):
+    x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    y[0, :3] = x[0, :3] + np.array([0.1, -0.2, 0.05])  # inside SmoothL1's quadratic zone
+    check_op(lambda a, b: F.mse_loss(a, b, reduction=reduction),
+             lambda a, b: ref.mse_loss(a, b, reduction), [x, y])
+    check_op(lambda a, b: F.l1_loss(a, b, reduction=reduction),
+             lambda a, b: ref.l1_loss(a, b, reduction), [x, y])
+    for beta in (1.0, 0.5, 0.0):
+        check_op(lambda a, b: F.smooth_l1_loss(a, b, reduction=reduction, beta=beta),
+                 lambda a, b: ref.smooth_l1_loss(a, b, reduction, beta), [x, y])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_with_logits(reduction):
+    x, t = rng.standard_normal((5, 4)) * 3, rng.random((5, 4))
+    pw, w = rng.random(4) + 0.5, rng.random((5, 4))
+    check_op(lambda a, b: F.binary_cross_entropy_with_logits(
+                 a, b, weight=pve.tensor(w.astype(np.float32)), pos_weight=pve.tensor(pw.astype(np.float32)),
+                 reduction=reduction),
+             lambda a, b: ref.bce_with_logits(a, b, w.astype(np.float32), pw.astype(np.float32), reduction),
+             [x, t], rtol=1e-5, atol=1e-5)
+    # Stable for large logits (no log(0)).
+    big = np.array([[100.0, -100.0]], np.float32)
+    out = F.binary_cross_entropy_with_logits(big, np.array([[0.0, 1.0]], np.float32), reduction="none")
+    np.testing.assert_allclose(out.numpy(), [[100.0, 100.0]], rtol=1e-6)
+
+
+def test_loss_modules():
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    y = rng.standard_normal((3, 4)).astype(np.float32)
+    t = pve.tensor(np.array([0, 3, 1]))
+    assert pve.nn.MSELoss()(x, y).shape == ()
+    assert pve.nn.L1Loss(reduction="sum")(x, y).shape == ()
+    assert pve.nn.SmoothL1Loss(beta=0.5, reduction="none")(x, y).shape == (3, 4)
+    assert pve.nn.NLLLoss()(x, t).shape == ()
+    m = pve.nn.CrossEntropyLoss(weight=pve.tensor(np.ones(4, np.float32)), label_smoothing=0.1)
+    assert "weight" in dict(m.named_buffers()) if hasattr(m, "named_buffers") else True
+    np.testing.assert_allclose(m(x, t).numpy(),
+                               ref.cross_entropy(x.astype(np.float64), t.numpy(), label_smoothing=0.1),
+                               rtol=1e-5)
+    assert pve.nn.BCEWithLogitsLoss(pos_weight=pve.tensor(np.ones(4, np.float32)))(x, np.abs(y) / 3).shape == ()

@@ -1,0 +1,139 @@
+"""BatchNorm (train/eval, running statistics, momentum=None, affine, fusion hook),
+GroupNorm and LayerNorm: references and finite differences at every ISA."""
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from layers_helpers import check_op
+from reference import norm_reference as ref
+
+F = pve.nn.functional
+pytestmark = pytest.mark.kernels
+rng = np.random.default_rng(3)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 7), (6, 5), (3, 4, 9)])
+def test_batch_norm_train_forward_and_backward(isa, shape):
+    x = rng.standard_normal(shape) * 2 + 3
+    c = shape[1]
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    check_op(lambda t, wt, bt: F.batch_norm(t, None, None, wt, bt, training=True),
+             lambda a, wa, ba: ref.batch_norm_train(a, wa, ba)[0], [x, w, b],
+             rtol=1e-4, atol=1e-4)
+    check_op(lambda t: F.batch_norm(t, None, None, training=True),
+             lambda a: ref.batch_norm_train(a)[0], [x], rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_eval_forward_and_backward(isa):
+    x = rng.standard_normal((3, 4, 5, 6))
+    rm, rv = rng.standard_normal(4), rng.random(4) + 0.5
+    w, b = rng.standard_normal(4), rng.standard_normal(4)
+    check_op(lambda t, wt, bt: F.batch_norm(t, rm.astype(np.float32), rv.astype(np.float32), wt, bt),
+             lambda a, wa, ba: ref.batch_norm_eval(a, rm.astype(np.float32), rv.astype(np.float32), wa, ba),
+             [x, w, b], rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_one_pass_stats_are_accurate_with_large_mean(isa):
+    # Shifted sums: no cancellation in var = E[x^2] - E[x]^2 when mean >> std.
+    from pyvision_engine import _C
+    x = (rng.standard_normal((8, 2, 16, 16)) * 1e-2 + 1e3).astype(np.float32)
+    mean, var = _C.channel_stats(x, 8, 2, 256)
+    _, rmean, rvar = ref.batch_norm_train(x.astype(np.float64))
+    np.testing.assert_allclose(mean, rmean, rtol=1e-7)
+    np.testing.assert_allclose(var, rvar, rtol=1e-4)
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.5, None])
+def test_batchnorm2d_running_statistics(isa, momentum):
+    bn = pve.nn.BatchNorm2d(3, momentum=momentum)
+    rm, rv = np.zeros(3), np.ones(3)
+    for step in range(1, 5):
+        x = rng.standard_normal((4, 3, 5, 5)) * step + step
+        bn(x.astype(np.float32))
+        _, mean, var = ref.batch_norm_train(x.astype(np.float32).astype(np.float64))
+        unbiased = var * x[:, 0].size / (x[:, 0].size - 1)
+        f = 1.0 / step if momentum is None else momentum
+        rm, rv = (1 - f) * rm + f * mean, (1 - f) * rv + f * unbiased
+        assert int(bn.num_batches_tracked.numpy()) == step
+    np.testing.assert_allclose(bn.running_mean.numpy(), rm, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.running_var.numpy(), rv, rtol=1e-5, atol=1e-6)
+    assert bn.num_batches_tracked.dtype == np.int64 and bn.num_batches_tracked.shape == ()
+    bn.eval()
+    x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(bn(x).detach().numpy(),
+                               ref.batch_norm_eval(x.astype(np.float64), rm, rv, np.ones(3), np.zeros(3)),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_options_and_state_dict():
+    bn = pve.nn.BatchNorm2d(4, affine=False, track_running_stats=False)
+    assert bn.weight is None and bn.running_mean is None
+    assert list(bn.state_dict()) == []
+    x = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    bn.eval()  # no running stats: batch statistics even in eval, as torch
+    np.testing.assert_allclose(bn(x).numpy(), ref.batch_norm_train(x.astype(np.float64))[0], atol=1e-4)
+    keys = list(pve.nn.BatchNorm2d(4).state_dict())
+    assert keys == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    b1 = pve.nn.BatchNorm1d(5)
+    assert b1(rng.standard_normal((3, 5)).astype(np.float32)).shape == (3, 5)
+
+
+def test_fusion_hook_scale_shift(isa):
+    bn = pve.nn.BatchNorm2d(3)
+    bn.train()
+    for _ in range(3):
+        bn(rng.standard_normal((4, 3, 5, 5)).astype(np.float32) * 2 + 1)
+    bn.weight.detach().numpy()[...] = [0.5, -1.0, 2.0]
+    bn.bias.detach().numpy()[...] = [0.1, 0.2, -0.3]
+    bn.eval()
+    scale, shift = bn.fusion_scale_shift()
+    x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(bn(x).detach().numpy(), x * scale[:, None, None] + shift[:, None, None],
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: pve.nn.BatchNorm2d(3)(np.zeros((2, 4, 3, 3), np.float32)), "BatchNorm2d.*3 channels"),
+    (lambda: pve.nn.BatchNorm2d(3)(np.zeros((2, 3, 3), np.float32)), "BatchNorm2d: expected 4-D"),
+    (lambda: pve.nn.BatchNorm1d(3)(np.zeros((2, 4), np.float32)), "BatchNorm1d.*3 channels"),
+    (lambda: pve.nn.BatchNorm2d(3)(np.zeros((1, 3, 1, 1), np.float32)), "more than 1 value per channel"),
+    (lambda: F.batch_norm(np.zeros((2, 3), np.float32), None, None), "batch_norm: running_mean"),
+    (lambda: F.group_norm(np.zeros((2, 6, 3), np.float32), 4), "group_norm: num_groups"),
+    (lambda: pve.nn.GroupNorm(4, 6), "GroupNorm"),
+    (lambda: F.layer_norm(np.zeros((2, 5), np.float32), (4,)), "layer_norm"),
+    (lambda: pve.nn.LayerNorm(4)(np.zeros((2, 5), np.float32)), "LayerNorm"),
+])
+def test_invalid_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_batch_norm_nan_propagates_per_channel(isa):
+    x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    x[1, 1, 2, 2] = np.nan
+    y = F.batch_norm(x, None, None, training=True).numpy()
+    assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, [0, 2]]).all()
+
+
+@pytest.mark.parametrize("groups", [1, 2, 6])
+def test_group_norm(isa, groups):
+    x = rng.standard_normal((2, 6, 4, 5)) + 1
+    w, b = rng.standard_normal(6), rng.standard_normal(6)
+    check_op(lambda t, wt, bt: F.group_norm(t, groups, wt, bt),
+             lambda a, wa, ba: ref.group_norm(a, groups, wa, ba), [x, w, b], rtol=1e-4, atol=1e-4)
+    m = pve.nn.GroupNorm(groups, 6)
+    np.testing.assert_allclose(m(x.astype(np.float32)).detach().numpy(), ref.group_norm(x, groups),
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,k", [((3, 4, 37), 1), ((2, 3, 5, 6), 2), ((5, 16), 1)])
+def test_layer_norm(isa, shape, k):
+    x = rng.standard_normal(shape) * 2
+    w, b = rng.standard_normal(shape[-k:]), rng.standard_normal(shape[-k:])
+    check_op(lambda t, wt, bt: F.layer_norm(t, shape[-k:], wt, bt),
+             lambda a, wa, ba: ref.layer_norm(a, k, wa, ba), [x, w, b], rtol=1e-4, atol=1e-4)
+    check_op(lambda t: F.layer_norm(t, shape[-k:]), lambda a: ref.layer_norm(a, k), [x],
+             rtol=1e-4, atol=1e-4)
+    m = pve.nn.LayerNorm(shape[-k:])
+    assert m.weight.shape == tuple(shape[-k:])

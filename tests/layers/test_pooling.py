@@ -1,0 +1,160 @@
+"""Pooling: numpy references and finite differences at every ISA, torch's tie,
+NaN and ceil_mode rules, invalid arguments."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pyvision_engine as pve
+from layers_helpers import check_op, run_pve
+from reference import pooling_reference as ref
+
+F = pve.nn.functional
+pytestmark = pytest.mark.kernels
+rng = np.random.default_rng(1)
+
+# (kernel, stride, padding, dilation, ceil_mode) on odd, non-square inputs.
+MAX_CASES = [
+    ((3, 3), (2, 2), (1, 1), (1, 1), False),
+    ((3, 3), (2, 2), (1, 1), (1, 1), True),
+    ((2, 2), (2, 2), (0, 0), (1, 1), True),
+    ((3, 2), (1, 2), (1, 0), (1, 1), False),
+    ((3, 3), (3, 3), (1, 1), (2, 2), True),
+    ((2, 3), (3, 1), (1, 1), (2, 1), False),
+]
+
+
+@pytest.mark.parametrize("k,s,p,d,ceil", MAX_CASES)
+def test_max_pool2d_matches_reference(isa, k, s, p, d, ceil):
+    x = rng.standard_normal((2, 3, 9, 40))  # 40 wide: vector blocks + border columns
+    y, idx = F.max_pool2d(pve.tensor(x.astype(np.float32)), k, s, p, d, ceil, return_indices=True)
+    ry, ridx = ref.max_pool2d(x.astype(np.float32), k, s, p, d, ceil)
+    np.testing.assert_array_equal(y.numpy(), ry.astype(np.float32))
+    np.testing.assert_array_equal(idx.numpy(), ridx)
+
+
+def test_max_pool2d_gradient_finite_differences(isa):
+    # Distinct values keep the max away from ties, where the gradient is undefined.
+    x = rng.permutation(2 * 2 * 7 * 9).reshape(2, 2, 7, 9) / 10.0
+    check_op(lambda t: F.max_pool2d(t, 3, 2, 1, ceil_mode=True),
+             lambda a: ref.max_pool2d(a, (3, 3), (2, 2), (1, 1), (1, 1), True)[0], [x], eps=1e-3)
+
+
+def test_max_pool2d_ties_pick_first_in_scan_order(isa):
+    x = np.zeros((1, 1, 6, 40), np.float32)  # all ties
+    _, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    _, ridx = ref.max_pool2d(x, (3, 3), (2, 2), (1, 1))
+    np.testing.assert_array_equal(idx.numpy(), ridx)
+    # The window at (0, 0) starts in the padding: its first real position is 0.
+    assert idx.numpy()[0, 0, 0, 0] == 0
+    # Gradients of tied windows go to that one position only.
+    xt = pve.tensor(x, requires_grad=True)
+    F.max_pool2d(xt, 2, 2).sum().backward()
+    assert xt.grad.numpy()[0, 0, 0, 0] == 1 and xt.grad.numpy()[0, 0, 1, 1] == 0
+
+
+def test_max_pool2d_nan_propagates(isa):
+    x = rng.standard_normal((1, 2, 8, 40)).astype(np.float32)
+    x[0, 0, 3, 17] = np.nan
+    x[0, 1, 0, 0] = np.nan
+    y = F.max_pool2d(x, 3, 2, 1).numpy()
+    ry, _ = ref.max_pool2d(x, (3, 3), (2, 2), (1, 1))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ry))
+    assert np.isnan(y).sum() >= 5
+
+
+def test_ceil_mode_drops_window_starting_in_padding():
+    # 5 wide, k=2, s=2, p=1, ceil: a 4th window would start at 5 = in + pad: dropped.
+    y = F.max_pool2d(np.zeros((1, 1, 5, 5), np.float32), 2, 2, 1, ceil_mode=True)
+    assert y.shape == (1, 1, 3, 3)
+    y = F.avg_pool2d(np.zeros((1, 1, 6, 6), np.float32), 3, 2, 1, ceil_mode=True)
+    assert y.shape == (1, 1, 4, 4)
+
+
+AVG_CASES = [
+    ((3, 3), (2, 2), (1, 1), False, True, None),
+    ((3, 3), (2, 2), (1, 1), True, False, None),
+    ((2, 2), (2, 2), (1, 1), True, True, None),
+    ((3, 2), (1, 2), (1, 1), False, False, 5),
+    ((2, 3), (2, 3), (0, 1), True, True, None),
+]
+
+
+@pytest.mark.parametrize("k,s,p,ceil,include,div", AVG_CASES)
+def test_avg_pool2d_matches_reference_and_finite_differences(isa, k, s, p, ceil, include, div):
+    x = rng.standard_normal((2, 2, 7, 37))
+    check_op(lambda t: F.avg_pool2d(t, k, s, p, ceil, include, div),
+             lambda a: ref.avg_pool2d(a, k, s, p, ceil, include, div), [x])
+
+
+@pytest.mark.parametrize("out", [(1, 1), (3, 5), (4, 4), (7, 9), (2, 1)])
+def test_adaptive_avg_pool2d(isa, out):
+    x = rng.standard_normal((2, 3, 7, 9))
+    check_op(lambda t: F.adaptive_avg_pool2d(t, out), lambda a: ref.adaptive_avg_pool2d(a, out), [x])
+
+
+@pytest.mark.parametrize("out", [(1, 1), (3, 5), (5, 4)])
+def test_adaptive_max_pool2d(isa, out):
+    x = rng.permutation(2 * 3 * 7 * 9).reshape(2, 3, 7, 9) / 7.0
+    y, idx = F.adaptive_max_pool2d(x.astype(np.float32), out, return_indices=True)
+    ry, ridx = ref.adaptive_max_pool2d(x.astype(np.float32), out)
+    np.testing.assert_array_equal(y.numpy(), ry.astype(np.float32))
+    np.testing.assert_array_equal(idx.numpy(), ridx)
+    check_op(lambda t: F.adaptive_max_pool2d(t, out),
+             lambda a: ref.adaptive_max_pool2d(a, out)[0], [x], eps=1e-3)
+
+
+def test_global_average_pool_large_plane(isa):
+    x = rng.standard_normal((3, 5, 33, 31)).astype(np.float32)
+    np.testing.assert_allclose(F.adaptive_avg_pool2d(x, 1).numpy()[..., 0, 0],
+                               x.astype(np.float64).mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 12), w=st.integers(1, 40), k=st.integers(1, 4), s=st.integers(1, 3),
+       ceil=st.booleans(), data=st.data())
+def test_max_pool2d_random_shapes(h, w, k, s, ceil, data):
+    p = data.draw(st.integers(0, k // 2))
+    kh = min(k, h + 2 * p)
+    kw = min(k, w + 2 * p)
+    if ref.out_size(h, kh, s, p, 1, ceil) < 1 or ref.out_size(w, kw, s, p, 1, ceil) < 1:
+        return
+    p = min(p, kh // 2, kw // 2)
+    x = np.random.default_rng(h * 100 + w).standard_normal((1, 2, h, w)).astype(np.float32)
+    y, idx = F.max_pool2d(x, (kh, kw), s, p, 1, ceil, return_indices=True)
+    ry, ridx = ref.max_pool2d(x, (kh, kw), (s, s), (p, p), (1, 1), ceil)
+    np.testing.assert_array_equal(y.numpy(), ry.astype(np.float32))
+    np.testing.assert_array_equal(idx.numpy(), ridx)
+    ya = F.avg_pool2d(x, (kh, kw), s, p, ceil)
+    np.testing.assert_allclose(ya.numpy(), ref.avg_pool2d(x, (kh, kw), (s, s), (p, p), ceil),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_3d_input_and_modules():
+    x = rng.standard_normal((3, 8, 8)).astype(np.float32)
+    assert pve.nn.MaxPool2d(2)(x).shape == (3, 4, 4)
+    assert pve.nn.AvgPool2d(2, 1)(x).shape == (3, 7, 7)
+    assert pve.nn.AdaptiveAvgPool2d((None, 2))(x).shape == (3, 8, 2)
+    y, i = pve.nn.AdaptiveMaxPool2d(3, return_indices=True)(x)
+    assert y.shape == i.shape == (3, 3, 3) and i.dtype == np.int64
+    y, i = pve.nn.MaxPool2d(2, return_indices=True)(x[None])
+    assert i.shape == (1, 3, 4, 4)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda x: F.max_pool2d(x, 3, 1, 2), "max_pool2d: padding should be at most half"),
+    (lambda x: F.avg_pool2d(x, 2, 2, 2), "avg_pool2d: padding should be at most half"),
+    (lambda x: F.max_pool2d(x, 0), "max_pool2d: kernel_size must be greater than zero"),
+    (lambda x: F.max_pool2d(x, 2, 0), "max_pool2d: stride must be greater than zero"),
+    (lambda x: F.max_pool2d(x, 9), "max_pool2d: output size is too small"),
+    (lambda x: F.avg_pool2d(x, 2, divisor_override=0), "avg_pool2d: divisor_override"),
+    (lambda x: F.adaptive_avg_pool2d(x, 0), "adaptive_avg_pool2d: output_size must be positive"),
+    (lambda x: F.adaptive_max_pool2d(x, (2, 0)), "adaptive_max_pool2d: output_size"),
+    (lambda x: F.max_pool2d(x[0, 0], 2), "max_pool2d: expected a 3-D"),
+    (lambda x: pve.nn.MaxPool2d(2, padding=3)(x), "max_pool2d: padding"),
+])
+def test_invalid_arguments_raise_value_error(call, match):
+    x = np.zeros((1, 2, 6, 6), np.float32)
+    with pytest.raises(ValueError, match=match):
+        call(x)

@@ -1,0 +1,115 @@
+"""Dropout, cat, add, pad / ZeroPad2d, interpolate / Upsample, Flatten, Identity."""
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from layers_helpers import check_op
+
+F = pve.nn.functional
+rng = np.random.default_rng(5)
+
+
+def test_dropout_train_eval_and_scaling():
+    pve.manual_seed(0)
+    x = np.ones((200, 50), np.float32)
+    m = pve.nn.Dropout(0.3)
+    y = m(x).numpy()
+    kept = y != 0
+    assert abs(kept.mean() - 0.7) < 0.02
+    np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)
+    pve.manual_seed(0)
+    np.testing.assert_array_equal(m(x).numpy(), y)  # seeded by manual_seed
+    m.eval()
+    np.testing.assert_array_equal(m(x).numpy(), x)
+    assert (F.dropout(x, 1.0).numpy() == 0).all()
+    np.testing.assert_array_equal(F.dropout(x, 0.0).numpy(), x)
+    with pytest.raises(ValueError, match="dropout"):
+        F.dropout(x, 1.5)
+    with pytest.raises(ValueError, match="Dropout"):
+        pve.nn.Dropout(-0.1)
+
+
+def test_dropout_gradient_uses_the_same_mask():
+    pve.manual_seed(1)
+    x = pve.tensor(rng.standard_normal((10, 10)).astype(np.float32), requires_grad=True)
+    y = F.dropout(x, 0.5)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), (y.detach().numpy() != 0) * 2.0)
+    z = pve.tensor(np.ones(4, np.float32))
+    F.dropout(z, 0.5, inplace=True)
+    assert set(np.unique(z.numpy())) <= {0.0, 2.0}
+
+
+def test_cat_and_add():
+    a, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4))
+    check_op(lambda s, t: F.cat([s, t], 1), lambda s, t: np.concatenate([s, t], 1), [a, b])
+    check_op(lambda s, t: pve.cat((s, t), dim=-2), lambda s, t: np.concatenate([s, t], 1), [a, b])
+    with pytest.raises(ValueError, match="cat: sizes must match"):
+        F.cat([a.astype(np.float32), b.astype(np.float32)], 0)
+    with pytest.raises(ValueError, match="cat: expected a non-empty"):
+        F.cat([], 0)
+    c = rng.standard_normal((2, 3, 4))
+    check_op(lambda s, t: F.add(s, t, alpha=2), lambda s, t: s + 2 * t, [a, c])
+
+
+def test_pad_and_zeropad2d():
+    x = rng.standard_normal((2, 3, 4, 5))
+    check_op(lambda t: F.pad(t, (1, 2, 0, 3)), lambda a: np.pad(a, ((0, 0), (0, 0), (0, 3), (1, 2))), [x])
+    check_op(lambda t: F.pad(t, (-1, 2)), lambda a: np.pad(a[..., 1:], ((0, 0),) * 3 + ((0, 2),)), [x])
+    y = pve.nn.ZeroPad2d((1, 0, 2, 3))(x.astype(np.float32))
+    assert y.shape == (2, 3, 9, 6) and float(y.numpy()[0, 0, 0, 0]) == 0
+    assert pve.nn.ZeroPad2d(2)(x.astype(np.float32)).shape == (2, 3, 8, 9)
+    with pytest.raises(ValueError, match="pad"):
+        F.pad(x.astype(np.float32), (1, 2, 3))
+    with pytest.raises(ValueError, match="pad"):
+        F.pad(x.astype(np.float32), (1, 1), mode="reflect")
+
+
+def _bilinear_ref(x, out, align):
+    """Direct per-pixel bilinear interpolation in float64 (torch's source-index rule)."""
+    n, c, h, w = x.shape
+    y = np.empty((n, c) + out)
+    def src(i, insz, outsz):
+        if align:
+            return i * (insz - 1) / (outsz - 1) if outsz > 1 else 0.0
+        return max((i + 0.5) * insz / outsz - 0.5, 0.0)
+    for i in range(out[0]):
+        sy = src(i, h, out[0]); y0 = min(int(np.floor(sy)), h - 1); y1 = min(y0 + 1, h - 1); ly = sy - y0
+        for j in range(out[1]):
+            sx = src(j, w, out[1]); x0 = min(int(np.floor(sx)), w - 1); x1 = min(x0 + 1, w - 1); lx = sx - x0
+            y[:, :, i, j] = ((1 - ly) * ((1 - lx) * x[:, :, y0, x0] + lx * x[:, :, y0, x1])
+                             + ly * ((1 - lx) * x[:, :, y1, x0] + lx * x[:, :, y1, x1]))
+    return y
+
+
+@pytest.mark.parametrize("align", [False, True])
+@pytest.mark.parametrize("out", [(7, 9), (3, 2), (1, 5)])
+def test_interpolate_bilinear(align, out):
+    x = rng.standard_normal((2, 2, 4, 5))
+    check_op(lambda t: F.interpolate(t, size=out, mode="bilinear", align_corners=align),
+             lambda a: _bilinear_ref(a, out, align), [x])
+
+
+def test_interpolate_nearest_and_upsample():
+    x = rng.standard_normal((1, 2, 3, 4))
+    up = np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
+    check_op(lambda t: F.interpolate(t, scale_factor=2), lambda a: np.repeat(np.repeat(a, 2, 2), 2, 3), [x])
+    np.testing.assert_allclose(pve.nn.Upsample(scale_factor=2)(x.astype(np.float32)).numpy(), up, rtol=1e-6)
+    y = F.interpolate(x.astype(np.float32), size=(5, 3)).numpy()
+    rows, cols = np.floor(np.arange(5) * 3 / 5).astype(int), np.floor(np.arange(3) * 4 / 3).astype(int)
+    np.testing.assert_array_equal(y, x.astype(np.float32)[:, :, rows][:, :, :, cols])
+    with pytest.raises(ValueError, match="interpolate"):
+        F.interpolate(x.astype(np.float32), size=(2, 2), mode="bicubic")
+    with pytest.raises(ValueError, match="interpolate"):
+        F.interpolate(x.astype(np.float32))
+    with pytest.raises(ValueError, match="interpolate: output size"):
+        F.interpolate(x.astype(np.float32), size=(0, 2))
+
+
+def test_flatten_identity_reshape():
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    assert pve.nn.Flatten()(x).shape == (2, 12)
+    assert pve.nn.Identity(54, unused=1)(x).shape == (2, 3, 4)
+    assert F.flatten(x, 1).shape == (2, 12)
+    assert pve.tensor(x).view(-1, 4).shape == (6, 4)
