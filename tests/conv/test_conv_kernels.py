@@ -127,3 +127,18 @@ def test_fused_relu_epilogue(isa):
         with pve.no_grad():
             fused = F._conv2d(x, w, b, 1, pad, 1, groups, relu=True).numpy()
         np.testing.assert_allclose(fused, np.maximum(plain, 0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("forced", FORCED)
+def test_thread_counts_give_the_same_answers(forced, threads):
+    # 1 thread: every serial path; 3 threads: item-parallel paths with uneven splits.
+    previous = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(threads)
+        with conv_backend.force_algorithm(forced):
+            for shape in FAMILY_SHAPES[:6]:
+                check_against_reference(rng, *shape)
+    finally:
+        pve.set_num_threads(previous)

@@ -287,7 +287,7 @@ void forward(const Conv2dArgs& a) {
   int64_t off[kMaxTaps];
   tap_offsets(s, p, off);
   const int64_t items = s.batch * s.in_channels;
-#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 2)
   for (int64_t it = 0; it < items; ++it) {
     const int64_t n = it / s.in_channels, c = it % s.in_channels;
     float* buf = a.workspace + omp_get_thread_num() * round_up(p.floats(), 16);
@@ -312,7 +312,7 @@ void backward_data_stride1(const Conv2dArgs& a) {
   int64_t off[kMaxTaps];
   tap_offsets(t, p, off);
   const int64_t items = s.batch * s.in_channels;
-#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 2)
   for (int64_t it = 0; it < items; ++it) {
     const int64_t n = it / s.in_channels, c = it % s.in_channels;
     float* buf = a.workspace + omp_get_thread_num() * round_up(p.floats() + taps, 16);
@@ -338,7 +338,7 @@ void backward_data_strided(const Conv2dArgs& a) {
   int64_t off[kMaxTaps];
   tap_offsets(s, p, off);
   const int64_t items = s.batch * s.in_channels;
-#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 2)
   for (int64_t it = 0; it < items; ++it) {
     const int64_t n = it / s.in_channels, c = it % s.in_channels;
     float* buf = a.workspace + omp_get_thread_num() * round_up(p.floats(), 16);
@@ -480,7 +480,7 @@ void backward_weight(const Conv2dArgs& a) {
   if (taps <= kMaxTaps) tap_offsets(s, p, off);
   // Parallel over input channels: each thread owns that channel's outputs'
   // gradients, and fills each input plane once for all its multiplier outputs.
-#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 2)
   for (int64_t c = 0; c < s.in_channels; ++c) {
     float* buf = a.workspace + omp_get_thread_num() * round_up(p.floats(), 16);
     for (int64_t k = c * mult; k < (c + 1) * mult; ++k)

@@ -225,7 +225,7 @@ void forward(const Conv2dArgs& a) {
   const int64_t items = s.batch * l.groups;
   const int64_t col_floats = column_floats(l);
   if (items_in_parallel(items, a.num_threads)) {
-#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
       float* col = a.workspace + omp_get_thread_num() * col_floats;
       forward_item(a, l, it / l.groups, it % l.groups, col, 1, false);
@@ -271,7 +271,7 @@ void backward_data(const Conv2dArgs& a) {
   const int64_t items = s.batch * l.groups;
   const int64_t col_floats = column_floats(l);
   if (items_in_parallel(items, a.num_threads)) {
-#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
       float* col = a.workspace + omp_get_thread_num() * col_floats;
       backward_data_item(a, l, it / l.groups, it % l.groups, col, 1, false);
@@ -311,7 +311,7 @@ int64_t weight_grad_scratch(const Lowering& l, int64_t nb) {
 // side in col (rows x nb*pixels) and their gradients in gyb (kg x nb*pixels).
 void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, int64_t n1,
                             int64_t nb, float* gwt, float* scratch, int threads,
-                            bool parallel_lowering) {
+                            bool parallel_lowering, bool accumulate) {
   const Conv2dShape& s = a.shape;
   const GemmEpilogue none;
   const int64_t plane = s.in_h * s.in_w;
@@ -339,7 +339,7 @@ void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, 
               col = scratch;
               ldcol = cols;
             }
-            const float beta = (n > n0 || p0 > 0) ? 1.0f : 0.0f;
+            const float beta = (accumulate || n > n0 || p0 > 0) ? 1.0f : 0.0f;
             if (transposed)
               a.gemm(false, true, l.rows, l.kg, cols, 1.0f, col, ldcol, gy + p0, l.pixels, beta,
                      gwt_g, l.kg, none, threads);
@@ -368,7 +368,7 @@ void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, 
         for (int64_t k = 0; k < l.kg; ++k)
           std::memcpy(gyb + k * width + i * l.pixels, gy + k * l.pixels, sizeof(float) * l.pixels);
       }
-      const float beta = b0 > n0 ? 1.0f : 0.0f;
+      const float beta = (accumulate || b0 > n0) ? 1.0f : 0.0f;
       if (transposed)
         a.gemm(false, true, l.rows, l.kg, width, 1.0f, col, width, gyb, width, beta, gwt_g, l.kg,
                none, threads);
@@ -430,30 +430,32 @@ void backward_weight(const Conv2dArgs& a) {
   const int64_t scratch_floats = weight_grad_scratch(l, nb);
   if (a.grad_bias) grad_bias(a);
   if (items_in_parallel(s.batch, a.num_threads)) {
-    // Thread-private accumulators after the per-thread scratch; each thread
-    // takes a contiguous range of images, then all threads reduce.
+    // Thread-private accumulators after the per-thread scratch; groups of nb
+    // images are handed out dynamically (a thread that shares its core with
+    // another process just takes fewer), then all threads reduce.
     float* privates = a.workspace + a.num_threads * scratch_floats;
     const int threads = a.num_threads;
+    const int64_t groups_of_images = (s.batch + nb - 1) / nb;
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();
       float* acc = privates + t * weight_floats;
-      const int64_t n0 = s.batch * t / threads, n1 = s.batch * (t + 1) / threads;
-      if (n1 > n0) {
-        backward_weight_images(a, l, n0, n1, nb, acc, a.workspace + t * scratch_floats, 1, false);
-      } else {
-        std::memset(acc, 0, sizeof(float) * weight_floats);
+      std::memset(acc, 0, sizeof(float) * weight_floats);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t i = 0; i < groups_of_images; ++i) {
+        const int64_t n0 = i * nb, n1 = (n0 + nb) < s.batch ? (n0 + nb) : s.batch;
+        backward_weight_images(a, l, n0, n1, nb, acc, a.workspace + t * scratch_floats, 1, false,
+                               true);
       }
-#pragma omp barrier
       transpose_into_weight_grad(l, privates, threads, weight_floats, a.grad_weight);
     }
   } else if (!weight_grad_transposed(l)) {
     backward_weight_images(a, l, 0, s.batch, nb, a.grad_weight, a.workspace, a.num_threads,
-                           a.num_threads > 1);
+                           a.num_threads > 1, false);
   } else {
     float* gwt = a.workspace + scratch_floats;
     backward_weight_images(a, l, 0, s.batch, nb, gwt, a.workspace, a.num_threads,
-                           a.num_threads > 1);
+                           a.num_threads > 1, false);
 #pragma omp parallel num_threads(a.num_threads)
     transpose_into_weight_grad(l, gwt, 1, weight_floats, a.grad_weight);
   }

@@ -296,7 +296,7 @@ int64_t pack_weights(const Conv2dShape& fwd, const float* weight, float* packed,
   const int64_t total = 36 * k_pad * c_pad;
   if (!packed) return total;
   const int64_t k_blocks = k_pad / KB, c_blocks = (c_pad + kPackC - 1) / kPackC;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
   for (int64_t item = 0; item < k_blocks * c_blocks; ++item) {
     const int64_t kb = item / c_blocks, c0 = (item % c_blocks) * kPackC;
     const int64_t count = (c_pad - c0) < kPackC ? (c_pad - c0) : kPackC;
@@ -483,7 +483,7 @@ void convolve_fused(const Conv2dShape& s, const Plan& p, const float* x, const f
   const int64_t KB = p.kb, NT = p.nt;
   const int64_t k_blocks = p.k_pad / KB;
   const int64_t items = p.blocks * p.slabs;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int64_t item = 0; item < items; ++item) {
     const int64_t block = item / p.slabs, slab = item % p.slabs;
     const int64_t k_begin = slab * p.slab_k;
@@ -525,10 +525,10 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
     float* u_local = tmp + 64 * L;
     for (int64_t t0 = 0; t0 < p.tiles; t0 += p.chunk) {
       const int64_t nt = (p.tiles - t0) < p.chunk ? (p.tiles - t0) : p.chunk;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
       for (int64_t j = 0; j < nt; ++j) input_tile(s, p, x, t0 + j, V, nt, j, tmp);
       if (u) {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < 36 * k_blocks; ++item) {
           const int64_t e = item / k_blocks, kb = item % k_blocks;
           gemm_rows(KB, nt, V + e * nt * p.c_pad, p.c_pad,
@@ -549,7 +549,7 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
           }
         }
       }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
       for (int64_t item = 0; item < nt * out_blocks; ++item) {
         const int64_t j = item / out_blocks, k0 = (item % out_blocks) * L;
         output_tile(s, p, M, nt, j, t0 + j, k0, k0 + L, bias, relu, y, tmp);
