@@ -10,10 +10,11 @@ The rule (``choose_algorithm``), in order:
    ``WINOGRAD_MIN_CHANNELS`` input and output channels, forward and
    backward-data only: F(4x4, 3x3), 4x fewer multiplies than direct.
    Unless the weights come packed (eval mode), each call transforms them,
-   which costs about as much as ~400 output pixels of direct convolution per
-   channel pair; so layers with many channels and few pixels (ResNet's
-   256/512-channel layers at batch 1) need ``WINOGRAD_UNPACKED_MIN_PIXELS``
-   (N*H*W of the output, or of the input for backward-data).
+   which costs about as much as ~100 output pixels of direct convolution per
+   channel pair (measured); so layers with many channels and few pixels
+   (ResNet's 512-channel layer at 7x7, batch 1) need
+   ``WINOGRAD_UNPACKED_MIN_PIXELS`` (N*H*W of the output, or of the input for
+   backward-data) to use it.
 4. ``direct``     backward-weight of stride-1 convolutions with planes of at
    least ``DIRECT_MIN_SPAN`` padded output pixels: register-blocked dot
    products over zero-padded planes, no im2col (backward-weight only; small
@@ -48,7 +49,7 @@ PASSES = ("forward", "backward_data", "backward_weight")
 # Below this many channels the 36 per-tile GEMMs are too thin to pay for the
 # transforms (measured with bench/bench_conv.py).
 WINOGRAD_MIN_CHANNELS = 8
-WINOGRAD_UNPACKED_MIN_PIXELS = 384
+WINOGRAD_UNPACKED_MIN_PIXELS = 128
 # Below this many channel pairs the weight transform is negligible anyway.
 WINOGRAD_CHEAP_WEIGHTS = 64 * 64
 DIRECT_MIN_SPAN = 256
