@@ -1,4 +1,5 @@
-// Convolution lowered to GEMM: im2col (general) and pointwise (1x1).
+// Convolution lowered to GEMM: im2col (general) and pointwise (1x1; its
+// forward and backward-data use their own register-tiled kernel below).
 //
 // im2col never builds the whole column matrix: output pixels are processed in
 // chunks so one chunk's columns (C/g*R*S x cols) stay around 1 MiB, and each
@@ -283,6 +284,166 @@ void backward_data(const Conv2dArgs& a) {
   }
 }
 
+// ---------------------------------------------------- pointwise, no GEMM call
+// For 1x1 forward and backward-data the product is thin (K or C of 16-256
+// against a few thousand pixels), so instead of packing for a general GEMM,
+// a register tile of PR output rows x 2 vectors of pixels runs over the inner
+// channels directly on the activations: per channel two vector loads, PR
+// broadcast weights, 2*PR FMAs; the pixel block stays in L1 across all rows.
+//   out[m][p] = act(bias[m] + sum_j A(m, j) * B[j][p]),  A(m, j) = a[m*ma + j*ja]
+#if defined(__AVX512F__)
+constexpr int PR = 14;
+#elif defined(__AVX2__)
+constexpr int PR = 6;
+#else
+constexpr int PR = 4;
+#endif
+constexpr int64_t PL = Vec::kWidth;
+constexpr int64_t PB = 2 * PL;  // pixels per tile
+
+void pointwise_tile(int64_t rows, int64_t cols, int64_t inner, const float* a, int64_t ma,
+                    int64_t ja, const float* b, int64_t ldb, const float* bias, bool relu,
+                    float* out, int64_t ldo) {
+  for (int64_t m0 = 0; m0 < rows; m0 += PR) {
+    const int64_t mr = (rows - m0) < PR ? (rows - m0) : PR;
+    const float* arow[PR];
+    Vec acc[PR][2];
+    for (int i = 0; i < PR; ++i) {
+      // rows past the end repeat the last one; their results are not stored
+      arow[i] = a + (m0 + (i < mr ? i : mr - 1)) * ma;
+      const Vec init = bias ? Vec::set1(bias[m0 + (i < mr ? i : mr - 1)]) : Vec::zero();
+      acc[i][0] = acc[i][1] = init;
+    }
+    if (cols == PB) {
+      for (int64_t j = 0; j < inner; ++j) {
+        const Vec b0 = Vec::load(b + j * ldb), b1 = Vec::load(b + j * ldb + PL);
+#pragma GCC unroll 16
+        for (int i = 0; i < PR; ++i) {
+          const Vec w = Vec::set1(arow[i][j * ja]);
+          acc[i][0] = fmadd(w, b0, acc[i][0]);
+          acc[i][1] = fmadd(w, b1, acc[i][1]);
+        }
+      }
+    } else {  // the last pixels of a plane: masked loads, nothing read past them
+      const int n0 = static_cast<int>(cols < PL ? cols : PL);
+      const int n1 = static_cast<int>(cols > PL ? cols - PL : 0);
+      for (int64_t j = 0; j < inner; ++j) {
+        const Vec b0 = Vec::load_partial(b + j * ldb, n0);
+        const Vec b1 = Vec::load_partial(b + j * ldb + PL, n1);
+#pragma GCC unroll 16
+        for (int i = 0; i < PR; ++i) {
+          const Vec w = Vec::set1(arow[i][j * ja]);
+          acc[i][0] = fmadd(w, b0, acc[i][0]);
+          acc[i][1] = fmadd(w, b1, acc[i][1]);
+        }
+      }
+    }
+    const Vec zero = Vec::zero();
+    for (int64_t i = 0; i < mr; ++i) {
+      Vec o0 = relu ? max(acc[i][0], zero) : acc[i][0];
+      Vec o1 = relu ? max(acc[i][1], zero) : acc[i][1];
+      float* dst = out + (m0 + i) * ldo;
+      if (cols == PB) {
+        o0.store(dst);
+        o1.store(dst + PL);
+      } else {
+        o0.store_partial(dst, static_cast<int>(cols < PL ? cols : PL));
+        if (cols > PL) o1.store_partial(dst + PL, static_cast<int>(cols - PL));
+      }
+    }
+  }
+}
+
+// Pixels [p0, p0 + cols) of the strided subsample of cg planes, into buf
+// (cg x PB): x[c][oh*sh][ow*sw] for output pixel p = oh*out_w + ow.
+void gather_strided_pixels(const Conv2dShape& s, const float* x, int64_t cg, int64_t p0,
+                           int64_t cols, float* buf) {
+  const int64_t plane = s.in_h * s.in_w;
+  for (int64_t c = 0; c < cg; ++c) {
+    const float* src = x + c * plane;
+    float* dst = buf + c * PB;
+    int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
+    for (int64_t t = 0; t < cols; ++t) {
+      dst[t] = src[oh * s.stride_h * s.in_w + ow * s.stride_w];
+      if (++ow == s.out_w) {
+        ow = 0;
+        ++oh;
+      }
+    }
+  }
+}
+
+void pointwise_forward(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Lowering l = plan(s);
+  const int64_t blocks = (l.pixels + PB - 1) / PB;
+  const int64_t items = s.batch * l.groups * blocks;
+  const int64_t plane = s.in_h * s.in_w;
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t ng = it / blocks, p0 = (it % blocks) * PB;
+    const int64_t n = ng / l.groups, g = ng % l.groups;
+    const int64_t cols = (l.pixels - p0) < PB ? (l.pixels - p0) : PB;
+    const float* x = a.input + (n * s.in_channels + g * l.cg) * plane;
+    const float* b = x + p0;
+    int64_t ldb = plane;
+    if (!l.direct) {
+      float* buf = a.workspace + omp_get_thread_num() * l.cg * PB;
+      gather_strided_pixels(s, x, l.cg, p0, cols, buf);
+      b = buf;
+      ldb = PB;
+    }
+    pointwise_tile(l.kg, cols, l.cg, a.weight + g * l.kg * l.cg, l.cg, 1, b, ldb,
+                   a.bias ? a.bias + g * l.kg : nullptr, a.relu,
+                   a.output + (n * s.out_channels + g * l.kg) * l.pixels + p0, l.pixels);
+  }
+}
+
+void pointwise_backward_data(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Lowering l = plan(s);
+  const int64_t blocks = (l.pixels + PB - 1) / PB;
+  const int64_t items = s.batch * l.groups * blocks;
+  const int64_t plane = s.in_h * s.in_w;
+#pragma omp parallel num_threads(a.num_threads)
+  {
+    if (!l.direct) {  // pixels the stride skips get no gradient
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < s.batch * s.in_channels; ++i)
+        std::memset(a.grad_input + i * plane, 0, sizeof(float) * plane);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t ng = it / blocks, p0 = (it % blocks) * PB;
+      const int64_t n = ng / l.groups, g = ng % l.groups;
+      const int64_t cols = (l.pixels - p0) < PB ? (l.pixels - p0) : PB;
+      const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels + p0;
+      float* gx = a.grad_input + (n * s.in_channels + g * l.cg) * plane;
+      // gx[c][p] = sum_k W[k][c] gy[k][p]: rows c, inner k, A(c, k) = w[k*cg + c]
+      if (l.direct) {
+        pointwise_tile(l.cg, cols, l.kg, a.weight + g * l.kg * l.cg, 1, l.cg, gy, l.pixels,
+                       nullptr, false, gx + p0, plane);
+        continue;
+      }
+      float* buf = a.workspace + omp_get_thread_num() * l.cg * PB;
+      pointwise_tile(l.cg, cols, l.kg, a.weight + g * l.kg * l.cg, 1, l.cg, gy, l.pixels,
+                     nullptr, false, buf, PB);
+      for (int64_t c = 0; c < l.cg; ++c) {  // scatter to the strided positions
+        float* dst = gx + c * plane;
+        const float* src = buf + c * PB;
+        int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
+        for (int64_t t = 0; t < cols; ++t) {
+          dst[oh * s.stride_h * s.in_w + ow * s.stride_w] = src[t];
+          if (++ow == s.out_w) {
+            ow = 0;
+            ++oh;
+          }
+        }
+      }
+    }
+  }
+}
+
 // --------------------------------------------------------- backward weight
 // With few output channels (kg < 128) it is computed transposed,
 // gw^T[g] (rows x kg) (+)= col (rows x cols) @ gy^T: the tall product (rows =
@@ -479,7 +640,20 @@ int64_t im2col_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
 
 int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (!is_pointwise(s)) return -1;
+  if (pass != ConvPass::backward_weight && is_direct_pointwise(s)) return 0;
   return workspace_floats(pass, s, threads);
+}
+
+// Stride 1 runs the register-tiled kernel straight on the planes; strided 1x1
+// gathers the pixels once per image for a GEMM (measured faster than gathering
+// per tile).
+void run_pointwise(ConvPass pass, const Conv2dArgs& a) {
+  const bool tiled = is_direct_pointwise(a.shape);
+  switch (pass) {
+    case ConvPass::forward: tiled ? pointwise_forward(a) : forward(a); break;
+    case ConvPass::backward_data: tiled ? pointwise_backward_data(a) : backward_data(a); break;
+    case ConvPass::backward_weight: backward_weight(a); break;
+  }
 }
 
 void run(ConvPass pass, const Conv2dArgs& a) {
@@ -496,7 +670,7 @@ PVE_REGISTER_KERNELS {
   register_kernel(conv2d_im2col_workspace, &im2col_workspace);
   register_kernel(conv2d_im2col_run, &run);
   register_kernel(conv2d_pointwise_workspace, &pointwise_workspace);
-  register_kernel(conv2d_pointwise_run, &run);
+  register_kernel(conv2d_pointwise_run, &run_pointwise);
 }
 
 }  // namespace PVE_KERNEL_NS
