@@ -66,6 +66,19 @@ bool items_in_parallel(int64_t items, int threads) { return threads > 1 && items
 
 int64_t column_floats(const Lowering& l) { return l.direct ? 0 : l.rows * l.chunk; }
 
+// p[0], p[2], ..., p[2L - 2]: the even elements of 2L consecutive floats.
+inline Vec load_even(const float* p) {
+#if defined(__AVX512F__)
+  const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(_mm512_loadu_ps(p), idx, _mm512_loadu_ps(p + 16));
+#elif defined(__AVX2__)
+  const __m256 ab = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ab), 0xD8));
+#else
+  return Vec(p[0]);
+#endif
+}
+
 // First t in [0, run) with (ow + t) * stride + off >= 0 (run if none).
 int64_t valid_begin(int64_t ow, int64_t off, int64_t stride, int64_t run) {
   const int64_t need = -(ow * stride + off);  // t * stride >= need
@@ -129,7 +142,14 @@ void im2col_chunk(const Conv2dShape& s, const float* x, int64_t p0, int64_t cols
         for (int64_t t = 0; t < first; ++t) d[t] = 0.0f;
         {
           const float* sp = src + ow * s.stride_w + off;
-          for (int64_t t = first; t < last; ++t) d[t] = sp[t * s.stride_w];
+          int64_t t = first;
+          if (s.stride_w == 2) {  // stem-like layers: even lanes of two vectors
+            // sp[2t .. 2t + 2L) must lie inside the row: 2(t + L) <= room
+            const int64_t room = s.in_w - (ow * 2 + off);
+            for (; t + Vec::kWidth <= last && 2 * (t + Vec::kWidth) <= room; t += Vec::kWidth)
+              load_even(sp + 2 * t).store(d + t);
+          }
+          for (; t < last; ++t) d[t] = sp[t * s.stride_w];
         }
         for (int64_t t = last > first ? last : first; t < run; ++t) d[t] = 0.0f;
       }
