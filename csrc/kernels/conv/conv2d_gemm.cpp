@@ -208,6 +208,79 @@ void col2im_chunk(const Conv2dShape& s, const float* col, int64_t p0, int64_t co
   }
 }
 
+// ---------------------------------------------------- pointwise, no GEMM call
+// For 1x1 forward and backward-data the product is thin (K or C of 16-256
+// against a few thousand pixels), so instead of packing for a general GEMM,
+// a register tile of PR output rows x 2 vectors of pixels runs over the inner
+// channels directly on the activations: per channel two vector loads, PR
+// broadcast weights, 2*PR FMAs; the pixel block stays in L1 across all rows.
+//   out[m][p] = act(bias[m] + sum_j A(m, j) * B[j][p]),  A(m, j) = a[m*ma + j*ja]
+#if defined(__AVX512F__)
+constexpr int PR = 14;
+#elif defined(__AVX2__)
+constexpr int PR = 6;
+#else
+constexpr int PR = 4;
+#endif
+constexpr int64_t PL = Vec::kWidth;
+constexpr int64_t PB = 2 * PL;  // pixels per tile
+// im2col forward with at most this many output channels per group also uses
+// the tiled kernel on its columns (measured faster than the packed GEMM).
+constexpr int64_t kTiledMaxRows = 64;
+
+void pointwise_tile(int64_t rows, int64_t cols, int64_t inner, const float* a, int64_t ma,
+                    int64_t ja, const float* b, int64_t ldb, const float* bias, bool relu,
+                    float* out, int64_t ldo) {
+  for (int64_t m0 = 0; m0 < rows; m0 += PR) {
+    const int64_t mr = (rows - m0) < PR ? (rows - m0) : PR;
+    const float* arow[PR];
+    Vec acc[PR][2];
+    for (int i = 0; i < PR; ++i) {
+      // rows past the end repeat the last one; their results are not stored
+      arow[i] = a + (m0 + (i < mr ? i : mr - 1)) * ma;
+      const Vec init = bias ? Vec::set1(bias[m0 + (i < mr ? i : mr - 1)]) : Vec::zero();
+      acc[i][0] = acc[i][1] = init;
+    }
+    if (cols == PB) {
+      for (int64_t j = 0; j < inner; ++j) {
+        const Vec b0 = Vec::load(b + j * ldb), b1 = Vec::load(b + j * ldb + PL);
+#pragma GCC unroll 16
+        for (int i = 0; i < PR; ++i) {
+          const Vec w = Vec::set1(arow[i][j * ja]);
+          acc[i][0] = fmadd(w, b0, acc[i][0]);
+          acc[i][1] = fmadd(w, b1, acc[i][1]);
+        }
+      }
+    } else {  // the last pixels of a plane: masked loads, nothing read past them
+      const int n0 = static_cast<int>(cols < PL ? cols : PL);
+      const int n1 = static_cast<int>(cols > PL ? cols - PL : 0);
+      for (int64_t j = 0; j < inner; ++j) {
+        const Vec b0 = Vec::load_partial(b + j * ldb, n0);
+        const Vec b1 = Vec::load_partial(b + j * ldb + PL, n1);
+#pragma GCC unroll 16
+        for (int i = 0; i < PR; ++i) {
+          const Vec w = Vec::set1(arow[i][j * ja]);
+          acc[i][0] = fmadd(w, b0, acc[i][0]);
+          acc[i][1] = fmadd(w, b1, acc[i][1]);
+        }
+      }
+    }
+    const Vec zero = Vec::zero();
+    for (int64_t i = 0; i < mr; ++i) {
+      Vec o0 = relu ? max(acc[i][0], zero) : acc[i][0];
+      Vec o1 = relu ? max(acc[i][1], zero) : acc[i][1];
+      float* dst = out + (m0 + i) * ldo;
+      if (cols == PB) {
+        o0.store(dst);
+        o1.store(dst + PL);
+      } else {
+        o0.store_partial(dst, static_cast<int>(cols < PL ? cols : PL));
+        if (cols > PL) o1.store_partial(dst + PL, static_cast<int>(cols - PL));
+      }
+    }
+  }
+}
+
 // ----------------------------------------------------------------- forward
 void forward_item(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g, float* col,
                   int gemm_threads, bool parallel_lowering) {
@@ -234,6 +307,22 @@ void forward_item(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g, 
       }
       b = col;
       ldb = cols;
+    }
+    if (l.kg <= kTiledMaxRows) {  // few output channels: the tiled kernel, no packing
+      const int64_t blocks = (cols + PB - 1) / PB;
+      const float* bias = a.bias ? a.bias + g * l.kg : nullptr;
+      auto tile = [&](int64_t bi) {
+        const int64_t q0 = bi * PB, qc = (cols - q0) < PB ? (cols - q0) : PB;
+        pointwise_tile(l.kg, qc, l.rows, w, l.rows, 1, b + q0, ldb, bias, a.relu, y + p0 + q0,
+                       l.pixels);
+      };
+      if (gemm_threads > 1) {
+#pragma omp parallel for num_threads(gemm_threads) schedule(dynamic, 4)
+        for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);
+      } else {
+        for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);
+      }
+      continue;
     }
     a.gemm(false, false, l.kg, cols, l.rows, 1.0f, w, l.rows, b, ldb, 0.0f, y + p0, l.pixels,
            ep, gemm_threads);
@@ -301,76 +390,6 @@ void backward_data(const Conv2dArgs& a) {
     for (int64_t it = 0; it < items; ++it)
       backward_data_item(a, l, it / l.groups, it % l.groups, a.workspace, a.num_threads,
                          a.num_threads > 1);
-  }
-}
-
-// ---------------------------------------------------- pointwise, no GEMM call
-// For 1x1 forward and backward-data the product is thin (K or C of 16-256
-// against a few thousand pixels), so instead of packing for a general GEMM,
-// a register tile of PR output rows x 2 vectors of pixels runs over the inner
-// channels directly on the activations: per channel two vector loads, PR
-// broadcast weights, 2*PR FMAs; the pixel block stays in L1 across all rows.
-//   out[m][p] = act(bias[m] + sum_j A(m, j) * B[j][p]),  A(m, j) = a[m*ma + j*ja]
-#if defined(__AVX512F__)
-constexpr int PR = 14;
-#elif defined(__AVX2__)
-constexpr int PR = 6;
-#else
-constexpr int PR = 4;
-#endif
-constexpr int64_t PL = Vec::kWidth;
-constexpr int64_t PB = 2 * PL;  // pixels per tile
-
-void pointwise_tile(int64_t rows, int64_t cols, int64_t inner, const float* a, int64_t ma,
-                    int64_t ja, const float* b, int64_t ldb, const float* bias, bool relu,
-                    float* out, int64_t ldo) {
-  for (int64_t m0 = 0; m0 < rows; m0 += PR) {
-    const int64_t mr = (rows - m0) < PR ? (rows - m0) : PR;
-    const float* arow[PR];
-    Vec acc[PR][2];
-    for (int i = 0; i < PR; ++i) {
-      // rows past the end repeat the last one; their results are not stored
-      arow[i] = a + (m0 + (i < mr ? i : mr - 1)) * ma;
-      const Vec init = bias ? Vec::set1(bias[m0 + (i < mr ? i : mr - 1)]) : Vec::zero();
-      acc[i][0] = acc[i][1] = init;
-    }
-    if (cols == PB) {
-      for (int64_t j = 0; j < inner; ++j) {
-        const Vec b0 = Vec::load(b + j * ldb), b1 = Vec::load(b + j * ldb + PL);
-#pragma GCC unroll 16
-        for (int i = 0; i < PR; ++i) {
-          const Vec w = Vec::set1(arow[i][j * ja]);
-          acc[i][0] = fmadd(w, b0, acc[i][0]);
-          acc[i][1] = fmadd(w, b1, acc[i][1]);
-        }
-      }
-    } else {  // the last pixels of a plane: masked loads, nothing read past them
-      const int n0 = static_cast<int>(cols < PL ? cols : PL);
-      const int n1 = static_cast<int>(cols > PL ? cols - PL : 0);
-      for (int64_t j = 0; j < inner; ++j) {
-        const Vec b0 = Vec::load_partial(b + j * ldb, n0);
-        const Vec b1 = Vec::load_partial(b + j * ldb + PL, n1);
-#pragma GCC unroll 16
-        for (int i = 0; i < PR; ++i) {
-          const Vec w = Vec::set1(arow[i][j * ja]);
-          acc[i][0] = fmadd(w, b0, acc[i][0]);
-          acc[i][1] = fmadd(w, b1, acc[i][1]);
-        }
-      }
-    }
-    const Vec zero = Vec::zero();
-    for (int64_t i = 0; i < mr; ++i) {
-      Vec o0 = relu ? max(acc[i][0], zero) : acc[i][0];
-      Vec o1 = relu ? max(acc[i][1], zero) : acc[i][1];
-      float* dst = out + (m0 + i) * ldo;
-      if (cols == PB) {
-        o0.store(dst);
-        o1.store(dst + PL);
-      } else {
-        o0.store_partial(dst, static_cast<int>(cols < PL ? cols : PL));
-        if (cols > PL) o1.store_partial(dst + PL, static_cast<int>(cols - PL));
-      }
-    }
   }
 }
 
