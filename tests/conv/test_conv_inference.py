@@ -175,3 +175,21 @@ def test_real_batch_norm_folding_and_stale_statistics(relu):
     live.train()  # training mode runs the three modules as written
     y = live(x)
     assert y.shape == (4, 24, 10, 10)
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda params: pve.optim.SGD(params, lr=0.1, momentum=0.9),
+    lambda params: pve.optim.Adam(params, lr=0.01),
+    lambda params: pve.optim.Lookahead(pve.optim.SGD(params, lr=0.1), k=1),
+])
+def test_no_stale_pack_after_optimizer_step(winograd_layer, make_optimizer):
+    # Fine-tuning in eval mode: the step runs between two eval-mode inferences.
+    m, x = winograd_layer
+    opt = make_optimizer(m.parameters())
+    before = _eval_out(m, x)
+    y = m(x)  # eval mode, grad enabled: no pack is used for the graph
+    (y * y).sum().backward()
+    opt.step()
+    after = _eval_out(m, x)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, _reference(m, x), rtol=1e-5, atol=1e-5)
