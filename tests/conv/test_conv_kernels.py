@@ -142,3 +142,18 @@ def test_thread_counts_give_the_same_answers(forced, threads):
                 check_against_reference(rng, *shape)
     finally:
         pve.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batch1_spatial_chunks_split_over_threads(isa, threads):
+    # Big enough for several im2col pixel chunks: forward, backward-data and
+    # backward-weight then split one image's chunks over the threads.
+    previous = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(7)
+        with conv_backend.force_algorithm("im2col"):
+            check_against_reference(rng, 1, 16, 70, 70, 8, 5, 5, (1, 1), (2, 2), (1, 1), 1)
+            check_against_reference(rng, 1, 3, 96, 96, 64, 7, 7, (2, 2), (3, 3), (1, 1), 1)
+    finally:
+        pve.set_num_threads(previous)

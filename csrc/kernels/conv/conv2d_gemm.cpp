@@ -282,68 +282,79 @@ void pointwise_tile(int64_t rows, int64_t cols, int64_t inner, const float* a, i
 }
 
 // ----------------------------------------------------------------- forward
-void forward_item(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g, float* col,
-                  int gemm_threads, bool parallel_lowering) {
+// Output pixels [p0, p0 + cols) of image n, group g.
+void forward_chunk(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g, int64_t p0,
+                   int64_t cols, float* col, int gemm_threads, bool parallel_lowering) {
   const Conv2dShape& s = a.shape;
   const float* x = a.input + (n * s.in_channels + g * l.cg) * s.in_h * s.in_w;
   const float* w = a.weight + g * l.kg * l.rows;
   float* y = a.output + (n * s.out_channels + g * l.kg) * l.pixels;
+  const float* b = x + p0;
+  int64_t ldb = s.in_h * s.in_w;
+  if (!l.direct) {
+    if (parallel_lowering) {
+#pragma omp parallel num_threads(gemm_threads)
+      im2col_chunk(s, x, p0, cols, l.rows, col, true);
+    } else {
+      im2col_chunk(s, x, p0, cols, l.rows, col, false);
+    }
+    b = col;
+    ldb = cols;
+  }
+  if (l.kg <= kTiledMaxRows) {  // few output channels: the tiled kernel, no packing
+    const int64_t blocks = (cols + PB - 1) / PB;
+    const float* bias = a.bias ? a.bias + g * l.kg : nullptr;
+    auto tile = [&](int64_t bi) {
+      const int64_t q0 = bi * PB, qc = (cols - q0) < PB ? (cols - q0) : PB;
+      pointwise_tile(l.kg, qc, l.rows, w, l.rows, 1, b + q0, ldb, bias, a.relu, y + p0 + q0,
+                     l.pixels);
+    };
+    if (gemm_threads > 1) {
+#pragma omp parallel for num_threads(gemm_threads) schedule(dynamic, 4)
+      for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);
+    } else {
+      for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);
+    }
+    return;
+  }
   GemmEpilogue ep;
   if (a.bias) {
     ep.bias = a.bias + g * l.kg;
     ep.bias_axis = BiasAxis::per_row;
   }
   ep.relu = a.relu;
-  for (int64_t p0 = 0; p0 < l.pixels; p0 += l.chunk) {
-    const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
-    const float* b = x + p0;
-    int64_t ldb = s.in_h * s.in_w;
-    if (!l.direct) {
-      if (parallel_lowering) {
-#pragma omp parallel num_threads(gemm_threads)
-        im2col_chunk(s, x, p0, cols, l.rows, col, true);
-      } else {
-        im2col_chunk(s, x, p0, cols, l.rows, col, false);
-      }
-      b = col;
-      ldb = cols;
-    }
-    if (l.kg <= kTiledMaxRows) {  // few output channels: the tiled kernel, no packing
-      const int64_t blocks = (cols + PB - 1) / PB;
-      const float* bias = a.bias ? a.bias + g * l.kg : nullptr;
-      auto tile = [&](int64_t bi) {
-        const int64_t q0 = bi * PB, qc = (cols - q0) < PB ? (cols - q0) : PB;
-        pointwise_tile(l.kg, qc, l.rows, w, l.rows, 1, b + q0, ldb, bias, a.relu, y + p0 + q0,
-                       l.pixels);
-      };
-      if (gemm_threads > 1) {
-#pragma omp parallel for num_threads(gemm_threads) schedule(dynamic, 4)
-        for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);
-      } else {
-        for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);
-      }
-      continue;
-    }
-    a.gemm(false, false, l.kg, cols, l.rows, 1.0f, w, l.rows, b, ldb, 0.0f, y + p0, l.pixels,
-           ep, gemm_threads);
-  }
+  a.gemm(false, false, l.kg, cols, l.rows, 1.0f, w, l.rows, b, ldb, 0.0f, y + p0, l.pixels, ep,
+         gemm_threads);
+}
+
+int64_t chunks_per_image(const Lowering& l) { return (l.pixels + l.chunk - 1) / l.chunk; }
+
+// Work units for the threads: (image, group, pixel chunk). When there are at
+// least as many as threads, each thread takes whole units with its own
+// columns and a single-threaded GEMM, so batch 1 uses every core through
+// spatial chunks too; otherwise units run in turn with all threads inside.
+bool units_in_parallel(const Lowering& l, const Conv2dShape& s, int threads) {
+  return threads > 1 && s.batch * l.groups * chunks_per_image(l) >= threads;
 }
 
 void forward(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
   const Lowering l = plan(s);
-  const int64_t items = s.batch * l.groups;
+  const int64_t chunks = chunks_per_image(l);
+  const int64_t units = s.batch * l.groups * chunks;
   const int64_t col_floats = column_floats(l);
-  if (items_in_parallel(items, a.num_threads)) {
-#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) {
-      float* col = a.workspace + omp_get_thread_num() * col_floats;
-      forward_item(a, l, it / l.groups, it % l.groups, col, 1, false);
+  const bool parallel = units_in_parallel(l, s, a.num_threads);
+#pragma omp parallel for num_threads(parallel ? a.num_threads : 1) schedule(dynamic, 1)
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t ng = u / chunks, p0 = (u % chunks) * l.chunk;
+    const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+    if (parallel) {
+      forward_chunk(a, l, ng / l.groups, ng % l.groups, p0, cols,
+                    a.workspace + omp_get_thread_num() * col_floats, 1, false);
+    } else {
+      forward_chunk(a, l, ng / l.groups, ng % l.groups, p0, cols, a.workspace, a.num_threads,
+                    a.num_threads > 1);
     }
-  } else {
-    for (int64_t it = 0; it < items; ++it)
-      forward_item(a, l, it / l.groups, it % l.groups, a.workspace, a.num_threads,
-                   a.num_threads > 1);
   }
 }
 
@@ -375,6 +386,14 @@ void backward_data_item(const Conv2dArgs& a, const Lowering& l, int64_t n, int64
   }
 }
 
+// Few (image, group) items but several pixel chunks each (batch 1): threads
+// take chunks, each scattering into its own copy of the item's input
+// gradient (chunks' receptive fields overlap), summed at the end.
+bool chunks_in_parallel_bwd(const Lowering& l, const Conv2dShape& s, int threads) {
+  return threads > 1 && !l.direct && !items_in_parallel(s.batch * l.groups, threads) &&
+         chunks_per_image(l) >= threads;
+}
+
 void backward_data(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
   const Lowering l = plan(s);
@@ -385,6 +404,39 @@ void backward_data(const Conv2dArgs& a) {
     for (int64_t it = 0; it < items; ++it) {
       float* col = a.workspace + omp_get_thread_num() * col_floats;
       backward_data_item(a, l, it / l.groups, it % l.groups, col, 1, false);
+    }
+  } else if (chunks_in_parallel_bwd(l, s, a.num_threads)) {
+    const int64_t plane = s.in_h * s.in_w;
+    const int64_t item_floats = l.cg * plane;
+    const int64_t per_thread = col_floats + item_floats;
+    const int64_t chunks = chunks_per_image(l);
+    const int threads = a.num_threads;
+    const GemmEpilogue none;
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t n = it / l.groups, g = it % l.groups;
+      const float* w = a.weight + g * l.kg * l.rows;
+      const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels;
+      float* gx = a.grad_input + (n * s.in_channels + g * l.cg) * plane;
+#pragma omp parallel num_threads(threads)
+      {
+        float* col = a.workspace + omp_get_thread_num() * per_thread;
+        float* mine = col + col_floats;
+        std::memset(mine, 0, sizeof(float) * item_floats);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < chunks; ++c) {
+          const int64_t p0 = c * l.chunk;
+          const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+          a.gemm(true, false, l.rows, cols, l.kg, 1.0f, w, l.rows, gy + p0, l.pixels, 0.0f, col,
+                 cols, none, 1);
+          col2im_chunk(s, col, p0, cols, l.cg, mine, false);
+        }
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < item_floats; ++i) {
+          float sum = 0.0f;
+          for (int u = 0; u < threads; ++u) sum += a.workspace[u * per_thread + col_floats + i];
+          gx[i] = sum;
+        }
+      }
     }
   } else {
     for (int64_t it = 0; it < items; ++it)
@@ -507,6 +559,45 @@ int64_t weight_grad_scratch(const Lowering& l, int64_t nb) {
   return column_floats(l);
 }
 
+// gwT[g] (or gw[g]) (+)= the product for output pixels [p0, p0 + cols) of image n.
+void weight_grad_chunk_group(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g,
+                             int64_t p0, int64_t cols, float* gwt_g, float* scratch, int threads,
+                             bool parallel_lowering, bool accumulate) {
+  const Conv2dShape& s = a.shape;
+  const GemmEpilogue none;
+  const int64_t plane = s.in_h * s.in_w;
+  const float* x = a.input + (n * s.in_channels + g * l.cg) * plane;
+  const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels;
+  const float* col = x + p0;
+  int64_t ldcol = plane;
+  if (!l.direct) {
+    if (parallel_lowering) {
+#pragma omp parallel num_threads(threads)
+      im2col_chunk(s, x, p0, cols, l.rows, scratch, true);
+    } else {
+      im2col_chunk(s, x, p0, cols, l.rows, scratch, false);
+    }
+    col = scratch;
+    ldcol = cols;
+  }
+  const float beta = accumulate ? 1.0f : 0.0f;
+  if (weight_grad_transposed(l))
+    a.gemm(false, true, l.rows, l.kg, cols, 1.0f, col, ldcol, gy + p0, l.pixels, beta, gwt_g,
+           l.kg, none, threads);
+  else
+    a.gemm(false, true, l.kg, l.rows, cols, 1.0f, gy + p0, l.pixels, col, ldcol, beta, gwt_g,
+           l.rows, none, threads);
+}
+
+// All groups of one pixel chunk of image n, into gwT (or gw).
+void weight_grad_chunk(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t p0,
+                       int64_t cols, float* gwt, float* scratch, int threads,
+                       bool parallel_lowering, bool accumulate) {
+  for (int64_t g = 0; g < l.groups; ++g)
+    weight_grad_chunk_group(a, l, n, g, p0, cols, gwt + g * l.rows * l.kg, scratch, threads,
+                            parallel_lowering, accumulate);
+}
+
 // gwT (+)= sum over images [n0, n1): nb images per GEMM, their columns side by
 // side in col (rows x nb*pixels) and their gradients in gyb (kg x nb*pixels).
 void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, int64_t n1,
@@ -521,33 +612,12 @@ void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, 
     for (int64_t g = 0; g < l.groups; ++g) {
       float* gwt_g = gwt + g * l.rows * l.kg;
       if (count == 1 || nb == 1) {  // one image at a time, in pixel chunks
-        for (int64_t i = 0; i < count; ++i) {
-          const int64_t n = b0 + i;
-          const float* x = a.input + (n * s.in_channels + g * l.cg) * plane;
-          const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels;
+        for (int64_t i = 0; i < count; ++i)
           for (int64_t p0 = 0; p0 < l.pixels; p0 += l.chunk) {
             const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
-            const float* col = x + p0;
-            int64_t ldcol = plane;
-            if (!l.direct) {
-              if (parallel_lowering) {
-#pragma omp parallel num_threads(threads)
-                im2col_chunk(s, x, p0, cols, l.rows, scratch, true);
-              } else {
-                im2col_chunk(s, x, p0, cols, l.rows, scratch, false);
-              }
-              col = scratch;
-              ldcol = cols;
-            }
-            const float beta = (accumulate || n > n0 || p0 > 0) ? 1.0f : 0.0f;
-            if (transposed)
-              a.gemm(false, true, l.rows, l.kg, cols, 1.0f, col, ldcol, gy + p0, l.pixels, beta,
-                     gwt_g, l.kg, none, threads);
-            else
-              a.gemm(false, true, l.kg, l.rows, cols, 1.0f, gy + p0, l.pixels, col, ldcol, beta,
-                     gwt_g, l.rows, none, threads);
+            weight_grad_chunk_group(a, l, b0 + i, g, p0, cols, gwt_g, scratch, threads,
+                                    parallel_lowering, accumulate || i > 0 || b0 > n0 || p0 > 0);
           }
-        }
         continue;
       }
       const int64_t width = count * l.pixels;
@@ -629,23 +699,31 @@ void backward_weight(const Conv2dArgs& a) {
   const int64_t nb = images_per_gemm(l, s);
   const int64_t scratch_floats = weight_grad_scratch(l, nb);
   if (a.grad_bias) grad_bias(a);
-  if (items_in_parallel(s.batch, a.num_threads)) {
-    // Thread-private accumulators after the per-thread scratch; groups of nb
-    // images are handed out dynamically (a thread that shares its core with
-    // another process just takes fewer), then all threads reduce.
+  const int64_t chunks = nb > 1 ? 1 : chunks_per_image(l);
+  const int64_t units = nb > 1 ? (s.batch + nb - 1) / nb : s.batch * chunks;
+  if (a.num_threads > 1 && units >= a.num_threads) {
+    // Thread-private accumulators after the per-thread scratch; units (groups
+    // of nb images, or one image's pixel chunk) are handed out dynamically (a
+    // thread that shares its core with another process just takes fewer),
+    // then all threads reduce.
     float* privates = a.workspace + a.num_threads * scratch_floats;
     const int threads = a.num_threads;
-    const int64_t groups_of_images = (s.batch + nb - 1) / nb;
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();
       float* acc = privates + t * weight_floats;
+      float* scratch = a.workspace + t * scratch_floats;
       std::memset(acc, 0, sizeof(float) * weight_floats);
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t i = 0; i < groups_of_images; ++i) {
-        const int64_t n0 = i * nb, n1 = (n0 + nb) < s.batch ? (n0 + nb) : s.batch;
-        backward_weight_images(a, l, n0, n1, nb, acc, a.workspace + t * scratch_floats, 1, false,
-                               true);
+      for (int64_t u = 0; u < units; ++u) {
+        if (nb > 1) {
+          const int64_t n0 = u * nb, n1 = (n0 + nb) < s.batch ? (n0 + nb) : s.batch;
+          backward_weight_images(a, l, n0, n1, nb, acc, scratch, 1, false, true);
+        } else {
+          const int64_t p0 = (u % chunks) * l.chunk;
+          const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+          weight_grad_chunk(a, l, u / chunks, p0, cols, acc, scratch, 1, false, true);
+        }
       }
       transpose_into_weight_grad(l, privates, threads, weight_floats, a.grad_weight);
     }
@@ -665,11 +743,15 @@ int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
   const Lowering l = plan(s);
   const int64_t col = column_floats(l);
   if (pass == ConvPass::backward_weight) {
-    const int64_t scratch = weight_grad_scratch(l, images_per_gemm(l, s));
+    const int64_t nb = images_per_gemm(l, s);
+    const int64_t scratch = weight_grad_scratch(l, nb);
     const int64_t weights = s.out_channels * l.rows;
-    if (items_in_parallel(s.batch, threads)) return threads * (scratch + weights);
+    const int64_t units = nb > 1 ? (s.batch + nb - 1) / nb : s.batch * chunks_per_image(l);
+    if (threads > 1 && units >= threads) return threads * (scratch + weights);
     return scratch + weights;
   }
+  if (pass == ConvPass::forward) return units_in_parallel(l, s, threads) ? threads * col : col;
+  if (chunks_in_parallel_bwd(l, s, threads)) return threads * (col + l.cg * s.in_h * s.in_w);
   return items_in_parallel(s.batch * l.groups, threads) ? threads * col : col;
 }
 
