@@ -56,7 +56,7 @@ class Tensor:
     """An n-dimensional array that can record operations for autograd."""
 
     __slots__ = ("_data", "requires_grad", "grad", "_node", "_retains_grad", "_grad_slot",
-                 "__weakref__")
+                 "_version", "__weakref__")
     __array_priority__ = 1000  # numpy defers to Tensor's reflected operators
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
@@ -64,6 +64,7 @@ class Tensor:
         self._node = None
         self._retains_grad = False
         self._grad_slot: Optional[np.ndarray] = None
+        self._version = 0
         self.grad: Optional[Tensor] = None
         self.requires_grad = False
         if requires_grad:
@@ -82,6 +83,7 @@ class Tensor:
         set_slot(t, "_node", None)
         set_slot(t, "_retains_grad", False)
         set_slot(t, "_grad_slot", None)
+        set_slot(t, "_version", 0)
         set_slot(t, "grad", None)
         set_slot(t, "requires_grad", False)
         return t
@@ -127,6 +129,13 @@ class Tensor:
     @data.setter
     def data(self, value: Any) -> None:
         self._data = _as_engine_array(value, copy=False)
+        self._version += 1
+
+    def _bump_version(self) -> None:
+        """Record an in-place change of ``_data`` made outside the Tensor API (an
+        optimizer kernel, load_state_dict), so caches derived from the values
+        (packed convolution weights) are rebuilt. Like torch's ``_version``."""
+        self._version += 1
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "grad" and value is not None:
@@ -275,6 +284,7 @@ class Tensor:
 
     # -------------------------------------------------------------- in place
     def _check_inplace(self) -> None:
+        self._version += 1  # every in-place op passes here
         if is_grad_enabled() and self.requires_grad:
             if self._node is None:
                 raise RuntimeError(

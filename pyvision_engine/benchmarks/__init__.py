@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import List
 
-BENCHMARKS = ("gemm", "optim", "layers", "train", "infer")
+BENCHMARKS = ("gemm", "optim", "layers", "train", "infer", "conv")
 
 
 def run_benchmark(name: str, argv: List[str]) -> int:

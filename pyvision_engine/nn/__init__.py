@@ -6,6 +6,8 @@ from pyvision_engine.nn.activation import (
     Softmax, Tanh,
 )
 from pyvision_engine.nn.arena import ParameterArena
+from pyvision_engine.nn.conv import (Conv2d, ConvBn2d, ConvBnReLU2d, fold_batch_norm,
+                                     fuse_conv_bn_eval)
 from pyvision_engine.nn.container import ModuleDict, ModuleList, Sequential
 from pyvision_engine.nn.dropout import Dropout
 from pyvision_engine.nn.linear import Flatten, Identity, Linear
@@ -24,6 +26,8 @@ __all__ = [
     "Module", "Parameter", "Buffer", "Sequential", "ModuleList", "ModuleDict",
     "Linear", "Identity", "Flatten", "ParameterArena", "StateDictError",
     "functional", "init", "utils",
+    # convolution
+    "Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm",
     # layers
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "Hardswish",

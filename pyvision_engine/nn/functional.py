@@ -5,15 +5,16 @@ Inputs may be pve Tensors or numpy arrays; results are pve Tensors.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from pyvision_engine import _C
+from pyvision_engine.backends import conv as _conv_backend
 from pyvision_engine.autograd import Function
 from pyvision_engine.tensor import Tensor, as_tensor
 
-__all__ = ["linear", "flatten"]  # extended below with the layer functionals
+__all__ = ["linear", "flatten", "conv2d", "conv2d_algorithm"]  # extended below with the layer functionals
 
 
 def _float_input(x: Any, op: str) -> Tensor:
@@ -70,6 +71,205 @@ def linear(input: Any, weight: Any, bias: Optional[Any] = None) -> Tensor:
 
 def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return as_tensor(input).flatten(start_dim, end_dim)
+
+
+# ------------------------------------------------------------------ conv2d
+_MAX_OUTPUT_BYTES = 1 << 36  # refuse results beyond 64 GiB instead of overcommitting
+
+
+def _int_pair(value: Any, name: str, layer: str) -> Tuple[int, int]:
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) == 1:
+        items = (items[0], items[0])
+    if len(items) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                  for v in items):
+        raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def _conv2d_padding(padding: Any, kernel: Tuple[int, int], stride: Tuple[int, int],
+                    dilation: Tuple[int, int], layer: str) -> Tuple[int, int, int, int]:
+    """(top, bottom, left, right) for an int, a pair, 'valid' or 'same' (torch's rule:
+    total d*(k-1), the odd extra on the bottom/right)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{layer}: padding='same' is not supported for strided "
+                                 f"convolutions (stride={stride})")
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)  # type: ignore[return-value]
+        raise ValueError(f"{layer}: Invalid padding string {padding!r}, should be one of "
+                         f"{{'valid', 'same'}}")
+    ph, pw = _int_pair(padding, "padding", layer)
+    if ph < 0 or pw < 0:
+        raise ValueError(f"{layer}: padding must be non-negative, got {padding!r}")
+    return (ph, ph, pw, pw)
+
+
+class _Conv2dGeometry(NamedTuple):
+    stride: Tuple[int, int]
+    pads: Tuple[int, int, int, int]  # top, bottom, left, right
+    dilation: Tuple[int, int]
+    groups: int
+    out_size: Tuple[int, int]
+
+    @property
+    def top_left(self) -> Tuple[int, int]:
+        return (self.pads[0], self.pads[2])
+
+
+def _conv2d_geometry(x_shape: Tuple[int, ...], w_shape: Tuple[int, ...], stride: Any,
+                     padding: Any, dilation: Any, groups: Any, layer: str) -> _Conv2dGeometry:
+    """Checks a conv2d configuration the way torch does; errors name the layer and
+    both shapes."""
+    shapes = f"input shape {tuple(x_shape)}, weight shape {tuple(w_shape)}"
+    if len(w_shape) != 4:
+        raise ValueError(f"{layer}: weight must be 4-D (out_channels, in_channels/groups, kH, kW), "
+                         f"got {shapes}")
+    if len(x_shape) != 4:
+        raise ValueError(f"{layer}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got {shapes}")
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{layer}: groups must be a positive int, got {groups!r} ({shapes})")
+    groups = int(groups)
+    stride = _int_pair(stride, "stride", layer)
+    dilation = _int_pair(dilation, "dilation", layer)
+    if min(stride) <= 0:
+        raise ValueError(f"{layer}: stride must be positive, got {stride} ({shapes})")
+    if min(dilation) <= 0:
+        raise ValueError(f"{layer}: dilation must be positive, got {dilation} ({shapes})")
+    n, c, h, w = x_shape
+    k, cg, kh, kw = w_shape
+    if k % groups != 0:
+        raise ValueError(f"{layer}: out_channels ({k}) must be divisible by groups ({groups}); "
+                         f"{shapes}")
+    if cg * groups != c:
+        raise ValueError(f"{layer}: expected input with {cg * groups} channels "
+                         f"(weight's {cg} x groups={groups}), got {c} channels; {shapes}")
+    if min(kh, kw) < 1:
+        raise ValueError(f"{layer}: kernel size must be positive; {shapes}")
+    pads = _conv2d_padding(padding, (kh, kw), stride, dilation, layer)
+    padded = (h + pads[0] + pads[1], w + pads[2] + pads[3])
+    extent = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    if extent[0] > padded[0] or extent[1] > padded[1]:
+        raise ValueError(f"{layer}: calculated padded input size per channel: "
+                         f"({padded[0]} x {padded[1]}); kernel size (dilated): "
+                         f"({extent[0]} x {extent[1]}); kernel size can't be greater than the "
+                         f"actual input size ({shapes})")
+    out = ((padded[0] - extent[0]) // stride[0] + 1, (padded[1] - extent[1]) // stride[1] + 1)
+    if 4 * n * k * out[0] * out[1] > _MAX_OUTPUT_BYTES:
+        raise ValueError(f"{layer}: the output ({n}, {k}, {out[0]}, {out[1]}) would need more "
+                         f"than {_MAX_OUTPUT_BYTES >> 30} GiB; {shapes}")
+    return _Conv2dGeometry(stride, pads, dilation, groups, out)
+
+
+def _algorithm(pass_: str, x_shape, w_shape, geo: _Conv2dGeometry,
+               weights_packed: bool = False) -> str:
+    name = _conv_backend.choose_algorithm(pass_, x_shape, w_shape, geo.stride, geo.pads,
+                                          geo.dilation, geo.groups, geo.out_size, weights_packed)
+    _conv_backend._report(pass_, x_shape, w_shape, name)
+    return name
+
+
+class _Conv2d(Function):
+    """y = act(conv2d(x, w) + b); backward: data and weight gradients by their own kernels."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, geometry=None, relu=False, packed=None):
+        geo = geometry
+        algorithm = _algorithm("forward", x.shape, weight.shape, geo, packed is not None)
+        if algorithm != "winograd":
+            packed = None
+        y = _C.conv2d_forward(x, weight, bias, geo.stride, geo.top_left, geo.dilation, geo.groups,
+                              geo.out_size, algorithm, relu, packed)
+        if any(ctx.needs_input_grad):
+            ctx.x, ctx.weight, ctx.geo, ctx.has_bias = x, weight, geo, bias is not None
+            ctx.y = y if relu else None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        geo = ctx.geo
+        x, weight = ctx.x, ctx.weight
+        g = np.ascontiguousarray(g, dtype=np.float32)
+        if ctx.y is not None:  # fused ReLU: pass gradients where the output was positive
+            g = g * (ctx.y > 0)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            algorithm = _algorithm("backward_data", x.shape, weight.shape, geo)
+            gx = _C.conv2d_backward_data(g, weight, list(x.shape), geo.stride, geo.top_left,
+                                         geo.dilation, geo.groups, algorithm)
+        want_bias = ctx.has_bias and ctx.needs_input_grad[2]
+        if ctx.needs_input_grad[1]:
+            algorithm = _algorithm("backward_weight", x.shape, weight.shape, geo)
+            gw, gb = _C.conv2d_backward_weight(x, g, list(weight.shape), geo.stride,
+                                               geo.top_left, geo.dilation, geo.groups, algorithm,
+                                               want_bias)
+        elif want_bias:
+            gb = g.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+        return gx, gw, gb
+
+
+def _conv2d(input: Any, weight: Any, bias: Optional[Any], stride: Any, padding: Any,
+            dilation: Any, groups: Any, *, relu: bool = False, layer: str = "conv2d",
+            packed: Optional[np.ndarray] = None) -> Tensor:
+    """conv2d with the fused epilogue: ``relu(conv(x, w) + bias)`` when ``relu``.
+
+    Folded BatchNorm enters here as ``weight * scale[:, None, None, None]`` and
+    ``bias = (bias - mean) * scale + beta`` (see nn.conv.fuse_conv_bn_eval);
+    ``packed`` is a Winograd weight pack made by the Conv2d module's cache."""
+    x = _float_input(input, layer)
+    w = _float_input(weight, layer)
+    b = None
+    if bias is not None:
+        b = _float_input(bias, layer)
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.reshape((1,) + tuple(x.shape))
+    geo = _conv2d_geometry(tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups, layer)
+    if b is not None and tuple(b.shape) != (w.shape[0],):
+        raise ValueError(f"{layer}: bias must have shape ({w.shape[0]},), got {tuple(b.shape)}; "
+                         f"input shape {tuple(x.shape)}, weight shape {tuple(w.shape)}")
+    y = _Conv2d.apply(x, w, b, geometry=geo, relu=relu, packed=packed)
+    return y.reshape(tuple(y.shape)[1:]) if unbatched else y
+
+
+def conv2d(input: Any, weight: Any, bias: Optional[Any] = None, stride: Any = 1,
+           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
+    """2-D convolution with torch's semantics.
+
+    input (N, C, H, W) or (C, H, W); weight (K, C/groups, kH, kW); bias (K,) or None;
+    stride, dilation: int or pair (default 1); padding: int, pair, 'valid' or 'same'
+    (default 0; 'same' needs stride 1 and pads the odd extra on the bottom/right).
+    Returns (N, K, OH, OW) with OH = (H + 2p - d(kH-1) - 1) // s + 1. The algorithm is
+    chosen by pve.backends.conv (see conv2d_algorithm)."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d_algorithm(input_shape: Sequence[int], weight_shape: Sequence[int], stride: Any = 1,
+                     padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                     pass_: str = "forward", weights_packed: bool = False) -> str:
+    """The kernel family that runs ``pass_`` (forward, backward_data, backward_weight)
+    for this configuration: the rule's (or the forced) choice, after a family that
+    cannot take the shape has fallen back to im2col. ``weights_packed``: as for an
+    eval-mode Conv2d under no_grad, whose Winograd weights are cached."""
+    x_shape = tuple(input_shape)
+    if len(x_shape) == 3:
+        x_shape = (1,) + x_shape
+    geo = _conv2d_geometry(x_shape, tuple(weight_shape), stride, padding, dilation, groups,
+                           "conv2d")
+    if pass_ not in _conv_backend.PASSES:
+        raise ValueError(f"conv2d_algorithm: pass_ must be one of {_conv_backend.PASSES}")
+    wanted = _conv_backend.choose_algorithm(pass_, x_shape, tuple(weight_shape), geo.stride,
+                                            geo.pads, geo.dilation, geo.groups, geo.out_size,
+                                            weights_packed)
+    family, _ = _C.conv2d_plan(pass_, wanted, list(x_shape), list(weight_shape), geo.stride,
+                               geo.top_left, geo.dilation, geo.groups, geo.out_size)
+    return family
 
 
 # Layer functionals (pooling, activations, normalisation, losses, shape ops) live

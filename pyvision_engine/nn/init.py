@@ -44,6 +44,7 @@ def _calculate_fan_in_and_fan_out(tensor: Tensor) -> Tuple[int, int]:
 
 def _fill(tensor: Tensor, values: np.ndarray) -> Tensor:
     np.copyto(tensor._data, values.astype(np.float32))
+    tensor._bump_version()
     return tensor
 
 
@@ -57,6 +58,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
     tensor._data[...] = val
+    tensor._bump_version()
     return tensor
 
 

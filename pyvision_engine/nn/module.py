@@ -330,6 +330,7 @@ class Module:
                 errors.append(f"unsupported dtype {source.dtype} for {key}")
                 continue
             np.copyto(target._data, source, casting="unsafe")
+            target._bump_version()
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: "

@@ -83,6 +83,8 @@ class Lookahead(Optimizer):
             slow = self._slow[index]
             if slow.size != lay.size:  # the group's params were replaced
                 slow = self._slow[index] = self._new_slow(index)
+            for p in lay.params:  # written in place below (see Tensor._bump_version)
+                p._bump_version()
             if all(p._data is d for p, d in zip(lay.params, lay.data_views)):
                 _C.optim_lookahead_sync(lay.arena.data, slow, self.alpha)
             else:

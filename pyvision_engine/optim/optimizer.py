@@ -353,6 +353,8 @@ class Optimizer:
         if not idxs:
             return
         lay = self._prepare_group(index, group, idxs)
+        for i in idxs:  # the kernels below write in place: tell value caches (packed conv weights)
+            lay.params[i]._bump_version()
         if len(idxs) == len(lay.params) and lay.size and self._uniform(lay) and \
                 self._fused_safe(group) and lay.owns_all():
             self._update(group, lay, None, lay.arena.data, lay.arena.grad)

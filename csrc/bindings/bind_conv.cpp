@@ -1,0 +1,336 @@
+// Convolution bindings: geometry checked here, scratch taken from the calling
+// thread's arena, the GIL released around the kernel. Python (nn/functional.py
+// and backends/conv.py) validates arguments with torch's messages and picks the
+// algorithm; this layer re-checks everything a kernel relies on for memory
+// safety, and falls back to im2col when the requested family refuses a shape.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "bindings/checks.h"
+#include "core/threads.h"
+#include "kernels/conv/conv2d.h"
+
+namespace py = pybind11;
+
+namespace pve {
+
+PVE_DEFINE_KERNEL(conv2d_im2col_workspace, Conv2dWorkspaceFn);
+PVE_DEFINE_KERNEL(conv2d_im2col_run, Conv2dRunFn);
+PVE_DEFINE_KERNEL(conv2d_pointwise_workspace, Conv2dWorkspaceFn);
+PVE_DEFINE_KERNEL(conv2d_pointwise_run, Conv2dRunFn);
+PVE_DEFINE_KERNEL(conv2d_depthwise_workspace, Conv2dWorkspaceFn);
+PVE_DEFINE_KERNEL(conv2d_depthwise_run, Conv2dRunFn);
+PVE_DEFINE_KERNEL(conv2d_winograd_workspace, Conv2dWorkspaceFn);
+PVE_DEFINE_KERNEL(conv2d_winograd_run, Conv2dRunFn);
+PVE_DEFINE_KERNEL(conv2d_winograd_pack, Conv2dPackFn);
+PVE_DEFINE_KERNEL(conv2d_direct_workspace, Conv2dWorkspaceFn);
+PVE_DEFINE_KERNEL(conv2d_direct_run, Conv2dRunFn);
+
+namespace {
+
+// Refuse scratch or outputs beyond this, rather than let the OS overcommit.
+constexpr int64_t kMaxBytes = int64_t(1) << 36;  // 64 GiB
+
+// Per-thread reusable scratch: grows to the largest request a Python thread
+// has made and is reused, so steady-state calls never allocate. Being
+// thread_local, concurrent Python threads never share it.
+class ScratchArena {
+ public:
+  ~ScratchArena() { std::free(data_); }
+  float* get(int64_t floats) {
+    if (floats > capacity_) {
+      std::free(data_);
+      data_ = nullptr;
+      capacity_ = 0;
+      const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!data_) throw std::bad_alloc();
+      capacity_ = floats;
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+thread_local ScratchArena tls_arena;
+
+struct Family {
+  const char* name;
+  KernelStub<Conv2dWorkspaceFn>* workspace;
+  KernelStub<Conv2dRunFn>* run;
+};
+
+const std::vector<Family>& families() {
+  static const std::vector<Family> f = {
+      {"im2col", &conv2d_im2col_workspace, &conv2d_im2col_run},
+      {"pointwise", &conv2d_pointwise_workspace, &conv2d_pointwise_run},
+      {"depthwise", &conv2d_depthwise_workspace, &conv2d_depthwise_run},
+      {"winograd", &conv2d_winograd_workspace, &conv2d_winograd_run},
+      {"direct", &conv2d_direct_workspace, &conv2d_direct_run},
+  };
+  return f;
+}
+
+const Family& family(const std::string& name) {
+  for (const Family& f : families())
+    if (name == f.name) return f;
+  throw py::value_error("conv2d: unknown algorithm '" + name +
+                        "'; choose from im2col, pointwise, depthwise, winograd, direct");
+}
+
+using Pair = std::tuple<int64_t, int64_t>;
+
+Conv2dShape make_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& w, Pair stride,
+                       Pair padding, Pair dilation, int64_t groups, Pair out) {
+  Conv2dShape s;
+  s.batch = x[0];
+  s.in_channels = x[1];
+  s.in_h = x[2];
+  s.in_w = x[3];
+  s.out_channels = w[0];
+  s.kernel_h = w[2];
+  s.kernel_w = w[3];
+  std::tie(s.stride_h, s.stride_w) = stride;
+  std::tie(s.pad_top, s.pad_left) = padding;
+  std::tie(s.dilation_h, s.dilation_w) = dilation;
+  s.groups = groups;
+  std::tie(s.out_h, s.out_w) = out;
+  const std::string shapes = "input " + shape_str(x) + ", weight " + shape_str(w);
+  if (s.stride_h < 1 || s.stride_w < 1 || s.dilation_h < 1 || s.dilation_w < 1)
+    throw py::value_error("conv2d: stride and dilation must be positive (" + shapes + ")");
+  if (s.pad_top < 0 || s.pad_left < 0)
+    throw py::value_error("conv2d: padding must be non-negative (" + shapes + ")");
+  if (groups < 1 || s.in_channels % groups != 0 || s.out_channels % groups != 0 ||
+      w[1] * groups != s.in_channels)
+    throw py::value_error("conv2d: channels do not match groups=" + std::to_string(groups) +
+                          " (" + shapes + ")");
+  if (s.kernel_h < 1 || s.kernel_w < 1 || s.out_h < 0 || s.out_w < 0)
+    throw py::value_error("conv2d: empty kernel or negative output size (" + shapes + ")");
+  return s;
+}
+
+void check_bytes(double floats, const char* what) {
+  if (floats * 4.0 > static_cast<double>(kMaxBytes))
+    throw py::value_error(std::string("conv2d: ") + what + " would need " +
+                          std::to_string(floats * 4.0 / (1 << 30)) +
+                          " GiB, more than the 64 GiB limit");
+}
+
+// The family that runs (the requested one, or im2col when it refuses) and
+// its scratch.
+const Family& resolve(const std::string& algorithm, ConvPass pass, const Conv2dShape& s,
+                      int threads, int64_t* workspace_floats) {
+  const Family* f = &family(algorithm);
+  int64_t ws = f->workspace->get()(pass, s, threads);
+  if (ws < 0) {
+    f = &family("im2col");
+    ws = f->workspace->get()(pass, s, threads);
+  }
+  check_bytes(static_cast<double>(ws), "scratch");
+  *workspace_floats = ws;
+  return *f;
+}
+
+py::array_t<float> new_array(const std::vector<int64_t>& shape) {
+  double n = 1;
+  for (int64_t d : shape) n *= static_cast<double>(d);
+  check_bytes(n, "the result");
+  return py::array_t<float>(shape);
+}
+
+py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<py::array> bias,
+                         Pair stride, Pair padding, Pair dilation, int64_t groups, Pair out,
+                         const std::string& algorithm, bool relu,
+                         std::optional<py::array> packed) {
+  check_f32(x, "conv2d", "input", 4);
+  check_f32(w, "conv2d", "weight", 4);
+  Conv2dShape s = make_shape(shape_of(x), shape_of(w), stride, padding, dilation, groups, out);
+  py::array_t<float> y = new_array({s.batch, s.out_channels, s.out_h, s.out_w});
+  Conv2dArgs a;
+  a.shape = s;
+  a.input = f32_data(x);
+  a.weight = f32_data(w);
+  a.relu = relu;
+  if (bias) {
+    check_f32(*bias, "conv2d", "bias", 1);
+    expect_shape(*bias, {s.out_channels}, "conv2d", "bias");
+    a.bias = f32_data(*bias);
+  }
+  const int threads = num_threads();
+  int64_t ws = 0;
+  const Family& f = resolve(algorithm, ConvPass::forward, s, threads, &ws);
+  if (packed) {
+    if (std::string(f.name) != "winograd")
+      throw py::value_error("conv2d: packed weights are only used by winograd");
+    check_f32(*packed, "conv2d", "packed weight", 1);
+    const int64_t need = conv2d_winograd_pack.get()(s, nullptr, nullptr, false, threads);
+    if (packed->shape(0) != need)
+      throw py::value_error("conv2d: packed weight has " + std::to_string(packed->shape(0)) +
+                            " floats, expected " + std::to_string(need) +
+                            " (packed at another ISA level or for another shape?)");
+    a.packed_weight = f32_data(*packed);
+  }
+  a.output = y.mutable_data();
+  a.num_threads = threads;
+  a.gemm = gemm_f32.get();
+  Conv2dRunFn run = f.run->get();
+  if (y.size() == 0) return y;
+  py::gil_scoped_release release;
+  a.workspace = tls_arena.get(ws);
+  run(ConvPass::forward, a);
+  return y;
+}
+
+py::array conv2d_backward_data(const py::array& gy, const py::array& w,
+                               std::vector<int64_t> input_shape, Pair stride, Pair padding,
+                               Pair dilation, int64_t groups, const std::string& algorithm) {
+  check_f32(gy, "conv2d_backward_data", "grad_output", 4);
+  check_f32(w, "conv2d_backward_data", "weight", 4);
+  if (input_shape.size() != 4) throw py::value_error("conv2d_backward_data: input_shape must be 4-D");
+  Conv2dShape s = make_shape(input_shape, shape_of(w), stride, padding, dilation, groups,
+                             Pair(gy.shape(2), gy.shape(3)));
+  expect_shape(gy, {s.batch, s.out_channels, s.out_h, s.out_w}, "conv2d_backward_data",
+               "grad_output");
+  py::array_t<float> gx = new_array(input_shape);
+  Conv2dArgs a;
+  a.shape = s;
+  a.grad_output = f32_data(gy);
+  a.weight = f32_data(w);
+  a.grad_input = gx.mutable_data();
+  const int threads = num_threads();
+  int64_t ws = 0;
+  const Family& f = resolve(algorithm, ConvPass::backward_data, s, threads, &ws);
+  a.num_threads = threads;
+  a.gemm = gemm_f32.get();
+  Conv2dRunFn run = f.run->get();
+  if (gx.size() == 0) return gx;
+  py::gil_scoped_release release;
+  if (gy.size() == 0) {
+    std::memset(a.grad_input, 0, sizeof(float) * gx.size());
+    return gx;
+  }
+  a.workspace = tls_arena.get(ws);
+  run(ConvPass::backward_data, a);
+  return gx;
+}
+
+py::tuple conv2d_backward_weight(const py::array& x, const py::array& gy,
+                                 std::vector<int64_t> weight_shape, Pair stride, Pair padding,
+                                 Pair dilation, int64_t groups, const std::string& algorithm,
+                                 bool with_bias) {
+  check_f32(x, "conv2d_backward_weight", "input", 4);
+  check_f32(gy, "conv2d_backward_weight", "grad_output", 4);
+  if (weight_shape.size() != 4)
+    throw py::value_error("conv2d_backward_weight: weight_shape must be 4-D");
+  Conv2dShape s = make_shape(shape_of(x), weight_shape, stride, padding, dilation, groups,
+                             Pair(gy.shape(2), gy.shape(3)));
+  expect_shape(gy, {s.batch, s.out_channels, s.out_h, s.out_w}, "conv2d_backward_weight",
+               "grad_output");
+  py::array_t<float> gw = new_array(weight_shape);
+  py::object gb_obj = py::none();
+  Conv2dArgs a;
+  a.shape = s;
+  a.input = f32_data(x);
+  a.grad_output = f32_data(gy);
+  a.grad_weight = gw.mutable_data();
+  if (with_bias) {
+    py::array_t<float> gb = new_array({s.out_channels});
+    a.grad_bias = gb.mutable_data();
+    gb_obj = gb;
+  }
+  const int threads = num_threads();
+  int64_t ws = 0;
+  const Family& f = resolve(algorithm, ConvPass::backward_weight, s, threads, &ws);
+  a.num_threads = threads;
+  a.gemm = gemm_f32.get();
+  Conv2dRunFn run = f.run->get();
+  {
+    py::gil_scoped_release release;
+    if (gy.size() == 0 || x.size() == 0) {
+      std::memset(a.grad_weight, 0, sizeof(float) * gw.size());
+      if (a.grad_bias) std::memset(a.grad_bias, 0, sizeof(float) * s.out_channels);
+    } else if (gw.size() > 0) {
+      a.workspace = tls_arena.get(ws);
+      run(ConvPass::backward_weight, a);
+    }
+  }
+  return py::make_tuple(gw, gb_obj);
+}
+
+// Winograd-transformed weights for the active ISA (the layout depends on the
+// vector width), for eval-mode caching.
+py::array conv2d_pack_weight(const py::array& w, bool for_backward_data) {
+  check_f32(w, "conv2d_pack_weight", "weight", 4);
+  if (w.shape(2) != 3 || w.shape(3) != 3)
+    throw py::value_error("conv2d_pack_weight: winograd packs 3x3 weights, got shape " +
+                          shape_str(shape_of(w)));
+  Conv2dShape s;
+  s.out_channels = w.shape(0);
+  s.in_channels = w.shape(1);
+  s.kernel_h = s.kernel_w = 3;
+  const int threads = num_threads();
+  Conv2dPackFn pack = conv2d_winograd_pack.get();
+  const int64_t n = pack(s, nullptr, nullptr, for_backward_data, threads);
+  py::array_t<float> packed = new_array({n});
+  const float* pw = f32_data(w);
+  float* out = packed.mutable_data();
+  py::gil_scoped_release release;
+  pack(s, pw, out, for_backward_data, threads);
+  return packed;
+}
+
+// Which family would run (after refusals) and its scratch in floats, for
+// the Python debug view and tests.
+py::tuple conv2d_plan(const std::string& pass_name, const std::string& algorithm,
+                      std::vector<int64_t> x_shape, std::vector<int64_t> w_shape, Pair stride,
+                      Pair padding, Pair dilation, int64_t groups, Pair out) {
+  if (x_shape.size() != 4 || w_shape.size() != 4)
+    throw py::value_error("conv2d_plan: shapes must be 4-D");
+  ConvPass pass;
+  if (pass_name == "forward") pass = ConvPass::forward;
+  else if (pass_name == "backward_data") pass = ConvPass::backward_data;
+  else if (pass_name == "backward_weight") pass = ConvPass::backward_weight;
+  else throw py::value_error("conv2d_plan: unknown pass '" + pass_name + "'");
+  Conv2dShape s = make_shape(x_shape, w_shape, stride, padding, dilation, groups, out);
+  int64_t ws = 0;
+  const Family& f = resolve(algorithm, pass, s, num_threads(), &ws);
+  return py::make_tuple(std::string(f.name), ws);
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m) {
+  m.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("weight"),
+        py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("out_size"), py::arg("algorithm"), py::arg("relu") = false,
+        py::arg("packed_weight") = py::none(),
+        "y = act(conv2d(input, weight) + bias); padding is (top, left), out_size (H, W).");
+  m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("grad_output"),
+        py::arg("weight"), py::arg("input_shape"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("algorithm"),
+        "Gradient of conv2d with respect to its input.");
+  m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("input"),
+        py::arg("grad_output"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("algorithm"), py::arg("bias"),
+        "Gradients of conv2d with respect to weight and bias: (grad_weight, grad_bias or None).");
+  m.def("conv2d_pack_weight", &conv2d_pack_weight, py::arg("weight"),
+        py::arg("for_backward_data") = false,
+        "Winograd F(4x4,3x3) weights transformed for the active ISA (1-D float32).");
+  m.def("conv2d_plan", &conv2d_plan, py::arg("pass"), py::arg("algorithm"),
+        py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("out_size"),
+        "(family that would run, scratch floats) for a pass and requested algorithm.");
+}
+
+}  // namespace pve

@@ -1,0 +1,89 @@
+// 2-D convolution (NCHW, OIHW weights, float32): shapes, arguments and the
+// kernel families.
+//
+//   y[n, k, oh, ow] = act(bias[k] + sum_{c in group(k), r, s}
+//                         w[k, c, r, s] * x[n, c, oh*sh - pt + r*dh, ow*sw - pl + s*dw])
+//
+// Padding is given as top/left plus the output size, so asymmetric padding
+// (torch's 'same' with even kernels) needs nothing special: bottom/right
+// padding is whatever the output size implies. Positions outside the input
+// read as zero.
+//
+// Families (one kernel source each, compiled per ISA):
+//   conv2d_gemm_*       im2col (chunked, never the full buffer) + GEMM, and
+//                       pointwise 1x1 as GEMM straight on the input;
+//   conv2d_depthwise_*  direct SIMD kernel for groups == in_channels (any
+//                       kernel size, stride, dilation, channel multiplier);
+//   conv2d_winograd_*   F(4x4, 3x3) for 3x3 stride-1 convolutions, channels
+//                       blocked by the vector width inside the kernel;
+//   conv2d_direct_*     backward-weight of stride-1 convolutions as register-
+//                       blocked dot products over padded planes (no im2col).
+// Each family has a `run` entry point (one of three passes) and a
+// `workspace` query (floats of scratch the caller must provide); Winograd also
+// packs (transforms) weights so eval-mode inference can cache them.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dispatch.h"
+#include "kernels/gemm/gemm.h"
+
+namespace pve {
+
+struct Conv2dShape {
+  int64_t batch = 0, in_channels = 0, in_h = 0, in_w = 0;
+  int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0;  // may exceed the kernel; bottom/right follow from out_h/out_w
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;
+  int64_t out_h = 0, out_w = 0;
+};
+
+enum class ConvPass : int { forward = 0, backward_data = 1, backward_weight = 2 };
+
+struct Conv2dArgs {
+  Conv2dShape shape;
+  // forward: input, weight, bias (nullable), relu -> output
+  // backward_data: grad_output, weight -> grad_input (overwritten)
+  // backward_weight: input, grad_output -> grad_weight (overwritten), grad_bias (nullable)
+  const float* input = nullptr;
+  const float* weight = nullptr;
+  const float* bias = nullptr;
+  const float* grad_output = nullptr;
+  // Weights already in the family's packed layout (Winograd: transformed);
+  // null means "pack them yourself into the workspace".
+  const float* packed_weight = nullptr;
+  bool relu = false;
+  float* output = nullptr;
+  float* grad_input = nullptr;
+  float* grad_weight = nullptr;
+  float* grad_bias = nullptr;
+  // Scratch of at least workspace(pass, shape, num_threads) floats, 64-byte aligned.
+  float* workspace = nullptr;
+  int num_threads = 1;
+  GemmF32Fn gemm = nullptr;  // the GEMM the lowered families call (the dispatched one)
+};
+
+// Floats of scratch a pass needs; -1 when the family cannot run this shape.
+using Conv2dWorkspaceFn = int64_t (*)(ConvPass pass, const Conv2dShape& shape, int num_threads);
+using Conv2dRunFn = void (*)(ConvPass pass, const Conv2dArgs& args);
+// Writes the packed weights (for the forward pass; `for_backward_data` packs
+// the flipped, transposed weights backward-data convolves with) and returns
+// their size in floats; with packed == nullptr only returns the size.
+using Conv2dPackFn = int64_t (*)(const Conv2dShape& shape, const float* weight, float* packed,
+                                 bool for_backward_data, int num_threads);
+
+PVE_DECLARE_KERNEL(conv2d_im2col_workspace, Conv2dWorkspaceFn);
+PVE_DECLARE_KERNEL(conv2d_im2col_run, Conv2dRunFn);
+PVE_DECLARE_KERNEL(conv2d_pointwise_workspace, Conv2dWorkspaceFn);
+PVE_DECLARE_KERNEL(conv2d_pointwise_run, Conv2dRunFn);
+PVE_DECLARE_KERNEL(conv2d_depthwise_workspace, Conv2dWorkspaceFn);
+PVE_DECLARE_KERNEL(conv2d_depthwise_run, Conv2dRunFn);
+PVE_DECLARE_KERNEL(conv2d_winograd_workspace, Conv2dWorkspaceFn);
+PVE_DECLARE_KERNEL(conv2d_winograd_run, Conv2dRunFn);
+PVE_DECLARE_KERNEL(conv2d_winograd_pack, Conv2dPackFn);
+PVE_DECLARE_KERNEL(conv2d_direct_workspace, Conv2dWorkspaceFn);
+PVE_DECLARE_KERNEL(conv2d_direct_run, Conv2dRunFn);
+
+}  // namespace pve

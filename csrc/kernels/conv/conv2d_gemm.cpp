@@ -1,0 +1,798 @@
+// Convolution lowered to GEMM: im2col (general) and pointwise (1x1; its
+// forward and backward-data use their own register-tiled kernel below).
+//
+// im2col never builds the whole column matrix: output pixels are processed in
+// chunks so one chunk's columns (C/g*R*S x cols) stay around 1 MiB, and each
+// chunk is one GEMM with the bias/ReLU epilogue fused. A 1x1, stride-1,
+// unpadded convolution skips the copy entirely and multiplies the input
+// itself (pointwise); 1x1 with stride > 1 gathers the strided pixels only.
+//
+// Threads: when there are at least as many (image, group) items as threads,
+// each thread takes whole items with a single-threaded GEMM and its own
+// scratch slice; otherwise (batch 1) items run one after another and the GEMM
+// and the im2col/col2im loops use all threads. Backward-weight gives each
+// thread a private gradient accumulator, reduced once at the end.
+#include <cstring>
+
+#include <omp.h>
+
+#include "kernels/conv/conv2d.h"
+#include "simd/vec.h"
+
+namespace pve {
+namespace PVE_KERNEL_NS {
+namespace {
+
+constexpr int64_t kColumnBudgetFloats = int64_t(1) << 18;  // ~1 MiB of columns per chunk
+
+struct Lowering {
+  int64_t groups, cg, kg;      // channels per group in / out
+  int64_t rows;                // cg * R * S: the GEMM's inner dimension
+  int64_t pixels;              // out_h * out_w
+  int64_t chunk;               // output pixels per GEMM
+  bool direct;                 // pointwise stride 1: the input is the column matrix
+};
+
+bool is_direct_pointwise(const Conv2dShape& s) {
+  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+         s.pad_top == 0 && s.pad_left == 0 && s.out_h == s.in_h && s.out_w == s.in_w;
+}
+
+bool is_pointwise(const Conv2dShape& s) {
+  return s.kernel_h == 1 && s.kernel_w == 1 && s.pad_top == 0 && s.pad_left == 0 &&
+         (s.out_h - 1) * s.stride_h < s.in_h && (s.out_w - 1) * s.stride_w < s.in_w;
+}
+
+Lowering plan(const Conv2dShape& s) {
+  Lowering l;
+  l.groups = s.groups;
+  l.cg = s.in_channels / s.groups;
+  l.kg = s.out_channels / s.groups;
+  l.rows = l.cg * s.kernel_h * s.kernel_w;
+  l.pixels = s.out_h * s.out_w;
+  l.direct = is_direct_pointwise(s);
+  if (l.direct || l.rows * l.pixels <= kColumnBudgetFloats) {
+    l.chunk = l.pixels;
+  } else {
+    int64_t c = kColumnBudgetFloats / (l.rows > 0 ? l.rows : 1);
+    c = c < 64 ? 64 : (c / 16) * 16;
+    l.chunk = c < l.pixels ? c : l.pixels;
+  }
+  return l;
+}
+
+// Items run in parallel (one GEMM each) when they can keep every thread busy.
+bool items_in_parallel(int64_t items, int threads) { return threads > 1 && items >= threads; }
+
+int64_t column_floats(const Lowering& l) { return l.direct ? 0 : l.rows * l.chunk; }
+
+// p[0], p[2], ..., p[2L - 2]: the even elements of 2L consecutive floats.
+inline Vec load_even(const float* p) {
+#if defined(__AVX512F__)
+  const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(_mm512_loadu_ps(p), idx, _mm512_loadu_ps(p + 16));
+#elif defined(__AVX2__)
+  const __m256 ab = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ab), 0xD8));
+#else
+  return Vec(p[0]);
+#endif
+}
+
+// First t in [0, run) with (ow + t) * stride + off >= 0 (run if none).
+int64_t valid_begin(int64_t ow, int64_t off, int64_t stride, int64_t run) {
+  const int64_t need = -(ow * stride + off);  // t * stride >= need
+  if (need <= 0) return 0;
+  const int64_t t = (need + stride - 1) / stride;
+  return t < run ? t : run;
+}
+
+// One past the last t in [0, run) with (ow + t) * stride + off < in_w.
+int64_t valid_end(int64_t ow, int64_t off, int64_t stride, int64_t in_w, int64_t run) {
+  const int64_t room = in_w - 1 - (ow * stride + off);  // t * stride <= room
+  if (room < 0) return 0;
+  const int64_t t = room / stride + 1;
+  return t < run ? t : run;
+}
+
+// Columns for output pixels [p0, p0 + cols) of one image and group:
+// col[(c*R + r)*S + s][j] = x[c, ih, iw] (0 outside), row-major, ld = cols.
+// With `parallel`, rows are split over the threads of the enclosing parallel region.
+void im2col_chunk(const Conv2dShape& s, const float* x, int64_t p0, int64_t cols,
+                  int64_t rows, float* col, bool parallel, int64_t ld = -1) {
+  if (ld < 0) ld = cols;
+  const int64_t kk = s.kernel_h * s.kernel_w;
+  auto fill_row = [&](int64_t row) {
+    const int64_t c = row / kk, r = (row % kk) / s.kernel_w, q = row % s.kernel_w;
+    const float* plane = x + c * s.in_h * s.in_w;
+    float* dst = col + row * ld;
+    int64_t j = 0;
+    int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
+    while (j < cols) {
+      const int64_t run = (s.out_w - ow) < (cols - j) ? (s.out_w - ow) : (cols - j);
+      const int64_t ih = oh * s.stride_h - s.pad_top + r * s.dilation_h;
+      if (ih < 0 || ih >= s.in_h) {
+        for (int64_t t = 0; t < run; ++t) dst[j + t] = 0.0f;
+      } else {
+        // Outputs ow + t read iw = (ow + t) * stride + off: zeros before the
+        // first valid t and after the last, a plain (strided) copy between.
+        const float* src = plane + ih * s.in_w;
+        const int64_t off = q * s.dilation_w - s.pad_left;
+        float* d = dst + j;
+        if (s.stride_w == 1) {  // runs are often short (7-56): no divisions, no calls
+          int64_t first = -(ow + off), last = s.in_w - (ow + off);
+          first = first < 0 ? 0 : (first > run ? run : first);
+          last = last < first ? first : (last > run ? run : last);
+          for (int64_t t = 0; t < first; ++t) d[t] = 0.0f;
+          const float* sp = src + ow + off;
+          int64_t t = first;
+          for (; t + Vec::kWidth <= last; t += Vec::kWidth) Vec::load(sp + t).store(d + t);
+          if (t < last) {
+            const int n = static_cast<int>(last - t);
+            Vec::load_partial(sp + t, n).store_partial(d + t, n);
+          }
+          for (t = last; t < run; ++t) d[t] = 0.0f;
+          j += run;
+          ow = 0;
+          ++oh;
+          continue;
+        }
+        const int64_t first = valid_begin(ow, off, s.stride_w, run);
+        const int64_t last = valid_end(ow, off, s.stride_w, s.in_w, run);
+        for (int64_t t = 0; t < first; ++t) d[t] = 0.0f;
+        {
+          const float* sp = src + ow * s.stride_w + off;
+          int64_t t = first;
+          if (s.stride_w == 2) {  // stem-like layers: even lanes of two vectors
+            // sp[2t .. 2t + 2L) must lie inside the row: 2(t + L) <= room
+            const int64_t room = s.in_w - (ow * 2 + off);
+            for (; t + Vec::kWidth <= last && 2 * (t + Vec::kWidth) <= room; t += Vec::kWidth)
+              load_even(sp + 2 * t).store(d + t);
+          }
+          for (; t < last; ++t) d[t] = sp[t * s.stride_w];
+        }
+        for (int64_t t = last > first ? last : first; t < run; ++t) d[t] = 0.0f;
+      }
+      j += run;
+      ow = 0;
+      ++oh;
+    }
+  };
+  if (parallel) {
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) fill_row(row);
+  } else {
+    for (int64_t row = 0; row < rows; ++row) fill_row(row);
+  }
+}
+
+// gx[c, ih, iw] += col[(c*R + r)*S + s][j] for output pixels [p0, p0 + cols).
+// Channels are split over threads when `parallel` (a channel's rows stay on
+// one thread, so no two threads add into the same plane).
+void col2im_chunk(const Conv2dShape& s, const float* col, int64_t p0, int64_t cols,
+                  int64_t channels, float* gx, bool parallel) {
+  const int64_t kk = s.kernel_h * s.kernel_w;
+  auto add_channel = [&](int64_t c) {
+    float* plane = gx + c * s.in_h * s.in_w;
+    for (int64_t rs = 0; rs < kk; ++rs) {
+      const int64_t r = rs / s.kernel_w, q = rs % s.kernel_w;
+      const float* src = col + (c * kk + rs) * cols;
+      int64_t j = 0;
+      int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
+      while (j < cols) {
+        const int64_t run = (s.out_w - ow) < (cols - j) ? (s.out_w - ow) : (cols - j);
+        const int64_t ih = oh * s.stride_h - s.pad_top + r * s.dilation_h;
+        if (ih >= 0 && ih < s.in_h) {
+          const int64_t off = q * s.dilation_w - s.pad_left;
+          const int64_t first = valid_begin(ow, off, s.stride_w, run);
+          const int64_t last = valid_end(ow, off, s.stride_w, s.in_w, run);
+          float* dst = plane + ih * s.in_w + ow * s.stride_w + off;
+          const float* sp = src + j;
+          if (s.stride_w == 1) {
+            for (int64_t t = first; t < last; ++t) dst[t] += sp[t];
+          } else {
+            for (int64_t t = first; t < last; ++t) dst[t * s.stride_w] += sp[t];
+          }
+        }
+        j += run;
+        ow = 0;
+        ++oh;
+      }
+    }
+  };
+  if (parallel) {
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < channels; ++c) add_channel(c);
+  } else {
+    for (int64_t c = 0; c < channels; ++c) add_channel(c);
+  }
+}
+
+// ---------------------------------------------------- pointwise, no GEMM call
+// For 1x1 forward and backward-data the product is thin (K or C of 16-256
+// against a few thousand pixels), so instead of packing for a general GEMM,
+// a register tile of PR output rows x 2 vectors of pixels runs over the inner
+// channels directly on the activations: per channel two vector loads, PR
+// broadcast weights, 2*PR FMAs; the pixel block stays in L1 across all rows.
+//   out[m][p] = act(bias[m] + sum_j A(m, j) * B[j][p]),  A(m, j) = a[m*ma + j*ja]
+#if defined(__AVX512F__)
+constexpr int PR = 14;
+#elif defined(__AVX2__)
+constexpr int PR = 6;
+#else
+constexpr int PR = 4;
+#endif
+constexpr int64_t PL = Vec::kWidth;
+constexpr int64_t PB = 2 * PL;  // pixels per tile
+// im2col forward with at most this many output channels per group also uses
+// the tiled kernel on its columns (measured faster than the packed GEMM).
+constexpr int64_t kTiledMaxRows = 64;
+
+void pointwise_tile(int64_t rows, int64_t cols, int64_t inner, const float* a, int64_t ma,
+                    int64_t ja, const float* b, int64_t ldb, const float* bias, bool relu,
+                    float* out, int64_t ldo) {
+  for (int64_t m0 = 0; m0 < rows; m0 += PR) {
+    const int64_t mr = (rows - m0) < PR ? (rows - m0) : PR;
+    const float* arow[PR];
+    Vec acc[PR][2];
+    for (int i = 0; i < PR; ++i) {
+      // rows past the end repeat the last one; their results are not stored
+      arow[i] = a + (m0 + (i < mr ? i : mr - 1)) * ma;
+      const Vec init = bias ? Vec::set1(bias[m0 + (i < mr ? i : mr - 1)]) : Vec::zero();
+      acc[i][0] = acc[i][1] = init;
+    }
+    if (cols == PB) {
+      for (int64_t j = 0; j < inner; ++j) {
+        const Vec b0 = Vec::load(b + j * ldb), b1 = Vec::load(b + j * ldb + PL);
+#pragma GCC unroll 16
+        for (int i = 0; i < PR; ++i) {
+          const Vec w = Vec::set1(arow[i][j * ja]);
+          acc[i][0] = fmadd(w, b0, acc[i][0]);
+          acc[i][1] = fmadd(w, b1, acc[i][1]);
+        }
+      }
+    } else {  // the last pixels of a plane: masked loads, nothing read past them
+      const int n0 = static_cast<int>(cols < PL ? cols : PL);
+      const int n1 = static_cast<int>(cols > PL ? cols - PL : 0);
+      for (int64_t j = 0; j < inner; ++j) {
+        const Vec b0 = Vec::load_partial(b + j * ldb, n0);
+        const Vec b1 = Vec::load_partial(b + j * ldb + PL, n1);
+#pragma GCC unroll 16
+        for (int i = 0; i < PR; ++i) {
+          const Vec w = Vec::set1(arow[i][j * ja]);
+          acc[i][0] = fmadd(w, b0, acc[i][0]);
+          acc[i][1] = fmadd(w, b1, acc[i][1]);
+        }
+      }
+    }
+    const Vec zero = Vec::zero();
+    for (int64_t i = 0; i < mr; ++i) {
+      Vec o0 = relu ? max(acc[i][0], zero) : acc[i][0];
+      Vec o1 = relu ? max(acc[i][1], zero) : acc[i][1];
+      float* dst = out + (m0 + i) * ldo;
+      if (cols == PB) {
+        o0.store(dst);
+        o1.store(dst + PL);
+      } else {
+        o0.store_partial(dst, static_cast<int>(cols < PL ? cols : PL));
+        if (cols > PL) o1.store_partial(dst + PL, static_cast<int>(cols - PL));
+      }
+    }
+  }
+}
+
+// ----------------------------------------------------------------- forward
+// Output pixels [p0, p0 + cols) of image n, group g.
+void forward_chunk(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g, int64_t p0,
+                   int64_t cols, float* col, int gemm_threads, bool parallel_lowering) {
+  const Conv2dShape& s = a.shape;
+  const float* x = a.input + (n * s.in_channels + g * l.cg) * s.in_h * s.in_w;
+  const float* w = a.weight + g * l.kg * l.rows;
+  float* y = a.output + (n * s.out_channels + g * l.kg) * l.pixels;
+  const float* b = x + p0;
+  int64_t ldb = s.in_h * s.in_w;
+  if (!l.direct) {
+    if (parallel_lowering) {
+#pragma omp parallel num_threads(gemm_threads)
+      im2col_chunk(s, x, p0, cols, l.rows, col, true);
+    } else {
+      im2col_chunk(s, x, p0, cols, l.rows, col, false);
+    }
+    b = col;
+    ldb = cols;
+  }
+  if (l.kg <= kTiledMaxRows) {  // few output channels: the tiled kernel, no packing
+    const int64_t blocks = (cols + PB - 1) / PB;
+    const float* bias = a.bias ? a.bias + g * l.kg : nullptr;
+    auto tile = [&](int64_t bi) {
+      const int64_t q0 = bi * PB, qc = (cols - q0) < PB ? (cols - q0) : PB;
+      pointwise_tile(l.kg, qc, l.rows, w, l.rows, 1, b + q0, ldb, bias, a.relu, y + p0 + q0,
+                     l.pixels);
+    };
+    if (gemm_threads > 1) {
+#pragma omp parallel for num_threads(gemm_threads) schedule(dynamic, 4)
+      for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);
+    } else {
+      for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);
+    }
+    return;
+  }
+  GemmEpilogue ep;
+  if (a.bias) {
+    ep.bias = a.bias + g * l.kg;
+    ep.bias_axis = BiasAxis::per_row;
+  }
+  ep.relu = a.relu;
+  a.gemm(false, false, l.kg, cols, l.rows, 1.0f, w, l.rows, b, ldb, 0.0f, y + p0, l.pixels, ep,
+         gemm_threads);
+}
+
+int64_t chunks_per_image(const Lowering& l) { return (l.pixels + l.chunk - 1) / l.chunk; }
+
+// Work units for the threads: (image, group, pixel chunk). When there are at
+// least as many as threads, each thread takes whole units with its own
+// columns and a single-threaded GEMM, so batch 1 uses every core through
+// spatial chunks too; otherwise units run in turn with all threads inside.
+bool units_in_parallel(const Lowering& l, const Conv2dShape& s, int threads) {
+  return threads > 1 && s.batch * l.groups * chunks_per_image(l) >= threads;
+}
+
+void forward(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Lowering l = plan(s);
+  const int64_t chunks = chunks_per_image(l);
+  const int64_t units = s.batch * l.groups * chunks;
+  const int64_t col_floats = column_floats(l);
+  const bool parallel = units_in_parallel(l, s, a.num_threads);
+#pragma omp parallel for num_threads(parallel ? a.num_threads : 1) schedule(dynamic, 1)
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t ng = u / chunks, p0 = (u % chunks) * l.chunk;
+    const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+    if (parallel) {
+      forward_chunk(a, l, ng / l.groups, ng % l.groups, p0, cols,
+                    a.workspace + omp_get_thread_num() * col_floats, 1, false);
+    } else {
+      forward_chunk(a, l, ng / l.groups, ng % l.groups, p0, cols, a.workspace, a.num_threads,
+                    a.num_threads > 1);
+    }
+  }
+}
+
+// ----------------------------------------------------------- backward data
+void backward_data_item(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g,
+                        float* col, int threads, bool parallel_lowering) {
+  const Conv2dShape& s = a.shape;
+  const int64_t plane = s.in_h * s.in_w;
+  float* gx = a.grad_input + (n * s.in_channels + g * l.cg) * plane;
+  const float* w = a.weight + g * l.kg * l.rows;
+  const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels;
+  const GemmEpilogue none;
+  if (l.direct) {  // gx = W^T gy, written straight into the gradient
+    a.gemm(true, false, l.rows, l.pixels, l.kg, 1.0f, w, l.rows, gy, l.pixels, 0.0f, gx, plane,
+           none, threads);
+    return;
+  }
+  std::memset(gx, 0, sizeof(float) * l.cg * plane);
+  for (int64_t p0 = 0; p0 < l.pixels; p0 += l.chunk) {
+    const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+    a.gemm(true, false, l.rows, cols, l.kg, 1.0f, w, l.rows, gy + p0, l.pixels, 0.0f, col, cols,
+           none, threads);
+    if (parallel_lowering) {
+#pragma omp parallel num_threads(threads)
+      col2im_chunk(s, col, p0, cols, l.cg, gx, true);
+    } else {
+      col2im_chunk(s, col, p0, cols, l.cg, gx, false);
+    }
+  }
+}
+
+// Few (image, group) items but several pixel chunks each (batch 1): threads
+// take chunks, each scattering into its own copy of the item's input
+// gradient (chunks' receptive fields overlap), summed at the end.
+bool chunks_in_parallel_bwd(const Lowering& l, const Conv2dShape& s, int threads) {
+  return threads > 1 && !l.direct && !items_in_parallel(s.batch * l.groups, threads) &&
+         chunks_per_image(l) >= threads;
+}
+
+void backward_data(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Lowering l = plan(s);
+  const int64_t items = s.batch * l.groups;
+  const int64_t col_floats = column_floats(l);
+  if (items_in_parallel(items, a.num_threads)) {
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      float* col = a.workspace + omp_get_thread_num() * col_floats;
+      backward_data_item(a, l, it / l.groups, it % l.groups, col, 1, false);
+    }
+  } else if (chunks_in_parallel_bwd(l, s, a.num_threads)) {
+    const int64_t plane = s.in_h * s.in_w;
+    const int64_t item_floats = l.cg * plane;
+    const int64_t per_thread = col_floats + item_floats;
+    const int64_t chunks = chunks_per_image(l);
+    const int threads = a.num_threads;
+    const GemmEpilogue none;
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t n = it / l.groups, g = it % l.groups;
+      const float* w = a.weight + g * l.kg * l.rows;
+      const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels;
+      float* gx = a.grad_input + (n * s.in_channels + g * l.cg) * plane;
+#pragma omp parallel num_threads(threads)
+      {
+        float* col = a.workspace + omp_get_thread_num() * per_thread;
+        float* mine = col + col_floats;
+        std::memset(mine, 0, sizeof(float) * item_floats);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < chunks; ++c) {
+          const int64_t p0 = c * l.chunk;
+          const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+          a.gemm(true, false, l.rows, cols, l.kg, 1.0f, w, l.rows, gy + p0, l.pixels, 0.0f, col,
+                 cols, none, 1);
+          col2im_chunk(s, col, p0, cols, l.cg, mine, false);
+        }
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < item_floats; ++i) {
+          float sum = 0.0f;
+          for (int u = 0; u < threads; ++u) sum += a.workspace[u * per_thread + col_floats + i];
+          gx[i] = sum;
+        }
+      }
+    }
+  } else {
+    for (int64_t it = 0; it < items; ++it)
+      backward_data_item(a, l, it / l.groups, it % l.groups, a.workspace, a.num_threads,
+                         a.num_threads > 1);
+  }
+}
+
+// Pixels [p0, p0 + cols) of the strided subsample of cg planes, into buf
+// (cg x PB): x[c][oh*sh][ow*sw] for output pixel p = oh*out_w + ow.
+void gather_strided_pixels(const Conv2dShape& s, const float* x, int64_t cg, int64_t p0,
+                           int64_t cols, float* buf) {
+  const int64_t plane = s.in_h * s.in_w;
+  for (int64_t c = 0; c < cg; ++c) {
+    const float* src = x + c * plane;
+    float* dst = buf + c * PB;
+    int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
+    for (int64_t t = 0; t < cols; ++t) {
+      dst[t] = src[oh * s.stride_h * s.in_w + ow * s.stride_w];
+      if (++ow == s.out_w) {
+        ow = 0;
+        ++oh;
+      }
+    }
+  }
+}
+
+void pointwise_forward(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Lowering l = plan(s);
+  const int64_t blocks = (l.pixels + PB - 1) / PB;
+  const int64_t items = s.batch * l.groups * blocks;
+  const int64_t plane = s.in_h * s.in_w;
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t ng = it / blocks, p0 = (it % blocks) * PB;
+    const int64_t n = ng / l.groups, g = ng % l.groups;
+    const int64_t cols = (l.pixels - p0) < PB ? (l.pixels - p0) : PB;
+    const float* x = a.input + (n * s.in_channels + g * l.cg) * plane;
+    const float* b = x + p0;
+    int64_t ldb = plane;
+    if (!l.direct) {
+      float* buf = a.workspace + omp_get_thread_num() * l.cg * PB;
+      gather_strided_pixels(s, x, l.cg, p0, cols, buf);
+      b = buf;
+      ldb = PB;
+    }
+    pointwise_tile(l.kg, cols, l.cg, a.weight + g * l.kg * l.cg, l.cg, 1, b, ldb,
+                   a.bias ? a.bias + g * l.kg : nullptr, a.relu,
+                   a.output + (n * s.out_channels + g * l.kg) * l.pixels + p0, l.pixels);
+  }
+}
+
+void pointwise_backward_data(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Lowering l = plan(s);
+  const int64_t blocks = (l.pixels + PB - 1) / PB;
+  const int64_t items = s.batch * l.groups * blocks;
+  const int64_t plane = s.in_h * s.in_w;
+#pragma omp parallel num_threads(a.num_threads)
+  {
+    if (!l.direct) {  // pixels the stride skips get no gradient
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < s.batch * s.in_channels; ++i)
+        std::memset(a.grad_input + i * plane, 0, sizeof(float) * plane);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t ng = it / blocks, p0 = (it % blocks) * PB;
+      const int64_t n = ng / l.groups, g = ng % l.groups;
+      const int64_t cols = (l.pixels - p0) < PB ? (l.pixels - p0) : PB;
+      const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels + p0;
+      float* gx = a.grad_input + (n * s.in_channels + g * l.cg) * plane;
+      // gx[c][p] = sum_k W[k][c] gy[k][p]: rows c, inner k, A(c, k) = w[k*cg + c]
+      if (l.direct) {
+        pointwise_tile(l.cg, cols, l.kg, a.weight + g * l.kg * l.cg, 1, l.cg, gy, l.pixels,
+                       nullptr, false, gx + p0, plane);
+        continue;
+      }
+      float* buf = a.workspace + omp_get_thread_num() * l.cg * PB;
+      pointwise_tile(l.cg, cols, l.kg, a.weight + g * l.kg * l.cg, 1, l.cg, gy, l.pixels,
+                     nullptr, false, buf, PB);
+      for (int64_t c = 0; c < l.cg; ++c) {  // scatter to the strided positions
+        float* dst = gx + c * plane;
+        const float* src = buf + c * PB;
+        int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
+        for (int64_t t = 0; t < cols; ++t) {
+          dst[oh * s.stride_h * s.in_w + ow * s.stride_w] = src[t];
+          if (++ow == s.out_w) {
+            ow = 0;
+            ++oh;
+          }
+        }
+      }
+    }
+  }
+}
+
+// --------------------------------------------------------- backward weight
+// With few output channels (kg < 128) it is computed transposed,
+// gw^T[g] (rows x kg) (+)= col (rows x cols) @ gy^T: the tall product (rows =
+// C/g*R*S up to thousands) keeps the GEMM's register tiles full where
+// gy @ col^T (kg rows) would not; one transpose into OIHW at the end. With
+// many output channels gw[g] (kg x rows) (+)= gy @ col^T directly (the
+// transpose of a large gradient would cost more than it saves).
+bool weight_grad_transposed(const Lowering& l) { return l.kg < 128; }
+
+// Images per GEMM: small planes (7x7, 8x8, 14x14) make thin GEMMs, so several
+// images' columns go side by side into one.
+int64_t images_per_gemm(const Lowering& l, const Conv2dShape& s) {
+  if (l.chunk != l.pixels) return 1;
+  int64_t nb = kColumnBudgetFloats / (l.rows * l.pixels > 0 ? l.rows * l.pixels : 1);
+  if (nb > s.batch) nb = s.batch;
+  return nb < 1 ? 1 : nb;
+}
+
+// Floats of per-thread scratch: columns (unless direct) and batched gy.
+int64_t weight_grad_scratch(const Lowering& l, int64_t nb) {
+  if (nb > 1) return nb * l.pixels * (l.rows + l.kg);  // columns side by side + gy
+  return column_floats(l);
+}
+
+// gwT[g] (or gw[g]) (+)= the product for output pixels [p0, p0 + cols) of image n.
+void weight_grad_chunk_group(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g,
+                             int64_t p0, int64_t cols, float* gwt_g, float* scratch, int threads,
+                             bool parallel_lowering, bool accumulate) {
+  const Conv2dShape& s = a.shape;
+  const GemmEpilogue none;
+  const int64_t plane = s.in_h * s.in_w;
+  const float* x = a.input + (n * s.in_channels + g * l.cg) * plane;
+  const float* gy = a.grad_output + (n * s.out_channels + g * l.kg) * l.pixels;
+  const float* col = x + p0;
+  int64_t ldcol = plane;
+  if (!l.direct) {
+    if (parallel_lowering) {
+#pragma omp parallel num_threads(threads)
+      im2col_chunk(s, x, p0, cols, l.rows, scratch, true);
+    } else {
+      im2col_chunk(s, x, p0, cols, l.rows, scratch, false);
+    }
+    col = scratch;
+    ldcol = cols;
+  }
+  const float beta = accumulate ? 1.0f : 0.0f;
+  if (weight_grad_transposed(l))
+    a.gemm(false, true, l.rows, l.kg, cols, 1.0f, col, ldcol, gy + p0, l.pixels, beta, gwt_g,
+           l.kg, none, threads);
+  else
+    a.gemm(false, true, l.kg, l.rows, cols, 1.0f, gy + p0, l.pixels, col, ldcol, beta, gwt_g,
+           l.rows, none, threads);
+}
+
+// All groups of one pixel chunk of image n, into gwT (or gw).
+void weight_grad_chunk(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t p0,
+                       int64_t cols, float* gwt, float* scratch, int threads,
+                       bool parallel_lowering, bool accumulate) {
+  for (int64_t g = 0; g < l.groups; ++g)
+    weight_grad_chunk_group(a, l, n, g, p0, cols, gwt + g * l.rows * l.kg, scratch, threads,
+                            parallel_lowering, accumulate);
+}
+
+// gwT (+)= sum over images [n0, n1): nb images per GEMM, their columns side by
+// side in col (rows x nb*pixels) and their gradients in gyb (kg x nb*pixels).
+void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, int64_t n1,
+                            int64_t nb, float* gwt, float* scratch, int threads,
+                            bool parallel_lowering, bool accumulate) {
+  const Conv2dShape& s = a.shape;
+  const GemmEpilogue none;
+  const int64_t plane = s.in_h * s.in_w;
+  const bool transposed = weight_grad_transposed(l);
+  for (int64_t b0 = n0; b0 < n1; b0 += nb) {
+    const int64_t count = (n1 - b0) < nb ? (n1 - b0) : nb;
+    for (int64_t g = 0; g < l.groups; ++g) {
+      float* gwt_g = gwt + g * l.rows * l.kg;
+      if (count == 1 || nb == 1) {  // one image at a time, in pixel chunks
+        for (int64_t i = 0; i < count; ++i)
+          for (int64_t p0 = 0; p0 < l.pixels; p0 += l.chunk) {
+            const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+            weight_grad_chunk_group(a, l, b0 + i, g, p0, cols, gwt_g, scratch, threads,
+                                    parallel_lowering, accumulate || i > 0 || b0 > n0 || p0 > 0);
+          }
+        continue;
+      }
+      const int64_t width = count * l.pixels;
+      float* col = scratch;
+      float* gyb = scratch + nb * l.pixels * l.rows;
+      for (int64_t i = 0; i < count; ++i) {
+        const float* x = a.input + ((b0 + i) * s.in_channels + g * l.cg) * plane;
+        const float* gy = a.grad_output + ((b0 + i) * s.out_channels + g * l.kg) * l.pixels;
+        if (l.direct) {
+          for (int64_t c = 0; c < l.rows; ++c)
+            std::memcpy(col + c * width + i * l.pixels, x + c * plane, sizeof(float) * l.pixels);
+        } else if (parallel_lowering) {
+#pragma omp parallel num_threads(threads)
+          im2col_chunk(s, x, 0, l.pixels, l.rows, col + i * l.pixels, true, width);
+        } else {
+          im2col_chunk(s, x, 0, l.pixels, l.rows, col + i * l.pixels, false, width);
+        }
+        for (int64_t k = 0; k < l.kg; ++k)
+          std::memcpy(gyb + k * width + i * l.pixels, gy + k * l.pixels, sizeof(float) * l.pixels);
+      }
+      const float beta = (accumulate || b0 > n0) ? 1.0f : 0.0f;
+      if (transposed)
+        a.gemm(false, true, l.rows, l.kg, width, 1.0f, col, width, gyb, width, beta, gwt_g, l.kg,
+               none, threads);
+      else
+        a.gemm(false, true, l.kg, l.rows, width, 1.0f, gyb, width, col, width, beta, gwt_g,
+               l.rows, none, threads);
+    }
+  }
+}
+
+void grad_bias(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const int64_t pixels = s.out_h * s.out_w;
+#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+  for (int64_t k = 0; k < s.out_channels; ++k) {
+    double sum = 0.0;  // bias gradients sum many terms; keep them in double
+    for (int64_t n = 0; n < s.batch; ++n) {
+      const float* g = a.grad_output + (n * s.out_channels + k) * pixels;
+      float part = 0.0f;
+      for (int64_t p = 0; p < pixels; ++p) part += g[p];
+      sum += part;
+    }
+    a.grad_bias[k] = static_cast<float>(sum);
+  }
+}
+
+// gw[g*kg + k][row] = sum over the accumulators u of gwT_u[g][row][k] (or of
+// gw_u itself when not transposed).
+void transpose_into_weight_grad(const Lowering& l, const float* gwt, int accumulators,
+                                int64_t weight_floats, float* gw) {
+  const int64_t per_group = l.rows * l.kg;
+  if (!weight_grad_transposed(l)) {
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < weight_floats; ++i) {
+      float sum = 0.0f;
+      for (int u = 0; u < accumulators; ++u) sum += gwt[u * weight_floats + i];
+      gw[i] = sum;
+    }
+    return;
+  }
+#pragma omp for schedule(static)
+  for (int64_t gk = 0; gk < l.groups * l.kg; ++gk) {
+    const int64_t g = gk / l.kg, k = gk % l.kg;
+    float* dst = gw + gk * l.rows;
+    for (int64_t row = 0; row < l.rows; ++row) {
+      float sum = 0.0f;
+      for (int u = 0; u < accumulators; ++u)
+        sum += gwt[u * weight_floats + g * per_group + row * l.kg + k];
+      dst[row] = sum;
+    }
+  }
+}
+
+void backward_weight(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Lowering l = plan(s);
+  const int64_t weight_floats = s.out_channels * l.rows;
+  const int64_t nb = images_per_gemm(l, s);
+  const int64_t scratch_floats = weight_grad_scratch(l, nb);
+  if (a.grad_bias) grad_bias(a);
+  const int64_t chunks = nb > 1 ? 1 : chunks_per_image(l);
+  const int64_t units = nb > 1 ? (s.batch + nb - 1) / nb : s.batch * chunks;
+  if (a.num_threads > 1 && units >= a.num_threads) {
+    // Thread-private accumulators after the per-thread scratch; units (groups
+    // of nb images, or one image's pixel chunk) are handed out dynamically (a
+    // thread that shares its core with another process just takes fewer),
+    // then all threads reduce.
+    float* privates = a.workspace + a.num_threads * scratch_floats;
+    const int threads = a.num_threads;
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num();
+      float* acc = privates + t * weight_floats;
+      float* scratch = a.workspace + t * scratch_floats;
+      std::memset(acc, 0, sizeof(float) * weight_floats);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t u = 0; u < units; ++u) {
+        if (nb > 1) {
+          const int64_t n0 = u * nb, n1 = (n0 + nb) < s.batch ? (n0 + nb) : s.batch;
+          backward_weight_images(a, l, n0, n1, nb, acc, scratch, 1, false, true);
+        } else {
+          const int64_t p0 = (u % chunks) * l.chunk;
+          const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
+          weight_grad_chunk(a, l, u / chunks, p0, cols, acc, scratch, 1, false, true);
+        }
+      }
+      transpose_into_weight_grad(l, privates, threads, weight_floats, a.grad_weight);
+    }
+  } else if (!weight_grad_transposed(l)) {
+    backward_weight_images(a, l, 0, s.batch, nb, a.grad_weight, a.workspace, a.num_threads,
+                           a.num_threads > 1, false);
+  } else {
+    float* gwt = a.workspace + scratch_floats;
+    backward_weight_images(a, l, 0, s.batch, nb, gwt, a.workspace, a.num_threads,
+                           a.num_threads > 1, false);
+#pragma omp parallel num_threads(a.num_threads)
+    transpose_into_weight_grad(l, gwt, 1, weight_floats, a.grad_weight);
+  }
+}
+
+int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
+  const Lowering l = plan(s);
+  const int64_t col = column_floats(l);
+  if (pass == ConvPass::backward_weight) {
+    const int64_t nb = images_per_gemm(l, s);
+    const int64_t scratch = weight_grad_scratch(l, nb);
+    const int64_t weights = s.out_channels * l.rows;
+    const int64_t units = nb > 1 ? (s.batch + nb - 1) / nb : s.batch * chunks_per_image(l);
+    if (threads > 1 && units >= threads) return threads * (scratch + weights);
+    return scratch + weights;
+  }
+  if (pass == ConvPass::forward) return units_in_parallel(l, s, threads) ? threads * col : col;
+  if (chunks_in_parallel_bwd(l, s, threads)) return threads * (col + l.cg * s.in_h * s.in_w);
+  return items_in_parallel(s.batch * l.groups, threads) ? threads * col : col;
+}
+
+int64_t im2col_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
+  return workspace_floats(pass, s, threads);
+}
+
+int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
+  if (!is_pointwise(s)) return -1;
+  if (pass != ConvPass::backward_weight && is_direct_pointwise(s)) return 0;
+  return workspace_floats(pass, s, threads);
+}
+
+// Stride 1 runs the register-tiled kernel straight on the planes; strided 1x1
+// gathers the pixels once per image for a GEMM (measured faster than gathering
+// per tile).
+void run_pointwise(ConvPass pass, const Conv2dArgs& a) {
+  const bool tiled = is_direct_pointwise(a.shape);
+  switch (pass) {
+    case ConvPass::forward: tiled ? pointwise_forward(a) : forward(a); break;
+    case ConvPass::backward_data: tiled ? pointwise_backward_data(a) : backward_data(a); break;
+    case ConvPass::backward_weight: backward_weight(a); break;
+  }
+}
+
+void run(ConvPass pass, const Conv2dArgs& a) {
+  switch (pass) {
+    case ConvPass::forward: forward(a); break;
+    case ConvPass::backward_data: backward_data(a); break;
+    case ConvPass::backward_weight: backward_weight(a); break;
+  }
+}
+
+}  // namespace
+
+PVE_REGISTER_KERNELS {
+  register_kernel(conv2d_im2col_workspace, &im2col_workspace);
+  register_kernel(conv2d_im2col_run, &run);
+  register_kernel(conv2d_pointwise_workspace, &pointwise_workspace);
+  register_kernel(conv2d_pointwise_run, &run_pointwise);
+}
+
+}  // namespace PVE_KERNEL_NS
+}  // namespace pve

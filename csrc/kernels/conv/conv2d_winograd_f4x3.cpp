@@ -1,0 +1,598 @@
+// Winograd F(4x4, 3x3) for 3x3, stride-1, dilation-1, ungrouped convolution
+// (forward, and backward-data as the forward of the flipped, transposed
+// weights).
+//
+//   Y = A^T [ (G g G^T) (.) (B^T d B) ] A     per 4x4 output tile, 6x6 input tile
+//
+// 36 element-wise products become 36 independent GEMMs over channels:
+//   M[e][tile][k] = sum_c V[e][tile][c] * U[e][c][k]
+// which is where the time goes; 144 multiplies per tile and channel pair
+// shrink to 36 (4x fewer FLOPs than direct).
+//
+// Layout inside the kernel (channels blocked by the vector width L):
+//   U (packed weights) [36][K/KB][C][KB]   KB = 2L output channels per micro-kernel
+//                                          (L when the layer has at most L)
+//   V (per thread)     [36][NT][C]         NT tiles per block
+//   M (per thread)     [36][NT][K]
+// The micro-kernel keeps NT x KB/L vectors of accumulators (AVX-512: 14 x 2
+// or 28 x 1 of the 32 zmm) and broadcasts V straight from memory. Transforms are
+// vectorized across L channels. Interpolation points 0, +-1, +-2, inf keep
+// the result within ~1e-6 relative of direct convolution for realistic data
+// (F(6x6) would need +-1/2 too and lose about 10x more).
+//
+// Threads: work items are blocks of NT tiles across the whole batch; when
+// there are too few blocks (batch 1 at 7x7) each block is also split over
+// output-channel slabs so every thread has work.
+#include <cstring>
+
+#include <omp.h>
+
+#include "kernels/conv/conv2d.h"
+#include "simd/vec.h"
+
+namespace pve {
+namespace PVE_KERNEL_NS {
+namespace {
+
+constexpr int64_t L = Vec::kWidth;
+// The micro-kernel covers KB output channels (2 vectors, or 1 when the layer
+// has at most L) x NT tiles.
+#if defined(__AVX512F__)
+constexpr int NT2 = 14, NT1 = 28;  // 28 accumulators + weights + broadcast of 32 zmm
+#elif defined(__AVX2__)
+constexpr int NT2 = 6, NT1 = 12;   // 12 accumulators + weights + broadcast of 16 ymm
+#else
+constexpr int NT2 = 4, NT1 = 8;
+#endif
+
+int64_t k_block(int64_t out_channels) { return out_channels <= L ? L : 2 * L; }
+int64_t tiles_per_block(int64_t kb) { return kb == L ? NT1 : NT2; }
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+bool is_winograd_shape(const Conv2dShape& s) {
+  return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 1 && s.stride_w == 1 &&
+         s.dilation_h == 1 && s.dilation_w == 1 && s.groups == 1;
+}
+
+// The forward problem backward-data is: input gy, weights flipped and
+// transposed, padding 2 - p, output the input's size.
+Conv2dShape backward_data_as_forward(const Conv2dShape& s) {
+  Conv2dShape b = s;
+  b.in_channels = s.out_channels;
+  b.in_h = s.out_h;
+  b.in_w = s.out_w;
+  b.out_channels = s.in_channels;
+  b.out_h = s.in_h;
+  b.out_w = s.in_w;
+  b.pad_top = 2 - s.pad_top;
+  b.pad_left = 2 - s.pad_left;
+  return b;
+}
+
+// Two schedules:
+//  fused  - each thread takes blocks of NT tiles through all three steps with
+//           private V and M; best when the packed weights U fit in L2 and are
+//           re-read per block cheaply (few channels, many tiles);
+//  staged - for big U (many channels, few tiles: 256/512-channel layers) a
+//           chunk of tiles is transformed by all threads into shared V, then
+//           the 36 GEMMs are split over (element, output-channel block) so U
+//           streams from memory once per chunk, then all threads transform
+//           the outputs.
+struct Plan {
+  int64_t kb, nt;                   // micro-kernel: output channels x tiles
+  int64_t c_pad, k_pad;             // channels rounded up to L and kb
+  int64_t tiles_h, tiles_w, tiles;  // tiles per image, and in the batch
+  bool staged;
+  int64_t chunk;                    // staged: tiles per chunk
+  int64_t blocks, slabs, slab_k;    // fused: tile blocks x output-channel slabs
+  int64_t v_floats, m_floats, thread_floats;
+  int64_t u_floats;
+};
+
+constexpr int64_t kGemmChannelChunk = 128;  // channels per L1-resident GEMM pass
+constexpr int64_t kFusedMaxWeightBytes = int64_t(1) << 20;  // U beyond ~L2: stage
+constexpr int64_t kStagedChunkBytes = int64_t(8) << 20;     // V + M of one chunk
+
+Plan make_plan(const Conv2dShape& s, int threads) {
+  Plan p;
+  p.kb = k_block(s.out_channels);
+  p.nt = tiles_per_block(p.kb);
+  p.c_pad = round_up(s.in_channels, L);
+  p.k_pad = round_up(s.out_channels, p.kb);
+  p.tiles_h = (s.out_h + 3) / 4;
+  p.tiles_w = (s.out_w + 3) / 4;
+  p.tiles = s.batch * p.tiles_h * p.tiles_w;
+  p.u_floats = 36 * p.k_pad * p.c_pad;
+  p.staged = p.u_floats * 4 > kFusedMaxWeightBytes;
+  if (p.staged) {
+    int64_t per_tile = 36 * (p.c_pad + p.k_pad) * 4;
+    int64_t chunk = kStagedChunkBytes / per_tile;
+    chunk = chunk < p.nt ? p.nt : chunk / p.nt * p.nt;
+    p.chunk = chunk < p.tiles ? chunk : p.tiles;
+    p.v_floats = 36 * p.chunk * p.c_pad;
+    p.m_floats = 36 * p.chunk * p.k_pad;
+    // gather/scatter buffer + one output-channel block's transformed weights
+    // for a channel chunk, when the weights come unpacked
+    p.thread_floats = round_up(64 * L + 36 * kGemmChannelChunk * p.kb, 16);
+    p.blocks = p.slabs = p.slab_k = 0;
+    return p;
+  }
+  p.chunk = 0;
+  p.blocks = (p.tiles + p.nt - 1) / p.nt;
+  const int64_t k_blocks = p.k_pad / p.kb;
+  p.slabs = 1;
+  if (p.blocks < 2 * threads) {
+    p.slabs = (2 * threads + p.blocks - 1) / p.blocks;
+    if (p.slabs > k_blocks) p.slabs = k_blocks;
+  }
+  p.slab_k = (k_blocks + p.slabs - 1) / p.slabs * p.kb;
+  p.v_floats = 36 * p.nt * p.c_pad;
+  p.m_floats = 36 * p.nt * p.k_pad;
+  p.thread_floats = round_up(p.v_floats + p.m_floats + 64 * L, 16);
+  return p;
+}
+
+int64_t workspace_floats(const Plan& p, int threads) {
+  if (p.staged)  // no room for U: staged transforms the weights on the fly
+    return round_up(p.v_floats, 16) + round_up(p.m_floats, 16) + threads * p.thread_floats;
+  return round_up(p.u_floats, 16) + threads * p.thread_floats;
+}
+
+// ------------------------------------------------------------- transforms
+// B^T d for one column of 6 values (d0..d5 -> r0..r5).
+inline void input_transform_6(const Vec* d, Vec* r) {
+  const Vec four = Vec::set1(4.0f), five = Vec::set1(5.0f), two = Vec::set1(2.0f);
+  r[0] = fnmadd(five, d[2], fmadd(four, d[0], d[4]));
+  const Vec a = fnmadd(four, d[2], d[4]);  // d4 - 4 d2
+  const Vec b = fnmadd(four, d[1], d[3]);  // d3 - 4 d1
+  r[1] = a + b;
+  r[2] = a - b;
+  const Vec c = d[4] - d[2];
+  const Vec e = two * (d[3] - d[1]);
+  r[3] = c + e;
+  r[4] = c - e;
+  r[5] = fnmadd(five, d[3], fmadd(four, d[1], d[5]));
+}
+
+// A^T m for one column of 6 values (m0..m5 -> o0..o3).
+inline void output_transform_6(const Vec* m, Vec* o) {
+  const Vec two = Vec::set1(2.0f), four = Vec::set1(4.0f), eight = Vec::set1(8.0f);
+  const Vec s12 = m[1] + m[2], d12 = m[1] - m[2];
+  const Vec s34 = m[3] + m[4], d34 = m[3] - m[4];
+  o[0] = m[0] + s12 + s34;
+  o[1] = fmadd(two, d34, d12);
+  o[2] = fmadd(four, s34, s12);
+  o[3] = fmadd(eight, d34, d12) + m[5];
+}
+
+// G g for one column of 3 values (g0..g2 -> u0..u5).
+inline void weight_transform_3(const Vec* g, Vec* u) {
+  const Vec quarter = Vec::set1(0.25f), sixth = Vec::set1(1.0f / 6.0f);
+  const Vec twelfth = Vec::set1(1.0f / 12.0f), twentyfourth = Vec::set1(1.0f / 24.0f);
+  const Vec two = Vec::set1(2.0f), four = Vec::set1(4.0f);
+  u[0] = quarter * g[0];
+  const Vec s02 = g[0] + g[2];
+  u[1] = -(sixth * (s02 + g[1]));
+  u[2] = -(sixth * (s02 - g[1]));
+  const Vec t = fmadd(four, g[2], g[0]);
+  u[3] = twentyfourth * fmadd(two, g[1], t);
+  u[4] = twentyfourth * fnmadd(two, g[1], t);
+  u[5] = g[2];
+  (void)twelfth;
+}
+
+// --------------------------------------------------------------- packing
+// U[e][k / KB][c][k % KB] = (G g[k][c] G^T)[e], L output channels at a time:
+// the 9 taps of L consecutive output channels are gathered with a fixed
+// stride (consecutive channels c reuse the same cache lines), transformed in
+// registers and stored as 36 vectors.
+constexpr int64_t kPackC = 16;
+
+// v[lane] = base[lane * stride] for lane < L.
+inline Vec gather_strided(const float* base, int64_t stride) {
+#if defined(__AVX512F__)
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                           12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int>(stride)));
+  return _mm512_i32gather_ps(idx, base, 4);
+#elif defined(__AVX2__)
+  const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                         _mm256_set1_epi32(static_cast<int>(stride)));
+  return _mm256_i32gather_ps(base, idx, 4);
+#else
+  (void)stride;
+  return Vec::load(base);
+#endif
+}
+
+// Lane offsets lane * stride (stride * L must fit in int32: checked by
+// strided_ok), and a masked gather through them for the first n lanes.
+#if defined(__AVX512F__)
+using LaneIndex = __m512i;
+inline LaneIndex lane_index(int64_t stride) {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(static_cast<int>(stride)));
+}
+inline Vec gather_lanes(const float* base, LaneIndex idx, int n) {
+  const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
+}
+#elif defined(__AVX2__)
+using LaneIndex = __m256i;
+inline LaneIndex lane_index(int64_t stride) {
+  return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                            _mm256_set1_epi32(static_cast<int>(stride)));
+}
+inline Vec gather_lanes(const float* base, LaneIndex idx, int n) {
+  const __m256 m = _mm256_castsi256_ps(Vec::tail_mask(n));
+  return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, m, 4);
+}
+#else
+using LaneIndex = int64_t;
+inline LaneIndex lane_index(int64_t stride) { return stride; }
+inline Vec gather_lanes(const float* base, LaneIndex, int n) { return n > 0 ? *base : 0.0f; }
+#endif
+
+// Gathers across channel planes pay off unless the plane stride is a multiple
+// of 4 KiB (then all lanes hit one L1 set) or too large for 32-bit offsets.
+bool strided_ok(int64_t stride) {
+  return stride * L < (int64_t(1) << 31) && (stride * 4) % 4096 != 0;
+}
+
+// Transforms output-channel block kb, input channels [c0, c0 + count) into
+// dst[e * e_stride + (c - c0) * KB + lane] (zeros past K and C).
+void transform_weight_block(const Conv2dShape& fwd, const float* weight, bool for_backward_data,
+                            int64_t KB, int64_t kb, int64_t c0, int64_t count, float* dst,
+                            int64_t e_stride) {
+  const Conv2dShape s = for_backward_data ? backward_data_as_forward(fwd) : fwd;
+  const int64_t C = s.in_channels, K = s.out_channels;
+  // The original weight is [K0][C0][3][3]: (K0, C0) = (K, C) forward; for
+  // backward-data (K0, C0) = (C, K) and the taps are flipped.
+  const int64_t orig_c = fwd.in_channels;
+  const int64_t k_stride = for_backward_data ? 9 : orig_c * 9;  // between output channels
+  const int64_t c_stride = for_backward_data ? orig_c * 9 : 9;  // between input channels
+  const bool gather_ok = k_stride * L < (int64_t(1) << 31);
+  alignas(64) float g[9][L];
+  for (int64_t cc = 0; cc < count; ++cc) {
+    const int64_t c = c0 + cc;
+    float* out_c = dst + cc * KB;
+    for (int64_t h = 0; h < KB / L; ++h) {
+      const int64_t k0 = kb * KB + h * L;
+      Vec taps[9];
+      if (c < C && k0 + L <= K && gather_ok) {
+        const float* base = weight + k0 * k_stride + c * c_stride;
+        for (int t = 0; t < 9; ++t)
+          taps[t] = gather_strided(base + (for_backward_data ? 8 - t : t), k_stride);
+      } else {
+        for (int64_t lane = 0; lane < L; ++lane) {
+          const int64_t k = k0 + lane;
+          const float* src = weight + k * k_stride + c * c_stride;
+          for (int t = 0; t < 9; ++t)
+            g[t][lane] = (k < K && c < C) ? src[for_backward_data ? 8 - t : t] : 0.0f;
+        }
+        for (int t = 0; t < 9; ++t) taps[t] = Vec::load(g[t]);
+      }
+      Vec col[3][6];  // G applied to each of the 3 columns
+      for (int j = 0; j < 3; ++j) {
+        const Vec in[3] = {taps[j], taps[3 + j], taps[6 + j]};
+        weight_transform_3(in, col[j]);
+      }
+      for (int i = 0; i < 6; ++i) {  // then along each row
+        const Vec in[3] = {col[0][i], col[1][i], col[2][i]};
+        Vec out[6];
+        weight_transform_3(in, out);
+        for (int j = 0; j < 6; ++j) out[j].store(out_c + (i * 6 + j) * e_stride + h * L);
+      }
+    }
+  }
+}
+
+int64_t pack_weights(const Conv2dShape& fwd, const float* weight, float* packed,
+                     bool for_backward_data, int threads) {
+  const Conv2dShape s = for_backward_data ? backward_data_as_forward(fwd) : fwd;
+  const int64_t KB = k_block(s.out_channels);
+  const int64_t c_pad = round_up(s.in_channels, L), k_pad = round_up(s.out_channels, KB);
+  const int64_t total = 36 * k_pad * c_pad;
+  if (!packed) return total;
+  const int64_t k_blocks = k_pad / KB, c_blocks = (c_pad + kPackC - 1) / kPackC;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
+  for (int64_t item = 0; item < k_blocks * c_blocks; ++item) {
+    const int64_t kb = item / c_blocks, c0 = (item % c_blocks) * kPackC;
+    const int64_t count = (c_pad - c0) < kPackC ? (c_pad - c0) : kPackC;
+    transform_weight_block(fwd, weight, for_backward_data, KB, kb, c0, count,
+                           packed + (kb * c_pad + c0) * KB, k_blocks * c_pad * KB);
+  }
+  return total;
+}
+
+// ------------------------------------------------------------ micro-kernel
+// M[j][0 .. KV*L) (+)= sum_{c < cn} V[j][c] * U[c][0 .. KV*L) for j < ROWS (tiles).
+template <int ROWS, int KV>
+void gemm_tile(const float* __restrict v, int64_t ldv, const float* __restrict u, int64_t cn,
+               float* __restrict m, int64_t ldm, bool accumulate) {
+  Vec acc[ROWS][KV];
+#pragma GCC unroll 32
+  for (int j = 0; j < ROWS; ++j)
+#pragma GCC unroll 2
+    for (int h = 0; h < KV; ++h) acc[j][h] = Vec::zero();
+  for (int64_t c = 0; c < cn; ++c) {
+    Vec uv[KV];
+#pragma GCC unroll 2
+    for (int h = 0; h < KV; ++h) uv[h] = Vec::load(u + (c * KV + h) * L);
+#pragma GCC unroll 32
+    for (int j = 0; j < ROWS; ++j) {
+      const Vec b = Vec::set1(v[j * ldv + c]);
+#pragma GCC unroll 2
+      for (int h = 0; h < KV; ++h) acc[j][h] = fmadd(uv[h], b, acc[j][h]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int j = 0; j < ROWS; ++j) {
+#pragma GCC unroll 2
+    for (int h = 0; h < KV; ++h) {
+      if (accumulate) acc[j][h] = acc[j][h] + Vec::load(m + j * ldm + h * L);
+      acc[j][h].store(m + j * ldm + h * L);
+    }
+  }
+}
+
+template <int R, int KV>
+void gemm_rest(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t cn, float* m,
+               int64_t ldm, bool accumulate) {
+  if constexpr (R > 0) {
+    if (rows == R) {
+      gemm_tile<R, KV>(v, ldv, u, cn, m, ldm, accumulate);
+      return;
+    }
+    gemm_rest<R - 1, KV>(rows, v, ldv, u, cn, m, ldm, accumulate);
+  }
+}
+
+template <int KV, int ROWS>
+void gemm_rows_chunk_t(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t cn,
+                       float* m, int64_t ldm, bool accumulate) {
+  int64_t j = 0;
+  for (; j + ROWS <= rows; j += ROWS)
+    gemm_tile<ROWS, KV>(v + j * ldv, ldv, u, cn, m + j * ldm, ldm, accumulate);
+  if (j < rows)
+    gemm_rest<ROWS - 1, KV>(rows - j, v + j * ldv, ldv, u, cn, m + j * ldm, ldm, accumulate);
+}
+
+// Rows [0, rows) of one element's GEMM for kb output channels over cn input
+// channels: full tiles of the micro-kernel's rows, then one narrower tile.
+void gemm_rows_chunk(int64_t kb, int64_t rows, const float* v, int64_t ldv, const float* u,
+                     int64_t cn, float* m, int64_t ldm, bool accumulate) {
+  if (kb == L) gemm_rows_chunk_t<1, NT1>(rows, v, ldv, u, cn, m, ldm, accumulate);
+  else gemm_rows_chunk_t<2, NT2>(rows, v, ldv, u, cn, m, ldm, accumulate);
+}
+
+// The same over all channels, in L1-sized chunks (the U and V slices of a
+// chunk are reused by every row tile).
+void gemm_rows(int64_t kb, int64_t rows, const float* v, int64_t ldv, const float* u,
+               int64_t c_pad, float* m, int64_t ldm) {
+  for (int64_t c0 = 0; c0 < c_pad; c0 += kGemmChannelChunk) {
+    const int64_t cn = (c_pad - c0) < kGemmChannelChunk ? (c_pad - c0) : kGemmChannelChunk;
+    gemm_rows_chunk(kb, rows, v + c0, ldv, u + c0 * kb, cn, m, ldm, c0 > 0);
+  }
+}
+
+// ------------------------------------------------------- per-tile transforms
+// V[e][j][c] (row stride c_pad, element stride tiles_in_buffer * c_pad) for
+// tile t, all channels, L at a time: each of the 36 input pixels of the tile
+// is one gather across L channel planes (zero outside the image or past C).
+void input_tile(const Conv2dShape& s, const Plan& p, const float* x, int64_t t, float* V,
+                int64_t tiles_in_buffer, int64_t j, float* tmp) {
+  const int64_t C = s.in_channels;
+  const int64_t plane = s.in_h * s.in_w;
+  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
+  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
+  const int64_t ih0 = (r / p.tiles_w) * 4 - s.pad_top, iw0 = (r % p.tiles_w) * 4 - s.pad_left;
+  const int64_t e_stride = tiles_in_buffer * p.c_pad;
+  const bool gather = strided_ok(plane);
+  const LaneIndex idx = lane_index(plane);
+  bool row_ok[6], col_ok[6];
+  for (int a = 0; a < 6; ++a) {
+    row_ok[a] = ih0 + a >= 0 && ih0 + a < s.in_h;
+    col_ok[a] = iw0 + a >= 0 && iw0 + a < s.in_w;
+  }
+  for (int64_t c0 = 0; c0 < p.c_pad; c0 += L) {
+    const int lanes = static_cast<int>((C - c0) < L ? (C - c0) : L);
+    const float* base = x + (n * C + c0) * plane + ih0 * s.in_w + iw0;
+    if (!gather) {  // channel by channel into tmp[36][L] (keeps each plane's lines together)
+      for (int64_t lane = 0; lane < L; ++lane) {
+        const float* src = base + lane * plane;
+        for (int a = 0; a < 6; ++a)
+          for (int b = 0; b < 6; ++b)
+            tmp[(a * 6 + b) * L + lane] =
+                (lane < lanes && row_ok[a] && col_ok[b]) ? src[a * s.in_w + b] : 0.0f;
+      }
+    }
+    Vec cols[6][6];
+    for (int b = 0; b < 6; ++b) {
+      Vec d[6];
+      for (int a = 0; a < 6; ++a) {
+        if (!gather) {
+          d[a] = Vec::load(tmp + (a * 6 + b) * L);
+        } else if (lanes <= 0 || !row_ok[a] || !col_ok[b]) {
+          d[a] = Vec::zero();
+        } else {
+          d[a] = gather_lanes(base + a * s.in_w + b, idx, lanes);
+        }
+      }
+      input_transform_6(d, cols[b]);
+    }
+    float* dst = V + j * p.c_pad + c0;
+    for (int a = 0; a < 6; ++a) {
+      Vec d[6], r6[6];
+      for (int b = 0; b < 6; ++b) d[b] = cols[b][a];
+      input_transform_6(d, r6);
+      for (int b = 0; b < 6; ++b) r6[b].store(dst + (a * 6 + b) * e_stride);
+    }
+  }
+}
+
+// Output channels [k_begin, k_end) of tile t from M[e][j][k] (row stride
+// k_pad, element stride tiles_in_buffer * k_pad): A^T M A, bias, ReLU, NCHW.
+void output_tile(const Conv2dShape& s, const Plan& p, const float* M, int64_t tiles_in_buffer,
+                 int64_t j, int64_t t, int64_t k_begin, int64_t k_end, const float* bias,
+                 bool relu, float* y, float* tmp) {
+  const int64_t K = s.out_channels;
+  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
+  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
+  const int64_t oh0 = (r / p.tiles_w) * 4, ow0 = (r % p.tiles_w) * 4;
+  const int64_t rows = (s.out_h - oh0) < 4 ? (s.out_h - oh0) : 4;
+  const int64_t colsn = (s.out_w - ow0) < 4 ? (s.out_w - ow0) : 4;
+  const int64_t e_stride = tiles_in_buffer * p.k_pad;
+  const int64_t plane = s.out_h * s.out_w;
+  const Vec zero = Vec::zero();
+  for (int64_t k0 = k_begin; k0 < k_end && k0 < K; k0 += L) {
+    const int64_t lanes = (K - k0) < L ? (K - k0) : L;
+    const float* src = M + j * p.k_pad + k0;
+    Vec cols[6][4];
+    for (int b = 0; b < 6; ++b) {
+      Vec m6[6];
+      for (int a = 0; a < 6; ++a) m6[a] = Vec::load(src + (a * 6 + b) * e_stride);
+      output_transform_6(m6, cols[b]);
+    }
+    const Vec vb = bias ? Vec::load_partial(bias + k0, static_cast<int>(lanes)) : zero;
+    float* base = y + (n * K + k0) * plane + oh0 * s.out_w + ow0;
+    for (int a = 0; a < 4; ++a) {
+      Vec m6[6], o4[4];
+      for (int b = 0; b < 6; ++b) m6[b] = cols[b][a];
+      output_transform_6(m6, o4);
+      for (int b = 0; b < 4; ++b) {
+        Vec o = o4[b] + vb;
+        if (relu) o = max(o, zero);
+        o.store(tmp + (a * 4 + b) * L);
+      }
+    }
+    // Channel by channel, so each plane's lines are written together (a
+    // scatter across planes measured slower, and 4 KiB planes alias in L1).
+    for (int64_t lane = 0; lane < lanes; ++lane) {
+      float* dst = base + lane * plane;
+      for (int64_t a = 0; a < rows; ++a)
+        for (int64_t b = 0; b < colsn; ++b) dst[a * s.out_w + b] = tmp[(a * 4 + b) * L + lane];
+    }
+  }
+}
+
+// ---------------------------------------------------------------- drivers
+void convolve_fused(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
+                    const float* bias, bool relu, float* y, float* workspace, int threads) {
+  const int64_t KB = p.kb, NT = p.nt;
+  const int64_t k_blocks = p.k_pad / KB;
+  const int64_t items = p.blocks * p.slabs;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t block = item / p.slabs, slab = item % p.slabs;
+    const int64_t k_begin = slab * p.slab_k;
+    const int64_t k_end = (k_begin + p.slab_k) < p.k_pad ? (k_begin + p.slab_k) : p.k_pad;
+    if (k_begin >= k_end) continue;
+    float* V = workspace + omp_get_thread_num() * p.thread_floats;
+    float* M = V + p.v_floats;
+    float* tmp = M + p.m_floats;
+    const int64_t t0 = block * NT;
+    const int64_t nt = (p.tiles - t0) < NT ? (p.tiles - t0) : NT;
+    for (int64_t j = 0; j < nt; ++j) input_tile(s, p, x, t0 + j, V, NT, j, tmp);
+    for (int e = 0; e < 36; ++e)
+      for (int64_t k0 = k_begin; k0 < k_end; k0 += KB)
+        gemm_rows(KB, nt, V + e * NT * p.c_pad, p.c_pad,
+                  u + (e * k_blocks + k0 / KB) * p.c_pad * KB, p.c_pad,
+                  M + e * NT * p.k_pad + k0, p.k_pad);
+    for (int64_t j = 0; j < nt; ++j)
+      output_tile(s, p, M, NT, j, t0 + j, k_begin, k_end, bias, relu, y, tmp);
+  }
+}
+
+// Packed weights (u != nullptr): the 36 GEMMs go over (element, output-channel
+// block) pairs, each streaming its slice of U once. Unpacked (training): each
+// thread transforms one output-channel block's weights for a channel chunk
+// into an L2-resident buffer and runs all 36 GEMMs on it, so the 4x larger
+// transformed weights never travel through memory at all.
+void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
+                     const Conv2dShape& weight_shape, const float* weight, bool for_backward_data,
+                     const float* bias, bool relu, float* y, float* workspace, int threads) {
+  const int64_t KB = p.kb;
+  const int64_t k_blocks = p.k_pad / KB;
+  float* V = workspace;
+  float* M = V + round_up(p.v_floats, 16);
+  float* scratch = M + round_up(p.m_floats, 16);
+  const int64_t out_blocks = (s.out_channels + L - 1) / L;
+#pragma omp parallel num_threads(threads)
+  {
+    float* tmp = scratch + omp_get_thread_num() * p.thread_floats;
+    float* u_local = tmp + 64 * L;
+    for (int64_t t0 = 0; t0 < p.tiles; t0 += p.chunk) {
+      const int64_t nt = (p.tiles - t0) < p.chunk ? (p.tiles - t0) : p.chunk;
+#pragma omp for schedule(dynamic, 4)
+      for (int64_t j = 0; j < nt; ++j) input_tile(s, p, x, t0 + j, V, nt, j, tmp);
+      if (u) {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t item = 0; item < 36 * k_blocks; ++item) {
+          const int64_t e = item / k_blocks, kb = item % k_blocks;
+          gemm_rows(KB, nt, V + e * nt * p.c_pad, p.c_pad,
+                    u + (e * k_blocks + kb) * p.c_pad * KB, p.c_pad,
+                    M + e * nt * p.k_pad + kb * KB, p.k_pad);
+        }
+      } else {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t kb = 0; kb < k_blocks; ++kb) {
+          for (int64_t c0 = 0; c0 < p.c_pad; c0 += kGemmChannelChunk) {
+            const int64_t cn = (p.c_pad - c0) < kGemmChannelChunk ? (p.c_pad - c0)
+                                                                  : kGemmChannelChunk;
+            transform_weight_block(weight_shape, weight, for_backward_data, KB, kb, c0, cn,
+                                   u_local, cn * KB);
+            for (int e = 0; e < 36; ++e)
+              gemm_rows_chunk(KB, nt, V + e * nt * p.c_pad + c0, p.c_pad, u_local + e * cn * KB,
+                              cn, M + e * nt * p.k_pad + kb * KB, p.k_pad, c0 > 0);
+          }
+        }
+      }
+#pragma omp for schedule(dynamic, 8)
+      for (int64_t item = 0; item < nt * out_blocks; ++item) {
+        const int64_t j = item / out_blocks, k0 = (item % out_blocks) * L;
+        output_tile(s, p, M, nt, j, t0 + j, k0, k0 + L, bias, relu, y, tmp);
+      }
+    }
+  }
+}
+
+int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
+  if (!is_winograd_shape(s) || pass == ConvPass::backward_weight) return -1;
+  const Conv2dShape f = pass == ConvPass::forward ? s : backward_data_as_forward(s);
+  return workspace_floats(make_plan(f, threads), threads);
+}
+
+void run(ConvPass pass, const Conv2dArgs& a) {
+  const bool bwd = pass == ConvPass::backward_data;
+  const Conv2dShape f = bwd ? backward_data_as_forward(a.shape) : a.shape;
+  const Plan p = make_plan(f, a.num_threads);
+  const float* x = bwd ? a.grad_output : a.input;
+  float* y = bwd ? a.grad_input : a.output;
+  const float* bias = bwd ? nullptr : a.bias;
+  const bool relu = bwd ? false : a.relu;
+  if (p.staged) {
+    convolve_staged(f, p, x, a.packed_weight, a.shape, a.weight, bwd, bias, relu, y, a.workspace,
+                    a.num_threads);
+    return;
+  }
+  const float* u = a.packed_weight;
+  if (!u) {
+    pack_weights(a.shape, a.weight, a.workspace, bwd, a.num_threads);
+    u = a.workspace;
+  }
+  convolve_fused(f, p, x, u, bias, relu, y, a.workspace + round_up(p.u_floats, 16),
+                 a.num_threads);
+}
+
+}  // namespace
+
+PVE_REGISTER_KERNELS {
+  register_kernel(conv2d_winograd_workspace, &workspace);
+  register_kernel(conv2d_winograd_run, &run);
+  register_kernel(conv2d_winograd_pack, &pack_weights);
+}
+
+}  // namespace PVE_KERNEL_NS
+}  // namespace pve

@@ -1,0 +1,128 @@
+"""Which convolution algorithm runs, and how to see or override the choice.
+
+The rule (``choose_algorithm``), in order:
+
+1. ``depthwise``  groups == in_channels > 1 and out_channels a multiple of it
+   (depthwise and channel multipliers): direct SIMD kernel, any kernel size.
+2. ``pointwise``  1x1 kernel without padding: a GEMM straight on the input
+   (stride 2 gathers the strided pixels; no im2col).
+3. ``winograd``   3x3, stride 1, dilation 1, groups 1, at least
+   ``WINOGRAD_MIN_CHANNELS`` input and output channels, forward and
+   backward-data only: F(4x4, 3x3), 4x fewer multiplies than direct.
+   Unless the weights come packed (eval mode), each call transforms them,
+   which costs about as much as ~100 output pixels of direct convolution per
+   channel pair (measured); so layers with many channels and few pixels
+   (ResNet's 512-channel layer at 7x7, batch 1) need
+   ``WINOGRAD_UNPACKED_MIN_PIXELS`` (N*H*W of the output, or of the input for
+   backward-data) to use it.
+4. ``direct``     backward-weight of stride-1 convolutions with planes of at
+   least ``DIRECT_MIN_SPAN`` padded output pixels: register-blocked dot
+   products over zero-padded planes, no im2col (backward-weight only; small
+   planes do better as one GEMM over im2col columns).
+5. ``im2col``     everything else: chunked im2col + GEMM with the epilogue fused.
+
+Override it for tests or experiments (a forced family that cannot run a
+shape falls back to ``im2col``, never to an error)::
+
+    with pve.backends.conv.force_algorithm("winograd"):
+        y = F.conv2d(x, w, padding=1)
+
+or set ``PVE_CONV_ALGORITHM=im2col`` in the environment. See the choice with
+``pve.nn.functional.conv2d_algorithm(...)``, or set ``PVE_CONV_VERBOSE=1`` to
+print every choice to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from typing import Iterator, Optional, Sequence, Tuple
+
+__all__ = ["ALGORITHMS", "PASSES", "choose_algorithm", "force_algorithm", "forced_algorithm",
+           "WINOGRAD_MIN_CHANNELS", "WINOGRAD_UNPACKED_MIN_PIXELS", "WINOGRAD_CHEAP_WEIGHTS"]
+
+ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd", "direct")
+PASSES = ("forward", "backward_data", "backward_weight")
+
+# Below this many channels the 36 per-tile GEMMs are too thin to pay for the
+# transforms (measured with bench/bench_conv.py).
+WINOGRAD_MIN_CHANNELS = 8
+WINOGRAD_UNPACKED_MIN_PIXELS = 128
+# Below this many channel pairs the weight transform is negligible anyway.
+WINOGRAD_CHEAP_WEIGHTS = 64 * 64
+DIRECT_MIN_SPAN = 256
+
+
+class _Forced(threading.local):
+    def __init__(self) -> None:
+        self.algorithm: Optional[str] = None
+
+
+_forced = _Forced()
+
+
+def _check_name(name: str) -> str:
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown convolution algorithm {name!r}; choose from {ALGORITHMS}")
+    return name
+
+
+def forced_algorithm() -> Optional[str]:
+    """The algorithm forced in this thread (``force_algorithm``) or by PVE_CONV_ALGORITHM."""
+    if _forced.algorithm is not None:
+        return _forced.algorithm
+    env = os.environ.get("PVE_CONV_ALGORITHM")
+    return _check_name(env) if env else None
+
+
+@contextlib.contextmanager
+def force_algorithm(name: Optional[str]) -> Iterator[None]:
+    """Run every convolution in this thread with ``name`` (None: back to the rule)."""
+    previous = _forced.algorithm
+    _forced.algorithm = None if name is None else _check_name(name)
+    try:
+        yield
+    finally:
+        _forced.algorithm = previous
+
+
+def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Sequence[int],
+                     stride: Tuple[int, int], padding: Tuple[int, int, int, int],
+                     dilation: Tuple[int, int], groups: int, out_size: Tuple[int, int] = (0, 0),
+                     weights_packed: bool = False) -> str:
+    """The family the rule picks for one pass (``forward``, ``backward_data`` or
+    ``backward_weight``); shapes are NCHW input and OIHW weight, padding is
+    (top, bottom, left, right), out_size the output's (H, W); ``weights_packed``:
+    Winograd weights are already transformed (the eval-mode cache). A forced
+    algorithm wins."""
+    forced = forced_algorithm()
+    if forced is not None:
+        return forced
+    in_channels = input_shape[1]
+    out_channels, _, kernel_h, kernel_w = weight_shape
+    if groups == in_channels and groups > 1 and out_channels % in_channels == 0:
+        return "depthwise"
+    if kernel_h == 1 and kernel_w == 1 and not any(padding):
+        return "pointwise"
+    if (pass_ != "backward_weight" and kernel_h == 3 and kernel_w == 3 and stride == (1, 1)
+            and dilation == (1, 1) and groups == 1
+            and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS):
+        if pass_ == "forward":
+            pixels = input_shape[0] * out_size[0] * out_size[1]
+        else:
+            pixels = input_shape[0] * input_shape[2] * input_shape[3]
+        if (weights_packed or in_channels * out_channels <= WINOGRAD_CHEAP_WEIGHTS
+                or pixels >= WINOGRAD_UNPACKED_MIN_PIXELS):
+            return "winograd"
+    if (pass_ == "backward_weight" and stride == (1, 1) and kernel_h * kernel_w <= 64
+            and out_size[0] * (out_size[1] + (kernel_w - 1) * dilation[1]) >= DIRECT_MIN_SPAN):
+        return "direct"
+    return "im2col"
+
+
+def _report(pass_: str, input_shape: Sequence[int], weight_shape: Sequence[int], name: str) -> None:
+    if os.environ.get("PVE_CONV_VERBOSE"):
+        print(f"pve conv2d {pass_}: input {tuple(input_shape)} weight {tuple(weight_shape)} "
+              f"-> {name}", file=sys.stderr)

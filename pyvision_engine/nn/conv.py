@@ -1,0 +1,285 @@
+"""Conv2d, and Conv2d + BatchNorm2d (+ ReLU) folded into one convolution for inference.
+
+Inference fast path
+-------------------
+In ``eval()`` under ``no_grad``, a Conv2d whose shape runs on Winograd keeps the
+transformed (packed) weights and reuses them. The pack is keyed on the weight's
+identity, its buffer address, its ``_version`` (bumped by every in-place Tensor
+op, ``load_state_dict``, ``nn.init``, and by optimizers through
+``Tensor._bump_version()``), the SIMD level, and is dropped by ``train()``.
+So the pack is rebuilt after any of those, never returning stale results.
+
+BatchNorm folding
+-----------------
+For an eval-mode BatchNorm2d, its fusion hook ``fusion_scale_shift()`` gives
+per-channel (scale, shift) with bn(x) = x * scale + shift
+(scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale):
+
+    bn(conv(x)) = conv'(x),  W' = W * scale[k],  b' = b * scale + shift
+
+and a following ReLU runs in the convolution's epilogue (the kernels add the
+bias and clamp while the output tile is still in registers). ``fuse_conv_bn_eval``
+makes that folded Conv2d once (torch's name and semantics: a snapshot);
+``ConvBn2d`` keeps the three modules and folds on the fly in eval mode,
+re-folding when any of their tensors changes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from pyvision_engine import _C
+from pyvision_engine.autograd import is_grad_enabled
+from pyvision_engine.backends import conv as conv_backend
+from pyvision_engine.nn import functional as F
+from pyvision_engine.nn import init
+from pyvision_engine.nn.module import Module
+from pyvision_engine.nn.parameter import Parameter
+from pyvision_engine.tensor import Tensor, as_tensor
+
+__all__ = ["Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm"]
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _tensor_key(t: Optional[Tensor]) -> Tuple[Any, ...]:
+    """What identifies a tensor's current values without reading them."""
+    if t is None:
+        return (None,)
+    return (id(t), t._data.__array_interface__["data"][0], t._data.shape, t._version)
+
+
+class Conv2d(Module):
+    """2-D convolution over NCHW input, torch.nn.Conv2d's arguments and semantics.
+
+    weight (out_channels, in_channels/groups, kH, kW), bias (out_channels,);
+    kernel_size, stride, dilation: int or pair; padding: int, pair, 'valid' or
+    'same' (default 0); padding_mode: only 'zeros'. Initialised as torch:
+    kaiming_uniform_(a=sqrt(5)) and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros") -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                            ("groups", groups)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"Conv2d: {name} must be a non-negative int, got {value!r}")
+        if groups <= 0:
+            raise ValueError("Conv2d: groups must be a positive integer")
+        if in_channels % groups != 0:
+            raise ValueError(f"Conv2d: in_channels ({in_channels}) must be divisible by groups "
+                             f"({groups})")
+        if out_channels % groups != 0:
+            raise ValueError(f"Conv2d: out_channels ({out_channels}) must be divisible by groups "
+                             f"({groups})")
+        kernel = F._int_pair(kernel_size, "kernel_size", "Conv2d")
+        stride_pair = F._int_pair(stride, "stride", "Conv2d")
+        dilation_pair = F._int_pair(dilation, "dilation", "Conv2d")
+        if min(kernel) <= 0 or min(stride_pair) <= 0 or min(dilation_pair) <= 0:
+            raise ValueError(f"Conv2d: kernel_size, stride and dilation must be positive, got "
+                             f"{kernel}, {stride_pair}, {dilation_pair}")
+        if isinstance(padding, str):
+            F._conv2d_padding(padding, kernel, stride_pair, dilation_pair, "Conv2d")  # checks
+        else:
+            padding = F._int_pair(padding, "padding", "Conv2d")
+            if min(padding) < 0:
+                raise ValueError(f"Conv2d: padding must be non-negative, got {padding}")
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, but got "
+                             f"padding_mode='{padding_mode}'")
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"Conv2d: padding_mode='{padding_mode}' is not supported "
+                                      f"yet; only 'zeros'")
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = kernel
+        self.stride = stride_pair
+        self.padding = padding
+        self.dilation = dilation_pair
+        self.groups = int(groups)
+        self.padding_mode = padding_mode
+        self.weight = Parameter(np.empty((out_channels, in_channels // groups) + kernel,
+                                         dtype=np.float32))
+        if bias:
+            self.bias = Parameter(np.empty((out_channels,), dtype=np.float32))
+        else:
+            self.register_parameter("bias", None)
+        object.__setattr__(self, "_fused_relu", False)
+        self._drop_pack()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        fan_in = (self.in_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
+        if fan_in == 0:
+            return
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(fan_in)
+            init.uniform_(self.bias, -bound, bound)
+
+    # ------------------------------------------------------- inference pack
+    def _drop_pack(self) -> None:
+        object.__setattr__(self, "_pack", None)
+        object.__setattr__(self, "_pack_key", None)
+
+    def train(self, mode: bool = True) -> "Module":
+        self._drop_pack()
+        return super().train(mode)
+
+    def _packed_weight(self, weight: Tensor, x_shape: Tuple[int, ...]) -> Optional[np.ndarray]:
+        """Winograd weights packed once per weight version (eval + no_grad only)."""
+        if len(x_shape) == 3:
+            x_shape = (1,) + tuple(x_shape)
+        try:
+            geo = F._conv2d_geometry(tuple(x_shape), tuple(weight.shape), self.stride,
+                                     self.padding, self.dilation, self.groups, self._layer_name())
+        except ValueError:
+            return None  # the convolution itself reports the error
+        if conv_backend.choose_algorithm("forward", x_shape, weight.shape, geo.stride, geo.pads,
+                                         geo.dilation, geo.groups, geo.out_size,
+                                         weights_packed=True) != "winograd":
+            return None
+        if _C.conv2d_plan("forward", "winograd", list(x_shape), list(weight.shape), geo.stride,
+                          geo.top_left, geo.dilation, geo.groups, geo.out_size)[0] != "winograd":
+            return None
+        key = (_C.active_isa(),) + _tensor_key(weight)
+        if self._pack_key != key:
+            object.__setattr__(self, "_pack", _C.conv2d_pack_weight(weight._data))
+            object.__setattr__(self, "_pack_key", key)
+        return self._pack
+
+    def _layer_name(self) -> str:
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={self.kernel_size})")
+
+    def _convolve(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool) -> Tensor:
+        packed = None
+        if not self.training and not is_grad_enabled():
+            packed = self._packed_weight(weight, tuple(x.shape))
+        return F._conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                         relu=relu, layer=self._layer_name(), packed=packed)
+
+    def forward(self, input: Any) -> Tensor:
+        return self._convolve(as_tensor(input), self.weight, self.bias, self._fused_relu)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding not in ((0, 0), "valid"):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self._fused_relu:
+            s += ", fused_relu=True"
+        return s
+
+
+def _bn_scale_shift(bn: Module) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-channel (scale, shift), float64, with bn(x) = x * scale + shift in eval mode:
+    BatchNorm2d's fusion hook when it has one, else from its torch-named attributes."""
+    if hasattr(bn, "fusion_scale_shift"):
+        scale, shift = bn.fusion_scale_shift()
+        return np.asarray(scale, np.float64), np.asarray(shift, np.float64)
+    mean = np.asarray(as_tensor(bn.running_mean)._data, dtype=np.float64)
+    var = np.asarray(as_tensor(bn.running_var)._data, dtype=np.float64)
+    gamma = np.ones_like(mean) if getattr(bn, "weight", None) is None else \
+        np.asarray(as_tensor(bn.weight)._data, dtype=np.float64)
+    beta = np.zeros_like(mean) if getattr(bn, "bias", None) is None else \
+        np.asarray(as_tensor(bn.bias)._data, dtype=np.float64)
+    scale = gamma / np.sqrt(var + float(bn.eps))
+    return scale, beta - mean * scale
+
+
+def fold_batch_norm(weight: np.ndarray, bias: Optional[np.ndarray], bn: Module
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """(W', b') with bn(conv(x; W, b)) == conv(x; W', b') for an eval-mode BatchNorm2d:
+    W' = W * scale[k], b' = b * scale + shift (scale, shift from bn.fusion_scale_shift)."""
+    scale, shift = _bn_scale_shift(bn)
+    b = np.zeros_like(scale) if bias is None else np.asarray(bias, dtype=np.float64)
+    folded_w = (weight.astype(np.float64) * scale[:, None, None, None]).astype(np.float32)
+    folded_b = (b * scale + shift).astype(np.float32)
+    return folded_w, folded_b
+
+
+def fuse_conv_bn_eval(conv: Conv2d, bn: Module, relu: bool = False) -> Conv2d:
+    """A new Conv2d equal to ``bn(conv(x))`` (then ReLU in the epilogue when ``relu``)
+    for eval-mode modules: torch.nn.utils.fusion.fuse_conv_bn_eval, plus ReLU."""
+    if conv.training or bn.training:
+        raise ValueError("fuse_conv_bn_eval: Fusion only for eval!")
+    if getattr(bn, "running_mean", None) is None or getattr(bn, "running_var", None) is None:
+        raise ValueError("fuse_conv_bn_eval: BatchNorm2d needs running statistics")
+    if bn.running_mean.shape[0] != conv.out_channels:
+        raise ValueError(f"fuse_conv_bn_eval: {conv._layer_name()} has {conv.out_channels} "
+                         f"output channels, BatchNorm2d has {bn.running_mean.shape[0]}")
+    fused = Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                   conv.padding, conv.dilation, conv.groups, bias=True)
+    w, b = fold_batch_norm(conv.weight._data, None if conv.bias is None else conv.bias._data, bn)
+    fused.weight.data = w
+    fused.bias.data = b
+    object.__setattr__(fused, "_fused_relu", bool(relu))
+    return fused.eval()
+
+
+class ConvBn2d(Module):
+    """conv -> bn (-> relu) as one module. Training: the three ops as written (batch
+    statistics). Eval under no_grad: one convolution with the BatchNorm folded in and
+    the ReLU in the epilogue, re-folded whenever a parameter or statistic changes."""
+
+    def __init__(self, conv: Conv2d, bn: Module, relu: bool = False) -> None:
+        super().__init__()
+        self.conv = conv
+        self.bn = bn
+        object.__setattr__(self, "relu", bool(relu))
+        object.__setattr__(self, "_folded", None)
+        object.__setattr__(self, "_folded_key", None)
+
+    def train(self, mode: bool = True) -> "Module":
+        object.__setattr__(self, "_folded", None)
+        object.__setattr__(self, "_folded_key", None)
+        return super().train(mode)
+
+    def forward(self, input: Any) -> Tensor:
+        x = as_tensor(input)
+        if self.training or is_grad_enabled():
+            y = self.bn(self.conv(x))
+            return F.relu(y) if self.relu else y
+        bn = self.bn
+        # The convolution's weights are keyed like the Winograd pack; the
+        # BatchNorm's few per-channel values are compared outright, so a
+        # statistic written in place by any kernel is never missed.
+        bn_values = tuple(None if t is None else np.array(as_tensor(t)._data) for t in
+                          (bn.running_mean, bn.running_var, getattr(bn, "weight", None),
+                           getattr(bn, "bias", None))) + (float(bn.eps),)
+        key = (_tensor_key(self.conv.weight), _tensor_key(self.conv.bias))
+        if self._folded is not None:
+            old_key, old_values = self._folded_key
+            same = old_key == key and all(
+                (a is None and b is None) or (a is not None and b is not None
+                                              and np.array_equal(a, b))
+                for a, b in zip(old_values[:4], bn_values[:4])) and old_values[4] == bn_values[4]
+        else:
+            same = False
+        if not same:
+            w, b = fold_batch_norm(self.conv.weight._data,
+                                   None if self.conv.bias is None else self.conv.bias._data, bn)
+            object.__setattr__(self, "_folded", (Parameter(w, requires_grad=False),
+                                                 Parameter(b, requires_grad=False)))
+            object.__setattr__(self, "_folded_key", (key, bn_values))
+            self.conv._drop_pack()
+        w, b = self._folded
+        return self.conv._convolve(x, w, b, self.relu)
+
+
+class ConvBnReLU2d(ConvBn2d):
+    """conv -> bn -> relu, folded into one convolution in eval mode (see ConvBn2d)."""
+
+    def __init__(self, conv: Conv2d, bn: Module) -> None:
+        super().__init__(conv, bn, relu=True)

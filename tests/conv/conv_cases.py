@@ -1,0 +1,55 @@
+"""Shared helpers for the convolution tests: random configurations and checks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pyvision_engine import _C
+from pyvision_engine.nn import functional as F
+from reference.conv_reference import conv2d_backward, conv2d_forward
+
+
+def run_engine(x, w, b, stride, padding, dilation, groups, gy):
+    """(y, gx, gw, gb) from the engine's kernels, through the same geometry code
+    as nn.functional, with whatever algorithm is forced."""
+    geo = F._conv2d_geometry(x.shape, w.shape, stride, padding, dilation, groups, "conv2d")
+    algo = {p: F._algorithm(p, x.shape, w.shape, geo)
+            for p in ("forward", "backward_data", "backward_weight")}
+    y = _C.conv2d_forward(x, w, b, geo.stride, geo.top_left, geo.dilation, groups, geo.out_size,
+                          algo["forward"])
+    if gy is None:
+        return y, geo
+    gx = _C.conv2d_backward_data(gy, w, list(x.shape), geo.stride, geo.top_left, geo.dilation,
+                                 groups, algo["backward_data"])
+    gw, gb = _C.conv2d_backward_weight(x, gy, list(w.shape), geo.stride, geo.top_left,
+                                       geo.dilation, groups, algo["backward_weight"],
+                                       b is not None)
+    return y, gx, gw, gb, geo
+
+
+def assert_close(actual, expected, name, rtol=2e-5):
+    """float32 result vs float64 reference, tolerance scaled by the result's size."""
+    actual = np.asarray(actual, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    err = float(np.abs(actual - expected).max(initial=0.0))
+    assert err <= rtol * scale * 10, f"{name}: max error {err:.3g} (scale {scale:.3g})"
+
+
+def check_against_reference(rng, n, c, h, w_, k, kh, kw, stride, padding, dilation, groups,
+                            with_bias=True):
+    x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
+    w = rng.standard_normal((k, c // groups, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32) if with_bias else None
+    y, geo = run_engine(x, w, b, stride, padding, dilation, groups, None)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    y, gx, gw, gb, geo = run_engine(x, w, b, stride, padding, dilation, groups, gy)
+    y_ref = conv2d_forward(x, w, b, geo.stride, geo.pads, geo.dilation, groups)
+    gx_ref, gw_ref, gb_ref = conv2d_backward(x, w, gy, geo.stride, geo.pads, geo.dilation, groups)
+    assert_close(y, y_ref, "forward")
+    assert_close(gx, gx_ref, "grad_input")
+    assert_close(gw, gw_ref, "grad_weight")
+    if with_bias:
+        assert_close(gb, gb_ref, "grad_bias")
+    else:
+        assert gb is None

@@ -1,0 +1,195 @@
+"""Eval-mode fast path: packed Winograd weights are reused, and never stale;
+Conv2d + BatchNorm2d (+ ReLU) folded into one convolution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from pyvision_engine.nn import functional as F
+from pyvision_engine.nn.module import Module
+from pyvision_engine.nn.parameter import Parameter
+
+
+def _reference(m, x):
+    return F.conv2d(x, m.weight.detach(), None if m.bias is None else m.bias.detach(),
+                    m.stride, m.padding, m.dilation, m.groups).numpy()
+
+
+def _eval_out(m, x):
+    with pve.no_grad():
+        return m(x).numpy().copy()
+
+
+@pytest.fixture
+def winograd_layer():
+    pve.manual_seed(0)
+    m = pve.nn.Conv2d(16, 24, 3, padding=1).eval()
+    x = np.random.default_rng(0).standard_normal((2, 16, 10, 10)).astype(np.float32)
+    return m, x
+
+
+def test_pack_is_built_once_and_reused(winograd_layer):
+    m, x = winograd_layer
+    y1 = _eval_out(m, x)
+    pack = m._pack
+    assert pack is not None
+    y2 = _eval_out(m, x)
+    assert m._pack is pack  # not re-packed
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_allclose(y1, _reference(m, x), rtol=1e-5, atol=1e-5)
+    # training mode / grad mode never use (or keep) the pack
+    m.train()
+    assert m._pack is None
+    m.eval()
+    m(x)
+    assert m._pack is None
+
+
+def test_no_stale_pack_after_load_state_dict(winograd_layer):
+    m, x = winograd_layer
+    _eval_out(m, x)
+    state = {k: v.detach().numpy() * 2 for k, v in m.state_dict().items()}
+    m.load_state_dict(state)
+    np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
+
+
+def test_no_stale_pack_after_in_place_update(winograd_layer):
+    m, x = winograd_layer
+    before = _eval_out(m, x)
+    with pve.no_grad():
+        m.weight.sub_(0.1 * np.ones(m.weight.shape, np.float32))  # an SGD-like step
+    after = _eval_out(m, x)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, _reference(m, x), rtol=1e-5, atol=1e-5)
+
+
+def test_no_stale_pack_after_kernel_update_that_bumps_version(winograd_layer):
+    # Optimizer kernels write parameters in place and call _bump_version().
+    m, x = winograd_layer
+    _eval_out(m, x)
+    m.weight._data *= 0.5
+    m.weight._bump_version()
+    np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
+
+
+def test_no_stale_pack_after_reassigning_or_reinit(winograd_layer):
+    m, x = winograd_layer
+    _eval_out(m, x)
+    m.weight = Parameter(np.ones(m.weight.shape, np.float32))
+    np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
+    m.weight.data = np.full(m.weight.shape, 0.25, np.float32)
+    np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
+    m.reset_parameters()
+    np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
+
+
+def test_pack_follows_isa_switch(winograd_layer):
+    from pyvision_engine import _C
+    m, x = winograd_layer
+    want = _reference(m, x)
+    previous = _C.active_isa()
+    try:
+        for isa in _C.supported_isas():
+            _C.set_isa(isa)
+            np.testing.assert_allclose(_eval_out(m, x), want, rtol=1e-5, atol=1e-5)
+    finally:
+        _C.set_isa(previous)
+
+
+class FakeBatchNorm2d(Module):
+    """Stand-in with BatchNorm2d's eval-mode attributes (the real layer lives elsewhere)."""
+
+    def __init__(self, c, rng):
+        super().__init__()
+        self.weight = Parameter(rng.uniform(0.5, 1.5, c).astype(np.float32))
+        self.bias = Parameter(rng.standard_normal(c).astype(np.float32))
+        self.register_buffer("running_mean", pve.tensor(rng.standard_normal(c).astype(np.float32)))
+        self.register_buffer("running_var", pve.tensor(rng.uniform(0.5, 2, c).astype(np.float32)))
+        self.eps = 1e-5
+
+    def forward(self, x):
+        x = x.numpy() if hasattr(x, "numpy") else x
+        scale = self.weight.detach().numpy() / np.sqrt(self.running_var.numpy() + self.eps)
+        shift = self.bias.detach().numpy() - self.running_mean.numpy() * scale
+        return pve.tensor(x * scale[None, :, None, None] + shift[None, :, None, None])
+
+
+@pytest.mark.parametrize("conv_args", [dict(in_channels=16, out_channels=16, kernel_size=3, padding=1),
+                                       dict(in_channels=8, out_channels=8, kernel_size=3, padding=1,
+                                            groups=8, bias=False),
+                                       dict(in_channels=8, out_channels=12, kernel_size=1, stride=2)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm_folding(conv_args, relu):
+    rng = np.random.default_rng(1)
+    conv = pve.nn.Conv2d(**conv_args).eval()
+    bn = FakeBatchNorm2d(conv.out_channels, rng).eval()
+    x = rng.standard_normal((2, conv.in_channels, 9, 9)).astype(np.float32)
+    with pve.no_grad():
+        want = bn(conv(x)).numpy()
+    if relu:
+        want = np.maximum(want, 0)
+    fused = pve.nn.fuse_conv_bn_eval(conv, bn, relu=relu)
+    np.testing.assert_allclose(_eval_out(fused, x), want, rtol=1e-4, atol=1e-4)
+    live = pve.nn.ConvBn2d(conv, bn, relu=relu).eval()
+    np.testing.assert_allclose(_eval_out(live, x), want, rtol=1e-4, atol=1e-4)
+    # a statistic changes (as after more training): the live module re-folds
+    bn.running_mean._data += 1.0
+    bn.running_mean._bump_version()
+    with pve.no_grad():
+        want2 = bn(conv(x)).numpy()
+    if relu:
+        want2 = np.maximum(want2, 0)
+    np.testing.assert_allclose(_eval_out(live, x), want2, rtol=1e-4, atol=1e-4)
+
+
+def test_fusion_needs_eval_mode():
+    conv = pve.nn.Conv2d(4, 4, 3)
+    bn = FakeBatchNorm2d(4, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="eval"):
+        pve.nn.fuse_conv_bn_eval(conv, bn)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_real_batch_norm_folding_and_stale_statistics(relu):
+    rng = np.random.default_rng(4)
+    conv = pve.nn.Conv2d(16, 24, 3, padding=1)
+    bn = pve.nn.BatchNorm2d(24)
+    x = rng.standard_normal((4, 16, 10, 10)).astype(np.float32)
+    for _ in range(3):  # a few training steps give BN real running statistics
+        bn(conv(x))
+    conv.eval()
+    bn.eval()
+    seq = pve.nn.Sequential(conv, bn, pve.nn.ReLU()) if relu else pve.nn.Sequential(conv, bn)
+    with pve.no_grad():
+        want = seq(x).numpy().copy()
+    fused = pve.nn.fuse_conv_bn_eval(conv, bn, relu=relu)
+    np.testing.assert_allclose(_eval_out(fused, x), want, rtol=1e-4, atol=1e-4)
+    live = pve.nn.ConvBn2d(conv, bn, relu=relu).eval()
+    np.testing.assert_allclose(_eval_out(live, x), want, rtol=1e-4, atol=1e-4)
+    bn.reset_running_stats()  # writes the buffers in place, in eval mode
+    with pve.no_grad():
+        want2 = seq(x).numpy().copy()
+    np.testing.assert_allclose(_eval_out(live, x), want2, rtol=1e-4, atol=1e-4)
+    live.train()  # training mode runs the three modules as written
+    y = live(x)
+    assert y.shape == (4, 24, 10, 10)
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda params: pve.optim.SGD(params, lr=0.1, momentum=0.9),
+    lambda params: pve.optim.Adam(params, lr=0.01),
+    lambda params: pve.optim.Lookahead(pve.optim.SGD(params, lr=0.1), k=1),
+])
+def test_no_stale_pack_after_optimizer_step(winograd_layer, make_optimizer):
+    # Fine-tuning in eval mode: the step runs between two eval-mode inferences.
+    m, x = winograd_layer
+    opt = make_optimizer(m.parameters())
+    before = _eval_out(m, x)
+    y = m(x)  # eval mode, grad enabled: no pack is used for the graph
+    (y * y).sum().backward()
+    opt.step()
+    after = _eval_out(m, x)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, _reference(m, x), rtol=1e-5, atol=1e-5)

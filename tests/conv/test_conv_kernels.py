@@ -1,0 +1,159 @@
+"""Every convolution kernel family, at every ISA level, against the float64 reference.
+
+Hypothesis draws configurations (kernel 1-7, stride 1-3, padding 0-3/'same'/'valid',
+dilation 1-3, groups incl. depthwise and channel multipliers, batch 1-4, odd sizes);
+each is run with the rule's choice and with every algorithm forced (a forced family
+that cannot take the shape falls back to im2col, which the test also covers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pyvision_engine as pve
+from pyvision_engine.backends import conv as conv_backend
+from pyvision_engine.nn import functional as F
+
+from conv.conv_cases import check_against_reference
+
+pytestmark = pytest.mark.kernels
+
+FORCED = (None,) + conv_backend.ALGORITHMS
+
+
+@st.composite
+def conv_configs(draw):
+    groups_kind = draw(st.sampled_from(["one", "grouped", "depthwise"]))
+    if groups_kind == "one":
+        groups = 1
+        c = draw(st.integers(1, 6))
+        k = draw(st.integers(1, 6))
+    elif groups_kind == "grouped":
+        groups = draw(st.integers(2, 3))
+        c = groups * draw(st.integers(1, 2))
+        k = groups * draw(st.integers(1, 2))
+    else:
+        c = draw(st.integers(1, 5))
+        groups = c
+        k = c * draw(st.integers(1, 2))  # channel multiplier 1 or 2
+    kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    padding = draw(st.one_of(st.just("same"), st.just("valid"),
+                             st.tuples(st.integers(0, 3), st.integers(0, 3))))
+    stride = (1, 1) if padding == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pads = (0, 0) if isinstance(padding, str) else padding
+    # the padded input must hold the dilated kernel
+    min_h = max(1, dh * (kh - 1) + 1 - 2 * pads[0])
+    min_w = max(1, dw * (kw - 1) + 1 - 2 * pads[1])
+    h = draw(st.integers(min_h, min_h + 8))
+    w = draw(st.integers(min_w, min_w + 8))
+    n = draw(st.integers(1, 4))
+    return n, c, h, w, k, kh, kw, stride, padding, (dh, dw), groups
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=conv_configs(), seed=st.integers(0, 2**31 - 1))
+@pytest.mark.parametrize("forced", FORCED)
+def test_random_configs_match_reference(isa, forced, config, seed):
+    rng = np.random.default_rng(seed)
+    with conv_backend.force_algorithm(forced):
+        check_against_reference(rng, *config, with_bias=bool(seed % 2))
+
+
+# Shapes chosen so each family runs (and is tested) where the rule would not pick it.
+FAMILY_SHAPES = [
+    # n, c, h, w, k, kh, kw, stride, padding, dilation, groups
+    (2, 3, 11, 7, 5, 3, 3, (1, 1), (1, 1), (1, 1), 1),     # tiny channels: rule says im2col
+    (1, 17, 9, 13, 33, 3, 3, (1, 1), (0, 2), (1, 1), 1),   # odd channels past the vector width
+    (3, 20, 6, 5, 40, 3, 3, (1, 1), (3, 3), (1, 1), 1),    # padding 3 > 2: winograd bwd pads < 0
+    (2, 4, 8, 10, 8, 3, 3, (1, 1), "same", (1, 1), 4),     # depthwise x2 where winograd could go
+    (2, 8, 9, 9, 8, 1, 1, (2, 2), (0, 0), (1, 1), 8),      # 1x1 depthwise
+    (1, 16, 12, 12, 24, 1, 1, (2, 2), (0, 0), (1, 1), 1),  # 1x1 stride 2
+    (2, 12, 7, 9, 6, 1, 1, (1, 3), (0, 0), (1, 1), 2),     # grouped 1x1 stride (1, 3)
+    (1, 6, 10, 10, 6, 5, 5, (2, 2), (2, 2), (1, 1), 6),    # depthwise 5x5 stride 2
+    (2, 6, 15, 15, 6, 3, 3, (2, 2), (1, 1), (2, 2), 6),    # depthwise dilated, strided
+    (2, 3, 23, 23, 8, 7, 7, (2, 2), (3, 3), (1, 1), 1),    # stem-like 7x7 s2
+    (1, 3, 5, 6, 2, 4, 2, (1, 1), "same", (2, 3), 1),      # even kernel 'same': asymmetric pads
+]
+
+
+@pytest.mark.parametrize("forced", FORCED)
+@pytest.mark.parametrize("shape", FAMILY_SHAPES)
+def test_every_family_on_unusual_shapes(isa, forced, shape):
+    rng = np.random.default_rng(abs(hash(shape)) % 2**32)
+    with conv_backend.force_algorithm(forced):
+        check_against_reference(rng, *shape)
+
+
+def test_forced_family_is_the_one_that_runs():
+    x, w = (1, 16, 9, 9), (16, 16, 3, 3)
+    assert F.conv2d_algorithm(x, w, padding=1) == "winograd"
+    with conv_backend.force_algorithm("im2col"):
+        assert F.conv2d_algorithm(x, w, padding=1) == "im2col"
+    with conv_backend.force_algorithm("depthwise"):  # refused: falls back to im2col
+        assert F.conv2d_algorithm(x, w, padding=1) == "im2col"
+    assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "im2col"  # small planes
+    assert F.conv2d_algorithm((2, 16, 32, 32), w, padding=1, pass_="backward_weight") == "direct"
+    assert F.conv2d_algorithm(x, w, padding=1, stride=2, pass_="backward_weight") == "im2col"
+    with conv_backend.force_algorithm("direct"):  # backward-weight only
+        assert F.conv2d_algorithm(x, w, padding=1) == "im2col"
+    with conv_backend.force_algorithm("winograd"):  # forward/backward-data only
+        assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "im2col"
+    assert F.conv2d_algorithm((1, 32, 9, 9), (32, 1, 3, 3), padding=1, groups=32) == "depthwise"
+    assert F.conv2d_algorithm((1, 64, 9, 9), (128, 64, 1, 1), stride=2) == "pointwise"
+    assert F.conv2d_algorithm((1, 3, 32, 32), (8, 3, 7, 7), stride=2, padding=3) == "im2col"
+
+
+def test_env_override(monkeypatch):
+    monkeypatch.setenv("PVE_CONV_ALGORITHM", "im2col")
+    assert F.conv2d_algorithm((1, 16, 9, 9), (16, 16, 3, 3), padding=1) == "im2col"
+    monkeypatch.setenv("PVE_CONV_ALGORITHM", "fft")
+    with pytest.raises(ValueError, match="unknown convolution algorithm"):
+        F.conv2d_algorithm((1, 16, 9, 9), (16, 16, 3, 3), padding=1)
+
+
+def test_fused_relu_epilogue(isa):
+    rng = np.random.default_rng(3)
+    for shape in [((2, 16, 10, 10), (16, 16, 3, 3), 1, 1), ((2, 8, 10, 10), (8, 1, 3, 3), 1, 8),
+                  ((2, 8, 10, 10), (12, 8, 1, 1), 0, 1), ((2, 3, 10, 10), (5, 3, 5, 5), 2, 1)]:
+        xs, ws, pad, groups = shape
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = rng.standard_normal(ws).astype(np.float32)
+        b = rng.standard_normal(ws[0]).astype(np.float32)
+        plain = F.conv2d(x, w, b, padding=pad, groups=groups).numpy()
+        with pve.no_grad():
+            fused = F._conv2d(x, w, b, 1, pad, 1, groups, relu=True).numpy()
+        np.testing.assert_allclose(fused, np.maximum(plain, 0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("forced", FORCED)
+def test_thread_counts_give_the_same_answers(forced, threads):
+    # 1 thread: every serial path; 3 threads: item-parallel paths with uneven splits.
+    previous = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(threads)
+        with conv_backend.force_algorithm(forced):
+            for shape in FAMILY_SHAPES[:6]:
+                check_against_reference(rng, *shape)
+    finally:
+        pve.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batch1_spatial_chunks_split_over_threads(isa, threads):
+    # Big enough for several im2col pixel chunks: forward, backward-data and
+    # backward-weight then split one image's chunks over the threads.
+    previous = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(7)
+        with conv_backend.force_algorithm("im2col"):
+            check_against_reference(rng, 1, 16, 70, 70, 8, 5, 5, (1, 1), (2, 2), (1, 1), 1)
+            check_against_reference(rng, 1, 3, 96, 96, 64, 7, 7, (2, 2), (3, 3), (1, 1), 1)
+    finally:
+        pve.set_num_threads(previous)
