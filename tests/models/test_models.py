@@ -69,7 +69,7 @@ def test_torchvision_initialization_statistics():
 
 
 def copy_to_torch(pve_model, torch_model):
-    import torch
+    torch = pytest.importorskip("torch", reason="torch not installed: model parity with torch not tested")
 
     torch_model.load_state_dict({k: torch.from_numpy(v.numpy().copy())
                                  for k, v in pve_model.state_dict().items()})
@@ -80,7 +80,7 @@ def copy_to_torch(pve_model, torch_model):
     ("resnet20", (2, 3, 32, 32)), ("lenet5", (2, 1, 28, 28)), ("small_cnn", (2, 1, 8, 8)),
 ])
 def test_eval_outputs_match_torch(name, shape):
-    import torch
+    torch = pytest.importorskip("torch", reason="torch not installed: model parity with torch not tested")
 
     tm = torch_models()
     pve.manual_seed(1)
@@ -119,7 +119,7 @@ _EXACT_CONV = {"resnet18": "im2col"}
     ("resnet18", (4, 3, 64, 64)),
     ("lenet5", (3, 1, 28, 28))])
 def test_train_mode_gradients_match_torch(name, shape):
-    import torch
+    torch = pytest.importorskip("torch", reason="torch not installed: model parity with torch not tested")
 
     tm = torch_models()
     pve.manual_seed(3)
