@@ -5,9 +5,13 @@
 See pyvision_engine/benchmarks/optim.py for what is measured and counted.
 """
 
+import os
 import sys
 
-from pyvision_engine.benchmarks.optim import main
+# Before any OpenMP runtime loads: torch brings its own (see bench/README.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pyvision_engine.benchmarks.optim import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

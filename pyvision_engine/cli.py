@@ -52,9 +52,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from pyvision_engine.benchmarks import run_benchmark
 
-    if args.name in ("train", "infer") and "OMP_WAIT_POLICY" not in os.environ:
-        # These time pve next to torch, which has its own OpenMP runtime; both must wait
-        # passively, and libgomp reads the setting when it loads: start again with it set.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        # Benchmarks time pve next to torch, which has its own OpenMP runtime; both must
+        # wait passively or one's spinning threads starve the other's, and libgomp reads
+        # the setting when it loads: start again with it set (as bench/*.py do).
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, "-m", "pyvision_engine", "bench", args.name,
