@@ -50,13 +50,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from pyvision_engine.benchmarks import run_benchmark
+    from pyvision_engine.benchmarks import OPENMP_ENV, run_benchmark
 
-    if "OMP_WAIT_POLICY" not in os.environ:
-        # Benchmarks time pve next to torch, which has its own OpenMP runtime; both must
-        # wait passively or one's spinning threads starve the other's, and libgomp reads
-        # the setting when it loads: start again with it set (as bench/*.py do).
-        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    wanted = OPENMP_ENV.get(args.name, {})
+    if wanted and not any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+        # libgomp reads these when it loads (already done): start again with them set.
+        env = dict(os.environ, **wanted)
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, "-m", "pyvision_engine", "bench", args.name,
                                    *args.rest], env)

@@ -12,6 +12,14 @@ from typing import List
 BENCHMARKS = ("gemm", "optim", "layers", "train", "infer", "conv")
 
 
+# OpenMP settings each benchmark runs under (libgomp reads them when it loads,
+# so the command line restarts itself with them). torch ships its own OpenMP
+# runtime; two pools that spin without bound on the same cores starve each
+# other, so every benchmark bounds or disables the spinning, as bench/*.py do.
+OPENMP_ENV = {name: {"OMP_WAIT_POLICY": "PASSIVE"} for name in BENCHMARKS}
+OPENMP_ENV["gemm"] = {"GOMP_SPINCOUNT": "100000"}  # sub-0.1 ms calls: passive wake-ups dominate
+
+
 def run_benchmark(name: str, argv: List[str]) -> int:
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark '{name}'; choose from: {', '.join(BENCHMARKS)}")
