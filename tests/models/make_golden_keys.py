@@ -1,11 +1,10 @@
 """Writes torchvision_keys.json: state_dict keys and shapes of torchvision's resnet18/34/50 and
-mobilenet_v2 (1000 classes), from torch_models.py after checking each against the parameter
+mobilenet_v2 (1000 classes), from pyvision_engine/benchmarks/torch_models.py after checking each against the parameter
 count torchvision documents for it (docs: torchvision.models, "num_params").
 
     python tests/models/make_golden_keys.py
 """
 
-import importlib.util
 import json
 import os
 
@@ -15,9 +14,8 @@ DOCUMENTED_PARAMS = {"resnet18": 11689512, "resnet34": 21797672, "resnet50": 255
 
 
 def main():
-    spec = importlib.util.spec_from_file_location("torch_models", os.path.join(HERE, "torch_models.py"))
-    tm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tm)
+    from pyvision_engine.benchmarks import torch_models as tm
+
     out = {}
     for name, count in DOCUMENTED_PARAMS.items():
         model = tm.build(name, 1000)

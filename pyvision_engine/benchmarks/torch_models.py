@@ -1,7 +1,9 @@
-"""The reference architectures built with plain torch.nn (torchvision is not needed): torchvision's
-ResNet and MobileNetV2 as its source defines them, plus ResNet-20, LeNet-5 and SmallCNN as
-pve.models defines them. make_golden_keys.py checks these against torchvision's documented
-parameter counts before writing the key lists; test_models.py compares outputs with them."""
+"""The torch twins of pve.models, built with plain torch.nn (torchvision is not needed):
+torchvision's ResNet and MobileNetV2 as its source defines them, plus ResNet-20, LeNet-5 and
+SmallCNN as pve.models defines them (same module names and shapes). The benchmarks run them as
+the torch peer; tests/models compares outputs and gradients with them, and
+tests/models/make_golden_keys.py checks them against torchvision's documented parameter counts.
+Imports torch: only for benchmarks and tests, never imported by the package itself."""
 
 import torch
 from torch import nn
