@@ -343,18 +343,20 @@ void forward(const Conv2dArgs& a) {
   const int64_t chunks = chunks_per_image(l);
   const int64_t units = s.batch * l.groups * chunks;
   const int64_t col_floats = column_floats(l);
-  const bool parallel = units_in_parallel(l, s, a.num_threads);
-#pragma omp parallel for num_threads(parallel ? a.num_threads : 1) schedule(dynamic, 1)
-  for (int64_t u = 0; u < units; ++u) {
+  auto unit = [&](int64_t u, float* col, int threads) {
     const int64_t ng = u / chunks, p0 = (u % chunks) * l.chunk;
     const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
-    if (parallel) {
-      forward_chunk(a, l, ng / l.groups, ng % l.groups, p0, cols,
-                    a.workspace + omp_get_thread_num() * col_floats, 1, false);
-    } else {
-      forward_chunk(a, l, ng / l.groups, ng % l.groups, p0, cols, a.workspace, a.num_threads,
-                    a.num_threads > 1);
-    }
+    forward_chunk(a, l, ng / l.groups, ng % l.groups, p0, cols, col, threads, threads > 1);
+  };
+  if (units_in_parallel(l, s, a.num_threads)) {
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; ++u) unit(u, a.workspace + omp_get_thread_num() * col_floats, 1);
+  } else {
+    // A plain loop, not a one-thread parallel region: the regions inside would
+    // then be nested, and libgomp gives nested teams fresh threads that compete
+    // with the top-level pool's spinning ones (ResNet-18 batch 1 on 2 threads:
+    // stride-2 layers took 3-5 ms instead of 0.1-0.5 ms).
+    for (int64_t u = 0; u < units; ++u) unit(u, a.workspace, a.num_threads);
   }
 }
 
