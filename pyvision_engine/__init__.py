@@ -20,7 +20,11 @@ from pyvision_engine.tensor import (
 )
 from pyvision_engine import nn  # noqa: E402  (needs the names above)
 from pyvision_engine import optim  # noqa: E402
-from pyvision_engine.nn.functional import cat  # noqa: E402  (torch.cat)
+from pyvision_engine.nn.functional import add, cat  # noqa: E402  (torch.cat, torch.add)
+from pyvision_engine._functions import (  # noqa: E402  (torch-style top-level functions)
+    abs, argmax, argmin, bmm, clamp, clip, exp, flatten, log, log_softmax, max, mean, min, mm,
+    rand, randint, randn, relu, sigmoid, softmax, sort, sqrt, stack, sum, tanh, topk, where,
+)
 from pyvision_engine import data  # noqa: E402
 from pyvision_engine.io import load, save  # noqa: E402
 from pyvision_engine import train  # noqa: E402

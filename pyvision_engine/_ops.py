@@ -371,6 +371,8 @@ class _DimExtreme(Function):
 
 MaxResult = namedtuple("max", ["values", "indices"])
 MinResult = namedtuple("min", ["values", "indices"])
+SortResult = namedtuple("sort", ["values", "indices"])
+TopKResult = namedtuple("topk", ["values", "indices"])
 
 
 def reduce_extreme(t, dim, keepdim: bool, largest: bool):
@@ -558,3 +560,77 @@ def matmul(a, b):
             )
         return Tensor._wrap(np.asarray(np.matmul(a._data, b._data), order="C"))
     return MatMul.apply(a, b)
+
+
+# ------------------------------------------------- selection and repetition
+class Clamp(Function):
+    """clamp(a, min, max); the gradient passes where min <= a <= max (torch's rule)."""
+
+    @staticmethod
+    def forward(ctx, a, lo, hi):
+        out = a
+        if lo is not None:
+            out = np.maximum(out, np.float32(lo))
+        if hi is not None:
+            out = np.minimum(out, np.float32(hi))
+        # NaN inputs stay NaN, as in torch (np.maximum/minimum propagate NaN).
+        ctx.mask = np.ones(a.shape, dtype=bool)
+        if lo is not None:
+            ctx.mask &= a >= lo
+        if hi is not None:
+            ctx.mask &= a <= hi
+        return np.asarray(out, dtype=a.dtype, order="C")
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.mask, None, None
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.cond, ctx.shapes = cond, (np.shape(a), np.shape(b))
+        return _result_dtype(np.asarray(np.where(cond, a, b), order="C"))
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        ga = _unbroadcast(np.where(ctx.cond, g, 0).astype(np.float32), sa) if ctx.needs_input_grad[1] else None
+        gb = _unbroadcast(np.where(ctx.cond, 0, g).astype(np.float32), sb) if ctx.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+class Repeat(Function):
+    """torch's Tensor.repeat: tile ``reps`` times (len(reps) >= ndim)."""
+
+    @staticmethod
+    def forward(ctx, a, reps):
+        lead = len(reps) - a.ndim
+        ctx.in_shape, ctx.shape, ctx.reps = a.shape, (1,) * lead + a.shape, reps
+        return np.asarray(np.tile(a.reshape(ctx.shape), reps), order="C")
+
+    @staticmethod
+    def backward(ctx, g):
+        # Fold each repeated axis into (reps, size) and sum over the reps.
+        split = []
+        for r, n in zip(ctx.reps, ctx.shape):
+            split += [r, n]
+        return g.reshape(split).sum(axis=tuple(range(0, len(split), 2))).reshape(ctx.in_shape), None
+
+
+def gather_values(t, indices: np.ndarray, dim: int):
+    """Values of ``t`` at ``indices`` along ``dim`` (take_along_axis), differentiable."""
+    return _DimTake.apply(t, indices, dim)
+
+
+class _DimTake(Function):
+    @staticmethod
+    def forward(ctx, a, indices, dim):
+        ctx.shape, ctx.indices, ctx.dim = a.shape, indices, dim
+        return np.asarray(np.take_along_axis(a, indices, axis=dim), order="C")
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = np.zeros(ctx.shape, dtype=np.float32)
+        np.put_along_axis(grad, ctx.indices, g, axis=ctx.dim)  # indices are distinct per line
+        return grad, None, None

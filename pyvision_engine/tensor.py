@@ -567,6 +567,147 @@ class Tensor:
         )
         return _ops.BroadcastTo.apply(self, target)
 
+    # ------------------------------------------------ torch's conveniences
+    def relu(self) -> "Tensor":
+        from pyvision_engine.nn import functional as F
+
+        return F.relu(self)
+
+    def sigmoid(self) -> "Tensor":
+        from pyvision_engine.nn import functional as F
+
+        return F.sigmoid(self)
+
+    def tanh(self) -> "Tensor":
+        from pyvision_engine.nn import functional as F
+
+        return F.tanh(self)
+
+    def softmax(self, dim: int) -> "Tensor":
+        from pyvision_engine.nn import functional as F
+
+        return F.softmax(self, dim=dim)
+
+    def log_softmax(self, dim: int) -> "Tensor":
+        from pyvision_engine.nn import functional as F
+
+        return F.log_softmax(self, dim=dim)
+
+    def clamp(self, min: Any = None, max: Any = None) -> "Tensor":
+        """Limit to [min, max]; the gradient flows where min <= x <= max, as torch."""
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+        return _ops.Clamp.apply(self, min, max)
+
+    clip = clamp
+
+    def var(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, *,
+            correction: Optional[float] = None) -> "Tensor":
+        """Variance with Bessel's correction by default (``correction=1``), as torch."""
+        corr = (1 if unbiased else 0) if correction is None else correction
+        dims = _ops.normalize_dims(dim, self.ndim, "var")
+        count = self.numel() if dims is None else int(np.prod([self.shape[d] for d in dims]))
+        centered = self - self.mean(dim, keepdim=True)
+        return (centered * centered).sum(dim, keepdim) / float(max(count - corr, 0))
+
+    def std(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, *,
+            correction: Optional[float] = None) -> "Tensor":
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> "Tensor":
+        """Vector p-norm (2, 'fro', 1, inf) over ``dim`` (all elements by default)."""
+        if p in (2, 2.0, "fro"):
+            return (self * self).sum(dim, keepdim).sqrt()
+        if p in (1, 1.0):
+            return abs(self).sum(dim, keepdim)
+        if p == float("inf"):
+            a = abs(self)
+            return a.max() if dim is None else a.max(dim, keepdim).values
+        if isinstance(p, (int, float)) and p > 0:
+            return (abs(self) ** p).sum(dim, keepdim) ** (1.0 / p)
+        raise ValueError(f"norm: unsupported p={p!r}")
+
+    def split(self, split_size_or_sections: Any, dim: int = 0) -> Tuple["Tensor", ...]:
+        d = _ops.normalize_dim(dim, self.ndim, "split")
+        n = self.shape[d]
+        if isinstance(split_size_or_sections, int):
+            if split_size_or_sections <= 0:
+                raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
+            sizes = [min(split_size_or_sections, n - i) for i in range(0, n, split_size_or_sections)]
+        else:
+            sizes = list(split_size_or_sections)
+            if sum(sizes) != n:
+                raise ValueError(f"split: sections {sizes} do not sum to dimension {d} of size {n}")
+        out, start = [], 0
+        for size in sizes:
+            index = (slice(None),) * d + (slice(start, start + size),)
+            out.append(self[index])
+            start += size
+        return tuple(out)
+
+    def chunk(self, chunks: int, dim: int = 0) -> Tuple["Tensor", ...]:
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        n = self.shape[_ops.normalize_dim(dim, self.ndim, "chunk")]
+        return self.split(max(1, -(-n // chunks)), dim)
+
+    def repeat(self, *sizes: Any) -> "Tensor":
+        reps = _ops.shape_arg(sizes)
+        if len(reps) < self.ndim:
+            raise ValueError(
+                f"repeat: number of repeat dims ({len(reps)}) can not be smaller than the tensor's "
+                f"number of dims ({self.ndim})"
+            )
+        return _ops.Repeat.apply(self, reps)
+
+    def expand_as(self, other: "Tensor") -> "Tensor":
+        return self.expand(other.shape)
+
+    def masked_fill(self, mask: Any, value: Any) -> "Tensor":
+        mask_array = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
+        if mask_array.dtype != np.bool_:
+            raise TypeError(f"masked_fill: mask must be a bool tensor, got {mask_array.dtype}")
+        fill = value if isinstance(value, Tensor) else Tensor._wrap(np.asarray(value, dtype=self.dtype))
+        return _ops.Where.apply(mask_array, fill, self)
+
+    def mm(self, other: "Tensor") -> "Tensor":
+        if self.ndim != 2 or other.ndim != 2:
+            raise ValueError(f"mm: expected 2-D tensors, got shapes {self.shape} and {other.shape}")
+        return self @ other
+
+    def bmm(self, other: "Tensor") -> "Tensor":
+        if self.ndim != 3 or other.ndim != 3 or self.shape[0] != other.shape[0]:
+            raise ValueError(
+                f"bmm: expected 3-D tensors with the same batch size, got {self.shape} and {other.shape}"
+            )
+        return self @ other
+
+    def all(self, dim: Optional[int] = None, keepdim: bool = False) -> "Tensor":
+        axis = None if dim is None else _ops.normalize_dim(dim, self.ndim, "all")
+        return Tensor._wrap(np.asarray(np.all(self._data, axis=axis, keepdims=keepdim), order="C"))
+
+    def any(self, dim: Optional[int] = None, keepdim: bool = False) -> "Tensor":
+        axis = None if dim is None else _ops.normalize_dim(dim, self.ndim, "any")
+        return Tensor._wrap(np.asarray(np.any(self._data, axis=axis, keepdims=keepdim), order="C"))
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        """``(values, indices)``; equal elements keep their order (a stable sort)."""
+        d = _ops.normalize_dim(dim, self.ndim, "sort")
+        key = -self._data if descending else self._data
+        indices = np.argsort(key, axis=d, kind="stable")
+        return _ops.SortResult(_ops.gather_values(self, indices, d),
+                               Tensor._wrap(np.asarray(indices, dtype=np.int64, order="C")))
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+        """``(values, indices)`` of the k largest (smallest) along ``dim``."""
+        d = _ops.normalize_dim(dim, self.ndim, "topk")
+        if not 0 <= k <= self.shape[d]:
+            raise ValueError(f"topk: k={k} is out of range for dimension {d} of size {self.shape[d]}")
+        key = -self._data if largest else self._data
+        indices = np.take(np.argsort(key, axis=d, kind="stable"), np.arange(k), axis=d)
+        return _ops.TopKResult(_ops.gather_values(self, indices, d),
+                               Tensor._wrap(np.asarray(indices, dtype=np.int64, order="C")))
+
     def __getitem__(self, index: Any) -> "Tensor":
         return _ops.Index.apply(self, _ops.normalize_index(index))
 

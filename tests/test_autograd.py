@@ -198,3 +198,33 @@ def test_custom_function():
     x = pve.tensor([1.0, -2.0], requires_grad=True)
     Cube.apply(x).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [3.0, 12.0])
+
+
+def test_convenience_ops_against_numpy_and_finite_differences():
+    check(lambda a: a.clamp(-0.3, 0.4), lambda a: np.clip(a, -0.3, 0.4), (4, 5))
+    check(lambda a: a.var(1), lambda a: a.var(axis=1, ddof=1), (3, 6))
+    check(lambda a: a.std(unbiased=False), lambda a: a.std(), (4, 3))
+    check(lambda a: a.norm(dim=0), lambda a: np.sqrt((a * a).sum(0)), (3, 4))
+    check(lambda a: a.repeat(2, 1, 3), lambda a: np.tile(a, (2, 1, 3)), (2, 3))
+    check(lambda a: a.split([1, 3], dim=1)[1], lambda a: a[:, 1:], (2, 4))
+    check(lambda a, b: pve.where(a > 0, a, b), lambda a, b: np.where(a > 0, a, b), (3, 4), (4,))
+    check(lambda a: a.masked_fill(a < 0, 0.0), lambda a: np.where(a < 0, 0.0, a), (5,))
+    check(lambda a: a.topk(2, dim=1).values, lambda a: -np.sort(-a, axis=1)[:, :2], (3, 5))
+    check(lambda a: a.sort(dim=0).values, lambda a: np.sort(a, axis=0), (4, 2))
+    check(lambda a, b: pve.stack([a, b], dim=1), lambda a, b: np.stack([a, b], axis=1), (2, 3), (2, 3))
+
+
+def test_convenience_ops_validate_arguments():
+    t = pve.ones(2, 3)
+    with pytest.raises(ValueError, match="at least one"):
+        t.clamp()
+    with pytest.raises(ValueError, match="do not sum"):
+        t.split([1, 1], dim=1)
+    with pytest.raises(ValueError, match="out of range"):
+        t.topk(4)
+    with pytest.raises(ValueError, match="equal size"):
+        pve.stack([pve.ones(2), pve.ones(3)])
+    with pytest.raises(ValueError, match="repeat dims"):
+        t.repeat(2)
+    with pytest.raises(TypeError, match="bool"):
+        t.masked_fill(t, 0.0)

@@ -26,6 +26,19 @@ CASES = [
     ("flatten_expand", lambda a, b: a.flatten(1) + b.expand(2, 6), [(2, 2, 3), (1, 6)]),
     ("exp_log_sqrt", lambda a, b: (a.exp() + b.abs().sqrt() + (b * b + 1.0).log()), [(3,), (3,)]),
     ("unsqueeze_squeeze", lambda a, b: a.unsqueeze(1).squeeze(1) * b.squeeze(), [(4,), (1, 4)]),
+    ("clamp", lambda a, b: a.clamp(-0.5, 0.7) * b, [(3, 4), (4,)]),
+    ("clamp_min", lambda a, b: a.clamp(min=0.1) + b, [(5,), (5,)]),
+    ("var_std", lambda a, b: a.var(1) + b.std() + a.var(0, unbiased=False).sum(), [(3, 4), (6,)]),
+    ("norm", lambda a, b: a.norm() * b.norm(p=1) + a.norm(dim=1).sum(), [(3, 4), (5,)]),
+    ("split_chunk", lambda a, b: a.split(2, dim=1)[1].sum() * b.chunk(3)[2], [(3, 5), (7,)]),
+    ("repeat", lambda a, b: a.repeat(2, 3) * b, [(2, 3), (4, 9)]),
+    ("repeat_lead", lambda a, b: a.repeat(2, 1, 2) + b, [(3, 2), (2, 3, 4)]),
+    ("masked_fill", lambda a, b: a.masked_fill(b > 0, 2.5) * b, [(3, 4), (3, 4)]),
+    ("topk", lambda a, b: a.topk(2, dim=1).values * b, [(3, 5), (1, 2)]),
+    ("sort_desc", lambda a, b: a.sort(dim=0, descending=True).values + b, [(4, 3), (3,)]),
+    ("softmax_method", lambda a, b: a.softmax(-1) * b + a.log_softmax(0), [(3, 4), (4,)]),
+    ("sigmoid_tanh_relu", lambda a, b: a.sigmoid() + b.tanh() + (a * b).relu(), [(3,), (3,)]),
+    ("mm_bmm", lambda a, b: a.bmm(b).sum(0).mm(b[0].t()), [(2, 3, 4), (2, 4, 5)]),
 ]
 
 
@@ -45,6 +58,25 @@ def test_op_and_gradients_match_torch(name, fn, shapes):
         if b.grad is None:
             continue
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-5, err_msg=f"input {i}")
+
+
+def test_top_level_functions_match_torch():
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    b = rng.standard_normal((3, 4)).astype(np.float32)
+    cond = a > 0
+    np.testing.assert_allclose(pve.where(pve.tensor(cond), pve.tensor(a), pve.tensor(b)).numpy(),
+                               torch.where(torch.tensor(cond), torch.tensor(a), torch.tensor(b)).numpy())
+    np.testing.assert_allclose(pve.stack([pve.tensor(a), pve.tensor(b)], dim=1).numpy(),
+                               torch.stack([torch.tensor(a), torch.tensor(b)], dim=1).numpy())
+    np.testing.assert_allclose(pve.clamp(pve.tensor(a), max=0.2).numpy(),
+                               torch.clamp(torch.tensor(a), max=0.2).numpy())
+    v, i = pve.topk(pve.tensor(a), 3)
+    tv, ti = torch.topk(torch.tensor(a), 3)
+    np.testing.assert_allclose(v.numpy(), tv.numpy())
+    np.testing.assert_array_equal(i.numpy(), ti.numpy())
+    assert pve.randint(5, size=(4,)).dtype == pve.int64 and pve.randn(2, 3).shape == (2, 3)
+    assert bool(pve.tensor(cond).any().item()) == bool(torch.tensor(cond).any().item())
+    np.testing.assert_array_equal(pve.tensor(cond).all(dim=1).numpy(), torch.tensor(cond).all(dim=1).numpy())
 
 
 def test_reductions_of_ties_and_dtypes_match_torch():

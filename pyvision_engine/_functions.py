@@ -1,0 +1,156 @@
+"""torch-style top-level functions: ``pve.stack``, ``pve.where``, ``pve.randn``, ... Thin
+wrappers over Tensor methods and nn.functional, so each has one implementation."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from pyvision_engine import _ops
+from pyvision_engine.random import default_generator
+from pyvision_engine.tensor import Tensor, _normalize_dtype, as_tensor, float32
+
+__all__ = [
+    "stack", "where", "clamp", "clip", "flatten", "exp", "log", "sqrt", "abs", "sum", "mean",
+    "max", "min", "argmax", "argmin", "relu", "sigmoid", "tanh", "softmax", "log_softmax",
+    "mm", "bmm", "randn", "rand", "randint", "topk", "sort",
+]
+
+
+def stack(tensors: Sequence[Any], dim: int = 0) -> Tensor:
+    """Join tensors of equal shape along a new dimension ``dim``."""
+    from pyvision_engine.nn.functional import cat
+
+    items = [as_tensor(t) for t in tensors]
+    if not items:
+        raise ValueError("stack expects a non-empty sequence of tensors")
+    shapes = {t.shape for t in items}
+    if len(shapes) != 1:
+        raise ValueError(f"stack expects each tensor to be equal size, got shapes {sorted(shapes)}")
+    d = _ops.normalize_dim(dim, items[0].ndim + 1, "stack")
+    return cat([t.unsqueeze(d) for t in items], dim=d)
+
+
+def where(condition: Any, input: Any, other: Any) -> Tensor:
+    """``input`` where ``condition`` is true, else ``other`` (broadcasting; differentiable)."""
+    cond = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
+    a = input if isinstance(input, Tensor) else Tensor._wrap(np.asarray(input, dtype=np.float32))
+    b = other if isinstance(other, Tensor) else Tensor._wrap(np.asarray(other, dtype=np.float32))
+    return _ops.Where.apply(cond, a, b)
+
+
+def clamp(input: Any, min: Any = None, max: Any = None) -> Tensor:
+    return as_tensor(input).clamp(min, max)
+
+
+clip = clamp
+
+
+def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    return as_tensor(input).flatten(start_dim, end_dim)
+
+
+def exp(input: Any) -> Tensor:
+    return as_tensor(input).exp()
+
+
+def log(input: Any) -> Tensor:
+    return as_tensor(input).log()
+
+
+def sqrt(input: Any) -> Tensor:
+    return as_tensor(input).sqrt()
+
+
+def abs(input: Any) -> Tensor:  # noqa: A001  (torch's name)
+    return as_tensor(input).abs()
+
+
+def sum(input: Any, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    return as_tensor(input).sum(dim, keepdim)
+
+
+def mean(input: Any, dim: Any = None, keepdim: bool = False) -> Tensor:
+    return as_tensor(input).mean(dim, keepdim)
+
+
+def max(input: Any, dim: Any = None, keepdim: bool = False):  # noqa: A001
+    return as_tensor(input).max(dim, keepdim)
+
+
+def min(input: Any, dim: Any = None, keepdim: bool = False):  # noqa: A001
+    return as_tensor(input).min(dim, keepdim)
+
+
+def argmax(input: Any, dim: Optional[int] = None, keepdim: bool = False) -> Tensor:
+    return as_tensor(input).argmax(dim, keepdim)
+
+
+def argmin(input: Any, dim: Optional[int] = None, keepdim: bool = False) -> Tensor:
+    return as_tensor(input).argmin(dim, keepdim)
+
+
+def relu(input: Any) -> Tensor:
+    return as_tensor(input).relu()
+
+
+def sigmoid(input: Any) -> Tensor:
+    return as_tensor(input).sigmoid()
+
+
+def tanh(input: Any) -> Tensor:
+    return as_tensor(input).tanh()
+
+
+def softmax(input: Any, dim: int) -> Tensor:
+    return as_tensor(input).softmax(dim)
+
+
+def log_softmax(input: Any, dim: int) -> Tensor:
+    return as_tensor(input).log_softmax(dim)
+
+
+def mm(input: Any, mat2: Any) -> Tensor:
+    return as_tensor(input).mm(as_tensor(mat2))
+
+
+def bmm(input: Any, mat2: Any) -> Tensor:
+    return as_tensor(input).bmm(as_tensor(mat2))
+
+
+def topk(input: Any, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+    return as_tensor(input).topk(k, dim, largest, sorted)
+
+
+def sort(input: Any, dim: int = -1, descending: bool = False, stable: bool = False):
+    return as_tensor(input).sort(dim, descending, stable)
+
+
+def _shape(size: Sequence[Any]):
+    return _ops.shape_arg(size)
+
+
+def randn(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the engine's generator (seeded by manual_seed)."""
+    values = default_generator().standard_normal(_shape(size)).astype(np.float32)
+    return Tensor(values, requires_grad=requires_grad)
+
+
+def rand(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples on [0, 1) from the engine's generator."""
+    values = default_generator().random(_shape(size)).astype(np.float32)
+    return Tensor(values, requires_grad=requires_grad)
+
+
+def randint(low: int, high: Optional[int] = None, size: Sequence[int] = (), dtype: Any = None) -> Tensor:
+    """Integers in [low, high) (or [0, low) given one bound), int64 by default."""
+    if high is None:
+        low, high = 0, low
+    if high <= low:
+        raise ValueError(f"randint: expected low < high, got low={low}, high={high}")
+    values = default_generator().integers(low, high, size=tuple(size))
+    target = _normalize_dtype(dtype) if dtype is not None else np.dtype(np.int64)
+    return Tensor(np.asarray(values, dtype=target if target != float32 else np.float32))
