@@ -86,6 +86,40 @@ inline Vec effective_grad(Vec g, Vec p, bool maximize, float weight_decay) {
   return g;
 }
 
+// The first half of Adam, AdamW, NAdam and RAdam, shared by all four: weight
+// decay (decoupled: p *= 1 - lr*wd; else L2 into g), then the moments
+// m = lerp(m, g, 1 - b1) and v = b2*v + (1 - b2)*g^2, stored back.
+struct AdamMoments {
+  Vec p, g, m, v;
+};
+
+struct AdamMomentRule {
+  Lerp lerp;
+  Vec beta2, one_minus_beta2, decay;
+  bool maximize, decoupled;
+  float l2;  // L2 weight decay folded into g (0 when decoupled or off)
+
+  template <class Args>
+  explicit AdamMomentRule(const Args& a)
+      : lerp(a.lerp_weight), beta2(Vec::set1(a.beta2)), one_minus_beta2(Vec::set1(a.one_minus_beta2)),
+        decay(Vec::set1(a.decay_factor)), maximize(a.maximize),
+        decoupled(a.weight_decay != 0.0f && a.decoupled),
+        l2(a.decoupled ? 0.0f : a.weight_decay) {}
+
+  AdamMoments operator()(const float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                         int64_t i, int w) const {
+    AdamMoments r;
+    r.p = ld(param + i, w);
+    if (decoupled) r.p = r.p * decay;
+    r.g = effective_grad(ld(grad + i, w), r.p, maximize, l2);
+    r.m = lerp(ld(exp_avg + i, w), r.g);
+    r.v = fmadd(one_minus_beta2 * r.g, r.g, ld(exp_avg_sq + i, w) * beta2);
+    st(r.m, exp_avg + i, w);
+    st(r.v, exp_avg_sq + i, w);
+    return r;
+  }
+};
+
 }  // namespace optim_detail
 }  // namespace PVE_KERNEL_NS
 }  // namespace pve

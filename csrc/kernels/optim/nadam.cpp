@@ -8,25 +8,14 @@ using namespace optim_detail;
 
 void nadam_impl(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
                 const NadamArgs& a, int num_threads) {
-  const Lerp lerp(a.lerp_weight);
-  const Vec beta2 = Vec::set1(a.beta2), omb2 = Vec::set1(a.one_minus_beta2),
-            decay = Vec::set1(a.decay_factor), bc2 = Vec::set1(a.bias_correction2),
-            eps = Vec::set1(a.eps), gc = Vec::set1(a.grad_coef), mc = Vec::set1(a.exp_avg_coef);
-  const bool l2 = a.weight_decay != 0.0f && !a.decoupled;
-  const bool decoupled = a.weight_decay != 0.0f && a.decoupled;
+  const AdamMomentRule moments(a);
+  const Vec bc2 = Vec::set1(a.bias_correction2), eps = Vec::set1(a.eps),
+            gc = Vec::set1(a.grad_coef), mc = Vec::set1(a.exp_avg_coef);
   parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
-    Vec p = ld(param + i, w);
-    Vec g = ld(grad + i, w);
-    if (a.maximize) g = -g;
-    if (decoupled) p = p * decay;
-    if (l2) g = fmadd(p, Vec::set1(a.weight_decay), g);
-    const Vec m = lerp(ld(exp_avg + i, w), g);
-    const Vec v = fmadd(omb2 * g, g, ld(exp_avg_sq + i, w) * beta2);
-    st(m, exp_avg + i, w);
-    st(v, exp_avg_sq + i, w);
-    const Vec denom = sqrt(v / bc2) + eps;  // eps outside sqrt(v / bc2)
-    p = p + (gc * g) / denom;               // two updates, in torch's order
-    st(p + (mc * m) / denom, param + i, w);
+    const AdamMoments r = moments(param, grad, exp_avg, exp_avg_sq, i, w);
+    const Vec denom = sqrt(r.v / bc2) + eps;     // eps outside sqrt(v / bc2)
+    const Vec p = r.p + (gc * r.g) / denom;      // two updates, in torch's order
+    st(p + (mc * r.m) / denom, param + i, w);
   });
 }
 
