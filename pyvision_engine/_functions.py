@@ -129,20 +129,16 @@ def sort(input: Any, dim: int = -1, descending: bool = False, stable: bool = Fal
     return as_tensor(input).sort(dim, descending, stable)
 
 
-def _shape(size: Sequence[Any]):
-    return _ops.shape_arg(size)
-
-
 def randn(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from the engine's generator (seeded by manual_seed)."""
-    values = default_generator().standard_normal(_shape(size)).astype(np.float32)
-    return Tensor(values, requires_grad=requires_grad)
+    values = default_generator().standard_normal(_ops.shape_arg(size))
+    return Tensor(values.astype(_normalize_dtype(dtype or float32)), requires_grad=requires_grad)
 
 
 def rand(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples on [0, 1) from the engine's generator."""
-    values = default_generator().random(_shape(size)).astype(np.float32)
-    return Tensor(values, requires_grad=requires_grad)
+    values = default_generator().random(_ops.shape_arg(size))
+    return Tensor(values.astype(_normalize_dtype(dtype or float32)), requires_grad=requires_grad)
 
 
 def randint(low: int, high: Optional[int] = None, size: Sequence[int] = (), dtype: Any = None) -> Tensor:

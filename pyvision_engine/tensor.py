@@ -8,7 +8,7 @@ a strided view in torch (permute, transpose) copy. ``numpy()`` is a view.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
