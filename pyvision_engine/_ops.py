@@ -351,24 +351,6 @@ class _FullExtreme(Function):
         return mask * (g / mask.sum()), None
 
 
-class _DimExtreme(Function):
-    """Values of max/min along a dim; the gradient goes to the chosen index."""
-
-    @staticmethod
-    def forward(ctx, a, indices, dim, keepdim):
-        ctx.shape, ctx.indices, ctx.dim, ctx.keepdim = a.shape, indices, dim, keepdim
-        values = np.take_along_axis(a, np.expand_dims(indices, dim), axis=dim)
-        return np.asarray(values if keepdim else np.squeeze(values, dim), order="C")
-
-    @staticmethod
-    def backward(ctx, g):
-        grad = np.zeros(ctx.shape, dtype=np.float32)
-        idx = np.expand_dims(ctx.indices, ctx.dim)
-        g = g if ctx.keepdim else np.expand_dims(g, ctx.dim)
-        np.put_along_axis(grad, idx, g, axis=ctx.dim)
-        return grad, None, None, None
-
-
 MaxResult = namedtuple("max", ["values", "indices"])
 MinResult = namedtuple("min", ["values", "indices"])
 SortResult = namedtuple("sort", ["values", "indices"])
@@ -386,8 +368,11 @@ def reduce_extreme(t, dim, keepdim: bool, largest: bool):
     if a.shape[d] == 0:
         raise IndexError(f"{op}(): cannot reduce over a zero-size dimension {d} of shape {t.shape}")
     indices = np.argmax(a, axis=d) if largest else np.argmin(a, axis=d)
-    values = _DimExtreme.apply(t if t.ndim > 0 else t.reshape(1), indices, d, keepdim)
-    idx = np.expand_dims(indices, d) if keepdim else indices
+    idx = np.expand_dims(indices, d)
+    values = gather_values(t if t.ndim > 0 else t.reshape(1), idx, d)
+    if not keepdim:
+        values = values.squeeze(d)
+        idx = indices
     result = MaxResult if largest else MinResult
     if t.ndim == 0:
         return result(values.reshape(()), Tensor._wrap(np.asarray(0, dtype=np.int64)))
