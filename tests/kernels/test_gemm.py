@@ -35,13 +35,11 @@ TILES = {
 TRANS = [(False, False), (True, False), (False, True), (True, True)]
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    """Runs the test at one ISA level and restores the level and thread count."""
-    previous_isa, previous_threads = _C.active_isa(), _C.get_num_threads()
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa(previous_isa)
+@pytest.fixture
+def isa(isa):
+    """The shared per-ISA fixture (tests/conftest.py), also restoring the thread count."""
+    previous_threads = _C.get_num_threads()
+    yield isa
     _C.set_num_threads(previous_threads)
 
 
