@@ -21,6 +21,7 @@
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_bias_gradient.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -150,19 +151,7 @@ void backward_weight(const Conv2dArgs& a) {
     for (int64_t i = 0; i < weight_floats; ++i) a.grad_weight[i] = 0.0f;
     if (a.grad_bias) {
 #pragma omp for schedule(static)
-      for (int64_t k = 0; k < s.out_channels; ++k) {
-        double sum = 0.0;
-        for (int64_t n = 0; n < s.batch; ++n) {
-          const float* gy = a.grad_output + (n * s.out_channels + k) * pixels;
-          Vec acc = Vec::zero();
-          int64_t i = 0;
-          for (; i + L <= pixels; i += L) acc = acc + Vec::load(gy + i);
-          float part = reduce_add(acc);
-          for (; i < pixels; ++i) part += gy[i];
-          sum += part;
-        }
-        a.grad_bias[k] = static_cast<float>(sum);
-      }
+      for (int64_t k = 0; k < s.out_channels; ++k) a.grad_bias[k] = conv2d_bias_gradient(a, k);
     }
     for (int64_t n0 = 0; n0 < s.batch; n0 += g.images) {
       const int64_t nb = (s.batch - n0) < g.images ? (s.batch - n0) : g.images;

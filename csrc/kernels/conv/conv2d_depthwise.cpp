@@ -19,6 +19,7 @@
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_bias_gradient.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -503,19 +504,7 @@ void backward_weight(const Conv2dArgs& a) {
       }
     }
     if (a.grad_bias) {
-      for (int64_t k = c * mult; k < (c + 1) * mult; ++k) {
-        double sum = 0.0;
-        for (int64_t n = 0; n < s.batch; ++n) {
-          const float* gy = a.grad_output + (n * s.out_channels + k) * pixels;
-          Vec acc = Vec::zero();
-          int64_t i = 0;
-          for (; i + L <= pixels; i += L) acc = acc + Vec::load(gy + i);
-          float part = reduce_add(acc);
-          for (; i < pixels; ++i) part += gy[i];
-          sum += part;
-        }
-        a.grad_bias[k] = static_cast<float>(sum);
-      }
+      for (int64_t k = c * mult; k < (c + 1) * mult; ++k) a.grad_bias[k] = conv2d_bias_gradient(a, k);
     }
   }
 }

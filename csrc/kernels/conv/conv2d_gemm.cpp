@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_bias_gradient.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -652,19 +653,8 @@ void backward_weight_images(const Conv2dArgs& a, const Lowering& l, int64_t n0, 
 }
 
 void grad_bias(const Conv2dArgs& a) {
-  const Conv2dShape& s = a.shape;
-  const int64_t pixels = s.out_h * s.out_w;
 #pragma omp parallel for num_threads(a.num_threads) schedule(static)
-  for (int64_t k = 0; k < s.out_channels; ++k) {
-    double sum = 0.0;  // bias gradients sum many terms; keep them in double
-    for (int64_t n = 0; n < s.batch; ++n) {
-      const float* g = a.grad_output + (n * s.out_channels + k) * pixels;
-      float part = 0.0f;
-      for (int64_t p = 0; p < pixels; ++p) part += g[p];
-      sum += part;
-    }
-    a.grad_bias[k] = static_cast<float>(sum);
-  }
+  for (int64_t k = 0; k < a.shape.out_channels; ++k) a.grad_bias[k] = conv2d_bias_gradient(a, k);
 }
 
 // gw[g*kg + k][row] = sum over the accumulators u of gwT_u[g][row][k] (or of
