@@ -152,8 +152,11 @@ py::array_t<float> new_array(const std::vector<int64_t>& shape) {
 py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<py::array> bias,
                          Pair stride, Pair padding, Pair dilation, int64_t groups, Pair out,
                          const std::string& algorithm, bool relu,
-                         std::optional<py::array> packed) {
+                         std::optional<py::array> packed, float relu_max) {
   check_f32(x, "conv2d", "input", 4);
+  if (!(relu_max >= 0.0f))
+    throw py::value_error("conv2d: relu_max must be >= 0 (+inf for ReLU, 6 for ReLU6), got " +
+                          std::to_string(relu_max));
   check_f32(w, "conv2d", "weight", 4);
   Conv2dShape s = make_shape(shape_of(x), shape_of(w), stride, padding, dilation, groups, out);
   py::array_t<float> y = new_array({s.batch, s.out_channels, s.out_h, s.out_w});
@@ -162,6 +165,7 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
   a.input = f32_data(x);
   a.weight = f32_data(w);
   a.relu = relu;
+  a.relu_max = relu_max;
   if (bias) {
     check_f32(*bias, "conv2d", "bias", 1);
     expect_shape(*bias, {s.out_channels}, "conv2d", "bias");
@@ -314,8 +318,9 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("weight"),
         py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), py::arg("out_size"), py::arg("algorithm"), py::arg("relu") = false,
-        py::arg("packed_weight") = py::none(),
-        "y = act(conv2d(input, weight) + bias); padding is (top, left), out_size (H, W).");
+        py::arg("packed_weight") = py::none(), py::arg("relu_max") = INFINITY,
+        "y = act(conv2d(input, weight) + bias); act is ReLU clamped to [0, relu_max] when "
+        "relu (ReLU6: relu_max=6); padding is (top, left), out_size (H, W).");
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("grad_output"),
         py::arg("weight"), py::arg("input_shape"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("algorithm"),

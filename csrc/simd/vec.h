@@ -147,5 +147,10 @@ inline float reduce_max(Vec a) { return a.v; }
 
 #endif
 
+// min(max(x, 0), cap): ReLU (cap = +inf) or ReLU6 (cap = 6) as a convolution
+// epilogue. NaN stays NaN, as in torch: max/min return their second operand
+// when one is NaN (and the scalar forms compare the same way).
+inline Vec relu_clamp(Vec x, Vec cap) { return min(cap, max(Vec::zero(), x)); }
+
 }  // namespace PVE_KERNEL_NS
 }  // namespace pve

@@ -6,14 +6,15 @@ on ResNet-18's 62 parameter tensors (11,689,512 floats), at 1 and 2 threads.
 For each optimizer: median step time of pve (fused C++ kernel, one call over
 the group's parameter arena) and of torch (fused=True where torch 2.13 has a
 CPU kernel: SGD, Adam, AdamW, Adagrad; otherwise the faster of foreach=True and
-the default single-tensor path, both measured), measured alternately in the
-same process. Effective bandwidth counts the bytes the update rule must move:
-every array it reads (param, grad, each state tensor) and every array it
-writes (param, each state tensor), 4 bytes x 11,689,512 each, once per step;
-arena padding and write-allocate traffic are not counted. It is compared with
-a STREAM triad (a = b + s*c, 3 arrays counted, best time of the repeats and
-best of regular and non-temporal stores) run by the bench over the same working-set size (all the
-rule's distinct arrays), because 32 MiB of L3 holds part of it.
+the default single-tensor path, both measured), measured in the same process
+in alternating runs of consecutive steps (see RUN_LENGTH). Effective bandwidth
+counts the bytes the update rule must move: every array it reads (param,
+grad, each state tensor) and every array it writes (param, each state tensor),
+4 bytes x 11,689,512 each, once per step; arena padding and write-allocate
+traffic are not counted. It is compared with a STREAM triad (a = b + s*c, 3
+arrays counted, best time of the repeats and best of regular and non-temporal
+stores) run by the bench over the same working-set size (all the rule's
+distinct arrays), because 32 MiB of L3 holds part of it.
 """
 
 from __future__ import annotations
@@ -73,6 +74,23 @@ def _median_time(fn: Callable[[], None], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+# Steps are timed in short runs of consecutive steps of one engine, the
+# engines alternating run by run (so load from other processes hits both
+# alike). The first step of a run finds the other engine's arrays in L3 and is
+# not kept: the rest sweep their own working set back to back, which is the
+# condition the triad they are compared with is measured under.
+RUN_LENGTH = 4
+
+
+def _timed_run(fn: Callable[[], None], length: int) -> List[float]:
+    times = []
+    for _ in range(length):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times[1:]
 
 
 class _PveCase:
@@ -143,14 +161,10 @@ def run(threads_list: Sequence[int], repeats: int, only: Optional[Sequence[str]]
                     else:
                         del tc
             pve_times, torch_times = [], []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                case.step()
-                pve_times.append(time.perf_counter() - t0)
+            while len(pve_times) < repeats:
+                pve_times += _timed_run(case.step, RUN_LENGTH)
                 if torch_case is not None:
-                    t0 = time.perf_counter()
-                    torch_case.step()
-                    torch_times.append(time.perf_counter() - t0)
+                    torch_times += _timed_run(torch_case.step, RUN_LENGTH)
             t_pve = float(np.median(pve_times))
             t_torch = float(np.median(torch_times)) if torch_times else None
             del case, torch_case

@@ -8,6 +8,7 @@ from typing import Any, Callable, List, Optional, Type, Union
 
 from pyvision_engine import nn
 from pyvision_engine.nn import init
+from pyvision_engine.nn.fusion import conv_bn_act  # one folded conv in inference
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet20",
@@ -48,8 +49,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Any) -> Tensor:
         identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = conv_bn_act(self.conv1, self.bn1, self.relu, x)
+        out = conv_bn_act(self.conv2, self.bn2, None, out)
         if self.downsample is not None:
             identity = self.downsample(x)
         return self.relu(out + identity)
@@ -78,9 +79,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: Any) -> Tensor:
         identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = conv_bn_act(self.conv1, self.bn1, self.relu, x)
+        out = conv_bn_act(self.conv2, self.bn2, self.relu, out)
+        out = conv_bn_act(self.conv3, self.bn3, None, out)
         if self.downsample is not None:
             identity = self.downsample(x)
         return self.relu(out + identity)
@@ -144,7 +145,7 @@ class ResNet(nn.Module):
 
     def forward(self, x: Any) -> Tensor:
         x = _check_input(x, 3, "ResNet")
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(conv_bn_act(self.conv1, self.bn1, self.relu, x))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))
 
@@ -213,7 +214,7 @@ class CifarResNet(nn.Module):
 
     def forward(self, x: Any) -> Tensor:
         x = _check_input(x, self.in_channels, "CifarResNet")
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = conv_bn_act(self.conv1, self.bn1, self.relu, x)
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.avgpool(x).flatten(1))
 

@@ -132,7 +132,11 @@ def batch_norm(input: Any, running_mean: Optional[Any], running_var: Optional[An
                              f"input size {x.shape}")
     state = (None if rm is None else rm._data, None if rv is None else rv._data, bool(training),
              float(momentum) if momentum is not None else 0.0, float(eps), bool(_fuse_relu))
-    return _BatchNorm.apply(x, w, b, state)
+    y = _BatchNorm.apply(x, w, b, state)
+    if training and rm is not None:
+        rm._bump_version()  # updated in place: caches of folded convolutions are stale
+        rv._bump_version()
+    return y
 
 
 class _GroupNorm(Function):

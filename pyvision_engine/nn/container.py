@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, Iterator, Optional, Union
 
+from pyvision_engine.autograd import is_grad_enabled
 from pyvision_engine.nn.module import Module
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict"]
@@ -23,6 +24,10 @@ class Sequential(Module):
                 self.add_module(str(i), module)
 
     def forward(self, x: Any) -> Any:
+        if not self.training and not is_grad_enabled():
+            # Inference: Conv2d -> BatchNorm2d -> ReLU runs as one convolution.
+            from pyvision_engine.nn.fusion import run_sequence  # (imports nn.conv)
+            return run_sequence(self._modules.values(), x)
         for module in self._modules.values():
             x = module(x)
         return x

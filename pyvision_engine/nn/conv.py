@@ -2,8 +2,10 @@
 
 Inference fast path
 -------------------
-In ``eval()`` under ``no_grad``, a Conv2d whose shape runs on Winograd keeps the
-transformed (packed) weights and reuses them. The pack is keyed on the weight's
+In ``eval()`` under ``no_grad``, a Conv2d checks its geometry and picks its
+algorithm once per input shape and then calls the kernel directly (no autograd
+node). One whose shape runs on Winograd keeps the transformed (packed) weights
+and reuses them. The pack is keyed on the weight's
 identity, its buffer address, its ``_version`` (bumped by every in-place Tensor
 op, ``load_state_dict``, ``nn.init``, and by optimizers through
 ``Tensor._bump_version()``), the SIMD level, and is dropped by ``train()``.
@@ -125,43 +127,94 @@ class Conv2d(Module):
     def _drop_pack(self) -> None:
         object.__setattr__(self, "_pack", None)
         object.__setattr__(self, "_pack_key", None)
+        object.__setattr__(self, "_fold", None)
+        object.__setattr__(self, "_plans", {})
 
     def train(self, mode: bool = True) -> "Module":
         self._drop_pack()
         return super().train(mode)
 
-    def _packed_weight(self, weight: Tensor, x_shape: Tuple[int, ...]) -> Optional[np.ndarray]:
+    def _inference_plan(self, x_shape: Tuple[int, ...], weight: Tensor) -> Tuple[Any, str, bool]:
+        """(geometry, algorithm, uses the Winograd pack) for eval + no_grad, checked and
+        chosen once per input shape (and forced algorithm), then reused."""
+        forced = conv_backend.forced_algorithm()
+        key = (x_shape, weight.shape, self.stride, self.padding, self.dilation, self.groups,
+               forced)
+        plan = self._plans.get(key)
+        if plan is None:
+            geo = F._conv2d_geometry(x_shape, tuple(weight.shape), self.stride, self.padding,
+                                     self.dilation, self.groups, self._layer_name())
+            algorithm = F._algorithm("forward", x_shape, weight.shape, geo, weights_packed=True)
+            packs = algorithm == "winograd" and _C.conv2d_plan(
+                "forward", "winograd", list(x_shape), list(weight.shape), geo.stride,
+                geo.top_left, geo.dilation, geo.groups, geo.out_size)[0] == "winograd"
+            if algorithm == "winograd" and not packs:
+                algorithm = F._algorithm("forward", x_shape, weight.shape, geo)
+            plan = (geo, algorithm, packs)
+            if len(self._plans) >= 16:  # a server seeing many shapes: keep the newest
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    def _packed_weight(self, weight: Tensor) -> np.ndarray:
         """Winograd weights packed once per weight version (eval + no_grad only)."""
-        if len(x_shape) == 3:
-            x_shape = (1,) + tuple(x_shape)
-        try:
-            geo = F._conv2d_geometry(tuple(x_shape), tuple(weight.shape), self.stride,
-                                     self.padding, self.dilation, self.groups, self._layer_name())
-        except ValueError:
-            return None  # the convolution itself reports the error
-        if conv_backend.choose_algorithm("forward", x_shape, weight.shape, geo.stride, geo.pads,
-                                         geo.dilation, geo.groups, geo.out_size,
-                                         weights_packed=True) != "winograd":
-            return None
-        if _C.conv2d_plan("forward", "winograd", list(x_shape), list(weight.shape), geo.stride,
-                          geo.top_left, geo.dilation, geo.groups, geo.out_size)[0] != "winograd":
-            return None
         key = (_C.active_isa(),) + _tensor_key(weight)
         if self._pack_key != key:
             object.__setattr__(self, "_pack", _C.conv2d_pack_weight(weight._data))
             object.__setattr__(self, "_pack_key", key)
         return self._pack
 
+    def _infer(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool,
+               relu_max: float) -> Tensor:
+        """The inference fast path: a cached plan and one kernel call, no autograd node."""
+        geo, algorithm, packs = self._inference_plan(tuple(x.shape), weight)
+        if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(f"{self._layer_name()}: bias must have shape ({weight.shape[0]},), "
+                             f"got {tuple(bias.shape)}")
+        packed = self._packed_weight(weight) if packs else None
+        y = _C.conv2d_forward(x._data, weight._data, None if bias is None else bias._data,
+                              geo.stride, geo.top_left, geo.dilation, geo.groups, geo.out_size,
+                              algorithm, relu, packed, relu_max)
+        return Tensor._wrap(y)
+
     def _layer_name(self) -> str:
         return (f"Conv2d({self.in_channels}, {self.out_channels}, "
                 f"kernel_size={self.kernel_size})")
 
-    def _convolve(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool) -> Tensor:
-        packed = None
-        if not self.training and not is_grad_enabled():
-            packed = self._packed_weight(weight, tuple(x.shape))
+    def _convolve(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool,
+                  relu_max: float = math.inf) -> Tensor:
+        if (not self.training and not is_grad_enabled() and x.ndim == 4
+                and x.dtype == np.float32 and weight.dtype == np.float32
+                and (bias is None or bias.dtype == np.float32)):
+            return self._infer(x, weight, bias, relu, relu_max)
         return F._conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
-                         relu=relu, layer=self._layer_name(), packed=packed)
+                         relu=relu, layer=self._layer_name(), relu_max=relu_max)
+
+    # ------------------------------------------------------ inference fusion
+    def _fused_forward(self, x: Tensor, bn: Optional[Module], relu_max: Optional[float]) -> Tensor:
+        """Eval + no_grad (see nn.fusion): this convolution with an eval-mode
+        BatchNorm ``bn`` folded in (None: no BatchNorm) and, unless ``relu_max``
+        is None, ReLU clamped to [0, relu_max] in the epilogue."""
+        weight, bias = (self.weight, self.bias) if bn is None else self._folded_with(bn)
+        relu = relu_max is not None or self._fused_relu
+        return self._convolve(x, weight, bias, relu, math.inf if relu_max is None else relu_max)
+
+    def _folded_with(self, bn: Module) -> Tuple[Tensor, Tensor]:
+        """(weight, bias) with ``bn`` folded in, cached until any of the six tensors
+        is replaced or changed in place (their ``_version``) or ``bn`` changes."""
+        tensors = (self.weight, self.bias, bn.running_mean, bn.running_var,
+                   getattr(bn, "weight", None), getattr(bn, "bias", None))
+        key = (id(bn), float(bn.eps)) + tuple(
+            None if t is None else (id(t), id(t._data), t._version) for t in tensors)
+        fold = self._fold
+        if fold is None or fold[0] != key:
+            w, b = fold_batch_norm(self.weight._data,
+                                   None if self.bias is None else self.bias._data, bn)
+            # The cache holds the arrays it keyed by id, so those ids stay unique.
+            fold = (key, Parameter(w, requires_grad=False), Parameter(b, requires_grad=False),
+                    [t._data for t in tensors if t is not None])
+            object.__setattr__(self, "_fold", fold)
+        return fold[1], fold[2]
 
     def forward(self, input: Any) -> Tensor:
         return self._convolve(as_tensor(input), self.weight, self.bias, self._fused_relu)
@@ -238,44 +291,13 @@ class ConvBn2d(Module):
         self.conv = conv
         self.bn = bn
         object.__setattr__(self, "relu", bool(relu))
-        object.__setattr__(self, "_folded", None)
-        object.__setattr__(self, "_folded_key", None)
-
-    def train(self, mode: bool = True) -> "Module":
-        object.__setattr__(self, "_folded", None)
-        object.__setattr__(self, "_folded_key", None)
-        return super().train(mode)
 
     def forward(self, input: Any) -> Tensor:
         x = as_tensor(input)
         if self.training or is_grad_enabled():
             y = self.bn(self.conv(x))
             return F.relu(y) if self.relu else y
-        bn = self.bn
-        # The convolution's weights are keyed like the Winograd pack; the
-        # BatchNorm's few per-channel values are compared outright, so a
-        # statistic written in place by any kernel is never missed.
-        bn_values = tuple(None if t is None else np.array(as_tensor(t)._data) for t in
-                          (bn.running_mean, bn.running_var, getattr(bn, "weight", None),
-                           getattr(bn, "bias", None))) + (float(bn.eps),)
-        key = (_tensor_key(self.conv.weight), _tensor_key(self.conv.bias))
-        if self._folded is not None:
-            old_key, old_values = self._folded_key
-            same = old_key == key and all(
-                (a is None and b is None) or (a is not None and b is not None
-                                              and np.array_equal(a, b))
-                for a, b in zip(old_values[:4], bn_values[:4])) and old_values[4] == bn_values[4]
-        else:
-            same = False
-        if not same:
-            w, b = fold_batch_norm(self.conv.weight._data,
-                                   None if self.conv.bias is None else self.conv.bias._data, bn)
-            object.__setattr__(self, "_folded", (Parameter(w, requires_grad=False),
-                                                 Parameter(b, requires_grad=False)))
-            object.__setattr__(self, "_folded_key", (key, bn_values))
-            self.conv._drop_pack()
-        w, b = self._folded
-        return self.conv._convolve(x, w, b, self.relu)
+        return self.conv._fused_forward(x, self.bn, math.inf if self.relu else None)
 
 
 class ConvBnReLU2d(ConvBn2d):

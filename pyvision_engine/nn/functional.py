@@ -5,6 +5,7 @@ Inputs may be pve Tensors or numpy arrays; results are pve Tensors.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -176,19 +177,19 @@ def _algorithm(pass_: str, x_shape, w_shape, geo: _Conv2dGeometry,
 
 
 class _Conv2d(Function):
-    """y = act(conv2d(x, w) + b); backward: data and weight gradients by their own kernels."""
+    """y = act(conv2d(x, w) + b), act = ReLU clamped to [0, relu_max] (ReLU6: 6) when
+    relu; backward: data and weight gradients by their own kernels."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, geometry=None, relu=False, packed=None):
+    def forward(ctx, x, weight, bias, geometry=None, relu=False, relu_max=math.inf):
         geo = geometry
-        algorithm = _algorithm("forward", x.shape, weight.shape, geo, packed is not None)
-        if algorithm != "winograd":
-            packed = None
+        algorithm = _algorithm("forward", x.shape, weight.shape, geo)
         y = _C.conv2d_forward(x, weight, bias, geo.stride, geo.top_left, geo.dilation, geo.groups,
-                              geo.out_size, algorithm, relu, packed)
+                              geo.out_size, algorithm, relu, None, relu_max)
         if any(ctx.needs_input_grad):
             ctx.x, ctx.weight, ctx.geo, ctx.has_bias = x, weight, geo, bias is not None
             ctx.y = y if relu else None
+            ctx.relu_max = relu_max
         return y
 
     @staticmethod
@@ -196,8 +197,11 @@ class _Conv2d(Function):
         geo = ctx.geo
         x, weight = ctx.x, ctx.weight
         g = np.ascontiguousarray(g, dtype=np.float32)
-        if ctx.y is not None:  # fused ReLU: pass gradients where the output was positive
-            g = g * (ctx.y > 0)
+        if ctx.y is not None:  # fused ReLU(6): gradients pass where the output was not clamped
+            passes = ctx.y > 0
+            if ctx.relu_max != math.inf:
+                passes &= ctx.y < ctx.relu_max
+            g = g * passes
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             algorithm = _algorithm("backward_data", x.shape, weight.shape, geo)
@@ -216,12 +220,13 @@ class _Conv2d(Function):
 
 def _conv2d(input: Any, weight: Any, bias: Optional[Any], stride: Any, padding: Any,
             dilation: Any, groups: Any, *, relu: bool = False, layer: str = "conv2d",
-            packed: Optional[np.ndarray] = None) -> Tensor:
-    """conv2d with the fused epilogue: ``relu(conv(x, w) + bias)`` when ``relu``.
+            relu_max: float = math.inf) -> Tensor:
+    """conv2d with the fused epilogue: ``clamp(conv(x, w) + bias, 0, relu_max)`` when
+    ``relu`` (ReLU: relu_max = inf; ReLU6: relu_max = 6).
 
     Folded BatchNorm enters here as ``weight * scale[:, None, None, None]`` and
-    ``bias = (bias - mean) * scale + beta`` (see nn.conv.fuse_conv_bn_eval);
-    ``packed`` is a Winograd weight pack made by the Conv2d module's cache."""
+    ``bias = (bias - mean) * scale + beta`` (see nn.conv.fuse_conv_bn_eval). The
+    eval-mode Conv2d bypasses this for its cached inference plan (nn.conv)."""
     x = _float_input(input, layer)
     w = _float_input(weight, layer)
     b = None
@@ -234,7 +239,7 @@ def _conv2d(input: Any, weight: Any, bias: Optional[Any], stride: Any, padding: 
     if b is not None and tuple(b.shape) != (w.shape[0],):
         raise ValueError(f"{layer}: bias must have shape ({w.shape[0]},), got {tuple(b.shape)}; "
                          f"input shape {tuple(x.shape)}, weight shape {tuple(w.shape)}")
-    y = _Conv2d.apply(x, w, b, geometry=geo, relu=relu, packed=packed)
+    y = _Conv2d.apply(x, w, b, geometry=geo, relu=relu, relu_max=relu_max)
     return y.reshape(tuple(y.shape)[1:]) if unbatched else y
 
 

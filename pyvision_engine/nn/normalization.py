@@ -58,12 +58,16 @@ class _BatchNorm(Module):
             self.running_mean._data[...] = 0
             self.running_var._data[...] = 1
             self.num_batches_tracked._data[...] = 0
+            for t in (self.running_mean, self.running_var, self.num_batches_tracked):
+                t._bump_version()  # written in place: folded convolutions refold
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
         if self.affine:
             self.weight._data[...] = 1
             self.bias._data[...] = 0
+            self.weight._bump_version()
+            self.bias._bump_version()
 
     def _check_input(self, x: Tensor) -> None:
         name = type(self).__name__

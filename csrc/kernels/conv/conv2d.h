@@ -23,6 +23,7 @@
 // packs (transforms) weights so eval-mode inference can cache them.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "core/dispatch.h"
@@ -55,6 +56,7 @@ struct Conv2dArgs {
   // null means "pack them yourself into the workspace".
   const float* packed_weight = nullptr;
   bool relu = false;
+  float relu_max = INFINITY;  // with relu, outputs clamp to [0, relu_max] (6: ReLU6)
   float* output = nullptr;
   float* grad_input = nullptr;
   float* grad_weight = nullptr;

@@ -96,11 +96,21 @@ void fill_phases(const PhasePlane& p, int64_t in_h, int64_t in_w, int64_t stride
       }
       continue;
     }
+    // Zero each phase, then copy the columns in [lo, hi) with a branch-free
+    // gather (a constant stride for the common stride 2, which the compiler
+    // turns into vector permutes).
+    std::memset(row, 0, sizeof(float) * p.row_stride);
     for (int64_t q = 0; q < stride_w; ++q) {
       float* phase = row + q * p.phase_len;
-      for (int64_t j = 0; j < p.phase_len; ++j) {
-        const int64_t col = j * stride_w + q;
-        phase[j] = (col >= lo && col < hi) ? src[col] : 0.0f;
+      // Phase index j holds column j * stride_w + q; keep lo <= col < hi.
+      int64_t j_lo = lo > q ? (lo - q + stride_w - 1) / stride_w : 0;
+      int64_t j_hi = hi > q ? (hi - q + stride_w - 1) / stride_w : 0;
+      if (j_hi > p.phase_len) j_hi = p.phase_len;
+      const float* col0 = src + q;
+      if (stride_w == 2) {
+        for (int64_t j = j_lo; j < j_hi; ++j) phase[j] = col0[2 * j];
+      } else {
+        for (int64_t j = j_lo; j < j_hi; ++j) phase[j] = col0[j * stride_w];
       }
     }
   }
@@ -122,7 +132,8 @@ void tap_offsets(const Conv2dShape& s, const PhasePlane& p, int64_t* off) {
 // whatever the row width (a 56-wide row is only 3.5 AVX-512 vectors).
 template <int TAPS, bool RELU, bool ACCUMULATE>
 void forward_plane_t(const Conv2dShape& s, const PhasePlane& p, const float* buf, const float* w,
-                     const int64_t* off_in, int64_t taps_runtime, float bias, float* y) {
+                     const int64_t* off_in, int64_t taps_runtime, float bias, float relu_max,
+                     float* y) {
   constexpr int RB = 4;
   const int64_t taps = TAPS > 0 ? TAPS : taps_runtime;
   int64_t off[TAPS > 0 ? TAPS : kMaxTaps];
@@ -130,7 +141,7 @@ void forward_plane_t(const Conv2dShape& s, const PhasePlane& p, const float* buf
   for (int64_t t = 0; t < taps; ++t) off[t] = off_in[t];
   if (TAPS > 0)
     for (int t = 0; t < TAPS; ++t) wv[t] = Vec::set1(w[t]);
-  const Vec vbias = Vec::set1(bias), vzero = Vec::zero();
+  const Vec vbias = Vec::set1(bias), vcap = Vec::set1(relu_max);
   auto weight = [&](int64_t t) { return TAPS > 0 ? wv[t] : Vec::set1(w[t]); };
   const int64_t row_step = s.stride_h * p.row_stride;
   int64_t oh = 0;
@@ -154,7 +165,7 @@ void forward_plane_t(const Conv2dShape& s, const PhasePlane& p, const float* buf
       }
 #pragma GCC unroll 4
       for (int rr = 0; rr < RB; ++rr) {
-        Vec o = RELU ? max(acc[rr], vzero) : acc[rr];
+        Vec o = RELU ? relu_clamp(acc[rr], vcap) : acc[rr];
         if (n == L) o.store(yrow + rr * s.out_w + ow);
         else o.store_partial(yrow + rr * s.out_w + ow, n);
       }
@@ -169,7 +180,7 @@ void forward_plane_t(const Conv2dShape& s, const PhasePlane& p, const float* buf
       if (ACCUMULATE) a = a + Vec::load_partial(yrow + ow, n);
 #pragma GCC unroll 32
       for (int64_t t = 0; t < taps; ++t) a = fmadd(weight(t), Vec::load(base + off[t] + ow), a);
-      if (RELU) a = max(a, vzero);
+      if (RELU) a = relu_clamp(a, vcap);
       if (n == L) a.store(yrow + ow); else a.store_partial(yrow + ow, n);
     }
   }
@@ -177,14 +188,15 @@ void forward_plane_t(const Conv2dShape& s, const PhasePlane& p, const float* buf
 
 template <int TAPS>
 void forward_plane(const Conv2dShape& s, const PhasePlane& p, const float* buf, const float* w,
-                   const int64_t* off, int64_t taps, float bias, bool relu, bool accumulate,
-                   float* y) {
+                   const int64_t* off, int64_t taps, float bias, bool relu, float relu_max,
+                   bool accumulate, float* y) {
+  const float cap = relu_max;
   if (relu) {
-    if (accumulate) forward_plane_t<TAPS, true, true>(s, p, buf, w, off, taps, bias, y);
-    else forward_plane_t<TAPS, true, false>(s, p, buf, w, off, taps, bias, y);
+    if (accumulate) forward_plane_t<TAPS, true, true>(s, p, buf, w, off, taps, bias, cap, y);
+    else forward_plane_t<TAPS, true, false>(s, p, buf, w, off, taps, bias, cap, y);
   } else {
-    if (accumulate) forward_plane_t<TAPS, false, true>(s, p, buf, w, off, taps, bias, y);
-    else forward_plane_t<TAPS, false, false>(s, p, buf, w, off, taps, bias, y);
+    if (accumulate) forward_plane_t<TAPS, false, true>(s, p, buf, w, off, taps, bias, cap, y);
+    else forward_plane_t<TAPS, false, false>(s, p, buf, w, off, taps, bias, cap, y);
   }
 }
 
@@ -195,11 +207,11 @@ void forward_plane(const Conv2dShape& s, const PhasePlane& p, const float* buf, 
 // cache line; four output rows share the six input rows they read.
 template <bool RELU, bool ACCUMULATE>
 void forward_plane_3x3s1(const Conv2dShape& s, const PhasePlane& p, const float* buf,
-                         const float* w, float bias, float* y) {
+                         const float* w, float bias, float relu_max, float* y) {
   constexpr int RB = 4;
   Vec wv[9];
   for (int t = 0; t < 9; ++t) wv[t] = Vec::set1(w[t]);
-  const Vec vbias = Vec::set1(bias), vzero = Vec::zero();
+  const Vec vbias = Vec::set1(bias), vcap = Vec::set1(relu_max);
   const int64_t rs = p.row_stride;
   int64_t oh = 0;
   for (; oh < s.out_h; oh += RB) {
@@ -237,7 +249,7 @@ void forward_plane_3x3s1(const Conv2dShape& s, const PhasePlane& p, const float*
 #pragma GCC unroll 4
       for (int rr = 0; rr < RB; ++rr) {
         if (rr >= rows) break;
-        Vec o = RELU ? max(acc[rr], vzero) : acc[rr];
+        Vec o = RELU ? relu_clamp(acc[rr], vcap) : acc[rr];
         if (n == L) o.store(yrow + rr * s.out_w + ow);
         else o.store_partial(yrow + rr * s.out_w + ow, n);
       }
@@ -261,23 +273,25 @@ void forward_plane_3x3s1(const Conv2dShape& s, const PhasePlane& p, const float*
 }
 
 void convolve_plane(const Conv2dShape& s, const PhasePlane& p, const float* buf, const float* w,
-                    const int64_t* off, float bias, bool relu, bool accumulate, float* y) {
+                    const int64_t* off, float bias, bool relu, float relu_max, bool accumulate,
+                    float* y) {
   const int64_t taps = s.kernel_h * s.kernel_w;
 #if defined(__AVX512F__)
   if (fast_3x3s1(s, p)) {
     if (relu) {
-      if (accumulate) forward_plane_3x3s1<true, true>(s, p, buf, w, bias, y);
-      else forward_plane_3x3s1<true, false>(s, p, buf, w, bias, y);
+      if (accumulate) forward_plane_3x3s1<true, true>(s, p, buf, w, bias, relu_max, y);
+      else forward_plane_3x3s1<true, false>(s, p, buf, w, bias, relu_max, y);
     } else {
-      if (accumulate) forward_plane_3x3s1<false, true>(s, p, buf, w, bias, y);
-      else forward_plane_3x3s1<false, false>(s, p, buf, w, bias, y);
+      if (accumulate) forward_plane_3x3s1<false, true>(s, p, buf, w, bias, relu_max, y);
+      else forward_plane_3x3s1<false, false>(s, p, buf, w, bias, relu_max, y);
     }
     return;
   }
 #endif
-  if (taps == 9) forward_plane<9>(s, p, buf, w, off, taps, bias, relu, accumulate, y);
-  else if (taps == 25) forward_plane<25>(s, p, buf, w, off, taps, bias, relu, accumulate, y);
-  else forward_plane<0>(s, p, buf, w, off, taps, bias, relu, accumulate, y);
+  if (taps == 9) forward_plane<9>(s, p, buf, w, off, taps, bias, relu, relu_max, accumulate, y);
+  else if (taps == 25)
+    forward_plane<25>(s, p, buf, w, off, taps, bias, relu, relu_max, accumulate, y);
+  else forward_plane<0>(s, p, buf, w, off, taps, bias, relu, relu_max, accumulate, y);
 }
 
 void forward(const Conv2dArgs& a) {
@@ -297,7 +311,7 @@ void forward(const Conv2dArgs& a) {
     for (int64_t m = 0; m < mult; ++m) {
       const int64_t k = c * mult + m;
       convolve_plane(s, p, buf, a.weight + k * taps, off, a.bias ? a.bias[k] : 0.0f, a.relu,
-                     false, a.output + (n * s.out_channels + k) * s.out_h * s.out_w);
+                     a.relu_max, false, a.output + (n * s.out_channels + k) * s.out_h * s.out_w);
     }
   }
 }
@@ -324,7 +338,7 @@ void backward_data_stride1(const Conv2dArgs& a) {
       for (int64_t i = 0; i < taps; ++i) flipped[i] = w[taps - 1 - i];
       fill_phases(p, t.in_h, t.in_w, 1, a.grad_output + (n * s.out_channels + k) * t.in_h * t.in_w,
                   buf);
-      convolve_plane(t, p, buf, flipped, off, 0.0f, false, m > 0,
+      convolve_plane(t, p, buf, flipped, off, 0.0f, false, INFINITY, m > 0,
                      a.grad_input + (n * s.in_channels + c) * s.in_h * s.in_w);
     }
   }

@@ -436,7 +436,7 @@ void input_tile(const Conv2dShape& s, const Plan& p, const float* x, int64_t t, 
 // k_pad, element stride tiles_in_buffer * k_pad): A^T M A, bias, ReLU, NCHW.
 void output_tile(const Conv2dShape& s, const Plan& p, const float* M, int64_t tiles_in_buffer,
                  int64_t j, int64_t t, int64_t k_begin, int64_t k_end, const float* bias,
-                 bool relu, float* y, float* tmp) {
+                 bool relu, float relu_max, float* y, float* tmp) {
   const int64_t K = s.out_channels;
   const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
   const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
@@ -463,7 +463,7 @@ void output_tile(const Conv2dShape& s, const Plan& p, const float* M, int64_t ti
       output_transform_6(m6, o4);
       for (int b = 0; b < 4; ++b) {
         Vec o = o4[b] + vb;
-        if (relu) o = max(o, zero);
+        if (relu) o = relu_clamp(o, Vec::set1(relu_max));
         o.store(tmp + (a * 4 + b) * L);
       }
     }
@@ -479,7 +479,8 @@ void output_tile(const Conv2dShape& s, const Plan& p, const float* M, int64_t ti
 
 // ---------------------------------------------------------------- drivers
 void convolve_fused(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
-                    const float* bias, bool relu, float* y, float* workspace, int threads) {
+                    const float* bias, bool relu, float relu_max, float* y, float* workspace,
+                    int threads) {
   const int64_t KB = p.kb, NT = p.nt;
   const int64_t k_blocks = p.k_pad / KB;
   const int64_t items = p.blocks * p.slabs;
@@ -501,7 +502,7 @@ void convolve_fused(const Conv2dShape& s, const Plan& p, const float* x, const f
                   u + (e * k_blocks + k0 / KB) * p.c_pad * KB, p.c_pad,
                   M + e * NT * p.k_pad + k0, p.k_pad);
     for (int64_t j = 0; j < nt; ++j)
-      output_tile(s, p, M, NT, j, t0 + j, k_begin, k_end, bias, relu, y, tmp);
+      output_tile(s, p, M, NT, j, t0 + j, k_begin, k_end, bias, relu, relu_max, y, tmp);
   }
 }
 
@@ -512,7 +513,8 @@ void convolve_fused(const Conv2dShape& s, const Plan& p, const float* x, const f
 // transformed weights never travel through memory at all.
 void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
                      const Conv2dShape& weight_shape, const float* weight, bool for_backward_data,
-                     const float* bias, bool relu, float* y, float* workspace, int threads) {
+                     const float* bias, bool relu, float relu_max, float* y, float* workspace,
+                     int threads) {
   const int64_t KB = p.kb;
   const int64_t k_blocks = p.k_pad / KB;
   float* V = workspace;
@@ -552,7 +554,7 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
 #pragma omp for schedule(dynamic, 8)
       for (int64_t item = 0; item < nt * out_blocks; ++item) {
         const int64_t j = item / out_blocks, k0 = (item % out_blocks) * L;
-        output_tile(s, p, M, nt, j, t0 + j, k0, k0 + L, bias, relu, y, tmp);
+        output_tile(s, p, M, nt, j, t0 + j, k0, k0 + L, bias, relu, relu_max, y, tmp);
       }
     }
   }
@@ -573,8 +575,8 @@ void run(ConvPass pass, const Conv2dArgs& a) {
   const float* bias = bwd ? nullptr : a.bias;
   const bool relu = bwd ? false : a.relu;
   if (p.staged) {
-    convolve_staged(f, p, x, a.packed_weight, a.shape, a.weight, bwd, bias, relu, y, a.workspace,
-                    a.num_threads);
+    convolve_staged(f, p, x, a.packed_weight, a.shape, a.weight, bwd, bias, relu, a.relu_max, y,
+                    a.workspace, a.num_threads);
     return;
   }
   const float* u = a.packed_weight;
@@ -582,7 +584,7 @@ void run(ConvPass pass, const Conv2dArgs& a) {
     pack_weights(a.shape, a.weight, a.workspace, bwd, a.num_threads);
     u = a.workspace;
   }
-  convolve_fused(f, p, x, u, bias, relu, y, a.workspace + round_up(p.u_floats, 16),
+  convolve_fused(f, p, x, u, bias, relu, a.relu_max, y, a.workspace + round_up(p.u_floats, 16),
                  a.num_threads);
 }
 

@@ -6,10 +6,12 @@
 // trans_b); all matrices row-major with leading dimensions lda/ldb/ldc.
 // When beta == 0, C is only written, never read (NaN in C does not leak).
 // When k == 0 or alpha == 0, A and B are not read (as in BLAS).
-// The epilogue (bias per row or per column, then ReLU) is applied to each
+// The epilogue (bias per row or per column, then ReLU, optionally capped:
+// ReLU6 is relu with relu_max = 6) is applied to each
 // C tile while it is still in registers/cache; convolution reuses it.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "core/dispatch.h"
@@ -22,6 +24,7 @@ struct GemmEpilogue {
   const float* bias = nullptr;  // length M (per_row) or N (per_col)
   BiasAxis bias_axis = BiasAxis::none;
   bool relu = false;
+  float relu_max = INFINITY;  // with relu: clamp to [0, relu_max]; NaN stays NaN
 };
 
 using GemmF32Fn = void (*)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,

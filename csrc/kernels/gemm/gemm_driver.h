@@ -42,6 +42,7 @@ struct TileEpilogue {
   const float* bias_row;   // bias for the tile's first row (last K block, per-row bias) or null
   const float* bias_col;   // bias for the tile's first column (last K block, per-col bias) or null
   bool relu;               // last K block only
+  float relu_max;          // with relu: upper clamp (INFINITY for plain ReLU)
 };
 
 struct FreeDeleter {
@@ -55,6 +56,13 @@ inline FloatBuffer alloc_floats(int64_t count) {
   void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
   if (!p) throw std::bad_alloc();
   return FloatBuffer(static_cast<float*>(p));
+}
+
+// min(max(x, 0), cap) with NaN passed through, as torch's relu / relu6.
+inline float relu_clamp(float x, float cap) {
+  if (x < 0.0f) x = 0.0f;
+  if (x > cap) x = cap;
+  return x;
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -83,7 +91,7 @@ inline void scale_bias_act(int64_t m, int64_t n, float beta, float* c, int64_t l
       float x = beta == 0.0f ? 0.0f : beta * row[j];
       x += brow;
       if (bcol) x += bcol[j];
-      if (ep.relu) x = std::max(x, 0.0f);
+      if (ep.relu) x = relu_clamp(x, ep.relu_max);
       row[j] = x;
     }
   }
@@ -204,7 +212,7 @@ inline void gemv(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
     float* ci = c + i * cstride;
     if (beta != 0.0f) x += beta * *ci;
     if (ep.bias_axis != BiasAxis::none) x += ep.bias[bias_along ? i : 0];
-    if (ep.relu) x = std::max(x, 0.0f);
+    if (ep.relu) x = relu_clamp(x, ep.relu_max);
     *ci = x;
   }
 }
@@ -282,6 +290,7 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
         te.beta = pc == 0 ? beta : 1.0f;
         const bool last = pc + kc == k;
         te.relu = last && ep.relu;
+        te.relu_max = ep.relu_max;
         for (int64_t ic = m_lo; ic < m_hi; ic += mc_step) {
           const int64_t mc = std::min(mc_step, m_hi - ic);
           for (int64_t ir = 0; ir < mc; ir += MR) {

@@ -82,7 +82,10 @@ inline void ukernel_avx512(int64_t kc, const float* __restrict ap, const float* 
       x = _mm512_add_ps(_mm512_add_ps(x, bias_row), bias_col[v]);
       // max(0, x): NaN stays NaN (vmaxps returns operand 2); the maskz form
       // avoids a GCC 12 false -Wmaybe-uninitialized in _mm512_max_ps.
-      if (ep.relu) x = _mm512_maskz_max_ps(__mmask16(0xFFFF), zero, x);
+      if (ep.relu) {
+        x = _mm512_maskz_max_ps(__mmask16(0xFFFF), zero, x);
+        if (ep.relu_max < INFINITY) x = _mm512_min_ps(_mm512_set1_ps(ep.relu_max), x);
+      }
       _mm512_mask_storeu_ps(cr + 16 * v, mask[v], x);
     }
   }

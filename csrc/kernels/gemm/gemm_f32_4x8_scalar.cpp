@@ -30,7 +30,7 @@ inline void ukernel_scalar(int64_t kc, const float* __restrict ap, const float* 
       else if (ep.beta != 0.0f) x += ep.beta * cr[j];
       x += brow;
       if (ep.bias_col) x += ep.bias_col[j];
-      if (ep.relu && x < 0.0f) x = 0.0f;  // NaN stays NaN, as in torch.relu
+      if (ep.relu) x = relu_clamp(x, ep.relu_max);  // NaN stays NaN, as in torch.relu
       cr[j] = x;
     }
   }

@@ -75,7 +75,10 @@ inline void ukernel_avx2(int64_t kc, const float* __restrict ap, const float* __
         x = ep.beta == 1.0f ? _mm256_add_ps(x, old) : _mm256_fmadd_ps(beta, old, x);
       }
       x = _mm256_add_ps(_mm256_add_ps(x, bias_row), bias_col[v]);
-      if (ep.relu) x = _mm256_max_ps(zero, x);  // NaN stays NaN (max returns operand 2)
+      if (ep.relu) {
+        x = _mm256_max_ps(zero, x);  // NaN stays NaN (max/min return operand 2)
+        if (ep.relu_max < INFINITY) x = _mm256_min_ps(_mm256_set1_ps(ep.relu_max), x);
+      }
       if (full) {
         _mm256_storeu_ps(cr + 8 * v, x);
       } else {

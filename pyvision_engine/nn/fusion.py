@@ -1,0 +1,93 @@
+"""Inference fusion: Conv2d -> BatchNorm2d -> ReLU / ReLU6 as one convolution.
+
+In eval mode under ``no_grad`` (the inference fast path), a convolution
+followed by an eval-mode BatchNorm2d and/or a ReLU or ReLU6 runs as one
+convolution: the BatchNorm folded into the weights and bias
+(``W' = W * scale[k]``, ``b' = b * scale + shift``, cached on the Conv2d until
+one of the tensors involved changes) and the activation applied by the kernel's
+epilogue while the output tile is in registers. That saves a pass over the
+output per BatchNorm and per activation, as onnxruntime and oneDNN do.
+
+``Sequential`` applies it to runs of its children automatically; hand-written
+forwards (the model zoo's ResNet blocks) call ``conv_bn_act``. In training, or
+whenever autograd records, the modules run as written. A module with hooks, or
+a subclass that overrides ``forward``, is never fused: fusing skips its call.
+The folded result differs from the unfused one only by float32 rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Optional
+
+from pyvision_engine.autograd import is_grad_enabled
+from pyvision_engine.nn.activation import ReLU, ReLU6
+from pyvision_engine.nn.conv import Conv2d
+from pyvision_engine.nn.module import Module
+from pyvision_engine.nn.normalization import BatchNorm2d
+from pyvision_engine.tensor import Tensor, as_tensor
+
+__all__ = ["conv_bn_act", "run_sequence"]
+
+
+def _plain(module: Any, cls: type) -> bool:
+    """``module`` is a ``cls`` whose call is exactly ``cls.forward``, with no hooks."""
+    return (isinstance(module, cls) and type(module).forward is cls.forward
+            and not module._forward_hooks and not module._forward_pre_hooks)
+
+
+def _relu_cap(module: Any) -> Optional[float]:
+    """The epilogue's upper clamp for a ReLU (inf) or ReLU6 (6) module, else None."""
+    if _plain(module, ReLU):
+        return math.inf
+    if _plain(module, ReLU6):
+        return 6.0
+    return None
+
+
+def _foldable(conv: Any, bn: Any) -> bool:
+    # (a Conv2d made by fuse_conv_bn_eval(..., relu) already ends in a ReLU)
+    return (_plain(bn, BatchNorm2d) and not conv._fused_relu and not bn.training and bn.running_mean is not None
+            and bn.running_var is not None and bn.num_features == conv.out_channels)
+
+
+def _inference() -> bool:
+    return not is_grad_enabled()
+
+
+def conv_bn_act(conv: Module, bn: Optional[Module], act: Optional[Module], x: Any) -> Tensor:
+    """``act(bn(conv(x)))`` (``bn`` and ``act`` may be None), as one folded convolution
+    in eval mode under no_grad, else module by module."""
+    if (_inference() and _plain(conv, Conv2d) and not conv.training
+            and (bn is None or _foldable(conv, bn))
+            and (act is None or _relu_cap(act) is not None)):
+        return conv._fused_forward(as_tensor(x), bn, None if act is None else _relu_cap(act))
+    y = conv(x)
+    if bn is not None:
+        y = bn(y)
+    return act(y) if act is not None else y
+
+
+def run_sequence(modules: Iterable[Module], x: Any) -> Any:
+    """Runs ``modules`` in order (Sequential's forward in eval mode under no_grad),
+    fusing each Conv2d with a following foldable BatchNorm2d and/or ReLU/ReLU6."""
+    mods = list(modules)
+    i, n = 0, len(mods)
+    while i < n:
+        conv = mods[i]
+        if _plain(conv, Conv2d) and not conv.training:
+            j = i + 1
+            bn = mods[j] if j < n and _foldable(conv, mods[j]) else None
+            if bn is not None:
+                j += 1
+            cap = _relu_cap(mods[j]) if j < n else None
+            if cap is not None:
+                j += 1
+            if j > i + 1:
+                x = conv._fused_forward(as_tensor(x), bn, cap)
+                i = j
+                continue
+        x = conv(x)
+        i += 1
+    return x
+
