@@ -228,6 +228,9 @@ constexpr int64_t PB = 2 * PL;  // pixels per tile
 // im2col forward with at most this many output channels per group also uses
 // the tiled kernel on its columns (measured faster than the packed GEMM).
 constexpr int64_t kTiledMaxRows = 64;
+// ... and so does a chunk of at most this many pixels: the packed GEMM would
+// pack all the weights for two or fewer column tiles (batch-1 layers at 7x7).
+constexpr int64_t kTiledMaxCols = 2 * PB;
 
 // acc[i][v] += A[row i][j] * B[j][v*PL ...] over j < inner. FULL: two whole
 // vectors of B per j; else n0/n1 lanes (masked: nothing read past the plane).
@@ -317,7 +320,7 @@ void forward_chunk(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g,
     b = col;
     ldb = cols;
   }
-  if (l.kg <= kTiledMaxRows) {  // few output channels: the tiled kernel, no packing
+  if (l.kg <= kTiledMaxRows || cols <= kTiledMaxCols) {  // the tiled kernel, no packing
     const int64_t blocks = (cols + PB - 1) / PB;
     const float* bias = a.bias ? a.bias + g * l.kg : nullptr;
     auto tile = [&](int64_t bi) {
