@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -105,12 +105,42 @@ class _Pad(Function):
         return gx, None, None
 
 
+class _IndexPad(Function):
+    """reflect / replicate / circular padding: along each padded axis every output
+    position copies one input position (an index map); the gradient adds back
+    along the same maps."""
+
+    @staticmethod
+    def forward(ctx, x, maps):
+        y = x
+        for axis, index in maps:
+            y = np.take(y, index, axis=axis)
+        ctx.maps, ctx.shape = maps, x.shape
+        return np.ascontiguousarray(y)
+
+    @staticmethod
+    def backward(ctx, g):
+        for axis, index in reversed(ctx.maps):
+            shape = list(g.shape)
+            shape[axis] = ctx.shape[axis]
+            acc = np.zeros(shape, dtype=_F32)
+            np.add.at(acc, (slice(None),) * axis + (index,), g)
+            g = acc
+        return g, None
+
+
+# torch's non-constant modes as numpy.pad modes (the same index rules)
+_INDEX_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
 def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: Optional[float] = None) -> Tensor:
-    """Constant padding; ``pad`` lists (left, right) for the last dim, then the one
-    before, ... as torch. Negative amounts crop."""
+    """torch.nn.functional.pad: ``pad`` lists (left, right) for the last dim, then the
+    one before, ... Modes 'constant' (``value``, default 0; negative amounts crop),
+    'reflect', 'replicate' and 'circular' (the last 1-3 dims of a 2-5-D input)."""
     x = float_input(input, "pad")
-    if mode != "constant":
-        raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
+    if mode != "constant" and mode not in _INDEX_PAD_MODES:
+        raise ValueError(f"pad: mode must be one of 'constant', 'reflect', 'replicate', "
+                         f"'circular', got {mode!r}")
     pads = [int_arg(p, "pad", "pad") for p in pad]
     if len(pads) % 2 or len(pads) // 2 > x.ndim:
         raise ValueError(f"pad: padding length must be even and at most 2 * ndim ({2 * x.ndim}), "
@@ -118,10 +148,44 @@ def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: Optional[
     widths = [(0, 0)] * x.ndim
     for i in range(len(pads) // 2):
         widths[x.ndim - 1 - i] = (pads[2 * i], pads[2 * i + 1])
+    if mode != "constant":
+        return _index_pad(x, pads, widths, mode, value)
     for i, (b, a) in enumerate(widths):
         if x.shape[i] + b + a < 0 or (b < 0 and -b > x.shape[i]) or (a < 0 and -a > x.shape[i]):
             raise ValueError(f"pad: padding {pads} gives a negative size for input shape {x.shape}")
     return _Pad.apply(x, tuple(widths), 0.0 if value is None else float(value))
+
+
+def _index_pad(x: Tensor, pads: List[int], widths: List[Tuple[int, int]], mode: str,
+               value: Optional[float]) -> Tensor:
+    if value is not None and value != 0:
+        raise ValueError(f'pad: padding mode "{mode}" doesn\'t take in value argument')
+    padded_dims = len(pads) // 2
+    if padded_dims not in (1, 2, 3) or x.ndim not in (padded_dims + 1, padded_dims + 2):
+        raise NotImplementedError(
+            f"pad: mode {mode!r} pads the last 1, 2 or 3 dims of a 2-D to 5-D input (with an "
+            f"optional batch dim), got {len(pads)} pad values for input shape {x.shape}")
+    maps = []
+    for axis, (before, after) in enumerate(widths):
+        if before == 0 and after == 0:
+            continue
+        # Negative amounts crop first (as torch), then the rest pads what is left.
+        kept = np.arange(x.shape[axis])[max(-before, 0):x.shape[axis] - max(-after, 0)]
+        size, before, after = len(kept), max(before, 0), max(after, 0)
+        if size == 0:
+            raise ValueError(f"pad: padding {pads} leaves nothing of dimension {axis} of input "
+                             f"{list(x.shape)} to pad from in mode {mode!r}")
+        if mode == "reflect" and max(before, after) >= size:
+            raise ValueError(f"pad: padding size should be less than the corresponding input "
+                             f"dimension, but got padding ({before}, {after}) at dimension "
+                             f"{axis} of input {list(x.shape)}")
+        if mode == "circular" and max(before, after) > size:
+            raise ValueError(f"pad: padding value causes wrapping around more than once: "
+                             f"padding ({before}, {after}) at dimension {axis} of input "
+                             f"{list(x.shape)}")
+        index = kept[np.pad(np.arange(size), (before, after), mode=_INDEX_PAD_MODES[mode])]
+        maps.append((axis, index))
+    return _IndexPad.apply(x, tuple(maps))
 
 
 def _interp_matrix(in_size: int, out_size: int, mode: str, align_corners: Optional[bool],

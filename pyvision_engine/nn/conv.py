@@ -59,7 +59,8 @@ class Conv2d(Module):
 
     weight (out_channels, in_channels/groups, kH, kW), bias (out_channels,);
     kernel_size, stride, dilation: int or pair; padding: int, pair, 'valid' or
-    'same' (default 0); padding_mode: only 'zeros'. Initialised as torch:
+    'same' (default 0); padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'
+    (the input is padded that way, then convolved unpadded, as torch). Initialised as torch:
     kaiming_uniform_(a=sqrt(5)) and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
@@ -93,9 +94,6 @@ class Conv2d(Module):
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, but got "
                              f"padding_mode='{padding_mode}'")
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"Conv2d: padding_mode='{padding_mode}' is not supported "
-                                      f"yet; only 'zeros'")
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
         self.kernel_size = kernel
@@ -134,15 +132,15 @@ class Conv2d(Module):
         self._drop_pack()
         return super().train(mode)
 
-    def _inference_plan(self, x_shape: Tuple[int, ...], weight: Tensor) -> Tuple[Any, str, bool]:
+    def _inference_plan(self, x_shape: Tuple[int, ...], weight: Tensor,
+                        padding: Any) -> Tuple[Any, str, bool]:
         """(geometry, algorithm, uses the Winograd pack) for eval + no_grad, checked and
         chosen once per input shape (and forced algorithm), then reused."""
         forced = conv_backend.forced_algorithm()
-        key = (x_shape, weight.shape, self.stride, self.padding, self.dilation, self.groups,
-               forced)
+        key = (x_shape, weight.shape, self.stride, padding, self.dilation, self.groups, forced)
         plan = self._plans.get(key)
         if plan is None:
-            geo = F._conv2d_geometry(x_shape, tuple(weight.shape), self.stride, self.padding,
+            geo = F._conv2d_geometry(x_shape, tuple(weight.shape), self.stride, padding,
                                      self.dilation, self.groups, self._layer_name())
             algorithm = F._algorithm("forward", x_shape, weight.shape, geo, weights_packed=True)
             packs = algorithm == "winograd" and _C.conv2d_plan(
@@ -165,9 +163,9 @@ class Conv2d(Module):
         return self._pack
 
     def _infer(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool,
-               relu_max: float) -> Tensor:
+               relu_max: float, padding: Any) -> Tensor:
         """The inference fast path: a cached plan and one kernel call, no autograd node."""
-        geo, algorithm, packs = self._inference_plan(tuple(x.shape), weight)
+        geo, algorithm, packs = self._inference_plan(tuple(x.shape), weight, padding)
         if bias is not None and tuple(bias.shape) != (weight.shape[0],):
             raise ValueError(f"{self._layer_name()}: bias must have shape ({weight.shape[0]},), "
                              f"got {tuple(bias.shape)}")
@@ -183,12 +181,27 @@ class Conv2d(Module):
 
     def _convolve(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool,
                   relu_max: float = math.inf) -> Tensor:
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            x, padding = self._pad_input(x), 0
         if (not self.training and not is_grad_enabled() and x.ndim == 4
                 and x.dtype == np.float32 and weight.dtype == np.float32
                 and (bias is None or bias.dtype == np.float32)):
-            return self._infer(x, weight, bias, relu, relu_max)
-        return F._conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+            return self._infer(x, weight, bias, relu, relu_max, padding)
+        return F._conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups,
                          relu=relu, layer=self._layer_name(), relu_max=relu_max)
+
+    def _pad_input(self, x: Tensor) -> Tensor:
+        """The input padded by ``padding_mode`` (reflect / replicate / circular)."""
+        if x.ndim not in (3, 4):
+            raise ValueError(f"{self._layer_name()}: expected a 3-D (C, H, W) or 4-D "
+                             f"(N, C, H, W) input, got shape {tuple(x.shape)}")
+        top, bottom, left, right = F._conv2d_padding(self.padding, self.kernel_size, self.stride,
+                                                      self.dilation, self._layer_name())
+        try:
+            return F.pad(x, (left, right, top, bottom), mode=self.padding_mode)
+        except ValueError as e:
+            raise ValueError(f"{self._layer_name()}: {e}") from None
 
     # ------------------------------------------------------ inference fusion
     def _fused_forward(self, x: Tensor, bn: Optional[Module], relu_max: Optional[float]) -> Tensor:
@@ -230,6 +243,8 @@ class Conv2d(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         if self._fused_relu:
             s += ", fused_relu=True"
         return s

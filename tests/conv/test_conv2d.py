@@ -12,7 +12,9 @@ import pytest
 import pyvision_engine as pve
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
+from reference.conv_reference import conv2d_backward as ref_conv2d_backward
 from reference.conv_reference import conv2d_forward
+from reference.conv_reference import conv2d_forward as ref_conv2d
 from reference.gradcheck import assert_grad_close, numerical_grads
 
 
@@ -135,6 +137,37 @@ def test_module_errors_name_the_layer():
         pve.nn.Conv2d(3, 8, 3, stride=2, padding="same")
     with pytest.raises(ValueError, match="padding_mode"):
         pve.nn.Conv2d(3, 8, 3, padding_mode="mirror")
+
+
+@pytest.mark.parametrize("mode,np_mode", [("reflect", "reflect"), ("replicate", "edge"),
+                                          ("circular", "wrap")])
+@pytest.mark.parametrize("padding,stride", [(1, 1), ((2, 1), 2), ("same", 1)])
+def test_padding_modes_pad_then_convolve(mode, np_mode, padding, stride):
+    rng = np.random.default_rng(8)
+    conv = pve.nn.Conv2d(3, 5, (3, 4), stride=stride, padding=padding, padding_mode=mode)
+    x = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)
+    top, bottom, left, right = F._conv2d_padding(padding, (3, 4), conv.stride, (1, 1), "t")
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=np_mode)
+    w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
+    want = ref_conv2d(xp, w, b, conv.stride, (0, 0, 0, 0), (1, 1), 1)
+    np.testing.assert_allclose(conv(x).detach().numpy(), want, rtol=1e-4, atol=1e-4)
+    conv.eval()
+    with pve.no_grad():  # the inference fast path pads the same way
+        np.testing.assert_allclose(conv(x).numpy(), want, rtol=1e-4, atol=1e-4)
+    assert f"padding_mode={mode}" in repr(conv)
+    # gradients flow back through the padding to the input
+    xt = pve.tensor(x, requires_grad=True)
+    conv.train()
+    conv(xt).sum().backward()
+    gy = np.ones(want.shape)
+    gx_padded = ref_conv2d_backward(xp, w, gy, conv.stride, (0, 0, 0, 0), (1, 1), 1)[0]
+    index_h = np.pad(np.arange(7), (top, bottom), mode=np_mode)
+    index_w = np.pad(np.arange(8), (left, right), mode=np_mode)
+    gx = np.zeros(x.shape)
+    for i, src_h in enumerate(index_h):
+        for j, src_w in enumerate(index_w):
+            gx[:, :, src_h, src_w] += gx_padded[:, :, i, j]
+    np.testing.assert_allclose(xt.grad.numpy(), gx, rtol=1e-4, atol=1e-4)
 
 
 def test_absurd_sizes_raise_instead_of_allocating():

@@ -75,3 +75,23 @@ def test_live_torch_same_stride_error_matches():
         torch.nn.Conv2d(3, 4, 3, stride=2, padding="same")
     with pytest.raises(ValueError):
         pve.nn.Conv2d(3, 4, 3, stride=2, padding="same")
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes_match_torch(mode):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 4, 9, 7)).astype(np.float32)
+    mine = pve.nn.Conv2d(4, 6, 3, stride=2, padding=(1, 2), padding_mode=mode)
+    theirs = torch.nn.Conv2d(4, 6, 3, stride=2, padding=(1, 2), padding_mode=mode)
+    theirs.load_state_dict({k: torch.from_numpy(v.detach().numpy().copy())
+                            for k, v in mine.state_dict().items()})
+    xt, xm = torch.tensor(x, requires_grad=True), pve.tensor(x, requires_grad=True)
+    yt, ym = theirs(xt), mine(xm)
+    np.testing.assert_allclose(ym.detach().numpy(), yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    gy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(torch.from_numpy(gy))
+    ym.backward(pve.tensor(gy))
+    np.testing.assert_allclose(xm.grad.numpy(), xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(mine.weight.grad.numpy(), theirs.weight.grad.numpy(), rtol=1e-4,
+                               atol=1e-4)

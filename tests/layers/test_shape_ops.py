@@ -63,7 +63,43 @@ def test_pad_and_zeropad2d():
     with pytest.raises(ValueError, match="pad"):
         F.pad(x.astype(np.float32), (1, 2, 3))
     with pytest.raises(ValueError, match="pad"):
-        F.pad(x.astype(np.float32), (1, 1), mode="reflect")
+        F.pad(x.astype(np.float32), (1, 1), mode="mirror")
+
+
+# torch's reflect / replicate / circular are numpy.pad's reflect / edge / wrap
+@pytest.mark.parametrize("mode,np_mode", [("reflect", "reflect"), ("replicate", "edge"),
+                                          ("circular", "wrap")])
+@pytest.mark.parametrize("shape,pads", [((2, 3, 4, 5), (1, 2, 3, 0)), ((3, 6), (2, 1)),
+                                        ((1, 2, 3, 4, 5), (1, 1, 0, 2, 2, 1))])
+def test_pad_index_modes(mode, np_mode, shape, pads):
+    x = rng.standard_normal(shape)
+    widths = [(0, 0)] * (len(shape) - len(pads) // 2) + [
+        (pads[2 * i], pads[2 * i + 1]) for i in reversed(range(len(pads) // 2))]
+    check_op(lambda t: F.pad(t, pads, mode=mode), lambda a: np.pad(a, widths, mode=np_mode), [x])
+
+
+@pytest.mark.parametrize("mode,np_mode", [("reflect", "reflect"), ("replicate", "edge"),
+                                          ("circular", "wrap")])
+def test_pad_index_modes_crop_first(mode, np_mode):
+    x = rng.standard_normal((2, 3, 6))
+    check_op(lambda t: F.pad(t, (-1, 2), mode=mode),
+             lambda a: np.pad(a[..., 1:], ((0, 0), (0, 0), (0, 2)), mode=np_mode), [x])
+    check_op(lambda t: F.pad(t, (2, -2), mode=mode),
+             lambda a: np.pad(a[..., :-2], ((0, 0), (0, 0), (2, 0)), mode=np_mode), [x])
+
+
+def test_pad_index_mode_errors():
+    x = np.zeros((1, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="less than the corresponding input dimension"):
+        F.pad(x, (3, 0, 0, 0), mode="reflect")
+    with pytest.raises(ValueError, match="more than once"):
+        F.pad(x, (0, 4, 0, 0), mode="circular")
+    with pytest.raises(ValueError, match="value"):
+        F.pad(x, (1, 1, 1, 1), mode="replicate", value=2.0)
+    with pytest.raises(NotImplementedError, match="last 1, 2 or 3 dims"):
+        F.pad(np.zeros((3,), np.float32), (1, 1), mode="reflect")
+    with pytest.raises(NotImplementedError, match="last 1, 2 or 3 dims"):
+        F.pad(x, (1, 1), mode="reflect")  # 4-D input: pad 2 or 3 dims (as torch)
 
 
 def _bilinear_ref(x, out, align):
