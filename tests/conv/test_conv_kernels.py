@@ -157,3 +157,18 @@ def test_batch1_spatial_chunks_split_over_threads(isa, threads):
             check_against_reference(rng, 1, 3, 96, 96, 64, 7, 7, (2, 2), (3, 3), (1, 1), 1)
     finally:
         pve.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_small_images_share_one_gemm(isa, threads):
+    # > 64 output channels per group and few pixels per image: forward runs
+    # several whole images per GEMM (uneven last group, grouped weights too).
+    previous = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(9)
+        with conv_backend.force_algorithm("im2col"):
+            check_against_reference(rng, 5, 8, 9, 9, 80, 3, 3, (2, 2), (1, 1), (1, 1), 1)
+            check_against_reference(rng, 7, 8, 7, 6, 160, 3, 3, (1, 1), (1, 1), (1, 1), 2)
+    finally:
+        pve.set_num_threads(previous)

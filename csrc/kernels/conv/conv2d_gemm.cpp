@@ -357,9 +357,87 @@ bool units_in_parallel(const Lowering& l, const Conv2dShape& s, int threads) {
   return threads > 1 && s.batch * l.groups * chunks_per_image(l) >= threads;
 }
 
+// Small images (stride-2 layers at 14x14 and 28x28, 7x7 layers) give one
+// image's GEMM few columns: the weights are packed for every image and the
+// last column panel is mostly padding. Several whole images then share one
+// GEMM: their columns side by side, the product into scratch, copied out to
+// each image's planes. (Only where the packed GEMM runs: > kTiledMaxRows rows.)
+constexpr int64_t kForwardMinColumns = 512;
+
+int64_t forward_images_per_gemm(const Lowering& l, const Conv2dShape& s, int threads) {
+  if (l.direct || l.chunk != l.pixels || l.pixels >= kForwardMinColumns ||
+      l.kg <= kTiledMaxRows || s.batch < 2)
+    return 1;
+  int64_t nb = (kForwardMinColumns + l.pixels - 1) / l.pixels;
+  // (the GEMM packs its columns block by block: they need not fit in L2)
+  const int64_t budget = 4 * kColumnBudgetFloats / (l.rows * l.pixels);
+  if (nb > budget) nb = budget;
+  if (threads > 1 && nb > s.batch / threads) nb = s.batch / threads;  // a unit per thread
+  if (nb > s.batch) nb = s.batch;
+  return nb < 2 ? 1 : nb;
+}
+
+int64_t batched_forward_floats(const Lowering& l, int64_t nb) {
+  return nb * l.pixels * (l.rows + l.kg);  // columns + product
+}
+
+bool batched_units_in_parallel(const Lowering& l, const Conv2dShape& s, int64_t nb,
+                               int threads) {
+  return threads > 1 && (s.batch + nb - 1) / nb * l.groups >= threads;
+}
+
+void forward_batched(const Conv2dArgs& a, const Lowering& l, int64_t nb) {
+  const Conv2dShape& s = a.shape;
+  const int64_t units = (s.batch + nb - 1) / nb * l.groups;
+  const int64_t per_unit = batched_forward_floats(l, nb);
+  const int64_t plane = s.in_h * s.in_w;
+  auto unit = [&](int64_t u, float* scratch, int threads) {
+    const int64_t g = u % l.groups, n0 = (u / l.groups) * nb;
+    const int64_t count = (s.batch - n0) < nb ? (s.batch - n0) : nb;
+    const int64_t cols = count * l.pixels;
+    float* col = scratch;
+    float* product = scratch + nb * l.pixels * l.rows;
+    for (int64_t i = 0; i < count; ++i) {
+      const float* x = a.input + ((n0 + i) * s.in_channels + g * l.cg) * plane;
+      if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        im2col_chunk(s, x, 0, l.pixels, l.rows, col + i * l.pixels, true, cols);
+      } else {
+        im2col_chunk(s, x, 0, l.pixels, l.rows, col + i * l.pixels, false, cols);
+      }
+    }
+    GemmEpilogue ep;
+    if (a.bias) {
+      ep.bias = a.bias + g * l.kg;
+      ep.bias_axis = BiasAxis::per_row;
+    }
+    ep.relu = a.relu;
+    ep.relu_max = a.relu_max;
+    a.gemm(false, false, l.kg, cols, l.rows, 1.0f, a.weight + g * l.kg * l.rows, l.rows, col,
+           cols, 0.0f, product, cols, ep, threads);
+    for (int64_t i = 0; i < count; ++i) {
+      float* y = a.output + ((n0 + i) * s.out_channels + g * l.kg) * l.pixels;
+      for (int64_t k = 0; k < l.kg; ++k)
+        std::memcpy(y + k * l.pixels, product + k * cols + i * l.pixels,
+                    sizeof(float) * l.pixels);
+    }
+  };
+  if (batched_units_in_parallel(l, s, nb, a.num_threads)) {
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; ++u) unit(u, a.workspace + omp_get_thread_num() * per_unit, 1);
+  } else {
+    for (int64_t u = 0; u < units; ++u) unit(u, a.workspace, a.num_threads);
+  }
+}
+
 void forward(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
   const Lowering l = plan(s);
+  const int64_t nb = forward_images_per_gemm(l, s, a.num_threads);
+  if (nb > 1) {
+    forward_batched(a, l, nb);
+    return;
+  }
   const int64_t chunks = chunks_per_image(l);
   const int64_t units = s.batch * l.groups * chunks;
   const int64_t col_floats = column_floats(l);
@@ -761,7 +839,14 @@ int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
     if (threads > 1 && units >= threads) return threads * (scratch + weights);
     return scratch + weights;
   }
-  if (pass == ConvPass::forward) return units_in_parallel(l, s, threads) ? threads * col : col;
+  if (pass == ConvPass::forward) {
+    const int64_t nb = forward_images_per_gemm(l, s, threads);
+    if (nb > 1) {
+      const int64_t per_unit = batched_forward_floats(l, nb);
+      return batched_units_in_parallel(l, s, nb, threads) ? threads * per_unit : per_unit;
+    }
+    return units_in_parallel(l, s, threads) ? threads * col : col;
+  }
   if (chunks_in_parallel_bwd(l, s, threads)) return threads * (col + l.cg * s.in_h * s.in_w);
   return items_in_parallel(s.batch * l.groups, threads) ? threads * col : col;
 }
