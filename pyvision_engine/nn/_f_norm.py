@@ -1,8 +1,10 @@
 """Normalisation functionals: batch_norm, group_norm, layer_norm (torch semantics).
 
-BatchNorm and GroupNorm share three kernels (channel statistics in one pass,
-a per-channel affine map, per-channel gradient sums); the small per-channel
-coefficient algebra is done here in float64.
+GroupNorm and eval-mode BatchNorm use three kernels (channel statistics in one
+pass, a per-channel affine map, per-channel gradient sums), with the small
+per-channel coefficient algebra done here in float64. Training BatchNorm uses
+two fused kernels that do the same algebra per channel while the channel's
+data is in cache (statistics + normalise; gradient sums + grad_input).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def batch_norm_scale_shift(running_mean: np.ndarray, running_var: np.ndarray,
 
 class _BatchNorm(Function):
     """Inputs: x (N, C, *), weight, bias (or None). Running stats ride in ``state``."""
+
+    owns_grads = True  # gx from a kernel, gw / gb from fresh conversions
 
     @staticmethod
     def forward(ctx, x, weight, bias, state):

@@ -185,6 +185,36 @@ inline bool stride2_columns(const Pool2dShape& s) {
          ((s.kernel_w == 3 && s.pad_w == 1) || (s.kernel_w == 2 && s.pad_w == 0));
 }
 
+// x86 max drops a NaN in its first operand; kExact uses the NaN-propagating
+// one. Blocks with no NaN input (checked with one compare per two loads) take
+// the plain max, which is all that runs on ordinary data.
+template <bool kExact>
+inline Vec pool_max(Vec a, Vec b) {
+  return kExact ? max_propagate_nan(a, b) : max(a, b);
+}
+
+// W outputs from input columns c0 .. c0 + 2W - 1 of rows top, top + step, ...
+// (nrows of them; nlo / nhi valid lanes per half, -inf past the row).
+// *odd carries the odd columns to the next block (its column c0 - 1).
+template <bool kExact>
+inline Vec stride2_block(const float* top, int64_t step, int nrows, int nlo, int nhi, bool three,
+                         Vec* odd, Mask* nan) {
+  Vec lo = load_fill(top, nlo, kNegInf), hi = load_fill(top + W, nhi, kNegInf);
+  if (!kExact) *nan = unordered(lo, hi);
+  for (int r = 1; r < nrows; ++r) {
+    const Vec u = load_fill(top + r * step, nlo, kNegInf), v = load_fill(top + r * step + W, nhi, kNegInf);
+    if (!kExact) *nan = mask_or(*nan, unordered(u, v));
+    lo = pool_max<kExact>(lo, u);
+    hi = pool_max<kExact>(hi, v);
+  }
+  Vec even, o;
+  deinterleave(lo, hi, &even, &o);
+  Vec out = pool_max<kExact>(even, o);
+  if (three) out = pool_max<kExact>(shift_in(*odd, o), out);
+  *odd = o;
+  return out;
+}
+
 void max_pool_plane_stride2(const float* x, float* y, const Pool2dShape& s) {
   const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
   const int kh = s.kernel_h, dh = s.dilation_h;
@@ -194,25 +224,23 @@ void max_pool_plane_stride2(const float* x, float* y, const Pool2dShape& s) {
     const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
     const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
     const float* top = x + (hstart + static_cast<int64_t>(r0) * dh) * IW;
-    const int64_t row_step = static_cast<int64_t>(dh) * IW;
+    const int64_t step = static_cast<int64_t>(dh) * IW;
     float* yrow = y + oh * OW;
-    Vec prev_odd = Vec::set1(kNegInf);  // column 2*j0 - 1: padding for the first block
+    Vec prev_odd = Vec::set1(kNegInf);  // column -1: padding
+    bool prev_nan = false;              // prev_odd may hold a NaN
     for (int64_t j0 = 0; j0 < OW; j0 += W) {
       const int64_t c0 = 2 * j0;
-      // Lanes past the row (right border, ceil_mode) read as -inf.
       const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
       const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
-      Vec lo = load_fill(top + c0, nlo, kNegInf), hi = load_fill(top + c0 + W, nhi, kNegInf);
-      for (int r = r0 + 1; r < r1; ++r) {
-        const float* row = top + (r - r0) * row_step + c0;
-        lo = max_propagate_nan(lo, load_fill(row, nlo, kNegInf));
-        hi = max_propagate_nan(hi, load_fill(row + W, nhi, kNegInf));
+      const Vec carried = prev_odd;
+      Mask nan;
+      Vec out = stride2_block<false>(top + c0, step, r1 - r0, nlo, nhi, three, &prev_odd, &nan);
+      const bool has_nan = any_lane(nan);
+      if (has_nan || prev_nan) {  // rare: redo the block propagating NaN
+        prev_odd = carried;
+        out = stride2_block<true>(top + c0, step, r1 - r0, nlo, nhi, three, &prev_odd, &nan);
       }
-      Vec even, odd;
-      deinterleave(lo, hi, &even, &odd);
-      Vec out = max_propagate_nan(even, odd);
-      if (three) out = max_propagate_nan(shift_in(prev_odd, odd), out);
-      prev_odd = odd;
+      prev_nan = has_nan;
       const int64_t n = OW - j0;
       if (n >= W) {
         out.store(yrow + j0);
