@@ -495,6 +495,13 @@ void global_avg_pool_impl(const float* x, float* y, int64_t planes, int64_t hw, 
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t p0 = g * W;
     const int n = static_cast<int>(std::min<int64_t>(W, planes - p0));
+    // One line ahead per line read, a group (W planes) ahead: a few percent
+    // over the hardware prefetcher alone on the bench machine.
+    if (g + 1 < groups) {
+      const char* next = reinterpret_cast<const char*>(x + (p0 + W) * hw);
+      const int64_t bytes = std::min<int64_t>(W, planes - p0 - W) * hw * static_cast<int64_t>(sizeof(float));
+      for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(next + b);
+    }
     Vec part[W];
     for (int j = 0; j < n; ++j) part[j] = plane_partial(x + (p0 + j) * hw, hw);
     for (int j = n; j < W; ++j) part[j] = Vec::zero();
