@@ -59,8 +59,6 @@ inline Vec load_strided(const float* p, int stride) {
   return _mm512_i32gather_ps(idx, p, 4);
 }
 
-
-
 // Lane i of the result = horizontal sum of v[i], i < 16: a 4-level
 // shuffle/add tree, about 2 shuffles and 1 add per input vector. The tree
 // leaves a 4x4 transpose of the lane order, so the inputs are taken in the
@@ -134,8 +132,6 @@ inline Vec load_strided(const float* p, int stride) {
   return _mm256_i32gather_ps(p, idx, 4);
 }
 
-
-
 // Lane i of the result = horizontal sum of v[i], i < 8 (3-level tree; slot m
 // reads v[4 * (m % 2) + m / 2] so the result comes out in order).
 inline Vec reduce_add_lanes(const Vec* v) {
@@ -180,8 +176,6 @@ inline Mask unordered(Vec a, Vec b) { return a.v != a.v || b.v != b.v; }
 inline bool any_lane(Mask m) { return m; }
 inline Vec select(Mask m, Vec a, Vec b) { return m ? a : b; }
 inline Vec load_strided(const float* p, int stride) { return *p; }
-
-
 
 inline Vec reduce_add_lanes(const Vec* v) { return v[0]; }
 inline Vec load_fill(const float* p, int n, float fill) { return n > 0 ? *p : fill; }
