@@ -106,7 +106,14 @@ class Function:
     gradient (numpy array or None) per positional argument of ``forward``.
     ``ctx`` is the node itself: store what backward needs on it, and use
     ``ctx.needs_input_grad`` to skip gradients nobody asked for.
+
+    ``owns_grads = True`` declares that backward returns newly allocated
+    arrays that nothing else references; a leaf then takes such a gradient
+    without a copy (torch's AccumulateGrad steals a uniquely owned gradient
+    the same way). For large activations the copy costs as much as the kernel.
     """
+
+    owns_grads = False
 
     @staticmethod
     def forward(ctx: "Function", *args: Any, **kwargs: Any) -> np.ndarray:
@@ -173,7 +180,7 @@ def _topological_order(root: Function) -> list:
     return order
 
 
-def _accumulate_into_leaf(leaf: "Tensor", grad: np.ndarray) -> None:
+def _accumulate_into_leaf(leaf: "Tensor", grad: np.ndarray, owned: bool = False) -> None:
     from pyvision_engine.tensor import Tensor
 
     if grad.shape != leaf._data.shape:
@@ -186,6 +193,9 @@ def _accumulate_into_leaf(leaf: "Tensor", grad: np.ndarray) -> None:
         if slot is not None:
             np.copyto(slot, grad)
             leaf.grad = Tensor._wrap(slot)
+        elif (owned and grad.dtype == leaf._data.dtype and grad.base is None
+              and grad.flags.c_contiguous and grad.flags.writeable):
+            leaf.grad = Tensor._wrap(grad)  # fresh and unshared (Function.owns_grads)
         else:
             # Copy: backward functions may hand the same array to several inputs.
             leaf.grad = Tensor._wrap(np.array(grad, dtype=leaf._data.dtype, copy=True))
@@ -239,11 +249,13 @@ def backward(
                 f"{node.name}.backward returned {len(input_grads)} gradients, "
                 f"expected {len(node.inputs)}"
             )
+        owns = type(node).owns_grads
         for t, gi in zip(node.inputs, input_grads):
             if t is None or gi is None:
                 continue
             if t._node is None:
-                _accumulate_into_leaf(t, gi)
+                # An array handed to two inputs is not owned by either.
+                _accumulate_into_leaf(t, gi, owns and sum(g is gi for g in input_grads) == 1)
                 continue
             if t._retains_grad:
                 _accumulate_into_leaf(t, gi)

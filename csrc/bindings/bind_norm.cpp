@@ -17,6 +17,8 @@ namespace pve {
 PVE_DEFINE_KERNEL(channel_stats, ChannelStatsFn);
 PVE_DEFINE_KERNEL(channel_affine, ChannelAffineFn);
 PVE_DEFINE_KERNEL(channel_grad_sums, ChannelGradSumsFn);
+PVE_DEFINE_KERNEL(batch_norm_train_forward, BatchNormTrainForwardFn);
+PVE_DEFINE_KERNEL(batch_norm_train_backward, BatchNormTrainBackwardFn);
 PVE_DEFINE_KERNEL(layer_norm_forward, LayerNormForwardFn);
 PVE_DEFINE_KERNEL(layer_norm_backward, LayerNormBackwardFn);
 
@@ -90,6 +92,56 @@ py::tuple grad_sums(const py::array& x, const py::array& gy, int64_t n, int64_t 
   return py::make_tuple(s1, s2);
 }
 
+py::tuple bn_train_forward(const py::array& x, int64_t n, int64_t c, int64_t l,
+                           std::optional<py::array> w, std::optional<py::array> b, double eps,
+                           bool relu) {
+  static const char* op = "batch_norm_train_forward";
+  check_layout(op, n, c, l);
+  const float* px = f32_arg(x, n * c * l, op, "input");
+  const float* pw = f32_opt_arg(w, c, op, "weight");
+  const float* pb = f32_opt_arg(b, c, op, "bias");
+  py::array_t<float> y(shape_of(x)), mean(c), var(c);
+  float* py_ = y.mutable_data();
+  float* pm = mean.mutable_data();
+  float* pv = var.mutable_data();
+  auto fn = batch_norm_train_forward.get();
+  const int t = num_threads();
+  {
+    py::gil_scoped_release release;
+    fn(px, py_, n, c, l, pw, pb, eps, relu, pm, pv, t);
+  }
+  return py::make_tuple(y, mean, var);
+}
+
+py::tuple bn_train_backward(const py::array& x, const py::array& gy, int64_t n, int64_t c,
+                            int64_t l, const py::array& mean, const py::array& var,
+                            std::optional<py::array> w, double eps, bool need_input) {
+  static const char* op = "batch_norm_train_backward";
+  check_layout(op, n, c, l);
+  const float* px = f32_arg(x, n * c * l, op, "input");
+  const float* pg = f32_arg(gy, n * c * l, op, "grad_output");
+  const float* pm = f32_arg(mean, c, op, "mean");
+  const float* pv = f32_arg(var, c, op, "var");
+  const float* pw = f32_opt_arg(w, c, op, "weight");
+  py::object gx = py::none();
+  float* pgx = nullptr;
+  if (need_input) {
+    py::array_t<float> a(shape_of(x));
+    pgx = a.mutable_data();
+    gx = a;
+  }
+  py::array_t<float> s1(c), s2(c);
+  float* p1 = s1.mutable_data();
+  float* p2 = s2.mutable_data();
+  auto fn = batch_norm_train_backward.get();
+  const int t = num_threads();
+  {
+    py::gil_scoped_release release;
+    fn(px, pg, pgx, n, c, l, pm, pv, pw, eps, p1, p2, t);
+  }
+  return py::make_tuple(gx, s1, s2);
+}
+
 py::tuple ln_forward(const py::array& x, int64_t rows, int64_t len, std::optional<py::array> w,
                      std::optional<py::array> b, float eps) {
   static const char* op = "layer_norm";
@@ -155,6 +207,15 @@ void bind_norm(py::module_& m) {
   m.def("channel_grad_sums", &grad_sums, py::arg("input"), py::arg("grad_output"), py::arg("n"),
         py::arg("c"), py::arg("l"), py::arg("center"),
         "(sum gy, sum gy*(x - center[c])) per channel.");
+  m.def("batch_norm_train_forward", &bn_train_forward, py::arg("input"), py::arg("n"),
+        py::arg("c"), py::arg("l"), py::arg("weight") = py::none(), py::arg("bias") = py::none(),
+        py::arg("eps") = 1e-5, py::arg("relu") = false,
+        "(y, mean, biased var): training BatchNorm over input viewed as (n, c, l).");
+  m.def("batch_norm_train_backward", &bn_train_backward, py::arg("input"),
+        py::arg("grad_output"), py::arg("n"), py::arg("c"), py::arg("l"), py::arg("mean"),
+        py::arg("var"), py::arg("weight") = py::none(), py::arg("eps") = 1e-5,
+        py::arg("need_input") = true,
+        "(grad_input or None, sum gy, sum gy*(x - mean)) through the batch statistics.");
   m.def("layer_norm_forward", &ln_forward, py::arg("input"), py::arg("rows"), py::arg("len"),
         py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("eps") = 1e-5f);
   m.def("layer_norm_backward", &ln_backward, py::arg("input"), py::arg("grad_output"),

@@ -4,8 +4,13 @@
 //
 //   Mask                      per-lane predicate (__mmask16, a lane-wide __m256, bool)
 //   cmp_gt/cmp_ge/cmp_lt/cmp_le/is_nan, mask_or, mask_and, select(m, a, b) = m ? a : b
+//   unordered(a, b) (a or b NaN), any_lane(m)
 //   load_strided(p, s)        lanes p[0], p[s], p[2s], ...; reads no element it does not return
-//   reduce_add4(a, b, c, d, out)  four horizontal sums at once
+//   reduce_add_lanes(v)       lane i = horizontal sum of v[i], for W vectors at once
+//   load_fill(p, n, f)        p[0..n-1], then f in the other lanes (reads only those n)
+//   deinterleave(lo, hi, e, o)  even / odd elements of the 2W floats lo:hi
+//   shift_in(prev, cur)       [prev[W-1], cur[0], ..., cur[W-2]]
+//   max_propagate_nan(a, b)   max that returns NaN when either operand is NaN
 //   exp, tanh, erf, sigmoid   scalar build: the <cmath> functions (the reference);
 //                             SIMD builds: Cephes-style polynomials, a few ulp
 //                             (erf: <= ~3e-7 absolute), NaN in -> NaN out.
@@ -28,6 +33,8 @@ inline Mask cmp_le(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_O
 inline Mask is_nan(Vec a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
 inline Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }
 inline Mask mask_and(Mask a, Mask b) { return static_cast<Mask>(a & b); }
+inline Mask unordered(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_UNORD_Q); }
+inline bool any_lane(Mask m) { return m != 0; }
 inline Vec select(Mask m, Vec a, Vec b) { return _mm512_mask_blend_ps(m, b.v, a.v); }
 inline Vec round_nearest(Vec a) {
   return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -52,17 +59,44 @@ inline Vec load_strided(const float* p, int stride) {
   return _mm512_i32gather_ps(idx, p, 4);
 }
 
-
-// out[0..3] = horizontal sums of a, b, c, d (one shuffle tree for four vectors).
-inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
-  auto half = [](__m512 v) {
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  };
-  __m128 ab = _mm_hadd_ps(half(a.v), half(b.v));
-  __m128 cd = _mm_hadd_ps(half(c.v), half(d.v));
-  _mm_storeu_ps(out, _mm_hadd_ps(ab, cd));
+// Lane i of the result = horizontal sum of v[i], i < 16: a 4-level
+// shuffle/add tree, about 2 shuffles and 1 add per input vector. The tree
+// leaves a 4x4 transpose of the lane order, so the inputs are taken in the
+// transposed order (slot m reads v[4 * (m % 4) + m / 4]).
+inline Vec reduce_add_lanes(const Vec* v) {
+  auto in = [v](int m) { return v[4 * (m % 4) + m / 4].v; };
+  __m512 s[8], t[4], u[2];
+  for (int i = 0; i < 8; ++i) {  // 256-bit halves: lanes 0-7 from in(2i), 8-15 from in(2i+1)
+    const __m512 a = in(2 * i), b = in(2 * i + 1);
+    s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+  }
+  for (int i = 0; i < 4; ++i)  // 128-bit blocks: one 4-lane partial per input
+    t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0xDD));
+  for (int i = 0; i < 2; ++i)
+    u[i] = _mm512_add_ps(_mm512_unpacklo_ps(t[2 * i], t[2 * i + 1]),
+                         _mm512_unpackhi_ps(t[2 * i], t[2 * i + 1]));
+  return _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], 0x44), _mm512_shuffle_ps(u[0], u[1], 0xEE));
 }
+inline Vec load_fill(const float* p, int n, float fill) {
+  if (n >= 16) return Vec::load(p);
+  return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<__mmask16>((1u << n) - 1u), p);
+}
+// even = lo[0], lo[2], ..., hi[14]; odd = lo[1], lo[3], ..., hi[15].
+inline void deinterleave(Vec lo, Vec hi, Vec* even, Vec* odd) {
+  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  *even = _mm512_permutex2var_ps(lo.v, ie, hi.v);
+  *odd = _mm512_permutex2var_ps(lo.v, io, hi.v);
+}
+inline Vec shift_in(Vec prev, Vec cur) {
+  return _mm512_castsi512_ps(
+      _mm512_alignr_epi32(_mm512_castps_si512(cur.v), _mm512_castps_si512(prev.v), 15));
+}
+// vmaxps returns its second operand when either is NaN, so it keeps b's NaN
+// and the blend keeps a's. (A merge-masked vmaxps instead of the blend was 2x
+// slower in the max-pool loop on Zen 5.)
+inline Vec max_propagate_nan(Vec a, Vec b) { return select(is_nan(a), a, max(a, b)); }
 
 #elif defined(__AVX2__)
 
@@ -74,6 +108,8 @@ inline Mask cmp_le(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ); }
 inline Mask is_nan(Vec a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
 inline Mask mask_or(Mask a, Mask b) { return _mm256_or_ps(a, b); }
 inline Mask mask_and(Mask a, Mask b) { return _mm256_and_ps(a, b); }
+inline Mask unordered(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_UNORD_Q); }
+inline bool any_lane(Mask m) { return _mm256_movemask_ps(m) != 0; }
 inline Vec select(Mask m, Vec a, Vec b) { return _mm256_blendv_ps(b.v, a.v, m); }
 inline Vec round_nearest(Vec a) {
   return _mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -96,13 +132,35 @@ inline Vec load_strided(const float* p, int stride) {
   return _mm256_i32gather_ps(p, idx, 4);
 }
 
-
-inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
-  auto half = [](__m256 v) { return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); };
-  __m128 ab = _mm_hadd_ps(half(a.v), half(b.v));
-  __m128 cd = _mm_hadd_ps(half(c.v), half(d.v));
-  _mm_storeu_ps(out, _mm_hadd_ps(ab, cd));
+// Lane i of the result = horizontal sum of v[i], i < 8 (3-level tree; slot m
+// reads v[4 * (m % 2) + m / 2] so the result comes out in order).
+inline Vec reduce_add_lanes(const Vec* v) {
+  auto in = [v](int m) { return v[4 * (m % 2) + m / 2].v; };
+  __m256 s[4], u[2];
+  for (int i = 0; i < 4; ++i) {
+    const __m256 a = in(2 * i), b = in(2 * i + 1);
+    s[i] = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+  }
+  for (int i = 0; i < 2; ++i)
+    u[i] = _mm256_add_ps(_mm256_unpacklo_ps(s[2 * i], s[2 * i + 1]),
+                         _mm256_unpackhi_ps(s[2 * i], s[2 * i + 1]));
+  return _mm256_add_ps(_mm256_shuffle_ps(u[0], u[1], 0x44), _mm256_shuffle_ps(u[0], u[1], 0xEE));
 }
+inline Vec load_fill(const float* p, int n, float fill) {
+  if (n >= 8) return Vec::load(p);
+  const __m256i m = Vec::tail_mask(n);
+  return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+}
+inline void deinterleave(Vec lo, Vec hi, Vec* even, Vec* odd) {
+  // [l0 l2 h0 h2 | l4 l6 h4 h6] -> [l0 l2 l4 l6 h0 h2 h4 h6]
+  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo.v, hi.v, 0x88)), 0xD8));
+  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo.v, hi.v, 0xDD)), 0xD8));
+}
+inline Vec shift_in(Vec prev, Vec cur) {
+  const __m256i rot = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
+  return _mm256_blend_ps(_mm256_permutevar8x32_ps(cur.v, rot), _mm256_permutevar8x32_ps(prev.v, rot), 0x01);
+}
+inline Vec max_propagate_nan(Vec a, Vec b) { return select(is_nan(a), a, max(a, b)); }
 
 #else
 
@@ -114,16 +172,19 @@ inline Mask cmp_le(Vec a, Vec b) { return a.v <= b.v; }
 inline Mask is_nan(Vec a) { return a.v != a.v; }
 inline Mask mask_or(Mask a, Mask b) { return a || b; }
 inline Mask mask_and(Mask a, Mask b) { return a && b; }
+inline Mask unordered(Vec a, Vec b) { return a.v != a.v || b.v != b.v; }
+inline bool any_lane(Mask m) { return m; }
 inline Vec select(Mask m, Vec a, Vec b) { return m ? a : b; }
 inline Vec load_strided(const float* p, int stride) { return *p; }
 
-
-inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
-  out[0] = a.v;
-  out[1] = b.v;
-  out[2] = c.v;
-  out[3] = d.v;
+inline Vec reduce_add_lanes(const Vec* v) { return v[0]; }
+inline Vec load_fill(const float* p, int n, float fill) { return n > 0 ? *p : fill; }
+inline void deinterleave(Vec lo, Vec hi, Vec* even, Vec* odd) {
+  *even = lo;
+  *odd = hi;
 }
+inline Vec shift_in(Vec prev, Vec cur) { return prev; }
+inline Vec max_propagate_nan(Vec a, Vec b) { return a.v != a.v ? a : (b.v != b.v ? b : max(a, b)); }
 
 #endif
 

@@ -1,8 +1,10 @@
 """Normalisation functionals: batch_norm, group_norm, layer_norm (torch semantics).
 
-BatchNorm and GroupNorm share three kernels (channel statistics in one pass,
-a per-channel affine map, per-channel gradient sums); the small per-channel
-coefficient algebra is done here in float64.
+GroupNorm and eval-mode BatchNorm use three kernels (channel statistics in one
+pass, a per-channel affine map, per-channel gradient sums), with the small
+per-channel coefficient algebra done here in float64. Training BatchNorm uses
+two fused kernels that do the same algebra per channel while the channel's
+data is in cache (statistics + normalise; gradient sums + grad_input).
 """
 
 from __future__ import annotations
@@ -40,13 +42,17 @@ def batch_norm_scale_shift(running_mean: np.ndarray, running_var: np.ndarray,
 class _BatchNorm(Function):
     """Inputs: x (N, C, *), weight, bias (or None). Running stats ride in ``state``."""
 
+    owns_grads = True  # gx from a kernel, gw / gb from fresh conversions
+
     @staticmethod
     def forward(ctx, x, weight, bias, state):
         running_mean, running_var, training, momentum, eps, relu = state
         n, c = x.shape[0], x.shape[1]
         l = int(np.prod(x.shape[2:], dtype=np.int64))
+        w64 = weight.astype(np.float64) if weight is not None else 1.0
         if training:
-            mean, var = _C.channel_stats(x, n, c, l)
+            # Statistics and normalisation in one kernel, channel by channel.
+            y, mean, var = _C.batch_norm_train_forward(x, n, c, l, weight, bias, eps, relu)
             m = n * l
             if running_mean is not None:
                 # torch: running_var takes the unbiased batch variance.
@@ -60,11 +66,11 @@ class _BatchNorm(Function):
         else:
             center = running_mean
             invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-        w64 = weight.astype(np.float64) if weight is not None else 1.0
-        scale = invstd * w64
-        shift = -center.astype(np.float64) * scale + (bias if bias is not None else 0.0)
-        y = _C.channel_affine(x, n=n, c=c, l=l, a=_f32(scale), d=_f32(shift), relu=relu)
-        ctx.x, ctx.layout, ctx.training = x, (n, c, l), training
+            scale = invstd * w64
+            shift = -center.astype(np.float64) * scale + (bias if bias is not None else 0.0)
+            y = _C.channel_affine(x, n=n, c=c, l=l, a=_f32(scale), d=_f32(shift), relu=relu)
+        ctx.x, ctx.layout, ctx.training, ctx.eps = x, (n, c, l), training, eps
+        ctx.var, ctx.weight = (var if training else None), weight
         ctx.center, ctx.invstd, ctx.w64, ctx.has_weight = _f32(center), invstd, w64, weight is not None
         ctx.relu_y = y if relu else None
         return y
@@ -76,18 +82,17 @@ class _BatchNorm(Function):
             g = np.where(ctx.relu_y > 0, g, _F32(0))
         n, c, l = ctx.layout
         x, invstd, w64 = ctx.x, ctx.invstd, ctx.w64
-        s1, s2 = _C.channel_grad_sums(x, g, n, c, l, ctx.center)
-        s1, s2 = s1.astype(np.float64), s2.astype(np.float64)
         gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            k = w64 * invstd * np.ones(c)
-            if ctx.training:
-                m = n * l
-                bcoef = -k * invstd * invstd * s2 / m
-                dcoef = -k * s1 / m - bcoef * ctx.center
-                gx = _C.channel_affine(g, v=x, n=n, c=c, l=l, a=_f32(k), b=_f32(bcoef), d=_f32(dcoef))
-            else:
-                gx = _C.channel_affine(g, n=n, c=c, l=l, a=_f32(k))
+        if ctx.training:
+            # Gradient sums and grad_input in one kernel, channel by channel.
+            gx, s1, s2 = _C.batch_norm_train_backward(x, g, n, c, l, ctx.center, ctx.var,
+                                                      ctx.weight, ctx.eps,
+                                                      bool(ctx.needs_input_grad[0]))
+        else:
+            s1, s2 = _C.channel_grad_sums(x, g, n, c, l, ctx.center)
+            if ctx.needs_input_grad[0]:
+                gx = _C.channel_affine(g, n=n, c=c, l=l, a=_f32(w64 * invstd * np.ones(c)))
+        s1, s2 = s1.astype(np.float64), s2.astype(np.float64)
         if ctx.has_weight and ctx.needs_input_grad[1]:
             gw = _f32(s2 * invstd)
         if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:

@@ -137,3 +137,85 @@ def test_layer_norm(isa, shape, k):
              rtol=1e-4, atol=1e-4)
     m = pve.nn.LayerNorm(shape[-k:])
     assert m.weight.shape == tuple(shape[-k:])
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 5, 7), (5, 9, 33), (2, 12, 64)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_norm_fused_train_kernels_match_separate_kernels(isa, shape, threads):
+    # The fused per-channel kernels (c >= 4 * threads) do the same float and
+    # float64 algebra as channel_stats / channel_affine / channel_grad_sums
+    # with the coefficients computed in numpy, so results agree to rounding.
+    from pyvision_engine import _C
+    x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+    gy = rng.standard_normal(shape).astype(np.float32)
+    n, c = shape[0], shape[1]
+    l = int(np.prod(shape[2:]))
+    w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    eps = 1e-5
+    before = pve.get_num_threads()
+    try:
+        pve.set_num_threads(threads)
+        y, mean, var = _C.batch_norm_train_forward(x, n, c, l, w, b, eps, False)
+        gx, s1, s2 = _C.batch_norm_train_backward(x, gy, n, c, l, mean, var, w, eps, True)
+        rmean, rvar = _C.channel_stats(x, n, c, l)
+        r1, r2 = _C.channel_grad_sums(x, gy, n, c, l, rmean)
+    finally:
+        pve.set_num_threads(before)
+    np.testing.assert_array_equal(mean, rmean)
+    np.testing.assert_array_equal(var, rvar)
+    np.testing.assert_array_equal(s1, r1)
+    np.testing.assert_array_equal(s2, r2)
+    invstd = 1.0 / np.sqrt(var.astype(np.float64) + eps)
+    scale = invstd * w
+    shift = -mean.astype(np.float64) * scale + b
+    ry = _C.channel_affine(x, n=n, c=c, l=l, a=scale.astype(np.float32), d=shift.astype(np.float32))
+    np.testing.assert_allclose(y, ry, rtol=1e-6, atol=1e-6)
+    k = w * invstd
+    m = n * l
+    bc = -k * invstd * invstd * s2.astype(np.float64) / m
+    dc = -k * s1.astype(np.float64) / m - bc * mean
+    rgx = _C.channel_affine(gy, v=x, n=n, c=c, l=l, a=k.astype(np.float32),
+                            b=bc.astype(np.float32), d=dc.astype(np.float32))
+    np.testing.assert_allclose(gx, rgx, rtol=1e-6, atol=1e-6)
+    # And against the float64 reference through the module, fused or not.
+    check_op(lambda t, wt, bt: F.batch_norm(t, None, None, wt, bt, training=True),
+             lambda a, wa, ba: ref.batch_norm_train(a, wa, ba)[0],
+             [x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)],
+             rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_train_same_result_on_1_and_2_threads(isa):
+    x = rng.standard_normal((8, 32, 20, 21)).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    before = pve.get_num_threads()
+    out = {}
+    try:
+        for t in (1, 2):
+            pve.set_num_threads(t)
+            bn = pve.nn.BatchNorm2d(32)
+            xt = pve.tensor(x, requires_grad=True)
+            y = bn(xt)
+            y.backward(pve.from_numpy(gy))
+            out[t] = (y.detach().numpy(), xt.grad.numpy(), bn.weight.grad.numpy(), bn.bias.grad.numpy(),
+                      bn.running_mean.numpy(), bn.running_var.numpy())
+    finally:
+        pve.set_num_threads(before)
+    for a, b in zip(out[1], out[2]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batch_norm_gradient_owned_by_leaf_is_not_shared():
+    # The leaf takes the kernel's fresh gradient without a copy; a second
+    # backward accumulates into it and must leave the first result's caller
+    # arrays (upstream gradient, input) untouched.
+    x = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    gy_copy, x_copy = gy.copy(), x.copy()
+    bn = pve.nn.BatchNorm2d(8)
+    xt = pve.tensor(x, requires_grad=True)
+    bn(xt).backward(pve.from_numpy(gy))
+    g1 = xt.grad.numpy().copy()
+    bn(xt).backward(pve.from_numpy(gy))
+    np.testing.assert_allclose(xt.grad.numpy(), 2 * g1, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(gy, gy_copy)
+    np.testing.assert_array_equal(x, x_copy)

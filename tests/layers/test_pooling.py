@@ -158,3 +158,60 @@ def test_invalid_arguments_raise_value_error(call, match):
     x = np.zeros((1, 2, 6, 6), np.float32)
     with pytest.raises(ValueError, match=match):
         call(x)
+
+
+# The stride-2 values path (3 wide pad 1, 2 wide pad 0): widths around the
+# 8 / 16-lane block edges, odd widths, ceil_mode, vertical stride and padding.
+@pytest.mark.parametrize("w", [1, 2, 5, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 112, 113])
+@pytest.mark.parametrize("k,p,sh,ph,ceil", [(3, 1, 2, 1, False), (3, 1, 2, 1, True),
+                                            (2, 0, 2, 0, False), (2, 0, 2, 0, True),
+                                            (3, 1, 1, 0, False)])
+def test_max_pool2d_stride2_values_path(isa, w, k, p, sh, ph, ceil):
+    h = 7
+    if ref.out_size(w, k, 2, p, 1, ceil) < 1 or ref.out_size(h, k, sh, ph, 1, ceil) < 1:
+        pytest.skip("empty output")
+    x = rng.standard_normal((2, 3, h, w)).astype(np.float32)
+    y = F.max_pool2d(x, k, (sh, 2), (ph, p), ceil_mode=ceil).numpy()
+    ry, _ = ref.max_pool2d(x, (k, k), (sh, 2), (ph, p), (1, 1), ceil)
+    np.testing.assert_array_equal(y, ry.astype(np.float32))
+
+
+@pytest.mark.parametrize("col", [0, 1, 15, 16, 30, 31, 32, 33, 63, 64, 111])
+def test_max_pool2d_stride2_nan_at_block_edges(isa, col):
+    # A NaN in the last odd column of a block reaches the next block's first
+    # output through the carried column; each must come out NaN like torch.
+    x = rng.standard_normal((1, 2, 6, 112)).astype(np.float32)
+    x[0, 0, 2, col] = np.nan
+    x[0, 1, 5, 111 - col] = np.nan
+    for k, p in ((3, 1), (2, 0)):
+        y = F.max_pool2d(x, k, 2, p).numpy()
+        ry, _ = ref.max_pool2d(x, (k, k), (2, 2), (p, p))
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ry))
+        ok = ~np.isnan(ry)
+        np.testing.assert_array_equal(y[ok], ry[ok].astype(np.float32))
+
+
+@pytest.mark.parametrize("planes", [1, 7, 15, 16, 17, 33])
+@pytest.mark.parametrize("hw", [(1, 1), (1, 7), (4, 4), (1, 17), (7, 7), (10, 10)])
+def test_global_average_pool_plane_counts_and_sizes(isa, planes, hw):
+    # Planes are summed W at a time (8 or 16): partial groups and plane sizes
+    # below, at and above one vector.
+    x = rng.standard_normal((1, planes) + hw).astype(np.float32)
+    np.testing.assert_allclose(F.adaptive_avg_pool2d(x, 1).numpy()[0, :, 0, 0],
+                               x.astype(np.float64).mean(axis=(2, 3))[0], rtol=1e-5, atol=1e-6)
+
+
+def test_pooling_same_result_on_1_and_2_threads(isa):
+    # Large enough that both kernels split work across threads.
+    x = rng.standard_normal((4, 64, 57, 58)).astype(np.float32)
+    g = rng.standard_normal((64, 512, 7, 7)).astype(np.float32)
+    before = pve.get_num_threads()
+    out = {}
+    try:
+        for t in (1, 2):
+            pve.set_num_threads(t)
+            out[t] = (F.max_pool2d(x, 3, 2, 1).numpy(), F.adaptive_avg_pool2d(g, 1).numpy())
+    finally:
+        pve.set_num_threads(before)
+    for a, b in zip(out[1], out[2]):
+        np.testing.assert_array_equal(a, b)

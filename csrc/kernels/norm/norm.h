@@ -8,6 +8,9 @@
 //                       BatchNorm forward (scale/shift) and every backward
 //   channel_grad_sums   sum gy and sum gy * (x - center[c]) per channel
 //
+// Training BatchNorm fuses them per channel (batch_norm_train_forward /
+// _backward): statistics, then the affine map, while the channel is in L2.
+//
 // LayerNorm normalises rows and applies a per-column affine, so it has its own
 // forward and backward.
 #pragma once
@@ -27,6 +30,17 @@ using ChannelAffineFn = void (*)(const float* u, const float* v, float* out, int
 using ChannelGradSumsFn = void (*)(const float* x, const float* gy, int64_t n, int64_t c,
                                    int64_t l, const float* center, float* sum_gy,
                                    float* sum_gy_xc, int num_threads);
+// Training forward: mean, biased var per channel; y = x * scale + shift (+ReLU)
+// with scale = w / sqrt(var + eps), shift = b - mean * scale (w, b may be null).
+using BatchNormTrainForwardFn = void (*)(const float* x, float* y, int64_t n, int64_t c,
+                                         int64_t l, const float* w, const float* b, double eps,
+                                         bool relu, float* mean, float* var, int num_threads);
+// Training backward through the batch statistics (mean, var from the forward):
+// writes sum_gy, sum_gy_xc (sum gy * (x - mean)) and, when gx is not null, gx.
+using BatchNormTrainBackwardFn = void (*)(const float* x, const float* gy, float* gx, int64_t n,
+                                          int64_t c, int64_t l, const float* mean,
+                                          const float* var, const float* w, double eps,
+                                          float* sum_gy, float* sum_gy_xc, int num_threads);
 // y = (x - mean) * rstd * w + b per row of `len`; w, b may be null; writes mean, rstd.
 using LayerNormForwardFn = void (*)(const float* x, float* y, int64_t rows, int64_t len,
                                     const float* w, const float* b, float eps, float* mean,
@@ -39,6 +53,8 @@ using LayerNormBackwardFn = void (*)(const float* x, const float* gy, int64_t ro
 PVE_DECLARE_KERNEL(channel_stats, ChannelStatsFn);
 PVE_DECLARE_KERNEL(channel_affine, ChannelAffineFn);
 PVE_DECLARE_KERNEL(channel_grad_sums, ChannelGradSumsFn);
+PVE_DECLARE_KERNEL(batch_norm_train_forward, BatchNormTrainForwardFn);
+PVE_DECLARE_KERNEL(batch_norm_train_backward, BatchNormTrainBackwardFn);
 PVE_DECLARE_KERNEL(layer_norm_forward, LayerNormForwardFn);
 PVE_DECLARE_KERNEL(layer_norm_backward, LayerNormBackwardFn);
 

@@ -174,6 +174,83 @@ void max_pool_plane_values(const float* x, float* y, const Pool2dShape& s, float
   }
 }
 
+// Values only, width-2 windows at stride 2 (3 wide with pad 1: the ResNet
+// stem; 2 wide with pad 0): per block of W outputs, the column maxima over the
+// window rows for the 2W input columns under it stay in two registers and are
+// split into even and odd columns; output j is max(odd[j-1], even[j], odd[j])
+// (or max(even[j], odd[j])). No buffer, and each input row is loaded once per
+// output row that uses it (the shared row comes from L1 the second time).
+inline bool stride2_columns(const Pool2dShape& s) {
+  return s.stride_w == 2 && s.dilation_w == 1 &&
+         ((s.kernel_w == 3 && s.pad_w == 1) || (s.kernel_w == 2 && s.pad_w == 0));
+}
+
+// x86 max drops a NaN in its first operand; kExact uses the NaN-propagating
+// one. Blocks with no NaN input (checked with one compare per two loads) take
+// the plain max, which is all that runs on ordinary data.
+template <bool kExact>
+inline Vec pool_max(Vec a, Vec b) {
+  return kExact ? max_propagate_nan(a, b) : max(a, b);
+}
+
+// W outputs from input columns c0 .. c0 + 2W - 1 of rows top, top + step, ...
+// (nrows of them; nlo / nhi valid lanes per half, -inf past the row).
+// *odd carries the odd columns to the next block (its column c0 - 1).
+template <bool kExact>
+inline Vec stride2_block(const float* top, int64_t step, int nrows, int nlo, int nhi, bool three,
+                         Vec* odd, Mask* nan) {
+  Vec lo = load_fill(top, nlo, kNegInf), hi = load_fill(top + W, nhi, kNegInf);
+  if (!kExact) *nan = unordered(lo, hi);
+  for (int r = 1; r < nrows; ++r) {
+    const Vec u = load_fill(top + r * step, nlo, kNegInf), v = load_fill(top + r * step + W, nhi, kNegInf);
+    if (!kExact) *nan = mask_or(*nan, unordered(u, v));
+    lo = pool_max<kExact>(lo, u);
+    hi = pool_max<kExact>(hi, v);
+  }
+  Vec even, o;
+  deinterleave(lo, hi, &even, &o);
+  Vec out = pool_max<kExact>(even, o);
+  if (three) out = pool_max<kExact>(shift_in(*odd, o), out);
+  *odd = o;
+  return out;
+}
+
+void max_pool_plane_stride2(const float* x, float* y, const Pool2dShape& s) {
+  const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
+  const int kh = s.kernel_h, dh = s.dilation_h;
+  const bool three = s.kernel_w == 3;
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const int64_t hstart = oh * s.stride_h - s.pad_h;
+    const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
+    const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
+    const float* top = x + (hstart + static_cast<int64_t>(r0) * dh) * IW;
+    const int64_t step = static_cast<int64_t>(dh) * IW;
+    float* yrow = y + oh * OW;
+    Vec prev_odd = Vec::set1(kNegInf);  // column -1: padding
+    bool prev_nan = false;              // prev_odd may hold a NaN
+    for (int64_t j0 = 0; j0 < OW; j0 += W) {
+      const int64_t c0 = 2 * j0;
+      const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
+      const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
+      const Vec carried = prev_odd;
+      Mask nan;
+      Vec out = stride2_block<false>(top + c0, step, r1 - r0, nlo, nhi, three, &prev_odd, &nan);
+      const bool has_nan = any_lane(nan);
+      if (has_nan || prev_nan) {  // rare: redo the block propagating NaN
+        prev_odd = carried;
+        out = stride2_block<true>(top + c0, step, r1 - r0, nlo, nhi, three, &prev_odd, &nan);
+      }
+      prev_nan = has_nan;
+      const int64_t n = OW - j0;
+      if (n >= W) {
+        out.store(yrow + j0);
+      } else {
+        out.store_partial(yrow + j0, static_cast<int>(n));
+      }
+    }
+  }
+}
+
 void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const Pool2dShape& s,
                              int threads) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
@@ -182,6 +259,12 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
 #pragma omp parallel for num_threads(t) schedule(dynamic, 2)
     for (int64_t p = 0; p < s.planes; ++p)
       max_pool_plane<true>(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
+    return;
+  }
+  if (stride2_columns(s)) {
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
+    for (int64_t p = 0; p < s.planes; ++p)
+      max_pool_plane_stride2(x + p * in_plane, y + p * out_plane, s);
     return;
   }
 #pragma omp parallel num_threads(t)
@@ -379,33 +462,51 @@ void adaptive_avg_pool2d_backward_impl(const float* gy, float* gx, int64_t plane
 }
 
 // ------------------------------------------------------- global average pool
-inline Vec plane_sum(const float* xp, int64_t hw) {
+// Partial sums of one plane in one vector (the caller reduces the lanes).
+inline Vec plane_partial(const float* xp, int64_t hw) {
   Vec a0 = Vec::zero(), a1 = Vec::zero();
   int64_t i = 0;
   for (; i + 2 * W <= hw; i += 2 * W) {
     a0 = a0 + Vec::load(xp + i);
     a1 = a1 + Vec::load(xp + i + W);
   }
-  for (; i < hw; i += W) a0 = a0 + Vec::load_partial(xp + i, static_cast<int>(std::min<int64_t>(W, hw - i)));
+  if (i + W <= hw) {
+    a0 = a0 + Vec::load(xp + i);
+    i += W;
+  }
+  if (i < hw) a1 = a1 + Vec::load_partial(xp + i, static_cast<int>(hw - i));  // 0 past the plane
   return a0 + a1;
 }
 
+// Below this many bytes one thread finishes before a sleeping second one
+// (OMP_WAIT_POLICY=PASSIVE) would be woken and scheduled; measured on the
+// bench machine (bench/README.md, "Layers").
+constexpr int64_t kGapParallelBytes = 4 << 20;
+
 void global_avg_pool_impl(const float* x, float* y, int64_t planes, int64_t hw, int threads) {
-  const int t = planes_threads(planes, planes * hw, threads);
-  const float inv = 1.0f / static_cast<float>(hw);
-  // Four planes per step share one horizontal-reduction tree: with small
-  // planes (7x7 at the end of a ResNet) the reductions dominate otherwise.
-  const int64_t groups = planes / 4;
-#pragma omp parallel for num_threads(t) schedule(dynamic, 64)
+  const int t = planes * hw * static_cast<int64_t>(sizeof(float)) < kGapParallelBytes ? 1 : threads;
+  const Vec inv = Vec::set1(1.0f / static_cast<float>(hw));
+  // W planes per step: one partial vector each, then one shuffle tree turns
+  // the W partials into W sums (small planes, e.g. 7x7 = 49 floats, would
+  // otherwise spend as long on horizontal sums as on loading). Static split:
+  // one contiguous range of planes per thread, a single streaming pass.
+  const int64_t groups = ceil_div(planes, W);
+#pragma omp parallel for num_threads(t) schedule(static)
   for (int64_t g = 0; g < groups; ++g) {
-    const float* xp = x + g * 4 * hw;
-    const Vec s0 = plane_sum(xp, hw), s1 = plane_sum(xp + hw, hw);
-    const Vec s2 = plane_sum(xp + 2 * hw, hw), s3 = plane_sum(xp + 3 * hw, hw);
-    float sums[4];
-    reduce_add4(s0, s1, s2, s3, sums);
-    for (int j = 0; j < 4; ++j) y[g * 4 + j] = sums[j] * inv;
+    const int64_t p0 = g * W;
+    const int n = static_cast<int>(std::min<int64_t>(W, planes - p0));
+    // One line ahead per line read, a group (W planes) ahead: a few percent
+    // over the hardware prefetcher alone on the bench machine.
+    if (g + 1 < groups) {
+      const char* next = reinterpret_cast<const char*>(x + (p0 + W) * hw);
+      const int64_t bytes = std::min<int64_t>(W, planes - p0 - W) * hw * static_cast<int64_t>(sizeof(float));
+      for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(next + b);
+    }
+    Vec part[W];
+    for (int j = 0; j < n; ++j) part[j] = plane_partial(x + (p0 + j) * hw, hw);
+    for (int j = n; j < W; ++j) part[j] = Vec::zero();
+    (reduce_add_lanes(part) * inv).store_partial(y + p0, n);
   }
-  for (int64_t p = groups * 4; p < planes; ++p) y[p] = reduce_add(plane_sum(x + p * hw, hw)) * inv;
 }
 
 void global_avg_pool_backward_impl(const float* gy, float* gx, int64_t planes, int64_t hw,
