@@ -80,6 +80,30 @@ inline Vec load_even(const float* p) {
 #endif
 }
 
+// The first n (<= L) even elements p[0], p[2], ..., p[2n - 2], reading only
+// those 2n - 1 floats (masked loads do not touch the rest).
+inline Vec load_even_partial(const float* p, int n) {
+#if defined(__AVX512F__)
+  const int span = 2 * n - 1;
+  const __mmask16 lo = static_cast<__mmask16>(span >= 16 ? 0xFFFF : (1u << span) - 1u);
+  const __mmask16 hi = static_cast<__mmask16>(span > 16 ? (1u << (span - 16)) - 1u : 0u);
+  const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lo, p), idx,
+                                _mm512_maskz_loadu_ps(hi, p + 16));
+#elif defined(__AVX2__)
+  const int span = 2 * n - 1;
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(span), lanes);
+  const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(span - 8), lanes);
+  const __m256 ab = _mm256_shuffle_ps(_mm256_maskload_ps(p, lo), _mm256_maskload_ps(p + 8, hi),
+                                      0x88);
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ab), 0xD8));
+#else
+  (void)n;
+  return Vec(p[0]);
+#endif
+}
+
 // First t in [0, run) with (ow + t) * stride + off >= 0 (run if none).
 int64_t valid_begin(int64_t ow, int64_t off, int64_t stride, int64_t run) {
   const int64_t need = -(ow * stride + off);  // t * stride >= need
@@ -149,6 +173,11 @@ void im2col_chunk(const Conv2dShape& s, const float* x, int64_t p0, int64_t cols
             const int64_t room = s.in_w - (ow * 2 + off);
             for (; t + Vec::kWidth <= last && 2 * (t + Vec::kWidth) <= room; t += Vec::kWidth)
               load_even(sp + 2 * t).store(d + t);
+            while (t < last) {  // short runs (7-28 wide) and row ends: masked
+              const int n = static_cast<int>((last - t) < Vec::kWidth ? (last - t) : Vec::kWidth);
+              load_even_partial(sp + 2 * t, n).store_partial(d + t, n);
+              t += n;
+            }
           }
           for (; t < last; ++t) d[t] = sp[t * s.stride_w];
         }
