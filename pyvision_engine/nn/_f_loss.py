@@ -259,27 +259,51 @@ class _PointwiseLoss(Function):
         return gx, gt, None, None
 
 
+def _weighted(losses: Tensor, weight: Any, reduction: str, op: str) -> Tensor:
+    """torch's optional per-element weighting of mse_loss / l1_loss: weight has the
+    elementwise losses' shape; 'mean' is sum(weight * loss) / sum(weight)."""
+    w = float_input(weight, op)
+    if tuple(w.shape) != tuple(losses.shape):
+        raise ValueError(f"{op}: Weights and input must have the same size: weight shape "
+                         f"{tuple(w.shape)}, input shape {tuple(losses.shape)}")
+    weighted = losses * w
+    if reduction == "none":
+        return weighted
+    if reduction == "sum":
+        return weighted.sum()
+    return weighted.sum() / w.sum()
+
+
 def mse_loss(input: Any, target: Any, size_average: Optional[bool] = None,
-             reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
-    """(input - target)^2 with the reduction."""
+             reduce: Optional[bool] = None, reduction: str = "mean",
+             weight: Optional[Any] = None) -> Tensor:
+    """(input - target)^2 with the reduction, optionally weighted per element."""
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce)
     check_reduction(reduction, "mse_loss")
     x, t = _pair_inputs(input, target, "mse_loss")
     f = lambda a, b: (a - b) ** 2
     df = lambda a, b: (2 * (a - b), -2 * (a - b))
+    if weight is not None:
+        return _weighted(_PointwiseLoss.apply(x, t, (f, df), "none"), weight, reduction,
+                         "mse_loss")
     return _PointwiseLoss.apply(x, t, (f, df), reduction)
 
 
 def l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,
-            reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
-    """|input - target| with the reduction (gradient sign(input - target), 0 at 0)."""
+            reduce: Optional[bool] = None, reduction: str = "mean",
+            weight: Optional[Any] = None) -> Tensor:
+    """|input - target| with the reduction (gradient sign(input - target), 0 at 0),
+    optionally weighted per element."""
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce)
     check_reduction(reduction, "l1_loss")
     x, t = _pair_inputs(input, target, "l1_loss")
     f = lambda a, b: np.abs(a - b)
     df = lambda a, b: (np.sign(a - b), -np.sign(a - b))
+    if weight is not None:
+        return _weighted(_PointwiseLoss.apply(x, t, (f, df), "none"), weight, reduction,
+                         "l1_loss")
     return _PointwiseLoss.apply(x, t, (f, df), reduction)
 
 

@@ -22,13 +22,15 @@ class _BatchNorm(Module):
     ones, num_batches_tracked int64 scalar. In training the batch statistics
     normalise and the running ones are updated with ``momentum`` (None: the
     cumulative average 1 / num_batches_tracked); in eval the running ones are
-    used. Parameters (affine): weight (C,) ones, bias (C,) zeros."""
+    used. Parameters (affine): weight (C,) ones, bias (C,) zeros (none with
+    ``bias=False``, keyword-only as in torch 2.x)."""
 
     _ranks: Tuple[int, ...] = ()
     _shape_text = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Any = 0.1,
-                 affine: bool = True, track_running_stats: bool = True) -> None:
+                 affine: bool = True, track_running_stats: bool = True, *,
+                 bias: bool = True) -> None:
         super().__init__()
         name = type(self).__name__
         if not isinstance(num_features, (int, np.integer)) or num_features <= 0:
@@ -40,9 +42,11 @@ class _BatchNorm(Module):
         self.track_running_stats = track_running_stats
         if affine:
             self.weight = Parameter(np.ones(num_features, dtype=np.float32))
-            self.bias = Parameter(np.zeros(num_features, dtype=np.float32))
         else:
             self.register_parameter("weight", None)
+        if affine and bias:
+            self.bias = Parameter(np.zeros(num_features, dtype=np.float32))
+        else:
             self.register_parameter("bias", None)
         if track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, dtype=np.float32))
@@ -63,11 +67,10 @@ class _BatchNorm(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
-            self.weight._data[...] = 1
-            self.bias._data[...] = 0
-            self.weight._bump_version()
-            self.bias._bump_version()
+        for param, value in ((self.weight, 1), (self.bias, 0)):
+            if param is not None:
+                param._data[...] = value
+                param._bump_version()
 
     def _check_input(self, x: Tensor) -> None:
         name = type(self).__name__
@@ -130,7 +133,7 @@ class GroupNorm(Module):
     """Normalise (N, C, *) over groups of C / num_groups channels; affine (C,)."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True) -> None:
+                 affine: bool = True, *, bias: bool = True) -> None:
         super().__init__()
         if num_groups <= 0 or num_channels % num_groups != 0:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
@@ -138,9 +141,11 @@ class GroupNorm(Module):
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         if affine:
             self.weight = Parameter(np.ones(num_channels, dtype=np.float32))
-            self.bias = Parameter(np.zeros(num_channels, dtype=np.float32))
         else:
             self.register_parameter("weight", None)
+        if affine and bias:
+            self.bias = Parameter(np.zeros(num_channels, dtype=np.float32))
+        else:
             self.register_parameter("bias", None)
 
     def forward(self, input: Any) -> Tensor:

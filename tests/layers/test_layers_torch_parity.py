@@ -108,3 +108,25 @@ def test_bn_eval_and_loaded_weights_match_torch():
     xe = np.random.default_rng(1).standard_normal((2, 4, 3, 3)).astype(np.float32)
     np.testing.assert_allclose(bn(xe).detach().numpy(), tbn(torch.from_numpy(xe)).detach().numpy(),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_without_bias_and_weighted_losses_match_torch():
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    mine, theirs = pve.nn.BatchNorm2d(3, bias=False), torch.nn.BatchNorm2d(3, bias=False)
+    assert list(mine.state_dict()) == list(theirs.state_dict())
+    w = rng.standard_normal(3).astype(np.float32)
+    mine.weight.data, theirs.weight.data = w.copy(), torch.from_numpy(w.copy())
+    for _ in range(3):
+        np.testing.assert_allclose(mine(x).detach().numpy(),
+                                   theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-4,
+                                   atol=1e-5)
+    np.testing.assert_allclose(mine.running_var.numpy(), theirs.running_var.numpy(), rtol=1e-5)
+    a, b = rng.standard_normal((2, 6)).astype(np.float32), rng.standard_normal((2, 6))
+    wt = rng.uniform(0.1, 1.0, (2, 6)).astype(np.float32)
+    for name in ("mse_loss", "l1_loss"):
+        for reduction in ("mean", "sum", "none"):
+            got = getattr(F, name)(a, b.astype(np.float32), reduction=reduction, weight=wt)
+            want = getattr(TF, name)(torch.from_numpy(a), torch.from_numpy(b.astype(np.float32)),
+                                     reduction=reduction, weight=torch.from_numpy(wt))
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)

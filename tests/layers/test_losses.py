@@ -146,3 +146,23 @@ def test_loss_modules():
                                ref.cross_entropy(x.astype(np.float64), t.numpy(), label_smoothing=0.1),
                                rtol=1e-5)
     assert pve.nn.BCEWithLogitsLoss(pos_weight=pve.tensor(np.ones(4, np.float32)))(x, np.abs(y) / 3).shape == ()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
+def test_weighted_mse_and_l1(name, reduction):
+    # torch 2.x: weight per element; 'mean' divides by the sum of the weights.
+    x, t = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    w = rng.uniform(0.1, 2.0, (3, 5))
+    elementwise = (lambda a, b: (a - b) ** 2) if name == "mse_loss" else \
+        (lambda a, b: np.abs(a - b))
+
+    def ref_fn(a, b, wa):
+        loss = elementwise(a, b) * wa
+        return {"none": loss, "sum": loss.sum(), "mean": loss.sum() / wa.sum()}[reduction]
+
+    check_op(lambda a, b, wa: getattr(F, name)(a, b, reduction=reduction, weight=wa), ref_fn,
+             [x, t, w])
+    with pytest.raises(ValueError, match="same size"):
+        getattr(F, name)(x.astype(np.float32), t.astype(np.float32),
+                         weight=np.ones(5, np.float32))

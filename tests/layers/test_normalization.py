@@ -219,3 +219,41 @@ def test_batch_norm_gradient_owned_by_leaf_is_not_shared():
     np.testing.assert_allclose(xt.grad.numpy(), 2 * g1, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(gy, gy_copy)
     np.testing.assert_array_equal(x, x_copy)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_weight_without_bias(isa, training):
+    # torch 2.x: BatchNorm2d(..., bias=False) keeps the weight and drops the bias.
+    x = rng.standard_normal((4, 3, 5, 6)) * 2 + 1
+    w = rng.standard_normal(3)
+    rm, rv = rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)
+    if training:
+        ref_fn = lambda a, wa: ref.batch_norm_train(a, wa, None)[0]
+    else:
+        ref_fn = lambda a, wa: ref.batch_norm_eval(a, rm, rv, wa, None)
+    check_op(lambda t, wt: F.batch_norm(t, pve.tensor(rm.astype(np.float32)),
+                                        pve.tensor(rv.astype(np.float32)), wt, None,
+                                        training=training),
+             ref_fn, [x, w], rtol=1e-4, atol=1e-4)
+
+
+def test_norm_modules_take_torch_bias_keyword():
+    bn = pve.nn.BatchNorm2d(4, bias=False)
+    assert bn.weight is not None and bn.bias is None
+    assert list(bn.state_dict()) == ["weight", "running_mean", "running_var",
+                                     "num_batches_tracked"]
+    x = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    bn.weight.data = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    y = bn(x).detach().numpy()
+    np.testing.assert_allclose(y, ref.batch_norm_train(x.astype(np.float64),
+                                                       np.arange(1.0, 5.0))[0],
+                               rtol=1e-4, atol=1e-4)
+    bn.reset_parameters()  # a missing bias is skipped, the weight back to ones
+    np.testing.assert_array_equal(bn.weight.detach().numpy(), np.ones(4, np.float32))
+    gn = pve.nn.GroupNorm(2, 4, bias=False)
+    assert gn.weight is not None and gn.bias is None
+    np.testing.assert_allclose(gn(x).detach().numpy(),
+                               ref.group_norm(x.astype(np.float64), 2, np.ones(4)),
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(TypeError):
+        pve.nn.BatchNorm2d(4, 1e-5, 0.1, True, True, False)  # keyword-only, as torch
