@@ -12,7 +12,9 @@ from typing import Any, Dict
 
 from pyvision_engine import _C
 from pyvision_engine._version import __version__
-from pyvision_engine.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from pyvision_engine.autograd import (
+    Function, enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled,
+)
 from pyvision_engine.random import get_rng_state, initial_seed, manual_seed, set_rng_state
 from pyvision_engine.tensor import (
     Tensor, arange, as_tensor, bool_, empty, float32, from_dlpack, from_numpy, full, int64,
@@ -22,8 +24,10 @@ from pyvision_engine import nn  # noqa: E402  (needs the names above)
 from pyvision_engine import optim  # noqa: E402
 from pyvision_engine.nn.functional import add, cat  # noqa: E402  (torch.cat, torch.add)
 from pyvision_engine._functions import (  # noqa: E402  (torch-style top-level functions)
-    abs, argmax, argmin, bmm, clamp, clip, exp, flatten, log, log_softmax, max, mean, min, mm,
-    rand, randint, randn, relu, sigmoid, softmax, sort, sqrt, stack, sum, tanh, topk, where,
+    abs, allclose, argmax, argmin, bmm, chunk, clamp, clip, exp, flatten, is_tensor, isfinite,
+    isnan, log, log_softmax, max, mean, min, mm, numel, permute, rand, randint, randn, relu,
+    reshape, sigmoid, softmax, sort, split, sqrt, squeeze, stack, sum, tanh, topk, transpose,
+    unsqueeze, where,
 )
 from pyvision_engine import data  # noqa: E402
 from pyvision_engine.io import load, save  # noqa: E402
@@ -35,7 +39,7 @@ float = float32  # noqa: A001  (torch's alias: pve.float)
 __all__ = [
     "Tensor", "tensor", "from_numpy", "from_dlpack", "as_tensor", "zeros", "ones", "full",
     "empty", "zeros_like", "ones_like", "arange", "float32", "int64", "bool_", "long",
-    "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "Function",
+    "no_grad", "inference_mode", "enable_grad", "set_grad_enabled", "is_grad_enabled", "Function",
     "manual_seed", "initial_seed", "get_rng_state", "set_rng_state",
     "set_num_threads", "get_num_threads", "info", "matmul", "cat", "nn", "optim", "data", "save",
     "load", "train", "models", "__version__",

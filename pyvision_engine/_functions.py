@@ -14,7 +14,9 @@ from pyvision_engine.tensor import Tensor, _normalize_dtype, as_tensor, float32
 __all__ = [
     "stack", "where", "clamp", "clip", "flatten", "exp", "log", "sqrt", "abs", "sum", "mean",
     "max", "min", "argmax", "argmin", "relu", "sigmoid", "tanh", "softmax", "log_softmax",
-    "mm", "bmm", "randn", "rand", "randint", "topk", "sort",
+    "mm", "bmm", "randn", "rand", "randint", "topk", "sort", "reshape", "permute", "transpose",
+    "squeeze", "unsqueeze", "split", "chunk", "is_tensor", "numel", "isnan", "isfinite",
+    "allclose",
 ]
 
 
@@ -150,3 +152,57 @@ def randint(low: int, high: Optional[int] = None, size: Sequence[int] = (), dtyp
     values = default_generator().integers(low, high, size=tuple(size))
     target = _normalize_dtype(dtype) if dtype is not None else np.dtype(np.int64)
     return Tensor(np.asarray(values, dtype=target if target != float32 else np.float32))
+
+
+def reshape(input: Any, shape: Sequence[int]) -> Tensor:
+    """``input`` with a new shape (one dim may be -1); a view when possible."""
+    return as_tensor(input).reshape(shape)
+
+
+def permute(input: Any, dims: Sequence[int]) -> Tensor:
+    return as_tensor(input).permute(*dims)
+
+
+def transpose(input: Any, dim0: int, dim1: int) -> Tensor:
+    return as_tensor(input).transpose(dim0, dim1)
+
+
+def squeeze(input: Any, dim: Optional[int] = None) -> Tensor:
+    return as_tensor(input).squeeze(dim)
+
+
+def unsqueeze(input: Any, dim: int) -> Tensor:
+    return as_tensor(input).unsqueeze(dim)
+
+
+def split(tensor: Any, split_size_or_sections: Any, dim: int = 0):
+    return as_tensor(tensor).split(split_size_or_sections, dim)
+
+
+def chunk(input: Any, chunks: int, dim: int = 0):
+    return as_tensor(input).chunk(chunks, dim)
+
+
+def is_tensor(obj: Any) -> bool:
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Any) -> int:
+    return int(as_tensor(input)._data.size)
+
+
+def isnan(input: Any) -> Tensor:
+    """Elementwise NaN test, a bool tensor."""
+    return Tensor._wrap(np.isnan(as_tensor(input)._data))
+
+
+def isfinite(input: Any) -> Tensor:
+    """Elementwise test for neither inf nor NaN, a bool tensor."""
+    return Tensor._wrap(np.isfinite(as_tensor(input)._data))
+
+
+def allclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08,
+             equal_nan: bool = False) -> bool:
+    """|input - other| <= atol + rtol * |other| everywhere (torch's, with broadcasting)."""
+    return bool(np.allclose(as_tensor(input)._data, as_tensor(other)._data, rtol=rtol,
+                            atol=atol, equal_nan=equal_nan))

@@ -75,6 +75,27 @@ class no_grad(_GradModeContext):
     _target = False
 
 
+class inference_mode(no_grad):
+    """torch.inference_mode: no recording, like ``no_grad`` (here results are
+    ordinary tensors). ``inference_mode(False)`` leaves the grad mode as it is.
+    Context manager or decorator, with or without the call parentheses."""
+
+    def __new__(cls, mode: Any = True) -> Any:
+        if callable(mode):  # bare @pve.inference_mode
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode: bool = True) -> None:
+        self._mode = bool(mode)
+
+    @property
+    def _target(self) -> bool:  # read when entered / called
+        return False if self._mode else _grad_mode.enabled
+
+    def __call__(self, func: Callable) -> Callable:
+        return super().__call__(func) if self._mode else func
+
+
 class enable_grad(_GradModeContext):
     """Enable gradient recording inside a ``no_grad`` region."""
 

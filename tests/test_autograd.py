@@ -228,3 +228,27 @@ def test_convenience_ops_validate_arguments():
         t.repeat(2)
     with pytest.raises(TypeError, match="bool"):
         t.masked_fill(t, 0.0)
+
+
+def test_inference_mode_is_no_grad_as_context_and_decorator():
+    x = pve.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    with pve.inference_mode():
+        assert not pve.is_grad_enabled()
+        assert not (x * 2).requires_grad
+    assert pve.is_grad_enabled()
+
+    @pve.inference_mode
+    def bare():
+        return pve.is_grad_enabled()
+
+    @pve.inference_mode()
+    def called():
+        return pve.is_grad_enabled()
+
+    @pve.inference_mode(False)
+    def off():
+        return pve.is_grad_enabled()
+
+    assert (bare(), called(), off()) == (False, False, True)
+    with pve.no_grad(), pve.inference_mode(False):
+        assert not pve.is_grad_enabled()  # mode=False changes nothing

@@ -198,3 +198,21 @@ def test_only_float_tensors_require_grad():
 def test_repr_mentions_grad():
     assert "requires_grad=True" in repr(pve.ones(1, requires_grad=True))
     assert "grad_fn" in repr(pve.ones(1, requires_grad=True) * 2)
+
+
+def test_top_level_shape_and_test_functions():
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    t = pve.tensor(a)
+    np.testing.assert_array_equal(pve.reshape(t, (4, -1)).numpy(), a.reshape(4, -1))
+    np.testing.assert_array_equal(pve.permute(t, (2, 0, 1)).numpy(), a.transpose(2, 0, 1))
+    np.testing.assert_array_equal(pve.transpose(t, 0, 2).numpy(), a.swapaxes(0, 2))
+    assert pve.unsqueeze(t, 1).shape == (2, 1, 3, 4)
+    assert pve.squeeze(pve.unsqueeze(t, 0)).shape == (2, 3, 4)
+    assert [p.shape for p in pve.split(t, 2, dim=2)] == [(2, 3, 2), (2, 3, 2)]
+    assert [p.shape for p in pve.chunk(t, 3, dim=1)] == [(2, 1, 4)] * 3
+    assert pve.numel(t) == 24 and pve.is_tensor(t) and not pve.is_tensor(a)
+    b = np.array([1.0, np.nan, np.inf, -2.0], np.float32)
+    np.testing.assert_array_equal(pve.isnan(b).numpy(), np.isnan(b))
+    np.testing.assert_array_equal(pve.isfinite(b).numpy(), np.isfinite(b))
+    assert pve.allclose(t, t + 1e-7) and not pve.allclose(t, t + 1.0)
+    assert not pve.allclose(b, b) and pve.allclose(b, b, equal_nan=True)
