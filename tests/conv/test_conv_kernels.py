@@ -172,3 +172,17 @@ def test_small_images_share_one_gemm(isa, threads):
             check_against_reference(rng, 7, 8, 7, 6, 160, 3, 3, (1, 1), (1, 1), (1, 1), 2)
     finally:
         pve.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_small_images_share_the_tiled_kernel(isa, threads):
+    # <= 64 output channels: several images' columns side by side through the tiled kernel.
+    previous = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(10)
+        with conv_backend.force_algorithm("im2col"):
+            check_against_reference(rng, 6, 6, 14, 14, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1)
+            check_against_reference(rng, 5, 4, 9, 7, 6, 3, 3, (2, 1), (1, 1), (1, 1), 2)
+    finally:
+        pve.set_num_threads(previous)

@@ -390,12 +390,12 @@ bool units_in_parallel(const Lowering& l, const Conv2dShape& s, int threads) {
 // image's GEMM few columns: the weights are packed for every image and the
 // last column panel is mostly padding. Several whole images then share one
 // GEMM: their columns side by side, the product into scratch, copied out to
-// each image's planes. (Only where the packed GEMM runs: > kTiledMaxRows rows.)
+// each image's planes. With few output channels the tiled kernel runs on the
+// shared columns instead (no pixel tile half empty at the end of each image).
 constexpr int64_t kForwardMinColumns = 512;
 
 int64_t forward_images_per_gemm(const Lowering& l, const Conv2dShape& s, int threads) {
-  if (l.direct || l.chunk != l.pixels || l.pixels >= kForwardMinColumns ||
-      l.kg <= kTiledMaxRows || s.batch < 2)
+  if (l.direct || l.chunk != l.pixels || l.pixels >= kForwardMinColumns || s.batch < 2)
     return 1;
   int64_t nb = (kForwardMinColumns + l.pixels - 1) / l.pixels;
   // (the GEMM packs its columns block by block: they need not fit in L2)
@@ -435,15 +435,27 @@ void forward_batched(const Conv2dArgs& a, const Lowering& l, int64_t nb) {
         im2col_chunk(s, x, 0, l.pixels, l.rows, col + i * l.pixels, false, cols);
       }
     }
-    GemmEpilogue ep;
-    if (a.bias) {
-      ep.bias = a.bias + g * l.kg;
-      ep.bias_axis = BiasAxis::per_row;
+    const float* w = a.weight + g * l.kg * l.rows;
+    const float* bias = a.bias ? a.bias + g * l.kg : nullptr;
+    if (l.kg <= kTiledMaxRows) {
+      const int64_t blocks = (cols + PB - 1) / PB;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 4) if (threads > 1)
+      for (int64_t bi = 0; bi < blocks; ++bi) {
+        const int64_t q0 = bi * PB, qc = (cols - q0) < PB ? (cols - q0) : PB;
+        pointwise_tile(l.kg, qc, l.rows, w, l.rows, 1, col + q0, cols, bias, a.relu, a.relu_max,
+                       product + q0, cols);
+      }
+    } else {
+      GemmEpilogue ep;
+      if (bias) {
+        ep.bias = bias;
+        ep.bias_axis = BiasAxis::per_row;
+      }
+      ep.relu = a.relu;
+      ep.relu_max = a.relu_max;
+      a.gemm(false, false, l.kg, cols, l.rows, 1.0f, w, l.rows, col, cols, 0.0f, product, cols,
+             ep, threads);
     }
-    ep.relu = a.relu;
-    ep.relu_max = a.relu_max;
-    a.gemm(false, false, l.kg, cols, l.rows, 1.0f, a.weight + g * l.kg * l.rows, l.rows, col,
-           cols, 0.0f, product, cols, ep, threads);
     for (int64_t i = 0; i < count; ++i) {
       float* y = a.output + ((n0 + i) * s.out_channels + g * l.kg) * l.pixels;
       for (int64_t k = 0; k < l.kg; ++k)
