@@ -144,45 +144,32 @@ def test_thread_counts_give_the_same_answers(forced, threads):
         pve.set_num_threads(previous)
 
 
+# Shapes that take the im2col family's threading and batching paths: (label,
+# cases); each case is check_against_reference's arguments after rng.
+IM2COL_PATHS = {
+    # several pixel chunks of one image: forward, backward-data and
+    # backward-weight split one image's chunks over the threads
+    "batch1_spatial_chunks": [(1, 16, 70, 70, 8, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+                              (1, 3, 96, 96, 64, 7, 7, (2, 2), (3, 3), (1, 1), 1)],
+    # > 64 output channels and few pixels: several whole images per GEMM
+    # (an uneven last group, grouped weights too)
+    "small_images_one_gemm": [(5, 8, 9, 9, 80, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+                              (7, 8, 7, 6, 160, 3, 3, (1, 1), (1, 1), (1, 1), 2)],
+    # <= 64 output channels: images' columns side by side through the tiled kernel
+    "small_images_tiled": [(6, 6, 14, 14, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
+                           (5, 4, 9, 7, 6, 3, 3, (2, 1), (1, 1), (1, 1), 2)],
+}
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_batch1_spatial_chunks_split_over_threads(isa, threads):
-    # Big enough for several im2col pixel chunks: forward, backward-data and
-    # backward-weight then split one image's chunks over the threads.
+@pytest.mark.parametrize("path", list(IM2COL_PATHS))
+def test_im2col_threading_and_batching_paths(isa, path, threads):
     previous = pve.get_num_threads()
     pve.set_num_threads(threads)
     try:
         rng = np.random.default_rng(7)
         with conv_backend.force_algorithm("im2col"):
-            check_against_reference(rng, 1, 16, 70, 70, 8, 5, 5, (1, 1), (2, 2), (1, 1), 1)
-            check_against_reference(rng, 1, 3, 96, 96, 64, 7, 7, (2, 2), (3, 3), (1, 1), 1)
-    finally:
-        pve.set_num_threads(previous)
-
-
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_small_images_share_one_gemm(isa, threads):
-    # > 64 output channels per group and few pixels per image: forward runs
-    # several whole images per GEMM (uneven last group, grouped weights too).
-    previous = pve.get_num_threads()
-    pve.set_num_threads(threads)
-    try:
-        rng = np.random.default_rng(9)
-        with conv_backend.force_algorithm("im2col"):
-            check_against_reference(rng, 5, 8, 9, 9, 80, 3, 3, (2, 2), (1, 1), (1, 1), 1)
-            check_against_reference(rng, 7, 8, 7, 6, 160, 3, 3, (1, 1), (1, 1), (1, 1), 2)
-    finally:
-        pve.set_num_threads(previous)
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_small_images_share_the_tiled_kernel(isa, threads):
-    # <= 64 output channels: several images' columns side by side through the tiled kernel.
-    previous = pve.get_num_threads()
-    pve.set_num_threads(threads)
-    try:
-        rng = np.random.default_rng(10)
-        with conv_backend.force_algorithm("im2col"):
-            check_against_reference(rng, 6, 6, 14, 14, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1)
-            check_against_reference(rng, 5, 4, 9, 7, 6, 3, 3, (2, 1), (1, 1), (1, 1), 2)
+            for case in IM2COL_PATHS[path]:
+                check_against_reference(rng, *case)
     finally:
         pve.set_num_threads(previous)
