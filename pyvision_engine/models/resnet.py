@@ -8,7 +8,7 @@ from typing import Any, Callable, List, Optional, Type, Union
 
 from pyvision_engine import nn
 from pyvision_engine.nn import init
-from pyvision_engine.nn.fusion import conv_bn_act  # one folded conv in inference
+from pyvision_engine.nn.fusion import conv_bn_act, residual_add  # inference fast paths
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet20",
@@ -53,7 +53,7 @@ class BasicBlock(nn.Module):
         out = conv_bn_act(self.conv2, self.bn2, None, out)
         if self.downsample is not None:
             identity = self.downsample(x)
-        return self.relu(out + identity)
+        return residual_add(out, identity, self.relu)
 
 
 class Bottleneck(nn.Module):
@@ -84,7 +84,7 @@ class Bottleneck(nn.Module):
         out = conv_bn_act(self.conv3, self.bn3, None, out)
         if self.downsample is not None:
             identity = self.downsample(x)
-        return self.relu(out + identity)
+        return residual_add(out, identity, self.relu)
 
 
 def _init_like_torchvision(model: nn.Module, zero_init_residual: bool) -> None:

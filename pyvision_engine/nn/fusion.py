@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Optional
 
+import numpy as np
+
 from pyvision_engine.autograd import is_grad_enabled
 from pyvision_engine.nn.activation import ReLU, ReLU6
 from pyvision_engine.nn.conv import Conv2d
@@ -27,7 +29,7 @@ from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.normalization import BatchNorm2d
 from pyvision_engine.tensor import Tensor, as_tensor
 
-__all__ = ["conv_bn_act", "run_sequence"]
+__all__ = ["conv_bn_act", "residual_add", "run_sequence"]
 
 
 def _plain(module: Any, cls: type) -> bool:
@@ -91,3 +93,19 @@ def run_sequence(modules: Iterable[Module], x: Any) -> Any:
         i += 1
     return x
 
+
+
+def residual_add(out: Tensor, identity: Any, act: Optional[Module] = None) -> Tensor:
+    """``act(out + identity)`` for a residual block whose branch output ``out`` is a
+    tensor of the block's own, as torchvision's ResNet blocks do (``out += identity``).
+    In inference the sum goes into ``out``'s own (still cache-warm) buffer and the
+    activation runs in place, instead of a new array for the sum; with autograd
+    recording it is the plain out-of-place expression."""
+    identity = as_tensor(identity)
+    if (_inference() and out.shape == identity.shape and out.dtype == identity.dtype
+            and out._data.flags.writeable and not np.shares_memory(out._data, identity._data)):
+        np.add(out._data, identity._data, out=out._data)
+        out._bump_version()
+        return act(out) if act is not None else out
+    y = out + identity
+    return act(y) if act is not None else y
