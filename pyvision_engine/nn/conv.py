@@ -47,6 +47,17 @@ __all__ = ["Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batc
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
+def _same_state(tensors: Tuple[Optional[Tensor], ...], state: Tuple[Any, ...]) -> bool:
+    """Each tensor is the one recorded, with the same array and ``_version``."""
+    for t, recorded in zip(tensors, state):
+        if t is None or recorded is None:
+            if t is not recorded:
+                return False
+        elif t is not recorded[0] or t._data is not recorded[1] or t._version != recorded[2]:
+            return False
+    return True
+
+
 def _tensor_key(t: Optional[Tensor]) -> Tuple[Any, ...]:
     """What identifies a tensor's current values without reading them."""
     if t is None:
@@ -215,19 +226,22 @@ class Conv2d(Module):
     def _folded_with(self, bn: Module) -> Tuple[Tensor, Tensor]:
         """(weight, bias) with ``bn`` folded in, cached until any of the six tensors
         is replaced or changed in place (their ``_version``) or ``bn`` changes."""
-        tensors = (self.weight, self.bias, bn.running_mean, bn.running_var,
-                   getattr(bn, "weight", None), getattr(bn, "bias", None))
-        key = (id(bn), float(bn.eps)) + tuple(
-            None if t is None else (id(t), id(t._data), t._version) for t in tensors)
+        # Straight from the registries (no Module.__getattr__): this runs per layer.
+        tensors = (self._parameters["weight"], self._parameters.get("bias"),
+                   bn._buffers.get("running_mean"), bn._buffers.get("running_var"),
+                   bn._parameters.get("weight"), bn._parameters.get("bias"))
         fold = self._fold
-        if fold is None or fold[0] != key:
-            w, b = fold_batch_norm(self.weight._data,
-                                   None if self.bias is None else self.bias._data, bn)
-            # The cache holds the arrays it keyed by id, so those ids stay unique.
-            fold = (key, Parameter(w, requires_grad=False), Parameter(b, requires_grad=False),
-                    [t._data for t in tensors if t is not None])
-            object.__setattr__(self, "_fold", fold)
-        return fold[1], fold[2]
+        if fold is not None and fold[0] is bn and fold[1] == bn.eps and _same_state(
+                tensors, fold[2]):
+            return fold[3], fold[4]
+        w, b = fold_batch_norm(self.weight._data, None if self.bias is None else self.bias._data,
+                               bn)
+        # The state holds the tensors and arrays themselves, so identity checks stay valid.
+        state = tuple(None if t is None else (t, t._data, t._version) for t in tensors)
+        fold = (bn, bn.eps, state, Parameter(w, requires_grad=False),
+                Parameter(b, requires_grad=False))
+        object.__setattr__(self, "_fold", fold)
+        return fold[3], fold[4]
 
     def forward(self, input: Any) -> Tensor:
         return self._convolve(as_tensor(input), self.weight, self.bias, self._fused_relu)
