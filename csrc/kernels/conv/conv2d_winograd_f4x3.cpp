@@ -28,6 +28,7 @@
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_bias_gradient.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -558,13 +559,323 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
   }
 }
 
+// -------------------------------------------------------- backward weight
+// The weight gradient of Y = A^T [ (G g G^T) (.) (B^T d B) ] A, summed over
+// tiles t, is
+//   gw[k][c] = G^T ( sum_t (A dY_k,t A^T) (.) (B^T d_c,t B) ) G
+// so per tile the output gradient is transformed (4x4 -> 6x6 with A) and the
+// input as in the forward pass; then 36 GEMMs reduce over tiles,
+//   M[e][k][c] += sum_t Z[e][t][k] * V[e][t][c]
+// (the long dimension, tiles, is the GEMM's inner one), and one G^T M G per
+// channel pair at the end: 36 instead of 144 multiplies per tile and pair.
+//
+// Two schedules, like the forward:
+//  private - threads take chunks of tiles through both transforms and the
+//            GEMMs, accumulating into thread-private M (small channel counts:
+//            M of a thread stays in L2), reduced in the final transform;
+//  shared  - for large M: all threads transform a chunk of tiles into shared
+//            V/Z, then split the 36 GEMMs over (element, input-channel block),
+//            each M element owned by one item.
+struct BwPlan {
+  Plan p;                      // tiles_h/w, tiles, c_pad, k_pad (as input_tile expects)
+  bool shared;
+  int64_t chunk;               // tiles per chunk
+  int64_t chunks;
+  int64_t v_floats, z_floats;  // one chunk
+  int64_t m_floats;            // one accumulator: 36 x k_pad x c_pad
+  int64_t thread_floats;       // private schedule: V + Z + M + tmp; shared: tmp
+};
+
+constexpr int64_t kBwPrivateMaxBytes = int64_t(256) << 10;  // thread-private M
+constexpr int64_t kBwPrivateChunkBytes = int64_t(512) << 10;  // V + Z of one chunk (L2)
+constexpr int64_t kBwSharedChunkBytes = int64_t(16) << 20;    // V + Z of one chunk (L3)
+
+BwPlan make_bw_plan(const Conv2dShape& s, int threads) {
+  BwPlan b;
+  Plan& p = b.p;
+  p.kb = L;
+  p.nt = 0;
+  p.c_pad = round_up(s.in_channels, L);
+  p.k_pad = round_up(s.out_channels, L);
+  p.tiles_h = (s.out_h + 3) / 4;
+  p.tiles_w = (s.out_w + 3) / 4;
+  p.tiles = s.batch * p.tiles_h * p.tiles_w;
+  b.m_floats = 36 * p.k_pad * p.c_pad;
+  const int64_t per_tile = 36 * (p.c_pad + p.k_pad);
+  int64_t chunk = kBwPrivateChunkBytes / (4 * per_tile);
+  chunk = chunk < 16 ? 16 : (chunk > 512 ? 512 : chunk);
+  const int64_t priv_chunks = (p.tiles + chunk - 1) / chunk;
+  b.shared = !(b.m_floats * 4 <= kBwPrivateMaxBytes && (threads == 1 || priv_chunks >= 2 * threads));
+  if (b.shared) {
+    chunk = kBwSharedChunkBytes / (4 * per_tile);
+    if (chunk < 16) chunk = 16;
+  }
+  b.chunk = chunk < p.tiles ? chunk : p.tiles;
+  if (b.chunk < 1) b.chunk = 1;
+  b.chunks = (p.tiles + b.chunk - 1) / b.chunk;
+  b.v_floats = round_up(36 * b.chunk * p.c_pad, 16);
+  b.z_floats = round_up(36 * b.chunk * p.k_pad, 16);
+  b.thread_floats = round_up(64 * L, 16);
+  if (!b.shared) b.thread_floats += b.v_floats + b.z_floats + round_up(b.m_floats, 16);
+  return b;
+}
+
+int64_t bw_workspace_floats(const BwPlan& b, int threads) {
+  if (b.shared) return b.v_floats + b.z_floats + round_up(b.m_floats, 16) + threads * b.thread_floats;
+  return threads * b.thread_floats;
+}
+
+// A y for one column of 4 values (y0..y3 -> z0..z5).
+inline void grad_transform_4(const Vec* y, Vec* z) {
+  const Vec two = Vec::set1(2.0f), four = Vec::set1(4.0f), eight = Vec::set1(8.0f);
+  const Vec e = y[0] + y[2], o = y[1] + y[3];
+  const Vec e4 = fmadd(four, y[2], y[0]), o8 = fmadd(eight, y[3], two * y[1]);
+  z[0] = y[0];
+  z[1] = e + o;
+  z[2] = e - o;
+  z[3] = e4 + o8;
+  z[4] = e4 - o8;
+  z[5] = y[3];
+}
+
+// G^T m for one column of 6 values (m0..m5 -> g0..g2).
+inline void weight_grad_transform_6(const Vec* m, Vec* g) {
+  const Vec quarter = Vec::set1(0.25f), sixth = Vec::set1(1.0f / 6.0f);
+  const Vec twelfth = Vec::set1(1.0f / 12.0f), twentyfourth = Vec::set1(1.0f / 24.0f);
+  const Vec s12 = m[1] + m[2], d12 = m[1] - m[2];
+  const Vec s34 = m[3] + m[4], d34 = m[3] - m[4];
+  g[0] = fmadd(twentyfourth, s34, fnmadd(sixth, s12, quarter * m[0]));
+  g[1] = fnmadd(sixth, d12, twelfth * d34);
+  g[2] = fmadd(sixth, s34 - s12, m[5]);
+}
+
+// Z[e][j][k] (row stride k_pad, element stride tiles_in_buffer * k_pad) for
+// tile t: A dY A^T, L output channels at a time (zero outside the output).
+void grad_tile(const Conv2dShape& s, const Plan& p, const float* gy, int64_t t, float* Z,
+               int64_t tiles_in_buffer, int64_t j, float* tmp) {
+  const int64_t K = s.out_channels;
+  const int64_t plane = s.out_h * s.out_w;
+  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
+  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
+  const int64_t oh0 = (r / p.tiles_w) * 4, ow0 = (r % p.tiles_w) * 4;
+  const int64_t rows = (s.out_h - oh0) < 4 ? (s.out_h - oh0) : 4;
+  const int64_t colsn = (s.out_w - ow0) < 4 ? (s.out_w - ow0) : 4;
+  const int64_t e_stride = tiles_in_buffer * p.k_pad;
+  const bool gather = strided_ok(plane);
+  const LaneIndex idx = lane_index(plane);
+  for (int64_t k0 = 0; k0 < p.k_pad; k0 += L) {
+    const int lanes = static_cast<int>((K - k0) < L ? (K - k0) : L);
+    const float* base = gy + (n * K + k0) * plane + oh0 * s.out_w + ow0;
+    if (!gather) {  // channel by channel into tmp[16][L]
+      for (int64_t lane = 0; lane < L; ++lane) {
+        const float* src = base + lane * plane;
+        for (int a = 0; a < 4; ++a)
+          for (int b = 0; b < 4; ++b)
+            tmp[(a * 4 + b) * L + lane] =
+                (lane < lanes && a < rows && b < colsn) ? src[a * s.out_w + b] : 0.0f;
+      }
+    }
+    Vec cols[4][6];
+    for (int b = 0; b < 4; ++b) {
+      Vec y[4];
+      for (int a = 0; a < 4; ++a) {
+        if (!gather) {
+          y[a] = Vec::load(tmp + (a * 4 + b) * L);
+        } else if (lanes <= 0 || a >= rows || b >= colsn) {
+          y[a] = Vec::zero();
+        } else {
+          y[a] = gather_lanes(base + a * s.out_w + b, idx, lanes);
+        }
+      }
+      grad_transform_4(y, cols[b]);
+    }
+    float* dst = Z + j * p.k_pad + k0;
+    for (int a = 0; a < 6; ++a) {
+      Vec y[4], z6[6];
+      for (int b = 0; b < 4; ++b) y[b] = cols[b][a];
+      grad_transform_4(y, z6);
+      for (int b = 0; b < 6; ++b) z6[b].store(dst + (a * 6 + b) * e_stride);
+    }
+  }
+}
+
+// m[i][0 .. CV*L) += sum_{t < nt} z[t][i] * v[t][0 .. CV*L) for i < R.
+template <int R, int CV>
+void bw_tile(const float* __restrict z, int64_t ldz, const float* __restrict v, int64_t ldv,
+             int64_t nt, float* __restrict m, int64_t ldm) {
+  Vec acc[R][CV];
+#pragma GCC unroll 32
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int h = 0; h < CV; ++h) acc[i][h] = Vec::zero();
+  for (int64_t t = 0; t < nt; ++t) {
+    Vec vv[CV];
+#pragma GCC unroll 2
+    for (int h = 0; h < CV; ++h) vv[h] = Vec::load(v + t * ldv + h * L);
+#pragma GCC unroll 32
+    for (int i = 0; i < R; ++i) {
+      const Vec b = Vec::set1(z[t * ldz + i]);
+#pragma GCC unroll 2
+      for (int h = 0; h < CV; ++h) acc[i][h] = fmadd(vv[h], b, acc[i][h]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int h = 0; h < CV; ++h) (acc[i][h] + Vec::load(m + i * ldm + h * L)).store(m + i * ldm + h * L);
+}
+
+template <int R, int CV>
+void bw_rest(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t ldv, int64_t nt,
+             float* m, int64_t ldm) {
+  if constexpr (R > 0) {
+    if (rows == R) {
+      bw_tile<R, CV>(z, ldz, v, ldv, nt, m, ldm);
+      return;
+    }
+    bw_rest<R - 1, CV>(rows, z, ldz, v, ldv, nt, m, ldm);
+  }
+}
+
+template <int CV, int R>
+void bw_rows_t(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t ldv,
+               int64_t nt, float* m, int64_t ldm) {
+  int64_t i = 0;
+  for (; i + R <= rows; i += R) bw_tile<R, CV>(z + i, ldz, v, ldv, nt, m + i * ldm, ldm);
+  if (i < rows) bw_rest<R - 1, CV>(rows - i, z + i, ldz, v, ldv, nt, m + i * ldm, ldm);
+}
+
+// Input channels [c0, c0 + cw) (cw = L or 2L) of one element's GEMM: M_e
+// (k_pad x c_pad) += Z_e^T (k_pad x nt) V_e (nt x c_pad), all output channels.
+void bw_gemm_block(const Plan& p, int64_t nt, const float* z, const float* v, int64_t c0,
+                   int64_t cw, float* m) {
+  if (cw == 2 * L)
+    bw_rows_t<2, NT2>(p.k_pad, z, p.k_pad, v + c0, p.c_pad, nt, m + c0, p.c_pad);
+  else
+    bw_rows_t<1, NT1>(p.k_pad, z, p.k_pad, v + c0, p.c_pad, nt, m + c0, p.c_pad);
+}
+
+void bw_gemm_element(const Plan& p, int64_t nt, const float* z, const float* v, float* m) {
+  for (int64_t c0 = 0; c0 < p.c_pad; c0 += 2 * L)
+    bw_gemm_block(p, nt, z, v, c0, (p.c_pad - c0) >= 2 * L ? 2 * L : L, m);
+}
+
+// gw[k][c][3][3] = G^T (sum_u M_u[.][k][c]) G for L input channels at a time.
+void bw_output(const Conv2dShape& s, const Plan& p, const float* M, int64_t m_stride,
+               int accumulators, int64_t k, int64_t c0, float* gw, float* tmp) {
+  const int64_t C = s.in_channels;
+  const int64_t e_stride = p.k_pad * p.c_pad;
+  Vec cols[6][3];
+  for (int b = 0; b < 6; ++b) {
+    Vec m6[6];
+    for (int a = 0; a < 6; ++a) {
+      const float* src = M + (a * 6 + b) * e_stride + k * p.c_pad + c0;
+      Vec sum = Vec::load(src);
+      for (int u = 1; u < accumulators; ++u) sum = sum + Vec::load(src + u * m_stride);
+      m6[a] = sum;
+    }
+    weight_grad_transform_6(m6, cols[b]);
+  }
+  for (int r = 0; r < 3; ++r) {
+    Vec m6[6], g3[3];
+    for (int b = 0; b < 6; ++b) m6[b] = cols[b][r];
+    weight_grad_transform_6(m6, g3);
+    for (int q = 0; q < 3; ++q) g3[q].store(tmp + (r * 3 + q) * L);
+  }
+  const int64_t lanes = (C - c0) < L ? (C - c0) : L;
+  for (int64_t lane = 0; lane < lanes; ++lane) {
+    float* dst = gw + (k * C + c0 + lane) * 9;
+    for (int q = 0; q < 9; ++q) dst[q] = tmp[q * L + lane];
+  }
+}
+
+void backward_weight(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const BwPlan b = make_bw_plan(s, a.num_threads);
+  const Plan& p = b.p;
+  const int threads = a.num_threads;
+  const int64_t c_blocks = (p.c_pad + L - 1) / L;
+  const int64_t finals = s.out_channels * c_blocks;
+  if (a.grad_bias) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t k = 0; k < s.out_channels; ++k) a.grad_bias[k] = conv2d_bias_gradient(a, k);
+  }
+  if (!b.shared) {
+    int used = 1;
+#pragma omp parallel num_threads(threads)
+    {
+      const int tid = omp_get_thread_num();
+#pragma omp single
+      used = omp_get_num_threads();
+      float* tmp = a.workspace + tid * b.thread_floats;
+      float* V = tmp + round_up(64 * L, 16);
+      float* Z = V + b.v_floats;
+      float* M = Z + b.z_floats;
+      std::memset(M, 0, sizeof(float) * b.m_floats);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t ch = 0; ch < b.chunks; ++ch) {
+        const int64_t t0 = ch * b.chunk;
+        const int64_t nt = (p.tiles - t0) < b.chunk ? (p.tiles - t0) : b.chunk;
+        for (int64_t j = 0; j < nt; ++j) {
+          input_tile(s, p, a.input, t0 + j, V, nt, j, tmp);
+          grad_tile(s, p, a.grad_output, t0 + j, Z, nt, j, tmp);
+        }
+        for (int e = 0; e < 36; ++e)
+          bw_gemm_element(p, nt, Z + e * nt * p.k_pad, V + e * nt * p.c_pad,
+                          M + e * p.k_pad * p.c_pad);
+      }
+      // implicit barrier: every private M is complete
+      const float* M0 = a.workspace + round_up(64 * L, 16) + b.v_floats + b.z_floats;
+#pragma omp for schedule(static)
+      for (int64_t item = 0; item < finals; ++item)
+        bw_output(s, p, M0, b.thread_floats, used, item / c_blocks, (item % c_blocks) * L,
+                  a.grad_weight, tmp);
+    }
+    return;
+  }
+  float* V = a.workspace;
+  float* Z = V + b.v_floats;
+  float* M = Z + b.z_floats;
+  float* scratch = M + round_up(b.m_floats, 16);
+  const int64_t wide = (p.c_pad + 2 * L - 1) / (2 * L);  // GEMM column blocks of 2L
+#pragma omp parallel num_threads(threads)
+  {
+    float* tmp = scratch + omp_get_thread_num() * b.thread_floats;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < b.m_floats; ++i) M[i] = 0.0f;
+    for (int64_t t0 = 0; t0 < p.tiles; t0 += b.chunk) {
+      const int64_t nt = (p.tiles - t0) < b.chunk ? (p.tiles - t0) : b.chunk;
+#pragma omp for schedule(dynamic, 4)
+      for (int64_t j = 0; j < nt; ++j) {
+        input_tile(s, p, a.input, t0 + j, V, nt, j, tmp);
+        grad_tile(s, p, a.grad_output, t0 + j, Z, nt, j, tmp);
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t item = 0; item < 36 * wide; ++item) {
+        const int64_t e = item / wide, c0 = (item % wide) * 2 * L;
+        bw_gemm_block(p, nt, Z + e * nt * p.k_pad, V + e * nt * p.c_pad, c0,
+                      (p.c_pad - c0) >= 2 * L ? 2 * L : L, M + e * p.k_pad * p.c_pad);
+      }
+    }
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < finals; ++item)
+      bw_output(s, p, M, 0, 1, item / c_blocks, (item % c_blocks) * L, a.grad_weight, tmp);
+  }
+}
+
 int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
-  if (!is_winograd_shape(s) || pass == ConvPass::backward_weight) return -1;
+  if (!is_winograd_shape(s)) return -1;
+  if (pass == ConvPass::backward_weight)
+    return bw_workspace_floats(make_bw_plan(s, threads), threads);
   const Conv2dShape f = pass == ConvPass::forward ? s : backward_data_as_forward(s);
   return workspace_floats(make_plan(f, threads), threads);
 }
 
 void run(ConvPass pass, const Conv2dArgs& a) {
+  if (pass == ConvPass::backward_weight) {
+    backward_weight(a);
+    return;
+  }
   const bool bwd = pass == ConvPass::backward_data;
   const Conv2dShape f = bwd ? backward_data_as_forward(a.shape) : a.shape;
   const Plan p = make_plan(f, a.num_threads);
