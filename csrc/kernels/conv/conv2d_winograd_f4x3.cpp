@@ -616,6 +616,7 @@ BwPlan make_bw_plan(const Conv2dShape& s, int threads) {
   b.v_floats = round_up(36 * b.chunk * p.c_pad, 16);
   b.z_floats = round_up(36 * b.chunk * p.k_pad, 16);
   b.thread_floats = round_up(64 * L, 16);
+  if (b.shared) b.thread_floats += round_up(36 * NT2 * 2 * L, 16);  // single-chunk local block
   if (!b.shared) b.thread_floats += b.v_floats + b.z_floats + round_up(b.m_floats, 16);
   return b;
 }
@@ -702,7 +703,7 @@ void grad_tile(const Conv2dShape& s, const Plan& p, const float* gy, int64_t t, 
 // m[i][0 .. CV*L) += sum_{t < nt} z[t][i] * v[t][0 .. CV*L) for i < R.
 template <int R, int CV>
 void bw_tile(const float* __restrict z, int64_t ldz, const float* __restrict v, int64_t ldv,
-             int64_t nt, float* __restrict m, int64_t ldm) {
+             int64_t nt, float* __restrict m, int64_t ldm, bool accumulate) {
   Vec acc[R][CV];
 #pragma GCC unroll 32
   for (int i = 0; i < R; ++i)
@@ -722,27 +723,31 @@ void bw_tile(const float* __restrict z, int64_t ldz, const float* __restrict v, 
 #pragma GCC unroll 32
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 2
-    for (int h = 0; h < CV; ++h) (acc[i][h] + Vec::load(m + i * ldm + h * L)).store(m + i * ldm + h * L);
+    for (int h = 0; h < CV; ++h) {
+      if (accumulate) acc[i][h] = acc[i][h] + Vec::load(m + i * ldm + h * L);
+      acc[i][h].store(m + i * ldm + h * L);
+    }
 }
 
 template <int R, int CV>
 void bw_rest(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t ldv, int64_t nt,
-             float* m, int64_t ldm) {
+             float* m, int64_t ldm, bool accumulate) {
   if constexpr (R > 0) {
     if (rows == R) {
-      bw_tile<R, CV>(z, ldz, v, ldv, nt, m, ldm);
+      bw_tile<R, CV>(z, ldz, v, ldv, nt, m, ldm, accumulate);
       return;
     }
-    bw_rest<R - 1, CV>(rows, z, ldz, v, ldv, nt, m, ldm);
+    bw_rest<R - 1, CV>(rows, z, ldz, v, ldv, nt, m, ldm, accumulate);
   }
 }
 
 template <int CV, int R>
 void bw_rows_t(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t ldv,
-               int64_t nt, float* m, int64_t ldm) {
+               int64_t nt, float* m, int64_t ldm, bool accumulate = true) {
   int64_t i = 0;
-  for (; i + R <= rows; i += R) bw_tile<R, CV>(z + i, ldz, v, ldv, nt, m + i * ldm, ldm);
-  if (i < rows) bw_rest<R - 1, CV>(rows - i, z + i, ldz, v, ldv, nt, m + i * ldm, ldm);
+  for (; i + R <= rows; i += R)
+    bw_tile<R, CV>(z + i, ldz, v, ldv, nt, m + i * ldm, ldm, accumulate);
+  if (i < rows) bw_rest<R - 1, CV>(rows - i, z + i, ldz, v, ldv, nt, m + i * ldm, ldm, accumulate);
 }
 
 // Input channels [c0, c0 + cw) (cw = L or 2L) of one element's GEMM: M_e
@@ -760,16 +765,18 @@ void bw_gemm_element(const Plan& p, int64_t nt, const float* z, const float* v, 
     bw_gemm_block(p, nt, z, v, c0, (p.c_pad - c0) >= 2 * L ? 2 * L : L, m);
 }
 
-// gw[k][c][3][3] = G^T (sum_u M_u[.][k][c]) G for L input channels at a time.
-void bw_output(const Conv2dShape& s, const Plan& p, const float* M, int64_t m_stride,
+// gw[k][c0 + lane][3][3] = G^T (sum_u M_u[e]) G for L input channels: m
+// points at element 0's L values of (k, c0), e_stride apart per element,
+// m_stride apart per accumulator.
+void bw_output(const Conv2dShape& s, const float* m, int64_t e_stride, int64_t m_stride,
                int accumulators, int64_t k, int64_t c0, float* gw, float* tmp) {
   const int64_t C = s.in_channels;
-  const int64_t e_stride = p.k_pad * p.c_pad;
+  if (c0 >= C) return;
   Vec cols[6][3];
   for (int b = 0; b < 6; ++b) {
     Vec m6[6];
     for (int a = 0; a < 6; ++a) {
-      const float* src = M + (a * 6 + b) * e_stride + k * p.c_pad + c0;
+      const float* src = m + (a * 6 + b) * e_stride;
       Vec sum = Vec::load(src);
       for (int u = 1; u < accumulators; ++u) sum = sum + Vec::load(src + u * m_stride);
       m6[a] = sum;
@@ -828,8 +835,11 @@ void backward_weight(const Conv2dArgs& a) {
       const float* M0 = a.workspace + round_up(64 * L, 16) + b.v_floats + b.z_floats;
 #pragma omp for schedule(static)
       for (int64_t item = 0; item < finals; ++item)
-        bw_output(s, p, M0, b.thread_floats, used, item / c_blocks, (item % c_blocks) * L,
+      {
+        const int64_t k = item / c_blocks, c0 = (item % c_blocks) * L;
+        bw_output(s, M0 + k * p.c_pad + c0, p.k_pad * p.c_pad, b.thread_floats, used, k, c0,
                   a.grad_weight, tmp);
+      }
     }
     return;
   }
@@ -838,6 +848,43 @@ void backward_weight(const Conv2dArgs& a) {
   float* M = Z + b.z_floats;
   float* scratch = M + round_up(b.m_floats, 16);
   const int64_t wide = (p.c_pad + 2 * L - 1) / (2 * L);  // GEMM column blocks of 2L
+  if (b.chunks == 1) {
+    // All tiles in one chunk: no M at all. Items are (2L input channels,
+    // NT2 output channels) blocks; each runs its 36 GEMMs over all tiles into
+    // a small local block and transforms that straight into gw. Items of
+    // one column block are consecutive, so its V slice stays in L2.
+    const int64_t nt = p.tiles;
+    const int64_t k_blocks = (p.k_pad + NT2 - 1) / NT2;
+#pragma omp parallel num_threads(threads)
+    {
+      float* tmp = scratch + omp_get_thread_num() * b.thread_floats;
+      float* local = tmp + round_up(64 * L, 16);
+#pragma omp for schedule(dynamic, 4)
+      for (int64_t j = 0; j < nt; ++j) {
+        input_tile(s, p, a.input, j, V, nt, j, tmp);
+        grad_tile(s, p, a.grad_output, j, Z, nt, j, tmp);
+      }
+#pragma omp for schedule(static)
+      for (int64_t item = 0; item < wide * k_blocks; ++item) {
+        const int64_t c0 = (item / k_blocks) * 2 * L, k0 = (item % k_blocks) * NT2;
+        const int64_t kn = (p.k_pad - k0) < NT2 ? (p.k_pad - k0) : NT2;
+        const int64_t cw = (p.c_pad - c0) >= 2 * L ? 2 * L : L;
+        const int64_t e_stride = kn * cw;
+        for (int e = 0; e < 36; ++e) {
+          const float* z = Z + e * nt * p.k_pad + k0;
+          const float* v = V + e * nt * p.c_pad + c0;
+          if (cw == 2 * L)
+            bw_rows_t<2, NT2>(kn, z, p.k_pad, v, p.c_pad, nt, local + e * e_stride, cw, false);
+          else
+            bw_rows_t<1, NT1>(kn, z, p.k_pad, v, p.c_pad, nt, local + e * e_stride, cw, false);
+        }
+        for (int64_t i = 0; i < kn && k0 + i < s.out_channels; ++i)
+          for (int64_t h = 0; h < cw; h += L)
+            bw_output(s, local + i * cw + h, e_stride, 0, 1, k0 + i, c0 + h, a.grad_weight, tmp);
+      }
+    }
+    return;
+  }
 #pragma omp parallel num_threads(threads)
   {
     float* tmp = scratch + omp_get_thread_num() * b.thread_floats;
@@ -859,7 +906,10 @@ void backward_weight(const Conv2dArgs& a) {
     }
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < finals; ++item)
-      bw_output(s, p, M, 0, 1, item / c_blocks, (item % c_blocks) * L, a.grad_weight, tmp);
+    {
+      const int64_t k = item / c_blocks, c0 = (item % c_blocks) * L;
+      bw_output(s, M + k * p.c_pad + c0, p.k_pad * p.c_pad, 0, 1, k, c0, a.grad_weight, tmp);
+    }
   }
 }
 
