@@ -95,13 +95,18 @@ def test_forced_family_is_the_one_that_runs():
         assert F.conv2d_algorithm(x, w, padding=1) == "im2col"
     with conv_backend.force_algorithm("depthwise"):  # refused: falls back to im2col
         assert F.conv2d_algorithm(x, w, padding=1) == "im2col"
-    assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "im2col"  # small planes
-    assert F.conv2d_algorithm((2, 16, 32, 32), w, padding=1, pass_="backward_weight") == "direct"
+    assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "winograd"
+    assert F.conv2d_algorithm((1, 16, 4, 4), w, padding=1, pass_="backward_weight") == "im2col"  # 1 tile
+    assert F.conv2d_algorithm((2, 16, 32, 32), (16, 16, 5, 5), padding=2,
+                              pass_="backward_weight") == "direct"
+    assert F.conv2d_algorithm((2, 4, 32, 32), (4, 4, 3, 3), padding=1,
+                              pass_="backward_weight") == "direct"  # too few channels for winograd
     assert F.conv2d_algorithm(x, w, padding=1, stride=2, pass_="backward_weight") == "im2col"
     with conv_backend.force_algorithm("direct"):  # backward-weight only
         assert F.conv2d_algorithm(x, w, padding=1) == "im2col"
-    with conv_backend.force_algorithm("winograd"):  # forward/backward-data only
-        assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "im2col"
+    with conv_backend.force_algorithm("winograd"):  # 3x3 stride 1 only
+        assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "winograd"
+        assert F.conv2d_algorithm(x, w, padding=1, stride=2, pass_="backward_weight") == "im2col"
     assert F.conv2d_algorithm((1, 32, 9, 9), (32, 1, 3, 3), padding=1, groups=32) == "depthwise"
     assert F.conv2d_algorithm((1, 64, 9, 9), (128, 64, 1, 1), stride=2) == "pointwise"
     assert F.conv2d_algorithm((1, 3, 32, 32), (8, 3, 7, 7), stride=2, padding=3) == "im2col"
