@@ -548,12 +548,33 @@ void pointwise_backward_data(const Conv2dArgs& a) {
 bool weight_grad_transposed(const Lowering& l) { return l.kg < 128; }
 
 // Images per GEMM: small planes (7x7, 8x8, 14x14) make thin GEMMs, so several
-// images' columns go side by side into one.
-int64_t images_per_gemm(const Lowering& l, const Conv2dShape& s) {
+// images' columns go side by side into one; with threads, at most an equal
+// share of the batch (8 images on 2 threads: 4 + 4, not 5 + 3).
+int64_t images_per_gemm(const Lowering& l, const Conv2dShape& s, int threads) {
   if (l.chunk != l.pixels) return 1;
   int64_t nb = kColumnBudgetFloats / (l.rows * l.pixels > 0 ? l.rows * l.pixels : 1);
   if (nb > s.batch) nb = s.batch;
+  if (threads > 1) {
+    const int64_t share = (s.batch + threads - 1) / threads;
+    if (nb > share) nb = share;
+  }
   return nb < 1 ? 1 : nb;
+}
+
+// The lowering backward-weight uses: when the batch gives fewer than two
+// (image, pixel chunk) units per thread (batch 1), images are cut into more,
+// smaller pixel chunks, so every thread accumulates its own share privately
+// instead of all threads meeting inside one GEMM per chunk.
+Lowering weight_grad_plan(const Conv2dShape& s, int threads) {
+  Lowering l = plan(s);
+  if (threads <= 1 || images_per_gemm(l, s, threads) > 1 ||
+      s.batch * chunks_per_image(l) >= 2 * threads)
+    return l;
+  const int64_t per_image = (2 * threads + s.batch - 1) / s.batch;
+  int64_t c = (l.pixels + per_image - 1) / per_image;
+  c = (c + 15) / 16 * 16;
+  if (c < l.chunk) l.chunk = c;
+  return l;
 }
 
 // Floats of per-thread scratch: columns (unless direct) and batched gy.
@@ -686,9 +707,9 @@ void transpose_into_weight_grad(const Lowering& l, const float* gwt, int accumul
 
 void backward_weight(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
-  const Lowering l = plan(s);
+  const Lowering l = weight_grad_plan(s, a.num_threads);
   const int64_t weight_floats = s.out_channels * l.rows;
-  const int64_t nb = images_per_gemm(l, s);
+  const int64_t nb = images_per_gemm(l, s, a.num_threads);
   const int64_t scratch_floats = weight_grad_scratch(l, nb);
   if (a.grad_bias) grad_bias(a);
   const int64_t chunks = nb > 1 ? 1 : chunks_per_image(l);
@@ -732,10 +753,10 @@ void backward_weight(const Conv2dArgs& a) {
 }
 
 int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
-  const Lowering l = plan(s);
+  const Lowering l = pass == ConvPass::backward_weight ? weight_grad_plan(s, threads) : plan(s);
   const int64_t col = column_floats(l);
   if (pass == ConvPass::backward_weight) {
-    const int64_t nb = images_per_gemm(l, s);
+    const int64_t nb = images_per_gemm(l, s, threads);
     const int64_t scratch = weight_grad_scratch(l, nb);
     const int64_t weights = s.out_channels * l.rows;
     const int64_t units = nb > 1 ? (s.batch + nb - 1) / nb : s.batch * chunks_per_image(l);
