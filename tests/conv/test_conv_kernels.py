@@ -77,6 +77,12 @@ FAMILY_SHAPES = [
     (2, 6, 15, 15, 6, 3, 3, (2, 2), (1, 1), (2, 2), 6),    # depthwise dilated, strided
     (2, 3, 23, 23, 8, 7, 7, (2, 2), (3, 3), (1, 1), 1),    # stem-like 7x7 s2
     (1, 3, 5, 6, 2, 4, 2, (1, 1), "same", (2, 3), 1),      # even kernel 'same': asymmetric pads
+    # im2col backward-weight of large kernels (>= 25 taps, dilation_w 1) fills
+    # GEMM panels with runs of kernel_w pixels: runs straddling panels, padding
+    # wider than the kernel, dilated rows, odd strides, many panels
+    (2, 5, 13, 12, 9, 5, 6, (1, 3), (2, 4), (2, 1), 1),
+    (1, 40, 9, 9, 20, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+    (3, 2, 17, 19, 3, 7, 7, (2, 2), (3, 3), (1, 1), 1),
 ]
 
 

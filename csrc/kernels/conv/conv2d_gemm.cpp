@@ -705,8 +705,275 @@ void transpose_into_weight_grad(const Lowering& l, const float* gwt, int accumul
   }
 }
 
+// ------------------------------------ backward weight, large kernels (stem)
+// gw[k][q] = sum_p gy[k][p] * x(q, p), q = (c*R + r)*S + s (OIHW order), as a
+// GEMM whose B operand is written straight into micro-kernel panels: for each
+// output pixel p, the S taps of one (c, r) are S consecutive input pixels
+// (dilation_w 1), so a panel row is filled by one masked vector load per
+// (c, r) instead of an im2col pass plus a transposing pack. A is gy itself,
+// broadcast from its rows (no packing). Units of kRowChunk pixels of one
+// image go to threads dynamically; each thread accumulates into a private
+// gw, reduced at the end. Used where S <= L, dilation_w 1, groups 1 and the
+// kernel has at least kRowMinTaps taps (the 7x7 stem).
+#if defined(__AVX512F__)
+constexpr int RK = 8, RV = 3;   // 8 output channels x 3 vectors: 24 zmm accumulators
+#elif defined(__AVX2__)
+constexpr int RK = 4, RV = 3;   // 12 ymm accumulators
+#else
+constexpr int RK = 4, RV = 1;
+#endif
+constexpr int64_t RL = Vec::kWidth;
+constexpr int64_t kRowPanel = RV * RL;  // columns q per full panel
+constexpr int64_t kRowChunk = 192;      // output pixels per unit
+constexpr int64_t kRowMinTaps = 25;
+
+bool rows_backward_weight_ok(const Conv2dShape& s) {
+  return RL > 1 && s.groups == 1 && s.dilation_w == 1 && s.kernel_w <= RL &&
+         s.kernel_h * s.kernel_w >= kRowMinTaps;
+}
+
+struct RowPlan {
+  int64_t rows;      // C*R*S
+  int64_t full;      // full panels of kRowPanel columns
+  int64_t last_w;    // width of the last, narrower panel (0: none), a multiple of RL
+  int64_t q_pad;     // full * kRowPanel + last_w: accumulator row length
+  int64_t chunk;     // pixels per unit
+  int64_t panels_floats;  // B panels of one unit, with slack
+  int64_t thread_floats;  // panels + private accumulator
+};
+
+RowPlan row_plan(const Conv2dShape& s) {
+  RowPlan r;
+  r.rows = s.in_channels * s.kernel_h * s.kernel_w;
+  r.full = r.rows / kRowPanel;
+  const int64_t rem = r.rows - r.full * kRowPanel;
+  r.last_w = (rem + RL - 1) / RL * RL;
+  r.q_pad = r.full * kRowPanel + r.last_w;
+  const int64_t pixels = s.out_h * s.out_w;
+  r.chunk = pixels < kRowChunk ? pixels : kRowChunk;
+  r.panels_floats = ((r.full + 1) * (r.chunk + 1) * kRowPanel + 15) / 16 * 16;
+  r.thread_floats = r.panels_floats + (s.out_channels * r.q_pad + 15) / 16 * 16;
+  return r;
+}
+
+// Panel j (width w) of columns [j * kRowPanel, ...) for `cols` pixels starts
+// at panels + j * panel_stride(cols); row p of it holds its columns for pixel
+// p. One spare row per panel takes the spill of whole-vector stores.
+int64_t panel_stride(int64_t cols) { return (cols + 1) * kRowPanel; }
+
+// count pixels of one run: dst1 (+= w1) gets the run (masked to n1 lanes, or
+// as a whole vector), dst2 (+= w2) the lanes from n1 on (SPLIT).
+template <bool MASKED, bool SPLIT>
+void fill_fast(const float* __restrict src, int64_t sstep, float* __restrict dst1, int64_t w1,
+               float* __restrict dst2, int64_t w2, int n1, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    const Vec v = Vec::load(src);
+    if (MASKED) v.store_partial(dst1, n1);
+    else v.store(dst1);
+    if (SPLIT) Vec::load(src + n1).store(dst2);
+    src += sstep;
+    dst1 += w1;
+    dst2 += w2;
+  }
+}
+
+void fill_row_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, int64_t p0,
+                     int64_t cols, float* panels) {
+  const int64_t S = s.kernel_w, R = s.kernel_h;
+  const int64_t plane = s.in_h * s.in_w;
+  const int64_t pstride = panel_stride(cols);
+  const int n_run = static_cast<int>(S);
+  // The last panel's columns past C*R*S must be finite (zero): cleared first;
+  // the runs then overwrite the live ones.
+  if (rp.last_w > 0) {
+    float* tail = panels + rp.full * pstride + rp.last_w - RL;
+    for (int64_t p = 0; p < cols; ++p) Vec::zero().store(tail + p * rp.last_w);
+  }
+  // Runs in increasing column order, each over all pixels. A run's whole-
+  // vector store spills (finite) values only into columns of later runs of
+  // the same pixel, rewritten afterwards, or into the zeroed tail, whose
+  // accumulator columns are dropped; runs that would spill past the end of
+  // their panel row use masked stores, and one crossing into the next panel
+  // is stored there too, shifted.
+  for (int64_t run = 0; run < s.in_channels * R; ++run) {
+    const int64_t c = run / R, r = run % R;
+    const int64_t q = run * S, j = q / kRowPanel, o = q - j * kRowPanel;
+    const int64_t w = j < rp.full ? kRowPanel : rp.last_w;
+    const int n1 = static_cast<int>(S < w - o ? S : w - o), n2 = n_run - n1;
+    const bool masked = o + RL > w;
+    float* d1 = panels + j * pstride + o;
+    const int64_t w2 = j + 1 < rp.full ? kRowPanel : rp.last_w;
+    float* d2 = panels + (j + 1) * pstride;
+    const float* xc = x + c * plane;
+    int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
+    for (int64_t p = 0; p < cols;) {
+      const int64_t len = (s.out_w - ow) < (cols - p) ? (s.out_w - ow) : (cols - p);
+      const int64_t ih = oh * s.stride_h - s.pad_top + r * s.dilation_h;
+      const bool row_ok = ih >= 0 && ih < s.in_h;
+      const float* row = xc + ih * s.in_w;
+      // Pixels whose run (and shifted second piece) lies inside the row as
+      // whole vectors take the branch-free loop; the few at the edges, and
+      // rows in the padding, the general one.
+      int64_t t_lo = len, t_hi = len;
+      if (row_ok) {
+        const int64_t need = s.pad_left - ow * s.stride_w;  // iw0 >= 0
+        t_lo = need <= 0 ? 0 : (need + s.stride_w - 1) / s.stride_w;
+        const int64_t room = s.in_w - n1 - RL + s.pad_left - ow * s.stride_w;  // iw0 + n1 + RL <= in_w
+        t_hi = room < 0 ? 0 : room / s.stride_w + 1;
+        if (t_lo > len) t_lo = len;
+        if (t_hi > len) t_hi = len;
+        if (t_hi < t_lo) t_hi = t_lo;
+      }
+      auto general = [&](int64_t t) {
+        const int64_t iw0 = (ow + t) * s.stride_w - s.pad_left;
+        Vec v, v2;
+        if (!row_ok) {
+          v = v2 = Vec::zero();
+        } else if (iw0 >= 0 && iw0 + S <= s.in_w) {
+          v = Vec::load_partial(row + iw0, n_run);
+          v2 = Vec::load_partial(row + iw0 + n1, n2);
+        } else {
+          alignas(64) float tmp[2 * RL];
+          for (int64_t u = 0; u < 2 * RL; ++u) {
+            const int64_t iw = iw0 + u;
+            tmp[u] = (u < S && iw >= 0 && iw < s.in_w) ? row[iw] : 0.0f;
+          }
+          v = Vec::load(tmp);
+          v2 = Vec::load_partial(tmp + n1, n2);
+        }
+        float* dst = d1 + (p + t) * w;
+        if (masked) v.store_partial(dst, n1);
+        else v.store(dst);
+        if (n2 > 0) v2.store(d2 + (p + t) * w2);
+      };
+      for (int64_t t = 0; t < t_lo; ++t) general(t);
+      if (t_hi > t_lo) {
+        const float* src = row + (ow + t_lo) * s.stride_w - s.pad_left;
+        float* dst1 = d1 + (p + t_lo) * w;
+        float* dst2 = d2 + (p + t_lo) * w2;
+        const int64_t count = t_hi - t_lo;
+        if (masked) {
+          if (n2 > 0) fill_fast<true, true>(src, s.stride_w, dst1, w, dst2, w2, n1, count);
+          else fill_fast<true, false>(src, s.stride_w, dst1, w, dst2, w2, n1, count);
+        } else {
+          if (n2 > 0) fill_fast<false, true>(src, s.stride_w, dst1, w, dst2, w2, n1, count);
+          else fill_fast<false, false>(src, s.stride_w, dst1, w, dst2, w2, n1, count);
+        }
+      }
+      for (int64_t t = t_hi; t < len; ++t) general(t);
+      p += len;
+      ow = 0;
+      ++oh;
+    }
+  }
+}
+
+// acc[i][q0 + v*RL ...] += sum_p gy_i[p] * panel[p][v*RL ...] for i < MR, v < NV.
+template <int MR, int NV>
+void row_tile(const float* const* gy, const float* __restrict panel, int64_t w, int64_t cols,
+              float* __restrict acc, int64_t ldacc) {
+  Vec c[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) c[i][v] = Vec::zero();
+  const float* g[MR];
+  for (int i = 0; i < MR; ++i) g[i] = gy[i];
+  for (int64_t p = 0; p < cols; ++p) {
+    Vec b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = Vec::load(panel + p * w + v * RL);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const Vec a = Vec::set1(g[i][p]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[i][v] = fmadd(a, b[v], c[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      (c[i][v] + Vec::load(acc + i * ldacc + v * RL)).store(acc + i * ldacc + v * RL);
+}
+
+template <int MR, int NV>
+void row_tile_rows(int64_t mr, const float* const* gy, const float* panel, int64_t w,
+                   int64_t cols, float* acc, int64_t ldacc) {
+  if constexpr (MR > 0) {
+    if (mr == MR) {
+      row_tile<MR, NV>(gy, panel, w, cols, acc, ldacc);
+      return;
+    }
+    row_tile_rows<MR - 1, NV>(mr, gy, panel, w, cols, acc, ldacc);
+  }
+}
+
+template <int NV>
+void row_panel(int64_t K, const float* gy, int64_t ldgy, const float* panel, int64_t w,
+               int64_t cols, float* acc, int64_t ldacc) {
+  for (int64_t k0 = 0; k0 < K; k0 += RK) {
+    const int64_t mr = (K - k0) < RK ? (K - k0) : RK;
+    const float* rows[RK];
+    for (int i = 0; i < RK; ++i) rows[i] = gy + (k0 + (i < mr ? i : mr - 1)) * ldgy;
+    row_tile_rows<RK, NV>(mr, rows, panel, w, cols, acc + k0 * ldacc, ldacc);
+  }
+}
+
+void backward_weight_rows(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const RowPlan rp = row_plan(s);
+  const int64_t pixels = s.out_h * s.out_w;
+  const int64_t chunks = (pixels + rp.chunk - 1) / rp.chunk;
+  const int64_t units = s.batch * chunks;
+  const int64_t K = s.out_channels;
+  const int64_t weight_floats = K * rp.rows;
+  if (a.grad_bias) grad_bias(a);
+  int used = 1;
+#pragma omp parallel num_threads(a.num_threads)
+  {
+#pragma omp single
+    used = omp_get_num_threads();
+    float* panels = a.workspace + omp_get_thread_num() * rp.thread_floats;
+    float* acc = panels + rp.panels_floats;
+    std::memset(acc, 0, sizeof(float) * K * rp.q_pad);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; ++u) {
+      const int64_t n = u / chunks, p0 = (u % chunks) * rp.chunk;
+      const int64_t cols = (pixels - p0) < rp.chunk ? (pixels - p0) : rp.chunk;
+      fill_row_panels(s, rp, a.input + n * s.in_channels * s.in_h * s.in_w, p0, cols, panels);
+      const float* gy = a.grad_output + n * K * pixels + p0;
+      for (int64_t j = 0; j < rp.full; ++j)
+        row_panel<RV>(K, gy, pixels, panels + j * panel_stride(cols), kRowPanel, cols,
+                      acc + j * kRowPanel, rp.q_pad);
+      if (rp.last_w > 0) {
+        const float* pl = panels + rp.full * panel_stride(cols);
+        float* ac = acc + rp.full * kRowPanel;
+        switch (rp.last_w / RL) {
+          case 1: row_panel<1>(K, gy, pixels, pl, rp.last_w, cols, ac, rp.q_pad); break;
+          case 2: row_panel<(RV >= 2 ? 2 : 1)>(K, gy, pixels, pl, rp.last_w, cols, ac, rp.q_pad); break;
+          default: row_panel<RV>(K, gy, pixels, pl, rp.last_w, cols, ac, rp.q_pad); break;
+        }
+      }
+    }
+    // implicit barrier: every private accumulator is complete
+    const float* acc0 = a.workspace + rp.panels_floats;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < weight_floats; ++i) {
+      const int64_t k = i / rp.rows, q = i % rp.rows;
+      float sum = 0.0f;
+      for (int t = 0; t < used; ++t) sum += acc0[t * rp.thread_floats + k * rp.q_pad + q];
+      a.grad_weight[i] = sum;
+    }
+  }
+}
+
 void backward_weight(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
+  if (rows_backward_weight_ok(s)) {
+    backward_weight_rows(a);
+    return;
+  }
   const Lowering l = weight_grad_plan(s, a.num_threads);
   const int64_t weight_floats = s.out_channels * l.rows;
   const int64_t nb = images_per_gemm(l, s, a.num_threads);
@@ -755,6 +1022,8 @@ void backward_weight(const Conv2dArgs& a) {
 int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
   const Lowering l = pass == ConvPass::backward_weight ? weight_grad_plan(s, threads) : plan(s);
   const int64_t col = column_floats(l);
+  if (pass == ConvPass::backward_weight && rows_backward_weight_ok(s))
+    return threads * row_plan(s).thread_floats;
   if (pass == ConvPass::backward_weight) {
     const int64_t nb = images_per_gemm(l, s, threads);
     const int64_t scratch = weight_grad_scratch(l, nb);
