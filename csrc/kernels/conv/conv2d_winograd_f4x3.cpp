@@ -583,7 +583,15 @@ struct BwPlan {
   int64_t chunks;
   int64_t v_floats, z_floats;  // one chunk
   int64_t m_floats;            // one accumulator: 36 x k_pad x c_pad
-  int64_t thread_floats;       // private schedule: V + Z + M + tmp; shared: tmp
+  // Private schedule with whole images per chunk (SIMD builds): each chunk's
+  // input and output gradient are first transposed into zero-padded,
+  // channel-blocked planes [n][c / L][h][w][L] (xh x xw and gh x gw pixels),
+  // so each tile pixel is one vector load instead of L scalar copies from L
+  // planes (which 4 KiB-multiple plane strides make slow to gather).
+  bool blocked;
+  int64_t xh, xw, gh, gw;
+  int64_t x_floats, g_floats;  // one chunk's blocked planes
+  int64_t thread_floats;       // private schedule: tmp + V + Z + M (+ planes); shared: tmp
 };
 
 constexpr int64_t kBwPrivateMaxBytes = int64_t(256) << 10;  // thread-private M
@@ -610,14 +618,30 @@ BwPlan make_bw_plan(const Conv2dShape& s, int threads) {
     chunk = kBwSharedChunkBytes / (4 * per_tile);
     if (chunk < 16) chunk = 16;
   }
+  const int64_t per_image = p.tiles_h * p.tiles_w;
+  b.blocked = !b.shared && L > 1 && per_image > 0 && per_image <= chunk;
+  if (b.blocked) chunk = chunk / per_image * per_image;
   b.chunk = chunk < p.tiles ? chunk : p.tiles;
   if (b.chunk < 1) b.chunk = 1;
   b.chunks = (p.tiles + b.chunk - 1) / b.chunk;
-  b.v_floats = round_up(36 * b.chunk * p.c_pad, 16);
-  b.z_floats = round_up(36 * b.chunk * p.k_pad, 16);
+  b.xh = p.tiles_h * 4 + 2;
+  b.xw = p.tiles_w * 4 + 2;
+  b.gh = p.tiles_h * 4;
+  b.gw = p.tiles_w * 4;
+  b.x_floats = b.g_floats = 0;
+  if (b.blocked) {
+    const int64_t images = b.chunk / per_image;
+    b.x_floats = round_up(images * p.c_pad * b.xh * b.xw, 16);
+    b.g_floats = round_up(images * p.k_pad * b.gh * b.gw, 16);
+  }
+  // One spare tile row per element: 36 slices of nt x 16 channels would
+  // otherwise sit a multiple of 4 KiB apart and share one L1 set.
+  b.v_floats = round_up(36 * (b.chunk + 1) * p.c_pad, 16);
+  b.z_floats = round_up(36 * (b.chunk + 1) * p.k_pad, 16);
   b.thread_floats = round_up(64 * L, 16);
   if (b.shared) b.thread_floats += round_up(36 * NT2 * 2 * L, 16);  // single-chunk local block
-  if (!b.shared) b.thread_floats += b.v_floats + b.z_floats + round_up(b.m_floats, 16);
+  if (!b.shared)
+    b.thread_floats += b.v_floats + b.z_floats + round_up(b.m_floats, 16) + b.x_floats + b.g_floats;
   return b;
 }
 
@@ -696,6 +720,146 @@ void grad_tile(const Conv2dShape& s, const Plan& p, const float* gy, int64_t t, 
       for (int b = 0; b < 4; ++b) y[b] = cols[b][a];
       grad_transform_4(y, z6);
       for (int b = 0; b < 6; ++b) z6[b].store(dst + (a * 6 + b) * e_stride);
+    }
+  }
+}
+
+// ---------------------------------------------- channel-blocked tile sources
+#if defined(__AVX512F__)
+// r[i][j] -> r[j][i] for a 16 x 16 block.
+inline void transpose_lx(Vec* r) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i].v, r[i + 1].v);
+    t[i + 1] = _mm512_unpackhi_ps(r[i].v, r[i + 1].v);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 16; i += 8) {
+    for (int j = 0; j < 4; ++j) {
+      t[i + j] = _mm512_shuffle_f32x4(u[i + j], u[i + 4 + j], 0x88);
+      t[i + 4 + j] = _mm512_shuffle_f32x4(u[i + j], u[i + 4 + j], 0xDD);
+    }
+  }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+  }
+}
+#elif defined(__AVX2__)
+// r[i][j] -> r[j][i] for an 8 x 8 block.
+inline void transpose_lx(Vec* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0].v, r[1].v), t1 = _mm256_unpackhi_ps(r[0].v, r[1].v);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2].v, r[3].v), t3 = _mm256_unpackhi_ps(r[2].v, r[3].v);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4].v, r[5].v), t5 = _mm256_unpackhi_ps(r[4].v, r[5].v);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6].v, r[7].v), t7 = _mm256_unpackhi_ps(r[6].v, r[7].v);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+#else
+inline void transpose_lx(Vec*) {}  // 1 x 1
+#endif
+
+// dst[cb][i][j][lane] = src[cb*L + lane][i - top][j - left] (zero outside the
+// src planes or past `channels`), for an h x w destination per block.
+void to_blocked(const float* src, int64_t channels, int64_t src_h, int64_t src_w, int64_t top,
+                int64_t left, int64_t h, int64_t w, float* dst) {
+  const int64_t plane = src_h * src_w;
+  for (int64_t c0 = 0; c0 < channels; c0 += L) {
+    const int64_t lanes = (channels - c0) < L ? (channels - c0) : L;
+    float* out = dst + (c0 / L) * h * w * L;
+    for (int64_t i = 0; i < h; ++i) {
+      const int64_t sh = i - top;
+      float* row = out + i * w * L;
+      if (sh < 0 || sh >= src_h) {
+        for (int64_t j = 0; j < w; ++j) Vec::zero().store(row + j * L);
+        continue;
+      }
+      const int64_t j_lo = left < w ? left : w;  // first column holding source pixels
+      int64_t j_hi = left + src_w;
+      if (j_hi > w) j_hi = w;
+      for (int64_t j = 0; j < j_lo; ++j) Vec::zero().store(row + j * L);
+      for (int64_t j0 = j_lo; j0 < j_hi; j0 += L) {
+        const int n = static_cast<int>((j_hi - j0) < L ? (j_hi - j0) : L);
+        Vec r[L];
+        for (int64_t lane = 0; lane < L; ++lane)
+          r[lane] = lane < lanes
+                        ? Vec::load_partial(src + (c0 + lane) * plane + sh * src_w + (j0 - left), n)
+                        : Vec::zero();
+        transpose_lx(r);
+        for (int t = 0; t < n; ++t) r[t].store(row + (j0 + t) * L);
+      }
+      for (int64_t j = j_hi > j_lo ? j_hi : j_lo; j < w; ++j) Vec::zero().store(row + j * L);
+    }
+  }
+}
+
+// V[e][j][c] for tile t of the blocked input (xb: [n][c_pad / L][xh][xw][L]).
+void input_tile_blocked(const Plan& p, const BwPlan& b, const float* xb, int64_t t, float* V,
+                        int64_t tiles_in_buffer, int64_t j) {
+  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
+  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
+  const int64_t i0 = (r / p.tiles_w) * 4, j0 = (r % p.tiles_w) * 4;
+  const int64_t e_stride = tiles_in_buffer * p.c_pad;
+  const int64_t block = b.xh * b.xw * L;
+  for (int64_t c0 = 0; c0 < p.c_pad; c0 += L) {
+    const float* base = xb + (n * (p.c_pad / L) + c0 / L) * block + (i0 * b.xw + j0) * L;
+    Vec cols[6][6];
+    for (int bb = 0; bb < 6; ++bb) {
+      Vec d[6];
+      for (int a = 0; a < 6; ++a) d[a] = Vec::load(base + (a * b.xw + bb) * L);
+      input_transform_6(d, cols[bb]);
+    }
+    float* dst = V + j * p.c_pad + c0;
+    for (int a = 0; a < 6; ++a) {
+      Vec d[6], r6[6];
+      for (int bb = 0; bb < 6; ++bb) d[bb] = cols[bb][a];
+      input_transform_6(d, r6);
+      for (int bb = 0; bb < 6; ++bb) r6[bb].store(dst + (a * 6 + bb) * e_stride);
+    }
+  }
+}
+
+// Z[e][j][k] for tile t of the blocked output gradient (gb: [n][k_pad / L][gh][gw][L]).
+void grad_tile_blocked(const Plan& p, const BwPlan& b, const float* gb, int64_t t, float* Z,
+                       int64_t tiles_in_buffer, int64_t j) {
+  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
+  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
+  const int64_t i0 = (r / p.tiles_w) * 4, j0 = (r % p.tiles_w) * 4;
+  const int64_t e_stride = tiles_in_buffer * p.k_pad;
+  const int64_t block = b.gh * b.gw * L;
+  for (int64_t k0 = 0; k0 < p.k_pad; k0 += L) {
+    const float* base = gb + (n * (p.k_pad / L) + k0 / L) * block + (i0 * b.gw + j0) * L;
+    Vec cols[4][6];
+    for (int bb = 0; bb < 4; ++bb) {
+      Vec y[4];
+      for (int a = 0; a < 4; ++a) y[a] = Vec::load(base + (a * b.gw + bb) * L);
+      grad_transform_4(y, cols[bb]);
+    }
+    float* dst = Z + j * p.k_pad + k0;
+    for (int a = 0; a < 6; ++a) {
+      Vec y[4], z6[6];
+      for (int bb = 0; bb < 4; ++bb) y[bb] = cols[bb][a];
+      grad_transform_4(y, z6);
+      for (int bb = 0; bb < 6; ++bb) z6[bb].store(dst + (a * 6 + bb) * e_stride);
     }
   }
 }
@@ -823,12 +987,30 @@ void backward_weight(const Conv2dArgs& a) {
       for (int64_t ch = 0; ch < b.chunks; ++ch) {
         const int64_t t0 = ch * b.chunk;
         const int64_t nt = (p.tiles - t0) < b.chunk ? (p.tiles - t0) : b.chunk;
-        for (int64_t j = 0; j < nt; ++j) {
-          input_tile(s, p, a.input, t0 + j, V, nt, j, tmp);
-          grad_tile(s, p, a.grad_output, t0 + j, Z, nt, j, tmp);
+        if (b.blocked) {
+          float* xb = M + round_up(b.m_floats, 16);
+          float* gb = xb + b.x_floats;
+          const int64_t per_image = p.tiles_h * p.tiles_w;
+          const int64_t n0 = t0 / per_image, images = nt / per_image;
+          const int64_t x_plane = s.in_h * s.in_w, g_plane = s.out_h * s.out_w;
+          for (int64_t i = 0; i < images; ++i) {
+            to_blocked(a.input + (n0 + i) * s.in_channels * x_plane, s.in_channels, s.in_h,
+                       s.in_w, s.pad_top, s.pad_left, b.xh, b.xw, xb + i * p.c_pad * b.xh * b.xw);
+            to_blocked(a.grad_output + (n0 + i) * s.out_channels * g_plane, s.out_channels,
+                       s.out_h, s.out_w, 0, 0, b.gh, b.gw, gb + i * p.k_pad * b.gh * b.gw);
+          }
+          for (int64_t j = 0; j < nt; ++j) {
+            input_tile_blocked(p, b, xb, j, V, nt + 1, j);
+            grad_tile_blocked(p, b, gb, j, Z, nt + 1, j);
+          }
+        } else {
+          for (int64_t j = 0; j < nt; ++j) {
+            input_tile(s, p, a.input, t0 + j, V, nt + 1, j, tmp);
+            grad_tile(s, p, a.grad_output, t0 + j, Z, nt + 1, j, tmp);
+          }
         }
         for (int e = 0; e < 36; ++e)
-          bw_gemm_element(p, nt, Z + e * nt * p.k_pad, V + e * nt * p.c_pad,
+          bw_gemm_element(p, nt, Z + e * (nt + 1) * p.k_pad, V + e * (nt + 1) * p.c_pad,
                           M + e * p.k_pad * p.c_pad);
       }
       // implicit barrier: every private M is complete
@@ -861,8 +1043,8 @@ void backward_weight(const Conv2dArgs& a) {
       float* local = tmp + round_up(64 * L, 16);
 #pragma omp for schedule(dynamic, 4)
       for (int64_t j = 0; j < nt; ++j) {
-        input_tile(s, p, a.input, j, V, nt, j, tmp);
-        grad_tile(s, p, a.grad_output, j, Z, nt, j, tmp);
+        input_tile(s, p, a.input, j, V, nt + 1, j, tmp);
+        grad_tile(s, p, a.grad_output, j, Z, nt + 1, j, tmp);
       }
 #pragma omp for schedule(static)
       for (int64_t item = 0; item < wide * k_blocks; ++item) {
@@ -871,8 +1053,8 @@ void backward_weight(const Conv2dArgs& a) {
         const int64_t cw = (p.c_pad - c0) >= 2 * L ? 2 * L : L;
         const int64_t e_stride = kn * cw;
         for (int e = 0; e < 36; ++e) {
-          const float* z = Z + e * nt * p.k_pad + k0;
-          const float* v = V + e * nt * p.c_pad + c0;
+          const float* z = Z + e * (nt + 1) * p.k_pad + k0;
+          const float* v = V + e * (nt + 1) * p.c_pad + c0;
           if (cw == 2 * L)
             bw_rows_t<2, NT2>(kn, z, p.k_pad, v, p.c_pad, nt, local + e * e_stride, cw, false);
           else
@@ -894,13 +1076,13 @@ void backward_weight(const Conv2dArgs& a) {
       const int64_t nt = (p.tiles - t0) < b.chunk ? (p.tiles - t0) : b.chunk;
 #pragma omp for schedule(dynamic, 4)
       for (int64_t j = 0; j < nt; ++j) {
-        input_tile(s, p, a.input, t0 + j, V, nt, j, tmp);
-        grad_tile(s, p, a.grad_output, t0 + j, Z, nt, j, tmp);
+        input_tile(s, p, a.input, t0 + j, V, nt + 1, j, tmp);
+        grad_tile(s, p, a.grad_output, t0 + j, Z, nt + 1, j, tmp);
       }
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < 36 * wide; ++item) {
         const int64_t e = item / wide, c0 = (item % wide) * 2 * L;
-        bw_gemm_block(p, nt, Z + e * nt * p.k_pad, V + e * nt * p.c_pad, c0,
+        bw_gemm_block(p, nt, Z + e * (nt + 1) * p.k_pad, V + e * (nt + 1) * p.c_pad, c0,
                       (p.c_pad - c0) >= 2 * L ? 2 * L : L, M + e * p.k_pad * p.c_pad);
       }
     }
