@@ -25,6 +25,10 @@ namespace PVE_KERNEL_NS {
 namespace {
 
 constexpr int64_t kColumnBudgetFloats = int64_t(1) << 18;  // ~1 MiB of columns per chunk
+constexpr int64_t RL = Vec::kWidth;
+// Kernels with at least this many taps (the 7x7 stem) skip im2col in forward
+// and backward-weight (see forward_rows and backward_weight_rows).
+constexpr int64_t kRowMinTaps = 25;
 
 struct Lowering {
   int64_t groups, cg, kg;      // channels per group in / out
@@ -338,8 +342,151 @@ bool units_in_parallel(const Lowering& l, const Conv2dShape& s, int threads) {
   return threads > 1 && s.batch * l.groups * chunks_per_image(l) >= threads;
 }
 
+// ------------------------------------------ forward, large kernels (stem)
+// Without im2col: each image is copied once into zero-padded planes, and the
+// micro-kernel builds its B vectors (L consecutive output pixels of one row
+// for one tap) straight from them: a plain load for stride 1, the even lanes
+// of two loads for stride 2. Tiles are FK output channels x FV pixel vectors
+// (the vectors may come from different output rows, so a row's partial last
+// vector is the only waste); weights are broadcast from their OIHW rows.
+// Threads split (tile, channel block) items of one image at a time, so batch
+// 1 uses all threads. Used for groups 1, dilation_w 1, stride_w 1 or 2 and at
+// least kRowMinTaps taps (the 7x7 stem), SIMD builds only.
+#if defined(__AVX512F__)
+constexpr int FK = 8, FV = 3;   // 24 zmm accumulators
+#elif defined(__AVX2__)
+constexpr int FK = 4, FV = 2;
+#else
+constexpr int FK = 1, FV = 1;
+#endif
+
+bool rows_forward_ok(const Conv2dShape& s) {
+  return RL > 1 && s.groups == 1 && s.dilation_w == 1 && (s.stride_w == 1 || s.stride_w == 2) &&
+         s.kernel_h * s.kernel_w >= kRowMinTaps && s.out_h > 0 && s.out_w > 0;
+}
+
+struct FwdRowPlan {
+  int64_t hp, wp;        // padded plane
+  int64_t row_vectors;   // pixel vectors per output row
+  int64_t vectors, tiles, k_blocks;
+  int64_t pad_floats;
+};
+
+FwdRowPlan fwd_row_plan(const Conv2dShape& s) {
+  FwdRowPlan f;
+  f.hp = (s.out_h - 1) * s.stride_h + (s.kernel_h - 1) * s.dilation_h + 1;
+  f.row_vectors = (s.out_w + RL - 1) / RL;
+  // whole vectors of the last (partial) pixel vector, read 2L wide at stride 2
+  f.wp = f.row_vectors * RL * s.stride_w + s.kernel_w + 2 * RL;
+  f.vectors = s.out_h * f.row_vectors;
+  f.tiles = (f.vectors + FV - 1) / FV;
+  f.k_blocks = (s.out_channels + FK - 1) / FK;
+  f.pad_floats = (s.in_channels * f.hp * f.wp + 15) / 16 * 16;
+  return f;
+}
+
+template <int SW>
+inline Vec load_pixels(const float* p) {
+  if constexpr (SW == 2) return load_even(p);
+  else return Vec::load(p);
+}
+
+// out[k0 + i][pixel vector v] for i < FK, the FV vectors from first_vec.
+template <int SW>
+void fwd_row_tile(const Conv2dShape& s, const FwdRowPlan& f, const float* xpad, const float* w,
+                  const float* bias, bool relu, int64_t k0, int64_t first_vec, float* out) {
+  const int64_t Q = s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t K = s.out_channels, pixels = s.out_h * s.out_w;
+  const float* base[FV];
+  int64_t dst[FV];
+  int lanes[FV];
+  int nv = 0;
+  for (int v = 0; v < FV; ++v) {
+    int64_t id = first_vec + v;
+    if (id < f.vectors) nv = v + 1;
+    else id = f.vectors - 1;  // repeats the last vector; not stored
+    const int64_t oh = id / f.row_vectors, ow0 = (id % f.row_vectors) * RL;
+    base[v] = xpad + oh * s.stride_h * f.wp + ow0 * SW;
+    dst[v] = oh * s.out_w + ow0;
+    lanes[v] = static_cast<int>((s.out_w - ow0) < RL ? (s.out_w - ow0) : RL);
+  }
+  const float* wr[FK];
+  for (int i = 0; i < FK; ++i) wr[i] = w + (k0 + i < K ? k0 + i : K - 1) * Q;
+  Vec acc[FK][FV];
+#pragma GCC unroll 16
+  for (int i = 0; i < FK; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < FV; ++v) acc[i][v] = Vec::zero();
+  const int64_t plane = f.hp * f.wp;
+  int64_t q = 0;
+  for (int64_t c = 0; c < s.in_channels; ++c) {
+    for (int64_t r = 0; r < s.kernel_h; ++r) {
+      const int64_t off = c * plane + r * s.dilation_h * f.wp;
+      for (int64_t t = 0; t < s.kernel_w; ++t, ++q) {
+        Vec b[FV];
+#pragma GCC unroll 4
+        for (int v = 0; v < FV; ++v) b[v] = load_pixels<SW>(base[v] + off + t);
+#pragma GCC unroll 16
+        for (int i = 0; i < FK; ++i) {
+          const Vec a = Vec::set1(wr[i][q]);
+#pragma GCC unroll 4
+          for (int v = 0; v < FV; ++v) acc[i][v] = fmadd(a, b[v], acc[i][v]);
+        }
+      }
+    }
+  }
+  const Vec zero = Vec::zero();
+  for (int i = 0; i < FK && k0 + i < K; ++i) {
+    const Vec bv = bias ? Vec::set1(bias[k0 + i]) : zero;
+    float* o = out + (k0 + i) * pixels;
+    for (int v = 0; v < nv; ++v) {
+      Vec y = acc[i][v] + bv;
+      if (relu) y = max(y, zero);
+      if (lanes[v] == RL) y.store(o + dst[v]);
+      else y.store_partial(o + dst[v], lanes[v]);
+    }
+  }
+}
+
+void forward_rows(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const FwdRowPlan f = fwd_row_plan(s);
+  float* xpad = a.workspace;
+  const int64_t items = f.tiles * f.k_blocks;
+  const int64_t in_plane = s.in_h * s.in_w;
+#pragma omp parallel num_threads(a.num_threads)
+  for (int64_t n = 0; n < s.batch; ++n) {
+    const float* x = a.input + n * s.in_channels * in_plane;
+#pragma omp for schedule(static)
+    for (int64_t cr = 0; cr < s.in_channels * f.hp; ++cr) {
+      const int64_t c = cr / f.hp, i = cr % f.hp, ih = i - s.pad_top;
+      float* row = xpad + c * f.hp * f.wp + i * f.wp;
+      std::memset(row, 0, sizeof(float) * f.wp);
+      if (ih < 0 || ih >= s.in_h) continue;
+      int64_t lo = s.pad_left, hi = s.pad_left + s.in_w;  // padded columns holding the row
+      if (hi > f.wp) hi = f.wp;
+      if (hi > lo) std::memcpy(row + lo, x + c * in_plane + ih * s.in_w, sizeof(float) * (hi - lo));
+    }
+    // implicit barrier: the padded image is complete
+    float* y = a.output + n * s.out_channels * s.out_h * s.out_w;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t tile = it / f.k_blocks, k0 = (it % f.k_blocks) * FK;
+      if (s.stride_w == 2)
+        fwd_row_tile<2>(s, f, xpad, a.weight, a.bias, a.relu, k0, tile * FV, y);
+      else
+        fwd_row_tile<1>(s, f, xpad, a.weight, a.bias, a.relu, k0, tile * FV, y);
+    }
+    // implicit barrier before the next image overwrites the padded planes
+  }
+}
+
 void forward(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
+  if (rows_forward_ok(s)) {
+    forward_rows(a);
+    return;
+  }
   const Lowering l = plan(s);
   const int64_t chunks = chunks_per_image(l);
   const int64_t units = s.batch * l.groups * chunks;
@@ -722,10 +869,8 @@ constexpr int RK = 4, RV = 3;   // 12 ymm accumulators
 #else
 constexpr int RK = 4, RV = 1;
 #endif
-constexpr int64_t RL = Vec::kWidth;
 constexpr int64_t kRowPanel = RV * RL;  // columns q per full panel
 constexpr int64_t kRowChunk = 192;      // output pixels per unit
-constexpr int64_t kRowMinTaps = 25;
 
 bool rows_backward_weight_ok(const Conv2dShape& s) {
   return RL > 1 && s.groups == 1 && s.dilation_w == 1 && s.kernel_w <= RL &&
@@ -1032,6 +1177,7 @@ int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
     if (threads > 1 && units >= threads) return threads * (scratch + weights);
     return scratch + weights;
   }
+  if (pass == ConvPass::forward && rows_forward_ok(s)) return fwd_row_plan(s).pad_floats;
   if (pass == ConvPass::forward) return units_in_parallel(l, s, threads) ? threads * col : col;
   if (chunks_in_parallel_bwd(l, s, threads)) return threads * (col + l.cg * s.in_h * s.in_w);
   return items_in_parallel(s.batch * l.groups, threads) ? threads * col : col;
