@@ -18,6 +18,7 @@
 
 #include "kernels/conv/conv2d.h"
 #include "kernels/conv/conv2d_bias_gradient.h"
+#include "kernels/conv/conv2d_transpose.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -869,19 +870,25 @@ constexpr int RK = 4, RV = 3;   // 12 ymm accumulators
 #else
 constexpr int RK = 4, RV = 1;
 #endif
-constexpr int64_t kRowPanel = RV * RL;  // columns q per full panel
 constexpr int64_t kRowChunk = 192;      // output pixels per unit
 
+// 1x1 without padding: the panels are the (strided) input pixels, channels
+// minor, filled by L x L register transposes.
+bool rows_pointwise(const Conv2dShape& s) {
+  return RL > 1 && s.groups == 1 && is_pointwise(s) && s.in_h * s.in_w < (int64_t(1) << 30);
+}
+
 bool rows_backward_weight_ok(const Conv2dShape& s) {
-  return RL > 1 && s.groups == 1 && s.dilation_w == 1 && s.kernel_w <= RL &&
-         s.kernel_h * s.kernel_w >= kRowMinTaps;
+  return rows_pointwise(s) || (RL > 1 && s.groups == 1 && s.dilation_w == 1 &&
+                               s.kernel_w <= RL && s.kernel_h * s.kernel_w >= kRowMinTaps);
 }
 
 struct RowPlan {
   int64_t rows;      // C*R*S
-  int64_t full;      // full panels of kRowPanel columns
+  int64_t panel;     // columns q per full panel: RV or RV - 1 vectors
+  int64_t full;      // full panels
   int64_t last_w;    // width of the last, narrower panel (0: none), a multiple of RL
-  int64_t q_pad;     // full * kRowPanel + last_w: accumulator row length
+  int64_t q_pad;     // full * panel + last_w: accumulator row length
   int64_t chunk;     // pixels per unit
   int64_t panels_floats;  // B panels of one unit, with slack
   int64_t thread_floats;  // panels + private accumulator
@@ -890,21 +897,27 @@ struct RowPlan {
 RowPlan row_plan(const Conv2dShape& s) {
   RowPlan r;
   r.rows = s.in_channels * s.kernel_h * s.kernel_w;
-  r.full = r.rows / kRowPanel;
-  const int64_t rem = r.rows - r.full * kRowPanel;
+  // Panels of RV vectors, unless that leaves a one-vector last panel (the
+  // slowest tile shape) and RV - 1 vectors would not (ResNet's stem: 147
+  // columns as 5 x 2 vectors instead of 3 x 3 + 1).
+  const int64_t vectors = (r.rows + RL - 1) / RL;
+  r.panel = RV * RL;
+  if (RV > 2 && vectors % RV == 1 && vectors > 1 && vectors % (RV - 1) != 1) r.panel = (RV - 1) * RL;
+  r.full = r.rows / r.panel;
+  const int64_t rem = r.rows - r.full * r.panel;
   r.last_w = (rem + RL - 1) / RL * RL;
-  r.q_pad = r.full * kRowPanel + r.last_w;
+  r.q_pad = r.full * r.panel + r.last_w;
   const int64_t pixels = s.out_h * s.out_w;
   r.chunk = pixels < kRowChunk ? pixels : kRowChunk;
-  r.panels_floats = ((r.full + 1) * (r.chunk + 1) * kRowPanel + 15) / 16 * 16;
+  r.panels_floats = ((r.full + 1) * (r.chunk + 1) * r.panel + 15) / 16 * 16;
   r.thread_floats = r.panels_floats + (s.out_channels * r.q_pad + 15) / 16 * 16;
   return r;
 }
 
-// Panel j (width w) of columns [j * kRowPanel, ...) for `cols` pixels starts
-// at panels + j * panel_stride(cols); row p of it holds its columns for pixel
+// Panel j (width w) of columns [j * panel, ...) for `cols` pixels starts
+// at panels + j * panel_stride(rp, cols); row p of it holds its columns for pixel
 // p. One spare row per panel takes the spill of whole-vector stores.
-int64_t panel_stride(int64_t cols) { return (cols + 1) * kRowPanel; }
+int64_t panel_stride(const RowPlan& rp, int64_t cols) { return (cols + 1) * rp.panel; }
 
 // count pixels of one run: dst1 (+= w1) gets the run (masked to n1 lanes, or
 // as a whole vector), dst2 (+= w2) the lanes from n1 on (SPLIT).
@@ -926,7 +939,7 @@ void fill_row_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, in
                      int64_t cols, float* panels) {
   const int64_t S = s.kernel_w, R = s.kernel_h;
   const int64_t plane = s.in_h * s.in_w;
-  const int64_t pstride = panel_stride(cols);
+  const int64_t pstride = panel_stride(rp, cols);
   const int n_run = static_cast<int>(S);
   // The last panel's columns past C*R*S must be finite (zero): cleared first;
   // the runs then overwrite the live ones.
@@ -942,12 +955,12 @@ void fill_row_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, in
   // is stored there too, shifted.
   for (int64_t run = 0; run < s.in_channels * R; ++run) {
     const int64_t c = run / R, r = run % R;
-    const int64_t q = run * S, j = q / kRowPanel, o = q - j * kRowPanel;
-    const int64_t w = j < rp.full ? kRowPanel : rp.last_w;
+    const int64_t q = run * S, j = q / rp.panel, o = q - j * rp.panel;
+    const int64_t w = j < rp.full ? rp.panel : rp.last_w;
     const int n1 = static_cast<int>(S < w - o ? S : w - o), n2 = n_run - n1;
     const bool masked = o + RL > w;
     float* d1 = panels + j * pstride + o;
-    const int64_t w2 = j + 1 < rp.full ? kRowPanel : rp.last_w;
+    const int64_t w2 = j + 1 < rp.full ? rp.panel : rp.last_w;
     float* d2 = panels + (j + 1) * pstride;
     const float* xc = x + c * plane;
     int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
@@ -1013,6 +1026,56 @@ void fill_row_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, in
   }
 }
 
+// v[t] = base[off[t]] for t < L (a plane is far below 2^31 floats: checked
+// by rows_pointwise).
+inline Vec gather_pixels(const float* base, const int32_t* off) {
+#if defined(__AVX512F__)
+  return _mm512_i32gather_ps(_mm512_load_si512(off), base, 4);
+#elif defined(__AVX2__)
+  return _mm256_i32gather_ps(base, _mm256_load_si256(reinterpret_cast<const __m256i*>(off)), 4);
+#else
+  return Vec(base[off[0]]);
+#endif
+}
+
+// 1x1: panel row p holds input channels for output pixel p0 + p, i.e. input
+// pixel (oh * stride_h, ow * stride_w). L pixels x L channels at a time are
+// loaded channel by channel (contiguous for stride 1) and transposed.
+void fill_pointwise_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, int64_t p0,
+                           int64_t cols, float* panels) {
+  const int64_t plane = s.in_h * s.in_w;
+  const int64_t pstride = panel_stride(rp, cols);
+  const bool contiguous = is_direct_pointwise(s);
+  alignas(64) int32_t off[RL];
+  for (int64_t p = 0; p < cols; p += RL) {
+    const int n = static_cast<int>((cols - p) < RL ? (cols - p) : RL);
+    if (!contiguous) {  // lanes past n repeat pixel 0 (read, never stored)
+      for (int t = 0; t < RL; ++t) {
+        const int64_t q = p0 + p + (t < n ? t : 0), oh = q / s.out_w, ow = q % s.out_w;
+        off[t] = static_cast<int32_t>(oh * s.stride_h * s.in_w + ow * s.stride_w);
+      }
+    }
+    for (int64_t c0 = 0; c0 < rp.q_pad; c0 += RL) {
+      Vec r[RL];
+      for (int64_t i = 0; i < RL; ++i) {
+        const int64_t c = c0 + i;
+        if (c >= s.in_channels) {
+          r[i] = Vec::zero();
+        } else if (contiguous) {
+          r[i] = Vec::load_partial(x + c * plane + p0 + p, n);
+        } else {
+          r[i] = gather_pixels(x + c * plane, off);
+        }
+      }
+      transpose_lx(r);
+      const int64_t j = c0 / rp.panel, o = c0 - j * rp.panel;
+      const int64_t w = j < rp.full ? rp.panel : rp.last_w;
+      float* dst = panels + j * pstride + p * w + o;
+      for (int t = 0; t < n; ++t) r[t].store(dst + t * w);
+    }
+  }
+}
+
 // acc[i][q0 + v*RL ...] += sum_p gy_i[p] * panel[p][v*RL ...] for i < MR, v < NV.
 template <int MR, int NV>
 void row_tile(const float* const* gy, const float* __restrict panel, int64_t w, int64_t cols,
@@ -1073,6 +1136,8 @@ void backward_weight_rows(const Conv2dArgs& a) {
   const int64_t units = s.batch * chunks;
   const int64_t K = s.out_channels;
   const int64_t weight_floats = K * rp.rows;
+  const bool pointwise = rows_pointwise(s);
+  const bool pointwise_direct = pointwise && is_direct_pointwise(s);
   if (a.grad_bias) grad_bias(a);
   int used = 1;
 #pragma omp parallel num_threads(a.num_threads)
@@ -1086,14 +1151,29 @@ void backward_weight_rows(const Conv2dArgs& a) {
     for (int64_t u = 0; u < units; ++u) {
       const int64_t n = u / chunks, p0 = (u % chunks) * rp.chunk;
       const int64_t cols = (pixels - p0) < rp.chunk ? (pixels - p0) : rp.chunk;
-      fill_row_panels(s, rp, a.input + n * s.in_channels * s.in_h * s.in_w, p0, cols, panels);
+      const float* x = a.input + n * s.in_channels * s.in_h * s.in_w;
+      if (pointwise) fill_pointwise_panels(s, rp, x, p0, cols, panels);
+      else fill_row_panels(s, rp, x, p0, cols, panels);
+      if (pointwise_direct && u + 1 < units) {
+        // The fill reads every channel plane once (memory-bound on large
+        // layers): ask for the next unit's pixels now, so they arrive in L2
+        // while this unit's GEMMs run.
+        const int64_t un = u + 1, nn = un / chunks, pn = (un % chunks) * rp.chunk;
+        const int64_t cn = (pixels - pn) < rp.chunk ? (pixels - pn) : rp.chunk;
+        const float* xn = a.input + nn * s.in_channels * pixels + pn;
+        for (int64_t c = 0; c < s.in_channels; ++c)
+          for (int64_t q = 0; q < cn; q += 16) __builtin_prefetch(xn + c * pixels + q, 0, 2);
+      }
       const float* gy = a.grad_output + n * K * pixels + p0;
-      for (int64_t j = 0; j < rp.full; ++j)
-        row_panel<RV>(K, gy, pixels, panels + j * panel_stride(cols), kRowPanel, cols,
-                      acc + j * kRowPanel, rp.q_pad);
+      for (int64_t j = 0; j < rp.full; ++j) {
+        const float* pl = panels + j * panel_stride(rp, cols);
+        float* ac = acc + j * rp.panel;
+        if (rp.panel == RV * RL) row_panel<RV>(K, gy, pixels, pl, rp.panel, cols, ac, rp.q_pad);
+        else row_panel<(RV > 1 ? RV - 1 : 1)>(K, gy, pixels, pl, rp.panel, cols, ac, rp.q_pad);
+      }
       if (rp.last_w > 0) {
-        const float* pl = panels + rp.full * panel_stride(cols);
-        float* ac = acc + rp.full * kRowPanel;
+        const float* pl = panels + rp.full * panel_stride(rp, cols);
+        float* ac = acc + rp.full * rp.panel;
         switch (rp.last_w / RL) {
           case 1: row_panel<1>(K, gy, pixels, pl, rp.last_w, cols, ac, rp.q_pad); break;
           case 2: row_panel<(RV >= 2 ? 2 : 1)>(K, gy, pixels, pl, rp.last_w, cols, ac, rp.q_pad); break;
