@@ -83,6 +83,10 @@ FAMILY_SHAPES = [
     (2, 5, 13, 12, 9, 5, 6, (1, 3), (2, 4), (2, 1), 1),
     (1, 40, 9, 9, 20, 5, 5, (1, 1), (2, 2), (1, 1), 1),
     (3, 2, 17, 19, 3, 7, 7, (2, 2), (3, 3), (1, 1), 1),
+    # 1x1 backward-weight through the same panels: channels past a panel and
+    # the vector width, pixel counts that end mid-vector, strided gathers
+    (3, 37, 11, 13, 5, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+    (2, 50, 9, 14, 70, 1, 1, (2, 3), (0, 0), (1, 1), 1),
 ]
 
 
