@@ -889,6 +889,7 @@ struct RowPlan {
   int64_t full;      // full panels
   int64_t last_w;    // width of the last, narrower panel (0: none), a multiple of RL
   int64_t q_pad;     // full * panel + last_w: accumulator row length
+  int64_t ldp;       // floats per pixel row of the B buffer: q_pad + RL (spill room)
   int64_t chunk;     // pixels per unit
   int64_t panels_floats;  // B panels of one unit, with slack
   int64_t thread_floats;  // panels + private accumulator
@@ -909,29 +910,23 @@ RowPlan row_plan(const Conv2dShape& s) {
   r.q_pad = r.full * r.panel + r.last_w;
   const int64_t pixels = s.out_h * s.out_w;
   r.chunk = pixels < kRowChunk ? pixels : kRowChunk;
-  r.panels_floats = ((r.full + 1) * (r.chunk + 1) * r.panel + 15) / 16 * 16;
+  r.ldp = r.q_pad + RL;
+  r.panels_floats = (r.chunk * r.ldp + 15) / 16 * 16;
   r.thread_floats = r.panels_floats + (s.out_channels * r.q_pad + 15) / 16 * 16;
   return r;
 }
 
-// Panel j (width w) of columns [j * panel, ...) for `cols` pixels starts
-// at panels + j * panel_stride(rp, cols); row p of it holds its columns for pixel
-// p. One spare row per panel takes the spill of whole-vector stores.
-int64_t panel_stride(const RowPlan& rp, int64_t cols) { return (cols + 1) * rp.panel; }
+// The B buffer holds one row of ldp floats per pixel p of the unit: columns
+// q < rows, zeros up to q_pad, then room for whole-vector spills. Panel j is
+// columns [j * panel, ...) of every row, read in place by the micro-kernel.
 
-// count pixels of one run: dst1 (+= w1) gets the run (masked to n1 lanes, or
-// as a whole vector), dst2 (+= w2) the lanes from n1 on (SPLIT).
-template <bool MASKED, bool SPLIT>
-void fill_fast(const float* __restrict src, int64_t sstep, float* __restrict dst1, int64_t w1,
-               float* __restrict dst2, int64_t w2, int n1, int64_t count) {
+// count pixels of one run: whole vectors from src (+= sstep) to dst (+= ld).
+void fill_fast(const float* __restrict src, int64_t sstep, float* __restrict dst, int64_t ld,
+               int64_t count) {
   for (int64_t i = 0; i < count; ++i) {
-    const Vec v = Vec::load(src);
-    if (MASKED) v.store_partial(dst1, n1);
-    else v.store(dst1);
-    if (SPLIT) Vec::load(src + n1).store(dst2);
+    Vec::load(src).store(dst);
     src += sstep;
-    dst1 += w1;
-    dst2 += w2;
+    dst += ld;
   }
 }
 
@@ -939,29 +934,18 @@ void fill_row_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, in
                      int64_t cols, float* panels) {
   const int64_t S = s.kernel_w, R = s.kernel_h;
   const int64_t plane = s.in_h * s.in_w;
-  const int64_t pstride = panel_stride(rp, cols);
+  const int64_t ld = rp.ldp;
   const int n_run = static_cast<int>(S);
-  // The last panel's columns past C*R*S must be finite (zero): cleared first;
-  // the runs then overwrite the live ones.
-  if (rp.last_w > 0) {
-    float* tail = panels + rp.full * pstride + rp.last_w - RL;
-    for (int64_t p = 0; p < cols; ++p) Vec::zero().store(tail + p * rp.last_w);
-  }
+  // Columns past C*R*S must be finite (zero): cleared first; the runs then
+  // overwrite the live ones.
+  for (int64_t p = 0; p < cols; ++p) Vec::zero().store(panels + p * ld + rp.q_pad - RL);
   // Runs in increasing column order, each over all pixels. A run's whole-
   // vector store spills (finite) values only into columns of later runs of
-  // the same pixel, rewritten afterwards, or into the zeroed tail, whose
-  // accumulator columns are dropped; runs that would spill past the end of
-  // their panel row use masked stores, and one crossing into the next panel
-  // is stored there too, shifted.
+  // the same pixel, rewritten afterwards, or past C*R*S, whose accumulator
+  // columns are dropped (ld leaves room for the last run's spill).
   for (int64_t run = 0; run < s.in_channels * R; ++run) {
     const int64_t c = run / R, r = run % R;
-    const int64_t q = run * S, j = q / rp.panel, o = q - j * rp.panel;
-    const int64_t w = j < rp.full ? rp.panel : rp.last_w;
-    const int n1 = static_cast<int>(S < w - o ? S : w - o), n2 = n_run - n1;
-    const bool masked = o + RL > w;
-    float* d1 = panels + j * pstride + o;
-    const int64_t w2 = j + 1 < rp.full ? rp.panel : rp.last_w;
-    float* d2 = panels + (j + 1) * pstride;
+    float* d1 = panels + run * S;
     const float* xc = x + c * plane;
     int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
     for (int64_t p = 0; p < cols;) {
@@ -969,14 +953,14 @@ void fill_row_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, in
       const int64_t ih = oh * s.stride_h - s.pad_top + r * s.dilation_h;
       const bool row_ok = ih >= 0 && ih < s.in_h;
       const float* row = xc + ih * s.in_w;
-      // Pixels whose run (and shifted second piece) lies inside the row as
-      // whole vectors take the branch-free loop; the few at the edges, and
-      // rows in the padding, the general one.
+      // Pixels whose run lies inside the row as a whole vector take the
+      // branch-free loop; the few at the edges, and rows in the padding, the
+      // general one.
       int64_t t_lo = len, t_hi = len;
       if (row_ok) {
         const int64_t need = s.pad_left - ow * s.stride_w;  // iw0 >= 0
         t_lo = need <= 0 ? 0 : (need + s.stride_w - 1) / s.stride_w;
-        const int64_t room = s.in_w - n1 - RL + s.pad_left - ow * s.stride_w;  // iw0 + n1 + RL <= in_w
+        const int64_t room = s.in_w - RL + s.pad_left - ow * s.stride_w;  // iw0 + RL <= in_w
         t_hi = room < 0 ? 0 : room / s.stride_w + 1;
         if (t_lo > len) t_lo = len;
         if (t_hi > len) t_hi = len;
@@ -984,40 +968,25 @@ void fill_row_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, in
       }
       auto general = [&](int64_t t) {
         const int64_t iw0 = (ow + t) * s.stride_w - s.pad_left;
-        Vec v, v2;
+        Vec v;
         if (!row_ok) {
-          v = v2 = Vec::zero();
+          v = Vec::zero();
         } else if (iw0 >= 0 && iw0 + S <= s.in_w) {
           v = Vec::load_partial(row + iw0, n_run);
-          v2 = Vec::load_partial(row + iw0 + n1, n2);
         } else {
-          alignas(64) float tmp[2 * RL];
-          for (int64_t u = 0; u < 2 * RL; ++u) {
+          alignas(64) float tmp[RL];
+          for (int64_t u = 0; u < RL; ++u) {
             const int64_t iw = iw0 + u;
             tmp[u] = (u < S && iw >= 0 && iw < s.in_w) ? row[iw] : 0.0f;
           }
           v = Vec::load(tmp);
-          v2 = Vec::load_partial(tmp + n1, n2);
         }
-        float* dst = d1 + (p + t) * w;
-        if (masked) v.store_partial(dst, n1);
-        else v.store(dst);
-        if (n2 > 0) v2.store(d2 + (p + t) * w2);
+        v.store(d1 + (p + t) * ld);
       };
       for (int64_t t = 0; t < t_lo; ++t) general(t);
-      if (t_hi > t_lo) {
-        const float* src = row + (ow + t_lo) * s.stride_w - s.pad_left;
-        float* dst1 = d1 + (p + t_lo) * w;
-        float* dst2 = d2 + (p + t_lo) * w2;
-        const int64_t count = t_hi - t_lo;
-        if (masked) {
-          if (n2 > 0) fill_fast<true, true>(src, s.stride_w, dst1, w, dst2, w2, n1, count);
-          else fill_fast<true, false>(src, s.stride_w, dst1, w, dst2, w2, n1, count);
-        } else {
-          if (n2 > 0) fill_fast<false, true>(src, s.stride_w, dst1, w, dst2, w2, n1, count);
-          else fill_fast<false, false>(src, s.stride_w, dst1, w, dst2, w2, n1, count);
-        }
-      }
+      if (t_hi > t_lo)
+        fill_fast(row + (ow + t_lo) * s.stride_w - s.pad_left, s.stride_w, d1 + (p + t_lo) * ld,
+                  ld, t_hi - t_lo);
       for (int64_t t = t_hi; t < len; ++t) general(t);
       p += len;
       ow = 0;
@@ -1044,7 +1013,6 @@ inline Vec gather_pixels(const float* base, const int32_t* off) {
 void fill_pointwise_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, int64_t p0,
                            int64_t cols, float* panels) {
   const int64_t plane = s.in_h * s.in_w;
-  const int64_t pstride = panel_stride(rp, cols);
   const bool contiguous = is_direct_pointwise(s);
   alignas(64) int32_t off[RL];
   for (int64_t p = 0; p < cols; p += RL) {
@@ -1068,10 +1036,8 @@ void fill_pointwise_panels(const Conv2dShape& s, const RowPlan& rp, const float*
         }
       }
       transpose_lx(r);
-      const int64_t j = c0 / rp.panel, o = c0 - j * rp.panel;
-      const int64_t w = j < rp.full ? rp.panel : rp.last_w;
-      float* dst = panels + j * pstride + p * w + o;
-      for (int t = 0; t < n; ++t) r[t].store(dst + t * w);
+      float* dst = panels + p * rp.ldp + c0;
+      for (int t = 0; t < n; ++t) r[t].store(dst + t * rp.ldp);
     }
   }
 }
@@ -1165,19 +1131,20 @@ void backward_weight_rows(const Conv2dArgs& a) {
           for (int64_t q = 0; q < cn; q += 16) __builtin_prefetch(xn + c * pixels + q, 0, 2);
       }
       const float* gy = a.grad_output + n * K * pixels + p0;
+      const int64_t ld = rp.ldp;
       for (int64_t j = 0; j < rp.full; ++j) {
-        const float* pl = panels + j * panel_stride(rp, cols);
+        const float* pl = panels + j * rp.panel;
         float* ac = acc + j * rp.panel;
-        if (rp.panel == RV * RL) row_panel<RV>(K, gy, pixels, pl, rp.panel, cols, ac, rp.q_pad);
-        else row_panel<(RV > 1 ? RV - 1 : 1)>(K, gy, pixels, pl, rp.panel, cols, ac, rp.q_pad);
+        if (rp.panel == RV * RL) row_panel<RV>(K, gy, pixels, pl, ld, cols, ac, rp.q_pad);
+        else row_panel<(RV > 1 ? RV - 1 : 1)>(K, gy, pixels, pl, ld, cols, ac, rp.q_pad);
       }
       if (rp.last_w > 0) {
-        const float* pl = panels + rp.full * panel_stride(rp, cols);
+        const float* pl = panels + rp.full * rp.panel;
         float* ac = acc + rp.full * rp.panel;
         switch (rp.last_w / RL) {
-          case 1: row_panel<1>(K, gy, pixels, pl, rp.last_w, cols, ac, rp.q_pad); break;
-          case 2: row_panel<(RV >= 2 ? 2 : 1)>(K, gy, pixels, pl, rp.last_w, cols, ac, rp.q_pad); break;
-          default: row_panel<RV>(K, gy, pixels, pl, rp.last_w, cols, ac, rp.q_pad); break;
+          case 1: row_panel<1>(K, gy, pixels, pl, ld, cols, ac, rp.q_pad); break;
+          case 2: row_panel<(RV >= 2 ? 2 : 1)>(K, gy, pixels, pl, ld, cols, ac, rp.q_pad); break;
+          default: row_panel<RV>(K, gy, pixels, pl, ld, cols, ac, rp.q_pad); break;
         }
       }
     }
