@@ -12,6 +12,15 @@
 // scratch slice; otherwise (batch 1) items run one after another and the GEMM
 // and the im2col/col2im loops use all threads. Backward-weight gives each
 // thread a private gradient accumulator, reduced once at the end.
+//
+// Two paths skip im2col and the shared GEMM (SIMD builds, groups 1):
+//  - forward of large kernels (>= kRowMinTaps taps, stride_w 1 or 2: the
+//    7x7 stem) builds B vectors straight from a zero-padded copy of the
+//    image (forward_rows);
+//  - backward-weight of those kernels and of 1x1 writes each pixel's im2row
+//    row (runs of kernel_w input pixels, or transposed channels) into one
+//    buffer that the micro-kernel reads in place, with gy broadcast from its
+//    rows (backward_weight_rows).
 #include <cstring>
 
 #include <omp.h>

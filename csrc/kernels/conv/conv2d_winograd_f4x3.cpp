@@ -1,6 +1,6 @@
 // Winograd F(4x4, 3x3) for 3x3, stride-1, dilation-1, ungrouped convolution
-// (forward, and backward-data as the forward of the flipped, transposed
-// weights).
+// (forward, backward-data as the forward of the flipped, transposed weights,
+// and backward-weight: see the section of that name below).
 //
 //   Y = A^T [ (G g G^T) (.) (B^T d B) ] A     per 4x4 output tile, 6x6 input tile
 //
