@@ -32,10 +32,11 @@ def test_winograd_relative_error_on_realistic_layers(isa, channels, size):
 
 
 @pytest.mark.parametrize("batch, channels, size", [(1, 64, 28), (1, 256, 14), (1, 512, 7),
-                                                   (32, 16, 32), (8, 32, 16)])
+                                                   (32, 16, 32), (8, 32, 16), (4, 64, 64)])
 def test_winograd_backward_weight_relative_error(isa, batch, channels, size):
     # Both schedules: thread-private accumulators (16/32 channels, many tiles)
-    # and shared transformed tiles (64-512 channels; one chunk).
+    # and shared transformed tiles (64-512 channels; one chunk, or several
+    # accumulating into M: 4 x 64 @ 64).
     rng = np.random.default_rng(channels + batch)
     x = np.maximum(rng.standard_normal((batch, channels, size, size)), 0).astype(np.float32)
     w = np.zeros((channels, channels, 3, 3), np.float32)

@@ -646,8 +646,11 @@ BwPlan make_bw_plan(const Conv2dShape& s, int threads) {
   return b;
 }
 
+// Shared schedule: M is only needed across chunks (one chunk: none).
+int64_t shared_m_floats(const BwPlan& b) { return b.chunks == 1 ? 0 : round_up(b.m_floats, 16); }
+
 int64_t bw_workspace_floats(const BwPlan& b, int threads) {
-  if (b.shared) return b.v_floats + b.z_floats + round_up(b.m_floats, 16) + threads * b.thread_floats;
+  if (b.shared) return b.v_floats + b.z_floats + shared_m_floats(b) + threads * b.thread_floats;
   return threads * b.thread_floats;
 }
 
@@ -977,7 +980,7 @@ void backward_weight(const Conv2dArgs& a) {
   float* V = a.workspace;
   float* Z = V + b.v_floats;
   float* M = Z + b.z_floats;
-  float* scratch = M + round_up(b.m_floats, 16);
+  float* scratch = M + shared_m_floats(b);
   const int64_t wide = (p.c_pad + 2 * L - 1) / (2 * L);  // GEMM column blocks of 2L
   // Tiles [t0, t0 + nt) into V and Z (all threads; ends with a barrier).
   // (Channel-blocked planes, as in the private schedule, measured slower
