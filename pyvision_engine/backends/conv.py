@@ -7,15 +7,17 @@ The rule (``choose_algorithm``), in order:
 2. ``pointwise``  1x1 kernel without padding: a GEMM straight on the input
    (stride 2 gathers the strided pixels; no im2col).
 3. ``winograd``   3x3, stride 1, dilation 1, groups 1, at least
-   ``WINOGRAD_MIN_CHANNELS`` input and output channels, forward and
-   backward-data only: F(4x4, 3x3), 4x fewer multiplies than direct.
+   ``WINOGRAD_MIN_CHANNELS`` input and output channels: F(4x4, 3x3), 4x fewer
+   multiplies than direct. Backward-weight (transformed input and output-
+   gradient tiles, 36 GEMMs reducing over tiles, G^T M G per channel pair)
+   needs at least ``WINOGRAD_BWD_MIN_TILES`` 4x4 output tiles in the batch.
    Unless the weights come packed (eval mode), each call transforms them,
    which costs about as much as ~100 output pixels of direct convolution per
    channel pair (measured); so layers with many channels and few pixels
    (ResNet's 512-channel layer at 7x7, batch 1) need
    ``WINOGRAD_UNPACKED_MIN_PIXELS`` (N*H*W of the output, or of the input for
-   backward-data) to use it.
-4. ``direct``     backward-weight of stride-1 convolutions with planes of at
+   backward-data) to use it in forward and backward-data.
+4. ``direct``     backward-weight of other stride-1 convolutions with planes of at
    least ``DIRECT_MIN_SPAN`` padded output pixels: register-blocked dot
    products over zero-padded planes, no im2col (backward-weight only; small
    planes do better as one GEMM over im2col columns).
@@ -41,7 +43,8 @@ import threading
 from typing import Iterator, Optional, Sequence, Tuple
 
 __all__ = ["ALGORITHMS", "PASSES", "choose_algorithm", "force_algorithm", "forced_algorithm",
-           "WINOGRAD_MIN_CHANNELS", "WINOGRAD_UNPACKED_MIN_PIXELS", "WINOGRAD_CHEAP_WEIGHTS"]
+           "WINOGRAD_MIN_CHANNELS", "WINOGRAD_UNPACKED_MIN_PIXELS", "WINOGRAD_CHEAP_WEIGHTS",
+           "WINOGRAD_BWD_MIN_TILES"]
 
 ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd", "direct")
 PASSES = ("forward", "backward_data", "backward_weight")
@@ -53,6 +56,11 @@ WINOGRAD_UNPACKED_MIN_PIXELS = 128
 # Below this many channel pairs the weight transform is negligible anyway.
 WINOGRAD_CHEAP_WEIGHTS = 64 * 64
 DIRECT_MIN_SPAN = 256
+# Backward-weight: below this many 4x4 output tiles (N * ceil(OH/4) * ceil(OW/4))
+# the per-channel-pair transforms (36 x K x C values) outweigh the GEMMs they
+# shrink (measured: ResNet-18's 512-channel 7x7 layer at batch 1, 4 tiles, is
+# about even with im2col at 1 thread and 1.15x faster at 2).
+WINOGRAD_BWD_MIN_TILES = 4
 
 
 class _Forced(threading.local):
@@ -106,16 +114,21 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
         return "depthwise"
     if kernel_h == 1 and kernel_w == 1 and not any(padding):
         return "pointwise"
-    if (pass_ != "backward_weight" and kernel_h == 3 and kernel_w == 3 and stride == (1, 1)
+    if (kernel_h == 3 and kernel_w == 3 and stride == (1, 1)
             and dilation == (1, 1) and groups == 1
             and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS):
-        if pass_ == "forward":
-            pixels = input_shape[0] * out_size[0] * out_size[1]
+        if pass_ == "backward_weight":
+            tiles = input_shape[0] * ((out_size[0] + 3) // 4) * ((out_size[1] + 3) // 4)
+            if tiles >= WINOGRAD_BWD_MIN_TILES:
+                return "winograd"
         else:
-            pixels = input_shape[0] * input_shape[2] * input_shape[3]
-        if (weights_packed or in_channels * out_channels <= WINOGRAD_CHEAP_WEIGHTS
-                or pixels >= WINOGRAD_UNPACKED_MIN_PIXELS):
-            return "winograd"
+            if pass_ == "forward":
+                pixels = input_shape[0] * out_size[0] * out_size[1]
+            else:
+                pixels = input_shape[0] * input_shape[2] * input_shape[3]
+            if (weights_packed or in_channels * out_channels <= WINOGRAD_CHEAP_WEIGHTS
+                    or pixels >= WINOGRAD_UNPACKED_MIN_PIXELS):
+                return "winograd"
     if (pass_ == "backward_weight" and stride == (1, 1) and kernel_h * kernel_w <= 64
             and out_size[0] * (out_size[1] + (kernel_w - 1) * dilation[1]) >= DIRECT_MIN_SPAN):
         return "direct"

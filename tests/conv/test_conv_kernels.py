@@ -77,6 +77,16 @@ FAMILY_SHAPES = [
     (2, 6, 15, 15, 6, 3, 3, (2, 2), (1, 1), (2, 2), 6),    # depthwise dilated, strided
     (2, 3, 23, 23, 8, 7, 7, (2, 2), (3, 3), (1, 1), 1),    # stem-like 7x7 s2
     (1, 3, 5, 6, 2, 4, 2, (1, 1), "same", (2, 3), 1),      # even kernel 'same': asymmetric pads
+    # im2col backward-weight of large kernels (>= 25 taps, dilation_w 1) fills
+    # GEMM panels with runs of kernel_w pixels: runs straddling panels, padding
+    # wider than the kernel, dilated rows, odd strides, many panels
+    (2, 5, 13, 12, 9, 5, 6, (1, 3), (2, 4), (2, 1), 1),
+    (1, 40, 9, 9, 20, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+    (3, 2, 17, 19, 3, 7, 7, (2, 2), (3, 3), (1, 1), 1),
+    # 1x1 backward-weight through the same panels: channels past a panel and
+    # the vector width, pixel counts that end mid-vector, strided gathers
+    (3, 37, 11, 13, 5, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+    (2, 50, 9, 14, 70, 1, 1, (2, 3), (0, 0), (1, 1), 1),
 ]
 
 
@@ -95,13 +105,18 @@ def test_forced_family_is_the_one_that_runs():
         assert F.conv2d_algorithm(x, w, padding=1) == "im2col"
     with conv_backend.force_algorithm("depthwise"):  # refused: falls back to im2col
         assert F.conv2d_algorithm(x, w, padding=1) == "im2col"
-    assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "im2col"  # small planes
-    assert F.conv2d_algorithm((2, 16, 32, 32), w, padding=1, pass_="backward_weight") == "direct"
+    assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "winograd"
+    assert F.conv2d_algorithm((1, 16, 4, 4), w, padding=1, pass_="backward_weight") == "im2col"  # 1 tile
+    assert F.conv2d_algorithm((2, 16, 32, 32), (16, 16, 5, 5), padding=2,
+                              pass_="backward_weight") == "direct"
+    assert F.conv2d_algorithm((2, 4, 32, 32), (4, 4, 3, 3), padding=1,
+                              pass_="backward_weight") == "direct"  # too few channels for winograd
     assert F.conv2d_algorithm(x, w, padding=1, stride=2, pass_="backward_weight") == "im2col"
     with conv_backend.force_algorithm("direct"):  # backward-weight only
         assert F.conv2d_algorithm(x, w, padding=1) == "im2col"
-    with conv_backend.force_algorithm("winograd"):  # forward/backward-data only
-        assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "im2col"
+    with conv_backend.force_algorithm("winograd"):  # 3x3 stride 1 only
+        assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "winograd"
+        assert F.conv2d_algorithm(x, w, padding=1, stride=2, pass_="backward_weight") == "im2col"
     assert F.conv2d_algorithm((1, 32, 9, 9), (32, 1, 3, 3), padding=1, groups=32) == "depthwise"
     assert F.conv2d_algorithm((1, 64, 9, 9), (128, 64, 1, 1), stride=2) == "pointwise"
     assert F.conv2d_algorithm((1, 3, 32, 32), (8, 3, 7, 7), stride=2, padding=3) == "im2col"

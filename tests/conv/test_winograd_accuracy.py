@@ -29,3 +29,21 @@ def test_winograd_relative_error_on_realistic_layers(isa, channels, size):
     gx = _C.conv2d_backward_data(gy, w, list(x.shape), (1, 1), (1, 1), (1, 1), 1, "winograd")
     rel = np.abs(gx - gx_want).max() / np.abs(gx_want).max()
     assert rel < 1e-4, rel
+
+
+@pytest.mark.parametrize("batch, channels, size", [(1, 64, 28), (1, 256, 14), (1, 512, 7),
+                                                   (32, 16, 32), (8, 32, 16), (4, 64, 64)])
+def test_winograd_backward_weight_relative_error(isa, batch, channels, size):
+    # Both schedules: thread-private accumulators (16/32 channels, many tiles)
+    # and shared transformed tiles (64-512 channels; one chunk, or several
+    # accumulating into M: 4 x 64 @ 64).
+    rng = np.random.default_rng(channels + batch)
+    x = np.maximum(rng.standard_normal((batch, channels, size, size)), 0).astype(np.float32)
+    w = np.zeros((channels, channels, 3, 3), np.float32)
+    gy = (rng.standard_normal((batch, channels, size, size)) * 0.1).astype(np.float32)
+    _, gw_want, gb_want = conv2d_backward(x, w, gy, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    gw, gb = _C.conv2d_backward_weight(x, gy, list(w.shape), (1, 1), (1, 1), (1, 1), 1,
+                                       "winograd", True)
+    rel = np.abs(gw - gw_want).max() / np.abs(gw_want).max()
+    assert rel < 1e-4, rel
+    np.testing.assert_allclose(gb, gb_want, rtol=1e-4, atol=1e-4 * np.abs(gb_want).max())

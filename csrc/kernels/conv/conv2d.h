@@ -15,7 +15,9 @@
 //   conv2d_depthwise_*  direct SIMD kernel for groups == in_channels (any
 //                       kernel size, stride, dilation, channel multiplier);
 //   conv2d_winograd_*   F(4x4, 3x3) for 3x3 stride-1 convolutions, channels
-//                       blocked by the vector width inside the kernel;
+//                       blocked by the vector width inside the kernel; all
+//                       three passes (backward-weight: 36 GEMMs reducing
+//                       over tiles, then G^T M G per channel pair);
 //   conv2d_direct_*     backward-weight of stride-1 convolutions as register-
 //                       blocked dot products over padded planes (no im2col).
 // Each family has a `run` entry point (one of three passes) and a

@@ -12,12 +12,22 @@
 // scratch slice; otherwise (batch 1) items run one after another and the GEMM
 // and the im2col/col2im loops use all threads. Backward-weight gives each
 // thread a private gradient accumulator, reduced once at the end.
+//
+// Two paths skip im2col and the shared GEMM (SIMD builds, groups 1):
+//  - forward of large kernels (>= kRowMinTaps taps, stride_w 1 or 2: the
+//    7x7 stem) builds B vectors straight from a zero-padded copy of the
+//    image (forward_rows);
+//  - backward-weight of those kernels and of 1x1 writes each pixel's im2row
+//    row (runs of kernel_w input pixels, or transposed channels) into one
+//    buffer that the micro-kernel reads in place, with gy broadcast from its
+//    rows (backward_weight_rows).
 #include <cstring>
 
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
 #include "kernels/conv/conv2d_bias_gradient.h"
+#include "kernels/conv/conv2d_transpose.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -25,6 +35,10 @@ namespace PVE_KERNEL_NS {
 namespace {
 
 constexpr int64_t kColumnBudgetFloats = int64_t(1) << 18;  // ~1 MiB of columns per chunk
+constexpr int64_t RL = Vec::kWidth;
+// Kernels with at least this many taps (the 7x7 stem) skip im2col in forward
+// and backward-weight (see forward_rows and backward_weight_rows).
+constexpr int64_t kRowMinTaps = 25;
 
 struct Lowering {
   int64_t groups, cg, kg;      // channels per group in / out
@@ -471,8 +485,151 @@ void forward_batched(const Conv2dArgs& a, const Lowering& l, int64_t nb) {
   }
 }
 
+// ------------------------------------------ forward, large kernels (stem)
+// Without im2col: each image is copied once into zero-padded planes, and the
+// micro-kernel builds its B vectors (L consecutive output pixels of one row
+// for one tap) straight from them: a plain load for stride 1, the even lanes
+// of two loads for stride 2. Tiles are FK output channels x FV pixel vectors
+// (the vectors may come from different output rows, so a row's partial last
+// vector is the only waste); weights are broadcast from their OIHW rows.
+// Threads split (tile, channel block) items of one image at a time, so batch
+// 1 uses all threads. Used for groups 1, dilation_w 1, stride_w 1 or 2 and at
+// least kRowMinTaps taps (the 7x7 stem), SIMD builds only.
+#if defined(__AVX512F__)
+constexpr int FK = 8, FV = 3;   // 24 zmm accumulators
+#elif defined(__AVX2__)
+constexpr int FK = 4, FV = 2;
+#else
+constexpr int FK = 1, FV = 1;
+#endif
+
+bool rows_forward_ok(const Conv2dShape& s) {
+  return RL > 1 && s.groups == 1 && s.dilation_w == 1 && (s.stride_w == 1 || s.stride_w == 2) &&
+         s.kernel_h * s.kernel_w >= kRowMinTaps && s.out_h > 0 && s.out_w > 0;
+}
+
+struct FwdRowPlan {
+  int64_t hp, wp;        // padded plane
+  int64_t row_vectors;   // pixel vectors per output row
+  int64_t vectors, tiles, k_blocks;
+  int64_t pad_floats;
+};
+
+FwdRowPlan fwd_row_plan(const Conv2dShape& s) {
+  FwdRowPlan f;
+  f.hp = (s.out_h - 1) * s.stride_h + (s.kernel_h - 1) * s.dilation_h + 1;
+  f.row_vectors = (s.out_w + RL - 1) / RL;
+  // whole vectors of the last (partial) pixel vector, read 2L wide at stride 2
+  f.wp = f.row_vectors * RL * s.stride_w + s.kernel_w + 2 * RL;
+  f.vectors = s.out_h * f.row_vectors;
+  f.tiles = (f.vectors + FV - 1) / FV;
+  f.k_blocks = (s.out_channels + FK - 1) / FK;
+  f.pad_floats = (s.in_channels * f.hp * f.wp + 15) / 16 * 16;
+  return f;
+}
+
+template <int SW>
+inline Vec load_pixels(const float* p) {
+  if constexpr (SW == 2) return load_even(p);
+  else return Vec::load(p);
+}
+
+// out[k0 + i][pixel vector v] for i < FK, the FV vectors from first_vec.
+template <int SW>
+void fwd_row_tile(const Conv2dShape& s, const FwdRowPlan& f, const float* xpad, const float* w,
+                  const float* bias, bool relu, int64_t k0, int64_t first_vec, float* out) {
+  const int64_t Q = s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t K = s.out_channels, pixels = s.out_h * s.out_w;
+  const float* base[FV];
+  int64_t dst[FV];
+  int lanes[FV];
+  int nv = 0;
+  for (int v = 0; v < FV; ++v) {
+    int64_t id = first_vec + v;
+    if (id < f.vectors) nv = v + 1;
+    else id = f.vectors - 1;  // repeats the last vector; not stored
+    const int64_t oh = id / f.row_vectors, ow0 = (id % f.row_vectors) * RL;
+    base[v] = xpad + oh * s.stride_h * f.wp + ow0 * SW;
+    dst[v] = oh * s.out_w + ow0;
+    lanes[v] = static_cast<int>((s.out_w - ow0) < RL ? (s.out_w - ow0) : RL);
+  }
+  const float* wr[FK];
+  for (int i = 0; i < FK; ++i) wr[i] = w + (k0 + i < K ? k0 + i : K - 1) * Q;
+  Vec acc[FK][FV];
+#pragma GCC unroll 16
+  for (int i = 0; i < FK; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < FV; ++v) acc[i][v] = Vec::zero();
+  const int64_t plane = f.hp * f.wp;
+  int64_t q = 0;
+  for (int64_t c = 0; c < s.in_channels; ++c) {
+    for (int64_t r = 0; r < s.kernel_h; ++r) {
+      const int64_t off = c * plane + r * s.dilation_h * f.wp;
+      for (int64_t t = 0; t < s.kernel_w; ++t, ++q) {
+        Vec b[FV];
+#pragma GCC unroll 4
+        for (int v = 0; v < FV; ++v) b[v] = load_pixels<SW>(base[v] + off + t);
+#pragma GCC unroll 16
+        for (int i = 0; i < FK; ++i) {
+          const Vec a = Vec::set1(wr[i][q]);
+#pragma GCC unroll 4
+          for (int v = 0; v < FV; ++v) acc[i][v] = fmadd(a, b[v], acc[i][v]);
+        }
+      }
+    }
+  }
+  const Vec zero = Vec::zero();
+  for (int i = 0; i < FK && k0 + i < K; ++i) {
+    const Vec bv = bias ? Vec::set1(bias[k0 + i]) : zero;
+    float* o = out + (k0 + i) * pixels;
+    for (int v = 0; v < nv; ++v) {
+      Vec y = acc[i][v] + bv;
+      if (relu) y = max(y, zero);
+      if (lanes[v] == RL) y.store(o + dst[v]);
+      else y.store_partial(o + dst[v], lanes[v]);
+    }
+  }
+}
+
+void forward_rows(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const FwdRowPlan f = fwd_row_plan(s);
+  float* xpad = a.workspace;
+  const int64_t items = f.tiles * f.k_blocks;
+  const int64_t in_plane = s.in_h * s.in_w;
+#pragma omp parallel num_threads(a.num_threads)
+  for (int64_t n = 0; n < s.batch; ++n) {
+    const float* x = a.input + n * s.in_channels * in_plane;
+#pragma omp for schedule(static)
+    for (int64_t cr = 0; cr < s.in_channels * f.hp; ++cr) {
+      const int64_t c = cr / f.hp, i = cr % f.hp, ih = i - s.pad_top;
+      float* row = xpad + c * f.hp * f.wp + i * f.wp;
+      std::memset(row, 0, sizeof(float) * f.wp);
+      if (ih < 0 || ih >= s.in_h) continue;
+      int64_t lo = s.pad_left, hi = s.pad_left + s.in_w;  // padded columns holding the row
+      if (hi > f.wp) hi = f.wp;
+      if (hi > lo) std::memcpy(row + lo, x + c * in_plane + ih * s.in_w, sizeof(float) * (hi - lo));
+    }
+    // implicit barrier: the padded image is complete
+    float* y = a.output + n * s.out_channels * s.out_h * s.out_w;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t tile = it / f.k_blocks, k0 = (it % f.k_blocks) * FK;
+      if (s.stride_w == 2)
+        fwd_row_tile<2>(s, f, xpad, a.weight, a.bias, a.relu, k0, tile * FV, y);
+      else
+        fwd_row_tile<1>(s, f, xpad, a.weight, a.bias, a.relu, k0, tile * FV, y);
+    }
+    // implicit barrier before the next image overwrites the padded planes
+  }
+}
+
 void forward(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
+  if (rows_forward_ok(s)) {
+    forward_rows(a);
+    return;
+  }
   const Lowering l = plan(s);
   const int64_t nb = forward_images_per_gemm(l, s, a.num_threads);
   if (nb > 1) {
@@ -686,12 +843,33 @@ void pointwise_backward_data(const Conv2dArgs& a) {
 bool weight_grad_transposed(const Lowering& l) { return l.kg < 128; }
 
 // Images per GEMM: small planes (7x7, 8x8, 14x14) make thin GEMMs, so several
-// images' columns go side by side into one.
-int64_t images_per_gemm(const Lowering& l, const Conv2dShape& s) {
+// images' columns go side by side into one; with threads, at most an equal
+// share of the batch (8 images on 2 threads: 4 + 4, not 5 + 3).
+int64_t images_per_gemm(const Lowering& l, const Conv2dShape& s, int threads) {
   if (l.chunk != l.pixels) return 1;
   int64_t nb = kColumnBudgetFloats / (l.rows * l.pixels > 0 ? l.rows * l.pixels : 1);
   if (nb > s.batch) nb = s.batch;
+  if (threads > 1) {
+    const int64_t share = (s.batch + threads - 1) / threads;
+    if (nb > share) nb = share;
+  }
   return nb < 1 ? 1 : nb;
+}
+
+// The lowering backward-weight uses: when the batch gives fewer than two
+// (image, pixel chunk) units per thread (batch 1), images are cut into more,
+// smaller pixel chunks, so every thread accumulates its own share privately
+// instead of all threads meeting inside one GEMM per chunk.
+Lowering weight_grad_plan(const Conv2dShape& s, int threads) {
+  Lowering l = plan(s);
+  if (threads <= 1 || images_per_gemm(l, s, threads) > 1 ||
+      s.batch * chunks_per_image(l) >= 2 * threads)
+    return l;
+  const int64_t per_image = (2 * threads + s.batch - 1) / s.batch;
+  int64_t c = (l.pixels + per_image - 1) / per_image;
+  c = (c + 15) / 16 * 16;
+  if (c < l.chunk) l.chunk = c;
+  return l;
 }
 
 // Floats of per-thread scratch: columns (unless direct) and batched gy.
@@ -822,11 +1000,322 @@ void transpose_into_weight_grad(const Lowering& l, const float* gwt, int accumul
   }
 }
 
+// ------------------------------------ backward weight, large kernels (stem)
+// gw[k][q] = sum_p gy[k][p] * x(q, p), q = (c*R + r)*S + s (OIHW order), as a
+// GEMM whose B operand is written straight into micro-kernel panels: for each
+// output pixel p, the S taps of one (c, r) are S consecutive input pixels
+// (dilation_w 1), so a panel row is filled by one masked vector load per
+// (c, r) instead of an im2col pass plus a transposing pack. A is gy itself,
+// broadcast from its rows (no packing). Units of kRowChunk pixels of one
+// image go to threads dynamically; each thread accumulates into a private
+// gw, reduced at the end. Used where S <= L, dilation_w 1, groups 1 and the
+// kernel has at least kRowMinTaps taps (the 7x7 stem).
+#if defined(__AVX512F__)
+constexpr int RK = 8, RV = 3;   // 8 output channels x 3 vectors: 24 zmm accumulators
+#elif defined(__AVX2__)
+constexpr int RK = 4, RV = 3;   // 12 ymm accumulators
+#else
+constexpr int RK = 4, RV = 1;
+#endif
+constexpr int64_t kRowChunk = 192;      // output pixels per unit
+
+// 1x1 without padding: the panels are the (strided) input pixels, channels
+// minor, filled by L x L register transposes.
+bool rows_pointwise(const Conv2dShape& s) {
+  return RL > 1 && s.groups == 1 && is_pointwise(s) && s.in_h * s.in_w < (int64_t(1) << 30);
+}
+
+bool rows_backward_weight_ok(const Conv2dShape& s) {
+  return rows_pointwise(s) || (RL > 1 && s.groups == 1 && s.dilation_w == 1 &&
+                               s.kernel_w <= RL && s.kernel_h * s.kernel_w >= kRowMinTaps);
+}
+
+struct RowPlan {
+  int64_t rows;      // C*R*S
+  int64_t panel;     // columns q per full panel: RV or RV - 1 vectors
+  int64_t full;      // full panels
+  int64_t last_w;    // width of the last, narrower panel (0: none), a multiple of RL
+  int64_t q_pad;     // full * panel + last_w: accumulator row length
+  int64_t ldp;       // floats per pixel row of the B buffer: q_pad + RL (spill room)
+  int64_t chunk;     // pixels per unit
+  int64_t panels_floats;  // B panels of one unit, with slack
+  int64_t thread_floats;  // panels + private accumulator
+};
+
+RowPlan row_plan(const Conv2dShape& s) {
+  RowPlan r;
+  r.rows = s.in_channels * s.kernel_h * s.kernel_w;
+  // Panels of RV vectors, unless that leaves a one-vector last panel (the
+  // slowest tile shape) and RV - 1 vectors would not (ResNet's stem: 147
+  // columns as 5 x 2 vectors instead of 3 x 3 + 1).
+  const int64_t vectors = (r.rows + RL - 1) / RL;
+  r.panel = RV * RL;
+  if (RV > 2 && vectors % RV == 1 && vectors > 1 && vectors % (RV - 1) != 1) r.panel = (RV - 1) * RL;
+  r.full = r.rows / r.panel;
+  const int64_t rem = r.rows - r.full * r.panel;
+  r.last_w = (rem + RL - 1) / RL * RL;
+  r.q_pad = r.full * r.panel + r.last_w;
+  const int64_t pixels = s.out_h * s.out_w;
+  r.chunk = pixels < kRowChunk ? pixels : kRowChunk;
+  r.ldp = r.q_pad + RL;
+  r.panels_floats = (r.chunk * r.ldp + 15) / 16 * 16;
+  r.thread_floats = r.panels_floats + (s.out_channels * r.q_pad + 15) / 16 * 16;
+  return r;
+}
+
+// The B buffer holds one row of ldp floats per pixel p of the unit: columns
+// q < rows, zeros up to q_pad, then room for whole-vector spills. Panel j is
+// columns [j * panel, ...) of every row, read in place by the micro-kernel.
+
+// count pixels of one run: whole vectors from src (+= sstep) to dst (+= ld).
+void fill_fast(const float* __restrict src, int64_t sstep, float* __restrict dst, int64_t ld,
+               int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    Vec::load(src).store(dst);
+    src += sstep;
+    dst += ld;
+  }
+}
+
+void fill_row_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, int64_t p0,
+                     int64_t cols, float* panels) {
+  const int64_t S = s.kernel_w, R = s.kernel_h;
+  const int64_t plane = s.in_h * s.in_w;
+  const int64_t ld = rp.ldp;
+  const int n_run = static_cast<int>(S);
+  // Columns past C*R*S must be finite (zero): cleared first; the runs then
+  // overwrite the live ones.
+  for (int64_t p = 0; p < cols; ++p) Vec::zero().store(panels + p * ld + rp.q_pad - RL);
+  // Runs in increasing column order, each over all pixels. A run's whole-
+  // vector store spills (finite) values only into columns of later runs of
+  // the same pixel, rewritten afterwards, or past C*R*S, whose accumulator
+  // columns are dropped (ld leaves room for the last run's spill).
+  for (int64_t run = 0; run < s.in_channels * R; ++run) {
+    const int64_t c = run / R, r = run % R;
+    float* d1 = panels + run * S;
+    const float* xc = x + c * plane;
+    int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
+    for (int64_t p = 0; p < cols;) {
+      const int64_t len = (s.out_w - ow) < (cols - p) ? (s.out_w - ow) : (cols - p);
+      const int64_t ih = oh * s.stride_h - s.pad_top + r * s.dilation_h;
+      const bool row_ok = ih >= 0 && ih < s.in_h;
+      const float* row = xc + ih * s.in_w;
+      // Pixels whose run lies inside the row as a whole vector take the
+      // branch-free loop; the few at the edges, and rows in the padding, the
+      // general one.
+      int64_t t_lo = len, t_hi = len;
+      if (row_ok) {
+        const int64_t need = s.pad_left - ow * s.stride_w;  // iw0 >= 0
+        t_lo = need <= 0 ? 0 : (need + s.stride_w - 1) / s.stride_w;
+        const int64_t room = s.in_w - RL + s.pad_left - ow * s.stride_w;  // iw0 + RL <= in_w
+        t_hi = room < 0 ? 0 : room / s.stride_w + 1;
+        if (t_lo > len) t_lo = len;
+        if (t_hi > len) t_hi = len;
+        if (t_hi < t_lo) t_hi = t_lo;
+      }
+      auto general = [&](int64_t t) {
+        const int64_t iw0 = (ow + t) * s.stride_w - s.pad_left;
+        Vec v;
+        if (!row_ok) {
+          v = Vec::zero();
+        } else if (iw0 >= 0 && iw0 + S <= s.in_w) {
+          v = Vec::load_partial(row + iw0, n_run);
+        } else {
+          alignas(64) float tmp[RL];
+          for (int64_t u = 0; u < RL; ++u) {
+            const int64_t iw = iw0 + u;
+            tmp[u] = (u < S && iw >= 0 && iw < s.in_w) ? row[iw] : 0.0f;
+          }
+          v = Vec::load(tmp);
+        }
+        v.store(d1 + (p + t) * ld);
+      };
+      for (int64_t t = 0; t < t_lo; ++t) general(t);
+      if (t_hi > t_lo)
+        fill_fast(row + (ow + t_lo) * s.stride_w - s.pad_left, s.stride_w, d1 + (p + t_lo) * ld,
+                  ld, t_hi - t_lo);
+      for (int64_t t = t_hi; t < len; ++t) general(t);
+      p += len;
+      ow = 0;
+      ++oh;
+    }
+  }
+}
+
+// v[t] = base[off[t]] for t < L (a plane is far below 2^31 floats: checked
+// by rows_pointwise).
+inline Vec gather_pixels(const float* base, const int32_t* off) {
+#if defined(__AVX512F__)
+  return _mm512_i32gather_ps(_mm512_load_si512(off), base, 4);
+#elif defined(__AVX2__)
+  return _mm256_i32gather_ps(base, _mm256_load_si256(reinterpret_cast<const __m256i*>(off)), 4);
+#else
+  return Vec(base[off[0]]);
+#endif
+}
+
+// 1x1: panel row p holds input channels for output pixel p0 + p, i.e. input
+// pixel (oh * stride_h, ow * stride_w). L pixels x L channels at a time are
+// loaded channel by channel (contiguous for stride 1) and transposed.
+void fill_pointwise_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, int64_t p0,
+                           int64_t cols, float* panels) {
+  const int64_t plane = s.in_h * s.in_w;
+  const bool contiguous = is_direct_pointwise(s);
+  alignas(64) int32_t off[RL];
+  for (int64_t p = 0; p < cols; p += RL) {
+    const int n = static_cast<int>((cols - p) < RL ? (cols - p) : RL);
+    if (!contiguous) {  // lanes past n repeat pixel 0 (read, never stored)
+      for (int t = 0; t < RL; ++t) {
+        const int64_t q = p0 + p + (t < n ? t : 0), oh = q / s.out_w, ow = q % s.out_w;
+        off[t] = static_cast<int32_t>(oh * s.stride_h * s.in_w + ow * s.stride_w);
+      }
+    }
+    for (int64_t c0 = 0; c0 < rp.q_pad; c0 += RL) {
+      Vec r[RL];
+      for (int64_t i = 0; i < RL; ++i) {
+        const int64_t c = c0 + i;
+        if (c >= s.in_channels) {
+          r[i] = Vec::zero();
+        } else if (contiguous) {
+          r[i] = Vec::load_partial(x + c * plane + p0 + p, n);
+        } else {
+          r[i] = gather_pixels(x + c * plane, off);
+        }
+      }
+      transpose_lx(r);
+      float* dst = panels + p * rp.ldp + c0;
+      for (int t = 0; t < n; ++t) r[t].store(dst + t * rp.ldp);
+    }
+  }
+}
+
+// acc[i][q0 + v*RL ...] += sum_p gy_i[p] * panel[p][v*RL ...] for i < MR, v < NV.
+template <int MR, int NV>
+void row_tile(const float* const* gy, const float* __restrict panel, int64_t w, int64_t cols,
+              float* __restrict acc, int64_t ldacc) {
+  Vec c[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) c[i][v] = Vec::zero();
+  const float* g[MR];
+  for (int i = 0; i < MR; ++i) g[i] = gy[i];
+  for (int64_t p = 0; p < cols; ++p) {
+    Vec b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = Vec::load(panel + p * w + v * RL);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const Vec a = Vec::set1(g[i][p]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[i][v] = fmadd(a, b[v], c[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      (c[i][v] + Vec::load(acc + i * ldacc + v * RL)).store(acc + i * ldacc + v * RL);
+}
+
+template <int MR, int NV>
+void row_tile_rows(int64_t mr, const float* const* gy, const float* panel, int64_t w,
+                   int64_t cols, float* acc, int64_t ldacc) {
+  if constexpr (MR > 0) {
+    if (mr == MR) {
+      row_tile<MR, NV>(gy, panel, w, cols, acc, ldacc);
+      return;
+    }
+    row_tile_rows<MR - 1, NV>(mr, gy, panel, w, cols, acc, ldacc);
+  }
+}
+
+template <int NV>
+void row_panel(int64_t K, const float* gy, int64_t ldgy, const float* panel, int64_t w,
+               int64_t cols, float* acc, int64_t ldacc) {
+  for (int64_t k0 = 0; k0 < K; k0 += RK) {
+    const int64_t mr = (K - k0) < RK ? (K - k0) : RK;
+    const float* rows[RK];
+    for (int i = 0; i < RK; ++i) rows[i] = gy + (k0 + (i < mr ? i : mr - 1)) * ldgy;
+    row_tile_rows<RK, NV>(mr, rows, panel, w, cols, acc + k0 * ldacc, ldacc);
+  }
+}
+
+void backward_weight_rows(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const RowPlan rp = row_plan(s);
+  const int64_t pixels = s.out_h * s.out_w;
+  const int64_t chunks = (pixels + rp.chunk - 1) / rp.chunk;
+  const int64_t units = s.batch * chunks;
+  const int64_t K = s.out_channels;
+  const int64_t weight_floats = K * rp.rows;
+  const bool pointwise = rows_pointwise(s);
+  const bool pointwise_direct = pointwise && is_direct_pointwise(s);
+  if (a.grad_bias) grad_bias(a);
+  int used = 1;
+#pragma omp parallel num_threads(a.num_threads)
+  {
+#pragma omp single
+    used = omp_get_num_threads();
+    float* panels = a.workspace + omp_get_thread_num() * rp.thread_floats;
+    float* acc = panels + rp.panels_floats;
+    std::memset(acc, 0, sizeof(float) * K * rp.q_pad);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; ++u) {
+      const int64_t n = u / chunks, p0 = (u % chunks) * rp.chunk;
+      const int64_t cols = (pixels - p0) < rp.chunk ? (pixels - p0) : rp.chunk;
+      const float* x = a.input + n * s.in_channels * s.in_h * s.in_w;
+      if (pointwise) fill_pointwise_panels(s, rp, x, p0, cols, panels);
+      else fill_row_panels(s, rp, x, p0, cols, panels);
+      if (pointwise_direct && u + 1 < units) {
+        // The fill reads every channel plane once (memory-bound on large
+        // layers): ask for the next unit's pixels now, so they arrive in L2
+        // while this unit's GEMMs run.
+        const int64_t un = u + 1, nn = un / chunks, pn = (un % chunks) * rp.chunk;
+        const int64_t cn = (pixels - pn) < rp.chunk ? (pixels - pn) : rp.chunk;
+        const float* xn = a.input + nn * s.in_channels * pixels + pn;
+        for (int64_t c = 0; c < s.in_channels; ++c)
+          for (int64_t q = 0; q < cn; q += 16) __builtin_prefetch(xn + c * pixels + q, 0, 2);
+      }
+      const float* gy = a.grad_output + n * K * pixels + p0;
+      const int64_t ld = rp.ldp;
+      for (int64_t j = 0; j < rp.full; ++j) {
+        const float* pl = panels + j * rp.panel;
+        float* ac = acc + j * rp.panel;
+        if (rp.panel == RV * RL) row_panel<RV>(K, gy, pixels, pl, ld, cols, ac, rp.q_pad);
+        else row_panel<(RV > 1 ? RV - 1 : 1)>(K, gy, pixels, pl, ld, cols, ac, rp.q_pad);
+      }
+      if (rp.last_w > 0) {
+        const float* pl = panels + rp.full * rp.panel;
+        float* ac = acc + rp.full * rp.panel;
+        switch (rp.last_w / RL) {
+          case 1: row_panel<1>(K, gy, pixels, pl, ld, cols, ac, rp.q_pad); break;
+          case 2: row_panel<(RV >= 2 ? 2 : 1)>(K, gy, pixels, pl, ld, cols, ac, rp.q_pad); break;
+          default: row_panel<RV>(K, gy, pixels, pl, ld, cols, ac, rp.q_pad); break;
+        }
+      }
+    }
+    // implicit barrier: every private accumulator is complete
+    const float* acc0 = a.workspace + rp.panels_floats;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < weight_floats; ++i) {
+      const int64_t k = i / rp.rows, q = i % rp.rows;
+      float sum = 0.0f;
+      for (int t = 0; t < used; ++t) sum += acc0[t * rp.thread_floats + k * rp.q_pad + q];
+      a.grad_weight[i] = sum;
+    }
+  }
+}
+
 void backward_weight(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
-  const Lowering l = plan(s);
+  if (rows_backward_weight_ok(s)) {
+    backward_weight_rows(a);
+    return;
+  }
+  const Lowering l = weight_grad_plan(s, a.num_threads);
   const int64_t weight_floats = s.out_channels * l.rows;
-  const int64_t nb = images_per_gemm(l, s);
+  const int64_t nb = images_per_gemm(l, s, a.num_threads);
   const int64_t scratch_floats = weight_grad_scratch(l, nb);
   if (a.grad_bias) grad_bias(a);
   const int64_t chunks = nb > 1 ? 1 : chunks_per_image(l);
@@ -870,16 +1359,19 @@ void backward_weight(const Conv2dArgs& a) {
 }
 
 int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
-  const Lowering l = plan(s);
+  const Lowering l = pass == ConvPass::backward_weight ? weight_grad_plan(s, threads) : plan(s);
   const int64_t col = column_floats(l);
+  if (pass == ConvPass::backward_weight && rows_backward_weight_ok(s))
+    return threads * row_plan(s).thread_floats;
   if (pass == ConvPass::backward_weight) {
-    const int64_t nb = images_per_gemm(l, s);
+    const int64_t nb = images_per_gemm(l, s, threads);
     const int64_t scratch = weight_grad_scratch(l, nb);
     const int64_t weights = s.out_channels * l.rows;
     const int64_t units = nb > 1 ? (s.batch + nb - 1) / nb : s.batch * chunks_per_image(l);
     if (threads > 1 && units >= threads) return threads * (scratch + weights);
     return scratch + weights;
   }
+  if (pass == ConvPass::forward && rows_forward_ok(s)) return fwd_row_plan(s).pad_floats;
   if (pass == ConvPass::forward) {
     const int64_t nb = forward_images_per_gemm(l, s, threads);
     if (nb > 1) {

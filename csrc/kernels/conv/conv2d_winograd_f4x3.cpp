@@ -1,6 +1,6 @@
 // Winograd F(4x4, 3x3) for 3x3, stride-1, dilation-1, ungrouped convolution
-// (forward, and backward-data as the forward of the flipped, transposed
-// weights).
+// (forward, backward-data as the forward of the flipped, transposed weights,
+// and backward-weight: see the section of that name below).
 //
 //   Y = A^T [ (G g G^T) (.) (B^T d B) ] A     per 4x4 output tile, 6x6 input tile
 //
@@ -28,6 +28,8 @@
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_bias_gradient.h"
+#include "kernels/conv/conv2d_transpose.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -560,13 +562,509 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
   }
 }
 
+// -------------------------------------------------------- backward weight
+// The weight gradient of Y = A^T [ (G g G^T) (.) (B^T d B) ] A, summed over
+// tiles t, is
+//   gw[k][c] = G^T ( sum_t (A dY_k,t A^T) (.) (B^T d_c,t B) ) G
+// so per tile the output gradient is transformed (4x4 -> 6x6 with A) and the
+// input as in the forward pass; then 36 GEMMs reduce over tiles,
+//   M[e][k][c] += sum_t Z[e][t][k] * V[e][t][c]
+// (the long dimension, tiles, is the GEMM's inner one), and one G^T M G per
+// channel pair at the end: 36 instead of 144 multiplies per tile and pair.
+//
+// Two schedules, like the forward:
+//  private - threads take chunks of tiles through both transforms and the
+//            GEMMs, accumulating into thread-private M (small channel counts:
+//            M of a thread stays in L2), reduced in the final transform;
+//  shared  - for large M: all threads transform a chunk of tiles into shared
+//            V/Z, then split the 36 GEMMs over (element, input-channel block),
+//            each M element owned by one item.
+struct BwPlan {
+  Plan p;                      // tiles_h/w, tiles, c_pad, k_pad (as input_tile expects)
+  bool shared;
+  int64_t chunk;               // tiles per chunk
+  int64_t chunks;
+  int64_t v_floats, z_floats;  // one chunk
+  int64_t m_floats;            // one accumulator: 36 x k_pad x c_pad
+  // Private schedule with whole images per chunk (SIMD builds): each chunk's
+  // input and output gradient are first transposed into zero-padded,
+  // channel-blocked planes [n][c / L][h][w][L] (xh x xw and gh x gw pixels),
+  // so each tile pixel is one vector load instead of L scalar copies from L
+  // planes (which 4 KiB-multiple plane strides make slow to gather).
+  bool blocked;
+  int64_t xh, xw, gh, gw;
+  int64_t x_floats, g_floats;  // one chunk's blocked planes
+  int64_t thread_floats;       // private schedule: tmp + V + Z + M (+ planes); shared: tmp
+};
+
+constexpr int64_t kBwPrivateMaxBytes = int64_t(256) << 10;  // thread-private M
+constexpr int64_t kBwPrivateChunkBytes = int64_t(512) << 10;  // V + Z of one chunk (L2)
+constexpr int64_t kBwSharedChunkBytes = int64_t(16) << 20;    // V + Z of one chunk (L3)
+
+BwPlan make_bw_plan(const Conv2dShape& s, int threads) {
+  BwPlan b;
+  Plan& p = b.p;
+  p.kb = L;
+  p.nt = 0;
+  p.c_pad = round_up(s.in_channels, L);
+  p.k_pad = round_up(s.out_channels, L);
+  p.tiles_h = (s.out_h + 3) / 4;
+  p.tiles_w = (s.out_w + 3) / 4;
+  p.tiles = s.batch * p.tiles_h * p.tiles_w;
+  b.m_floats = 36 * p.k_pad * p.c_pad;
+  const int64_t per_tile = 36 * (p.c_pad + p.k_pad);
+  int64_t chunk = kBwPrivateChunkBytes / (4 * per_tile);
+  chunk = chunk < 16 ? 16 : (chunk > 512 ? 512 : chunk);
+  const int64_t priv_chunks = (p.tiles + chunk - 1) / chunk;
+  b.shared = !(b.m_floats * 4 <= kBwPrivateMaxBytes && (threads == 1 || priv_chunks >= 2 * threads));
+  if (b.shared) {
+    chunk = kBwSharedChunkBytes / (4 * per_tile);
+    if (chunk < 16) chunk = 16;
+  }
+  const int64_t per_image = p.tiles_h * p.tiles_w;
+  b.blocked = !b.shared && L > 1 && per_image > 0 && per_image <= chunk;
+  if (b.blocked) chunk = chunk / per_image * per_image;
+  b.chunk = chunk < p.tiles ? chunk : p.tiles;
+  if (b.chunk < 1) b.chunk = 1;
+  b.chunks = (p.tiles + b.chunk - 1) / b.chunk;
+  b.xh = p.tiles_h * 4 + 2;
+  b.xw = p.tiles_w * 4 + 2;
+  b.gh = p.tiles_h * 4;
+  b.gw = p.tiles_w * 4;
+  b.x_floats = b.g_floats = 0;
+  if (b.blocked) {
+    const int64_t images = b.chunk / per_image;
+    b.x_floats = round_up(images * p.c_pad * b.xh * b.xw, 16);
+    b.g_floats = round_up(images * p.k_pad * b.gh * b.gw, 16);
+  }
+  // One spare tile row per element: 36 slices of nt x 16 channels would
+  // otherwise sit a multiple of 4 KiB apart and share one L1 set.
+  b.v_floats = round_up(36 * (b.chunk + 1) * p.c_pad, 16);
+  b.z_floats = round_up(36 * (b.chunk + 1) * p.k_pad, 16);
+  b.thread_floats = round_up(64 * L, 16);
+  if (b.shared) b.thread_floats += round_up(36 * NT2 * 2 * L, 16);  // single-chunk local block
+  if (!b.shared)
+    b.thread_floats += b.v_floats + b.z_floats + round_up(b.m_floats, 16) + b.x_floats + b.g_floats;
+  return b;
+}
+
+// Shared schedule: M is only needed across chunks (one chunk: none).
+int64_t shared_m_floats(const BwPlan& b) { return b.chunks == 1 ? 0 : round_up(b.m_floats, 16); }
+
+int64_t bw_workspace_floats(const BwPlan& b, int threads) {
+  if (b.shared) return b.v_floats + b.z_floats + shared_m_floats(b) + threads * b.thread_floats;
+  return threads * b.thread_floats;
+}
+
+// A y for one column of 4 values (y0..y3 -> z0..z5).
+inline void grad_transform_4(const Vec* y, Vec* z) {
+  const Vec two = Vec::set1(2.0f), four = Vec::set1(4.0f), eight = Vec::set1(8.0f);
+  const Vec e = y[0] + y[2], o = y[1] + y[3];
+  const Vec e4 = fmadd(four, y[2], y[0]), o8 = fmadd(eight, y[3], two * y[1]);
+  z[0] = y[0];
+  z[1] = e + o;
+  z[2] = e - o;
+  z[3] = e4 + o8;
+  z[4] = e4 - o8;
+  z[5] = y[3];
+}
+
+// G^T m for one column of 6 values (m0..m5 -> g0..g2).
+inline void weight_grad_transform_6(const Vec* m, Vec* g) {
+  const Vec quarter = Vec::set1(0.25f), sixth = Vec::set1(1.0f / 6.0f);
+  const Vec twelfth = Vec::set1(1.0f / 12.0f), twentyfourth = Vec::set1(1.0f / 24.0f);
+  const Vec s12 = m[1] + m[2], d12 = m[1] - m[2];
+  const Vec s34 = m[3] + m[4], d34 = m[3] - m[4];
+  g[0] = fmadd(twentyfourth, s34, fnmadd(sixth, s12, quarter * m[0]));
+  g[1] = fnmadd(sixth, d12, twelfth * d34);
+  g[2] = fmadd(sixth, s34 - s12, m[5]);
+}
+
+// Z[e][j][k] (row stride k_pad, element stride tiles_in_buffer * k_pad) for
+// tile t: A dY A^T, L output channels at a time (zero outside the output).
+void grad_tile(const Conv2dShape& s, const Plan& p, const float* gy, int64_t t, float* Z,
+               int64_t tiles_in_buffer, int64_t j, float* tmp) {
+  const int64_t K = s.out_channels;
+  const int64_t plane = s.out_h * s.out_w;
+  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
+  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
+  const int64_t oh0 = (r / p.tiles_w) * 4, ow0 = (r % p.tiles_w) * 4;
+  const int64_t rows = (s.out_h - oh0) < 4 ? (s.out_h - oh0) : 4;
+  const int64_t colsn = (s.out_w - ow0) < 4 ? (s.out_w - ow0) : 4;
+  const int64_t e_stride = tiles_in_buffer * p.k_pad;
+  const bool gather = strided_ok(plane);
+  const LaneIndex idx = lane_index(plane);
+  for (int64_t k0 = 0; k0 < p.k_pad; k0 += L) {
+    const int lanes = static_cast<int>((K - k0) < L ? (K - k0) : L);
+    const float* base = gy + (n * K + k0) * plane + oh0 * s.out_w + ow0;
+    if (!gather) {  // channel by channel into tmp[16][L]
+      for (int64_t lane = 0; lane < L; ++lane) {
+        const float* src = base + lane * plane;
+        for (int a = 0; a < 4; ++a)
+          for (int b = 0; b < 4; ++b)
+            tmp[(a * 4 + b) * L + lane] =
+                (lane < lanes && a < rows && b < colsn) ? src[a * s.out_w + b] : 0.0f;
+      }
+    }
+    Vec cols[4][6];
+    for (int b = 0; b < 4; ++b) {
+      Vec y[4];
+      for (int a = 0; a < 4; ++a) {
+        if (!gather) {
+          y[a] = Vec::load(tmp + (a * 4 + b) * L);
+        } else if (lanes <= 0 || a >= rows || b >= colsn) {
+          y[a] = Vec::zero();
+        } else {
+          y[a] = gather_lanes(base + a * s.out_w + b, idx, lanes);
+        }
+      }
+      grad_transform_4(y, cols[b]);
+    }
+    float* dst = Z + j * p.k_pad + k0;
+    for (int a = 0; a < 6; ++a) {
+      Vec y[4], z6[6];
+      for (int b = 0; b < 4; ++b) y[b] = cols[b][a];
+      grad_transform_4(y, z6);
+      for (int b = 0; b < 6; ++b) z6[b].store(dst + (a * 6 + b) * e_stride);
+    }
+  }
+}
+
+// ---------------------------------------------- channel-blocked tile sources
+
+// dst[cb][i][j][lane] = src[cb*L + lane][i - top][j - left] (zero outside the
+// src planes or past `channels`), for an h x w destination per block.
+void to_blocked(const float* src, int64_t channels, int64_t src_h, int64_t src_w, int64_t top,
+                int64_t left, int64_t h, int64_t w, float* dst) {
+  const int64_t plane = src_h * src_w;
+  for (int64_t c0 = 0; c0 < channels; c0 += L) {
+    const int64_t lanes = (channels - c0) < L ? (channels - c0) : L;
+    float* out = dst + (c0 / L) * h * w * L;
+    for (int64_t i = 0; i < h; ++i) {
+      const int64_t sh = i - top;
+      float* row = out + i * w * L;
+      if (sh < 0 || sh >= src_h) {
+        for (int64_t j = 0; j < w; ++j) Vec::zero().store(row + j * L);
+        continue;
+      }
+      const int64_t j_lo = left < w ? left : w;  // first column holding source pixels
+      int64_t j_hi = left + src_w;
+      if (j_hi > w) j_hi = w;
+      for (int64_t j = 0; j < j_lo; ++j) Vec::zero().store(row + j * L);
+      for (int64_t j0 = j_lo; j0 < j_hi; j0 += L) {
+        const int n = static_cast<int>((j_hi - j0) < L ? (j_hi - j0) : L);
+        Vec r[L];
+        for (int64_t lane = 0; lane < L; ++lane)
+          r[lane] = lane < lanes
+                        ? Vec::load_partial(src + (c0 + lane) * plane + sh * src_w + (j0 - left), n)
+                        : Vec::zero();
+        transpose_lx(r);
+        for (int t = 0; t < n; ++t) r[t].store(row + (j0 + t) * L);
+      }
+      for (int64_t j = j_hi > j_lo ? j_hi : j_lo; j < w; ++j) Vec::zero().store(row + j * L);
+    }
+  }
+}
+
+// V[e][j][c] for tile t of the blocked input (xb: [n][c_pad / L][xh][xw][L]).
+void input_tile_blocked(const Plan& p, const BwPlan& b, const float* xb, int64_t t, float* V,
+                        int64_t tiles_in_buffer, int64_t j) {
+  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
+  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
+  const int64_t i0 = (r / p.tiles_w) * 4, j0 = (r % p.tiles_w) * 4;
+  const int64_t e_stride = tiles_in_buffer * p.c_pad;
+  const int64_t block = b.xh * b.xw * L;
+  for (int64_t c0 = 0; c0 < p.c_pad; c0 += L) {
+    const float* base = xb + (n * (p.c_pad / L) + c0 / L) * block + (i0 * b.xw + j0) * L;
+    Vec cols[6][6];
+    for (int bb = 0; bb < 6; ++bb) {
+      Vec d[6];
+      for (int a = 0; a < 6; ++a) d[a] = Vec::load(base + (a * b.xw + bb) * L);
+      input_transform_6(d, cols[bb]);
+    }
+    float* dst = V + j * p.c_pad + c0;
+    for (int a = 0; a < 6; ++a) {
+      Vec d[6], r6[6];
+      for (int bb = 0; bb < 6; ++bb) d[bb] = cols[bb][a];
+      input_transform_6(d, r6);
+      for (int bb = 0; bb < 6; ++bb) r6[bb].store(dst + (a * 6 + bb) * e_stride);
+    }
+  }
+}
+
+// Z[e][j][k] for tile t of the blocked output gradient (gb: [n][k_pad / L][gh][gw][L]).
+void grad_tile_blocked(const Plan& p, const BwPlan& b, const float* gb, int64_t t, float* Z,
+                       int64_t tiles_in_buffer, int64_t j) {
+  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
+  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
+  const int64_t i0 = (r / p.tiles_w) * 4, j0 = (r % p.tiles_w) * 4;
+  const int64_t e_stride = tiles_in_buffer * p.k_pad;
+  const int64_t block = b.gh * b.gw * L;
+  for (int64_t k0 = 0; k0 < p.k_pad; k0 += L) {
+    const float* base = gb + (n * (p.k_pad / L) + k0 / L) * block + (i0 * b.gw + j0) * L;
+    Vec cols[4][6];
+    for (int bb = 0; bb < 4; ++bb) {
+      Vec y[4];
+      for (int a = 0; a < 4; ++a) y[a] = Vec::load(base + (a * b.gw + bb) * L);
+      grad_transform_4(y, cols[bb]);
+    }
+    float* dst = Z + j * p.k_pad + k0;
+    for (int a = 0; a < 6; ++a) {
+      Vec y[4], z6[6];
+      for (int bb = 0; bb < 4; ++bb) y[bb] = cols[bb][a];
+      grad_transform_4(y, z6);
+      for (int bb = 0; bb < 6; ++bb) z6[bb].store(dst + (a * 6 + bb) * e_stride);
+    }
+  }
+}
+
+// m[i][0 .. CV*L) += sum_{t < nt} z[t][i] * v[t][0 .. CV*L) for i < R.
+template <int R, int CV>
+void bw_tile(const float* __restrict z, int64_t ldz, const float* __restrict v, int64_t ldv,
+             int64_t nt, float* __restrict m, int64_t ldm, bool accumulate) {
+  Vec acc[R][CV];
+#pragma GCC unroll 32
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int h = 0; h < CV; ++h) acc[i][h] = Vec::zero();
+  for (int64_t t = 0; t < nt; ++t) {
+    Vec vv[CV];
+#pragma GCC unroll 2
+    for (int h = 0; h < CV; ++h) vv[h] = Vec::load(v + t * ldv + h * L);
+#pragma GCC unroll 32
+    for (int i = 0; i < R; ++i) {
+      const Vec b = Vec::set1(z[t * ldz + i]);
+#pragma GCC unroll 2
+      for (int h = 0; h < CV; ++h) acc[i][h] = fmadd(vv[h], b, acc[i][h]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int h = 0; h < CV; ++h) {
+      if (accumulate) acc[i][h] = acc[i][h] + Vec::load(m + i * ldm + h * L);
+      acc[i][h].store(m + i * ldm + h * L);
+    }
+}
+
+template <int R, int CV>
+void bw_rest(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t ldv, int64_t nt,
+             float* m, int64_t ldm, bool accumulate) {
+  if constexpr (R > 0) {
+    if (rows == R) {
+      bw_tile<R, CV>(z, ldz, v, ldv, nt, m, ldm, accumulate);
+      return;
+    }
+    bw_rest<R - 1, CV>(rows, z, ldz, v, ldv, nt, m, ldm, accumulate);
+  }
+}
+
+template <int CV, int R>
+void bw_rows_t(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t ldv,
+               int64_t nt, float* m, int64_t ldm, bool accumulate = true) {
+  int64_t i = 0;
+  for (; i + R <= rows; i += R)
+    bw_tile<R, CV>(z + i, ldz, v, ldv, nt, m + i * ldm, ldm, accumulate);
+  if (i < rows) bw_rest<R - 1, CV>(rows - i, z + i, ldz, v, ldv, nt, m + i * ldm, ldm, accumulate);
+}
+
+// Input channels [c0, c0 + cw) (cw = L or 2L) of one element's GEMM: M_e
+// (k_pad x c_pad) += Z_e^T (k_pad x nt) V_e (nt x c_pad), all output channels.
+void bw_gemm_block(const Plan& p, int64_t nt, const float* z, const float* v, int64_t c0,
+                   int64_t cw, float* m) {
+  if (cw == 2 * L)
+    bw_rows_t<2, NT2>(p.k_pad, z, p.k_pad, v + c0, p.c_pad, nt, m + c0, p.c_pad);
+  else
+    bw_rows_t<1, NT1>(p.k_pad, z, p.k_pad, v + c0, p.c_pad, nt, m + c0, p.c_pad);
+}
+
+void bw_gemm_element(const Plan& p, int64_t nt, const float* z, const float* v, float* m) {
+  for (int64_t c0 = 0; c0 < p.c_pad; c0 += 2 * L)
+    bw_gemm_block(p, nt, z, v, c0, (p.c_pad - c0) >= 2 * L ? 2 * L : L, m);
+}
+
+// gw[k][c0 + lane][3][3] = G^T (sum_u M_u[e]) G for L input channels: m
+// points at element 0's L values of (k, c0), e_stride apart per element,
+// m_stride apart per accumulator.
+void bw_output(const Conv2dShape& s, const float* m, int64_t e_stride, int64_t m_stride,
+               int accumulators, int64_t k, int64_t c0, float* gw, float* tmp) {
+  const int64_t C = s.in_channels;
+  if (c0 >= C) return;
+  Vec cols[6][3];
+  for (int b = 0; b < 6; ++b) {
+    Vec m6[6];
+    for (int a = 0; a < 6; ++a) {
+      const float* src = m + (a * 6 + b) * e_stride;
+      Vec sum = Vec::load(src);
+      for (int u = 1; u < accumulators; ++u) sum = sum + Vec::load(src + u * m_stride);
+      m6[a] = sum;
+    }
+    weight_grad_transform_6(m6, cols[b]);
+  }
+  for (int r = 0; r < 3; ++r) {
+    Vec m6[6], g3[3];
+    for (int b = 0; b < 6; ++b) m6[b] = cols[b][r];
+    weight_grad_transform_6(m6, g3);
+    for (int q = 0; q < 3; ++q) g3[q].store(tmp + (r * 3 + q) * L);
+  }
+  const int64_t lanes = (C - c0) < L ? (C - c0) : L;
+  for (int64_t lane = 0; lane < lanes; ++lane) {
+    float* dst = gw + (k * C + c0 + lane) * 9;
+    for (int q = 0; q < 9; ++q) dst[q] = tmp[q * L + lane];
+  }
+}
+
+void backward_weight(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const BwPlan b = make_bw_plan(s, a.num_threads);
+  const Plan& p = b.p;
+  const int threads = a.num_threads;
+  const int64_t c_blocks = (p.c_pad + L - 1) / L;
+  const int64_t finals = s.out_channels * c_blocks;
+  if (a.grad_bias) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t k = 0; k < s.out_channels; ++k) a.grad_bias[k] = conv2d_bias_gradient(a, k);
+  }
+  if (!b.shared) {
+    int used = 1;
+#pragma omp parallel num_threads(threads)
+    {
+      const int tid = omp_get_thread_num();
+#pragma omp single
+      used = omp_get_num_threads();
+      float* tmp = a.workspace + tid * b.thread_floats;
+      float* V = tmp + round_up(64 * L, 16);
+      float* Z = V + b.v_floats;
+      float* M = Z + b.z_floats;
+      std::memset(M, 0, sizeof(float) * b.m_floats);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t ch = 0; ch < b.chunks; ++ch) {
+        const int64_t t0 = ch * b.chunk;
+        const int64_t nt = (p.tiles - t0) < b.chunk ? (p.tiles - t0) : b.chunk;
+        if (b.blocked) {
+          float* xb = M + round_up(b.m_floats, 16);
+          float* gb = xb + b.x_floats;
+          const int64_t per_image = p.tiles_h * p.tiles_w;
+          const int64_t n0 = t0 / per_image, images = nt / per_image;
+          const int64_t x_plane = s.in_h * s.in_w, g_plane = s.out_h * s.out_w;
+          for (int64_t i = 0; i < images; ++i) {
+            to_blocked(a.input + (n0 + i) * s.in_channels * x_plane, s.in_channels, s.in_h,
+                       s.in_w, s.pad_top, s.pad_left, b.xh, b.xw, xb + i * p.c_pad * b.xh * b.xw);
+            to_blocked(a.grad_output + (n0 + i) * s.out_channels * g_plane, s.out_channels,
+                       s.out_h, s.out_w, 0, 0, b.gh, b.gw, gb + i * p.k_pad * b.gh * b.gw);
+          }
+          for (int64_t j = 0; j < nt; ++j) {
+            input_tile_blocked(p, b, xb, j, V, nt + 1, j);
+            grad_tile_blocked(p, b, gb, j, Z, nt + 1, j);
+          }
+        } else {
+          for (int64_t j = 0; j < nt; ++j) {
+            input_tile(s, p, a.input, t0 + j, V, nt + 1, j, tmp);
+            grad_tile(s, p, a.grad_output, t0 + j, Z, nt + 1, j, tmp);
+          }
+        }
+        for (int e = 0; e < 36; ++e)
+          bw_gemm_element(p, nt, Z + e * (nt + 1) * p.k_pad, V + e * (nt + 1) * p.c_pad,
+                          M + e * p.k_pad * p.c_pad);
+      }
+      // implicit barrier: every private M is complete
+      const float* M0 = a.workspace + round_up(64 * L, 16) + b.v_floats + b.z_floats;
+#pragma omp for schedule(static)
+      for (int64_t item = 0; item < finals; ++item)
+      {
+        const int64_t k = item / c_blocks, c0 = (item % c_blocks) * L;
+        bw_output(s, M0 + k * p.c_pad + c0, p.k_pad * p.c_pad, b.thread_floats, used, k, c0,
+                  a.grad_weight, tmp);
+      }
+    }
+    return;
+  }
+  float* V = a.workspace;
+  float* Z = V + b.v_floats;
+  float* M = Z + b.z_floats;
+  float* scratch = M + shared_m_floats(b);
+  const int64_t wide = (p.c_pad + 2 * L - 1) / (2 * L);  // GEMM column blocks of 2L
+  // Tiles [t0, t0 + nt) into V and Z (all threads; ends with a barrier).
+  // (Channel-blocked planes, as in the private schedule, measured slower
+  // here: with 64+ channels the extra pass over the batch costs more than
+  // the gathers it saves.)
+  auto transform_chunk = [&](int64_t t0, int64_t nt, float* tmp) {
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t j = 0; j < nt; ++j) {
+      input_tile(s, p, a.input, t0 + j, V, nt + 1, j, tmp);
+      grad_tile(s, p, a.grad_output, t0 + j, Z, nt + 1, j, tmp);
+    }
+  };
+  if (b.chunks == 1) {
+    // All tiles in one chunk: no M at all. Items are (2L input channels,
+    // NT2 output channels) blocks; each runs its 36 GEMMs over all tiles into
+    // a small local block and transforms that straight into gw. Items of
+    // one column block are consecutive, so its V slice stays in L2.
+    const int64_t nt = p.tiles;
+    const int64_t k_blocks = (p.k_pad + NT2 - 1) / NT2;
+#pragma omp parallel num_threads(threads)
+    {
+      float* tmp = scratch + omp_get_thread_num() * b.thread_floats;
+      float* local = tmp + round_up(64 * L, 16);
+      transform_chunk(0, nt, tmp);
+#pragma omp for schedule(static)
+      for (int64_t item = 0; item < wide * k_blocks; ++item) {
+        const int64_t c0 = (item / k_blocks) * 2 * L, k0 = (item % k_blocks) * NT2;
+        const int64_t kn = (p.k_pad - k0) < NT2 ? (p.k_pad - k0) : NT2;
+        const int64_t cw = (p.c_pad - c0) >= 2 * L ? 2 * L : L;
+        const int64_t e_stride = kn * cw;
+        for (int e = 0; e < 36; ++e) {
+          const float* z = Z + e * (nt + 1) * p.k_pad + k0;
+          const float* v = V + e * (nt + 1) * p.c_pad + c0;
+          if (cw == 2 * L)
+            bw_rows_t<2, NT2>(kn, z, p.k_pad, v, p.c_pad, nt, local + e * e_stride, cw, false);
+          else
+            bw_rows_t<1, NT1>(kn, z, p.k_pad, v, p.c_pad, nt, local + e * e_stride, cw, false);
+        }
+        for (int64_t i = 0; i < kn && k0 + i < s.out_channels; ++i)
+          for (int64_t h = 0; h < cw; h += L)
+            bw_output(s, local + i * cw + h, e_stride, 0, 1, k0 + i, c0 + h, a.grad_weight, tmp);
+      }
+    }
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    float* tmp = scratch + omp_get_thread_num() * b.thread_floats;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < b.m_floats; ++i) M[i] = 0.0f;
+    for (int64_t t0 = 0; t0 < p.tiles; t0 += b.chunk) {
+      const int64_t nt = (p.tiles - t0) < b.chunk ? (p.tiles - t0) : b.chunk;
+      transform_chunk(t0, nt, tmp);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t item = 0; item < 36 * wide; ++item) {
+        const int64_t e = item / wide, c0 = (item % wide) * 2 * L;
+        bw_gemm_block(p, nt, Z + e * (nt + 1) * p.k_pad, V + e * (nt + 1) * p.c_pad, c0,
+                      (p.c_pad - c0) >= 2 * L ? 2 * L : L, M + e * p.k_pad * p.c_pad);
+      }
+    }
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < finals; ++item)
+    {
+      const int64_t k = item / c_blocks, c0 = (item % c_blocks) * L;
+      bw_output(s, M + k * p.c_pad + c0, p.k_pad * p.c_pad, 0, 1, k, c0, a.grad_weight, tmp);
+    }
+  }
+}
+
 int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
-  if (!is_winograd_shape(s) || pass == ConvPass::backward_weight) return -1;
+  if (!is_winograd_shape(s)) return -1;
+  if (pass == ConvPass::backward_weight)
+    return bw_workspace_floats(make_bw_plan(s, threads), threads);
   const Conv2dShape f = pass == ConvPass::forward ? s : backward_data_as_forward(s);
   return workspace_floats(make_plan(f, threads), threads);
 }
 
 void run(ConvPass pass, const Conv2dArgs& a) {
+  if (pass == ConvPass::backward_weight) {
+    backward_weight(a);
+    return;
+  }
   const bool bwd = pass == ConvPass::backward_data;
   const Conv2dShape f = bwd ? backward_data_as_forward(a.shape) : a.shape;
   const Plan p = make_plan(f, a.num_threads);
