@@ -26,6 +26,8 @@ EPILOGUE_CASES = [
     ((1, 6, 13, 12), (12, 1, 3, 3), 1, 6, 2),       # depthwise, stride 2, multiplier 2
     ((2, 8, 10, 10), (12, 8, 1, 1), 0, 1, 1),       # pointwise
     ((1, 24, 9, 9), (96, 24, 1, 1), 0, 1, 2),       # pointwise, stride 2, packed GEMM
+    ((2, 3, 15, 13), (10, 3, 5, 5), 2, 1, 1),       # >= 25 taps: the no-im2col rows path
+    ((1, 3, 20, 21), (12, 3, 7, 7), 3, 1, 2),       # the 7x7 stride-2 stem shape
 ]
 
 

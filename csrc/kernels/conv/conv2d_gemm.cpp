@@ -537,7 +537,8 @@ inline Vec load_pixels(const float* p) {
 // out[k0 + i][pixel vector v] for i < FK, the FV vectors from first_vec.
 template <int SW>
 void fwd_row_tile(const Conv2dShape& s, const FwdRowPlan& f, const float* xpad, const float* w,
-                  const float* bias, bool relu, int64_t k0, int64_t first_vec, float* out) {
+                  const float* bias, bool relu, float relu_max, int64_t k0, int64_t first_vec,
+                  float* out) {
   const int64_t Q = s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t K = s.out_channels, pixels = s.out_h * s.out_w;
   const float* base[FV];
@@ -578,13 +579,13 @@ void fwd_row_tile(const Conv2dShape& s, const FwdRowPlan& f, const float* xpad, 
       }
     }
   }
-  const Vec zero = Vec::zero();
+  const Vec zero = Vec::zero(), cap = Vec::set1(relu_max);
   for (int i = 0; i < FK && k0 + i < K; ++i) {
     const Vec bv = bias ? Vec::set1(bias[k0 + i]) : zero;
     float* o = out + (k0 + i) * pixels;
     for (int v = 0; v < nv; ++v) {
       Vec y = acc[i][v] + bv;
-      if (relu) y = max(y, zero);
+      if (relu) y = relu_clamp(y, cap);
       if (lanes[v] == RL) y.store(o + dst[v]);
       else y.store_partial(o + dst[v], lanes[v]);
     }
@@ -616,9 +617,9 @@ void forward_rows(const Conv2dArgs& a) {
     for (int64_t it = 0; it < items; ++it) {
       const int64_t tile = it / f.k_blocks, k0 = (it % f.k_blocks) * FK;
       if (s.stride_w == 2)
-        fwd_row_tile<2>(s, f, xpad, a.weight, a.bias, a.relu, k0, tile * FV, y);
+        fwd_row_tile<2>(s, f, xpad, a.weight, a.bias, a.relu, a.relu_max, k0, tile * FV, y);
       else
-        fwd_row_tile<1>(s, f, xpad, a.weight, a.bias, a.relu, k0, tile * FV, y);
+        fwd_row_tile<1>(s, f, xpad, a.weight, a.bias, a.relu, a.relu_max, k0, tile * FV, y);
     }
     // implicit barrier before the next image overwrites the padded planes
   }
