@@ -173,6 +173,9 @@ IM2COL_PATHS = {
     # <= 64 output channels: images' columns side by side through the tiled kernel
     "small_images_tiled": [(6, 6, 14, 14, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
                            (5, 4, 9, 7, 6, 3, 3, (2, 1), (1, 1), (1, 1), 2)],
+    # >= 25 taps, stride 1: backward-data as a forward correlation on the rows path
+    "rows_backward_data": [(3, 6, 14, 13, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
+                           (2, 9, 11, 12, 5, 5, 7, (1, 1), (2, 1), (1, 1), 1)],
 }
 
 

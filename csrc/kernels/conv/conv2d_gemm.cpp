@@ -693,8 +693,65 @@ bool chunks_in_parallel_bwd(const Lowering& l, const Conv2dShape& s, int threads
          chunks_per_image(l) >= threads;
 }
 
+// Backward-data of a stride-1 convolution with a large kernel (>= kRowMinTaps
+// taps, LeNet's 5x5) is a forward correlation of the output gradient with the
+// kernel flipped and its channel axes swapped, padded by kernel - 1 - padding:
+// it runs on the rows path above (no column matrix, no col2im scatter).
+Conv2dShape rows_backward_data_shape(const Conv2dShape& s) {
+  Conv2dShape t = s;
+  t.in_channels = s.out_channels;
+  t.out_channels = s.in_channels;
+  t.in_h = s.out_h;
+  t.in_w = s.out_w;
+  t.out_h = s.in_h;
+  t.out_w = s.in_w;
+  t.pad_top = s.kernel_h - 1 - s.pad_top;
+  t.pad_left = s.kernel_w - 1 - s.pad_left;
+  return t;
+}
+
+bool rows_backward_data_ok(const Conv2dShape& s) {
+  // (the input channels become the tile's FK rows: with fewer than half of them
+  // used, the column path is faster)
+  return s.stride_h == 1 && s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 &&
+         2 * s.in_channels >= FK &&
+         s.pad_top <= s.kernel_h - 1 && s.pad_left <= s.kernel_w - 1 &&
+         rows_forward_ok(rows_backward_data_shape(s));
+}
+
+int64_t rows_backward_data_floats(const Conv2dShape& s) {
+  const int64_t weights = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
+  return fwd_row_plan(rows_backward_data_shape(s)).pad_floats + (weights + 15) / 16 * 16;
+}
+
+void backward_data_rows(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Conv2dShape t = rows_backward_data_shape(s);
+  const int64_t R = s.kernel_h, S = s.kernel_w, taps = R * S;
+  const int64_t K = s.out_channels, C = s.in_channels;
+  float* flipped = a.workspace + fwd_row_plan(t).pad_floats;
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t q = 0; q < S; ++q)
+          flipped[(c * K + k) * taps + (R - 1 - r) * S + (S - 1 - q)] =
+              a.weight[(k * C + c) * taps + r * S + q];
+  Conv2dArgs f = a;
+  f.shape = t;
+  f.input = a.grad_output;
+  f.weight = flipped;
+  f.bias = nullptr;
+  f.relu = false;
+  f.output = a.grad_input;
+  forward_rows(f);
+}
+
 void backward_data(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
+  if (rows_backward_data_ok(s)) {
+    backward_data_rows(a);
+    return;
+  }
   const Lowering l = plan(s);
   const int64_t items = s.batch * l.groups;
   const int64_t col_floats = column_floats(l);
@@ -1373,6 +1430,8 @@ int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
     return scratch + weights;
   }
   if (pass == ConvPass::forward && rows_forward_ok(s)) return fwd_row_plan(s).pad_floats;
+  if (pass == ConvPass::backward_data && rows_backward_data_ok(s))
+    return rows_backward_data_floats(s);
   if (pass == ConvPass::forward) {
     const int64_t nb = forward_images_per_gemm(l, s, threads);
     if (nb > 1) {
