@@ -68,6 +68,7 @@ def info() -> Dict[str, Any]:
         "supported_isas": list(_C.supported_isas()),
         "num_threads": _C.get_num_threads(),
         "openmp": _C.openmp_runtime(),
+        "heap": _C.heap_tuning,
         "cpu_features": dict(_C.cpu_features()),
         "kernels": {name: list(_C.kernel_isas(name)) for name in _C.kernel_names()},
     }

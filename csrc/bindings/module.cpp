@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 
 #include "core/dispatch.h"
+#include "core/memory.h"
 
 namespace py = pybind11;
 
@@ -21,6 +22,8 @@ PYBIND11_MODULE(_C, m) {
   // Registers kernels for the ISAs this CPU supports and applies PVE_ISA;
   // a bad PVE_ISA raises ValueError from the import.
   pve::initialize_dispatch();
+  // Large arrays stay in the heap between training steps (see core/memory.h).
+  m.attr("heap_tuning") = pve::tune_heap_for_large_arrays();
   pve::bind_core(m);
   pve::bind_gemm(m);
   pve::bind_conv(m);
