@@ -134,8 +134,7 @@ class Conv2d(Module):
 
     # ------------------------------------------------------- inference pack
     def _drop_pack(self) -> None:
-        object.__setattr__(self, "_pack", None)
-        object.__setattr__(self, "_pack_key", None)
+        object.__setattr__(self, "_pack", None)  # (key, packed weights) as one value
         object.__setattr__(self, "_fold", None)
         object.__setattr__(self, "_plans", {})
 
@@ -168,10 +167,11 @@ class Conv2d(Module):
     def _packed_weight(self, weight: Tensor) -> np.ndarray:
         """Winograd weights packed once per weight version (eval + no_grad only)."""
         key = (_C.active_isa(),) + _tensor_key(weight)
-        if self._pack_key != key:
-            object.__setattr__(self, "_pack", _C.conv2d_pack_weight(weight._data))
-            object.__setattr__(self, "_pack_key", key)
-        return self._pack
+        pack = self._pack  # one read: request threads may replace it concurrently
+        if pack is None or pack[0] != key:
+            pack = (key, _C.conv2d_pack_weight(weight._data))
+            object.__setattr__(self, "_pack", pack)
+        return pack[1]
 
     def _infer(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool,
                relu_max: float, padding: Any) -> Tensor:
