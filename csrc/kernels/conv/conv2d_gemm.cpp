@@ -21,6 +21,7 @@
 //    row (runs of kernel_w input pixels, or transposed channels) into one
 //    buffer that the micro-kernel reads in place, with gy broadcast from its
 //    rows (backward_weight_rows).
+#include <cstdint>
 #include <cstring>
 
 #include <omp.h>
@@ -929,6 +930,27 @@ RowPlan row_plan(const Conv2dShape& s) {
 // q < rows, zeros up to q_pad, then room for whole-vector spills. Panel j is
 // columns [j * panel, ...) of every row, read in place by the micro-kernel.
 
+// Lanes [lo, hi) of a vector from p_lo[0 .. hi - lo) (p_lo is lane lo's
+// address), zeros elsewhere: one masked load at lane 0's address, whose
+// masked-off lanes are never accessed (so nothing outside those floats is
+// touched, even before the start of the buffer).
+inline Vec load_lanes(const float* p_lo, int lo, int hi) {
+  const float* p0 = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(p_lo) -
+                                                   static_cast<uintptr_t>(lo) * sizeof(float));
+#if defined(__AVX512F__)
+  const __mmask16 m = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+  return _mm512_maskz_loadu_ps(m, p0);
+#elif defined(__AVX2__)
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(lo - 1)),
+                                      _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane));
+  return _mm256_maskload_ps(p0, in);
+#else
+  (void)p0;
+  return lo == 0 && hi > 0 ? Vec(*p_lo) : Vec::zero();
+#endif
+}
+
 // count pixels of one run: whole vectors from src (+= sstep) to dst (+= ld).
 void fill_fast(const float* __restrict src, int64_t sstep, float* __restrict dst, int64_t ld,
                int64_t count) {
@@ -982,13 +1004,12 @@ void fill_row_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, in
           v = Vec::zero();
         } else if (iw0 >= 0 && iw0 + S <= s.in_w) {
           v = Vec::load_partial(row + iw0, n_run);
-        } else {
-          alignas(64) float tmp[RL];
-          for (int64_t u = 0; u < RL; ++u) {
-            const int64_t iw = iw0 + u;
-            tmp[u] = (u < S && iw >= 0 && iw < s.in_w) ? row[iw] : 0.0f;
-          }
-          v = Vec::load(tmp);
+        } else {  // taps in [lo, hi) are inside the row
+          const int64_t lo = iw0 < 0 ? -iw0 : 0;
+          int64_t hi = s.in_w - iw0;
+          if (hi > S) hi = S;
+          v = hi > lo ? load_lanes(row + iw0 + lo, static_cast<int>(lo), static_cast<int>(hi))
+                      : Vec::zero();
         }
         v.store(d1 + (p + t) * ld);
       };
