@@ -1133,7 +1133,6 @@ void backward_weight_rows(const Conv2dArgs& a) {
   const int64_t K = s.out_channels;
   const int64_t weight_floats = K * rp.rows;
   const bool pointwise = rows_pointwise(s);
-  const bool pointwise_direct = pointwise && is_direct_pointwise(s);
   if (a.grad_bias) grad_bias(a);
   int used = 1;
 #pragma omp parallel num_threads(a.num_threads)
@@ -1150,16 +1149,6 @@ void backward_weight_rows(const Conv2dArgs& a) {
       const float* x = a.input + n * s.in_channels * s.in_h * s.in_w;
       if (pointwise) fill_pointwise_panels(s, rp, x, p0, cols, panels);
       else fill_row_panels(s, rp, x, p0, cols, panels);
-      if (pointwise_direct && u + 1 < units) {
-        // The fill reads every channel plane once (memory-bound on large
-        // layers): ask for the next unit's pixels now, so they arrive in L2
-        // while this unit's GEMMs run.
-        const int64_t un = u + 1, nn = un / chunks, pn = (un % chunks) * rp.chunk;
-        const int64_t cn = (pixels - pn) < rp.chunk ? (pixels - pn) : rp.chunk;
-        const float* xn = a.input + nn * s.in_channels * pixels + pn;
-        for (int64_t c = 0; c < s.in_channels; ++c)
-          for (int64_t q = 0; q < cn; q += 16) __builtin_prefetch(xn + c * pixels + q, 0, 2);
-      }
       const float* gy = a.grad_output + n * K * pixels + p0;
       const int64_t ld = rp.ldp;
       for (int64_t j = 0; j < rp.full; ++j) {
