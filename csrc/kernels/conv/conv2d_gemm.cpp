@@ -21,6 +21,7 @@
 //    row (runs of kernel_w input pixels, or transposed channels) into one
 //    buffer that the micro-kernel reads in place, with gy broadcast from its
 //    rows (backward_weight_rows).
+#include <cstdint>
 #include <cstring>
 
 #include <omp.h>
@@ -1125,6 +1126,27 @@ RowPlan row_plan(const Conv2dShape& s) {
 // q < rows, zeros up to q_pad, then room for whole-vector spills. Panel j is
 // columns [j * panel, ...) of every row, read in place by the micro-kernel.
 
+// Lanes [lo, hi) of a vector from p_lo[0 .. hi - lo) (p_lo is lane lo's
+// address), zeros elsewhere: one masked load at lane 0's address, whose
+// masked-off lanes are never accessed (so nothing outside those floats is
+// touched, even before the start of the buffer).
+inline Vec load_lanes(const float* p_lo, int lo, int hi) {
+  const float* p0 = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(p_lo) -
+                                                   static_cast<uintptr_t>(lo) * sizeof(float));
+#if defined(__AVX512F__)
+  const __mmask16 m = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+  return _mm512_maskz_loadu_ps(m, p0);
+#elif defined(__AVX2__)
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(lo - 1)),
+                                      _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane));
+  return _mm256_maskload_ps(p0, in);
+#else
+  (void)p0;
+  return lo == 0 && hi > 0 ? Vec(*p_lo) : Vec::zero();
+#endif
+}
+
 // count pixels of one run: whole vectors from src (+= sstep) to dst (+= ld).
 void fill_fast(const float* __restrict src, int64_t sstep, float* __restrict dst, int64_t ld,
                int64_t count) {
@@ -1178,13 +1200,12 @@ void fill_row_panels(const Conv2dShape& s, const RowPlan& rp, const float* x, in
           v = Vec::zero();
         } else if (iw0 >= 0 && iw0 + S <= s.in_w) {
           v = Vec::load_partial(row + iw0, n_run);
-        } else {
-          alignas(64) float tmp[RL];
-          for (int64_t u = 0; u < RL; ++u) {
-            const int64_t iw = iw0 + u;
-            tmp[u] = (u < S && iw >= 0 && iw < s.in_w) ? row[iw] : 0.0f;
-          }
-          v = Vec::load(tmp);
+        } else {  // taps in [lo, hi) are inside the row
+          const int64_t lo = iw0 < 0 ? -iw0 : 0;
+          int64_t hi = s.in_w - iw0;
+          if (hi > S) hi = S;
+          v = hi > lo ? load_lanes(row + iw0 + lo, static_cast<int>(lo), static_cast<int>(hi))
+                      : Vec::zero();
         }
         v.store(d1 + (p + t) * ld);
       };
@@ -1308,7 +1329,6 @@ void backward_weight_rows(const Conv2dArgs& a) {
   const int64_t K = s.out_channels;
   const int64_t weight_floats = K * rp.rows;
   const bool pointwise = rows_pointwise(s);
-  const bool pointwise_direct = pointwise && is_direct_pointwise(s);
   if (a.grad_bias) grad_bias(a);
   int used = 1;
 #pragma omp parallel num_threads(a.num_threads)
@@ -1325,16 +1345,6 @@ void backward_weight_rows(const Conv2dArgs& a) {
       const float* x = a.input + n * s.in_channels * s.in_h * s.in_w;
       if (pointwise) fill_pointwise_panels(s, rp, x, p0, cols, panels);
       else fill_row_panels(s, rp, x, p0, cols, panels);
-      if (pointwise_direct && u + 1 < units) {
-        // The fill reads every channel plane once (memory-bound on large
-        // layers): ask for the next unit's pixels now, so they arrive in L2
-        // while this unit's GEMMs run.
-        const int64_t un = u + 1, nn = un / chunks, pn = (un % chunks) * rp.chunk;
-        const int64_t cn = (pixels - pn) < rp.chunk ? (pixels - pn) : rp.chunk;
-        const float* xn = a.input + nn * s.in_channels * pixels + pn;
-        for (int64_t c = 0; c < s.in_channels; ++c)
-          for (int64_t q = 0; q < cn; q += 16) __builtin_prefetch(xn + c * pixels + q, 0, 2);
-      }
       const float* gy = a.grad_output + n * K * pixels + p0;
       const int64_t ld = rp.ldp;
       for (int64_t j = 0; j < rp.full; ++j) {
