@@ -3,9 +3,13 @@
 import os
 import sys
 
-# torch brings its own OpenMP runtime: with two in one process, idle threads of
-# one spinning while the other works would skew both engines' times.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch (and onnxruntime) bring their own thread pools. Every benchmark bounds
+# the OpenMP spin so that each engine's threads stay awake between the layers
+# of its own run but sleep right after it, instead of spinning on the cores the
+# next engine needs (see pyvision_engine/benchmarks/__init__.py). Set before any
+# OpenMP runtime loads; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+if not any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+    os.environ["GOMP_SPINCOUNT"] = "100000"
 
 from pyvision_engine.benchmarks.conv import main  # noqa: E402
 

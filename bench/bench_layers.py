@@ -4,11 +4,13 @@ pyvision_engine/benchmarks/layers.py. Usage: python bench/bench_layers.py [--thr
 import os
 import sys
 
-# torch's wheel brings its own libgomp, so two OpenMP runtimes live in this
-# process; with the default (spinning) wait policy each one's idle threads spin
-# on the cores the other is using. Passive waiting keeps the comparison fair.
-# Must be set before either runtime loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch (and onnxruntime) bring their own thread pools. Every benchmark bounds
+# the OpenMP spin so that each engine's threads stay awake between the layers
+# of its own run but sleep right after it, instead of spinning on the cores the
+# next engine needs (see pyvision_engine/benchmarks/__init__.py). Set before any
+# OpenMP runtime loads; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+if not any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+    os.environ["GOMP_SPINCOUNT"] = "100000"
 
 from pyvision_engine.benchmarks.layers import main  # noqa: E402
 

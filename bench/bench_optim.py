@@ -8,10 +8,13 @@ See pyvision_engine/benchmarks/optim.py for what is measured and counted.
 import os
 import sys
 
-# Before any OpenMP runtime loads: torch brings its own, and two pools spinning
-# without bound starve each other; a bounded spin is fair to both, while
-# OMP_WAIT_POLICY=PASSIVE measured slower for both engines at 2 threads.
-os.environ.setdefault("GOMP_SPINCOUNT", "100000")
+# torch (and onnxruntime) bring their own thread pools. Every benchmark bounds
+# the OpenMP spin so that each engine's threads stay awake between the layers
+# of its own run but sleep right after it, instead of spinning on the cores the
+# next engine needs (see pyvision_engine/benchmarks/__init__.py). Set before any
+# OpenMP runtime loads; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+if not any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+    os.environ["GOMP_SPINCOUNT"] = "100000"
 
 from pyvision_engine.benchmarks.optim import main  # noqa: E402
 

@@ -14,11 +14,15 @@ BENCHMARKS = ("gemm", "optim", "layers", "train", "infer", "conv")
 
 # OpenMP settings each benchmark runs under (libgomp reads them when it loads,
 # so the command line restarts itself with them). torch ships its own OpenMP
-# runtime; two pools that spin without bound on the same cores starve each
-# other, so every benchmark bounds or disables the spinning, as bench/*.py do.
-OPENMP_ENV = {name: {"OMP_WAIT_POLICY": "PASSIVE"} for name in BENCHMARKS}
-# A bounded spin where passive waiting measured slower (sub-0.1 ms GEMMs; optimizer steps).
-OPENMP_ENV["gemm"] = OPENMP_ENV["optim"] = {"GOMP_SPINCOUNT": "100000"}
+# runtime and onnxruntime its own pool; pools that spin without bound on the
+# same cores starve each other. A bounded spin (~0.1-0.3 ms) keeps each
+# engine's threads awake between the layers of its own run and lets them sleep
+# right after it, so the engines, timed in alternation, do not take each
+# other's cores. OMP_WAIT_POLICY=PASSIVE instead costs every parallel region a
+# wake-up (tens of microseconds, dominant for sub-0.1 ms layers at 2 threads),
+# but is more robust when other processes load the cores: set it explicitly to
+# measure that way.
+OPENMP_ENV = {name: {"GOMP_SPINCOUNT": "100000"} for name in BENCHMARKS}
 
 
 def run_benchmark(name: str, argv: List[str]) -> int:
