@@ -45,10 +45,10 @@ void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s
   const int kh = s.kernel_h, kw = s.kernel_w, dh = s.dilation_h, dw = s.dilation_w, sw = s.stride_w;
   int64_t lo, hi;
   interior_columns(s, &lo, &hi);
-  // Flat offset of each window tap from the window's top-left corner.
-  std::vector<int64_t> tap_offset(kIndex ? static_cast<size_t>(kh) * kw : 0);
-  for (size_t t = 0; t < tap_offset.size(); ++t)
-    tap_offset[t] = static_cast<int64_t>(t / kw) * dh * IW + static_cast<int64_t>(t % kw) * dw;
+  // Flat offset of window tap t (scan order) from the window's top-left corner.
+  auto tap_offset = [&](int t) {
+    return static_cast<int64_t>(t / kw) * dh * IW + static_cast<int64_t>(t % kw) * dw;
+  };
   for (int64_t oh = 0; oh < s.out_h; ++oh) {
     const int64_t hstart = oh * s.stride_h - s.pad_h;
     const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
@@ -92,7 +92,7 @@ void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s
         tap.store(taps);
         const int64_t base = hstart * IW + ow * sw - s.pad_w;
         for (int l = 0; l < W; ++l)
-          irow[ow + l] = base + l * sw + tap_offset[static_cast<int>(taps[l])];
+          irow[ow + l] = base + l * sw + tap_offset(static_cast<int>(taps[l]));
       }
     };
     for (int64_t ow = 0; ow < lo; ++ow) scalar_window(ow);
@@ -251,10 +251,131 @@ void max_pool_plane_stride2(const float* x, float* y, const Pool2dShape& s) {
   }
 }
 
+// One window, scalar, in torch's order: the reference for the vector paths
+// (first maximum in scan order; a NaN always wins, so the last NaN is kept).
+inline void max_window(const float* x, const Pool2dShape& s, int64_t oh, int64_t ow, float* val,
+                       int64_t* idx) {
+  const int64_t H = s.in_h, IW = s.in_w;
+  const int kh = s.kernel_h, kw = s.kernel_w, dh = s.dilation_h, dw = s.dilation_w;
+  const int64_t hstart = oh * s.stride_h - s.pad_h, wstart = ow * s.stride_w - s.pad_w;
+  const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
+  const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
+  const int c0 = wstart < 0 ? static_cast<int>(ceil_div(-wstart, dw)) : 0;
+  const int c1 = static_cast<int>(std::min<int64_t>(kw, IW > wstart ? ceil_div(IW - wstart, dw) : 0));
+  float best = kNegInf;
+  int64_t bi = (hstart + static_cast<int64_t>(r0) * dh) * IW + wstart + static_cast<int64_t>(c0) * dw;
+  for (int r = r0; r < r1; ++r) {
+    const int64_t ih = hstart + static_cast<int64_t>(r) * dh;
+    for (int c = c0; c < c1; ++c) {
+      const int64_t iw = wstart + static_cast<int64_t>(c) * dw;
+      const float v = x[ih * IW + iw];
+      const bool take = v > best || v != v;
+      best = take ? v : best;
+      bi = take ? ih * IW + iw : bi;
+    }
+  }
+  *val = best;
+  *idx = bi;
+}
+
+// With indices (training), width-2 windows at stride 2 as max_pool_plane_stride2:
+// per block of W outputs and per window row, the 2W input columns are loaded
+// once and split into even / odd columns; the taps of a row are then odd[j-1]
+// (carried from the previous block, per row), even[j], odd[j], visited in
+// torch's scan order (rows, then columns) with a strict compare, so ties keep
+// the first maximum. The winning tap is tracked as a float code (its offset
+// from the window's top-left corner, exact below 2^24) with one blend per tap,
+// and turned into int64 flat indices at the store. Blocks whose loads hold a
+// NaN (or whose carried column may) are redone by the scalar window loop.
+constexpr int kStride2IndexMaxRows = 8;
+
+inline bool stride2_index_ok(const Pool2dShape& s) {
+  return stride2_columns(s) && s.kernel_h <= kStride2IndexMaxRows &&
+         static_cast<int64_t>(s.kernel_h) * s.dilation_h * s.in_w + 4 * W + 4 < (int64_t{1} << 24);
+}
+
+void max_pool_plane_stride2_index(const float* x, float* y, int64_t* ind, const Pool2dShape& s) {
+  const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
+  const int kh = s.kernel_h, dh = s.dilation_h;
+  const bool three = s.kernel_w == 3;
+  const int64_t step = static_cast<int64_t>(dh) * IW;
+  const Vec lane2 = lane_iota() * Vec::set1(2.0f);
+  // Tap codes: row r (counted from the first valid row), column c of the
+  // window -> r * step + c.
+  Vec code_of[kStride2IndexMaxRows][3];
+  for (int r = 0; r < kh; ++r)
+    for (int c = 0; c < 3; ++c) code_of[r][c] = Vec::set1(static_cast<float>(r * step + c));
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const int64_t hstart = oh * s.stride_h - s.pad_h;
+    const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
+    const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
+    const int nrows = r1 - r0;
+    const int64_t top_row = hstart + static_cast<int64_t>(r0) * dh;
+    const float* top = x + top_row * IW;
+    float* yrow = y + oh * OW;
+    int64_t* irow = ind + oh * OW;
+    Vec carry[kStride2IndexMaxRows];
+    for (int r = 0; r < nrows; ++r) carry[r] = Vec::set1(kNegInf);  // column -1: padding
+    // The first output's window starts in the padding: its first real tap is c = 1.
+    const Vec first_code = three ? shift_in(Vec::set1(1.0f), Vec::zero()) : Vec::zero();
+    bool prev_nan = false;
+    for (int64_t j0 = 0; j0 < OW; j0 += W) {
+      const int64_t c0 = 2 * j0;
+      const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
+      const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
+      Vec best = Vec::set1(kNegInf);
+      Vec code = j0 == 0 ? first_code : Vec::zero();
+      Mask nan = unordered(best, best);
+      for (int r = 0; r < nrows; ++r) {
+        const float* row = top + r * step + c0;
+        const Vec lo = load_fill(row, nlo, kNegInf), hi = load_fill(row + W, nhi, kNegInf);
+        nan = mask_or(nan, unordered(lo, hi));
+        Vec even, odd;
+        deinterleave(lo, hi, &even, &odd);
+        if (three) {
+          const Vec left = shift_in(carry[r], odd);
+          Mask m = cmp_gt(left, best);
+          best = select(m, left, best);
+          code = select(m, code_of[r][0], code);
+          m = cmp_gt(even, best);
+          best = select(m, even, best);
+          code = select(m, code_of[r][1], code);
+          m = cmp_gt(odd, best);
+          best = select(m, odd, best);
+          code = select(m, code_of[r][2], code);
+        } else {
+          Mask m = cmp_gt(even, best);
+          best = select(m, even, best);
+          code = select(m, code_of[r][0], code);
+          m = cmp_gt(odd, best);
+          best = select(m, odd, best);
+          code = select(m, code_of[r][1], code);
+        }
+        carry[r] = odd;
+      }
+      const int n = static_cast<int>(std::min<int64_t>(W, OW - j0));
+      const bool has_nan = any_lane(nan);
+      if (has_nan || prev_nan) {  // rare: torch's NaN rule, window by window
+        for (int l = 0; l < n; ++l) max_window(x, s, oh, j0 + l, yrow + j0 + l, irow + j0 + l);
+      } else {
+        best.store_partial(yrow + j0, n);
+        store_index(irow + j0, top_row * IW + c0 - s.pad_w, code + lane2, n);
+      }
+      prev_nan = has_nan;
+    }
+  }
+}
+
 void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const Pool2dShape& s,
                              int threads) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
+  if (indices && stride2_index_ok(s)) {
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
+    for (int64_t p = 0; p < s.planes; ++p)
+      max_pool_plane_stride2_index(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
+    return;
+  }
   if (indices) {
 #pragma omp parallel for num_threads(t) schedule(dynamic, 2)
     for (int64_t p = 0; p < s.planes; ++p)
