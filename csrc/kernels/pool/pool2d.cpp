@@ -294,12 +294,87 @@ inline bool stride2_index_ok(const Pool2dShape& s) {
          static_cast<int64_t>(s.kernel_h) * s.dilation_h * s.in_w + 4 * W + 4 < (int64_t{1} << 24);
 }
 
+// One block of W outputs over kRows window rows (kRows > 0: unrolled, the
+// carried columns stay in registers; 0: nrows at run time). The maximum B is
+// taken first (a max tree), then the winning tap as the smallest code among
+// the taps equal to B: codes grow in scan order over real taps, so that is
+// torch's first maximum, and no compare waits on the previous one (a running
+// strict-compare-and-blend over the 9 taps is one long dependency chain, and
+// ran 2.5x slower than the values-only loop). Taps equal to B are all real
+// unless B is -inf (padding and lanes past the row are -inf); such lanes keep
+// *code_io, the first real tap, as torch does.
+template <int kRows, bool kThree>
+inline void stride2_index_block(const float* top, int64_t step, int nrows, int nlo, int nhi,
+                                Vec* carry, const Vec (*code_of)[3], Vec* best_out, Vec* code_io,
+                                Mask* nan_out) {
+  constexpr int kTaps = kThree ? 3 : 2;
+  const int rows = kRows > 0 ? kRows : nrows;
+  Vec tap[kRows > 0 ? kRows : kStride2IndexMaxRows][3];
+  Vec best = Vec::set1(kNegInf);
+  Mask nan = unordered(best, best);  // all false
+  for (int r = 0; r < rows; ++r) {
+    const float* row = top + r * step;
+    const Vec lo = load_fill(row, nlo, kNegInf), hi = load_fill(row + W, nhi, kNegInf);
+    nan = mask_or(nan, unordered(lo, hi));
+    Vec even, odd;
+    deinterleave(lo, hi, &even, &odd);
+    if (kThree) {
+      tap[r][0] = shift_in(carry[r], odd);
+      tap[r][1] = even;
+      tap[r][2] = odd;
+      best = max(best, max(tap[r][0], max(even, odd)));
+    } else {
+      tap[r][0] = even;
+      tap[r][1] = odd;
+      best = max(best, max(even, odd));
+    }
+    carry[r] = odd;
+  }
+  const Vec none = Vec::set1(static_cast<float>(1 << 24));
+  Vec code = none;
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < kTaps; ++c)
+      code = min(code, select(cmp_ge(tap[r][c], best), code_of[r][c], none));
+  *code_io = select(cmp_gt(best, Vec::set1(kNegInf)), code, *code_io);
+  *best_out = best;
+  *nan_out = nan;
+}
+
+template <int kRows, bool kThree>
+void stride2_index_row(const float* x, const Pool2dShape& s, int64_t oh, const float* top,
+                       int64_t top_row, int nrows, const Vec (*code_of)[3], float* yrow,
+                       int64_t* irow) {
+  const int64_t IW = s.in_w, OW = s.out_w, step = static_cast<int64_t>(s.dilation_h) * IW;
+  const Vec lane2 = lane_iota() * Vec::set1(2.0f);
+  Vec carry[kRows > 0 ? kRows : kStride2IndexMaxRows];
+  for (int r = 0; r < (kRows > 0 ? kRows : nrows); ++r) carry[r] = Vec::set1(kNegInf);  // column -1
+  bool prev_nan = false;
+  for (int64_t j0 = 0; j0 < OW; j0 += W) {
+    const int64_t c0 = 2 * j0;
+    const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
+    const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
+    // The first output's window starts in the padding: its first real tap is c = 1.
+    Vec code = (kThree && j0 == 0) ? shift_in(Vec::set1(1.0f), Vec::zero()) : Vec::zero();
+    Vec best;
+    Mask nan;
+    stride2_index_block<kRows, kThree>(top + c0, step, nrows, nlo, nhi, carry, code_of, &best, &code, &nan);
+    const int n = static_cast<int>(std::min<int64_t>(W, OW - j0));
+    const bool has_nan = any_lane(nan);
+    if (has_nan || prev_nan) {  // rare: torch's NaN rule, window by window
+      for (int l = 0; l < n; ++l) max_window(x, s, oh, j0 + l, yrow + j0 + l, irow + j0 + l);
+    } else {
+      best.store_partial(yrow + j0, n);
+      store_index(irow + j0, top_row * IW + c0 - s.pad_w, code + lane2, n);
+    }
+    prev_nan = has_nan;
+  }
+}
+
+template <bool kThree>
 void max_pool_plane_stride2_index(const float* x, float* y, int64_t* ind, const Pool2dShape& s) {
   const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
   const int kh = s.kernel_h, dh = s.dilation_h;
-  const bool three = s.kernel_w == 3;
   const int64_t step = static_cast<int64_t>(dh) * IW;
-  const Vec lane2 = lane_iota() * Vec::set1(2.0f);
   // Tap codes: row r (counted from the first valid row), column c of the
   // window -> r * step + c.
   Vec code_of[kStride2IndexMaxRows][3];
@@ -314,54 +389,11 @@ void max_pool_plane_stride2_index(const float* x, float* y, int64_t* ind, const 
     const float* top = x + top_row * IW;
     float* yrow = y + oh * OW;
     int64_t* irow = ind + oh * OW;
-    Vec carry[kStride2IndexMaxRows];
-    for (int r = 0; r < nrows; ++r) carry[r] = Vec::set1(kNegInf);  // column -1: padding
-    // The first output's window starts in the padding: its first real tap is c = 1.
-    const Vec first_code = three ? shift_in(Vec::set1(1.0f), Vec::zero()) : Vec::zero();
-    bool prev_nan = false;
-    for (int64_t j0 = 0; j0 < OW; j0 += W) {
-      const int64_t c0 = 2 * j0;
-      const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
-      const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
-      Vec best = Vec::set1(kNegInf);
-      Vec code = j0 == 0 ? first_code : Vec::zero();
-      Mask nan = unordered(best, best);
-      for (int r = 0; r < nrows; ++r) {
-        const float* row = top + r * step + c0;
-        const Vec lo = load_fill(row, nlo, kNegInf), hi = load_fill(row + W, nhi, kNegInf);
-        nan = mask_or(nan, unordered(lo, hi));
-        Vec even, odd;
-        deinterleave(lo, hi, &even, &odd);
-        if (three) {
-          const Vec left = shift_in(carry[r], odd);
-          Mask m = cmp_gt(left, best);
-          best = select(m, left, best);
-          code = select(m, code_of[r][0], code);
-          m = cmp_gt(even, best);
-          best = select(m, even, best);
-          code = select(m, code_of[r][1], code);
-          m = cmp_gt(odd, best);
-          best = select(m, odd, best);
-          code = select(m, code_of[r][2], code);
-        } else {
-          Mask m = cmp_gt(even, best);
-          best = select(m, even, best);
-          code = select(m, code_of[r][0], code);
-          m = cmp_gt(odd, best);
-          best = select(m, odd, best);
-          code = select(m, code_of[r][1], code);
-        }
-        carry[r] = odd;
-      }
-      const int n = static_cast<int>(std::min<int64_t>(W, OW - j0));
-      const bool has_nan = any_lane(nan);
-      if (has_nan || prev_nan) {  // rare: torch's NaN rule, window by window
-        for (int l = 0; l < n; ++l) max_window(x, s, oh, j0 + l, yrow + j0 + l, irow + j0 + l);
-      } else {
-        best.store_partial(yrow + j0, n);
-        store_index(irow + j0, top_row * IW + c0 - s.pad_w, code + lane2, n);
-      }
-      prev_nan = has_nan;
+    switch (nrows) {
+      case 1: stride2_index_row<1, kThree>(x, s, oh, top, top_row, 1, code_of, yrow, irow); break;
+      case 2: stride2_index_row<2, kThree>(x, s, oh, top, top_row, 2, code_of, yrow, irow); break;
+      case 3: stride2_index_row<3, kThree>(x, s, oh, top, top_row, 3, code_of, yrow, irow); break;
+      default: stride2_index_row<0, kThree>(x, s, oh, top, top_row, nrows, code_of, yrow, irow); break;
     }
   }
 }
@@ -372,8 +404,12 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
   if (indices && stride2_index_ok(s)) {
 #pragma omp parallel for num_threads(t) schedule(dynamic, 2)
-    for (int64_t p = 0; p < s.planes; ++p)
-      max_pool_plane_stride2_index(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
+    for (int64_t p = 0; p < s.planes; ++p) {
+      if (s.kernel_w == 3)
+        max_pool_plane_stride2_index<true>(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
+      else
+        max_pool_plane_stride2_index<false>(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
+    }
     return;
   }
   if (indices) {
