@@ -3,7 +3,7 @@
 // sources, so each ISA build gets its own copy inside pve::<isa>.
 //
 //   Mask                      per-lane predicate (__mmask16, a lane-wide __m256, bool)
-//   cmp_gt/cmp_ge/cmp_lt/cmp_le/is_nan, mask_or, mask_and, select(m, a, b) = m ? a : b
+//   cmp_gt/cmp_ge/cmp_lt/cmp_le/cmp_eq/is_nan, mask_or, mask_and, select(m, a, b) = m ? a : b
 //   unordered(a, b) (a or b NaN), any_lane(m)
 //   load_strided(p, s)        lanes p[0], p[s], p[2s], ...; reads no element it does not return
 //   reduce_add_lanes(v)       lane i = horizontal sum of v[i], for W vectors at once
@@ -33,6 +33,7 @@ inline Mask cmp_gt(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_O
 inline Mask cmp_ge(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ); }
 inline Mask cmp_lt(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
 inline Mask cmp_le(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ); }
+inline Mask cmp_eq(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
 inline Mask is_nan(Vec a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
 inline Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }
 inline Mask mask_and(Mask a, Mask b) { return static_cast<Mask>(a & b); }
@@ -125,6 +126,7 @@ inline Mask cmp_gt(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ); }
 inline Mask cmp_ge(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
 inline Mask cmp_lt(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
 inline Mask cmp_le(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ); }
+inline Mask cmp_eq(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }
 inline Mask is_nan(Vec a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
 inline Mask mask_or(Mask a, Mask b) { return _mm256_or_ps(a, b); }
 inline Mask mask_and(Mask a, Mask b) { return _mm256_and_ps(a, b); }
@@ -205,6 +207,7 @@ inline Mask cmp_gt(Vec a, Vec b) { return a.v > b.v; }
 inline Mask cmp_ge(Vec a, Vec b) { return a.v >= b.v; }
 inline Mask cmp_lt(Vec a, Vec b) { return a.v < b.v; }
 inline Mask cmp_le(Vec a, Vec b) { return a.v <= b.v; }
+inline Mask cmp_eq(Vec a, Vec b) { return a.v == b.v; }
 inline Mask is_nan(Vec a) { return a.v != a.v; }
 inline Mask mask_or(Mask a, Mask b) { return a || b; }
 inline Mask mask_and(Mask a, Mask b) { return a && b; }

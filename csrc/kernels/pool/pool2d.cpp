@@ -300,9 +300,10 @@ inline bool stride2_index_ok(const Pool2dShape& s) {
 // the taps equal to B: codes grow in scan order over real taps, so that is
 // torch's first maximum, and no compare waits on the previous one (a running
 // strict-compare-and-blend over the 9 taps is one long dependency chain, and
-// ran 2.5x slower than the values-only loop). Taps equal to B are all real
-// unless B is -inf (padding and lanes past the row are -inf); such lanes keep
-// *code_io, the first real tap, as torch does.
+// ran 2.5x slower than the values-only loop; an overwrite chain of blends in
+// reverse scan order instead of the min tree was slower still). Taps equal to
+// B are all real unless B is -inf (padding and lanes past the row are -inf);
+// such lanes keep *code_io, the first real tap, as torch does.
 template <int kRows, bool kThree>
 inline void stride2_index_block(const float* top, int64_t step, int nrows, int nlo, int nhi,
                                 Vec* carry, const Vec (*code_of)[3], Vec* best_out, Vec* code_io,
@@ -330,11 +331,12 @@ inline void stride2_index_block(const float* top, int64_t step, int nrows, int n
     }
     carry[r] = odd;
   }
+  // Taps in reverse scan order, each equal one overwriting: the first wins.
   const Vec none = Vec::set1(static_cast<float>(1 << 24));
   Vec code = none;
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < kTaps; ++c)
-      code = min(code, select(cmp_ge(tap[r][c], best), code_of[r][c], none));
+      code = min(code, select(cmp_eq(tap[r][c], best), code_of[r][c], none));
   *code_io = select(cmp_gt(best, Vec::set1(kNegInf)), code, *code_io);
   *best_out = best;
   *nan_out = nan;
@@ -464,6 +466,18 @@ inline void scatter_plane(float* g, const float* go, const int64_t* id, int64_t 
   }
 }
 
+// Into a scratch plane with one spare slot at in_hw: out-of-range indices are
+// sent there (a conditional move, no branch), and the slot is never copied out.
+inline void scatter_scratch(float* g, const float* go, const int64_t* id, int64_t in_hw,
+                            int64_t out_hw) {
+  std::memset(g, 0, sizeof(float) * (in_hw + 1));
+  const uint64_t n = static_cast<uint64_t>(in_hw);
+  for (int64_t o = 0; o < out_hw; ++o) {
+    const uint64_t i = static_cast<uint64_t>(id[o]);
+    g[i < n ? i : n] += go[o];
+  }
+}
+
 void max_pool2d_backward_impl(const float* gy, const int64_t* indices, float* gx, int64_t planes,
                               int64_t in_hw, int64_t out_hw, int threads) {
   const int t = planes_threads(planes, planes * in_hw, threads);
@@ -474,10 +488,10 @@ void max_pool2d_backward_impl(const float* gy, const int64_t* indices, float* gx
   }
 #pragma omp parallel num_threads(t)
   {
-    std::vector<float> scratch(static_cast<size_t>(in_hw));
+    std::vector<float> scratch(static_cast<size_t>(in_hw + 1));
 #pragma omp for schedule(dynamic, 2)
     for (int64_t p = 0; p < planes; ++p) {
-      scatter_plane(scratch.data(), gy + p * out_hw, indices + p * out_hw, in_hw, out_hw);
+      scatter_scratch(scratch.data(), gy + p * out_hw, indices + p * out_hw, in_hw, out_hw);
       copy_stream(gx + p * in_hw, scratch.data(), in_hw);
     }
 #if defined(__AVX2__) || defined(__AVX512F__)
