@@ -324,3 +324,26 @@ def test_max_pool2d_training_path_torch_parity(isa, shape, k, s, p, ceil):
     np.testing.assert_array_equal(y.detach().numpy(), ty.detach().numpy())
     np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
     np.testing.assert_array_equal(xt.grad.numpy(), tx.grad.numpy())
+
+
+# Square stride-2 windows (3x3 pad 1, 2x2 pad 0) read each input row once and
+# carry the row maxima of the shared row: heights around the carried row,
+# ceil_mode (a last window holding only the carried row), NaN in any row.
+@pytest.mark.parametrize("h", [1, 2, 3, 4, 5, 6, 8, 9])
+@pytest.mark.parametrize("k,p,ceil", [(3, 1, False), (3, 1, True), (2, 0, False), (2, 0, True)])
+def test_max_pool2d_stride2_rows_path(isa, h, k, p, ceil):
+    w = 37
+    if ref.out_size(h, k, 2, p, 1, ceil) < 1:
+        return
+    x = rng.standard_normal((2, 2, h, w)).astype(np.float32)
+    y = F.max_pool2d(x, k, 2, p, ceil_mode=ceil).numpy()
+    ry, _ = ref.max_pool2d(x, (k, k), (2, 2), (p, p), (1, 1), ceil)
+    np.testing.assert_array_equal(y, ry.astype(np.float32))
+    for row in range(h):
+        xn = x.copy()
+        xn[1, 0, row, (5 * row) % w] = np.nan
+        y = F.max_pool2d(xn, k, 2, p, ceil_mode=ceil).numpy()
+        ry, _ = ref.max_pool2d(xn, (k, k), (2, 2), (p, p), (1, 1), ceil)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ry))
+        ok = ~np.isnan(ry)
+        np.testing.assert_array_equal(y[ok], ry[ok].astype(np.float32))

@@ -251,6 +251,69 @@ void max_pool_plane_stride2(const float* x, float* y, const Pool2dShape& s) {
   }
 }
 
+// Values only, the same windows when they are square and stride 2 down as well
+// (3x3 pad 1, 2x2 pad 0; dilation 1): each input row is read once, front to
+// back. Its horizontal maxima (one per output column) are computed once and
+// combined with those of the other rows of the window: for 3x3, row 2i + 1
+// serves output rows i and i + 1 through a carried row of maxima. Plain max
+// (drops a NaN in its first operand); a plane whose loads hold any NaN is
+// redone by max_pool_plane_stride2, which propagates it.
+inline bool stride2_rows(const Pool2dShape& s) {
+  return stride2_columns(s) && s.stride_h == 2 && s.dilation_h == 1 &&
+         s.kernel_h == s.kernel_w && s.pad_h == s.pad_w;
+}
+
+// Horizontal maxima of one input row for output columns [0, OW) into h; when
+// `with` is given, h[j] = max(with[j], row maxima[j]) (with may alias h).
+inline void row_maxima(const float* row, int64_t IW, int64_t OW, bool three, const float* with,
+                       float* h, float* out, Mask* nan) {
+  Vec prev_odd = Vec::set1(kNegInf);
+  for (int64_t j0 = 0; j0 < OW; j0 += W) {
+    const int64_t c0 = 2 * j0;
+    const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
+    const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
+    const Vec lo = load_fill(row + c0, nlo, kNegInf), hi = load_fill(row + c0 + W, nhi, kNegInf);
+    *nan = mask_or(*nan, unordered(lo, hi));
+    Vec even, odd;
+    deinterleave(lo, hi, &even, &odd);
+    Vec m = max(even, odd);
+    if (three) m = max(shift_in(prev_odd, odd), m);
+    prev_odd = odd;
+    if (h) m.store(h + j0);                        // h has W floats of slack
+    if (with) m = max(Vec::load(with + j0), m);
+    if (out) m.store_partial(out + j0, static_cast<int>(std::min<int64_t>(W, OW - j0)));
+  }
+}
+
+void max_pool_plane_stride2_rows(const float* x, float* y, const Pool2dShape& s, float* carry,
+                                 float* acc) {
+  const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
+  const bool three = s.kernel_w == 3;
+  Mask nan = unordered(Vec::zero(), Vec::zero());  // all false
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const int64_t r = 2 * oh;  // window rows: r - 1 (3x3, carried), r, r + 1
+    const bool have_carry = three && oh > 0;
+    const bool have_r = r < H, have_r1 = r + 1 < H;
+    float* yrow = y + oh * OW;
+    const float* first = have_carry ? carry : nullptr;
+    if (have_r && have_r1) {
+      // acc = max(carry, maxima of row r); then output = max(acc, row r + 1),
+      // whose maxima become the next carry.
+      row_maxima(x + r * IW, IW, OW, three, nullptr, acc, nullptr, &nan);
+      if (first) {
+        for (int64_t j = 0; j < OW; j += W) max(Vec::load(acc + j), Vec::load(first + j)).store(acc + j);
+      }
+      row_maxima(x + (r + 1) * IW, IW, OW, three, acc, three ? carry : nullptr, yrow, &nan);
+    } else if (have_r) {
+      row_maxima(x + r * IW, IW, OW, three, first, nullptr, yrow, &nan);
+    } else {  // only the carried row
+      for (int64_t j = 0; j < OW; j += W)
+        Vec::load(carry + j).store_partial(yrow + j, static_cast<int>(std::min<int64_t>(W, OW - j)));
+    }
+  }
+  if (any_lane(nan)) max_pool_plane_stride2(x, y, s);
+}
+
 // One window, scalar, in torch's order: the reference for the vector paths
 // (first maximum in scan order; a NaN always wins, so the last NaN is kept).
 inline void max_window(const float* x, const Pool2dShape& s, int64_t oh, int64_t ow, float* val,
@@ -418,6 +481,17 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
 #pragma omp parallel for num_threads(t) schedule(dynamic, 2)
     for (int64_t p = 0; p < s.planes; ++p)
       max_pool_plane<true>(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
+    return;
+  }
+  if (stride2_rows(s)) {
+#pragma omp parallel num_threads(t)
+    {
+      const size_t n = static_cast<size_t>(s.out_w + W);  // W floats of slack for full stores
+      std::vector<float> carry(n), acc(n);
+#pragma omp for schedule(dynamic, 2)
+      for (int64_t p = 0; p < s.planes; ++p)
+        max_pool_plane_stride2_rows(x + p * in_plane, y + p * out_plane, s, carry.data(), acc.data());
+    }
     return;
   }
   if (stride2_columns(s)) {
