@@ -67,15 +67,27 @@ py::tuple max_pool_fwd(const py::array& x, Pair k, Pair s, Pair p, Pair d, int64
 }
 
 // Shared by max and adaptive max pooling.
-py::array max_pool_bwd(const py::array& gy, const py::array& indices, int64_t in_h, int64_t in_w) {
+// out: optional float32 C-contiguous array of planes * in_h * in_w elements
+// (any shape) to write into, so the caller can get grad_input in the input's
+// own shape without a view or a copy.
+py::array max_pool_bwd(const py::array& gy, const py::array& indices, int64_t in_h, int64_t in_w,
+                       const py::object& out) {
   static const char* op = "max_pool2d backward";
   check_f32(gy, op, "grad_output (planes, oh, ow)", 3);
   const int64_t planes = gy.shape(0), out_hw = gy.shape(1) * gy.shape(2);
   const int64_t* pi = i64_arg(indices, gy.size(), op, "indices");
   if (in_h < 0 || in_w < 0) throw py::value_error("max_pool2d backward: bad input size");
-  py::array_t<float> gx({planes, in_h, in_w});
+  py::array gx;
+  float* pgx;
+  if (out.is_none()) {
+    py::array_t<float> a({planes, in_h, in_w});
+    pgx = a.mutable_data();
+    gx = a;
+  } else {
+    gx = py::reinterpret_borrow<py::array>(out);
+    pgx = f32_out_arg(gx, planes * in_h * in_w, op, "out");
+  }
   const float* pg = f32_data(gy);
-  float* pgx = gx.mutable_data();
   auto fn = max_pool2d_backward.get();
   const int t = num_threads();
   {
@@ -195,7 +207,7 @@ void bind_pool(py::module_& m) {
         py::arg("out_w"), py::arg("with_indices") = false,
         "(output, indices or None); input (planes, H, W), indices flat per plane.");
   m.def("max_pool2d_backward", &max_pool_bwd, py::arg("grad_output"), py::arg("indices"),
-        py::arg("in_h"), py::arg("in_w"));
+        py::arg("in_h"), py::arg("in_w"), py::arg("out") = py::none());
   m.def("avg_pool2d_forward", &avg_pool_fwd, py::arg("input"), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("out_h"), py::arg("out_w"),
         py::arg("count_include_pad") = true, py::arg("divisor_override") = 0);

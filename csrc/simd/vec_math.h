@@ -3,7 +3,7 @@
 // sources, so each ISA build gets its own copy inside pve::<isa>.
 //
 //   Mask                      per-lane predicate (__mmask16, a lane-wide __m256, bool)
-//   cmp_gt/cmp_ge/cmp_lt/cmp_le/is_nan, mask_or, mask_and, select(m, a, b) = m ? a : b
+//   cmp_gt/cmp_ge/cmp_lt/cmp_le/cmp_eq/is_nan, mask_or, mask_and, select(m, a, b) = m ? a : b
 //   unordered(a, b) (a or b NaN), any_lane(m)
 //   load_strided(p, s)        lanes p[0], p[s], p[2s], ...; reads no element it does not return
 //   reduce_add_lanes(v)       lane i = horizontal sum of v[i], for W vectors at once
@@ -11,6 +11,9 @@
 //   deinterleave(lo, hi, e, o)  even / odd elements of the 2W floats lo:hi
 //   shift_in(prev, cur)       [prev[W-1], cur[0], ..., cur[W-2]]
 //   max_propagate_nan(a, b)   max that returns NaN when either operand is NaN
+//   lane_iota()               0, 1, ..., W-1
+//   store_index(d, base, off, n)  d[l] = base + (int64) off[l] for the first n lanes
+//                             (off holds exact integers, |off| < 2^24)
 //   exp, tanh, erf, sigmoid   scalar build: the <cmath> functions (the reference);
 //                             SIMD builds: Cephes-style polynomials, a few ulp
 //                             (erf: <= ~3e-7 absolute), NaN in -> NaN out.
@@ -30,6 +33,7 @@ inline Mask cmp_gt(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_O
 inline Mask cmp_ge(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ); }
 inline Mask cmp_lt(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
 inline Mask cmp_le(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ); }
+inline Mask cmp_eq(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
 inline Mask is_nan(Vec a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
 inline Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }
 inline Mask mask_and(Mask a, Mask b) { return static_cast<Mask>(a & b); }
@@ -97,6 +101,23 @@ inline Vec shift_in(Vec prev, Vec cur) {
 // and the blend keeps a's. (A merge-masked vmaxps instead of the blend was 2x
 // slower in the max-pool loop on Zen 5.)
 inline Vec max_propagate_nan(Vec a, Vec b) { return select(is_nan(a), a, max(a, b)); }
+inline Vec lane_iota() {
+  return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+inline void store_index(int64_t* dst, int64_t base, Vec off, int n) {
+  const __m512i i32 = _mm512_cvttps_epi32(off.v);
+  const __m512i b = _mm512_set1_epi64(base);
+  const __m512i lo = _mm512_add_epi64(b, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i32)));
+  const __m512i hi = _mm512_add_epi64(b, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i32, 1)));
+  if (n >= 16) {
+    _mm512_storeu_si512(dst, lo);
+    _mm512_storeu_si512(dst + 8, hi);
+  } else {
+    const unsigned m = (1u << n) - 1u;
+    _mm512_mask_storeu_epi64(dst, static_cast<__mmask8>(m & 0xFF), lo);
+    _mm512_mask_storeu_epi64(dst + 8, static_cast<__mmask8>(m >> 8), hi);
+  }
+}
 
 #elif defined(__AVX2__)
 
@@ -105,6 +126,7 @@ inline Mask cmp_gt(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ); }
 inline Mask cmp_ge(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
 inline Mask cmp_lt(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
 inline Mask cmp_le(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ); }
+inline Mask cmp_eq(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }
 inline Mask is_nan(Vec a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
 inline Mask mask_or(Mask a, Mask b) { return _mm256_or_ps(a, b); }
 inline Mask mask_and(Mask a, Mask b) { return _mm256_and_ps(a, b); }
@@ -161,6 +183,22 @@ inline Vec shift_in(Vec prev, Vec cur) {
   return _mm256_blend_ps(_mm256_permutevar8x32_ps(cur.v, rot), _mm256_permutevar8x32_ps(prev.v, rot), 0x01);
 }
 inline Vec max_propagate_nan(Vec a, Vec b) { return select(is_nan(a), a, max(a, b)); }
+inline Vec lane_iota() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
+inline void store_index(int64_t* dst, int64_t base, Vec off, int n) {
+  const __m256i i32 = _mm256_cvttps_epi32(off.v);
+  const __m256i b = _mm256_set1_epi64x(base);
+  const __m256i lo = _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i32)));
+  const __m256i hi = _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i32, 1)));
+  if (n >= 8) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 4), hi);
+  } else {
+    alignas(32) int64_t tmp[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), lo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp + 4), hi);
+    for (int l = 0; l < n; ++l) dst[l] = tmp[l];
+  }
+}
 
 #else
 
@@ -169,6 +207,7 @@ inline Mask cmp_gt(Vec a, Vec b) { return a.v > b.v; }
 inline Mask cmp_ge(Vec a, Vec b) { return a.v >= b.v; }
 inline Mask cmp_lt(Vec a, Vec b) { return a.v < b.v; }
 inline Mask cmp_le(Vec a, Vec b) { return a.v <= b.v; }
+inline Mask cmp_eq(Vec a, Vec b) { return a.v == b.v; }
 inline Mask is_nan(Vec a) { return a.v != a.v; }
 inline Mask mask_or(Mask a, Mask b) { return a || b; }
 inline Mask mask_and(Mask a, Mask b) { return a && b; }
@@ -185,6 +224,10 @@ inline void deinterleave(Vec lo, Vec hi, Vec* even, Vec* odd) {
 }
 inline Vec shift_in(Vec prev, Vec cur) { return prev; }
 inline Vec max_propagate_nan(Vec a, Vec b) { return a.v != a.v ? a : (b.v != b.v ? b : max(a, b)); }
+inline Vec lane_iota() { return 0.0f; }
+inline void store_index(int64_t* dst, int64_t base, Vec off, int n) {
+  if (n > 0) *dst = base + static_cast<int64_t>(off.v);
+}
 
 #endif
 

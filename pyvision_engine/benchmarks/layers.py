@@ -74,6 +74,34 @@ def _cases(torch) -> List[Tuple[str, float, Callable, Optional[Callable]]]:
                   lambda: F.max_pool2d(px, 3, 2, 1),
                   (lambda: torch.nn.functional.max_pool2d(tx, 3, 2, 1)) if torch else None))
 
+    # Training path: indices (int64) are written by the forward and read back
+    # by the backward, which writes grad_input.
+    cases.append(("max_pool2d 3x3 s2 p1, 8x64x112x112 (fwd with indices)",
+                  4.0 * x.size + 12.0 * out_elems,
+                  lambda: F.max_pool2d(px, 3, 2, 1, return_indices=True),
+                  (lambda: torch.nn.functional.max_pool2d(tx, 3, 2, 1, return_indices=True))
+                  if torch else None))
+    pxg = pve.tensor(x, requires_grad=True)
+    gmp = rng.standard_normal((8, 64, 56, 56)).astype(np.float32)
+    pgmp = pve.from_numpy(gmp)
+
+    def pve_mp_train():
+        pxg.grad = None
+        F.max_pool2d(pxg, 3, 2, 1).backward(pgmp)
+
+    tmp_fn = None
+    if torch:
+        txg = torch.tensor(x, requires_grad=True)
+        tgmp = torch.from_numpy(gmp)
+
+        def tmp_fn():
+            txg.grad = None
+            torch.nn.functional.max_pool2d(txg, 3, 2, 1).backward(tgmp)
+
+    # fwd: read x, write y and indices; bwd: read gy and indices, write gx.
+    cases.append(("max_pool2d 3x3 s2 p1, 8x64x112x112 (train fwd+bwd)",
+                  2 * (4.0 * x.size + 12.0 * out_elems), pve_mp_train, tmp_fn))
+
     cases.append(("relu, 8x64x112x112 (fwd)", 4.0 * 2 * x.size,
                   lambda: F.relu(px), (lambda: torch.relu(tx)) if torch else None))
 

@@ -65,21 +65,32 @@ def _window_args(op: str, kernel_size: Any, stride: Any, padding: Any, dilation:
 
 
 class _MaxPool2d(Function):
+    # Takes x in its own shape (no Reshape node in the graph) and returns
+    # grad_input in that shape, freshly allocated: a leaf keeps it as .grad
+    # without a copy.
+    owns_grads = True
+
     @staticmethod
     def forward(ctx, x, lead, args, holder):
         k, s, p, d, out = args
         want = holder is not None or any(ctx.needs_input_grad)
-        y, ind = _C.max_pool2d_forward(x, k, s, p, d, out[0], out[1], want)
-        ctx.ind, ctx.in_hw, ctx.lead = ind, x.shape[1:], lead
+        y, ind = _C.max_pool2d_forward(x.reshape((-1,) + x.shape[-2:]), k, s, p, d, out[0],
+                                       out[1], want)
+        ctx.ind, ctx.x_shape = ind, x.shape
         if holder is not None:
             holder.append(ind.reshape(lead + out))
         return y.reshape(lead + out)
 
     @staticmethod
     def backward(ctx, g):
-        g3 = np.ascontiguousarray(g.reshape((-1,) + g.shape[-2:]))
-        gx = _C.max_pool2d_backward(g3, ctx.ind, ctx.in_hw[0], ctx.in_hw[1])
-        return gx, None, None, None
+        return _max_pool_backward(ctx, g), None, None, None
+
+
+def _max_pool_backward(ctx, g: np.ndarray) -> np.ndarray:
+    g3 = np.ascontiguousarray(g.reshape((-1,) + g.shape[-2:]), dtype=np.float32)
+    gx = np.empty(ctx.x_shape, dtype=np.float32)
+    _C.max_pool2d_backward(g3, ctx.ind, ctx.x_shape[-2], ctx.x_shape[-1], out=gx)
+    return gx
 
 
 def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
@@ -93,7 +104,7 @@ def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 
     planes, lead = _planes(x, op)
     args = _window_args(op, kernel_size, stride, padding, dilation, x.shape[-2:], ceil_mode)
     holder: Optional[List[np.ndarray]] = [] if return_indices else None
-    y = _MaxPool2d.apply(_as_planes_tensor(x, planes), lead, args, holder)
+    y = _MaxPool2d.apply(x, lead, args, holder)
     if return_indices:
         return y, Tensor._wrap(holder[0])
     return y
@@ -191,19 +202,20 @@ def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
 
 
 class _AdaptiveMaxPool2d(Function):
+    owns_grads = True  # as _MaxPool2d
+
     @staticmethod
     def forward(ctx, x, lead, out, holder):
-        y, ind = _C.adaptive_max_pool2d_forward(x, out[0], out[1], True)
-        ctx.ind, ctx.in_hw, ctx.lead = ind, x.shape[1:], lead
+        y, ind = _C.adaptive_max_pool2d_forward(x.reshape((-1,) + x.shape[-2:]), out[0], out[1],
+                                                True)
+        ctx.ind, ctx.x_shape = ind, x.shape
         if holder is not None:
             holder.append(ind.reshape(lead + out))
         return y.reshape(lead + out)
 
     @staticmethod
     def backward(ctx, g):
-        g3 = np.ascontiguousarray(g.reshape((-1,) + g.shape[-2:]))
-        gx = _C.max_pool2d_backward(g3, ctx.ind, ctx.in_hw[0], ctx.in_hw[1])
-        return gx, None, None, None
+        return _max_pool_backward(ctx, g), None, None, None
 
 
 def adaptive_max_pool2d(input: Any, output_size: Any, return_indices: bool = False):
@@ -213,7 +225,7 @@ def adaptive_max_pool2d(input: Any, output_size: Any, return_indices: bool = Fal
     planes, lead = _planes(x, op)
     out = _adaptive_size(output_size, x.shape[-2:], op)
     holder: Optional[List[np.ndarray]] = [] if return_indices else None
-    y = _AdaptiveMaxPool2d.apply(_as_planes_tensor(x, planes), lead, out, holder)
+    y = _AdaptiveMaxPool2d.apply(x, lead, out, holder)
     if return_indices:
         return y, Tensor._wrap(holder[0])
     return y

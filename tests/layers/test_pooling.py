@@ -217,3 +217,133 @@ def test_pooling_same_result_on_1_and_2_threads(isa):
         pve.set_num_threads(before)
     for a, b in zip(out[1], out[2]):
         np.testing.assert_array_equal(a, b)
+
+
+# The stride-2 path with indices (training): 3 wide pad 1 and 2 wide pad 0 at
+# stride 2 across, any vertical geometry. Values, indices and the gradient
+# scattered by index against the float64 reference, at widths around the
+# 8 / 16-lane block edges, odd widths, ceil_mode, vertical padding/dilation.
+def _scatter_reference(gy, ridx, in_shape):
+    # Sequential float32 adds in output scan order, as torch's backward adds.
+    n, c, h, w = in_shape
+    gx = np.zeros((n * c, h * w), np.float32)
+    g2, i2 = gy.reshape(n * c, -1).astype(np.float32), ridx.reshape(n * c, -1)
+    for p in range(n * c):
+        np.add.at(gx[p], i2[p], g2[p])
+    return gx.reshape(in_shape)
+
+
+STRIDE2_INDEX_CASES = [  # (kernel, padding, stride_h, pad_h, dilation_h, ceil)
+    (3, 1, 2, 1, 1, False), (3, 1, 2, 1, 1, True), (2, 0, 2, 0, 1, False),
+    (2, 0, 2, 0, 1, True), (3, 1, 1, 0, 1, False), (3, 1, 1, 1, 2, False)]
+
+
+@pytest.mark.parametrize("w", [1, 2, 3, 5, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 112, 113])
+@pytest.mark.parametrize("k,p,sh,ph,dh,ceil", STRIDE2_INDEX_CASES)
+def test_max_pool2d_stride2_indices_path(isa, w, k, p, sh, ph, dh, ceil):
+    h = 7
+    x = rng.standard_normal((2, 3, h, w)).astype(np.float32)
+    if ref.out_size(w, k, 2, p, 1, ceil) < 1 or ref.out_size(h, k, sh, ph, dh, ceil) < 1:
+        return  # no output: covered by the values-path test
+    args = ((k, k), (sh, 2), (ph, p), (dh, 1), ceil)
+    xt = pve.tensor(x, requires_grad=True)
+    y, idx = F.max_pool2d(xt, *args, return_indices=True)
+    ry, ridx = ref.max_pool2d(x, *args)
+    np.testing.assert_array_equal(y.detach().numpy(), ry.astype(np.float32))
+    np.testing.assert_array_equal(idx.numpy(), ridx)
+    gy = rng.standard_normal(ry.shape).astype(np.float32)
+    y.backward(pve.from_numpy(gy))
+    np.testing.assert_array_equal(xt.grad.numpy(), _scatter_reference(gy, ridx, x.shape))
+
+
+@pytest.mark.parametrize("w", [5, 16, 28, 33, 64, 113])
+@pytest.mark.parametrize("k,p", [(3, 1), (2, 0)])
+def test_max_pool2d_stride2_indices_ties_and_infinities(isa, w, k, p):
+    # Few distinct values: most windows tie, across rows and across the
+    # shared column; the first maximum in scan order must win.
+    x = rng.integers(0, 3, (2, 2, 9, w)).astype(np.float32)
+    x[0, 1] = -np.inf  # a plane of -inf: every index is the window's first real tap
+    x[1, 0, 4] = np.inf
+    y, idx = F.max_pool2d(x, k, 2, p, return_indices=True)
+    ry, ridx = ref.max_pool2d(x, (k, k), (2, 2), (p, p))
+    np.testing.assert_array_equal(y.numpy(), ry.astype(np.float32))
+    np.testing.assert_array_equal(idx.numpy(), ridx)
+
+
+@pytest.mark.parametrize("col", [0, 1, 15, 16, 30, 31, 32, 33, 63, 64, 111])
+def test_max_pool2d_stride2_indices_nan_at_block_edges(isa, col):
+    # A NaN's index is its own position (the last NaN in scan order when a
+    # window holds several), also through the column carried between blocks.
+    x = rng.standard_normal((1, 3, 6, 112)).astype(np.float32)
+    x[0, 0, 2, col] = np.nan
+    x[0, 1, 5, 111 - col] = np.nan
+    x[0, 2, 2, col] = np.nan
+    x[0, 2, 3, min(col + 1, 111)] = np.nan
+    for k, p in ((3, 1), (2, 0)):
+        y, idx = F.max_pool2d(x, k, 2, p, return_indices=True)
+        ry, ridx = ref.max_pool2d(x, (k, k), (2, 2), (p, p))
+        np.testing.assert_array_equal(np.isnan(y.numpy()), np.isnan(ry))
+        ok = ~np.isnan(ry)
+        np.testing.assert_array_equal(y.numpy()[ok], ry[ok].astype(np.float32))
+        np.testing.assert_array_equal(idx.numpy(), ridx)
+
+
+def test_max_pool2d_training_path_same_on_1_and_2_threads(isa):
+    x = rng.standard_normal((4, 64, 57, 58)).astype(np.float32)
+    gy = rng.standard_normal((4, 64, 29, 29)).astype(np.float32)
+    before = pve.get_num_threads()
+    out = {}
+    try:
+        for t in (1, 2):
+            pve.set_num_threads(t)
+            xt = pve.tensor(x, requires_grad=True)
+            y, idx = F.max_pool2d(xt, 3, 2, 1, return_indices=True)
+            y.backward(pve.from_numpy(gy))
+            out[t] = (y.detach().numpy(), idx.numpy(), xt.grad.numpy())
+    finally:
+        pve.set_num_threads(before)
+    for a, b in zip(out[1], out[2]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape,k,s,p,ceil", [((3, 6, 28, 28), 2, 2, 0, False),
+                                             ((3, 16, 10, 10), 2, 2, 0, False),
+                                             ((2, 8, 37, 45), 3, 2, 1, False),
+                                             ((2, 8, 37, 45), 3, 2, 1, True)])
+def test_max_pool2d_training_path_torch_parity(isa, shape, k, s, p, ceil):
+    torch = pytest.importorskip("torch")
+    x = rng.integers(-4, 5, shape).astype(np.float32)  # many ties
+    x.reshape(-1)[::97] = np.nan
+    xt = pve.tensor(x, requires_grad=True)
+    y, idx = F.max_pool2d(xt, k, s, p, ceil_mode=ceil, return_indices=True)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(pve.from_numpy(gy))
+    tx = torch.tensor(x, requires_grad=True)
+    ty, tidx = torch.nn.functional.max_pool2d(tx, k, s, p, ceil_mode=ceil, return_indices=True)
+    ty.backward(torch.from_numpy(gy))
+    np.testing.assert_array_equal(y.detach().numpy(), ty.detach().numpy())
+    np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
+    np.testing.assert_array_equal(xt.grad.numpy(), tx.grad.numpy())
+
+
+# Square stride-2 windows (3x3 pad 1, 2x2 pad 0) read each input row once and
+# carry the row maxima of the shared row: heights around the carried row,
+# ceil_mode (a last window holding only the carried row), NaN in any row.
+@pytest.mark.parametrize("h", [1, 2, 3, 4, 5, 6, 8, 9])
+@pytest.mark.parametrize("k,p,ceil", [(3, 1, False), (3, 1, True), (2, 0, False), (2, 0, True)])
+def test_max_pool2d_stride2_rows_path(isa, h, k, p, ceil):
+    w = 37
+    if ref.out_size(h, k, 2, p, 1, ceil) < 1:
+        return
+    x = rng.standard_normal((2, 2, h, w)).astype(np.float32)
+    y = F.max_pool2d(x, k, 2, p, ceil_mode=ceil).numpy()
+    ry, _ = ref.max_pool2d(x, (k, k), (2, 2), (p, p), (1, 1), ceil)
+    np.testing.assert_array_equal(y, ry.astype(np.float32))
+    for row in range(h):
+        xn = x.copy()
+        xn[1, 0, row, (5 * row) % w] = np.nan
+        y = F.max_pool2d(xn, k, 2, p, ceil_mode=ceil).numpy()
+        ry, _ = ref.max_pool2d(xn, (k, k), (2, 2), (p, p), (1, 1), ceil)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ry))
+        ok = ~np.isnan(ry)
+        np.testing.assert_array_equal(y[ok], ry[ok].astype(np.float32))

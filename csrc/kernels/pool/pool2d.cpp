@@ -45,10 +45,10 @@ void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s
   const int kh = s.kernel_h, kw = s.kernel_w, dh = s.dilation_h, dw = s.dilation_w, sw = s.stride_w;
   int64_t lo, hi;
   interior_columns(s, &lo, &hi);
-  // Flat offset of each window tap from the window's top-left corner.
-  std::vector<int64_t> tap_offset(kIndex ? static_cast<size_t>(kh) * kw : 0);
-  for (size_t t = 0; t < tap_offset.size(); ++t)
-    tap_offset[t] = static_cast<int64_t>(t / kw) * dh * IW + static_cast<int64_t>(t % kw) * dw;
+  // Flat offset of window tap t (scan order) from the window's top-left corner.
+  auto tap_offset = [&](int t) {
+    return static_cast<int64_t>(t / kw) * dh * IW + static_cast<int64_t>(t % kw) * dw;
+  };
   for (int64_t oh = 0; oh < s.out_h; ++oh) {
     const int64_t hstart = oh * s.stride_h - s.pad_h;
     const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
@@ -92,7 +92,7 @@ void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s
         tap.store(taps);
         const int64_t base = hstart * IW + ow * sw - s.pad_w;
         for (int l = 0; l < W; ++l)
-          irow[ow + l] = base + l * sw + tap_offset[static_cast<int>(taps[l])];
+          irow[ow + l] = base + l * sw + tap_offset(static_cast<int>(taps[l]));
       }
     };
     for (int64_t ow = 0; ow < lo; ++ow) scalar_window(ow);
@@ -251,14 +251,247 @@ void max_pool_plane_stride2(const float* x, float* y, const Pool2dShape& s) {
   }
 }
 
+// Values only, the same windows when they are square and stride 2 down as well
+// (3x3 pad 1, 2x2 pad 0; dilation 1): each input row is read once, front to
+// back. Its horizontal maxima (one per output column) are computed once and
+// combined with those of the other rows of the window: for 3x3, row 2i + 1
+// serves output rows i and i + 1 through a carried row of maxima. Plain max
+// (drops a NaN in its first operand); a plane whose loads hold any NaN is
+// redone by max_pool_plane_stride2, which propagates it.
+inline bool stride2_rows(const Pool2dShape& s) {
+  return stride2_columns(s) && s.stride_h == 2 && s.dilation_h == 1 &&
+         s.kernel_h == s.kernel_w && s.pad_h == s.pad_w;
+}
+
+// Horizontal maxima of one input row for output columns [0, OW) into h; when
+// `with` is given, h[j] = max(with[j], row maxima[j]) (with may alias h).
+inline void row_maxima(const float* row, int64_t IW, int64_t OW, bool three, const float* with,
+                       float* h, float* out, Mask* nan) {
+  Vec prev_odd = Vec::set1(kNegInf);
+  for (int64_t j0 = 0; j0 < OW; j0 += W) {
+    const int64_t c0 = 2 * j0;
+    const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
+    const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
+    const Vec lo = load_fill(row + c0, nlo, kNegInf), hi = load_fill(row + c0 + W, nhi, kNegInf);
+    *nan = mask_or(*nan, unordered(lo, hi));
+    Vec even, odd;
+    deinterleave(lo, hi, &even, &odd);
+    Vec m = max(even, odd);
+    if (three) m = max(shift_in(prev_odd, odd), m);
+    prev_odd = odd;
+    if (h) m.store(h + j0);                        // h has W floats of slack
+    if (with) m = max(Vec::load(with + j0), m);
+    if (out) m.store_partial(out + j0, static_cast<int>(std::min<int64_t>(W, OW - j0)));
+  }
+}
+
+void max_pool_plane_stride2_rows(const float* x, float* y, const Pool2dShape& s, float* carry,
+                                 float* acc) {
+  const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
+  const bool three = s.kernel_w == 3;
+  Mask nan = unordered(Vec::zero(), Vec::zero());  // all false
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const int64_t r = 2 * oh;  // window rows: r - 1 (3x3, carried), r, r + 1
+    const bool have_carry = three && oh > 0;
+    const bool have_r = r < H, have_r1 = r + 1 < H;
+    float* yrow = y + oh * OW;
+    const float* first = have_carry ? carry : nullptr;
+    if (have_r && have_r1) {
+      // acc = max(carry, maxima of row r); then output = max(acc, row r + 1),
+      // whose maxima become the next carry.
+      row_maxima(x + r * IW, IW, OW, three, nullptr, acc, nullptr, &nan);
+      if (first) {
+        for (int64_t j = 0; j < OW; j += W) max(Vec::load(acc + j), Vec::load(first + j)).store(acc + j);
+      }
+      row_maxima(x + (r + 1) * IW, IW, OW, three, acc, three ? carry : nullptr, yrow, &nan);
+    } else if (have_r) {
+      row_maxima(x + r * IW, IW, OW, three, first, nullptr, yrow, &nan);
+    } else {  // only the carried row
+      for (int64_t j = 0; j < OW; j += W)
+        Vec::load(carry + j).store_partial(yrow + j, static_cast<int>(std::min<int64_t>(W, OW - j)));
+    }
+  }
+  if (any_lane(nan)) max_pool_plane_stride2(x, y, s);
+}
+
+// One window, scalar, in torch's order: the reference for the vector paths
+// (first maximum in scan order; a NaN always wins, so the last NaN is kept).
+inline void max_window(const float* x, const Pool2dShape& s, int64_t oh, int64_t ow, float* val,
+                       int64_t* idx) {
+  const int64_t H = s.in_h, IW = s.in_w;
+  const int kh = s.kernel_h, kw = s.kernel_w, dh = s.dilation_h, dw = s.dilation_w;
+  const int64_t hstart = oh * s.stride_h - s.pad_h, wstart = ow * s.stride_w - s.pad_w;
+  const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
+  const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
+  const int c0 = wstart < 0 ? static_cast<int>(ceil_div(-wstart, dw)) : 0;
+  const int c1 = static_cast<int>(std::min<int64_t>(kw, IW > wstart ? ceil_div(IW - wstart, dw) : 0));
+  float best = kNegInf;
+  int64_t bi = (hstart + static_cast<int64_t>(r0) * dh) * IW + wstart + static_cast<int64_t>(c0) * dw;
+  for (int r = r0; r < r1; ++r) {
+    const int64_t ih = hstart + static_cast<int64_t>(r) * dh;
+    for (int c = c0; c < c1; ++c) {
+      const int64_t iw = wstart + static_cast<int64_t>(c) * dw;
+      const float v = x[ih * IW + iw];
+      const bool take = v > best || v != v;
+      best = take ? v : best;
+      bi = take ? ih * IW + iw : bi;
+    }
+  }
+  *val = best;
+  *idx = bi;
+}
+
+// With indices (training), width-2 windows at stride 2 as max_pool_plane_stride2:
+// per block of W outputs and per window row, the 2W input columns are loaded
+// once and split into even / odd columns; the taps of a row are then odd[j-1]
+// (carried from the previous block, per row), even[j], odd[j], visited in
+// torch's scan order (rows, then columns) with a strict compare, so ties keep
+// the first maximum. The winning tap is tracked as a float code (its offset
+// from the window's top-left corner, exact below 2^24) with one blend per tap,
+// and turned into int64 flat indices at the store. Blocks whose loads hold a
+// NaN (or whose carried column may) are redone by the scalar window loop.
+constexpr int kStride2IndexMaxRows = 8;
+
+inline bool stride2_index_ok(const Pool2dShape& s) {
+  return stride2_columns(s) && s.kernel_h <= kStride2IndexMaxRows &&
+         static_cast<int64_t>(s.kernel_h) * s.dilation_h * s.in_w + 4 * W + 4 < (int64_t{1} << 24);
+}
+
+// One block of W outputs over kRows window rows (kRows > 0: unrolled, the
+// carried columns stay in registers; 0: nrows at run time). The maximum B is
+// taken first (a max tree), then the winning tap as the smallest code among
+// the taps equal to B: codes grow in scan order over real taps, so that is
+// torch's first maximum, and no compare waits on the previous one (a running
+// strict-compare-and-blend over the 9 taps is one long dependency chain, and
+// ran 2.5x slower than the values-only loop; an overwrite chain of blends in
+// reverse scan order instead of the min tree was slower still). Taps equal to
+// B are all real unless B is -inf (padding and lanes past the row are -inf);
+// such lanes keep *code_io, the first real tap, as torch does.
+template <int kRows, bool kThree>
+inline void stride2_index_block(const float* top, int64_t step, int nrows, int nlo, int nhi,
+                                Vec* carry, const Vec (*code_of)[3], Vec* best_out, Vec* code_io,
+                                Mask* nan_out) {
+  constexpr int kTaps = kThree ? 3 : 2;
+  const int rows = kRows > 0 ? kRows : nrows;
+  Vec tap[kRows > 0 ? kRows : kStride2IndexMaxRows][3];
+  Vec best = Vec::set1(kNegInf);
+  Mask nan = unordered(best, best);  // all false
+  for (int r = 0; r < rows; ++r) {
+    const float* row = top + r * step;
+    const Vec lo = load_fill(row, nlo, kNegInf), hi = load_fill(row + W, nhi, kNegInf);
+    nan = mask_or(nan, unordered(lo, hi));
+    Vec even, odd;
+    deinterleave(lo, hi, &even, &odd);
+    if (kThree) {
+      tap[r][0] = shift_in(carry[r], odd);
+      tap[r][1] = even;
+      tap[r][2] = odd;
+      best = max(best, max(tap[r][0], max(even, odd)));
+    } else {
+      tap[r][0] = even;
+      tap[r][1] = odd;
+      best = max(best, max(even, odd));
+    }
+    carry[r] = odd;
+  }
+  // Taps in reverse scan order, each equal one overwriting: the first wins.
+  const Vec none = Vec::set1(static_cast<float>(1 << 24));
+  Vec code = none;
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < kTaps; ++c)
+      code = min(code, select(cmp_eq(tap[r][c], best), code_of[r][c], none));
+  *code_io = select(cmp_gt(best, Vec::set1(kNegInf)), code, *code_io);
+  *best_out = best;
+  *nan_out = nan;
+}
+
+template <int kRows, bool kThree>
+void stride2_index_row(const float* x, const Pool2dShape& s, int64_t oh, const float* top,
+                       int64_t top_row, int nrows, const Vec (*code_of)[3], float* yrow,
+                       int64_t* irow) {
+  const int64_t IW = s.in_w, OW = s.out_w, step = static_cast<int64_t>(s.dilation_h) * IW;
+  const Vec lane2 = lane_iota() * Vec::set1(2.0f);
+  Vec carry[kRows > 0 ? kRows : kStride2IndexMaxRows];
+  for (int r = 0; r < (kRows > 0 ? kRows : nrows); ++r) carry[r] = Vec::set1(kNegInf);  // column -1
+  bool prev_nan = false;
+  for (int64_t j0 = 0; j0 < OW; j0 += W) {
+    const int64_t c0 = 2 * j0;
+    const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
+    const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
+    // The first output's window starts in the padding: its first real tap is c = 1.
+    Vec code = (kThree && j0 == 0) ? shift_in(Vec::set1(1.0f), Vec::zero()) : Vec::zero();
+    Vec best;
+    Mask nan;
+    stride2_index_block<kRows, kThree>(top + c0, step, nrows, nlo, nhi, carry, code_of, &best, &code, &nan);
+    const int n = static_cast<int>(std::min<int64_t>(W, OW - j0));
+    const bool has_nan = any_lane(nan);
+    if (has_nan || prev_nan) {  // rare: torch's NaN rule, window by window
+      for (int l = 0; l < n; ++l) max_window(x, s, oh, j0 + l, yrow + j0 + l, irow + j0 + l);
+    } else {
+      best.store_partial(yrow + j0, n);
+      store_index(irow + j0, top_row * IW + c0 - s.pad_w, code + lane2, n);
+    }
+    prev_nan = has_nan;
+  }
+}
+
+template <bool kThree>
+void max_pool_plane_stride2_index(const float* x, float* y, int64_t* ind, const Pool2dShape& s) {
+  const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
+  const int kh = s.kernel_h, dh = s.dilation_h;
+  const int64_t step = static_cast<int64_t>(dh) * IW;
+  // Tap codes: row r (counted from the first valid row), column c of the
+  // window -> r * step + c.
+  Vec code_of[kStride2IndexMaxRows][3];
+  for (int r = 0; r < kh; ++r)
+    for (int c = 0; c < 3; ++c) code_of[r][c] = Vec::set1(static_cast<float>(r * step + c));
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const int64_t hstart = oh * s.stride_h - s.pad_h;
+    const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
+    const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
+    const int nrows = r1 - r0;
+    const int64_t top_row = hstart + static_cast<int64_t>(r0) * dh;
+    const float* top = x + top_row * IW;
+    float* yrow = y + oh * OW;
+    int64_t* irow = ind + oh * OW;
+    switch (nrows) {
+      case 1: stride2_index_row<1, kThree>(x, s, oh, top, top_row, 1, code_of, yrow, irow); break;
+      case 2: stride2_index_row<2, kThree>(x, s, oh, top, top_row, 2, code_of, yrow, irow); break;
+      case 3: stride2_index_row<3, kThree>(x, s, oh, top, top_row, 3, code_of, yrow, irow); break;
+      default: stride2_index_row<0, kThree>(x, s, oh, top, top_row, nrows, code_of, yrow, irow); break;
+    }
+  }
+}
+
 void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const Pool2dShape& s,
                              int threads) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
+  if (indices && stride2_index_ok(s)) {
+#pragma omp parallel for num_threads(t) schedule(dynamic, 2)
+    for (int64_t p = 0; p < s.planes; ++p) {
+      if (s.kernel_w == 3)
+        max_pool_plane_stride2_index<true>(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
+      else
+        max_pool_plane_stride2_index<false>(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
+    }
+    return;
+  }
   if (indices) {
 #pragma omp parallel for num_threads(t) schedule(dynamic, 2)
     for (int64_t p = 0; p < s.planes; ++p)
       max_pool_plane<true>(x + p * in_plane, y + p * out_plane, indices + p * out_plane, s);
+    return;
+  }
+  if (stride2_rows(s)) {
+#pragma omp parallel num_threads(t)
+    {
+      const size_t n = static_cast<size_t>(s.out_w + W);  // W floats of slack for full stores
+      std::vector<float> carry(n), acc(n);
+#pragma omp for schedule(dynamic, 2)
+      for (int64_t p = 0; p < s.planes; ++p)
+        max_pool_plane_stride2_rows(x + p * in_plane, y + p * out_plane, s, carry.data(), acc.data());
+    }
     return;
   }
   if (stride2_columns(s)) {
@@ -276,19 +509,68 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
   }
 }
 
+// Above this many bytes of grad_input, each plane is built in a per-thread
+// scratch plane (L1/L2-resident: zeroed and scattered into there) and written
+// out once with streaming stores, so the output lines are never read for
+// ownership (a memset + scatter in place reads and writes them both). Smaller
+// outputs stay in cache for the layer below, which reads them next.
+constexpr int64_t kPoolBwdStreamBytes = 8 << 20;
+
+// dst[0..n) = src[0..n); non-temporal stores where dst is vector-aligned.
+inline void copy_stream(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  const uintptr_t mis = reinterpret_cast<uintptr_t>(dst) % (sizeof(float) * W);
+  if (mis % sizeof(float) != 0) {  // never for numpy float32 arrays
+    std::memcpy(dst, src, sizeof(float) * n);
+    return;
+  }
+  if (mis != 0) {
+    const int64_t head = std::min<int64_t>(n, static_cast<int64_t>((sizeof(float) * W - mis) / sizeof(float)));
+    for (; i < head; ++i) dst[i] = src[i];
+  }
+  for (; i + W <= n; i += W) Vec::load(src + i).stream(dst + i);
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+inline void scatter_plane(float* g, const float* go, const int64_t* id, int64_t in_hw, int64_t out_hw) {
+  std::memset(g, 0, sizeof(float) * in_hw);
+  for (int64_t o = 0; o < out_hw; ++o) {
+    const int64_t i = id[o];
+    if (static_cast<uint64_t>(i) < static_cast<uint64_t>(in_hw)) g[i] += go[o];
+  }
+}
+
+// Into a scratch plane with one spare slot at in_hw: out-of-range indices are
+// sent there (a conditional move, no branch), and the slot is never copied out.
+inline void scatter_scratch(float* g, const float* go, const int64_t* id, int64_t in_hw,
+                            int64_t out_hw) {
+  std::memset(g, 0, sizeof(float) * (in_hw + 1));
+  const uint64_t n = static_cast<uint64_t>(in_hw);
+  for (int64_t o = 0; o < out_hw; ++o) {
+    const uint64_t i = static_cast<uint64_t>(id[o]);
+    g[i < n ? i : n] += go[o];
+  }
+}
+
 void max_pool2d_backward_impl(const float* gy, const int64_t* indices, float* gx, int64_t planes,
                               int64_t in_hw, int64_t out_hw, int threads) {
   const int t = planes_threads(planes, planes * in_hw, threads);
+  if (planes * in_hw * static_cast<int64_t>(sizeof(float)) < kPoolBwdStreamBytes) {
 #pragma omp parallel for num_threads(t) schedule(dynamic, 2)
-  for (int64_t p = 0; p < planes; ++p) {
-    float* g = gx + p * in_hw;
-    std::memset(g, 0, sizeof(float) * in_hw);
-    const float* go = gy + p * out_hw;
-    const int64_t* id = indices + p * out_hw;
-    for (int64_t o = 0; o < out_hw; ++o) {
-      const int64_t i = id[o];
-      if (i >= 0 && i < in_hw) g[i] += go[o];
+    for (int64_t p = 0; p < planes; ++p) scatter_plane(gx + p * in_hw, gy + p * out_hw, indices + p * out_hw, in_hw, out_hw);
+    return;
+  }
+#pragma omp parallel num_threads(t)
+  {
+    std::vector<float> scratch(static_cast<size_t>(in_hw + 1));
+#pragma omp for schedule(dynamic, 2)
+    for (int64_t p = 0; p < planes; ++p) {
+      scatter_scratch(scratch.data(), gy + p * out_hw, indices + p * out_hw, in_hw, out_hw);
+      copy_stream(gx + p * in_hw, scratch.data(), in_hw);
     }
+#if defined(__AVX2__) || defined(__AVX512F__)
+    _mm_sfence();  // the streaming stores are visible before the region ends
+#endif
   }
 }
 
