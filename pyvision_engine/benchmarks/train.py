@@ -67,10 +67,13 @@ def median_time(fn: Callable[[], Any], steps: int, warmup: int = 2, budget_s: fl
 
 
 def paired_medians(fns: Sequence[Optional[Callable[[], Any]]], steps: int, warmup: int = 2,
-                   budget_s: float = 120.0) -> List[Optional[float]]:
+                   budget_s: float = 120.0, cooldown_s: float = 0.05) -> List[Optional[float]]:
     """Median time of each callable, timed in alternation (a, b, a, b, ...) so that load
-    from other processes on a shared machine hits every engine alike. None entries
-    are skipped (their median is None)."""
+    from other processes on a shared machine hits every engine alike. Before its turn an
+    engine waits ``cooldown_s`` (onnxruntime's idle workers spin for about 40 ms after
+    a run, on the cores the next engine needs) and makes one untimed call, so each
+    timed call runs as in a process running that engine alone (a server, a training
+    loop). None entries are skipped (their median is None)."""
     live = [(i, f) for i, f in enumerate(fns) if f is not None]
     for _ in range(warmup):
         for _, f in live:
@@ -79,6 +82,8 @@ def paired_medians(fns: Sequence[Optional[Callable[[], Any]]], steps: int, warmu
     start = time.perf_counter()
     for _ in range(steps):
         for i, f in live:
+            time.sleep(cooldown_s)  # the previous engine's pool goes idle
+            f()  # untimed: this engine's threads and data are in place again
             t0 = time.perf_counter()
             f()
             times[i].append(time.perf_counter() - t0)
