@@ -538,8 +538,10 @@ inline Vec load_pixels(const float* p) {
 // out[k0 + i][pixel vector v] for i < FK, the FV vectors from first_vec.
 template <int SW>
 void fwd_row_tile(const Conv2dShape& s, const FwdRowPlan& f, const float* xpad, const float* w,
-                  const float* bias, bool relu, float relu_max, int64_t k0, int64_t first_vec,
-                  float* out) {
+                  const float* bias, bool relu, const float& relu_max, int64_t k0,
+                  int64_t first_vec, float* out) {
+  // (relu_max by reference: a float argument would hold a vector register
+  // through the loop, and the 24 accumulators + 3 pixel vectors need them all)
   const int64_t Q = s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t K = s.out_channels, pixels = s.out_h * s.out_w;
   const float* base[FV];
@@ -580,13 +582,13 @@ void fwd_row_tile(const Conv2dShape& s, const FwdRowPlan& f, const float* xpad, 
       }
     }
   }
-  const Vec zero = Vec::zero(), cap = Vec::set1(relu_max);
+  const Vec zero = Vec::zero();
   for (int i = 0; i < FK && k0 + i < K; ++i) {
     const Vec bv = bias ? Vec::set1(bias[k0 + i]) : zero;
     float* o = out + (k0 + i) * pixels;
     for (int v = 0; v < nv; ++v) {
       Vec y = acc[i][v] + bv;
-      if (relu) y = relu_clamp(y, cap);
+      if (relu) y = relu_clamp(y, Vec::set1(relu_max));
       if (lanes[v] == RL) y.store(o + dst[v]);
       else y.store_partial(o + dst[v], lanes[v]);
     }
