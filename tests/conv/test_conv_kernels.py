@@ -191,3 +191,19 @@ def test_im2col_threading_and_batching_paths(isa, path, threads):
                 check_against_reference(rng, *case)
     finally:
         pve.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_direct_backward_weight_blocks_taps_for_few_input_channels(isa, threads):
+    # 1-3 input channels per group (a grayscale or RGB first layer): the direct
+    # family's accumulators take several taps of a kernel row instead of channels.
+    previous = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(11)
+        with conv_backend.force_algorithm("direct"):
+            check_against_reference(rng, 3, 1, 12, 13, 6, 5, 5, (1, 1), (2, 2), (1, 1), 1)
+            check_against_reference(rng, 2, 3, 9, 10, 16, 3, 3, (1, 1), (1, 1), (1, 1), 1)
+            check_against_reference(rng, 2, 2, 9, 9, 4, 3, 7, (1, 1), (1, 3), (1, 2), 2)
+    finally:
+        pve.set_num_threads(previous)

@@ -138,6 +138,9 @@ void backward_weight(const Conv2dArgs& a) {
   const int64_t taps = s.kernel_h * s.kernel_w;
   const int64_t k_blocks = (kg + KR - 1) / KR, c_blocks = (cg + CR - 1) / CR;
   const int64_t blocks = groups * k_blocks * c_blocks;
+  const bool tap_blocked = 2 * cg <= CR;
+  const int64_t q_blocks = (s.kernel_w + CR - 1) / CR;
+  const int64_t tap_items = groups * k_blocks * cg * s.kernel_h * q_blocks;
   const int64_t weight_floats = s.out_channels * cg * taps;
   float* xpad = a.workspace;
   float* gpad = xpad + g.images * s.in_channels * g.x_plane;
@@ -164,6 +167,40 @@ void backward_weight(const Conv2dArgs& a) {
         pad_grad_plane(s, g, a.grad_output + (n0 * s.out_channels + i) * pixels,
                        gpad + i * g.g_plane);
       // implicit barrier: the padded group is complete
+      if (tap_blocked) {
+        // Few input channels (a grayscale first layer): the CR accumulator
+        // columns take CR taps of one kernel row of one input channel (the
+        // same plane at CR column offsets) instead of CR input channels.
+        const int64_t gs = s.out_channels * g.g_plane, xs = s.in_channels * g.x_plane;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < tap_items; ++b) {
+          int64_t rest = b;
+          const int64_t qb = rest % q_blocks;
+          rest /= q_blocks;
+          const int64_t r = rest % s.kernel_h;
+          rest /= s.kernel_h;
+          const int64_t c = rest % cg;
+          rest /= cg;
+          const int64_t kb = rest % k_blocks, grp = rest / k_blocks;
+          const int64_t k0 = grp * kg + kb * KR, q0 = qb * CR;
+          const int64_t kn = (grp * kg + kg - k0) < KR ? (grp * kg + kg - k0) : KR;
+          const int64_t qn = (s.kernel_w - q0) < CR ? (s.kernel_w - q0) : CR;
+          Vec* vsum = reinterpret_cast<Vec*>(sums + omp_get_thread_num() * sum_floats);
+          for (int i = 0; i < KR * CR; ++i) vsum[i] = Vec::zero();
+          const float* gy[KR];
+          const float* x[CR];
+          for (int i = 0; i < KR; ++i)  // rows past the block's edge repeat the last one
+            gy[i] = gpad + (k0 + (i < kn ? i : kn - 1)) * g.g_plane;
+          for (int j = 0; j < CR; ++j)
+            x[j] = xpad + (grp * cg + c) * g.x_plane + (q0 + (j < qn ? j : qn - 1)) * s.dilation_w;
+          dot_block(gy, x, nb, gs, xs, r * s.dilation_h * g.wp, g.span, vsum);
+          for (int64_t i = 0; i < kn; ++i)
+            for (int64_t j = 0; j < qn; ++j)
+              a.grad_weight[((k0 + i) * cg + c) * taps + r * s.kernel_w + q0 + j] +=
+                  reduce_add(vsum[i * CR + j]);
+        }
+        continue;
+      }
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t grp = b / (k_blocks * c_blocks);
