@@ -19,6 +19,7 @@
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_backward_data_shape.h"
 #include "kernels/conv/conv2d_bias_gradient.h"
 #include "simd/vec.h"
 
@@ -56,18 +57,6 @@ PhasePlane phase_plane(const Conv2dShape& s) {
   return p;
 }
 
-// Stride-1 backward-data as a forward correlation of the output gradient
-// with the flipped kernel: input gy (out_h x out_w), output gx (in_h x in_w).
-Conv2dShape transposed_stride1(const Conv2dShape& s) {
-  Conv2dShape t = s;
-  t.in_h = s.out_h;
-  t.in_w = s.out_w;
-  t.out_h = s.in_h;
-  t.out_w = s.in_w;
-  t.pad_top = (s.kernel_h - 1) * s.dilation_h - s.pad_top;
-  t.pad_left = (s.kernel_w - 1) * s.dilation_w - s.pad_left;
-  return t;
-}
 
 // Padded, phase-split copy of one plane (in_h x in_w): zeros outside the
 // plane and past the columns any output reads, so lanes past out_w only see 0.
@@ -320,7 +309,7 @@ void forward(const Conv2dArgs& a) {
 // correlation of gy[k] with w[k] flipped.
 void backward_data_stride1(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
-  const Conv2dShape t = transposed_stride1(s);
+  const Conv2dShape t = backward_data_as_forward(s, false);
   const PhasePlane p = phase_plane(t);
   const int64_t mult = s.out_channels / s.in_channels;
   const int64_t taps = s.kernel_h * s.kernel_w;
@@ -530,7 +519,7 @@ int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   const int64_t taps = s.kernel_h * s.kernel_w;
   if (pass == ConvPass::backward_data && stride1(s)) {
     if (taps > kMaxTaps) return -1;  // refuse: im2col takes it
-    return threads * round_up(phase_plane(transposed_stride1(s)).floats() + taps, 16);
+    return threads * round_up(phase_plane(backward_data_as_forward(s, false)).floats() + taps, 16);
   }
   if (pass == ConvPass::forward && taps > kMaxTaps) return -1;
   return threads * round_up(phase_plane(s).floats(), 16);

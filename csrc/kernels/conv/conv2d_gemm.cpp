@@ -27,6 +27,7 @@
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_backward_data_shape.h"
 #include "kernels/conv/conv2d_bias_gradient.h"
 #include "kernels/conv/conv2d_transpose.h"
 #include "simd/vec.h"
@@ -698,38 +699,25 @@ bool chunks_in_parallel_bwd(const Lowering& l, const Conv2dShape& s, int threads
 
 // Backward-data of a stride-1 convolution with a large kernel (>= kRowMinTaps
 // taps, LeNet's 5x5) is a forward correlation of the output gradient with the
-// kernel flipped and its channel axes swapped, padded by kernel - 1 - padding:
-// it runs on the rows path above (no column matrix, no col2im scatter).
-Conv2dShape rows_backward_data_shape(const Conv2dShape& s) {
-  Conv2dShape t = s;
-  t.in_channels = s.out_channels;
-  t.out_channels = s.in_channels;
-  t.in_h = s.out_h;
-  t.in_w = s.out_w;
-  t.out_h = s.in_h;
-  t.out_w = s.in_w;
-  t.pad_top = s.kernel_h - 1 - s.pad_top;
-  t.pad_left = s.kernel_w - 1 - s.pad_left;
-  return t;
-}
-
+// kernel flipped and its channel axes swapped (backward_data_as_forward): it
+// runs on the rows path above (no column matrix, no col2im scatter).
 bool rows_backward_data_ok(const Conv2dShape& s) {
   // (the input channels become the tile's FK rows: with fewer than half of them
   // used, the column path is faster)
   return s.stride_h == 1 && s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 &&
          2 * s.in_channels >= FK &&
          s.pad_top <= s.kernel_h - 1 && s.pad_left <= s.kernel_w - 1 &&
-         rows_forward_ok(rows_backward_data_shape(s));
+         rows_forward_ok(backward_data_as_forward(s));
 }
 
 int64_t rows_backward_data_floats(const Conv2dShape& s) {
   const int64_t weights = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
-  return fwd_row_plan(rows_backward_data_shape(s)).pad_floats + (weights + 15) / 16 * 16;
+  return fwd_row_plan(backward_data_as_forward(s)).pad_floats + (weights + 15) / 16 * 16;
 }
 
 void backward_data_rows(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
-  const Conv2dShape t = rows_backward_data_shape(s);
+  const Conv2dShape t = backward_data_as_forward(s);
   const int64_t R = s.kernel_h, S = s.kernel_w, taps = R * S;
   const int64_t K = s.out_channels, C = s.in_channels;
   float* flipped = a.workspace + fwd_row_plan(t).pad_floats;

@@ -28,6 +28,7 @@
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_backward_data_shape.h"
 #include "kernels/conv/conv2d_bias_gradient.h"
 #include "kernels/conv/conv2d_transpose.h"
 #include "simd/vec.h"
@@ -57,20 +58,6 @@ bool is_winograd_shape(const Conv2dShape& s) {
          s.dilation_h == 1 && s.dilation_w == 1 && s.groups == 1;
 }
 
-// The forward problem backward-data is: input gy, weights flipped and
-// transposed, padding 2 - p, output the input's size.
-Conv2dShape backward_data_as_forward(const Conv2dShape& s) {
-  Conv2dShape b = s;
-  b.in_channels = s.out_channels;
-  b.in_h = s.out_h;
-  b.in_w = s.out_w;
-  b.out_channels = s.in_channels;
-  b.out_h = s.in_h;
-  b.out_w = s.in_w;
-  b.pad_top = 2 - s.pad_top;
-  b.pad_left = 2 - s.pad_left;
-  return b;
-}
 
 // Two schedules:
 //  fused  - each thread takes blocks of NT tiles through all three steps with
