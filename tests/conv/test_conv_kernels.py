@@ -173,6 +173,10 @@ IM2COL_PATHS = {
     # <= 64 output channels: images' columns side by side through the tiled kernel
     "small_images_tiled": [(6, 6, 14, 14, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
                            (5, 4, 9, 7, 6, 3, 3, (2, 1), (1, 1), (1, 1), 2)],
+    # batch 1, few pixel tiles (7x7): the tiled kernel splits output channels
+    # over the threads too (row parts), including a short last part
+    "small_image_row_parts": [(1, 16, 9, 9, 80, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+                              (1, 24, 7, 7, 61, 3, 3, (1, 1), (1, 1), (1, 1), 1)],
     # >= 25 taps, stride 1: backward-data as a forward correlation on the rows path
     "rows_backward_data": [(3, 6, 14, 13, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
                            (2, 9, 11, 12, 5, 5, 7, (1, 1), (2, 1), (1, 1), 1)],
@@ -205,5 +209,20 @@ def test_direct_backward_weight_blocks_taps_for_few_input_channels(isa, threads)
             check_against_reference(rng, 3, 1, 12, 13, 6, 5, 5, (1, 1), (2, 2), (1, 1), 1)
             check_against_reference(rng, 2, 3, 9, 10, 16, 3, 3, (1, 1), (1, 1), (1, 1), 1)
             check_against_reference(rng, 2, 2, 9, 9, 4, 3, 7, (1, 1), (1, 3), (1, 2), 2)
+    finally:
+        pve.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_pointwise_small_images_split_output_channels(isa, threads):
+    # batch 1 at 7x7: two pixel tiles for the threads, so they also split the
+    # output channels (uneven parts; strided too)
+    previous = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(13)
+        with conv_backend.force_algorithm("pointwise"):
+            check_against_reference(rng, 1, 40, 7, 7, 72, 1, 1, (1, 1), (0, 0), (1, 1), 1)
+            check_against_reference(rng, 1, 24, 13, 13, 37, 1, 1, (2, 2), (0, 0), (1, 1), 1)
     finally:
         pve.set_num_threads(previous)

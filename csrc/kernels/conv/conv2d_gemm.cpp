@@ -368,16 +368,27 @@ void forward_chunk(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g,
   if (l.kg <= kTiledMaxRows || cols <= kTiledMaxCols) {  // the tiled kernel, no packing
     const int64_t blocks = (cols + PB - 1) / PB;
     const float* bias = a.bias ? a.bias + g * l.kg : nullptr;
-    auto tile = [&](int64_t bi) {
+    // Few pixel blocks (a 7x7 image has two) for the threads: split the output
+    // channels too, in whole PR-row tiles, so every thread gets work.
+    int64_t parts = gemm_threads == 1 || blocks >= 2 * gemm_threads
+                        ? 1 : (2 * gemm_threads + blocks - 1) / blocks;
+    const int64_t row_tiles = (l.kg + PR - 1) / PR;
+    if (parts > row_tiles) parts = row_tiles;
+    const int64_t rows_per_part = (row_tiles + parts - 1) / parts * PR;
+    auto tile = [&](int64_t item) {
+      const int64_t bi = item / parts, r0 = (item % parts) * rows_per_part;
+      if (r0 >= l.kg) return;
+      const int64_t rn = (l.kg - r0) < rows_per_part ? (l.kg - r0) : rows_per_part;
       const int64_t q0 = bi * PB, qc = (cols - q0) < PB ? (cols - q0) : PB;
-      pointwise_tile(l.kg, qc, l.rows, w, l.rows, 1, b + q0, ldb, bias, a.relu, a.relu_max,
-                     y + p0 + q0, l.pixels);
+      pointwise_tile(rn, qc, l.rows, w + r0 * l.rows, l.rows, 1, b + q0, ldb,
+                     bias ? bias + r0 : nullptr, a.relu, a.relu_max, y + r0 * l.pixels + p0 + q0,
+                     l.pixels);
     };
     if (gemm_threads > 1) {
-#pragma omp parallel for num_threads(gemm_threads) schedule(dynamic, 4)
-      for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);
+#pragma omp parallel for num_threads(gemm_threads) schedule(dynamic, 1)
+      for (int64_t item = 0; item < blocks * parts; ++item) tile(item);
     } else {
-      for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);
+      for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);  // parts == 1
     }
     return;
   }
@@ -815,10 +826,20 @@ void pointwise_forward(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
   const Lowering l = plan(s);
   const int64_t blocks = (l.pixels + PB - 1) / PB;
-  const int64_t items = s.batch * l.groups * blocks;
+  const int64_t pixel_items = s.batch * l.groups * blocks;
   const int64_t plane = s.in_h * s.in_w;
-#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
-  for (int64_t it = 0; it < items; ++it) {
+  // Few pixel blocks for the threads (batch 1 at 7x7 or 14x14): split the
+  // output channels too, in whole PR-row tiles, so every thread gets work.
+  const int threads = a.num_threads;
+  int64_t parts = pixel_items >= 2 * threads ? 1 : (2 * threads + pixel_items - 1) / pixel_items;
+  const int64_t row_tiles = (l.kg + PR - 1) / PR;
+  if (parts > row_tiles) parts = row_tiles;
+  const int64_t rows_per_part = (row_tiles + parts - 1) / parts * PR;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t item = 0; item < pixel_items * parts; ++item) {
+    const int64_t it = item / parts, r0 = (item % parts) * rows_per_part;
+    if (r0 >= l.kg) continue;
+    const int64_t rn = (l.kg - r0) < rows_per_part ? (l.kg - r0) : rows_per_part;
     const int64_t ng = it / blocks, p0 = (it % blocks) * PB;
     const int64_t n = ng / l.groups, g = ng % l.groups;
     const int64_t cols = (l.pixels - p0) < PB ? (l.pixels - p0) : PB;
@@ -831,9 +852,10 @@ void pointwise_forward(const Conv2dArgs& a) {
       b = buf;
       ldb = PB;
     }
-    pointwise_tile(l.kg, cols, l.cg, a.weight + g * l.kg * l.cg, l.cg, 1, b, ldb,
-                   a.bias ? a.bias + g * l.kg : nullptr, a.relu, a.relu_max,
-                   a.output + (n * s.out_channels + g * l.kg) * l.pixels + p0, l.pixels);
+    const int64_t k0 = g * l.kg + r0;
+    pointwise_tile(rn, cols, l.cg, a.weight + k0 * l.cg, l.cg, 1, b, ldb,
+                   a.bias ? a.bias + k0 : nullptr, a.relu, a.relu_max,
+                   a.output + (n * s.out_channels + k0) * l.pixels + p0, l.pixels);
   }
 }
 
