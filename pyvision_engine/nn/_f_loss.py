@@ -274,20 +274,27 @@ def _weighted(losses: Tensor, weight: Any, reduction: str, op: str) -> Tensor:
     return weighted.sum() / w.sum()
 
 
+def _elementwise_loss(input: Any, target: Any, size_average: Optional[bool],
+                      reduce: Optional[bool], reduction: str, weight: Optional[Any], op: str,
+                      f: Any, df: Any) -> Tensor:
+    """f(input, target) per element (df its two partial derivatives), the legacy
+    size_average/reduce flags, the reduction and torch's optional weight."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    check_reduction(reduction, op)
+    x, t = _pair_inputs(input, target, op)
+    if weight is not None:
+        return _weighted(_PointwiseLoss.apply(x, t, (f, df), "none"), weight, reduction, op)
+    return _PointwiseLoss.apply(x, t, (f, df), reduction)
+
+
 def mse_loss(input: Any, target: Any, size_average: Optional[bool] = None,
              reduce: Optional[bool] = None, reduction: str = "mean",
              weight: Optional[Any] = None) -> Tensor:
     """(input - target)^2 with the reduction, optionally weighted per element."""
-    if size_average is not None or reduce is not None:
-        reduction = _legacy_reduction(size_average, reduce)
-    check_reduction(reduction, "mse_loss")
-    x, t = _pair_inputs(input, target, "mse_loss")
-    f = lambda a, b: (a - b) ** 2
-    df = lambda a, b: (2 * (a - b), -2 * (a - b))
-    if weight is not None:
-        return _weighted(_PointwiseLoss.apply(x, t, (f, df), "none"), weight, reduction,
-                         "mse_loss")
-    return _PointwiseLoss.apply(x, t, (f, df), reduction)
+    return _elementwise_loss(input, target, size_average, reduce, reduction, weight, "mse_loss",
+                             lambda a, b: (a - b) ** 2,
+                             lambda a, b: (2 * (a - b), -2 * (a - b)))
 
 
 def l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,
@@ -295,16 +302,9 @@ def l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,
             weight: Optional[Any] = None) -> Tensor:
     """|input - target| with the reduction (gradient sign(input - target), 0 at 0),
     optionally weighted per element."""
-    if size_average is not None or reduce is not None:
-        reduction = _legacy_reduction(size_average, reduce)
-    check_reduction(reduction, "l1_loss")
-    x, t = _pair_inputs(input, target, "l1_loss")
-    f = lambda a, b: np.abs(a - b)
-    df = lambda a, b: (np.sign(a - b), -np.sign(a - b))
-    if weight is not None:
-        return _weighted(_PointwiseLoss.apply(x, t, (f, df), "none"), weight, reduction,
-                         "l1_loss")
-    return _PointwiseLoss.apply(x, t, (f, df), reduction)
+    return _elementwise_loss(input, target, size_average, reduce, reduction, weight, "l1_loss",
+                             lambda a, b: np.abs(a - b),
+                             lambda a, b: (np.sign(a - b), -np.sign(a - b)))
 
 
 def smooth_l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,

@@ -6,6 +6,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Iterable, Iterator, Optional, Union
 
 from pyvision_engine.autograd import is_grad_enabled
+from pyvision_engine.nn.fusion import run_sequence
 from pyvision_engine.nn.module import Module
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict"]
@@ -26,7 +27,6 @@ class Sequential(Module):
     def forward(self, x: Any) -> Any:
         if not self.training and not is_grad_enabled():
             # Inference: Conv2d -> BatchNorm2d -> ReLU runs as one convolution.
-            from pyvision_engine.nn.fusion import run_sequence  # (imports nn.conv)
             return run_sequence(self._modules.values(), x)
         for module in self._modules.values():
             x = module(x)

@@ -6,6 +6,7 @@ from typing import Any, Sequence, Tuple, Union
 
 import numpy as np
 
+from pyvision_engine.autograd import no_grad
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn._f_norm import batch_norm_scale_shift
 from pyvision_engine.nn.module import Module
@@ -57,20 +58,20 @@ class _BatchNorm(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
+    # In-place Tensor ops (fill_) bump each tensor's _version, so caches derived
+    # from the values (convolutions with this BatchNorm folded in) are rebuilt.
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
-            self.running_mean._data[...] = 0
-            self.running_var._data[...] = 1
-            self.num_batches_tracked._data[...] = 0
-            for t in (self.running_mean, self.running_var, self.num_batches_tracked):
-                t._bump_version()  # written in place: folded convolutions refold
+            self.running_mean.fill_(0)
+            self.running_var.fill_(1)
+            self.num_batches_tracked.fill_(0)
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        for param, value in ((self.weight, 1), (self.bias, 0)):
-            if param is not None:
-                param._data[...] = value
-                param._bump_version()
+        with no_grad():
+            for param, value in ((self.weight, 1), (self.bias, 0)):
+                if param is not None:
+                    param.fill_(value)
 
     def _check_input(self, x: Tensor) -> None:
         name = type(self).__name__

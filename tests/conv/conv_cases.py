@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
+import pyvision_engine as pve
 from pyvision_engine import _C
 from pyvision_engine.nn import functional as F
 from reference.conv_reference import conv2d_backward, conv2d_forward
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """The engine's thread count set to ``n`` for the block, then restored."""
+    previous = pve.get_num_threads()
+    pve.set_num_threads(n)
+    try:
+        yield
+    finally:
+        pve.set_num_threads(previous)
 
 
 def run_engine(x, w, b, stride, padding, dilation, groups, gy):

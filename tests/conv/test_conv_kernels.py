@@ -17,7 +17,7 @@ import pyvision_engine as pve
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
-from conv.conv_cases import check_against_reference
+from conv.conv_cases import check_against_reference, num_threads
 
 pytestmark = pytest.mark.kernels
 
@@ -148,15 +148,11 @@ def test_fused_relu_epilogue(isa):
 @pytest.mark.parametrize("forced", FORCED)
 def test_thread_counts_give_the_same_answers(forced, threads):
     # 1 thread: every serial path; 3 threads: item-parallel paths with uneven splits.
-    previous = pve.get_num_threads()
-    pve.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         rng = np.random.default_rng(threads)
         with conv_backend.force_algorithm(forced):
             for shape in FAMILY_SHAPES[:6]:
                 check_against_reference(rng, *shape)
-    finally:
-        pve.set_num_threads(previous)
 
 
 # Shapes that take the im2col family's threading and batching paths: (label,
@@ -186,43 +182,31 @@ IM2COL_PATHS = {
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("path", list(IM2COL_PATHS))
 def test_im2col_threading_and_batching_paths(isa, path, threads):
-    previous = pve.get_num_threads()
-    pve.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         rng = np.random.default_rng(7)
         with conv_backend.force_algorithm("im2col"):
             for case in IM2COL_PATHS[path]:
                 check_against_reference(rng, *case)
-    finally:
-        pve.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_direct_backward_weight_blocks_taps_for_few_input_channels(isa, threads):
     # 1-3 input channels per group (a grayscale or RGB first layer): the direct
     # family's accumulators take several taps of a kernel row instead of channels.
-    previous = pve.get_num_threads()
-    pve.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         rng = np.random.default_rng(11)
         with conv_backend.force_algorithm("direct"):
             check_against_reference(rng, 3, 1, 12, 13, 6, 5, 5, (1, 1), (2, 2), (1, 1), 1)
             check_against_reference(rng, 2, 3, 9, 10, 16, 3, 3, (1, 1), (1, 1), (1, 1), 1)
             check_against_reference(rng, 2, 2, 9, 9, 4, 3, 7, (1, 1), (1, 3), (1, 2), 2)
-    finally:
-        pve.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_pointwise_small_images_split_output_channels(isa, threads):
     # batch 1 at 7x7: two pixel tiles for the threads, so they also split the
     # output channels (uneven parts; strided too)
-    previous = pve.get_num_threads()
-    pve.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         rng = np.random.default_rng(13)
         with conv_backend.force_algorithm("pointwise"):
             check_against_reference(rng, 1, 40, 7, 7, 72, 1, 1, (1, 1), (0, 0), (1, 1), 1)
             check_against_reference(rng, 1, 24, 13, 13, 37, 1, 1, (2, 2), (0, 0), (1, 1), 1)
-    finally:
-        pve.set_num_threads(previous)

@@ -345,6 +345,20 @@ void pointwise_tile(int64_t rows, int64_t cols, int64_t inner, const float* a, i
   }
 }
 
+// Fewer than two pixel items per thread (batch 1 at 7x7 or 14x14): the
+// threads also split the output rows, in whole PR-row tiles, `parts` per item.
+struct RowParts {
+  int64_t parts, rows;  // rows per part (a multiple of PR)
+};
+
+RowParts row_parts(int64_t pixel_items, int threads, int64_t rows) {
+  int64_t parts = threads <= 1 || pixel_items >= 2 * threads
+                      ? 1 : (2 * threads + pixel_items - 1) / pixel_items;
+  const int64_t row_tiles = (rows + PR - 1) / PR;
+  if (parts > row_tiles) parts = row_tiles;
+  return {parts, (row_tiles + parts - 1) / parts * PR};
+}
+
 // ----------------------------------------------------------------- forward
 // Output pixels [p0, p0 + cols) of image n, group g.
 void forward_chunk(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g, int64_t p0,
@@ -368,13 +382,8 @@ void forward_chunk(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g,
   if (l.kg <= kTiledMaxRows || cols <= kTiledMaxCols) {  // the tiled kernel, no packing
     const int64_t blocks = (cols + PB - 1) / PB;
     const float* bias = a.bias ? a.bias + g * l.kg : nullptr;
-    // Few pixel blocks (a 7x7 image has two) for the threads: split the output
-    // channels too, in whole PR-row tiles, so every thread gets work.
-    int64_t parts = gemm_threads == 1 || blocks >= 2 * gemm_threads
-                        ? 1 : (2 * gemm_threads + blocks - 1) / blocks;
-    const int64_t row_tiles = (l.kg + PR - 1) / PR;
-    if (parts > row_tiles) parts = row_tiles;
-    const int64_t rows_per_part = (row_tiles + parts - 1) / parts * PR;
+    const RowParts rp = row_parts(blocks, gemm_threads, l.kg);
+    const int64_t parts = rp.parts, rows_per_part = rp.rows;
     auto tile = [&](int64_t item) {
       const int64_t bi = item / parts, r0 = (item % parts) * rows_per_part;
       if (r0 >= l.kg) return;
@@ -828,13 +837,9 @@ void pointwise_forward(const Conv2dArgs& a) {
   const int64_t blocks = (l.pixels + PB - 1) / PB;
   const int64_t pixel_items = s.batch * l.groups * blocks;
   const int64_t plane = s.in_h * s.in_w;
-  // Few pixel blocks for the threads (batch 1 at 7x7 or 14x14): split the
-  // output channels too, in whole PR-row tiles, so every thread gets work.
   const int threads = a.num_threads;
-  int64_t parts = pixel_items >= 2 * threads ? 1 : (2 * threads + pixel_items - 1) / pixel_items;
-  const int64_t row_tiles = (l.kg + PR - 1) / PR;
-  if (parts > row_tiles) parts = row_tiles;
-  const int64_t rows_per_part = (row_tiles + parts - 1) / parts * PR;
+  const RowParts rp = row_parts(pixel_items, threads, l.kg);
+  const int64_t parts = rp.parts, rows_per_part = rp.rows;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int64_t item = 0; item < pixel_items * parts; ++item) {
     const int64_t it = item / parts, r0 = (item % parts) * rows_per_part;
