@@ -155,58 +155,53 @@ def test_thread_counts_give_the_same_answers(forced, threads):
                 check_against_reference(rng, *shape)
 
 
-# Shapes that take the im2col family's threading and batching paths: (label,
-# cases); each case is check_against_reference's arguments after rng.
-IM2COL_PATHS = {
+# Shapes that take the threading and batching paths of a family: label ->
+# (forced algorithm, seed, cases); each case is check_against_reference's
+# arguments after rng.
+THREADED_PATHS = {
     # several pixel chunks of one image: forward, backward-data and
     # backward-weight split one image's chunks over the threads
-    "batch1_spatial_chunks": [(1, 16, 70, 70, 8, 5, 5, (1, 1), (2, 2), (1, 1), 1),
-                              (1, 3, 96, 96, 64, 7, 7, (2, 2), (3, 3), (1, 1), 1)],
+    "batch1_spatial_chunks": ("im2col", 7, [
+        (1, 16, 70, 70, 8, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+        (1, 3, 96, 96, 64, 7, 7, (2, 2), (3, 3), (1, 1), 1)]),
     # > 64 output channels and few pixels: several whole images per GEMM
     # (an uneven last group, grouped weights too)
-    "small_images_one_gemm": [(5, 8, 9, 9, 80, 3, 3, (2, 2), (1, 1), (1, 1), 1),
-                              (7, 8, 7, 6, 160, 3, 3, (1, 1), (1, 1), (1, 1), 2)],
+    "small_images_one_gemm": ("im2col", 7, [
+        (5, 8, 9, 9, 80, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+        (7, 8, 7, 6, 160, 3, 3, (1, 1), (1, 1), (1, 1), 2)]),
     # <= 64 output channels: images' columns side by side through the tiled kernel
-    "small_images_tiled": [(6, 6, 14, 14, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
-                           (5, 4, 9, 7, 6, 3, 3, (2, 1), (1, 1), (1, 1), 2)],
+    "small_images_tiled": ("im2col", 7, [
+        (6, 6, 14, 14, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
+        (5, 4, 9, 7, 6, 3, 3, (2, 1), (1, 1), (1, 1), 2)]),
     # batch 1, few pixel tiles (7x7): the tiled kernel splits output channels
     # over the threads too (row parts), including a short last part
-    "small_image_row_parts": [(1, 16, 9, 9, 80, 3, 3, (2, 2), (1, 1), (1, 1), 1),
-                              (1, 24, 7, 7, 61, 3, 3, (1, 1), (1, 1), (1, 1), 1)],
+    "small_image_row_parts": ("im2col", 7, [
+        (1, 16, 9, 9, 80, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+        (1, 24, 7, 7, 61, 3, 3, (1, 1), (1, 1), (1, 1), 1)]),
     # >= 25 taps, stride 1: backward-data as a forward correlation on the rows path
-    "rows_backward_data": [(3, 6, 14, 13, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
-                           (2, 9, 11, 12, 5, 5, 7, (1, 1), (2, 1), (1, 1), 1)],
+    "rows_backward_data": ("im2col", 7, [
+        (3, 6, 14, 13, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
+        (2, 9, 11, 12, 5, 5, 7, (1, 1), (2, 1), (1, 1), 1)]),
+    # 1-3 input channels per group (a grayscale or RGB first layer): the direct
+    # family's accumulators take several taps of a kernel row instead of channels
+    "direct_taps_for_few_channels": ("direct", 11, [
+        (3, 1, 12, 13, 6, 5, 5, (1, 1), (2, 2), (1, 1), 1),
+        (2, 3, 9, 10, 16, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+        (2, 2, 9, 9, 4, 3, 7, (1, 1), (1, 3), (1, 2), 2)]),
+    # batch 1 at 7x7: two pixel tiles for the threads, so they also split the
+    # output channels (uneven parts; strided too)
+    "pointwise_row_parts": ("pointwise", 13, [
+        (1, 40, 7, 7, 72, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+        (1, 24, 13, 13, 37, 1, 1, (2, 2), (0, 0), (1, 1), 1)]),
 }
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("path", list(IM2COL_PATHS))
-def test_im2col_threading_and_batching_paths(isa, path, threads):
+@pytest.mark.parametrize("path", list(THREADED_PATHS))
+def test_threading_and_batching_paths(isa, path, threads):
+    algorithm, seed, cases = THREADED_PATHS[path]
     with num_threads(threads):
-        rng = np.random.default_rng(7)
-        with conv_backend.force_algorithm("im2col"):
-            for case in IM2COL_PATHS[path]:
+        rng = np.random.default_rng(seed)
+        with conv_backend.force_algorithm(algorithm):
+            for case in cases:
                 check_against_reference(rng, *case)
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_direct_backward_weight_blocks_taps_for_few_input_channels(isa, threads):
-    # 1-3 input channels per group (a grayscale or RGB first layer): the direct
-    # family's accumulators take several taps of a kernel row instead of channels.
-    with num_threads(threads):
-        rng = np.random.default_rng(11)
-        with conv_backend.force_algorithm("direct"):
-            check_against_reference(rng, 3, 1, 12, 13, 6, 5, 5, (1, 1), (2, 2), (1, 1), 1)
-            check_against_reference(rng, 2, 3, 9, 10, 16, 3, 3, (1, 1), (1, 1), (1, 1), 1)
-            check_against_reference(rng, 2, 2, 9, 9, 4, 3, 7, (1, 1), (1, 3), (1, 2), 2)
-
-
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_pointwise_small_images_split_output_channels(isa, threads):
-    # batch 1 at 7x7: two pixel tiles for the threads, so they also split the
-    # output channels (uneven parts; strided too)
-    with num_threads(threads):
-        rng = np.random.default_rng(13)
-        with conv_backend.force_algorithm("pointwise"):
-            check_against_reference(rng, 1, 40, 7, 7, 72, 1, 1, (1, 1), (0, 0), (1, 1), 1)
-            check_against_reference(rng, 1, 24, 13, 13, 37, 1, 1, (2, 2), (0, 0), (1, 1), 1)
