@@ -10,6 +10,7 @@ namespace pve {
 void bind_core(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_conv_blocked(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_eltwise(py::module_& m);
 void bind_norm(py::module_& m);
@@ -27,6 +28,7 @@ PYBIND11_MODULE(_C, m) {
   pve::bind_core(m);
   pve::bind_gemm(m);
   pve::bind_conv(m);
+  pve::bind_conv_blocked(m);
   pve::bind_pool(m);
   pve::bind_eltwise(m);
   pve::bind_norm(m);

@@ -3,9 +3,11 @@ and shapes, and torchvision's initialization."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, List, Optional
 
 from pyvision_engine import nn
+from pyvision_engine.nn import blocked
 from pyvision_engine.nn import init
 from pyvision_engine.tensor import Tensor
 
@@ -72,6 +74,17 @@ class InvertedResidual(nn.Module):
         if self.use_res_connect:
             return x + self.conv(x)
         return self.conv(x)
+
+    def _blocked_plan(self) -> Optional[Callable[[Any], Any]]:
+        """Inference in the channel-blocked layout (nn/blocked.py): the block's
+        convolutions as blocked units, the residual added in the projection's
+        epilogue. None when this block (or a subclass's forward) cannot."""
+        if type(self).forward is not InvertedResidual.forward:
+            return None
+        units = blocked.blocked_units([self.conv])
+        if units is None:
+            return None
+        return functools.partial(blocked.run_units, units, residual=self.use_res_connect)
 
 
 class MobileNetV2(nn.Module):

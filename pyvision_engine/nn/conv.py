@@ -137,6 +137,7 @@ class Conv2d(Module):
         object.__setattr__(self, "_pack", None)  # (key, packed weights) as one value
         object.__setattr__(self, "_fold", None)
         object.__setattr__(self, "_plans", {})
+        object.__setattr__(self, "_blocked_pack", None)  # (key, weights, bias), nn/blocked.py
 
     def train(self, mode: bool = True) -> "Module":
         self._drop_pack()

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from pyvision_engine.autograd import is_grad_enabled
+from pyvision_engine.nn import blocked
 from pyvision_engine.nn.activation import ReLU, ReLU6
 from pyvision_engine.nn.conv import Conv2d
 from pyvision_engine.nn.module import Module
@@ -75,7 +76,15 @@ def run_sequence(modules: Iterable[Module], x: Any) -> Any:
     fusing each Conv2d with a following foldable BatchNorm2d and/or ReLU/ReLU6."""
     mods = list(modules)
     i, n = 0, len(mods)
+    plain_until = 0  # mods[:plain_until] were found unable to gain from the blocked layout
     while i < n:
+        if i >= plain_until and isinstance(x, Tensor) and x.ndim == 4 and x.dtype == np.float32:
+            units, j = blocked.blocked_run(mods, i)
+            if blocked.worth_blocking(units):
+                x = blocked.run_units(units, blocked.Blocked.from_tensor(x)).to_tensor()
+                i = j
+                continue
+            plain_until = j
         conv = mods[i]
         if _plain(conv, Conv2d) and not conv.training:
             j = i + 1

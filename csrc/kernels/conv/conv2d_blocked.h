@@ -1,0 +1,77 @@
+// Channel-blocked (nChw16c) inference kernels: the layout inside a run of
+// pointwise and depthwise convolutions (MobileNet-style blocks).
+//
+// A blocked activation of logical shape (N, C, H, W) stores
+//     x[n][c / 16][h][w][c % 16]
+// with C rounded up to a multiple of 16; the padded channels hold zeros, and
+// every kernel below keeps them zero (their weights and bias are zero). The
+// buffer ends with kBlockedSlack floats of slack: the pointwise kernel reads
+// whole pixel tiles, past the last pixel of a plane (those rows are never
+// stored). Sixteen channels are one AVX-512 vector, two AVX2 vectors, or
+// sixteen scalars, so the layout is the same at every ISA level.
+//
+// Why: with NCHW planes a depthwise convolution works on rows of 7-56 pixels
+// (a fraction of a vector, plus per-plane padding copies) and every plane is
+// a separate stream; blocked, each tap is one aligned vector per pixel for
+// any stride, and a pointwise convolution is a GEMM whose A operand is read
+// in place (one broadcast per pixel and input channel).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "core/dispatch.h"
+
+namespace pve {
+
+constexpr int64_t kChannelBlock = 16;
+constexpr int64_t kBlockedSlack = 512;  // >= the widest pointwise pixel tile * 16
+
+struct BlockedShape {
+  int64_t batch = 0, channels = 0, height = 0, width = 0;
+  int64_t blocks() const { return (channels + kChannelBlock - 1) / kChannelBlock; }
+  int64_t plane() const { return height * width * kChannelBlock; }  // floats per block
+  int64_t floats() const { return batch * blocks() * plane() + kBlockedSlack; }
+};
+
+// NCHW <-> blocked copies (to_blocked zero-fills the padded channels).
+using BlockedReorderFn = void (*)(const BlockedShape& shape, const float* src, float* dst,
+                                  bool to_blocked, int num_threads);
+
+// y[k] = act(bias[k] + sum_c w[k][c] x[c] (+ residual[k])), per pixel.
+struct BlockedPointwiseArgs {
+  BlockedShape input;          // output: same batch and pixels, out_channels channels
+  int64_t out_channels = 0;
+  const float* x = nullptr;
+  const float* weight = nullptr;    // [K blocks][C rounded up][16], zeros past K and C
+  const float* bias = nullptr;      // [K rounded up], zeros past K
+  const float* residual = nullptr;  // nullable, blocked like the output
+  bool relu = false;
+  float relu_max = INFINITY;
+  float* y = nullptr;
+  int num_threads = 1;
+};
+using BlockedPointwiseFn = void (*)(const BlockedPointwiseArgs& args);
+
+// Depthwise (groups == channels, multiplier 1), any kernel, stride, padding
+// and dilation; padding given as top/left plus the output size.
+struct BlockedDepthwiseArgs {
+  BlockedShape input;
+  int64_t out_h = 0, out_w = 0;
+  int64_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0, dilation_h = 1, dilation_w = 1;
+  const float* x = nullptr;
+  const float* weight = nullptr;  // [C blocks][kernel_h * kernel_w][16], zeros past C
+  const float* bias = nullptr;    // [C rounded up], zeros past C
+  bool relu = false;
+  float relu_max = INFINITY;
+  float* y = nullptr;
+  int num_threads = 1;
+};
+using BlockedDepthwiseFn = void (*)(const BlockedDepthwiseArgs& args);
+
+PVE_DECLARE_KERNEL(conv2d_blocked_reorder, BlockedReorderFn);
+PVE_DECLARE_KERNEL(conv2d_blocked_pointwise, BlockedPointwiseFn);
+PVE_DECLARE_KERNEL(conv2d_blocked_depthwise, BlockedDepthwiseFn);
+
+}  // namespace pve

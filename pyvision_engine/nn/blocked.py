@@ -1,0 +1,227 @@
+"""Channel-blocked inference: runs of pointwise and depthwise convolutions in nChw16c.
+
+MobileNet-style networks are chains of 1x1 convolutions and depthwise 3x3
+convolutions. On NCHW planes of 7-56 pixels a depthwise convolution wastes most
+of each vector and handles every channel as its own stream; in the blocked
+layout ``x[n][c // 16][h][w][c % 16]`` every tap of every stride is one aligned
+vector per pixel, and a 1x1 convolution is a GEMM that reads its input in
+place. onnxruntime and oneDNN use the same layout for the same reason.
+
+In eval mode under ``no_grad``, ``Sequential`` (see ``nn.fusion.run_sequence``)
+finds maximal runs of children that can run blocked:
+
+* a plain Conv2d that is pointwise (1x1, stride 1, no padding, groups 1) or
+  depthwise (groups == in_channels == out_channels, zero padding), with a
+  following foldable BatchNorm2d and/or ReLU / ReLU6 fused as usual;
+* a plain Sequential whose children all can;
+* a module without hooks whose ``_blocked_plan()`` returns a callable
+  ``f(blocked) -> blocked`` (MobileNetV2's InvertedResidual does).
+
+A run that contains a depthwise convolution (where blocking pays) converts its
+input once, runs every unit in the blocked layout, and converts the result
+back; the API and every result stay NCHW. Shapes are checked by each
+convolution's own geometry code, so errors read as in the NCHW path. Results
+differ from the NCHW path only by float32 rounding (summation order).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pyvision_engine import _C
+from pyvision_engine.nn.conv import Conv2d, _tensor_key
+from pyvision_engine.nn.module import Module
+from pyvision_engine.tensor import Tensor
+
+__all__ = ["Blocked", "blocked_units", "run_units", "pack_pointwise", "pack_depthwise"]
+
+_BLOCK = 16
+
+
+class Blocked:
+    """A blocked activation: its 1-D nChw16c buffer and its logical (N, C, H, W)."""
+
+    __slots__ = ("data", "shape")
+
+    def __init__(self, data: np.ndarray, shape: Tuple[int, int, int, int]) -> None:
+        self.data = data
+        self.shape = shape
+
+    @classmethod
+    def from_tensor(cls, x: Tensor) -> "Blocked":
+        return cls(_C.conv2d_blocked_from_nchw(x._data), tuple(x.shape))
+
+    def to_tensor(self) -> Tensor:
+        return Tensor._wrap(_C.conv2d_blocked_to_nchw(self.data, list(self.shape)))
+
+
+def _padded(n: int) -> int:
+    return -(-n // _BLOCK) * _BLOCK
+
+
+def pack_pointwise(weight: np.ndarray, bias: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """(K, C, 1, 1) weights as (K/16, C16, 16) blocks and the bias as (K16,), zero-padded."""
+    k, c = weight.shape[:2]
+    w = np.zeros((_padded(k), _padded(c)), np.float32)
+    w[:k, :c] = weight.reshape(k, c)
+    packed = np.ascontiguousarray(w.reshape(-1, _BLOCK, w.shape[1]).transpose(0, 2, 1))
+    return packed, _pack_bias(bias, k)
+
+
+def pack_depthwise(weight: np.ndarray, bias: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """(C, 1, kh, kw) weights as (C/16, kh, kw, 16) blocks and the bias as (C16,), zero-padded."""
+    c, _, kh, kw = weight.shape
+    w = np.zeros((_padded(c), kh, kw), np.float32)
+    w[:c] = weight[:, 0]
+    packed = np.ascontiguousarray(w.reshape(-1, _BLOCK, kh, kw).transpose(0, 2, 3, 1))
+    return packed, _pack_bias(bias, c)
+
+
+def _pack_bias(bias: Optional[np.ndarray], n: int) -> np.ndarray:
+    b = np.zeros(_padded(n), np.float32)
+    if bias is not None:
+        b[:n] = bias
+    return b
+
+
+# ------------------------------------------------------------------ units
+def _kind(conv: Conv2d) -> Optional[str]:
+    """'pointwise', 'depthwise' or None (cannot run blocked)."""
+    if conv.padding_mode != "zeros" or conv._fused_relu:
+        return None
+    if (conv.groups == 1 and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+            and conv.padding in ((0, 0), "valid")):
+        return "pointwise"
+    if conv.groups == conv.in_channels == conv.out_channels:
+        return "depthwise"
+    return None
+
+
+class _ConvUnit:
+    """Conv2d (+ folded BatchNorm2d) (+ ReLU / ReLU6) on a blocked activation."""
+
+    __slots__ = ("conv", "bn", "relu_max", "kind")
+
+    def __init__(self, conv: Conv2d, bn: Optional[Module], relu_max: Optional[float],
+                 kind: str) -> None:
+        self.conv, self.bn, self.relu_max, self.kind = conv, bn, relu_max, kind
+
+    def __call__(self, x: Blocked, residual: Optional[Blocked] = None) -> Blocked:
+        conv = self.conv
+        weight, bias = (conv.weight, conv.bias) if self.bn is None else conv._folded_with(self.bn)
+        # The NCHW plan's geometry: the same checks and messages, cached per shape.
+        geo = conv._inference_plan(x.shape, weight, conv.padding)[0]
+        wpack, bpack = _packed(conv, weight, bias, self.kind)
+        relu = self.relu_max is not None
+        cap = float(self.relu_max) if relu else float("inf")
+        n, _, h, w = x.shape
+        if self.kind == "pointwise":
+            k = conv.out_channels
+            data = _C.conv2d_blocked_pointwise(x.data, list(x.shape), wpack, bpack, k,
+                                               None if residual is None else residual.data,
+                                               relu, cap)
+            return Blocked(data, (n, k, h, w))
+        data = _C.conv2d_blocked_depthwise(x.data, list(x.shape), wpack, bpack, geo.stride,
+                                           geo.top_left, geo.dilation, geo.out_size, relu, cap)
+        return Blocked(data, (n, x.shape[1]) + tuple(geo.out_size))
+
+
+def _packed(conv: Conv2d, weight: Tensor, bias: Optional[Tensor],
+            kind: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Blocked weights, packed once per weight (and bias) version; the layout is the
+    same at every ISA level."""
+    key = _tensor_key(weight) + _tensor_key(bias)
+    pack = conv._blocked_pack  # one read: request threads may replace it concurrently
+    if pack is None or pack[0] != key:
+        packer = pack_pointwise if kind == "pointwise" else pack_depthwise
+        pack = (key,) + packer(weight._data, None if bias is None else bias._data)
+        object.__setattr__(conv, "_blocked_pack", pack)
+    return pack[1], pack[2]
+
+
+Unit = Callable[..., Blocked]
+
+
+def _no_hooks(m: Module) -> bool:
+    return not m._forward_hooks and not m._forward_pre_hooks
+
+
+def _unit_at(mods: Sequence[Module], i: int) -> Tuple[Optional[List[Unit]], int]:
+    """The units that ``mods[i]`` (with the BatchNorm / ReLU it absorbs) runs as,
+    and the index after them; (None, i) when it cannot run blocked."""
+    from pyvision_engine.nn.container import Sequential
+    from pyvision_engine.nn.fusion import _foldable, _plain, _relu_cap
+
+    m = mods[i]
+    if _plain(m, Conv2d) and not m.training:
+        kind = _kind(m)
+        if kind is None:
+            return None, i
+        j = i + 1
+        bn = mods[j] if j < len(mods) and _foldable(m, mods[j]) else None
+        if bn is not None:
+            j += 1
+        cap = _relu_cap(mods[j]) if j < len(mods) else None
+        if cap is not None:
+            j += 1
+        return [_ConvUnit(m, bn, cap, kind)], j
+    if _plain(m, Sequential) and not m.training:
+        units = blocked_units(list(m._modules.values()))
+        return (units, i + 1) if units is not None else (None, i)
+    plan = getattr(m, "_blocked_plan", None)
+    if plan is not None and not m.training and _no_hooks(m):
+        f = plan()
+        if f is not None:
+            return [f], i + 1
+    return None, i
+
+
+def blocked_units(mods: Sequence[Module]) -> Optional[List[Unit]]:
+    """All of ``mods`` as blocked units, or None when any of them cannot run blocked."""
+    units: List[Unit] = []
+    i = 0
+    while i < len(mods):
+        more, i2 = _unit_at(mods, i)
+        if more is None:
+            return None
+        units.extend(more)
+        i = i2
+    return units
+
+
+def blocked_run(mods: Sequence[Module], i: int) -> Tuple[List[Unit], int]:
+    """The longest run of units starting at ``mods[i]`` and the index after it."""
+    units: List[Unit] = []
+    while i < len(mods):
+        more, i2 = _unit_at(mods, i)
+        if more is None:
+            break
+        units.extend(more)
+        i = i2
+    return units, i
+
+
+def worth_blocking(units: Sequence[Unit]) -> bool:
+    """A run pays for its two reorders when it has a depthwise convolution (or a
+    module that plans its own blocked run, which has one)."""
+    return any(not isinstance(u, _ConvUnit) or u.kind == "depthwise" for u in units)
+
+
+def run_units(units: Sequence[Unit], x: Blocked, residual: bool = False) -> Blocked:
+    """Runs ``units`` in order; with ``residual`` adds the run's input to its output
+    (in the last convolution's epilogue when that ends without an activation)."""
+    identity = x
+    for k, unit in enumerate(units):
+        if (residual and k == len(units) - 1 and isinstance(unit, _ConvUnit)
+                and unit.relu_max is None and unit.kind == "pointwise"
+                and (x.shape[0], unit.conv.out_channels) + x.shape[2:] == identity.shape):
+            return unit(x, residual=identity)
+        x = unit(x)
+    if residual:
+        if x.shape != identity.shape:
+            raise ValueError(f"residual add: the block's output shape {x.shape} differs from "
+                             f"its input shape {identity.shape}")
+        return Blocked(x.data + identity.data, x.shape)
+    return x

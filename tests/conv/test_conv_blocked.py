@@ -1,0 +1,223 @@
+"""nChw16c inference kernels (csrc/kernels/conv/conv2d_blocked.cpp) and the blocked runs
+of nn/blocked.py, against the float64 numpy direct convolution in tests/reference, at
+every ISA level."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from pyvision_engine import _C, nn
+from pyvision_engine.nn import blocked, fusion
+from tests.reference.conv_reference import conv2d_forward as reference_conv
+
+pytestmark = pytest.mark.kernels
+
+
+def numpy_blocked(x: np.ndarray) -> np.ndarray:
+    """The nChw16c layout written with numpy (plus the kernels' slack), as the reference."""
+    n, c, h, w = x.shape
+    cp = -(-c // 16) * 16
+    padded = np.zeros((n, cp, h, w), np.float32)
+    padded[:, :c] = x
+    body = padded.reshape(n, cp // 16, 16, h, w).transpose(0, 1, 3, 4, 2).ravel()
+    return np.concatenate([body, np.zeros(512, np.float32)])
+
+
+def act(y: np.ndarray, relu_max) -> np.ndarray:
+    return y if relu_max is None else np.clip(y, 0.0, relu_max)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 15, 3, 5), (1, 16, 4, 4), (3, 17, 7, 2),
+                                   (1, 40, 9, 11)])
+def test_reorder_matches_numpy_layout_and_round_trips(isa, shape):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    xb = _C.conv2d_blocked_from_nchw(x)
+    np.testing.assert_array_equal(xb, numpy_blocked(x))
+    np.testing.assert_array_equal(_C.conv2d_blocked_to_nchw(xb, list(shape)), x)
+
+
+@pytest.mark.parametrize("n,c,k,h,w", [(1, 16, 16, 1, 1), (2, 3, 5, 3, 7), (1, 24, 144, 5, 5),
+                                       (1, 96, 40, 7, 7), (3, 33, 70, 2, 13),
+                                       (1, 320, 1280, 2, 3), (1, 8, 17, 29, 31)])
+@pytest.mark.parametrize("relu_max,residual", [(None, False), (math.inf, False), (6.0, False),
+                                               (None, True), (6.0, True)])
+def test_pointwise_matches_reference(isa, n, c, k, h, w, relu_max, residual):
+    rng = np.random.default_rng(n * 1000 + c * 10 + k)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((k, c, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal(k).astype(np.float32)
+    res = rng.standard_normal((n, k, h, w)).astype(np.float32)
+    expect = reference_conv(x, weight, bias, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    if residual:
+        expect = expect + res
+    expect = act(expect, relu_max)
+    wpack, bpack = blocked.pack_pointwise(weight, bias)
+    yb = _C.conv2d_blocked_pointwise(
+        _C.conv2d_blocked_from_nchw(x), [n, c, h, w], wpack, bpack, k,
+        _C.conv2d_blocked_from_nchw(res) if residual else None, relu_max is not None,
+        math.inf if relu_max is None else relu_max)
+    np.testing.assert_allclose(_C.conv2d_blocked_to_nchw(yb, [n, k, h, w]), expect,
+                               rtol=1e-4, atol=1e-4 * math.sqrt(c))
+    # the padded channels stay zero, so the next blocked layer can read them
+    np.testing.assert_array_equal(yb[:-512], numpy_blocked(
+        _C.conv2d_blocked_to_nchw(yb, [n, k, h, w]))[:-512])
+
+
+@pytest.mark.parametrize("c,h,w,kernel,stride,pads,dilation", [
+    (16, 7, 7, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    (32, 12, 12, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    (24, 11, 9, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    (17, 13, 21, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
+    (40, 9, 10, (5, 5), (2, 2), (2, 2, 2, 2), (1, 1)),
+    (5, 8, 8, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),
+    (20, 6, 17, (1, 7), (1, 3), (0, 0, 3, 3), (1, 1)),
+    (3, 5, 5, (2, 4), (3, 1), (0, 1, 2, 1), (2, 1)),
+    (16, 1, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    (16, 4, 4, (1, 1), (1, 1), (3, 3, 3, 3), (1, 1)),   # outputs wholly in the padding
+    (48, 30, 30, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1)),
+])
+@pytest.mark.parametrize("relu_max", [None, 6.0])
+def test_depthwise_matches_reference(isa, c, h, w, kernel, stride, pads, dilation, relu_max):
+    rng = np.random.default_rng(c * 100 + h)
+    n = 2
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((c, 1) + kernel).astype(np.float32)
+    bias = rng.standard_normal(c).astype(np.float32)
+    expect = act(reference_conv(x, weight, bias, stride, pads, dilation, c), relu_max)
+    out = expect.shape[2:]
+    wpack, bpack = blocked.pack_depthwise(weight, bias)
+    yb = _C.conv2d_blocked_depthwise(
+        _C.conv2d_blocked_from_nchw(x), [n, c, h, w], wpack, bpack, stride, (pads[0], pads[2]),
+        dilation, out, relu_max is not None, math.inf if relu_max is None else relu_max)
+    np.testing.assert_allclose(_C.conv2d_blocked_to_nchw(yb, [n, c] + list(out)), expect,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_nan_propagates_through_the_relu_clamp(isa):
+    x = np.zeros((1, 16, 3, 3), np.float32)
+    x[0, 2, 1, 1] = np.nan
+    wpack, bpack = blocked.pack_depthwise(np.ones((16, 1, 3, 3), np.float32), None)
+    yb = _C.conv2d_blocked_depthwise(_C.conv2d_blocked_from_nchw(x), [1, 16, 3, 3], wpack, bpack,
+                                     (1, 1), (1, 1), (1, 1), (3, 3), True, 6.0)
+    y = _C.conv2d_blocked_to_nchw(yb, [1, 16, 3, 3])
+    assert np.isnan(y[0, 2]).all() and not np.isnan(np.delete(y, 2, axis=1)).any()
+
+
+def test_bindings_reject_mismatched_buffers():
+    x = np.zeros((1, 20, 4, 4), np.float32)
+    xb = _C.conv2d_blocked_from_nchw(x)
+    wpack, bpack = blocked.pack_pointwise(np.zeros((8, 20, 1, 1), np.float32), None)
+    with pytest.raises(ValueError, match="floats"):
+        _C.conv2d_blocked_pointwise(xb[:-1], [1, 20, 4, 4], wpack, bpack, 8)
+    with pytest.raises(ValueError, match="packed weight"):
+        _C.conv2d_blocked_pointwise(xb, [1, 20, 4, 4], wpack[:, :16], bpack, 8)
+    with pytest.raises(ValueError, match="residual"):
+        _C.conv2d_blocked_pointwise(xb, [1, 20, 4, 4], wpack, bpack, 8, residual=xb)
+    with pytest.raises(ValueError, match="shape"):
+        _C.conv2d_blocked_to_nchw(xb, [1, 20, 4])
+    dw, db = blocked.pack_depthwise(np.zeros((20, 1, 3, 3), np.float32), None)
+    with pytest.raises(ValueError, match="output size"):
+        _C.conv2d_blocked_depthwise(xb, [1, 20, 4, 4], dw, db, (1, 1), (1, 1), (1, 1), (0, 4))
+    with pytest.raises(ValueError, match="packed weight"):
+        _C.conv2d_blocked_depthwise(xb, [1, 20, 4, 4], dw[:1], db, (1, 1), (1, 1), (1, 1), (4, 4))
+
+
+# ------------------------------------------------------------- blocked runs
+def _randomize_batch_norms(model: nn.Module, rng: np.random.Generator) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean._data[:] = rng.normal(0, 0.2, m.num_features)
+            m.running_var._data[:] = rng.uniform(0.5, 1.5, m.num_features)
+            m.weight._data[:] = rng.uniform(0.5, 1.5, m.num_features)
+            m.bias._data[:] = rng.normal(0, 0.2, m.num_features)
+
+
+def _module_by_module(model: nn.Module, x: pve.Tensor, monkeypatch) -> np.ndarray:
+    """The same forward with the blocked path and all fusion turned off (eval, no_grad)."""
+    with monkeypatch.context() as m:
+        m.setattr(blocked, "worth_blocking", lambda units: False)
+        m.setattr(fusion, "_inference", lambda: False)
+        with pve.no_grad():
+            return model(x).numpy()
+
+
+def test_mobilenet_v2_blocked_equals_module_by_module(isa, monkeypatch):
+    rng = np.random.default_rng(0)
+    model = pve.models.mobilenet_v2(num_classes=10).eval()
+    _randomize_batch_norms(model, rng)
+    x = pve.tensor(rng.standard_normal((2, 3, 64, 48)).astype(np.float32))
+    calls = []
+    real = blocked.run_units
+    monkeypatch.setattr(blocked, "run_units",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    with pve.no_grad():
+        y = model(x).numpy()
+    assert calls, "the blocked path did not run"
+    expect = _module_by_module(model, x, monkeypatch)
+    np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
+
+
+def test_blocked_run_in_a_sequential_with_other_layers(isa, monkeypatch):
+    """A hand-built Sequential: dense conv (NCHW), then a blocked run (pointwise, depthwise
+    with dilation and ReLU6, BatchNorm folded), then a pooling layer that ends it."""
+    rng = np.random.default_rng(1)
+    model = nn.Sequential(
+        nn.Conv2d(3, 20, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(20, 36, 1), nn.BatchNorm2d(36), nn.ReLU6(),
+        nn.Conv2d(36, 36, 5, stride=2, padding=4, dilation=2, groups=36, bias=False),
+        nn.BatchNorm2d(36), nn.ReLU(),
+        nn.Sequential(nn.Conv2d(36, 24, 1, bias=False), nn.BatchNorm2d(24)),
+        nn.MaxPool2d(2), nn.Conv2d(24, 24, 3, groups=24)).eval()
+    _randomize_batch_norms(model, rng)
+    x = pve.tensor(rng.standard_normal((3, 3, 19, 23)).astype(np.float32))
+    units, end = blocked.blocked_run(list(model), 2)
+    assert end == 9 and blocked.worth_blocking(units)
+    with pve.no_grad():
+        y = model(x).numpy()
+    np.testing.assert_allclose(y, _module_by_module(model, x, monkeypatch), rtol=1e-4, atol=1e-4)
+
+
+def test_what_does_not_run_blocked():
+    def first_unit(*mods):
+        return blocked.blocked_run(list(mods), 0)[1]
+
+    dw = nn.Conv2d(8, 8, 3, groups=8).eval()
+    assert first_unit(dw) == 1
+    assert first_unit(nn.Conv2d(8, 8, 3).eval()) == 0                       # dense 3x3
+    assert first_unit(nn.Conv2d(8, 8, 1, stride=2).eval()) == 0             # strided 1x1
+    assert first_unit(nn.Conv2d(8, 16, 3, groups=8).eval()) == 0            # multiplier 2
+    assert first_unit(nn.Conv2d(8, 8, 3, groups=8, padding=1, padding_mode="reflect").eval()) == 0
+    assert first_unit(nn.Conv2d(8, 8, 3, groups=8)) == 0                    # training mode
+    hooked = nn.Conv2d(8, 8, 3, groups=8).eval()
+    hooked.register_forward_hook(lambda *a: None)
+    assert first_unit(hooked) == 0
+    assert first_unit(nn.Sequential(dw, nn.Conv2d(8, 8, 3)).eval()) == 0   # all or nothing
+    # a run without a depthwise convolution stays NCHW
+    assert not blocked.worth_blocking(blocked.blocked_run([nn.Conv2d(8, 8, 1).eval()], 0)[0])
+
+
+def test_blocked_run_reports_shape_errors_like_the_nchw_path():
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 4, 1)).eval()
+    x = pve.tensor(np.zeros((1, 6, 5, 5), np.float32))
+    with pve.no_grad(), pytest.raises(ValueError, match=r"Conv2d\(8, 8.*expected input with 8"):
+        model(x)
+
+
+def test_weights_changed_in_place_are_repacked():
+    rng = np.random.default_rng(2)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(4, 6, 1)).eval()
+    x = pve.tensor(rng.standard_normal((1, 4, 6, 6)).astype(np.float32))
+    with pve.no_grad():
+        model(x)
+        model[1].weight.mul_(2.0)
+        model[0].bias.add_(1.0)
+        y = model(x).numpy()
+    w0, b0 = model[0].weight.detach().numpy(), model[0].bias.detach().numpy()
+    w1, b1 = model[1].weight.detach().numpy(), model[1].bias.detach().numpy()
+    mid = reference_conv(x.numpy(), w0, b0, (1, 1), (1, 1, 1, 1), (1, 1), 4)
+    expect = reference_conv(mid.astype(np.float32), w1, b1, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-5)
