@@ -31,7 +31,8 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from pyvision_engine import _C
-from pyvision_engine.nn.conv import Conv2d, _tensor_key
+from pyvision_engine.nn.conv import Conv2d, _same_state
+from pyvision_engine.nn.fusion import _foldable, _plain, _relu_cap
 from pyvision_engine.nn.module import Module
 from pyvision_engine.tensor import Tensor
 
@@ -57,6 +58,15 @@ class Blocked:
         return Tensor._wrap(_C.conv2d_blocked_to_nchw(self.data, list(self.shape)))
 
 
+def _aligned_zeros(shape: Tuple[int, ...]) -> np.ndarray:
+    """float32 zeros starting on a 64-byte line (numpy only promises 16), so the
+    kernels' vector loads of packed weights never split a cache line."""
+    n = int(np.prod(shape))
+    raw = np.zeros(n + 16, np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    return raw[start:start + n].reshape(shape)
+
+
 def _padded(n: int) -> int:
     return -(-n // _BLOCK) * _BLOCK
 
@@ -66,7 +76,8 @@ def pack_pointwise(weight: np.ndarray, bias: Optional[np.ndarray]) -> Tuple[np.n
     k, c = weight.shape[:2]
     w = np.zeros((_padded(k), _padded(c)), np.float32)
     w[:k, :c] = weight.reshape(k, c)
-    packed = np.ascontiguousarray(w.reshape(-1, _BLOCK, w.shape[1]).transpose(0, 2, 1))
+    packed = _aligned_zeros((w.shape[0] // _BLOCK, w.shape[1], _BLOCK))
+    packed[...] = w.reshape(-1, _BLOCK, w.shape[1]).transpose(0, 2, 1)
     return packed, _pack_bias(bias, k)
 
 
@@ -75,12 +86,13 @@ def pack_depthwise(weight: np.ndarray, bias: Optional[np.ndarray]) -> Tuple[np.n
     c, _, kh, kw = weight.shape
     w = np.zeros((_padded(c), kh, kw), np.float32)
     w[:c] = weight[:, 0]
-    packed = np.ascontiguousarray(w.reshape(-1, _BLOCK, kh, kw).transpose(0, 2, 3, 1))
+    packed = _aligned_zeros((w.shape[0] // _BLOCK, kh, kw, _BLOCK))
+    packed[...] = w.reshape(-1, _BLOCK, kh, kw).transpose(0, 2, 3, 1)
     return packed, _pack_bias(bias, c)
 
 
 def _pack_bias(bias: Optional[np.ndarray], n: int) -> np.ndarray:
-    b = np.zeros(_padded(n), np.float32)
+    b = _aligned_zeros((_padded(n),))
     if bias is not None:
         b[:n] = bias
     return b
@@ -109,39 +121,72 @@ class _ConvUnit:
         self.conv, self.bn, self.relu_max, self.kind = conv, bn, relu_max, kind
 
     def __call__(self, x: Blocked, residual: Optional[Blocked] = None) -> Blocked:
-        conv = self.conv
-        weight, bias = (conv.weight, conv.bias) if self.bn is None else conv._folded_with(self.bn)
-        # The NCHW plan's geometry: the same checks and messages, cached per shape.
-        geo = conv._inference_plan(x.shape, weight, conv.padding)[0]
-        wpack, bpack = _packed(conv, weight, bias, self.kind)
-        relu = self.relu_max is not None
-        cap = float(self.relu_max) if relu else float("inf")
-        n, _, h, w = x.shape
+        conv, bn = self.conv, self.bn
+        pack = conv._blocked_pack  # one read: request threads may replace it concurrently
+        if (pack is None or pack[0] is not bn or (bn is not None and pack[1] != bn.eps)
+                or not _same_state(_sources(conv, bn), pack[2])):
+            pack = _repack(conv, bn, self.kind)
+        _, _, _, wpack, bpack, plans = pack
+        plan = plans.get(x.shape)
+        if plan is None:
+            # The NCHW path's geometry: the same checks and error messages.
+            geo = conv._inference_plan(x.shape, conv._parameters["weight"], conv.padding)[0]
+            plan = plans[x.shape] = (geo.stride, geo.top_left, geo.dilation, geo.out_size)
+        relu_max = self.relu_max
+        relu = relu_max is not None
+        cap = float(relu_max) if relu else _INF
+        n, c, h, w = x.shape
         if self.kind == "pointwise":
             k = conv.out_channels
-            data = _C.conv2d_blocked_pointwise(x.data, list(x.shape), wpack, bpack, k,
+            data = _C.conv2d_blocked_pointwise(x.data, x.shape, wpack, bpack, k,
                                                None if residual is None else residual.data,
                                                relu, cap)
             return Blocked(data, (n, k, h, w))
-        data = _C.conv2d_blocked_depthwise(x.data, list(x.shape), wpack, bpack, geo.stride,
-                                           geo.top_left, geo.dilation, geo.out_size, relu, cap)
-        return Blocked(data, (n, x.shape[1]) + tuple(geo.out_size))
+        stride, top_left, dilation, out_size = plan
+        data = _C.conv2d_blocked_depthwise(x.data, x.shape, wpack, bpack, stride, top_left,
+                                           dilation, out_size, relu, cap)
+        return Blocked(data, (n, c) + tuple(out_size))
 
 
-def _packed(conv: Conv2d, weight: Tensor, bias: Optional[Tensor],
-            kind: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Blocked weights, packed once per weight (and bias) version; the layout is the
-    same at every ISA level."""
-    key = _tensor_key(weight) + _tensor_key(bias)
-    pack = conv._blocked_pack  # one read: request threads may replace it concurrently
-    if pack is None or pack[0] != key:
-        packer = pack_pointwise if kind == "pointwise" else pack_depthwise
-        pack = (key,) + packer(weight._data, None if bias is None else bias._data)
-        object.__setattr__(conv, "_blocked_pack", pack)
-    return pack[1], pack[2]
+_INF = float("inf")
+
+
+def _sources(conv: Conv2d, bn: Optional[Module]) -> Tuple[Optional[Tensor], ...]:
+    """The tensors a unit's packed weights are made from (straight from the registries)."""
+    p = conv._parameters
+    if bn is None:
+        return (p["weight"], p.get("bias"))
+    return (p["weight"], p.get("bias"), bn._buffers.get("running_mean"),
+            bn._buffers.get("running_var"), bn._parameters.get("weight"),
+            bn._parameters.get("bias"))
+
+
+def _repack(conv: Conv2d, bn: Optional[Module], kind: str) -> Tuple[Any, ...]:
+    """(bn, eps, state of the source tensors, blocked weights, blocked bias, plans per input
+    shape), stored on the conv; the layout is the same at every ISA level."""
+    weight, bias = (conv.weight, conv.bias) if bn is None else conv._folded_with(bn)
+    packer = pack_pointwise if kind == "pointwise" else pack_depthwise
+    wpack, bpack = packer(weight._data, None if bias is None else bias._data)
+    sources = _sources(conv, bn)
+    # The state holds the tensors and arrays themselves, so identity checks stay valid.
+    state = tuple(None if t is None else (t, t._data, t._version) for t in sources)
+    pack = (bn, None if bn is None else bn.eps, state, wpack, bpack, {})
+    object.__setattr__(conv, "_blocked_pack", pack)
+    return pack
 
 
 Unit = Callable[..., Blocked]
+
+
+_SEQUENTIAL: List[type] = []
+
+
+def _sequential() -> type:
+    """nn.Sequential (container.py imports fusion.py, which imports this module)."""
+    if not _SEQUENTIAL:
+        from pyvision_engine.nn.container import Sequential
+        _SEQUENTIAL.append(Sequential)
+    return _SEQUENTIAL[0]
 
 
 def _no_hooks(m: Module) -> bool:
@@ -151,9 +196,6 @@ def _no_hooks(m: Module) -> bool:
 def _unit_at(mods: Sequence[Module], i: int) -> Tuple[Optional[List[Unit]], int]:
     """The units that ``mods[i]`` (with the BatchNorm / ReLU it absorbs) runs as,
     and the index after them; (None, i) when it cannot run blocked."""
-    from pyvision_engine.nn.container import Sequential
-    from pyvision_engine.nn.fusion import _foldable, _plain, _relu_cap
-
     m = mods[i]
     if _plain(m, Conv2d) and not m.training:
         kind = _kind(m)
@@ -167,7 +209,7 @@ def _unit_at(mods: Sequence[Module], i: int) -> Tuple[Optional[List[Unit]], int]
         if cap is not None:
             j += 1
         return [_ConvUnit(m, bn, cap, kind)], j
-    if _plain(m, Sequential) and not m.training:
+    if _plain(m, _sequential()) and not m.training:
         units = blocked_units(list(m._modules.values()))
         return (units, i + 1) if units is not None else (None, i)
     plan = getattr(m, "_blocked_plan", None)

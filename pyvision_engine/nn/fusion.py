@@ -23,7 +23,6 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from pyvision_engine.autograd import is_grad_enabled
-from pyvision_engine.nn import blocked
 from pyvision_engine.nn.activation import ReLU, ReLU6
 from pyvision_engine.nn.conv import Conv2d
 from pyvision_engine.nn.module import Module
@@ -118,3 +117,7 @@ def residual_add(out: Tensor, identity: Any, act: Optional[Module] = None) -> Te
         return act(out) if act is not None else out
     y = out + identity
     return act(y) if act is not None else y
+
+
+# At the end: blocked.py uses the helpers above.
+from pyvision_engine.nn import blocked  # noqa: E402

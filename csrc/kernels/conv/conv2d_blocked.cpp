@@ -267,8 +267,15 @@ void depthwise_rows(const BlockedDepthwiseArgs& a, int64_t begin, int64_t end) {
     float* y = a.y + (plane_index * a.out_h + oh) * a.out_w * B;
     int64_t ow = 0;
     for (; ow < lo; ++ow) depthwise_pixel(a, plane, w, bias, r_lo, r_hi, ih0, ow, y + ow * B);
-    for (; ow + kDepthwisePixels <= hi; ow += kDepthwisePixels)
-      depthwise_interior<KW, kDepthwisePixels>(a, plane, w, bias, r_lo, r_hi, ih0, ow, y + ow * B);
+    constexpr int Q = kDepthwisePixels;
+    if (hi - ow >= Q) {
+      for (; ow + Q <= hi; ow += Q)
+        depthwise_interior<KW, Q>(a, plane, w, bias, r_lo, r_hi, ih0, ow, y + ow * B);
+      if (ow < hi) {  // the last Q pixels again, overlapping: same values, no 1-wide tail
+        depthwise_interior<KW, Q>(a, plane, w, bias, r_lo, r_hi, ih0, hi - Q, y + (hi - Q) * B);
+        ow = hi;
+      }
+    }
     for (; ow < hi; ++ow) depthwise_interior<KW, 1>(a, plane, w, bias, r_lo, r_hi, ih0, ow, y + ow * B);
     for (; ow < a.out_w; ++ow) depthwise_pixel(a, plane, w, bias, r_lo, r_hi, ih0, ow, y + ow * B);
   }
