@@ -181,6 +181,249 @@ py::array depthwise(const py::array& xb, const std::vector<int64_t>& shape, cons
   return y;
 }
 
+// ------------------------------------------------------------- a whole run
+// conv2d_blocked_sequence runs a list of blocked ops in one call: the Python
+// per-layer overhead (argument parsing, result objects) is paid once, and the
+// intermediate activations live in a per-thread pool of buffers that are
+// reused from call to call, so they are warm in cache instead of fresh pages.
+
+struct SequenceOp {
+  enum class Kind { save, pointwise, depthwise, add_saved } kind;
+  BlockedShape in, out;
+  const float* weight = nullptr;
+  const float* bias = nullptr;
+  bool relu = false, residual = false;
+  float relu_max = INFINITY;
+  int64_t stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0, dilation_h = 1,
+          dilation_w = 1, kernel_h = 1, kernel_w = 1;
+};
+
+// Buffers with reference counts: the current activation holds one, a saved
+// residual input another; a buffer whose count drops to 0 is free for reuse.
+class BufferPool {
+ public:
+  ~BufferPool() {
+    for (Buffer& b : buffers_) std::free(b.data);
+  }
+  int acquire(int64_t floats) {
+    int best = -1;
+    for (int i = 0; i < static_cast<int>(buffers_.size()); ++i)
+      if (buffers_[i].refs == 0 && buffers_[i].capacity >= floats &&
+          (best < 0 || buffers_[i].capacity < buffers_[best].capacity))
+        best = i;
+    if (best < 0) {  // grow the largest free one, or add one
+      for (int i = 0; i < static_cast<int>(buffers_.size()); ++i)
+        if (buffers_[i].refs == 0) best = i;
+      if (best < 0) {
+        buffers_.push_back(Buffer());
+        best = static_cast<int>(buffers_.size()) - 1;
+      }
+      Buffer& b = buffers_[best];
+      std::free(b.data);
+      b.data = nullptr;
+      b.capacity = 0;
+      const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+      b.data = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!b.data) throw std::bad_alloc();
+      b.capacity = floats;
+    }
+    buffers_[best].refs = 1;
+    return best;
+  }
+  float* data(int i) { return buffers_[i].data; }
+  void retain(int i) { ++buffers_[i].refs; }
+  void release(int i) { --buffers_[i].refs; }
+  void release_all() {
+    for (Buffer& b : buffers_) b.refs = 0;
+  }
+
+ private:
+  struct Buffer {
+    float* data = nullptr;
+    int64_t capacity = 0;
+    int refs = 0;
+  };
+  std::vector<Buffer> buffers_;
+};
+
+thread_local BufferPool tls_pool;
+
+template <typename T>
+T item(const py::tuple& t, size_t i) {
+  return t[i].cast<T>();
+}
+
+// Checks one op against the running shape (every size a kernel relies on) and
+// returns it with its output shape.
+SequenceOp parse_op(const py::tuple& t, const BlockedShape& in, std::vector<BlockedShape>* saved,
+                    std::vector<py::array>* keep) {
+  const char* op_name = "conv2d_blocked_sequence";
+  const std::string kind = item<std::string>(t, 0);
+  SequenceOp op;
+  op.in = in;
+  op.out = in;
+  auto array = [&](size_t i, int ndim, const char* what) {
+    py::array a = t[i].cast<py::array>();
+    check_f32(a, op_name, what, ndim);
+    keep->push_back(a);
+    return a;
+  };
+  if (kind == "save") {
+    op.kind = SequenceOp::Kind::save;
+    saved->push_back(in);
+  } else if (kind == "add_saved") {
+    op.kind = SequenceOp::Kind::add_saved;
+    if (saved->empty()) throw py::value_error("conv2d_blocked_sequence: add_saved without save");
+    const BlockedShape r = saved->back();
+    saved->pop_back();
+    if (r.floats() != in.floats() || r.channels != in.channels)
+      throw py::value_error("conv2d_blocked_sequence: residual shape differs from the output's");
+  } else if (kind == "pointwise") {  // (kind, weight, bias, out_channels, relu, relu_max, residual)
+    op.kind = SequenceOp::Kind::pointwise;
+    op.out.channels = item<int64_t>(t, 3);
+    if (op.out.channels < 1) throw py::value_error("conv2d_blocked_sequence: out_channels < 1");
+    py::array w = array(1, 3, "packed weight"), b = array(2, 1, "packed bias");
+    expect_shape(w, {op.out.blocks(), in.blocks() * kChannelBlock, kChannelBlock}, op_name,
+                 "packed weight");
+    expect_shape(b, {op.out.blocks() * kChannelBlock}, op_name, "packed bias");
+    op.weight = f32_data(w);
+    op.bias = f32_data(b);
+    op.relu = item<bool>(t, 4);
+    op.relu_max = item<float>(t, 5);
+    op.residual = item<bool>(t, 6);
+    if (op.residual) {
+      if (saved->empty()) throw py::value_error("conv2d_blocked_sequence: residual without save");
+      const BlockedShape r = saved->back();
+      saved->pop_back();
+      if (r.batch != op.out.batch || r.channels != op.out.channels || r.height != op.out.height ||
+          r.width != op.out.width)
+        throw py::value_error("conv2d_blocked_sequence: residual shape differs from the output's");
+    }
+  } else if (kind == "depthwise") {
+    // (kind, weight, bias, stride, padding, dilation, out_size, relu, relu_max)
+    op.kind = SequenceOp::Kind::depthwise;
+    py::array w = array(1, 4, "packed weight"), b = array(2, 1, "packed bias");
+    if (w.shape(0) != in.blocks() || w.shape(3) != kChannelBlock)
+      throw py::value_error("conv2d_blocked_sequence: depthwise packed weight must have shape (" +
+                            std::to_string(in.blocks()) + ", kernel_h, kernel_w, 16), got " +
+                            shape_str(shape_of(w)));
+    expect_shape(b, {in.blocks() * kChannelBlock}, op_name, "packed bias");
+    op.weight = f32_data(w);
+    op.bias = f32_data(b);
+    op.kernel_h = w.shape(1);
+    op.kernel_w = w.shape(2);
+    std::tie(op.stride_h, op.stride_w) = item<Pair>(t, 3);
+    std::tie(op.pad_top, op.pad_left) = item<Pair>(t, 4);
+    std::tie(op.dilation_h, op.dilation_w) = item<Pair>(t, 5);
+    Pair out = item<Pair>(t, 6);
+    if (op.stride_h < 1 || op.stride_w < 1 || op.dilation_h < 1 || op.dilation_w < 1 ||
+        op.pad_top < 0 || op.pad_left < 0)
+      throw py::value_error("conv2d_blocked_sequence: bad depthwise geometry");
+    op.out = make_shape({in.batch, in.channels, std::get<0>(out), std::get<1>(out)}, op_name);
+    op.relu = item<bool>(t, 7);
+    op.relu_max = item<float>(t, 8);
+  } else {
+    throw py::value_error("conv2d_blocked_sequence: unknown op '" + kind + "'");
+  }
+  if (op.relu) check_relu_max(op.relu_max, op_name);
+  return op;
+}
+
+py::array sequence(const py::array& x, const py::list& ops) {
+  const char* op_name = "conv2d_blocked_sequence";
+  check_f32(x, op_name, "input", 4);
+  const BlockedShape in = make_shape(shape_of(x), op_name);
+  std::vector<SequenceOp> plan;
+  std::vector<BlockedShape> saved;
+  std::vector<py::array> keep;  // the packed arrays stay referenced by `ops` meanwhile
+  BlockedShape shape = in;
+  for (const py::handle& h : ops) {
+    plan.push_back(parse_op(h.cast<py::tuple>(), shape, &saved, &keep));
+    shape = plan.back().out;
+  }
+  if (!saved.empty()) throw py::value_error("conv2d_blocked_sequence: save without its use");
+  py::array_t<float> y(std::vector<int64_t>{shape.batch, shape.channels, shape.height, shape.width});
+  const float* src = f32_data(x);
+  float* dst = y.mutable_data();
+  const int threads = num_threads();
+  py::gil_scoped_release release;
+  BufferPool& pool = tls_pool;
+  pool.release_all();  // a previous call that threw left nothing in use
+  auto fresh = [&](const BlockedShape& s) {
+    const int b = pool.acquire(s.floats());
+    std::fill(pool.data(b) + s.floats() - kBlockedSlack, pool.data(b) + s.floats(), 0.0f);
+    return b;
+  };
+  int cur = fresh(in);
+  conv2d_blocked_reorder.get()(in, src, pool.data(cur), true, threads);
+  std::vector<int> saved_buffers;
+  for (const SequenceOp& op : plan) {
+    if (op.kind == SequenceOp::Kind::save) {
+      pool.retain(cur);
+      saved_buffers.push_back(cur);
+      continue;
+    }
+    if (op.kind == SequenceOp::Kind::add_saved) {
+      const int r = saved_buffers.back();
+      saved_buffers.pop_back();
+      float* out = pool.data(cur);
+      const float* res = pool.data(r);
+      const int64_t n = op.in.floats() - kBlockedSlack;
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t i = 0; i < n; ++i) out[i] += res[i];
+      pool.release(r);
+      continue;
+    }
+    const int next = fresh(op.out);
+    if (op.kind == SequenceOp::Kind::pointwise) {
+      BlockedPointwiseArgs a;
+      a.input = op.in;
+      a.out_channels = op.out.channels;
+      a.x = pool.data(cur);
+      a.weight = op.weight;
+      a.bias = op.bias;
+      int r = -1;
+      if (op.residual) {
+        r = saved_buffers.back();
+        saved_buffers.pop_back();
+        a.residual = pool.data(r);
+      }
+      a.relu = op.relu;
+      a.relu_max = op.relu_max;
+      a.y = pool.data(next);
+      a.num_threads = threads;
+      conv2d_blocked_pointwise.get()(a);
+      if (r >= 0) pool.release(r);
+    } else {
+      BlockedDepthwiseArgs a;
+      a.input = op.in;
+      a.out_h = op.out.height;
+      a.out_w = op.out.width;
+      a.kernel_h = op.kernel_h;
+      a.kernel_w = op.kernel_w;
+      a.stride_h = op.stride_h;
+      a.stride_w = op.stride_w;
+      a.pad_top = op.pad_top;
+      a.pad_left = op.pad_left;
+      a.dilation_h = op.dilation_h;
+      a.dilation_w = op.dilation_w;
+      a.x = pool.data(cur);
+      a.weight = op.weight;
+      a.bias = op.bias;
+      a.relu = op.relu;
+      a.relu_max = op.relu_max;
+      a.y = pool.data(next);
+      a.num_threads = threads;
+      conv2d_blocked_depthwise.get()(a);
+    }
+    pool.release(cur);
+    cur = next;
+  }
+  conv2d_blocked_reorder.get()(shape, pool.data(cur), dst, false, threads);
+  pool.release_all();
+  return y;
+}
+
 }  // namespace
 
 void bind_conv_blocked(py::module_& m) {
@@ -199,6 +442,10 @@ void bind_conv_blocked(py::module_& m) {
         py::arg("relu_max") = INFINITY,
         "Depthwise convolution of a blocked activation: weight (C/16, kh, kw, 16), bias (C16,); "
         "padding is (top, left), out_size (H, W).");
+  m.def("conv2d_blocked_sequence", &sequence, py::arg("input"), py::arg("ops"),
+        "Runs blocked ops on an NCHW input and returns the NCHW result: ('save',), "
+        "('add_saved',), ('pointwise', weight, bias, out_channels, relu, relu_max, residual) "
+        "and ('depthwise', weight, bias, stride, padding, dilation, out_size, relu, relu_max).");
 }
 
 }  // namespace pve

@@ -3,7 +3,6 @@ and shapes, and torchvision's initialization."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, List, Optional
 
 from pyvision_engine import nn
@@ -75,16 +74,14 @@ class InvertedResidual(nn.Module):
             return x + self.conv(x)
         return self.conv(x)
 
-    def _blocked_plan(self) -> Optional[Callable[[Any], Any]]:
+    def _blocked_plan(self) -> Optional[blocked.Block]:
         """Inference in the channel-blocked layout (nn/blocked.py): the block's
         convolutions as blocked units, the residual added in the projection's
         epilogue. None when this block (or a subclass's forward) cannot."""
         if type(self).forward is not InvertedResidual.forward:
             return None
         units = blocked.blocked_units([self.conv])
-        if units is None:
-            return None
-        return functools.partial(blocked.run_units, units, residual=self.use_res_connect)
+        return None if units is None else blocked.Block(units, residual=self.use_res_connect)
 
 
 class MobileNetV2(nn.Module):

@@ -14,19 +14,21 @@ finds maximal runs of children that can run blocked:
   depthwise (groups == in_channels == out_channels, zero padding), with a
   following foldable BatchNorm2d and/or ReLU / ReLU6 fused as usual;
 * a plain Sequential whose children all can;
-* a module without hooks whose ``_blocked_plan()`` returns a callable
-  ``f(blocked) -> blocked`` (MobileNetV2's InvertedResidual does).
+* a module without hooks whose ``_blocked_plan()`` returns a ``Block`` (units
+  with an optional residual connection; MobileNetV2's InvertedResidual does).
 
-A run that contains a depthwise convolution (where blocking pays) converts its
-input once, runs every unit in the blocked layout, and converts the result
-back; the API and every result stay NCHW. Shapes are checked by each
+A run that contains a depthwise convolution (where blocking pays) becomes a
+list of ops that one kernel call (``conv2d_blocked_sequence``) runs: it
+converts the input once, runs every op in the blocked layout with its
+intermediate activations in a per-thread pool of reused buffers, and converts
+the result back; the API and every result stay NCHW. Shapes are checked by each
 convolution's own geometry code, so errors read as in the NCHW path. Results
 differ from the NCHW path only by float32 rounding (summation order).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -36,26 +38,11 @@ from pyvision_engine.nn.fusion import _foldable, _plain, _relu_cap
 from pyvision_engine.nn.module import Module
 from pyvision_engine.tensor import Tensor
 
-__all__ = ["Blocked", "blocked_units", "run_units", "pack_pointwise", "pack_depthwise"]
+__all__ = ["Block", "blocked_units", "blocked_run", "worth_blocking", "run", "pack_pointwise",
+           "pack_depthwise"]
 
 _BLOCK = 16
-
-
-class Blocked:
-    """A blocked activation: its 1-D nChw16c buffer and its logical (N, C, H, W)."""
-
-    __slots__ = ("data", "shape")
-
-    def __init__(self, data: np.ndarray, shape: Tuple[int, int, int, int]) -> None:
-        self.data = data
-        self.shape = shape
-
-    @classmethod
-    def from_tensor(cls, x: Tensor) -> "Blocked":
-        return cls(_C.conv2d_blocked_from_nchw(x._data), tuple(x.shape))
-
-    def to_tensor(self) -> Tensor:
-        return Tensor._wrap(_C.conv2d_blocked_to_nchw(self.data, list(self.shape)))
+Shape = Tuple[int, ...]
 
 
 def _aligned_zeros(shape: Tuple[int, ...]) -> np.ndarray:
@@ -120,32 +107,28 @@ class _ConvUnit:
                  kind: str) -> None:
         self.conv, self.bn, self.relu_max, self.kind = conv, bn, relu_max, kind
 
-    def __call__(self, x: Blocked, residual: Optional[Blocked] = None) -> Blocked:
+    def ops(self, shape: Shape, ops: List[tuple], residual: bool = False) -> Shape:
+        """Appends this unit's op for an input of logical ``shape``; returns the output's.
+        ``residual``: add the innermost saved activation in the epilogue."""
         conv, bn = self.conv, self.bn
         pack = conv._blocked_pack  # one read: request threads may replace it concurrently
         if (pack is None or pack[0] is not bn or (bn is not None and pack[1] != bn.eps)
                 or not _same_state(_sources(conv, bn), pack[2])):
             pack = _repack(conv, bn, self.kind)
         _, _, _, wpack, bpack, plans = pack
-        plan = plans.get(x.shape)
+        plan = plans.get(shape)
         if plan is None:
             # The NCHW path's geometry: the same checks and error messages.
-            geo = conv._inference_plan(x.shape, conv._parameters["weight"], conv.padding)[0]
-            plan = plans[x.shape] = (geo.stride, geo.top_left, geo.dilation, geo.out_size)
-        relu_max = self.relu_max
-        relu = relu_max is not None
-        cap = float(relu_max) if relu else _INF
-        n, c, h, w = x.shape
+            geo = conv._inference_plan(shape, conv._parameters["weight"], conv.padding)[0]
+            out = (shape[0], conv.out_channels) + tuple(geo.out_size)
+            plan = plans[shape] = (geo.stride, geo.top_left, geo.dilation, tuple(geo.out_size), out)
+        relu = self.relu_max is not None
+        cap = float(self.relu_max) if relu else _INF
         if self.kind == "pointwise":
-            k = conv.out_channels
-            data = _C.conv2d_blocked_pointwise(x.data, x.shape, wpack, bpack, k,
-                                               None if residual is None else residual.data,
-                                               relu, cap)
-            return Blocked(data, (n, k, h, w))
-        stride, top_left, dilation, out_size = plan
-        data = _C.conv2d_blocked_depthwise(x.data, x.shape, wpack, bpack, stride, top_left,
-                                           dilation, out_size, relu, cap)
-        return Blocked(data, (n, c) + tuple(out_size))
+            ops.append(("pointwise", wpack, bpack, conv.out_channels, relu, cap, residual))
+        else:
+            ops.append(("depthwise", wpack, bpack) + plan[:4] + (relu, cap))
+        return plan[4]
 
 
 _INF = float("inf")
@@ -175,7 +158,33 @@ def _repack(conv: Conv2d, bn: Optional[Module], kind: str) -> Tuple[Any, ...]:
     return pack
 
 
-Unit = Callable[..., Blocked]
+class Block:
+    """Units with a residual connection around them: ``x + units(x)``, the sum taken in
+    the last convolution's epilogue when that is a pointwise one without activation."""
+
+    __slots__ = ("units", "residual")
+
+    def __init__(self, units: Sequence[Any], residual: bool) -> None:
+        self.units, self.residual = list(units), residual
+
+    def ops(self, shape: Shape, ops: List[tuple]) -> Shape:
+        if not self.residual:
+            return units_ops(self.units, shape, ops)
+        ops.append(("save",))
+        *body, last = self.units
+        out = units_ops(body, shape, ops)
+        if isinstance(last, _ConvUnit) and last.relu_max is None and last.kind == "pointwise":
+            end = last.ops(out, ops, residual=True)
+        else:
+            end = last.ops(out, ops)
+            ops.append(("add_saved",))
+        if end != shape:
+            raise ValueError(f"residual add: the block's output shape {end} differs from its "
+                             f"input shape {shape}")
+        return end
+
+
+Unit = Union[_ConvUnit, Block]
 
 
 _SEQUENTIAL: List[type] = []
@@ -214,9 +223,9 @@ def _unit_at(mods: Sequence[Module], i: int) -> Tuple[Optional[List[Unit]], int]
         return (units, i + 1) if units is not None else (None, i)
     plan = getattr(m, "_blocked_plan", None)
     if plan is not None and not m.training and _no_hooks(m):
-        f = plan()
-        if f is not None:
-            return [f], i + 1
+        block = plan()
+        if block is not None:
+            return [block], i + 1
     return None, i
 
 
@@ -246,24 +255,21 @@ def blocked_run(mods: Sequence[Module], i: int) -> Tuple[List[Unit], int]:
 
 
 def worth_blocking(units: Sequence[Unit]) -> bool:
-    """A run pays for its two reorders when it has a depthwise convolution (or a
-    module that plans its own blocked run, which has one)."""
-    return any(not isinstance(u, _ConvUnit) or u.kind == "depthwise" for u in units)
+    """A run pays for its two reorders when it has a depthwise convolution."""
+    return any(worth_blocking(u.units) if isinstance(u, Block) else u.kind == "depthwise"
+               for u in units)
 
 
-def run_units(units: Sequence[Unit], x: Blocked, residual: bool = False) -> Blocked:
-    """Runs ``units`` in order; with ``residual`` adds the run's input to its output
-    (in the last convolution's epilogue when that ends without an activation)."""
-    identity = x
-    for k, unit in enumerate(units):
-        if (residual and k == len(units) - 1 and isinstance(unit, _ConvUnit)
-                and unit.relu_max is None and unit.kind == "pointwise"
-                and (x.shape[0], unit.conv.out_channels) + x.shape[2:] == identity.shape):
-            return unit(x, residual=identity)
-        x = unit(x)
-    if residual:
-        if x.shape != identity.shape:
-            raise ValueError(f"residual add: the block's output shape {x.shape} differs from "
-                             f"its input shape {identity.shape}")
-        return Blocked(x.data + identity.data, x.shape)
-    return x
+def units_ops(units: Sequence[Unit], shape: Shape, ops: List[tuple]) -> Shape:
+    """Appends the ops of ``units`` in order; returns the output's logical shape."""
+    for unit in units:
+        shape = unit.ops(shape, ops)
+    return shape
+
+
+def run(units: Sequence[Unit], x: Tensor) -> Tensor:
+    """``units`` applied to the NCHW float32 tensor ``x``, in the blocked layout inside
+    one kernel call (conv2d_blocked_sequence); the result is NCHW."""
+    ops: List[tuple] = []
+    units_ops(units, tuple(x.shape), ops)
+    return Tensor._wrap(_C.conv2d_blocked_sequence(x._data, ops))

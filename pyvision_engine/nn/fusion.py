@@ -80,7 +80,7 @@ def run_sequence(modules: Iterable[Module], x: Any) -> Any:
         if i >= plain_until and isinstance(x, Tensor) and x.ndim == 4 and x.dtype == np.float32:
             units, j = blocked.blocked_run(mods, i)
             if blocked.worth_blocking(units):
-                x = blocked.run_units(units, blocked.Blocked.from_tensor(x)).to_tensor()
+                x = blocked.run(units, x)
                 i = j
                 continue
             plain_until = j

@@ -151,8 +151,8 @@ def test_mobilenet_v2_blocked_equals_module_by_module(isa, monkeypatch):
     _randomize_batch_norms(model, rng)
     x = pve.tensor(rng.standard_normal((2, 3, 64, 48)).astype(np.float32))
     calls = []
-    real = blocked.run_units
-    monkeypatch.setattr(blocked, "run_units",
+    real = blocked.run
+    monkeypatch.setattr(blocked, "run",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     with pve.no_grad():
         y = model(x).numpy()
