@@ -23,6 +23,7 @@ namespace py = pybind11;
 namespace pve {
 
 PVE_DEFINE_KERNEL(conv2d_blocked_reorder, BlockedReorderFn);
+PVE_DEFINE_KERNEL(conv2d_blocked_dense_nchw, BlockedDenseFn);
 PVE_DEFINE_KERNEL(conv2d_blocked_pointwise, BlockedPointwiseFn);
 PVE_DEFINE_KERNEL(conv2d_blocked_depthwise, BlockedDepthwiseFn);
 
@@ -181,6 +182,65 @@ py::array depthwise(const py::array& xb, const std::vector<int64_t>& shape, cons
   return y;
 }
 
+// Geometry of a dense NCHW -> blocked convolution, checked: weight (K/16, C, kh, kw, 16).
+BlockedDenseArgs dense_args(const BlockedShape& in, const py::array& w, const py::array& bias,
+                            int64_t out_channels, Pair stride, Pair padding, Pair dilation,
+                            Pair out, bool relu, float relu_max) {
+  const char* op = "conv2d_blocked_dense_nchw";
+  check_relu_max(relu_max, op);
+  if (out_channels < 1) throw py::value_error(std::string(op) + ": out_channels must be positive");
+  BlockedShape o = in;
+  o.channels = out_channels;
+  check_f32(w, op, "packed weight", 5);
+  if (w.shape(0) != o.blocks() || w.shape(1) != in.channels || w.shape(2) < 1 ||
+      w.shape(3) < 1 || w.shape(4) != kChannelBlock)
+    throw py::value_error(std::string(op) + ": packed weight must have shape (" +
+                          std::to_string(o.blocks()) + ", " + std::to_string(in.channels) +
+                          ", kernel_h, kernel_w, 16), got " + shape_str(shape_of(w)));
+  check_f32(bias, op, "packed bias", 1);
+  expect_shape(bias, {o.blocks() * kChannelBlock}, op, "packed bias");
+  BlockedDenseArgs a;
+  a.input = in;
+  a.out_channels = out_channels;
+  a.kernel_h = w.shape(2);
+  a.kernel_w = w.shape(3);
+  std::tie(a.stride_h, a.stride_w) = stride;
+  std::tie(a.pad_top, a.pad_left) = padding;
+  std::tie(a.dilation_h, a.dilation_w) = dilation;
+  std::tie(a.out_h, a.out_w) = out;
+  if (a.stride_h < 1 || a.stride_w < 1 || a.dilation_h < 1 || a.dilation_w < 1 || a.pad_top < 0 ||
+      a.pad_left < 0 || a.out_h < 1 || a.out_w < 1)
+    throw py::value_error(std::string(op) + ": stride, dilation and output size must be "
+                          "positive, padding non-negative");
+  make_shape({in.batch, out_channels, a.out_h, a.out_w}, op);  // size limit
+  a.weight = f32_data(w);
+  a.bias = f32_data(bias);
+  a.relu = relu;
+  a.relu_max = relu_max;
+  return a;
+}
+
+py::array dense_nchw(const py::array& x, const py::array& w, const py::array& bias,
+                     int64_t out_channels, Pair stride, Pair padding, Pair dilation, Pair out,
+                     bool relu, float relu_max) {
+  check_f32(x, "conv2d_blocked_dense_nchw", "input", 4);
+  BlockedDenseArgs a = dense_args(make_shape(shape_of(x), "conv2d_blocked_dense_nchw"), w, bias,
+                                  out_channels, stride, padding, dilation, out, relu, relu_max);
+  BlockedShape o = a.input;
+  o.channels = out_channels;
+  o.height = a.out_h;
+  o.width = a.out_w;
+  py::array_t<float> y = new_blocked(o);
+  a.x = f32_data(x);
+  a.y = y.mutable_data();
+  a.num_threads = num_threads();
+  BlockedDenseFn run = conv2d_blocked_dense_nchw.get();
+  py::gil_scoped_release release;
+  run(a);
+  std::fill(a.y + o.floats() - kBlockedSlack, a.y + o.floats(), 0.0f);
+  return y;
+}
+
 // ------------------------------------------------------------- a whole run
 // conv2d_blocked_sequence runs a list of blocked ops in one call: the Python
 // per-layer overhead (argument parsing, result objects) is paid once, and the
@@ -188,7 +248,8 @@ py::array depthwise(const py::array& xb, const std::vector<int64_t>& shape, cons
 // reused from call to call, so they are warm in cache instead of fresh pages.
 
 struct SequenceOp {
-  enum class Kind { save, pointwise, depthwise, add_saved } kind;
+  enum class Kind { save, pointwise, depthwise, add_saved, dense_nchw } kind;
+  BlockedDenseArgs dense;  // dense_nchw (the first op only): all but the pointers
   BlockedShape in, out;
   const float* weight = nullptr;
   const float* bias = nullptr;
@@ -255,8 +316,8 @@ T item(const py::tuple& t, size_t i) {
 
 // Checks one op against the running shape (every size a kernel relies on) and
 // returns it with its output shape.
-SequenceOp parse_op(const py::tuple& t, const BlockedShape& in, std::vector<BlockedShape>* saved,
-                    std::vector<py::array>* keep) {
+SequenceOp parse_op(const py::tuple& t, const BlockedShape& in, bool first,
+                    std::vector<BlockedShape>* saved, std::vector<py::array>* keep) {
   const char* op_name = "conv2d_blocked_sequence";
   const std::string kind = item<std::string>(t, 0);
   SequenceOp op;
@@ -268,7 +329,18 @@ SequenceOp parse_op(const py::tuple& t, const BlockedShape& in, std::vector<Bloc
     keep->push_back(a);
     return a;
   };
-  if (kind == "save") {
+  if (kind == "dense_nchw") {
+    // (kind, weight, bias, out_channels, stride, padding, dilation, out_size, relu, relu_max)
+    if (!first) throw py::value_error("conv2d_blocked_sequence: dense_nchw must be the first op");
+    op.kind = SequenceOp::Kind::dense_nchw;
+    py::array w = array(1, 5, "packed weight"), b = array(2, 1, "packed bias");
+    op.dense = dense_args(in, w, b, item<int64_t>(t, 3), item<Pair>(t, 4), item<Pair>(t, 5),
+                          item<Pair>(t, 6), item<Pair>(t, 7), item<bool>(t, 8),
+                          item<float>(t, 9));
+    op.out.channels = op.dense.out_channels;
+    op.out.height = op.dense.out_h;
+    op.out.width = op.dense.out_w;
+  } else if (kind == "save") {
     op.kind = SequenceOp::Kind::save;
     saved->push_back(in);
   } else if (kind == "add_saved") {
@@ -338,7 +410,7 @@ py::array sequence(const py::array& x, const py::list& ops) {
   std::vector<py::array> keep;  // the packed arrays stay referenced by `ops` meanwhile
   BlockedShape shape = in;
   for (const py::handle& h : ops) {
-    plan.push_back(parse_op(h.cast<py::tuple>(), shape, &saved, &keep));
+    plan.push_back(parse_op(h.cast<py::tuple>(), shape, plan.empty(), &saved, &keep));
     shape = plan.back().out;
   }
   if (!saved.empty()) throw py::value_error("conv2d_blocked_sequence: save without its use");
@@ -354,10 +426,23 @@ py::array sequence(const py::array& x, const py::list& ops) {
     std::fill(pool.data(b) + s.floats() - kBlockedSlack, pool.data(b) + s.floats(), 0.0f);
     return b;
   };
-  int cur = fresh(in);
-  conv2d_blocked_reorder.get()(in, src, pool.data(cur), true, threads);
+  int cur;
+  size_t first = 0;
+  if (!plan.empty() && plan[0].kind == SequenceOp::Kind::dense_nchw) {
+    cur = fresh(plan[0].out);  // the first convolution reads the NCHW input itself
+    BlockedDenseArgs a = plan[0].dense;
+    a.x = src;
+    a.y = pool.data(cur);
+    a.num_threads = threads;
+    conv2d_blocked_dense_nchw.get()(a);
+    first = 1;
+  } else {
+    cur = fresh(in);
+    conv2d_blocked_reorder.get()(in, src, pool.data(cur), true, threads);
+  }
   std::vector<int> saved_buffers;
-  for (const SequenceOp& op : plan) {
+  for (size_t i = first; i < plan.size(); ++i) {
+    const SequenceOp& op = plan[i];
     if (op.kind == SequenceOp::Kind::save) {
       pool.retain(cur);
       saved_buffers.push_back(cur);
@@ -442,8 +527,16 @@ void bind_conv_blocked(py::module_& m) {
         py::arg("relu_max") = INFINITY,
         "Depthwise convolution of a blocked activation: weight (C/16, kh, kw, 16), bias (C16,); "
         "padding is (top, left), out_size (H, W).");
+  m.def("conv2d_blocked_dense_nchw", &dense_nchw, py::arg("input"), py::arg("weight"),
+        py::arg("bias"), py::arg("out_channels"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("out_size"), py::arg("relu") = false,
+        py::arg("relu_max") = INFINITY,
+        "Dense (groups 1) convolution of an NCHW input into a blocked output: weight "
+        "(K/16, C, kh, kw, 16), bias (K16,); padding is (top, left), out_size (H, W).");
   m.def("conv2d_blocked_sequence", &sequence, py::arg("input"), py::arg("ops"),
-        "Runs blocked ops on an NCHW input and returns the NCHW result: ('save',), "
+        "Runs blocked ops on an NCHW input and returns the NCHW result: first optionally "
+        "('dense_nchw', weight, bias, out_channels, stride, padding, dilation, out_size, relu, "
+        "relu_max), then ('save',), "
         "('add_saved',), ('pointwise', weight, bias, out_channels, relu, relu_max, residual) "
         "and ('depthwise', weight, bias, stride, padding, dilation, out_size, relu, relu_max).");
 }

@@ -11,8 +11,10 @@ In eval mode under ``no_grad``, ``Sequential`` (see ``nn.fusion.run_sequence``)
 finds maximal runs of children that can run blocked:
 
 * a plain Conv2d that is pointwise (1x1, stride 1, no padding, groups 1) or
-  depthwise (groups == in_channels == out_channels, zero padding), with a
-  following foldable BatchNorm2d and/or ReLU / ReLU6 fused as usual;
+  depthwise (groups == in_channels == out_channels, zero padding), or, as the
+  run's first layer, dense with at most 4 input channels (an image stem, read
+  straight from NCHW), with a following foldable BatchNorm2d and/or ReLU /
+  ReLU6 fused as usual;
 * a plain Sequential whose children all can;
 * a module without hooks whose ``_blocked_plan()`` returns a ``Block`` (units
   with an optional residual connection; MobileNetV2's InvertedResidual does).
@@ -78,6 +80,17 @@ def pack_depthwise(weight: np.ndarray, bias: Optional[np.ndarray]) -> Tuple[np.n
     return packed, _pack_bias(bias, c)
 
 
+def pack_dense(weight: np.ndarray, bias: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """(K, C, kh, kw) weights as (K/16, C, kh, kw, 16) blocks and the bias as (K16,),
+    zero-padded (the NCHW-input first layer)."""
+    k, c, kh, kw = weight.shape
+    w = np.zeros((_padded(k), c, kh, kw), np.float32)
+    w[:k] = weight
+    packed = _aligned_zeros((w.shape[0] // _BLOCK, c, kh, kw, _BLOCK))
+    packed[...] = w.reshape(-1, _BLOCK, c, kh, kw).transpose(0, 2, 3, 4, 1)
+    return packed, _pack_bias(bias, k)
+
+
 def _pack_bias(bias: Optional[np.ndarray], n: int) -> np.ndarray:
     b = _aligned_zeros((_padded(n),))
     if bias is not None:
@@ -86,8 +99,14 @@ def _pack_bias(bias: Optional[np.ndarray], n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ units
-def _kind(conv: Conv2d) -> Optional[str]:
-    """'pointwise', 'depthwise' or None (cannot run blocked)."""
+# A dense convolution starts a run from its NCHW input when its input has at most
+# this many channels (an image: gray, RGB, RGBA), where im2col + GEMM is weakest.
+_MAX_DENSE_INPUT_CHANNELS = 4
+
+
+def _kind(conv: Conv2d, at_start: bool) -> Optional[str]:
+    """'pointwise', 'depthwise', 'dense_nchw' (only as a run's first unit) or None
+    (cannot run blocked)."""
     if conv.padding_mode != "zeros" or conv._fused_relu:
         return None
     if (conv.groups == 1 and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
@@ -95,6 +114,8 @@ def _kind(conv: Conv2d) -> Optional[str]:
         return "pointwise"
     if conv.groups == conv.in_channels == conv.out_channels:
         return "depthwise"
+    if at_start and conv.groups == 1 and conv.in_channels <= _MAX_DENSE_INPUT_CHANNELS:
+        return "dense_nchw"
     return None
 
 
@@ -126,8 +147,10 @@ class _ConvUnit:
         cap = float(self.relu_max) if relu else _INF
         if self.kind == "pointwise":
             ops.append(("pointwise", wpack, bpack, conv.out_channels, relu, cap, residual))
-        else:
+        elif self.kind == "depthwise":
             ops.append(("depthwise", wpack, bpack) + plan[:4] + (relu, cap))
+        else:
+            ops.append(("dense_nchw", wpack, bpack, conv.out_channels) + plan[:4] + (relu, cap))
         return plan[4]
 
 
@@ -148,7 +171,7 @@ def _repack(conv: Conv2d, bn: Optional[Module], kind: str) -> Tuple[Any, ...]:
     """(bn, eps, state of the source tensors, blocked weights, blocked bias, plans per input
     shape), stored on the conv; the layout is the same at every ISA level."""
     weight, bias = (conv.weight, conv.bias) if bn is None else conv._folded_with(bn)
-    packer = pack_pointwise if kind == "pointwise" else pack_depthwise
+    packer = {"pointwise": pack_pointwise, "depthwise": pack_depthwise, "dense_nchw": pack_dense}[kind]
     wpack, bpack = packer(weight._data, None if bias is None else bias._data)
     sources = _sources(conv, bn)
     # The state holds the tensors and arrays themselves, so identity checks stay valid.
@@ -202,12 +225,14 @@ def _no_hooks(m: Module) -> bool:
     return not m._forward_hooks and not m._forward_pre_hooks
 
 
-def _unit_at(mods: Sequence[Module], i: int) -> Tuple[Optional[List[Unit]], int]:
+def _unit_at(mods: Sequence[Module], i: int,
+             at_start: bool = False) -> Tuple[Optional[List[Unit]], int]:
     """The units that ``mods[i]`` (with the BatchNorm / ReLU it absorbs) runs as,
-    and the index after them; (None, i) when it cannot run blocked."""
+    and the index after them; (None, i) when it cannot run blocked. ``at_start``:
+    these are a run's first units (whose input is still NCHW)."""
     m = mods[i]
     if _plain(m, Conv2d) and not m.training:
-        kind = _kind(m)
+        kind = _kind(m, at_start)
         if kind is None:
             return None, i
         j = i + 1
@@ -219,7 +244,7 @@ def _unit_at(mods: Sequence[Module], i: int) -> Tuple[Optional[List[Unit]], int]
             j += 1
         return [_ConvUnit(m, bn, cap, kind)], j
     if _plain(m, _sequential()) and not m.training:
-        units = blocked_units(list(m._modules.values()))
+        units = blocked_units(list(m._modules.values()), at_start)
         return (units, i + 1) if units is not None else (None, i)
     plan = getattr(m, "_blocked_plan", None)
     if plan is not None and not m.training and _no_hooks(m):
@@ -229,12 +254,12 @@ def _unit_at(mods: Sequence[Module], i: int) -> Tuple[Optional[List[Unit]], int]
     return None, i
 
 
-def blocked_units(mods: Sequence[Module]) -> Optional[List[Unit]]:
+def blocked_units(mods: Sequence[Module], at_start: bool = False) -> Optional[List[Unit]]:
     """All of ``mods`` as blocked units, or None when any of them cannot run blocked."""
     units: List[Unit] = []
     i = 0
     while i < len(mods):
-        more, i2 = _unit_at(mods, i)
+        more, i2 = _unit_at(mods, i, at_start and not units)
         if more is None:
             return None
         units.extend(more)
@@ -246,7 +271,7 @@ def blocked_run(mods: Sequence[Module], i: int) -> Tuple[List[Unit], int]:
     """The longest run of units starting at ``mods[i]`` and the index after it."""
     units: List[Unit] = []
     while i < len(mods):
-        more, i2 = _unit_at(mods, i)
+        more, i2 = _unit_at(mods, i, not units)
         if more is None:
             break
         units.extend(more)

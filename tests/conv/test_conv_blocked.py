@@ -221,3 +221,39 @@ def test_weights_changed_in_place_are_repacked():
     mid = reference_conv(x.numpy(), w0, b0, (1, 1), (1, 1, 1, 1), (1, 1), 4)
     expect = reference_conv(mid.astype(np.float32), w1, b1, (1, 1), (0, 0, 0, 0), (1, 1), 1)
     np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n,c,k,h,w,kernel,stride,pads,dilation", [
+    (1, 3, 32, 23, 19, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),     # MobileNetV2's stem, odd sizes
+    (2, 3, 64, 30, 30, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1)),     # ResNet's stem
+    (1, 1, 20, 9, 12, (5, 3), (1, 2), (2, 2, 0, 0), (1, 2)),
+    (3, 4, 8, 6, 5, (3, 3), (1, 1), (3, 3, 3, 3), (1, 1)),        # windows wholly in the padding
+    (1, 2, 72, 11, 40, (1, 1), (3, 1), (0, 0, 0, 0), (1, 1)),
+])
+@pytest.mark.parametrize("relu_max", [None, 6.0])
+def test_dense_nchw_matches_reference(isa, n, c, k, h, w, kernel, stride, pads, dilation, relu_max):
+    rng = np.random.default_rng(k * 7 + h)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((k, c) + kernel).astype(np.float32)
+    bias = rng.standard_normal(k).astype(np.float32)
+    expect = act(reference_conv(x, weight, bias, stride, pads, dilation, 1), relu_max)
+    out = expect.shape[2:]
+    wpack, bpack = blocked.pack_dense(weight, bias)
+    yb = _C.conv2d_blocked_dense_nchw(x, wpack, bpack, k, stride, (pads[0], pads[2]), dilation,
+                                      out, relu_max is not None,
+                                      math.inf if relu_max is None else relu_max)
+    np.testing.assert_allclose(_C.conv2d_blocked_to_nchw(yb, [n, k] + list(out)), expect,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_an_image_stem_starts_a_run_but_only_as_its_first_layer():
+    stem = nn.Conv2d(3, 16, 3, stride=2, padding=1).eval()
+    dw = nn.Conv2d(16, 16, 3, padding=1, groups=16).eval()
+    units, end = blocked.blocked_run([stem, nn.ReLU6(), dw], 0)
+    assert end == 3 and [u.kind for u in units] == ["dense_nchw", "depthwise"]
+    # after a blocked layer the input is no longer NCHW: the run stops there
+    assert blocked.blocked_run([dw, stem], 0)[1] == 1
+    # nested: the first layer of a Sequential that starts the run
+    units, end = blocked.blocked_run([nn.Sequential(stem, nn.ReLU()).eval(), dw], 0)
+    assert end == 2 and units[0].kind == "dense_nchw"
+    assert blocked.blocked_run([nn.Conv2d(8, 16, 3).eval(), dw], 0)[1] == 0   # 8 channels: NCHW

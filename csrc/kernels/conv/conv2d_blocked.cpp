@@ -175,6 +175,111 @@ void pointwise(const BlockedPointwiseArgs& a) {
   }
 }
 
+// ------------------------------------------------------ dense, NCHW input
+
+// Output pixels [ow, ow + P) of row oh for KB output blocks from kb0; with
+// CHECKED, taps outside the input are skipped one by one (border pixels).
+template <int KB, int P, bool CHECKED>
+void dense_tile(const BlockedDenseArgs& a, const float* image, int64_t kb0, int64_t oh, int64_t ow,
+                int pixels, float* y_row) {
+  constexpr int NV = KB * kV;
+  const BlockedShape& s = a.input;
+  const int64_t taps = s.channels * a.kernel_h * a.kernel_w;
+  const int64_t weight_stride = taps * B;  // floats per output block
+  Vec acc[P][NV];
+#pragma GCC unroll 16
+  for (int j = 0; j < KB; ++j)
+#pragma GCC unroll 16
+    for (int v = 0; v < kV; ++v) {
+      const Vec bias = Vec::load(a.bias + (kb0 + j) * B + v * L);
+#pragma GCC unroll 32
+      for (int p = 0; p < P; ++p) acc[p][j * kV + v] = bias;
+    }
+  const int64_t ih0 = oh * a.stride_h - a.pad_top, iw0 = ow * a.stride_w - a.pad_left;
+  for (int64_t c = 0; c < s.channels; ++c) {
+    const float* plane = image + c * s.height * s.width;
+    for (int64_t r = 0; r < a.kernel_h; ++r) {
+      const int64_t ih = ih0 + r * a.dilation_h;
+      if (ih < 0 || ih >= s.height) continue;
+      const float* row = plane + ih * s.width;
+      for (int64_t q = 0; q < a.kernel_w; ++q) {
+        const float* w = a.weight + kb0 * weight_stride + ((c * a.kernel_h + r) * a.kernel_w + q) * B;
+        Vec wv[NV];
+#pragma GCC unroll 16
+        for (int j = 0; j < KB; ++j)
+#pragma GCC unroll 16
+          for (int v = 0; v < kV; ++v) wv[j * kV + v] = Vec::load(w + j * weight_stride + v * L);
+        const int64_t iw_q = iw0 + q * a.dilation_w;
+#pragma GCC unroll 32
+        for (int p = 0; p < P; ++p) {
+          if (CHECKED && p >= pixels) break;  // unchecked tiles are whole
+          const int64_t iw = iw_q + p * a.stride_w;
+          if (CHECKED && (iw < 0 || iw >= s.width)) continue;
+          const Vec xv = Vec::set1(row[iw]);
+#pragma GCC unroll 16
+          for (int k = 0; k < NV; ++k) acc[p][k] = fmadd(xv, wv[k], acc[p][k]);
+        }
+      }
+    }
+  }
+  const Vec cap = Vec::set1(a.relu_max);
+  const int64_t out_plane = a.out_h * a.out_w * B;
+#pragma GCC unroll 16
+  for (int j = 0; j < KB; ++j)
+#pragma GCC unroll 16
+    for (int v = 0; v < kV; ++v)
+#pragma GCC unroll 32
+      for (int p = 0; p < P; ++p) {
+        if (CHECKED && p >= pixels) break;
+        const Vec o = a.relu ? relu_clamp(acc[p][j * kV + v], cap) : acc[p][j * kV + v];
+        o.store(y_row + j * out_plane + (ow + p) * B + v * L);
+      }
+}
+
+template <int KB>
+void dense_row_group(const BlockedDenseArgs& a, const float* image, int64_t kb0, int64_t oh,
+                     float* y_row) {
+  constexpr int P = tile_pixels<KB>();
+  // Interior columns: every tap of every channel inside the row.
+  const int64_t span = (a.kernel_w - 1) * a.dilation_w;
+  const int64_t lo = std::min(a.out_w, (a.pad_left + a.stride_w - 1) / a.stride_w);
+  const int64_t last = a.input.width - 1 - span + a.pad_left;
+  const int64_t hi = std::max(lo, std::min(a.out_w, last >= 0 ? last / a.stride_w + 1 : 0));
+  int64_t ow = 0;
+  for (; ow < lo; ow += P) {
+    const int n = static_cast<int>(std::min<int64_t>(P, lo - ow));
+    dense_tile<KB, P, true>(a, image, kb0, oh, ow, n, y_row);
+  }
+  ow = lo;
+  for (; ow + P <= hi; ow += P) dense_tile<KB, P, false>(a, image, kb0, oh, ow, P, y_row);
+  for (; ow < a.out_w; ow += P) {
+    const int n = static_cast<int>(std::min<int64_t>(P, a.out_w - ow));
+    dense_tile<KB, P, true>(a, image, kb0, oh, ow, n, y_row);
+  }
+}
+
+void dense_nchw(const BlockedDenseArgs& a) {
+  const BlockedShape& s = a.input;
+  const int64_t out_blocks = (a.out_channels + B - 1) / B;
+  const int64_t groups = (out_blocks + kMaxGroup - 1) / kMaxGroup;
+  const int64_t out_plane = a.out_h * a.out_w * B;
+  const int64_t items = s.batch * a.out_h * groups;
+#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t g = item % groups, oh = (item / groups) % a.out_h, n = item / groups / a.out_h;
+    const int64_t kb0 = g * kMaxGroup;
+    const int group = static_cast<int>(std::min<int64_t>(kMaxGroup, out_blocks - kb0));
+    const float* image = a.x + n * s.channels * s.height * s.width;
+    float* y_row = a.y + (n * out_blocks + kb0) * out_plane + oh * a.out_w * B;
+    if constexpr (kMaxGroup >= 4) {
+      if (group == 4) { dense_row_group<4>(a, image, kb0, oh, y_row); continue; }
+      if (group == 3) { dense_row_group<3>(a, image, kb0, oh, y_row); continue; }
+      if (group == 2) { dense_row_group<2>(a, image, kb0, oh, y_row); continue; }
+    }
+    dense_row_group<1>(a, image, kb0, oh, y_row);
+  }
+}
+
 // ---------------------------------------------------------------- depthwise
 
 constexpr int kDepthwisePixels = L == 16 ? 8 : L == 8 ? 4 : 1;  // outputs per step
@@ -298,6 +403,7 @@ void depthwise(const BlockedDepthwiseArgs& a) {
 
 PVE_REGISTER_KERNELS {
   register_kernel(conv2d_blocked_reorder, &reorder);
+  register_kernel(conv2d_blocked_dense_nchw, &dense_nchw);
   register_kernel(conv2d_blocked_pointwise, &pointwise);
   register_kernel(conv2d_blocked_depthwise, &depthwise);
 }

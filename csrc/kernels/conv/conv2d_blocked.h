@@ -70,7 +70,26 @@ struct BlockedDepthwiseArgs {
 };
 using BlockedDepthwiseFn = void (*)(const BlockedDepthwiseArgs& args);
 
+// A dense convolution (groups 1) from an NCHW input with few channels (the
+// RGB stem) straight into the blocked layout: the run's first layer, so the
+// input needs no reorder. Same geometry fields as the depthwise op.
+struct BlockedDenseArgs {
+  BlockedShape input;  // NCHW, not blocked
+  int64_t out_channels = 0, out_h = 0, out_w = 0;
+  int64_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0, dilation_h = 1, dilation_w = 1;
+  const float* x = nullptr;
+  const float* weight = nullptr;  // [K blocks][C][kernel_h][kernel_w][16], zeros past K
+  const float* bias = nullptr;    // [K rounded up], zeros past K
+  bool relu = false;
+  float relu_max = INFINITY;
+  float* y = nullptr;             // blocked (N, K, out_h, out_w)
+  int num_threads = 1;
+};
+using BlockedDenseFn = void (*)(const BlockedDenseArgs& args);
+
 PVE_DECLARE_KERNEL(conv2d_blocked_reorder, BlockedReorderFn);
+PVE_DECLARE_KERNEL(conv2d_blocked_dense_nchw, BlockedDenseFn);
 PVE_DECLARE_KERNEL(conv2d_blocked_pointwise, BlockedPointwiseFn);
 PVE_DECLARE_KERNEL(conv2d_blocked_depthwise, BlockedDepthwiseFn);
 
