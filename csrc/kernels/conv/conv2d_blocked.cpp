@@ -86,7 +86,9 @@ void pointwise_tile(const BlockedPointwiseArgs& a, const PointwiseGeometry& g, i
   for (int64_t cb = 0; cb < g.in_blocks; ++cb) {
     const float* xs = x + cb * in_plane;
     const float* ws = w + cb * B * B;
-    for (int ci = 0; ci < B; ++ci) {
+    // The padded channels of the last block are zeros: skip them (24 channels: 25%).
+    const int lanes = static_cast<int>(std::min<int64_t>(B, a.input.channels - cb * B));
+    for (int ci = 0; ci < lanes; ++ci) {
       Vec wv[NV];
 #pragma GCC unroll 16
       for (int j = 0; j < KB; ++j)
