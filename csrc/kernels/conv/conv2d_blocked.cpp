@@ -157,14 +157,17 @@ void pointwise(const BlockedPointwiseArgs& a) {
   const int64_t groups_per_chunk = std::max<int64_t>(1, (256 << 10) / group_bytes);
   const int64_t chunk_blocks = groups_per_chunk * kMaxGroup;
   const int64_t chunks = (g.out_blocks + chunk_blocks - 1) / chunk_blocks;
-  // Pixel spans: a few main tiles each, and enough spans for every thread.
+  // Pixel spans: up to 4 main tiles each, enough items for every thread, and
+  // of equal length (a whole number of tiles) so that the items balance.
   constexpr int P = tile_pixels<kMaxGroup>();
-  int64_t span = 4 * P;
+  int64_t spans = (g.pixels + 4 * P - 1) / (4 * P);
   const int64_t want = 4 * static_cast<int64_t>(a.num_threads);
-  while (span > P && s.batch * chunks * ((g.pixels + span - 1) / span) < want) span -= P;
-  const int64_t spans = (g.pixels + span - 1) / span;
+  while (spans * P < g.pixels && s.batch * chunks * spans < want) ++spans;
+  const int64_t span = ((g.pixels + spans - 1) / spans + P - 1) / P * P;
+  spans = (g.pixels + span - 1) / span;
   const int64_t items = chunks * s.batch * spans;
-#pragma omp parallel for num_threads(a.num_threads) schedule(static)
+  // Dynamic: the last chunk may hold fewer output blocks than the others.
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
   for (int64_t item = 0; item < items; ++item) {
     const int64_t chunk = item / (s.batch * spans), rest = item % (s.batch * spans);
     const int64_t n = rest / spans, p_begin = (rest % spans) * span;
