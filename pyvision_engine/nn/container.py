@@ -27,7 +27,7 @@ class Sequential(Module):
     def forward(self, x: Any) -> Any:
         if not self.training and not is_grad_enabled():
             # Inference: Conv2d -> BatchNorm2d -> ReLU runs as one convolution.
-            return run_sequence(self._modules.values(), x)
+            return run_sequence(self._modules.values(), x, owner=self)
         for module in self._modules.values():
             x = module(x)
         return x
@@ -52,6 +52,7 @@ class Sequential(Module):
         setattr(self, keys[index], module)
 
     def __delitem__(self, index: int) -> None:
+        Module._structure_changed()
         keys = list(self._modules)
         del self._modules[keys[index]]
         # Keep keys 0..n-1 as torch does.
@@ -86,6 +87,7 @@ class ModuleList(Module):
         return values[index]
 
     def __setitem__(self, index: int, module: Module) -> None:
+        Module._structure_changed()
         key = list(self._modules)[index]
         self._modules[key] = module
 

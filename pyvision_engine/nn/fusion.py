@@ -18,7 +18,7 @@ The folded result differs from the unfused one only by float32 rounding.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -70,16 +70,18 @@ def conv_bn_act(conv: Module, bn: Optional[Module], act: Optional[Module], x: An
     return act(y) if act is not None else y
 
 
-def run_sequence(modules: Iterable[Module], x: Any) -> Any:
+def run_sequence(modules: Iterable[Module], x: Any, owner: Optional[Module] = None) -> Any:
     """Runs ``modules`` in order (Sequential's forward in eval mode under no_grad),
-    fusing each Conv2d with a following foldable BatchNorm2d and/or ReLU/ReLU6."""
+    fusing each Conv2d with a following foldable BatchNorm2d and/or ReLU/ReLU6, and
+    running runs of pointwise/depthwise convolutions in the blocked layout
+    (nn/blocked.py). ``owner``: the Sequential, which caches its runs."""
     mods = list(modules)
     i, n = 0, len(mods)
     plain_until = 0  # mods[:plain_until] were found unable to gain from the blocked layout
     while i < n:
         if i >= plain_until and isinstance(x, Tensor) and x.ndim == 4 and x.dtype == np.float32:
-            units, j = blocked.blocked_run(mods, i)
-            if blocked.worth_blocking(units):
+            units, j, worth = _blocked_run(owner, mods, i)
+            if worth:
                 x = blocked.run(units, x)
                 i = j
                 continue
@@ -101,6 +103,23 @@ def run_sequence(modules: Iterable[Module], x: Any) -> Any:
         i += 1
     return x
 
+
+
+def _blocked_run(owner: Optional[Module], mods: List[Module], i: int) -> Tuple[Any, int, bool]:
+    """(units, end, worth running blocked) of the run starting at ``mods[i]``, found
+    once per owner and reused while no module changed (``Module._structure_epoch``)
+    and the owner's children are the same objects."""
+    entry = None if owner is None else owner.__dict__.get("_blocked_runs")
+    if (entry is None or entry[0] != Module._structure_epoch or len(entry[1]) != len(mods)
+            or any(a is not b for a, b in zip(entry[1], mods))):
+        entry = (Module._structure_epoch, tuple(mods), {})
+        if owner is not None:
+            object.__setattr__(owner, "_blocked_runs", entry)
+    run = entry[2].get(i)
+    if run is None:
+        units, j = blocked.blocked_run(mods, i)
+        run = entry[2][i] = (units, j, blocked.worth_blocking(units))
+    return run
 
 
 def residual_add(out: Tensor, identity: Any, act: Optional[Module] = None) -> Tensor:

@@ -35,6 +35,14 @@ class Module:
     """Base class of every layer and model; subclasses define ``forward``."""
 
     training: bool
+    # Counts changes made through the Module API to any module (attributes, children,
+    # parameters, buffers, hooks, train/eval, loaded state): caches of what a model's
+    # structure allows (nn/blocked.py's runs) are reused only while it is unchanged.
+    _structure_epoch = 0
+
+    @staticmethod
+    def _structure_changed() -> None:
+        Module._structure_epoch += 1
 
     def __init__(self) -> None:
         object.__setattr__(self, "training", True)
@@ -63,6 +71,7 @@ class Module:
 
     # ------------------------------------------------------------ registration
     def __setattr__(self, name: str, value: Any) -> None:
+        Module._structure_changed()
         params = self.__dict__.get("_parameters")
         if isinstance(value, Parameter):
             if params is None:
@@ -114,6 +123,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
+        Module._structure_changed()
         for store in (self._parameters, self._buffers, self._modules):
             if name in store:
                 del store[name]
@@ -139,6 +149,7 @@ class Module:
             )
         self._remove_from(name, self._buffers, self._modules)
         self._parameters[name] = param
+        Module._structure_changed()
 
     def register_buffer(self, name: str, tensor: Optional[Any], persistent: bool = True) -> None:
         self._check_name(name, "buffer")
@@ -146,6 +157,7 @@ class Module:
             tensor = Tensor(tensor)
         self._remove_from(name, self._parameters, self._modules)
         self._buffers[name] = tensor
+        Module._structure_changed()
         if persistent:
             self._non_persistent_buffers.discard(name)
         else:
@@ -157,6 +169,7 @@ class Module:
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
         self._remove_from(name, self._parameters, self._buffers)
         self._modules[name] = module
+        Module._structure_changed()
 
     register_module = add_module
 
@@ -247,6 +260,7 @@ class Module:
         # Recurse through children's train() as torch does, so a layer that
         # overrides train() (to drop cached packed weights, say) sees the switch.
         object.__setattr__(self, "training", mode)
+        Module._structure_changed()
         for module in self.children():
             module.train(mode)
         return self
@@ -387,6 +401,8 @@ class _HookHandle:
         self.id = _HookHandle._next_id
         self._hooks = hooks
         hooks[self.id] = hook
+        Module._structure_changed()
 
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
+        Module._structure_changed()

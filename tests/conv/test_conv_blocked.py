@@ -257,3 +257,49 @@ def test_an_image_stem_starts_a_run_but_only_as_its_first_layer():
     units, end = blocked.blocked_run([nn.Sequential(stem, nn.ReLU()).eval(), dw], 0)
     assert end == 2 and units[0].kind == "dense_nchw"
     assert blocked.blocked_run([nn.Conv2d(8, 16, 3).eval(), dw], 0)[1] == 0   # 8 channels: NCHW
+
+
+def _spy_runs(monkeypatch):
+    """Counts the parses of blocked runs (fusion caches them per Sequential)."""
+    calls = []
+    real = blocked.blocked_run
+    monkeypatch.setattr(blocked, "blocked_run", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def test_runs_are_found_once_and_found_again_after_any_change(monkeypatch):
+    rng = np.random.default_rng(3)
+    inner = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU6())
+    model = nn.Sequential(nn.Conv2d(4, 8, 1), inner, nn.Conv2d(8, 6, 1)).eval()
+    x = pve.tensor(20 * rng.standard_normal((2, 4, 5, 5)).astype(np.float32))  # ReLU6 clamps
+    calls = _spy_runs(monkeypatch)
+
+    def forward():
+        with pve.no_grad():
+            return model(x).numpy()
+
+    def reference():
+        with monkeypatch.context() as m:
+            m.setattr(blocked, "worth_blocking", lambda units: False)
+            m.setattr(fusion, "_inference", lambda: False)
+            return forward()
+
+    y = forward()
+    forward()
+    assert len(calls) == 1
+    # every kind of change through the Module API is seen, and the result follows it
+    changes = [  # (change, whether it changes the values)
+        (lambda: inner.register_forward_hook(lambda m, i, o: o * 2.0), True),  # nested hook
+        (lambda: setattr(inner, "1", nn.ReLU()), True),                        # child replaced
+        (lambda: inner[0].train(), False),                                     # training mode
+        (lambda: inner.__delitem__(1), True),                                  # child removed
+        (lambda: setattr(inner[0], "padding_mode", "reflect"), True),          # an attribute
+    ]
+    for change, changes_values in changes:
+        before = len(calls)
+        change()
+        got = forward()
+        assert len(calls) > before
+        np.testing.assert_allclose(got, reference(), rtol=1e-5, atol=1e-5)
+        assert changes_values != np.allclose(got, y)
+        y = got
