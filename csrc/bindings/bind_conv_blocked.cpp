@@ -26,6 +26,7 @@ PVE_DEFINE_KERNEL(conv2d_blocked_reorder, BlockedReorderFn);
 PVE_DEFINE_KERNEL(conv2d_blocked_dense_nchw, BlockedDenseFn);
 PVE_DEFINE_KERNEL(conv2d_blocked_pointwise, BlockedPointwiseFn);
 PVE_DEFINE_KERNEL(conv2d_blocked_depthwise, BlockedDepthwiseFn);
+PVE_DEFINE_KERNEL(conv2d_blocked_inverted_residual, BlockedInvertedResidualFn);
 
 namespace {
 
@@ -74,84 +75,54 @@ void check_relu_max(float relu_max, const char* op) {
                           std::to_string(relu_max));
 }
 
-py::array to_blocked(const py::array& x) {
-  check_f32(x, "conv2d_blocked_from_nchw", "input", 4);
-  const BlockedShape s = make_shape(shape_of(x), "conv2d_blocked_from_nchw");
-  py::array_t<float> out = new_blocked(s);
-  const float* src = f32_data(x);
-  float* dst = out.mutable_data();
-  const int threads = num_threads();
-  py::gil_scoped_release release;
-  conv2d_blocked_reorder.get()(s, src, dst, true, threads);
-  std::fill(dst + s.floats() - kBlockedSlack, dst + s.floats(), 0.0f);
-  return out;
+// Each op's arguments checked against its input's logical shape (every size
+// the kernel relies on); the single-op bindings and the sequence share them.
+void finish_output(float* y, const BlockedShape& o) {
+  std::fill(y + o.floats() - kBlockedSlack, y + o.floats(), 0.0f);
 }
 
-py::array from_blocked(const py::array& xb, const std::vector<int64_t>& shape) {
-  const BlockedShape s = make_shape(shape, "conv2d_blocked_to_nchw");
-  check_blocked(xb, s, "conv2d_blocked_to_nchw", "input");
-  py::array_t<float> out(shape);
-  const float* src = f32_data(xb);
-  float* dst = out.mutable_data();
-  const int threads = num_threads();
-  py::gil_scoped_release release;
-  conv2d_blocked_reorder.get()(s, src, dst, false, threads);
-  return out;
-}
-
-py::array pointwise(const py::array& xb, const std::vector<int64_t>& shape, const py::array& w,
-                    const py::array& bias, int64_t out_channels,
-                    std::optional<py::array> residual, bool relu, float relu_max) {
+BlockedPointwiseArgs pointwise_args(const BlockedShape& in, const py::array& w,
+                                    const py::array& bias, int64_t out_channels, bool relu,
+                                    float relu_max) {
   const char* op = "conv2d_blocked_pointwise";
-  const BlockedShape s = make_shape(shape, op);
-  check_blocked(xb, s, op, "input");
   check_relu_max(relu_max, op);
   if (out_channels < 1) throw py::value_error(std::string(op) + ": out_channels must be positive");
-  BlockedShape o = s;
+  BlockedShape o = in;
   o.channels = out_channels;
-  const int64_t in_padded = s.blocks() * kChannelBlock;
   check_f32(w, op, "packed weight", 3);
-  expect_shape(w, {o.blocks(), in_padded, kChannelBlock}, op, "packed weight");
+  expect_shape(w, {o.blocks(), in.blocks() * kChannelBlock, kChannelBlock}, op, "packed weight");
   check_f32(bias, op, "packed bias", 1);
   expect_shape(bias, {o.blocks() * kChannelBlock}, op, "packed bias");
   BlockedPointwiseArgs a;
-  a.input = s;
+  a.input = in;
   a.out_channels = out_channels;
-  if (residual) {
-    check_blocked(*residual, o, op, "residual");
-    a.residual = f32_data(*residual);
-  }
-  a.x = f32_data(xb);
   a.weight = f32_data(w);
   a.bias = f32_data(bias);
   a.relu = relu;
   a.relu_max = relu_max;
-  py::array_t<float> y = new_blocked(o);
-  a.y = y.mutable_data();
-  a.num_threads = num_threads();
-  BlockedPointwiseFn run = conv2d_blocked_pointwise.get();
-  py::gil_scoped_release release;
-  run(a);
-  std::fill(a.y + o.floats() - kBlockedSlack, a.y + o.floats(), 0.0f);
-  return y;
+  return a;
 }
 
-py::array depthwise(const py::array& xb, const std::vector<int64_t>& shape, const py::array& w,
-                    const py::array& bias, Pair stride, Pair padding, Pair dilation, Pair out,
-                    bool relu, float relu_max) {
+BlockedShape pointwise_output(const BlockedPointwiseArgs& a) {
+  BlockedShape o = a.input;
+  o.channels = a.out_channels;
+  return o;
+}
+
+BlockedDepthwiseArgs depthwise_args(const BlockedShape& in, const py::array& w,
+                                    const py::array& bias, Pair stride, Pair padding,
+                                    Pair dilation, Pair out, bool relu, float relu_max) {
   const char* op = "conv2d_blocked_depthwise";
-  const BlockedShape s = make_shape(shape, op);
-  check_blocked(xb, s, op, "input");
   check_relu_max(relu_max, op);
   check_f32(w, op, "packed weight", 4);  // (C blocks, kernel_h, kernel_w, 16)
-  if (w.shape(0) != s.blocks() || w.shape(3) != kChannelBlock || w.shape(1) < 1 || w.shape(2) < 1)
+  if (w.shape(0) != in.blocks() || w.shape(3) != kChannelBlock || w.shape(1) < 1 || w.shape(2) < 1)
     throw py::value_error(std::string(op) + ": packed weight must have shape (" +
-                          std::to_string(s.blocks()) + ", kernel_h, kernel_w, 16), got " +
+                          std::to_string(in.blocks()) + ", kernel_h, kernel_w, 16), got " +
                           shape_str(shape_of(w)));
   check_f32(bias, op, "packed bias", 1);
-  expect_shape(bias, {s.blocks() * kChannelBlock}, op, "packed bias");
+  expect_shape(bias, {in.blocks() * kChannelBlock}, op, "packed bias");
   BlockedDepthwiseArgs a;
-  a.input = s;
+  a.input = in;
   a.kernel_h = w.shape(1);
   a.kernel_w = w.shape(2);
   std::tie(a.stride_h, a.stride_w) = stride;
@@ -166,23 +137,22 @@ py::array depthwise(const py::array& xb, const std::vector<int64_t>& shape, cons
   // the caller computes it as torch does.
   if (a.out_h < 1 || a.out_w < 1)
     throw py::value_error(std::string(op) + ": output size must be positive");
-  const BlockedShape o = make_shape({s.batch, s.channels, a.out_h, a.out_w}, op);
-  a.x = f32_data(xb);
+  make_shape({in.batch, in.channels, a.out_h, a.out_w}, op);  // size limit
   a.weight = f32_data(w);
   a.bias = f32_data(bias);
   a.relu = relu;
   a.relu_max = relu_max;
-  py::array_t<float> y = new_blocked(o);
-  a.y = y.mutable_data();
-  a.num_threads = num_threads();
-  BlockedDepthwiseFn run = conv2d_blocked_depthwise.get();
-  py::gil_scoped_release release;
-  run(a);
-  std::fill(a.y + o.floats() - kBlockedSlack, a.y + o.floats(), 0.0f);
-  return y;
+  return a;
 }
 
-// Geometry of a dense NCHW -> blocked convolution, checked: weight (K/16, C, kh, kw, 16).
+BlockedShape depthwise_output(const BlockedDepthwiseArgs& a) {
+  BlockedShape o = a.input;
+  o.height = a.out_h;
+  o.width = a.out_w;
+  return o;
+}
+
+// Dense NCHW -> blocked: weight (K/16, C, kh, kw, 16).
 BlockedDenseArgs dense_args(const BlockedShape& in, const py::array& w, const py::array& bias,
                             int64_t out_channels, Pair stride, Pair padding, Pair dilation,
                             Pair out, bool relu, float relu_max) {
@@ -220,16 +190,87 @@ BlockedDenseArgs dense_args(const BlockedShape& in, const py::array& w, const py
   return a;
 }
 
+BlockedShape dense_output(const BlockedDenseArgs& a) {
+  return {a.input.batch, a.out_channels, a.out_h, a.out_w};
+}
+
+// --------------------------------------------------------- single-op calls
+
+py::array to_blocked(const py::array& x) {
+  check_f32(x, "conv2d_blocked_from_nchw", "input", 4);
+  const BlockedShape s = make_shape(shape_of(x), "conv2d_blocked_from_nchw");
+  py::array_t<float> out = new_blocked(s);
+  const float* src = f32_data(x);
+  float* dst = out.mutable_data();
+  const int threads = num_threads();
+  py::gil_scoped_release release;
+  conv2d_blocked_reorder.get()(s, src, dst, true, threads);
+  finish_output(dst, s);
+  return out;
+}
+
+py::array from_blocked(const py::array& xb, const std::vector<int64_t>& shape) {
+  const BlockedShape s = make_shape(shape, "conv2d_blocked_to_nchw");
+  check_blocked(xb, s, "conv2d_blocked_to_nchw", "input");
+  py::array_t<float> out(shape);
+  const float* src = f32_data(xb);
+  float* dst = out.mutable_data();
+  const int threads = num_threads();
+  py::gil_scoped_release release;
+  conv2d_blocked_reorder.get()(s, src, dst, false, threads);
+  return out;
+}
+
+py::array pointwise(const py::array& xb, const std::vector<int64_t>& shape, const py::array& w,
+                    const py::array& bias, int64_t out_channels,
+                    std::optional<py::array> residual, bool relu, float relu_max) {
+  const char* op = "conv2d_blocked_pointwise";
+  const BlockedShape s = make_shape(shape, op);
+  check_blocked(xb, s, op, "input");
+  BlockedPointwiseArgs a = pointwise_args(s, w, bias, out_channels, relu, relu_max);
+  const BlockedShape o = pointwise_output(a);
+  if (residual) {
+    check_blocked(*residual, o, op, "residual");
+    a.residual = f32_data(*residual);
+  }
+  a.x = f32_data(xb);
+  py::array_t<float> y = new_blocked(o);
+  a.y = y.mutable_data();
+  a.num_threads = num_threads();
+  BlockedPointwiseFn run = conv2d_blocked_pointwise.get();
+  py::gil_scoped_release release;
+  run(a);
+  finish_output(a.y, o);
+  return y;
+}
+
+py::array depthwise(const py::array& xb, const std::vector<int64_t>& shape, const py::array& w,
+                    const py::array& bias, Pair stride, Pair padding, Pair dilation, Pair out,
+                    bool relu, float relu_max) {
+  const char* op = "conv2d_blocked_depthwise";
+  const BlockedShape s = make_shape(shape, op);
+  check_blocked(xb, s, op, "input");
+  BlockedDepthwiseArgs a = depthwise_args(s, w, bias, stride, padding, dilation, out, relu,
+                                          relu_max);
+  const BlockedShape o = depthwise_output(a);
+  a.x = f32_data(xb);
+  py::array_t<float> y = new_blocked(o);
+  a.y = y.mutable_data();
+  a.num_threads = num_threads();
+  BlockedDepthwiseFn run = conv2d_blocked_depthwise.get();
+  py::gil_scoped_release release;
+  run(a);
+  finish_output(a.y, o);
+  return y;
+}
+
 py::array dense_nchw(const py::array& x, const py::array& w, const py::array& bias,
                      int64_t out_channels, Pair stride, Pair padding, Pair dilation, Pair out,
                      bool relu, float relu_max) {
   check_f32(x, "conv2d_blocked_dense_nchw", "input", 4);
   BlockedDenseArgs a = dense_args(make_shape(shape_of(x), "conv2d_blocked_dense_nchw"), w, bias,
                                   out_channels, stride, padding, dilation, out, relu, relu_max);
-  BlockedShape o = a.input;
-  o.channels = out_channels;
-  o.height = a.out_h;
-  o.width = a.out_w;
+  const BlockedShape o = dense_output(a);
   py::array_t<float> y = new_blocked(o);
   a.x = f32_data(x);
   a.y = y.mutable_data();
@@ -237,7 +278,7 @@ py::array dense_nchw(const py::array& x, const py::array& w, const py::array& bi
   BlockedDenseFn run = conv2d_blocked_dense_nchw.get();
   py::gil_scoped_release release;
   run(a);
-  std::fill(a.y + o.floats() - kBlockedSlack, a.y + o.floats(), 0.0f);
+  finish_output(a.y, o);
   return y;
 }
 
@@ -246,18 +287,6 @@ py::array dense_nchw(const py::array& x, const py::array& w, const py::array& bi
 // per-layer overhead (argument parsing, result objects) is paid once, and the
 // intermediate activations live in a per-thread pool of buffers that are
 // reused from call to call, so they are warm in cache instead of fresh pages.
-
-struct SequenceOp {
-  enum class Kind { save, pointwise, depthwise, add_saved, dense_nchw } kind;
-  BlockedDenseArgs dense;  // dense_nchw (the first op only): all but the pointers
-  BlockedShape in, out;
-  const float* weight = nullptr;
-  const float* bias = nullptr;
-  bool relu = false, residual = false;
-  float relu_max = INFINITY;
-  int64_t stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0, dilation_h = 1,
-          dilation_w = 1, kernel_h = 1, kernel_w = 1;
-};
 
 // Buffers with reference counts: the current activation holds one, a saved
 // residual input another; a buffer whose count drops to 0 is free for reuse.
@@ -272,7 +301,7 @@ class BufferPool {
       if (buffers_[i].refs == 0 && buffers_[i].capacity >= floats &&
           (best < 0 || buffers_[i].capacity < buffers_[best].capacity))
         best = i;
-    if (best < 0) {  // grow the largest free one, or add one
+    if (best < 0) {  // grow a free one, or add one
       for (int i = 0; i < static_cast<int>(buffers_.size()); ++i)
         if (buffers_[i].refs == 0) best = i;
       if (best < 0) {
@@ -309,95 +338,134 @@ class BufferPool {
 
 thread_local BufferPool tls_pool;
 
+struct SequenceOp {
+  enum class Kind { save, add_saved, dense_nchw, pointwise, depthwise, inverted_residual } kind;
+  BlockedShape in, out;
+  // The kernel arguments, all but the activation pointers and threads.
+  BlockedDenseArgs dense;
+  BlockedPointwiseArgs pointwise;  // also an inverted residual's expansion (run unfused)
+  BlockedDepthwiseArgs depthwise;
+  BlockedPointwiseArgs project;    // an inverted residual's projection (run unfused)
+  BlockedInvertedResidualArgs block;
+  bool residual = false;           // pointwise / project: add the innermost saved input
+  bool expand = false, fused = false;
+};
+
 template <typename T>
 T item(const py::tuple& t, size_t i) {
   return t[i].cast<T>();
 }
 
-// Checks one op against the running shape (every size a kernel relies on) and
-// returns it with its output shape.
+py::array array_of(const py::tuple& t, size_t i, std::vector<py::array>* keep) {
+  py::array a = t[i].cast<py::array>();
+  keep->push_back(a);  // `ops` holds it too; this keeps it for sure while the kernels run
+  return a;
+}
+
+// Output rows per band of a fused inverted residual: the expanded input rows
+// of a band fill about 384 KiB (half this CPU's L2, the rest for weights and
+// the depthwise band). Fusing pays when there are enough bands to share out;
+// otherwise (batch 1 at 7x7 on 2 threads, say) the three ops run one by one,
+// each split over channels and pixels.
+int64_t band_rows(const BlockedShape& hidden, const BlockedDepthwiseArgs& d) {
+  const int64_t row_bytes = hidden.blocks() * hidden.width * kChannelBlock * 4;
+  const int64_t in_rows = std::max<int64_t>((384 << 10) / row_bytes, d.kernel_h);
+  const int64_t rows = (in_rows - (d.kernel_h - 1) * d.dilation_h - 1) / d.stride_h + 1;
+  return std::max<int64_t>(1, std::min(rows, d.out_h));
+}
+
+// One op checked against the running shape; returns it with its output shape.
 SequenceOp parse_op(const py::tuple& t, const BlockedShape& in, bool first,
-                    std::vector<BlockedShape>* saved, std::vector<py::array>* keep) {
+                    std::vector<BlockedShape>* saved, std::vector<py::array>* keep, int threads) {
   const char* op_name = "conv2d_blocked_sequence";
   const std::string kind = item<std::string>(t, 0);
   SequenceOp op;
   op.in = in;
   op.out = in;
-  auto array = [&](size_t i, int ndim, const char* what) {
-    py::array a = t[i].cast<py::array>();
-    check_f32(a, op_name, what, ndim);
-    keep->push_back(a);
-    return a;
+  auto array = [&](size_t i) { return array_of(t, i, keep); };
+  auto pop_saved = [&](const BlockedShape& expect) {
+    if (saved->empty()) throw py::value_error("conv2d_blocked_sequence: a residual without save");
+    const BlockedShape r = saved->back();
+    saved->pop_back();
+    if (r.batch != expect.batch || r.channels != expect.channels || r.height != expect.height ||
+        r.width != expect.width)
+      throw py::value_error("conv2d_blocked_sequence: residual shape differs from the output's");
   };
-  if (kind == "dense_nchw") {
-    // (kind, weight, bias, out_channels, stride, padding, dilation, out_size, relu, relu_max)
-    if (!first) throw py::value_error("conv2d_blocked_sequence: dense_nchw must be the first op");
-    op.kind = SequenceOp::Kind::dense_nchw;
-    py::array w = array(1, 5, "packed weight"), b = array(2, 1, "packed bias");
-    op.dense = dense_args(in, w, b, item<int64_t>(t, 3), item<Pair>(t, 4), item<Pair>(t, 5),
-                          item<Pair>(t, 6), item<Pair>(t, 7), item<bool>(t, 8),
-                          item<float>(t, 9));
-    op.out.channels = op.dense.out_channels;
-    op.out.height = op.dense.out_h;
-    op.out.width = op.dense.out_w;
-  } else if (kind == "save") {
+  if (kind == "save") {
     op.kind = SequenceOp::Kind::save;
     saved->push_back(in);
   } else if (kind == "add_saved") {
     op.kind = SequenceOp::Kind::add_saved;
-    if (saved->empty()) throw py::value_error("conv2d_blocked_sequence: add_saved without save");
-    const BlockedShape r = saved->back();
-    saved->pop_back();
-    if (r.floats() != in.floats() || r.channels != in.channels)
-      throw py::value_error("conv2d_blocked_sequence: residual shape differs from the output's");
+    pop_saved(in);
+  } else if (kind == "dense_nchw") {
+    // (kind, weight, bias, out_channels, stride, padding, dilation, out_size, relu, relu_max)
+    if (!first) throw py::value_error("conv2d_blocked_sequence: dense_nchw must be the first op");
+    op.kind = SequenceOp::Kind::dense_nchw;
+    op.dense = dense_args(in, array(1), array(2), item<int64_t>(t, 3), item<Pair>(t, 4),
+                          item<Pair>(t, 5), item<Pair>(t, 6), item<Pair>(t, 7),
+                          item<bool>(t, 8), item<float>(t, 9));
+    op.out = dense_output(op.dense);
   } else if (kind == "pointwise") {  // (kind, weight, bias, out_channels, relu, relu_max, residual)
     op.kind = SequenceOp::Kind::pointwise;
-    op.out.channels = item<int64_t>(t, 3);
-    if (op.out.channels < 1) throw py::value_error("conv2d_blocked_sequence: out_channels < 1");
-    py::array w = array(1, 3, "packed weight"), b = array(2, 1, "packed bias");
-    expect_shape(w, {op.out.blocks(), in.blocks() * kChannelBlock, kChannelBlock}, op_name,
-                 "packed weight");
-    expect_shape(b, {op.out.blocks() * kChannelBlock}, op_name, "packed bias");
-    op.weight = f32_data(w);
-    op.bias = f32_data(b);
-    op.relu = item<bool>(t, 4);
-    op.relu_max = item<float>(t, 5);
+    op.pointwise = pointwise_args(in, array(1), array(2), item<int64_t>(t, 3), item<bool>(t, 4),
+                                  item<float>(t, 5));
+    op.out = pointwise_output(op.pointwise);
     op.residual = item<bool>(t, 6);
-    if (op.residual) {
-      if (saved->empty()) throw py::value_error("conv2d_blocked_sequence: residual without save");
-      const BlockedShape r = saved->back();
-      saved->pop_back();
-      if (r.batch != op.out.batch || r.channels != op.out.channels || r.height != op.out.height ||
-          r.width != op.out.width)
-        throw py::value_error("conv2d_blocked_sequence: residual shape differs from the output's");
-    }
+    if (op.residual) pop_saved(op.out);
   } else if (kind == "depthwise") {
     // (kind, weight, bias, stride, padding, dilation, out_size, relu, relu_max)
     op.kind = SequenceOp::Kind::depthwise;
-    py::array w = array(1, 4, "packed weight"), b = array(2, 1, "packed bias");
-    if (w.shape(0) != in.blocks() || w.shape(3) != kChannelBlock)
-      throw py::value_error("conv2d_blocked_sequence: depthwise packed weight must have shape (" +
-                            std::to_string(in.blocks()) + ", kernel_h, kernel_w, 16), got " +
-                            shape_str(shape_of(w)));
-    expect_shape(b, {in.blocks() * kChannelBlock}, op_name, "packed bias");
-    op.weight = f32_data(w);
-    op.bias = f32_data(b);
-    op.kernel_h = w.shape(1);
-    op.kernel_w = w.shape(2);
-    std::tie(op.stride_h, op.stride_w) = item<Pair>(t, 3);
-    std::tie(op.pad_top, op.pad_left) = item<Pair>(t, 4);
-    std::tie(op.dilation_h, op.dilation_w) = item<Pair>(t, 5);
-    Pair out = item<Pair>(t, 6);
-    if (op.stride_h < 1 || op.stride_w < 1 || op.dilation_h < 1 || op.dilation_w < 1 ||
-        op.pad_top < 0 || op.pad_left < 0)
-      throw py::value_error("conv2d_blocked_sequence: bad depthwise geometry");
-    op.out = make_shape({in.batch, in.channels, std::get<0>(out), std::get<1>(out)}, op_name);
-    op.relu = item<bool>(t, 7);
-    op.relu_max = item<float>(t, 8);
+    op.depthwise = depthwise_args(in, array(1), array(2), item<Pair>(t, 3), item<Pair>(t, 4),
+                                  item<Pair>(t, 5), item<Pair>(t, 6), item<bool>(t, 7),
+                                  item<float>(t, 8));
+    op.out = depthwise_output(op.depthwise);
+  } else if (kind == "inverted_residual") {
+    // (kind, expand op or None, depthwise op, project op, residual) with the
+    // three convolutions as their own op tuples (project without residual).
+    op.kind = SequenceOp::Kind::inverted_residual;
+    BlockedShape hidden = in;
+    op.expand = !t[1].is_none();
+    if (op.expand) {
+      const py::tuple e = t[1].cast<py::tuple>();
+      op.pointwise = pointwise_args(in, array_of(e, 1, keep), array_of(e, 2, keep),
+                                    item<int64_t>(e, 3), item<bool>(e, 4), item<float>(e, 5));
+      hidden = pointwise_output(op.pointwise);
+    }
+    const py::tuple d = t[2].cast<py::tuple>();
+    op.depthwise = depthwise_args(hidden, array_of(d, 1, keep), array_of(d, 2, keep),
+                                  item<Pair>(d, 3), item<Pair>(d, 4), item<Pair>(d, 5),
+                                  item<Pair>(d, 6), item<bool>(d, 7), item<float>(d, 8));
+    const py::tuple p = t[3].cast<py::tuple>();
+    op.project = pointwise_args(depthwise_output(op.depthwise), array_of(p, 1, keep),
+                                array_of(p, 2, keep), item<int64_t>(p, 3), item<bool>(p, 4),
+                                item<float>(p, 5));
+    op.out = pointwise_output(op.project);
+    op.residual = item<bool>(t, 4);
+    if (op.residual && (op.out.batch != in.batch || op.out.channels != in.channels ||
+                        op.out.height != in.height || op.out.width != in.width))
+      throw py::value_error("conv2d_blocked_sequence: residual shape differs from the output's");
+    BlockedInvertedResidualArgs& b = op.block;
+    b.input = in;
+    b.hidden = hidden.channels;
+    b.out_channels = op.out.channels;
+    b.depthwise = op.depthwise;
+    if (op.expand) {
+      b.expand_weight = op.pointwise.weight;
+      b.expand_bias = op.pointwise.bias;
+      b.expand_relu = op.pointwise.relu;
+      b.expand_relu_max = op.pointwise.relu_max;
+    }
+    b.project_weight = op.project.weight;
+    b.project_bias = op.project.bias;
+    b.project_relu = op.project.relu;
+    b.project_relu_max = op.project.relu_max;
+    b.residual = op.residual;
+    b.band_rows = band_rows(hidden, op.depthwise);
+    const int64_t bands = (op.out.height + b.band_rows - 1) / b.band_rows;
+    op.fused = in.batch * bands >= 2 * static_cast<int64_t>(threads);
   } else {
     throw py::value_error("conv2d_blocked_sequence: unknown op '" + kind + "'");
   }
-  if (op.relu) check_relu_max(op.relu_max, op_name);
   return op;
 }
 
@@ -405,103 +473,123 @@ py::array sequence(const py::array& x, const py::list& ops) {
   const char* op_name = "conv2d_blocked_sequence";
   check_f32(x, op_name, "input", 4);
   const BlockedShape in = make_shape(shape_of(x), op_name);
+  const int threads = num_threads();
   std::vector<SequenceOp> plan;
   std::vector<BlockedShape> saved;
-  std::vector<py::array> keep;  // the packed arrays stay referenced by `ops` meanwhile
+  std::vector<py::array> keep;
   BlockedShape shape = in;
+  int64_t scratch = 0;  // floats for the fused blocks' bands
   for (const py::handle& h : ops) {
-    plan.push_back(parse_op(h.cast<py::tuple>(), shape, plan.empty(), &saved, &keep));
+    plan.push_back(parse_op(h.cast<py::tuple>(), shape, plan.empty(), &saved, &keep, threads));
     shape = plan.back().out;
+    if (plan.back().fused)
+      scratch = std::max(scratch, blocked_inverted_residual_workspace(plan.back().block, threads));
   }
   if (!saved.empty()) throw py::value_error("conv2d_blocked_sequence: save without its use");
   py::array_t<float> y(std::vector<int64_t>{shape.batch, shape.channels, shape.height, shape.width});
   const float* src = f32_data(x);
   float* dst = y.mutable_data();
-  const int threads = num_threads();
   py::gil_scoped_release release;
   BufferPool& pool = tls_pool;
   pool.release_all();  // a previous call that threw left nothing in use
   auto fresh = [&](const BlockedShape& s) {
     const int b = pool.acquire(s.floats());
-    std::fill(pool.data(b) + s.floats() - kBlockedSlack, pool.data(b) + s.floats(), 0.0f);
+    finish_output(pool.data(b), s);
     return b;
   };
-  int cur;
-  size_t first = 0;
-  if (!plan.empty() && plan[0].kind == SequenceOp::Kind::dense_nchw) {
-    cur = fresh(plan[0].out);  // the first convolution reads the NCHW input itself
-    BlockedDenseArgs a = plan[0].dense;
-    a.x = src;
-    a.y = pool.data(cur);
-    a.num_threads = threads;
-    conv2d_blocked_dense_nchw.get()(a);
-    first = 1;
-  } else {
-    cur = fresh(in);
-    conv2d_blocked_reorder.get()(in, src, pool.data(cur), true, threads);
-  }
+  const int scratch_buffer = scratch > 0 ? pool.acquire(scratch) : -1;
   std::vector<int> saved_buffers;
-  for (size_t i = first; i < plan.size(); ++i) {
+  auto run_pointwise = [&](BlockedPointwiseArgs a, const float* input, const float* residual,
+                           float* out) {
+    a.x = input;
+    a.residual = residual;
+    a.y = out;
+    a.num_threads = threads;
+    conv2d_blocked_pointwise.get()(a);
+  };
+  auto run_depthwise = [&](BlockedDepthwiseArgs a, const float* input, float* out) {
+    a.x = input;
+    a.y = out;
+    a.num_threads = threads;
+    conv2d_blocked_depthwise.get()(a);
+  };
+  int cur = -1;
+  for (size_t i = 0; i < plan.size(); ++i) {
     const SequenceOp& op = plan[i];
-    if (op.kind == SequenceOp::Kind::save) {
-      pool.retain(cur);
-      saved_buffers.push_back(cur);
-      continue;
+    if (i == 0 && op.kind != SequenceOp::Kind::dense_nchw) {
+      cur = fresh(in);  // the first op reads a blocked copy of the input
+      conv2d_blocked_reorder.get()(in, src, pool.data(cur), true, threads);
     }
-    if (op.kind == SequenceOp::Kind::add_saved) {
-      const int r = saved_buffers.back();
-      saved_buffers.pop_back();
-      float* out = pool.data(cur);
-      const float* res = pool.data(r);
-      const int64_t n = op.in.floats() - kBlockedSlack;
+    switch (op.kind) {
+      case SequenceOp::Kind::save:
+        pool.retain(cur);
+        saved_buffers.push_back(cur);
+        continue;
+      case SequenceOp::Kind::add_saved: {
+        const int r = saved_buffers.back();
+        saved_buffers.pop_back();
+        float* out = pool.data(cur);
+        const float* res = pool.data(r);
+        const int64_t n = op.in.floats() - kBlockedSlack;
 #pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t i = 0; i < n; ++i) out[i] += res[i];
-      pool.release(r);
-      continue;
+        for (int64_t k = 0; k < n; ++k) out[k] += res[k];
+        pool.release(r);
+        continue;
+      }
+      default:
+        break;
     }
     const int next = fresh(op.out);
-    if (op.kind == SequenceOp::Kind::pointwise) {
-      BlockedPointwiseArgs a;
-      a.input = op.in;
-      a.out_channels = op.out.channels;
-      a.x = pool.data(cur);
-      a.weight = op.weight;
-      a.bias = op.bias;
-      int r = -1;
-      if (op.residual) {
-        r = saved_buffers.back();
-        saved_buffers.pop_back();
-        a.residual = pool.data(r);
-      }
-      a.relu = op.relu;
-      a.relu_max = op.relu_max;
-      a.y = pool.data(next);
-      a.num_threads = threads;
-      conv2d_blocked_pointwise.get()(a);
-      if (r >= 0) pool.release(r);
-    } else {
-      BlockedDepthwiseArgs a;
-      a.input = op.in;
-      a.out_h = op.out.height;
-      a.out_w = op.out.width;
-      a.kernel_h = op.kernel_h;
-      a.kernel_w = op.kernel_w;
-      a.stride_h = op.stride_h;
-      a.stride_w = op.stride_w;
-      a.pad_top = op.pad_top;
-      a.pad_left = op.pad_left;
-      a.dilation_h = op.dilation_h;
-      a.dilation_w = op.dilation_w;
-      a.x = pool.data(cur);
-      a.weight = op.weight;
-      a.bias = op.bias;
-      a.relu = op.relu;
-      a.relu_max = op.relu_max;
-      a.y = pool.data(next);
-      a.num_threads = threads;
-      conv2d_blocked_depthwise.get()(a);
+    float* out = pool.data(next);
+    int residual = -1;
+    if (op.residual && op.kind == SequenceOp::Kind::pointwise) {
+      residual = saved_buffers.back();
+      saved_buffers.pop_back();
     }
-    pool.release(cur);
+    switch (op.kind) {
+      case SequenceOp::Kind::dense_nchw: {  // reads the NCHW input itself
+        BlockedDenseArgs a = op.dense;
+        a.x = src;
+        a.y = out;
+        a.num_threads = threads;
+        conv2d_blocked_dense_nchw.get()(a);
+        break;
+      }
+      case SequenceOp::Kind::pointwise:
+        run_pointwise(op.pointwise, pool.data(cur), residual >= 0 ? pool.data(residual) : nullptr,
+                      out);
+        break;
+      case SequenceOp::Kind::depthwise:
+        run_depthwise(op.depthwise, pool.data(cur), out);
+        break;
+      case SequenceOp::Kind::inverted_residual:
+        if (op.fused) {
+          BlockedInvertedResidualArgs a = op.block;
+          a.x = pool.data(cur);
+          a.y = out;
+          a.workspace = pool.data(scratch_buffer);
+          a.num_threads = threads;
+          conv2d_blocked_inverted_residual.get()(a);
+        } else {  // one op at a time, through two intermediate buffers
+          const float* hidden = pool.data(cur);
+          int expanded = -1;
+          if (op.expand) {
+            expanded = fresh(pointwise_output(op.pointwise));
+            run_pointwise(op.pointwise, pool.data(cur), nullptr, pool.data(expanded));
+            hidden = pool.data(expanded);
+          }
+          const int band = fresh(depthwise_output(op.depthwise));
+          run_depthwise(op.depthwise, hidden, pool.data(band));
+          if (expanded >= 0) pool.release(expanded);
+          run_pointwise(op.project, pool.data(band), op.residual ? pool.data(cur) : nullptr, out);
+          pool.release(band);
+        }
+        break;
+      default:
+        break;
+    }
+    if (residual >= 0) pool.release(residual);
+    if (cur >= 0) pool.release(cur);
     cur = next;
   }
   conv2d_blocked_reorder.get()(shape, pool.data(cur), dst, false, threads);
@@ -534,11 +622,12 @@ void bind_conv_blocked(py::module_& m) {
         "Dense (groups 1) convolution of an NCHW input into a blocked output: weight "
         "(K/16, C, kh, kw, 16), bias (K16,); padding is (top, left), out_size (H, W).");
   m.def("conv2d_blocked_sequence", &sequence, py::arg("input"), py::arg("ops"),
-        "Runs blocked ops on an NCHW input and returns the NCHW result: first optionally "
+        "Runs blocked ops on an NCHW input and returns the NCHW result. Ops: first optionally "
         "('dense_nchw', weight, bias, out_channels, stride, padding, dilation, out_size, relu, "
-        "relu_max), then ('save',), "
-        "('add_saved',), ('pointwise', weight, bias, out_channels, relu, relu_max, residual) "
-        "and ('depthwise', weight, bias, stride, padding, dilation, out_size, relu, relu_max).");
+        "relu_max); then ('save',), ('add_saved',), ('pointwise', weight, bias, out_channels, "
+        "relu, relu_max, residual), ('depthwise', weight, bias, stride, padding, dilation, "
+        "out_size, relu, relu_max), ('inverted_residual', expand pointwise op or None, "
+        "depthwise op, project pointwise op, residual).");
 }
 
 }  // namespace pve

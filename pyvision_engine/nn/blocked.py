@@ -191,10 +191,27 @@ class Block:
         self.units, self.residual = list(units), residual
 
     def ops(self, shape: Shape, ops: List[tuple]) -> Shape:
+        units = self.units
+        kinds = [u.kind if isinstance(u, _ConvUnit) else None for u in units]
+        if kinds in (["pointwise", "depthwise", "pointwise"], ["depthwise", "pointwise"]) and (
+                not self.residual or units[-1].relu_max is None):
+            # MobileNetV2's inverted residual: one fused op (the kernel may still
+            # run it as three, see conv2d_blocked_sequence).
+            parts: List[tuple] = []
+            out = shape
+            for unit in units:
+                out = unit.ops(out, parts)
+            expand = parts[0] if len(parts) == 3 else None
+            end = out
+            if self.residual and end != shape:
+                raise ValueError(f"residual add: the block's output shape {end} differs from its "
+                                 f"input shape {shape}")
+            ops.append(("inverted_residual", expand, parts[-2], parts[-1], self.residual))
+            return end
         if not self.residual:
-            return units_ops(self.units, shape, ops)
+            return units_ops(units, shape, ops)
         ops.append(("save",))
-        *body, last = self.units
+        *body, last = units
         out = units_ops(body, shape, ops)
         if isinstance(last, _ConvUnit) and last.relu_max is None and last.kind == "pointwise":
             end = last.ops(out, ops, residual=True)

@@ -11,7 +11,8 @@ import pytest
 
 import pyvision_engine as pve
 from pyvision_engine import _C, nn
-from pyvision_engine.nn import blocked, fusion
+from pyvision_engine.nn import blocked, container, fusion
+from pyvision_engine.models.mobilenet import InvertedResidual
 from tests.reference.conv_reference import conv2d_forward as reference_conv
 
 pytestmark = pytest.mark.kernels
@@ -137,9 +138,14 @@ def _randomize_batch_norms(model: nn.Module, rng: np.random.Generator) -> None:
 
 
 def _module_by_module(model: nn.Module, x: pve.Tensor, monkeypatch) -> np.ndarray:
-    """The same forward with the blocked path and all fusion turned off (eval, no_grad)."""
+    """The same forward module by module: Sequential without runs or fusion, no folding."""
+    def plain(modules, x, owner=None):
+        for module in modules:
+            x = module(x)
+        return x
+
     with monkeypatch.context() as m:
-        m.setattr(blocked, "worth_blocking", lambda units: False)
+        m.setattr(container, "run_sequence", plain)
         m.setattr(fusion, "_inference", lambda: False)
         with pve.no_grad():
             return model(x).numpy()
@@ -157,6 +163,28 @@ def test_mobilenet_v2_blocked_equals_module_by_module(isa, monkeypatch):
     with pve.no_grad():
         y = model(x).numpy()
     assert calls, "the blocked path did not run"
+    expect = _module_by_module(model, x, monkeypatch)
+    np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inverted_residuals_fused_in_bands_equal_module_by_module(isa, threads, monkeypatch):
+    """Blocks with and without expansion, with and without the residual, stride 1 and 2:
+    on 1 thread every block runs fused in row bands (several per image), on 2 threads
+    the narrow last block runs as three ops (too few bands to share)."""
+    rng = np.random.default_rng(4)
+    model = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16),
+                          InvertedResidual(16, 16, 1, 1), InvertedResidual(16, 16, 1, 6),
+                          InvertedResidual(16, 24, 2, 6), InvertedResidual(24, 24, 1, 6)).eval()
+    _randomize_batch_norms(model, rng)
+    x = pve.tensor(rng.standard_normal((1, 16, 70, 90)).astype(np.float32))
+    before = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        with pve.no_grad():
+            y = model(x).numpy()
+    finally:
+        pve.set_num_threads(before)
     expect = _module_by_module(model, x, monkeypatch)
     np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
 
@@ -279,10 +307,7 @@ def test_runs_are_found_once_and_found_again_after_any_change(monkeypatch):
             return model(x).numpy()
 
     def reference():
-        with monkeypatch.context() as m:
-            m.setattr(blocked, "worth_blocking", lambda units: False)
-            m.setattr(fusion, "_inference", lambda: False)
-            return forward()
+        return _module_by_module(model, x, monkeypatch)
 
     y = forward()
     forward()

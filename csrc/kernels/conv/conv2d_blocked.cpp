@@ -63,37 +63,48 @@ constexpr int tile_pixels() {
   return kAccumulators / (KB * kV) > 0 ? kAccumulators / (KB * kV) : 1;
 }
 
-struct PointwiseGeometry {
-  int64_t in_blocks, out_blocks, pixels, weight_stride;  // weight_stride: floats per K block
+// Where a pointwise convolution over a span of pixels reads and writes: block
+// planes `*_plane` floats apart, every pointer at the span's first pixel. An
+// image of a blocked tensor, or a band of rows in a scratch buffer.
+struct PointwiseView {
+  const float* x = nullptr;
+  int64_t x_plane = 0, in_blocks = 0, in_channels = 0;
+  const float* weight = nullptr;  // [K blocks][C rounded up][16]
+  int64_t weight_stride = 0;      // floats per K block
+  const float* bias = nullptr;
+  const float* residual = nullptr;  // nullable
+  int64_t residual_plane = 0;
+  float* y = nullptr;
+  int64_t y_plane = 0;
+  bool relu = false;
+  float relu_max = INFINITY;
 };
 
-// One tile: P pixels starting at `pixel` of image n, KB output blocks from kb0.
-// Reads P whole pixels (the slack covers a tile running past the plane) and
-// stores `rows` of them.
+// One tile: P pixels from `pixel`, KB output blocks from kb0. Reads P whole
+// pixels (the slack after every buffer covers a tile running past its plane)
+// and stores `rows` of them.
 template <int KB>
-void pointwise_tile(const BlockedPointwiseArgs& a, const PointwiseGeometry& g, int64_t n,
-                    int64_t kb0, int64_t pixel, int rows) {
+void pointwise_tile(const PointwiseView& v, int64_t kb0, int64_t pixel, int rows) {
   constexpr int P = tile_pixels<KB>();
   constexpr int NV = KB * kV;
-  const int64_t in_plane = g.pixels * B;
-  const float* x = a.x + n * g.in_blocks * in_plane + pixel * B;
-  const float* w = a.weight + kb0 * g.weight_stride;
+  const float* x = v.x + pixel * B;
+  const float* w = v.weight + kb0 * v.weight_stride;
   Vec acc[P][NV];
 #pragma GCC unroll 32
   for (int p = 0; p < P; ++p)
 #pragma GCC unroll 16
     for (int q = 0; q < NV; ++q) acc[p][q] = Vec::zero();
-  for (int64_t cb = 0; cb < g.in_blocks; ++cb) {
-    const float* xs = x + cb * in_plane;
+  for (int64_t cb = 0; cb < v.in_blocks; ++cb) {
+    const float* xs = x + cb * v.x_plane;
     const float* ws = w + cb * B * B;
     // The padded channels of the last block are zeros: skip them (24 channels: 25%).
-    const int lanes = static_cast<int>(std::min<int64_t>(B, a.input.channels - cb * B));
+    const int lanes = static_cast<int>(std::min<int64_t>(B, v.in_channels - cb * B));
     for (int ci = 0; ci < lanes; ++ci) {
       Vec wv[NV];
 #pragma GCC unroll 16
       for (int j = 0; j < KB; ++j)
 #pragma GCC unroll 16
-        for (int v = 0; v < kV; ++v) wv[j * kV + v] = Vec::load(ws + j * g.weight_stride + ci * B + v * L);
+        for (int u = 0; u < kV; ++u) wv[j * kV + u] = Vec::load(ws + j * v.weight_stride + ci * B + u * L);
 #pragma GCC unroll 32
       for (int p = 0; p < P; ++p) {
         const Vec xv = Vec::set1(xs[p * B + ci]);
@@ -102,81 +113,103 @@ void pointwise_tile(const BlockedPointwiseArgs& a, const PointwiseGeometry& g, i
       }
     }
   }
-  const int64_t out_plane = g.pixels * B;
-  const int64_t out0 = (n * g.out_blocks + kb0) * out_plane + pixel * B;
-  const Vec cap = Vec::set1(a.relu_max);
+  const Vec cap = Vec::set1(v.relu_max);
 #pragma GCC unroll 16
   for (int j = 0; j < KB; ++j)
 #pragma GCC unroll 16
-    for (int v = 0; v < kV; ++v) {
-      const Vec bias = Vec::load(a.bias + (kb0 + j) * B + v * L);
+    for (int u = 0; u < kV; ++u) {
+      const Vec bias = Vec::load(v.bias + (kb0 + j) * B + u * L);
 #pragma GCC unroll 32
       for (int p = 0; p < P; ++p) {
         if (p >= rows) break;
-        const int64_t at = out0 + j * out_plane + p * B + v * L;
-        Vec o = acc[p][j * kV + v] + bias;
-        if (a.residual) o = o + Vec::load(a.residual + at);
-        if (a.relu) o = relu_clamp(o, cap);
-        o.store(a.y + at);
+        const int64_t at = (pixel + p) * B + u * L;
+        Vec o = acc[p][j * kV + u] + bias;
+        if (v.residual) o = o + Vec::load(v.residual + (kb0 + j) * v.residual_plane + at);
+        if (v.relu) o = relu_clamp(o, cap);
+        o.store(v.y + (kb0 + j) * v.y_plane + at);
       }
     }
 }
 
 template <int KB>
-void pointwise_span(const BlockedPointwiseArgs& a, const PointwiseGeometry& g, int64_t n,
-                    int64_t kb0, int64_t p_begin, int64_t p_end) {
+void pointwise_span(const PointwiseView& v, int64_t kb0, int64_t p_begin, int64_t p_end) {
   constexpr int P = tile_pixels<KB>();
   for (int64_t p = p_begin; p < p_end; p += P)
-    pointwise_tile<KB>(a, g, n, kb0, p, static_cast<int>(std::min<int64_t>(P, p_end - p)));
+    pointwise_tile<KB>(v, kb0, p, static_cast<int>(std::min<int64_t>(P, p_end - p)));
 }
 
-void pointwise_group(const BlockedPointwiseArgs& a, const PointwiseGeometry& g, int64_t n,
-                     int64_t kb0, int group, int64_t p_begin, int64_t p_end) {
+void pointwise_group(const PointwiseView& v, int64_t kb0, int group, int64_t p_begin,
+                     int64_t p_end) {
   if constexpr (kMaxGroup >= 4) {
     switch (group) {
-      case 4: return pointwise_span<4>(a, g, n, kb0, p_begin, p_end);
-      case 3: return pointwise_span<3>(a, g, n, kb0, p_begin, p_end);
-      case 2: return pointwise_span<2>(a, g, n, kb0, p_begin, p_end);
+      case 4: return pointwise_span<4>(v, kb0, p_begin, p_end);
+      case 3: return pointwise_span<3>(v, kb0, p_begin, p_end);
+      case 2: return pointwise_span<2>(v, kb0, p_begin, p_end);
       default: break;
     }
   }
-  pointwise_span<1>(a, g, n, kb0, p_begin, p_end);
+  pointwise_span<1>(v, kb0, p_begin, p_end);
+}
+
+// Every output block of pixels [0, pixels), on the calling thread: a group's
+// weights stay in L1/L2 while it sweeps the span.
+void pointwise_all(const PointwiseView& v, int64_t out_blocks, int64_t pixels) {
+  for (int64_t kb = 0; kb < out_blocks; kb += kMaxGroup)
+    pointwise_group(v, kb, static_cast<int>(std::min<int64_t>(kMaxGroup, out_blocks - kb)), 0,
+                    pixels);
+}
+
+PointwiseView image_view(const BlockedPointwiseArgs& a, int64_t n) {
+  const BlockedShape& s = a.input;
+  const int64_t plane = s.plane(), out_blocks = (a.out_channels + B - 1) / B;
+  PointwiseView v;
+  v.x = a.x + n * s.blocks() * plane;
+  v.x_plane = plane;
+  v.in_blocks = s.blocks();
+  v.in_channels = s.channels;
+  v.weight = a.weight;
+  v.weight_stride = s.blocks() * B * B;
+  v.bias = a.bias;
+  v.residual = a.residual ? a.residual + n * out_blocks * plane : nullptr;
+  v.residual_plane = plane;
+  v.y = a.y + n * out_blocks * plane;
+  v.y_plane = plane;
+  v.relu = a.relu;
+  v.relu_max = a.relu_max;
+  return v;
 }
 
 void pointwise(const BlockedPointwiseArgs& a) {
   const BlockedShape& s = a.input;
-  PointwiseGeometry g;
-  g.in_blocks = s.blocks();
-  g.out_blocks = (a.out_channels + B - 1) / B;
-  g.pixels = s.height * s.width;
-  g.weight_stride = g.in_blocks * B * B;
+  const int64_t in_blocks = s.blocks(), out_blocks = (a.out_channels + B - 1) / B;
+  const int64_t pixels = s.height * s.width;
   // Output blocks go in chunks whose weights (~256 KiB) stay in L2 while a
   // thread sweeps its pixel tiles; inside a chunk, each pixel span (whose
   // input, span x C floats, stays in L1/L2) meets every group of the chunk.
-  const int64_t group_bytes = kMaxGroup * g.weight_stride * 4;
+  const int64_t group_bytes = kMaxGroup * in_blocks * B * B * 4;
   const int64_t groups_per_chunk = std::max<int64_t>(1, (256 << 10) / group_bytes);
   const int64_t chunk_blocks = groups_per_chunk * kMaxGroup;
-  const int64_t chunks = (g.out_blocks + chunk_blocks - 1) / chunk_blocks;
+  const int64_t chunks = (out_blocks + chunk_blocks - 1) / chunk_blocks;
   // Pixel spans: up to 4 main tiles each, enough items for every thread, and
   // of equal length (a whole number of tiles) so that the items balance.
   constexpr int P = tile_pixels<kMaxGroup>();
-  int64_t spans = (g.pixels + 4 * P - 1) / (4 * P);
+  int64_t spans = (pixels + 4 * P - 1) / (4 * P);
   const int64_t want = 4 * static_cast<int64_t>(a.num_threads);
-  while (spans * P < g.pixels && s.batch * chunks * spans < want) ++spans;
-  const int64_t span = ((g.pixels + spans - 1) / spans + P - 1) / P * P;
-  spans = (g.pixels + span - 1) / span;
+  while (spans * P < pixels && s.batch * chunks * spans < want) ++spans;
+  const int64_t span = ((pixels + spans - 1) / spans + P - 1) / P * P;
+  spans = (pixels + span - 1) / span;
   const int64_t items = chunks * s.batch * spans;
   // Dynamic: the last chunk may hold fewer output blocks than the others.
 #pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
   for (int64_t item = 0; item < items; ++item) {
     const int64_t chunk = item / (s.batch * spans), rest = item % (s.batch * spans);
     const int64_t n = rest / spans, p_begin = (rest % spans) * span;
-    const int64_t p_end = std::min(g.pixels, p_begin + span);
-    const int64_t kb_end = std::min(g.out_blocks, (chunk + 1) * chunk_blocks);
-    for (int64_t kb = chunk * chunk_blocks; kb < kb_end; kb += kMaxGroup) {
-      const int group = static_cast<int>(std::min<int64_t>(kMaxGroup, kb_end - kb));
-      pointwise_group(a, g, n, kb, group, p_begin, p_end);
-    }
+    const int64_t p_end = std::min(pixels, p_begin + span);
+    const PointwiseView v = image_view(a, n);
+    const int64_t kb_end = std::min(out_blocks, (chunk + 1) * chunk_blocks);
+    for (int64_t kb = chunk * chunk_blocks; kb < kb_end; kb += kMaxGroup)
+      pointwise_group(v, kb, static_cast<int>(std::min<int64_t>(kMaxGroup, kb_end - kb)),
+                      p_begin, p_end);
   }
 }
 
@@ -356,38 +389,47 @@ inline void depthwise_interior(const BlockedDepthwiseArgs& a, const float* plane
       (a.relu ? relu_clamp(acc[i][v], cap) : acc[i][v]).store(y + i * B + v * L);
 }
 
+// Output row oh of channel block cb (into y_row) from input rows kept at
+// `rows`: input row ih is at rows + (ih - row0) * width * 16 (a whole plane:
+// row0 = 0; a band of rows in scratch: its first row). Rows outside
+// [0, height) are padding and never read.
+template <int KW>
+void depthwise_row(const BlockedDepthwiseArgs& a, const float* rows, int64_t row0, int64_t cb,
+                   int64_t oh, int64_t lo, int64_t hi, float* y_row) {
+  const float* w = a.weight + cb * a.kernel_h * a.kernel_w * B;
+  Vec bias[kV];
+  for (int v = 0; v < kV; ++v) bias[v] = Vec::load(a.bias + cb * B + v * L);
+  // Kernel rows whose input row exists: ih0 + r * dilation_h in [0, height).
+  const int64_t ih0 = oh * a.stride_h - a.pad_top;
+  int64_t r_lo = 0, r_hi = a.kernel_h;
+  while (r_lo < r_hi && ih0 + r_lo * a.dilation_h < 0) ++r_lo;
+  while (r_hi > r_lo && ih0 + (r_hi - 1) * a.dilation_h >= a.input.height) --r_hi;
+  const int64_t ih_rel = ih0 - row0;  // the kernels address rows from `rows`
+  int64_t ow = 0;
+  for (; ow < lo; ++ow) depthwise_pixel(a, rows, w, bias, r_lo, r_hi, ih_rel, ow, y_row + ow * B);
+  constexpr int Q = kDepthwisePixels;
+  if (hi - ow >= Q) {
+    for (; ow + Q <= hi; ow += Q)
+      depthwise_interior<KW, Q>(a, rows, w, bias, r_lo, r_hi, ih_rel, ow, y_row + ow * B);
+    if (ow < hi) {  // the last Q pixels again, overlapping: same values, no 1-wide tail
+      depthwise_interior<KW, Q>(a, rows, w, bias, r_lo, r_hi, ih_rel, hi - Q, y_row + (hi - Q) * B);
+      ow = hi;
+    }
+  }
+  for (; ow < hi; ++ow)
+    depthwise_interior<KW, 1>(a, rows, w, bias, r_lo, r_hi, ih_rel, ow, y_row + ow * B);
+  for (; ow < a.out_w; ++ow) depthwise_pixel(a, rows, w, bias, r_lo, r_hi, ih_rel, ow, y_row + ow * B);
+}
+
 template <int KW>
 void depthwise_rows(const BlockedDepthwiseArgs& a, int64_t begin, int64_t end) {
   const BlockedShape& s = a.input;
-  const int64_t blocks = s.blocks(), taps = a.kernel_h * a.kernel_w;
   int64_t lo, hi;
   interior_columns(a, &lo, &hi);
   for (int64_t item = begin; item < end; ++item) {  // item = (n, cb, oh)
     const int64_t oh = item % a.out_h, plane_index = item / a.out_h;
-    const int64_t cb = plane_index % blocks;
-    const float* plane = a.x + plane_index * s.plane();
-    const float* w = a.weight + cb * taps * B;
-    Vec bias[kV];
-    for (int v = 0; v < kV; ++v) bias[v] = Vec::load(a.bias + cb * B + v * L);
-    // Kernel rows whose input row exists: ih0 + r * dilation_h in [0, height).
-    const int64_t ih0 = oh * a.stride_h - a.pad_top;
-    int64_t r_lo = 0, r_hi = a.kernel_h;
-    while (r_lo < r_hi && ih0 + r_lo * a.dilation_h < 0) ++r_lo;
-    while (r_hi > r_lo && ih0 + (r_hi - 1) * a.dilation_h >= s.height) --r_hi;
-    float* y = a.y + (plane_index * a.out_h + oh) * a.out_w * B;
-    int64_t ow = 0;
-    for (; ow < lo; ++ow) depthwise_pixel(a, plane, w, bias, r_lo, r_hi, ih0, ow, y + ow * B);
-    constexpr int Q = kDepthwisePixels;
-    if (hi - ow >= Q) {
-      for (; ow + Q <= hi; ow += Q)
-        depthwise_interior<KW, Q>(a, plane, w, bias, r_lo, r_hi, ih0, ow, y + ow * B);
-      if (ow < hi) {  // the last Q pixels again, overlapping: same values, no 1-wide tail
-        depthwise_interior<KW, Q>(a, plane, w, bias, r_lo, r_hi, ih0, hi - Q, y + (hi - Q) * B);
-        ow = hi;
-      }
-    }
-    for (; ow < hi; ++ow) depthwise_interior<KW, 1>(a, plane, w, bias, r_lo, r_hi, ih0, ow, y + ow * B);
-    for (; ow < a.out_w; ++ow) depthwise_pixel(a, plane, w, bias, r_lo, r_hi, ih0, ow, y + ow * B);
+    depthwise_row<KW>(a, a.x + plane_index * s.plane(), 0, plane_index % s.blocks(), oh, lo, hi,
+                      a.y + (plane_index * a.out_h + oh) * a.out_w * B);
   }
 }
 
@@ -404,10 +446,86 @@ void depthwise(const BlockedDepthwiseArgs& a) {
   }
 }
 
+
+// ------------------------------------------------- fused inverted residual
+
+void inverted_residual(const BlockedInvertedResidualArgs& a) {
+  const BlockedShape& s = a.input;
+  const BlockedDepthwiseArgs& d = a.depthwise;
+  const int64_t hidden_blocks = (a.hidden + B - 1) / B, out_blocks = (a.out_channels + B - 1) / B;
+  const int64_t in_rows = (a.band_rows - 1) * d.stride_h + (d.kernel_h - 1) * d.dilation_h + 1;
+  const int64_t expanded_plane = in_rows * s.width * B;   // per hidden block, in scratch
+  const int64_t band_plane = a.band_rows * d.out_w * B;   // depthwise output, in scratch
+  const int64_t per_thread = (hidden_blocks * (expanded_plane + band_plane) + 2 * kBlockedSlack +
+                              15) / 16 * 16;
+  const int64_t out_plane = d.out_h * d.out_w * B;
+  const int64_t bands = (d.out_h + a.band_rows - 1) / a.band_rows;
+  int64_t lo, hi;
+  interior_columns(d, &lo, &hi);
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
+  for (int64_t item = 0; item < s.batch * bands; ++item) {
+    const int64_t n = item / bands, o0 = (item % bands) * a.band_rows;
+    const int64_t o1 = std::min(d.out_h, o0 + a.band_rows);
+    float* expanded = a.workspace + omp_get_thread_num() * per_thread;
+    float* band = expanded + hidden_blocks * expanded_plane + kBlockedSlack;
+    const float* x = a.x + n * s.blocks() * s.plane();
+    // Input rows [ih_lo, ih_hi) feed the band's outputs (the rest is padding).
+    const int64_t ih_lo = std::max<int64_t>(0, o0 * d.stride_h - d.pad_top);
+    const int64_t ih_hi = std::min(s.height, (o1 - 1) * d.stride_h - d.pad_top +
+                                                 (d.kernel_h - 1) * d.dilation_h + 1);
+    const float* rows = x;  // the depthwise input: expanded rows, or x itself
+    int64_t rows_plane = s.plane(), row0 = 0;
+    if (a.expand_weight && ih_hi > ih_lo) {
+      PointwiseView e;
+      e.x = x + ih_lo * s.width * B;
+      e.x_plane = s.plane();
+      e.in_blocks = s.blocks();
+      e.in_channels = s.channels;
+      e.weight = a.expand_weight;
+      e.weight_stride = s.blocks() * B * B;
+      e.bias = a.expand_bias;
+      e.y = expanded;
+      e.y_plane = expanded_plane;
+      e.relu = a.expand_relu;
+      e.relu_max = a.expand_relu_max;
+      pointwise_all(e, hidden_blocks, (ih_hi - ih_lo) * s.width);
+      rows = expanded;
+      rows_plane = expanded_plane;
+      row0 = ih_lo;
+    }
+    for (int64_t cb = 0; cb < hidden_blocks; ++cb)
+      for (int64_t oh = o0; oh < o1; ++oh) {
+        const float* plane = rows + cb * rows_plane;
+        float* y_row = band + cb * band_plane + (oh - o0) * d.out_w * B;
+        if (d.kernel_w == 3) depthwise_row<3>(d, plane, row0, cb, oh, lo, hi, y_row);
+        else if (d.kernel_w == 5) depthwise_row<5>(d, plane, row0, cb, oh, lo, hi, y_row);
+        else depthwise_row<0>(d, plane, row0, cb, oh, lo, hi, y_row);
+      }
+    PointwiseView p;
+    p.x = band;
+    p.x_plane = band_plane;
+    p.in_blocks = hidden_blocks;
+    p.in_channels = a.hidden;
+    p.weight = a.project_weight;
+    p.weight_stride = hidden_blocks * B * B;
+    p.bias = a.project_bias;
+    if (a.residual) {  // stride 1, same channels: the input pixel under each output pixel
+      p.residual = x + o0 * s.width * B;
+      p.residual_plane = s.plane();
+    }
+    p.y = a.y + n * out_blocks * out_plane + o0 * d.out_w * B;
+    p.y_plane = out_plane;
+    p.relu = a.project_relu;
+    p.relu_max = a.project_relu_max;
+    pointwise_all(p, out_blocks, (o1 - o0) * d.out_w);
+  }
+}
+
 }  // namespace
 
 PVE_REGISTER_KERNELS {
   register_kernel(conv2d_blocked_reorder, &reorder);
+  register_kernel(conv2d_blocked_inverted_residual, &inverted_residual);
   register_kernel(conv2d_blocked_dense_nchw, &dense_nchw);
   register_kernel(conv2d_blocked_pointwise, &pointwise);
   register_kernel(conv2d_blocked_depthwise, &depthwise);

@@ -88,7 +88,49 @@ struct BlockedDenseArgs {
 };
 using BlockedDenseFn = void (*)(const BlockedDenseArgs& args);
 
+// MobileNetV2's inverted residual block as one pass over row bands:
+//   y = project(depthwise(expand(x))) (+ x)
+// each convolution with its bias and optional ReLU clamp. A thread takes
+// (image, band of output rows) items: it expands the input rows the band's
+// depthwise needs into scratch, runs the depthwise into a second scratch band
+// and projects that into the output, so the expanded activations (6x the
+// block's input) stay in L2 instead of going through memory.
+struct BlockedInvertedResidualArgs {
+  BlockedShape input;             // blocked (N, C_in, H, W)
+  int64_t hidden = 0, out_channels = 0;
+  // The depthwise convolution: geometry, weights, bias and clamp (its
+  // input/x/y fields are unused); its out_h x out_w is the block's.
+  BlockedDepthwiseArgs depthwise;
+  const float* expand_weight = nullptr;  // null: no expansion (hidden == C_in)
+  const float* expand_bias = nullptr;
+  bool expand_relu = false;
+  float expand_relu_max = INFINITY;
+  const float* project_weight = nullptr;
+  const float* project_bias = nullptr;
+  bool project_relu = false;
+  float project_relu_max = INFINITY;
+  bool residual = false;          // needs stride 1 and out_channels == C_in
+  const float* x = nullptr;
+  float* y = nullptr;             // blocked (N, out_channels, out_h, out_w)
+  int64_t band_rows = 1;          // output rows per item
+  float* workspace = nullptr;     // inverted_residual_workspace floats, 64-byte aligned
+  int num_threads = 1;
+};
+using BlockedInvertedResidualFn = void (*)(const BlockedInvertedResidualArgs& args);
+
+// Floats of scratch for `threads` threads (two bands each, with slack).
+inline int64_t blocked_inverted_residual_workspace(const BlockedInvertedResidualArgs& a,
+                                                   int threads) {
+  const BlockedDepthwiseArgs& d = a.depthwise;
+  const int64_t blocks = (a.hidden + kChannelBlock - 1) / kChannelBlock;
+  const int64_t in_rows = (a.band_rows - 1) * d.stride_h + (d.kernel_h - 1) * d.dilation_h + 1;
+  const int64_t expanded = blocks * in_rows * a.input.width * kChannelBlock + kBlockedSlack;
+  const int64_t band = blocks * a.band_rows * d.out_w * kChannelBlock + kBlockedSlack;
+  return threads * ((expanded + band + 15) / 16 * 16);
+}
+
 PVE_DECLARE_KERNEL(conv2d_blocked_reorder, BlockedReorderFn);
+PVE_DECLARE_KERNEL(conv2d_blocked_inverted_residual, BlockedInvertedResidualFn);
 PVE_DECLARE_KERNEL(conv2d_blocked_dense_nchw, BlockedDenseFn);
 PVE_DECLARE_KERNEL(conv2d_blocked_pointwise, BlockedPointwiseFn);
 PVE_DECLARE_KERNEL(conv2d_blocked_depthwise, BlockedDepthwiseFn);
