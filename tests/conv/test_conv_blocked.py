@@ -18,6 +18,12 @@ from tests.reference.conv_reference import conv2d_forward as reference_conv
 pytestmark = pytest.mark.kernels
 
 
+@pytest.fixture(autouse=True)
+def blocked_at_every_isa(monkeypatch):
+    """Blocked runs are skipped at the scalar level for speed; tested there all the same."""
+    monkeypatch.setattr(blocked, "SLOW_ISAS", set())
+
+
 def numpy_blocked(x: np.ndarray) -> np.ndarray:
     """The nChw16c layout written with numpy (plus the kernels' slack), as the reference."""
     n, c, h, w = x.shape
@@ -226,6 +232,13 @@ def test_what_does_not_run_blocked():
     assert first_unit(nn.Sequential(dw, nn.Conv2d(8, 8, 3)).eval()) == 0   # all or nothing
     # a run without a depthwise convolution stays NCHW
     assert not blocked.worth_blocking(blocked.blocked_run([nn.Conv2d(8, 8, 1).eval()], 0)[0])
+
+
+def test_no_blocked_runs_at_the_slow_isa_levels(monkeypatch):
+    units = blocked.blocked_run([nn.Conv2d(8, 8, 3, groups=8).eval()], 0)[0]
+    assert blocked.worth_blocking(units)
+    monkeypatch.setattr(blocked, "SLOW_ISAS", {_C.active_isa()})
+    assert not blocked.worth_blocking(units)
 
 
 def test_blocked_run_reports_shape_errors_like_the_nchw_path():
