@@ -81,6 +81,23 @@ void finish_output(float* y, const BlockedShape& o) {
   std::fill(y + o.floats() - kBlockedSlack, y + o.floats(), 0.0f);
 }
 
+// Stride, padding (top, left), dilation and output size of a depthwise or dense op
+// (same field names in both argument structs). Any output size is memory-safe
+// (every tap outside the input is skipped); the caller computes it as torch does.
+template <typename Args>
+void set_geometry(Args& a, Pair stride, Pair padding, Pair dilation, Pair out, const char* op) {
+  std::tie(a.stride_h, a.stride_w) = stride;
+  std::tie(a.pad_top, a.pad_left) = padding;
+  std::tie(a.dilation_h, a.dilation_w) = dilation;
+  std::tie(a.out_h, a.out_w) = out;
+  if (a.stride_h < 1 || a.stride_w < 1 || a.dilation_h < 1 || a.dilation_w < 1 || a.pad_top < 0 ||
+      a.pad_left < 0)
+    throw py::value_error(std::string(op) + ": stride and dilation must be positive, padding "
+                          "non-negative");
+  if (a.out_h < 1 || a.out_w < 1)
+    throw py::value_error(std::string(op) + ": output size must be positive");
+}
+
 BlockedPointwiseArgs pointwise_args(const BlockedShape& in, const py::array& w,
                                     const py::array& bias, int64_t out_channels, bool relu,
                                     float relu_max) {
@@ -125,18 +142,7 @@ BlockedDepthwiseArgs depthwise_args(const BlockedShape& in, const py::array& w,
   a.input = in;
   a.kernel_h = w.shape(1);
   a.kernel_w = w.shape(2);
-  std::tie(a.stride_h, a.stride_w) = stride;
-  std::tie(a.pad_top, a.pad_left) = padding;
-  std::tie(a.dilation_h, a.dilation_w) = dilation;
-  std::tie(a.out_h, a.out_w) = out;
-  if (a.stride_h < 1 || a.stride_w < 1 || a.dilation_h < 1 || a.dilation_w < 1 || a.pad_top < 0 ||
-      a.pad_left < 0)
-    throw py::value_error(std::string(op) + ": stride and dilation must be positive, padding "
-                          "non-negative");
-  // Any output size is memory-safe (every tap outside the input is skipped);
-  // the caller computes it as torch does.
-  if (a.out_h < 1 || a.out_w < 1)
-    throw py::value_error(std::string(op) + ": output size must be positive");
+  set_geometry(a, stride, padding, dilation, out, op);
   make_shape({in.batch, in.channels, a.out_h, a.out_w}, op);  // size limit
   a.weight = f32_data(w);
   a.bias = f32_data(bias);
@@ -174,14 +180,7 @@ BlockedDenseArgs dense_args(const BlockedShape& in, const py::array& w, const py
   a.out_channels = out_channels;
   a.kernel_h = w.shape(2);
   a.kernel_w = w.shape(3);
-  std::tie(a.stride_h, a.stride_w) = stride;
-  std::tie(a.pad_top, a.pad_left) = padding;
-  std::tie(a.dilation_h, a.dilation_w) = dilation;
-  std::tie(a.out_h, a.out_w) = out;
-  if (a.stride_h < 1 || a.stride_w < 1 || a.dilation_h < 1 || a.dilation_w < 1 || a.pad_top < 0 ||
-      a.pad_left < 0 || a.out_h < 1 || a.out_w < 1)
-    throw py::value_error(std::string(op) + ": stride, dilation and output size must be "
-                          "positive, padding non-negative");
+  set_geometry(a, stride, padding, dilation, out, op);
   make_shape({in.batch, out_channels, a.out_h, a.out_w}, op);  // size limit
   a.weight = f32_data(w);
   a.bias = f32_data(bias);

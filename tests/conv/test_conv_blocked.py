@@ -341,3 +341,31 @@ def test_runs_are_found_once_and_found_again_after_any_change(monkeypatch):
         np.testing.assert_allclose(got, reference(), rtol=1e-5, atol=1e-5)
         assert changes_values != np.allclose(got, y)
         y = got
+
+
+def test_sequence_rejects_malformed_op_lists():
+    x = np.zeros((1, 8, 5, 5), np.float32)
+    pw, pb = blocked.pack_pointwise(np.zeros((8, 8, 1, 1), np.float32), None)
+    dw, db = blocked.pack_depthwise(np.zeros((8, 1, 3, 3), np.float32), None)
+    dense, dense_b = blocked.pack_dense(np.zeros((8, 8, 3, 3), np.float32), None)
+    point = ("pointwise", pw, pb, 8, False, math.inf, False)
+    cases = [
+        ([("spline",)], "unknown op"),
+        ([("pointwise", pw, pb, 8, False, math.inf, True)], "residual without save"),
+        ([("save",), point], "save without its use"),
+        ([("add_saved",)], "residual without save"),
+        ([point, ("dense_nchw", dense, dense_b, 8, (1, 1), (1, 1), (1, 1), (5, 5), False, 1.0)],
+         "must be the first op"),
+        ([("pointwise", pw, pb, 40, False, math.inf, False)], "packed weight"),   # 3 blocks
+        ([("depthwise", np.concatenate([dw, dw]), db, (1, 1), (1, 1), (1, 1), (5, 5), False,
+           1.0)], "packed weight"),
+        ([("depthwise", dw, db, (0, 1), (1, 1), (1, 1), (5, 5), False, 1.0)], "stride"),
+        ([("pointwise", pw, pb, 8, True, -1.0, False)], "relu_max"),
+        ([("inverted_residual", None, ("depthwise", dw, db, (2, 2), (1, 1), (1, 1), (3, 3),
+                                       True, 6.0), point, True)], "residual shape"),
+    ]
+    for ops, message in cases:
+        with pytest.raises(ValueError, match=message):
+            _C.conv2d_blocked_sequence(x, ops)
+    # and a well-formed list runs
+    assert _C.conv2d_blocked_sequence(x, [("save",), point[:-1] + (True,)]).shape == x.shape
