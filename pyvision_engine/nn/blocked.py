@@ -41,7 +41,7 @@ from pyvision_engine.nn.module import Module
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["Block", "blocked_units", "blocked_run", "worth_blocking", "run", "pack_pointwise",
-           "pack_depthwise"]
+           "pack_depthwise", "pack_dense"]
 
 _BLOCK = 16
 Shape = Tuple[int, ...]
@@ -171,7 +171,8 @@ def _repack(conv: Conv2d, bn: Optional[Module], kind: str) -> Tuple[Any, ...]:
     """(bn, eps, state of the source tensors, blocked weights, blocked bias, plans per input
     shape), stored on the conv; the layout is the same at every ISA level."""
     weight, bias = (conv.weight, conv.bias) if bn is None else conv._folded_with(bn)
-    packer = {"pointwise": pack_pointwise, "depthwise": pack_depthwise, "dense_nchw": pack_dense}[kind]
+    packer = {"pointwise": pack_pointwise, "depthwise": pack_depthwise,
+              "dense_nchw": pack_dense}[kind]
     wpack, bpack = packer(weight._data, None if bias is None else bias._data)
     sources = _sources(conv, bn)
     # The state holds the tensors and arrays themselves, so identity checks stay valid.
@@ -182,8 +183,10 @@ def _repack(conv: Conv2d, bn: Optional[Module], kind: str) -> Tuple[Any, ...]:
 
 
 class Block:
-    """Units with a residual connection around them: ``x + units(x)``, the sum taken in
-    the last convolution's epilogue when that is a pointwise one without activation."""
+    """Units that a module runs as one block, with or without a residual connection
+    around them (``x + units(x)``, the sum taken in the last convolution's epilogue when
+    that is a pointwise one without activation). Expand -> depthwise -> project (an
+    inverted residual) becomes one fused op."""
 
     __slots__ = ("units", "residual")
 
@@ -201,13 +204,12 @@ class Block:
             out = shape
             for unit in units:
                 out = unit.ops(out, parts)
-            expand = parts[0] if len(parts) == 3 else None
-            end = out
-            if self.residual and end != shape:
-                raise ValueError(f"residual add: the block's output shape {end} differs from its "
+            if self.residual and out != shape:
+                raise ValueError(f"residual add: the block's output shape {out} differs from its "
                                  f"input shape {shape}")
+            expand = parts[0] if len(parts) == 3 else None
             ops.append(("inverted_residual", expand, parts[-2], parts[-1], self.residual))
-            return end
+            return out
         if not self.residual:
             return units_ops(units, shape, ops)
         ops.append(("save",))
