@@ -741,6 +741,13 @@ void to_blocked(const float* src, int64_t channels, int64_t src_h, int64_t src_w
       for (int64_t j0 = j_lo; j0 < j_hi; j0 += L) {
         const int n = static_cast<int>((j_hi - j0) < L ? (j_hi - j0) : L);
         Vec r[L];
+        if (n == L && lanes == L) {  // the common case: plain loads and stores
+          const float* first = src + c0 * plane + sh * src_w + (j0 - left);
+          for (int64_t lane = 0; lane < L; ++lane) r[lane] = Vec::load(first + lane * plane);
+          transpose_lx(r);
+          for (int t = 0; t < L; ++t) r[t].store(row + (j0 + t) * L);
+          continue;
+        }
         for (int64_t lane = 0; lane < L; ++lane)
           r[lane] = lane < lanes
                         ? Vec::load_partial(src + (c0 + lane) * plane + sh * src_w + (j0 - left), n)
