@@ -108,7 +108,11 @@ def test_eval_outputs_match_torch(name, shape):
 # this test checks, so the ResNet-18 case runs its convolutions with im2col (exact
 # to ~1e-6 like torch's direct convolution); measured: every ISA within 1.3e-5 of
 # torch in float64, while float32 Winograd can differ by 0.34 on this input.
-_EXACT_CONV = {"resnet18": "im2col"}
+# ResNet-20 at 16x16 ends in BatchNorm over 4x4 maps (64 values per channel) and
+# is as sensitive: im2col with its outputs perturbed by 3e-6 relative noise (the
+# error level of any float32 Winograd, ~3e-6 per layer here) fails in 3 of 4
+# seeds, so which Winograd schedule runs decided the outcome.
+_EXACT_CONV = {"resnet18": "im2col", "resnet20": "im2col"}
 
 
 @pytest.mark.parametrize("name, shape", [

@@ -23,6 +23,7 @@
 // Threads: work items are blocks of NT tiles across the whole batch; when
 // there are too few blocks (batch 1 at 7x7) each block is also split over
 // output-channel slabs so every thread has work.
+#include <algorithm>
 #include <cstring>
 
 #include <omp.h>
@@ -59,7 +60,8 @@ bool is_winograd_shape(const Conv2dShape& s) {
 }
 
 
-// Two schedules:
+// Two schedules for the channel-lane layout above (layers with few channels
+// on planes of 16+ columns take the tile-lane schedule instead: see there):
 //  fused  - each thread takes blocks of NT tiles through all three steps with
 //           private V and M; best when the packed weights U fit in L2 and are
 //           re-read per block cheaply (few channels, many tiles);
@@ -546,6 +548,357 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
         output_tile(s, p, M, nt, j, t0 + j, k0, k0 + L, bias, relu, relu_max, y, tmp);
       }
     }
+  }
+}
+
+// ----------------------------------------------------- tile-lane schedule
+// For few channels (the 16-channel layers of CIFAR ResNets) the channel-lane
+// layout above spends most of its time moving data: every tile gathers 36
+// pixels from L channel planes (scalar copies: planes of 4 KiB alias in L1)
+// and scatters 16 outputs back to L planes. Here the vector lanes hold L
+// consecutive tiles of one channel instead, so every access runs along the
+// contiguous rows of a single NCHW plane:
+//   input   per channel and tile row: B^T along the rows (H) on full row
+//           vectors, then a stride-4 deinterleave of those rows puts each
+//           tile column b of L tiles in one vector, and B along W;
+//   GEMM    M[e][k][tiles] = sum_c U[e][c][k] * V[e][c][tiles]: U broadcast,
+//           RK output channels x NV vectors of tiles per micro-kernel;
+//   output  A^T on tile vectors, bias and ReLU on whole vectors, a stride-4
+//           interleave back into output rows.
+// Work items are blocks of NT = NV * L consecutive tiles (they may span tile
+// rows and images: each block is walked as segments of one tile row).
+#if defined(__AVX512F__)
+constexpr int TL_RK = 8, TL_NV = 3;  // 24 accumulators + 3 tile vectors of 32 zmm
+#elif defined(__AVX2__)
+constexpr int TL_RK = 4, TL_NV = 3;  // 12 + 3 + broadcast of 16 ymm
+#else
+constexpr int TL_RK = 4, TL_NV = 4;
+#endif
+constexpr int64_t TL_NT = TL_NV * L;
+constexpr int64_t kTlPrefetchChannels = 1;
+// Where the tile-lane schedule runs (measured at batch 128, 1 thread,
+// AVX-512): 16 channels at 32x32 3.5 -> 1.8 ms, 32 at 16x16 1.67 -> 1.47 ms,
+// 8 at 32x32 2.9 -> 0.7 ms; but 64 channels at 16x16 (4.7 -> 5.3 ms) and
+// 8x8 planes (tile rows of 2 tiles; 32 channels 0.36 -> 0.46 ms) lose.
+constexpr int64_t kTileLaneMaxChannels = 32;
+constexpr int64_t kTileLaneMinWidth = 16;
+
+bool use_tile_lanes(const Conv2dShape& s) {
+  return s.in_channels <= kTileLaneMaxChannels && s.out_channels <= kTileLaneMaxChannels &&
+         s.out_w >= kTileLaneMinWidth;
+}
+
+// Lanes [lo, hi) of p[0 .. L) (0 <= lo, hi <= L; the other lanes are zero,
+// or left alone when storing). Masked lanes are never touched, so p may point
+// before or past the row it reads (the columns outside the image). The mask
+// is built once per strip chunk and used for its 6 rows.
+#if defined(__AVX512F__)
+using LaneMask = __mmask16;
+inline LaneMask lane_mask(int lo, int hi) {
+  return lo >= hi ? 0 : static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+inline Vec load_lanes(const float* p, LaneMask m) { return _mm512_maskz_loadu_ps(m, p); }
+inline void store_lanes(Vec v, float* p, LaneMask m) { _mm512_mask_storeu_ps(p, m, v.v); }
+#elif defined(__AVX2__)
+struct LaneMask {
+  __m256i m;
+  bool full;  // all lanes: plain load/store (vmaskmovps stores are microcoded on AMD)
+};
+inline LaneMask lane_mask(int lo, int hi) {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return {_mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(hi), iota),
+                           _mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lo - 1))),
+          lo <= 0 && hi >= L};
+}
+inline Vec load_lanes(const float* p, const LaneMask& m) {
+  return m.full ? Vec::load(p) : Vec(_mm256_maskload_ps(p, m.m));
+}
+inline void store_lanes(Vec v, float* p, const LaneMask& m) {
+  if (m.full) v.store(p);
+  else _mm256_maskstore_ps(p, m.m, v.v);
+}
+#else
+using LaneMask = bool;
+inline LaneMask lane_mask(int lo, int hi) { return lo <= 0 && hi > 0; }
+inline Vec load_lanes(const float* p, LaneMask m) { return m ? *p : 0.0f; }
+inline void store_lanes(Vec v, float* p, LaneMask m) {
+  if (m) *p = v.v;
+}
+#endif
+
+// out[r] lane l = src[4 l + r] (r < 4): 4L floats, i.e. 4 columns of L tiles.
+// interleave4 is its inverse.
+#if defined(__AVX512F__)
+inline void deinterleave4(const float* src, Vec* out) {
+  const __m512i r01 = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29);
+  const __m512i r23 = _mm512_add_epi32(r01, _mm512_set1_epi32(2));
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512 v0 = _mm512_loadu_ps(src), v1 = _mm512_loadu_ps(src + 16);
+  const __m512 v2 = _mm512_loadu_ps(src + 32), v3 = _mm512_loadu_ps(src + 48);
+  const __m512 a01 = _mm512_permutex2var_ps(v0, r01, v1);  // tiles 0-7: (r0, r1) pairs
+  const __m512 a23 = _mm512_permutex2var_ps(v0, r23, v1);
+  const __m512 b01 = _mm512_permutex2var_ps(v2, r01, v3);  // tiles 8-15
+  const __m512 b23 = _mm512_permutex2var_ps(v2, r23, v3);
+  out[0] = _mm512_permutex2var_ps(a01, even, b01);
+  out[1] = _mm512_permutex2var_ps(a01, odd, b01);
+  out[2] = _mm512_permutex2var_ps(a23, even, b23);
+  out[3] = _mm512_permutex2var_ps(a23, odd, b23);
+}
+inline void interleave4(const Vec* in, float* dst) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+  const __m512i q0 = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+  const __m512i q1 = _mm512_add_epi32(q0, _mm512_set1_epi32(8));
+  const __m512 a01 = _mm512_permutex2var_ps(in[0].v, lo, in[1].v);  // tiles 0-7: (r0, r1)
+  const __m512 b01 = _mm512_permutex2var_ps(in[0].v, hi, in[1].v);  // tiles 8-15
+  const __m512 a23 = _mm512_permutex2var_ps(in[2].v, lo, in[3].v);
+  const __m512 b23 = _mm512_permutex2var_ps(in[2].v, hi, in[3].v);
+  _mm512_storeu_ps(dst, _mm512_permutex2var_ps(a01, q0, a23));
+  _mm512_storeu_ps(dst + 16, _mm512_permutex2var_ps(a01, q1, a23));
+  _mm512_storeu_ps(dst + 32, _mm512_permutex2var_ps(b01, q0, b23));
+  _mm512_storeu_ps(dst + 48, _mm512_permutex2var_ps(b01, q1, b23));
+}
+#elif defined(__AVX2__)
+// Each 128-bit half holds one tile's 4 columns: pair tiles (i, i + 4) in
+// the halves, then a 4 x 4 transpose within each half.
+inline void deinterleave4(const float* src, Vec* out) {
+  const __m256 v0 = _mm256_loadu_ps(src), v1 = _mm256_loadu_ps(src + 8);
+  const __m256 v2 = _mm256_loadu_ps(src + 16), v3 = _mm256_loadu_ps(src + 24);
+  const __m256 w0 = _mm256_permute2f128_ps(v0, v2, 0x20), w1 = _mm256_permute2f128_ps(v0, v2, 0x31);
+  const __m256 w2 = _mm256_permute2f128_ps(v1, v3, 0x20), w3 = _mm256_permute2f128_ps(v1, v3, 0x31);
+  const __m256 a = _mm256_unpacklo_ps(w0, w1), b = _mm256_unpackhi_ps(w0, w1);
+  const __m256 c = _mm256_unpacklo_ps(w2, w3), d = _mm256_unpackhi_ps(w2, w3);
+  out[0] = _mm256_shuffle_ps(a, c, 0x44);
+  out[1] = _mm256_shuffle_ps(a, c, 0xEE);
+  out[2] = _mm256_shuffle_ps(b, d, 0x44);
+  out[3] = _mm256_shuffle_ps(b, d, 0xEE);
+}
+inline void interleave4(const Vec* in, float* dst) {
+  const __m256 a = _mm256_unpacklo_ps(in[0].v, in[1].v), b = _mm256_unpackhi_ps(in[0].v, in[1].v);
+  const __m256 c = _mm256_unpacklo_ps(in[2].v, in[3].v), d = _mm256_unpackhi_ps(in[2].v, in[3].v);
+  const __m256 w0 = _mm256_shuffle_ps(a, c, 0x44), w1 = _mm256_shuffle_ps(a, c, 0xEE);
+  const __m256 w2 = _mm256_shuffle_ps(b, d, 0x44), w3 = _mm256_shuffle_ps(b, d, 0xEE);
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(w0, w1, 0x20));
+  _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(w2, w3, 0x20));
+  _mm256_storeu_ps(dst + 16, _mm256_permute2f128_ps(w0, w1, 0x31));
+  _mm256_storeu_ps(dst + 24, _mm256_permute2f128_ps(w2, w3, 0x31));
+}
+#else
+inline void deinterleave4(const float* src, Vec* out) {
+  for (int r = 0; r < 4; ++r) out[r] = src[r];
+}
+inline void interleave4(const Vec* in, float* dst) {
+  for (int r = 0; r < 4; ++r) dst[r] = in[r].v;
+}
+#endif
+
+// Per-thread scratch of the tile-lane schedule (floats): V and M of one
+// block, and the strips: 6 rows each of X and Y (see tl_input_block), whose
+// first 4 rows are reused for the output rows O.
+struct TlPlan {
+  int64_t tiles_h, tiles_w, tiles, blocks;
+  int64_t ldu, u_floats;            // U[36][C][ldu] when the kernel packs it
+  int64_t strip;                    // floats per strip row: 4 NT + slack
+  int64_t v_floats, m_floats, thread_floats;
+};
+
+TlPlan make_tl_plan(const Conv2dShape& s) {
+  TlPlan p;
+  p.tiles_h = (s.out_h + 3) / 4;
+  p.tiles_w = (s.out_w + 3) / 4;
+  p.tiles = s.batch * p.tiles_h * p.tiles_w;
+  p.blocks = (p.tiles + TL_NT - 1) / TL_NT;
+  p.ldu = round_up(s.out_channels, L);
+  p.u_floats = 36 * s.in_channels * p.ldu;
+  p.strip = 4 * TL_NT + 2 * L;
+  p.v_floats = 36 * s.in_channels * TL_NT;
+  p.m_floats = 36 * s.out_channels * TL_NT;
+  p.thread_floats = round_up(p.v_floats + p.m_floats + 12 * p.strip, 16);
+  return p;
+}
+
+// Calls f(n, th, tw, count, j) for the runs of tiles [t0, t0 + nt) within one
+// tile row: image n, tile row th, tiles tw .. tw + count, block position j.
+template <typename F>
+void for_each_row_run(const TlPlan& p, int64_t t0, int64_t nt, F&& f) {
+  const int64_t per_image = p.tiles_h * p.tiles_w;
+  for (int64_t t = t0; t < t0 + nt;) {
+    const int64_t n = t / per_image, r = t % per_image;
+    const int64_t th = r / p.tiles_w, tw = r % p.tiles_w;
+    const int64_t count = std::min(p.tiles_w - tw, t0 + nt - t);
+    f(n, th, tw, count, t - t0);
+    t += count;
+  }
+}
+
+// V[e][c][j] for the tiles [t0, t0 + nt) of the block (e stride C * NT).
+// Per channel: B^T d over the 6 input rows of each tile row, on vectors
+// along W; its 6 result rows go to strips X[i] (columns 4 tw - pad .. +4 of
+// each tile at 4 j) and Y[i] (the same shifted by 4 columns: tile columns 4
+// and 5), so a stride-4 deinterleave of X and Y yields the 6 tile columns of
+// L tiles; then B along W on those and the 36 vectors are stored.
+void tl_input_block(const Conv2dShape& s, const TlPlan& p, const float* x, int64_t t0,
+                    int64_t nt, float* V, float* strips) {
+  const int64_t C = s.in_channels, plane = s.in_h * s.in_w;
+  float* X = strips;                // [6][strip]
+  float* Y = strips + 6 * p.strip;  // [6][strip]
+  if (nt < TL_NT) {  // lanes past the last tile: zeros, not stale scratch
+    for (int i = 0; i < 6; ++i) {
+      std::fill(X + i * p.strip + 4 * nt, X + (i + 1) * p.strip, 0.0f);
+      std::fill(Y + i * p.strip + 4 * nt, Y + (i + 1) * p.strip, 0.0f);
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    for_each_row_run(p, t0, nt, [&](int64_t n, int64_t th, int64_t tw, int64_t count, int64_t j) {
+      const float* src = x + (n * C + c) * plane;
+      const int64_t ih0 = th * 4 - s.pad_top, iw0 = tw * 4 - s.pad_left;
+      if (c + kTlPrefetchChannels < C) {
+        // The rows of this run a few channels ahead: each channel's rows are a
+        // short stream the hardware prefetcher would only pick up part way.
+        const int64_t r0 = std::max<int64_t>(0, ih0), r1 = std::min<int64_t>(s.in_h, ih0 + 6);
+        const char* first = reinterpret_cast<const char*>(src + kTlPrefetchChannels * plane + r0 * s.in_w);
+        const char* last = reinterpret_cast<const char*>(src + kTlPrefetchChannels * plane + r1 * s.in_w);
+        for (const char* line = first; line < last; line += 64) __builtin_prefetch(line);
+      }
+      const int64_t width = 4 * count;  // strip columns of X; Y's run to width + 4
+      for (int64_t q0 = 0; q0 < width + 4; q0 += L) {
+        // columns iw0 + q0 + lane inside the image
+        const LaneMask in = lane_mask(static_cast<int>(std::clamp<int64_t>(-(iw0 + q0), 0, L)),
+                                      static_cast<int>(std::clamp<int64_t>(s.in_w - (iw0 + q0), 0, L)));
+        const LaneMask to_x = lane_mask(0, static_cast<int>(std::clamp<int64_t>(width - q0, 0, L)));
+        const LaneMask to_y = lane_mask(static_cast<int>(std::max<int64_t>(0, 4 - q0)),
+                                        static_cast<int>(std::min<int64_t>(L, width + 4 - q0)));
+        Vec d[6], r6[6];
+        for (int a = 0; a < 6; ++a) {
+          const int64_t ih = ih0 + a;
+          d[a] = (ih < 0 || ih >= s.in_h) ? Vec::zero()
+                                          : load_lanes(src + ih * s.in_w + iw0 + q0, in);
+        }
+        input_transform_6(d, r6);
+        for (int i = 0; i < 6; ++i) {
+          if (q0 < width) store_lanes(r6[i], X + i * p.strip + 4 * j + q0, to_x);
+          store_lanes(r6[i], Y + i * p.strip + 4 * j + q0 - 4, to_y);
+        }
+      }
+    });
+    float* dst = V + c * TL_NT;
+    for (int64_t g = 0; g < TL_NT; g += L) {
+      for (int i = 0; i < 6; ++i) {
+        Vec d[8], r6[6];  // tile columns 0-3 from X, 4-5 from Y
+        deinterleave4(X + i * p.strip + 4 * g, d);
+        deinterleave4(Y + i * p.strip + 4 * g, d + 4);
+        input_transform_6(d, r6);
+        for (int b = 0; b < 6; ++b) r6[b].store(dst + (i * 6 + b) * C * TL_NT + g);
+      }
+    }
+  }
+}
+
+// m[r][0 .. NV L) = sum_{c < cn} u[c][r] * v[c][0 .. NV L) for r < RK.
+template <int RK>
+void tl_gemm_tile(const float* __restrict u, int64_t ldu, const float* __restrict v, int64_t cn,
+                  float* __restrict m) {
+  Vec acc[RK][TL_NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < RK; ++r)
+#pragma GCC unroll 4
+    for (int h = 0; h < TL_NV; ++h) acc[r][h] = Vec::zero();
+  for (int64_t c = 0; c < cn; ++c) {
+    Vec vv[TL_NV];
+#pragma GCC unroll 4
+    for (int h = 0; h < TL_NV; ++h) vv[h] = Vec::load(v + c * TL_NT + h * L);
+#pragma GCC unroll 8
+    for (int r = 0; r < RK; ++r) {
+      const Vec b = Vec::set1(u[c * ldu + r]);
+#pragma GCC unroll 4
+      for (int h = 0; h < TL_NV; ++h) acc[r][h] = fmadd(vv[h], b, acc[r][h]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < RK; ++r)
+#pragma GCC unroll 4
+    for (int h = 0; h < TL_NV; ++h) acc[r][h].store(m + r * TL_NT + h * L);
+}
+
+template <int RK>
+void tl_gemm_rest(int64_t rows, const float* u, int64_t ldu, const float* v, int64_t cn,
+                  float* m) {
+  if constexpr (RK > 0) {
+    if (rows == RK) {
+      tl_gemm_tile<RK>(u, ldu, v, cn, m);
+      return;
+    }
+    tl_gemm_rest<RK - 1>(rows, u, ldu, v, cn, m);
+  }
+}
+
+// Output channels [k_begin, k_end) of M[e][k][0 .. NT) for one element e.
+void tl_gemm(const float* u, int64_t ldu, const float* v, int64_t cn, float* m, int64_t k_begin,
+             int64_t k_end) {
+  int64_t k = k_begin;
+  for (; k + TL_RK <= k_end; k += TL_RK) tl_gemm_tile<TL_RK>(u + k, ldu, v, cn, m + k * TL_NT);
+  if (k < k_end) tl_gemm_rest<TL_RK - 1>(k_end - k, u + k, ldu, v, cn, m + k * TL_NT);
+}
+
+// Output channels [k_begin, k_end) of the block's tiles from M[e][k][j]
+// (e stride K * NT): A^T M A per L tiles, bias, ReLU, interleaved into the
+// 4 output rows O[a] (column 4 j + b of tile j), then copied row run by row
+// run into NCHW.
+void tl_output_block(const Conv2dShape& s, const TlPlan& p, const float* M, int64_t t0,
+                     int64_t nt, int64_t k_begin, int64_t k_end, const float* bias, bool relu,
+                     float relu_max, float* y, float* O) {
+  const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
+  const Vec cap = Vec::set1(relu_max);
+  for (int64_t k = k_begin; k < k_end; ++k) {
+    const Vec vb = Vec::set1(bias ? bias[k] : 0.0f);
+    const float* src = M + k * TL_NT;
+    for (int64_t g = 0; g < nt; g += L) {
+      Vec cols[6][4];
+      for (int i = 0; i < 6; ++i) {  // A^T along W for each row i of the 6x6
+        Vec m6[6];
+        for (int b = 0; b < 6; ++b) m6[b] = Vec::load(src + (i * 6 + b) * K * TL_NT + g);
+        output_transform_6(m6, cols[i]);
+      }
+      for (int b = 0; b < 4; ++b) {  // then along H
+        Vec m6[6], o4[4];
+        for (int i = 0; i < 6; ++i) m6[i] = cols[i][b];
+        output_transform_6(m6, o4);
+        for (int a = 0; a < 4; ++a) cols[a][b] = relu ? relu_clamp(o4[a] + vb, cap) : o4[a] + vb;
+      }
+      for (int a = 0; a < 4; ++a) interleave4(cols[a], O + a * p.strip + 4 * g);
+    }
+    for_each_row_run(p, t0, nt, [&](int64_t n, int64_t th, int64_t tw, int64_t count, int64_t j) {
+      const int64_t oh0 = th * 4, ow0 = tw * 4;
+      const int64_t rows = std::min<int64_t>(4, s.out_h - oh0);
+      const int64_t width = std::min<int64_t>(4 * count, s.out_w - ow0);
+      float* dst = y + (n * K + k) * plane + oh0 * s.out_w + ow0;
+      for (int64_t a = 0; a < rows; ++a) {
+        const float* row = O + a * p.strip + 4 * j;
+        int64_t q = 0;
+        for (; q + L <= width; q += L) Vec::load(row + q).store(dst + a * s.out_w + q);
+        if (q < width) Vec::load(row + q).store_partial(dst + a * s.out_w + q, static_cast<int>(width - q));
+      }
+    });
+  }
+}
+
+// All blocks of the layer; U[e][c][k] with row stride ldu, e stride u_e_stride.
+void tl_convolve(const Conv2dShape& s, const TlPlan& p, const float* x, const float* u,
+                 int64_t ldu, int64_t u_e_stride, const float* bias, bool relu, float relu_max,
+                 float* y, float* workspace, int threads) {
+  const int64_t C = s.in_channels, K = s.out_channels;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t block = 0; block < p.blocks; ++block) {
+    float* V = workspace + omp_get_thread_num() * p.thread_floats;
+    float* M = V + p.v_floats;
+    float* strips = M + p.m_floats;
+    const int64_t t0 = block * TL_NT;
+    const int64_t nt = std::min(TL_NT, p.tiles - t0);
+    tl_input_block(s, p, x, t0, nt, V, strips);
+    for (int e = 0; e < 36; ++e)
+      tl_gemm(u + e * u_e_stride, ldu, V + e * C * TL_NT, C, M + e * K * TL_NT, 0, K);
+    tl_output_block(s, p, M, t0, nt, 0, K, bias, relu, relu_max, y, strips);
   }
 }
 
@@ -1051,7 +1404,37 @@ int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (pass == ConvPass::backward_weight)
     return bw_workspace_floats(make_bw_plan(s, threads), threads);
   const Conv2dShape f = pass == ConvPass::forward ? s : backward_data_as_forward(s);
+  if (use_tile_lanes(f)) {
+    const TlPlan tp = make_tl_plan(f);
+    return round_up(tp.u_floats, 16) + threads * tp.thread_floats;
+  }
   return workspace_floats(make_plan(f, threads), threads);
+}
+
+// The tile-lane schedule: weights as U[e][c][k]. Packed weights of a single
+// output-channel block already have that layout (rows of KB, elements of
+// c_pad rows); otherwise they are transformed into the workspace here.
+void run_tile_lanes(const Conv2dArgs& a, const Conv2dShape& f, bool bwd, const float* x,
+                    float* y, const float* bias, bool relu) {
+  const TlPlan tp = make_tl_plan(f);
+  const int64_t C = f.in_channels, K = f.out_channels;
+  const int64_t KB = k_block(K);
+  float* ws = a.workspace;
+  const float* u = a.packed_weight;
+  int64_t ldu = KB, u_e_stride = round_up(C, L) * KB;
+  if (!u || KB != round_up(K, L)) {
+    ldu = tp.ldu;
+    u_e_stride = C * ldu;
+    const int64_t c_chunks = (C + kPackC - 1) / kPackC;
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
+    for (int64_t i = 0; i < c_chunks; ++i) {
+      const int64_t c0 = i * kPackC, count = std::min(kPackC, C - c0);
+      transform_weight_block(a.shape, a.weight, bwd, ldu, 0, c0, count, ws + c0 * ldu, u_e_stride);
+    }
+    u = ws;
+  }
+  ws += round_up(tp.u_floats, 16);
+  tl_convolve(f, tp, x, u, ldu, u_e_stride, bias, relu, a.relu_max, y, ws, a.num_threads);
 }
 
 void run(ConvPass pass, const Conv2dArgs& a) {
@@ -1066,6 +1449,10 @@ void run(ConvPass pass, const Conv2dArgs& a) {
   float* y = bwd ? a.grad_input : a.output;
   const float* bias = bwd ? nullptr : a.bias;
   const bool relu = bwd ? false : a.relu;
+  if (use_tile_lanes(f)) {
+    run_tile_lanes(a, f, bwd, x, y, bias, relu);
+    return;
+  }
   if (p.staged) {
     convolve_staged(f, p, x, a.packed_weight, a.shape, a.weight, bwd, bias, relu, a.relu_max, y,
                     a.workspace, a.num_threads);
