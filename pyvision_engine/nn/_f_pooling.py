@@ -34,8 +34,9 @@ def _planes(x: Tensor, op: str) -> Tuple[np.ndarray, Tuple[int, ...]]:
     if x.ndim not in (3, 4):
         raise ValueError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape "
                          f"{x.shape}")
-    if x.shape[-3] == 0 or (x.ndim == 4 and x.shape[0] == 0):
-        raise ValueError(f"{op}: expected a non-empty input, got shape {x.shape}")
+    if 0 in x.shape[-3:]:  # as torch: an empty batch is fine, empty planes are not
+        raise ValueError(f"{op}: expected non-zero channel, height and width (the batch may be "
+                         f"empty), got shape {x.shape}")
     lead = x.shape[:-2]
     return x._data.reshape((-1,) + x.shape[-2:]), lead
 

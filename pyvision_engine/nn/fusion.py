@@ -79,7 +79,8 @@ def run_sequence(modules: Iterable[Module], x: Any, owner: Optional[Module] = No
     i, n = 0, len(mods)
     plain_until = 0  # mods[:plain_until] were found unable to gain from the blocked layout
     while i < n:
-        if i >= plain_until and isinstance(x, Tensor) and x.ndim == 4 and x.dtype == np.float32:
+        if (i >= plain_until and isinstance(x, Tensor) and x.ndim == 4 and x.dtype == np.float32
+                and x._data.size > 0):  # (an empty batch takes the NCHW path's empty results)
             units, j, worth = _blocked_run(owner, mods, i)
             if worth:
                 x = blocked.run(units, x)

@@ -370,3 +370,9 @@ def test_sequence_rejects_malformed_op_lists():
             _C.conv2d_blocked_sequence(x, ops)
     # and a well-formed list runs
     assert _C.conv2d_blocked_sequence(x, [("save",), point[:-1] + (True,)]).shape == x.shape
+
+
+def test_an_empty_batch_skips_the_blocked_run():
+    model = pve.models.mobilenet_v2(num_classes=7).eval()
+    with pve.no_grad():
+        assert model(pve.tensor(np.zeros((0, 3, 32, 32), np.float32))).shape == (0, 7)

@@ -153,11 +153,29 @@ def test_3d_input_and_modules():
     (lambda x: F.adaptive_max_pool2d(x, (2, 0)), "adaptive_max_pool2d: output_size"),
     (lambda x: F.max_pool2d(x[0, 0], 2), "max_pool2d: expected a 3-D"),
     (lambda x: pve.nn.MaxPool2d(2, padding=3)(x), "max_pool2d: padding"),
+    (lambda x: F.avg_pool2d(x[:, :0], 2), "avg_pool2d: expected non-zero channel"),
+    (lambda x: F.adaptive_avg_pool2d(x[:, :, :0], 1), "adaptive_avg_pool2d: expected non-zero"),
 ])
 def test_invalid_arguments_raise_value_error(call, match):
     x = np.zeros((1, 2, 6, 6), np.float32)
     with pytest.raises(ValueError, match=match):
         call(x)
+
+
+@pytest.mark.parametrize("pool,out", [
+    (lambda x: F.max_pool2d(x, 3, 2, 1), (0, 3, 4, 5)),
+    (lambda x: F.max_pool2d(x, 2, return_indices=True)[0], (0, 3, 3, 4)),
+    (lambda x: F.avg_pool2d(x, 2, ceil_mode=True), (0, 3, 4, 5)),
+    (lambda x: F.adaptive_avg_pool2d(x, (1, 1)), (0, 3, 1, 1)),
+    (lambda x: F.adaptive_avg_pool2d(x, 3), (0, 3, 3, 3)),
+    (lambda x: F.adaptive_max_pool2d(x, (2, 4)), (0, 3, 2, 4)),
+])
+def test_an_empty_batch_gives_empty_results_as_in_torch(pool, out):
+    x = pve.tensor(np.zeros((0, 3, 7, 9), np.float32), requires_grad=True)
+    y = pool(x)
+    assert y.shape == out
+    y.sum().backward()
+    assert x.grad.shape == x.shape
 
 
 # The stride-2 values path (3 wide pad 1, 2 wide pad 0): widths around the
