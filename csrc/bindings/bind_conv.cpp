@@ -171,6 +171,7 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
     expect_shape(*bias, {s.out_channels}, "conv2d", "bias");
     a.bias = f32_data(*bias);
   }
+  if (y.size() == 0) return y;  // before resolve: no workspace query on empty shapes
   const int threads = num_threads();
   int64_t ws = 0;
   const Family& f = resolve(algorithm, ConvPass::forward, s, threads, &ws);
@@ -189,7 +190,6 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
   a.num_threads = threads;
   a.gemm = gemm_f32.get();
   Conv2dRunFn run = f.run->get();
-  if (y.size() == 0) return y;
   py::gil_scoped_release release;
   a.workspace = tls_arena.get(ws);
   run(ConvPass::forward, a);
@@ -212,18 +212,18 @@ py::array conv2d_backward_data(const py::array& gy, const py::array& w,
   a.grad_output = f32_data(gy);
   a.weight = f32_data(w);
   a.grad_input = gx.mutable_data();
+  if (gx.size() == 0) return gx;
+  if (gy.size() == 0 || w.size() == 0) {  // before resolve: no workspace query on empty shapes
+    std::memset(a.grad_input, 0, sizeof(float) * gx.size());
+    return gx;
+  }
   const int threads = num_threads();
   int64_t ws = 0;
   const Family& f = resolve(algorithm, ConvPass::backward_data, s, threads, &ws);
   a.num_threads = threads;
   a.gemm = gemm_f32.get();
   Conv2dRunFn run = f.run->get();
-  if (gx.size() == 0) return gx;
   py::gil_scoped_release release;
-  if (gy.size() == 0) {
-    std::memset(a.grad_input, 0, sizeof(float) * gx.size());
-    return gx;
-  }
   a.workspace = tls_arena.get(ws);
   run(ConvPass::backward_data, a);
   return gx;
@@ -253,6 +253,13 @@ py::tuple conv2d_backward_weight(const py::array& x, const py::array& gy,
     a.grad_bias = gb.mutable_data();
     gb_obj = gb;
   }
+  if (gy.size() == 0 || x.size() == 0 || gw.size() == 0) {
+    // Nothing to sum over (an empty batch, say): zero gradients, and no family's
+    // workspace query sees the empty shape (some divide by the batch).
+    std::memset(a.grad_weight, 0, sizeof(float) * gw.size());
+    if (a.grad_bias) std::memset(a.grad_bias, 0, sizeof(float) * s.out_channels);
+    return py::make_tuple(gw, gb_obj);
+  }
   const int threads = num_threads();
   int64_t ws = 0;
   const Family& f = resolve(algorithm, ConvPass::backward_weight, s, threads, &ws);
@@ -261,13 +268,8 @@ py::tuple conv2d_backward_weight(const py::array& x, const py::array& gy,
   Conv2dRunFn run = f.run->get();
   {
     py::gil_scoped_release release;
-    if (gy.size() == 0 || x.size() == 0) {
-      std::memset(a.grad_weight, 0, sizeof(float) * gw.size());
-      if (a.grad_bias) std::memset(a.grad_bias, 0, sizeof(float) * s.out_channels);
-    } else if (gw.size() > 0) {
-      a.workspace = tls_arena.get(ws);
-      run(ConvPass::backward_weight, a);
-    }
+    a.workspace = tls_arena.get(ws);
+    run(ConvPass::backward_weight, a);
   }
   return py::make_tuple(gw, gb_obj);
 }

@@ -132,7 +132,13 @@ def batch_norm(input: Any, running_mean: Optional[Any], running_var: Optional[An
         raise ValueError(f"{op}: running_mean and running_var must be given together")
     if training:
         per_channel = x._data.size // max(c, 1)
-        if per_channel <= 1:
+        if per_channel == 0 and c > 0:
+            # An empty batch, as torch: an empty result, the running statistics left as
+            # they are, and zero gradients for weight and bias (through x * w + b).
+            shape = (1, c) + (1,) * (x.ndim - 2)
+            y = x if w is None else x * w.reshape(shape)
+            return y * 1.0 if b is None else y + b.reshape(shape)
+        if per_channel == 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, got "
                              f"input size {x.shape}")
     state = (None if rm is None else rm._data, None if rv is None else rv._data, bool(training),

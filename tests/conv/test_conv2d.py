@@ -208,3 +208,19 @@ def test_concurrent_python_threads_get_correct_results():
     for t in threads:
         t.join()
     assert not errors
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "pointwise", "winograd", "direct", "depthwise"])
+def test_an_empty_batch_through_every_family_gives_empty_and_zero_gradients(algorithm):
+    # (im2col's and pointwise's backward-weight workspace queries once divided by zero here)
+    c, k, size = (4, 4, 1) if algorithm == "pointwise" else (4, 4, 3)
+    groups = 4 if algorithm == "depthwise" else 1
+    x = pve.tensor(np.zeros((0, c, 6, 6), np.float32), requires_grad=True)
+    w = pve.tensor(np.ones((k, c // groups, size, size), np.float32), requires_grad=True)
+    b = pve.tensor(np.ones(k, np.float32), requires_grad=True)
+    with pve.backends.conv.force_algorithm(algorithm):
+        y = F.conv2d(x, w, b, padding=size // 2, groups=groups)
+        y.sum().backward()
+    assert y.shape == (0, k, 6, 6) and x.grad.shape == x.shape
+    np.testing.assert_array_equal(w.grad.numpy(), 0)
+    np.testing.assert_array_equal(b.grad.numpy(), 0)

@@ -257,3 +257,21 @@ def test_norm_modules_take_torch_bias_keyword():
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(TypeError):
         pve.nn.BatchNorm2d(4, 1e-5, 0.1, True, True, False)  # keyword-only, as torch
+
+
+def test_batch_norm_train_on_an_empty_batch_matches_torch_semantics():
+    # torch: an empty result, running statistics unchanged, num_batches_tracked counted,
+    # zero gradients for weight and bias (only exactly 1 value per channel raises).
+    bn = pve.nn.BatchNorm2d(3)
+    bn.running_mean.fill_(0.5)
+    x = pve.tensor(np.zeros((0, 3, 4, 5), np.float32), requires_grad=True)
+    y = bn(x)
+    assert y.shape == (0, 3, 4, 5)
+    np.testing.assert_array_equal(bn.running_mean.numpy(), [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(bn.running_var.numpy(), [1, 1, 1])
+    assert int(bn.num_batches_tracked.numpy()) == 1
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    np.testing.assert_array_equal(bn.weight.grad.numpy(), [0, 0, 0])
+    np.testing.assert_array_equal(bn.bias.grad.numpy(), [0, 0, 0])
+    assert pve.nn.BatchNorm1d(3, affine=False)(np.zeros((0, 3), np.float32)).shape == (0, 3)
