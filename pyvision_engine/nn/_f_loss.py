@@ -34,7 +34,10 @@ def _reduce_grad(g: np.ndarray, shape: Tuple[int, ...], reduction: str) -> np.nd
     if reduction == "none":
         return g.astype(_F32)
     n = int(np.prod(shape, dtype=np.int64))
-    scale = float(g) / n if reduction == "mean" else float(g)
+    if reduction == "mean":
+        scale = float(g) / n if n else float("nan")  # the mean of nothing is NaN, as torch
+    else:
+        scale = float(g)
     return np.full(shape, scale, dtype=_F32)
 
 

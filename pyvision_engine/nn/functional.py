@@ -31,14 +31,15 @@ class _Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         in_features = weight.shape[1]
-        x2 = x.reshape(-1, in_features)
+        rows = int(np.prod(x.shape[:-1], dtype=np.int64))  # (-1 is ambiguous for size 0)
+        x2 = x.reshape(rows, in_features)
         ctx.x2, ctx.weight, ctx.x_shape, ctx.has_bias = x2, weight, x.shape, bias is not None
         y = _C.gemm(x2, weight, trans_b=True, bias=bias, bias_axis="col")
         return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod
     def backward(ctx, g):
-        g2 = np.asarray(g.reshape(-1, ctx.weight.shape[0]), order="C")
+        g2 = np.asarray(g.reshape(ctx.x2.shape[0], ctx.weight.shape[0]), order="C")
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = _C.gemm(g2, ctx.weight).reshape(ctx.x_shape)

@@ -37,7 +37,9 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.in_features == 0:  # nothing to draw from; torch leaves it empty too
+        if self.in_features == 0:  # as torch: U(0, 0) for the bias, the weight is empty
+            if self.bias is not None:
+                init.zeros_(self.bias)
             return
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:

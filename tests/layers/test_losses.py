@@ -166,3 +166,13 @@ def test_weighted_mse_and_l1(name, reduction):
     with pytest.raises(ValueError, match="same size"):
         getattr(F, name)(x.astype(np.float32), t.astype(np.float32),
                          weight=np.ones(5, np.float32))
+
+
+@pytest.mark.parametrize("loss", ["mse_loss", "l1_loss", "smooth_l1_loss",
+                                  "binary_cross_entropy_with_logits"])
+def test_mean_over_an_empty_batch_is_nan_as_torch(loss):
+    x = pve.tensor(np.zeros((0, 3), np.float32), requires_grad=True)
+    out = getattr(pve.nn.functional, loss)(x, np.zeros((0, 3), np.float32))
+    assert np.isnan(out.detach().numpy())
+    out.backward()
+    assert x.grad.shape == (0, 3)

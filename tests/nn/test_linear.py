@@ -95,3 +95,21 @@ def test_linear_matches_torch():
     np.testing.assert_allclose(px.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(layer.weight.grad.numpy(), t_layer.weight.grad.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(layer.bias.grad.numpy(), t_layer.bias.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_zero_features_as_torch():
+    # in_features 0: the output is the bias, which torch draws from U(0, 0); gradients flow
+    layer = pve.nn.Linear(0, 3)
+    x = pve.tensor(np.zeros((2, 0), np.float32), requires_grad=True)
+    y = layer(x)
+    np.testing.assert_array_equal(y.detach().numpy(), np.zeros((2, 3)))
+    y.sum().backward()
+    assert x.grad.shape == (2, 0) and layer.weight.grad.shape == (3, 0)
+    np.testing.assert_array_equal(layer.bias.grad.numpy(), [2, 2, 2])
+    # out_features 0: an empty output, a zero input gradient
+    layer = pve.nn.Linear(3, 0)
+    x = pve.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    y = layer(x)
+    assert y.shape == (2, 0)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((2, 3)))
