@@ -376,3 +376,30 @@ def test_an_empty_batch_skips_the_blocked_run():
     model = pve.models.mobilenet_v2(num_classes=7).eval()
     with pve.no_grad():
         assert model(pve.tensor(np.zeros((0, 3, 32, 32), np.float32))).shape == (0, 7)
+
+
+def test_python_threads_share_a_model_in_the_blocked_path():
+    """Each calling thread has its own pool of activation buffers; the runs, packs and
+    plans cached on the modules are shared. Results equal the one-thread ones."""
+    import threading
+
+    model = pve.models.mobilenet_v2(num_classes=10).eval()
+    rng = np.random.default_rng(5)
+    xs = [pve.tensor(rng.random((b, 3, 48, 40), dtype=np.float32)) for b in (1, 2, 3)]
+    with pve.no_grad():
+        expect = [model(x).numpy() for x in xs]
+    bad = []
+
+    def work(t):
+        with pve.no_grad():
+            for k in range(9):
+                j = (t + k) % len(xs)
+                if not np.allclose(model(xs[j]).numpy(), expect[j], rtol=1e-5, atol=1e-6):
+                    bad.append((t, k))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
