@@ -205,3 +205,41 @@ def test_threading_and_batching_paths(isa, path, threads):
         with conv_backend.force_algorithm(algorithm):
             for case in cases:
                 check_against_reference(rng, *case)
+
+
+# Pointwise forward with the fused epilogue, on planes that exercise every pixel
+# tiling: 2-vector tiles, an odd count ending in a 3-vector tile, a partial
+# vector, and a remainder of at most half a vector taken as dot products along
+# the channels (7x7 = 3 vectors + 1 pixel at 16 lanes, 6 + 1 at 8; 14x14 = 12 +
+# 4; 1x1 is the remainder alone); channel counts that leave a partial vector in
+# those dot products, output channels that are not whole row tiles; strided
+# (gathered columns) too. (n, c, k, h, w, stride)
+POINTWISE_EPILOGUE_CASES = [
+    (1, 37, 61, 7, 7, 1), (3, 19, 30, 7, 7, 1), (1, 40, 72, 14, 14, 1), (2, 33, 17, 1, 1, 1),
+    (1, 21, 29, 3, 3, 1), (1, 16, 45, 5, 5, 1), (2, 24, 20, 6, 6, 1), (1, 18, 50, 9, 9, 1),
+    (1, 12, 15, 11, 11, 1), (2, 9, 33, 4, 5, 1), (1, 35, 66, 14, 14, 2), (2, 20, 23, 13, 13, 2),
+    (1, 24, 40, 27, 27, 2),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("relu_max", [None, np.inf, 6.0])
+def test_pointwise_forward_tilings_with_epilogue(isa, relu_max, threads):
+    from reference.conv_reference import conv2d_forward
+    from conv.conv_cases import assert_close
+    from pyvision_engine import _C
+
+    rng = np.random.default_rng(17)
+    with num_threads(threads):
+        for n, c, k, h, w_, s in POINTWISE_EPILOGUE_CASES:
+            x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
+            w = rng.standard_normal((k, c, 1, 1)).astype(np.float32)
+            b = rng.standard_normal(k).astype(np.float32)
+            out = ((h - 1) // s + 1, (w_ - 1) // s + 1)
+            relu = relu_max is not None
+            y = _C.conv2d_forward(x, w, b, (s, s), (0, 0), (1, 1), 1, out, "pointwise", relu,
+                                  None, np.inf if relu_max is None else relu_max)
+            ref = conv2d_forward(x, w, b, (s, s), (0, 0, 0, 0), (1, 1), 1)
+            if relu:
+                ref = np.clip(ref, 0.0, relu_max)
+            assert_close(y, ref, f"{(n, c, k, h, w_, s)} relu_max={relu_max}")

@@ -257,17 +257,25 @@ void col2im_chunk(const Conv2dShape& s, const float* col, int64_t p0, int64_t co
 // ---------------------------------------------------- pointwise, no GEMM call
 // For 1x1 forward and backward-data the product is thin (K or C of 16-256
 // against a few thousand pixels), so instead of packing for a general GEMM,
-// a register tile of PR output rows x 2 vectors of pixels runs over the inner
-// channels directly on the activations: per channel two vector loads, PR
-// broadcast weights, 2*PR FMAs; the pixel block stays in L1 across all rows.
+// a register tile of PR output rows x NV vectors of pixels runs over the
+// inner channels directly on the activations: per channel NV vector loads, PR
+// broadcast weights, NV*PR FMAs; the pixel block stays in L1 across all rows.
 //   out[m][p] = act(bias[m] + sum_j A(m, j) * B[j][p]),  A(m, j) = a[m*ma + j*ja]
+// Tiles are 2 vectors wide; an odd count of vectors ends in one 3-vector
+// tile (7x7 planes: 3 full vectors, no half-empty pair), and a remainder of at
+// most L/2 pixels takes dot products along the inner dimension instead of a
+// mostly empty vector (pointwise_columns).
 #if defined(__AVX512F__)
 constexpr int PR = 14;
+constexpr int PR3 = 7;  // rows of a 3-vector tile: 21 accumulators
 #elif defined(__AVX2__)
 constexpr int PR = 6;
+constexpr int PR3 = 3;
 #else
 constexpr int PR = 4;
+constexpr int PR3 = 4;
 #endif
+static_assert(PR % PR3 == 0, "row parts are whole tiles of either width");
 constexpr int64_t PL = Vec::kWidth;
 constexpr int64_t PB = 2 * PL;  // pixels per tile
 // im2col forward with at most this many output channels per group also uses
@@ -277,71 +285,202 @@ constexpr int64_t kTiledMaxRows = 64;
 // pack all the weights for two or fewer column tiles (batch-1 layers at 7x7).
 constexpr int64_t kTiledMaxCols = 2 * PB;
 
-// acc[i][v] += A[row i][j] * B[j][v*PL ...] over j < inner. FULL: two whole
-// vectors of B per j; else n0/n1 lanes (masked: nothing read past the plane).
-// One function per case, so each loop keeps its 2*PR accumulators in registers
-// (with both loops in one body GCC spilled them in the masked one: 2.5x slower).
-template <bool FULL>
+constexpr int64_t kPrefetchAhead = 96;
+
+template <int NV>
+constexpr int tile_rows() { return NV == 3 ? PR3 : PR; }
+
+// acc[i][v] += A[row i][j] * B[j][v*PL ...] over j < inner. FULL: NV whole
+// vectors of B per j; else the last one has nlast lanes (masked: nothing read
+// past the plane). One function per case, so each loop keeps its accumulators
+// in registers (with both loops in one body GCC spilled them in the masked
+// one: 2.5x slower).
+template <int NV, bool FULL>
 __attribute__((always_inline)) inline void pointwise_accumulate(
-    int64_t inner, const float* const* arow, int64_t ja, const float* b, int64_t ldb, int n0,
-    int n1, Vec (&acc)[PR][2]) {
+    int64_t inner, const float* const* arow, int64_t ja, const float* b, int64_t ldb, int nlast,
+    Vec (&acc)[tile_rows<NV>()][NV]) {
+  constexpr int R = tile_rows<NV>();
   for (int64_t j = 0; j < inner; ++j) {
-    const Vec b0 = FULL ? Vec::load(b + j * ldb) : Vec::load_partial(b + j * ldb, n0);
-    const Vec b1 = FULL ? Vec::load(b + j * ldb + PL) : Vec::load_partial(b + j * ldb + PL, n1);
+    // Weights are often cold (a layer's weights are read once per pixel item
+    // and evicted by the rest of the network): one prefetch per j, a line of
+    // row j % 16 kPrefetchAhead channels ahead, covers every row's stream.
+    if (false && (j & 15) < R) __builtin_prefetch(arow[j & 15] + (j + kPrefetchAhead) * ja);
+    Vec bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      bv[v] = FULL || v < NV - 1 ? Vec::load(b + j * ldb + v * PL)
+                                 : Vec::load_partial(b + j * ldb + v * PL, nlast);
 #pragma GCC unroll 16
-    for (int i = 0; i < PR; ++i) {
+    for (int i = 0; i < R; ++i) {
       const Vec w = Vec::set1(arow[i][j * ja]);
-      acc[i][0] = fmadd(w, b0, acc[i][0]);
-      acc[i][1] = fmadd(w, b1, acc[i][1]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = fmadd(w, bv[v], acc[i][v]);
     }
   }
 }
 
-template <bool FULL>
-void pointwise_tile_t(int64_t rows, int64_t cols, int64_t inner, const float* a, int64_t ma,
+template <int NV, bool FULL>
+void pointwise_tile_t(int64_t rows, int nlast, int64_t inner, const float* a, int64_t ma,
                       int64_t ja, const float* b, int64_t ldb, const float* bias, bool relu,
                       float relu_max, float* out, int64_t ldo) {
-  const int n0 = static_cast<int>(cols < PL ? cols : PL);
-  const int n1 = static_cast<int>(cols > PL ? cols - PL : 0);
+  constexpr int R = tile_rows<NV>();
   const Vec cap = Vec::set1(relu_max);
-  for (int64_t m0 = 0; m0 < rows; m0 += PR) {
-    const int64_t mr = (rows - m0) < PR ? (rows - m0) : PR;
-    const float* arow[PR];
-    Vec acc[PR][2];
+  for (int64_t m0 = 0; m0 < rows; m0 += R) {
+    const int64_t mr = (rows - m0) < R ? (rows - m0) : R;
+    const float* arow[R];
+    Vec acc[R][NV];
 #pragma GCC unroll 16
-    for (int i = 0; i < PR; ++i) {
+    for (int i = 0; i < R; ++i) {
       // rows past the end repeat the last one; their results are not stored
       arow[i] = a + (m0 + (i < mr ? i : mr - 1)) * ma;
       const Vec init = bias ? Vec::set1(bias[m0 + (i < mr ? i : mr - 1)]) : Vec::zero();
-      acc[i][0] = acc[i][1] = init;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = init;
     }
-    pointwise_accumulate<FULL>(inner, arow, ja, b, ldb, n0, n1, acc);
+    pointwise_accumulate<NV, FULL>(inner, arow, ja, b, ldb, nlast, acc);
 #pragma GCC unroll 16
-    for (int i = 0; i < PR; ++i) {
+    for (int i = 0; i < R; ++i) {
       if (i >= mr) break;
-      const Vec o0 = relu ? relu_clamp(acc[i][0], cap) : acc[i][0];
-      const Vec o1 = relu ? relu_clamp(acc[i][1], cap) : acc[i][1];
       float* dst = out + (m0 + i) * ldo;
-      if (FULL) {
-        o0.store(dst);
-        o1.store(dst + PL);
-      } else {
-        o0.store_partial(dst, n0);
-        if (n1 > 0) o1.store_partial(dst + PL, n1);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const Vec o = relu ? relu_clamp(acc[i][v], cap) : acc[i][v];
+        if (FULL || v < NV - 1) o.store(dst + v * PL);
+        else o.store_partial(dst + v * PL, nlast);
       }
     }
   }
 }
 
-// out[rows x cols] = act(A[rows x inner] @ B[inner x cols] + bias), cols <= PB;
+// out[rows x cols] = act(A[rows x inner] @ B[inner x cols] + bias), cols <= 3 * PL;
 // A(i, j) = a[i * ma + j * ja]; rows of out are ldo apart.
 void pointwise_tile(int64_t rows, int64_t cols, int64_t inner, const float* a, int64_t ma,
                     int64_t ja, const float* b, int64_t ldb, const float* bias, bool relu,
                     float relu_max, float* out, int64_t ldo) {
-  if (cols == PB) {
-    pointwise_tile_t<true>(rows, cols, inner, a, ma, ja, b, ldb, bias, relu, relu_max, out, ldo);
-  } else {  // the last pixels of a plane
-    pointwise_tile_t<false>(rows, cols, inner, a, ma, ja, b, ldb, bias, relu, relu_max, out, ldo);
+  const int nv = static_cast<int>((cols + PL - 1) / PL);
+  const int nlast = static_cast<int>(cols - (nv - 1) * PL);
+  const bool full = nlast == PL;
+#define PVE_POINTWISE_TILE(NV, FULL) \
+  pointwise_tile_t<NV, FULL>(rows, nlast, inner, a, ma, ja, b, ldb, bias, relu, relu_max, out, ldo)
+  switch (nv) {
+    case 1: full ? PVE_POINTWISE_TILE(1, true) : PVE_POINTWISE_TILE(1, false); break;
+    case 2: full ? PVE_POINTWISE_TILE(2, true) : PVE_POINTWISE_TILE(2, false); break;
+    default: full ? PVE_POINTWISE_TILE(3, true) : PVE_POINTWISE_TILE(3, false); break;
+  }
+#undef PVE_POINTWISE_TILE
+}
+
+// The last r <= L/2 pixels of a span (7x7: 1, 14x14: 4 with 16 lanes), as
+// dot products along the inner dimension: out[m][q] = act(bias[m] + A row m .
+// B column q), A rows contiguous (ja == 1). xt receives the columns
+// transposed, [q][j], zero-padded to whole vectors (columns_floats).
+#if defined(__AVX512F__)
+constexpr int CM = 4;  // rows per pass: CM x CQ accumulators
+#else
+constexpr int CM = 2;
+#endif
+constexpr int CQ = 4;  // pixels per pass
+
+int64_t columns_inner(int64_t inner) { return (inner + PL - 1) / PL * PL; }
+
+// Remainder pixels of a span of cols that go to pointwise_columns (0: none).
+int64_t column_pixels(int64_t cols) {
+  const int64_t r = cols % PL;
+  return PL > 1 && r <= PL / 2 ? r : 0;
+}
+
+int64_t columns_floats(int64_t cols, int64_t inner) {
+  return column_pixels(cols) * columns_inner(inner);
+}
+
+// ... for any count of cols.
+int64_t columns_bound(int64_t inner) { return PL / 2 * columns_inner(inner); }
+
+void pointwise_columns(int64_t rows, int64_t r, int64_t inner, const float* a, int64_t ma,
+                       const float* b, int64_t ldb, const float* bias, bool relu,
+                       float relu_max, float* out, int64_t ldo, float* xt) {
+  const int64_t ip = columns_inner(inner);
+  for (int64_t q = 0; q < r; ++q) {
+    for (int64_t j = 0; j < inner; ++j) xt[q * ip + j] = b[j * ldb + q];
+    for (int64_t j = inner; j < ip; ++j) xt[q * ip + j] = 0.0f;
+  }
+  const int64_t whole = inner / PL * PL;
+  const int tail = static_cast<int>(inner - whole);
+  for (int64_t q0 = 0; q0 < r; q0 += CQ) {
+    const int64_t qn = (r - q0) < CQ ? (r - q0) : CQ;
+    const float* xq[CQ];
+    for (int q = 0; q < CQ; ++q) xq[q] = xt + (q0 + (q < qn ? q : qn - 1)) * ip;
+    for (int64_t m0 = 0; m0 < rows; m0 += CM) {
+      const int64_t mn = (rows - m0) < CM ? (rows - m0) : CM;
+      const float* ar[CM];
+      for (int i = 0; i < CM; ++i) ar[i] = a + (m0 + (i < mn ? i : mn - 1)) * ma;
+      Vec acc[CM][CQ];
+#pragma GCC unroll 4
+      for (int i = 0; i < CM; ++i)
+#pragma GCC unroll 4
+        for (int q = 0; q < CQ; ++q) acc[i][q] = Vec::zero();
+      auto step = [&](int64_t j, bool partial) __attribute__((always_inline)) {
+        Vec x[CQ];
+#pragma GCC unroll 4
+        for (int q = 0; q < CQ; ++q) x[q] = Vec::load(xq[q] + j);
+#pragma GCC unroll 4
+        for (int i = 0; i < CM; ++i) {
+          const Vec w = partial ? Vec::load_partial(ar[i] + j, tail) : Vec::load(ar[i] + j);
+#pragma GCC unroll 4
+          for (int q = 0; q < CQ; ++q) acc[i][q] = fmadd(w, x[q], acc[i][q]);
+        }
+      };
+      for (int64_t j = 0; j < whole; j += PL) step(j, false);
+      if (tail > 0) step(whole, true);
+      for (int64_t i = 0; i < mn; ++i) {
+        for (int64_t q = 0; q < qn; ++q) {
+          float v = reduce_add(acc[i][q]) + (bias ? bias[m0 + i] : 0.0f);
+          if (relu) v = v > 0.0f ? (v < relu_max ? v : relu_max) : 0.0f;
+          out[(m0 + i) * ldo + q0 + q] = v;
+        }
+      }
+    }
+  }
+}
+
+// A span of cols pixels as work items: vector tiles (2 vectors, the last one
+// 3 when the count is odd, a partial vector counted as one), then the
+// column remainder if any (column_pixels).
+struct PixelTiles {
+  int64_t vectors;  // vectors the tiles cover
+  int64_t tiles;    // vector tiles
+  int64_t covered;  // pixels the tiles cover
+  int64_t rem;      // pixels after them, for pointwise_columns
+
+  int64_t items() const { return tiles + (rem > 0 ? 1 : 0); }
+  int64_t first(int64_t t) const { return t * PB; }
+  int64_t width(int64_t t) const {  // pixels of tile t; a 3-vector tile ends the span
+    const int64_t left = covered - t * PB;
+    return t == tiles - 1 ? left : (left < PB ? left : PB);
+  }
+};
+
+PixelTiles pixel_tiles(int64_t cols) {
+  PixelTiles pt;
+  pt.rem = column_pixels(cols);
+  pt.covered = cols - pt.rem;
+  pt.vectors = (pt.covered + PL - 1) / PL;
+  pt.tiles = pt.vectors <= 1 ? pt.vectors : pt.vectors / 2;
+  return pt;
+}
+
+// Item t of a span at b (ldb apart) into out (ldo apart): a vector tile or
+// the column remainder.
+void pointwise_item(const PixelTiles& pt, int64_t t, int64_t rows, int64_t inner, const float* a,
+                    int64_t ma, const float* b, int64_t ldb, const float* bias, bool relu,
+                    float relu_max, float* out, int64_t ldo, float* xt) {
+  if (t < pt.tiles) {
+    const int64_t q0 = pt.first(t);
+    pointwise_tile(rows, pt.width(t), inner, a, ma, 1, b + q0, ldb, bias, relu, relu_max,
+                   out + q0, ldo);
+  } else {
+    pointwise_columns(rows, pt.rem, inner, a, ma, b + pt.covered, ldb, bias, relu, relu_max,
+                      out + pt.covered, ldo, xt);
   }
 }
 
@@ -361,8 +500,10 @@ RowParts row_parts(int64_t pixel_items, int threads, int64_t rows) {
 
 // ----------------------------------------------------------------- forward
 // Output pixels [p0, p0 + cols) of image n, group g.
+// xt: columns_bound(l.rows) floats per thread for the tiled kernel's remainder.
 void forward_chunk(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g, int64_t p0,
-                   int64_t cols, float* col, int gemm_threads, bool parallel_lowering) {
+                   int64_t cols, float* col, float* xt, int gemm_threads,
+                   bool parallel_lowering) {
   const Conv2dShape& s = a.shape;
   const float* x = a.input + (n * s.in_channels + g * l.cg) * s.in_h * s.in_w;
   const float* w = a.weight + g * l.kg * l.rows;
@@ -380,24 +521,26 @@ void forward_chunk(const Conv2dArgs& a, const Lowering& l, int64_t n, int64_t g,
     ldb = cols;
   }
   if (l.kg <= kTiledMaxRows || cols <= kTiledMaxCols) {  // the tiled kernel, no packing
-    const int64_t blocks = (cols + PB - 1) / PB;
+    const PixelTiles pt = pixel_tiles(cols);
+    const int64_t blocks = pt.items();
     const float* bias = a.bias ? a.bias + g * l.kg : nullptr;
     const RowParts rp = row_parts(blocks, gemm_threads, l.kg);
     const int64_t parts = rp.parts, rows_per_part = rp.rows;
-    auto tile = [&](int64_t item) {
+    const int64_t xt_floats = columns_bound(l.rows);
+    auto tile = [&](int64_t item, float* xt_thread) {
       const int64_t bi = item / parts, r0 = (item % parts) * rows_per_part;
       if (r0 >= l.kg) return;
       const int64_t rn = (l.kg - r0) < rows_per_part ? (l.kg - r0) : rows_per_part;
-      const int64_t q0 = bi * PB, qc = (cols - q0) < PB ? (cols - q0) : PB;
-      pointwise_tile(rn, qc, l.rows, w + r0 * l.rows, l.rows, 1, b + q0, ldb,
-                     bias ? bias + r0 : nullptr, a.relu, a.relu_max, y + r0 * l.pixels + p0 + q0,
-                     l.pixels);
+      pointwise_item(pt, bi, rn, l.rows, w + r0 * l.rows, l.rows, b, ldb,
+                     bias ? bias + r0 : nullptr, a.relu, a.relu_max, y + r0 * l.pixels + p0,
+                     l.pixels, xt_thread);
     };
     if (gemm_threads > 1) {
 #pragma omp parallel for num_threads(gemm_threads) schedule(dynamic, 1)
-      for (int64_t item = 0; item < blocks * parts; ++item) tile(item);
+      for (int64_t item = 0; item < blocks * parts; ++item)
+        tile(item, xt + omp_get_thread_num() * xt_floats);
     } else {
-      for (int64_t bi = 0; bi < blocks; ++bi) tile(bi);  // parts == 1
+      for (int64_t bi = 0; bi < blocks; ++bi) tile(bi, xt);  // parts == 1
     }
     return;
   }
@@ -664,20 +807,25 @@ void forward(const Conv2dArgs& a) {
   const int64_t chunks = chunks_per_image(l);
   const int64_t units = s.batch * l.groups * chunks;
   const int64_t col_floats = column_floats(l);
-  auto unit = [&](int64_t u, float* col, int threads) {
+  const int64_t xt_floats = columns_bound(l.rows);
+  auto unit = [&](int64_t u, float* col, float* xt, int threads) {
     const int64_t ng = u / chunks, p0 = (u % chunks) * l.chunk;
     const int64_t cols = (l.pixels - p0) < l.chunk ? (l.pixels - p0) : l.chunk;
-    forward_chunk(a, l, ng / l.groups, ng % l.groups, p0, cols, col, threads, threads > 1);
+    forward_chunk(a, l, ng / l.groups, ng % l.groups, p0, cols, col, xt, threads, threads > 1);
   };
   if (units_in_parallel(l, s, a.num_threads)) {
 #pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
-    for (int64_t u = 0; u < units; ++u) unit(u, a.workspace + omp_get_thread_num() * col_floats, 1);
+    for (int64_t u = 0; u < units; ++u) {
+      float* slice = a.workspace + omp_get_thread_num() * (col_floats + xt_floats);
+      unit(u, slice, slice + col_floats, 1);
+    }
   } else {
     // A plain loop, not a one-thread parallel region: the regions inside would
     // then be nested, and libgomp gives nested teams fresh threads that compete
     // with the top-level pool's spinning ones (ResNet-18 batch 1 on 2 threads:
     // stride-2 layers took 3-5 ms instead of 0.1-0.5 ms).
-    for (int64_t u = 0; u < units; ++u) unit(u, a.workspace, a.num_threads);
+    for (int64_t u = 0; u < units; ++u)
+      unit(u, a.workspace, a.workspace + col_floats, a.num_threads);
   }
 }
 
@@ -812,55 +960,32 @@ void backward_data(const Conv2dArgs& a) {
   }
 }
 
-// Pixels [p0, p0 + cols) of the strided subsample of cg planes, into buf
-// (cg x PB): x[c][oh*sh][ow*sw] for output pixel p = oh*out_w + ow.
-void gather_strided_pixels(const Conv2dShape& s, const float* x, int64_t cg, int64_t p0,
-                           int64_t cols, float* buf) {
-  const int64_t plane = s.in_h * s.in_w;
-  for (int64_t c = 0; c < cg; ++c) {
-    const float* src = x + c * plane;
-    float* dst = buf + c * PB;
-    int64_t oh = p0 / s.out_w, ow = p0 % s.out_w;
-    for (int64_t t = 0; t < cols; ++t) {
-      dst[t] = src[oh * s.stride_h * s.in_w + ow * s.stride_w];
-      if (++ow == s.out_w) {
-        ow = 0;
-        ++oh;
-      }
-    }
-  }
-}
-
+// Stride 1 only (run_pointwise): the planes are the B operand. Items are
+// (image, group, pixel item of pixel_tiles) x row parts; the column
+// remainder's transposed pixels go to the thread's slice of the workspace.
 void pointwise_forward(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
   const Lowering l = plan(s);
-  const int64_t blocks = (l.pixels + PB - 1) / PB;
+  const PixelTiles pt = pixel_tiles(l.pixels);
+  const int64_t blocks = pt.items();
   const int64_t pixel_items = s.batch * l.groups * blocks;
-  const int64_t plane = s.in_h * s.in_w;
   const int threads = a.num_threads;
   const RowParts rp = row_parts(pixel_items, threads, l.kg);
   const int64_t parts = rp.parts, rows_per_part = rp.rows;
+  const int64_t xt_floats = columns_floats(l.pixels, l.cg);
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int64_t item = 0; item < pixel_items * parts; ++item) {
-    const int64_t it = item / parts, r0 = (item % parts) * rows_per_part;
+    const int64_t ng = item / (blocks * parts), rest = item % (blocks * parts);
+    const int64_t pix = rest / parts, r0 = (rest % parts) * rows_per_part;
     if (r0 >= l.kg) continue;
     const int64_t rn = (l.kg - r0) < rows_per_part ? (l.kg - r0) : rows_per_part;
-    const int64_t ng = it / blocks, p0 = (it % blocks) * PB;
     const int64_t n = ng / l.groups, g = ng % l.groups;
-    const int64_t cols = (l.pixels - p0) < PB ? (l.pixels - p0) : PB;
-    const float* x = a.input + (n * s.in_channels + g * l.cg) * plane;
-    const float* b = x + p0;
-    int64_t ldb = plane;
-    if (!l.direct) {
-      float* buf = a.workspace + omp_get_thread_num() * l.cg * PB;
-      gather_strided_pixels(s, x, l.cg, p0, cols, buf);
-      b = buf;
-      ldb = PB;
-    }
+    const float* x = a.input + (n * s.in_channels + g * l.cg) * l.pixels;
     const int64_t k0 = g * l.kg + r0;
-    pointwise_tile(rn, cols, l.cg, a.weight + k0 * l.cg, l.cg, 1, b, ldb,
+    pointwise_item(pt, pix, rn, l.cg, a.weight + k0 * l.cg, l.cg, x, l.pixels,
                    a.bias ? a.bias + k0 : nullptr, a.relu, a.relu_max,
-                   a.output + (n * s.out_channels + k0) * l.pixels + p0, l.pixels);
+                   a.output + (n * s.out_channels + k0) * l.pixels, l.pixels,
+                   a.workspace + omp_get_thread_num() * xt_floats);
   }
 }
 
@@ -1465,7 +1590,8 @@ int64_t workspace_floats(ConvPass pass, const Conv2dShape& s, int threads) {
       const int64_t per_unit = batched_forward_floats(l, nb);
       return batched_units_in_parallel(l, s, nb, threads) ? threads * per_unit : per_unit;
     }
-    return units_in_parallel(l, s, threads) ? threads * col : col;
+    const int64_t xt = columns_bound(l.rows);  // forward_chunk's per-thread remainder
+    return units_in_parallel(l, s, threads) ? threads * (col + xt) : col + threads * xt;
   }
   if (chunks_in_parallel_bwd(l, s, threads)) return threads * (col + l.cg * s.in_h * s.in_w);
   return items_in_parallel(s.batch * l.groups, threads) ? threads * col : col;
@@ -1477,7 +1603,9 @@ int64_t im2col_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
 
 int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (!is_pointwise(s)) return -1;
-  if (pass != ConvPass::backward_weight && is_direct_pointwise(s)) return 0;
+  if (pass == ConvPass::forward && is_direct_pointwise(s))
+    return threads * columns_floats(s.out_h * s.out_w, s.in_channels / s.groups);
+  if (pass == ConvPass::backward_data && is_direct_pointwise(s)) return 0;
   return workspace_floats(pass, s, threads);
 }
 
