@@ -551,6 +551,48 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
   }
 }
 
+// m[i][0 .. CV*L) (+)= sum_{t < nt} z[t][i] * v[t][0 .. CV*L) for i < R: the
+// backward-weight GEMM over tiles, and the tile-lane schedule's GEMM over channels.
+template <int R, int CV>
+void bw_tile(const float* __restrict z, int64_t ldz, const float* __restrict v, int64_t ldv,
+             int64_t nt, float* __restrict m, int64_t ldm, bool accumulate) {
+  Vec acc[R][CV];
+#pragma GCC unroll 32
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int h = 0; h < CV; ++h) acc[i][h] = Vec::zero();
+  for (int64_t t = 0; t < nt; ++t) {
+    Vec vv[CV];
+#pragma GCC unroll 4
+    for (int h = 0; h < CV; ++h) vv[h] = Vec::load(v + t * ldv + h * L);
+#pragma GCC unroll 32
+    for (int i = 0; i < R; ++i) {
+      const Vec b = Vec::set1(z[t * ldz + i]);
+#pragma GCC unroll 4
+      for (int h = 0; h < CV; ++h) acc[i][h] = fmadd(vv[h], b, acc[i][h]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int h = 0; h < CV; ++h) {
+      if (accumulate) acc[i][h] = acc[i][h] + Vec::load(m + i * ldm + h * L);
+      acc[i][h].store(m + i * ldm + h * L);
+    }
+}
+
+template <int R, int CV>
+void bw_rest(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t ldv, int64_t nt,
+             float* m, int64_t ldm, bool accumulate) {
+  if constexpr (R > 0) {
+    if (rows == R) {
+      bw_tile<R, CV>(z, ldz, v, ldv, nt, m, ldm, accumulate);
+      return;
+    }
+    bw_rest<R - 1, CV>(rows, z, ldz, v, ldv, nt, m, ldm, accumulate);
+  }
+}
+
 // ----------------------------------------------------- tile-lane schedule
 // For few channels (the 16-channel layers of CIFAR ResNets) the channel-lane
 // layout above spends most of its time moving data: every tile gathers 36
@@ -795,50 +837,16 @@ void tl_input_block(const Conv2dShape& s, const TlPlan& p, const float* x, int64
   }
 }
 
-// m[r][0 .. NV L) = sum_{c < cn} u[c][r] * v[c][0 .. NV L) for r < RK.
-template <int RK>
-void tl_gemm_tile(const float* __restrict u, int64_t ldu, const float* __restrict v, int64_t cn,
-                  float* __restrict m) {
-  Vec acc[RK][TL_NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < RK; ++r)
-#pragma GCC unroll 4
-    for (int h = 0; h < TL_NV; ++h) acc[r][h] = Vec::zero();
-  for (int64_t c = 0; c < cn; ++c) {
-    Vec vv[TL_NV];
-#pragma GCC unroll 4
-    for (int h = 0; h < TL_NV; ++h) vv[h] = Vec::load(v + c * TL_NT + h * L);
-#pragma GCC unroll 8
-    for (int r = 0; r < RK; ++r) {
-      const Vec b = Vec::set1(u[c * ldu + r]);
-#pragma GCC unroll 4
-      for (int h = 0; h < TL_NV; ++h) acc[r][h] = fmadd(vv[h], b, acc[r][h]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < RK; ++r)
-#pragma GCC unroll 4
-    for (int h = 0; h < TL_NV; ++h) acc[r][h].store(m + r * TL_NT + h * L);
-}
 
-template <int RK>
-void tl_gemm_rest(int64_t rows, const float* u, int64_t ldu, const float* v, int64_t cn,
-                  float* m) {
-  if constexpr (RK > 0) {
-    if (rows == RK) {
-      tl_gemm_tile<RK>(u, ldu, v, cn, m);
-      return;
-    }
-    tl_gemm_rest<RK - 1>(rows, u, ldu, v, cn, m);
-  }
-}
 
 // Output channels [k_begin, k_end) of M[e][k][0 .. NT) for one element e.
 void tl_gemm(const float* u, int64_t ldu, const float* v, int64_t cn, float* m, int64_t k_begin,
              int64_t k_end) {
   int64_t k = k_begin;
-  for (; k + TL_RK <= k_end; k += TL_RK) tl_gemm_tile<TL_RK>(u + k, ldu, v, cn, m + k * TL_NT);
-  if (k < k_end) tl_gemm_rest<TL_RK - 1>(k_end - k, u + k, ldu, v, cn, m + k * TL_NT);
+  for (; k + TL_RK <= k_end; k += TL_RK)
+    bw_tile<TL_RK, TL_NV>(u + k, ldu, v, TL_NT, cn, m + k * TL_NT, TL_NT, false);
+  if (k < k_end)
+    bw_rest<TL_RK - 1, TL_NV>(k_end - k, u + k, ldu, v, TL_NT, cn, m + k * TL_NT, TL_NT, false);
 }
 
 // Output channels [k_begin, k_end) of the block's tiles from M[e][k][j]
@@ -1165,46 +1173,6 @@ void grad_tile_blocked(const Plan& p, const BwPlan& b, const float* gb, int64_t 
   }
 }
 
-// m[i][0 .. CV*L) += sum_{t < nt} z[t][i] * v[t][0 .. CV*L) for i < R.
-template <int R, int CV>
-void bw_tile(const float* __restrict z, int64_t ldz, const float* __restrict v, int64_t ldv,
-             int64_t nt, float* __restrict m, int64_t ldm, bool accumulate) {
-  Vec acc[R][CV];
-#pragma GCC unroll 32
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 2
-    for (int h = 0; h < CV; ++h) acc[i][h] = Vec::zero();
-  for (int64_t t = 0; t < nt; ++t) {
-    Vec vv[CV];
-#pragma GCC unroll 2
-    for (int h = 0; h < CV; ++h) vv[h] = Vec::load(v + t * ldv + h * L);
-#pragma GCC unroll 32
-    for (int i = 0; i < R; ++i) {
-      const Vec b = Vec::set1(z[t * ldz + i]);
-#pragma GCC unroll 2
-      for (int h = 0; h < CV; ++h) acc[i][h] = fmadd(vv[h], b, acc[i][h]);
-    }
-  }
-#pragma GCC unroll 32
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 2
-    for (int h = 0; h < CV; ++h) {
-      if (accumulate) acc[i][h] = acc[i][h] + Vec::load(m + i * ldm + h * L);
-      acc[i][h].store(m + i * ldm + h * L);
-    }
-}
-
-template <int R, int CV>
-void bw_rest(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t ldv, int64_t nt,
-             float* m, int64_t ldm, bool accumulate) {
-  if constexpr (R > 0) {
-    if (rows == R) {
-      bw_tile<R, CV>(z, ldz, v, ldv, nt, m, ldm, accumulate);
-      return;
-    }
-    bw_rest<R - 1, CV>(rows, z, ldz, v, ldv, nt, m, ldm, accumulate);
-  }
-}
 
 template <int CV, int R>
 void bw_rows_t(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t ldv,
