@@ -81,6 +81,15 @@ void finish_output(float* y, const BlockedShape& o) {
   std::fill(y + o.floats() - kBlockedSlack, y + o.floats(), 0.0f);
 }
 
+// Packed weights, bias and the ReLU clamp (same field names in every op's arguments).
+template <typename Args>
+void set_weights(Args& a, const py::array& w, const py::array& bias, bool relu, float relu_max) {
+  a.weight = f32_data(w);
+  a.bias = f32_data(bias);
+  a.relu = relu;
+  a.relu_max = relu_max;
+}
+
 // Stride, padding (top, left), dilation and output size of a depthwise or dense op
 // (same field names in both argument structs). Any output size is memory-safe
 // (every tap outside the input is skipped); the caller computes it as torch does.
@@ -113,10 +122,7 @@ BlockedPointwiseArgs pointwise_args(const BlockedShape& in, const py::array& w,
   BlockedPointwiseArgs a;
   a.input = in;
   a.out_channels = out_channels;
-  a.weight = f32_data(w);
-  a.bias = f32_data(bias);
-  a.relu = relu;
-  a.relu_max = relu_max;
+  set_weights(a, w, bias, relu, relu_max);
   return a;
 }
 
@@ -144,10 +150,7 @@ BlockedDepthwiseArgs depthwise_args(const BlockedShape& in, const py::array& w,
   a.kernel_w = w.shape(2);
   set_geometry(a, stride, padding, dilation, out, op);
   make_shape({in.batch, in.channels, a.out_h, a.out_w}, op);  // size limit
-  a.weight = f32_data(w);
-  a.bias = f32_data(bias);
-  a.relu = relu;
-  a.relu_max = relu_max;
+  set_weights(a, w, bias, relu, relu_max);
   return a;
 }
 
@@ -182,10 +185,7 @@ BlockedDenseArgs dense_args(const BlockedShape& in, const py::array& w, const py
   a.kernel_w = w.shape(3);
   set_geometry(a, stride, padding, dilation, out, op);
   make_shape({in.batch, out_channels, a.out_h, a.out_w}, op);  // size limit
-  a.weight = f32_data(w);
-  a.bias = f32_data(bias);
-  a.relu = relu;
-  a.relu_max = relu_max;
+  set_weights(a, w, bias, relu, relu_max);
   return a;
 }
 
@@ -220,6 +220,19 @@ py::array from_blocked(const py::array& xb, const std::vector<int64_t>& shape) {
   return out;
 }
 
+// One kernel call on `a` (inputs set) into a new blocked array of shape `o`.
+template <typename Args, typename Fn>
+py::array run_into_new(Args a, const BlockedShape& o, const KernelStub<Fn>& stub) {
+  py::array_t<float> y = new_blocked(o);
+  a.y = y.mutable_data();
+  a.num_threads = num_threads();
+  Fn run = stub.get();
+  py::gil_scoped_release release;
+  run(a);
+  finish_output(a.y, o);
+  return y;
+}
+
 py::array pointwise(const py::array& xb, const std::vector<int64_t>& shape, const py::array& w,
                     const py::array& bias, int64_t out_channels,
                     std::optional<py::array> residual, bool relu, float relu_max) {
@@ -233,14 +246,7 @@ py::array pointwise(const py::array& xb, const std::vector<int64_t>& shape, cons
     a.residual = f32_data(*residual);
   }
   a.x = f32_data(xb);
-  py::array_t<float> y = new_blocked(o);
-  a.y = y.mutable_data();
-  a.num_threads = num_threads();
-  BlockedPointwiseFn run = conv2d_blocked_pointwise.get();
-  py::gil_scoped_release release;
-  run(a);
-  finish_output(a.y, o);
-  return y;
+  return run_into_new(a, o, conv2d_blocked_pointwise);
 }
 
 py::array depthwise(const py::array& xb, const std::vector<int64_t>& shape, const py::array& w,
@@ -253,14 +259,7 @@ py::array depthwise(const py::array& xb, const std::vector<int64_t>& shape, cons
                                           relu_max);
   const BlockedShape o = depthwise_output(a);
   a.x = f32_data(xb);
-  py::array_t<float> y = new_blocked(o);
-  a.y = y.mutable_data();
-  a.num_threads = num_threads();
-  BlockedDepthwiseFn run = conv2d_blocked_depthwise.get();
-  py::gil_scoped_release release;
-  run(a);
-  finish_output(a.y, o);
-  return y;
+  return run_into_new(a, o, conv2d_blocked_depthwise);
 }
 
 py::array dense_nchw(const py::array& x, const py::array& w, const py::array& bias,
@@ -269,16 +268,8 @@ py::array dense_nchw(const py::array& x, const py::array& w, const py::array& bi
   check_f32(x, "conv2d_blocked_dense_nchw", "input", 4);
   BlockedDenseArgs a = dense_args(make_shape(shape_of(x), "conv2d_blocked_dense_nchw"), w, bias,
                                   out_channels, stride, padding, dilation, out, relu, relu_max);
-  const BlockedShape o = dense_output(a);
-  py::array_t<float> y = new_blocked(o);
   a.x = f32_data(x);
-  a.y = y.mutable_data();
-  a.num_threads = num_threads();
-  BlockedDenseFn run = conv2d_blocked_dense_nchw.get();
-  py::gil_scoped_release release;
-  run(a);
-  finish_output(a.y, o);
-  return y;
+  return run_into_new(a, dense_output(a), conv2d_blocked_dense_nchw);
 }
 
 // ------------------------------------------------------------- a whole run
