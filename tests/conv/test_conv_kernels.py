@@ -243,3 +243,34 @@ def test_pointwise_forward_tilings_with_epilogue(isa, relu_max, threads):
             if relu:
                 ref = np.clip(ref, 0.0, relu_max)
             assert_close(y, ref, f"{(n, c, k, h, w_, s)} relu_max={relu_max}")
+
+
+# Depthwise backward-weight, 3x3 and 5x5 stride 1 without dilation: read
+# straight from the input in blocks of gradient rows (4/2/1 at once) with
+# masked column blocks at the padding and the row tail. Heights that leave
+# 1-3 rows after the blocks, widths below, at and past the vector widths
+# (8, 16) with odd tails, padding 0-2 (so tap columns reach past both edges),
+# multiplier 2, batch 1 and 3; the strided, dilated and 1x7 cases take the
+# phase-plane path and stay covered beside them.
+DEPTHWISE_BWD_WEIGHT_CASES = [
+    # n, c, h, w, k, kh, kw, stride, padding, dilation, groups
+    (1, 3, 11, 37, 3, 3, 3, (1, 1), (1, 1), (1, 1), 3),
+    (3, 2, 9, 16, 4, 3, 3, (1, 1), (0, 0), (1, 1), 2),
+    (1, 4, 10, 19, 8, 3, 3, (1, 1), (2, 2), (1, 1), 4),
+    (3, 3, 7, 5, 3, 3, 3, (1, 1), (1, 2), (1, 1), 3),
+    (1, 2, 13, 33, 4, 5, 5, (1, 1), (2, 2), (1, 1), 2),
+    (3, 3, 6, 17, 3, 5, 5, (1, 1), (0, 1), (1, 1), 3),
+    (1, 2, 9, 8, 2, 5, 5, (1, 1), (2, 0), (1, 1), 2),
+    (1, 3, 12, 21, 6, 3, 3, (2, 2), (1, 1), (1, 1), 3),
+    (3, 2, 11, 15, 2, 3, 3, (1, 1), (2, 2), (2, 2), 2),
+    (1, 2, 9, 23, 4, 1, 7, (1, 1), (0, 3), (1, 1), 2),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", DEPTHWISE_BWD_WEIGHT_CASES)
+def test_depthwise_backward_weight_paths(isa, case, threads):
+    rng = np.random.default_rng(sum(case[:7]))
+    with num_threads(threads), conv_backend.force_algorithm("depthwise"):
+        check_against_reference(rng, *case, with_bias=False)
+        check_against_reference(rng, *case, with_bias=True)

@@ -12,8 +12,11 @@
 // Backward-data with stride 1 is the same kernel run on the output gradient
 // with the kernel flipped (a full correlation); with larger strides it
 // scatters into the phase layout and copies back. Backward-weight makes one
-// pass per plane with one accumulator per tap. Threads split (image, channel)
-// planes, or output channels for backward-weight (each owns its gradients).
+// pass per plane with one accumulator per tap; 3x3 and 5x5 with stride 1 and
+// no dilation read the input plane directly, several gradient rows at a time.
+// Threads split (image, channel) planes, or output channels for
+// backward-weight (each owns its gradients).
+#include <algorithm>
 #include <cstring>
 
 #include <omp.h>
@@ -443,36 +446,115 @@ void weight_grad_plane(const Conv2dShape& s, const PhasePlane& p, const float* b
   }
 }
 
+bool stride1(const Conv2dShape& s) { return s.stride_h == 1 && s.stride_w == 1; }
+
+// Lanes [lo, hi) of a vector (the rest masked off), made once per column
+// block and tap column; load_lanes reads only those lanes, zeros elsewhere
+// (p may point before the row: the lanes there are never read).
 #if defined(__AVX512F__)
-// 3x3 stride 1: per gradient vector, the three input rows are read aligned
-// and shifted in registers (see forward_plane_3x3s1).
-void weight_grad_plane_3x3s1(const Conv2dShape& s, const PhasePlane& p, const float* buf,
-                             const float* gy, float* gw) {
-  Vec acc[9];
-  for (int t = 0; t < 9; ++t) acc[t] = Vec::zero();
-  for (int64_t oh = 0; oh < s.out_h; ++oh) {
-    const float* base = buf + oh * p.row_stride;
-    const float* grow = gy + oh * s.out_w;
-    for (int64_t ow = 0; ow < s.out_w; ow += L) {
-      const int64_t rest = s.out_w - ow;
-      const Vec g = rest >= L ? Vec::load(grow + ow)
-                              : Vec::load_partial(grow + ow, static_cast<int>(rest));
-#pragma GCC unroll 3
-      for (int r = 0; r < 3; ++r) {
-        const float* src = base + r * p.row_stride + ow;
-        const __m512i v0 = _mm512_castps_si512(_mm512_load_ps(src));
-        const __m512i v1 = _mm512_castps_si512(_mm512_load_ps(src + L));
-        acc[r * 3] = fmadd(g, Vec(_mm512_castsi512_ps(v0)), acc[r * 3]);
-        acc[r * 3 + 1] = fmadd(g, Vec(_mm512_castsi512_ps(_mm512_alignr_epi32(v1, v0, 1))),
-                               acc[r * 3 + 1]);
-        acc[r * 3 + 2] = fmadd(g, Vec(_mm512_castsi512_ps(_mm512_alignr_epi32(v1, v0, 2))),
-                               acc[r * 3 + 2]);
-      }
+using LaneMask = __mmask16;
+#elif defined(__AVX2__)
+using LaneMask = __m256i;
+#else
+using LaneMask = bool;
+#endif
+
+inline LaneMask lane_mask(int64_t lo, int64_t hi) {
+  lo = lo < 0 ? 0 : lo;
+  hi = hi > L ? L : hi;
+  if (hi < lo) hi = lo;
+#if defined(__AVX512F__)
+  return static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+#elif defined(__AVX2__)
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lo)), iota),
+                             _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hi)), iota));
+#else
+  return lo < hi;
+#endif
+}
+
+inline Vec load_lanes(const float* p, LaneMask m) {
+#if defined(__AVX512F__)
+  return _mm512_maskz_loadu_ps(m, p);
+#elif defined(__AVX2__)
+  return _mm256_maskload_ps(p, m);
+#else
+  return m ? *p : 0.0f;
+#endif
+}
+
+// Stride 1, dilation 1, KH x KW, read straight from the input plane: no
+// padded copy (copying the plane cost about as much as the FMAs). ROWS
+// gradient rows go together and share the ROWS + KH - 1 input rows they read,
+// so each input vector is loaded once for up to KH rows' taps. Padding rows
+// are skipped; only the column blocks that reach the padding (or the row's
+// tail) take masked loads, with zeros outside the plane and past out_w.
+template <int T>
+struct TapAcc {  // passed by value so that the accumulators stay in registers
+  Vec v[T];
+};
+
+// One block of ROWS gradient rows x n lanes. ih0: input row of gradient row
+// 0's tap row 0; c0: input column of lane 0's tap column 0.
+template <int KH, int KW, int ROWS>
+[[gnu::always_inline]] inline TapAcc<KH * KW> weight_grad_block_s1(
+    TapAcc<KH * KW> acc, const Conv2dShape& s, const float* x, int64_t ih0, int64_t c0,
+    const float* gy, int n, bool edge, const LaneMask* mask) {
+  Vec g[ROWS];
+#pragma GCC unroll 8
+  for (int rr = 0; rr < ROWS; ++rr) {
+    g[rr] = Vec::load_partial(gy + rr * s.out_w, n);
+    // The gradient two row blocks on (read once, from L3 or memory): with
+    // the hardware prefetcher alone these loads stalled.
+    __builtin_prefetch(gy + (rr + 2 * ROWS) * s.out_w, 0, 3);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < ROWS + KH - 1; ++i) {
+    const int64_t ih = ih0 + i;
+    if (ih < 0 || ih >= s.in_h) continue;  // a padding row adds nothing
+    const float* row = x + ih * s.in_w + c0;
+    Vec v[KW];
+#pragma GCC unroll 8
+    for (int q = 0; q < KW; ++q) v[q] = edge ? load_lanes(row + q, mask[q]) : Vec::load(row + q);
+#pragma GCC unroll 8
+    for (int rr = 0; rr < ROWS; ++rr) {
+      const int r = i - rr;  // kernel row that input row i is for gradient row rr
+      if (r < 0 || r >= KH) continue;
+#pragma GCC unroll 8
+      for (int q = 0; q < KW; ++q)
+        acc.v[r * KW + q] = fmadd(g[rr], v[q], acc.v[r * KW + q]);
     }
   }
-  for (int t = 0; t < 9; ++t) gw[t] += reduce_add(acc[t]);
+  return acc;
 }
-#endif
+
+template <int KH, int KW, int ROWS>
+[[gnu::always_inline]] inline TapAcc<KH * KW> weight_grad_rows_s1(
+    TapAcc<KH * KW> acc, const Conv2dShape& s, const float* x, int64_t oh, const float* gy) {
+  for (int64_t ow = 0; ow < s.out_w; ow += L) {
+    const int n = static_cast<int>(s.out_w - ow < L ? s.out_w - ow : L);
+    const int64_t c0 = ow - s.pad_left;
+    const bool edge = n < L || c0 < 0 || c0 + KW - 1 + L > s.in_w;
+    LaneMask mask[KW];  // lanes inside the row and below out_w, per tap column
+    if (edge)
+      for (int q = 0; q < KW; ++q)
+        mask[q] = lane_mask(-(c0 + q), std::min<int64_t>(n, s.in_w - (c0 + q)));
+    acc = weight_grad_block_s1<KH, KW, ROWS>(acc, s, x, oh - s.pad_top, c0, gy + oh * s.out_w + ow,
+                                             n, edge, mask);
+  }
+  return acc;
+}
+
+template <int KH, int KW, int RB>
+void weight_grad_plane_s1(const Conv2dShape& s, const float* x, const float* gy, float* gw) {
+  TapAcc<KH * KW> acc;
+  for (int t = 0; t < KH * KW; ++t) acc.v[t] = Vec::zero();
+  int64_t oh = 0;
+  for (; oh + RB <= s.out_h; oh += RB) acc = weight_grad_rows_s1<KH, KW, RB>(acc, s, x, oh, gy);
+  for (; oh < s.out_h; ++oh) acc = weight_grad_rows_s1<KH, KW, 1>(acc, s, x, oh, gy);
+  for (int t = 0; t < KH * KW; ++t) gw[t] += reduce_add(acc.v[t]);
+}
 
 void backward_weight(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
@@ -482,6 +564,13 @@ void backward_weight(const Conv2dArgs& a) {
   const int64_t pixels = s.out_h * s.out_w;
   int64_t off[kMaxTaps];
   if (taps <= kMaxTaps) tap_offsets(s, p, off);
+  // 3x3 and 5x5 with stride 1 and no dilation read the input directly.
+  const bool square35 = s.kernel_h == s.kernel_w && (s.kernel_h == 3 || s.kernel_h == 5);
+  const bool direct_s1 = stride1(s) && s.dilation_h == 1 && s.dilation_w == 1 && square35;
+  // Gradient rows per pass: as many as the registers hold (accumulators, one
+  // gradient vector per row, one input vector per tap column).
+  constexpr int kRows3x3 = L == 8 ? 2 : 4;
+  constexpr int kRows5x5 = L == 16 ? 2 : 1;
   // Parallel over input channels: each thread owns that channel's outputs'
   // gradients, and fills each input plane once for all its multiplier outputs.
 #pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 2)
@@ -490,17 +579,21 @@ void backward_weight(const Conv2dArgs& a) {
     for (int64_t k = c * mult; k < (c + 1) * mult; ++k)
       for (int64_t t = 0; t < taps; ++t) a.grad_weight[k * taps + t] = 0.0f;
     for (int64_t n = 0; n < s.batch; ++n) {
+      const float* x = a.input + (n * s.in_channels + c) * s.in_h * s.in_w;
+      if (direct_s1) {
+        for (int64_t k = c * mult; k < (c + 1) * mult; ++k) {
+          const float* gy = a.grad_output + (n * s.out_channels + k) * pixels;
+          float* gw = a.grad_weight + k * taps;
+          if (taps == 9) weight_grad_plane_s1<3, 3, kRows3x3>(s, x, gy, gw);
+          else weight_grad_plane_s1<5, 5, kRows5x5>(s, x, gy, gw);
+        }
+        continue;
+      }
       fill_phases(p, s.in_h, s.in_w, s.stride_w,
                   a.input + (n * s.in_channels + c) * s.in_h * s.in_w, buf);
       for (int64_t k = c * mult; k < (c + 1) * mult; ++k) {
         const float* gy = a.grad_output + (n * s.out_channels + k) * pixels;
         float* gw = a.grad_weight + k * taps;
-#if defined(__AVX512F__)
-        if (fast_3x3s1(s, p)) {
-          weight_grad_plane_3x3s1(s, p, buf, gy, gw);
-          continue;
-        }
-#endif
         if (taps == 9) weight_grad_plane<9>(s, p, buf, gy, off, taps, gw);
         else if (taps == 25) weight_grad_plane<25>(s, p, buf, gy, off, taps, gw);
         else weight_grad_plane<0>(s, p, buf, gy, off, taps, gw);
@@ -511,8 +604,6 @@ void backward_weight(const Conv2dArgs& a) {
     }
   }
 }
-
-bool stride1(const Conv2dShape& s) { return s.stride_h == 1 && s.stride_w == 1; }
 
 int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (!is_depthwise(s)) return -1;
