@@ -8,10 +8,12 @@ one of the tensors involved changes) and the activation applied by the kernel's
 epilogue while the output tile is in registers. That saves a pass over the
 output per BatchNorm and per activation, as onnxruntime and oneDNN do.
 
-``Sequential`` applies it to runs of its children automatically; hand-written
-forwards (the model zoo's ResNet blocks) call ``conv_bn_act``. In training, or
-whenever autograd records, the modules run as written. A module with hooks, or
-a subclass that overrides ``forward``, is never fused: fusing skips its call.
+``Sequential`` applies it to runs of its children automatically, and runs chains
+of pointwise and depthwise convolutions in a channel-blocked layout inside one
+kernel call (nn/blocked.py); hand-written forwards (the model zoo's ResNet
+blocks) call ``conv_bn_act``. In training, or whenever autograd records, the
+modules run as written. A module with hooks, or a subclass that overrides
+``forward``, is never fused: fusing skips its call.
 The folded result differs from the unfused one only by float32 rounding.
 """
 
@@ -103,7 +105,6 @@ def run_sequence(modules: Iterable[Module], x: Any, owner: Optional[Module] = No
         x = conv(x)
         i += 1
     return x
-
 
 
 def _blocked_run(owner: Optional[Module], mods: List[Module], i: int) -> Tuple[Any, int, bool]:

@@ -36,8 +36,9 @@ class Module:
 
     training: bool
     # Counts changes made through the Module API to any module (attributes, children,
-    # parameters, buffers, hooks, train/eval, loaded state): caches of what a model's
-    # structure allows (nn/blocked.py's runs) are reused only while it is unchanged.
+    # parameters, buffers, hooks, train/eval): caches of what a model's structure
+    # allows (nn/blocked.py's runs) are reused only while it is unchanged. Values are
+    # not structure: those caches follow each tensor's identity and _version.
     _structure_epoch = 0
 
     @staticmethod
