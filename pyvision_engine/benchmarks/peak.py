@@ -53,7 +53,6 @@ def measure_peak(isas=None, thread_counts=None, repeat: int = 5,
     return result
 
 
-
 class TriadProbe:
     """A STREAM triad (a = b + s*c) over three arrays holding ``total_floats``
     floats in all. Size it like the working set of the kernel it judges: a set
@@ -89,6 +88,7 @@ def triad_bandwidth_gbs(total_floats: int, threads: int, repeats: int = 10) -> f
     the best of ``repeats`` runs and of plain vs non-temporal stores."""
     probe = TriadProbe(total_floats, threads)
     return max(max(probe.run_gbs(False), probe.run_gbs(True)) for _ in range(repeats))
+
 
 def main() -> None:
     peaks = measure_peak()
