@@ -475,7 +475,7 @@ void inverted_residual(const BlockedInvertedResidualArgs& a) {
                                                  (d.kernel_h - 1) * d.dilation_h + 1);
     const float* rows = x;  // the depthwise input: expanded rows, or x itself
     int64_t rows_plane = s.plane(), row0 = 0;
-    if (a.expand_weight && ih_hi > ih_lo) {
+    if (a.expand_weight) {  // (a band wholly in the padding reads no row at all)
       PointwiseView e;
       e.x = x + ih_lo * s.width * B;
       e.x_plane = s.plane();
@@ -488,7 +488,7 @@ void inverted_residual(const BlockedInvertedResidualArgs& a) {
       e.y_plane = expanded_plane;
       e.relu = a.expand_relu;
       e.relu_max = a.expand_relu_max;
-      pointwise_all(e, hidden_blocks, (ih_hi - ih_lo) * s.width);
+      if (ih_hi > ih_lo) pointwise_all(e, hidden_blocks, (ih_hi - ih_lo) * s.width);
       rows = expanded;
       rows_plane = expanded_plane;
       row0 = ih_lo;
