@@ -84,6 +84,10 @@ struct Plan {
 constexpr int64_t kGemmChannelChunk = 128;  // channels per L1-resident GEMM pass
 constexpr int64_t kFusedMaxWeightBytes = int64_t(1) << 20;  // U beyond ~L2: stage
 constexpr int64_t kStagedChunkBytes = int64_t(8) << 20;     // V + M of one chunk
+// Staged, unpacked: the 36 elements of a thread's transformed weights lie
+// cn * kb + kElementPad floats apart; without the pad that stride is a multiple
+// of 4 KiB and the transform's 36 store streams all fall in one L1 set.
+constexpr int64_t kElementPad = 16;
 
 Plan make_plan(const Conv2dShape& s, int threads) {
   Plan p;
@@ -105,7 +109,7 @@ Plan make_plan(const Conv2dShape& s, int threads) {
     p.m_floats = 36 * p.chunk * p.k_pad;
     // gather/scatter buffer + one output-channel block's transformed weights
     // for a channel chunk, when the weights come unpacked
-    p.thread_floats = round_up(64 * L + 36 * kGemmChannelChunk * p.kb, 16);
+    p.thread_floats = round_up(64 * L + 36 * (kGemmChannelChunk * p.kb + kElementPad), 16);
     p.blocks = p.slabs = p.slab_k = 0;
     return p;
   }
@@ -534,10 +538,11 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
           for (int64_t c0 = 0; c0 < p.c_pad; c0 += kGemmChannelChunk) {
             const int64_t cn = (p.c_pad - c0) < kGemmChannelChunk ? (p.c_pad - c0)
                                                                   : kGemmChannelChunk;
+            const int64_t e_stride = cn * KB + kElementPad;
             transform_weight_block(weight_shape, weight, for_backward_data, KB, kb, c0, cn,
-                                   u_local, cn * KB);
+                                   u_local, e_stride);
             for (int e = 0; e < 36; ++e)
-              gemm_rows_chunk(KB, nt, V + e * nt * p.c_pad + c0, p.c_pad, u_local + e * cn * KB,
+              gemm_rows_chunk(KB, nt, V + e * nt * p.c_pad + c0, p.c_pad, u_local + e * e_stride,
                               cn, M + e * nt * p.k_pad + kb * KB, p.k_pad, c0 > 0);
           }
         }
