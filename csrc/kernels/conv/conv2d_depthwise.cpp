@@ -24,6 +24,7 @@
 #include "kernels/conv/conv2d.h"
 #include "kernels/conv/conv2d_backward_data_shape.h"
 #include "kernels/conv/conv2d_bias_gradient.h"
+#include "simd/lanes.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -447,42 +448,6 @@ void weight_grad_plane(const Conv2dShape& s, const PhasePlane& p, const float* b
 }
 
 bool stride1(const Conv2dShape& s) { return s.stride_h == 1 && s.stride_w == 1; }
-
-// Lanes [lo, hi) of a vector (the rest masked off), made once per column
-// block and tap column; load_lanes reads only those lanes, zeros elsewhere
-// (p may point before the row: the lanes there are never read).
-#if defined(__AVX512F__)
-using LaneMask = __mmask16;
-#elif defined(__AVX2__)
-using LaneMask = __m256i;
-#else
-using LaneMask = bool;
-#endif
-
-inline LaneMask lane_mask(int64_t lo, int64_t hi) {
-  lo = lo < 0 ? 0 : lo;
-  hi = hi > L ? L : hi;
-  if (hi < lo) hi = lo;
-#if defined(__AVX512F__)
-  return static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-#elif defined(__AVX2__)
-  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lo)), iota),
-                             _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hi)), iota));
-#else
-  return lo < hi;
-#endif
-}
-
-inline Vec load_lanes(const float* p, LaneMask m) {
-#if defined(__AVX512F__)
-  return _mm512_maskz_loadu_ps(m, p);
-#elif defined(__AVX2__)
-  return _mm256_maskload_ps(p, m);
-#else
-  return m ? *p : 0.0f;
-#endif
-}
 
 // Stride 1, dilation 1, KH x KW, read straight from the input plane: no
 // padded copy (copying the plane cost about as much as the FMAs). ROWS

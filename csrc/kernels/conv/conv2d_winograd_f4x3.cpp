@@ -32,6 +32,7 @@
 #include "kernels/conv/conv2d_backward_data_shape.h"
 #include "kernels/conv/conv2d_bias_gradient.h"
 #include "kernels/conv/conv2d_transpose.h"
+#include "simd/lanes.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -634,44 +635,6 @@ bool use_tile_lanes(const Conv2dShape& s) {
   return s.in_channels <= kTileLaneMaxChannels && s.out_channels <= kTileLaneMaxChannels &&
          s.out_w >= kTileLaneMinWidth;
 }
-
-// Lanes [lo, hi) of p[0 .. L) (0 <= lo, hi <= L; the other lanes are zero,
-// or left alone when storing). Masked lanes are never touched, so p may point
-// before or past the row it reads (the columns outside the image). The mask
-// is built once per strip chunk and used for its 6 rows.
-#if defined(__AVX512F__)
-using LaneMask = __mmask16;
-inline LaneMask lane_mask(int lo, int hi) {
-  return lo >= hi ? 0 : static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
-inline Vec load_lanes(const float* p, LaneMask m) { return _mm512_maskz_loadu_ps(m, p); }
-inline void store_lanes(Vec v, float* p, LaneMask m) { _mm512_mask_storeu_ps(p, m, v.v); }
-#elif defined(__AVX2__)
-struct LaneMask {
-  __m256i m;
-  bool full;  // all lanes: plain load/store (vmaskmovps stores are microcoded on AMD)
-};
-inline LaneMask lane_mask(int lo, int hi) {
-  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return {_mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(hi), iota),
-                           _mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lo - 1))),
-          lo <= 0 && hi >= L};
-}
-inline Vec load_lanes(const float* p, const LaneMask& m) {
-  return m.full ? Vec::load(p) : Vec(_mm256_maskload_ps(p, m.m));
-}
-inline void store_lanes(Vec v, float* p, const LaneMask& m) {
-  if (m.full) v.store(p);
-  else _mm256_maskstore_ps(p, m.m, v.v);
-}
-#else
-using LaneMask = bool;
-inline LaneMask lane_mask(int lo, int hi) { return lo <= 0 && hi > 0; }
-inline Vec load_lanes(const float* p, LaneMask m) { return m ? *p : 0.0f; }
-inline void store_lanes(Vec v, float* p, LaneMask m) {
-  if (m) *p = v.v;
-}
-#endif
 
 // out[r] lane l = src[4 l + r] (r < 4): 4L floats, i.e. 4 columns of L tiles.
 // interleave4 is its inverse.
