@@ -352,17 +352,27 @@ py::array array_of(const py::tuple& t, size_t i, std::vector<py::array>* keep) {
   return a;
 }
 
-// Output rows per band of a fused inverted residual: the expanded input rows
-// of a band fill about 768 KiB (this CPU has 1 MiB of L2 per core; 384 KiB
-// bands measured 3-5% slower on MobileNetV2, from more halo rows computed twice
-// and shorter GEMM spans, and 1.5 MiB no better). Fusing pays when there are enough bands to share out;
-// otherwise (batch 1 at 7x7 on 2 threads, say) the three ops run one by one,
-// each split over channels and pixels.
-int64_t band_rows(const BlockedShape& hidden, const BlockedDepthwiseArgs& d) {
+// Output rows per band of a fused inverted residual. The expanded input rows of
+// a band fill up to 768 KiB (this CPU has 1 MiB of L2 per core): at batch 16,
+// 384 KiB bands measured 3-5% slower on MobileNetV2 (more halo rows computed
+// twice, shorter GEMM spans) and 1.5 MiB no better. With too few (image, band)
+// items for 2 per thread, bands shrink toward 192 KiB to make more (MobileNetV2
+// at batch 1 on 2 threads: 2.4 -> 2.25 ms). Fusing pays when there are at least
+// 2 items per thread; otherwise (batch 1 at 7x7, say) the three ops run one by
+// one, each split over channels and pixels.
+int64_t rows_for_bytes(const BlockedShape& hidden, const BlockedDepthwiseArgs& d, int64_t bytes) {
   const int64_t row_bytes = hidden.blocks() * hidden.width * kChannelBlock * 4;
-  const int64_t in_rows = std::max<int64_t>((768 << 10) / row_bytes, d.kernel_h);
+  const int64_t in_rows = std::max<int64_t>(bytes / row_bytes, d.kernel_h);
   const int64_t rows = (in_rows - (d.kernel_h - 1) * d.dilation_h - 1) / d.stride_h + 1;
   return std::max<int64_t>(1, std::min(rows, d.out_h));
+}
+
+int64_t band_rows(const BlockedShape& hidden, const BlockedDepthwiseArgs& d, int threads) {
+  const int64_t most = rows_for_bytes(hidden, d, 768 << 10);
+  const int64_t least = rows_for_bytes(hidden, d, 192 << 10);
+  const int64_t bands_per_image = (2 * threads + hidden.batch - 1) / hidden.batch;
+  const int64_t enough = (d.out_h + bands_per_image - 1) / bands_per_image;  // rows for that
+  return std::max(least, std::min(most, enough));
 }
 
 // One op checked against the running shape; returns it with its output shape.
@@ -451,7 +461,7 @@ SequenceOp parse_op(const py::tuple& t, const BlockedShape& in, bool first,
     b.project_relu = op.project.relu;
     b.project_relu_max = op.project.relu_max;
     b.residual = op.residual;
-    b.band_rows = band_rows(hidden, op.depthwise);
+    b.band_rows = band_rows(hidden, op.depthwise, threads);
     const int64_t bands = (op.out.height + b.band_rows - 1) / b.band_rows;
     op.fused = in.batch * bands >= 2 * static_cast<int64_t>(threads);
   } else {

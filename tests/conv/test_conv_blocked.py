@@ -157,7 +157,10 @@ def _module_by_module(model: nn.Module, x: pve.Tensor, monkeypatch) -> np.ndarra
             return model(x).numpy()
 
 
-def test_mobilenet_v2_blocked_equals_module_by_module(isa, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_mobilenet_v2_blocked_equals_module_by_module(isa, threads, monkeypatch):
+    """At 64x48 the early blocks run fused in bands and, on 2 threads, the small late
+    ones (too few bands to share) as three ops each."""
     rng = np.random.default_rng(0)
     model = pve.models.mobilenet_v2(num_classes=10).eval()
     _randomize_batch_norms(model, rng)
@@ -166,8 +169,13 @@ def test_mobilenet_v2_blocked_equals_module_by_module(isa, monkeypatch):
     real = blocked.run
     monkeypatch.setattr(blocked, "run",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    with pve.no_grad():
-        y = model(x).numpy()
+    before = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        with pve.no_grad():
+            y = model(x).numpy()
+    finally:
+        pve.set_num_threads(before)
     assert calls, "the blocked path did not run"
     expect = _module_by_module(model, x, monkeypatch)
     np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
@@ -175,9 +183,8 @@ def test_mobilenet_v2_blocked_equals_module_by_module(isa, monkeypatch):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_inverted_residuals_fused_in_bands_equal_module_by_module(isa, threads, monkeypatch):
-    """Blocks with and without expansion, with and without the residual, stride 1 and 2:
-    on 1 thread every block runs fused in 2-4 row bands per image (~768 KiB of expanded
-    rows each), on 2 threads the blocks with fewer than 4 bands run as three ops."""
+    """Blocks with and without expansion, with and without the residual, stride 1 and 2,
+    each run fused in 2-4 row bands per image (192-768 KiB of expanded rows each)."""
     rng = np.random.default_rng(4)
     model = nn.Sequential(nn.Conv2d(16, 64, 1),
                           InvertedResidual(64, 64, 1, 1), InvertedResidual(64, 16, 1, 1),
