@@ -13,7 +13,8 @@ import pyvision_engine as pve
 from pyvision_engine import _C, nn
 from pyvision_engine.nn import blocked, container, fusion
 from pyvision_engine.models.mobilenet import InvertedResidual
-from tests.reference.conv_reference import conv2d_forward as reference_conv
+from conv.conv_cases import num_threads
+from reference.conv_reference import conv2d_forward as reference_conv
 
 pytestmark = pytest.mark.kernels
 
@@ -169,13 +170,8 @@ def test_mobilenet_v2_blocked_equals_module_by_module(isa, threads, monkeypatch)
     real = blocked.run
     monkeypatch.setattr(blocked, "run",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    before = pve.get_num_threads()
-    pve.set_num_threads(threads)
-    try:
-        with pve.no_grad():
-            y = model(x).numpy()
-    finally:
-        pve.set_num_threads(before)
+    with num_threads(threads), pve.no_grad():
+        y = model(x).numpy()
     assert calls, "the blocked path did not run"
     expect = _module_by_module(model, x, monkeypatch)
     np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
@@ -192,13 +188,8 @@ def test_inverted_residuals_fused_in_bands_equal_module_by_module(isa, threads, 
                           InvertedResidual(24, 24, 1, 6)).eval()
     _randomize_batch_norms(model, rng)
     x = pve.tensor(rng.standard_normal((1, 16, 70, 90)).astype(np.float32))
-    before = pve.get_num_threads()
-    pve.set_num_threads(threads)
-    try:
-        with pve.no_grad():
-            y = model(x).numpy()
-    finally:
-        pve.set_num_threads(before)
+    with num_threads(threads), pve.no_grad():
+        y = model(x).numpy()
     expect = _module_by_module(model, x, monkeypatch)
     np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
 
