@@ -1089,56 +1089,49 @@ void to_blocked(const float* src, int64_t channels, int64_t src_h, int64_t src_w
   }
 }
 
-// V[e][j][c] for tile t of the blocked input (xb: [n][c_pad / L][xh][xw][L]).
-void input_tile_blocked(const Plan& p, const BwPlan& b, const float* xb, int64_t t, float* V,
-                        int64_t tiles_in_buffer, int64_t j) {
+// The 36 GEMM elements of tile t from a channel-blocked plane set
+// (src: [n][pad / L][h][w][L], pad channels): the N x N pixels at the tile's
+// corner go through `transform` (N -> 6; a lambda, so it inlines) along the rows, then along the
+// columns, into out[e][j][c] (element stride tiles_in_buffer * pad).
+template <int N, typename Transform>
+void blocked_tile(const Plan& p, const float* src, int64_t pad, int64_t h, int64_t w, int64_t t,
+                  float* out, int64_t tiles_in_buffer, int64_t j, Transform transform) {
   const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
   const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
   const int64_t i0 = (r / p.tiles_w) * 4, j0 = (r % p.tiles_w) * 4;
-  const int64_t e_stride = tiles_in_buffer * p.c_pad;
-  const int64_t block = b.xh * b.xw * L;
-  for (int64_t c0 = 0; c0 < p.c_pad; c0 += L) {
-    const float* base = xb + (n * (p.c_pad / L) + c0 / L) * block + (i0 * b.xw + j0) * L;
-    Vec cols[6][6];
-    for (int bb = 0; bb < 6; ++bb) {
-      Vec d[6];
-      for (int a = 0; a < 6; ++a) d[a] = Vec::load(base + (a * b.xw + bb) * L);
-      input_transform_6(d, cols[bb]);
+  const int64_t e_stride = tiles_in_buffer * pad;
+  const int64_t block = h * w * L;
+  for (int64_t c0 = 0; c0 < pad; c0 += L) {
+    const float* base = src + (n * (pad / L) + c0 / L) * block + (i0 * w + j0) * L;
+    Vec cols[N][6];
+    for (int bb = 0; bb < N; ++bb) {
+      Vec d[N];
+      for (int a = 0; a < N; ++a) d[a] = Vec::load(base + (a * w + bb) * L);
+      transform(d, cols[bb]);
     }
-    float* dst = V + j * p.c_pad + c0;
+    float* dst = out + j * pad + c0;
     for (int a = 0; a < 6; ++a) {
-      Vec d[6], r6[6];
-      for (int bb = 0; bb < 6; ++bb) d[bb] = cols[bb][a];
-      input_transform_6(d, r6);
+      Vec d[N], r6[6];
+      for (int bb = 0; bb < N; ++bb) d[bb] = cols[bb][a];
+      transform(d, r6);
       for (int bb = 0; bb < 6; ++bb) r6[bb].store(dst + (a * 6 + bb) * e_stride);
     }
   }
 }
 
-// Z[e][j][k] for tile t of the blocked output gradient (gb: [n][k_pad / L][gh][gw][L]).
+// V[e][j][c]: B^T d B of the blocked input's 6x6 pixels (xb: [n][c_pad / L][xh][xw][L]).
+void input_tile_blocked(const Plan& p, const BwPlan& b, const float* xb, int64_t t, float* V,
+                        int64_t tiles_in_buffer, int64_t j) {
+  blocked_tile<6>(p, xb, p.c_pad, b.xh, b.xw, t, V, tiles_in_buffer, j,
+                  [](const Vec* d, Vec* r) { input_transform_6(d, r); });
+}
+
+// Z[e][j][k]: A dY A^T of the blocked output gradient's 4x4 pixels
+// (gb: [n][k_pad / L][gh][gw][L]).
 void grad_tile_blocked(const Plan& p, const BwPlan& b, const float* gb, int64_t t, float* Z,
                        int64_t tiles_in_buffer, int64_t j) {
-  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
-  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
-  const int64_t i0 = (r / p.tiles_w) * 4, j0 = (r % p.tiles_w) * 4;
-  const int64_t e_stride = tiles_in_buffer * p.k_pad;
-  const int64_t block = b.gh * b.gw * L;
-  for (int64_t k0 = 0; k0 < p.k_pad; k0 += L) {
-    const float* base = gb + (n * (p.k_pad / L) + k0 / L) * block + (i0 * b.gw + j0) * L;
-    Vec cols[4][6];
-    for (int bb = 0; bb < 4; ++bb) {
-      Vec y[4];
-      for (int a = 0; a < 4; ++a) y[a] = Vec::load(base + (a * b.gw + bb) * L);
-      grad_transform_4(y, cols[bb]);
-    }
-    float* dst = Z + j * p.k_pad + k0;
-    for (int a = 0; a < 6; ++a) {
-      Vec y[4], z6[6];
-      for (int bb = 0; bb < 4; ++bb) y[bb] = cols[bb][a];
-      grad_transform_4(y, z6);
-      for (int bb = 0; bb < 6; ++bb) z6[bb].store(dst + (a * 6 + bb) * e_stride);
-    }
-  }
+  blocked_tile<4>(p, gb, p.k_pad, b.gh, b.gw, t, Z, tiles_in_buffer, j,
+                  [](const Vec* y, Vec* z) { grad_transform_4(y, z); });
 }
 
 

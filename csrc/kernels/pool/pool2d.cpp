@@ -39,6 +39,33 @@ inline void interior_columns(const Pool2dShape& s, int64_t* lo, int64_t* hi) {
 }
 
 // ------------------------------------------------------------------ max pool
+// One window, scalar, in torch's order: the reference for the vector paths
+// (first maximum in scan order; a NaN always wins, so the last NaN is kept).
+inline void max_window(const float* x, const Pool2dShape& s, int64_t oh, int64_t ow, float* val,
+                       int64_t* idx) {
+  const int64_t H = s.in_h, IW = s.in_w;
+  const int kh = s.kernel_h, kw = s.kernel_w, dh = s.dilation_h, dw = s.dilation_w;
+  const int64_t hstart = oh * s.stride_h - s.pad_h, wstart = ow * s.stride_w - s.pad_w;
+  const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
+  const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
+  const int c0 = wstart < 0 ? static_cast<int>(ceil_div(-wstart, dw)) : 0;
+  const int c1 = static_cast<int>(std::min<int64_t>(kw, IW > wstart ? ceil_div(IW - wstart, dw) : 0));
+  float best = kNegInf;
+  int64_t bi = (hstart + static_cast<int64_t>(r0) * dh) * IW + wstart + static_cast<int64_t>(c0) * dw;
+  for (int r = r0; r < r1; ++r) {
+    const int64_t ih = hstart + static_cast<int64_t>(r) * dh;
+    for (int c = c0; c < c1; ++c) {
+      const int64_t iw = wstart + static_cast<int64_t>(c) * dw;
+      const float v = x[ih * IW + iw];
+      const bool take = v > best || v != v;
+      best = take ? v : best;
+      bi = take ? ih * IW + iw : bi;
+    }
+  }
+  *val = best;
+  *idx = bi;
+}
+
 template <bool kIndex>
 void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s) {
   const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
@@ -55,24 +82,9 @@ void max_pool_plane(const float* x, float* y, int64_t* ind, const Pool2dShape& s
     const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
     float* yrow = y + oh * OW;
     int64_t* irow = kIndex ? ind + oh * OW : nullptr;
-    auto scalar_window = [&](int64_t ow) {
-      const int64_t wstart = ow * sw - s.pad_w;
-      const int c0 = wstart < 0 ? static_cast<int>(ceil_div(-wstart, dw)) : 0;
-      const int c1 = static_cast<int>(std::min<int64_t>(kw, IW > wstart ? ceil_div(IW - wstart, dw) : 0));
-      float best = kNegInf;
-      int64_t bi = (hstart + static_cast<int64_t>(r0) * dh) * IW + wstart + static_cast<int64_t>(c0) * dw;
-      for (int r = r0; r < r1; ++r) {
-        const int64_t ih = hstart + static_cast<int64_t>(r) * dh;
-        for (int c = c0; c < c1; ++c) {
-          const int64_t iw = wstart + static_cast<int64_t>(c) * dw;
-          const float v = x[ih * IW + iw];
-          const bool take = v > best || v != v;  // NaN wins, as in torch
-          best = take ? v : best;
-          bi = take ? ih * IW + iw : bi;
-        }
-      }
-      yrow[ow] = best;
-      if (kIndex) irow[ow] = bi;
+    auto scalar_window = [&](int64_t ow) {  // border columns
+      int64_t unused;
+      max_window(x, s, oh, ow, yrow + ow, kIndex ? irow + ow : &unused);
     };
     auto vector_block = [&](int64_t ow) {
       Vec best = Vec::set1(kNegInf);
@@ -314,32 +326,6 @@ void max_pool_plane_stride2_rows(const float* x, float* y, const Pool2dShape& s,
   if (any_lane(nan)) max_pool_plane_stride2(x, y, s);
 }
 
-// One window, scalar, in torch's order: the reference for the vector paths
-// (first maximum in scan order; a NaN always wins, so the last NaN is kept).
-inline void max_window(const float* x, const Pool2dShape& s, int64_t oh, int64_t ow, float* val,
-                       int64_t* idx) {
-  const int64_t H = s.in_h, IW = s.in_w;
-  const int kh = s.kernel_h, kw = s.kernel_w, dh = s.dilation_h, dw = s.dilation_w;
-  const int64_t hstart = oh * s.stride_h - s.pad_h, wstart = ow * s.stride_w - s.pad_w;
-  const int r0 = hstart < 0 ? static_cast<int>(ceil_div(-hstart, dh)) : 0;
-  const int r1 = static_cast<int>(std::min<int64_t>(kh, H > hstart ? ceil_div(H - hstart, dh) : 0));
-  const int c0 = wstart < 0 ? static_cast<int>(ceil_div(-wstart, dw)) : 0;
-  const int c1 = static_cast<int>(std::min<int64_t>(kw, IW > wstart ? ceil_div(IW - wstart, dw) : 0));
-  float best = kNegInf;
-  int64_t bi = (hstart + static_cast<int64_t>(r0) * dh) * IW + wstart + static_cast<int64_t>(c0) * dw;
-  for (int r = r0; r < r1; ++r) {
-    const int64_t ih = hstart + static_cast<int64_t>(r) * dh;
-    for (int c = c0; c < c1; ++c) {
-      const int64_t iw = wstart + static_cast<int64_t>(c) * dw;
-      const float v = x[ih * IW + iw];
-      const bool take = v > best || v != v;
-      best = take ? v : best;
-      bi = take ? ih * IW + iw : bi;
-    }
-  }
-  *val = best;
-  *idx = bi;
-}
 
 // With indices (training), width-2 windows at stride 2 as max_pool_plane_stride2:
 // per block of W outputs and per window row, the 2W input columns are loaded
