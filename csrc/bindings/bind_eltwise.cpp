@@ -15,6 +15,7 @@ namespace py = pybind11;
 namespace pve {
 
 PVE_DEFINE_KERNEL(act_forward, ActForwardFn);
+PVE_DEFINE_KERNEL(add_act_forward, AddActForwardFn);
 PVE_DEFINE_KERNEL(act_backward, ActBackwardFn);
 PVE_DEFINE_KERNEL(prelu_forward, PreluForwardFn);
 PVE_DEFINE_KERNEL(prelu_backward, PreluBackwardFn);
@@ -40,6 +41,22 @@ void activation_forward(int op, const py::array& x, py::array out, float alpha) 
   const int t = num_threads();
   py::gil_scoped_release release;
   fn(op, px, po, n, alpha, t);
+}
+
+// out = act(a + b); out may be a or b (a residual sum into the branch's own buffer).
+void add_activation_forward(int op, const py::array& a, const py::array& b, py::array out,
+                            float alpha) {
+  static const char* name = "add + activation";
+  check_op(op, name);
+  check_f32(a, name, "a", -1);
+  const int64_t n = a.size();
+  const float* pb = f32_arg(b, n, name, "b");
+  float* po = f32_out_arg(out, n, name, "out");
+  const float* pa = f32_data(a);
+  auto fn = add_act_forward.get();
+  const int t = num_threads();
+  py::gil_scoped_release release;
+  fn(op, pa, pb, po, n, alpha, t);
 }
 
 void activation_backward(int op, const py::array& saved, const py::array& gy, py::array gx,
@@ -143,6 +160,9 @@ py::array softmax_bwd(const py::array& y, const py::array& gy, int64_t outer, in
 void bind_eltwise(py::module_& m) {
   m.def("activation_forward", &activation_forward, py::arg("op"), py::arg("input"), py::arg("out"),
         py::arg("alpha") = 0.0f, "out = act(input) (out may be input: in place).");
+  m.def("add_activation_forward", &add_activation_forward, py::arg("op"), py::arg("a"),
+        py::arg("b"), py::arg("out"), py::arg("alpha") = 0.0f,
+        "out = act(a + b) in one pass (out may be a or b).");
   m.def("activation_backward", &activation_backward, py::arg("op"), py::arg("saved"),
         py::arg("grad_output"), py::arg("grad_input"), py::arg("alpha") = 0.0f,
         "grad_input = grad_output * act'(saved); saved is the output for relu, sigmoid, "

@@ -24,7 +24,9 @@ from typing import Any, Iterable, List, Optional, Tuple
 
 import numpy as np
 
+from pyvision_engine import _C
 from pyvision_engine.autograd import is_grad_enabled
+from pyvision_engine.nn._f_activation import ACT_CODES
 from pyvision_engine.nn.activation import ReLU, ReLU6
 from pyvision_engine.nn.conv import Conv2d
 from pyvision_engine.nn.module import Module
@@ -133,6 +135,13 @@ def residual_add(out: Tensor, identity: Any, act: Optional[Module] = None) -> Te
     identity = as_tensor(identity)
     if (_inference() and out.shape == identity.shape and out.dtype == identity.dtype
             and out._data.flags.writeable and not np.shares_memory(out._data, identity._data)):
+        cap = None if act is None else _relu_cap(act)
+        if out.dtype == np.float32 and cap is not None:
+            # sum and ReLU/ReLU6 in one pass over memory instead of two
+            _C.add_activation_forward(ACT_CODES["relu" if cap == math.inf else "relu6"],
+                                      out._data, identity._data, out._data)
+            out._bump_version()
+            return out
         np.add(out._data, identity._data, out=out._data)
         out._bump_version()
         return act(out) if act is not None else out

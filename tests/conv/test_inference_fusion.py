@@ -198,3 +198,27 @@ def test_model_zoo_inference_is_fused_and_equal(name):
     folded = [m for m in model.modules() if isinstance(m, pve.nn.Conv2d) and m._fold is not None]
     assert len(folded) == sum(isinstance(m, pve.nn.BatchNorm2d) for m in model.modules())
     np.testing.assert_allclose(fused, unfused, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("act", [None, "relu", "relu6", "leaky"])
+def test_residual_add_in_inference_equals_the_plain_expression(act):
+    # ResNet blocks' `act(out + identity)`: one add + ReLU/ReLU6 kernel pass into `out`
+    # under no_grad, numpy add + the module otherwise (LeakyReLU, autograd on); always the plain expression's values.
+    from pyvision_engine.nn.fusion import residual_add
+
+    module = {None: None, "relu": pve.nn.ReLU(inplace=True), "relu6": pve.nn.ReLU6(),
+              "leaky": pve.nn.LeakyReLU(0.1)}[act]
+    rng = np.random.default_rng(7)
+    out = (4 * rng.standard_normal((2, 5, 7, 9))).astype(np.float32)
+    out[0, 0, 0, 0] = np.nan
+    identity = (4 * rng.standard_normal((2, 5, 7, 9))).astype(np.float32)
+    s = out.astype(np.float64) + identity
+    expected = {None: s, "relu": np.maximum(s, 0), "relu6": np.clip(s, 0, 6),
+                "leaky": np.where(s > 0, s, 0.1 * s)}[act]
+    expected[0, 0, 0, 0] = np.nan
+    with pve.no_grad():
+        y = residual_add(pve.tensor(out.copy()), pve.tensor(identity), module)
+        np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6, atol=1e-6, equal_nan=True)
+    y = residual_add(pve.tensor(out.copy()), pve.tensor(identity), module)  # autograd on
+    np.testing.assert_allclose(y.detach().numpy(), expected, rtol=1e-6, atol=1e-6,
+                               equal_nan=True)

@@ -128,3 +128,41 @@ def test_modules():
     np.testing.assert_allclose(pve.nn.LogSoftmax(1)(x).numpy(), ref.log_softmax(x.astype(np.float64), 1),
                                rtol=1e-5, atol=1e-5)
     assert not pve.nn.ReLU(inplace=True)(pve.tensor(np.array([-1.0], np.float32))).numpy()[0]
+
+
+@pytest.mark.parametrize("name", sorted(PVE_FN))
+@pytest.mark.parametrize("n", [1, 17, 40_000])  # tails; more than one parallel chunk
+def test_add_activation_kernel_matches_reference(isa, name, n):
+    # out = act(a + b) in one pass (the residual sum + ReLU of ResNet blocks in inference),
+    # written into a (in place), into b, or into a third array.
+    from pyvision_engine import _C
+    from pyvision_engine.nn._f_activation import ACT_CODES
+
+    code = ACT_CODES[name]
+    alpha = 0.01 if name == "leaky_relu" else 0.0
+    a = rng.uniform(-8, 8, n).astype(np.float32)
+    b = rng.uniform(-8, 8, n).astype(np.float32)
+    a[0] = np.nan if n > 1 else a[0]
+    total = a.astype(np.float64) + b
+    with np.errstate(all="ignore"):
+        r = np.where(total > 0, total, total * alpha) if name == "leaky_relu" \
+            else ref.ELEMENTWISE[name](total)
+    for target in ("new", "a", "b"):
+        aa, bb = a.copy(), b.copy()
+        out = {"new": np.empty_like(a), "a": aa, "b": bb}[target]
+        _C.add_activation_forward(code, aa, bb, out, alpha)
+        np.testing.assert_allclose(out, r, rtol=2e-6, atol=2e-6, equal_nan=True)
+        if n > 1:
+            assert np.isnan(out[0]), f"{name}(NaN + x) must be NaN"
+
+
+def test_add_activation_kernel_rejects_bad_arguments():
+    from pyvision_engine import _C
+
+    a = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="add \\+ activation"):
+        _C.add_activation_forward(0, a, np.zeros(7, np.float32), a)
+    with pytest.raises(ValueError, match="add \\+ activation"):
+        _C.add_activation_forward(0, a, a.copy(), np.zeros(9, np.float32))
+    with pytest.raises(ValueError, match="activation code"):
+        _C.add_activation_forward(99, a, a.copy(), a)

@@ -91,41 +91,55 @@ const float kInvSqrt2Pi = 0.39894228040143268f;
 const float kSqrt2OverPi = 0.79788456080286536f;
 const float kGeluCoeff = 0.044715f;
 
-void act_forward_impl(int op, const float* x, float* y, int64_t n, float alpha, int threads) {
+// Calls apply(f) with f the op's Vec -> Vec function.
+template <typename Apply>
+void with_act(int op, float alpha, Apply apply) {
   const Vec zero = Vec::zero(), one = Vec::set1(1.0f), half = Vec::set1(0.5f);
   const Vec three = Vec::set1(3.0f), six = Vec::set1(6.0f), sixth = Vec::set1(1.0f / 6.0f);
   // max(0, x) / min(6, x): x in the second operand so NaN propagates (x86 rule).
   switch (static_cast<Act>(op)) {
     case Act::relu:
-      return map(x, y, n, threads, [&](Vec v) { return max(zero, v); });
+      return apply([&](Vec v) { return max(zero, v); });
     case Act::relu6:
-      return map(x, y, n, threads, [&](Vec v) { return min(six, max(zero, v)); });
+      return apply([&](Vec v) { return min(six, max(zero, v)); });
     case Act::leaky_relu: {
       const Vec a = Vec::set1(alpha);
-      return map(x, y, n, threads, [&](Vec v) { return select(cmp_gt(v, zero), v, v * a); });
+      return apply([&](Vec v) { return select(cmp_gt(v, zero), v, v * a); });
     }
     case Act::sigmoid:
-      return map(x, y, n, threads, [&](Vec v) { return sigmoid(v); });
+      return apply([&](Vec v) { return sigmoid(v); });
     case Act::tanh:
-      return map(x, y, n, threads, [&](Vec v) { return tanh(v); });
+      return apply([&](Vec v) { return tanh(v); });
     case Act::gelu: {
       const Vec r = Vec::set1(kSqrtHalf);
-      return map(x, y, n, threads, [&](Vec v) { return half * v * (one + erf(v * r)); });
+      return apply([&](Vec v) { return half * v * (one + erf(v * r)); });
     }
     case Act::gelu_tanh: {
       const Vec k = Vec::set1(kSqrt2OverPi), c = Vec::set1(kGeluCoeff);
-      return map(x, y, n, threads, [&](Vec v) {
+      return apply([&](Vec v) {
         Vec inner = k * fmadd(c * v, v * v, v);
         return half * v * (one + tanh(inner));
       });
     }
     case Act::silu:
-      return map(x, y, n, threads, [&](Vec v) { return v * sigmoid(v); });
+      return apply([&](Vec v) { return v * sigmoid(v); });
     case Act::hardswish:
-      return map(x, y, n, threads, [&](Vec v) { return v * min(six, max(zero, v + three)) * sixth; });
+      return apply([&](Vec v) { return v * min(six, max(zero, v + three)) * sixth; });
     case Act::hardsigmoid:
-      return map(x, y, n, threads, [&](Vec v) { return min(six, max(zero, v + three)) * sixth; });
+      return apply([&](Vec v) { return min(six, max(zero, v + three)) * sixth; });
   }
+}
+
+void act_forward_impl(int op, const float* x, float* y, int64_t n, float alpha, int threads) {
+  with_act(op, alpha, [&](auto f) { map(x, y, n, threads, f); });
+}
+
+// y = act(a + b) in one pass (a residual connection and the activation after it).
+void add_act_forward_impl(int op, const float* a, const float* b, float* y, int64_t n,
+                          float alpha, int threads) {
+  with_act(op, alpha, [&](auto f) {
+    map2(a, b, y, n, threads, [&](Vec u, Vec v) { return f(u + v); });
+  });
 }
 
 void act_backward_impl(int op, const float* s, const float* gy, float* gx, int64_t n, float alpha,
@@ -361,6 +375,7 @@ void softmax_backward_impl(const float* y, const float* gy, float* gx, int64_t o
 
 PVE_REGISTER_KERNELS {
   register_kernel(act_forward, &act_forward_impl);
+  register_kernel(add_act_forward, &add_act_forward_impl);
   register_kernel(act_backward, &act_backward_impl);
   register_kernel(prelu_forward, &prelu_forward_impl);
   register_kernel(prelu_backward, &prelu_backward_impl);

@@ -34,6 +34,9 @@ inline bool act_backward_uses_output(Act op) {
 
 using ActForwardFn = void (*)(int op, const float* x, float* y, int64_t n, float alpha,
                               int num_threads);
+// y = act(a + b); y may alias a or b.
+using AddActForwardFn = void (*)(int op, const float* a, const float* b, float* y, int64_t n,
+                                 float alpha, int num_threads);
 // gx = gy * act'(.) where `saved` is the input or output (see above).
 using ActBackwardFn = void (*)(int op, const float* saved, const float* gy, float* gx,
                                int64_t n, float alpha, int num_threads);
@@ -55,6 +58,7 @@ using SoftmaxBackwardFn = void (*)(const float* y, const float* gy, float* gx, i
                                    int64_t dim, int64_t inner, bool log, int num_threads);
 
 PVE_DECLARE_KERNEL(act_forward, ActForwardFn);
+PVE_DECLARE_KERNEL(add_act_forward, AddActForwardFn);
 PVE_DECLARE_KERNEL(act_backward, ActBackwardFn);
 PVE_DECLARE_KERNEL(prelu_forward, PreluForwardFn);
 PVE_DECLARE_KERNEL(prelu_backward, PreluBackwardFn);
