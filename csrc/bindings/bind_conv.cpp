@@ -33,6 +33,9 @@ PVE_DEFINE_KERNEL(conv2d_winograd_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_winograd_pack, Conv2dPackFn);
 PVE_DEFINE_KERNEL(conv2d_direct_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_direct_run, Conv2dRunFn);
+PVE_DEFINE_KERNEL(conv2d_phase_workspace, Conv2dWorkspaceFn);
+PVE_DEFINE_KERNEL(conv2d_phase_run, Conv2dRunFn);
+PVE_DEFINE_KERNEL(conv2d_phase_pack, Conv2dPackFn);
 
 namespace {
 
@@ -69,15 +72,17 @@ struct Family {
   const char* name;
   KernelStub<Conv2dWorkspaceFn>* workspace;
   KernelStub<Conv2dRunFn>* run;
+  KernelStub<Conv2dPackFn>* pack;  // null: forward takes no packed weights
 };
 
 const std::vector<Family>& families() {
   static const std::vector<Family> f = {
-      {"im2col", &conv2d_im2col_workspace, &conv2d_im2col_run},
-      {"pointwise", &conv2d_pointwise_workspace, &conv2d_pointwise_run},
-      {"depthwise", &conv2d_depthwise_workspace, &conv2d_depthwise_run},
-      {"winograd", &conv2d_winograd_workspace, &conv2d_winograd_run},
-      {"direct", &conv2d_direct_workspace, &conv2d_direct_run},
+      {"im2col", &conv2d_im2col_workspace, &conv2d_im2col_run, nullptr},
+      {"pointwise", &conv2d_pointwise_workspace, &conv2d_pointwise_run, nullptr},
+      {"depthwise", &conv2d_depthwise_workspace, &conv2d_depthwise_run, nullptr},
+      {"winograd", &conv2d_winograd_workspace, &conv2d_winograd_run, &conv2d_winograd_pack},
+      {"direct", &conv2d_direct_workspace, &conv2d_direct_run, nullptr},
+      {"phase", &conv2d_phase_workspace, &conv2d_phase_run, &conv2d_phase_pack},
   };
   return f;
 }
@@ -86,7 +91,7 @@ const Family& family(const std::string& name) {
   for (const Family& f : families())
     if (name == f.name) return f;
   throw py::value_error("conv2d: unknown algorithm '" + name +
-                        "'; choose from im2col, pointwise, depthwise, winograd, direct");
+                        "'; choose from im2col, pointwise, depthwise, winograd, direct, phase");
 }
 
 using Pair = std::tuple<int64_t, int64_t>;
@@ -176,10 +181,11 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
   int64_t ws = 0;
   const Family& f = resolve(algorithm, ConvPass::forward, s, threads, &ws);
   if (packed) {
-    if (std::string(f.name) != "winograd")
-      throw py::value_error("conv2d: packed weights are only used by winograd");
+    if (f.pack == nullptr)
+      throw py::value_error(std::string("conv2d: packed weights are only used by winograd and "
+                                        "phase, not ") + f.name);
     check_f32(*packed, "conv2d", "packed weight", 1);
-    const int64_t need = conv2d_winograd_pack.get()(s, nullptr, nullptr, false, threads);
+    const int64_t need = f.pack->get()(s, nullptr, nullptr, false, threads);
     if (packed->shape(0) != need)
       throw py::value_error("conv2d: packed weight has " + std::to_string(packed->shape(0)) +
                             " floats, expected " + std::to_string(need) +
@@ -274,20 +280,30 @@ py::tuple conv2d_backward_weight(const py::array& x, const py::array& gy,
   return py::make_tuple(gw, gb_obj);
 }
 
-// Winograd-transformed weights for the active ISA (the layout depends on the
-// vector width), for eval-mode caching.
-py::array conv2d_pack_weight(const py::array& w, bool for_backward_data) {
+// Weights packed for a family at the active ISA (the layout depends on the
+// vector width), for eval-mode caching: winograd (transformed) or phase
+// (output-channel blocks; groups 1).
+py::array conv2d_pack_weight(const py::array& w, bool for_backward_data,
+                             const std::string& algorithm) {
   check_f32(w, "conv2d_pack_weight", "weight", 4);
-  if (w.shape(2) != 3 || w.shape(3) != 3)
+  const Family& f = family(algorithm);
+  if (f.pack == nullptr)
+    throw py::value_error("conv2d_pack_weight: " + algorithm + " takes no packed weights");
+  if (algorithm == "winograd" && (w.shape(2) != 3 || w.shape(3) != 3))
     throw py::value_error("conv2d_pack_weight: winograd packs 3x3 weights, got shape " +
                           shape_str(shape_of(w)));
   Conv2dShape s;
   s.out_channels = w.shape(0);
   s.in_channels = w.shape(1);
-  s.kernel_h = s.kernel_w = 3;
+  s.kernel_h = w.shape(2);
+  s.kernel_w = w.shape(3);
   const int threads = num_threads();
-  Conv2dPackFn pack = conv2d_winograd_pack.get();
+  Conv2dPackFn pack = f.pack->get();
   const int64_t n = pack(s, nullptr, nullptr, for_backward_data, threads);
+  if (n < 0)
+    throw py::value_error("conv2d_pack_weight: " + algorithm + " cannot pack weights of shape " +
+                          shape_str(shape_of(w)) +
+                          (for_backward_data ? " for backward-data" : ""));
   py::array_t<float> packed = new_array({n});
   const float* pw = f32_data(w);
   float* out = packed.mutable_data();
@@ -332,8 +348,9 @@ void bind_conv(py::module_& m) {
         py::arg("dilation"), py::arg("groups"), py::arg("algorithm"), py::arg("bias"),
         "Gradients of conv2d with respect to weight and bias: (grad_weight, grad_bias or None).");
   m.def("conv2d_pack_weight", &conv2d_pack_weight, py::arg("weight"),
-        py::arg("for_backward_data") = false,
-        "Winograd F(4x4,3x3) weights transformed for the active ISA (1-D float32).");
+        py::arg("for_backward_data") = false, py::arg("algorithm") = "winograd",
+        "Weights packed for `algorithm` at the active ISA (1-D float32): winograd's "
+        "F(4x4,3x3) transform, or phase's output-channel blocks.");
   m.def("conv2d_plan", &conv2d_plan, py::arg("pass"), py::arg("algorithm"),
         py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("out_size"),

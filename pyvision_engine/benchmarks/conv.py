@@ -69,9 +69,9 @@ LAYERS: List[Layer] = (
     ]
 )
 
-# fwd: as in training (weights change every step, so Winograd transforms them
-# per call); fwd_eval: an eval-mode Conv2d under no_grad, whose packed
-# (transformed) weights are cached, only listed where that runs Winograd;
+# fwd: as in training (weights change every step, so Winograd and phase pack
+# them per call); fwd_eval: an eval-mode Conv2d under no_grad, whose packed
+# weights are cached, only listed where that runs Winograd or phase;
 # fwd_direct / bwd_data_direct: the direct (im2col + GEMM) path forced, listed for the
 # layers of 256+ channels whose rule picks Winograd (the issue asks how close the
 # direct path gets to the FMA peak there).
@@ -103,10 +103,11 @@ def _engine_calls(layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], object]]:
     algos = {p: F._algorithm(p, x.shape, w.shape, geo)
              for p in ("forward", "backward_data", "backward_weight")}
     calls = {}
-    if F._algorithm("forward", x.shape, w.shape, geo, weights_packed=True) == "winograd":
-        packed = _C.conv2d_pack_weight(w)
+    eval_algo = F._algorithm("forward", x.shape, w.shape, geo, weights_packed=True)
+    if eval_algo in ("winograd", "phase"):
+        packed = _C.conv2d_pack_weight(w, algorithm=eval_algo)
         calls["fwd_eval"] = lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups,
-                                                      geo.out_size, "winograd", False, packed)
+                                                      geo.out_size, eval_algo, False, packed)
     if layer.in_channels >= DIRECT_ROWS_MIN_CHANNELS and layer.groups == 1:
         if algos["forward"] == "winograd":
             calls["fwd_direct"] = lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups,

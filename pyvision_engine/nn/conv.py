@@ -4,11 +4,12 @@ Inference fast path
 -------------------
 In ``eval()`` under ``no_grad``, a Conv2d checks its geometry and picks its
 algorithm once per input shape and then calls the kernel directly (no autograd
-node). One whose shape runs on Winograd keeps the transformed (packed) weights
-and reuses them. The pack is keyed on the weight's
-identity, its buffer address, its ``_version`` (bumped by every in-place Tensor
-op, ``load_state_dict``, ``nn.init``, and by optimizers through
-``Tensor._bump_version()``), the SIMD level, and is dropped by ``train()``.
+node). One whose shape runs on Winograd (or phase, the strided direct kernel)
+keeps the transformed (packed) weights and reuses them. The pack is keyed on
+the weight's identity, its buffer address, its ``_version`` (bumped by every
+in-place Tensor op, ``load_state_dict``, ``nn.init``, and by optimizers through
+``Tensor._bump_version()``), the SIMD level and the family, and is dropped by
+``train()``.
 So the pack is rebuilt after any of those, never returning stale results.
 
 BatchNorm folding
@@ -45,6 +46,8 @@ from pyvision_engine.tensor import Tensor, as_tensor
 __all__ = ["Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+# Families whose forward takes weights packed once (the eval-mode cache).
+_PACKING = ("winograd", "phase")
 
 
 def _same_state(tensors: Tuple[Optional[Tensor], ...], state: Tuple[Any, ...]) -> bool:
@@ -154,9 +157,9 @@ class Conv2d(Module):
             geo = F._conv2d_geometry(x_shape, tuple(weight.shape), self.stride, padding,
                                      self.dilation, self.groups, self._layer_name())
             algorithm = F._algorithm("forward", x_shape, weight.shape, geo, weights_packed=True)
-            packs = algorithm == "winograd" and _C.conv2d_plan(
-                "forward", "winograd", list(x_shape), list(weight.shape), geo.stride,
-                geo.top_left, geo.dilation, geo.groups, geo.out_size)[0] == "winograd"
+            packs = algorithm in _PACKING and _C.conv2d_plan(
+                "forward", algorithm, list(x_shape), list(weight.shape), geo.stride,
+                geo.top_left, geo.dilation, geo.groups, geo.out_size)[0] == algorithm
             if algorithm == "winograd" and not packs:
                 algorithm = F._algorithm("forward", x_shape, weight.shape, geo)
             plan = (geo, algorithm, packs)
@@ -165,12 +168,12 @@ class Conv2d(Module):
             self._plans[key] = plan
         return plan
 
-    def _packed_weight(self, weight: Tensor) -> np.ndarray:
-        """Winograd weights packed once per weight version (eval + no_grad only)."""
-        key = (_C.active_isa(),) + _tensor_key(weight)
+    def _packed_weight(self, weight: Tensor, algorithm: str) -> np.ndarray:
+        """Winograd or phase weights packed once per weight version (eval + no_grad only)."""
+        key = (_C.active_isa(), algorithm) + _tensor_key(weight)
         pack = self._pack  # one read: request threads may replace it concurrently
         if pack is None or pack[0] != key:
-            pack = (key, _C.conv2d_pack_weight(weight._data))
+            pack = (key, _C.conv2d_pack_weight(weight._data, algorithm=algorithm))
             object.__setattr__(self, "_pack", pack)
         return pack[1]
 
@@ -181,7 +184,7 @@ class Conv2d(Module):
         if bias is not None and tuple(bias.shape) != (weight.shape[0],):
             raise ValueError(f"{self._layer_name()}: bias must have shape ({weight.shape[0]},), "
                              f"got {tuple(bias.shape)}")
-        packed = self._packed_weight(weight) if packs else None
+        packed = self._packed_weight(weight, algorithm) if packs else None
         y = _C.conv2d_forward(x._data, weight._data, None if bias is None else bias._data,
                               geo.stride, geo.top_left, geo.dilation, geo.groups, geo.out_size,
                               algorithm, relu, packed, relu_max)

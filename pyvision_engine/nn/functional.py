@@ -262,7 +262,7 @@ def conv2d_algorithm(input_shape: Sequence[int], weight_shape: Sequence[int], st
     """The kernel family that runs ``pass_`` (forward, backward_data, backward_weight)
     for this configuration: the rule's (or the forced) choice, after a family that
     cannot take the shape has fallen back to im2col. ``weights_packed``: as for an
-    eval-mode Conv2d under no_grad, whose Winograd weights are cached."""
+    eval-mode Conv2d under no_grad, whose Winograd or phase weights are cached."""
     x_shape = tuple(input_shape)
     if len(x_shape) == 3:
         x_shape = (1,) + x_shape

@@ -1,4 +1,4 @@
-"""Eval-mode fast path: packed Winograd weights are reused, and never stale;
+"""Eval-mode fast path: packed (Winograd, phase) weights are reused, and never stale;
 Conv2d + BatchNorm2d (+ ReLU) folded into one convolution."""
 
 from __future__ import annotations
@@ -22,16 +22,23 @@ def _eval_out(m, x):
         return m(x).numpy().copy()
 
 
-@pytest.fixture
-def winograd_layer():
+@pytest.fixture(params=["winograd", "phase"])
+def packing_layer(request):
+    """An eval-mode layer whose inference packs its weights: 3x3 stride 1 runs
+    Winograd, 3x3 stride 2 runs phase."""
     pve.manual_seed(0)
-    m = pve.nn.Conv2d(16, 24, 3, padding=1).eval()
+    stride = 1 if request.param == "winograd" else 2
+    m = pve.nn.Conv2d(16, 24, 3, stride=stride, padding=1).eval()
     x = np.random.default_rng(0).standard_normal((2, 16, 10, 10)).astype(np.float32)
+    with pve.no_grad():
+        m(x)
+    assert [plan[1:] for plan in m._plans.values()] == [(request.param, True)]
+    m._drop_pack()
     return m, x
 
 
-def test_pack_is_built_once_and_reused(winograd_layer):
-    m, x = winograd_layer
+def test_pack_is_built_once_and_reused(packing_layer):
+    m, x = packing_layer
     y1 = _eval_out(m, x)
     pack = m._pack
     assert pack is not None
@@ -47,16 +54,16 @@ def test_pack_is_built_once_and_reused(winograd_layer):
     assert m._pack is None
 
 
-def test_no_stale_pack_after_load_state_dict(winograd_layer):
-    m, x = winograd_layer
+def test_no_stale_pack_after_load_state_dict(packing_layer):
+    m, x = packing_layer
     _eval_out(m, x)
     state = {k: v.detach().numpy() * 2 for k, v in m.state_dict().items()}
     m.load_state_dict(state)
     np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
 
 
-def test_no_stale_pack_after_in_place_update(winograd_layer):
-    m, x = winograd_layer
+def test_no_stale_pack_after_in_place_update(packing_layer):
+    m, x = packing_layer
     before = _eval_out(m, x)
     with pve.no_grad():
         m.weight.sub_(0.1 * np.ones(m.weight.shape, np.float32))  # an SGD-like step
@@ -65,17 +72,17 @@ def test_no_stale_pack_after_in_place_update(winograd_layer):
     np.testing.assert_allclose(after, _reference(m, x), rtol=1e-5, atol=1e-5)
 
 
-def test_no_stale_pack_after_kernel_update_that_bumps_version(winograd_layer):
+def test_no_stale_pack_after_kernel_update_that_bumps_version(packing_layer):
     # Optimizer kernels write parameters in place and call _bump_version().
-    m, x = winograd_layer
+    m, x = packing_layer
     _eval_out(m, x)
     m.weight._data *= 0.5
     m.weight._bump_version()
     np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
 
 
-def test_no_stale_pack_after_reassigning_or_reinit(winograd_layer):
-    m, x = winograd_layer
+def test_no_stale_pack_after_reassigning_or_reinit(packing_layer):
+    m, x = packing_layer
     _eval_out(m, x)
     m.weight = Parameter(np.ones(m.weight.shape, np.float32))
     np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
@@ -85,9 +92,9 @@ def test_no_stale_pack_after_reassigning_or_reinit(winograd_layer):
     np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
 
 
-def test_pack_follows_isa_switch(winograd_layer):
+def test_pack_follows_isa_switch(packing_layer):
     from pyvision_engine import _C
-    m, x = winograd_layer
+    m, x = packing_layer
     want = _reference(m, x)
     previous = _C.active_isa()
     try:
@@ -187,9 +194,9 @@ def test_real_batch_norm_folding_and_stale_statistics(relu):
     lambda params: pve.optim.Adam(params, lr=0.01),
     lambda params: pve.optim.Lookahead(pve.optim.SGD(params, lr=0.1), k=1),
 ])
-def test_no_stale_pack_after_optimizer_step(winograd_layer, make_optimizer):
+def test_no_stale_pack_after_optimizer_step(packing_layer, make_optimizer):
     # Fine-tuning in eval mode: the step runs between two eval-mode inferences.
-    m, x = winograd_layer
+    m, x = packing_layer
     opt = make_optimizer(m.parameters())
     before = _eval_out(m, x)
     y = m(x)  # eval mode, grad enabled: no pack is used for the graph

@@ -19,10 +19,14 @@
 //                       three passes (backward-weight: 36 GEMMs reducing
 //                       over tiles, then G^T M G per channel pair);
 //   conv2d_direct_*     backward-weight of stride-1 convolutions as register-
-//                       blocked dot products over padded planes (no im2col).
+//                       blocked dot products over padded planes (no im2col);
+//   conv2d_phase_*      forward of strided (3x3 stride-2) convolutions as a
+//                       register-tiled implicit GEMM over the input's stride
+//                       phases (no im2col), weights packed per output block.
 // Each family has a `run` entry point (one of three passes) and a
-// `workspace` query (floats of scratch the caller must provide); Winograd also
-// packs (transforms) weights so eval-mode inference can cache them.
+// `workspace` query (floats of scratch the caller must provide); Winograd
+// (transformed) and phase (blocked) also pack weights so eval-mode inference
+// can cache them.
 #pragma once
 
 #include <cmath>
@@ -54,7 +58,8 @@ struct Conv2dArgs {
   const float* weight = nullptr;
   const float* bias = nullptr;
   const float* grad_output = nullptr;
-  // Weights already in the family's packed layout (Winograd: transformed);
+  // Weights already in the family's packed layout (Winograd: transformed;
+  // phase: output-channel blocks);
   // null means "pack them yourself into the workspace".
   const float* packed_weight = nullptr;
   bool relu = false;
@@ -74,7 +79,8 @@ using Conv2dWorkspaceFn = int64_t (*)(ConvPass pass, const Conv2dShape& shape, i
 using Conv2dRunFn = void (*)(ConvPass pass, const Conv2dArgs& args);
 // Writes the packed weights (for the forward pass; `for_backward_data` packs
 // the flipped, transposed weights backward-data convolves with) and returns
-// their size in floats; with packed == nullptr only returns the size.
+// their size in floats; with packed == nullptr only returns the size (-1:
+// the family does not pack this shape).
 using Conv2dPackFn = int64_t (*)(const Conv2dShape& shape, const float* weight, float* packed,
                                  bool for_backward_data, int num_threads);
 
@@ -89,5 +95,8 @@ PVE_DECLARE_KERNEL(conv2d_winograd_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_winograd_pack, Conv2dPackFn);
 PVE_DECLARE_KERNEL(conv2d_direct_workspace, Conv2dWorkspaceFn);
 PVE_DECLARE_KERNEL(conv2d_direct_run, Conv2dRunFn);
+PVE_DECLARE_KERNEL(conv2d_phase_workspace, Conv2dWorkspaceFn);
+PVE_DECLARE_KERNEL(conv2d_phase_run, Conv2dRunFn);
+PVE_DECLARE_KERNEL(conv2d_phase_pack, Conv2dPackFn);
 
 }  // namespace pve

@@ -29,6 +29,7 @@
 #include "kernels/conv/conv2d.h"
 #include "kernels/conv/conv2d_backward_data_shape.h"
 #include "kernels/conv/conv2d_bias_gradient.h"
+#include "kernels/conv/conv2d_strided.h"
 #include "kernels/conv/conv2d_transpose.h"
 #include "simd/vec.h"
 
@@ -82,43 +83,6 @@ Lowering plan(const Conv2dShape& s) {
 bool items_in_parallel(int64_t items, int threads) { return threads > 1 && items >= threads; }
 
 int64_t column_floats(const Lowering& l) { return l.direct ? 0 : l.rows * l.chunk; }
-
-// p[0], p[2], ..., p[2L - 2]: the even elements of 2L consecutive floats.
-inline Vec load_even(const float* p) {
-#if defined(__AVX512F__)
-  const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  return _mm512_permutex2var_ps(_mm512_loadu_ps(p), idx, _mm512_loadu_ps(p + 16));
-#elif defined(__AVX2__)
-  const __m256 ab = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ab), 0xD8));
-#else
-  return Vec(p[0]);
-#endif
-}
-
-// The first n (<= L) even elements p[0], p[2], ..., p[2n - 2], reading only
-// those 2n - 1 floats (masked loads do not touch the rest).
-inline Vec load_even_partial(const float* p, int n) {
-#if defined(__AVX512F__)
-  const int span = 2 * n - 1;
-  const __mmask16 lo = static_cast<__mmask16>(span >= 16 ? 0xFFFF : (1u << span) - 1u);
-  const __mmask16 hi = static_cast<__mmask16>(span > 16 ? (1u << (span - 16)) - 1u : 0u);
-  const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lo, p), idx,
-                                _mm512_maskz_loadu_ps(hi, p + 16));
-#elif defined(__AVX2__)
-  const int span = 2 * n - 1;
-  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(span), lanes);
-  const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(span - 8), lanes);
-  const __m256 ab = _mm256_shuffle_ps(_mm256_maskload_ps(p, lo), _mm256_maskload_ps(p + 8, hi),
-                                      0x88);
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ab), 0xD8));
-#else
-  (void)n;
-  return Vec(p[0]);
-#endif
-}
 
 // First t in [0, run) with (ow + t) * stride + off >= 0 (run if none).
 int64_t valid_begin(int64_t ow, int64_t off, int64_t stride, int64_t run) {
@@ -181,22 +145,9 @@ void im2col_chunk(const Conv2dShape& s, const float* x, int64_t p0, int64_t cols
         const int64_t first = valid_begin(ow, off, s.stride_w, run);
         const int64_t last = valid_end(ow, off, s.stride_w, s.in_w, run);
         for (int64_t t = 0; t < first; ++t) d[t] = 0.0f;
-        {
-          const float* sp = src + ow * s.stride_w + off;
-          int64_t t = first;
-          if (s.stride_w == 2) {  // stem-like layers: even lanes of two vectors
-            // sp[2t .. 2t + 2L) must lie inside the row: 2(t + L) <= room
-            const int64_t room = s.in_w - (ow * 2 + off);
-            for (; t + Vec::kWidth <= last && 2 * (t + Vec::kWidth) <= room; t += Vec::kWidth)
-              load_even(sp + 2 * t).store(d + t);
-            while (t < last) {  // short runs (7-28 wide) and row ends: masked
-              const int n = static_cast<int>((last - t) < Vec::kWidth ? (last - t) : Vec::kWidth);
-              load_even_partial(sp + 2 * t, n).store_partial(d + t, n);
-              t += n;
-            }
-          }
-          for (; t < last; ++t) d[t] = sp[t * s.stride_w];
-        }
+        // (stride 2, stem-like layers: even lanes of two vectors)
+        copy_strided(src + ow * s.stride_w + off, s.stride_w, first, last,
+                     s.in_w - (ow * s.stride_w + off), d);
         for (int64_t t = last > first ? last : first; t < run; ++t) d[t] = 0.0f;
       }
       j += run;

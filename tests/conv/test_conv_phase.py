@@ -1,0 +1,193 @@
+"""The ``phase`` family (forward over the input's stride phases, see
+csrc/kernels/conv/conv2d_phase.cpp) at every ISA level against the float64 reference:
+packed and unpacked weights, fused bias and ReLU(6), thread counts, and where the rule
+picks it (and where not)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from pyvision_engine import _C
+from pyvision_engine.backends import conv as conv_backend
+from pyvision_engine.nn import functional as F
+
+from conv.conv_cases import assert_close, num_threads
+from reference.conv_reference import conv2d_forward
+
+pytestmark = pytest.mark.kernels
+
+# n, c, h, w, k, (kh, kw), stride, padding, dilation
+SHAPES = [
+    (1, 3, 9, 9, 5, (3, 3), (2, 2), (1, 1), (1, 1)),       # 5x5 output: two-row tiles
+    (2, 17, 13, 11, 29, (3, 3), (2, 2), (0, 2), (1, 1)),   # K past a channel vector, odd sizes
+    (3, 8, 7, 12, 40, (3, 3), (2, 2), (2, 1), (1, 1)),     # padding 2 rows, 1 column
+    (1, 16, 57, 56, 33, (3, 3), (2, 2), (1, 1), (1, 1)),   # 29x28: several tiles per row
+    (2, 6, 16, 17, 20, (3, 3), (2, 2), (0, 0), (1, 1)),    # no padding
+    (1, 64, 14, 14, 128, (3, 3), (2, 2), (1, 1), (1, 1)),  # ResNet's 7x7 output
+    (2, 9, 30, 31, 16, (5, 5), (2, 2), (2, 2), (1, 1)),    # 5x5 kernel
+    (1, 4, 11, 10, 7, (2, 2), (2, 2), (0, 1), (1, 1)),     # even kernel, odd phases unused
+    (2, 5, 10, 9, 7, (5, 3), (3, 2), (2, 1), (1, 2)),      # other strides, dilation
+    (1, 4, 8, 8, 6, (3, 3), (1, 1), (1, 1), (2, 2)),       # stride 1: one phase
+    (2, 7, 15, 15, 12, (1, 1), (2, 2), (0, 0), (1, 1)),    # 1x1
+    (1, 3, 5, 40, 2, (3, 3), (2, 2), (1, 1), (1, 1)),      # a 1-row output, wide
+    (2, 1, 5, 3, 1, (2, 2), (2, 2), (0, 0), (1, 1)),       # the smallest
+    (1, 130, 40, 31, 20, (3, 3), (2, 2), (1, 1), (1, 1)),  # channel chunks, several row bands
+    (1, 230, 8, 8, 24, (3, 3), (2, 2), (1, 1), (1, 1)),    # channel chunks at AVX2's size
+    (1, 2, 5, 1201, 3, (3, 3), (2, 2), (1, 1), (1, 1)),    # a row of tiles past the partial budget
+]
+
+
+def _case(rng, n, c, h, w, k, kernel, stride, padding, dilation, bias=True):
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((k, c) + kernel).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32) if bias else None
+    geo = F._conv2d_geometry(x.shape, wt.shape, stride, padding, dilation, 1, "conv2d")
+    return x, wt, b, geo
+
+
+def _phase(x, w, b, geo, relu=False, relu_max=np.inf, packed=None):
+    assert _C.conv2d_plan("forward", "phase", list(x.shape), list(w.shape), geo.stride,
+                          geo.top_left, geo.dilation, 1, geo.out_size)[0] == "phase"
+    return _C.conv2d_forward(x, w, b, geo.stride, geo.top_left, geo.dilation, 1, geo.out_size,
+                             "phase", relu, packed, relu_max)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])))
+def test_matches_reference(isa, shape):
+    rng = np.random.default_rng(abs(hash(shape)) % 2**32)
+    for bias in (True, False):
+        x, w, b, geo = _case(rng, *shape, bias=bias)
+        want = conv2d_forward(x, w, b, geo.stride, geo.pads, geo.dilation, 1)
+        assert_close(_phase(x, w, b, geo), want, "unpacked")
+        packed = _C.conv2d_pack_weight(w, algorithm="phase")
+        assert_close(_phase(x, w, b, geo, packed=packed), want, "packed")
+        assert_close(_phase(x, w, b, geo, relu=True, packed=packed), np.maximum(want, 0), "relu")
+        assert_close(_phase(x, w, b, geo, relu=True, relu_max=6.0), np.clip(want, 0, 6), "relu6")
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("batch", [1, 2, 3, 7])
+def test_thread_counts_give_the_same_answers(threads, batch):
+    # batch < 2 * threads: threads split each image's channel blocks (and rows when
+    # there are fewer blocks than threads); otherwise they take whole images.
+    rng = np.random.default_rng(batch * 10 + threads)
+    for k in (5, 40, 100):
+        x, w, b, geo = _case(rng, batch, 12, 15, 18, k, (3, 3), (2, 2), (1, 1), (1, 1))
+        with num_threads(1):
+            packed = _C.conv2d_pack_weight(w, algorithm="phase")  # the layout has no thread count
+            one = _phase(x, w, b, geo, relu=True, packed=packed)
+        with num_threads(threads):
+            many = _phase(x, w, b, geo, relu=True, packed=packed)
+            unpacked = _phase(x, w, b, geo, relu=True)
+        np.testing.assert_array_equal(many, one)
+        np.testing.assert_array_equal(unpacked, one)
+
+
+def test_pack_rejects_what_it_cannot_pack():
+    w = np.ones((4, 3, 3, 3), np.float32)
+    size = _C.conv2d_pack_weight(w, algorithm="phase").shape[0]
+    assert size % 27 == 0 and size >= 4 * 27  # K rounded up to whole channel vectors
+    with pytest.raises(ValueError, match="backward-data"):
+        _C.conv2d_pack_weight(w, for_backward_data=True, algorithm="phase")
+    with pytest.raises(ValueError, match="takes no packed weights"):
+        _C.conv2d_pack_weight(w, algorithm="im2col")
+    x = np.ones((1, 3, 8, 8), np.float32)
+    wrong = _C.conv2d_pack_weight(np.ones((4, 3, 5, 5), np.float32), algorithm="phase")
+    with pytest.raises(ValueError, match="packed weight has"):
+        _C.conv2d_forward(x, w, None, (2, 2), (1, 1), (1, 1), 1, (4, 4), "phase", False, wrong)
+
+
+def test_rule_picks_phase_for_stride_2_forward():
+    resnet = [((1, 128, 56, 56), (128, 128, 3, 3)), ((1, 256, 28, 28), (256, 256, 3, 3)),
+              ((1, 512, 14, 14), (512, 512, 3, 3)), ((1, 64, 56, 56), (128, 64, 3, 3)),
+              ((8, 256, 14, 14), (512, 256, 3, 3))]
+    for x, w in resnet:
+        assert F.conv2d_algorithm(x, w, stride=2, padding=1, weights_packed=True) == "phase"
+        for pass_ in ("backward_data", "backward_weight"):
+            assert F.conv2d_algorithm(x, w, stride=2, padding=1, pass_=pass_) == "im2col"
+    # unpacked weights (training, functional calls) need enough output pixels
+    assert F.conv2d_algorithm((1, 256, 28, 28), (256, 256, 3, 3), stride=2, padding=1) == "phase"
+    assert F.conv2d_algorithm((1, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == "im2col"
+    assert F.conv2d_algorithm((4, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == "phase"
+    # not: stride 1, the 7x7 stem, dilation, groups, 1x1
+    assert F.conv2d_algorithm((1, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd"
+    assert F.conv2d_algorithm((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3) == "im2col"
+    assert F.conv2d_algorithm((1, 64, 56, 56), (64, 64, 3, 3), stride=2, padding=2,
+                              dilation=2) == "im2col"
+    assert F.conv2d_algorithm((1, 64, 56, 56), (64, 32, 3, 3), stride=2, padding=1,
+                              groups=2) == "im2col"
+    assert F.conv2d_algorithm((1, 64, 56, 56), (64, 64, 1, 1), stride=2) == "pointwise"
+    with conv_backend.force_algorithm("phase"):
+        assert F.conv2d_algorithm((1, 8, 9, 9), (8, 8, 3, 3), padding=1) == "phase"
+        assert F.conv2d_algorithm((1, 8, 9, 9), (8, 4, 3, 3), padding=1, groups=2) == "im2col"
+        assert F.conv2d_algorithm((1, 8, 9, 9), (8, 8, 3, 3), padding=1,
+                                  pass_="backward_weight") == "im2col"
+
+
+def test_training_step_through_phase_forward():
+    # Forward on phase (unpacked weights), backward on im2col: gradients as im2col's.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 16, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    gy = rng.standard_normal((2, 24, 10, 10)).astype(np.float32)
+    results = []
+    for forced in ("phase", "im2col"):
+        with conv_backend.force_algorithm(forced):
+            xt, wt, bt = (pve.tensor(a, requires_grad=True) for a in (x, w, b))
+            y = F.conv2d(xt, wt, bt, stride=2, padding=1)
+            y.backward(gy)
+            results.append([y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(),
+                            bt.grad.numpy()])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [
+    (1, 128, 56, 56, 128), (1, 256, 28, 28, 256), (2, 64, 56, 56, 128), (1, 512, 14, 14, 512),
+    (3, 24, 17, 23, 40),
+])
+def test_torch_parity_eval_conv_bn_relu(shape):
+    """Eval-mode Conv2d + BatchNorm2d + ReLU, folded onto phase with cached weights,
+    against torch's module chain."""
+    torch = pytest.importorskip("torch")
+    n, c, h, w, k = shape
+    torch.manual_seed(sum(shape))
+    ref = torch.nn.Sequential(torch.nn.Conv2d(c, k, 3, stride=2, padding=1, bias=False),
+                              torch.nn.BatchNorm2d(k), torch.nn.ReLU()).eval()
+    with torch.no_grad():
+        ref[1].running_mean.uniform_(-0.5, 0.5)
+        ref[1].running_var.uniform_(0.5, 2.0)
+        ref[1].weight.uniform_(0.5, 1.5)
+        ref[1].bias.uniform_(-0.5, 0.5)
+    conv = pve.nn.Conv2d(c, k, 3, stride=2, padding=1, bias=False)
+    bn = pve.nn.BatchNorm2d(k)
+    conv.load_state_dict({"weight": ref[0].weight.detach().numpy()})
+    bn.load_state_dict({name: t.detach().numpy() for name, t in ref[1].state_dict().items()})
+    ours = pve.nn.ConvBnReLU2d(conv, bn).eval()
+    x = np.random.default_rng(sum(shape)).standard_normal((n, c, h, w)).astype(np.float32)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x)).numpy()
+    with pve.no_grad():
+        got = ours(x).numpy()
+    assert conv._plans and all(plan[1] == "phase" and plan[2] for plan in conv._plans.values())
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+def test_torch_parity_functional():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    for n, c, h, w, k, kernel, stride, padding in [
+            (2, 13, 19, 22, 37, 3, 2, 1), (1, 32, 28, 28, 48, 5, 2, 2), (3, 5, 9, 9, 7, 3, 2, 0),
+            (1, 20, 31, 30, 18, (3, 5), (2, 3), (1, 2))]:
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        wt = rng.standard_normal((k, c, kh, kw)).astype(np.float32)
+        b = rng.standard_normal(k).astype(np.float32)
+        want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(wt),
+                                          torch.from_numpy(b), stride, padding).numpy()
+        with conv_backend.force_algorithm("phase"), pve.no_grad():
+            got = F.conv2d(x, wt, b, stride, padding).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
