@@ -304,7 +304,8 @@ py::array conv2d_pack_weight(const py::array& w, bool for_backward_data,
     throw py::value_error("conv2d_pack_weight: " + algorithm + " cannot pack weights of shape " +
                           shape_str(shape_of(w)) +
                           (for_backward_data ? " for backward-data" : ""));
-  py::array_t<float> packed = new_array({n});
+  check_bytes(static_cast<double>(n), "the packed weights");
+  py::array_t<float> packed = aligned_f32_array(n);  // whole weight vectors per cache line
   const float* pw = f32_data(w);
   float* out = packed.mutable_data();
   py::gil_scoped_release release;

@@ -48,16 +48,9 @@ BlockedShape make_shape(const std::vector<int64_t>& shape, const char* op) {
   return s;
 }
 
-// Blocked buffers start on a cache line (numpy only promises 16 bytes): every
-// pixel's 16 channels are then one aligned 64-byte line, never a split load.
-py::array_t<float> new_blocked(const BlockedShape& s) {
-  const size_t bytes = (static_cast<size_t>(s.floats()) * sizeof(float) + 63) / 64 * 64;
-  void* data = std::aligned_alloc(64, bytes);
-  if (!data) throw std::bad_alloc();
-  py::capsule owner(data, [](void* p) { std::free(p); });
-  return py::array_t<float>({s.floats()}, {static_cast<int64_t>(sizeof(float))},
-                            static_cast<float*>(data), owner);
-}
+// Blocked buffers start on a cache line: every pixel's 16 channels are then
+// one aligned 64-byte line, never a split load.
+py::array_t<float> new_blocked(const BlockedShape& s) { return aligned_f32_array(s.floats()); }
 
 void check_blocked(const py::array& a, const BlockedShape& s, const char* op, const char* arg) {
   check_f32(a, op, arg, 1);

@@ -1,11 +1,14 @@
 // Argument checks shared by the bindings: every array a kernel touches is
-// checked here (dtype, rank, contiguity, shape) so kernels can trust it.
+// checked here (dtype, rank, contiguity, shape) so kernels can trust it; and
+// the cache-line-aligned arrays some bindings hand back.
 #pragma once
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -52,6 +55,18 @@ inline void expect_shape(const py::array& a, const std::vector<int64_t>& expecte
     throw py::value_error(std::string(op) + ": " + arg + " must have shape " +
                           shape_str(expected) + ", got " + shape_str(shape_of(a)));
   }
+}
+
+// A 1-D float32 array starting on a cache line (numpy only promises 16
+// bytes), freed with the array: kernels that load whole 64-byte vectors from
+// it (blocked activations, packed weights) never split a load across lines.
+inline py::array_t<float> aligned_f32_array(int64_t floats) {
+  const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+  void* data = std::aligned_alloc(64, bytes > 0 ? bytes : 64);
+  if (!data) throw std::bad_alloc();
+  py::capsule owner(data, [](void* p) { std::free(p); });
+  return py::array_t<float>({floats}, {static_cast<int64_t>(sizeof(float))},
+                            static_cast<float*>(data), owner);
 }
 
 inline const float* f32_data(const py::array& a) { return static_cast<const float*>(a.data()); }

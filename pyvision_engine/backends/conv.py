@@ -8,9 +8,14 @@ The rule (``choose_algorithm``), in order:
    (stride 2 gathers the strided pixels; no im2col).
 3. ``winograd``   3x3, stride 1, dilation 1, groups 1, at least
    ``WINOGRAD_MIN_CHANNELS`` input and output channels: F(4x4, 3x3), 4x fewer
-   multiplies than direct. Backward-weight (transformed input and output-
-   gradient tiles, 36 GEMMs reducing over tiles, G^T M G per channel pair)
-   needs at least ``WINOGRAD_BWD_MIN_TILES`` 4x4 output tiles in the batch.
+   multiplies than direct. Except: forward with packed weights, at most
+   ``PHASE_WINOGRAD_MAX_PIXELS`` output pixels and at least
+   ``PHASE_WINOGRAD_MIN_WEIGHTS`` channel pairs (ResNet's 512-channel layers
+   at 7x7, batch 1) runs ``phase`` (5. below): there Winograd's 4x larger
+   transformed weights come from memory on every call. Backward-weight
+   (transformed input and output-gradient tiles, 36 GEMMs reducing over
+   tiles, G^T M G per channel pair) needs at least ``WINOGRAD_BWD_MIN_TILES``
+   4x4 output tiles in the batch.
    Unless the weights come packed (eval mode), each call transforms them,
    which costs about as much as ~100 output pixels of direct convolution per
    channel pair (measured); so layers with many channels and few pixels
@@ -31,8 +36,8 @@ The rule (``choose_algorithm``), in order:
    output pixels of the convolution per channel pair (measured); so unpacked
    weights need ``PHASE_UNPACKED_MIN_PIXELS`` output pixels (N*H*W). Measured
    1.2-1.6x faster than im2col on ResNet's stride-2 layers, 1 and 2 threads,
-   batch 1 and 8. Backward passes stay on im2col (forcing ``phase`` there
-   falls back to it).
+   batch 1 and 8. Also the 3x3 stride-1 layers named in 3. Backward passes
+   stay on im2col (forcing ``phase`` there falls back to it).
 6. ``im2col``     everything else: chunked im2col + GEMM with the epilogue fused.
 
 Override it for tests or experiments (a forced family that cannot run a
@@ -56,7 +61,8 @@ from typing import Iterator, Optional, Sequence, Tuple
 
 __all__ = ["ALGORITHMS", "PASSES", "choose_algorithm", "force_algorithm", "forced_algorithm",
            "WINOGRAD_MIN_CHANNELS", "WINOGRAD_UNPACKED_MIN_PIXELS", "WINOGRAD_CHEAP_WEIGHTS",
-           "WINOGRAD_BWD_MIN_TILES", "PHASE_MAX_TAPS", "PHASE_UNPACKED_MIN_PIXELS"]
+           "WINOGRAD_BWD_MIN_TILES", "PHASE_MAX_TAPS", "PHASE_UNPACKED_MIN_PIXELS",
+           "PHASE_WINOGRAD_MAX_PIXELS", "PHASE_WINOGRAD_MIN_WEIGHTS"]
 
 ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd", "direct", "phase")
 PASSES = ("forward", "backward_data", "backward_weight")
@@ -78,6 +84,13 @@ PHASE_MAX_TAPS = 25
 # Unpacked weights: at 49 output pixels (512 channels at 7x7, batch 1) packing
 # them made phase ~5-10% slower than im2col; at 196 it is ~1.4x faster.
 PHASE_UNPACKED_MIN_PIXELS = 128
+# 3x3 stride 1 with packed weights, few pixels and many channel pairs (ResNet's
+# 512-channel layers at 7x7, batch 1): Winograd's transformed weights (36
+# floats per pair, 38 MB at 512 x 512: more than L3) stream from memory on
+# every call while phase reads 9 per pair. Measured at 512->512 @7, batch 1:
+# phase 1.1-1.2x faster on 1 thread, 1.4-1.7x on 2; at batch 2 Winograd wins.
+PHASE_WINOGRAD_MAX_PIXELS = 64
+PHASE_WINOGRAD_MIN_WEIGHTS = 512 * 512
 
 
 class _Forced(threading.local):
@@ -141,6 +154,9 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
         else:
             if pass_ == "forward":
                 pixels = input_shape[0] * out_size[0] * out_size[1]
+                if (weights_packed and pixels <= PHASE_WINOGRAD_MAX_PIXELS
+                        and in_channels * out_channels >= PHASE_WINOGRAD_MIN_WEIGHTS):
+                    return "phase"
             else:
                 pixels = input_shape[0] * input_shape[2] * input_shape[3]
             if (weights_packed or in_channels * out_channels <= WINOGRAD_CHEAP_WEIGHTS

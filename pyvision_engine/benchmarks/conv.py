@@ -54,6 +54,9 @@ def _resnet18(batch: int) -> List[Layer]:
         Layer(f"r18 128->128 3x3 @28 b{batch}", batch, 128, 128, 3, 1, 1, 28),
         Layer(f"r18 256->256 3x3 @14 b{batch}", batch, 256, 256, 3, 1, 1, 14),
         Layer(f"r18 512->512 3x3 @7 b{batch}", batch, 512, 512, 3, 1, 1, 7),
+        Layer(f"r18 64->128 3x3 s2 @56 b{batch}", batch, 64, 128, 3, 2, 1, 56),
+        Layer(f"r18 128->256 3x3 s2 @28 b{batch}", batch, 128, 256, 3, 2, 1, 28),
+        Layer(f"r18 256->512 3x3 s2 @14 b{batch}", batch, 256, 512, 3, 2, 1, 14),
         Layer(f"r18 64->128 1x1 s2 @56 b{batch}", batch, 64, 128, 1, 2, 0, 56),
     ]
 

@@ -210,7 +210,8 @@ def test_concurrent_python_threads_get_correct_results():
     assert not errors
 
 
-@pytest.mark.parametrize("algorithm", ["im2col", "pointwise", "winograd", "direct", "depthwise"])
+@pytest.mark.parametrize("algorithm", ["im2col", "pointwise", "winograd", "direct", "depthwise",
+                                       "phase"])
 def test_an_empty_batch_through_every_family_gives_empty_and_zero_gradients(algorithm):
     # (im2col's and pointwise's backward-weight workspace queries once divided by zero here)
     c, k, size = (4, 4, 1) if algorithm == "pointwise" else (4, 4, 3)

@@ -111,7 +111,18 @@ def test_rule_picks_phase_for_stride_2_forward():
     assert F.conv2d_algorithm((1, 256, 28, 28), (256, 256, 3, 3), stride=2, padding=1) == "phase"
     assert F.conv2d_algorithm((1, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == "im2col"
     assert F.conv2d_algorithm((4, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == "phase"
-    # not: stride 1, the 7x7 stem, dilation, groups, 1x1
+    # stride 1: Winograd, except packed 512-channel layers at 7x7, batch 1 (its
+    # transformed weights come from memory every call)
+    assert F.conv2d_algorithm((1, 512, 7, 7), (512, 512, 3, 3), padding=1,
+                              weights_packed=True) == "phase"
+    assert F.conv2d_algorithm((2, 512, 7, 7), (512, 512, 3, 3), padding=1,
+                              weights_packed=True) == "winograd"
+    assert F.conv2d_algorithm((1, 256, 7, 7), (256, 256, 3, 3), padding=1,
+                              weights_packed=True) == "winograd"
+    assert F.conv2d_algorithm((1, 512, 7, 7), (512, 512, 3, 3), padding=1) == "im2col"
+    assert F.conv2d_algorithm((1, 512, 7, 7), (512, 512, 3, 3), padding=1,
+                              pass_="backward_data") == "im2col"
+    # not: stride 1 otherwise, the 7x7 stem, dilation, groups, 1x1
     assert F.conv2d_algorithm((1, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd"
     assert F.conv2d_algorithm((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3) == "im2col"
     assert F.conv2d_algorithm((1, 64, 56, 56), (64, 64, 3, 3), stride=2, padding=2,

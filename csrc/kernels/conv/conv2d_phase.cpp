@@ -222,20 +222,22 @@ struct TileArgs {
 __attribute__((noinline)) void finish_tile(const TileArgs& t, int R, int V, int64_t p0,
                                            float* y) {
   const Vec cap = Vec::set1(t.relu_max);
+  auto act = [&](Vec o, int64_t k) {
+    if (t.bias) o = o + Vec::set1(t.bias[k]);
+    return t.relu ? relu_clamp(o, cap) : o;
+  };
   for (int v = 0; v < V; ++v) {
-    Vec r[L];  // r[l]: the R pixels of channel v*L + l
-    for (int l = 0; l < L; ++l) r[l] = l < R ? Vec::load(t.partial + (l * V + v) * L) : Vec::zero();
-    transpose_lx(r);
-    for (int l = 0; l < L; ++l) {
-      const int64_t k = v * L + l;
-      if (k >= t.kvalid) break;
-      const Vec bias = t.bias ? Vec::set1(t.bias[k]) : Vec::zero();
-      for (int i = 0; i < (L > 1 ? 1 : R); ++i) {  // L == 1: one pixel per r
-        Vec o = (L > 1 ? r[l] : Vec::load(t.partial + (i * V + v) * L)) + bias;
-        if (t.relu) o = relu_clamp(o, cap);
-        if (L > 1) o.store_partial(y + k * t.pixels + p0, R);
-        else o.store(y + k * t.pixels + p0 + i);
-      }
+    if constexpr (L == 1) {  // one channel per vector: pixel by pixel
+      if (v >= t.kvalid) break;
+      for (int i = 0; i < R; ++i)
+        act(Vec::load(t.partial + i * V + v), v).store(y + v * t.pixels + p0 + i);
+    } else {
+      Vec r[L];  // r[l]: the R pixels of channel v*L + l
+      for (int l = 0; l < L; ++l)
+        r[l] = l < R ? Vec::load(t.partial + (l * V + v) * L) : Vec::zero();
+      transpose_lx(r);
+      for (int l = 0; l < L && v * L + l < t.kvalid; ++l)
+        act(r[l], v * L + l).store_partial(y + (v * L + l) * t.pixels + p0, R);
     }
   }
 }
@@ -295,7 +297,8 @@ void tile_of_width(int width, int rows, int vectors, const TileArgs& t, const fl
   }
   if constexpr (2 * W <= TP) {
     if (rows == 2) {
-      vectors == KV ? phase_tile<W, 2, KV>(t, src, w, p0, y) : phase_tile<W, 2, 1>(t, src, w, p0, y);
+      vectors == KV ? phase_tile<W, 2, KV>(t, src, w, p0, y)
+                    : phase_tile<W, 2, 1>(t, src, w, p0, y);
       return;
     }
   }
@@ -370,21 +373,23 @@ void forward(const Conv2dArgs& a) {
     }
     return;
   }
-  // Fewer than two images per thread: all threads on each image in turn,
-  // splitting groups of KV vector blocks (then output rows).
+  // Fewer than two images per thread: all threads on each image in turn. Items
+  // are groups of KV vector blocks (each reads its own share of the weights),
+  // cut into row ranges when that makes fewer than two items per thread; they
+  // are handed out dynamically, so a thread whose core is busy with another
+  // process just takes fewer.
   const int64_t groups = (p.blocks + KV - 1) / KV;
-  const int64_t kparts = groups < threads ? groups : threads;
-  const int64_t rparts = (threads + kparts - 1) / kparts;
+  int64_t rparts = (2 * threads + groups - 1) / groups;
+  if (rparts > s.out_h) rparts = s.out_h;
 #pragma omp parallel num_threads(threads)
   for (int64_t n = 0; n < s.batch; ++n) {
     split_phases(s, p, a.input + n * in_image, images, true);
     // (implicit barrier: the phases are complete)
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < kparts * rparts; ++item) {
-      const int64_t kp = item / rparts, rp = item % rparts;
-      const int64_t g0 = kp * groups / kparts, g1 = (kp + 1) * groups / kparts;
-      compute(a, p, tapoff, packed, images, a.output + n * out_image, g0 * KV,
-              g1 * KV < p.blocks ? g1 * KV : p.blocks, rp * s.out_h / rparts,
+    for (int64_t item = 0; item < groups * rparts; ++item) {
+      const int64_t g = item / rparts, rp = item % rparts;
+      compute(a, p, tapoff, packed, images, a.output + n * out_image, g * KV,
+              (g + 1) * KV < p.blocks ? (g + 1) * KV : p.blocks, rp * s.out_h / rparts,
               (rp + 1) * s.out_h / rparts, partials + omp_get_thread_num() * p.partial_floats);
     }
     // implicit barrier before the next image overwrites the phases
