@@ -8,8 +8,8 @@ The rule (``choose_algorithm``), in order:
    (stride 2 gathers the strided pixels; no im2col).
 3. ``winograd``   3x3, stride 1, dilation 1, groups 1, at least
    ``WINOGRAD_MIN_CHANNELS`` input and output channels: F(4x4, 3x3), 4x fewer
-   multiplies than direct. Except: forward with packed weights, at most
-   ``PHASE_WINOGRAD_MAX_PIXELS`` output pixels and at least
+   multiplies than direct. Except: with AVX-512, forward with packed
+   weights, at most ``PHASE_WINOGRAD_MAX_PIXELS`` output pixels and at least
    ``PHASE_WINOGRAD_MIN_WEIGHTS`` channel pairs (ResNet's 512-channel layers
    at 7x7, batch 1) runs ``phase`` (5. below): there Winograd's 4x larger
    transformed weights come from memory on every call. Backward-weight
@@ -27,11 +27,12 @@ The rule (``choose_algorithm``), in order:
    products over zero-padded planes, no im2col (backward-weight only; small
    planes do better as one GEMM over im2col columns).
 5. ``phase``      forward of stride-2 convolutions (dilation 1, groups 1, 2 to
-   ``PHASE_MAX_TAPS`` taps: ResNet's 3x3 downsampling layers): the input is
-   split once into its stride phases (even/odd rows x even/odd columns,
-   zero-padded), then a register-tiled implicit GEMM (output pixels x
-   output-channel vectors, bias and ReLU fused) reads every tap as a run of
-   one phase row, with no im2col. Unless the weights come packed (eval mode
+   ``PHASE_MAX_TAPS`` taps: ResNet's 3x3 downsampling layers) with the AVX2
+   or AVX-512 kernels (``PHASE_ISAS``): the input is split once into its
+   stride phases (even/odd rows x even/odd columns, zero-padded), then a
+   register-tiled implicit GEMM (output pixels x output-channel vectors, bias
+   and ReLU fused) reads every tap as a run of one phase row, with no
+   im2col. Unless the weights come packed (eval mode
    caches them), each call packs them, which costs about as much as ~100
    output pixels of the convolution per channel pair (measured); so unpacked
    weights need ``PHASE_UNPACKED_MIN_PIXELS`` output pixels (N*H*W). Measured
@@ -59,10 +60,13 @@ import sys
 import threading
 from typing import Iterator, Optional, Sequence, Tuple
 
+from pyvision_engine import _C
+
 __all__ = ["ALGORITHMS", "PASSES", "choose_algorithm", "force_algorithm", "forced_algorithm",
            "WINOGRAD_MIN_CHANNELS", "WINOGRAD_UNPACKED_MIN_PIXELS", "WINOGRAD_CHEAP_WEIGHTS",
            "WINOGRAD_BWD_MIN_TILES", "PHASE_MAX_TAPS", "PHASE_UNPACKED_MIN_PIXELS",
-           "PHASE_WINOGRAD_MAX_PIXELS", "PHASE_WINOGRAD_MIN_WEIGHTS"]
+           "PHASE_WINOGRAD_MAX_PIXELS", "PHASE_WINOGRAD_MIN_WEIGHTS", "PHASE_ISAS",
+           "PHASE_WINOGRAD_ISAS"]
 
 ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd", "direct", "phase")
 PASSES = ("forward", "backward_data", "backward_weight")
@@ -79,6 +83,10 @@ DIRECT_MIN_SPAN = 256
 # shrink (measured: ResNet-18's 512-channel 7x7 layer at batch 1, 4 tiles, is
 # about even with im2col at 1 thread and 1.15x faster at 2).
 WINOGRAD_BWD_MIN_TILES = 4
+# The SIMD levels phase is chosen at: the scalar build (a reference for CPUs
+# without AVX2) was faster on some layers and slower on others (64->64 @28:
+# 0.66 vs 1.18 ms; 128->128 @14: 0.75 vs 0.52 ms), so it keeps im2col.
+PHASE_ISAS = ("avx2", "avx512")
 # The 7x7 stem (49 taps) keeps its own im2col-free rows path (measured as fast).
 PHASE_MAX_TAPS = 25
 # Unpacked weights: at 49 output pixels (512 channels at 7x7, batch 1) packing
@@ -88,7 +96,9 @@ PHASE_UNPACKED_MIN_PIXELS = 128
 # 512-channel layers at 7x7, batch 1): Winograd's transformed weights (36
 # floats per pair, 38 MB at 512 x 512: more than L3) stream from memory on
 # every call while phase reads 9 per pair. Measured at 512->512 @7, batch 1:
-# phase 1.1-1.2x faster on 1 thread, 1.4-1.7x on 2; at batch 2 Winograd wins.
+# phase 1.1-1.2x faster on 1 thread, 1.4-1.7x on 2; at batch 2 Winograd wins,
+# and with AVX2 (half the FMA width) Winograd wins too (1.28 vs 2.26 ms).
+PHASE_WINOGRAD_ISAS = ("avx512",)
 PHASE_WINOGRAD_MAX_PIXELS = 64
 PHASE_WINOGRAD_MIN_WEIGHTS = 512 * 512
 
@@ -129,15 +139,18 @@ def force_algorithm(name: Optional[str]) -> Iterator[None]:
 def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Sequence[int],
                      stride: Tuple[int, int], padding: Tuple[int, int, int, int],
                      dilation: Tuple[int, int], groups: int, out_size: Tuple[int, int] = (0, 0),
-                     weights_packed: bool = False) -> str:
+                     weights_packed: bool = False, isa: Optional[str] = None) -> str:
     """The family the rule picks for one pass (``forward``, ``backward_data`` or
     ``backward_weight``); shapes are NCHW input and OIHW weight, padding is
     (top, bottom, left, right), out_size the output's (H, W); ``weights_packed``:
-    Winograd or phase weights are already packed (the eval-mode cache). A forced
-    algorithm wins."""
+    Winograd or phase weights are already packed (the eval-mode cache); ``isa``:
+    the SIMD level the kernels run at (default: the active one; ``phase`` was
+    measured at each). A forced algorithm wins."""
     forced = forced_algorithm()
     if forced is not None:
         return forced
+    if isa is None:
+        isa = _C.active_isa()
     in_channels = input_shape[1]
     out_channels, _, kernel_h, kernel_w = weight_shape
     if groups == in_channels and groups > 1 and out_channels % in_channels == 0:
@@ -154,7 +167,8 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
         else:
             if pass_ == "forward":
                 pixels = input_shape[0] * out_size[0] * out_size[1]
-                if (weights_packed and pixels <= PHASE_WINOGRAD_MAX_PIXELS
+                if (isa in PHASE_WINOGRAD_ISAS and weights_packed
+                        and pixels <= PHASE_WINOGRAD_MAX_PIXELS
                         and in_channels * out_channels >= PHASE_WINOGRAD_MIN_WEIGHTS):
                     return "phase"
             else:
@@ -162,7 +176,8 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
             if (weights_packed or in_channels * out_channels <= WINOGRAD_CHEAP_WEIGHTS
                     or pixels >= WINOGRAD_UNPACKED_MIN_PIXELS):
                 return "winograd"
-    if (pass_ == "forward" and stride == (2, 2) and dilation == (1, 1) and groups == 1
+    if (pass_ == "forward" and isa in PHASE_ISAS and stride == (2, 2) and dilation == (1, 1)
+            and groups == 1
             and 2 <= kernel_h * kernel_w <= PHASE_MAX_TAPS
             and (weights_packed
                  or input_shape[0] * out_size[0] * out_size[1] >= PHASE_UNPACKED_MIN_PIXELS)):

@@ -148,10 +148,12 @@ class Conv2d(Module):
 
     def _inference_plan(self, x_shape: Tuple[int, ...], weight: Tensor,
                         padding: Any) -> Tuple[Any, str, bool]:
-        """(geometry, algorithm, uses the Winograd pack) for eval + no_grad, checked and
-        chosen once per input shape (and forced algorithm), then reused."""
+        """(geometry, algorithm, uses a packed-weight cache (Winograd, phase)) for eval +
+        no_grad, checked and chosen once per input shape, forced algorithm and SIMD
+        level, then reused."""
         forced = conv_backend.forced_algorithm()
-        key = (x_shape, weight.shape, self.stride, padding, self.dilation, self.groups, forced)
+        key = (x_shape, weight.shape, self.stride, padding, self.dilation, self.groups, forced,
+               _C.active_isa())  # (the rule depends on the SIMD level)
         plan = self._plans.get(key)
         if plan is None:
             geo = F._conv2d_geometry(x_shape, tuple(weight.shape), self.stride, padding,

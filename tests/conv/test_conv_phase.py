@@ -99,22 +99,25 @@ def test_pack_rejects_what_it_cannot_pack():
         _C.conv2d_forward(x, w, None, (2, 2), (1, 1), (1, 1), 1, (4, 4), "phase", False, wrong)
 
 
-def test_rule_picks_phase_for_stride_2_forward():
+def test_rule_picks_phase_for_stride_2_forward(isa):
+    # with the AVX2 and AVX-512 kernels; the scalar build keeps im2col
+    phase = "phase" if isa in conv_backend.PHASE_ISAS else "im2col"
     resnet = [((1, 128, 56, 56), (128, 128, 3, 3)), ((1, 256, 28, 28), (256, 256, 3, 3)),
               ((1, 512, 14, 14), (512, 512, 3, 3)), ((1, 64, 56, 56), (128, 64, 3, 3)),
               ((8, 256, 14, 14), (512, 256, 3, 3))]
     for x, w in resnet:
-        assert F.conv2d_algorithm(x, w, stride=2, padding=1, weights_packed=True) == "phase"
+        assert F.conv2d_algorithm(x, w, stride=2, padding=1, weights_packed=True) == phase
         for pass_ in ("backward_data", "backward_weight"):
             assert F.conv2d_algorithm(x, w, stride=2, padding=1, pass_=pass_) == "im2col"
     # unpacked weights (training, functional calls) need enough output pixels
-    assert F.conv2d_algorithm((1, 256, 28, 28), (256, 256, 3, 3), stride=2, padding=1) == "phase"
+    assert F.conv2d_algorithm((1, 256, 28, 28), (256, 256, 3, 3), stride=2, padding=1) == phase
     assert F.conv2d_algorithm((1, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == "im2col"
-    assert F.conv2d_algorithm((4, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == "phase"
-    # stride 1: Winograd, except packed 512-channel layers at 7x7, batch 1 (its
-    # transformed weights come from memory every call)
+    assert F.conv2d_algorithm((4, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == phase
+    # stride 1: Winograd, except packed 512-channel layers at 7x7, batch 1, with
+    # AVX-512 (Winograd's transformed weights come from memory every call)
+    small = "phase" if isa in conv_backend.PHASE_WINOGRAD_ISAS else "winograd"
     assert F.conv2d_algorithm((1, 512, 7, 7), (512, 512, 3, 3), padding=1,
-                              weights_packed=True) == "phase"
+                              weights_packed=True) == small
     assert F.conv2d_algorithm((2, 512, 7, 7), (512, 512, 3, 3), padding=1,
                               weights_packed=True) == "winograd"
     assert F.conv2d_algorithm((1, 256, 7, 7), (256, 256, 3, 3), padding=1,
@@ -135,6 +138,24 @@ def test_rule_picks_phase_for_stride_2_forward():
         assert F.conv2d_algorithm((1, 8, 9, 9), (8, 4, 3, 3), padding=1, groups=2) == "im2col"
         assert F.conv2d_algorithm((1, 8, 9, 9), (8, 8, 3, 3), padding=1,
                                   pass_="backward_weight") == "im2col"
+
+
+def test_eval_plan_follows_isa_switch():
+    # The rule depends on the SIMD level, so the cached eval plan does too.
+    m = pve.nn.Conv2d(8, 16, 3, stride=2, padding=1).eval()
+    x = np.random.default_rng(2).standard_normal((1, 8, 12, 12)).astype(np.float32)
+    want = F.conv2d(x, m.weight.detach(), m.bias.detach(), 2, 1).numpy()
+    previous = _C.active_isa()
+    try:
+        for isa in _C.supported_isas():
+            _C.set_isa(isa)
+            with pve.no_grad():
+                got = m(x).numpy()
+            assert_close(got, want.astype(np.float64), isa)
+            algorithms = {plan[1] for key, plan in m._plans.items() if key[-1] == isa}
+            assert algorithms == {"phase" if isa in conv_backend.PHASE_ISAS else "im2col"}
+    finally:
+        _C.set_isa(previous)
 
 
 def test_training_step_through_phase_forward():
@@ -164,6 +185,8 @@ def test_torch_parity_eval_conv_bn_relu(shape):
     """Eval-mode Conv2d + BatchNorm2d + ReLU, folded onto phase with cached weights,
     against torch's module chain."""
     torch = pytest.importorskip("torch")
+    if _C.active_isa() not in conv_backend.PHASE_ISAS:
+        pytest.skip(f"the rule keeps im2col at {_C.active_isa()}")
     n, c, h, w, k = shape
     torch.manual_seed(sum(shape))
     ref = torch.nn.Sequential(torch.nn.Conv2d(c, k, 3, stride=2, padding=1, bias=False),
