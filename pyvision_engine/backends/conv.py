@@ -27,18 +27,19 @@ The rule (``choose_algorithm``), in order:
    products over zero-padded planes, no im2col (backward-weight only; small
    planes do better as one GEMM over im2col columns).
 5. ``phase``      forward of stride-2 convolutions (dilation 1, groups 1, 2 to
-   ``PHASE_MAX_TAPS`` taps: ResNet's 3x3 downsampling layers) with the AVX2
-   or AVX-512 kernels (``PHASE_ISAS``): the input is split once into its
-   stride phases (even/odd rows x even/odd columns, zero-padded), then a
-   register-tiled implicit GEMM (output pixels x output-channel vectors, bias
-   and ReLU fused) reads every tap as a run of one phase row, with no
-   im2col. Unless the weights come packed (eval mode
-   caches them), each call packs them, which costs about as much as ~100
-   output pixels of the convolution per channel pair (measured); so unpacked
-   weights need ``PHASE_UNPACKED_MIN_PIXELS`` output pixels (N*H*W). Measured
-   1.2-1.6x faster than im2col on ResNet's stride-2 layers, 1 and 2 threads,
-   batch 1 and 8. Also the 3x3 stride-1 layers named in 3. Backward passes
-   stay on im2col (forcing ``phase`` there falls back to it).
+   ``PHASE_MAX_TAPS`` taps, at least ``PHASE_MIN_CHANNELS`` input channels:
+   ResNet's 3x3 downsampling layers, not RGB stems) with the AVX2 or AVX-512
+   kernels (``PHASE_ISAS``): the input is split once into its stride phases
+   (even/odd rows x even/odd columns, zero-padded), then a register-tiled
+   implicit GEMM (output pixels x output-channel vectors, bias and ReLU
+   fused) reads every tap as a run of one phase row, with no im2col. Unless
+   the weights come packed (eval mode caches them), each call packs them,
+   which costs about as much as ~100 output pixels of the convolution per
+   channel pair (measured); so unpacked weights need
+   ``PHASE_UNPACKED_MIN_PIXELS`` output pixels (N*H*W). Measured 1.2-1.6x
+   faster than im2col on ResNet's stride-2 layers, 1 and 2 threads, batch 1
+   to 16. Also the 3x3 stride-1 layers named in 3. Backward passes stay on
+   im2col (forcing ``phase`` there falls back to it).
 6. ``im2col``     everything else: chunked im2col + GEMM with the epilogue fused.
 
 Override it for tests or experiments (a forced family that cannot run a
@@ -66,7 +67,7 @@ __all__ = ["ALGORITHMS", "PASSES", "choose_algorithm", "force_algorithm", "force
            "WINOGRAD_MIN_CHANNELS", "WINOGRAD_UNPACKED_MIN_PIXELS", "WINOGRAD_CHEAP_WEIGHTS",
            "WINOGRAD_BWD_MIN_TILES", "PHASE_MAX_TAPS", "PHASE_UNPACKED_MIN_PIXELS",
            "PHASE_WINOGRAD_MAX_PIXELS", "PHASE_WINOGRAD_MIN_WEIGHTS", "PHASE_ISAS",
-           "PHASE_WINOGRAD_ISAS"]
+           "PHASE_WINOGRAD_ISAS", "PHASE_MIN_CHANNELS"]
 
 ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd", "direct", "phase")
 PASSES = ("forward", "backward_data", "backward_weight")
@@ -89,6 +90,11 @@ WINOGRAD_BWD_MIN_TILES = 4
 PHASE_ISAS = ("avx2", "avx512")
 # The 7x7 stem (49 taps) keeps its own im2col-free rows path (measured as fast).
 PHASE_MAX_TAPS = 25
+# RGB stems (3 input channels: 27-75 products per output) spend a large part
+# of each tile in its epilogue: 3->24/40/48 3x3 @224 and 3->24..48 5x5 @224
+# measured 0.8-0.96x im2col (3->16 and 3->32 3x3 won); from 4 channels on
+# phase was even or faster (4->24 @224 even, 4->32 @112 1.28x, 8->24 1.2x).
+PHASE_MIN_CHANNELS = 4
 # Unpacked weights: at 49 output pixels (512 channels at 7x7, batch 1) packing
 # them made phase ~5-10% slower than im2col; at 196 it is ~1.4x faster.
 PHASE_UNPACKED_MIN_PIXELS = 128
@@ -177,7 +183,7 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
                     or pixels >= WINOGRAD_UNPACKED_MIN_PIXELS):
                 return "winograd"
     if (pass_ == "forward" and isa in PHASE_ISAS and stride == (2, 2) and dilation == (1, 1)
-            and groups == 1
+            and groups == 1 and in_channels >= PHASE_MIN_CHANNELS
             and 2 <= kernel_h * kernel_w <= PHASE_MAX_TAPS
             and (weights_packed
                  or input_shape[0] * out_size[0] * out_size[1] >= PHASE_UNPACKED_MIN_PIXELS)):
