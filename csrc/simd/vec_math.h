@@ -5,6 +5,8 @@
 //   Mask                      per-lane predicate (__mmask16, a lane-wide __m256, bool)
 //   cmp_gt/cmp_ge/cmp_lt/cmp_le/cmp_eq/is_nan, mask_or, mask_and, select(m, a, b) = m ? a : b
 //   unordered(a, b) (a or b NaN), any_lane(m)
+//   all_true(), and_ordered(m, a, b) (m where neither a nor b is NaN: one
+//                             instruction on AVX-512), all_lanes(m)
 //   load_strided(p, s)        lanes p[0], p[s], p[2s], ...; reads no element it does not return
 //   reduce_add_lanes(v)       lane i = horizontal sum of v[i], for W vectors at once
 //   load_fill(p, n, f)        p[0..n-1], then f in the other lanes (reads only those n)
@@ -39,6 +41,9 @@ inline Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }
 inline Mask mask_and(Mask a, Mask b) { return static_cast<Mask>(a & b); }
 inline Mask unordered(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_UNORD_Q); }
 inline bool any_lane(Mask m) { return m != 0; }
+inline Mask all_true() { return static_cast<Mask>(0xFFFF); }
+inline Mask and_ordered(Mask m, Vec a, Vec b) { return _mm512_mask_cmp_ps_mask(m, a.v, b.v, _CMP_ORD_Q); }
+inline bool all_lanes(Mask m) { return m == 0xFFFF; }
 inline Vec select(Mask m, Vec a, Vec b) { return _mm512_mask_blend_ps(m, b.v, a.v); }
 inline Vec round_nearest(Vec a) {
   return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -132,6 +137,9 @@ inline Mask mask_or(Mask a, Mask b) { return _mm256_or_ps(a, b); }
 inline Mask mask_and(Mask a, Mask b) { return _mm256_and_ps(a, b); }
 inline Mask unordered(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_UNORD_Q); }
 inline bool any_lane(Mask m) { return _mm256_movemask_ps(m) != 0; }
+inline Mask all_true() { return _mm256_castsi256_ps(_mm256_set1_epi32(-1)); }
+inline Mask and_ordered(Mask m, Vec a, Vec b) { return _mm256_and_ps(m, _mm256_cmp_ps(a.v, b.v, _CMP_ORD_Q)); }
+inline bool all_lanes(Mask m) { return _mm256_movemask_ps(m) == 0xFF; }
 inline Vec select(Mask m, Vec a, Vec b) { return _mm256_blendv_ps(b.v, a.v, m); }
 inline Vec round_nearest(Vec a) {
   return _mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -213,6 +221,9 @@ inline Mask mask_or(Mask a, Mask b) { return a || b; }
 inline Mask mask_and(Mask a, Mask b) { return a && b; }
 inline Mask unordered(Vec a, Vec b) { return a.v != a.v || b.v != b.v; }
 inline bool any_lane(Mask m) { return m; }
+inline Mask all_true() { return true; }
+inline Mask and_ordered(Mask m, Vec a, Vec b) { return m && a.v == a.v && b.v == b.v; }
+inline bool all_lanes(Mask m) { return m; }
 inline Vec select(Mask m, Vec a, Vec b) { return m ? a : b; }
 inline Vec load_strided(const float* p, int stride) { return *p; }
 

@@ -11,6 +11,9 @@
 #include <limits>
 #include <vector>
 
+#include <omp.h>
+
+#include "simd/prefetch.h"
 #include "simd/vec_math.h"
 
 namespace pve {
@@ -264,66 +267,94 @@ void max_pool_plane_stride2(const float* x, float* y, const Pool2dShape& s) {
 }
 
 // Values only, the same windows when they are square and stride 2 down as well
-// (3x3 pad 1, 2x2 pad 0; dilation 1): each input row is read once, front to
-// back. Its horizontal maxima (one per output column) are computed once and
-// combined with those of the other rows of the window: for 3x3, row 2i + 1
-// serves output rows i and i + 1 through a carried row of maxima. Plain max
-// (drops a NaN in its first operand); a plane whose loads hold any NaN is
-// redone by max_pool_plane_stride2, which propagates it.
+// (3x3 pad 1, 2x2 pad 0; dilation 1). Output row i takes the elementwise max
+// of its 2 or 3 input rows first, in full vectors, and only then splits that
+// into even and odd columns (output j = max(odd[j-1], even[j], odd[j])): two
+// permutes per W outputs, against two per window row when the columns come
+// first. Plain max (it drops a NaN in its first operand); every loaded vector
+// is checked for NaN (one masked compare per two loads), and a plane holding
+// one is redone by max_pool_plane_stride2, which propagates it.
 inline bool stride2_rows(const Pool2dShape& s) {
   return stride2_columns(s) && s.stride_h == 2 && s.dilation_h == 1 &&
          s.kernel_h == s.kernel_w && s.pad_h == s.pad_w;
 }
 
-// Horizontal maxima of one input row for output columns [0, OW) into h; when
-// `with` is given, h[j] = max(with[j], row maxima[j]) (with may alias h).
-inline void row_maxima(const float* row, int64_t IW, int64_t OW, bool three, const float* with,
-                       float* h, float* out, Mask* nan) {
-  Vec prev_odd = Vec::set1(kNegInf);
-  for (int64_t j0 = 0; j0 < OW; j0 += W) {
+// One output row from kRows input rows starting at `a` (IW apart). The rows
+// from `check` on are checked for NaN into *ok (a row already checked as the
+// last row of the previous output row is not checked again).
+template <int kRows, bool kThree>
+inline void stride2_rows_row(const float* a, int64_t IW, int64_t OW, int check, float* yrow,
+                             Mask* ok) {
+  Vec prev_odd = Vec::set1(kNegInf);  // column -1: padding
+  auto out = [&](Vec lo, Vec hi, int64_t j0, int n) {
+    Vec e, o;
+    deinterleave(lo, hi, &e, &o);
+    Vec m = max(e, o);
+    if (kThree) m = max(shift_in(prev_odd, o), m);
+    prev_odd = o;
+    if (n >= W) {
+      m.store(yrow + j0);
+    } else {
+      m.store_partial(yrow + j0, n);
+    }
+  };
+  auto column_max = [&](int64_t c0, int nlo, int nhi, Vec* lo, Vec* hi) {
+    for (int r = 0; r < kRows; ++r) {
+      const float* row = a + r * IW + c0;
+      const Vec u = nlo >= W ? Vec::load(row) : load_fill(row, nlo, kNegInf);
+      const Vec v = nhi >= W ? Vec::load(row + W) : load_fill(row + W, nhi, kNegInf);
+      if (r >= check) *ok = and_ordered(*ok, u, v);
+      *lo = r == 0 ? u : max(*lo, u);
+      *hi = r == 0 ? v : max(*hi, v);
+    }
+  };
+  // Blocks whose 2W input columns and W outputs all exist: plain loads and stores.
+  const int64_t full = std::min(OW / W, IW / (2 * W));
+  int64_t j0 = 0;
+  for (int64_t b = 0; b < full; ++b, j0 += W) {
+    Vec lo, hi;
+    column_max(2 * j0, W, W, &lo, &hi);
+    out(lo, hi, j0, W);
+  }
+  for (; j0 < OW; j0 += W) {
     const int64_t c0 = 2 * j0;
-    const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
-    const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
-    const Vec lo = load_fill(row + c0, nlo, kNegInf), hi = load_fill(row + c0 + W, nhi, kNegInf);
-    *nan = mask_or(*nan, unordered(lo, hi));
-    Vec even, odd;
-    deinterleave(lo, hi, &even, &odd);
-    Vec m = max(even, odd);
-    if (three) m = max(shift_in(prev_odd, odd), m);
-    prev_odd = odd;
-    if (h) m.store(h + j0);                        // h has W floats of slack
-    if (with) m = max(Vec::load(with + j0), m);
-    if (out) m.store_partial(out + j0, static_cast<int>(std::min<int64_t>(W, OW - j0)));
+    Vec lo, hi;
+    column_max(c0, static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W)),
+               static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W)), &lo, &hi);
+    out(lo, hi, j0, static_cast<int>(std::min<int64_t>(W, OW - j0)));
   }
 }
 
-void max_pool_plane_stride2_rows(const float* x, float* y, const Pool2dShape& s, float* carry,
-                                 float* acc) {
+// Bytes of input requested ahead of the rows being read (a software prefetch
+// one line per line read). In bench_layers' 3x3 stride-2 pool on 1 thread
+// this took the values path from ~1.4 to ~0.9 ms: the hardware prefetcher
+// alone left the loop waiting on memory. 4-16 KiB all did about as well.
+constexpr int64_t kPoolPrefetchBytes = 8 << 10;
+
+void max_pool_plane_stride2_rows(const float* x, float* y, const Pool2dShape& s,
+                                 LinePrefetcher* pf) {
   const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
   const bool three = s.kernel_w == 3;
-  Mask nan = unordered(Vec::zero(), Vec::zero());  // all false
+  Mask ok = all_true();
   for (int64_t oh = 0; oh < s.out_h; ++oh) {
-    const int64_t r = 2 * oh;  // window rows: r - 1 (3x3, carried), r, r + 1
-    const bool have_carry = three && oh > 0;
-    const bool have_r = r < H, have_r1 = r + 1 < H;
+    const int64_t r = 2 * oh;  // window rows: r - 1 (3x3, not for oh = 0), r, r + 1
+    pf->ahead(x + (r + 2) * IW);
     float* yrow = y + oh * OW;
-    const float* first = have_carry ? carry : nullptr;
-    if (have_r && have_r1) {
-      // acc = max(carry, maxima of row r); then output = max(acc, row r + 1),
-      // whose maxima become the next carry.
-      row_maxima(x + r * IW, IW, OW, three, nullptr, acc, nullptr, &nan);
-      if (first) {
-        for (int64_t j = 0; j < OW; j += W) max(Vec::load(acc + j), Vec::load(first + j)).store(acc + j);
-      }
-      row_maxima(x + (r + 1) * IW, IW, OW, three, acc, three ? carry : nullptr, yrow, &nan);
-    } else if (have_r) {
-      row_maxima(x + r * IW, IW, OW, three, first, nullptr, yrow, &nan);
-    } else {  // only the carried row
-      for (int64_t j = 0; j < OW; j += W)
-        Vec::load(carry + j).store_partial(yrow + j, static_cast<int>(std::min<int64_t>(W, OW - j)));
+    const int rows = static_cast<int>(std::min<int64_t>(2, std::max<int64_t>(H - r, 0)));
+    if (three && oh > 0) {  // row r - 1 was checked as the last row of output row oh - 1
+      const float* a = x + (r - 1) * IW;
+      if (rows == 2) stride2_rows_row<3, true>(a, IW, OW, 1, yrow, &ok);
+      else if (rows == 1) stride2_rows_row<2, true>(a, IW, OW, 1, yrow, &ok);
+      else stride2_rows_row<1, true>(a, IW, OW, 1, yrow, &ok);
+    } else if (three) {
+      if (rows == 2) stride2_rows_row<2, true>(x + r * IW, IW, OW, 0, yrow, &ok);
+      else stride2_rows_row<1, true>(x + r * IW, IW, OW, 0, yrow, &ok);
+    } else {
+      if (rows == 2) stride2_rows_row<2, false>(x + r * IW, IW, OW, 0, yrow, &ok);
+      else stride2_rows_row<1, false>(x + r * IW, IW, OW, 0, yrow, &ok);
     }
   }
-  if (any_lane(nan)) max_pool_plane_stride2(x, y, s);
+  if (!all_lanes(ok)) max_pool_plane_stride2(x, y, s);
 }
 
 
@@ -449,10 +480,149 @@ void max_pool_plane_stride2_index(const float* x, float* y, int64_t* ind, const 
   }
 }
 
+// With indices, the square windows of stride2_rows: each input row is read
+// once. Its horizontal first maxima (value and column, one per output column)
+// are taken once, in torch's scan order within the row (odd[j-1], even[j],
+// odd[j], a strict compare so ties keep the first); the rows of a window are
+// then combined in order with a strict compare as well, so the first maximum
+// in scan order wins: the row first, then the column within it. For 3x3, row
+// 2i + 1 serves output rows i and i + 1 through a carried row of (value,
+// code). Codes are flat positions in the plane kept as exact floats (the plane
+// is below 2^24 elements). A plane whose loads hold a NaN is redone by
+// max_pool_plane_stride2_index, which follows torch's NaN rule.
+inline bool stride2_rows_index_ok(const Pool2dShape& s) {
+  return stride2_rows(s) && s.in_h * s.in_w + 4 * W < (int64_t{1} << 24);
+}
+
+// First maximum of taps odd[j-1], even[j], odd[j] of one input row (or even[j],
+// odd[j]) for the W outputs from j0; col holds the columns of even[j].
+template <bool kThree>
+inline void row_first_max(const float* row, int64_t IW, int64_t j0, Vec col, Vec* prev_odd,
+                          Vec* val, Vec* code, Mask* ok) {
+  const int64_t c0 = 2 * j0;
+  const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
+  const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
+  const Vec lo = nlo >= W ? Vec::load(row + c0) : load_fill(row + c0, nlo, kNegInf);
+  const Vec hi = nhi >= W ? Vec::load(row + c0 + W) : load_fill(row + c0 + W, nhi, kNegInf);
+  *ok = and_ordered(*ok, lo, hi);
+  Vec e, o;
+  deinterleave(lo, hi, &e, &o);
+  const Vec one = Vec::set1(1.0f);
+  if (kThree) {
+    Vec m, c;
+    if (j0 == 0) {
+      // Output 0's first tap is the padding: start from column 0 instead
+      // (the same value as its second tap), so a row of -inf keeps column 0.
+      m = shift_in(Vec::set1(row[0]), o);
+      c = select(cmp_eq(lane_iota(), Vec::zero()), col, col - one);
+    } else {
+      m = shift_in(*prev_odd, o);
+      c = col - one;
+    }
+    *prev_odd = o;
+    Mask k = cmp_gt(e, m);
+    m = select(k, e, m);
+    c = select(k, col, c);
+    k = cmp_gt(o, m);
+    *val = select(k, o, m);
+    *code = select(k, col + one, c);
+  } else {
+    const Mask k = cmp_gt(o, e);
+    *val = select(k, o, e);
+    *code = select(k, col + one, col);
+  }
+}
+
+// carry_val / carry_code: OW + W floats each (the maxima of the shared row).
+template <bool kThree>
+void max_pool_plane_stride2_rows_index(const float* x, float* y, int64_t* ind, const Pool2dShape& s,
+                                       float* carry_val, float* carry_code, LinePrefetcher* pf) {
+  const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
+  const Vec lane2 = lane_iota() * Vec::set1(2.0f);
+  Mask ok = all_true();
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const int64_t r = 2 * oh;  // window rows: r - 1 (3x3, carried), r, r + 1
+    pf->ahead(x + (r + 2) * IW);
+    const bool have_a = kThree && oh > 0, have_b = r < H, have_c = r + 1 < H;
+    const float* rb = x + r * IW;
+    const float* rc = rb + IW;
+    const Vec boff = Vec::set1(static_cast<float>(r * IW));
+    const Vec coff = Vec::set1(static_cast<float>((r + 1) * IW));
+    Vec odd_b = Vec::set1(kNegInf), odd_c = odd_b;
+    float* yrow = y + oh * OW;
+    int64_t* irow = ind + oh * OW;
+    for (int64_t j0 = 0; j0 < OW; j0 += W) {
+      const Vec col = lane2 + Vec::set1(static_cast<float>(2 * j0));
+      Vec v, c;
+      if (have_b) {
+        row_first_max<kThree>(rb, IW, j0, col, &odd_b, &v, &c, &ok);
+        c = c + boff;
+        if (have_a) {  // the earlier row wins ties
+          const Vec va = Vec::load(carry_val + j0), ca = Vec::load(carry_code + j0);
+          const Mask k = cmp_gt(v, va);
+          v = select(k, v, va);
+          c = select(k, c, ca);
+        }
+      } else {  // ceil_mode: a last window holding only the carried row
+        v = Vec::load(carry_val + j0);
+        c = Vec::load(carry_code + j0);
+      }
+      if (have_c) {
+        Vec vc, cc;
+        row_first_max<kThree>(rc, IW, j0, col, &odd_c, &vc, &cc, &ok);
+        cc = cc + coff;
+        if (kThree) {
+          vc.store(carry_val + j0);
+          cc.store(carry_code + j0);
+        }
+        const Mask k = cmp_gt(vc, v);
+        v = select(k, vc, v);
+        c = select(k, cc, c);
+      }
+      const int n = static_cast<int>(std::min<int64_t>(W, OW - j0));
+      if (n >= W) {
+        v.store(yrow + j0);
+      } else {
+        v.store_partial(yrow + j0, n);
+      }
+      store_index(irow + j0, 0, c, n);
+    }
+  }
+  if (!all_lanes(ok)) max_pool_plane_stride2_index<kThree>(x, y, ind, s);
+}
+
+// Planes in one contiguous range per thread (static split), so each thread
+// reads one long stream and its prefetch cursor runs straight through it.
+template <typename PlaneFn>
+void planes_static(const float* x, int64_t planes, int64_t in_plane, int threads, PlaneFn plane) {
+#pragma omp parallel num_threads(threads)
+  {
+    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t p0 = planes * id / nt, p1 = planes * (id + 1) / nt;
+    LinePrefetcher pf(x + p0 * in_plane, x + p1 * in_plane, kPoolPrefetchBytes);
+    plane(p0, p1, &pf);
+  }
+}
+
 void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const Pool2dShape& s,
                              int threads) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
+  if (indices && stride2_rows_index_ok(s)) {
+    planes_static(x, s.planes, in_plane, t, [&](int64_t p0, int64_t p1, LinePrefetcher* pf) {
+      const size_t n = static_cast<size_t>(s.out_w + W);
+      std::vector<float> carry_val(n), carry_code(n);
+      for (int64_t p = p0; p < p1; ++p) {
+        if (s.kernel_w == 3)
+          max_pool_plane_stride2_rows_index<true>(x + p * in_plane, y + p * out_plane, indices + p * out_plane,
+                                                  s, carry_val.data(), carry_code.data(), pf);
+        else
+          max_pool_plane_stride2_rows_index<false>(x + p * in_plane, y + p * out_plane, indices + p * out_plane,
+                                                   s, carry_val.data(), carry_code.data(), pf);
+      }
+    });
+    return;
+  }
   if (indices && stride2_index_ok(s)) {
 #pragma omp parallel for num_threads(t) schedule(dynamic, 2)
     for (int64_t p = 0; p < s.planes; ++p) {
@@ -470,14 +640,9 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
     return;
   }
   if (stride2_rows(s)) {
-#pragma omp parallel num_threads(t)
-    {
-      const size_t n = static_cast<size_t>(s.out_w + W);  // W floats of slack for full stores
-      std::vector<float> carry(n), acc(n);
-#pragma omp for schedule(dynamic, 2)
-      for (int64_t p = 0; p < s.planes; ++p)
-        max_pool_plane_stride2_rows(x + p * in_plane, y + p * out_plane, s, carry.data(), acc.data());
-    }
+    planes_static(x, s.planes, in_plane, t, [&](int64_t p0, int64_t p1, LinePrefetcher* pf) {
+      for (int64_t p = p0; p < p1; ++p) max_pool_plane_stride2_rows(x + p * in_plane, y + p * out_plane, s, pf);
+    });
     return;
   }
   if (stride2_columns(s)) {

@@ -1,0 +1,82 @@
+// Software prefetch cursors for kernels that stream large arrays from memory.
+// Kernel sources only, like vec.h (each ISA build gets its own copy).
+//
+// One core here reads DRAM at ~38 GB/s at best (a plain read loop), and a
+// loop that computes between its loads gets much less unless lines are
+// requested well before they are used: the hardware prefetchers alone keep
+// too few misses in flight, and they lose a stream at every short row. A
+// cursor walks the same addresses as the kernel, `distance` bytes ahead, and
+// issues one prefetch per 64-byte line; the kernel tells it where it is.
+//
+//   LinePrefetcher   one contiguous range, read front to back
+//   RowsPrefetcher   a sequence of equal rows spread through memory (the
+//                    rows of one channel of an NCHW tensor, then the next
+//                    channel's); the cursor crosses from row to row
+#pragma once
+
+#ifndef PVE_KERNEL_NS
+#error "csrc/simd/prefetch.h is for kernel sources compiled by pve_add_kernel"
+#endif
+
+#include <algorithm>
+#include <cstdint>
+
+namespace pve {
+namespace PVE_KERNEL_NS {
+
+constexpr int64_t kLineBytes = 64;
+
+class LinePrefetcher {
+ public:
+  LinePrefetcher() = default;
+  // Lines of [begin, end); the first `distance` bytes are left to the kernel's
+  // own loads (they are needed at once).
+  LinePrefetcher(const void* begin, const void* end, int64_t distance)
+      : next_(align_down(static_cast<const char*>(begin)) + distance),
+        end_(static_cast<const char*>(end)),
+        distance_(distance) {}
+  // The kernel is about to read at `pos`: request the lines up to pos + distance.
+  void ahead(const void* pos) {
+    const char* target = std::min(static_cast<const char*>(pos) + distance_, end_);
+    for (; next_ < target; next_ += kLineBytes) __builtin_prefetch(next_);
+  }
+
+ private:
+  static const char* align_down(const char* p) {
+    return reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t(kLineBytes - 1));
+  }
+  const char* next_ = nullptr;
+  const char* end_ = nullptr;
+  int64_t distance_ = 0;
+};
+
+// Rows k = 0 .. rows - 1 of row_bytes each; row k starts at
+// base + (k % inner) * inner_stride + (k / inner) * outer_stride (bytes).
+class RowsPrefetcher {
+ public:
+  RowsPrefetcher(const void* base, int64_t rows, int64_t row_bytes, int64_t inner,
+                 int64_t inner_stride, int64_t outer_stride)
+      : base_(static_cast<const char*>(base)), rows_(rows), row_bytes_(row_bytes), inner_(inner),
+        inner_stride_(inner_stride), outer_stride_(outer_stride) {}
+  // Request every line up to byte `pos` of the rows laid end to end
+  // (row k's byte b is at k * row_bytes + b).
+  void upto(int64_t pos) {
+    while (row_ < rows_ && row_ * row_bytes_ + offset_ < pos) {
+      const char* row = base_ + (row_ % inner_) * inner_stride_ + (row_ / inner_) * outer_stride_;
+      __builtin_prefetch(row + offset_);
+      offset_ += kLineBytes;
+      if (offset_ >= row_bytes_) {
+        ++row_;
+        offset_ = 0;
+      }
+    }
+  }
+
+ private:
+  const char* base_;
+  int64_t rows_, row_bytes_, inner_, inner_stride_, outer_stride_;
+  int64_t row_ = 0, offset_ = 0;
+};
+
+}  // namespace PVE_KERNEL_NS
+}  // namespace pve
