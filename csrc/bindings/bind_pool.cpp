@@ -1,5 +1,8 @@
 // Pooling bindings. Inputs arrive as (planes, H, W) float32 (Python folds N*C);
 // geometry is re-checked here so a kernel never reads or writes out of bounds.
+#include <algorithm>
+#include <cstdlib>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -42,6 +45,18 @@ Pool2dShape make_shape(const char* op, int64_t planes, int64_t in_h, int64_t in_
                      p.first, p.second, d.first, d.second};
 }
 
+// int64 indices (planes, oh, ow) starting on a 64-byte line (numpy promises
+// 16 bytes): the forward kernel then writes rows that fill whole lines with
+// non-temporal stores.
+py::array_t<int64_t> new_index_array(int64_t planes, int64_t out_h, int64_t out_w) {
+  const size_t count = static_cast<size_t>(planes * out_h * out_w);
+  const size_t bytes = std::max<size_t>((count * sizeof(int64_t) + 63) / 64 * 64, 64);
+  void* data = std::aligned_alloc(64, bytes);
+  if (!data) throw std::bad_alloc();
+  py::capsule owner(data, [](void* p) { std::free(p); });
+  return py::array_t<int64_t>({planes, out_h, out_w}, static_cast<int64_t*>(data), owner);
+}
+
 py::tuple max_pool_fwd(const py::array& x, Pair k, Pair s, Pair p, Pair d, int64_t out_h,
                        int64_t out_w, bool with_indices) {
   static const char* op = "max_pool2d";
@@ -51,7 +66,7 @@ py::tuple max_pool_fwd(const py::array& x, Pair k, Pair s, Pair p, Pair d, int64
   py::object ind = py::none();
   int64_t* pi = nullptr;
   if (with_indices) {
-    py::array_t<int64_t> a({sh.planes, out_h, out_w});
+    py::array_t<int64_t> a = new_index_array(sh.planes, out_h, out_w);
     pi = a.mutable_data();
     ind = a;
   }

@@ -16,6 +16,9 @@
 //   lane_iota()               0, 1, ..., W-1
 //   store_index(d, base, off, n)  d[l] = base + (int64) off[l] for the first n lanes
 //                             (off holds exact integers, |off| < 2^24)
+//   stream_index(d, off, n)   d[l] = (int64) off[l], lanes 0..n-1; the 64-byte lines
+//                             they fill wholly with non-temporal stores (d 64-byte
+//                             aligned), the rest with plain ones
 //   exp, tanh, erf, sigmoid   scalar build: the <cmath> functions (the reference);
 //                             SIMD builds: Cephes-style polynomials, a few ulp
 //                             (erf: <= ~3e-7 absolute), NaN in -> NaN out.
@@ -123,6 +126,21 @@ inline void store_index(int64_t* dst, int64_t base, Vec off, int n) {
     _mm512_mask_storeu_epi64(dst + 8, static_cast<__mmask8>(m >> 8), hi);
   }
 }
+inline void stream_index(int64_t* dst, Vec off, int n) {
+  const __m512i i32 = _mm512_cvttps_epi32(off.v);
+  const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i32));
+  const __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i32, 1));
+  if (n >= 8) {
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), lo);
+  } else {
+    _mm512_mask_storeu_epi64(dst, static_cast<__mmask8>((1u << n) - 1u), lo);
+  }
+  if (n >= 16) {
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + 8), hi);
+  } else if (n > 8) {
+    _mm512_mask_storeu_epi64(dst + 8, static_cast<__mmask8>((1u << (n - 8)) - 1u), hi);
+  }
+}
 
 #elif defined(__AVX2__)
 
@@ -207,6 +225,16 @@ inline void store_index(int64_t* dst, int64_t base, Vec off, int n) {
     for (int l = 0; l < n; ++l) dst[l] = tmp[l];
   }
 }
+inline void stream_index(int64_t* dst, Vec off, int n) {
+  if (n < 8) {
+    store_index(dst, 0, off, n);
+    return;
+  }
+  const __m256i i32 = _mm256_cvttps_epi32(off.v);
+  _mm256_stream_si256(reinterpret_cast<__m256i*>(dst), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i32)));
+  _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + 4),
+                      _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i32, 1)));
+}
 
 #else
 
@@ -239,6 +267,7 @@ inline Vec lane_iota() { return 0.0f; }
 inline void store_index(int64_t* dst, int64_t base, Vec off, int n) {
   if (n > 0) *dst = base + static_cast<int64_t>(off.v);
 }
+inline void stream_index(int64_t* dst, Vec off, int n) { store_index(dst, 0, off, n); }
 
 #endif
 

@@ -365,3 +365,40 @@ def test_max_pool2d_stride2_rows_path(isa, h, k, p, ceil):
         np.testing.assert_array_equal(np.isnan(y), np.isnan(ry))
         ok = ~np.isnan(ry)
         np.testing.assert_array_equal(y[ok], ry[ok].astype(np.float32))
+
+
+# Above 4 MiB of output the stride2_rows paths write values (and indices that
+# start on a cache line) with streaming stores through a per-plane scratch, and
+# split the planes statically between threads. Each plane of a large batch must
+# equal the same plane pooled alone (which takes the plain-store path), also
+# for planes redone because they hold a NaN, and the gradient scattered from
+# the large run's indices must equal the reference scatter.
+# Width 128 gives 64-wide rows of indices, whole cache lines: those are streamed too.
+@pytest.mark.parametrize("k,p,ceil", [(3, 1, False), (3, 1, True), (2, 0, False)])
+@pytest.mark.parametrize("w", [128, 130])
+def test_max_pool2d_streamed_output_matches_plane_by_plane(isa, k, p, ceil, w):
+    x = rng.integers(-3, 4, (5, 64, 131, w)).astype(np.float32)  # ties
+    x[0, 5, 17, 33] = np.nan
+    x[4, 63, 130, w - 1] = np.nan
+    x[1, 7] = -np.inf
+    x[1, 9, ::2] = np.nan
+    before = pve.get_num_threads()
+    try:
+        for t in (1, 2):
+            pve.set_num_threads(t)
+            yv = F.max_pool2d(x, k, 2, p, ceil_mode=ceil).numpy()
+            assert yv.nbytes > 4 << 20
+            xt = pve.tensor(x, requires_grad=True)
+            y, idx = F.max_pool2d(xt, k, 2, p, ceil_mode=ceil, return_indices=True)
+            gy = rng.standard_normal(y.shape).astype(np.float32)
+            y.backward(pve.from_numpy(gy))
+            y = y.detach().numpy()
+            np.testing.assert_array_equal(yv.view(np.uint32), y.view(np.uint32))
+            for n, c in [(0, 0), (0, 5), (1, 7), (1, 9), (2, 40), (4, 63)]:
+                ys, idxs = F.max_pool2d(x[n:n + 1, c:c + 1], k, 2, p, ceil_mode=ceil,
+                                        return_indices=True)
+                np.testing.assert_array_equal(y[n, c].view(np.uint32), ys.numpy()[0, 0].view(np.uint32))
+                np.testing.assert_array_equal(idx.numpy()[n, c], idxs.numpy()[0, 0])
+            np.testing.assert_array_equal(xt.grad.numpy(), _scatter_reference(gy, idx.numpy(), x.shape))
+    finally:
+        pve.set_num_threads(before)

@@ -25,6 +25,13 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }  // a >= 0, b > 0
 
+// Makes this thread's non-temporal stores visible before its region ends.
+inline void stream_fence() {
+#if defined(__AVX2__) || defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
+
 inline int planes_threads(int64_t planes, int64_t work, int threads) {
   return (work < (1 << 15) || planes < 2) ? 1 : threads;
 }
@@ -280,50 +287,118 @@ inline bool stride2_rows(const Pool2dShape& s) {
 }
 
 // One output row from kRows input rows starting at `a` (IW apart). The rows
-// from `check` on are checked for NaN into *ok (a row already checked as the
-// last row of the previous output row is not checked again).
+// are checked for NaN into *ok, the first one only when check_first (a row
+// already checked as the last row of the previous output row is not checked
+// again). The row loads are spelled out per kRows: a loop over the rows inside
+// a lambda ran ~25% slower hot.
 template <int kRows, bool kThree>
-inline void stride2_rows_row(const float* a, int64_t IW, int64_t OW, int check, float* yrow,
+inline void stride2_rows_row(const float* a, int64_t IW, int64_t OW, bool check_first, float* yrow,
                              Mask* ok) {
+  const float* b = a + IW;
+  const float* c = b + IW;
+  Mask m = *ok;
   Vec prev_odd = Vec::set1(kNegInf);  // column -1: padding
   auto out = [&](Vec lo, Vec hi, int64_t j0, int n) {
     Vec e, o;
     deinterleave(lo, hi, &e, &o);
-    Vec m = max(e, o);
-    if (kThree) m = max(shift_in(prev_odd, o), m);
+    Vec r = max(e, o);
+    if (kThree) r = max(shift_in(prev_odd, o), r);
     prev_odd = o;
     if (n >= W) {
-      m.store(yrow + j0);
+      r.store(yrow + j0);
     } else {
-      m.store_partial(yrow + j0, n);
-    }
-  };
-  auto column_max = [&](int64_t c0, int nlo, int nhi, Vec* lo, Vec* hi) {
-    for (int r = 0; r < kRows; ++r) {
-      const float* row = a + r * IW + c0;
-      const Vec u = nlo >= W ? Vec::load(row) : load_fill(row, nlo, kNegInf);
-      const Vec v = nhi >= W ? Vec::load(row + W) : load_fill(row + W, nhi, kNegInf);
-      if (r >= check) *ok = and_ordered(*ok, u, v);
-      *lo = r == 0 ? u : max(*lo, u);
-      *hi = r == 0 ? v : max(*hi, v);
+      r.store_partial(yrow + j0, n);
     }
   };
   // Blocks whose 2W input columns and W outputs all exist: plain loads and stores.
   const int64_t full = std::min(OW / W, IW / (2 * W));
   int64_t j0 = 0;
-  for (int64_t b = 0; b < full; ++b, j0 += W) {
-    Vec lo, hi;
-    column_max(2 * j0, W, W, &lo, &hi);
+  for (int64_t k = 0; k < full; ++k, j0 += W) {
+    const int64_t c0 = 2 * j0;
+    Vec lo = Vec::load(a + c0), hi = Vec::load(a + c0 + W);
+    if (kRows == 1 || check_first) m = and_ordered(m, lo, hi);
+    if (kRows >= 2) {
+      const Vec u = Vec::load(b + c0), v = Vec::load(b + c0 + W);
+      m = and_ordered(m, u, v);
+      lo = max(lo, u);
+      hi = max(hi, v);
+    }
+    if (kRows >= 3) {
+      const Vec u = Vec::load(c + c0), v = Vec::load(c + c0 + W);
+      m = and_ordered(m, u, v);
+      lo = max(lo, u);
+      hi = max(hi, v);
+    }
     out(lo, hi, j0, W);
   }
   for (; j0 < OW; j0 += W) {
     const int64_t c0 = 2 * j0;
-    Vec lo, hi;
-    column_max(c0, static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W)),
-               static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W)), &lo, &hi);
+    const int nlo = static_cast<int>(std::clamp<int64_t>(IW - c0, 0, W));
+    const int nhi = static_cast<int>(std::clamp<int64_t>(IW - c0 - W, 0, W));
+    Vec lo = load_fill(a + c0, nlo, kNegInf), hi = load_fill(a + c0 + W, nhi, kNegInf);
+    if (kRows == 1 || check_first) m = and_ordered(m, lo, hi);
+    if (kRows >= 2) {
+      const Vec u = load_fill(b + c0, nlo, kNegInf), v = load_fill(b + c0 + W, nhi, kNegInf);
+      m = and_ordered(m, u, v);
+      lo = max(lo, u);
+      hi = max(hi, v);
+    }
+    if (kRows >= 3) {
+      const Vec u = load_fill(c + c0, nlo, kNegInf), v = load_fill(c + c0 + W, nhi, kNegInf);
+      m = and_ordered(m, u, v);
+      lo = max(lo, u);
+      hi = max(hi, v);
+    }
     out(lo, hi, j0, static_cast<int>(std::min<int64_t>(W, OW - j0)));
   }
+  *ok = m;
 }
+
+// Above this many bytes of output, the stride2_rows paths write it with
+// non-temporal stores: plain stores would first read every output line from
+// DRAM, and the output is not read again soon (the next layer, or for the
+// indices the backward). bench_layers' 3x3 stride-2 pool, kernels alone, 1
+// thread: values 0.87 -> 0.78 ms; with indices (streamed when they start on a
+// line, which the binding arranges) 1.14-1.19 -> 1.05-1.08 ms.
+constexpr int64_t kPoolStreamBytes = 4 << 20;
+
+// A plane computed row by row into a scratch buffer (L1) goes out to dst with
+// non-temporal stores, each 64-byte line as soon as the rows filling it are
+// done, so the stores drain while the next rows are read (copied out at the
+// end of the plane, they stalled the reads instead and gained nothing). The
+// lines dst shares with its neighbours (before its first line boundary, after
+// its last) get plain stores.
+class PlaneStreamer {
+ public:
+  // count floats; scratch holds count + W.
+  void begin(float* dst, const float* scratch, int64_t count) {
+    dst_ = dst;
+    src_ = scratch;
+    n_ = count;
+    const uintptr_t mis = reinterpret_cast<uintptr_t>(dst) % kLineBytes;
+    head_ = mis == 0 || mis % sizeof(float) != 0
+                ? (mis == 0 ? 0 : count)  // a dst not float-aligned is never streamed
+                : std::min<int64_t>(count, static_cast<int64_t>((kLineBytes - mis) / sizeof(float)));
+    done_ = head_;
+  }
+  // Floats [0, upto) of the scratch are final.
+  void advance(int64_t upto) {
+    const int64_t end = std::min(upto, n_);
+    for (; done_ + W <= end; done_ += W) Vec::load(src_ + done_).stream(dst_ + done_);
+  }
+  // The scratch was rewritten (a plane redone for NaN): write it all again.
+  void restart() { done_ = head_; }
+  void finish() {
+    advance(n_);
+    std::memcpy(dst_, src_, sizeof(float) * head_);
+    std::memcpy(dst_ + done_, src_ + done_, sizeof(float) * (n_ - done_));
+  }
+
+ private:
+  float* dst_ = nullptr;
+  const float* src_ = nullptr;
+  int64_t n_ = 0, head_ = 0, done_ = 0;
+};
 
 // Bytes of input requested ahead of the rows being read (a software prefetch
 // one line per line read). In bench_layers' 3x3 stride-2 pool on 1 thread
@@ -331,8 +406,9 @@ inline void stride2_rows_row(const float* a, int64_t IW, int64_t OW, int check, 
 // alone left the loop waiting on memory. 4-16 KiB all did about as well.
 constexpr int64_t kPoolPrefetchBytes = 8 << 10;
 
+// out: y is its scratch, streamed out as rows complete (or null: y is the output).
 void max_pool_plane_stride2_rows(const float* x, float* y, const Pool2dShape& s,
-                                 LinePrefetcher* pf) {
+                                 LinePrefetcher* pf, PlaneStreamer* out) {
   const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
   const bool three = s.kernel_w == 3;
   Mask ok = all_true();
@@ -343,18 +419,22 @@ void max_pool_plane_stride2_rows(const float* x, float* y, const Pool2dShape& s,
     const int rows = static_cast<int>(std::min<int64_t>(2, std::max<int64_t>(H - r, 0)));
     if (three && oh > 0) {  // row r - 1 was checked as the last row of output row oh - 1
       const float* a = x + (r - 1) * IW;
-      if (rows == 2) stride2_rows_row<3, true>(a, IW, OW, 1, yrow, &ok);
-      else if (rows == 1) stride2_rows_row<2, true>(a, IW, OW, 1, yrow, &ok);
-      else stride2_rows_row<1, true>(a, IW, OW, 1, yrow, &ok);
+      if (rows == 2) stride2_rows_row<3, true>(a, IW, OW, false, yrow, &ok);
+      else if (rows == 1) stride2_rows_row<2, true>(a, IW, OW, false, yrow, &ok);
+      else stride2_rows_row<1, true>(a, IW, OW, false, yrow, &ok);
     } else if (three) {
-      if (rows == 2) stride2_rows_row<2, true>(x + r * IW, IW, OW, 0, yrow, &ok);
-      else stride2_rows_row<1, true>(x + r * IW, IW, OW, 0, yrow, &ok);
+      if (rows == 2) stride2_rows_row<2, true>(x + r * IW, IW, OW, true, yrow, &ok);
+      else stride2_rows_row<1, true>(x + r * IW, IW, OW, true, yrow, &ok);
     } else {
-      if (rows == 2) stride2_rows_row<2, false>(x + r * IW, IW, OW, 0, yrow, &ok);
-      else stride2_rows_row<1, false>(x + r * IW, IW, OW, 0, yrow, &ok);
+      if (rows == 2) stride2_rows_row<2, false>(x + r * IW, IW, OW, true, yrow, &ok);
+      else stride2_rows_row<1, false>(x + r * IW, IW, OW, true, yrow, &ok);
     }
+    if (out) out->advance((oh + 1) * OW);
   }
-  if (!all_lanes(ok)) max_pool_plane_stride2(x, y, s);
+  if (!all_lanes(ok)) {
+    max_pool_plane_stride2(x, y, s);
+    if (out) out->restart();
+  }
 }
 
 
@@ -534,9 +614,12 @@ inline void row_first_max(const float* row, int64_t IW, int64_t j0, Vec col, Vec
 }
 
 // carry_val / carry_code: OW + W floats each (the maxima of the shared row).
+// stream_idx: ind and every row of it start on a 64-byte line; the indices are
+// then written with non-temporal stores. out: as for max_pool_plane_stride2_rows.
 template <bool kThree>
 void max_pool_plane_stride2_rows_index(const float* x, float* y, int64_t* ind, const Pool2dShape& s,
-                                       float* carry_val, float* carry_code, LinePrefetcher* pf) {
+                                       float* carry_val, float* carry_code, LinePrefetcher* pf,
+                                       bool stream_idx, PlaneStreamer* out) {
   const int64_t H = s.in_h, IW = s.in_w, OW = s.out_w;
   const Vec lane2 = lane_iota() * Vec::set1(2.0f);
   Mask ok = all_true();
@@ -585,10 +668,18 @@ void max_pool_plane_stride2_rows_index(const float* x, float* y, int64_t* ind, c
       } else {
         v.store_partial(yrow + j0, n);
       }
-      store_index(irow + j0, 0, c, n);
+      if (stream_idx) {
+        stream_index(irow + j0, c, n);
+      } else {
+        store_index(irow + j0, 0, c, n);
+      }
     }
+    if (out) out->advance((oh + 1) * OW);
   }
-  if (!all_lanes(ok)) max_pool_plane_stride2_index<kThree>(x, y, ind, s);
+  if (!all_lanes(ok)) {
+    max_pool_plane_stride2_index<kThree>(x, y, ind, s);
+    if (out) out->restart();
+  }
 }
 
 // Planes in one contiguous range per thread (static split), so each thread
@@ -608,18 +699,29 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
                              int threads) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
+  const bool stream_y = s.planes * out_plane * static_cast<int64_t>(sizeof(float)) > kPoolStreamBytes;
   if (indices && stride2_rows_index_ok(s)) {
+    const int64_t line = kLineBytes;
+    const bool stream_idx = stream_y && reinterpret_cast<uintptr_t>(indices) % line == 0 &&
+                            s.out_w * static_cast<int64_t>(sizeof(int64_t)) % line == 0 &&
+                            W * static_cast<int64_t>(sizeof(int64_t)) % line == 0;
     planes_static(x, s.planes, in_plane, t, [&](int64_t p0, int64_t p1, LinePrefetcher* pf) {
       const size_t n = static_cast<size_t>(s.out_w + W);
-      std::vector<float> carry_val(n), carry_code(n);
+      std::vector<float> carry_val(n), carry_code(n), scratch(stream_y ? out_plane + W : 0);
+      PlaneStreamer out;
       for (int64_t p = p0; p < p1; ++p) {
+        if (stream_y) out.begin(y + p * out_plane, scratch.data(), out_plane);
+        float* dst = stream_y ? scratch.data() : y + p * out_plane;
+        PlaneStreamer* po = stream_y ? &out : nullptr;
         if (s.kernel_w == 3)
-          max_pool_plane_stride2_rows_index<true>(x + p * in_plane, y + p * out_plane, indices + p * out_plane,
-                                                  s, carry_val.data(), carry_code.data(), pf);
+          max_pool_plane_stride2_rows_index<true>(x + p * in_plane, dst, indices + p * out_plane, s,
+                                                  carry_val.data(), carry_code.data(), pf, stream_idx, po);
         else
-          max_pool_plane_stride2_rows_index<false>(x + p * in_plane, y + p * out_plane, indices + p * out_plane,
-                                                   s, carry_val.data(), carry_code.data(), pf);
+          max_pool_plane_stride2_rows_index<false>(x + p * in_plane, dst, indices + p * out_plane, s,
+                                                   carry_val.data(), carry_code.data(), pf, stream_idx, po);
+        if (stream_y) out.finish();
       }
+      if (stream_y) stream_fence();
     });
     return;
   }
@@ -641,7 +743,18 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
   }
   if (stride2_rows(s)) {
     planes_static(x, s.planes, in_plane, t, [&](int64_t p0, int64_t p1, LinePrefetcher* pf) {
-      for (int64_t p = p0; p < p1; ++p) max_pool_plane_stride2_rows(x + p * in_plane, y + p * out_plane, s, pf);
+      std::vector<float> scratch(stream_y ? out_plane + W : 0);
+      PlaneStreamer out;
+      for (int64_t p = p0; p < p1; ++p) {
+        if (!stream_y) {
+          max_pool_plane_stride2_rows(x + p * in_plane, y + p * out_plane, s, pf, nullptr);
+          continue;
+        }
+        out.begin(y + p * out_plane, scratch.data(), out_plane);
+        max_pool_plane_stride2_rows(x + p * in_plane, scratch.data(), s, pf, &out);
+        out.finish();
+      }
+      if (stream_y) stream_fence();
     });
     return;
   }
