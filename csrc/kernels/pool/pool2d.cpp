@@ -682,16 +682,24 @@ void max_pool_plane_stride2_rows_index(const float* x, float* y, int64_t* ind, c
   }
 }
 
-// Planes in one contiguous range per thread (static split), so each thread
-// reads one long stream and its prefetch cursor runs straight through it.
-template <typename PlaneFn>
-void planes_static(const float* x, int64_t planes, int64_t in_plane, int threads, PlaneFn plane) {
-#pragma omp parallel num_threads(threads)
-  {
-    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-    const int64_t p0 = planes * id / nt, p1 = planes * (id + 1) / nt;
-    LinePrefetcher pf(x + p0 * in_plane, x + p1 * in_plane, kPoolPrefetchBytes);
-    plane(p0, p1, &pf);
+// Called inside a parallel region: the planes in chunks of consecutive planes,
+// each read as one stream with its own prefetch cursor. With more than one
+// thread, kPoolChunksPerThread chunks per thread are handed out dynamically,
+// so a thread slowed by another process on its core does not hold the others
+// up (on the 2-core bench machine one usually is); one thread takes all planes
+// as one chunk.
+constexpr int kPoolChunksPerThread = 4;
+
+template <typename ChunkFn>
+void for_plane_chunks(const void* x, int64_t planes, int64_t plane_bytes, ChunkFn chunk) {
+  const int nt = omp_get_num_threads();
+  const int64_t chunks = nt == 1 ? 1 : std::min<int64_t>(planes, int64_t{nt} * kPoolChunksPerThread);
+  const char* base = static_cast<const char*>(x);
+#pragma omp for schedule(dynamic, 1)
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t p0 = planes * k / chunks, p1 = planes * (k + 1) / chunks;
+    LinePrefetcher pf(base + p0 * plane_bytes, base + p1 * plane_bytes, kPoolPrefetchBytes);
+    chunk(p0, p1, &pf);
   }
 }
 
@@ -705,24 +713,28 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
     const bool stream_idx = stream_y && reinterpret_cast<uintptr_t>(indices) % line == 0 &&
                             s.out_w * static_cast<int64_t>(sizeof(int64_t)) % line == 0 &&
                             W * static_cast<int64_t>(sizeof(int64_t)) % line == 0;
-    planes_static(x, s.planes, in_plane, t, [&](int64_t p0, int64_t p1, LinePrefetcher* pf) {
+#pragma omp parallel num_threads(t)
+    {
       const size_t n = static_cast<size_t>(s.out_w + W);
       std::vector<float> carry_val(n), carry_code(n), scratch(stream_y ? out_plane + W : 0);
       PlaneStreamer out;
-      for (int64_t p = p0; p < p1; ++p) {
-        if (stream_y) out.begin(y + p * out_plane, scratch.data(), out_plane);
-        float* dst = stream_y ? scratch.data() : y + p * out_plane;
-        PlaneStreamer* po = stream_y ? &out : nullptr;
-        if (s.kernel_w == 3)
-          max_pool_plane_stride2_rows_index<true>(x + p * in_plane, dst, indices + p * out_plane, s,
-                                                  carry_val.data(), carry_code.data(), pf, stream_idx, po);
-        else
-          max_pool_plane_stride2_rows_index<false>(x + p * in_plane, dst, indices + p * out_plane, s,
-                                                   carry_val.data(), carry_code.data(), pf, stream_idx, po);
-        if (stream_y) out.finish();
-      }
+      for_plane_chunks(x, s.planes, in_plane * static_cast<int64_t>(sizeof(float)),
+                       [&](int64_t p0, int64_t p1, LinePrefetcher* pf) {
+        for (int64_t p = p0; p < p1; ++p) {
+          if (stream_y) out.begin(y + p * out_plane, scratch.data(), out_plane);
+          float* dst = stream_y ? scratch.data() : y + p * out_plane;
+          PlaneStreamer* po = stream_y ? &out : nullptr;
+          if (s.kernel_w == 3)
+            max_pool_plane_stride2_rows_index<true>(x + p * in_plane, dst, indices + p * out_plane, s,
+                                                    carry_val.data(), carry_code.data(), pf, stream_idx, po);
+          else
+            max_pool_plane_stride2_rows_index<false>(x + p * in_plane, dst, indices + p * out_plane, s,
+                                                     carry_val.data(), carry_code.data(), pf, stream_idx, po);
+          if (stream_y) out.finish();
+        }
+      });
       if (stream_y) stream_fence();
-    });
+    }
     return;
   }
   if (indices && stride2_index_ok(s)) {
@@ -742,20 +754,24 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
     return;
   }
   if (stride2_rows(s)) {
-    planes_static(x, s.planes, in_plane, t, [&](int64_t p0, int64_t p1, LinePrefetcher* pf) {
+#pragma omp parallel num_threads(t)
+    {
       std::vector<float> scratch(stream_y ? out_plane + W : 0);
       PlaneStreamer out;
-      for (int64_t p = p0; p < p1; ++p) {
-        if (!stream_y) {
-          max_pool_plane_stride2_rows(x + p * in_plane, y + p * out_plane, s, pf, nullptr);
-          continue;
+      for_plane_chunks(x, s.planes, in_plane * static_cast<int64_t>(sizeof(float)),
+                       [&](int64_t p0, int64_t p1, LinePrefetcher* pf) {
+        for (int64_t p = p0; p < p1; ++p) {
+          if (!stream_y) {
+            max_pool_plane_stride2_rows(x + p * in_plane, y + p * out_plane, s, pf, nullptr);
+            continue;
+          }
+          out.begin(y + p * out_plane, scratch.data(), out_plane);
+          max_pool_plane_stride2_rows(x + p * in_plane, scratch.data(), s, pf, &out);
+          out.finish();
         }
-        out.begin(y + p * out_plane, scratch.data(), out_plane);
-        max_pool_plane_stride2_rows(x + p * in_plane, scratch.data(), s, pf, &out);
-        out.finish();
-      }
+      });
       if (stream_y) stream_fence();
-    });
+    }
     return;
   }
   if (stride2_columns(s)) {
@@ -774,9 +790,9 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
 }
 
 // Each plane: zeroed, then gx[idx] += gy in output order (torch's order of
-// the adds where windows share a position). One contiguous range of planes per
-// thread, and gy and the indices are requested 8 KiB (indices) / 4 KiB (gy)
-// ahead of the scatter: without that the scalar scatter did not overlap its
+// the adds where windows share a position). Planes in chunks of consecutive
+// planes (for_plane_chunks), and gy and the indices are requested 8 KiB
+// (indices) / 4 KiB (gy) ahead of the scatter: without that the scalar scatter did not overlap its
 // DRAM reads (bench_layers' 3x3 stride-2 backward, 1 thread: 2.5 -> 1.6 ms).
 // Building each plane in a scratch plane and writing it out with streaming
 // stores (in one go per plane, or interleaved with the next plane's scatter)
@@ -800,14 +816,12 @@ void max_pool2d_backward_impl(const float* gy, const int64_t* indices, float* gx
                               int64_t in_hw, int64_t out_hw, int threads) {
   const int t = planes_threads(planes, planes * in_hw, threads);
 #pragma omp parallel num_threads(t)
-  {
-    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-    const int64_t p0 = planes * id / nt, p1 = planes * (id + 1) / nt;
+  for_plane_chunks(indices, planes, out_hw * static_cast<int64_t>(sizeof(int64_t)),
+                   [&](int64_t p0, int64_t p1, LinePrefetcher* pf_id) {
     LinePrefetcher pf_gy(gy + p0 * out_hw, gy + p1 * out_hw, kPoolPrefetchBytes / 2);
-    LinePrefetcher pf_id(indices + p0 * out_hw, indices + p1 * out_hw, kPoolPrefetchBytes);
     for (int64_t p = p0; p < p1; ++p)
-      scatter_plane(gx + p * in_hw, gy + p * out_hw, indices + p * out_hw, in_hw, out_hw, &pf_gy, &pf_id);
-  }
+      scatter_plane(gx + p * in_hw, gy + p * out_hw, indices + p * out_hw, in_hw, out_hw, &pf_gy, pf_id);
+  });
 }
 
 // ------------------------------------------------------------------ avg pool
