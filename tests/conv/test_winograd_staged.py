@@ -1,0 +1,87 @@
+"""Winograd's staged schedule (transformed weights U of more than 1 MiB: 36 x C x K
+floats, channels rounded up to the vector width) against the float64 reference,
+at every ISA level with the algorithm forced.
+
+The schedule transforms a chunk of tiles per (image, channel block) through a
+channel-blocked window of the input rows, runs the 36 GEMMs with each thread
+streaming its own contiguous range of U's panels (packed weights) or
+transforming the weights per output-channel block (unpacked), and writes the
+outputs back per (image, channel block) through the same kind of window. The
+shapes cover what that has to get right: batch 1 with 4 and 16 tiles (the
+micro-kernel's rows split into balanced tiles), partial tiles at the right and
+bottom, channel counts that are not multiples of the vector width or of the
+micro-kernel's output channels, padding 0-3 (backward-data runs as a forward
+with padding 2 - p, which crops the input for p = 3), several images in one
+chunk, and several chunks whose boundary falls inside an image and inside a
+tile row; packed and unpacked weights, bias and the fused ReLU6, and 1 and 2
+threads (the panels of U split between them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyvision_engine import _C
+from reference.conv_reference import conv2d_backward, conv2d_forward
+
+from conv.conv_cases import assert_close, num_threads
+
+pytestmark = pytest.mark.kernels
+
+SHAPES = [
+    # n, c, k, h, w, padding
+    (1, 100, 90, 14, 14, 1),   # batch 1, 16 tiles; 100 / 90 channels: partial blocks
+    (1, 96, 96, 7, 7, 1),      # batch 1, 4 tiles
+    (2, 128, 80, 17, 19, 0),   # no padding, odd sizes: partial tiles; 2 images per chunk
+    (1, 90, 100, 9, 13, 2),    # padding 2 (backward-data: padding 0)
+    (1, 100, 96, 10, 11, 3),   # padding 3 (backward-data: padding -1)
+    (3, 1000, 16, 20, 20, 1),  # ~56 tiles per chunk of 75: a boundary inside image 2's tile row
+]
+
+_references = {}
+
+
+def _case(shape):
+    """Inputs and float64 references (computed once per shape)."""
+    if shape not in _references:
+        n, c, k, h, w, pad = shape
+        rng = np.random.default_rng(sum(shape))
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        wt = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+        b = rng.standard_normal(k).astype(np.float32)
+        pads = (pad,) * 4
+        y_ref = conv2d_forward(x, wt, b, (1, 1), pads, (1, 1), 1)
+        gy = rng.standard_normal(y_ref.shape).astype(np.float32)
+        gx_ref, _, _ = conv2d_backward(x, wt, gy, (1, 1), pads, (1, 1), 1)
+        _references[shape] = (x, wt, b, gy, y_ref, gx_ref)
+    return _references[shape]
+
+
+def _staged(c, k):
+    # the staged schedule's rule at every vector width (lanes 1, 8, 16):
+    # channels rounded up to the width, output channels to 2 widths
+    return all(36 * -(-c // lanes) * lanes * -(-k // (2 * lanes)) * 2 * lanes * 4 > 1 << 20
+               for lanes in (1, 8, 16))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_staged_forward_and_backward_data(isa, shape, threads):
+    n, c, k, h, w, pad = shape
+    assert _staged(c, k) and _staged(k, c)
+    x, wt, b, gy, y_ref, gx_ref = _case(shape)
+    out = y_ref.shape[2:]
+    packed = _C.conv2d_pack_weight(wt)
+    with num_threads(threads):
+        y = _C.conv2d_forward(x, wt, b, (1, 1), (pad, pad), (1, 1), 1, out, "winograd")
+        y_packed = _C.conv2d_forward(x, wt, b, (1, 1), (pad, pad), (1, 1), 1, out, "winograd",
+                                     False, packed)
+        y_relu = _C.conv2d_forward(x, wt, b, (1, 1), (pad, pad), (1, 1), 1, out, "winograd",
+                                   True, packed, 6.0)
+        gx = _C.conv2d_backward_data(gy, wt, list(x.shape), (1, 1), (pad, pad), (1, 1), 1,
+                                     "winograd")
+    assert_close(y, y_ref, "forward")
+    assert_close(y_packed, y_ref, "forward, packed weights")
+    assert_close(y_relu, np.clip(y_ref, 0.0, 6.0), "forward + ReLU6, packed weights")
+    assert_close(gx, gx_ref, "grad_input")
