@@ -1,20 +1,22 @@
-"""Winograd's staged schedule (transformed weights U of more than 1 MiB: 36 x C x K
-floats, channels rounded up to the vector width) against the float64 reference,
-at every ISA level with the algorithm forced.
+"""Winograd's staged schedule (every layer that the tile-lane schedule does not
+take: more than 32 channels, or output planes narrower than 16) against the
+float64 reference, at every ISA level with the algorithm forced.
 
 The schedule transforms a chunk of tiles per (image, channel block) through a
 channel-blocked window of the input rows, runs the 36 GEMMs with each thread
-streaming its own contiguous range of U's panels (packed weights) or
-transforming the weights per output-channel block (unpacked), and writes the
-outputs back per (image, channel block) through the same kind of window. The
-shapes cover what that has to get right: batch 1 with 4 and 16 tiles (the
-micro-kernel's rows split into balanced tiles), partial tiles at the right and
-bottom, channel counts that are not multiples of the vector width or of the
-micro-kernel's output channels, padding 0-3 (backward-data runs as a forward
-with padding 2 - p, which crops the input for p = 3), several images in one
-chunk, and several chunks whose boundary falls inside an image and inside a
-tile row; packed and unpacked weights, bias and the fused ReLU6, and 1 and 2
-threads (the panels of U split between them).
+streaming its own contiguous range of the panels of the transformed weights U
+(packed weights, or unpacked ones packed into the workspace when U takes at
+most 1 MiB) or transforming the weights per output-channel block (unpacked,
+bigger U), and writes the outputs back per (image, channel block) through the
+same kind of window. The shapes cover what that has to get right: both sizes
+of U, batch 1 with 4 and 16 tiles (the micro-kernel's rows split into balanced
+tiles), partial tiles at the right and bottom, channel counts that are not
+multiples of the vector width or of the micro-kernel's output channels,
+padding 0-3 (backward-data runs as a forward with padding 2 - p, which crops
+the input for p = 3), several images in one chunk, and several chunks whose
+boundary falls inside an image and inside a tile row; packed and unpacked
+weights, bias and the fused ReLU6, and 1 and 2 threads (the panels of U split
+between them).
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ SHAPES = [
     (1, 90, 100, 9, 13, 2),    # padding 2 (backward-data: padding 0)
     (1, 100, 96, 10, 11, 3),   # padding 3 (backward-data: padding -1)
     (3, 1000, 16, 20, 20, 1),  # ~56 tiles per chunk of 75: a boundary inside image 2's tile row
+    (2, 8, 12, 9, 9, 1),       # few channels on a narrow plane; U of a few KiB from here on
+    (3, 40, 24, 6, 7, 1),      # partial channel blocks, 2 x 2 tiles per image
+    (1, 64, 64, 7, 7, 1),      # batch 1, 4 tiles, 64 channels
+    (2, 64, 48, 12, 30, 1),    # 48 channels: one full and one half output-channel block
 ]
 
 _references = {}
@@ -58,20 +64,18 @@ def _case(shape):
     return _references[shape]
 
 
-def _staged(c, k):
-    # the staged schedule's rule at every vector width (lanes 1, 8, 16):
-    # channels rounded up to the width, output channels to 2 widths
-    return all(36 * -(-c // lanes) * lanes * -(-k // (2 * lanes)) * 2 * lanes * 4 > 1 << 20
-               for lanes in (1, 8, 16))
+def _tile_lanes(c, k, out_w):
+    # the tile-lane schedule's rule (conv2d_winograd_f4x3.cpp: use_tile_lanes)
+    return max(c, k) <= 32 and out_w >= 16
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_staged_forward_and_backward_data(isa, shape, threads):
     n, c, k, h, w, pad = shape
-    assert _staged(c, k) and _staged(k, c)
     x, wt, b, gy, y_ref, gx_ref = _case(shape)
     out = y_ref.shape[2:]
+    assert not _tile_lanes(c, k, out[1]) and not _tile_lanes(k, c, w)
     packed = _C.conv2d_pack_weight(wt)
     with num_threads(threads):
         y = _C.conv2d_forward(x, wt, b, (1, 1), (pad, pad), (1, 1), 1, out, "winograd")

@@ -12,17 +12,16 @@
 // Layout inside the kernel (channels blocked by the vector width L):
 //   U (packed weights) [36][K/KB][C][KB]   KB = 2L output channels per micro-kernel
 //                                          (L when the layer has at most L)
-//   V (per thread)     [36][NT][C]         NT tiles per block
-//   M (per thread)     [36][NT][K]
-// The micro-kernel keeps NT x KB/L vectors of accumulators (AVX-512: 14 x 2
-// or 28 x 1 of the 32 zmm) and broadcasts V straight from memory. Transforms are
-// vectorized across L channels. Interpolation points 0, +-1, +-2, inf keep
-// the result within ~1e-6 relative of direct convolution for realistic data
-// (F(6x6) would need +-1/2 too and lose about 10x more).
+//   V (shared)         [36][chunk][C]      a chunk of tiles (all of them at batch 1)
+//   M (shared)         [36][chunk][K]
+// The micro-kernel keeps up to NT x KB/L vectors of accumulators (AVX-512:
+// 14 x 2 or 28 x 1 of the 32 zmm) and broadcasts V straight from memory.
+// Transforms are vectorized across L channels. Interpolation points 0, +-1,
+// +-2, inf keep the result within ~1e-6 relative of direct convolution for
+// realistic data (F(6x6) would need +-1/2 too and lose about 10x more).
 //
-// Threads: work items are blocks of NT tiles across the whole batch; when
-// there are too few blocks (batch 1 at 7x7) each block is also split over
-// output-channel slabs so every thread has work.
+// Threads: each step of a chunk (input transform, GEMMs, output transform)
+// is split over all threads; see Plan.
 #include <algorithm>
 #include <cstring>
 
@@ -61,30 +60,28 @@ bool is_winograd_shape(const Conv2dShape& s) {
 }
 
 
-// Two schedules for the channel-lane layout above (layers with few channels
-// on planes of 16+ columns take the tile-lane schedule instead: see there):
-//  fused  - each thread takes blocks of NT tiles through all three steps with
-//           private V and M; best when the packed weights U fit in L2 and are
-//           re-read per block cheaply (few channels, many tiles);
-//  staged - for big U (many channels, few tiles: 256/512-channel layers) a
-//           chunk of tiles is transformed by all threads into shared V (per
-//           image and channel block, through a channel-blocked copy of the
-//           input rows), then the 36 GEMMs are split over (element, output-
-//           channel block) panels of U, each thread streaming one contiguous
-//           range of them in address order with software prefetch, so U is
-//           read from memory once per chunk at close to DRAM bandwidth; then
-//           all threads transform the outputs (per image and channel block,
-//           through the same kind of window).
+// The staged schedule of the channel-lane layout above (layers with few
+// channels on planes of 16+ columns take the tile-lane schedule instead: see
+// there): a chunk of tiles is transformed by all threads into shared V (per
+// image and channel block, through a channel-blocked copy of the input rows),
+// then the 36 GEMMs are split over (element, output-channel block) panels of
+// U, each thread streaming one contiguous range of them in address order with
+// software prefetch, so U is read from memory once per chunk at close to DRAM
+// bandwidth; then all threads transform the outputs (per image and channel
+// block, through the same kind of window).
+// (It replaced a fused schedule for U of up to 1 MiB, in which each thread
+// took blocks of NT tiles through all three steps with private V and M, and
+// gathered and scattered pixels across channel planes: 64 channels at 56x56
+// ran 0.45 -> 0.32 ms at batch 1 and 4.4 -> 3.0 ms at batch 16 on 2 threads.)
 struct Plan {
   int64_t kb, nt;                   // micro-kernel: output channels x tiles
   int64_t c_pad, k_pad;             // channels rounded up to L and kb
   int64_t tiles_h, tiles_w, tiles;  // tiles per image, and in the batch
-  bool staged;
-  int64_t chunk;                    // staged: tiles per chunk
-  int64_t blocks, slabs, slab_k;    // fused: tile blocks x output-channel slabs
+  int64_t chunk;                    // tiles per chunk
   int64_t v_floats, m_floats, thread_floats;
-  int64_t window_floats;            // staged: per-thread channel-blocked input rows
+  int64_t window_floats;            // per-thread channel-blocked input or output rows
   int64_t u_floats;
+  bool u_in_workspace;              // unpacked weights are packed into the workspace
 };
 
 constexpr int64_t kGemmChannelChunk = 128;  // channels per L1-resident GEMM pass
@@ -92,14 +89,18 @@ constexpr int64_t kGemmChannelChunk = 128;  // channels per L1-resident GEMM pas
 // panel they read (one channel chunk of 32 output channels; 12-32 KiB
 // measured alike, 4 KiB recovers only half of the DRAM stall).
 constexpr int64_t kWeightPrefetchBytes = int64_t(16) << 10;
-constexpr int64_t kFusedMaxWeightBytes = int64_t(1) << 20;  // U beyond ~L2: stage
+// Called without packed weights (training), a layer whose U takes up to this
+// much packs it into the workspace first, so its GEMMs split over all 36 x
+// K/KB panels; bigger U is transformed per output-channel block on the fly,
+// so the 4x larger transformed weights never travel through memory.
+constexpr int64_t kPackInWorkspaceMaxBytes = int64_t(1) << 20;
 constexpr int64_t kStagedChunkBytes = int64_t(8) << 20;     // V + M of one chunk
-// Staged, unpacked: the 36 elements of a thread's transformed weights lie
+// Unpacked: the 36 elements of a thread's transformed weights lie
 // cn * kb + kElementPad floats apart; without the pad that stride is a multiple
 // of 4 KiB and the transform's 36 store streams all fall in one L1 set.
 constexpr int64_t kElementPad = 16;
 
-Plan make_plan(const Conv2dShape& s, int threads) {
+Plan make_plan(const Conv2dShape& s) {
   Plan p;
   p.kb = k_block(s.out_channels);
   p.nt = tiles_per_block(p.kb);
@@ -109,45 +110,27 @@ Plan make_plan(const Conv2dShape& s, int threads) {
   p.tiles_w = (s.out_w + 3) / 4;
   p.tiles = s.batch * p.tiles_h * p.tiles_w;
   p.u_floats = 36 * p.k_pad * p.c_pad;
-  p.staged = p.u_floats * 4 > kFusedMaxWeightBytes;
-  if (p.staged) {
-    int64_t per_tile = 36 * (p.c_pad + p.k_pad) * 4;
-    int64_t chunk = kStagedChunkBytes / per_tile;
-    chunk = chunk < p.nt ? p.nt : chunk / p.nt * p.nt;
-    p.chunk = chunk < p.tiles ? chunk : p.tiles;
-    p.v_floats = 36 * (p.chunk * p.c_pad + kElementPad);
-    p.m_floats = 36 * (p.chunk * p.k_pad + kElementPad);
-    // One output-channel block's transformed weights for a channel chunk,
-    // when the weights come unpacked, and the window: one channel block of
-    // the input (or output) rows under the tile rows a chunk can touch in
-    // one image (input_tiles_blocked, output_tiles_blocked).
-    const int64_t tile_rows = std::min(p.tiles_h, (p.chunk + p.tiles_w - 1) / p.tiles_w + 1);
-    p.window_floats = (4 * tile_rows + 2) * (4 * p.tiles_w + 2) * L;
-    p.thread_floats = round_up(36 * (kGemmChannelChunk * p.kb + kElementPad), 16) +
-                      round_up(p.window_floats, 16);
-    p.blocks = p.slabs = p.slab_k = 0;
-    return p;
-  }
-  p.chunk = 0;
-  p.blocks = (p.tiles + p.nt - 1) / p.nt;
-  const int64_t k_blocks = p.k_pad / p.kb;
-  p.slabs = 1;
-  if (p.blocks < 2 * threads) {
-    p.slabs = (2 * threads + p.blocks - 1) / p.blocks;
-    if (p.slabs > k_blocks) p.slabs = k_blocks;
-  }
-  p.slab_k = (k_blocks + p.slabs - 1) / p.slabs * p.kb;
-  p.v_floats = 36 * p.nt * p.c_pad;
-  p.m_floats = 36 * p.nt * p.k_pad;
-  p.window_floats = 0;
-  p.thread_floats = round_up(p.v_floats + p.m_floats + 64 * L, 16);
+  p.u_in_workspace = p.u_floats * 4 <= kPackInWorkspaceMaxBytes;
+  const int64_t per_tile = 36 * (p.c_pad + p.k_pad) * 4;
+  int64_t chunk = kStagedChunkBytes / per_tile;
+  chunk = chunk < p.nt ? p.nt : chunk / p.nt * p.nt;
+  p.chunk = chunk < p.tiles ? chunk : p.tiles;
+  p.v_floats = 36 * (p.chunk * p.c_pad + kElementPad);
+  p.m_floats = 36 * (p.chunk * p.k_pad + kElementPad);
+  // One output-channel block's transformed weights for a channel chunk, when
+  // the weights come unpacked and stay so, and the window: one channel block
+  // of the input (or output) rows under the tile rows a chunk can touch in
+  // one image (input_tiles_blocked, output_tiles_blocked).
+  const int64_t tile_rows = std::min(p.tiles_h, (p.chunk + p.tiles_w - 1) / p.tiles_w + 1);
+  p.window_floats = (4 * tile_rows + 2) * (4 * p.tiles_w + 2) * L;
+  const int64_t local_u = 36 * (kGemmChannelChunk * p.kb + kElementPad);
+  p.thread_floats = round_up(p.window_floats, 16) + (p.u_in_workspace ? 0 : round_up(local_u, 16));
   return p;
 }
 
 int64_t workspace_floats(const Plan& p, int threads) {
-  if (p.staged)  // no room for U: staged transforms the weights on the fly
-    return round_up(p.v_floats, 16) + round_up(p.m_floats, 16) + threads * p.thread_floats;
-  return round_up(p.u_floats, 16) + threads * p.thread_floats;
+  return (p.u_in_workspace ? round_up(p.u_floats, 16) : 0) + round_up(p.v_floats, 16) +
+         round_up(p.m_floats, 16) + threads * p.thread_floats;
 }
 
 // ------------------------------------------------------------- transforms
@@ -504,33 +487,6 @@ inline void output_tile_block(const float* src, int64_t e_stride, Vec vb, bool r
   }
 }
 
-// Output channels [k_begin, k_end) of tile t from M[e][j][k] (row stride
-// k_pad, element stride e_stride): A^T M A, bias, ReLU, NCHW.
-void output_tile(const Conv2dShape& s, const Plan& p, const float* M, int64_t e_stride,
-                 int64_t j, int64_t t, int64_t k_begin, int64_t k_end, const float* bias,
-                 bool relu, float relu_max, float* y, float* tmp) {
-  const int64_t K = s.out_channels;
-  const int64_t tiles_per_image = p.tiles_h * p.tiles_w;
-  const int64_t n = t / tiles_per_image, r = t % tiles_per_image;
-  const int64_t oh0 = (r / p.tiles_w) * 4, ow0 = (r % p.tiles_w) * 4;
-  const int64_t rows = (s.out_h - oh0) < 4 ? (s.out_h - oh0) : 4;
-  const int64_t colsn = (s.out_w - ow0) < 4 ? (s.out_w - ow0) : 4;
-  const int64_t plane = s.out_h * s.out_w;
-  for (int64_t k0 = k_begin; k0 < k_end && k0 < K; k0 += L) {
-    const int64_t lanes = (K - k0) < L ? (K - k0) : L;
-    const Vec vb = bias ? Vec::load_partial(bias + k0, static_cast<int>(lanes)) : Vec::zero();
-    output_tile_block(M + j * p.k_pad + k0, e_stride, vb, relu, relu_max, tmp, 4 * L);
-    float* base = y + (n * K + k0) * plane + oh0 * s.out_w + ow0;
-    // Channel by channel, so each plane's lines are written together (a
-    // scatter across planes measured slower, and 4 KiB planes alias in L1).
-    for (int64_t lane = 0; lane < lanes; ++lane) {
-      float* dst = base + lane * plane;
-      for (int64_t a = 0; a < rows; ++a)
-        for (int64_t b = 0; b < colsn; ++b) dst[a * s.out_w + b] = tmp[(a * 4 + b) * L + lane];
-    }
-  }
-}
-
 // ---------------------------------------------- channel-blocked tile sources
 
 // dst[cb][i][j][lane] = src[cb*L + lane][i - top][j - left] (zero outside the
@@ -643,7 +599,8 @@ void from_blocked(const float* src, int64_t w, int64_t rows, int64_t j_begin, in
     for (int64_t j0 = j_begin; j0 < j_end; j0 += L) {
       const int n = static_cast<int>((j_end - j0) < L ? (j_end - j0) : L);
       Vec r[L];
-      for (int t = 0; t < L; ++t) r[t] = t < n ? Vec::load(src + (i * w + j0 + t) * L) : Vec::zero();
+      for (int t = 0; t < L; ++t)
+        r[t] = t < n ? Vec::load(src + (i * w + j0 + t) * L) : Vec::zero();
       transpose_lx(r);
       float* out = dst + i * dst_w + j0;
       for (int64_t lane = 0; lane < channels; ++lane) {
@@ -682,39 +639,13 @@ void output_tiles_blocked(const Conv2dShape& s, const Plan& p, const float* M, i
 }
 
 // ---------------------------------------------------------------- drivers
-void convolve_fused(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
-                    const float* bias, bool relu, float relu_max, float* y, float* workspace,
-                    int threads) {
-  const int64_t KB = p.kb, NT = p.nt;
-  const int64_t k_blocks = p.k_pad / KB;
-  const int64_t items = p.blocks * p.slabs;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (int64_t item = 0; item < items; ++item) {
-    const int64_t block = item / p.slabs, slab = item % p.slabs;
-    const int64_t k_begin = slab * p.slab_k;
-    const int64_t k_end = (k_begin + p.slab_k) < p.k_pad ? (k_begin + p.slab_k) : p.k_pad;
-    if (k_begin >= k_end) continue;
-    float* V = workspace + omp_get_thread_num() * p.thread_floats;
-    float* M = V + p.v_floats;
-    float* tmp = M + p.m_floats;
-    const int64_t t0 = block * NT;
-    const int64_t nt = (p.tiles - t0) < NT ? (p.tiles - t0) : NT;
-    for (int64_t j = 0; j < nt; ++j) input_tile(s, p, x, t0 + j, V, NT * p.c_pad, j, tmp);
-    for (int e = 0; e < 36; ++e)
-      for (int64_t k0 = k_begin; k0 < k_end; k0 += KB)
-        gemm_rows(KB, nt, V + e * NT * p.c_pad, p.c_pad,
-                  u + (e * k_blocks + k0 / KB) * p.c_pad * KB, p.c_pad,
-                  M + e * NT * p.k_pad + k0, p.k_pad);
-    for (int64_t j = 0; j < nt; ++j)
-      output_tile(s, p, M, NT * p.k_pad, j, t0 + j, k_begin, k_end, bias, relu, relu_max, y, tmp);
-  }
-}
 
 // Packed weights (u != nullptr): the 36 GEMMs go over (element, output-channel
-// block) pairs, each streaming its slice of U once. Unpacked (training): each
-// thread transforms one output-channel block's weights for a channel chunk
-// into an L2-resident buffer and runs all 36 GEMMs on it, so the 4x larger
-// transformed weights never travel through memory at all.
+// block) panels, each streaming its slice of U once. Unpacked (training, U
+// over kPackInWorkspaceMaxBytes): each thread transforms one output-channel
+// block's weights for a channel chunk into an L2-resident buffer and runs all
+// 36 GEMMs on it, so the 4x larger transformed weights never travel through
+// memory at all.
 void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
                      const Conv2dShape& weight_shape, const float* weight, bool for_backward_data,
                      const float* bias, bool relu, float relu_max, float* y, float* workspace,
@@ -728,22 +659,27 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
   const int64_t c_blocks = p.c_pad / L, out_blocks = (s.out_channels + L - 1) / L;
 #pragma omp parallel num_threads(threads)
   {
-    float* u_local = scratch + omp_get_thread_num() * p.thread_floats;
-    float* window = u_local + round_up(36 * (kGemmChannelChunk * KB + kElementPad), 16);
+    float* window = scratch + omp_get_thread_num() * p.thread_floats;
+    float* u_local = window + round_up(p.window_floats, 16);
     for (int64_t t0 = 0; t0 < p.tiles; t0 += p.chunk) {
       const int64_t nt = (p.tiles - t0) < p.chunk ? (p.tiles - t0) : p.chunk;
       // Element strides of V and M: nt rows and a pad, so that the 36
       // elements of a tile (a multiple of 4 KiB apart for 16 tiles of 256
       // channels) do not all fall in one L1 set.
       const int64_t vs = nt * p.c_pad + kElementPad, ms = nt * p.k_pad + kElementPad;
-      // (image, channel block) items: the chunk's tiles of one image, L channels.
+      // The transforms go over (image, channel block) items: the chunk's
+      // tiles [r0, r1) of image n, L channels.
       const int64_t n_first = t0 / per_image;
       const int64_t images = (t0 + nt - 1) / per_image - n_first + 1;
+      auto tiles_of = [&](int64_t n, int64_t* r0, int64_t* r1) {
+        *r0 = std::max(t0, n * per_image) - n * per_image;
+        *r1 = std::min(t0 + nt, (n + 1) * per_image) - n * per_image;
+      };
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < images * c_blocks; ++item) {
         const int64_t n = n_first + item / c_blocks, c0 = (item % c_blocks) * L;
-        const int64_t r0 = std::max(t0, n * per_image) - n * per_image;
-        const int64_t r1 = std::min(t0 + nt, (n + 1) * per_image) - n * per_image;
+        int64_t r0, r1;
+        tiles_of(n, &r0, &r1);
         input_tiles_blocked(s, p, x, n, r0, r1, c0, V, vs, n * per_image + r0 - t0, window);
       }
       if (u) {
@@ -780,8 +716,8 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < images * out_blocks; ++item) {
         const int64_t n = n_first + item / out_blocks, k0 = (item % out_blocks) * L;
-        const int64_t r0 = std::max(t0, n * per_image) - n * per_image;
-        const int64_t r1 = std::min(t0 + nt, (n + 1) * per_image) - n * per_image;
+        int64_t r0, r1;
+        tiles_of(n, &r0, &r1);
         output_tiles_blocked(s, p, M, ms, n, r0, r1, k0, n * per_image + r0 - t0, bias, relu,
                              relu_max, y, window);
       }
@@ -833,9 +769,9 @@ void bw_rest(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t 
 
 // ----------------------------------------------------- tile-lane schedule
 // For few channels (the 16-channel layers of CIFAR ResNets) the channel-lane
-// layout above spends most of its time moving data: every tile gathers 36
-// pixels from L channel planes (scalar copies: planes of 4 KiB alias in L1)
-// and scatters 16 outputs back to L planes. Here the vector lanes hold L
+// layout above spends much of its time moving data: it pads the channels to a
+// multiple of L and transposes every pixel between channel planes and
+// channel-minor rows, for few FLOPs per pixel. Here the vector lanes hold L
 // consecutive tiles of one channel instead, so every access runs along the
 // contiguous rows of a single NCHW plane:
 //   input   per channel and tile row: B^T along the rows (H) on full row
@@ -857,9 +793,13 @@ constexpr int TL_RK = 4, TL_NV = 4;
 constexpr int64_t TL_NT = TL_NV * L;
 constexpr int64_t kTlPrefetchChannels = 1;
 // Where the tile-lane schedule runs (measured at batch 128, 1 thread,
-// AVX-512): 16 channels at 32x32 3.5 -> 1.8 ms, 32 at 16x16 1.67 -> 1.47 ms,
-// 8 at 32x32 2.9 -> 0.7 ms; but 64 channels at 16x16 (4.7 -> 5.3 ms) and
-// 8x8 planes (tile rows of 2 tiles; 32 channels 0.36 -> 0.46 ms) lose.
+// AVX-512, against the fused channel-lane schedule of the time): 16 channels
+// at 32x32 3.5 -> 1.8 ms, 32 at 16x16 1.67 -> 1.47 ms, 8 at 32x32 2.9 -> 0.7
+// ms; but 64 channels at 16x16 (4.7 -> 5.3 ms) and 8x8 planes (tile rows of
+// 2 tiles; 32 channels 0.36 -> 0.46 ms) lose. Against the staged schedule
+// that replaced it, 8, 12, 16, 20 and 24 channels still gain (16 at 32x32:
+// 2.3 -> 2.0 ms), 32 at 32x32 is even, and 32 at 16x16 now loses (1.1 vs
+// 1.5 ms); left as it is.
 constexpr int64_t kTileLaneMaxChannels = 32;
 constexpr int64_t kTileLaneMinWidth = 16;
 
@@ -1496,7 +1436,7 @@ int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
     const TlPlan tp = make_tl_plan(f);
     return round_up(tp.u_floats, 16) + threads * tp.thread_floats;
   }
-  return workspace_floats(make_plan(f, threads), threads);
+  return workspace_floats(make_plan(f), threads);
 }
 
 // The tile-lane schedule: weights as U[e][c][k]. Packed weights of a single
@@ -1532,7 +1472,6 @@ void run(ConvPass pass, const Conv2dArgs& a) {
   }
   const bool bwd = pass == ConvPass::backward_data;
   const Conv2dShape f = bwd ? backward_data_as_forward(a.shape) : a.shape;
-  const Plan p = make_plan(f, a.num_threads);
   const float* x = bwd ? a.grad_output : a.input;
   float* y = bwd ? a.grad_input : a.output;
   const float* bias = bwd ? nullptr : a.bias;
@@ -1541,18 +1480,18 @@ void run(ConvPass pass, const Conv2dArgs& a) {
     run_tile_lanes(a, f, bwd, x, y, bias, relu);
     return;
   }
-  if (p.staged) {
-    convolve_staged(f, p, x, a.packed_weight, a.shape, a.weight, bwd, bias, relu, a.relu_max, y,
-                    a.workspace, a.num_threads);
-    return;
-  }
+  const Plan p = make_plan(f);
   const float* u = a.packed_weight;
-  if (!u) {
-    pack_weights(a.shape, a.weight, a.workspace, bwd, a.num_threads);
-    u = a.workspace;
+  float* ws = a.workspace;
+  if (p.u_in_workspace) {
+    if (!u) {
+      pack_weights(a.shape, a.weight, ws, bwd, a.num_threads);
+      u = ws;
+    }
+    ws += round_up(p.u_floats, 16);
   }
-  convolve_fused(f, p, x, u, bias, relu, a.relu_max, y, a.workspace + round_up(p.u_floats, 16),
-                 a.num_threads);
+  convolve_staged(f, p, x, u, a.shape, a.weight, bwd, bias, relu, a.relu_max, y, ws,
+                  a.num_threads);
 }
 
 }  // namespace
