@@ -20,7 +20,7 @@ The folded result differs from the unfused one only by float32 rounding.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -85,9 +85,9 @@ def run_sequence(modules: Iterable[Module], x: Any, owner: Optional[Module] = No
     while i < n:
         if (i >= plain_until and isinstance(x, Tensor) and x.ndim == 4 and x.dtype == np.float32
                 and x._data.size > 0):  # (an empty batch takes the NCHW path's empty results)
-            units, j, worth = _blocked_run(owner, mods, i)
+            units, j, worth, ops_cache = _blocked_run(owner, mods, i)
             if worth:
-                x = blocked.run(units, x)
+                x = blocked.run(units, x, ops_cache)
                 i = j
                 continue
             plain_until = j
@@ -109,10 +109,11 @@ def run_sequence(modules: Iterable[Module], x: Any, owner: Optional[Module] = No
     return x
 
 
-def _blocked_run(owner: Optional[Module], mods: List[Module], i: int) -> Tuple[Any, int, bool]:
-    """(units, end, worth running blocked) of the run starting at ``mods[i]``, found
-    once per owner and reused while no module changed (``Module._structure_epoch``)
-    and the owner's children are the same objects."""
+def _blocked_run(owner: Optional[Module], mods: List[Module],
+                 i: int) -> Tuple[Any, int, bool, Dict[Any, Any]]:
+    """(units, end, worth running blocked, op-list cache for blocked.run) of the run
+    starting at ``mods[i]``, found once per owner and reused while no module changed
+    (``Module._structure_epoch``) and the owner's children are the same objects."""
     entry = None if owner is None else owner.__dict__.get("_blocked_runs")
     if (entry is None or entry[0] != Module._structure_epoch or len(entry[1]) != len(mods)
             or any(a is not b for a, b in zip(entry[1], mods))):
@@ -122,7 +123,7 @@ def _blocked_run(owner: Optional[Module], mods: List[Module], i: int) -> Tuple[A
     run = entry[2].get(i)
     if run is None:
         units, j = blocked.blocked_run(mods, i)
-        run = entry[2][i] = (units, j, blocked.worth_blocking(units))
+        run = entry[2][i] = (units, j, blocked.worth_blocking(units), {})
     return run
 
 

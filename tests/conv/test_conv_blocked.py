@@ -401,3 +401,40 @@ def test_python_threads_share_a_model_in_the_blocked_path():
     for t in threads:
         t.join()
     assert not bad
+
+
+def test_op_lists_are_reused_until_a_source_tensor_changes(monkeypatch):
+    """blocked.run keeps each run's op list per input shape and rebuilds it when any
+    tensor its packed weights come from changes: in place (version), by ``.data``
+    assignment (a new array), a BatchNorm buffer included."""
+    rng = np.random.default_rng(5)
+    model = nn.Sequential(nn.Conv2d(4, 8, 1), nn.BatchNorm2d(8), nn.ReLU6(),
+                          nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 6, 1)).eval()
+    _randomize_batch_norms(model, rng)
+    x = pve.tensor(rng.standard_normal((2, 4, 5, 5)).astype(np.float32))
+    builds = []
+    real = blocked.units_ops
+    monkeypatch.setattr(blocked, "units_ops", lambda *a: builds.append(1) or real(*a))
+
+    def forward(inp=x):
+        with pve.no_grad():
+            return model(inp).numpy()
+
+    forward()
+    forward()
+    assert len(builds) == 1, "the op list was not reused"
+    forward(pve.tensor(rng.standard_normal((1, 4, 7, 3)).astype(np.float32)))
+    assert len(builds) == 2, "a new input shape needs its own op list"
+    changes = [
+        lambda: model[0].weight.mul_(-1.5),
+        lambda: model[1].running_mean.add_(0.3),
+        lambda: setattr(model[3].weight, "data", model[3].weight.detach().numpy() * 2),
+        lambda: model[4].bias.add_(1.0),
+    ]
+    for k, change in enumerate(changes):
+        with pve.no_grad():
+            change()
+        y = forward()
+        assert len(builds) == 3 + k
+        np.testing.assert_allclose(y, _module_by_module(model, x, monkeypatch), rtol=1e-4,
+                                   atol=1e-4)
