@@ -1,7 +1,8 @@
-"""The ``phase`` family (forward over the input's stride phases, see
-csrc/kernels/conv/conv2d_phase.cpp) at every ISA level against the float64 reference:
-packed and unpacked weights, fused bias and ReLU(6), thread counts, and where the rule
-picks it (and where not)."""
+"""The ``phase`` family (convolution over the input's stride phases, see
+csrc/kernels/conv/conv2d_phase.cpp and conv2d_phase_backward_weight.cpp) at every ISA
+level against the float64 reference: forward with packed and unpacked weights, fused
+bias and ReLU(6), backward-data and backward-weight (strides 1-3, dilation, kernels
+smaller than the stride), thread counts, and where the rule picks it (and where not)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
 from conv.conv_cases import assert_close, num_threads
-from reference.conv_reference import conv2d_forward
+from reference.conv_reference import conv2d_backward, conv2d_forward
 
 pytestmark = pytest.mark.kernels
 
@@ -85,6 +86,71 @@ def test_thread_counts_give_the_same_answers(threads, batch):
         np.testing.assert_array_equal(unpacked, one)
 
 
+# Backward passes: the forward shapes and these (n, c, h, w, k, (kh, kw), stride,
+# padding, dilation).
+BACKWARD_SHAPES = SHAPES + [
+    (2, 20, 9, 9, 24, (3, 3), (1, 1), (3, 3), (1, 1)),    # stride 1, padding past the kernel
+    (3, 33, 14, 14, 17, (3, 3), (1, 1), (1, 1), (1, 1)),  # stride 1, one-row tiles
+    (1, 18, 7, 7, 40, (3, 3), (1, 1), (1, 1), (1, 1)),    # stride 1 at 7x7: two-row tiles
+    (2, 7, 9, 9, 5, (2, 2), (3, 3), (0, 0), (1, 1)),      # kernel < stride: phases without taps
+    (2, 6, 13, 11, 10, (1, 1), (3, 2), (0, 0), (1, 1)),   # 1x1 stride (3, 2)
+    (1, 12, 17, 16, 9, (3, 3), (3, 3), (2, 2), (1, 1)),   # stride 3: 9 phases of 1 tap
+    (2, 10, 12, 13, 11, (3, 3), (2, 2), (2, 2), (2, 2)),  # dilation = stride: one phase has every tap
+    (1, 5, 16, 15, 6, (3, 3), (2, 2), (1, 1), (3, 3)),    # dilation 3, stride 2
+    (2, 3, 6, 5, 4, (4, 4), (2, 2), (2, 1), (1, 1)),      # even kernel, 2x2 taps per phase
+    (3, 16, 57, 56, 33, (3, 3), (2, 2), (1, 1), (1, 1)),  # backward-weight: several image groups
+    (7, 200, 14, 13, 300, (3, 3), (2, 2), (1, 1), (1, 1)),  # 7x7: groups of 4 and 3 images
+    (2, 64, 14, 14, 130, (3, 3), (2, 2), (1, 1), (1, 1)), # output channels past whole groups
+]
+
+
+def _backward(x, w, gy, geo, with_bias):
+    for pass_ in ("backward_data", "backward_weight"):
+        assert _C.conv2d_plan(pass_, "phase", list(x.shape), list(w.shape), geo.stride,
+                              geo.top_left, geo.dilation, 1, geo.out_size)[0] == "phase"
+    gx = _C.conv2d_backward_data(gy, w, list(x.shape), geo.stride, geo.top_left, geo.dilation,
+                                 1, "phase")
+    gw, gb = _C.conv2d_backward_weight(x, gy, list(w.shape), geo.stride, geo.top_left,
+                                       geo.dilation, 1, "phase", with_bias)
+    return gx, gw, gb
+
+
+@pytest.mark.parametrize("shape", BACKWARD_SHAPES, ids=lambda s: "x".join(map(str, s[:5])))
+def test_backward_matches_reference(isa, shape):
+    rng = np.random.default_rng(abs(hash(shape)) % 2**32)
+    x, w, _, geo = _case(rng, *shape, bias=False)
+    gy = rng.standard_normal((x.shape[0], w.shape[0]) + geo.out_size).astype(np.float32)
+    want_gx, want_gw, want_gb = conv2d_backward(x, w, gy, geo.stride, geo.pads, geo.dilation, 1)
+    for with_bias in (True, False):
+        gx, gw, gb = _backward(x, w, gy, geo, with_bias)
+        assert_close(gx, want_gx, "grad_input")
+        assert_close(gw, want_gw, "grad_weight")
+        if with_bias:
+            assert_close(gb, want_gb, "grad_bias")
+        else:
+            assert gb is None
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("batch", [1, 2, 3, 7])
+def test_backward_thread_counts_give_the_same_answers(threads, batch):
+    # backward-data: batch < 2 * threads splits (phase, channel block, rows) items of
+    # each image, otherwise threads take whole images; backward-weight: threads take
+    # (channel block, output-channel group) items, one thread's sums or one per item
+    # (several image groups at 7x7)
+    rng = np.random.default_rng(batch * 10 + threads)
+    for k, size, stride in ((5, 15, 2), (40, 14, 2), (100, 18, 2), (24, 11, 1), (17, 13, 3)):
+        x, w, _, geo = _case(rng, batch, 12, size, size + 3, k, (3, 3), (stride,) * 2, (1, 1),
+                             (1, 1))
+        gy = rng.standard_normal((batch, k) + geo.out_size).astype(np.float32)
+        with num_threads(1):
+            one = _backward(x, w, gy, geo, True)
+        with num_threads(threads):
+            many = _backward(x, w, gy, geo, True)
+        for got, want in zip(many, one):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_pack_rejects_what_it_cannot_pack():
     w = np.ones((4, 3, 3, 3), np.float32)
     size = _C.conv2d_pack_weight(w, algorithm="phase").shape[0]
@@ -140,8 +206,11 @@ def test_rule_picks_phase_for_stride_2_forward(isa):
     with conv_backend.force_algorithm("phase"):
         assert F.conv2d_algorithm((1, 8, 9, 9), (8, 8, 3, 3), padding=1) == "phase"
         assert F.conv2d_algorithm((1, 8, 9, 9), (8, 4, 3, 3), padding=1, groups=2) == "im2col"
-        assert F.conv2d_algorithm((1, 8, 9, 9), (8, 8, 3, 3), padding=1,
-                                  pass_="backward_weight") == "im2col"
+        for pass_ in ("backward_data", "backward_weight"):
+            assert F.conv2d_algorithm((1, 8, 9, 9), (8, 8, 3, 3), padding=1,
+                                      pass_=pass_) == "phase"
+            assert F.conv2d_algorithm((1, 8, 9, 9), (8, 4, 3, 3), padding=1, groups=2,
+                                      pass_=pass_) == "im2col"
 
 
 def test_eval_plan_follows_isa_switch():

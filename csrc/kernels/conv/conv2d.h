@@ -20,9 +20,13 @@
 //                       over tiles, then G^T M G per channel pair);
 //   conv2d_direct_*     backward-weight of stride-1 convolutions as register-
 //                       blocked dot products over padded planes (no im2col);
-//   conv2d_phase_*      forward of strided (3x3 stride-2) convolutions as a
-//                       register-tiled implicit GEMM over the input's stride
-//                       phases (no im2col), weights packed per output block.
+//   conv2d_phase_*      strided (3x3 stride-2) convolutions as register-tiled
+//                       implicit GEMMs over the input's stride phases (no
+//                       im2col, no col2im): forward, weights packed per
+//                       output block; backward-data as one stride-1
+//                       correlation per input phase with the sub-kernel of
+//                       its taps (stride 1: the flipped kernel); backward-
+//                       weight over the channel-minor phases.
 // Each family has a `run` entry point (one of three passes) and a
 // `workspace` query (floats of scratch the caller must provide); Winograd
 // (transformed) and phase (blocked) also pack weights so eval-mode inference

@@ -1,13 +1,24 @@
-// Direct (implicit-GEMM) forward convolution over stride phases, groups 1:
-// the `phase` family, made for 3x3 stride-2 layers (ResNet's downsampling
+// Direct (implicit-GEMM) convolution over stride phases, groups 1: the
+// `phase` family, made for 3x3 stride-2 layers (ResNet's downsampling
 // convolutions), where im2col + packed GEMM spends a third of its time
 // building and packing columns and loses lanes to 7x7 and 14x14 planes.
 //
-// Each image is split once into its sh x sw stride phases, zero-padded:
+// Forward: each image is split once into its sh x sw stride phases,
+// zero-padded (conv2d_phase.h):
 //     P[c][a][b][i][j] = xpad[c][i*sh + a][j*sw + b]      (hp x wp each)
 // so tap (r, s) of output pixel (oh, ow) reads phase ((r*dh) % sh, (s*dw) % sw)
 // at row oh + r*dh/sh, column ow + s*dw/sw: for every tap, the pixels of an
 // output row read consecutive floats of one phase row, with no im2col.
+//
+// Backward-data runs on the same tiles. Input pixel (ih, iw) with
+// ih + pt = i*sh + a (and likewise iw + pl = j*sw + b) receives, from tap r,
+// the output gradient at row i - (r*dh)/sh if (r*dh) % sh == a, and none
+// otherwise. So each of the sh*sw input phases (a, b) is a stride-1
+// correlation of the zero-padded output gradient with the sub-kernel of the
+// taps of that parity (3x3 stride 2: 2x2, 2x1, 1x2 and 1x1 taps), written to
+// every sh-th row and sw-th column of the input gradient: no col2im scatter,
+// no multiply by a zero. Stride 1 is the one phase, the forward correlation
+// with the flipped kernel. Weights are packed per phase as [C/L][K][taps][L].
 //
 // The product y[k][p] = act(bias[k] + sum_{c, tap} W[k][c, tap] * P_tap[c][p])
 // runs as a register tile of TP output pixels x KV vectors of output
@@ -16,7 +27,8 @@
 // are the vector lanes, so no lane is lost to plane sizes (7x7, 14x14); a
 // tile holds a run of one output row or, on planes at most TP/2 wide, two
 // whole rows. The epilogue transposes the tile (pixels x channels) into the
-// NCHW output planes with bias and ReLU clamp.
+// NCHW output planes with bias and ReLU clamp (backward-data: every sw-th
+// column, by expand + masked stores with AVX-512 at stride 2).
 //
 // Weights are packed as [K/L vector blocks][c][tap][L] (zeros past K); eval
 // mode packs them once (pack_weights) and caches them, otherwise every call
@@ -27,13 +39,18 @@
 // Threads: with at least two images per thread (or one thread), each thread
 // takes whole images with its own phase buffer; otherwise images run in turn,
 // all threads split the phases by channel, then the output-channel vector
-// blocks (and, with fewer blocks than threads, the output rows).
+// blocks (and, with fewer blocks than threads, the output rows; backward-data
+// also the input phases).
+//
+// Backward-weight (conv2d_phase_backward_weight.cpp) reads the same phases,
+// channel-minor.
 #include <cstdint>
 #include <cstring>
 
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_phase.h"
 #include "kernels/conv/conv2d_strided.h"
 #include "kernels/conv/conv2d_transpose.h"
 #include "simd/vec.h"
@@ -52,71 +69,65 @@ constexpr int TP = 4;
 #endif
 constexpr int KV = 2;  // channel vectors per tile (a layer's last one may have 1)
 static_assert(TP <= L || L == 1, "the epilogue transposes a tile's pixels into one vector");
-constexpr int64_t kMaxTaps = 64;
-constexpr int64_t kMaxStride = 8;
+constexpr int64_t kMaxTaps = kPhaseMaxTaps;
+constexpr int64_t kMaxStride = kPhaseMaxStride;
+constexpr int64_t kMaxPhases = kMaxStride * kMaxStride;
 // Weights of one channel chunk (KV vectors x channels x taps): ~128 KiB.
 constexpr int64_t kChunkFloats = int64_t(1) << 15;
 // Partial sums of one band of tiles between channel chunks, per thread (at
 // least one row of tiles).
 constexpr int64_t kPartialFloats = int64_t(1) << 14;
 
-struct PhasePlan {
+int64_t round16(int64_t v) { return (v + 15) / 16 * 16; }
+int64_t vector_blocks(int64_t K) { return (K + L - 1) / L; }
+
+// One correlation the tiles compute: K output channels over an out_h x out_w
+// grid, reducing over C source channels x taps. Tile pixel (i, j) reads
+// src + i*wp + j + tapoff[tap] (+ c*cstride) and writes
+// y + k*ychan + i*yrow + j*ycol.
+struct TilePlan {
   int64_t C, K, taps;
-  int64_t sh, sw;     // phases per axis (the strides)
-  int64_t hp, wp;     // rows and columns of a phase plane
-  int64_t plane;      // hp * wp
-  int64_t cstride;    // floats per channel: sh * sw * plane
-  int64_t image_floats;
+  int64_t cstride, wp;
+  int64_t out_h, out_w;
+  int64_t ychan, yrow, ycol;
   int64_t blocks;     // vector blocks of output channels: ceil(K / L)
   int64_t width, rows_per_tile, runs;  // tiles: runs per row of `width` pixels, or 2 rows
   int64_t band;       // output rows per band
   int64_t partial_floats;  // per thread: the band's partial sums (~kPartialFloats)
-  int64_t chunk;      // input channels per chunk
-  bool per_image;     // threads take whole images
-  int64_t image_buffers;
+  int64_t chunk;      // source channels per chunk
 };
 
-bool phase_ok(const Conv2dShape& s) {
-  return s.groups == 1 && s.kernel_h * s.kernel_w <= kMaxTaps && s.stride_h <= kMaxStride &&
-         s.stride_w <= kMaxStride && s.out_h > 0 && s.out_w > 0 && s.in_channels > 0 &&
-         s.out_channels > 0;
-}
-
-int64_t round16(int64_t v) { return (v + 15) / 16 * 16; }
-int64_t vector_blocks(int64_t K) { return (K + L - 1) / L; }
-
-PhasePlan make_plan(const Conv2dShape& s, int threads) {
-  PhasePlan p;
-  p.C = s.in_channels;
-  p.K = s.out_channels;
-  p.taps = s.kernel_h * s.kernel_w;
-  p.sh = s.stride_h;
-  p.sw = s.stride_w;
-  p.hp = s.out_h + (s.kernel_h - 1) * s.dilation_h / p.sh;
-  p.wp = s.out_w + (s.kernel_w - 1) * s.dilation_w / p.sw;
-  p.plane = p.hp * p.wp;
-  p.cstride = p.sh * p.sw * p.plane;
-  p.image_floats = round16(p.C * p.cstride);
-  p.blocks = vector_blocks(p.K);
-  if (2 * s.out_w <= TP) {  // narrow planes: two whole rows per tile
-    p.width = s.out_w;
+TilePlan tile_plan(int64_t C, int64_t K, int64_t taps, int64_t cstride, int64_t wp,
+                   int64_t out_h, int64_t out_w, int64_t ychan, int64_t yrow, int64_t ycol) {
+  TilePlan p;
+  p.C = C;
+  p.K = K;
+  p.taps = taps;
+  p.cstride = cstride;
+  p.wp = wp;
+  p.out_h = out_h;
+  p.out_w = out_w;
+  p.ychan = ychan;
+  p.yrow = yrow;
+  p.ycol = ycol;
+  p.blocks = vector_blocks(K);
+  if (2 * out_w <= TP) {  // narrow planes: two whole rows per tile
+    p.width = out_w;
     p.rows_per_tile = 2;
     p.runs = 1;
   } else {
-    p.runs = (s.out_w + TP - 1) / TP;
-    p.width = (s.out_w + p.runs - 1) / p.runs;
+    p.runs = (out_w + TP - 1) / TP;
+    p.width = (out_w + p.runs - 1) / p.runs;
     p.rows_per_tile = 1;
   }
   const int64_t row_floats = p.runs * TP * KV * L;  // partial sums of a row of tiles
   const int64_t tile_rows = kPartialFloats / row_floats > 1 ? kPartialFloats / row_floats : 1;
   p.band = tile_rows * p.rows_per_tile;
   p.partial_floats = tile_rows * row_floats;
-  int64_t cc = kChunkFloats / (KV * L * p.taps);
+  int64_t cc = kChunkFloats / (KV * L * (taps > 0 ? taps : 1));
   if (cc < 1) cc = 1;
-  const int64_t chunks = (p.C + cc - 1) / cc;
-  p.chunk = (p.C + chunks - 1) / chunks;
-  p.per_image = threads <= 1 || s.batch >= 2 * threads;
-  p.image_buffers = p.per_image ? (threads < s.batch ? threads : s.batch) : 1;
+  const int64_t chunks = (C + cc - 1) / cc;
+  p.chunk = (C + chunks - 1) / chunks;
   return p;
 }
 
@@ -151,105 +162,120 @@ int64_t pack_weights(const Conv2dShape& s, const float* w, float* packed, bool f
   return vector_blocks(s.out_channels) * L * inner;
 }
 
-// The phases of one image (x: its C planes) into ph; channels split over the
-// threads of the enclosing region when `parallel`.
-void split_phases(const Conv2dShape& s, const PhasePlan& p, const float* x, float* ph,
-                  bool parallel) {
-  // Phase column j of column phase b reads input column j*sw + b - pad_left:
-  // columns [first[b], last[b]) of every phase row lie inside the input row.
-  int64_t first[kMaxStride], last[kMaxStride];
-  for (int64_t b = 0; b < p.sw; ++b) {
-    const int64_t off = b - s.pad_left;
-    first[b] = off >= 0 ? 0 : (-off + p.sw - 1) / p.sw;
-    last[b] = s.in_w - 1 - off < 0 ? 0 : (s.in_w - 1 - off) / p.sw + 1;
-    if (first[b] > p.wp) first[b] = p.wp;
-    if (last[b] > p.wp) last[b] = p.wp;
-    if (last[b] < first[b]) last[b] = first[b];
-  }
+// The phases of one image (x: its C planes) into ph (C x cstride floats);
+// channels split over the threads of the enclosing region when `parallel`.
+void split_phases(const Conv2dShape& s, const PhaseSplit& g, int64_t cstride, const float* x,
+                  float* ph, bool parallel) {
   const int64_t in_plane = s.in_h * s.in_w;
+  const int64_t C = s.in_channels;
   auto channel = [&](int64_t c) {
     const float* xc = x + c * in_plane;
-    if (c + 1 < p.C) {  // the next plane into L2 while this one is copied (measured:
+    if (c + 1 < C) {  // the next plane into L2 while this one is copied (measured:
       // batch-8 inputs come from memory, and the copy waited on them)
       const char* next = reinterpret_cast<const char*>(xc + in_plane);
       for (int64_t off = 0; off < in_plane * 4; off += 64) __builtin_prefetch(next + off, 0, 2);
     }
-    float* pc = ph + c * p.cstride;
-    // Phase row i of row phase a holds input row i*sh + a - pad_top (zeros in
-    // the padding): input rows in order.
-    for (int64_t i = 0, a = 0, ih = -s.pad_top; i < p.hp; ++ih) {
-      const bool inside = ih >= 0 && ih < s.in_h;
-      for (int64_t b = 0; b < p.sw; ++b) {
-        float* d = pc + (a * p.sw + b) * p.plane + i * p.wp;
-        const int64_t lo = inside ? first[b] : 0, hi = inside ? last[b] : 0;
-        for (int64_t j = 0; j < lo; ++j) d[j] = 0.0f;
-        if (inside) {
-          const int64_t off = b - s.pad_left;
-          copy_strided(xc + ih * s.in_w + off, p.sw, lo, hi, s.in_w - off, d);
-        }
-        for (int64_t j = hi; j < p.wp; ++j) d[j] = 0.0f;
-      }
-      if (++a == p.sh) {
-        a = 0;
-        ++i;
-      }
-    }
+    float* pc = ph + c * cstride;
+    // Input rows in order: phase row i of row phase a holds input row i*sh + a - pad_top.
+    for (int64_t i = 0; i < g.hp; ++i)
+      for (int64_t a = 0; a < g.sh; ++a)
+        for (int64_t b = 0; b < g.sw; ++b)
+          phase_row(s, g, xc, a, b, i, pc + (a * g.sw + b) * g.plane + i * g.wp);
   };
   if (parallel) {
 #pragma omp for schedule(static)
-    for (int64_t c = 0; c < p.C; ++c) channel(c);
+    for (int64_t c = 0; c < C; ++c) channel(c);
   } else {
-    for (int64_t c = 0; c < p.C; ++c) channel(c);
+    for (int64_t c = 0; c < C; ++c) channel(c);
   }
 }
 
 struct TileArgs {
-  const PhasePlan* p;
-  const int64_t* tapoff;  // per tap: phase plane, row and column offset
+  const TilePlan* p;
+  const int64_t* tapoff;  // per tap: offset from the tile's source pixel
   const float* bias;      // at the vector block's first channel, nullable
   bool relu;
   float relu_max;
   int64_t kvalid;         // output channels from the block's first that exist
-  int64_t pixels;         // out_h * out_w: the output's channel stride
   int64_t c0, c1;         // the channel chunk
   float* partial;         // the tile's partial sums between chunks
 };
 
-// The sums of a tile (R pixels x V vectors, in t.partial) plus bias, clamped,
-// into the output planes (y at the vector block's first channel): the tile's
-// pixels are consecutive there, p0 .. p0 + R. Kept out of line so the tile's
-// loop has every vector register.
-__attribute__((noinline)) void finish_tile(const TileArgs& t, int R, int V, int64_t p0,
-                                           float* y) {
+// v's lanes [first, first + n) to d[0], d[stride], ..., d[(n - 1) * stride].
+inline void store_run(Vec v, int first, int n, int64_t stride, float* d) {
+#if defined(__AVX512F__)
+  __m512 u = v.v;
+  if (first > 0)
+    u = _mm512_maskz_compress_ps(static_cast<__mmask16>(((1u << n) - 1u) << first), u);
+  if (stride == 1) {
+    Vec(u).store_partial(d, n);
+    return;
+  }
+  if (stride == 2) {  // even lanes of two vectors; the odd columns are another phase's
+    const int lo = n < 8 ? n : 8;
+    _mm512_mask_storeu_ps(d, static_cast<__mmask16>(0x5555u & ((1u << (2 * lo - 1)) - 1u)),
+                          _mm512_maskz_expand_ps(0x5555, u));
+    if (n > 8) {
+      const __m512 hi = _mm512_maskz_compress_ps(0xFF00, u);
+      _mm512_mask_storeu_ps(d + 16,
+                            static_cast<__mmask16>(0x5555u & ((1u << (2 * (n - 8) - 1)) - 1u)),
+                            _mm512_maskz_expand_ps(0x5555, hi));
+    }
+    return;
+  }
+#endif
+  float lanes[L];
+  v.store(lanes);
+  for (int i = 0; i < n; ++i) d[i * stride] = lanes[first + i];
+}
+
+// The sums of a tile (NR rows of W pixels x V vectors, in t.partial) plus
+// bias, clamped, into the output planes (y: the tile's first pixel of the
+// vector block's first channel). Kept out of line so the tile's loop has
+// every vector register.
+__attribute__((noinline)) void finish_tile(const TileArgs& t, int W, int NR, int V, float* y) {
+  const TilePlan& p = *t.p;
+  const int R = W * NR;
   const Vec cap = Vec::set1(t.relu_max);
   auto act = [&](Vec o, int64_t k) {
     if (t.bias) o = o + Vec::set1(t.bias[k]);
     return t.relu ? relu_clamp(o, cap) : o;
   };
+  // the tile's pixels consecutive in the output (forward, backward-data at stride 1)
+  const bool contiguous = p.ycol == 1 && (NR == 1 || p.yrow == W);
   for (int v = 0; v < V; ++v) {
     if constexpr (L == 1) {  // one channel per vector: pixel by pixel
       if (v >= t.kvalid) break;
-      for (int i = 0; i < R; ++i)
-        act(Vec::load(t.partial + i * V + v), v).store(y + v * t.pixels + p0 + i);
+      for (int i = 0; i < R; ++i) {
+        const Vec o = act(Vec::load(t.partial + i * V + v), v);
+        o.store(y + v * p.ychan + (i / W) * p.yrow + (i % W) * p.ycol);
+      }
     } else {
       Vec r[L];  // r[l]: the R pixels of channel v*L + l
       for (int l = 0; l < L; ++l)
         r[l] = l < R ? Vec::load(t.partial + (l * V + v) * L) : Vec::zero();
       transpose_lx(r);
-      for (int l = 0; l < L && v * L + l < t.kvalid; ++l)
-        act(r[l], v * L + l).store_partial(y + (v * L + l) * t.pixels + p0, R);
+      for (int l = 0; l < L && v * L + l < t.kvalid; ++l) {
+        const Vec o = act(r[l], v * L + l);
+        float* d = y + (v * L + l) * p.ychan;
+        if (contiguous) {
+          o.store_partial(d, R);
+        } else {
+          for (int row = 0; row < NR; ++row) store_run(o, row * W, W, p.ycol, d + row * p.yrow);
+        }
+      }
     }
   }
 }
 
-// acc[pixel][v] += sum over the chunk's channels and taps; src: the phase
+// acc[pixel][v] += sum over the chunk's channels and taps; src: the source
 // image at the tile's first pixel (NR rows of W pixels, rows wp apart),
 // w: the packed weights of its first vector block. Sums go back to
 // t.partial; the last chunk then finishes the tile into y.
 template <int W, int NR, int V>
-void phase_tile(const TileArgs& t, const float* src, const float* w, int64_t p0, float* y) {
+void phase_tile(const TileArgs& t, const float* src, const float* w, float* y) {
   constexpr int R = W * NR;
-  const PhasePlan& p = *t.p;
+  const TilePlan& p = *t.p;
   const int64_t taps = p.taps, wp = p.wp;
   const int64_t wstride = p.C * taps * L;
   Vec acc[R][V];
@@ -281,45 +307,50 @@ void phase_tile(const TileArgs& t, const float* src, const float* w, int64_t p0,
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 2
     for (int v = 0; v < V; ++v) acc[i][v].store(t.partial + (i * V + v) * L);
-  if (t.c1 == p.C) finish_tile(t, R, V, p0, y);
+  if (t.c1 == p.C) finish_tile(t, W, NR, V, y);
 }
 
 // phase_tile for a run-time width (<= TP), row count (1, or 2 with 2W <= TP)
 // and vector count (1 or 2).
 template <int W>
 void tile_of_width(int width, int rows, int vectors, const TileArgs& t, const float* src,
-                   const float* w, int64_t p0, float* y) {
+                   const float* w, float* y) {
   if constexpr (W > 1) {
     if (width < W) {
-      tile_of_width<W - 1>(width, rows, vectors, t, src, w, p0, y);
+      tile_of_width<W - 1>(width, rows, vectors, t, src, w, y);
       return;
     }
   }
   if constexpr (2 * W <= TP) {
     if (rows == 2) {
-      vectors == KV ? phase_tile<W, 2, KV>(t, src, w, p0, y)
-                    : phase_tile<W, 2, 1>(t, src, w, p0, y);
+      vectors == KV ? phase_tile<W, 2, KV>(t, src, w, y) : phase_tile<W, 2, 1>(t, src, w, y);
       return;
     }
   }
-  vectors == KV ? phase_tile<W, 1, KV>(t, src, w, p0, y) : phase_tile<W, 1, 1>(t, src, w, p0, y);
+  vectors == KV ? phase_tile<W, 1, KV>(t, src, w, y) : phase_tile<W, 1, 1>(t, src, w, y);
 }
 
-// Vector blocks [v0, v1) x output rows [r0, r1) of one image (ph: its phases,
-// y: its output); partial: p.partial_floats of this thread's scratch.
-void compute(const Conv2dArgs& a, const PhasePlan& p, const int64_t* tapoff, const float* packed,
-             const float* ph, float* y, int64_t v0, int64_t v1, int64_t r0, int64_t r1,
+struct Epilogue {
+  const float* bias = nullptr;
+  bool relu = false;
+  float relu_max = 0.0f;
+};
+
+// Vector blocks [v0, v1) x output rows [r0, r1) of one correlation (src: its
+// source image, y: its output at grid pixel (0, 0), channel 0); partial:
+// p.partial_floats of this thread's scratch.
+void compute(const TilePlan& p, const int64_t* tapoff, const float* packed, const float* src,
+             float* y, const Epilogue& e, int64_t v0, int64_t v1, int64_t r0, int64_t r1,
              float* partial) {
-  const Conv2dShape& s = a.shape;
   const int64_t inner = p.C * p.taps, tile_floats = TP * KV * L;
-  TileArgs t{&p, tapoff, nullptr, a.relu, a.relu_max, 0, s.out_h * s.out_w, 0, 0, partial};
+  TileArgs t{&p, tapoff, nullptr, e.relu, e.relu_max, 0, 0, 0, partial};
   for (int64_t g = v0; g < v1; g += KV) {
     const int vectors = static_cast<int>((v1 - g) < KV ? (v1 - g) : KV);
     const int64_t k0 = g * L;
-    t.bias = a.bias ? a.bias + k0 : nullptr;
+    t.bias = e.bias ? e.bias + k0 : nullptr;
     t.kvalid = p.K - k0;
     const float* w = packed + g * inner * L;
-    float* yk = y + k0 * t.pixels;
+    float* yk = y + k0 * p.ychan;
     for (int64_t b0 = r0; b0 < r1; b0 += p.band) {
       const int64_t b1 = (b0 + p.band) < r1 ? (b0 + p.band) : r1;
       for (t.c0 = 0; t.c0 < p.C; t.c0 += p.chunk) {
@@ -329,10 +360,10 @@ void compute(const Conv2dArgs& a, const PhasePlan& p, const int64_t* tapoff, con
           const int rows = static_cast<int>((b1 - oh) < p.rows_per_tile ? (b1 - oh)
                                                                         : p.rows_per_tile);
           for (int64_t j = 0; j < p.runs; ++j, t.partial += tile_floats) {
-            const int64_t ow0 = j * p.width, ow1 = (ow0 + p.width) < s.out_w ? (ow0 + p.width)
-                                                                               : s.out_w;
+            const int64_t ow0 = j * p.width, ow1 = (ow0 + p.width) < p.out_w ? (ow0 + p.width)
+                                                                               : p.out_w;
             tile_of_width<TP>(static_cast<int>(ow1 - ow0), rows, vectors, t,
-                              ph + oh * p.wp + ow0, w, oh * s.out_w + ow0, yk);
+                              src + oh * p.wp + ow0, w, yk + oh * p.yrow + ow0 * p.ycol);
           }
         }
       }
@@ -340,35 +371,68 @@ void compute(const Conv2dArgs& a, const PhasePlan& p, const int64_t* tapoff, con
   }
 }
 
-void forward(const Conv2dArgs& a) {
-  const Conv2dShape& s = a.shape;
-  const int threads = a.num_threads;
-  const PhasePlan p = make_plan(s, threads);
+// ------------------------------------------------------------------ forward
+
+struct ForwardPlan {
+  PhaseSplit g;
+  TilePlan tiles;
+  int64_t image_floats;  // one image's phases
+  bool per_image;        // threads take whole images
+  int64_t image_buffers;
   int64_t tapoff[kMaxTaps];
+};
+
+bool phase_ok(const Conv2dShape& s) { return s.groups == 1 && phase_split_ok(s); }
+
+ForwardPlan forward_plan(const Conv2dShape& s, int threads) {
+  ForwardPlan f;
+  f.g = phase_split(s);
+  const PhaseSplit& g = f.g;
+  const int64_t cstride = g.sh * g.sw * g.plane;
+  f.tiles = tile_plan(s.in_channels, s.out_channels, s.kernel_h * s.kernel_w, cstride, g.wp,
+                      s.out_h, s.out_w, s.out_h * s.out_w, s.out_w, 1);
+  f.image_floats = round16(s.in_channels * cstride);
+  f.per_image = threads <= 1 || s.batch >= 2 * threads;
+  f.image_buffers = f.per_image ? (threads < s.batch ? threads : s.batch) : 1;
   for (int64_t r = 0; r < s.kernel_h; ++r) {
     for (int64_t q = 0; q < s.kernel_w; ++q) {
       const int64_t dy = r * s.dilation_h, dx = q * s.dilation_w;
-      tapoff[r * s.kernel_w + q] = ((dy % p.sh) * p.sw + dx % p.sw) * p.plane +
-                                   (dy / p.sh) * p.wp + dx / p.sw;
+      f.tapoff[r * s.kernel_w + q] = ((dy % g.sh) * g.sw + dx % g.sw) * g.plane +
+                                     (dy / g.sh) * g.wp + dx / g.sw;
     }
   }
+  return f;
+}
+
+int64_t forward_workspace(const Conv2dShape& s, int threads) {
+  const ForwardPlan f = forward_plan(s, threads);
+  return f.image_buffers * f.image_floats + threads * f.tiles.partial_floats +
+         round16(vector_blocks(s.out_channels) * L * s.in_channels * s.kernel_h * s.kernel_w);
+}
+
+void forward(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const int threads = a.num_threads;
+  const ForwardPlan f = forward_plan(s, threads);
+  const TilePlan& p = f.tiles;
   float* images = a.workspace;
-  float* partials = images + p.image_buffers * p.image_floats;
+  float* partials = images + f.image_buffers * f.image_floats;
   const float* packed = a.packed_weight;
   if (packed == nullptr) {
     float* mine = partials + threads * p.partial_floats;
     pack_blocks(p.K, p.C * p.taps, a.weight, mine, threads);
     packed = mine;
   }
+  const Epilogue e{a.bias, a.relu, a.relu_max};
   const int64_t in_image = s.in_channels * s.in_h * s.in_w;
   const int64_t out_image = s.out_channels * s.out_h * s.out_w;
-  if (p.per_image) {
+  if (f.per_image) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int64_t n = 0; n < s.batch; ++n) {
       const int me = omp_get_thread_num();
-      float* ph = images + me * p.image_floats;
-      split_phases(s, p, a.input + n * in_image, ph, false);
-      compute(a, p, tapoff, packed, ph, a.output + n * out_image, 0, p.blocks, 0, s.out_h,
+      float* ph = images + me * f.image_floats;
+      split_phases(s, f.g, p.cstride, a.input + n * in_image, ph, false);
+      compute(p, f.tapoff, packed, ph, a.output + n * out_image, e, 0, p.blocks, 0, s.out_h,
               partials + me * p.partial_floats);
     }
     return;
@@ -383,12 +447,12 @@ void forward(const Conv2dArgs& a) {
   if (rparts > s.out_h) rparts = s.out_h;
 #pragma omp parallel num_threads(threads)
   for (int64_t n = 0; n < s.batch; ++n) {
-    split_phases(s, p, a.input + n * in_image, images, true);
+    split_phases(s, f.g, p.cstride, a.input + n * in_image, images, true);
     // (implicit barrier: the phases are complete)
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < groups * rparts; ++item) {
       const int64_t g = item / rparts, rp = item % rparts;
-      compute(a, p, tapoff, packed, images, a.output + n * out_image, g * KV,
+      compute(p, f.tapoff, packed, images, a.output + n * out_image, e, g * KV,
               (g + 1) * KV < p.blocks ? (g + 1) * KV : p.blocks, rp * s.out_h / rparts,
               (rp + 1) * s.out_h / rparts, partials + omp_get_thread_num() * p.partial_floats);
     }
@@ -396,15 +460,257 @@ void forward(const Conv2dArgs& a) {
   }
 }
 
+// ------------------------------------------------------------ backward-data
+
+// The source is the output gradient, zero-padded: K planes of hp x wp, gy's
+// pixel (oh, ow) at row oh + pt, column ow + pl. Input phase (a, b) covers
+// input rows ih = i*sh + a - pad_top for i in [i0, i0 + rows) (and columns
+// likewise); its tap (r, q) reads source row i - i0 + (i0 + pt - (r*dh)/sh)
+// of the tile's grid, with r*dh = a (mod sh).
+struct DataPhase {
+  TilePlan tiles;        // grid: the phase's rows x columns; source channels K, outputs C
+  int64_t first_tap;     // its taps: tap_ids / tapoff [first_tap, first_tap + tiles.taps)
+  int64_t y_offset;      // grad_input offset of its grid pixel (0, 0)
+  int64_t packed_offset; // its packed weights: [C/L][K][taps][L]
+  bool empty;            // no input pixel in this phase
+};
+
+struct DataPlan {
+  int64_t pt, pl;        // gy's first row / column in the padded source
+  int64_t hp, wp, plane;
+  int64_t image_floats;
+  int64_t phases;
+  DataPhase phase[kMaxPhases];
+  int64_t tap_ids[kMaxTaps];   // original tap index r*kw + q, phase by phase
+  int64_t tapoff[kMaxTaps];
+  int64_t tap_phase[kMaxTaps], tap_slot[kMaxTaps];  // per original tap: phase, index in it
+  int64_t partial_floats;  // the largest phase's
+  int64_t packed_floats;
+  bool per_image;
+  int64_t image_buffers;
+};
+
+bool data_ok(const Conv2dShape& s) { return s.groups == 1 && phase_split_ok(s); }
+
+// The phase's first grid index and count along one axis: positions
+// x = i*stride + a - pad in [0, size).
+void axis_range(int64_t size, int64_t stride, int64_t pad, int64_t a, int64_t* first,
+                int64_t* count) {
+  *first = (pad - a + stride - 1) / stride;  // pad - a > -stride
+  const int64_t top = size - 1 + pad - a;
+  *count = top < 0 ? 0 : top / stride + 1 - *first;
+  if (*count < 0) *count = 0;
+}
+
+void data_plan(const Conv2dShape& s, int threads, DataPlan* d) {
+  const int64_t sh = s.stride_h, sw = s.stride_w, kh = s.kernel_h, kw = s.kernel_w;
+  const int64_t K = s.out_channels, C = s.in_channels;
+  d->pt = (kh - 1) * s.dilation_h / sh;
+  d->pl = (kw - 1) * s.dilation_w / sw;
+  int64_t rows_end = s.out_h, cols_end = s.out_w;  // grid rows / columns the tiles reach
+  int64_t row_first[kMaxStride], row_count[kMaxStride], col_first[kMaxStride],
+      col_count[kMaxStride];
+  for (int64_t a = 0; a < sh; ++a) {
+    axis_range(s.in_h, sh, s.pad_top, a, &row_first[a], &row_count[a]);
+    if (row_first[a] + row_count[a] > rows_end) rows_end = row_first[a] + row_count[a];
+  }
+  for (int64_t b = 0; b < sw; ++b) {
+    axis_range(s.in_w, sw, s.pad_left, b, &col_first[b], &col_count[b]);
+    if (col_first[b] + col_count[b] > cols_end) cols_end = col_first[b] + col_count[b];
+  }
+  d->hp = d->pt + rows_end;
+  d->wp = d->pl + cols_end;
+  d->plane = d->hp * d->wp;
+  d->image_floats = round16(K * d->plane);
+  d->phases = sh * sw;
+  d->partial_floats = 0;
+  const int64_t cblocks = vector_blocks(C);
+  int64_t ntaps = 0;
+  for (int64_t a = 0; a < sh; ++a) {
+    for (int64_t b = 0; b < sw; ++b) {
+      DataPhase& ph = d->phase[a * sw + b];
+      ph.first_tap = ntaps;
+      for (int64_t r = 0; r < kh; ++r) {
+        if ((r * s.dilation_h) % sh != a) continue;
+        for (int64_t q = 0; q < kw; ++q) {
+          if ((q * s.dilation_w) % sw != b) continue;
+          const int64_t mr = r * s.dilation_h / sh, mq = q * s.dilation_w / sw;
+          d->tap_ids[ntaps] = r * kw + q;
+          d->tapoff[ntaps] = (row_first[a] + d->pt - mr) * d->wp + (col_first[b] + d->pl - mq);
+          d->tap_phase[r * kw + q] = a * sw + b;
+          d->tap_slot[r * kw + q] = ntaps - ph.first_tap;
+          ++ntaps;
+        }
+      }
+      const int64_t taps = ntaps - ph.first_tap;
+      ph.empty = row_count[a] == 0 || col_count[b] == 0;
+      ph.tiles = tile_plan(K, C, taps, d->plane, d->wp, row_count[a], col_count[b],
+                           s.in_h * s.in_w, sh * s.in_w, sw);
+      ph.y_offset = (row_first[a] * sh + a - s.pad_top) * s.in_w +
+                    (col_first[b] * sw + b - s.pad_left);
+      ph.packed_offset = cblocks * L * K * ph.first_tap;
+      if (!ph.empty && taps > 0 && ph.tiles.partial_floats > d->partial_floats)
+        d->partial_floats = ph.tiles.partial_floats;
+    }
+  }
+  d->packed_floats = round16(cblocks * L * K * kh * kw);
+  d->per_image = threads <= 1 || s.batch >= 2 * threads;
+  d->image_buffers = d->per_image ? (threads < s.batch ? threads : s.batch) : 1;
+}
+
+// Weights for the phases: packed[phase][C/L][K][phase taps][L] =
+// w[k][c][tap] (zeros past C); per (channel block, k), L channels x taps go
+// through a register transpose.
+void pack_data_weights(const Conv2dShape& s, const DataPlan& d, const float* w, float* packed,
+                       int threads) {
+  const int64_t K = s.out_channels, C = s.in_channels, taps = s.kernel_h * s.kernel_w;
+  const int64_t cblocks = vector_blocks(C);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t item = 0; item < cblocks * K; ++item) {
+    const int64_t cb = item / K, k = item % K;
+    const int64_t c0 = cb * L, cn = (C - c0) < L ? (C - c0) : L;
+    const float* src = w + (k * C + c0) * taps;
+    for (int64_t t0 = 0; t0 < taps; t0 += L) {
+      const int tn = static_cast<int>((taps - t0) < L ? (taps - t0) : L);
+      Vec r[L];
+      for (int64_t l = 0; l < L; ++l)
+        r[l] = l < cn ? Vec::load_partial(src + l * taps + t0, tn) : Vec::zero();
+      transpose_lx(r);  // r[t] lane l: w[k][c0 + l][t0 + t]
+      for (int t = 0; t < tn; ++t) {
+        const int64_t tap = t0 + t;
+        const DataPhase& ph = d.phase[d.tap_phase[tap]];
+        r[t].store(packed + ph.packed_offset + ((cb * K + k) * ph.tiles.taps + d.tap_slot[tap]) * L);
+      }
+    }
+  }
+}
+
+// gy's K planes of one image into the zero-padded source (channels split over
+// the threads of the enclosing region when `parallel`).
+void pad_grad(const Conv2dShape& s, const DataPlan& d, const float* gy, float* src,
+              bool parallel) {
+  auto channel = [&](int64_t k) {
+    const float* g = gy + k * s.out_h * s.out_w;
+    float* o = src + k * d.plane;
+    std::memset(o, 0, sizeof(float) * d.pt * d.wp);
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      float* row = o + (d.pt + oh) * d.wp;
+      for (int64_t j = 0; j < d.pl; ++j) row[j] = 0.0f;
+      std::memcpy(row + d.pl, g + oh * s.out_w, sizeof(float) * s.out_w);
+      for (int64_t j = d.pl + s.out_w; j < d.wp; ++j) row[j] = 0.0f;
+    }
+    std::memset(o + (d.pt + s.out_h) * d.wp, 0, sizeof(float) * (d.hp - d.pt - s.out_h) * d.wp);
+  };
+  if (parallel) {
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < s.out_channels; ++k) channel(k);
+  } else {
+    for (int64_t k = 0; k < s.out_channels; ++k) channel(k);
+  }
+}
+
+// Input pixels no tap reaches (kernel smaller than the stride): zero.
+void zero_phase(const Conv2dShape& s, const DataPhase& ph, float* gx, int64_t r0, int64_t r1) {
+  const TilePlan& p = ph.tiles;
+  for (int64_t c = 0; c < s.in_channels; ++c)
+    for (int64_t i = r0; i < r1; ++i) {
+      float* row = gx + ph.y_offset + c * p.ychan + i * p.yrow;
+      for (int64_t j = 0; j < p.out_w; ++j) row[j * p.ycol] = 0.0f;
+    }
+}
+
+void run_phase(const Conv2dShape& s, const DataPlan& d, const DataPhase& ph, const float* packed,
+               const float* src, float* gx, int64_t v0, int64_t v1, int64_t r0, int64_t r1,
+               float* partial) {
+  if (ph.empty) return;
+  if (ph.tiles.taps == 0) {
+    if (v0 == 0) zero_phase(s, ph, gx, r0, r1);
+    return;
+  }
+  compute(ph.tiles, d.tapoff + ph.first_tap, packed + ph.packed_offset, src, gx + ph.y_offset,
+          Epilogue{}, v0, v1, r0, r1, partial);
+}
+
+int64_t data_workspace(const Conv2dShape& s, int threads) {
+  DataPlan d;
+  data_plan(s, threads, &d);
+  return d.image_buffers * d.image_floats + threads * d.partial_floats + d.packed_floats;
+}
+
+void backward_data(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const int threads = a.num_threads;
+  DataPlan d;
+  data_plan(s, threads, &d);
+  float* images = a.workspace;
+  float* partials = images + d.image_buffers * d.image_floats;
+  float* packed = partials + threads * d.partial_floats;
+  pack_data_weights(s, d, a.weight, packed, threads);
+  const int64_t in_image = s.in_channels * s.in_h * s.in_w;
+  const int64_t out_image = s.out_channels * s.out_h * s.out_w;
+  if (d.per_image) {
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t n = 0; n < s.batch; ++n) {
+      const int me = omp_get_thread_num();
+      float* src = images + me * d.image_floats;
+      pad_grad(s, d, a.grad_output + n * out_image, src, false);
+      for (int64_t ph = 0; ph < d.phases; ++ph) {
+        const DataPhase& q = d.phase[ph];
+        run_phase(s, d, q, packed, src, a.grad_input + n * in_image, 0, q.tiles.blocks, 0,
+                  q.tiles.out_h, partials + me * d.partial_floats);
+      }
+    }
+    return;
+  }
+  // Fewer than two images per thread: items are (phase, group of KV vector
+  // blocks, row range), handed out dynamically (phases differ in taps).
+  int64_t rparts[kMaxPhases], first_item[kMaxPhases + 1];
+  first_item[0] = 0;
+  for (int64_t ph = 0; ph < d.phases; ++ph) {
+    const TilePlan& p = d.phase[ph].tiles;
+    const int64_t groups = (p.blocks + KV - 1) / KV;
+    int64_t parts = (2 * threads + groups - 1) / groups;
+    if (parts > p.out_h) parts = p.out_h;
+    if (d.phase[ph].empty) parts = 0;
+    rparts[ph] = parts;
+    first_item[ph + 1] = first_item[ph] + groups * parts;
+  }
+  const int64_t items = first_item[d.phases];
+#pragma omp parallel num_threads(threads)
+  for (int64_t n = 0; n < s.batch; ++n) {
+    pad_grad(s, d, a.grad_output + n * out_image, images, true);
+    // (implicit barrier: the source is complete)
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; ++item) {
+      int64_t ph = 0;
+      while (item >= first_item[ph + 1]) ++ph;
+      const DataPhase& q = d.phase[ph];
+      const int64_t rest = item - first_item[ph], g = rest / rparts[ph], rp = rest % rparts[ph];
+      const int64_t rows = q.tiles.out_h;
+      run_phase(s, d, q, packed, images, a.grad_input + n * in_image, g * KV,
+                (g + 1) * KV < q.tiles.blocks ? (g + 1) * KV : q.tiles.blocks,
+                rp * rows / rparts[ph], (rp + 1) * rows / rparts[ph],
+                partials + omp_get_thread_num() * d.partial_floats);
+    }
+    // implicit barrier before the next image overwrites the source
+  }
+}
+
 int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
-  if (pass != ConvPass::forward || !phase_ok(s)) return -1;
-  const PhasePlan p = make_plan(s, threads);
-  return p.image_buffers * p.image_floats + threads * p.partial_floats +
-         round16(vector_blocks(p.K) * L * p.C * p.taps);
+  switch (pass) {
+    case ConvPass::forward: return phase_ok(s) ? forward_workspace(s, threads) : -1;
+    case ConvPass::backward_data: return data_ok(s) ? data_workspace(s, threads) : -1;
+    case ConvPass::backward_weight: return phase_backward_weight_workspace(s, threads);
+  }
+  return -1;
 }
 
 void run(ConvPass pass, const Conv2dArgs& a) {
-  if (pass == ConvPass::forward) forward(a);
+  switch (pass) {
+    case ConvPass::forward: forward(a); break;
+    case ConvPass::backward_data: backward_data(a); break;
+    case ConvPass::backward_weight: phase_backward_weight(a); break;
+  }
 }
 
 }  // namespace
