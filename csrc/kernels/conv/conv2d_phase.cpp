@@ -559,27 +559,36 @@ void data_plan(const Conv2dShape& s, int threads, DataPlan* d) {
 }
 
 // Weights for the phases: packed[phase][C/L][K][phase taps][L] =
-// w[k][c][tap] (zeros past C); per (channel block, k), L channels x taps go
-// through a register transpose.
+// w[k][c][tap] (zeros past C). Items are (block of L output channels k, block
+// of L channels c), k block major: the L rows w[k] are read in order, and the
+// L x taps floats of each (k, c block) go through a register transpose.
 void pack_data_weights(const Conv2dShape& s, const DataPlan& d, const float* w, float* packed,
                        int threads) {
   const int64_t K = s.out_channels, C = s.in_channels, taps = s.kernel_h * s.kernel_w;
-  const int64_t cblocks = vector_blocks(C);
+  const int64_t cblocks = vector_blocks(C), kblocks = vector_blocks(K);
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t item = 0; item < cblocks * K; ++item) {
-    const int64_t cb = item / K, k = item % K;
+  for (int64_t item = 0; item < kblocks * cblocks; ++item) {
+    const int64_t cb = item % cblocks, k0 = (item / cblocks) * L;
     const int64_t c0 = cb * L, cn = (C - c0) < L ? (C - c0) : L;
-    const float* src = w + (k * C + c0) * taps;
-    for (int64_t t0 = 0; t0 < taps; t0 += L) {
-      const int tn = static_cast<int>((taps - t0) < L ? (taps - t0) : L);
-      Vec r[L];
-      for (int64_t l = 0; l < L; ++l)
-        r[l] = l < cn ? Vec::load_partial(src + l * taps + t0, tn) : Vec::zero();
-      transpose_lx(r);  // r[t] lane l: w[k][c0 + l][t0 + t]
-      for (int t = 0; t < tn; ++t) {
-        const int64_t tap = t0 + t;
-        const DataPhase& ph = d.phase[d.tap_phase[tap]];
-        r[t].store(packed + ph.packed_offset + ((cb * K + k) * ph.tiles.taps + d.tap_slot[tap]) * L);
+    for (int64_t k = k0; k < K && k < k0 + L; ++k) {
+      const float* src = w + (k * C + c0) * taps;
+      if (cb + 1 < cblocks) {  // the next item's part of this row (measured: the
+        // transposes waited on the loads)
+        const char* next = reinterpret_cast<const char*>(src + L * taps);
+        for (int64_t off = 0; off < L * taps * 4; off += 64) __builtin_prefetch(next + off, 0, 2);
+      }
+      for (int64_t t0 = 0; t0 < taps; t0 += L) {
+        const int tn = static_cast<int>((taps - t0) < L ? (taps - t0) : L);
+        Vec r[L];
+        for (int64_t l = 0; l < L; ++l)
+          r[l] = l < cn ? Vec::load_partial(src + l * taps + t0, tn) : Vec::zero();
+        transpose_lx(r);  // r[t] lane l: w[k][c0 + l][t0 + t]
+        for (int t = 0; t < tn; ++t) {
+          const int64_t tap = t0 + t;
+          const DataPhase& ph = d.phase[d.tap_phase[tap]];
+          r[t].store(packed + ph.packed_offset +
+                     ((cb * K + k) * ph.tiles.taps + d.tap_slot[tap]) * L);
+        }
       }
     }
   }

@@ -16,14 +16,16 @@
 // and nothing is lost to plane sizes (7x7, 14x14): pixels are the reduction.
 //
 // Threads: items are (input-channel block, output-channel group) pairs, each
-// the sole owner of its gw entries (no reduction), handed out dynamically,
-// channel block major (neighbouring items share X's cache lines). An item
-// walks bands of about kBandPixels output pixels, image by image, and all
-// taps within a band (the band's gradient vectors stay in L1 across the
-// taps); its sums wait between bands in a per-thread buffer (taps x TC x KV
-// vectors), then go through a register transpose into gw's rows (gw[k][c0..]
-// is TC x taps consecutive floats). Images are prepared in groups that fit
-// kBudgetFloats, all threads sharing the work; later groups add to gw.
+// the sole owner of its gw entries (no reduction, so any thread count gives
+// the same sums), handed out dynamically, channel block major (neighbouring
+// items share X's cache lines). An item runs each tap over every pixel of
+// the group's images in one call (the accumulators stay in registers; a
+// whole image at once measured 1.04-1.1x faster than L1-sized bands); its
+// sums wait between taps in a per-thread buffer (taps x TC x KV vectors),
+// then go through register transposes into gw's rows (gw[k][c0..] is cn x
+// taps consecutive floats). Images are prepared in groups (kGroupFloats),
+// all threads sharing the work; with several groups each item's sums stay
+// in a buffer of their own between them.
 #include <cstdint>
 #include <cstring>
 
@@ -49,15 +51,12 @@ constexpr int TC = 4, KV = 2;
 #endif
 // Channel-minor images per group: about this many floats (at least one
 // image), so that a group's X and G are still in cache when the items read
-// them (measured: 8 images of 64->128 @56 at once, 10 MB, ran 1.4x slower).
+// them (measured: 8 images of 64->128 @56 at once, 10 MB, 1.4x slower than one
+// at a time; 128->256 @28: 4 at once 1.12x slower), unless the items' sums,
+// which cross between groups, are larger still: then one group holds as
+// many floats as the sums (256->512 @14, 4.7 MB of sums: 8 images in one
+// group 1.03x faster than two groups of 4).
 constexpr int64_t kGroupFloats = int64_t(1) << 18;
-// With several groups each item's sums wait in memory between them (taps x
-// TC x KV vectors, read and written once per group): groups get at least
-// this many output pixels so that this traffic stays small.
-constexpr int64_t kGroupMinPixels = 256;
-// Output pixels per band: the band's gradient vectors (KV x L floats each,
-// 32 KiB with AVX-512) stay in L1 across the taps.
-constexpr int64_t kBandPixels = 128;
 
 // Prefetch distances of the transposes into X and G.
 constexpr int64_t kPrefetchRows = 2;
@@ -73,7 +72,6 @@ struct WeightPlan {
   int64_t x_image, g_image;  // floats of one image's X and G
   int64_t images, groups;    // images per group (the last may have fewer), groups
   int64_t sum_buffers;       // of acc_floats: one per item with several groups, else per thread
-  int64_t band;              // output rows per band
   int64_t acc_floats;        // per item: taps x TC x KV vectors
   int64_t tapoff[kPhaseMaxTaps];   // per tap: X pixel offset
 };
@@ -94,18 +92,16 @@ WeightPlan weight_plan(const Conv2dShape& s, int threads) {
   w.kgroups = (w.kvecs + KV - 1) / KV;
   w.cblocks = (w.C + TC - 1) / TC;
   w.items = w.kgroups * w.cblocks;
-  // + TC: the last channel block reads up to TC - 1 floats past the last pixel
-  w.x_image = round_up(g.sh * g.sw * g.plane * w.Cs + TC, 16);
-  w.g_image = round_up(w.pixels * w.Kp, 16);
-  int64_t images = kGroupFloats / (w.x_image + w.g_image);
-  const int64_t by_pixels = (kGroupMinPixels + w.pixels - 1) / w.pixels;
-  if (images < by_pixels) images = by_pixels;
+  w.x_image = g.sh * g.sw * g.plane * w.Cs;  // (whole vectors: Cs is a multiple of L)
+  w.g_image = w.pixels * w.Kp;
+  w.acc_floats = round_up(w.taps * TC * KV * L, 16);
+  const int64_t sums = w.items * w.acc_floats;
+  int64_t images = (sums > kGroupFloats ? sums : kGroupFloats) / (w.x_image + w.g_image);
+  if (images < 1) images = 1;
   if (images > s.batch) images = s.batch;
   w.groups = (s.batch + images - 1) / images;  // then as even as they go
   w.images = (s.batch + w.groups - 1) / w.groups;
   w.sum_buffers = w.groups > 1 ? w.items : threads;
-  w.band = kBandPixels / s.out_w > 1 ? kBandPixels / s.out_w : 1;
-  w.acc_floats = round_up(w.taps * TC * KV * L, 16);
   for (int64_t r = 0; r < s.kernel_h; ++r) {
     for (int64_t q = 0; q < s.kernel_w; ++q) {
       const int64_t dy = r * s.dilation_h, dx = q * s.dilation_w;
@@ -124,22 +120,25 @@ WeightPlan weight_plan(const Conv2dShape& s, int threads) {
 void split_rows(const Conv2dShape& s, const WeightPlan& w, const float* x, float* xp,
                 int64_t item) {
   const PhaseSplit& g = w.g;
+  const int64_t Cs = w.Cs, sw = g.sw, wp = g.wp;
   const int64_t rows = g.hp * g.sh;
   const int64_t c0 = (item / rows) * L, ai = item % rows;
   const int64_t a = ai % g.sh, i = ai / g.sh, ih = ai - s.pad_top;
-  auto pixel = [&](int64_t b, int64_t j) {
-    return xp + ((a * g.sw + b) * g.plane + i * g.wp + j) * w.Cs + c0;
-  };
+  // next[b]: where the next pixel of column phase b goes
+  float* next[kPhaseMaxStride];
+  for (int64_t b = 0; b < sw; ++b) next[b] = xp + ((a * sw + b) * g.plane + i * wp) * Cs + c0;
   const Vec zero = Vec::zero();
   const bool inside = ih >= 0 && ih < s.in_h;
-  for (int64_t b = 0; b < g.sw; ++b) {
-    const int64_t lo = inside ? g.first[b] : g.wp, hi = inside ? g.last[b] : g.wp;
-    for (int64_t j = 0; j < lo; ++j) zero.store(pixel(b, j));
-    for (int64_t j = hi; j < g.wp; ++j) zero.store(pixel(b, j));
+  for (int64_t b = 0; b < sw; ++b) {
+    const int64_t lo = inside ? g.first[b] : wp, hi = inside ? g.last[b] : wp;
+    for (int64_t j = 0; j < lo; ++j) zero.store(next[b] + j * Cs);
+    for (int64_t j = hi; j < wp; ++j) zero.store(next[b] + j * Cs);
+    next[b] += lo * Cs;
   }
   if (!inside) return;
-  // input columns whose phase column lies in the plane
-  const int64_t reach = g.wp * g.sw - s.pad_left;
+  // input columns whose phase column lies in the plane, from column 0 (phase
+  // (pad_left % sw), column pad_left / sw = first[b] of that phase)
+  const int64_t reach = wp * sw - s.pad_left;
   const int64_t iw_end = s.in_w < reach ? s.in_w : reach;
   const int64_t cn = (w.C - c0) < L ? (w.C - c0) : L;
   const int64_t in_plane = s.in_h * s.in_w;
@@ -151,6 +150,7 @@ void split_rows(const Conv2dShape& s, const WeightPlan& w, const float* x, float
       for (int64_t off = 0; off < iw_end * 4; off += 64) __builtin_prefetch(ahead + off, 0, 2);
     }
   }
+  int64_t b = s.pad_left % sw;
   for (int64_t iw0 = 0; iw0 < iw_end; iw0 += L) {
     const int mn = static_cast<int>((iw_end - iw0) < L ? (iw_end - iw0) : L);
     Vec r[L];
@@ -162,13 +162,22 @@ void split_rows(const Conv2dShape& s, const WeightPlan& w, const float* x, float
         r[l] = l < cn ? Vec::load_partial(row + l * in_plane + iw0, mn) : zero;
     }
     transpose_lx(r);  // r[m] lane l: channel c0 + l at input column iw0 + m
-    int64_t b = (iw0 + s.pad_left) % g.sw, j = (iw0 + s.pad_left) / g.sw;
-    for (int m = 0; m < mn; ++m) {
-      r[m].store(pixel(b, j));
-      if (++b == g.sw) {
-        b = 0;
-        ++j;
+    if (sw == 2 && mn == L && L % 2 == 0) {  // columns alternate between the two phases
+      float* p0 = next[b];
+      float* p1 = next[1 - b];
+#pragma GCC unroll 16
+      for (int m = 0; m < L; m += 2) {
+        r[m].store(p0 + (m / 2) * Cs);
+        r[m + 1].store(p1 + (m / 2) * Cs);
       }
+      next[b] = p0 + (L / 2) * Cs;
+      next[1 - b] = p1 + (L / 2) * Cs;
+      continue;
+    }
+    for (int m = 0; m < mn; ++m) {
+      r[m].store(next[b]);
+      next[b] += Cs;
+      if (++b == sw) b = 0;
     }
   }
 }
@@ -188,48 +197,68 @@ void transpose_grad(const WeightPlan& w, const float* gy, float* gt, int64_t ite
   for (int p = 0; p < pn; ++p) r[p].store(gt + (p0 + p) * w.Kp + k0);
 }
 
-// acc[j][v] += sum over rows x cols pixels of G[pixel][v] * X[pixel][j]; x, g:
-// the first pixel's (x at the block's first channel); rows of X are x_skip
-// floats apart past a row's cols pixels, G's are consecutive. acc: in memory
-// between calls as [TC][V][L] (first: start from zero).
-template <int V>
-void weight_tile(const float* x, const float* g, int64_t rows, int64_t cols, int64_t Cs,
-                 int64_t Kp, int64_t x_skip, float* acc_mem, bool first) {
-  Vec acc[TC][V];
+// acc[j][v] += sum over the pixels of `images` images of G[pixel][v] *
+// X[pixel][j], j < T channels; x, g: the first image's first pixel (x at the
+// block's first channel); an image is rows x cols pixels, X's rows x_skip
+// floats apart past a row's cols pixels, G's consecutive; images x_image and
+// g_image floats apart. acc: in memory between calls as [TC][V][L] (first:
+// start from zero).
+template <int V, int T>
+void weight_tile(const float* x, const float* g, int64_t images, int64_t x_image,
+                 int64_t g_image, int64_t rows, int64_t cols, int64_t Cs, int64_t Kp,
+                 int64_t x_skip, float* acc_mem, bool first) {
+  Vec acc[T][V];
 #pragma GCC unroll 8
-  for (int j = 0; j < TC; ++j)
+  for (int j = 0; j < T; ++j)
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v)
       acc[j][v] = first ? Vec::zero() : Vec::load(acc_mem + (j * V + v) * L);
-  for (int64_t r = 0; r < rows; ++r, x += x_skip) {
-    for (int64_t c = 0; c < cols; ++c, x += Cs, g += Kp) {
-      Vec gv[V];
+  for (int64_t n = 0; n < images; ++n) {
+    const float* xr = x + n * x_image;
+    const float* gr = g + n * g_image;
+    for (int64_t r = 0; r < rows; ++r, xr += x_skip) {
+      for (int64_t c = 0; c < cols; ++c, xr += Cs, gr += Kp) {
+        Vec gv[V];
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) gv[v] = Vec::load(g + v * L);
+        for (int v = 0; v < V; ++v) gv[v] = Vec::load(gr + v * L);
 #pragma GCC unroll 8
-      for (int j = 0; j < TC; ++j) {
-        const Vec xj = Vec::set1(x[j]);
+        for (int j = 0; j < T; ++j) {
+          const Vec xj = Vec::set1(xr[j]);
 #pragma GCC unroll 4
-        for (int v = 0; v < V; ++v) acc[j][v] = fmadd(xj, gv[v], acc[j][v]);
+          for (int v = 0; v < V; ++v) acc[j][v] = fmadd(xj, gv[v], acc[j][v]);
+        }
       }
     }
   }
 #pragma GCC unroll 8
-  for (int j = 0; j < TC; ++j)
+  for (int j = 0; j < T; ++j)
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) acc[j][v].store(acc_mem + (j * V + v) * L);
 }
 
-template <int V>
-void run_tile(int vectors, const float* x, const float* g, int64_t rows, int64_t cols,
-              int64_t Cs, int64_t Kp, int64_t x_skip, float* acc_mem, bool first) {
+struct TileWalk {  // what every tile of a group shares
+  int64_t images, x_image, g_image, rows, cols, Cs, Kp, x_skip;
+};
+
+// weight_tile for a run-time channel count (<= TC: a layer's last block has
+// what is left) and vector count (<= KV).
+template <int V, int T = TC>
+void run_tile(int vectors, int channels, const TileWalk& k, const float* x, const float* g,
+              float* acc_mem, bool first) {
   if constexpr (V > 1) {
     if (vectors < V) {
-      run_tile<V - 1>(vectors, x, g, rows, cols, Cs, Kp, x_skip, acc_mem, first);
+      run_tile<V - 1, T>(vectors, channels, k, x, g, acc_mem, first);
       return;
     }
   }
-  weight_tile<V>(x, g, rows, cols, Cs, Kp, x_skip, acc_mem, first);
+  if constexpr (T > 1) {
+    if (channels < T) {
+      run_tile<V, T - 1>(vectors, channels, k, x, g, acc_mem, first);
+      return;
+    }
+  }
+  weight_tile<V, T>(x, g, k.images, k.x_image, k.g_image, k.rows, k.cols, k.Cs, k.Kp, k.x_skip,
+                    acc_mem, first);
 }
 
 // An item's sums (acc: [tap][TC][V][L]) into gw: for output channel k, its
@@ -283,7 +312,6 @@ void phase_backward_weight(const Conv2dArgs& a) {
   const int64_t out_image = s.out_channels * w.pixels;
   const int64_t row_items = g.sh * g.hp * (w.Cs / L);
   const int64_t grad_items = w.kvecs * ((w.pixels + L - 1) / L);
-  const int64_t x_used = g.sh * g.sw * g.plane * w.Cs;
 #pragma omp parallel num_threads(a.num_threads)
   {
     if (a.grad_bias) {
@@ -297,8 +325,6 @@ void phase_backward_weight(const Conv2dArgs& a) {
         const int64_t n = it / row_items;
         float* xn = xs + n * w.x_image;
         split_rows(s, w, a.input + (n0 + n) * in_image, xn, it % row_items);
-        if (it % row_items == 0)  // the slack the last channel block reads
-          for (int64_t i = x_used; i < w.x_image; ++i) xn[i] = 0.0f;
       }
 #pragma omp for schedule(static)
       for (int64_t it = 0; it < nb * grad_items; ++it) {
@@ -317,19 +343,15 @@ void phase_backward_weight(const Conv2dArgs& a) {
         const int64_t k0 = v0 * L;
         const int64_t tap_floats = TC * V * L;
         float* acc = sums + (w.groups > 1 ? item : omp_get_thread_num()) * w.acc_floats;
-        bool first = n0 == 0;
-        for (int64_t n = 0; n < nb; ++n) {
-          const float* xn = xs + n * w.x_image + c0;
-          const float* gn = gs + n * w.g_image + k0;
-          for (int64_t oh0 = 0; oh0 < s.out_h; oh0 += w.band) {
-            const int64_t rows = (s.out_h - oh0) < w.band ? (s.out_h - oh0) : w.band;
-            for (int64_t t = 0; t < w.taps; ++t)
-              run_tile<KV>(V, xn + (w.tapoff[t] + oh0 * g.wp) * w.Cs, gn + oh0 * s.out_w * w.Kp,
-                           rows, s.out_w, w.Cs, w.Kp, (g.wp - s.out_w) * w.Cs,
-                           acc + t * tap_floats, first);
-            first = false;
-          }
-        }
+        if (n0 > 0)  // the item's sums come back from the previous group (from L3: with
+          // several groups they are as large as gw); fetch them while tap 0 runs
+          for (int64_t off = 0; off < w.taps * tap_floats; off += 64 / sizeof(float))
+            __builtin_prefetch(acc + off, 1, 3);
+        const TileWalk walk{nb, w.x_image, w.g_image, s.out_h, s.out_w, w.Cs, w.Kp,
+                            (g.wp - s.out_w) * w.Cs};
+        for (int64_t t = 0; t < w.taps; ++t)
+          run_tile<KV>(V, static_cast<int>(cn), walk, xs + w.tapoff[t] * w.Cs + c0, gs + k0,
+                       acc + t * tap_floats, n0 == 0);
         if (last) write_item(w, acc, V, c0, cn, k0, a.grad_weight);
       }
       // (implicit barrier before the next group overwrites X and G)
