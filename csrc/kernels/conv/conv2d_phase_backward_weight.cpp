@@ -6,14 +6,19 @@
 //
 // with P_tap the shifted stride phase of x that tap reads (conv2d_phase.h):
 // a GEMM over pixels with an implicit im2col. Both operands are first made
-// channel-minor, once per image:
-//   X[n][phase][i][j][c]   the zero-padded phases, Cs = C rounded up to L
-//   G[n][oh][ow][k]        the output gradient, Kp = K rounded up to L
+// channel-minor, once per image, in blocks that keep what one tile reads
+// consecutive:
+//   X[c / 16][n][phase][i][j][c % 16]   the zero-padded phases
+//   G[k / (KV*L)][n][oh][ow][k % (KV*L)] the output gradient
 // Then a register tile of KV vectors of output channels x TC input channels
 // (AVX-512: 4 x 16 x 6, 24 accumulators) walks the pixels of one tap: per
 // pixel it loads KV gradient vectors and broadcasts TC consecutive floats of
 // X (one pointer, constant displacements), so every tap is a run of X rows
 // and nothing is lost to plane sizes (7x7, 14x14): pixels are the reduction.
+// (With channel-minor rows of all C or K channels instead of blocks, every
+// pixel of a tile was a new cache line 1-2 KB from the last one, and large
+// layers ran up to 10% slower.) Input-channel blocks lie within one X block
+// (16 = 6 + 6 + 4 channels).
 //
 // Threads: items are (input-channel block, output-channel group) pairs, each
 // the sole owner of its gw entries (no reduction, so any thread count gives
@@ -49,6 +54,9 @@ constexpr int TC = 6, KV = 2;  // 12 of 16 ymm
 #else
 constexpr int TC = 4, KV = 2;
 #endif
+constexpr int64_t XB = 16;  // channels per X block (a multiple of L)
+static_assert(XB % L == 0, "X blocks hold whole vectors");
+constexpr int64_t kSubBlocks = (XB + TC - 1) / TC;  // input-channel blocks per X block
 // Channel-minor images per group: about this many floats (at least one
 // image), so that a group's X and G are still in cache when the items read
 // them (measured: 8 images of 64->128 @56 at once, 10 MB, 1.4x slower than one
@@ -57,7 +65,6 @@ constexpr int TC = 4, KV = 2;
 // many floats as the sums (256->512 @14, 4.7 MB of sums: 8 images in one
 // group 1.03x faster than two groups of 4).
 constexpr int64_t kGroupFloats = int64_t(1) << 18;
-
 // Prefetch distances of the transposes into X and G.
 constexpr int64_t kPrefetchRows = 2;
 constexpr int64_t kPrefetchPixels = 4 * L;
@@ -67,13 +74,17 @@ int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 struct WeightPlan {
   PhaseSplit g;
   int64_t C, K, taps, pixels;
-  int64_t Cs, Kp, kvecs;     // channel-minor strides; vectors of output channels
+  int64_t Cs, xblocks;       // C rounded up to XB, X blocks
+  int64_t npix;              // phase pixels of one image
+  int64_t Kp, kvecs;         // K rounded up to L, vectors of output channels
+  int64_t gk;                // floats per G pixel: KV * L
   int64_t kgroups, cblocks, items;
-  int64_t x_image, g_image;  // floats of one image's X and G
   int64_t images, groups;    // images per group (the last may have fewer), groups
+  int64_t x_image, x_block;  // X: floats of one image's block, of a block of the group
+  int64_t g_image, g_group;  // G: floats of one image's group, of a group of the group's images
   int64_t sum_buffers;       // of acc_floats: one per item with several groups, else per thread
   int64_t acc_floats;        // per item: taps x TC x KV vectors
-  int64_t tapoff[kPhaseMaxTaps];   // per tap: X pixel offset
+  int64_t tapoff[kPhaseMaxTaps];  // per tap: X pixel offset
 };
 
 bool weight_ok(const Conv2dShape& s) { return s.groups == 1 && phase_split_ok(s); }
@@ -86,21 +97,27 @@ WeightPlan weight_plan(const Conv2dShape& s, int threads) {
   w.K = s.out_channels;
   w.taps = s.kernel_h * s.kernel_w;
   w.pixels = s.out_h * s.out_w;
-  w.Cs = round_up(w.C, L);
+  w.Cs = round_up(w.C, XB);
+  w.xblocks = w.Cs / XB;
+  w.npix = g.sh * g.sw * g.plane;
   w.Kp = round_up(w.K, L);
   w.kvecs = w.Kp / L;
+  w.gk = KV * L;
   w.kgroups = (w.kvecs + KV - 1) / KV;
-  w.cblocks = (w.C + TC - 1) / TC;
+  w.cblocks = w.xblocks * kSubBlocks;  // (some of the last X block's may be empty)
   w.items = w.kgroups * w.cblocks;
-  w.x_image = g.sh * g.sw * g.plane * w.Cs;  // (whole vectors: Cs is a multiple of L)
-  w.g_image = w.pixels * w.Kp;
+  w.x_image = w.npix * XB;
+  w.g_image = w.pixels * w.gk;
   w.acc_floats = round_up(w.taps * TC * KV * L, 16);
+  const int64_t image_floats = w.xblocks * w.x_image + w.kgroups * w.g_image;
   const int64_t sums = w.items * w.acc_floats;
-  int64_t images = (sums > kGroupFloats ? sums : kGroupFloats) / (w.x_image + w.g_image);
+  int64_t images = (sums > kGroupFloats ? sums : kGroupFloats) / image_floats;
   if (images < 1) images = 1;
   if (images > s.batch) images = s.batch;
   w.groups = (s.batch + images - 1) / images;  // then as even as they go
   w.images = (s.batch + w.groups - 1) / w.groups;
+  w.x_block = w.images * w.x_image;
+  w.g_group = w.images * w.g_image;
   w.sum_buffers = w.groups > 1 ? w.items : threads;
   for (int64_t r = 0; r < s.kernel_h; ++r) {
     for (int64_t q = 0; q < s.kernel_w; ++q) {
@@ -113,27 +130,29 @@ WeightPlan weight_plan(const Conv2dShape& s, int threads) {
 }
 
 // Phase row i of row phase a (every column phase) for channels [c0, c0 + L)
-// of one image: item = (block of L channels, phase row i*sh + a), channel
-// block major (a thread walks the rows of its channels in order). Input row
-// ih = i*sh + a - pad_top goes through L x L register transposes straight to
-// its phase pixels (one vector of L channels each); padding pixels get zeros.
-void split_rows(const Conv2dShape& s, const WeightPlan& w, const float* x, float* xp,
+// of image n of the group: item = (block of L channels, phase row i*sh + a),
+// channel block major (a thread walks the rows of its channels in order).
+// Input row ih = i*sh + a - pad_top goes through L x L register transposes
+// straight to its phase pixels (one vector of L channels each); padding
+// pixels get zeros.
+void split_rows(const Conv2dShape& s, const WeightPlan& w, const float* x, float* xs, int64_t n,
                 int64_t item) {
   const PhaseSplit& g = w.g;
-  const int64_t Cs = w.Cs, sw = g.sw, wp = g.wp;
+  const int64_t sw = g.sw, wp = g.wp;
   const int64_t rows = g.hp * g.sh;
   const int64_t c0 = (item / rows) * L, ai = item % rows;
   const int64_t a = ai % g.sh, i = ai / g.sh, ih = ai - s.pad_top;
+  float* xn = xs + (c0 / XB) * w.x_block + n * w.x_image + c0 % XB;
   // next[b]: where the next pixel of column phase b goes
   float* next[kPhaseMaxStride];
-  for (int64_t b = 0; b < sw; ++b) next[b] = xp + ((a * sw + b) * g.plane + i * wp) * Cs + c0;
+  for (int64_t b = 0; b < sw; ++b) next[b] = xn + ((a * sw + b) * g.plane + i * wp) * XB;
   const Vec zero = Vec::zero();
   const bool inside = ih >= 0 && ih < s.in_h;
   for (int64_t b = 0; b < sw; ++b) {
     const int64_t lo = inside ? g.first[b] : wp, hi = inside ? g.last[b] : wp;
-    for (int64_t j = 0; j < lo; ++j) zero.store(next[b] + j * Cs);
-    for (int64_t j = hi; j < wp; ++j) zero.store(next[b] + j * Cs);
-    next[b] += lo * Cs;
+    for (int64_t j = 0; j < lo; ++j) zero.store(next[b] + j * XB);
+    for (int64_t j = hi; j < wp; ++j) zero.store(next[b] + j * XB);
+    next[b] += lo * XB;
   }
   if (!inside) return;
   // input columns whose phase column lies in the plane, from column 0 (phase
@@ -146,7 +165,8 @@ void split_rows(const Conv2dShape& s, const WeightPlan& w, const float* x, float
   if (ih + kPrefetchRows < s.in_h) {  // the rows a later item reads (measured: the
     // inputs come from memory, and the transposes waited on them)
     for (int64_t l = 0; l < cn; ++l) {
-      const char* ahead = reinterpret_cast<const char*>(row + l * in_plane + kPrefetchRows * s.in_w);
+      const char* ahead =
+          reinterpret_cast<const char*>(row + l * in_plane + kPrefetchRows * s.in_w);
       for (int64_t off = 0; off < iw_end * 4; off += 64) __builtin_prefetch(ahead + off, 0, 2);
     }
   }
@@ -167,25 +187,26 @@ void split_rows(const Conv2dShape& s, const WeightPlan& w, const float* x, float
       float* p1 = next[1 - b];
 #pragma GCC unroll 16
       for (int m = 0; m < L; m += 2) {
-        r[m].store(p0 + (m / 2) * Cs);
-        r[m + 1].store(p1 + (m / 2) * Cs);
+        r[m].store(p0 + (m / 2) * XB);
+        r[m + 1].store(p1 + (m / 2) * XB);
       }
-      next[b] = p0 + (L / 2) * Cs;
-      next[1 - b] = p1 + (L / 2) * Cs;
+      next[b] = p0 + (L / 2) * XB;
+      next[1 - b] = p1 + (L / 2) * XB;
       continue;
     }
     for (int m = 0; m < mn; ++m) {
       r[m].store(next[b]);
-      next[b] += Cs;
+      next[b] += XB;
       if (++b == sw) b = 0;
     }
   }
 }
 
-// L output channels x L pixels of G: item = (vector of channels, block of pixels).
-void transpose_grad(const WeightPlan& w, const float* gy, float* gt, int64_t item) {
+// L output channels x L pixels of image n's G: item = (vector of channels,
+// block of pixels).
+void transpose_grad(const WeightPlan& w, const float* gy, float* gs, int64_t n, int64_t item) {
   const int64_t pblocks = (w.pixels + L - 1) / L;
-  const int64_t k0 = (item / pblocks) * L, p0 = (item % pblocks) * L;
+  const int64_t kb = item / pblocks, k0 = kb * L, p0 = (item % pblocks) * L;
   const int pn = static_cast<int>((w.pixels - p0) < L ? (w.pixels - p0) : L);
   if (p0 + kPrefetchPixels < w.pixels)  // what a later item reads
     for (int64_t l = 0; l < L && k0 + l < w.K; ++l)
@@ -194,19 +215,25 @@ void transpose_grad(const WeightPlan& w, const float* gy, float* gt, int64_t ite
   for (int64_t l = 0; l < L; ++l)
     r[l] = k0 + l < w.K ? Vec::load_partial(gy + (k0 + l) * w.pixels + p0, pn) : Vec::zero();
   transpose_lx(r);  // r[p] lane l: channel k0 + l at pixel p0 + p
-  for (int p = 0; p < pn; ++p) r[p].store(gt + (p0 + p) * w.Kp + k0);
+  float* d = gs + (kb / KV) * w.g_group + n * w.g_image + p0 * w.gk + (kb % KV) * L;
+  for (int p = 0; p < pn; ++p) r[p].store(d + p * w.gk);
 }
 
-// acc[j][v] += sum over the pixels of `images` images of G[pixel][v] *
+struct TileWalk {  // what every tile of a group shares
+  int64_t images, x_image, g_image, rows, cols, x_skip, gk;
+};
+
+// acc[j][v] += sum over the pixels of k.images images of G[pixel][v] *
 // X[pixel][j], j < T channels; x, g: the first image's first pixel (x at the
-// block's first channel); an image is rows x cols pixels, X's rows x_skip
-// floats apart past a row's cols pixels, G's consecutive; images x_image and
-// g_image floats apart. acc: in memory between calls as [TC][V][L] (first:
-// start from zero).
+// tile's first channel); an image is rows x cols pixels, XB floats apart in
+// X (rows x_skip floats apart past a row's cols pixels), gk apart in G;
+// images x_image and g_image floats apart. acc: in memory between calls as
+// [TC][V][L] (first: start from zero). Out of line: inlined into the item
+// loop (AVX2), its counters spilled to the stack inside the pixel loop.
 template <int V, int T>
-void weight_tile(const float* x, const float* g, int64_t images, int64_t x_image,
-                 int64_t g_image, int64_t rows, int64_t cols, int64_t Cs, int64_t Kp,
-                 int64_t x_skip, float* acc_mem, bool first) {
+__attribute__((noinline)) void weight_tile(const TileWalk& k, const float* x, const float* g,
+                                           float* acc_mem, bool first) {
+  const int64_t images = k.images, rows = k.rows, cols = k.cols, gk = k.gk, x_skip = k.x_skip;
   Vec acc[T][V];
 #pragma GCC unroll 8
   for (int j = 0; j < T; ++j)
@@ -214,10 +241,10 @@ void weight_tile(const float* x, const float* g, int64_t images, int64_t x_image
     for (int v = 0; v < V; ++v)
       acc[j][v] = first ? Vec::zero() : Vec::load(acc_mem + (j * V + v) * L);
   for (int64_t n = 0; n < images; ++n) {
-    const float* xr = x + n * x_image;
-    const float* gr = g + n * g_image;
+    const float* xr = x + n * k.x_image;
+    const float* gr = g + n * k.g_image;
     for (int64_t r = 0; r < rows; ++r, xr += x_skip) {
-      for (int64_t c = 0; c < cols; ++c, xr += Cs, gr += Kp) {
+      for (int64_t c = 0; c < cols; ++c, xr += XB, gr += gk) {
         Vec gv[V];
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) gv[v] = Vec::load(gr + v * L);
@@ -236,12 +263,8 @@ void weight_tile(const float* x, const float* g, int64_t images, int64_t x_image
     for (int v = 0; v < V; ++v) acc[j][v].store(acc_mem + (j * V + v) * L);
 }
 
-struct TileWalk {  // what every tile of a group shares
-  int64_t images, x_image, g_image, rows, cols, Cs, Kp, x_skip;
-};
-
-// weight_tile for a run-time channel count (<= TC: a layer's last block has
-// what is left) and vector count (<= KV).
+// weight_tile for a run-time channel count (<= TC: what a block has) and
+// vector count (<= KV: a layer's last group has what is left).
 template <int V, int T = TC>
 void run_tile(int vectors, int channels, const TileWalk& k, const float* x, const float* g,
               float* acc_mem, bool first) {
@@ -257,8 +280,7 @@ void run_tile(int vectors, int channels, const TileWalk& k, const float* x, cons
       return;
     }
   }
-  weight_tile<V, T>(x, g, k.images, k.x_image, k.g_image, k.rows, k.cols, k.Cs, k.Kp, k.x_skip,
-                    acc_mem, first);
+  weight_tile<V, T>(k, x, g, acc_mem, first);
 }
 
 // An item's sums (acc: [tap][TC][V][L]) into gw: for output channel k, its
@@ -298,7 +320,7 @@ void write_item(const WeightPlan& w, const float* acc, int V, int64_t c0, int64_
 int64_t phase_backward_weight_workspace(const Conv2dShape& s, int threads) {
   if (!weight_ok(s)) return -1;
   const WeightPlan w = weight_plan(s, threads);
-  return w.images * (w.x_image + w.g_image) + w.sum_buffers * w.acc_floats;
+  return w.xblocks * w.x_block + w.kgroups * w.g_group + w.sum_buffers * w.acc_floats;
 }
 
 void phase_backward_weight(const Conv2dArgs& a) {
@@ -306,8 +328,8 @@ void phase_backward_weight(const Conv2dArgs& a) {
   const WeightPlan w = weight_plan(s, a.num_threads);
   const PhaseSplit& g = w.g;
   float* xs = a.workspace;
-  float* gs = xs + w.images * w.x_image;
-  float* sums = gs + w.images * w.g_image;
+  float* gs = xs + w.xblocks * w.x_block;
+  float* sums = gs + w.kgroups * w.g_group;
   const int64_t in_image = s.in_channels * s.in_h * s.in_w;
   const int64_t out_image = s.out_channels * w.pixels;
   const int64_t row_items = g.sh * g.hp * (w.Cs / L);
@@ -321,23 +343,25 @@ void phase_backward_weight(const Conv2dArgs& a) {
     for (int64_t n0 = 0; n0 < s.batch; n0 += w.images) {
       const int64_t nb = (s.batch - n0) < w.images ? (s.batch - n0) : w.images;
 #pragma omp for schedule(static) nowait
-      for (int64_t it = 0; it < nb * row_items; ++it) {
-        const int64_t n = it / row_items;
-        float* xn = xs + n * w.x_image;
-        split_rows(s, w, a.input + (n0 + n) * in_image, xn, it % row_items);
-      }
+      for (int64_t it = 0; it < nb * row_items; ++it)
+        split_rows(s, w, a.input + (n0 + it / row_items) * in_image, xs, it / row_items,
+                   it % row_items);
 #pragma omp for schedule(static)
-      for (int64_t it = 0; it < nb * grad_items; ++it) {
-        const int64_t n = it / grad_items;
-        transpose_grad(w, a.grad_output + (n0 + n) * out_image, gs + n * w.g_image,
-                       it % grad_items);
-      }
+      for (int64_t it = 0; it < nb * grad_items; ++it)
+        transpose_grad(w, a.grad_output + (n0 + it / grad_items) * out_image, gs,
+                       it / grad_items, it % grad_items);
       // (implicit barrier: the group's X and G are complete)
       const bool last = n0 + nb == s.batch;
+      const TileWalk walk{nb, w.x_image, w.g_image, s.out_h, s.out_w, (g.wp - s.out_w) * XB,
+                          w.gk};
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < w.items; ++item) {
         const int64_t cb = item / w.kgroups, kg = item % w.kgroups;
-        const int64_t c0 = cb * TC, cn = (w.C - c0) < TC ? (w.C - c0) : TC;
+        const int64_t xb = cb / kSubBlocks, sub = (cb % kSubBlocks) * TC;
+        const int64_t c0 = xb * XB + sub;
+        int64_t cn = XB - sub < TC ? XB - sub : TC;
+        if (w.C - c0 < cn) cn = w.C - c0;
+        if (cn <= 0) continue;  // past C in the last X block
         const int64_t v0 = kg * KV;
         const int V = static_cast<int>((w.kvecs - v0) < KV ? (w.kvecs - v0) : KV);
         const int64_t k0 = v0 * L;
@@ -347,10 +371,10 @@ void phase_backward_weight(const Conv2dArgs& a) {
           // several groups they are as large as gw); fetch them while tap 0 runs
           for (int64_t off = 0; off < w.taps * tap_floats; off += 64 / sizeof(float))
             __builtin_prefetch(acc + off, 1, 3);
-        const TileWalk walk{nb, w.x_image, w.g_image, s.out_h, s.out_w, w.Cs, w.Kp,
-                            (g.wp - s.out_w) * w.Cs};
+        const float* xc = xs + xb * w.x_block + sub;
+        const float* gg = gs + kg * w.g_group;
         for (int64_t t = 0; t < w.taps; ++t)
-          run_tile<KV>(V, static_cast<int>(cn), walk, xs + w.tapoff[t] * w.Cs + c0, gs + k0,
+          run_tile<KV>(V, static_cast<int>(cn), walk, xc + w.tapoff[t] * XB, gg,
                        acc + t * tap_floats, n0 == 0);
         if (last) write_item(w, acc, V, c0, cn, k0, a.grad_weight);
       }
