@@ -22,7 +22,9 @@ The rule (``choose_algorithm``), in order:
    (ResNet's 512-channel layer at 7x7, batch 1) need
    ``WINOGRAD_UNPACKED_MIN_PIXELS`` (N*H*W of the output, or of the input for
    backward-data) to use it in forward and backward-data.
-4. ``direct``     backward-weight of other stride-1 convolutions with planes of at
+4. ``direct``     backward-weight of other stride-1 convolutions (that 5. does not
+   take: dilated, fewer than ``PHASE_BACKWARD_MIN_CHANNELS`` channels, more
+   than ``PHASE_MAX_TAPS`` taps, or the scalar build) with planes of at
    least ``DIRECT_MIN_SPAN`` padded output pixels: register-blocked dot
    products over zero-padded planes, no im2col (backward-weight only; small
    planes do better as one GEMM over im2col columns).
@@ -38,8 +40,25 @@ The rule (``choose_algorithm``), in order:
    channel pair (measured); so unpacked weights need
    ``PHASE_UNPACKED_MIN_PIXELS`` output pixels (N*H*W). Measured 1.2-1.6x
    faster than im2col on ResNet's stride-2 layers, 1 and 2 threads, batch 1
-   to 16. Also the 3x3 stride-1 layers named in 3. Backward passes stay on
-   im2col (forcing ``phase`` there falls back to it).
+   to 16. Also the 3x3 stride-1 layers named in 3.
+   Backward passes of stride-1 and stride-2 convolutions (dilation 1, groups
+   1, 2 to ``PHASE_MAX_TAPS`` taps, at least ``PHASE_BACKWARD_MIN_CHANNELS``
+   input and output channels) with the AVX2 or AVX-512 kernels, where 3.
+   (Winograd) does not take them: backward-data runs one stride-1
+   correlation of the output gradient per input phase with the sub-kernel of
+   that phase's taps (stride 1: the flipped kernel), written straight into
+   the input gradient (no col2im); backward-weight runs an implicit GEMM
+   over the pixels of the channel-minor phases. Measured against im2col
+   (and ``direct``), 1 thread: ResNet-18's stride-2 layers at batch 1 and 8,
+   backward-data 1.3-1.6x (AVX-512) and 1.03-1.2x (AVX2), backward-weight
+   1.05-1.4x (AVX-512) and 1.03-1.2x (AVX2) except AVX2 at 7x7 outputs and
+   batch 1 (256->512 and 512->512 @14: 0.92-0.94x, kept for simplicity: on 2
+   threads there phase is 2x faster); 5x5 stride 1 and 2, 2x2 stride 2 and
+   8 to 32 channels 1.2-3x; the unpacked 512-channel 3x3 layer at 7x7,
+   batch 1, backward-data 1.1-1.4x. Fewer channels lose: 3- to 6-channel
+   inputs (RGB stems, LeNet's 6->16) measured 0.4-0.8x in backward-data and
+   0.75-0.96x in backward-weight (the input gradient's channels are
+   backward-data's vector lanes).
 6. ``im2col``     everything else: chunked im2col + GEMM with the epilogue fused.
 
 Override it for tests or experiments (a forced family that cannot run a
@@ -67,7 +86,7 @@ __all__ = ["ALGORITHMS", "PASSES", "choose_algorithm", "force_algorithm", "force
            "WINOGRAD_MIN_CHANNELS", "WINOGRAD_UNPACKED_MIN_PIXELS", "WINOGRAD_CHEAP_WEIGHTS",
            "WINOGRAD_BWD_MIN_TILES", "PHASE_MAX_TAPS", "PHASE_UNPACKED_MIN_PIXELS",
            "PHASE_WINOGRAD_MAX_PIXELS", "PHASE_WINOGRAD_MIN_WEIGHTS", "PHASE_ISAS",
-           "PHASE_WINOGRAD_ISAS", "PHASE_MIN_CHANNELS"]
+           "PHASE_WINOGRAD_ISAS", "PHASE_MIN_CHANNELS", "PHASE_BACKWARD_MIN_CHANNELS"]
 
 ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd", "direct", "phase")
 PASSES = ("forward", "backward_data", "backward_weight")
@@ -95,6 +114,8 @@ PHASE_MAX_TAPS = 25
 # measured 0.8-0.96x im2col (3->16 and 3->32 3x3 won); from 4 channels on
 # phase was even or faster (4->24 @224 even, 4->32 @112 1.28x, 8->24 1.2x).
 PHASE_MIN_CHANNELS = 4
+# Backward passes on phase (5. above): input and output channels at least this.
+PHASE_BACKWARD_MIN_CHANNELS = 8
 # Unpacked weights: at 49 output pixels (512 channels at 7x7, batch 1) packing
 # them made phase ~5-10% slower than im2col; at 196 it is ~1.4x faster.
 PHASE_UNPACKED_MIN_PIXELS = 128
@@ -182,6 +203,11 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
             if (weights_packed or in_channels * out_channels <= WINOGRAD_CHEAP_WEIGHTS
                     or pixels >= WINOGRAD_UNPACKED_MIN_PIXELS):
                 return "winograd"
+    if (pass_ != "forward" and isa in PHASE_ISAS and stride in ((1, 1), (2, 2))
+            and dilation == (1, 1) and groups == 1
+            and min(in_channels, out_channels) >= PHASE_BACKWARD_MIN_CHANNELS
+            and 2 <= kernel_h * kernel_w <= PHASE_MAX_TAPS):
+        return "phase"
     if (pass_ == "forward" and isa in PHASE_ISAS and stride == (2, 2) and dilation == (1, 1)
             and groups == 1 and in_channels >= PHASE_MIN_CHANNELS
             and 2 <= kernel_h * kernel_w <= PHASE_MAX_TAPS

@@ -75,10 +75,12 @@ LAYERS: List[Layer] = (
 # fwd: as in training (weights change every step, so Winograd and phase pack
 # them per call); fwd_eval: an eval-mode Conv2d under no_grad, whose packed
 # weights are cached, only listed where that runs Winograd or phase;
-# fwd_direct / bwd_data_direct: the direct (im2col + GEMM) path forced, listed for the
-# layers of 256+ channels whose rule picks Winograd (the issue asks how close the
-# direct path gets to the FMA peak there).
-DIRECTIONS = ("fwd", "fwd_eval", "fwd_direct", "bwd_data", "bwd_data_direct", "bwd_weight")
+# fwd_direct: im2col + GEMM forced; bwd_data_phase: the phase family forced (the
+# fastest direct, non-Winograd, backward-data: one stride-1 correlation of the
+# output gradient with the flipped kernel, no col2im). Both listed for the layers of
+# 256+ channels whose rule picks Winograd (the issue asks how close a direct path
+# gets to the FMA peak there).
+DIRECTIONS = ("fwd", "fwd_eval", "fwd_direct", "bwd_data", "bwd_data_phase", "bwd_weight")
 DIRECT_ROWS_MIN_CHANNELS = 256
 
 
@@ -116,8 +118,8 @@ def _engine_calls(layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], object]]:
             calls["fwd_direct"] = lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups,
                                                             geo.out_size, "im2col")
         if algos["backward_data"] == "winograd":
-            calls["bwd_data_direct"] = lambda: _C.conv2d_backward_data(
-                gy, w, list(x.shape), stride, pad, (1, 1), groups, "im2col")
+            calls["bwd_data_phase"] = lambda: _C.conv2d_backward_data(
+                gy, w, list(x.shape), stride, pad, (1, 1), groups, "phase")
     return calls | {
         "fwd": lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups, geo.out_size,
                                          algos["forward"]),
@@ -143,7 +145,7 @@ def _torch_calls(torch, layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], obj
 
     bwd_data = bwd([True, False, False])
     return {"fwd": fwd, "fwd_eval": fwd, "fwd_direct": fwd, "bwd_data": bwd_data,
-            "bwd_data_direct": bwd_data, "bwd_weight": bwd([False, True, False])}
+            "bwd_data_phase": bwd_data, "bwd_weight": bwd([False, True, False])}
 
 
 def measure_peak_gflops(isa: str, threads: int, repeat: int = 3) -> float:

@@ -14,8 +14,8 @@ from pyvision_engine import _C
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
-from conv.conv_cases import assert_close, num_threads
-from reference.conv_reference import conv2d_backward, conv2d_forward
+from conv.conv_cases import assert_close, check_against_reference, num_threads
+from reference.conv_reference import conv2d_forward
 
 pytestmark = pytest.mark.kernels
 
@@ -105,9 +105,6 @@ BACKWARD_SHAPES = SHAPES + [
 
 
 def _backward(x, w, gy, geo, with_bias):
-    for pass_ in ("backward_data", "backward_weight"):
-        assert _C.conv2d_plan(pass_, "phase", list(x.shape), list(w.shape), geo.stride,
-                              geo.top_left, geo.dilation, 1, geo.out_size)[0] == "phase"
     gx = _C.conv2d_backward_data(gy, w, list(x.shape), geo.stride, geo.top_left, geo.dilation,
                                  1, "phase")
     gw, gb = _C.conv2d_backward_weight(x, gy, list(w.shape), geo.stride, geo.top_left,
@@ -117,18 +114,17 @@ def _backward(x, w, gy, geo, with_bias):
 
 @pytest.mark.parametrize("shape", BACKWARD_SHAPES, ids=lambda s: "x".join(map(str, s[:5])))
 def test_backward_matches_reference(isa, shape):
+    n, c, h, w, k, (kh, kw), stride, padding, dilation = shape
+    geo = F._conv2d_geometry((n, c, h, w), (k, c, kh, kw), stride, padding, dilation, 1,
+                             "conv2d")
+    for pass_ in ("forward", "backward_data", "backward_weight"):  # no fallback to im2col
+        assert _C.conv2d_plan(pass_, "phase", [n, c, h, w], [k, c, kh, kw], geo.stride,
+                              geo.top_left, geo.dilation, 1, geo.out_size)[0] == "phase"
     rng = np.random.default_rng(abs(hash(shape)) % 2**32)
-    x, w, _, geo = _case(rng, *shape, bias=False)
-    gy = rng.standard_normal((x.shape[0], w.shape[0]) + geo.out_size).astype(np.float32)
-    want_gx, want_gw, want_gb = conv2d_backward(x, w, gy, geo.stride, geo.pads, geo.dilation, 1)
-    for with_bias in (True, False):
-        gx, gw, gb = _backward(x, w, gy, geo, with_bias)
-        assert_close(gx, want_gx, "grad_input")
-        assert_close(gw, want_gw, "grad_weight")
-        if with_bias:
-            assert_close(gb, want_gb, "grad_bias")
-        else:
-            assert gb is None
+    with conv_backend.force_algorithm("phase"):
+        for with_bias in (True, False):
+            check_against_reference(rng, n, c, h, w, k, kh, kw, stride, padding, dilation, 1,
+                                    with_bias)
 
 
 @pytest.mark.parametrize("threads", [2, 3])
@@ -165,7 +161,7 @@ def test_pack_rejects_what_it_cannot_pack():
         _C.conv2d_forward(x, w, None, (2, 2), (1, 1), (1, 1), 1, (4, 4), "phase", False, wrong)
 
 
-def test_rule_picks_phase_for_stride_2_forward(isa):
+def test_rule_picks_phase(isa):
     # with the AVX2 and AVX-512 kernels; the scalar build keeps im2col
     phase = "phase" if isa in conv_backend.PHASE_ISAS else "im2col"
     resnet = [((1, 128, 56, 56), (128, 128, 3, 3)), ((1, 256, 28, 28), (256, 256, 3, 3)),
@@ -174,7 +170,7 @@ def test_rule_picks_phase_for_stride_2_forward(isa):
     for x, w in resnet:
         assert F.conv2d_algorithm(x, w, stride=2, padding=1, weights_packed=True) == phase
         for pass_ in ("backward_data", "backward_weight"):
-            assert F.conv2d_algorithm(x, w, stride=2, padding=1, pass_=pass_) == "im2col"
+            assert F.conv2d_algorithm(x, w, stride=2, padding=1, pass_=pass_) == phase
     # unpacked weights (training, functional calls) need enough output pixels
     assert F.conv2d_algorithm((1, 256, 28, 28), (256, 256, 3, 3), stride=2, padding=1) == phase
     assert F.conv2d_algorithm((1, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == "im2col"
@@ -189,8 +185,32 @@ def test_rule_picks_phase_for_stride_2_forward(isa):
     assert F.conv2d_algorithm((1, 256, 7, 7), (256, 256, 3, 3), padding=1,
                               weights_packed=True) == "winograd"
     assert F.conv2d_algorithm((1, 512, 7, 7), (512, 512, 3, 3), padding=1) == "im2col"
+    # (its backward-data with unpacked weights: Winograd would transform them every call)
     assert F.conv2d_algorithm((1, 512, 7, 7), (512, 512, 3, 3), padding=1,
-                              pass_="backward_data") == "im2col"
+                              pass_="backward_data") == phase
+    # backward passes: stride 1 where Winograd does not run, 2x2 to 5x5 kernels,
+    # at least PHASE_BACKWARD_MIN_CHANNELS channels each way
+    for pass_ in ("backward_data", "backward_weight"):
+        assert F.conv2d_algorithm((8, 64, 56, 56), (64, 64, 3, 3), padding=1,
+                                  pass_=pass_) == "winograd"
+        stride_1 = "direct" if pass_ == "backward_weight" else "im2col"  # without phase
+        assert F.conv2d_algorithm((4, 32, 28, 28), (64, 32, 5, 5), padding=2, pass_=pass_) == (
+            "phase" if isa in conv_backend.PHASE_ISAS else stride_1)
+        assert F.conv2d_algorithm((1, 24, 56, 56), (48, 24, 5, 5), stride=2, padding=2,
+                                  pass_=pass_) == phase
+        assert F.conv2d_algorithm((1, 64, 28, 28), (64, 64, 2, 2), stride=2,
+                                  pass_=pass_) == phase
+        assert F.conv2d_algorithm((16, 6, 14, 14), (16, 6, 5, 5), pass_=pass_) == "im2col"
+        assert F.conv2d_algorithm((1, 3, 224, 224), (32, 3, 3, 3), stride=2, padding=1,
+                                  pass_=pass_) == "im2col"  # RGB stems
+        assert F.conv2d_algorithm((1, 64, 28, 28), (4, 64, 3, 3), stride=2, padding=1,
+                                  pass_=pass_) == "im2col"  # 4 output channels
+        assert F.conv2d_algorithm((1, 32, 56, 56), (32, 32, 3, 3), stride=3, padding=1,
+                                  pass_=pass_) == "im2col"
+        assert F.conv2d_algorithm((1, 32, 56, 56), (32, 32, 3, 3), stride=2, padding=2,
+                                  dilation=2, pass_=pass_) == "im2col"
+        assert F.conv2d_algorithm((1, 16, 56, 56), (16, 16, 7, 7), stride=2, padding=3,
+                                  pass_=pass_) == "im2col"  # 49 taps
     # not: stride 1 otherwise, the 7x7 stem, dilation, groups, 1x1
     assert F.conv2d_algorithm((1, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd"
     assert F.conv2d_algorithm((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3) == "im2col"
@@ -231,8 +251,8 @@ def test_eval_plan_follows_isa_switch():
         _C.set_isa(previous)
 
 
-def test_training_step_through_phase_forward():
-    # Forward on phase (unpacked weights), backward on im2col: gradients as im2col's.
+def test_training_step_through_phase_forced():
+    # Every pass on phase (forward with unpacked weights): gradients as im2col's.
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 16, 20, 20)).astype(np.float32)
     w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
@@ -248,6 +268,75 @@ def test_training_step_through_phase_forward():
                             bt.grad.numpy()])
     for got, want in zip(*results):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def _small_net():
+    """Layers whose backward passes the rule sends to phase (AVX2 / AVX-512): 3x3
+    stride 2, 5x5 stride 1, 2x2 stride 2; channel counts past whole vectors."""
+    return pve.nn.Sequential(
+        pve.nn.Conv2d(8, 20, 3, stride=2, padding=1), pve.nn.ReLU(),
+        pve.nn.Conv2d(20, 24, 5, padding=2), pve.nn.ReLU(),
+        pve.nn.Conv2d(24, 33, 2, stride=2))
+
+
+def _train(net, x, target, steps):
+    opt = pve.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((net(x) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach().numpy()))
+    return losses, [p.detach().numpy().copy() for p in net.parameters()]
+
+
+def test_training_with_the_rule_matches_im2col(isa):
+    """SGD steps through Conv2d with the rule's choice (both backward passes on phase at
+    AVX2 / AVX-512) give im2col's losses and parameters."""
+    rng = np.random.default_rng(21)
+    x = pve.tensor(rng.standard_normal((3, 8, 19, 17)).astype(np.float32))
+    net = _small_net()
+    state = {k: v.numpy().copy() for k, v in net.state_dict().items()}
+    with pve.no_grad():
+        target = pve.tensor(rng.standard_normal(net(x).shape).astype(np.float32))
+    if isa in conv_backend.PHASE_ISAS:
+        for layer in (net[0], net[2], net[4]):
+            geo = dict(stride=layer.stride, padding=layer.padding)
+            for pass_ in ("backward_data", "backward_weight"):
+                assert F.conv2d_algorithm((3, layer.in_channels, 9, 9), layer.weight.shape,
+                                          pass_=pass_, **geo) == "phase"
+    got = _train(net, x, target, 4)
+    net.load_state_dict(state)
+    with conv_backend.force_algorithm("im2col"):
+        want = _train(net, x, target, 4)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    for a, b in zip(got[1], want[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_parity_backward():
+    """Gradients through F.conv2d with the rule (phase backward passes at AVX2 /
+    AVX-512) against torch's autograd: ResNet's stride-2 layers and the small net's."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(13)
+    for n, c, h, k, kernel, stride, padding in [
+            (2, 64, 56, 128, 3, 2, 1), (1, 128, 28, 256, 3, 2, 1), (3, 256, 14, 512, 3, 2, 1),
+            (2, 512, 7, 512, 3, 1, 1), (3, 20, 17, 24, 5, 1, 2), (2, 24, 15, 33, 2, 2, 0)]:
+        x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+        w = (rng.standard_normal((k, c, kernel, kernel)) / np.sqrt(c * kernel ** 2)).astype(
+            np.float32)
+        b = rng.standard_normal(k).astype(np.float32)
+        xt, wt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+        yt = torch.nn.functional.conv2d(xt, wt, bt, stride, padding)
+        gy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+        yt.backward(torch.from_numpy(gy))
+        xp, wp, bp = (pve.tensor(a, requires_grad=True) for a in (x, w, b))
+        F.conv2d(xp, wp, bp, stride, padding).backward(gy)
+        for ours, theirs in ((xp, xt), (wp, wt), (bp, bt)):
+            want = theirs.grad.numpy()
+            np.testing.assert_allclose(ours.grad.numpy(), want, rtol=1e-4,
+                                       atol=1e-4 * max(1.0, np.abs(want).max()))
 
 
 @pytest.mark.parametrize("shape", [

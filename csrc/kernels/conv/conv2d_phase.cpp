@@ -394,13 +394,7 @@ ForwardPlan forward_plan(const Conv2dShape& s, int threads) {
   f.image_floats = round16(s.in_channels * cstride);
   f.per_image = threads <= 1 || s.batch >= 2 * threads;
   f.image_buffers = f.per_image ? (threads < s.batch ? threads : s.batch) : 1;
-  for (int64_t r = 0; r < s.kernel_h; ++r) {
-    for (int64_t q = 0; q < s.kernel_w; ++q) {
-      const int64_t dy = r * s.dilation_h, dx = q * s.dilation_w;
-      f.tapoff[r * s.kernel_w + q] = ((dy % g.sh) * g.sw + dx % g.sw) * g.plane +
-                                     (dy / g.sh) * g.wp + dx / g.sw;
-    }
-  }
+  phase_tap_offsets(s, g, f.tapoff);
   return f;
 }
 

@@ -56,6 +56,18 @@ inline PhaseSplit phase_split(const Conv2dShape& s) {
   return g;
 }
 
+// Per tap (r, q): the offset of what it reads from the tile's pixel, in
+// pixels of one channel's phases (phase plane, row and column).
+inline void phase_tap_offsets(const Conv2dShape& s, const PhaseSplit& g, int64_t* tapoff) {
+  for (int64_t r = 0; r < s.kernel_h; ++r) {
+    for (int64_t q = 0; q < s.kernel_w; ++q) {
+      const int64_t dy = r * s.dilation_h, dx = q * s.dilation_w;
+      tapoff[r * s.kernel_w + q] = ((dy % g.sh) * g.sw + dx % g.sw) * g.plane +
+                                   (dy / g.sh) * g.wp + dx / g.sw;
+    }
+  }
+}
+
 // Row i of phase (a, b) of one input channel (xc: its plane) into d (wp floats).
 inline void phase_row(const Conv2dShape& s, const PhaseSplit& g, const float* xc, int64_t a,
                       int64_t b, int64_t i, float* d) {

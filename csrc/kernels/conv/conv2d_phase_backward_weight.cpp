@@ -119,13 +119,7 @@ WeightPlan weight_plan(const Conv2dShape& s, int threads) {
   w.x_block = w.images * w.x_image;
   w.g_group = w.images * w.g_image;
   w.sum_buffers = w.groups > 1 ? w.items : threads;
-  for (int64_t r = 0; r < s.kernel_h; ++r) {
-    for (int64_t q = 0; q < s.kernel_w; ++q) {
-      const int64_t dy = r * s.dilation_h, dx = q * s.dilation_w;
-      w.tapoff[r * s.kernel_w + q] = ((dy % g.sh) * g.sw + dx % g.sw) * g.plane +
-                                     (dy / g.sh) * g.wp + dx / g.sw;
-    }
-  }
+  phase_tap_offsets(s, g, w.tapoff);
   return w;
 }
 
