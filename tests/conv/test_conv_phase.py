@@ -134,9 +134,11 @@ def test_backward_thread_counts_give_the_same_answers(threads, batch):
     # each image, otherwise threads take whole images; backward-weight: threads take
     # (channel block, output-channel group) items, one thread's sums or one per item
     # (several image groups at 7x7)
+    # (200 input channels: several groups of backward-data's vector blocks)
     rng = np.random.default_rng(batch * 10 + threads)
-    for k, size, stride in ((5, 15, 2), (40, 14, 2), (100, 18, 2), (24, 11, 1), (17, 13, 3)):
-        x, w, _, geo = _case(rng, batch, 12, size, size + 3, k, (3, 3), (stride,) * 2, (1, 1),
+    for c, k, size, stride in ((12, 5, 15, 2), (12, 40, 14, 2), (12, 100, 18, 2),
+                               (12, 24, 11, 1), (12, 17, 13, 3), (200, 30, 9, 2)):
+        x, w, _, geo = _case(rng, batch, c, size, size + 3, k, (3, 3), (stride,) * 2, (1, 1),
                              (1, 1))
         gy = rng.standard_normal((batch, k) + geo.out_size).astype(np.float32)
         with num_threads(1):

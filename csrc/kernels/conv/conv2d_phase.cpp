@@ -463,7 +463,7 @@ void forward(const Conv2dArgs& a) {
 // of the tile's grid, with r*dh = a (mod sh).
 struct DataPhase {
   TilePlan tiles;        // grid: the phase's rows x columns; source channels K, outputs C
-  int64_t first_tap;     // its taps: tap_ids / tapoff [first_tap, first_tap + tiles.taps)
+  int64_t first_tap;     // its taps' offsets: tapoff[first_tap, first_tap + tiles.taps)
   int64_t y_offset;      // grad_input offset of its grid pixel (0, 0)
   int64_t packed_offset; // its packed weights: [C/L][K][taps][L]
   bool empty;            // no input pixel in this phase
@@ -475,8 +475,7 @@ struct DataPlan {
   int64_t image_floats;
   int64_t phases;
   DataPhase phase[kMaxPhases];
-  int64_t tap_ids[kMaxTaps];   // original tap index r*kw + q, phase by phase
-  int64_t tapoff[kMaxTaps];
+  int64_t tapoff[kMaxTaps];    // phase by phase
   int64_t tap_phase[kMaxTaps], tap_slot[kMaxTaps];  // per original tap: phase, index in it
   int64_t partial_floats;  // the largest phase's
   int64_t packed_floats;
@@ -529,7 +528,6 @@ void data_plan(const Conv2dShape& s, int threads, DataPlan* d) {
         for (int64_t q = 0; q < kw; ++q) {
           if ((q * s.dilation_w) % sw != b) continue;
           const int64_t mr = r * s.dilation_h / sh, mq = q * s.dilation_w / sw;
-          d->tap_ids[ntaps] = r * kw + q;
           d->tapoff[ntaps] = (row_first[a] + d->pt - mr) * d->wp + (col_first[b] + d->pl - mq);
           d->tap_phase[r * kw + q] = a * sw + b;
           d->tap_slot[r * kw + q] = ntaps - ph.first_tap;
