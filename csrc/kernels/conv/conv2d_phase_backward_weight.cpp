@@ -25,10 +25,10 @@
 // the same sums), handed out dynamically, channel block major (neighbouring
 // items share X's cache lines). An item runs each tap over every pixel of
 // the group's images in one call (the accumulators stay in registers; a
-// whole image at once measured 1.04-1.1x faster than L1-sized bands); its
-// sums wait between taps in a per-thread buffer (taps x TC x KV vectors),
-// then go through register transposes into gw's rows (gw[k][c0..] is cn x
-// taps consecutive floats). Images are prepared in groups (kGroupFloats),
+// whole image at once measured 1.04-1.1x faster than L1-sized bands); each
+// tap's sums go to a per-thread buffer (taps x TC x KV vectors), then through
+// register transposes into gw's rows (gw[k][c0..] is cn x taps consecutive
+// floats). Images are prepared in groups (kGroupFloats),
 // all threads sharing the work; with several groups each item's sums stay
 // in a buffer of their own between them.
 #include <cstdint>
