@@ -26,6 +26,7 @@ PVE_DEFINE_KERNEL(conv2d_im2col_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_im2col_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_pointwise_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_pointwise_run, Conv2dRunFn);
+PVE_DEFINE_KERNEL(conv2d_pointwise_pack, Conv2dPackFn);
 PVE_DEFINE_KERNEL(conv2d_depthwise_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_depthwise_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_winograd_workspace, Conv2dWorkspaceFn);
@@ -78,7 +79,8 @@ struct Family {
 const std::vector<Family>& families() {
   static const std::vector<Family> f = {
       {"im2col", &conv2d_im2col_workspace, &conv2d_im2col_run, nullptr},
-      {"pointwise", &conv2d_pointwise_workspace, &conv2d_pointwise_run, nullptr},
+      {"pointwise", &conv2d_pointwise_workspace, &conv2d_pointwise_run,
+       &conv2d_pointwise_pack},
       {"depthwise", &conv2d_depthwise_workspace, &conv2d_depthwise_run, nullptr},
       {"winograd", &conv2d_winograd_workspace, &conv2d_winograd_run, &conv2d_winograd_pack},
       {"direct", &conv2d_direct_workspace, &conv2d_direct_run, nullptr},
@@ -154,23 +156,49 @@ py::array_t<float> new_array(const std::vector<int64_t>& shape) {
   return py::array_t<float>(shape);
 }
 
+// A C-contiguous float32 array whose data starts on a cache line (the
+// pointwise kernel stores large outputs non-temporally in whole lines): a
+// view into a slightly larger numpy buffer, so numpy's own allocation
+// (huge pages for large arrays) is kept.
+py::array_t<float> new_aligned_array(const std::vector<int64_t>& shape) {
+  double n = 1;
+  for (int64_t d : shape) n *= static_cast<double>(d);
+  check_bytes(n + 16, "the result");
+  constexpr int64_t kLineFloats = 16;
+  py::array_t<float> buffer(static_cast<py::ssize_t>(n) + kLineFloats);
+  float* data = buffer.mutable_data();
+  const int64_t skip = (kLineFloats - static_cast<int64_t>(
+                           reinterpret_cast<uintptr_t>(data) / sizeof(float) % kLineFloats)) %
+                       kLineFloats;
+  std::vector<py::ssize_t> strides(shape.size());
+  py::ssize_t stride = sizeof(float);
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= static_cast<py::ssize_t>(shape[i]);
+  }
+  return py::array_t<float>(std::vector<py::ssize_t>(shape.begin(), shape.end()), strides,
+                            data + skip, buffer);
+}
+
 py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<py::array> bias,
                          Pair stride, Pair padding, Pair dilation, int64_t groups, Pair out,
                          const std::string& algorithm, bool relu,
-                         std::optional<py::array> packed, float relu_max) {
+                         std::optional<py::array> packed, float relu_max,
+                         std::optional<bool> stream_outputs) {
   check_f32(x, "conv2d", "input", 4);
   if (!(relu_max >= 0.0f))
     throw py::value_error("conv2d: relu_max must be >= 0 (+inf for ReLU, 6 for ReLU6), got " +
                           std::to_string(relu_max));
   check_f32(w, "conv2d", "weight", 4);
   Conv2dShape s = make_shape(shape_of(x), shape_of(w), stride, padding, dilation, groups, out);
-  py::array_t<float> y = new_array({s.batch, s.out_channels, s.out_h, s.out_w});
+  py::array_t<float> y = new_aligned_array({s.batch, s.out_channels, s.out_h, s.out_w});
   Conv2dArgs a;
   a.shape = s;
   a.input = f32_data(x);
   a.weight = f32_data(w);
   a.relu = relu;
   a.relu_max = relu_max;
+  if (stream_outputs) a.stream_outputs = *stream_outputs ? 1 : 0;
   if (bias) {
     check_f32(*bias, "conv2d", "bias", 1);
     expect_shape(*bias, {s.out_channels}, "conv2d", "bias");
@@ -182,10 +210,15 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
   const Family& f = resolve(algorithm, ConvPass::forward, s, threads, &ws);
   if (packed) {
     if (f.pack == nullptr)
-      throw py::value_error(std::string("conv2d: packed weights are only used by winograd and "
-                                        "phase, not ") + f.name);
+      throw py::value_error(std::string("conv2d: packed weights are only used by winograd, "
+                                        "phase and pointwise, not ") + f.name);
     check_f32(*packed, "conv2d", "packed weight", 1);
     const int64_t need = f.pack->get()(s, nullptr, nullptr, false, threads);
+    if (need < 0)
+      throw py::value_error(std::string("conv2d: ") + f.name +
+                            " takes no packed weights for input " + shape_str(shape_of(x)) +
+                            ", weight " + shape_str(shape_of(w)) + " and groups=" +
+                            std::to_string(groups));
     if (packed->shape(0) != need)
       throw py::value_error("conv2d: packed weight has " + std::to_string(packed->shape(0)) +
                             " floats, expected " + std::to_string(need) +
@@ -281,8 +314,8 @@ py::tuple conv2d_backward_weight(const py::array& x, const py::array& gy,
 }
 
 // Weights packed for a family at the active ISA (the layout depends on the
-// vector width), for eval-mode caching: winograd (transformed) or phase
-// (output-channel blocks; groups 1).
+// vector width), for eval-mode caching: winograd (transformed), phase
+// (output-channel blocks; groups 1) or pointwise (row panels; 1x1, groups 1).
 py::array conv2d_pack_weight(const py::array& w, bool for_backward_data,
                              const std::string& algorithm) {
   check_f32(w, "conv2d_pack_weight", "weight", 4);
@@ -338,8 +371,11 @@ void bind_conv(py::module_& m) {
         py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), py::arg("out_size"), py::arg("algorithm"), py::arg("relu") = false,
         py::arg("packed_weight") = py::none(), py::arg("relu_max") = INFINITY,
+        py::arg("stream_outputs") = py::none(),
         "y = act(conv2d(input, weight) + bias); act is ReLU clamped to [0, relu_max] when "
-        "relu (ReLU6: relu_max=6); padding is (top, left), out_size (H, W).");
+        "relu (ReLU6: relu_max=6); padding is (top, left), out_size (H, W). "
+        "stream_outputs (tests): None lets the kernel choose non-temporal output stores by "
+        "size, True/False forces them on (where rows are whole aligned vectors) or off.");
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("grad_output"),
         py::arg("weight"), py::arg("input_shape"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("algorithm"),
@@ -351,7 +387,8 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_pack_weight", &conv2d_pack_weight, py::arg("weight"),
         py::arg("for_backward_data") = false, py::arg("algorithm") = "winograd",
         "Weights packed for `algorithm` at the active ISA (1-D float32): winograd's "
-        "F(4x4,3x3) transform, or phase's output-channel blocks.");
+        "F(4x4,3x3) transform, phase's output-channel blocks, or pointwise's row panels "
+        "(1x1, groups 1).");
   m.def("conv2d_plan", &conv2d_plan, py::arg("pass"), py::arg("algorithm"),
         py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("out_size"),

@@ -5,7 +5,9 @@ The rule (``choose_algorithm``), in order:
 1. ``depthwise``  groups == in_channels > 1 and out_channels a multiple of it
    (depthwise and channel multipliers): direct SIMD kernel, any kernel size.
 2. ``pointwise``  1x1 kernel without padding: a GEMM straight on the input
-   (stride 2 gathers the strided pixels; no im2col).
+   (stride 2 gathers the strided pixels; no im2col). In eval mode (groups 1)
+   the weights are packed once into row panels read as one stream, and
+   strided layers then gather each image's pixels for the same kernel.
 3. ``winograd``   3x3, stride 1, dilation 1, groups 1, at least
    ``WINOGRAD_MIN_CHANNELS`` input and output channels: F(4x4, 3x3), 4x fewer
    multiplies than direct. Except: with AVX-512, forward with packed

@@ -74,7 +74,8 @@ LAYERS: List[Layer] = (
 
 # fwd: as in training (weights change every step, so Winograd and phase pack
 # them per call); fwd_eval: an eval-mode Conv2d under no_grad, whose packed
-# weights are cached, only listed where that runs Winograd or phase;
+# weights are cached, only listed where that runs Winograd, phase or pointwise
+# (groups 1);
 # fwd_direct: im2col + GEMM forced; bwd_data_phase: the phase family forced (the
 # fastest direct, non-Winograd, backward-data: one stride-1 correlation of the
 # output gradient with the flipped kernel, no col2im). Both listed for the layers of
@@ -109,7 +110,7 @@ def _engine_calls(layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], object]]:
              for p in ("forward", "backward_data", "backward_weight")}
     calls = {}
     eval_algo = F._algorithm("forward", x.shape, w.shape, geo, weights_packed=True)
-    if eval_algo in ("winograd", "phase"):
+    if eval_algo in ("winograd", "phase") or (eval_algo == "pointwise" and groups == 1):
         packed = _C.conv2d_pack_weight(w, algorithm=eval_algo)
         calls["fwd_eval"] = lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups,
                                                       geo.out_size, eval_algo, False, packed)

@@ -4,8 +4,9 @@ Inference fast path
 -------------------
 In ``eval()`` under ``no_grad``, a Conv2d checks its geometry and picks its
 algorithm once per input shape and then calls the kernel directly (no autograd
-node). One whose shape runs on Winograd (or phase, the strided direct kernel)
-keeps the transformed (packed) weights and reuses them. The pack is keyed on
+node). One whose shape runs on Winograd, phase (the strided direct kernel) or
+pointwise (1x1, groups 1: row panels the kernel streams in order) keeps the
+transformed (packed) weights and reuses them. The pack is keyed on
 the weight's identity, its buffer address, its ``_version`` (bumped by every
 in-place Tensor op, ``load_state_dict``, ``nn.init``, and by optimizers through
 ``Tensor._bump_version()``), the SIMD level and the family, and is dropped by
@@ -46,8 +47,9 @@ from pyvision_engine.tensor import Tensor, as_tensor
 __all__ = ["Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-# Families whose forward takes weights packed once (the eval-mode cache).
-_PACKING = ("winograd", "phase")
+# Families whose forward takes weights packed once (the eval-mode cache);
+# pointwise packs groups-1 layers only.
+_PACKING = ("winograd", "phase", "pointwise")
 
 
 def _same_state(tensors: Tuple[Optional[Tensor], ...], state: Tuple[Any, ...]) -> bool:
@@ -148,9 +150,9 @@ class Conv2d(Module):
 
     def _inference_plan(self, x_shape: Tuple[int, ...], weight: Tensor,
                         padding: Any) -> Tuple[Any, str, bool]:
-        """(geometry, algorithm, uses a packed-weight cache (Winograd, phase)) for eval +
-        no_grad, checked and chosen once per input shape, forced algorithm and SIMD
-        level, then reused."""
+        """(geometry, algorithm, uses a packed-weight cache (Winograd, phase, pointwise))
+        for eval + no_grad, checked and chosen once per input shape, forced algorithm and
+        SIMD level, then reused."""
         forced = conv_backend.forced_algorithm()
         key = (x_shape, weight.shape, self.stride, padding, self.dilation, self.groups, forced,
                _C.active_isa())  # (the rule depends on the SIMD level)
@@ -159,7 +161,8 @@ class Conv2d(Module):
             geo = F._conv2d_geometry(x_shape, tuple(weight.shape), self.stride, padding,
                                      self.dilation, self.groups, self._layer_name())
             algorithm = F._algorithm("forward", x_shape, weight.shape, geo, weights_packed=True)
-            packs = algorithm in _PACKING and _C.conv2d_plan(
+            packs = (algorithm in _PACKING
+                     and (algorithm != "pointwise" or geo.groups == 1)) and _C.conv2d_plan(
                 "forward", algorithm, list(x_shape), list(weight.shape), geo.stride,
                 geo.top_left, geo.dilation, geo.groups, geo.out_size)[0] == algorithm
             if algorithm == "winograd" and not packs:
@@ -171,7 +174,8 @@ class Conv2d(Module):
         return plan
 
     def _packed_weight(self, weight: Tensor, algorithm: str) -> np.ndarray:
-        """Winograd or phase weights packed once per weight version (eval + no_grad only)."""
+        """Winograd, phase or pointwise weights packed once per weight version (eval +
+        no_grad only)."""
         key = (_C.active_isa(), algorithm) + _tensor_key(weight)
         pack = self._pack  # one read: request threads may replace it concurrently
         if pack is None or pack[0] != key:

@@ -1,4 +1,4 @@
-"""Eval-mode fast path: packed (Winograd, phase) weights are reused, and never stale;
+"""Eval-mode fast path: packed (Winograd, phase, pointwise) weights are reused, and never stale;
 Conv2d + BatchNorm2d (+ ReLU) folded into one convolution."""
 
 from __future__ import annotations
@@ -24,19 +24,24 @@ def _eval_out(m, x):
         return m(x).numpy().copy()
 
 
-@pytest.fixture(params=["winograd", "phase"])
+# label -> (family, kernel size, stride, padding)
+PACKING_LAYERS = {"winograd": ("winograd", 3, 1, 1), "phase": ("phase", 3, 2, 1),
+                  "pointwise": ("pointwise", 1, 1, 0), "pointwise_strided": ("pointwise", 1, 2, 0)}
+
+
+@pytest.fixture(params=list(PACKING_LAYERS))
 def packing_layer(request):
     """An eval-mode layer whose inference packs its weights: 3x3 stride 1 runs
-    Winograd, 3x3 stride 2 runs phase."""
-    if request.param == "phase" and _C.active_isa() not in conv_backend.PHASE_ISAS:
+    Winograd, 3x3 stride 2 runs phase, 1x1 (stride 1 or 2) pointwise."""
+    family, kernel, stride, padding = PACKING_LAYERS[request.param]
+    if family == "phase" and _C.active_isa() not in conv_backend.PHASE_ISAS:
         pytest.skip(f"the rule keeps im2col at {_C.active_isa()}")
     pve.manual_seed(0)
-    stride = 1 if request.param == "winograd" else 2
-    m = pve.nn.Conv2d(16, 24, 3, stride=stride, padding=1).eval()
+    m = pve.nn.Conv2d(16, 24, kernel, stride=stride, padding=padding).eval()
     x = np.random.default_rng(0).standard_normal((2, 16, 10, 10)).astype(np.float32)
     with pve.no_grad():
         m(x)
-    assert [plan[1:] for plan in m._plans.values()] == [(request.param, True)]
+    assert [plan[1:] for plan in m._plans.values()] == [(family, True)]
     m._drop_pack()
     return m, x
 
@@ -56,6 +61,17 @@ def test_pack_is_built_once_and_reused(packing_layer):
     m.eval()
     m(x)
     assert m._pack is None
+
+
+def test_grouped_pointwise_does_not_pack():
+    # the packed panels are for groups 1; a grouped 1x1 layer runs on its plain weights
+    pve.manual_seed(0)
+    m = pve.nn.Conv2d(16, 24, 1, groups=2).eval()
+    x = np.random.default_rng(1).standard_normal((2, 16, 7, 7)).astype(np.float32)
+    y = _eval_out(m, x)
+    assert [plan[1:] for plan in m._plans.values()] == [("pointwise", False)]
+    assert m._pack is None
+    np.testing.assert_allclose(y, _reference(m, x), rtol=1e-5, atol=1e-5)
 
 
 def test_no_stale_pack_after_load_state_dict(packing_layer):

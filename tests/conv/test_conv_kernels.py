@@ -214,41 +214,72 @@ def test_threading_and_batching_paths(isa, path, threads):
                 check_against_reference(rng, *case)
 
 
-# Pointwise forward with the fused epilogue, on planes that exercise every pixel
-# tiling: 2-vector tiles, an odd count ending in a 3-vector tile, a partial
-# vector, and a remainder of at most half a vector taken as dot products along
-# the channels (7x7 = 3 vectors + 1 pixel at 16 lanes, 6 + 1 at 8; 14x14 = 12 +
-# 4; 1x1 is the remainder alone); channel counts that leave a partial vector in
-# those dot products, output channels that are not whole row tiles; strided
-# (gathered columns) too. (n, c, k, h, w, stride)
-POINTWISE_EPILOGUE_CASES = [
+# Pointwise forward with the fused epilogue, packed weights (eval mode's
+# conv2d_pack_weight) and plain ones, against the float64 reference, on planes
+# that exercise every pixel tiling: 2-vector tiles, an odd count ending in a
+# 3-vector tile, a partial vector, and a remainder of at most half a vector
+# (7x7 = 3 vectors + 1 pixel at 16 lanes, 6 + 1 at 8; 14x14 = 12 + 4; 1x1 is
+# the remainder alone; 1-8 pixels: 3x3, 5x5, 9x9, 11x11, 4x5 ...) taken as dot
+# products (plain) or from a packed panel; output channels that leave a short
+# last row panel of every height class (not a multiple of 14 / 6 / 4; 64 =
+# 4 * 14 + 8; a single row); input channels that are not whole vectors;
+# strided layers (gathered columns, or with packed weights each image's pixels
+# gathered; 3 images > 2 threads run whole images per thread); weights over
+# one slab (2 slabs, with the remainder pixel; 2 slabs x 2 pixel blocks;
+# strided); thread counts that split slabs or pixel blocks; bias with ReLU /
+# ReLU6; and non-temporal output stores forced on (taken where the planes are
+# whole aligned vectors: 16x16, the 8x8 strided output, 4x4).
+# (n, c, k, h, w, stride)
+POINTWISE_FORWARD_CASES = [
     (1, 37, 61, 7, 7, 1), (3, 19, 30, 7, 7, 1), (1, 40, 72, 14, 14, 1), (2, 33, 17, 1, 1, 1),
     (1, 21, 29, 3, 3, 1), (1, 16, 45, 5, 5, 1), (2, 24, 20, 6, 6, 1), (1, 18, 50, 9, 9, 1),
-    (1, 12, 15, 11, 11, 1), (2, 9, 33, 4, 5, 1), (1, 35, 66, 14, 14, 2), (2, 20, 23, 13, 13, 2),
-    (1, 24, 40, 27, 27, 2),
+    (1, 12, 15, 11, 11, 1), (2, 9, 33, 4, 5, 1), (1, 12, 64, 16, 16, 1), (1, 13, 5, 10, 10, 1),
+    (2, 8, 1, 6, 6, 1), (3, 24, 20, 4, 4, 1),
+    (1, 35, 66, 14, 14, 2), (3, 20, 23, 13, 13, 2), (1, 24, 40, 27, 27, 2), (1, 24, 40, 27, 27, 3),
+    (1, 520, 150, 7, 7, 1), (2, 512, 130, 16, 16, 1), (1, 300, 230, 15, 15, 2),
 ]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("relu_max", [None, np.inf, 6.0])
 def test_pointwise_forward_tilings_with_epilogue(isa, relu_max, threads):
     from reference.conv_reference import conv2d_forward
     from conv.conv_cases import assert_close
 
-    rng = np.random.default_rng(17)
+    rng = np.random.default_rng(29)
     with num_threads(threads):
-        for n, c, k, h, w_, s in POINTWISE_EPILOGUE_CASES:
+        for n, c, k, h, w_, s in POINTWISE_FORWARD_CASES:
             x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
             w = rng.standard_normal((k, c, 1, 1)).astype(np.float32)
             b = rng.standard_normal(k).astype(np.float32)
             out = ((h - 1) // s + 1, (w_ - 1) // s + 1)
             relu = relu_max is not None
-            y = _C.conv2d_forward(x, w, b, (s, s), (0, 0), (1, 1), 1, out, "pointwise", relu,
-                                  None, np.inf if relu_max is None else relu_max)
             ref = conv2d_forward(x, w, b, (s, s), (0, 0, 0, 0), (1, 1), 1)
             if relu:
                 ref = np.clip(ref, 0.0, relu_max)
-            assert_close(y, ref, f"{(n, c, k, h, w_, s)} relu_max={relu_max}")
+            packed = _C.conv2d_pack_weight(w, algorithm="pointwise")
+            for weights, stream in ((packed, None), (packed, True), (None, None), (None, True)):
+                y = _C.conv2d_forward(x, w, b, (s, s), (0, 0), (1, 1), 1, out, "pointwise", relu,
+                                      weights, np.inf if relu_max is None else relu_max, stream)
+                name = (f"{(n, c, k, h, w_, s)} relu_max={relu_max} "
+                        f"packed={weights is not None} stream={stream}")
+                assert_close(y, ref, name)
+
+
+def test_pointwise_pack_rejects_what_it_cannot_pack():
+    from pyvision_engine import _C
+
+    w = np.ones((8, 4, 1, 1), np.float32)
+    assert _C.conv2d_pack_weight(w, algorithm="pointwise").ndim == 1
+    with pytest.raises(ValueError, match="cannot pack"):
+        _C.conv2d_pack_weight(np.ones((8, 4, 3, 3), np.float32), algorithm="pointwise")
+    with pytest.raises(ValueError, match="cannot pack"):
+        _C.conv2d_pack_weight(w, for_backward_data=True, algorithm="pointwise")
+    x = np.ones((1, 8, 5, 5), np.float32)  # groups 2: the pack is for groups 1 only
+    packed = _C.conv2d_pack_weight(w, algorithm="pointwise")
+    with pytest.raises(ValueError, match="takes no packed weights for input"):
+        _C.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 2, (5, 5), "pointwise", False,
+                          packed)
 
 
 # Depthwise backward-weight, 3x3 and 5x5 stride 1 without dilation: read

@@ -68,6 +68,9 @@ struct Conv2dArgs {
   const float* packed_weight = nullptr;
   bool relu = false;
   float relu_max = INFINITY;  // with relu, outputs clamp to [0, relu_max] (6: ReLU6)
+  // Non-temporal output stores (pointwise forward, where rows are whole
+  // aligned vectors): -1 by output size, 0 never, 1 always (tests).
+  int stream_outputs = -1;
   float* output = nullptr;
   float* grad_input = nullptr;
   float* grad_weight = nullptr;
@@ -92,6 +95,7 @@ PVE_DECLARE_KERNEL(conv2d_im2col_workspace, Conv2dWorkspaceFn);
 PVE_DECLARE_KERNEL(conv2d_im2col_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_pointwise_workspace, Conv2dWorkspaceFn);
 PVE_DECLARE_KERNEL(conv2d_pointwise_run, Conv2dRunFn);
+PVE_DECLARE_KERNEL(conv2d_pointwise_pack, Conv2dPackFn);
 PVE_DECLARE_KERNEL(conv2d_depthwise_workspace, Conv2dWorkspaceFn);
 PVE_DECLARE_KERNEL(conv2d_depthwise_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_winograd_workspace, Conv2dWorkspaceFn);

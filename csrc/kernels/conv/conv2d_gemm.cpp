@@ -21,6 +21,7 @@
 //    row (runs of kernel_w input pixels, or transposed channels) into one
 //    buffer that the micro-kernel reads in place, with gy broadcast from its
 //    rows (backward_weight_rows).
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -211,11 +212,14 @@ void col2im_chunk(const Conv2dShape& s, const float* col, int64_t p0, int64_t co
 // a register tile of PR output rows x NV vectors of pixels runs over the
 // inner channels directly on the activations: per channel NV vector loads, PR
 // broadcast weights, NV*PR FMAs; the pixel block stays in L1 across all rows.
-//   out[m][p] = act(bias[m] + sum_j A(m, j) * B[j][p]),  A(m, j) = a[m*ma + j*ja]
-// Tiles are 2 vectors wide; an odd count of vectors ends in one 3-vector
-// tile (7x7 planes: 3 full vectors, no half-empty pair), and a remainder of at
-// most L/2 pixels takes dot products along the inner dimension instead of a
-// mostly empty vector (pointwise_columns).
+//   out[m][p] = act(bias[m] + sum_j A(m, j) * B[j][p])
+// with A in one of the TileLayouts below (plain weight rows, eval mode's
+// packed panels, backward-data's transposed weights). Tiles are 2 vectors
+// wide; an odd count of vectors ends in one 3-vector tile (7x7 planes: 3
+// full vectors, no half-empty pair), and a remainder of at most L/2 pixels
+// takes dot products along the inner dimension instead of a mostly empty
+// vector (pointwise_columns, packed_columns). A short last panel of rows
+// runs on a shorter tile (PR_MID, PR_LOW) instead of repeating rows.
 #if defined(__AVX512F__)
 constexpr int PR = 14;
 constexpr int PR3 = 7;  // rows of a 3-vector tile: 21 accumulators
@@ -236,26 +240,84 @@ constexpr int64_t kTiledMaxRows = 64;
 // pack all the weights for two or fewer column tiles (batch-1 layers at 7x7).
 constexpr int64_t kTiledMaxCols = 2 * PB;
 
-constexpr int64_t kPrefetchAhead = 96;
+// Software prefetch distances (measured, Zen 5): weights streamed from DRAM
+// (several MiB per layer at 7x7 and 14x14) outrun the hardware prefetchers.
+constexpr int64_t kPackedAhead = 4096;  // floats (16 KiB) ahead in the packed stream
+constexpr int64_t kPlainAhead = 256;    // channels ahead in each plain row
+constexpr int64_t kPlainAheadMinFloats = int64_t(256) << 10;  // ... for weights over 1 MiB
+// The next tile's B strip is prefetched over the first kPrefetchPasses
+// panels of a tile (rows j = k mod passes in panel k), not all in the first:
+// fewer misses outstanding at once.
+constexpr int64_t kPrefetchPasses = 4;
 
-template <int NV>
-constexpr int tile_rows() { return NV == 3 ? PR3 : PR; }
+// Row tiles shorter than PR for a short last panel (64 = 4 * 14 + 8).
+#if defined(__AVX512F__)
+constexpr int PR_MID = 8, PR_LOW = 4;
+#elif defined(__AVX2__)
+constexpr int PR_MID = 4, PR_LOW = 2;
+#else
+constexpr int PR_MID = PR, PR_LOW = PR;
+#endif
 
-// acc[i][v] += A[row i][j] * B[j][v*PL ...] over j < inner. FULL: NV whole
-// vectors of B per j; else the last one has nlast lanes (masked: nothing read
-// past the plane). One function per case, so each loop keeps its accumulators
-// in registers (with both loops in one body GCC spilled them in the masked
-// one: 2.5x slower).
-template <int NV, bool FULL>
-__attribute__((always_inline)) inline void pointwise_accumulate(
-    int64_t inner, const float* const* arow, int64_t ja, const float* b, int64_t ldb, int nlast,
-    Vec (&acc)[tile_rows<NV>()][NV]) {
-  constexpr int R = tile_rows<NV>();
+// The weights of one row tile, A(i, j) for rows i < mr, by layout:
+//   kRows     plain rows (forward): p[i * ma + j], rows past mr repeat the last;
+//   kPanel    a packed panel: p[j * PR + i];
+//   kColumns  rows contiguous per channel (backward-data's transposed
+//             weights): p[j * ja + i];
+//   kStrided  any: p[i * ma + j * ja], rows past mr repeat the last (a
+//             short kColumns panel: rows past mr could lie past the array).
+enum TileLayout : int { kRows = 0, kPanel = 1, kColumns = 2, kStrided = 3 };
+
+struct TileRows {
+  const float* p;
+  int64_t ma, ja;
+  int mr;              // rows stored
+  bool ahead = false;  // kRows: prefetch the rows ahead (weights too large for L2)
+};
+
+struct TileOut {
+  float* out;         // the tile's first row and pixel
+  int64_t ldo;
+  const float* bias;  // the tile's first row, or null
+  bool relu, stream;
+  float relu_max;
+  int64_t pf_mask = 0, pf_phase = 0;  // prefetch B rows j with (j & pf_mask) == pf_phase
+};
+
+// R rows x NV vectors; FULL: the last vector is whole, else nlast lanes.
+// pf (PF): the next tile's B strip, rows j with (j & pf_mask) == pf_phase
+// prefetched. One function per case, so each loop keeps its accumulators in
+// registers (with a masked and a whole last vector in one body GCC spilled
+// them: 2.5x slower).
+template <int R, int NV, bool FULL, int LAYOUT, bool PF>
+void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
+                   const float* pf, const TileOut& o) {
+  constexpr bool kRowPointers = LAYOUT == kRows || LAYOUT == kStrided;
+  const float* arow[kRowPointers ? R : 1];
+  Vec acc[R][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    const int r = i < w.mr ? i : w.mr - 1;
+    if constexpr (kRowPointers) arow[i] = w.p + r * w.ma;
+    const Vec init = o.bias ? Vec::set1(o.bias[r]) : Vec::zero();
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = init;
+  }
+  if constexpr (!kRowPointers) arow[0] = w.p;
   for (int64_t j = 0; j < inner; ++j) {
-    // Weights are often cold (a layer's weights are read once per pixel item
-    // and evicted by the rest of the network): one prefetch per j, a line of
-    // row j % 16 kPrefetchAhead channels ahead, covers every row's stream.
-    if (false && (j & 15) < R) __builtin_prefetch(arow[j & 15] + (j + kPrefetchAhead) * ja);
+    // Weights: the packed stream kPackedAhead floats ahead; plain rows, a
+    // line of row j % 16 kPlainAhead channels ahead (one prefetch per j
+    // covers every row's stream).
+    if constexpr (LAYOUT == kPanel) __builtin_prefetch(arow[0] + j * PR + kPackedAhead);
+    if constexpr (LAYOUT == kRows) {
+      if (w.ahead && (j & 15) < R) __builtin_prefetch(arow[j & 15] + j + kPlainAhead);
+    }
+    if constexpr (PF) {
+      if ((j & o.pf_mask) == o.pf_phase) {
+#pragma GCC unroll 4
+        for (int q = 0; q < NV * PL; q += 16) __builtin_prefetch(pf + j * ldb + q);
+      }
+    }
     Vec bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
@@ -263,62 +325,98 @@ __attribute__((always_inline)) inline void pointwise_accumulate(
                                  : Vec::load_partial(b + j * ldb + v * PL, nlast);
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
-      const Vec w = Vec::set1(arow[i][j * ja]);
+      const Vec a = Vec::set1(LAYOUT == kRows      ? arow[i][j]
+                              : LAYOUT == kPanel   ? arow[0][j * PR + i]
+                              : LAYOUT == kColumns ? arow[0][j * w.ja + i]
+                                                   : arow[i][j * w.ja]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = fmadd(w, bv[v], acc[i][v]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = fmadd(a, bv[v], acc[i][v]);
+    }
+  }
+  const Vec cap = Vec::set1(o.relu_max);
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    if (i >= w.mr) break;
+    float* dst = o.out + i * o.ldo;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const Vec y = o.relu ? relu_clamp(acc[i][v], cap) : acc[i][v];
+      if (!FULL && v == NV - 1) y.store_partial(dst + v * PL, nlast);
+      else if (o.stream) y.stream(dst + v * PL);
+      else y.store(dst + v * PL);
     }
   }
 }
 
-template <int NV, bool FULL>
-void pointwise_tile_t(int64_t rows, int nlast, int64_t inner, const float* a, int64_t ma,
-                      int64_t ja, const float* b, int64_t ldb, const float* bias, bool relu,
-                      float relu_max, float* out, int64_t ldo) {
-  constexpr int R = tile_rows<NV>();
-  const Vec cap = Vec::set1(relu_max);
-  for (int64_t m0 = 0; m0 < rows; m0 += R) {
-    const int64_t mr = (rows - m0) < R ? (rows - m0) : R;
-    const float* arow[R];
-    Vec acc[R][NV];
-#pragma GCC unroll 16
-    for (int i = 0; i < R; ++i) {
-      // rows past the end repeat the last one; their results are not stored
-      arow[i] = a + (m0 + (i < mr ? i : mr - 1)) * ma;
-      const Vec init = bias ? Vec::set1(bias[m0 + (i < mr ? i : mr - 1)]) : Vec::zero();
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = init;
+template <int R, int NV, bool FULL, int LAYOUT>
+void driver_tile(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
+                 const float* pf, const TileOut& o) {
+  if (LAYOUT == kColumns && w.mr < R)
+    driver_tile_t<R, NV, FULL, kStrided, false>(inner, w, b, ldb, nlast, nullptr, o);
+  else if (pf) driver_tile_t<R, NV, FULL, LAYOUT, true>(inner, w, b, ldb, nlast, pf, o);
+  else driver_tile_t<R, NV, FULL, LAYOUT, false>(inner, w, b, ldb, nlast, pf, o);
+}
+
+// Rows of a panel (mr <= PR) for 1 or 2 vectors: the shortest tile that holds them.
+template <int NV, bool FULL, int LAYOUT>
+void driver_rows(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
+                 const float* pf, const TileOut& o) {
+  if (w.mr > PR_MID) driver_tile<PR, NV, FULL, LAYOUT>(inner, w, b, ldb, nlast, pf, o);
+  else if (w.mr > PR_LOW) driver_tile<PR_MID, NV, FULL, LAYOUT>(inner, w, b, ldb, nlast, pf, o);
+  else driver_tile<PR_LOW, NV, FULL, LAYOUT>(inner, w, b, ldb, nlast, pf, o);
+}
+
+// One panel (w.mr <= PR rows) x one pixel tile of cols <= 3 * PL pixels;
+// a 3-vector tile runs in halves of PR3 rows.
+template <int LAYOUT>
+void driver_panel_tile(int64_t inner, const TileRows& w, int64_t cols, const float* b,
+                       int64_t ldb, const float* pf, const TileOut& o) {
+  const int nv = static_cast<int>((cols + PL - 1) / PL);
+  const int nlast = static_cast<int>(cols - (nv - 1) * PL);
+  const bool full = nlast == PL;
+  if (nv >= 3) {
+    for (int h = 0; h * PR3 < w.mr; ++h) {
+      TileRows half = w;
+      half.p = w.p + h * PR3 * (LAYOUT == kRows ? w.ma : 1);
+      half.mr = (w.mr - h * PR3) < PR3 ? (w.mr - h * PR3) : PR3;
+      TileOut oh = o;
+      oh.out = o.out + h * PR3 * o.ldo;
+      oh.bias = o.bias ? o.bias + h * PR3 : nullptr;
+      if (full) driver_tile<PR3, 3, true, LAYOUT>(inner, half, b, ldb, nlast, pf, oh);
+      else driver_tile<PR3, 3, false, LAYOUT>(inner, half, b, ldb, nlast, pf, oh);
+      pf = nullptr;  // fetched by the first half
     }
-    pointwise_accumulate<NV, FULL>(inner, arow, ja, b, ldb, nlast, acc);
-#pragma GCC unroll 16
-    for (int i = 0; i < R; ++i) {
-      if (i >= mr) break;
-      float* dst = out + (m0 + i) * ldo;
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        const Vec o = relu ? relu_clamp(acc[i][v], cap) : acc[i][v];
-        if (FULL || v < NV - 1) o.store(dst + v * PL);
-        else o.store_partial(dst + v * PL, nlast);
-      }
-    }
+  } else if (nv == 2) {
+    if (full) driver_rows<2, true, LAYOUT>(inner, w, b, ldb, nlast, pf, o);
+    else driver_rows<2, false, LAYOUT>(inner, w, b, ldb, nlast, pf, o);
+  } else {
+    if (full) driver_rows<1, true, LAYOUT>(inner, w, b, ldb, nlast, pf, o);
+    else driver_rows<1, false, LAYOUT>(inner, w, b, ldb, nlast, pf, o);
   }
 }
 
 // out[rows x cols] = act(A[rows x inner] @ B[inner x cols] + bias), cols <= 3 * PL;
-// A(i, j) = a[i * ma + j * ja]; rows of out are ldo apart.
+// A(i, j) = a[i * ma + j * ja] with ja == 1 (plain rows) or ma == 1 (columns);
+// rows of out are ldo apart.
 void pointwise_tile(int64_t rows, int64_t cols, int64_t inner, const float* a, int64_t ma,
                     int64_t ja, const float* b, int64_t ldb, const float* bias, bool relu,
                     float relu_max, float* out, int64_t ldo) {
-  const int nv = static_cast<int>((cols + PL - 1) / PL);
-  const int nlast = static_cast<int>(cols - (nv - 1) * PL);
-  const bool full = nlast == PL;
-#define PVE_POINTWISE_TILE(NV, FULL) \
-  pointwise_tile_t<NV, FULL>(rows, nlast, inner, a, ma, ja, b, ldb, bias, relu, relu_max, out, ldo)
-  switch (nv) {
-    case 1: full ? PVE_POINTWISE_TILE(1, true) : PVE_POINTWISE_TILE(1, false); break;
-    case 2: full ? PVE_POINTWISE_TILE(2, true) : PVE_POINTWISE_TILE(2, false); break;
-    default: full ? PVE_POINTWISE_TILE(3, true) : PVE_POINTWISE_TILE(3, false); break;
+  TileOut o;
+  o.ldo = ldo;
+  o.relu = relu;
+  o.relu_max = relu_max;
+  o.stream = false;
+  for (int64_t m0 = 0; m0 < rows; m0 += PR) {
+    TileRows w;
+    w.p = a + m0 * ma;
+    w.ma = ma;
+    w.ja = ja;
+    w.mr = static_cast<int>(std::min<int64_t>(PR, rows - m0));
+    o.out = out + m0 * ldo;
+    o.bias = bias ? bias + m0 : nullptr;
+    if (ja == 1) driver_panel_tile<kRows>(inner, w, cols, b, ldb, nullptr, o);
+    else driver_panel_tile<kColumns>(inner, w, cols, b, ldb, nullptr, o);
   }
-#undef PVE_POINTWISE_TILE
 }
 
 // The last r <= L/2 pixels of a span (7x7: 1, 14x14: 4 with 16 lanes), as
@@ -911,32 +1009,324 @@ void backward_data(const Conv2dArgs& a) {
   }
 }
 
-// Stride 1 only (run_pointwise): the planes are the B operand. Items are
-// (image, group, pixel item of pixel_tiles) x row parts; the column
-// remainder's transposed pixels go to the thread's slice of the workspace.
+// ------------------------------------------------ pointwise forward driver
+// out = act(A @ B + bias) for each image and group: B the input planes
+// (stride 1) or, with packed weights, the strided pixels gathered into the
+// workspace; A the weights, plain (K x C rows) or packed (pack_pointwise).
+//
+// Blocking (measured on ResNet-50's 1x1 layers): output rows go in slabs of
+// whole PR-row panels, at most kSlabFloats weights each; a slab stays in L2
+// while every pixel tile of a block of pixels uses it (tiles outer, the
+// slab's panels inner, so a tile's B strip stays in L1 across the panels),
+// and the remainder pixels use it right after the tiles. Weights larger
+// than a slab (1-4 MiB at 14x14 and 7x7) are so read once per image, not
+// once per pixel tile and again for the remainder. With several slabs the
+// pixels go in blocks of at most kBlockFloats of B, which stay in L2 across
+// the slabs. The threads take (image, slab, pixel block) items; batch 1 gets
+// enough of them by splitting the slabs (large weights) or the pixels.
+//
+// Packed weights (eval mode, groups 1): panel t holds rows [t*PR, t*PR + PR)
+// as [j][i] (rows past K zero), so a tile's broadcasts are one sequential
+// stream (the hardware prefetcher follows it from DRAM; the plain layout is
+// PR streams a row apart) and the remainder pixels read a panel's PR rows of
+// channel j as one vector (packed_columns).
+//
+// While a tile runs its first panels, the next tile's B strip is prefetched:
+// large planes (batch 16 at 56x56) come from DRAM as one strided stream per
+// input channel, more than the hardware prefetchers follow. Outputs much
+// larger than the last-level cache are stored non-temporally (no
+// read-for-ownership) when every row is whole aligned vectors (batch 16, 1
+// thread, against plain stores: 64->256 @56 7.7 vs 8.5 ms, 128->512 @28 6.8
+// vs 7.1 ms; outputs of 8-16 MiB gained 0-20% alone but may be read from
+// the last-level cache by the next layer, so they keep plain stores).
+constexpr int64_t kSlabFloats = int64_t(64) << 10;      // 256 KiB of weights per slab
+constexpr int64_t kBlockFloats = int64_t(96) << 10;     // 384 KiB of B per pixel block
+constexpr int64_t kStreamOutFloats = int64_t(4) << 20;  // stream outputs over 16 MiB
+
+// + PL: packed_columns reads a whole vector at the last panel's last channel.
+int64_t packed_pointwise_floats(int64_t k, int64_t c) { return (k + PR - 1) / PR * PR * c + PL; }
+
+// Packs K x C weights (1x1, groups 1) into PR-row panels, [panel][j][i].
+void pack_pointwise_panels(int64_t K, int64_t C, const float* w, float* packed, int threads) {
+  const int64_t panels = (K + PR - 1) / PR;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t t = 0; t < panels; ++t) {
+    float* dst = packed + t * PR * C;
+    for (int64_t j = 0; j < C; ++j)
+      for (int64_t i = 0; i < PR; ++i) {
+        const int64_t row = t * PR + i;
+        dst[j * PR + i] = row < K ? w[row * C + j] : 0.0f;
+      }
+  }
+  for (int64_t i = 0; i < PL; ++i) packed[panels * PR * C + i] = 0.0f;
+}
+
+// Needs only the channel counts of the shape.
+int64_t pack_pointwise(const Conv2dShape& s, const float* w, float* packed,
+                       bool for_backward_data, int threads) {
+  if (for_backward_data || s.groups != 1 || s.kernel_h != 1 || s.kernel_w != 1) return -1;
+  if (packed != nullptr) pack_pointwise_panels(s.out_channels, s.in_channels, w, packed, threads);
+  return packed_pointwise_floats(s.out_channels, s.in_channels);
+}
+
+// The last q <= PL/2 pixels (pixel_tiles' remainder) for the mr <= PR rows of
+// a packed panel: lanes are rows, acc[c][q] += panel[j] * B[j][q], with C
+// chains over j so that about 8 FMAs are independent. (SIMD builds: PR <= PL.)
+template <int Q>
+void packed_columns_t(int64_t inner, const float* panel, int mr, const float* b, int64_t ldb,
+                      const TileOut& o) {
+  constexpr int C = Q >= 8 ? 1 : (8 + Q - 1) / Q;
+  Vec acc[C][Q];
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c)
+#pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) acc[c][q] = Vec::zero();
+  int64_t j = 0;
+  for (; j + C <= inner; j += C) {
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+      const Vec w = Vec::load(panel + (j + c) * PR);
+#pragma GCC unroll 8
+      for (int q = 0; q < Q; ++q)
+        acc[c][q] = fmadd(w, Vec::set1(b[(j + c) * ldb + q]), acc[c][q]);
+    }
+  }
+  for (; j < inner; ++j) {
+    const Vec w = Vec::load(panel + j * PR);
+#pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) acc[0][q] = fmadd(w, Vec::set1(b[j * ldb + q]), acc[0][q]);
+  }
+  const Vec bias = o.bias ? Vec::load_partial(o.bias, mr) : Vec::zero();
+  const Vec cap = Vec::set1(o.relu_max);
+  alignas(64) float lanes[PL];
+#pragma GCC unroll 8
+  for (int q = 0; q < Q; ++q) {
+    Vec y = acc[0][q];
+#pragma GCC unroll 8
+    for (int c = 1; c < C; ++c) y = y + acc[c][q];
+    y = y + bias;
+    if (o.relu) y = relu_clamp(y, cap);
+    y.store(lanes);
+    for (int i = 0; i < mr; ++i) o.out[i * o.ldo + q] = lanes[i];
+  }
+}
+
+void packed_columns(int64_t q, int64_t inner, const float* panel, int mr, const float* b,
+                    int64_t ldb, const TileOut& o) {
+  if constexpr (PR <= PL && PL >= 8) {
+    switch (q) {
+      case 1: packed_columns_t<1>(inner, panel, mr, b, ldb, o); break;
+      case 2: packed_columns_t<2>(inner, panel, mr, b, ldb, o); break;
+      case 3: packed_columns_t<3>(inner, panel, mr, b, ldb, o); break;
+      case 4: packed_columns_t<4>(inner, panel, mr, b, ldb, o); break;
+      case 5: packed_columns_t<5>(inner, panel, mr, b, ldb, o); break;
+      case 6: packed_columns_t<6>(inner, panel, mr, b, ldb, o); break;
+      case 7: packed_columns_t<7>(inner, panel, mr, b, ldb, o); break;
+      default: packed_columns_t<8>(inner, panel, mr, b, ldb, o); break;
+    }
+  }
+}
+
+struct DriverPlan {
+  PixelTiles pt;
+  int64_t panels;                // PR-row panels per group
+  int64_t slab_panels, slabs;
+  int64_t block_tiles, blocks;   // pixel tiles per block; the last block also has the remainder
+  int64_t items() const { return slabs * blocks; }  // per image and group
+};
+
+// images: (image, group) pairs that run in parallel with these items.
+DriverPlan driver_plan(int64_t kg, int64_t cg, int64_t pixels, int64_t images, int threads) {
+  DriverPlan d;
+  d.pt = pixel_tiles(pixels);
+  const int64_t tiles = d.pt.tiles;
+  d.panels = (kg + PR - 1) / PR;
+  auto set_slabs = [&](int64_t slabs) {
+    slabs = slabs < 1 ? 1 : (slabs > d.panels ? d.panels : slabs);
+    d.slab_panels = (d.panels + slabs - 1) / slabs;
+    d.slabs = (d.panels + d.slab_panels - 1) / d.slab_panels;
+  };
+  auto set_blocks = [&](int64_t blocks) {
+    blocks = blocks < 1 ? 1 : (blocks > tiles ? tiles : blocks);
+    if (blocks < 1) blocks = 1;  // (no tiles: the remainder alone)
+    d.block_tiles = tiles > 0 ? (tiles + blocks - 1) / blocks : 0;
+    d.blocks = tiles > 0 ? (tiles + d.block_tiles - 1) / d.block_tiles : 1;
+  };
+  const int64_t slab_floats = PR * (cg > 0 ? cg : 1);
+  set_slabs((d.panels * slab_floats + kSlabFloats - 1) / kSlabFloats);
+  const int64_t tile_floats = PB * (cg > 0 ? cg : 1);
+  set_blocks(d.slabs > 1 ? (tiles * tile_floats + kBlockFloats - 1) / kBlockFloats : 1);
+  const int64_t want = threads > 1 ? 4 * int64_t(threads) : 1;
+  if (images * d.items() < want) {
+    const int64_t need = (want + images - 1) / images;
+    if (d.slabs > 1 || tiles <= 1) set_slabs((need + d.blocks - 1) / d.blocks);
+    else set_blocks((need + d.slabs - 1) / d.slabs);
+  }
+  return d;
+}
+
+struct DriverJob {
+  const Conv2dArgs* a;
+  const DriverPlan* d;
+  int64_t kg, cg, pixels;
+  const float* weight;  // the group's rows (plain, ma = cg) or the packed panels
+  bool packed, stream;
+};
+
+// Item (slab, block) of one image and group: B planes ldb apart, out planes
+// of the group's first row; xt: pointwise_columns' transposed pixels.
+void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b, int64_t ldb,
+                 float* out, const float* bias, float* xt) {
+  const DriverPlan& d = *j.d;
+  const PixelTiles& pt = d.pt;
+  const int64_t p0 = slab * d.slab_panels, p1 = std::min(d.panels, p0 + d.slab_panels);
+  const int64_t t0 = block * d.block_tiles, t1 = std::min(pt.tiles, t0 + d.block_tiles);
+  const int64_t inner = j.cg;
+  TileOut o;
+  o.ldo = j.pixels;
+  o.relu = j.a->relu;
+  o.relu_max = j.a->relu_max;
+  o.stream = j.stream;
+  auto rows_of = [&](int64_t p, TileRows* w) {
+    const int64_t m0 = p * PR;
+    w->mr = static_cast<int>(std::min<int64_t>(PR, j.kg - m0));
+    w->p = j.packed ? j.weight + p * PR * inner : j.weight + m0 * inner;
+    w->ma = inner;
+    w->ja = 1;
+    w->ahead = j.kg * inner > kPlainAheadMinFloats;
+    return m0;
+  };
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t q0 = pt.first(t), cols = pt.width(t);
+    const float* pf0 = t + 1 < t1 ? b + pt.first(t + 1) : nullptr;
+    int64_t step = kPrefetchPasses;
+    while (step > 1 && step > p1 - p0) step /= 2;
+    o.pf_mask = step - 1;
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* pf = (p - p0) < step ? pf0 : nullptr;
+      o.pf_phase = p - p0;
+      TileRows w;
+      const int64_t m0 = rows_of(p, &w);
+      o.out = out + m0 * j.pixels + q0;
+      o.bias = bias ? bias + m0 : nullptr;
+      if (j.packed) driver_panel_tile<kPanel>(inner, w, cols, b + q0, ldb, pf, o);
+      else driver_panel_tile<kRows>(inner, w, cols, b + q0, ldb, pf, o);
+    }
+  }
+  if (pt.rem > 0 && block == d.blocks - 1) {
+    o.stream = false;
+    if (j.packed) {
+      for (int64_t p = p0; p < p1; ++p) {
+        TileRows w;
+        const int64_t m0 = rows_of(p, &w);
+        o.out = out + m0 * j.pixels + pt.covered;
+        o.bias = bias ? bias + m0 : nullptr;
+        packed_columns(pt.rem, inner, w.p, w.mr, b + pt.covered, ldb, o);
+      }
+    } else {
+      const int64_t m0 = p0 * PR, rows = std::min(j.kg, p1 * PR) - m0;
+      pointwise_columns(rows, pt.rem, inner, j.weight + m0 * inner, inner, b + pt.covered, ldb,
+                        bias ? bias + m0 : nullptr, j.a->relu, j.a->relu_max,
+                        out + m0 * j.pixels + pt.covered, j.pixels, xt);
+    }
+  }
+}
+
+inline void store_fence() {
+#if defined(__AVX512F__) || defined(__AVX2__)
+  _mm_sfence();
+#endif
+}
+
+bool packed_pointwise_ok(const Conv2dArgs& a) {
+  return a.packed_weight != nullptr && a.shape.groups == 1;
+}
+
+// Floats of gathered pixels per image (strided, packed weights).
+int64_t gather_floats(const Conv2dShape& s) {
+  return s.in_channels / s.groups * s.out_h * s.out_w;
+}
+
+// Pointwise forward on the driver: stride 1 (plain or packed weights), or
+// strided with packed weights (each image's pixels gathered first).
 void pointwise_forward(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
   const Lowering l = plan(s);
-  const PixelTiles pt = pixel_tiles(l.pixels);
-  const int64_t blocks = pt.items();
-  const int64_t pixel_items = s.batch * l.groups * blocks;
+  if (l.kg <= 0 || l.pixels <= 0 || s.batch <= 0) return;
+  const bool packed = packed_pointwise_ok(a);
   const int threads = a.num_threads;
-  const RowParts rp = row_parts(pixel_items, threads, l.kg);
-  const int64_t parts = rp.parts, rows_per_part = rp.rows;
+  const int64_t images = s.batch * l.groups;
+  const bool gathered = !l.direct;  // (packed only: run_pointwise)
+  // Strided: whole images per thread when there are enough, else one image
+  // at a time with the items of that image shared.
+  const bool image_parallel = gathered && threads > 1 && s.batch >= threads;
+  const DriverPlan d = driver_plan(l.kg, l.cg, l.pixels, gathered ? (image_parallel ? s.batch : 1)
+                                                                  : images,
+                                   image_parallel ? 1 : threads);
+  DriverJob job;
+  job.a = &a;
+  job.d = &d;
+  job.kg = l.kg;
+  job.cg = l.cg;
+  job.pixels = l.pixels;
+  job.packed = packed;
+  const bool large = s.batch * s.out_channels * l.pixels >= kStreamOutFloats;
+  job.stream = RL > 1 && (a.stream_outputs < 0 ? large : a.stream_outputs > 0) &&
+               l.pixels % PL == 0 &&
+               reinterpret_cast<uintptr_t>(a.output) % (PL * sizeof(float)) == 0;
   const int64_t xt_floats = columns_floats(l.pixels, l.cg);
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (int64_t item = 0; item < pixel_items * parts; ++item) {
-    const int64_t ng = item / (blocks * parts), rest = item % (blocks * parts);
-    const int64_t pix = rest / parts, r0 = (rest % parts) * rows_per_part;
-    if (r0 >= l.kg) continue;
-    const int64_t rn = (l.kg - r0) < rows_per_part ? (l.kg - r0) : rows_per_part;
-    const int64_t n = ng / l.groups, g = ng % l.groups;
-    const float* x = a.input + (n * s.in_channels + g * l.cg) * l.pixels;
-    const int64_t k0 = g * l.kg + r0;
-    pointwise_item(pt, pix, rn, l.cg, a.weight + k0 * l.cg, l.cg, x, l.pixels,
-                   a.bias ? a.bias + k0 : nullptr, a.relu, a.relu_max,
-                   a.output + (n * s.out_channels + k0) * l.pixels, l.pixels,
-                   a.workspace + omp_get_thread_num() * xt_floats);
+  const int64_t in_plane = s.in_h * s.in_w;
+  auto weights_of = [&](int64_t g) { return packed ? a.packed_weight : a.weight + g * l.kg * l.cg; };
+  if (!gathered) {
+    const int64_t per_image = d.items();
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int64_t item = 0; item < images * per_image; ++item) {
+        const int64_t ng = item / per_image, rest = item % per_image;
+        const int64_t n = ng / l.groups, g = ng % l.groups;
+        DriverJob jg = job;
+        jg.weight = weights_of(g);
+        driver_item(jg, rest / d.blocks, rest % d.blocks,
+                    a.input + (n * s.in_channels + g * l.cg) * in_plane, l.pixels,
+                    a.output + (n * s.out_channels + g * l.kg) * l.pixels,
+                    a.bias ? a.bias + g * l.kg : nullptr,
+                    a.workspace + omp_get_thread_num() * xt_floats);
+      }
+      if (job.stream) store_fence();
+    }
+    return;
+  }
+  job.weight = weights_of(0);
+  const int64_t gf = gather_floats(s);
+  auto image_out = [&](int64_t n) { return a.output + n * s.out_channels * l.pixels; };
+  if (image_parallel) {
+#pragma omp parallel num_threads(threads)
+    {
+      float* col = a.workspace + omp_get_thread_num() * gf;
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int64_t n = 0; n < s.batch; ++n) {
+        im2col_chunk(s, a.input + n * s.in_channels * in_plane, 0, l.pixels, l.cg, col, false);
+        for (int64_t item = 0; item < d.items(); ++item)
+          driver_item(job, item / d.blocks, item % d.blocks, col, l.pixels, image_out(n), a.bias,
+                      nullptr);
+      }
+      if (job.stream) store_fence();
+    }
+    return;
+  }
+  float* col = a.workspace;
+#pragma omp parallel num_threads(threads)
+  {
+    for (int64_t n = 0; n < s.batch; ++n) {
+      im2col_chunk(s, a.input + n * s.in_channels * in_plane, 0, l.pixels, l.cg, col, true);
+      // (the omp for above ends in a barrier: the gathered pixels are complete)
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t item = 0; item < d.items(); ++item)
+        driver_item(job, item / d.blocks, item % d.blocks, col, l.pixels, image_out(n), a.bias,
+                    nullptr);
+    }
+    if (job.stream) store_fence();
   }
 }
 
@@ -1556,6 +1946,8 @@ int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (!is_pointwise(s)) return -1;
   if (pass == ConvPass::forward && is_direct_pointwise(s))
     return threads * columns_floats(s.out_h * s.out_w, s.in_channels / s.groups);
+  if (pass == ConvPass::forward && s.groups == 1)  // gathered pixels with packed weights too
+    return std::max(workspace_floats(pass, s, threads), threads * gather_floats(s));
   if (pass == ConvPass::backward_data && is_direct_pointwise(s)) return 0;
   return workspace_floats(pass, s, threads);
 }
@@ -1566,7 +1958,9 @@ int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
 void run_pointwise(ConvPass pass, const Conv2dArgs& a) {
   const bool tiled = is_direct_pointwise(a.shape);
   switch (pass) {
-    case ConvPass::forward: tiled ? pointwise_forward(a) : forward(a); break;
+    case ConvPass::forward:
+      tiled || packed_pointwise_ok(a) ? pointwise_forward(a) : forward(a);
+      break;
     case ConvPass::backward_data: tiled ? pointwise_backward_data(a) : backward_data(a); break;
     case ConvPass::backward_weight: backward_weight(a); break;
   }
@@ -1587,6 +1981,7 @@ PVE_REGISTER_KERNELS {
   register_kernel(conv2d_im2col_run, &run);
   register_kernel(conv2d_pointwise_workspace, &pointwise_workspace);
   register_kernel(conv2d_pointwise_run, &run_pointwise);
+  register_kernel(conv2d_pointwise_pack, &pack_pointwise);
 }
 
 }  // namespace PVE_KERNEL_NS
