@@ -220,7 +220,9 @@ def test_threading_and_batching_paths(isa, path, threads):
 # 3-vector tile, a partial vector, and a remainder of at most half a vector
 # (7x7 = 3 vectors + 1 pixel at 16 lanes, 6 + 1 at 8; 14x14 = 12 + 4; 1x1 is
 # the remainder alone; 1-8 pixels: 3x3, 5x5, 9x9, 11x11, 4x5 ...) taken as dot
-# products (plain) or from a packed panel; output channels that leave a short
+# products (plain) or from a packed panel, or carried by a last 3-vector tile
+# (packed: 7x7, 5x5 at 8 lanes, 3 vectors + 2, 3 or 4 pixels at 16, and 55 =
+# 3 + 7 past what one carries); output channels that leave a short
 # last row panel of every height class (not a multiple of 14 / 6 / 4; 64 =
 # 4 * 14 + 8; a single row); input channels that are not whole vectors;
 # strided layers (gathered columns, or with packed weights each image's pixels
@@ -234,7 +236,8 @@ POINTWISE_FORWARD_CASES = [
     (1, 37, 61, 7, 7, 1), (3, 19, 30, 7, 7, 1), (1, 40, 72, 14, 14, 1), (2, 33, 17, 1, 1, 1),
     (1, 21, 29, 3, 3, 1), (1, 16, 45, 5, 5, 1), (2, 24, 20, 6, 6, 1), (1, 18, 50, 9, 9, 1),
     (1, 12, 15, 11, 11, 1), (2, 9, 33, 4, 5, 1), (1, 12, 64, 16, 16, 1), (1, 13, 5, 10, 10, 1),
-    (2, 8, 1, 6, 6, 1), (3, 24, 20, 4, 4, 1),
+    (2, 8, 1, 6, 6, 1), (3, 24, 20, 4, 4, 1), (1, 20, 33, 5, 10, 1), (1, 9, 15, 3, 17, 1),
+    (2, 17, 30, 4, 13, 1), (1, 11, 19, 5, 11, 1),
     (1, 35, 66, 14, 14, 2), (3, 20, 23, 13, 13, 2), (1, 24, 40, 27, 27, 2), (1, 24, 40, 27, 27, 3),
     (1, 520, 150, 7, 7, 1), (2, 512, 130, 16, 16, 1), (1, 300, 230, 15, 15, 2),
 ]

@@ -282,19 +282,52 @@ struct TileOut {
   bool relu, stream;
   float relu_max;
   int64_t pf_mask = 0, pf_phase = 0;  // prefetch B rows j with (j & pf_mask) == pf_phase
+  // The first half of a 3-vector tile on a packed panel may also take the
+  // q <= kFoldMax remainder pixels (7x7: 1) for all rem_mr rows of the
+  // panel, one FMA per channel with the panel's rows as lanes (rem_q > 0):
+  // B columns at rem_b, outputs at rem_out.
+  int rem_q = 0, rem_mr = 0;
+  const float* rem_b = nullptr;
+  const float* rem_bias = nullptr;
+  float* rem_out = nullptr;
 };
+
+// Remainder pixels a 3-vector tile can carry in its spare registers.
+constexpr int kFoldMax = PR > PL ? 0 : PL == 16 ? 4 : 1;
+
+// The remainder pixels' results (lanes = rows) to their rows: bias, ReLU, a
+// scalar store per row.
+template <int Q>
+inline void store_rem_columns(Vec (&acc)[Q], int mr, const float* bias, bool relu,
+                              float relu_max, float* out, int64_t ldo) {
+  const Vec b = bias ? Vec::load_partial(bias, mr) : Vec::zero();
+  const Vec cap = Vec::set1(relu_max);
+  alignas(64) float lanes[PL];
+#pragma GCC unroll 8
+  for (int q = 0; q < Q; ++q) {
+    Vec y = acc[q] + b;
+    if (relu) y = relu_clamp(y, cap);
+    y.store(lanes);
+    for (int i = 0; i < mr; ++i) out[i * ldo + q] = lanes[i];
+  }
+}
 
 // R rows x NV vectors; FULL: the last vector is whole, else nlast lanes.
 // pf (PF): the next tile's B strip, rows j with (j & pf_mask) == pf_phase
 // prefetched. One function per case, so each loop keeps its accumulators in
 // registers (with a masked and a whole last vector in one body GCC spilled
 // them: 2.5x slower).
-template <int R, int NV, bool FULL, int LAYOUT, bool PF>
+// Q: remainder pixels folded in (kPanel, first half of a 3-vector tile).
+template <int R, int NV, bool FULL, int LAYOUT, bool PF, int Q = 0>
 void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
                    const float* pf, const TileOut& o) {
   constexpr bool kRowPointers = LAYOUT == kRows || LAYOUT == kStrided;
+  static_assert(Q == 0 || LAYOUT == kPanel, "remainder pixels fold into packed panels only");
   const float* arow[kRowPointers ? R : 1];
   Vec acc[R][NV];
+  Vec rem[Q > 0 ? Q : 1];
+#pragma GCC unroll 8
+  for (int q = 0; q < Q; ++q) rem[q] = Vec::zero();
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
     const int r = i < w.mr ? i : w.mr - 1;
@@ -332,15 +365,30 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = fmadd(a, bv[v], acc[i][v]);
     }
+    if constexpr (Q > 0) {
+      const Vec rows = Vec::load(arow[0] + j * PR);
+#pragma GCC unroll 8
+      for (int q = 0; q < Q; ++q) rem[q] = fmadd(rows, Vec::set1(o.rem_b[j * ldb + q]), rem[q]);
+    }
   }
-  const Vec cap = Vec::set1(o.relu_max);
+  if constexpr (Q > 0)
+    store_rem_columns<Q>(rem, o.rem_mr, o.rem_bias, o.relu, o.relu_max, o.rem_out, o.ldo);
+  if (o.relu) {  // (plain ReLU: no min against +inf)
+    const Vec cap = Vec::set1(o.relu_max);
+    const bool capped = o.relu_max < INFINITY;
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        acc[i][v] = capped ? relu_clamp(acc[i][v], cap) : max(acc[i][v], Vec::zero());
+  }
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
     if (i >= w.mr) break;
     float* dst = o.out + i * o.ldo;
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      const Vec y = o.relu ? relu_clamp(acc[i][v], cap) : acc[i][v];
+      const Vec y = acc[i][v];
       if (!FULL && v == NV - 1) y.store_partial(dst + v * PL, nlast);
       else if (o.stream) y.stream(dst + v * PL);
       else y.store(dst + v * PL);
@@ -351,6 +399,19 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
 template <int R, int NV, bool FULL, int LAYOUT>
 void driver_tile(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
                  const float* pf, const TileOut& o) {
+  if constexpr (LAYOUT == kPanel && NV == 3 && kFoldMax > 0) {
+    switch (o.rem_q) {  // (no prefetch: the tile that carries the remainder is the last)
+      case 0: break;
+      case 1: return driver_tile_t<R, NV, FULL, LAYOUT, false, 1>(inner, w, b, ldb, nlast, pf, o);
+#if defined(__AVX512F__)
+      case 2: return driver_tile_t<R, NV, FULL, LAYOUT, false, 2>(inner, w, b, ldb, nlast, pf, o);
+      case 3: return driver_tile_t<R, NV, FULL, LAYOUT, false, 3>(inner, w, b, ldb, nlast, pf, o);
+      default: return driver_tile_t<R, NV, FULL, LAYOUT, false, 4>(inner, w, b, ldb, nlast, pf, o);
+#else
+      default: return driver_tile_t<R, NV, FULL, LAYOUT, false, 1>(inner, w, b, ldb, nlast, pf, o);
+#endif
+    }
+  }
   if (LAYOUT == kColumns && w.mr < R)
     driver_tile_t<R, NV, FULL, kStrided, false>(inner, w, b, ldb, nlast, nullptr, o);
   else if (pf) driver_tile_t<R, NV, FULL, LAYOUT, true>(inner, w, b, ldb, nlast, pf, o);
@@ -382,6 +443,7 @@ void driver_panel_tile(int64_t inner, const TileRows& w, int64_t cols, const flo
       TileOut oh = o;
       oh.out = o.out + h * PR3 * o.ldo;
       oh.bias = o.bias ? o.bias + h * PR3 : nullptr;
+      if (h > 0) oh.rem_q = 0;  // the first half takes the whole panel's remainder
       if (full) driver_tile<PR3, 3, true, LAYOUT>(inner, half, b, ldb, nlast, pf, oh);
       else driver_tile<PR3, 3, false, LAYOUT>(inner, half, b, ldb, nlast, pf, oh);
       pf = nullptr;  // fetched by the first half
@@ -1096,19 +1158,11 @@ void packed_columns_t(int64_t inner, const float* panel, int mr, const float* b,
 #pragma GCC unroll 8
     for (int q = 0; q < Q; ++q) acc[0][q] = fmadd(w, Vec::set1(b[j * ldb + q]), acc[0][q]);
   }
-  const Vec bias = o.bias ? Vec::load_partial(o.bias, mr) : Vec::zero();
-  const Vec cap = Vec::set1(o.relu_max);
-  alignas(64) float lanes[PL];
 #pragma GCC unroll 8
-  for (int q = 0; q < Q; ++q) {
-    Vec y = acc[0][q];
+  for (int q = 0; q < Q; ++q)
 #pragma GCC unroll 8
-    for (int c = 1; c < C; ++c) y = y + acc[c][q];
-    y = y + bias;
-    if (o.relu) y = relu_clamp(y, cap);
-    y.store(lanes);
-    for (int i = 0; i < mr; ++i) o.out[i * o.ldo + q] = lanes[i];
-  }
+    for (int c = 1; c < C; ++c) acc[0][q] = acc[0][q] + acc[c][q];
+  store_rem_columns<Q>(acc[0], mr, o.bias, o.relu, o.relu_max, o.out, o.ldo);
 }
 
 void packed_columns(int64_t q, int64_t inner, const float* panel, int mr, const float* b,
@@ -1127,12 +1181,22 @@ void packed_columns(int64_t q, int64_t inner, const float* panel, int mr, const 
   }
 }
 
+// Slab i holds panels [i * panels / slabs, (i + 1) * panels / slabs), block i
+// the pixel tiles likewise (sizes differ by one at most); the last block also
+// takes the remainder pixels.
 struct DriverPlan {
   PixelTiles pt;
-  int64_t panels;                // PR-row panels per group
-  int64_t slab_panels, slabs;
-  int64_t block_tiles, blocks;   // pixel tiles per block; the last block also has the remainder
+  int64_t panels;  // PR-row panels per group
+  int64_t slabs, blocks;
   int64_t items() const { return slabs * blocks; }  // per image and group
+  int64_t slab_begin(int64_t i) const { return i * panels / slabs; }
+  // Item i of an image: block-major, so the slabs run back to back on a block
+  // of B while it is in L2 (measured at batch 16: 512->128 @28 8.4-8.8 ->
+  // 7.9 ms, 1024->256 @14 7.0-7.2 -> 6.85 ms; slab-major read B again from
+  // memory for every slab).
+  int64_t slab_of(int64_t i) const { return i % slabs; }
+  int64_t block_of(int64_t i) const { return i / slabs; }
+  int64_t block_begin(int64_t i) const { return i * pt.tiles / blocks; }
 };
 
 // images: (image, group) pairs that run in parallel with these items.
@@ -1141,16 +1205,9 @@ DriverPlan driver_plan(int64_t kg, int64_t cg, int64_t pixels, int64_t images, i
   d.pt = pixel_tiles(pixels);
   const int64_t tiles = d.pt.tiles;
   d.panels = (kg + PR - 1) / PR;
-  auto set_slabs = [&](int64_t slabs) {
-    slabs = slabs < 1 ? 1 : (slabs > d.panels ? d.panels : slabs);
-    d.slab_panels = (d.panels + slabs - 1) / slabs;
-    d.slabs = (d.panels + d.slab_panels - 1) / d.slab_panels;
-  };
-  auto set_blocks = [&](int64_t blocks) {
-    blocks = blocks < 1 ? 1 : (blocks > tiles ? tiles : blocks);
-    if (blocks < 1) blocks = 1;  // (no tiles: the remainder alone)
-    d.block_tiles = tiles > 0 ? (tiles + blocks - 1) / blocks : 0;
-    d.blocks = tiles > 0 ? (tiles + d.block_tiles - 1) / d.block_tiles : 1;
+  auto set_slabs = [&](int64_t slabs) { d.slabs = std::max<int64_t>(1, std::min(slabs, d.panels)); };
+  auto set_blocks = [&](int64_t blocks) {  // (no tiles: one block, the remainder alone)
+    d.blocks = std::max<int64_t>(1, std::min(blocks, tiles));
   };
   const int64_t slab_floats = PR * (cg > 0 ? cg : 1);
   set_slabs((d.panels * slab_floats + kSlabFloats - 1) / kSlabFloats);
@@ -1179,8 +1236,8 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
                  float* out, const float* bias, float* xt) {
   const DriverPlan& d = *j.d;
   const PixelTiles& pt = d.pt;
-  const int64_t p0 = slab * d.slab_panels, p1 = std::min(d.panels, p0 + d.slab_panels);
-  const int64_t t0 = block * d.block_tiles, t1 = std::min(pt.tiles, t0 + d.block_tiles);
+  const int64_t p0 = d.slab_begin(slab), p1 = d.slab_begin(slab + 1);
+  const int64_t t0 = d.block_begin(block), t1 = d.block_begin(block + 1);
   const int64_t inner = j.cg;
   TileOut o;
   o.ldo = j.pixels;
@@ -1196,9 +1253,14 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
     w->ahead = j.kg * inner > kPlainAheadMinFloats;
     return m0;
   };
+  // Packed: a last 3-vector tile carries up to kFoldMax remainder pixels.
+  const bool last_block = block == d.blocks - 1;
+  const bool fold = j.packed && last_block && pt.rem > 0 && pt.rem <= kFoldMax && pt.tiles > 0 &&
+                    pt.width(pt.tiles - 1) > 2 * PL;
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t q0 = pt.first(t), cols = pt.width(t);
     const float* pf0 = t + 1 < t1 ? b + pt.first(t + 1) : nullptr;
+    const bool folds = fold && t == pt.tiles - 1;
     int64_t step = kPrefetchPasses;
     while (step > 1 && step > p1 - p0) step /= 2;
     o.pf_mask = step - 1;
@@ -1209,11 +1271,18 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
       const int64_t m0 = rows_of(p, &w);
       o.out = out + m0 * j.pixels + q0;
       o.bias = bias ? bias + m0 : nullptr;
+      if (folds) {
+        o.rem_q = static_cast<int>(pt.rem);
+        o.rem_mr = w.mr;
+        o.rem_b = b + pt.covered;
+        o.rem_bias = o.bias;
+        o.rem_out = out + m0 * j.pixels + pt.covered;
+      }
       if (j.packed) driver_panel_tile<kPanel>(inner, w, cols, b + q0, ldb, pf, o);
       else driver_panel_tile<kRows>(inner, w, cols, b + q0, ldb, pf, o);
     }
   }
-  if (pt.rem > 0 && block == d.blocks - 1) {
+  if (pt.rem > 0 && last_block && !fold) {
     o.stream = false;
     if (j.packed) {
       for (int64_t p = p0; p < p1; ++p) {
@@ -1260,8 +1329,8 @@ void pointwise_forward(const Conv2dArgs& a) {
   // Strided: whole images per thread when there are enough, else one image
   // at a time with the items of that image shared.
   const bool image_parallel = gathered && threads > 1 && s.batch >= threads;
-  const DriverPlan d = driver_plan(l.kg, l.cg, l.pixels, gathered ? (image_parallel ? s.batch : 1)
-                                                                  : images,
+  const DriverPlan d = driver_plan(l.kg, l.cg, l.pixels,
+                                   gathered ? (image_parallel ? s.batch : 1) : images,
                                    image_parallel ? 1 : threads);
   DriverJob job;
   job.a = &a;
@@ -1287,7 +1356,7 @@ void pointwise_forward(const Conv2dArgs& a) {
         const int64_t n = ng / l.groups, g = ng % l.groups;
         DriverJob jg = job;
         jg.weight = weights_of(g);
-        driver_item(jg, rest / d.blocks, rest % d.blocks,
+        driver_item(jg, d.slab_of(rest), d.block_of(rest),
                     a.input + (n * s.in_channels + g * l.cg) * in_plane, l.pixels,
                     a.output + (n * s.out_channels + g * l.kg) * l.pixels,
                     a.bias ? a.bias + g * l.kg : nullptr,
@@ -1308,7 +1377,7 @@ void pointwise_forward(const Conv2dArgs& a) {
       for (int64_t n = 0; n < s.batch; ++n) {
         im2col_chunk(s, a.input + n * s.in_channels * in_plane, 0, l.pixels, l.cg, col, false);
         for (int64_t item = 0; item < d.items(); ++item)
-          driver_item(job, item / d.blocks, item % d.blocks, col, l.pixels, image_out(n), a.bias,
+          driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n), a.bias,
                       nullptr);
       }
       if (job.stream) store_fence();
@@ -1323,7 +1392,7 @@ void pointwise_forward(const Conv2dArgs& a) {
       // (the omp for above ends in a barrier: the gathered pixels are complete)
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < d.items(); ++item)
-        driver_item(job, item / d.blocks, item % d.blocks, col, l.pixels, image_out(n), a.bias,
+        driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n), a.bias,
                     nullptr);
     }
     if (job.stream) store_fence();
