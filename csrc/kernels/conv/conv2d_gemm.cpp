@@ -242,7 +242,10 @@ constexpr int64_t kTiledMaxCols = 2 * PB;
 
 // Software prefetch distances (measured, Zen 5): weights streamed from DRAM
 // (several MiB per layer at 7x7 and 14x14) outrun the hardware prefetchers.
+// Small weights stay in cache and skip it (MobileNet's 144->24 @56 lost 10%
+// to the plain-row prefetch, 16->96 @112 3% to the packed one).
 constexpr int64_t kPackedAhead = 4096;  // floats (16 KiB) ahead in the packed stream
+constexpr int64_t kPackedAheadMinFloats = int64_t(32) << 10;  // ... for weights over 128 KiB
 constexpr int64_t kPlainAhead = 256;    // channels ahead in each plain row
 constexpr int64_t kPlainAheadMinFloats = int64_t(256) << 10;  // ... for weights over 1 MiB
 // The next tile's B strip is prefetched over the first kPrefetchPasses
@@ -272,7 +275,7 @@ struct TileRows {
   const float* p;
   int64_t ma, ja;
   int mr;              // rows stored
-  bool ahead = false;  // kRows: prefetch the rows ahead (weights too large for L2)
+  bool ahead = false;  // kRows, kPanel: prefetch the weights ahead (too large for L2)
 };
 
 struct TileOut {
@@ -291,6 +294,8 @@ struct TileOut {
   const float* rem_bias = nullptr;
   float* rem_out = nullptr;
 };
+
+enum TilePrefetch : int { kNextB = 1, kAheadA = 2 };
 
 // Remainder pixels a 3-vector tile can carry in its spare registers.
 constexpr int kFoldMax = PR > PL ? 0 : PL == 16 ? 4 : 1;
@@ -313,12 +318,12 @@ inline void store_rem_columns(Vec (&acc)[Q], int mr, const float* bias, bool rel
 }
 
 // R rows x NV vectors; FULL: the last vector is whole, else nlast lanes.
-// pf (PF): the next tile's B strip, rows j with (j & pf_mask) == pf_phase
-// prefetched. One function per case, so each loop keeps its accumulators in
+// PF, what to prefetch: kNextB the next tile's B strip at pf, rows j with
+// (j & pf_mask) == pf_phase; kAheadA the weights ahead (w.ahead). One function per case, so each loop keeps its accumulators in
 // registers (with a masked and a whole last vector in one body GCC spilled
 // them: 2.5x slower).
 // Q: remainder pixels folded in (kPanel, first half of a 3-vector tile).
-template <int R, int NV, bool FULL, int LAYOUT, bool PF, int Q = 0>
+template <int R, int NV, bool FULL, int LAYOUT, int PF, int Q = 0>
 void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
                    const float* pf, const TileOut& o) {
   constexpr bool kRowPointers = LAYOUT == kRows || LAYOUT == kStrided;
@@ -341,11 +346,12 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
     // Weights: the packed stream kPackedAhead floats ahead; plain rows, a
     // line of row j % 16 kPlainAhead channels ahead (one prefetch per j
     // covers every row's stream).
-    if constexpr (LAYOUT == kPanel) __builtin_prefetch(arow[0] + j * PR + kPackedAhead);
-    if constexpr (LAYOUT == kRows) {
-      if (w.ahead && (j & 15) < R) __builtin_prefetch(arow[j & 15] + j + kPlainAhead);
+    if constexpr (LAYOUT == kPanel && (PF & kAheadA))
+      __builtin_prefetch(arow[0] + j * PR + kPackedAhead);
+    if constexpr (LAYOUT == kRows && (PF & kAheadA)) {
+      if ((j & 15) < R) __builtin_prefetch(arow[j & 15] + j + kPlainAhead);
     }
-    if constexpr (PF) {
+    if constexpr (PF & kNextB) {
       if ((j & o.pf_mask) == o.pf_phase) {
 #pragma GCC unroll 4
         for (int q = 0; q < NV * PL; q += 16) __builtin_prefetch(pf + j * ldb + q);
@@ -396,31 +402,49 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
   }
 }
 
+// A 3-vector tile of a packed panel carrying Q remainder pixels (no B
+// prefetch: it is the last tile).
+template <int R, int NV, bool FULL, int Q>
+__attribute__((always_inline)) inline void driver_tile_fold(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
+                      const TileOut& o) {
+  if (w.ahead) driver_tile_t<R, NV, FULL, kPanel, kAheadA, Q>(inner, w, b, ldb, nlast, nullptr, o);
+  else driver_tile_t<R, NV, FULL, kPanel, 0, Q>(inner, w, b, ldb, nlast, nullptr, o);
+}
+
 template <int R, int NV, bool FULL, int LAYOUT>
-void driver_tile(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
+__attribute__((always_inline)) inline void driver_tile(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
                  const float* pf, const TileOut& o) {
   if constexpr (LAYOUT == kPanel && NV == 3 && kFoldMax > 0) {
-    switch (o.rem_q) {  // (no prefetch: the tile that carries the remainder is the last)
+    switch (o.rem_q) {
       case 0: break;
-      case 1: return driver_tile_t<R, NV, FULL, LAYOUT, false, 1>(inner, w, b, ldb, nlast, pf, o);
+      case 1: return driver_tile_fold<R, NV, FULL, 1>(inner, w, b, ldb, nlast, o);
 #if defined(__AVX512F__)
-      case 2: return driver_tile_t<R, NV, FULL, LAYOUT, false, 2>(inner, w, b, ldb, nlast, pf, o);
-      case 3: return driver_tile_t<R, NV, FULL, LAYOUT, false, 3>(inner, w, b, ldb, nlast, pf, o);
-      default: return driver_tile_t<R, NV, FULL, LAYOUT, false, 4>(inner, w, b, ldb, nlast, pf, o);
+      case 2: return driver_tile_fold<R, NV, FULL, 2>(inner, w, b, ldb, nlast, o);
+      case 3: return driver_tile_fold<R, NV, FULL, 3>(inner, w, b, ldb, nlast, o);
+      default: return driver_tile_fold<R, NV, FULL, 4>(inner, w, b, ldb, nlast, o);
 #else
-      default: return driver_tile_t<R, NV, FULL, LAYOUT, false, 1>(inner, w, b, ldb, nlast, pf, o);
+      default: return driver_tile_fold<R, NV, FULL, 1>(inner, w, b, ldb, nlast, o);
 #endif
     }
   }
-  if (LAYOUT == kColumns && w.mr < R)
-    driver_tile_t<R, NV, FULL, kStrided, false>(inner, w, b, ldb, nlast, nullptr, o);
-  else if (pf) driver_tile_t<R, NV, FULL, LAYOUT, true>(inner, w, b, ldb, nlast, pf, o);
-  else driver_tile_t<R, NV, FULL, LAYOUT, false>(inner, w, b, ldb, nlast, pf, o);
+  if constexpr (LAYOUT == kColumns) {  // (weights in cache: no kAheadA)
+    if (w.mr < R) driver_tile_t<R, NV, FULL, kStrided, 0>(inner, w, b, ldb, nlast, nullptr, o);
+    else if (pf) driver_tile_t<R, NV, FULL, LAYOUT, kNextB>(inner, w, b, ldb, nlast, pf, o);
+    else driver_tile_t<R, NV, FULL, LAYOUT, 0>(inner, w, b, ldb, nlast, pf, o);
+    return;
+  }
+  switch ((pf ? kNextB : 0) | (w.ahead ? kAheadA : 0)) {
+    case 0: return driver_tile_t<R, NV, FULL, LAYOUT, 0>(inner, w, b, ldb, nlast, pf, o);
+    case kNextB: return driver_tile_t<R, NV, FULL, LAYOUT, kNextB>(inner, w, b, ldb, nlast, pf, o);
+    case kAheadA: return driver_tile_t<R, NV, FULL, LAYOUT, kAheadA>(inner, w, b, ldb, nlast, pf, o);
+    default:
+      return driver_tile_t<R, NV, FULL, LAYOUT, kNextB | kAheadA>(inner, w, b, ldb, nlast, pf, o);
+  }
 }
 
 // Rows of a panel (mr <= PR) for 1 or 2 vectors: the shortest tile that holds them.
 template <int NV, bool FULL, int LAYOUT>
-void driver_rows(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
+__attribute__((always_inline)) inline void driver_rows(int64_t inner, const TileRows& w, const float* b, int64_t ldb, int nlast,
                  const float* pf, const TileOut& o) {
   if (w.mr > PR_MID) driver_tile<PR, NV, FULL, LAYOUT>(inner, w, b, ldb, nlast, pf, o);
   else if (w.mr > PR_LOW) driver_tile<PR_MID, NV, FULL, LAYOUT>(inner, w, b, ldb, nlast, pf, o);
@@ -1250,7 +1274,7 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
     w->p = j.packed ? j.weight + p * PR * inner : j.weight + m0 * inner;
     w->ma = inner;
     w->ja = 1;
-    w->ahead = j.kg * inner > kPlainAheadMinFloats;
+    w->ahead = j.kg * inner > (j.packed ? kPackedAheadMinFloats : kPlainAheadMinFloats);
     return m0;
   };
   // Packed: a last 3-vector tile carries up to kFoldMax remainder pixels.
@@ -1316,6 +1340,26 @@ int64_t gather_floats(const Conv2dShape& s) {
   return s.in_channels / s.groups * s.out_h * s.out_w;
 }
 
+// The strided pixels of one image (1x1, no padding) into col, [c][pixel]:
+// one copy_strided per output row (im2col_chunk's general row walk spent
+// 10 ns a row: 75 us of 256->512 s2 @56's 0.9 ms). Channels are split over
+// the threads of the enclosing region when `parallel`.
+void gather_pixels(const Conv2dShape& s, const float* x, float* col, bool parallel) {
+  const int64_t plane = s.in_h * s.in_w, pixels = s.out_h * s.out_w;
+  auto channel = [&](int64_t c) {
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const float* src = x + c * plane + oh * s.stride_h * s.in_w;
+      copy_strided(src, s.stride_w, 0, s.out_w, s.in_w, col + c * pixels + oh * s.out_w);
+    }
+  };
+  if (parallel) {
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < s.in_channels; ++c) channel(c);
+  } else {
+    for (int64_t c = 0; c < s.in_channels; ++c) channel(c);
+  }
+}
+
 // Pointwise forward on the driver: stride 1 (plain or packed weights), or
 // strided with packed weights (each image's pixels gathered first).
 void pointwise_forward(const Conv2dArgs& a) {
@@ -1375,7 +1419,7 @@ void pointwise_forward(const Conv2dArgs& a) {
       float* col = a.workspace + omp_get_thread_num() * gf;
 #pragma omp for schedule(dynamic, 1) nowait
       for (int64_t n = 0; n < s.batch; ++n) {
-        im2col_chunk(s, a.input + n * s.in_channels * in_plane, 0, l.pixels, l.cg, col, false);
+        gather_pixels(s, a.input + n * s.in_channels * in_plane, col, false);
         for (int64_t item = 0; item < d.items(); ++item)
           driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n), a.bias,
                       nullptr);
@@ -1388,7 +1432,7 @@ void pointwise_forward(const Conv2dArgs& a) {
 #pragma omp parallel num_threads(threads)
   {
     for (int64_t n = 0; n < s.batch; ++n) {
-      im2col_chunk(s, a.input + n * s.in_channels * in_plane, 0, l.pixels, l.cg, col, true);
+      gather_pixels(s, a.input + n * s.in_channels * in_plane, col, true);
       // (the omp for above ends in a barrier: the gathered pixels are complete)
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < d.items(); ++item)
