@@ -76,12 +76,12 @@ LAYERS: List[Layer] = (
 # them per call); fwd_eval: an eval-mode Conv2d under no_grad, whose packed
 # weights are cached, only listed where that runs Winograd, phase or pointwise
 # (groups 1);
-# fwd_direct: im2col + GEMM forced; bwd_data_phase: the phase family forced (the
-# fastest direct, non-Winograd, backward-data: one stride-1 correlation of the
-# output gradient with the flipped kernel, no col2im). Both listed for the layers of
-# 256+ channels whose rule picks Winograd (the issue asks how close a direct path
-# gets to the FMA peak there).
-DIRECTIONS = ("fwd", "fwd_eval", "fwd_direct", "bwd_data", "bwd_data_phase", "bwd_weight")
+# fwd_phase / bwd_data_phase: the phase family forced, the fastest direct (non-Winograd)
+# path (an implicit GEMM with no im2col; backward-data is one stride-1 correlation of the
+# output gradient with the flipped kernel, no col2im), forward with the weights packed
+# per call as in training. Listed for the layers of 256+ channels whose rule picks
+# Winograd (the issue asks how close a direct path gets to the FMA peak there).
+DIRECTIONS = ("fwd", "fwd_eval", "fwd_phase", "bwd_data", "bwd_data_phase", "bwd_weight")
 DIRECT_ROWS_MIN_CHANNELS = 256
 
 
@@ -116,8 +116,8 @@ def _engine_calls(layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], object]]:
                                                       geo.out_size, eval_algo, False, packed)
     if layer.in_channels >= DIRECT_ROWS_MIN_CHANNELS and layer.groups == 1:
         if algos["forward"] == "winograd":
-            calls["fwd_direct"] = lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups,
-                                                            geo.out_size, "im2col")
+            calls["fwd_phase"] = lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups,
+                                                           geo.out_size, "phase")
         if algos["backward_data"] == "winograd":
             calls["bwd_data_phase"] = lambda: _C.conv2d_backward_data(
                 gy, w, list(x.shape), stride, pad, (1, 1), groups, "phase")
@@ -145,7 +145,7 @@ def _torch_calls(torch, layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], obj
             return torch.nn.functional.conv2d(xt, wt, bt, stride, pad, 1, groups)
 
     bwd_data = bwd([True, False, False])
-    return {"fwd": fwd, "fwd_eval": fwd, "fwd_direct": fwd, "bwd_data": bwd_data,
+    return {"fwd": fwd, "fwd_eval": fwd, "fwd_phase": fwd, "bwd_data": bwd_data,
             "bwd_data_phase": bwd_data, "bwd_weight": bwd([False, True, False])}
 
 
