@@ -43,35 +43,33 @@ void activation_forward(int op, const py::array& x, py::array out, float alpha) 
   fn(op, px, po, n, alpha, t);
 }
 
-// out = act(a + b); out may be a or b (a residual sum into the branch's own buffer).
-void add_activation_forward(int op, const py::array& a, const py::array& b, py::array out,
-                            float alpha) {
-  static const char* name = "add + activation";
+// out = f(a, b) elementwise for the activation kernels of two operands (same
+// signature): add + activation, and backward.
+template <typename Fn>
+void run_binary(Fn fn, int op, const py::array& a, const py::array& b, py::array out,
+                float alpha, const char* name, const char* a_name, const char* b_name,
+                const char* out_name) {
   check_op(op, name);
-  check_f32(a, name, "a", -1);
+  check_f32(a, name, a_name, -1);
   const int64_t n = a.size();
-  const float* pb = f32_arg(b, n, name, "b");
-  float* po = f32_out_arg(out, n, name, "out");
+  const float* pb = f32_arg(b, n, name, b_name);
+  float* po = f32_out_arg(out, n, name, out_name);
   const float* pa = f32_data(a);
-  auto fn = add_act_forward.get();
   const int t = num_threads();
   py::gil_scoped_release release;
   fn(op, pa, pb, po, n, alpha, t);
 }
 
+// out = act(a + b); out may be a or b (a residual sum into the branch's own buffer).
+void add_activation_forward(int op, const py::array& a, const py::array& b, py::array out,
+                            float alpha) {
+  run_binary(add_act_forward.get(), op, a, b, out, alpha, "add + activation", "a", "b", "out");
+}
+
 void activation_backward(int op, const py::array& saved, const py::array& gy, py::array gx,
                          float alpha) {
-  static const char* name = "activation backward";
-  check_op(op, name);
-  check_f32(saved, name, "saved", -1);
-  const int64_t n = saved.size();
-  const float* pg = f32_arg(gy, n, name, "grad_output");
-  float* po = f32_out_arg(gx, n, name, "grad_input");
-  const float* ps = f32_data(saved);
-  auto fn = act_backward.get();
-  const int t = num_threads();
-  py::gil_scoped_release release;
-  fn(op, ps, pg, po, n, alpha, t);
+  run_binary(act_backward.get(), op, saved, gy, gx, alpha, "activation backward", "saved",
+             "grad_output", "grad_input");
 }
 
 py::array prelu_fwd(const py::array& x, const py::array& weight, int64_t outer, int64_t channels,
