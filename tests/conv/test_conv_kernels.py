@@ -77,6 +77,12 @@ FAMILY_SHAPES = [
     (1, 6, 10, 10, 6, 5, 5, (2, 2), (2, 2), (1, 1), 6),    # depthwise 5x5 stride 2
     (2, 6, 15, 15, 6, 3, 3, (2, 2), (1, 1), (2, 2), 6),    # depthwise dilated, strided
     (2, 3, 23, 23, 8, 7, 7, (2, 2), (3, 3), (1, 1), 1),    # stem-like 7x7 s2
+    # the stem's rows path at stride_w 2 (rows split into even | odd columns):
+    # no padding, odd widths, padding wider than half the kernel, stride_h 3
+    # with dilation_h 2, even kernel widths, rows longer than one vector
+    (1, 3, 30, 37, 20, 5, 5, (2, 2), (0, 0), (1, 1), 1),
+    (2, 4, 16, 33, 9, 7, 7, (3, 2), (2, 3), (2, 1), 1),
+    (1, 2, 9, 40, 17, 5, 6, (1, 2), (1, 5), (1, 1), 1),
     (1, 3, 5, 6, 2, 4, 2, (1, 1), "same", (2, 3), 1),      # even kernel 'same': asymmetric pads
     # im2col backward-weight of large kernels (>= 25 taps, dilation_w 1) fills
     # GEMM panels with runs of kernel_w pixels: runs straddling panels, padding
