@@ -21,7 +21,9 @@
 // realistic data (F(6x6) would need +-1/2 too and lose about 10x more).
 //
 // Threads: each step of a chunk (input transform, GEMMs, output transform)
-// is split over all threads; see Plan.
+// is split over all threads; see Plan. The GEMM micro-kernels, the weight
+// transform driver and the channel-blocked copies are shared with F(2x2, 3x3)
+// (conv2d_winograd_common.h).
 #include <algorithm>
 #include <cstring>
 
@@ -31,6 +33,7 @@
 #include "kernels/conv/conv2d_backward_data_shape.h"
 #include "kernels/conv/conv2d_bias_gradient.h"
 #include "kernels/conv/conv2d_transpose.h"
+#include "kernels/conv/conv2d_winograd_common.h"
 #include "simd/lanes.h"
 #include "simd/vec.h"
 
@@ -38,27 +41,7 @@ namespace pve {
 namespace PVE_KERNEL_NS {
 namespace {
 
-constexpr int64_t L = Vec::kWidth;
-// The micro-kernel covers KB output channels (2 vectors, or 1 when the layer
-// has at most L) x NT tiles.
-#if defined(__AVX512F__)
-constexpr int NT2 = 14, NT1 = 28;  // 28 accumulators + weights + broadcast of 32 zmm
-#elif defined(__AVX2__)
-constexpr int NT2 = 6, NT1 = 12;   // 12 accumulators + weights + broadcast of 16 ymm
-#else
-constexpr int NT2 = 4, NT1 = 8;
-#endif
-
-int64_t k_block(int64_t out_channels) { return out_channels <= L ? L : 2 * L; }
-int64_t tiles_per_block(int64_t kb) { return kb == L ? NT1 : NT2; }
-
-int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-bool is_winograd_shape(const Conv2dShape& s) {
-  return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 1 && s.stride_w == 1 &&
-         s.dilation_h == 1 && s.dilation_w == 1 && s.groups == 1;
-}
-
+using namespace winograd;
 
 // The staged schedule of the channel-lane layout above (layers with few
 // channels on planes of 16+ columns take the tile-lane schedule instead: see
@@ -84,21 +67,12 @@ struct Plan {
   bool u_in_workspace;              // unpacked weights are packed into the workspace
 };
 
-constexpr int64_t kGemmChannelChunk = 128;  // channels per L1-resident GEMM pass
-// Staged, packed: the GEMM micro-kernels prefetch U this far ahead of the
-// panel they read (one channel chunk of 32 output channels; 12-32 KiB
-// measured alike, 4 KiB recovers only half of the DRAM stall).
-constexpr int64_t kWeightPrefetchBytes = int64_t(16) << 10;
 // Called without packed weights (training), a layer whose U takes up to this
 // much packs it into the workspace first, so its GEMMs split over all 36 x
 // K/KB panels; bigger U is transformed per output-channel block on the fly,
 // so the 4x larger transformed weights never travel through memory.
 constexpr int64_t kPackInWorkspaceMaxBytes = int64_t(1) << 20;
 constexpr int64_t kStagedChunkBytes = int64_t(8) << 20;     // V + M of one chunk
-// Unpacked: the 36 elements of a thread's transformed weights lie
-// cn * kb + kElementPad floats apart; without the pad that stride is a multiple
-// of 4 KiB and the transform's 36 store streams all fall in one L1 set.
-constexpr int64_t kElementPad = 16;
 
 Plan make_plan(const Conv2dShape& s) {
   Plan p;
@@ -177,27 +151,13 @@ inline void weight_transform_3(const Vec* g, Vec* u) {
 }
 
 // --------------------------------------------------------------- packing
-// U[e][k / KB][c][k % KB] = (G g[k][c] G^T)[e], L output channels at a time:
-// the 9 taps of L consecutive output channels are gathered with a fixed
-// stride (consecutive channels c reuse the same cache lines), transformed in
-// registers and stored as 36 vectors.
-constexpr int64_t kPackC = 16;
-
-// v[lane] = base[lane * stride] for lane < L.
-inline Vec gather_strided(const float* base, int64_t stride) {
-#if defined(__AVX512F__)
-  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                                           12, 13, 14, 15),
-                                         _mm512_set1_epi32(static_cast<int>(stride)));
-  return _mm512_i32gather_ps(idx, base, 4);
-#elif defined(__AVX2__)
-  const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                         _mm256_set1_epi32(static_cast<int>(stride)));
-  return _mm256_i32gather_ps(base, idx, 4);
-#else
-  (void)stride;
-  return Vec::load(base);
-#endif
+// U[e][k / KB][c][k % KB] = (G g[k][c] G^T)[e] (transform_weight_block in
+// conv2d_winograd_common.h with the 36 elements of F(4x4, 3x3)).
+void transform_weights(const Conv2dShape& fwd, const float* weight, bool for_backward_data,
+                       int64_t KB, int64_t kb, int64_t c0, int64_t count, float* dst,
+                       int64_t e_stride) {
+  transform_weight_block<6>(fwd, weight, for_backward_data, KB, kb, c0, count, dst, e_stride,
+                            [](const Vec* g, Vec* u) { weight_transform_3(g, u); });
 }
 
 // Lane offsets lane * stride (stride * L must fit in int32: checked by
@@ -234,54 +194,6 @@ bool strided_ok(int64_t stride) {
   return stride * L < (int64_t(1) << 31) && (stride * 4) % 4096 != 0;
 }
 
-// Transforms output-channel block kb, input channels [c0, c0 + count) into
-// dst[e * e_stride + (c - c0) * KB + lane] (zeros past K and C).
-void transform_weight_block(const Conv2dShape& fwd, const float* weight, bool for_backward_data,
-                            int64_t KB, int64_t kb, int64_t c0, int64_t count, float* dst,
-                            int64_t e_stride) {
-  const Conv2dShape s = for_backward_data ? backward_data_as_forward(fwd) : fwd;
-  const int64_t C = s.in_channels, K = s.out_channels;
-  // The original weight is [K0][C0][3][3]: (K0, C0) = (K, C) forward; for
-  // backward-data (K0, C0) = (C, K) and the taps are flipped.
-  const int64_t orig_c = fwd.in_channels;
-  const int64_t k_stride = for_backward_data ? 9 : orig_c * 9;  // between output channels
-  const int64_t c_stride = for_backward_data ? orig_c * 9 : 9;  // between input channels
-  const bool gather_ok = k_stride * L < (int64_t(1) << 31);
-  alignas(64) float g[9][L];
-  for (int64_t cc = 0; cc < count; ++cc) {
-    const int64_t c = c0 + cc;
-    float* out_c = dst + cc * KB;
-    for (int64_t h = 0; h < KB / L; ++h) {
-      const int64_t k0 = kb * KB + h * L;
-      Vec taps[9];
-      if (c < C && k0 + L <= K && gather_ok) {
-        const float* base = weight + k0 * k_stride + c * c_stride;
-        for (int t = 0; t < 9; ++t)
-          taps[t] = gather_strided(base + (for_backward_data ? 8 - t : t), k_stride);
-      } else {
-        for (int64_t lane = 0; lane < L; ++lane) {
-          const int64_t k = k0 + lane;
-          const float* src = weight + k * k_stride + c * c_stride;
-          for (int t = 0; t < 9; ++t)
-            g[t][lane] = (k < K && c < C) ? src[for_backward_data ? 8 - t : t] : 0.0f;
-        }
-        for (int t = 0; t < 9; ++t) taps[t] = Vec::load(g[t]);
-      }
-      Vec col[3][6];  // G applied to each of the 3 columns
-      for (int j = 0; j < 3; ++j) {
-        const Vec in[3] = {taps[j], taps[3 + j], taps[6 + j]};
-        weight_transform_3(in, col[j]);
-      }
-      for (int i = 0; i < 6; ++i) {  // then along each row
-        const Vec in[3] = {col[0][i], col[1][i], col[2][i]};
-        Vec out[6];
-        weight_transform_3(in, out);
-        for (int j = 0; j < 6; ++j) out[j].store(out_c + (i * 6 + j) * e_stride + h * L);
-      }
-    }
-  }
-}
-
 int64_t pack_weights(const Conv2dShape& fwd, const float* weight, float* packed,
                      bool for_backward_data, int threads) {
   const Conv2dShape s = for_backward_data ? backward_data_as_forward(fwd) : fwd;
@@ -294,121 +206,10 @@ int64_t pack_weights(const Conv2dShape& fwd, const float* weight, float* packed,
   for (int64_t item = 0; item < k_blocks * c_blocks; ++item) {
     const int64_t kb = item / c_blocks, c0 = (item % c_blocks) * kPackC;
     const int64_t count = (c_pad - c0) < kPackC ? (c_pad - c0) : kPackC;
-    transform_weight_block(fwd, weight, for_backward_data, KB, kb, c0, count,
-                           packed + (kb * c_pad + c0) * KB, k_blocks * c_pad * KB);
+    transform_weights(fwd, weight, for_backward_data, KB, kb, c0, count,
+                      packed + (kb * c_pad + c0) * KB, k_blocks * c_pad * KB);
   }
   return total;
-}
-
-// ------------------------------------------------------------ micro-kernel
-
-// A software prefetch stream riding along a micro-kernel: iteration c touches
-// the line(s) at address + c * step (step <= 2 lines; address 0: none). An
-// integer, as the stream may run a little past the end of U.
-struct Prefetch {
-  uintptr_t address = 0;
-  int64_t step = 0;
-};
-
-// M[j][0 .. KV*L) (+)= sum_{c < cn} V[j][c] * U[c][0 .. KV*L) for j < ROWS (tiles).
-template <int ROWS, int KV>
-void gemm_tile(const float* __restrict v, int64_t ldv, const float* __restrict u, int64_t cn,
-               float* __restrict m, int64_t ldm, bool accumulate, Prefetch pf) {
-  Vec acc[ROWS][KV];
-#pragma GCC unroll 32
-  for (int j = 0; j < ROWS; ++j)
-#pragma GCC unroll 2
-    for (int h = 0; h < KV; ++h) acc[j][h] = Vec::zero();
-  for (int64_t c = 0; c < cn; ++c) {
-    if (pf.address) {
-      const uintptr_t a = pf.address + static_cast<uintptr_t>(c * pf.step);
-      __builtin_prefetch(reinterpret_cast<const void*>(a));
-      if (pf.step > 64) __builtin_prefetch(reinterpret_cast<const void*>(a + 64));
-    }
-    Vec uv[KV];
-#pragma GCC unroll 2
-    for (int h = 0; h < KV; ++h) uv[h] = Vec::load(u + (c * KV + h) * L);
-#pragma GCC unroll 32
-    for (int j = 0; j < ROWS; ++j) {
-      const Vec b = Vec::set1(v[j * ldv + c]);
-#pragma GCC unroll 2
-      for (int h = 0; h < KV; ++h) acc[j][h] = fmadd(uv[h], b, acc[j][h]);
-    }
-  }
-#pragma GCC unroll 32
-  for (int j = 0; j < ROWS; ++j) {
-#pragma GCC unroll 2
-    for (int h = 0; h < KV; ++h) {
-      if (accumulate) acc[j][h] = acc[j][h] + Vec::load(m + j * ldm + h * L);
-      acc[j][h].store(m + j * ldm + h * L);
-    }
-  }
-}
-
-template <int R, int KV>
-void gemm_rest(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t cn, float* m,
-               int64_t ldm, bool accumulate, Prefetch pf) {
-  if constexpr (R > 0) {
-    if (rows == R) {
-      gemm_tile<R, KV>(v, ldv, u, cn, m, ldm, accumulate, pf);
-      return;
-    }
-    gemm_rest<R - 1, KV>(rows, v, ldv, u, cn, m, ldm, accumulate, pf);
-  }
-}
-
-// Rows [0, rows) in as few micro-kernel tiles as fit ROWS, of balanced height
-// (16 rows: 8 + 8, not 14 + 2, whose 4 accumulators wait on FMA latency:
-// 256 channels at 14x14, batch 1, 0.45 -> 0.40 ms). With pf_bytes > 0 the
-// tiles share the prefetch of the pf_bytes bytes at pf, spread evenly over
-// all of them (the first tile alone would issue them in a burst, and lost
-// 0.08 ms of that layer's 0.41 to the DRAM stream).
-template <int KV, int ROWS>
-void gemm_rows_chunk_t(int64_t rows, const float* v, int64_t ldv, const float* u, int64_t cn,
-                       float* m, int64_t ldm, bool accumulate, uintptr_t pf,
-                       int64_t pf_bytes) {
-  const int64_t tiles = (rows + ROWS - 1) / ROWS;
-  const int64_t step = (KV * L * 4 + tiles - 1) / tiles;  // bytes per tile and channel
-  int64_t j = 0;
-  for (int64_t i = 0; i < tiles; ++i) {
-    const int64_t h = (rows - j) / (tiles - i);
-    Prefetch tp;
-    if (i * cn * step < pf_bytes) {
-      tp.address = pf + static_cast<uintptr_t>(i * cn * step);
-      tp.step = step;
-    }
-    gemm_rest<ROWS, KV>(h, v + j * ldv, ldv, u, cn, m + j * ldm, ldm, accumulate, tp);
-    j += h;
-  }
-}
-
-// Rows [0, rows) of one element's GEMM for kb output channels over cn input
-// channels.
-void gemm_rows_chunk(int64_t kb, int64_t rows, const float* v, int64_t ldv, const float* u,
-                     int64_t cn, float* m, int64_t ldm, bool accumulate, uintptr_t pf = 0,
-                     int64_t pf_bytes = 0) {
-  if (kb == L) gemm_rows_chunk_t<1, NT1>(rows, v, ldv, u, cn, m, ldm, accumulate, pf, pf_bytes);
-  else gemm_rows_chunk_t<2, NT2>(rows, v, ldv, u, cn, m, ldm, accumulate, pf, pf_bytes);
-}
-
-// The same over all channels, in L1-sized chunks (the U and V slices of a
-// chunk are reused by every row tile). With pf_ahead > 0 the micro-kernels
-// prefetch the U that lies pf_ahead bytes past each chunk they read, but not
-// at or past pf_end: the caller's stream of U continues past this panel.
-void gemm_rows(int64_t kb, int64_t rows, const float* v, int64_t ldv, const float* u,
-               int64_t c_pad, float* m, int64_t ldm, int64_t pf_ahead = 0,
-               const float* pf_end = nullptr) {
-  for (int64_t c0 = 0; c0 < c_pad; c0 += kGemmChannelChunk) {
-    const int64_t cn = (c_pad - c0) < kGemmChannelChunk ? (c_pad - c0) : kGemmChannelChunk;
-    const float* uc = u + c0 * kb;
-    int64_t pf_bytes = 0;
-    if (pf_ahead > 0) {
-      const int64_t left = (pf_end - uc) * static_cast<int64_t>(sizeof(float)) - pf_ahead;
-      pf_bytes = std::min<int64_t>(left, cn * kb * static_cast<int64_t>(sizeof(float)));
-    }
-    gemm_rows_chunk(kb, rows, v + c0, ldv, uc, cn, m, ldm, c0 > 0,
-                    reinterpret_cast<uintptr_t>(uc) + static_cast<uintptr_t>(pf_ahead), pf_bytes);
-  }
 }
 
 // ------------------------------------------------------- per-tile transforms
@@ -488,69 +289,7 @@ inline void output_tile_block(const float* src, int64_t e_stride, Vec vb, bool r
 }
 
 // ---------------------------------------------- channel-blocked tile sources
-
-// dst[cb][i][j][lane] = src[cb*L + lane][i - top][j - left] (zero outside the
-// src planes or past `channels`), for an h x w destination per block.
-void to_blocked(const float* src, int64_t channels, int64_t src_h, int64_t src_w, int64_t top,
-                int64_t left, int64_t h, int64_t w, float* dst) {
-  const int64_t plane = src_h * src_w;
-  for (int64_t c0 = 0; c0 < channels; c0 += L) {
-    const int64_t lanes = (channels - c0) < L ? (channels - c0) : L;
-    float* out = dst + (c0 / L) * h * w * L;
-    for (int64_t i = 0; i < h; ++i) {
-      const int64_t sh = i - top;
-      float* row = out + i * w * L;
-      if (sh < 0 || sh >= src_h) {
-        for (int64_t j = 0; j < w; ++j) Vec::zero().store(row + j * L);
-        continue;
-      }
-      // first column holding source pixels (left < 0: the forward form of
-      // backward-data with padding 3 crops the input)
-      const int64_t j_lo = std::clamp<int64_t>(left, 0, w);
-      int64_t j_hi = left + src_w;
-      if (j_hi > w) j_hi = w;
-      for (int64_t j = 0; j < j_lo; ++j) Vec::zero().store(row + j * L);
-      for (int64_t j0 = j_lo; j0 < j_hi; j0 += L) {
-        const int n = static_cast<int>((j_hi - j0) < L ? (j_hi - j0) : L);
-        Vec r[L];
-        if (n == L && lanes == L) {  // the common case: plain loads and stores
-          const float* first = src + c0 * plane + sh * src_w + (j0 - left);
-          for (int64_t lane = 0; lane < L; ++lane) r[lane] = Vec::load(first + lane * plane);
-          transpose_lx(r);
-          for (int t = 0; t < L; ++t) r[t].store(row + (j0 + t) * L);
-          continue;
-        }
-        for (int64_t lane = 0; lane < L; ++lane)
-          r[lane] = lane < lanes
-                        ? Vec::load_partial(src + (c0 + lane) * plane + sh * src_w + (j0 - left), n)
-                        : Vec::zero();
-        transpose_lx(r);
-        for (int t = 0; t < n; ++t) r[t].store(row + (j0 + t) * L);
-      }
-      for (int64_t j = j_hi > j_lo ? j_hi : j_lo; j < w; ++j) Vec::zero().store(row + j * L);
-    }
-  }
-}
-
-// One channel block of one tile: the N x N pixels at base (pixel stride L,
-// row stride w * L) go through `transform` (N -> 6; a lambda, so it inlines)
-// along the rows, then along the columns, into dst[e * e_stride + lane].
-template <int N, typename Transform>
-void blocked_tile_block(const float* base, int64_t w, float* dst, int64_t e_stride,
-                        Transform transform) {
-  Vec cols[N][6];
-  for (int bb = 0; bb < N; ++bb) {
-    Vec d[N];
-    for (int a = 0; a < N; ++a) d[a] = Vec::load(base + (a * w + bb) * L);
-    transform(d, cols[bb]);
-  }
-  for (int a = 0; a < 6; ++a) {
-    Vec d[N], r6[6];
-    for (int bb = 0; bb < N; ++bb) d[bb] = cols[bb][a];
-    transform(d, r6);
-    for (int bb = 0; bb < 6; ++bb) r6[bb].store(dst + (a * 6 + bb) * e_stride);
-  }
-}
+// (to_blocked, blocked_tile_block and from_blocked: conv2d_winograd_common.h)
 
 // The 36 GEMM elements of tile t from a channel-blocked plane set
 // (src: [n][pad / L][h][w][L], pad channels) into out[e][j][c] (element
@@ -563,7 +302,7 @@ void blocked_tile(const Plan& p, const float* src, int64_t pad, int64_t h, int64
   const int64_t i0 = (r / p.tiles_w) * 4, j0 = (r % p.tiles_w) * 4;
   const int64_t block = h * w * L;
   for (int64_t c0 = 0; c0 < pad; c0 += L)
-    blocked_tile_block<N>(src + (n * (pad / L) + c0 / L) * block + (i0 * w + j0) * L, w,
+    blocked_tile_block<N, 6>(src + (n * (pad / L) + c0 / L) * block + (i0 * w + j0) * L, w,
                           out + j * pad + c0, tiles_in_buffer * pad, transform);
 }
 
@@ -584,30 +323,9 @@ void input_tiles_blocked(const Conv2dShape& s, const Plan& p, const float* x, in
              s.pad_left, rows, w, buf);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t i = 4 * (r / p.tiles_w - th0), j = 4 * (r % p.tiles_w);
-    blocked_tile_block<6>(buf + (i * w + j) * L, w, V + (j0 + r - r0) * p.c_pad + c0,
+    blocked_tile_block<6, 6>(buf + (i * w + j) * L, w, V + (j0 + r - r0) * p.c_pad + c0,
                           e_stride,
                           [](const Vec* d, Vec* o) { input_transform_6(d, o); });
-  }
-}
-
-// dst[lane * plane + i * dst_w + j] = src[(i * w + j) * L + lane] for lane <
-// channels, i < rows, j in [j_begin, j_end): channel-blocked rows back into
-// NCHW planes, L pixels x L channels per transpose.
-void from_blocked(const float* src, int64_t w, int64_t rows, int64_t j_begin, int64_t j_end,
-                  int64_t channels, float* dst, int64_t dst_w, int64_t plane) {
-  for (int64_t i = 0; i < rows; ++i) {
-    for (int64_t j0 = j_begin; j0 < j_end; j0 += L) {
-      const int n = static_cast<int>((j_end - j0) < L ? (j_end - j0) : L);
-      Vec r[L];
-      for (int t = 0; t < L; ++t)
-        r[t] = t < n ? Vec::load(src + (i * w + j0 + t) * L) : Vec::zero();
-      transpose_lx(r);
-      float* out = dst + i * dst_w + j0;
-      for (int64_t lane = 0; lane < channels; ++lane) {
-        if (n == L) r[lane].store(out + lane * plane);
-        else r[lane].store_partial(out + lane * plane, n);
-      }
-    }
   }
 }
 
@@ -705,8 +423,8 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
             const int64_t cn = (p.c_pad - c0) < kGemmChannelChunk ? (p.c_pad - c0)
                                                                   : kGemmChannelChunk;
             const int64_t e_stride = cn * KB + kElementPad;
-            transform_weight_block(weight_shape, weight, for_backward_data, KB, kb, c0, cn,
-                                   u_local, e_stride);
+            transform_weights(weight_shape, weight, for_backward_data, KB, kb, c0, cn, u_local,
+                              e_stride);
             for (int e = 0; e < 36; ++e)
               gemm_rows_chunk(KB, nt, V + e * vs + c0, p.c_pad, u_local + e * e_stride, cn,
                               M + e * ms + kb * KB, p.k_pad, c0 > 0);
@@ -1457,7 +1175,7 @@ void run_tile_lanes(const Conv2dArgs& a, const Conv2dShape& f, bool bwd, const f
 #pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
     for (int64_t i = 0; i < c_chunks; ++i) {
       const int64_t c0 = i * kPackC, count = std::min(kPackC, C - c0);
-      transform_weight_block(a.shape, a.weight, bwd, ldu, 0, c0, count, ws + c0 * ldu, u_e_stride);
+      transform_weights(a.shape, a.weight, bwd, ldu, 0, c0, count, ws + c0 * ldu, u_e_stride);
     }
     u = ws;
   }
