@@ -32,6 +32,9 @@ PVE_DEFINE_KERNEL(conv2d_depthwise_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_winograd_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_winograd_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_winograd_pack, Conv2dPackFn);
+PVE_DEFINE_KERNEL(conv2d_winograd_f2_workspace, Conv2dWorkspaceFn);
+PVE_DEFINE_KERNEL(conv2d_winograd_f2_run, Conv2dRunFn);
+PVE_DEFINE_KERNEL(conv2d_winograd_f2_pack, Conv2dPackFn);
 PVE_DEFINE_KERNEL(conv2d_direct_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_direct_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_phase_workspace, Conv2dWorkspaceFn);
@@ -85,6 +88,8 @@ const std::vector<Family>& families() {
       {"winograd", &conv2d_winograd_workspace, &conv2d_winograd_run, &conv2d_winograd_pack},
       {"direct", &conv2d_direct_workspace, &conv2d_direct_run, nullptr},
       {"phase", &conv2d_phase_workspace, &conv2d_phase_run, &conv2d_phase_pack},
+      {"winograd_f2", &conv2d_winograd_f2_workspace, &conv2d_winograd_f2_run,
+       &conv2d_winograd_f2_pack},
   };
   return f;
 }
@@ -93,7 +98,8 @@ const Family& family(const std::string& name) {
   for (const Family& f : families())
     if (name == f.name) return f;
   throw py::value_error("conv2d: unknown algorithm '" + name +
-                        "'; choose from im2col, pointwise, depthwise, winograd, direct, phase");
+                        "'; choose from im2col, pointwise, depthwise, winograd, direct, phase, "
+                        "winograd_f2");
 }
 
 using Pair = std::tuple<int64_t, int64_t>;
@@ -211,7 +217,7 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
   if (packed) {
     if (f.pack == nullptr)
       throw py::value_error(std::string("conv2d: packed weights are only used by winograd, "
-                                        "phase and pointwise, not ") + f.name);
+                                        "winograd_f2, phase and pointwise, not ") + f.name);
     check_f32(*packed, "conv2d", "packed weight", 1);
     const int64_t need = f.pack->get()(s, nullptr, nullptr, false, threads);
     if (need < 0)
@@ -314,16 +320,18 @@ py::tuple conv2d_backward_weight(const py::array& x, const py::array& gy,
 }
 
 // Weights packed for a family at the active ISA (the layout depends on the
-// vector width), for eval-mode caching: winograd (transformed), phase
-// (output-channel blocks; groups 1) or pointwise (row panels; 1x1, groups 1).
+// vector width), for eval-mode caching: winograd and winograd_f2
+// (transformed; winograd_f2 forward only), phase (output-channel blocks;
+// groups 1) or pointwise (row panels; 1x1, groups 1).
 py::array conv2d_pack_weight(const py::array& w, bool for_backward_data,
                              const std::string& algorithm) {
   check_f32(w, "conv2d_pack_weight", "weight", 4);
   const Family& f = family(algorithm);
   if (f.pack == nullptr)
     throw py::value_error("conv2d_pack_weight: " + algorithm + " takes no packed weights");
-  if (algorithm == "winograd" && (w.shape(2) != 3 || w.shape(3) != 3))
-    throw py::value_error("conv2d_pack_weight: winograd packs 3x3 weights, got shape " +
+  if ((algorithm == "winograd" || algorithm == "winograd_f2") &&
+      (w.shape(2) != 3 || w.shape(3) != 3))
+    throw py::value_error("conv2d_pack_weight: " + algorithm + " packs 3x3 weights, got shape " +
                           shape_str(shape_of(w)));
   Conv2dShape s;
   s.out_channels = w.shape(0);
@@ -387,8 +395,8 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_pack_weight", &conv2d_pack_weight, py::arg("weight"),
         py::arg("for_backward_data") = false, py::arg("algorithm") = "winograd",
         "Weights packed for `algorithm` at the active ISA (1-D float32): winograd's "
-        "F(4x4,3x3) transform, phase's output-channel blocks, or pointwise's row panels "
-        "(1x1, groups 1).");
+        "F(4x4,3x3) transform, winograd_f2's F(2x2,3x3) transform (forward only), phase's "
+        "output-channel blocks, or pointwise's row panels (1x1, groups 1).");
   m.def("conv2d_plan", &conv2d_plan, py::arg("pass"), py::arg("algorithm"),
         py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("out_size"),

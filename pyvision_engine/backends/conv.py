@@ -10,11 +10,13 @@ The rule (``choose_algorithm``), in order:
    strided layers then gather each image's pixels for the same kernel.
 3. ``winograd``   3x3, stride 1, dilation 1, groups 1, at least
    ``WINOGRAD_MIN_CHANNELS`` input and output channels: F(4x4, 3x3), 4x fewer
-   multiplies than direct. Except: with AVX-512, forward with packed
-   weights, at most ``PHASE_WINOGRAD_MAX_PIXELS`` output pixels and at least
-   ``PHASE_WINOGRAD_MIN_WEIGHTS`` channel pairs (ResNet's 512-channel layers
-   at 7x7, batch 1) runs ``phase`` (5. below): there Winograd's 4x larger
-   transformed weights come from memory on every call. Backward-weight
+   multiplies than direct. Except: forward with packed weights (eval mode),
+   at most ``WINOGRAD_F2_MAX_PIXELS`` output pixels (N*H*W) and at least
+   ``WINOGRAD_F2_MIN_WEIGHTS`` channel pairs, with the SIMD levels listed
+   there (ResNet's 512-channel layers at 7x7, batch 1), runs
+   ``winograd_f2``: F(2x2, 3x3), forward only, 2.25x fewer multiplies than
+   direct, whose transformed weights are 16/9 of the plain ones where
+   F(4x4, 3x3)'s 4x larger ones come from memory on every call. Backward-weight
    (transformed input and output-gradient tiles, 36 GEMMs reducing over
    tiles, G^T M G per channel pair) needs at least ``WINOGRAD_BWD_MIN_TILES``
    4x4 output tiles in the batch.
@@ -42,7 +44,7 @@ The rule (``choose_algorithm``), in order:
    channel pair (measured); so unpacked weights need
    ``PHASE_UNPACKED_MIN_PIXELS`` output pixels (N*H*W). Measured 1.2-1.6x
    faster than im2col on ResNet's stride-2 layers, 1 and 2 threads, batch 1
-   to 16. Also the 3x3 stride-1 layers named in 3.
+   to 16.
    Backward passes of stride-1 and stride-2 convolutions (dilation 1, groups
    1, 2 to ``PHASE_MAX_TAPS`` taps, at least ``PHASE_BACKWARD_MIN_CHANNELS``
    input and output channels) with the AVX2 or AVX-512 kernels, where 3.
@@ -64,7 +66,8 @@ The rule (``choose_algorithm``), in order:
 6. ``im2col``     everything else: chunked im2col + GEMM with the epilogue fused.
 
 Override it for tests or experiments (a forced family that cannot run a
-shape falls back to ``im2col``, never to an error)::
+shape or pass falls back to ``im2col``, never to an error: ``winograd_f2``
+runs forward only, ``direct`` backward-weight only)::
 
     with pve.backends.conv.force_algorithm("winograd"):
         y = F.conv2d(x, w, padding=1)
@@ -87,10 +90,10 @@ from pyvision_engine import _C
 __all__ = ["ALGORITHMS", "PASSES", "choose_algorithm", "force_algorithm", "forced_algorithm",
            "WINOGRAD_MIN_CHANNELS", "WINOGRAD_UNPACKED_MIN_PIXELS", "WINOGRAD_CHEAP_WEIGHTS",
            "WINOGRAD_BWD_MIN_TILES", "PHASE_MAX_TAPS", "PHASE_UNPACKED_MIN_PIXELS",
-           "PHASE_WINOGRAD_MAX_PIXELS", "PHASE_WINOGRAD_MIN_WEIGHTS", "PHASE_ISAS",
-           "PHASE_WINOGRAD_ISAS", "PHASE_MIN_CHANNELS", "PHASE_BACKWARD_MIN_CHANNELS"]
+           "WINOGRAD_F2_ISAS", "WINOGRAD_F2_MAX_PIXELS", "WINOGRAD_F2_MIN_WEIGHTS", "PHASE_ISAS",
+           "PHASE_MIN_CHANNELS", "PHASE_BACKWARD_MIN_CHANNELS"]
 
-ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd", "direct", "phase")
+ALGORITHMS = ("im2col", "pointwise", "depthwise", "winograd", "direct", "phase", "winograd_f2")
 PASSES = ("forward", "backward_data", "backward_weight")
 
 # Below this many channels the 36 per-tile GEMMs are too thin to pay for the
@@ -121,15 +124,33 @@ PHASE_BACKWARD_MIN_CHANNELS = 8
 # Unpacked weights: at 49 output pixels (512 channels at 7x7, batch 1) packing
 # them made phase ~5-10% slower than im2col; at 196 it is ~1.4x faster.
 PHASE_UNPACKED_MIN_PIXELS = 128
-# 3x3 stride 1 with packed weights, few pixels and many channel pairs (ResNet's
-# 512-channel layers at 7x7, batch 1): Winograd's transformed weights (36
-# floats per pair, 38 MB at 512 x 512: more than L3) stream from memory on
-# every call while phase reads 9 per pair. Measured at 512->512 @7, batch 1:
-# phase 1.1-1.2x faster on 1 thread, 1.4-1.7x on 2; at batch 2 Winograd wins,
-# and with AVX2 (half the FMA width) Winograd wins too (1.28 vs 2.26 ms).
-PHASE_WINOGRAD_ISAS = ("avx512",)
-PHASE_WINOGRAD_MAX_PIXELS = 64
-PHASE_WINOGRAD_MIN_WEIGHTS = 512 * 512
+# 3x3 stride 1, forward with packed weights, few output pixels and many channel
+# pairs (ResNet's 512-channel layers at 7x7, batch 1): F(2x2, 3x3). There
+# F(4x4, 3x3)'s transformed weights (36 floats per pair, 37.7 MB at 512 x 512:
+# more than L3) stream from memory on every call for 4 tiles per image (and
+# the phase family, which had these layers on AVX-512, does 2.25x the
+# multiplies); F(2x2, 3x3)'s are 16 per pair, each used by 16 tiles.
+# Measured, distinct weights per call as inside a model, ms per layer (median of
+# interleaved runs; F2 / phase / F(4,3)):
+#   AVX-512, 1 thread: 512->512 @7 b1 0.68 / 1.08 / 1.18; 256 @7 b1 0.17 / 0.28 /
+#     0.31; 128 @7 b1 0.046 / 0.077 / 0.051; 64 @7 b1 0.013 / 0.020 / 0.012;
+#     256 @10 b1 0.26 / - / 0.28-0.36; 512 @7 b2 1.35 / 2.05 / 1.30; 512 @7 b3
+#     2.05 / - / 1.34; 256 @14 b1 0.52 / 0.99 / 0.45.
+#   AVX-512, 2 threads: 512 @7 b1 0.42-0.47 / 0.55-0.57 / 0.81-0.90; 256 @7 b1
+#     0.113 / 0.15 / 0.216; 128 @7 b1 0.028 / - / 0.028; 256 @10 b1 0.15 / - /
+#     0.24; 512 @7 b2 0.70 / - / 0.98-1.02; 512 @7 b3 1.02-1.06 / - /
+#     1.01-1.10; 256 @14 b1 0.27-0.28 / - / 0.23-0.25.
+#   AVX2 (half the FMA width: F2 is compute-bound there), 1 thread: 512 @7 b1
+#     1.21 / 2.44 / 1.17; 256 @7 b1 0.31 / 0.63 / 0.31; 128 @7 b1 0.080 / 0.16 /
+#     0.054; 512 @7 b2 2.44 / - / 1.56. 2 threads: 512 @7 b1 0.68-0.70 / - /
+#     0.87-0.99; 256 @7 b1 0.19 / - / 0.20-0.24; 512 @7 b2 1.36-1.39 / - /
+#     0.94-0.99.
+# So per SIMD level (where a thread count ties, the other decides): the most
+# output pixels and the fewest channel pairs. The scalar build (a reference)
+# keeps F(4x4, 3x3).
+WINOGRAD_F2_MAX_PIXELS = {"avx512": 100, "avx2": 64}
+WINOGRAD_F2_MIN_WEIGHTS = {"avx512": 128 * 128, "avx2": 256 * 256}
+WINOGRAD_F2_ISAS = tuple(WINOGRAD_F2_MAX_PIXELS)
 
 
 class _Forced(threading.local):
@@ -173,8 +194,8 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
     ``backward_weight``); shapes are NCHW input and OIHW weight, padding is
     (top, bottom, left, right), out_size the output's (H, W); ``weights_packed``:
     Winograd or phase weights are already packed (the eval-mode cache); ``isa``:
-    the SIMD level the kernels run at (default: the active one; ``phase`` was
-    measured at each). A forced algorithm wins."""
+    the SIMD level the kernels run at (default: the active one; ``phase`` and
+    ``winograd_f2`` were measured at each). A forced algorithm wins."""
     forced = forced_algorithm()
     if forced is not None:
         return forced
@@ -196,10 +217,10 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
         else:
             if pass_ == "forward":
                 pixels = input_shape[0] * out_size[0] * out_size[1]
-                if (isa in PHASE_WINOGRAD_ISAS and weights_packed
-                        and pixels <= PHASE_WINOGRAD_MAX_PIXELS
-                        and in_channels * out_channels >= PHASE_WINOGRAD_MIN_WEIGHTS):
-                    return "phase"
+                if (isa in WINOGRAD_F2_ISAS and weights_packed
+                        and pixels <= WINOGRAD_F2_MAX_PIXELS[isa]
+                        and in_channels * out_channels >= WINOGRAD_F2_MIN_WEIGHTS[isa]):
+                    return "winograd_f2"
             else:
                 pixels = input_shape[0] * input_shape[2] * input_shape[3]
             if (weights_packed or in_channels * out_channels <= WINOGRAD_CHEAP_WEIGHTS

@@ -81,8 +81,13 @@ LAYERS: List[Layer] = (
 # output gradient with the flipped kernel, no col2im), forward with the weights packed
 # per call as in training. Listed for the layers of 256+ channels whose rule picks
 # Winograd (the issue asks how close a direct path gets to the FMA peak there).
-DIRECTIONS = ("fwd", "fwd_eval", "fwd_phase", "bwd_data", "bwd_data_phase", "bwd_weight")
+# fwd_eval_wino2: Winograd F(2x2, 3x3) forced with packed weights (as fwd_eval), for the
+# 3x3 stride-1 layers of at most WINO2_MAX_PIXELS output pixels (ResNet-18's 512-channel
+# layer at 7x7, batch 1), at every SIMD level whether or not the rule picks it there.
+DIRECTIONS = ("fwd", "fwd_eval", "fwd_eval_wino2", "fwd_phase", "bwd_data", "bwd_data_phase",
+              "bwd_weight")
 DIRECT_ROWS_MIN_CHANNELS = 256
+WINO2_MAX_PIXELS = 64
 
 
 def _best_time(fn: Callable[[], object], repeat: int, min_seconds: float = 0.01) -> float:
@@ -110,10 +115,16 @@ def _engine_calls(layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], object]]:
              for p in ("forward", "backward_data", "backward_weight")}
     calls = {}
     eval_algo = F._algorithm("forward", x.shape, w.shape, geo, weights_packed=True)
-    if eval_algo in ("winograd", "phase") or (eval_algo == "pointwise" and groups == 1):
+    if eval_algo in ("winograd", "winograd_f2", "phase") or (eval_algo == "pointwise"
+                                                             and groups == 1):
         packed = _C.conv2d_pack_weight(w, algorithm=eval_algo)
         calls["fwd_eval"] = lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups,
                                                       geo.out_size, eval_algo, False, packed)
+    if (layer.kernel == 3 and layer.stride == 1 and groups == 1
+            and layer.batch * layer.out_size ** 2 <= WINO2_MAX_PIXELS):
+        packed_f2 = _C.conv2d_pack_weight(w, algorithm="winograd_f2")
+        calls["fwd_eval_wino2"] = lambda: _C.conv2d_forward(
+            x, w, b, stride, pad, (1, 1), groups, geo.out_size, "winograd_f2", False, packed_f2)
     if layer.in_channels >= DIRECT_ROWS_MIN_CHANNELS and layer.groups == 1:
         if algos["forward"] == "winograd":
             calls["fwd_phase"] = lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups,
@@ -145,7 +156,8 @@ def _torch_calls(torch, layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], obj
             return torch.nn.functional.conv2d(xt, wt, bt, stride, pad, 1, groups)
 
     bwd_data = bwd([True, False, False])
-    return {"fwd": fwd, "fwd_eval": fwd, "fwd_phase": fwd, "bwd_data": bwd_data,
+    return {"fwd": fwd, "fwd_eval": fwd, "fwd_eval_wino2": fwd, "fwd_phase": fwd,
+            "bwd_data": bwd_data,
             "bwd_data_phase": bwd_data, "bwd_weight": bwd([False, True, False])}
 
 

@@ -49,7 +49,7 @@ __all__ = ["Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batc
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # Families whose forward takes weights packed once (the eval-mode cache);
 # pointwise packs groups-1 layers only.
-_PACKING = ("winograd", "phase", "pointwise")
+_PACKING = ("winograd", "winograd_f2", "phase", "pointwise")
 
 
 def _same_state(tensors: Tuple[Optional[Tensor], ...], state: Tuple[Any, ...]) -> bool:

@@ -177,14 +177,12 @@ def test_rule_picks_phase(isa):
     assert F.conv2d_algorithm((1, 256, 28, 28), (256, 256, 3, 3), stride=2, padding=1) == phase
     assert F.conv2d_algorithm((1, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == "im2col"
     assert F.conv2d_algorithm((4, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == phase
-    # stride 1: Winograd, except packed 512-channel layers at 7x7, batch 1, with
-    # AVX-512 (Winograd's transformed weights come from memory every call)
-    small = "phase" if isa in conv_backend.PHASE_WINOGRAD_ISAS else "winograd"
+    # stride 1: Winograd (F(2x2, 3x3) for packed layers of few pixels and many
+    # channel pairs: test_winograd_f2.py), never phase in forward
+    small = "winograd_f2" if isa in conv_backend.WINOGRAD_F2_ISAS else "winograd"
     assert F.conv2d_algorithm((1, 512, 7, 7), (512, 512, 3, 3), padding=1,
                               weights_packed=True) == small
-    assert F.conv2d_algorithm((2, 512, 7, 7), (512, 512, 3, 3), padding=1,
-                              weights_packed=True) == "winograd"
-    assert F.conv2d_algorithm((1, 256, 7, 7), (256, 256, 3, 3), padding=1,
+    assert F.conv2d_algorithm((4, 512, 7, 7), (512, 512, 3, 3), padding=1,
                               weights_packed=True) == "winograd"
     assert F.conv2d_algorithm((1, 512, 7, 7), (512, 512, 3, 3), padding=1) == "im2col"
     # (its backward-data with unpacked weights: Winograd would transform them every call)

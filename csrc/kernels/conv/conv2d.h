@@ -18,6 +18,9 @@
 //                       blocked by the vector width inside the kernel; all
 //                       three passes (backward-weight: 36 GEMMs reducing
 //                       over tiles, then G^T M G per channel pair);
+//   conv2d_winograd_f2_* F(2x2, 3x3), forward only, for 3x3 stride-1 layers
+//                       with few output pixels and many channel pairs (its
+//                       transformed weights are 16/9 of the plain ones, not 4x);
 //   conv2d_direct_*     backward-weight of stride-1 convolutions as register-
 //                       blocked dot products over padded planes (no im2col);
 //   conv2d_phase_*      strided (3x3 stride-2) convolutions as register-tiled
@@ -62,8 +65,8 @@ struct Conv2dArgs {
   const float* weight = nullptr;
   const float* bias = nullptr;
   const float* grad_output = nullptr;
-  // Weights already in the family's packed layout (Winograd: transformed;
-  // phase: output-channel blocks);
+  // Weights already in the family's packed layout (Winograd, both tile
+  // sizes: transformed; phase: output-channel blocks);
   // null means "pack them yourself into the workspace".
   const float* packed_weight = nullptr;
   bool relu = false;
@@ -101,6 +104,9 @@ PVE_DECLARE_KERNEL(conv2d_depthwise_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_winograd_workspace, Conv2dWorkspaceFn);
 PVE_DECLARE_KERNEL(conv2d_winograd_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_winograd_pack, Conv2dPackFn);
+PVE_DECLARE_KERNEL(conv2d_winograd_f2_workspace, Conv2dWorkspaceFn);
+PVE_DECLARE_KERNEL(conv2d_winograd_f2_run, Conv2dRunFn);
+PVE_DECLARE_KERNEL(conv2d_winograd_f2_pack, Conv2dPackFn);
 PVE_DECLARE_KERNEL(conv2d_direct_workspace, Conv2dWorkspaceFn);
 PVE_DECLARE_KERNEL(conv2d_direct_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_phase_workspace, Conv2dWorkspaceFn);
