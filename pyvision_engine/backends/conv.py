@@ -142,9 +142,10 @@ PHASE_UNPACKED_MIN_PIXELS = 128
 #     1.01-1.10; 256 @14 b1 0.27-0.28 / - / 0.23-0.25.
 #   AVX2 (half the FMA width: F2 is compute-bound there), 1 thread: 512 @7 b1
 #     1.21 / 2.44 / 1.17; 256 @7 b1 0.31 / 0.63 / 0.31; 128 @7 b1 0.080 / 0.16 /
-#     0.054; 512 @7 b2 2.44 / - / 1.56. 2 threads: 512 @7 b1 0.68-0.70 / - /
-#     0.87-0.99; 256 @7 b1 0.19 / - / 0.20-0.24; 512 @7 b2 1.36-1.39 / - /
-#     0.94-0.99.
+#     0.054; 512 @7 b2 2.44 / - / 1.56. 2 threads: 512 @7 b1 0.68-0.71 / - /
+#     0.87-1.03 (in 9 of 10 interleaved runs; one ran 0.99 / 0.76, as if one
+#     core were shared); 256 @7 b1 0.19 / - / 0.20-0.24; 512 @7 b2 1.36-1.39 /
+#     - / 0.94-0.99.
 # So per SIMD level (where a thread count ties, the other decides): the most
 # output pixels and the fewest channel pairs. The scalar build (a reference)
 # keeps F(4x4, 3x3).
