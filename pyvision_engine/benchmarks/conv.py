@@ -115,8 +115,8 @@ def _engine_calls(layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], object]]:
              for p in ("forward", "backward_data", "backward_weight")}
     calls = {}
     eval_algo = F._algorithm("forward", x.shape, w.shape, geo, weights_packed=True)
-    if eval_algo in ("winograd", "winograd_f2", "phase") or (eval_algo == "pointwise"
-                                                             and groups == 1):
+    if (eval_algo in ("winograd", "winograd_f2", "phase")
+            or (eval_algo == "pointwise" and groups == 1)):
         packed = _C.conv2d_pack_weight(w, algorithm=eval_algo)
         calls["fwd_eval"] = lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups,
                                                       geo.out_size, eval_algo, False, packed)
@@ -157,8 +157,8 @@ def _torch_calls(torch, layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], obj
 
     bwd_data = bwd([True, False, False])
     return {"fwd": fwd, "fwd_eval": fwd, "fwd_eval_wino2": fwd, "fwd_phase": fwd,
-            "bwd_data": bwd_data,
-            "bwd_data_phase": bwd_data, "bwd_weight": bwd([False, True, False])}
+            "bwd_data": bwd_data, "bwd_data_phase": bwd_data,
+            "bwd_weight": bwd([False, True, False])}
 
 
 def measure_peak_gflops(isa: str, threads: int, repeat: int = 3) -> float:
