@@ -45,7 +45,6 @@
 // them, so a forced winograd_f2 falls back to im2col there, like `direct`
 // in forward).
 #include <algorithm>
-#include <cstring>
 
 #include <omp.h>
 
