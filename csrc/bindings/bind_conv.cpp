@@ -3,6 +3,10 @@
 // and backends/conv.py) validates arguments with torch's messages and picks the
 // algorithm; this layer re-checks everything a kernel relies on for memory
 // safety, and falls back to im2col when the requested family refuses a shape.
+// A residual (y = act(conv + bias + residual)) goes to the families that add
+// it in their epilogue; for the others the convolution runs without its
+// activation and one add + activation pass follows (conv2d_add_residual),
+// inside the same GIL release.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -22,6 +26,7 @@ namespace py = pybind11;
 
 namespace pve {
 
+PVE_DEFINE_KERNEL(conv2d_add_residual, Conv2dAddResidualFn);
 PVE_DEFINE_KERNEL(conv2d_im2col_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_im2col_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_pointwise_workspace, Conv2dWorkspaceFn);
@@ -72,24 +77,32 @@ class ScratchArena {
 
 thread_local ScratchArena tls_arena;
 
+using FusesResidualFn = bool (*)(const Conv2dShape& shape, bool packed_weights);
+
+bool always(const Conv2dShape&, bool) { return true; }
+
 struct Family {
   const char* name;
   KernelStub<Conv2dWorkspaceFn>* workspace;
   KernelStub<Conv2dRunFn>* run;
   KernelStub<Conv2dPackFn>* pack;  // null: forward takes no packed weights
+  // Whether forward adds Conv2dArgs::residual in its epilogue for this shape
+  // (null: never; the binding then runs conv2d_add_residual after it).
+  FusesResidualFn fuses_residual;
 };
 
 const std::vector<Family>& families() {
   static const std::vector<Family> f = {
-      {"im2col", &conv2d_im2col_workspace, &conv2d_im2col_run, nullptr},
+      {"im2col", &conv2d_im2col_workspace, &conv2d_im2col_run, nullptr, nullptr},
       {"pointwise", &conv2d_pointwise_workspace, &conv2d_pointwise_run,
-       &conv2d_pointwise_pack},
-      {"depthwise", &conv2d_depthwise_workspace, &conv2d_depthwise_run, nullptr},
-      {"winograd", &conv2d_winograd_workspace, &conv2d_winograd_run, &conv2d_winograd_pack},
-      {"direct", &conv2d_direct_workspace, &conv2d_direct_run, nullptr},
-      {"phase", &conv2d_phase_workspace, &conv2d_phase_run, &conv2d_phase_pack},
+       &conv2d_pointwise_pack, &conv2d_pointwise_on_driver},
+      {"depthwise", &conv2d_depthwise_workspace, &conv2d_depthwise_run, nullptr, nullptr},
+      {"winograd", &conv2d_winograd_workspace, &conv2d_winograd_run, &conv2d_winograd_pack,
+       &always},
+      {"direct", &conv2d_direct_workspace, &conv2d_direct_run, nullptr, nullptr},
+      {"phase", &conv2d_phase_workspace, &conv2d_phase_run, &conv2d_phase_pack, &always},
       {"winograd_f2", &conv2d_winograd_f2_workspace, &conv2d_winograd_f2_run,
-       &conv2d_winograd_f2_pack},
+       &conv2d_winograd_f2_pack, &always},
   };
   return f;
 }
@@ -190,7 +203,7 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
                          Pair stride, Pair padding, Pair dilation, int64_t groups, Pair out,
                          const std::string& algorithm, bool relu,
                          std::optional<py::array> packed, float relu_max,
-                         std::optional<bool> stream_outputs) {
+                         std::optional<bool> stream_outputs, std::optional<py::array> residual) {
   check_f32(x, "conv2d", "input", 4);
   if (!(relu_max >= 0.0f))
     throw py::value_error("conv2d: relu_max must be >= 0 (+inf for ReLU, 6 for ReLU6), got " +
@@ -209,6 +222,10 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
     check_f32(*bias, "conv2d", "bias", 1);
     expect_shape(*bias, {s.out_channels}, "conv2d", "bias");
     a.bias = f32_data(*bias);
+  }
+  if (residual) {  // (y is new: the residual can never be the output itself)
+    check_f32(*residual, "conv2d", "residual", 4);
+    expect_shape(*residual, {s.batch, s.out_channels, s.out_h, s.out_w}, "conv2d", "residual");
   }
   if (y.size() == 0) return y;  // before resolve: no workspace query on empty shapes
   const int threads = num_threads();
@@ -235,9 +252,21 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
   a.num_threads = threads;
   a.gemm = gemm_f32.get();
   Conv2dRunFn run = f.run->get();
+  // A residual the family does not fuse: the convolution without its
+  // activation, then act(y + residual) in one pass.
+  Conv2dAddResidualFn add_after = nullptr;
+  const float* res = residual ? f32_data(*residual) : nullptr;
+  const int64_t outputs = y.size();
+  if (res && f.fuses_residual && f.fuses_residual(s, a.packed_weight != nullptr)) {
+    a.residual = res;
+  } else if (res) {
+    add_after = conv2d_add_residual.get();
+    a.relu = false;
+  }
   py::gil_scoped_release release;
   a.workspace = tls_arena.get(ws);
   run(ConvPass::forward, a);
+  if (add_after) add_after(a.output, res, outputs, relu, relu_max, threads);
   return y;
 }
 
@@ -379,9 +408,12 @@ void bind_conv(py::module_& m) {
         py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), py::arg("out_size"), py::arg("algorithm"), py::arg("relu") = false,
         py::arg("packed_weight") = py::none(), py::arg("relu_max") = INFINITY,
-        py::arg("stream_outputs") = py::none(),
-        "y = act(conv2d(input, weight) + bias); act is ReLU clamped to [0, relu_max] when "
-        "relu (ReLU6: relu_max=6); padding is (top, left), out_size (H, W). "
+        py::arg("stream_outputs") = py::none(), py::arg("residual") = py::none(),
+        "y = act(conv2d(input, weight) + bias + residual); act is ReLU clamped to "
+        "[0, relu_max] when relu (ReLU6: relu_max=6); residual (optional, float32, "
+        "C-contiguous, the output's shape) is added before the activation, in the epilogue "
+        "where the family can (pointwise on its driver, phase, winograd, winograd_f2), else "
+        "in one pass after the convolution; padding is (top, left), out_size (H, W). "
         "stream_outputs (tests): None lets the kernel choose non-temporal output stores by "
         "size, True/False forces them on (where rows are whole aligned vectors) or off.");
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("grad_output"),

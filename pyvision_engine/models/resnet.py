@@ -8,7 +8,7 @@ from typing import Any, Callable, List, Optional, Type, Union
 
 from pyvision_engine import nn
 from pyvision_engine.nn import init
-from pyvision_engine.nn.fusion import conv_bn_act, residual_add  # inference fast paths
+from pyvision_engine.nn.fusion import conv_bn_act, conv_bn_add_act  # inference fast paths
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet20",
@@ -50,10 +50,9 @@ class BasicBlock(nn.Module):
     def forward(self, x: Any) -> Tensor:
         identity = x
         out = conv_bn_act(self.conv1, self.bn1, self.relu, x)
-        out = conv_bn_act(self.conv2, self.bn2, None, out)
-        if self.downsample is not None:
+        if self.downsample is not None:  # (before conv2, whose epilogue adds it)
             identity = self.downsample(x)
-        return residual_add(out, identity, self.relu)
+        return conv_bn_add_act(self.conv2, self.bn2, out, identity, self.relu)
 
 
 class Bottleneck(nn.Module):
@@ -81,10 +80,9 @@ class Bottleneck(nn.Module):
         identity = x
         out = conv_bn_act(self.conv1, self.bn1, self.relu, x)
         out = conv_bn_act(self.conv2, self.bn2, self.relu, out)
-        out = conv_bn_act(self.conv3, self.bn3, None, out)
-        if self.downsample is not None:
+        if self.downsample is not None:  # (before conv3, whose epilogue adds it)
             identity = self.downsample(x)
-        return residual_add(out, identity, self.relu)
+        return conv_bn_add_act(self.conv3, self.bn3, out, identity, self.relu)
 
 
 def _init_like_torchvision(model: nn.Module, zero_init_residual: bool) -> None:

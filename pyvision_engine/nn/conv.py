@@ -22,7 +22,9 @@ per-channel (scale, shift) with bn(x) = x * scale + shift
     bn(conv(x)) = conv'(x),  W' = W * scale[k],  b' = b * scale + shift
 
 and a following ReLU runs in the convolution's epilogue (the kernels add the
-bias and clamp while the output tile is still in registers). ``fuse_conv_bn_eval``
+bias and clamp while the output tile is still in registers). A residual block's
+``act(bn(conv(x)) + identity)`` also adds the identity there (nn.fusion's
+``conv_bn_add_act``): the output is written once instead of twice. ``fuse_conv_bn_eval``
 makes that folded Conv2d once (torch's name and semantics: a snapshot);
 ``ConvBn2d`` keeps the three modules and folds on the fly in eval mode,
 re-folding when any of their tensors changes.
@@ -184,33 +186,58 @@ class Conv2d(Module):
         return pack[1]
 
     def _infer(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool,
-               relu_max: float, padding: Any) -> Tensor:
-        """The inference fast path: a cached plan and one kernel call, no autograd node."""
+               relu_max: float, padding: Any, residual: Optional[Tensor] = None) -> Tensor:
+        """The inference fast path: a cached plan and one kernel call, no autograd node.
+        ``residual`` (float32, the output's shape) is added before the activation."""
         geo, algorithm, packs = self._inference_plan(tuple(x.shape), weight, padding)
         if bias is not None and tuple(bias.shape) != (weight.shape[0],):
             raise ValueError(f"{self._layer_name()}: bias must have shape ({weight.shape[0]},), "
                              f"got {tuple(bias.shape)}")
+        if residual is not None:
+            self._check_residual(x.shape[0], weight.shape[0], geo.out_size, residual)
         packed = self._packed_weight(weight, algorithm) if packs else None
         y = _C.conv2d_forward(x._data, weight._data, None if bias is None else bias._data,
                               geo.stride, geo.top_left, geo.dilation, geo.groups, geo.out_size,
-                              algorithm, relu, packed, relu_max)
+                              algorithm, relu, packed, relu_max, None,
+                              None if residual is None else residual._data)
         return Tensor._wrap(y)
+
+    def _check_residual(self, batch: int, channels: int, out_size: Tuple[int, int],
+                        residual: Tensor) -> None:
+        out_shape = (batch, channels) + tuple(out_size)
+        if tuple(residual.shape) != out_shape:
+            raise ValueError(f"{self._layer_name()}: the residual must have the output's shape "
+                             f"{out_shape}, got {tuple(residual.shape)}")
 
     def _layer_name(self) -> str:
         return (f"Conv2d({self.in_channels}, {self.out_channels}, "
                 f"kernel_size={self.kernel_size})")
 
     def _convolve(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool,
-                  relu_max: float = math.inf) -> Tensor:
+                  relu_max: float = math.inf, residual: Optional[Tensor] = None) -> Tensor:
+        """``clamp(conv(x) + bias + residual, 0, relu_max)`` (no clamp unless ``relu``;
+        ``residual`` None: none)."""
         padding = self.padding
         if self.padding_mode != "zeros":
             x, padding = self._pad_input(x), 0
         if (not self.training and not is_grad_enabled() and x.ndim == 4
                 and x.dtype == np.float32 and weight.dtype == np.float32
-                and (bias is None or bias.dtype == np.float32)):
-            return self._infer(x, weight, bias, relu, relu_max, padding)
-        return F._conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups,
-                         relu=relu, layer=self._layer_name(), relu_max=relu_max)
+                and (bias is None or bias.dtype == np.float32)
+                and (residual is None or residual.dtype == np.float32)):
+            return self._infer(x, weight, bias, relu, relu_max, padding, residual)
+        if residual is None:
+            return F._conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups,
+                             relu=relu, layer=self._layer_name(), relu_max=relu_max)
+        # (the fusion helpers only pass a residual on the fast path; this is its meaning)
+        y = F._conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups,
+                      layer=self._layer_name())
+        if tuple(residual.shape) != tuple(y.shape):
+            raise ValueError(f"{self._layer_name()}: the residual must have the output's shape "
+                             f"{tuple(y.shape)}, got {tuple(residual.shape)}")
+        y = y + residual
+        if relu:
+            y = F.relu(y) if relu_max == math.inf else y.clamp(0.0, relu_max)
+        return y
 
     def _pad_input(self, x: Tensor) -> Tensor:
         """The input padded by ``padding_mode`` (reflect / replicate / circular)."""
@@ -225,13 +252,16 @@ class Conv2d(Module):
             raise ValueError(f"{self._layer_name()}: {e}") from None
 
     # ------------------------------------------------------ inference fusion
-    def _fused_forward(self, x: Tensor, bn: Optional[Module], relu_max: Optional[float]) -> Tensor:
+    def _fused_forward(self, x: Tensor, bn: Optional[Module], relu_max: Optional[float],
+                       residual: Optional[Tensor] = None) -> Tensor:
         """Eval + no_grad (see nn.fusion): this convolution with an eval-mode
-        BatchNorm ``bn`` folded in (None: no BatchNorm) and, unless ``relu_max``
-        is None, ReLU clamped to [0, relu_max] in the epilogue."""
+        BatchNorm ``bn`` folded in (None: no BatchNorm), plus ``residual`` (None:
+        none; else a float32 tensor of the output's shape) and, unless
+        ``relu_max`` is None, ReLU clamped to [0, relu_max], all in the epilogue."""
         weight, bias = (self.weight, self.bias) if bn is None else self._folded_with(bn)
         relu = relu_max is not None or self._fused_relu
-        return self._convolve(x, weight, bias, relu, math.inf if relu_max is None else relu_max)
+        return self._convolve(x, weight, bias, relu, math.inf if relu_max is None else relu_max,
+                              residual)
 
     def _folded_with(self, bn: Module) -> Tuple[Tensor, Tensor]:
         """(weight, bias) with ``bn`` folded in, cached until any of the six tensors

@@ -1,4 +1,4 @@
-"""Inference fusion: Conv2d -> BatchNorm2d -> ReLU / ReLU6 as one convolution.
+"""Inference fusion: Conv2d -> BatchNorm2d (-> + residual) -> ReLU / ReLU6 as one convolution.
 
 In eval mode under ``no_grad`` (the inference fast path), a convolution
 followed by an eval-mode BatchNorm2d and/or a ReLU or ReLU6 runs as one
@@ -6,12 +6,15 @@ convolution: the BatchNorm folded into the weights and bias
 (``W' = W * scale[k]``, ``b' = b * scale + shift``, cached on the Conv2d until
 one of the tensors involved changes) and the activation applied by the kernel's
 epilogue while the output tile is in registers. That saves a pass over the
-output per BatchNorm and per activation, as onnxruntime and oneDNN do.
+output per BatchNorm and per activation, as onnxruntime and oneDNN do. The last
+convolution of a residual block (``act(bn(conv(x)) + identity)``,
+``conv_bn_add_act``) also adds the identity in that epilogue, so the block's
+output is written once and the identity read while the tile is in registers.
 
 ``Sequential`` applies it to runs of its children automatically, and runs chains
 of pointwise and depthwise convolutions in a channel-blocked layout inside one
 kernel call (nn/blocked.py); hand-written forwards (the model zoo's ResNet
-blocks) call ``conv_bn_act``. In training, or whenever autograd records, the
+blocks) call ``conv_bn_act`` and ``conv_bn_add_act``. In training, or whenever autograd records, the
 modules run as written. A module with hooks, or a subclass that overrides
 ``forward``, is never fused: fusing skips its call.
 The folded result differs from the unfused one only by float32 rounding.
@@ -33,7 +36,7 @@ from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.normalization import BatchNorm2d
 from pyvision_engine.tensor import Tensor, as_tensor
 
-__all__ = ["conv_bn_act", "residual_add", "run_sequence"]
+__all__ = ["conv_bn_act", "conv_bn_add_act", "residual_add", "run_sequence"]
 
 
 def _plain(module: Any, cls: type) -> bool:
@@ -72,6 +75,34 @@ def conv_bn_act(conv: Module, bn: Optional[Module], act: Optional[Module], x: An
     if bn is not None:
         y = bn(y)
     return act(y) if act is not None else y
+
+
+def conv_bn_add_act(conv: Module, bn: Optional[Module], x: Any, identity: Any,
+                    act: Optional[Module] = None) -> Tensor:
+    """``act(bn(conv(x)) + identity)`` (``bn`` and ``act`` may be None), the end of a
+    residual block. In eval mode under no_grad, with a plain Conv2d, a foldable
+    BatchNorm2d, ReLU / ReLU6 / no activation, and a float32 4-D input and
+    identity, it is one convolution that adds the identity and clamps in its
+    epilogue; otherwise module by module, ``residual_add(bn(conv(x)), identity, act)``
+    (autograd as written). ``identity`` must have the output's shape: a ValueError
+    names the layer and both shapes otherwise."""
+    if (_inference() and _plain(conv, Conv2d) and not conv.training and not conv._fused_relu
+            and (bn is None or _foldable(conv, bn))):
+        cap = None if act is None else _relu_cap(act)
+        if act is None or cap is not None:
+            x = as_tensor(x)
+            identity = as_tensor(identity)
+            if x.ndim == 4 and x.dtype == np.float32 and identity.dtype == np.float32:
+                return conv._fused_forward(x, bn, cap, identity)
+    y = conv(x)
+    if bn is not None:
+        y = bn(y)
+    identity = as_tensor(identity)
+    if tuple(identity.shape) != tuple(y.shape):
+        name = conv._layer_name() if isinstance(conv, Conv2d) else type(conv).__name__
+        raise ValueError(f"{name}: the residual must have the output's shape "
+                         f"{tuple(y.shape)}, got {tuple(identity.shape)}")
+    return residual_add(y, identity, act)
 
 
 def run_sequence(modules: Iterable[Module], x: Any, owner: Optional[Module] = None) -> Any:

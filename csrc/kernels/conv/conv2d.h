@@ -71,6 +71,13 @@ struct Conv2dArgs {
   const float* packed_weight = nullptr;
   bool relu = false;
   float relu_max = INFINITY;  // with relu, outputs clamp to [0, relu_max] (6: ReLU6)
+  // forward: y = act(conv + bias + residual), residual laid out as the output
+  // (NCHW, contiguous; never the output itself). Read only by the families
+  // that add it in their epilogue while the tile is in registers (pointwise
+  // on its driver, phase, both Winograds: the family table in bind_conv.cpp); for
+  // the others the caller runs the convolution without activation and then
+  // conv2d_add_residual.
+  const float* residual = nullptr;
   // Non-temporal output stores (pointwise forward, where rows are whole
   // aligned vectors): -1 by output size, 0 never, 1 always (tests).
   int stream_outputs = -1;
@@ -94,6 +101,23 @@ using Conv2dRunFn = void (*)(ConvPass pass, const Conv2dArgs& args);
 using Conv2dPackFn = int64_t (*)(const Conv2dShape& shape, const float* weight, float* packed,
                                  bool for_backward_data, int num_threads);
 
+// y = act(y + residual) over n floats in place (act: ReLU clamped to
+// [0, relu_max] when relu, else none): the residual pass for families whose
+// epilogue does not take it, with the same clamp as the epilogues.
+using Conv2dAddResidualFn = void (*)(float* y, const float* residual, int64_t n, bool relu,
+                                     float relu_max, int num_threads);
+
+// Pointwise forward runs its register-tiled driver (which takes the
+// residual) for stride-1 unpadded 1x1 layers and for any 1x1 layer with
+// packed weights and groups 1; other shapes go through im2col's forward.
+inline bool conv2d_pointwise_on_driver(const Conv2dShape& s, bool packed_weights) {
+  const bool direct = s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+                      s.pad_top == 0 && s.pad_left == 0 && s.out_h == s.in_h &&
+                      s.out_w == s.in_w;
+  return direct || (packed_weights && s.groups == 1);
+}
+
+PVE_DECLARE_KERNEL(conv2d_add_residual, Conv2dAddResidualFn);
 PVE_DECLARE_KERNEL(conv2d_im2col_workspace, Conv2dWorkspaceFn);
 PVE_DECLARE_KERNEL(conv2d_im2col_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_pointwise_workspace, Conv2dWorkspaceFn);

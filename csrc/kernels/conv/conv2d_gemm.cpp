@@ -282,6 +282,9 @@ struct TileOut {
   float* out;         // the tile's first row and pixel
   int64_t ldo;
   const float* bias;  // the tile's first row, or null
+  // Added before the activation (a residual connection): laid out as out
+  // (the tile's first row and pixel, ldo apart), or null.
+  const float* res = nullptr;
   bool relu, stream;
   float relu_max;
   int64_t pf_mask = 0, pf_phase = 0;  // prefetch B rows j with (j & pf_mask) == pf_phase
@@ -292,6 +295,7 @@ struct TileOut {
   int rem_q = 0, rem_mr = 0;
   const float* rem_b = nullptr;
   const float* rem_bias = nullptr;
+  const float* rem_res = nullptr;
   float* rem_out = nullptr;
 };
 
@@ -300,17 +304,23 @@ enum TilePrefetch : int { kNextB = 1, kAheadA = 2 };
 // Remainder pixels a 3-vector tile can carry in its spare registers.
 constexpr int kFoldMax = PR > PL ? 0 : PL == 16 ? 4 : 1;
 
-// The remainder pixels' results (lanes = rows) to their rows: bias, ReLU, a
+// The remainder pixels' results (lanes = rows) to their rows: bias, the
+// residual (res: laid out as out, or null; gathered down its rows), ReLU, a
 // scalar store per row.
 template <int Q>
 inline void store_rem_columns(Vec (&acc)[Q], int mr, const float* bias, bool relu,
-                              float relu_max, float* out, int64_t ldo) {
+                              float relu_max, float* out, int64_t ldo,
+                              const float* res = nullptr) {
   const Vec b = bias ? Vec::load_partial(bias, mr) : Vec::zero();
   const Vec cap = Vec::set1(relu_max);
   alignas(64) float lanes[PL];
 #pragma GCC unroll 8
   for (int q = 0; q < Q; ++q) {
     Vec y = acc[q] + b;
+    if (res) {
+      for (int i = 0; i < mr; ++i) lanes[i] = res[i * ldo + q];
+      y = y + Vec::load_partial(lanes, mr);
+    }
     if (relu) y = relu_clamp(y, cap);
     y.store(lanes);
     for (int i = 0; i < mr; ++i) out[i * ldo + q] = lanes[i];
@@ -342,6 +352,18 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
     for (int v = 0; v < NV; ++v) acc[i][v] = init;
   }
   if constexpr (!kRowPointers) arow[0] = w.p;
+  if (o.res) {
+    // The residual of these rows' next pixel tile, a whole tile ahead: a tile
+    // reads a column strip (rows a plane apart), which the hardware
+    // prefetchers do not follow. Measured (64->256 @56, batch 1, 1 thread):
+    // loads at the point of use +19% over the conv alone, this tile's rows
+    // prefetched here no better, the next tile's +10% (the separate add pass
+    // +11%). (A prefetch past the array's end is harmless: it never faults.)
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+      for (int q = 0; q < NV * PL; q += 16) __builtin_prefetch(o.res + i * o.ldo + NV * PL + q);
+  }
   for (int64_t j = 0; j < inner; ++j) {
     // Weights: the packed stream kPackedAhead floats ahead; plain rows, a
     // line of row j % 16 kPlainAhead channels ahead (one prefetch per j
@@ -378,15 +400,27 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
     }
   }
   if constexpr (Q > 0)
-    store_rem_columns<Q>(rem, o.rem_mr, o.rem_bias, o.relu, o.relu_max, o.rem_out, o.ldo);
-  if (o.relu) {  // (plain ReLU: no min against +inf)
+    store_rem_columns<Q>(rem, o.rem_mr, o.rem_bias, o.relu, o.relu_max, o.rem_out, o.ldo,
+                         o.rem_res);
+  if (o.res) {  // the residual of the rows stored (rows past mr may lie past the array)
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      if (i >= w.mr) break;
+      const float* r = o.res + i * o.ldo;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        acc[i][v] = acc[i][v] + (FULL || v < NV - 1 ? Vec::load(r + v * PL)
+                                                    : Vec::load_partial(r + v * PL, nlast));
+    }
+  }
+  if (o.relu) {  // (plain ReLU: no min against +inf; max(0, x) keeps NaN, as torch.relu)
     const Vec cap = Vec::set1(o.relu_max);
     const bool capped = o.relu_max < INFINITY;
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
-        acc[i][v] = capped ? relu_clamp(acc[i][v], cap) : max(acc[i][v], Vec::zero());
+        acc[i][v] = capped ? relu_clamp(acc[i][v], cap) : max(Vec::zero(), acc[i][v]);
   }
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
@@ -467,6 +501,7 @@ void driver_panel_tile(int64_t inner, const TileRows& w, int64_t cols, const flo
       TileOut oh = o;
       oh.out = o.out + h * PR3 * o.ldo;
       oh.bias = o.bias ? o.bias + h * PR3 : nullptr;
+      oh.res = o.res ? o.res + h * PR3 * o.ldo : nullptr;
       if (h > 0) oh.rem_q = 0;  // the first half takes the whole panel's remainder
       if (full) driver_tile<PR3, 3, true, LAYOUT>(inner, half, b, ldb, nlast, pf, oh);
       else driver_tile<PR3, 3, false, LAYOUT>(inner, half, b, ldb, nlast, pf, oh);
@@ -531,9 +566,11 @@ int64_t columns_floats(int64_t cols, int64_t inner) {
 // ... for any count of cols.
 int64_t columns_bound(int64_t inner) { return PL / 2 * columns_inner(inner); }
 
+// res: a residual laid out as out (added before the activation), or null.
 void pointwise_columns(int64_t rows, int64_t r, int64_t inner, const float* a, int64_t ma,
                        const float* b, int64_t ldb, const float* bias, bool relu,
-                       float relu_max, float* out, int64_t ldo, float* xt) {
+                       float relu_max, float* out, int64_t ldo, float* xt,
+                       const float* res = nullptr) {
   const int64_t ip = columns_inner(inner);
   for (int64_t q = 0; q < r; ++q) {
     for (int64_t j = 0; j < inner; ++j) xt[q * ip + j] = b[j * ldb + q];
@@ -570,7 +607,8 @@ void pointwise_columns(int64_t rows, int64_t r, int64_t inner, const float* a, i
       for (int64_t i = 0; i < mn; ++i) {
         for (int64_t q = 0; q < qn; ++q) {
           float v = reduce_add(acc[i][q]) + (bias ? bias[m0 + i] : 0.0f);
-          if (relu) v = v > 0.0f ? (v < relu_max ? v : relu_max) : 0.0f;
+          if (res) v += res[(m0 + i) * ldo + q0 + q];
+          if (relu) v = v < 0.0f ? 0.0f : (v > relu_max ? relu_max : v);  // (NaN stays NaN)
           out[(m0 + i) * ldo + q0 + q] = v;
         }
       }
@@ -1161,10 +1199,11 @@ int64_t pack_pointwise(const Conv2dShape& s, const float* w, float* packed,
 // panel vectors and 8 FMAs are independent (one panel at a time took 5
 // loads per 4 FMAs at 14x14: its 4 pixels cost 2.3% of the layer).
 // (SIMD builds: PR <= PL.)
+// res: a residual laid out as out, or null.
 template <int Q>
 void packed_columns_t(int64_t inner, const float* packed, int64_t p0, int64_t p1, int64_t kg,
                       const float* b, int64_t ldb, const float* bias, float* out,
-                      const TileOut& o) {
+                      const float* res, const TileOut& o) {
   constexpr int NP = Q >= 8 ? 1 : 8 / Q;
   for (int64_t g = p0; g < p1; g += NP) {
     const int np = static_cast<int>(std::min<int64_t>(NP, p1 - g));
@@ -1191,17 +1230,17 @@ void packed_columns_t(int64_t inner, const float* packed, int64_t p0, int64_t p1
       const int64_t m0 = (g + k) * PR;
       store_rem_columns<Q>(acc[k], static_cast<int>(std::min<int64_t>(PR, kg - m0)),
                            bias ? bias + m0 : nullptr, o.relu, o.relu_max, out + m0 * o.ldo,
-                           o.ldo);
+                           o.ldo, res ? res + m0 * o.ldo : nullptr);
     }
   }
 }
 
 void packed_columns(int64_t q, int64_t inner, const float* packed, int64_t p0, int64_t p1,
                     int64_t kg, const float* b, int64_t ldb, const float* bias, float* out,
-                    const TileOut& o) {
+                    const float* res, const TileOut& o) {
   if constexpr (PR <= PL && PL >= 8) {
 #define PVE_PACKED_COLUMNS(Q) \
-  packed_columns_t<Q>(inner, packed, p0, p1, kg, b, ldb, bias, out, o)
+  packed_columns_t<Q>(inner, packed, p0, p1, kg, b, ldb, bias, out, res, o)
     switch (q) {
       case 1: PVE_PACKED_COLUMNS(1); break;
       case 2: PVE_PACKED_COLUMNS(2); break;
@@ -1266,9 +1305,10 @@ struct DriverJob {
 };
 
 // Item (slab, block) of one image and group: B planes ldb apart, out planes
-// of the group's first row; xt: pointwise_columns' transposed pixels.
+// of the group's first row (res: the residual laid out as out, or null);
+// xt: pointwise_columns' transposed pixels.
 void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b, int64_t ldb,
-                 float* out, const float* bias, float* xt) {
+                 float* out, const float* res, const float* bias, float* xt) {
   const DriverPlan& d = *j.d;
   const PixelTiles& pt = d.pt;
   const int64_t p0 = d.slab_begin(slab), p1 = d.slab_begin(slab + 1);
@@ -1306,11 +1346,13 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
       const int64_t m0 = rows_of(p, &w);
       o.out = out + m0 * j.pixels + q0;
       o.bias = bias ? bias + m0 : nullptr;
+      o.res = res ? res + m0 * j.pixels + q0 : nullptr;
       if (folds) {
         o.rem_q = static_cast<int>(pt.rem);
         o.rem_mr = w.mr;
         o.rem_b = b + pt.covered;
         o.rem_bias = o.bias;
+        o.rem_res = res ? res + m0 * j.pixels + pt.covered : nullptr;
         o.rem_out = out + m0 * j.pixels + pt.covered;
       }
       if (j.packed) driver_panel_tile<kPanel>(inner, w, cols, b + q0, ldb, pf, o);
@@ -1321,12 +1363,13 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
     o.stream = false;
     if (j.packed) {
       packed_columns(pt.rem, inner, j.weight, p0, p1, j.kg, b + pt.covered, ldb, bias,
-                     out + pt.covered, o);
+                     out + pt.covered, res ? res + pt.covered : nullptr, o);
     } else {
       const int64_t m0 = p0 * PR, rows = std::min(j.kg, p1 * PR) - m0;
       pointwise_columns(rows, pt.rem, inner, j.weight + m0 * inner, inner, b + pt.covered, ldb,
                         bias ? bias + m0 : nullptr, j.a->relu, j.a->relu_max,
-                        out + m0 * j.pixels + pt.covered, j.pixels, xt);
+                        out + m0 * j.pixels + pt.covered, j.pixels, xt,
+                        res ? res + m0 * j.pixels + pt.covered : nullptr);
     }
   }
 }
@@ -1416,9 +1459,10 @@ void pointwise_forward(const Conv2dArgs& a) {
         const int64_t n = ng / l.groups, g = ng % l.groups;
         DriverJob jg = job;
         jg.weight = weights_of(g);
+        const int64_t out_offset = (n * s.out_channels + g * l.kg) * l.pixels;
         driver_item(jg, d.slab_of(rest), d.block_of(rest),
                     a.input + (n * s.in_channels + g * l.cg) * in_plane, l.pixels,
-                    a.output + (n * s.out_channels + g * l.kg) * l.pixels,
+                    a.output + out_offset, a.residual ? a.residual + out_offset : nullptr,
                     a.bias ? a.bias + g * l.kg : nullptr,
                     a.workspace + omp_get_thread_num() * xt_floats);
       }
@@ -1430,6 +1474,9 @@ void pointwise_forward(const Conv2dArgs& a) {
   const int64_t gf = gather_floats(s);
   const bool large_input = s.batch * s.in_channels * in_plane >= kStreamOutFloats;
   auto image_out = [&](int64_t n) { return a.output + n * s.out_channels * l.pixels; };
+  auto image_res = [&](int64_t n) -> const float* {
+    return a.residual ? a.residual + n * s.out_channels * l.pixels : nullptr;
+  };
   if (image_parallel) {
 #pragma omp parallel num_threads(threads)
     {
@@ -1438,8 +1485,8 @@ void pointwise_forward(const Conv2dArgs& a) {
       for (int64_t n = 0; n < s.batch; ++n) {
         gather_pixels(s, a.input + n * s.in_channels * in_plane, col, false, large_input);
         for (int64_t item = 0; item < d.items(); ++item)
-          driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n), a.bias,
-                      nullptr);
+          driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n),
+                      image_res(n), a.bias, nullptr);
       }
       if (job.stream) store_fence();
     }
@@ -1453,8 +1500,8 @@ void pointwise_forward(const Conv2dArgs& a) {
       // (the omp for above ends in a barrier: the gathered pixels are complete)
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < d.items(); ++item)
-        driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n), a.bias,
-                    nullptr);
+        driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n),
+                    image_res(n), a.bias, nullptr);
     }
     if (job.stream) store_fence();
   }
@@ -2084,12 +2131,14 @@ int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
 
 // Stride 1 runs the register-tiled kernel straight on the planes; strided 1x1
 // gathers the pixels once per image for a GEMM (measured faster than gathering
-// per tile).
+// per tile). Forward: the driver (conv2d_pointwise_on_driver, the only path
+// that takes a residual) for stride 1 or packed weights.
 void run_pointwise(ConvPass pass, const Conv2dArgs& a) {
   const bool tiled = is_direct_pointwise(a.shape);
   switch (pass) {
     case ConvPass::forward:
-      tiled || packed_pointwise_ok(a) ? pointwise_forward(a) : forward(a);
+      conv2d_pointwise_on_driver(a.shape, a.packed_weight != nullptr) ? pointwise_forward(a)
+                                                                        : forward(a);
       break;
     case ConvPass::backward_data: tiled ? pointwise_backward_data(a) : backward_data(a); break;
     case ConvPass::backward_weight: backward_weight(a); break;

@@ -199,6 +199,11 @@ struct TileArgs {
   int64_t kvalid;         // output channels from the block's first that exist
   int64_t c0, c1;         // the channel chunk
   float* partial;         // the tile's partial sums between chunks
+  // Forward: a residual added before the activation, laid out as the output;
+  // res_base corresponds to out_base (compute's y), so a tile writing at y
+  // reads the residual at res_base + (y - out_base). Null: none.
+  const float* res_base = nullptr;
+  const float* out_base = nullptr;
 };
 
 // v's lanes [first, first + n) to d[0], d[stride], ..., d[(n - 1) * stride].
@@ -230,25 +235,41 @@ inline void store_run(Vec v, int first, int n, int64_t stride, float* d) {
 }
 
 // The sums of a tile (NR rows of W pixels x V vectors, in t.partial) plus
-// bias, clamped, into the output planes (y: the tile's first pixel of the
-// vector block's first channel). Kept out of line so the tile's loop has
-// every vector register.
+// bias and the residual (if any), clamped, into the output planes (y: the
+// tile's first pixel of the vector block's first channel). Kept out of line
+// so the tile's loop has every vector register.
 __attribute__((noinline)) void finish_tile(const TileArgs& t, int W, int NR, int V, float* y) {
   const TilePlan& p = *t.p;
   const int R = W * NR;
   const Vec cap = Vec::set1(t.relu_max);
-  auto act = [&](Vec o, int64_t k) {
-    if (t.bias) o = o + Vec::set1(t.bias[k]);
-    return t.relu ? relu_clamp(o, cap) : o;
-  };
+  const float* res = t.res_base ? t.res_base + (y - t.out_base) : nullptr;
   // the tile's pixels consecutive in the output (forward, backward-data at stride 1)
   const bool contiguous = p.ycol == 1 && (NR == 1 || p.yrow == W);
+  // Channel k's R pixels (lanes as the tile's pixels): + bias, + residual, clamp.
+  auto act = [&](Vec o, int64_t k) {
+    if (t.bias) o = o + Vec::set1(t.bias[k]);
+    if (res) {
+      const float* rk = res + k * p.ychan;
+      if (contiguous) {
+        o = o + Vec::load_partial(rk, R);
+      } else {
+        alignas(64) float lanes[L];
+        for (int i = 0; i < R; ++i) lanes[i] = rk[(i / W) * p.yrow + (i % W) * p.ycol];
+        o = o + Vec::load_partial(lanes, R);
+      }
+    }
+    return t.relu ? relu_clamp(o, cap) : o;
+  };
   for (int v = 0; v < V; ++v) {
     if constexpr (L == 1) {  // one channel per vector: pixel by pixel
       if (v >= t.kvalid) break;
       for (int i = 0; i < R; ++i) {
-        const Vec o = act(Vec::load(t.partial + i * V + v), v);
-        o.store(y + v * p.ychan + (i / W) * p.yrow + (i % W) * p.ycol);
+        const int64_t at = v * p.ychan + (i / W) * p.yrow + (i % W) * p.ycol;
+        Vec o = Vec::load(t.partial + i * V + v);
+        if (t.bias) o = o + Vec::set1(t.bias[v]);
+        if (res) o = o + Vec::load(res + at);
+        o = t.relu ? relu_clamp(o, cap) : o;
+        o.store(y + at);
       }
     } else {
       Vec r[L];  // r[l]: the R pixels of channel v*L + l
@@ -334,6 +355,7 @@ struct Epilogue {
   const float* bias = nullptr;
   bool relu = false;
   float relu_max = 0.0f;
+  const float* residual = nullptr;  // forward: the image's, laid out as its output
 };
 
 // Vector blocks [v0, v1) x output rows [r0, r1) of one correlation (src: its
@@ -343,7 +365,7 @@ void compute(const TilePlan& p, const int64_t* tapoff, const float* packed, cons
              float* y, const Epilogue& e, int64_t v0, int64_t v1, int64_t r0, int64_t r1,
              float* partial) {
   const int64_t inner = p.C * p.taps, tile_floats = TP * KV * L;
-  TileArgs t{&p, tapoff, nullptr, e.relu, e.relu_max, 0, 0, 0, partial};
+  TileArgs t{&p, tapoff, nullptr, e.relu, e.relu_max, 0, 0, 0, partial, e.residual, y};
   for (int64_t g = v0; g < v1; g += KV) {
     const int vectors = static_cast<int>((v1 - g) < KV ? (v1 - g) : KV);
     const int64_t k0 = g * L;
@@ -417,16 +439,19 @@ void forward(const Conv2dArgs& a) {
     pack_blocks(p.K, p.C * p.taps, a.weight, mine, threads);
     packed = mine;
   }
-  const Epilogue e{a.bias, a.relu, a.relu_max};
   const int64_t in_image = s.in_channels * s.in_h * s.in_w;
   const int64_t out_image = s.out_channels * s.out_h * s.out_w;
+  auto epilogue = [&](int64_t n) {
+    return Epilogue{a.bias, a.relu, a.relu_max,
+                    a.residual ? a.residual + n * out_image : nullptr};
+  };
   if (f.per_image) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int64_t n = 0; n < s.batch; ++n) {
       const int me = omp_get_thread_num();
       float* ph = images + me * f.image_floats;
       split_phases(s, f.g, p.cstride, a.input + n * in_image, ph, false);
-      compute(p, f.tapoff, packed, ph, a.output + n * out_image, e, 0, p.blocks, 0, s.out_h,
+      compute(p, f.tapoff, packed, ph, a.output + n * out_image, epilogue(n), 0, p.blocks, 0, s.out_h,
               partials + me * p.partial_floats);
     }
     return;
@@ -446,7 +471,7 @@ void forward(const Conv2dArgs& a) {
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < groups * rparts; ++item) {
       const int64_t g = item / rparts, rp = item % rparts;
-      compute(p, f.tapoff, packed, images, a.output + n * out_image, e, g * KV,
+      compute(p, f.tapoff, packed, images, a.output + n * out_image, epilogue(n), g * KV,
               (g + 1) * KV < p.blocks ? (g + 1) * KV : p.blocks, rp * s.out_h / rparts,
               (rp + 1) * s.out_h / rparts, partials + omp_get_thread_num() * p.partial_floats);
     }

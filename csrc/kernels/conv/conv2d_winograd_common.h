@@ -306,10 +306,13 @@ void blocked_tile_block(const float* base, int64_t w, float* dst, int64_t e_stri
 
 // dst[lane * plane + i * dst_w + j] = src[(i * w + j) * L + lane] for lane <
 // channels, i < rows, j in [j_begin, j_end): channel-blocked rows back into
-// NCHW planes, L pixels x L channels per transpose.
+// NCHW planes, L pixels x L channels per transpose. With res (laid out as
+// dst), act(src + res) instead: the residual and the activation after it.
 inline void from_blocked(const float* src, int64_t w, int64_t rows, int64_t j_begin,
                          int64_t j_end, int64_t channels, float* dst, int64_t dst_w,
-                         int64_t plane) {
+                         int64_t plane, const float* res = nullptr, bool relu = false,
+                         float relu_max = INFINITY) {
+  const Vec cap = Vec::set1(relu_max);
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t j0 = j_begin; j0 < j_end; j0 += L) {
       const int n = static_cast<int>((j_end - j0) < L ? (j_end - j0) : L);
@@ -319,8 +322,14 @@ inline void from_blocked(const float* src, int64_t w, int64_t rows, int64_t j_be
       transpose_lx(r);
       float* out = dst + i * dst_w + j0;
       for (int64_t lane = 0; lane < channels; ++lane) {
-        if (n == L) r[lane].store(out + lane * plane);
-        else r[lane].store_partial(out + lane * plane, n);
+        Vec o = r[lane];
+        if (res) {
+          const float* rl = res + i * dst_w + j0 + lane * plane;
+          o = o + (n == L ? Vec::load(rl) : Vec::load_partial(rl, n));
+          if (relu) o = relu_clamp(o, cap);
+        }
+        if (n == L) o.store(out + lane * plane);
+        else o.store_partial(out + lane * plane, n);
       }
     }
   }

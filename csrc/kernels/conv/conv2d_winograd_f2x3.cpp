@@ -201,10 +201,11 @@ inline void output_tile(const float* src, int64_t e_stride, Vec vb, bool relu, V
 // Output-channel block kb of the chunk's tiles [t0 + ja, t0 + jb) from the
 // thread's M (row j - ja): per L channels and run of tiles within one tile
 // row, the 2 x 2 pixels go channel-blocked into buf ([2][2 count][L]) and
-// from there into the output planes, L pixels x L channels per transpose.
+// from there into the output planes, L pixels x L channels per transpose; a
+// residual (laid out as y, or null) is added there, and then the activation.
 void output_tiles(const Conv2dShape& s, const Plan& p, const float* M, int64_t t0, int64_t ja,
                   int64_t jb, int64_t kb, const float* bias, bool relu, float relu_max,
-                  float* y, float* buf) {
+                  float* y, const float* residual, float* buf) {
   const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
   const int64_t per_image = p.tiles_h * p.tiles_w;
   const Vec cap = Vec::set1(relu_max);
@@ -219,11 +220,13 @@ void output_tiles(const Conv2dShape& s, const Plan& p, const float* M, int64_t t
       const int64_t count = std::min(p.tiles_w - tw, t0 + jb - t);
       const int64_t w = 2 * count;
       for (int64_t i = 0; i < count; ++i)
-        output_tile(M + (t + i - t0 - ja) * p.kb + h, p.m_stride, vb, relu, cap, buf + 2 * i * L,
-                    w * L);
+        output_tile(M + (t + i - t0 - ja) * p.kb + h, p.m_stride, vb, relu && !residual, cap,
+                    buf + 2 * i * L, w * L);
       const int64_t oh = 2 * th, ow = 2 * tw;
+      const int64_t at = (n * K + k0) * plane + oh * s.out_w + ow;
       from_blocked(buf, w, std::min<int64_t>(2, s.out_h - oh), 0, std::min(w, s.out_w - ow),
-                   lanes, y + (n * K + k0) * plane + oh * s.out_w + ow, s.out_w, plane);
+                   lanes, y + at, s.out_w, plane, residual ? residual + at : nullptr, relu,
+                   relu_max);
       t += count;
     }
   }
@@ -232,7 +235,7 @@ void output_tiles(const Conv2dShape& s, const Plan& p, const float* M, int64_t t
 // ---------------------------------------------------------------- driver
 void convolve(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
               const float* weight, const float* bias, bool relu, float relu_max, float* y,
-              float* workspace, int threads) {
+              const float* residual, float* workspace, int threads) {
   const int64_t KB = p.kb;
   float* V = workspace;
   float* scratch = V + round_up(p.v_floats, 16);
@@ -288,7 +291,7 @@ void convolve(const Conv2dShape& s, const Plan& p, const float* x, const float* 
                               m_local + e * p.m_stride, KB, c0 > 0);
           }
         }
-        output_tiles(s, p, m_local, t0, ja, jb, kb, bias, relu, relu_max, y, window);
+        output_tiles(s, p, m_local, t0, ja, jb, kb, bias, relu, relu_max, y, residual, window);
       }
       if (t0 + p.chunk < p.tiles) {
 #pragma omp barrier
@@ -307,7 +310,7 @@ void run(ConvPass pass, const Conv2dArgs& a) {
   if (pass != ConvPass::forward) return;  // refused by workspace(): never called
   const Plan p = make_plan(a.shape);
   convolve(a.shape, p, a.input, a.packed_weight, a.weight, a.bias, a.relu, a.relu_max, a.output,
-           a.workspace, a.num_threads);
+           a.residual, a.workspace, a.num_threads);
 }
 
 }  // namespace

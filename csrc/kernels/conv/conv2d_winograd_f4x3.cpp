@@ -333,25 +333,30 @@ void input_tiles_blocked(const Conv2dShape& s, const Plan& p, const float* x, in
 // for output channels [k0, k0 + L): the tiles' 4 x 4 pixels go to buf
 // ([4 tile rows][4 tiles_w][L]) and from there, per tile-row run, back into
 // the output planes with vector stores (the mirror of input_tiles_blocked).
+// A residual (laid out as y, or null) is added there, in the NCHW layout,
+// and the activation after it.
 void output_tiles_blocked(const Conv2dShape& s, const Plan& p, const float* M, int64_t e_stride,
                           int64_t n, int64_t r0, int64_t r1, int64_t k0, int64_t j0,
-                          const float* bias, bool relu, float relu_max, float* y, float* buf) {
+                          const float* bias, bool relu, float relu_max, float* y,
+                          const float* residual, float* buf) {
   const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
   const int64_t lanes = (K - k0) < L ? (K - k0) : L;
   const int64_t th0 = r0 / p.tiles_w, w = 4 * p.tiles_w;
   const Vec vb = bias ? Vec::load_partial(bias + k0, static_cast<int>(lanes)) : Vec::zero();
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t i = 4 * (r / p.tiles_w - th0), j = 4 * (r % p.tiles_w);
-    output_tile_block(M + (j0 + r - r0) * p.k_pad + k0, e_stride, vb, relu, relu_max,
-                      buf + (i * w + j) * L, w * L);
+    output_tile_block(M + (j0 + r - r0) * p.k_pad + k0, e_stride, vb, relu && !residual,
+                      relu_max, buf + (i * w + j) * L, w * L);
   }
   float* out = y + (n * K + k0) * plane;
+  const float* res = residual ? residual + (n * K + k0) * plane : nullptr;
   for (int64_t r = r0; r < r1;) {  // runs of tiles within one tile row
     const int64_t th = r / p.tiles_w, tw = r % p.tiles_w;
     const int64_t count = std::min(p.tiles_w - tw, r1 - r);
     const int64_t oh = 4 * th, rows = std::min<int64_t>(4, s.out_h - oh);
     from_blocked(buf + 4 * (th - th0) * w * L, w, rows, 4 * tw,
-                 std::min(4 * (tw + count), s.out_w), lanes, out + oh * s.out_w, s.out_w, plane);
+                 std::min(4 * (tw + count), s.out_w), lanes, out + oh * s.out_w, s.out_w, plane,
+                 res ? res + oh * s.out_w : nullptr, relu, relu_max);
     r += count;
   }
 }
@@ -366,8 +371,8 @@ void output_tiles_blocked(const Conv2dShape& s, const Plan& p, const float* M, i
 // memory at all.
 void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
                      const Conv2dShape& weight_shape, const float* weight, bool for_backward_data,
-                     const float* bias, bool relu, float relu_max, float* y, float* workspace,
-                     int threads) {
+                     const float* bias, bool relu, float relu_max, float* y,
+                     const float* residual, float* workspace, int threads) {
   const int64_t KB = p.kb;
   const int64_t k_blocks = p.k_pad / KB;
   float* V = workspace;
@@ -437,7 +442,7 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
         int64_t r0, r1;
         tiles_of(n, &r0, &r1);
         output_tiles_blocked(s, p, M, ms, n, r0, r1, k0, n * per_image + r0 - t0, bias, relu,
-                             relu_max, y, window);
+                             relu_max, y, residual, window);
       }
     }
   }
@@ -710,12 +715,14 @@ void tl_gemm(const float* u, int64_t ldu, const float* v, int64_t cn, float* m, 
 // Output channels [k_begin, k_end) of the block's tiles from M[e][k][j]
 // (e stride K * NT): A^T M A per L tiles, bias, ReLU, interleaved into the
 // 4 output rows O[a] (column 4 j + b of tile j), then copied row run by row
-// run into NCHW.
+// run into NCHW; a residual (laid out as y, or null) is added in that copy,
+// and then the activation.
 void tl_output_block(const Conv2dShape& s, const TlPlan& p, const float* M, int64_t t0,
                      int64_t nt, int64_t k_begin, int64_t k_end, const float* bias, bool relu,
-                     float relu_max, float* y, float* O) {
+                     float relu_max, float* y, const float* residual, float* O) {
   const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
   const Vec cap = Vec::set1(relu_max);
+  const bool relu_here = relu && !residual;  // (else after the residual, below)
   for (int64_t k = k_begin; k < k_end; ++k) {
     const Vec vb = Vec::set1(bias ? bias[k] : 0.0f);
     const float* src = M + k * TL_NT;
@@ -730,7 +737,8 @@ void tl_output_block(const Conv2dShape& s, const TlPlan& p, const float* M, int6
         Vec m6[6], o4[4];
         for (int i = 0; i < 6; ++i) m6[i] = cols[i][b];
         output_transform_6(m6, o4);
-        for (int a = 0; a < 4; ++a) cols[a][b] = relu ? relu_clamp(o4[a] + vb, cap) : o4[a] + vb;
+        for (int a = 0; a < 4; ++a)
+          cols[a][b] = relu_here ? relu_clamp(o4[a] + vb, cap) : o4[a] + vb;
       }
       for (int a = 0; a < 4; ++a) interleave4(cols[a], O + a * p.strip + 4 * g);
     }
@@ -738,7 +746,26 @@ void tl_output_block(const Conv2dShape& s, const TlPlan& p, const float* M, int6
       const int64_t oh0 = th * 4, ow0 = tw * 4;
       const int64_t rows = std::min<int64_t>(4, s.out_h - oh0);
       const int64_t width = std::min<int64_t>(4 * count, s.out_w - ow0);
-      float* dst = y + (n * K + k) * plane + oh0 * s.out_w + ow0;
+      const int64_t at = (n * K + k) * plane + oh0 * s.out_w + ow0;
+      float* dst = y + at;
+      if (residual) {
+        const float* res = residual + at;
+        for (int64_t a = 0; a < rows; ++a) {
+          const float* row = O + a * p.strip + 4 * j;
+          const int64_t off = a * s.out_w;
+          int64_t q = 0;
+          for (; q + L <= width; q += L) {
+            const Vec o = Vec::load(row + q) + Vec::load(res + off + q);
+            (relu ? relu_clamp(o, cap) : o).store(dst + off + q);
+          }
+          if (q < width) {
+            const int m = static_cast<int>(width - q);
+            const Vec o = Vec::load(row + q) + Vec::load_partial(res + off + q, m);
+            (relu ? relu_clamp(o, cap) : o).store_partial(dst + off + q, m);
+          }
+        }
+        return;
+      }
       for (int64_t a = 0; a < rows; ++a) {
         const float* row = O + a * p.strip + 4 * j;
         int64_t q = 0;
@@ -752,7 +779,7 @@ void tl_output_block(const Conv2dShape& s, const TlPlan& p, const float* M, int6
 // All blocks of the layer; U[e][c][k] with row stride ldu, e stride u_e_stride.
 void tl_convolve(const Conv2dShape& s, const TlPlan& p, const float* x, const float* u,
                  int64_t ldu, int64_t u_e_stride, const float* bias, bool relu, float relu_max,
-                 float* y, float* workspace, int threads) {
+                 float* y, const float* residual, float* workspace, int threads) {
   const int64_t C = s.in_channels, K = s.out_channels;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int64_t block = 0; block < p.blocks; ++block) {
@@ -764,7 +791,7 @@ void tl_convolve(const Conv2dShape& s, const TlPlan& p, const float* x, const fl
     tl_input_block(s, p, x, t0, nt, V, strips);
     for (int e = 0; e < 36; ++e)
       tl_gemm(u + e * u_e_stride, ldu, V + e * C * TL_NT, C, M + e * K * TL_NT, 0, K);
-    tl_output_block(s, p, M, t0, nt, 0, K, bias, relu, relu_max, y, strips);
+    tl_output_block(s, p, M, t0, nt, 0, K, bias, relu, relu_max, y, residual, strips);
   }
 }
 
@@ -1161,7 +1188,7 @@ int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
 // output-channel block already have that layout (rows of KB, elements of
 // c_pad rows); otherwise they are transformed into the workspace here.
 void run_tile_lanes(const Conv2dArgs& a, const Conv2dShape& f, bool bwd, const float* x,
-                    float* y, const float* bias, bool relu) {
+                    float* y, const float* bias, bool relu, const float* residual) {
   const TlPlan tp = make_tl_plan(f);
   const int64_t C = f.in_channels, K = f.out_channels;
   const int64_t KB = k_block(K);
@@ -1180,7 +1207,8 @@ void run_tile_lanes(const Conv2dArgs& a, const Conv2dShape& f, bool bwd, const f
     u = ws;
   }
   ws += round_up(tp.u_floats, 16);
-  tl_convolve(f, tp, x, u, ldu, u_e_stride, bias, relu, a.relu_max, y, ws, a.num_threads);
+  tl_convolve(f, tp, x, u, ldu, u_e_stride, bias, relu, a.relu_max, y, residual, ws,
+              a.num_threads);
 }
 
 void run(ConvPass pass, const Conv2dArgs& a) {
@@ -1194,8 +1222,9 @@ void run(ConvPass pass, const Conv2dArgs& a) {
   float* y = bwd ? a.grad_input : a.output;
   const float* bias = bwd ? nullptr : a.bias;
   const bool relu = bwd ? false : a.relu;
+  const float* residual = bwd ? nullptr : a.residual;
   if (use_tile_lanes(f)) {
-    run_tile_lanes(a, f, bwd, x, y, bias, relu);
+    run_tile_lanes(a, f, bwd, x, y, bias, relu, residual);
     return;
   }
   const Plan p = make_plan(f);
@@ -1208,7 +1237,7 @@ void run(ConvPass pass, const Conv2dArgs& a) {
     }
     ws += round_up(p.u_floats, 16);
   }
-  convolve_staged(f, p, x, u, a.shape, a.weight, bwd, bias, relu, a.relu_max, y, ws,
+  convolve_staged(f, p, x, u, a.shape, a.weight, bwd, bias, relu, a.relu_max, y, residual, ws,
                   a.num_threads);
 }
 
