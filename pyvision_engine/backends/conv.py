@@ -72,7 +72,8 @@ runs forward only, ``direct`` backward-weight only)::
     with pve.backends.conv.force_algorithm("winograd"):
         y = F.conv2d(x, w, padding=1)
 
-or set ``PVE_CONV_ALGORITHM=im2col`` in the environment. See the choice with
+or set ``PVE_CONV_ALGORITHM=im2col`` in the environment (read at every
+convolution, so setting it between calls takes effect). See the choice with
 ``pve.nn.functional.conv2d_algorithm(...)``, or set ``PVE_CONV_VERBOSE=1`` to
 print every choice to stderr.
 """
@@ -161,6 +162,13 @@ class _Forced(threading.local):
 
 _forced = _Forced()
 
+# os.environ.get costs ~0.5 us (key encoding, the Mapping machinery), a large
+# part of a batch-1 layer's Python: forced_algorithm reads os.environ's own
+# mapping instead, with its own key and value codecs (the same lookup).
+_ENVIRON = os.environ
+_ENV_DATA = getattr(_ENVIRON, "_data", None)
+_ENV_KEY = _ENVIRON.encodekey("PVE_CONV_ALGORITHM") if _ENV_DATA is not None else None
+
 
 def _check_name(name: str) -> str:
     if name not in ALGORITHMS:
@@ -169,10 +177,16 @@ def _check_name(name: str) -> str:
 
 
 def forced_algorithm() -> Optional[str]:
-    """The algorithm forced in this thread (``force_algorithm``) or by PVE_CONV_ALGORITHM."""
-    if _forced.algorithm is not None:
-        return _forced.algorithm
-    env = os.environ.get("PVE_CONV_ALGORITHM")
+    """The algorithm forced in this thread (``force_algorithm``) or by PVE_CONV_ALGORITHM
+    (read now, at every call)."""
+    forced = _forced.algorithm
+    if forced is not None:
+        return forced
+    if _ENV_DATA is not None and os.environ is _ENVIRON:
+        raw = _ENV_DATA.get(_ENV_KEY)
+        env = None if raw is None else _ENVIRON.decodevalue(raw)
+    else:  # (os.environ replaced, or a platform without the private mapping)
+        env = os.environ.get("PVE_CONV_ALGORITHM")
     return _check_name(env) if env else None
 
 

@@ -13,6 +13,17 @@ in-place Tensor op, ``load_state_dict``, ``nn.init``, and by optimizers through
 ``train()``.
 So the pack is rebuilt after any of those, never returning stale results.
 
+Per-call cost
+-------------
+At batch 1 the Python around each kernel call is a large share of a layer, so
+an eval-mode call that looks like the previous one (same input shape and
+dtype, BatchNorm and activation, forced algorithm and SIMD level, no module
+changed through the Module API: ``Module._structure_epoch``) and whose weight,
+bias and BatchNorm tensors are the same arrays at the same ``_version`` reuses
+that call's kernel arguments (``_fast``) and goes straight to the kernel; any
+other call takes the checked path above and records its arguments. Thread
+counts are read by the kernel itself at every call.
+
 BatchNorm folding
 -----------------
 For an eval-mode BatchNorm2d, its fusion hook ``fusion_scale_shift()`` gives
@@ -52,6 +63,7 @@ _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # Families whose forward takes weights packed once (the eval-mode cache);
 # pointwise packs groups-1 layers only.
 _PACKING = ("winograd", "winograd_f2", "phase", "pointwise")
+_F32 = np.dtype(np.float32)
 
 
 def _same_state(tensors: Tuple[Optional[Tensor], ...], state: Tuple[Any, ...]) -> bool:
@@ -145,6 +157,8 @@ class Conv2d(Module):
         object.__setattr__(self, "_fold", None)
         object.__setattr__(self, "_plans", {})
         object.__setattr__(self, "_blocked_pack", None)  # (key, weights, bias), nn/blocked.py
+        object.__setattr__(self, "_fast", None)  # the last inference call, see _fused_forward
+        object.__setattr__(self, "_fusion", None)  # nn.fusion's decision for (bn, act)
 
     def train(self, mode: bool = True) -> "Module":
         self._drop_pack()
@@ -187,24 +201,28 @@ class Conv2d(Module):
 
     def _infer(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool,
                relu_max: float, padding: Any, residual: Optional[Tensor] = None) -> Tensor:
-        """The inference fast path: a cached plan and one kernel call, no autograd node.
+        """The inference path: a cached plan and one kernel call, no autograd node.
         ``residual`` (float32, the output's shape) is added before the activation."""
+        return self._infer_args(x, weight, bias, relu, relu_max, padding, residual)[0]
+
+    def _infer_args(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool,
+                    relu_max: float, padding: Any, residual: Optional[Tensor]
+                    ) -> Tuple[Tensor, Tuple[Any, ...], Tuple[int, ...]]:
+        """(_infer's result, the kernel's arguments after the input, the output's shape)."""
         geo, algorithm, packs = self._inference_plan(tuple(x.shape), weight, padding)
         if bias is not None and tuple(bias.shape) != (weight.shape[0],):
             raise ValueError(f"{self._layer_name()}: bias must have shape ({weight.shape[0]},), "
                              f"got {tuple(bias.shape)}")
+        out_shape = (x.shape[0], weight.shape[0]) + tuple(geo.out_size)
         if residual is not None:
-            self._check_residual(x.shape[0], weight.shape[0], geo.out_size, residual)
+            self._check_residual(out_shape, residual)
         packed = self._packed_weight(weight, algorithm) if packs else None
-        y = _C.conv2d_forward(x._data, weight._data, None if bias is None else bias._data,
-                              geo.stride, geo.top_left, geo.dilation, geo.groups, geo.out_size,
-                              algorithm, relu, packed, relu_max, None,
-                              None if residual is None else residual._data)
-        return Tensor._wrap(y)
+        args = (weight._data, None if bias is None else bias._data, geo.stride, geo.top_left,
+                geo.dilation, geo.groups, geo.out_size, algorithm, relu, packed, relu_max)
+        y = _C.conv2d_forward(x._data, *args, None, None if residual is None else residual._data)
+        return Tensor._wrap(y), args, out_shape
 
-    def _check_residual(self, batch: int, channels: int, out_size: Tuple[int, int],
-                        residual: Tensor) -> None:
-        out_shape = (batch, channels) + tuple(out_size)
+    def _check_residual(self, out_shape: Tuple[int, ...], residual: Tensor) -> None:
         if tuple(residual.shape) != out_shape:
             raise ValueError(f"{self._layer_name()}: the residual must have the output's shape "
                              f"{out_shape}, got {tuple(residual.shape)}")
@@ -257,19 +275,63 @@ class Conv2d(Module):
         """Eval + no_grad (see nn.fusion): this convolution with an eval-mode
         BatchNorm ``bn`` folded in (None: no BatchNorm), plus ``residual`` (None:
         none; else a float32 tensor of the output's shape) and, unless
-        ``relu_max`` is None, ReLU clamped to [0, relu_max], all in the epilogue."""
+        ``relu_max`` is None, ReLU clamped to [0, relu_max], all in the epilogue.
+
+        A call like the previous one goes straight to the kernel with that call's
+        arguments (see "Per-call cost" above); the checks are in the order of the
+        fields of ``_fast``: (input shape, bn, relu_max, structure epoch, forced
+        algorithm, SIMD level, watched (tensor, array) pairs, sum of their
+        versions (they only grow, so an equal sum means none changed), kernel
+        arguments, output shape)."""
+        e = self._fast
+        if e is not None and not is_grad_enabled():
+            data = x._data
+            if (data.shape == e[0] and e[1] is bn and e[2] == relu_max
+                    and e[3] == Module._structure_epoch and data.dtype == _F32
+                    and e[4] == conv_backend.forced_algorithm() and e[5] == _C.active_isa()):
+                versions = 0
+                for t, array in e[6]:
+                    if t._data is not array:
+                        break
+                    versions += t._version
+                else:
+                    if versions == e[7]:
+                        if residual is None:
+                            return Tensor._wrap(_C.conv2d_forward(data, *e[8]))
+                        r = residual._data
+                        if r.shape == e[9] and r.dtype == _F32:
+                            return Tensor._wrap(_C.conv2d_forward(data, *e[8], None, r))
+        return self._fused_forward_checked(x, bn, relu_max, residual)
+
+    def _fused_forward_checked(self, x: Tensor, bn: Optional[Module], relu_max: Optional[float],
+                               residual: Optional[Tensor]) -> Tensor:
+        """_fused_forward with every check, recording the call for the next one."""
+        epoch = Module._structure_epoch
+        forced, isa = conv_backend.forced_algorithm(), _C.active_isa()
+        sources = [self._parameters["weight"], self._parameters.get("bias")]
+        if bn is not None:
+            sources += _bn_sources(bn)
+        watched = tuple((t, t._data) for t in sources if t is not None)  # (before folding)
+        versions = sum(t._version for t, _ in watched)
         weight, bias = (self.weight, self.bias) if bn is None else self._folded_with(bn)
         relu = relu_max is not None or self._fused_relu
-        return self._convolve(x, weight, bias, relu, math.inf if relu_max is None else relu_max,
-                              residual)
+        cap = math.inf if relu_max is None else relu_max
+        if (self.padding_mode == "zeros" and not self.training and not is_grad_enabled()
+                and x.ndim == 4 and x.dtype == _F32 and weight.dtype == _F32
+                and (bias is None or bias.dtype == _F32)
+                and (residual is None or residual.dtype == _F32)):
+            y, args, out_shape = self._infer_args(x, weight, bias, relu, cap, self.padding,
+                                                  residual)
+            object.__setattr__(self, "_fast", (x._data.shape, bn, relu_max, epoch, forced, isa,
+                                               watched, versions, args, out_shape))
+            return y
+        return self._convolve(x, weight, bias, relu, cap, residual)
 
     def _folded_with(self, bn: Module) -> Tuple[Tensor, Tensor]:
         """(weight, bias) with ``bn`` folded in, cached until any of the six tensors
         is replaced or changed in place (their ``_version``) or ``bn`` changes."""
         # Straight from the registries (no Module.__getattr__): this runs per layer.
-        tensors = (self._parameters["weight"], self._parameters.get("bias"),
-                   bn._buffers.get("running_mean"), bn._buffers.get("running_var"),
-                   bn._parameters.get("weight"), bn._parameters.get("bias"))
+        tensors = (self._parameters["weight"], self._parameters.get("bias")) + _bn_sources(bn)
         fold = self._fold
         if fold is not None and fold[0] is bn and fold[1] == bn.eps and _same_state(
                 tensors, fold[2]):
@@ -284,7 +346,10 @@ class Conv2d(Module):
         return fold[3], fold[4]
 
     def forward(self, input: Any) -> Tensor:
-        return self._convolve(as_tensor(input), self.weight, self.bias, self._fused_relu)
+        x = as_tensor(input)
+        if not self.training and not is_grad_enabled():
+            return self._fused_forward(x, None, None)  # (the same call, without BatchNorm)
+        return self._convolve(x, self.weight, self.bias, self._fused_relu)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -302,6 +367,12 @@ class Conv2d(Module):
         if self._fused_relu:
             s += ", fused_relu=True"
         return s
+
+
+def _bn_sources(bn: Module) -> Tuple[Optional[Tensor], ...]:
+    """The tensors a BatchNorm's fold reads: running mean and variance, weight, bias."""
+    return (bn._buffers.get("running_mean"), bn._buffers.get("running_var"),
+            bn._parameters.get("weight"), bn._parameters.get("bias"))
 
 
 def _bn_scale_shift(bn: Module) -> Tuple[np.ndarray, np.ndarray]:

@@ -56,21 +56,47 @@ def _relu_cap(module: Any) -> Optional[float]:
 
 def _foldable(conv: Any, bn: Any) -> bool:
     # (a Conv2d made by fuse_conv_bn_eval(..., relu) already ends in a ReLU)
-    return (_plain(bn, BatchNorm2d) and not conv._fused_relu and not bn.training and bn.running_mean is not None
-            and bn.running_var is not None and bn.num_features == conv.out_channels)
+    return (_plain(bn, BatchNorm2d) and not conv._fused_relu and not bn.training
+            and bn._buffers.get("running_mean") is not None
+            and bn._buffers.get("running_var") is not None
+            and bn.num_features == conv.out_channels)
 
 
 def _inference() -> bool:
     return not is_grad_enabled()
 
 
+_UNFUSED = object()
+
+
+def _fusion(conv: Any, bn: Optional[Module], act: Optional[Module]) -> Any:
+    """What ``conv``, ``bn`` and ``act`` fuse to in eval mode: the epilogue's clamp
+    (None: no activation, inf: ReLU, 6: ReLU6), or _UNFUSED. Decided once per
+    (conv, bn, act) and kept on the Conv2d while no module changes through the
+    Module API (``Module._structure_epoch``: attributes, train/eval, hooks, children;
+    every input of the decision), since these checks cost as much as the kernel call
+    of a small layer."""
+    entry = conv.__dict__.get("_fusion") if isinstance(conv, Conv2d) else None
+    if (entry is not None and entry[0] == Module._structure_epoch and entry[1] is bn
+            and entry[2] is act):
+        return entry[3]
+    epoch = Module._structure_epoch
+    cap = None if act is None else _relu_cap(act)
+    fused = (_plain(conv, Conv2d) and not conv.training and (bn is None or _foldable(conv, bn))
+             and (act is None or cap is not None))
+    decision = cap if fused else _UNFUSED
+    if isinstance(conv, Conv2d):
+        object.__setattr__(conv, "_fusion", (epoch, bn, act, decision))
+    return decision
+
+
 def conv_bn_act(conv: Module, bn: Optional[Module], act: Optional[Module], x: Any) -> Tensor:
     """``act(bn(conv(x)))`` (``bn`` and ``act`` may be None), as one folded convolution
     in eval mode under no_grad, else module by module."""
-    if (_inference() and _plain(conv, Conv2d) and not conv.training
-            and (bn is None or _foldable(conv, bn))
-            and (act is None or _relu_cap(act) is not None)):
-        return conv._fused_forward(as_tensor(x), bn, None if act is None else _relu_cap(act))
+    if not is_grad_enabled():
+        cap = _fusion(conv, bn, act)
+        if cap is not _UNFUSED:
+            return conv._fused_forward(x if type(x) is Tensor else as_tensor(x), bn, cap)
     y = conv(x)
     if bn is not None:
         y = bn(y)
@@ -86,12 +112,11 @@ def conv_bn_add_act(conv: Module, bn: Optional[Module], x: Any, identity: Any,
     epilogue; otherwise module by module, ``residual_add(bn(conv(x)), identity, act)``
     (autograd as written). ``identity`` must have the output's shape: a ValueError
     names the layer and both shapes otherwise."""
-    if (_inference() and _plain(conv, Conv2d) and not conv.training and not conv._fused_relu
-            and (bn is None or _foldable(conv, bn))):
-        cap = None if act is None else _relu_cap(act)
-        if act is None or cap is not None:
-            x = as_tensor(x)
-            identity = as_tensor(identity)
+    if not is_grad_enabled():
+        cap = _fusion(conv, bn, act)
+        if cap is not _UNFUSED and not conv._fused_relu:  # (a fused ReLU comes before the sum)
+            x = x if type(x) is Tensor else as_tensor(x)
+            identity = identity if type(identity) is Tensor else as_tensor(identity)
             if x.ndim == 4 and x.dtype == np.float32 and identity.dtype == np.float32:
                 return conv._fused_forward(x, bn, cap, identity)
     y = conv(x)
@@ -111,50 +136,70 @@ def run_sequence(modules: Iterable[Module], x: Any, owner: Optional[Module] = No
     running runs of pointwise/depthwise convolutions in the blocked layout
     (nn/blocked.py). ``owner``: the Sequential, which caches its runs."""
     mods = list(modules)
+    runs, steps = _sequence_plans(owner, mods)
     i, n = 0, len(mods)
     plain_until = 0  # mods[:plain_until] were found unable to gain from the blocked layout
     while i < n:
         if (i >= plain_until and isinstance(x, Tensor) and x.ndim == 4 and x.dtype == np.float32
                 and x._data.size > 0):  # (an empty batch takes the NCHW path's empty results)
-            units, j, worth, ops_cache = _blocked_run(owner, mods, i)
+            units, j, worth, ops_cache = _blocked_run(runs, mods, i)
             if worth:
                 x = blocked.run(units, x, ops_cache)
                 i = j
                 continue
             plain_until = j
-        conv = mods[i]
-        if _plain(conv, Conv2d) and not conv.training:
-            j = i + 1
-            bn = mods[j] if j < n and _foldable(conv, mods[j]) else None
-            if bn is not None:
-                j += 1
-            cap = _relu_cap(mods[j]) if j < n else None
-            if cap is not None:
-                j += 1
-            if j > i + 1:
-                x = conv._fused_forward(as_tensor(x), bn, cap)
-                i = j
-                continue
-        x = conv(x)
+        step = steps.get(i)
+        if step is None:
+            step = steps[i] = _fusion_step(mods, i)
+        j, bn, cap = step
+        if j > i + 1:
+            x = mods[i]._fused_forward(x if type(x) is Tensor else as_tensor(x), bn, cap)
+            i = j
+            continue
+        x = mods[i](x)
         i += 1
     return x
 
 
-def _blocked_run(owner: Optional[Module], mods: List[Module],
-                 i: int) -> Tuple[Any, int, bool, Dict[Any, Any]]:
-    """(units, end, worth running blocked, op-list cache for blocked.run) of the run
-    starting at ``mods[i]``, found once per owner and reused while no module changed
-    (``Module._structure_epoch``) and the owner's children are the same objects."""
+def _sequence_plans(owner: Optional[Module],
+                    mods: List[Module]) -> Tuple[Dict[int, Any], Dict[int, Any]]:
+    """(blocked runs, fusion steps) by start index, found once per owner and reused
+    while no module changed (``Module._structure_epoch``) and the owner's children
+    are the same objects; checked once per call."""
     entry = None if owner is None else owner.__dict__.get("_blocked_runs")
     if (entry is None or entry[0] != Module._structure_epoch or len(entry[1]) != len(mods)
             or any(a is not b for a, b in zip(entry[1], mods))):
-        entry = (Module._structure_epoch, tuple(mods), {})
+        entry = (Module._structure_epoch, tuple(mods), {}, {})
         if owner is not None:
             object.__setattr__(owner, "_blocked_runs", entry)
-    run = entry[2].get(i)
+    return entry[2], entry[3]
+
+
+def _fusion_step(mods: List[Module], i: int) -> Tuple[int, Optional[Module], Optional[float]]:
+    """(end, bn, clamp) of the fused convolution at ``mods[i]``: it takes mods[i:end],
+    with ``bn`` (or None) folded and ReLU clamped to ``clamp`` (None: none); end
+    i + 1 means mods[i] runs as a module."""
+    conv, n = mods[i], len(mods)
+    if not (_plain(conv, Conv2d) and not conv.training):
+        return i + 1, None, None
+    j = i + 1
+    bn = mods[j] if j < n and _foldable(conv, mods[j]) else None
+    if bn is not None:
+        j += 1
+    cap = _relu_cap(mods[j]) if j < n else None
+    if cap is not None:
+        j += 1
+    return j, bn, cap
+
+
+def _blocked_run(runs: Dict[int, Any], mods: List[Module],
+                 i: int) -> Tuple[Any, int, bool, Dict[Any, Any]]:
+    """(units, end, worth running blocked, op-list cache for blocked.run) of the run
+    starting at ``mods[i]`` (``runs``: _sequence_plans' cache)."""
+    run = runs.get(i)
     if run is None:
         units, j = blocked.blocked_run(mods, i)
-        run = entry[2][i] = (units, j, blocked.worth_blocking(units), {})
+        run = runs[i] = (units, j, blocked.worth_blocking(units), {})
     return run
 
 
