@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from pyvision_engine import _C
-from pyvision_engine.nn.conv import Conv2d, _same_state
+from pyvision_engine.nn.conv import Conv2d, _fold_sources, _record_state, _same_state, _unchanged
 from pyvision_engine.nn.fusion import _foldable, _plain, _relu_cap
 from pyvision_engine.nn.module import Module
 from pyvision_engine.tensor import Tensor
@@ -134,7 +134,7 @@ class _ConvUnit:
         conv, bn = self.conv, self.bn
         pack = conv._blocked_pack  # one read: request threads may replace it concurrently
         if (pack is None or pack[0] is not bn or (bn is not None and pack[1] != bn.eps)
-                or not _same_state(_sources(conv, bn), pack[2])):
+                or not _same_state(_fold_sources(conv, bn), pack[2])):
             pack = _repack(conv, bn, self.kind)
         _, _, _, wpack, bpack, plans = pack
         plan = plans.get(shape)
@@ -157,16 +157,6 @@ class _ConvUnit:
 _INF = float("inf")
 
 
-def _sources(conv: Conv2d, bn: Optional[Module]) -> Tuple[Optional[Tensor], ...]:
-    """The tensors a unit's packed weights are made from (straight from the registries)."""
-    p = conv._parameters
-    if bn is None:
-        return (p["weight"], p.get("bias"))
-    return (p["weight"], p.get("bias"), bn._buffers.get("running_mean"),
-            bn._buffers.get("running_var"), bn._parameters.get("weight"),
-            bn._parameters.get("bias"))
-
-
 def _repack(conv: Conv2d, bn: Optional[Module], kind: str) -> Tuple[Any, ...]:
     """(bn, eps, state of the source tensors, blocked weights, blocked bias, plans per input
     shape), stored on the conv; the layout is the same at every ISA level."""
@@ -174,10 +164,8 @@ def _repack(conv: Conv2d, bn: Optional[Module], kind: str) -> Tuple[Any, ...]:
     packer = {"pointwise": pack_pointwise, "depthwise": pack_depthwise,
               "dense_nchw": pack_dense}[kind]
     wpack, bpack = packer(weight._data, None if bias is None else bias._data)
-    sources = _sources(conv, bn)
-    # The state holds the tensors and arrays themselves, so identity checks stay valid.
-    state = tuple(None if t is None else (t, t._data, t._version) for t in sources)
-    pack = (bn, None if bn is None else bn.eps, state, wpack, bpack, {})
+    pack = (bn, None if bn is None else bn.eps, _record_state(_fold_sources(conv, bn)), wpack,
+            bpack, {})
     object.__setattr__(conv, "_blocked_pack", pack)
     return pack
 
@@ -334,7 +322,7 @@ def run(units: Sequence[Unit], x: Tensor, cache: Optional[Dict[Shape, Any]] = No
     if entry is None or not _unchanged(entry[1]):
         ops: List[tuple] = []
         units_ops(units, shape, ops)
-        entry = (ops, tuple((t, t._data, t._version) for t in _all_sources(units)))
+        entry = (ops, _record_state(_all_sources(units)))
         if cache is not None:
             if len(cache) >= 8:  # a server seeing many shapes: keep the newest
                 cache.clear()
@@ -348,12 +336,5 @@ def _all_sources(units: Sequence[Unit]) -> List[Tensor]:
         if isinstance(u, Block):
             found.extend(_all_sources(u.units))
         else:
-            found.extend(t for t in _sources(u.conv, u.bn) if t is not None)
+            found.extend(t for t in _fold_sources(u.conv, u.bn) if t is not None)
     return found
-
-
-def _unchanged(state: Tuple[Tuple[Tensor, np.ndarray, int], ...]) -> bool:
-    for t, data, version in state:
-        if t._data is not data or t._version != version:
-            return False
-    return True

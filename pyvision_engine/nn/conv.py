@@ -44,7 +44,7 @@ re-folding when any of their tensors changes.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Iterable, Optional, Tuple
 
 import numpy as np
 
@@ -66,15 +66,42 @@ _PACKING = ("winograd", "winograd_f2", "phase", "pointwise")
 _F32 = np.dtype(np.float32)
 
 
+def _fold_sources(conv: "Conv2d", bn: Optional[Module]) -> Tuple[Optional[Tensor], ...]:
+    """The tensors a convolution's folded or packed weights are made from: its weight and
+    bias, then (with ``bn``) running mean and variance, weight and bias, straight from the
+    registries (no Module.__getattr__: this runs per layer)."""
+    p = conv._parameters
+    if bn is None:
+        return (p["weight"], p.get("bias"))
+    return (p["weight"], p.get("bias"), bn._buffers.get("running_mean"),
+            bn._buffers.get("running_var"), bn._parameters.get("weight"),
+            bn._parameters.get("bias"))
+
+
+def _record_state(tensors: Iterable[Optional[Tensor]]) -> Tuple[Any, ...]:
+    """Each tensor with its array and ``_version`` (None stays None). The state holds the
+    tensors and arrays themselves, so identity checks against it stay valid."""
+    return tuple(None if t is None else (t, t._data, t._version) for t in tensors)
+
+
+def _unchanged(state: Tuple[Any, ...]) -> bool:
+    """Every recorded tensor still holds the recorded array at the recorded version."""
+    for recorded in state:
+        if recorded is not None:
+            t, data, version = recorded
+            if t._data is not data or t._version != version:
+                return False
+    return True
+
+
 def _same_state(tensors: Tuple[Optional[Tensor], ...], state: Tuple[Any, ...]) -> bool:
     """Each tensor is the one recorded, with the same array and ``_version``."""
     for t, recorded in zip(tensors, state):
-        if t is None or recorded is None:
-            if t is not recorded:
-                return False
-        elif t is not recorded[0] or t._data is not recorded[1] or t._version != recorded[2]:
+        if (t is None or recorded is None) and t is not recorded:
             return False
-    return True
+        if t is not None and t is not recorded[0]:
+            return False
+    return _unchanged(state)
 
 
 def _tensor_key(t: Optional[Tensor]) -> Tuple[Any, ...]:
@@ -308,10 +335,8 @@ class Conv2d(Module):
         """_fused_forward with every check, recording the call for the next one."""
         epoch = Module._structure_epoch
         forced, isa = conv_backend.forced_algorithm(), _C.active_isa()
-        sources = [self._parameters["weight"], self._parameters.get("bias")]
-        if bn is not None:
-            sources += _bn_sources(bn)
-        watched = tuple((t, t._data) for t in sources if t is not None)  # (before folding)
+        watched = tuple((t, t._data) for t in _fold_sources(self, bn)
+                        if t is not None)  # (before folding)
         versions = sum(t._version for t, _ in watched)
         weight, bias = (self.weight, self.bias) if bn is None else self._folded_with(bn)
         relu = relu_max is not None or self._fused_relu
@@ -330,17 +355,14 @@ class Conv2d(Module):
     def _folded_with(self, bn: Module) -> Tuple[Tensor, Tensor]:
         """(weight, bias) with ``bn`` folded in, cached until any of the six tensors
         is replaced or changed in place (their ``_version``) or ``bn`` changes."""
-        # Straight from the registries (no Module.__getattr__): this runs per layer.
-        tensors = (self._parameters["weight"], self._parameters.get("bias")) + _bn_sources(bn)
+        tensors = _fold_sources(self, bn)
         fold = self._fold
         if fold is not None and fold[0] is bn and fold[1] == bn.eps and _same_state(
                 tensors, fold[2]):
             return fold[3], fold[4]
         w, b = fold_batch_norm(self.weight._data, None if self.bias is None else self.bias._data,
                                bn)
-        # The state holds the tensors and arrays themselves, so identity checks stay valid.
-        state = tuple(None if t is None else (t, t._data, t._version) for t in tensors)
-        fold = (bn, bn.eps, state, Parameter(w, requires_grad=False),
+        fold = (bn, bn.eps, _record_state(tensors), Parameter(w, requires_grad=False),
                 Parameter(b, requires_grad=False))
         object.__setattr__(self, "_fold", fold)
         return fold[3], fold[4]
@@ -367,12 +389,6 @@ class Conv2d(Module):
         if self._fused_relu:
             s += ", fused_relu=True"
         return s
-
-
-def _bn_sources(bn: Module) -> Tuple[Optional[Tensor], ...]:
-    """The tensors a BatchNorm's fold reads: running mean and variance, weight, bias."""
-    return (bn._buffers.get("running_mean"), bn._buffers.get("running_var"),
-            bn._parameters.get("weight"), bn._parameters.get("bias"))
 
 
 def _bn_scale_shift(bn: Module) -> Tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,28 @@ def num_threads(n):
         pve.set_num_threads(previous)
 
 
+
+def trained_bn(channels, rng):
+    """A BatchNorm2d with random running statistics and affine parameters, as after
+    training (train mode; callers set eval where they need it)."""
+    bn = pve.nn.BatchNorm2d(channels)
+    bn.running_mean.copy_(pve.tensor(rng.standard_normal(channels).astype(np.float32)))
+    bn.running_var.copy_(pve.tensor(rng.uniform(0.5, 2.0, channels).astype(np.float32)))
+    bn.weight.data = rng.standard_normal(channels).astype(np.float32)
+    bn.bias.data = rng.standard_normal(channels).astype(np.float32)
+    return bn
+
+
+def randomize_bn_statistics(model, rng):
+    """Non-trivial running statistics in every BatchNorm2d of ``model``, as after training."""
+    for m in model.modules():
+        if isinstance(m, pve.nn.BatchNorm2d):
+            m.running_mean.copy_(pve.tensor((0.1 * rng.standard_normal(m.num_features))
+                                            .astype(np.float32)))
+            m.running_var.copy_(pve.tensor(rng.uniform(0.5, 1.5, m.num_features)
+                                           .astype(np.float32)))
+
+
 def run_engine(x, w, b, stride, padding, dilation, groups, gy):
     """(y, gx, gw, gb) from the engine's kernels, through the same geometry code
     as nn.functional, with whatever algorithm is forced."""

@@ -21,7 +21,7 @@ from pyvision_engine import _C, nn
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import fusion
 
-from conv.conv_cases import assert_close, num_threads
+from conv.conv_cases import assert_close, num_threads, randomize_bn_statistics, trained_bn
 from reference.conv_reference import conv2d_forward as reference_conv
 
 ACTS = {"none": None, "relu": math.inf, "relu6": 6.0}
@@ -153,15 +153,6 @@ def test_residual_is_checked():
 
 # ----------------------------------------------------------------- module level
 
-def _trained_bn(channels, rng):
-    bn = nn.BatchNorm2d(channels)
-    bn.running_mean.copy_(pve.tensor(rng.standard_normal(channels).astype(np.float32)))
-    bn.running_var.copy_(pve.tensor(rng.uniform(0.5, 2.0, channels).astype(np.float32)))
-    bn.weight.data = rng.standard_normal(channels).astype(np.float32)
-    bn.bias.data = rng.standard_normal(channels).astype(np.float32)
-    return bn
-
-
 def _plain(conv, bn, x, identity, act):
     """act(bn(conv(x)) + identity), module by module with autograd recording."""
     y = conv(pve.tensor(x))
@@ -183,7 +174,7 @@ def _plain(conv, bn, x, identity, act):
 def test_conv_bn_add_act_equals_the_plain_expression(conv_args, x_shape, with_bn, act):
     rng = np.random.default_rng(17)
     conv = nn.Conv2d(**conv_args).eval()
-    bn = _trained_bn(conv.out_channels, rng).eval() if with_bn else None
+    bn = trained_bn(conv.out_channels, rng).eval() if with_bn else None
     module = {None: None, "relu": nn.ReLU(inplace=True), "relu6": nn.ReLU6(),
               "leaky": nn.LeakyReLU(0.1)}[act]
     x = rng.standard_normal(x_shape).astype(np.float32)
@@ -201,7 +192,7 @@ def test_conv_bn_add_act_equals_the_plain_expression(conv_args, x_shape, with_bn
 def test_conv_bn_add_act_fuses_only_in_inference(monkeypatch):
     rng = np.random.default_rng(5)
     conv = nn.Conv2d(8, 16, 1, bias=False)
-    bn = _trained_bn(16, rng)
+    bn = trained_bn(16, rng)
     relu = nn.ReLU()
     x = rng.standard_normal((2, 8, 5, 5)).astype(np.float32)
     identity = rng.standard_normal((2, 16, 5, 5)).astype(np.float32)
@@ -268,12 +259,7 @@ def test_conv_bn_add_act_rejects_a_residual_of_another_shape():
 def test_resnet_blocks_add_the_identity_in_the_epilogue(name, monkeypatch):
     model = pve.models.get_model(name, num_classes=10)
     rng = np.random.default_rng(8)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(pve.tensor((0.1 * rng.standard_normal(m.num_features))
-                                            .astype(np.float32)))
-            m.running_var.copy_(pve.tensor(rng.uniform(0.5, 1.5, m.num_features)
-                                           .astype(np.float32)))
+    randomize_bn_statistics(model, rng)
     model.eval()
     x = rng.standard_normal((1, 3, 64, 64)).astype(np.float32)
     unfused = model(x).detach().numpy()  # autograd on: every module as written

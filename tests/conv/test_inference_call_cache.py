@@ -14,18 +14,9 @@ from pyvision_engine import _C, nn
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import fusion
 
-from conv.conv_cases import assert_close, num_threads
+from conv.conv_cases import assert_close, num_threads, trained_bn
 from reference.conv_reference import conv2d_forward as reference_conv
 from reference.norm_reference import batch_norm_eval
-
-
-def _bn(channels, rng):
-    bn = nn.BatchNorm2d(channels)
-    bn.running_mean.copy_(pve.tensor(rng.standard_normal(channels).astype(np.float32)))
-    bn.running_var.copy_(pve.tensor(rng.uniform(0.5, 2.0, channels).astype(np.float32)))
-    bn.weight.data = rng.standard_normal(channels).astype(np.float32)
-    bn.bias.data = rng.standard_normal(channels).astype(np.float32)
-    return bn.eval()
 
 
 def _np(t):
@@ -48,7 +39,7 @@ def _want(conv, bn, x, relu=True, identity=None):
 def layer():
     rng = np.random.default_rng(3)
     conv = nn.Conv2d(16, 24, 3, padding=1, bias=False).eval()
-    bn = _bn(24, rng)
+    bn = trained_bn(24, rng).eval()
     x = rng.standard_normal((1, 16, 9, 9)).astype(np.float32)
     return conv, bn, nn.ReLU(), pve.tensor(x), rng
 
@@ -217,7 +208,7 @@ def test_residual_checks_with_a_warm_cache(layer):
 
 def test_sequential_fusion_follows_changes():
     rng = np.random.default_rng(9)
-    conv, bn = nn.Conv2d(8, 16, 1, bias=False), _bn(16, rng)
+    conv, bn = nn.Conv2d(8, 16, 1, bias=False), trained_bn(16, rng).eval()
     seq = nn.Sequential(conv, bn, nn.ReLU()).eval()
     x = rng.standard_normal((2, 8, 5, 5)).astype(np.float32)
     with pve.no_grad():

@@ -14,6 +14,7 @@ import pyvision_engine as pve
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
+from conv.conv_cases import randomize_bn_statistics, trained_bn
 from reference.conv_reference import conv2d_forward as ref_conv2d
 from reference.norm_reference import batch_norm_eval as ref_batch_norm
 
@@ -80,15 +81,6 @@ def test_relu_max_must_be_non_negative():
                               None, -1.0)
 
 
-def _trained_bn(channels, rng):
-    bn = pve.nn.BatchNorm2d(channels)
-    bn.running_mean.copy_(pve.tensor(rng.standard_normal(channels).astype(np.float32)))
-    bn.running_var.copy_(pve.tensor(rng.uniform(0.5, 2.0, channels).astype(np.float32)))
-    bn.weight.data = rng.standard_normal(channels).astype(np.float32)
-    bn.bias.data = rng.standard_normal(channels).astype(np.float32)
-    return bn
-
-
 def _np(t):
     return t.detach().numpy().astype(np.float64)
 
@@ -118,7 +110,7 @@ def test_sequential_fuses_in_inference(with_bn, act, conv_args):
     rng = np.random.default_rng(2)
     conv = pve.nn.Conv2d(**conv_args)
     mods = [conv]
-    bn = _trained_bn(conv.out_channels, rng) if with_bn else None
+    bn = trained_bn(conv.out_channels, rng) if with_bn else None
     if bn is not None:
         mods.append(bn)
     if act is not None:
@@ -136,7 +128,7 @@ def test_sequential_fuses_in_inference(with_bn, act, conv_args):
 def test_hooks_and_training_mode_are_respected():
     rng = np.random.default_rng(3)
     conv = pve.nn.Conv2d(4, 8, 3, padding=1)
-    bn = _trained_bn(8, rng)
+    bn = trained_bn(8, rng)
     seq = pve.nn.Sequential(conv, bn, pve.nn.ReLU()).eval()
     x = rng.standard_normal((1, 4, 6, 6)).astype(np.float32)
     calls = []
@@ -157,7 +149,7 @@ def test_hooks_and_training_mode_are_respected():
 def test_fold_is_refreshed_when_statistics_change():
     rng = np.random.default_rng(4)
     conv = pve.nn.Conv2d(4, 8, 3, padding=1)
-    bn = _trained_bn(8, rng)
+    bn = trained_bn(8, rng)
     seq = pve.nn.Sequential(conv, bn).eval()
     x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
     with pve.no_grad():
@@ -184,12 +176,7 @@ def test_fold_is_refreshed_when_statistics_change():
 def test_model_zoo_inference_is_fused_and_equal(name):
     model = pve.models.get_model(name, num_classes=10)
     rng = np.random.default_rng(6)
-    for m in model.modules():  # non-trivial statistics, as after training
-        if isinstance(m, pve.nn.BatchNorm2d):
-            m.running_mean.copy_(pve.tensor((0.1 * rng.standard_normal(m.num_features))
-                                            .astype(np.float32)))
-            m.running_var.copy_(pve.tensor(rng.uniform(0.5, 1.5, m.num_features)
-                                           .astype(np.float32)))
+    randomize_bn_statistics(model, rng)  # non-trivial statistics, as after training
     model.eval()
     x = rng.standard_normal((1, 3, 64, 64)).astype(np.float32)
     unfused = model(x).detach().numpy()  # autograd on: every module runs as written
