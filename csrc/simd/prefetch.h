@@ -28,7 +28,6 @@ constexpr int64_t kLineBytes = 64;
 
 class LinePrefetcher {
  public:
-  LinePrefetcher() = default;
   // Lines of [begin, end); the first `distance` bytes are left to the kernel's
   // own loads (they are needed at once).
   LinePrefetcher(const void* begin, const void* end, int64_t distance)

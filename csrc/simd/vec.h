@@ -147,6 +147,14 @@ inline float reduce_max(Vec a) { return a.v; }
 
 #endif
 
+// Makes this thread's non-temporal stores (Vec::stream) visible to other
+// threads: call it before the barrier that ends a streaming region.
+inline void stream_fence() {
+#if defined(__AVX512F__) || defined(__AVX2__)
+  _mm_sfence();
+#endif
+}
+
 // min(max(x, 0), cap): ReLU (cap = +inf) or ReLU6 (cap = 6) as a convolution
 // epilogue. NaN stays NaN, as in torch: max/min return their second operand
 // when one is NaN (and the scalar forms compare the same way).

@@ -31,9 +31,10 @@
 //                       its taps (stride 1: the flipped kernel); backward-
 //                       weight over the channel-minor phases.
 // Each family has a `run` entry point (one of three passes) and a
-// `workspace` query (floats of scratch the caller must provide); Winograd
-// (transformed) and phase (blocked) also pack weights so eval-mode inference
-// can cache them.
+// `workspace` query (floats of scratch the caller must provide); both
+// Winograds (F(4x4) and F(2x2): transformed), phase (blocked) and pointwise
+// (1x1 groups 1: output-channel panels) also pack weights so eval-mode
+// inference can cache them.
 #pragma once
 
 #include <cmath>
@@ -66,7 +67,8 @@ struct Conv2dArgs {
   const float* bias = nullptr;
   const float* grad_output = nullptr;
   // Weights already in the family's packed layout (Winograd, both tile
-  // sizes: transformed; phase: output-channel blocks);
+  // sizes: transformed; phase: output-channel blocks; pointwise, 1x1
+  // groups 1: panels of the micro-kernel's output-channel rows);
   // null means "pack them yourself into the workspace".
   const float* packed_weight = nullptr;
   bool relu = false;
@@ -107,14 +109,18 @@ using Conv2dPackFn = int64_t (*)(const Conv2dShape& shape, const float* weight, 
 using Conv2dAddResidualFn = void (*)(float* y, const float* residual, int64_t n, bool relu,
                                      float relu_max, int num_threads);
 
+// A stride-1 unpadded 1x1 layer whose output is the input's size: the input
+// itself is the pointwise GEMM's column matrix.
+inline bool is_direct_pointwise(const Conv2dShape& s) {
+  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+         s.pad_top == 0 && s.pad_left == 0 && s.out_h == s.in_h && s.out_w == s.in_w;
+}
+
 // Pointwise forward runs its register-tiled driver (which takes the
 // residual) for stride-1 unpadded 1x1 layers and for any 1x1 layer with
 // packed weights and groups 1; other shapes go through im2col's forward.
 inline bool conv2d_pointwise_on_driver(const Conv2dShape& s, bool packed_weights) {
-  const bool direct = s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
-                      s.pad_top == 0 && s.pad_left == 0 && s.out_h == s.in_h &&
-                      s.out_w == s.in_w;
-  return direct || (packed_weights && s.groups == 1);
+  return is_direct_pointwise(s) || (packed_weights && s.groups == 1);
 }
 
 PVE_DECLARE_KERNEL(conv2d_add_residual, Conv2dAddResidualFn);

@@ -52,11 +52,6 @@ struct Lowering {
   bool direct;                 // pointwise stride 1: the input is the column matrix
 };
 
-bool is_direct_pointwise(const Conv2dShape& s) {
-  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
-         s.pad_top == 0 && s.pad_left == 0 && s.out_h == s.in_h && s.out_w == s.in_w;
-}
-
 bool is_pointwise(const Conv2dShape& s) {
   return s.kernel_h == 1 && s.kernel_w == 1 && s.pad_top == 0 && s.pad_left == 0 &&
          (s.out_h - 1) * s.stride_h < s.in_h && (s.out_w - 1) * s.stride_w < s.in_w;
@@ -291,10 +286,10 @@ struct TileOut {
   // The first half of a 3-vector tile on a packed panel may also take the
   // q <= kFoldMax remainder pixels (7x7: 1) for all rem_mr rows of the
   // panel, one FMA per channel with the panel's rows as lanes (rem_q > 0):
-  // B columns at rem_b, outputs at rem_out.
+  // B columns at rem_b, outputs at rem_out; the bias is `bias` (the first
+  // half's rows start at the panel's first row).
   int rem_q = 0, rem_mr = 0;
   const float* rem_b = nullptr;
-  const float* rem_bias = nullptr;
   const float* rem_res = nullptr;
   float* rem_out = nullptr;
 };
@@ -400,7 +395,7 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
     }
   }
   if constexpr (Q > 0)
-    store_rem_columns<Q>(rem, o.rem_mr, o.rem_bias, o.relu, o.relu_max, o.rem_out, o.ldo,
+    store_rem_columns<Q>(rem, o.rem_mr, o.bias, o.relu, o.relu_max, o.rem_out, o.ldo,
                          o.rem_res);
   if (o.res) {  // the residual of the rows stored (rows past mr may lie past the array)
 #pragma GCC unroll 16
@@ -1351,7 +1346,6 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
         o.rem_q = static_cast<int>(pt.rem);
         o.rem_mr = w.mr;
         o.rem_b = b + pt.covered;
-        o.rem_bias = o.bias;
         o.rem_res = res ? res + m0 * j.pixels + pt.covered : nullptr;
         o.rem_out = out + m0 * j.pixels + pt.covered;
       }
@@ -1374,12 +1368,6 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
   }
 }
 
-inline void store_fence() {
-#if defined(__AVX512F__) || defined(__AVX2__)
-  _mm_sfence();
-#endif
-}
-
 bool packed_pointwise_ok(const Conv2dArgs& a) {
   return a.packed_weight != nullptr && a.shape.groups == 1;
 }
@@ -1397,6 +1385,9 @@ int64_t gather_floats(const Conv2dShape& s) {
 // cache only pay for the prefetches). Channels are split over the threads of
 // the enclosing region when `parallel`.
 constexpr int64_t kGatherAhead = 4;
+// Inputs of at least this many floats (16 MiB) come from DRAM, not cache:
+// gather_pixels prefetches their rows ahead.
+constexpr int64_t kGatherAheadMinFloats = int64_t(4) << 20;
 
 void gather_pixels(const Conv2dShape& s, const float* x, float* col, bool parallel, bool ahead) {
   const int64_t plane = s.in_h * s.in_w, pixels = s.out_h * s.out_w;
@@ -1466,13 +1457,13 @@ void pointwise_forward(const Conv2dArgs& a) {
                     a.bias ? a.bias + g * l.kg : nullptr,
                     a.workspace + omp_get_thread_num() * xt_floats);
       }
-      if (job.stream) store_fence();
+      if (job.stream) stream_fence();
     }
     return;
   }
   job.weight = weights_of(0);
   const int64_t gf = gather_floats(s);
-  const bool large_input = s.batch * s.in_channels * in_plane >= kStreamOutFloats;
+  const bool large_input = s.batch * s.in_channels * in_plane >= kGatherAheadMinFloats;
   auto image_out = [&](int64_t n) { return a.output + n * s.out_channels * l.pixels; };
   auto image_res = [&](int64_t n) -> const float* {
     return a.residual ? a.residual + n * s.out_channels * l.pixels : nullptr;
@@ -1488,7 +1479,7 @@ void pointwise_forward(const Conv2dArgs& a) {
           driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n),
                       image_res(n), a.bias, nullptr);
       }
-      if (job.stream) store_fence();
+      if (job.stream) stream_fence();
     }
     return;
   }
@@ -1503,7 +1494,7 @@ void pointwise_forward(const Conv2dArgs& a) {
         driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n),
                     image_res(n), a.bias, nullptr);
     }
-    if (job.stream) store_fence();
+    if (job.stream) stream_fence();
   }
 }
 

@@ -51,7 +51,6 @@
 
 #include "kernels/conv/conv2d.h"
 #include "kernels/conv/conv2d_phase.h"
-#include "kernels/conv/conv2d_strided.h"
 #include "kernels/conv/conv2d_transpose.h"
 #include "simd/vec.h"
 
@@ -404,8 +403,6 @@ struct ForwardPlan {
   int64_t tapoff[kMaxTaps];
 };
 
-bool phase_ok(const Conv2dShape& s) { return s.groups == 1 && phase_split_ok(s); }
-
 ForwardPlan forward_plan(const Conv2dShape& s, int threads) {
   ForwardPlan f;
   f.g = phase_split(s);
@@ -507,8 +504,6 @@ struct DataPlan {
   bool per_image;
   int64_t image_buffers;
 };
-
-bool data_ok(const Conv2dShape& s) { return s.groups == 1 && phase_split_ok(s); }
 
 // The phase's first grid index and count along one axis: positions
 // x = i*stride + a - pad in [0, size).
@@ -724,8 +719,8 @@ void backward_data(const Conv2dArgs& a) {
 
 int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   switch (pass) {
-    case ConvPass::forward: return phase_ok(s) ? forward_workspace(s, threads) : -1;
-    case ConvPass::backward_data: return data_ok(s) ? data_workspace(s, threads) : -1;
+    case ConvPass::forward: return phase_family_ok(s) ? forward_workspace(s, threads) : -1;
+    case ConvPass::backward_data: return phase_family_ok(s) ? data_workspace(s, threads) : -1;
     case ConvPass::backward_weight: return phase_backward_weight_workspace(s, threads);
   }
   return -1;

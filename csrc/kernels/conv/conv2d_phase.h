@@ -36,6 +36,10 @@ inline bool phase_split_ok(const Conv2dShape& s) {
          s.in_w > 0 && s.in_channels > 0 && s.out_channels > 0;
 }
 
+// Shapes every pass of the family runs (forward, backward-data and
+// backward-weight alike): ungrouped, within the phase split's limits.
+inline bool phase_family_ok(const Conv2dShape& s) { return s.groups == 1 && phase_split_ok(s); }
+
 inline PhaseSplit phase_split(const Conv2dShape& s) {
   PhaseSplit g;
   g.sh = s.stride_h;

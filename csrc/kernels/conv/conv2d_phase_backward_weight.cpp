@@ -32,7 +32,6 @@
 // all threads sharing the work; with several groups each item's sums stay
 // in a buffer of their own between them.
 #include <cstdint>
-#include <cstring>
 
 #include <omp.h>
 
@@ -86,8 +85,6 @@ struct WeightPlan {
   int64_t acc_floats;        // per item: taps x TC x KV vectors
   int64_t tapoff[kPhaseMaxTaps];  // per tap: X pixel offset
 };
-
-bool weight_ok(const Conv2dShape& s) { return s.groups == 1 && phase_split_ok(s); }
 
 WeightPlan weight_plan(const Conv2dShape& s, int threads) {
   WeightPlan w;
@@ -312,7 +309,7 @@ void write_item(const WeightPlan& w, const float* acc, int V, int64_t c0, int64_
 }  // namespace
 
 int64_t phase_backward_weight_workspace(const Conv2dShape& s, int threads) {
-  if (!weight_ok(s)) return -1;
+  if (!phase_family_ok(s)) return -1;
   const WeightPlan w = weight_plan(s, threads);
   return w.xblocks * w.x_block + w.kgroups * w.g_group + w.sum_buffers * w.acc_floats;
 }

@@ -32,7 +32,6 @@
 #include "kernels/conv/conv2d.h"
 #include "kernels/conv/conv2d_backward_data_shape.h"
 #include "kernels/conv/conv2d_bias_gradient.h"
-#include "kernels/conv/conv2d_transpose.h"
 #include "kernels/conv/conv2d_winograd_common.h"
 #include "simd/lanes.h"
 #include "simd/vec.h"
@@ -57,7 +56,7 @@ using namespace winograd;
 // gathered and scattered pixels across channel planes: 64 channels at 56x56
 // ran 0.45 -> 0.32 ms at batch 1 and 4.4 -> 3.0 ms at batch 16 on 2 threads.)
 struct Plan {
-  int64_t kb, nt;                   // micro-kernel: output channels x tiles
+  int64_t kb;                       // micro-kernel output channels
   int64_t c_pad, k_pad;             // channels rounded up to L and kb
   int64_t tiles_h, tiles_w, tiles;  // tiles per image, and in the batch
   int64_t chunk;                    // tiles per chunk
@@ -77,7 +76,7 @@ constexpr int64_t kStagedChunkBytes = int64_t(8) << 20;     // V + M of one chun
 Plan make_plan(const Conv2dShape& s) {
   Plan p;
   p.kb = k_block(s.out_channels);
-  p.nt = tiles_per_block(p.kb);
+  const int64_t nt = tiles_per_block(p.kb);  // micro-kernel tiles
   p.c_pad = round_up(s.in_channels, L);
   p.k_pad = round_up(s.out_channels, p.kb);
   p.tiles_h = (s.out_h + 3) / 4;
@@ -87,7 +86,7 @@ Plan make_plan(const Conv2dShape& s) {
   p.u_in_workspace = p.u_floats * 4 <= kPackInWorkspaceMaxBytes;
   const int64_t per_tile = 36 * (p.c_pad + p.k_pad) * 4;
   int64_t chunk = kStagedChunkBytes / per_tile;
-  chunk = chunk < p.nt ? p.nt : chunk / p.nt * p.nt;
+  chunk = chunk < nt ? nt : chunk / nt * nt;
   p.chunk = chunk < p.tiles ? chunk : p.tiles;
   p.v_floats = 36 * (p.chunk * p.c_pad + kElementPad);
   p.m_floats = 36 * (p.chunk * p.k_pad + kElementPad);
@@ -723,6 +722,7 @@ void tl_output_block(const Conv2dShape& s, const TlPlan& p, const float* M, int6
   const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
   const Vec cap = Vec::set1(relu_max);
   const bool relu_here = relu && !residual;  // (else after the residual, below)
+  const bool relu_after = relu && residual;
   for (int64_t k = k_begin; k < k_end; ++k) {
     const Vec vb = Vec::set1(bias ? bias[k] : 0.0f);
     const float* src = M + k * TL_NT;
@@ -748,29 +748,24 @@ void tl_output_block(const Conv2dShape& s, const TlPlan& p, const float* M, int6
       const int64_t width = std::min<int64_t>(4 * count, s.out_w - ow0);
       const int64_t at = (n * K + k) * plane + oh0 * s.out_w + ow0;
       float* dst = y + at;
-      if (residual) {
-        const float* res = residual + at;
-        for (int64_t a = 0; a < rows; ++a) {
-          const float* row = O + a * p.strip + 4 * j;
-          const int64_t off = a * s.out_w;
-          int64_t q = 0;
-          for (; q + L <= width; q += L) {
-            const Vec o = Vec::load(row + q) + Vec::load(res + off + q);
-            (relu ? relu_clamp(o, cap) : o).store(dst + off + q);
-          }
-          if (q < width) {
-            const int m = static_cast<int>(width - q);
-            const Vec o = Vec::load(row + q) + Vec::load_partial(res + off + q, m);
-            (relu ? relu_clamp(o, cap) : o).store_partial(dst + off + q, m);
-          }
-        }
-        return;
-      }
+      const float* res = residual ? residual + at : nullptr;
       for (int64_t a = 0; a < rows; ++a) {
         const float* row = O + a * p.strip + 4 * j;
+        const int64_t off = a * s.out_w;
         int64_t q = 0;
-        for (; q + L <= width; q += L) Vec::load(row + q).store(dst + a * s.out_w + q);
-        if (q < width) Vec::load(row + q).store_partial(dst + a * s.out_w + q, static_cast<int>(width - q));
+        for (; q + L <= width; q += L) {
+          Vec o = Vec::load(row + q);
+          if (res) o = o + Vec::load(res + off + q);
+          if (relu_after) o = relu_clamp(o, cap);
+          o.store(dst + off + q);
+        }
+        if (q < width) {
+          const int m = static_cast<int>(width - q);
+          Vec o = Vec::load(row + q);
+          if (res) o = o + Vec::load_partial(res + off + q, m);
+          if (relu_after) o = relu_clamp(o, cap);
+          o.store_partial(dst + off + q, m);
+        }
       }
     });
   }
@@ -838,7 +833,6 @@ BwPlan make_bw_plan(const Conv2dShape& s, int threads) {
   BwPlan b;
   Plan& p = b.p;
   p.kb = L;
-  p.nt = 0;
   p.c_pad = round_up(s.in_channels, L);
   p.k_pad = round_up(s.out_channels, L);
   p.tiles_h = (s.out_h + 3) / 4;

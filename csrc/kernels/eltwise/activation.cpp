@@ -1,4 +1,5 @@
-// Element-wise activations, PReLU and softmax, written once against Vec and
+// Element-wise activations, PReLU, softmax and the convolutions' residual pass
+// (conv2d_add_residual), written once against Vec and
 // compiled per ISA. Work is split into 64 KiB chunks handed out dynamically
 // (a thread descheduled on a shared machine then delays one chunk, not half
 // the op); outputs
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/conv/conv2d.h"
 #include "simd/vec_math.h"
 
 namespace pve {
@@ -18,12 +20,6 @@ namespace {
 constexpr int W = Vec::kWidth;
 constexpr int64_t kChunk = 1 << 14;            // elements per parallel task
 constexpr int64_t kStreamBytes = 4 << 20;      // stream outputs larger than this
-
-inline void fence() {
-#if defined(__AVX512F__) || defined(__AVX2__)
-  _mm_sfence();
-#endif
-}
 
 // Applies `body(offset, count)` to chunks of [0, n) across threads.
 template <typename Body>
@@ -41,7 +37,7 @@ void parallel_chunks(int64_t n, int threads, Body body) {
       const int64_t begin = c * kChunk;
       body(begin, std::min(kChunk, n - begin));
     }
-    fence();  // make this thread's streaming stores visible before the barrier
+    stream_fence();  // make this thread's streaming stores visible before the barrier
   }
 }
 
@@ -140,6 +136,17 @@ void add_act_forward_impl(int op, const float* a, const float* b, float* y, int6
   with_act(op, alpha, [&](auto f) {
     map2(a, b, y, n, threads, [&](Vec u, Vec v) { return f(u + v); });
   });
+}
+
+// y = act(y + residual) in place: conv2d_add_residual, the residual pass for
+// convolution families whose epilogue does not take the residual (im2col,
+// depthwise, pointwise off its driver). The caller has run the convolution
+// without activation; the sum and clamp here are the epilogues' own
+// (relu_clamp), so a fused and an unfused layer round and clamp alike.
+void conv2d_add_residual_impl(float* y, const float* r, int64_t n, bool relu, float relu_max,
+                              int threads) {
+  const Vec cap = Vec::set1(relu_max);
+  map2(y, r, y, n, threads, [&](Vec u, Vec v) { return relu ? relu_clamp(u + v, cap) : u + v; });
 }
 
 void act_backward_impl(int op, const float* s, const float* gy, float* gx, int64_t n, float alpha,
@@ -376,6 +383,7 @@ void softmax_backward_impl(const float* y, const float* gy, float* gx, int64_t o
 PVE_REGISTER_KERNELS {
   register_kernel(act_forward, &act_forward_impl);
   register_kernel(add_act_forward, &add_act_forward_impl);
+  register_kernel(conv2d_add_residual, &conv2d_add_residual_impl);
   register_kernel(act_backward, &act_backward_impl);
   register_kernel(prelu_forward, &prelu_forward_impl);
   register_kernel(prelu_backward, &prelu_backward_impl);

@@ -108,12 +108,6 @@ void channel_stats_impl(const float* x, int64_t n, int64_t c, int64_t l, float* 
   for (int64_t ch = 0; ch < c; ++ch) channel_moments(x + ch * l, n, l, c * l, &mean[ch], &var[ch]);
 }
 
-inline void fence() {
-#if defined(__AVX512F__) || defined(__AVX2__)
-  _mm_sfence();
-#endif
-}
-
 // out = a*u + b*v + d (+ReLU) over one row of l floats; v may be null. With
 // `stream`, the 64-byte-aligned part is written with non-temporal stores.
 // Between vectors it calls pair(i) for i = 0, 2W, 4W, ... while i + 2W <= l,
@@ -174,7 +168,7 @@ void channel_affine_impl(const float* u, const float* v, float* out, int64_t n, 
       affine_row(u + p * l, v ? v + p * l : nullptr, out + p * l, l, Vec::set1(a[ch]),
                  Vec::set1(v ? b[ch] : 0.0f), Vec::set1(d ? d[ch] : 0.0f), relu, stream);
     }
-    fence();
+    stream_fence();
   }
 }
 
@@ -218,9 +212,12 @@ void channel_grad_sums_impl(const float* x, const float* gy, int64_t n, int64_t 
 // sums in the same order as channel_stats / channel_grad_sums.
 constexpr int64_t kBnPrefetchBytes = 16 << 10;
 
-// Fused only with enough channels to share among the threads; otherwise the
-// separate kernels, which also split the rows of a channel.
-inline bool use_fused(int64_t c, int t) { return c >= 4 * static_cast<int64_t>(t); }
+// Fused only with non-empty rows (l floats) and enough channels to share
+// among the threads; otherwise the separate kernels, which also split the
+// rows of a channel.
+inline bool use_fused(int64_t c, int64_t l, int t) {
+  return c >= 4 * static_cast<int64_t>(t) && l != 0;
+}
 
 // This thread's channels [c0, c1) of c.
 inline void thread_channels(int64_t c, int64_t* c0, int64_t* c1) {
@@ -243,7 +240,7 @@ void batch_norm_train_forward_impl(const float* x, float* y, int64_t n, int64_t 
     *scale = static_cast<float>(sc);
     *shift = static_cast<float>(-static_cast<double>(mean[ch]) * sc + (b ? static_cast<double>(b[ch]) : 0.0));
   };
-  if (!use_fused(c, t) || l == 0) {
+  if (!use_fused(c, l, t)) {
     channel_stats_impl(x, n, c, l, mean, var, t);
     std::vector<float> scale(c), shift(c);
     for (int64_t ch = 0; ch < c; ++ch) coefficients(ch, &scale[ch], &shift[ch]);
@@ -300,7 +297,7 @@ void batch_norm_train_forward_impl(const float* x, float* y, int64_t n, int64_t 
       }
       if (next) finish_moments(k, s1, s2, m, &mean[ch + 1], &var[ch + 1]);
     }
-    fence();
+    stream_fence();
   }
 }
 
@@ -320,7 +317,7 @@ void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, 
     *bcoef = static_cast<float>(bc);
     *dcoef = static_cast<float>(-kk * s1 / m - bc * static_cast<double>(mean[ch]));
   };
-  if (!use_fused(c, t) || l == 0) {
+  if (!use_fused(c, l, t)) {
     channel_grad_sums_impl(x, gy, n, c, l, mean, sum_gy, sum_gy_xc, t);
     if (!gx) return;
     std::vector<float> k(c), bc(c), dc(c);
@@ -390,7 +387,7 @@ void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, 
         }
       }
     }
-    fence();
+    stream_fence();
   }
 }
 

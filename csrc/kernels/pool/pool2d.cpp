@@ -25,13 +25,6 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }  // a >= 0, b > 0
 
-// Makes this thread's non-temporal stores visible before its region ends.
-inline void stream_fence() {
-#if defined(__AVX2__) || defined(__AVX512F__)
-  _mm_sfence();
-#endif
-}
-
 inline int planes_threads(int64_t planes, int64_t work, int threads) {
   return (work < (1 << 15) || planes < 2) ? 1 : threads;
 }
@@ -709,10 +702,9 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
   const bool stream_y = s.planes * out_plane * static_cast<int64_t>(sizeof(float)) > kPoolStreamBytes;
   if (indices && stride2_rows_index_ok(s)) {
-    const int64_t line = kLineBytes;
-    const bool stream_idx = stream_y && reinterpret_cast<uintptr_t>(indices) % line == 0 &&
-                            s.out_w * static_cast<int64_t>(sizeof(int64_t)) % line == 0 &&
-                            W * static_cast<int64_t>(sizeof(int64_t)) % line == 0;
+    const bool stream_idx = stream_y && reinterpret_cast<uintptr_t>(indices) % kLineBytes == 0 &&
+                            s.out_w * static_cast<int64_t>(sizeof(int64_t)) % kLineBytes == 0 &&
+                            W * static_cast<int64_t>(sizeof(int64_t)) % kLineBytes == 0;
 #pragma omp parallel num_threads(t)
     {
       const size_t n = static_cast<size_t>(s.out_w + W);
