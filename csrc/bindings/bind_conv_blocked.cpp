@@ -351,8 +351,15 @@ py::array array_of(const py::tuple& t, size_t i, std::vector<py::array>* keep) {
 // twice, shorter GEMM spans) and 1.5 MiB no better. With too few (image, band)
 // items for 2 per thread, bands shrink toward 192 KiB to make more (MobileNetV2
 // at batch 1 on 2 threads: 2.4 -> 2.25 ms). Fusing pays when there are at least
-// 2 items per thread; otherwise (batch 1 at 7x7, say) the three ops run one by
-// one, each split over channels and pixels.
+// 2 items per thread and the expanded activation would not stay in L2 between
+// unfused ops (over kFuseAboveBytes). Otherwise the three ops run one by one,
+// each split over channels and pixels: at batch 1 the 14x14 and 7x7 blocks
+// (0.2-0.45 MB expanded) then skip recomputing their bands' halo rows (2 of
+// every 7-9 rows), which made them 5-10% faster (MobileNetV2 batch 1: 1 thread
+// 3.7 -> 3.4 ms, 2 threads 2.1 -> 1.85; batch 16, where bands hold whole
+// images and recompute nothing, fuses everywhere as before).
+constexpr int64_t kFuseAboveBytes = 512 << 10;
+
 int64_t rows_for_bytes(const BlockedShape& hidden, const BlockedDepthwiseArgs& d, int64_t bytes) {
   const int64_t row_bytes = hidden.blocks() * hidden.width * kChannelBlock * 4;
   const int64_t in_rows = std::max<int64_t>(bytes / row_bytes, d.kernel_h);
@@ -456,7 +463,8 @@ SequenceOp parse_op(const py::tuple& t, const BlockedShape& in, bool first,
     b.residual = op.residual;
     b.band_rows = band_rows(hidden, op.depthwise, threads);
     const int64_t bands = (op.out.height + b.band_rows - 1) / b.band_rows;
-    op.fused = in.batch * bands >= 2 * static_cast<int64_t>(threads);
+    op.fused = in.batch * bands >= 2 * static_cast<int64_t>(threads) &&
+               hidden.floats() * 4 > kFuseAboveBytes;
   } else {
     throw py::value_error("conv2d_blocked_sequence: unknown op '" + kind + "'");
   }

@@ -160,8 +160,8 @@ def _module_by_module(model: nn.Module, x: pve.Tensor, monkeypatch) -> np.ndarra
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_mobilenet_v2_blocked_equals_module_by_module(isa, threads, monkeypatch):
-    """At 64x48 the early blocks run fused in bands and, on 2 threads, the small late
-    ones (too few bands to share) as three ops each."""
+    """At 64x48 the early blocks run fused in bands and the small late ones (expanded
+    activations under 512 KiB, or too few bands to share) as three ops each."""
     rng = np.random.default_rng(0)
     model = pve.models.mobilenet_v2(num_classes=10).eval()
     _randomize_batch_norms(model, rng)
