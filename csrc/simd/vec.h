@@ -59,6 +59,13 @@ inline Vec sqrt(Vec a) { return _mm512_sqrt_ps(a.v); }
 inline Vec abs(Vec a) { return _mm512_abs_ps(a.v); }
 inline float reduce_add(Vec a) { return _mm512_reduce_add_ps(a.v); }
 inline float reduce_max(Vec a) { return _mm512_reduce_max_ps(a.v); }
+// `a` held in a register: the compiler may not fold its load into each
+// instruction that uses it (a vector loaded once for several FMAs would
+// otherwise be loaded again as a memory operand of every one).
+inline Vec in_register(Vec a) {
+  asm("" : "+v"(a.v));
+  return a;
+}
 
 #elif defined(__AVX2__)
 
@@ -111,6 +118,10 @@ inline float reduce_max(Vec a) {
   s = _mm_max_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+inline Vec in_register(Vec a) {
+  asm("" : "+v"(a.v));
+  return a;
+}
 
 #else  // scalar reference: one lane, plain C++
 
@@ -144,6 +155,7 @@ inline Vec sqrt(Vec a) { return std::sqrt(a.v); }
 inline Vec abs(Vec a) { return std::fabs(a.v); }
 inline float reduce_add(Vec a) { return a.v; }
 inline float reduce_max(Vec a) { return a.v; }
+inline Vec in_register(Vec a) { return a; }
 
 #endif
 

@@ -89,11 +89,16 @@ void pointwise_tile(const PointwiseView& v, int64_t kb0, int64_t pixel, int rows
   constexpr int NV = KB * kV;
   const float* x = v.x + pixel * B;
   const float* w = v.weight + kb0 * v.weight_stride;
+  // Accumulators start at the bias: one add fewer per output vector, which
+  // counts where few input channels feed each output (16-32: MobileNetV2's
+  // expansions).
   Vec acc[P][NV];
-#pragma GCC unroll 32
-  for (int p = 0; p < P; ++p)
 #pragma GCC unroll 16
-    for (int q = 0; q < NV; ++q) acc[p][q] = Vec::zero();
+  for (int q = 0; q < NV; ++q) {
+    const Vec bias = Vec::load(v.bias + kb0 * B + q * L);
+#pragma GCC unroll 32
+    for (int p = 0; p < P; ++p) acc[p][q] = bias;
+  }
   for (int64_t cb = 0; cb < v.in_blocks; ++cb) {
     const float* xs = x + cb * v.x_plane;
     const float* ws = w + cb * B * B;
@@ -118,12 +123,11 @@ void pointwise_tile(const PointwiseView& v, int64_t kb0, int64_t pixel, int rows
   for (int j = 0; j < KB; ++j)
 #pragma GCC unroll 16
     for (int u = 0; u < kV; ++u) {
-      const Vec bias = Vec::load(v.bias + (kb0 + j) * B + u * L);
 #pragma GCC unroll 32
       for (int p = 0; p < P; ++p) {
         if (p >= rows) break;
         const int64_t at = (pixel + p) * B + u * L;
-        Vec o = acc[p][j * kV + u] + bias;
+        Vec o = acc[p][j * kV + u];
         if (v.residual) o = o + Vec::load(v.residual + (kb0 + j) * v.residual_plane + at);
         if (v.relu) o = relu_clamp(o, cap);
         o.store(v.y + (kb0 + j) * v.y_plane + at);
@@ -417,7 +421,7 @@ inline void depthwise_window(const BlockedDepthwiseArgs& a, const float* plane, 
 #pragma GCC unroll 64
       for (int k = 0; k < NI; ++k) {
         if (CHECKED && (iw0 + k < 0 || iw0 + k >= width)) continue;
-        const Vec xv = Vec::load(row + k * B + v * L);
+        const Vec xv = in_register(Vec::load(row + k * B + v * L));
 #pragma GCC unroll 8
         for (int q = 0; q < KW; ++q) {  // the output i with i * S + q == k
           if (k < q || (k - q) % S != 0 || (k - q) / S >= Q) continue;
