@@ -50,7 +50,11 @@ def test_reorder_matches_numpy_layout_and_round_trips(isa, shape):
 
 @pytest.mark.parametrize("n,c,k,h,w", [(1, 16, 16, 1, 1), (2, 3, 5, 3, 7), (1, 24, 144, 5, 5),
                                        (1, 96, 40, 7, 7), (3, 33, 70, 2, 13),
-                                       (1, 320, 1280, 2, 3), (1, 8, 17, 29, 31)])
+                                       (1, 320, 1280, 2, 3), (1, 8, 17, 29, 31),
+                                       # planes of 7, 14, 49 and 56 pixels (AVX-512: tiles of
+                                       # 7 pixels) with 1, 4, 5 and 7 output blocks
+                                       (2, 20, 16, 1, 7), (1, 40, 64, 7, 2), (2, 160, 80, 7, 7),
+                                       (1, 17, 112, 8, 7)])
 @pytest.mark.parametrize("relu_max,residual", [(None, False), (math.inf, False), (6.0, False),
                                                (None, True), (6.0, True)])
 def test_pointwise_matches_reference(isa, n, c, k, h, w, relu_max, residual):

@@ -83,9 +83,8 @@ struct PointwiseView {
 // One tile: P pixels from `pixel`, KB output blocks from kb0. Reads P whole
 // pixels (the slack after every buffer covers a tile running past its plane)
 // and stores `rows` of them.
-template <int KB>
+template <int KB, int P>
 void pointwise_tile(const PointwiseView& v, int64_t kb0, int64_t pixel, int rows) {
-  constexpr int P = tile_pixels<KB>();
   constexpr int NV = KB * kV;
   const float* x = v.x + pixel * B;
   const float* w = v.weight + kb0 * v.weight_stride;
@@ -135,15 +134,43 @@ void pointwise_tile(const PointwiseView& v, int64_t kb0, int64_t pixel, int rows
     }
 }
 
-template <int KB>
+template <int KB, int P = tile_pixels<KB>()>
 void pointwise_span(const PointwiseView& v, int64_t kb0, int64_t p_begin, int64_t p_end) {
-  constexpr int P = tile_pixels<KB>();
   for (int64_t p = p_begin; p < p_end; p += P)
-    pointwise_tile<KB>(v, kb0, p, static_cast<int>(std::min<int64_t>(P, p_end - p)));
+    pointwise_tile<KB, P>(v, kb0, p, static_cast<int>(std::min<int64_t>(P, p_end - p)));
 }
 
-void pointwise_group(const PointwiseView& v, int64_t kb0, int group, int64_t p_begin,
-                     int64_t p_end) {
+// Tile shapes. By default up to kMaxGroup blocks by tile_pixels of them (4 x 6
+// on AVX-512). A 7x7 plane (49 pixels) would then run 9 tiles of 6, computing
+// 54 pixels; in "sevens" it takes 3 blocks x 7 pixels (21 accumulators), and
+// groups of 2 x 7 where 3s do not divide the blocks, so no tile computes a
+// pixel or a block past the plane (MobileNetV2's and ResNet's last stages).
+constexpr bool kSevens = L == 16;
+constexpr int kSevenGroup = 3;
+
+bool use_sevens(int64_t pixels) {
+  constexpr int P = tile_pixels<kMaxGroup>();
+  // Only where P-pixel tiles would waste over 5% of their pixels.
+  return kSevens && pixels % 7 == 0 && ((pixels + P - 1) / P * P - pixels) * 20 > pixels;
+}
+
+// Blocks in the group starting with `left` blocks to go.
+int group_blocks(int64_t left, bool sevens) {
+  if (!sevens) return static_cast<int>(std::min<int64_t>(kMaxGroup, left));
+  return left == 4 || left == 2 ? 2 : left == 1 ? 1 : kSevenGroup;
+}
+
+void pointwise_group(const PointwiseView& v, int64_t kb0, int group, bool sevens,
+                     int64_t p_begin, int64_t p_end) {
+  if constexpr (kSevens) {
+    if (sevens) {
+      switch (group) {
+        case 3: return pointwise_span<3, 7>(v, kb0, p_begin, p_end);
+        case 2: return pointwise_span<2, 7>(v, kb0, p_begin, p_end);
+        default: return pointwise_span<1, 7>(v, kb0, p_begin, p_end);
+      }
+    }
+  }
   if constexpr (kMaxGroup >= 4) {
     switch (group) {
       case 4: return pointwise_span<4>(v, kb0, p_begin, p_end);
@@ -155,12 +182,20 @@ void pointwise_group(const PointwiseView& v, int64_t kb0, int group, int64_t p_b
   pointwise_span<1>(v, kb0, p_begin, p_end);
 }
 
-// Every output block of pixels [0, pixels), on the calling thread: a group's
-// weights stay in L1/L2 while it sweeps the span.
+// Output blocks [kb_begin, kb_end) of pixels [p_begin, p_end), group by group:
+// a group's weights stay in L1/L2 while it sweeps the span.
+void pointwise_blocks(const PointwiseView& v, int64_t kb_begin, int64_t kb_end, bool sevens,
+                      int64_t p_begin, int64_t p_end) {
+  for (int64_t kb = kb_begin; kb < kb_end;) {
+    const int group = group_blocks(kb_end - kb, sevens);
+    pointwise_group(v, kb, group, sevens, p_begin, p_end);
+    kb += group;
+  }
+}
+
+// Every output block of pixels [0, pixels), on the calling thread.
 void pointwise_all(const PointwiseView& v, int64_t out_blocks, int64_t pixels) {
-  for (int64_t kb = 0; kb < out_blocks; kb += kMaxGroup)
-    pointwise_group(v, kb, static_cast<int>(std::min<int64_t>(kMaxGroup, out_blocks - kb)), 0,
-                    pixels);
+  pointwise_blocks(v, 0, out_blocks, use_sevens(pixels), 0, pixels);
 }
 
 PointwiseView image_view(const BlockedPointwiseArgs& a, int64_t n) {
@@ -190,13 +225,15 @@ void pointwise(const BlockedPointwiseArgs& a) {
   // Output blocks go in chunks whose weights (~256 KiB) stay in L2 while a
   // thread sweeps its pixel tiles; inside a chunk, each pixel span (whose
   // input, span x C floats, stays in L1/L2) meets every group of the chunk.
-  const int64_t group_bytes = kMaxGroup * in_blocks * B * B * 4;
+  const bool sevens = use_sevens(pixels);
+  const int group = sevens ? kSevenGroup : kMaxGroup;
+  const int64_t group_bytes = group * in_blocks * B * B * 4;
   const int64_t groups_per_chunk = std::max<int64_t>(1, (256 << 10) / group_bytes);
-  const int64_t chunk_blocks = groups_per_chunk * kMaxGroup;
+  const int64_t chunk_blocks = groups_per_chunk * group;
   const int64_t chunks = (out_blocks + chunk_blocks - 1) / chunk_blocks;
   // Pixel spans: up to 4 main tiles each, enough items for every thread, and
   // of equal length (a whole number of tiles) so that the items balance.
-  constexpr int P = tile_pixels<kMaxGroup>();
+  const int64_t P = sevens ? 7 : tile_pixels<kMaxGroup>();
   int64_t spans = (pixels + 4 * P - 1) / (4 * P);
   const int64_t want = 4 * static_cast<int64_t>(a.num_threads);
   while (spans * P < pixels && s.batch * chunks * spans < want) ++spans;
@@ -211,9 +248,7 @@ void pointwise(const BlockedPointwiseArgs& a) {
     const int64_t p_end = std::min(pixels, p_begin + span);
     const PointwiseView v = image_view(a, n);
     const int64_t kb_end = std::min(out_blocks, (chunk + 1) * chunk_blocks);
-    for (int64_t kb = chunk * chunk_blocks; kb < kb_end; kb += kMaxGroup)
-      pointwise_group(v, kb, static_cast<int>(std::min<int64_t>(kMaxGroup, kb_end - kb)),
-                      p_begin, p_end);
+    pointwise_blocks(v, chunk * chunk_blocks, kb_end, sevens, p_begin, p_end);
   }
 }
 
