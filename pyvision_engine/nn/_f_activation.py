@@ -133,23 +133,19 @@ class _PReLU(Function):
 
 
 def prelu(input: Any, weight: Any) -> Tensor:
-    """x if x > 0 else weight[c] * x, with c the channel (dim 1; dim 0 for 1-D input).
+    """x if x > 0 else weight[c] * x, with c the channel (dim 1).
 
-    weight has 1 element (shared) or C elements."""
+    weight has 1 element (shared) or C elements. As torch 2.x, an input with
+    fewer than 2 dims has no channel dim (one channel): only a shared weight."""
     x = float_input(input, "prelu")
     w = float_input(weight, "prelu")
     n = w._data.size
-    if x.ndim == 0:
-        channels = 1
-    else:
-        channels = x.shape[1] if x.ndim >= 2 else x.shape[0]
+    channels = x.shape[1] if x.ndim >= 2 else 1
     if n != 1 and n != channels:
         raise ValueError(f"prelu: weight must have 1 or {channels} (channel count) elements, "
                          f"got {n} for input shape {x.shape}")
     if n == 1:
         layout = (1, 1, x._data.size)
-    elif x.ndim == 1:
-        layout = (1, channels, 1)
     else:
         inner = int(np.prod(x.shape[2:], dtype=np.int64))
         layout = (x.shape[0], channels, inner)

@@ -79,7 +79,7 @@ class _BatchNorm(Function):
     def backward(ctx, g):
         g = np.ascontiguousarray(g, dtype=_F32)
         if ctx.relu_y is not None:
-            g = np.where(ctx.relu_y > 0, g, _F32(0))
+            g = np.where(ctx.relu_y <= 0, _F32(0), g)  # NaN passes, as torch's ReLU
         n, c, l = ctx.layout
         x, invstd, w64 = ctx.x, ctx.invstd, ctx.w64
         gx = gw = gb = None

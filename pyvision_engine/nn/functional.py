@@ -199,7 +199,8 @@ class _Conv2d(Function):
         x, weight = ctx.x, ctx.weight
         g = np.ascontiguousarray(g, dtype=np.float32)
         if ctx.y is not None:  # fused ReLU(6): gradients pass where the output was not clamped
-            passes = ctx.y > 0
+            # (NaN: ReLU passes its gradient, ReLU6 drops it, as torch's kernels)
+            passes = ~(ctx.y <= 0)
             if ctx.relu_max != math.inf:
                 passes &= ctx.y < ctx.relu_max
             g = g * passes

@@ -166,3 +166,40 @@ def test_add_activation_kernel_rejects_bad_arguments():
         _C.add_activation_forward(0, a, a.copy(), np.zeros(9, np.float32))
     with pytest.raises(ValueError, match="activation code"):
         _C.add_activation_forward(99, a, a.copy(), a)
+
+
+def test_hardswish_hardsigmoid_divide_by_six_as_torch(isa):
+    # torch computes x * clamp(x + 3, 0, 6) / 6 with a division; times 1/6 rounds
+    # differently (hardswish(3.0000002) would be 3.0000005).
+    x = np.linspace(-4, 7, 20_001, dtype=np.float32)
+    clamp = np.minimum(np.maximum(x + np.float32(3), np.float32(0)), np.float32(6))
+    np.testing.assert_array_equal(F.hardswish(x).numpy(), x * clamp / np.float32(6))
+    np.testing.assert_array_equal(F.hardsigmoid(x).numpy(), clamp / np.float32(6))
+
+
+def test_hardswish_gradient_at_the_kinks_takes_the_outer_slopes(isa):
+    # torch 2.x: 0 for x <= -3, 1 for x >= 3, x / 3 + 0.5 between.
+    x = np.array([-3.0, 3.0, -3.0000002, 2.9999998, 0.0, 4.0, -4.0] * 5, np.float32)
+    t = pve.tensor(x, requires_grad=True)
+    F.hardswish(t).sum().backward()
+    want = np.where(x <= -3, 0, np.where(x >= 3, 1, x / np.float32(3) + np.float32(0.5)))
+    np.testing.assert_array_equal(t.grad.numpy(), want.astype(np.float32))
+
+
+def test_relu_gradient_passes_nan_relu6_drops_it(isa):
+    # As torch's vectorized kernels: threshold_backward zeroes where y <= 0 only
+    # (NaN passes); hardtanh_backward keeps 0 < x < 6 only (NaN dropped).
+    x = np.array([np.nan, -1.0, 0.0, 2.0, 6.0, np.inf, -np.inf] * 5, np.float32)
+    for fn, want in ((F.relu, [1, 0, 0, 1, 1, 1, 0]), (F.relu6, [0, 0, 0, 1, 0, 0, 0])):
+        t = pve.tensor(x, requires_grad=True)
+        fn(t).sum().backward()
+        np.testing.assert_array_equal(t.grad.numpy(), np.array(want * 5, np.float32))
+
+
+def test_prelu_without_a_channel_dim_takes_only_a_shared_weight():
+    # torch 2.x: an input with < 2 dims has one channel.
+    x = np.array([-1.0, 2.0, -3.0], np.float32)
+    with pytest.raises(ValueError, match="prelu"):
+        F.prelu(x, np.full(3, 0.5, np.float32))
+    np.testing.assert_array_equal(F.prelu(x, np.full(1, 0.5, np.float32)).numpy(),
+                                  [-0.5, 2.0, -1.5])

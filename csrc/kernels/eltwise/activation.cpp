@@ -91,7 +91,7 @@ const float kGeluCoeff = 0.044715f;
 template <typename Apply>
 void with_act(int op, float alpha, Apply apply) {
   const Vec zero = Vec::zero(), one = Vec::set1(1.0f), half = Vec::set1(0.5f);
-  const Vec three = Vec::set1(3.0f), six = Vec::set1(6.0f), sixth = Vec::set1(1.0f / 6.0f);
+  const Vec three = Vec::set1(3.0f), six = Vec::set1(6.0f);
   // max(0, x) / min(6, x): x in the second operand so NaN propagates (x86 rule).
   switch (static_cast<Act>(op)) {
     case Act::relu:
@@ -119,10 +119,12 @@ void with_act(int op, float alpha, Apply apply) {
     }
     case Act::silu:
       return apply([&](Vec v) { return v * sigmoid(v); });
+    // Divided by 6 (not times 1/6): torch divides, and the two round differently
+    // (hardswish(3.0000002) is 3.0000002 in torch, 3.0000005 times 1/6).
     case Act::hardswish:
-      return apply([&](Vec v) { return v * min(six, max(zero, v + three)) * sixth; });
+      return apply([&](Vec v) { return v * min(six, max(zero, v + three)) / six; });
     case Act::hardsigmoid:
-      return apply([&](Vec v) { return min(six, max(zero, v + three)) * sixth; });
+      return apply([&](Vec v) { return min(six, max(zero, v + three)) / six; });
   }
 }
 
@@ -154,8 +156,11 @@ void act_backward_impl(int op, const float* s, const float* gy, float* gx, int64
   const Vec zero = Vec::zero(), one = Vec::set1(1.0f), half = Vec::set1(0.5f);
   const Vec three = Vec::set1(3.0f), six = Vec::set1(6.0f);
   switch (static_cast<Act>(op)) {
-    case Act::relu:  // s = output: gradient flows where the output is positive
-      return map2(s, gy, gx, n, threads, [&](Vec y, Vec g) { return select(cmp_gt(y, zero), g, zero); });
+    // NaN inputs follow torch's vectorized kernels: relu (threshold_backward,
+    // zero where y <= 0) passes the gradient, relu6 (hardtanh_backward, g where
+    // 0 < x < 6) drops it.
+    case Act::relu:  // s = output
+      return map2(s, gy, gx, n, threads, [&](Vec y, Vec g) { return select(cmp_le(y, zero), zero, g); });
     case Act::relu6:
       return map2(s, gy, gx, n, threads, [&](Vec v, Vec g) {
         return select(mask_and(cmp_gt(v, zero), cmp_lt(v, six)), g, zero);
@@ -192,10 +197,12 @@ void act_backward_impl(int op, const float* s, const float* gy, float* gx, int64
         return g * sg * fmadd(v, one - sg, one);
       });
     case Act::hardswish: {
-      const Vec m3 = Vec::set1(-3.0f), third = Vec::set1(1.0f / 3.0f);
+      const Vec m3 = Vec::set1(-3.0f);
       return map2(s, gy, gx, n, threads, [&](Vec v, Vec g) {
-        Vec mid = g * fmadd(v, third, half);
-        return select(cmp_lt(v, m3), zero, select(cmp_le(v, three), mid, g));
+        // torch 2.x: 0 for x <= -3, g for x >= 3 (the kinks take the outer slopes),
+        // NaN for NaN (its vectorized kernel's blend order).
+        Vec mid = g * (v / three + half);  // as torch rounds it (no FMA, a division)
+        return select(cmp_le(v, m3), zero, select(cmp_ge(v, three), g, mid));
       });
     }
     case Act::hardsigmoid: {
