@@ -38,6 +38,11 @@ def pair(v: Any, op: str, name: str) -> Tuple[int, int]:
     return i, i
 
 
+class TargetIndexError(ValueError, IndexError):
+    """A class-index target outside [0, C) (and not ignore_index): torch raises
+    IndexError, this engine's contract ValueError; the error is both."""
+
+
 def check_reduction(reduction: str, op: str) -> None:
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")

@@ -12,7 +12,7 @@ import numpy as np
 
 from pyvision_engine import _C
 from pyvision_engine.autograd import Function
-from pyvision_engine.nn._f_common import check_reduction, float_input
+from pyvision_engine.nn._f_common import TargetIndexError, check_reduction, float_input
 from pyvision_engine.tensor import Tensor, as_tensor
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
@@ -142,8 +142,8 @@ def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
         tgt = np.ascontiguousarray(t._data.reshape(-1))
         bad = (tgt != ignore_index) & ((tgt < 0) | (tgt >= c))
         if bad.any():
-            raise ValueError(f"{op}: target {int(tgt[bad][0])} is out of bounds for {c} classes "
-                             f"(valid: 0..{c - 1} or ignore_index={ignore_index})")
+            raise TargetIndexError(f"{op}: target {int(tgt[bad][0])} is out of bounds for {c} "
+                                   f"classes (valid: 0..{c - 1} or ignore_index={ignore_index})")
         t_shape = expected
     else:
         raise TypeError(f"{op}: target must be int64 class indices or float32 probabilities, "
@@ -179,7 +179,7 @@ class _NLLLoss(Function):
             out = np.asarray(loss.sum(), dtype=_F32)
         else:
             out = loss.astype(_F32).reshape(t_shape)
-        ctx.safe, ctx.wy, ctx.meta = safe, wy, meta
+        ctx.safe, ctx.valid, ctx.wy, ctx.meta = safe, valid, wy, meta
         return out
 
     @staticmethod
@@ -193,7 +193,10 @@ class _NLLLoss(Function):
         else:
             gi = np.full(rows, float(g) / ctx.denom if ctx.denom else np.nan)
         grad = np.zeros(rows_x.shape, dtype=_F32)
-        grad[np.arange(rows), ctx.safe] = -(gi * ctx.wy)
+        # Ignored rows stay 0 even when the mean's divisor is 0 (all ignored: torch
+        # gives zeros there, not 0 * inf = NaN).
+        valid = ctx.valid
+        grad[np.arange(rows)[valid], ctx.safe[valid]] = -(gi[valid] * ctx.wy[valid])
         return _rows_back(grad, x_shape), None, None, None
 
 
@@ -223,7 +226,7 @@ def nll_loss(input: Any, target: Any, weight: Optional[Any] = None,
     tgt = t._data.reshape(-1)
     bad = (tgt != ignore_index) & ((tgt < 0) | (tgt >= c))
     if bad.any():
-        raise ValueError(f"{op}: target {int(tgt[bad][0])} is out of bounds for {c} classes")
+        raise TargetIndexError(f"{op}: target {int(tgt[bad][0])} is out of bounds for {c} classes")
     meta = (rows_x, c, int(ignore_index), reduction, x.shape, expected)
     return _NLLLoss.apply(x, w, tgt, meta)
 

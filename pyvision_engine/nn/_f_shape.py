@@ -196,8 +196,16 @@ def _interp_matrix(in_size: int, out_size: int, mode: str, align_corners: Option
     # torch uses 1/scale_factor when the caller gave one, else in/out.
     ratio = (1.0 / scale) if scale is not None else in_size / out_size
     if mode == "nearest":
-        # float32 product, as torch computes it.
-        src = np.minimum(np.floor(dst.astype(_F32) * _F32(ratio)).astype(np.int64), in_size - 1)
+        # torch's nearest_idx: the same size copies and twice the size repeats each
+        # pixel whatever the scale_factor (so scale_factor=2.3 on 3 pixels gives 6
+        # pixels 0 0 1 1 2 2, not 0 0 0 1 1 2); otherwise a float32 product.
+        if out_size == in_size:
+            src = np.arange(out_size)
+        elif out_size == 2 * in_size:
+            src = np.arange(out_size) >> 1
+        else:
+            src = np.minimum(np.floor(dst.astype(_F32) * _F32(ratio)).astype(np.int64),
+                             in_size - 1)
         m[np.arange(out_size), src] = 1.0
         return m
     if align_corners:

@@ -176,3 +176,24 @@ def test_mean_over_an_empty_batch_is_nan_as_torch(loss):
     assert np.isnan(out.detach().numpy())
     out.backward()
     assert x.grad.shape == (0, 3)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_nll_loss_gradient_is_zero_when_every_target_is_ignored(reduction):
+    # torch: ignored rows get no gradient, even when the mean divides by 0.
+    x = pve.tensor(np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32),
+                   requires_grad=True)
+    loss = pve.nn.functional.nll_loss(x, np.array([1, 1, 1]), ignore_index=1,
+                                      reduction=reduction)
+    loss.backward()
+    assert np.isnan(loss.item()) == (reduction == "mean")
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((3, 4), np.float32))
+
+
+def test_out_of_range_target_is_a_value_and_an_index_error():
+    x = np.zeros((2, 3), np.float32)
+    for fn in (pve.nn.functional.cross_entropy, pve.nn.functional.nll_loss):
+        with pytest.raises(ValueError):
+            fn(x, np.array([0, 3]))
+        with pytest.raises(IndexError):
+            fn(x, np.array([0, -2]))

@@ -149,3 +149,15 @@ def test_flatten_identity_reshape():
     assert pve.nn.Identity(54, unused=1)(x).shape == (2, 3, 4)
     assert F.flatten(x, 1).shape == (2, 12)
     assert pve.tensor(x).view(-1, 4).shape == (6, 4)
+
+
+def test_nearest_interpolate_twice_or_same_size_ignores_the_scale_value():
+    # torch's nearest_idx: out == 2 * in repeats each pixel, out == in copies,
+    # whatever scale_factor produced that size (2.3 * 3 -> 6, 1.2 * 3 -> 3).
+    x = np.arange(3, dtype=np.float32).reshape(1, 1, 1, 3)
+    F = pve.nn.functional
+    np.testing.assert_array_equal(F.interpolate(x, scale_factor=2.3).numpy().ravel(),
+                                  [0, 0, 1, 1, 2, 2] * 2)
+    np.testing.assert_array_equal(F.interpolate(x, scale_factor=1.2).numpy().ravel(), [0, 1, 2])
+    np.testing.assert_array_equal(F.interpolate(x, scale_factor=1.9).numpy().ravel(),
+                                  [0, 0, 1, 1, 2])
