@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections import namedtuple
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -83,8 +83,42 @@ def normalize_index(index: Any) -> Any:
         return i
 
     if isinstance(index, tuple):
-        return tuple(convert(i) for i in index)
+        items = tuple(convert(i) for i in index)
+        return _split_ints_from_advanced(items) or items
     return convert(index)
+
+
+class TwoStepIndex(NamedTuple):
+    """``a[first][second]``: the integers of an index (first, basic: a view) and the
+    rest (second, with the advanced indices)."""
+    first: Tuple[Any, ...]
+    second: Tuple[Any, ...]
+
+
+def _is_int(i: Any) -> bool:
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+
+def _split_ints_from_advanced(items: Tuple[Any, ...]) -> Optional[TwoStepIndex]:
+    """torch applies integer indices first (as select) and then the advanced ones;
+    numpy treats an integer next to an array index as one more advanced index, so
+    ``x[0, :, [3, 0]]`` would put the indexed dim first. Split such an index in two
+    (None when there is nothing to split)."""
+    def advanced(i: Any) -> bool:
+        return isinstance(i, (list, np.ndarray)) and not (isinstance(i, np.ndarray) and i.ndim == 0)
+    if not any(_is_int(i) for i in items) or not any(advanced(i) for i in items):
+        return None
+    first: List[Any] = []
+    for i in items:
+        if _is_int(i) or i is Ellipsis:
+            first.append(i)
+        elif i is None:
+            continue  # consumes no dim
+        elif isinstance(i, np.ndarray) and i.dtype == np.bool_:
+            first.extend([slice(None)] * max(i.ndim, 1))  # a mask covers i.ndim dims
+        else:
+            first.append(slice(None))
+    return TwoStepIndex(tuple(first), tuple(i for i in items if not _is_int(i)))
 
 
 def _is_basic_index(index: Any) -> bool:
@@ -451,6 +485,8 @@ class Index(Function):
     def forward(ctx, a, index):
         ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
         try:
+            if isinstance(index, TwoStepIndex):
+                return np.asarray(a[index.first][index.second], order="C")
             return np.asarray(a[index], order="C")
         except IndexError as e:
             raise IndexError(f"index {index!r} is invalid for a tensor of shape {a.shape}: {e}") from None
@@ -458,7 +494,9 @@ class Index(Function):
     @staticmethod
     def backward(ctx, g):
         grad = np.zeros(ctx.shape, dtype=np.float32)
-        if _is_basic_index(ctx.index):
+        if isinstance(ctx.index, TwoStepIndex):
+            np.add.at(grad[ctx.index.first], ctx.index.second, g)  # first: a view of grad
+        elif _is_basic_index(ctx.index):
             grad[ctx.index] = g
         else:
             np.add.at(grad, ctx.index, g)  # repeated indices accumulate

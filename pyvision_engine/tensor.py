@@ -714,7 +714,11 @@ class Tensor:
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace()
         value_array = value._data if isinstance(value, Tensor) else value
-        self._data[_ops.normalize_index(index)] = value_array
+        index = _ops.normalize_index(index)
+        if isinstance(index, _ops.TwoStepIndex):
+            self._data[index.first][index.second] = value_array  # first is a view
+        else:
+            self._data[index] = value_array
 
 
 def _operand(value: Any, like: Tensor, keep_shape: bool = False) -> Tensor:

@@ -216,3 +216,24 @@ def test_top_level_shape_and_test_functions():
     np.testing.assert_array_equal(pve.isfinite(b).numpy(), np.isfinite(b))
     assert pve.allclose(t, t + 1e-9) and not pve.allclose(t, t + 1.0)
     assert not pve.allclose(b, b) and pve.allclose(b, b, equal_nan=True)
+
+
+def test_integers_index_before_arrays_as_torch():
+    # torch selects the integer dims first, then applies the array indices;
+    # numpy would broadcast 0 with [3, 0, 0] and put that dim first.
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    t = pve.tensor(x, requires_grad=True)
+    y = t[0, :, [3, 0, 0]]
+    np.testing.assert_array_equal(y.detach().numpy(), x[0][:, [3, 0, 0]])
+    y.backward(pve.tensor(np.ones((3, 3), np.float32)))
+    want = np.zeros_like(x)
+    want[0, :, 3], want[0, :, 0] = 1, 2
+    np.testing.assert_array_equal(t.grad.numpy(), want)
+    z = np.arange(120, dtype=np.float32).reshape(2, 3, 4, 5)
+    np.testing.assert_array_equal(pve.tensor(z)[:, [0, 1], 0, [1, 2]].numpy(),
+                                  z[:, :, 0][:, [0, 1], [1, 2]])
+    u = pve.tensor(x.copy())
+    u[0, :, [3, 0]] = 7.0
+    expected = x.copy()
+    expected[0][:, [3, 0]] = 7.0
+    np.testing.assert_array_equal(u.numpy(), expected)

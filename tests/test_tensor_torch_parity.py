@@ -23,6 +23,11 @@ CASES = [
     ("permute_reshape", lambda a, b: a.permute(2, 0, 1).reshape(4, -1) @ b, [(2, 3, 4), (6, 2)]),
     ("transpose_t", lambda a, b: a.transpose(0, 1).t() * b, [(3, 4), (3, 4)]),
     ("index_adv", lambda a, b: a[[0, 2, 2]] * b[1:, None], [(3, 4), (4,)]),
+    # integers are applied before array indices (not as numpy's broadcast-first rule)
+    ("index_int_slice_array", lambda a, b: a[0, :, [3, 0, 0]] * b[:, 1], [(2, 3, 4), (3, 3)]),
+    ("index_slice_array_int_array", lambda a, b: a[:, [0, 1], 0, [1, 2]] + b,
+     [(3, 2, 3, 4), (3, 2)]),
+    ("index_int_ellipsis_array", lambda a, b: a[1, ..., [2, 0]] + b, [(2, 3, 4), (3, 2)]),
     ("flatten_expand", lambda a, b: a.flatten(1) + b.expand(2, 6), [(2, 2, 3), (1, 6)]),
     ("exp_log_sqrt", lambda a, b: (a.exp() + b.abs().sqrt() + (b * b + 1.0).log()), [(3,), (3,)]),
     ("unsqueeze_squeeze", lambda a, b: a.unsqueeze(1).squeeze(1) * b.squeeze(), [(4,), (1, 4)]),
