@@ -128,7 +128,11 @@ class _AvgPool2d(Function):
     def forward(ctx, x, lead, args, include_pad, divisor):
         k, s, p, _, out = args
         ctx.args, ctx.in_hw, ctx.lead, ctx.include_pad, ctx.divisor = args, x.shape[1:], lead, include_pad, divisor
-        y = _C.avg_pool2d_forward(x, k, s, p, out[0], out[1], include_pad, divisor)
+        # The kernels take a positive divisor; a negative one (torch allows it) is
+        # the positive one negated, exactly (IEEE division is sign-symmetric).
+        y = _C.avg_pool2d_forward(x, k, s, p, out[0], out[1], include_pad, abs(divisor))
+        if divisor < 0:
+            np.negative(y, out=y)
         return y.reshape(lead + out)
 
     @staticmethod
@@ -136,7 +140,9 @@ class _AvgPool2d(Function):
         k, s, p, _, out = ctx.args
         g3 = np.ascontiguousarray(g.reshape((-1,) + out))
         gx = _C.avg_pool2d_backward(g3, ctx.in_hw[0], ctx.in_hw[1], k, s, p, ctx.include_pad,
-                                    ctx.divisor)
+                                    abs(ctx.divisor))
+        if ctx.divisor < 0:
+            np.negative(gx, out=gx)
         return gx, None, None, None, None
 
 
@@ -154,10 +160,8 @@ def avg_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 
     divisor = 0
     if divisor_override is not None:
         divisor = int_arg(divisor_override, op, "divisor_override")
-        if divisor == 0:
+        if divisor == 0:  # torch: any other value, negative ones too
             raise ValueError(f"{op}: divisor_override must be non-zero")
-        if divisor < 0:
-            raise ValueError(f"{op}: divisor_override must be positive, got {divisor}")
     return _AvgPool2d.apply(_as_planes_tensor(x, planes), lead, args, bool(count_include_pad), divisor)
 
 

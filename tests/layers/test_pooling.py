@@ -402,3 +402,19 @@ def test_max_pool2d_streamed_output_matches_plane_by_plane(isa, k, p, ceil, w):
             np.testing.assert_array_equal(xt.grad.numpy(), _scatter_reference(gy, idx.numpy(), x.shape))
     finally:
         pve.set_num_threads(before)
+
+
+def test_avg_pool_negative_divisor_override_negates(isa):
+    # torch accepts any non-zero divisor_override; -d gives exactly -(sum / d).
+    x = np.random.default_rng(5).standard_normal((2, 3, 6, 5)).astype(np.float32)
+    F = pve.nn.functional
+    t = pve.tensor(x, requires_grad=True)
+    y = F.avg_pool2d(t, 3, 2, 1, divisor_override=-4)
+    np.testing.assert_array_equal(y.detach().numpy(),
+                                  -F.avg_pool2d(x, 3, 2, 1, divisor_override=4).numpy())
+    y.sum().backward()
+    u = pve.tensor(x, requires_grad=True)
+    F.avg_pool2d(u, 3, 2, 1, divisor_override=4).sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy(), -u.grad.numpy())
+    with pytest.raises(ValueError, match="divisor_override"):
+        F.avg_pool2d(x, 3, divisor_override=0)

@@ -85,3 +85,12 @@ def test_prelu_one_dim_input_matches_torch():
 ])
 def test_normalization_reprs_match_torch(make):
     assert repr(make(pve.nn)) == repr(make(torch.nn))
+
+
+@pytest.mark.parametrize("divisor", [-1, -3, 5])
+def test_avg_pool_divisor_override_any_sign_matches_torch(isa, divisor):
+    x = np.random.default_rng(2).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    yp, yt, gp, gt = _grads(lambda t: F.avg_pool2d(t, 3, 2, 1, True, False, divisor),
+                            lambda t: TF.avg_pool2d(t, 3, 2, 1, True, False, divisor), x)
+    np.testing.assert_allclose(yp, yt, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gp, gt, rtol=1e-6, atol=1e-6)
