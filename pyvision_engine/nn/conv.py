@@ -376,7 +376,7 @@ class Conv2d(Module):
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
-        if self.padding not in ((0, 0), "valid"):
+        if self.padding != (0, 0):  # torch prints padding=valid too
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"

@@ -83,8 +83,10 @@ def _int_pair(value: Any, name: str, layer: str) -> Tuple[int, int]:
     items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(items) == 1:
         items = (items[0], items[0])
-    if len(items) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                  for v in items):
+    if len(items) != 2:  # a value error (torch: RuntimeError), a wrong type is a TypeError
+        raise ValueError(f"{layer}: expected {name} to be a single integer value or a list of 2 "
+                         f"values to match the convolution dimensions, got {value!r}")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
         raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
     return int(items[0]), int(items[1])
 

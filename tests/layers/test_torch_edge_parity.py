@@ -94,3 +94,21 @@ def test_avg_pool_divisor_override_any_sign_matches_torch(isa, divisor):
                             lambda t: TF.avg_pool2d(t, 3, 2, 1, True, False, divisor), x)
     np.testing.assert_allclose(yp, yt, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(gp, gt, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("args,kwargs", [
+    ((3, 4, (2, 3), 2, "valid"), dict(bias=False, padding_mode="reflect")),
+    ((3, 4, 3, 1, "same"), dict(dilation=2)), ((3, 6, 1), dict(groups=3)),
+])
+def test_conv_repr_matches_torch(args, kwargs):
+    assert repr(pve.nn.Conv2d(*args, **kwargs)) == repr(torch.nn.Conv2d(*args, **kwargs))
+
+
+@pytest.mark.parametrize("kw", [dict(stride=(1, 1, 1)), dict(dilation=(1, 2, 1)),
+                                dict(padding=(1, 1, 1))])
+def test_conv_wrong_length_pairs_are_value_errors(kw):
+    x, w = np.zeros((1, 2, 5, 5), np.float32), np.zeros((2, 2, 3, 3), np.float32)
+    with pytest.raises(RuntimeError):
+        TF.conv2d(torch.tensor(x), torch.tensor(w), **kw)
+    with pytest.raises(ValueError, match="conv2d"):
+        F.conv2d(x, w, **kw)
