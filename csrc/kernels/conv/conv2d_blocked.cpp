@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "simd/vec.h"
 
@@ -117,21 +118,34 @@ void pointwise_tile(const PointwiseView& v, int64_t kb0, int64_t pixel, int rows
       }
     }
   }
+  // The epilogue reads the view's fields into locals first: the vector stores
+  // may alias anything as far as the compiler knows (the intrinsics store
+  // through may_alias types), so it would read every field again after every
+  // store, and branch on relu and residual per vector (a third of the time of
+  // a 16-input-channel tile went there).
   const Vec cap = Vec::set1(v.relu_max);
+  float* const y = v.y + kb0 * v.y_plane + pixel * B;
+  const float* const res = v.residual ? v.residual + kb0 * v.residual_plane + pixel * B : nullptr;
+  const int64_t y_plane = v.y_plane, res_plane = v.residual_plane;
+  const bool relu = v.relu;
+  auto finish = [&](auto whole) {  // whole: a full tile, no row checks
 #pragma GCC unroll 16
-  for (int j = 0; j < KB; ++j)
+    for (int j = 0; j < KB; ++j)
 #pragma GCC unroll 16
-    for (int u = 0; u < kV; ++u) {
+      for (int u = 0; u < kV; ++u) {
 #pragma GCC unroll 32
-      for (int p = 0; p < P; ++p) {
-        if (p >= rows) break;
-        const int64_t at = (pixel + p) * B + u * L;
-        Vec o = acc[p][j * kV + u];
-        if (v.residual) o = o + Vec::load(v.residual + (kb0 + j) * v.residual_plane + at);
-        if (v.relu) o = relu_clamp(o, cap);
-        o.store(v.y + (kb0 + j) * v.y_plane + at);
+        for (int p = 0; p < P; ++p) {
+          if (!decltype(whole)::value && p >= rows) break;
+          const int64_t at = p * B + u * L;
+          Vec o = acc[p][j * kV + u];
+          if (res) o = o + Vec::load(res + j * res_plane + at);
+          if (relu) o = relu_clamp(o, cap);
+          o.store(y + j * y_plane + at);
+        }
       }
-    }
+  };
+  if (rows == P) finish(std::true_type{});
+  else finish(std::false_type{});
 }
 
 template <int KB, int P = tile_pixels<KB>()>
@@ -300,6 +314,7 @@ void dense_tile(const BlockedDenseArgs& a, const float* image, int64_t kb0, int6
     }
   }
   const Vec cap = Vec::set1(a.relu_max);
+  const bool relu = a.relu;  // a local: the stores below may alias `a` (see pointwise_tile)
   const int64_t out_plane = a.out_h * a.out_w * B;
 #pragma GCC unroll 16
   for (int j = 0; j < KB; ++j)
@@ -308,7 +323,7 @@ void dense_tile(const BlockedDenseArgs& a, const float* image, int64_t kb0, int6
 #pragma GCC unroll 32
       for (int p = 0; p < P; ++p) {
         if (CHECKED && p >= pixels) break;
-        const Vec o = a.relu ? relu_clamp(acc[p][j * kV + v], cap) : acc[p][j * kV + v];
+        const Vec o = relu ? relu_clamp(acc[p][j * kV + v], cap) : acc[p][j * kV + v];
         o.store(y_row + j * out_plane + (ow + p) * B + v * L);
       }
 }
@@ -390,7 +405,8 @@ inline void depthwise_pixel(const BlockedDepthwiseArgs& a, const float* plane, c
     }
   }
   const Vec cap = Vec::set1(a.relu_max);
-  for (int v = 0; v < kV; ++v) (a.relu ? relu_clamp(acc[v], cap) : acc[v]).store(y + v * L);
+  const bool relu = a.relu;  // a local: the stores below may alias `a`
+  for (int v = 0; v < kV; ++v) (relu ? relu_clamp(acc[v], cap) : acc[v]).store(y + v * L);
 }
 
 // Q interior output pixels from ow; KW > 0: kernel width known at compile time.
@@ -421,11 +437,12 @@ inline void depthwise_interior(const BlockedDepthwiseArgs& a, const float* plane
     }
   }
   const Vec cap = Vec::set1(a.relu_max);
+  const bool relu = a.relu;  // a local: the stores below may alias `a`
 #pragma GCC unroll 8
   for (int i = 0; i < Q; ++i)
 #pragma GCC unroll 16
     for (int v = 0; v < kV; ++v)
-      (a.relu ? relu_clamp(acc[i][v], cap) : acc[i][v]).store(y + i * B + v * L);
+      (relu ? relu_clamp(acc[i][v], cap) : acc[i][v]).store(y + i * B + v * L);
 }
 
 // Q output pixels from ow for a kernel KW wide at stride S (dilation_w 1),
@@ -466,11 +483,12 @@ inline void depthwise_window(const BlockedDepthwiseArgs& a, const float* plane, 
     }
   }
   const Vec cap = Vec::set1(a.relu_max);
+  const bool relu = a.relu;  // a local: the stores below may alias `a`
 #pragma GCC unroll 16
   for (int i = 0; i < Q; ++i)
 #pragma GCC unroll 16
     for (int v = 0; v < kV; ++v)
-      (a.relu ? relu_clamp(acc[i][v], cap) : acc[i][v]).store(y + i * B + v * L);
+      (relu ? relu_clamp(acc[i][v], cap) : acc[i][v]).store(y + i * B + v * L);
 }
 
 // The last n < N pixels of a row (checked: a row's end meets the padding).
