@@ -417,15 +417,22 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
       for (int v = 0; v < NV; ++v)
         acc[i][v] = capped ? relu_clamp(acc[i][v], cap) : max(Vec::zero(), acc[i][v]);
   }
+  // Locals for the stores: they may alias `o` and `w` as far as the compiler
+  // knows (the intrinsics store through may_alias types), which would re-read
+  // out, ldo, stream and mr after every store.
+  float* const out = o.out;
+  const int64_t ldo = o.ldo;
+  const bool stream = o.stream;
+  const int mr = w.mr;
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
-    if (i >= w.mr) break;
-    float* dst = o.out + i * o.ldo;
+    if (i >= mr) break;
+    float* dst = out + i * ldo;
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       const Vec y = acc[i][v];
       if (!FULL && v == NV - 1) y.store_partial(dst + v * PL, nlast);
-      else if (o.stream) y.stream(dst + v * PL);
+      else if (stream) y.stream(dst + v * PL);
       else y.store(dst + v * PL);
     }
   }

@@ -25,7 +25,10 @@ namespace gemm {
 
 template <int MR, int NV>
 inline void ukernel_avx512(int64_t kc, const float* __restrict ap, const float* __restrict bp,
-                           float* c, int64_t ldc, int mr, int nr, const TileEpilogue& ep) {
+                           float* c, int64_t ldc, int mr, int nr, const TileEpilogue& epilogue) {
+  // A local copy: C's stores may alias the caller's struct as far as the
+  // compiler knows, and it would re-read every field after every store.
+  const TileEpilogue ep = epilogue;
   __m512 acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
