@@ -479,6 +479,9 @@ template <int KH, int KW, int ROWS>
     const int64_t ih = ih0 + i;
     if (ih < 0 || ih >= s.in_h) continue;  // a padding row adds nothing
     const float* row = x + ih * s.in_w + c0;
+    // The input two row blocks on, as for the gradient above (from L3 it
+    // stalled the loads as well).
+    __builtin_prefetch(row + 2 * ROWS * s.in_w, 0, 3);
     Vec v[KW];
 #pragma GCC unroll 8
     for (int q = 0; q < KW; ++q) v[q] = edge ? load_lanes(row + q, mask[q]) : Vec::load(row + q);
