@@ -31,7 +31,6 @@ class Adadelta(Optimizer):
             raise ValueError(f"Invalid rho value: {rho}")
         V.check_eps(eps)
         V.check_weight_decay(weight_decay)
-        V.check_supported("Adadelta", differentiable, capturable)
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
                         capturable=capturable, foreach=foreach, differentiable=differentiable)
         super().__init__(params, defaults)

@@ -37,11 +37,11 @@ class Adagrad(Optimizer):
                 f"Invalid initial_accumulator_value value: {initial_accumulator_value}"
             )
         V.check_eps(eps)
-        V.check_supported("Adagrad", differentiable)
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, fused=fused)
         super().__init__(params, defaults)
+        V.check_fused(fused, foreach, differentiable)
 
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
         """As Optimizer.add_param_group; Adagrad's state exists from the start, as in torch."""

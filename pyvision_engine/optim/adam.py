@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from pyvision_engine import _C
 from pyvision_engine.optim import _validate as V
 from pyvision_engine.optim.optimizer import Optimizer, ParamsT
+from pyvision_engine.tensor import Tensor
 
 __all__ = ["Adam"]
 
@@ -34,16 +35,30 @@ class Adam(Optimizer):
                  foreach: Optional[bool] = None, maximize: bool = False,
                  capturable: bool = False, differentiable: bool = False,
                  fused: Optional[bool] = None, decoupled_weight_decay: bool = False) -> None:
+        if isinstance(lr, Tensor) and foreach and not capturable:
+            raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
         V.check_lr(lr)
         V.check_eps(eps)
         V.check_betas(betas)
         V.check_weight_decay(weight_decay)
-        V.check_supported(type(self).__name__, differentiable, capturable)
+        # torch: betas (0, 0.999) is refused (an int is neither a float nor a Tensor).
+        if not (all(isinstance(b, float) for b in betas[:2])
+                or all(isinstance(b, Tensor) for b in betas[:2])):
+            raise ValueError("betas must be either both floats or both Tensors")
+        for index, b in enumerate(betas[:2]):
+            if isinstance(b, Tensor):
+                if foreach and not capturable:
+                    raise ValueError(f"betas[{index}] as a Tensor is not supported for "
+                                     "capturable=False and foreach=True")
+                if b.numel() != 1:
+                    raise ValueError(f"Tensor betas[{index}] must be 1-element")
+        betas = tuple(b.reshape(()) if isinstance(b, Tensor) else b for b in betas)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                         capturable=capturable, differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
+        V.check_fused(fused, foreach, differentiable)
 
     def _tensor_state_spec(self, group: Dict[str, Any]) -> List[Tuple[str, float]]:
         spec = [("exp_avg", 0.0), ("exp_avg_sq", 0.0)]
@@ -53,7 +68,7 @@ class Adam(Optimizer):
 
     def _update(self, group, lay, i, param, grad) -> None:
         step = self._advance_step(lay, i)
-        beta1, beta2 = group["betas"]
+        beta1, beta2 = (float(b) for b in group["betas"])
         lr, wd = group["lr"], group["weight_decay"]
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step

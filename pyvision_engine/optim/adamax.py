@@ -29,8 +29,7 @@ class Adamax(Optimizer):
         V.check_eps(eps)
         V.check_betas(betas)
         V.check_weight_decay(weight_decay)
-        V.check_supported("Adamax", differentiable, capturable)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         foreach=foreach, maximize=maximize, differentiable=differentiable,
                         capturable=capturable)
         super().__init__(params, defaults)

@@ -19,12 +19,15 @@ element-wise arithmetic, so they give bit-identical results.
 
 from __future__ import annotations
 
+import warnings
+from collections import defaultdict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from pyvision_engine.autograd import enable_grad
 from pyvision_engine.nn.arena import ParameterArena, aligned_empty
+from pyvision_engine.optim import _validate as V
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["Optimizer", "required"]
@@ -137,7 +140,8 @@ class Optimizer:
                 f"dicts, but got {type(params).__name__}"
             )
         self.defaults: Dict[str, Any] = defaults
-        self.state: Dict[Tensor, Dict[str, Any]] = {}
+        # A defaultdict as torch's: opt.state[p] is {} for a parameter without state.
+        self.state: Dict[Tensor, Dict[str, Any]] = defaultdict(dict)
         self.param_groups: List[Dict[str, Any]] = []
         self._layouts: List[_GroupLayout] = []
         param_list = list(params)
@@ -190,7 +194,7 @@ class Optimizer:
                     "optimizer can only optimize Tensors, but one of the params is "
                     + type(p).__name__
                 )
-            if not p.is_leaf:
+            if not self.defaults.get("differentiable", None) and not p.is_leaf:
                 raise ValueError("can't optimize a non-leaf Tensor")
             if p.dtype != np.float32:
                 raise TypeError(f"optimizer: parameters must be float32, got {p.dtype}")
@@ -201,10 +205,24 @@ class Optimizer:
                     f"parameter {name}"
                 )
             param_group.setdefault(name, default)
+        if len({id(p) for p in params}) != len(params):
+            warnings.warn(
+                "optimizer contains a parameter group with duplicate parameters; "
+                "in future, this will cause an error; "
+                "see github.com/pytorch/pytorch/issues/40967 for more information",
+                stacklevel=3,
+            )
+        for group in self.param_groups:
+            if ("param_names" in param_group) != ("param_names" in group):
+                current = "with names" if "param_names" in param_group else "without names"
+                raise ValueError(
+                    "all optimizer param groups should be with/without names. "
+                    f"cannot add param group {current} to the optimizer"
+                )
         existing = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in existing for p in params):
             raise ValueError("some parameters appear in more than one parameter group")
-        # Duplicates inside one group: torch warns; the arena keeps one copy.
+        # Duplicates inside one group: torch warns (above); the arena keeps one copy.
         unique: List[Tensor] = []
         seen = set()
         for p in params:
@@ -241,7 +259,10 @@ class Optimizer:
         for key in lay.rows:
             if self._exposes_state(key, lay, i):
                 entry[key] = Tensor._wrap(lay.state_view(key, i))
-        self.state[p] = entry
+        if entry:
+            self.state[p] = entry
+        else:  # torch keeps no entry for a stateless parameter (SGD without momentum)
+            self.state.pop(p, None)
 
     def _exposes_state(self, key: str, lay: _GroupLayout, i: int) -> bool:
         return True
@@ -303,23 +324,22 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset gradients. ``set_to_none=True`` (default) sets ``.grad`` to None
         (autograd refills the arena views); False zeroes each group's whole
-        gradient arena with one memset and keeps the views."""
+        gradient arena with one memset, and any other grad tensor in place; a
+        grad that is None stays None, as in torch."""
         for index in range(len(self.param_groups)):
             lay = self._layout(index)
             if set_to_none:
                 for p in lay.params:
                     p.grad = None
                 continue
+            # A grad that is None stays None (torch); the others are zeroed in
+            # place, so a user's own grad tensor keeps its identity.
             in_arena = all(p._data is d for p, d in zip(lay.params, lay.data_views))
             if in_arena:
                 lay.arena.grad.fill(0.0)  # one memset over the group
-                for p, slot in zip(lay.params, lay.grad_views):
-                    if p.grad is None or p.grad._data is not slot:
-                        p.grad = Tensor._wrap(slot)
-            else:
-                for p in lay.params:
-                    if p.grad is not None:
-                        p.grad._data.fill(0.0)
+            for p, slot in zip(lay.params, lay.grad_views):
+                if p.grad is not None and not (in_arena and p.grad._data is slot):
+                    p.grad._data.fill(0.0)
 
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """One update of every parameter that has a gradient.
@@ -332,6 +352,8 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        for group in self.param_groups:
+            V.check_step_supported(type(self).__name__, group)
         for index, group in enumerate(self.param_groups):
             self._step_group(index, group)
         return loss

@@ -33,8 +33,7 @@ class RAdam(Optimizer):
         V.check_eps(eps)
         V.check_betas(betas)
         V.check_weight_decay(weight_decay)
-        V.check_supported("RAdam", differentiable, capturable)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         maximize=maximize, foreach=foreach, capturable=capturable,
                         decoupled_weight_decay=decoupled_weight_decay,
                         differentiable=differentiable)

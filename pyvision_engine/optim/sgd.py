@@ -9,6 +9,7 @@ import numpy as np
 from pyvision_engine import _C
 from pyvision_engine.optim import _validate as V
 from pyvision_engine.optim.optimizer import Optimizer, ParamsT, _GroupLayout
+from pyvision_engine.tensor import Tensor
 
 __all__ = ["SGD"]
 
@@ -38,17 +39,22 @@ class SGD(Optimizer):
                  dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
                  maximize: bool = False, foreach: Optional[bool] = None,
                  differentiable: bool = False, fused: Optional[bool] = None) -> None:
-        V.check_lr(lr)
+        # SGD's checks are `x < 0.0` in torch (so a NaN passes), unlike the others'.
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
             raise ValueError(f"Invalid momentum value: {momentum}")
-        V.check_weight_decay(weight_decay)
-        V.check_supported("SGD", differentiable)
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
                         foreach=foreach, differentiable=differentiable, fused=fused)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, defaults)
+        V.check_fused(fused, foreach, differentiable)
 
     def _tensor_state_spec(self, group: Dict[str, Any]) -> List[Tuple[str, float]]:
         return [("momentum_buffer", 0.0)] if group["momentum"] != 0 else []

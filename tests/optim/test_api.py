@@ -189,10 +189,91 @@ def test_nonfinite_gradients_propagate_without_crash(name, isa):
 
 
 def test_capturable_and_differentiable_are_refused():
-    with pytest.raises(NotImplementedError):
-        optim.Adam(_params(1), differentiable=True)
-    with pytest.raises(NotImplementedError):
-        optim.RMSprop(_params(1), capturable=True)
+    # torch accepts both at construction and fails at the step on CPU leaf
+    # parameters (capturable: AssertionError; differentiable: RuntimeError).
+    for make in (lambda p: optim.Adam(p, differentiable=True),
+                 lambda p: optim.RMSprop(p, capturable=True)):
+        params = _params(1)
+        opt = make(params)
+        runner.feed_grads(params, [np.ones(5, np.float32)], True)
+        with pytest.raises(NotImplementedError):
+            opt.step()
+        np.testing.assert_array_equal(params[0].detach().numpy(), np.arange(5, dtype=np.float32))
+    params = _params(1)
+    opt = optim.NAdam(params, capturable=True)
+    runner.feed_grads(params, [np.ones(5, np.float32)], True)
+    with pytest.raises(AssertionError, match="capturable"):
+        opt.step()
+    with pytest.raises(RuntimeError):
+        opt = optim.SGD(_params(1), lr=0.1, differentiable=True)
+        runner.feed_grads(opt.param_groups[0]["params"], [np.ones(5, np.float32)], True)
+        opt.step()
+
+
+@pytest.mark.parametrize("make,exc,match", [
+    (lambda p: optim.SGD(p, lr=0.1, fused=True, foreach=True), RuntimeError, "cannot be `True`"),
+    (lambda p: optim.Adam(p, fused=True, foreach=True), RuntimeError, "cannot be `True`"),
+    (lambda p: optim.AdamW(p, fused=True, differentiable=True), RuntimeError,
+     "does not support `differentiable`"),
+    (lambda p: optim.Adagrad(p, fused=True, foreach=True), RuntimeError, "cannot be `True`"),
+    (lambda p: optim.Adam(p, betas=(0, 0.999)), ValueError, "both floats or both Tensors"),
+    (lambda p: optim.Adam(p, lr=pve.tensor(np.array([0.1, 0.2], np.float32))), ValueError,
+     "Tensor lr must be 1-element"),
+    (lambda p: optim.RMSprop(p, lr=pve.tensor(np.array([0.1, 0.2], np.float32))), ValueError,
+     "Tensor lr must be 1-element"),
+    (lambda p: optim.Adam(p, lr=pve.tensor(np.float32(0.1)), foreach=True), ValueError,
+     "lr as a Tensor is not supported"),
+    (lambda p: optim.SGD([{"params": [("a", p[0])]}, {"params": [p[1]]}], lr=0.1), ValueError,
+     "with/without names"),
+])
+def test_constructor_errors_as_torch(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make(_params(2))
+
+
+def test_constructor_accepts_what_torch_accepts():
+    # SGD's checks are `lr < 0` (a NaN lr passes), fused alone is fine, and
+    # Adamax/NAdam/RAdam keep betas as given (a list stays a list).
+    optim.SGD(_params(1), lr=float("nan"))
+    optim.SGD(_params(1), lr=0.1, fused=True)
+    optim.Adam(_params(1), foreach=True)
+    for cls in (optim.Adamax, optim.NAdam, optim.RAdam):
+        assert cls(_params(1), betas=[0.5, 0.9]).param_groups[0]["betas"] == [0.5, 0.9]
+    assert optim.Adam(_params(1), betas=[0.5, 0.9]).param_groups[0]["betas"] == (0.5, 0.9)
+
+
+def test_duplicate_parameter_in_a_group_warns():
+    params = _params(1)
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        optim.SGD(params + params, lr=0.1)
+
+
+def test_state_is_a_defaultdict_and_stateless_params_have_no_entry():
+    params = _params(2)
+    opt = optim.SGD(params, lr=0.1)
+    assert opt.state[params[0]] == {}  # no KeyError, as torch's defaultdict(dict)
+    opt = optim.SGD(params, lr=0.1)
+    runner.feed_grads(params, [np.ones(5, np.float32)] * 2, True)
+    opt.step()
+    assert opt.state_dict()["state"] == {}  # torch: no entry without momentum
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    assert opt.state_dict()["state"] == {}
+    opt.step()
+    assert sorted(opt.state_dict()["state"]) == [0, 1]
+
+
+def test_zero_grad_keeps_none_grads_none():
+    params = _params(2)
+    opt = optim.Adam(params)
+    runner.feed_grads(params[:1], [np.ones(5, np.float32)], True)
+    own = pve.tensor(np.ones(5, np.float32))
+    opt.zero_grad(set_to_none=False)
+    assert params[1].grad is None  # torch leaves a missing grad missing
+    np.testing.assert_array_equal(params[0].grad.numpy(), np.zeros(5, np.float32))
+    params[1].grad = own
+    opt.zero_grad(set_to_none=False)
+    assert params[1].grad is own  # zeroed in place, identity kept
+    np.testing.assert_array_equal(own.numpy(), np.zeros(5, np.float32))
 
 
 def test_repr_lists_groups():

@@ -60,3 +60,56 @@ def test_torch_state_dict_loads_into_pve(name, hp):
         opt.step()
     for p, t in zip(params, tparams):
         np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), rtol=3e-4, atol=1e-6)
+
+
+_NAMES = ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta"]
+_BAD = [dict(lr=-1.0), dict(eps=-1.0), dict(betas=(1.0, 0.9)), dict(betas=(0, 0.9)),
+        dict(weight_decay=-1.0), dict(momentum=-0.1), dict(nesterov=True), dict(rho=1.5),
+        dict(fused=True, foreach=True), dict(fused=True, differentiable=True),
+        dict(capturable=True), dict(differentiable=True), dict(lr=float("nan"))]
+
+
+@pytest.mark.parametrize("name", _NAMES)
+def test_constructor_accepts_and_refuses_as_torch(name):
+    import pyvision_engine as pve
+
+    for bad in _BAD:
+        outcome = []
+        for make in (lambda: getattr(torch.optim, name)([torch.nn.Parameter(torch.zeros(3))], **bad),
+                     lambda: getattr(optim, name)([pve.nn.Parameter(np.zeros(3, np.float32))],
+                                                  **bad)):
+            try:
+                make()
+                outcome.append(None)
+            except Exception as exc:  # noqa: BLE001 - the type is what is compared
+                outcome.append(type(exc))
+        assert outcome[0] == outcome[1], (name, bad, outcome)
+
+
+@pytest.mark.parametrize("name", _NAMES)
+def test_state_dict_structure_as_torch_with_a_late_gradient(name):
+    import pyvision_engine as pve
+
+    init = [np.linspace(-1, 1, 4, dtype=np.float32), np.linspace(0, 2, 6, dtype=np.float32)]
+    tparams = [torch.nn.Parameter(torch.from_numpy(x.copy())) for x in init]
+    pparams = [pve.nn.Parameter(x.copy()) for x in init]
+    topt = getattr(torch.optim, name)(tparams)
+    popt = getattr(optim, name)(pparams)
+    for step in range(4):
+        for tp, pp in zip(tparams[:1 + (step >= 2)], pparams[:1 + (step >= 2)]):
+            g = np.cos(tp.detach().numpy() + step).astype(np.float32)
+            tp.grad = torch.from_numpy(g.copy())
+            pp.grad = pve.tensor(g)
+        topt.step()
+        popt.step()
+        tsd, psd = topt.state_dict(), popt.state_dict()
+        assert psd["param_groups"] == tsd["param_groups"]
+        assert list(psd["state"]) == list(tsd["state"])
+        for index, entry in tsd["state"].items():
+            assert list(psd["state"][index]) == list(entry)
+            for key, value in entry.items():
+                ours = np.asarray(psd["state"][index][key])
+                assert ours.shape == tuple(value.shape) and ours.dtype == value.numpy().dtype
+                np.testing.assert_allclose(ours, value.numpy(), rtol=1e-5, atol=1e-7)
+    for tp, pp in zip(tparams, pparams):
+        np.testing.assert_allclose(pp.detach().numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-7)
