@@ -120,3 +120,55 @@ def test_onecycle_cycles_adam_beta1():
     opt = optim.Adam([pve.nn.Parameter(np.zeros(2, np.float32))], lr=0.1)
     S.OneCycleLR(opt, max_lr=0.1, total_steps=10)
     assert opt.param_groups[0]["betas"][0] == 0.95
+
+
+def _stepped_opt(lr=0.1):
+    opt = _opt(lr)
+    opt.param_groups[0]["params"][0].grad = pve.tensor(np.ones(3, np.float32))
+    return opt
+
+
+def test_scheduler_warnings_as_torch():
+    import warnings
+
+    # The documented order (optimizer.step() then scheduler.step()) is warning-free.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt = _stepped_opt()
+        sched = S.StepLR(opt, step_size=2)
+        for _ in range(5):
+            opt.step()
+            sched.step()
+        sched.get_last_lr()
+    # scheduler.step() before any optimizer.step() warns once, as torch.
+    opt = _stepped_opt()
+    sched = S.ExponentialLR(opt, gamma=0.5)
+    with pytest.warns(UserWarning, match="before `optimizer.step\\(\\)`"):
+        sched.step()
+    # step(epoch) is deprecated; get_lr() outside step() points at get_last_lr().
+    with pytest.warns(UserWarning, match="epoch parameter in `scheduler.step\\(\\)`"):
+        sched.step(3)
+    assert sched.get_last_lr() == [0.1 * 0.5 ** 3]
+    with pytest.warns(UserWarning, match="get_last_lr"):
+        sched.get_lr()
+    plateau = S.ReduceLROnPlateau(_opt())
+    with pytest.warns(UserWarning, match="epoch parameter"):
+        plateau.step(1.0, epoch=4)
+    assert plateau.last_epoch == 4
+
+
+def test_scheduler_state_dict_keys_as_torch():
+    torch = pytest.importorskip("torch")
+    for make in (lambda m, o: m.StepLR(o, step_size=3),
+                 lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2),
+                 lambda m, o: m.OneCycleLR(o, max_lr=1.0, total_steps=20)):
+        topt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1, momentum=0.9)
+        tsched = make(torch.optim.lr_scheduler, topt)
+        popt = _opt()
+        psched = make(S, popt)
+        for _ in range(4):
+            topt.step()
+            tsched.step()
+            popt.step()
+            psched.step()
+        assert sorted(psched.state_dict()) == sorted(tsched.state_dict())
