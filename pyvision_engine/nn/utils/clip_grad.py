@@ -11,6 +11,8 @@ scaled on its own (still in C++).
 from __future__ import annotations
 
 import math
+import types
+import warnings
 from typing import Iterable, List, Optional, Union
 
 import numpy as np
@@ -19,24 +21,101 @@ from pyvision_engine import _C
 from pyvision_engine.nn.arena import ALIGN_FLOATS
 from pyvision_engine.tensor import Tensor
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
 
 _TensorOrTensors = Union[Tensor, Iterable[Tensor]]
 
 
-def _grad_buffers(parameters: _TensorOrTensors) -> List[np.ndarray]:
+def _param_list(parameters: _TensorOrTensors) -> List[Tensor]:
+    if isinstance(parameters, Tensor):
+        return [parameters]
+    is_generator = isinstance(parameters, types.GeneratorType)
+    params = list(parameters)
+    if is_generator and not params:
+        warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.",
+                      stacklevel=3)
+    return params
+
+
+def _checked(arrays: List[np.ndarray]) -> List[np.ndarray]:
+    for g in arrays:
+        if g.dtype != np.float32 or not g.flags.c_contiguous:
+            raise TypeError("clip_grad: gradients must be float32 and C-contiguous")
+    return arrays
+
+
+def _grad_buffers(params: List[Tensor]) -> List[np.ndarray]:
     """The flat gradient arrays to work on: one span of an arena's gradient
     buffer when the gradients tile it back to back (padding between them is
     the arena's zero padding), else one array per gradient."""
-    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    grads = [p.grad._data for p in params if p.grad is not None]
-    for g in grads:
-        if g.dtype != np.float32 or not g.flags.c_contiguous:
-            raise TypeError("clip_grad: gradients must be float32 and C-contiguous")
+    grads = _checked([p.grad._data for p in params if p.grad is not None])
     span = _arena_span(params, grads)
     if span is not None:
         return [span]
     return [g.reshape(-1) for g in grads]
+
+
+def _total_norm(buffers: List[np.ndarray], per_tensor: List[np.ndarray], norm_type: float,
+                error_if_nonfinite: bool) -> np.float32:
+    """torch's total norm: the ``norm_type``-norm of the per-tensor norms.
+
+    For p > 0 (and p < 0 other than -inf) that equals the norm of all elements
+    together, so ``buffers`` (maybe one arena span, whose zero padding adds
+    nothing) are reduced in one pass. For p = 0 and p = -inf it does not:
+    torch's total is the number of tensors with a nonzero element, and the
+    smallest per-tensor min |g|, so those use ``per_tensor`` (no padding)."""
+    if norm_type == math.inf:
+        maxima = [_C.grad_norm_part(b, norm_type) for b in buffers]
+        total = math.nan if any(math.isnan(v) for v in maxima) else max(maxima)
+    elif norm_type == 0.0:
+        total = float(sum(np.count_nonzero(g) > 0 for g in per_tensor))
+    elif norm_type == -math.inf:
+        minima = [float(np.min(np.abs(g))) if g.size else math.inf for g in per_tensor]
+        total = math.nan if any(math.isnan(v) for v in minima) else min(minima)
+    else:
+        parts = sum(_C.grad_norm_part(b, norm_type) for b in buffers)
+        total = parts ** (1.0 / norm_type) if norm_type != 2.0 else math.sqrt(parts)
+    total32 = np.float32(total)
+    if error_if_nonfinite and not np.isfinite(total32):
+        raise RuntimeError(
+            f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, "
+            "so it cannot be clipped. To disable this error and scale the gradients by the "
+            "non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+    return total32
+
+
+def _scale(buffers: List[np.ndarray], max_norm: float, total32: np.float32) -> None:
+    # As torch: a float32 coefficient max_norm / (total + 1e-6), clamped to 1.
+    coef = np.float32(max_norm) / (total32 + np.float32(1e-6))
+    coef = min(coef, np.float32(1.0)) if not np.isnan(coef) else coef
+    for b in buffers:
+        _C.grad_scale(b, float(coef))
+
+
+def get_total_norm(tensors: _TensorOrTensors, norm_type: float = 2.0,
+                   error_if_nonfinite: bool = False, foreach: Optional[bool] = None) -> Tensor:
+    """The ``norm_type``-norm of the norms of ``tensors`` (the tensors themselves,
+    not their ``.grad``), as torch.nn.utils.get_total_norm; a 0-d float32 Tensor."""
+    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    norm_type = float(norm_type)
+    if not tensors:
+        return Tensor(np.zeros((), dtype=np.float32))
+    arrays = _checked([np.ascontiguousarray(t._data).reshape(-1) for t in tensors])
+    total32 = _total_norm(arrays, arrays, norm_type, error_if_nonfinite)
+    return Tensor(np.array(total32, dtype=np.float32))
+
+
+def clip_grads_with_norm_(parameters: _TensorOrTensors, max_norm: float,
+                          total_norm: Union[Tensor, float],
+                          foreach: Optional[bool] = None) -> None:
+    """Scale the gradients of ``parameters`` by ``min(max_norm / (total_norm + 1e-6), 1)``
+    in place, as torch.nn.utils.clip_grads_with_norm_."""
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    max_norm = float(max_norm)
+    buffers = _grad_buffers(params)
+    if buffers:
+        _scale(buffers, max_norm, np.float32(float(total_norm)))
 
 
 def _arena_span(params: List[Tensor], grads: List[np.ndarray]) -> Optional[np.ndarray]:
@@ -75,37 +154,22 @@ def clip_grad_norm_(parameters: _TensorOrTensors, max_norm: float, norm_type: fl
     Returns:
         The total norm before clipping, as a 0-d float32 Tensor.
     """
+    params = _param_list(parameters)
     max_norm = float(max_norm)
     norm_type = float(norm_type)
-    buffers = _grad_buffers(parameters)
+    buffers = _grad_buffers(params)
     if not buffers:
         return Tensor(np.zeros((), dtype=np.float32))
-    if norm_type == math.inf:
-        maxima = [_C.grad_norm_part(b, norm_type) for b in buffers]
-        total = math.nan if any(math.isnan(v) for v in maxima) else max(maxima)
-    elif norm_type == 0.0:
-        total = float(sum(np.count_nonzero(b) for b in buffers))
-    else:
-        parts = sum(_C.grad_norm_part(b, norm_type) for b in buffers)
-        total = parts ** (1.0 / norm_type) if norm_type != 2.0 else math.sqrt(parts)
-    total32 = np.float32(total)
-    if error_if_nonfinite and not np.isfinite(total32):
-        raise RuntimeError(
-            f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, "
-            "so it cannot be clipped. To disable this error and scale the gradients by the "
-            "non-finite norm anyway, set `error_if_nonfinite=False`"
-        )
-    # As torch: a float32 coefficient max_norm / (total + 1e-6), clamped to 1.
-    coef = np.float32(max_norm) / (total32 + np.float32(1e-6))
-    coef = min(coef, np.float32(1.0)) if not np.isnan(coef) else coef
-    for b in buffers:
-        _C.grad_scale(b, float(coef))
+    per_tensor = [p.grad._data.reshape(-1) for p in params if p.grad is not None]
+    total32 = _total_norm(buffers, per_tensor, norm_type, error_if_nonfinite)
+    _scale(buffers, max_norm, total32)
     return Tensor(np.array(total32, dtype=np.float32))
 
 
 def clip_grad_value_(parameters: _TensorOrTensors, clip_value: float,
                      foreach: Optional[bool] = None) -> None:
     """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (NaN stays NaN)."""
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     clip_value = float(clip_value)
-    for b in _grad_buffers(parameters):
+    for b in _grad_buffers(params):
         _C.grad_clamp(b, clip_value)
