@@ -6,7 +6,9 @@ inside the package) and readers for MNIST, CIFAR and image folders.
 """
 
 from pyvision_engine.data._augment import crop_flip_normalize_batch, uint8_hwc_to_normalized_chw
-from pyvision_engine.data.dataloader import DataLoader, batch_generator, default_collate, get_worker_info
+from pyvision_engine.data.dataloader import (
+    DataLoader, batch_generator, default_collate, default_convert, get_worker_info,
+)
 from pyvision_engine.data.dataset import (
     ArrayImageDataset, ConcatDataset, Dataset, IterableDataset, Subset, TensorDataset, random_split,
 )
@@ -18,7 +20,7 @@ from pyvision_engine.data import datasets  # noqa: E402
 
 __all__ = [
     "Dataset", "IterableDataset", "TensorDataset", "ArrayImageDataset", "Subset", "ConcatDataset",
-    "random_split", "DataLoader", "default_collate", "get_worker_info", "batch_generator",
+    "random_split", "DataLoader", "default_collate", "default_convert", "get_worker_info", "batch_generator",
     "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
     "transforms", "datasets", "uint8_hwc_to_normalized_chw", "crop_flip_normalize_batch",
 ]

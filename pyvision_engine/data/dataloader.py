@@ -30,7 +30,7 @@ from pyvision_engine.data.sampler import (
 )
 from pyvision_engine.tensor import Tensor
 
-__all__ = ["DataLoader", "default_collate", "get_worker_info", "batch_generator"]
+__all__ = ["DataLoader", "default_collate", "default_convert", "get_worker_info", "batch_generator"]
 
 _local = threading.local()
 
@@ -95,8 +95,31 @@ def default_collate(batch: Sequence[Any]) -> Any:
                     f"or lists; found {type(elem).__name__}")
 
 
-def _default_convert(sample: Any) -> Any:
-    return sample
+def default_convert(data: Any) -> Any:
+    """What a loader with ``batch_size=None`` yields per sample (torch's default_convert):
+    numpy arrays and numpy scalars become Tensors (uint8 arrays stay numpy, as in
+    :func:`default_collate`), tuples become lists, dicts and lists are converted
+    element by element; anything else is returned as is."""
+    if isinstance(data, Tensor):
+        return data
+    if isinstance(data, (np.ndarray, np.number, np.bool_)):
+        if isinstance(data, np.ndarray) and data.dtype.kind in "OSU":
+            return data
+        if isinstance(data, np.ndarray) and data.dtype == np.uint8:
+            return data
+        return Tensor(np.asarray(data))
+    if isinstance(data, Mapping):
+        return {key: default_convert(data[key]) for key in data}
+    if isinstance(data, tuple) and hasattr(data, "_fields"):  # namedtuple
+        return type(data)(*(default_convert(d) for d in data))
+    if isinstance(data, tuple):
+        return [default_convert(d) for d in data]  # a list, as torch's
+    if isinstance(data, list):
+        return [default_convert(d) for d in data]
+    return data
+
+
+_default_convert = default_convert
 
 
 class DataLoader:
@@ -217,6 +240,9 @@ class DataLoader:
                 if fetch is not None:
                     batch = fetch(indices)
                     if batch is not None:
+                        # default_collate turns a batch of tuples into a list
+                        if type(batch) is tuple:
+                            batch = list(batch)
                         return batch
             return self.collate_fn([self.dataset[i] for i in indices])
         finally:

@@ -52,6 +52,10 @@ def _as_numpy(value: Any, name: str) -> np.ndarray:
         raise TypeError(f"{name}: expected tensors or arrays, got {type(value).__name__}") from None
 
 
+class _SizeMismatchError(ValueError, AssertionError):
+    """TensorDataset's size mismatch: torch raises AssertionError; a ValueError here too."""
+
+
 class TensorDataset(Dataset):
     """Samples are the i-th rows of each tensor: ``TensorDataset(images, labels)``.
 
@@ -71,14 +75,35 @@ class TensorDataset(Dataset):
         n = arrays[0].shape[0]
         sizes = [a.shape[0] for a in arrays]
         if any(s != n for s in sizes):
-            raise ValueError(f"TensorDataset: size mismatch between tensors (first dims {sizes})")
+            raise _SizeMismatchError(
+                "Size mismatch between tensors: TensorDataset's tensors must share their first "
+                f"dim (size mismatch: first dims {sizes})")
         self.arrays: Tuple[np.ndarray, ...] = tuple(_engine_dtype(a) for a in arrays)
         self.tensors = tuple(_wrap(a) for a in self.arrays)
 
     def __len__(self) -> int:
         return self.arrays[0].shape[0]
 
-    def __getitem__(self, index: int) -> Tuple[Any, ...]:
+    def __getitem__(self, index: Any) -> Tuple[Any, ...]:
+        # torch indexes each tensor with ``index``: slices, lists and arrays of
+        # indices (or a bool mask) give a tuple of batched rows.
+        if isinstance(index, slice):
+            return tuple(_wrap(np.ascontiguousarray(a[index])) for a in self.arrays)
+        if isinstance(index, (list, np.ndarray)) or (isinstance(index, Tensor) and index.ndim > 0):
+            idx = np.asarray(index._data if isinstance(index, Tensor) else index)
+            if idx.dtype != np.bool_:
+                if idx.size and idx.dtype.kind not in "iu":
+                    raise TypeError(f"TensorDataset: index arrays must hold integers, got "
+                                    f"{idx.dtype}")
+                idx = idx.astype(np.int64)
+                n = len(self)
+                if idx.size and (idx.min() < -n or idx.max() >= n):
+                    raise IndexError(f"TensorDataset: index out of range for a dataset of {n} "
+                                     "samples")
+            elif idx.shape != (len(self),):
+                raise IndexError(f"TensorDataset: a mask of shape {idx.shape} for a dataset of "
+                                 f"{len(self)} samples")
+            return tuple(_wrap(np.ascontiguousarray(a[idx])) for a in self.arrays)
         index = _check_index(index, len(self), "TensorDataset")
         return tuple(_wrap(np.asarray(a[index], order="C")) for a in self.arrays)
 

@@ -170,6 +170,45 @@ def test_tensor_dataset_errors():
         TensorDataset(np.zeros((3, 2)))[3]
 
 
+def test_tensor_dataset_as_torch():
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+    y = np.arange(10)
+    ds = TensorDataset(x, y)
+    # torch's TensorDataset raises AssertionError on a size mismatch
+    with pytest.raises(AssertionError, match="Size mismatch between tensors"):
+        TensorDataset(x, y[:4])
+    # slices, lists, arrays and masks index every tensor, as torch's
+    xs, ys = ds[1:3]
+    np.testing.assert_array_equal(xs.numpy(), x[1:3])
+    np.testing.assert_array_equal(ys.numpy(), y[1:3])
+    xs, ys = ds[[4, 0, -1]]
+    np.testing.assert_array_equal(xs.numpy(), x[[4, 0, -1]])
+    np.testing.assert_array_equal(ys.numpy(), y[[4, 0, -1]])
+    xs, _ = ds[np.arange(10) % 3 == 0]
+    np.testing.assert_array_equal(xs.numpy(), x[::3])
+    with pytest.raises(IndexError):
+        ds[[0, 10]]
+    # a batch of (x, y) samples is collated to a list [xb, yb], fast path or not
+    for collate_fn in (None, default_collate):
+        batches = list(DataLoader(ds, batch_size=4, collate_fn=collate_fn))
+        assert all(type(b) is list and len(b) == 2 for b in batches)
+        assert [len(b[1].numpy()) for b in batches] == [4, 4, 2]
+    # batch_size=None: each sample converted as torch's default_convert (tuple -> list)
+    first = next(iter(DataLoader(ds, batch_size=None)))
+    assert type(first) is list and first[0].shape == (3,) and int(first[1].item()) == 0
+
+
+def test_default_convert():
+    from pyvision_engine.data import default_convert
+
+    out = default_convert((np.ones(2, np.float32), {"k": np.int64(3)}, "s", 1.5))
+    assert type(out) is list and isinstance(out[0], pve.Tensor)
+    assert isinstance(out[1]["k"], pve.Tensor) and int(out[1]["k"].item()) == 3
+    assert out[2] == "s" and out[3] == 1.5
+    items = list(DataLoader([np.full(2, i, np.float32) for i in range(3)], batch_size=None))
+    assert all(isinstance(i, pve.Tensor) for i in items)
+
+
 def test_default_collate_structures():
     batch = [{"a": 1, "b": np.ones(2, np.float32), "s": "x"}, {"a": 2, "b": np.zeros(2, np.float32), "s": "y"}]
     out = default_collate(batch)
@@ -227,3 +266,30 @@ def test_random_split_and_subset():
     sub = Subset(TensorDataset(np.arange(10, dtype=np.float32)), [9, 2])
     x, = next(iter(DataLoader(sub, batch_size=2)))
     assert x.numpy().tolist() == [9.0, 2.0]
+
+
+def test_loader_structure_and_lengths_match_torch():
+    torch = pytest.importorskip("torch")
+    from torch.utils import data as tdata
+
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+    y = np.arange(10)
+    ours_ds = TensorDataset(x, y)
+    theirs_ds = tdata.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    for batch_size in (1, 3, 4, 10, 11, None):
+        for drop_last in (False, True):
+            if batch_size is None and drop_last:
+                continue
+            ours = DataLoader(ours_ds, batch_size=batch_size, drop_last=drop_last)
+            theirs = tdata.DataLoader(theirs_ds, batch_size=batch_size, drop_last=drop_last)
+            assert len(ours) == len(theirs)
+            got, want = list(ours), list(theirs)
+            assert len(got) == len(want)
+            for a, b in zip(got, want):
+                assert type(a) is type(b)
+                for u, v in zip(a, b):
+                    np.testing.assert_array_equal(u.numpy(), v.numpy())
+    with pytest.raises(ValueError):
+        tdata.DataLoader(theirs_ds, sampler=tdata.SequentialSampler(theirs_ds), shuffle=True)
+    with pytest.raises(ValueError):
+        DataLoader(ours_ds, sampler=data.SequentialSampler(ours_ds), shuffle=True)
