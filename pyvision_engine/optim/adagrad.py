@@ -42,20 +42,19 @@ class Adagrad(Optimizer):
                         maximize=maximize, differentiable=differentiable, fused=fused)
         super().__init__(params, defaults)
         V.check_fused(fused, foreach, differentiable)
-
-    def add_param_group(self, param_group: Dict[str, Any]) -> None:
-        """As Optimizer.add_param_group; Adagrad's state exists from the start, as in torch."""
-        super().add_param_group(param_group)
-        index = len(self.param_groups) - 1
-        group = self.param_groups[index]
-        self._prepare_group(index, group, range(len(group["params"])))
+        # As torch: the state of the groups given here exists from construction;
+        # a group added later gets its state at its first step.
+        for index, group in enumerate(self.param_groups):
+            self._prepare_group(index, group, range(len(group["params"])))
 
     def _tensor_state_spec(self, group: Dict[str, Any]) -> List[Tuple[str, float]]:
-        return [("sum", float(group["initial_accumulator_value"]))]
+        # torch fills ``sum`` with the constructor's initial_accumulator_value
+        # (self.defaults), even for a group that sets its own.
+        return [("sum", float(self.defaults["initial_accumulator_value"]))]
 
     def _fused_safe(self, group: Dict[str, Any]) -> bool:
         # Padding: G = init there, so 0/(sqrt(init) + eps) stays 0 unless both are 0.
-        return group["eps"] > 0 or group["initial_accumulator_value"] > 0
+        return group["eps"] > 0 or self.defaults["initial_accumulator_value"] > 0
 
     def _update(self, group, lay, i, param, grad) -> None:
         step = self._advance_step(lay, i)

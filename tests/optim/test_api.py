@@ -279,3 +279,22 @@ def test_zero_grad_keeps_none_grads_none():
 def test_repr_lists_groups():
     text = repr(optim.SGD(_params(1), lr=0.1))
     assert "SGD (" in text and "lr: 0.1" in text
+
+
+def test_adagrad_state_as_torch():
+    # torch fills ``sum`` with the constructor's initial_accumulator_value, also for a
+    # group that sets its own; groups given to the constructor have state at once,
+    # a group added later only from its first step.
+    a, b, c = _params(3)
+    opt = optim.Adagrad([{"params": [a]}, {"params": [b], "initial_accumulator_value": 0.1}],
+                        lr=0.1, initial_accumulator_value=0.5)
+    assert sorted(opt.state_dict()["state"]) == [0, 1]
+    np.testing.assert_array_equal(opt.state[b]["sum"].numpy(), np.full(5, 0.5, np.float32))
+    opt.add_param_group({"params": [c], "initial_accumulator_value": 2.0})
+    assert sorted(opt.state_dict()["state"]) == [0, 1]
+    runner.feed_grads([b, c], [np.ones(5, np.float32)] * 2, False)
+    opt.step()
+    np.testing.assert_allclose(opt.state[c]["sum"].numpy(), np.full(5, 1.5, np.float32))
+    np.testing.assert_allclose(c.detach().numpy(),
+                               np.arange(5, dtype=np.float32) + 2 - 0.1 / (np.sqrt(1.5) + 1e-10),
+                               rtol=1e-6)
