@@ -7,6 +7,7 @@ in nn.functional) run through the native kernels in ``_C``.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections import namedtuple
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
@@ -451,7 +452,7 @@ def flatten(t, start_dim: int = 0, end_dim: int = -1):
     e = normalize_dim(end_dim, t.ndim, "flatten")
     if s > e:
         raise ValueError("flatten() has invalid args: start_dim cannot come after end_dim")
-    shape = t.shape[:s] + (int(np.prod(t.shape[s:e + 1], dtype=np.int64)),) + t.shape[e + 1:]
+    shape = t.shape[:s] + (math.prod(t.shape[s:e + 1]),) + t.shape[e + 1:]
     return t.reshape(shape)
 
 
