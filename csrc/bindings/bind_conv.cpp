@@ -280,7 +280,7 @@ py::array conv2d_backward_data(const py::array& gy, const py::array& w,
                              Pair(gy.shape(2), gy.shape(3)));
   expect_shape(gy, {s.batch, s.out_channels, s.out_h, s.out_w}, "conv2d_backward_data",
                "grad_output");
-  py::array_t<float> gx = new_array(input_shape);
+  py::array_t<float> gx = new_aligned_array(input_shape);  // threads split it by pixel blocks
   Conv2dArgs a;
   a.shape = s;
   a.grad_output = f32_data(gy);
