@@ -409,6 +409,19 @@ inline void depthwise_pixel(const BlockedDepthwiseArgs& a, const float* plane, c
   for (int v = 0; v < kV; ++v) (relu ? relu_clamp(acc[v], cap) : acc[v]).store(y + v * L);
 }
 
+// Q consecutive output pixels (16 channels each) to y, clamped when the op has
+// a ReLU.
+template <int Q>
+inline void store_pixels(const BlockedDepthwiseArgs& a, const Vec (&acc)[Q][kV], float* y) {
+  const Vec cap = Vec::set1(a.relu_max);
+  const bool relu = a.relu;  // a local: the stores below may alias `a`
+#pragma GCC unroll 16
+  for (int i = 0; i < Q; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < kV; ++v)
+      (relu ? relu_clamp(acc[i][v], cap) : acc[i][v]).store(y + i * B + v * L);
+}
+
 // Q interior output pixels from ow; KW > 0: kernel width known at compile time.
 template <int KW, int Q>
 inline void depthwise_interior(const BlockedDepthwiseArgs& a, const float* plane, const float* w,
@@ -436,13 +449,7 @@ inline void depthwise_interior(const BlockedDepthwiseArgs& a, const float* plane
       }
     }
   }
-  const Vec cap = Vec::set1(a.relu_max);
-  const bool relu = a.relu;  // a local: the stores below may alias `a`
-#pragma GCC unroll 8
-  for (int i = 0; i < Q; ++i)
-#pragma GCC unroll 16
-    for (int v = 0; v < kV; ++v)
-      (relu ? relu_clamp(acc[i][v], cap) : acc[i][v]).store(y + i * B + v * L);
+  store_pixels<Q>(a, acc, y);
 }
 
 // Q output pixels from ow for a kernel KW wide at stride S (dilation_w 1),
@@ -482,13 +489,7 @@ inline void depthwise_window(const BlockedDepthwiseArgs& a, const float* plane, 
       }
     }
   }
-  const Vec cap = Vec::set1(a.relu_max);
-  const bool relu = a.relu;  // a local: the stores below may alias `a`
-#pragma GCC unroll 16
-  for (int i = 0; i < Q; ++i)
-#pragma GCC unroll 16
-    for (int v = 0; v < kV; ++v)
-      (relu ? relu_clamp(acc[i][v], cap) : acc[i][v]).store(y + i * B + v * L);
+  store_pixels<Q>(a, acc, y);
 }
 
 // The last n < N pixels of a row (checked: a row's end meets the padding).
