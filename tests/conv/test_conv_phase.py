@@ -71,8 +71,9 @@ def test_matches_reference(isa, shape):
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("batch", [1, 2, 3, 7])
 def test_thread_counts_give_the_same_answers(threads, batch):
-    # batch < 2 * threads: threads split each image's channel blocks (and rows when
-    # there are fewer blocks than threads); otherwise they take whole images.
+    # batch < 2 * threads: threads split each image by output rows (8 rows at 2 threads),
+    # or by channel blocks (and rows when there are fewer blocks than threads) when there
+    # are fewer than 4 rows per thread (3 threads); otherwise they take whole images.
     rng = np.random.default_rng(batch * 10 + threads)
     for k in (5, 40, 100):
         x, w, b, geo = _case(rng, batch, 12, 15, 18, k, (3, 3), (2, 2), (1, 1), (1, 1))
