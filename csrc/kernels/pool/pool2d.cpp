@@ -349,11 +349,16 @@ inline void stride2_rows_row(const float* a, int64_t IW, int64_t OW, bool check_
 
 // Above this many bytes of output, the stride2_rows paths write it with
 // non-temporal stores: plain stores would first read every output line from
-// DRAM, and the output is not read again soon (the next layer, or for the
-// indices the backward). bench_layers' 3x3 stride-2 pool, kernels alone, 1
-// thread: values 0.87 -> 0.78 ms; with indices (streamed when they start on a
-// line, which the binding arranges) 1.14-1.19 -> 1.05-1.08 ms.
-constexpr int64_t kPoolStreamBytes = 4 << 20;
+// DRAM. Smaller outputs keep plain stores so that the next layer can read them
+// from the last-level cache, the 1x1 driver's threshold (conv2d_gemm.cpp):
+// ResNet-50's 12.8 MB max-pool output at batch 16 feeds two convolutions, and
+// streaming it cost the model 1-3% (batch 16: 1 thread 449 vs 462 ms, 2
+// threads 238 vs 245). Alone, with caches flushed, streaming is faster
+// (bench_layers' 6.4 MB pool, 1 thread: values 0.87 -> 0.78 ms; with indices,
+// streamed when they start on a line, 1.14-1.19 -> 1.05-1.08 ms).
+constexpr int64_t kPoolStreamBytes = 16 << 20;
+// Indices are read only by the backward pass, much later: streamed from 4 MiB.
+constexpr int64_t kIndexStreamBytes = 4 << 20;
 
 // A plane computed row by row into a scratch buffer (L1) goes out to dst with
 // non-temporal stores, each 64-byte line as soon as the rows filling it are
@@ -702,7 +707,9 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
   const int t = planes_threads(s.planes, s.planes * in_plane, threads);
   const bool stream_y = s.planes * out_plane * static_cast<int64_t>(sizeof(float)) > kPoolStreamBytes;
   if (indices && stride2_rows_index_ok(s)) {
-    const bool stream_idx = stream_y && reinterpret_cast<uintptr_t>(indices) % kLineBytes == 0 &&
+    const bool stream_idx = s.planes * out_plane * static_cast<int64_t>(sizeof(int64_t)) >
+                                kIndexStreamBytes &&
+                            reinterpret_cast<uintptr_t>(indices) % kLineBytes == 0 &&
                             s.out_w * static_cast<int64_t>(sizeof(int64_t)) % kLineBytes == 0 &&
                             W * static_cast<int64_t>(sizeof(int64_t)) % kLineBytes == 0;
 #pragma omp parallel num_threads(t)
@@ -725,7 +732,7 @@ void max_pool2d_forward_impl(const float* x, float* y, int64_t* indices, const P
           if (stream_y) out.finish();
         }
       });
-      if (stream_y) stream_fence();
+      if (stream_y || stream_idx) stream_fence();
     }
     return;
   }
