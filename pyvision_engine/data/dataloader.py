@@ -119,9 +119,6 @@ def default_convert(data: Any) -> Any:
     return data
 
 
-_default_convert = default_convert
-
-
 class DataLoader:
     """Iterate over a dataset in batches (torch.utils.data.DataLoader's arguments).
 
@@ -207,7 +204,7 @@ class DataLoader:
         self._auto_collation = batch_sampler is not None or (self._is_iterable and batch_size is not None)
         if collate_fn is None:
             self._user_collate = False
-            collate_fn = default_collate if self._auto_collation else _default_convert
+            collate_fn = default_collate if self._auto_collation else default_convert
         else:
             self._user_collate = True
         self.collate_fn = collate_fn

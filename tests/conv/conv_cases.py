@@ -23,6 +23,16 @@ def num_threads(n):
         pve.set_num_threads(previous)
 
 
+def random_3x3_case(shape):
+    """(x, weight, bias, pads, rng) for a 3x3 stride-1 case ``(n, c, k, h, w, pad)``,
+    seeded by the shape; the generator continues for any further draws."""
+    n, c, k, h, w, pad = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    return x, wt, b, (pad,) * 4, rng
+
 
 def trained_bn(channels, rng):
     """A BatchNorm2d with random running statistics and affine parameters, as after

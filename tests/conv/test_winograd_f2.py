@@ -28,7 +28,7 @@ from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 from reference.conv_reference import conv2d_backward, conv2d_forward
 
-from conv.conv_cases import assert_close, check_against_reference, num_threads
+from conv.conv_cases import assert_close, check_against_reference, num_threads, random_3x3_case
 
 pytestmark = pytest.mark.kernels
 
@@ -53,12 +53,7 @@ _references = {}
 def _case(shape):
     """Inputs and float64 reference outputs (with and without bias), once per shape."""
     if shape not in _references:
-        n, c, k, h, w, pad = shape
-        rng = np.random.default_rng(sum(shape))
-        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-        wt = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
-        b = rng.standard_normal(k).astype(np.float32)
-        pads = (pad,) * 4
+        x, wt, b, pads, _ = random_3x3_case(shape)
         y_ref = conv2d_forward(x, wt, None, (1, 1), pads, (1, 1), 1)
         _references[shape] = (x, wt, b, y_ref, y_ref + b.astype(np.float64)[:, None, None])
     return _references[shape]

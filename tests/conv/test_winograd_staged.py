@@ -27,7 +27,7 @@ import pytest
 from pyvision_engine import _C
 from reference.conv_reference import conv2d_backward, conv2d_forward
 
-from conv.conv_cases import assert_close, num_threads
+from conv.conv_cases import assert_close, num_threads, random_3x3_case
 
 pytestmark = pytest.mark.kernels
 
@@ -51,12 +51,7 @@ _references = {}
 def _case(shape):
     """Inputs and float64 references (computed once per shape)."""
     if shape not in _references:
-        n, c, k, h, w, pad = shape
-        rng = np.random.default_rng(sum(shape))
-        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-        wt = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
-        b = rng.standard_normal(k).astype(np.float32)
-        pads = (pad,) * 4
+        x, wt, b, pads, rng = random_3x3_case(shape)
         y_ref = conv2d_forward(x, wt, b, (1, 1), pads, (1, 1), 1)
         gy = rng.standard_normal(y_ref.shape).astype(np.float32)
         gx_ref, _, _ = conv2d_backward(x, wt, gy, (1, 1), pads, (1, 1), 1)

@@ -161,6 +161,17 @@ int64_t pack_weights(const Conv2dShape& s, const float* w, float* packed, bool f
   return vector_blocks(s.out_channels) * L * inner;
 }
 
+// Phase rows [i0, i1) of channel plane xc, every phase, into pc (cstride
+// floats). Input rows in order: phase row i of row phase a holds input row
+// i*sh + a - pad_top.
+void split_channel_rows(const Conv2dShape& s, const PhaseSplit& g, const float* xc, float* pc,
+                        int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i)
+    for (int64_t a = 0; a < g.sh; ++a)
+      for (int64_t b = 0; b < g.sw; ++b)
+        phase_row(s, g, xc, a, b, i, pc + (a * g.sw + b) * g.plane + i * g.wp);
+}
+
 // The phases of one image (x: its C planes) into ph (C x cstride floats);
 // channels split over the threads of the enclosing region when `parallel`.
 void split_phases(const Conv2dShape& s, const PhaseSplit& g, int64_t cstride, const float* x,
@@ -174,12 +185,7 @@ void split_phases(const Conv2dShape& s, const PhaseSplit& g, int64_t cstride, co
       const char* next = reinterpret_cast<const char*>(xc + in_plane);
       for (int64_t off = 0; off < in_plane * 4; off += 64) __builtin_prefetch(next + off, 0, 2);
     }
-    float* pc = ph + c * cstride;
-    // Input rows in order: phase row i of row phase a holds input row i*sh + a - pad_top.
-    for (int64_t i = 0; i < g.hp; ++i)
-      for (int64_t a = 0; a < g.sh; ++a)
-        for (int64_t b = 0; b < g.sw; ++b)
-          phase_row(s, g, xc, a, b, i, pc + (a * g.sw + b) * g.plane + i * g.wp);
+    split_channel_rows(s, g, xc, ph + c * cstride, 0, g.hp);
   };
   if (parallel) {
 #pragma omp for schedule(static)
@@ -189,19 +195,13 @@ void split_phases(const Conv2dShape& s, const PhaseSplit& g, int64_t cstride, co
   }
 }
 
-// Phase rows [i0, i1) of every channel and phase of one image (x) into ph:
-// one thread's share when the threads split an image by rows.
+// Phase rows [i0, i1) of every channel of one image (x) into ph: one thread's
+// share when the threads split an image by rows.
 void split_phase_rows(const Conv2dShape& s, const PhaseSplit& g, int64_t cstride, const float* x,
                       float* ph, int64_t i0, int64_t i1) {
   const int64_t in_plane = s.in_h * s.in_w;
-  for (int64_t c = 0; c < s.in_channels; ++c) {
-    const float* xc = x + c * in_plane;
-    float* pc = ph + c * cstride;
-    for (int64_t i = i0; i < i1; ++i)
-      for (int64_t a = 0; a < g.sh; ++a)
-        for (int64_t b = 0; b < g.sw; ++b)
-          phase_row(s, g, xc, a, b, i, pc + (a * g.sw + b) * g.plane + i * g.wp);
-  }
+  for (int64_t c = 0; c < s.in_channels; ++c)
+    split_channel_rows(s, g, x + c * in_plane, ph + c * cstride, i0, i1);
 }
 
 struct TileArgs {
