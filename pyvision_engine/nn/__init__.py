@@ -12,7 +12,8 @@ from pyvision_engine.nn.container import ModuleDict, ModuleList, Sequential
 from pyvision_engine.nn.dropout import Dropout
 from pyvision_engine.nn.linear import Flatten, Identity, Linear
 from pyvision_engine.nn.loss import (
-    BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+    SmoothL1Loss,
 )
 from pyvision_engine.nn.module import Module, StateDictError
 from pyvision_engine.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
@@ -34,5 +35,6 @@ __all__ = [
     "Hardsigmoid", "Softmax", "LogSoftmax",
     "BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm",
     "Dropout", "ZeroPad2d", "Upsample",
-    "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "BCEWithLogitsLoss",
+    "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss",
+    "BCEWithLogitsLoss", "KLDivLoss",
 ]

@@ -43,6 +43,15 @@ class TargetIndexError(ValueError, IndexError):
     IndexError, this engine's contract ValueError; the error is both."""
 
 
+class RuntimeValueError(ValueError, RuntimeError):
+    """Bad input where torch raises RuntimeError (a failed TORCH_CHECK) and this
+    engine's contract ValueError; the error is both."""
+
+
+class RuntimeTypeError(TypeError, RuntimeError):
+    """A wrong dtype where torch raises RuntimeError; the error is both."""
+
+
 def check_reduction(reduction: str, op: str) -> None:
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")

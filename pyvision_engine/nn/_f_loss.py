@@ -6,17 +6,19 @@ the element-wise losses are short numpy expressions (memory-bound, single pass).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional, Tuple
 
 import numpy as np
 
 from pyvision_engine import _C
 from pyvision_engine.autograd import Function
-from pyvision_engine.nn._f_common import TargetIndexError, check_reduction, float_input
+from pyvision_engine.nn._f_common import (RuntimeTypeError, RuntimeValueError, TargetIndexError,
+                                          check_reduction, float_input)
 from pyvision_engine.tensor import Tensor, as_tensor
 
-__all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
-           "binary_cross_entropy_with_logits"]
+__all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+           "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
 
 _F32 = np.float32
 
@@ -116,7 +118,7 @@ def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
     x = float_input(input, op)
     t = as_tensor(target)
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"{op}: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+        raise RuntimeValueError(f"{op}: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
     if x.ndim == 0:
         raise ValueError(f"{op}: input must have a class dimension, got a scalar")
     rows_x, c = _rows_layout(x, op)
@@ -124,11 +126,15 @@ def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
     if weight is not None:
         w = float_input(weight, op)._data
         if w.shape != (c,):
-            raise ValueError(f"{op}: weight must have shape ({c},) (one per class), got {w.shape}")
+            raise RuntimeValueError(f"{op}: weight must have shape ({c},) (one per class), "
+                                    f"got {w.shape}")
     if t.dtype == np.float32:
         if t.shape != x.shape:
-            raise ValueError(f"{op}: probability targets must have the input's shape {x.shape}, "
-                             f"got {t.shape}")
+            raise RuntimeValueError(f"{op}: probability targets must have the input's shape "
+                                    f"{x.shape}, got {t.shape}")
+        if ignore_index >= 0:  # torch refuses it rather than ignore a class's probabilities
+            raise RuntimeValueError(f"{op}: ignore_index is not supported for floating point "
+                                    f"target (got ignore_index={ignore_index})")
         if t.requires_grad:
             raise ValueError(f"{op}: gradients with respect to probability targets are not supported")
         tgt, _ = _rows_layout(t, op)
@@ -157,9 +163,10 @@ def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
 def _legacy_reduction(size_average: Optional[bool], reduce: Optional[bool]) -> str:
     size_average = True if size_average is None else size_average
     reduce = True if reduce is None else reduce
-    if not reduce:
-        return "none"
-    return "mean" if size_average else "sum"
+    reduction = "none" if not reduce else "mean" if size_average else "sum"
+    warnings.warn("size_average and reduce args will be deprecated, please use "
+                  f"reduction='{reduction}' instead.", stacklevel=3)
+    return reduction
 
 
 class _NLLLoss(Function):
@@ -213,7 +220,7 @@ def nll_loss(input: Any, target: Any, weight: Optional[Any] = None,
     if x.ndim == 0:
         raise ValueError(f"{op}: input must have a class dimension")
     if t.dtype != np.int64:
-        raise TypeError(f"{op}: target must be int64 class indices, got {t.dtype}")
+        raise RuntimeTypeError(f"{op}: target must be int64 class indices, got {t.dtype}")
     rows_x, c = _rows_layout(x, op)
     expected = (x.shape[:1] + x.shape[2:]) if x.ndim > 1 else ()
     if t.shape != expected:
@@ -231,15 +238,21 @@ def nll_loss(input: Any, target: Any, weight: Optional[Any] = None,
     return _NLLLoss.apply(x, w, tgt, meta)
 
 
-def _pair_inputs(input: Any, target: Any, op: str) -> Tuple[Tensor, Tensor]:
+def _pair_inputs(input: Any, target: Any, op: str, warn: bool = True) -> Tuple[Tensor, Tensor]:
+    """input and target as float32 Tensors; differing shapes broadcast with torch's
+    warning (kl_div broadcasts without one), non-broadcastable ones are an error."""
     x = float_input(input, op)
     t = float_input(target, op)
     if x.shape != t.shape:
         try:
             np.broadcast_shapes(x.shape, t.shape)
         except ValueError:
-            raise ValueError(f"{op}: input shape {x.shape} and target shape {t.shape} do not "
-                             "broadcast") from None
+            raise RuntimeValueError(f"{op}: input shape {x.shape} and target shape {t.shape} "
+                                    "do not broadcast") from None
+        if warn:
+            warnings.warn(f"Using a target size ({t.shape}) that is different to the input size "
+                          f"({x.shape}). This will likely lead to incorrect results due to "
+                          "broadcasting. Please ensure they have the same size.", stacklevel=4)
     return x, t
 
 
@@ -265,18 +278,22 @@ class _PointwiseLoss(Function):
         return gx, gt, None, None
 
 
-def _weighted(losses: Tensor, weight: Any, reduction: str, op: str) -> Tensor:
-    """torch's optional per-element weighting of mse_loss / l1_loss: weight has the
-    elementwise losses' shape; 'mean' is sum(weight * loss) / sum(weight)."""
+def _weighted(losses: Tensor, weight: Any, input_shape: Tuple[int, ...], reduction: str,
+              op: str) -> Tensor:
+    """torch's optional per-element weighting of mse_loss / l1_loss / huber_loss: weight
+    has the input's shape; 'mean' is sum(weight * loss) / sum(weight), except for
+    huber_loss where torch takes the plain mean of weight * loss."""
     w = float_input(weight, op)
-    if tuple(w.shape) != tuple(losses.shape):
+    if tuple(w.shape) != tuple(input_shape):
         raise ValueError(f"{op}: Weights and input must have the same size: weight shape "
-                         f"{tuple(w.shape)}, input shape {tuple(losses.shape)}")
+                         f"{tuple(w.shape)}, input shape {tuple(input_shape)}")
     weighted = losses * w
     if reduction == "none":
         return weighted
     if reduction == "sum":
         return weighted.sum()
+    if op == "huber_loss":
+        return weighted.mean()
     return weighted.sum() / w.sum()
 
 
@@ -290,7 +307,8 @@ def _elementwise_loss(input: Any, target: Any, size_average: Optional[bool],
     check_reduction(reduction, op)
     x, t = _pair_inputs(input, target, op)
     if weight is not None:
-        return _weighted(_PointwiseLoss.apply(x, t, (f, df), "none"), weight, reduction, op)
+        return _weighted(_PointwiseLoss.apply(x, t, (f, df), "none"), weight, x.shape,
+                         reduction, op)
     return _PointwiseLoss.apply(x, t, (f, df), reduction)
 
 
@@ -322,7 +340,7 @@ def smooth_l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,
         reduction = _legacy_reduction(size_average, reduce)
     check_reduction(reduction, "smooth_l1_loss")
     if beta < 0:
-        raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
+        raise RuntimeValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
     x, t = _pair_inputs(input, target, "smooth_l1_loss")
     beta = float(beta)
 
@@ -405,3 +423,114 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Optional[A
     except ValueError:
         raise ValueError(f"{op}: weight / pos_weight must broadcast to the input shape {x.shape}") from None
     return _BCEWithLogits.apply(x, t, w, pw, reduction)
+
+
+def huber_loss(input: Any, target: Any, reduction: str = "mean", delta: float = 1.0,
+               weight: Optional[Any] = None) -> Tensor:
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) (d = input - target);
+    the gradient is d clamped to [-delta, delta]. Optionally weighted per element."""
+    op = "huber_loss"
+    check_reduction(reduction, op)
+    if not delta > 0:
+        raise RuntimeValueError(f"{op}: delta must be positive, got {delta}")
+    delta = float(delta)
+
+    def f(a, b):
+        ad = np.abs(a - b)
+        return np.where(ad < delta, 0.5 * ad * ad, delta * (ad - 0.5 * delta))
+
+    def df(a, b):
+        s = np.clip(a - b, -delta, delta)
+        return s, -s
+
+    return _elementwise_loss(input, target, None, None, reduction, weight, op, f, df)
+
+
+def binary_cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
+                         size_average: Optional[bool] = None, reduce: Optional[bool] = None,
+                         reduction: str = "mean") -> Tensor:
+    """-w (t log(x) + (1 - t) log(1 - x)) for probabilities x in [0, 1], each log
+    clamped to >= -100 as torch does (so x = 0 or 1 gives a finite loss)."""
+    op = "binary_cross_entropy"
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    check_reduction(reduction, op)
+    x = float_input(input, op)
+    t = float_input(target, op)
+    if x.shape != t.shape:
+        raise ValueError(f"{op}: Using a target size ({t.shape}) that is different to the input "
+                         f"size ({x.shape}) is deprecated. Please ensure they have the same size.")
+    if not ((x._data >= 0) & (x._data <= 1)).all():  # NaN fails too, as in torch
+        raise RuntimeValueError(f"{op}: all elements of input should be between 0 and 1")
+    w = None
+    if weight is not None:
+        w = float_input(weight, op)._data.astype(np.float64)
+        try:
+            if np.broadcast_shapes(w.shape, x.shape) != x.shape:
+                raise ValueError
+        except ValueError:
+            raise RuntimeValueError(f"{op}: weight shape {w.shape} does not broadcast to the "
+                                    f"input shape {x.shape}") from None
+
+    def f(a, b):
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        with np.errstate(divide="ignore"):
+            log_a = np.maximum(np.log(a), -100.0)
+            log_1ma = np.maximum(np.log1p(-a), -100.0)
+        loss = -(b * log_a + (1.0 - b) * log_1ma)
+        return loss * w if w is not None else loss
+
+    def df(a, b):
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        # torch's backward: (x - t) / max(x (1 - x), 1e-12); for the target, the
+        # clamped log(1 - x) - log(x).
+        dx = (a - b) / np.maximum(a * (1.0 - a), 1e-12)
+        with np.errstate(divide="ignore"):
+            dt = np.maximum(np.log1p(-a), -100.0) - np.maximum(np.log(a), -100.0)
+        if w is not None:
+            dx, dt = dx * w, dt * w
+        return dx, dt
+
+    return _PointwiseLoss.apply(x, t, (f, df), reduction)
+
+
+def kl_div(input: Any, target: Any, size_average: Optional[bool] = None,
+           reduce: Optional[bool] = None, reduction: str = "mean",
+           log_target: bool = False) -> Tensor:
+    """Pointwise KL divergence of log-probabilities ``input`` from ``target``:
+    t (log t - input) (0 where t = 0), or e^t (t - input) with ``log_target``.
+    'batchmean' is the sum divided by the batch size (input.shape[0]), the KL
+    divergence proper; 'mean' divides by the element count (and warns, as torch)."""
+    op = "kl_div"
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    elif reduction == "mean":
+        warnings.warn("reduction: 'mean' divides the total loss by both the batch size and the "
+                      "support size.'batchmean' divides only by the batch size, and aligns with "
+                      "the KL div math definition.'mean' will be changed to behave the same as "
+                      "'batchmean' in the next major release.", stacklevel=2)
+    if reduction != "batchmean":
+        check_reduction(reduction, op)
+    x, t = _pair_inputs(input, target, op, warn=False)
+
+    def f(a, b):
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        if log_target:
+            return np.exp(b) * (b - a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # xlogy(t, t) - t * input: 0 where t = 0
+            return np.where(b == 0, 0.0, b * np.log(np.where(b == 0, 1.0, b))) - b * a
+
+    def df(a, b):
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        if log_target:
+            return -np.exp(b), np.exp(b) * (b + 1.0 - a)
+        # d/dt xlogy(t, t) = log(t) + t / t is NaN at t = 0 in torch's autograd; same here.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dt = np.where(b == 0, np.nan, np.log(np.where(b == 0, 1.0, b)) + 1.0 - a)
+        return -b, dt
+
+    if reduction != "batchmean":
+        return _PointwiseLoss.apply(x, t, (f, df), reduction)
+    total = _PointwiseLoss.apply(x, t, (f, df), "sum")
+    return total / x.shape[0] if x.ndim != 0 else total

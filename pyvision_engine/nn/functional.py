@@ -288,8 +288,8 @@ from pyvision_engine.nn._f_activation import (  # noqa: E402
     relu_, sigmoid, silu, softmax, tanh,
 )
 from pyvision_engine.nn._f_loss import (  # noqa: E402
-    binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss,
-    smooth_l1_loss,
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, huber_loss, kl_div,
+    l1_loss, mse_loss, nll_loss, smooth_l1_loss,
 )
 from pyvision_engine.nn._f_norm import batch_norm, group_norm, layer_norm  # noqa: E402
 from pyvision_engine.nn._f_pooling import (  # noqa: E402
@@ -301,8 +301,8 @@ from pyvision_engine.nn._f_shape import add, cat, dropout, interpolate, pad, ups
 __all__ += [
     "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "prelu", "sigmoid", "tanh", "gelu",
     "silu", "hardswish", "hardsigmoid", "softmax", "log_softmax",
-    "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
-    "binary_cross_entropy_with_logits",
+    "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
     "batch_norm", "group_norm", "layer_norm",
     "max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "adaptive_avg_pool2d",
     "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices",
