@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict, namedtuple
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
@@ -53,23 +54,55 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        # ids of the hooks registered with_kwargs / always_call (torch's bookkeeping)
+        object.__setattr__(self, "_forward_hooks_with_kwargs", set())
+        object.__setattr__(self, "_forward_pre_hooks_with_kwargs", set())
+        object.__setattr__(self, "_forward_hooks_always_called", set())
         object.__setattr__(self, "_arena", None)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._forward_pre_hooks:  # (no loop set up when there are none: the usual case)
-            for hook in self._forward_pre_hooks.values():
+        if not (self._forward_pre_hooks or self._forward_hooks):  # the usual case
+            return self.forward(*args, **kwargs)
+        for hook_id, hook in list(self._forward_pre_hooks.items()):
+            if hook_id in self._forward_pre_hooks_with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {result}.")
+                    args, kwargs = result
+            else:
                 result = hook(self, args)
                 if result is not None:
                     args = result if isinstance(result, tuple) else (result,)
-        output = self.forward(*args, **kwargs)
-        if self._forward_hooks:
-            for hook in self._forward_hooks.values():
-                result = hook(self, args, output)
+        called = set()
+        try:
+            output = self.forward(*args, **kwargs)
+            for hook_id, hook in list(self._forward_hooks.items()):
+                called.add(hook_id)
+                if hook_id in self._forward_hooks_with_kwargs:
+                    result = hook(self, args, kwargs, output)
+                else:
+                    result = hook(self, args, output)
                 if result is not None:
                     output = result
+        except Exception:
+            # always_call hooks still run (with output None) when forward or a hook raised
+            for hook_id, hook in list(self._forward_hooks.items()):
+                if hook_id in self._forward_hooks_always_called and hook_id not in called:
+                    try:
+                        if hook_id in self._forward_hooks_with_kwargs:
+                            hook(self, args, kwargs, None)
+                        else:
+                            hook(self, args, None)
+                    except Exception as e:
+                        warnings.warn("forward hook with ``always_call=True`` raised an exception "
+                                      f"that was silenced as another error was raised in forward: "
+                                      f"{str(e)}")
+            raise
         return output
 
     # ------------------------------------------------------------ registration
@@ -80,7 +113,8 @@ class Module:
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() call")
             self._remove_from(name, self.__dict__, self._buffers, self._modules)
-            params[name] = value
+            self._non_persistent_buffers.discard(name)
+            self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None:
                 raise TypeError(
@@ -92,8 +126,11 @@ class Module:
             if params is None:
                 raise AttributeError("cannot assign module before Module.__init__() call")
             self._remove_from(name, self.__dict__, self._parameters, self._buffers)
+            self._non_persistent_buffers.discard(name)
             self._modules[name] = value
         elif isinstance(value, Buffer):
+            if params is None:
+                raise AttributeError("cannot assign buffer before Module.__init__() call")
             self.register_buffer(name, value, persistent=value.persistent)
         elif params is not None and name in self._modules:
             if value is not None:
@@ -134,29 +171,46 @@ class Module:
                 return
         object.__delattr__(self, name)
 
-    def _check_name(self, name: str, kind: str) -> None:
+    def _check_name(self, name: str, kind: str, store: str) -> None:
+        """torch's checks, in its order: registered before __init__ (AttributeError), a
+        non-string (TypeError), '.' or '' (KeyError), or a name already taken by
+        anything but the same kind (KeyError: a buffer can't replace a parameter)."""
+        if store not in self.__dict__:
+            raise AttributeError(f"cannot assign {kind} before Module.__init__() call")
         if not isinstance(name, str):
-            raise TypeError(f"{kind} name should be a string, got {type(name).__name__}")
-        if "." in name or name == "":
-            raise KeyError(f"{kind} name can't contain \".\" or be empty, got '{name}'")
-        if hasattr(self, name) and name not in self._parameters and name not in self._buffers \
-                and name not in self._modules:
+            raise TypeError(f"{kind} name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError(f"{kind} name can't contain \".\", got: {name}")
+        if name == "":
+            raise KeyError(f"{kind} name can't be empty string \"\"")
+        if hasattr(self, name) and name not in self.__dict__[store]:
             raise KeyError(f"attribute '{name}' already exists")
 
     def register_parameter(self, name: str, param: Optional[Parameter]) -> None:
-        self._check_name(name, "parameter")
+        self._check_name(name, "parameter", "_parameters")
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(
                 f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
                 "(nn.Parameter or None required)"
+            )
+        if param is not None and param._node is not None:
+            raise ValueError(
+                f"Cannot assign non-leaf Tensor to parameter '{name}'. Model parameters must be "
+                "created explicitly. To express '{name}' as a function of another Tensor, "
+                "compute the value in the forward() method."
             )
         self._remove_from(name, self._buffers, self._modules)
         self._parameters[name] = param
         Module._structure_changed()
 
     def register_buffer(self, name: str, tensor: Optional[Any], persistent: bool = True) -> None:
-        self._check_name(name, "buffer")
+        self._check_name(name, "buffer", "_buffers")
         if tensor is not None and not isinstance(tensor, Tensor):
+            # numpy arrays are accepted (the engine takes them wherever torch takes a
+            # Tensor); anything else is torch's TypeError
+            if not isinstance(tensor, np.ndarray):
+                raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer "
+                                f"'{name}' (Tensor or None required)")
             tensor = Tensor(tensor)
         self._remove_from(name, self._parameters, self._modules)
         self._buffers[name] = tensor
@@ -167,7 +221,7 @@ class Module:
             self._non_persistent_buffers.add(name)
 
     def add_module(self, name: str, module: Optional["Module"]) -> None:
-        self._check_name(name, "module")
+        self._check_name(name, "module", "_modules")
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
         self._remove_from(name, self._parameters, self._buffers)
@@ -184,11 +238,47 @@ class Module:
             module = module._modules[part]
         return module
 
-    def register_forward_hook(self, hook: Callable) -> "_HookHandle":
-        return _HookHandle(self._forward_hooks, hook)
+    def get_parameter(self, target: str) -> Parameter:
+        module_path, _, name = target.rpartition(".")
+        module = self.get_submodule(module_path)
+        if not hasattr(module, name):
+            raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
+        if name not in module._parameters:
+            raise AttributeError(f"`{name}` is not an nn.Parameter")
+        return module._parameters[name]
 
-    def register_forward_pre_hook(self, hook: Callable) -> "_HookHandle":
-        return _HookHandle(self._forward_pre_hooks, hook)
+    def get_buffer(self, target: str) -> Tensor:
+        module_path, _, name = target.rpartition(".")
+        module = self.get_submodule(module_path)
+        if not hasattr(module, name):
+            raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
+        if name not in module._buffers:
+            raise AttributeError(f"`{name}` is not a buffer")
+        return module._buffers[name]
+
+    def register_forward_hook(self, hook: Callable, *, prepend: bool = False,
+                              with_kwargs: bool = False,
+                              always_call: bool = False) -> "_HookHandle":
+        """hook(module, args, output) (or (module, args, kwargs, output) with_kwargs)
+        after forward; a non-None result replaces the output. always_call hooks also
+        run when forward raises."""
+        handle = _HookHandle(self._forward_hooks, hook, prepend,
+                             (self._forward_hooks_with_kwargs, self._forward_hooks_always_called))
+        if with_kwargs:
+            self._forward_hooks_with_kwargs.add(handle.id)
+        if always_call:
+            self._forward_hooks_always_called.add(handle.id)
+        return handle
+
+    def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> "_HookHandle":
+        """hook(module, args) before forward, a non-None result replacing args; with_kwargs
+        hook(module, args, kwargs) returns None or (new_args, new_kwargs)."""
+        handle = _HookHandle(self._forward_pre_hooks, hook, prepend,
+                             (self._forward_pre_hooks_with_kwargs,))
+        if with_kwargs:
+            self._forward_pre_hooks_with_kwargs.add(handle.id)
+        return handle
 
     # --------------------------------------------------------------- traversal
     def named_modules(self, memo: Optional[Set[int]] = None, prefix: str = "",
@@ -206,8 +296,8 @@ class Module:
             sub = prefix + ("." if prefix else "") + name
             yield from module.named_modules(memo, sub, remove_duplicate)
 
-    def modules(self) -> Iterator["Module"]:
-        for _, m in self.named_modules():
+    def modules(self, remove_duplicate: bool = True) -> Iterator["Module"]:
+        for _, m in self.named_modules(remove_duplicate=remove_duplicate):
             yield m
 
     def named_children(self) -> Iterator[Tuple[str, "Module"]]:
@@ -326,28 +416,23 @@ class Module:
     def load_state_dict(self, state_dict: Dict[str, Any], strict: bool = True,
                         assign: bool = False) -> _IncompatibleKeys:
         """Copy values (pve Tensors, numpy arrays or torch tensors) into this module's
-        parameters and buffers, in place, so optimizers and arenas keep their views."""
+        parameters and buffers, in place, so optimizers and arenas keep their views;
+        with ``assign=True`` the values replace them instead (a Parameter keeps its
+        requires_grad). Keys are matched module by module as torch does, so
+        missing/unexpected keys come in torch's order."""
         if not hasattr(state_dict, "items"):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict).__name__}.")
-        own = self.state_dict(keep_vars=True)
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
+        missing: List[str] = []
+        unexpected: List[str] = []
         errors: List[str] = []
-        for key, target in own.items():
-            if key not in state_dict:
-                continue
-            source = _as_array(state_dict[key])
-            if source.shape != target.shape:
-                errors.append(
-                    f"size mismatch for {key}: copying a param with shape {tuple(source.shape)} "
-                    f"from checkpoint, the shape in current model is {tuple(target.shape)}."
-                )
-                continue
-            if source.dtype.kind not in "fiub":
-                errors.append(f"unsupported dtype {source.dtype} for {key}")
-                continue
-            np.copyto(target._data, source, casting="unsafe")
-            target._bump_version()
+
+        def load(module: "Module", prefix: str) -> None:
+            module._load_from_state_dict(state_dict, prefix, assign, missing, unexpected, errors)
+            for name, child in module._modules.items():
+                if child is not None:
+                    load(child, prefix + name + ".")
+
+        load(self, "")
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: "
@@ -360,6 +445,63 @@ class Module:
                 f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors)
             )
         return _IncompatibleKeys(missing, unexpected)
+
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, assign: bool,
+                              missing: List[str], unexpected: List[str],
+                              errors: List[str]) -> None:
+        """This module's own entries (not its children's), torch's rules."""
+        local = [(n, p) for n, p in self._parameters.items() if p is not None]
+        local += [(n, b) for n, b in self._buffers.items()
+                  if b is not None and n not in self._non_persistent_buffers]
+        for name, target in local:
+            key = prefix + name
+            if key not in state_dict:
+                missing.append(key)
+                continue
+            value = state_dict[key]
+            source = _as_array(value)
+            if source.shape != target.shape:
+                errors.append(
+                    f"size mismatch for {key}: copying a param with shape {tuple(source.shape)} "
+                    f"from checkpoint, the shape in current model is {tuple(target.shape)}."
+                )
+                continue
+            if source.dtype.kind not in "fiub":
+                errors.append(f"unsupported dtype {source.dtype} for {key}")
+                continue
+            if assign:
+                self._assign_state(name, target, value, source)
+            else:
+                np.copyto(target._data, source, casting="unsafe")
+                target._bump_version()
+        # Keys under this prefix that are neither this module's entries nor (dotted)
+        # under one of its children: "child" alone, or "weight.x", is unexpected.
+        local_names = {n for n, _ in local}
+        for key in state_dict.keys():
+            if isinstance(key, str) and key.startswith(prefix):
+                parts = key[len(prefix):].split(".", 1)
+                if (parts[0] not in self._modules) if len(parts) > 1 \
+                        else (parts[0] not in local_names):
+                    unexpected.append(key)
+
+    def _assign_state(self, name: str, target: Tensor, value: Any, source: np.ndarray) -> None:
+        """load_state_dict(assign=True): the checkpoint's tensor (converted to the
+        engine's dtype of the entry if needed) becomes the parameter or buffer."""
+        if isinstance(target, Parameter):
+            if isinstance(value, Parameter) and value.dtype == target.dtype:
+                value.requires_grad_(target.requires_grad)
+                new: Tensor = value
+            else:
+                new = Parameter(np.ascontiguousarray(source, dtype=target.dtype),
+                                requires_grad=target.requires_grad)
+            self._parameters[name] = new
+        else:
+            if isinstance(value, Tensor) and value.dtype == target.dtype:
+                new = value
+            else:
+                new = Tensor(np.ascontiguousarray(source, dtype=target.dtype))
+            self._buffers[name] = new
+        Module._structure_changed()
 
     # ------------------------------------------------------------------ arena
     def to_flat(self) -> ParameterArena:
@@ -397,15 +539,29 @@ class Module:
 
 
 class _HookHandle:
+    """torch's RemovableHandle: ``remove()``, or use it as a context manager."""
+
     _next_id = 0
 
-    def __init__(self, hooks: "OrderedDict[int, Callable]", hook: Callable) -> None:
+    def __init__(self, hooks: "OrderedDict[int, Callable]", hook: Callable,
+                 prepend: bool = False, extra_sets: Tuple[Set[int], ...] = ()) -> None:
         _HookHandle._next_id += 1
         self.id = _HookHandle._next_id
         self._hooks = hooks
+        self._extra_sets = extra_sets
         hooks[self.id] = hook
+        if prepend:
+            hooks.move_to_end(self.id, last=False)
         Module._structure_changed()
 
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
+        for ids in self._extra_sets:
+            ids.discard(self.id)
         Module._structure_changed()
+
+    def __enter__(self) -> "_HookHandle":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
