@@ -59,8 +59,8 @@ def _class_targets(shape, count_ignored=True):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("reduction,smoothing,weighted,ignore_index",
-                         itertools.product(["none", "sum", "mean"], [0.0, 0.3], [False, True],
-                                           [-100, 1]))
+                         list(itertools.product(["none", "sum", "mean"], [0.0, 0.3], [False, True],
+                                                [-100, 1])))
 def test_cross_entropy_class_targets(shape, reduction, smoothing, weighted, ignore_index):
     kw = dict(reduction=reduction, label_smoothing=smoothing, ignore_index=ignore_index)
     if weighted:
@@ -70,7 +70,8 @@ def test_cross_entropy_class_targets(shape, reduction, smoothing, weighted, igno
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("reduction,smoothing,weighted",
-                         itertools.product(["none", "sum", "mean"], [0.0, 0.3], [False, True]))
+                         list(itertools.product(["none", "sum", "mean"], [0.0, 0.3],
+                                                [False, True])))
 def test_cross_entropy_probability_targets(shape, reduction, smoothing, weighted):
     probs = np.moveaxis(rng.dirichlet(np.ones(C), size=shape[:1] + shape[2:] if len(shape) > 1
                                       else ()), -1, min(1, len(shape) - 1)).astype(np.float32)
@@ -82,7 +83,7 @@ def test_cross_entropy_probability_targets(shape, reduction, smoothing, weighted
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("reduction,weighted,ignore_index",
-                         itertools.product(["none", "sum", "mean"], [False, True], [-100, 1]))
+                         list(itertools.product(["none", "sum", "mean"], [False, True], [-100, 1])))
 def test_nll_loss(shape, reduction, weighted, ignore_index):
     kw = dict(reduction=reduction, ignore_index=ignore_index)
     if weighted:
