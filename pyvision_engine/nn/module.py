@@ -239,22 +239,22 @@ class Module:
         return module
 
     def get_parameter(self, target: str) -> Parameter:
-        module_path, _, name = target.rpartition(".")
-        module = self.get_submodule(module_path)
-        if not hasattr(module, name):
-            raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
-        if name not in module._parameters:
-            raise AttributeError(f"`{name}` is not an nn.Parameter")
-        return module._parameters[name]
+        return self._get_registered(target, "_parameters", "an nn.Parameter")
 
     def get_buffer(self, target: str) -> Tensor:
+        return self._get_registered(target, "_buffers", "a buffer")
+
+    def _get_registered(self, target: str, store: str, kind: str) -> Any:
+        """The tensor at dotted path ``target`` in the submodule's ``store`` registry,
+        with torch's AttributeErrors for a missing name or one of another kind."""
         module_path, _, name = target.rpartition(".")
         module = self.get_submodule(module_path)
         if not hasattr(module, name):
             raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
-        if name not in module._buffers:
-            raise AttributeError(f"`{name}` is not a buffer")
-        return module._buffers[name]
+        registry = module.__dict__[store]
+        if name not in registry:
+            raise AttributeError(f"`{name}` is not {kind}")
+        return registry[name]
 
     def register_forward_hook(self, hook: Callable, *, prepend: bool = False,
                               with_kwargs: bool = False,
