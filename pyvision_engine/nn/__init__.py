@@ -8,7 +8,8 @@ from pyvision_engine.nn.activation import (
 from pyvision_engine.nn.arena import ParameterArena
 from pyvision_engine.nn.conv import (Conv2d, ConvBn2d, ConvBnReLU2d, fold_batch_norm,
                                      fuse_conv_bn_eval)
-from pyvision_engine.nn.container import ModuleDict, ModuleList, Sequential
+from pyvision_engine.nn.container import (ModuleDict, ModuleList, ParameterDict, ParameterList,
+                                          Sequential)
 from pyvision_engine.nn.dropout import Dropout
 from pyvision_engine.nn.linear import Flatten, Identity, Linear
 from pyvision_engine.nn.loss import (
@@ -24,7 +25,8 @@ from pyvision_engine.nn.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, Avg
 from pyvision_engine.nn.upsampling import Upsample
 
 __all__ = [
-    "Module", "Parameter", "Buffer", "Sequential", "ModuleList", "ModuleDict",
+    "Module", "Parameter", "Buffer", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
+    "ParameterDict",
     "Linear", "Identity", "Flatten", "ParameterArena", "StateDictError",
     "functional", "init", "utils",
     # convolution
