@@ -112,9 +112,7 @@ def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
     shape as input). weight (C,) rescales classes; ``mean`` divides by the
     summed weights of non-ignored targets (by N*d1*... for probabilities)."""
     op = "cross_entropy"
-    if size_average is not None or reduce is not None:
-        reduction = _legacy_reduction(size_average, reduce)
-    check_reduction(reduction, op)
+    reduction = _reduction(size_average, reduce, reduction, op)
     x = float_input(input, op)
     t = as_tensor(target)
     if not 0.0 <= label_smoothing <= 1.0:
@@ -160,12 +158,23 @@ def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
     return _CrossEntropy.apply(x, w, tgt, meta)
 
 
-def _legacy_reduction(size_average: Optional[bool], reduce: Optional[bool]) -> str:
+def _legacy_reduction(size_average: Optional[bool], reduce: Optional[bool],
+                      stacklevel: int = 3) -> str:
     size_average = True if size_average is None else size_average
     reduce = True if reduce is None else reduce
     reduction = "none" if not reduce else "mean" if size_average else "sum"
     warnings.warn("size_average and reduce args will be deprecated, please use "
-                  f"reduction='{reduction}' instead.", stacklevel=3)
+                  f"reduction='{reduction}' instead.", stacklevel=stacklevel)
+    return reduction
+
+
+def _reduction(size_average: Optional[bool], reduce: Optional[bool], reduction: str,
+               op: str) -> str:
+    """The reduction a loss function applies: ``reduction``, or what the deprecated
+    size_average/reduce flags ask for (with torch's warning), checked."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, stacklevel=4)
+    check_reduction(reduction, op)
     return reduction
 
 
@@ -212,9 +221,7 @@ def nll_loss(input: Any, target: Any, weight: Optional[Any] = None,
              reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities ``input`` (N, C[, d...]) at class indices."""
     op = "nll_loss"
-    if size_average is not None or reduce is not None:
-        reduction = _legacy_reduction(size_average, reduce)
-    check_reduction(reduction, op)
+    reduction = _reduction(size_average, reduce, reduction, op)
     x = float_input(input, op)
     t = as_tensor(target)
     if x.ndim == 0:
@@ -279,10 +286,10 @@ class _PointwiseLoss(Function):
 
 
 def _weighted(losses: Tensor, weight: Any, input_shape: Tuple[int, ...], reduction: str,
-              op: str) -> Tensor:
+              op: str, mean_by_weight: bool) -> Tensor:
     """torch's optional per-element weighting of mse_loss / l1_loss / huber_loss: weight
-    has the input's shape; 'mean' is sum(weight * loss) / sum(weight), except for
-    huber_loss where torch takes the plain mean of weight * loss."""
+    has the input's shape; 'mean' is sum(weight * loss) / sum(weight) with
+    ``mean_by_weight``, else (huber_loss) the plain mean of weight * loss."""
     w = float_input(weight, op)
     if tuple(w.shape) != tuple(input_shape):
         raise ValueError(f"{op}: Weights and input must have the same size: weight shape "
@@ -292,23 +299,20 @@ def _weighted(losses: Tensor, weight: Any, input_shape: Tuple[int, ...], reducti
         return weighted
     if reduction == "sum":
         return weighted.sum()
-    if op == "huber_loss":
-        return weighted.mean()
-    return weighted.sum() / w.sum()
+    return weighted.sum() / w.sum() if mean_by_weight else weighted.mean()
 
 
 def _elementwise_loss(input: Any, target: Any, size_average: Optional[bool],
                       reduce: Optional[bool], reduction: str, weight: Optional[Any], op: str,
-                      f: Any, df: Any) -> Tensor:
+                      f: Any, df: Any, mean_by_weight: bool = True) -> Tensor:
     """f(input, target) per element (df its two partial derivatives), the legacy
-    size_average/reduce flags, the reduction and torch's optional weight."""
-    if size_average is not None or reduce is not None:
-        reduction = _legacy_reduction(size_average, reduce)
-    check_reduction(reduction, op)
+    size_average/reduce flags, the reduction and torch's optional weight (see
+    _weighted for ``mean_by_weight``)."""
+    reduction = _reduction(size_average, reduce, reduction, op)
     x, t = _pair_inputs(input, target, op)
     if weight is not None:
         return _weighted(_PointwiseLoss.apply(x, t, (f, df), "none"), weight, x.shape,
-                         reduction, op)
+                         reduction, op, mean_by_weight)
     return _PointwiseLoss.apply(x, t, (f, df), reduction)
 
 
@@ -336,9 +340,7 @@ def smooth_l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,
                    beta: float = 1.0) -> Tensor:
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target);
     beta = 0 is the L1 loss."""
-    if size_average is not None or reduce is not None:
-        reduction = _legacy_reduction(size_average, reduce)
-    check_reduction(reduction, "smooth_l1_loss")
+    reduction = _reduction(size_average, reduce, reduction, "smooth_l1_loss")
     if beta < 0:
         raise RuntimeValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
     x, t = _pair_inputs(input, target, "smooth_l1_loss")
@@ -405,9 +407,7 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Optional[A
     """Sigmoid + binary cross-entropy in one stable expression:
     (1 - t) x + (1 + (pos_weight - 1) t) log(1 + e^{-x}), times ``weight``."""
     op = "binary_cross_entropy_with_logits"
-    if size_average is not None or reduce is not None:
-        reduction = _legacy_reduction(size_average, reduce)
-    check_reduction(reduction, op)
+    reduction = _reduction(size_average, reduce, reduction, op)
     x = float_input(input, op)
     t = float_input(target, op)
     if x.shape != t.shape:
@@ -443,7 +443,9 @@ def huber_loss(input: Any, target: Any, reduction: str = "mean", delta: float = 
         s = np.clip(a - b, -delta, delta)
         return s, -s
 
-    return _elementwise_loss(input, target, None, None, reduction, weight, op, f, df)
+    # (torch's weighted huber 'mean' is the plain mean of weight * loss)
+    return _elementwise_loss(input, target, None, None, reduction, weight, op, f, df,
+                             mean_by_weight=False)
 
 
 def binary_cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
@@ -452,9 +454,7 @@ def binary_cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
     """-w (t log(x) + (1 - t) log(1 - x)) for probabilities x in [0, 1], each log
     clamped to >= -100 as torch does (so x = 0 or 1 gives a finite loss)."""
     op = "binary_cross_entropy"
-    if size_average is not None or reduce is not None:
-        reduction = _legacy_reduction(size_average, reduce)
-    check_reduction(reduction, op)
+    reduction = _reduction(size_average, reduce, reduction, op)
     x = float_input(input, op)
     t = float_input(target, op)
     if x.shape != t.shape:

@@ -26,9 +26,32 @@ def _renumber(container: Module) -> None:
     Module._structure_changed()
 
 
+def _insert_at(container: Module, index: int, module: Module) -> None:
+    """module at key str(index), the modules from there on moved one key up (torch's
+    ModuleList/Sequential insert; index in 0..n)."""
+    modules = container._modules
+    for i in range(len(modules), index, -1):
+        modules[str(i)] = modules[str(i - 1)]
+    modules[str(index)] = module
+    Module._structure_changed()
+
+
+def _update_pairs(container: Any, pairs: Iterable[Any], kind: str) -> None:
+    """container[key] = value for each (key, value) of a non-mapping iterable, with
+    torch's errors for an element that is not a pair (``kind``: the class name)."""
+    for j, pair in enumerate(pairs):
+        if not isinstance(pair, container_abcs.Iterable):
+            raise TypeError(f"{kind} update sequence element #{j} should be Iterable; "
+                            f"is{type(pair).__name__}")
+        if len(pair) != 2:
+            raise ValueError(f"{kind} update sequence element #{j} has length {len(pair)}; "
+                             "2 is required")
+        container[pair[0]] = pair[1]
+
+
 def _abs_index(container: Module, idx: Any) -> int:
-    """idx (negative counts from the end) as 0..n-1, or torch's IndexError."""
-    n = len(container._modules)
+    """idx (negative counts from the end) as 0..len(container)-1, or torch's IndexError."""
+    n = len(container)
     idx = operator.index(idx)
     if not -n <= idx < n:
         raise IndexError(f"index {idx} is out of range")
@@ -85,12 +108,7 @@ class Sequential(Module):
         n = len(self._modules)
         if not -n <= index <= n:
             raise IndexError(f"Index out of range: {index}")
-        if index < 0:
-            index += n
-        for i in range(n, index, -1):
-            self._modules[str(i)] = self._modules[str(i - 1)]
-        self._modules[str(index)] = module
-        Module._structure_changed()
+        _insert_at(self, index + n if index < 0 else index, module)
         return self
 
     def extend(self, sequential: Iterable[Module]) -> "Sequential":
@@ -103,16 +121,18 @@ class Sequential(Module):
         del self[key]
         return v
 
-    def __add__(self, other: "Sequential") -> "Sequential":
+    @staticmethod
+    def _add_check(other: Any) -> None:
         if not isinstance(other, Sequential):
             raise ValueError("add operator supports only objects of Sequential class, but "
                              f"{str(type(other))} is given.")
+
+    def __add__(self, other: "Sequential") -> "Sequential":
+        self._add_check(other)
         return Sequential().extend(chain(self, other))
 
     def __iadd__(self, other: "Sequential") -> "Sequential":
-        if not isinstance(other, Sequential):
-            raise ValueError("add operator supports only objects of Sequential class, but "
-                             f"{str(type(other))} is given.")
+        self._add_check(other)
         return self.extend(list(other))
 
     def _repeat_check(self, other: Any) -> None:
@@ -173,10 +193,7 @@ class ModuleList(Module):
         return combined
 
     def insert(self, index: int, module: Module) -> None:
-        for i in range(len(self._modules), index, -1):
-            self._modules[str(i)] = self._modules[str(i - 1)]
-        self._modules[str(index)] = module
-        Module._structure_changed()
+        _insert_at(self, index, module)  # (torch checks nothing here)
 
     def append(self, module: Module) -> "ModuleList":
         self.add_module(str(len(self)), module)
@@ -271,14 +288,7 @@ class ModuleDict(Module):
             for key, module in modules.items():
                 self[key] = module
             return
-        for j, m in enumerate(modules):
-            if not isinstance(m, container_abcs.Iterable):
-                raise TypeError(f"ModuleDict update sequence element #{j} should be Iterable; "
-                                f"is{type(m).__name__}")
-            if len(m) != 2:
-                raise ValueError(f"ModuleDict update sequence element #{j} has length {len(m)}; "
-                                 "2 is required")
-            self[m[0]] = m[1]
+        _update_pairs(self, modules, "ModuleDict")
 
 
 def _as_parameter(value: Any) -> Any:
@@ -309,22 +319,16 @@ class ParameterList(Module):
         if values is not None:
             self += values
 
-    def _abs_index(self, idx: Any) -> int:
-        idx = operator.index(idx)
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} is out of range")
-        return idx % len(self)
-
     def __getitem__(self, idx: Union[int, slice]) -> Any:
         if isinstance(idx, slice):
             out = self.__class__()
             for i in range(*idx.indices(len(self))):
                 out.append(self[i])
             return out
-        return getattr(self, str(self._abs_index(idx)))
+        return getattr(self, str(_abs_index(self, idx)))
 
     def __setitem__(self, idx: int, param: Any) -> None:
-        setattr(self, str(self._abs_index(idx)), _as_parameter(param))
+        setattr(self, str(_abs_index(self, idx)), _as_parameter(param))
 
     def __len__(self) -> int:
         return self._size
@@ -447,14 +451,7 @@ class ParameterDict(Module):
             for key, value in sorted(parameters.items()):
                 self[key] = value
         else:
-            for j, pair in enumerate(parameters):
-                if not isinstance(pair, container_abcs.Iterable):
-                    raise TypeError(f"ParameterDict update sequence element #{j} should be "
-                                    f"Iterable; is{type(pair).__name__}")
-                if len(pair) != 2:
-                    raise ValueError(f"ParameterDict update sequence element #{j} has length "
-                                     f"{len(pair)}; 2 is required")
-                self[pair[0]] = pair[1]
+            _update_pairs(self, parameters, "ParameterDict")
 
     def __or__(self, other: "ParameterDict") -> "ParameterDict":
         merged = self.copy()
