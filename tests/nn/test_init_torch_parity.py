@@ -17,6 +17,15 @@ I, TI = pve.nn.init, torch.nn.init
 SHAPE = (256, 128, 3, 3)  # fan_in 1152, fan_out 2304
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Both engines' generators seeded per test: the statistics compared below are
+    then the same samples on every run, whatever ran before (unseeded, one case
+    failed in one of seven whole-directory runs)."""
+    pve.manual_seed(0)
+    torch.manual_seed(0)
+
+
 @pytest.mark.parametrize("name", I.__all__)
 def test_signature_matches_torch(name):
     ours = inspect.signature(getattr(I, name)).parameters
