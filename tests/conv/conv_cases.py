@@ -34,6 +34,15 @@ def random_3x3_case(shape):
     return x, wt, b, (pad,) * 4, rng
 
 
+def random_pointwise_case(rng, n, c, k, h, w, stride):
+    """(x, weight, bias, output (H, W)) for a 1x1 convolution case, drawn from ``rng``
+    in that order."""
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((k, c, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    return x, wt, b, ((h - 1) // stride + 1, (w - 1) // stride + 1)
+
+
 def trained_bn(channels, rng):
     """A BatchNorm2d with random running statistics and affine parameters, as after
     training (train mode; callers set eval where they need it)."""

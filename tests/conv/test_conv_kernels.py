@@ -18,7 +18,7 @@ from pyvision_engine import _C
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
-from conv.conv_cases import check_against_reference, num_threads
+from conv.conv_cases import check_against_reference, num_threads, random_pointwise_case
 
 pytestmark = pytest.mark.kernels
 
@@ -258,10 +258,7 @@ def test_pointwise_forward_tilings_with_epilogue(isa, relu_max, threads):
     rng = np.random.default_rng(29)
     with num_threads(threads):
         for n, c, k, h, w_, s in POINTWISE_FORWARD_CASES:
-            x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
-            w = rng.standard_normal((k, c, 1, 1)).astype(np.float32)
-            b = rng.standard_normal(k).astype(np.float32)
-            out = ((h - 1) // s + 1, (w_ - 1) // s + 1)
+            x, w, b, out = random_pointwise_case(rng, n, c, k, h, w_, s)
             relu = relu_max is not None
             ref = conv2d_forward(x, w, b, (s, s), (0, 0, 0, 0), (1, 1), 1)
             if relu:

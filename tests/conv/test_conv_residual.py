@@ -21,7 +21,8 @@ from pyvision_engine import _C, nn
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import fusion
 
-from conv.conv_cases import assert_close, num_threads, randomize_bn_statistics, trained_bn
+from conv.conv_cases import (assert_close, num_threads, random_pointwise_case,
+                              randomize_bn_statistics, trained_bn)
 from reference.conv_reference import conv2d_forward as reference_conv
 
 ACTS = {"none": None, "relu": math.inf, "relu6": 6.0}
@@ -63,10 +64,7 @@ def test_pointwise_residual_epilogue_matches_reference(isa, act, threads):
     rng = np.random.default_rng(41)
     with num_threads(threads):
         for n, c, k, h, w_, s in POINTWISE_CASES:
-            x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
-            w = rng.standard_normal((k, c, 1, 1)).astype(np.float32)
-            b = rng.standard_normal(k).astype(np.float32)
-            out = ((h - 1) // s + 1, (w_ - 1) // s + 1)
+            x, w, b, out = random_pointwise_case(rng, n, c, k, h, w_, s)
             res = (2 * rng.standard_normal((n, k) + out)).astype(np.float32)
             conv = reference_conv(x, w, None, (s, s), (0, 0, 0, 0), (1, 1), 1)
             packed = _C.conv2d_pack_weight(w, algorithm="pointwise")
