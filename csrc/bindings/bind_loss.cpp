@@ -56,7 +56,22 @@ py::tuple ce_forward(const py::array& logits, const py::array& target,
                           " target(s) outside the class range [0, " + std::to_string(classes) +
                           ")");
   }
-  return py::make_tuple(lse, nll, smooth);
+  // The sums a 'mean' or 'sum' reduction needs, in double, so that Python
+  // does not spend a numpy call on each (their cost shows when caches are cold).
+  double nll_sum = 0.0, smooth_sum = 0.0, weight_sum = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    nll_sum += pn[r];
+    smooth_sum += ps[r];
+  }
+  if (t.index) {  // the mean's divisor: the weights of the targets not ignored
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t y = t.index[r];
+      if (y != ignore_index) weight_sum += pw ? pw[y] : 1.0;
+    }
+  } else {
+    weight_sum = static_cast<double>(rows);
+  }
+  return py::make_tuple(lse, nll, smooth, nll_sum, smooth_sum, weight_sum);
 }
 
 py::array ce_backward(const py::array& logits, const py::array& lse, const py::array& target,
@@ -88,7 +103,9 @@ py::array ce_backward(const py::array& logits, const py::array& lse, const py::a
 void bind_loss(py::module_& m) {
   m.def("cross_entropy_forward", &ce_forward, py::arg("input"), py::arg("target"),
         py::arg("weight") = py::none(), py::arg("ignore_index") = -100,
-        "(lse, nll, smooth) per row; target int64 class indices or float32 probabilities.");
+        "(lse, nll, smooth) per row, then sum(nll), sum(smooth) and the 'mean' divisor (the\n"
+        "weights of the targets not ignored; rows for probabilities); target int64 class\n"
+        "indices or float32 probabilities.");
   m.def("cross_entropy_backward", &ce_backward, py::arg("input"), py::arg("lse"),
         py::arg("target"), py::arg("weight") = py::none(), py::arg("ignore_index") = -100,
         py::arg("coef_nll"), py::arg("coef_smooth"));

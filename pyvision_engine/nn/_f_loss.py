@@ -55,34 +55,47 @@ def _rows_layout(x: Tensor, op: str) -> Tuple[np.ndarray, int]:
 
 
 def _rows_back(grad_rows: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    if grad_rows.shape == shape:
+        return grad_rows  # the kernel's own array: a leaf can take it without a copy
     if len(shape) <= 2:
         return grad_rows.reshape(shape)
     moved = grad_rows.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],))
     return np.ascontiguousarray(np.moveaxis(moved, -1, 1))
 
 
+def _check_target_range(tgt: np.ndarray, c: int, ignore_index: int, op: str) -> None:
+    """TargetIndexError naming the first class index outside [0, c) that is not ignore_index."""
+    bad = (tgt != ignore_index) & ((tgt < 0) | (tgt >= c))
+    if bad.any():
+        raise TargetIndexError(f"{op}: target {int(tgt[bad][0])} is out of bounds for {c} "
+                               f"classes (valid: 0..{c - 1} or ignore_index={ignore_index})")
+
+
 class _CrossEntropy(Function):
+    owns_grads = True  # the input's gradient is the backward kernel's fresh array
+
     @staticmethod
     def forward(ctx, x, weight, target, meta):
         rows_x, c, ignore_index, reduction, smoothing, x_shape, t_shape = meta
-        lse, nll, smooth = _C.cross_entropy_forward(rows_x, target, weight, ignore_index)
-        loss_rows = (1.0 - smoothing) * nll.astype(np.float64)
-        if smoothing > 0:
-            loss_rows = loss_rows + (smoothing / c) * smooth.astype(np.float64)
-        probs = target.dtype == _F32
-        if reduction == "mean":
-            if probs:
-                denom = float(rows_x.shape[0])
-            else:
-                valid = target != ignore_index
-                wy = weight[target[valid]].astype(np.float64) if weight is not None else None
-                denom = float(wy.sum()) if wy is not None else float(valid.sum())
-            out = np.asarray(loss_rows.sum() / denom if denom != 0 else np.nan, dtype=_F32)
-            ctx.denom = denom
-        elif reduction == "sum":
-            out = np.asarray(loss_rows.sum(), dtype=_F32)
-        else:
+        try:
+            lse, nll, smooth, nll_sum, smooth_sum, denom = _C.cross_entropy_forward(
+                rows_x, target, weight, ignore_index)
+        except ValueError:  # the kernel counted targets out of range: name the first
+            _check_target_range(target, c, ignore_index, "cross_entropy")
+            raise
+        if reduction == "none":
+            loss_rows = (1.0 - smoothing) * nll.astype(np.float64)
+            if smoothing > 0:
+                loss_rows = loss_rows + (smoothing / c) * smooth.astype(np.float64)
             out = loss_rows.astype(_F32).reshape(t_shape)
+        else:
+            total = (1.0 - smoothing) * nll_sum
+            if smoothing > 0:
+                total += (smoothing / c) * smooth_sum
+            if reduction == "mean":
+                total = total / denom if denom != 0 else np.nan
+                ctx.denom = denom
+            out = np.asarray(total, dtype=_F32)
         ctx.rows_x, ctx.lse, ctx.target, ctx.weight, ctx.meta = rows_x, lse, target, weight, meta
         return out
 
@@ -92,12 +105,14 @@ class _CrossEntropy(Function):
         rows = rows_x.shape[0]
         if reduction == "none":
             gi = np.asarray(g, dtype=np.float64).reshape(rows)
-        elif reduction == "sum":
-            gi = np.full(rows, float(g))
-        else:
-            gi = np.full(rows, float(g) / ctx.denom if ctx.denom != 0 else np.nan)
-        coef_nll = (gi * (1.0 - smoothing)).astype(_F32)
-        coef_smooth = (gi * (smoothing / c)).astype(_F32)
+            coef_nll = (gi * (1.0 - smoothing)).astype(_F32)
+            coef_smooth = (gi * (smoothing / c)).astype(_F32)
+        else:  # one coefficient for every row
+            gi = float(g)
+            if reduction == "mean":
+                gi = gi / ctx.denom if ctx.denom != 0 else np.nan
+            coef_nll = np.full(rows, gi * (1.0 - smoothing), dtype=_F32)
+            coef_smooth = np.full(rows, gi * (smoothing / c), dtype=_F32)
         grad_rows = _C.cross_entropy_backward(rows_x, ctx.lse, ctx.target, ctx.weight, ignore_index,
                                               coef_nll, coef_smooth)
         return _rows_back(grad_rows, x_shape), None, None, None
@@ -143,11 +158,7 @@ def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
         if t.shape != expected:
             raise ValueError(f"{op}: class-index target must have shape {expected} for input "
                              f"{x.shape}, got {t.shape}")
-        tgt = np.ascontiguousarray(t._data.reshape(-1))
-        bad = (tgt != ignore_index) & ((tgt < 0) | (tgt >= c))
-        if bad.any():
-            raise TargetIndexError(f"{op}: target {int(tgt[bad][0])} is out of bounds for {c} "
-                                   f"classes (valid: 0..{c - 1} or ignore_index={ignore_index})")
+        tgt = np.ascontiguousarray(t._data.reshape(-1))  # (the kernel checks its range)
         t_shape = expected
     else:
         raise TypeError(f"{op}: target must be int64 class indices or float32 probabilities, "
@@ -179,6 +190,8 @@ def _reduction(size_average: Optional[bool], reduce: Optional[bool], reduction: 
 
 
 class _NLLLoss(Function):
+    owns_grads = True  # the input's gradient is allocated in backward
+
     @staticmethod
     def forward(ctx, x, weight, target, meta):
         rows_x, c, ignore_index, reduction, x_shape, t_shape = meta
@@ -238,9 +251,7 @@ def nll_loss(input: Any, target: Any, weight: Optional[Any] = None,
         if w.shape != (c,):
             raise ValueError(f"{op}: weight must have shape ({c},), got {w.shape}")
     tgt = t._data.reshape(-1)
-    bad = (tgt != ignore_index) & ((tgt < 0) | (tgt >= c))
-    if bad.any():
-        raise TargetIndexError(f"{op}: target {int(tgt[bad][0])} is out of bounds for {c} classes")
+    _check_target_range(tgt, c, ignore_index, op)
     meta = (rows_x, c, int(ignore_index), reduction, x.shape, expected)
     return _NLLLoss.apply(x, w, tgt, meta)
 
