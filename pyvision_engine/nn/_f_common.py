@@ -58,7 +58,12 @@ def check_reduction(reduction: str, op: str) -> None:
 
 
 def needs_grad(*tensors: Any) -> bool:
-    return is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in tensors)
+    if not is_grad_enabled():
+        return False
+    for t in tensors:  # (a loop: a generator would be a frame per call)
+        if isinstance(t, Tensor) and t.requires_grad:
+            return True
+    return False
 
 
 def rebind_inplace(target: Tensor, result: Tensor) -> Tensor:

@@ -10,8 +10,9 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from pyvision_engine import _C
+from pyvision_engine._ops import Reshape
 from pyvision_engine.autograd import Function
-from pyvision_engine.nn._f_common import float_input, int_arg, pair
+from pyvision_engine.nn._f_common import float_input, int_arg, needs_grad, pair
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "adaptive_avg_pool2d",
@@ -58,7 +59,8 @@ def _window_args(op: str, kernel_size: Any, stride: Any, padding: Any, dilation:
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding should be at most half of kernel size, but got "
                          f"padding={p} and kernel_size={k}")
-    out = tuple(pool_output_size(in_hw[i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(2))
+    out = (pool_output_size(in_hw[0], k[0], s[0], p[0], d[0], ceil_mode),
+           pool_output_size(in_hw[1], k[1], s[1], p[1], d[1], ceil_mode))
     if min(out) < 1:
         raise ValueError(f"{op}: output size is too small: input {in_hw} with kernel_size={k}, "
                          f"stride={s}, padding={p}, dilation={d} gives {out}")
@@ -104,6 +106,10 @@ def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 
     x = float_input(input, op)
     planes, lead = _planes(x, op)
     args = _window_args(op, kernel_size, stride, padding, dilation, x.shape[-2:], ceil_mode)
+    if not return_indices and not needs_grad(x):  # no graph node to build (inference)
+        k, s, p, d, out = args
+        y, _ = _C.max_pool2d_forward(planes, k, s, p, d, out[0], out[1], False)
+        return Tensor._wrap(y.reshape(lead + out))
     holder: Optional[List[np.ndarray]] = [] if return_indices else None
     y = _MaxPool2d.apply(x, lead, args, holder)
     if return_indices:
@@ -114,7 +120,6 @@ def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 
 def _as_planes_tensor(x: Tensor, planes: np.ndarray) -> Tensor:
     # The Function sees the (planes, H, W) view; gradients flow back to x by
     # reshaping in backward (the view shares x's memory).
-    from pyvision_engine._ops import Reshape
     return Reshape.apply(x, planes.shape) if x.requires_grad else Tensor._wrap(planes)
 
 
@@ -203,6 +208,8 @@ def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
     x = float_input(input, op)
     planes, lead = _planes(x, op)
     out = _adaptive_size(output_size, x.shape[-2:], op)
+    if not needs_grad(x):  # no graph node to build (inference)
+        return Tensor._wrap(_C.adaptive_avg_pool2d_forward(planes, out[0], out[1]).reshape(lead + out))
     return _AdaptiveAvgPool2d.apply(_as_planes_tensor(x, planes), lead, out)
 
 

@@ -1,6 +1,8 @@
 """Pooling: numpy references and finite differences at every ISA, torch's tie,
 NaN and ceil_mode rules, invalid arguments."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -92,6 +94,25 @@ def test_avg_pool2d_matches_reference_and_finite_differences(isa, k, s, p, ceil,
 def test_adaptive_avg_pool2d(isa, out):
     x = rng.standard_normal((2, 3, 7, 9))
     check_op(lambda t: F.adaptive_avg_pool2d(t, out), lambda a: ref.adaptive_avg_pool2d(a, out), [x])
+
+
+@pytest.mark.parametrize("grad_mode", ["no input needs grad", "no_grad"])
+def test_inference_path_matches_reference(isa, grad_mode):
+    # max_pool2d and adaptive_avg_pool2d call their kernels directly when no
+    # graph is recorded; the result must be the same as through autograd.
+    x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
+    t = pve.tensor(x, requires_grad=grad_mode == "no_grad")
+    with pve.no_grad() if grad_mode == "no_grad" else contextlib.nullcontext():
+        y_mp = F.max_pool2d(t, 3, 2, 1)
+        y_gap = F.adaptive_avg_pool2d(t, (1, 1))
+        y_ap = F.adaptive_avg_pool2d(t, (4, 5))
+    for y in (y_mp, y_gap, y_ap):
+        assert not y.requires_grad and y.grad_fn is None
+    np.testing.assert_array_equal(y_mp.numpy(), ref.max_pool2d(x, (3, 3), (2, 2), (1, 1))[0])
+    np.testing.assert_allclose(y_gap.numpy(), ref.adaptive_avg_pool2d(x.astype(np.float64), (1, 1)),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y_ap.numpy(), ref.adaptive_avg_pool2d(x.astype(np.float64), (4, 5)),
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("out", [(1, 1), (3, 5), (5, 4)])
