@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Callable, Optional, Sequence, Tuple
+import weakref
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,6 +25,7 @@ __all__ = [
     "set_grad_enabled",
     "is_grad_enabled",
     "backward",
+    "RemovableHandle",
 ]
 
 
@@ -117,6 +120,62 @@ class set_grad_enabled(_GradModeContext):
     def __call__(self, func: Callable) -> Callable:
         _grad_mode.enabled = self._previous  # as a decorator it applies per call only
         return super().__call__(func)
+
+
+class RemovableHandle:
+    """torch's RemovableHandle for a hook: ``remove()``, or use it as a context manager."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: "OrderedDict[int, Callable]") -> None:
+        RemovableHandle._next_id += 1
+        self.id = RemovableHandle._next_id
+        self._hooks = hooks
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> "RemovableHandle":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+# Tensor hooks, by id(tensor), kept out of Tensor's slots so that creating a
+# tensor (every op) pays nothing for them; an entry leaves with its tensor.
+#   _grad_hooks: hook(grad) -> Tensor or None (Tensor.register_hook)
+#   _post_accumulate_hooks: hook(tensor) after a leaf's .grad was updated
+_grad_hooks: Dict[int, "OrderedDict[int, Callable]"] = {}
+_post_accumulate_hooks: Dict[int, "OrderedDict[int, Callable]"] = {}
+
+
+def _add_hook(registry: Dict[int, "OrderedDict[int, Callable]"], tensor: Any,
+              hook: Callable) -> RemovableHandle:
+    key = id(tensor)
+    hooks = registry.get(key)
+    if hooks is None:
+        hooks = registry[key] = OrderedDict()
+        weakref.finalize(tensor, registry.pop, key, None)
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    return handle
+
+
+def _run_grad_hooks(hooks: "OrderedDict[int, Callable]", grad: np.ndarray) -> np.ndarray:
+    """grad through each hook in registration order; a returned value replaces it."""
+    from pyvision_engine.tensor import Tensor
+
+    for hook in list(hooks.values()):
+        result = hook(Tensor._wrap(grad))
+        if result is None:
+            continue
+        new = np.asarray(result._data if isinstance(result, Tensor) else result)
+        if new.shape != grad.shape:
+            raise RuntimeError(f"hook '{getattr(hook, '__name__', hook)}' has changed the size "
+                               f"of value: expected {grad.shape}, got {new.shape}")
+        grad = np.ascontiguousarray(new, dtype=grad.dtype)
+    return grad
 
 
 class Function:
@@ -231,6 +290,11 @@ def _accumulate_into_leaf(leaf: "Tensor", grad: np.ndarray, owned: bool = False)
     else:
         # In place, so a gradient that lives in an arena stays there.
         leaf.grad._data += grad
+    if _post_accumulate_hooks:
+        hooks = _post_accumulate_hooks.get(id(leaf))
+        if hooks:
+            for hook in list(hooks.values()):
+                hook(leaf)
 
 
 def backward(
@@ -256,10 +320,14 @@ def backward(
                 f"{root._data.shape}"
             )
     if root._node is None:  # a leaf
-        _accumulate_into_leaf(root, grad)
+        hooks = _grad_hooks.get(id(root)) if _grad_hooks else None
+        _accumulate_into_leaf(root, _run_grad_hooks(hooks, grad) if hooks else grad)
         return
     order = _topological_order(root._node)
     pending = {id(root._node): grad}
+    # Leaves with gradient hooks: their contributions are summed first, so that
+    # each hook runs once with the whole gradient, as torch's.
+    hooked_leaves: Dict[int, list] = {}
     for node in order:
         g = pending.pop(id(node), None)
         if g is None:
@@ -270,6 +338,13 @@ def backward(
                 "saved tensors after they have already been freed). Specify "
                 "retain_graph=True if you need to backward through the graph a second time."
             )
+        hooked = node.__dict__.get("_hooked_tensor")  # a non-leaf output with hooks
+        if hooked is not None:
+            hooks = _grad_hooks.get(id(hooked))
+            if hooks:
+                g = _run_grad_hooks(hooks, g)
+            if hooked._retains_grad:  # (after the hooks, as torch's retains_grad)
+                _accumulate_into_leaf(hooked, g)
         input_grads = type(node).backward(node, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
@@ -283,15 +358,25 @@ def backward(
             if t is None or gi is None:
                 continue
             if t._node is None:
+                if _grad_hooks and id(t) in _grad_hooks:
+                    entry = hooked_leaves.get(id(t))
+                    if entry is None:
+                        hooked_leaves[id(t)] = [t, gi]
+                    else:
+                        entry[1] = entry[1] + gi
+                    continue
                 # An array handed to two inputs is not owned by either.
                 _accumulate_into_leaf(t, gi, owns and sum(g is gi for g in input_grads) == 1)
                 continue
-            if t._retains_grad:
+            if t._retains_grad and "_hooked_tensor" not in t._node.__dict__:
                 _accumulate_into_leaf(t, gi)
             key = id(t._node)
             pending[key] = pending[key] + gi if key in pending else gi
         if not retain_graph:
             node._release()
+    for leaf, g in hooked_leaves.values():
+        hooks = _grad_hooks.get(id(leaf))
+        _accumulate_into_leaf(leaf, _run_grad_hooks(hooks, g) if hooks else g)
 
 
 def _unbroadcast(grad: np.ndarray, shape: Sequence[int]) -> np.ndarray:

@@ -8,7 +8,7 @@ a strided view in torch (permute, transpose) copy. ``numpy()`` is a view.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -162,6 +162,28 @@ class Tensor:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self._node is not None:
             self._retains_grad = True
+
+    def register_hook(self, hook: Callable) -> Any:
+        """hook(grad) -> Tensor or None, called with the gradient w.r.t. this tensor
+        each time it is computed (a leaf's: the sum over its uses, before it reaches
+        ``.grad``); a returned tensor replaces the gradient. Returns a handle whose
+        ``remove()`` takes the hook off. As torch's Tensor.register_hook."""
+        from pyvision_engine.autograd import _add_hook, _grad_hooks
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._node is not None:
+            self._node._hooked_tensor = self  # the backward pass finds the hooks from the node
+        return _add_hook(_grad_hooks, self, hook)
+
+    def register_post_accumulate_grad_hook(self, hook: Callable) -> Any:
+        """hook(tensor), called on a leaf after its ``.grad`` was updated in a backward
+        pass. Returns a removable handle. As torch's."""
+        from pyvision_engine.autograd import _add_hook, _post_accumulate_hooks
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._node is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        return _add_hook(_post_accumulate_hooks, self, hook)
 
     def backward(self, gradient: Any = None, retain_graph: Optional[bool] = None) -> None:
         """Accumulate gradients of this tensor into the ``.grad`` of the leaves."""

@@ -229,7 +229,7 @@ def _sequential() -> type:
 
 
 def _no_hooks(m: Module) -> bool:
-    return not m._forward_hooks and not m._forward_pre_hooks
+    return not m._has_hooks()
 
 
 def _unit_at(mods: Sequence[Module], i: int,

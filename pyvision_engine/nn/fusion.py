@@ -42,7 +42,7 @@ __all__ = ["conv_bn_act", "conv_bn_add_act", "residual_add", "run_sequence"]
 def _plain(module: Any, cls: type) -> bool:
     """``module`` is a ``cls`` whose call is exactly ``cls.forward``, with no hooks."""
     return (isinstance(module, cls) and type(module).forward is cls.forward
-            and not module._forward_hooks and not module._forward_pre_hooks)
+            and not module._has_hooks())
 
 
 def _relu_cap(module: Any) -> Optional[float]:

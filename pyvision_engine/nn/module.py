@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 
+from pyvision_engine.autograd import Function, is_grad_enabled
 from pyvision_engine.nn.arena import ParameterArena
 from pyvision_engine.nn.parameter import Buffer, Parameter
 from pyvision_engine.tensor import Tensor
@@ -58,13 +59,16 @@ class Module:
         object.__setattr__(self, "_forward_hooks_with_kwargs", set())
         object.__setattr__(self, "_forward_pre_hooks_with_kwargs", set())
         object.__setattr__(self, "_forward_hooks_always_called", set())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_pre_hooks", OrderedDict())
         object.__setattr__(self, "_arena", None)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not (self._forward_pre_hooks or self._forward_hooks):  # the usual case
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks
+                or self._backward_pre_hooks):  # the usual case
             return self.forward(*args, **kwargs)
         for hook_id, hook in list(self._forward_pre_hooks.items()):
             if hook_id in self._forward_pre_hooks_with_kwargs:
@@ -78,6 +82,10 @@ class Module:
                 result = hook(self, args)
                 if result is not None:
                     args = result if isinstance(result, tuple) else (result,)
+        backward_hooks = None
+        if (self._backward_hooks or self._backward_pre_hooks) and is_grad_enabled():
+            backward_hooks = _BackwardHooks(self, args)
+            args = backward_hooks.wrap_inputs(args)
         called = set()
         try:
             output = self.forward(*args, **kwargs)
@@ -103,6 +111,8 @@ class Module:
                                       f"that was silenced as another error was raised in forward: "
                                       f"{str(e)}")
             raise
+        if backward_hooks is not None:
+            output = backward_hooks.wrap_output(output)
         return output
 
     # ------------------------------------------------------------ registration
@@ -279,6 +289,24 @@ class Module:
         if with_kwargs:
             self._forward_pre_hooks_with_kwargs.add(handle.id)
         return handle
+
+    def register_full_backward_hook(self, hook: Callable, prepend: bool = False) -> "_HookHandle":
+        """hook(module, grad_input, grad_output) once the gradients w.r.t. the module's
+        positional inputs are computed (tuples of Tensors, None where an input is not
+        a tensor that requires grad); a returned tuple replaces grad_input. As torch's.
+        Modules with more than one input that requires grad are not supported (a
+        clear error at the call)."""
+        return _HookHandle(self._backward_hooks, hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook: Callable,
+                                        prepend: bool = False) -> "_HookHandle":
+        """hook(module, grad_output) when the gradient w.r.t. the module's output is
+        computed, before any w.r.t. its inputs; a returned tuple replaces grad_output."""
+        return _HookHandle(self._backward_pre_hooks, hook, prepend)
+
+    def _has_hooks(self) -> bool:
+        return bool(self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
+                    or self._backward_pre_hooks)
 
     # --------------------------------------------------------------- traversal
     def named_modules(self, memo: Optional[Set[int]] = None, prefix: str = "",
@@ -565,3 +593,105 @@ class _HookHandle:
 
     def __exit__(self, *exc: Any) -> None:
         self.remove()
+
+
+class _HookedOutput(Function):
+    """Identity on a module's output whose backward runs the module's backward
+    pre-hooks on grad_output (and its full backward hooks when no input needs a
+    gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, state):
+        ctx.state = state
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.state.output_gradient(g), None
+
+
+class _HookedInput(Function):
+    """Identity on a module's input whose backward runs the full backward hooks."""
+
+    @staticmethod
+    def forward(ctx, x, state):
+        ctx.state = state
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.state.input_gradient(g), None
+
+
+def _hook_tuple(result: Any, expected: int, what: str, hook: Callable) -> Tuple[Any, ...]:
+    """A hook's replacement gradients: a tuple of the expected length, as torch requires."""
+    if not isinstance(result, tuple) or len(result) != expected:
+        got = f"{len(result)}" if isinstance(result, tuple) else f"a {type(result).__name__}"
+        raise RuntimeError(f"backward hook {getattr(hook, '__name__', hook)!r} returned an "
+                           f"invalid number of {what}: got {got}, expected a tuple of {expected}")
+    return result
+
+
+def _grad_array(value: Any, like: np.ndarray) -> np.ndarray:
+    a = np.asarray(value._data if isinstance(value, Tensor) else value, dtype=like.dtype)
+    if a.shape != like.shape:
+        raise RuntimeError(f"backward hook changed a gradient's shape: expected {like.shape}, "
+                           f"got {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+class _BackwardHooks:
+    """One call of a module with full backward (pre-)hooks: its input that requires
+    grad and its output pass through identity nodes, whose backward runs the hooks
+    with the gradients w.r.t. them (torch's BackwardHook, for one such input)."""
+
+    def __init__(self, module: "Module", args: Tuple[Any, ...]) -> None:
+        self.module = module
+        self.n_args = len(args)
+        wanted = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+        if len(wanted) > 1:
+            raise NotImplementedError(
+                f"{type(module).__name__}: full backward hooks on a module with more than one "
+                f"input that requires grad (inputs {wanted}) are not supported")
+        self.index = wanted[0] if wanted else None
+        self.grad_output: Tuple[Any, ...] = ()
+
+    def wrap_inputs(self, args: Tuple[Any, ...]) -> Tuple[Any, ...]:
+        if self.index is None:
+            return args
+        args = list(args)
+        args[self.index] = _HookedInput.apply(args[self.index], self)
+        return tuple(args)
+
+    def wrap_output(self, output: Any) -> Any:
+        if isinstance(output, Tensor) and output.requires_grad:
+            return _HookedOutput.apply(output, self)
+        if isinstance(output, Tensor) or output is None:
+            return output  # nothing to differentiate: the hooks never run, as in torch
+        raise NotImplementedError(f"{type(self.module).__name__}: full backward hooks need "
+                                  f"a single Tensor output, got {type(output).__name__}")
+
+    def output_gradient(self, g: np.ndarray) -> np.ndarray:
+        grad_output: Tuple[Any, ...] = (Tensor._wrap(g),)
+        for hook in list(self.module._backward_pre_hooks.values()):
+            result = hook(self.module, grad_output)
+            if result is not None:
+                grad_output = _hook_tuple(result, 1, "grad_output", hook)
+        self.grad_output = grad_output
+        if self.index is None:  # no input gradient will come: the hooks run now
+            self._run_hooks((None,) * self.n_args)
+        return _grad_array(grad_output[0], g)
+
+    def input_gradient(self, g: np.ndarray) -> np.ndarray:
+        grad_input = tuple(Tensor._wrap(g) if i == self.index else None
+                           for i in range(self.n_args))
+        grad_input = self._run_hooks(grad_input)
+        new = grad_input[self.index]
+        return None if new is None else _grad_array(new, g)
+
+    def _run_hooks(self, grad_input: Tuple[Any, ...]) -> Tuple[Any, ...]:
+        for hook in list(self.module._backward_hooks.values()):
+            result = hook(self.module, grad_input, self.grad_output)
+            if result is not None:
+                grad_input = _hook_tuple(result, self.n_args, "grad_input", hook)
+        return grad_input
