@@ -595,32 +595,19 @@ class _HookHandle:
         self.remove()
 
 
-class _HookedOutput(Function):
-    """Identity on a module's output whose backward runs the module's backward
-    pre-hooks on grad_output (and its full backward hooks when no input needs a
-    gradient)."""
+class _HookPoint(Function):
+    """Identity whose backward hands the gradient to a hook runner (a bound method
+    of _BackwardHooks: at the module's output or at its input) and passes on what
+    the hooks make of it."""
 
     @staticmethod
-    def forward(ctx, x, state):
-        ctx.state = state
+    def forward(ctx, x, run_hooks):
+        ctx.run_hooks = run_hooks
         return x
 
     @staticmethod
     def backward(ctx, g):
-        return ctx.state.output_gradient(g), None
-
-
-class _HookedInput(Function):
-    """Identity on a module's input whose backward runs the full backward hooks."""
-
-    @staticmethod
-    def forward(ctx, x, state):
-        ctx.state = state
-        return x
-
-    @staticmethod
-    def backward(ctx, g):
-        return ctx.state.input_gradient(g), None
+        return ctx.run_hooks(g), None
 
 
 def _hook_tuple(result: Any, expected: int, what: str, hook: Callable) -> Tuple[Any, ...]:
@@ -660,12 +647,12 @@ class _BackwardHooks:
         if self.index is None:
             return args
         args = list(args)
-        args[self.index] = _HookedInput.apply(args[self.index], self)
+        args[self.index] = _HookPoint.apply(args[self.index], self.input_gradient)
         return tuple(args)
 
     def wrap_output(self, output: Any) -> Any:
         if isinstance(output, Tensor) and output.requires_grad:
-            return _HookedOutput.apply(output, self)
+            return _HookPoint.apply(output, self.output_gradient)
         if isinstance(output, Tensor) or output is None:
             return output  # nothing to differentiate: the hooks never run, as in torch
         raise NotImplementedError(f"{type(self.module).__name__}: full backward hooks need "
