@@ -338,7 +338,8 @@ def backward(
                 "saved tensors after they have already been freed). Specify "
                 "retain_graph=True if you need to backward through the graph a second time."
             )
-        hooked = node.__dict__.get("_hooked_tensor")  # a non-leaf output with hooks
+        hooked_ref = node.__dict__.get("_hooked_tensor")  # a non-leaf output with hooks
+        hooked = hooked_ref() if hooked_ref is not None else None
         if hooked is not None:
             hooks = _grad_hooks.get(id(hooked))
             if hooks:

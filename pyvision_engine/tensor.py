@@ -8,6 +8,7 @@ a strided view in torch (permute, transpose) copy. ``numpy()`` is a view.
 from __future__ import annotations
 
 import numbers
+import weakref
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -172,7 +173,9 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self._node is not None:
-            self._node._hooked_tensor = self  # the backward pass finds the hooks from the node
+            # The backward pass finds the hooks from the node (a weak reference: no
+            # cycle; a tensor inside a graph lives on in its consumers' inputs).
+            self._node._hooked_tensor = weakref.ref(self)
         return _add_hook(_grad_hooks, self, hook)
 
     def register_post_accumulate_grad_hook(self, hook: Callable) -> Any:
