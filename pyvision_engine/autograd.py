@@ -123,14 +123,20 @@ class set_grad_enabled(_GradModeContext):
 
 
 class RemovableHandle:
-    """torch's RemovableHandle for a hook: ``remove()``, or use it as a context manager."""
+    """torch's RemovableHandle: puts ``hook`` in ``hooks`` (first with ``prepend``)
+    under a fresh id; ``remove()`` takes it out, or use the handle as a context
+    manager. Tensor hooks and Module hooks (nn.module's subclass) alike."""
 
     _next_id = 0
 
-    def __init__(self, hooks: "OrderedDict[int, Callable]") -> None:
+    def __init__(self, hooks: "OrderedDict[int, Callable]", hook: Callable,
+                 prepend: bool = False) -> None:
         RemovableHandle._next_id += 1
         self.id = RemovableHandle._next_id
         self._hooks = hooks
+        hooks[self.id] = hook
+        if prepend:
+            hooks.move_to_end(self.id, last=False)
 
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
@@ -157,9 +163,19 @@ def _add_hook(registry: Dict[int, "OrderedDict[int, Callable]"], tensor: Any,
     if hooks is None:
         hooks = registry[key] = OrderedDict()
         weakref.finalize(tensor, registry.pop, key, None)
-    handle = RemovableHandle(hooks)
-    hooks[handle.id] = hook
-    return handle
+    return RemovableHandle(hooks, hook)
+
+
+def _replacement_grad(value: Any, like: np.ndarray, who: str) -> np.ndarray:
+    """A gradient that hook ``who`` returned (Tensor or array) in place of ``like``:
+    same shape (torch's error otherwise), ``like``'s dtype, contiguous."""
+    from pyvision_engine.tensor import Tensor
+
+    new = np.asarray(value._data if isinstance(value, Tensor) else value)
+    if new.shape != like.shape:
+        raise RuntimeError(f"hook '{who}' has changed the size of value: expected "
+                           f"{like.shape}, got {new.shape}")
+    return np.ascontiguousarray(new, dtype=like.dtype)
 
 
 def _run_grad_hooks(hooks: "OrderedDict[int, Callable]", grad: np.ndarray) -> np.ndarray:
@@ -168,13 +184,8 @@ def _run_grad_hooks(hooks: "OrderedDict[int, Callable]", grad: np.ndarray) -> np
 
     for hook in list(hooks.values()):
         result = hook(Tensor._wrap(grad))
-        if result is None:
-            continue
-        new = np.asarray(result._data if isinstance(result, Tensor) else result)
-        if new.shape != grad.shape:
-            raise RuntimeError(f"hook '{getattr(hook, '__name__', hook)}' has changed the size "
-                               f"of value: expected {grad.shape}, got {new.shape}")
-        grad = np.ascontiguousarray(new, dtype=grad.dtype)
+        if result is not None:
+            grad = _replacement_grad(result, grad, getattr(hook, "__name__", repr(hook)))
     return grad
 
 

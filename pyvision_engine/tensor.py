@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from pyvision_engine import _ops
+from pyvision_engine.autograd import _add_hook, _grad_hooks, _post_accumulate_hooks
 from pyvision_engine.autograd import backward as _backward
 from pyvision_engine.autograd import is_grad_enabled
 
@@ -169,7 +170,6 @@ class Tensor:
         each time it is computed (a leaf's: the sum over its uses, before it reaches
         ``.grad``); a returned tensor replaces the gradient. Returns a handle whose
         ``remove()`` takes the hook off. As torch's Tensor.register_hook."""
-        from pyvision_engine.autograd import _add_hook, _grad_hooks
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self._node is not None:
@@ -181,7 +181,6 @@ class Tensor:
     def register_post_accumulate_grad_hook(self, hook: Callable) -> Any:
         """hook(tensor), called on a leaf after its ``.grad`` was updated in a backward
         pass. Returns a removable handle. As torch's."""
-        from pyvision_engine.autograd import _add_hook, _post_accumulate_hooks
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self._node is not None:

@@ -67,6 +67,15 @@ def _window_args(op: str, kernel_size: Any, stride: Any, padding: Any, dilation:
     return k, s, p, d, out
 
 
+def _max_pool_planes(planes: np.ndarray, lead: Tuple[int, ...], args: Tuple[Any, ...],
+                     want_indices: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """The max-pool kernel on (planes, H, W): the output in shape lead + out, and the
+    flat indices when asked for (the graph's forward and the inference path alike)."""
+    k, s, p, d, out = args
+    y, ind = _C.max_pool2d_forward(planes, k, s, p, d, out[0], out[1], want_indices)
+    return y.reshape(lead + out), ind
+
+
 class _MaxPool2d(Function):
     # Takes x in its own shape (no Reshape node in the graph) and returns
     # grad_input in that shape, freshly allocated: a leaf keeps it as .grad
@@ -75,14 +84,12 @@ class _MaxPool2d(Function):
 
     @staticmethod
     def forward(ctx, x, lead, args, holder):
-        k, s, p, d, out = args
         want = holder is not None or any(ctx.needs_input_grad)
-        y, ind = _C.max_pool2d_forward(x.reshape((-1,) + x.shape[-2:]), k, s, p, d, out[0],
-                                       out[1], want)
+        y, ind = _max_pool_planes(x.reshape((-1,) + x.shape[-2:]), lead, args, want)
         ctx.ind, ctx.x_shape = ind, x.shape
         if holder is not None:
-            holder.append(ind.reshape(lead + out))
-        return y.reshape(lead + out)
+            holder.append(ind.reshape(y.shape))
+        return y
 
     @staticmethod
     def backward(ctx, g):
@@ -107,9 +114,7 @@ def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 
     planes, lead = _planes(x, op)
     args = _window_args(op, kernel_size, stride, padding, dilation, x.shape[-2:], ceil_mode)
     if not return_indices and not needs_grad(x):  # no graph node to build (inference)
-        k, s, p, d, out = args
-        y, _ = _C.max_pool2d_forward(planes, k, s, p, d, out[0], out[1], False)
-        return Tensor._wrap(y.reshape(lead + out))
+        return Tensor._wrap(_max_pool_planes(planes, lead, args, False)[0])
     holder: Optional[List[np.ndarray]] = [] if return_indices else None
     y = _MaxPool2d.apply(x, lead, args, holder)
     if return_indices:
@@ -186,11 +191,17 @@ def _adaptive_size(output_size: Any, in_hw: Tuple[int, int], op: str) -> Tuple[i
     return size
 
 
+def _adaptive_avg_planes(planes: np.ndarray, lead: Tuple[int, ...],
+                         out: Tuple[int, int]) -> np.ndarray:
+    """The adaptive-average kernel on (planes, H, W), shaped lead + out."""
+    return _C.adaptive_avg_pool2d_forward(planes, out[0], out[1]).reshape(lead + out)
+
+
 class _AdaptiveAvgPool2d(Function):
     @staticmethod
     def forward(ctx, x, lead, out):
         ctx.in_hw, ctx.lead, ctx.out = x.shape[1:], lead, out
-        return _C.adaptive_avg_pool2d_forward(x, out[0], out[1]).reshape(lead + out)
+        return _adaptive_avg_planes(x, lead, out)
 
     @staticmethod
     def backward(ctx, g):
@@ -209,7 +220,7 @@ def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
     planes, lead = _planes(x, op)
     out = _adaptive_size(output_size, x.shape[-2:], op)
     if not needs_grad(x):  # no graph node to build (inference)
-        return Tensor._wrap(_C.adaptive_avg_pool2d_forward(planes, out[0], out[1]).reshape(lead + out))
+        return Tensor._wrap(_adaptive_avg_planes(planes, lead, out))
     return _AdaptiveAvgPool2d.apply(_as_planes_tensor(x, planes), lead, out)
 
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 
-from pyvision_engine.autograd import Function, is_grad_enabled
+from pyvision_engine.autograd import Function, RemovableHandle, _replacement_grad, is_grad_enabled
 from pyvision_engine.nn.arena import ParameterArena
 from pyvision_engine.nn.parameter import Buffer, Parameter
 from pyvision_engine.tensor import Tensor
@@ -566,33 +566,22 @@ class Module:
                       | set(self._modules))
 
 
-class _HookHandle:
-    """torch's RemovableHandle: ``remove()``, or use it as a context manager."""
-
-    _next_id = 0
+class _HookHandle(RemovableHandle):
+    """A module hook's handle: it also drops the hook's id from the module's
+    bookkeeping sets (with_kwargs, always_call), and any change to a module's hooks
+    counts as a change of structure (the fused paths skip modules with hooks)."""
 
     def __init__(self, hooks: "OrderedDict[int, Callable]", hook: Callable,
                  prepend: bool = False, extra_sets: Tuple[Set[int], ...] = ()) -> None:
-        _HookHandle._next_id += 1
-        self.id = _HookHandle._next_id
-        self._hooks = hooks
+        super().__init__(hooks, hook, prepend)
         self._extra_sets = extra_sets
-        hooks[self.id] = hook
-        if prepend:
-            hooks.move_to_end(self.id, last=False)
         Module._structure_changed()
 
     def remove(self) -> None:
-        self._hooks.pop(self.id, None)
+        super().remove()
         for ids in self._extra_sets:
             ids.discard(self.id)
         Module._structure_changed()
-
-    def __enter__(self) -> "_HookHandle":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.remove()
 
 
 class _HookPoint(Function):
@@ -617,14 +606,6 @@ def _hook_tuple(result: Any, expected: int, what: str, hook: Callable) -> Tuple[
         raise RuntimeError(f"backward hook {getattr(hook, '__name__', hook)!r} returned an "
                            f"invalid number of {what}: got {got}, expected a tuple of {expected}")
     return result
-
-
-def _grad_array(value: Any, like: np.ndarray) -> np.ndarray:
-    a = np.asarray(value._data if isinstance(value, Tensor) else value, dtype=like.dtype)
-    if a.shape != like.shape:
-        raise RuntimeError(f"backward hook changed a gradient's shape: expected {like.shape}, "
-                           f"got {a.shape}")
-    return np.ascontiguousarray(a)
 
 
 class _BackwardHooks:
@@ -667,14 +648,16 @@ class _BackwardHooks:
         self.grad_output = grad_output
         if self.index is None:  # no input gradient will come: the hooks run now
             self._run_hooks((None,) * self.n_args)
-        return _grad_array(grad_output[0], g)
+        return _replacement_grad(grad_output[0], g,
+                                 f"{type(self.module).__name__} backward pre-hook")
 
     def input_gradient(self, g: np.ndarray) -> np.ndarray:
         grad_input = tuple(Tensor._wrap(g) if i == self.index else None
                            for i in range(self.n_args))
         grad_input = self._run_hooks(grad_input)
         new = grad_input[self.index]
-        return None if new is None else _grad_array(new, g)
+        return None if new is None else _replacement_grad(
+            new, g, f"{type(self.module).__name__} backward hook")
 
     def _run_hooks(self, grad_input: Tuple[Any, ...]) -> Tuple[Any, ...]:
         for hook in list(self.module._backward_hooks.values()):

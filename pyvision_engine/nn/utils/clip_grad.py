@@ -26,12 +26,15 @@ __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_
 _TensorOrTensors = Union[Tensor, Iterable[Tensor]]
 
 
+def _tensor_list(tensors: _TensorOrTensors) -> List[Tensor]:
+    """One tensor or an iterable of them, as a list."""
+    return [tensors] if isinstance(tensors, Tensor) else list(tensors)
+
+
 def _param_list(parameters: _TensorOrTensors) -> List[Tensor]:
-    if isinstance(parameters, Tensor):
-        return [parameters]
-    is_generator = isinstance(parameters, types.GeneratorType)
-    params = list(parameters)
-    if is_generator and not params:
+    """As _tensor_list, with torch's warning for an empty generator (clip_grad_norm_)."""
+    params = _tensor_list(parameters)
+    if isinstance(parameters, types.GeneratorType) and not params:
         warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.",
                       stacklevel=3)
     return params
@@ -97,7 +100,7 @@ def get_total_norm(tensors: _TensorOrTensors, norm_type: float = 2.0,
                    error_if_nonfinite: bool = False, foreach: Optional[bool] = None) -> Tensor:
     """The ``norm_type``-norm of the norms of ``tensors`` (the tensors themselves,
     not their ``.grad``), as torch.nn.utils.get_total_norm; a 0-d float32 Tensor."""
-    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    tensors = _tensor_list(tensors)
     norm_type = float(norm_type)
     if not tensors:
         return Tensor(np.zeros((), dtype=np.float32))
@@ -111,7 +114,7 @@ def clip_grads_with_norm_(parameters: _TensorOrTensors, max_norm: float,
                           foreach: Optional[bool] = None) -> None:
     """Scale the gradients of ``parameters`` by ``min(max_norm / (total_norm + 1e-6), 1)``
     in place, as torch.nn.utils.clip_grads_with_norm_."""
-    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    params = _tensor_list(parameters)
     max_norm = float(max_norm)
     buffers = _grad_buffers(params)
     if buffers:
@@ -169,7 +172,7 @@ def clip_grad_norm_(parameters: _TensorOrTensors, max_norm: float, norm_type: fl
 def clip_grad_value_(parameters: _TensorOrTensors, clip_value: float,
                      foreach: Optional[bool] = None) -> None:
     """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (NaN stays NaN)."""
-    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    params = _tensor_list(parameters)
     clip_value = float(clip_value)
     for b in _grad_buffers(params):
         _C.grad_clamp(b, clip_value)
