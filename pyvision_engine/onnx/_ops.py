@@ -1,0 +1,788 @@
+"""ONNX operators (domain ai.onnx) as functions of numpy arrays.
+
+Each entry of ``OPS`` takes ``(attrs, opset, inputs)``: the node's attributes,
+the model's ai.onnx opset version, and its inputs as numpy arrays (None for an
+omitted optional input); it returns the list of outputs. Float32 work that the
+engine has kernels for (convolution, pooling, GEMM, activations) runs through
+``pyvision_engine.nn.functional``; the rest (shapes, indexing, broadcasting
+arithmetic) is numpy, whose broadcasting is ONNX's multidirectional one.
+
+Semantics follow the ONNX operator specification (onnx/docs/Operators.md),
+including the changes between opsets that matter for exported CNNs: attributes
+that became inputs (Clip 11, Squeeze/Unsqueeze/ReduceSum 13, Reduce* 18, Split
+13), Softmax's 2-D coercion before opset 13.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pyvision_engine.nn import functional as F
+from pyvision_engine.onnx._proto import DTYPES
+
+Inputs = List[Optional[np.ndarray]]
+OpFn = Callable[[Dict[str, Any], int, Inputs], List[np.ndarray]]
+OPS: Dict[str, OpFn] = {}
+
+
+class OnnxOpError(ValueError):
+    """A node's inputs or attributes are outside what its operator allows."""
+
+
+def op(*names: str) -> Callable[[OpFn], OpFn]:
+    def register(fn: OpFn) -> OpFn:
+        for name in names:
+            OPS[name] = fn
+        return fn
+    return register
+
+
+def arr(t: Any) -> np.ndarray:
+    """A pve Tensor or array as a numpy array (a view)."""
+    return t if isinstance(t, np.ndarray) else np.asarray(t)
+
+
+def f32(x: np.ndarray) -> np.ndarray:
+    """x as a C-contiguous float32 array the kernels take (no copy when it is one)."""
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _ints(values: Optional[np.ndarray]) -> Optional[List[int]]:
+    return None if values is None else [int(v) for v in np.asarray(values).reshape(-1)]
+
+
+def _axis(axis: int, rank: int, what: str) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise OnnxOpError(f"{what}: axis {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+# ----------------------------------------------------------------- elementwise
+_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Pow": np.power,
+           "Equal": np.equal, "Less": np.less, "Greater": np.greater,
+           "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal,
+           "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}
+
+
+def _binary(name: str) -> OpFn:
+    fn = _BINARY[name]
+
+    def run(attrs: Dict[str, Any], opset: int, inputs: Inputs) -> List[np.ndarray]:
+        a, b = inputs
+        if name == "Pow":  # the result has the base's type
+            return [np.power(a, b).astype(a.dtype, copy=False)]
+        return [np.asarray(fn(a, b))]
+    return run
+
+
+for _name in _BINARY:
+    OPS[_name] = _binary(_name)
+
+
+@op("Div")
+def _div(attrs, opset, inputs):
+    a, b = inputs
+    if np.issubdtype(a.dtype, np.integer):  # integer division truncates toward zero
+        return [np.trunc(a / b).astype(a.dtype)]
+    return [np.asarray(a / b, dtype=a.dtype)]
+
+
+@op("Mod")
+def _mod(attrs, opset, inputs):
+    a, b = inputs
+    return [np.fmod(a, b) if attrs.get("fmod", 0) else np.mod(a, b)]
+
+
+def _variadic_op(fn: Callable, mean: bool = False) -> OpFn:
+    def run(attrs, opset, inputs):
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = fn(out, x)
+        if mean:
+            out = out / len(inputs)
+        return [np.asarray(out, dtype=inputs[0].dtype)]
+    return run
+
+
+OPS["Sum"] = _variadic_op(np.add)
+OPS["Max"] = _variadic_op(np.maximum)
+OPS["Min"] = _variadic_op(np.minimum)
+OPS["Mean"] = _variadic_op(np.add, mean=True)
+
+_UNARY = {"Neg": np.negative, "Abs": np.abs, "Exp": np.exp, "Log": np.log, "Sqrt": np.sqrt,
+          "Floor": np.floor, "Ceil": np.ceil, "Reciprocal": np.reciprocal, "Not": np.logical_not,
+          "Sign": np.sign, "Sin": np.sin, "Cos": np.cos, "Round": np.round,
+          "IsNaN": np.isnan, "Softsign": lambda x: x / (1 + np.abs(x))}
+for _name, _fn in _UNARY.items():
+    OPS[_name] = (lambda fn: lambda attrs, opset, inputs: [np.asarray(fn(inputs[0]))])(_fn)
+
+
+@op("Erf")
+def _erf(attrs, opset, inputs):
+    x = inputs[0]
+    return [np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()]
+
+
+@op("Relu")
+def _relu(attrs, opset, inputs):
+    x = inputs[0]
+    if x.dtype == np.float32:
+        return [arr(F.relu(f32(x)))]
+    return [np.maximum(x, 0).astype(x.dtype)]
+
+
+@op("Sigmoid")
+def _sigmoid(attrs, opset, inputs):
+    return [arr(F.sigmoid(f32(inputs[0])))]
+
+
+@op("Tanh")
+def _tanh(attrs, opset, inputs):
+    return [np.tanh(inputs[0])]
+
+
+@op("LeakyRelu")
+def _leaky_relu(attrs, opset, inputs):
+    return [arr(F.leaky_relu(f32(inputs[0]), float(attrs.get("alpha", 0.01))))]
+
+
+@op("PRelu")
+def _prelu(attrs, opset, inputs):
+    x, slope = inputs
+    return [np.where(x < 0, x * slope, x).astype(x.dtype)]
+
+
+@op("Elu")
+def _elu(attrs, opset, inputs):
+    x, alpha = inputs[0], attrs.get("alpha", 1.0)
+    return [np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))).astype(x.dtype)]
+
+
+@op("Selu")
+def _selu(attrs, opset, inputs):
+    x = inputs[0]
+    alpha, gamma = attrs.get("alpha", 1.67326319217681884765625), attrs.get("gamma", 1.05070102214813232421875)
+    return [(gamma * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))).astype(x.dtype)]
+
+
+@op("Softplus")
+def _softplus(attrs, opset, inputs):
+    x = inputs[0]
+    return [np.logaddexp(x, 0).astype(x.dtype)]
+
+
+@op("HardSigmoid")
+def _hard_sigmoid(attrs, opset, inputs):
+    x = inputs[0]
+    alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+    return [np.clip(x * np.float32(alpha) + np.float32(beta), 0, 1).astype(x.dtype)]
+
+
+@op("HardSwish")
+def _hard_swish(attrs, opset, inputs):
+    return [arr(F.hardswish(f32(inputs[0])))]
+
+
+@op("Clip")
+def _clip(attrs, opset, inputs):
+    x = inputs[0]
+    if opset < 11:
+        lo, hi = attrs.get("min", -np.inf), attrs.get("max", np.inf)
+    else:
+        lo = inputs[1] if len(inputs) > 1 and inputs[1] is not None else None
+        hi = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+        lo = -np.inf if lo is None else lo.item()
+        hi = np.inf if hi is None else hi.item()
+    if x.dtype == np.float32 and lo == 0 and hi in (6.0, np.inf):
+        return [arr(F.relu6(x) if hi == 6.0 else F.relu(f32(x)))]
+    out = np.minimum(np.maximum(x, lo), hi)  # (a NaN stays NaN; min > max gives max)
+    return [np.asarray(out, dtype=x.dtype)]
+
+
+def _softmax_like(log: bool) -> OpFn:
+    def run(attrs, opset, inputs):
+        x = inputs[0]
+        default = -1 if opset >= 13 else 1
+        axis = _axis(int(attrs.get("axis", default)), x.ndim, "Softmax")
+        if opset < 13:  # coerced to 2-D: rows are everything before axis
+            flat = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)
+            y = F.log_softmax(f32(flat), 1) if log else F.softmax(f32(flat), 1)
+            return [arr(y).reshape(x.shape)]
+        y = F.log_softmax(f32(x), axis) if log else F.softmax(f32(x), axis)
+        return [arr(y)]
+    return run
+
+
+OPS["Softmax"] = _softmax_like(False)
+OPS["LogSoftmax"] = _softmax_like(True)
+
+
+# ----------------------------------------------------------------- convolution and pooling
+def spatial_pads(attrs: Dict[str, Any], in_hw: Sequence[int], kernel: Sequence[int],
+                 strides: Sequence[int], dilations: Sequence[int], what: str) -> List[int]:
+    """ONNX pads [begin..., end...] for the spatial dims, auto_pad resolved."""
+    n = len(in_hw)
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("NOTSET", ""):
+        pads = list(attrs.get("pads", [0] * 2 * n))
+        if len(pads) != 2 * n:
+            raise OnnxOpError(f"{what}: pads must have {2 * n} values, got {pads}")
+        return pads
+    if auto == "VALID":
+        return [0] * 2 * n
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise OnnxOpError(f"{what}: unknown auto_pad {auto!r}")
+    begin, end = [], []
+    for i in range(n):
+        out = -(-in_hw[i] // strides[i])
+        total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - in_hw[i])
+        small = total // 2
+        begin.append(small if auto == "SAME_UPPER" else total - small)
+        end.append(total - begin[-1])
+    return begin + end
+
+
+def conv_geometry(attrs: Dict[str, Any], x_shape: Sequence[int], w_shape: Sequence[int],
+                  what: str = "Conv") -> Tuple[List[int], List[int], List[int], int]:
+    """(strides, dilations, pads, group) of a 2-D Conv node."""
+    if len(x_shape) != 4 or len(w_shape) != 4:
+        raise OnnxOpError(f"{what}: pve.onnx runs 2-D convolutions only (input rank 4), got input "
+                          f"shape {tuple(x_shape)} and weight shape {tuple(w_shape)}")
+    kernel = list(attrs.get("kernel_shape", w_shape[2:]))
+    if kernel != list(w_shape[2:]):
+        raise OnnxOpError(f"{what}: kernel_shape {kernel} differs from the weight's {list(w_shape[2:])}")
+    strides = list(attrs.get("strides", [1, 1]))
+    dilations = list(attrs.get("dilations", [1, 1]))
+    pads = spatial_pads(attrs, x_shape[2:], kernel, strides, dilations, what)
+    return strides, dilations, pads, int(attrs.get("group", 1))
+
+
+def pad_spatial(x: np.ndarray, pads: Sequence[int], value: float) -> np.ndarray:
+    n = len(pads) // 2
+    width = [(0, 0)] * (x.ndim - n) + [(pads[i], pads[i + n]) for i in range(n)]
+    return np.pad(x, width, constant_values=value)
+
+
+@op("Conv")
+def _conv(attrs, opset, inputs):
+    x, w = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) > 2 else None
+    strides, dilations, pads, group = conv_geometry(attrs, x.shape, w.shape)
+    if pads[:2] != pads[2:]:
+        x, pads = pad_spatial(x, pads, 0.0), [0, 0, 0, 0]
+    y = F.conv2d(f32(x), f32(w), None if b is None else f32(b), tuple(strides), tuple(pads[:2]),
+                 tuple(dilations), group)
+    return [arr(y)]
+
+
+def _pool_args(attrs, x, what):
+    if x.ndim != 4:
+        raise OnnxOpError(f"{what}: pve.onnx pools 2-D planes only (input rank 4), got {x.shape}")
+    kernel = list(attrs["kernel_shape"]) if "kernel_shape" in attrs else None
+    if kernel is None or len(kernel) != 2:
+        raise OnnxOpError(f"{what}: kernel_shape must have 2 values, got {kernel}")
+    strides = list(attrs.get("strides", [1, 1]))
+    dilations = list(attrs.get("dilations", [1, 1]))
+    pads = spatial_pads(attrs, x.shape[2:], kernel, strides, dilations, what)
+    return kernel, strides, dilations, pads, bool(attrs.get("ceil_mode", 0))
+
+
+def _pool_out(size: int, k: int, s: int, d: int, begin: int, end: int, ceil: bool) -> int:
+    span = size + begin + end - d * (k - 1) - 1
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= size + begin:  # a last window wholly in the end padding
+        out -= 1
+    return out
+
+
+def _pool_reference(x: np.ndarray, kernel, strides, dilations, pads, ceil: bool,
+                    mode: str, include_pad: bool = True) -> np.ndarray:
+    """Any-padding 2-D pooling in numpy (asymmetric or large pads), as the spec defines it."""
+    n, c, h, w = x.shape
+    oh = _pool_out(h, kernel[0], strides[0], dilations[0], pads[0], pads[2], ceil)
+    ow = _pool_out(w, kernel[1], strides[1], dilations[1], pads[1], pads[3], ceil)
+    # pad far enough for every window, marking what is padding
+    extra_h = max(0, (oh - 1) * strides[0] + dilations[0] * (kernel[0] - 1) + 1 - (h + pads[0] + pads[2]))
+    extra_w = max(0, (ow - 1) * strides[1] + dilations[1] * (kernel[1] - 1) + 1 - (w + pads[1] + pads[3]))
+    fill = -np.inf if mode == "max" else 0.0
+    width = [(0, 0), (0, 0), (pads[0], pads[2] + extra_h), (pads[1], pads[3] + extra_w)]
+    xp = np.pad(x.astype(np.float64), width, constant_values=fill)
+    inside = np.pad(np.ones((h, w)), width[2:], constant_values=0.0)
+    # explicit padding counts toward count_include_pad; the ceil_mode overhang does not
+    in_pad = np.pad(np.ones((h + pads[0] + pads[2], w + pads[1] + pads[3])),
+                    [(0, extra_h), (0, extra_w)], constant_values=0.0)
+    out = np.empty((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            rs = slice(i * strides[0], i * strides[0] + dilations[0] * (kernel[0] - 1) + 1, dilations[0])
+            cs = slice(j * strides[1], j * strides[1] + dilations[1] * (kernel[1] - 1) + 1, dilations[1])
+            win = xp[:, :, rs, cs]
+            if mode == "max":
+                out[:, :, i, j] = win.max(axis=(2, 3))
+            else:
+                count = (in_pad if include_pad else inside)[rs, cs].sum()
+                out[:, :, i, j] = win.sum(axis=(2, 3)) / count
+    return out.astype(x.dtype)
+
+
+def _fast_pool(kernel, pads, dilations) -> bool:
+    """torch's pooling takes symmetric pads of at most half the (dilated) kernel."""
+    return (pads[:2] == pads[2:] and all(p * 2 <= k for p, k in zip(pads[:2], kernel)))
+
+
+@op("MaxPool")
+def _max_pool(attrs, opset, inputs):
+    x = inputs[0]
+    kernel, strides, dilations, pads, ceil = _pool_args(attrs, x, "MaxPool")
+    if attrs.get("storage_order", 0):
+        raise OnnxOpError("MaxPool: storage_order=1 (column-major indices) is not supported")
+    if x.dtype == np.float32 and _fast_pool(kernel, pads, dilations):
+        y, idx = F.max_pool2d(x, tuple(kernel), tuple(strides), tuple(pads[:2]), tuple(dilations),
+                              ceil, return_indices=True)
+        y, idx = arr(y), arr(idx)
+        # ONNX's indices are flat over the whole (N, C, H, W) input
+        planes = (np.arange(x.shape[0] * x.shape[1], dtype=np.int64) * (x.shape[2] * x.shape[3]))
+        return [y, idx + planes.reshape(x.shape[0], x.shape[1], 1, 1)]
+    return [_pool_reference(x, kernel, strides, dilations, pads, ceil, "max")]
+
+
+@op("AveragePool")
+def _avg_pool(attrs, opset, inputs):
+    x = inputs[0]
+    kernel, strides, dilations, pads, ceil = _pool_args(attrs, x, "AveragePool")
+    include = bool(attrs.get("count_include_pad", 0))
+    if x.dtype == np.float32 and dilations == [1, 1] and _fast_pool(kernel, pads, dilations):
+        return [arr(F.avg_pool2d(x, tuple(kernel), tuple(strides), tuple(pads[:2]), ceil, include))]
+    return [_pool_reference(x, kernel, strides, dilations, pads, ceil, "avg", include)]
+
+
+@op("GlobalAveragePool")
+def _global_avg_pool(attrs, opset, inputs):
+    x = inputs[0]
+    if x.ndim == 4 and x.dtype == np.float32:
+        return [arr(F.adaptive_avg_pool2d(x, (1, 1)))]
+    return [x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype)]
+
+
+@op("GlobalMaxPool")
+def _global_max_pool(attrs, opset, inputs):
+    x = inputs[0]
+    return [x.max(axis=tuple(range(2, x.ndim)), keepdims=True)]
+
+
+@op("BatchNormalization")
+def _batch_norm(attrs, opset, inputs):
+    x, scale, bias, mean, var = inputs[:5]
+    if attrs.get("training_mode", 0) or ("is_test" in attrs and not attrs["is_test"]):
+        raise OnnxOpError("BatchNormalization: training mode is not supported by InferenceSession")
+    eps = float(attrs.get("epsilon", 1e-5))
+    if x.dtype == np.float32 and x.ndim >= 2:
+        return [arr(F.batch_norm(x, f32(mean), f32(var), f32(scale), f32(bias), False, 0.0, eps))]
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    inv = (scale / np.sqrt(var + eps)).reshape(shape)
+    return [((x - mean.reshape(shape)) * inv + bias.reshape(shape)).astype(x.dtype)]
+
+
+@op("LRN")
+def _lrn(attrs, opset, inputs):
+    x = inputs[0].astype(np.float64)
+    size = int(attrs["size"])
+    alpha, beta, bias = attrs.get("alpha", 1e-4), attrs.get("beta", 0.75), attrs.get("bias", 1.0)
+    sq = np.pad(x * x, [(0, 0), ((size - 1) // 2, size - 1 - (size - 1) // 2)] + [(0, 0)] * (x.ndim - 2))
+    acc = sum(sq[:, i:i + x.shape[1]] for i in range(size))
+    return [(x / (bias + alpha / size * acc) ** beta).astype(inputs[0].dtype)]
+
+
+# ----------------------------------------------------------------- matrix products
+@op("Gemm")
+def _gemm(attrs, opset, inputs):
+    a, b = inputs[0], inputs[1]
+    c = inputs[2] if len(inputs) > 2 else None
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    if attrs.get("transA", 0):
+        a = a.T
+    if attrs.get("transB", 0):
+        b = b.T
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise OnnxOpError(f"Gemm: (after transposes) A {a.shape} and B {b.shape} do not multiply")
+    if a.dtype == np.float32 and b.dtype == np.float32:
+        y = arr(F.linear(f32(a), f32(b.T), None))
+    else:
+        y = a @ b
+    if alpha != 1.0:
+        y = y * np.asarray(alpha, y.dtype)
+    if c is not None and beta != 0.0:
+        y = y + (c if beta == 1.0 else c * np.asarray(beta, c.dtype))
+    return [np.asarray(y, dtype=a.dtype)]
+
+
+@op("MatMul")
+def _matmul(attrs, opset, inputs):
+    a, b = inputs
+    if a.dtype == np.float32 and b.dtype == np.float32 and a.ndim == 2 and b.ndim == 2:
+        return [arr(F.linear(f32(a), f32(b.T), None))]
+    return [np.matmul(a, b)]
+
+
+# ----------------------------------------------------------------- shapes and indexing
+@op("Identity", "Dropout")
+def _identity(attrs, opset, inputs):
+    x = inputs[0]
+    mode = len(inputs) > 2 and inputs[2] is not None and bool(inputs[2])
+    if mode or ("is_test" in attrs and not attrs["is_test"]):
+        raise OnnxOpError("Dropout: training mode is not supported by InferenceSession")
+    return [x, np.ones(x.shape, dtype=bool)]
+
+
+@op("Flatten")
+def _flatten(attrs, opset, inputs):
+    x = inputs[0]
+    axis = int(attrs.get("axis", 1))
+    axis = axis + x.ndim if axis < 0 else axis
+    if not 0 <= axis <= x.ndim:
+        raise OnnxOpError(f"Flatten: axis {attrs.get('axis')} is out of range for rank {x.ndim}")
+    rows = int(np.prod(x.shape[:axis], dtype=np.int64))
+    return [x.reshape(rows, int(np.prod(x.shape[axis:], dtype=np.int64)))]
+
+
+def reshape_target(shape_in: Sequence[int], target: Sequence[int], allowzero: bool) -> List[int]:
+    out = list(target)
+    for i, d in enumerate(out):
+        if d == 0 and not allowzero:
+            if i >= len(shape_in):
+                raise OnnxOpError(f"Reshape: 0 at position {i} has no input dimension to copy")
+            out[i] = shape_in[i]
+    if out.count(-1) > 1:
+        raise OnnxOpError(f"Reshape: more than one -1 in {list(target)}")
+    return out
+
+
+@op("Reshape")
+def _reshape(attrs, opset, inputs):
+    x = inputs[0]
+    if opset < 5:
+        target = list(attrs["shape"])
+    else:
+        target = _ints(inputs[1])
+    shape = reshape_target(x.shape, target, bool(attrs.get("allowzero", 0)))
+    try:
+        return [x.reshape(shape)]
+    except ValueError:
+        raise OnnxOpError(f"Reshape: cannot reshape {x.shape} to {list(target)}") from None
+
+
+@op("Transpose")
+def _transpose(attrs, opset, inputs):
+    x = inputs[0]
+    perm = attrs.get("perm")
+    return [np.ascontiguousarray(np.transpose(x, None if perm is None else list(perm)))]
+
+
+def _axes_arg(attrs, opset, inputs, since: int) -> Optional[List[int]]:
+    if opset >= since:
+        return _ints(inputs[1]) if len(inputs) > 1 and inputs[1] is not None else None
+    return list(attrs["axes"]) if "axes" in attrs else None
+
+
+@op("Squeeze")
+def _squeeze(attrs, opset, inputs):
+    x = inputs[0]
+    axes = _axes_arg(attrs, opset, inputs, 13)
+    if axes is None:
+        return [np.squeeze(x)]
+    axes = [_axis(a, x.ndim, "Squeeze") for a in axes]
+    if any(x.shape[a] != 1 for a in axes):
+        raise OnnxOpError(f"Squeeze: axes {axes} of shape {x.shape} are not all 1")
+    return [np.squeeze(x, axis=tuple(axes))]
+
+
+@op("Unsqueeze")
+def _unsqueeze(attrs, opset, inputs):
+    x = inputs[0]
+    axes = _axes_arg(attrs, opset, inputs, 13)
+    rank = x.ndim + len(axes)
+    axes = sorted(_axis(a, rank, "Unsqueeze") for a in axes)
+    if len(set(axes)) != len(axes):
+        raise OnnxOpError(f"Unsqueeze: repeated axes {axes}")
+    shape = list(x.shape)
+    for a in axes:
+        shape.insert(a, 1)
+    return [x.reshape(shape)]
+
+
+@op("Concat")
+def _concat(attrs, opset, inputs):
+    parts = [x for x in inputs if x is not None]
+    axis = _axis(int(attrs["axis"]), parts[0].ndim, "Concat")
+    return [np.concatenate(parts, axis=axis)]
+
+
+def split_op(attrs: Dict[str, Any], opset: int, inputs: Inputs, outputs: int) -> List[np.ndarray]:
+    x = inputs[0]
+    axis = _axis(int(attrs.get("axis", 0)), x.ndim, "Split")
+    if opset >= 13:
+        sizes = _ints(inputs[1]) if len(inputs) > 1 and inputs[1] is not None else None
+    else:
+        sizes = list(attrs["split"]) if "split" in attrs else None
+    if sizes is None:
+        parts = int(attrs.get("num_outputs", outputs))
+        step = -(-x.shape[axis] // parts)
+        sizes = [min(step, x.shape[axis] - i * step) for i in range(parts)]
+    if sum(sizes) != x.shape[axis]:
+        raise OnnxOpError(f"Split: sizes {sizes} do not add up to dimension {x.shape[axis]}")
+    return np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+
+
+@op("Slice")
+def _slice(attrs, opset, inputs):
+    x = inputs[0]
+    if opset < 10:
+        starts, ends = list(attrs["starts"]), list(attrs["ends"])
+        axes = list(attrs.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = _ints(inputs[1]), _ints(inputs[2])
+        axes = _ints(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else list(range(len(starts)))
+        steps = _ints(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
+    index = [slice(None)] * x.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        if st == 0:
+            raise OnnxOpError("Slice: a step of 0")
+        index[_axis(a, x.ndim, "Slice")] = slice(s, e, st)
+    return [np.ascontiguousarray(x[tuple(index)])]
+
+
+@op("Gather")
+def _gather(attrs, opset, inputs):
+    x, idx = inputs
+    axis = _axis(int(attrs.get("axis", 0)), x.ndim, "Gather")
+    size = x.shape[axis]
+    if np.any(idx < -size) or np.any(idx >= size):
+        raise OnnxOpError(f"Gather: an index is out of range for dimension {size}")
+    return [np.take(x, np.where(idx < 0, idx + size, idx), axis=axis)]
+
+
+@op("Shape")
+def _shape(attrs, opset, inputs):
+    dims = np.asarray(inputs[0].shape, dtype=np.int64)
+    start, end = attrs.get("start", 0), attrs.get("end", None)
+    return [dims[start:end]]
+
+
+@op("Size")
+def _size(attrs, opset, inputs):
+    return [np.asarray(inputs[0].size, dtype=np.int64)]
+
+
+@op("Constant")
+def _constant(attrs, opset, inputs):
+    if "value" in attrs:
+        return [attrs["value"]]
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
+                       ("value_int", np.int64), ("value_ints", np.int64)):
+        if key in attrs:
+            return [np.asarray(attrs[key], dtype=dtype)]
+    raise OnnxOpError(f"Constant: no supported value attribute in {sorted(attrs)}")
+
+
+@op("ConstantOfShape")
+def _constant_of_shape(attrs, opset, inputs):
+    value = attrs.get("value", np.zeros(1, np.float32))
+    return [np.full(_ints(inputs[0]), value.reshape(-1)[0], dtype=value.dtype)]
+
+
+@op("Cast")
+def _cast(attrs, opset, inputs):
+    to = int(attrs["to"])
+    if to not in DTYPES:
+        raise OnnxOpError(f"Cast: target type {to} is not supported")
+    return [inputs[0].astype(DTYPES[to])]
+
+
+@op("Expand")
+def _expand(attrs, opset, inputs):
+    x, shape = inputs[0], _ints(inputs[1])
+    target = np.broadcast_shapes(x.shape, tuple(shape))
+    return [np.ascontiguousarray(np.broadcast_to(x, target))]
+
+
+@op("Tile")
+def _tile(attrs, opset, inputs):
+    return [np.tile(inputs[0], _ints(inputs[1]))]
+
+
+@op("Where")
+def _where(attrs, opset, inputs):
+    c, a, b = inputs
+    return [np.where(c, a, b)]
+
+
+@op("Range")
+def _range(attrs, opset, inputs):
+    start, limit, delta = (v.item() for v in inputs)
+    return [np.arange(start, limit, delta, dtype=inputs[0].dtype)]
+
+
+def _reduce(fn: Callable, since_input: int) -> OpFn:
+    def run(attrs, opset, inputs):
+        x = inputs[0]
+        axes = _axes_arg(attrs, opset, inputs, since_input)
+        keep = bool(attrs.get("keepdims", 1))
+        if axes is None or len(axes) == 0:
+            if attrs.get("noop_with_empty_axes", 0) and axes is not None:
+                return [x]
+            axes = list(range(x.ndim))
+        axes = tuple(_axis(a, x.ndim, "Reduce") for a in axes)
+        return [np.asarray(fn(x, axes, keep), dtype=x.dtype)]
+    return run
+
+
+OPS["ReduceMean"] = _reduce(lambda x, a, k: x.mean(axis=a, keepdims=k, dtype=np.float64), 18)
+OPS["ReduceSum"] = _reduce(lambda x, a, k: x.sum(axis=a, keepdims=k), 13)
+OPS["ReduceMax"] = _reduce(lambda x, a, k: x.max(axis=a, keepdims=k), 18)
+OPS["ReduceMin"] = _reduce(lambda x, a, k: x.min(axis=a, keepdims=k), 18)
+OPS["ReduceProd"] = _reduce(lambda x, a, k: x.prod(axis=a, keepdims=k), 18)
+OPS["ReduceL2"] = _reduce(lambda x, a, k: np.sqrt((x.astype(np.float64) ** 2).sum(axis=a, keepdims=k)), 18)
+OPS["ReduceSumSquare"] = _reduce(lambda x, a, k: (x * x).sum(axis=a, keepdims=k), 18)
+
+
+def _arg_reduce(fn: Callable) -> OpFn:
+    def run(attrs, opset, inputs):
+        x = inputs[0]
+        axis = _axis(int(attrs.get("axis", 0)), x.ndim, "ArgMax")
+        if attrs.get("select_last_index", 0):
+            flipped = np.flip(x, axis=axis)
+            out = x.shape[axis] - 1 - fn(flipped, axis=axis)
+        else:
+            out = fn(x, axis=axis)
+        if attrs.get("keepdims", 1):
+            out = np.expand_dims(out, axis)
+        return [out.astype(np.int64)]
+    return run
+
+
+OPS["ArgMax"] = _arg_reduce(np.argmax)
+OPS["ArgMin"] = _arg_reduce(np.argmin)
+
+
+@op("Pad")
+def _pad(attrs, opset, inputs):
+    x = inputs[0]
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if opset < 11:
+        pads, value, axes = list(attrs["pads"]), float(attrs.get("value", 0.0)), None
+    else:
+        pads = _ints(inputs[1])
+        value = inputs[2].item() if len(inputs) > 2 and inputs[2] is not None and inputs[2].size else 0
+        axes = _ints(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else None
+    axes = list(range(x.ndim)) if axes is None else [_axis(a, x.ndim, "Pad") for a in axes]
+    if len(pads) != 2 * len(axes):
+        raise OnnxOpError(f"Pad: {len(pads)} pads for {len(axes)} axes")
+    width = [[0, 0] for _ in range(x.ndim)]
+    for i, a in enumerate(axes):
+        width[a] = [pads[i], pads[i + len(axes)]]
+    # negative pads crop
+    crop = tuple(slice(-b if b < 0 else 0, x.shape[d] + e if e < 0 else None)
+                 for d, (b, e) in enumerate(width))
+    x = x[crop]
+    width = [(max(b, 0), max(e, 0)) for b, e in width]
+    if mode == "constant":
+        return [np.pad(x, width, constant_values=value)]
+    if mode in ("reflect", "edge", "wrap"):
+        return [np.pad(x, width, mode=mode)]
+    raise OnnxOpError(f"Pad: unknown mode {mode!r}")
+
+
+# ----------------------------------------------------------------- resize
+def _resize_axis(in_size: int, out_size: int, scale: float, mode: str, coord: str,
+                 nearest: str, cubic: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For one axis: (lower index, upper index, weight of upper) for each output position."""
+    o = np.arange(out_size, dtype=np.float64)
+    if coord == "half_pixel":
+        x = (o + 0.5) / scale - 0.5
+    elif coord == "pytorch_half_pixel":
+        x = (o + 0.5) / scale - 0.5 if out_size > 1 else np.zeros_like(o)
+    elif coord == "align_corners":
+        x = o * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(o)
+    elif coord == "asymmetric":
+        x = o / scale
+    elif coord == "half_pixel_symmetric":
+        adj = out_size / (scale * in_size)
+        x = (in_size / 2) * (1 - adj) + (o + 0.5) / scale - 0.5
+    else:
+        raise OnnxOpError(f"Resize: coordinate_transformation_mode {coord!r} is not supported")
+    if mode == "nearest":
+        if nearest == "round_prefer_floor":
+            idx = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
+        elif nearest == "round_prefer_ceil":
+            idx = np.floor(x + 0.5)
+        elif nearest == "floor":
+            idx = np.floor(x)
+        elif nearest == "ceil":
+            idx = np.ceil(x)
+        else:
+            raise OnnxOpError(f"Resize: nearest_mode {nearest!r} is not supported")
+        idx = np.clip(idx, 0, in_size - 1).astype(np.int64)
+        return idx, idx, np.zeros(out_size)
+    x = np.clip(x, 0, in_size - 1)
+    lo = np.floor(x).astype(np.int64)
+    hi = np.minimum(lo + 1, in_size - 1)
+    return lo, hi, x - lo
+
+
+@op("Resize", "Upsample")
+def _resize(attrs, opset, inputs):
+    x = inputs[0]
+    mode = attrs.get("mode", b"nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode not in ("nearest", "linear", "bilinear"):
+        raise OnnxOpError(f"Resize: mode {mode!r} is not supported (nearest, linear)")
+    mode = "linear" if mode == "bilinear" else mode
+    coord = attrs.get("coordinate_transformation_mode", b"half_pixel")
+    nearest = attrs.get("nearest_mode", b"round_prefer_floor")
+    coord = coord.decode() if isinstance(coord, bytes) else coord
+    nearest = nearest.decode() if isinstance(nearest, bytes) else nearest
+    if opset < 11:  # Upsample / Resize-10: scales, asymmetric, nearest floors
+        coord, nearest = "asymmetric", "floor"
+        scales = list(attrs["scales"]) if "scales" in attrs else [float(v) for v in inputs[1]]
+        sizes = None
+    else:
+        scales_in = inputs[2] if len(inputs) > 2 else None
+        sizes_in = inputs[3] if len(inputs) > 3 else None
+        scales = [float(v) for v in scales_in] if scales_in is not None and scales_in.size else None
+        sizes = _ints(sizes_in) if sizes_in is not None and sizes_in.size else None
+    if attrs.get("axes") is not None or attrs.get("antialias", 0) or \
+            attrs.get("keep_aspect_ratio_policy", b"stretch") not in (b"stretch", "stretch"):
+        raise OnnxOpError("Resize: axes, antialias and keep_aspect_ratio_policy are not supported")
+    if sizes is None:
+        if scales is None or len(scales) != x.ndim:
+            raise OnnxOpError(f"Resize: need {x.ndim} scales or sizes")
+        sizes = [int(math.floor(d * s)) for d, s in zip(x.shape, scales)]
+    else:
+        scales = [o / d for o, d in zip(sizes, x.shape)]
+    y = x.astype(np.float64) if mode == "linear" else x
+    for axis in range(x.ndim):
+        if sizes[axis] == x.shape[axis] and scales[axis] == 1.0:
+            continue
+        lo, hi, wt = _resize_axis(x.shape[axis], sizes[axis], scales[axis], mode, coord, nearest)
+        if mode == "nearest":
+            y = np.take(y, lo, axis=axis)
+        else:
+            shape = [1] * x.ndim
+            shape[axis] = -1
+            wt = wt.reshape(shape)
+            y = np.take(y, lo, axis=axis) * (1 - wt) + np.take(y, hi, axis=axis) * wt
+    return [np.ascontiguousarray(y, dtype=x.dtype)]
+
+
+# Ops whose node has a variable number of outputs: called with the count.
+MULTI_OUTPUT = {"Split": split_op}
+
+
+def supported() -> List[str]:
+    return sorted(set(OPS) | set(MULTI_OUTPUT))

@@ -1,0 +1,496 @@
+"""The ONNX file format without the ``onnx`` package: protobuf's wire format for
+the messages an inference model uses (ModelProto and what it contains).
+
+An ONNX file is a serialized ``onnx.ModelProto`` (onnx/onnx.proto). Protobuf
+writes every field as a key (field number << 3 | wire type) followed by a
+varint, a fixed 4 or 8 bytes, or a length and that many bytes (strings, bytes,
+sub-messages, packed repeated numbers). Reading walks those keys; fields this
+module does not know are skipped, as protobuf itself does. Tensor payloads
+(``raw_data``) become numpy arrays that view the file's bytes, with no copy.
+
+Decoding never executes anything from the file: a damaged file raises
+``ValueError``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+
+# TensorProto.DataType -> numpy dtype (the ones a CNN file holds).
+DTYPES: Dict[int, np.dtype] = {
+    1: np.dtype(np.float32), 2: np.dtype(np.uint8), 3: np.dtype(np.int8),
+    4: np.dtype(np.uint16), 5: np.dtype(np.int16), 6: np.dtype(np.int32),
+    7: np.dtype(np.int64), 9: np.dtype(np.bool_), 10: np.dtype(np.float16),
+    11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
+}
+DTYPE_CODES: Dict[np.dtype, int] = {v: k for k, v in DTYPES.items()}
+# onnxruntime's names for input and output types (NodeArg.type).
+TYPE_NAMES: Dict[int, str] = {
+    1: "tensor(float)", 2: "tensor(uint8)", 3: "tensor(int8)", 4: "tensor(uint16)",
+    5: "tensor(int16)", 6: "tensor(int32)", 7: "tensor(int64)", 8: "tensor(string)",
+    9: "tensor(bool)", 10: "tensor(float16)", 11: "tensor(double)", 12: "tensor(uint32)",
+    13: "tensor(uint64)", 16: "tensor(bfloat16)",
+}
+
+# AttributeProto.AttributeType
+ATTR_FLOAT, ATTR_INT, ATTR_STRING, ATTR_TENSOR, ATTR_GRAPH = 1, 2, 3, 4, 5
+ATTR_FLOATS, ATTR_INTS, ATTR_STRINGS = 6, 7, 8
+
+_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+
+
+# --------------------------------------------------------------------------- messages
+@dataclass
+class Node:
+    op_type: str
+    inputs: List[str]
+    outputs: List[str]
+    attrs: Dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    domain: str = ""
+
+
+@dataclass
+class ValueInfo:
+    name: str
+    elem_type: int = 0                              # 0: not given
+    shape: Optional[List[Union[int, str, None]]] = None  # None: rank unknown
+
+
+@dataclass
+class Graph:
+    nodes: List[Node] = field(default_factory=list)
+    name: str = ""
+    initializers: Dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: List[ValueInfo] = field(default_factory=list)
+    outputs: List[ValueInfo] = field(default_factory=list)
+
+
+@dataclass
+class Model:
+    graph: Graph
+    ir_version: int = 0
+    opsets: Dict[str, int] = field(default_factory=dict)  # domain ('' = ai.onnx) -> version
+    producer_name: str = ""
+    producer_version: str = ""
+    domain: str = ""
+    model_version: int = 0
+    doc_string: str = ""
+    metadata: Dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- reading
+def _varint(buf: memoryview, pos: int) -> Tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _fields(buf: memoryview) -> Iterator[Tuple[int, int, Any]]:
+    """(field number, wire type, value): an int, or a memoryview for length-delimited."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ValueError("field number 0")
+        if wire == _VARINT:
+            value, pos = _varint(buf, pos)
+        elif wire == _LENGTH:
+            size, pos = _varint(buf, pos)
+            if pos + size > end:
+                raise ValueError("a length-delimited field runs past the end of its message")
+            value = buf[pos:pos + size]
+            pos += size
+        elif wire == _FIXED32:
+            if pos + 4 > end:
+                raise ValueError("truncated fixed32 field")
+            value = buf[pos:pos + 4]
+            pos += 4
+        elif wire == _FIXED64:
+            if pos + 8 > end:
+                raise ValueError("truncated fixed64 field")
+            value = buf[pos:pos + 8]
+            pos += 8
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        yield number, wire, value
+
+
+def _text(v: Any) -> str:
+    return bytes(v).decode("utf-8")
+
+
+def _packed_varints(wire: int, v: Any) -> List[int]:
+    if wire == _VARINT:
+        return [_signed(v)]
+    out, pos = [], 0
+    while pos < len(v):
+        x, pos = _varint(v, pos)
+        out.append(_signed(x))
+    return out
+
+
+def _packed_floats(wire: int, v: Any) -> List[float]:
+    if wire == _FIXED32:
+        return [struct.unpack("<f", v)[0]]
+    if len(v) % 4:
+        raise ValueError("packed float field of odd length")
+    return np.frombuffer(v, "<f4").tolist()
+
+
+def _packed_doubles(wire: int, v: Any) -> List[float]:
+    if wire == _FIXED64:
+        return [struct.unpack("<d", v)[0]]
+    if len(v) % 8:
+        raise ValueError("packed double field of odd length")
+    return np.frombuffer(v, "<f8").tolist()
+
+
+def read_tensor(buf: memoryview) -> Tuple[str, np.ndarray]:
+    dims: List[int] = []
+    dtype_code = 0
+    name = ""
+    raw = None
+    floats: List[float] = []
+    ints: List[int] = []
+    doubles: List[float] = []
+    external = False
+    for number, wire, v in _fields(buf):
+        if number == 1:
+            dims.extend(_packed_varints(wire, v))
+        elif number == 2:
+            dtype_code = v
+        elif number == 4:
+            floats.extend(_packed_floats(wire, v))
+        elif number in (5, 7, 11):  # int32_data, int64_data, uint64_data
+            ints.extend(_packed_varints(wire, v))
+        elif number == 8:
+            name = _text(v)
+        elif number == 9:
+            raw = v
+        elif number == 10:
+            doubles.extend(_packed_doubles(wire, v))
+        elif number == 14:
+            external = v == 1
+    if external:
+        raise ValueError(f"tensor {name!r} keeps its data in an external file, which pve.onnx "
+                         "does not read (save the model with its weights inside)")
+    if dtype_code not in DTYPES:
+        raise ValueError(f"tensor {name!r} has data type {dtype_code}, which pve.onnx does not support")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"tensor {name!r} has a negative dimension {dims}")
+    dtype = DTYPES[dtype_code]
+    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    if raw is not None:
+        if len(raw) != count * dtype.itemsize:
+            raise ValueError(f"tensor {name!r}: {len(raw)} bytes of data for shape {dims} "
+                             f"of {dtype.name}")
+        arr = np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype, copy=False)
+    elif dtype_code == 1:
+        arr = np.asarray(floats, np.float32)
+    elif dtype_code == 11:
+        arr = np.asarray(doubles, np.float64)
+    elif dtype_code == 10:  # float16 values travel as their bits in int32_data
+        arr = np.asarray(ints, np.uint16).view(np.float16)
+    else:
+        arr = np.asarray(ints, np.int64).astype(dtype)
+    if arr.size != count:
+        raise ValueError(f"tensor {name!r}: {arr.size} values for shape {dims}")
+    return name, arr.reshape(dims)
+
+
+def _read_shape(buf: memoryview) -> List[Union[int, str, None]]:
+    dims: List[Union[int, str, None]] = []
+    for number, _, v in _fields(buf):
+        if number == 1:
+            d: Union[int, str, None] = None
+            for n2, _, v2 in _fields(v):
+                if n2 == 1:
+                    d = _signed(v2)
+                elif n2 == 2:
+                    d = _text(v2)
+            dims.append(d)
+    return dims
+
+
+def read_value_info(buf: memoryview) -> ValueInfo:
+    info = ValueInfo(name="")
+    for number, _, v in _fields(buf):
+        if number == 1:
+            info.name = _text(v)
+        elif number == 2:
+            for n2, _, v2 in _fields(v):
+                if n2 == 1:  # tensor_type
+                    for n3, _, v3 in _fields(v2):
+                        if n3 == 1:
+                            info.elem_type = v3
+                        elif n3 == 2:
+                            info.shape = _read_shape(v3)
+    return info
+
+
+def _read_attribute(buf: memoryview) -> Tuple[str, Any]:
+    name = ""
+    kind = 0
+    f = 0.0
+    i = 0
+    s = b""
+    t = None
+    g = None
+    floats: List[float] = []
+    ints: List[int] = []
+    strings: List[bytes] = []
+    seen = set()
+    for number, wire, v in _fields(buf):
+        seen.add(number)
+        if number == 1:
+            name = _text(v)
+        elif number == 20:
+            kind = v
+        elif number == 2:
+            f = struct.unpack("<f", v)[0]
+        elif number == 3:
+            i = _signed(v)
+        elif number == 4:
+            s = bytes(v)
+        elif number == 5:
+            t = read_tensor(v)[1]
+        elif number == 6:
+            g = read_graph(v)
+        elif number == 7:
+            floats.extend(_packed_floats(wire, v))
+        elif number == 8:
+            ints.extend(_packed_varints(wire, v))
+        elif number == 9:
+            strings.append(bytes(v))
+        elif number == 21:
+            raise ValueError(f"attribute {name!r} refers to a function attribute, which pve.onnx "
+                             "does not support")
+    if kind == 0:  # old writers leave the type out: infer it from the field present
+        for number, k in ((2, ATTR_FLOAT), (3, ATTR_INT), (4, ATTR_STRING), (5, ATTR_TENSOR),
+                          (6, ATTR_GRAPH), (7, ATTR_FLOATS), (8, ATTR_INTS), (9, ATTR_STRINGS)):
+            if number in seen:
+                kind = k
+                break
+    value: Any = {ATTR_FLOAT: f, ATTR_INT: i, ATTR_STRING: s, ATTR_TENSOR: t, ATTR_GRAPH: g,
+                  ATTR_FLOATS: floats, ATTR_INTS: ints, ATTR_STRINGS: strings}.get(kind)
+    if kind not in (ATTR_FLOAT, ATTR_INT, ATTR_STRING, ATTR_TENSOR, ATTR_GRAPH, ATTR_FLOATS,
+                    ATTR_INTS, ATTR_STRINGS):
+        raise ValueError(f"attribute {name!r} has type {kind}, which pve.onnx does not support")
+    return name, value
+
+
+def read_node(buf: memoryview) -> Node:
+    node = Node(op_type="", inputs=[], outputs=[])
+    for number, _, v in _fields(buf):
+        if number == 1:
+            node.inputs.append(_text(v))
+        elif number == 2:
+            node.outputs.append(_text(v))
+        elif number == 3:
+            node.name = _text(v)
+        elif number == 4:
+            node.op_type = _text(v)
+        elif number == 5:
+            key, value = _read_attribute(v)
+            node.attrs[key] = value
+        elif number == 7:
+            node.domain = _text(v)
+    return node
+
+
+def read_graph(buf: memoryview) -> Graph:
+    graph = Graph()
+    for number, _, v in _fields(buf):
+        if number == 1:
+            graph.nodes.append(read_node(v))
+        elif number == 2:
+            graph.name = _text(v)
+        elif number == 5:
+            name, arr = read_tensor(v)
+            graph.initializers[name] = arr
+        elif number == 15:
+            raise ValueError("sparse initializers are not supported by pve.onnx")
+        elif number == 11:
+            graph.inputs.append(read_value_info(v))
+        elif number == 12:
+            graph.outputs.append(read_value_info(v))
+    return graph
+
+
+def read_model(data: Union[bytes, bytearray, memoryview]) -> Model:
+    """Parse a serialized ModelProto. Raises ValueError on anything malformed."""
+    buf = memoryview(data).cast("B")
+    model = Model(graph=Graph())
+    has_graph = False
+    for number, _, v in _fields(buf):
+        if number == 1:
+            model.ir_version = v
+        elif number == 2:
+            model.producer_name = _text(v)
+        elif number == 3:
+            model.producer_version = _text(v)
+        elif number == 4:
+            model.domain = _text(v)
+        elif number == 5:
+            model.model_version = _signed(v)
+        elif number == 6:
+            model.doc_string = _text(v)
+        elif number == 7:
+            model.graph = read_graph(v)
+            has_graph = True
+        elif number == 8:
+            domain, version = "", 0
+            for n2, _, v2 in _fields(v):
+                if n2 == 1:
+                    domain = _text(v2)
+                elif n2 == 2:
+                    version = _signed(v2)
+            model.opsets["" if domain == "ai.onnx" else domain] = version
+        elif number == 14:
+            key = value = ""
+            for n2, _, v2 in _fields(v):
+                if n2 == 1:
+                    key = _text(v2)
+                elif n2 == 2:
+                    value = _text(v2)
+            model.metadata[key] = value
+    if not has_graph:
+        raise ValueError("no graph in the model (not an ONNX model file?)")
+    return model
+
+
+# --------------------------------------------------------------------------- writing
+def _enc_varint(v: int) -> bytes:
+    if v < 0:
+        v += 1 << 64
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _key(number: int, wire: int) -> bytes:
+    return _enc_varint(number << 3 | wire)
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    return _key(number, _LENGTH) + _enc_varint(len(payload)) + payload
+
+
+def _str_field(number: int, text: str) -> bytes:
+    return _len_field(number, text.encode("utf-8"))
+
+
+def _int_field(number: int, v: int) -> bytes:
+    return _key(number, _VARINT) + _enc_varint(int(v))
+
+
+def _packed_ints(number: int, values: List[int]) -> bytes:
+    return _len_field(number, b"".join(_enc_varint(int(v)) for v in values))
+
+
+def write_tensor(name: str, arr: np.ndarray) -> bytes:
+    arr = np.asarray(arr)
+    if arr.dtype not in DTYPE_CODES:
+        raise TypeError(f"tensor {name!r}: dtype {arr.dtype} has no ONNX type pve.onnx writes")
+    out = [_packed_ints(1, list(arr.shape)) if arr.ndim else b"",
+           _int_field(2, DTYPE_CODES[arr.dtype]), _str_field(8, name),
+           _len_field(9, np.ascontiguousarray(arr, arr.dtype.newbyteorder("<")).tobytes())]
+    return b"".join(out)
+
+
+def _write_attribute(name: str, value: Any) -> bytes:
+    out = [_str_field(1, name)]
+    if isinstance(value, bool) or isinstance(value, (int, np.integer)):
+        out += [_int_field(3, int(value)), _int_field(20, ATTR_INT)]
+    elif isinstance(value, (float, np.floating)):
+        out += [_key(2, _FIXED32) + struct.pack("<f", float(value)), _int_field(20, ATTR_FLOAT)]
+    elif isinstance(value, (str, bytes)):
+        raw = value.encode("utf-8") if isinstance(value, str) else value
+        out += [_len_field(4, raw), _int_field(20, ATTR_STRING)]
+    elif isinstance(value, np.ndarray):
+        out += [_len_field(5, write_tensor("", value)), _int_field(20, ATTR_TENSOR)]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, np.integer)) for v in value):
+        out += [_packed_ints(8, list(value)), _int_field(20, ATTR_INTS)]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+        out += [_len_field(7, np.asarray(value, "<f4").tobytes()), _int_field(20, ATTR_FLOATS)]
+    else:
+        raise TypeError(f"attribute {name!r}: cannot write a value of type {type(value).__name__}")
+    return b"".join(out)
+
+
+def write_node(node: Node) -> bytes:
+    out = [_str_field(1, s) for s in node.inputs] + [_str_field(2, s) for s in node.outputs]
+    if node.name:
+        out.append(_str_field(3, node.name))
+    out.append(_str_field(4, node.op_type))
+    out += [_len_field(5, _write_attribute(k, v)) for k, v in node.attrs.items()]
+    if node.domain:
+        out.append(_str_field(7, node.domain))
+    return b"".join(out)
+
+
+def write_value_info(info: ValueInfo) -> bytes:
+    tensor_type = [_int_field(1, info.elem_type)]
+    if info.shape is not None:
+        dims = []
+        for d in info.shape:
+            if isinstance(d, str):
+                dims.append(_len_field(1, _str_field(2, d)))
+            elif d is None:
+                dims.append(_len_field(1, b""))
+            else:
+                dims.append(_len_field(1, _int_field(1, d)))
+        tensor_type.append(_len_field(2, b"".join(dims)))
+    type_proto = _len_field(1, b"".join(tensor_type))
+    return _str_field(1, info.name) + _len_field(2, type_proto)
+
+
+def write_graph(graph: Graph) -> bytes:
+    out = [_len_field(1, write_node(n)) for n in graph.nodes]
+    out.append(_str_field(2, graph.name or "graph"))
+    out += [_len_field(5, write_tensor(k, v)) for k, v in graph.initializers.items()]
+    out += [_len_field(11, write_value_info(v)) for v in graph.inputs]
+    out += [_len_field(12, write_value_info(v)) for v in graph.outputs]
+    return b"".join(out)
+
+
+def write_model(model: Model) -> bytes:
+    out = [_int_field(1, model.ir_version)]
+    if model.producer_name:
+        out.append(_str_field(2, model.producer_name))
+    if model.producer_version:
+        out.append(_str_field(3, model.producer_version))
+    if model.doc_string:
+        out.append(_str_field(6, model.doc_string))
+    out.append(_len_field(7, write_graph(model.graph)))
+    for domain, version in model.opsets.items():
+        entry = (_str_field(1, domain) if domain else b"") + _int_field(2, version)
+        out.append(_len_field(8, entry))
+    for k, v in model.metadata.items():
+        out.append(_len_field(14, _str_field(1, k) + _str_field(2, v)))
+    return b"".join(out)

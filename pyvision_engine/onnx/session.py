@@ -1,0 +1,490 @@
+"""pve.onnx.InferenceSession: runs an ONNX model, with onnxruntime's API.
+
+Loading turns the graph into a list of steps, once:
+
+1. Initializers and ``Constant`` nodes are constants; every node whose inputs
+   are all constants is evaluated at load (shape arithmetic, reshaped weights).
+2. Each 2-D ``Conv`` with constant weights becomes a ``pve.nn.Conv2d`` in eval
+   mode. A ``BatchNormalization`` that alone reads its output is folded into its
+   weights; a ``Relu`` or ``Clip(0, 6)`` after that becomes the kernel's epilogue.
+3. A convolution whose output only feeds an ``Add`` (a residual block's end)
+   adds the other operand in its epilogue, with a following ``Relu`` too
+   (``nn.fusion.conv_bn_add_act``).
+4. Runs of convolutions that only feed each other become one ``nn.Sequential``,
+   so the engine's eval fast paths apply to them as to a model built in Python
+   (1x1 and depthwise chains run in the channel-blocked layout, nn/blocked.py).
+5. Every other node runs its operator from ``_ops`` (numpy, or the engine's
+   kernels for float32 work).
+
+``run`` checks the feed against the graph's inputs (names, element types,
+fixed dimensions) and raises ``ValueError`` / ``TypeError`` naming the input,
+as onnxruntime does, then walks the steps under ``no_grad``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+import pyvision_engine as pve
+from pyvision_engine.nn import fusion
+from pyvision_engine.onnx import _ops
+from pyvision_engine.onnx._proto import DTYPES, TYPE_NAMES, Model, Node, read_model
+
+__all__ = ["InferenceSession", "NodeArg", "SessionOptions", "ModelMetadata", "supported_ops"]
+
+# Opsets of the ai.onnx domain whose operators _ops implements as specified.
+MIN_OPSET, MAX_OPSET = 7, 22
+
+
+def supported_ops() -> List[str]:
+    """The ai.onnx operator types InferenceSession runs."""
+    return _ops.supported()
+
+
+class NodeArg:
+    """An input or output of the graph, as onnxruntime's ``NodeArg``."""
+
+    def __init__(self, name: str, type: str, shape: Optional[List[Union[int, str, None]]]) -> None:
+        self.name = name
+        self.type = type
+        self.shape = shape
+
+    def __repr__(self) -> str:
+        return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
+
+
+class SessionOptions:
+    """onnxruntime's SessionOptions, the fields that mean something here.
+
+    ``intra_op_num_threads`` > 0 sets the engine's thread count
+    (``pve.set_num_threads``, process-wide) when the session is created; the
+    other fields are accepted for compatibility and have no effect."""
+
+    def __init__(self) -> None:
+        self.intra_op_num_threads = 0
+        self.inter_op_num_threads = 0
+        self.graph_optimization_level = None
+        self.enable_profiling = False
+        self.log_severity_level = 2
+        self.execution_mode = None
+
+
+class ModelMetadata:
+    def __init__(self, model: Model) -> None:
+        self.producer_name = model.producer_name
+        self.graph_name = model.graph.name
+        self.domain = model.domain
+        self.description = model.doc_string
+        self.version = model.model_version
+        self.custom_metadata_map = dict(model.metadata)
+
+
+# ----------------------------------------------------------------- steps
+@dataclass
+class _Step:
+    """Outputs = fn(inputs), by value name."""
+    fn: Callable[..., List[Any]]
+    inputs: List[str]
+    outputs: List[str]
+    what: str  # for error messages: the node's op_type and name
+
+
+@dataclass
+class _ConvUnit:
+    conv: pve.nn.Conv2d
+    act: Optional[pve.nn.Module]
+    source: str             # the input value
+    output: str
+    pre_pad: Optional[List[int]]  # ONNX pads when they are asymmetric (applied before)
+    position: int           # index of the Conv node
+    what: str
+
+
+def _label(node: Node) -> str:
+    return f"{node.op_type} node {node.name!r}" if node.name else f"{node.op_type} node"
+
+
+class _Builder:
+    """Turns a parsed model into steps (see the module docstring)."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.graph = model.graph
+        opset = model.opsets.get("")
+        if opset is None:
+            raise ValueError("the model imports no ai.onnx opset")
+        if not MIN_OPSET <= opset <= MAX_OPSET:
+            raise ValueError(f"ai.onnx opset {opset} is outside what pve.onnx supports "
+                             f"({MIN_OPSET}-{MAX_OPSET})")
+        self.opset = opset
+        self.consts: Dict[str, np.ndarray] = {
+            k: np.array(v) for k, v in self.graph.initializers.items()}  # (own, aligned copies)
+        self.feeds = [vi for vi in self.graph.inputs if vi.name not in self.consts]
+        self.nodes = self._sorted(self.graph.nodes)
+        self.consumers: Dict[str, List[int]] = {}
+        for i, node in enumerate(self.nodes):
+            for name in node.inputs:
+                if name:
+                    self.consumers.setdefault(name, []).append(i)
+        self.graph_outputs = {vi.name for vi in self.graph.outputs}
+
+    def _sorted(self, nodes: List[Node]) -> List[Node]:
+        """The nodes in an order where each input is made before it is read."""
+        known = set(self.consts) | {vi.name for vi in self.graph.inputs} | {""}
+        pending, order = list(nodes), []
+        while pending:
+            ready = [n for n in pending if all(i in known for i in n.inputs)]
+            if not ready:
+                missing = sorted({i for n in pending for i in n.inputs if i not in known})
+                raise ValueError(f"the graph reads values nothing produces: {missing[:5]}")
+            for n in ready:
+                order.append(n)
+                known.update(n.outputs)
+            pending = [n for n in pending if n not in ready]
+        for n in order:
+            if n.domain not in ("", "ai.onnx"):
+                raise NotImplementedError(f"{_label(n)}: operators of domain {n.domain!r} are not "
+                                          "supported by pve.onnx")
+            if n.op_type not in _ops.OPS and n.op_type not in _ops.MULTI_OUTPUT:
+                raise NotImplementedError(
+                    f"{_label(n)}: operator {n.op_type!r} is not supported by pve.onnx "
+                    f"(see pve.onnx.supported_ops())")
+        return order
+
+    def _only_reader(self, value: str) -> Optional[int]:
+        """The index of the one node reading ``value``, if nothing else (no graph output) does."""
+        readers = self.consumers.get(value, [])
+        if len(readers) == 1 and value not in self.graph_outputs:
+            return readers[0]
+        return None
+
+    # -------------------------------------------------------------- nodes
+    def _evaluate(self, node: Node, inputs: List[Optional[np.ndarray]]) -> List[np.ndarray]:
+        try:
+            if node.op_type in _ops.MULTI_OUTPUT:
+                return _ops.MULTI_OUTPUT[node.op_type](node.attrs, self.opset, inputs, len(node.outputs))
+            return _ops.OPS[node.op_type](node.attrs, self.opset, inputs)
+        except (KeyError, IndexError, TypeError) as e:  # a missing attribute or input
+            raise ValueError(f"{_label(node)}: invalid attributes or inputs ({e!r})") from None
+        except ValueError as e:
+            raise type(e)(f"{_label(node)}: {e}") from None
+
+    def _op_step(self, node: Node) -> _Step:
+        def run(*inputs: Optional[np.ndarray], node: Node = node) -> List[np.ndarray]:
+            return self._evaluate(node, list(inputs))
+        return _Step(run, list(node.inputs), list(node.outputs), _label(node))
+
+    def _const_input(self, node: Node, i: int) -> Optional[np.ndarray]:
+        if i >= len(node.inputs) or not node.inputs[i]:
+            return None
+        return self.consts.get(node.inputs[i])
+
+    def _conv_unit(self, i: int, node: Node, absorbed: set) -> Optional[_ConvUnit]:
+        """A Conv node with constant float32 weights (and what it absorbs), or None."""
+        w = self._const_input(node, 1)
+        bias = self._const_input(node, 2)
+        if w is None or w.dtype != np.float32 or w.ndim != 4:
+            return None
+        if len(node.inputs) > 2 and node.inputs[2] and bias is None:
+            return None
+        auto = node.attrs.get("auto_pad", b"NOTSET")
+        if auto not in (b"NOTSET", b"VALID", "NOTSET", "VALID", b"", ""):
+            return None  # SAME pads depend on the input's size: the plain op computes them
+        group = int(node.attrs.get("group", 1))
+        strides, dilations, pads, group = _ops.conv_geometry(
+            node.attrs, [1, w.shape[1] * group, 1, 1], w.shape, _label(node))
+        symmetric = pads[:2] == pads[2:]
+        conv = pve.nn.Conv2d(w.shape[1] * group, w.shape[0], tuple(w.shape[2:]), tuple(strides),
+                             tuple(pads[:2]) if symmetric else 0, tuple(dilations), group,
+                             bias=True)
+        weight = w.astype(np.float32)
+        b = np.zeros(w.shape[0], np.float32) if bias is None else bias.astype(np.float32)
+        out = node.outputs[0]
+        # a BatchNormalization that alone reads the convolution: folded into it
+        j = self._only_reader(out)
+        if j is not None and self.nodes[j].op_type == "BatchNormalization":
+            bn = self.nodes[j]
+            stats = [self._const_input(bn, k) for k in range(1, 5)]
+            training = bn.attrs.get("training_mode", 0) or len(bn.outputs) > 1
+            if all(s is not None for s in stats) and not training:
+                scale, shift, mean, var = (s.astype(np.float64) for s in stats)
+                factor = scale / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+                weight = (weight * factor.reshape(-1, 1, 1, 1)).astype(np.float32)
+                b = ((b - mean) * factor + shift).astype(np.float32)
+                absorbed.add(j)
+                out = bn.outputs[0]
+        conv.load_state_dict({"weight": weight, "bias": b})
+        conv.eval()
+        act = None
+        j = self._only_reader(out)
+        if j is not None:
+            act = self._activation(self.nodes[j])
+            if act is not None:
+                absorbed.add(j)
+                out = self.nodes[j].outputs[0]
+        return _ConvUnit(conv, act, node.inputs[0], out, None if symmetric else pads, i,
+                         _label(node))
+
+    def _activation(self, node: Node) -> Optional[pve.nn.Module]:
+        """ReLU / ReLU6 for a Relu or Clip(0, 6) node, else None."""
+        if node.op_type == "Relu":
+            return pve.nn.ReLU()
+        if node.op_type == "Clip":
+            if self.opset < 11:
+                lo, hi = node.attrs.get("min", -np.inf), node.attrs.get("max", np.inf)
+            else:
+                bounds = [self._const_input(node, k) for k in (1, 2)]
+                if any(node.inputs[k] and bounds[k - 1] is None
+                       for k in (1, 2) if k < len(node.inputs)):
+                    return None  # bounds computed at run time
+                lo = -np.inf if bounds[0] is None else float(bounds[0])
+                hi = np.inf if bounds[1] is None else float(bounds[1])
+            if lo == 0 and hi == np.inf:
+                return pve.nn.ReLU()
+            if lo == 0 and hi == 6:
+                return pve.nn.ReLU6()
+        return None
+
+    # -------------------------------------------------------------- the plan
+    def build(self) -> List[_Step]:
+        items: List[Tuple[int, Any]] = []  # (position, _Step or _ConvUnit)
+        absorbed: set = set()
+        for i, node in enumerate(self.nodes):
+            if i in absorbed:
+                continue
+            inputs = [self.consts.get(name) if name else None for name in node.inputs]
+            if all(name == "" or name in self.consts for name in node.inputs):
+                for name, value in zip(node.outputs, self._evaluate(node, inputs)):
+                    if name:
+                        self.consts[name] = np.asarray(value)
+                continue
+            unit = self._conv_unit(i, node, absorbed) if node.op_type == "Conv" else None
+            items.append((i, unit if unit is not None else self._op_step(node)))
+        return self._residuals_and_chains(items)
+
+    def _residuals_and_chains(self, items: List[Tuple[int, Any]]) -> List[_Step]:
+        units = {u.output: u for _, u in items if isinstance(u, _ConvUnit)}
+        by_position = dict(items)
+        residual_of: Dict[int, Tuple[_ConvUnit, str, Optional[pve.nn.Module], str]] = {}
+        dropped: set = set()
+        for pos, item in items:
+            if not isinstance(item, _Step) or not item.what.startswith("Add"):
+                continue
+            node = self.nodes[pos]
+            for k in (0, 1):
+                unit = units.get(node.inputs[k])
+                other = node.inputs[1 - k]
+                if (unit is None or unit.act is not None or unit.pre_pad is not None
+                        or self._only_reader(unit.output) != pos or unit.position in dropped):
+                    continue
+                out, act = node.outputs[0], None
+                j = self._only_reader(out)
+                if j is not None and self.nodes[j].op_type == "Relu":
+                    act, out = pve.nn.ReLU(), self.nodes[j].outputs[0]
+                    dropped.add(j)
+                residual_of[pos] = (unit, other, act, out)
+                dropped.add(unit.position)
+                break
+        steps: List[Tuple[int, _Step]] = []
+        chained: set = set()
+        for pos, item in items:
+            if pos in dropped or pos in chained:
+                continue
+            if pos in residual_of:
+                unit, identity, act, out = residual_of[pos]
+                steps.append((pos, self._residual_step(unit, identity, act, out)))
+            elif isinstance(item, _ConvUnit):
+                chain = [item]
+                while True:  # follow convolutions that alone read the previous one
+                    j = self._only_reader(chain[-1].output)
+                    nxt = by_position.get(j) if j is not None else None
+                    if not isinstance(nxt, _ConvUnit) or j in dropped or nxt.pre_pad is not None:
+                        break
+                    chain.append(nxt)
+                    chained.add(j)
+                steps.append((pos, self._chain_step(chain)))
+            else:
+                steps.append((pos, item))
+        return [s for _, s in steps]
+
+    @staticmethod
+    def _chain_step(chain: List[_ConvUnit]) -> _Step:
+        head = chain[0]
+        if len(chain) == 1:
+            conv, act, pads = head.conv, head.act, head.pre_pad
+
+            def run_one(x: np.ndarray) -> List[Any]:
+                if pads is not None:
+                    x = _ops.pad_spatial(x, pads, 0.0)
+                return [fusion.conv_bn_act(conv, None, act, _ops.f32(x))]
+            return _Step(run_one, [head.source], [head.output], head.what)
+        modules: List[pve.nn.Module] = []
+        for u in chain:
+            modules.append(u.conv)
+            if u.act is not None:
+                modules.append(u.act)
+        seq = pve.nn.Sequential(*modules).eval()
+        pads = head.pre_pad
+
+        def run_chain(x: np.ndarray) -> List[Any]:
+            if pads is not None:
+                x = _ops.pad_spatial(x, pads, 0.0)
+            return [seq(_ops.f32(x))]
+        return _Step(run_chain, [head.source], [chain[-1].output], head.what)
+
+    @staticmethod
+    def _residual_step(unit: _ConvUnit, identity: str, act: Optional[pve.nn.Module],
+                       out: str) -> _Step:
+        conv = unit.conv
+
+        def run(x: np.ndarray, skip: np.ndarray) -> List[Any]:
+            x = _ops.f32(x)
+            if skip.dtype == np.float32 and skip.shape == conv_output_shape(conv, x.shape):
+                return [fusion.conv_bn_add_act(conv, None, x, _ops.f32(skip), act)]
+            y = np.asarray(fusion.conv_bn_act(conv, None, None, x)) + skip  # (broadcasting)
+            return [np.maximum(y, 0).astype(y.dtype) if act is not None else y]
+        return _Step(run, [unit.source, identity], [out], unit.what + " + Add")
+
+
+def conv_output_shape(conv: pve.nn.Conv2d, x_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    if len(x_shape) != 4:
+        return ()
+    hw = [(size + 2 * p - d * (k - 1) - 1) // s + 1 for size, p, d, k, s in
+          zip(x_shape[2:], conv.padding, conv.dilation, conv.kernel_size, conv.stride)]
+    return (x_shape[0], conv.out_channels, hw[0], hw[1])
+
+
+# ----------------------------------------------------------------- the session
+class InferenceSession:
+    """Runs an ONNX model: ``InferenceSession(path_or_bytes).run(output_names, input_feed)``.
+
+    ``path_or_bytes``: a file path or the serialized model. ``providers``: only
+    ``"CPUExecutionProvider"`` exists here; others are ignored with a warning,
+    as onnxruntime does when a provider is not available."""
+
+    def __init__(self, path_or_bytes: Union[str, bytes, bytearray, memoryview, "os.PathLike[str]"],
+                 sess_options: Optional[SessionOptions] = None, providers: Optional[Sequence[Any]] = None,
+                 provider_options: Optional[Sequence[Dict[str, Any]]] = None, **kwargs: Any) -> None:
+        if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+            data, where = bytes(path_or_bytes), "the model bytes"
+        elif isinstance(path_or_bytes, (str, os.PathLike)):
+            where = os.fspath(path_or_bytes)
+            if not os.path.isfile(where):
+                raise FileNotFoundError(f"pve.onnx.InferenceSession: no model file at {where!r}")
+            with open(where, "rb") as fh:
+                data = fh.read()
+        else:
+            raise TypeError("pve.onnx.InferenceSession: expected a path or the model's bytes, got "
+                            f"{type(path_or_bytes).__name__}")
+        for p in providers or []:
+            name = p[0] if isinstance(p, (tuple, list)) else p
+            if name != "CPUExecutionProvider":
+                warnings.warn(f"pve.onnx: provider {name!r} is not available; running on "
+                              "CPUExecutionProvider", UserWarning, stacklevel=2)
+        self._options = sess_options or SessionOptions()
+        if self._options.intra_op_num_threads and self._options.intra_op_num_threads > 0:
+            pve.set_num_threads(int(self._options.intra_op_num_threads))
+        try:
+            self._model = read_model(data)
+        except ValueError as e:
+            raise ValueError(f"pve.onnx.InferenceSession: {where} is not a valid ONNX model: {e}") \
+                from None
+        with pve.no_grad():
+            builder = _Builder(self._model)
+            self._steps = builder.build()
+        self._consts = builder.consts
+        self._inputs = [NodeArg(vi.name, TYPE_NAMES.get(vi.elem_type, "tensor(float)"), vi.shape)
+                        for vi in builder.feeds]
+        self._input_types = {vi.name: vi.elem_type for vi in builder.feeds}
+        self._outputs = [NodeArg(vi.name, TYPE_NAMES.get(vi.elem_type, "tensor(float)"), vi.shape)
+                         for vi in self._model.graph.outputs]
+        # values no later step reads are dropped as the run goes (memory of large batches)
+        self._last_use: Dict[str, int] = {}
+        for k, step in enumerate(self._steps):
+            for name in step.inputs:
+                self._last_use[name] = k
+
+    # -------------------------------------------------------------- onnxruntime's API
+    def get_inputs(self) -> List[NodeArg]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> List[NodeArg]:
+        return list(self._outputs)
+
+    def get_overridable_initializers(self) -> List[NodeArg]:
+        return []
+
+    def get_providers(self) -> List[str]:
+        return ["CPUExecutionProvider"]
+
+    def get_provider_options(self) -> Dict[str, Dict[str, str]]:
+        return {"CPUExecutionProvider": {}}
+
+    def get_session_options(self) -> SessionOptions:
+        return self._options
+
+    def get_modelmeta(self) -> ModelMetadata:
+        return ModelMetadata(self._model)
+
+    def run(self, output_names: Optional[Iterable[str]], input_feed: Dict[str, Any],
+            run_options: Any = None) -> List[np.ndarray]:
+        """The requested outputs (all when ``output_names`` is None or empty), as numpy arrays."""
+        names = [o.name for o in self._outputs] if not output_names else list(output_names)
+        known = {o.name for o in self._outputs}
+        for name in names:
+            if name not in known:
+                raise ValueError(f"pve.onnx.InferenceSession.run: invalid output name {name!r} "
+                                 f"(outputs: {sorted(known)})")
+        values = self._check_feed(input_feed)
+        with pve.no_grad():
+            for k, step in enumerate(self._steps):
+                args = [values[n] if n else None for n in step.inputs]
+                outs = step.fn(*args)
+                for name, value in zip(step.outputs, outs):
+                    if name:
+                        values[name] = value if isinstance(value, np.ndarray) else np.asarray(value)
+                for n in step.inputs:  # free what nothing reads any more
+                    if self._last_use.get(n) == k and n not in known:
+                        values.pop(n, None)
+        result = []
+        for name in names:
+            value = values[name] if name in values else self._consts[name]
+            if name in self._consts or name in input_feed:  # never hand out shared memory
+                value = np.array(value)
+            result.append(value)
+        return result
+
+    def _check_feed(self, feed: Dict[str, Any]) -> Dict[str, Any]:
+        if not isinstance(feed, dict):
+            raise TypeError("pve.onnx.InferenceSession.run: input_feed must be a dict of name -> array, "
+                            f"got {type(feed).__name__}")
+        expected = {a.name: a for a in self._inputs}
+        for name in feed:
+            if name not in expected:
+                raise ValueError(f"pve.onnx.InferenceSession.run: invalid input name {name!r} "
+                                 f"(inputs: {sorted(expected)})")
+        missing = [n for n in expected if n not in feed]
+        if missing:
+            raise ValueError(f"pve.onnx.InferenceSession.run: required inputs {missing} are missing "
+                             "from the input feed")
+        values: Dict[str, Any] = dict(self._consts)
+        for name, arg in expected.items():
+            value = np.asarray(feed[name])
+            code = self._input_types[name]
+            dtype = DTYPES.get(code)
+            if dtype is not None and value.dtype != dtype:
+                raise TypeError(f"pve.onnx.InferenceSession.run: input {name!r} must be "
+                                f"{arg.type}, got {value.dtype} (convert it with .astype)")
+            if arg.shape is not None:
+                bad = len(arg.shape) != value.ndim or any(
+                    isinstance(d, int) and d != g for d, g in zip(arg.shape, value.shape))
+                if bad:
+                    raise ValueError(f"pve.onnx.InferenceSession.run: input {name!r} must have shape "
+                                     f"{arg.shape}, got {list(value.shape)}")
+            values[name] = np.ascontiguousarray(value)
+        return values
