@@ -71,7 +71,7 @@ def _binary(name: str) -> OpFn:
     fn = _BINARY[name]
 
     def run(attrs: Dict[str, Any], opset: int, inputs: Inputs) -> List[np.ndarray]:
-        a, b = inputs
+        a, b = inputs[0], _legacy_broadcast(attrs, inputs[0], inputs[1])
         if name == "Pow":  # the result has the base's type
             return [np.power(a, b).astype(a.dtype, copy=False)]
         return [np.asarray(fn(a, b))]
@@ -82,9 +82,17 @@ for _name in _BINARY:
     OPS[_name] = _binary(_name)
 
 
+def _legacy_broadcast(attrs: Dict[str, Any], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """b aligned with a at ``axis`` (opset < 7's broadcast=1 form), else b unchanged."""
+    if attrs.get("broadcast", 0) and "axis" in attrs:
+        axis = int(attrs["axis"]) % max(a.ndim, 1)
+        return b.reshape((1,) * axis + b.shape + (1,) * (a.ndim - axis - b.ndim))
+    return b
+
+
 @op("Div")
 def _div(attrs, opset, inputs):
-    a, b = inputs
+    a, b = inputs[0], _legacy_broadcast(attrs, inputs[0], inputs[1])
     if np.issubdtype(a.dtype, np.integer):  # integer division truncates toward zero
         return [np.trunc(a / b).astype(a.dtype)]
     return [np.asarray(a / b, dtype=a.dtype)]
@@ -152,6 +160,8 @@ def _leaky_relu(attrs, opset, inputs):
 @op("PRelu")
 def _prelu(attrs, opset, inputs):
     x, slope = inputs
+    if slope.ndim == 1 and x.ndim > 2 and slope.size == x.shape[1] > 1:
+        slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))  # (older exporters: per channel)
     return [np.where(x < 0, x * slope, x).astype(x.dtype)]
 
 
@@ -271,12 +281,15 @@ def pad_spatial(x: np.ndarray, pads: Sequence[int], value: float) -> np.ndarray:
 def _conv(attrs, opset, inputs):
     x, w = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) > 2 else None
+    one_d = x.ndim == 3 and w.ndim == 3
+    if one_d:  # a 1-D convolution as a 2-D one over planes of one row
+        attrs, x, w = _as_2d_pool(attrs, x)[0], x[:, :, None, :], w[:, :, None, :]
     strides, dilations, pads, group = conv_geometry(attrs, x.shape, w.shape)
     if pads[:2] != pads[2:]:
         x, pads = pad_spatial(x, pads, 0.0), [0, 0, 0, 0]
-    y = F.conv2d(f32(x), f32(w), None if b is None else f32(b), tuple(strides), tuple(pads[:2]),
-                 tuple(dilations), group)
-    return [arr(y)]
+    y = arr(F.conv2d(f32(x), f32(w), None if b is None else f32(b), tuple(strides),
+                     tuple(pads[:2]), tuple(dilations), group))
+    return [y[:, :, 0] if one_d else y]
 
 
 def _pool_args(attrs, x, what):
@@ -334,30 +347,49 @@ def _fast_pool(kernel, pads, dilations) -> bool:
     return (pads[:2] == pads[2:] and all(p * 2 <= k for p, k in zip(pads[:2], kernel)))
 
 
+def _as_2d_pool(attrs: Dict[str, Any], x: np.ndarray) -> Tuple[Dict[str, Any], np.ndarray]:
+    """A 1-D pooling (or convolution) node as a 2-D one over planes of one row."""
+    if x.ndim != 3:
+        return attrs, x
+    attrs = dict(attrs)
+    for key, unit in (("kernel_shape", 1), ("strides", 1), ("dilations", 1)):
+        if key in attrs:
+            attrs[key] = [unit] + list(attrs[key])
+    if "pads" in attrs:
+        attrs["pads"] = [0, attrs["pads"][0], 0, attrs["pads"][1]]
+    return attrs, x[:, :, None, :]
+
+
 @op("MaxPool")
 def _max_pool(attrs, opset, inputs):
-    x = inputs[0]
+    attrs, x = _as_2d_pool(attrs, inputs[0])
     kernel, strides, dilations, pads, ceil = _pool_args(attrs, x, "MaxPool")
-    if attrs.get("storage_order", 0):
-        raise OnnxOpError("MaxPool: storage_order=1 (column-major indices) is not supported")
+    squeeze = inputs[0].ndim == 3
     if x.dtype == np.float32 and _fast_pool(kernel, pads, dilations):
-        y, idx = F.max_pool2d(x, tuple(kernel), tuple(strides), tuple(pads[:2]), tuple(dilations),
-                              ceil, return_indices=True)
+        y, idx = F.max_pool2d(f32(x), tuple(kernel), tuple(strides), tuple(pads[:2]),
+                              tuple(dilations), ceil, return_indices=True)
         y, idx = arr(y), arr(idx)
+        h, w = x.shape[2], x.shape[3]
+        if attrs.get("storage_order", 0):  # column-major positions within each plane
+            idx = (idx % w) * h + idx // w
         # ONNX's indices are flat over the whole (N, C, H, W) input
-        planes = (np.arange(x.shape[0] * x.shape[1], dtype=np.int64) * (x.shape[2] * x.shape[3]))
-        return [y, idx + planes.reshape(x.shape[0], x.shape[1], 1, 1)]
-    return [_pool_reference(x, kernel, strides, dilations, pads, ceil, "max")]
+        planes = np.arange(x.shape[0] * x.shape[1], dtype=np.int64) * (h * w)
+        idx = idx + planes.reshape(x.shape[0], x.shape[1], 1, 1)
+        return [y[:, :, 0], idx[:, :, 0]] if squeeze else [y, idx]
+    y = _pool_reference(x, kernel, strides, dilations, pads, ceil, "max")
+    return [y[:, :, 0] if squeeze else y]
 
 
 @op("AveragePool")
 def _avg_pool(attrs, opset, inputs):
-    x = inputs[0]
+    attrs, x = _as_2d_pool(attrs, inputs[0])
     kernel, strides, dilations, pads, ceil = _pool_args(attrs, x, "AveragePool")
     include = bool(attrs.get("count_include_pad", 0))
     if x.dtype == np.float32 and dilations == [1, 1] and _fast_pool(kernel, pads, dilations):
-        return [arr(F.avg_pool2d(x, tuple(kernel), tuple(strides), tuple(pads[:2]), ceil, include))]
-    return [_pool_reference(x, kernel, strides, dilations, pads, ceil, "avg", include)]
+        y = arr(F.avg_pool2d(f32(x), tuple(kernel), tuple(strides), tuple(pads[:2]), ceil, include))
+    else:
+        y = _pool_reference(x, kernel, strides, dilations, pads, ceil, "avg", include)
+    return [y[:, :, 0] if inputs[0].ndim == 3 else y]
 
 
 @op("GlobalAveragePool")
@@ -432,8 +464,9 @@ def _matmul(attrs, opset, inputs):
 @op("Identity", "Dropout")
 def _identity(attrs, opset, inputs):
     x = inputs[0]
-    mode = len(inputs) > 2 and inputs[2] is not None and bool(inputs[2])
-    if mode or ("is_test" in attrs and not attrs["is_test"]):
+    training = len(inputs) > 2 and inputs[2] is not None and bool(inputs[2])
+    ratio = float(inputs[1]) if len(inputs) > 1 and inputs[1] is not None else 0.5
+    if (training and ratio != 0.0) or ("is_test" in attrs and not attrs["is_test"]):
         raise OnnxOpError("Dropout: training mode is not supported by InferenceSession")
     return [x, np.ones(x.shape, dtype=bool)]
 
@@ -643,8 +676,17 @@ def _reduce(fn: Callable, since_input: int) -> OpFn:
 
 OPS["ReduceMean"] = _reduce(lambda x, a, k: x.mean(axis=a, keepdims=k, dtype=np.float64), 18)
 OPS["ReduceSum"] = _reduce(lambda x, a, k: x.sum(axis=a, keepdims=k), 13)
-OPS["ReduceMax"] = _reduce(lambda x, a, k: x.max(axis=a, keepdims=k), 18)
-OPS["ReduceMin"] = _reduce(lambda x, a, k: x.min(axis=a, keepdims=k), 18)
+def _lowest(x: np.ndarray) -> Any:
+    return False if x.dtype == bool else (-np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min)
+
+
+def _highest(x: np.ndarray) -> Any:
+    return True if x.dtype == bool else (np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).max)
+
+
+# (an empty set reduces to the operation's identity: -inf for max, +inf for min)
+OPS["ReduceMax"] = _reduce(lambda x, a, k: x.max(axis=a, keepdims=k, initial=_lowest(x)), 18)
+OPS["ReduceMin"] = _reduce(lambda x, a, k: x.min(axis=a, keepdims=k, initial=_highest(x)), 18)
 OPS["ReduceProd"] = _reduce(lambda x, a, k: x.prod(axis=a, keepdims=k), 18)
 OPS["ReduceL2"] = _reduce(lambda x, a, k: np.sqrt((x.astype(np.float64) ** 2).sum(axis=a, keepdims=k)), 18)
 OPS["ReduceSumSquare"] = _reduce(lambda x, a, k: (x * x).sum(axis=a, keepdims=k), 18)
@@ -707,8 +749,9 @@ def _resize_axis(in_size: int, out_size: int, scale: float, mode: str, coord: st
         x = (o + 0.5) / scale - 0.5
     elif coord == "pytorch_half_pixel":
         x = (o + 0.5) / scale - 0.5 if out_size > 1 else np.zeros_like(o)
-    elif coord == "align_corners":
-        x = o * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(o)
+    elif coord == "align_corners":  # (the resized length is in_size * scale, unrounded)
+        length = in_size * scale
+        x = o * (in_size - 1) / (length - 1) if length != 1 else np.zeros_like(o)
     elif coord == "asymmetric":
         x = o / scale
     elif coord == "half_pixel_symmetric":
@@ -756,15 +799,30 @@ def _resize(attrs, opset, inputs):
         sizes_in = inputs[3] if len(inputs) > 3 else None
         scales = [float(v) for v in scales_in] if scales_in is not None and scales_in.size else None
         sizes = _ints(sizes_in) if sizes_in is not None and sizes_in.size else None
-    if attrs.get("axes") is not None or attrs.get("antialias", 0) or \
-            attrs.get("keep_aspect_ratio_policy", b"stretch") not in (b"stretch", "stretch"):
-        raise OnnxOpError("Resize: axes, antialias and keep_aspect_ratio_policy are not supported")
+    if attrs.get("antialias", 0):
+        raise OnnxOpError("Resize: antialias is not supported")
+    policy = attrs.get("keep_aspect_ratio_policy", b"stretch")
+    policy = policy.decode() if isinstance(policy, bytes) else policy
+    axes = [_axis(a, x.ndim, "Resize") for a in attrs.get("axes", range(x.ndim))]
+    given = scales if sizes is None else sizes
+    if given is None or len(given) != len(axes):
+        raise OnnxOpError(f"Resize: need {len(axes)} scales or sizes, got {given}")
+    full_scales = [1.0] * x.ndim
+    full_sizes = list(x.shape)
     if sizes is None:
-        if scales is None or len(scales) != x.ndim:
-            raise OnnxOpError(f"Resize: need {x.ndim} scales or sizes")
-        sizes = [int(math.floor(d * s)) for d, s in zip(x.shape, scales)]
+        for a, sc in zip(axes, scales):
+            full_scales[a], full_sizes[a] = sc, int(math.floor(x.shape[a] * sc))
     else:
-        scales = [o / d for o, d in zip(sizes, x.shape)]
+        for a, size in zip(axes, sizes):
+            full_scales[a], full_sizes[a] = size / x.shape[a], size
+        if policy in ("not_larger", "not_smaller"):  # one scale for every listed axis
+            pick = min if policy == "not_larger" else max
+            common = pick(full_scales[a] for a in axes)
+            for a in axes:
+                full_scales[a], full_sizes[a] = common, int(common * x.shape[a] + 0.5)
+        elif policy != "stretch":
+            raise OnnxOpError(f"Resize: unknown keep_aspect_ratio_policy {policy!r}")
+    scales, sizes = full_scales, full_sizes
     y = x.astype(np.float64) if mode == "linear" else x
     for axis in range(x.ndim):
         if sizes[axis] == x.shape[axis] and scales[axis] == 1.0:

@@ -37,8 +37,9 @@ from pyvision_engine.onnx._proto import DTYPES, TYPE_NAMES, Model, Node, read_mo
 
 __all__ = ["InferenceSession", "NodeArg", "SessionOptions", "ModelMetadata", "supported_ops"]
 
-# Opsets of the ai.onnx domain whose operators _ops implements as specified.
-MIN_OPSET, MAX_OPSET = 7, 22
+# Opsets of the ai.onnx domain whose operators _ops implements as specified
+# (up to the newest the onnx 1.23 specification defines).
+MIN_OPSET, MAX_OPSET = 1, 28
 
 
 def supported_ops() -> List[str]:
@@ -166,13 +167,17 @@ class _Builder:
     # -------------------------------------------------------------- nodes
     def _evaluate(self, node: Node, inputs: List[Optional[np.ndarray]]) -> List[np.ndarray]:
         try:
-            if node.op_type in _ops.MULTI_OUTPUT:
-                return _ops.MULTI_OUTPUT[node.op_type](node.attrs, self.opset, inputs, len(node.outputs))
-            return _ops.OPS[node.op_type](node.attrs, self.opset, inputs)
+            with np.errstate(all="ignore"):  # (NaN and inf propagate without warnings, as in onnxruntime)
+                return self._dispatch(node, inputs)
         except (KeyError, IndexError, TypeError) as e:  # a missing attribute or input
             raise ValueError(f"{_label(node)}: invalid attributes or inputs ({e!r})") from None
         except ValueError as e:
             raise type(e)(f"{_label(node)}: {e}") from None
+
+    def _dispatch(self, node: Node, inputs: List[Optional[np.ndarray]]) -> List[np.ndarray]:
+        if node.op_type in _ops.MULTI_OUTPUT:
+            return _ops.MULTI_OUTPUT[node.op_type](node.attrs, self.opset, inputs, len(node.outputs))
+        return _ops.OPS[node.op_type](node.attrs, self.opset, inputs)
 
     def _op_step(self, node: Node) -> _Step:
         def run(*inputs: Optional[np.ndarray], node: Node = node) -> List[np.ndarray]:
@@ -441,6 +446,7 @@ class InferenceSession:
                 raise ValueError(f"pve.onnx.InferenceSession.run: invalid output name {name!r} "
                                  f"(outputs: {sorted(known)})")
         values = self._check_feed(input_feed)
+        feeds = [values[a.name] for a in self._inputs]
         with pve.no_grad():
             for k, step in enumerate(self._steps):
                 args = [values[n] if n else None for n in step.inputs]
@@ -454,7 +460,8 @@ class InferenceSession:
         result = []
         for name in names:
             value = values[name] if name in values else self._consts[name]
-            if name in self._consts or name in input_feed:  # never hand out shared memory
+            # never hand out the caller's input or a weight (Identity, Reshape, ... are views)
+            if name in self._consts or any(np.may_share_memory(value, f) for f in feeds):
                 value = np.array(value)
             result.append(value)
         return result
