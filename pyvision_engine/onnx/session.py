@@ -31,7 +31,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 import pyvision_engine as pve
-from pyvision_engine.nn import fusion
+from pyvision_engine.nn import blocked, fusion
+from pyvision_engine.nn import functional as F
 from pyvision_engine.onnx import _ops
 from pyvision_engine.onnx._proto import DTYPES, TYPE_NAMES, Model, Node, read_model
 
@@ -93,6 +94,64 @@ class _Step:
     inputs: List[str]
     outputs: List[str]
     what: str  # for error messages: the node's op_type and name
+    module: Optional[pve.nn.Module] = None  # set when fn runs this one-input module
+    pre_pad: Optional[List[int]] = None      # asymmetric ONNX pads applied before it
+
+
+class _ConvBlock(pve.nn.Module):
+    """``body(x)``, or ``x + body(x)`` with ``residual``: in the channel-blocked layout
+    one nn/blocked.py Block, so an expand -> depthwise -> project body runs as one fused
+    inverted-residual op (as the model zoo's InvertedResidual does) and the residual is
+    added in the last convolution's epilogue."""
+
+    def __init__(self, body: pve.nn.Sequential, residual: bool) -> None:
+        super().__init__()
+        self.body = body
+        self.residual = residual
+
+    def forward(self, x: Any) -> Any:
+        return fusion.residual_add(self.body(x), x) if self.residual else self.body(x)
+
+    def _blocked_plan(self) -> Optional[blocked.Block]:
+        units = blocked.blocked_units(list(self.body._modules.values()))
+        return None if units is None else blocked.Block(units, residual=self.residual)
+
+
+def _inverted_residuals(children: List[pve.nn.Module]) -> List[pve.nn.Module]:
+    """Runs of [1x1 + act,] depthwise + act, 1x1 (no act) among ``children`` (Conv2d
+    and activation modules) grouped as non-residual _ConvBlocks."""
+    units: List[List[pve.nn.Module]] = []  # [conv, act?] or [other module]
+    for m in children:
+        if isinstance(m, (pve.nn.ReLU, pve.nn.ReLU6)) and units and len(units[-1]) == 1 \
+                and isinstance(units[-1][0], pve.nn.Conv2d):
+            units[-1].append(m)
+        else:
+            units.append([m])
+
+    def kind(u: List[pve.nn.Module]) -> Optional[str]:
+        return blocked._kind(u[0], False) if isinstance(u[0], pve.nn.Conv2d) else None
+
+    out: List[pve.nn.Module] = []
+    i = 0
+    while i < len(units):
+        for pattern in (("pointwise", "depthwise", "pointwise"), ("depthwise", "pointwise")):
+            run = units[i:i + len(pattern)]
+            if (tuple(kind(u) for u in run) == pattern and len(run[-1]) == 1
+                    and all(len(u) == 2 for u in run[:-1])):
+                body = pve.nn.Sequential(*[m for u in run for m in u]).eval()
+                out.append(_ConvBlock(body, residual=False))
+                i += len(pattern)
+                break
+        else:
+            out.extend(units[i])
+            i += 1
+    return out
+
+
+def _children(module: pve.nn.Module) -> List[pve.nn.Module]:
+    if type(module) is pve.nn.Sequential:
+        return list(module._modules.values())
+    return [module]
 
 
 @dataclass
@@ -180,8 +239,17 @@ class _Builder:
         return _ops.OPS[node.op_type](node.attrs, self.opset, inputs)
 
     def _op_step(self, node: Node) -> _Step:
-        def run(*inputs: Optional[np.ndarray], node: Node = node) -> List[np.ndarray]:
-            return self._evaluate(node, list(inputs))
+        attrs, opset = node.attrs, self.opset
+        if node.op_type in _ops.MULTI_OUTPUT:
+            multi, count = _ops.MULTI_OUTPUT[node.op_type], len(node.outputs)
+
+            def run(*inputs: Optional[np.ndarray]) -> List[np.ndarray]:
+                return multi(attrs, opset, list(inputs), count)
+        else:
+            single = _ops.OPS[node.op_type]
+
+            def run(*inputs: Optional[np.ndarray]) -> List[np.ndarray]:
+                return single(attrs, opset, list(inputs))
         return _Step(run, list(node.inputs), list(node.outputs), _label(node))
 
     def _const_input(self, node: Node, i: int) -> Optional[np.ndarray]:
@@ -259,50 +327,62 @@ class _Builder:
     def build(self) -> List[_Step]:
         items: List[Tuple[int, Any]] = []  # (position, _Step or _ConvUnit)
         absorbed: set = set()
-        for i, node in enumerate(self.nodes):
-            if i in absorbed:
-                continue
-            inputs = [self.consts.get(name) if name else None for name in node.inputs]
+        folded = set()
+        for i, node in enumerate(self.nodes):  # first every value known without the feed
             if all(name == "" or name in self.consts for name in node.inputs):
+                inputs = [self.consts.get(name) if name else None for name in node.inputs]
                 for name, value in zip(node.outputs, self._evaluate(node, inputs)):
                     if name:
                         self.consts[name] = np.asarray(value)
+                folded.add(i)
+        for i, node in enumerate(self.nodes):
+            if i in absorbed or i in folded:
                 continue
-            unit = self._conv_unit(i, node, absorbed) if node.op_type == "Conv" else None
+            unit: Any = None
+            if node.op_type == "Conv":
+                unit = self._conv_unit(i, node, absorbed)
+            elif node.op_type in ("Gemm", "MatMul"):
+                unit = self._linear_step(node)
             items.append((i, unit if unit is not None else self._op_step(node)))
         return self._residuals_and_chains(items)
 
     def _residuals_and_chains(self, items: List[Tuple[int, Any]]) -> List[_Step]:
         units = {u.output: u for _, u in items if isinstance(u, _ConvUnit)}
         by_position = dict(items)
-        residual_of: Dict[int, Tuple[_ConvUnit, str, Optional[pve.nn.Module], str]] = {}
+        replaced: Dict[int, _Step] = {}  # Add position -> the step that computes it
         dropped: set = set()
         for pos, item in items:
             if not isinstance(item, _Step) or not item.what.startswith("Add"):
                 continue
             node = self.nodes[pos]
+            if len(node.inputs) != 2:
+                continue
             for k in (0, 1):
-                unit = units.get(node.inputs[k])
-                other = node.inputs[1 - k]
+                unit, other = units.get(node.inputs[k]), node.inputs[1 - k]
                 if (unit is None or unit.act is not None or unit.pre_pad is not None
                         or self._only_reader(unit.output) != pos or unit.position in dropped):
                     continue
+                block = self._blocked_residual(unit, other, units)
+                if block is not None:  # x + convs(x), convs 1x1 / depthwise: channel-blocked
+                    replaced[pos] = self._module_step(block, other, node.outputs[0], None,
+                                                      unit.what + " ... + Add")
+                    dropped.update(self._chain_back(unit, other, units)[1])
+                    break
                 out, act = node.outputs[0], None
                 j = self._only_reader(out)
                 if j is not None and self.nodes[j].op_type == "Relu":
                     act, out = pve.nn.ReLU(), self.nodes[j].outputs[0]
                     dropped.add(j)
-                residual_of[pos] = (unit, other, act, out)
+                replaced[pos] = self._residual_step(unit, other, act, out)
                 dropped.add(unit.position)
                 break
-        steps: List[Tuple[int, _Step]] = []
+        steps: List[_Step] = []
         chained: set = set()
         for pos, item in items:
             if pos in dropped or pos in chained:
                 continue
-            if pos in residual_of:
-                unit, identity, act, out = residual_of[pos]
-                steps.append((pos, self._residual_step(unit, identity, act, out)))
+            if pos in replaced:
+                steps.append(replaced[pos])
             elif isinstance(item, _ConvUnit):
                 chain = [item]
                 while True:  # follow convolutions that alone read the previous one
@@ -312,35 +392,90 @@ class _Builder:
                         break
                     chain.append(nxt)
                     chained.add(j)
-                steps.append((pos, self._chain_step(chain)))
+                steps.append(self._module_step(self._sequential(chain), chain[0].source,
+                                               chain[-1].output, chain[0].pre_pad, chain[0].what))
             else:
-                steps.append((pos, item))
-        return [s for _, s in steps]
+                steps.append(item)
+        merged = self._merge_module_steps(steps)
+        for k, step in enumerate(merged):  # expand -> depthwise -> project: one fused op
+            if type(step.module) is pve.nn.Sequential:
+                children = _inverted_residuals(_children(step.module))
+                if len(children) != len(step.module._modules):
+                    merged[k] = self._module_step(pve.nn.Sequential(*children).eval(),
+                                                  step.inputs[0], step.outputs[0], step.pre_pad,
+                                                  step.what)
+        return merged
+
+    def _chain_back(self, last: _ConvUnit, source: str,
+                    units: Dict[str, _ConvUnit]) -> Tuple[Optional[List[_ConvUnit]], List[int]]:
+        """The convolutions from ``source`` to ``last``, each alone reading the one
+        before (None when there is no such chain of at most 4)."""
+        chain = [last]
+        while chain[0].source != source and len(chain) < 4:
+            prev = units.get(chain[0].source)
+            if prev is None or self._only_reader(prev.output) != chain[0].position \
+                    or prev.pre_pad is not None:
+                return None, []
+            chain.insert(0, prev)
+        if chain[0].source != source:
+            return None, []
+        return chain, [u.position for u in chain]
+
+    def _blocked_residual(self, last: _ConvUnit, source: str,
+                          units: Dict[str, _ConvUnit]) -> Optional[pve.nn.Module]:
+        chain, _ = self._chain_back(last, source, units)
+        if chain is None:
+            return None
+        body = self._sequential(chain)
+        block = _ConvBlock(body, residual=True)
+        plan = block._blocked_plan()
+        return block if plan is not None and blocked.worth_blocking(plan.units) else None
 
     @staticmethod
-    def _chain_step(chain: List[_ConvUnit]) -> _Step:
-        head = chain[0]
-        if len(chain) == 1:
-            conv, act, pads = head.conv, head.act, head.pre_pad
-
-            def run_one(x: np.ndarray) -> List[Any]:
-                if pads is not None:
-                    x = _ops.pad_spatial(x, pads, 0.0)
-                return [fusion.conv_bn_act(conv, None, act, _ops.f32(x))]
-            return _Step(run_one, [head.source], [head.output], head.what)
+    def _sequential(chain: List[_ConvUnit]) -> pve.nn.Sequential:
         modules: List[pve.nn.Module] = []
         for u in chain:
             modules.append(u.conv)
             if u.act is not None:
                 modules.append(u.act)
-        seq = pve.nn.Sequential(*modules).eval()
-        pads = head.pre_pad
+        return pve.nn.Sequential(*modules).eval()
 
-        def run_chain(x: np.ndarray) -> List[Any]:
-            if pads is not None:
-                x = _ops.pad_spatial(x, pads, 0.0)
-            return [seq(_ops.f32(x))]
-        return _Step(run_chain, [head.source], [chain[-1].output], head.what)
+    @staticmethod
+    def _module_step(module: pve.nn.Module, source: str, output: str,
+                     pre_pad: Optional[List[int]], what: str) -> _Step:
+        def run(x: np.ndarray) -> List[Any]:
+            if pre_pad is not None:
+                x = _ops.pad_spatial(x, pre_pad, 0.0)
+            return [module(pve.from_numpy(_ops.f32(x)))]  # (a Tensor: the fast paths want one)
+        step = _Step(run, [source], [output], what)
+        step.module, step.pre_pad = module, pre_pad
+        return step
+
+    def _merge_module_steps(self, steps: List[_Step]) -> List[_Step]:
+        """Module steps that alone read each other's output run as one Sequential, so
+        the channel-blocked layout spans them (MobileNetV2's whole feature stack)."""
+        readers: Dict[str, int] = {}
+        for step in steps:
+            for name in step.inputs:
+                readers[name] = readers.get(name, 0) + 1
+        merged: List[_Step] = []
+        made_by: Dict[str, int] = {}  # value -> index in merged of the module step making it
+        for step in steps:
+            src = step.inputs[0] if step.module is not None else None
+            k = made_by.get(src) if src is not None else None
+            if (k is not None and step.pre_pad is None and readers.get(src) == 1
+                    and src not in self.graph_outputs):
+                prev = merged[k]
+                children = _children(prev.module) + _children(step.module)
+                merged[k] = self._module_step(pve.nn.Sequential(*children).eval(), prev.inputs[0],
+                                              step.outputs[0], prev.pre_pad, prev.what)
+                del made_by[src]
+                made_by[step.outputs[0]] = k
+                continue
+            merged.append(step)
+            if step.module is not None:
+                made_by[step.outputs[0]] = len(merged) - 1
+        return merged
 
     @staticmethod
     def _residual_step(unit: _ConvUnit, identity: str, act: Optional[pve.nn.Module],
@@ -354,6 +489,35 @@ class _Builder:
             y = np.asarray(fusion.conv_bn_act(conv, None, None, x)) + skip  # (broadcasting)
             return [np.maximum(y, 0).astype(y.dtype) if act is not None else y]
         return _Step(run, [unit.source, identity], [out], unit.what + " + Add")
+
+    def _linear_step(self, node: Node) -> Optional[_Step]:
+        """Gemm (alpha = beta = 1, no transA) or 2-D MatMul with a constant float32 B as
+        ``F.linear`` with the weight laid out (out, in) once, at load."""
+        b = self._const_input(node, 1)
+        c = self._const_input(node, 2) if node.op_type == "Gemm" else None
+        if b is None or b.dtype != np.float32 or b.ndim != 2:
+            return None
+        if node.op_type == "Gemm":
+            a = node.attrs
+            if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+                return None
+            if len(node.inputs) > 2 and node.inputs[2] and (
+                    c is None or c.dtype != np.float32 or c.shape != (b.shape[0 if a.get("transB", 0) else 1],)):
+                return None
+            weight = b if a.get("transB", 0) else b.T
+        else:
+            weight = b.T
+        weight = np.ascontiguousarray(weight, dtype=np.float32)
+        bias = None if c is None else np.ascontiguousarray(c)
+        gemm = node.op_type == "Gemm"
+
+        def run(x: np.ndarray) -> List[Any]:
+            if gemm and x.ndim != 2:
+                raise _ops.OnnxOpError(f"Gemm: A must be 2-D, got shape {x.shape}")
+            if x.ndim != 2 or x.dtype != np.float32:  # (MatMul broadcasting: numpy)
+                return [np.matmul(x, weight.T)]
+            return [F.linear(x, weight, bias)]
+        return _Step(run, [node.inputs[0]], [node.outputs[0]], _label(node))
 
 
 def conv_output_shape(conv: pve.nn.Conv2d, x_shape: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -413,6 +577,7 @@ class InferenceSession:
         for k, step in enumerate(self._steps):
             for name in step.inputs:
                 self._last_use[name] = k
+        self._consts_read = [n for n in self._consts if n in self._last_use]
 
     # -------------------------------------------------------------- onnxruntime's API
     def get_inputs(self) -> List[NodeArg]:
@@ -447,15 +612,22 @@ class InferenceSession:
                                  f"(outputs: {sorted(known)})")
         values = self._check_feed(input_feed)
         feeds = [values[a.name] for a in self._inputs]
-        with pve.no_grad():
+        last_use = self._last_use
+        # (NaN and inf propagate without warnings, as in onnxruntime)
+        with pve.no_grad(), np.errstate(all="ignore"):
             for k, step in enumerate(self._steps):
                 args = [values[n] if n else None for n in step.inputs]
-                outs = step.fn(*args)
+                try:
+                    outs = step.fn(*args)
+                except (KeyError, IndexError, TypeError) as e:  # a missing attribute or input
+                    raise ValueError(f"{step.what}: invalid attributes or inputs ({e!r})") from None
+                except ValueError as e:
+                    raise ValueError(f"{step.what}: {e}") from None
                 for name, value in zip(step.outputs, outs):
                     if name:
-                        values[name] = value if isinstance(value, np.ndarray) else np.asarray(value)
+                        values[name] = value if type(value) is np.ndarray else np.asarray(value)
                 for n in step.inputs:  # free what nothing reads any more
-                    if self._last_use.get(n) == k and n not in known:
+                    if last_use.get(n) == k and n not in known:
                         values.pop(n, None)
         result = []
         for name in names:
@@ -479,7 +651,7 @@ class InferenceSession:
         if missing:
             raise ValueError(f"pve.onnx.InferenceSession.run: required inputs {missing} are missing "
                              "from the input feed")
-        values: Dict[str, Any] = dict(self._consts)
+        values: Dict[str, Any] = {n: self._consts[n] for n in self._consts_read}
         for name, arg in expected.items():
             value = np.asarray(feed[name])
             code = self._input_types[name]
