@@ -6,7 +6,8 @@ Cases (issue 6): ResNet-18, ResNet-50 and MobileNetV2 at 3x224x224, batch 1 and 
 pve runs under ``pve.no_grad()``; torch under ``torch.inference_mode()``;
 onnxruntime runs the model exported from torch with ``torch.onnx.export`` (needs
 the ``onnx`` and ``onnxruntime`` packages; skipped with a note otherwise), with
-intra_op_num_threads set to the thread count. Reported: median latency in ms
+intra_op_num_threads set to the thread count; ``pve.onnx.InferenceSession`` runs
+that same file (column "pve.onnx"). Reported: median latency in ms
 over ``--repeats`` runs after 2 warm-up runs (the engines alternate run by run), images/s, and the speed-ups of pve
 over torch and over onnxruntime (> 1 means pve is faster).
 """
@@ -27,7 +28,8 @@ MODELS = ("resnet18", "resnet50", "mobilenet_v2")
 
 
 def _onnx_session(torch_model: Any, batch: int, threads: int) -> Any:
-    """An onnxruntime session of the torch model, or a string saying why there is none."""
+    """(onnxruntime session, the model's bytes) of the torch model, or a string saying
+    why there is none."""
     try:
         import onnx  # noqa: F401
         import onnxruntime as ort
@@ -48,7 +50,8 @@ def _onnx_session(torch_model: Any, batch: int, threads: int) -> Any:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         with open(path, "rb") as f:
-            return ort.InferenceSession(f.read(), opts, providers=["CPUExecutionProvider"])
+            data = f.read()
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"]), data
 
 
 def run(threads: Sequence[int], only: Optional[Sequence[str]], batches: Sequence[int], repeats: int,
@@ -83,7 +86,7 @@ def run(threads: Sequence[int], only: Optional[Sequence[str]], batches: Sequence
                         return theirs(x_torch)
             for n in threads:
                 pve.set_num_threads(n)
-                run_t = run_ort = None
+                run_t = run_ort = run_pve_onnx = None
                 if theirs is not None:
                     import torch
 
@@ -95,10 +98,15 @@ def run(threads: Sequence[int], only: Optional[Sequence[str]], batches: Sequence
                             notes.add(f"onnxruntime {session}")
                         else:
                             feed = {"input": x}
+                            session, data = session
                             run_ort = (lambda s=session, f=feed: s.run(None, f))
-                t_pve, t_torch, t_ort = paired_medians([run_pve, run_t, run_ort], repeats)
+                            mine_onnx = pve.onnx.InferenceSession(data)
+                            run_pve_onnx = (lambda s=mine_onnx, f=feed: s.run(None, f))
+                t_pve, t_torch, t_ort, t_pve_onnx = paired_medians(
+                    [run_pve, run_t, run_ort, run_pve_onnx], repeats)
                 row: Dict[str, Any] = {"model": name, "batch": batch, "threads": n,
-                                       "pve": t_pve, "torch": t_torch, "ort": t_ort}
+                                       "pve": t_pve, "torch": t_torch, "ort": t_ort,
+                                       "pve_onnx": t_pve_onnx}
                 rows.append(row)
     for note in sorted(notes):
         print(note)
@@ -107,8 +115,8 @@ def run(threads: Sequence[int], only: Optional[Sequence[str]], batches: Sequence
 
 def format_table(rows: List[Dict[str, Any]]) -> str:
     lines = ["| model | batch | threads | pve ms | torch ms | onnxruntime ms | pve img/s | torch img/s | "
-             "ort img/s | vs torch | vs ort |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "ort img/s | vs torch | vs ort | pve.onnx ms | pve.onnx vs ort |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def ms(t: Optional[float]) -> str:
         return f"{t * 1e3:.1f}" if t else "n/a"
@@ -122,7 +130,9 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
             f"| {r['model']}", str(b), str(r["threads"]), ms(r["pve"]), ms(r["torch"]), ms(r["ort"]),
             ips(r["pve"], b), ips(r["torch"], b), ips(r["ort"], b),
             f"{r['torch'] / r['pve']:.2f}x" if r["torch"] else "n/a",
-            f"{r['ort'] / r['pve']:.2f}x |" if r["ort"] else "n/a |"]))
+            f"{r['ort'] / r['pve']:.2f}x" if r["ort"] else "n/a",
+            ms(r.get("pve_onnx")),
+            f"{r['ort'] / r['pve_onnx']:.2f}x |" if r["ort"] and r.get("pve_onnx") else "n/a |"]))
     return "\n".join(lines)
 
 
