@@ -419,6 +419,38 @@ def _batch_norm(attrs, opset, inputs):
     return [((x - mean.reshape(shape)) * inv + bias.reshape(shape)).astype(x.dtype)]
 
 
+@op("InstanceNormalization")
+def _instance_norm(attrs, opset, inputs):
+    x, scale, bias = inputs
+    eps = float(attrs.get("epsilon", 1e-5))
+    axes = tuple(range(2, x.ndim))
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=axes, keepdims=True)
+    var = x64.var(axis=axes, keepdims=True)  # (biased, as the specification)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x64 - mean) / np.sqrt(var + eps) * scale.reshape(shape) + bias.reshape(shape)
+    return [y.astype(x.dtype)]
+
+
+@op("LayerNormalization")
+def _layer_norm(attrs, opset, inputs):
+    x, scale = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    axis = _axis(int(attrs.get("axis", -1)), x.ndim, "LayerNormalization")
+    if int(attrs.get("stash_type", 1)) != 1:
+        raise OnnxOpError("LayerNormalization: only stash_type=1 (float32 statistics) is supported")
+    eps = float(attrs.get("epsilon", 1e-5))
+    axes = tuple(range(axis, x.ndim))
+    x32 = x.astype(np.float32)
+    mean = x32.mean(axis=axes, keepdims=True, dtype=np.float64)
+    var = ((x32 - mean) ** 2).mean(axis=axes, keepdims=True)
+    inv = 1.0 / np.sqrt(var + eps)
+    y = (x32 - mean) * inv * scale
+    if bias is not None:
+        y = y + bias
+    return [y.astype(x.dtype), mean.astype(np.float32), inv.astype(np.float32)]
+
+
 @op("LRN")
 def _lrn(attrs, opset, inputs):
     x = inputs[0].astype(np.float64)

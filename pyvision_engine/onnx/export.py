@@ -1,6 +1,780 @@
-"""pve.onnx.export: being written (placeholder for the session's work in progress)."""
-from typing import Any
+"""pve.onnx.export: run a pve model once on an example input and write what it did as ONNX.
+
+    pve.onnx.export(model.eval(), images, "model.onnx",
+                    dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+
+The model runs once, in its current train/eval mode, with autograd *recording* (the example
+input requires grad): the package's own switch for its inference fast paths (fused
+Conv+BN+ReLU, blocked sequences, in-place residual adds run only under ``no_grad``), so
+every layer runs as written and each op is visible. Three seams are wrapped, for the
+exporting thread only, and restored in a ``finally``:
+
+* ``autograd.Function.apply``, which every differentiable op passes through (conv, linear,
+  batch norm, tensor arithmetic, reshape, mean, cat, ...): each call becomes ONNX nodes by
+  the converter registered for its Function class;
+* the functionals whose Function-level form loses what ONNX needs (activations, which may
+  run in place; softmax's dim; pooling, which reshapes to planes; interpolate; pad;
+  dropout) are converted from their torch-style arguments, the ops inside them unrecorded;
+* ``Module.__call__`` keeps the module path, which names the nodes (``/layer1/0/conv1/Conv``).
+
+Values are keyed by the identity of the Tensors holding them (kept alive meanwhile) and
+their ``_version``, so a tensor changed in place by an untraced op is an error, not a stale
+graph. A tensor the trace did not produce must be a parameter or buffer (an initializer
+named by its state_dict key), a scalar operand or a free Parameter; anything else, and any
+op without a converter, raises NotImplementedError naming it. As in torch's tracer, Python
+values computed from data (``.item()``) are baked in. Afterwards a BatchNormalization right
+after a Conv is folded into it (``do_constant_folding``), unused nodes are dropped, and
+``_proto`` serializes the graph (no ``onnx`` package needed). Reshape targets and Resize
+sizes keep the batch dim free; other sizes are the example's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import math
+import os
+import threading
+from collections import Counter
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from pyvision_engine import _ops
+from pyvision_engine._version import __version__
+from pyvision_engine.autograd import Function, enable_grad
+from pyvision_engine.io import atomic_write_bytes
+from pyvision_engine.nn import _f_activation, _f_norm, _f_pooling, _f_shape
+from pyvision_engine.nn import functional as F
+from pyvision_engine.nn.dropout import Dropout
+from pyvision_engine.nn.module import Module
+from pyvision_engine.nn.normalization import _BatchNorm as _BatchNormLayer
+from pyvision_engine.onnx._proto import DTYPE_CODES, Graph, Model, Node, ValueInfo, write_model
+from pyvision_engine.tensor import Tensor, as_tensor
+
+__all__ = ["export", "SUPPORTED"]
+
+# ONNX IR version per opset (one that carries the opset and that onnxruntime reads).
+_IR_VERSIONS = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 9, 19: 9, 20: 10, 21: 10}
+
+SUPPORTED = (
+    "Conv2d (any stride/padding/dilation/groups/padding_mode but circular below opset 19), "
+    "Linear, BatchNorm1d/2d (eval), GroupNorm, LayerNorm (opset >= 17), ReLU, ReLU6, LeakyReLU, "
+    "PReLU, Sigmoid, Tanh, GELU, SiLU, Hardswish, Hardsigmoid, Softmax, LogSoftmax, MaxPool2d, "
+    "AvgPool2d, AdaptiveAvgPool2d/AdaptiveMaxPool2d (1x1 or even windows), Flatten, Identity, "
+    "Dropout (eval), ZeroPad2d and F.pad, Upsample/interpolate (nearest, bilinear), cat, "
+    "+ - * / ** with tensors and scalars, neg, abs, exp, log, sqrt, clamp, max/min of two "
+    "tensors, matmul, reshape/view/flatten/squeeze/unsqueeze, permute/transpose, expand, sum, "
+    "mean, max()/min() of all elements")
+
+_state = threading.local()  # .tracer: the _Tracer of an export running in this thread
+_install_lock = threading.Lock()  # one export at a time installs the seams
 
 
-def export(model: Any, example_input: Any, path: Any, **kwargs: Any) -> None:
-    raise NotImplementedError("pve.onnx.export is not written yet")
+def _active() -> Optional["_Tracer"]:
+    return getattr(_state, "tracer", None)
+
+
+def _unsupported(what: str, hint: str = "") -> NotImplementedError:
+    return NotImplementedError(f"pve.onnx.export: {what} cannot be exported{hint}. "
+                               f"Supported: {SUPPORTED}.")
+
+
+# --------------------------------------------------------------------------- graph state
+class _Tracer:
+    """The graph being built and the ONNX name of every traced value."""
+
+    def __init__(self, model: Module, opset: int, reserved: Sequence[str]) -> None:
+        self.opset = opset
+        self.nodes: List[Node] = []
+        self.initializers: Dict[str, np.ndarray] = {}
+        self.scope: List[str] = []
+        self.depth = 0  # > 0 inside a converted functional: its inner ops are not recorded
+        self._values: Dict[int, Tuple[Tensor, str, int]] = {}  # id -> (tensor, name, _version)
+        self._by_array: Dict[int, Tensor] = {}  # id(array) -> the latest tensor bound with it
+        self._taken: Dict[str, int] = {name: 1 for name in reserved}
+        self._consts: Dict[Tuple[str, Tuple[int, ...], bytes], str] = {}  # small ones, shared
+        named = list(model.named_parameters()) + list(model.named_buffers())
+        self.state_names = {id(t): n for n, t in named}
+        self.state_arrays = {id(t._data): t for _, t in named}  # (batch norm passes arrays)
+        self.module_names = {id(m): n.rsplit(".", 1)[-1] for n, m in model.named_modules()}
+
+    def _unique(self, name: str) -> str:
+        n = self._taken.get(name, 0)
+        self._taken[name] = n + 1
+        return name if n == 0 else f"{name}_{n}"
+
+    def node(self, op: str, inputs: Sequence[str], **attrs: Any) -> str:
+        name = self._unique("/" + "/".join([s for s in self.scope if s] + [op]))
+        self.nodes.append(Node(op, list(inputs), [name + "_output_0"], attrs, name=name))
+        return name + "_output_0"
+
+    def initializer(self, name: str, value: np.ndarray) -> str:
+        name = self._unique(name)
+        self.initializers[name] = value
+        return name
+
+    def const(self, value: Any, dtype: Any = np.float32) -> str:
+        array = np.array(value, dtype=dtype)
+        if array.size > 16:
+            return self.initializer("/Constant", array)
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.initializer("/Constant", array)
+        return self._consts[key]
+
+    def bind(self, t: Tensor, name: str) -> None:
+        self._values[id(t)] = (t, name, t._version)
+        self._by_array[id(t._data)] = t
+
+    def name_of(self, t: Tensor) -> str:
+        entry = self._values.get(id(t))
+        if entry is not None:
+            if t._version != entry[2]:
+                raise _unsupported(f"a tensor of shape {tuple(t.shape)} changed in place by an "
+                                   "operation the exporter does not trace")
+            return entry[1]
+        state_name = self.state_names.get(id(t))
+        if state_name is not None:
+            name = self.initializer(state_name, np.array(t._data))
+        elif t.ndim == 0:  # a scalar operand
+            name = self.const(t._data, t.dtype)
+        elif t._node is None and t.requires_grad:  # a Parameter the model does not register
+            name = self.initializer("/Constant", np.array(t._data))
+        else:
+            raise _unsupported(
+                f"a tensor of shape {tuple(t.shape)} that is neither a traced value nor a "
+                "parameter or buffer of the model", " (an op the exporter does not trace made "
+                "it: a comparison, detach(), a numpy round trip, a no_grad() block in forward; "
+                "register constants with register_buffer)")
+        self.bind(t, name)
+        return name
+
+    def state_array(self, array: np.ndarray) -> str:
+        """A tensor passed as its numpy array (batch norm's running statistics)."""
+        owner = self.state_arrays.get(id(array), self._by_array.get(id(array)))
+        return self.name_of(owner) if owner is not None else self.const(array)
+
+
+class _Op(NamedTuple):
+    """One traced call as its converter sees it."""
+
+    args: Sequence[Any]            # positional arguments (a functional: just its input)
+    names: List[Optional[str]]     # the ONNX name of each Tensor argument, None for others
+    kw: Dict[str, Any]             # keyword arguments (a functional: all of them, by name)
+    out: Tensor
+    fname: str = ""                # the functional's name
+
+
+Converter = Callable[[_Tracer, _Op], str]  # returns the ONNX name of op.out
+
+
+# --------------------------------------------------------------------------- node recipes
+def _clip(tr: _Tracer, x: str, lo: Optional[float], hi: Optional[float]) -> str:
+    return tr.node("Clip", [x] + ["" if v is None else tr.const(v) for v in (lo, hi)])
+
+
+def _activation(tr: _Tracer, kind: str, x: str, alpha: float = 0.0) -> str:
+    if kind in ("relu", "sigmoid", "tanh"):
+        return tr.node(kind.capitalize(), [x])
+    if kind == "relu6":
+        return _clip(tr, x, 0.0, 6.0)
+    if kind == "leaky_relu":
+        return tr.node("LeakyRelu", [x], alpha=float(alpha))
+    if kind == "silu":
+        return tr.node("Mul", [x, tr.node("Sigmoid", [x])])
+    if kind == "hardsigmoid" or (kind == "hardswish" and tr.opset < 14):
+        gate = tr.node("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
+        return gate if kind == "hardsigmoid" else tr.node("Mul", [x, gate])
+    if kind == "hardswish":
+        return tr.node("HardSwish", [x])
+    if kind == "gelu":  # x/2 * (1 + erf(x / sqrt 2))
+        core = tr.node("Erf", [tr.node("Div", [x, tr.const(math.sqrt(2.0))])])
+    else:  # gelu_tanh: x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+        cube = tr.node("Mul", [x, tr.node("Mul", [x, x])])
+        inner = tr.node("Add", [x, tr.node("Mul", [cube, tr.const(0.044715)])])
+        core = tr.node("Tanh", [tr.node("Mul", [inner, tr.const(math.sqrt(2.0 / math.pi))])])
+    half_x = tr.node("Mul", [x, tr.const(0.5)])
+    return tr.node("Mul", [half_x, tr.node("Add", [core, tr.const(1.0)])])
+
+
+def _affine(tr: _Tracer, name: Optional[str], shape: Tuple[int, ...], fill: float) -> str:
+    """A normalization's scale or bias, or the neutral constant standing in for a missing one."""
+    return name if name is not None else tr.const(np.full(shape, fill, np.float32))
+
+
+def _per_channel(tr: _Tracer, name: str, ndim: int) -> str:
+    """A (C,) tensor as (C, 1, ...), broadcasting over dim 1 of an ndim-D input."""
+    return tr.node("Reshape", [name, tr.const([-1] + [1] * (ndim - 2), np.int64)])
+
+
+# --------------------------------------------------------------------------- Function converters
+def _elementwise(onnx_op: str) -> Converter:
+    return lambda tr, op: tr.node(onnx_op, [n for n in op.names if n is not None])
+
+
+def _reduce(onnx_op: str) -> Converter:
+    def convert(tr: _Tracer, op: _Op) -> str:
+        dims, keepdims = op.args[1], int(op.args[2])
+        axes = list(range(op.args[0].ndim)) if dims is None else [int(d) for d in dims]
+        if onnx_op == "ReduceMean" and tr.opset < 18:  # (axes: an input from 13 / 18)
+            return tr.node(onnx_op, [op.names[0]], axes=axes, keepdims=keepdims)
+        return tr.node(onnx_op, [op.names[0], tr.const(axes, np.int64)], keepdims=keepdims)
+    return convert
+
+
+def _reshape(tr: _Tracer, op: _Op) -> str:
+    """Unchanged leading dims become 0 (copy from the input) and a single remaining dim -1,
+    so the batch size stays free; (N, ...) -> (N, rest) is ONNX's Flatten(axis=1)."""
+    src, dst = tuple(op.args[0].shape), tuple(op.out.shape)
+    if len(src) > 2 and len(dst) == 2 and src[0] == dst[0]:
+        return tr.node("Flatten", [op.names[0]], axis=1)
+    keep = 0
+    while keep < min(len(src), len(dst)) and src[keep] == dst[keep]:
+        keep += 1
+    rest = list(dst[keep:])
+    target = [0] * keep + ([-1] if len(rest) == 1 else rest)
+    return tr.node("Reshape", [op.names[0], tr.const(target, np.int64)])
+
+
+def _conv(tr: _Tracer, op: _Op) -> str:
+    geo = op.kw["geometry"]
+    top, bottom, left, right = geo.pads
+    y = tr.node("Conv", [n for n in op.names[:3] if n is not None],
+                kernel_shape=list(op.args[1].shape[2:]), strides=list(geo.stride),
+                pads=[top, left, bottom, right], dilations=list(geo.dilation), group=geo.groups)
+    if not op.kw.get("relu"):  # (a Conv2d from fuse_conv_bn_eval(..., relu=True) has one)
+        return y
+    cap = op.kw.get("relu_max", math.inf)
+    return tr.node("Relu", [y]) if cap == math.inf else _clip(tr, y, 0.0, cap)
+
+
+def _linear(tr: _Tracer, op: _Op) -> str:
+    x, weight, bias = op.names[:3]
+    if op.args[0].ndim == 2:
+        return tr.node("Gemm", [x, weight] + ([bias] if bias else []), transB=1)
+    y = tr.node("MatMul", [x, tr.node("Transpose", [weight], perm=[1, 0])])
+    return tr.node("Add", [y, bias]) if bias else y
+
+
+def _batch_norm(tr: _Tracer, op: _Op) -> str:
+    mean, var, _, _, eps, relu = op.args[3]  # (batch statistics were refused before running)
+    c = (op.args[0].shape[1],)
+    y = tr.node("BatchNormalization", [op.names[0], _affine(tr, op.names[1], c, 1.0),
+                                       _affine(tr, op.names[2], c, 0.0), tr.state_array(mean),
+                                       tr.state_array(var)], epsilon=float(eps))
+    return tr.node("Relu", [y]) if relu else y
+
+
+def _group_norm(tr: _Tracer, op: _Op) -> str:
+    """Group statistics as InstanceNormalization over (N, groups, -1), as torch exports it."""
+    ndim, groups, eps = op.args[0].ndim, int(op.args[3]), float(op.args[4])
+    grouped = tr.node("Reshape", [op.names[0], tr.const([0, groups, -1], np.int64)])
+    normed = tr.node("InstanceNormalization", [grouped, tr.const(np.ones(groups)),
+                                               tr.const(np.zeros(groups))], epsilon=eps)
+    y = tr.node("Reshape", [normed, tr.node("Shape", [op.names[0]])])
+    if op.names[1] is not None:
+        y = tr.node("Mul", [y, _per_channel(tr, op.names[1], ndim)])
+    return tr.node("Add", [y, _per_channel(tr, op.names[2], ndim)]) if op.names[2] else y
+
+
+def _layer_norm(tr: _Tracer, op: _Op) -> str:
+    x, weight, length = op.args[0], op.args[1], int(op.args[3])
+    if tr.opset < 17:
+        raise _unsupported("layer_norm below opset 17", " (LayerNormalization came in opset 17)")
+    if weight is not None:
+        axis = x.ndim - weight.ndim
+    else:  # the innermost dims holding `length` values (never the batch dim)
+        axis = max(k for k in range(x.ndim + 1) if math.prod(x.shape[k:]) == length)
+    shape = tuple(x.shape[axis:])
+    return tr.node("LayerNormalization", [op.names[0], _affine(tr, op.names[1], shape, 1.0),
+                                          _affine(tr, op.names[2], shape, 0.0)],
+                   axis=axis, epsilon=float(op.args[4]))
+
+
+def _clamp(tr: _Tracer, op: _Op) -> str:
+    """Clip for number bounds; Max / Min for tensor bounds (Clip takes only scalars)."""
+    (x, lo_name, hi_name), (lo, hi) = op.names[:3], op.args[1:3]
+    if lo_name is None and hi_name is None:
+        return _clip(tr, x, lo, hi)
+    for name, value, onnx_op in ((lo_name, lo, "Max"), (hi_name, hi, "Min")):
+        if value is not None:
+            x = tr.node(onnx_op, [x, name if name is not None else tr.const(value)])
+    return x
+
+
+def _prelu(tr: _Tracer, op: _Op) -> str:
+    slope = op.names[1]
+    if op.args[1].numel() > 1:
+        slope = _per_channel(tr, slope, op.args[0].ndim)
+    return tr.node("PRelu", [op.names[0], slope])
+
+
+_ACT_KINDS = {code: name for name, code in _f_activation.ACT_CODES.items()}
+
+_FUNCTION_CONVERTERS: Dict[type, Converter] = {
+    **{cls: _elementwise(onnx_op) for cls, onnx_op in (
+        (_ops.Clone, "Identity"), (_ops.Add, "Add"), (_ops.Sub, "Sub"), (_ops.Mul, "Mul"),
+        (_ops.Div, "Div"), (_ops.Neg, "Neg"), (_ops.Abs, "Abs"), (_ops.Exp, "Exp"),
+        (_ops.Log, "Log"), (_ops.Sqrt, "Sqrt"), (_ops.PowTensor, "Pow"), (_ops.Maximum, "Max"),
+        (_ops.Minimum, "Min"), (_ops.MatMul, "MatMul"))},
+    _ops.Pow: lambda tr, op: tr.node("Pow", [op.names[0], tr.const(op.args[1])]),
+    _ops.Sum: _reduce("ReduceSum"), _ops.Mean: _reduce("ReduceMean"), _ops.Reshape: _reshape,
+    _ops.Permute: lambda tr, op: tr.node("Transpose", [op.names[0]], perm=list(op.args[1])),
+    _ops.BroadcastTo: lambda tr, op: tr.node(
+        "Expand", [op.names[0], tr.const(list(op.out.shape), np.int64)]),
+    _ops._FullExtreme: lambda tr, op: tr.node("ReduceMax" if op.args[1] else "ReduceMin",
+                                              [op.names[0]], keepdims=0),
+    _f_shape._Cat: lambda tr, op: tr.node("Concat", op.names, axis=int(op.kw["dim"])),
+    _f_activation._Activation: lambda tr, op: _activation(tr, _ACT_KINDS[op.args[1]],
+                                                          op.names[0], op.args[2]),
+    F._Conv2d: _conv, F._Linear: _linear, _f_norm._BatchNorm: _batch_norm,
+    _f_norm._GroupNorm: _group_norm, _f_norm._LayerNorm: _layer_norm,
+    _f_activation._PReLU: _prelu, _ops.Clamp: _clamp,
+}
+
+
+# --------------------------------------------------------------------------- functional converters
+def _need_4d(op: _Op) -> Tensor:
+    if op.args[0].ndim != 4:
+        raise _unsupported(f"{op.fname} on a {op.args[0].ndim}-D input", " (only (N, C, H, W))")
+    return op.args[0]
+
+
+def _act_functional(tr: _Tracer, op: _Op) -> str:
+    kind = op.fname.rstrip("_")
+    if kind == "gelu" and op.kw["approximate"] == "tanh":
+        kind = "gelu_tanh"
+    return _activation(tr, kind, op.names[0], op.kw.get("negative_slope", 0.0))
+
+
+def _softmax(tr: _Tracer, op: _Op) -> str:
+    ndim, dim = op.args[0].ndim, op.kw["dim"]
+    if ndim == 0:
+        raise _unsupported(f"{op.fname} of a 0-D tensor")
+    dim = dim if dim is not None else _f_activation._softmax_dim(ndim)
+    return tr.node("Softmax" if op.fname == "softmax" else "LogSoftmax", [op.names[0]],
+                   axis=dim % ndim)
+
+
+def _pool(tr: _Tracer, op: _Op) -> str:
+    """Torch's windows as floor-mode pooling whose end padding reaches exactly the last
+    window torch takes (ceil_mode included), so shapes follow the ONNX spec and values are
+    exact: max and count_include_pad=False averages never read the padding. An average that
+    counts padding and has windows past it pads with real zeros first (torch counts the
+    padding, but not what lies beyond it)."""
+    t, a, is_max = _need_4d(op), op.kw, op.fname == "max_pool2d"
+    k, s, p, d, out_hw = _f_pooling._window_args(
+        op.fname, a["kernel_size"], a["stride"], a["padding"], a["dilation"] if is_max else 1,
+        tuple(t.shape[-2:]), a["ceil_mode"])
+    ends = [max(p[i], (out_hw[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - t.shape[2 + i] - p[i])
+            for i in range(2)]
+    x, pads = op.names[0], [p[0], p[1], ends[0], ends[1]]
+    attrs = {"kernel_shape": list(k), "strides": list(s)}
+    if is_max:
+        return tr.node("MaxPool", [x], dilations=list(d), pads=pads, **attrs)
+    include_pad = bool(a["count_include_pad"])
+    if include_pad and ends != list(p):
+        x = tr.node("Pad", [x, tr.const([0, 0, p[0], p[1], 0, 0, p[0], p[1]], np.int64)])
+        pads, include_pad = [0, 0, ends[0] - p[0], ends[1] - p[1]], False
+    return tr.node("AveragePool", [x], count_include_pad=int(include_pad), pads=pads, **attrs)
+
+
+def _adaptive_pool(tr: _Tracer, op: _Op) -> str:
+    (h, w), (oh, ow) = _need_4d(op).shape[-2:], op.out.shape[-2:]
+    kind = "Max" if "max" in op.fname else "Average"
+    if (oh, ow) == (1, 1):
+        return tr.node(f"Global{kind}Pool", [op.names[0]])
+    if h % oh or w % ow:  # uneven windows have no ONNX pooling op
+        raise _unsupported(f"{op.fname} from {h}x{w} to {oh}x{ow}",
+                           " (only output sizes that divide the input size, or 1x1)")
+    kernel = [h // oh, w // ow]
+    return tr.node(f"{kind}Pool", [op.names[0]], kernel_shape=kernel, strides=kernel)
+
+
+def _unambiguous(in_hw: Tuple[int, ...], scales: Tuple[float, ...],
+                 out_hw: Tuple[int, ...]) -> bool:
+    """Every runtime gets the output size floor(in * scale) from a float32 scale, whether it
+    multiplies exactly or in float32 (10 * 2.3 is 22 one way, 23 the other)."""
+    return all(math.floor(n * float(np.float32(v))) == o == math.floor(np.float32(n) * np.float32(v))
+               for n, v, o in zip(in_hw, scales, out_hw))
+
+
+def _resize_agrees(a: Dict[str, Any], in_hw: Tuple[int, ...], out_hw: Tuple[int, ...],
+                   pve_scales: Optional[Tuple[float, ...]],
+                   onnx_scales: Optional[Tuple[float, ...]]) -> bool:
+    """ONNX Resize by ``onnx_scales`` (None: by sizes, scale = out / in) reads the pixels
+    with the weights pve (torch) uses; pve's nearest has its own special cases."""
+    mode, align = a["mode"], a["align_corners"]
+    for i in range(2):
+        want = _f_shape._interp_matrix(in_hw[i], out_hw[i], mode, align,
+                                       None if pve_scales is None else pve_scales[i])
+        scale = None if onnx_scales is None else onnx_scales[i]
+        if mode == "nearest":  # asymmetric, floor: src = floor(dst / scale) in float32
+            dst = np.arange(out_hw[i], dtype=np.float32)
+            onnx_src = np.floor(dst / np.float32(scale or out_hw[i] / in_hw[i]))
+            if not np.array_equal(want.argmax(1), np.minimum(onnx_src, in_hw[i] - 1)):
+                return False
+        elif not np.allclose(_f_shape._interp_matrix(in_hw[i], out_hw[i], mode, align, scale),
+                             want, atol=1e-6):
+            return False
+    return True
+
+
+def _interpolate(tr: _Tracer, op: _Op) -> str:
+    """Resize by scales (spatial dims then stay free) when every runtime reads them as pve
+    does, else by sizes; either only if ONNX maps pixels as pve (torch) does. nearest:
+    asymmetric + floor; bilinear: half_pixel, or align_corners (always by sizes)."""
+    a, x = op.kw, op.names[0]
+    in_hw, out_hw = tuple(op.args[0].shape[2:]), tuple(op.out.shape[2:])
+    factor, scales = a["scale_factor"], None
+    if factor is not None and not a["recompute_scale_factor"]:
+        scales = tuple(float(v) for v in (factor if isinstance(factor, (tuple, list))
+                                          else (factor, factor)))
+    by_scales = scales is not None and not a["align_corners"] and _unambiguous(in_hw, scales, out_hw)
+    chosen = [c for c in ([scales] if by_scales else []) + [None]
+              if _resize_agrees(a, in_hw, out_hw, scales, c)]
+    if not chosen:
+        raise _unsupported(f"{a['mode']} interpolation from {in_hw} to {out_hw} with "
+                           f"scale_factor={factor}", " (ONNX Resize would read other pixels or "
+                           "runtimes would disagree on the size; pass size= instead)")
+    attrs = ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+              "nearest_mode": "floor"} if a["mode"] == "nearest" else
+             {"mode": "linear", "coordinate_transformation_mode":
+              "align_corners" if a["align_corners"] else "half_pixel"})
+    if chosen[0] is not None:
+        return tr.node("Resize", [x, "", tr.const([1.0, 1.0] + list(chosen[0]))], **attrs)
+    batch_and_channels = tr.node("Slice", [tr.node("Shape", [x]), tr.const([0], np.int64),
+                                           tr.const([2], np.int64), tr.const([0], np.int64)])
+    sizes = tr.node("Concat", [batch_and_channels, tr.const(list(out_hw), np.int64)], axis=0)
+    return tr.node("Resize", [x, "", "", sizes], **attrs)
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad(tr: _Tracer, op: _Op) -> str:
+    mode, amounts, ndim = op.kw["mode"], [int(v) for v in op.kw["pad"]], op.args[0].ndim
+    if mode == "circular" and tr.opset < 19:
+        raise _unsupported("circular padding below opset 19", " (Pad's 'wrap' mode)")
+    if mode != "constant" and min(amounts) < 0:
+        raise _unsupported(f"{mode} padding with negative amounts {amounts}")
+    begins, ends = [0] * ndim, [0] * ndim
+    for i in range(len(amounts) // 2):  # torch lists (before, after) from the last dim back
+        begins[ndim - 1 - i], ends[ndim - 1 - i] = amounts[2 * i], amounts[2 * i + 1]
+    inputs = [op.names[0], tr.const(begins + ends, np.int64)]
+    if mode == "constant":
+        inputs.append(tr.const(0.0 if op.kw["value"] is None else op.kw["value"]))
+    return tr.node("Pad", inputs, mode=_PAD_MODES[mode])
+
+
+_FUNCTIONAL_CONVERTERS: Dict[str, Converter] = {
+    **{name: _act_functional for name in (
+        "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "gelu", "silu",
+        "hardswish", "hardsigmoid")},
+    "softmax": _softmax, "log_softmax": _softmax, "max_pool2d": _pool, "avg_pool2d": _pool,
+    "adaptive_avg_pool2d": _adaptive_pool, "adaptive_max_pool2d": _adaptive_pool,
+    "interpolate": _interpolate, "pad": _pad,
+    "dropout": lambda tr, op: op.names[0],  # (training mode is refused before it runs)
+}
+
+
+def _refuse_before_running(fname: str, a: Dict[str, Any]) -> None:
+    """Options with no faithful ONNX form, refused before the op runs (and changes anything)."""
+    if fname == "dropout" and a["training"] and a["p"] > 0:
+        raise ValueError("pve.onnx.export: dropout in training mode (random masks) has no place "
+                         "in an inference graph: call model.eval() before export")
+    if a.get("return_indices"):
+        raise _unsupported(f"{fname} with return_indices=True")
+    if a.get("divisor_override") is not None:
+        raise _unsupported(f"{fname} with divisor_override={a['divisor_override']}")
+
+
+# --------------------------------------------------------------------------- the seams
+_ORIGINAL_APPLY = Function.__dict__["apply"].__func__
+_ORIGINAL_CALL = Module.__call__
+
+
+def _traced_apply(cls: type, *args: Any, **kwargs: Any) -> Tensor:
+    tr = _active()
+    if tr is None or tr.depth:
+        return _ORIGINAL_APPLY(cls, *args, **kwargs)
+    convert = _FUNCTION_CONVERTERS.get(cls)
+    if convert is None:
+        raise _unsupported(f"the operation {cls.__name__.lstrip('_')}")
+    names = [tr.name_of(a) if isinstance(a, Tensor) else None for a in args]
+    if cls is _f_norm._BatchNorm and args[3][2]:  # (before it updates running statistics)
+        raise ValueError("pve.onnx.export: batch norm would normalize with batch statistics "
+                         "(a BatchNorm in training mode, or one without running statistics), "
+                         "but an ONNX inference graph uses running statistics: call "
+                         "model.eval() before export and keep track_running_stats=True")
+    tr.depth += 1
+    try:
+        out = _ORIGINAL_APPLY(cls, *args, **kwargs)
+    finally:
+        tr.depth -= 1
+    if out.dtype != np.float32:
+        raise _unsupported(f"{cls.__name__.lstrip('_')} on {out.dtype} tensors")
+    tr.bind(out, convert(tr, _Op(args, names, kwargs, out)))
+    return out
+
+
+def _traced_functional(fname: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        tr = _active()
+        if tr is None or tr.depth:
+            return original(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        _refuse_before_running(fname, bound.arguments)
+        t = as_tensor(bound.arguments["input"])
+        x = tr.name_of(t)
+        tr.depth += 1
+        try:
+            out = original(*args, **kwargs)
+        finally:
+            tr.depth -= 1
+        op = _Op((t,), [x], dict(bound.arguments), out, fname)
+        tr.bind(out, _FUNCTIONAL_CONVERTERS[fname](tr, op))  # (in place: out is the input)
+        return out
+
+    return traced
+
+
+def _traced_call(self: Module, *args: Any, **kwargs: Any) -> Any:
+    tr = _active()
+    if tr is None:
+        return _ORIGINAL_CALL(self, *args, **kwargs)
+    tr.scope.append(tr.module_names.get(id(self), type(self).__name__))
+    try:
+        return _ORIGINAL_CALL(self, *args, **kwargs)
+    finally:
+        tr.scope.pop()
+
+
+def _seams() -> Iterator[Tuple[Any, str, Any]]:
+    """(owner, attribute, replacement) for each seam; functionals under each of their names."""
+    yield Function, "apply", classmethod(_traced_apply)
+    yield Module, "__call__", _traced_call
+    for fname in _FUNCTIONAL_CONVERTERS:
+        original = getattr(F, fname)
+        traced = _traced_functional(fname, original)
+        for owner in (F, _f_activation, _f_pooling, _f_shape):
+            if getattr(owner, fname, None) is original:
+                yield owner, fname, traced
+
+
+@contextlib.contextmanager
+def _tracing(tr: _Tracer) -> Iterator[None]:
+    with _install_lock:
+        saved: List[Tuple[Any, str, Any]] = []
+        try:
+            for owner, attr, replacement in _seams():
+                saved.append((owner, attr, owner.__dict__[attr]))
+                setattr(owner, attr, replacement)
+            _state.tracer = tr
+            with enable_grad():
+                yield
+        finally:
+            _state.tracer = None
+            for owner, attr, original in reversed(saved):
+                setattr(owner, attr, original)
+
+
+# --------------------------------------------------------------------------- after the trace
+def _fold_batch_norms(tr: _Tracer, outputs: List[str]) -> List[str]:
+    """Conv -> BatchNormalization (the conv's output used nowhere else) as one Conv:
+    W' = W * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps), in float64.
+    Returns ``outputs`` with the removed BatchNormalization outputs renamed."""
+    producer = {o: n for n in tr.nodes for o in n.outputs}
+    uses = Counter(i for n in tr.nodes for i in n.inputs)
+    inits, renames = tr.initializers, {}
+    for bn in [n for n in tr.nodes if n.op_type == "BatchNormalization"]:
+        conv = producer.get(bn.inputs[0])
+        if (conv is None or conv.op_type != "Conv" or uses[bn.inputs[0]] != 1
+                or bn.inputs[0] in outputs
+                or not all(i in inits for i in conv.inputs[1:] + bn.inputs[1:])):
+            continue
+        gamma, beta, mean, var = (inits[i].astype(np.float64) for i in bn.inputs[1:])
+        scale = gamma / np.sqrt(var + bn.attrs["epsilon"])
+        weight = inits[conv.inputs[1]].astype(np.float64)
+        bias = inits[conv.inputs[2]].astype(np.float64) if len(conv.inputs) > 2 else 0.0
+        base = conv.inputs[1][:-len(".weight")] if conv.inputs[1].endswith(".weight") else conv.name
+        conv.inputs = [conv.inputs[0],
+                       tr.initializer(base + ".weight.bn_folded",
+                                      (weight * scale[:, None, None, None]).astype(np.float32)),
+                       tr.initializer(base + ".bias.bn_folded",
+                                      ((bias - mean) * scale + beta).astype(np.float32))]
+        renames[bn.outputs[0]] = conv.outputs[0]
+        tr.nodes.remove(bn)
+    for n in tr.nodes:
+        n.inputs = [renames.get(i, i) for i in n.inputs]
+    return [renames.get(o, o) for o in outputs]
+
+
+def _prune(tr: _Tracer, outputs: Sequence[str]) -> None:
+    """Drop nodes and initializers that no graph output depends on."""
+    needed = set(outputs)
+    kept: List[Node] = []
+    for node in reversed(tr.nodes):
+        if any(o in needed for o in node.outputs):
+            kept.append(node)
+            needed.update(i for i in node.inputs if i)
+    tr.nodes = kept[::-1]
+    tr.initializers = {k: v for k, v in tr.initializers.items() if k in needed}
+
+
+def _name_outputs(tr: _Tracer, internal: List[str], wanted: List[str],
+                  graph_inputs: List[str]) -> None:
+    """Give each output its wanted name: its producing node's output is renamed, or an
+    Identity node is added (an output that is an input, an initializer or repeated)."""
+    renames: Dict[str, str] = {}
+    for value, name in zip(internal, wanted):
+        if value in graph_inputs or value in tr.initializers or value in renames:
+            tr.nodes.append(Node("Identity", [value], [name], name=f"/Identity_{name}"))
+        else:
+            renames[value] = name
+    for node in tr.nodes:
+        node.inputs = [renames.get(i, i) for i in node.inputs]
+        node.outputs = [renames.get(o, o) for o in node.outputs]
+
+
+# --------------------------------------------------------------------------- argument checks
+def _example_inputs(args: Any) -> List[np.ndarray]:
+    items = list(args) if isinstance(args, tuple) else [args]
+    if not items:
+        raise ValueError("pve.onnx.export: args is an empty tuple; give at least one example input")
+    for i, item in enumerate(items):
+        if not isinstance(item, (Tensor, np.ndarray)):
+            raise TypeError(f"pve.onnx.export: example input {i} must be a numpy array or a "
+                            f"pve.Tensor (or a tuple of them), got {type(item).__name__}")
+        if item.dtype != np.float32:
+            raise TypeError(f"pve.onnx.export: example input {i} must be float32, got "
+                            f"{item.dtype} (convert it with .astype(np.float32))")
+    return [np.array(item) for item in items]  # copies: the model may work in place
+
+
+def _names(given: Optional[Sequence[str]], count: int, kind: str) -> List[str]:
+    if given is None:
+        return [kind] if count == 1 else [f"{kind}_{i}" for i in range(count)]
+    names = list(given)
+    if len(names) != count or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"pve.onnx.export: {kind}_names must be {count} non-empty strings "
+                         f"(one per {kind}), got {given!r}")
+    return names
+
+
+def _dynamic_dims(dynamic_axes: Mapping[str, Any], known: Sequence[str]) -> Dict[str, Dict[int, str]]:
+    """torch's forms: {name: {axis: dim_name}} or {name: [axis, ...]} (named like torch)."""
+    if not isinstance(dynamic_axes, Mapping):
+        raise TypeError(f"pve.onnx.export: dynamic_axes must be a dict, got {type(dynamic_axes).__name__}")
+    dims: Dict[str, Dict[int, str]] = {}
+    for name, axes in dynamic_axes.items():
+        if name not in known:
+            raise ValueError(f"pve.onnx.export: dynamic_axes names {name!r}, which is not an "
+                             f"input or output name ({', '.join(known)})")
+        if not isinstance(axes, (Mapping, list, tuple)):
+            raise TypeError(f"pve.onnx.export: dynamic_axes[{name!r}] must be a dict or a list "
+                            f"of axes, got {type(axes).__name__}")
+        dims[name] = ({int(k): str(v) for k, v in axes.items()} if isinstance(axes, Mapping) else
+                      {int(k): f"{name}_dynamic_axes_{i + 1}" for i, k in enumerate(axes)})
+    return dims
+
+
+def _value_info(name: str, t: Tensor, dynamic: Dict[int, str]) -> ValueInfo:
+    shape: List[Union[int, str, None]] = list(t.shape)
+    for axis, dim_name in dynamic.items():
+        if not -t.ndim <= axis < t.ndim:
+            raise ValueError(f"pve.onnx.export: dynamic axis {axis} of {name!r}, which has "
+                             f"shape {tuple(t.shape)}")
+        shape[axis % t.ndim] = dim_name
+    return ValueInfo(name, DTYPE_CODES[t.dtype], shape)
+
+
+def _outputs_of(result: Any) -> List[Tensor]:
+    items = list(result) if isinstance(result, (tuple, list)) else [result]
+    for item in items:
+        if not isinstance(item, Tensor):
+            raise TypeError(f"pve.onnx.export: the model must return a Tensor or a tuple/list of "
+                            f"Tensors, got {type(result).__name__} holding {type(item).__name__}")
+    return items
+
+
+def _check_inference_mode(model: Module) -> None:
+    for name, m in model.named_modules():
+        if m.training and isinstance(m, (_BatchNormLayer, Dropout)):
+            raise ValueError(
+                f"pve.onnx.export: {name or 'the model'} ({type(m).__name__}) is in training mode, "
+                "but an ONNX inference graph uses BatchNorm's running statistics and no dropout: "
+                "call model.eval() before export (torch users do the same)")
+
+
+# --------------------------------------------------------------------------- public
+def export(model: Module, args: Any, f: Union[str, "os.PathLike[str]", Any], *,
+           input_names: Optional[Sequence[str]] = None,
+           output_names: Optional[Sequence[str]] = None, opset_version: int = 17,
+           dynamic_axes: Optional[Mapping[str, Any]] = None, do_constant_folding: bool = True,
+           verbose: bool = False) -> None:
+    """Write ``model`` as an ONNX file that onnxruntime runs (torch.onnx.export's arguments).
+
+    model: a ``pve.nn.Module``, traced in its current mode: call ``model.eval()`` first
+        (a BatchNorm or Dropout in training mode is a ValueError), as torch users do.
+    args: the example input (float32 numpy array or pve.Tensor), or a tuple of them.
+    f: a path (written atomically: temporary file, fsync, os.replace) or a binary file object.
+    input_names / output_names: default ``input`` / ``output`` when there is one, else
+        ``input_0, input_1, ...`` / ``output_0, ...``.
+    opset_version: 13 to 21. do_constant_folding: fold BatchNorm into the Conv before it.
+    dynamic_axes: ``{"input": {0: "batch"}, "output": {0: "batch"}}`` or ``{"input": [0]}``
+        makes those dims symbolic in the graph's inputs and outputs.
+    verbose: print the graph's nodes.
+    Raises TypeError (not a Module, not float32), ValueError (training mode, bad names) and
+    NotImplementedError naming any op or option ONNX cannot express faithfully."""
+    if not isinstance(model, Module):
+        raise TypeError(f"pve.onnx.export: model must be a pve.nn.Module, got {type(model).__name__}")
+    if not isinstance(f, (str, os.PathLike)) and not hasattr(f, "write"):
+        raise TypeError(f"pve.onnx.export: f must be a path or a writable binary file, got "
+                        f"{type(f).__name__}")
+    if opset_version not in _IR_VERSIONS:
+        raise ValueError(f"pve.onnx.export: opset_version must be {min(_IR_VERSIONS)} to "
+                         f"{max(_IR_VERSIONS)}, got {opset_version!r}")
+    arrays = _example_inputs(args)
+    names_in = _names(input_names, len(arrays), "input")
+    _check_inference_mode(model)
+
+    tr = _Tracer(model, opset_version, reserved=names_in)
+    # Non-leaf inputs that require grad: every op records, and in-place ops are allowed.
+    inputs = [_ops.Clone.apply(Tensor(a, requires_grad=True)) for a in arrays]
+    for t, name in zip(inputs, names_in):
+        tr.bind(t, name)
+    with _tracing(tr):
+        outputs = _outputs_of(model(*inputs))
+    internal = [tr.name_of(t) for t in outputs]
+
+    names_out = _names(output_names, len(outputs), "output")
+    clash = (set(names_in) & set(names_out)) | (set(names_out) & set(tr.initializers))
+    if clash or len(set(names_out)) != len(names_out):
+        raise ValueError(f"pve.onnx.export: input and output names must be distinct from each "
+                         f"other and from parameter names, got {names_in} and {names_out}")
+    dims = _dynamic_dims(dynamic_axes or {}, names_in + names_out)
+    if do_constant_folding:
+        internal = _fold_batch_norms(tr, internal)
+    _prune(tr, internal)
+    _name_outputs(tr, internal, names_out, names_in)
+
+    graph = Graph(nodes=tr.nodes, name=type(model).__name__, initializers=tr.initializers,
+                  inputs=[_value_info(n, t, dims.get(n, {})) for n, t in zip(names_in, inputs)],
+                  outputs=[_value_info(n, t, dims.get(n, {})) for n, t in zip(names_out, outputs)])
+    data = write_model(Model(graph=graph, ir_version=_IR_VERSIONS[opset_version],
+                             opsets={"": opset_version}, producer_name="pyvision_engine",
+                             producer_version=__version__))
+    if verbose:
+        for node in tr.nodes:
+            print(f"{node.name}: {node.op_type}({', '.join(node.inputs)}) -> {', '.join(node.outputs)}")
+    if isinstance(f, (str, os.PathLike)):
+        atomic_write_bytes(f, data)
+    else:
+        f.write(data)
