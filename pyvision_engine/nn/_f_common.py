@@ -71,7 +71,10 @@ def rebind_inplace(target: Tensor, result: Tensor) -> Tensor:
 
     torch's in-place ops return their input with a new grad_fn; here the
     input Tensor takes over the new node, so code that ignores the return
-    value still differentiates through the op."""
+    value still differentiates through the op. Its ``_version`` goes up, as for
+    every in-place op, so caches built from its values (packed or folded
+    convolution weights) are rebuilt."""
+    target._version += 1
     if target.requires_grad and target._node is None and is_grad_enabled():
         raise RuntimeError(
             "a leaf Variable that requires grad is being used in an in-place operation."

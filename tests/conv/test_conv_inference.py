@@ -92,6 +92,22 @@ def test_no_stale_pack_after_in_place_update(packing_layer):
     np.testing.assert_allclose(after, _reference(m, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("in_place", [
+    lambda w: pve.nn.functional.relu_(w),
+    lambda w: pve.nn.functional.leaky_relu(w, 0.5, inplace=True),
+    lambda w: pve.nn.functional.dropout(w, 0.5, True, inplace=True),
+])
+def test_no_stale_pack_after_in_place_functional(packing_layer, in_place):
+    # functional in-place ops (activations, dropout) bump the version like Tensor's own
+    m, x = packing_layer
+    before = _eval_out(m, x)
+    with pve.no_grad():
+        in_place(m.weight)
+    after = _eval_out(m, x)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, _reference(m, x), rtol=1e-5, atol=1e-5)
+
+
 def test_no_stale_pack_after_kernel_update_that_bumps_version(packing_layer):
     # Optimizer kernels write parameters in place and call _bump_version().
     m, x = packing_layer
