@@ -148,20 +148,14 @@ def _packed_varints(wire: int, v: Any) -> List[int]:
     return out
 
 
-def _packed_floats(wire: int, v: Any) -> List[float]:
-    if wire == _FIXED32:
-        return [struct.unpack("<f", v)[0]]
-    if len(v) % 4:
-        raise ValueError("packed float field of odd length")
-    return np.frombuffer(v, "<f4").tolist()
-
-
-def _packed_doubles(wire: int, v: Any) -> List[float]:
-    if wire == _FIXED64:
-        return [struct.unpack("<d", v)[0]]
-    if len(v) % 8:
-        raise ValueError("packed double field of odd length")
-    return np.frombuffer(v, "<f8").tolist()
+def _packed_reals(wire: int, v: Any, width: int) -> List[float]:
+    """A repeated float (width 4) or double (width 8) field: one value, or packed."""
+    fmt = "<f4" if width == 4 else "<f8"
+    if wire in (_FIXED32, _FIXED64):
+        return [float(np.frombuffer(v, fmt)[0])]
+    if len(v) % width:
+        raise ValueError(f"packed {'float' if width == 4 else 'double'} field of odd length")
+    return np.frombuffer(v, fmt).tolist()
 
 
 def read_tensor(buf: memoryview) -> Tuple[str, np.ndarray]:
@@ -179,7 +173,7 @@ def read_tensor(buf: memoryview) -> Tuple[str, np.ndarray]:
         elif number == 2:
             dtype_code = v
         elif number == 4:
-            floats.extend(_packed_floats(wire, v))
+            floats.extend(_packed_reals(wire, v, 4))
         elif number in (5, 7, 11):  # int32_data, int64_data, uint64_data
             ints.extend(_packed_varints(wire, v))
         elif number == 8:
@@ -187,7 +181,7 @@ def read_tensor(buf: memoryview) -> Tuple[str, np.ndarray]:
         elif number == 9:
             raw = v
         elif number == 10:
-            doubles.extend(_packed_doubles(wire, v))
+            doubles.extend(_packed_reals(wire, v, 8))
         elif number == 14:
             external = v == 1
     if external:
@@ -276,7 +270,7 @@ def _read_attribute(buf: memoryview) -> Tuple[str, Any]:
         elif number == 6:
             g = read_graph(v)
         elif number == 7:
-            floats.extend(_packed_floats(wire, v))
+            floats.extend(_packed_reals(wire, v, 4))
         elif number == 8:
             ints.extend(_packed_varints(wire, v))
         elif number == 9:
