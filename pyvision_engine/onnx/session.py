@@ -197,15 +197,18 @@ class _Builder:
         """The nodes in an order where each input is made before it is read."""
         known = set(self.consts) | {vi.name for vi in self.graph.inputs} | {""}
         pending, order = list(nodes), []
-        while pending:
-            ready = [n for n in pending if all(i in known for i in n.inputs)]
-            if not ready:
-                missing = sorted({i for n in pending for i in n.inputs if i not in known})
+        while pending:  # (one pass when the file is in order, as the specification asks)
+            waiting = []
+            for n in pending:
+                if all(i in known for i in n.inputs):
+                    order.append(n)
+                    known.update(n.outputs)
+                else:
+                    waiting.append(n)
+            if len(waiting) == len(pending):
+                missing = sorted({i for n in waiting for i in n.inputs if i not in known})
                 raise ValueError(f"the graph reads values nothing produces: {missing[:5]}")
-            for n in ready:
-                order.append(n)
-                known.update(n.outputs)
-            pending = [n for n in pending if n not in ready]
+            pending = waiting
         for n in order:
             if n.domain not in ("", "ai.onnx"):
                 raise NotImplementedError(f"{_label(n)}: operators of domain {n.domain!r} are not "

@@ -377,3 +377,21 @@ def test_outputs_do_not_alias_inputs_or_weights():
     (y,) = sess.run(None, {"x": x})
     y[0] = 5
     assert x[0] == 1
+
+
+def test_nodes_out_of_order_and_dangling_inputs():
+    relu = helper.make_node("Relu", ["x"], ["h"])
+    neg = helper.make_node("Neg", ["h"], ["y"])
+    io = ([helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    # (onnx.helper does not reorder; the specification asks for topological order)
+    model = helper.make_model(helper.make_graph([neg, relu], "g", *io),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    x = np.array([-1.0, 0.5, 2.0], np.float32)
+    (y,) = InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    np.testing.assert_array_equal(y, -np.maximum(x, 0))
+    dangling = helper.make_node("Neg", ["nowhere"], ["y"])
+    model = helper.make_model(helper.make_graph([dangling], "g", *io),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ValueError, match="nothing produces: \\['nowhere'\\]"):
+        InferenceSession(model.SerializeToString())
