@@ -7,14 +7,18 @@ Loading turns the graph into a list of steps, once:
 2. Each 2-D ``Conv`` with constant weights becomes a ``pve.nn.Conv2d`` in eval
    mode. A ``BatchNormalization`` that alone reads its output is folded into its
    weights; a ``Relu`` or ``Clip(0, 6)`` after that becomes the kernel's epilogue.
-3. A convolution whose output only feeds an ``Add`` (a residual block's end)
-   adds the other operand in its epilogue, with a following ``Relu`` too
-   (``nn.fusion.conv_bn_add_act``).
-4. Runs of convolutions that only feed each other become one ``nn.Sequential``,
-   so the engine's eval fast paths apply to them as to a model built in Python
-   (1x1 and depthwise chains run in the channel-blocked layout, nn/blocked.py).
-5. Every other node runs its operator from ``_ops`` (numpy, or the engine's
-   kernels for float32 work).
+3. ``x + convs(x)`` with 1x1 and depthwise convolutions (an inverted residual)
+   becomes one channel-blocked Block (nn/blocked.py, as the model zoo's
+   InvertedResidual); otherwise a convolution whose output only feeds an
+   ``Add`` adds the other operand in its epilogue, with a following ``Relu``
+   too (``nn.fusion.conv_bn_add_act``).
+4. Runs of convolutions that only feed each other become one ``nn.Sequential``
+   (expand -> depthwise -> project inside them a Block), and such steps that
+   only feed each other one Sequential, so the engine's eval fast paths apply
+   as to a model built in Python: a MobileNetV2's features are one
+   ``conv2d_blocked_sequence`` call.
+5. Gemm / MatMul with constant weights lay them out once; every other node runs
+   its operator from ``_ops`` (numpy, or the engine's kernels for float32 work).
 
 ``run`` checks the feed against the graph's inputs (names, element types,
 fixed dimensions) and raises ``ValueError`` / ``TypeError`` naming the input,
