@@ -55,7 +55,7 @@ def _activate(input: Any, name: str, alpha: float = 0.0, inplace: bool = False,
         return _Activation.apply(x, code, float(alpha), False)
     if not needs_grad(x):
         _C.activation_forward(code, x._data, x._data, float(alpha))
-        x._version += 1  # (in place: caches of packed weights are rebuilt)
+        x._bump_version()  # (in place: caches of packed weights are rebuilt)
         return x
     if x._node is None:
         raise RuntimeError(

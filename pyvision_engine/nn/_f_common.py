@@ -74,7 +74,7 @@ def rebind_inplace(target: Tensor, result: Tensor) -> Tensor:
     value still differentiates through the op. Its ``_version`` goes up, as for
     every in-place op, so caches built from its values (packed or folded
     convolution weights) are rebuilt."""
-    target._version += 1
+    target._bump_version()
     if target.requires_grad and target._node is None and is_grad_enabled():
         raise RuntimeError(
             "a leaf Variable that requires grad is being used in an in-place operation."

@@ -49,7 +49,7 @@ def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = F
         return _Dropout.apply(x, mask_scale, False)
     if not needs_grad(x):
         np.multiply(x._data, mask_scale, out=x._data)
-        x._version += 1  # (in place: caches of packed weights are rebuilt)
+        x._bump_version()  # (in place: caches of packed weights are rebuilt)
         return x
     return rebind_inplace(x, _Dropout.apply(shell_of(x), mask_scale, True))
 

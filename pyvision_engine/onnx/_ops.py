@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from pyvision_engine.nn import functional as F
+from pyvision_engine.nn._f_norm import batch_norm_scale_shift
 from pyvision_engine.onnx._proto import DTYPES
 
 Inputs = List[Optional[np.ndarray]]
@@ -417,6 +418,17 @@ def _batch_norm(attrs, opset, inputs):
     shape = (1, -1) + (1,) * (x.ndim - 2)
     inv = (scale / np.sqrt(var + eps)).reshape(shape)
     return [((x - mean.reshape(shape)) * inv + bias.reshape(shape)).astype(x.dtype)]
+
+
+def fold_batch_norm(weight: np.ndarray, bias: Optional[np.ndarray], gamma: np.ndarray,
+                    beta: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                    eps: float) -> Tuple[np.ndarray, np.ndarray]:
+    """A Conv's (weight, bias) with the inference BatchNormalization after it folded in:
+    W * s and b * s + shift, (s, shift) as the engine's own BatchNorm computes them."""
+    scale, shift = batch_norm_scale_shift(mean, var, gamma, beta, eps)
+    folded_w = (weight.astype(np.float64) * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+    folded_b = shift if bias is None else (bias.astype(np.float64) * scale + shift).astype(np.float32)
+    return folded_w, folded_b
 
 
 @op("InstanceNormalization")

@@ -50,6 +50,7 @@ from pyvision_engine.nn import functional as F
 from pyvision_engine.nn.dropout import Dropout
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.normalization import _BatchNorm as _BatchNormLayer
+from pyvision_engine.onnx._ops import fold_batch_norm
 from pyvision_engine.onnx._proto import DTYPE_CODES, Graph, Model, Node, ValueInfo, write_model
 from pyvision_engine.tensor import Tensor, as_tensor
 
@@ -588,7 +589,7 @@ def _tracing(tr: _Tracer) -> Iterator[None]:
 # --------------------------------------------------------------------------- after the trace
 def _fold_batch_norms(tr: _Tracer, outputs: List[str]) -> List[str]:
     """Conv -> BatchNormalization (the conv's output used nowhere else) as one Conv:
-    W' = W * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps), in float64.
+    W' = W * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps) (_ops.fold_batch_norm).
     Returns ``outputs`` with the removed BatchNormalization outputs renamed."""
     producer = {o: n for n in tr.nodes for o in n.outputs}
     uses = Counter(i for n in tr.nodes for i in n.inputs)
@@ -599,16 +600,12 @@ def _fold_batch_norms(tr: _Tracer, outputs: List[str]) -> List[str]:
                 or bn.inputs[0] in outputs
                 or not all(i in inits for i in conv.inputs[1:] + bn.inputs[1:])):
             continue
-        gamma, beta, mean, var = (inits[i].astype(np.float64) for i in bn.inputs[1:])
-        scale = gamma / np.sqrt(var + bn.attrs["epsilon"])
-        weight = inits[conv.inputs[1]].astype(np.float64)
-        bias = inits[conv.inputs[2]].astype(np.float64) if len(conv.inputs) > 2 else 0.0
+        bias = inits[conv.inputs[2]] if len(conv.inputs) > 2 else None
+        weight, bias = fold_batch_norm(inits[conv.inputs[1]], bias,
+                                       *(inits[i] for i in bn.inputs[1:]), bn.attrs["epsilon"])
         base = conv.inputs[1][:-len(".weight")] if conv.inputs[1].endswith(".weight") else conv.name
-        conv.inputs = [conv.inputs[0],
-                       tr.initializer(base + ".weight.bn_folded",
-                                      (weight * scale[:, None, None, None]).astype(np.float32)),
-                       tr.initializer(base + ".bias.bn_folded",
-                                      ((bias - mean) * scale + beta).astype(np.float32))]
+        conv.inputs = [conv.inputs[0], tr.initializer(base + ".weight.bn_folded", weight),
+                       tr.initializer(base + ".bias.bn_folded", bias)]
         renames[bn.outputs[0]] = conv.outputs[0]
         tr.nodes.remove(bn)
     for n in tr.nodes:

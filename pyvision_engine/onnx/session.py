@@ -169,6 +169,24 @@ class _ConvUnit:
     what: str
 
 
+def _call(step: _Step, args: List[Optional[np.ndarray]]) -> List[Any]:
+    """``step.fn(*args)``, its errors naming the node (at load and at run time)."""
+    try:
+        return step.fn(*args)
+    except (KeyError, IndexError, TypeError) as e:  # a missing attribute or input
+        raise ValueError(f"{step.what}: invalid attributes or inputs ({e!r})") from None
+    except ValueError as e:
+        raise ValueError(f"{step.what}: {e}") from None
+
+
+def _conv_output_shape(conv: pve.nn.Conv2d, x_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    """The convolution's output shape (its own cached, checked inference geometry)."""
+    if len(x_shape) != 4:
+        return ()
+    geometry = conv._inference_plan(x_shape, conv.weight, conv.padding)[0]
+    return (x_shape[0], conv.out_channels) + tuple(geometry.out_size)
+
+
 def _label(node: Node) -> str:
     return f"{node.op_type} node {node.name!r}" if node.name else f"{node.op_type} node"
 
@@ -231,20 +249,6 @@ class _Builder:
         return None
 
     # -------------------------------------------------------------- nodes
-    def _evaluate(self, node: Node, inputs: List[Optional[np.ndarray]]) -> List[np.ndarray]:
-        try:
-            with np.errstate(all="ignore"):  # (NaN and inf propagate without warnings, as in onnxruntime)
-                return self._dispatch(node, inputs)
-        except (KeyError, IndexError, TypeError) as e:  # a missing attribute or input
-            raise ValueError(f"{_label(node)}: invalid attributes or inputs ({e!r})") from None
-        except ValueError as e:
-            raise type(e)(f"{_label(node)}: {e}") from None
-
-    def _dispatch(self, node: Node, inputs: List[Optional[np.ndarray]]) -> List[np.ndarray]:
-        if node.op_type in _ops.MULTI_OUTPUT:
-            return _ops.MULTI_OUTPUT[node.op_type](node.attrs, self.opset, inputs, len(node.outputs))
-        return _ops.OPS[node.op_type](node.attrs, self.opset, inputs)
-
     def _op_step(self, node: Node) -> _Step:
         attrs, opset = node.attrs, self.opset
         if node.op_type in _ops.MULTI_OUTPUT:
@@ -292,10 +296,8 @@ class _Builder:
             stats = [self._const_input(bn, k) for k in range(1, 5)]
             training = bn.attrs.get("training_mode", 0) or len(bn.outputs) > 1
             if all(s is not None for s in stats) and not training:
-                scale, shift, mean, var = (s.astype(np.float64) for s in stats)
-                factor = scale / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
-                weight = (weight * factor.reshape(-1, 1, 1, 1)).astype(np.float32)
-                b = ((b - mean) * factor + shift).astype(np.float32)
+                weight, b = _ops.fold_batch_norm(weight, b, *stats,
+                                                 float(bn.attrs.get("epsilon", 1e-5)))
                 absorbed.add(j)
                 out = bn.outputs[0]
         conv.load_state_dict({"weight": weight, "bias": b})
@@ -338,7 +340,7 @@ class _Builder:
         for i, node in enumerate(self.nodes):  # first every value known without the feed
             if all(name == "" or name in self.consts for name in node.inputs):
                 inputs = [self.consts.get(name) if name else None for name in node.inputs]
-                for name, value in zip(node.outputs, self._evaluate(node, inputs)):
+                for name, value in zip(node.outputs, _call(self._op_step(node), inputs)):
                     if name:
                         self.consts[name] = np.asarray(value)
                 folded.add(i)
@@ -491,7 +493,7 @@ class _Builder:
 
         def run(x: np.ndarray, skip: np.ndarray) -> List[Any]:
             x = _ops.f32(x)
-            if skip.dtype == np.float32 and skip.shape == conv_output_shape(conv, x.shape):
+            if skip.dtype == np.float32 and skip.shape == _conv_output_shape(conv, x.shape):
                 return [fusion.conv_bn_add_act(conv, None, x, _ops.f32(skip), act)]
             y = np.asarray(fusion.conv_bn_act(conv, None, None, x)) + skip  # (broadcasting)
             return [np.maximum(y, 0).astype(y.dtype) if act is not None else y]
@@ -525,14 +527,6 @@ class _Builder:
                 return [np.matmul(x, weight.T)]
             return [F.linear(x, weight, bias)]
         return _Step(run, [node.inputs[0]], [node.outputs[0]], _label(node))
-
-
-def conv_output_shape(conv: pve.nn.Conv2d, x_shape: Tuple[int, ...]) -> Tuple[int, ...]:
-    if len(x_shape) != 4:
-        return ()
-    hw = [(size + 2 * p - d * (k - 1) - 1) // s + 1 for size, p, d, k, s in
-          zip(x_shape[2:], conv.padding, conv.dilation, conv.kernel_size, conv.stride)]
-    return (x_shape[0], conv.out_channels, hw[0], hw[1])
 
 
 # ----------------------------------------------------------------- the session
@@ -570,7 +564,7 @@ class InferenceSession:
         except ValueError as e:
             raise ValueError(f"pve.onnx.InferenceSession: {where} is not a valid ONNX model: {e}") \
                 from None
-        with pve.no_grad():
+        with pve.no_grad(), np.errstate(all="ignore"):  # (constant folding, as run)
             builder = _Builder(self._model)
             self._steps = builder.build()
         self._consts = builder.consts
@@ -585,6 +579,7 @@ class InferenceSession:
             for name in step.inputs:
                 self._last_use[name] = k
         self._consts_read = [n for n in self._consts if n in self._last_use]
+        self._output_names = {o.name for o in self._outputs}
 
     # -------------------------------------------------------------- onnxruntime's API
     def get_inputs(self) -> List[NodeArg]:
@@ -611,8 +606,8 @@ class InferenceSession:
     def run(self, output_names: Optional[Iterable[str]], input_feed: Dict[str, Any],
             run_options: Any = None) -> List[np.ndarray]:
         """The requested outputs (all when ``output_names`` is None or empty), as numpy arrays."""
+        known = self._output_names
         names = [o.name for o in self._outputs] if not output_names else list(output_names)
-        known = {o.name for o in self._outputs}
         for name in names:
             if name not in known:
                 raise ValueError(f"pve.onnx.InferenceSession.run: invalid output name {name!r} "
@@ -623,13 +618,7 @@ class InferenceSession:
         # (NaN and inf propagate without warnings, as in onnxruntime)
         with pve.no_grad(), np.errstate(all="ignore"):
             for k, step in enumerate(self._steps):
-                args = [values[n] if n else None for n in step.inputs]
-                try:
-                    outs = step.fn(*args)
-                except (KeyError, IndexError, TypeError) as e:  # a missing attribute or input
-                    raise ValueError(f"{step.what}: invalid attributes or inputs ({e!r})") from None
-                except ValueError as e:
-                    raise ValueError(f"{step.what}: {e}") from None
+                outs = _call(step, [values[n] if n else None for n in step.inputs])
                 for name, value in zip(step.outputs, outs):
                     if name:
                         values[name] = value if type(value) is np.ndarray else np.asarray(value)
