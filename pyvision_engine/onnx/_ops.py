@@ -46,9 +46,15 @@ def arr(t: Any) -> np.ndarray:
     return t if isinstance(t, np.ndarray) else np.asarray(t)
 
 
+def contiguous(x: Any, dtype: Any = None) -> np.ndarray:
+    """x as a C-contiguous array (no copy when it is one); unlike np.ascontiguousarray,
+    a 0-d array stays 0-d."""
+    return np.require(x, dtype=dtype, requirements="C")
+
+
 def f32(x: np.ndarray) -> np.ndarray:
     """x as a C-contiguous float32 array the kernels take (no copy when it is one)."""
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return contiguous(x, np.float32)
 
 
 def _ints(values: Optional[np.ndarray]) -> Optional[List[int]]:
@@ -65,7 +71,9 @@ def _axis(axis: int, rank: int, what: str) -> int:
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Pow": np.power,
            "Equal": np.equal, "Less": np.less, "Greater": np.greater,
            "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal,
-           "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}
+           "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor,
+           "BitwiseAnd": np.bitwise_and, "BitwiseOr": np.bitwise_or,
+           "BitwiseXor": np.bitwise_xor}
 
 
 def _binary(name: str) -> OpFn:
@@ -124,9 +132,27 @@ OPS["Mean"] = _variadic_op(np.add, mean=True)
 _UNARY = {"Neg": np.negative, "Abs": np.abs, "Exp": np.exp, "Log": np.log, "Sqrt": np.sqrt,
           "Floor": np.floor, "Ceil": np.ceil, "Reciprocal": np.reciprocal, "Not": np.logical_not,
           "Sign": np.sign, "Sin": np.sin, "Cos": np.cos, "Round": np.round,
-          "IsNaN": np.isnan, "Softsign": lambda x: x / (1 + np.abs(x))}
+          "IsNaN": np.isnan, "Softsign": lambda x: x / (1 + np.abs(x)),
+          "Tan": np.tan, "Asin": np.arcsin, "Acos": np.arccos, "Atan": np.arctan,
+          "Sinh": np.sinh, "Cosh": np.cosh, "Asinh": np.arcsinh, "Acosh": np.arccosh,
+          "Atanh": np.arctanh, "BitwiseNot": np.invert}
 for _name, _fn in _UNARY.items():
     OPS[_name] = (lambda fn: lambda attrs, opset, inputs: [np.asarray(fn(inputs[0]))])(_fn)
+
+
+@op("BitShift")
+def _bit_shift(attrs, opset, inputs):
+    a, b = inputs
+    left = attrs.get("direction") in (b"LEFT", "LEFT")
+    return [np.asarray(np.left_shift(a, b) if left else np.right_shift(a, b), dtype=a.dtype)]
+
+
+@op("IsInf")
+def _is_inf(attrs, opset, inputs):
+    x = inputs[0]
+    negative = np.isneginf(x) if attrs.get("detect_negative", 1) else np.zeros(x.shape, bool)
+    positive = np.isposinf(x) if attrs.get("detect_positive", 1) else np.zeros(x.shape, bool)
+    return [negative | positive]
 
 
 @op("Erf")
@@ -143,9 +169,17 @@ def _relu(attrs, opset, inputs):
     return [np.maximum(x, 0).astype(x.dtype)]
 
 
+def _float_op(x: np.ndarray, kernel: Callable, exact: Callable) -> np.ndarray:
+    """An operator on float data: the engine's float32 kernel, except float64 input, which
+    numpy computes in float64 (``exact``); float16 input runs in float32 and is rounded back."""
+    if x.dtype == np.float64:
+        return np.asarray(exact(x), dtype=np.float64)
+    return arr(kernel(f32(x))).astype(x.dtype, copy=False)
+
+
 @op("Sigmoid")
 def _sigmoid(attrs, opset, inputs):
-    return [arr(F.sigmoid(f32(inputs[0])))]
+    return [_float_op(inputs[0], F.sigmoid, lambda x: 1 / (1 + np.exp(-x)))]
 
 
 @op("Tanh")
@@ -155,7 +189,9 @@ def _tanh(attrs, opset, inputs):
 
 @op("LeakyRelu")
 def _leaky_relu(attrs, opset, inputs):
-    return [arr(F.leaky_relu(f32(inputs[0]), float(attrs.get("alpha", 0.01))))]
+    alpha = float(attrs.get("alpha", 0.01))
+    return [_float_op(inputs[0], lambda x: F.leaky_relu(x, alpha),
+                      lambda x: np.where(x >= 0, x, alpha * x))]
 
 
 @op("PRelu")
@@ -185,6 +221,59 @@ def _softplus(attrs, opset, inputs):
     return [np.logaddexp(x, 0).astype(x.dtype)]
 
 
+@op("Celu")
+def _celu(attrs, opset, inputs):
+    x, alpha = inputs[0], float(attrs.get("alpha", 1.0))
+    with np.errstate(over="ignore"):
+        negative = alpha * np.expm1(np.minimum(x.astype(np.float64), 0) / alpha)
+    return [(np.maximum(x, 0) + negative).astype(x.dtype)]
+
+
+@op("ThresholdedRelu")
+def _thresholded_relu(attrs, opset, inputs):
+    x = inputs[0]
+    return [np.where(x > float(attrs.get("alpha", 1.0)), x, 0).astype(x.dtype)]
+
+
+@op("Shrink")
+def _shrink(attrs, opset, inputs):
+    x = inputs[0]
+    bias, lambd = float(attrs.get("bias", 0.0)), float(attrs.get("lambd", 0.5))
+    y = np.where(x < -lambd, x + bias, np.where(x > lambd, x - bias, 0))
+    return [y.astype(x.dtype)]
+
+
+@op("Mish")
+def _mish(attrs, opset, inputs):
+    x = inputs[0]
+    x64 = x.astype(np.float64)
+    return [(x64 * np.tanh(np.logaddexp(0.0, x64))).astype(x.dtype)]
+
+
+@op("Gelu")
+def _gelu(attrs, opset, inputs):
+    x = inputs[0]
+    approximate = attrs.get("approximate", b"none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    if approximate not in ("none", "tanh"):
+        raise OnnxOpError(f"Gelu: unknown approximate {approximate!r}")
+    if x.dtype == np.float32:
+        return [arr(F.gelu(f32(x), approximate=approximate))]
+    x64 = x.astype(np.float64)
+    if approximate == "tanh":
+        y = 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64 ** 3)))
+    else:
+        y = 0.5 * x64 * (1 + np.vectorize(math.erf)(x64 / math.sqrt(2))) if x.size else x64
+    return [np.asarray(y, dtype=x.dtype)]
+
+
+@op("Swish")
+def _swish(attrs, opset, inputs):
+    x = inputs[0]
+    x64 = x.astype(np.float64)
+    return [(x64 / (1 + np.exp(-float(attrs.get("alpha", 1.0)) * x64))).astype(x.dtype)]
+
+
 @op("HardSigmoid")
 def _hard_sigmoid(attrs, opset, inputs):
     x = inputs[0]
@@ -194,7 +283,7 @@ def _hard_sigmoid(attrs, opset, inputs):
 
 @op("HardSwish")
 def _hard_swish(attrs, opset, inputs):
-    return [arr(F.hardswish(f32(inputs[0])))]
+    return [_float_op(inputs[0], F.hardswish, lambda x: x * np.clip(x / 6 + 0.5, 0, 1))]
 
 
 @op("Clip")
@@ -220,10 +309,14 @@ def _softmax_like(log: bool) -> OpFn:
         axis = _axis(int(attrs.get("axis", default)), x.ndim, "Softmax")
         if opset < 13:  # coerced to 2-D: rows are everything before axis
             flat = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)
-            y = F.log_softmax(f32(flat), 1) if log else F.softmax(f32(flat), 1)
-            return [arr(y).reshape(x.shape)]
-        y = F.log_softmax(f32(x), axis) if log else F.softmax(f32(x), axis)
-        return [arr(y)]
+            return [run({"axis": 1}, 13, [flat])[0].reshape(x.shape)]
+
+        def exact(v: np.ndarray) -> np.ndarray:
+            shifted = v - v.max(axis=axis, keepdims=True)
+            log_total = np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+            return shifted - log_total if log else np.exp(shifted - log_total)
+        kernel = (lambda v: F.log_softmax(v, axis)) if log else (lambda v: F.softmax(v, axis))
+        return [_float_op(x, kernel, exact)]
     return run
 
 
@@ -290,6 +383,7 @@ def _conv(attrs, opset, inputs):
         x, pads = pad_spatial(x, pads, 0.0), [0, 0, 0, 0]
     y = arr(F.conv2d(f32(x), f32(w), None if b is None else f32(b), tuple(strides),
                      tuple(pads[:2]), tuple(dilations), group))
+    y = y.astype(x.dtype, copy=False)  # (float16 and float64 models compute in float32)
     return [y[:, :, 0] if one_d else y]
 
 
@@ -337,6 +431,8 @@ def _pool_reference(x: np.ndarray, kernel, strides, dilations, pads, ceil: bool,
             win = xp[:, :, rs, cs]
             if mode == "max":
                 out[:, :, i, j] = win.max(axis=(2, 3))
+            elif mode == "sum":
+                out[:, :, i, j] = win.sum(axis=(2, 3))
             else:
                 count = (in_pad if include_pad else inside)[rs, cs].sum()
                 out[:, :, i, j] = win.sum(axis=(2, 3)) / count
@@ -556,7 +652,7 @@ def _reshape(attrs, opset, inputs):
 def _transpose(attrs, opset, inputs):
     x = inputs[0]
     perm = attrs.get("perm")
-    return [np.ascontiguousarray(np.transpose(x, None if perm is None else list(perm)))]
+    return [contiguous(np.transpose(x, None if perm is None else list(perm)))]
 
 
 def _axes_arg(attrs, opset, inputs, since: int) -> Optional[List[int]]:
@@ -630,7 +726,7 @@ def _slice(attrs, opset, inputs):
         if st == 0:
             raise OnnxOpError("Slice: a step of 0")
         index[_axis(a, x.ndim, "Slice")] = slice(s, e, st)
-    return [np.ascontiguousarray(x[tuple(index)])]
+    return [contiguous(x[tuple(index)])]
 
 
 @op("Gather")
@@ -684,7 +780,7 @@ def _cast(attrs, opset, inputs):
 def _expand(attrs, opset, inputs):
     x, shape = inputs[0], _ints(inputs[1])
     target = np.broadcast_shapes(x.shape, tuple(shape))
-    return [np.ascontiguousarray(np.broadcast_to(x, target))]
+    return [contiguous(np.broadcast_to(x, target))]
 
 
 @op("Tile")
@@ -734,6 +830,19 @@ OPS["ReduceMin"] = _reduce(lambda x, a, k: x.min(axis=a, keepdims=k, initial=_hi
 OPS["ReduceProd"] = _reduce(lambda x, a, k: x.prod(axis=a, keepdims=k), 18)
 OPS["ReduceL2"] = _reduce(lambda x, a, k: np.sqrt((x.astype(np.float64) ** 2).sum(axis=a, keepdims=k)), 18)
 OPS["ReduceSumSquare"] = _reduce(lambda x, a, k: (x * x).sum(axis=a, keepdims=k), 18)
+OPS["ReduceL1"] = _reduce(lambda x, a, k: np.abs(x).sum(axis=a, keepdims=k), 18)
+OPS["ReduceLogSum"] = _reduce(lambda x, a, k: np.log(x.sum(axis=a, keepdims=k, dtype=np.float64)), 18)
+
+
+def _log_sum_exp(x: np.ndarray, axes: Tuple[int, ...], keep: bool) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    top = x64.max(axis=axes, keepdims=True, initial=-np.inf)
+    top = np.where(np.isfinite(top), top, 0.0)  # (all -inf, or an inf: no shift)
+    total = np.log(np.exp(x64 - top).sum(axis=axes, keepdims=True)) + top
+    return total if keep else np.squeeze(total, axis=axes)
+
+
+OPS["ReduceLogSumExp"] = _reduce(_log_sum_exp, 18)
 
 
 def _arg_reduce(fn: Callable) -> OpFn:
@@ -879,11 +988,15 @@ def _resize(attrs, opset, inputs):
             shape[axis] = -1
             wt = wt.reshape(shape)
             y = np.take(y, lo, axis=axis) * (1 - wt) + np.take(y, hi, axis=axis) * wt
-    return [np.ascontiguousarray(y, dtype=x.dtype)]
+    return [contiguous(y, dtype=x.dtype)]
 
 
 # Ops whose node has a variable number of outputs: called with the count.
 MULTI_OUTPUT = {"Split": split_op}
+
+
+# The operators kept in their own modules register themselves into OPS on import.
+from pyvision_engine.onnx import _ops_index, _ops_nn  # noqa: E402,F401
 
 
 def supported() -> List[str]:

@@ -172,11 +172,15 @@ class _ConvUnit:
 def _call(step: _Step, args: List[Optional[np.ndarray]]) -> List[Any]:
     """``step.fn(*args)``, its errors naming the node (at load and at run time)."""
     try:
-        return step.fn(*args)
+        outs = step.fn(*args)
     except (KeyError, IndexError, TypeError) as e:  # a missing attribute or input
         raise ValueError(f"{step.what}: invalid attributes or inputs ({e!r})") from None
     except ValueError as e:
         raise ValueError(f"{step.what}: {e}") from None
+    if len(outs) < len(step.outputs) and any(step.outputs[len(outs):]):
+        raise NotImplementedError(f"{step.what}: pve.onnx does not compute its optional output(s) "
+                                  f"{[n for n in step.outputs[len(outs):] if n]}")
+    return outs
 
 
 def _conv_output_shape(conv: pve.nn.Conv2d, x_shape: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -661,5 +665,5 @@ class InferenceSession:
                 if bad:
                     raise ValueError(f"pve.onnx.InferenceSession.run: input {name!r} must have shape "
                                      f"{arg.shape}, got {list(value.shape)}")
-            values[name] = np.ascontiguousarray(value)
+            values[name] = _ops.contiguous(value)
         return values
