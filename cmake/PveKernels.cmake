@@ -7,7 +7,11 @@
 # csrc/core/dispatch.h); pve_finish_kernels() generates the table that calls
 # each ISA's registration only when the CPU supports that ISA.
 
-set(PVE_ISA_FLAGS_scalar "")
+# The scalar reference is plain C++ for CPUs without AVX2. GCC 12's SLP
+# vectorizer turned its 1x1-convolution tile loop into SSE code that also
+# loads the next row of pixels (unused) and so read past the input's end
+# (tests/kernels/test_bounds.py): no auto-vectorization of the reference.
+set(PVE_ISA_FLAGS_scalar -fno-tree-vectorize)
 set(PVE_ISA_FLAGS_avx2   -mavx2 -mfma -mf16c)
 set(PVE_ISA_FLAGS_avx512 -mavx512f -mavx512cd -mavx512bw -mavx512dq -mavx512vl
                          -mavx2 -mfma -mf16c -mprefer-vector-width=512
