@@ -258,7 +258,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                   epochs=args.epochs, val_loader=test_loader, scheduler=scheduler,
                   scheduler_step=scheduler_step, clip_grad_norm=args.clip_grad_norm,
                   callbacks=callbacks, progress=not args.quiet, checkpoint=args.checkpoint,
-                  resume=args.resume, log=print)
+                  resume=args.resume, log=print,
+                  # what eval/predict need to rebuild the model, as in `--out` weights
+                  checkpoint_metadata=_weights_metadata(args.model, spec))
     elapsed = time.perf_counter() - t0
     if not history:
         print(f"nothing to do: the checkpoint already covers {args.epochs} epochs")
@@ -276,6 +278,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------- eval and predict
+def _few(keys: List[str], limit: int = 5) -> str:
+    """The first ``limit`` keys and how many more: a one-line error stays readable."""
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _state_mismatch(model: Any, state: Dict[str, Any]) -> Optional[str]:
+    """Why ``state`` does not load into ``model``, in one short line (None if it does)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    parts = []
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {_few(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {_few(unexpected)}")
+    if not parts:
+        found = {k: tuple(getattr(state[k], "shape", ())) for k in expected}
+        shapes = [f"{k} {found[k]} vs {tuple(v.shape)}" for k, v in expected.items()
+                  if found[k] != tuple(v.shape)]
+        if shapes:
+            parts.append(f"shape mismatches ({len(shapes)}, file vs model): {_few(shapes, 3)}")
+    return "; ".join(parts) or None
+
+
 def _load_trained(weights: str, model_name: Optional[str]) -> Tuple[Any, Dict[str, Any]]:
     """Model + preprocessing info from a weights file written by ``train --out`` (or a checkpoint)."""
     import pyvision_engine as pve
@@ -305,12 +332,17 @@ def _load_trained(weights: str, model_name: Optional[str]) -> Tuple[Any, Dict[st
     spec = DataSpec(info["dataset"] or "custom", None, None)
     spec.channels, spec.size = info["channels"], info["size"]
     model = _build_model(name, spec, num_classes)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, ValueError) as e:
-        first = str(e).splitlines()
-        detail = " ".join(line.strip() for line in first[:3])
-        raise CLIError(f"{weights} does not fit model {name}: {detail}") from None
+    problem = _state_mismatch(model, state)
+    if problem is None:
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, ValueError) as e:
+            problem = str(e).splitlines()[-1].strip()
+    if problem is not None:
+        if "pve_channels" not in meta:
+            problem += (f" (the file does not record its input; {info['channels']}x{info['size']}"
+                        f"x{info['size']} was assumed)")
+        raise CLIError(f"{weights} does not fit model {name}: {problem}")
     model.eval()
     return model, info
 
@@ -325,7 +357,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.threads:
         pve.set_num_threads(args.threads)
     model, info = _load_trained(args.weights, args.model)
-    name, root = _parse_dataset(args.dataset or ([info["dataset"]] if info["dataset"] == "digits" else None))
+    trained_on = info["dataset"]
+    if args.dataset is None and trained_on not in (None, "digits"):
+        # the built-in digits would not fit these weights: ask instead of guessing
+        raise CLIError(f"these weights were trained on {trained_on}; pass --dataset {trained_on} DIR")
+    name, root = _parse_dataset(args.dataset)
     spec = DataSpec(name, root, info["size"] if name == "imagefolder" else None)
     _, test_set = _datasets(spec, augment=False)
     loader = DataLoader(test_set, batch_size=args.batch_size, prefetch_factor=2)

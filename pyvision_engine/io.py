@@ -121,8 +121,18 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 
 
 # -------------------------------------------------------- header checking
-def _check_file(path: str) -> Dict[str, Any]:
-    """Validate the safetensors framing by hand; return the parsed header.
+def _looks_like_pickle(head: bytes) -> bool:
+    # Pickle protocols 2-5 start with PROTO (0x80) and the protocol number; a lone 0x80 is
+    # also the low byte of a 128-byte (or 384, 640...) safetensors header length.
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _is_offset(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_file(path: str) -> Tuple[Dict[str, Any], int]:
+    """Validate the safetensors framing by hand; return (parsed header, offset of the data).
 
     safetensors itself is memory safe; this gives errors that name the file and
     say what is wrong, and recognises pickles without ever unpickling them."""
@@ -138,7 +148,7 @@ def _check_file(path: str) -> Dict[str, Any]:
         raw = f.read(header_len) if fits else b""
     if not fits or raw[:1] != b"{":
         # Not safetensors framing: say what it is instead, without ever unpickling it.
-        if head[:1] == b"\x80" or head[:2] == b"PK":
+        if _looks_like_pickle(head) or head[:4] == b"PK\x03\x04":
             kind = "a pickle" if head[:1] == b"\x80" else "a zip archive (torch.save format)"
             raise CheckpointError(
                 f"{path} is {kind}, not a safetensors file; pyvision_engine never unpickles "
@@ -153,33 +163,52 @@ def _check_file(path: str) -> Dict[str, Any]:
         raise CheckpointError(f"{path}: damaged safetensors file (header is not a JSON object)")
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CheckpointError(f"{path}: damaged safetensors file (header is not valid JSON)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: damaged safetensors file (header is not a JSON object)")
+    meta = header.get("__metadata__")
+    if meta is not None and not (isinstance(meta, dict) and all(
+            isinstance(v, str) for v in meta.values())):
+        raise CheckpointError(f"{path}: damaged safetensors file (__metadata__ is not str -> str)")
     data_len = size - 8 - header_len
     end = 0
     for name, info in header.items():
         if name == "__metadata__":
             continue
         offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2):
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_offset, offsets))
+                and offsets[0] <= offsets[1] and isinstance(info.get("dtype"), str)
+                and isinstance(shape, list) and all(map(_is_offset, shape))):
             raise CheckpointError(f"{path}: damaged safetensors file (bad entry for {name!r})")
-        end = max(end, int(offsets[1]))
+        end = max(end, offsets[1])
     if end > data_len:
         raise CheckpointError(f"{path}: truncated safetensors file (tensors need {end} bytes of "
                               f"data, the file has {data_len})")
-    return header
+    return header, 8 + header_len
+
+
+def _bf16_to_float32(path: str, data_start: int, info: Dict[str, Any]) -> np.ndarray:
+    """numpy has no bfloat16: widen it exactly (bf16 is the top 16 bits of a float32)."""
+    start, end = info["data_offsets"]
+    with open(path, "rb") as f:
+        f.seek(data_start + start)
+        raw = np.frombuffer(f.read(end - start), dtype="<u2")
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"])
 
 
 def _read_safetensors(path: PathLike) -> Tuple["OrderedDict[str, np.ndarray]", Dict[str, str]]:
     path = os.fspath(path)
-    header = _check_file(path)
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    header, data_start = _check_file(path)
+    from safetensors import SafetensorError, safe_open
 
     try:
-        arrays = load_file(path)
+        # safe_open checks every entry's size against its dtype and shape before any read.
+        with safe_open(path, framework="numpy") as f:
+            arrays = {name: _bf16_to_float32(path, data_start, header[name])
+                      if header[name]["dtype"] == "BF16" else f.get_tensor(name)
+                      for name in f.keys()}
     except (SafetensorError, ValueError, TypeError, OSError) as e:
         raise CheckpointError(f"{path}: damaged safetensors file: {e}") from None
     metadata = header.get("__metadata__") or {}
@@ -296,7 +325,8 @@ def load(path: PathLike) -> Any:
     """Load a file written by :func:`save` (or any safetensors file).
 
     A plain safetensors file gives an ordered dict name -> ``pve.Tensor`` (float
-    types as float32, integer types as int64), ready for ``load_state_dict``;
+    types as float32: float16 and bfloat16 are widened exactly, float64 rounded;
+    integer types as int64), ready for ``load_state_dict``;
     a nested file gives back the structure that was saved. A damaged,
     truncated or pickle file raises :class:`CheckpointError` (a ValueError)."""
     if not isinstance(path, (str, os.PathLike)):
@@ -307,19 +337,23 @@ def load(path: PathLike) -> Any:
         try:
             doc = json.loads(metadata[_META_KEY])
             data = doc["data"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise CheckpointError(f"{path}: damaged checkpoint metadata") from None
-        return _decode(data, arrays, path)
+        try:
+            return _decode(data, arrays, path)
+        except CheckpointError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as e:
+            # e.g. an unhashable dict key or a "__float__" that is not a number
+            raise CheckpointError(f"{path}: damaged checkpoint metadata "
+                                  f"({type(e).__name__}: {e})") from None
     return OrderedDict((k, _from_numpy(v)) for k, v in arrays.items())
 
 
 def read_metadata(path: PathLike) -> Dict[str, str]:
     """The str -> str metadata in a safetensors file's header (without reading the tensors)."""
-    header = _check_file(os.fspath(path))
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{os.fspath(path)}: damaged safetensors metadata")
-    return {str(k): str(v) for k, v in meta.items()}
+    header, _ = _check_file(os.fspath(path))
+    return dict(header.get("__metadata__") or {})
 
 
 def save_checkpoint(path: PathLike, model: Any = None, optimizer: Any = None, scheduler: Any = None,

@@ -170,10 +170,15 @@ class EarlyStopping(Callback):
             state.model.load_state_dict(self._best_weights)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        # The best weights go into the checkpoint (as tensors) so that a resumed run
+        # still ends with them, as the uninterrupted run does.
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "best_weights": self._best_weights}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        weights = state.get("best_weights")  # absent in older checkpoints
+        self._best_weights = None if weights is None else {k: np.array(v) for k, v in weights.items()}
 
 
 class ModelCheckpoint(Callback):
@@ -274,12 +279,31 @@ def _check_fit_args(model: Any, train_loader: Any, optimizer: Any, epochs: Any,
         raise ValueError(f"fit: scheduler_step must be 'epoch' or 'batch', got {scheduler_step!r}")
 
 
+def _check_schedule_length(scheduler: Any, scheduler_step: str, train_loader: Any,
+                           start_epoch: int, epochs: int) -> None:
+    """A scheduler with a fixed ``total_steps`` (OneCycleLR) raises once stepped past it;
+    say so before training rather than part-way through an epoch."""
+    total = getattr(scheduler, "total_steps", None)
+    if not isinstance(total, numbers.Integral) or epochs <= start_epoch:
+        return
+    try:
+        per_epoch = len(train_loader) if scheduler_step == "batch" else 1
+    except TypeError:
+        return  # a loader without a length: nothing to check up front
+    left = total - int(getattr(scheduler, "last_epoch", 0))
+    if (epochs - start_epoch) * per_epoch > left:
+        fits = start_epoch + left // max(per_epoch, 1)
+        raise ValueError(f"fit: {type(scheduler).__name__} (total_steps={total}) has {left} steps "
+                         f"left, not enough for epochs={epochs} ({per_epoch} steps per epoch); its "
+                         f"length is fixed, so train at most {fits} epochs with it")
+
+
 def fit(model: Any, train_loader: Any, optimizer: Any, loss_fn: Optional[Callable] = None,
         epochs: int = 1, val_loader: Any = None, scheduler: Any = None,
         clip_grad_norm: Optional[float] = None, callbacks: Sequence[Callback] = (),
         progress: bool = True, checkpoint: Optional[str] = None, resume: Optional[str] = None,
-        scheduler_step: str = "epoch", log: Optional[Callable[[str], None]] = None
-        ) -> List[Dict[str, float]]:
+        scheduler_step: str = "epoch", log: Optional[Callable[[str], None]] = None,
+        checkpoint_metadata: Optional[Dict[str, str]] = None) -> List[Dict[str, float]]:
     """Train ``model`` for ``epochs`` epochs; returns one dict of metrics per epoch.
 
     - ``loss_fn(outputs, targets)`` (default ``nn.CrossEntropyLoss()``).
@@ -292,6 +316,11 @@ def fit(model: Any, train_loader: Any, optimizer: Any, loss_fn: Optional[Callabl
       then the total, so resuming a 1-epoch checkpoint with epochs=2 trains one more.
     - ``progress``: a tqdm bar on stderr with loss, accuracy and images/s.
     - ``log``: called with one summary line per epoch (default: print unless quiet).
+    - ``checkpoint_metadata``: str -> str saved in every checkpoint as
+      ``extra['metadata']`` (``pyvision-engine train`` stores the model name, data
+      set, channels and input size there for ``eval``/``predict``); kept on resume.
+    - A scheduler with a fixed ``total_steps`` (OneCycleLR) must have enough steps
+      left for the remaining epochs; this is checked before training starts.
     """
     from pyvision_engine.io import load_checkpoint, save_checkpoint
 
@@ -317,7 +346,11 @@ def fit(model: Any, train_loader: Any, optimizer: Any, loss_fn: Optional[Callabl
         state.history = list(extra.get("history", []))
         for cb, cb_state in zip(callbacks, extra.get("callbacks", [])):
             cb.load_state_dict(cb_state)
+        if checkpoint_metadata is None:
+            checkpoint_metadata = extra.get("metadata")
         log(f"resumed from {resume} at epoch {start_epoch}")
+    if scheduler is not None:
+        _check_schedule_length(scheduler, scheduler_step, train_loader, start_epoch, epochs)
     for cb in callbacks:
         cb.on_train_begin(state)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -379,10 +412,11 @@ def fit(model: Any, train_loader: Any, optimizer: Any, loss_fn: Optional[Callabl
             cb.on_epoch_end(state, epoch, logs)
         log(_summary(logs, epochs))
         if checkpoint is not None:
+            ckpt_extra = {"history": state.history, "callbacks": [cb.state_dict() for cb in callbacks]}
+            if checkpoint_metadata:
+                ckpt_extra["metadata"] = dict(checkpoint_metadata)
             save_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-                            epoch=epoch + 1, metrics=logs, generators=gens,
-                            extra={"history": state.history,
-                                   "callbacks": [cb.state_dict() for cb in callbacks]})
+                            epoch=epoch + 1, metrics=logs, generators=gens, extra=ckpt_extra)
         if state.stop_training:
             log(f"early stopping after epoch {epoch + 1}")
             break

@@ -1,6 +1,7 @@
 """pyvision-engine train / eval / predict / bench: end to end in subprocesses, and user errors
 as one clear line with a non-zero exit and no traceback."""
 
+import json
 import os
 
 import numpy as np
@@ -97,3 +98,53 @@ def test_default_train_reaches_98_percent_quickly():
     accuracy = float(re.search(r"test accuracy ([0-9.]+)%", proc.stdout).group(1))
     assert accuracy >= 98.0, proc.stdout
     assert elapsed < 60, elapsed
+
+
+@pytest.mark.skipif(not HAS_LAYERS, reason="needs the conv/layers modules")
+def test_eval_and_predict_accept_a_train_checkpoint(tmp_path):
+    # the reference is the same run's `--out` weights, which eval/predict always accepted
+    out, ckpt = tmp_path / "w.safetensors", tmp_path / "last.ckpt"
+    proc = cli("train", "--epochs", "2", "--quiet", "--threads", "1", "--out", str(out),
+               "--checkpoint", str(ckpt))
+    assert proc.returncode == 0, proc.stderr
+    results = []
+    for weights in (out, ckpt):
+        proc = cli("eval", "--weights", str(weights), "--quiet", "--json", str(weights) + ".json")
+        assert proc.returncode == 0, proc.stderr
+        results.append(json.loads((tmp_path / (weights.name + ".json")).read_text()))
+    assert results[0] == results[1] and results[0]["n"] > 0
+    from pyvision_engine.data.datasets import Digits
+
+    np.save(tmp_path / "x.npy", Digits(train=False).data[:4, :, :, 0])
+    outputs = [cli("predict", "--weights", str(w), str(tmp_path / "x.npy")) for w in (out, ckpt)]
+    assert all(p.returncode == 0 for p in outputs), outputs[1].stderr
+    assert outputs[0].stdout == outputs[1].stdout and outputs[0].stdout.count("x.npy[") == 4
+    # onecycle is fixed to the epochs it was made for: a longer resume is one clear line up front
+    assert_one_line_error(cli("train", "--epochs", "3", "--resume", str(ckpt), "--quiet"),
+                          "OneCycleLR", "at most 2 epochs")
+    assert pve.load(ckpt)["epoch"] == 2
+
+
+@pytest.mark.skipif(not HAS_LAYERS, reason="needs the conv/layers modules")
+def test_eval_errors_for_other_datasets_and_unfitting_files_are_short(tmp_path):
+    from pyvision_engine.cli import DataSpec, _build_model, _weights_metadata
+
+    spec = DataSpec("mnist", None, None)
+    spec.channels, spec.size, spec.classes = 1, 28, [str(i) for i in range(10)]
+    spec.mean, spec.std = (0.1307,), (0.3081,)
+    mnist = tmp_path / "mnist.safetensors"
+    pve.save(_build_model("small_cnn", spec, 10).state_dict(), mnist,
+             metadata=_weights_metadata("small_cnn", spec))
+    assert_one_line_error(cli("eval", "--weights", str(mnist)),
+                          "trained on mnist", "--dataset mnist DIR")
+    proc = cli("eval", "--weights", str(mnist), "--model", "resnet20")
+    assert_one_line_error(proc, "does not fit model resnet20", "missing keys (", "more")
+    assert len(proc.stderr.strip()) < 500, proc.stderr
+    # a checkpoint from before checkpoints carried metadata: clear errors, no guessing
+    old = tmp_path / "old.ckpt"
+    from pyvision_engine.io import save_checkpoint
+
+    save_checkpoint(old, model=pve.models.small_cnn(), epoch=1)
+    assert_one_line_error(cli("eval", "--weights", str(old)), "old.ckpt", "pass --model")
+    assert_one_line_error(cli("eval", "--weights", str(old), "--model", "small_cnn"),
+                          "old.ckpt does not fit model small_cnn", "was assumed")

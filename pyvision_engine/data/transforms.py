@@ -288,19 +288,27 @@ def resize_bilinear(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 
 
 class Resize:
-    """Resize to ``size``: (h, w), or an int for the shorter edge (aspect ratio kept,
-    as torchvision). Bilinear (default) or nearest; no antialiasing when
-    downscaling (torchvision's ``antialias=False``) - only ``antialias=None`` or
-    ``False`` are accepted."""
+    """Resize to ``size``: (h, w), or an int or a 1-element sequence for the shorter
+    edge (aspect ratio kept, the longer edge capped at ``max_size``, as torchvision).
+    Bilinear (default) or nearest; no antialiasing when downscaling (torchvision's
+    ``antialias=False``) - only ``antialias=None`` or ``False`` are accepted."""
 
     def __init__(self, size: Size, interpolation: str = "bilinear", max_size: Optional[int] = None,
                  antialias: Optional[bool] = None) -> None:
+        if isinstance(size, (tuple, list)) and len(size) == 1:
+            size = size[0]  # torchvision: [n] means the shorter edge, like n
         if isinstance(size, numbers.Integral):
             if size <= 0:
                 raise ValueError(f"Resize: size must be positive, got {size}")
             self.size: Union[int, Tuple[int, int]] = int(size)
+            if max_size is not None and max_size <= size:
+                raise ValueError(f"Resize: max_size = {max_size} must be strictly greater than the "
+                                 f"requested size for the smaller edge size = {size}")
         else:
             self.size = _pair(size, "Resize")
+            if max_size is not None:
+                raise ValueError("Resize: max_size should only be passed if size specifies the length "
+                                 "of the smaller edge, i.e. size should be an int or a sequence of length 1")
         interpolation = str(getattr(interpolation, "value", interpolation)).lower()
         if interpolation not in ("bilinear", "nearest"):
             raise ValueError(f"Resize: interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")

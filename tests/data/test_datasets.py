@@ -85,6 +85,20 @@ def test_idx_other_dtype_and_damaged_files(tmp_path):
         D.read_idx(str(tmp_path / "bad.gz"))
 
 
+
+def test_idx_dims_whose_product_overflows_int64_are_clear_errors(tmp_path):
+    # 65536**4 == 2**64 wraps to 0 in int64; (2**32 - 1)**2 * 4 wraps negative.
+    for name, dims, code, itemsize in (("wrap0.idx", [65536] * 4, 0x08, 1),
+                                       ("neg.idx", [2 ** 32 - 1] * 2, 0x0C, 4)):
+        path = tmp_path / name
+        path.write_bytes(bytes([0, 0, code, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims))
+        expected = itemsize
+        for d in dims:
+            expected *= d  # exact, in Python ints
+        with pytest.raises(ValueError, match=name) as err:
+            D.read_idx(str(path))
+        assert f"expected {expected} for shape" in str(err.value), str(err.value)
+
 def test_fashion_mnist_layout(tmp_path):
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)

@@ -141,6 +141,34 @@ def test_resize_bilinear_against_hand_values_and_shapes():
         T.Resize(5, antialias=True)
 
 
+
+def torchvision_resized_size(h, w, size, max_size=None):
+    """torchvision.transforms.functional._compute_resized_output_size, written out."""
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    return new_h, new_w
+
+
+def test_resize_one_element_sequence_is_the_shorter_edge_as_torchvision():
+    torch = pytest.importorskip("torch")
+    img = np.random.default_rng(1).random((10, 23, 2)).astype(np.float32)
+    for size, max_size in (([5], None), ((7,), None), ([5], 8), ([12], 20), ([4], None)):
+        for im in (img, img.transpose(1, 0, 2)):
+            want_hw = torchvision_resized_size(im.shape[0], im.shape[1], size[0], max_size)
+            got = T.Resize(size, max_size=max_size)(im)
+            assert got.shape[:2] == want_hw, (size, max_size, im.shape)
+            want = torch.nn.functional.interpolate(torch.from_numpy(im.transpose(2, 0, 1))[None],
+                                                   size=want_hw, mode="bilinear", align_corners=False)
+            np.testing.assert_allclose(got, want[0].numpy().transpose(1, 2, 0), rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(got, T.Resize(size[0], max_size=max_size)(im))
+    with pytest.raises(ValueError, match="max_size"):
+        T.Resize([5], max_size=5)   # torchvision: max_size must exceed the shorter edge
+    with pytest.raises(ValueError, match="max_size"):
+        T.Resize((5, 6), max_size=10)   # torchvision: max_size only with a shorter-edge size
+
 def test_resize_matches_torch_interpolate():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)

@@ -235,3 +235,73 @@ def test_header_length_starting_with_pickle_byte_still_loads(tmp_path):
     else:
         pytest.skip("no padding gave a 0x80 first byte")
     np.testing.assert_array_equal(pve.load(path)["w"].numpy(), np.arange(3))
+
+
+def _with_header(blob, edit):
+    """``blob`` (a safetensors file) with its JSON header changed by ``edit(header)``."""
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    edit(header)
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + blob[8 + n:]
+
+
+def test_truncated_file_whose_first_byte_is_0x80_is_not_called_a_pickle(tmp_path):
+    from safetensors.numpy import load_file
+
+    path = tmp_path / "h.safetensors"
+    pve.save({"w" * 36: np.zeros(4, np.float32)}, path)
+    blob = path.read_bytes()
+    assert struct.unpack("<Q", blob[:8])[0] == 128  # low byte 0x80, like pickle's PROTO opcode
+    path.write_bytes(blob[:100])
+    with pytest.raises(Exception):
+        load_file(str(path))  # the safetensors library refuses it too
+    with pytest.raises(pio.CheckpointError, match="truncated") as err:
+        pve.load(path)
+    assert "pickle" not in str(err.value) and str(path) in str(err.value)
+    for protocol in (2, 3, 5):  # real pickles are still recognised as such
+        path.write_bytes(pickle.dumps({"w": 1}, protocol=protocol))
+        with pytest.raises(pio.CheckpointError, match="is a pickle"):
+            pve.load(path)
+
+
+def test_damaged_headers_and_checkpoint_metadata_name_the_file(tmp_path):
+    good = tmp_path / "good.safetensors"
+    pve.save({"a": np.arange(4, dtype=np.float32)}, good)
+    blob = good.read_bytes()
+
+    def meta(doc):
+        return lambda h: h.update({"__metadata__": {"pve_checkpoint": json.dumps(doc)}})
+
+    cases = {
+        "offsets_str": lambda h: h["a"].update(data_offsets=["a", "b"]),
+        "offsets_negative": lambda h: h["a"].update(data_offsets=[-4, 16]),
+        "shape_str": lambda h: h["a"].update(shape=["4"]),
+        "items_unhashable_key": meta({"version": 1, "data": {"__items__": [[[1], 2]]}}),
+        "float_not_a_number": meta({"version": 1, "data": {"__float__": "abc"}}),
+        "tensor_name_list": meta({"version": 1, "data": {"__tensor__": [1]}}),
+        "tuple_not_a_list": meta({"version": 1, "data": {"__tuple__": 5}}),
+    }
+    for name, edit in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(_with_header(blob, edit))
+        with pytest.raises(pio.CheckpointError) as err:
+            pve.load(path)
+        assert str(path) in str(err.value), (name, str(err.value))
+
+
+def test_bfloat16_files_load_widened_to_float32_like_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    w = (torch.randn(3, 5, generator=g) * 100).to(torch.bfloat16)
+    special = torch.tensor([0.0, -0.0, float("inf"), float("-inf"), 1e-40], dtype=torch.bfloat16)
+    path = tmp_path / "bf16.safetensors"
+    save_file({"w": w, "special": special, "f32": torch.arange(3.0)}, str(path))
+    loaded = pve.load(path)
+    for name, ref in (("w", w), ("special", special)):
+        assert loaded[name].dtype == np.float32 and loaded[name].shape == tuple(ref.shape)
+        np.testing.assert_array_equal(loaded[name].numpy(), ref.float().numpy())  # exact widening
+        assert np.array_equal(np.signbit(loaded[name].numpy()), np.signbit(ref.float().numpy()))
+    np.testing.assert_array_equal(loaded["f32"].numpy(), np.arange(3.0))

@@ -196,3 +196,69 @@ def test_resume_is_bit_identical_with_adam_lookahead_onecycle_and_clipping(tmp_p
         np.testing.assert_array_equal(resumed[k], reference[k], err_msg=k)
     ckpt = pve.load(tmp_path / "c")
     assert set(ckpt) >= {"model", "optimizer", "scheduler", "epoch", "rng", "metrics", "extra"}
+
+
+def test_resume_with_restore_best_weights_equals_uninterrupted_run(tmp_path):
+    # monitor the training loss in 'max' mode: the first epoch is the best, so both runs must
+    # end with epoch 1's weights, which the resumed run only has from the checkpoint.
+    def stopper():
+        return EarlyStopping(monitor="loss", mode="max", patience=100, restore_best_weights=True)
+
+    model, train, val, opt, loss = make_run()
+    after_first = {}
+
+    class Grab(pve.train.Callback):
+        def on_epoch_end(self, state, epoch, logs):
+            if epoch == 0:
+                after_first.update(weights(state.model))
+
+    fit(model, train, opt, loss, epochs=3, callbacks=[stopper(), Grab()], progress=False)
+    reference = weights(model)
+    for k in reference:
+        np.testing.assert_array_equal(reference[k], after_first[k], err_msg=k)
+
+    ckpt = str(tmp_path / "c")
+    model, train, val, opt, loss = make_run()
+    fit(model, train, opt, loss, epochs=2, callbacks=[stopper()], progress=False, checkpoint=ckpt)
+    saved = pve.load(ckpt)["extra"]["callbacks"][0]["best_weights"]
+    assert all(isinstance(v, pve.Tensor) for v in saved.values())   # tensors, not JSON or pickle
+    model, train, val, opt, loss = make_run()
+    es = stopper()
+    fit(model, train, opt, loss, epochs=3, callbacks=[es], progress=False, resume=ckpt)
+    assert es.best_epoch == 0
+    for k, v in weights(model).items():
+        np.testing.assert_array_equal(v, reference[k], err_msg=k)
+
+
+def test_onecycle_that_cannot_cover_the_epochs_fails_before_training(tmp_path):
+    from pyvision_engine.optim.lr_scheduler import OneCycleLR
+
+    def run(epochs, **kw):
+        model, train, val, opt, loss = make_run()
+        sched = OneCycleLR(opt, max_lr=0.05, total_steps=2 * len(train))
+        fit(model, train, opt, loss, epochs=epochs, scheduler=sched, scheduler_step="batch",
+            progress=False, **kw)
+        return model
+
+    ckpt = str(tmp_path / "c")
+    run(2, checkpoint=ckpt)
+    before = pve.load(ckpt)
+    with pytest.raises(ValueError, match=r"OneCycleLR.*at most 2 epochs"):
+        run(3, checkpoint=ckpt, resume=ckpt)
+    after = pve.load(ckpt)   # nothing was trained, nothing was written
+    assert after["epoch"] == 2
+    for k, v in before["model"].items():
+        np.testing.assert_array_equal(after["model"][k].numpy(), v.numpy(), err_msg=k)
+    with pytest.raises(ValueError, match="at most 2 epochs"):
+        run(3)   # a fresh run is checked too (torch would fail part-way through epoch 3)
+
+
+def test_checkpoint_metadata_is_saved_and_kept_on_resume(tmp_path):
+    ckpt = str(tmp_path / "c")
+    model, train, val, opt, loss = make_run()
+    fit(model, train, opt, loss, epochs=1, progress=False, checkpoint=ckpt,
+        checkpoint_metadata={"pve_model": "x"})
+    assert pve.load(ckpt)["extra"]["metadata"] == {"pve_model": "x"}
+    model, train, val, opt, loss = make_run()
+    fit(model, train, opt, loss, epochs=2, progress=False, checkpoint=ckpt, resume=ckpt)
+    assert pve.load(ckpt)["extra"]["metadata"] == {"pve_model": "x"}

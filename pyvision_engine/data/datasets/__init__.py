@@ -17,6 +17,7 @@ per batch by the DataLoader (one Cython kernel call per batch).
 from __future__ import annotations
 
 import gzip
+import math
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -123,7 +124,7 @@ def read_idx(path: str) -> np.ndarray:
     if len(data) < header:
         raise ValueError(f"{path}: truncated IDX header")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: huge dims must not wrap
     if len(data) - header != expected:
         raise ValueError(f"{path}: IDX data has {len(data) - header} bytes, expected {expected} "
                          f"for shape {shape} (truncated or damaged file)")
