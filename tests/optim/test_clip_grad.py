@@ -161,3 +161,119 @@ def test_torch_parity_all_norm_types():
         ours = pve.nn.utils.get_total_norm([pve.tensor(g) for g in grads if g is not None],
                                            norm_type)
         assert float(ours.item()) == pytest.approx(theirs.item(), rel=1e-6), norm_type
+
+
+def _padding(params):
+    """The elements of the arena span that belong to no gradient (its zero padding)."""
+    (span,) = _grad_buffers(params)
+    mask = np.ones(span.size, bool)
+    for p in params:
+        start = (p.grad._data.ctypes.data - span.ctypes.data) // 4
+        mask[start:start + p.grad.numel()] = False
+    return span[mask]
+
+
+@pytest.mark.parametrize("arena", [True, False], ids=["arena", "per-tensor"])
+@pytest.mark.parametrize("norm_type", [-1.0, -0.5, -2.0, -math.inf, 0.0])
+def test_norms_of_order_up_to_zero_ignore_arena_padding(arena, norm_type):
+    # For p < 0 a zero adds |0|^p = inf: counting the arena's zero padding made
+    # the total 0 and the clip a no-op. Only the gradients' own elements count.
+    params, grads = _setup(arena)
+    assert (len(_grad_buffers(params)) == 1) == arena
+    flat = np.abs(np.concatenate([g.reshape(-1) for g in grads]).astype(np.float64))
+    if norm_type == 0.0:
+        expected = float(len(grads))  # gradients with a nonzero element
+    elif norm_type == -math.inf:
+        expected = flat.min()
+    else:
+        expected = (flat ** norm_type).sum() ** (1 / norm_type)
+    max_norm = expected / 2
+    total = clip_grad_norm_(params, max_norm=max_norm, norm_type=norm_type)
+    np.testing.assert_allclose(float(total.item()), expected, rtol=2e-6)
+    coef = np.float32(max_norm) / (np.float32(expected) + np.float32(1e-6))
+    assert coef < 0.6  # it clips
+    for p, g in zip(params, grads):
+        np.testing.assert_allclose(p.grad.numpy(), g * coef, rtol=2e-6, atol=1e-12)
+
+
+def test_negative_norm_of_infinite_gradients_is_inf():
+    # Every |g|^p is 0 for p < 0: torch's total is inf (0 ** (1/p)), not an error.
+    for arena in (True, False):
+        grads = [np.array([np.inf, -np.inf], np.float32), np.array([np.inf], np.float32)]
+        params = [pve.nn.Parameter(np.zeros(g.shape, np.float32)) for g in grads]
+        if arena:
+            optim.SGD(params, lr=0.1)
+        runner.feed_grads(params, grads, via_autograd=False)
+        assert float(clip_grad_norm_(params, 1.0, norm_type=-1.0).item()) == math.inf
+
+
+@pytest.mark.parametrize("norm_type", [-1.0, -0.5, -math.inf, math.inf])
+def test_norm_with_an_empty_gradient_is_an_error_where_torch_has_no_identity(norm_type):
+    p, q = pve.nn.Parameter(np.zeros(2, np.float32)), pve.nn.Parameter(np.zeros(0, np.float32))
+    p.grad, q.grad = pve.tensor(np.ones(2, np.float32)), pve.tensor(np.zeros(0, np.float32))
+    with pytest.raises(RuntimeError, match="empty tensor"):
+        clip_grad_norm_([p, q], 1.0, norm_type=norm_type)
+    np.testing.assert_array_equal(p.grad.numpy(), 1.0)
+    for fine in (2.0, 1.0, 0.5, 0.0):
+        clip_grad_norm_([p, q], 100.0, norm_type=fine)
+
+
+@pytest.mark.parametrize("arena", [True, False], ids=["arena", "per-tensor"])
+@pytest.mark.parametrize("clip_value", [math.nan, math.inf, -math.inf, -1.0, 0.0, -0.0, 0.5])
+def test_clip_grad_value_is_torch_clamp(arena, clip_value):
+    # torch clamps with min=-clip_value, max=clip_value: max wins where min > max
+    # (negative clip_value), and a NaN bound makes every element NaN. The
+    # arena's padding stays zero throughout.
+    params, grads = _setup(arena)
+    for value, index in ((np.nan, 0), (np.inf, 1), (-np.inf, 2)):
+        grads[1][index] = value
+        params[1].grad.numpy()[index] = value
+    clip_grad_value_(params, clip_value)
+    for p, g in zip(params, grads):
+        np.testing.assert_array_equal(p.grad.numpy(),
+                                      np.minimum(np.maximum(g, -clip_value), clip_value))
+    if arena:
+        assert not np.any(_padding(params))
+
+
+def test_nan_clip_coefficient_keeps_arena_padding_zero():
+    from pyvision_engine.nn.utils import clip_grads_with_norm_
+
+    for clip in (lambda ps: clip_grad_norm_(ps, math.nan),
+                 lambda ps: clip_grads_with_norm_(ps, 1.0, math.nan)):
+        params, grads = _setup(True)
+        clip(params)
+        assert all(np.isnan(p.grad.numpy()).all() for p in params)  # as torch
+        assert not np.any(_padding(params))
+        for p, g in zip(params, grads):  # new gradients in the same slots
+            p.grad.numpy()[...] = g
+        flat = np.concatenate([g.reshape(-1) for g in grads]).astype(np.float64)
+        total = clip_grad_norm_(params, 1e9, norm_type=1.0)
+        np.testing.assert_allclose(float(total.item()), np.abs(flat).sum(), rtol=2e-6)
+
+
+ALL_NORM_TYPES = [2, 1.0, math.inf, 0.5, 3, 0, -math.inf, -1.0, -0.5, -2.0, math.nan]
+
+
+@pytest.mark.parametrize("with_zero_grad", [False, True], ids=["nonzero", "one-all-zero"])
+@pytest.mark.parametrize("norm_type", ALL_NORM_TYPES)
+def test_torch_parity_all_norm_types_on_the_arena(norm_type, with_zero_grad):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    third = np.zeros(3) if with_zero_grad else rng.standard_normal(3)
+    grads = [rng.standard_normal((4, 5)), rng.standard_normal(7) * 3, third,
+             rng.standard_normal(1)]
+    grads = [g.astype(np.float32) for g in grads]
+    params = [pve.nn.Parameter(np.zeros(g.shape, np.float32)) for g in grads]
+    optim.SGD(params, lr=0.1)
+    runner.feed_grads(params, grads, via_autograd=True)
+    assert len(_grad_buffers(params)) == 1  # the fused arena path
+    tparams = [torch.nn.Parameter(torch.zeros(g.shape)) for g in grads]
+    for t, g in zip(tparams, grads):
+        t.grad = torch.from_numpy(g.copy())
+    theirs = torch.nn.utils.clip_grad_norm_(tparams, 0.05, norm_type=norm_type)
+    ours = clip_grad_norm_(params, 0.05, norm_type=norm_type)
+    np.testing.assert_allclose(float(ours.item()), theirs.item(), rtol=1e-6)
+    for p, t in zip(params, tparams):
+        np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-5, atol=1e-7)
+    assert not np.any(_padding(params))

@@ -3,9 +3,10 @@
 When the gradients are exactly the gradient buffer of one parameter arena
 (every parameter of the arena has its gradient in its slot, as after a
 backward pass on a model whose optimizer built the arena), the norm is one
-fused reduction over the whole buffer and the scaling one fused pass; the
-arena's zero padding changes neither. Otherwise each gradient is reduced and
-scaled on its own (still in C++).
+fused reduction over the whole buffer and the scaling one fused pass, where
+the arena's zero padding changes neither. Where it would (a norm of order
+p <= 0, a NaN scale, a clamp that moves zero), each gradient is reduced or
+written on its own (still in C++), as it is when the gradients are not an arena.
 """
 
 from __future__ import annotations
@@ -47,10 +48,16 @@ def _checked(arrays: List[np.ndarray]) -> List[np.ndarray]:
     return arrays
 
 
+def _per_tensor(params: List[Tensor]) -> List[np.ndarray]:
+    """Each gradient as a flat view (no arena padding)."""
+    return [g.reshape(-1) for g in _checked([p.grad._data for p in params if p.grad is not None])]
+
+
 def _grad_buffers(params: List[Tensor]) -> List[np.ndarray]:
     """The flat gradient arrays to work on: one span of an arena's gradient
     buffer when the gradients tile it back to back (padding between them is
-    the arena's zero padding), else one array per gradient."""
+    the arena's zero padding), else one array per gradient. Only for work
+    that leaves a zero at zero and counts nothing for it."""
     grads = _checked([p.grad._data for p in params if p.grad is not None])
     span = _arena_span(params, grads)
     if span is not None:
@@ -62,22 +69,30 @@ def _total_norm(buffers: List[np.ndarray], per_tensor: List[np.ndarray], norm_ty
                 error_if_nonfinite: bool) -> np.float32:
     """torch's total norm: the ``norm_type``-norm of the per-tensor norms.
 
-    For p > 0 (and p < 0 other than -inf) that equals the norm of all elements
-    together, so ``buffers`` (maybe one arena span, whose zero padding adds
-    nothing) are reduced in one pass. For p = 0 and p = -inf it does not:
-    torch's total is the number of tensors with a nonzero element, and the
-    smallest per-tensor min |g|, so those use ``per_tensor`` (no padding)."""
+    For finite p != 0 that equals the norm of all elements together. For p > 0
+    (and inf) ``buffers`` (maybe one arena span) are reduced in one pass: a
+    zero adds |0|^p = 0. For p < 0 a zero adds inf, so the arena's padding
+    must not count and ``per_tensor`` is reduced instead. For p = 0 and
+    p = -inf the total is the number of tensors with a nonzero element, and
+    the smallest per-tensor min |g|: ``per_tensor`` again."""
+    if (norm_type < 0 or norm_type == math.inf) and any(g.size == 0 for g in per_tensor):
+        # torch: these norms have no identity, so an empty gradient is an error.
+        raise RuntimeError(f"linalg.vector_norm cannot compute the {norm_type:g} norm on an "
+                           "empty tensor because the operation does not have an identity")
     if norm_type == math.inf:
         maxima = [_C.grad_norm_part(b, norm_type) for b in buffers]
         total = math.nan if any(math.isnan(v) for v in maxima) else max(maxima)
     elif norm_type == 0.0:
         total = float(sum(np.count_nonzero(g) > 0 for g in per_tensor))
     elif norm_type == -math.inf:
-        minima = [float(np.min(np.abs(g))) if g.size else math.inf for g in per_tensor]
+        minima = [float(np.min(np.abs(g))) for g in per_tensor]
         total = math.nan if any(math.isnan(v) for v in minima) else min(minima)
     else:
-        parts = sum(_C.grad_norm_part(b, norm_type) for b in buffers)
-        total = parts ** (1.0 / norm_type) if norm_type != 2.0 else math.sqrt(parts)
+        arrays = buffers if norm_type > 0 else per_tensor
+        parts = np.float64(sum(_C.grad_norm_part(b, norm_type) for b in arrays))
+        # numpy's power: 0 ** (1/p) is inf for p < 0 (every element inf), not an error.
+        with np.errstate(divide="ignore"):
+            total = math.sqrt(parts) if norm_type == 2.0 else parts ** (1.0 / norm_type)
     total32 = np.float32(total)
     if error_if_nonfinite and not np.isfinite(total32):
         raise RuntimeError(
@@ -88,11 +103,13 @@ def _total_norm(buffers: List[np.ndarray], per_tensor: List[np.ndarray], norm_ty
     return total32
 
 
-def _scale(buffers: List[np.ndarray], max_norm: float, total32: np.float32) -> None:
+def _scale(buffers: List[np.ndarray], per_tensor: List[np.ndarray], max_norm: float,
+           total32: np.float32) -> None:
     # As torch: a float32 coefficient max_norm / (total + 1e-6), clamped to 1.
     coef = np.float32(max_norm) / (total32 + np.float32(1e-6))
     coef = min(coef, np.float32(1.0)) if not np.isnan(coef) else coef
-    for b in buffers:
+    # A NaN coefficient would make the arena's zero padding NaN too.
+    for b in per_tensor if np.isnan(coef) else buffers:
         _C.grad_scale(b, float(coef))
 
 
@@ -116,9 +133,7 @@ def clip_grads_with_norm_(parameters: _TensorOrTensors, max_norm: float,
     in place, as torch.nn.utils.clip_grads_with_norm_."""
     params = _tensor_list(parameters)
     max_norm = float(max_norm)
-    buffers = _grad_buffers(params)
-    if buffers:
-        _scale(buffers, max_norm, np.float32(float(total_norm)))
+    _scale(_grad_buffers(params), _per_tensor(params), max_norm, np.float32(float(total_norm)))
 
 
 def _arena_span(params: List[Tensor], grads: List[np.ndarray]) -> Optional[np.ndarray]:
@@ -163,16 +178,23 @@ def clip_grad_norm_(parameters: _TensorOrTensors, max_norm: float, norm_type: fl
     buffers = _grad_buffers(params)
     if not buffers:
         return Tensor(np.zeros((), dtype=np.float32))
-    per_tensor = [p.grad._data.reshape(-1) for p in params if p.grad is not None]
+    per_tensor = _per_tensor(params)
     total32 = _total_norm(buffers, per_tensor, norm_type, error_if_nonfinite)
-    _scale(buffers, max_norm, total32)
+    _scale(buffers, per_tensor, max_norm, total32)
     return Tensor(np.array(total32, dtype=np.float32))
 
 
 def clip_grad_value_(parameters: _TensorOrTensors, clip_value: float,
                      foreach: Optional[bool] = None) -> None:
-    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (NaN stays NaN)."""
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (NaN stays
+    NaN), as torch's ``clamp``: a negative ``clip_value`` (min > max) sets every
+    element but NaN to ``clip_value``, a NaN one sets every element to NaN."""
     params = _tensor_list(parameters)
     clip_value = float(clip_value)
-    for b in _grad_buffers(params):
+    if math.isnan(clip_value):
+        for g in _per_tensor(params):
+            g.fill(np.nan)
+        return
+    # The arena span only where the clamp keeps its zero padding zero.
+    for b in _grad_buffers(params) if clip_value >= 0 else _per_tensor(params):
         _C.grad_clamp(b, clip_value)
