@@ -1,8 +1,9 @@
 """Learning-rate schedulers with torch.optim.lr_scheduler's names and lr sequences.
 
-Each scheduler writes ``group['lr']`` of its optimizer's param groups. The
-chainable form (``get_lr``, used by ``step()``) multiplies the current lr, the
-closed form (``step(epoch)``) recomputes it from ``base_lrs``, as in torch.
+Each scheduler writes ``group['lr']`` of its optimizer's param groups (a Tensor
+lr is filled in place, as torch does). The chainable form (``get_lr``, used by
+``step()``) multiplies the current lr, the closed form (``step(epoch)``)
+recomputes it from ``base_lrs``, as in torch.
 ``state_dict()`` holds every attribute except the optimizer (and lambdas).
 """
 
@@ -18,6 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 from weakref import ref
 
 from pyvision_engine.optim.optimizer import Optimizer
+from pyvision_engine.tensor import Tensor
 
 __all__ = [
     "LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR",
@@ -91,8 +93,25 @@ def _per_group(name: str, optimizer: Optimizer, value: Any) -> List[Any]:
     return [value] * len(optimizer.param_groups)
 
 
+def _group_vals(optimizer: Optimizer, key: str = "lr") -> List[Any]:
+    """``group[key]`` of each group; a Tensor is cloned (torch's
+    _param_groups_val_list), so the list never aliases a tensor that a later
+    step fills in place."""
+    return [g[key].clone() if isinstance(g[key], Tensor) else g[key]
+            for g in optimizer.param_groups]
+
+
 def _lrs(optimizer: Optimizer) -> List[float]:
-    return [group["lr"] for group in optimizer.param_groups]
+    return _group_vals(optimizer, "lr")
+
+
+def _set_lr(group: Dict[str, Any], lr: Any) -> None:
+    """Write ``lr`` into ``group['lr']``. A Tensor lr is filled in place, as torch
+    does, so the user's tensor stays the group's lr and follows the schedule."""
+    if isinstance(group["lr"], Tensor):
+        group["lr"].fill_(float(lr))
+    else:
+        group["lr"] = lr
 
 
 class LRScheduler:
@@ -108,7 +127,9 @@ class LRScheduler:
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
+                # A copy: the group's tensor lr is filled in place later.
+                lr = group["lr"]
+                group.setdefault("initial_lr", lr.clone() if isinstance(lr, Tensor) else lr)
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
@@ -116,7 +137,7 @@ class LRScheduler:
                         f"param 'initial_lr' is not specified in param_groups[{i}] when "
                         "resuming scheduler with last_epoch >= 0."
                     )
-        self.base_lrs: List[float] = [group["initial_lr"] for group in optimizer.param_groups]
+        self.base_lrs: List[float] = _group_vals(optimizer, "initial_lr")
         self.last_epoch = last_epoch
         _track_optimizer_step(self, optimizer)
         self._initial_step()
@@ -178,7 +199,7 @@ class LRScheduler:
                 closed = getattr(self, "_get_closed_form_lr", None)
                 values = closed() if closed is not None else self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, values):
-            group["lr"] = lr
+            _set_lr(group, lr)
         self._last_lr = _lrs(self.optimizer)
 
 
@@ -465,7 +486,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         with _GetLrWithinStep(self):
             values = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, values):
-            group["lr"] = lr
+            _set_lr(group, lr)
         self._last_lr = _lrs(self.optimizer)
 
 
@@ -615,7 +636,7 @@ class SequentialLR(LRScheduler):
         self.optimizer = optimizer
         # Undo the steps the sub-schedulers took when they were built.
         for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"]
+            _set_lr(group, group["initial_lr"])
         self._undo(self)
         idx = bisect_right(self._milestones, 0)
         self._schedulers[idx]._initial_step()
@@ -754,7 +775,7 @@ class ReduceLROnPlateau(LRScheduler):
             old = float(group["lr"])
             new = max(old * self.factor, self.min_lrs[i])
             if old - new > self.eps:
-                group["lr"] = new
+                _set_lr(group, new)
 
     @property
     def in_cooldown(self) -> bool:

@@ -49,12 +49,18 @@ def _lib(name: str):
     return pve, pve.optim, pve.optim.lr_scheduler
 
 
-def run_lrs(lib_name: str, name: str, kwargs: dict) -> List[List[float]]:
-    """lr of both param groups after construction and after each of EPOCHS steps."""
+def run_lrs(lib_name: str, name: str, kwargs: dict, tensor_lr: bool = False,
+            opt_out: list = None) -> List[List[float]]:
+    """lr of both param groups after construction and after each of EPOCHS steps.
+    ``tensor_lr``: the lrs are 0-d float32 tensors (appended to ``opt_out``, with
+    the optimizer and the scheduler after them, when given)."""
     lib, optim, sched_mod = _lib(lib_name)
     a = lib.nn.Parameter(lib.zeros(3)) if lib_name == "torch" else lib.nn.Parameter(np.zeros(3, np.float32))
     b = lib.nn.Parameter(lib.zeros(2)) if lib_name == "torch" else lib.nn.Parameter(np.zeros(2, np.float32))
-    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.05}], lr=0.1, momentum=0.9)
+    lr_a, lr_b = 0.1, 0.05
+    if tensor_lr:
+        lr_a, lr_b = lib.tensor(np.float32(lr_a)), lib.tensor(np.float32(lr_b))
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": lr_b}], lr=lr_a, momentum=0.9)
     kwargs = dict(kwargs)
     if kwargs.get("lr_lambda") == "warm":
         kwargs["lr_lambda"] = _warm
@@ -71,7 +77,9 @@ def run_lrs(lib_name: str, name: str, kwargs: dict) -> List[List[float]]:
         sched = sched_mod.SequentialLR(opt, schedulers=subs, **kwargs)
     else:
         sched = getattr(sched_mod, name)(opt, **kwargs)
-    out = [[g["lr"] for g in opt.param_groups]]
+    if opt_out is not None:
+        opt_out.extend([lr_a, lr_b, opt, sched])
+    out = [[float(g["lr"]) for g in opt.param_groups]]
     for epoch in range(EPOCHS):
         opt.step()
         if name == "ReduceLROnPlateau":

@@ -36,6 +36,38 @@ def test_lr_sequence_matches_live_torch(index):
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("index", range(len(schedules.SCHEDULES)), ids=IDS)
+def test_tensor_lr_is_filled_in_place(index):
+    # torch fills a Tensor group['lr'] in place (fill_), so the user's tensor
+    # stays the group's lr and follows the schedule.
+    name, kwargs = schedules.SCHEDULES[index]
+    held = []
+    ours = np.array(schedules.run_lrs("pve", name, kwargs, tensor_lr=True, opt_out=held))
+    lr_a, lr_b, opt, sched = held
+    assert opt.param_groups[0]["lr"] is lr_a and opt.param_groups[1]["lr"] is lr_b
+    assert [float(lr_a), float(lr_b)] == list(ours[-1])
+    # What the scheduler keeps (initial_lr, base_lrs, get_last_lr) are copies,
+    # never the tensor it fills.
+    kept = sched.get_last_lr() + list(getattr(sched, "base_lrs", []))
+    kept += [g["initial_lr"] for g in opt.param_groups if "initial_lr" in g]
+    assert all(v is not lr_a and v is not lr_b for v in kept)
+    # float32 tensor arithmetic: the float-lr sequence up to rounding.
+    floats = np.array(schedules.run_lrs("pve", name, kwargs))
+    np.testing.assert_allclose(ours, floats, rtol=3e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("index", range(len(schedules.SCHEDULES)), ids=IDS)
+def test_tensor_lr_matches_live_torch(index):
+    pytest.importorskip("torch")
+    name, kwargs = schedules.SCHEDULES[index]
+    ours, theirs = [], []
+    ours_lrs = schedules.run_lrs("pve", name, kwargs, tensor_lr=True, opt_out=ours)
+    theirs_lrs = schedules.run_lrs("torch", name, kwargs, tensor_lr=True, opt_out=theirs)
+    np.testing.assert_allclose(ours_lrs, theirs_lrs, rtol=1e-6, atol=1e-12)
+    for lr_a, lr_b, opt, _ in (ours, theirs):
+        assert opt.param_groups[0]["lr"] is lr_a and opt.param_groups[1]["lr"] is lr_b
+
+
 def _opt(lr=0.1):
     return optim.SGD([pve.nn.Parameter(np.zeros(3, np.float32))], lr=lr, momentum=0.9)
 
