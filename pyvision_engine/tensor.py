@@ -58,7 +58,7 @@ class Tensor:
     """An n-dimensional array that can record operations for autograd."""
 
     __slots__ = ("_data", "requires_grad", "grad", "_node", "_retains_grad", "_grad_slot",
-                 "_version", "__weakref__")
+                 "_version", "_shared", "__weakref__")
     __array_priority__ = 1000  # numpy defers to Tensor's reflected operators
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
@@ -67,6 +67,7 @@ class Tensor:
         self._retains_grad = False
         self._grad_slot: Optional[np.ndarray] = None
         self._version = 0
+        self._shared: Optional[_SharedChanges] = None
         self.grad: Optional[Tensor] = None
         self.requires_grad = False
         if requires_grad:
@@ -86,6 +87,7 @@ class Tensor:
         _SET_RETAINS_GRAD(t, False)
         _SET_GRAD_SLOT(t, None)
         _SET_VERSION(t, 0)
+        _SET_SHARED(t, None)
         _SET_GRAD(t, None)
         _SET_REQUIRES_GRAD(t, False)
         return t
@@ -131,13 +133,39 @@ class Tensor:
     @data.setter
     def data(self, value: Any) -> None:
         self._data = _as_engine_array(value, copy=False)
-        self._version += 1
+        self._bump_version()
 
     def _bump_version(self) -> None:
         """Record an in-place change of ``_data`` made outside the Tensor API (an
         optimizer kernel, load_state_dict), so caches derived from the values
         (packed convolution weights) are rebuilt. Like torch's ``_version``."""
         self._version += 1
+        if self._shared is not None:
+            self._shared.count += 1
+
+    def _changes(self) -> int:
+        """A stamp that changes whenever the values may have changed: this tensor's
+        in-place ops, and those of every tensor or numpy view sharing its memory through
+        ``detach()``, ``.data``, ``numpy()`` or ``np.asarray`` (while such a numpy view
+        is alive every call gives a new stamp, since writes through it leave no trace).
+        What caches of values derived from a tensor (packed convolution weights) key on."""
+        shared = self._shared
+        return self._version if shared is None else self._version + shared.stamp()
+
+    def _share_changes(self) -> "_SharedChanges":
+        if self._shared is None:
+            _SET_SHARED(self, _SharedChanges())
+        return self._shared
+
+    def _numpy_view(self) -> np.ndarray:
+        """A writable numpy view of the data, counted while alive (see _changes)."""
+        view = self._data.view()
+        if not isinstance(view, np.ndarray):  # (a numpy scalar: nothing to write through)
+            return view
+        shared = self._share_changes()
+        shared.views += 1
+        weakref.finalize(view, shared.view_released)
+        return view
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "grad" and value is not None:
@@ -192,8 +220,11 @@ class Tensor:
         _backward(self, gradient, retain_graph=retain_graph)
 
     def detach(self) -> "Tensor":
-        """A tensor sharing this memory, outside the graph."""
-        return Tensor._wrap(self._data)
+        """A tensor sharing this memory (and its record of in-place changes, as torch's
+        version counter), outside the graph."""
+        t = Tensor._wrap(self._data)
+        _SET_SHARED(t, self._share_changes())
+        return t
 
     def detach_(self) -> "Tensor":
         self._node = None
@@ -206,7 +237,7 @@ class Tensor:
             raise RuntimeError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead."
             )
-        return self._data
+        return self._numpy_view()
 
     def item(self) -> Union[float, int, bool]:
         if self._data.size != 1:
@@ -222,7 +253,7 @@ class Tensor:
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
         if dtype is not None and np.dtype(dtype) != self._data.dtype:
             return self._data.astype(dtype)
-        return self._data.copy() if copy else self._data
+        return self._data.copy() if copy else self._numpy_view()
 
     def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
         return self._data.__dlpack__(*args, **kwargs)
@@ -308,7 +339,7 @@ class Tensor:
 
     # -------------------------------------------------------------- in place
     def _check_inplace(self) -> None:
-        self._version += 1  # every in-place op passes here
+        self._bump_version()  # every in-place op passes here
         if is_grad_enabled() and self.requires_grad:
             if self._node is None:
                 raise RuntimeError(
@@ -756,9 +787,31 @@ def _operand(value: Any, like: Tensor, keep_shape: bool = False) -> Tensor:
     return Tensor(value)
 
 
-(_SET_DATA, _SET_NODE, _SET_RETAINS_GRAD, _SET_GRAD_SLOT, _SET_VERSION, _SET_GRAD,
+(_SET_DATA, _SET_NODE, _SET_RETAINS_GRAD, _SET_GRAD_SLOT, _SET_VERSION, _SET_SHARED, _SET_GRAD,
  _SET_REQUIRES_GRAD) = (Tensor.__dict__[name].__set__ for name in (
-     "_data", "_node", "_retains_grad", "_grad_slot", "_version", "grad", "requires_grad"))
+     "_data", "_node", "_retains_grad", "_grad_slot", "_version", "_shared", "grad",
+     "requires_grad"))
+
+
+class _SharedChanges:
+    """In-place changes made through any of the tensors and numpy views that share one
+    memory (a tensor and its ``detach()`` / ``.data`` / ``numpy()`` views), as torch's
+    version counter is shared by a tensor's views. ``views``: numpy views alive."""
+
+    __slots__ = ("count", "views")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.views = 0
+
+    def stamp(self) -> int:
+        if self.views:  # a live numpy view may have been written: a new stamp each time
+            self.count += 1
+        return self.count
+
+    def view_released(self) -> None:
+        self.views -= 1
+        self.count += 1  # (what it wrote is now in the data)
 
 
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:

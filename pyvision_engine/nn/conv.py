@@ -7,10 +7,12 @@ algorithm once per input shape and then calls the kernel directly (no autograd
 node). One whose shape runs on Winograd, phase (the strided direct kernel) or
 pointwise (1x1, groups 1: row panels the kernel streams in order) keeps the
 transformed (packed) weights and reuses them. The pack is keyed on
-the weight's identity, its buffer address, its ``_version`` (bumped by every
-in-place Tensor op, ``load_state_dict``, ``nn.init``, and by optimizers through
-``Tensor._bump_version()``), the SIMD level and the family, and is dropped by
-``train()``.
+the weight's identity, its buffer address, its ``Tensor._changes()`` (which
+moves with every in-place Tensor op, ``load_state_dict``, ``nn.init``,
+optimizers through ``Tensor._bump_version()``, and in-place changes made
+through ``detach()`` / ``.data`` tensors or numpy views of the weight: while
+such a view is alive every call repacks, since its writes leave no trace), the
+SIMD level and the family, and is dropped by ``train()``.
 So the pack is rebuilt after any of those, never returning stale results.
 
 Per-call cost
@@ -19,7 +21,7 @@ At batch 1 the Python around each kernel call is a large share of a layer, so
 an eval-mode call that looks like the previous one (same input shape and
 dtype, BatchNorm and activation, forced algorithm and SIMD level, no module
 changed through the Module API: ``Module._structure_epoch``) and whose weight,
-bias and BatchNorm tensors are the same arrays at the same ``_version`` reuses
+bias and BatchNorm tensors are the same arrays with the same ``_changes()`` reuses
 that call's kernel arguments (``_fast``) and goes straight to the kernel; any
 other call takes the checked path above and records its arguments. Thread
 counts are read by the kernel itself at every call.
@@ -79,9 +81,9 @@ def _fold_sources(conv: "Conv2d", bn: Optional[Module]) -> Tuple[Optional[Tensor
 
 
 def _record_state(tensors: Iterable[Optional[Tensor]]) -> Tuple[Any, ...]:
-    """Each tensor with its array and ``_version`` (None stays None). The state holds the
+    """Each tensor with its array and ``_changes()`` (None stays None). The state holds the
     tensors and arrays themselves, so identity checks against it stay valid."""
-    return tuple(None if t is None else (t, t._data, t._version) for t in tensors)
+    return tuple(None if t is None else (t, t._data, t._changes()) for t in tensors)
 
 
 def _unchanged(state: Tuple[Any, ...]) -> bool:
@@ -89,13 +91,13 @@ def _unchanged(state: Tuple[Any, ...]) -> bool:
     for recorded in state:
         if recorded is not None:
             t, data, version = recorded
-            if t._data is not data or t._version != version:
+            if t._data is not data or t._changes() != version:
                 return False
     return True
 
 
 def _same_state(tensors: Tuple[Optional[Tensor], ...], state: Tuple[Any, ...]) -> bool:
-    """Each tensor is the one recorded, with the same array and ``_version``."""
+    """Each tensor is the one recorded, with the same array and ``_changes()``."""
     for t, recorded in zip(tensors, state):
         if (t is None or recorded is None) and t is not recorded:
             return False
@@ -108,7 +110,7 @@ def _tensor_key(t: Optional[Tensor]) -> Tuple[Any, ...]:
     """What identifies a tensor's current values without reading them."""
     if t is None:
         return (None,)
-    return (id(t), t._data.__array_interface__["data"][0], t._data.shape, t._version)
+    return (id(t), t._data.__array_interface__["data"][0], t._data.shape, t._changes())
 
 
 class Conv2d(Module):
@@ -320,7 +322,7 @@ class Conv2d(Module):
                 for t, array in e[6]:
                     if t._data is not array:
                         break
-                    versions += t._version
+                    versions += t._changes()
                 else:
                     if versions == e[7]:
                         if residual is None:
@@ -337,7 +339,7 @@ class Conv2d(Module):
         forced, isa = conv_backend.forced_algorithm(), _C.active_isa()
         watched = tuple((t, t._data) for t in _fold_sources(self, bn)
                         if t is not None)  # (before folding)
-        versions = sum(t._version for t, _ in watched)
+        versions = sum(t._changes() for t, _ in watched)
         weight, bias = (self.weight, self.bias) if bn is None else self._folded_with(bn)
         relu = relu_max is not None or self._fused_relu
         cap = math.inf if relu_max is None else relu_max
@@ -354,7 +356,7 @@ class Conv2d(Module):
 
     def _folded_with(self, bn: Module) -> Tuple[Tensor, Tensor]:
         """(weight, bias) with ``bn`` folded in, cached until any of the six tensors
-        is replaced or changed in place (their ``_version``) or ``bn`` changes."""
+        is replaced or changed in place (their ``_changes()``) or ``bn`` changes."""
         tensors = _fold_sources(self, bn)
         fold = self._fold
         if fold is not None and fold[0] is bn and fold[1] == bn.eps and _same_state(

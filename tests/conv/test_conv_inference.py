@@ -108,6 +108,49 @@ def test_no_stale_pack_after_in_place_functional(packing_layer, in_place):
     np.testing.assert_allclose(after, _reference(m, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("edit", [
+    lambda m: m.weight.data.mul_(2),                      # torch's .data idiom
+    lambda m: m.weight.detach().zero_(),                  # a detached alias, in place
+    lambda m: m.weight.detach().numpy().__imul__(2),      # a numpy view of it
+    lambda m: np.asarray(m.weight.detach()).__iadd__(1),  # np.asarray of it
+    lambda m: m.bias.detach().fill_(3.0),
+], ids=["data.mul_", "detach.zero_", "numpy view", "np.asarray", "detach.fill_"])
+def test_no_stale_pack_after_writes_through_aliases(packing_layer, edit):
+    # detach() / .data share the weight's record of changes (torch's shared version
+    # counter); numpy views count while alive and when released
+    m, x = packing_layer
+    before = _eval_out(m, x)
+    edit(m)
+    after = _eval_out(m, x)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, _reference(m, x), rtol=1e-5, atol=1e-5)
+
+
+def test_no_stale_pack_while_a_numpy_view_is_held(packing_layer):
+    m, x = packing_layer
+    view = m.weight.detach().numpy()
+    _eval_out(m, x)
+    for scale in (2.0, 0.5):
+        view *= scale  # no Tensor call at all between the two runs
+        np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
+    del view
+    stamp = m.weight._changes()
+    assert m.weight._changes() == stamp  # released: the pack is reused again
+
+
+def test_no_stale_folded_batch_norm_after_numpy_write():
+    pve.manual_seed(0)
+    seq = pve.nn.Sequential(pve.nn.Conv2d(8, 8, 3, padding=1), pve.nn.BatchNorm2d(8),
+                            pve.nn.ReLU()).eval()
+    x = np.random.default_rng(2).standard_normal((1, 8, 12, 12)).astype(np.float32)
+    with pve.no_grad():
+        seq(x)
+        seq[1].running_var.numpy()[:] = 100.0
+        got = seq(x).numpy()
+    want = seq(x).detach().numpy()  # (with grad: no fused or cached path)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_no_stale_pack_after_kernel_update_that_bumps_version(packing_layer):
     # Optimizer kernels write parameters in place and call _bump_version().
     m, x = packing_layer
