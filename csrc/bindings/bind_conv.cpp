@@ -21,6 +21,7 @@
 #include "bindings/checks.h"
 #include "core/threads.h"
 #include "kernels/conv/conv2d.h"
+#include "kernels/eltwise/finite.h"
 
 namespace py = pybind11;
 
@@ -32,6 +33,7 @@ PVE_DEFINE_KERNEL(conv2d_im2col_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_pointwise_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_pointwise_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_pointwise_pack, Conv2dPackFn);
+PVE_DEFINE_KERNEL(all_finite, AllFiniteFn);
 PVE_DEFINE_KERNEL(conv2d_depthwise_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_depthwise_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_winograd_workspace, Conv2dWorkspaceFn);
@@ -113,6 +115,13 @@ const Family& family(const std::string& name) {
   throw py::value_error("conv2d: unknown algorithm '" + name +
                         "'; choose from im2col, pointwise, depthwise, winograd, direct, phase, "
                         "winograd_f2");
+}
+
+// Winograd's transforms mix each tile's inputs, so one NaN or inf input makes
+// the whole output tile NaN (torch: only the outputs that read it, inf kept).
+// Its results are checked, and a non-finite one is computed again by im2col.
+bool spreads_non_finite(const Family& f) {
+  return std::strcmp(f.name, "winograd") == 0 || std::strcmp(f.name, "winograd_f2") == 0;
 }
 
 using Pair = std::tuple<int64_t, int64_t>;
@@ -263,10 +272,17 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
     add_after = conv2d_add_residual.get();
     a.relu = false;
   }
-  py::gil_scoped_release release;
-  a.workspace = tls_arena.get(ws);
-  run(ConvPass::forward, a);
-  if (add_after) add_after(a.output, res, outputs, relu, relu_max, threads);
+  bool spread = false;
+  {
+    py::gil_scoped_release release;
+    a.workspace = tls_arena.get(ws);
+    run(ConvPass::forward, a);
+    if (add_after) add_after(a.output, res, outputs, relu, relu_max, threads);
+    spread = spreads_non_finite(f) && !all_finite.get()(a.output, outputs, threads);
+  }
+  if (spread)  // exact NaN / inf placement: the direct sum
+    return conv2d_forward(x, w, bias, stride, padding, dilation, groups, out, "im2col", relu,
+                          std::nullopt, relu_max, stream_outputs, residual);
   return y;
 }
 
@@ -297,9 +313,15 @@ py::array conv2d_backward_data(const py::array& gy, const py::array& w,
   a.num_threads = threads;
   a.gemm = gemm_f32.get();
   Conv2dRunFn run = f.run->get();
-  py::gil_scoped_release release;
-  a.workspace = tls_arena.get(ws);
-  run(ConvPass::backward_data, a);
+  bool spread = false;
+  {
+    py::gil_scoped_release release;
+    a.workspace = tls_arena.get(ws);
+    run(ConvPass::backward_data, a);
+    spread = spreads_non_finite(f) && !all_finite.get()(a.grad_input, gx.size(), threads);
+  }
+  if (spread)
+    return conv2d_backward_data(gy, w, input_shape, stride, padding, dilation, groups, "im2col");
   return gx;
 }
 

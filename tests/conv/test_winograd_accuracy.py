@@ -47,3 +47,31 @@ def test_winograd_backward_weight_relative_error(isa, batch, channels, size):
     rel = np.abs(gw - gw_want).max() / np.abs(gw_want).max()
     assert rel < 1e-4, rel
     np.testing.assert_allclose(gb, gb_want, rtol=1e-4, atol=1e-4 * np.abs(gb_want).max())
+
+
+def _same_non_finite(got: np.ndarray, want: np.ndarray) -> None:
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f2"])
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_non_finite_values_stay_in_their_receptive_field(isa, algorithm, bad):
+    # A transform mixes a whole tile, so one inf would make the tile NaN; the
+    # binding recomputes such results directly: NaN and inf land where the
+    # direct sum puts them (torch's placement), forward and backward-data.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    x[0, 2, 5, 6] = bad
+    pads = (1, 1, 1, 1)
+    got = _C.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1, (12, 12), algorithm)
+    _same_non_finite(got, conv2d_forward(x, w, None, (1, 1), pads, (1, 1), 1))
+    if algorithm == "winograd":  # (winograd_f2 runs forward only)
+        gy = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
+        gy[0, 7, 0, 11] = bad
+        gx = _C.conv2d_backward_data(gy, w, list(x.shape), (1, 1), (1, 1), (1, 1), 1, algorithm)
+        _same_non_finite(gx, conv2d_backward(x, w, gy, (1, 1), pads, (1, 1), 1)[0])
