@@ -896,20 +896,25 @@ def _pad(attrs, opset, inputs):
 # ----------------------------------------------------------------- resize
 def _resize_axis(in_size: int, out_size: int, scale: float, mode: str, coord: str,
                  nearest: str, cubic: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For one axis: (lower index, upper index, weight of upper) for each output position."""
-    o = np.arange(out_size, dtype=np.float64)
+    """For one axis: (lower index, upper index, weight of upper) for each output position.
+    Coordinates are float32 arithmetic on the float32 scale, in the forms onnxruntime
+    uses, since nearest picks flip on the last bit: asymmetric divides (17 / 1.7 is 10 in
+    float32, 9.9999997 in float64), half-pixel multiplies by the reciprocal ((19 + 0.5)
+    * (1 / 1.3) - 0.5 is 14.5, rounded down; (19 + 0.5) / 1.3 - 0.5 lies just above)."""
+    o = np.arange(out_size, dtype=np.float32)
+    inv = np.float32(1) / np.float32(scale)
+    half = np.float32(0.5)
     if coord == "half_pixel":
-        x = (o + 0.5) / scale - 0.5
+        x = (o + half) * inv - half
     elif coord == "pytorch_half_pixel":
-        x = (o + 0.5) / scale - 0.5 if out_size > 1 else np.zeros_like(o)
-    elif coord == "align_corners":  # (the resized length is in_size * scale, unrounded)
-        length = in_size * scale
-        x = o * (in_size - 1) / (length - 1) if length != 1 else np.zeros_like(o)
+        x = (o + half) * inv - half if out_size > 1 else np.zeros_like(o)
+    elif coord == "align_corners":  # (the output's whole length, as onnxruntime and torch)
+        x = o * np.float32((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros_like(o)
     elif coord == "asymmetric":
-        x = o / scale
+        x = o / np.float32(scale)
     elif coord == "half_pixel_symmetric":
-        adj = out_size / (scale * in_size)
-        x = (in_size / 2) * (1 - adj) + (o + 0.5) / scale - 0.5
+        adj = np.float32(out_size) * inv / np.float32(in_size)
+        x = np.float32(in_size / 2) * (np.float32(1) - adj) + (o + half) * inv - half
     else:
         raise OnnxOpError(f"Resize: coordinate_transformation_mode {coord!r} is not supported")
     if mode == "nearest":
@@ -925,7 +930,7 @@ def _resize_axis(in_size: int, out_size: int, scale: float, mode: str, coord: st
             raise OnnxOpError(f"Resize: nearest_mode {nearest!r} is not supported")
         idx = np.clip(idx, 0, in_size - 1).astype(np.int64)
         return idx, idx, np.zeros(out_size)
-    x = np.clip(x, 0, in_size - 1)
+    x = np.clip(x.astype(np.float64), 0, in_size - 1)
     lo = np.floor(x).astype(np.int64)
     hi = np.minimum(lo + 1, in_size - 1)
     return lo, hi, x - lo
@@ -963,8 +968,9 @@ def _resize(attrs, opset, inputs):
     full_scales = [1.0] * x.ndim
     full_sizes = list(x.shape)
     if sizes is None:
-        for a, sc in zip(axes, scales):
-            full_scales[a], full_sizes[a] = sc, int(math.floor(x.shape[a] * sc))
+        for a, sc in zip(axes, scales):  # (size * scale in float32, as onnxruntime)
+            size = int(math.floor(np.float32(x.shape[a]) * np.float32(sc)))
+            full_scales[a], full_sizes[a] = sc, size
     else:
         for a, size in zip(axes, sizes):
             full_scales[a], full_sizes[a] = size / x.shape[a], size

@@ -86,7 +86,8 @@ class ModelMetadata:
         self.graph_name = model.graph.name
         self.domain = model.domain
         self.description = model.doc_string
-        self.version = model.model_version
+        # (onnxruntime reports an unset model_version as the largest int64)
+        self.version = model.model_version if model.model_version else 2**63 - 1
         self.custom_metadata_map = dict(model.metadata)
 
 
@@ -632,8 +633,10 @@ class InferenceSession:
         result = []
         for name in names:
             value = values[name] if name in values else self._consts[name]
-            # never hand out the caller's input or a weight (Identity, Reshape, ... are views)
-            if name in self._consts or any(np.may_share_memory(value, f) for f in feeds):
+            # never hand out the caller's input, a weight or another output's memory
+            # (Identity, Reshape, Flatten, ... are views)
+            if (name in self._consts or any(np.may_share_memory(value, f) for f in feeds)
+                    or any(np.may_share_memory(value, r) for r in result)):
                 value = np.array(value)
             result.append(value)
         return result
@@ -653,9 +656,12 @@ class InferenceSession:
                              "from the input feed")
         values: Dict[str, Any] = {n: self._consts[n] for n in self._consts_read}
         for name, arg in expected.items():
-            value = np.asarray(feed[name])
             code = self._input_types[name]
             dtype = DTYPES.get(code)
+            value = feed[name]
+            # an array keeps its type (a wrong one is an error, as in onnxruntime); a list
+            # or a Python number takes the input's type, as onnxruntime converts it
+            value = np.asarray(value, dtype=dtype if not isinstance(value, np.ndarray) else None)
             if dtype is not None and value.dtype != dtype:
                 raise TypeError(f"pve.onnx.InferenceSession.run: input {name!r} must be "
                                 f"{arg.type}, got {value.dtype} (convert it with .astype)")

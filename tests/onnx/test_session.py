@@ -98,6 +98,13 @@ def _check_outputs(got, expected, rtol, atol):
 # against onnxruntime instead: no further from the expected outputs than it is.
 FP16_ROUNDING = {"test_attention_4d_causal_fp16_expanded"}
 
+# Cases whose expected output follows the letter of the specification where
+# onnxruntime and torch agree on another reading, which pve.onnx follows (files
+# exported from torch mean it): Resize with align_corners and scales maps the
+# corners of the integer output size (onnx's reference uses in_size * scale).
+# Checked against onnxruntime at the case's tolerances.
+FOLLOWS_ONNXRUNTIME = {"test_resize_downsample_scales_linear_align_corners"}
+
 
 def _check_no_worse_than_onnxruntime(case, got, inputs, outputs):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) is the "
@@ -125,6 +132,12 @@ def test_onnx_backend_node_case(case):
     if case.name in FP16_ROUNDING:
         _check_no_worse_than_onnxruntime(case, got, inputs, outputs)
         return
+    if case.name in FOLLOWS_ONNXRUNTIME:
+        ort = pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) is the "
+                                  "reference for this case")
+        theirs = ort.InferenceSession(case.model.SerializeToString(),
+                                      providers=["CPUExecutionProvider"])
+        outputs = theirs.run(None, dict(zip([i.name for i in theirs.get_inputs()], inputs)))
     # (the case's own tolerances: rtol 1e-3, atol 1e-7 unless the case says otherwise)
     _check_outputs(got, outputs, case.rtol, case.atol)
 
@@ -420,3 +433,60 @@ def test_nodes_out_of_order_and_dangling_inputs():
                               opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(ValueError, match="nothing produces: \\['nowhere'\\]"):
         InferenceSession(model.SerializeToString())
+
+
+def test_outputs_do_not_alias_each_other():
+    nodes = [helper.make_node("Relu", ["x"], ["f"]), helper.make_node("Flatten", ["f"], ["flat"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3])],
+                              [helper.make_tensor_value_info("f", TensorProto.FLOAT, [1, 2, 3]),
+                               helper.make_tensor_value_info("flat", TensorProto.FLOAT, [1, 6])])
+    sess = InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                            .SerializeToString())
+    f, flat = sess.run(None, {"x": np.ones((1, 2, 3), np.float32)})
+    f[...] = -1  # as in onnxruntime, each output owns its memory
+    np.testing.assert_array_equal(flat, np.ones((1, 6), np.float32))
+
+
+def test_list_feeds_take_the_input_type_and_unset_model_version():
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = InferenceSession(model.SerializeToString())
+    for feed in ([1.0, -2.0], [1, -2]):  # (onnxruntime converts both to float32)
+        (y,) = sess.run(None, {"x": feed})
+        assert y.dtype == np.float32
+        np.testing.assert_array_equal(y, [1.0, 0.0])
+    ort_sess = _ort_session(model.SerializeToString())
+    assert sess.get_modelmeta().version == ort_sess.get_modelmeta().version
+
+
+def _resize_model(in_shape, scales, mode, coord, nearest, opset=13):
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode,
+                            coordinate_transformation_mode=coord, nearest_mode=nearest)
+    graph = helper.make_graph(
+        [node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(scales, np.float32), "scales")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
+
+
+@pytest.mark.parametrize("mode, coord, nearest", [
+    ("nearest", "asymmetric", "floor"),             # torch's nearest
+    ("nearest", "half_pixel", "round_prefer_floor"),
+    ("linear", "half_pixel", "round_prefer_floor"),  # torch's bilinear
+    ("linear", "pytorch_half_pixel", "round_prefer_floor"),
+    ("linear", "align_corners", "round_prefer_floor"),
+])
+@pytest.mark.parametrize("scale", [1.1, 1.3, 1.7, 2.2, 0.3, 0.6])
+def test_resize_with_scales_matches_onnxruntime(mode, coord, nearest, scale):
+    # Scales that float32 does not hold exactly: output sizes (10 * 1.3f) and
+    # source pixels (17 / 1.7f) as onnxruntime computes them, in float32
+    rng = np.random.default_rng(0)
+    for width in range(2, 40, 3):
+        x = rng.standard_normal((1, 2, 10, width)).astype(np.float32)
+        model = _resize_model(x.shape, [1, 1, scale, scale], mode, coord, nearest)
+        want = _ort_session(model).run(None, {"x": x})[0]
+        got = InferenceSession(model).run(None, {"x": x})[0]
+        assert got.shape == want.shape, (width, got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"width {width}")
