@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import pyvision_engine as pve
 from pyvision_engine import _C
 from pyvision_engine.nn.arena import aligned_empty
 
@@ -74,3 +75,19 @@ def test_grad_norm_and_triad_kernels(isa):
     c[:] = 2.0
     _C.triad(a, b, c, 0.5, True, 2)
     np.testing.assert_array_equal(a, np.full(1000, 2.0, np.float32))
+
+
+def test_centered_rmsprop_with_an_overflowing_gradient(isa):
+    # g = 3e38: g^2 and the square average overflow to inf in float32. torch's
+    # fused addcmul computes s - g_avg^2 with one rounding (inf - finite = inf),
+    # so the step g / inf is 0; rounding g_avg^2 to inf first (the scalar build's
+    # plain multiply-add) gave inf - inf = NaN. The other element steps normally.
+    p = pve.nn.Parameter(np.array([1.0, 2.0], np.float32))
+    opt = pve.optim.RMSprop([p], lr=0.01, centered=True)
+    p.grad = pve.tensor(np.array([3e38, 1.0], np.float32))
+    opt.step()
+    got = p.detach().numpy()
+    assert got[0] == 1.0
+    # (s = 0.01, g_avg = 0.01: step = lr * g / (sqrt(s - g_avg^2) + eps))
+    want = 2.0 - 0.01 * 1.0 / (np.sqrt(0.01 - 0.01**2) + 1e-8)
+    np.testing.assert_allclose(got[1], want, rtol=1e-6)

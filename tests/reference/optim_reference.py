@@ -2,7 +2,8 @@
 
 Written from the formulas (shared/research/optim_spec.md, i.e. torch 2.13's
 single-tensor path), one float32 operation at a time with NO fused
-multiply-add, so each line is one correctly rounded float32 operation. The
+multiply-add (except fma32 where the kernels fuse on every build), so each line
+is one correctly rounded float32 operation. The
 engine's scalar kernels perform the same operations in the same order and
 must match bit for bit; its AVX2/AVX-512 kernels contract a·b + c into an FMA
 (as torch's vectorized CPU kernels do), which changes the last bit of some
@@ -20,6 +21,25 @@ from typing import Dict, List, Optional
 import numpy as np
 
 f32 = np.float32
+
+
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 a·b + c with one rounding (a fused multiply-add), for the one place the
+    kernels fuse on every build (centered RMSprop's s − ḡ²). a·b is exact in float64;
+    the float64 sum is rounded to odd (its inexact results get an odd last bit), which
+    makes the final rounding to float32 correct, with no double-rounding error."""
+    a64, b64, c64 = (np.asarray(v, np.float64) for v in (a, b, c))
+    prod = a64 * b64
+    total = prod + c64
+    with np.errstate(invalid="ignore"):  # (inf totals: no error term, masked below)
+        # the sum's rounding error (Knuth's TwoSum: exact for finite values)
+        back = total - prod
+        err = (prod - (total - back)) + (c64 - back)
+    bits = total.view(np.int64)
+    inexact = np.isfinite(total) & (err != 0) & (bits % 2 == 0)
+    toward = np.where((err > 0) == (total > 0), 1, -1)  # away from or toward zero
+    odd = np.where(inexact, bits + toward, bits).view(np.float64)
+    return odd.astype(np.float32)
 
 
 def lerp(m: np.ndarray, g: np.ndarray, weight: float) -> np.ndarray:
@@ -158,7 +178,7 @@ class RMSprop(_Rule):
         if self.hp.get("centered", False):
             ga = lerp(st.get("grad_avg", np.zeros_like(p)), g, 1 - alpha)
             st["grad_avg"] = ga
-            avg = np.sqrt(s + (-ga) * ga)
+            avg = np.sqrt(fma32(-ga, ga, s))  # (fused on every build: see the kernel)
         else:
             avg = np.sqrt(s)
         avg = avg + f32(eps)  # eps outside the sqrt

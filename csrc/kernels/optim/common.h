@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "kernels/optim/optim.h"
@@ -32,6 +33,17 @@ struct Lerp {
                            small(std::fabs(w) < 0.5f) {}
   Vec operator()(Vec a, Vec b) const { return fmadd(coeff, b - a, small ? a : b); }
 };
+
+// a·b + c with one rounding on every build: the scalar build's fmadd rounds
+// a·b first, which overflows to inf where torch's fused addcmul stays finite
+// (RMSprop's s − ḡ² with ḡ² beyond float's range: inf − inf = NaN there).
+inline Vec fmadd_exact(Vec a, Vec b, Vec c) {
+#if defined(__AVX512F__) || defined(__AVX2__)
+  return fmadd(a, b, c);
+#else
+  return std::fma(a.v, b.v, c.v);
+#endif
+}
 
 // max that returns NaN when either operand is NaN (torch.maximum); x86 max
 // alone returns its second operand when either is NaN.

@@ -21,7 +21,7 @@ void rmsprop_impl(float* param, const float* grad, float* square_avg, float* gra
     if (a.centered) {
       const Vec ga = lerp(ld(grad_avg + i, w), g);
       st(ga, grad_avg + i, w);
-      avg = sqrt(fmadd(-ga, ga, s));  // s − ḡ², eps outside the sqrt
+      avg = sqrt(fmadd_exact(-ga, ga, s));  // s − ḡ², eps outside the sqrt
     } else {
       avg = sqrt(s);
     }
