@@ -11,7 +11,7 @@ from pyvision_engine.nn.conv import (Conv2d, ConvBn2d, ConvBnReLU2d, fold_batch_
 from pyvision_engine.nn.container import (ModuleDict, ModuleList, ParameterDict, ParameterList,
                                           Sequential)
 from pyvision_engine.nn.dropout import Dropout
-from pyvision_engine.nn.linear import Flatten, Identity, Linear
+from pyvision_engine.nn.linear import Flatten, Identity, Linear, Unflatten
 from pyvision_engine.nn.loss import (
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
     SmoothL1Loss,
@@ -27,7 +27,7 @@ from pyvision_engine.nn.upsampling import Upsample
 __all__ = [
     "Module", "Parameter", "Buffer", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
     "ParameterDict",
-    "Linear", "Identity", "Flatten", "ParameterArena", "StateDictError",
+    "Linear", "Identity", "Flatten", "Unflatten", "ParameterArena", "StateDictError",
     "functional", "init", "utils",
     # convolution
     "Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm",

@@ -48,8 +48,35 @@ class RuntimeValueError(ValueError, RuntimeError):
     engine's contract ValueError; the error is both."""
 
 
+class NotImplementedValueError(ValueError, NotImplementedError):
+    """Bad input where torch raises NotImplementedError (a mode or rank it has no
+    kernel for) and this engine's contract ValueError; the error is both."""
+
+
 class RuntimeTypeError(TypeError, RuntimeError):
     """A wrong dtype where torch raises RuntimeError; the error is both."""
+
+
+def check_factory_kwargs(device: Any, dtype: Any, layer: str) -> None:
+    """torch's ``device=`` / ``dtype=`` layer-constructor arguments: this engine keeps
+    parameters as float32 on the CPU, so those (or None, the defaults) are accepted and
+    anything else is an error naming the layer."""
+    if device is not None and str(device) not in ("cpu", "cpu:0"):  # (or torch.device('cpu'))
+        is_device = hasattr(device, "type") or (isinstance(device, (str, int))
+                                                and not isinstance(device, bool))
+        if not is_device:  # (torch: "argument 'device' must be torch.device, not bool")
+            raise TypeError(f"{layer}: device must be a str or a torch.device, got "
+                            f"{type(device).__name__}")
+        raise ValueError(f"{layer}: only device='cpu' is supported, got device={device!r}")
+    if dtype is None or str(dtype) == "torch.float32":
+        return
+    try:  # pve.float32, numpy.float32, np.dtype('float32'); strings are not dtypes in torch
+        if not isinstance(dtype, str) and np.dtype(dtype) == np.float32:
+            return
+    except TypeError:
+        pass
+    raise TypeError(f"{layer}: only dtype float32 is supported (pve.float32, numpy.float32 or "
+                    f"torch.float32), got dtype={dtype!r}")
 
 
 def check_reduction(reduction: str, op: str) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from pyvision_engine import _C
 from pyvision_engine.autograd import Function
 from pyvision_engine.nn._f_common import (RuntimeTypeError, RuntimeValueError, TargetIndexError,
-                                          check_reduction, float_input)
+                                          check_reduction, float_input, needs_grad)
 from pyvision_engine.tensor import Tensor, as_tensor
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
@@ -69,6 +69,17 @@ def _check_target_range(tgt: np.ndarray, c: int, ignore_index: int, op: str) -> 
     if bad.any():
         raise TargetIndexError(f"{op}: target {int(tgt[bad][0])} is out of bounds for {c} "
                                f"classes (valid: 0..{c - 1} or ignore_index={ignore_index})")
+
+
+def _constant_weight(weight: Any, name: str, op: str) -> Tensor:
+    """A class / element weight that the loss does not differentiate: torch refuses one
+    that requires grad (while grad mode is on) rather than drop its gradient."""
+    w = float_input(weight, op)
+    if needs_grad(w):
+        raise RuntimeValueError(f"{op}: the function is not differentiable with respect to "
+                                f"argument '{name}'; this input cannot have requires_grad=True "
+                                "(pass it detached)")
+    return w
 
 
 class _CrossEntropy(Function):
@@ -137,7 +148,7 @@ def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
     rows_x, c = _rows_layout(x, op)
     w = None
     if weight is not None:
-        w = float_input(weight, op)._data
+        w = _constant_weight(weight, "weight", op)._data
         if w.shape != (c,):
             raise RuntimeValueError(f"{op}: weight must have shape ({c},) (one per class), "
                                     f"got {w.shape}")
@@ -247,7 +258,7 @@ def nll_loss(input: Any, target: Any, weight: Optional[Any] = None,
         raise ValueError(f"{op}: target must have shape {expected} for input {x.shape}, got {t.shape}")
     w = None
     if weight is not None:
-        w = float_input(weight, op)._data
+        w = _constant_weight(weight, "weight", op)._data
         if w.shape != (c,):
             raise ValueError(f"{op}: weight must have shape ({c},), got {w.shape}")
     tgt = t._data.reshape(-1)
@@ -275,9 +286,11 @@ def _pair_inputs(input: Any, target: Any, op: str, warn: bool = True) -> Tuple[T
 
 
 class _PointwiseLoss(Function):
-    """loss = f(x, t) element-wise, then the reduction; f and df given as callables."""
+    """loss = f(x, t) element-wise, then the reduction; f and df given as callables.
+    (NaN from Inf - Inf and the like comes out silently, as in torch.)"""
 
     @staticmethod
+    @np.errstate(invalid="ignore")
     def forward(ctx, x, t, fns, reduction):
         f, df = fns
         xb, tb = np.broadcast_arrays(x, t)
@@ -286,6 +299,7 @@ class _PointwiseLoss(Function):
         return np.array(_reduce(loss.astype(_F32), reduction), dtype=_F32, order="C")
 
     @staticmethod
+    @np.errstate(invalid="ignore")
     def backward(ctx, g):
         from pyvision_engine.autograd import _unbroadcast
         gl = _reduce_grad(np.asarray(g), ctx.shape, ctx.reduction)
@@ -294,6 +308,14 @@ class _PointwiseLoss(Function):
         gx = _unbroadcast((gl * dx).astype(_F32), ctx.x.shape) if ctx.needs_input_grad[0] else None
         gt = _unbroadcast((gl * dt).astype(_F32), ctx.t.shape) if ctx.needs_input_grad[1] else None
         return gx, gt, None, None
+
+
+def _sign(d: np.ndarray) -> np.ndarray:
+    """torch's sign in the L1 gradients: 0 at 0 and at NaN (so a NaN input gets a zero
+    gradient there, as torch's l1_loss backward gives)."""
+    s = np.sign(d)
+    s[np.isnan(s)] = 0
+    return s
 
 
 def _weighted(losses: Tensor, weight: Any, input_shape: Tuple[int, ...], reduction: str,
@@ -343,7 +365,7 @@ def l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,
     optionally weighted per element."""
     return _elementwise_loss(input, target, size_average, reduce, reduction, weight, "l1_loss",
                              lambda a, b: np.abs(a - b),
-                             lambda a, b: (np.sign(a - b), -np.sign(a - b)))
+                             lambda a, b: (_sign(a - b), -_sign(a - b)))
 
 
 def smooth_l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,
@@ -367,7 +389,7 @@ def smooth_l1_loss(input: Any, target: Any, size_average: Optional[bool] = None,
     def df(a, b):
         d = a - b
         if beta == 0:
-            s = np.sign(d)
+            s = _sign(d)
         else:
             s = np.where(np.abs(d) < beta, d / beta, np.sign(d))
         return s, -s
@@ -423,17 +445,24 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Optional[A
     t = float_input(target, op)
     if x.shape != t.shape:
         raise ValueError(f"{op}: target size {t.shape} must be the same as input size {x.shape}")
-    w = pw = None
-    try:
-        if weight is not None:
-            w = float_input(weight, op)._data
-            np.broadcast_shapes(w.shape, x.shape)
-        if pos_weight is not None:
-            pw = float_input(pos_weight, op)._data
-            np.broadcast_shapes(pw.shape, x.shape)
-    except ValueError:
-        raise ValueError(f"{op}: weight / pos_weight must broadcast to the input shape {x.shape}") from None
+    w = None if weight is None else _loss_weight(weight, "weight", x.shape, op)
+    pw = None if pos_weight is None else _loss_weight(pos_weight, "pos_weight", x.shape, op)
     return _BCEWithLogits.apply(x, t, w, pw, reduction)
+
+
+def _loss_weight(weight: Any, name: str, input_shape: Tuple[int, ...], op: str) -> np.ndarray:
+    """The binary cross-entropies' weight / pos_weight: constant, and broadcastable to
+    the input's shape without enlarging it (torch writes the loss into the input's
+    shape, so a (5, 4, 3) weight for a (4, 3) input is an error there too)."""
+    w = _constant_weight(weight, name, op)._data
+    try:
+        fits = np.broadcast_shapes(w.shape, input_shape) == tuple(input_shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise RuntimeValueError(f"{op}: {name} of shape {w.shape} must broadcast to the input "
+                                f"shape {tuple(input_shape)} without enlarging it")
+    return w
 
 
 def huber_loss(input: Any, target: Any, reduction: str = "mean", delta: float = 1.0,
@@ -471,17 +500,12 @@ def binary_cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
     if x.shape != t.shape:
         raise ValueError(f"{op}: Using a target size ({t.shape}) that is different to the input "
                          f"size ({x.shape}) is deprecated. Please ensure they have the same size.")
-    if not ((x._data >= 0) & (x._data <= 1)).all():  # NaN fails too, as in torch
-        raise RuntimeValueError(f"{op}: all elements of input should be between 0 and 1")
+    for name, v in (("input", x), ("target", t)):
+        if not ((v._data >= 0) & (v._data <= 1)).all():  # NaN fails too, as in torch
+            raise RuntimeValueError(f"{op}: all elements of {name} should be between 0 and 1")
     w = None
     if weight is not None:
-        w = float_input(weight, op)._data.astype(np.float64)
-        try:
-            if np.broadcast_shapes(w.shape, x.shape) != x.shape:
-                raise ValueError
-        except ValueError:
-            raise RuntimeValueError(f"{op}: weight shape {w.shape} does not broadcast to the "
-                                    f"input shape {x.shape}") from None
+        w = _loss_weight(weight, "weight", x.shape, op).astype(np.float64)
 
     def f(a, b):
         a, b = a.astype(np.float64), b.astype(np.float64)
@@ -493,11 +517,11 @@ def binary_cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
 
     def df(a, b):
         a, b = a.astype(np.float64), b.astype(np.float64)
-        # torch's backward: (x - t) / max(x (1 - x), 1e-12); for the target, the
-        # clamped log(1 - x) - log(x).
+        # torch's backward: (x - t) / max(x (1 - x), 1e-12); for the target, -logit(x)
+        # = log(1 - x) - log(x), unclamped (+-inf at x = 0 and 1).
         dx = (a - b) / np.maximum(a * (1.0 - a), 1e-12)
         with np.errstate(divide="ignore"):
-            dt = np.maximum(np.log1p(-a), -100.0) - np.maximum(np.log(a), -100.0)
+            dt = np.log1p(-a) - np.log(a)
         if w is not None:
             dx, dt = dx * w, dt * w
         return dx, dt
@@ -536,9 +560,10 @@ def kl_div(input: Any, target: Any, size_average: Optional[bool] = None,
         a, b = a.astype(np.float64), b.astype(np.float64)
         if log_target:
             return -np.exp(b), np.exp(b) * (b + 1.0 - a)
-        # d/dt xlogy(t, t) = log(t) + t / t is NaN at t = 0 in torch's autograd; same here.
+        # d/dt xlogy(t, t) = xlogy(t != 0, t) + t / t in torch's autograd: NaN at t = 0
+        # and at t = inf (inf / inf); same here.
         with np.errstate(divide="ignore", invalid="ignore"):
-            dt = np.where(b == 0, np.nan, np.log(np.where(b == 0, 1.0, b)) + 1.0 - a)
+            dt = np.where(b == 0, 0.0, np.log(np.where(b == 0, 1.0, b))) + b / b - a
         return -b, dt
 
     if reduction != "batchmean":

@@ -12,7 +12,7 @@ import numpy as np
 from pyvision_engine import _C
 from pyvision_engine._ops import Reshape
 from pyvision_engine.autograd import Function
-from pyvision_engine.nn._f_common import float_input, int_arg, needs_grad, pair
+from pyvision_engine.nn._f_common import RuntimeValueError, float_input, int_arg, needs_grad, pair
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "adaptive_avg_pool2d",
@@ -184,11 +184,28 @@ def _adaptive_size(output_size: Any, in_hw: Tuple[int, int], op: str) -> Tuple[i
     else:
         v = int_arg(output_size, op, "output_size")
         size = (v, v)
-    if min(size) <= 0:
-        raise ValueError(f"{op}: output_size must be positive, got {size}")
+    if min(size) < 0:
+        raise RuntimeValueError(f"{op}: elements of output_size must be greater than or equal "
+                                f"to 0, got {size}")
     if min(in_hw) <= 0:
         raise ValueError(f"{op}: input height and width must be positive, got {in_hw}")
     return size
+
+
+class _EmptyAdaptivePool(Function):
+    """An adaptive pool to an output size with a 0: torch returns the empty result, and
+    its backward refuses the empty gradient (a RuntimeError there); both mirrored."""
+
+    @staticmethod
+    def forward(ctx, x, shape, op):
+        ctx.op, ctx.shape = op, shape
+        return np.empty(shape, np.float32)
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeValueError(f"{ctx.op}_backward(): expected grad_output to have non-zero "
+                                f"size for non-batch dimensions, but grad_output has sizes "
+                                f"{list(ctx.shape)} (torch refuses it too)")
 
 
 def _adaptive_avg_planes(planes: np.ndarray, lead: Tuple[int, ...],
@@ -214,11 +231,14 @@ def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
     """Adaptive average pooling to ``output_size`` (int, or (h, w) with None = keep).
 
     Output cell i covers rows floor(i*H/h) .. ceil((i+1)*H/h); output size 1
-    runs the global-average-pool kernel."""
+    runs the global-average-pool kernel; a 0 gives an empty result (as torch, whose
+    backward then raises)."""
     op = "adaptive_avg_pool2d"
     x = float_input(input, op)
     planes, lead = _planes(x, op)
     out = _adaptive_size(output_size, x.shape[-2:], op)
+    if 0 in out:
+        return _EmptyAdaptivePool.apply(x, lead + out, op)
     if not needs_grad(x):  # no graph node to build (inference)
         return Tensor._wrap(_adaptive_avg_planes(planes, lead, out))
     return _AdaptiveAvgPool2d.apply(_as_planes_tensor(x, planes), lead, out)
@@ -247,6 +267,9 @@ def adaptive_max_pool2d(input: Any, output_size: Any, return_indices: bool = Fal
     x = float_input(input, op)
     planes, lead = _planes(x, op)
     out = _adaptive_size(output_size, x.shape[-2:], op)
+    if 0 in out:
+        y = _EmptyAdaptivePool.apply(x, lead + out, op)
+        return (y, Tensor._wrap(np.empty(lead + out, np.int64))) if return_indices else y
     holder: Optional[List[np.ndarray]] = [] if return_indices else None
     y = _AdaptiveMaxPool2d.apply(x, lead, out, holder)
     if return_indices:

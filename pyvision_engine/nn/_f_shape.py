@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+import numbers
+import warnings
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from pyvision_engine._ops import normalize_dim
 from pyvision_engine.autograd import Function
-from pyvision_engine.nn._f_common import float_input, int_arg, needs_grad, rebind_inplace, shell_of
+from pyvision_engine.nn._f_common import (NotImplementedValueError, RuntimeValueError, float_input,
+                                          int_arg, needs_grad, rebind_inplace, shell_of)
 from pyvision_engine.random import default_generator
 from pyvision_engine.tensor import Tensor, as_tensor
 
@@ -130,8 +133,7 @@ class _IndexPad(Function):
         return g, None
 
 
-# torch's non-constant modes as numpy.pad modes (the same index rules)
-_INDEX_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_INDEX_PAD_MODES = ("reflect", "replicate", "circular")  # torch's non-constant modes
 
 
 def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: Optional[float] = None) -> Tensor:
@@ -166,113 +168,350 @@ def _index_pad(x: Tensor, pads: List[int], widths: List[Tuple[int, int]], mode: 
         raise NotImplementedError(
             f"pad: mode {mode!r} pads the last 1, 2 or 3 dims of a 2-D to 5-D input (with an "
             f"optional batch dim), got {len(pads)} pad values for input shape {x.shape}")
+    padded = range(x.ndim - padded_dims, x.ndim)
+    if mode == "reflect":
+        for axis in padded:
+            before, after = widths[axis]
+            if max(before, after) >= x.shape[axis]:
+                raise ValueError(f"pad: padding size should be less than the corresponding input "
+                                 f"dimension, but got padding ({before}, {after}) at dimension "
+                                 f"{axis} of input {list(x.shape)}")
+    if mode != "circular":
+        out = [x.shape[a] + sum(widths[a]) for a in padded]
+        if min(out) < 0 or max(out) < 1:  # (torch allows an empty dim if another is not)
+            raise ValueError(f"pad: input {list(x.shape)} is too small for padding {pads}: the "
+                             f"calculated output size of the padded dims is {out}")
     maps = []
     for axis, (before, after) in enumerate(widths):
         if before == 0 and after == 0:
             continue
-        # Negative amounts crop first (as torch), then the rest pads what is left.
-        kept = np.arange(x.shape[axis])[max(-before, 0):x.shape[axis] - max(-after, 0)]
-        size, before, after = len(kept), max(before, 0), max(after, 0)
-        if size == 0:
-            raise ValueError(f"pad: padding {pads} leaves nothing of dimension {axis} of input "
-                             f"{list(x.shape)} to pad from in mode {mode!r}")
-        if mode == "reflect" and max(before, after) >= size:
-            raise ValueError(f"pad: padding size should be less than the corresponding input "
-                             f"dimension, but got padding ({before}, {after}) at dimension "
-                             f"{axis} of input {list(x.shape)}")
-        if mode == "circular" and max(before, after) > size:
-            raise ValueError(f"pad: padding value causes wrapping around more than once: "
-                             f"padding ({before}, {after}) at dimension {axis} of input "
-                             f"{list(x.shape)}")
-        index = kept[np.pad(np.arange(size), (before, after), mode=_INDEX_PAD_MODES[mode])]
+        size = x.shape[axis]
+        if mode == "circular":
+            # Negative amounts crop first (as torch), then the wrap reads what is left.
+            lo, hi = max(-before, 0), size - max(-after, 0)
+            kept = np.arange(lo, max(hi, lo))
+            before, after = max(before, 0), max(after, 0)
+            if len(kept) == 0:
+                raise ValueError(f"pad: padding {pads} leaves nothing of dimension {axis} of "
+                                 f"input {list(x.shape)} to pad from in mode {mode!r}")
+            if max(before, after) > len(kept):
+                raise ValueError(f"pad: padding value causes wrapping around more than once: "
+                                 f"padding ({before}, {after}) at dimension {axis} of input "
+                                 f"{list(x.shape)}")
+            index = kept[np.pad(np.arange(len(kept)), (before, after), mode="wrap")]
+        else:
+            # reflect / replicate index the whole input, as torch's kernels: output j reads
+            # position j - before, mirrored or clamped at the input's own edges (so a
+            # negative amount crops, yet the other side still reflects the full input).
+            pos = np.arange(size + before + after) - before
+            if mode == "reflect":
+                pos = np.abs(pos)
+                index = np.where(pos > size - 1, 2 * (size - 1) - pos, pos)
+            else:
+                index = np.clip(pos, 0, size - 1)
         maps.append((axis, index))
     return _IndexPad.apply(x, tuple(maps))
 
 
+# ------------------------------------------------------------------ interpolate
+# The input ranks each mode takes (torch: 'linear' is 1-D, 'bilinear' 2-D).
+_INTERP_RANKS = {"nearest": (3, 4), "nearest-exact": (3, 4), "linear": (3,), "bilinear": (4,)}
+_CHUNK = 1 << 17  # output elements per block of planes: a block's temporaries stay in cache
+_MAX_OUTPUT_BYTES = 1 << 36  # refuse results beyond 64 GiB instead of overcommitting
+
+
+class _Taps(NamedTuple):
+    """Where the outputs along one axis read: ``index`` holds one source index per
+    output (nearest modes) or two (linear, weighted by ``weight``)."""
+    index: Tuple[np.ndarray, ...]
+    weight: Optional[Tuple[np.ndarray, np.ndarray]]
+    in_size: int
+
+
+def _ratio(in_size: int, out_size: int, scale: Optional[float]) -> np.float32:
+    # torch's compute_scales_value: 1 / scale_factor when the caller gave one, else in / out
+    if scale is not None and scale > 0:
+        return _F32(1.0 / scale)
+    return _F32(in_size) / _F32(out_size)
+
+
+def _axis_taps(in_size: int, out_size: int, mode: str, align_corners: Optional[bool],
+               scale: Optional[float], one_d: bool = False) -> _Taps:
+    """torch's source positions along one axis, in its float32 arithmetic. torch's 1-D
+    kernels (``one_d``) and 2-D ones differ in the nearest modes; both are mirrored."""
+    dst = np.arange(out_size)
+    last = in_size - 1
+    if mode == "nearest":
+        if not one_d and out_size == in_size:  # the 2-D kernel copies, or repeats each pixel
+            src = dst                          # at twice the size, whatever the scale_factor
+        elif not one_d and out_size == 2 * in_size:
+            src = dst >> 1
+        else:
+            src = np.floor(dst.astype(_F32) * _ratio(in_size, out_size, scale)).astype(np.int64)
+        return _Taps((np.minimum(src, last),), None, in_size)
+    if mode == "nearest-exact":
+        ratio = np.float64(_ratio(in_size, out_size, scale))
+        if one_d:  # floorf(fma(ratio, dst + 0.5, -0.5) + 0.5f)
+            pos = ((dst + 0.5) * ratio - 0.5).astype(_F32) + _F32(0.5)
+        else:      # floorf((dst + 0.5) * ratio)
+            pos = ((dst + 0.5) * ratio).astype(_F32)
+        src = np.floor(pos).astype(np.int64)
+        return _Taps((np.minimum(np.maximum(src, 0), last),), None, in_size)
+    # linear: two taps; the same size reads x * 1 + x * 0 (so Inf there gives NaN, as torch)
+    if out_size == in_size:
+        return _Taps((dst, dst), (np.ones(out_size, _F32), np.zeros(out_size, _F32)), in_size)
+    if align_corners:
+        ratio = _F32(last) / _F32(out_size - 1) if out_size > 1 else _F32(0)
+        pos = ratio * dst.astype(_F32)
+    else:  # ratio * (dst + 0.5) - 0.5 rounded once, as torch's fused multiply-add (exact
+        # in float64: a float32 times a short half-integer)
+        pos = (np.float64(_ratio(in_size, out_size, scale)) * (dst + 0.5) - 0.5).astype(_F32)
+        pos = np.maximum(pos, _F32(0))
+    i0 = np.minimum(np.floor(pos).astype(np.int64), last)
+    w1 = np.clip(pos - i0.astype(_F32), _F32(0), _F32(1))
+    i1 = i0 + (i0 < last)
+    return _Taps((i0, i1), (_F32(1) - w1, w1), in_size)
+
+
 def _interp_matrix(in_size: int, out_size: int, mode: str, align_corners: Optional[bool],
                    scale: Optional[float]) -> np.ndarray:
-    """(out, in) matrix of interpolation weights along one axis, torch's source-index rules."""
+    """(out, in) float64 matrix of the weights one axis of a 4-D 'nearest' or 'bilinear'
+    interpolation reads (the ONNX exporter compares it with Resize's); other modes
+    raise, as the exporter has no Resize mapping for them."""
+    if mode not in ("nearest", "bilinear"):
+        raise ValueError(f"interpolate: mode {mode!r} has no ONNX Resize mapping here "
+                         "(only 'nearest' and 'bilinear' on 4-D input)")
+    taps = _axis_taps(in_size, out_size, "linear" if mode == "bilinear" else mode,
+                      align_corners, scale)
     m = np.zeros((out_size, in_size), dtype=np.float64)
-    dst = np.arange(out_size, dtype=np.float64)
-    # torch uses 1/scale_factor when the caller gave one, else in/out.
-    ratio = (1.0 / scale) if scale is not None else in_size / out_size
-    if mode == "nearest":
-        # torch's nearest_idx: the same size copies and twice the size repeats each
-        # pixel whatever the scale_factor (so scale_factor=2.3 on 3 pixels gives 6
-        # pixels 0 0 1 1 2 2, not 0 0 0 1 1 2); otherwise a float32 product.
-        if out_size == in_size:
-            src = np.arange(out_size)
-        elif out_size == 2 * in_size:
-            src = np.arange(out_size) >> 1
-        else:
-            src = np.minimum(np.floor(dst.astype(_F32) * _F32(ratio)).astype(np.int64),
-                             in_size - 1)
-        m[np.arange(out_size), src] = 1.0
-        return m
-    if align_corners:
-        r = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-        src = dst * r
-    else:
-        src = np.maximum((dst + 0.5) * ratio - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    lam = src - i0
     rows = np.arange(out_size)
-    np.add.at(m, (rows, i0), 1.0 - lam)
-    np.add.at(m, (rows, i1), lam)
+    weights = taps.weight or (np.ones(out_size, _F32),)
+    for index, weight in zip(taps.index, weights):
+        np.add.at(m, (rows, index), weight)
     return m
 
 
+def _along(w: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    return w.reshape((-1,) + (1,) * (ndim - 1 - axis))
+
+
+def _gather(y: np.ndarray, taps: _Taps, axis: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """One interpolation pass along ``axis``: out = y[i0] * w0 + y[i1] * w1 (or y[i]).
+    Each output reads only its own taps, so a NaN spreads no further than in torch."""
+    shape = y.shape[:axis] + (len(taps.index[0]),) + y.shape[axis + 1:]
+    if out is None:
+        out = np.empty(shape, _F32)
+    # (the indices are in range by construction; mode='wrap' skips numpy's buffered check)
+    np.take(y, taps.index[0], axis=axis, out=out, mode="wrap")
+    if taps.weight is not None:
+        w0, w1 = (_along(w, axis, y.ndim) for w in taps.weight)
+        out *= w0
+        second = np.take(y, taps.index[1], axis=axis, mode="wrap")
+        second *= w1
+        out += second
+    return out
+
+
+class _Reverse(NamedTuple):
+    """The adjoint of one axis's taps. Backward lays the weighted gradients out as
+    v = [g * w0 | g * w1 | 0] along the axis; source position t sums v[table[t, k]]
+    over k, in torch's order (by output, first tap first); short rows are padded with
+    the trailing zero, so padding never reads a NaN. With long rows (large upsampling
+    factors) ``order`` sorts v by source and ``starts`` bounds each source's run.
+    ``padded``: some row of ``table`` reads the zero."""
+    table: Optional[np.ndarray]
+    order: np.ndarray
+    starts: np.ndarray
+    targets: np.ndarray
+    padded: bool
+
+
+_MAX_TABLE_WIDTH = 8  # beyond this many terms per source, one reduceat is cheaper
+
+
+def _reverse(taps: _Taps) -> _Reverse:
+    out_size, n_taps = len(taps.index[0]), len(taps.index)
+    # The terms output by output, first tap first (torch's order of accumulation), sorted
+    # stably by source; term j * n_taps + k sits at v[k * out_size + j].
+    source = np.stack(taps.index, axis=1).ravel()
+    by_source = np.argsort(source, kind="stable")
+    order = (by_source % n_taps) * out_size + by_source // n_taps
+    counts = np.bincount(source, minlength=taps.in_size)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    targets = np.flatnonzero(counts)
+    if counts.max() > _MAX_TABLE_WIDTH:
+        return _Reverse(None, order, starts[targets], targets, True)
+    table = np.full((taps.in_size, int(counts.max())), n_taps * out_size, dtype=np.intp)
+    sorted_source = source[by_source]
+    table[sorted_source, np.arange(len(order)) - starts[sorted_source]] = order
+    return _Reverse(table, order, starts[targets], targets, bool(counts.min() < counts.max()))
+
+
+def _scatter(g: np.ndarray, taps: _Taps, rev: _Reverse, axis: int) -> np.ndarray:
+    """The adjoint of _gather: each output's gradient (times its weight) goes back to
+    the source positions it read (and only to those: a NaN spreads as in torch)."""
+    out_size = g.shape[axis]
+    n_taps = len(taps.index)
+    shape = list(g.shape)
+    here = [slice(None)] * g.ndim
+    if taps.weight is None and not rev.padded:
+        v = g  # (nearest, every source read equally often: g itself, no zero slot)
+    else:
+        shape[axis] = n_taps * out_size + 1
+        v = np.empty(shape, _F32)
+        for k in range(n_taps):
+            here[axis] = slice(k * out_size, (k + 1) * out_size)
+            if taps.weight is None:
+                v[tuple(here)] = g
+            else:
+                np.multiply(g, _along(taps.weight[k], axis, g.ndim), out=v[tuple(here)])
+        here[axis] = n_taps * out_size
+        v[tuple(here)] = 0
+    if rev.table is not None:
+        grad = np.take(v, rev.table[:, 0], axis=axis, mode="wrap")
+        for k in range(1, rev.table.shape[1]):
+            grad += np.take(v, rev.table[:, k], axis=axis, mode="wrap")
+        return grad
+    runs = np.add.reduceat(np.take(v, rev.order, axis=axis, mode="wrap"), rev.starts, axis=axis)
+    shape[axis] = taps.in_size
+    grad = np.zeros(shape, _F32)
+    here[axis] = rev.targets
+    grad[tuple(here)] = runs
+    return grad
+
+
+def _block(planes: int, per_plane: int, taps: Sequence[_Taps]) -> int:
+    """Planes per block: all at once for nearest (no temporaries beyond one pass),
+    about _CHUNK output elements for linear modes."""
+    if all(t.weight is None for t in taps):
+        return max(planes, 1)
+    return max(1, _CHUNK // max(per_plane, 1))
+
+
 class _Interpolate(Function):
-    @staticmethod
-    def forward(ctx, x, mh, mw):
-        ctx.mh, ctx.mw = mh, mw
-        # (out_h, in_h) @ x @ (in_w, out_w), batched over N and C.
-        return np.ascontiguousarray(np.matmul(np.matmul(mh, x), mw.T), dtype=_F32)
+    """Separable resampling of (P, *spatial) planes by per-axis taps: forward gathers
+    along the last axis first (torch's order of products), backward scatters back
+    along ``grad_taps``."""
 
     @staticmethod
+    @np.errstate(invalid="ignore")  # (Inf * 0 is NaN, as in torch, without a warning)
+    def forward(ctx, x, taps, grad_taps):
+        lead, in_sp = x.shape[:2], x.shape[2:]
+        out_sp = tuple(len(t.index[0]) for t in taps)
+        planes = x.reshape((-1,) + in_sp)
+        out = np.empty((planes.shape[0],) + out_sp, _F32)
+        step = _block(planes.shape[0], math.prod(out_sp), taps)
+        for s in range(0, planes.shape[0], step):
+            y = planes[s:s + step]
+            for axis in range(len(taps), 0, -1):
+                y = _gather(y, taps[axis - 1], axis, out[s:s + step] if axis == 1 else None)
+        ctx.taps, ctx.in_shape = grad_taps, x.shape
+        return out.reshape(lead + out_sp)
+
+    @staticmethod
+    @np.errstate(invalid="ignore")
     def backward(ctx, g):
-        return np.ascontiguousarray(np.matmul(np.matmul(ctx.mh.T, g), ctx.mw), dtype=_F32), None, None
+        taps, in_shape = ctx.taps, ctx.in_shape
+        g = np.ascontiguousarray(g, dtype=_F32).reshape((-1,) + g.shape[2:])
+        grad = np.empty((g.shape[0],) + in_shape[2:], _F32)
+        step = _block(g.shape[0], math.prod(g.shape[1:]), taps)
+        reverse = [_reverse(t) for t in taps]
+        for s in range(0, g.shape[0], step):
+            y = g[s:s + step]
+            for axis in range(1, len(taps) + 1):
+                y = _scatter(y, taps[axis - 1], reverse[axis - 1], axis)
+            grad[s:s + step] = y
+        return grad.reshape(in_shape), None, None
+
+
+def _interp_sizes(x: Tensor, size: Any, scale_factor: Any, recompute_scale_factor: Optional[bool],
+                  op: str) -> Tuple[Tuple[int, ...], Tuple[Optional[float], ...]]:
+    """The output spatial size and the scales the kernels use (None: in / out), torch's rules."""
+    dim, in_sp = x.ndim - 2, tuple(x.shape[2:])
+    if size is not None and scale_factor is not None:
+        raise ValueError(f"{op}: only one of size or scale_factor should be defined")
+    if size is None and scale_factor is None:
+        raise ValueError(f"{op}: either size or scale_factor should be defined")
+    if size is not None:
+        if recompute_scale_factor:
+            raise ValueError(f"{op}: recompute_scale_factor is not meaningful with an explicit size.")
+        if isinstance(size, (list, tuple)):
+            if len(size) != dim:
+                raise ValueError(f"{op}: input and output must have the same number of spatial "
+                                 f"dimensions, but got input with spatial dimensions of "
+                                 f"{list(in_sp)} and output size of {size}")
+            return tuple(int_arg(v, op, "size") for v in size), (None,) * dim
+        return (int_arg(size, op, "size"),) * dim, (None,) * dim
+    if isinstance(scale_factor, (list, tuple)):
+        if len(scale_factor) != dim:
+            raise ValueError(f"{op}: input and scale_factor must have the same number of spatial "
+                             f"dimensions, but got input with spatial dimensions of {list(in_sp)} "
+                             f"and scale_factor of shape {scale_factor}")
+        factors = tuple(scale_factor)
+    else:
+        factors = (scale_factor,) * dim
+    for f in factors:
+        if not isinstance(f, numbers.Real):
+            raise TypeError(f"{op}: scale_factor must be a number or a tuple of numbers, "
+                            f"got {scale_factor!r}")
+        if not math.isfinite(f):
+            raise RuntimeValueError(f"{op}: scale_factor must be finite, got {scale_factor!r}")
+    factors = tuple(float(f) for f in factors)
+    out = tuple(int(n * f) for n, f in zip(in_sp, factors))  # truncated, as torch
+    # recompute_scale_factor: the kernels use in / out instead of 1 / scale_factor
+    return out, ((None,) * dim if recompute_scale_factor else factors)
 
 
 def interpolate(input: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
                 align_corners: Optional[bool] = None, recompute_scale_factor: Optional[bool] = None,
                 antialias: bool = False) -> Tensor:
-    """Resize (N, C, H, W) input by ``size`` or ``scale_factor`` with 'nearest' or
-    'bilinear' (align_corners as torch: default False)."""
+    """Resize (N, C, L) or (N, C, H, W) input to ``size`` or by ``scale_factor`` with torch's
+    source-index rules: 'nearest' and 'nearest-exact' (3-D or 4-D), 'linear' (3-D) and
+    'bilinear' (4-D; align_corners default False). Each output reads only its own source
+    pixels, so a NaN or Inf reaches exactly the outputs that read it, as in torch."""
     op = "interpolate"
     x = float_input(input, op)
-    if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D (N, C, H, W) input, got shape {x.shape}")
-    if mode not in ("nearest", "bilinear"):
-        raise ValueError(f"{op}: mode must be 'nearest' or 'bilinear', got {mode!r}")
-    if mode == "nearest" and align_corners is not None:
+    if mode not in _INTERP_RANKS:
+        raise NotImplementedValueError(
+            f"{op}: mode must be one of {', '.join(map(repr, _INTERP_RANKS))}, got {mode!r}")
+    if mode.startswith("nearest") and align_corners is not None:
         raise ValueError(f"{op}: align_corners option can only be set with the interpolating "
                          "modes: linear | bilinear | bicubic | trilinear")
+    ranks = _INTERP_RANKS[mode]
+    if x.ndim not in ranks:
+        want = " or ".join({3: "3-D (N, C, L)", 4: "4-D (N, C, H, W)"}[r] for r in ranks)
+        raise NotImplementedValueError(f"{op}: mode {mode!r} expects a {want} input, got shape "
+                                       f"{tuple(x.shape)}")
+    out_sp, scales = _interp_sizes(x, size, scale_factor, recompute_scale_factor, op)
     if antialias:
-        raise ValueError(f"{op}: antialias is not supported")
-    if (size is None) == (scale_factor is None):
-        raise ValueError(f"{op}: exactly one of size or scale_factor must be given")
-    in_hw = x.shape[2:]
-    scales: Tuple[Optional[float], Optional[float]] = (None, None)
-    if size is not None:
-        out = (int_arg(size, op, "size"),) * 2 if not isinstance(size, (tuple, list)) else tuple(
-            int_arg(s, op, "size") for s in size)
-    else:
-        sf = (float(scale_factor),) * 2 if not isinstance(scale_factor, (tuple, list)) else tuple(
-            float(s) for s in scale_factor)
-        if len(sf) != 2 or min(sf) <= 0:
-            raise ValueError(f"{op}: scale_factor must be positive, got {scale_factor}")
-        out = tuple(int(math.floor(in_hw[i] * sf[i])) for i in range(2))
-        if not recompute_scale_factor:
-            scales = sf
-    if len(out) != 2 or min(out) <= 0:
-        raise ValueError(f"{op}: output size must be positive, got {out}")
-    mh = _interp_matrix(in_hw[0], out[0], mode, align_corners, scales[0]).astype(_F32)
-    mw = _interp_matrix(in_hw[1], out[1], mode, align_corners, scales[1]).astype(_F32)
-    return _Interpolate.apply(x, mh, mw)
+        if mode != "bilinear":
+            raise ValueError(f"{op}: anti-alias option is restricted to bilinear and bicubic "
+                             "modes and requires a 4-D tensor as input")
+        raise NotImplementedValueError(f"{op}: antialias=True is not supported")
+    in_sp = tuple(x.shape[2:])
+    if min(in_sp) <= 0 or min(out_sp) <= 0:
+        raise RuntimeValueError(f"{op}: input and output sizes should be greater than 0, but got "
+                                f"input {in_sp} and output {out_sp} (input shape {tuple(x.shape)})")
+    if x.shape[1] == 0:  # (an empty batch alone is fine)
+        raise RuntimeValueError(f"{op}: non-empty {x.ndim}-D data tensor expected but got a "
+                                f"tensor with sizes {list(x.shape)}")
+    if 4 * math.prod(x.shape[:2]) * math.prod(out_sp) > _MAX_OUTPUT_BYTES:
+        raise ValueError(f"{op}: the output {tuple(x.shape[:2]) + out_sp} would need more than "
+                         f"{_MAX_OUTPUT_BYTES >> 30} GiB")
+    kind = "linear" if mode == "bilinear" else mode
+    taps = tuple(_axis_taps(n, o, kind, bool(align_corners), s, one_d=x.ndim == 3)
+                 for n, o, s in zip(in_sp, out_sp, scales))
+    grad_taps = taps
+    if x.ndim == 3 and kind != "linear":
+        # torch's 1-D nearest backward kernels use the 2-D index rules, which differ
+        # from its 1-D forward in a few configurations (3 -> 3 by scale 1.2): mirrored
+        grad_taps = tuple(_axis_taps(n, o, kind, None, s) for n, o, s in zip(in_sp, out_sp, scales))
+    return _Interpolate.apply(x, taps, grad_taps)
 
 
 def upsample(input: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
              align_corners: Optional[bool] = None) -> Tensor:
+    """Deprecated alias of interpolate (torch warns the same way)."""
+    warnings.warn("`nn.functional.upsample` is deprecated. Use `nn.functional.interpolate` instead.",
+                  stacklevel=2)
     return interpolate(input, size, scale_factor, mode, align_corners)

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import numpy as np
 
 from pyvision_engine.nn import functional as F
+from pyvision_engine.nn._f_common import check_factory_kwargs
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
 from pyvision_engine.tensor import Tensor
@@ -52,12 +53,18 @@ class Hardswish(_InplaceActivation):
     def forward(self, input: Any) -> Tensor:
         return F.hardswish(input, inplace=self.inplace)
 
+    def extra_repr(self) -> str:
+        return ""  # torch prints Hardswish() even with inplace=True
+
 
 class Hardsigmoid(_InplaceActivation):
     """relu6(x + 3) / 6."""
 
     def forward(self, input: Any) -> Tensor:
         return F.hardsigmoid(input, inplace=self.inplace)
+
+    def extra_repr(self) -> str:
+        return ""  # torch prints Hardsigmoid() even with inplace=True
 
 
 class LeakyReLU(Module):
@@ -78,8 +85,10 @@ class LeakyReLU(Module):
 class PReLU(Module):
     """Leaky ReLU with a learned slope: num_parameters = 1 (shared) or C; init 0.25."""
 
-    def __init__(self, num_parameters: int = 1, init: float = 0.25) -> None:
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device: Any = None,
+                 dtype: Any = None) -> None:
         super().__init__()
+        check_factory_kwargs(device, dtype, "PReLU")
         if num_parameters < 1:
             raise ValueError(f"PReLU: num_parameters must be positive, got {num_parameters}")
         self.num_parameters = num_parameters

@@ -1,19 +1,21 @@
-"""Linear, Identity and Flatten layers."""
+"""Linear, Identity, Flatten and Unflatten layers."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
+from pyvision_engine._ops import normalize_dim
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn import init
+from pyvision_engine.nn._f_common import check_factory_kwargs
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
 from pyvision_engine.tensor import Tensor, as_tensor
 
-__all__ = ["Linear", "Identity", "Flatten"]
+__all__ = ["Linear", "Identity", "Flatten", "Unflatten"]
 
 
 class Linear(Module):
@@ -22,8 +24,10 @@ class Linear(Module):
     Initialised as torch's: kaiming_uniform_(a=sqrt(5)) for the weight, and
     U(-1/sqrt(in_features), 1/sqrt(in_features)) for the bias."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: Any = None, dtype: Any = None) -> None:
         super().__init__()
+        check_factory_kwargs(device, dtype, "Linear")
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"Linear: {name} must be a non-negative int, got {value!r}")
@@ -83,3 +87,54 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Expands dim ``dim`` into ``unflattened_size`` (a tuple or list of ints, at most
+    one -1 to infer), the inverse of Flatten: (N, 50) -> Unflatten(1, (2, 5, 5)) ->
+    (N, 2, 5, 5)."""
+
+    def __init__(self, dim: int, unflattened_size: Sequence[int]) -> None:
+        super().__init__()
+        if not isinstance(unflattened_size, (tuple, list)):
+            raise TypeError(f"Unflatten: unflattened_size must be a tuple of ints, but found "
+                            f"type {type(unflattened_size).__name__}")
+        for i, size in enumerate(unflattened_size):
+            if not isinstance(size, int) or isinstance(size, bool):
+                raise TypeError(f"Unflatten: unflattened_size must be tuple of ints, but found "
+                                f"element of type {type(size).__name__} at pos {i}")
+        self.dim = dim
+        self.unflattened_size = unflattened_size
+
+    def forward(self, input: Any) -> Tensor:
+        x = as_tensor(input)
+        return x.reshape(_unflattened_shape(tuple(x.shape), self.dim, self.unflattened_size))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+def _unflattened_shape(shape: Tuple[int, ...], dim: int, sizes: Sequence[int]) -> Tuple[int, ...]:
+    """``shape`` with dim ``dim`` replaced by ``sizes`` (one -1 inferred), checked as torch's
+    Tensor.unflatten checks it."""
+    op = "Unflatten"
+    d = normalize_dim(dim, len(shape), op)
+    if len(shape) == 0:
+        raise ValueError(f"{op}: cannot unflatten a 0-d tensor")
+    if len(sizes) == 0:
+        raise ValueError(f"{op}: unflattened_size must be non-empty")
+    new: List[int] = list(sizes)
+    inferred = [i for i, s in enumerate(new) if s == -1]
+    if len(inferred) > 1 or any(s < -1 for s in new):
+        raise ValueError(f"{op}: unflattened_size {tuple(sizes)} may hold one -1 and otherwise "
+                         "non-negative sizes")
+    known = math.prod(s for s in new if s != -1)
+    if inferred:
+        if known == 0 or shape[d] % known:
+            raise ValueError(f"{op}: unflattened_size {tuple(sizes)} cannot be inferred for "
+                             f"dim {dim} of size {shape[d]} (input shape {shape})")
+        new[inferred[0]] = shape[d] // known
+    elif known != shape[d]:
+        raise ValueError(f"{op}: unflattened_size {tuple(sizes)} doesn't multiply up to the size "
+                         f"of dim {dim} ({shape[d]}) of the input shape {shape}")
+    return shape[:d] + tuple(new) + shape[d + 1:]

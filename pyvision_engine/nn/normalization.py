@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
 from pyvision_engine.autograd import no_grad
 from pyvision_engine.nn import functional as F
+from pyvision_engine.nn._f_common import check_factory_kwargs
 from pyvision_engine.nn._f_norm import batch_norm_scale_shift
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
@@ -30,10 +31,11 @@ class _BatchNorm(Module):
     _shape_text = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Any = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, *,
-                 bias: bool = True) -> None:
+                 affine: bool = True, track_running_stats: bool = True, device: Any = None,
+                 dtype: Any = None, *, bias: bool = True) -> None:
         super().__init__()
         name = type(self).__name__
+        check_factory_kwargs(device, dtype, name)
         if not isinstance(num_features, (int, np.integer)) or num_features <= 0:
             raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
         self.num_features = int(num_features)
@@ -72,6 +74,20 @@ class _BatchNorm(Module):
             for param, value in ((self.weight, 1), (self.bias, 0)):
                 if param is not None:
                     param.fill_(value)
+
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, assign: bool,
+                              missing: List[str], unexpected: List[str],
+                              errors: List[str]) -> None:
+        """torch's _NormBase rule: a state dict without version metadata (a plain dict) or
+        one older than version 2 may lack num_batches_tracked (added in version 2); the
+        module then keeps its own count instead of reporting the key missing."""
+        super()._load_from_state_dict(state_dict, prefix, assign, missing, unexpected, errors)
+        key = prefix + "num_batches_tracked"
+        if self.track_running_stats and key in missing:
+            metadata = getattr(state_dict, "_metadata", None) or {}
+            version = metadata.get(prefix[:-1], {}).get("version")
+            if version is None or version < 2:
+                missing.remove(key)
 
     def _check_input(self, x: Tensor) -> None:
         name = type(self).__name__
@@ -136,8 +152,10 @@ class GroupNorm(Module):
     """Normalise (N, C, *) over groups of C / num_groups channels; affine (C,)."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, *, bias: bool = True) -> None:
+                 affine: bool = True, device: Any = None, dtype: Any = None, *,
+                 bias: bool = True) -> None:
         super().__init__()
+        check_factory_kwargs(device, dtype, "GroupNorm")
         if num_groups <= 0 or num_channels % num_groups != 0:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
                              f"num_groups ({num_groups})")
@@ -167,8 +185,10 @@ class LayerNorm(Module):
     """Normalise over the trailing normalized_shape dims; elementwise affine of that shape."""
 
     def __init__(self, normalized_shape: Union[int, Sequence[int]], eps: float = 1e-5,
-                 elementwise_affine: bool = True, bias: bool = True) -> None:
+                 elementwise_affine: bool = True, bias: bool = True, device: Any = None,
+                 dtype: Any = None) -> None:
         super().__init__()
+        check_factory_kwargs(device, dtype, "LayerNorm")
         shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
         self.normalized_shape = tuple(int(s) for s in shape)
         self.eps = eps

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence, Tuple, Union
 
 from pyvision_engine.nn import functional as F
+from pyvision_engine.nn._f_common import int_arg
 from pyvision_engine.nn.module import Module
 from pyvision_engine.tensor import Tensor
 
@@ -12,16 +13,17 @@ __all__ = ["ZeroPad2d"]
 
 
 class ZeroPad2d(Module):
-    """padding: an int (all sides) or (left, right, top, bottom); negative crops."""
+    """padding: an int (all four sides) or a sequence handed to F.pad as it is, as in
+    torch: (left, right, top, bottom), or (left, right) for the last dim only (any even
+    length works, F.pad checks it); negative amounts crop."""
 
     def __init__(self, padding: Union[int, Sequence[int]]) -> None:
         super().__init__()
         if isinstance(padding, (tuple, list)):
-            if len(padding) != 4:
-                raise ValueError(f"ZeroPad2d: padding must be an int or 4 ints, got {padding!r}")
-            self.padding: Tuple[int, ...] = tuple(int(p) for p in padding)
+            self.padding: Tuple[int, ...] = tuple(int_arg(p, "ZeroPad2d", "padding")
+                                                  for p in padding)
         else:
-            self.padding = (int(padding),) * 4
+            self.padding = (int_arg(padding, "ZeroPad2d", "padding"),) * 4
 
     def forward(self, input: Any) -> Tensor:
         return F.pad(input, self.padding, "constant", 0.0)

@@ -203,3 +203,19 @@ def test_prelu_without_a_channel_dim_takes_only_a_shared_weight():
         F.prelu(x, np.full(3, 0.5, np.float32))
     np.testing.assert_array_equal(F.prelu(x, np.full(1, 0.5, np.float32)).numpy(),
                                   [-0.5, 2.0, -1.5])
+
+
+def test_hardswish_and_hardsigmoid_reprs_omit_inplace_as_torch():
+    assert repr(pve.nn.Hardswish(inplace=True)) == "Hardswish()"
+    assert repr(pve.nn.Hardsigmoid(inplace=True)) == "Hardsigmoid()"
+    assert pve.nn.Hardswish(inplace=True).inplace is True
+    assert repr(pve.nn.ReLU(inplace=True)) == "ReLU(inplace=True)"  # (ReLU keeps it)
+
+
+def test_prelu_takes_cpu_float32_device_and_dtype():
+    assert pve.nn.PReLU(3, 0.25, "cpu", pve.float32).weight.shape == (3,)
+    assert pve.nn.PReLU(device="cpu", dtype=np.float32).num_parameters == 1
+    with pytest.raises(ValueError, match="PReLU: only device='cpu'"):
+        pve.nn.PReLU(device="cuda:0")
+    with pytest.raises(TypeError, match="PReLU: only dtype float32"):
+        pve.nn.PReLU(dtype=np.float16)

@@ -1,6 +1,8 @@
 """Losses: fused cross-entropy (indices/probabilities, weight, ignore_index,
 label_smoothing, reductions), NLL, MSE, L1, SmoothL1, BCEWithLogits."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -197,3 +199,74 @@ def test_out_of_range_target_is_a_value_and_an_index_error():
             fn(x, np.array([0, 3]))
         with pytest.raises(IndexError):
             fn(x, np.array([0, -2]))
+
+
+@pytest.mark.parametrize("name,arg", [("binary_cross_entropy_with_logits", "weight"),
+                                      ("binary_cross_entropy_with_logits", "pos_weight"),
+                                      ("binary_cross_entropy", "weight")])
+@pytest.mark.parametrize("shape", [(5, 4, 3), (1, 4, 3)])
+def test_binary_losses_refuse_a_weight_that_enlarges_the_input(name, arg, shape):
+    # torch: "output with shape [4, 3] doesn't match the broadcast shape [5, 4, 3]"
+    x = rng.uniform(0.1, 0.9, (4, 3)).astype(np.float32)
+    w = np.ones(shape, np.float32)
+    for reduction in ("mean", "none"):
+        with pytest.raises(ValueError, match=re.escape(f"{name}: {arg} of shape {shape} must "
+                                                       "broadcast to the input shape (4, 3)")):
+            getattr(F, name)(x, x, reduction=reduction, **{arg: w})
+    # weights that broadcast to the input's own shape stay fine
+    assert getattr(F, name)(x, x, reduction="none", **{arg: np.ones(3, np.float32)}).shape == (4, 3)
+    assert getattr(F, name)(x, x, reduction="none", **{arg: np.ones((4, 1), np.float32)}).shape == (4, 3)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, w: F.binary_cross_entropy_with_logits(x, x, weight=w),
+    lambda x, w: F.binary_cross_entropy_with_logits(x, x, pos_weight=w),
+    lambda x, w: F.binary_cross_entropy(x, x, weight=w),
+    lambda x, w: F.cross_entropy(x, np.array([0, 1, 2, 0]), weight=w[0]),
+    lambda x, w: F.nll_loss(x, np.array([0, 1, 2, 0]), weight=w[0]),
+])
+def test_constant_weights_refuse_requires_grad(call):
+    # torch: "The function ... is not differentiable with respect to argument 'weight'"
+    x = rng.uniform(0.1, 0.9, (4, 3)).astype(np.float32)
+    w = pve.tensor(np.ones((4, 3), np.float32), requires_grad=True)
+    with pytest.raises(ValueError, match="not differentiable with respect to argument"):
+        call(x, w)
+    with pve.no_grad():  # no graph to build: accepted, as torch
+        call(x, w)
+    call(x, w.detach())
+
+
+@pytest.mark.parametrize("name,kw", [("l1_loss", {}), ("smooth_l1_loss", {"beta": 0.0})])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_l1_gradient_is_zero_at_nan(name, kw, reduction):
+    # torch's L1 backward is sign(input - target) with sign(NaN) = 0
+    x = np.array([np.nan, 1.0, -2.0, np.nan, 0.5], np.float32)
+    t = np.array([0.0, 0.0, 0.0, np.nan, 0.5], np.float32)
+    a, b = pve.tensor(x, requires_grad=True), pve.tensor(t, requires_grad=True)
+    loss = getattr(F, name)(a, b, reduction=reduction, **kw)
+    loss.backward(pve.tensor(np.ones(loss.shape, np.float32)))
+    scale = 1 / 5 if reduction == "mean" else 1.0
+    np.testing.assert_array_equal(a.grad.numpy(), np.array([0, 1, -1, 0, 0], np.float32) * scale)
+    np.testing.assert_array_equal(b.grad.numpy(), -a.grad.numpy())
+
+
+def test_bce_target_range_and_target_gradient():
+    x = np.array([0.0, 1.0, 0.5, 0.25], np.float32)
+    for bad in (1.5, -0.1, np.nan):
+        with pytest.raises(ValueError, match="all elements of target should be between 0 and 1"):
+            F.binary_cross_entropy(x, np.array([0.3, 0.3, 0.3, bad], np.float32))
+    a = pve.tensor(x)
+    t = pve.tensor(np.full(4, 0.3, np.float32), requires_grad=True)
+    F.binary_cross_entropy(a, t, reduction="sum").backward()
+    # d/dt = -logit(x), unclamped: +-inf at 0 and 1 (torch)
+    np.testing.assert_allclose(t.grad.numpy(), [np.inf, -np.inf, 0.0, np.log(3.0)], rtol=1e-6)
+
+
+def test_kl_div_target_gradient_is_nan_at_zero_and_inf():
+    # torch differentiates xlogy(t, t) as xlogy(t != 0, t) + t / t: NaN at t = 0 and inf
+    x = np.array([-1.0, -2.0, -0.5], np.float32)
+    t = pve.tensor(np.array([0.0, np.inf, 0.5], np.float32), requires_grad=True)
+    F.kl_div(pve.tensor(x), t, reduction="sum").backward()
+    g = t.grad.numpy()
+    assert np.isnan(g[0]) and np.isnan(g[1])
+    np.testing.assert_allclose(g[2], np.log(0.5) + 1 + 0.5, rtol=1e-6)

@@ -275,3 +275,52 @@ def test_batch_norm_train_on_an_empty_batch_matches_torch_semantics():
     np.testing.assert_array_equal(bn.weight.grad.numpy(), [0, 0, 0])
     np.testing.assert_array_equal(bn.bias.grad.numpy(), [0, 0, 0])
     assert pve.nn.BatchNorm1d(3, affine=False)(np.zeros((0, 3), np.float32)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("cls", [pve.nn.BatchNorm1d, pve.nn.BatchNorm2d])
+def test_batch_norm_state_dict_without_num_batches_tracked_loads(cls):
+    # torch's _NormBase: a plain dict (no version metadata) may lack num_batches_tracked;
+    # strict loading passes and the module keeps its own count
+    src = cls(3)
+    src.running_mean.numpy()[:] = [1.0, 2.0, 3.0]
+    sd = {k: v.numpy().copy() for k, v in src.state_dict().items() if k != "num_batches_tracked"}
+    dst = cls(3)
+    dst.num_batches_tracked.fill_(7)
+    result = dst.load_state_dict(sd)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    np.testing.assert_array_equal(dst.running_mean.numpy(), [1.0, 2.0, 3.0])
+    assert int(dst.num_batches_tracked.numpy()) == 7
+    seq = pve.nn.Sequential(pve.nn.Linear(3, 3), cls(3))  # nested: "1.num_batches_tracked"
+    nested = {k: v for k, v in seq.state_dict().items() if not k.endswith("num_batches_tracked")}
+    seq.load_state_dict(nested)
+
+
+def test_batch_norm_state_dict_with_version_2_metadata_needs_num_batches_tracked():
+    # a torch state dict records version 2 for BatchNorm: the key is then required
+    from collections import OrderedDict
+    bn = pve.nn.BatchNorm2d(3)
+    sd = OrderedDict((k, v) for k, v in bn.state_dict().items() if k != "num_batches_tracked")
+    sd._metadata = {"": {"version": 2}}
+    with pytest.raises(RuntimeError, match='Missing key.*"num_batches_tracked"'):
+        bn.load_state_dict(sd)
+    sd._metadata = {"": {"version": 1}}
+    bn.load_state_dict(sd)
+    no_stats = pve.nn.BatchNorm2d(3, track_running_stats=False)
+    assert "num_batches_tracked" not in no_stats.state_dict()
+
+
+@pytest.mark.parametrize("make", [
+    lambda **k: pve.nn.BatchNorm1d(3, **k), lambda **k: pve.nn.BatchNorm2d(3, **k),
+    lambda **k: pve.nn.LayerNorm(3, **k), lambda **k: pve.nn.GroupNorm(1, 3, **k),
+])
+def test_norm_layers_take_cpu_float32_device_and_dtype(make):
+    for kw in ({"device": "cpu"}, {"device": None, "dtype": None}, {"dtype": pve.float32},
+               {"dtype": np.float32}):
+        assert make(**kw).weight.dtype == np.float32
+    with pytest.raises(ValueError, match="only device='cpu' is supported"):
+        make(device="cuda")
+    with pytest.raises(TypeError, match="only dtype float32 is supported"):
+        make(dtype=np.float64)
+    # positional, in torch's order: (..., device, dtype)
+    assert pve.nn.BatchNorm2d(3, 1e-5, 0.1, True, True, "cpu", np.float32).num_features == 3
+    assert pve.nn.GroupNorm(1, 3, 1e-5, True, "cpu", np.float32).num_channels == 3

@@ -170,8 +170,9 @@ def test_3d_input_and_modules():
     (lambda x: F.max_pool2d(x, 2, 0), "max_pool2d: stride must be greater than zero"),
     (lambda x: F.max_pool2d(x, 9), "max_pool2d: output size is too small"),
     (lambda x: F.avg_pool2d(x, 2, divisor_override=0), "avg_pool2d: divisor_override"),
-    (lambda x: F.adaptive_avg_pool2d(x, 0), "adaptive_avg_pool2d: output_size must be positive"),
-    (lambda x: F.adaptive_max_pool2d(x, (2, 0)), "adaptive_max_pool2d: output_size"),
+    (lambda x: F.adaptive_avg_pool2d(x, -1), "adaptive_avg_pool2d: elements of output_size must "
+                                              "be greater than or equal to 0"),
+    (lambda x: F.adaptive_max_pool2d(x, (2, -1)), "adaptive_max_pool2d: elements of output_size"),
     (lambda x: F.max_pool2d(x[0, 0], 2), "max_pool2d: expected a 3-D"),
     (lambda x: pve.nn.MaxPool2d(2, padding=3)(x), "max_pool2d: padding"),
     (lambda x: F.avg_pool2d(x[:, :0], 2), "avg_pool2d: expected non-zero channel"),
@@ -439,3 +440,24 @@ def test_avg_pool_negative_divisor_override_negates(isa):
     np.testing.assert_array_equal(t.grad.numpy(), -u.grad.numpy())
     with pytest.raises(ValueError, match="divisor_override"):
         F.avg_pool2d(x, 3, divisor_override=0)
+
+
+@pytest.mark.parametrize("pool,out", [
+    (lambda x: F.adaptive_avg_pool2d(x, 0), (2, 3, 0, 0)),
+    (lambda x: F.adaptive_avg_pool2d(x, (0, 2)), (2, 3, 0, 2)),
+    (lambda x: F.adaptive_avg_pool2d(x, (None, 0)), (2, 3, 7, 0)),
+    (lambda x: F.adaptive_max_pool2d(x, 0), (2, 3, 0, 0)),
+    (lambda x: pve.nn.AdaptiveMaxPool2d((2, 0))(x), (2, 3, 2, 0)),
+    (lambda x: F.adaptive_avg_pool2d(x[0], 0), (3, 0, 0)),
+])
+def test_adaptive_pool_to_a_zero_size_is_empty_as_in_torch(pool, out):
+    # torch returns the empty result; its backward then refuses the empty gradient
+    x = pve.tensor(np.ones((2, 3, 7, 9), np.float32), requires_grad=True)
+    y = pool(x)
+    assert y.shape == out and y.dtype == np.float32
+    with pytest.raises(ValueError, match="expected grad_output to have non-zero size"):
+        y.sum().backward()
+    with pve.no_grad():
+        assert pool(x).shape == out
+    y, idx = F.adaptive_max_pool2d(x, (0, 4), return_indices=True)
+    assert y.shape == idx.shape == (2, 3, 0, 4) and idx.dtype == np.int64

@@ -139,7 +139,7 @@ def test_interpolate_nearest_and_upsample():
         F.interpolate(x.astype(np.float32), size=(2, 2), mode="bicubic")
     with pytest.raises(ValueError, match="interpolate"):
         F.interpolate(x.astype(np.float32))
-    with pytest.raises(ValueError, match="interpolate: output size"):
+    with pytest.raises(ValueError, match="interpolate: input and output sizes should be greater than 0"):
         F.interpolate(x.astype(np.float32), size=(0, 2))
 
 
@@ -161,3 +161,48 @@ def test_nearest_interpolate_twice_or_same_size_ignores_the_scale_value():
     np.testing.assert_array_equal(F.interpolate(x, scale_factor=1.2).numpy().ravel(), [0, 1, 2])
     np.testing.assert_array_equal(F.interpolate(x, scale_factor=1.9).numpy().ravel(),
                                   [0, 0, 1, 1, 2])
+
+
+def _pad_then_crop(a, widths, np_mode):
+    """torch's reflect / replicate with negative amounts: pad the whole input by the
+    positive amounts, then crop the negative ones (the reflection uses the full input)."""
+    padded = np.pad(a, [(max(b, 0), max(e, 0)) for b, e in widths], mode=np_mode)
+    return padded[tuple(slice(max(-b, 0), padded.shape[i] - max(-e, 0))
+                        for i, (b, e) in enumerate(widths))]
+
+
+@pytest.mark.parametrize("mode,np_mode", [("reflect", "reflect"), ("replicate", "edge")])
+@pytest.mark.parametrize("shape,pads", [((2, 3, 4), (-1, 1, 2, -1)), ((2, 3, 4), (2, -3)),
+                                        ((1, 2, 3, 4, 5), (-2, 1, 1, -2, 2, -1))])
+def test_pad_negative_amounts_reflect_the_full_input(mode, np_mode, shape, pads):
+    x = rng.standard_normal(shape)
+    widths = [(0, 0)] * (len(shape) - len(pads) // 2) + [
+        (pads[2 * i], pads[2 * i + 1]) for i in reversed(range(len(pads) // 2))]
+    check_op(lambda t: F.pad(t, pads, mode=mode), lambda a: _pad_then_crop(a, widths, np_mode),
+             [x])
+
+
+def test_pad_output_size_rules():
+    x = np.zeros((2, 3, 4), np.float32)
+    assert F.pad(x, (-1, 1, 2, -1), mode="reflect").shape == (2, 4, 4)
+    # an empty padded dim is fine while another is not (torch's rule) ...
+    assert F.pad(x, (0, 0, -3, 0), mode="reflect").shape == (2, 0, 4)
+    # ... but not when every padded dim is empty or one is negative
+    with pytest.raises(ValueError, match="too small"):
+        F.pad(x, (-2, -2), mode="replicate")
+    with pytest.raises(ValueError, match="too small"):
+        F.pad(x, (0, 0, -4, 0), mode="reflect")
+    with pytest.raises(ValueError, match="nothing of dimension 2"):
+        F.pad(np.zeros((3, 3), np.float32)[None], (2, -4), mode="circular")
+
+
+def test_zeropad2d_two_values_pad_the_last_dim():
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    m = pve.nn.ZeroPad2d((1, 2))
+    assert repr(m) == "ZeroPad2d((1, 2))"
+    np.testing.assert_array_equal(m(x).numpy(), np.pad(x, ((0, 0),) * 3 + ((1, 2),)))
+    assert pve.nn.ZeroPad2d([1, 1, 0, 2, 1, 0])(x).shape == (2, 4, 6, 7)  # as F.pad
+    with pytest.raises(ValueError, match="pad"):
+        pve.nn.ZeroPad2d((1, 2, 3))(x)
+    with pytest.raises(TypeError, match="ZeroPad2d: padding"):
+        pve.nn.ZeroPad2d((1.5, 2))

@@ -113,3 +113,45 @@ def test_zero_features_as_torch():
     assert y.shape == (2, 0)
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.zeros((2, 3)))
+
+
+def test_linear_takes_cpu_float32_device_and_dtype():
+    for kw in ({"device": "cpu"}, {"dtype": pve.float32}, {"dtype": np.float32},
+               {"device": None, "dtype": None}):
+        assert pve.nn.Linear(3, 4, **kw).weight.dtype == np.float32
+    assert pve.nn.Linear(3, 4, True, "cpu", np.float32).bias is not None
+    with pytest.raises(ValueError, match="Linear: only device='cpu' is supported"):
+        pve.nn.Linear(3, 4, device="cuda")
+    with pytest.raises(TypeError, match="Linear: only dtype float32 is supported"):
+        pve.nn.Linear(3, 4, dtype=np.float64)
+    with pytest.raises(TypeError, match="Linear: only dtype float32 is supported"):
+        pve.nn.Linear(3, 4, dtype="float32")  # (torch takes dtype objects, not names)
+    with pytest.raises(TypeError, match="Linear: device must be a str or a torch.device"):
+        pve.nn.Linear(3, 4, True, False)  # (torch: "must be torch.device, not bool")
+    assert pve.nn.Linear(3, 4, device="cpu:0").out_features == 4
+
+
+def test_unflatten():
+    x = rng.standard_normal((2, 12, 5)).astype(np.float32)
+    m = pve.nn.Unflatten(1, (3, -1))
+    assert repr(m) == "Unflatten(dim=1, unflattened_size=(3, -1))"
+    t = pve.tensor(x, requires_grad=True)
+    y = m(t)
+    np.testing.assert_array_equal(y.detach().numpy(), x.reshape(2, 3, 4, 5))
+    y.backward(pve.tensor(np.arange(y.numel(), dtype=np.float32).reshape(y.shape)))
+    np.testing.assert_array_equal(t.grad.numpy(), np.arange(x.size, dtype=np.float32).reshape(x.shape))
+    assert pve.nn.Unflatten(-1, [5, 1])(x).shape == (2, 12, 5, 1)
+    seq = pve.nn.Sequential(pve.nn.Flatten(), pve.nn.Unflatten(1, (12, 5)))
+    assert seq(x).shape == x.shape
+    for bad, err, match in [((5, 3), ValueError, "doesn't multiply up"),
+                            ((-1, -1), ValueError, "one -1"), ((), ValueError, "non-empty"),
+                            ((5, -1), ValueError, "cannot be inferred")]:
+        with pytest.raises(err, match=f"Unflatten: .*{match}"):
+            pve.nn.Unflatten(1, bad)(x)
+    with pytest.raises(IndexError, match="Unflatten: dimension out of range"):
+        pve.nn.Unflatten(3, (1, 5))(x)
+    with pytest.raises(TypeError, match="unflattened_size must be a tuple of ints"):
+        pve.nn.Unflatten(1, 12)
+    with pytest.raises(TypeError, match="element of type float at pos 1"):
+        pve.nn.Unflatten(1, (3, 4.0))
+    assert "Unflatten" in pve.nn.__all__
