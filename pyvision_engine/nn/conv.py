@@ -55,6 +55,7 @@ from pyvision_engine.autograd import is_grad_enabled
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn import init
+from pyvision_engine.nn._f_common import check_factory_kwargs
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
 from pyvision_engine.tensor import Tensor, as_tensor
@@ -124,8 +125,9 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros") -> None:
+                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
         super().__init__()
+        check_factory_kwargs(device, dtype, "Conv2d")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("groups", groups)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:

@@ -387,6 +387,8 @@ def _adaptive_pool(tr: _Tracer, op: _Op) -> str:
     kind = "Max" if "max" in op.fname else "Average"
     if (oh, ow) == (1, 1):
         return tr.node(f"Global{kind}Pool", [op.names[0]])
+    if oh == 0 or ow == 0:
+        raise _unsupported(f"{op.fname} to an empty {oh}x{ow} output")
     if h % oh or w % ow:  # uneven windows have no ONNX pooling op
         raise _unsupported(f"{op.fname} from {h}x{w} to {oh}x{ow}",
                            " (only output sizes that divide the input size, or 1x1)")
@@ -427,6 +429,7 @@ def _interpolate(tr: _Tracer, op: _Op) -> str:
     """Resize by scales (spatial dims then stay free) when every runtime reads them as pve
     does, else by sizes; either only if ONNX maps pixels as pve (torch) does. nearest:
     asymmetric + floor; bilinear: half_pixel, or align_corners (always by sizes)."""
+    _need_4d(op)
     a, x = op.kw, op.names[0]
     in_hw, out_hw = tuple(op.args[0].shape[2:]), tuple(op.out.shape[2:])
     factor, scales = a["scale_factor"], None

@@ -225,3 +225,14 @@ def test_an_empty_batch_through_every_family_gives_empty_and_zero_gradients(algo
     assert y.shape == (0, k, 6, 6) and x.grad.shape == x.shape
     np.testing.assert_array_equal(w.grad.numpy(), 0)
     np.testing.assert_array_equal(b.grad.numpy(), 0)
+
+
+def test_conv2d_takes_cpu_float32_device_and_dtype():
+    # torch's factory arguments, after padding_mode, as ported code passes them
+    for kw in ({"device": "cpu"}, {"dtype": pve.float32}, {"device": None, "dtype": None}):
+        assert pve.nn.Conv2d(3, 4, 3, **kw).weight.dtype == np.float32
+    assert pve.nn.Conv2d(3, 4, 3, 1, 0, 1, 1, True, "zeros", "cpu", np.float32).bias is not None
+    with pytest.raises(ValueError, match="Conv2d: only device='cpu' is supported"):
+        pve.nn.Conv2d(3, 4, 3, device="cuda")
+    with pytest.raises(TypeError, match="Conv2d: only dtype float32 is supported"):
+        pve.nn.Conv2d(3, 4, 3, dtype=np.float64)

@@ -361,6 +361,11 @@ class Thresholded(nn.Module):
         return x * (x > 0).float()
 
 
+class Flat1d(nn.Module):
+    def forward(self, x):
+        return nn.functional.interpolate(x.flatten(2), scale_factor=2, mode="nearest")
+
+
 @pytest.mark.parametrize("model,pattern", [
     (Sliced(), "Index"),
     (MadeInForward(), "neither a traced value nor a parameter"),
@@ -369,8 +374,11 @@ class Thresholded(nn.Module):
     (nn.AdaptiveAvgPool2d((3, 3)), "8x8 to 3x3"),
     (nn.MaxPool2d(2, return_indices=True), "return_indices"),
     (nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular"), "circular"),
+    (nn.AdaptiveAvgPool2d((0, 2)), "empty 0x2 output"),
+    (Flat1d(), "interpolate on a 3-D input"),
 ], ids=["slice", "constant-made-in-forward", "comparison", "divisor_override",
-        "uneven-adaptive-pool", "return_indices", "circular-pad-opset17"])
+        "uneven-adaptive-pool", "return_indices", "circular-pad-opset17", "empty-adaptive-pool",
+        "interpolate-3d"])
 def test_unsupported_ops_are_not_implemented_errors(model, pattern, tmp_path):
     with pytest.raises(NotImplementedError, match=pattern) as info:
         export(model.eval(), _images(1, 3, 8, 8), tmp_path / "m.onnx")
