@@ -559,10 +559,20 @@ class Tensor:
 
     # ---------------------------------------------------------------- shape
     def reshape(self, *shape: Any) -> "Tensor":
-        return _ops.Reshape.apply(self, _ops.resolve_shape(shape, self._data.size, "reshape"))
+        return self._viewed(_ops.Reshape.apply(
+            self, _ops.resolve_shape(shape, self._data.size, "reshape")))
 
     def view(self, *shape: Any) -> "Tensor":
-        return _ops.Reshape.apply(self, _ops.resolve_shape(shape, self._data.size, "view"))
+        return self._viewed(_ops.Reshape.apply(
+            self, _ops.resolve_shape(shape, self._data.size, "view")))
+
+    def _viewed(self, out: "Tensor") -> "Tensor":
+        """``out``, sharing this tensor's record of in-place changes when it is a view of
+        this memory (as torch's views share the version counter): an in-place write
+        through ``w.view(-1)`` then reaches the caches derived from ``w``."""
+        if out is not self and np.may_share_memory(out._data, self._data):
+            _SET_SHARED(out, self._share_changes())
+        return out
 
     def view_as(self, other: "Tensor") -> "Tensor":
         return self.view(other.shape)
@@ -571,7 +581,7 @@ class Tensor:
         return self.reshape(other.shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
-        return _ops.flatten(self, start_dim, end_dim)
+        return self._viewed(_ops.flatten(self, start_dim, end_dim))
 
     def unsqueeze(self, dim: int) -> "Tensor":
         d = _ops.normalize_dim(dim, self.ndim + 1, "unsqueeze")
@@ -764,7 +774,7 @@ class Tensor:
                                Tensor._wrap(np.asarray(indices, dtype=np.int64, order="C")))
 
     def __getitem__(self, index: Any) -> "Tensor":
-        return _ops.Index.apply(self, _ops.normalize_index(index))
+        return self._viewed(_ops.Index.apply(self, _ops.normalize_index(index)))
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace()

@@ -114,7 +114,10 @@ def test_no_stale_pack_after_in_place_functional(packing_layer, in_place):
     lambda m: m.weight.detach().numpy().__imul__(2),      # a numpy view of it
     lambda m: np.asarray(m.weight.detach()).__iadd__(1),  # np.asarray of it
     lambda m: m.bias.detach().fill_(3.0),
-], ids=["data.mul_", "detach.zero_", "numpy view", "np.asarray", "detach.fill_"])
+    lambda m: m.weight.data.view(-1).mul_(2),             # a reshaped view of it
+    lambda m: m.weight.data[0].zero_(),                   # an indexed view of it
+], ids=["data.mul_", "detach.zero_", "numpy view", "np.asarray", "detach.fill_", "view.mul_",
+        "index.zero_"])
 def test_no_stale_pack_after_writes_through_aliases(packing_layer, edit):
     # detach() / .data share the weight's record of changes (torch's shared version
     # counter); numpy views count while alive and when released
