@@ -58,6 +58,10 @@ def test_load_state_dict_strict_errors():
     assert isinstance(info.value, ValueError)
     result = m.load_state_dict(sd, strict=False)
     assert result.missing_keys == ["fc1.bias"] and result.unexpected_keys == ["extra"]
+    # torch's repr of the result, and its tuple form
+    assert repr(result) == "_IncompatibleKeys(missing_keys=['fc1.bias'], unexpected_keys=['extra'])"
+    assert tuple(result) == (["fc1.bias"], ["extra"])
+    assert repr(TwoLayer().load_state_dict(TwoLayer().state_dict())) == "<All keys matched successfully>"
     sd = {k: v.numpy() for k, v in m.state_dict().items()}
     sd["fc2.weight"] = np.zeros((4, 4), dtype=np.float32)
     with pytest.raises(RuntimeError, match=r"size mismatch for fc2.weight.*\(4, 4\).*\(3, 8\)"):
