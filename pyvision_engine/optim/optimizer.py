@@ -430,7 +430,8 @@ class Optimizer:
                 state[index_of[id(p)]] = {
                     k: (v.clone() if isinstance(v, Tensor) else v) for k, v in entry.items()
                 }
-        return {"state": dict(sorted(state.items())), "param_groups": groups}
+        # (in the order the parameters got their state, as torch's dict is)
+        return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Load a state dict from :meth:`state_dict` (or torch's, same structure).

@@ -298,3 +298,16 @@ def test_adagrad_state_as_torch():
     np.testing.assert_allclose(c.detach().numpy(),
                                np.arange(5, dtype=np.float32) + 2 - 0.1 / (np.sqrt(1.5) + 1e-10),
                                rtol=1e-6)
+
+
+def test_state_dict_lists_state_in_creation_order():
+    # torch's state dict keeps its state in the order parameters first got a
+    # gradient (a dict, not sorted): parameter 3 steps only from the second step on
+    params = [pve.nn.Parameter(np.ones(3, np.float32)) for _ in range(5)]
+    opt = pve.optim.Adam(params)
+    for i in (0, 1, 2, 4):
+        params[i].grad = pve.tensor(np.ones(3, np.float32))
+    opt.step()
+    params[3].grad = pve.tensor(np.ones(3, np.float32))
+    opt.step()
+    assert list(opt.state_dict()["state"]) == [0, 1, 2, 4, 3]
