@@ -2,7 +2,6 @@
 as one clear line with a non-zero exit and no traceback."""
 
 import json
-import os
 
 import numpy as np
 import pytest

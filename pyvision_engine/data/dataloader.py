@@ -20,13 +20,13 @@ import numbers
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as _FutureTimeout
-from typing import Any, Callable, Deque, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from pyvision_engine.data.dataset import Dataset, IterableDataset
 from pyvision_engine.data.sampler import (
-    BatchSampler, RandomSampler, Sampler, SequentialSampler, _resolve_generator,
+    BatchSampler, RandomSampler, SequentialSampler, _resolve_generator,
 )
 from pyvision_engine.tensor import Tensor
 

@@ -18,7 +18,7 @@ threads), the engine's generator (``pve.manual_seed``) elsewhere.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 

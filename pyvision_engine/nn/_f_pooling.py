@@ -5,7 +5,7 @@ Inputs are (N, C, H, W) or (C, H, W) float32; the kernels see (N*C, H, W) planes
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 

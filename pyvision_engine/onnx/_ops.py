@@ -23,6 +23,7 @@ import numpy as np
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn._f_norm import batch_norm_scale_shift
 from pyvision_engine.onnx._proto import DTYPES
+from pyvision_engine.tensor import Tensor
 
 Inputs = List[Optional[np.ndarray]]
 OpFn = Callable[[Dict[str, Any], int, Inputs], List[np.ndarray]]
@@ -42,8 +43,11 @@ def op(*names: str) -> Callable[[OpFn], OpFn]:
 
 
 def arr(t: Any) -> np.ndarray:
-    """A pve Tensor or array as a numpy array (a view)."""
-    return t if isinstance(t, np.ndarray) else np.asarray(t)
+    """A kernel's result (a pve Tensor) or an array as a numpy array: the Tensor's own
+    array, not a counted numpy view (Tensor.numpy()), as these tensors are dropped here."""
+    if isinstance(t, np.ndarray):
+        return t
+    return t._data if isinstance(t, Tensor) else np.asarray(t)
 
 
 def contiguous(x: Any, dtype: Any = None) -> np.ndarray:
@@ -59,6 +63,20 @@ def f32(x: np.ndarray) -> np.ndarray:
 
 def _ints(values: Optional[np.ndarray]) -> Optional[List[int]]:
     return None if values is None else [int(v) for v in np.asarray(values).reshape(-1)]
+
+
+def text_attr(attrs: Dict[str, Any], key: str, default: str) -> str:
+    """A string attribute as str (the reader keeps the file's bytes)."""
+    value = attrs.get(key, default)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def wrap_indices(idx: np.ndarray, size: int, what: str) -> np.ndarray:
+    """Indices in [-size, size) as [0, size) (int64), or OnnxOpError."""
+    idx = np.asarray(idx).astype(np.int64, copy=False)
+    if idx.size and (idx.min() < -size or idx.max() >= size):
+        raise OnnxOpError(f"{what}: an index is out of range for a dimension of size {size}")
+    return np.where(idx < 0, idx + size, idx)
 
 
 def _axis(axis: int, rank: int, what: str) -> int:
@@ -143,7 +161,7 @@ for _name, _fn in _UNARY.items():
 @op("BitShift")
 def _bit_shift(attrs, opset, inputs):
     a, b = inputs
-    left = attrs.get("direction") in (b"LEFT", "LEFT")
+    left = text_attr(attrs, "direction", "") == "LEFT"
     return [np.asarray(np.left_shift(a, b) if left else np.right_shift(a, b), dtype=a.dtype)]
 
 
@@ -155,10 +173,14 @@ def _is_inf(attrs, opset, inputs):
     return [negative | positive]
 
 
+def erf_array(x: np.ndarray) -> np.ndarray:
+    """math.erf elementwise, in x's type (numpy has no erf)."""
+    return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
+
+
 @op("Erf")
 def _erf(attrs, opset, inputs):
-    x = inputs[0]
-    return [np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()]
+    return [erf_array(inputs[0])]
 
 
 @op("Relu")
@@ -253,8 +275,7 @@ def _mish(attrs, opset, inputs):
 @op("Gelu")
 def _gelu(attrs, opset, inputs):
     x = inputs[0]
-    approximate = attrs.get("approximate", b"none")
-    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    approximate = text_attr(attrs, "approximate", "none")
     if approximate not in ("none", "tanh"):
         raise OnnxOpError(f"Gelu: unknown approximate {approximate!r}")
     if x.dtype == np.float32:
@@ -263,7 +284,7 @@ def _gelu(attrs, opset, inputs):
     if approximate == "tanh":
         y = 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64 ** 3)))
     else:
-        y = 0.5 * x64 * (1 + np.vectorize(math.erf)(x64 / math.sqrt(2))) if x.size else x64
+        y = 0.5 * x64 * (1 + erf_array(x64 / math.sqrt(2)))
     return [np.asarray(y, dtype=x.dtype)]
 
 
@@ -329,8 +350,7 @@ def spatial_pads(attrs: Dict[str, Any], in_hw: Sequence[int], kernel: Sequence[i
                  strides: Sequence[int], dilations: Sequence[int], what: str) -> List[int]:
     """ONNX pads [begin..., end...] for the spatial dims, auto_pad resolved."""
     n = len(in_hw)
-    auto = attrs.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
+    auto = text_attr(attrs, "auto_pad", "NOTSET")
     if auto in ("NOTSET", ""):
         pads = list(attrs.get("pads", [0] * 2 * n))
         if len(pads) != 2 * n:
@@ -733,10 +753,7 @@ def _slice(attrs, opset, inputs):
 def _gather(attrs, opset, inputs):
     x, idx = inputs
     axis = _axis(int(attrs.get("axis", 0)), x.ndim, "Gather")
-    size = x.shape[axis]
-    if np.any(idx < -size) or np.any(idx >= size):
-        raise OnnxOpError(f"Gather: an index is out of range for dimension {size}")
-    return [np.take(x, np.where(idx < 0, idx + size, idx), axis=axis)]
+    return [np.take(x, wrap_indices(idx, x.shape[axis], "Gather"), axis=axis)]
 
 
 @op("Shape")
@@ -867,8 +884,7 @@ OPS["ArgMin"] = _arg_reduce(np.argmin)
 @op("Pad")
 def _pad(attrs, opset, inputs):
     x = inputs[0]
-    mode = attrs.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = text_attr(attrs, "mode", "constant")
     if opset < 11:
         pads, value, axes = list(attrs["pads"]), float(attrs.get("value", 0.0)), None
     else:
@@ -939,15 +955,12 @@ def _resize_axis(in_size: int, out_size: int, scale: float, mode: str, coord: st
 @op("Resize", "Upsample")
 def _resize(attrs, opset, inputs):
     x = inputs[0]
-    mode = attrs.get("mode", b"nearest")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = text_attr(attrs, "mode", "nearest")
     if mode not in ("nearest", "linear", "bilinear"):
         raise OnnxOpError(f"Resize: mode {mode!r} is not supported (nearest, linear)")
     mode = "linear" if mode == "bilinear" else mode
-    coord = attrs.get("coordinate_transformation_mode", b"half_pixel")
-    nearest = attrs.get("nearest_mode", b"round_prefer_floor")
-    coord = coord.decode() if isinstance(coord, bytes) else coord
-    nearest = nearest.decode() if isinstance(nearest, bytes) else nearest
+    coord = text_attr(attrs, "coordinate_transformation_mode", "half_pixel")
+    nearest = text_attr(attrs, "nearest_mode", "round_prefer_floor")
     if opset < 11:  # Upsample / Resize-10: scales, asymmetric, nearest floors
         coord, nearest = "asymmetric", "floor"
         scales = list(attrs["scales"]) if "scales" in attrs else [float(v) for v in inputs[1]]
@@ -959,8 +972,7 @@ def _resize(attrs, opset, inputs):
         sizes = _ints(sizes_in) if sizes_in is not None and sizes_in.size else None
     if attrs.get("antialias", 0):
         raise OnnxOpError("Resize: antialias is not supported")
-    policy = attrs.get("keep_aspect_ratio_policy", b"stretch")
-    policy = policy.decode() if isinstance(policy, bytes) else policy
+    policy = text_attr(attrs, "keep_aspect_ratio_policy", "stretch")
     axes = [_axis(a, x.ndim, "Resize") for a in attrs.get("axes", range(x.ndim))]
     given = scales if sizes is None else sizes
     if given is None or len(given) != len(axes):

@@ -11,20 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyvision_engine.onnx._ops import OnnxOpError, _axis, contiguous, op
-
-
-def _wrapped(idx: np.ndarray, size: int, what: str) -> np.ndarray:
-    """Indices in [-size, size) as [0, size), or OnnxOpError."""
-    idx = np.asarray(idx).astype(np.int64, copy=False)
-    if idx.size and (idx.min() < -size or idx.max() >= size):
-        raise OnnxOpError(f"{what}: an index is out of range for a dimension of size {size}")
-    return np.where(idx < 0, idx + size, idx)
-
-
-def _text(attrs, key: str, default: str) -> str:
-    value = attrs.get(key, default)
-    return value.decode() if isinstance(value, bytes) else value
+from pyvision_engine.onnx._ops import (OnnxOpError, _axis, contiguous, op, text_attr,
+                                       wrap_indices)
+from pyvision_engine.onnx._proto import DTYPES
 
 
 # ----------------------------------------------------------------- gather and scatter
@@ -34,7 +23,7 @@ def _gather_elements(attrs, opset, inputs):
     axis = _axis(int(attrs.get("axis", 0)), x.ndim, "GatherElements")
     if idx.ndim != x.ndim:
         raise OnnxOpError(f"GatherElements: indices of rank {idx.ndim} for data of rank {x.ndim}")
-    return [np.take_along_axis(x, _wrapped(idx, x.shape[axis], "GatherElements"), axis=axis)]
+    return [np.take_along_axis(x, wrap_indices(idx, x.shape[axis], "GatherElements"), axis=axis)]
 
 
 def _nd_positions(data_shape, idx: np.ndarray, batch_dims: int, what: str):
@@ -43,7 +32,7 @@ def _nd_positions(data_shape, idx: np.ndarray, batch_dims: int, what: str):
     if batch_dims + depth > len(data_shape):
         raise OnnxOpError(f"{what}: index tuples of length {depth} after {batch_dims} batch "
                           f"dimensions exceed data of rank {len(data_shape)}")
-    return [_wrapped(idx[..., i], data_shape[batch_dims + i], what) for i in range(depth)]
+    return [wrap_indices(idx[..., i], data_shape[batch_dims + i], what) for i in range(depth)]
 
 
 @op("GatherND")
@@ -83,9 +72,9 @@ def _scatter_elements(attrs, opset, inputs):
         raise OnnxOpError(f"ScatterElements: indices {idx.shape} and updates {updates.shape} "
                           f"must have one shape, of the data's rank {x.ndim}")
     where = list(np.indices(idx.shape, sparse=True))
-    where[axis] = _wrapped(idx, x.shape[axis], "ScatterElements")
+    where[axis] = wrap_indices(idx, x.shape[axis], "ScatterElements")
     return [_scatter_into(x.copy(), tuple(where), updates,
-                          _text(attrs, "reduction", "none"), "ScatterElements")]
+                          text_attr(attrs, "reduction", "none"), "ScatterElements")]
 
 
 @op("ScatterND")
@@ -96,7 +85,7 @@ def _scatter_nd(attrs, opset, inputs):
     if updates.shape != expected:
         raise OnnxOpError(f"ScatterND: updates of shape {updates.shape}, expected {expected}")
     return [_scatter_into(x.copy(), tuple(columns), updates,
-                          _text(attrs, "reduction", "none"), "ScatterND")]
+                          text_attr(attrs, "reduction", "none"), "ScatterND")]
 
 
 # ----------------------------------------------------------------- sorting and selection
@@ -238,7 +227,6 @@ def _trilu(attrs, opset, inputs):
 
 @op("EyeLike")
 def _eye_like(attrs, opset, inputs):
-    from pyvision_engine.onnx._proto import DTYPES
     x = inputs[0]
     if x.ndim != 2:
         raise OnnxOpError(f"EyeLike: the input must be 2-D, got {x.shape}")
@@ -255,7 +243,7 @@ def _depth_to_space(attrs, opset, inputs):
         raise OnnxOpError(f"DepthToSpace: channels of {x.shape} are not divisible by "
                           f"blocksize^2 = {bs * bs}")
     n, c, h, w = x.shape
-    if _text(attrs, "mode", "DCR") == "DCR":
+    if text_attr(attrs, "mode", "DCR") == "DCR":
         y = x.reshape(n, bs, bs, c // (bs * bs), h, w).transpose(0, 3, 4, 1, 5, 2)
     else:  # CRD
         y = x.reshape(n, c // (bs * bs), bs, bs, h, w).transpose(0, 1, 4, 2, 5, 3)
@@ -271,7 +259,7 @@ def _space_to_depth(attrs, opset, inputs):
                           f"blocksize {bs}")
     n, c, h, w = x.shape
     y = x.reshape(n, c, h // bs, bs, w // bs, bs)
-    if _text(attrs, "mode", "DCR") == "DCR":
+    if text_attr(attrs, "mode", "DCR") == "DCR":
         y = y.transpose(0, 3, 5, 1, 2, 4)
     else:  # CRD
         y = y.transpose(0, 1, 3, 5, 2, 4)
@@ -280,7 +268,7 @@ def _space_to_depth(attrs, opset, inputs):
 
 @op("Einsum")
 def _einsum(attrs, opset, inputs):
-    equation = _text(attrs, "equation", "").replace(" ", "")
+    equation = text_attr(attrs, "equation", "").replace(" ", "")
     return [np.asarray(np.einsum(equation, *inputs), dtype=inputs[0].dtype)]
 
 

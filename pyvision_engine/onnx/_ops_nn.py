@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 
 from pyvision_engine.onnx._ops import (OnnxOpError, _as_2d_pool, _axis, _pool_args,
-                                       _pool_reference, contiguous, op, spatial_pads)
+                                       _pool_reference, contiguous, op, spatial_pads, text_attr)
 
 
 # ----------------------------------------------------------------- transposed convolution
@@ -26,10 +26,9 @@ def _transpose_geometry(attrs, x_shape, w_shape):
     if not len(kernel) == len(strides) == len(dilations) == len(extra) == dims:
         raise OnnxOpError(f"ConvTranspose: attributes for {dims} spatial axes expected")
     # the output of a pad-free transposed convolution, output_padding included
-    full = [strides[i] * (x_shape[2 + i] - 1) + extra[i] + (kernel[i] - 1) * dilations[i] + 1
+    span = [strides[i] * (x_shape[2 + i] - 1) + extra[i] + (kernel[i] - 1) * dilations[i] + 1
             for i in range(dims)]
-    auto = attrs.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
+    auto = text_attr(attrs, "auto_pad", "NOTSET")
     out_shape = list(attrs.get("output_shape", []))
     if len(out_shape) == dims + 2:  # (some exporters write N and C too)
         out_shape = out_shape[2:]
@@ -38,7 +37,7 @@ def _transpose_geometry(attrs, x_shape, w_shape):
             out_shape = [x_shape[2 + i] * strides[i] for i in range(dims)]
         if len(out_shape) != dims:
             raise OnnxOpError(f"ConvTranspose: output_shape {out_shape} for {dims} spatial axes")
-        total = [full[i] - out_shape[i] for i in range(dims)]
+        total = [span[i] - out_shape[i] for i in range(dims)]
         begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
         return strides, dilations, kernel, begin, out_shape
     if auto not in ("NOTSET", "VALID", ""):
@@ -46,7 +45,7 @@ def _transpose_geometry(attrs, x_shape, w_shape):
     pads = list(attrs.get("pads", [0] * 2 * dims)) if auto != "VALID" else [0] * 2 * dims
     if len(pads) != 2 * dims:
         raise OnnxOpError(f"ConvTranspose: pads must have {2 * dims} values, got {pads}")
-    size = [full[i] - pads[i] - pads[dims + i] for i in range(dims)]
+    size = [span[i] - pads[i] - pads[dims + i] for i in range(dims)]
     if min(size) < 1:
         raise OnnxOpError(f"ConvTranspose: pads {pads} leave an empty output")
     return strides, dilations, kernel, pads[:dims], size

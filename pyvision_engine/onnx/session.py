@@ -281,8 +281,7 @@ class _Builder:
             return None
         if len(node.inputs) > 2 and node.inputs[2] and bias is None:
             return None
-        auto = node.attrs.get("auto_pad", b"NOTSET")
-        if auto not in (b"NOTSET", b"VALID", "NOTSET", "VALID", b"", ""):
+        if _ops.text_attr(node.attrs, "auto_pad", "NOTSET") not in ("NOTSET", "VALID", ""):
             return None  # SAME pads depend on the input's size: the plain op computes them
         group = int(node.attrs.get("group", 1))
         strides, dilations, pads, group = _ops.conv_geometry(
@@ -500,7 +499,7 @@ class _Builder:
             x = _ops.f32(x)
             if skip.dtype == np.float32 and skip.shape == _conv_output_shape(conv, x.shape):
                 return [fusion.conv_bn_add_act(conv, None, x, _ops.f32(skip), act)]
-            y = np.asarray(fusion.conv_bn_act(conv, None, None, x)) + skip  # (broadcasting)
+            y = _ops.arr(fusion.conv_bn_act(conv, None, None, x)) + skip  # (broadcasting)
             return [np.maximum(y, 0).astype(y.dtype) if act is not None else y]
         return _Step(run, [unit.source, identity], [out], unit.what + " + Add")
 
@@ -626,7 +625,7 @@ class InferenceSession:
                 outs = _call(step, [values[n] if n else None for n in step.inputs])
                 for name, value in zip(step.outputs, outs):
                     if name:
-                        values[name] = value if type(value) is np.ndarray else np.asarray(value)
+                        values[name] = value if type(value) is np.ndarray else _ops.arr(value)
                 for n in step.inputs:  # free what nothing reads any more
                     if last_use.get(n) == k and n not in known:
                         values.pop(n, None)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pyvision_engine as pve
-from layers_helpers import check_op, run_pve
+from layers_helpers import check_op
 from reference import activation_reference as ref
 
 F = pve.nn.functional

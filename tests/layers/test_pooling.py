@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pyvision_engine as pve
-from layers_helpers import check_op, run_pve
+from layers_helpers import check_op
 from reference import pooling_reference as ref
 
 F = pve.nn.functional

@@ -107,9 +107,7 @@ FOLLOWS_ONNXRUNTIME = {"test_resize_downsample_scales_linear_align_corners"}
 
 
 def _check_no_worse_than_onnxruntime(case, got, inputs, outputs):
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) is the "
-                              "reference for float16 rounding cases")
-    sess = ort.InferenceSession(case.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = _ort_session(case.model.SerializeToString())
     theirs = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], inputs)))
     for g, t, e in zip(got, theirs, outputs):
         assert g.shape == e.shape and g.dtype == e.dtype
@@ -133,10 +131,7 @@ def test_onnx_backend_node_case(case):
         _check_no_worse_than_onnxruntime(case, got, inputs, outputs)
         return
     if case.name in FOLLOWS_ONNXRUNTIME:
-        ort = pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) is the "
-                                  "reference for this case")
-        theirs = ort.InferenceSession(case.model.SerializeToString(),
-                                      providers=["CPUExecutionProvider"])
+        theirs = _ort_session(case.model.SerializeToString())
         outputs = theirs.run(None, dict(zip([i.name for i in theirs.get_inputs()], inputs)))
     # (the case's own tolerances: rtol 1e-3, atol 1e-7 unless the case says otherwise)
     _check_outputs(got, outputs, case.rtol, case.atol)

@@ -3,8 +3,6 @@ closures, state_dict structure, non-finite gradients."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
