@@ -8,6 +8,7 @@ from pyvision_engine.nn.activation import (
 from pyvision_engine.nn.arena import ParameterArena
 from pyvision_engine.nn.conv import (Conv2d, ConvBn2d, ConvBnReLU2d, fold_batch_norm,
                                      fuse_conv_bn_eval)
+from pyvision_engine.nn.conv_transpose import ConvTranspose2d
 from pyvision_engine.nn.container import (ModuleDict, ModuleList, ParameterDict, ParameterList,
                                           Sequential)
 from pyvision_engine.nn.dropout import Dropout
@@ -30,7 +31,7 @@ __all__ = [
     "Linear", "Identity", "Flatten", "Unflatten", "ParameterArena", "StateDictError",
     "functional", "init", "utils",
     # convolution
-    "Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm",
+    "Conv2d", "ConvTranspose2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm",
     # layers
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "Hardswish",

@@ -297,6 +297,7 @@ from pyvision_engine.nn._f_pooling import (  # noqa: E402
     max_pool2d, max_pool2d_with_indices,
 )
 from pyvision_engine.nn._f_shape import add, cat, dropout, interpolate, pad, upsample  # noqa: E402
+from pyvision_engine.nn.conv_transpose import conv_transpose2d  # noqa: E402
 
 __all__ += [
     "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "prelu", "sigmoid", "tanh", "gelu",
@@ -306,5 +307,5 @@ __all__ += [
     "batch_norm", "group_norm", "layer_norm",
     "max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "adaptive_avg_pool2d",
     "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices",
-    "dropout", "cat", "add", "pad", "interpolate", "upsample",
+    "dropout", "cat", "add", "pad", "interpolate", "upsample", "conv_transpose2d",
 ]

@@ -77,3 +77,37 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, gy: np.ndarray, stride: Pair,
     gx = gxp[:, :, top:top + h, left:left + wd]
     gb = gy64.sum(axis=(0, 2, 3))
     return gx, gw, gb
+
+
+def conv_transpose2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray],
+                             stride: Pair, padding: Pair, output_padding: Pair, groups: int,
+                             dilation: Pair) -> np.ndarray:
+    """Transposed convolution by its definition, in float64: every input pixel scatters
+    its weighted kernel into the output at (i * stride - padding + tap * dilation).
+    x (N, C, H, W), w (C, K/groups, R, S), b (K,) -> y (N, K, OH, OW)."""
+    n, c, h, wd = x.shape
+    _, kg, r, s = w.shape
+    sh, sw = stride
+    dh, dw = dilation
+    ph, pw = padding
+    oh = (h - 1) * sh - 2 * ph + dh * (r - 1) + output_padding[0] + 1
+    ow = (wd - 1) * sw - 2 * pw + dw * (s - 1) + output_padding[1] + 1
+    cg = c // groups
+    # scatter into a canvas large enough for every tap, then cut the padding away
+    full_h = (h - 1) * sh + dh * (r - 1) + 1 + output_padding[0]
+    full_w = (wd - 1) * sw + dw * (s - 1) + 1 + output_padding[1]
+    canvas = np.zeros((n, kg * groups, max(full_h, ph + oh), max(full_w, pw + ow)))
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    for g in range(groups):
+        xg = x64[:, g * cg:(g + 1) * cg]
+        wg = w64[g * cg:(g + 1) * cg]  # (cg, kg, R, S)
+        for i in range(r):
+            for j in range(s):
+                contrib = np.einsum("nchw,ck->nkhw", xg, wg[:, :, i, j])
+                canvas[:, g * kg:(g + 1) * kg,
+                       i * dh: i * dh + sh * (h - 1) + 1: sh,
+                       j * dw: j * dw + sw * (wd - 1) + 1: sw] += contrib
+    y = canvas[:, :, ph:ph + oh, pw:pw + ow].copy()
+    if b is not None:
+        y += b.astype(np.float64)[None, :, None, None]
+    return y
