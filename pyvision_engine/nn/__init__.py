@@ -41,3 +41,11 @@ __all__ = [
     "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss",
     "BCEWithLogitsLoss", "KLDivLoss",
 ]
+
+from pyvision_engine.nn.activation import (  # noqa: E402
+    CELU, ELU, SELU, Hardtanh, LogSigmoid, Mish, Softmax2d, Softmin, Softplus, Softsign,
+    Tanhshrink, Threshold,
+)
+
+__all__ += ["Threshold", "Hardtanh", "ELU", "CELU", "SELU", "Softplus", "Mish", "Softsign",
+            "Tanhshrink", "LogSigmoid", "Softmin", "Softmax2d"]

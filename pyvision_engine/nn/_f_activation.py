@@ -198,3 +198,330 @@ def log_softmax(input: Any, dim: Optional[int] = None, _stacklevel: int = 3,
                 dtype: Any = None) -> Tensor:
     """x - logsumexp(x) along ``dim``."""
     return _softmax(input, dim, True, "log_softmax", dtype)
+
+
+# ------------------------------------------------------------------ more activations
+# ELU and its relatives, Hardtanh, Threshold, Softplus, Mish, Softsign, Tanhshrink,
+# LogSigmoid and Softmin, in numpy float32 with torch's own formulas (its CPU kernels'
+# branch conditions and derivative forms, so NaN, Inf and overflow come out as torch's).
+
+import numbers as _numbers  # noqa: E402
+import warnings as _warnings  # noqa: E402
+
+from pyvision_engine.nn._f_common import RuntimeValueError  # noqa: E402
+
+__all__ += ["threshold", "threshold_", "hardtanh", "hardtanh_", "elu", "elu_", "selu", "selu_",
+            "celu", "celu_", "softplus", "mish", "softsign", "tanhshrink", "logsigmoid",
+            "softmin"]
+
+_F32 = np.float32
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+class _Pointwise(Function):
+    """y = spec.forward(x, *params); grad = spec.backward(g, saved, *params), where
+    ``saved`` is the input, or the output for specs with ``from_output`` (torch's
+    in-place ELU family differentiates through its result)."""
+
+    @staticmethod
+    def forward(ctx, x, spec, params, inplace):
+        needs = any(ctx.needs_input_grad)
+        from_output = spec.from_output(inplace, params)
+        saved = None
+        if needs and not from_output:
+            saved = spec.save(x, *params)
+            if inplace and saved is x:
+                saved = x.copy()  # the input is about to be overwritten
+        with np.errstate(all="ignore"):
+            y = spec.forward(x, *params)
+        if inplace:
+            np.copyto(x, y)
+            y = x
+        if needs:
+            ctx.spec, ctx.params = spec, params
+            ctx.saved, ctx.from_output = (y if from_output else saved), from_output
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        g = np.asarray(g, dtype=_F32)
+        with np.errstate(all="ignore"):
+            if ctx.from_output:
+                gx = ctx.spec.backward_from_output(g, ctx.saved, *ctx.params)
+            else:
+                gx = ctx.spec.backward(g, ctx.saved, *ctx.params)
+        return np.ascontiguousarray(gx, dtype=_F32), None, None, None
+
+
+class _Spec:
+    """An element-wise op for _Pointwise: what backward keeps (``save``) and the two maps."""
+
+    @staticmethod
+    def from_output(inplace, params):
+        return False
+
+    @staticmethod
+    def save(x, *params):
+        return x
+
+
+def _pointwise(input: Any, op: str, spec: type, params: tuple, inplace: bool = False) -> Tensor:
+    x = float_input(input, op)
+    if not inplace:
+        return _Pointwise.apply(x, spec, params, False)
+    if not needs_grad(x):
+        with np.errstate(all="ignore"):
+            np.copyto(x._data, spec.forward(x._data, *params))
+        x._bump_version()  # (in place: caches of packed weights are rebuilt)
+        return x
+    if x._node is None:
+        raise RuntimeValueError(f"{op}: a leaf Variable that requires grad is being used in an "
+                                "in-place operation.")
+    return rebind_inplace(x, _Pointwise.apply(shell_of(x), spec, params, True))
+
+
+def _number(v: Any, op: str, name: str) -> float:
+    """A real scalar argument (torch: "argument 'x' must be Number"), as a Python float."""
+    if isinstance(v, _numbers.Real):
+        return float(v)
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "biuf":
+        return float(v)
+    raise TypeError(f"{op}: argument {name!r} must be a number, got {type(v).__name__}")
+
+
+class _ThresholdSpec(_Spec):
+    # torch: x <= threshold ? value : x (NaN stays NaN); grad 0 where x <= threshold.
+    @staticmethod
+    def forward(x, th, value):
+        return np.where(x <= _F32(th), _F32(value), x).astype(_F32, copy=False)
+
+    @staticmethod
+    def save(x, th, value):
+        return x <= _F32(th)  # the mask is all backward needs (it survives in place)
+
+    @staticmethod
+    def backward(g, mask, th, value):
+        return np.where(mask, _F32(0), g)
+
+
+def threshold(input: Any, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """y = x if x > threshold else value."""
+    params = (_number(threshold, "threshold", "threshold"), _number(value, "threshold", "value"))
+    return _pointwise(input, "threshold", _ThresholdSpec, params, inplace)
+
+
+def threshold_(input: Any, threshold: float, value: float) -> Tensor:
+    params = (_number(threshold, "threshold_", "threshold"), _number(value, "threshold_", "value"))
+    return _pointwise(input, "threshold_", _ThresholdSpec, params, True)
+
+
+class _HardtanhSpec(_Spec):
+    # torch: clamp (NaN stays NaN); the gradient passes where min_val < x < max_val
+    # (its vectorised kernel's mask, so a NaN input gets a zero gradient).
+    @staticmethod
+    def forward(x, lo, hi):
+        return np.minimum(np.maximum(x, _F32(lo)), _F32(hi))
+
+    @staticmethod
+    def save(x, lo, hi):
+        return (x > _F32(lo)) & (x < _F32(hi))
+
+    @staticmethod
+    def backward(g, inside, lo, hi):
+        return np.where(inside, g, _F32(0))
+
+
+def _hardtanh(input: Any, min_val: Any, max_val: Any, inplace: bool, op: str) -> Tensor:
+    lo, hi = _number(min_val, op, "min_val"), _number(max_val, op, "max_val")
+    if lo > hi:
+        raise ValueError(f"{op}: min_val cannot be greater than max_val (got min_val={lo}, "
+                         f"max_val={hi})")
+    return _pointwise(input, op, _HardtanhSpec, (lo, hi), inplace)
+
+
+def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0,
+             inplace: bool = False) -> Tensor:
+    """clamp(x, min_val, max_val)."""
+    return _hardtanh(input, min_val, max_val, inplace, "hardtanh")
+
+
+def hardtanh_(input: Any, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return _hardtanh(input, min_val, max_val, True, "hardtanh_")
+
+
+class _EluSpec(_Spec):
+    """torch's elu kernel, params (negcoef, poscoef, input_scale):
+    x <= 0 ? negcoef * expm1(x * input_scale) : x * poscoef. Out of place the
+    gradient reads the input; in place (torch's elu_) the result, which needs
+    negcoef >= 0 (torch's error otherwise, raised by backward as torch's). The
+    gradient takes the positive branch where x > 0 (torch's vectorised kernel's
+    blend), so a NaN input gets a NaN gradient."""
+
+    @staticmethod
+    def from_output(inplace, params):
+        return inplace
+
+    @staticmethod
+    def forward(x, neg, pos, scale):
+        negative = _F32(neg) * np.expm1(x * _F32(scale))
+        return np.where(x <= 0, negative, x * _F32(pos)).astype(_F32, copy=False)
+
+    @staticmethod
+    def backward(g, x, neg, pos, scale):
+        s = _F32(scale)
+        return np.where(x > 0, g * _F32(pos), g * s * _F32(neg) * np.exp(x * s))
+
+    @staticmethod
+    def backward_from_output(g, y, neg, pos, scale):
+        if neg < 0:
+            raise RuntimeValueError(
+                "In-place elu backward calculation is triggered with a negative slope which is "
+                "not supported. This is caused by calling in-place forward function with a "
+                "negative slope, please call out-of-place version instead.")
+        return np.where(y > 0, g * _F32(pos), g * _F32(scale) * (y + _F32(neg)))
+
+
+def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x if x > 0 else alpha * (exp(x) - 1)."""
+    a = _number(alpha, "elu", "alpha")
+    return _pointwise(input, "elu", _EluSpec, (a, 1.0, 1.0), inplace)
+
+
+def elu_(input: Any, alpha: float = 1.0) -> Tensor:
+    a = _number(alpha, "elu_", "alpha")
+    return _pointwise(input, "elu_", _EluSpec, (a, 1.0, 1.0), True)
+
+
+def selu(input: Any, inplace: bool = False) -> Tensor:
+    """scale * (x if x > 0 else alpha * (exp(x) - 1)), torch's fixed alpha and scale."""
+    return _pointwise(input, "selu", _EluSpec, (_SELU_ALPHA * _SELU_SCALE, _SELU_SCALE, 1.0),
+                      inplace)
+
+
+def selu_(input: Any) -> Tensor:
+    return _pointwise(input, "selu_", _EluSpec, (_SELU_ALPHA * _SELU_SCALE, _SELU_SCALE, 1.0),
+                      True)
+
+
+def _celu(input: Any, alpha: Any, inplace: bool, op: str) -> Tensor:
+    a = _number(alpha, op, "alpha")
+    if a == 0:
+        raise RuntimeValueError(f"{op}: ZeroDivisionError: alpha cannot be 0 for CELU")
+    return _pointwise(input, op, _EluSpec, (a, 1.0, 1.0 / a), inplace)
+
+
+def celu(input: Any, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
+    return _celu(input, alpha, inplace, "celu")
+
+
+def celu_(input: Any, alpha: float = 1.0) -> Tensor:
+    return _celu(input, alpha, True, "celu_")
+
+
+class _SoftplusSpec(_Spec):
+    # torch: x * beta > threshold ? x : log1p(exp(x * beta)) / beta; its backward
+    # z = exp(x * beta); x * beta > threshold ? g : g * z / (z + 1).
+    @staticmethod
+    def forward(x, beta, th):
+        xb = x * _F32(beta)
+        return np.where(xb > _F32(th), x, np.log1p(np.exp(xb)) / _F32(beta)).astype(_F32,
+                                                                                    copy=False)
+
+    @staticmethod
+    def backward(g, x, beta, th):
+        xb = x * _F32(beta)
+        z = np.exp(xb)
+        return np.where(xb > _F32(th), g, g * z / (z + _F32(1)))
+
+
+def softplus(input: Any, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta * x)) / beta, or x where beta * x > threshold."""
+    params = (_number(beta, "softplus", "beta"), _number(threshold, "softplus", "threshold"))
+    return _pointwise(input, "softplus", _SoftplusSpec, params)
+
+
+class _MishSpec(_Spec):
+    # torch: x * tanh(log1p(exp(x))); backward
+    # g * (tanh_sp + x * sigmoid(x) * (1 - tanh_sp^2)), sigmoid = 1 / (1 + exp(-x)).
+    @staticmethod
+    def forward(x):
+        return x * np.tanh(np.log1p(np.exp(x)))
+
+    @staticmethod
+    def backward(g, x):
+        sig = _F32(1) / (_F32(1) + np.exp(-x))
+        t = np.tanh(np.log1p(np.exp(x)))
+        return g * (t + x * sig * (_F32(1) - t * t))
+
+
+def mish(input: Any, inplace: bool = False) -> Tensor:
+    """x * tanh(softplus(x))."""
+    return _pointwise(input, "mish", _MishSpec, (), inplace)
+
+
+class _SoftsignSpec(_Spec):
+    # torch's composite x / (|x| + 1), differentiated as torch's autograd does it:
+    # g / d from the numerator, -g * (x / d) / d * sign(x) through |x|.
+    @staticmethod
+    def forward(x):
+        return x / (np.abs(x) + _F32(1))
+
+    @staticmethod
+    def backward(g, x):
+        d = np.abs(x) + _F32(1)
+        return g / d + (-g * ((x / d) / d)) * np.sign(x)
+
+
+def softsign(input: Any) -> Tensor:
+    """x / (1 + |x|)."""
+    return _pointwise(input, "softsign", _SoftsignSpec, ())
+
+
+class _TanhshrinkSpec(_Spec):
+    # torch's composite x - tanh(x): g - g * (1 - tanh(x)^2).
+    @staticmethod
+    def forward(x):
+        return x - np.tanh(x)
+
+    @staticmethod
+    def backward(g, x):
+        t = np.tanh(x)
+        return g - g * (_F32(1) - t * t)
+
+
+def tanhshrink(input: Any) -> Tensor:
+    """x - tanh(x)."""
+    return _pointwise(input, "tanhshrink", _TanhshrinkSpec, ())
+
+
+class _LogSigmoidSpec(_Spec):
+    # torch: min(x, 0) - log1p(exp(-|x|)); backward with z = exp(-|x|):
+    # g * ((x < 0 ? 1 : 0) - (x < 0 ? 1 : -1) * z / (1 + z)).
+    @staticmethod
+    def forward(x):
+        return np.minimum(x, _F32(0)) - np.log1p(np.exp(-np.abs(x)))
+
+    @staticmethod
+    def backward(g, x):
+        negative = x < 0
+        z = np.exp(-np.abs(x))
+        sign = np.where(negative, _F32(1), _F32(-1))
+        return (negative.astype(_F32) - sign * (z / (_F32(1) + z))) * g
+
+
+def logsigmoid(input: Any) -> Tensor:
+    """log(1 / (1 + exp(-x))), computed without overflow."""
+    return _pointwise(input, "logsigmoid", _LogSigmoidSpec, ())
+
+
+def softmin(input: Any, dim: Optional[int] = None, _stacklevel: int = 3,
+            dtype: Any = None) -> Tensor:
+    """softmax(-x) along ``dim`` (None: torch's legacy choice, with its warning)."""
+    x = float_input(input, "softmin")
+    if dim is None:
+        _warnings.warn("Implicit dimension choice for softmin has been deprecated. Change the "
+                       "call to include dim=X as an argument.", stacklevel=_stacklevel)
+        dim = _softmax_dim(x.ndim)
+    return _softmax(-x, dim, False, "softmin", dtype)

@@ -309,3 +309,10 @@ __all__ += [
     "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices",
     "dropout", "cat", "add", "pad", "interpolate", "upsample", "conv_transpose2d",
 ]
+from pyvision_engine.nn._f_activation import (  # noqa: E402
+    celu, celu_, elu, elu_, hardtanh, hardtanh_, logsigmoid, mish, selu, selu_, softmin,
+    softplus, softsign, tanhshrink, threshold, threshold_,
+)
+
+__all__ += ["threshold", "threshold_", "hardtanh", "hardtanh_", "elu", "elu_", "selu", "selu_",
+            "celu", "celu_", "softplus", "mish", "softsign", "tanhshrink", "logsigmoid", "softmin"]
