@@ -49,3 +49,14 @@ from pyvision_engine.nn.activation import (  # noqa: E402
 
 __all__ += ["Threshold", "Hardtanh", "ELU", "CELU", "SELU", "Softplus", "Mish", "Softsign",
             "Tanhshrink", "LogSigmoid", "Softmin", "Softmax2d"]
+from pyvision_engine.nn.channelshuffle import ChannelShuffle  # noqa: E402
+from pyvision_engine.nn.dropout import AlphaDropout, Dropout2d  # noqa: E402
+from pyvision_engine.nn.padding import (  # noqa: E402
+    CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d,
+)
+from pyvision_engine.nn.pixelshuffle import PixelShuffle, PixelUnshuffle  # noqa: E402
+from pyvision_engine.nn.upsampling import UpsamplingBilinear2d, UpsamplingNearest2d  # noqa: E402
+
+__all__ += ["Dropout2d", "AlphaDropout", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d",
+            "CircularPad2d", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle",
+            "UpsamplingNearest2d", "UpsamplingBilinear2d"]

@@ -142,12 +142,12 @@ def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: Optional[
     'reflect', 'replicate' and 'circular' (the last 1-3 dims of a 2-5-D input)."""
     x = float_input(input, "pad")
     if mode != "constant" and mode not in _INDEX_PAD_MODES:
-        raise ValueError(f"pad: mode must be one of 'constant', 'reflect', 'replicate', "
-                         f"'circular', got {mode!r}")
+        raise NotImplementedValueError(f"pad: mode must be one of 'constant', 'reflect', "
+                                       f"'replicate', 'circular', got {mode!r}")
     pads = [int_arg(p, "pad", "pad") for p in pad]
     if len(pads) % 2 or len(pads) // 2 > x.ndim:
-        raise ValueError(f"pad: padding length must be even and at most 2 * ndim ({2 * x.ndim}), "
-                         f"got {len(pads)}")
+        raise RuntimeValueError(f"pad: padding length must be even and at most 2 * ndim "
+                                f"({2 * x.ndim}), got {len(pads)}")
     widths = [(0, 0)] * x.ndim
     for i in range(len(pads) // 2):
         widths[x.ndim - 1 - i] = (pads[2 * i], pads[2 * i + 1])
@@ -155,32 +155,39 @@ def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: Optional[
         return _index_pad(x, pads, widths, mode, value)
     for i, (b, a) in enumerate(widths):
         if x.shape[i] + b + a < 0 or (b < 0 and -b > x.shape[i]) or (a < 0 and -a > x.shape[i]):
-            raise ValueError(f"pad: padding {pads} gives a negative size for input shape {x.shape}")
+            raise RuntimeValueError(f"pad: padding {pads} gives a negative size for input shape "
+                                    f"{x.shape}")
     return _Pad.apply(x, tuple(widths), 0.0 if value is None else float(value))
 
 
 def _index_pad(x: Tensor, pads: List[int], widths: List[Tuple[int, int]], mode: str,
                value: Optional[float]) -> Tensor:
     if value is not None and value != 0:
-        raise ValueError(f'pad: padding mode "{mode}" doesn\'t take in value argument')
+        raise RuntimeValueError(f'pad: padding mode "{mode}" doesn\'t take in value argument')
     padded_dims = len(pads) // 2
     if padded_dims not in (1, 2, 3) or x.ndim not in (padded_dims + 1, padded_dims + 2):
-        raise NotImplementedError(
+        raise NotImplementedValueError(
             f"pad: mode {mode!r} pads the last 1, 2 or 3 dims of a 2-D to 5-D input (with an "
             f"optional batch dim), got {len(pads)} pad values for input shape {x.shape}")
     padded = range(x.ndim - padded_dims, x.ndim)
+    if mode != "circular" and 0 in x.shape[1 if x.ndim == padded_dims + 2 else 0:]:
+        # torch's reflect / replicate kernels: only a batch dim may be empty
+        raise RuntimeValueError(
+            f"pad: Expected {padded_dims + 1}D or {padded_dims + 2}D (batch mode) tensor with "
+            f"possibly 0 batch size and other non-zero dimensions for input, but got: "
+            f"{list(x.shape)} (mode {mode!r})")
     if mode == "reflect":
-        for axis in padded:
+        for axis in reversed(padded):  # (torch checks the last dim first)
             before, after = widths[axis]
             if max(before, after) >= x.shape[axis]:
-                raise ValueError(f"pad: padding size should be less than the corresponding input "
-                                 f"dimension, but got padding ({before}, {after}) at dimension "
-                                 f"{axis} of input {list(x.shape)}")
+                raise RuntimeValueError(f"pad: padding size should be less than the corresponding "
+                                        f"input dimension, but got padding ({before}, {after}) at "
+                                        f"dimension {axis} of input {list(x.shape)}")
     if mode != "circular":
         out = [x.shape[a] + sum(widths[a]) for a in padded]
         if min(out) < 0 or max(out) < 1:  # (torch allows an empty dim if another is not)
-            raise ValueError(f"pad: input {list(x.shape)} is too small for padding {pads}: the "
-                             f"calculated output size of the padded dims is {out}")
+            raise RuntimeValueError(f"pad: input {list(x.shape)} is too small for padding {pads}: "
+                                    f"the calculated output size of the padded dims is {out}")
     maps = []
     for axis, (before, after) in enumerate(widths):
         if before == 0 and after == 0:
@@ -188,16 +195,21 @@ def _index_pad(x: Tensor, pads: List[int], widths: List[Tuple[int, int]], mode: 
         size = x.shape[axis]
         if mode == "circular":
             # Negative amounts crop first (as torch), then the wrap reads what is left.
+            if size + before + after < 0:
+                raise RuntimeValueError(f"pad: Negative padding value is resulting in an empty "
+                                        f"dimension: padding ({before}, {after}) at dimension "
+                                        f"{axis} of input {list(x.shape)}")
             lo, hi = max(-before, 0), size - max(-after, 0)
             kept = np.arange(lo, max(hi, lo))
             before, after = max(before, 0), max(after, 0)
-            if len(kept) == 0:
-                raise ValueError(f"pad: padding {pads} leaves nothing of dimension {axis} of "
+            if len(kept) == 0 and max(before, after) > 0:
+                # (torch copies uninitialised memory here)
+                raise RuntimeValueError(f"pad: padding {pads} leaves nothing of dimension {axis} of "
                                  f"input {list(x.shape)} to pad from in mode {mode!r}")
             if max(before, after) > len(kept):
-                raise ValueError(f"pad: padding value causes wrapping around more than once: "
-                                 f"padding ({before}, {after}) at dimension {axis} of input "
-                                 f"{list(x.shape)}")
+                raise RuntimeValueError(f"pad: padding value causes wrapping around more than "
+                                        f"once: padding ({before}, {after}) at dimension {axis} "
+                                        f"of input {list(x.shape)}")
             index = kept[np.pad(np.arange(len(kept)), (before, after), mode="wrap")]
         else:
             # reflect / replicate index the whole input, as torch's kernels: output j reads
@@ -515,3 +527,221 @@ def upsample(input: Any, size: Any = None, scale_factor: Any = None, mode: str =
     warnings.warn("`nn.functional.upsample` is deprecated. Use `nn.functional.interpolate` instead.",
                   stacklevel=2)
     return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+# ------------------------------------------------------------------ channel-wise dropout
+__all__ += ["dropout2d", "alpha_dropout", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
+            "upsample_nearest", "upsample_bilinear"]
+
+_SELU_ALPHA_PRIME = 1.7580993408473766  # alpha * scale of SELU: AlphaDropout's saturation
+
+
+class _Mask(Function):
+    """y = x * scale (+ shift): dropout with a mask that broadcasts over x."""
+
+    @staticmethod
+    def forward(ctx, x, scale, shift, inplace):
+        out = x if inplace else np.empty_like(x)
+        with np.errstate(invalid="ignore"):  # (inf * 0 is NaN, as torch's multiply)
+            np.multiply(x, scale, out=out)
+        if shift is not None:
+            out += shift
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        gx = np.empty(g.shape, _F32)
+        with np.errstate(invalid="ignore"):
+            np.multiply(g, ctx.scale, out=gx)
+        return gx, None, None, None
+
+
+def _apply_mask(x: Tensor, scale: np.ndarray, shift: Optional[np.ndarray], inplace: bool,
+                op: str) -> Tensor:
+    if not inplace:
+        return _Mask.apply(x, scale, shift, False)
+    if not needs_grad(x):
+        with np.errstate(invalid="ignore"):
+            np.multiply(x._data, scale, out=x._data)
+        if shift is not None:
+            x._data += shift
+        x._bump_version()
+        return x
+    if x._node is None:
+        raise RuntimeValueError(f"{op}: a leaf Variable that requires grad is being used in an "
+                                "in-place operation.")
+    return rebind_inplace(x, _Mask.apply(shell_of(x), scale, shift, True))
+
+
+def _check_p(p: Any, op: str) -> float:
+    if not isinstance(p, numbers.Real):
+        raise TypeError(f"{op}: p must be a number, got {type(p).__name__}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
+    return float(p)
+
+
+def dropout2d(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels: each (n, c) plane with probability p, the rest scaled by
+    1 / (1 - p) (training only; masks from the engine generator, ``pve.manual_seed``).
+
+    As torch, a 3-D input is taken as (N, C, L) (with its warning), and inputs of other
+    ranks than 3 and 4 warn and drop along dim 1 all the same (at least 2 dims)."""
+    p = _check_p(p, "dropout2d")
+    x = float_input(input, "dropout2d")
+    if x.ndim not in (3, 4):
+        warnings.warn(
+            f"dropout2d: Received a {x.ndim}-D input to dropout2d, which is deprecated and will "
+            "result in an error in a future release. To retain the behavior and silence this "
+            "warning, please use dropout instead. Note that dropout2d exists to provide "
+            "channel-wise dropout on inputs with 2 spatial dimensions, a channel dimension, and "
+            "an optional batch dimension (i.e. 3D or 4D inputs).", stacklevel=2)
+    if x.ndim == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
+            "dropout behavior is desired - input is interpreted as shape (N, C, L), where C is "
+            "the channel dim. This behavior will change in a future release to interpret the "
+            "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
+            "channel-wise dropout behavior, please switch to using dropout1d instead.",
+            stacklevel=2)
+    # torch's order: no-ops first (any rank), then p == 1 (zeros, NaN stays NaN), then the
+    # feature-noise shape, which needs a channel dim
+    if p == 0.0 or not training or x._data.size == 0:
+        return x
+    if p == 1.0:
+        return _apply_mask(x, np.zeros((), _F32), None, inplace, "dropout2d")
+    if x.ndim < 2:
+        raise RuntimeValueError(f"dropout2d: Feature dropout requires at least 2 dimensions in "
+                                f"the input, got shape {tuple(x.shape)}")
+    noise_shape = x.shape[:2] + (1,) * (x.ndim - 2)
+    keep = default_generator().random(noise_shape, dtype=_F32) >= _F32(p)
+    scale = keep.astype(_F32) / _F32(1.0 - p)
+    return _apply_mask(x, scale, None, inplace, "dropout2d")
+
+
+def alpha_dropout(input: Any, p: float = 0.5, training: bool = False,
+                  inplace: bool = False) -> Tensor:
+    """Dropout for SELU networks (torch's formula): dropped elements take SELU's
+    saturation value -alpha', then a * y + b restores zero mean and unit variance,
+    a = 1 / sqrt((alpha'^2 p + 1)(1 - p)), b = a * alpha' * p."""
+    p = _check_p(p, "alpha_dropout")
+    x = float_input(input, "alpha_dropout")
+    if p == 0.0 or not training or x._data.size == 0:
+        return x
+    if p == 1.0:
+        return _apply_mask(x, np.zeros((), _F32), None, inplace, "alpha_dropout")
+    keep = (default_generator().random(x.shape, dtype=_F32) >= _F32(p)).astype(_F32)
+    alpha = _SELU_ALPHA_PRIME
+    a = 1.0 / math.sqrt((alpha * alpha * p + 1) * (1 - p))
+    # torch: b = (noise - 1) * (alpha * a) + alpha * a * p; noise *= a; y = x * noise + b
+    shift = (keep - _F32(1)) * _F32(alpha * a) + _F32(alpha * a * p)
+    return _apply_mask(x, keep * _F32(a), shift, inplace, "alpha_dropout")
+
+
+# ------------------------------------------------------------------ shuffles
+class _Permute(Function):
+    """A reshape -> transpose -> reshape; backward runs the inverse."""
+
+    @staticmethod
+    def forward(ctx, x, split, axes, out_shape):
+        ctx.in_shape, ctx.split, ctx.axes = x.shape, split, axes
+        return np.ascontiguousarray(x.reshape(split).transpose(axes)).reshape(out_shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        inverse = np.argsort(ctx.axes)
+        split_out = tuple(ctx.split[a] for a in ctx.axes)
+        gx = np.ascontiguousarray(np.asarray(g).reshape(split_out).transpose(inverse))
+        return gx.reshape(ctx.in_shape), None, None, None
+
+
+def _int_type(v: Any, op: str, name: str) -> int:
+    # torch's argument parser: an int (a bool or a float is a TypeError)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{op}: argument {name!r} must be int, not {type(v).__name__}")
+    return int(v)
+
+
+def _factor(v: Any, op: str, name: str) -> int:
+    v = _int_type(v, op, name)
+    if v <= 0:
+        raise RuntimeValueError(f"{op} expects a positive {name}, but got {v}")
+    return v
+
+
+def pixel_shuffle(input: Any, upscale_factor: int) -> Tensor:
+    """(*, C * r^2, H, W) -> (*, C, H * r, W * r): out[c, h*r + i, w*r + j] =
+    in[c*r*r + i*r + j, h, w]."""
+    x = float_input(input, "pixel_shuffle")
+    _int_type(upscale_factor, "pixel_shuffle", "upscale_factor")
+    if x.ndim < 3:
+        raise RuntimeValueError(f"pixel_shuffle expects input to have at least 3 dimensions, but "
+                                f"got input with {x.ndim} dimension(s)")
+    r = _factor(upscale_factor, "pixel_shuffle", "upscale_factor")
+    *batch, c, h, w = x.shape
+    if c % (r * r):
+        raise RuntimeValueError(f"pixel_shuffle expects its input's 'channel' dimension to be "
+                                f"divisible by the square of upscale_factor, but "
+                                f"input.size(-3)={c} is not divisible by {r * r}")
+    b, oc = len(batch), c // (r * r)
+    split = tuple(batch) + (oc, r, r, h, w)
+    axes = tuple(range(b)) + (b, b + 3, b + 1, b + 4, b + 2)
+    return _Permute.apply(x, split, axes, tuple(batch) + (oc, h * r, w * r))
+
+
+def pixel_unshuffle(input: Any, downscale_factor: int) -> Tensor:
+    """(*, C, H * r, W * r) -> (*, C * r^2, H, W), the inverse of pixel_shuffle."""
+    x = float_input(input, "pixel_unshuffle")
+    _int_type(downscale_factor, "pixel_unshuffle", "downscale_factor")
+    if x.ndim < 3:
+        raise RuntimeValueError(f"pixel_unshuffle expects input to have at least 3 dimensions, "
+                                f"but got input with {x.ndim} dimension(s)")
+    r = _factor(downscale_factor, "pixel_unshuffle", "downscale_factor")
+    *batch, c, h, w = x.shape
+    if h % r:
+        raise RuntimeValueError(f"pixel_unshuffle expects height to be divisible by "
+                                f"downscale_factor, but input.size(-2)={h} is not divisible by {r}")
+    if w % r:
+        raise RuntimeValueError(f"pixel_unshuffle expects width to be divisible by "
+                                f"downscale_factor, but input.size(-1)={w} is not divisible by {r}")
+    b = len(batch)
+    split = tuple(batch) + (c, h // r, r, w // r, r)
+    axes = tuple(range(b)) + (b, b + 2, b + 4, b + 1, b + 3)
+    return _Permute.apply(x, split, axes, tuple(batch) + (c * r * r, h // r, w // r))
+
+
+def channel_shuffle(input: Any, groups: int) -> Tensor:
+    """ShuffleNet's shuffle of (N, C, *): view the channels as (groups, C / groups),
+    transpose, flatten: out[:, k] = in[:, (k % groups) * (C / groups) + k // groups]."""
+    x = float_input(input, "channel_shuffle")
+    g = _int_type(groups, "channel_shuffle", "groups")
+    if x.ndim <= 2:
+        raise RuntimeValueError(f"channel_shuffle expects input with > 2 dims, but got input "
+                                f"with sizes {list(x.shape)}")
+    if g <= 0:
+        raise RuntimeValueError(f"channel_shuffle: Number of groups to divide channels in must be "
+                                f"positive. Value of groups:{g}")
+    n, c = x.shape[:2]
+    if c % g:
+        raise RuntimeValueError(f"channel_shuffle: Number of channels must be divisible by groups. "
+                                f"Got {c} channels and {g} groups.")
+    rest = tuple(x.shape[2:])
+    split = (n, g, c // g) + rest
+    axes = (0, 2, 1) + tuple(range(3, 3 + len(rest)))
+    return _Permute.apply(x, split, axes, tuple(x.shape))
+
+
+# ------------------------------------------------------------------ deprecated upsampling
+def upsample_nearest(input: Any, size: Any = None, scale_factor: Any = None) -> Tensor:
+    """Deprecated: interpolate(..., mode='nearest') (torch warns the same way)."""
+    warnings.warn("`nn.functional.upsample_nearest` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input: Any, size: Any = None, scale_factor: Any = None) -> Tensor:
+    """Deprecated: interpolate(..., mode='bilinear', align_corners=True)."""
+    warnings.warn("`nn.functional.upsample_bilinear` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)

@@ -316,3 +316,10 @@ from pyvision_engine.nn._f_activation import (  # noqa: E402
 
 __all__ += ["threshold", "threshold_", "hardtanh", "hardtanh_", "elu", "elu_", "selu", "selu_",
             "celu", "celu_", "softplus", "mish", "softsign", "tanhshrink", "logsigmoid", "softmin"]
+from pyvision_engine.nn._f_shape import (  # noqa: E402
+    alpha_dropout, channel_shuffle, dropout2d, pixel_shuffle, pixel_unshuffle, upsample_bilinear,
+    upsample_nearest,
+)
+
+__all__ += ["dropout2d", "alpha_dropout", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
+            "upsample_nearest", "upsample_bilinear"]

@@ -44,3 +44,20 @@ class Upsample(Module):
         if self.scale_factor is not None:
             return f"scale_factor={self.scale_factor!r}, mode={self.mode!r}"
         return f"size={self.size!r}, mode={self.mode!r}"
+
+
+__all__ += ["UpsamplingNearest2d", "UpsamplingBilinear2d"]
+
+
+class UpsamplingNearest2d(Upsample):
+    """Upsample(size, scale_factor, mode='nearest') of (N, C, H, W) input."""
+
+    def __init__(self, size: Any = None, scale_factor: Any = None) -> None:
+        super().__init__(size, scale_factor, mode="nearest")
+
+
+class UpsamplingBilinear2d(Upsample):
+    """Upsample(size, scale_factor, mode='bilinear', align_corners=True), as torch."""
+
+    def __init__(self, size: Any = None, scale_factor: Any = None) -> None:
+        super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
