@@ -60,3 +60,7 @@ from pyvision_engine.nn.upsampling import UpsamplingBilinear2d, UpsamplingNeares
 __all__ += ["Dropout2d", "AlphaDropout", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d",
             "CircularPad2d", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle",
             "UpsamplingNearest2d", "UpsamplingBilinear2d"]
+from pyvision_engine.nn.instancenorm import InstanceNorm2d  # noqa: E402
+from pyvision_engine.nn.normalization import LocalResponseNorm  # noqa: E402
+
+__all__ += ["InstanceNorm2d", "LocalResponseNorm"]

@@ -259,3 +259,143 @@ def layer_norm(input: Any, normalized_shape: Sequence[int], weight: Optional[Any
             raise ValueError(f"{op}: {name} must have shape {shape}, got {v.shape}")
     length = int(np.prod(shape, dtype=np.int64))
     return _LayerNorm.apply(x, w, b, length, float(eps))
+
+
+# ------------------------------------------------------------------ instance norm, LRN
+from pyvision_engine.autograd import no_grad  # noqa: E402
+from pyvision_engine.nn._f_common import RuntimeValueError  # noqa: E402
+
+__all__ += ["instance_norm", "local_response_norm"]
+
+
+def _instance_running_update(x: np.ndarray, rm: Tensor, rv: Tensor, momentum: float) -> None:
+    """torch's update: batch_norm over the (1, N * C, *) view with the running stats
+    repeated N times, then their mean over N. Each instance contributes its mean and
+    its unbiased variance; an empty batch leaves NaN (a mean over no instances), empty
+    planes leave the statistics as they are."""
+    n, c = x.shape[:2]
+    m = x.size // max(n * c, 1)
+    if n * c > 0 and m == 0:
+        return
+    planes = x.reshape(n, c, m).astype(np.float64)
+    if n == 0:
+        mean = var = np.full(c, np.nan)
+    else:
+        inst_mean = planes.mean(axis=2)
+        inst_var = ((planes - inst_mean[:, :, None]) ** 2).sum(axis=2) / (m - 1)
+        mean, var = inst_mean.mean(axis=0), inst_var.mean(axis=0)
+    rm._data[...] = _f32((1.0 - momentum) * rm._data.astype(np.float64) + momentum * mean)
+    rv._data[...] = _f32((1.0 - momentum) * rv._data.astype(np.float64) + momentum * var)
+    rm._bump_version()
+    rv._bump_version()
+
+
+def instance_norm(input: Any, running_mean: Optional[Any] = None,
+                  running_var: Optional[Any] = None, weight: Optional[Any] = None,
+                  bias: Optional[Any] = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Instance normalisation of (N, C, *) input: each (n, c) plane by its own mean and
+    biased variance (use_input_stats=True; running stats, if given, are updated in place
+    with momentum and the unbiased variances), or by the running statistics
+    (use_input_stats=False); per-channel affine weight and bias of shape (C,).
+
+    The input statistics are group_norm's with one group per channel (the same function
+    and gradients); the running-statistics form is eval-mode batch_norm."""
+    op = "instance_norm"
+    x = float_input(input, op)
+    if use_input_stats and int(np.prod(x.shape[2:], dtype=np.int64)) == 1:
+        raise ValueError(f"{op}: Expected more than 1 spatial element when training, got input "
+                         f"size {list(x.shape)}")
+    if not use_input_stats and (running_mean is None or running_var is None):
+        raise RuntimeValueError(f"{op}: Expected running_mean and running_var to be defined when "
+                                f"use_input_stats is false")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: running_mean and running_var must either both be None or neither "
+                         f"be None")
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C, *), got {tuple(x.shape)}")
+    c = x.shape[1]
+    tensors = []
+    for value, name in ((running_mean, "running_mean"), (running_var, "running_var"),
+                        (weight, "weight"), (bias, "bias")):
+        t = None if value is None else float_input(value, op)
+        if t is not None and t.shape != (c,):
+            raise RuntimeValueError(f"{op}: {name} should have shape ({c},) (one value per "
+                                    f"channel of input {tuple(x.shape)}), got {tuple(t.shape)}")
+        tensors.append(t)
+    rm, rv, w, b = tensors
+    momentum = 0.0 if momentum is None else float(momentum)
+    if not use_input_stats:
+        return batch_norm(x, rm, rv, w, b, False, momentum, eps)
+    if rm is not None:
+        with no_grad():
+            _instance_running_update(x._data, rm, rv, momentum)
+    if c == 0 or x._data.size == 0:
+        shape = (1, c) + (1,) * (x.ndim - 2)  # (empty: weight and bias still get gradients)
+        y = x * 1.0 if w is None else x * w.reshape(shape)
+        return y if b is None else y + b.reshape(shape)
+    return group_norm(x, c, w, b, eps)
+
+
+class _LocalResponseNorm(Function):
+    """b_c = a_c / (k + alpha / size * sum_{c' in window(c)} a_c'^2) ** beta over dim 1,
+    the window [c - size // 2, c + (size - 1) // 2] (zeros outside). Sums run over
+    shifted slices (no running sums), so a NaN or Inf reaches only its own windows."""
+
+    @staticmethod
+    def _window_sum(v, lo, hi):
+        """out[:, c] = sum of v[:, c + d] for d in [-lo, hi] inside the channels."""
+        out = v.copy()
+        c = v.shape[1]
+        for d in range(1, lo + 1):
+            if d < c:
+                out[:, d:] += v[:, :c - d]
+        for d in range(1, hi + 1):
+            if d < c:
+                out[:, :c - d] += v[:, d:]
+        return out
+
+    @staticmethod
+    def forward(ctx, x, size, alpha, beta, k):
+        lo, hi = size // 2, (size - 1) // 2
+        with np.errstate(all="ignore"):
+            avg = _LocalResponseNorm._window_sum(x * x, lo, hi) / _F32(size)
+            base = avg * _F32(alpha) + _F32(k)
+            div = base ** _F32(beta)
+            y = x / div
+        ctx.x, ctx.base, ctx.div, ctx.y, ctx.params = x, base, div, y, (size, alpha, beta)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        size, alpha, beta = ctx.params
+        g = np.asarray(g, dtype=_F32)
+        with np.errstate(all="ignore"):
+            # d/dx_i: g_i / div_i - 2 alpha beta / size * x_i * sum over the windows that
+            # hold i of g_c * y_c / base_c (the transposed window: [-hi, lo])
+            t = g * ctx.y / ctx.base
+            s = _LocalResponseNorm._window_sum(t, (size - 1) // 2, size // 2)
+            gx = g / ctx.div - _F32(2.0 * alpha * beta / size) * ctx.x * s
+        return gx.astype(_F32, copy=False), None, None, None, None
+
+
+def local_response_norm(input: Any, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Tensor:
+    """Local response normalisation across channels (dim 1) of (N, C, *) input, torch's
+    formula: the window sum of squares is averaged over ``size`` (zero padding included)."""
+    op = "local_response_norm"
+    x = float_input(input, op)
+    if x.ndim < 3:
+        raise ValueError(f"{op}: Expected 3D or higher dimensionality input (got {x.ndim} "
+                         f"dimensions)")
+    if x._data.size == 0:
+        return x
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"{op}: size must be an int, got {type(size).__name__}")
+    if size <= 0:
+        raise RuntimeValueError(f"{op}: kernel size should be greater than zero, but got "
+                                f"size={size}")
+    for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{op}: {name} must be a number, got {type(v).__name__}")
+    return _LocalResponseNorm.apply(x, int(size), float(alpha), float(beta), float(k))

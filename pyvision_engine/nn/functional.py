@@ -323,3 +323,6 @@ from pyvision_engine.nn._f_shape import (  # noqa: E402
 
 __all__ += ["dropout2d", "alpha_dropout", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
             "upsample_nearest", "upsample_bilinear"]
+from pyvision_engine.nn._f_norm import instance_norm, local_response_norm  # noqa: E402
+
+__all__ += ["instance_norm", "local_response_norm"]

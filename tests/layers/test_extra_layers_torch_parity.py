@@ -384,3 +384,151 @@ def test_alpha_dropout_values_match_torchs_formula():
     a_t = np.polyfit(x[kept_t].astype(np.float64), ty[kept_t].astype(np.float64), 1)
     a_m = np.polyfit(x[kept_m].astype(np.float64), y[kept_m].astype(np.float64), 1)
     np.testing.assert_allclose(a_m, a_t, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ instance norm, LRN
+def _tensors(arrays, requires_grad):
+    return ([None if a is None else pve.tensor(a, requires_grad=requires_grad) for a in arrays],
+            [None if a is None else torch.tensor(a, requires_grad=requires_grad) for a in arrays])
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (3, 2, 7), (1, 2, 2, 2, 3), (2, 3, 1, 2)])
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("use_input_stats", [True, False])
+def test_instance_norm_matches_torch(shape, affine, use_input_stats):
+    x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+    c = shape[1]
+    w = rng.uniform(0.5, 1.5, c).astype(np.float32) if affine else None
+    b = rng.standard_normal(c).astype(np.float32) if affine else None
+    rm, rv = rng.standard_normal(c).astype(np.float32), rng.uniform(0.5, 2, c).astype(np.float32)
+    (px, pw, pb), (tx, tw, tb) = _tensors([x, w, b], True)
+    (prm, prv), (trm, trv) = _tensors([rm, rv], False)
+    y = F.instance_norm(px, prm, prv, pw, pb, use_input_stats, 0.2, 1e-4)
+    ty = TF.instance_norm(tx, trm, trv, tw, tb, use_input_stats, 0.2, 1e-4)
+    _close(y.detach().numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    _close(prm.numpy(), trm.numpy(), rtol=1e-5, atol=1e-6)
+    _close(prv.numpy(), trv.numpy(), rtol=1e-5, atol=1e-6)
+    g = rng.standard_normal(shape).astype(np.float32)
+    y.backward(pve.tensor(g))
+    ty.backward(torch.tensor(g))
+    for mine, theirs in ((px, tx), (pw, tw), (pb, tb)):
+        if mine is not None:
+            _close(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_instance_norm2d_module_matches_torch():
+    for kw in ({}, {"affine": True}, {"track_running_stats": True},
+               {"affine": True, "track_running_stats": True, "momentum": 0.4},
+               {"track_running_stats": True, "momentum": None}, {"affine": True, "bias": False},
+               {"eps": 1e-3}):
+        mine, theirs = pve.nn.InstanceNorm2d(3, **kw), torch.nn.InstanceNorm2d(3, **kw)
+        assert repr(mine) == repr(theirs)
+        assert list(mine.state_dict()) == list(theirs.state_dict())
+        for s in (2, 3):  # two batches
+            x = (rng.standard_normal((s, 3, 4, 5)) * s).astype(np.float32)
+            _close(mine(x).detach().numpy(), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-5,
+                   atol=1e-5)
+        x3 = rng.standard_normal((3, 4, 5)).astype(np.float32)
+        _close(mine(x3).detach().numpy(), theirs(torch.tensor(x3)).detach().numpy(), rtol=1e-5,
+               atol=1e-5)
+        mine.eval()
+        theirs.eval()
+        _close(mine(x3).detach().numpy(), theirs(torch.tensor(x3)).detach().numpy(), rtol=1e-5,
+               atol=1e-5)
+        for key, value in theirs.state_dict().items():
+            _close(mine.state_dict()[key].numpy(), value.numpy(), rtol=1e-5, atol=1e-6, what=key)
+
+
+def test_instance_norm_edge_cases_and_errors_match_torch():
+    for shape in ((0, 3, 4, 4), (2, 3, 0, 4)):
+        rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+        (prm, prv), (trm, trv) = _tensors([rm, rv], False)
+        x = np.zeros(shape, np.float32)
+        assert F.instance_norm(x, prm, prv).shape == tuple(TF.instance_norm(
+            torch.tensor(x), trm, trv).shape)
+        _close(prm.numpy(), trm.numpy())
+        _close(prv.numpy(), trv.numpy())
+    x = np.zeros((2, 3, 4, 4), np.float32)
+    t = torch.tensor(x)
+    pairs = [
+        (lambda: F.instance_norm(np.zeros((2, 3, 1, 1), np.float32)),
+         lambda: TF.instance_norm(torch.zeros(2, 3, 1, 1))),
+        (lambda: F.instance_norm(x, use_input_stats=False),
+         lambda: TF.instance_norm(t, use_input_stats=False)),
+        (lambda: F.instance_norm(x, pve.tensor(np.zeros(3, np.float32))),
+         lambda: TF.instance_norm(t, torch.zeros(3))),
+        (lambda: F.instance_norm(x, weight=np.ones(4, np.float32)),
+         lambda: TF.instance_norm(t, weight=torch.ones(4))),
+        (lambda: pve.nn.InstanceNorm2d(3)(np.zeros((2, 3), np.float32)),
+         lambda: torch.nn.InstanceNorm2d(3)(torch.zeros(2, 3))),
+        (lambda: pve.nn.InstanceNorm2d(3, affine=True)(np.zeros((2, 4, 3, 3), np.float32)),
+         lambda: torch.nn.InstanceNorm2d(3, affine=True)(torch.zeros(2, 4, 3, 3))),
+    ]
+    for mine, theirs in pairs:
+        assert_same_error(mine, theirs)
+    assert _warnings_of(lambda: pve.nn.InstanceNorm2d(3)(np.ones((2, 4, 3, 3), np.float32))) == \
+        _warnings_of(lambda: torch.nn.InstanceNorm2d(3)(torch.ones(2, 4, 3, 3)))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("shape", [(2, 6, 5), (2, 5, 3, 4), (1, 4, 2, 3, 2)])
+def test_local_response_norm_matches_torch(size, shape):
+    x = (rng.standard_normal(shape) * 4).astype(np.float32)
+    for alpha, beta, k in ((1e-4, 0.75, 1.0), (0.3, 0.5, 2.0), (0.05, 1.7, 0.5)):
+        mine = pve.nn.LocalResponseNorm(size, alpha, beta, k)
+        theirs = torch.nn.LocalResponseNorm(size, alpha, beta, k)
+        assert repr(mine) == repr(theirs)
+        (y, gx), (ty, tgx) = _module_both(mine, theirs, x)
+        _close(y, ty, rtol=1e-5, atol=1e-6)
+        _close(gx, tgx, rtol=1e-4, atol=1e-5)
+
+
+def test_local_response_norm_specials_and_errors_match_torch():
+    x = np.ones((1, 6, 2), np.float32)
+    x[0, 1, 0], x[0, 4, 1] = np.nan, np.inf
+    np.testing.assert_array_equal(F.local_response_norm(x, 3).numpy(),
+                                  TF.local_response_norm(torch.tensor(x), 3).numpy())
+    pairs = [
+        (lambda: F.local_response_norm(np.zeros((2, 3), np.float32), 2),
+         lambda: TF.local_response_norm(torch.zeros(2, 3), 2)),
+        (lambda: F.local_response_norm(np.zeros((2, 3, 4), np.float32), 0),
+         lambda: TF.local_response_norm(torch.zeros(2, 3, 4), 0)),
+        (lambda: F.local_response_norm(np.zeros((2, 3, 4, 4), np.float32), -1),
+         lambda: TF.local_response_norm(torch.zeros(2, 3, 4, 4), -1)),
+        (lambda: F.local_response_norm(np.zeros((2, 3, 4, 4), np.float32), 2.5),
+         lambda: TF.local_response_norm(torch.zeros(2, 3, 4, 4), 2.5)),
+    ]
+    for mine, theirs in pairs:
+        assert_same_error(mine, theirs)
+
+
+def test_every_new_name_is_exported_as_in_torch():
+    functionals = ["threshold", "threshold_", "hardtanh", "hardtanh_", "elu", "elu_", "selu",
+                   "selu_", "celu", "celu_", "softplus", "mish", "softsign", "tanhshrink",
+                   "logsigmoid", "softmin", "dropout2d", "alpha_dropout", "pixel_shuffle",
+                   "pixel_unshuffle", "channel_shuffle", "upsample_nearest", "upsample_bilinear",
+                   "instance_norm", "local_response_norm"]
+    modules = ["Threshold", "Hardtanh", "ELU", "CELU", "SELU", "Softplus", "Mish", "Softsign",
+               "Tanhshrink", "LogSigmoid", "Softmin", "Softmax2d", "Dropout2d", "AlphaDropout",
+               "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "CircularPad2d",
+               "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "UpsamplingNearest2d",
+               "UpsamplingBilinear2d", "InstanceNorm2d", "LocalResponseNorm"]
+    for name in functionals:
+        assert hasattr(TF, name) and name in F.__all__ and callable(getattr(F, name)), name
+    for name in modules:
+        assert hasattr(torch.nn, name) and name in pve.nn.__all__, name
+        assert issubclass(getattr(pve.nn, name), pve.nn.Module), name
+    import inspect
+    for name in functionals:
+        mine = list(inspect.signature(getattr(F, name)).parameters)
+        try:
+            theirs = list(inspect.signature(getattr(TF, name)).parameters)
+        except (TypeError, ValueError):  # a builtin without a signature
+            continue
+        assert mine == theirs, name
+    for name in modules:
+        if getattr(torch.nn, name).__init__ is torch.nn.Module.__init__:
+            continue  # (no constructor arguments)
+        mine = inspect.signature(getattr(pve.nn, name).__init__).parameters
+        theirs = inspect.signature(getattr(torch.nn, name).__init__).parameters
+        assert [(p, mine[p].default) for p in mine] == [(p, theirs[p].default) for p in theirs], name
