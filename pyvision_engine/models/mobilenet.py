@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional
 
 from pyvision_engine import nn
+from pyvision_engine.models._builder import check_no_weights
 from pyvision_engine.nn import blocked
 from pyvision_engine.nn import init
 from pyvision_engine.tensor import Tensor
@@ -53,6 +54,7 @@ class InvertedResidual(nn.Module):
         if stride not in (1, 2):
             raise ValueError(f"InvertedResidual: stride should be 1 or 2 instead of {stride}")
         norm_layer = norm_layer or nn.BatchNorm2d
+        self.stride = stride
         hidden_dim = int(round(inp * expand_ratio))
         self.use_res_connect = stride == 1 and inp == oup
         layers: List[nn.Module] = []
@@ -85,15 +87,24 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """torchvision.models.MobileNetV2 (3.5 M parameters at 1000 classes, width 1.0)."""
+    """torchvision.models.MobileNetV2 (3.5 M parameters at 1000 classes, width 1.0), with
+    torchvision's arguments in torchvision's order. ``block`` builds each inverted residual
+    (default :class:`InvertedResidual`), called as ``block(inp, oup, stride, expand_ratio=t,
+    norm_layer=norm_layer)``."""
 
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0,
                  inverted_residual_setting: Optional[List[List[int]]] = None,
-                 round_nearest: int = 8, dropout: float = 0.2,
-                 norm_layer: Optional[Callable[..., nn.Module]] = None) -> None:
+                 round_nearest: int = 8, block: Optional[Callable[..., nn.Module]] = None,
+                 norm_layer: Optional[Callable[..., nn.Module]] = None,
+                 dropout: float = 0.2) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"MobileNetV2: num_classes must be a positive int, got {num_classes!r}")
+        if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not width_mult > 0:
+            raise ValueError(f"MobileNetV2: width_mult must be a positive number, got {width_mult!r}")
+        if isinstance(round_nearest, bool) or not isinstance(round_nearest, int) or round_nearest < 1:
+            raise ValueError(f"MobileNetV2: round_nearest must be a positive int, got {round_nearest!r}")
+        block = block or InvertedResidual
         norm_layer = norm_layer or nn.BatchNorm2d
         input_channel, last_channel = 32, 1280
         if inverted_residual_setting is None:
@@ -113,8 +124,8 @@ class MobileNetV2(nn.Module):
         for t, c, n, s in inverted_residual_setting:
             output_channel = _make_divisible(c * width_mult, round_nearest)
             for i in range(n):
-                features.append(InvertedResidual(input_channel, output_channel, s if i == 0 else 1,
-                                                 expand_ratio=t, norm_layer=norm_layer))
+                features.append(block(input_channel, output_channel, s if i == 0 else 1,
+                                      expand_ratio=t, norm_layer=norm_layer))
                 input_channel = output_channel
         features.append(Conv2dNormActivation(input_channel, self.last_channel, kernel_size=1,
                                              norm_layer=norm_layer, activation_layer=nn.ReLU6))
@@ -144,6 +155,10 @@ class MobileNetV2(nn.Module):
         return self.classifier(x)
 
 
-def mobilenet_v2(num_classes: int = 1000, **kwargs: Any) -> MobileNetV2:
-    """MobileNetV2 (torchvision layout)."""
+def mobilenet_v2(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+                 **kwargs: Any) -> MobileNetV2:
+    """MobileNetV2 (torchvision layout). ``weights``/``progress``/``pretrained``: torchvision's
+    builder arguments; only ``weights=None`` (see models/_builder.py). Other keywords
+    (``width_mult``, ``dropout``, ``norm_layer``, ``block``, ...) go to :class:`MobileNetV2`."""
+    check_no_weights("mobilenet_v2", weights, progress, kwargs)
     return MobileNetV2(num_classes=num_classes, **kwargs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional, Type, Union
 
 from pyvision_engine import nn
+from pyvision_engine.models._builder import check_no_weights
 from pyvision_engine.nn import init
 from pyvision_engine.nn.fusion import conv_bn_act, conv_bn_add_act  # inference fast paths
 from pyvision_engine.tensor import Tensor
@@ -105,14 +106,24 @@ def _init_like_torchvision(model: nn.Module, zero_init_residual: bool) -> None:
 
 
 class ResNet(nn.Module):
-    """torchvision.models.ResNet: 7x7/2 stem, 3x3/2 max pool, four stages, average pool, fc."""
+    """torchvision.models.ResNet: 7x7/2 stem, 3x3/2 max pool, four stages, average pool, fc.
+    ``replace_stride_with_dilation``: for layer2..layer4, dilate instead of striding
+    (Bottleneck only, as torchvision)."""
 
     def __init__(self, block: Type[Union[BasicBlock, Bottleneck]], layers: List[int],
                  num_classes: int = 1000, zero_init_residual: bool = False, groups: int = 1,
                  width_per_group: int = 64,
+                 replace_stride_with_dilation: Optional[List[bool]] = None,
                  norm_layer: Optional[Callable[..., nn.Module]] = None) -> None:
         super().__init__()
         _check_classes(num_classes, "ResNet")
+        if len(layers) != 4:
+            raise ValueError(f"ResNet: layers should be 4 block counts (one per stage), got {layers}")
+        if replace_stride_with_dilation is None:
+            replace_stride_with_dilation = [False, False, False]
+        if len(replace_stride_with_dilation) != 3:
+            raise ValueError("ResNet: replace_stride_with_dilation should be None or a 3-element "
+                             f"tuple, got {replace_stride_with_dilation}")
         self._norm_layer = norm_layer or nn.BatchNorm2d
         self.inplanes = 64
         self.dilation = 1
@@ -123,21 +134,28 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2,
+                                       dilate=replace_stride_with_dilation[0])
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2,
+                                       dilate=replace_stride_with_dilation[1])
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2,
+                                       dilate=replace_stride_with_dilation[2])
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         _init_like_torchvision(self, zero_init_residual)
 
     def _make_layer(self, block: Type[Union[BasicBlock, Bottleneck]], planes: int, blocks: int,
-                    stride: int = 1) -> nn.Sequential:
+                    stride: int = 1, dilate: bool = False) -> nn.Sequential:
         downsample = None
+        previous_dilation = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                        self._norm_layer(planes * block.expansion))
         layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width,
-                        self.dilation, self._norm_layer)]
+                        previous_dilation, self._norm_layer)]
         self.inplanes = planes * block.expansion
         for _ in range(1, blocks):
             layers.append(block(self.inplanes, planes, groups=self.groups,
@@ -166,18 +184,30 @@ def _check_input(x: Any, channels: int, name: str) -> Tensor:
     return t
 
 
-def resnet18(num_classes: int = 1000, **kwargs: Any) -> ResNet:
-    """ResNet-18 (torchvision layout: 11.7 M parameters at 1000 classes)."""
+def resnet18(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+             **kwargs: Any) -> ResNet:
+    """ResNet-18 (torchvision layout: 11.7 M parameters at 1000 classes).
+    ``weights``/``progress``/``pretrained``: torchvision's builder arguments; only
+    ``weights=None`` (see models/_builder.py). Other keywords go to :class:`ResNet`."""
+    check_no_weights("resnet18", weights, progress, kwargs)
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, **kwargs)
 
 
-def resnet34(num_classes: int = 1000, **kwargs: Any) -> ResNet:
-    """ResNet-34 (torchvision layout: 21.8 M parameters at 1000 classes)."""
+def resnet34(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+             **kwargs: Any) -> ResNet:
+    """ResNet-34 (torchvision layout: 21.8 M parameters at 1000 classes).
+    ``weights``/``progress``/``pretrained``: torchvision's builder arguments; only
+    ``weights=None`` (see models/_builder.py). Other keywords go to :class:`ResNet`."""
+    check_no_weights("resnet34", weights, progress, kwargs)
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes=num_classes, **kwargs)
 
 
-def resnet50(num_classes: int = 1000, **kwargs: Any) -> ResNet:
-    """ResNet-50 (torchvision layout, V1.5: stride in the 3x3; 25.6 M parameters at 1000 classes)."""
+def resnet50(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+             **kwargs: Any) -> ResNet:
+    """ResNet-50 (torchvision layout, V1.5: stride in the 3x3; 25.6 M parameters at 1000 classes).
+    ``weights``/``progress``/``pretrained``: torchvision's builder arguments; only
+    ``weights=None`` (see models/_builder.py). Other keywords go to :class:`ResNet`."""
+    check_no_weights("resnet50", weights, progress, kwargs)
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, **kwargs)
 
 
@@ -221,6 +251,9 @@ class CifarResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-def resnet20(num_classes: int = 10, in_channels: int = 3) -> CifarResNet:
-    """ResNet-20 for CIFAR (3x32x32 input; 0.27 M parameters)."""
+def resnet20(num_classes: int = 10, in_channels: int = 3, *, weights: Any = None,
+             progress: bool = True) -> CifarResNet:
+    """ResNet-20 for CIFAR (3x32x32 input; 0.27 M parameters). ``weights=None`` only, as the
+    torchvision-style builders."""
+    check_no_weights("resnet20", weights, progress, {})
     return CifarResNet(20, num_classes=num_classes, in_channels=in_channels)

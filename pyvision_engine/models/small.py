@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyvision_engine import nn
+from pyvision_engine.models._builder import check_no_weights
 from pyvision_engine.tensor import Tensor, as_tensor
 
 __all__ = ["LeNet5", "lenet5", "SmallCNN", "small_cnn"]
@@ -44,8 +45,11 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-def lenet5(num_classes: int = 10, in_channels: int = 1, input_size: int = 28) -> LeNet5:
-    """LeNet-5 for 1x28x28 (default) or 1x32x32 input."""
+def lenet5(num_classes: int = 10, in_channels: int = 1, input_size: int = 28, *,
+           weights: Any = None, progress: bool = True) -> LeNet5:
+    """LeNet-5 for 1x28x28 (default) or 1x32x32 input. ``weights=None`` only, as the
+    torchvision-style builders."""
+    check_no_weights("lenet5", weights, progress, {})
     return LeNet5(num_classes, in_channels, input_size)
 
 

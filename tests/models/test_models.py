@@ -158,3 +158,96 @@ def test_torch_state_dict_loads_strict_into_resnet18(tmp_path):
     mine = models.resnet18()
     mine.load_state_dict(pve.load(tmp_path / "r18.safetensors"), strict=True)
     np.testing.assert_array_equal(mine.conv1.weight.detach().numpy(), ref.conv1.weight.detach().numpy())
+
+
+# --------------------------------------------------------------------------- torchvision's arguments
+# (torchvision.models.resnet18(*, weights=None, progress=True, **kwargs) and the ResNet /
+# MobileNetV2 constructors, as torchvision 0.2x spells them)
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "resnet20", "lenet5"])
+def test_builders_take_torchvision_weights_arguments(name):
+    builder = getattr(models, name)
+    default = [[k, list(v.shape)] for k, v in builder().state_dict().items()]
+    for kwargs in ({"weights": None}, {"weights": None, "progress": False}):
+        model = builder(**kwargs)
+        assert [[k, list(v.shape)] for k, v in model.state_dict().items()] == default
+    assert models.get_model(name, weights=None).state_dict().keys() == builder().state_dict().keys()
+    for bad in ("DEFAULT", "IMAGENET1K_V1"):
+        with pytest.raises(ValueError, match=rf"{name}: weights='{bad}'.*no pretrained weights.*load_state_dict"):
+            builder(weights=bad)
+    with pytest.raises(TypeError, match="progress must be a bool"):
+        builder(progress="yes")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_deprecated_pretrained_argument(name):
+    builder = getattr(models, name)
+    with pytest.warns(UserWarning, match="'pretrained' is deprecated"):
+        model = builder(pretrained=False)
+    assert model.state_dict().keys() == builder().state_dict().keys()
+    with pytest.warns(UserWarning, match="'pretrained' is deprecated"):
+        with pytest.raises(ValueError, match="weights='DEFAULT'.*no pretrained weights"):
+            builder(pretrained=True)
+
+
+def _geometry(conv):
+    return (tuple(conv.stride), tuple(conv.padding), tuple(conv.dilation))
+
+
+def test_replace_stride_with_dilation_follows_torchvision():
+    """torchvision's rule (ResNet._make_layer(dilate=True)): the stage's stride becomes
+    dilation (self.dilation *= stride, stride = 1); its first block's 3x3 keeps the
+    previous dilation, the later blocks take the new one; the 1x1 projection then has
+    stride 1. Spelled out for [False, True, True]: output stride 8 instead of 32."""
+    pve.manual_seed(0)
+    plain = models.resnet50()
+    model = models.resnet50(replace_stride_with_dilation=[False, True, True])
+    assert [[k, v.shape] for k, v in model.state_dict().items()] == \
+        [[k, v.shape] for k, v in plain.state_dict().items()]
+    assert _geometry(model.layer2[0].conv2) == ((2, 2), (1, 1), (1, 1))
+    assert _geometry(model.layer3[0].conv2) == ((1, 1), (1, 1), (1, 1))
+    assert all(_geometry(b.conv2) == ((1, 1), (2, 2), (2, 2)) for b in model.layer3[1:])
+    assert _geometry(model.layer4[0].conv2) == ((1, 1), (2, 2), (2, 2))
+    assert all(_geometry(b.conv2) == ((1, 1), (4, 4), (4, 4)) for b in model.layer4[1:])
+    assert tuple(model.layer3[0].downsample[0].stride) == (1, 1)
+    assert tuple(model.layer4[0].downsample[0].stride) == (1, 1)
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    model.eval()
+    with pve.no_grad():
+        feats = model.layer4(model.layer3(model.layer2(model.layer1(
+            model.maxpool(model.relu(model.bn1(model.conv1(x))))))))
+        assert feats.shape == (1, 2048, 8, 8)
+        assert model(x).shape == (1, 1000)
+    with pytest.raises(NotImplementedError, match="Dilation > 1 not supported in BasicBlock"):
+        models.resnet18(replace_stride_with_dilation=[False, False, True])
+    with pytest.raises(ValueError, match="replace_stride_with_dilation should be None or a 3-element"):
+        models.resnet50(replace_stride_with_dilation=[True])
+
+
+def test_mobilenet_v2_arguments_in_torchvision_order():
+    # MobileNetV2(num_classes, width_mult, inverted_residual_setting, round_nearest, block,
+    #             norm_layer, dropout)
+    model = models.MobileNetV2(7, 0.5, None, 8, None, None, 0.4)
+    assert model.classifier[0].p == 0.4 and model.classifier[1].weight.shape == (7, 1280)
+    assert model.features[0][0].weight.shape == (16, 3, 3, 3)  # 32 * 0.5
+    calls = []
+
+    def block(inp, oup, stride, expand_ratio, norm_layer):
+        calls.append((inp, oup, stride, expand_ratio))
+        return models.mobilenet.InvertedResidual(inp, oup, stride, expand_ratio, norm_layer)
+
+    custom = models.mobilenet_v2(block=block)
+    assert calls[:4] == [(32, 16, 1, 1), (16, 24, 2, 6), (24, 24, 1, 6), (24, 32, 2, 6)]
+    assert len(calls) == 17
+    assert custom.state_dict().keys() == models.mobilenet_v2().state_dict().keys()
+    assert all(b.stride == s for b, s in zip(custom.features[1:18], [c[2] for c in calls]))
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"width_mult": 0}, "width_mult must be a positive number, got 0"),
+    ({"width_mult": -1.0}, "width_mult must be a positive number"),
+    ({"width_mult": "1"}, "width_mult must be a positive number"),
+    ({"round_nearest": 0}, "round_nearest must be a positive int, got 0"),
+])
+def test_mobilenet_v2_bad_arguments(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        models.mobilenet_v2(**kwargs)
