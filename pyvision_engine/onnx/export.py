@@ -24,8 +24,8 @@ named by its state_dict key), a scalar operand or a free Parameter; anything els
 op without a converter, raises NotImplementedError naming it. As in torch's tracer, Python
 values computed from data (``.item()``) are baked in. Afterwards a BatchNormalization right
 after a Conv is folded into it (``do_constant_folding``), unused nodes are dropped, and
-``_proto`` serializes the graph (no ``onnx`` package needed). Reshape targets and Resize
-sizes keep the batch dim free; other sizes are the example's.
+``_proto`` serializes the graph (no ``onnx`` package needed). Reshape targets, Expand
+shapes and Resize sizes keep the batch dim free; other sizes are the example's.
 """
 
 from __future__ import annotations
@@ -239,6 +239,15 @@ def _reshape(tr: _Tracer, op: _Op) -> str:
     return tr.node("Reshape", [op.names[0], tr.const(target, np.int64)])
 
 
+def _expand(tr: _Tracer, op: _Op) -> str:
+    """Expand to the output shape with 1 wherever the input keeps its size (ONNX Expand
+    broadcasts both ways), so a batch dim that is not expanded stays free."""
+    src, dst = tuple(op.args[0].shape), tuple(op.out.shape)
+    lead = len(dst) - len(src)
+    target = [n if i < lead or src[i - lead] != n else 1 for i, n in enumerate(dst)]
+    return tr.node("Expand", [op.names[0], tr.const(target, np.int64)])
+
+
 def _conv(tr: _Tracer, op: _Op) -> str:
     geo = op.kw["geometry"]
     top, bottom, left, right = geo.pads
@@ -323,8 +332,7 @@ _FUNCTION_CONVERTERS: Dict[type, Converter] = {
     _ops.Pow: lambda tr, op: tr.node("Pow", [op.names[0], tr.const(op.args[1])]),
     _ops.Sum: _reduce("ReduceSum"), _ops.Mean: _reduce("ReduceMean"), _ops.Reshape: _reshape,
     _ops.Permute: lambda tr, op: tr.node("Transpose", [op.names[0]], perm=list(op.args[1])),
-    _ops.BroadcastTo: lambda tr, op: tr.node(
-        "Expand", [op.names[0], tr.const(list(op.out.shape), np.int64)]),
+    _ops.BroadcastTo: _expand,
     _ops._FullExtreme: lambda tr, op: tr.node("ReduceMax" if op.args[1] else "ReduceMin",
                                               [op.names[0]], keepdims=0),
     _f_shape._Cat: lambda tr, op: tr.node("Concat", op.names, axis=int(op.kw["dim"])),
@@ -374,6 +382,13 @@ def _pool(tr: _Tracer, op: _Op) -> str:
     x, pads = op.names[0], [p[0], p[1], ends[0], ends[1]]
     attrs = {"kernel_shape": list(k), "strides": list(s)}
     if is_max:
+        if any(pads[i] >= k[i % 2] for i in range(4)):
+            # onnxruntime refuses pads >= kernel_shape, which a dilated window that ceil_mode
+            # keeps can need at the end: pad with -inf first (every torch window holds an
+            # input pixel, so the padding never wins)
+            x = tr.node("Pad", [x, tr.const([0, 0] + pads[:2] + [0, 0] + pads[2:], np.int64),
+                                tr.const(-np.inf)])
+            pads = [0, 0, 0, 0]
         return tr.node("MaxPool", [x], dilations=list(d), pads=pads, **attrs)
     include_pad = bool(a["count_include_pad"])
     if include_pad and ends != list(p):

@@ -434,3 +434,45 @@ def test_export_leaves_the_model_unchanged(tmp_path):
 def test_circular_padding_from_opset_19(tmp_path):
     model = nn.Conv2d(3, 4, 3, padding=(1, 2), padding_mode="circular").eval()
     _export_and_compare(model, _images(2, 3, 6, 7), tmp_path, opset_version=19)
+
+
+# The last window ceil_mode keeps can reach past the input by up to dilation * (k - 1),
+# which for a dilated max pool is >= kernel_size: onnxruntime refuses such MaxPool pads
+# ("Pad should be smaller than kernel"), so that padding is an explicit -inf Pad.
+@pytest.mark.parametrize("args,hw", [
+    ((2, 3, 1, 2), (10, 9)),           # W: last window 8, 10 of 0..8: end pad 2 == kernel
+    ((4, (2, 4), (2, 1), (3, 2)), (7, 10)),
+    ((2, 3, (1, 0), 3), (4, 11)),
+    ((3, 2, 1, 2), (9, 8)),            # (no extra end pad: MaxPool's own pads suffice)
+], ids=["k2-s3-d2", "k4-d3x2", "k2x1-d3", "k3-s2-d2"])
+def test_dilated_ceil_mode_max_pool_runs_in_onnxruntime(args, hw, tmp_path):
+    kernel, stride, padding, dilation = args
+    model = nn.Sequential(nn.Conv2d(3, 3, 1),
+                          nn.MaxPool2d(kernel, stride, padding, dilation=dilation, ceil_mode=True))
+    x = _images(2, 3, *hw)
+    path = _export_and_compare(model.eval(), x, tmp_path, dynamic_axes=BATCH)
+    (got,) = pve.onnx.InferenceSession(str(path)).run(None, {"input": x})
+    _assert_close(np.asarray(got), _reference(model, x)[0])
+
+
+class ExpandMean(nn.Module):
+    """Broadcast a per-image statistic back over the map, and a new leading dim."""
+
+    def forward(self, x):
+        m = x.mean((2, 3), keepdim=True)                             # (N, C, 1, 1)
+        e = m.expand(x.shape[0], x.shape[1], x.shape[2], x.shape[3])  # (N, C, H, W)
+        w = m.flatten(1).expand(2, x.shape[0], x.shape[1]).sum(0)      # (N, C)
+        return (x * e).sum((2, 3)) + w
+
+
+def test_expand_keeps_the_batch_dim_free(tmp_path):
+    model = ExpandMean().eval()
+    path = tmp_path / "expand.onnx"
+    export(model, _images(2, 3, 4, 5), path, dynamic_axes=BATCH)
+    _check(path)
+    for batch in (2, 5, 1):
+        x = _images(batch, 3, 4, 5)
+        (got,) = _run(path, {"input": x})
+        _assert_close(got, _reference(model, pve.tensor(x))[0])
+        (mine,) = pve.onnx.InferenceSession(str(path)).run(None, {"input": x})
+        _assert_close(np.asarray(mine), _reference(model, pve.tensor(x))[0])
