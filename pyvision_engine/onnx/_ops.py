@@ -529,11 +529,15 @@ def _batch_norm(attrs, opset, inputs):
     if attrs.get("training_mode", 0) or ("is_test" in attrs and not attrs["is_test"]):
         raise OnnxOpError("BatchNormalization: training mode is not supported by InferenceSession")
     eps = float(attrs.get("epsilon", 1e-5))
-    if x.dtype == np.float32 and x.ndim >= 2:
+    # spatial=0 (opsets 1-8): statistics per activation, shaped (C, D1, ..., Dn)
+    per_activation = opset < 9 and not attrs.get("spatial", 1)
+    if x.dtype == np.float32 and x.ndim >= 2 and not per_activation:
         return [arr(F.batch_norm(x, f32(mean), f32(var), f32(scale), f32(bias), False, 0.0, eps))]
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    inv = (scale / np.sqrt(var + eps)).reshape(shape)
-    return [((x - mean.reshape(shape)) * inv + bias.reshape(shape)).astype(x.dtype)]
+
+    def shaped(v: np.ndarray) -> np.ndarray:
+        return v.reshape((1,) + v.shape) if per_activation else v.reshape((1, -1) + (1,) * (x.ndim - 2))
+    inv = shaped(scale / np.sqrt(var + eps))
+    return [((x - shaped(mean)) * inv + shaped(bias)).astype(x.dtype)]
 
 
 def fold_batch_norm(weight: np.ndarray, bias: Optional[np.ndarray], gamma: np.ndarray,

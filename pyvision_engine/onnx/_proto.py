@@ -6,7 +6,9 @@ writes every field as a key (field number << 3 | wire type) followed by a
 varint, a fixed 4 or 8 bytes, or a length and that many bytes (strings, bytes,
 sub-messages, packed repeated numbers). Reading walks those keys; fields this
 module does not know are skipped, as protobuf itself does. Tensor payloads
-(``raw_data``) become numpy arrays that view the file's bytes, with no copy.
+(``raw_data``) become numpy arrays that view the file's bytes, with no copy;
+tensors saved as external data are read from their file next to the model
+(a relative location inside the model's directory, as onnxruntime requires).
 
 Decoding never executes anything from the file: a damaged file raises
 ``ValueError``.
@@ -14,6 +16,7 @@ Decoding never executes anything from the file: a damaged file raises
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
@@ -158,7 +161,48 @@ def _packed_reals(wire: int, v: Any, width: int) -> List[float]:
     return np.frombuffer(v, fmt).tolist()
 
 
-def read_tensor(buf: memoryview) -> Tuple[str, np.ndarray]:
+def _external_data(name: str, entries: Dict[str, str], base_dir: Optional[str],
+                   nbytes: int) -> bytes:
+    """The bytes of a tensor stored outside the model (TensorProto.external_data), checked as
+    onnxruntime checks them: a relative location inside the model's directory, and exactly
+    the tensor's size at ``offset`` (``length``, when given, must be that size)."""
+    if base_dir is None:
+        raise ValueError(f"tensor {name!r} keeps its data in an external file: load the model "
+                         "from its path (not its bytes) so that the file can be found")
+    location = entries.get("location", "")
+    if not location or os.path.isabs(location):
+        raise ValueError(f"tensor {name!r}: external data location {location!r} must be a path "
+                         "relative to the model's directory")
+    root = os.path.realpath(base_dir)
+    path = os.path.realpath(os.path.join(root, location))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(f"tensor {name!r}: external data location {location!r} is outside the "
+                         "model's directory")
+    try:
+        offset = int(entries.get("offset", 0))
+        length = int(entries.get("length", nbytes))
+    except ValueError:
+        raise ValueError(f"tensor {name!r}: external data offset or length is not a number") \
+            from None
+    if offset < 0 or length != nbytes:
+        raise ValueError(f"tensor {name!r}: external data of {length} bytes at offset {offset}, "
+                         f"the tensor needs {nbytes}")
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            raw = fh.read(nbytes)
+    except OSError as e:
+        raise ValueError(f"tensor {name!r}: cannot read external data file {location!r} "
+                         f"({e.strerror or e})") from None
+    if len(raw) != nbytes:
+        raise ValueError(f"tensor {name!r}: external data file {location!r} ends before "
+                         f"offset {offset} + {nbytes} bytes")
+    return raw
+
+
+def read_tensor(buf: memoryview, base_dir: Optional[str] = None) -> Tuple[str, np.ndarray]:
+    """A TensorProto as (name, array). ``base_dir``: the model file's directory, where
+    tensors with external data keep it (None: a model read from bytes, which cannot)."""
     dims: List[int] = []
     dtype_code = 0
     name = ""
@@ -167,6 +211,7 @@ def read_tensor(buf: memoryview) -> Tuple[str, np.ndarray]:
     ints: List[int] = []
     doubles: List[float] = []
     external = False
+    entries: Dict[str, str] = {}
     for number, wire, v in _fields(buf):
         if number == 1:
             dims.extend(_packed_varints(wire, v))
@@ -182,17 +227,24 @@ def read_tensor(buf: memoryview) -> Tuple[str, np.ndarray]:
             raw = v
         elif number == 10:
             doubles.extend(_packed_reals(wire, v, 8))
+        elif number == 13:  # external_data: StringStringEntryProto (key, value)
+            key = value = ""
+            for n2, _, v2 in _fields(v):
+                if n2 == 1:
+                    key = _text(v2)
+                elif n2 == 2:
+                    value = _text(v2)
+            entries[key] = value
         elif number == 14:
             external = v == 1
-    if external:
-        raise ValueError(f"tensor {name!r} keeps its data in an external file, which pve.onnx "
-                         "does not read (save the model with its weights inside)")
     if dtype_code not in DTYPES:
         raise ValueError(f"tensor {name!r} has data type {dtype_code}, which pve.onnx does not support")
     if any(d < 0 for d in dims):
         raise ValueError(f"tensor {name!r} has a negative dimension {dims}")
     dtype = DTYPES[dtype_code]
     count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    if external:
+        raw = _external_data(name, entries, base_dir, count * dtype.itemsize)
     if raw is not None:
         if len(raw) != count * dtype.itemsize:
             raise ValueError(f"tensor {name!r}: {len(raw)} bytes of data for shape {dims} "
@@ -241,7 +293,7 @@ def read_value_info(buf: memoryview) -> ValueInfo:
     return info
 
 
-def _read_attribute(buf: memoryview) -> Tuple[str, Any]:
+def _read_attribute(buf: memoryview, base_dir: Optional[str] = None) -> Tuple[str, Any]:
     name = ""
     kind = 0
     f = 0.0
@@ -266,9 +318,9 @@ def _read_attribute(buf: memoryview) -> Tuple[str, Any]:
         elif number == 4:
             s = bytes(v)
         elif number == 5:
-            t = read_tensor(v)[1]
+            t = read_tensor(v, base_dir)[1]
         elif number == 6:
-            g = read_graph(v)
+            g = read_graph(v, base_dir)
         elif number == 7:
             floats.extend(_packed_reals(wire, v, 4))
         elif number == 8:
@@ -292,7 +344,7 @@ def _read_attribute(buf: memoryview) -> Tuple[str, Any]:
     return name, value
 
 
-def read_node(buf: memoryview) -> Node:
+def read_node(buf: memoryview, base_dir: Optional[str] = None) -> Node:
     node = Node(op_type="", inputs=[], outputs=[])
     for number, _, v in _fields(buf):
         if number == 1:
@@ -304,22 +356,22 @@ def read_node(buf: memoryview) -> Node:
         elif number == 4:
             node.op_type = _text(v)
         elif number == 5:
-            key, value = _read_attribute(v)
+            key, value = _read_attribute(v, base_dir)
             node.attrs[key] = value
         elif number == 7:
             node.domain = _text(v)
     return node
 
 
-def read_graph(buf: memoryview) -> Graph:
+def read_graph(buf: memoryview, base_dir: Optional[str] = None) -> Graph:
     graph = Graph()
     for number, _, v in _fields(buf):
         if number == 1:
-            graph.nodes.append(read_node(v))
+            graph.nodes.append(read_node(v, base_dir))
         elif number == 2:
             graph.name = _text(v)
         elif number == 5:
-            name, arr = read_tensor(v)
+            name, arr = read_tensor(v, base_dir)
             graph.initializers[name] = arr
         elif number == 15:
             raise ValueError("sparse initializers are not supported by pve.onnx")
@@ -330,8 +382,9 @@ def read_graph(buf: memoryview) -> Graph:
     return graph
 
 
-def read_model(data: Union[bytes, bytearray, memoryview]) -> Model:
-    """Parse a serialized ModelProto. Raises ValueError on anything malformed."""
+def read_model(data: Union[bytes, bytearray, memoryview], base_dir: Optional[str] = None) -> Model:
+    """Parse a serialized ModelProto. Raises ValueError on anything malformed. ``base_dir``:
+    the directory of the model file, for tensors whose data is in external files."""
     buf = memoryview(data).cast("B")
     model = Model(graph=Graph())
     has_graph = False
@@ -349,7 +402,7 @@ def read_model(data: Union[bytes, bytearray, memoryview]) -> Model:
         elif number == 6:
             model.doc_string = _text(v)
         elif number == 7:
-            model.graph = read_graph(v)
+            model.graph = read_graph(v, base_dir)
             has_graph = True
         elif number == 8:
             domain, version = "", 0

@@ -22,7 +22,10 @@ Loading turns the graph into a list of steps, once:
 
 ``run`` checks the feed against the graph's inputs (names, element types,
 fixed dimensions) and raises ``ValueError`` / ``TypeError`` naming the input,
-as onnxruntime does, then walks the steps under ``no_grad``.
+as onnxruntime does, then walks the steps under ``no_grad``. Initializers the
+graph also lists as inputs (IR version 4 on) are onnxruntime's overridable
+initializers: a run that feeds one walks a second plan, built on first use, in
+which those initializers are run-time values rather than folded constants.
 """
 
 from __future__ import annotations
@@ -199,7 +202,7 @@ def _label(node: Node) -> str:
 class _Builder:
     """Turns a parsed model into steps (see the module docstring)."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, variable: Iterable[str] = ()) -> None:
         self.model = model
         self.graph = model.graph
         opset = model.opsets.get("")
@@ -209,9 +212,10 @@ class _Builder:
             raise ValueError(f"ai.onnx opset {opset} is outside what pve.onnx supports "
                              f"({MIN_OPSET}-{MAX_OPSET})")
         self.opset = opset
+        # (own, aligned copies); ``variable`` initializers (overridden in a run) are not constant
+        variable = set(variable)
         self.consts: Dict[str, np.ndarray] = {
-            k: np.array(v) for k, v in self.graph.initializers.items()}  # (own, aligned copies)
-        self.feeds = [vi for vi in self.graph.inputs if vi.name not in self.consts]
+            k: np.array(v) for k, v in self.graph.initializers.items() if k not in variable}
         self.nodes = self._sorted(self.graph.nodes)
         self.consumers: Dict[str, List[int]] = {}
         for i, node in enumerate(self.nodes):
@@ -299,7 +303,9 @@ class _Builder:
             bn = self.nodes[j]
             stats = [self._const_input(bn, k) for k in range(1, 5)]
             training = bn.attrs.get("training_mode", 0) or len(bn.outputs) > 1
-            if all(s is not None for s in stats) and not training:
+            per_channel = all(s is not None and s.shape == (w.shape[0],) for s in stats) and (
+                self.opset >= 9 or bn.attrs.get("spatial", 1))  # (not spatial=0 statistics)
+            if per_channel and not training:
                 weight, b = _ops.fold_batch_norm(weight, b, *stats,
                                                  float(bn.attrs.get("epsilon", 1e-5)))
                 absorbed.add(j)
@@ -368,8 +374,8 @@ class _Builder:
             if not isinstance(item, _Step) or not item.what.startswith("Add"):
                 continue
             node = self.nodes[pos]
-            if len(node.inputs) != 2:
-                continue
+            if len(node.inputs) != 2 or node.attrs.get("broadcast", 0):
+                continue  # (opset < 7's broadcast=1 aligns B at ``axis``: the plain Add op)
             for k in (0, 1):
                 unit, other = units.get(node.inputs[k]), node.inputs[1 - k]
                 if (unit is None or unit.act is not None or unit.pre_pad is not None
@@ -545,13 +551,14 @@ class InferenceSession:
                  sess_options: Optional[SessionOptions] = None, providers: Optional[Sequence[Any]] = None,
                  provider_options: Optional[Sequence[Dict[str, Any]]] = None, **kwargs: Any) -> None:
         if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-            data, where = bytes(path_or_bytes), "the model bytes"
+            data, where, base_dir = bytes(path_or_bytes), "the model bytes", None
         elif isinstance(path_or_bytes, (str, os.PathLike)):
             where = os.fspath(path_or_bytes)
             if not os.path.isfile(where):
                 raise FileNotFoundError(f"pve.onnx.InferenceSession: no model file at {where!r}")
             with open(where, "rb") as fh:
                 data = fh.read()
+            base_dir = os.path.dirname(os.path.abspath(where))  # (where external data lies)
         else:
             raise TypeError("pve.onnx.InferenceSession: expected a path or the model's bytes, got "
                             f"{type(path_or_bytes).__name__}")
@@ -564,25 +571,23 @@ class InferenceSession:
         if self._options.intra_op_num_threads and self._options.intra_op_num_threads > 0:
             pve.set_num_threads(int(self._options.intra_op_num_threads))
         try:
-            self._model = read_model(data)
+            self._model = read_model(data, base_dir)
         except ValueError as e:
             raise ValueError(f"pve.onnx.InferenceSession: {where} is not a valid ONNX model: {e}") \
                 from None
-        with pve.no_grad(), np.errstate(all="ignore"):  # (constant folding, as run)
-            builder = _Builder(self._model)
-            self._steps = builder.build()
-        self._consts = builder.consts
-        self._inputs = [NodeArg(vi.name, TYPE_NAMES.get(vi.elem_type, "tensor(float)"), vi.shape)
-                        for vi in builder.feeds]
-        self._input_types = {vi.name: vi.elem_type for vi in builder.feeds}
-        self._outputs = [NodeArg(vi.name, TYPE_NAMES.get(vi.elem_type, "tensor(float)"), vi.shape)
-                         for vi in self._model.graph.outputs]
-        # values no later step reads are dropped as the run goes (memory of large batches)
-        self._last_use: Dict[str, int] = {}
-        for k, step in enumerate(self._steps):
-            for name in step.inputs:
-                self._last_use[name] = k
-        self._consts_read = [n for n in self._consts if n in self._last_use]
+        graph = self._model.graph
+        self._plan = _Plan(self._model)
+        self._steps = self._plan.steps
+        # inputs with an initializer are not model inputs; from IR version 4 on they are
+        # overridable initializers: a feed may replace them (onnxruntime's rule)
+        required = [vi for vi in graph.inputs if vi.name not in graph.initializers]
+        overridable = ([vi for vi in graph.inputs if vi.name in graph.initializers]
+                       if self._model.ir_version >= 4 else [])
+        self._inputs = [_node_arg(vi) for vi in required]
+        self._overridable = [_node_arg(vi) for vi in overridable]
+        self._override_plan: Optional[_Plan] = None  # built on the first run overriding one
+        self._input_info = {vi.name: vi for vi in required + overridable}
+        self._outputs = [_node_arg(vi) for vi in graph.outputs]
         self._output_names = {o.name for o in self._outputs}
 
     # -------------------------------------------------------------- onnxruntime's API
@@ -593,7 +598,7 @@ class InferenceSession:
         return list(self._outputs)
 
     def get_overridable_initializers(self) -> List[NodeArg]:
-        return []
+        return list(self._overridable)
 
     def get_providers(self) -> List[str]:
         return ["CPUExecutionProvider"]
@@ -610,18 +615,29 @@ class InferenceSession:
     def run(self, output_names: Optional[Iterable[str]], input_feed: Dict[str, Any],
             run_options: Any = None) -> List[np.ndarray]:
         """The requested outputs (all when ``output_names`` is None or empty), as numpy arrays."""
+        if isinstance(output_names, (str, bytes)):
+            raise TypeError("pve.onnx.InferenceSession.run: output_names must be a list of names "
+                            f"or None, got {type(output_names).__name__}")
         known = self._output_names
         names = [o.name for o in self._outputs] if not output_names else list(output_names)
         for name in names:
             if name not in known:
                 raise ValueError(f"pve.onnx.InferenceSession.run: invalid output name {name!r} "
                                  f"(outputs: {sorted(known)})")
-        values = self._check_feed(input_feed)
-        feeds = [values[a.name] for a in self._inputs]
-        last_use = self._last_use
+        fed = self._check_feed(input_feed)
+        plan = self._plan
+        if any(a.name in fed for a in self._overridable):
+            if self._override_plan is None:
+                self._override_plan = _Plan(self._model, [a.name for a in self._overridable])
+            plan = self._override_plan
+        values: Dict[str, Any] = {n: plan.consts[n] for n in plan.consts_read}
+        values.update((n, v) for n, v in plan.defaults.items() if n not in fed)
+        values.update(fed)
+        feeds = list(fed.values()) + list(plan.defaults.values())  # (what outputs must not view)
+        last_use = plan.last_use
         # (NaN and inf propagate without warnings, as in onnxruntime)
         with pve.no_grad(), np.errstate(all="ignore"):
-            for k, step in enumerate(self._steps):
+            for k, step in enumerate(plan.steps):
                 outs = _call(step, [values[n] if n else None for n in step.inputs])
                 for name, value in zip(step.outputs, outs):
                     if name:
@@ -631,44 +647,72 @@ class InferenceSession:
                         values.pop(n, None)
         result = []
         for name in names:
-            value = values[name] if name in values else self._consts[name]
+            value = values[name] if name in values else plan.consts[name]
             # never hand out the caller's input, a weight or another output's memory
             # (Identity, Reshape, Flatten, ... are views)
-            if (name in self._consts or any(np.may_share_memory(value, f) for f in feeds)
+            if (name in plan.consts or name in plan.defaults
+                    or any(np.may_share_memory(value, f) for f in feeds)
                     or any(np.may_share_memory(value, r) for r in result)):
                 value = np.array(value)
             result.append(value)
         return result
 
     def _check_feed(self, feed: Dict[str, Any]) -> Dict[str, Any]:
+        """The fed values (model inputs and overridden initializers), checked and converted."""
         if not isinstance(feed, dict):
             raise TypeError("pve.onnx.InferenceSession.run: input_feed must be a dict of name -> array, "
                             f"got {type(feed).__name__}")
-        expected = {a.name: a for a in self._inputs}
         for name in feed:
-            if name not in expected:
+            if name not in self._input_info:
                 raise ValueError(f"pve.onnx.InferenceSession.run: invalid input name {name!r} "
-                                 f"(inputs: {sorted(expected)})")
-        missing = [n for n in expected if n not in feed]
+                                 f"(inputs: {sorted(a.name for a in self._inputs)})")
+        missing = [a.name for a in self._inputs if a.name not in feed]
         if missing:
             raise ValueError(f"pve.onnx.InferenceSession.run: required inputs {missing} are missing "
                              "from the input feed")
-        values: Dict[str, Any] = {n: self._consts[n] for n in self._consts_read}
-        for name, arg in expected.items():
-            code = self._input_types[name]
-            dtype = DTYPES.get(code)
-            value = feed[name]
+        values: Dict[str, Any] = {}
+        for name, value in feed.items():
+            info = self._input_info[name]
+            dtype = DTYPES.get(info.elem_type)
             # an array keeps its type (a wrong one is an error, as in onnxruntime); a list
             # or a Python number takes the input's type, as onnxruntime converts it
             value = np.asarray(value, dtype=dtype if not isinstance(value, np.ndarray) else None)
             if dtype is not None and value.dtype != dtype:
                 raise TypeError(f"pve.onnx.InferenceSession.run: input {name!r} must be "
-                                f"{arg.type}, got {value.dtype} (convert it with .astype)")
-            if arg.shape is not None:
-                bad = len(arg.shape) != value.ndim or any(
-                    isinstance(d, int) and d != g for d, g in zip(arg.shape, value.shape))
+                                f"{_type_name(info)}, got {value.dtype} (convert it with .astype)")
+            if info.shape is not None:
+                bad = len(info.shape) != value.ndim or any(
+                    isinstance(d, int) and d != g for d, g in zip(info.shape, value.shape))
                 if bad:
                     raise ValueError(f"pve.onnx.InferenceSession.run: input {name!r} must have shape "
-                                     f"{arg.shape}, got {list(value.shape)}")
+                                     f"{info.shape}, got {list(value.shape)}")
             values[name] = _ops.contiguous(value)
         return values
+
+
+def _type_name(vi: Any) -> str:
+    return TYPE_NAMES.get(vi.elem_type, "tensor(float)")
+
+
+def _node_arg(vi: Any) -> NodeArg:
+    """onnxruntime's NodeArg of a graph input or output: a tensor type without a shape
+    reads as shape [] there, as here."""
+    return NodeArg(vi.name, _type_name(vi), list(vi.shape) if vi.shape is not None else [])
+
+
+class _Plan:
+    """The steps of a model and what they read besides the feed. ``variable``: initializers
+    that a run overrides, kept out of constant folding (their file values are ``defaults``)."""
+
+    def __init__(self, model: Model, variable: Sequence[str] = ()) -> None:
+        with pve.no_grad(), np.errstate(all="ignore"):  # (constant folding, as run)
+            builder = _Builder(model, variable)
+            self.steps = builder.build()
+        self.consts = builder.consts
+        self.defaults = {n: np.array(model.graph.initializers[n]) for n in variable}
+        # values no later step reads are dropped as the run goes (memory of large batches)
+        self.last_use: Dict[str, int] = {}
+        for k, step in enumerate(self.steps):
+            for name in step.inputs:
+                self.last_use[name] = k
+        self.consts_read = [n for n in self.consts if n in self.last_use]
