@@ -71,6 +71,7 @@ class Graph:
     initializers: Dict[str, np.ndarray] = field(default_factory=dict)
     inputs: List[ValueInfo] = field(default_factory=list)
     outputs: List[ValueInfo] = field(default_factory=list)
+    doc_string: str = ""
 
 
 @dataclass
@@ -370,6 +371,8 @@ def read_graph(buf: memoryview, base_dir: Optional[str] = None) -> Graph:
             graph.nodes.append(read_node(v, base_dir))
         elif number == 2:
             graph.name = _text(v)
+        elif number == 10:
+            graph.doc_string = _text(v)
         elif number == 5:
             name, arr = read_tensor(v, base_dir)
             graph.initializers[name] = arr
@@ -523,6 +526,8 @@ def write_graph(graph: Graph) -> bytes:
     out += [_len_field(5, write_tensor(k, v)) for k, v in graph.initializers.items()]
     out += [_len_field(11, write_value_info(v)) for v in graph.inputs]
     out += [_len_field(12, write_value_info(v)) for v in graph.outputs]
+    if graph.doc_string:
+        out.append(_str_field(10, graph.doc_string))
     return b"".join(out)
 
 

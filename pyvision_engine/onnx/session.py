@@ -87,6 +87,7 @@ class ModelMetadata:
     def __init__(self, model: Model) -> None:
         self.producer_name = model.producer_name
         self.graph_name = model.graph.name
+        self.graph_description = model.graph.doc_string
         self.domain = model.domain
         self.description = model.doc_string
         # (onnxruntime reports an unset model_version as the largest int64)

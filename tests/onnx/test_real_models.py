@@ -236,6 +236,20 @@ def test_shapeless_inputs_and_outputs_read_as_onnxruntime():
     _close(sess.run(None, {"x": x})[0], ref.run(None, {"x": x})[0])
 
 
+def test_model_metadata_reads_as_onnxruntime():
+    model = _model([helper.make_node("Relu", ["x"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [], 13)
+    model.producer_name, model.domain, model.model_version = "pytorch", "ai.example", 3
+    model.doc_string, model.graph.doc_string = "the model", "the graph"
+    helper.set_model_props(model, {"author": "pve", "license": "MIT"})
+    data = model.SerializeToString()
+    want, got = _ort(data).get_modelmeta(), InferenceSession(data).get_modelmeta()
+    for key in ("producer_name", "graph_name", "graph_description", "domain", "description",
+                "version", "custom_metadata_map"):
+        assert getattr(got, key) == getattr(want, key), key
+
+
 def test_run_refuses_a_string_for_output_names():
     model = _model([helper.make_node("Relu", ["x"], ["y"])],
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
