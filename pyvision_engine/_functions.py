@@ -26,10 +26,11 @@ def stack(tensors: Sequence[Any], dim: int = 0) -> Tensor:
 
     items = [as_tensor(t) for t in tensors]
     if not items:
-        raise ValueError("stack expects a non-empty sequence of tensors")
-    shapes = {t.shape for t in items}
-    if len(shapes) != 1:
-        raise ValueError(f"stack expects each tensor to be equal size, got shapes {sorted(shapes)}")
+        raise RuntimeError("stack expects a non-empty TensorList")
+    for i, t in enumerate(items[1:], 1):
+        if t.shape != items[0].shape:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
+                               f"{list(items[0].shape)} at entry 0 and {list(t.shape)} at entry {i}")
     d = _ops.normalize_dim(dim, items[0].ndim + 1, "stack")
     return cat([t.unsqueeze(d) for t in items], dim=d)
 
@@ -38,7 +39,8 @@ def where(condition: Any, input: Any, other: Any) -> Tensor:
     """``input`` where ``condition`` is true, else ``other`` (broadcasting; differentiable)."""
     cond = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
     if cond.dtype != np.bool_:
-        raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
+        raise RuntimeError("where expected condition to be a boolean tensor, but got a tensor "
+                           f"with dtype {_ops._RANK_DTYPE_NAMES.get(cond.dtype.kind, cond.dtype)}")
     a = input if isinstance(input, Tensor) else Tensor._wrap(np.asarray(input, dtype=np.float32))
     b = other if isinstance(other, Tensor) else Tensor._wrap(np.asarray(other, dtype=np.float32))
     return _ops.Where.apply(cond, a, b)
@@ -133,19 +135,31 @@ def sort(input: Any, dim: int = -1, descending: bool = False, stable: bool = Fal
 
 def randn(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from the engine's generator (seeded by manual_seed)."""
+    _float_only(dtype, "normal_kernel_cpu")
     values = default_generator().standard_normal(_ops.shape_arg(size))
     return Tensor(values.astype(_normalize_dtype(dtype or float32)), requires_grad=requires_grad)
 
 
 def rand(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples on [0, 1) from the engine's generator."""
+    _float_only(dtype, "check_uniform_bounds")
     values = default_generator().random(_ops.shape_arg(size))
     return Tensor(values.astype(_normalize_dtype(dtype or float32)), requires_grad=requires_grad)
 
 
-def randint(low: int, high: Optional[int] = None, size: Sequence[int] = (), dtype: Any = None) -> Tensor:
-    """Integers in [low, high) (or [0, low) given one bound), int64 by default."""
-    if high is None:
+def _float_only(dtype: Any, kernel: str) -> None:
+    """torch samples normal / uniform values only into floating point tensors."""
+    if dtype is not None and _normalize_dtype(dtype) != float32:
+        name = _ops._RANK_DTYPE_NAMES.get(_normalize_dtype(dtype).kind, str(dtype))
+        raise NotImplementedError(f'"{kernel}" not implemented for \'{name}\'')
+
+
+def randint(low: int, high: Any = None, size: Sequence[int] = (), dtype: Any = None) -> Tensor:
+    """Integers in [low, high) (or [0, low) given one bound: ``randint(high, size)`` as
+    torch's), int64 by default."""
+    if isinstance(high, (tuple, list)):  # randint(high, size)
+        low, high, size = 0, low, high
+    elif high is None:
         low, high = 0, low
     if high <= low:
         raise ValueError(f"randint: expected low < high, got low={low}, high={high}")

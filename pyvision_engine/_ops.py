@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from collections import namedtuple
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -43,11 +44,32 @@ def normalize_dims(dim: Any, ndim: int, op: str) -> Optional[Tuple[int, ...]]:
     if len(dims) == 0:
         return None
     out = tuple(sorted(normalize_dim(d, ndim, op) for d in dims))
-    if len(set(out)) != len(out):
-        raise ValueError(f"{op}: dim {dim} appears multiple times in the list of dims")
+    for a, b in zip(out, out[1:]):
+        if a == b:
+            raise RuntimeError(f"dim {a} appears multiple times in the list of dims")
     if ndim == 0:
         return None
     return out
+
+
+def broadcast_error(shape_a: Sequence[int], shape_b: Sequence[int]) -> RuntimeError:
+    """torch's error for operands whose shapes do not broadcast."""
+    n = max(len(shape_a), len(shape_b))
+    for i in range(1, n + 1):
+        a = shape_a[-i] if i <= len(shape_a) else 1
+        b = shape_b[-i] if i <= len(shape_b) else 1
+        if a != b and a != 1 and b != 1:
+            return RuntimeError(f"The size of tensor a ({a}) must match the size of tensor b ({b}) "
+                                f"at non-singleton dimension {n - i}")
+    return RuntimeError(f"shapes {tuple(shape_a)} and {tuple(shape_b)} do not broadcast")
+
+
+def binary(ufunc: Any, a: Any, b: Any) -> np.ndarray:
+    """``ufunc(a, b)`` with torch's error when the shapes do not broadcast."""
+    try:
+        return ufunc(a, b)
+    except ValueError:
+        raise broadcast_error(np.shape(a), np.shape(b)) from None
 
 
 def shape_arg(shape: Sequence[Any]) -> Tuple[int, ...]:
@@ -57,20 +79,32 @@ def shape_arg(shape: Sequence[Any]) -> Tuple[int, ...]:
 
 
 def resolve_shape(shape: Sequence[Any], size: int, op: str) -> Tuple[int, ...]:
-    """Shape with at most one -1 filled in, checked against the element count."""
-    shape = shape_arg(shape)
+    """Shape with at most one -1 filled in, checked against the element count (torch's
+    errors: RuntimeError)."""
+    if len(shape) == 0:
+        raise TypeError(f'{op}() missing 1 required positional arguments: "shape"')
+    try:
+        shape = shape_arg(shape)
+    except TypeError:
+        raise TypeError(f"{op}(): argument 'shape' must be tuple of ints, got {shape!r}") from None
     unknown = [i for i, s in enumerate(shape) if s == -1]
     if len(unknown) > 1:
-        raise ValueError(f"{op}: only one dimension can be inferred (-1), got shape {shape}")
-    if any(s < -1 for s in shape):
-        raise ValueError(f"{op}: invalid shape dimension in {shape}")
-    known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        raise RuntimeError("only one dimension can be inferred")
+    for i, s in enumerate(shape):
+        if s < -1:
+            raise RuntimeError(f"invalid shape dimension {s} at index {i} of shape {list(shape)}")
+    known = math.prod(s for s in shape if s != -1)
     if unknown:
-        if known == 0 or size % known != 0:
-            raise ValueError(f"{op}: shape {shape} is invalid for input of size {size}")
+        if known == 0:
+            raise RuntimeError(
+                f"cannot reshape tensor of {size} elements into shape {list(shape)} because the "
+                "unspecified dimension size -1 can be any value and is ambiguous"
+            )
+        if size % known != 0:
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {size}")
         shape = tuple(size // known if s == -1 else s for s in shape)
     elif known != size:
-        raise ValueError(f"{op}: shape {shape} is invalid for input of size {size}")
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {size}")
     return shape
 
 
@@ -83,10 +117,38 @@ def normalize_index(index: Any) -> Any:
             return i._data.item() if (i._data.ndim == 0 and i._data.dtype.kind == "i") else i._data
         return i
 
+    if isinstance(index, list) and _sequence_as_tuple(index):
+        warnings.warn(
+            "Using a non-tuple sequence for multidimensional indexing is deprecated and will "
+            "be changed in pytorch 2.9; use x[tuple(seq)] instead of x[seq]. In pytorch 2.9 "
+            "this will be interpreted as tensor index, x[torch.tensor(seq)], which will result "
+            "either in an error or a different result", UserWarning, stacklevel=3)
+        index = tuple(index)
     if isinstance(index, tuple):
         items = tuple(convert(i) for i in index)
+        _check_steps(items)
         return _split_ints_from_advanced(items) or items
-    return convert(index)
+    index = convert(index)
+    _check_steps((index,))
+    return index
+
+
+def _sequence_as_tuple(index: list) -> bool:
+    """torch's rule (treatSequenceAsTuple): a list index holding a sequence, a slice,
+    None, Ellipsis or a tensor is read as a tuple of indices, ``x[[[0, 1], [2, 2]]]``
+    as ``x[[0, 1], [2, 2]]``."""
+    from pyvision_engine.tensor import Tensor
+
+    if len(index) >= 32:
+        return False
+    return any(i is None or i is Ellipsis or isinstance(i, (slice, list, tuple, np.ndarray, Tensor))
+               for i in index)
+
+
+def _check_steps(items: Tuple[Any, ...]) -> None:
+    for i in items:
+        if isinstance(i, slice) and i.step is not None and operator.index(i.step) <= 0:
+            raise ValueError("step must be greater than zero")
 
 
 class TwoStepIndex(NamedTuple):
@@ -127,6 +189,28 @@ def _is_basic_index(index: Any) -> bool:
     return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
 
 
+def _type_name(a: np.ndarray) -> str:
+    return {"float32": "FloatTensor", "int64": "LongTensor", "bool": "BoolTensor"}.get(
+        str(a.dtype), str(a.dtype))
+
+
+_RANK_DTYPE_NAMES = {"f": "Float", "i": "Long", "b": "Bool"}
+
+
+def _c_type(dtype: np.dtype) -> str:
+    return {"float32": "float", "int64": "long int", "bool": "bool"}.get(str(dtype), str(dtype))
+
+
+def _is_float_value(v: Any) -> bool:
+    return v is not None and np.asarray(v).dtype.kind == "f"
+
+
+def _as_float(a: np.ndarray) -> np.ndarray:
+    """Integer and bool inputs of float functions (exp, log, sqrt) compute in float32, as
+    torch (numpy would take float16 for bool, float64 for int64)."""
+    return a if a.dtype == _FLOAT else a.astype(np.float32)
+
+
 def _result_dtype(out: np.ndarray) -> np.ndarray:
     # numpy may widen (int64 / 2 -> float64); the engine computes in float32.
     if out.dtype == np.float64:
@@ -136,6 +220,8 @@ def _result_dtype(out: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------- elementwise
 class Clone(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a):
         return a.copy()
@@ -146,10 +232,15 @@ class Clone(Function):
 
 
 class Add(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (a.shape, b.shape)
-        return _result_dtype(np.add(a, b))
+        try:
+            return _result_dtype(np.add(a, b))
+        except ValueError:
+            raise broadcast_error(a.shape, b.shape) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -159,10 +250,22 @@ class Add(Function):
 
 
 class Sub(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a, b):
+        if a.dtype == np.bool_ and b.dtype == np.bool_:
+            raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not "
+                               "supported. Use the `^` or `logical_xor()` operator instead.")
+        if a.dtype == np.bool_ or b.dtype == np.bool_:
+            raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not "
+                               "supported. If you are trying to invert a mask, use the `~` or "
+                               "`logical_not()` operator instead.")
         ctx.shapes = (a.shape, b.shape)
-        return _result_dtype(np.subtract(a, b))
+        try:
+            return _result_dtype(np.subtract(a, b))
+        except ValueError:
+            raise broadcast_error(a.shape, b.shape) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -171,11 +274,22 @@ class Sub(Function):
                 _unbroadcast(-g, sb) if ctx.needs_input_grad[1] else None)
 
 
+# saved_inputs by needs_input_grad (a dict lookup: these run for every op)
+# a * b, a @ b: a is read for b's gradient and b for a's
+_cross_saved = {(True, True): (0, 1), (True, False): (1,), (False, True): (0,),
+                (False, False): ()}.__getitem__
+
+
 class Mul(Function):
+    saved_inputs, saves_output = staticmethod(_cross_saved), False
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.a, ctx.b = a, b
-        return _result_dtype(np.multiply(a, b))
+        try:
+            return _result_dtype(np.multiply(a, b))
+        except ValueError:
+            raise broadcast_error(a.shape, b.shape) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -185,11 +299,16 @@ class Mul(Function):
 
 
 class Div(Function):
+    # b for both gradients, a for b's only
+    saved_inputs = staticmethod({(True, True): (0, 1), (True, False): (1,), (False, True): (0, 1),
+                                 (False, False): ()}.__getitem__)
+    saves_output = False
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.a, ctx.b = a, b
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.true_divide(a, b)
+            out = binary(np.true_divide, a, b)
         return out.astype(np.float32) if out.dtype != np.float32 else out
 
     @staticmethod
@@ -202,8 +321,15 @@ class Div(Function):
 
 
 class Neg(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a):
+        if a.dtype == np.bool_:
+            raise RuntimeError(
+                "Negation, the `-` operator, on a bool tensor is not supported. If you are "
+                "trying to invert a mask, use the `~` or `logical_not()` operator instead."
+            )
         return np.negative(a)
 
     @staticmethod
@@ -213,6 +339,8 @@ class Neg(Function):
 
 class Pow(Function):
     """a ** p for a Python-number exponent p."""
+
+    saved_inputs, saves_output = (0,), False
 
     @staticmethod
     def forward(ctx, a, exponent):
@@ -230,10 +358,12 @@ class Pow(Function):
 
 
 class PowTensor(Function):
+    saved_inputs, saves_output = (0, 1), True
+
     @staticmethod
     def forward(ctx, a, b):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = _result_dtype(np.power(a.astype(np.float32), b.astype(np.float32)))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out = _result_dtype(binary(np.power, a.astype(np.float32), b.astype(np.float32)))
         ctx.a, ctx.b, ctx.out = a, b, out
         return out
 
@@ -252,6 +382,8 @@ class PowTensor(Function):
 
 
 class Abs(Function):
+    saved_inputs, saves_output = (0,), False
+
     @staticmethod
     def forward(ctx, a):
         ctx.a = a
@@ -263,10 +395,12 @@ class Abs(Function):
 
 
 class Exp(Function):
+    saved_inputs, saves_output = (), True
+
     @staticmethod
     def forward(ctx, a):
         with np.errstate(over="ignore"):
-            ctx.out = np.exp(a)
+            ctx.out = np.exp(_as_float(a))
         return ctx.out
 
     @staticmethod
@@ -275,9 +409,11 @@ class Exp(Function):
 
 
 class Log(Function):
+    saved_inputs, saves_output = (0,), False
+
     @staticmethod
     def forward(ctx, a):
-        ctx.a = a
+        ctx.a = a = _as_float(a)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(a)
 
@@ -288,10 +424,12 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    saved_inputs, saves_output = (), True
+
     @staticmethod
     def forward(ctx, a):
         with np.errstate(invalid="ignore"):
-            ctx.out = np.sqrt(a)
+            ctx.out = np.sqrt(_as_float(a))
         return ctx.out
 
     @staticmethod
@@ -304,11 +442,12 @@ class _ElementwiseExtreme(Function):
     # Gradient goes to the larger (smaller) input; ties split it evenly, as torch.
     _ufunc: Any = None
     _wins: Any = None
+    saved_inputs, saves_output = (0, 1), False
 
     @classmethod
     def forward(cls, ctx, a, b):
         ctx.a, ctx.b = a, b
-        return _result_dtype(cls._ufunc(a, b))
+        return _result_dtype(binary(cls._ufunc, a, b))
 
     @classmethod
     def backward(cls, ctx, g):
@@ -339,6 +478,8 @@ def _expand_reduced(g: np.ndarray, shape: Tuple[int, ...], dims, keepdim: bool) 
 
 
 class Sum(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a, dims, keepdim):
         ctx.shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
@@ -353,13 +494,17 @@ class Sum(Function):
 
 
 class Mean(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a, dims, keepdim):
         ctx.shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
         count = a.size if dims is None else int(np.prod([a.shape[d] for d in dims]))
         ctx.count = count
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.asarray(np.mean(a, axis=dims, keepdims=keepdim, dtype=np.float32), order="C")
+        if count == 0:  # NaN, as torch (without numpy's "Mean of empty slice" warning)
+            shape = np.sum(a, axis=dims, keepdims=keepdim).shape
+            return np.full(shape, np.nan, dtype=np.float32)
+        return np.asarray(np.mean(a, axis=dims, keepdims=keepdim, dtype=np.float32), order="C")
 
     @staticmethod
     def backward(ctx, g):
@@ -368,7 +513,10 @@ class Mean(Function):
 
 
 class _FullExtreme(Function):
-    """max() / min() over all elements; ties share the gradient evenly (torch)."""
+    """max() / min() over all elements; ties share the gradient evenly (torch), and a NaN
+    result sends it to the NaN elements."""
+
+    saved_inputs, saves_output = (0,), False
 
     @staticmethod
     def forward(ctx, a, largest):
@@ -382,7 +530,8 @@ class _FullExtreme(Function):
 
     @staticmethod
     def backward(ctx, g):
-        mask = (ctx.a == ctx.value).astype(np.float32)
+        hit = np.isnan(ctx.a) if np.isnan(ctx.value) else (ctx.a == ctx.value)
+        mask = hit.astype(np.float32)
         return mask * (g / mask.sum()), None
 
 
@@ -418,15 +567,23 @@ def arg_extreme(t, dim, keepdim: bool, largest: bool):
     from pyvision_engine.tensor import Tensor
 
     fn = np.argmax if largest else np.argmin
-    if t._data.size == 0:
-        raise RuntimeError(f"{fn.__name__}(): expected a non-empty tensor")
     if dim is None:
+        if t._data.size == 0:
+            raise IndexError(f"{fn.__name__}(): Expected reduction dim to be specified for "
+                             "input.numel() == 0.")
         out = np.asarray(fn(t._data), dtype=np.int64)
         if keepdim:
             out = out.reshape((1,) * t.ndim)
         return Tensor._wrap(out)
     d = normalize_dim(dim, t.ndim, fn.__name__)
     a = t._data if t.ndim > 0 else t._data.reshape(1)
+    if a.shape[d] == 0:
+        raise IndexError(f"{fn.__name__}(): Expected reduction dim {d} to have non-zero size.")
+    if a.size == 0:  # (another dim is empty: an empty result)
+        out = np.zeros(a.shape[:d] + a.shape[d + 1:], dtype=np.int64)
+        if keepdim:
+            out = np.expand_dims(out, d)
+        return Tensor._wrap(out)
     out = fn(a, axis=d)
     if keepdim:
         out = np.expand_dims(out, d)
@@ -435,6 +592,8 @@ def arg_extreme(t, dim, keepdim: bool, largest: bool):
 
 # ----------------------------------------------------------------- shape ops
 class Reshape(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = a.shape
@@ -451,12 +610,14 @@ def flatten(t, start_dim: int = 0, end_dim: int = -1):
     s = normalize_dim(start_dim, t.ndim, "flatten")
     e = normalize_dim(end_dim, t.ndim, "flatten")
     if s > e:
-        raise ValueError("flatten() has invalid args: start_dim cannot come after end_dim")
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shape = t.shape[:s] + (math.prod(t.shape[s:e + 1]),) + t.shape[e + 1:]
     return t.reshape(shape)
 
 
 class Permute(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a, perm):
         ctx.inverse = tuple(np.argsort(perm))
@@ -468,13 +629,30 @@ class Permute(Function):
 
 
 class BroadcastTo(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = a.shape
-        try:
-            return np.asarray(np.broadcast_to(a, shape), order="C")
-        except ValueError:
-            raise ValueError(f"expand: the shape {a.shape} cannot be expanded to {shape}") from None
+        lead = len(shape) - a.ndim
+        if lead < 0:
+            raise RuntimeError(
+                f"expand({_type_name(a)}{{{list(a.shape)}}}, size={list(shape)}): the number of "
+                f"sizes provided ({len(shape)}) must be greater or equal to the number of "
+                f"dimensions in the tensor ({a.ndim})"
+            )
+        for i, s in enumerate(shape):
+            if i < lead:
+                if s < 0:
+                    raise RuntimeError(f"The expanded size of the tensor ({s}) isn't allowed in "
+                                       f"a leading, non-existing dimension {i}")
+            elif a.shape[i - lead] != 1 and s != a.shape[i - lead]:
+                raise RuntimeError(
+                    f"The expanded size of the tensor ({s}) must match the existing size "
+                    f"({a.shape[i - lead]}) at non-singleton dimension {i}.  Target sizes: "
+                    f"{list(shape)}.  Tensor sizes: {list(a.shape)}"
+                )
+        return np.asarray(np.broadcast_to(a, shape), order="C")
 
     @staticmethod
     def backward(ctx, g):
@@ -482,6 +660,8 @@ class BroadcastTo(Function):
 
 
 class Index(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a, index):
         ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
@@ -528,19 +708,27 @@ def _batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class MatMul(Function):
+    saved_inputs, saves_output = staticmethod(_cross_saved), False
+
     @staticmethod
     def forward(ctx, a, b):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         if a2.shape[-1] != b2.shape[-2]:
-            raise ValueError(
-                f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
-                f"({a2.shape[-1]} != {b2.shape[-2]})"
+            if a.ndim == 1 and b.ndim == 1:
+                raise RuntimeError(
+                    f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src "
+                    f"[{b.shape[0]}] to have the same number of elements, but got {a.shape[0]} "
+                    f"and {b.shape[0]} elements respectively"
+                )
+            raise RuntimeError(
+                f"mat1 and mat2 shapes cannot be multiplied ({math.prod(a2.shape[:-1])}x"
+                f"{a2.shape[-1]} and {b2.shape[-2]}x{b2.shape[-1]})"
             )
         try:
             np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
         except ValueError:
-            raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+            raise broadcast_error(a2.shape[:-2], b2.shape[:-2]) from None
         ctx.a, ctx.b, ctx.a2_shape, ctx.b2_shape = a, b, a2.shape, b2.shape
         out = gemm(a2, b2) if (a2.ndim == 2 and b2.ndim == 2) else _batched_matmul(a2, b2)
         if a.ndim == 1:
@@ -574,13 +762,14 @@ def matmul(a, b):
     from pyvision_engine.tensor import Tensor
 
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(
-            f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}"
+        raise RuntimeError(
+            f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D"
         )
     if a.dtype != _FLOAT or b.dtype != _FLOAT:
         if a.dtype != b.dtype:
-            raise TypeError(
-                f"matmul: expected both operands to have the same dtype, got {a.dtype} and {b.dtype}"
+            raise RuntimeError(
+                f"expected m1 and m2 to have the same dtype, but got: {_c_type(a.dtype)} != "
+                f"{_c_type(b.dtype)}"
             )
         return Tensor._wrap(np.asarray(np.matmul(a._data, b._data), order="C"))
     return MatMul.apply(a, b)
@@ -590,15 +779,21 @@ def matmul(a, b):
 class Clamp(Function):
     """clamp(a, min, max); the gradient passes where min <= a <= max (torch's rule)."""
 
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a, lo, hi):
+        # Bounds take the tensor's dtype; a float bound makes an integer tensor float32.
+        if a.dtype != _FLOAT and any(_is_float_value(v) for v in (lo, hi)):
+            a = a.astype(np.float32)
         out = a
         if lo is not None:
-            out = np.maximum(out, np.float32(lo))
+            out = binary(np.maximum, out, np.asarray(lo, dtype=a.dtype))
         if hi is not None:
-            out = np.minimum(out, np.float32(hi))
+            out = binary(np.minimum, out, np.asarray(hi, dtype=a.dtype))
         # NaN inputs stay NaN, as in torch (np.maximum/minimum propagate NaN).
-        ctx.mask = np.ones(a.shape, dtype=bool)
+        ctx.shape = a.shape
+        ctx.mask = np.ones(out.shape, dtype=bool)
         if lo is not None:
             ctx.mask &= a >= lo
         if hi is not None:
@@ -607,14 +802,22 @@ class Clamp(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.mask, None, None
+        return _unbroadcast(g * ctx.mask, ctx.shape), None, None
 
 
 class Where(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.cond, ctx.shapes = cond, (np.shape(a), np.shape(b))
-        return _result_dtype(np.asarray(np.where(cond, a, b), order="C"))
+        try:
+            out = np.where(cond, a, b)
+        except ValueError:
+            shapes = (np.shape(cond), np.shape(a), np.shape(b))
+            raise RuntimeError(f"where: condition, input and other of shapes {shapes[0]}, "
+                               f"{shapes[1]} and {shapes[2]} do not broadcast") from None
+        return _result_dtype(np.asarray(out, order="C"))
 
     @staticmethod
     def backward(ctx, g):
@@ -626,6 +829,8 @@ class Where(Function):
 
 class Repeat(Function):
     """torch's Tensor.repeat: tile ``reps`` times (len(reps) >= ndim)."""
+
+    saved_inputs, saves_output = (), False
 
     @staticmethod
     def forward(ctx, a, reps):
@@ -648,6 +853,8 @@ def gather_values(t, indices: np.ndarray, dim: int):
 
 
 class _DimTake(Function):
+    saved_inputs, saves_output = (), False
+
     @staticmethod
     def forward(ctx, a, indices, dim):
         ctx.shape, ctx.indices, ctx.dim = a.shape, indices, dim
@@ -658,3 +865,163 @@ class _DimTake(Function):
         grad = np.zeros(ctx.shape, dtype=np.float32)
         np.put_along_axis(grad, ctx.indices, g, axis=ctx.dim)  # indices are distinct per line
         return grad, None, None
+
+
+# ------------------------------------------------------- integer arithmetic
+def int_power(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer ``a ** b`` as torch's: int64, and ``b < 0`` gives 1 for a == 1, +-1 for
+    a == -1, else 0 (numpy refuses negative integer powers)."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    negative = b < 0
+    out = binary(np.power, a, np.where(negative, 0, b))
+    if negative.any():
+        a_b = np.broadcast_to(a, out.shape)
+        odd = np.broadcast_to(b % 2 == 1, out.shape)
+        neg = np.broadcast_to(negative, out.shape)
+        inverse = np.where(a_b == 1, 1, np.where(a_b == -1, np.where(odd, -1, 1), 0))
+        out = np.where(neg, inverse, out)
+    return np.asarray(out, dtype=np.int64, order="C")
+
+
+def _check_integer_divisor(a: np.ndarray, b: np.ndarray) -> None:
+    if a.dtype.kind in "iub" and b.dtype.kind in "iub" and not np.all(b):
+        raise RuntimeError("ZeroDivisionError")
+
+
+class FloorDivide(Function):
+    """torch.floor_divide (``//``): rounds toward minus infinity; no derivative (torch:
+    its backward is not implemented)."""
+
+    saved_inputs, saves_output = (), False
+
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_integer_divisor(a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _result_dtype(np.asarray(binary(np.floor_divide, a, b), order="C"))
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("the derivative for 'floor_divide' is not implemented.")
+
+
+class Remainder(Function):
+    """torch.remainder (``%``): the sign of the divisor, as Python's; the gradient is
+    g for a and -g * floor(a / b) for b."""
+
+    saved_inputs = staticmethod({(True, True): (0, 1), (True, False): (), (False, True): (0, 1),
+                                 (False, False): ()}.__getitem__)
+    saves_output = False
+
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_integer_divisor(a, b)
+        ctx.a, ctx.b = a, b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _result_dtype(np.asarray(binary(np.remainder, a, b), order="C"))
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.a, ctx.b
+        ga = _unbroadcast(g, a.shape) if ctx.needs_input_grad[0] else None
+        gb = None
+        if ctx.needs_input_grad[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gb = _result_dtype(_unbroadcast(-g * np.floor_divide(a, b), b.shape))
+        return ga, gb
+
+
+# ------------------------------------------------- in-place ops, out of place
+# Tensor's in-place ops, recorded: each makes the new values of ``base`` (the tensor as
+# it was) out of place, and the tensor takes over the node (Tensor._rebind).
+class Fill(Function):
+    """fill_(value): every element becomes ``value`` (a 0-d tensor)."""
+
+    saved_inputs, saves_output = (), False
+
+    @staticmethod
+    def forward(ctx, base, value):
+        return np.full(base.shape, value, dtype=base.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (np.zeros_like(g) if ctx.needs_input_grad[0] else None,
+                np.asarray(g.sum(), dtype=np.float32) if ctx.needs_input_grad[1] else None)
+
+
+class CopyFrom(Function):
+    """copy_(src): ``src`` broadcast to base's shape, in base's dtype."""
+
+    saved_inputs, saves_output = (), False
+
+    @staticmethod
+    def forward(ctx, base, src):
+        ctx.src_shape = src.shape
+        return np.array(np.broadcast_to(src, base.shape), dtype=base.dtype, order="C")
+
+    @staticmethod
+    def backward(ctx, g):
+        return (np.zeros_like(g) if ctx.needs_input_grad[0] else None,
+                _unbroadcast(g, ctx.src_shape) if ctx.needs_input_grad[1] else None)
+
+
+class IndexPut(Function):
+    """``base[index] = value``: the gradient of the overwritten elements goes to value
+    (summed over its broadcast), the rest to base, as torch's index_put_."""
+
+    saved_inputs, saves_output = (), False
+
+    @staticmethod
+    def forward(ctx, base, value, index):
+        out = base.copy()
+        target = out[index.first] if isinstance(index, TwoStepIndex) else out
+        key = index.second if isinstance(index, TwoStepIndex) else index
+        region = target[key]
+        region_shape = np.shape(region)
+        try:
+            target[key] = value
+        except ValueError:
+            raise setitem_error(np.shape(value), region_shape) from None
+        ctx.index, ctx.value_shape, ctx.region_shape = index, np.shape(value), region_shape
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        index = ctx.index
+        gb = gv = None
+        if ctx.needs_input_grad[0]:
+            gb = g.copy()
+            if isinstance(index, TwoStepIndex):
+                gb[index.first][index.second] = 0
+            else:
+                gb[index] = 0
+        if ctx.needs_input_grad[1]:
+            region = (g[index.first][index.second] if isinstance(index, TwoStepIndex)
+                      else g[index])
+            gv = _reduce_to(np.asarray(region, dtype=np.float32), ctx.value_shape)
+        return gb, gv, None
+
+
+def _reduce_to(grad: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """``grad`` summed down to ``shape``, which broadcast to grad's shape (possibly with
+    leading 1s beyond grad's dims, as numpy's assignment allows)."""
+    core = tuple(shape)
+    while len(core) > grad.ndim and core[0] == 1:
+        core = core[1:]
+    return np.ascontiguousarray(_unbroadcast(grad, core)).reshape(shape)
+
+
+def setitem_error(value_shape: Tuple[int, ...], region_shape: Tuple[int, ...]) -> RuntimeError:
+    """torch's error for a value that does not broadcast to the indexed region."""
+    lead = len(region_shape) - len(value_shape)
+    if lead >= 0:
+        for i, s in enumerate(value_shape):
+            if s != 1 and s != region_shape[lead + i]:
+                return RuntimeError(
+                    f"The expanded size of the tensor ({region_shape[lead + i]}) must match the "
+                    f"existing size ({s}) at non-singleton dimension {lead + i}.  Target sizes: "
+                    f"{list(region_shape)}.  Tensor sizes: {list(value_shape)}"
+                )
+    return RuntimeError(f"shape mismatch: value tensor of shape {list(value_shape)} cannot be "
+                        f"broadcast to indexing result of shape {list(region_shape)}")

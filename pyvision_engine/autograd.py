@@ -202,9 +202,19 @@ class Function:
     arrays that nothing else references; a leaf then takes such a gradient
     without a copy (torch's AccumulateGrad steals a uniquely owned gradient
     the same way). For large activations the copy costs as much as the kernel.
+
+    ``saved_inputs`` names the positional arguments whose values backward reads:
+    a tuple, or a function of ``needs_input_grad`` giving one (for ops that read an
+    input only for another's gradient), or None (not declared: every Tensor
+    argument counts). ``saves_output`` says whether backward reads the op's own
+    output (None: not declared; an in-place op on the output then leaves the node
+    a copy of what it saved). Such a tensor changed in place after the op recorded
+    it is an error in backward, as torch's saved-tensor version check.
     """
 
     owns_grads = False
+    saved_inputs: Any = None
+    saves_output: Optional[bool] = None
 
     @staticmethod
     def forward(ctx: "Function", *args: Any, **kwargs: Any) -> np.ndarray:
@@ -230,8 +240,18 @@ class Function:
                 record = record or a.requires_grad
         record = record and _grad_mode.enabled
         if record:
-            inputs = [a if isinstance(a, Tensor) and a.requires_grad else None for a in args]
-            ctx.needs_input_grad = tuple([a is not None for a in inputs])
+            inputs = []
+            # The producers as they are now: an input changed in place later gets a new
+            # node, but this op's gradient still goes to the one that made its value.
+            nodes = []
+            for a in args:
+                if isinstance(a, Tensor) and a.requires_grad:
+                    inputs.append(a)
+                    nodes.append(a._node)
+                else:
+                    inputs.append(None)
+                    nodes.append(None)
+            needs = ctx.needs_input_grad = tuple([a is not None for a in inputs])
         else:
             ctx.needs_input_grad = (False,) * len(args)
         ctx._released = False
@@ -239,6 +259,21 @@ class Function:
         out = Tensor._wrap(result)
         if record:
             ctx.inputs = tuple(inputs)
+            ctx.input_nodes = tuple(nodes)
+            # Versions of the tensors backward reads (after forward, which may write).
+            watched = cls.saved_inputs
+            if watched is None:
+                stamps = [(a, _stamp(a)) for a in args if isinstance(a, Tensor)]
+            else:
+                if watched.__class__ is not tuple:
+                    watched = watched(needs)
+                stamps = [(args[i], _stamp(args[i])) for i in watched
+                          if isinstance(args[i], Tensor)] if watched else None
+            if stamps:
+                ctx._stamps = stamps
+            if cls.saves_output:
+                shared = out._share_changes()
+                ctx._out_stamp = (shared, shared.writes)
             object.__setattr__(out, "requires_grad", True)  # float32 by construction
             out._node = ctx
         return out
@@ -252,10 +287,44 @@ class Function:
 
     def _release(self) -> None:
         # Drop saved arrays so a graph that was backpropagated frees its memory.
-        inputs = self.inputs
+        inputs, nodes = self.inputs, self.input_nodes
         self.__dict__.clear()
-        self.inputs = inputs
+        self.inputs, self.input_nodes = inputs, nodes
         self._released = True
+
+    def _check_versions(self) -> None:
+        """torch's saved-tensor check: an input (or the output) whose values backward
+        reads was changed in place after this op recorded it."""
+        for t, version in self.__dict__.get("_stamps", ()):
+            now = _stamp(t)
+            if now != version:
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified "
+                    f"by an inplace operation: [{_type_name(t._data.dtype)} "
+                    f"{list(t._data.shape)}], an input of {self.name}Backward, is at version "
+                    f"{now}; expected version {version} instead. Compute on a copy "
+                    "(clone()) or use the out-of-place operation."
+                )
+        out_stamp = self.__dict__.get("_out_stamp")
+        if out_stamp is not None and out_stamp[0].writes != out_stamp[1]:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by "
+                f"an inplace operation: output 0 of {self.name}Backward is at version "
+                f"{out_stamp[0].writes}; expected version {out_stamp[1]} instead. Compute on "
+                "a copy (clone()) or use the out-of-place operation."
+            )
+
+
+def _stamp(t: Any) -> int:
+    """How many in-place writes reached ``t``'s memory: its own and, through the
+    record they share, those of its views (torch's version counter)."""
+    shared = t._shared
+    return t._version if shared is None else t._version + shared.writes
+
+
+def _type_name(dtype: np.dtype) -> str:
+    return {"float32": "FloatTensor", "int64": "LongTensor", "bool": "BoolTensor"}.get(
+        str(dtype), str(dtype))
 
 
 def _topological_order(root: Function) -> list:
@@ -272,9 +341,9 @@ def _topological_order(root: Function) -> list:
             continue
         visited.add(id(node))
         stack.append((node, True))
-        for t in node.inputs:
-            if t is not None and t._node is not None and id(t._node) not in visited:
-                stack.append((t._node, False))
+        for n in node.input_nodes:
+            if n is not None and id(n) not in visited:
+                stack.append((n, False))
     order.reverse()
     return order
 
@@ -349,13 +418,16 @@ def backward(
                 "saved tensors after they have already been freed). Specify "
                 "retain_graph=True if you need to backward through the graph a second time."
             )
+        node_dict = node.__dict__
+        if "_stamps" in node_dict or "_out_stamp" in node_dict:
+            node._check_versions()
         hooked_ref = node.__dict__.get("_hooked_tensor")  # a non-leaf output with hooks
         hooked = hooked_ref() if hooked_ref is not None else None
         if hooked is not None:
             hooks = _grad_hooks.get(id(hooked))
             if hooks:
                 g = _run_grad_hooks(hooks, g)
-            if hooked._retains_grad:  # (after the hooks, as torch's retains_grad)
+            if hooked._retains_grad and hooked._node is node:  # (after the hooks, as torch's)
                 _accumulate_into_leaf(hooked, g)
         input_grads = type(node).backward(node, g)
         if not isinstance(input_grads, tuple):
@@ -366,10 +438,10 @@ def backward(
                 f"expected {len(node.inputs)}"
             )
         owns = type(node).owns_grads
-        for t, gi in zip(node.inputs, input_grads):
+        for t, n, gi in zip(node.inputs, node.input_nodes, input_grads):
             if t is None or gi is None:
                 continue
-            if t._node is None:
+            if n is None:  # a leaf
                 if _grad_hooks and id(t) in _grad_hooks:
                     entry = hooked_leaves.get(id(t))
                     if entry is None:
@@ -380,9 +452,9 @@ def backward(
                 # An array handed to two inputs is not owned by either.
                 _accumulate_into_leaf(t, gi, owns and sum(g is gi for g in input_grads) == 1)
                 continue
-            if t._retains_grad and "_hooked_tensor" not in t._node.__dict__:
+            if t._retains_grad and t._node is n and "_hooked_tensor" not in n.__dict__:
                 _accumulate_into_leaf(t, gi)
-            key = id(t._node)
+            key = id(n)
             pending[key] = pending[key] + gi if key in pending else gi
         if not retain_graph:
             node._release()

@@ -19,10 +19,13 @@ _state: Dict[str, Any] = {"seed": None, "generator": np.random.Generator(np.rand
 
 
 def manual_seed(seed: int) -> np.random.Generator:
-    """Seed the engine's generator; the same seed gives the same weights and batches."""
+    """Seed the engine's generator; the same seed gives the same weights and batches.
+    As torch's, a seed is a 64-bit integer: a negative one stands for its two's
+    complement (-1 is 2**64 - 1), and one outside [-2**63, 2**64) is a ValueError."""
     seed = int(seed)
-    if seed < 0:
-        raise ValueError(f"manual_seed: seed must be non-negative, got {seed}")
+    if not -2 ** 63 <= seed < 2 ** 64:
+        raise ValueError(f"Overflow when unpacking long long: manual_seed({seed}) needs a 64-bit seed")
+    seed &= 0xFFFF_FFFF_FFFF_FFFF
     with _lock:
         _state["seed"] = seed
         _state["generator"] = np.random.Generator(np.random.PCG64(seed))

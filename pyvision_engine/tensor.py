@@ -8,6 +8,8 @@ a strided view in torch (permute, transpose) copy. ``numpy()`` is a view.
 from __future__ import annotations
 
 import numbers
+import operator
+import warnings
 import weakref
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
@@ -17,6 +19,7 @@ from pyvision_engine import _ops
 from pyvision_engine.autograd import _add_hook, _grad_hooks, _post_accumulate_hooks
 from pyvision_engine.autograd import backward as _backward
 from pyvision_engine.autograd import is_grad_enabled
+from pyvision_engine.autograd import no_grad as _no_grad
 
 float32 = np.dtype(np.float32)
 int64 = np.dtype(np.int64)
@@ -57,7 +60,7 @@ def _as_engine_array(data: Any, copy: bool) -> np.ndarray:
 class Tensor:
     """An n-dimensional array that can record operations for autograd."""
 
-    __slots__ = ("_data", "requires_grad", "grad", "_node", "_retains_grad", "_grad_slot",
+    __slots__ = ("_data", "requires_grad", "_grad", "_node", "_retains_grad", "_grad_slot",
                  "_version", "_shared", "__weakref__")
     __array_priority__ = 1000  # numpy defers to Tensor's reflected operators
 
@@ -68,7 +71,7 @@ class Tensor:
         self._grad_slot: Optional[np.ndarray] = None
         self._version = 0
         self._shared: Optional[_SharedChanges] = None
-        self.grad: Optional[Tensor] = None
+        _SET_GRAD(self, None)
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -98,7 +101,9 @@ class Tensor:
         return self._data.shape
 
     def size(self, dim: Optional[int] = None) -> Union[Tuple[int, ...], int]:
-        return self._data.shape if dim is None else self._data.shape[dim]
+        if dim is None:
+            return self._data.shape
+        return self._data.shape[_ops.normalize_dim(dim, self._data.ndim, "size")]
 
     @property
     def dtype(self) -> np.dtype:
@@ -142,6 +147,7 @@ class Tensor:
         self._version += 1
         if self._shared is not None:
             self._shared.count += 1
+            self._shared.writes += 1
 
     def _changes(self) -> int:
         """A stamp that changes whenever the values may have changed: this tensor's
@@ -167,23 +173,63 @@ class Tensor:
         weakref.finalize(view, shared.view_released)
         return view
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "grad" and value is not None:
-            value = value if isinstance(value, Tensor) else Tensor(value)
-            if value.shape != self._data.shape:
-                raise RuntimeError(
-                    f"assigned grad has shape {value.shape}, but the tensor has shape "
-                    f"{self._data.shape}"
+    @property
+    def grad(self) -> Optional["Tensor"]:
+        """The gradient accumulated by backward (leaves, and non-leaves that
+        ``retain_grad()``); None until then. Reading it on another non-leaf warns, as
+        torch's, since backward never fills it."""
+        grad = self._grad
+        if grad is None and self._node is not None and not self._retains_grad:
+            warnings.warn(
+                "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. "
+                "Its .grad attribute won't be populated during autograd.backward(). If you "
+                "indeed want the .grad field to be populated for a non-leaf Tensor, use "
+                ".retain_grad() on the non-leaf Tensor. If you access the non-leaf Tensor by "
+                "mistake, make sure you access the leaf Tensor instead.",
+                UserWarning, stacklevel=2,
+            )
+        return grad
+
+    @grad.setter
+    def grad(self, value: Optional["Tensor"]) -> None:
+        # torch's checks: a Tensor (or None) of this tensor's dtype and shape.
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(
+                    f"assigned grad expected to be a Tensor or None but got grad of type "
+                    f"{_type_path(value)}"
                 )
-        elif name == "requires_grad" and value and self._data.dtype != float32:
-            raise RuntimeError("only float32 tensors can require gradients")
+            if value._data.dtype != self._data.dtype:
+                raise RuntimeError(
+                    f"attempting to assign a gradient with dtype '{value._data.dtype}' to a "
+                    f"tensor with dtype '{self._data.dtype}'. Please ensure that the gradient "
+                    "and the tensor have the same dtype"
+                )
+            if value._data.shape != self._data.shape:
+                raise RuntimeError(
+                    f"attempting to assign a gradient of size '{list(value._data.shape)}' to a "
+                    f"tensor of size '{list(self._data.shape)}'. Please ensure that the "
+                    "gradient and the tensor are the same size"
+                )
+        _SET_GRAD(self, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "requires_grad":
+            if value and self._data.dtype != float32:
+                raise RuntimeError(
+                    "only Tensors of floating point dtype can require gradients (pve: float32), "
+                    f"got {self._data.dtype}"
+                )
+            if not value and getattr(self, "_node", None) is not None:  # (unset while copy
+                # or pickle restores the slots in order)
+                raise RuntimeError(
+                    "you can only change requires_grad flags of leaf variables. If you want to "
+                    "use a computed variable in a subgraph that doesn't require "
+                    "differentiation use var_no_grad = var.detach()."
+                )
         object.__setattr__(self, name, value)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
-        if self._node is not None and not requires_grad:
-            raise RuntimeError(
-                "you can only change requires_grad flags of leaf variables; use detach()"
-            )
         self.requires_grad = bool(requires_grad)
         return self
 
@@ -215,8 +261,17 @@ class Tensor:
             raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
         return _add_hook(_post_accumulate_hooks, self, hook)
 
-    def backward(self, gradient: Any = None, retain_graph: Optional[bool] = None) -> None:
-        """Accumulate gradients of this tensor into the ``.grad`` of the leaves."""
+    def backward(self, gradient: Any = None, retain_graph: Optional[bool] = None,
+                 create_graph: bool = False, inputs: Any = None) -> None:
+        """Accumulate gradients of this tensor into the ``.grad`` of the leaves.
+        ``create_graph`` and ``inputs`` are torch's names; neither higher-order
+        gradients nor a subset of the leaves are supported."""
+        if create_graph:
+            raise NotImplementedError("backward(create_graph=True): higher-order gradients are "
+                                      "not supported by pyvision_engine")
+        if inputs is not None:
+            raise NotImplementedError("backward(inputs=...): accumulating into a subset of the "
+                                      "leaves is not supported by pyvision_engine")
         _backward(self, gradient, retain_graph=retain_graph)
 
     def detach(self) -> "Tensor":
@@ -241,9 +296,8 @@ class Tensor:
 
     def item(self) -> Union[float, int, bool]:
         if self._data.size != 1:
-            raise ValueError(
-                f"item(): only a tensor with one element can be converted to a Python scalar, "
-                f"got shape {self.shape}"
+            raise RuntimeError(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
             )
         return self._data.reshape(()).item()
 
@@ -256,6 +310,8 @@ class Tensor:
         return self._data.copy() if copy else self._numpy_view()
 
     def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.requires_grad:  # (as torch's: the consumer would see no graph)
+            raise BufferError("Can't export tensors that require gradient, use tensor.detach()")
         return self._data.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self) -> Tuple[int, int]:
@@ -267,36 +323,53 @@ class Tensor:
         return self._data.shape[0]
 
     def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(len(self)))
 
     def __bool__(self) -> bool:
         if self._data.size != 1:
-            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+            what = "no values" if self._data.size == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {what} is ambiguous")
         return bool(self._data.reshape(()))
 
+    def _scalar(self) -> Union[float, int, bool]:
+        if self._data.size != 1:  # (float(t) / int(t): torch's ValueError, not item()'s)
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self._data.reshape(()).item()
+
     def __float__(self) -> float:
-        return float(self.item())
+        return float(self._scalar())
 
     def __int__(self) -> int:
-        return int(self.item())
+        return int(self._scalar())
 
     def __index__(self) -> int:
         if self._data.dtype != int64 or self._data.size != 1:
-            raise TypeError("only integer tensors of a single element can be used as an index")
+            raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        body = np.array2string(self._data, separator=", ", prefix="tensor(")
-        extras = []
-        if self._data.dtype != float32:
-            extras.append(f"dtype={self._data.dtype}")
+        """torch's print format: 4 decimals (or scientific notation, or integers with a
+        dot), aligned columns, summarised past 1000 elements, lines of 80; the dtype is
+        named for an empty integer or bool tensor only (as torch's defaults)."""
+        data = self._data
+        suffixes = []
+        if data.size == 0:
+            body = "[]"
+            if data.ndim != 1:
+                suffixes.append(f"size={tuple(data.shape)}")
+            if data.dtype != float32:
+                suffixes.append(f"dtype={data.dtype}")
+        else:
+            body = _format_tensor(data, len("tensor("))
         if self._node is not None:
-            extras.append(f"grad_fn={self._node!r}")
+            suffixes.append(f"grad_fn={self._node!r}")
         elif self.requires_grad:
-            extras.append("requires_grad=True")
-        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+            suffixes.append("requires_grad=True")
+        return _add_suffixes("tensor(" + body, suffixes, len("tensor("))
 
     # ------------------------------------------------------- copies and types
     def clone(self) -> "Tensor":
@@ -338,87 +411,172 @@ class Tensor:
         return self.type(bool_)
 
     # -------------------------------------------------------------- in place
-    def _check_inplace(self) -> None:
-        self._bump_version()  # every in-place op passes here
-        if is_grad_enabled() and self.requires_grad:
+    # As torch: an in-place op on a tensor in the autograd graph (or with an operand
+    # that requires grad) is recorded, and the tensor takes over the new node; on a
+    # leaf that requires grad it is an error. Ops that recorded the old values (their
+    # inputs, or their own outputs) find the change in backward (see Function).
+    def _records_inplace(self, *others: Any) -> bool:
+        """Whether an in-place op on self with ``others`` is recorded for autograd."""
+        if not is_grad_enabled():
+            return False
+        if self.requires_grad:
             if self._node is None:
                 raise RuntimeError(
                     "a leaf Variable that requires grad is being used in an in-place operation."
                 )
-            raise RuntimeError(
-                "in-place operations on tensors that are part of the autograd graph are not "
-                "supported; use the out-of-place form"
-            )
+            return True
+        if self._data.dtype != float32:  # (an integer tensor never carries a gradient)
+            return False
+        for o in others:
+            if isinstance(o, Tensor) and o.requires_grad:
+                return True
+        return False
 
-    def zero_(self) -> "Tensor":
-        self._check_inplace()
-        self._data[...] = 0
+    def _before_write(self) -> None:
+        """Keep what self's producer saved of these values (when its class does not say
+        whether it reads its output) out of reach of the write about to happen."""
+        node = self._node
+        if node is not None and type(node).saves_output is None:
+            _protect_saved(node, self._data)
+
+    def _rebind(self, compute: Callable[["Tensor"], "Tensor"], keep_old: bool = False) -> "Tensor":
+        """The recorded in-place op: ``compute(base)`` makes the new values (a Tensor of
+        self's shape, recorded) from ``base``, which stands for self as it is now; they
+        are written into self's memory and self takes over the new node. ``keep_old``:
+        the op's backward reads base's values (so base keeps a copy)."""
+        shared = self._shared
+        if shared is not None and shared.tensor_views:
+            raise RuntimeError(
+                "an in-place operation on a tensor that shares its memory with another "
+                "tensor (a view such as view(), reshape(), flatten() or basic indexing "
+                "made, or a tensor that has such views) is not supported while autograd "
+                "records; use the out-of-place operation"
+            )
+        base = Tensor._wrap(self._data.copy() if keep_old else self._data)
+        _SET_NODE(base, self._node)
+        _SET_REQUIRES_GRAD(base, self.requires_grad)
+        result = compute(base)
+        self._before_write()
+        np.copyto(self._data, result._data, casting="unsafe")
+        self._bump_version()
+        if result._node is not None:
+            _SET_NODE(self, result._node)
+            _SET_REQUIRES_GRAD(self, True)
         return self
 
+    def _inplace_operand(self, other: Any, result_rank: Optional[int] = None) -> Any:
+        """``other`` as an array for an in-place op on self, checked as torch: the
+        result's type (of rank ``result_rank`` if given) must fit self's dtype, and its
+        shape must be self's shape."""
+        rank = _KIND_RANK[self._data.dtype.kind]
+        other_rank = _value_rank(other) if result_rank is None else result_rank
+        if other_rank > rank:
+            raise RuntimeError(
+                f"result type {_RANK_NAMES[other_rank]} can't be cast to the desired output "
+                f"type {_RANK_NAMES[rank]}"
+            )
+        other_array = other._data if isinstance(other, Tensor) else np.asarray(other)
+        _check_fits(self._data.shape, other_array.shape)
+        return other_array
+
+    def _inplace(self, other: Any, ufunc: np.ufunc, function: Any,
+                 result_rank: Optional[int] = None) -> "Tensor":
+        recording = self._records_inplace(other)  # (the leaf check first, as torch)
+        other_array = self._inplace_operand(other, result_rank)
+        if recording:
+            operand = other if isinstance(other, Tensor) else _operand(other, self)
+            keep_old = function in (_ops.Mul, _ops.Div) and operand.requires_grad
+            return self._rebind(lambda base: function.apply(base, operand), keep_old)
+        self._before_write()
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ufunc(self._data, other_array, out=self._data, casting="unsafe")
+        self._bump_version()
+        return self
+
+    def zero_(self) -> "Tensor":
+        return self.fill_(0)
+
     def fill_(self, value: Any) -> "Tensor":
-        self._check_inplace()
-        self._data[...] = value
+        if isinstance(value, Tensor) and value._data.ndim != 0:
+            raise RuntimeError(
+                "fill_ only supports 0-dimension value tensor but got tensor with "
+                f"{value._data.ndim} dimensions."
+            )
+        if self._records_inplace(value):
+            fill = value if isinstance(value, Tensor) else Tensor._wrap(np.asarray(value, dtype=float32))
+            return self._rebind(lambda base: _ops.Fill.apply(base, fill))
+        self._before_write()
+        self._data[...] = value._data if isinstance(value, Tensor) else value
+        self._bump_version()
         return self
 
     def copy_(self, src: Any) -> "Tensor":
-        self._check_inplace()
+        recording = self._records_inplace(src)
         src_array = src._data if isinstance(src, Tensor) else np.asarray(src)
-        try:
-            np.copyto(self._data, np.broadcast_to(src_array, self._data.shape), casting="unsafe")
-        except ValueError:
-            raise ValueError(
-                f"copy_: source of shape {np.shape(src_array)} cannot be broadcast to "
-                f"{self._data.shape}"
-            ) from None
+        _check_fits(self._data.shape, src_array.shape)
+        if recording:
+            source = src if isinstance(src, Tensor) else Tensor._wrap(np.asarray(src_array, dtype=float32))
+            return self._rebind(lambda base: _ops.CopyFrom.apply(base, source))
+        self._before_write()
+        np.copyto(self._data, np.broadcast_to(src_array, self._data.shape), casting="unsafe")
+        self._bump_version()
         return self
 
-    def _inplace(self, other: Any, ufunc: np.ufunc) -> "Tensor":
-        self._check_inplace()
-        if isinstance(other, Tensor) and is_grad_enabled() and other.requires_grad:
-            raise RuntimeError("in-place update with a tensor that requires grad; use no_grad()")
-        other_array = other._data if isinstance(other, Tensor) else other
-        ufunc(self._data, other_array, out=self._data, casting="unsafe")
-        return self
+    def _check_alpha(self, alpha: Any) -> None:
+        if self._data.dtype != float32 and _value_rank(alpha) == 2:
+            raise RuntimeError(
+                "For integral input tensors, argument alpha must not be a floating point number."
+            )
 
-    def add_(self, other: Any, alpha: float = 1.0) -> "Tensor":
+    def add_(self, other: Any, alpha: float = 1) -> "Tensor":
+        self._check_alpha(alpha)
         if alpha != 1.0:
-            other = (other._data if isinstance(other, Tensor) else np.asarray(other)) * alpha
-        return self._inplace(other, np.add)
+            other = other * alpha if isinstance(other, Tensor) else np.asarray(other) * alpha
+        return self._inplace(other, np.add, _ops.Add)
 
-    def sub_(self, other: Any, alpha: float = 1.0) -> "Tensor":
+    def sub_(self, other: Any, alpha: float = 1) -> "Tensor":
+        self._check_alpha(alpha)
         if alpha != 1.0:
-            other = (other._data if isinstance(other, Tensor) else np.asarray(other)) * alpha
-        return self._inplace(other, np.subtract)
+            other = other * alpha if isinstance(other, Tensor) else np.asarray(other) * alpha
+        return self._inplace(other, np.subtract, _ops.Sub)
 
     def mul_(self, other: Any) -> "Tensor":
-        return self._inplace(other, np.multiply)
+        return self._inplace(other, np.multiply, _ops.Mul)
 
     def div_(self, other: Any) -> "Tensor":
-        return self._inplace(other, np.true_divide)
+        return self._inplace(other, np.true_divide, _ops.Div, result_rank=2)
 
+    def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":
+        if min is None and max is None:
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        rank = _builtin_max(_value_rank(min) if min is not None else 0,
+                            _value_rank(max) if max is not None else 0)
+        for bound in (min, max):
+            if bound is not None:
+                self._inplace_operand(bound, rank)
+        if self._records_inplace(min, max):
+            return self._rebind(lambda base: base.clamp(min, max))
+        with _no_grad():
+            out = self.clamp(min, max)
+        self._before_write()
+        np.copyto(self._data, out._data, casting="unsafe")
+        self._bump_version()
+        return self
+
+    clip_ = clamp_
+
+    # ``a += b`` is the in-place op, as torch's (the same object, changed).
     def __iadd__(self, other: Any) -> "Tensor":
-        return self._inplace(other, np.add) if not self._records_with(other) else self + other
+        return self.add_(other)
 
     def __isub__(self, other: Any) -> "Tensor":
-        return self._inplace(other, np.subtract) if not self._records_with(other) else self - other
+        return self.sub_(other)
 
     def __imul__(self, other: Any) -> "Tensor":
-        return self._inplace(other, np.multiply) if not self._records_with(other) else self * other
+        return self.mul_(other)
 
     def __itruediv__(self, other: Any) -> "Tensor":
-        return self._inplace(other, np.true_divide) if not self._records_with(other) else self / other
-
-    def _records_with(self, other: Any) -> bool:
-        # A non-leaf in the graph updated "in place" falls back to the
-        # out-of-place op (same values, recorded on the tape).
-        if not is_grad_enabled():
-            return False
-        needs = self.requires_grad or (isinstance(other, Tensor) and other.requires_grad)
-        if needs and self._node is None and self.requires_grad:
-            raise RuntimeError(
-                "a leaf Variable that requires grad is being used in an in-place operation."
-            )
-        return needs
+        return self.div_(other)
 
     # ----------------------------------------------------------- arithmetic
     def __add__(self, other: Any) -> "Tensor":
@@ -453,11 +611,77 @@ class Tensor:
 
     def __pow__(self, exponent: Any) -> "Tensor":
         if isinstance(exponent, Tensor):
+            if self._data.dtype != float32 and exponent._data.dtype != float32:
+                return Tensor._wrap(_ops.int_power(self._data, exponent._data))
             return _ops.PowTensor.apply(self, exponent)
+        if self._data.dtype != float32 and _value_rank(exponent) < 2:
+            # integer ** integer stays int64, as torch
+            if operator.index(exponent) < 0:
+                raise RuntimeError("Integers to negative integer powers are not allowed.")
+            return Tensor._wrap(_ops.int_power(self._data, np.asarray(exponent)))
         return _ops.Pow.apply(self, float(exponent))
 
     def __rpow__(self, base: Any) -> "Tensor":
+        if self._data.dtype != float32 and _value_rank(base) < 2:
+            return Tensor._wrap(_ops.int_power(np.asarray(base), self._data))
         return _ops.PowTensor.apply(_operand(base, self), self)
+
+    def __floordiv__(self, other: Any) -> "Tensor":
+        return _ops.FloorDivide.apply(self, _operand(other, self))
+
+    def __rfloordiv__(self, other: Any) -> "Tensor":
+        return _ops.FloorDivide.apply(_operand(other, self), self)
+
+    def __mod__(self, other: Any) -> "Tensor":
+        return _ops.Remainder.apply(self, _operand(other, self))
+
+    def __rmod__(self, other: Any) -> "Tensor":
+        return _ops.Remainder.apply(_operand(other, self), self)
+
+    def floor_divide(self, other: Any) -> "Tensor":
+        return self // other
+
+    def remainder(self, other: Any) -> "Tensor":
+        return self % other
+
+    # Logical (bool) and bitwise (int64) operators; never differentiated.
+    def _bitwise(self, other: Any, ufunc: np.ufunc, name: str, reflected: bool = False) -> "Tensor":
+        a = self._data
+        b = other._data if isinstance(other, Tensor) else np.asarray(
+            other, dtype=bool_ if isinstance(other, (bool, np.bool_)) else int64)
+        if a.dtype == float32 or b.dtype.kind == "f":
+            raise NotImplementedError(f'"{name}_cpu" not implemented for \'Float\'')
+        if a.dtype != b.dtype:
+            a, b = a.astype(int64), b.astype(int64)
+        return Tensor._wrap(np.ascontiguousarray(_ops.binary(ufunc, b, a) if reflected
+                                                 else _ops.binary(ufunc, a, b)))
+
+    def __and__(self, other: Any) -> "Tensor":
+        return self._bitwise(other, np.bitwise_and, "bitwise_and")
+
+    def __or__(self, other: Any) -> "Tensor":
+        return self._bitwise(other, np.bitwise_or, "bitwise_or")
+
+    def __xor__(self, other: Any) -> "Tensor":
+        return self._bitwise(other, np.bitwise_xor, "bitwise_xor")
+
+    def __rand__(self, other: Any) -> "Tensor":
+        return self._bitwise(other, np.bitwise_and, "bitwise_and", reflected=True)
+
+    def __ror__(self, other: Any) -> "Tensor":
+        return self._bitwise(other, np.bitwise_or, "bitwise_or", reflected=True)
+
+    def __rxor__(self, other: Any) -> "Tensor":
+        return self._bitwise(other, np.bitwise_xor, "bitwise_xor", reflected=True)
+
+    def __invert__(self) -> "Tensor":
+        if self._data.dtype == float32:
+            raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type "
+                            "tensors")
+        return Tensor._wrap(np.invert(self._data))
+
+    def logical_not(self) -> "Tensor":
+        return Tensor._wrap(np.logical_not(self._data))
 
     def __matmul__(self, other: Any) -> "Tensor":
         return _ops.matmul(self, _operand(other, self, keep_shape=True))
@@ -504,12 +728,16 @@ class Tensor:
     # Comparisons give bool tensors and are never differentiated.
     def _compare(self, other: Any, ufunc: np.ufunc) -> "Tensor":
         other_array = other._data if isinstance(other, Tensor) else other
-        return Tensor._wrap(np.asarray(ufunc(self._data, other_array), order="C"))
+        return Tensor._wrap(np.asarray(_ops.binary(ufunc, self._data, other_array), order="C"))
 
     def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        if other is None:  # (torch: plain False / True, not a tensor)
+            return False
         return self._compare(other, np.equal)
 
     def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        if other is None:
+            return True
         return self._compare(other, np.not_equal)
 
     def __lt__(self, other: Any) -> "Tensor":
@@ -571,7 +799,9 @@ class Tensor:
         this memory (as torch's views share the version counter): an in-place write
         through ``w.view(-1)`` then reaches the caches derived from ``w``."""
         if out is not self and np.may_share_memory(out._data, self._data):
-            _SET_SHARED(out, self._share_changes())
+            shared = self._share_changes()
+            shared.tensor_views = True
+            _SET_SHARED(out, shared)
         return out
 
     def view_as(self, other: "Tensor") -> "Tensor":
@@ -587,24 +817,30 @@ class Tensor:
         d = _ops.normalize_dim(dim, self.ndim + 1, "unsqueeze")
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
-    def squeeze(self, dim: Optional[int] = None) -> "Tensor":
+    def squeeze(self, dim: Any = None) -> "Tensor":
+        """Drop size-1 dims: all of them, or those of ``dim`` (an int or a tuple of ints,
+        as torch >= 2.0); a named dim of another size stays."""
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
-        d = _ops.normalize_dim(dim, self.ndim, "squeeze")
-        if self.ndim == 0 or self.shape[d] != 1:
+        dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+        drop = {_ops.normalize_dim(d, self.ndim, "squeeze") for d in dims}
+        if self.ndim == 0:
             return self
-        return self.reshape(self.shape[:d] + self.shape[d + 1:])
+        shape = tuple(n for i, n in enumerate(self.shape) if not (i in drop and n == 1))
+        return self if shape == self.shape else self.reshape(shape)
 
     def permute(self, *dims: Any) -> "Tensor":
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         if len(dims) != self.ndim:
-            raise ValueError(
-                f"permute: expected {self.ndim} dims for a tensor of shape {self.shape}, got {dims}"
+            raise RuntimeError(
+                "permute(sparse_coo): number of dimensions in the tensor input does not match "
+                "the length of the desired ordering of dimensions i.e. input.dim() = "
+                f"{self.ndim} is not equal to len(dims) = {len(dims)}"
             )
         perm = tuple(_ops.normalize_dim(d, self.ndim, "permute") for d in dims)
-        if sorted(perm) != list(range(self.ndim)):
-            raise ValueError(f"permute: dims {dims} are not a permutation of 0..{self.ndim - 1}")
+        if len(set(perm)) != len(perm):
+            raise RuntimeError("permute(): duplicate dims are not allowed.")
         return _ops.Permute.apply(self, perm)
 
     def transpose(self, dim0: int, dim1: int) -> "Tensor":
@@ -616,7 +852,7 @@ class Tensor:
 
     def t(self) -> "Tensor":
         if self.ndim > 2:
-            raise ValueError(f"t() expects a tensor with <= 2 dimensions, got shape {self.shape}")
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
         return self if self.ndim < 2 else self.transpose(0, 1)
 
     @property
@@ -636,17 +872,19 @@ class Tensor:
     def relu(self) -> "Tensor":
         from pyvision_engine.nn import functional as F
 
+        if self._data.dtype == int64:  # (torch keeps an integer tensor's dtype)
+            return Tensor._wrap(np.maximum(self._data, 0))
         return F.relu(self)
 
     def sigmoid(self) -> "Tensor":
         from pyvision_engine.nn import functional as F
 
-        return F.sigmoid(self)
+        return F.sigmoid(self if self._data.dtype == float32 else self.float())
 
     def tanh(self) -> "Tensor":
         from pyvision_engine.nn import functional as F
 
-        return F.tanh(self)
+        return F.tanh(self if self._data.dtype == float32 else self.float())
 
     def softmax(self, dim: int) -> "Tensor":
         from pyvision_engine.nn import functional as F
@@ -661,7 +899,7 @@ class Tensor:
     def clamp(self, min: Any = None, max: Any = None) -> "Tensor":
         """Limit to [min, max]; the gradient flows where min <= x <= max, as torch."""
         if min is None and max is None:
-            raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
         return _ops.Clamp.apply(self, min, max)
 
     clip = clamp
@@ -672,6 +910,10 @@ class Tensor:
         corr = (1 if unbiased else 0) if correction is None else correction
         dims = _ops.normalize_dims(dim, self.ndim, "var")
         count = self.numel() if dims is None else int(np.prod([self.shape[d] for d in dims]))
+        if count - corr <= 0:
+            warnings.warn("var(): degrees of freedom is <= 0. Correction should be strictly less "
+                          "than the reduction factor (input numel divided by output numel).",
+                          UserWarning, stacklevel=2)
         centered = self - self.mean(dim, keepdim=True)
         return (centered * centered).sum(dim, keepdim) / float(max(count - corr, 0))
 
@@ -690,19 +932,31 @@ class Tensor:
             return a.max() if dim is None else a.max(dim, keepdim).values
         if isinstance(p, (int, float)) and p > 0:
             return (abs(self) ** p).sum(dim, keepdim) ** (1.0 / p)
+        if p == 0:  # the number of nonzero elements (no gradient, as torch's)
+            return (self != 0).float().sum(dim, keepdim)
+        if p == -float("inf"):
+            a = abs(self)
+            return a.min() if dim is None else a.min(dim, keepdim).values
         raise ValueError(f"norm: unsupported p={p!r}")
 
     def split(self, split_size_or_sections: Any, dim: int = 0) -> Tuple["Tensor", ...]:
         d = _ops.normalize_dim(dim, self.ndim, "split")
         n = self.shape[d]
         if isinstance(split_size_or_sections, int):
-            if split_size_or_sections <= 0:
-                raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
-            sizes = [min(split_size_or_sections, n - i) for i in range(0, n, split_size_or_sections)]
+            size = split_size_or_sections
+            if size < 0:
+                raise RuntimeError(f"split expects split_size be non-negative, but got split_size={size}")
+            if size == 0 and n != 0:
+                raise RuntimeError("split_size can only be 0 if dimension size is 0, but got "
+                                   f"dimension size of {n}")
+            sizes = [min(size, n - i) for i in range(0, n, size)] if size else [0]
         else:
             sizes = list(split_size_or_sections)
-            if sum(sizes) != n:
-                raise ValueError(f"split: sections {sizes} do not sum to dimension {d} of size {n}")
+            if sum(sizes) != n or any(s < 0 for s in sizes):
+                raise RuntimeError(
+                    f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's "
+                    f"size at dimension {d}), but got split_sizes={sizes}"
+                )
         out, start = [], 0
         for size in sizes:
             index = (slice(None),) * d + (slice(start, start + size),)
@@ -712,16 +966,16 @@ class Tensor:
 
     def chunk(self, chunks: int, dim: int = 0) -> Tuple["Tensor", ...]:
         if chunks <= 0:
-            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+            raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
         n = self.shape[_ops.normalize_dim(dim, self.ndim, "chunk")]
         return self.split(max(1, -(-n // chunks)), dim)
 
     def repeat(self, *sizes: Any) -> "Tensor":
         reps = _ops.shape_arg(sizes)
         if len(reps) < self.ndim:
-            raise ValueError(
-                f"repeat: number of repeat dims ({len(reps)}) can not be smaller than the tensor's "
-                f"number of dims ({self.ndim})"
+            raise RuntimeError(
+                "Number of dimensions of repeat dims can not be smaller than number of dimensions "
+                f"of tensor ({len(reps)} < {self.ndim})"
             )
         return _ops.Repeat.apply(self, reps)
 
@@ -731,19 +985,27 @@ class Tensor:
     def masked_fill(self, mask: Any, value: Any) -> "Tensor":
         mask_array = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
         if mask_array.dtype != np.bool_:
-            raise TypeError(f"masked_fill: mask must be a bool tensor, got {mask_array.dtype}")
+            raise RuntimeError("masked_fill_ only supports boolean masks, but got mask with dtype "
+                               f"{_ops._c_type(mask_array.dtype)}")
         fill = value if isinstance(value, Tensor) else Tensor._wrap(np.asarray(value, dtype=self.dtype))
         return _ops.Where.apply(mask_array, fill, self)
 
     def mm(self, other: "Tensor") -> "Tensor":
-        if self.ndim != 2 or other.ndim != 2:
-            raise ValueError(f"mm: expected 2-D tensors, got shapes {self.shape} and {other.shape}")
+        if self.ndim != 2:
+            raise RuntimeError("self must be a matrix")
+        if other.ndim != 2:
+            raise RuntimeError("mat2 must be a matrix")
         return self @ other
 
     def bmm(self, other: "Tensor") -> "Tensor":
-        if self.ndim != 3 or other.ndim != 3 or self.shape[0] != other.shape[0]:
-            raise ValueError(
-                f"bmm: expected 3-D tensors with the same batch size, got {self.shape} and {other.shape}"
+        if self.ndim != 3:
+            raise RuntimeError("batch1 must be a 3D tensor")
+        if other.ndim != 3:
+            raise RuntimeError("batch2 must be a 3D tensor")
+        if other.shape[:2] != (self.shape[0], self.shape[2]):
+            raise RuntimeError(
+                "Expected size for first two dimensions of batch2 tensor to be: "
+                f"[{self.shape[0]}, {self.shape[2]}] but got: [{other.shape[0]}, {other.shape[1]}]."
             )
         return self @ other
 
@@ -766,8 +1028,9 @@ class Tensor:
     def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
         """``(values, indices)`` of the k largest (smallest) along ``dim``."""
         d = _ops.normalize_dim(dim, self.ndim, "topk")
-        if not 0 <= k <= self.shape[d]:
-            raise ValueError(f"topk: k={k} is out of range for dimension {d} of size {self.shape[d]}")
+        if not 0 <= k <= (self.shape[d] if self.ndim else 1):
+            raise RuntimeError(f"selected index k out of range (k={k}, dimension {d} of size "
+                               f"{self.shape[d] if self.ndim else 1})")
         key = -self._data if largest else self._data
         indices = np.take(np.argsort(key, axis=d, kind="stable"), np.arange(k), axis=d)
         return _ops.TopKResult(_ops.gather_values(self, indices, d),
@@ -777,42 +1040,216 @@ class Tensor:
         return self._viewed(_ops.Index.apply(self, _ops.normalize_index(index)))
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        self._check_inplace()
-        value_array = value._data if isinstance(value, Tensor) else value
         index = _ops.normalize_index(index)
-        if isinstance(index, _ops.TwoStepIndex):
-            self._data[index.first][index.second] = value_array  # first is a view
-        else:
-            self._data[index] = value_array
+        if self._records_inplace(value):
+            v = value if isinstance(value, Tensor) else Tensor._wrap(np.asarray(value, dtype=float32))
+            self._rebind(lambda base: _ops.IndexPut.apply(base, v, index))
+            return
+        value_array = value._data if isinstance(value, Tensor) else value
+        target = self._data[index.first] if isinstance(index, _ops.TwoStepIndex) else self._data
+        key = index.second if isinstance(index, _ops.TwoStepIndex) else index  # (first: a view)
+        self._before_write()
+        try:
+            target[key] = value_array
+        except ValueError as e:
+            if np.ndim(value_array) == 0:
+                raise
+            raise _ops.setitem_error(np.shape(value_array), np.shape(target[key])) from e
+        self._bump_version()
 
 
 def _operand(value: Any, like: Tensor, keep_shape: bool = False) -> Tensor:
     """Turn a Python number or array into a Tensor operand for ``like``."""
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        # Python scalars take the tensor's dtype (float32 stays float32).
-        dtype = like._data.dtype if (like._data.dtype == float32 or isinstance(value, numbers.Integral)) else float32
+    cls = value.__class__
+    if cls is float:  # (the common cases first: this runs for every op with a number)
+        return Tensor._wrap(np.asarray(value, dtype=float32))
+    if cls is int:
+        return Tensor._wrap(np.asarray(value, dtype=float32 if like._data.dtype == float32 else int64))
+    if isinstance(value, numbers.Number) and not isinstance(value, (bool, np.bool_)):
+        # Python scalars take the tensor's dtype when their kind is no higher (torch's
+        # promotion): float32 stays float32, an int with an int64 or bool tensor is
+        # int64, a float with an integer tensor makes float32.
+        if like._data.dtype == float32 or not isinstance(value, numbers.Integral):
+            dtype = float32
+        else:
+            dtype = int64
         return Tensor._wrap(np.asarray(value, dtype=dtype))
     return Tensor(value)
 
 
+_KIND_RANK = {"b": 0, "i": 1, "u": 1, "f": 2}
+_RANK_NAMES = ("Bool", "Long", "Float")
+_builtin_max = max
+
+
+def _value_rank(value: Any) -> int:
+    """0, 1, 2 for a bool, integer, float value or tensor (torch's type categories)."""
+    if isinstance(value, Tensor):
+        return _KIND_RANK[value._data.dtype.kind]
+    if isinstance(value, (bool, np.bool_)):
+        return 0
+    if isinstance(value, numbers.Integral):
+        return 1
+    if isinstance(value, numbers.Real):
+        return 2
+    return _KIND_RANK.get(np.asarray(value).dtype.kind, 2)
+
+
+def _check_fits(shape: Tuple[int, ...], other_shape: Tuple[int, ...]) -> None:
+    """An in-place op's operand must broadcast to the tensor's own shape (torch's errors)."""
+    try:
+        out = np.broadcast_shapes(shape, other_shape)
+    except ValueError:
+        raise _ops.broadcast_error(shape, other_shape) from None
+    if out != tuple(shape):
+        raise RuntimeError(
+            f"output with shape {list(shape)} doesn't match the broadcast shape {list(out)}"
+        )
+
+
+def _protect_saved(node: Any, array: np.ndarray) -> None:
+    """Replace the arrays ``node`` keeps that share memory with ``array`` (about to be
+    written in place) by copies, so that its backward still reads the values it saw."""
+    d = node.__dict__
+    for key, value in list(d.items()):
+        if isinstance(value, np.ndarray):
+            if value.size and np.may_share_memory(value, array):
+                d[key] = value.copy()
+        elif isinstance(value, (tuple, list)) and any(isinstance(v, np.ndarray) for v in value):
+            items = [v.copy() if isinstance(v, np.ndarray) and v.size
+                     and np.may_share_memory(v, array) else v for v in value]
+            if isinstance(value, list):
+                value[:] = items
+            elif hasattr(value, "_fields"):
+                d[key] = type(value)(*items)
+            else:
+                d[key] = tuple(items)
+
+
+# -------------------------------------------------- printing (torch's format)
+_PRINT_PRECISION, _PRINT_THRESHOLD, _PRINT_EDGEITEMS, _PRINT_LINEWIDTH = 4, 1000, 3, 80
+
+
+class _Formatter:
+    """torch._tensor_str._Formatter for float32, int64 and bool values."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.floating = values.dtype.kind == "f"
+        self.int_mode, self.sci_mode, self.max_width = True, False, 1
+        flat = values.reshape(-1)
+        if not self.floating:
+            for v in flat.tolist():
+                self.max_width = _builtin_max(self.max_width, len(f"{v}"))
+            return
+        finite = flat[np.isfinite(flat) & (flat != 0)].astype(np.float64)
+        if finite.size == 0:
+            return
+        lo, hi = float(np.abs(finite).min()), float(np.abs(finite).max())
+        self.int_mode = bool(np.all(finite == np.ceil(finite)))
+        self.sci_mode = hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4
+        for v in finite.tolist():
+            if self.sci_mode:
+                width = len(f"{v:.{_PRINT_PRECISION}e}")
+            elif self.int_mode:
+                width = len(f"{v:.0f}") + 1
+            else:
+                width = len(f"{v:.{_PRINT_PRECISION}f}")
+            self.max_width = _builtin_max(self.max_width, width)
+
+    def format(self, v: Any) -> str:
+        if self.floating:
+            if self.sci_mode:
+                text = f"{v:{self.max_width}.{_PRINT_PRECISION}e}"
+            elif self.int_mode:
+                text = f"{v:.0f}" + ("" if (np.isinf(v) or np.isnan(v)) else ".")
+            else:
+                text = f"{v:.{_PRINT_PRECISION}f}"
+        else:
+            text = f"{v}"
+        return (self.max_width - len(text)) * " " + text
+
+
+def _summarized(data: np.ndarray) -> np.ndarray:
+    """The values a summarised print shows (torch's get_summarized_data)."""
+    if data.ndim == 0:
+        return data
+    e = _PRINT_EDGEITEMS
+    if data.ndim == 1:
+        return np.concatenate([data[:e], data[-e:]]) if data.shape[0] > 2 * e else data
+    rows = list(range(e)) + list(range(data.shape[0] - e, data.shape[0])) \
+        if data.shape[0] > 2 * e else range(data.shape[0])
+    return np.stack([_summarized(data[i]) for i in rows])
+
+
+def _format_tensor(data: np.ndarray, indent: int) -> str:
+    summarize = data.size > _PRINT_THRESHOLD
+    formatter = _Formatter(_summarized(data) if summarize else data)
+    return _format_nested(data, indent, summarize, formatter)
+
+
+def _format_nested(data: np.ndarray, indent: int, summarize: bool, fmt: _Formatter) -> str:
+    e = _PRINT_EDGEITEMS
+    if data.ndim == 0:
+        return fmt.format(data.item())
+    if data.ndim == 1:
+        per_line = _builtin_max(1, (_PRINT_LINEWIDTH - indent) // (fmt.max_width + 2))
+        if summarize and data.shape[0] > 2 * e:
+            items = ([fmt.format(v) for v in data[:e].tolist()] + [" ..."]
+                     + [fmt.format(v) for v in data[-e:].tolist()])
+        else:
+            items = [fmt.format(v) for v in data.tolist()]
+        lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+        return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
+    if summarize and data.shape[0] > 2 * e:
+        parts = ([_format_nested(data[i], indent + 1, summarize, fmt) for i in range(e)] + ["..."]
+                 + [_format_nested(data[i], indent + 1, summarize, fmt)
+                    for i in range(data.shape[0] - e, data.shape[0])])
+    else:
+        parts = [_format_nested(data[i], indent + 1, summarize, fmt) for i in range(data.shape[0])]
+    return "[" + ("," + "\n" * (data.ndim - 1) + " " * (indent + 1)).join(parts) + "]"
+
+
+def _add_suffixes(text: str, suffixes: Sequence[str], indent: int) -> str:
+    out = [text]
+    last = len(text) - text.rfind("\n") + 1
+    for suffix in suffixes:
+        if last + len(suffix) + 2 > _PRINT_LINEWIDTH:
+            out.append(",\n" + " " * indent + suffix)
+            last = indent + len(suffix)
+        else:
+            out.append(", " + suffix)
+            last += len(suffix) + 2
+    out.append(")")
+    return "".join(out)
+
+
+def _type_path(value: Any) -> str:
+    cls = type(value)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
 (_SET_DATA, _SET_NODE, _SET_RETAINS_GRAD, _SET_GRAD_SLOT, _SET_VERSION, _SET_SHARED, _SET_GRAD,
  _SET_REQUIRES_GRAD) = (Tensor.__dict__[name].__set__ for name in (
-     "_data", "_node", "_retains_grad", "_grad_slot", "_version", "_shared", "grad",
+     "_data", "_node", "_retains_grad", "_grad_slot", "_version", "_shared", "_grad",
      "requires_grad"))
 
 
 class _SharedChanges:
     """In-place changes made through any of the tensors and numpy views that share one
     memory (a tensor and its ``detach()`` / ``.data`` / ``numpy()`` views), as torch's
-    version counter is shared by a tensor's views. ``views``: numpy views alive."""
+    version counter is shared by a tensor's views. ``views``: numpy views alive;
+    ``writes``: the in-place writes through the tensors (autograd's saved-tensor check);
+    ``tensor_views``: whether a Tensor view of the memory was made (view, reshape, ...)."""
 
-    __slots__ = ("count", "views")
+    __slots__ = ("count", "views", "writes", "tensor_views")
 
     def __init__(self) -> None:
         self.count = 0
         self.views = 0
+        self.writes = 0
+        self.tensor_views = False
 
     def stamp(self) -> int:
         if self.views:  # a live numpy view may have been written: a new stamp each time
@@ -828,10 +1265,46 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (floats become float32, ints int64)."""
     if isinstance(data, Tensor):
         data = data._data
+    elif isinstance(data, (list, tuple)):
+        data = _scalars_of(data)
+    elif data is None:
+        raise RuntimeError("Could not infer dtype of NoneType")
     arr = np.array(data, copy=True)
+    if arr.dtype == object:
+        _check_python_ints(data)
+    elif arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and arr.size and arr.max() > _INT64_MAX:
+        raise ValueError("Overflow when unpacking long long")  # (a Python int >= 2**63)
     if dtype is not None:
         arr = arr.astype(_normalize_dtype(dtype))
     return Tensor(_as_engine_array(arr, copy=False), requires_grad=requires_grad)
+
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _scalars_of(data: Any) -> Any:
+    """Nested lists with each Tensor element as its Python scalar (torch: only
+    one-element tensors can be elements of the data of a new tensor)."""
+    if isinstance(data, Tensor):
+        if data._data.size != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return data._data.reshape(()).item()
+    if isinstance(data, (list, tuple)):
+        if any(isinstance(d, (Tensor, list, tuple)) for d in data):
+            return [_scalars_of(d) for d in data]
+    return data
+
+
+def _check_python_ints(data: Any) -> None:
+    """Data numpy could only hold as objects: name a Python int out of int64's range or
+    a None, as torch's errors, before the generic dtype error."""
+    if isinstance(data, (list, tuple)):
+        for d in data:
+            _check_python_ints(d)
+    elif data is None:
+        raise RuntimeError("Could not infer dtype of NoneType")
+    elif isinstance(data, int) and not -_INT64_MAX - 1 <= data <= _INT64_MAX:
+        raise ValueError("Overflow when unpacking long long")
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
@@ -866,38 +1339,58 @@ def as_tensor(value: Any) -> Tensor:
     return value if isinstance(value, Tensor) else Tensor(value)
 
 
-def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def _factory_shape(shape: Sequence[Any], op: str) -> Tuple[int, ...]:
     shape = _ops.shape_arg(shape)
+    for s in shape:
+        if s < 0:
+            if op == "zeros":
+                raise RuntimeError("zeros: Dimension size must be non-negative.")
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(shape)}")
+    return shape
+
+
+def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    shape = _factory_shape(shape, "zeros")
     return Tensor(np.zeros(shape, dtype=_normalize_dtype(dtype or float32)), requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    shape = _ops.shape_arg(shape)
+    shape = _factory_shape(shape, "ones")
     return Tensor(np.ones(shape, dtype=_normalize_dtype(dtype or float32)), requires_grad)
 
 
 def full(shape: Sequence[int], fill_value: Any, dtype: Any = None,
          requires_grad: bool = False) -> Tensor:
-    return Tensor(np.full(tuple(shape), fill_value, dtype=_normalize_dtype(dtype or float32)),
-                  requires_grad)
+    """``fill_value`` everywhere; its type gives the dtype unless ``dtype`` does (torch:
+    a bool makes a bool tensor, an int an int64 one, a float float32)."""
+    shape = _factory_shape(shape if isinstance(shape, (tuple, list)) else (shape,), "full")
+    if dtype is None:
+        if isinstance(fill_value, Tensor):
+            dtype = fill_value.dtype
+        else:
+            dtype = (bool_, int64, float32)[_value_rank(fill_value)]
+    value = fill_value._data if isinstance(fill_value, Tensor) else fill_value
+    return Tensor(np.full(shape, value, dtype=_normalize_dtype(dtype)), requires_grad)
 
 
 def empty(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    shape = _ops.shape_arg(shape)
+    shape = _factory_shape(shape, "empty")
     return Tensor(np.empty(shape, dtype=_normalize_dtype(dtype or float32)), requires_grad)
 
 
-def zeros_like(t: Tensor, dtype: Any = None) -> Tensor:
-    return zeros(t.shape, dtype=dtype or t.dtype)
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
 
 
-def ones_like(t: Tensor, dtype: Any = None) -> Tensor:
-    return ones(t.shape, dtype=dtype or t.dtype)
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None) -> Tensor:
     if end is None:
         start, end = 0, start
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
     values = np.arange(start, end, step)
     return Tensor(values.astype(_normalize_dtype(dtype)) if dtype is not None else values)
 

@@ -90,9 +90,9 @@ def test_matmul_all_operand_ranks(sa, sb, isa):
 
 
 def test_matmul_shape_errors():
-    with pytest.raises(ValueError, match="cannot be multiplied"):
-        pve.ones(2, 3) @ pve.ones(4, 5)
-    with pytest.raises(ValueError, match="at least 1 dimension"):
+    with pytest.raises(RuntimeError, match=r"cannot be multiplied \(2x3 and 4x5\)"):
+        pve.ones(2, 3) @ pve.ones(4, 5)  # (torch's RuntimeError and wording)
+    with pytest.raises(RuntimeError, match="at least 1D"):
         pve.tensor(1.0) @ pve.ones(3)
 
 
@@ -216,17 +216,18 @@ def test_convenience_ops_against_numpy_and_finite_differences():
 
 def test_convenience_ops_validate_arguments():
     t = pve.ones(2, 3)
-    with pytest.raises(ValueError, match="at least one"):
+    # torch raises RuntimeError for each of these
+    with pytest.raises(RuntimeError, match="At least one"):
         t.clamp()
-    with pytest.raises(ValueError, match="do not sum"):
+    with pytest.raises(RuntimeError, match="sum exactly to 3"):
         t.split([1, 1], dim=1)
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(RuntimeError, match="out of range"):
         t.topk(4)
-    with pytest.raises(ValueError, match="equal size"):
+    with pytest.raises(RuntimeError, match="equal size"):
         pve.stack([pve.ones(2), pve.ones(3)])
-    with pytest.raises(ValueError, match="repeat dims"):
+    with pytest.raises(RuntimeError, match="repeat dims"):
         t.repeat(2)
-    with pytest.raises(TypeError, match="bool"):
+    with pytest.raises(RuntimeError, match="boolean masks"):
         t.masked_fill(t, 0.0)
 
 
