@@ -3,7 +3,7 @@ and shapes, and torchvision's initialization."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from pyvision_engine import nn
 from pyvision_engine.models._builder import check_no_weights
@@ -25,21 +25,34 @@ def _make_divisible(v: float, divisor: int, min_value: Optional[int] = None) -> 
 
 
 class Conv2dNormActivation(nn.Sequential):
-    """Conv2d ('same' padding) -> BatchNorm2d -> activation, as torchvision.ops.misc."""
+    """Conv2d -> norm -> activation, as torchvision.ops.misc.Conv2dNormActivation (same
+    arguments, defaults and order): ``padding=None`` is ``(kernel_size - 1) // 2 * dilation``
+    per dim; ``norm_layer=None`` / ``activation_layer=None`` leave that layer out; ``bias=None``
+    gives the convolution a bias only when there is no norm layer."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, norm_layer: Optional[Callable[..., nn.Module]] = None,
-                 activation_layer: Optional[Callable[..., nn.Module]] = None,
-                 dilation: int = 1) -> None:
-        norm_layer = norm_layer or nn.BatchNorm2d
-        activation_layer = activation_layer or nn.ReLU
-        padding = (kernel_size - 1) // 2 * dilation
-        layers: List[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation,
-                      groups=groups, bias=False),
-            norm_layer(out_channels),
-            activation_layer(inplace=True),
-        ]
+    def __init__(self, in_channels: int, out_channels: int,
+                 kernel_size: Union[int, Tuple[int, int]] = 3,
+                 stride: Union[int, Tuple[int, int]] = 1,
+                 padding: Optional[Union[int, Tuple[int, int], str]] = None, groups: int = 1,
+                 norm_layer: Optional[Callable[..., nn.Module]] = nn.BatchNorm2d,
+                 activation_layer: Optional[Callable[..., nn.Module]] = nn.ReLU,
+                 dilation: Union[int, Tuple[int, int]] = 1, inplace: Optional[bool] = True,
+                 bias: Optional[bool] = None) -> None:
+        if padding is None:
+            if isinstance(kernel_size, int) and isinstance(dilation, int):
+                padding = (kernel_size - 1) // 2 * dilation
+            else:
+                k = (kernel_size,) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)
+                d = (dilation,) * 2 if isinstance(dilation, int) else tuple(dilation)
+                padding = tuple((k[i] - 1) // 2 * d[i] for i in range(len(k)))
+        if bias is None:
+            bias = norm_layer is None
+        layers: List[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                                             dilation=dilation, groups=groups, bias=bias)]
+        if norm_layer is not None:
+            layers.append(norm_layer(out_channels))
+        if activation_layer is not None:
+            layers.append(activation_layer(**({} if inplace is None else {"inplace": inplace})))
         super().__init__(*layers)
         self.out_channels = out_channels
 

@@ -251,3 +251,33 @@ def test_mobilenet_v2_arguments_in_torchvision_order():
 def test_mobilenet_v2_bad_arguments(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         models.mobilenet_v2(**kwargs)
+
+
+def test_conv2d_norm_activation_follows_torchvision_ops():
+    """torchvision.ops.misc.Conv2dNormActivation's rules: None leaves the norm / activation
+    out, the convolution has a bias only without a norm, padding (k - 1) // 2 * d per dim."""
+    from pyvision_engine.models.mobilenet import Conv2dNormActivation
+
+    default = Conv2dNormActivation(4, 6)
+    assert [type(m).__name__ for m in default] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    assert default[0].bias is None and tuple(default[0].padding) == (1, 1) and default[2].inplace
+    plain = Conv2dNormActivation(4, 6, 3, 1, None, 2, None, None)  # positional, torchvision order
+    assert [type(m).__name__ for m in plain] == ["Conv2d"]
+    assert plain[0].bias is not None and plain[0].groups == 2
+    conv = Conv2dNormActivation(4, 6, (5, 3), dilation=(1, 2), activation_layer=nn.ReLU6,
+                                inplace=False, bias=True)[0]
+    assert tuple(conv.padding) == (2, 2) and conv.bias is not None
+    assert Conv2dNormActivation(4, 6, activation_layer=nn.ReLU6, inplace=False)[2].inplace is False
+    x = np.random.default_rng(0).standard_normal((1, 4, 7, 7)).astype(np.float32)
+    with pve.no_grad():
+        w, b = plain[0].weight.detach().numpy(), plain[0].bias.detach().numpy()
+        cols = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        want = np.zeros((1, 6, 7, 7))
+        for o in range(6):
+            g = o // 3
+            for i in range(2):
+                for dy in range(3):
+                    for dx in range(3):
+                        want[0, o] += w[o, i, dy, dx] * cols[0, 2 * g + i, dy:dy + 7, dx:dx + 7]
+            want[0, o] += b[o]
+        np.testing.assert_allclose(plain(x).numpy(), want, rtol=1e-5, atol=1e-5)

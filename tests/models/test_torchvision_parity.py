@@ -231,3 +231,30 @@ def test_train_step_matches_torchvision(algorithm, isa):
         else:
             _close(v.numpy(), want, 1e-5, k)
     assert _C.active_isa() == isa
+
+
+CNA_CASES = [dict(), dict(norm_layer=None), dict(activation_layer=None, stride=2),
+             dict(kernel_size=(5, 3), dilation=(1, 2), groups=2), dict(padding=0, bias=True),
+             dict(kernel_size=1, inplace=False)]
+
+
+@pytest.mark.parametrize("kw", CNA_CASES, ids=[str(k) for k in CNA_CASES])
+def test_conv2d_norm_activation_matches_torchvision_ops(kw, isa):
+    torch, _ = _tv()
+    from torchvision.ops.misc import Conv2dNormActivation as Theirs
+
+    from pyvision_engine.models.mobilenet import Conv2dNormActivation as Mine
+
+    assert [(p.name, p.default is None) for p in inspect.signature(Mine.__init__).parameters.values()] \
+        == [(p.name, p.default is None) for p in inspect.signature(Theirs.__init__).parameters.values()]
+    torch.manual_seed(0)
+    theirs = _randomize(torch, Theirs(4, 6, **kw), np.random.default_rng(0)).eval()
+    mine = Mine(4, 6, **{k: getattr(nn, v.__name__) if isinstance(v, type) else v for k, v in kw.items()})
+    assert [type(m).__name__ for m in mine] == [type(m).__name__ for m in theirs]
+    mine.load_state_dict(_numpy_state(theirs), strict=True)
+    mine.eval()
+    x = np.random.default_rng(1).standard_normal((2, 4, 9, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = theirs.double()(torch.from_numpy(x).double()).numpy()
+    with pve.no_grad():
+        _close(mine(x).numpy(), want, 1e-5, "Conv2dNormActivation")
