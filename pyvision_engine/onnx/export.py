@@ -46,6 +46,7 @@ from pyvision_engine._version import __version__
 from pyvision_engine.autograd import Function, enable_grad
 from pyvision_engine.io import atomic_write_bytes
 from pyvision_engine.nn import _f_activation, _f_norm, _f_pooling, _f_shape
+from pyvision_engine.nn import conv_transpose as _conv_transpose_module
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn.dropout import Dropout
 from pyvision_engine.nn.module import Module
@@ -67,7 +68,9 @@ SUPPORTED = (
     "Dropout (eval), ZeroPad2d and F.pad, Upsample/interpolate (nearest, bilinear), cat, "
     "+ - * / ** with tensors and scalars, neg, abs, exp, log, sqrt, clamp, max/min of two "
     "tensors, matmul, reshape/view/flatten/squeeze/unsqueeze, permute/transpose, expand, sum, "
-    "mean, max()/min() of all elements")
+    "mean, max()/min() of all elements, ConvTranspose2d, ELU, SELU, CELU, Hardtanh, Threshold, "
+    "Softplus, Mish, Softsign, Tanhshrink, LogSigmoid, PixelShuffle/PixelUnshuffle, "
+    "ChannelShuffle, InstanceNorm2d (eval), LocalResponseNorm (odd sizes)")
 
 _state = threading.local()  # .tracer: the _Tracer of an export running in this thread
 _install_lock = threading.Lock()  # one export at a time installs the seams
@@ -321,6 +324,99 @@ def _prelu(tr: _Tracer, op: _Op) -> str:
     return tr.node("PRelu", [op.names[0], slope])
 
 
+def _conv_transpose(tr: _Tracer, op: _Op) -> str:
+    """torch's symmetric padding; output_padding is what the output has beyond the
+    smallest size the input gives."""
+    geo, x, w = op.kw["geometry"], op.args[0], op.args[1]
+    kernel = list(w.shape[2:])
+    smallest = [(size - 1) * s - 2 * p + d * (k - 1) + 1 for size, s, p, d, k in zip(
+        x.shape[2:], geo.stride, geo.top_left, geo.dilation, kernel)]
+    extra = [int(o - m) for o, m in zip(op.out.shape[2:], smallest)]
+    top, left = geo.top_left
+    attrs = dict(kernel_shape=kernel, strides=list(geo.stride), dilations=list(geo.dilation),
+                 group=geo.groups)
+    if all(e < s for e, s in zip(extra, geo.stride)):
+        return tr.node("ConvTranspose", [n for n in op.names[:3] if n is not None],
+                       pads=[top, left, top, left], output_padding=extra, **attrs)
+    # torch allows output padding below the dilation too, onnxruntime only below the stride.
+    # Output padding gives back rows and columns the padding would crop at the end: crop
+    # less there instead, and past the uncropped extent (no tap reaches) pad with zeros.
+    ends = [max(p - e, 0) for p, e in zip(geo.top_left, extra)]
+    beyond = [max(e - p, 0) for p, e in zip(geo.top_left, extra)]
+    y = tr.node("ConvTranspose", op.names[:2], pads=[top, left] + ends, **attrs)
+    if any(beyond):
+        y = tr.node("Pad", [y, tr.const([0, 0, 0, 0, 0, 0] + beyond, np.int64)])
+    return y if op.names[2] is None else tr.node("Add", [y, _per_channel(tr, op.names[2], 4)])
+
+
+def _softplus_node(tr: _Tracer, x: str, beta: float, threshold: float) -> str:
+    """torch's softplus: x where x * beta > threshold, else log(1 + exp(x * beta)) / beta."""
+    xb = x if beta == 1.0 else tr.node("Mul", [x, tr.const(beta)])
+    soft = tr.node("Softplus", [xb])
+    if beta != 1.0:
+        soft = tr.node("Div", [soft, tr.const(beta)])
+    linear = tr.node("Greater", [xb, tr.const(threshold)])
+    return tr.node("Where", [linear, x, soft])
+
+
+def _pointwise(tr: _Tracer, op: _Op) -> str:
+    """The element-wise activations of nn/_f_activation.py's _Pointwise, by their spec."""
+    spec, params, x = op.args[1], op.args[2], op.names[0]
+    kind = spec.__name__
+    if kind == "_ThresholdSpec":  # x <= threshold ? value : x (NaN stays NaN)
+        below = tr.node("LessOrEqual", [x, tr.const(params[0])])
+        return tr.node("Where", [below, tr.const(params[1]), x])
+    if kind == "_HardtanhSpec":
+        return _clip(tr, x, params[0], params[1])
+    if kind == "_EluSpec":  # x <= 0 ? neg * expm1(x * scale) : x * pos
+        neg, pos, scale = params
+        if scale == 1.0 and pos == 1.0:
+            return tr.node("Elu", [x], alpha=float(neg))
+        if scale == 1.0:
+            return tr.node("Selu", [x], alpha=float(neg / pos), gamma=float(pos))
+        if pos == 1.0 and neg * scale == 1.0:
+            return tr.node("Celu", [x], alpha=float(neg))
+        raise _unsupported(f"an ELU-family activation with parameters {params}")
+    if kind == "_SoftplusSpec":
+        return _softplus_node(tr, x, float(params[0]), float(params[1]))
+    if kind == "_MishSpec":  # x * tanh(softplus(x)), torch's softplus threshold 20
+        return tr.node("Mul", [x, tr.node("Tanh", [_softplus_node(tr, x, 1.0, 20.0)])])
+    if kind == "_SoftsignSpec":
+        return tr.node("Softsign", [x])
+    if kind == "_TanhshrinkSpec":
+        return tr.node("Sub", [x, tr.node("Tanh", [x])])
+    if kind == "_LogSigmoidSpec":  # -softplus(-x)
+        return tr.node("Neg", [tr.node("Softplus", [tr.node("Neg", [x])])])
+    raise _unsupported(f"the activation {kind.strip('_')}")
+
+
+def _permute(tr: _Tracer, op: _Op) -> str:
+    """pixel_shuffle / pixel_unshuffle / channel_shuffle: reshape -> transpose -> reshape.
+    Leading dims a reshape keeps become 0 (copied), so the batch size stays free."""
+    split, axes, out_shape = op.args[1], [int(a) for a in op.args[2]], op.args[3]
+
+    def target(shape: Sequence[int], source: Sequence[int]) -> str:
+        dims = [int(v) for v in shape]
+        i = 0
+        while i < min(len(dims), len(source)) and dims[i] == source[i]:
+            dims[i] = 0
+            i += 1
+        return tr.const(dims, np.int64)
+
+    y = tr.node("Reshape", [op.names[0], target(split, op.args[0].shape)])
+    y = tr.node("Transpose", [y], perm=axes)
+    return tr.node("Reshape", [y, target(out_shape, [split[a] for a in axes])])
+
+
+def _local_response_norm(tr: _Tracer, op: _Op) -> str:
+    size, alpha, beta, k = op.args[1:5]
+    if size % 2 == 0:  # torch's window is [c - size/2, c + size/2 - 1], ONNX's the mirror
+        raise _unsupported(f"local_response_norm with an even size ({size})",
+                           " (its channel window differs from ONNX LRN's)")
+    return tr.node("LRN", [op.names[0]], size=int(size), alpha=float(alpha), beta=float(beta),
+                   bias=float(k))
+
+
 _ACT_KINDS = {code: name for name, code in _f_activation.ACT_CODES.items()}
 
 _FUNCTION_CONVERTERS: Dict[type, Converter] = {
@@ -341,6 +437,9 @@ _FUNCTION_CONVERTERS: Dict[type, Converter] = {
     F._Conv2d: _conv, F._Linear: _linear, _f_norm._BatchNorm: _batch_norm,
     _f_norm._GroupNorm: _group_norm, _f_norm._LayerNorm: _layer_norm,
     _f_activation._PReLU: _prelu, _ops.Clamp: _clamp,
+    _conv_transpose_module._ConvTranspose2d: _conv_transpose,
+    _f_activation._Pointwise: _pointwise, _f_shape._Permute: _permute,
+    _f_norm._LocalResponseNorm: _local_response_norm,
 }
 
 

@@ -218,6 +218,22 @@ HAND_NETS = {
     "norms": (lambda: nn.Sequential(
         nn.Conv2d(3, 6, 3), nn.GroupNorm(3, 6), nn.ReLU(), nn.LayerNorm([5, 5])), (2, 3, 7, 7)),
     "cat_residual_reshape": (CatResidual, (2, 3, 6, 6)),
+    "conv_transpose": (lambda: nn.Sequential(
+        nn.ConvTranspose2d(3, 6, 3, stride=2, padding=1, output_padding=1, groups=3),
+        nn.ReLU(), nn.ConvTranspose2d(6, 4, (2, 3), stride=(1, 2), padding=(0, 1), bias=False),
+        # output padding 1 at stride 1 (below the dilation: torch's rule, not onnxruntime's)
+        nn.ConvTranspose2d(4, 4, 3, padding=1, output_padding=1, dilation=2),
+        nn.ConvTranspose2d(4, 2, 2, padding=(1, 0), output_padding=(2, 1), dilation=3)),
+        (2, 3, 5, 4)),
+    "more_activations": (lambda: nn.Sequential(
+        nn.Conv2d(3, 6, 1), nn.ELU(0.7), nn.Conv2d(6, 6, 1), nn.SELU(), nn.CELU(1.3),
+        nn.Hardtanh(-0.5, 0.8), nn.Conv2d(6, 6, 1), nn.Threshold(0.1, -2.0), nn.Softplus(),
+        nn.Softplus(2.0, 3.0), nn.Conv2d(6, 6, 1), nn.Mish(), nn.Softsign(), nn.Tanhshrink(),
+        nn.LogSigmoid()), (2, 3, 5, 4)),
+    "shuffles_and_instance_norm": (lambda: nn.Sequential(
+        nn.Conv2d(3, 16, 1), nn.PixelShuffle(2), nn.InstanceNorm2d(4, affine=True),
+        nn.PixelUnshuffle(2), nn.ChannelShuffle(4), nn.LocalResponseNorm(3, 1e-2, 0.75, 2.0),
+        nn.InstanceNorm2d(16)), (2, 3, 4, 6)),
 }
 
 
@@ -376,9 +392,10 @@ class Flat1d(nn.Module):
     (nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular"), "circular"),
     (nn.AdaptiveAvgPool2d((0, 2)), "empty 0x2 output"),
     (Flat1d(), "interpolate on a 3-D input"),
+    (nn.LocalResponseNorm(4), "even size"),
 ], ids=["slice", "constant-made-in-forward", "comparison", "divisor_override",
         "uneven-adaptive-pool", "return_indices", "circular-pad-opset17", "empty-adaptive-pool",
-        "interpolate-3d"])
+        "interpolate-3d", "lrn-even-size"])
 def test_unsupported_ops_are_not_implemented_errors(model, pattern, tmp_path):
     with pytest.raises(NotImplementedError, match=pattern) as info:
         export(model.eval(), _images(1, 3, 8, 8), tmp_path / "m.onnx")
