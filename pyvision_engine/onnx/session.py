@@ -534,9 +534,9 @@ class _Builder:
         def run(x: np.ndarray) -> List[Any]:
             if gemm and x.ndim != 2:
                 raise _ops.OnnxOpError(f"Gemm: A must be 2-D, got shape {x.shape}")
-            if x.ndim != 2 or x.dtype != np.float32:  # (MatMul broadcasting: numpy)
+            if x.dtype != np.float32:
                 return [np.matmul(x, weight.T)]
-            return [F.linear(x, weight, bias)]
+            return [F.linear(x, weight, bias)]  # (any leading dims: one GEMM over all rows)
         return _Step(run, [node.inputs[0]], [node.outputs[0]], _label(node))
 
 
