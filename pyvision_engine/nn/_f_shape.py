@@ -204,8 +204,8 @@ def _index_pad(x: Tensor, pads: List[int], widths: List[Tuple[int, int]], mode: 
             before, after = max(before, 0), max(after, 0)
             if len(kept) == 0 and max(before, after) > 0:
                 # (torch copies uninitialised memory here)
-                raise RuntimeValueError(f"pad: padding {pads} leaves nothing of dimension {axis} of "
-                                 f"input {list(x.shape)} to pad from in mode {mode!r}")
+                raise RuntimeValueError(f"pad: padding {pads} leaves nothing of dimension {axis} "
+                                        f"of input {list(x.shape)} to pad from in mode {mode!r}")
             if max(before, after) > len(kept):
                 raise RuntimeValueError(f"pad: padding value causes wrapping around more than "
                                         f"once: padding ({before}, {after}) at dimension {axis} "

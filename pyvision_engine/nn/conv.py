@@ -81,6 +81,17 @@ def _fold_sources(conv: "Conv2d", bn: Optional[Module]) -> Tuple[Optional[Tensor
             bn._parameters.get("bias"))
 
 
+def reset_conv_parameters(weight: Tensor, bias: Optional[Tensor], fan_in: int) -> None:
+    """torch's init of a convolution (plain or transposed): kaiming_uniform_(a=sqrt(5)) on the
+    weight, whose own fan_in it computes, and the bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    if fan_in == 0:
+        return
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        bound = 1 / math.sqrt(fan_in)
+        init.uniform_(bias, -bound, bound)
+
+
 def _record_state(tensors: Iterable[Optional[Tensor]]) -> Tuple[Any, ...]:
     """Each tensor with its array and ``_changes()`` (None stays None). The state holds the
     tensors and arrays themselves, so identity checks against it stay valid."""
@@ -175,12 +186,7 @@ class Conv2d(Module):
 
     def reset_parameters(self) -> None:
         fan_in = (self.in_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
-        if fan_in == 0:
-            return
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(fan_in)
-            init.uniform_(self.bias, -bound, bound)
+        reset_conv_parameters(self.weight, self.bias, fan_in)
 
     # ------------------------------------------------------- inference pack
     def _drop_pack(self) -> None:

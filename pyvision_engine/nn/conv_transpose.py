@@ -23,8 +23,8 @@ import numpy as np
 from pyvision_engine import _C
 from pyvision_engine.autograd import Function
 from pyvision_engine.nn import functional as F
-from pyvision_engine.nn import init
 from pyvision_engine.nn._f_common import RuntimeValueError, check_factory_kwargs, float_input
+from pyvision_engine.nn.conv import reset_conv_parameters
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
 from pyvision_engine.tensor import Tensor, as_tensor
@@ -227,12 +227,7 @@ class ConvTranspose2d(Module):
     def reset_parameters(self) -> None:
         # torch's fan_in of a transposed weight: its dimension 1 times the kernel's area
         fan_in = (self.out_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
-        if fan_in == 0:
-            return
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(fan_in)
-            init.uniform_(self.bias, -bound, bound)
+        reset_conv_parameters(self.weight, self.bias, fan_in)
 
     def _output_padding(self, x: Tensor, output_size: Optional[Sequence[int]]) -> Tuple[int, int]:
         """torch's rule: ``output_size`` (spatial, or with the batch/channel dims) gives the
