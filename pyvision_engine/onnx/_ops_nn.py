@@ -11,8 +11,10 @@ import itertools
 
 import numpy as np
 
+from pyvision_engine.nn import functional as F
 from pyvision_engine.onnx._ops import (OnnxOpError, _as_2d_pool, _axis, _pool_args,
-                                       _pool_reference, contiguous, op, spatial_pads, text_attr)
+                                       _pool_reference, arr, contiguous, f32, op, spatial_pads,
+                                       text_attr)
 
 
 # ----------------------------------------------------------------- transposed convolution
@@ -63,10 +65,31 @@ def _conv_transpose(attrs, opset, inputs):
     if list(w.shape[2:]) != kernel:
         raise OnnxOpError(f"ConvTranspose: kernel_shape {kernel} differs from the weight's "
                           f"{list(w.shape[2:])}")
-    n, c_in, spatial = x.shape[0], x.shape[1], x.shape[2:]
-    c_out_g = w.shape[1]
+    spatial = x.shape[2:]
     full = [strides[i] * (spatial[i] - 1) + (kernel[i] - 1) * dilations[i] + 1
             for i in range(len(spatial))]
+    if x.ndim == 4 and x.dtype == np.float32 and w.dtype == np.float32 and x.size and w.size:
+        # the pad-free result on the engine's convolution kernels, cut to size below
+        acc = arr(F.conv_transpose2d(f32(x), f32(w), None, strides, 0, 0, group, dilations))
+    else:
+        acc = _conv_transpose_reference(x, w, group, strides, dilations, kernel, full)
+    # output position o reads full position o + begin (zero outside the full result)
+    index, width = [slice(None), slice(None)], [(0, 0), (0, 0)]
+    for i in range(len(spatial)):
+        lo, hi = begin[i], begin[i] + size[i]
+        width.append((max(0, -lo), max(0, hi - full[i])))
+        index.append(slice(lo + width[-1][0], hi + width[-1][0]))
+    y = np.pad(acc, width)[tuple(index)]
+    if b is not None:
+        y = y + b.reshape((1, -1) + (1,) * len(spatial))
+    return [contiguous(y, dtype=x.dtype)]
+
+
+def _conv_transpose_reference(x, w, group, strides, dilations, kernel, full):
+    """The pad-free transposed convolution of any rank in numpy: each tap's product
+    scattered into the output."""
+    n, c_in, spatial = x.shape[0], x.shape[1], x.shape[2:]
+    c_out_g = w.shape[1]
     acc = np.zeros((n, c_out_g * group, *full), dtype=np.float64 if x.dtype == np.float64 else np.float32)
     per = c_in // group
     for g in range(group):
@@ -79,16 +102,7 @@ def _conv_transpose(attrs, opset, inputs):
             where = tuple(slice(t * d, t * d + (s_in - 1) * s + 1, s)
                           for t, d, s_in, s in zip(tap, dilations, spatial, strides))
             out[(slice(None), slice(None)) + where] += taps[(slice(None), slice(None)) + tap]
-    # output position o reads full position o + begin (zero outside the full result)
-    index, width = [slice(None), slice(None)], [(0, 0), (0, 0)]
-    for i in range(len(spatial)):
-        lo, hi = begin[i], begin[i] + size[i]
-        width.append((max(0, -lo), max(0, hi - full[i])))
-        index.append(slice(lo + width[-1][0], hi + width[-1][0]))
-    y = np.pad(acc, width)[tuple(index)]
-    if b is not None:
-        y = y + b.reshape((1, -1) + (1,) * len(spatial))
-    return [contiguous(y, dtype=x.dtype)]
+    return acc
 
 
 # ----------------------------------------------------------------- Lp pooling and unpooling
