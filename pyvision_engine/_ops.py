@@ -16,7 +16,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from pyvision_engine import _C
-from pyvision_engine.autograd import Function, _unbroadcast
+from pyvision_engine.autograd import Function, _type_name, _unbroadcast
 
 _FLOAT = np.dtype(np.float32)
 
@@ -187,11 +187,6 @@ def _split_ints_from_advanced(items: Tuple[Any, ...]) -> Optional[TwoStepIndex]:
 def _is_basic_index(index: Any) -> bool:
     items = index if isinstance(index, tuple) else (index,)
     return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
-
-
-def _type_name(a: np.ndarray) -> str:
-    return {"float32": "FloatTensor", "int64": "LongTensor", "bool": "BoolTensor"}.get(
-        str(a.dtype), str(a.dtype))
 
 
 _RANK_DTYPE_NAMES = {"f": "Float", "i": "Long", "b": "Bool"}
@@ -637,7 +632,7 @@ class BroadcastTo(Function):
         lead = len(shape) - a.ndim
         if lead < 0:
             raise RuntimeError(
-                f"expand({_type_name(a)}{{{list(a.shape)}}}, size={list(shape)}): the number of "
+                f"expand({_type_name(a.dtype)}{{{list(a.shape)}}}, size={list(shape)}): the number of "
                 f"sizes provided ({len(shape)}) must be greater or equal to the number of "
                 f"dimensions in the tensor ({a.ndim})"
             )

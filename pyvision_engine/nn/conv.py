@@ -81,6 +81,23 @@ def _fold_sources(conv: "Conv2d", bn: Optional[Module]) -> Tuple[Optional[Tensor
             bn._parameters.get("bias"))
 
 
+def check_conv_channels(layer: str, in_channels: Any, out_channels: Any, groups: Any) -> None:
+    """A convolution layer's (plain or transposed) channel counts and groups, as torch
+    checks them in the constructor."""
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                        ("groups", groups)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{layer}: {name} must be a non-negative int, got {value!r}")
+    if groups <= 0:
+        raise ValueError(f"{layer}: groups must be a positive integer")
+    if in_channels % groups != 0:
+        raise ValueError(f"{layer}: in_channels ({in_channels}) must be divisible by groups "
+                         f"({groups})")
+    if out_channels % groups != 0:
+        raise ValueError(f"{layer}: out_channels ({out_channels}) must be divisible by groups "
+                         f"({groups})")
+
+
 def reset_conv_parameters(weight: Tensor, bias: Optional[Tensor], fan_in: int) -> None:
     """torch's init of a convolution (plain or transposed): kaiming_uniform_(a=sqrt(5)) on the
     weight, whose own fan_in it computes, and the bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
@@ -139,18 +156,7 @@ class Conv2d(Module):
                  padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
         super().__init__()
         check_factory_kwargs(device, dtype, "Conv2d")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("groups", groups)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"Conv2d: {name} must be a non-negative int, got {value!r}")
-        if groups <= 0:
-            raise ValueError("Conv2d: groups must be a positive integer")
-        if in_channels % groups != 0:
-            raise ValueError(f"Conv2d: in_channels ({in_channels}) must be divisible by groups "
-                             f"({groups})")
-        if out_channels % groups != 0:
-            raise ValueError(f"Conv2d: out_channels ({out_channels}) must be divisible by groups "
-                             f"({groups})")
+        check_conv_channels("Conv2d", in_channels, out_channels, groups)
         kernel = F._int_pair(kernel_size, "kernel_size", "Conv2d")
         stride_pair = F._int_pair(stride, "stride", "Conv2d")
         dilation_pair = F._int_pair(dilation, "dilation", "Conv2d")

@@ -24,7 +24,7 @@ from pyvision_engine import _C
 from pyvision_engine.autograd import Function
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn._f_common import RuntimeValueError, check_factory_kwargs, float_input
-from pyvision_engine.nn.conv import reset_conv_parameters
+from pyvision_engine.nn.conv import check_conv_channels, reset_conv_parameters
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
 from pyvision_engine.tensor import Tensor, as_tensor
@@ -184,19 +184,7 @@ class ConvTranspose2d(Module):
         if padding_mode != "zeros":
             raise ValueError(f'Only "zeros" padding mode is supported for ConvTranspose2d, got '
                              f'{padding_mode!r}')
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("groups", groups)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"ConvTranspose2d: {name} must be a non-negative int, got "
-                                 f"{value!r}")
-        if groups <= 0:
-            raise ValueError("ConvTranspose2d: groups must be a positive integer")
-        if in_channels % groups != 0:
-            raise ValueError(f"ConvTranspose2d: in_channels ({in_channels}) must be divisible "
-                             f"by groups ({groups})")
-        if out_channels % groups != 0:
-            raise ValueError(f"ConvTranspose2d: out_channels ({out_channels}) must be "
-                             f"divisible by groups ({groups})")
+        check_conv_channels("ConvTranspose2d", in_channels, out_channels, groups)
         if isinstance(padding, str):
             raise ValueError(f"ConvTranspose2d: padding must be an int or a pair of ints, got "
                              f"{padding!r}")

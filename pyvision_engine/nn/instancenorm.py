@@ -8,17 +8,15 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from pyvision_engine.autograd import no_grad
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn._f_common import check_factory_kwargs
-from pyvision_engine.nn.module import Module
-from pyvision_engine.nn.parameter import Parameter
+from pyvision_engine.nn.normalization import _NormBase
 from pyvision_engine.tensor import Tensor, as_tensor
 
 __all__ = ["InstanceNorm2d"]
 
 
-class _InstanceNorm(Module):
+class _InstanceNorm(_NormBase):
     """torch's _InstanceNorm over _NormBase: weight (C,) ones and bias (C,) zeros with
     ``affine``; running_mean / running_var / num_batches_tracked buffers with
     ``track_running_stats`` (the count stays 0: torch's instance norm never advances it).
@@ -38,42 +36,7 @@ class _InstanceNorm(Module):
             raise TypeError(f"{name}: num_features must be an int, got {num_features!r}")
         if num_features < 0:
             raise ValueError(f"{name}: num_features must be non-negative, got {num_features}")
-        self.num_features = int(num_features)
-        self.eps = eps
-        self.momentum = momentum
-        self.affine = affine
-        self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(np.ones(num_features, dtype=np.float32))
-            if bias:
-                self.bias = Parameter(np.zeros(num_features, dtype=np.float32))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=np.float32))
-            self.register_buffer("running_var", np.ones(num_features, dtype=np.float32))
-            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
-
-    def reset_running_stats(self) -> None:
-        if self.track_running_stats:
-            self.running_mean.fill_(0)
-            self.running_var.fill_(1)
-            self.num_batches_tracked.fill_(0)
-
-    def reset_parameters(self) -> None:
-        self.reset_running_stats()
-        if self.affine:
-            with no_grad():
-                self.weight.fill_(1)
-                if self.bias is not None:
-                    self.bias.fill_(0)
+        self._init_state(num_features, eps, momentum, affine, track_running_stats, bias)
 
     def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, assign: bool,
                               missing: List[str], unexpected: List[str],
@@ -97,9 +60,6 @@ class _InstanceNorm(Module):
                     .format(names=" and ".join(f'"{k}"' for k in keys), klass=name))
                 state_dict = {k: v for k, v in state_dict.items() if k not in keys}
         super()._load_from_state_dict(state_dict, prefix, assign, missing, unexpected, errors)
-        key = prefix + "num_batches_tracked"
-        if self.track_running_stats and key in missing and (version is None or version < 2):
-            missing.remove(key)
 
     def _check_input_dim(self, x: Tensor) -> None:
         raise NotImplementedError

@@ -17,27 +17,13 @@ from pyvision_engine.tensor import Tensor, as_tensor
 __all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm"]
 
 
-class _BatchNorm(Module):
-    """Shared BatchNorm logic; subclasses say which input ranks they accept.
+class _NormBase(Module):
+    """What BatchNorm and InstanceNorm share, as torch's _NormBase: the affine weight (C,)
+    ones and bias (C,) zeros, the running statistics buffers, their reset, and the
+    state-dict rule for num_batches_tracked."""
 
-    Buffers (with track_running_stats): running_mean (C,) zeros, running_var (C,)
-    ones, num_batches_tracked int64 scalar. In training the batch statistics
-    normalise and the running ones are updated with ``momentum`` (None: the
-    cumulative average 1 / num_batches_tracked); in eval the running ones are
-    used. Parameters (affine): weight (C,) ones, bias (C,) zeros (none with
-    ``bias=False``, keyword-only as in torch 2.x)."""
-
-    _ranks: Tuple[int, ...] = ()
-    _shape_text = ""
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Any = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, device: Any = None,
-                 dtype: Any = None, *, bias: bool = True) -> None:
-        super().__init__()
-        name = type(self).__name__
-        check_factory_kwargs(device, dtype, name)
-        if not isinstance(num_features, (int, np.integer)) or num_features <= 0:
-            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
+    def _init_state(self, num_features: int, eps: float, momentum: Any, affine: bool,
+                    track_running_stats: bool, bias: bool) -> None:
         self.num_features = int(num_features)
         self.eps = eps
         self.momentum = momentum
@@ -88,6 +74,30 @@ class _BatchNorm(Module):
             version = metadata.get(prefix[:-1], {}).get("version")
             if version is None or version < 2:
                 missing.remove(key)
+
+
+class _BatchNorm(_NormBase):
+    """Shared BatchNorm logic; subclasses say which input ranks they accept.
+
+    Buffers (with track_running_stats): running_mean (C,) zeros, running_var (C,)
+    ones, num_batches_tracked int64 scalar. In training the batch statistics
+    normalise and the running ones are updated with ``momentum`` (None: the
+    cumulative average 1 / num_batches_tracked); in eval the running ones are
+    used. Parameters (affine): weight (C,) ones, bias (C,) zeros (none with
+    ``bias=False``, keyword-only as in torch 2.x)."""
+
+    _ranks: Tuple[int, ...] = ()
+    _shape_text = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Any = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, device: Any = None,
+                 dtype: Any = None, *, bias: bool = True) -> None:
+        super().__init__()
+        name = type(self).__name__
+        check_factory_kwargs(device, dtype, name)
+        if not isinstance(num_features, (int, np.integer)) or num_features <= 0:
+            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
+        self._init_state(num_features, eps, momentum, affine, track_running_stats, bias)
 
     def _check_input(self, x: Tensor) -> None:
         name = type(self).__name__
