@@ -153,14 +153,15 @@ class Optimizer:
             self.add_param_group(group)
 
     def __repr__(self) -> str:
-        lines = [type(self).__name__ + " ("]
+        # torch's text exactly (each group opens with a newline, so a blank
+        # line separates groups); scheduler error messages embed it.
+        text = type(self).__name__ + " ("
         for i, group in enumerate(self.param_groups):
-            lines.append(f"Parameter Group {i}")
+            text += f"\nParameter Group {i}\n"
             for key in sorted(group):
                 if key != "params":
-                    lines.append(f"    {key}: {group[key]}")
-        lines.append(")")
-        return "\n".join(lines)
+                    text += f"    {key}: {group[key]}\n"
+        return text + ")"
 
     # ---------------------------------------------------------------- groups
     def add_param_group(self, param_group: Dict[str, Any]) -> None:

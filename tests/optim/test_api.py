@@ -279,6 +279,21 @@ def test_repr_lists_groups():
     assert "SGD (" in text and "lr: 0.1" in text
 
 
+def test_repr_is_torchs_text():
+    # torch opens each group with a newline, leaving a blank line between groups.
+    a, b = _params(2)
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
+    keys = ["dampening", "differentiable", "foreach", "fused", "lr", "maximize", "momentum",
+            "nesterov", "weight_decay"]
+    groups = [dict(opt.defaults, lr=0.1), dict(opt.defaults, lr=0.5)]
+    expected = "SGD ("
+    for i, group in enumerate(groups):
+        expected += f"\nParameter Group {i}\n"
+        expected += "".join(f"    {k}: {group[k]}\n" for k in sorted(keys))
+    assert repr(opt) == expected + ")"
+    assert "weight_decay: 0\n\nParameter Group 1\n    dampening: 0\n" in repr(opt)
+
+
 def test_adagrad_state_as_torch():
     # torch fills ``sum`` with the constructor's initial_accumulator_value, also for a
     # group that sets its own; groups given to the constructor have state at once,
