@@ -5,17 +5,21 @@ lr is filled in place, as torch does). The chainable form (``get_lr``, used by
 ``step()``) multiplies the current lr, the closed form (``step(epoch)``)
 recomputes it from ``base_lrs``, as in torch.
 ``state_dict()`` holds every attribute except the optimizer (and lambdas).
+Per-group lists are zipped strictly with the param groups, as torch's
+``zip(..., strict=True)``: a param group added after a scheduler was built
+makes the steps that need a per-group value raise torch's ValueError.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import types
 import warnings
-from functools import wraps
+from functools import partial, wraps
 from bisect import bisect_right
 from collections import Counter
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 from weakref import ref
 
 from pyvision_engine.optim.optimizer import Optimizer
@@ -24,7 +28,8 @@ from pyvision_engine.tensor import Tensor
 __all__ = [
     "LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR",
     "LinearLR", "ExponentialLR", "SequentialLR", "PolynomialLR", "CosineAnnealingLR",
-    "ChainedScheduler", "ReduceLROnPlateau", "CosineAnnealingWarmRestarts", "OneCycleLR",
+    "ChainedScheduler", "ReduceLROnPlateau", "CyclicLR", "CosineAnnealingWarmRestarts",
+    "OneCycleLR",
 ]
 
 
@@ -82,15 +87,48 @@ def _check_optimizer(optimizer: Any) -> None:
         raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
 
 
+def _zip_strict(*iterables: Iterable[Any]) -> Iterator[Tuple[Any, ...]]:
+    """``zip(*iterables, strict=True)`` (torch zips per-group lists so): a
+    ValueError, raised lazily once the shortest ends, when the lengths differ."""
+    if sys.version_info >= (3, 10):
+        return zip(*iterables, strict=True)  # type: ignore[call-overload]
+    return _zip_strict_py39(*iterables)
+
+
+def _zip_strict_py39(*iterables: Iterable[Any]) -> Iterator[Tuple[Any, ...]]:
+    # CPython 3.10's strict zip, messages included, for Python 3.9.
+    iters = [iter(it) for it in iterables]
+    sentinel = object()
+    while True:
+        items = []
+        for i, it in enumerate(iters):
+            item = next(it, sentinel)
+            if item is sentinel:
+                if i:
+                    plural = " " if i == 1 else "s 1-"
+                    raise ValueError(f"zip() argument {i + 1} is shorter than argument{plural}{i}")
+                for j, other in enumerate(iters[1:], 1):
+                    if next(other, sentinel) is not sentinel:
+                        plural = " " if j == 1 else "s 1-"
+                        raise ValueError(
+                            f"zip() argument {j + 1} is longer than argument{plural}{j}")
+                return
+            items.append(item)
+        yield tuple(items)
+
+
 def _per_group(name: str, optimizer: Optimizer, value: Any) -> List[Any]:
+    """One value per param group (a list/tuple must match their number); a
+    Tensor is cloned, as torch's _format_param."""
     if isinstance(value, (list, tuple)):
         if len(value) != len(optimizer.param_groups):
             raise ValueError(
                 f"{name} must have the same length as optimizer.param_groups. {name} has "
                 f"{len(value)} values, param_groups has {len(optimizer.param_groups)}."
             )
-        return list(value)
-    return [value] * len(optimizer.param_groups)
+    else:
+        value = [value] * len(optimizer.param_groups)
+    return [v.clone() if isinstance(v, Tensor) else v for v in value]
 
 
 def _group_vals(optimizer: Optimizer, key: str = "lr") -> List[Any]:
@@ -114,6 +152,41 @@ def _set_lr(group: Dict[str, Any], lr: Any) -> None:
         group["lr"] = lr
 
 
+def _setup_cycled_momentum(optimizer: Optimizer, base_momentum: Any, max_momentum: Any,
+                        last_epoch: int, max_first: bool) -> Tuple[bool, List[Any], List[Any]]:
+    """Momentum cycling of OneCycleLR and CyclicLR (``cycle_momentum=True``):
+    the optimizer must have 'momentum' or 'betas' (then β1 cycles). Returns
+    (use_beta1, base_momentums, max_momentums); a fresh schedule
+    (``last_epoch=-1``) starts each group at its max momentum and records
+    ``max_momentum``/``base_momentum`` in it. ``max_first``: which list is
+    checked first (OneCycleLR max, CyclicLR base, as torch)."""
+    if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+        raise ValueError(
+            "optimizer must support momentum or beta1 with `cycle_momentum` option enabled"
+        )
+    use_beta1 = "betas" in optimizer.defaults
+    if max_first:
+        maxes = _per_group("max_momentum", optimizer, max_momentum)
+        bases = _per_group("base_momentum", optimizer, base_momentum)
+    else:
+        bases = _per_group("base_momentum", optimizer, base_momentum)
+        maxes = _per_group("max_momentum", optimizer, max_momentum)
+    if last_epoch == -1:
+        for m_hi, m_lo, group in _zip_strict(maxes, bases, optimizer.param_groups):
+            _set_momentum(group, use_beta1, m_hi)
+            group["max_momentum"] = m_hi
+            group["base_momentum"] = m_lo
+    return use_beta1, bases, maxes
+
+
+def _set_momentum(group: Dict[str, Any], use_beta1: bool, momentum: Any) -> None:
+    """The cycled momentum: β1 of ``group['betas']`` or ``group['momentum']``."""
+    if use_beta1:
+        group["betas"] = (momentum, *group["betas"][1:])
+    else:
+        group["momentum"] = momentum
+
+
 class LRScheduler:
     """Base class. ``last_epoch=-1`` starts a schedule (and records each group's
     ``initial_lr``); a non-negative value resumes one (``initial_lr`` must exist).
@@ -135,7 +208,12 @@ class LRScheduler:
                 if "initial_lr" not in group:
                     raise KeyError(
                         f"param 'initial_lr' is not specified in param_groups[{i}] when "
-                        "resuming scheduler with last_epoch >= 0."
+                        "resuming scheduler with last_epoch >= 0.\n"
+                        "This typically happens when:\n"
+                        "1. You're trying to resume training from a checkpoint but haven't "
+                        "properly loaded the optimizer state\n"
+                        "2. You're using last_epoch >= 0 for a fresh training run "
+                        "(not recommended)"
                     )
         self.base_lrs: List[float] = _group_vals(optimizer, "initial_lr")
         self.last_epoch = last_epoch
@@ -198,15 +276,18 @@ class LRScheduler:
                 self.last_epoch = epoch
                 closed = getattr(self, "_get_closed_form_lr", None)
                 values = closed() if closed is not None else self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, values):
+        for group, lr in _zip_strict(self.optimizer.param_groups, values):
             _set_lr(group, lr)
         self._last_lr = _lrs(self.optimizer)
 
 
-_LRScheduler = LRScheduler
+class _LRScheduler(LRScheduler):
+    """Backwards-compatible name (a subclass, so its __name__ is its own, as torch's)."""
 
 
 class _LambdaBase(LRScheduler):
+    _lambdas_must_be_callable = False
+
     def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
         self.optimizer = optimizer
         if isinstance(lr_lambda, (list, tuple)):
@@ -217,6 +298,11 @@ class _LambdaBase(LRScheduler):
             self.lr_lambdas = list(lr_lambda)
         else:
             self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
+        if self._lambdas_must_be_callable:
+            for fn in self.lr_lambdas:
+                if not callable(fn):
+                    raise TypeError(
+                        f"lr_lambda should be a function, but got {type(fn).__name__}")
         super().__init__(optimizer, last_epoch)
 
     def state_dict(self) -> Dict[str, Any]:
@@ -230,9 +316,9 @@ class _LambdaBase(LRScheduler):
         state = dict(state_dict)
         lambdas = state.pop("lr_lambdas")
         self.__dict__.update(state)
-        for fn, saved in zip(self.lr_lambdas, lambdas):
+        for idx, saved in enumerate(lambdas):
             if saved is not None:
-                fn.__dict__.update(saved)
+                self.lr_lambdas[idx].__dict__.update(saved)
 
 
 class LambdaLR(_LambdaBase):
@@ -245,19 +331,18 @@ class LambdaLR(_LambdaBase):
 
     def get_lr(self) -> List[float]:
         _warn_get_lr_called_within_step(self)
-        return [base * fn(self.last_epoch) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
+        return [base * fn(self.last_epoch)
+                for fn, base in _zip_strict(self.lr_lambdas, self.base_lrs)]
 
 
 class MultiplicativeLR(_LambdaBase):
     """lr ← lr · lr_lambda(epoch) each step after the first."""
 
+    _lambdas_must_be_callable = True
+
     def __init__(self, optimizer: Optimizer,
                  lr_lambda: Union[Callable[[int], float], List[Callable[[int], float]]],
                  last_epoch: int = -1) -> None:
-        fns = lr_lambda if isinstance(lr_lambda, (list, tuple)) else [lr_lambda]
-        for fn in fns:
-            if not callable(fn):
-                raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
         super().__init__(optimizer, lr_lambda, last_epoch)
 
     def get_lr(self) -> List[float]:
@@ -265,7 +350,7 @@ class MultiplicativeLR(_LambdaBase):
         if self._is_initial:
             return _lrs(self.optimizer)
         return [g["lr"] * fn(self.last_epoch)
-                for fn, g in zip(self.lr_lambdas, self.optimizer.param_groups)]
+                for fn, g in _zip_strict(self.lr_lambdas, self.optimizer.param_groups)]
 
 
 class StepLR(LRScheduler):
@@ -420,10 +505,11 @@ class CosineAnnealingLR(LRScheduler):
         if self._is_initial:
             return _lrs(self.optimizer)
         if self._step_count == 1 and e > 0:
-            return [lo + (b - lo) * (1 + math.cos(e * math.pi / T)) / 2 for b in self.base_lrs]
+            return [lo + (b - lo) * (1 + math.cos(e * math.pi / T)) / 2
+                    for b, _ in _zip_strict(self.base_lrs, groups)]
         if (e - 1 - T) % (2 * T) == 0:
             return [g["lr"] + (b - lo) * (1 - math.cos(math.pi / T)) / 2
-                    for b, g in zip(self.base_lrs, groups)]
+                    for b, g in _zip_strict(self.base_lrs, groups)]
         return [(1 + math.cos(math.pi * e / T)) / (1 + math.cos(math.pi * (e - 1) / T))
                 * (g["lr"] - lo) + lo for g in groups]
 
@@ -485,7 +571,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.last_epoch = math.floor(epoch)
         with _GetLrWithinStep(self):
             values = self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, values):
+        for group, lr in _zip_strict(self.optimizer.param_groups, values):
             _set_lr(group, lr)
         self._last_lr = _lrs(self.optimizer)
 
@@ -551,21 +637,8 @@ class OneCycleLR(LRScheduler):
                 group["min_lr"] = group["initial_lr"] / final_div_factor
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError(
-                    "optimizer must support momentum or beta1 with `cycle_momentum` option enabled"
-                )
-            self.use_beta1 = "betas" in optimizer.defaults
-            maxes = _per_group("max_momentum", optimizer, max_momentum)
-            bases = _per_group("base_momentum", optimizer, base_momentum)
-            if last_epoch == -1:
-                for m_hi, m_lo, group in zip(maxes, bases, optimizer.param_groups):
-                    if self.use_beta1:
-                        group["betas"] = (m_hi, *group["betas"][1:])
-                    else:
-                        group["momentum"] = m_hi
-                    group["max_momentum"] = m_hi
-                    group["base_momentum"] = m_lo
+            self.use_beta1, _, _ = _setup_cycled_momentum(
+                optimizer, base_momentum, max_momentum, last_epoch, max_first=True)
         super().__init__(optimizer, last_epoch)
 
     def _anneal(self, start: float, end: float, pct: float) -> float:
@@ -597,11 +670,25 @@ class OneCycleLR(LRScheduler):
                 start = phase["end_step"]
             lrs.append(lr)
             if self.cycle_momentum:
-                if self.use_beta1:
-                    group["betas"] = (mom, *group["betas"][1:])
-                else:
-                    group["momentum"] = mom
+                _set_momentum(group, self.use_beta1, mom)
         return lrs
+
+
+def _check_schedulers(owner: LRScheduler, schedulers: Sequence[Any], optimizer: Any) -> None:
+    """SequentialLR's and ChainedScheduler's checks of their schedulers, with torch's errors."""
+    name = type(owner).__name__
+    for idx, sched in enumerate(schedulers):
+        if not hasattr(sched, "optimizer"):
+            raise TypeError(f"{name} at index {idx} should have `optimizer` as its attribute.")
+        if isinstance(sched, ReduceLROnPlateau):
+            raise ValueError(f"{name} does not support `ReduceLROnPlateau` scheduler as it "
+                             "requires additional kwargs to be specified when calling `step`, "
+                             f"but got one at index {idx} in the given schedulers sequence.")
+        if sched.optimizer is not optimizer:
+            raise ValueError(f"{name} expects all schedulers to belong to the same optimizer, "
+                             f"but got scheduler {type(sched).__name__} at index {idx} has "
+                             f"{sched.optimizer}, which is different from "
+                             f"{type(optimizer).__name__}.")
 
 
 class SequentialLR(LRScheduler):
@@ -609,21 +696,10 @@ class SequentialLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, schedulers: List[LRScheduler],
                  milestones: List[int], last_epoch: int = -1) -> None:
-        name = type(self).__name__
         if len(schedulers) < 1:
-            raise ValueError(f"{name} expects at least one scheduler, but got no scheduler.")
-        for idx, sched in enumerate(schedulers):
-            if not hasattr(sched, "optimizer"):
-                raise TypeError(f"{name} at index {idx} should have `optimizer` as its attribute.")
-            if isinstance(sched, ReduceLROnPlateau):
-                raise ValueError(f"{name} does not support `ReduceLROnPlateau` scheduler as it "
-                                 "requires additional kwargs to be specified when calling `step`, "
-                                 f"but got one at index {idx} in the given schedulers sequence.")
-            if sched.optimizer is not optimizer:
-                raise ValueError(f"{name} expects all schedulers to belong to the same optimizer, "
-                                 f"but got scheduler {type(sched).__name__} at index {idx} has "
-                                 f"{sched.optimizer}, which is different from "
-                                 f"{type(optimizer).__name__}.")
+            raise ValueError(
+                f"{type(self).__name__} expects at least one scheduler, but got no scheduler.")
+        _check_schedulers(self, schedulers, optimizer)
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(
                 "Sequential Schedulers expects number of schedulers provided to be one more than "
@@ -668,8 +744,8 @@ class SequentialLR(LRScheduler):
         state = dict(state_dict)
         subs = state.pop("_schedulers")
         self.__dict__.update(state)
-        for s, saved in zip(self._schedulers, subs):
-            s.load_state_dict(saved)
+        for idx, saved in enumerate(subs):
+            self._schedulers[idx].load_state_dict(saved)
 
 
 class ChainedScheduler(LRScheduler):
@@ -681,14 +757,8 @@ class ChainedScheduler(LRScheduler):
             raise ValueError(f"{type(self).__name__} expects at least one scheduler to be "
                              "chained, but got no scheduler.")
         optimizer = optimizer or schedulers[0].optimizer
-        for idx, sched in enumerate(schedulers):
-            if isinstance(sched, ReduceLROnPlateau):
-                raise ValueError(f"{type(self).__name__} does not support `ReduceLROnPlateau` "
-                                 f"scheduler, but got one at index {idx}.")
-            if sched.optimizer is not optimizer:
-                raise ValueError(f"{type(self).__name__} expects all schedulers to belong to the "
-                                 "same optimizer.")
-        self._schedulers = list(schedulers)
+        _check_schedulers(self, schedulers, optimizer)
+        self._schedulers = schedulers
         self.optimizer = optimizer
         self._last_lr = _lrs(self._schedulers[-1].optimizer)
 
@@ -753,12 +823,12 @@ class ReduceLROnPlateau(LRScheduler):
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0  # bad epochs during cooldown do not count
         if self.num_bad_epochs > self.patience:
-            self._reduce_lr()
+            self._reduce_lr(epoch)
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = _lrs(self.optimizer)
 
-    def _reduce_lr(self) -> None:
+    def _reduce_lr(self, epoch: Any) -> None:
         if len(self.optimizer.param_groups) != len(self.min_lrs):
             if self.default_min_lr is None:
                 raise RuntimeError(
@@ -803,3 +873,121 @@ class ReduceLROnPlateau(LRScheduler):
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         self.__dict__.update(state_dict)
         self._init_is_better(self.mode, self.threshold, self.threshold_mode)
+
+
+class CyclicLR(LRScheduler):
+    """Cyclical learning rates (Smith 2017): each step moves lr linearly between
+    ``base_lr`` and ``max_lr`` (``step_size_up`` steps up, ``step_size_down``
+    down), the amplitude scaled by ``mode`` ('triangular': 1, 'triangular2':
+    halved every cycle, 'exp_range': gamma**iterations) or a custom ``scale_fn``
+    of the cycle or iteration (``scale_mode``). With ``cycle_momentum``,
+    momentum (or β1 of an optimizer with 'betas') cycles inversely between
+    ``max_momentum`` and ``base_momentum``. Meant to be stepped every batch.
+
+    A fresh schedule (``last_epoch=-1``) sets each group's lr to its base_lr.
+    ``state_dict()`` drops the built-in scale function (rebuilt from ``mode``
+    on load) and keeps a custom ``scale_fn`` only as the ``__dict__`` of a
+    callable object (a function or lambda is saved as None), as torch."""
+
+    def __init__(self, optimizer: Optimizer, base_lr: Union[float, List[float]],
+                 max_lr: Union[float, List[float]], step_size_up: int = 2000,
+                 step_size_down: Optional[int] = None, mode: str = "triangular",
+                 gamma: float = 1.0, scale_fn: Optional[Callable[[float], float]] = None,
+                 scale_mode: str = "cycle", cycle_momentum: bool = True,
+                 base_momentum: Union[float, List[float]] = 0.8,
+                 max_momentum: Union[float, List[float]] = 0.9,
+                 last_epoch: int = -1) -> None:
+        _check_optimizer(optimizer)
+        self.optimizer = optimizer
+        base_lrs = _per_group("base_lr", optimizer, base_lr)
+        if last_epoch == -1:
+            for lr, group in _zip_strict(base_lrs, optimizer.param_groups):
+                _set_lr(group, lr)
+        self.max_lrs = _per_group("max_lr", optimizer, max_lr)
+        step_size_up = float(step_size_up)
+        step_size_down = float(step_size_down) if step_size_down is not None else step_size_up
+        self.total_size = step_size_up + step_size_down
+        self.step_ratio = step_size_up / self.total_size
+        if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
+            raise ValueError("mode is invalid and scale_fn is None")
+        self.mode = mode
+        self.gamma = gamma
+        self._scale_fn_ref: Callable[[float], float]
+        self._scale_fn_custom = scale_fn
+        self.scale_mode = scale_mode
+        self._init_scale_fn()
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            self.use_beta1, self.base_momentums, self.max_momentums = _setup_cycled_momentum(
+                optimizer, base_momentum, max_momentum, last_epoch, max_first=False)
+        # The first step runs on the groups' initial_lr (as torch: an
+        # initial_lr left by an earlier scheduler wins); base_lr from then on.
+        super().__init__(optimizer, last_epoch)
+        self.base_lrs = base_lrs
+
+    def _init_scale_fn(self) -> None:
+        if self._scale_fn_custom is not None:
+            return
+        if self.mode == "triangular":
+            self._scale_fn_ref = self._triangular_scale_fn
+            self.scale_mode = "cycle"
+        elif self.mode == "triangular2":
+            self._scale_fn_ref = self._triangular2_scale_fn
+            self.scale_mode = "cycle"
+        elif self.mode == "exp_range":
+            self._scale_fn_ref = partial(self._exp_range_scale_fn, self.gamma)
+            self.scale_mode = "iterations"
+
+    def scale_fn(self, x: float) -> float:
+        """The amplitude scale at cycle (or iteration) ``x``."""
+        if self._scale_fn_custom is not None:
+            return self._scale_fn_custom(x)
+        return self._scale_fn_ref(x)
+
+    @staticmethod
+    def _triangular_scale_fn(x: float) -> float:
+        return 1.0
+
+    @staticmethod
+    def _triangular2_scale_fn(x: float) -> float:
+        return 1 / (2.0 ** (x - 1))
+
+    @staticmethod
+    def _exp_range_scale_fn(gamma: float, x: float) -> float:
+        return gamma ** x
+
+    def get_lr(self) -> List[float]:
+        _warn_get_lr_called_within_step(self)
+        cycle = math.floor(1 + self.last_epoch / self.total_size)
+        x = 1.0 + self.last_epoch / self.total_size - cycle
+        if x <= self.step_ratio:
+            scale_factor = x / self.step_ratio
+        else:
+            scale_factor = (x - 1) / (self.step_ratio - 1)
+        # scale_fn is called once per value, as torch (a stateful one sees the same calls).
+        at = cycle if self.scale_mode == "cycle" else self.last_epoch
+        lrs = [base + (top - base) * scale_factor * self.scale_fn(at)
+               for base, top in _zip_strict(self.base_lrs, self.max_lrs)]
+        if self.cycle_momentum:
+            momentums = [top - (top - base) * scale_factor * self.scale_fn(at)
+                         for base, top in _zip_strict(self.base_momentums, self.max_momentums)]
+            for group, momentum in _zip_strict(self.optimizer.param_groups, momentums):
+                _set_momentum(group, self.use_beta1, momentum)
+        return lrs
+
+    def state_dict(self) -> Dict[str, Any]:
+        state = super().state_dict()
+        state.pop("_scale_fn_ref", None)
+        fn = state.pop("_scale_fn_custom")
+        state["_scale_fn_custom"] = None
+        if fn is not None and not isinstance(fn, types.FunctionType):
+            state["_scale_fn_custom"] = fn.__dict__.copy()
+        return state
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        state = dict(state_dict)
+        fn = state.pop("_scale_fn_custom")
+        super().load_state_dict(state)
+        if fn is not None:
+            self._scale_fn_custom.__dict__.update(fn)
+        self._init_scale_fn()

@@ -1,11 +1,14 @@
 """Generates tests/golden/optim_trajectories.npz and lr_schedules.npz with torch.
 
-    PYTHONPATH=. python tests/golden/make_optim_golden.py
+    PYTHONPATH=. python tests/golden/make_optim_golden.py [trajectories] [schedules]
+
+(both files without arguments; name one to regenerate only that file).
 
 Trajectories: every configuration of tests/optim/configs.py, run by torch 2.x's
 default (single-tensor) path on tests/optim/problem.py, parameters saved
 (flattened, concatenated) after the steps in SNAPSHOTS. Schedules: the lr of
-each scheduler configuration in tests/optim/schedules.py for 40 epochs.
+each scheduler configuration in tests/optim/schedules.py for 40 epochs
+(``lr_NN``), and the momentum for those that cycle it (``mom_NN``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def torch_trajectory(name, hp, steps, snapshots, **extra):
     return np.stack(out)
 
 
-def main() -> None:
+def make_trajectories() -> None:
     arrays = {}
     for i, (name, hp) in enumerate(configs.CONFIGS):
         arrays[f"traj_{i:02d}"] = torch_trajectory(name, hp, configs.STEPS, configs.SNAPSHOTS)
@@ -48,12 +51,24 @@ def main() -> None:
     arrays["torch_version"] = np.array(torch.__version__)
     np.savez_compressed(os.path.join(HERE, "optim_trajectories.npz"), **arrays)
 
+
+def make_schedules() -> None:
     lrs = {}
     for i, (name, kwargs) in enumerate(schedules.SCHEDULES):
         lrs[f"lr_{i:02d}"] = np.array(schedules.torch_lrs(name, kwargs), dtype=np.float64)
+        if name in schedules.CYCLES_MOMENTUM:
+            lrs[f"mom_{i:02d}"] = np.array(schedules.torch_lrs(name, kwargs, key="momentum"),
+                                           dtype=np.float64)
     lrs["schedules_json"] = np.array(json.dumps([s[0] for s in schedules.SCHEDULES]))
     np.savez_compressed(os.path.join(HERE, "lr_schedules.npz"), **lrs)
 
 
+def main(which) -> None:
+    if not which or "trajectories" in which:
+        make_trajectories()
+    if not which or "schedules" in which:
+        make_schedules()
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

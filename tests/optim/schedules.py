@@ -37,7 +37,14 @@ SCHEDULES = [
     ("MultiplicativeLR", dict(lr_lambda="decay")),
     ("SequentialLR", dict(milestones=[5])),
     ("SequentialLR3", dict(milestones=[4, 20])),
+    ("CyclicLR", dict(base_lr=[0.01, 0.005], max_lr=[0.1, 0.08], step_size_up=6,
+                      step_size_down=4)),
+    ("CyclicLR", dict(base_lr=0.01, max_lr=0.1, step_size_up=5, mode="triangular2")),
+    ("CyclicLR", dict(base_lr=0.02, max_lr=[0.2, 0.1], step_size_up=3, mode="exp_range",
+                      gamma=0.97)),
 ]
+# Schedulers that cycle the momentum too (SGD's group['momentum'] here).
+CYCLES_MOMENTUM = ("OneCycleLR", "CyclicLR")
 
 
 def _lib(name: str):
@@ -49,8 +56,9 @@ def _lib(name: str):
 
 
 def run_lrs(lib_name: str, name: str, kwargs: dict, tensor_lr: bool = False,
-            opt_out: list = None) -> List[List[float]]:
-    """lr of both param groups after construction and after each of EPOCHS steps.
+            opt_out: list = None, key: str = "lr") -> List[List[float]]:
+    """lr of both param groups after construction and after each of EPOCHS steps
+    (``key="momentum"``: their momentum instead).
     ``tensor_lr``: the lrs are 0-d float32 tensors (appended to ``opt_out``, with
     the optimizer and the scheduler after them, when given)."""
     lib, optim, sched_mod = _lib(lib_name)
@@ -78,16 +86,16 @@ def run_lrs(lib_name: str, name: str, kwargs: dict, tensor_lr: bool = False,
         sched = getattr(sched_mod, name)(opt, **kwargs)
     if opt_out is not None:
         opt_out.extend([lr_a, lr_b, opt, sched])
-    out = [[float(g["lr"]) for g in opt.param_groups]]
+    out = [[float(g[key]) for g in opt.param_groups]]
     for epoch in range(EPOCHS):
         opt.step()
         if name == "ReduceLROnPlateau":
             sched.step(METRICS[epoch])
         else:
             sched.step()
-        out.append([float(g["lr"]) for g in opt.param_groups])
+        out.append([float(g[key]) for g in opt.param_groups])
     return out
 
 
-def torch_lrs(name: str, kwargs: dict) -> List[List[float]]:
-    return run_lrs("torch", name, kwargs)
+def torch_lrs(name: str, kwargs: dict, key: str = "lr") -> List[List[float]]:
+    return run_lrs("torch", name, kwargs, key=key)
