@@ -525,3 +525,118 @@ def softmin(input: Any, dim: Optional[int] = None, _stacklevel: int = 3,
                        "call to include dim=X as an argument.", stacklevel=_stacklevel)
         dim = _softmax_dim(x.ndim)
     return _softmax(-x, dim, False, "softmin", dtype)
+
+
+# ------------------------------------------------------------------ shrinkage, RReLU, GLU
+from pyvision_engine.random import default_generator  # noqa: E402
+
+__all__ += ["hardshrink", "softshrink", "rrelu", "rrelu_", "glu"]
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+class _ShrinkSpec(_Spec):
+    """Hardshrink and Softshrink share torch's shrink_backward: the gradient passes where
+    x < -lambd or x > lambd and is zero elsewhere. That is its vectorised kernel's mask,
+    so a NaN input gets a zero gradient (torch's scalar tail loop, which handles the last
+    few elements of some lengths, passes it instead)."""
+
+    @staticmethod
+    def save(x, lambd):
+        return (x < _F32(-lambd)) | (x > _F32(lambd))
+
+    @staticmethod
+    def backward(g, outside, lambd):
+        return np.where(outside, g, _F32(0))
+
+
+def _inside(x: np.ndarray, lambd: float) -> np.ndarray:
+    return (x >= _F32(-lambd)) & (x <= _F32(lambd))
+
+
+class _HardshrinkSpec(_ShrinkSpec):
+    # torch: -lambd <= x <= lambd ? 0 : x (a +0 inside, NaN stays NaN).
+    @staticmethod
+    def forward(x, lambd):
+        return np.where(_inside(x, lambd), _F32(0), x)
+
+
+class _SoftshrinkSpec(_ShrinkSpec):
+    # torch's vectorised kernel: x - clamp(x, -lambd, lambd), so the dead zone is +0 and
+    # NaN stays NaN (its scalar tail loop's x * 0 would keep a negative zero's sign).
+    @staticmethod
+    def forward(x, lambd):
+        return x - np.clip(x, _F32(-lambd), _F32(lambd))
+
+
+def hardshrink(input: Any, lambd: float = 0.5) -> Tensor:
+    """x where |x| > lambd, else 0 (any lambd, as torch)."""
+    return _pointwise(input, "hardshrink", _HardshrinkSpec, (_number(lambd, "hardshrink",
+                                                                     "lambd"),))
+
+
+def softshrink(input: Any, lambd: float = 0.5) -> Tensor:
+    """x - lambd above lambd, x + lambd below -lambd, 0 between (lambd >= 0)."""
+    lam = _number(lambd, "softshrink", "lambd")
+    if not 0 <= lam <= _F32_MAX:  # (torch's check, against float32's range)
+        raise RuntimeValueError(f"softshrink: lambda must be in range [0, 3.40282e+38] for input "
+                                f"dtype Float, but found {lam}")
+    return _pointwise(input, "softshrink", _SoftshrinkSpec, (lam,))
+
+
+class _RReLUTrainSpec(_Spec):
+    # Training: y = x * slope with slope ~ U(lower, upper) where x <= 0 and 1 elsewhere
+    # (torch's noise tensor); the gradient is g * slope.
+    @staticmethod
+    def forward(x, slope):
+        return x * slope
+
+    @staticmethod
+    def save(x, slope):
+        return None  # the slopes are all backward needs
+
+    @staticmethod
+    def backward(g, _, slope):
+        return g * slope
+
+
+def _rrelu(input: Any, lower: Any, upper: Any, training: bool, inplace: bool, op: str) -> Tensor:
+    lo, hi = _number(lower, op, "lower"), _number(upper, op, "upper")
+    if lo > hi:
+        raise RuntimeValueError(f"{op}: Lower bound should be less than or equal to the upper "
+                                f"bound (got lower={lo}, upper={hi})")
+    if not training:  # torch: leaky_relu with the mean slope
+        return _activate(input, "leaky_relu", (lo + hi) / 2, inplace, op_name=op)
+    x = float_input(input, op)
+    negative = x._data <= 0
+    slope = np.ones(x.shape, dtype=_F32)
+    # One draw per non-positive element, in order, from the engine generator (pve.manual_seed).
+    slope[negative] = default_generator().uniform(lo, hi, int(negative.sum())).astype(_F32)
+    return _pointwise(x, op, _RReLUTrainSpec, (slope,), inplace)
+
+
+def rrelu(input: Any, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
+          inplace: bool = False) -> Tensor:
+    """Randomized leaky ReLU: slopes drawn from U(lower, upper) per element in training,
+    the fixed slope (lower + upper) / 2 otherwise."""
+    return _rrelu(input, lower, upper, training, inplace, "rrelu")
+
+
+def rrelu_(input: Any, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
+           training: bool = False) -> Tensor:
+    return _rrelu(input, lower, upper, training, True, "rrelu_")
+
+
+def glu(input: Any, dim: int = -1) -> Tensor:
+    """Gated linear unit: a * sigmoid(b), with a and b the two halves of ``dim``."""
+    x = float_input(input, "glu")
+    if x.ndim == 0:
+        raise RuntimeValueError("glu does not support scalars because halving size must be even")
+    d = normalize_dim(dim, x.ndim, "glu")
+    size = x.shape[d]
+    if size % 2:
+        raise RuntimeValueError(f"glu: Halving dimension must be even, but dimension {d} is size "
+                                f"{size}")
+    lead = (slice(None),) * d
+    half = size // 2
+    return x[lead + (slice(0, half),)] * sigmoid(x[lead + (slice(half, size),)])
