@@ -64,3 +64,17 @@ from pyvision_engine.nn.instancenorm import InstanceNorm2d  # noqa: E402
 from pyvision_engine.nn.normalization import LocalResponseNorm  # noqa: E402
 
 __all__ += ["InstanceNorm2d", "LocalResponseNorm"]
+from pyvision_engine.nn.conv import Conv1d  # noqa: E402
+from pyvision_engine.nn.conv_transpose import ConvTranspose1d  # noqa: E402
+from pyvision_engine.nn.dropout import Dropout1d  # noqa: E402
+from pyvision_engine.nn.instancenorm import InstanceNorm1d  # noqa: E402
+from pyvision_engine.nn.padding import (  # noqa: E402
+    CircularPad1d, ConstantPad1d, ReflectionPad1d, ReplicationPad1d, ZeroPad1d,
+)
+from pyvision_engine.nn.pooling import (  # noqa: E402
+    AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, MaxPool1d,
+)
+
+__all__ += ["Conv1d", "ConvTranspose1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d",
+            "AdaptiveMaxPool1d", "Dropout1d", "InstanceNorm1d", "ZeroPad1d", "ConstantPad1d",
+            "ReflectionPad1d", "ReplicationPad1d", "CircularPad1d"]

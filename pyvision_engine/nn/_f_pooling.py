@@ -16,7 +16,9 @@ from pyvision_engine.nn._f_common import RuntimeValueError, float_input, int_arg
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "adaptive_avg_pool2d",
-           "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices", "pool_output_size"]
+           "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices", "pool_output_size",
+           "max_pool1d", "max_pool1d_with_indices", "avg_pool1d", "adaptive_avg_pool1d",
+           "adaptive_max_pool1d", "adaptive_max_pool1d_with_indices"]
 
 
 def pool_output_size(size: int, kernel: int, stride: int, pad: int, dilation: int,
@@ -42,29 +44,48 @@ def _planes(x: Tensor, op: str) -> Tuple[np.ndarray, Tuple[int, ...]]:
     return x._data.reshape((-1,) + x.shape[-2:]), lead
 
 
+def _pool_arg(v: Any, dims: int, op: str, name: str) -> Tuple[int, ...]:
+    """A pooling argument as a ``dims``-tuple: an int, or a sequence of 1 (or ``dims``)."""
+    if dims == 2:
+        return pair(v, op, name)
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise RuntimeValueError(f"{op}() {name} must be an int, list of ints or tuple of "
+                                    f"ints of size 1 but got size {len(v)}")
+        v = v[0]
+    return (int_arg(v, op, name),)
+
+
 def _window_args(op: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
-                 in_hw: Tuple[int, int], ceil_mode: bool) -> Tuple[Tuple[int, int], ...]:
-    k = pair(kernel_size, op, "kernel_size")
-    s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else pair(stride, op, "stride")
-    p = pair(padding, op, "padding")
-    d = pair(dilation, op, "dilation")
+                 in_sizes: Tuple[int, ...], ceil_mode: bool) -> Tuple[Tuple[int, int], ...]:
+    """(kernel, stride, padding, dilation, output size) for the 2-D kernels, checked (as
+    torch: RuntimeErrors) in the pooling's own rank, len(in_sizes): 1-D windows are
+    1 x k over a (1, L) plane."""
+    dims = len(in_sizes)
+    k = _pool_arg(kernel_size, dims, op, "kernel_size")
+    no_stride = stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
+    s = k if no_stride else _pool_arg(stride, dims, op, "stride")
+    p = _pool_arg(padding, dims, op, "padding")
+    d = _pool_arg(dilation, dims, op, "dilation")
     if min(k) <= 0:
-        raise ValueError(f"{op}: kernel_size must be greater than zero, got {k}")
+        raise RuntimeValueError(f"{op}: kernel_size must be greater than zero, got {k}")
     if min(s) <= 0:
-        raise ValueError(f"{op}: stride must be greater than zero, got {s}")
+        raise RuntimeValueError(f"{op}: stride must be greater than zero, got {s}")
     if min(d) <= 0:
-        raise ValueError(f"{op}: dilation must be greater than zero, got {d}")
+        raise RuntimeValueError(f"{op}: dilation must be greater than zero, got {d}")
     if min(p) < 0:
-        raise ValueError(f"{op}: padding must be non-negative, got {p}")
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{op}: padding should be at most half of kernel size, but got "
-                         f"padding={p} and kernel_size={k}")
-    out = (pool_output_size(in_hw[0], k[0], s[0], p[0], d[0], ceil_mode),
-           pool_output_size(in_hw[1], k[1], s[1], p[1], d[1], ceil_mode))
+        raise RuntimeValueError(f"{op}: padding must be non-negative, got {p}")
+    if any(pi > ki // 2 for pi, ki in zip(p, k)):
+        raise RuntimeValueError(f"{op}: padding should be at most half of kernel size, but got "
+                                f"padding={p} and kernel_size={k}")
+    out = tuple(pool_output_size(*a, ceil_mode) for a in zip(in_sizes, k, s, p, d))
     if min(out) < 1:
-        raise ValueError(f"{op}: output size is too small: input {in_hw} with kernel_size={k}, "
-                         f"stride={s}, padding={p}, dilation={d} gives {out}")
-    return k, s, p, d, out
+        raise RuntimeValueError(f"{op}: output size is too small: input {tuple(in_sizes)} with "
+                                f"kernel_size={k}, stride={s}, padding={p}, dilation={d} gives "
+                                f"{out}")
+    if dims == 1:  # a 1 x k window with stride 1 over the single row
+        k, s, p, d, out = (1,) + k, (1,) + s, (0,) + p, (1,) + d, (1,) + out
+    return k, s, p, d, out  # type: ignore[return-value]
 
 
 def _max_pool_planes(planes: np.ndarray, lead: Tuple[int, ...], args: Tuple[Any, ...],
@@ -113,6 +134,12 @@ def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 
     x = float_input(input, op)
     planes, lead = _planes(x, op)
     args = _window_args(op, kernel_size, stride, padding, dilation, x.shape[-2:], ceil_mode)
+    return _max_pool(x, planes, lead, args, return_indices)
+
+
+def _max_pool(x: Tensor, planes: np.ndarray, lead: Tuple[int, ...], args: Tuple[Any, ...],
+              return_indices: bool):
+    """max_pool2d's result for a checked input (with _planes' view) and window."""
     if not return_indices and not needs_grad(x):  # no graph node to build (inference)
         return Tensor._wrap(_max_pool_planes(planes, lead, args, False)[0])
     holder: Optional[List[np.ndarray]] = [] if return_indices else None
@@ -237,6 +264,12 @@ def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
     x = float_input(input, op)
     planes, lead = _planes(x, op)
     out = _adaptive_size(output_size, x.shape[-2:], op)
+    return _adaptive_avg(x, planes, lead, out, op)
+
+
+def _adaptive_avg(x: Tensor, planes: np.ndarray, lead: Tuple[int, ...], out: Tuple[int, int],
+                  op: str) -> Tensor:
+    """adaptive_avg_pool2d's result for a checked input (with _planes' view) and size."""
     if 0 in out:
         return _EmptyAdaptivePool.apply(x, lead + out, op)
     if not needs_grad(x):  # no graph node to build (inference)
@@ -267,6 +300,12 @@ def adaptive_max_pool2d(input: Any, output_size: Any, return_indices: bool = Fal
     x = float_input(input, op)
     planes, lead = _planes(x, op)
     out = _adaptive_size(output_size, x.shape[-2:], op)
+    return _adaptive_max(x, lead, out, return_indices, op)
+
+
+def _adaptive_max(x: Tensor, lead: Tuple[int, ...], out: Tuple[int, int], return_indices: bool,
+                  op: str):
+    """adaptive_max_pool2d's result for a checked input and size."""
     if 0 in out:
         y = _EmptyAdaptivePool.apply(x, lead + out, op)
         return (y, Tensor._wrap(np.empty(lead + out, np.int64))) if return_indices else y
@@ -279,3 +318,88 @@ def adaptive_max_pool2d(input: Any, output_size: Any, return_indices: bool = Fal
 
 def adaptive_max_pool2d_with_indices(input: Any, output_size: Any, return_indices: bool = True):
     return adaptive_max_pool2d(input, output_size, True)
+
+
+# ------------------------------------------------------------------ 1-D pooling
+# The 2-D kernels on (N, C, 1, L) views with 1 x k windows: a flat per-plane index
+# h * L + w is then the position in L itself, as torch's 1-D indices. The views are
+# reshapes, so autograd carries gradients back to the (N, C, L) input.
+
+def _rows(input: Any, op: str) -> Tuple[Tensor, Tensor, np.ndarray, Tuple[int, ...]]:
+    """(input, its (..., 1, L) view, _planes' planes and lead of the view), after torch's
+    1-D shape check."""
+    x = float_input(input, op)
+    if x.ndim not in (2, 3) or 0 in x.shape[-2:]:
+        raise RuntimeValueError(f"{op}: Expected 2D or 3D (batch mode) tensor with optional 0 "
+                                f"dim batch size for input, but got: {list(x.shape)}")
+    view = x.reshape(tuple(x.shape[:-1]) + (1, x.shape[-1]))
+    planes, lead = _planes(view, op)
+    return x, view, planes, lead
+
+
+def _unrow(result: Any) -> Any:
+    """A 2-D pooling result (or (values, indices)) on a row view, as 1-D."""
+    if isinstance(result, tuple):
+        return tuple(_unrow(r) for r in result)
+    return result.reshape(tuple(result.shape[:-2]) + (result.shape[-1],))
+
+
+def max_pool1d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False):
+    """1-D max pooling; input (N, C, L) or (C, L); stride defaults to kernel_size. Ties,
+    NaN and ceil_mode as max_pool2d; indices (int64) are positions in L."""
+    op = "max_pool1d"
+    x, view, planes, lead = _rows(input, op)
+    args = _window_args(op, kernel_size, stride, padding, dilation, x.shape[-1:], ceil_mode)
+    return _unrow(_max_pool(view, planes, lead, args, return_indices))
+
+
+def max_pool1d_with_indices(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                            dilation: Any = 1, ceil_mode: bool = False,
+                            return_indices: bool = True):
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def avg_pool1d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
+    """1-D average pooling; input (N, C, L) or (C, L); divisor as avg_pool2d's (torch's
+    avg_pool1d has no divisor_override)."""
+    op = "avg_pool1d"
+    x, view, planes, lead = _rows(input, op)
+    args = _window_args(op, kernel_size, stride, padding, 1, x.shape[-1:], ceil_mode)
+    return _unrow(_AvgPool2d.apply(_as_planes_tensor(view, planes), lead, args,
+                                   bool(count_include_pad), 0))
+
+
+def _adaptive_length(output_size: Any, op: str) -> Tuple[int, int]:
+    """A 1-D adaptive output size (an int or a 1-sequence) as the row view's (1, size)."""
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 1:
+            raise RuntimeValueError(f"{op}() argument 'output_size' should contain one int (got "
+                                    f"{len(output_size)})")
+        output_size = output_size[0]
+    size = int_arg(output_size, op, "output_size")
+    if size < 0:
+        raise RuntimeValueError(f"{op}: elements of output_size must be greater than or equal "
+                                f"to 0, got {size}")
+    return (1, size)
+
+
+def adaptive_avg_pool1d(input: Any, output_size: Any) -> Tensor:
+    """Adaptive average pooling of (N, C, L) or (C, L) to ``output_size`` (an int): cell i
+    covers floor(i*L/size) .. ceil((i+1)*L/size), as torch."""
+    op = "adaptive_avg_pool1d"
+    _, view, planes, lead = _rows(input, op)
+    return _unrow(_adaptive_avg(view, planes, lead, _adaptive_length(output_size, op), op))
+
+
+def adaptive_max_pool1d(input: Any, output_size: Any, return_indices: bool = False):
+    """Adaptive max pooling (windows as adaptive_avg_pool1d); optional indices into L."""
+    op = "adaptive_max_pool1d"
+    _, view, _, lead = _rows(input, op)
+    return _unrow(_adaptive_max(view, lead, _adaptive_length(output_size, op), return_indices,
+                                op))
+
+
+def adaptive_max_pool1d_with_indices(input: Any, output_size: Any, return_indices: bool = True):
+    return adaptive_max_pool1d(input, output_size, True)

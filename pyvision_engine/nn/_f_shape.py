@@ -605,19 +605,42 @@ def dropout2d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
             "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
             "channel-wise dropout behavior, please switch to using dropout1d instead.",
             stacklevel=2)
+    return _feature_dropout(x, p, training, inplace, batched=True, op="dropout2d")
+
+
+def _feature_dropout(x: Tensor, p: float, training: bool, inplace: bool, batched: bool,
+                     op: str) -> Tensor:
+    """torch's feature_dropout: each channel (dim 1, or dim 0 of an unbatched input) zeroed
+    whole with probability p, the rest scaled by 1 / (1 - p); a mask that broadcasts."""
     # torch's order: no-ops first (any rank), then p == 1 (zeros, NaN stays NaN), then the
     # feature-noise shape, which needs a channel dim
     if p == 0.0 or not training or x._data.size == 0:
         return x
     if p == 1.0:
-        return _apply_mask(x, np.zeros((), _F32), None, inplace, "dropout2d")
-    if x.ndim < 2:
-        raise RuntimeValueError(f"dropout2d: Feature dropout requires at least 2 dimensions in "
+        return _apply_mask(x, np.zeros((), _F32), None, inplace, op)
+    lead = 2 if batched else 1  # (batch and) channel
+    if x.ndim < lead:
+        raise RuntimeValueError(f"{op}: Feature dropout requires at least 2 dimensions in "
                                 f"the input, got shape {tuple(x.shape)}")
-    noise_shape = x.shape[:2] + (1,) * (x.ndim - 2)
+    noise_shape = x.shape[:lead] + (1,) * (x.ndim - lead)
     keep = default_generator().random(noise_shape, dtype=_F32) >= _F32(p)
     scale = keep.astype(_F32) / _F32(1.0 - p)
-    return _apply_mask(x, scale, None, inplace, "dropout2d")
+    return _apply_mask(x, scale, None, inplace, op)
+
+
+def dropout1d(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, L) or unbatched (C, L) input: each with probability
+    p, the rest scaled by 1 / (1 - p) (training only; masks from the engine generator).
+    Other ranks are an error, in eval mode too, as torch."""
+    p = _check_p(p, "dropout1d")
+    x = float_input(input, "dropout1d")
+    if x.ndim not in (2, 3):
+        raise RuntimeValueError(
+            f"dropout1d: Expected 2D or 3D input, but received a {x.ndim}D input. Note that "
+            "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial "
+            "dimension, a channel dimension, and an optional batch dimension (i.e. 2D or 3D "
+            "inputs).")
+    return _feature_dropout(x, p, training, inplace, batched=x.ndim == 3, op="dropout1d")
 
 
 def alpha_dropout(input: Any, p: float = 0.5, training: bool = False,

@@ -60,7 +60,7 @@ from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
 from pyvision_engine.tensor import Tensor, as_tensor
 
-__all__ = ["Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm"]
+__all__ = ["Conv1d", "Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # Families whose forward takes weights packed once (the eval-mode cache);
@@ -109,6 +109,135 @@ def reset_conv_parameters(weight: Tensor, bias: Optional[Tensor], fan_in: int) -
         init.uniform_(bias, -bound, bound)
 
 
+def conv_arguments(layer: str, dims: int, kernel_size: Any, stride: Any, padding: Any,
+                   dilation: Any) -> Tuple[Any, ...]:
+    """(kernel_size, stride, padding, dilation) as ``dims``-tuples (padding may stay 'same'
+    or 'valid'), checked as torch's convolution constructors check them."""
+    kernel = F._int_tuple(kernel_size, dims, "kernel_size", layer)
+    stride = F._int_tuple(stride, dims, "stride", layer)
+    dilation = F._int_tuple(dilation, dims, "dilation", layer)
+    if min(kernel) <= 0 or min(stride) <= 0 or min(dilation) <= 0:
+        raise ValueError(f"{layer}: kernel_size, stride and dilation must be positive, got "
+                         f"{kernel}, {stride}, {dilation}")
+    if isinstance(padding, str):
+        F._conv_padding(padding, kernel, stride, dilation, layer)  # (checks the string)
+    else:
+        padding = F._int_tuple(padding, dims, "padding", layer)
+        if min(padding) < 0:
+            raise ValueError(f"{layer}: padding must be non-negative, got {padding}")
+    return kernel, stride, padding, dilation
+
+
+def conv_extra_repr(conv: Module) -> str:
+    """torch's _ConvNd.extra_repr, for plain and transposed convolutions of any rank."""
+    dims = len(conv.kernel_size)
+    s = (f"{conv.in_channels}, {conv.out_channels}, kernel_size={conv.kernel_size}, "
+         f"stride={conv.stride}")
+    if conv.padding != (0,) * dims:  # torch prints padding=valid too
+        s += f", padding={conv.padding}"
+    if conv.dilation != (1,) * dims:
+        s += f", dilation={conv.dilation}"
+    output_padding = getattr(conv, "output_padding", None)
+    if output_padding is not None and output_padding != (0,) * dims:
+        s += f", output_padding={output_padding}"
+    if conv.groups != 1:
+        s += f", groups={conv.groups}"
+    if conv.bias is None:
+        s += ", bias=False"
+    if conv.padding_mode != "zeros":
+        s += f", padding_mode={conv.padding_mode}"
+    return s
+
+
+class _ConvNd(Module):
+    """What Conv1d and Conv2d share (torch's _ConvNd, less the transposed case): the
+    checked arguments, weight (out_channels, in_channels/groups, *kernel_size), bias
+    (out_channels,), torch's init, padding modes, extra_repr."""
+
+    _dims = 2
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any,
+                 padding: Any, dilation: Any, groups: int, bias: bool, padding_mode: str,
+                 device: Any, dtype: Any) -> None:
+        super().__init__()
+        layer = type(self).__name__
+        check_factory_kwargs(device, dtype, layer)
+        check_conv_channels(layer, in_channels, out_channels, groups)
+        kernel, stride, padding, dilation = conv_arguments(layer, self._dims, kernel_size,
+                                                           stride, padding, dilation)
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, but got "
+                             f"padding_mode='{padding_mode}'")
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = kernel
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = int(groups)
+        self.padding_mode = padding_mode
+        self.weight = Parameter(np.empty((out_channels, in_channels // groups) + kernel,
+                                         dtype=np.float32))
+        if bias:
+            self.bias = Parameter(np.empty((out_channels,), dtype=np.float32))
+        else:
+            self.register_parameter("bias", None)
+
+    def reset_parameters(self) -> None:
+        fan_in = (self.in_channels // self.groups) * math.prod(self.kernel_size)
+        reset_conv_parameters(self.weight, self.bias, fan_in)
+
+    def _layer_name(self) -> str:
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={self.kernel_size})")
+
+    def _pad_input(self, x: Tensor) -> Tensor:
+        """The input padded by ``padding_mode`` (reflect / replicate / circular)."""
+        dims = self._dims
+        if x.ndim not in (dims + 1, dims + 2):
+            raise ValueError(f"{self._layer_name()}: expected a {dims + 1}-D or {dims + 2}-D "
+                             f"(batched) input, got shape {tuple(x.shape)}")
+        pads = F._conv_padding(self.padding, self.kernel_size, self.stride, self.dilation,
+                               self._layer_name())
+        # F.pad lists the last dim first: (left, right[, top, bottom])
+        last_first = [p for d in reversed(range(dims)) for p in pads[2 * d:2 * d + 2]]
+        try:
+            return F.pad(x, last_first, mode=self.padding_mode)
+        except ValueError as e:  # the same error (torch's type), naming the layer
+            raise type(e)(f"{self._layer_name()}: {e}") from None
+
+    def extra_repr(self) -> str:
+        return conv_extra_repr(self)
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution over (N, C, L) or (C, L) input, torch.nn.Conv1d's arguments and
+    semantics, on the 2-D kernels (see F.conv1d).
+
+    weight (out_channels, in_channels/groups, k), bias (out_channels,); kernel_size,
+    stride, dilation: int or 1-tuple; padding: int, 1-tuple, 'valid' or 'same';
+    padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'. Initialised as torch:
+    kaiming_uniform_(a=sqrt(5)), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    fan_in = in_channels/groups * k."""
+
+    _dims = 1
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, device, dtype)
+        self.reset_parameters()
+
+    def forward(self, input: Any) -> Tensor:
+        x = as_tensor(input)
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            x, padding = self._pad_input(x), 0
+        return F._conv1d(x, self.weight, self.bias, self.stride, padding, self.dilation,
+                         self.groups, self._layer_name())
+
+
 def _record_state(tensors: Iterable[Optional[Tensor]]) -> Tuple[Any, ...]:
     """Each tensor with its array and ``_changes()`` (None stays None). The state holds the
     tensors and arrays themselves, so identity checks against it stay valid."""
@@ -142,7 +271,7 @@ def _tensor_key(t: Optional[Tensor]) -> Tuple[Any, ...]:
     return (id(t), t._data.__array_interface__["data"][0], t._data.shape, t._changes())
 
 
-class Conv2d(Module):
+class Conv2d(_ConvNd):
     """2-D convolution over NCHW input, torch.nn.Conv2d's arguments and semantics.
 
     weight (out_channels, in_channels/groups, kH, kW), bias (out_channels,);
@@ -154,45 +283,11 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
-        super().__init__()
-        check_factory_kwargs(device, dtype, "Conv2d")
-        check_conv_channels("Conv2d", in_channels, out_channels, groups)
-        kernel = F._int_pair(kernel_size, "kernel_size", "Conv2d")
-        stride_pair = F._int_pair(stride, "stride", "Conv2d")
-        dilation_pair = F._int_pair(dilation, "dilation", "Conv2d")
-        if min(kernel) <= 0 or min(stride_pair) <= 0 or min(dilation_pair) <= 0:
-            raise ValueError(f"Conv2d: kernel_size, stride and dilation must be positive, got "
-                             f"{kernel}, {stride_pair}, {dilation_pair}")
-        if isinstance(padding, str):
-            F._conv2d_padding(padding, kernel, stride_pair, dilation_pair, "Conv2d")  # checks
-        else:
-            padding = F._int_pair(padding, "padding", "Conv2d")
-            if min(padding) < 0:
-                raise ValueError(f"Conv2d: padding must be non-negative, got {padding}")
-        if padding_mode not in _PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, but got "
-                             f"padding_mode='{padding_mode}'")
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
-        self.kernel_size = kernel
-        self.stride = stride_pair
-        self.padding = padding
-        self.dilation = dilation_pair
-        self.groups = int(groups)
-        self.padding_mode = padding_mode
-        self.weight = Parameter(np.empty((out_channels, in_channels // groups) + kernel,
-                                         dtype=np.float32))
-        if bias:
-            self.bias = Parameter(np.empty((out_channels,), dtype=np.float32))
-        else:
-            self.register_parameter("bias", None)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, device, dtype)
         object.__setattr__(self, "_fused_relu", False)
         self._drop_pack()
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        fan_in = (self.in_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
-        reset_conv_parameters(self.weight, self.bias, fan_in)
 
     # ------------------------------------------------------- inference pack
     def _drop_pack(self) -> None:
@@ -270,10 +365,6 @@ class Conv2d(Module):
             raise ValueError(f"{self._layer_name()}: the residual must have the output's shape "
                              f"{out_shape}, got {tuple(residual.shape)}")
 
-    def _layer_name(self) -> str:
-        return (f"Conv2d({self.in_channels}, {self.out_channels}, "
-                f"kernel_size={self.kernel_size})")
-
     def _convolve(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], relu: bool,
                   relu_max: float = math.inf, residual: Optional[Tensor] = None) -> Tensor:
         """``clamp(conv(x) + bias + residual, 0, relu_max)`` (no clamp unless ``relu``;
@@ -299,18 +390,6 @@ class Conv2d(Module):
         if relu:
             y = F.relu(y) if relu_max == math.inf else y.clamp(0.0, relu_max)
         return y
-
-    def _pad_input(self, x: Tensor) -> Tensor:
-        """The input padded by ``padding_mode`` (reflect / replicate / circular)."""
-        if x.ndim not in (3, 4):
-            raise ValueError(f"{self._layer_name()}: expected a 3-D (C, H, W) or 4-D "
-                             f"(N, C, H, W) input, got shape {tuple(x.shape)}")
-        top, bottom, left, right = F._conv2d_padding(self.padding, self.kernel_size, self.stride,
-                                                      self.dilation, self._layer_name())
-        try:
-            return F.pad(x, (left, right, top, bottom), mode=self.padding_mode)
-        except ValueError as e:
-            raise ValueError(f"{self._layer_name()}: {e}") from None
 
     # ------------------------------------------------------ inference fusion
     def _fused_forward(self, x: Tensor, bn: Optional[Module], relu_max: Optional[float],
@@ -390,18 +469,7 @@ class Conv2d(Module):
         return self._convolve(x, self.weight, self.bias, self._fused_relu)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
-        if self.padding != (0, 0):  # torch prints padding=valid too
-            s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.padding_mode != "zeros":
-            s += f", padding_mode={self.padding_mode}"
+        s = conv_extra_repr(self)
         if self._fused_relu:
             s += ", fused_relu=True"
         return s

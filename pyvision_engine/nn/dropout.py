@@ -30,7 +30,7 @@ class Dropout(Module):
         return f"p={self.p}, inplace={self.inplace}"
 
 
-__all__ += ["Dropout2d", "AlphaDropout"]
+__all__ += ["Dropout1d", "Dropout2d", "AlphaDropout"]
 
 
 class _DropoutNd(Module):
@@ -46,6 +46,14 @@ class _DropoutNd(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout1d(_DropoutNd):
+    """Zeroes whole channels of (N, C, L) or (C, L) input with probability p in training
+    (scaling the rest by 1 / (1 - p)); identity in eval mode. Other ranks are an error."""
+
+    def forward(self, input: Any) -> Tensor:
+        return F.dropout1d(input, self.p, self.training, self.inplace)
 
 
 class Dropout2d(_DropoutNd):

@@ -13,6 +13,7 @@ import numpy as np
 from pyvision_engine import _C
 from pyvision_engine.backends import conv as _conv_backend
 from pyvision_engine.autograd import Function
+from pyvision_engine.nn._f_common import RuntimeValueError
 from pyvision_engine.tensor import Tensor, as_tensor
 
 __all__ = ["linear", "flatten", "conv2d", "conv2d_algorithm"]  # extended below with the layer functionals
@@ -79,40 +80,56 @@ def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 _MAX_OUTPUT_BYTES = 1 << 36  # refuse results beyond 64 GiB instead of overcommitting
 
 
-def _int_pair(value: Any, name: str, layer: str) -> Tuple[int, int]:
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+def _int_tuple(value: Any, n: int, name: str, layer: str) -> Tuple[int, ...]:
+    """An int, or a sequence of 1 or ``n`` ints, as an ``n``-tuple (torch's _single/_pair
+    for convolution arguments)."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
     if len(items) == 1:
-        items = (items[0], items[0])
-    if len(items) != 2:  # a value error (torch: RuntimeError), a wrong type is a TypeError
-        raise ValueError(f"{layer}: expected {name} to be a single integer value or a list of 2 "
-                         f"values to match the convolution dimensions, got {value!r}")
+        items = items * n
+    if len(items) != n:  # (torch: RuntimeError; a wrong type is a TypeError)
+        raise RuntimeValueError(f"{layer}: expected {name} to be a single integer value or a "
+                                f"list of {n} values to match the convolution dimensions, got "
+                                f"{value!r}")
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
-        raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
-    return int(items[0]), int(items[1])
+        raise TypeError(f"{layer}: {name} must be an int or a {'pair' if n == 2 else 'list'} of "
+                        f"ints, got {value!r}")
+    return tuple(int(v) for v in items)
 
 
-def _conv2d_padding(padding: Any, kernel: Tuple[int, int], stride: Tuple[int, int],
-                    dilation: Tuple[int, int], layer: str) -> Tuple[int, int, int, int]:
-    """(top, bottom, left, right) for an int, a pair, 'valid' or 'same' (torch's rule:
-    total d*(k-1), the odd extra on the bottom/right)."""
+def _int_pair(value: Any, name: str, layer: str) -> Tuple[int, int]:
+    return _int_tuple(value, 2, name, layer)  # type: ignore[return-value]
+
+
+def _conv_padding(padding: Any, kernel: Tuple[int, ...], stride: Tuple[int, ...],
+                  dilation: Tuple[int, ...], layer: str) -> Tuple[int, ...]:
+    """(before, after) per spatial dim, flattened ((top, bottom, left, right) in 2-D), for
+    an int, a tuple, 'valid' or 'same' (torch's rule: total d*(k-1), the odd extra on the
+    bottom/right)."""
+    n = len(kernel)
     if isinstance(padding, str):
         if padding == "valid":
-            return (0, 0, 0, 0)
+            return (0,) * (2 * n)
         if padding == "same":
-            if stride != (1, 1):
-                raise ValueError(f"{layer}: padding='same' is not supported for strided "
+            if any(s != 1 for s in stride):
+                raise RuntimeValueError(f"{layer}: padding='same' is not supported for strided "
                                  f"convolutions (stride={stride})")
             pads = []
             for k, d in zip(kernel, dilation):
                 total = d * (k - 1)
                 pads += [total // 2, total - total // 2]
-            return tuple(pads)  # type: ignore[return-value]
-        raise ValueError(f"{layer}: Invalid padding string {padding!r}, should be one of "
+            return tuple(pads)
+        raise RuntimeValueError(f"{layer}: Invalid padding string {padding!r}, should be one of "
                          f"{{'valid', 'same'}}")
-    ph, pw = _int_pair(padding, "padding", layer)
-    if ph < 0 or pw < 0:
-        raise ValueError(f"{layer}: padding must be non-negative, got {padding!r}")
-    return (ph, ph, pw, pw)
+    values = _int_tuple(padding, n, "padding", layer)
+    if min(values) < 0:
+        raise RuntimeValueError(f"{layer}: padding must be non-negative, got {padding!r}")
+    return tuple(p for p in values for _ in range(2))
+
+
+def _conv2d_padding(padding: Any, kernel: Tuple[int, int], stride: Tuple[int, int],
+                    dilation: Tuple[int, int], layer: str) -> Tuple[int, int, int, int]:
+    """(top, bottom, left, right): _conv_padding in 2-D."""
+    return _conv_padding(padding, kernel, stride, dilation, layer)  # type: ignore[return-value]
 
 
 class _Conv2dGeometry(NamedTuple):
@@ -128,46 +145,52 @@ class _Conv2dGeometry(NamedTuple):
 
 
 def _conv2d_geometry(x_shape: Tuple[int, ...], w_shape: Tuple[int, ...], stride: Any,
-                     padding: Any, dilation: Any, groups: Any, layer: str) -> _Conv2dGeometry:
-    """Checks a conv2d configuration the way torch does; errors name the layer and
-    both shapes."""
-    shapes = f"input shape {tuple(x_shape)}, weight shape {tuple(w_shape)}"
+                     padding: Any, dilation: Any, groups: Any, layer: str,
+                     shown: Optional[Tuple[Tuple[int, ...], Tuple[int, ...]]] = None
+                     ) -> _Conv2dGeometry:
+    """Checks a conv2d configuration the way torch does (a RuntimeError there, so a
+    RuntimeValueError here); errors name the layer and both shapes, or the (input, weight)
+    shapes in ``shown`` (a 1-D convolution's, seen through its 2-D view)."""
+    shown_x, shown_w = shown if shown is not None else (x_shape, w_shape)
+    shapes = f"input shape {tuple(shown_x)}, weight shape {tuple(shown_w)}"
     if len(w_shape) != 4:
-        raise ValueError(f"{layer}: weight must be 4-D (out_channels, in_channels/groups, kH, kW), "
-                         f"got {shapes}")
+        raise RuntimeValueError(f"{layer}: weight must be 4-D (out_channels, in_channels/groups, "
+                                f"kH, kW), got {shapes}")
     if len(x_shape) != 4:
-        raise ValueError(f"{layer}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got {shapes}")
+        raise RuntimeValueError(f"{layer}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, "
+                                f"got {shapes}")
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"{layer}: groups must be a positive int, got {groups!r} ({shapes})")
+        raise RuntimeValueError(f"{layer}: groups must be a positive int, got {groups!r} "
+                                f"({shapes})")
     groups = int(groups)
     stride = _int_pair(stride, "stride", layer)
     dilation = _int_pair(dilation, "dilation", layer)
     if min(stride) <= 0:
-        raise ValueError(f"{layer}: stride must be positive, got {stride} ({shapes})")
+        raise RuntimeValueError(f"{layer}: stride must be positive, got {stride} ({shapes})")
     if min(dilation) <= 0:
-        raise ValueError(f"{layer}: dilation must be positive, got {dilation} ({shapes})")
+        raise RuntimeValueError(f"{layer}: dilation must be positive, got {dilation} ({shapes})")
     n, c, h, w = x_shape
     k, cg, kh, kw = w_shape
     if k % groups != 0:
-        raise ValueError(f"{layer}: out_channels ({k}) must be divisible by groups ({groups}); "
-                         f"{shapes}")
+        raise RuntimeValueError(f"{layer}: out_channels ({k}) must be divisible by groups "
+                                f"({groups}); {shapes}")
     if cg * groups != c:
-        raise ValueError(f"{layer}: expected input with {cg * groups} channels "
-                         f"(weight's {cg} x groups={groups}), got {c} channels; {shapes}")
+        raise RuntimeValueError(f"{layer}: expected input with {cg * groups} channels "
+                                f"(weight's {cg} x groups={groups}), got {c} channels; {shapes}")
     if min(kh, kw) < 1:
-        raise ValueError(f"{layer}: kernel size must be positive; {shapes}")
+        raise RuntimeValueError(f"{layer}: kernel size must be positive; {shapes}")
     pads = _conv2d_padding(padding, (kh, kw), stride, dilation, layer)
     padded = (h + pads[0] + pads[1], w + pads[2] + pads[3])
     extent = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
     if extent[0] > padded[0] or extent[1] > padded[1]:
-        raise ValueError(f"{layer}: calculated padded input size per channel: "
-                         f"({padded[0]} x {padded[1]}); kernel size (dilated): "
-                         f"({extent[0]} x {extent[1]}); kernel size can't be greater than the "
-                         f"actual input size ({shapes})")
+        raise RuntimeValueError(f"{layer}: calculated padded input size per channel: "
+                                f"({padded[0]} x {padded[1]}); kernel size (dilated): "
+                                f"({extent[0]} x {extent[1]}); kernel size can't be greater "
+                                f"than the actual input size ({shapes})")
     out = ((padded[0] - extent[0]) // stride[0] + 1, (padded[1] - extent[1]) // stride[1] + 1)
     if 4 * n * k * out[0] * out[1] > _MAX_OUTPUT_BYTES:
-        raise ValueError(f"{layer}: the output ({n}, {k}, {out[0]}, {out[1]}) would need more "
-                         f"than {_MAX_OUTPUT_BYTES >> 30} GiB; {shapes}")
+        raise RuntimeValueError(f"{layer}: the output ({n}, {k}, {out[0]}, {out[1]}) would need "
+                                f"more than {_MAX_OUTPUT_BYTES >> 30} GiB; {shapes}")
     return _Conv2dGeometry(stride, pads, dilation, groups, out)
 
 
@@ -224,9 +247,11 @@ class _Conv2d(Function):
 
 def _conv2d(input: Any, weight: Any, bias: Optional[Any], stride: Any, padding: Any,
             dilation: Any, groups: Any, *, relu: bool = False, layer: str = "conv2d",
-            relu_max: float = math.inf) -> Tensor:
+            relu_max: float = math.inf,
+            shown: Optional[Tuple[Tuple[int, ...], Tuple[int, ...]]] = None) -> Tensor:
     """conv2d with the fused epilogue: ``clamp(conv(x, w) + bias, 0, relu_max)`` when
-    ``relu`` (ReLU: relu_max = inf; ReLU6: relu_max = 6).
+    ``relu`` (ReLU: relu_max = inf; ReLU6: relu_max = 6). ``shown``: the shapes errors
+    name (see _conv2d_geometry).
 
     Folded BatchNorm enters here as ``weight * scale[:, None, None, None]`` and
     ``bias = (bias - mean) * scale + beta`` (see nn.conv.fuse_conv_bn_eval). The
@@ -239,10 +264,13 @@ def _conv2d(input: Any, weight: Any, bias: Optional[Any], stride: Any, padding: 
     unbatched = x.ndim == 3
     if unbatched:
         x = x.reshape((1,) + tuple(x.shape))
-    geo = _conv2d_geometry(tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups, layer)
+    geo = _conv2d_geometry(tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups,
+                           layer, shown)
     if b is not None and tuple(b.shape) != (w.shape[0],):
-        raise ValueError(f"{layer}: bias must have shape ({w.shape[0]},), got {tuple(b.shape)}; "
-                         f"input shape {tuple(x.shape)}, weight shape {tuple(w.shape)}")
+        shown_x, shown_w = shown if shown is not None else (x.shape, w.shape)
+        raise RuntimeValueError(f"{layer}: bias must have shape ({w.shape[0]},), got "
+                                f"{tuple(b.shape)}; input shape {tuple(shown_x)}, weight shape "
+                                f"{tuple(shown_w)}")
     y = _Conv2d.apply(x, w, b, geometry=geo, relu=relu, relu_max=relu_max)
     return y.reshape(tuple(y.shape)[1:]) if unbatched else y
 
@@ -279,6 +307,63 @@ def conv2d_algorithm(input_shape: Sequence[int], weight_shape: Sequence[int], st
     family, _ = _C.conv2d_plan(pass_, wanted, list(x_shape), list(weight_shape), geo.stride,
                                geo.top_left, geo.dilation, geo.groups, geo.out_size)
     return family
+
+
+# ------------------------------------------------------------------ conv1d
+# 1-D convolutions run on the 2-D kernels: (N, C, L) is seen as (N, C, 1, L) and a
+# (K, C/groups, k) weight as (K, C/groups, 1, k). Both are reshaped views, so autograd
+# carries the gradients back to the 1-D tensors.
+
+def _view_1d_as_2d(x: Tensor, w: Tensor, op: str, layer: str) -> Tuple[Tensor, Tensor]:
+    """(input, weight) of a 1-D convolution (plain or transposed) as their 2-D views, after
+    torch's rank checks."""
+    if x.ndim not in (2, 3):
+        raise RuntimeValueError(f"{layer}: Expected 2D (unbatched) or 3D (batched) input to "
+                                f"{op}, but got input of size: {list(x.shape)}")
+    if w.ndim != 3:
+        raise RuntimeValueError(f"{layer}: weight must be 3-D (channels, channels/groups, "
+                                f"kernel), got shape {tuple(w.shape)}; input shape "
+                                f"{tuple(x.shape)}")
+    return (x.reshape(tuple(x.shape[:-1]) + (1, x.shape[-1])),
+            w.reshape(tuple(w.shape[:-1]) + (1, w.shape[-1])))
+
+
+def _squeeze_2d_view(y: Tensor) -> Tensor:
+    """A 2-D result (..., 1, L) as the 1-D (..., L)."""
+    return y.reshape(tuple(y.shape[:-2]) + (y.shape[-1],))
+
+
+def _single_positive(value: Any, name: str, layer: str) -> int:
+    (v,) = _int_tuple(value, 1, name, layer)
+    if v <= 0:  # (torch: "non-positive stride is not supported")
+        raise RuntimeValueError(f"{layer}: non-positive {name} is not supported, got {value!r}")
+    return v
+
+
+def _conv1d(input: Any, weight: Any, bias: Optional[Any], stride: Any, padding: Any,
+            dilation: Any, groups: Any, layer: str) -> Tensor:
+    x = _float_input(input, layer)
+    w = _float_input(weight, layer)
+    x2, w2 = _view_1d_as_2d(x, w, "conv1d", layer)
+    s = _single_positive(stride, "stride", layer)
+    d = _single_positive(dilation, "dilation", layer)
+    # checked with the 1-D values, so that errors show them; 'same' stays a string for the
+    # 2-D geometry (which puts its odd extra on the right)
+    left, _ = _conv_padding(padding, (w.shape[-1],), (s,), (d,), layer)
+    y = _conv2d(x2, w2, bias, (1, s), padding if isinstance(padding, str) else (0, left),
+                (1, d), groups, layer=layer, shown=(tuple(x.shape), tuple(w.shape)))
+    return _squeeze_2d_view(y)
+
+
+def conv1d(input: Any, weight: Any, bias: Optional[Any] = None, stride: Any = 1,
+           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
+    """1-D convolution with torch's semantics, on the 2-D kernels.
+
+    input (N, C, L) or (C, L); weight (K, C/groups, k); bias (K,) or None; stride,
+    dilation: int or 1-tuple (default 1); padding: int, 1-tuple, 'valid' or 'same'
+    (default 0; 'same' needs stride 1 and pads the odd extra on the right). Returns
+    (N, K, OL) with OL = (L + 2p - d(k-1) - 1) // s + 1."""
+    return _conv1d(input, weight, bias, stride, padding, dilation, groups, "conv1d")
 
 
 # Layer functionals (pooling, activations, normalisation, losses, shape ops) live
@@ -326,3 +411,13 @@ __all__ += ["dropout2d", "alpha_dropout", "pixel_shuffle", "pixel_unshuffle", "c
 from pyvision_engine.nn._f_norm import instance_norm, local_response_norm  # noqa: E402
 
 __all__ += ["instance_norm", "local_response_norm"]
+from pyvision_engine.nn._f_pooling import (  # noqa: E402
+    adaptive_avg_pool1d, adaptive_max_pool1d, adaptive_max_pool1d_with_indices, avg_pool1d,
+    max_pool1d, max_pool1d_with_indices,
+)
+from pyvision_engine.nn._f_shape import dropout1d  # noqa: E402
+from pyvision_engine.nn.conv_transpose import conv_transpose1d  # noqa: E402
+
+__all__ += ["conv1d", "conv_transpose1d", "max_pool1d", "max_pool1d_with_indices", "avg_pool1d",
+            "adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool1d_with_indices",
+            "dropout1d"]

@@ -1,5 +1,5 @@
-"""InstanceNorm2d: per-sample, per-channel normalisation (torch's layer and defaults:
-affine=False, track_running_stats=False)."""
+"""InstanceNorm1d, InstanceNorm2d: per-sample, per-channel normalisation (torch's layers
+and defaults: affine=False, track_running_stats=False)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pyvision_engine.nn._f_common import check_factory_kwargs
 from pyvision_engine.nn.normalization import _NormBase
 from pyvision_engine.tensor import Tensor, as_tensor
 
-__all__ = ["InstanceNorm2d"]
+__all__ = ["InstanceNorm1d", "InstanceNorm2d"]
 
 
 class _InstanceNorm(_NormBase):
@@ -24,7 +24,7 @@ class _InstanceNorm(_NormBase):
     ones, if tracked, updated with ``momentum``; None means 0). Eval with tracked
     statistics: the running ones."""
 
-    _no_batch_dim = 3
+    _no_batch_dim = 3  # the rank of an unbatched input (2-D: (C, H, W))
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Any = 0.1,
                  affine: bool = False, track_running_stats: bool = False, device: Any = None,
@@ -62,7 +62,10 @@ class _InstanceNorm(_NormBase):
         super()._load_from_state_dict(state_dict, prefix, assign, missing, unexpected, errors)
 
     def _check_input_dim(self, x: Tensor) -> None:
-        raise NotImplementedError
+        unbatched = self._no_batch_dim
+        if x.ndim not in (unbatched, unbatched + 1):
+            raise ValueError(f"{type(self).__name__}: expected {unbatched}D or {unbatched + 1}D "
+                             f"input (got {x.ndim}D input)")
 
     def forward(self, input: Any) -> Tensor:
         name = type(self).__name__
@@ -94,9 +97,11 @@ class _InstanceNorm(_NormBase):
                 f"track_running_stats={self.track_running_stats}")
 
 
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalisation of (N, C, L) or (C, L) input."""
+
+    _no_batch_dim = 2
+
+
 class InstanceNorm2d(_InstanceNorm):
     """Instance normalisation of (N, C, H, W) or (C, H, W) input."""
-
-    def _check_input_dim(self, x: Tensor) -> None:
-        if x.ndim not in (3, 4):
-            raise ValueError(f"InstanceNorm2d: expected 3D or 4D input (got {x.ndim}D input)")
