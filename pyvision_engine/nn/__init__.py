@@ -78,3 +78,10 @@ from pyvision_engine.nn.pooling import (  # noqa: E402
 __all__ += ["Conv1d", "ConvTranspose1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d",
             "AdaptiveMaxPool1d", "Dropout1d", "InstanceNorm1d", "ZeroPad1d", "ConstantPad1d",
             "ReflectionPad1d", "ReplicationPad1d", "CircularPad1d"]
+from pyvision_engine.nn.activation import GLU, Hardshrink, RReLU, Softshrink  # noqa: E402
+from pyvision_engine.nn.distance import CosineSimilarity, PairwiseDistance  # noqa: E402
+from pyvision_engine.nn.fold import Fold, Unfold  # noqa: E402
+from pyvision_engine.nn.pooling_more import LPPool2d, MaxUnpool2d  # noqa: E402
+
+__all__ += ["Hardshrink", "Softshrink", "RReLU", "GLU", "CosineSimilarity", "PairwiseDistance",
+            "Fold", "Unfold", "MaxUnpool2d", "LPPool2d"]

@@ -768,3 +768,38 @@ def upsample_bilinear(input: Any, size: Any = None, scale_factor: Any = None) ->
     warnings.warn("`nn.functional.upsample_bilinear` is deprecated. Use "
                   "`nn.functional.interpolate` instead.", stacklevel=2)
     return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+# ------------------------------------------------------------------ one_hot
+from pyvision_engine.nn._f_common import RuntimeTypeError  # noqa: E402
+
+__all__ += ["one_hot"]
+
+
+def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
+    """int64 class indices of shape S -> int64 (*S, num_classes) with a 1 at each index.
+
+    num_classes=-1 takes max(tensor) + 1 (an empty tensor then has no class count: an
+    error, as torch). No gradient: the result is integer."""
+    t = as_tensor(tensor)
+    n = _int_type(num_classes, "one_hot", "num_classes")
+    if t.dtype != np.int64:
+        raise RuntimeTypeError(f"one_hot is only applicable to index tensor of type LongTensor "
+                               f"(int64), got {t.dtype}")
+    index = t._data
+    if index.size == 0:
+        if n <= 0:
+            raise RuntimeValueError("one_hot: Can not infer total number of classes from empty "
+                                    f"tensor (shape {t.shape}, num_classes={n}).")
+        return Tensor._wrap(np.zeros(index.shape + (n,), np.int64))
+    low, high = int(index.min()), int(index.max())
+    if low < 0:
+        raise RuntimeValueError(f"one_hot: Class values must be non-negative (got {low}).")
+    if n == -1:
+        n = high + 1
+    elif n <= high:
+        raise RuntimeValueError(f"one_hot: Class values must be smaller than num_classes (got "
+                                f"class {high} with num_classes={n}).")
+    out = np.zeros(index.shape + (n,), np.int64)
+    np.put_along_axis(out, index[..., None], 1, axis=-1)
+    return Tensor._wrap(out)

@@ -421,3 +421,14 @@ from pyvision_engine.nn.conv_transpose import conv_transpose1d  # noqa: E402
 __all__ += ["conv1d", "conv_transpose1d", "max_pool1d", "max_pool1d_with_indices", "avg_pool1d",
             "adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool1d_with_indices",
             "dropout1d"]
+from pyvision_engine.nn._f_activation import glu, hardshrink, rrelu, rrelu_, softshrink  # noqa: E402
+from pyvision_engine.nn._f_distance import (  # noqa: E402
+    cosine_similarity, normalize, pairwise_distance,
+)
+from pyvision_engine.nn._f_fold import fold, unfold  # noqa: E402
+from pyvision_engine.nn._f_pooling_more import lp_pool2d, max_unpool2d  # noqa: E402
+from pyvision_engine.nn._f_shape import one_hot  # noqa: E402
+
+__all__ += ["hardshrink", "softshrink", "rrelu", "rrelu_", "glu", "normalize", "one_hot",
+            "cosine_similarity", "pairwise_distance", "unfold", "fold", "max_unpool2d",
+            "lp_pool2d"]
