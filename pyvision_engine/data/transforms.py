@@ -17,6 +17,7 @@ threads), the engine's generator (``pve.manual_seed``) elsewhere.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
@@ -126,9 +127,10 @@ class Normalize:
     def __init__(self, mean: Sequence[float], std: Sequence[float], inplace: bool = False) -> None:
         self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)
         self.std = np.asarray(std, dtype=np.float32).reshape(-1)
-        if self.mean.shape != self.std.shape:
-            raise ValueError(f"Normalize: mean and std need the same length, got {self.mean.size} "
-                             f"and {self.std.size}")
+        # torchvision broadcasts mean and std against each other (one value or one per channel)
+        if self.mean.size != self.std.size and 1 not in (self.mean.size, self.std.size):
+            raise ValueError(f"Normalize: mean and std need the same length (or one value), got "
+                             f"{self.mean.size} and {self.std.size}")
         if np.any(self.std == 0):
             raise ValueError(f"Normalize: std evaluated to zero after conversion to float32, "
                              f"leading to division by zero (std={self.std.tolist()})")
@@ -141,8 +143,9 @@ class Normalize:
         if a.ndim < 3:
             raise ValueError(f"Normalize: expected a CHW or NCHW tensor, got shape {a.shape}")
         c = a.shape[-3]
-        if self.mean.size not in (1, c):
-            raise ValueError(f"Normalize: {self.mean.size} means for a tensor with {c} channels")
+        if self.mean.size not in (1, c) or self.std.size not in (1, c):
+            raise ValueError(f"Normalize: {self.mean.size} means and {self.std.size} stds for a "
+                             f"tensor with {c} channels")
         shape = (-1, 1, 1)
         out = (a - self.mean.reshape(shape)) / self.std.reshape(shape)
         out = out.astype(np.float32, copy=False)
@@ -287,14 +290,115 @@ def resize_bilinear(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return out.astype(a.dtype if a.dtype.kind == "f" else np.float32)
 
 
+def _aa_taps(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The antialiased triangle filter of Pillow's ``precompute_coeffs`` (BILINEAR), which
+    torch's ``interpolate(mode='bilinear', antialias=True)`` also uses: for each output pixel,
+    (source indices, normalised float64 weights), shape (n_out, ksize) each; unused taps
+    have weight 0. When shrinking the filter support grows with the scale (antialiasing);
+    when enlarging it is plain half-pixel bilinear."""
+    scale = n_in / n_out
+    filterscale = max(scale, 1.0)
+    support = 1.0 * filterscale
+    ksize = int(math.ceil(support)) * 2 + 1
+    center = (np.arange(n_out, dtype=np.float64) + 0.5) * scale
+    # C's (int) cast truncates toward zero, as np.trunc
+    xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    xmax = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), n_in) - xmin
+    taps = np.arange(ksize)
+    w = np.maximum(1.0 - np.abs((taps + xmin[:, None] - center[:, None] + 0.5) * (1.0 / filterscale)),
+                   0.0)
+    w[taps[None, :] >= xmax[:, None]] = 0.0
+    total = w.sum(axis=1, keepdims=True)
+    w = w / np.where(total == 0.0, 1.0, total)
+    index = np.minimum(xmin[:, None] + taps[None, :], n_in - 1)
+    return index, w
+
+
+_PIL_PRECISION_BITS = 32 - 8 - 2
+
+
+def _aa_pass(a: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    """One separable antialiased pass along ``axis`` (0 = rows, 1 = columns) of an HWC array.
+    uint8: Pillow's fixed-point arithmetic (22-bit coefficients, round half up, clip to
+    0..255), so the result equals Pillow's byte for byte; float: float64 accumulation."""
+    index, w = _aa_taps(a.shape[axis], n_out)
+    shape = [1] * a.ndim
+    shape[axis] = n_out
+    if a.dtype == np.uint8:
+        one = float(1 << _PIL_PRECISION_BITS)
+        k = np.where(w < 0, np.trunc(-0.5 + w * one), np.trunc(0.5 + w * one)).astype(np.int64)
+        acc = np.full(a.shape[:axis] + (n_out,) + a.shape[axis + 1:],
+                      1 << (_PIL_PRECISION_BITS - 1), dtype=np.int64)
+        for t in range(index.shape[1]):
+            acc += np.take(a, index[:, t], axis=axis).astype(np.int64) * k[:, t].reshape(shape)
+        return np.clip(acc >> _PIL_PRECISION_BITS, 0, 255).astype(np.uint8)
+    acc = np.zeros(a.shape[:axis] + (n_out,) + a.shape[axis + 1:], dtype=np.float64)
+    for t in range(index.shape[1]):
+        acc += np.take(a, index[:, t], axis=axis) * w[:, t].reshape(shape)
+    return acc.astype(a.dtype if a.dtype.kind == "f" else np.float32)
+
+
+def resize_bilinear_antialias(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Antialiased bilinear resize of an (H, W, C) array (torchvision's default,
+    ``antialias=True``).
+
+    uint8 input follows torchvision's PIL path (``PIL.Image.resize(BILINEAR)``):
+    Pillow's two separable passes in 8-bit fixed point, each rounded to uint8, with
+    Pillow 13's pass order (the vertical pass first when the height shrinks by more than
+    twice as many pixels as the width, else the horizontal pass first) - identical to
+    Pillow >= 13; Pillow < 13 always runs the horizontal pass first, so it can differ
+    by 1 in a pixel. Float input follows the tensor path (``interpolate(mode='bilinear',
+    antialias=True)``) to float32 rounding."""
+    h, w = a.shape[:2]
+    if a.dtype == np.uint8 and out_h < h and (h - out_h) > 2 * (w - out_w):
+        order = ((0, out_h), (1, out_w))
+    else:
+        order = ((1, out_w), (0, out_h))
+    out = a if a.dtype == np.uint8 or a.dtype.kind == "f" else a.astype(np.float32)
+    for axis, n in order:
+        if out.shape[axis] != n:
+            out = _aa_pass(out, axis, n)
+    if out is a:
+        out = a.copy()
+    return out
+
+
+def _nearest_index(n_in: int, n_out: int, pil: bool) -> np.ndarray:
+    if pil:
+        # Pillow's ImagingScaleAffine: x = scale / 2, then x += scale per output pixel
+        # (accumulated in double), source = (int)x
+        steps = np.full(n_out, n_in / n_out, dtype=np.float64)
+        steps[0] *= 0.5
+        src = np.add.accumulate(steps).astype(np.int64)
+    else:
+        # torch's nearest_idx: floorf(i * (float)in / out) in float32
+        scale = np.float32(n_in) / np.float32(n_out)
+        src = np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(src, n_in - 1)
+
+
+def _resize_nearest(a: np.ndarray, out_h: int, out_w: int, pil: bool) -> np.ndarray:
+    """Nearest neighbour. ``pil``: Pillow's rule, source ~ floor((i + 0.5) * in / out)
+    (torchvision's PIL path); else torch's ``interpolate(mode='nearest')``,
+    source = floor(i * in / out) (torchvision's tensor path)."""
+    return a[_nearest_index(a.shape[0], out_h, pil)][:, _nearest_index(a.shape[1], out_w, pil)]
+
+
 class Resize:
     """Resize to ``size``: (h, w), or an int or a 1-element sequence for the shorter
     edge (aspect ratio kept, the longer edge capped at ``max_size``, as torchvision).
-    Bilinear (default) or nearest; no antialiasing when downscaling (torchvision's
-    ``antialias=False``) - only ``antialias=None`` or ``False`` are accepted."""
+
+    As torchvision: a uint8 HWC array is treated as torchvision treats a PIL image
+    (bilinear = Pillow's antialiased filter, byte-exact with Pillow >= 13; nearest =
+    Pillow's nearest), a float array or a CHW Tensor as it treats a tensor
+    (``interpolate`` with ``antialias=True`` by default; nearest = torch's
+    ``mode='nearest'``). ``antialias=False`` gives plain bilinear (torch's
+    ``antialias=False``) for every input - torchvision ignores it for PIL images, which
+    are always antialiased. Bicubic and other modes are not implemented (ValueError).
+    """
 
     def __init__(self, size: Size, interpolation: str = "bilinear", max_size: Optional[int] = None,
-                 antialias: Optional[bool] = None) -> None:
+                 antialias: Optional[bool] = True) -> None:
         if isinstance(size, (tuple, list)) and len(size) == 1:
             size = size[0]  # torchvision: [n] means the shorter edge, like n
         if isinstance(size, numbers.Integral):
@@ -311,11 +415,12 @@ class Resize:
                                  "of the smaller edge, i.e. size should be an int or a sequence of length 1")
         interpolation = str(getattr(interpolation, "value", interpolation)).lower()
         if interpolation not in ("bilinear", "nearest"):
-            raise ValueError(f"Resize: interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
-        if antialias:
-            raise ValueError("Resize: antialias=True is not implemented (bilinear without antialiasing)")
+            raise ValueError(f"Resize: interpolation must be 'bilinear' or 'nearest' (bicubic and the "
+                             f"others are not implemented), got {interpolation!r}")
         self.interpolation = interpolation
         self.max_size = max_size
+        # torchvision: None means True since 0.17
+        self.antialias = True if antialias is None else bool(antialias)
 
     def _output_size(self, h: int, w: int) -> Tuple[int, int]:
         if isinstance(self.size, tuple):
@@ -332,10 +437,13 @@ class Resize:
         if squeeze:
             a = a[..., None]
         oh, ow = self._output_size(*a.shape[:2])
+        if (oh, ow) == a.shape[:2]:
+            return img  # torchvision returns the input unchanged
+        pil_like = a.dtype == np.uint8 and not was_tensor
         if self.interpolation == "nearest":
-            ys = np.minimum((np.arange(oh) * (a.shape[0] / oh)).astype(np.int64), a.shape[0] - 1)
-            xs = np.minimum((np.arange(ow) * (a.shape[1] / ow)).astype(np.int64), a.shape[1] - 1)
-            out = a[ys][:, xs]
+            out = _resize_nearest(a, oh, ow, pil=pil_like)
+        elif self.antialias:
+            out = resize_bilinear_antialias(a, oh, ow)
         else:
             out = resize_bilinear(a, oh, ow)
         if squeeze:
@@ -343,7 +451,8 @@ class Resize:
         return _restore(out, was_tensor, img)
 
     def __repr__(self) -> str:
-        return f"Resize(size={self.size}, interpolation={self.interpolation})"
+        return (f"Resize(size={self.size}, interpolation={self.interpolation}, "
+                f"max_size={self.max_size}, antialias={self.antialias})")
 
 
 class BatchTransform:
