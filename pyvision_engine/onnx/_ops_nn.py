@@ -1,6 +1,6 @@
 """ONNX network layers beyond the core CNN set (numpy), registered in ``_ops.OPS``.
 
-ConvTranspose (1-D to 3-D), LpPool and GlobalLpPool, MaxUnpool,
+ConvTranspose (1-D to 3-D), LpPool and GlobalLpPool, MaxUnpool, Col2Im,
 LpNormalization, MeanVarianceNormalization and GroupNormalization, as
 onnx/docs/Operators.md defines them.
 """
@@ -12,9 +12,9 @@ import itertools
 import numpy as np
 
 from pyvision_engine.nn import functional as F
-from pyvision_engine.onnx._ops import (OnnxOpError, _as_2d_pool, _axis, _pool_args,
-                                       _pool_reference, arr, contiguous, f32, op, spatial_pads,
-                                       text_attr)
+from pyvision_engine.onnx._ops import (OnnxOpError, _as_2d_pool, _axis, _fast_pool, _ints,
+                                       _pool_args, _pool_reference, arr, contiguous, f32, op,
+                                       spatial_pads, text_attr)
 
 
 # ----------------------------------------------------------------- transposed convolution
@@ -68,9 +68,14 @@ def _conv_transpose(attrs, opset, inputs):
     spatial = x.shape[2:]
     full = [strides[i] * (spatial[i] - 1) + (kernel[i] - 1) * dilations[i] + 1
             for i in range(len(spatial))]
-    if x.ndim == 4 and x.dtype == np.float32 and w.dtype == np.float32 and x.size and w.size:
-        # the pad-free result on the engine's convolution kernels, cut to size below
-        acc = arr(F.conv_transpose2d(f32(x), f32(w), None, strides, 0, 0, group, dilations))
+    if x.ndim in (3, 4) and x.dtype == np.float32 and w.dtype == np.float32 and x.size and w.size:
+        # the pad-free result on the engine's convolution kernels, cut to size below; 1-D as
+        # 2-D over planes of one row
+        row = [1] if x.ndim == 3 else []
+        x2, w2 = (x[:, :, None], w[:, :, None]) if row else (x, w)
+        acc = arr(F.conv_transpose2d(f32(x2), f32(w2), None, row + strides, 0, 0, group,
+                                     row + dilations))
+        acc = acc[:, :, 0] if row else acc
     else:
         acc = _conv_transpose_reference(x, w, group, strides, dilations, kernel, full)
     # output position o reads full position o + begin (zero outside the full result)
@@ -111,8 +116,16 @@ def _lp_pool(attrs, opset, inputs):
     attrs, x = _as_2d_pool(attrs, inputs[0])
     kernel, strides, dilations, pads, ceil = _pool_args(attrs, x, "LpPool")
     p = float(attrs.get("p", 2))
-    sums = _pool_reference(np.abs(x.astype(np.float64)) ** p, kernel, strides, dilations, pads,
-                           ceil, "sum")
+    if x.dtype == np.float32 and dilations == [1, 1] and not ceil and _fast_pool(kernel, pads,
+                                                                                 dilations):
+        # the window sums as means over whole (zero-padded) windows, on the engine's kernel
+        powered = f32(np.abs(x) ** np.float32(p))
+        means = arr(F.avg_pool2d(powered, tuple(kernel), tuple(strides), tuple(pads[:2]), False,
+                                 True))
+        sums = means * np.float32(kernel[0] * kernel[1])
+    else:
+        sums = _pool_reference(np.abs(x.astype(np.float64)) ** p, kernel, strides, dilations,
+                               pads, ceil, "sum")
     y = (sums ** (1.0 / p)).astype(inputs[0].dtype)
     return [y[:, :, 0] if inputs[0].ndim == 3 else y]
 
@@ -152,6 +165,23 @@ def _max_unpool(attrs, opset, inputs):
     out = np.zeros(wanted, dtype=x.dtype)
     out[tuple(slice(0, s) for s in shape)] = unpooled
     return [out]
+
+
+@op("Col2Im")
+def _col2im(attrs, opset, inputs):
+    """2-D blocks on the engine's fold: into the padded image, then cropped to image_shape
+    (so uneven pads work too)."""
+    x, image, block = inputs[0], _ints(inputs[1]), _ints(inputs[2])
+    if x.ndim != 3 or len(image) != 2 or len(block) != 2:
+        raise OnnxOpError(f"Col2Im: pve.onnx folds 2-D images only (input (N, C * kh * kw, L)), "
+                          f"got input {x.shape}, image_shape {image}, block_shape {block}")
+    strides = list(attrs.get("strides", [1, 1]))
+    dilations = list(attrs.get("dilations", [1, 1]))
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    padded = (image[0] + pads[0] + pads[2], image[1] + pads[1] + pads[3])
+    y = arr(F.fold(f32(x), padded, tuple(block), tuple(dilations), 0, tuple(strides)))
+    y = y[:, :, pads[0]:pads[0] + image[0], pads[1]:pads[1] + image[1]]
+    return [contiguous(y, dtype=x.dtype)]
 
 
 # ----------------------------------------------------------------- normalizations

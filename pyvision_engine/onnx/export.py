@@ -13,8 +13,9 @@ exporting thread only, and restored in a ``finally``:
   batch norm, tensor arithmetic, reshape, mean, cat, ...): each call becomes ONNX nodes by
   the converter registered for its Function class;
 * the functionals whose Function-level form loses what ONNX needs (activations, which may
-  run in place; softmax's dim; pooling, which reshapes to planes; interpolate; pad;
-  dropout) are converted from their torch-style arguments, the ops inside them unrecorded;
+  run in place; softmax's dim; pooling, which reshapes to planes; 1-D convolutions, which
+  run as 2-D ones over rows; interpolate; pad; dropout) are converted from their
+  torch-style arguments, the ops inside them unrecorded;
 * ``Module.__call__`` keeps the module path, which names the nodes (``/layer1/0/conv1/Conv``).
 
 Values are keyed by the identity of the Tensors holding them (kept alive meanwhile) and
@@ -45,10 +46,13 @@ from pyvision_engine import _ops
 from pyvision_engine._version import __version__
 from pyvision_engine.autograd import Function, enable_grad
 from pyvision_engine.io import atomic_write_bytes
-from pyvision_engine.nn import _f_activation, _f_norm, _f_pooling, _f_shape
+from pyvision_engine.nn import (_f_activation, _f_distance, _f_fold, _f_norm, _f_pooling,
+                                _f_pooling_more, _f_shape)
 from pyvision_engine.nn import conv_transpose as _conv_transpose_module
 from pyvision_engine.nn import functional as F
-from pyvision_engine.nn.dropout import Dropout
+from pyvision_engine.nn._f_common import pair
+from pyvision_engine.nn.activation import RReLU
+from pyvision_engine.nn.dropout import Dropout, _DropoutNd
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.normalization import _BatchNorm as _BatchNormLayer
 from pyvision_engine.onnx._ops import fold_batch_norm
@@ -70,7 +74,12 @@ SUPPORTED = (
     "tensors, matmul, reshape/view/flatten/squeeze/unsqueeze, permute/transpose, expand, sum, "
     "mean, max()/min() of all elements, ConvTranspose2d, ELU, SELU, CELU, Hardtanh, Threshold, "
     "Softplus, Mish, Softsign, Tanhshrink, LogSigmoid, PixelShuffle/PixelUnshuffle, "
-    "ChannelShuffle, InstanceNorm2d (eval), LocalResponseNorm (odd sizes)")
+    "ChannelShuffle, InstanceNorm1d/2d (eval), LocalResponseNorm (odd sizes), Conv1d, "
+    "ConvTranspose1d, MaxPool1d, AvgPool1d, AdaptiveAvgPool1d/AdaptiveMaxPool1d (1 or even "
+    "windows), Dropout1d/Dropout2d (eval), ZeroPad1d/ConstantPad1d/ReflectionPad1d/"
+    "ReplicationPad1d/CircularPad1d (circular from opset 19), Hardshrink, Softshrink, RReLU "
+    "(eval), GLU, LPPool2d, MaxPool2d(return_indices=True) with MaxUnpool2d, CosineSimilarity, "
+    "PairwiseDistance, normalize, Unfold, Fold (opset >= 18)")
 
 _state = threading.local()  # .tracer: the _Tracer of an export running in this thread
 _install_lock = threading.Lock()  # one export at a time installs the seams
@@ -99,6 +108,8 @@ class _Tracer:
         self._by_array: Dict[int, Tensor] = {}  # id(array) -> the latest tensor bound with it
         self._taken: Dict[str, int] = {name: 1 for name in reserved}
         self._consts: Dict[Tuple[str, Tuple[int, ...], bytes], str] = {}  # small ones, shared
+        # torch's per-plane max_pool2d indices -> (MaxPool's flat Indices output, plane size)
+        self.pool_indices: Dict[str, Tuple[str, Tuple[int, ...]]] = {}
         named = list(model.named_parameters()) + list(model.named_buffers())
         self.state_names = {id(t): n for n, t in named}
         self.state_arrays = {id(t._data): t for _, t in named}  # (batch norm passes arrays)
@@ -110,9 +121,14 @@ class _Tracer:
         return name if n == 0 else f"{name}_{n}"
 
     def node(self, op: str, inputs: Sequence[str], **attrs: Any) -> str:
+        return self.node_outputs(op, inputs, 1, **attrs)[0]
+
+    def node_outputs(self, op: str, inputs: Sequence[str], count: int, **attrs: Any) -> List[str]:
+        """A node with ``count`` outputs (Split, MaxPool with Indices)."""
         name = self._unique("/" + "/".join([s for s in self.scope if s] + [op]))
-        self.nodes.append(Node(op, list(inputs), [name + "_output_0"], attrs, name=name))
-        return name + "_output_0"
+        outputs = [f"{name}_output_{i}" for i in range(count)]
+        self.nodes.append(Node(op, list(inputs), outputs, attrs, name=name))
+        return outputs
 
     def initializer(self, name: str, value: np.ndarray) -> str:
         name = self._unique(name)
@@ -218,13 +234,17 @@ def _elementwise(onnx_op: str) -> Converter:
     return lambda tr, op: tr.node(onnx_op, [n for n in op.names if n is not None])
 
 
+def _reduce_node(tr: _Tracer, onnx_op: str, x: str, axes: Sequence[int], keepdims: int) -> str:
+    if onnx_op != "ReduceSum" and tr.opset < 18:  # (axes: an input from 13 / 18)
+        return tr.node(onnx_op, [x], axes=list(axes), keepdims=keepdims)
+    return tr.node(onnx_op, [x, tr.const(list(axes), np.int64)], keepdims=keepdims)
+
+
 def _reduce(onnx_op: str) -> Converter:
     def convert(tr: _Tracer, op: _Op) -> str:
         dims, keepdims = op.args[1], int(op.args[2])
         axes = list(range(op.args[0].ndim)) if dims is None else [int(d) for d in dims]
-        if onnx_op == "ReduceMean" and tr.opset < 18:  # (axes: an input from 13 / 18)
-            return tr.node(onnx_op, [op.names[0]], axes=axes, keepdims=keepdims)
-        return tr.node(onnx_op, [op.names[0], tr.const(axes, np.int64)], keepdims=keepdims)
+        return _reduce_node(tr, onnx_op, op.names[0], axes, keepdims)
     return convert
 
 
@@ -283,6 +303,10 @@ def _batch_norm(tr: _Tracer, op: _Op) -> str:
 def _group_norm(tr: _Tracer, op: _Op) -> str:
     """Group statistics as InstanceNormalization over (N, groups, -1), as torch exports it."""
     ndim, groups, eps = op.args[0].ndim, int(op.args[3]), float(op.args[4])
+    if ndim > 2 and groups == op.args[0].shape[1]:  # (instance norm: no regrouping)
+        c = (groups,)
+        return tr.node("InstanceNormalization", [op.names[0], _affine(tr, op.names[1], c, 1.0),
+                                                 _affine(tr, op.names[2], c, 0.0)], epsilon=eps)
     grouped = tr.node("Reshape", [op.names[0], tr.const([0, groups, -1], np.int64)])
     normed = tr.node("InstanceNormalization", [grouped, tr.const(np.ones(groups)),
                                                tr.const(np.zeros(groups))], epsilon=eps)
@@ -325,28 +349,35 @@ def _prelu(tr: _Tracer, op: _Op) -> str:
 
 
 def _conv_transpose(tr: _Tracer, op: _Op) -> str:
-    """torch's symmetric padding; output_padding is what the output has beyond the
-    smallest size the input gives."""
-    geo, x, w = op.kw["geometry"], op.args[0], op.args[1]
-    kernel = list(w.shape[2:])
+    geo = op.kw["geometry"]
+    return _conv_transpose_nodes(tr, op.names[:3], op.args[0].shape[2:], op.out.shape[2:],
+                                 op.args[1].shape[2:], geo.stride, geo.top_left, geo.dilation,
+                                 geo.groups)
+
+
+def _conv_transpose_nodes(tr: _Tracer, names: Sequence[Optional[str]], in_size: Sequence[int],
+                          out_size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                          pads: Sequence[int], dilation: Sequence[int], groups: int) -> str:
+    """A 1-D or 2-D transposed convolution: torch's symmetric padding; output_padding is what
+    the output has beyond the smallest size the input gives."""
+    x, w, bias = names
     smallest = [(size - 1) * s - 2 * p + d * (k - 1) + 1 for size, s, p, d, k in zip(
-        x.shape[2:], geo.stride, geo.top_left, geo.dilation, kernel)]
-    extra = [int(o - m) for o, m in zip(op.out.shape[2:], smallest)]
-    top, left = geo.top_left
-    attrs = dict(kernel_shape=kernel, strides=list(geo.stride), dilations=list(geo.dilation),
-                 group=geo.groups)
-    if all(e < s for e, s in zip(extra, geo.stride)):
-        return tr.node("ConvTranspose", [n for n in op.names[:3] if n is not None],
-                       pads=[top, left, top, left], output_padding=extra, **attrs)
+        in_size, stride, pads, dilation, kernel)]
+    extra = [int(o - m) for o, m in zip(out_size, smallest)]
+    attrs = dict(kernel_shape=list(kernel), strides=list(stride), dilations=list(dilation),
+                 group=int(groups))
+    if all(e < s for e, s in zip(extra, stride)):
+        return tr.node("ConvTranspose", [n for n in names if n is not None],
+                       pads=list(pads) * 2, output_padding=extra, **attrs)
     # torch allows output padding below the dilation too, onnxruntime only below the stride.
     # Output padding gives back rows and columns the padding would crop at the end: crop
     # less there instead, and past the uncropped extent (no tap reaches) pad with zeros.
-    ends = [max(p - e, 0) for p, e in zip(geo.top_left, extra)]
-    beyond = [max(e - p, 0) for p, e in zip(geo.top_left, extra)]
-    y = tr.node("ConvTranspose", op.names[:2], pads=[top, left] + ends, **attrs)
-    if any(beyond):
-        y = tr.node("Pad", [y, tr.const([0, 0, 0, 0, 0, 0] + beyond, np.int64)])
-    return y if op.names[2] is None else tr.node("Add", [y, _per_channel(tr, op.names[2], 4)])
+    ends = [max(p - e, 0) for p, e in zip(pads, extra)]
+    beyond = [max(e - p, 0) for p, e in zip(pads, extra)]
+    y = tr.node("ConvTranspose", [x, w], pads=list(pads) + ends, **attrs)
+    if any(beyond):  # (no padding at the starts, nor on the batch and channel dims)
+        y = tr.node("Pad", [y, tr.const([0] * (len(kernel) + 4) + beyond, np.int64)])
+    return y if bias is None else tr.node("Add", [y, _per_channel(tr, bias, len(kernel) + 2)])
 
 
 def _softplus_node(tr: _Tracer, x: str, beta: float, threshold: float) -> str:
@@ -387,6 +418,10 @@ def _pointwise(tr: _Tracer, op: _Op) -> str:
         return tr.node("Sub", [x, tr.node("Tanh", [x])])
     if kind == "_LogSigmoidSpec":  # -softplus(-x)
         return tr.node("Neg", [tr.node("Softplus", [tr.node("Neg", [x])])])
+    if kind in ("_HardshrinkSpec", "_SoftshrinkSpec"):  # (Shrink maps NaN to 0, torch keeps it)
+        lambd = float(params[0])
+        return tr.node("Shrink", [x], lambd=lambd,
+                       bias=lambd if kind == "_SoftshrinkSpec" else 0.0)
     raise _unsupported(f"the activation {kind.strip('_')}")
 
 
@@ -417,6 +452,57 @@ def _local_response_norm(tr: _Tracer, op: _Op) -> str:
                    bias=float(k))
 
 
+def _vector_norm(tr: _Tracer, op: _Op) -> str:
+    """linalg.vector_norm (normalize, cosine_similarity, pairwise_distance) by its order."""
+    p, axes, keepdims = float(op.args[1]), [int(a) for a in op.args[2]], int(op.args[3])
+    if p in (1.0, 2.0):
+        return _reduce_node(tr, f"ReduceL{int(p)}", op.names[0], axes, keepdims)
+    if p == 0:
+        raise _unsupported("a vector norm of order 0 (a count of non-zero elements)")
+    magnitude = tr.node("Abs", [op.names[0]])
+    if math.isinf(p):
+        return _reduce_node(tr, "ReduceMax" if p > 0 else "ReduceMin", magnitude, axes, keepdims)
+    total = _reduce_node(tr, "ReduceSum", tr.node("Pow", [magnitude, tr.const(p)]), axes, keepdims)
+    return tr.node("Pow", [total, tr.const(1.0 / p)])
+
+
+def _unfold(tr: _Tracer, op: _Op) -> str:
+    """im2col as data movement only (no arithmetic to round or to spread a NaN): the padded
+    image's strided slice at each kernel offset, stacked as (N, C, kh * kw, L), which is
+    torch's (channel, offset) order of the output's rows."""
+    x, geo = op.args
+    if x.ndim != 4:
+        raise _unsupported(f"unfold on a {x.ndim}-D input", " (only (N, C, H, W))")
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw), (bh, bw) = (geo.kernel, geo.dilation, geo.padding,
+                                                        geo.stride, geo.blocks)
+    image = op.names[0]
+    if ph or pw:
+        image = tr.node("Pad", [image, tr.const([0, 0, ph, pw, 0, 0, ph, pw], np.int64)])
+    axes, steps = tr.const([2, 3], np.int64), tr.const([sh, sw], np.int64)
+    columns = []
+    for i in range(kh):
+        for j in range(kw):
+            starts = [i * dh, j * dw]
+            ends = [starts[0] + (bh - 1) * sh + 1, starts[1] + (bw - 1) * sw + 1]
+            block = tr.node("Slice", [image, tr.const(starts, np.int64), tr.const(ends, np.int64),
+                                      axes, steps])
+            columns.append(tr.node("Reshape", [block, tr.const([0, 0, 1, bh * bw], np.int64)]))
+    stacked = tr.node("Concat", columns, axis=2) if len(columns) > 1 else columns[0]
+    return tr.node("Reshape", [stacked, tr.const([0, -1, bh * bw], np.int64)])
+
+
+def _fold(tr: _Tracer, op: _Op) -> str:
+    cols, geo = op.args
+    if cols.ndim != 3:
+        raise _unsupported(f"fold on a {cols.ndim}-D input", " (only (N, C * kh * kw, L))")
+    if tr.opset < 18:
+        raise _unsupported("fold below opset 18", " (Col2Im came in opset 18)")
+    return tr.node("Col2Im", [op.names[0], tr.const(list(geo.image), np.int64),
+                              tr.const(list(geo.kernel), np.int64)],
+                   dilations=list(geo.dilation), pads=list(geo.padding) * 2,
+                   strides=list(geo.stride))
+
+
 _ACT_KINDS = {code: name for name, code in _f_activation.ACT_CODES.items()}
 
 _FUNCTION_CONVERTERS: Dict[type, Converter] = {
@@ -440,14 +526,38 @@ _FUNCTION_CONVERTERS: Dict[type, Converter] = {
     _conv_transpose_module._ConvTranspose2d: _conv_transpose,
     _f_activation._Pointwise: _pointwise, _f_shape._Permute: _permute,
     _f_norm._LocalResponseNorm: _local_response_norm,
+    _f_distance._VectorNorm: _vector_norm,
+    # (cosine_similarity's clamp: Clip, as clamp(min=eps))
+    _f_distance._UngradedClampMin: lambda tr, op: _clip(tr, op.names[0], float(op.args[1]), None),
+    _f_fold._Unfold: _unfold, _f_fold._Fold: _fold,
 }
 
 
 # --------------------------------------------------------------------------- functional converters
-def _need_4d(op: _Op) -> Tensor:
-    if op.args[0].ndim != 4:
-        raise _unsupported(f"{op.fname} on a {op.args[0].ndim}-D input", " (only (N, C, H, W))")
+_LAYOUTS = {3: "(N, C, L)", 4: "(N, C, H, W)"}
+
+
+def _need_rank(op: _Op, ndim: int) -> Tensor:
+    if op.args[0].ndim != ndim:
+        raise _unsupported(f"{op.fname.lstrip('_')} on a {op.args[0].ndim}-D input",
+                           f" (only {_LAYOUTS[ndim]})")
     return op.args[0]
+
+
+def _spatial_input(op: _Op) -> Tensor:
+    """The input of a 1-D (N, C, L) or 2-D (N, C, H, W) layer, by the functional's name."""
+    return _need_rank(op, 3 if "1d" in op.fname else 4)
+
+
+def _tensor_names(tr: _Tracer, *values: Any) -> List[Optional[str]]:
+    """The ONNX names of a functional's tensor arguments (weights), None for a None."""
+    return [None if v is None else tr.name_of(as_tensor(v)) for v in values]
+
+
+def _batch_and_channels(tr: _Tracer, x: str) -> str:
+    """The runtime (N, C) of x, so that a size built from it keeps the batch dim free."""
+    return tr.node("Slice", [tr.node("Shape", [x]), tr.const([0], np.int64),
+                             tr.const([2], np.int64), tr.const([0], np.int64)])
 
 
 def _act_functional(tr: _Tracer, op: _Op) -> str:
@@ -466,48 +576,145 @@ def _softmax(tr: _Tracer, op: _Op) -> str:
                    axis=dim % ndim)
 
 
-def _pool(tr: _Tracer, op: _Op) -> str:
-    """Torch's windows as floor-mode pooling whose end padding reaches exactly the last
-    window torch takes (ceil_mode included), so shapes follow the ONNX spec and values are
-    exact: max and count_include_pad=False averages never read the padding. An average that
-    counts padding and has windows past it pads with real zeros first (torch counts the
-    padding, but not what lies beyond it)."""
-    t, a, is_max = _need_4d(op), op.kw, op.fname == "max_pool2d"
-    k, s, p, d, out_hw = _f_pooling._window_args(
+def _pool(tr: _Tracer, op: _Op) -> Union[str, List[str]]:
+    """Torch's windows (1-D or 2-D) as floor-mode pooling whose end padding reaches exactly
+    the last window torch takes (ceil_mode included), so shapes follow the ONNX spec and
+    values are exact: max and count_include_pad=False averages never read the padding. An
+    average that counts padding and has windows past it pads with real zeros first (torch
+    counts the padding, but not what lies beyond it). max_pool2d's return_indices adds
+    MaxPool's Indices, as torch's (see _plane_indices)."""
+    t, a, is_max = _spatial_input(op), op.kw, op.fname.startswith("max_pool")
+    dims = t.ndim - 2  # (_window_args gives 1-D windows as 1 x k: keep the last dims)
+    k, s, p, d, out = (list(v[-dims:]) for v in _f_pooling._window_args(
         op.fname, a["kernel_size"], a["stride"], a["padding"], a["dilation"] if is_max else 1,
-        tuple(t.shape[-2:]), a["ceil_mode"])
-    ends = [max(p[i], (out_hw[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - t.shape[2 + i] - p[i])
-            for i in range(2)]
-    x, pads = op.names[0], [p[0], p[1], ends[0], ends[1]]
-    attrs = {"kernel_shape": list(k), "strides": list(s)}
+        tuple(t.shape[2:]), a["ceil_mode"]))
+    ends = [max(p[i], (out[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - t.shape[2 + i] - p[i])
+            for i in range(dims)]
+    x, pads = op.names[0], p + ends
+    attrs = {"kernel_shape": k, "strides": s}
     if is_max:
-        if any(pads[i] >= k[i % 2] for i in range(4)):
+        indices = bool(a.get("return_indices"))
+        if any(pads[i] >= k[i % dims] for i in range(2 * dims)):
+            if indices:  # (MaxPool's indices would address the padded input)
+                raise _unsupported(f"{op.fname} with return_indices=True and a dilated window "
+                                   "that ceil_mode keeps past the input")
             # onnxruntime refuses pads >= kernel_shape, which a dilated window that ceil_mode
             # keeps can need at the end: pad with -inf first (every torch window holds an
             # input pixel, so the padding never wins)
-            x = tr.node("Pad", [x, tr.const([0, 0] + pads[:2] + [0, 0] + pads[2:], np.int64),
+            x = tr.node("Pad", [x, tr.const([0, 0] + p + [0, 0] + ends, np.int64),
                                 tr.const(-np.inf)])
-            pads = [0, 0, 0, 0]
-        return tr.node("MaxPool", [x], dilations=list(d), pads=pads, **attrs)
+            pads = [0] * (2 * dims)
+        if indices:
+            y, flat = tr.node_outputs("MaxPool", [x], 2, dilations=d, pads=pads, **attrs)
+            return [y, _plane_indices(tr, flat, tuple(t.shape[2:]))]
+        return tr.node("MaxPool", [x], dilations=d, pads=pads, **attrs)
     include_pad = bool(a["count_include_pad"])
-    if include_pad and ends != list(p):
-        x = tr.node("Pad", [x, tr.const([0, 0, p[0], p[1], 0, 0, p[0], p[1]], np.int64)])
-        pads, include_pad = [0, 0, ends[0] - p[0], ends[1] - p[1]], False
+    if include_pad and ends != p:
+        x = tr.node("Pad", [x, tr.const([0, 0] + p + [0, 0] + p, np.int64)])
+        pads, include_pad = [0] * dims + [e - q for e, q in zip(ends, p)], False
     return tr.node("AveragePool", [x], count_include_pad=int(include_pad), pads=pads, **attrs)
 
 
+def _plane_indices(tr: _Tracer, flat: str, plane: Tuple[int, ...]) -> str:
+    """torch's max-pool indices count within each (n, c) plane, ONNX's over the whole input:
+    the remainder by the plane's size. max_unpool2d can use MaxPool's own (_max_unpool)."""
+    per_plane = tr.node("Mod", [flat, tr.const(math.prod(plane), np.int64)])
+    tr.pool_indices[per_plane] = (flat, plane)
+    return per_plane
+
+
 def _adaptive_pool(tr: _Tracer, op: _Op) -> str:
-    (h, w), (oh, ow) = _need_4d(op).shape[-2:], op.out.shape[-2:]
+    size, out = tuple(_spatial_input(op).shape[2:]), tuple(op.out.shape[2:])
     kind = "Max" if "max" in op.fname else "Average"
-    if (oh, ow) == (1, 1):
+    shown_in, shown_out = ("x".join(str(n) for n in v) for v in (size, out))
+    if all(o == 1 for o in out):
         return tr.node(f"Global{kind}Pool", [op.names[0]])
-    if oh == 0 or ow == 0:
-        raise _unsupported(f"{op.fname} to an empty {oh}x{ow} output")
-    if h % oh or w % ow:  # uneven windows have no ONNX pooling op
-        raise _unsupported(f"{op.fname} from {h}x{w} to {oh}x{ow}",
-                           " (only output sizes that divide the input size, or 1x1)")
-    kernel = [h // oh, w // ow]
+    if 0 in out:
+        raise _unsupported(f"{op.fname} to an empty {shown_out} output")
+    if any(n % o for n, o in zip(size, out)):  # uneven windows have no ONNX pooling op
+        raise _unsupported(f"{op.fname} from {shown_in} to {shown_out}",
+                           " (only output sizes that divide the input size, or 1)")
+    kernel = [n // o for n, o in zip(size, out)]
     return tr.node(f"{kind}Pool", [op.names[0]], kernel_shape=kernel, strides=kernel)
+
+
+def _lp_pool(tr: _Tracer, op: _Op) -> str:
+    """torch's lp_pool2d: (the window mean of x ** p, times the window's area) ** (1 / p),
+    with no padding. That is LpPool's (sum of |x| ** p) ** (1 / p) for an even p over whole
+    windows; otherwise (odd or fractional p: a negative sum's root is NaN; ceil_mode's
+    partial windows: their mean is scaled by the full area) it is composed as torch does."""
+    t, a = _spatial_input(op), op.kw
+    p = float(a["norm_type"])
+    pool = dict(kernel_size=a["kernel_size"], stride=a["stride"], padding=0, dilation=1,
+                ceil_mode=a["ceil_mode"], count_include_pad=True)
+    if math.isinf(p):  # the max of |x| (of -|x|, negated, for -inf)
+        magnitude = tr.node("Abs", [op.names[0]])
+        if p < 0:
+            magnitude = tr.node("Neg", [magnitude])
+        y = _pool(tr, _Op(op.args, [magnitude], pool, op.out, "max_pool2d"))
+        return y if p > 0 else tr.node("Neg", [y])
+    k, s, _, _, out = _f_pooling._window_args(op.fname, a["kernel_size"], a["stride"], 0, 1,
+                                              tuple(t.shape[2:]), a["ceil_mode"])
+    whole = all((o - 1) * si + ki <= n for o, si, ki, n in zip(out, s, k, t.shape[2:]))
+    if whole and p > 0 and p % 2 == 0:
+        return tr.node("LpPool", [op.names[0]], kernel_shape=list(k), strides=list(s), p=int(p))
+    powered = tr.node("Pow", [op.names[0], tr.const(p)])
+    mean = _pool(tr, _Op(op.args, [powered], pool, op.out, "avg_pool2d"))
+    return tr.node("Pow", [tr.node("Mul", [mean, tr.const(float(k[0] * k[1]))]),
+                           tr.const(1.0 / p)])
+
+
+def _max_unpool(tr: _Tracer, op: _Op) -> str:
+    """MaxUnpool when the indices are a MaxPool's and the output is that pool's input size,
+    the one MaxUnpool infers. Otherwise torch's per-plane indices scatter into zero planes:
+    runtimes read MaxUnpool's output_shape differently (onnxruntime indexes the given shape,
+    the spec's reference the inferred one, placed at the start)."""
+    t, a = _need_rank(op, 4), op.kw
+    k = pair(a["kernel_size"], op.fname, "kernel_size")
+    s = k if a["stride"] is None else pair(a["stride"], op.fname, "stride")
+    p = pair(a["padding"], op.fname, "padding")
+    (indices,) = _tensor_names(tr, a["indices"])
+    out = tuple(op.out.shape[2:])
+    inferred = tuple((n - 1) * si + ki - 2 * pi for n, si, ki, pi in zip(t.shape[2:], s, k, p))
+    flat, plane = tr.pool_indices.get(indices, (None, None))
+    if flat is not None and plane == out == inferred:
+        return tr.node("MaxUnpool", [op.names[0], flat], kernel_shape=list(k), strides=list(s),
+                       pads=list(p) * 2)
+    rows = [tr.node("Reshape", [n, tr.const([0, 0, -1], np.int64)])
+            for n in (indices, op.names[0])]
+    size = tr.node("Concat", [_batch_and_channels(tr, op.names[0]),
+                              tr.const([math.prod(out)], np.int64)], axis=0)
+    zeros = tr.node("Expand", [tr.const(0.0), size])
+    y = tr.node("ScatterElements", [zeros] + rows, axis=2)
+    return tr.node("Reshape", [y, tr.const([0, 0] + list(out), np.int64)])
+
+
+def _conv1d(tr: _Tracer, op: _Op) -> str:
+    """A 1-D Conv (the engine runs Conv1d as a 2-D convolution over (N, C, 1, L))."""
+    _need_rank(op, 3)
+    a = op.kw
+    w = as_tensor(a["weight"])
+    (s,), (d,) = (F._int_tuple(a[name], 1, name, a["layer"]) for name in ("stride", "dilation"))
+    pads = F._conv_padding(a["padding"], tuple(w.shape[2:]), (s,), (d,), a["layer"])
+    names = [op.names[0]] + _tensor_names(tr, w, a["bias"])
+    return tr.node("Conv", [n for n in names if n is not None], kernel_shape=list(w.shape[2:]),
+                   strides=[s], pads=list(pads), dilations=[d], group=int(a["groups"]))
+
+
+def _conv_transpose1d(tr: _Tracer, op: _Op) -> str:
+    x, a = _need_rank(op, 3), op.kw
+    w = as_tensor(a["weight"])
+    s, p, d = (F._int_tuple(a[name], 1, name, a["layer"])
+               for name in ("stride", "padding", "dilation"))
+    return _conv_transpose_nodes(tr, [op.names[0]] + _tensor_names(tr, w, a["bias"]),
+                                 x.shape[2:], op.out.shape[2:], w.shape[2:], s, p, d, a["groups"])
+
+
+def _glu(tr: _Tracer, op: _Op) -> str:
+    dim = op.kw["dim"] % op.args[0].ndim
+    half = op.args[0].shape[dim] // 2
+    a, b = tr.node_outputs("Split", [op.names[0], tr.const([half, half], np.int64)], 2, axis=dim)
+    return tr.node("Mul", [a, tr.node("Sigmoid", [b])])
 
 
 def _unambiguous(in_hw: Tuple[int, ...], scales: Tuple[float, ...],
@@ -543,7 +750,7 @@ def _interpolate(tr: _Tracer, op: _Op) -> str:
     """Resize by scales (spatial dims then stay free) when every runtime reads them as pve
     does, else by sizes; either only if ONNX maps pixels as pve (torch) does. nearest:
     asymmetric + floor; bilinear: half_pixel, or align_corners (always by sizes)."""
-    _need_4d(op)
+    _need_rank(op, 4)
     a, x = op.kw, op.names[0]
     in_hw, out_hw = tuple(op.args[0].shape[2:]), tuple(op.out.shape[2:])
     factor, scales = a["scale_factor"], None
@@ -563,9 +770,8 @@ def _interpolate(tr: _Tracer, op: _Op) -> str:
               "align_corners" if a["align_corners"] else "half_pixel"})
     if chosen[0] is not None:
         return tr.node("Resize", [x, "", tr.const([1.0, 1.0] + list(chosen[0]))], **attrs)
-    batch_and_channels = tr.node("Slice", [tr.node("Shape", [x]), tr.const([0], np.int64),
-                                           tr.const([2], np.int64), tr.const([0], np.int64)])
-    sizes = tr.node("Concat", [batch_and_channels, tr.const(list(out_hw), np.int64)], axis=0)
+    sizes = tr.node("Concat", [_batch_and_channels(tr, x), tr.const(list(out_hw), np.int64)],
+                    axis=0)
     return tr.node("Resize", [x, "", "", sizes], **attrs)
 
 
@@ -591,19 +797,30 @@ _FUNCTIONAL_CONVERTERS: Dict[str, Converter] = {
     **{name: _act_functional for name in (
         "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "gelu", "silu",
         "hardswish", "hardsigmoid")},
-    "softmax": _softmax, "log_softmax": _softmax, "max_pool2d": _pool, "avg_pool2d": _pool,
-    "adaptive_avg_pool2d": _adaptive_pool, "adaptive_max_pool2d": _adaptive_pool,
-    "interpolate": _interpolate, "pad": _pad,
-    "dropout": lambda tr, op: op.names[0],  # (training mode is refused before it runs)
+    "softmax": _softmax, "log_softmax": _softmax,
+    **{f"{kind}_pool{dims}d": _pool for kind in ("max", "avg") for dims in (1, 2)},
+    **{f"adaptive_{kind}_pool{dims}d": _adaptive_pool for kind in ("max", "avg")
+       for dims in (1, 2)},
+    "lp_pool2d": _lp_pool, "max_unpool2d": _max_unpool, "interpolate": _interpolate, "pad": _pad,
+    # (training mode is refused before they run)
+    **{name: lambda tr, op: op.names[0] for name in ("dropout", "dropout1d", "dropout2d")},
+    "rrelu": lambda tr, op: _activation(tr, "leaky_relu", op.names[0],
+                                        (op.kw["lower"] + op.kw["upper"]) / 2),
+    "_conv1d": _conv1d, "_conv_transpose1d": _conv_transpose1d, "glu": _glu,
 }
+
+# where the functionals are looked up when called (the first holds the original)
+_FUNCTIONAL_OWNERS = (F, _f_activation, _f_pooling, _f_pooling_more, _f_shape,
+                      _conv_transpose_module)
 
 
 def _refuse_before_running(fname: str, a: Dict[str, Any]) -> None:
     """Options with no faithful ONNX form, refused before the op runs (and changes anything)."""
-    if fname == "dropout" and a["training"] and a["p"] > 0:
-        raise ValueError("pve.onnx.export: dropout in training mode (random masks) has no place "
-                         "in an inference graph: call model.eval() before export")
-    if a.get("return_indices"):
+    if a.get("training") and (fname == "rrelu" or a.get("p", 0) > 0):
+        noise = "slopes" if fname == "rrelu" else "masks"
+        raise ValueError(f"pve.onnx.export: {fname} in training mode (random {noise}) has no "
+                         "place in an inference graph: call model.eval() before export")
+    if a.get("return_indices") and fname != "max_pool2d":
         raise _unsupported(f"{fname} with return_indices=True")
     if a.get("divisor_override") is not None:
         raise _unsupported(f"{fname} with divisor_override={a['divisor_override']}")
@@ -657,7 +874,12 @@ def _traced_functional(fname: str, original: Callable[..., Any]) -> Callable[...
         finally:
             tr.depth -= 1
         op = _Op((t,), [x], dict(bound.arguments), out, fname)
-        tr.bind(out, _FUNCTIONAL_CONVERTERS[fname](tr, op))  # (in place: out is the input)
+        names = _FUNCTIONAL_CONVERTERS[fname](tr, op)
+        if isinstance(out, tuple):  # (max_pool2d's values and indices)
+            for item, name in zip(out, names):
+                tr.bind(item, name)
+        else:
+            tr.bind(out, names)  # (in place: out is the input)
         return out
 
     return traced
@@ -679,9 +901,9 @@ def _seams() -> Iterator[Tuple[Any, str, Any]]:
     yield Function, "apply", classmethod(_traced_apply)
     yield Module, "__call__", _traced_call
     for fname in _FUNCTIONAL_CONVERTERS:
-        original = getattr(F, fname)
+        original = next(getattr(o, fname) for o in _FUNCTIONAL_OWNERS if hasattr(o, fname))
         traced = _traced_functional(fname, original)
-        for owner in (F, _f_activation, _f_pooling, _f_shape):
+        for owner in _FUNCTIONAL_OWNERS:
             if getattr(owner, fname, None) is original:
                 yield owner, fname, traced
 
@@ -820,10 +1042,11 @@ def _outputs_of(result: Any) -> List[Tensor]:
 
 def _check_inference_mode(model: Module) -> None:
     for name, m in model.named_modules():
-        if m.training and isinstance(m, (_BatchNormLayer, Dropout)):
+        if m.training and isinstance(m, (_BatchNormLayer, Dropout, _DropoutNd, RReLU)):
             raise ValueError(
                 f"pve.onnx.export: {name or 'the model'} ({type(m).__name__}) is in training mode, "
-                "but an ONNX inference graph uses BatchNorm's running statistics and no dropout: "
+                "but an ONNX inference graph uses BatchNorm's running statistics and no random "
+                "dropout or RReLU slopes: "
                 "call model.eval() before export (torch users do the same)")
 
 

@@ -1,12 +1,8 @@
 """pve.onnx.export: the zoo and hand-built nets run in onnxruntime as in pve; errors are clear.
 
 onnx (the checker) and onnxruntime are test extras; tests that need them skip, saying so,
-when they are missing. The export itself needs neither, nor torch.
-
-Tolerance: outputs are compared with rtol 1e-4 and atol 1e-4 times the output's largest
-magnitude. pve and onnxruntime sum convolutions in different orders (Winograd, im2col,
-blocked kernels vs MLAS) and the exporter folds BatchNorm into the convolutions, so results
-differ by float32 rounding, which grows with depth and with the size of the values.
+when they are missing. The export itself needs neither, nor torch. The helpers and the
+tolerance are tests/reference/onnx_roundtrip.py's.
 """
 
 from __future__ import annotations
@@ -23,41 +19,12 @@ from pyvision_engine import nn
 from pyvision_engine.autograd import Function
 from pyvision_engine.nn import functional as F
 from pyvision_engine.onnx import export
+from reference.onnx_roundtrip import RNG, assert_close, check, images, reference, run
 
-RNG = np.random.default_rng(1234)
 BATCH = {"input": {0: "batch"}, "output": {0: "batch"}}
 
 
 # --------------------------------------------------------------------------- helpers
-def _ort():
-    return pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) runs the "
-                                                     "exported files")
-
-
-def _check(path):
-    onnx = pytest.importorskip("onnx", reason="onnx (a test extra) checks the exported files")
-    model = onnx.load(str(path))
-    onnx.checker.check_model(model, full_check=True)
-    return model
-
-
-def _run(path, feeds):
-    ort = _ort()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
-
-
-def _reference(model, *inputs):
-    with pve.no_grad():  # the model's own inference path (fused, blocked)
-        out = model(*inputs)
-    return [o.numpy() for o in out] if isinstance(out, (tuple, list)) else [out.numpy()]
-
-
-def _assert_close(got, want):
-    scale = max(1.0, float(np.abs(want).max()))
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
-
-
 def _randomize_batch_norms(model):
     """Running statistics and affine parameters away from 0/1, so BN export is exercised."""
     for m in model.modules():
@@ -72,16 +39,12 @@ def _randomize_batch_norms(model):
     return model
 
 
-def _images(*shape):
-    return RNG.standard_normal(shape).astype(np.float32)
-
-
 def _export_and_compare(model, x, tmp_path, **kwargs):
     path = tmp_path / "model.onnx"
     export(model, x, path, **kwargs)
-    _check(path)
-    (got,) = _run(path, {"input": x})
-    _assert_close(got, _reference(model, x)[0])
+    check(path)
+    (got,) = run(path, {"input": x})
+    assert_close(got, reference(model, x)[0])
     return path
 
 
@@ -93,8 +56,8 @@ ZOO = [("lenet5", (1, 28, 28)), ("resnet20", (3, 32, 32)), ("resnet18", (3, 64, 
 @pytest.mark.parametrize("name,shape", ZOO, ids=[n for n, _ in ZOO])
 def test_zoo_model_matches_onnxruntime(name, shape, tmp_path):
     model = _randomize_batch_norms(pve.models.get_model(name)).eval()
-    path = _export_and_compare(model, _images(2, *shape), tmp_path)
-    onnx_model = _check(path)
+    path = _export_and_compare(model, images(2, *shape), tmp_path)
+    onnx_model = check(path)
     ops = {n.op_type for n in onnx_model.graph.node}
     assert "BatchNormalization" not in ops  # folded into the convolutions
     assert onnx_model.producer_name == "pyvision_engine"
@@ -106,31 +69,31 @@ def test_zoo_model_matches_onnxruntime(name, shape, tmp_path):
 def test_dynamic_batch(name, shape, tmp_path):
     model = _randomize_batch_norms(pve.models.get_model(name)).eval()
     path = tmp_path / "dynamic.onnx"
-    export(model, _images(1, *shape), path, dynamic_axes=BATCH)
-    onnx_model = _check(path)
+    export(model, images(1, *shape), path, dynamic_axes=BATCH)
+    onnx_model = check(path)
     assert onnx_model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert onnx_model.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    x = _images(3, *shape)
-    (got,) = _run(path, {"input": x})
-    _assert_close(got, _reference(model, x)[0])
+    x = images(3, *shape)
+    (got,) = run(path, {"input": x})
+    assert_close(got, reference(model, x)[0])
 
 
 def test_dynamic_axes_as_list_get_torch_names(tmp_path, capsys):
     path = tmp_path / "m.onnx"
-    export(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), _images(2, 3, 4), path,
+    export(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), images(2, 3, 4), path,
            dynamic_axes={"input": [0]}, verbose=True)
     assert "/1/Gemm: Gemm(" in capsys.readouterr().out
-    onnx_model = _check(path)
+    onnx_model = check(path)
     assert onnx_model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == \
         "input_dynamic_axes_1"
-    (got,) = _run(path, {"input": _images(5, 3, 4)})
+    (got,) = run(path, {"input": images(5, 3, 4)})
     assert got.shape == (5, 3)
 
 
 def test_conv_bn_not_folded_without_constant_folding(tmp_path):
     model = _randomize_batch_norms(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))).eval()
-    path = _export_and_compare(model, _images(2, 3, 8, 8), tmp_path, do_constant_folding=False)
-    assert "BatchNormalization" in {n.op_type for n in _check(path).graph.node}
+    path = _export_and_compare(model, images(2, 3, 8, 8), tmp_path, do_constant_folding=False)
+    assert "BatchNormalization" in {n.op_type for n in check(path).graph.node}
 
 
 # --------------------------------------------------------------------------- hand-built nets
@@ -240,15 +203,15 @@ HAND_NETS = {
 @pytest.fixture(params=sorted(HAND_NETS))
 def hand_net(request):
     make, shape = HAND_NETS[request.param]
-    return _randomize_batch_norms(make()).eval(), _images(*shape)
+    return _randomize_batch_norms(make()).eval(), images(*shape)
 
 
 def test_hand_built_net_matches_onnxruntime(hand_net, tmp_path):
     model, x = hand_net
     path = _export_and_compare(model, x, tmp_path, dynamic_axes=BATCH)
-    x3 = _images(3, *x.shape[1:])  # another batch size through the same file
-    (got,) = _run(path, {"input": x3})
-    _assert_close(got, _reference(model, x3)[0])
+    x3 = images(3, *x.shape[1:])  # another batch size through the same file
+    (got,) = run(path, {"input": x3})
+    assert_close(got, reference(model, x3)[0])
 
 
 def test_hand_built_net_matches_pve_inference_session(hand_net, tmp_path):
@@ -258,17 +221,17 @@ def test_hand_built_net_matches_pve_inference_session(hand_net, tmp_path):
     export(model, x, path)
     session = pve.onnx.InferenceSession(str(path))
     (got,) = session.run(None, {"input": x})
-    _assert_close(np.asarray(got), _reference(model, x)[0])
+    assert_close(np.asarray(got), reference(model, x)[0])
 
 
 @pytest.mark.parametrize("name,shape", [("resnet20", (3, 32, 32)), ("mobilenet_v2", (3, 32, 32))])
 def test_zoo_model_matches_pve_inference_session(name, shape, tmp_path):
     model = _randomize_batch_norms(pve.models.get_model(name)).eval()
-    x = _images(2, *shape)
+    x = images(2, *shape)
     path = tmp_path / "model.onnx"
     export(model, x, path)
     (got,) = pve.onnx.InferenceSession(str(path)).run(None, {"input": x})
-    _assert_close(np.asarray(got), _reference(model, x)[0])
+    assert_close(np.asarray(got), reference(model, x)[0])
 
 
 @pytest.mark.parametrize("opset", [13, 15, 18, 21])
@@ -276,8 +239,8 @@ def test_opsets(opset, tmp_path):
     model = _randomize_batch_norms(nn.Sequential(
         nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Hardswish(), nn.ZeroPad2d(1),
         nn.Upsample(scale_factor=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))).eval()
-    path = _export_and_compare(model, _images(2, 3, 6, 6), tmp_path, opset_version=opset)
-    assert _check(path).opset_import[0].version == opset
+    path = _export_and_compare(model, images(2, 3, 6, 6), tmp_path, opset_version=opset)
+    assert check(path).opset_import[0].version == opset
 
 
 class Elementwise(nn.Module):
@@ -295,23 +258,23 @@ class Elementwise(nn.Module):
 
 
 def test_reductions_and_elementwise_ops(tmp_path):
-    _export_and_compare(Elementwise().eval(), _images(2, 4, 3, 3), tmp_path)
+    _export_and_compare(Elementwise().eval(), images(2, 4, 3, 3), tmp_path)
 
 
 def test_many_inputs_and_outputs_with_default_and_given_names(tmp_path):
     model = TwoInTwoOut().eval()
-    a, b = _images(2, 2, 5, 5), _images(2, 2, 5, 5)
+    a, b = images(2, 2, 5, 5), images(2, 2, 5, 5)
     path = tmp_path / "two.onnx"
     export(model, (a, pve.from_numpy(b)), path)
-    onnx_model = _check(path)
+    onnx_model = check(path)
     assert [i.name for i in onnx_model.graph.input] == ["input_0", "input_1"]
     assert [o.name for o in onnx_model.graph.output] == ["output_0", "output_1"]
-    got = _run(path, {"input_0": a, "input_1": b})
-    for g, w in zip(got, _reference(model, a, b)):
-        _assert_close(g, w)
+    got = run(path, {"input_0": a, "input_1": b})
+    for g, w in zip(got, reference(model, a, b)):
+        assert_close(g, w)
     export(model, (a, b), path, input_names=["a", "b"], output_names=["sum", "gate"])
-    assert [o.name for o in _check(path).graph.output] == ["sum", "gate"]
-    _assert_close(_run(path, {"a": a, "b": b})[1], _reference(model, a, b)[1])
+    assert [o.name for o in check(path).graph.output] == ["sum", "gate"]
+    assert_close(run(path, {"a": a, "b": b})[1], reference(model, a, b)[1])
 
 
 def test_output_that_is_the_input_and_file_objects(tmp_path):
@@ -321,12 +284,12 @@ def test_output_that_is_the_input_and_file_objects(tmp_path):
             return x, y, y
 
     buffer = io.BytesIO()
-    export(Twice(), _images(1, 3), buffer)
+    export(Twice(), images(1, 3), buffer)
     path = tmp_path / "twice.onnx"
     path.write_bytes(buffer.getvalue())
-    _check(path)
-    x = _images(1, 3)
-    got = _run(path, {"input": x})
+    check(path)
+    x = images(1, 3)
+    got = run(path, {"input": x})
     np.testing.assert_array_equal(got[0], x)
     np.testing.assert_array_equal(got[1], np.maximum(x, 0))
     np.testing.assert_array_equal(got[2], np.maximum(x, 0))
@@ -334,31 +297,31 @@ def test_output_that_is_the_input_and_file_objects(tmp_path):
 
 def test_in_place_relu_on_the_input_and_str_paths(tmp_path):
     model = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(4, 2)).eval()
-    x = _images(3, 4)
+    x = images(3, 4)
     before = x.copy()
     export(model, x, str(tmp_path / "m.onnx"))
     np.testing.assert_array_equal(x, before)  # the example input is not touched
-    (got,) = _run(tmp_path / "m.onnx", {"input": x})
-    _assert_close(got, _reference(model, x.copy())[0])
+    (got,) = run(tmp_path / "m.onnx", {"input": x})
+    assert_close(got, reference(model, x.copy())[0])
 
 
 # --------------------------------------------------------------------------- errors
 def test_training_mode_batch_norm_and_dropout_are_value_errors(tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))  # training mode
     with pytest.raises(ValueError, match=r"1 \(BatchNorm2d\) is in training mode.*model\.eval\(\)"):
-        export(model, _images(2, 3, 8, 8), tmp_path / "m.onnx")
+        export(model, images(2, 3, 8, 8), tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="Dropout.*model.eval"):
-        export(nn.Sequential(nn.Linear(3, 3), nn.Dropout()), _images(2, 3), tmp_path / "m.onnx")
+        export(nn.Sequential(nn.Linear(3, 3), nn.Dropout()), images(2, 3), tmp_path / "m.onnx")
 
     class FunctionalDropout(nn.Module):
         def forward(self, x):
             return F.dropout(x, 0.5, training=True)
 
     with pytest.raises(ValueError, match="dropout in training mode"):
-        export(FunctionalDropout(), _images(2, 3), tmp_path / "m.onnx")
+        export(FunctionalDropout(), images(2, 3), tmp_path / "m.onnx")
     stats_free = nn.Sequential(nn.BatchNorm2d(3, track_running_stats=False)).eval()
     with pytest.raises(ValueError, match="batch statistics"):
-        export(stats_free, _images(2, 3, 4, 4), tmp_path / "m.onnx")
+        export(stats_free, images(2, 3, 4, 4), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -388,7 +351,7 @@ class Flat1d(nn.Module):
     (Thresholded(), "neither a traced value nor a parameter"),
     (nn.AvgPool2d(2, divisor_override=3), "divisor_override"),
     (nn.AdaptiveAvgPool2d((3, 3)), "8x8 to 3x3"),
-    (nn.MaxPool2d(2, return_indices=True), "return_indices"),
+    (nn.AdaptiveMaxPool2d(2, return_indices=True), "return_indices"),  # (max_pool2d's: MaxPool's)
     (nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular"), "circular"),
     (nn.AdaptiveAvgPool2d((0, 2)), "empty 0x2 output"),
     (Flat1d(), "interpolate on a 3-D input"),
@@ -398,7 +361,7 @@ class Flat1d(nn.Module):
         "interpolate-3d", "lrn-even-size"])
 def test_unsupported_ops_are_not_implemented_errors(model, pattern, tmp_path):
     with pytest.raises(NotImplementedError, match=pattern) as info:
-        export(model.eval(), _images(1, 3, 8, 8), tmp_path / "m.onnx")
+        export(model.eval(), images(1, 3, 8, 8), tmp_path / "m.onnx")
     assert "Supported:" in str(info.value)
     assert not (tmp_path / "m.onnx").exists()
 
@@ -406,19 +369,19 @@ def test_unsupported_ops_are_not_implemented_errors(model, pattern, tmp_path):
 def test_bad_arguments(tmp_path):
     model = nn.Sequential(nn.Linear(3, 2)).eval()
     with pytest.raises(TypeError, match="pve.nn.Module"):
-        export(lambda x: x, _images(1, 3), tmp_path / "m.onnx")
+        export(lambda x: x, images(1, 3), tmp_path / "m.onnx")
     with pytest.raises(TypeError, match="float32"):
         export(model, np.zeros((1, 3)), tmp_path / "m.onnx")
     with pytest.raises(TypeError, match="numpy array or a pve.Tensor"):
         export(model, [[0.0, 1.0, 2.0]], tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="opset_version"):
-        export(model, _images(1, 3), tmp_path / "m.onnx", opset_version=11)
+        export(model, images(1, 3), tmp_path / "m.onnx", opset_version=11)
     with pytest.raises(ValueError, match="dynamic_axes names 'images'"):
-        export(model, _images(1, 3), tmp_path / "m.onnx", dynamic_axes={"images": [0]})
+        export(model, images(1, 3), tmp_path / "m.onnx", dynamic_axes={"images": [0]})
     with pytest.raises(ValueError, match="input_names"):
-        export(model, _images(1, 3), tmp_path / "m.onnx", input_names=["a", "b"])
+        export(model, images(1, 3), tmp_path / "m.onnx", input_names=["a", "b"])
     with pytest.raises(TypeError, match="writable binary file"):
-        export(model, _images(1, 3), 42)
+        export(model, images(1, 3), 42)
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -427,11 +390,11 @@ def test_failed_export_leaves_the_file_and_the_engine_as_they_were(tmp_path):
     target.write_bytes(b"previous contents")
     apply_before, call_before, relu_before = Function.__dict__["apply"], nn.Module.__call__, F.relu
     with pytest.raises(NotImplementedError):
-        export(nn.Sequential(nn.ReLU(), Sliced()).eval(), _images(1, 3, 4, 4), target)
+        export(nn.Sequential(nn.ReLU(), Sliced()).eval(), images(1, 3, 4, 4), target)
     assert target.read_bytes() == b"previous contents"
     assert Function.__dict__["apply"] is apply_before and nn.Module.__call__ is call_before
     assert F.relu is relu_before
-    export(nn.Sequential(nn.ReLU()).eval(), _images(1, 3, 4, 4), pathlib.PurePath(target))
+    export(nn.Sequential(nn.ReLU()).eval(), images(1, 3, 4, 4), pathlib.PurePath(target))
     assert target.read_bytes() != b"previous contents"
     assert sorted(os.listdir(tmp_path)) == ["model.onnx"]  # no temporary file left behind
 
@@ -439,18 +402,18 @@ def test_failed_export_leaves_the_file_and_the_engine_as_they_were(tmp_path):
 def test_export_leaves_the_model_unchanged(tmp_path):
     model = _randomize_batch_norms(pve.models.get_model("resnet20")).eval()
     state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-    x = _images(1, 3, 32, 32)
-    before = _reference(model, x)[0]
+    x = images(1, 3, 32, 32)
+    before = reference(model, x)[0]
     export(model, x, tmp_path / "m.onnx")
     assert not model.training
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), state[k], err_msg=k)
-    np.testing.assert_array_equal(_reference(model, x)[0], before)
+    np.testing.assert_array_equal(reference(model, x)[0], before)
 
 
 def test_circular_padding_from_opset_19(tmp_path):
     model = nn.Conv2d(3, 4, 3, padding=(1, 2), padding_mode="circular").eval()
-    _export_and_compare(model, _images(2, 3, 6, 7), tmp_path, opset_version=19)
+    _export_and_compare(model, images(2, 3, 6, 7), tmp_path, opset_version=19)
 
 
 # The last window ceil_mode keeps can reach past the input by up to dilation * (k - 1),
@@ -466,10 +429,10 @@ def test_dilated_ceil_mode_max_pool_runs_in_onnxruntime(args, hw, tmp_path):
     kernel, stride, padding, dilation = args
     model = nn.Sequential(nn.Conv2d(3, 3, 1),
                           nn.MaxPool2d(kernel, stride, padding, dilation=dilation, ceil_mode=True))
-    x = _images(2, 3, *hw)
+    x = images(2, 3, *hw)
     path = _export_and_compare(model.eval(), x, tmp_path, dynamic_axes=BATCH)
     (got,) = pve.onnx.InferenceSession(str(path)).run(None, {"input": x})
-    _assert_close(np.asarray(got), _reference(model, x)[0])
+    assert_close(np.asarray(got), reference(model, x)[0])
 
 
 class ExpandMean(nn.Module):
@@ -485,11 +448,11 @@ class ExpandMean(nn.Module):
 def test_expand_keeps_the_batch_dim_free(tmp_path):
     model = ExpandMean().eval()
     path = tmp_path / "expand.onnx"
-    export(model, _images(2, 3, 4, 5), path, dynamic_axes=BATCH)
-    _check(path)
+    export(model, images(2, 3, 4, 5), path, dynamic_axes=BATCH)
+    check(path)
     for batch in (2, 5, 1):
-        x = _images(batch, 3, 4, 5)
-        (got,) = _run(path, {"input": x})
-        _assert_close(got, _reference(model, pve.tensor(x))[0])
+        x = images(batch, 3, 4, 5)
+        (got,) = run(path, {"input": x})
+        assert_close(got, reference(model, pve.tensor(x))[0])
         (mine,) = pve.onnx.InferenceSession(str(path)).run(None, {"input": x})
-        _assert_close(np.asarray(mine), _reference(model, pve.tensor(x))[0])
+        assert_close(np.asarray(mine), reference(model, pve.tensor(x))[0])

@@ -38,6 +38,7 @@ UNSUPPORTED = {
     "pool_3d": "3-D pooling (CNN engine: 1-D and 2-D)",
     "pool3d": "3-D pooling (CNN engine: 1-D and 2-D)",
     "conv3d": "3-D convolution (CNN engine: 1-D and 2-D)",
+    "col2im_5d": "3-D Col2Im (CNN engine: 2-D images)",
     "training_mode": "BatchNormalization / Dropout in training mode (InferenceSession runs inference)",
     "training_dropout": "Dropout in training mode draws random masks",
     "cubic": "Resize mode 'cubic'",
