@@ -16,8 +16,8 @@ import numpy as np
 
 from pyvision_engine.tensor import Tensor
 
-__all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset",
-           "ArrayImageDataset", "random_split"]
+__all__ = ["Dataset", "IterableDataset", "ChainDataset", "TensorDataset", "Subset",
+           "ConcatDataset", "ArrayImageDataset", "random_split"]
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -33,10 +33,35 @@ class Dataset(Generic[T_co]):
 
 
 class IterableDataset(Dataset[T_co]):
-    """A stream of samples (``__iter__``); the DataLoader batches it in order."""
+    """A stream of samples (``__iter__``); the DataLoader batches it in order. ``a + b``
+    chains two streams (:class:`ChainDataset`), as torch."""
 
     def __iter__(self):
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
+
+    def __add__(self, other: "Dataset") -> "ChainDataset":  # type: ignore[override]
+        return ChainDataset([self, other])
+
+
+class ChainDataset(IterableDataset):
+    """Several IterableDatasets one after the other, lazily (torch's ChainDataset)."""
+
+    def __init__(self, datasets: Iterable[Dataset]) -> None:
+        self.datasets = datasets
+
+    def __iter__(self):
+        for d in self.datasets:
+            if not isinstance(d, IterableDataset):
+                raise TypeError("ChainDataset only supports IterableDataset")
+            yield from d
+
+    def __len__(self) -> int:
+        total = 0
+        for d in self.datasets:
+            if not isinstance(d, IterableDataset):
+                raise TypeError("ChainDataset only supports IterableDataset")
+            total += len(d)  # type: ignore[arg-type]
+        return total
 
 
 def _as_numpy(value: Any, name: str) -> np.ndarray:
@@ -212,7 +237,9 @@ class Subset(Dataset):
         self.dataset = dataset
         self.indices = [int(i) for i in indices]
 
-    def __getitem__(self, idx: int) -> Any:
+    def __getitem__(self, idx: Any) -> Any:
+        if isinstance(idx, list):  # torch: a list of indices is passed on as one list
+            return self.dataset[[self.indices[i] for i in idx]]
         return self.dataset[self.indices[_check_index(idx, len(self), "Subset")]]
 
     def __len__(self) -> int:
@@ -223,6 +250,10 @@ class Subset(Dataset):
         if fetch is None:
             return None
         return fetch([self.indices[i] for i in indices])
+
+
+class _ConcatIterableError(TypeError, AssertionError):
+    """torch asserts (AssertionError); a TypeError here too."""
 
 
 class ConcatDataset(Dataset):
@@ -236,7 +267,7 @@ class ConcatDataset(Dataset):
         total = 0
         for d in self.datasets:
             if isinstance(d, IterableDataset):
-                raise TypeError("ConcatDataset does not support IterableDataset")
+                raise _ConcatIterableError("ConcatDataset does not support IterableDataset")
             total += len(d)
             self.cumulative_sizes.append(total)
 
@@ -252,27 +283,45 @@ class ConcatDataset(Dataset):
 
 def random_split(dataset: Dataset, lengths: Sequence[Union[int, float]],
                  generator: Optional[Any] = None) -> List[Subset]:
-    """Split into non-overlapping Subsets of the given lengths (or fractions summing to 1),
-    as torch.utils.data.random_split; ``generator`` is a numpy Generator or an int seed
-    (default: the engine's generator, seeded by ``pve.manual_seed``)."""
-    from pyvision_engine.data.sampler import _resolve_generator
+    """Split into non-overlapping Subsets of the given lengths, as torch.utils.data.random_split.
+
+    As torch, ``lengths`` are fractions when they sum to 1 (each must lie in [0, 1]; the
+    floors of ``n * fraction`` are topped up round-robin with the remainder), else counts
+    that must sum to ``len(dataset)``. ``generator``: a numpy Generator, an int seed, a
+    ``torch.Generator`` (then the permutation is ``torch.randperm(n, generator=...)``, so
+    the split equals torch's for the same seed), or None (the engine's generator, seeded
+    by ``pve.manual_seed``)."""
+    import warnings
+
+    from pyvision_engine.data.sampler import _is_torch_generator, _resolve_generator
 
     n = len(dataset)  # type: ignore[arg-type]
     lengths = list(lengths)
     if not lengths:
         raise ValueError("random_split: lengths must not be empty")
-    if math.isclose(sum(lengths), 1.0) and sum(lengths) <= 1 and any(
-            isinstance(x, float) for x in lengths):
-        counts = [int(math.floor(n * frac)) for frac in lengths]
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        counts: List[int] = []
+        for i, frac in enumerate(lengths):
+            if frac < 0 or frac > 1:
+                raise ValueError(f"Fraction at index {i} is not between 0 and 1")
+            counts.append(int(math.floor(n * frac)))
         for i in range(n - sum(counts)):  # distribute the remainder round-robin, as torch
             counts[i % len(counts)] += 1
+        for i, length in enumerate(counts):
+            if length == 0:
+                warnings.warn(f"Length of split at index {i} is 0. This might result in an empty "
+                              "dataset.", stacklevel=2)
         lengths = counts
+    if sum(lengths) != n:
+        raise ValueError("Sum of input lengths does not equal the length of the input dataset!")
     if any(int(x) != x or x < 0 for x in lengths):
         raise ValueError(f"random_split: lengths must be non-negative ints or fractions, got {lengths}")
-    if sum(lengths) != n:
-        raise ValueError(f"random_split: sum of input lengths ({sum(lengths)}) does not equal the "
-                         f"length of the input dataset ({n})")
-    perm = _resolve_generator(generator).permutation(n).tolist()
+    if _is_torch_generator(generator):
+        import torch
+
+        perm = torch.randperm(n, generator=generator).tolist()
+    else:
+        perm = _resolve_generator(generator).permutation(n).tolist()
     out, offset = [], 0
     for length in lengths:
         out.append(Subset(dataset, perm[offset:offset + int(length)]))

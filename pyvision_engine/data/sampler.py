@@ -13,7 +13,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Sized
 import numpy as np
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
-           "BatchSampler"]
+           "WeightedRandomSampler", "BatchSampler"]
 
 
 def _resolve_generator(generator: Any) -> np.random.Generator:
@@ -27,8 +27,20 @@ def _resolve_generator(generator: Any) -> np.random.Generator:
         return generator
     if isinstance(generator, (numbers.Integral, np.integer)) and not isinstance(generator, bool):
         return np.random.Generator(np.random.PCG64(int(generator)))
-    raise TypeError(f"generator must be a numpy.random.Generator, an int seed or None, "
-                    f"got {type(generator).__name__}")
+    if _is_torch_generator(generator):
+        # a torch.Generator (ported code): draw one 64-bit seed from it, as torch's
+        # DataLoader draws its base seed, so it advances and a seeded one repeats
+        import torch
+
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+        return np.random.Generator(np.random.PCG64(seed))
+    raise TypeError(f"generator must be a numpy.random.Generator, a torch.Generator, an int seed "
+                    f"or None, got {type(generator).__name__}")
+
+
+def _is_torch_generator(generator: Any) -> bool:
+    return type(generator).__module__.startswith("torch") and hasattr(generator, "manual_seed") \
+        and hasattr(generator, "initial_seed")
 
 
 class Sampler:
@@ -103,6 +115,53 @@ class SubsetRandomSampler(Sampler):
         return len(self.indices)
 
 
+class WeightedRandomSampler(Sampler):
+    """``num_samples`` indices drawn from ``[0, len(weights))`` with probabilities proportional
+    to ``weights`` (torch's ``torch.multinomial(weights, num_samples, replacement)``), with
+    replacement by default. Without replacement ``num_samples`` may not exceed
+    ``len(weights)`` (RuntimeError, as torch), and zero-weight indices come last."""
+
+    def __init__(self, weights: Sequence[float], num_samples: int, replacement: bool = True,
+                 generator: Any = None) -> None:
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
+            raise ValueError(f"num_samples should be a positive integer value, but got "
+                             f"num_samples={num_samples}")
+        if not isinstance(replacement, bool):
+            raise ValueError(f"replacement should be a boolean value, but got "
+                             f"replacement={replacement}")
+        if hasattr(weights, "detach") and hasattr(weights, "numpy"):
+            weights = weights.detach().cpu().numpy()
+        w = np.asarray(getattr(weights, "_data", weights), dtype=np.float64)
+        if w.ndim != 1:
+            raise ValueError(f"weights should be a 1d sequence but given weights have shape "
+                             f"{tuple(w.shape)}")
+        self.weights = w
+        self.num_samples = num_samples
+        self.replacement = replacement
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[int]:
+        w = self.weights
+        if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0, or "
+                               "a weight that is negative, inf or nan)")
+        if not self.replacement and self.num_samples > w.size:
+            raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
+                               "replacement")
+        rng = _resolve_generator(self.generator)
+        if self.replacement:
+            return iter(rng.choice(w.size, size=self.num_samples, p=w / w.sum()).tolist())
+        nonzero = np.flatnonzero(w)
+        k = min(self.num_samples, nonzero.size)
+        order = nonzero[rng.choice(nonzero.size, size=k, replace=False, p=w[nonzero] / w.sum())]
+        if self.num_samples > k:  # torch then draws the zero-weight categories, uniformly
+            order = np.concatenate([order, rng.permutation(np.flatnonzero(w == 0))[:self.num_samples - k]])
+        return iter(order.tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 class BatchSampler(Sampler):
     """Groups a sampler's indices into lists of ``batch_size``."""
 
@@ -118,9 +177,9 @@ class BatchSampler(Sampler):
         self.drop_last = drop_last
 
     def __iter__(self) -> Iterator[List[int]]:
-        batch: List[int] = []
-        for idx in self.sampler:
-            batch.append(int(idx))
+        batch: List[Any] = []
+        for idx in self.sampler:  # indices pass through as the sampler gives them (torch)
+            batch.append(idx)
             if len(batch) == self.batch_size:
                 yield batch
                 batch = []

@@ -261,7 +261,7 @@ def test_random_split_and_subset():
     assert a.indices == a2.indices
     parts = random_split(ds, [0.5, 0.3, 0.2], generator=0)
     assert [len(p) for p in parts] == [10, 6, 4]
-    with pytest.raises(ValueError, match="sum of input lengths"):
+    with pytest.raises(ValueError, match="Sum of input lengths"):
         random_split(ds, [3, 4])
     sub = Subset(TensorDataset(np.arange(10, dtype=np.float32)), [9, 2])
     x, = next(iter(DataLoader(sub, batch_size=2)))
