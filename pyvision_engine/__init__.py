@@ -24,10 +24,14 @@ from pyvision_engine import nn  # noqa: E402  (needs the names above)
 from pyvision_engine import optim  # noqa: E402
 from pyvision_engine.nn.functional import add, cat  # noqa: E402  (torch.cat, torch.add)
 from pyvision_engine._functions import (  # noqa: E402  (torch-style top-level functions)
-    abs, allclose, argmax, argmin, bmm, chunk, clamp, clip, exp, flatten, is_tensor, isfinite,
-    isnan, log, log_softmax, max, mean, min, mm, numel, permute, rand, randint, randn, relu,
-    reshape, sigmoid, softmax, sort, split, sqrt, squeeze, stack, sum, tanh, topk, transpose,
-    unsqueeze, where,
+    abs, allclose, amax, amin, argmax, argmin, argsort, argwhere, bmm, ceil, chunk, clamp,
+    clamp_max, clamp_min, clip, cos, cumsum, diag, dot, empty_like, equal, erf, exp, eye, flatten,
+    flip, floor, full_like, gather, index_select, is_tensor, isclose, isfinite, isinf, isnan, lerp,
+    linspace, log, log_softmax, logsumexp, masked_fill, max, maximum, mean, min, minimum, mm,
+    nonzero, norm, numel, outer, permute, pow, prod, rand, randint, randn, randperm, reciprocal,
+    relu, reshape, roll, round, rsqrt, scatter, sigmoid, sign, sin, softmax, sort, split, sqrt,
+    square, squeeze, stack, std, sum, tanh, topk, transpose, tril, triu, unbind, unsqueeze, var,
+    where,
 )
 from pyvision_engine import data  # noqa: E402
 from pyvision_engine.io import load, save  # noqa: E402

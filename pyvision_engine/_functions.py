@@ -3,20 +3,29 @@ wrappers over Tensor methods and nn.functional, so each has one implementation."
 
 from __future__ import annotations
 
+import builtins
+import operator
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from pyvision_engine import _ops
 from pyvision_engine.random import default_generator
-from pyvision_engine.tensor import Tensor, _normalize_dtype, as_tensor, float32
+from pyvision_engine.tensor import (
+    Tensor, _factory_shape, _normalize_dtype, _operand, as_tensor, empty, float32, full, int64,
+    tensor,
+)
 
 __all__ = [
     "stack", "where", "clamp", "clip", "flatten", "exp", "log", "sqrt", "abs", "sum", "mean",
     "max", "min", "argmax", "argmin", "relu", "sigmoid", "tanh", "softmax", "log_softmax",
     "mm", "bmm", "randn", "rand", "randint", "topk", "sort", "reshape", "permute", "transpose",
     "squeeze", "unsqueeze", "split", "chunk", "is_tensor", "numel", "isnan", "isfinite",
-    "allclose",
+    "allclose", "pow", "sign", "floor", "ceil", "round", "reciprocal", "rsqrt", "square", "erf",
+    "sin", "cos", "maximum", "minimum", "clamp_min", "clamp_max", "lerp", "prod", "cumsum", "amax",
+    "amin", "logsumexp", "var", "std", "norm", "gather", "scatter", "index_select", "masked_fill",
+    "nonzero", "argwhere", "flip", "roll", "unbind", "tril", "triu", "diag", "isinf", "isclose",
+    "equal", "argsort", "outer", "dot", "full_like", "empty_like", "randperm", "linspace", "eye",
 ]
 
 
@@ -35,15 +44,15 @@ def stack(tensors: Sequence[Any], dim: int = 0) -> Tensor:
     return cat([t.unsqueeze(d) for t in items], dim=d)
 
 
-def where(condition: Any, input: Any, other: Any) -> Tensor:
-    """``input`` where ``condition`` is true, else ``other`` (broadcasting; differentiable)."""
-    cond = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
-    if cond.dtype != np.bool_:
-        raise RuntimeError("where expected condition to be a boolean tensor, but got a tensor "
-                           f"with dtype {_ops._RANK_DTYPE_NAMES.get(cond.dtype.kind, cond.dtype)}")
-    a = input if isinstance(input, Tensor) else Tensor._wrap(np.asarray(input, dtype=np.float32))
-    b = other if isinstance(other, Tensor) else Tensor._wrap(np.asarray(other, dtype=np.float32))
-    return _ops.Where.apply(cond, a, b)
+def where(condition: Any, input: Any = None, other: Any = None) -> Any:
+    """``input`` where ``condition`` is true, else ``other`` (broadcasting; differentiable).
+    A number takes the other operand's dtype kind (two numbers: float32 / int64 / bool by
+    their types), as torch. ``where(condition)`` is ``nonzero(condition, as_tuple=True)``."""
+    if input is None and other is None:
+        return as_tensor(condition).nonzero(as_tuple=True)
+    if not isinstance(input, Tensor):
+        input = _operand(input, other) if isinstance(other, Tensor) else tensor(input)
+    return input.where(condition, other)
 
 
 def clamp(input: Any, min: Any = None, max: Any = None) -> Tensor:
@@ -220,3 +229,227 @@ def allclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08,
     """|input - other| <= atol + rtol * |other| everywhere (torch's, with broadcasting)."""
     return bool(np.allclose(as_tensor(input)._data, as_tensor(other)._data, rtol=rtol,
                             atol=atol, equal_nan=equal_nan))
+
+
+# ------------------------------------------------------- more of torch's functions
+def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001  (torch's name)
+    """input ** exponent; either may be a number (both are differentiable tensors)."""
+    return input ** exponent if isinstance(input, Tensor) else as_tensor(exponent).__rpow__(input)
+
+
+def sign(input: Any) -> Tensor:
+    return as_tensor(input).sign()
+
+
+def floor(input: Any) -> Tensor:
+    return as_tensor(input).floor()
+
+
+def ceil(input: Any) -> Tensor:
+    return as_tensor(input).ceil()
+
+
+def round(input: Any, *, decimals: int = 0) -> Tensor:  # noqa: A001
+    return as_tensor(input).round(decimals)
+
+
+def reciprocal(input: Any) -> Tensor:
+    return as_tensor(input).reciprocal()
+
+
+def rsqrt(input: Any) -> Tensor:
+    return as_tensor(input).rsqrt()
+
+
+def square(input: Any) -> Tensor:
+    return as_tensor(input).square()
+
+
+def erf(input: Any) -> Tensor:
+    return as_tensor(input).erf()
+
+
+def sin(input: Any) -> Tensor:
+    return as_tensor(input).sin()
+
+
+def cos(input: Any) -> Tensor:
+    return as_tensor(input).cos()
+
+
+def maximum(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).maximum(other)
+
+
+def minimum(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).minimum(other)
+
+
+def clamp_min(input: Any, min: Any) -> Tensor:  # noqa: A002
+    return as_tensor(input).clamp_min(min)
+
+
+def clamp_max(input: Any, max: Any) -> Tensor:  # noqa: A002
+    return as_tensor(input).clamp_max(max)
+
+
+def lerp(input: Any, end: Any, weight: Any) -> Tensor:
+    return as_tensor(input).lerp(end, weight)
+
+
+def prod(input: Any, dim: Optional[int] = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    return as_tensor(input).prod(dim, keepdim, dtype=dtype)
+
+
+def cumsum(input: Any, dim: int, *, dtype: Any = None) -> Tensor:
+    return as_tensor(input).cumsum(dim, dtype=dtype)
+
+
+def amax(input: Any, dim: Any = (), keepdim: bool = False) -> Tensor:
+    return as_tensor(input).amax(dim, keepdim)
+
+
+def amin(input: Any, dim: Any = (), keepdim: bool = False) -> Tensor:
+    return as_tensor(input).amin(dim, keepdim)
+
+
+def logsumexp(input: Any, dim: Any, keepdim: bool = False) -> Tensor:
+    return as_tensor(input).logsumexp(dim, keepdim)
+
+
+def var(input: Any, dim: Any = None, unbiased: Any = True, keepdim: bool = False, *,
+        correction: Optional[float] = None) -> Tensor:
+    return as_tensor(input).var(dim, unbiased, keepdim, correction=correction)
+
+
+def std(input: Any, dim: Any = None, unbiased: Any = True, keepdim: bool = False, *,
+        correction: Optional[float] = None) -> Tensor:
+    return as_tensor(input).std(dim, unbiased, keepdim, correction=correction)
+
+
+def norm(input: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,
+         dtype: Any = None) -> Tensor:
+    return as_tensor(input).norm(p, dim, keepdim, dtype)
+
+
+def gather(input: Any, dim: int, index: Any) -> Tensor:
+    return as_tensor(input).gather(dim, index)
+
+
+def scatter(input: Any, dim: int, index: Any, src: Any = None, value: Any = None, *,
+            reduce: Optional[str] = None) -> Tensor:
+    return as_tensor(input).scatter(dim, index, src, value, reduce=reduce)
+
+
+def index_select(input: Any, dim: int, index: Any) -> Tensor:
+    return as_tensor(input).index_select(dim, index)
+
+
+def masked_fill(input: Any, mask: Any, value: Any) -> Tensor:
+    return as_tensor(input).masked_fill(mask, value)
+
+
+def nonzero(input: Any, *, as_tuple: bool = False) -> Any:
+    return as_tensor(input).nonzero(as_tuple=as_tuple)
+
+
+def argwhere(input: Any) -> Tensor:
+    return as_tensor(input).argwhere()
+
+
+def flip(input: Any, dims: Sequence[int]) -> Tensor:
+    if not isinstance(dims, (tuple, list)):
+        raise TypeError(f"flip(): argument 'dims' (position 2) must be tuple of ints, not "
+                        f"{type(dims).__name__}")
+    return as_tensor(input).flip(tuple(dims))
+
+
+def roll(input: Any, shifts: Any, dims: Any = None) -> Tensor:
+    return as_tensor(input).roll(shifts, dims)
+
+
+def unbind(input: Any, dim: int = 0):
+    return as_tensor(input).unbind(dim)
+
+
+def tril(input: Any, diagonal: int = 0) -> Tensor:
+    return as_tensor(input).tril(diagonal)
+
+
+def triu(input: Any, diagonal: int = 0) -> Tensor:
+    return as_tensor(input).triu(diagonal)
+
+
+def diag(input: Any, diagonal: int = 0) -> Tensor:
+    return as_tensor(input).diag(diagonal)
+
+
+def isinf(input: Any) -> Tensor:
+    return as_tensor(input).isinf()
+
+
+def isclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08,
+            equal_nan: bool = False) -> Tensor:
+    return as_tensor(input).isclose(other, rtol, atol, equal_nan)
+
+
+def equal(input: Any, other: Any) -> bool:
+    return as_tensor(input).equal(other)
+
+
+def argsort(input: Any, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+    return as_tensor(input).argsort(dim, descending, stable)
+
+
+def outer(input: Any, vec2: Any) -> Tensor:
+    return as_tensor(input).outer(vec2)
+
+
+def dot(input: Any, tensor: Any) -> Tensor:
+    return as_tensor(input).dot(tensor)
+
+
+def full_like(input: Any, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """``fill_value`` in input's shape and (unless ``dtype``) input's dtype."""
+    t = as_tensor(input)
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def empty_like(input: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    t = as_tensor(input)
+    return empty(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def randperm(n: int, *, generator: Any = None, dtype: Any = None,
+             requires_grad: bool = False) -> Tensor:
+    """A random permutation of 0..n-1 (int64) from the engine's generator (seeded by
+    pve.manual_seed), or from ``generator``, a numpy Generator."""
+    (n,) = _factory_shape((n,), "randperm")
+    values = (generator or default_generator()).permutation(n)
+    return Tensor(values.astype(_normalize_dtype(dtype or int64)), requires_grad=requires_grad)
+
+
+def linspace(start: Any, end: Any, steps: int, *, dtype: Any = None,
+             requires_grad: bool = False) -> Tensor:
+    """``steps`` evenly spaced values from start to end, with torch's float32 arithmetic:
+    start + i * step for the first half, end - (steps - 1 - i) * step for the rest."""
+    steps = operator.index(steps)
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    target = _normalize_dtype(dtype or float32)
+    kind = np.float32 if target == float32 else np.float64  # (torch: double steps for integers)
+    i = np.arange(steps, dtype=kind)
+    step = (kind(end) - kind(start)) / kind(builtins.max(steps - 1, 1))
+    values = np.where(i < steps // 2, kind(start) + step * i, kind(end) - step * (steps - 1 - i))
+    if steps == 1:  # (torch fills with start)
+        values[:] = kind(start)
+    return Tensor(values.astype(target), requires_grad=requires_grad)
+
+
+def eye(n: int, m: Optional[int] = None, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """An n x m (n x n) matrix with ones on the diagonal."""
+    for name, v in (("n", n), ("m", m)):
+        if v is not None and v < 0:
+            raise RuntimeError(f"{name} must be greater or equal to 0, got {v}")
+    return Tensor(np.eye(n, n if m is None else m, dtype=_normalize_dtype(dtype or float32)),
+                  requires_grad=requires_grad)

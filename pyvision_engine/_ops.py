@@ -206,11 +206,40 @@ def _as_float(a: np.ndarray) -> np.ndarray:
     return a if a.dtype == _FLOAT else a.astype(np.float32)
 
 
+def _contiguous(a: Any, dtype: Any = None) -> np.ndarray:
+    """``a`` as a C-contiguous array; a 0-d result stays 0-d (np.ascontiguousarray makes
+    it 1-d)."""
+    return np.asarray(a, dtype=dtype, order="C")
+
+
 def _result_dtype(out: np.ndarray) -> np.ndarray:
     # numpy may widen (int64 / 2 -> float64); the engine computes in float32.
     if out.dtype == np.float64:
         return out.astype(np.float32)
     return out
+
+
+# Taylor coefficients of erf(x) * sqrt(pi) / 2 in x^2 (to x^17: below 0.5, under 1e-12 relative)
+_ERF_TAYLOR = [(-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(9)][::-1]
+# Abramowitz-Stegun 7.1.26: erf(x) = 1 - t * poly(t) * exp(-x^2), t = 1 / (1 + p x); within
+# 1.5e-7 of erf where erf > 0.52
+_ERF_P = 0.3275911
+_ERF_AS = [1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592]
+
+
+def erf_array(x: np.ndarray) -> np.ndarray:
+    """erf elementwise in x's type (numpy has none), computed in float64 as the engine's SIMD
+    erf: a Taylor series below |x| = 0.5, Abramowitz-Stegun 7.1.26 above (within 1.5e-7
+    of erf, a few float32 ulps). NaN stays NaN; +-inf give +-1."""
+    if not x.size:
+        return x.copy()
+    v = x.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # (inf in the unused branch)
+        s = v * v
+        small = np.polyval(_ERF_TAYLOR, s) * v * (2.0 / math.sqrt(math.pi))
+        t = 1.0 / (1.0 + _ERF_P * np.abs(v))
+        large = np.copysign(1.0 - np.polyval(_ERF_AS, t) * t * np.exp(-s), v)
+    return np.where(np.abs(v) < 0.5, small, large).astype(x.dtype, copy=False)
 
 
 # --------------------------------------------------------------- elementwise
@@ -434,7 +463,9 @@ class Sqrt(Function):
 
 
 class _ElementwiseExtreme(Function):
-    # Gradient goes to the larger (smaller) input; ties split it evenly, as torch.
+    # torch's rule: the gradient goes to the larger (smaller) input, ties split it evenly,
+    # and an input loses it only where the other strictly wins (so a NaN pair gives both
+    # the whole gradient).
     _ufunc: Any = None
     _wins: Any = None
     saved_inputs, saves_output = (0, 1), False
@@ -447,10 +478,11 @@ class _ElementwiseExtreme(Function):
     @classmethod
     def backward(cls, ctx, g):
         a, b = ctx.a, ctx.b
-        a_wins = cls._wins(a, b).astype(np.float32)
-        tie = (a == b).astype(np.float32) * 0.5
-        return (_unbroadcast(g * (a_wins + tie), a.shape) if ctx.needs_input_grad[0] else None,
-                _unbroadcast(g * (1 - a_wins - tie), b.shape) if ctx.needs_input_grad[1] else None)
+        shared = np.where(a == b, g * np.float32(0.5), g)
+        return (_unbroadcast(np.where(cls._wins(b, a), 0, shared), a.shape).astype(np.float32)
+                if ctx.needs_input_grad[0] else None,
+                _unbroadcast(np.where(cls._wins(a, b), 0, shared), b.shape).astype(np.float32)
+                if ctx.needs_input_grad[1] else None)
 
 
 class Maximum(_ElementwiseExtreme):
@@ -772,9 +804,12 @@ def matmul(a, b):
 
 # ------------------------------------------------- selection and repetition
 class Clamp(Function):
-    """clamp(a, min, max); the gradient passes where min <= a <= max (torch's rule)."""
+    """clamp(a, min, max); the gradient passes where min <= a <= max (torch's rule), and
+    tensor bounds get it where they are the result (torch's clamp_backward_min_max)."""
 
-    saved_inputs, saves_output = (), False
+    # a's gradient needs only the mask; the bounds' read a, min and max
+    saved_inputs = staticmethod(lambda needs: (0, 1, 2) if needs[1] or needs[2] else ())
+    saves_output = False
 
     @staticmethod
     def forward(ctx, a, lo, hi):
@@ -793,11 +828,27 @@ class Clamp(Function):
             ctx.mask &= a >= lo
         if hi is not None:
             ctx.mask &= a <= hi
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            ctx.a, ctx.lo, ctx.hi = a, lo, hi
         return np.asarray(out, dtype=a.dtype, order="C")
 
     @staticmethod
     def backward(ctx, g):
-        return _unbroadcast(g * ctx.mask, ctx.shape), None, None
+        needs = ctx.needs_input_grad
+        ga = _unbroadcast(g * ctx.mask, ctx.shape) if needs[0] else None
+        glo = ghi = None
+        if needs[1] or needs[2]:
+            a, lo, hi = ctx.a, ctx.lo, ctx.hi
+            if lo is not None and hi is not None:
+                lo_wins, hi_wins = (a < lo) & (lo < hi), (a > hi) | (hi < lo)
+            else:
+                lo_wins = a < lo if lo is not None else None
+                hi_wins = a > hi if hi is not None else None
+            if needs[1]:
+                glo = _unbroadcast(np.where(lo_wins, g, 0).astype(np.float32), np.shape(lo))
+            if needs[2]:
+                ghi = _unbroadcast(np.where(hi_wins, g, 0).astype(np.float32), np.shape(hi))
+        return ga, glo, ghi
 
 
 class Where(Function):
@@ -860,6 +911,474 @@ class _DimTake(Function):
         grad = np.zeros(ctx.shape, dtype=np.float32)
         np.put_along_axis(grad, ctx.indices, g, axis=ctx.dim)  # indices are distinct per line
         return grad, None, None
+
+
+# ------------------------------------------------- more element-wise math
+class _Unary(Function):
+    """An element-wise op ``_f(a, *params)`` with torch's derivative ``_df(g, a, out)``.
+    ``_to_float``: integer and bool inputs compute in float32 (torch's promotion for
+    erf, sin, ...); otherwise the dtype is kept (floor, sign, ...). Subclasses declare
+    which of a and out the derivative reads (``saved_inputs`` / ``saves_output``)."""
+
+    _to_float = True
+    saved_inputs, saves_output = (0,), False
+
+    @staticmethod
+    def _f(a: np.ndarray, *params: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def _df(g: np.ndarray, a: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return np.zeros_like(g)  # piecewise constant (sign, floor, round): torch's zeros
+
+    @classmethod
+    def forward(cls, ctx, a, *params):
+        if cls._to_float:
+            a = _as_float(a)
+        with np.errstate(all="ignore"):
+            out = _contiguous(cls._f(a, *params))
+        ctx.nparams = len(params)
+        ctx.a = a if cls.saved_inputs else None
+        ctx.out = out if cls.saves_output else None
+        return out
+
+    @classmethod
+    def backward(cls, ctx, g):
+        with np.errstate(all="ignore"):
+            grad = np.asarray(cls._df(g, ctx.a, ctx.out), dtype=np.float32)
+        return (grad,) + (None,) * ctx.nparams
+
+
+class _Piecewise(_Unary):
+    _to_float = False
+    saved_inputs, saves_output = (), False
+
+
+class Sign(_Piecewise):
+    @staticmethod
+    def _f(a):
+        if a.dtype == np.bool_:
+            return a.copy()
+        return np.where(np.isnan(a), 0, np.sign(a)).astype(a.dtype)  # torch: sign(NaN) = 0
+
+
+class Floor(_Piecewise):
+    @staticmethod
+    def _f(a):
+        return np.floor(a) if a.dtype == _FLOAT else a.copy()
+
+
+class Ceil(_Piecewise):
+    @staticmethod
+    def _f(a):
+        return np.ceil(a) if a.dtype == _FLOAT else a.copy()
+
+
+class Round(_Piecewise):
+    """Half to even, with torch's float32 arithmetic for ``decimals``: rint(a * 10^d) / 10^d,
+    or rint(a / 10^-d) * 10^-d for negative d."""
+
+    @staticmethod
+    def _f(a, decimals):
+        if a.dtype != _FLOAT:
+            if decimals != 0:
+                raise NotImplementedError(
+                    f"\"round_cpu\" not implemented for '{_RANK_DTYPE_NAMES[a.dtype.kind]}'")
+            return a.copy()
+        if decimals == 0:
+            return np.rint(a)
+        scale = np.float32(10.0 ** abs(decimals))
+        return np.rint(a * scale) / scale if decimals > 0 else np.rint(a / scale) * scale
+
+
+class Reciprocal(_Unary):
+    saved_inputs, saves_output = (), True
+    _f = staticmethod(np.reciprocal)
+
+    @staticmethod
+    def _df(g, a, out):
+        return -g * out * out
+
+
+class Rsqrt(_Unary):
+    saved_inputs, saves_output = (), True
+
+    @staticmethod
+    def _f(a):
+        return np.float32(1.0) / np.sqrt(a)
+
+    @staticmethod
+    def _df(g, a, out):
+        return np.float32(-0.5) * g * out * out * out
+
+
+class Erf(_Unary):
+    _f = staticmethod(erf_array)
+
+    @staticmethod
+    def _df(g, a, out):
+        return np.float32(2.0 / math.sqrt(math.pi)) * np.exp(-a * a) * g
+
+
+class Sin(_Unary):
+    _f = staticmethod(np.sin)
+
+    @staticmethod
+    def _df(g, a, out):
+        return g * np.cos(a)
+
+
+class Cos(_Unary):
+    _f = staticmethod(np.cos)
+
+    @staticmethod
+    def _df(g, a, out):
+        return -g * np.sin(a)
+
+
+class Lerp(Function):
+    """a + w (b - a), with torch's two-sided formula (b - (b - a)(1 - w) for |w| >= 0.5),
+    so lerp(a, b, 1) is b exactly."""
+
+    saved_inputs, saves_output = (0, 1, 2), False
+
+    @staticmethod
+    def forward(ctx, a, b, w):
+        ctx.a, ctx.b, ctx.w = a, b, w
+        diff = binary(np.subtract, b, a)
+        try:
+            out = np.where(np.abs(w) < 0.5, a + w * diff, b - diff * (np.float32(1) - w))
+        except ValueError:
+            raise broadcast_error(diff.shape, np.shape(w)) from None
+        return np.asarray(out, dtype=np.float32, order="C")
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, w = ctx.a, ctx.b, ctx.w
+        needs = ctx.needs_input_grad
+        return (_unbroadcast(g * (np.float32(1) - w), a.shape) if needs[0] else None,
+                _unbroadcast(g * w, b.shape) if needs[1] else None,
+                _unbroadcast(g * (b - a), np.shape(w)) if needs[2] else None)
+
+
+# ------------------------------------------------------------ more reductions
+def _keep_reduced(x: np.ndarray, shape: Tuple[int, ...], dims, keepdim: bool) -> np.ndarray:
+    """A reduction's result (or its gradient) with the reduced dims back as size 1."""
+    if dims is None:
+        return x.reshape((1,) * len(shape))
+    return x if keepdim else np.expand_dims(x, dims)
+
+
+def _check_reduced_sizes(a: np.ndarray, dims, op: str) -> None:
+    """torch's errors for a max-like reduction over an empty dim."""
+    if dims is None:
+        if a.size == 0:
+            raise RuntimeError(f"{op}(): Expected reduction dim to be specified for input.numel() "
+                               "== 0. Specify the reduction dim with the 'dim' argument.")
+        return
+    for d in dims:
+        if a.shape[d] == 0:
+            raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size.")
+
+
+class AmaxAmin(Function):
+    """amax / amin over ``dims``; the gradient spreads evenly over the elements equal to
+    the result (torch's scale_grad_by_count: a NaN result makes its slice's gradient NaN)."""
+
+    saved_inputs, saves_output = (0,), True
+
+    @staticmethod
+    def forward(ctx, a, dims, keepdim, largest):
+        _check_reduced_sizes(a, dims, "amax" if largest else "amin")
+        out = (np.amax if largest else np.amin)(a, axis=dims, keepdims=keepdim)
+        ctx.a, ctx.dims, ctx.keepdim, ctx.out = a, dims, keepdim, out
+        return _contiguous(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, dims = ctx.a, ctx.dims
+        hit = a == _keep_reduced(ctx.out, a.shape, dims, ctx.keepdim)
+        count = hit.sum(axis=dims, keepdims=True, dtype=np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            grad = (_keep_reduced(g, a.shape, dims, ctx.keepdim) / count) * hit
+        return _contiguous(grad, dtype=np.float32), None, None, None
+
+
+class Prod(Function):
+    """Product over one dim (or all); the gradient is g * out / a, or, where a slice holds
+    a zero, the product of the other elements (exclusive cumulative products), as torch."""
+
+    saved_inputs, saves_output = (0,), True
+
+    @staticmethod
+    def forward(ctx, a, dim, keepdim):
+        out = np.prod(a, axis=dim, keepdims=keepdim)
+        ctx.a, ctx.dim, ctx.keepdim, ctx.out = a, dim, keepdim, out
+        return _contiguous(out, dtype=np.int64 if a.dtype == np.bool_ else a.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, dim = ctx.a, ctx.dim
+        if a.ndim == 0:
+            return g, None, None
+        dims = None if dim is None else (dim,)
+        g = _keep_reduced(g, a.shape, dims, ctx.keepdim)
+        if not (a == 0).any():
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grad = g * (_keep_reduced(ctx.out, a.shape, dims, ctx.keepdim) / a)
+        else:
+            flat = dim is None
+            x, d = (a.reshape(-1), 0) if flat else (a, dim)
+            others = _exclusive_cumprod(x, d) * np.flip(_exclusive_cumprod(np.flip(x, d), d), d)
+            grad = g * (others.reshape(a.shape) if flat else others)
+        return _contiguous(grad, dtype=np.float32), None, None
+
+
+def _exclusive_cumprod(x: np.ndarray, d: int) -> np.ndarray:
+    """Products of the elements before each one along ``d`` (1 for the first)."""
+    ones = np.ones(x.shape[:d] + (1,) + x.shape[d + 1:], dtype=x.dtype)
+    head = np.take(x, np.arange(x.shape[d] - 1), axis=d)
+    return np.cumprod(np.concatenate([ones, head], axis=d), axis=d)
+
+
+class Cumsum(Function):
+    """Running sum along ``dim`` (float32 accumulated in float64, as torch's CPU kernel);
+    the gradient is the reversed running sum of g."""
+
+    saved_inputs, saves_output = (), False
+
+    @staticmethod
+    def forward(ctx, a, dim):
+        ctx.dim = dim
+        if a.dtype == _FLOAT:
+            return np.cumsum(a, axis=dim, dtype=np.float64).astype(np.float32)
+        return np.cumsum(a, axis=dim, dtype=np.int64)
+
+    @staticmethod
+    def backward(ctx, g):
+        d = ctx.dim
+        return _contiguous(np.flip(np.cumsum(np.flip(g, d), axis=d), d)), None
+
+
+class LogSumExp(Function):
+    """log(sum(exp(a))) over ``dims``, shifted by the (finite) maximum; the gradient is
+    g * exp(a - out), as torch's."""
+
+    saved_inputs, saves_output = (0,), True
+
+    @staticmethod
+    def forward(ctx, a, dims, keepdim):
+        a = _as_float(a)
+        if a.size:
+            shift = np.amax(a, axis=dims, keepdims=True)
+            shift[np.isinf(shift)] = 0
+        else:
+            shift = np.zeros(np.sum(a, axis=dims, keepdims=True).shape, np.float32)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            kept = np.log(np.sum(np.exp(a - shift), axis=dims, keepdims=True)) + shift
+        ctx.a, ctx.dims, ctx.keepdim, ctx.kept = a, dims, keepdim, kept
+        if keepdim:
+            return kept
+        return kept.reshape(()) if dims is None else np.squeeze(kept, dims)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = _keep_reduced(g, ctx.a.shape, ctx.dims, ctx.keepdim)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return _contiguous(g * np.exp(ctx.a - ctx.kept)), None, None
+
+
+class Variance(Function):
+    """var (or std with ``root``) over ``dims`` with ``correction``. Gradients are torch's
+    var_backward (2 / (N - correction)) * g * (a - mean) (NaN or inf when N <= correction)
+    and std_backward, which is var's with g / (2 std), zero where std is 0."""
+
+    saved_inputs, saves_output = (0,), True
+
+    @staticmethod
+    def forward(ctx, a, dims, correction, keepdim, root):
+        count = a.size if dims is None else math.prod(a.shape[d] for d in dims)
+        a64 = a.astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = a64.mean(axis=dims, keepdims=True) if count else np.full(
+                np.sum(a64, axis=dims, keepdims=True).shape, np.nan)
+            centered = a64 - mean
+            out = (centered * centered).sum(axis=dims, keepdims=keepdim) / max(count - correction, 0)
+        if root:
+            out = np.sqrt(out)
+        out = _contiguous(out, dtype=np.float32)
+        ctx.a, ctx.mean, ctx.dims, ctx.keepdim = a, mean.astype(np.float32), dims, keepdim
+        ctx.dof, ctx.root, ctx.out = count - correction, root, out
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, dims = ctx.a, ctx.dims
+        g = _keep_reduced(g, a.shape, dims, ctx.keepdim)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if ctx.root:
+                std = _keep_reduced(ctx.out, a.shape, dims, ctx.keepdim)
+                g = np.where(std == 0, np.float32(0), g / (std * np.float32(2)))
+            if ctx.dof <= 0:
+                grad = g * np.where(a == ctx.mean, np.float32(np.nan), np.float32(np.inf))
+            else:
+                grad = np.float32(2.0 / ctx.dof) * g * (a - ctx.mean)
+        return _contiguous(grad, dtype=np.float32), None, None, None, None
+
+
+class VectorNorm(Function):
+    """The p-norm over ``dims`` (torch.linalg.vector_norm), with torch's norm_backward:
+    zero gradient where the norm is 0, ties sharing it for p = +-inf, none for p = 0."""
+
+    saved_inputs, saves_output = (0,), True
+
+    @staticmethod
+    def forward(ctx, a, p, dims, keepdim):
+        magnitude = np.abs(a).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if p == 2:
+                out = np.sqrt(np.sum(magnitude * magnitude, axis=dims, keepdims=keepdim))
+            elif p == 1:
+                out = np.sum(magnitude, axis=dims, keepdims=keepdim)
+            elif p == 0:
+                out = np.sum(magnitude != 0, axis=dims, keepdims=keepdim)
+            elif math.isinf(p):
+                _check_reduced_sizes(a, dims, "linalg.vector_norm")
+                out = (np.amax if p > 0 else np.amin)(magnitude, axis=dims, keepdims=keepdim)
+            else:
+                out = np.sum(magnitude ** p, axis=dims, keepdims=keepdim) ** (1.0 / p)
+        out = _contiguous(out, dtype=np.float32)
+        ctx.a, ctx.p, ctx.dims, ctx.keepdim, ctx.out = a, p, dims, keepdim, out
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, p, dims = ctx.a, ctx.p, ctx.dims
+        if p == 0:
+            return None, None, None, None
+        g = _keep_reduced(g, a.shape, dims, ctx.keepdim)
+        norm = _keep_reduced(ctx.out, a.shape, dims, ctx.keepdim)
+        sign = Sign._f(a)
+        zero = np.float32(0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if p == 1:
+                grad = sign * g
+            elif p == 2:
+                grad = g * np.where(norm == 0, zero, a / norm)
+            elif math.isinf(p):
+                hit = (np.abs(a) == norm) | np.isnan(a)
+                grad = sign * ((g / hit.sum(axis=dims, keepdims=True, dtype=np.float32)) * hit)
+            elif p < 1:
+                scaled = sign * np.where(a == 0, zero, np.abs(a) ** np.float32(p - 1))
+                grad = scaled * g * norm ** np.float32(1 - p)
+            else:
+                scaled = (sign * np.abs(a) ** np.float32(p - 1) if p < 2
+                          else a * np.abs(a) ** np.float32(p - 2))
+                grad = scaled * np.where(norm == 0, zero, g / norm ** np.float32(p - 1))
+        return _contiguous(grad, dtype=np.float32), None, None, None
+
+
+# ------------------------------------------- gather, scatter, rearrangements
+def index_dtype_check(index: np.ndarray, op: str) -> None:
+    if index.dtype != np.int64:
+        raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index")
+
+
+def along_dim_key(index: np.ndarray, dim: int) -> Tuple[np.ndarray, ...]:
+    """The advanced-index tuple that reads ``out[i][j][k] = a[i][index[i][j][k]][k]`` (for
+    dim 1): gather's and scatter's addressing as one numpy index."""
+    grids = list(np.indices(index.shape, sparse=True))
+    grids[dim] = index
+    return tuple(grids)
+
+
+def check_along_dim(op: str, self_shape: Tuple[int, ...], index: np.ndarray, dim: int,
+                    src_shape: Optional[Tuple[int, ...]] = None) -> None:
+    """torch's shape and bounds rules for gather (and scatter with ``src_shape``): the index
+    has self's rank, is no larger than self apart from ``dim`` (nor than src), and its
+    values are in [0, self.shape[dim])."""
+    index_dtype_check(index, op)
+    ishape = index.shape
+    if index.ndim != len(self_shape):
+        raise RuntimeError("Index tensor must have the same number of dimensions as "
+                           f"{'input' if src_shape is None else 'self'} tensor")
+    if src_shape is not None and len(src_shape) != index.ndim:
+        raise RuntimeError("Index tensor must have the same number of dimensions as src tensor")
+    for d, n in enumerate(ishape):
+        fits_self = d == dim or n <= self_shape[d]
+        if src_shape is None and not fits_self:
+            raise RuntimeError(f"Size does not match at dimension {d} expected index {list(ishape)} "
+                               f"to be no larger than self {list(self_shape)} apart from dimension {dim}")
+        if src_shape is not None and (not fits_self or n > src_shape[d]):
+            raise RuntimeError(f"Expected index {list(ishape)} to be no larger than self "
+                               f"{list(self_shape)} apart from dimension {dim} and to be no larger "
+                               f"size than src {list(src_shape)}")
+    if index.size:
+        bad = index[(index < 0) | (index >= self_shape[dim])]
+        if bad.size:
+            raise RuntimeError(f"index {bad.flat[0]} is out of bounds for dimension {dim} with "
+                               f"size {self_shape[dim]}")
+
+
+class Scatter(Function):
+    """``base`` with ``base[key] = src[region]`` (or a scalar), as torch's scatter: the
+    gradient of the written elements goes to src (gather of g), the rest to base."""
+
+    saved_inputs, saves_output = (), False
+
+    @staticmethod
+    def forward(ctx, base, src, key, region):
+        out = base.copy()
+        out[key] = src[region] if region is not None else src
+        ctx.key, ctx.region, ctx.src_shape = key, region, np.shape(src)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        gb = gs = None
+        if ctx.needs_input_grad[0]:
+            gb = g.copy()
+            gb[ctx.key] = 0
+        if ctx.needs_input_grad[1]:
+            # torch refuses src larger than index here; the untouched part gets zero
+            gs = np.zeros(ctx.src_shape, dtype=np.float32)
+            gs[ctx.region] = g[ctx.key]
+        return gb, gs, None, None
+
+
+class LinearMap(Function):
+    """A linear rearrangement of the elements (flip, roll, tril, diag, ...): ``fn`` makes
+    the result and ``adjoint`` (its transpose) the gradient."""
+
+    saved_inputs, saves_output = (), False
+
+    @staticmethod
+    def forward(ctx, a, fn, adjoint):
+        ctx.adjoint = adjoint
+        return _contiguous(fn(a))
+
+    @staticmethod
+    def backward(ctx, g):
+        return _contiguous(ctx.adjoint(g), dtype=np.float32), None, None
+
+
+def embed_diagonal(values: np.ndarray, shape: Tuple[int, int], k: int) -> np.ndarray:
+    """A zero matrix of ``shape`` with ``values`` on its k-th diagonal (np.diagonal's
+    adjoint)."""
+    out = np.zeros(shape, dtype=values.dtype)
+    i = np.arange(values.shape[0])
+    out[i + max(-k, 0), i + max(k, 0)] = values
+    return out
+
+
+def stable_argsort(a: np.ndarray, dim: int, descending: bool) -> np.ndarray:
+    """Sort order along ``dim`` keeping equal elements in input order, NaN counted as the
+    largest value (torch's stable sort); descending sorts the reversed input ascending, so
+    no negation (which would break ties, NaN, bool and the int64 minimum)."""
+    if not descending:
+        return np.argsort(a, axis=dim, kind="stable")
+    order = np.argsort(np.flip(a, dim), axis=dim, kind="stable")
+    return (a.shape[dim] - 1) - np.flip(order, dim)
 
 
 # ------------------------------------------------------- integer arithmetic

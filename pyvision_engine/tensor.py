@@ -410,6 +410,61 @@ class Tensor:
     def bool(self) -> "Tensor":
         return self.type(bool_)
 
+    def int(self) -> "Tensor":
+        """Truncated toward zero, as torch's ``int()``; but int64, the engine's one integer
+        dtype (torch gives int32)."""
+        return self.type(int64)
+
+    def double(self) -> "Tensor":
+        raise TypeError("double(): pyvision_engine has no float64 tensors (its dtypes are "
+                        "float32, int64 and bool); use float(), or .numpy().astype(np.float64) "
+                        "for a float64 array")
+
+    @property
+    def itemsize(self) -> int:
+        return self._data.itemsize
+
+    def element_size(self) -> int:
+        return self._data.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self._data.nbytes
+
+    def stride(self, dim: Optional[int] = None) -> Union[Tuple[int, ...], int]:
+        """Steps in elements, as torch's contiguous strides (a size-0 or -1 dim counts as 1,
+        where numpy's byte strides may differ)."""
+        strides, step = [], 1
+        for n in reversed(self._data.shape):
+            strides.append(step)
+            step *= _builtin_max(n, 1)
+        strides.reverse()
+        if dim is None:
+            return tuple(strides)
+        return strides[_ops.normalize_dim(dim, self._data.ndim, "stride")]
+
+    # torch's new_* factories: self's dtype unless ``dtype`` is given
+    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> "Tensor":
+        return zeros(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> "Tensor":
+        return ones(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> "Tensor":
+        return empty(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_full(self, size: Sequence[int], fill_value: Any, dtype: Any = None,
+                 requires_grad: bool = False) -> "Tensor":
+        return full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> "Tensor":
+        if isinstance(data, Tensor):
+            warnings.warn("To copy construct from a tensor, it is recommended to use "
+                          "sourceTensor.detach().clone() or sourceTensor.detach().clone()"
+                          ".requires_grad_(True), rather than tensor.new_tensor(sourceTensor).",
+                          UserWarning, stacklevel=2)
+        return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
     # -------------------------------------------------------------- in place
     # As torch: an in-place op on a tensor in the autograd graph (or with an operand
     # that requires grad) is recorded, and the tensor takes over the new node; on a
@@ -459,9 +514,42 @@ class Tensor:
         self._before_write()
         np.copyto(self._data, result._data, casting="unsafe")
         self._bump_version()
-        if result._node is not None:
-            _SET_NODE(self, result._node)
+        node = result._node
+        if node is not None:
+            _SET_NODE(self, node)
             _SET_REQUIRES_GRAD(self, True)
+            if "_out_stamp" in node.__dict__:
+                # The op's saved output is now self: a later write to self is an error in
+                # backward, as torch's version check on an in-place op's result (exp_).
+                shared = self._share_changes()
+                node._out_stamp = (shared, shared.writes)
+        return self
+
+    def _apply_inplace(self, compute: Callable[["Tensor"], "Tensor"], *others: Any,
+                       result_rank: Optional[int] = None, keep_old: bool = False) -> "Tensor":
+        """The in-place form of an out-of-place op: ``compute(t)`` makes the new values
+        from t (self as it is now), recorded through ``_rebind`` when autograd records
+        (``keep_old``: compute's backward reads t's values), else written under no_grad.
+        ``result_rank``: the rank (bool, int, float) of compute's result, which must fit
+        self's dtype (torch: 'result type Float can't be cast to ... Long')."""
+        if result_rank is not None:
+            self._inplace_operand(0, result_rank)
+        if self._records_inplace(*others):
+            return self._rebind(compute, keep_old)
+        with _no_grad():
+            out = compute(self)
+        self._before_write()
+        np.copyto(self._data, out._data, casting="unsafe")
+        self._bump_version()
+        return self
+
+    def _reshape_(self, shape: Tuple[int, ...]) -> "Tensor":
+        """squeeze_ / unsqueeze_: self takes the new shape (the same memory), recorded as a
+        reshape; torch counts it as an in-place write (the version goes up)."""
+        if self._records_inplace():
+            _SET_NODE(self, _ops.Reshape.apply(self, shape)._node)
+        _SET_DATA(self, self._data.reshape(shape))
+        self._bump_version()
         return self
 
     def _inplace_operand(self, other: Any, result_rank: Optional[int] = None) -> Any:
@@ -554,16 +642,50 @@ class Tensor:
         for bound in (min, max):
             if bound is not None:
                 self._inplace_operand(bound, rank)
-        if self._records_inplace(min, max):
-            return self._rebind(lambda base: base.clamp(min, max))
-        with _no_grad():
-            out = self.clamp(min, max)
-        self._before_write()
-        np.copyto(self._data, out._data, casting="unsafe")
-        self._bump_version()
-        return self
+        # Clamp's backward reads the old values for tensor bounds that need a gradient
+        keep_old = any(isinstance(b, Tensor) and b.requires_grad for b in (min, max))
+        return self._apply_inplace(lambda t: t.clamp(min, max), min, max, keep_old=keep_old)
 
     clip_ = clamp_
+
+    # Element-wise in-place forms. The float ones refuse integer tensors, as torch; abs_
+    # keeps the old values for its backward (exp, sqrt, sigmoid, tanh, relu read the output).
+    def exp_(self) -> "Tensor":
+        return self._apply_inplace(Tensor.exp, result_rank=2)
+
+    def sqrt_(self) -> "Tensor":
+        return self._apply_inplace(Tensor.sqrt, result_rank=2)
+
+    def sigmoid_(self) -> "Tensor":
+        return self._apply_inplace(Tensor.sigmoid, result_rank=2)
+
+    def tanh_(self) -> "Tensor":
+        return self._apply_inplace(Tensor.tanh, result_rank=2)
+
+    def abs_(self) -> "Tensor":
+        return self._apply_inplace(Tensor.abs, keep_old=True)
+
+    def relu_(self) -> "Tensor":
+        return self._apply_inplace(Tensor.relu)
+
+    def masked_fill_(self, mask: Any, value: Any) -> "Tensor":
+        mask_array = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
+        _check_fits(self._data.shape, mask_array.shape)
+        return self._apply_inplace(lambda t: t.masked_fill(mask_array, value), value)
+
+    def scatter_(self, dim: int, index: Any, src: Any = None, value: Any = None, *,
+                 reduce: Optional[str] = None) -> "Tensor":
+        return self._apply_inplace(lambda t: t.scatter(dim, index, src, value, reduce=reduce),
+                                   src if src is not None else value)
+
+    def squeeze_(self, dim: Any = None) -> "Tensor":
+        with _no_grad():
+            shape = self.squeeze(dim).shape
+        return self._reshape_(shape)
+
+    def unsqueeze_(self, dim: int) -> "Tensor":
+        d = _ops.normalize_dim(dim, self.ndim + 1, "unsqueeze")
+        return self._reshape_(self.shape[:d] + (1,) + self.shape[d:])
 
     # ``a += b`` is the in-place op, as torch's (the same object, changed).
     def __iadd__(self, other: Any) -> "Tensor":
@@ -725,6 +847,80 @@ class Tensor:
     def sqrt(self) -> "Tensor":
         return _ops.Sqrt.apply(self)
 
+    def sign(self) -> "Tensor":
+        return _ops.Sign.apply(self)
+
+    def floor(self) -> "Tensor":
+        return _ops.Floor.apply(self)
+
+    def ceil(self) -> "Tensor":
+        return _ops.Ceil.apply(self)
+
+    def round(self, decimals: int = 0) -> "Tensor":
+        """Half to even (torch's rounding), at ``decimals`` decimal places."""
+        return _ops.Round.apply(self, operator.index(decimals))
+
+    def reciprocal(self) -> "Tensor":
+        return _ops.Reciprocal.apply(self)
+
+    def rsqrt(self) -> "Tensor":
+        return _ops.Rsqrt.apply(self)
+
+    def square(self) -> "Tensor":
+        # torch's square is pow(2): integers stay integers (bool becomes int64)
+        return (self.long() if self._data.dtype == bool_ else self) ** 2
+
+    def erf(self) -> "Tensor":
+        return _ops.Erf.apply(self)
+
+    def sin(self) -> "Tensor":
+        return _ops.Sin.apply(self)
+
+    def cos(self) -> "Tensor":
+        return _ops.Cos.apply(self)
+
+    def maximum(self, other: "Tensor") -> "Tensor":
+        """Element-wise max (NaN wins); ties split the gradient, as torch."""
+        return _ops.Maximum.apply(self, _tensor_arg(other, "maximum", "other"))
+
+    def minimum(self, other: "Tensor") -> "Tensor":
+        return _ops.Minimum.apply(self, _tensor_arg(other, "minimum", "other"))
+
+    def lerp(self, end: "Tensor", weight: Any) -> "Tensor":
+        """self + weight * (end - self); float32 tensors, weight a number or a tensor."""
+        if self._data.dtype != float32:
+            raise NotImplementedError("\"lerp_kernel_scalar\" not implemented for "
+                                      f"'{_RANK_NAMES[_KIND_RANK[self._data.dtype.kind]]}'")
+        end = _tensor_arg(end, "lerp", "end")
+        for name, t in (("end", end), ("weight", weight)):
+            if isinstance(t, Tensor) and t._data.dtype != float32:
+                raise RuntimeError(f"expected dtype float for `{name}` but got dtype "
+                                   f"{_ops._c_type(t._data.dtype)}")
+        w = weight if isinstance(weight, Tensor) else np.float32(weight)
+        return _ops.Lerp.apply(self, end, w)
+
+    def isnan(self) -> "Tensor":
+        return Tensor._wrap(np.isnan(self._data))
+
+    def isinf(self) -> "Tensor":
+        return Tensor._wrap(np.isinf(self._data))
+
+    def isclose(self, other: "Tensor", rtol: float = 1e-05, atol: float = 1e-08,
+                equal_nan: bool = False) -> "Tensor":
+        """|self - other| <= atol + rtol * |other| element-wise (a bool tensor)."""
+        other = _tensor_arg(other, "isclose", "other")
+        if other._data.dtype != self._data.dtype:
+            raise RuntimeError(f"{_RANK_NAMES[_KIND_RANK[self._data.dtype.kind]]} did not match "
+                               f"{_RANK_NAMES[_KIND_RANK[other._data.dtype.kind]]}")
+        return Tensor._wrap(np.asarray(_ops.binary(
+            lambda a, b: np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan),
+            self._data, other._data), order="C"))
+
+    def equal(self, other: "Tensor") -> bool:
+        """True when the shapes and all values are equal (NaN is unequal), as torch.equal."""
+        other = _tensor_arg(other, "equal", "other")
+        return self._data.shape == other._data.shape and bool(np.all(self._data == other._data))
+
     # Comparisons give bool tensors and are never differentiated.
     def _compare(self, other: Any, ufunc: np.ufunc) -> "Tensor":
         other_array = other._data if isinstance(other, Tensor) else other
@@ -859,6 +1055,151 @@ class Tensor:
     def T(self) -> "Tensor":
         return self.permute(tuple(reversed(range(self.ndim))))
 
+    @property
+    def mT(self) -> "Tensor":
+        """The last two dims swapped (a batch of transposed matrices)."""
+        if self.ndim < 2:
+            raise RuntimeError("tensor.mT is only supported on matrices or batches of matrices. "
+                               f"Got {self.ndim}-D tensor.")
+        return self.transpose(-2, -1)
+
+    def flip(self, *dims: Any) -> "Tensor":
+        """Reverse the order along each of ``dims``."""
+        dims = _ops.shape_arg(dims) if dims else ()
+        axes = _ops.normalize_dims(dims, self.ndim, "flip") if dims else None
+        if axes is None:  # no dims (or a 0-d tensor): nothing to reverse
+            return _ops.Clone.apply(self)
+        return _ops.LinearMap.apply(self, lambda a: np.flip(a, axes), lambda g: np.flip(g, axes))
+
+    def roll(self, shifts: Any, dims: Any = None) -> "Tensor":
+        """Shift elements cyclically along ``dims`` (of the flattened tensor when None)."""
+        shifts = tuple(shifts) if isinstance(shifts, (tuple, list)) else (shifts,)
+        if dims is None:
+            if len(shifts) != 1:
+                raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:0")
+            axes = None
+        else:
+            axes = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+            if len(shifts) != len(axes):
+                raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, "
+                                   f"dims:{len(axes)}")
+            axes = tuple(_ops.normalize_dim(d, self.ndim, "roll") for d in axes)
+        back = tuple(-operator.index(s) for s in shifts)
+        return _ops.LinearMap.apply(self, lambda a: np.roll(a, shifts, axes),
+                                    lambda g: np.roll(g, back, axes))
+
+    def unbind(self, dim: int = 0) -> Tuple["Tensor", ...]:
+        """The slices along ``dim``, with that dim removed."""
+        d = _ops.normalize_dim(dim, self.ndim, "unbind")
+        if self.ndim == 0:
+            raise RuntimeError("Dimension specified as 0 but tensor has no dimensions")
+        return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+
+    def tril(self, diagonal: int = 0) -> "Tensor":
+        """Zero above the ``diagonal``-th diagonal of the last two dims."""
+        return self._triangle(np.tril, diagonal, "tril")
+
+    def triu(self, diagonal: int = 0) -> "Tensor":
+        return self._triangle(np.triu, diagonal, "triu")
+
+    def _triangle(self, fn: Callable, diagonal: int, op: str) -> "Tensor":
+        if self.ndim < 2:
+            raise RuntimeError(f"{op}: input tensor must have at least 2 dimensions")
+        k = operator.index(diagonal)
+        keep = lambda a: fn(a, k)  # noqa: E731  (masking: its own adjoint)
+        return _ops.LinearMap.apply(self, keep, keep)
+
+    def diag(self, diagonal: int = 0) -> "Tensor":
+        """A 1-D tensor as a square matrix with it on the ``diagonal``-th diagonal, or a
+        2-D tensor's ``diagonal``-th diagonal."""
+        k = operator.index(diagonal)
+        if self.ndim == 1:
+            return _ops.LinearMap.apply(self, lambda a: np.diag(a, k),
+                                        lambda g: np.diagonal(g, k))
+        if self.ndim == 2:
+            shape = self.shape
+            return _ops.LinearMap.apply(self, lambda a: np.diagonal(a, k),
+                                        lambda g: _ops.embed_diagonal(g, shape, k))
+        raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {self.ndim}D")
+
+    def gather(self, dim: int, index: "Tensor") -> "Tensor":
+        """``out[i][j] = self[i][index[i][j]]`` (dim 1); repeated indices add up in backward."""
+        idx = _tensor_arg(index, "gather", "index")._data
+        if self.ndim == 0 or idx.ndim == 0:  # (torch treats 0-d as 1-d here)
+            d = _ops.normalize_dim(dim, 1, "gather")
+            return self.reshape(-1).gather(d, Tensor._wrap(idx.reshape(-1))).reshape(idx.shape)
+        d = _ops.normalize_dim(dim, self.ndim, "gather")
+        _ops.check_along_dim("gather", self.shape, idx, d)
+        return _ops.Index.apply(self, _ops.along_dim_key(idx, d))
+
+    def scatter(self, dim: int, index: "Tensor", src: Any = None, value: Any = None, *,
+                reduce: Optional[str] = None) -> "Tensor":
+        """self with ``self[i][index[i][j]] = src[i][j]`` (dim 1), or ``value`` there; the
+        gradient of the written elements goes to src, the rest to self. The last write wins
+        for repeated indices (torch's CPU order)."""
+        if reduce is not None:
+            raise NotImplementedError("scatter(reduce=...) is not supported by pyvision_engine")
+        if src is None:
+            src = value
+        idx = _tensor_arg(index, "scatter", "index")._data
+        d = _ops.normalize_dim(dim, self.ndim, "scatter")
+        if isinstance(src, Tensor):
+            if src._data.dtype != self._data.dtype:
+                raise RuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+            _ops.check_along_dim("scatter", self.shape, idx, d, src.shape)
+            region = tuple(slice(0, n) for n in idx.shape)
+            return _ops.Scatter.apply(self, src, _ops.along_dim_key(idx, d), region)
+        _ops.check_along_dim("scatter", self.shape, idx, d, idx.shape)
+        fill = np.asarray(src, dtype=self._data.dtype)
+        return _ops.Scatter.apply(self, fill, _ops.along_dim_key(idx, d), None)
+
+    def index_select(self, dim: int, index: "Tensor") -> "Tensor":
+        """The entries ``index`` (1-D, int64) along ``dim``; repeats add up in backward."""
+        idx = _tensor_arg(index, "index_select", "index")._data
+        if idx.dtype != int64:
+            raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
+        if idx.ndim > 1:
+            raise IndexError("index_select(): Index is supposed to be a vector")
+        d = _ops.normalize_dim(dim, self.ndim, "index_select")
+        size = self.shape[d] if self.ndim else 1
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise IndexError("index out of range in self")
+        if self.ndim == 0:
+            return _ops.Index.apply(self.reshape(1), (idx.reshape(-1),)).reshape(idx.shape)
+        return _ops.Index.apply(self, (slice(None),) * d + (idx.reshape(-1),))
+
+    def nonzero(self, *, as_tuple: bool = False) -> Any:
+        """Indices of the nonzero elements: an (n, ndim) int64 tensor, or one 1-D tensor per
+        dim with ``as_tuple`` (a 0-d tensor counts as 1-d there, as torch)."""
+        if as_tuple:
+            data = self._data.reshape(1) if self.ndim == 0 else self._data
+            return tuple(Tensor._wrap(np.ascontiguousarray(i, dtype=np.int64))
+                         for i in np.nonzero(data))
+        return Tensor._wrap(np.ascontiguousarray(np.argwhere(self._data), dtype=np.int64))
+
+    def argwhere(self) -> "Tensor":
+        return self.nonzero()
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> "Tensor":
+        return self.sort(dim, descending, stable).indices
+
+    def outer(self, vec2: "Tensor") -> "Tensor":
+        vec2 = _tensor_arg(vec2, "outer", "vec2")
+        for name, t in (("self", self), ("vec2", vec2)):
+            if t.ndim != 1:
+                raise RuntimeError(f"outer: Expected 1-D argument {name}, but got {t.ndim}-D")
+        return self.unsqueeze(1) * vec2.unsqueeze(0)
+
+    def dot(self, other: "Tensor") -> "Tensor":
+        other = _tensor_arg(other, "dot", "tensor")
+        if self.ndim != 1 or other.ndim != 1:
+            raise RuntimeError(f"1D tensors expected, but got {self.ndim}D and {other.ndim}D tensors")
+        if self._data.dtype != other._data.dtype:
+            raise RuntimeError("dot : expected both vectors to have same dtype, but found "
+                               f"{_RANK_NAMES[_KIND_RANK[self._data.dtype.kind]]} and "
+                               f"{_RANK_NAMES[_KIND_RANK[other._data.dtype.kind]]}")
+        return self @ other
+
     def expand(self, *sizes: Any) -> "Tensor":
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
             sizes = tuple(sizes[0])
@@ -904,40 +1245,96 @@ class Tensor:
 
     clip = clamp
 
-    def var(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, *,
+    def clamp_min(self, min: Any) -> "Tensor":
+        return self.clamp(min=min)
+
+    def clamp_max(self, max: Any) -> "Tensor":
+        return self.clamp(max=max)
+
+    def where(self, condition: Any, y: Any) -> "Tensor":
+        """self where ``condition`` (a bool tensor) holds, else y (broadcasting; a number
+        takes self's dtype kind, as torch)."""
+        cond = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
+        if cond.dtype != np.bool_:
+            raise RuntimeError("where expected condition to be a boolean tensor, but got a tensor "
+                               f"with dtype {_ops._RANK_DTYPE_NAMES.get(cond.dtype.kind, cond.dtype)}")
+        return _ops.Where.apply(cond, self, _operand(y, self))
+
+    def var(self, dim: Any = None, unbiased: Any = True, keepdim: bool = False, *,
             correction: Optional[float] = None) -> "Tensor":
-        """Variance with Bessel's correction by default (``correction=1``), as torch."""
+        """Variance with Bessel's correction by default (``correction=1``), as torch;
+        ``var(False)`` is ``var(unbiased=False)``."""
+        return self._moment(dim, unbiased, keepdim, correction, "var")
+
+    def std(self, dim: Any = None, unbiased: Any = True, keepdim: bool = False, *,
+            correction: Optional[float] = None) -> "Tensor":
+        return self._moment(dim, unbiased, keepdim, correction, "std")
+
+    def _moment(self, dim: Any, unbiased: Any, keepdim: bool, correction: Any, op: str) -> "Tensor":
+        if isinstance(dim, bool):  # torch's var(input, unbiased) overload
+            dim, unbiased = None, dim
+        if self._data.dtype != float32:
+            raise RuntimeError("std and var only support floating point and complex dtypes")
         corr = (1 if unbiased else 0) if correction is None else correction
-        dims = _ops.normalize_dims(dim, self.ndim, "var")
+        dims = _ops.normalize_dims(dim, self.ndim, op)
         count = self.numel() if dims is None else int(np.prod([self.shape[d] for d in dims]))
         if count - corr <= 0:
-            warnings.warn("var(): degrees of freedom is <= 0. Correction should be strictly less "
-                          "than the reduction factor (input numel divided by output numel).",
-                          UserWarning, stacklevel=2)
-        centered = self - self.mean(dim, keepdim=True)
-        return (centered * centered).sum(dim, keepdim) / float(max(count - corr, 0))
+            warnings.warn(f"{op}(): degrees of freedom is <= 0. Correction should be strictly "
+                          "less than the reduction factor (input numel divided by output numel).",
+                          UserWarning, stacklevel=3)
+        return _ops.Variance.apply(self, dims, corr, keepdim, op == "std")
 
-    def std(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, *,
-            correction: Optional[float] = None) -> "Tensor":
-        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False,
+             dtype: Any = None) -> "Tensor":
+        """Vector p-norm over ``dim`` (all elements by default), as torch.norm: 'fro' is the
+        2-norm over up to two dims; any real p (inf, -inf, 0 included) is a vector norm."""
+        if dtype is not None and _normalize_dtype(dtype) != float32:
+            raise TypeError(f"norm: only dtype float32 is supported, got {dtype}")
+        if self._data.dtype != float32:
+            raise RuntimeError("linalg.vector_norm: Expected a floating point or complex tensor "
+                               f"as input. Got {_RANK_NAMES[_KIND_RANK[self._data.dtype.kind]]}")
+        if isinstance(p, str):
+            if p == "nuc":
+                raise NotImplementedError("norm(p='nuc'): matrix norms (linalg.matrix_norm) are "
+                                          "not supported by pyvision_engine")
+            if p != "fro":
+                raise RuntimeError(f"linalg.matrix_norm: Order {p} not supported.")
+            if isinstance(dim, (tuple, list)) and len(dim) > 2:
+                raise RuntimeError("linalg.matrix_norm: dim must be a 2-tuple. Got "
+                                   + " ".join(str(d) for d in dim))
+            p = 2
+        p = 2.0 if p is None else float(p)
+        return _ops.VectorNorm.apply(self, p, _ops.normalize_dims(dim, self.ndim, "norm"), keepdim)
 
-    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> "Tensor":
-        """Vector p-norm (2, 'fro', 1, inf) over ``dim`` (all elements by default)."""
-        if p in (2, 2.0, "fro"):
-            return (self * self).sum(dim, keepdim).sqrt()
-        if p in (1, 1.0):
-            return abs(self).sum(dim, keepdim)
-        if p == float("inf"):
-            a = abs(self)
-            return a.max() if dim is None else a.max(dim, keepdim).values
-        if isinstance(p, (int, float)) and p > 0:
-            return (abs(self) ** p).sum(dim, keepdim) ** (1.0 / p)
-        if p == 0:  # the number of nonzero elements (no gradient, as torch's)
-            return (self != 0).float().sum(dim, keepdim)
-        if p == -float("inf"):
-            a = abs(self)
-            return a.min() if dim is None else a.min(dim, keepdim).values
-        raise ValueError(f"norm: unsupported p={p!r}")
+    def prod(self, dim: Optional[int] = None, keepdim: bool = False, dtype: Any = None) -> "Tensor":
+        """Product of all elements, or along one ``dim`` (bool counts as int64)."""
+        t = self if dtype is None else self.type(dtype)
+        if dim is None or t.ndim == 0:
+            if dim is not None:
+                _ops.normalize_dim(dim, 0, "prod")
+            return _ops.Prod.apply(t, None, keepdim and dim is not None)
+        if isinstance(dim, (tuple, list)):
+            raise TypeError("prod(): argument 'dim' must be int, not tuple")
+        return _ops.Prod.apply(t, _ops.normalize_dim(dim, t.ndim, "prod"), keepdim)
+
+    def cumsum(self, dim: int, dtype: Any = None) -> "Tensor":
+        """Running sum along ``dim`` (int64 for integer and bool tensors)."""
+        t = self if dtype is None else self.type(dtype)
+        d = _ops.normalize_dim(dim, t.ndim, "cumsum")
+        if t.ndim == 0:
+            return _ops.Cumsum.apply(t.reshape(1), 0).reshape(())
+        return _ops.Cumsum.apply(t, d)
+
+    def amax(self, dim: Any = (), keepdim: bool = False) -> "Tensor":
+        """Max over ``dim`` (an int or tuple; () for all); ties share the gradient evenly."""
+        return _ops.AmaxAmin.apply(self, _ops.normalize_dims(dim, self.ndim, "amax"), keepdim, True)
+
+    def amin(self, dim: Any = (), keepdim: bool = False) -> "Tensor":
+        return _ops.AmaxAmin.apply(self, _ops.normalize_dims(dim, self.ndim, "amin"), keepdim, False)
+
+    def logsumexp(self, dim: Any, keepdim: bool = False) -> "Tensor":
+        """log(sum(exp(self))) over ``dim``, without overflow (float32 result)."""
+        return _ops.LogSumExp.apply(self, _ops.normalize_dims(dim, self.ndim, "logsumexp"), keepdim)
 
     def split(self, split_size_or_sections: Any, dim: int = 0) -> Tuple["Tensor", ...]:
         d = _ops.normalize_dim(dim, self.ndim, "split")
@@ -987,6 +1384,9 @@ class Tensor:
         if mask_array.dtype != np.bool_:
             raise RuntimeError("masked_fill_ only supports boolean masks, but got mask with dtype "
                                f"{_ops._c_type(mask_array.dtype)}")
+        if isinstance(value, Tensor) and value.ndim != 0:
+            raise RuntimeError("masked_fill_ only supports a 0-dimensional value tensor, but got "
+                               f"tensor with {value.ndim} dimension(s).")
         fill = value if isinstance(value, Tensor) else Tensor._wrap(np.asarray(value, dtype=self.dtype))
         return _ops.Where.apply(mask_array, fill, self)
 
@@ -1018,10 +1418,10 @@ class Tensor:
         return Tensor._wrap(np.asarray(np.any(self._data, axis=axis, keepdims=keepdim), order="C"))
 
     def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
-        """``(values, indices)``; equal elements keep their order (a stable sort)."""
+        """``(values, indices)``; equal elements keep their order and NaN sorts as the
+        largest value (torch's stable sort; pve sorts stably for ``stable=False`` too)."""
         d = _ops.normalize_dim(dim, self.ndim, "sort")
-        key = -self._data if descending else self._data
-        indices = np.argsort(key, axis=d, kind="stable")
+        indices = _ops.stable_argsort(self._data, d, descending)
         return _ops.SortResult(_ops.gather_values(self, indices, d),
                                Tensor._wrap(np.asarray(indices, dtype=np.int64, order="C")))
 
@@ -1031,8 +1431,7 @@ class Tensor:
         if not 0 <= k <= (self.shape[d] if self.ndim else 1):
             raise RuntimeError(f"selected index k out of range (k={k}, dimension {d} of size "
                                f"{self.shape[d] if self.ndim else 1})")
-        key = -self._data if largest else self._data
-        indices = np.take(np.argsort(key, axis=d, kind="stable"), np.arange(k), axis=d)
+        indices = np.take(_ops.stable_argsort(self._data, d, largest), np.arange(k), axis=d)
         return _ops.TopKResult(_ops.gather_values(self, indices, d),
                                Tensor._wrap(np.asarray(indices, dtype=np.int64, order="C")))
 
@@ -1077,6 +1476,15 @@ def _operand(value: Any, like: Tensor, keep_shape: bool = False) -> Tensor:
             dtype = int64
         return Tensor._wrap(np.asarray(value, dtype=dtype))
     return Tensor(value)
+
+
+def _tensor_arg(value: Any, op: str, name: str) -> Tensor:
+    """A Tensor argument (torch: a number there is a TypeError; numpy arrays convert)."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return Tensor(value)
+    raise TypeError(f"{op}(): argument '{name}' must be Tensor, not {type(value).__name__}")
 
 
 _KIND_RANK = {"b": 0, "i": 1, "u": 1, "f": 2}

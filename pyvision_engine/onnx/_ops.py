@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from pyvision_engine import _C
+from pyvision_engine._ops import erf_array  # (the engine's erf, shared with Tensor.erf)
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn._f_norm import batch_norm_scale_shift
 from pyvision_engine.onnx._proto import DTYPES
@@ -172,29 +173,6 @@ def _is_inf(attrs, opset, inputs):
     negative = np.isneginf(x) if attrs.get("detect_negative", 1) else np.zeros(x.shape, bool)
     positive = np.isposinf(x) if attrs.get("detect_positive", 1) else np.zeros(x.shape, bool)
     return [negative | positive]
-
-
-# Taylor coefficients of erf(x) * sqrt(pi) / 2 in x^2 (to x^17: below 0.5, under 1e-12 relative)
-_ERF_TAYLOR = [(-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(9)][::-1]
-# Abramowitz-Stegun 7.1.26: erf(x) = 1 - t * poly(t) * exp(-x^2), t = 1 / (1 + p x); within
-# 1.5e-7 of erf where erf > 0.52
-_ERF_P = 0.3275911
-_ERF_AS = [1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592]
-
-
-def erf_array(x: np.ndarray) -> np.ndarray:
-    """erf elementwise in x's type (numpy has none), computed in float64 as the engine's SIMD
-    erf: a Taylor series below |x| = 0.5, Abramowitz-Stegun 7.1.26 above (within 1.5e-7
-    of erf, a few float32 ulps). NaN stays NaN; +-inf give +-1."""
-    if not x.size:
-        return x.copy()
-    v = x.astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):  # (inf in the unused branch)
-        s = v * v
-        small = np.polyval(_ERF_TAYLOR, s) * v * (2.0 / math.sqrt(math.pi))
-        t = 1.0 / (1.0 + _ERF_P * np.abs(v))
-        large = np.copysign(1.0 - np.polyval(_ERF_AS, t) * t * np.exp(-s), v)
-    return np.where(np.abs(v) < 0.5, small, large).astype(x.dtype, copy=False)
 
 
 @op("Erf")
