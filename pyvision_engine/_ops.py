@@ -410,6 +410,8 @@ class Abs(Function):
 
     @staticmethod
     def forward(ctx, a):
+        if a.dtype == np.bool_:
+            raise NotImplementedError("\"abs_cpu\" not implemented for 'Bool'")
         ctx.a = a
         return np.abs(a)
 
@@ -816,6 +818,9 @@ class Clamp(Function):
         # Bounds take the tensor's dtype; a float bound makes an integer tensor float32.
         if a.dtype != _FLOAT and any(_is_float_value(v) for v in (lo, hi)):
             a = a.astype(np.float32)
+        elif a.dtype == np.bool_ and any(v is not None and np.asarray(v).dtype != np.bool_
+                                         for v in (lo, hi)):
+            a = a.astype(np.int64)  # (an integer bound promotes bool, as torch)
         out = a
         if lo is not None:
             out = binary(np.maximum, out, np.asarray(lo, dtype=a.dtype))
@@ -951,7 +956,14 @@ class _Unary(Function):
 
 class _Piecewise(_Unary):
     _to_float = False
+    _bool_kernel: Optional[str] = None  # torch has no bool kernel of this name
     saved_inputs, saves_output = (), False
+
+    @classmethod
+    def forward(cls, ctx, a, *params):
+        if cls._bool_kernel and a.dtype == np.bool_:
+            raise NotImplementedError(f"\"{cls._bool_kernel}\" not implemented for 'Bool'")
+        return super().forward(ctx, a, *params)
 
 
 class Sign(_Piecewise):
@@ -963,12 +975,16 @@ class Sign(_Piecewise):
 
 
 class Floor(_Piecewise):
+    _bool_kernel = "floor_vml_cpu"
+
     @staticmethod
     def _f(a):
         return np.floor(a) if a.dtype == _FLOAT else a.copy()
 
 
 class Ceil(_Piecewise):
+    _bool_kernel = "ceil_vml_cpu"
+
     @staticmethod
     def _f(a):
         return np.ceil(a) if a.dtype == _FLOAT else a.copy()
@@ -977,6 +993,8 @@ class Ceil(_Piecewise):
 class Round(_Piecewise):
     """Half to even, with torch's float32 arithmetic for ``decimals``: rint(a * 10^d) / 10^d,
     or rint(a / 10^-d) * 10^-d for negative d."""
+
+    _bool_kernel = "round_vml_cpu"
 
     @staticmethod
     def _f(a, decimals):
@@ -1171,7 +1189,7 @@ class LogSumExp(Function):
         a = _as_float(a)
         if a.size:
             shift = np.amax(a, axis=dims, keepdims=True)
-            shift[np.isinf(shift)] = 0
+            shift = np.where(np.isinf(shift), np.float32(0), shift)
         else:
             shift = np.zeros(np.sum(a, axis=dims, keepdims=True).shape, np.float32)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

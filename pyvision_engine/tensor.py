@@ -1165,7 +1165,7 @@ class Tensor:
         if idx.size and (idx.min() < 0 or idx.max() >= size):
             raise IndexError("index out of range in self")
         if self.ndim == 0:
-            return _ops.Index.apply(self.reshape(1), (idx.reshape(-1),)).reshape(idx.shape)
+            return _ops.Index.apply(self.reshape(1), (idx.reshape(-1),)).reshape(())
         return _ops.Index.apply(self, (slice(None),) * d + (idx.reshape(-1),))
 
     def nonzero(self, *, as_tuple: bool = False) -> Any:
@@ -1194,6 +1194,8 @@ class Tensor:
         other = _tensor_arg(other, "dot", "tensor")
         if self.ndim != 1 or other.ndim != 1:
             raise RuntimeError(f"1D tensors expected, but got {self.ndim}D and {other.ndim}D tensors")
+        if self._data.dtype == bool_:
+            raise NotImplementedError("\"dot\" not implemented for 'Bool'")
         if self._data.dtype != other._data.dtype:
             raise RuntimeError("dot : expected both vectors to have same dtype, but found "
                                f"{_RANK_NAMES[_KIND_RANK[self._data.dtype.kind]]} and "
@@ -1215,6 +1217,8 @@ class Tensor:
 
         if self._data.dtype == int64:  # (torch keeps an integer tensor's dtype)
             return Tensor._wrap(np.maximum(self._data, 0))
+        if self._data.dtype == bool_:
+            raise RuntimeError("Boolean inputs not supported for relu")
         return F.relu(self)
 
     def sigmoid(self) -> "Tensor":
@@ -1421,6 +1425,9 @@ class Tensor:
         """``(values, indices)``; equal elements keep their order and NaN sorts as the
         largest value (torch's stable sort; pve sorts stably for ``stable=False`` too)."""
         d = _ops.normalize_dim(dim, self.ndim, "sort")
+        if self.ndim == 0:  # (as a 1-element vector)
+            values, indices = self.reshape(1).sort(0, descending, stable)
+            return _ops.SortResult(values.reshape(()), indices.reshape(()))
         indices = _ops.stable_argsort(self._data, d, descending)
         return _ops.SortResult(_ops.gather_values(self, indices, d),
                                Tensor._wrap(np.asarray(indices, dtype=np.int64, order="C")))
@@ -1431,6 +1438,9 @@ class Tensor:
         if not 0 <= k <= (self.shape[d] if self.ndim else 1):
             raise RuntimeError(f"selected index k out of range (k={k}, dimension {d} of size "
                                f"{self.shape[d] if self.ndim else 1})")
+        if self.ndim == 0:
+            values, indices = self.reshape(1).topk(k, 0, largest, sorted)
+            return _ops.TopKResult(values.reshape(()), indices.reshape(()))
         indices = np.take(_ops.stable_argsort(self._data, d, largest), np.arange(k), axis=d)
         return _ops.TopKResult(_ops.gather_values(self, indices, d),
                                Tensor._wrap(np.asarray(indices, dtype=np.int64, order="C")))
