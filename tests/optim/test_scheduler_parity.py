@@ -94,6 +94,19 @@ def _steps(opt, sched, n, rec, metric=None):
         rec.append(_lrs(opt))
 
 
+def _resume(lib_name, opt, sched, make, rec, steps):
+    """Save opt + sched mid-schedule, load both into fresh ones built by ``make``, then
+    step the resumed pair and the original ``steps`` times each (recording the lrs)."""
+    state = sched.state_dict()
+    rec.append(sorted(state))
+    opt2 = _opt(lib_name)
+    sched2 = make(opt2)
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(copy.deepcopy(state))  # torch's CyclicLR pops from it
+    _steps(opt2, sched2, steps, rec)
+    _steps(opt, sched, steps, rec)
+
+
 def _run(scenario, lib_name):
     lib, _, S = schedules._lib(lib_name)
     rec = []
@@ -234,14 +247,7 @@ for _a, _b in PAIRS:
         sched = make(opt)
         rec += [_lrs(opt), sched.get_last_lr()]
         _steps(opt, sched, 6, rec)
-        state = sched.state_dict()
-        rec.append(sorted(state))
-        opt2 = _opt(lib_name)
-        sched2 = make(opt2)
-        opt2.load_state_dict(opt.state_dict())
-        sched2.load_state_dict(copy.deepcopy(state))
-        _steps(opt2, sched2, 6, rec)
-        _steps(opt, sched, 6, rec)
+        _resume(lib_name, opt, sched, make, rec, 6)
 
 
 # --------------------------------------------------- composite and special
@@ -256,14 +262,7 @@ def _sequential_round_trip(lib_name, lib, S, rec):
     sched = make(opt)
     rec.append(_lrs(opt))
     _steps(opt, sched, 5, rec)
-    state = sched.state_dict()
-    rec.append(sorted(state))
-    opt2 = _opt(lib_name)
-    sched2 = make(opt2)
-    opt2.load_state_dict(opt.state_dict())
-    sched2.load_state_dict(copy.deepcopy(state))
-    _steps(opt2, sched2, 8, rec)
-    _steps(opt, sched, 8, rec)
+    _resume(lib_name, opt, sched, make, rec, 8)
 
 
 @scenario("sequential-warm-restarts-onecycle")
