@@ -81,7 +81,7 @@ __all__ += ["Conv1d", "ConvTranspose1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgP
 from pyvision_engine.nn.activation import GLU, Hardshrink, RReLU, Softshrink  # noqa: E402
 from pyvision_engine.nn.distance import CosineSimilarity, PairwiseDistance  # noqa: E402
 from pyvision_engine.nn.fold import Fold, Unfold  # noqa: E402
-from pyvision_engine.nn.pooling_more import LPPool2d, MaxUnpool2d  # noqa: E402
+from pyvision_engine.nn.pooling import LPPool2d, MaxUnpool2d  # noqa: E402
 
 __all__ += ["Hardshrink", "Softshrink", "RReLU", "GLU", "CosineSimilarity", "PairwiseDistance",
             "Fold", "Unfold", "MaxUnpool2d", "LPPool2d"]

@@ -426,7 +426,7 @@ from pyvision_engine.nn._f_distance import (  # noqa: E402
     cosine_similarity, normalize, pairwise_distance,
 )
 from pyvision_engine.nn._f_fold import fold, unfold  # noqa: E402
-from pyvision_engine.nn._f_pooling_more import lp_pool2d, max_unpool2d  # noqa: E402
+from pyvision_engine.nn._f_pooling import lp_pool2d, max_unpool2d  # noqa: E402
 from pyvision_engine.nn._f_shape import one_hot  # noqa: E402
 
 __all__ += ["hardshrink", "softshrink", "rrelu", "rrelu_", "glu", "normalize", "one_hot",

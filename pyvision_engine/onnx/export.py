@@ -47,7 +47,7 @@ from pyvision_engine._version import __version__
 from pyvision_engine.autograd import Function, enable_grad
 from pyvision_engine.io import atomic_write_bytes
 from pyvision_engine.nn import (_f_activation, _f_distance, _f_fold, _f_norm, _f_pooling,
-                                _f_pooling_more, _f_shape)
+                                _f_shape)
 from pyvision_engine.nn import conv_transpose as _conv_transpose_module
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn._f_common import pair
@@ -810,7 +810,7 @@ _FUNCTIONAL_CONVERTERS: Dict[str, Converter] = {
 }
 
 # where the functionals are looked up when called (the first holds the original)
-_FUNCTIONAL_OWNERS = (F, _f_activation, _f_pooling, _f_pooling_more, _f_shape,
+_FUNCTIONAL_OWNERS = (F, _f_activation, _f_pooling, _f_shape,
                       _conv_transpose_module)
 
 
