@@ -57,6 +57,11 @@ class RuntimeTypeError(TypeError, RuntimeError):
     """A wrong dtype where torch raises RuntimeError; the error is both."""
 
 
+class RankError(RuntimeValueError, IndexError):
+    """An input with too few dims: torch raises IndexError there (its size(d) lookup
+    fails before its rank check) and RuntimeError for too many; the error is both."""
+
+
 def check_factory_kwargs(device: Any, dtype: Any, layer: str) -> None:
     """torch's ``device=`` / ``dtype=`` layer-constructor arguments: this engine keeps
     parameters as float32 on the CPU, so those (or None, the defaults) are accepted and

@@ -16,17 +16,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pyvision_engine.autograd import Function
-from pyvision_engine.nn._f_common import RuntimeValueError, float_input, int_arg
+from pyvision_engine.nn._f_common import RankError, RuntimeValueError, float_input, int_arg
 from pyvision_engine.tensor import Tensor
 
-__all__ = ["unfold", "fold", "RankError"]
+__all__ = ["unfold", "fold"]
 
 Pair = Tuple[int, int]
-
-
-class RankError(RuntimeValueError, IndexError):
-    """An input with too few dims: torch raises IndexError there (its size(d) lookup
-    fails before its rank check) and RuntimeError for too many; the error is both."""
 
 
 class _Geometry(NamedTuple):
