@@ -83,6 +83,11 @@ _MAX_OUTPUT_BYTES = 1 << 36  # refuse results beyond 64 GiB instead of overcommi
 def _int_tuple(value: Any, n: int, name: str, layer: str) -> Tuple[int, ...]:
     """An int, or a sequence of 1 or ``n`` ints, as an ``n``-tuple (torch's _single/_pair
     for convolution arguments)."""
+    # Fast path (every call of a layer passes its stored tuples): plain ints.
+    if type(value) is int:
+        return (value,) * n
+    if type(value) is tuple and len(value) == n and all(type(v) is int for v in value):
+        return value
     items = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
     if len(items) == 1:
         items = items * n
