@@ -20,9 +20,12 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta")
+OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta",
+              "rprop", "asgd")
+# (rprop: its initial per-weight step size; asgd: SGD's rate, it is SGD plus averaging)
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3, "adamax": 2e-3, "nadam": 2e-3,
-              "radam": 2e-3, "rmsprop": 1e-3, "adagrad": 1e-2, "adadelta": 1.0}
+              "radam": 2e-3, "rmsprop": 1e-3, "adagrad": 1e-2, "adadelta": 1.0, "rprop": 1e-3,
+              "asgd": 0.05}
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
 
@@ -166,8 +169,11 @@ def _build_optimizer(args: argparse.Namespace, params: List[Any]) -> Any:
         raise CLIError(f"unknown optimizer '{args.optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
     lr = args.lr if args.lr is not None else DEFAULT_LR[name]
     classes = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "NAdam",
-               "radam": "RAdam", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adadelta": "Adadelta"}
+               "radam": "RAdam", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adadelta": "Adadelta",
+               "rprop": "Rprop", "asgd": "ASGD"}
     kwargs: Dict[str, Any] = {"lr": lr}
+    if args.weight_decay and name == "rprop":
+        raise CLIError("--weight-decay: rprop has no weight decay (torch.optim.Rprop takes none)")
     if args.weight_decay:
         kwargs["weight_decay"] = args.weight_decay
     if name == "sgd":
@@ -192,7 +198,12 @@ def _build_scheduler(name: str, optimizer: Any, epochs: int, steps_per_epoch: in
     if name == "step":
         return lr_scheduler.StepLR(inner, step_size=max(epochs // 3, 1), gamma=0.1), "epoch"
     max_lr = inner.param_groups[0]["lr"]
-    return lr_scheduler.OneCycleLR(inner, max_lr=max_lr, total_steps=max(epochs * steps_per_epoch, 1)), "batch"
+    # OneCycleLR cycles momentum (or beta1) by default and refuses optimizers
+    # that have neither (Adagrad, Adadelta, Rprop, ASGD): those keep the lr cycle only.
+    group = inner.param_groups[0]
+    cycle = "betas" in group or "momentum" in group
+    return lr_scheduler.OneCycleLR(inner, max_lr=max_lr, total_steps=max(epochs * steps_per_epoch, 1),
+                                   cycle_momentum=cycle), "batch"
 
 
 def _weights_metadata(model_name: str, spec: DataSpec) -> Dict[str, str]:

@@ -25,6 +25,8 @@ PVE_DEFINE_KERNEL(optim_radam, RadamFn);
 PVE_DEFINE_KERNEL(optim_rmsprop, RmspropFn);
 PVE_DEFINE_KERNEL(optim_adagrad, AdagradFn);
 PVE_DEFINE_KERNEL(optim_adadelta, AdadeltaFn);
+PVE_DEFINE_KERNEL(optim_rprop, RpropFn);
+PVE_DEFINE_KERNEL(optim_asgd, AsgdFn);
 PVE_DEFINE_KERNEL(optim_lookahead_sync, LookaheadSyncFn);
 PVE_DEFINE_KERNEL(grad_norm_part, GradNormPartFn);
 PVE_DEFINE_KERNEL(grad_scale, ScaleFn);
@@ -220,6 +222,37 @@ void bind_optim(py::module_& m) {
   }, py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("acc_delta"),
      py::arg("rho"), py::arg("one_minus_rho"), py::arg("eps"), py::arg("weight_decay"),
      py::arg("neg_lr"), py::arg("maximize"), "Adadelta step over one buffer, in place.");
+
+  m.def("optim_rprop", [](py::array param, py::array grad, py::array prev, py::array step_size,
+                          double etaminus, double etaplus, double step_size_min,
+                          double step_size_max, bool maximize) {
+    const char* op = "optim_rprop";
+    Common c = common(param, grad, op);
+    float* pv = checked(prev, op, "prev", c.n, true);
+    float* ss = checked(step_size, op, "step_size", c.n, true);
+    RpropArgs a{float(etaminus), float(etaplus), float(step_size_min), float(step_size_max),
+                maximize};
+    RpropFn fn = optim_rprop.get();
+    const int threads = num_threads();
+    py::gil_scoped_release release;
+    fn(c.param, c.grad, pv, ss, c.n, a, threads);
+  }, py::arg("param"), py::arg("grad"), py::arg("prev"), py::arg("step_size"),
+     py::arg("etaminus"), py::arg("etaplus"), py::arg("step_size_min"), py::arg("step_size_max"),
+     py::arg("maximize"), "Rprop step over one buffer, in place.");
+
+  m.def("optim_asgd", [](py::array param, py::array grad, py::array ax, double weight_decay,
+                         double decay, double neg_eta, double mu, bool average, bool maximize) {
+    const char* op = "optim_asgd";
+    Common c = common(param, grad, op);
+    float* x = checked(ax, op, "ax", c.n, true);
+    AsgdArgs a{float(weight_decay), float(decay), float(neg_eta), float(mu), average, maximize};
+    AsgdFn fn = optim_asgd.get();
+    const int threads = num_threads();
+    py::gil_scoped_release release;
+    fn(c.param, c.grad, x, c.n, a, threads);
+  }, py::arg("param"), py::arg("grad"), py::arg("ax"), py::arg("weight_decay"), py::arg("decay"),
+     py::arg("neg_eta"), py::arg("mu"), py::arg("average"), py::arg("maximize"),
+     "ASGD step over one buffer, in place (eta, mu: the values stored at the previous step).");
 
   m.def("optim_lookahead_sync", [](py::array fast, py::array slow, double alpha) {
     const char* op = "optim_lookahead_sync";

@@ -63,6 +63,8 @@ CASES = [
     ("RMSprop", dict(), "RMSprop", [dict(foreach=True), dict(foreach=False)], 3, 2, 3),
     ("Adagrad", dict(), "Adagrad", [dict(fused=True)], 3, 2, 3),
     ("Adadelta", dict(), "Adadelta", [dict(foreach=True), dict(foreach=False)], 4, 3, 4),
+    ("Rprop", dict(), "Rprop", [dict(foreach=True), dict(foreach=False)], 4, 3, 4),
+    ("ASGD", dict(), "ASGD", [dict(foreach=True), dict(foreach=False)], 3, 2, 3),
 ]
 # Where torch 2.13 has a fused CPU kernel the target is 1.1x faster than it;
 # elsewhere 2x faster than torch's fastest path.

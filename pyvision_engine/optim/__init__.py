@@ -6,14 +6,16 @@ from pyvision_engine.optim.adagrad import Adagrad
 from pyvision_engine.optim.adam import Adam
 from pyvision_engine.optim.adamax import Adamax
 from pyvision_engine.optim.adamw import AdamW
+from pyvision_engine.optim.asgd import ASGD
 from pyvision_engine.optim.lookahead import Lookahead
 from pyvision_engine.optim.nadam import NAdam
 from pyvision_engine.optim.optimizer import Optimizer
 from pyvision_engine.optim.radam import RAdam
 from pyvision_engine.optim.rmsprop import RMSprop
+from pyvision_engine.optim.rprop import Rprop
 from pyvision_engine.optim.sgd import SGD
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad",
-    "Adadelta", "Lookahead", "lr_scheduler",
+    "Adadelta", "Rprop", "ASGD", "Lookahead", "lr_scheduler",
 ]

@@ -251,6 +251,11 @@ class Optimizer:
         """(key, initial fill) of each per-parameter state tensor, for this group's options."""
         return []
 
+    def _scalar_init(self, group: Dict[str, Any]) -> Dict[str, float]:
+        """Initial value of each scalar state for a parameter of this group (in
+        the order torch's state lists them); ASGD's eta starts at the group's lr."""
+        return self._scalar_state
+
     def _register_state(self, lay: _GroupLayout, i: int) -> None:
         """Point state[p] at the layout's views for parameter i."""
         p = lay.params[i]
@@ -273,7 +278,8 @@ class Optimizer:
         lay = self._layout(index)
         spec = self._tensor_state_spec(group)
         grown = lay.ensure_rows(spec)
-        for key, init in self._scalar_state.items():
+        scalar_init = self._scalar_init(group)
+        for key, init in scalar_init.items():
             lay.ensure_scalar(key, init)
         for i in idxs:
             if not lay.initialized[i]:
@@ -281,7 +287,7 @@ class Optimizer:
                 # earlier per-tensor path touched them (never before init).
                 for key, fill in spec:
                     lay.flat_state(key, i).fill(fill)
-                for key, init in self._scalar_state.items():
+                for key, init in scalar_init.items():
                     lay.scalars[key][i] = init
                 lay.initialized[i] = True
                 self._register_state(lay, i)

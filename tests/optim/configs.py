@@ -37,6 +37,12 @@ CONFIGS = [
     ("Adadelta", dict()),
     ("Adadelta", dict(lr=0.5, rho=0.5, weight_decay=0.01)),
     ("Adadelta", dict(lr=0.5, eps=1e-4, maximize=True)),
+    ("Rprop", dict()),
+    ("Rprop", dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2))),
+    ("Rprop", dict(lr=0.001, maximize=True)),
+    ("ASGD", dict(lr=0.05)),
+    ("ASGD", dict(lr=0.05, lambd=0.01, alpha=0.5, t0=20, weight_decay=0.01)),
+    ("ASGD", dict(lr=0.001, t0=0, maximize=True)),
 ]
 
 

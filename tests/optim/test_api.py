@@ -37,6 +37,12 @@ def _params(n=2):
     (lambda p: optim.Adagrad(p, initial_accumulator_value=-1), "Invalid initial_accumulator_value"),
     (lambda p: optim.Adadelta(p, rho=1.5), "Invalid rho value"),
     (lambda p: optim.Adadelta(p, eps=-1), "Invalid epsilon value"),
+    (lambda p: optim.Rprop(p, lr=-1), "Invalid learning rate"),
+    (lambda p: optim.Rprop(p, etas=(1.0, 1.2)), "Invalid eta values: 1.0, 1.2"),
+    (lambda p: optim.Rprop(p, etas=(0.5, 1.0)), "Invalid eta values"),
+    (lambda p: optim.Rprop(p, etas=(0.0, 1.2)), "Invalid eta values"),
+    (lambda p: optim.ASGD(p, lr=-1), "Invalid learning rate"),
+    (lambda p: optim.ASGD(p, weight_decay=-1), "Invalid weight_decay value"),
     (lambda p: optim.Lookahead(optim.SGD(p, lr=0.1), k=0), "Invalid lookahead steps"),
     (lambda p: optim.Lookahead(optim.SGD(p, lr=0.1), alpha=1.5), "Invalid slow update rate"),
 ])
@@ -74,6 +80,12 @@ def test_defaults_equal_torch():
     assert optim.RMSprop(_params(1)).defaults["alpha"] == 0.99
     assert optim.Adagrad(_params(1)).defaults["eps"] == 1e-10
     assert optim.Adadelta(_params(1)).defaults["lr"] == 1.0
+    assert optim.Rprop(_params(1)).defaults == dict(
+        lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), foreach=None, maximize=False,
+        differentiable=False, capturable=False)
+    assert optim.ASGD(_params(1)).defaults == dict(
+        lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, foreach=None, maximize=False,
+        differentiable=False, capturable=False)
 
 
 def test_param_groups_override_defaults_and_lr_change_takes_effect():
@@ -168,7 +180,7 @@ def test_load_state_dict_rejects_mismatched_groups():
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop",
-                                  "Adagrad", "Adadelta"])
+                                  "Adagrad", "Adadelta", "ASGD"])
 def test_nonfinite_gradients_propagate_without_crash(name, isa):
     p = pve.nn.Parameter(np.linspace(-1, 1, 37).astype(np.float32))
     kwargs = {"lr": 0.1, "momentum": 0.9} if name == "SGD" else {}

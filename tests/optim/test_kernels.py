@@ -12,7 +12,8 @@ from pyvision_engine.nn.arena import aligned_empty
 
 def test_every_optimizer_kernel_has_all_isa_slots():
     for name in ["optim_sgd", "optim_adam", "optim_adamax", "optim_nadam", "optim_radam",
-                 "optim_rmsprop", "optim_adagrad", "optim_adadelta", "optim_lookahead_sync",
+                 "optim_rmsprop", "optim_adagrad", "optim_adadelta", "optim_rprop", "optim_asgd",
+                 "optim_lookahead_sync",
                  "grad_norm_part", "grad_scale", "grad_clamp", "triad"]:
         assert _C.kernel_isas(name) == ["scalar", "avx2", "avx512"][:len(_C.supported_isas())]
 

@@ -8,7 +8,6 @@ import pytest
 import pyvision_engine as pve
 from pyvision_engine import optim
 
-import configs
 import problem
 import runner
 
@@ -23,6 +22,8 @@ CASES = [
     ("RMSprop", dict(lr=0.001, centered=True, momentum=0.5)),
     ("Adagrad", dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1)),
     ("Adadelta", dict(rho=0.8)),
+    ("Rprop", dict(lr=0.05, etas=(0.4, 1.3))),
+    ("ASGD", dict(lr=0.05, t0=10, lambd=1e-3)),  # averaging (mu < 1) starts at step 12
 ]
 
 

@@ -218,8 +218,52 @@ class Adadelta(_Rule):
         return p + f32(-lr) * delta
 
 
+def torch_sign(x: np.ndarray) -> np.ndarray:
+    """torch.sign on float32: (x > 0) − (x < 0), so 0 for ±0 and for NaN."""
+    return (x > 0).astype(f32) - (x < 0).astype(f32)
+
+
+class Rprop(_Rule):
+    def update(self, p, g, st):
+        lr = self.hp.get("lr", 1e-2)
+        etaminus, etaplus = self.hp.get("etas", (0.5, 1.2))
+        lo, hi = self.hp.get("step_sizes", (1e-6, 50))
+        self.next_step(st)
+        prev = st.get("prev", np.zeros_like(p))
+        step_size = st.get("step_size", np.full_like(p, f32(lr)))
+        with np.errstate(invalid="ignore", over="ignore"):
+            s = torch_sign(g * prev)  # the sign of the float32 product (an underflow counts as 0)
+        factor = np.where(s > 0, f32(etaplus), np.where(s < 0, f32(etaminus), f32(1)))
+        with np.errstate(invalid="ignore"):
+            step_size = np.minimum(np.maximum(step_size * factor, f32(lo)), f32(hi))
+        g = np.where(factor == f32(etaminus), f32(0), g)  # where the step shrank
+        st["prev"], st["step_size"] = g, step_size
+        return p + (-torch_sign(g)) * step_size
+
+
+class ASGD(_Rule):
+    """eta and mu are float32 scalars; each step uses the values the previous one stored."""
+
+    def update(self, p, g, st):
+        lr, lambd = self.hp.get("lr", 1e-2), self.hp.get("lambd", 1e-4)
+        alpha, t0, wd = self.hp.get("alpha", 0.75), self.hp.get("t0", 1e6), self.hp.get("weight_decay", 0)
+        t = self.next_step(st)
+        eta, mu = float(st.get("eta", f32(lr))), float(st.get("mu", f32(1)))
+        if wd != 0:
+            g = g + f32(wd) * p
+        p = p * f32(1 - lambd * eta)
+        p = p + f32(-eta) * g
+        ax = st.get("ax", np.zeros_like(p))
+        with np.errstate(invalid="ignore", over="ignore"):
+            st["ax"] = ax + (p - ax) * f32(mu) if mu != 1 else p.copy()
+        st["eta"] = f32(lr / ((1 + lambd * lr * t) ** alpha))
+        st["mu"] = f32(1 / max(1, t - t0))
+        return p
+
+
 RULES = {"SGD": SGD, "Adam": Adam, "Adamax": Adamax, "NAdam": NAdam, "RAdam": RAdam,
-         "RMSprop": RMSprop, "Adagrad": Adagrad, "Adadelta": Adadelta}
+         "RMSprop": RMSprop, "Adagrad": Adagrad, "Adadelta": Adadelta, "Rprop": Rprop,
+         "ASGD": ASGD}
 
 
 def make(name: str, **hp) -> _Rule:

@@ -108,6 +108,27 @@ struct AdadeltaArgs {
 using AdadeltaFn = void (*)(float* param, const float* grad, float* square_avg, float* acc_delta,
                             int64_t n, const AdadeltaArgs& a, int num_threads);
 
+// ---------------------------------------------------------------- Rprop
+struct RpropArgs {
+  float etaminus, etaplus;            // step-size factors (as float32, as torch compares them)
+  float step_size_min, step_size_max;
+  bool maximize;
+};
+using RpropFn = void (*)(float* param, const float* grad, float* prev, float* step_size,
+                         int64_t n, const RpropArgs& a, int num_threads);
+
+// ---------------------------------------------------------------- ASGD
+struct AsgdArgs {
+  float weight_decay;
+  float decay;    // 1 − lambd·η (η: the step's stored eta)
+  float neg_eta;  // −η
+  float mu;       // the step's stored mu
+  bool average;   // μ ≠ 1: ax ← ax + (θ − ax)·μ; else ax ← θ
+  bool maximize;
+};
+using AsgdFn = void (*)(float* param, const float* grad, float* ax, int64_t n, const AsgdArgs& a,
+                        int num_threads);
+
 // ---------------------------------------------------------------- Lookahead
 // slow ← slow + α·(fast − slow); fast ← slow.
 using LookaheadSyncFn = void (*)(float* fast, float* slow, int64_t n, float alpha,
@@ -131,6 +152,8 @@ PVE_DECLARE_KERNEL(optim_radam, RadamFn);
 PVE_DECLARE_KERNEL(optim_rmsprop, RmspropFn);
 PVE_DECLARE_KERNEL(optim_adagrad, AdagradFn);
 PVE_DECLARE_KERNEL(optim_adadelta, AdadeltaFn);
+PVE_DECLARE_KERNEL(optim_rprop, RpropFn);
+PVE_DECLARE_KERNEL(optim_asgd, AsgdFn);
 PVE_DECLARE_KERNEL(optim_lookahead_sync, LookaheadSyncFn);
 PVE_DECLARE_KERNEL(grad_norm_part, GradNormPartFn);
 PVE_DECLARE_KERNEL(grad_scale, ScaleFn);
