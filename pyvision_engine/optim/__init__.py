@@ -7,6 +7,7 @@ from pyvision_engine.optim.adam import Adam
 from pyvision_engine.optim.adamax import Adamax
 from pyvision_engine.optim.adamw import AdamW
 from pyvision_engine.optim.asgd import ASGD
+from pyvision_engine.optim.lbfgs import LBFGS
 from pyvision_engine.optim.lookahead import Lookahead
 from pyvision_engine.optim.nadam import NAdam
 from pyvision_engine.optim.optimizer import Optimizer
@@ -17,5 +18,5 @@ from pyvision_engine.optim.sgd import SGD
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad",
-    "Adadelta", "Rprop", "ASGD", "Lookahead", "lr_scheduler",
+    "Adadelta", "Rprop", "ASGD", "LBFGS", "Lookahead", "lr_scheduler",
 ]

@@ -6,7 +6,8 @@
 
 Trajectories: every configuration of tests/optim/configs.py, run by torch 2.x's
 default (single-tensor) path on tests/optim/problem.py, parameters saved
-(flattened, concatenated) after the steps in SNAPSHOTS. Schedules: the lr of
+(flattened, concatenated) after the steps in SNAPSHOTS; and every LBFGS_CONFIGS
+entry (``lbfgs_NN``: parameters after each step of closure-driven L-BFGS). Schedules: the lr of
 each scheduler configuration in tests/optim/schedules.py for 40 epochs
 (``lr_NN``), and the momentum for those that cycle it (``mom_NN``).
 """
@@ -43,10 +44,31 @@ def torch_trajectory(name, hp, steps, snapshots, **extra):
     return np.stack(out)
 
 
+def torch_lbfgs_trajectory(prob, hp, steps):
+    """torch.optim.LBFGS on problem.lbfgs_loss_grads: params after each step."""
+    params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in problem.lbfgs_initial(prob)]
+    opt = torch.optim.LBFGS(params, **hp)
+
+    def closure():
+        opt.zero_grad()
+        loss, gs = problem.lbfgs_loss_grads(prob, [p.detach().numpy() for p in params])
+        for p, g in zip(params, gs):
+            p.grad = torch.from_numpy(g)
+        return torch.tensor(loss)
+
+    out = []
+    for _ in range(steps):
+        opt.step(closure)
+        out.append(np.concatenate([p.detach().numpy().reshape(-1).copy() for p in params]))
+    return np.stack(out)
+
+
 def make_trajectories() -> None:
     arrays = {}
     for i, (name, hp) in enumerate(configs.CONFIGS):
         arrays[f"traj_{i:02d}"] = torch_trajectory(name, hp, configs.STEPS, configs.SNAPSHOTS)
+    for i, (prob, hp, steps) in enumerate(configs.LBFGS_CONFIGS):
+        arrays[f"lbfgs_{i:02d}"] = torch_lbfgs_trajectory(prob, hp, steps)
     arrays["configs_json"] = np.array(json.dumps(configs.CONFIGS))
     arrays["torch_version"] = np.array(torch.__version__)
     np.savez_compressed(os.path.join(HERE, "optim_trajectories.npz"), **arrays)

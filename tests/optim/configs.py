@@ -50,3 +50,15 @@ def config_id(index: int) -> str:
     name, hp = CONFIGS[index]
     opts = ",".join(f"{k}={v}" for k, v in hp.items())
     return f"{index:02d}-{name}({opts})"
+
+
+# LBFGS: (problem in problem.py, options, steps); every step runs the closure
+# up to max_eval times. Params saved after each step.
+LBFGS_CONFIGS = [
+    ("rosenbrock", dict(line_search_fn="strong_wolfe"), 4),
+    ("rosenbrock", dict(lr=0.5, history_size=5, max_iter=10), 6),
+    ("linear", dict(), 3),
+    ("linear", dict(line_search_fn="strong_wolfe", history_size=3, max_iter=7), 4),
+    ("linear", dict(max_eval=9, history_size=2), 4),
+    ("linear", dict(tolerance_change=1e-3, tolerance_grad=1e-3), 3),
+]

@@ -52,3 +52,37 @@ def loss(params: List[np.ndarray]) -> float:
         r = a @ x - b
         total += 0.5 * r @ r + 0.05 * np.cos(3 * x).sum() + 0.01 * (x ** 4).sum() / 4
     return float(total)
+
+
+# ----------------------------------------------------------------- L-BFGS
+# Closure problems for LBFGS: loss and gradients in float64, rounded to
+# float32, so every engine gets the same numbers for the same parameters.
+LBFGS_SHAPES = {"rosenbrock": [(2,)], "linear": [(3, 5), (3,)]}
+
+
+def lbfgs_initial(name: str) -> List[np.ndarray]:
+    if name == "rosenbrock":
+        return [np.array([-1.5, 2.0], np.float32)]
+    rng = np.random.default_rng(7)
+    return [rng.standard_normal(s).astype(np.float32) * 0.3 for s in LBFGS_SHAPES[name]]
+
+
+_LIN_RNG = np.random.default_rng(11)
+_LIN_X = _LIN_RNG.standard_normal((16, 5))
+_LIN_Y = _LIN_X @ _LIN_RNG.standard_normal((5, 3)) + 0.1 * _LIN_RNG.standard_normal((16, 3))
+
+
+def lbfgs_loss_grads(name: str, params: List[np.ndarray]):
+    """(loss as float32, [grad float32 per param])."""
+    if name == "rosenbrock":
+        a, b = params[0].astype(np.float64)
+        f = (1 - a) ** 2 + 100 * (b - a * a) ** 2
+        g = np.array([-2 * (1 - a) - 400 * a * (b - a * a), 200 * (b - a * a)])
+        return np.float32(f), [g.astype(np.float32)]
+    w, bias = (p.astype(np.float64) for p in params)  # tiny linear model, MSE + small L2
+    r = _LIN_X @ w.T + bias - _LIN_Y
+    n = r.size
+    f = (r * r).sum() / n + 1e-3 * (w * w).sum()
+    gw = 2 * r.T @ _LIN_X / n + 2e-3 * w
+    gb = 2 * r.sum(axis=0) / n
+    return np.float32(f), [gw.astype(np.float32), gb.astype(np.float32)]

@@ -57,3 +57,26 @@ def run_reference(rule, steps: int, snapshots=None, skip=None, params=None):
         if snapshots is None or t in snapshots:
             out.append(np.concatenate([p.reshape(-1) for p in params]))
     return out
+
+
+def run_lbfgs_pve(problem_name: str, hp: dict, steps: int, opt_params=None):
+    """pve LBFGS on problem.lbfgs_loss_grads: (param snapshots after each step,
+    the losses step returned, closure calls per step, optimizer, params)."""
+    params = opt_params or [pve.nn.Parameter(p) for p in problem.lbfgs_initial(problem_name)]
+    opt = pve.optim.LBFGS(params, **hp)
+    calls = []
+
+    def closure():
+        calls[-1] += 1
+        opt.zero_grad()
+        loss, gs = problem.lbfgs_loss_grads(problem_name, [p.detach().numpy() for p in params])
+        for p, g in zip(params, gs):
+            p.grad = pve.tensor(g)
+        return pve.tensor(loss)
+
+    out, losses = [], []
+    for _ in range(steps):
+        calls.append(0)
+        losses.append(float(opt.step(closure)))
+        out.append(np.concatenate([p.detach().numpy().reshape(-1) for p in params]))
+    return out, losses, calls, opt, params
