@@ -85,3 +85,13 @@ from pyvision_engine.nn.pooling import LPPool2d, MaxUnpool2d  # noqa: E402
 
 __all__ += ["Hardshrink", "Softshrink", "RReLU", "GLU", "CosineSimilarity", "PairwiseDistance",
             "Fold", "Unfold", "MaxUnpool2d", "LPPool2d"]
+from pyvision_engine.nn.loss import (  # noqa: E402
+    CosineEmbeddingLoss, GaussianNLLLoss, HingeEmbeddingLoss, MarginRankingLoss,
+    MultiLabelMarginLoss, MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss,
+    SoftMarginLoss, TripletMarginLoss, TripletMarginWithDistanceLoss,
+)
+
+__all__ += ["MultiLabelSoftMarginLoss", "MultiLabelMarginLoss", "MultiMarginLoss",
+            "SoftMarginLoss", "MarginRankingLoss", "HingeEmbeddingLoss", "CosineEmbeddingLoss",
+            "TripletMarginLoss", "TripletMarginWithDistanceLoss", "PoissonNLLLoss",
+            "GaussianNLLLoss"]

@@ -6,6 +6,7 @@ the element-wise losses are short numpy expressions (memory-bound, single pass).
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Optional, Tuple
 
@@ -13,8 +14,11 @@ import numpy as np
 
 from pyvision_engine import _C
 from pyvision_engine.autograd import Function
-from pyvision_engine.nn._f_common import (RuntimeTypeError, RuntimeValueError, TargetIndexError,
-                                          check_reduction, float_input, needs_grad)
+from pyvision_engine.nn._f_activation import logsigmoid
+from pyvision_engine.nn._f_common import (RankError, RuntimeTypeError, RuntimeValueError,
+                                          TargetIndexError, check_reduction, float_input,
+                                          needs_grad)
+from pyvision_engine.nn._f_distance import _UngradedClampMin, pairwise_distance
 from pyvision_engine.tensor import Tensor, as_tensor
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
@@ -570,3 +574,402 @@ def kl_div(input: Any, target: Any, size_average: Optional[bool] = None,
         return _PointwiseLoss.apply(x, t, (f, df), reduction)
     total = _PointwiseLoss.apply(x, t, (f, df), "sum")
     return total / x.shape[0] if x.ndim != 0 else total
+
+
+# ------------------------------------------------------ margin and embedding losses
+# torch composes most of these from differentiable ops (so do they here, on Tensor ops
+# with autograd); multilabel_margin, multi_margin and soft_margin are kernels with an
+# explicit backward in torch, and Functions here.
+
+def _apply_reduction(loss: Tensor, reduction: str) -> Tensor:
+    """torch's apply_loss_reduction on a loss built from Tensor ops."""
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _float_operand(x: Any, op: str, name: str) -> Tensor:
+    """A float32 operand; integer or bool targets (+-1 labels) promote as in torch's
+    arithmetic."""
+    t = as_tensor(x)
+    if t.dtype == np.float32:
+        return t
+    if t.dtype in (np.int64, np.bool_):
+        return t.float()
+    raise TypeError(f"{op}: expected {name} to be float32 (or integer labels), got {t.dtype}")
+
+
+def _broadcast_shape(op: str, **named: Tensor) -> Tuple[int, ...]:
+    """The operands' broadcast shape, or torch's RuntimeError naming each shape."""
+    try:
+        return tuple(np.broadcast_shapes(*[t.shape for t in named.values()]))
+    except ValueError:
+        listed = ", ".join(f"{k} {tuple(t.shape)}" for k, t in named.items())
+        raise RuntimeValueError(f"{op}: shapes do not broadcast: {listed}") from None
+
+
+def multilabel_soft_margin_loss(input: Any, target: Any, weight: Optional[Any] = None,
+                                size_average: Optional[bool] = None,
+                                reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
+    """-(t log sigmoid(x) + (1 - t) log sigmoid(-x)), times ``weight``, averaged over the
+    class (last) dim, then the reduction over samples."""
+    op = "multilabel_soft_margin_loss"
+    reduction = _reduction(size_average, reduce, reduction, op)
+    x = float_input(input, op)
+    t = _float_operand(target, op, "target")
+    if x.ndim == 0:
+        raise RankError(f"{op}: input needs a class dimension, got a 0-d tensor")
+    named = dict(input=x, target=t)
+    w = None
+    if weight is not None:
+        w = named["weight"] = float_input(weight, op)
+    _broadcast_shape(op, **named)
+    loss = -(t * logsigmoid(x) + (1 - t) * logsigmoid(-x))
+    if w is not None:
+        loss = loss * w
+    c = x.shape[-1]
+    return _apply_reduction(loss.sum(x.ndim - 1) / c, reduction)
+
+
+def _rows_and_classes(x: Tensor, op: str) -> Tuple[int, int]:
+    """(frames, classes) of a multilabel/multi-class margin input: (C,), (N, C) or a
+    0-d single score, as torch's shape check (an empty class dim is refused)."""
+    if not (x.ndim == 0 or (x.ndim == 1 and x.shape[0] != 0)
+            or (x.ndim == 2 and x.shape[1] != 0)):
+        raise RuntimeValueError(f"{op}: Expected non-empty vector or matrix with optional 0-dim "
+                                f"batch size, but got: {list(x.shape)}")
+    return (x.shape[0] if x.ndim == 2 else 1), (x.shape[-1] if x.ndim else 1)
+
+
+def _class_indices(target: Any, op: str) -> Tensor:
+    t = as_tensor(target)
+    if t.dtype != np.int64:
+        raise RuntimeTypeError(f"{op}: expected target of scalar type Long (int64) class "
+                               f"indices but found {t.dtype}")
+    return t
+
+
+def _frame_coefficients(g: np.ndarray, n: int, c: int, reduction: str) -> np.ndarray:
+    """d(loss)/d(per-frame sum) for the margin kernels: the upstream gradient over the
+    class count (and frame count for 'mean'), one per frame."""
+    scale = c * (n if reduction == "mean" else 1)
+    if reduction == "none":
+        return np.asarray(g, np.float64).reshape(n) / scale
+    return np.full(n, float(g) / scale)
+
+
+def _frame_losses(per_frame: np.ndarray, reduction: str, out_shape: Tuple[int, ...]) -> np.ndarray:
+    if reduction == "none":
+        return per_frame.astype(_F32).reshape(out_shape)
+    total = per_frame.sum()
+    if reduction == "mean":  # (torch's kernels give 0 for an empty batch, not 0/0)
+        total = total / len(per_frame) if len(per_frame) else 0.0
+    return np.asarray(total, dtype=_F32)
+
+
+class _MultilabelMargin(Function):
+    owns_grads = True
+
+    @staticmethod
+    def forward(ctx, x, target, reduction, out_shape):
+        n, c = target.shape
+        x2 = x.reshape(n, c).astype(np.float64)
+        # The targets are each row's entries before its first -1.
+        listed = np.cumprod(target >= 0, axis=1).astype(bool)
+        safe = np.where(listed, target, 0)
+        rows = np.arange(n)[:, None]
+        is_target = np.zeros((n, c), dtype=bool)
+        is_target[np.broadcast_to(rows, (n, c))[listed], safe[listed]] = True
+        # z[n, j, d] = 1 - x[target_j] + x[d] for listed target j and non-target class d
+        z = 1.0 - x2[rows, safe][:, :, None] + x2[:, None, :]
+        hinge = listed[:, :, None] & ~is_target[:, None, :] & (z > 0)
+        ctx.saved = (hinge, safe, x.shape, reduction, n, c)
+        return _frame_losses(np.where(hinge, z, 0.0).sum(axis=(1, 2)) / c, reduction, out_shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        hinge, safe, x_shape, reduction, n, c = ctx.saved
+        coef = _frame_coefficients(g, n, c, reduction)
+        grad = hinge.sum(axis=1) * coef[:, None]  # each non-target: +1 per active pair
+        # each listed target: -1 per active pair (repeated targets add up)
+        np.add.at(grad, (np.broadcast_to(np.arange(n)[:, None], (n, c)), safe),
+                  -hinge.sum(axis=2) * coef[:, None])
+        return grad.astype(_F32).reshape(x_shape), None, None, None
+
+
+def multilabel_margin_loss(input: Any, target: Any, size_average: Optional[bool] = None,
+                           reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
+    """sum over listed targets j and non-target classes i of max(0, 1 - (x[y_j] - x[i])),
+    over C. ``target`` (int64, the input's shape) lists class indices, ended by -1."""
+    op = "multilabel_margin_loss"
+    reduction = _reduction(size_average, reduce, reduction, op)
+    x = float_input(input, op)
+    t = _class_indices(target, op)
+    n, c = _rows_and_classes(x, op)
+    fits = (t.ndim <= 1 and t.numel() == c) if x.ndim <= 1 else t.shape == (n, c)
+    if not fits:
+        raise RuntimeValueError(f"{op}: inconsistent target size: {list(t.shape)} for input of "
+                                f"size: {list(x.shape)}")
+    tgt = t._data.reshape(n, c)
+    if tgt.size and (tgt.min() < -1 or tgt.max() >= c):
+        raise RuntimeValueError(f"{op}: argument #2 'target' is out of range: class indices "
+                                f"must be in [0, {c}) or -1 (end of list), got values in "
+                                f"[{tgt.min()}, {tgt.max()}]")
+    out_shape = (n,) if x.ndim == 2 else ()
+    return _MultilabelMargin.apply(x, tgt, reduction, out_shape)
+
+
+class _MultiMargin(Function):
+    owns_grads = True
+
+    @staticmethod
+    def forward(ctx, x, target, weight, p, margin, reduction, out_shape):
+        n = target.shape[0]
+        x2 = x.reshape(n, -1).astype(np.float64)
+        c = x2.shape[1]
+        rows = np.arange(n)
+        z = margin - x2[rows, target][:, None] + x2
+        active = z > 0
+        active[rows, target] = False
+        h = z if p == 1 else z * z
+        wy = np.ones(n) if weight is None else weight.astype(np.float64)[target]
+        per_frame = np.where(active, h, 0.0).sum(axis=1) * wy / c
+        ctx.saved = (z, active, wy, target, p, x.shape, reduction, n, c)
+        return _frame_losses(per_frame, reduction, out_shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, active, wy, target, p, x_shape, reduction, n, c = ctx.saved
+        coef = _frame_coefficients(g, n, c, reduction) * wy
+        dh = np.where(active, 1.0 if p == 1 else 2.0 * z, 0.0)
+        grad = dh * coef[:, None]
+        grad[np.arange(n), target] = -grad.sum(axis=1)
+        return grad.astype(_F32).reshape(x_shape), None, None, None, None, None, None
+
+
+def multi_margin_loss(input: Any, target: Any, p: int = 1, margin: float = 1.0,
+                      weight: Optional[Any] = None, size_average: Optional[bool] = None,
+                      reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
+    """Multi-class hinge: sum over i != y of w[y] max(0, margin - x[y] + x[i])^p, over C."""
+    op = "multi_margin_loss"
+    reduction = _reduction(size_average, reduce, reduction, op)
+    if p != 1 and p != 2:
+        raise ValueError(f"{op}: only p == 1 and p == 2 supported, got p={p}")
+    w = None
+    if weight is not None:
+        w = _constant_weight(weight, "weight", op)._data
+        if w.ndim != 1:
+            raise ValueError(f"{op}: weight must be one-dimensional, got shape {w.shape}")
+    x = float_input(input, op)
+    t = _class_indices(target, op)
+    n, c = _rows_and_classes(x, op)
+    if t.ndim > 1 or t.numel() != n:
+        raise RuntimeValueError(f"{op}: target tensor should be 1-D with size equal to the "
+                                f"number of input samples (batch size). Expected target size "
+                                f"[{n}], but got {list(t.shape)}. Input has shape "
+                                f"{list(x.shape)}.")
+    if w is not None and w.size != c:
+        raise RuntimeValueError(f"{op}: inconsistent weight size, expected {c} but got "
+                                f"{list(w.shape)}")
+    tgt = t._data.reshape(n)
+    if tgt.size and (tgt.min() < 0 or tgt.max() >= c):
+        raise RuntimeValueError(f"{op}: target out of range: class indices must be in "
+                                f"[0, {c}), got values in [{tgt.min()}, {tgt.max()}]")
+    out_shape = (n,) if t.ndim > 0 else ()
+    return _MultiMargin.apply(x, tgt, w, int(p), float(margin), reduction, out_shape)
+
+
+def soft_margin_loss(input: Any, target: Any, size_average: Optional[bool] = None,
+                     reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
+    """log(1 + exp(-target * input)), computed in float32 as torch (so exp overflows to
+    an infinite loss where -target * input > ~88)."""
+    op = "soft_margin_loss"
+    reduction = _reduction(size_average, reduce, reduction, op)
+    x = float_input(input, op)
+    t = _float_operand(target, op, "target")
+    if _broadcast_shape(op, input=x, target=t) != tuple(x.shape):
+        raise RuntimeValueError(f"{op}: target of shape {tuple(t.shape)} must broadcast to the "
+                                f"input shape {tuple(x.shape)}")
+    if needs_grad(t):
+        raise RuntimeValueError(f"{op}: the function is not differentiable with respect to "
+                                "argument 'target'; this input cannot have requires_grad=True")
+
+    def f(a, b):
+        with np.errstate(over="ignore"):
+            return np.log1p(np.exp(-a * b))
+
+    def df(a, b):  # torch's backward: -t z / (1 + z), z = exp(-t x) (NaN where z is inf)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = np.exp(-b * a)
+            return -b * z / (1 + z), None
+
+    return _PointwiseLoss.apply(x, t, (f, df), reduction)
+
+
+def margin_ranking_loss(input1: Any, input2: Any, target: Any, margin: float = 0,
+                        size_average: Optional[bool] = None, reduce: Optional[bool] = None,
+                        reduction: str = "mean") -> Tensor:
+    """max(0, -target * (input1 - input2) + margin); target is +1 (input1 should rank
+    higher) or -1."""
+    op = "margin_ranking_loss"
+    reduction = _reduction(size_average, reduce, reduction, op)
+    x1, x2 = float_input(input1, op), float_input(input2, op)
+    t = _float_operand(target, op, "target")
+    if not x1.ndim == x2.ndim == t.ndim:
+        raise RuntimeValueError(f"{op}: All input tensors should have same dimension but got "
+                                f"sizes: input1: {tuple(x1.shape)}, input2: {tuple(x2.shape)}, "
+                                f"target: {tuple(t.shape)}")
+    _broadcast_shape(op, input1=x1, input2=x2, target=t)
+    return _apply_reduction((-t * (x1 - x2) + margin).clamp_min(0), reduction)
+
+
+def hinge_embedding_loss(input: Any, target: Any, margin: float = 1.0,
+                         size_average: Optional[bool] = None, reduce: Optional[bool] = None,
+                         reduction: str = "mean") -> Tensor:
+    """x where target = 1, max(0, margin - x) where target = -1 (torch's kernel: a label
+    that is neither adds both terms)."""
+    op = "hinge_embedding_loss"
+    reduction = _reduction(size_average, reduce, reduction, op)
+    x = float_input(input, op)
+    t = _float_operand(target, op, "target")
+    _broadcast_shape(op, input=x, target=t)
+    labels = t._data
+    output_margin = (margin - x).clamp_min(0).where(labels != 1, 0.0)
+    output_self = x.where(labels != -1, 0.0)
+    return _apply_reduction(output_margin + output_self, reduction)
+
+
+def cosine_embedding_loss(input1: Any, input2: Any, target: Any, margin: float = 0,
+                          size_average: Optional[bool] = None, reduce: Optional[bool] = None,
+                          reduction: str = "mean") -> Tensor:
+    """1 - cos(x1, x2) where target = 1, max(0, cos(x1, x2) - margin) where target = -1;
+    cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)) (torch's form: a zero vector
+    has cosine 0, not NaN)."""
+    op = "cosine_embedding_loss"
+    reduction = _reduction(size_average, reduce, reduction, op)
+    x1, x2 = float_input(input1, op), float_input(input2, op)
+    t = _float_operand(target, op, "target")
+    if t.ndim > 1:
+        raise RuntimeValueError(f"{op}: 0D or 1D target tensor expected, multi-target not "
+                                f"supported (target shape {tuple(t.shape)})")
+    if x1.ndim != t.ndim + 1 or x2.ndim != t.ndim + 1:
+        raise RuntimeValueError(f"{op}: {t.ndim}D target tensor expects {t.ndim + 1}D input "
+                                f"tensors, but found inputs with sizes {list(x1.shape)} and "
+                                f"{list(x2.shape)}.")
+    d = t.ndim
+    _broadcast_shape(op, input1=x1, input2=x2)
+    prod_sum = (x1 * x2).sum(d)
+    mag_square1 = (x1 * x1).sum(d) + 1e-12
+    mag_square2 = (x2 * x2).sum(d) + 1e-12
+    cos = prod_sum / (mag_square1 * mag_square2).sqrt()
+    _broadcast_shape(op, cosine=cos, target=t)
+    labels = t._data
+    output = (1 - cos).where(labels == 1, 0.0) + (cos - margin).clamp_min(0).where(labels == -1, 0.0)
+    return _apply_reduction(output, reduction)
+
+
+def _triplet(anchor: Any, positive: Any, negative: Any, distance: Any, margin: float,
+             swap: bool, reduction: str, op: str) -> Tensor:
+    """max(0, margin + d(a, p) - d(a, n)), with d(a, n) replaced by d(p, n) where that is
+    smaller when ``swap``; after torch's margin and rank checks."""
+    if margin <= 0:
+        raise ValueError(f"{op}: margin must be greater than 0, got {margin}")
+    a, p, n = as_tensor(anchor), as_tensor(positive), as_tensor(negative)
+    if not a.ndim == p.ndim == n.ndim:
+        raise RuntimeValueError(f"{op}: The anchor, positive, and negative tensors are expected "
+                                f"to have the same number of dimensions, but got: anchor "
+                                f"{a.ndim}D, positive {p.ndim}D, and negative {n.ndim}D inputs")
+    dist_pos = distance(a, p)
+    dist_neg = distance(a, n)
+    if swap:
+        dist_neg = as_tensor(dist_neg).minimum(distance(p, n))
+    return _apply_reduction((margin + dist_pos - dist_neg).clamp_min(0), reduction)
+
+
+def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, margin: float = 1.0,
+                        p: float = 2, eps: float = 1e-6, swap: bool = False,
+                        size_average: Optional[bool] = None, reduce: Optional[bool] = None,
+                        reduction: str = "mean") -> Tensor:
+    """The triplet loss on pairwise_distance(., ., p, eps) (see _triplet)."""
+    op = "triplet_margin_loss"
+    reduction = _reduction(size_average, reduce, reduction, op)
+    return _triplet(anchor, positive, negative,
+                    lambda x1, x2: pairwise_distance(x1, x2, p, eps), margin, swap, reduction, op)
+
+
+def triplet_margin_with_distance_loss(anchor: Any, positive: Any, negative: Any, *,
+                                      distance_function: Optional[Any] = None,
+                                      margin: float = 1.0, swap: bool = False,
+                                      reduction: str = "mean") -> Tensor:
+    """The triplet loss on ``distance_function`` (default pairwise_distance), which takes
+    two Tensors and returns non-negative distances."""
+    op = "triplet_margin_with_distance_loss"
+    reduction = _reduction(None, None, reduction, op)
+    distance = pairwise_distance if distance_function is None else distance_function
+    return _triplet(anchor, positive, negative, distance, margin, swap, reduction, op)
+
+
+def poisson_nll_loss(input: Any, target: Any, log_input: bool = True, full: bool = False,
+                     size_average: Optional[bool] = None, eps: float = 1e-8,
+                     reduce: Optional[bool] = None, reduction: str = "mean") -> Tensor:
+    """exp(x) - t x (``log_input``) or x - t log(x + eps); with ``full`` Stirling's
+    t log t - t + 0.5 log(2 pi t) added where t > 1."""
+    op = "poisson_nll_loss"
+    reduction = _reduction(size_average, reduce, reduction, op)
+    x = float_input(input, op)
+    t = _float_operand(target, op, "target")
+    _broadcast_shape(op, input=x, target=t)
+    loss = x.exp() - t * x if log_input else x - t * (x + eps).log()
+    if full:
+        # Stirling's term on t > 1 only; elsewhere it is evaluated at 2 and masked (torch
+        # evaluates it everywhere, so 0 * log(0) there is a NaN target gradient and a warning)
+        small = t._data <= 1
+        ts = t.where(~small, 2.0)
+        stirling = ts * ts.log() - ts + 0.5 * (2 * math.pi * ts).log()
+        loss = loss + stirling.masked_fill(small, 0.0)
+    return _apply_reduction(loss, reduction)
+
+
+def gaussian_nll_loss(input: Any, target: Any, var: Any, full: bool = False, eps: float = 1e-6,
+                      reduction: str = "mean") -> Tensor:
+    """0.5 (log(max(var, eps)) + (input - target)^2 / max(var, eps)) (+ 0.5 log(2 pi)
+    with ``full``). ``var`` is a float, the input's shape, the input's shape without
+    its last dim, or the input's shape with one dim of size 1 (torch's rules); the clamp
+    is outside autograd, as torch's no_grad clamp_."""
+    op = "gaussian_nll_loss"
+    x = float_input(input, op)
+    t = float_input(target, op)
+    if isinstance(var, float):
+        if var < 0:
+            raise ValueError(f"{op}: var has negative entry/entries (var={var})")
+        v = Tensor(np.full(x.shape, var, dtype=_F32))
+    elif isinstance(var, (int, bool, np.integer)):  # torch only turns a Python float into a tensor
+        raise TypeError(f"{op}: var must be a float or a float32 tensor, got "
+                        f"{type(var).__name__}")
+    else:
+        v = float_input(var, op)
+        if (v._data < 0).any():
+            raise ValueError(f"{op}: var has negative entry/entries")
+    if v.shape != x.shape:
+        if x.shape[:-1] == v.shape:  # one variance per sample over the last dim
+            v = v.unsqueeze(-1)
+        elif not (v.ndim == x.ndim
+                  and sum(vs for xs, vs in zip(x.shape, v.shape) if xs != vs) == 1):
+            raise ValueError(f"{op}: var is of incorrect size: var shape {tuple(v.shape)} for "
+                             f"input shape {tuple(x.shape)} (expected the input's shape, it "
+                             "without the last dim, or it with one dim of size 1)")
+    check_reduction(reduction, op)
+    _broadcast_shape(op, input=x, target=t, var=v)
+    v = _UngradedClampMin.apply(v, eps)
+    loss = 0.5 * (v.log() + (x - t) ** 2 / v)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _apply_reduction(loss, reduction)
+
+
+__all__ += ["multilabel_soft_margin_loss", "multilabel_margin_loss", "multi_margin_loss",
+            "soft_margin_loss", "margin_ranking_loss", "hinge_embedding_loss",
+            "cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
+            "poisson_nll_loss", "gaussian_nll_loss"]

@@ -437,3 +437,13 @@ from pyvision_engine.nn._f_shape import one_hot  # noqa: E402
 __all__ += ["hardshrink", "softshrink", "rrelu", "rrelu_", "glu", "normalize", "one_hot",
             "cosine_similarity", "pairwise_distance", "unfold", "fold", "max_unpool2d",
             "lp_pool2d"]
+from pyvision_engine.nn._f_loss import (  # noqa: E402
+    cosine_embedding_loss, gaussian_nll_loss, hinge_embedding_loss, margin_ranking_loss,
+    multi_margin_loss, multilabel_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss,
+    soft_margin_loss, triplet_margin_loss, triplet_margin_with_distance_loss,
+)
+
+__all__ += ["multilabel_soft_margin_loss", "multilabel_margin_loss", "multi_margin_loss",
+            "soft_margin_loss", "margin_ranking_loss", "hinge_embedding_loss",
+            "cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
+            "poisson_nll_loss", "gaussian_nll_loss"]
