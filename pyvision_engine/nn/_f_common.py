@@ -57,6 +57,11 @@ class RuntimeTypeError(TypeError, RuntimeError):
     """A wrong dtype where torch raises RuntimeError; the error is both."""
 
 
+class AssertionValueError(ValueError, AssertionError):
+    """A failed precondition where torch's Python raises AssertionError (fusion of
+    modules not in eval mode) and this engine's contract ValueError; the error is both."""
+
+
 class RankError(RuntimeValueError, IndexError):
     """An input with too few dims: torch raises IndexError there (its size(d) lookup
     fails before its rank check) and RuntimeError for too many; the error is both."""

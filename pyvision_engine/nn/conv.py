@@ -45,6 +45,7 @@ re-folding when any of their tensors changes.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Iterable, Optional, Tuple
 
@@ -55,12 +56,15 @@ from pyvision_engine.autograd import is_grad_enabled
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn import init
-from pyvision_engine.nn._f_common import check_factory_kwargs
+from pyvision_engine.nn._f_common import (AssertionValueError, RuntimeValueError,
+                                          check_factory_kwargs)
+from pyvision_engine.nn._f_norm import batch_norm_scale_shift
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
 from pyvision_engine.tensor import Tensor, as_tensor
 
-__all__ = ["Conv1d", "Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fold_batch_norm"]
+__all__ = ["Conv1d", "Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", "fuse_conv_bn_weights",
+           "fold_batch_norm"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # Families whose forward takes weights packed once (the eval-mode cache);
@@ -74,9 +78,12 @@ def _fold_sources(conv: "Conv2d", bn: Optional[Module]) -> Tuple[Optional[Tensor
     bias, then (with ``bn``) running mean and variance, weight and bias, straight from the
     registries (no Module.__getattr__: this runs per layer)."""
     p = conv._parameters
+    weight = p.get("weight")
+    if weight is None:  # weight_norm / spectral_norm: a plain attribute, recomputed per call
+        weight = conv.__dict__["weight"]
     if bn is None:
-        return (p["weight"], p.get("bias"))
-    return (p["weight"], p.get("bias"), bn._buffers.get("running_mean"),
+        return (weight, p.get("bias"))
+    return (weight, p.get("bias"), bn._buffers.get("running_mean"),
             bn._buffers.get("running_var"), bn._parameters.get("weight"),
             bn._parameters.get("bias"))
 
@@ -491,34 +498,78 @@ def _bn_scale_shift(bn: Module) -> Tuple[np.ndarray, np.ndarray]:
     return scale, beta - mean * scale
 
 
+def scale_conv_weights(weight: np.ndarray, bias: Optional[np.ndarray], scale: np.ndarray,
+                       shift: np.ndarray, axis: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """(W * scale along ``axis``, b * scale + shift): a per-output-channel affine map
+    folded into a convolution's or linear layer's (weight, bias), in float64, rounded
+    once. A missing bias is zeros of scale's shape (torch's zeros_like(running_mean))."""
+    scale = np.asarray(scale, dtype=np.float64)
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    folded_w = (weight.astype(np.float64) * scale.reshape(shape)).astype(np.float32)
+    b = np.zeros_like(scale) if bias is None else np.asarray(bias, dtype=np.float64)
+    return folded_w, (b * scale + np.asarray(shift, dtype=np.float64)).astype(np.float32)
+
+
 def fold_batch_norm(weight: np.ndarray, bias: Optional[np.ndarray], bn: Module
                     ) -> Tuple[np.ndarray, np.ndarray]:
     """(W', b') with bn(conv(x; W, b)) == conv(x; W', b') for an eval-mode BatchNorm2d:
     W' = W * scale[k], b' = b * scale + shift (scale, shift from bn.fusion_scale_shift)."""
-    scale, shift = _bn_scale_shift(bn)
-    b = np.zeros_like(scale) if bias is None else np.asarray(bias, dtype=np.float64)
-    folded_w = (weight.astype(np.float64) * scale[:, None, None, None]).astype(np.float32)
-    folded_b = (b * scale + shift).astype(np.float32)
-    return folded_w, folded_b
+    return scale_conv_weights(weight, bias, *_bn_scale_shift(bn))
 
 
-def fuse_conv_bn_eval(conv: Conv2d, bn: Module, relu: bool = False) -> Conv2d:
-    """A new Conv2d equal to ``bn(conv(x))`` (then ReLU in the epilogue when ``relu``)
-    for eval-mode modules: torch.nn.utils.fusion.fuse_conv_bn_eval, plus ReLU."""
-    if conv.training or bn.training:
-        raise ValueError("fuse_conv_bn_eval: Fusion only for eval!")
+def _tensor_array(t: Any) -> Optional[np.ndarray]:
+    return None if t is None else as_tensor(t)._data
+
+
+def fuse_conv_bn_weights(conv_w: Any, conv_b: Any, bn_rm: Any, bn_rv: Any, bn_eps: float,
+                         bn_w: Any, bn_b: Any, transpose: bool = False
+                         ) -> Tuple[Parameter, Parameter]:
+    """torch.nn.utils.fusion.fuse_conv_bn_weights: the (weight, bias) Parameters of a
+    convolution followed by an eval-mode BatchNorm with these statistics and affine
+    parameters (None: identity). ``transpose``: the weight's output channels are dim 1
+    (ConvTranspose). Each keeps the requires_grad of its source (a missing bias: False)."""
+    w = as_tensor(conv_w)
+    scale, shift = batch_norm_scale_shift(as_tensor(bn_rm)._data, as_tensor(bn_rv)._data,
+                                          _tensor_array(bn_w), _tensor_array(bn_b), bn_eps)
+    fused_w, fused_b = scale_conv_weights(w._data, _tensor_array(conv_b), scale, shift,
+                                          axis=1 if transpose else 0)
+    return (Parameter(fused_w, requires_grad=w.requires_grad),
+            Parameter(fused_b,
+                      requires_grad=conv_b is not None and as_tensor(conv_b).requires_grad))
+
+
+def check_fusable(layer: Module, bn: Module, op: str) -> None:
+    """torch's fusion preconditions (AssertionError there): both in eval mode, and a
+    BatchNorm with running statistics."""
+    if layer.training or bn.training:
+        raise AssertionValueError(f"{op}: Fusion only for eval! (call .eval() on both modules)")
     if getattr(bn, "running_mean", None) is None or getattr(bn, "running_var", None) is None:
-        raise ValueError("fuse_conv_bn_eval: BatchNorm2d needs running statistics")
-    if bn.running_mean.shape[0] != conv.out_channels:
-        raise ValueError(f"fuse_conv_bn_eval: {conv._layer_name()} has {conv.out_channels} "
-                         f"output channels, BatchNorm2d has {bn.running_mean.shape[0]}")
-    fused = Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                   conv.padding, conv.dilation, conv.groups, bias=True)
-    w, b = fold_batch_norm(conv.weight._data, None if conv.bias is None else conv.bias._data, bn)
-    fused.weight.data = w
-    fused.bias.data = b
-    object.__setattr__(fused, "_fused_relu", bool(relu))
-    return fused.eval()
+        raise AssertionValueError(f"{op}: bn.running_mean and bn.running_var must not be None")
+
+
+def fuse_conv_bn_eval(conv: Module, bn: Module, transpose: bool = False, *,
+                      relu: bool = False) -> Module:
+    """torch.nn.utils.fusion.fuse_conv_bn_eval: a new convolution (a deep copy of ``conv``;
+    ``conv`` is left as it is) equal to ``bn(conv(x))`` for eval-mode modules.
+    ``transpose`` for a ConvTranspose (output channels in the weight's dim 1). pve's
+    ``relu=True`` (Conv2d only) also ends the copy in a ReLU, in the kernel's epilogue."""
+    op = "fuse_conv_bn_eval"
+    check_fusable(conv, bn, op)
+    channels = conv.weight.shape[1 if transpose else 0]
+    if bn.running_mean.shape[0] != channels:
+        raise RuntimeValueError(f"{op}: {type(conv).__name__} has {channels} output channels, "
+                                f"{type(bn).__name__} has {bn.running_mean.shape[0]}")
+    if relu and not isinstance(conv, Conv2d):
+        raise ValueError(f"{op}: relu=True needs a Conv2d, got {type(conv).__name__}")
+    fused = copy.deepcopy(conv)
+    fused.weight, fused.bias = fuse_conv_bn_weights(fused.weight, fused.bias, bn.running_mean,
+                                                    bn.running_var, bn.eps, bn.weight, bn.bias,
+                                                    transpose)
+    if isinstance(fused, Conv2d):
+        fused._drop_pack()  # (the copy's inference caches describe the unfused weights)
+        object.__setattr__(fused, "_fused_relu", fused._fused_relu or bool(relu))
+    return fused
 
 
 class ConvBn2d(Module):

@@ -5,3 +5,20 @@ from pyvision_engine.nn.utils.clip_grad import (
 )
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm"]
+from pyvision_engine.nn.utils.clip_grad import clip_grad_norm  # noqa: E402
+from pyvision_engine.nn.utils.convert_parameters import (  # noqa: E402
+    parameters_to_vector, vector_to_parameters,
+)
+from pyvision_engine.nn.utils.fusion import (  # noqa: E402
+    fuse_conv_bn_eval, fuse_conv_bn_weights, fuse_linear_bn_eval, fuse_linear_bn_weights,
+)
+from pyvision_engine.nn.utils.init import skip_init  # noqa: E402
+from pyvision_engine.nn.utils.spectral_norm import (  # noqa: E402
+    remove_spectral_norm, spectral_norm,
+)
+from pyvision_engine.nn.utils.weight_norm import remove_weight_norm, weight_norm  # noqa: E402
+
+__all__ += ["clip_grad_norm", "parameters_to_vector", "vector_to_parameters",
+            "fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval",
+            "fuse_linear_bn_weights", "skip_init", "weight_norm", "remove_weight_norm",
+            "spectral_norm", "remove_spectral_norm"]

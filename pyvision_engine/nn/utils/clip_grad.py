@@ -22,7 +22,8 @@ from pyvision_engine import _C
 from pyvision_engine.nn.arena import ALIGN_FLOATS
 from pyvision_engine.tensor import Tensor
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
+__all__ = ["clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "get_total_norm",
+           "clip_grads_with_norm_"]
 
 _TensorOrTensors = Union[Tensor, Iterable[Tensor]]
 
@@ -182,6 +183,14 @@ def clip_grad_norm_(parameters: _TensorOrTensors, max_norm: float, norm_type: fl
     total32 = _total_norm(buffers, per_tensor, norm_type, error_if_nonfinite)
     _scale(buffers, per_tensor, max_norm, total32)
     return Tensor(np.array(total32, dtype=np.float32))
+
+
+def clip_grad_norm(parameters: _TensorOrTensors, max_norm: float, norm_type: float = 2.0,
+                   error_if_nonfinite: bool = False, foreach: Optional[bool] = None) -> Tensor:
+    """Deprecated alias of clip_grad_norm_, with torch's FutureWarning."""
+    warnings.warn("`nn.utils.clip_grad_norm` is now deprecated in favor of "
+                  "`nn.utils.clip_grad_norm_`.", FutureWarning, stacklevel=2)
+    return clip_grad_norm_(parameters, max_norm, norm_type, error_if_nonfinite, foreach)
 
 
 def clip_grad_value_(parameters: _TensorOrTensors, clip_value: float,
