@@ -21,11 +21,11 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta",
-              "rprop", "asgd")
+              "rprop", "asgd", "adafactor")
 # (rprop: its initial per-weight step size; asgd: SGD's rate, it is SGD plus averaging)
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3, "adamax": 2e-3, "nadam": 2e-3,
               "radam": 2e-3, "rmsprop": 1e-3, "adagrad": 1e-2, "adadelta": 1.0, "rprop": 1e-3,
-              "asgd": 0.05}
+              "asgd": 0.05, "adafactor": 1e-2}
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
 
@@ -170,7 +170,7 @@ def _build_optimizer(args: argparse.Namespace, params: List[Any]) -> Any:
     lr = args.lr if args.lr is not None else DEFAULT_LR[name]
     classes = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "NAdam",
                "radam": "RAdam", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adadelta": "Adadelta",
-               "rprop": "Rprop", "asgd": "ASGD"}
+               "rprop": "Rprop", "asgd": "ASGD", "adafactor": "Adafactor"}
     kwargs: Dict[str, Any] = {"lr": lr}
     if args.weight_decay and name == "rprop":
         raise CLIError("--weight-decay: rprop has no weight decay (torch.optim.Rprop takes none)")

@@ -65,6 +65,8 @@ CASES = [
     ("Adadelta", dict(), "Adadelta", [dict(foreach=True), dict(foreach=False)], 4, 3, 4),
     ("Rprop", dict(), "Rprop", [dict(foreach=True), dict(foreach=False)], 4, 3, 4),
     ("ASGD", dict(), "ASGD", [dict(foreach=True), dict(foreach=False)], 3, 2, 3),
+    # (numpy per tensor, not a fused kernel; factored state: counted as p, g read, p written)
+    ("Adafactor", dict(), "Adafactor", [dict(foreach=True), dict(foreach=False)], 2, 1, 2),
 ]
 # Where torch 2.13 has a fused CPU kernel the target is 1.1x faster than it;
 # elsewhere 2x faster than torch's fastest path.

@@ -2,6 +2,7 @@
 
 from pyvision_engine.optim import lr_scheduler
 from pyvision_engine.optim.adadelta import Adadelta
+from pyvision_engine.optim.adafactor import Adafactor
 from pyvision_engine.optim.adagrad import Adagrad
 from pyvision_engine.optim.adam import Adam
 from pyvision_engine.optim.adamax import Adamax
@@ -18,5 +19,5 @@ from pyvision_engine.optim.sgd import SGD
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad",
-    "Adadelta", "Rprop", "ASGD", "LBFGS", "Lookahead", "lr_scheduler",
+    "Adadelta", "Rprop", "ASGD", "LBFGS", "Adafactor", "Lookahead", "lr_scheduler",
 ]

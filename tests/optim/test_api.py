@@ -43,6 +43,12 @@ def _params(n=2):
     (lambda p: optim.Rprop(p, etas=(0.0, 1.2)), "Invalid eta values"),
     (lambda p: optim.ASGD(p, lr=-1), "Invalid learning rate"),
     (lambda p: optim.ASGD(p, weight_decay=-1), "Invalid weight_decay value"),
+    (lambda p: optim.Adafactor(p, lr=-1), "Learning rate should be >= 0 but is: -1"),
+    (lambda p: optim.Adafactor(p, beta2_decay=0.5), "beta2_decay should be <= 0"),
+    (lambda p: optim.Adafactor(p, eps=(-1, 1e-3)), "epsilon1 should be >= 0"),
+    (lambda p: optim.Adafactor(p, eps=(None, -1)), "epsilon2 should be >= 0"),
+    (lambda p: optim.Adafactor(p, d=0.9), "Clipping threshold d should be >= 1"),
+    (lambda p: optim.Adafactor(p, weight_decay=-1), "weight_decay should be >= 0"),
     (lambda p: optim.Lookahead(optim.SGD(p, lr=0.1), k=0), "Invalid lookahead steps"),
     (lambda p: optim.Lookahead(optim.SGD(p, lr=0.1), alpha=1.5), "Invalid slow update rate"),
 ])
@@ -83,6 +89,9 @@ def test_defaults_equal_torch():
     assert optim.Rprop(_params(1)).defaults == dict(
         lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), foreach=None, maximize=False,
         differentiable=False, capturable=False)
+    assert optim.Adafactor(_params(1)).defaults == dict(
+        lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, foreach=None,
+        maximize=False)
     assert optim.ASGD(_params(1)).defaults == dict(
         lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, foreach=None, maximize=False,
         differentiable=False, capturable=False)
@@ -336,3 +345,23 @@ def test_state_dict_lists_state_in_creation_order():
     params[3].grad = pve.tensor(np.ones(3, np.float32))
     opt.step()
     assert list(opt.state_dict()["state"]) == [0, 1, 2, 4, 3]
+
+
+def test_adafactor_state_shapes_factored_for_2d_and_up():
+    shapes = [(4, 6), (2, 3, 5), (7,), (1,)]
+    params = [pve.nn.Parameter(np.ones(s, np.float32)) for s in shapes]
+    opt = optim.Adafactor(params)
+    for p in params:
+        p.grad = pve.tensor(np.full(p.shape, 0.5, np.float32))
+    opt.step()
+    assert {k: tuple(v.shape) for k, v in opt.state[params[0]].items()} == \
+        {"step": (), "row_var": (4, 1), "col_var": (1, 6)}
+    assert {k: tuple(v.shape) for k, v in opt.state[params[1]].items()} == \
+        {"step": (), "row_var": (2, 3, 1), "col_var": (2, 1, 5)}
+    assert {k: tuple(v.shape) for k, v in opt.state[params[2]].items()} == \
+        {"step": (), "variance": (7,)}
+    other = optim.Adafactor([pve.nn.Parameter(np.ones(s, np.float32)) for s in shapes])
+    bad = opt.state_dict()
+    bad["state"][0]["row_var"] = np.zeros((4, 6), np.float32)
+    with pytest.raises(ValueError, match="row_var"):
+        other.load_state_dict(bad)

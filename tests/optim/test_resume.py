@@ -24,6 +24,7 @@ CASES = [
     ("Adadelta", dict(rho=0.8)),
     ("Rprop", dict(lr=0.05, etas=(0.4, 1.3))),
     ("ASGD", dict(lr=0.05, t0=10, lambd=1e-3)),  # averaging (mu < 1) starts at step 12
+    ("Adafactor", dict(lr=0.005, weight_decay=0.01)),
 ]
 
 

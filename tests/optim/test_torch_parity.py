@@ -46,7 +46,8 @@ def test_matches_torch_fastest_path(index):
                                      ("NAdam", dict(lr=0.01)),
                                      ("RMSprop", dict(lr=0.001, centered=True, momentum=0.5)),
                                      ("Rprop", dict(lr=0.05)),
-                                     ("ASGD", dict(lr=0.05, t0=10, lambd=1e-3))])
+                                     ("ASGD", dict(lr=0.05, t0=10, lambd=1e-3)),
+                                     ("Adafactor", dict(lr=0.005))])
 def test_torch_state_dict_loads_into_pve(name, hp):
     import pyvision_engine as pve
 
@@ -65,14 +66,15 @@ def test_torch_state_dict_loads_into_pve(name, hp):
 
 
 _NAMES = ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta",
-          "Rprop", "ASGD"]
+          "Rprop", "ASGD", "Adafactor"]
 _BAD = [dict(lr=-1.0), dict(eps=-1.0), dict(betas=(1.0, 0.9)), dict(betas=(0, 0.9)),
         dict(weight_decay=-1.0), dict(momentum=-0.1), dict(nesterov=True), dict(rho=1.5),
         dict(fused=True, foreach=True), dict(fused=True, differentiable=True),
         dict(capturable=True), dict(differentiable=True), dict(lr=float("nan")),
         dict(etas=(1.0, 1.2)), dict(etas=(0.5, 1.0)), dict(etas=(0.0, 2.0)),
         dict(etas=(float("nan"), 1.2)), dict(step_sizes=(1e-3, 1.0)), dict(lambd=0.1),
-        dict(t0=5, alpha=0.5), dict(foreach=True)]
+        dict(t0=5, alpha=0.5), dict(foreach=True), dict(beta2_decay=0.1), dict(d=0.5),
+        dict(eps=(-1.0, 1e-3)), dict(eps=(None, -1.0)), dict(eps=(1e-30, 1e-3), d=1.0)]
 
 
 @pytest.mark.parametrize("name", _NAMES)

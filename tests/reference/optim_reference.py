@@ -261,9 +261,52 @@ class ASGD(_Rule):
         return p
 
 
+class Adafactor(_Rule):
+    """torch's _single_tensor_adafactor. Norms and means in float64, rounded to
+    float32 once (torch reduces in float32: its results may differ in the last bit)."""
+
+    def update(self, p, g, st):
+        lr, beta2_decay = self.hp.get("lr", 1e-2), self.hp.get("beta2_decay", -0.8)
+        eps1, eps2 = self.hp.get("eps", (None, 1e-3))
+        eps1 = float(np.finfo(f32).eps) if eps1 is None else eps1
+        d, wd = self.hp.get("d", 1.0), self.hp.get("weight_decay", 0.0)
+        t = self.next_step(st)
+
+        def norm(x, **kw):
+            return f32(np.sqrt((x.astype(np.float64) ** 2).sum(**kw)))
+
+        def lerp_fma(m, target, w):  # torch's lerp, one rounding (FMA)
+            w = f32(w)
+            diff = np.float64(1) * (target - m)
+            if abs(w) < 0.5:
+                return (m + np.float64(w) * diff).astype(f32)
+            return (target + np.float64(w - f32(1)) * diff).astype(f32)
+
+        w = t ** beta2_decay
+        rho = min(lr, 1 / t ** 0.5)
+        alpha = max(eps2, float(norm(p)) / p.size ** 0.5) * rho
+        if wd != 0:
+            p = p * f32(1 - lr * wd)
+        if g.ndim > 1:
+            row = norm(g, axis=-1, keepdims=True)
+            row = row * row / f32(g.shape[-1])
+            col = norm(g, axis=-2, keepdims=True)
+            col = col * col / f32(g.shape[-2])
+            st["row_var"] = lerp_fma(st.get("row_var", np.zeros_like(row)), row, w)
+            st["col_var"] = lerp_fma(st.get("col_var", np.zeros_like(col)), col, w)
+            mean = st["row_var"].astype(np.float64).mean(axis=-2, keepdims=True).astype(f32)
+            var = st["row_var"] * st["col_var"] / np.maximum(mean, f32(eps1))
+        else:
+            st["variance"] = lerp_fma(st.get("variance", np.zeros_like(p)), g * g, w)
+            var = st["variance"]
+        u = f32(1) / np.sqrt(np.maximum(var, f32(eps1 * eps1))) * g
+        denom = max(1.0, float(norm(u)) / (u.size ** 0.5 * d))
+        return (p + np.float64(f32(-alpha / denom)) * u.astype(np.float64)).astype(f32)
+
+
 RULES = {"SGD": SGD, "Adam": Adam, "Adamax": Adamax, "NAdam": NAdam, "RAdam": RAdam,
          "RMSprop": RMSprop, "Adagrad": Adagrad, "Adadelta": Adadelta, "Rprop": Rprop,
-         "ASGD": ASGD}
+         "ASGD": ASGD, "Adafactor": Adafactor}
 
 
 def make(name: str, **hp) -> _Rule:

@@ -1,0 +1,175 @@
+"""Adafactor (torch.optim.Adafactor, torch 2.13): factored second moments.
+
+Not a fused C++ kernel, unlike the element-wise rules: each step needs whole-
+tensor reductions before any element can be updated (‖θ‖ for the relative step
+size, row and column means of g² for the factored variance, then ‖update‖ for
+the clipping denominator), so one streaming pass cannot do it; the arena's
+single-buffer layout does not fit the (…, R, 1) and (…, 1, C) states either.
+It runs per tensor, vectorised in numpy, in torch's order of operations
+(``_single_tensor_adafactor``). Reductions (norms, means) are taken in float64
+and rounded to float32 once, where torch reduces in float32 in its own order:
+those results can differ from torch's in the last bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from pyvision_engine.optim.optimizer import Optimizer, ParamsT, _as_array
+from pyvision_engine.tensor import Tensor
+
+__all__ = ["Adafactor"]
+
+f32 = np.float32
+
+
+def _norm(x: np.ndarray, axis=None, keepdims: bool = False) -> np.ndarray:
+    """float32 2-norm (accumulated in float64, rounded once)."""
+    x64 = x.astype(np.float64)
+    return np.sqrt((x64 * x64).sum(axis=axis, keepdims=keepdims)).astype(f32)
+
+
+def _lerp_(m: np.ndarray, target: np.ndarray, weight: float) -> None:
+    """m.lerp_(target, weight) as torch's CPU kernel: one FMA, on the side of
+    whichever end ``weight`` is nearer (a + w(b − a), or b + (w − 1)(b − a))."""
+    w = f32(weight)
+    diff = (target - m).astype(np.float64)
+    if abs(w) < 0.5:
+        m[...] = (m.astype(np.float64) + np.float64(w) * diff).astype(f32)
+    else:
+        m[...] = (target.astype(np.float64) + np.float64(w - f32(1)) * diff).astype(f32)
+
+
+class Adafactor(Optimizer):
+    """Adafactor (Shazeer & Stern 2018) as torch 2.13 implements it.
+
+    For ``t`` = step, ``β2ᵗ`` decay ``1 − t^beta2_decay``, ``ρ = min(lr, 1/√t)`` and
+    ``α = max(eps2, RMS(θ))·ρ``: weight decay ``θ ← θ(1 − lr·λ)``; for 2-D and
+    higher parameters the row/column means of ``g²`` over the last two dims are
+    averaged into ``row_var`` / ``col_var`` and the variance is estimated as
+    ``row_var·col_var / mean(row_var)``; 0-D/1-D parameters keep a full
+    ``variance``. ``u = g / sqrt(max(var, eps1²))``, clipped by
+    ``max(1, RMS(u)/d)``, and ``θ ← θ − α·u/that``.
+
+    Args:
+        lr: default 1e-2. beta2_decay: default −0.8. eps: (eps1, eps2), eps1
+        None means float32's machine epsilon (default (None, 1e-3)). d:
+        clipping threshold (default 1.0). weight_decay: default 0.
+        foreach: accepted for torch compatibility. maximize: default False.
+    """
+
+    def __init__(self, params: ParamsT, lr: float = 1e-2, beta2_decay: float = -0.8,
+                 eps: Tuple[Optional[float], float] = (None, 1e-3), d: float = 1.0,
+                 weight_decay: float = 0.0, *, foreach: Optional[bool] = None,
+                 maximize: bool = False) -> None:
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if not 0.0 <= lr:
+            raise ValueError(f"Learning rate should be >= 0 but is: {lr}")
+        if not 0.0 >= beta2_decay:
+            raise ValueError(f"beta2_decay should be <= 0 but is: {beta2_decay}")
+        if eps[0] is not None and not 0.0 <= eps[0]:
+            raise ValueError(f"epsilon1 should be >= 0 but is: {eps[0]}")
+        if not 0.0 <= eps[1]:
+            raise ValueError(f"epsilon2 should be >= 0 but is: {eps[1]}")
+        if not 1.0 <= d:
+            raise ValueError(f"Clipping threshold d should be >= 1 but is: {d}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"weight_decay should be >= 0 but is: {weight_decay}")
+        defaults = dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d,
+                        weight_decay=weight_decay, foreach=foreach, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _step_group(self, index: int, group: Dict[str, Any]) -> None:
+        lr = group["lr"].item() if isinstance(group["lr"], Tensor) else group["lr"]
+        eps1, eps2 = group["eps"]
+        d, wd, beta2_decay = group["d"], group["weight_decay"], group["beta2_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = np.asarray(p.grad._data, dtype=f32)
+            if group["maximize"]:
+                grad = -grad
+            param = p._data
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = Tensor._wrap(np.zeros((), f32))
+                if grad.ndim > 1:
+                    state["row_var"] = Tensor._wrap(np.zeros(grad.shape[:-1] + (1,), f32))
+                    state["col_var"] = Tensor._wrap(
+                        np.zeros(grad.shape[:-2] + (1,) + grad.shape[-1:], f32))
+                else:
+                    state["variance"] = Tensor._wrap(np.zeros(grad.shape, f32))
+            if eps1 is None:
+                eps1 = float(np.finfo(f32).eps)
+            step_t = state["step"]._data
+            step_t += f32(1)
+            step_float = float(step_t)
+
+            one_minus_beta2_t = step_float ** beta2_decay
+            rho_t = min(lr, 1 / (step_float ** 0.5))
+            alpha = max(eps2, float(_norm(param)) / (param.size ** 0.5)) * rho_t
+
+            if wd != 0:
+                param *= f32(1 - lr * wd)
+
+            if grad.ndim > 1:
+                row_var, col_var = state["row_var"]._data, state["col_var"]._data
+                row_mean = _norm(grad, axis=-1, keepdims=True)
+                row_mean = row_mean * row_mean / f32(grad.shape[-1])
+                _lerp_(row_var, row_mean, one_minus_beta2_t)
+                col_mean = _norm(grad, axis=-2, keepdims=True)
+                col_mean = col_mean * col_mean / f32(grad.shape[-2])
+                _lerp_(col_var, col_mean, one_minus_beta2_t)
+                var_estimate = row_var * col_var  # (…, R, 1) @ (…, 1, C): one product each
+                row_var_mean = row_var.astype(np.float64).mean(axis=-2, keepdims=True).astype(f32)
+                var_estimate = var_estimate / np.maximum(row_var_mean, f32(eps1))
+            else:
+                variance = state["variance"]._data
+                _lerp_(variance, grad * grad, one_minus_beta2_t)
+                var_estimate = variance.copy()
+
+            # eps1 squared, as the sqrt follows; rsqrt is 1/sqrt (two roundings, as ATen's)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                update = f32(1) / np.sqrt(np.maximum(var_estimate, f32(eps1 * eps1)))
+                update = update * grad
+            denom = max(1.0, float(_norm(update)) / ((update.size ** 0.5) * d))
+            # param.add_(update, alpha=-alpha/denom): one rounding (torch's FMA)
+            flat = param.reshape(-1)
+            flat[...] = (flat.astype(np.float64) + np.float64(f32(-alpha / denom))
+                         * update.reshape(-1).astype(np.float64)).astype(f32)
+            p._bump_version()
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Load :meth:`state_dict`'s output or torch's Adafactor state dict."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for g, s in zip(self.param_groups, saved_groups):
+            if len(g["params"]) != len(s["params"]):
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't match the size "
+                    "of optimizer's group")
+        saved_state = state_dict["state"]
+        for group, saved in zip(self.param_groups, saved_groups):
+            for key, value in saved.items():
+                if key not in ("params", "param_names"):
+                    group[key] = tuple(value) if key == "eps" and isinstance(value, list) else value
+            for p, saved_id in zip(group["params"], saved["params"]):
+                entry = saved_state.get(saved_id, saved_state.get(str(saved_id)))
+                self.state.pop(p, None)
+                if entry is None:
+                    continue
+                new = {}
+                for key, value in entry.items():
+                    arr = np.array(_as_array(value), dtype=f32)
+                    expected = {"row_var": p.shape[:-1] + (1,),
+                                "col_var": p.shape[:-2] + (1,) + p.shape[-1:],
+                                "variance": p.shape, "step": ()}.get(key)
+                    if expected is not None and arr.shape != tuple(expected):
+                        raise ValueError(f"load_state_dict: Adafactor state '{key}' has shape "
+                                         f"{arr.shape}, expected {tuple(expected)}")
+                    new[key] = Tensor._wrap(arr)
+                self.state[p] = new
