@@ -144,14 +144,7 @@ class Adafactor(Optimizer):
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Load :meth:`state_dict`'s output or torch's Adafactor state dict."""
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError("loaded state dict has a different number of parameter groups")
-        for g, s in zip(self.param_groups, saved_groups):
-            if len(g["params"]) != len(s["params"]):
-                raise ValueError(
-                    "loaded state dict contains a parameter group that doesn't match the size "
-                    "of optimizer's group")
+        saved_groups = self._matching_saved_groups(state_dict)
         saved_state = state_dict["state"]
         for group, saved in zip(self.param_groups, saved_groups):
             for key, value in saved.items():

@@ -440,11 +440,9 @@ class Optimizer:
         # (in the order the parameters got their state, as torch's dict is)
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        """Load a state dict from :meth:`state_dict` (or torch's, same structure).
-
-        Hyperparameters of each group are replaced by the saved ones; state
-        values are copied into this optimizer's buffers."""
+    def _matching_saved_groups(self, state_dict: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """The saved param_groups, checked group by group against this optimizer's (torch's
+        errors when their number or sizes differ)."""
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
@@ -454,6 +452,14 @@ class Optimizer:
                     "loaded state dict contains a parameter group that doesn't match the size "
                     "of optimizer's group"
                 )
+        return saved_groups
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Load a state dict from :meth:`state_dict` (or torch's, same structure).
+
+        Hyperparameters of each group are replaced by the saved ones; state
+        values are copied into this optimizer's buffers."""
+        saved_groups = self._matching_saved_groups(state_dict)
         saved_state = state_dict["state"]
         for index, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             for key, value in saved.items():
