@@ -435,15 +435,8 @@ class LBFGS(Optimizer):
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Load :meth:`state_dict`'s output, or torch's LBFGS state dict."""
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError("loaded state dict has a different number of parameter groups")
+        saved_groups = self._matching_saved_groups(state_dict)
         group, saved = self.param_groups[0], saved_groups[0]
-        if len(group["params"]) != len(saved["params"]):
-            raise ValueError(
-                "loaded state dict contains a parameter group that doesn't match the size "
-                "of optimizer's group"
-            )
         for key, value in saved.items():
             if key not in ("params", "param_names"):
                 group[key] = value
