@@ -48,14 +48,7 @@ def torch_lbfgs_trajectory(prob, hp, steps):
     """torch.optim.LBFGS on problem.lbfgs_loss_grads: params after each step."""
     params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in problem.lbfgs_initial(prob)]
     opt = torch.optim.LBFGS(params, **hp)
-
-    def closure():
-        opt.zero_grad()
-        loss, gs = problem.lbfgs_loss_grads(prob, [p.detach().numpy() for p in params])
-        for p, g in zip(params, gs):
-            p.grad = torch.from_numpy(g)
-        return torch.tensor(loss)
-
+    closure = problem.lbfgs_closure(prob, params, torch.tensor)
     out = []
     for _ in range(steps):
         opt.step(closure)

@@ -86,3 +86,15 @@ def lbfgs_loss_grads(name: str, params: List[np.ndarray]):
     gw = 2 * r.T @ _LIN_X / n + 2e-3 * w
     gb = 2 * r.sum(axis=0) / n
     return np.float32(f), [gw.astype(np.float32), gb.astype(np.float32)]
+
+
+def lbfgs_closure(name: str, params, to_tensor):
+    """An LBFGS closure for either engine: evaluates lbfgs_loss_grads at the params'
+    current values, sets each param's .grad and returns the loss, made tensors by
+    ``to_tensor`` (pve.tensor or torch.tensor)."""
+    def closure():
+        loss, gs = lbfgs_loss_grads(name, [p.detach().numpy() for p in params])
+        for p, g in zip(params, gs):
+            p.grad = to_tensor(g)
+        return to_tensor(loss)
+    return closure

@@ -65,14 +65,11 @@ def run_lbfgs_pve(problem_name: str, hp: dict, steps: int, opt_params=None):
     params = opt_params or [pve.nn.Parameter(p) for p in problem.lbfgs_initial(problem_name)]
     opt = pve.optim.LBFGS(params, **hp)
     calls = []
+    evaluate = problem.lbfgs_closure(problem_name, params, pve.tensor)
 
     def closure():
         calls[-1] += 1
-        opt.zero_grad()
-        loss, gs = problem.lbfgs_loss_grads(problem_name, [p.detach().numpy() for p in params])
-        for p, g in zip(params, gs):
-            p.grad = pve.tensor(g)
-        return pve.tensor(loss)
+        return evaluate()
 
     out, losses = [], []
     for _ in range(steps):

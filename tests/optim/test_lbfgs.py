@@ -91,12 +91,8 @@ def test_resume_from_state_dict_is_bit_identical(hp):
     resumed = optim.LBFGS(resumed_params, **dict(hp, max_iter=4))
     resumed.load_state_dict(saved)
     out = []
+    closure = problem.lbfgs_closure("linear", resumed_params, pve.tensor)
     for _ in range(3):
-        def closure():
-            loss, gs = problem.lbfgs_loss_grads("linear", [p.detach().numpy() for p in resumed_params])
-            for p, g in zip(resumed_params, gs):
-                p.grad = pve.tensor(g)
-            return pve.tensor(loss)
         resumed.step(closure)
         out.append(np.concatenate([p.detach().numpy().reshape(-1) for p in resumed_params]))
     np.testing.assert_array_equal(np.stack(first_out), np.stack(straight[:2]))
@@ -129,14 +125,7 @@ def test_validation_as_torch():
 def _torch_lbfgs(torch, prob, hp, steps):
     params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in problem.lbfgs_initial(prob)]
     opt = torch.optim.LBFGS(params, **hp)
-
-    def closure():
-        opt.zero_grad()
-        loss, gs = problem.lbfgs_loss_grads(prob, [p.detach().numpy() for p in params])
-        for p, g in zip(params, gs):
-            p.grad = torch.from_numpy(g)
-        return torch.tensor(loss)
-
+    closure = problem.lbfgs_closure(prob, params, torch.tensor)
     losses = [float(opt.step(closure)) for _ in range(steps)]
     return params, opt, losses
 
@@ -192,19 +181,9 @@ def test_torch_state_dict_loads_into_pve_and_continues():
     params = [pve.nn.Parameter(p.detach().numpy().copy()) for p in tparams]
     opt = optim.LBFGS(params, **hp)
     opt.load_state_dict(sd)
+    tclosure = problem.lbfgs_closure("linear", tparams, torch.tensor)
+    closure = problem.lbfgs_closure("linear", params, pve.tensor)
     for _ in range(2):
-        def tclosure():
-            topt.zero_grad()
-            loss, gs = problem.lbfgs_loss_grads("linear", [p.detach().numpy() for p in tparams])
-            for p, g in zip(tparams, gs):
-                p.grad = torch.from_numpy(g)
-            return torch.tensor(loss)
-
-        def closure():
-            loss, gs = problem.lbfgs_loss_grads("linear", [p.detach().numpy() for p in params])
-            for p, g in zip(params, gs):
-                p.grad = pve.tensor(g)
-            return pve.tensor(loss)
         topt.step(tclosure)
         opt.step(closure)
     for p, t in zip(params, tparams):
