@@ -693,15 +693,21 @@ def _factor(v: Any, op: str, name: str) -> int:
     return v
 
 
+def _shuffle_args(input: Any, factor: Any, op: str, name: str) -> Tuple[Tensor, int]:
+    """(input, factor) of pixel_shuffle / pixel_unshuffle, checked in torch's order: the
+    factor's type, the input's rank (at least 3), then the factor's sign."""
+    x = float_input(input, op)
+    _int_type(factor, op, name)
+    if x.ndim < 3:
+        raise RuntimeValueError(f"{op} expects input to have at least 3 dimensions, but got "
+                                f"input with {x.ndim} dimension(s)")
+    return x, _factor(factor, op, name)
+
+
 def pixel_shuffle(input: Any, upscale_factor: int) -> Tensor:
     """(*, C * r^2, H, W) -> (*, C, H * r, W * r): out[c, h*r + i, w*r + j] =
     in[c*r*r + i*r + j, h, w]."""
-    x = float_input(input, "pixel_shuffle")
-    _int_type(upscale_factor, "pixel_shuffle", "upscale_factor")
-    if x.ndim < 3:
-        raise RuntimeValueError(f"pixel_shuffle expects input to have at least 3 dimensions, but "
-                                f"got input with {x.ndim} dimension(s)")
-    r = _factor(upscale_factor, "pixel_shuffle", "upscale_factor")
+    x, r = _shuffle_args(input, upscale_factor, "pixel_shuffle", "upscale_factor")
     *batch, c, h, w = x.shape
     if c % (r * r):
         raise RuntimeValueError(f"pixel_shuffle expects its input's 'channel' dimension to be "
@@ -715,12 +721,7 @@ def pixel_shuffle(input: Any, upscale_factor: int) -> Tensor:
 
 def pixel_unshuffle(input: Any, downscale_factor: int) -> Tensor:
     """(*, C, H * r, W * r) -> (*, C * r^2, H, W), the inverse of pixel_shuffle."""
-    x = float_input(input, "pixel_unshuffle")
-    _int_type(downscale_factor, "pixel_unshuffle", "downscale_factor")
-    if x.ndim < 3:
-        raise RuntimeValueError(f"pixel_unshuffle expects input to have at least 3 dimensions, "
-                                f"but got input with {x.ndim} dimension(s)")
-    r = _factor(downscale_factor, "pixel_unshuffle", "downscale_factor")
+    x, r = _shuffle_args(input, downscale_factor, "pixel_unshuffle", "downscale_factor")
     *batch, c, h, w = x.shape
     if h % r:
         raise RuntimeValueError(f"pixel_unshuffle expects height to be divisible by "

@@ -18,6 +18,7 @@ from pyvision_engine.nn._f_distance import normalize
 from pyvision_engine.nn.conv_transpose import ConvTranspose1d, ConvTranspose2d
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
+from pyvision_engine.nn.utils.weight_norm import remove_norm_hook
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["SpectralNorm", "spectral_norm", "remove_spectral_norm"]
@@ -110,9 +111,4 @@ def spectral_norm(module: T_module, name: str = "weight", n_power_iterations: in
 
 def remove_spectral_norm(module: T_module, name: str = "weight") -> T_module:
     """Replace ``name_orig`` / ``name_u`` / ``name_v`` by the normalised ``name`` parameter."""
-    for k, hook in module._forward_pre_hooks.items():
-        if isinstance(hook, SpectralNorm) and hook.name == name:
-            hook.remove(module)
-            del module._forward_pre_hooks[k]
-            return module
-    raise ValueError(f"remove_spectral_norm: spectral_norm of '{name}' not found in {module}")
+    return remove_norm_hook(module, SpectralNorm, name, "spectral_norm")

@@ -82,11 +82,18 @@ def weight_norm(module: T_module, name: str = "weight", dim: Optional[int] = 0) 
     return module
 
 
-def remove_weight_norm(module: T_module, name: str = "weight") -> T_module:
-    """Fold ``g`` and ``v`` back into a plain ``name`` parameter and drop the hook."""
+def remove_norm_hook(module: T_module, hook_type: type, name: str, what: str) -> T_module:
+    """Undo the ``hook_type`` reparametrisation of ``module.<name>`` (its ``remove``
+    restores a plain parameter) and drop the hook; ``what`` names it in the error
+    (remove_weight_norm and remove_spectral_norm)."""
     for k, hook in module._forward_pre_hooks.items():
-        if isinstance(hook, WeightNorm) and hook.name == name:
+        if isinstance(hook, hook_type) and hook.name == name:
             hook.remove(module)
             del module._forward_pre_hooks[k]
             return module
-    raise ValueError(f"remove_weight_norm: weight_norm of '{name}' not found in {module}")
+    raise ValueError(f"remove_{what}: {what} of '{name}' not found in {module}")
+
+
+def remove_weight_norm(module: T_module, name: str = "weight") -> T_module:
+    """Fold ``g`` and ``v`` back into a plain ``name`` parameter and drop the hook."""
+    return remove_norm_hook(module, WeightNorm, name, "weight_norm")
