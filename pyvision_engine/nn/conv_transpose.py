@@ -40,29 +40,17 @@ def _transpose_geometry(x_shape: Tuple[int, ...], w_shape: Tuple[int, ...], stri
     """(output size, the geometry of the convolution being transposed), checked as torch
     checks conv_transpose2d; errors name the layer and both shapes (or the (input, weight)
     shapes in ``shown``: a 1-D one's, seen through its 2-D view)."""
-    shown_x, shown_w = shown if shown is not None else (x_shape, w_shape)
-    shapes = f"input shape {tuple(shown_x)}, weight shape {tuple(shown_w)}"
-    if len(w_shape) != 4:
-        raise RuntimeValueError(f"{layer}: weight must be 4-D (in_channels, "
-                                f"out_channels/groups, kH, kW), got {shapes}")
-    if len(x_shape) != 4:
-        raise RuntimeValueError(f"{layer}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, "
-                                f"got {shapes}")
+    shapes = F._conv_shapes_checked(x_shape, w_shape, "in_channels, out_channels/groups",
+                                    layer, shown)
     if isinstance(padding, str):
         raise RuntimeValueError(f"{layer}: padding must be an int or a pair of ints (transposed "
                                 f"convolutions take no 'same'/'valid'), got {padding!r}")
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
-        raise RuntimeValueError(f"{layer}: groups must be a positive int, got {groups!r} "
-                                f"({shapes})")
-    groups = int(groups)
+    groups = F._conv_groups(groups, layer, shapes)
     stride = F._int_pair(stride, "stride", layer)
     pads = F._int_pair(padding, "padding", layer)
     extra = F._int_pair(output_padding, "output_padding", layer)
     dilation = F._int_pair(dilation, "dilation", layer)
-    if min(stride) <= 0:
-        raise RuntimeValueError(f"{layer}: stride must be positive, got {stride} ({shapes})")
-    if min(dilation) <= 0:
-        raise RuntimeValueError(f"{layer}: dilation must be positive, got {dilation} ({shapes})")
+    F._check_positive_steps(stride, dilation, layer, shapes)
     if min(pads) < 0:
         raise RuntimeValueError(f"{layer}: negative padding is not supported, got {pads}")
     if min(extra) < 0:

@@ -149,6 +149,36 @@ class _Conv2dGeometry(NamedTuple):
         return (self.pads[0], self.pads[2])
 
 
+def _conv_shapes_checked(x_shape: Tuple[int, ...], w_shape: Tuple[int, ...], weight_dims: str,
+                         layer: str, shown: Optional[Tuple[Tuple[int, ...], ...]]) -> str:
+    """The "input shape ..., weight shape ..." text errors end with (the shapes in
+    ``shown``, a 1-D convolution's, when given), after the 4-D rank checks."""
+    shown_x, shown_w = shown if shown is not None else (x_shape, w_shape)
+    shapes = f"input shape {tuple(shown_x)}, weight shape {tuple(shown_w)}"
+    if len(w_shape) != 4:
+        raise RuntimeValueError(f"{layer}: weight must be 4-D ({weight_dims}, kH, kW), got "
+                                f"{shapes}")
+    if len(x_shape) != 4:
+        raise RuntimeValueError(f"{layer}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, "
+                                f"got {shapes}")
+    return shapes
+
+
+def _conv_groups(groups: Any, layer: str, shapes: str) -> int:
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise RuntimeValueError(f"{layer}: groups must be a positive int, got {groups!r} "
+                                f"({shapes})")
+    return int(groups)
+
+
+def _check_positive_steps(stride: Tuple[int, int], dilation: Tuple[int, int], layer: str,
+                          shapes: str) -> None:
+    if min(stride) <= 0:
+        raise RuntimeValueError(f"{layer}: stride must be positive, got {stride} ({shapes})")
+    if min(dilation) <= 0:
+        raise RuntimeValueError(f"{layer}: dilation must be positive, got {dilation} ({shapes})")
+
+
 def _conv2d_geometry(x_shape: Tuple[int, ...], w_shape: Tuple[int, ...], stride: Any,
                      padding: Any, dilation: Any, groups: Any, layer: str,
                      shown: Optional[Tuple[Tuple[int, ...], Tuple[int, ...]]] = None
@@ -156,24 +186,12 @@ def _conv2d_geometry(x_shape: Tuple[int, ...], w_shape: Tuple[int, ...], stride:
     """Checks a conv2d configuration the way torch does (a RuntimeError there, so a
     RuntimeValueError here); errors name the layer and both shapes, or the (input, weight)
     shapes in ``shown`` (a 1-D convolution's, seen through its 2-D view)."""
-    shown_x, shown_w = shown if shown is not None else (x_shape, w_shape)
-    shapes = f"input shape {tuple(shown_x)}, weight shape {tuple(shown_w)}"
-    if len(w_shape) != 4:
-        raise RuntimeValueError(f"{layer}: weight must be 4-D (out_channels, in_channels/groups, "
-                                f"kH, kW), got {shapes}")
-    if len(x_shape) != 4:
-        raise RuntimeValueError(f"{layer}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, "
-                                f"got {shapes}")
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
-        raise RuntimeValueError(f"{layer}: groups must be a positive int, got {groups!r} "
-                                f"({shapes})")
-    groups = int(groups)
+    shapes = _conv_shapes_checked(x_shape, w_shape, "out_channels, in_channels/groups", layer,
+                                  shown)
+    groups = _conv_groups(groups, layer, shapes)
     stride = _int_pair(stride, "stride", layer)
     dilation = _int_pair(dilation, "dilation", layer)
-    if min(stride) <= 0:
-        raise RuntimeValueError(f"{layer}: stride must be positive, got {stride} ({shapes})")
-    if min(dilation) <= 0:
-        raise RuntimeValueError(f"{layer}: dilation must be positive, got {dilation} ({shapes})")
+    _check_positive_steps(stride, dilation, layer, shapes)
     n, c, h, w = x_shape
     k, cg, kh, kw = w_shape
     if k % groups != 0:
