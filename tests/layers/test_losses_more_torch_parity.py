@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import pyvision_engine as pve  # noqa: E402
+from layers_helpers import compare_with_torch, torch_arg  # noqa: E402
 
 TF = torch.nn.functional
 F = pve.nn.functional
@@ -29,32 +30,11 @@ def _signs(*shape):
 
 
 def _torch_arg(v, grad=False):
-    if isinstance(v, np.ndarray):
-        return torch.tensor(v.astype(np.float64) if v.dtype == np.float32 else v,
-                            requires_grad=grad)
-    return v
+    return torch_arg(torch, v, grad)
 
 
 def _compare(name, inputs, kwargs=None, grad_of=(0,), rtol=2e-5, atol=2e-6):
-    """F.name and torch's on the same inputs: values, then the gradients of the inputs
-    in grad_of under a random upstream gradient."""
-    kwargs = kwargs or {}
-    ours = [pve.tensor(a, requires_grad=i in grad_of) if isinstance(a, np.ndarray) else a
-            for i, a in enumerate(inputs)]
-    theirs = [_torch_arg(a, i in grad_of) for i, a in enumerate(inputs)]
-    out_t = getattr(TF, name)(*theirs, **{k: _torch_arg(v) for k, v in kwargs.items()})
-    out_p = getattr(F, name)(*ours, **kwargs)
-    assert tuple(out_p.shape) == tuple(out_t.shape)
-    np.testing.assert_allclose(out_p.detach().numpy(), out_t.detach().numpy(), rtol=rtol,
-                               atol=atol, equal_nan=True)
-    if not grad_of:
-        return
-    g = rng.standard_normal(tuple(out_t.shape))
-    out_t.backward(torch.tensor(g))
-    out_p.backward(pve.tensor(g.astype(np.float32)))
-    for i in grad_of:
-        np.testing.assert_allclose(ours[i].grad.numpy(), theirs[i].grad.numpy(), rtol=1e-4,
-                                   atol=1e-5, equal_nan=True, err_msg=f"{name} grad {i}")
+    compare_with_torch(torch, name, inputs, kwargs, grad_of, rtol, atol, rng)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import pyvision_engine as pve  # noqa: E402
+from layers_helpers import compare_with_torch  # noqa: E402
 
 TF = torch.nn.functional
 F = pve.nn.functional
@@ -23,26 +24,7 @@ def _f32(*shape):
 
 
 def _compare(name, inputs, kwargs, grad_of=(0,), rtol=2e-5, atol=2e-6):
-    """Run F.name and torch's on the same inputs; compare values and the gradients
-    of the float inputs listed in grad_of under a random upstream gradient."""
-    ours = [pve.tensor(a, requires_grad=i in grad_of and a.dtype == np.float32)
-            for i, a in enumerate(inputs)]
-    theirs = [torch.tensor(a.astype(np.float64) if a.dtype == np.float32 else a,
-                           requires_grad=i in grad_of and a.dtype == np.float32)
-              for i, a in enumerate(inputs)]
-    tkw = {k: torch.tensor(v.astype(np.float64)) if isinstance(v, np.ndarray) else v
-           for k, v in kwargs.items()}
-    out_t = getattr(TF, name)(*theirs, **tkw)
-    out_p = getattr(F, name)(*ours, **kwargs)
-    assert tuple(out_p.shape) == tuple(out_t.shape)
-    np.testing.assert_allclose(out_p.detach().numpy(), out_t.detach().numpy(), rtol=rtol,
-                               atol=atol, equal_nan=True)
-    g = rng.standard_normal(tuple(out_t.shape))
-    out_t.backward(torch.tensor(g))
-    out_p.backward(pve.tensor(g.astype(np.float32)))
-    for i in grad_of:
-        np.testing.assert_allclose(ours[i].grad.numpy(), theirs[i].grad.numpy(), rtol=1e-4,
-                                   atol=1e-5, equal_nan=True, err_msg=f"{name} grad {i}")
+    compare_with_torch(torch, name, inputs, kwargs, grad_of, rtol, atol, rng)
 
 
 C = 5
