@@ -966,12 +966,15 @@ class _Piecewise(_Unary):
         return super().forward(ctx, a, *params)
 
 
+def torch_sign(a: np.ndarray) -> np.ndarray:
+    """torch's sign of a numeric array: -1, 0 or 1, and 0 for NaN (numpy's gives NaN)."""
+    return np.where(np.isnan(a), 0, np.sign(a)).astype(a.dtype)
+
+
 class Sign(_Piecewise):
     @staticmethod
     def _f(a):
-        if a.dtype == np.bool_:
-            return a.copy()
-        return np.where(np.isnan(a), 0, np.sign(a)).astype(a.dtype)  # torch: sign(NaN) = 0
+        return a.copy() if a.dtype == np.bool_ else torch_sign(a)
 
 
 class Floor(_Piecewise):
@@ -1276,7 +1279,7 @@ class VectorNorm(Function):
             return None, None, None, None
         g = _keep_reduced(g, a.shape, dims, ctx.keepdim)
         norm = _keep_reduced(ctx.out, a.shape, dims, ctx.keepdim)
-        sign = Sign._f(a)
+        sign = torch_sign(a)
         zero = np.float32(0)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if p == 1:

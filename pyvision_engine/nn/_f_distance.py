@@ -1,7 +1,7 @@
 """Vector-norm functionals: normalize, cosine_similarity, pairwise_distance (torch semantics).
 
-All three are torch's compositions over ``linalg.vector_norm``; ``_VectorNorm`` is
-that norm with torch's backward (its norm_backward: a zero norm gives a zero
+All three are torch's compositions over ``linalg.vector_norm``: ``_ops.VectorNorm``
+(Tensor.norm's), with torch's backward (its norm_backward: a zero norm gives a zero
 subgradient, the inf-norms share the gradient among tied maxima, p = 0 has none).
 """
 
@@ -12,7 +12,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from pyvision_engine._ops import broadcast_error, normalize_dim, normalize_dims
+from pyvision_engine._ops import VectorNorm, broadcast_error, normalize_dim, normalize_dims
 from pyvision_engine.autograd import Function
 from pyvision_engine.nn._f_common import RuntimeTypeError, RuntimeValueError
 from pyvision_engine.tensor import Tensor, as_tensor
@@ -20,59 +20,6 @@ from pyvision_engine.tensor import Tensor, as_tensor
 __all__ = ["normalize", "cosine_similarity", "pairwise_distance", "vector_norm"]
 
 _F32 = np.float32
-
-
-class _VectorNorm(Function):
-    """||x||_p over ``dims`` (None: all), kept as size-1 dims when ``keepdim``."""
-
-    @staticmethod
-    def forward(ctx, x, p, dims, keepdim):
-        axes = tuple(range(x.ndim)) if dims is None else dims
-        a = np.abs(x)
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            if p == 0:
-                norm = np.sum(x != 0, axis=axes, keepdims=True, dtype=_F32)
-            elif p == math.inf:
-                norm = np.max(a, axis=axes, keepdims=True)
-            elif p == -math.inf:
-                norm = np.min(a, axis=axes, keepdims=True)
-            elif p == 1:
-                norm = np.sum(a, axis=axes, keepdims=True)
-            elif p == 2:
-                norm = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
-            else:
-                norm = np.sum(a ** _F32(p), axis=axes, keepdims=True) ** _F32(1.0 / p)
-        ctx.x, ctx.p, ctx.axes, ctx.norm = x, p, axes, norm
-        return norm if keepdim else norm.reshape([n for i, n in enumerate(norm.shape)
-                                                  if i not in axes])
-
-    @staticmethod
-    def backward(ctx, g):
-        x, p, norm = ctx.x, ctx.p, ctx.norm
-        if p == 0:
-            return None, None, None, None  # a count: torch defines no gradient
-        g = g.reshape(norm.shape)  # the reduced dims back, as size 1
-        sign = torch_sign(x)
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            if p == 1:
-                gx = sign * g
-            elif p == 2:
-                gx = g * np.where(norm == 0, _F32(0), x / norm)
-            elif math.isinf(p):  # shared among the tied extremes (NaN counts as one)
-                hits = ((np.abs(x) == norm) | np.isnan(x)).astype(_F32)
-                gx = sign * ((g / np.sum(hits, axis=ctx.axes, keepdims=True)) * hits)
-            elif p < 1:
-                scaled = sign * np.where(x == 0, _F32(0), np.abs(x) ** _F32(p - 1))
-                gx = scaled * g * norm ** _F32(1 - p)
-            else:
-                scaled = sign * np.abs(x) ** _F32(p - 1) if p < 2 else x * np.abs(x) ** _F32(p - 2)
-                gx = scaled * np.where(norm == 0, _F32(0), g / norm ** _F32(p - 1))
-        return gx.astype(_F32, copy=False), None, None, None
-
-
-def torch_sign(x: np.ndarray) -> np.ndarray:
-    # torch's sgn: (x > 0) - (x < 0), so NaN has sign 0 (numpy's np.sign gives NaN)
-    return (x > 0).astype(_F32) - (x < 0).astype(_F32)
 
 
 def _norm_order(p: Any, op: str, fro: bool) -> float:
@@ -92,7 +39,7 @@ def vector_norm(x: Tensor, p: float, dim: Any, keepdim: bool, op: str) -> Tensor
         raise RuntimeValueError(f"{op}: linalg.vector_norm cannot compute the {p} norm on an "
                                 f"empty dimension (input shape {x.shape}, dim={dim}): the "
                                 "operation has no identity")
-    return _VectorNorm.apply(x, p, dims, keepdim)
+    return VectorNorm.apply(x, p, dims, keepdim)
 
 
 def _float_operand(t: Tensor, op: str) -> Tensor:

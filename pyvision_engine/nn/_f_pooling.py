@@ -17,11 +17,10 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 from pyvision_engine import _C
-from pyvision_engine._ops import Reshape
+from pyvision_engine._ops import Reshape, torch_sign
 from pyvision_engine.autograd import Function
 from pyvision_engine.nn._f_common import (RankError, RuntimeTypeError, RuntimeValueError,
                                           float_input, int_arg, needs_grad, pair)
-from pyvision_engine.nn._f_distance import torch_sign
 from pyvision_engine.tensor import Tensor, as_tensor
 
 __all__ = ["max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "adaptive_avg_pool2d",

@@ -526,7 +526,7 @@ _FUNCTION_CONVERTERS: Dict[type, Converter] = {
     _conv_transpose_module._ConvTranspose2d: _conv_transpose,
     _f_activation._Pointwise: _pointwise, _f_shape._Permute: _permute,
     _f_norm._LocalResponseNorm: _local_response_norm,
-    _f_distance._VectorNorm: _vector_norm,
+    _ops.VectorNorm: _vector_norm,
     # (cosine_similarity's clamp: Clip, as clamp(min=eps))
     _f_distance._UngradedClampMin: lambda tr, op: _clip(tr, op.names[0], float(op.args[1]), None),
     _f_fold._Unfold: _unfold, _f_fold._Fold: _fold,
