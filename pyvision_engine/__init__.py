@@ -85,3 +85,7 @@ def __getattr__(name: str) -> Any:
 
         return importlib.import_module(f"pyvision_engine.{name}")
     raise AttributeError(f"module 'pyvision_engine' has no attribute '{name}'")
+
+from pyvision_engine._sampling import (  # noqa: E402  (random sampling on tensors)
+    bernoulli, multinomial, normal, rand_like, randint_like, randn_like,
+)

@@ -668,6 +668,39 @@ class Tensor:
     def relu_(self) -> "Tensor":
         return self._apply_inplace(Tensor.relu)
 
+    # In-place random fills (pyvision_engine/_sampling.py): torch's checks and dtypes,
+    # the engine's generator; each returns self with its version bumped.
+    def normal_(self, mean: float = 0, std: float = 1, *, generator: Any = None) -> "Tensor":
+        return _sampling().normal_(self, mean, std, generator=generator)
+
+    def uniform_(self, from_: float = 0, to: float = 1, *, generator: Any = None) -> "Tensor":
+        return _sampling().uniform_(self, from_, to, generator=generator)
+
+    def bernoulli_(self, p: Any = 0.5, *, generator: Any = None) -> "Tensor":
+        return _sampling().bernoulli_(self, p, generator=generator)
+
+    def bernoulli(self, p: Any = None, *, generator: Any = None) -> "Tensor":
+        return _sampling().bernoulli(self, p, generator=generator)
+
+    def random_(self, from_: Any = None, to: Any = None, *, generator: Any = None) -> "Tensor":
+        return _sampling().random_(self, from_, to, generator=generator)
+
+    def exponential_(self, lambd: float = 1, *, generator: Any = None) -> "Tensor":
+        return _sampling().exponential_(self, lambd, generator=generator)
+
+    def log_normal_(self, mean: float = 1, std: float = 2, *, generator: Any = None) -> "Tensor":
+        return _sampling().log_normal_(self, mean, std, generator=generator)
+
+    def cauchy_(self, median: float = 0, sigma: float = 1, *, generator: Any = None) -> "Tensor":
+        return _sampling().cauchy_(self, median, sigma, generator=generator)
+
+    def geometric_(self, p: float, *, generator: Any = None) -> "Tensor":
+        return _sampling().geometric_(self, p, generator=generator)
+
+    def multinomial(self, num_samples: int, replacement: bool = False, *,
+                    generator: Any = None) -> "Tensor":
+        return _sampling().multinomial(self, num_samples, replacement, generator=generator)
+
     def masked_fill_(self, mask: Any, value: Any) -> "Tensor":
         mask_array = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
         _check_fits(self._data.shape, mask_array.shape)
@@ -1465,6 +1498,12 @@ class Tensor:
                 raise
             raise _ops.setitem_error(np.shape(value_array), np.shape(target[key])) from e
         self._bump_version()
+
+
+def _sampling() -> Any:
+    # (imported on first use: _sampling imports this module)
+    from pyvision_engine import _sampling as module
+    return module
 
 
 def _operand(value: Any, like: Tensor, keep_shape: bool = False) -> Tensor:
