@@ -21,3 +21,6 @@ __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad",
     "Adadelta", "Rprop", "ASGD", "LBFGS", "Adafactor", "Lookahead", "lr_scheduler",
 ]
+from pyvision_engine.optim import swa_utils  # noqa: E402
+
+__all__ += ["swa_utils"]
