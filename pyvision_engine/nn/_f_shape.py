@@ -11,6 +11,7 @@ import numpy as np
 
 from pyvision_engine._ops import normalize_dim
 from pyvision_engine.autograd import Function
+from pyvision_engine.nn import _f_pooling
 from pyvision_engine.nn._f_common import (NotImplementedValueError, RuntimeValueError, float_input,
                                           int_arg, needs_grad, rebind_inplace, shell_of)
 from pyvision_engine.random import default_generator
@@ -227,16 +228,20 @@ def _index_pad(x: Tensor, pads: List[int], widths: List[Tuple[int, int]], mode: 
 
 # ------------------------------------------------------------------ interpolate
 # The input ranks each mode takes (torch: 'linear' is 1-D, 'bilinear' 2-D).
-_INTERP_RANKS = {"nearest": (3, 4), "nearest-exact": (3, 4), "linear": (3,), "bilinear": (4,)}
+_INTERP_RANKS = {"nearest": (3, 4), "nearest-exact": (3, 4), "linear": (3,), "bilinear": (4,),
+                 "bicubic": (4,), "area": (3, 4)}
+_CUBIC_A = -0.75  # torch's (and OpenCV's) cubic convolution coefficient
+_AA_CUBIC_A = -0.5  # torch's antialiased bicubic uses Keys' -0.5 (as Pillow)
 _CHUNK = 1 << 17  # output elements per block of planes: a block's temporaries stay in cache
 _MAX_OUTPUT_BYTES = 1 << 36  # refuse results beyond 64 GiB instead of overcommitting
 
 
 class _Taps(NamedTuple):
     """Where the outputs along one axis read: ``index`` holds one source index per
-    output (nearest modes) or two (linear, weighted by ``weight``)."""
+    output (nearest modes) or several (two for linear, four for cubic, the filter's
+    support for antialias), weighted by ``weight`` (one array per tap)."""
     index: Tuple[np.ndarray, ...]
-    weight: Optional[Tuple[np.ndarray, np.ndarray]]
+    weight: Optional[Tuple[np.ndarray, ...]]
     in_size: int
 
 
@@ -269,6 +274,8 @@ def _axis_taps(in_size: int, out_size: int, mode: str, align_corners: Optional[b
             pos = ((dst + 0.5) * ratio).astype(_F32)
         src = np.floor(pos).astype(np.int64)
         return _Taps((np.minimum(np.maximum(src, 0), last),), None, in_size)
+    if mode == "cubic":
+        return _cubic_taps(in_size, out_size, align_corners, scale)
     # linear: two taps; the same size reads x * 1 + x * 0 (so Inf there gives NaN, as torch)
     if out_size == in_size:
         return _Taps((dst, dst), (np.ones(out_size, _F32), np.zeros(out_size, _F32)), in_size)
@@ -283,6 +290,94 @@ def _axis_taps(in_size: int, out_size: int, mode: str, align_corners: Optional[b
     w1 = np.clip(pos - i0.astype(_F32), _F32(0), _F32(1))
     i1 = i0 + (i0 < last)
     return _Taps((i0, i1), (_F32(1) - w1, w1), in_size)
+
+
+def _source_pos(in_size: int, out_size: int, align_corners: Optional[bool],
+                scale: Optional[float]) -> np.ndarray:
+    """torch's area_pixel_compute_source_index for cubic (no clamp at 0), float32."""
+    dst = np.arange(out_size)
+    if align_corners:
+        ratio = _F32(in_size - 1) / _F32(out_size - 1) if out_size > 1 else _F32(0)
+        return ratio * dst.astype(_F32)
+    # ratio * (dst + 0.5) - 0.5 rounded once (torch's fused multiply-add; exact in float64)
+    return (np.float64(_ratio(in_size, out_size, scale)) * (dst + 0.5) - 0.5).astype(_F32)
+
+
+def _cubic_weights(t: np.ndarray, a: float) -> Tuple[np.ndarray, ...]:
+    """torch's get_cubic_upsample_coefficients: the four weights of taps -1, 0, 1, 2 for
+    the fraction ``t``, in float32 (cubic_convolution1 inside, 2 outside)."""
+    a = _F32(a)
+    one = _F32(1)
+
+    def inner(x):  # ((A + 2) * x - (A + 3)) * x * x + 1, for |x| <= 1
+        return ((a + _F32(2)) * x - (a + _F32(3))) * x * x + one
+
+    def outer(x):  # ((A * x - 5A) * x + 8A) * x - 4A, for 1 < |x| < 2
+        return ((a * x - _F32(5) * a) * x + _F32(8) * a) * x - _F32(4) * a
+
+    t2 = one - t
+    return outer(t + one), inner(t), inner(t2), outer(t2 + one)
+
+
+def _cubic_taps(in_size: int, out_size: int, align_corners: Optional[bool],
+                scale: Optional[float]) -> _Taps:
+    """torch's bicubic: four taps around floor(src), indices clamped into the input
+    (upsample_get_value_bounded), weights of the fraction with A = -0.75."""
+    pos = _source_pos(in_size, out_size, align_corners, scale)
+    last = in_size - 1
+    # guard_index_and_lambda: the index at most in_size - 1, the fraction within [0, 1]
+    i0 = np.minimum(np.floor(pos).astype(np.int64), last)
+    t = np.clip(pos - i0.astype(_F32), _F32(0), _F32(1))
+    index = tuple(np.clip(i0 + k, 0, last) for k in (-1, 0, 1, 2))
+    return _Taps(index, _cubic_weights(t, _CUBIC_A), in_size)
+
+
+def _aa_filter(x: np.ndarray, kind: str) -> np.ndarray:
+    """torch's antialias filters: the triangle (linear) or Keys' cubic with a = -0.5."""
+    x = np.abs(x)
+    if kind == "linear":
+        return np.where(x < 1, _F32(1) - x, _F32(0)).astype(_F32)
+    a = _F32(_AA_CUBIC_A)
+    near = ((a + _F32(2)) * x - (a + _F32(3))) * x * x + _F32(1)
+    far = (((x - _F32(5)) * x + _F32(8)) * x - _F32(4)) * a
+    return np.where(x < 1, near, np.where(x < 2, far, _F32(0))).astype(_F32)
+
+
+def _aa_taps(in_size: int, out_size: int, kind: str, align_corners: Optional[bool],
+             scale: Optional[float]) -> _Taps:
+    """torch's antialiased taps (_compute_indices_min_size_weights_aa): a window of
+    the filter's support (widened by the downscale factor) centred on scale * (i + 0.5),
+    clipped to the input, weights normalised to sum 1. Short windows are padded with
+    their first index and weight 0, so padding reads no pixel outside the window."""
+    if align_corners:  # (torch's area_pixel_compute_scale; the centre keeps the + 0.5)
+        ratio = _F32(in_size - 1) / _F32(out_size - 1) if out_size > 1 else _F32(0)
+    else:
+        ratio = _ratio(in_size, out_size, scale)
+    support = _F32(1 if kind == "linear" else 2)
+    if ratio >= 1:
+        support = support * ratio
+    invscale = _F32(1.0 / np.float64(ratio)) if ratio >= 1 else _F32(1)
+    # (torch mixes float and double here: each step rounded as its C++ expression)
+    center = (np.float64(ratio) * (np.arange(out_size) + 0.5)).astype(_F32)
+    # (int64 casts truncate toward zero, as C's static_cast)
+    xmin = np.maximum(np.trunc(center.astype(np.float64) - support + 0.5).astype(np.int64), 0)
+    xmax = np.minimum(np.trunc(center.astype(np.float64) + support + 0.5).astype(np.int64),
+                      in_size)
+    xsize = np.maximum(xmax - xmin, 0)
+    width = max(int(xsize.max()), 1)
+    j = np.arange(width)
+    inside = j[None, :] < xsize[:, None]
+    offset = (j[None, :] + xmin[:, None]).astype(_F32) - center[:, None]
+    w = _aa_filter(((offset.astype(np.float64) + 0.5) * invscale).astype(_F32), kind)
+    w = np.where(inside, w, _F32(0)).astype(_F32)
+    total = np.zeros(out_size, _F32)
+    for k in range(width):  # (summed in torch's order)
+        total += w[:, k]
+    w = np.where(total[:, None] != 0, w / np.where(total == 0, _F32(1), total)[:, None], w)
+    index = np.where(inside, xmin[:, None] + j[None, :], xmin[:, None])
+    index = np.minimum(index, in_size - 1)
+    return _Taps(tuple(index[:, k] for k in range(width)),
+                 tuple(w[:, k].astype(_F32) for k in range(width)), in_size)
 
 
 def _interp_matrix(in_size: int, out_size: int, mode: str, align_corners: Optional[bool],
@@ -316,11 +411,11 @@ def _gather(y: np.ndarray, taps: _Taps, axis: int, out: Optional[np.ndarray] = N
     # (the indices are in range by construction; mode='wrap' skips numpy's buffered check)
     np.take(y, taps.index[0], axis=axis, out=out, mode="wrap")
     if taps.weight is not None:
-        w0, w1 = (_along(w, axis, y.ndim) for w in taps.weight)
-        out *= w0
-        second = np.take(y, taps.index[1], axis=axis, mode="wrap")
-        second *= w1
-        out += second
+        out *= _along(taps.weight[0], axis, y.ndim)
+        for index, weight in zip(taps.index[1:], taps.weight[1:]):
+            term = np.take(y, index, axis=axis, mode="wrap")
+            term *= _along(weight, axis, y.ndim)
+            out += term
     return out
 
 
@@ -478,15 +573,19 @@ def interpolate(input: Any, size: Any = None, scale_factor: Any = None, mode: st
                 align_corners: Optional[bool] = None, recompute_scale_factor: Optional[bool] = None,
                 antialias: bool = False) -> Tensor:
     """Resize (N, C, L) or (N, C, H, W) input to ``size`` or by ``scale_factor`` with torch's
-    source-index rules: 'nearest' and 'nearest-exact' (3-D or 4-D), 'linear' (3-D) and
-    'bilinear' (4-D; align_corners default False). Each output reads only its own source
-    pixels, so a NaN or Inf reaches exactly the outputs that read it, as in torch."""
+    source-index rules: 'nearest' and 'nearest-exact' (3-D or 4-D), 'linear' (3-D),
+    'bilinear' and 'bicubic' (4-D; align_corners default False; bicubic: A = -0.75, the
+    four taps clamped into the input), 'area' (3-D or 4-D: adaptive average pooling to
+    the output size). ``antialias`` (bilinear, bicubic): torch's separable filters whose
+    support widens by the downscale factor (bicubic's with a = -0.5), weights normalised
+    per output. Each output reads only its own source pixels, so a NaN reaches exactly
+    the outputs that read it, as in torch."""
     op = "interpolate"
     x = float_input(input, op)
     if mode not in _INTERP_RANKS:
         raise NotImplementedValueError(
             f"{op}: mode must be one of {', '.join(map(repr, _INTERP_RANKS))}, got {mode!r}")
-    if mode.startswith("nearest") and align_corners is not None:
+    if (mode.startswith("nearest") or mode == "area") and align_corners is not None:
         raise ValueError(f"{op}: align_corners option can only be set with the interpolating "
                          "modes: linear | bilinear | bicubic | trilinear")
     ranks = _INTERP_RANKS[mode]
@@ -495,11 +594,13 @@ def interpolate(input: Any, size: Any = None, scale_factor: Any = None, mode: st
         raise NotImplementedValueError(f"{op}: mode {mode!r} expects a {want} input, got shape "
                                        f"{tuple(x.shape)}")
     out_sp, scales = _interp_sizes(x, size, scale_factor, recompute_scale_factor, op)
-    if antialias:
-        if mode != "bilinear":
-            raise ValueError(f"{op}: anti-alias option is restricted to bilinear and bicubic "
-                             "modes and requires a 4-D tensor as input")
-        raise NotImplementedValueError(f"{op}: antialias=True is not supported")
+    if antialias and mode not in ("bilinear", "bicubic"):
+        raise ValueError(f"{op}: anti-alias option is restricted to bilinear and bicubic "
+                         "modes and requires a 4-D tensor as input")
+    if mode == "area":  # torch: adaptive average pooling to the output size
+        if x.ndim == 3:
+            return _f_pooling.adaptive_avg_pool1d(x, out_sp[0])
+        return _f_pooling.adaptive_avg_pool2d(x, out_sp)
     in_sp = tuple(x.shape[2:])
     if min(in_sp) <= 0 or min(out_sp) <= 0:
         raise RuntimeValueError(f"{op}: input and output sizes should be greater than 0, but got "
@@ -510,11 +611,15 @@ def interpolate(input: Any, size: Any = None, scale_factor: Any = None, mode: st
     if 4 * math.prod(x.shape[:2]) * math.prod(out_sp) > _MAX_OUTPUT_BYTES:
         raise ValueError(f"{op}: the output {tuple(x.shape[:2]) + out_sp} would need more than "
                          f"{_MAX_OUTPUT_BYTES >> 30} GiB")
-    kind = "linear" if mode == "bilinear" else mode
+    kind = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    if antialias:
+        taps = tuple(_aa_taps(n, o, kind, bool(align_corners), s)
+                     for n, o, s in zip(in_sp, out_sp, scales))
+        return _Interpolate.apply(x, taps, taps)
     taps = tuple(_axis_taps(n, o, kind, bool(align_corners), s, one_d=x.ndim == 3)
                  for n, o, s in zip(in_sp, out_sp, scales))
     grad_taps = taps
-    if x.ndim == 3 and kind != "linear":
+    if x.ndim == 3 and kind not in ("linear", "cubic"):
         # torch's 1-D nearest backward kernels use the 2-D index rules, which differ
         # from its 1-D forward in a few configurations (3 -> 3 by scale 1.2): mirrored
         grad_taps = tuple(_axis_taps(n, o, kind, None, s) for n, o, s in zip(in_sp, out_sp, scales))
