@@ -89,3 +89,9 @@ def __getattr__(name: str) -> Any:
 from pyvision_engine._sampling import (  # noqa: E402  (random sampling on tensors)
     bernoulli, multinomial, normal, rand_like, randint_like, randn_like,
 )
+from pyvision_engine._functions import (  # noqa: E402  (more element-wise math)
+    acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, asin, asinh, atan,
+    atan2, atanh, copysign, cosh, divide, exp2, expm1, fix, fmod, frac, heaviside, hypot, log1p,
+    log2, log10, logaddexp, logit, multiply, nan_to_num, negative, sinh, subtract, tan,
+    true_divide, trunc, xlogy,
+)

@@ -453,3 +453,91 @@ def eye(n: int, m: Optional[int] = None, *, dtype: Any = None, requires_grad: bo
             raise RuntimeError(f"{name} must be greater or equal to 0, got {v}")
     return Tensor(np.eye(n, n if m is None else m, dtype=_normalize_dtype(dtype or float32)),
                   requires_grad=requires_grad)
+
+
+# ------------------------------------------------------- more element-wise math
+# (one implementation each: the Tensor method; see _ops_math.py)
+def _unary_function(name: str) -> Any:
+    def function(input: Any) -> Tensor:
+        return getattr(as_tensor(input), name)()
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"torch.{name}: Tensor.{name} of input."
+    return function
+
+
+log1p, log2, log10, expm1, exp2 = (_unary_function(n) for n in ("log1p", "log2", "log10", "expm1", "exp2"))
+tan, asin, acos, atan = (_unary_function(n) for n in ("tan", "asin", "acos", "atan"))
+sinh, cosh, asinh, acosh, atanh = (_unary_function(n) for n in ("sinh", "cosh", "asinh", "acosh", "atanh"))
+trunc, frac, negative = (_unary_function(n) for n in ("trunc", "frac", "negative"))
+arcsin, arccos, arctan, arcsinh, arccosh, arctanh, fix = asin, acos, atan, asinh, acosh, atanh, trunc
+
+
+def logit(input: Any, eps: Optional[float] = None) -> Tensor:
+    return as_tensor(input).logit(eps)
+
+
+def nan_to_num(input: Any, nan: float = 0.0, posinf: Optional[float] = None,
+               neginf: Optional[float] = None) -> Tensor:
+    return as_tensor(input).nan_to_num(nan, posinf, neginf)
+
+
+def atan2(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).atan2(other)
+
+
+arctan2 = atan2
+
+
+def hypot(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).hypot(other)
+
+
+def logaddexp(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).logaddexp(other)
+
+
+def _first_operand(input: Any, other: Any) -> Tensor:
+    """A number as the first operand (torch.xlogy(2, t)) takes its dtype from other."""
+    if isinstance(input, Tensor) or not isinstance(other, Tensor):
+        return as_tensor(input)
+    return _operand(input, other)
+
+
+def xlogy(input: Any, other: Any) -> Tensor:
+    return _first_operand(input, other).xlogy(other)
+
+
+def copysign(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).copysign(other)
+
+
+def fmod(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).fmod(other)
+
+
+def heaviside(input: Any, values: Any) -> Tensor:
+    return as_tensor(input).heaviside(values)
+
+
+def subtract(input: Any, other: Any, *, alpha: float = 1) -> Tensor:
+    return as_tensor(input).subtract(other, alpha=alpha)
+
+
+def multiply(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).multiply(other)
+
+
+def divide(input: Any, other: Any, *, rounding_mode: Optional[str] = None) -> Tensor:
+    return as_tensor(input).divide(other, rounding_mode=rounding_mode)
+
+
+def true_divide(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).true_divide(other)
+
+
+__all__ += [
+    "log1p", "log2", "log10", "expm1", "exp2", "tan", "asin", "acos", "atan", "arcsin", "arccos",
+    "arctan", "sinh", "cosh", "asinh", "acosh", "atanh", "arcsinh", "arccosh", "arctanh", "trunc",
+    "fix", "frac", "negative", "logit", "nan_to_num", "atan2", "arctan2", "hypot", "logaddexp",
+    "xlogy", "copysign", "fmod", "heaviside", "subtract", "multiply", "divide", "true_divide",
+]

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from pyvision_engine import _ops
+from pyvision_engine import _ops, _ops_math
 from pyvision_engine.autograd import _add_hook, _grad_hooks, _post_accumulate_hooks
 from pyvision_engine.autograd import backward as _backward
 from pyvision_engine.autograd import is_grad_enabled
@@ -911,6 +911,271 @@ class Tensor:
 
     def cos(self) -> "Tensor":
         return _ops.Cos.apply(self)
+
+    # More element-wise math (_ops_math.py): float32 results for integer / bool inputs
+    # except trunc (dtype kept) and nan_to_num (integers returned unchanged), as torch.
+    def log1p(self) -> "Tensor":
+        return _ops_math.Log1p.apply(self)
+
+    def log2(self) -> "Tensor":
+        return _ops_math.Log2.apply(self)
+
+    def log10(self) -> "Tensor":
+        return _ops_math.Log10.apply(self)
+
+    def expm1(self) -> "Tensor":
+        return _ops_math.Expm1.apply(self)
+
+    def exp2(self) -> "Tensor":
+        return _ops_math.Exp2.apply(self)
+
+    def tan(self) -> "Tensor":
+        return _ops_math.Tan.apply(self)
+
+    def asin(self) -> "Tensor":
+        return _ops_math.Asin.apply(self)
+
+    def acos(self) -> "Tensor":
+        return _ops_math.Acos.apply(self)
+
+    def atan(self) -> "Tensor":
+        return _ops_math.Atan.apply(self)
+
+    def sinh(self) -> "Tensor":
+        return _ops_math.Sinh.apply(self)
+
+    def cosh(self) -> "Tensor":
+        return _ops_math.Cosh.apply(self)
+
+    def asinh(self) -> "Tensor":
+        return _ops_math.Asinh.apply(self)
+
+    def acosh(self) -> "Tensor":
+        return _ops_math.Acosh.apply(self)
+
+    def atanh(self) -> "Tensor":
+        return _ops_math.Atanh.apply(self)
+
+    arcsin, arccos, arctan = asin, acos, atan
+    arcsinh, arccosh, arctanh = asinh, acosh, atanh
+
+    def trunc(self) -> "Tensor":
+        return _ops_math.Trunc.apply(self)
+
+    fix = trunc
+
+    def frac(self) -> "Tensor":
+        return _ops_math.Frac.apply(self)
+
+    def logit(self, eps: Optional[float] = None) -> "Tensor":
+        """log(p / (1 - p)), p clamped to [eps, 1 - eps] when eps is given."""
+        return _ops_math.Logit.apply(self, None if eps is None else float(eps))
+
+    def nan_to_num(self, nan: float = 0.0, posinf: Optional[float] = None,
+                   neginf: Optional[float] = None) -> "Tensor":
+        """NaN -> nan, +inf -> posinf, -inf -> neginf; the infinities default to float32's
+        largest and lowest finite values."""
+        return _ops_math.NanToNum.apply(self, nan, posinf, neginf)
+
+    def atan2(self, other: "Tensor") -> "Tensor":
+        return _ops_math.Atan2.apply(self, _tensor_arg(other, "atan2", "other"))
+
+    arctan2 = atan2
+
+    def hypot(self, other: "Tensor") -> "Tensor":
+        return _ops_math.Hypot.apply(self, _tensor_arg(other, "hypot", "other"))
+
+    def logaddexp(self, other: "Tensor") -> "Tensor":
+        return _ops_math.LogAddExp.apply(self, _tensor_arg(other, "logaddexp", "other"))
+
+    def xlogy(self, other: Any) -> "Tensor":
+        return _ops_math.XLogY.apply(self, _operand(other, self))
+
+    def copysign(self, other: Any) -> "Tensor":
+        return _ops_math.CopySign.apply(self, _operand(other, self))
+
+    def fmod(self, other: Any) -> "Tensor":
+        return _ops_math.Fmod.apply(self, _operand(other, self))
+
+    def heaviside(self, values: "Tensor") -> "Tensor":
+        values = _tensor_arg(values, "heaviside", "values")
+        return Tensor._wrap(_ops_math.heaviside_array(self._data, values._data))
+
+    def negative(self) -> "Tensor":
+        return -self
+
+    def subtract(self, other: Any, *, alpha: float = 1) -> "Tensor":
+        return self.sub(other, alpha=alpha)
+
+    def multiply(self, other: Any) -> "Tensor":
+        return self * other
+
+    def true_divide(self, other: Any) -> "Tensor":
+        return self / other
+
+    def divide(self, other: Any, *, rounding_mode: Optional[str] = None) -> "Tensor":
+        """self / other; rounding_mode 'trunc' rounds the quotient toward zero, 'floor'
+        toward minus infinity (torch.div's modes)."""
+        if rounding_mode is None:
+            return self / other
+        if rounding_mode == "floor":
+            return self // other
+        if rounding_mode != "trunc":
+            raise RuntimeError("div expected rounding_mode to be one of None, 'trunc', or "
+                               f"'floor' but found '{rounding_mode}'")
+        operand = _operand(other, self)
+        if self._data.dtype != float32 and operand._data.dtype != float32:
+            return Tensor._wrap(_ops_math.trunc_divide(self._data, operand._data))
+        with _no_grad():  # (no derivative, as torch's trunc division)
+            return (self / operand).trunc()
+
+    # In-place forms (torch: a float result can't be written into an integer tensor).
+    def _unary_(self, method: Callable[["Tensor"], "Tensor"], float_result: bool) -> "Tensor":
+        return self._apply_inplace(method, result_rank=2 if float_result else None,
+                                   keep_old=True)
+
+    def log1p_(self) -> "Tensor":
+        return self._unary_(Tensor.log1p, True)
+
+    def log2_(self) -> "Tensor":
+        return self._unary_(Tensor.log2, True)
+
+    def log10_(self) -> "Tensor":
+        return self._unary_(Tensor.log10, True)
+
+    def expm1_(self) -> "Tensor":
+        return self._unary_(Tensor.expm1, True)
+
+    def exp2_(self) -> "Tensor":
+        return self._unary_(Tensor.exp2, True)
+
+    def tan_(self) -> "Tensor":
+        return self._unary_(Tensor.tan, True)
+
+    def asin_(self) -> "Tensor":
+        return self._unary_(Tensor.asin, True)
+
+    def acos_(self) -> "Tensor":
+        return self._unary_(Tensor.acos, True)
+
+    def atan_(self) -> "Tensor":
+        return self._unary_(Tensor.atan, True)
+
+    def sinh_(self) -> "Tensor":
+        return self._unary_(Tensor.sinh, True)
+
+    def cosh_(self) -> "Tensor":
+        return self._unary_(Tensor.cosh, True)
+
+    def asinh_(self) -> "Tensor":
+        return self._no_derivative_(Tensor.asinh, "asinh")
+
+    def acosh_(self) -> "Tensor":
+        return self._no_derivative_(Tensor.acosh, "acosh")
+
+    def atanh_(self) -> "Tensor":
+        return self._no_derivative_(Tensor.atanh, "atanh")
+
+    def trunc_(self) -> "Tensor":
+        return self._unary_(Tensor.trunc, False)
+
+    def frac_(self) -> "Tensor":
+        return self._unary_(Tensor.frac, False)
+
+    def sign_(self) -> "Tensor":
+        return self._unary_(Tensor.sign, False)
+
+    def sin_(self) -> "Tensor":
+        return self._unary_(Tensor.sin, True)
+
+    def cos_(self) -> "Tensor":
+        return self._unary_(Tensor.cos, True)
+
+    def erf_(self) -> "Tensor":
+        return self._unary_(Tensor.erf, True)
+
+    def rsqrt_(self) -> "Tensor":
+        return self._unary_(Tensor.rsqrt, True)
+
+    def reciprocal_(self) -> "Tensor":
+        return self._unary_(Tensor.reciprocal, True)
+
+    def log_(self) -> "Tensor":
+        return self._unary_(Tensor.log, True)
+
+    def floor_(self) -> "Tensor":
+        return self._unary_(Tensor.floor, False)
+
+    def ceil_(self) -> "Tensor":
+        return self._unary_(Tensor.ceil, False)
+
+    def square_(self) -> "Tensor":
+        return self._unary_(Tensor.square, False)
+
+    def neg_(self) -> "Tensor":
+        return self._unary_(Tensor.neg, False)
+
+    def negative_(self) -> "Tensor":
+        return self._unary_(Tensor.negative, False)
+
+    def _no_derivative_(self, method: Callable[["Tensor"], "Tensor"], name: str) -> "Tensor":
+        """torch computes these in place but has no derivative for them: backward raises."""
+        def compute(t: "Tensor") -> "Tensor":
+            with _no_grad():
+                values = method(t)._data
+            return _ops_math.NoDerivative.apply(t, values, f"inplace version of {name}")
+        return self._apply_inplace(compute, result_rank=2)
+
+    fix_ = trunc_
+    arcsin_, arccos_, arctan_ = asin_, acos_, atan_
+    arcsinh_, arccosh_, arctanh_ = asinh_, acosh_, atanh_
+
+    def round_(self, decimals: int = 0) -> "Tensor":
+        return self._apply_inplace(lambda t: t.round(decimals))
+
+    def logit_(self, eps: Optional[float] = None) -> "Tensor":
+        return self._apply_inplace(lambda t: t.logit(eps), result_rank=2, keep_old=True)
+
+    def nan_to_num_(self, nan: float = 0.0, posinf: Optional[float] = None,
+                    neginf: Optional[float] = None) -> "Tensor":
+        return self._apply_inplace(lambda t: t.nan_to_num(nan, posinf, neginf), keep_old=True)
+
+    def _binary_(self, method: Callable, other: Any, float_result: bool) -> "Tensor":
+        rank = 2 if float_result else _builtin_max(_KIND_RANK[self._data.dtype.kind],
+                                                   _value_rank(other))
+        self._inplace_operand(other, rank)
+        return self._apply_inplace(lambda t: method(t, other), other, keep_old=True)
+
+    def atan2_(self, other: "Tensor") -> "Tensor":
+        return self._binary_(Tensor.atan2, other, True)
+
+    arctan2_ = atan2_
+
+    def hypot_(self, other: "Tensor") -> "Tensor":
+        return self._binary_(Tensor.hypot, other, True)
+
+    def xlogy_(self, other: Any) -> "Tensor":
+        return self._binary_(Tensor.xlogy, other, True)
+
+    def copysign_(self, other: Any) -> "Tensor":
+        return self._binary_(Tensor.copysign, other, True)
+
+    def fmod_(self, other: Any) -> "Tensor":
+        return self._binary_(Tensor.fmod, other, False)
+
+    def subtract_(self, other: Any, *, alpha: float = 1) -> "Tensor":
+        return self.sub_(other, alpha=alpha)
+
+    def multiply_(self, other: Any) -> "Tensor":
+        return self.mul_(other)
+
+    def true_divide_(self, other: Any) -> "Tensor":
+        return self.div_(other)
+
+    def divide_(self, other: Any, *, rounding_mode: Optional[str] = None) -> "Tensor":
+        if rounding_mode is None:
+            return self.div_(other)
+        return self._binary_(lambda t, o: t.divide(o, rounding_mode=rounding_mode), other, False)
 
     def maximum(self, other: "Tensor") -> "Tensor":
         """Element-wise max (NaN wins); ties split the gradient, as torch."""

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import pyvision_engine as pve
+from reference.gradcheck import assert_grad_close, numerical_grads
 
 rng = np.random.default_rng(2031)
 N = 200_000  # samples per statistical check
@@ -221,3 +222,216 @@ def test_random_argument_errors():
         with pytest.raises(exc, match=pattern):
             fn()
     assert t.tolist() == [0.0, 0.0, 0.0]  # a refused fill writes nothing
+
+
+# ------------------------------------------------------------ element-wise math
+def check(pve_fn, np_fn, *arrays, rtol=1e-4, atol=1e-5):
+    """pve_fn on float32 tensors vs np_fn on the float64 arrays: values and gradients
+    (float64 finite differences)."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    tensors = [pve.tensor(a.astype(np.float32), requires_grad=True) for a in arrays]
+    out = pve_fn(*tensors)
+    expected = np.asarray(np_fn(*arrays))
+    assert out.shape == expected.shape and out.dtype == pve.float32
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=rtol, atol=atol)
+    upstream = rng.standard_normal(expected.shape)
+    out.backward(pve.tensor(upstream.astype(np.float32)))
+    for i, (t, g) in enumerate(zip(tensors, numerical_grads(np_fn, arrays, upstream))):
+        assert_grad_close(t.grad.numpy(), g, name=f"input {i}")
+
+
+def randn(*shape):
+    return rng.standard_normal(shape)
+
+
+def unit(*shape):  # inside (-1, 1), away from the ends
+    return rng.uniform(-0.9, 0.9, shape)
+
+
+def above_one(*shape):
+    return rng.uniform(1.2, 3.0, shape)
+
+
+def positive(*shape):
+    return np.abs(rng.standard_normal(shape)) + 0.5
+
+
+def probability(*shape):
+    return rng.uniform(0.05, 0.95, shape)
+
+
+def away_from_integers(*shape):  # trunc / frac / fmod: finite differences need no jumps
+    return np.round(rng.uniform(-4, 4, shape)) + rng.uniform(0.1, 0.9, shape)
+
+
+@pytest.mark.parametrize("name,np_fn,make", [
+    ("log1p", np.log1p, positive), ("log2", np.log2, positive), ("log10", np.log10, positive),
+    ("expm1", np.expm1, randn), ("exp2", np.exp2, randn), ("tan", np.tan, unit),
+    ("asin", np.arcsin, unit), ("acos", np.arccos, unit), ("atan", np.arctan, randn),
+    ("arcsin", np.arcsin, unit), ("arctan", np.arctan, randn),
+    ("sinh", np.sinh, randn), ("cosh", np.cosh, randn), ("asinh", np.arcsinh, randn),
+    ("acosh", np.arccosh, above_one), ("atanh", np.arctanh, unit),
+    ("trunc", lambda a: np.trunc(a) * a, away_from_integers),
+    ("frac", lambda a: a - np.trunc(a), away_from_integers),
+    ("negative", np.negative, randn),
+])
+def test_unary_math_values_and_gradients(name, np_fn, make):
+    x = make(3, 4)
+    if name == "trunc":
+        check(lambda t: pve.trunc(t) * t, np_fn, x)
+        check(lambda t: t.fix() * t, np_fn, x)
+        return
+    check(getattr(pve, name), np_fn, x)
+    check(lambda t: getattr(t, name)(), np_fn, x)
+
+
+def test_logit_with_and_without_eps():
+    p = probability(3, 5)
+    check(pve.logit, lambda a: np.log(a / (1 - a)), p)
+    check(lambda t: t.logit(eps=0.2), lambda a: np.log(np.clip(a, 0.2, 0.8) / (1 - np.clip(a, 0.2, 0.8))),
+          np.array([0.1, 0.3, 0.5, 0.7, 0.9]))
+    out = pve.tensor([0.0, 1.0, 2.0]).logit().numpy()
+    assert out[0] == -np.inf and out[1] == np.inf and np.isnan(out[2])
+
+
+def test_nan_to_num_defaults_arguments_and_gradient():
+    x = pve.tensor([np.nan, np.inf, -np.inf, 1.5], requires_grad=True)
+    out = x.nan_to_num()
+    big = np.finfo(np.float32).max
+    np.testing.assert_array_equal(out.detach().numpy(), np.array([0, big, -big, 1.5], np.float32))
+    out.sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0, 1.0]  # finite inputs only
+    assert pve.nan_to_num(x.detach(), nan=1.0, posinf=2.0, neginf=-3.0).tolist() == [1.0, 2.0, -3.0, 1.5]
+    i = pve.tensor([1, 2])
+    assert pve.nan_to_num(i).dtype == pve.int64 and pve.nan_to_num(i).tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((2, 1, 4), (3, 1)), ((4,), (2, 4))])
+def test_binary_math_values_and_gradients_broadcast(shapes):
+    a, b = randn(*shapes[0]), randn(*shapes[1])
+    check(pve.atan2, np.arctan2, a, b)
+    check(lambda x, y: x.arctan2(y), np.arctan2, a, b)
+    check(pve.hypot, np.hypot, a, b)
+    check(lambda x, y: x.logaddexp(y), np.logaddexp, a, b)
+    check(pve.xlogy, lambda x, y: x * np.log(y), a, np.abs(b) + 0.5)
+    check(lambda x, y: x.copysign(y), lambda x, y: np.copysign(x, y), a, b)
+    check(pve.fmod, np.fmod, away_from_integers(*shapes[0]) * 3, np.abs(b) + 0.5)
+
+
+def test_binary_math_conventions():
+    z = np.array([0.0, 0.0, 1.0])
+    y = np.array([np.nan, 0.0, 2.0])
+    out = pve.xlogy(pve.tensor(z), pve.tensor(y)).numpy()
+    assert np.isnan(out[0]) and out[1] == 0.0 and out[2] == np.float32(math.log(2.0))
+    np.testing.assert_allclose(pve.logaddexp(pve.tensor([1000.0]), pve.tensor([1000.0])).numpy(),
+                               [1000.0 + math.log(2)])
+    assert pve.copysign(pve.tensor([1.0, 2.0]), pve.tensor([-0.0, 0.0])).tolist() == [-1.0, 2.0]
+    assert pve.fmod(pve.tensor([-7, 7]), 3).tolist() == [-1, 1]  # the dividend's sign
+    assert pve.fmod(pve.tensor([-7, 7]), 3).dtype == pve.int64
+    h = pve.heaviside(pve.tensor([-1.5, 0.0, 2.0]), pve.tensor([0.5]))
+    assert h.tolist() == [0.0, 0.5, 1.0]
+    # atan2's gradient at the origin is 0 (torch), not 0/0
+    a, b = pve.zeros(1, requires_grad=True), pve.zeros(1, requires_grad=True)
+    pve.atan2(a, b).sum().backward()
+    assert a.grad.tolist() == [0.0] and b.grad.tolist() == [0.0]
+
+
+def test_aliases_and_rounding_modes():
+    a = pve.tensor([-7.0, 7.0, 5.5])
+    assert pve.subtract(a, 1.0, alpha=2).tolist() == [-9.0, 5.0, 3.5]
+    assert pve.multiply(a, 2).tolist() == [-14.0, 14.0, 11.0]
+    assert pve.true_divide(a, 2).tolist() == [-3.5, 3.5, 2.75]
+    assert pve.divide(a, 2).tolist() == [-3.5, 3.5, 2.75]
+    assert pve.divide(a, 2, rounding_mode="trunc").tolist() == [-3.0, 3.0, 2.0]
+    assert pve.divide(a, 2, rounding_mode="floor").tolist() == [-4.0, 3.0, 2.0]
+    i = pve.tensor([-7, 7, -6])
+    assert pve.divide(i, 2, rounding_mode="trunc").tolist() == [-3, 3, -3]
+    assert pve.divide(i, 2, rounding_mode="trunc").dtype == pve.int64
+    assert pve.negative(i).tolist() == [7, -7, 6]
+
+
+def test_integer_inputs_promote_to_float32():
+    i = pve.tensor([1, 2, 3])
+    refs = {"log1p": np.log1p, "log2": np.log2, "log10": np.log10, "expm1": np.expm1,
+            "exp2": np.exp2, "tan": np.tan, "asin": np.arcsin, "atan": np.arctan, "sinh": np.sinh,
+            "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
+            "logit": lambda a: np.log(a / (1 - a))}
+    for name, ref in refs.items():
+        out = getattr(pve, name)(i)
+        assert out.dtype == pve.float32, name
+        with np.errstate(all="ignore"):
+            np.testing.assert_allclose(out.numpy(), ref(np.array([1.0, 2.0, 3.0])), rtol=1e-6,
+                                       err_msg=name)
+    assert pve.trunc(i).dtype == pve.int64
+    assert pve.xlogy(i, i).dtype == pve.float32 and pve.copysign(i, -1).dtype == pve.float32
+    assert pve.atan2(i, i).dtype == pve.float32
+
+
+INPLACE = ["log1p", "log2", "log10", "expm1", "exp2", "tan", "asin", "acos", "atan", "sinh",
+           "cosh", "trunc", "frac", "sign", "sin", "cos", "erf", "reciprocal",
+           "log", "floor", "ceil", "round", "square", "neg", "negative", "fix", "logit",
+           "nan_to_num", "rsqrt"]
+
+
+@pytest.mark.parametrize("name", INPLACE)
+def test_inplace_unary_matches_out_of_place_with_gradient(name):
+    x = unit(2, 3) * 0.9 + (1.0 if name in ("log", "log2", "log10", "rsqrt") else 0.0)
+    if name == "logit":
+        x = probability(2, 3)
+    if name in ("trunc", "frac", "fix", "floor", "ceil", "round"):
+        x = away_from_integers(2, 3)
+    expected_t = pve.tensor(x.astype(np.float32), requires_grad=True)
+    expected = getattr(expected_t * 1.0, name)()
+    leaf = pve.tensor(x.astype(np.float32), requires_grad=True)
+    y = leaf * 1.0
+    v = y._version
+    assert getattr(y, name + "_")() is y and y._version == v + 1
+    np.testing.assert_array_equal(y.detach().numpy(), expected.detach().numpy())
+    w = pve.tensor(rng.standard_normal((2, 3)).astype(np.float32))
+    (y * w).sum().backward()
+    (expected * w).sum().backward()
+    np.testing.assert_allclose(leaf.grad.numpy(), expected_t.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["asinh", "acosh", "atanh", "arcsinh"])
+def test_inplace_inverse_hyperbolic_values_but_no_derivative_as_torch(name):
+    x = np.array([1.2, 1.5, 2.0]) if "cosh" in name else np.array([0.2, -0.5, 0.7])
+    ref = {"asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh, "arcsinh": np.arcsinh}[name]
+    leaf = pve.tensor(x.astype(np.float32), requires_grad=True)
+    y = leaf * 1.0
+    assert getattr(y, name + "_")() is y
+    np.testing.assert_allclose(y.detach().numpy(), ref(x), rtol=1e-6)
+    with pytest.raises(NotImplementedError, match="inplace version of"):
+        y.sum().backward()
+    z = pve.tensor(x.astype(np.float32))
+    np.testing.assert_allclose(getattr(z, name + "_")().numpy(), ref(x), rtol=1e-6)
+
+
+def test_inplace_binary_and_integer_refusals():
+    x = pve.tensor([0.5, -1.5])
+    assert x.atan2_(pve.tensor([1.0, 1.0])) is x
+    np.testing.assert_allclose(x.numpy(), np.arctan2([0.5, -1.5], 1.0), rtol=1e-6)
+    y = pve.tensor([-7, 7])
+    assert y.fmod_(3).tolist() == [-1, 1] and y.dtype == pve.int64
+    for call in (lambda t: t.log_(), lambda t: t.log1p_(), lambda t: t.xlogy_(2),
+                 lambda t: t.atan2_(pve.tensor([1.0, 1.0])), lambda t: t.reciprocal_()):
+        with pytest.raises(RuntimeError, match="can't be cast"):
+            call(pve.tensor([1, 2]))
+
+
+def test_math_argument_errors():
+    cases = [
+        (lambda: pve.tensor([1, 2]).frac(), NotImplementedError, "frac_cpu"),
+        (lambda: pve.tensor([True]).trunc(), NotImplementedError, "trunc_vml_cpu"),
+        (lambda: pve.hypot(pve.tensor([1]), pve.tensor([2])), NotImplementedError, "hypot_cpu"),
+        (lambda: pve.logaddexp(pve.tensor([1]), pve.tensor([2])), NotImplementedError, "logaddexp"),
+        (lambda: pve.atan2(pve.ones(2), 2), TypeError, "must be Tensor"),
+        (lambda: pve.fmod(pve.tensor([5]), 0), RuntimeError, "ZeroDivisionError"),
+        (lambda: pve.fmod(pve.tensor([True]), pve.tensor([True])), NotImplementedError, "fmod_cpu"),
+        (lambda: pve.heaviside(pve.ones(2), pve.tensor([1])), RuntimeError, "different dtypes"),
+        (lambda: pve.divide(pve.ones(2), 2, rounding_mode="bad"), RuntimeError, "rounding_mode"),
+        (lambda: pve.atan2(pve.ones(2, 3), pve.ones(4)), RuntimeError, "size of tensor"),
+    ]
+    for fn, exc, pattern in cases:
+        with pytest.raises(exc, match=pattern):
+            fn()

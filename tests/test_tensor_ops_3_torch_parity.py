@@ -157,3 +157,141 @@ def test_normal_gradient_is_zero_as_torch():
         grads.append((m.grad.numpy(), s.grad.numpy()))
     for a, b in zip(*grads):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------ element-wise math
+def assert_same(p, t, rtol=1e-5, atol=1e-6, what=""):
+    assert tuple(p.shape) == tuple(t.shape), f"{what}: shape {tuple(p.shape)} != {tuple(t.shape)}"
+    assert dtype_name(p) == dtype_name(t), f"{what}: dtype {p.dtype} != {t.dtype}"
+    np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), rtol=rtol, atol=atol,
+                               err_msg=what)
+
+
+def run_both(fn, arrays, rtol=1e-5, atol=1e-6):
+    """fn(L, *tensors) for L = pve and torch: values, then gradients of sum(out * w)."""
+    ps = [pve.tensor(np.asarray(a, np.float32), requires_grad=True) for a in arrays]
+    ts = [torch.tensor(np.asarray(a, np.float32), requires_grad=True) for a in arrays]
+    out_p, out_t = fn(pve, *ps), fn(torch, *ts)
+    assert_same(out_p, out_t, rtol, atol, "value")
+    w = rng.standard_normal(tuple(out_t.shape)).astype(np.float32)
+    (out_p * pve.tensor(w)).sum().backward()
+    (out_t * torch.from_numpy(w)).sum().backward()
+    for i, (p, t) in enumerate(zip(ps, ts)):
+        np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=rtol, atol=atol,
+                                   err_msg=f"grad {i}")
+
+
+EDGES = np.array([0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -3.0, 1e-3, nan, inf, -inf])
+UNARY = ["log1p", "log2", "log10", "expm1", "exp2", "tan", "asin", "acos", "atan", "sinh",
+         "cosh", "asinh", "acosh", "atanh", "trunc", "frac", "fix", "negative", "arcsin",
+         "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "logit", "nan_to_num"]
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_unary_math_values_gradients_and_edges(name):
+    x = np.concatenate([rng.uniform(-0.95, 0.95, 8), rng.uniform(1.1, 3, 4), EDGES])
+    with np.errstate(all="ignore"):
+        run_both(lambda L, t: getattr(L, name)(t), [x], rtol=2e-5, atol=1e-5)
+    run_both(lambda L, t: getattr(t, name)(), [x], rtol=2e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("dtype", ["int64", "bool"])
+def test_unary_math_integer_inputs(name, dtype):
+    def call(L):
+        return getattr(L, name)(L.tensor([0, 1, 2] if dtype == "int64" else [True, False, True]))
+    rp, rt = same_error(lambda: call(pve), lambda: call(torch))
+    if rt is not None:
+        assert_same(rp, rt, rtol=1e-6, what=name)
+
+
+def test_logit_eps_and_nan_to_num_arguments():
+    x = np.array([0.0, 0.05, 0.1, 0.5, 0.9, 0.95, 1.0, 1.5, -0.5])
+    run_both(lambda L, t: L.logit(t, eps=0.1), [x])
+    run_both(lambda L, t: t.logit(0.1), [x])
+    y = np.array([nan, inf, -inf, 2.5])
+    run_both(lambda L, t: L.nan_to_num(t, nan=1.0, posinf=7.0, neginf=-7.0), [y])
+    run_both(lambda L, t: t.nan_to_num(posinf=3.0), [y])
+
+
+BINARY = ["atan2", "arctan2", "hypot", "logaddexp", "xlogy", "copysign", "fmod"]
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_binary_math_values_gradients_and_edges(name):
+    a = np.concatenate([rng.standard_normal(6) * 2, [0.0, 0.0, -0.0, 1.0, 2.5, -2.5, 0.0, 3.0]])
+    b = np.concatenate([rng.standard_normal(6) * 2, [0.0, -1.0, 1.0, -0.0, 1.0, 2.0, nan, 0.5]])
+    run_both(lambda L, x, y: getattr(L, name)(x, y), [a, b], rtol=2e-5, atol=1e-5)
+    run_both(lambda L, x, y: getattr(x, name)(y), [a.reshape(2, 7), b[:7]], rtol=2e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", BINARY + ["heaviside", "subtract", "multiply", "divide",
+                                           "true_divide"])
+@pytest.mark.parametrize("pair", [("int64", "int64"), ("int64", "float32"), ("bool", "bool"),
+                                  ("float32", "int"), ("int64", "int"), ("float32", "float32")])
+def test_binary_math_dtypes_and_errors(name, pair):
+    values = {"int64": [3, -7, 4], "bool": [True, False, True], "float32": [2.5, -7.0, 4.0]}
+
+    def call(L):
+        a = L.tensor(values[pair[0]])
+        b = 2 if pair[1] == "int" else L.tensor(values[pair[1]])
+        return getattr(L, name)(a, b)
+    rp, rt = same_error(lambda: call(pve), lambda: call(torch))
+    if rt is not None:
+        assert_same(rp, rt, what=f"{name}{pair}")
+
+
+@pytest.mark.parametrize("mode", [None, "trunc", "floor"])
+@pytest.mark.parametrize("dtype", ["int64", "float32"])
+def test_divide_rounding_modes(mode, dtype):
+    def call(L):
+        a = L.tensor([-7, 7, -6, 5]) if dtype == "int64" else L.tensor([-7.5, 7.5, -6.0, 5.0])
+        return [L.divide(a, 2, rounding_mode=mode), a.divide(L.tensor([2, -3, 4, 5]), rounding_mode=mode)]
+    for p, t in zip(call(pve), call(torch)):
+        assert_same(p, t, what=str(mode))
+
+
+INPLACE = ["log1p", "log2", "log10", "expm1", "exp2", "tan", "asin", "acos", "atan", "sinh",
+           "cosh", "asinh", "atanh", "trunc", "frac", "fix", "sign", "sin", "cos", "erf",
+           "reciprocal", "log", "floor", "ceil", "round", "square", "neg", "negative", "logit",
+           "nan_to_num", "rsqrt", "arcsin", "arctan", "acosh", "arcsinh", "arccosh", "arctanh"]
+
+
+@pytest.mark.parametrize("name", INPLACE)
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+def test_inplace_math_as_torch(name, dtype):
+    def run(L):
+        if dtype == "int64":
+            t = L.tensor([1, 2, 3])
+            out = getattr(t, name + "_")()
+            return out is t, t._version, t
+        leaf = L.tensor(np.array([0.3, 0.7, 0.45], np.float32), requires_grad=True)
+        t = leaf * 1.0
+        v = t._version
+        out = getattr(t, name + "_")()
+        (t * L.tensor([1.0, -2.0, 0.5])).sum().backward()
+        return out is t, t._version - v, t, leaf.grad
+    rp, rt = same_error(lambda: run(pve), lambda: run(torch))
+    if rt is None:
+        return
+    assert rp[:2] == rt[:2]
+    for p, t in zip(rp[2:], rt[2:]):
+        assert_same(p, t, rtol=2e-5, atol=1e-6, what=name)
+
+
+@pytest.mark.parametrize("name,other", [("atan2_", "t"), ("hypot_", "t"),
+                                        ("xlogy_", 2.0), ("copysign_", -1.0), ("fmod_", 0.7),
+                                        ("subtract_", 1.5), ("multiply_", 2.0),
+                                        ("divide_", 3.0), ("true_divide_", 3.0)])
+def test_inplace_binary_math_as_torch(name, other):
+    def run(L):
+        leaf = L.tensor(np.array([0.3, 1.7, 2.45], np.float32), requires_grad=True)
+        t = leaf * 1.0
+        o = L.tensor([0.5, -1.0, 2.0]) if other == "t" else other
+        out = getattr(t, name)(o)
+        (t * L.tensor([1.0, -2.0, 0.5])).sum().backward()
+        return out is t, t, leaf.grad
+    rp, rt = run(pve), run(torch)
+    assert rp[0] == rt[0]
+    for p, t in zip(rp[1:], rt[1:]):
+        assert_same(p, t, rtol=2e-5, atol=1e-6, what=name)
