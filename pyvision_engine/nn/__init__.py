@@ -95,3 +95,12 @@ __all__ += ["MultiLabelSoftMarginLoss", "MultiLabelMarginLoss", "MultiMarginLoss
             "SoftMarginLoss", "MarginRankingLoss", "HingeEmbeddingLoss", "CosineEmbeddingLoss",
             "TripletMarginLoss", "TripletMarginWithDistanceLoss", "PoissonNLLLoss",
             "GaussianNLLLoss"]
+from pyvision_engine.nn.lazy import (  # noqa: E402
+    LazyBatchNorm1d, LazyBatchNorm2d, LazyConv1d, LazyConv2d, LazyConvTranspose1d,
+    LazyConvTranspose2d, LazyInstanceNorm1d, LazyInstanceNorm2d, LazyLinear,
+)
+from pyvision_engine.nn.parameter import UninitializedBuffer, UninitializedParameter  # noqa: E402
+
+__all__ += ["UninitializedParameter", "UninitializedBuffer", "LazyLinear", "LazyConv1d",
+            "LazyConv2d", "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyBatchNorm1d",
+            "LazyBatchNorm2d", "LazyInstanceNorm1d", "LazyInstanceNorm2d"]

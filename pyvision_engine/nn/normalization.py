@@ -103,7 +103,9 @@ class _BatchNorm(_NormBase):
         name = type(self).__name__
         if x.ndim not in self._ranks:
             raise ValueError(f"{name}: expected {self._shape_text} input, got shape {x.shape}")
-        if x.shape[1] != self.num_features:
+        # num_features 0: a LazyBatchNorm without affine parameters or running statistics
+        # (nothing to infer, so it stays 0 as torch's), which any channel count suits
+        if x.shape[1] != self.num_features and self.num_features != 0:
             raise ValueError(f"{name}({self.num_features}): expected input with "
                              f"{self.num_features} channels (dim 1), got shape {x.shape}")
 
