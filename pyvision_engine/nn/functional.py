@@ -465,3 +465,6 @@ __all__ += ["multilabel_soft_margin_loss", "multilabel_margin_loss", "multi_marg
             "soft_margin_loss", "margin_ranking_loss", "hinge_embedding_loss",
             "cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
             "poisson_nll_loss", "gaussian_nll_loss"]
+from pyvision_engine.nn._f_grid import affine_grid, grid_sample  # noqa: E402
+
+__all__ += ["affine_grid", "grid_sample"]
