@@ -939,29 +939,45 @@ def _pad(attrs, opset, inputs):
 
 
 # ----------------------------------------------------------------- resize
-def _resize_axis(in_size: int, out_size: int, scale: float, mode: str, coord: str,
-                 nearest: str, cubic: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For one axis: (lower index, upper index, weight of upper) for each output position.
-    Coordinates are float32 arithmetic on the float32 scale, in the forms onnxruntime
-    uses, since nearest picks flip on the last bit: asymmetric divides (17 / 1.7 is 10 in
-    float32, 9.9999997 in float64), half-pixel multiplies by the reciprocal ((19 + 0.5)
-    * (1 / 1.3) - 0.5 is 14.5, rounded down; (19 + 0.5) / 1.3 - 0.5 lies just above)."""
+def _resize_coords(in_size: int, out_size: int, scale: float, coord: str,
+                   roi: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """Source coordinate of each output position along one axis. Coordinates are float32
+    arithmetic on the float32 scale, in the forms onnxruntime uses, since nearest picks
+    flip on the last bit: asymmetric divides (17 / 1.7 is 10 in float32, 9.9999997 in
+    float64), half-pixel multiplies by the reciprocal ((19 + 0.5) * (1 / 1.3) - 0.5 is
+    14.5, rounded down; (19 + 0.5) / 1.3 - 0.5 lies just above). tf_crop_and_resize maps
+    the output onto roi (start, end), fractions of the input's corners (float64)."""
     o = np.arange(out_size, dtype=np.float32)
     inv = np.float32(1) / np.float32(scale)
     half = np.float32(0.5)
     if coord == "half_pixel":
-        x = (o + half) * inv - half
-    elif coord == "pytorch_half_pixel":
-        x = (o + half) * inv - half if out_size > 1 else np.zeros_like(o)
-    elif coord == "align_corners":  # (the output's whole length, as onnxruntime and torch)
-        x = o * np.float32((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros_like(o)
-    elif coord == "asymmetric":
-        x = o / np.float32(scale)
-    elif coord == "half_pixel_symmetric":
+        return (o + half) * inv - half
+    if coord == "pytorch_half_pixel":
+        return (o + half) * inv - half if out_size > 1 else np.zeros_like(o)
+    if coord == "align_corners":  # (the output's whole length, as onnxruntime and torch)
+        return o * np.float32((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros_like(o)
+    if coord == "asymmetric":
+        return o / np.float32(scale)
+    if coord == "half_pixel_symmetric":
         adj = np.float32(out_size) * inv / np.float32(in_size)
-        x = np.float32(in_size / 2) * (np.float32(1) - adj) + (o + half) * inv - half
-    else:
-        raise OnnxOpError(f"Resize: coordinate_transformation_mode {coord!r} is not supported")
+        return np.float32(in_size / 2) * (np.float32(1) - adj) + (o + half) * inv - half
+    if coord == "tf_crop_and_resize":
+        start, end = roi if roi is not None else (0.0, 1.0)
+        if out_size == 1:  # (the roi's centre, as onnxruntime and the reference)
+            return np.full(1, 0.5 * (start + end) * (in_size - 1))
+        o64 = np.arange(out_size, dtype=np.float64)
+        return start * (in_size - 1) + o64 * (end - start) * (in_size - 1) / (out_size - 1)
+    raise OnnxOpError(f"Resize: coordinate_transformation_mode {coord!r} is not supported")
+
+
+def _resize_axis(in_size: int, out_size: int, scale: float, mode: str, coord: str,
+                 nearest: str, roi: Optional[Tuple[float, float]] = None,
+                 cubic_a: float = -0.75, exclude_outside: bool = False,
+                 antialias: bool = False) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """For one axis: (source indices (out, taps), their weights (out, taps), and for
+    tf_crop_and_resize which outputs lie outside the input, else None)."""
+    x = _resize_coords(in_size, out_size, scale, coord, roi)
+    outside = (x < 0) | (x > in_size - 1) if coord == "tf_crop_and_resize" else None
     if mode == "nearest":
         if nearest == "round_prefer_floor":
             idx = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
@@ -974,38 +990,79 @@ def _resize_axis(in_size: int, out_size: int, scale: float, mode: str, coord: st
         else:
             raise OnnxOpError(f"Resize: nearest_mode {nearest!r} is not supported")
         idx = np.clip(idx, 0, in_size - 1).astype(np.int64)
-        return idx, idx, np.zeros(out_size)
-    x = np.clip(x.astype(np.float64), 0, in_size - 1)
-    lo = np.floor(x).astype(np.int64)
-    hi = np.minimum(lo + 1, in_size - 1)
-    return lo, hi, x - lo
+        return idx[:, None], np.ones((out_size, 1)), outside
+    x = x.astype(np.float64)
+    if mode == "linear" and not antialias:
+        x = np.clip(x, 0, in_size - 1)
+        lo = np.floor(x).astype(np.int64)
+        hi = np.minimum(lo + 1, in_size - 1)
+        return np.stack([lo, hi], 1), np.stack([1 - (x - lo), x - lo], 1), outside
+    # The specification's kernels: x = base + ratio with ratio in (0, 1] (the pixel left
+    # of x preferred), taps base + i; antialias widens the kernel by 1 / scale when
+    # downsampling and normalises its weights.
+    base = np.floor(x)
+    ratio = x - base
+    on_pixel = ratio == 0
+    base = (base - on_pixel).astype(np.int64)
+    ratio = np.where(on_pixel, 1.0, ratio)
+    s = min(scale, 1.0) if antialias else 1.0
+    reach = 1 if mode == "linear" else 2
+    first = int(math.floor(-reach / s) + 1)
+    i = np.arange(first, 2 - first)  # (the kernel's taps, left of x first)
+    arg = np.abs(s * (i[None, :] - ratio[:, None]))
+    if mode == "linear":
+        w = np.clip(1 - arg, 0, 1)
+    else:
+        a = cubic_a
+        w = np.where(arg <= 1, ((a + 2) * arg - (a + 3)) * arg * arg + 1,
+                     np.where(arg < 2, ((a * arg - 5 * a) * arg + 8 * a) * arg - 4 * a, 0.0))
+    if antialias:
+        w = w / w.sum(axis=1, keepdims=True)
+    idx = base[:, None] + i[None, :]
+    if exclude_outside:
+        w = np.where((idx < 0) | (idx >= in_size), 0.0, w)
+        total = w.sum(axis=1, keepdims=True)
+        w = w / np.where(total == 0, 1.0, total)
+    return np.clip(idx, 0, in_size - 1), w, outside
 
 
 @op("Resize", "Upsample")
 def _resize(attrs, opset, inputs):
     x = inputs[0]
     mode = text_attr(attrs, "mode", "nearest")
-    if mode not in ("nearest", "linear", "bilinear"):
-        raise OnnxOpError(f"Resize: mode {mode!r} is not supported (nearest, linear)")
-    mode = "linear" if mode == "bilinear" else mode
+    if mode not in ("nearest", "linear", "bilinear", "cubic", "bicubic"):
+        raise OnnxOpError(f"Resize: mode {mode!r} is not supported (nearest, linear, cubic)")
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
     coord = text_attr(attrs, "coordinate_transformation_mode", "half_pixel")
     nearest = text_attr(attrs, "nearest_mode", "round_prefer_floor")
+    roi_in = None
     if opset < 11:  # Upsample / Resize-10: scales, asymmetric, nearest floors
         coord, nearest = "asymmetric", "floor"
         scales = list(attrs["scales"]) if "scales" in attrs else [float(v) for v in inputs[1]]
         sizes = None
     else:
+        roi_in = inputs[1] if len(inputs) > 1 else None
         scales_in = inputs[2] if len(inputs) > 2 else None
         sizes_in = inputs[3] if len(inputs) > 3 else None
         scales = [float(v) for v in scales_in] if scales_in is not None and scales_in.size else None
         sizes = _ints(sizes_in) if sizes_in is not None and sizes_in.size else None
-    if attrs.get("antialias", 0):
-        raise OnnxOpError("Resize: antialias is not supported")
+    antialias = bool(attrs.get("antialias", 0))
+    if antialias and mode == "nearest":
+        raise OnnxOpError("Resize: antialias applies to modes linear and cubic, not nearest")
     policy = text_attr(attrs, "keep_aspect_ratio_policy", "stretch")
     axes = [_axis(a, x.ndim, "Resize") for a in attrs.get("axes", range(x.ndim))]
     given = scales if sizes is None else sizes
     if given is None or len(given) != len(axes):
         raise OnnxOpError(f"Resize: need {len(axes)} scales or sizes, got {given}")
+    rois = [(0.0, 1.0)] * x.ndim
+    if coord == "tf_crop_and_resize":
+        if roi_in is None or roi_in.size != 2 * len(axes):
+            raise OnnxOpError(f"Resize: tf_crop_and_resize needs a roi of {2 * len(axes)} "
+                              f"values (starts, then ends), got "
+                              f"{None if roi_in is None else list(roi_in.ravel())}")
+        roi = [float(v) for v in roi_in.ravel()]
+        for k, a in enumerate(axes):
+            rois[a] = (roi[k], roi[k + len(axes)])
     full_scales = [1.0] * x.ndim
     full_sizes = list(x.shape)
     if sizes is None:
@@ -1023,18 +1080,27 @@ def _resize(attrs, opset, inputs):
         elif policy != "stretch":
             raise OnnxOpError(f"Resize: unknown keep_aspect_ratio_policy {policy!r}")
     scales, sizes = full_scales, full_sizes
-    y = x.astype(np.float64) if mode == "linear" else x
+    fill = float(attrs.get("extrapolation_value", 0.0))
+    y = x if mode == "nearest" else x.astype(np.float64)
     for axis in range(x.ndim):
-        if sizes[axis] == x.shape[axis] and scales[axis] == 1.0:
+        if (sizes[axis] == x.shape[axis] and scales[axis] == 1.0
+                and (coord != "tf_crop_and_resize" or rois[axis] == (0.0, 1.0))):
             continue
-        lo, hi, wt = _resize_axis(x.shape[axis], sizes[axis], scales[axis], mode, coord, nearest)
+        idx, wt, outside = _resize_axis(
+            x.shape[axis], sizes[axis], scales[axis], mode, coord, nearest, rois[axis],
+            float(attrs.get("cubic_coeff_a", -0.75)), bool(attrs.get("exclude_outside", 0)),
+            antialias)
+        shape = [1] * y.ndim
+        shape[axis] = -1
         if mode == "nearest":
-            y = np.take(y, lo, axis=axis)
+            y = np.take(y, idx[:, 0], axis=axis)
         else:
-            shape = [1] * x.ndim
-            shape[axis] = -1
-            wt = wt.reshape(shape)
-            y = np.take(y, lo, axis=axis) * (1 - wt) + np.take(y, hi, axis=axis) * wt
+            acc = np.take(y, idx[:, 0], axis=axis) * wt[:, 0].reshape(shape)
+            for k in range(1, idx.shape[1]):
+                acc = acc + np.take(y, idx[:, k], axis=axis) * wt[:, k].reshape(shape)
+            y = acc
+        if outside is not None and outside.any():
+            y = np.where(outside.reshape(shape), np.asarray(fill).astype(y.dtype), y)
     return [contiguous(y, dtype=x.dtype)]
 
 
@@ -1043,7 +1109,7 @@ MULTI_OUTPUT = {"Split": split_op}
 
 
 # The operators kept in their own modules register themselves into OPS on import.
-from pyvision_engine.onnx import _ops_index, _ops_nn  # noqa: E402,F401
+from pyvision_engine.onnx import _ops_grid, _ops_index, _ops_nn  # noqa: E402,F401
 
 
 def supported() -> List[str]:

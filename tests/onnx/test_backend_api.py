@@ -22,11 +22,11 @@ _OPS = ["conv", "convtranspose", "maxpool", "averagepool", "globalaveragepool", 
         "flatten", "reshape", "concat", "resize", "pad", "depthtospace", "topk", "gather"]
 _INCLUDE = re.compile(rf"^test_({'|'.join(_OPS)})(_.*)?_cpu$")
 _EXCLUDE = re.compile("|".join([
-    r"3d", r"training", r"cubic", r"tf_crop_and_resize", r"antialias", r"_bfloat16", r"float8",
+    r"3d", r"training", r"_bfloat16", r"float8",
     r"int4", r"_expanded",
     # the specification's unrounded align_corners length (pve.onnx follows onnxruntime
     # and torch: test_session.FOLLOWS_ONNXRUNTIME)
-    r"resize_downsample_scales_linear_align_corners"]))
+    r"resize_downsample_scales_(linear|cubic)_align_corners"]))
 _backend_test = onnx.backend.test.BackendTest(pve_backend, __name__)
 _backend_test.include(_INCLUDE.pattern)
 _backend_test.exclude(_EXCLUDE.pattern)
