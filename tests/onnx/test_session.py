@@ -48,8 +48,6 @@ UNSUPPORTED = {
 def _unsupported_reason(name: str):
     if "zero_ratio" in name:  # (training-mode Dropout with ratio 0 is the identity: computed)
         return None
-    if "gridsample" in name and "volumetric" not in name:  # ('cubic' above is Resize's)
-        return None
     for key, reason in UNSUPPORTED.items():
         if key in name.lower():
             return reason
