@@ -95,3 +95,8 @@ from pyvision_engine._functions import (  # noqa: E402  (more element-wise math)
     log2, log10, logaddexp, logit, multiply, nan_to_num, negative, sinh, subtract, tan,
     true_divide, trunc, xlogy,
 )
+from pyvision_engine._functions import (  # noqa: E402  (selection and rearrangement)
+    broadcast_to, is_complex, is_floating_point, masked_select, moveaxis, movedim, narrow, ravel,
+    repeat_interleave, select, split_with_sizes, swapaxes, swapdims, take, take_along_dim,
+    tensor_split, tile, unflatten,
+)

@@ -541,3 +541,17 @@ __all__ += [
     "fix", "frac", "negative", "logit", "nan_to_num", "atan2", "arctan2", "hypot", "logaddexp",
     "xlogy", "copysign", "fmod", "heaviside", "subtract", "multiply", "divide", "true_divide",
 ]
+
+
+# ------------------------------------------------------- selection (see _selection.py)
+from pyvision_engine._selection import (  # noqa: E402
+    broadcast_to, is_complex, is_floating_point, masked_select, moveaxis, movedim, narrow, ravel,
+    repeat_interleave, select, split_with_sizes, swapaxes, swapdims, take, take_along_dim,
+    tensor_split, tile, unflatten,
+)
+
+__all__ += [
+    "broadcast_to", "is_complex", "is_floating_point", "masked_select", "moveaxis", "movedim",
+    "narrow", "ravel", "repeat_interleave", "select", "split_with_sizes", "swapaxes", "swapdims",
+    "take", "take_along_dim", "tensor_split", "tile", "unflatten",
+]

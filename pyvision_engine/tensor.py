@@ -2116,3 +2116,11 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None) -> Ten
     values = np.arange(start, end, step)
     return Tensor(values.astype(_normalize_dtype(dtype)) if dtype is not None else values)
 
+
+
+# Selection and rearrangement methods live in _selection.py (built on the ops above).
+from pyvision_engine import _selection  # noqa: E402  (needs Tensor defined)
+
+for _name in _selection.TENSOR_METHODS:
+    setattr(Tensor, _name, getattr(_selection, _name))
+del _name

@@ -435,3 +435,93 @@ def test_math_argument_errors():
     for fn, exc, pattern in cases:
         with pytest.raises(exc, match=pattern):
             fn()
+
+
+# ------------------------------------------------------------ selection
+def test_selection_values_and_gradients():
+    x = randn(3, 4, 5)
+    check(lambda t: t.narrow(1, 1, 2), lambda a: a[:, 1:3], x)
+    check(lambda t: pve.narrow(t, -1, -3, 2), lambda a: a[:, :, 2:4], x)
+    check(lambda t: t.select(2, -1), lambda a: a[:, :, -1], x)
+    check(lambda t: pve.movedim(t, 0, -1), lambda a: np.moveaxis(a, 0, -1), x)
+    check(lambda t: t.moveaxis((0, 1), (2, 0)), lambda a: np.moveaxis(a, (0, 1), (2, 0)), x)
+    check(lambda t: t.swapaxes(0, 2), lambda a: np.swapaxes(a, 0, 2), x)
+    check(lambda t: pve.swapdims(t, 1, 2), lambda a: np.swapaxes(a, 1, 2), x)
+    check(lambda t: t.unflatten(2, (5, -1)), lambda a: a.reshape(3, 4, 5, 1), x)
+    check(lambda t: t.tile((2, 1)), lambda a: np.tile(a, (2, 1)), x)
+    check(lambda t: pve.tile(t, (2, 1, 1, 2)), lambda a: np.tile(a, (2, 1, 1, 2)), x)
+    check(lambda t: t[0].broadcast_to((2, 4, 5)), lambda a: np.broadcast_to(a[0], (2, 4, 5)), x)
+    check(lambda t: t.ravel(), np.ravel, x)
+    idx = np.array([[0, 59], [-1, 3], [3, 3]])
+    check(lambda t: t.take(pve.tensor(idx)), lambda a: np.take(a, idx), x)  # repeats add up
+    ind = rng.integers(0, 5, (3, 4, 7))
+    check(lambda t: t.take_along_dim(pve.tensor(ind), -1), lambda a: np.take_along_axis(a, ind, -1), x)
+    check(lambda t: pve.take_along_dim(t, pve.tensor(ind[:1, :, :2]), 2),
+          lambda a: np.take_along_axis(a, np.broadcast_to(ind[:1, :, :2], (3, 4, 2)), 2), x)
+    check(lambda t: t.take_along_dim(pve.tensor(np.array([7, 0, 7]))),
+          lambda a: a.ravel()[[7, 0, 7]], x)
+    mask = rng.standard_normal((4, 5)) > 0
+    check(lambda t: t.masked_select(pve.tensor(mask)),
+          lambda a: a[np.broadcast_to(mask, a.shape)], x)
+    check(lambda t: pve.repeat_interleave(t, 2, dim=1), lambda a: np.repeat(a, 2, axis=1), x)
+    check(lambda t: t.repeat_interleave(pve.tensor([1, 0, 3]), dim=0),
+          lambda a: np.repeat(a, [1, 0, 3], axis=0), x)
+    check(lambda t: t.repeat_interleave(3), lambda a: np.repeat(a.ravel(), 3), x)
+    windows = np.lib.stride_tricks.sliding_window_view
+    check(lambda t: t.unfold(2, 2, 2), lambda a: windows(a, 2, axis=2)[:, :, ::2], x)
+    check(lambda t: t.unfold(0, 3, 1), lambda a: windows(a, 3, axis=0), x)
+
+
+def test_tensor_split_and_split_with_sizes():
+    x = randn(3, 7)
+    t = pve.tensor(x.astype(np.float32))
+    parts = t.tensor_split(3, dim=1)
+    assert [p.shape for p in parts] == [(3, 3), (3, 2), (3, 2)]
+    np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts], 1), t.numpy())
+    parts = pve.tensor_split(t, [1, 5, 9], dim=1)
+    assert [p.shape[1] for p in parts] == [1, 4, 2, 0]
+    parts = t.tensor_split(pve.tensor([2]), dim=1)
+    assert [p.shape[1] for p in parts] == [2, 5]
+    parts = t.split_with_sizes([4, 3], 1)
+    np.testing.assert_array_equal(parts[1].numpy(), t.numpy()[:, 4:])
+    check(lambda a: a.tensor_split(2, 1)[1] * 2, lambda a: a[:, 4:] * 2, x)
+
+
+def test_metadata_methods():
+    x = pve.zeros(2, 3)
+    assert x.nelement() == 6 and x.ndimension() == 2
+    assert x.is_floating_point() and not pve.tensor([1]).is_floating_point()
+    assert not x.is_complex() and not pve.is_complex(x) and pve.is_floating_point(x)
+    assert pve.tensor([1.7, -2.2]).type_as(pve.tensor([1])).tolist() == [1, -2]
+    assert pve.tensor([1, 0]).type_as(pve.tensor([True])).dtype == pve.bool_
+    assert pve.repeat_interleave(pve.tensor([2, 0, 1])).tolist() == [0, 0, 2]
+
+
+def test_selection_errors():
+    x = pve.zeros(3, 4)
+    cases = [
+        (lambda: x.narrow(1, 3, 2), RuntimeError, "exceeds dimension size"),
+        (lambda: x.narrow(1, -5, 1), IndexError, "start out of range"),
+        (lambda: x.narrow(1, 0, -1), RuntimeError, "non-negative"),
+        (lambda: x.select(1, 4), IndexError, "out of range"),
+        (lambda: pve.tensor(1.0).select(0, 0), IndexError, "0-dim"),
+        (lambda: x.movedim((0, 1), (1,)), RuntimeError, "same number of dims"),
+        (lambda: x.movedim((0, 0), (1, 0)), RuntimeError, "repeated dim"),
+        (lambda: x.unflatten(1, (3, -1)), RuntimeError, "don't multiply up"),
+        (lambda: x.unflatten(1, ()), RuntimeError, "non-empty"),
+        (lambda: x.take(pve.tensor([12])), IndexError, "out of range"),
+        (lambda: x.take(pve.tensor([1.0])), RuntimeError, "long tensor"),
+        (lambda: x.take_along_dim(pve.tensor([0]), 1), RuntimeError, "number of dimensions"),
+        (lambda: x.masked_select(pve.tensor([1, 0, 1, 0])), RuntimeError, "BoolTensor"),
+        (lambda: x.masked_select(pve.tensor([True, False])), RuntimeError, "size of tensor"),
+        (lambda: x.tensor_split(0), RuntimeError, "larger than 0"),
+        (lambda: x.split_with_sizes([1, 2], 1), RuntimeError, "sum exactly"),
+        (lambda: x.repeat_interleave(pve.tensor([1, 2]), dim=0), RuntimeError, "same size"),
+        (lambda: x.repeat_interleave(-1), RuntimeError, "non-negative"),
+        (lambda: x.unfold(1, 5, 1), RuntimeError, "maximum size"),
+        (lambda: x.unfold(1, 2, 0), RuntimeError, "step is 0"),
+        (lambda: x.broadcast_to((3,)), RuntimeError, "number of sizes"),
+    ]
+    for fn, exc, pattern in cases:
+        with pytest.raises(exc, match=pattern):
+            fn()

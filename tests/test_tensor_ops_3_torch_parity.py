@@ -295,3 +295,86 @@ def test_inplace_binary_math_as_torch(name, other):
     assert rp[0] == rt[0]
     for p, t in zip(rp[1:], rt[1:]):
         assert_same(p, t, rtol=2e-5, atol=1e-6, what=name)
+
+
+# ------------------------------------------------------------ selection
+def ints(L, values):
+    return L.tensor(np.asarray(values, dtype=np.int64))
+
+
+SELECTION = [
+    lambda L, t: t.narrow(1, -3, 2),
+    lambda L, t: L.narrow(t, 0, 1, 2),
+    lambda L, t: t.narrow(2, ints(L, 1), 3),
+    lambda L, t: t.select(-1, -2),
+    lambda L, t: L.select(t, 0, 2),
+    lambda L, t: t.movedim(0, 2),
+    lambda L, t: L.moveaxis(t, (0, 2), (1, 0)),
+    lambda L, t: t.swapaxes(0, -1),
+    lambda L, t: L.swapdims(t, 1, 0),
+    lambda L, t: t.unflatten(1, (2, 2)),
+    lambda L, t: L.unflatten(t, -1, (-1, 1)),
+    lambda L, t: t.tile((2,)),
+    lambda L, t: L.tile(t, (2, 1, 1, 3)),
+    lambda L, t: t[0].broadcast_to((2, 4, 5)),
+    lambda L, t: L.broadcast_to(t, (2, 3, 4, 5)),
+    lambda L, t: t.take(ints(L, [[0, 59], [-1, 3], [3, 3]])),
+    lambda L, t: L.take_along_dim(t, ints(L, np.array([[[4, 0, 4]]])), 2),
+    lambda L, t: t.take_along_dim(ints(L, [7, 0, 7])),
+    lambda L, t: t.masked_select(t > 0),
+    lambda L, t: L.masked_select(t, L.tensor([True, False, True, False, True])),
+    lambda L, t: t.repeat_interleave(2, dim=1),
+    lambda L, t: L.repeat_interleave(t, ints(L, [1, 0, 3]), dim=0),
+    lambda L, t: t.repeat_interleave(ints(L, [2]), dim=-1),
+    lambda L, t: t.repeat_interleave(2),
+    lambda L, t: t.unfold(2, 2, 2),
+    lambda L, t: t.unfold(0, 3, 1),
+    lambda L, t: t.unfold(1, 0, 1),
+    lambda L, t: t.tensor_split(3, dim=2)[1],
+    lambda L, t: L.tensor_split(t, [1, 7], dim=2)[1],
+    lambda L, t: t.tensor_split(ints(L, [2, 3]), dim=1)[2],
+    lambda L, t: t.split_with_sizes([1, 4], 2)[1],
+    lambda L, t: t.ravel(),
+    lambda L, t: L.ravel(t),
+]
+
+
+@pytest.mark.parametrize("i", range(len(SELECTION)))
+def test_selection_values_and_gradients(i):
+    run_both(SELECTION[i], [rng.standard_normal((3, 4, 5))])
+
+
+SELECTION_ERRORS = [
+    lambda L, t: t.narrow(1, 3, 2), lambda L, t: t.narrow(1, -5, 1), lambda L, t: t.narrow(1, 0, -1),
+    lambda L, t: t.select(1, 4), lambda L, t: L.tensor(1.0).select(0, 0),
+    lambda L, t: t.movedim((0, 1), (1,)), lambda L, t: t.movedim((0, 0), (1, 0)),
+    lambda L, t: t.movedim(0, 3), lambda L, t: t.unflatten(1, (3, -1)),
+    lambda L, t: t.unflatten(1, ()), lambda L, t: t.tile(-1), lambda L, t: t.take(ints(L, [12])),
+    lambda L, t: t.take(L.tensor([1.0])), lambda L, t: t.take_along_dim(ints(L, [0]), 1),
+    lambda L, t: t.masked_select(ints(L, [1, 0, 1, 0])),
+    lambda L, t: t.masked_select(L.tensor([True, False])), lambda L, t: t.tensor_split(0),
+    lambda L, t: t.split_with_sizes([1, 2], 1),
+    lambda L, t: t.repeat_interleave(ints(L, [1, 2]), dim=0),
+    lambda L, t: t.repeat_interleave(-1), lambda L, t: t.unfold(1, 5, 1),
+    lambda L, t: t.unfold(1, 2, 0), lambda L, t: t.broadcast_to((3,)),
+    lambda L, t: L.repeat_interleave(ints(L, [2, -1])),
+    lambda L, t: t.tensor_split(L.tensor([1.0]), 1),
+]
+
+
+@pytest.mark.parametrize("i", range(len(SELECTION_ERRORS)))
+def test_selection_error_types(i):
+    call = SELECTION_ERRORS[i]
+    same_error(lambda: call(pve, pve.zeros(3, 4)), lambda: call(torch, torch.zeros(3, 4)))
+
+
+def test_selection_metadata_as_torch():
+    for make in (lambda L: L.zeros(2, 3), lambda L: ints(L, [1, 2]), lambda L: L.tensor([True])):
+        p, t = make(pve), make(torch)
+        assert p.is_floating_point() == t.is_floating_point() and p.is_complex() == t.is_complex()
+        assert p.nelement() == t.nelement() and p.ndimension() == t.ndimension()
+        for other in (pve.zeros(1), ints(pve, [1]), pve.tensor([True])):
+            other_t = torch.from_numpy(other.numpy().copy())
+            assert dtype_name(p.type_as(other)) == dtype_name(t.type_as(other_t))
+    assert pve.repeat_interleave(ints(pve, [2, 0, 1])).tolist() == \
+        torch.repeat_interleave(ints(torch, [2, 0, 1])).tolist()
