@@ -46,8 +46,8 @@ from pyvision_engine import _ops
 from pyvision_engine._version import __version__
 from pyvision_engine.autograd import Function, enable_grad
 from pyvision_engine.io import atomic_write_bytes
-from pyvision_engine.nn import (_f_activation, _f_distance, _f_fold, _f_norm, _f_pooling,
-                                _f_shape)
+from pyvision_engine.nn import (_f_activation, _f_distance, _f_fold, _f_grid, _f_norm,
+                                _f_pooling, _f_shape)
 from pyvision_engine.nn import conv_transpose as _conv_transpose_module
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn._f_common import pair
@@ -79,7 +79,8 @@ SUPPORTED = (
     "windows), Dropout1d/Dropout2d (eval), ZeroPad1d/ConstantPad1d/ReflectionPad1d/"
     "ReplicationPad1d/CircularPad1d (circular from opset 19), Hardshrink, Softshrink, RReLU "
     "(eval), GLU, LPPool2d, MaxPool2d(return_indices=True) with MaxUnpool2d, CosineSimilarity, "
-    "PairwiseDistance, normalize, Unfold, Fold (opset >= 18)")
+    "PairwiseDistance, normalize, Unfold, Fold (opset >= 18), grid_sample (opset >= 16), "
+    "affine_grid (opset >= 20)")
 
 _state = threading.local()  # .tracer: the _Tracer of an export running in this thread
 _install_lock = threading.Lock()  # one export at a time installs the seams
@@ -503,6 +504,28 @@ def _fold(tr: _Tracer, op: _Op) -> str:
                    strides=list(geo.stride))
 
 
+def _grid_sample(tr: _Tracer, op: _Op) -> str:
+    """GridSample: opset 16 names its modes bilinear / bicubic, opset 20 linear / cubic."""
+    mode, padding, align_corners = op.args[2:5]
+    if tr.opset < 16:
+        raise _unsupported("grid_sample below opset 16", " (GridSample came in opset 16)")
+    if tr.opset >= 20:
+        mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    return tr.node("GridSample", op.names[:2], mode=mode, padding_mode=padding,
+                   align_corners=int(align_corners))
+
+
+def _affine_grid(tr: _Tracer, op: _Op) -> str:
+    """AffineGrid with size (N, 1, H, W) (its C is not read), N taken from theta at run time."""
+    theta, spatial, align_corners = op.args
+    if tr.opset < 20:
+        raise _unsupported("affine_grid below opset 20", " (AffineGrid came in opset 20)")
+    batch = tr.node("Slice", [tr.node("Shape", [op.names[0]]), tr.const([0], np.int64),
+                              tr.const([1], np.int64), tr.const([0], np.int64)])
+    size = tr.node("Concat", [batch, tr.const([1] + list(spatial), np.int64)], axis=0)
+    return tr.node("AffineGrid", [op.names[0], size], align_corners=int(align_corners))
+
+
 _ACT_KINDS = {code: name for name, code in _f_activation.ACT_CODES.items()}
 
 _FUNCTION_CONVERTERS: Dict[type, Converter] = {
@@ -530,6 +553,7 @@ _FUNCTION_CONVERTERS: Dict[type, Converter] = {
     # (cosine_similarity's clamp: Clip, as clamp(min=eps))
     _f_distance._UngradedClampMin: lambda tr, op: _clip(tr, op.names[0], float(op.args[1]), None),
     _f_fold._Unfold: _unfold, _f_fold._Fold: _fold,
+    _f_grid._GridSample: _grid_sample, _f_grid._AffineGrid: _affine_grid,
 }
 
 
