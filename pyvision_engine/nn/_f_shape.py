@@ -382,14 +382,14 @@ def _aa_taps(in_size: int, out_size: int, kind: str, align_corners: Optional[boo
 
 def _interp_matrix(in_size: int, out_size: int, mode: str, align_corners: Optional[bool],
                    scale: Optional[float]) -> np.ndarray:
-    """(out, in) float64 matrix of the weights one axis of a 4-D 'nearest' or 'bilinear'
-    interpolation reads (the ONNX exporter compares it with Resize's); other modes
-    raise, as the exporter has no Resize mapping for them."""
-    if mode not in ("nearest", "bilinear"):
+    """(out, in) float64 matrix of the weights one axis of a 4-D 'nearest', 'bilinear' or
+    'bicubic' interpolation reads (the ONNX exporter compares it with Resize's); other
+    modes raise, as the exporter has no Resize mapping for them."""
+    kind = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic"}.get(mode)
+    if kind is None:
         raise ValueError(f"interpolate: mode {mode!r} has no ONNX Resize mapping here "
-                         "(only 'nearest' and 'bilinear' on 4-D input)")
-    taps = _axis_taps(in_size, out_size, "linear" if mode == "bilinear" else mode,
-                      align_corners, scale)
+                         "(only 'nearest', 'bilinear' and 'bicubic' on 4-D input)")
+    taps = _axis_taps(in_size, out_size, kind, align_corners, scale)
     m = np.zeros((out_size, in_size), dtype=np.float64)
     rows = np.arange(out_size)
     weights = taps.weight or (np.ones(out_size, _F32),)

@@ -69,7 +69,8 @@ SUPPORTED = (
     "Linear, BatchNorm1d/2d (eval), GroupNorm, LayerNorm (opset >= 17), ReLU, ReLU6, LeakyReLU, "
     "PReLU, Sigmoid, Tanh, GELU, SiLU, Hardswish, Hardsigmoid, Softmax, LogSoftmax, MaxPool2d, "
     "AvgPool2d, AdaptiveAvgPool2d/AdaptiveMaxPool2d (1x1 or even windows), Flatten, Identity, "
-    "Dropout (eval), ZeroPad2d and F.pad, Upsample/interpolate (nearest, bilinear), cat, "
+    "Dropout (eval), ZeroPad2d and F.pad, Upsample/interpolate (nearest, bilinear, "
+    "bicubic, area as adaptive pooling; antialias from opset 18), cat, "
     "+ - * / ** with tensors and scalars, neg, abs, exp, log, sqrt, clamp, max/min of two "
     "tensors, matmul, reshape/view/flatten/squeeze/unsqueeze, permute/transpose, expand, sum, "
     "mean, max()/min() of all elements, ConvTranspose2d, ELU, SELU, CELU, Hardtanh, Threshold, "
@@ -773,25 +774,46 @@ def _resize_agrees(a: Dict[str, Any], in_hw: Tuple[int, ...], out_hw: Tuple[int,
 def _interpolate(tr: _Tracer, op: _Op) -> str:
     """Resize by scales (spatial dims then stay free) when every runtime reads them as pve
     does, else by sizes; either only if ONNX maps pixels as pve (torch) does. nearest:
-    asymmetric + floor; bilinear: half_pixel, or align_corners (always by sizes)."""
-    _need_rank(op, 4)
+    asymmetric + floor; bilinear: half_pixel, or align_corners (always by sizes); bicubic:
+    mode 'cubic' with torch's cubic_coeff_a -0.75 (as torch.onnx). antialias (opset >= 18):
+    Resize's antialias with exclude_outside (torch drops the taps outside the input and
+    renormalises; bicubic's filter has a = -0.5). 'area' is adaptive average pooling, as
+    torch computes (and exports) it."""
     a, x = op.kw, op.names[0]
+    if a["mode"] == "area":
+        return _adaptive_pool(tr, _Op(op.args, op.names, {}, op.out,
+                                      f"adaptive_avg_pool{op.args[0].ndim - 2}d"))
+    _need_rank(op, 4)
+    antialias = bool(a.get("antialias"))
+    if antialias and tr.opset < 18:
+        raise _unsupported("interpolate(antialias=True) below opset 18",
+                           " (Resize's antialias came in opset 18)")
+    if antialias and a["align_corners"]:
+        raise _unsupported("interpolate(antialias=True, align_corners=True)",
+                           " (torch's antialias window has no ONNX coordinate mode)")
     in_hw, out_hw = tuple(op.args[0].shape[2:]), tuple(op.out.shape[2:])
     factor, scales = a["scale_factor"], None
     if factor is not None and not a["recompute_scale_factor"]:
         scales = tuple(float(v) for v in (factor if isinstance(factor, (tuple, list))
                                           else (factor, factor)))
     by_scales = scales is not None and not a["align_corners"] and _unambiguous(in_hw, scales, out_hw)
+    # (antialias: half_pixel windows as torch's by construction, checked against
+    # onnxruntime in the tests; the weight matrices compared here are the plain modes')
     chosen = [c for c in ([scales] if by_scales else []) + [None]
-              if _resize_agrees(a, in_hw, out_hw, scales, c)]
+              if antialias or _resize_agrees(a, in_hw, out_hw, scales, c)]
     if not chosen:
         raise _unsupported(f"{a['mode']} interpolation from {in_hw} to {out_hw} with "
                            f"scale_factor={factor}", " (ONNX Resize would read other pixels or "
                            "runtimes would disagree on the size; pass size= instead)")
     attrs = ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
               "nearest_mode": "floor"} if a["mode"] == "nearest" else
-             {"mode": "linear", "coordinate_transformation_mode":
+             {"mode": "cubic" if a["mode"] == "bicubic" else "linear",
+              "coordinate_transformation_mode":
               "align_corners" if a["align_corners"] else "half_pixel"})
+    if a["mode"] == "bicubic":
+        attrs["cubic_coeff_a"] = -0.5 if antialias else -0.75
+    if antialias:
+        attrs.update(antialias=1, exclude_outside=1)
     if chosen[0] is not None:
         return tr.node("Resize", [x, "", tr.const([1.0, 1.0] + list(chosen[0]))], **attrs)
     sizes = tr.node("Concat", [_batch_and_channels(tr, x), tr.const(list(out_hw), np.int64)],
