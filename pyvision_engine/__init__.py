@@ -100,3 +100,6 @@ from pyvision_engine._functions import (  # noqa: E402  (selection and rearrange
     repeat_interleave, select, split_with_sizes, swapaxes, swapdims, take, take_along_dim,
     tensor_split, tile, unflatten,
 )
+from pyvision_engine._functions import (  # noqa: E402  (index_* / scatter_* writes)
+    index_add, index_copy, index_fill, scatter_add, scatter_reduce,
+)

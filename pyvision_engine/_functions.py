@@ -549,9 +549,13 @@ from pyvision_engine._selection import (  # noqa: E402
     repeat_interleave, select, split_with_sizes, swapaxes, swapdims, take, take_along_dim,
     tensor_split, tile, unflatten,
 )
+from pyvision_engine._selection import (  # noqa: E402
+    index_add, index_copy, index_fill, scatter_add, scatter_reduce,
+)
 
 __all__ += [
     "broadcast_to", "is_complex", "is_floating_point", "masked_select", "moveaxis", "movedim",
     "narrow", "ravel", "repeat_interleave", "select", "split_with_sizes", "swapaxes", "swapdims",
-    "take", "take_along_dim", "tensor_split", "tile", "unflatten",
+    "take", "take_along_dim", "tensor_split", "tile", "unflatten", "index_add", "index_copy",
+    "index_fill", "scatter_add", "scatter_reduce",
 ]

@@ -12,24 +12,28 @@ the top-level functions are FUNCTIONS.
 from __future__ import annotations
 
 import operator
+import warnings
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from pyvision_engine import _ops
-from pyvision_engine.autograd import Function
+from pyvision_engine.autograd import Function, no_grad
 from pyvision_engine.tensor import Tensor, _normalize_dtype, _tensor_arg, as_tensor, float32, int64
 
 TENSOR_METHODS = [
     "narrow", "select", "movedim", "moveaxis", "swapaxes", "swapdims", "unflatten", "tile",
     "broadcast_to", "take", "take_along_dim", "masked_select", "tensor_split",
     "split_with_sizes", "repeat_interleave", "unfold", "type_as", "ravel", "nelement",
-    "ndimension", "is_floating_point", "is_complex",
+    "ndimension", "is_floating_point", "is_complex", "index_add", "index_add_", "index_fill",
+    "index_fill_", "index_copy", "index_copy_", "scatter_add", "scatter_add_", "scatter_reduce",
+    "scatter_reduce_",
 ]
 FUNCTIONS = [
     "narrow", "select", "movedim", "moveaxis", "swapaxes", "swapdims", "unflatten", "tile",
     "broadcast_to", "take", "take_along_dim", "masked_select", "tensor_split",
     "split_with_sizes", "repeat_interleave", "ravel", "is_floating_point", "is_complex",
+    "index_add", "index_fill", "index_copy", "scatter_add", "scatter_reduce",
 ]
 
 
@@ -329,3 +333,253 @@ def is_floating_point(self: Any) -> bool:
 
 def is_complex(self: Any) -> bool:
     return False  # (the engine has no complex dtype)
+
+
+# ------------------------------------------------------- index_* and scatter_* writes
+def _index_vector(self: Tensor, dim: int, index: Any, op: str) -> Tuple[int, np.ndarray]:
+    """dim normalized and index as a 1-D int64 array checked against self's size there."""
+    idx = _tensor_arg(index, op, "index")._data
+    if idx.dtype != int64:
+        raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index but got: "
+                           f"{_ops._RANK_DTYPE_NAMES[idx.dtype.kind]}")
+    if idx.ndim > 1:
+        raise IndexError(f"{op}(): Index should have dimension 1 or 0 (got {idx.ndim})")
+    d = _ops.normalize_dim(dim, self.ndim, op)
+    size = self.shape[d] if self.ndim else 1
+    bad = idx[(idx < 0) | (idx >= size)]
+    if bad.size:
+        raise IndexError(f"index {int(bad.flat[0])} is out of bounds for dimension {d} with "
+                         f"size {size}")
+    return d, idx.reshape(-1)
+
+
+def _expanded_index(self: Tensor, d: int, idx: np.ndarray, source: Tensor, op: str) -> np.ndarray:
+    """index along dim d spread over source's shape (scatter's addressing), after torch's
+    shape checks of source against self."""
+    if source._data.dtype != self._data.dtype:
+        raise RuntimeError(f"{op}(): self ({_ops._RANK_DTYPE_NAMES[self._data.dtype.kind]}) and "
+                           f"source ({_ops._RANK_DTYPE_NAMES[source._data.dtype.kind]}) must have "
+                           "the same scalar type")
+    src_shape = source.shape if source.ndim else (1,)
+    self_shape = self.shape if self.ndim else (1,)
+    n = src_shape[d] if len(src_shape) > d else 1
+    if idx.size != n:
+        raise RuntimeError(f"{op}(): Number of indices ({idx.size}) should be equal to "
+                           f"source.size(dim): ({n}), for dim: {d}")
+    if len(src_shape) != len(self_shape) or any(a != b for i, (a, b) in
+                                                enumerate(zip(src_shape, self_shape)) if i != d):
+        raise RuntimeError(f"{op}(): source {list(source.shape)} must have self's shape "
+                           f"{list(self.shape)} apart from dimension {d}")
+    view = [1] * len(src_shape)
+    view[d] = idx.size
+    return np.ascontiguousarray(np.broadcast_to(idx.reshape(view), src_shape))
+
+
+def index_add(self: Tensor, dim: int, index: Any, source: Any, *, alpha: Any = 1) -> Tensor:
+    """self with ``alpha * source`` added at ``index`` along dim (repeats add up)."""
+    d, idx = _index_vector(self, dim, index, "index_add_")
+    source = _tensor_arg(source, "index_add", "source")
+    full = _expanded_index(self, d, idx, source, "index_add_")
+    if alpha == 1:
+        scaled = source
+    elif self._data.dtype == float32:
+        scaled = source * alpha
+    else:  # (torch accepts a float alpha here and truncates alpha * source)
+        scaled = Tensor._wrap((source._data * alpha).astype(self._data.dtype))
+    return _scatter_reduce(self, d, full, scaled, "sum", True)
+
+
+def index_copy(self: Tensor, dim: int, index: Any, source: Any) -> Tensor:
+    """self with source's slices written at ``index`` along dim."""
+    d, idx = _index_vector(self, dim, index, "index_copy_")
+    source = _tensor_arg(source, "index_copy", "source")
+    n = source.shape[d] if source.ndim > d else 1
+    if idx.size != n:
+        raise IndexError(f"index_copy_(): Number of indices ({idx.size}) should be equal to "
+                         f"source.size(dim) ({n})")
+    full = _expanded_index(self, d, idx, source, "index_copy_")
+    if self.ndim == 0:
+        return self.reshape(1).scatter(0, Tensor._wrap(full.reshape(1)), source.reshape(1)).reshape(())
+    return self.scatter(d, Tensor._wrap(full), source)
+
+
+def index_fill(self: Tensor, dim: int, index: Any, value: Any) -> Tensor:
+    """self with ``value`` (a number or a 0-d tensor) at ``index`` along dim."""
+    d, idx = _index_vector(self, dim, index, "index_fill_")
+    if isinstance(value, Tensor) and value.ndim != 0:
+        raise RuntimeError("index_fill_ only supports a 0-dimensional value tensor, but got "
+                           f"tensor with {value.ndim} dimension(s).")
+    mask = np.zeros(self.shape, dtype=bool)
+    mask[_along(self.ndim, d, idx) if self.ndim else ()] = True
+    if not isinstance(value, Tensor) and self._data.dtype != float32:
+        value = np.asarray(value).astype(self._data.dtype).item()  # (torch casts: 1.5 -> 1)
+    return self.masked_fill(Tensor._wrap(mask), value)
+
+
+class _ScatterReduce(Function):
+    """``base`` with src[region] reduced in at ``key`` ('sum', 'prod', 'mean', 'amax',
+    'amin'; include_self: whether base's value takes part). Gradients: torch's
+    scatter_reduce_backward (prod: exclusive products, zeros included; amax / amin: split
+    evenly among the elements equal to the result)."""
+
+    saved_inputs, saves_output = (0, 1), True
+
+    @staticmethod
+    def _reduce(base, src, key, reduce, include_self):
+        out = base.copy()
+        scattered = np.zeros(base.shape, dtype=bool)
+        scattered[key] = True
+        if not include_self:
+            init = {"sum": 0, "mean": 0, "prod": 1}.get(reduce)
+            if init is None:
+                info = np.finfo(out.dtype) if out.dtype == float32 else np.iinfo(out.dtype) \
+                    if out.dtype != np.bool_ else None
+                init = (True if reduce == "amin" else False) if info is None else \
+                    (-np.inf if reduce == "amax" else np.inf) if out.dtype == float32 else \
+                    (info.min if reduce == "amax" else info.max)
+            out[scattered] = init
+        ufunc = {"sum": np.add, "mean": np.add, "prod": np.multiply, "amax": np.maximum,
+                 "amin": np.minimum}[reduce]
+        ufunc.at(out, key, src)
+        if reduce == "mean":
+            count = np.full(base.shape, 1 if include_self else 0, dtype=np.int64)
+            np.add.at(count, key, 1)
+            count[count == 0] = 1
+            out = out / count if out.dtype == float32 else np.floor_divide(out, count)
+        return np.asarray(out, dtype=base.dtype), scattered
+
+    @classmethod
+    def forward(cls, ctx, base, src, key, region, reduce, include_self):
+        values = src[region]
+        with np.errstate(all="ignore"):
+            out, scattered = cls._reduce(base, values, key, reduce, include_self)
+        ctx.base, ctx.values, ctx.out, ctx.scattered = base, values, out, scattered
+        ctx.key, ctx.region, ctx.src_shape = key, region, src.shape
+        ctx.reduce, ctx.include_self = reduce, include_self
+        return out
+
+    @classmethod
+    def backward(cls, ctx, g):
+        base, src, out, key, reduce = ctx.base, ctx.values, ctx.out, ctx.key, ctx.reduce
+        with np.errstate(all="ignore"):
+            if reduce == "sum":
+                g_self, g_src = g, g[key]
+            elif reduce == "mean":
+                count = np.full(base.shape, 1.0 if ctx.include_self else 0.0, dtype=np.float32)
+                np.add.at(count, key, 1.0)
+                count[count == 0] = 1.0
+                g_self = g / count
+                g_src = g[key] / count[key]
+            elif reduce == "prod":
+                masked_self = np.where(base == 0, np.float32(1), base)
+                masked_result = cls._reduce(masked_self, src, key, reduce, ctx.include_self)[0]
+                g_self = g * masked_result / masked_self
+                src_zero = src == 0
+                zeros_at = np.zeros(base.shape, dtype=np.float32)
+                np.add.at(zeros_at, key, src_zero.astype(np.float32))
+                single_zero = src_zero & (zeros_at[key] == 1)
+                masked_src = np.where(single_zero, np.float32(1), src)
+                masked_src_result = cls._reduce(base, masked_src, key, reduce, ctx.include_self)[0]
+                g_src = np.where(single_zero, (g * masked_src_result)[key],
+                                 (g * out)[key] / np.where(src_zero, np.float32(1), src))
+            else:  # amax, amin
+                value = out[key]
+                self_is = (base == out).astype(np.float32)
+                src_is = (src == value).astype(np.float32)
+                n = self_is.copy()
+                np.add.at(n, key, src_is)
+                distributed = g / n
+                g_self = self_is * distributed
+                g_src = src_is * distributed[key]
+            if not ctx.include_self:
+                g_self = np.where(ctx.scattered, np.float32(0), g_self)
+        grad_src = None
+        if ctx.needs_input_grad[1]:
+            grad_src = np.zeros(ctx.src_shape, dtype=np.float32)
+            grad_src[ctx.region] = g_src
+        return (np.asarray(g_self, np.float32) if ctx.needs_input_grad[0] else None, grad_src,
+                None, None, None, None)
+
+
+_REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
+
+
+def _scatter_reduce(self: Tensor, d: int, idx: np.ndarray, src: Tensor, reduce: str,
+                    include_self: bool) -> Tensor:
+    if self.ndim == 0:
+        out = _scatter_reduce(self.reshape(1), 0, idx.reshape(1), src.reshape(1), reduce,
+                              include_self)
+        return out.reshape(())
+    region = tuple(slice(0, n) for n in idx.shape)
+    return _ScatterReduce.apply(self, src, _ops.along_dim_key(idx, d), region, reduce,
+                                bool(include_self))
+
+
+def scatter_reduce(self: Tensor, dim: int, index: Any, src: Any, reduce: str, *,
+                   include_self: bool = True) -> Tensor:
+    """torch.scatter_reduce: src's elements reduced into self at index along dim."""
+    if reduce not in _REDUCTIONS:
+        raise RuntimeError("reduce argument must be either sum, prod, mean, amax or amin, got "
+                           f"{reduce}")
+    src = _tensor_arg(src, "scatter_reduce", "src")
+    idx = _tensor_arg(index, "scatter_reduce", "index")._data
+    if src._data.dtype != self._data.dtype:
+        raise RuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    d = _ops.normalize_dim(dim, self.ndim, "scatter_reduce")
+    if self.ndim:
+        _ops.check_along_dim("scatter_reduce", self.shape, idx, d, src.shape)
+    return _scatter_reduce(self, d, idx, src, reduce, include_self)
+
+
+def scatter_add(self: Tensor, dim: int, index: Any, src: Any) -> Tensor:
+    """self with src's elements added at index along dim (repeats add up)."""
+    return scatter_reduce(self, dim, index, src, "sum")
+
+
+def _in_place(out_of_place: Any) -> Any:
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        others = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
+        return self._apply_inplace(lambda t: out_of_place(t, *args, **kwargs), *others,
+                                   keep_old=True)
+    method.__name__ = out_of_place.__name__ + "_"
+    method.__doc__ = f"In-place {out_of_place.__name__} (returns self)."
+    return method
+
+
+index_add_ = _in_place(index_add)
+index_copy_ = _in_place(index_copy)
+index_fill_ = _in_place(index_fill)
+scatter_add_ = _in_place(scatter_add)
+scatter_reduce_ = _in_place(scatter_reduce)
+
+
+class _ScatterNoDerivative(Function):
+    """scatter(..., reduce=): torch records it but has no derivative (backward raises)."""
+
+    saved_inputs, saves_output = (), False
+
+    @staticmethod
+    def forward(ctx, base, src, values):
+        return values
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("derivative for aten::scatter is not implemented")
+
+
+def scatter_with_reduce(self: Tensor, dim: int, index: Any, src: Any, reduce: str) -> Tensor:
+    """torch.scatter(..., reduce='add' | 'multiply') (its deprecated form of scatter_reduce
+    with include_self=True); src a tensor or a number."""
+    if reduce not in ("add", "multiply"):
+        raise RuntimeError("reduce argument must be either add or multiply.")
+    idx = _tensor_arg(index, "scatter", "index")._data
+    if isinstance(src, Tensor):
+        warnings.warn("The reduce argument of torch.scatter with Tensor src is deprecated and "
+                      "will be removed in a future PyTorch release. Use torch.scatter_reduce "
+                      "instead for more reduction options.", UserWarning, stacklevel=3)
+        source = src
+    else:
+        source = Tensor._wrap(np.full(idx.shape, src, dtype=self._data.dtype))
+    with no_grad():
+        out = scatter_reduce(self, dim, index, source, "sum" if reduce == "add" else "prod")
+    return _ScatterNoDerivative.apply(self, source, out._data)

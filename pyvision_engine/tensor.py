@@ -1435,8 +1435,9 @@ class Tensor:
         """self with ``self[i][index[i][j]] = src[i][j]`` (dim 1), or ``value`` there; the
         gradient of the written elements goes to src, the rest to self. The last write wins
         for repeated indices (torch's CPU order)."""
-        if reduce is not None:
-            raise NotImplementedError("scatter(reduce=...) is not supported by pyvision_engine")
+        if reduce is not None:  # (torch: 'add' or 'multiply', no derivative)
+            return _selection.scatter_with_reduce(self, dim, index,
+                                                  src if src is not None else value, reduce)
         if src is None:
             src = value
         idx = _tensor_arg(index, "scatter", "index")._data

@@ -525,3 +525,138 @@ def test_selection_errors():
     for fn, exc, pattern in cases:
         with pytest.raises(exc, match=pattern):
             fn()
+
+
+# ------------------------------------------------------------ index_* / scatter_*
+def scatter_reduce_ref(base, dim, index, src, reduce, include_self=True):
+    """A loop over index's elements (float64), torch's documented semantics."""
+    out = base.copy()
+    groups = {}
+    for pos in np.ndindex(*index.shape):
+        target = list(pos)
+        target[dim] = index[pos]
+        groups.setdefault(tuple(target), []).append(src[pos])
+    for target, values in groups.items():
+        values = ([base[target]] if include_self else []) + values
+        out[target] = {"sum": np.sum, "prod": np.prod, "mean": np.mean, "amax": np.max,
+                       "amin": np.min}[reduce](values)
+    return out
+
+
+@pytest.mark.parametrize("reduce", ["sum", "prod", "mean", "amax", "amin"])
+@pytest.mark.parametrize("include_self", [True, False])
+def test_scatter_reduce_values_and_gradients(reduce, include_self):
+    base = rng.uniform(0.5, 2.0, (3, 4)) * rng.choice([-1, 1], (3, 4))
+    src = rng.uniform(0.5, 2.0, (2, 5)) * rng.choice([-1, 1], (2, 5))
+    index = np.array([[0, 1, 2, 0], [0, 0, 2, 1]])  # index smaller than src: src's rest unused
+    check(lambda b, s: b.scatter_reduce(0, pve.tensor(index), s, reduce, include_self=include_self),
+          lambda b, s: scatter_reduce_ref(b, 0, index, s, reduce, include_self), base, src)
+    check(lambda b, s: pve.scatter_reduce(b, 1, pve.tensor(index[:, :3]), s, reduce=reduce,
+                                          include_self=include_self),
+          lambda b, s: scatter_reduce_ref(b, 1, index[:, :3], s, reduce, include_self), base, src)
+
+
+def test_scatter_reduce_integer_mean_rounds_down_and_amax_ties_split():
+    out = pve.tensor([5, -5]).scatter_reduce(0, pve.tensor([0, 0, 1, 1]), pve.tensor([2, 2, 2, 2]), "mean")
+    assert out.tolist() == [3, -1]  # (5 + 4) / 3 = 3, floor((-5 + 4) / 3) = -1
+    base = pve.tensor([1.0, 0.0], requires_grad=True)
+    src = pve.tensor([1.0, 1.0, 0.5], requires_grad=True)
+    base.scatter_reduce(0, pve.tensor([0, 0, 1]), src, "amax").sum().backward()
+    assert base.grad.tolist() == pytest.approx([1 / 3, 0.0])  # three-way tie at 1.0
+    assert src.grad.tolist() == pytest.approx([1 / 3, 1 / 3, 1.0])
+    base = pve.tensor([2.0, 3.0], requires_grad=True)
+    src = pve.tensor([0.0, 4.0, 0.0, 0.0], requires_grad=True)
+    base.scatter_reduce(0, pve.tensor([0, 0, 1, 1]), src, "prod").sum().backward()
+    # one zero: the others' product; two zeros: 0
+    assert base.grad.tolist() == [0.0, 0.0] and src.grad.tolist() == [8.0, 0.0, 0.0, 0.0]
+
+
+def test_index_add_copy_fill_scatter_add_values_and_gradients():
+    base, src = randn(4, 3), randn(4, 2)
+    idx = np.array([2, 0])
+    rep = np.array([1, 1])
+
+    def add_ref(b, s, index, alpha=1.0):
+        out = b.copy()
+        np.add.at(out, (slice(None), index), alpha * s)
+        return out
+    check(lambda b, s: b.index_add(1, pve.tensor(idx), s), lambda b, s: add_ref(b, s, idx), base, src)
+    check(lambda b, s: pve.index_add(b, -1, pve.tensor(rep), s, alpha=2.5),
+          lambda b, s: add_ref(b, s, rep, 2.5), base, src)
+
+    def copy_ref(b, s):
+        out = b.copy()
+        out[:, idx] = s
+        return out
+    check(lambda b, s: b.index_copy(1, pve.tensor(idx), s), copy_ref, base, src)
+
+    def fill_ref(b, v):
+        out = b.copy()
+        out[[3, 1]] = v
+        return out
+    check(lambda b, v: b.index_fill(0, pve.tensor([3, 1]), v), fill_ref, base, np.array(0.7))
+    assert pve.zeros(2, 2).index_fill(1, pve.tensor([1]), -1.0).tolist() == [[0, -1], [0, -1]]
+    sidx = rng.integers(0, 4, (3, 3))
+
+    def sadd_ref(b, s):
+        out = b.copy()
+        for pos in np.ndindex(*sidx.shape):
+            out[sidx[pos], pos[1]] += s[pos]
+        return out
+    check(lambda b, s: b.scatter_add(0, pve.tensor(sidx), s), sadd_ref, base, randn(3, 3))
+
+
+INDEX_INPLACE = [
+    ("index_add_", lambda t: t.index_add_(0, pve.tensor([1, 1]), pve.ones(2, 3), alpha=2)),
+    ("index_copy_", lambda t: t.index_copy_(0, pve.tensor([2, 0]), pve.ones(2, 3))),
+    ("index_fill_", lambda t: t.index_fill_(1, pve.tensor([0]), 5.0)),
+    ("scatter_add_", lambda t: t.scatter_add_(0, pve.tensor([[0, 1, 2]]), pve.ones(1, 3))),
+    ("scatter_reduce_", lambda t: t.scatter_reduce_(0, pve.tensor([[0, 0, 0]]), pve.ones(1, 3) * 9,
+                                                    "amax")),
+]
+
+
+@pytest.mark.parametrize("name,call", INDEX_INPLACE)
+def test_index_inplace_forms(name, call):
+    expected = call(pve.zeros(3, 3).clone())  # (self returned: compare with the method's own form)
+    out_of_place = getattr(pve.zeros(3, 3), name[:-1])
+    assert out_of_place is not None
+    t = pve.zeros(3, 3)
+    v = t._version
+    assert call(t) is t and t._version == v + 1
+    np.testing.assert_array_equal(t.numpy(), expected.numpy())
+
+
+def test_scatter_reduce_add_multiply_form():
+    out = pve.ones(3).scatter(0, pve.tensor([0, 0]), 2.0, reduce="multiply")
+    assert out.tolist() == [4.0, 1.0, 1.0]
+    with pytest.warns(UserWarning, match="deprecated"):
+        out = pve.ones(2, 2).scatter(1, pve.tensor([[1], [1]]), pve.ones(2, 1), reduce="add")
+    assert out.tolist() == [[1.0, 2.0], [1.0, 2.0]]
+    x = pve.ones(3, requires_grad=True)
+    y = x.scatter(0, pve.tensor([1]), 3.0, reduce="add")
+    with pytest.raises(RuntimeError, match="derivative for aten::scatter"):
+        y.sum().backward()
+
+
+def test_index_and_scatter_errors():
+    x = pve.ones(3)
+    cases = [
+        (lambda: x.index_add(0, pve.tensor([0, 3]), pve.ones(2)), IndexError, "out of bounds"),
+        (lambda: x.index_add(0, pve.tensor([0, 1]), pve.ones(3)), RuntimeError, "Number of indices"),
+        (lambda: x.index_add(0, pve.tensor([0.0]), pve.ones(1)), RuntimeError, "int32/int64"),
+        (lambda: x.index_add(0, pve.tensor([0]), pve.ones(1, dtype=pve.int64)), RuntimeError,
+         "same scalar type"),
+        (lambda: x.index_fill(0, pve.tensor([5]), 1.0), IndexError, "out of bounds"),
+        (lambda: x.index_fill(0, pve.tensor([0]), pve.ones(2)), RuntimeError, "0-dimensional"),
+        (lambda: x.index_copy(0, pve.tensor([0]), pve.ones(2)), IndexError, "Number of indices"),
+        (lambda: x.index_copy(0, pve.tensor([[0]]), pve.ones(1)), IndexError, "dimension 1 or 0"),
+        (lambda: x.scatter_reduce(0, pve.tensor([0]), pve.ones(1), "bad"), RuntimeError, "sum, prod"),
+        (lambda: x.scatter_reduce(0, pve.tensor([3]), pve.ones(1), "sum"), RuntimeError, "out of bounds"),
+        (lambda: x.scatter_reduce(0, pve.tensor([0]), pve.ones(1, dtype=pve.int64), "sum"),
+         RuntimeError, "dtype"),
+        (lambda: x.scatter(0, pve.tensor([0]), 1.0, reduce="sum"), RuntimeError, "add or multiply"),
+    ]
+    for fn, exc, pattern in cases:
+        with pytest.raises(exc, match=pattern):
+            fn()

@@ -378,3 +378,108 @@ def test_selection_metadata_as_torch():
             assert dtype_name(p.type_as(other)) == dtype_name(t.type_as(other_t))
     assert pve.repeat_interleave(ints(pve, [2, 0, 1])).tolist() == \
         torch.repeat_interleave(ints(torch, [2, 0, 1])).tolist()
+
+
+# ------------------------------------------------------------ index_* / scatter_*
+@pytest.mark.parametrize("reduce", ["sum", "prod", "mean", "amax", "amin"])
+@pytest.mark.parametrize("include_self", [True, False])
+def test_scatter_reduce_as_torch_with_ties_and_zeros(reduce, include_self):
+    # ties (equal values) and zeros (prod's exclusive products) on purpose
+    base = np.array([[1.0, 0.0, 2.0, 2.0], [3.0, 1.0, 0.0, -1.0], [2.0, 2.0, 5.0, 0.5]])
+    # (src the index's shape: torch's backward refuses a larger src)
+    src = np.array([[1.0, 0.0, 2.0, 2.0], [2.0, 0.0, 0.0, -1.0]])
+    index = [[0, 1, 1, 0], [0, 1, 1, 2]]
+    run_both(lambda L, b, s: b.scatter_reduce(0, ints(L, index), s, reduce,
+                                              include_self=include_self), [base, src])
+    run_both(lambda L, b, s: L.scatter_reduce(b, 1, ints(L, [[3, 3], [0, 3]]), s, reduce=reduce,
+                                              include_self=include_self), [base[:2], src[:, :2]])
+
+
+@pytest.mark.parametrize("reduce", ["sum", "prod", "mean", "amax", "amin"])
+def test_scatter_reduce_integer_values_as_torch(reduce):
+    results = []
+    for L in (pve, torch):
+        b = ints(L, [[5, -5, 3], [1, 2, 3]])
+        s = ints(L, [[2, 2, -7], [4, 4, 4]])
+        results.append([b.scatter_reduce(0, ints(L, [[0, 0, 1], [0, 1, 1]]), s, reduce,
+                                         include_self=inc) for inc in (True, False)])
+    for p, t in zip(*results):
+        assert_same(p, t, what=reduce)
+
+
+INDEX_CALLS = [
+    lambda L, b, s: b.index_add(1, ints(L, [2, 0]), s),
+    lambda L, b, s: L.index_add(b, -1, ints(L, [1, 1]), s, alpha=2.5),
+    lambda L, b, s: b.index_copy(1, ints(L, [2, 0]), s),
+    lambda L, b, s: L.index_copy(b, 1, ints(L, [1, 2]), s),
+    lambda L, b, s: b.index_fill(0, ints(L, [3, 1]), -2.0) * s.sum(),
+    lambda L, b, s: L.index_fill(b, 1, ints(L, [0]), s[0, 0]),
+    lambda L, b, s: b.scatter_add(0, ints(L, [[3, 0], [3, 3]]), s[:2]),
+    lambda L, b, s: L.scatter_add(b, 1, ints(L, [[0, 0], [2, 1]]), s[:2]),
+    lambda L, b, s: b.scatter(1, ints(L, [[0, 2], [1, 0]]), s[:2]),
+]
+
+
+@pytest.mark.parametrize("i", range(len(INDEX_CALLS)))
+def test_index_writes_values_and_gradients(i):
+    run_both(INDEX_CALLS[i], [rng.standard_normal((4, 3)), rng.standard_normal((4, 2))])
+
+
+INDEX_INPLACE_CALLS = [
+    lambda L, t, s: t.index_add_(0, ints(L, [1, 1]), s, alpha=2),
+    lambda L, t, s: t.index_copy_(0, ints(L, [2, 0]), s),
+    lambda L, t, s: t.index_fill_(1, ints(L, [0]), 5.0),
+    lambda L, t, s: t.scatter_add_(0, ints(L, [[0, 1, 2], [0, 0, 0]]), s),
+    lambda L, t, s: t.scatter_reduce_(0, ints(L, [[0, 0, 0], [2, 2, 2]]), s, "amax"),
+    lambda L, t, s: t.scatter_reduce_(0, ints(L, [[0, 0, 0], [2, 2, 2]]), s, "mean", include_self=False),
+    lambda L, t, s: t.scatter_(0, ints(L, [[0, 0, 0]]), 2.0, reduce="multiply"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(INDEX_INPLACE_CALLS)))
+def test_index_writes_in_place_as_torch(i):
+    def run(L):
+        leaf = L.tensor(np.arange(9, dtype=np.float32).reshape(3, 3) / 4, requires_grad=True)
+        src = L.tensor(np.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]], np.float32), requires_grad=True)
+        t = leaf * 1.0
+        v = t._version
+        out = call(L, t, src)
+        return out is t, t._version - v, t
+    call = INDEX_INPLACE_CALLS[i]
+    rp, rt = run(pve), run(torch)
+    assert rp[:2] == rt[:2]
+    assert_same(rp[2], rt[2])
+
+
+INDEX_ERRORS = [
+    lambda L: L.ones(3).index_add(0, ints(L, [0, 3]), L.ones(2)),
+    lambda L: L.ones(3).index_add(0, ints(L, [0, 1]), L.ones(3)),
+    lambda L: L.ones(3).index_add(0, L.tensor([0.0]), L.ones(1)),
+    lambda L: L.ones(3).index_add(0, ints(L, [0]), ints(L, [1])),
+    lambda L: ints(L, [1, 1, 1]).index_add(0, ints(L, [0]), ints(L, [1]), alpha=1.5),
+    lambda L: L.ones(3).index_fill(0, ints(L, [5]), 1.0),
+    lambda L: L.ones(3).index_fill(0, ints(L, [0]), L.ones(2)),
+    lambda L: L.ones(3).index_copy(0, ints(L, [0]), L.ones(2)),
+    lambda L: L.ones(3).index_copy(0, ints(L, [[0]]), L.ones(1)),
+    lambda L: L.ones(3).scatter_reduce(0, ints(L, [0]), L.ones(1), "bad"),
+    lambda L: L.ones(3).scatter_reduce(0, ints(L, [3]), L.ones(1), "sum"),
+    lambda L: L.ones(3).scatter_reduce(0, ints(L, [0]), ints(L, [1]), "sum"),
+    lambda L: L.ones(3).scatter(0, ints(L, [0]), 1.0, reduce="sum"),
+    lambda L: L.ones(3).scatter_add(0, ints(L, [0, 1]), L.ones(1)),
+    lambda L: ints(L, [1, 1, 1]).index_fill(0, ints(L, [0]), 1.5),
+]
+
+
+@pytest.mark.parametrize("i", range(len(INDEX_ERRORS)))
+def test_index_write_error_types(i):
+    rp, rt = same_error(lambda: INDEX_ERRORS[i](pve), lambda: INDEX_ERRORS[i](torch))
+    if rt is not None:
+        assert_same(rp, rt)
+
+
+def test_scatter_with_reduce_has_no_derivative_as_torch():
+    for L in (pve, torch):
+        x = L.ones(3, requires_grad=True)
+        y = x.scatter(0, ints(L, [1]), 3.0, reduce="add")
+        with pytest.raises(RuntimeError):
+            y.sum().backward()
