@@ -104,3 +104,7 @@ from pyvision_engine.nn.parameter import UninitializedBuffer, UninitializedParam
 __all__ += ["UninitializedParameter", "UninitializedBuffer", "LazyLinear", "LazyConv1d",
             "LazyConv2d", "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyBatchNorm1d",
             "LazyBatchNorm2d", "LazyInstanceNorm1d", "LazyInstanceNorm2d"]
+from pyvision_engine.nn.linear import Bilinear  # noqa: E402
+from pyvision_engine.nn.normalization import RMSNorm  # noqa: E402
+
+__all__ += ["RMSNorm", "Bilinear"]

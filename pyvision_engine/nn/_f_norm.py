@@ -399,3 +399,37 @@ def local_response_norm(input: Any, size: int, alpha: float = 1e-4, beta: float 
         if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
             raise TypeError(f"{op}: {name} must be a number, got {type(v).__name__}")
     return _LocalResponseNorm.apply(x, int(size), float(alpha), float(beta), float(k))
+
+
+# ------------------------------------------------------------------------- RMS norm
+def rms_norm(input: Any, normalized_shape: Sequence[int], weight: Optional[Any] = None,
+             eps: Optional[float] = None) -> Tensor:
+    """torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2 over the trailing
+    normalized_shape dims) + eps) * weight``; eps None is float32's machine epsilon
+    (torch.finfo(float32).eps). Composed of differentiable Tensor ops, so its gradient
+    is autograd's. Errors as torch's: RuntimeError (here RuntimeValueError) for shape
+    mismatches, TypeError for a normalized_shape that is not a tuple/list of ints."""
+    op = "rms_norm"
+    x = float_input(input, op)
+    if not isinstance(normalized_shape, (tuple, list)) or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in normalized_shape):
+        raise TypeError(f"{op}(): argument 'normalized_shape' must be tuple of ints, not "
+                        f"{type(normalized_shape).__name__}")
+    shape = tuple(int(s) for s in normalized_shape)
+    k = len(shape)
+    if k == 0:
+        raise RuntimeValueError(f"{op}: expected normalized_shape to be at least 1-dimensional, "
+                                "but got normalized_shape = []")
+    if x.ndim < k or tuple(x.shape[-k:]) != shape:
+        raise RuntimeValueError(f"{op}: given normalized_shape={list(shape)}, expected input with "
+                                f"shape [*, {', '.join(map(str, shape))}], but got input of size "
+                                f"{list(x.shape)}")
+    w = None if weight is None else float_input(weight, op)
+    if w is not None and tuple(w.shape) != shape:
+        raise RuntimeValueError(f"{op}: expected weight to be of same shape as normalized_shape, "
+                                f"but got weight of shape {list(w.shape)} and normalized_shape = "
+                                f"{list(shape)}")
+    e = float(np.finfo(np.float32).eps) if eps is None else float(eps)
+    mean_sq = (x * x).mean(dim=tuple(range(-k, 0)), keepdim=True)
+    y = x * (mean_sq + e).rsqrt()
+    return y if w is None else y * w

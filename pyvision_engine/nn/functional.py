@@ -468,3 +468,7 @@ __all__ += ["multilabel_soft_margin_loss", "multilabel_margin_loss", "multi_marg
 from pyvision_engine.nn._f_grid import affine_grid, grid_sample  # noqa: E402
 
 __all__ += ["affine_grid", "grid_sample"]
+from pyvision_engine.nn._f_norm import rms_norm  # noqa: E402
+from pyvision_engine.nn.linear import bilinear  # noqa: E402
+
+__all__ += ["rms_norm", "bilinear"]

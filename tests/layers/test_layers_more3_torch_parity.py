@@ -1,0 +1,122 @@
+"""Live parity with torch (skipped without torch) for RMSNorm / rms_norm, Bilinear /
+bilinear (and the later layers of test_layers_more3.py): values and gradients of the
+functions (layers_helpers.compare_with_torch), modules given the same weights, reprs,
+defaults and the exception types of bad input."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is the reference for these parity tests")
+
+import pyvision_engine as pve  # noqa: E402
+from layers_helpers import compare_with_torch  # noqa: E402
+
+nn, F = pve.nn, pve.nn.functional
+TF = torch.nn.functional
+rng = np.random.default_rng(41)
+
+
+def _randn(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _same_error(fn_torch, fn_pve):
+    with pytest.raises(Exception) as theirs:
+        fn_torch()
+    with pytest.raises(Exception) as ours:
+        fn_pve()
+    assert isinstance(ours.value, type(theirs.value)), (ours.value, theirs.value)
+
+
+def _module_parity(tm, pm, inputs):
+    """pm given tm's parameters; outputs, input and parameter gradients compared."""
+    pm.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+    ti = [torch.tensor(a, requires_grad=True) for a in inputs]
+    pi = [pve.tensor(a, requires_grad=True) for a in inputs]
+    ty, py = tm(*ti), pm(*pi)
+    np.testing.assert_allclose(py.detach().numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    g = _randn(*ty.shape)
+    ty.backward(torch.tensor(g))
+    py.backward(pve.tensor(g))
+    for a, b in zip(pi, ti):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-5)
+    tp = dict(tm.named_parameters())
+    for name, p in pm.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), tp[name].grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------- rms_norm
+@pytest.mark.parametrize("xshape,shape,affine,eps", [
+    ((3, 5), [5], True, None), ((2, 3, 4), [3, 4], True, 1e-3), ((4, 6), (6,), False, None),
+    ((0, 3), [3], True, None), ((2, 4), [4], True, 0.0),
+])
+def test_rms_norm_function(xshape, shape, affine, eps):
+    inputs = [_randn(*xshape), list(shape)] + ([_randn(*tuple(shape))] if affine else [None])
+    compare_with_torch(torch, "rms_norm", inputs, {"eps": eps},
+                       grad_of=(0, 2) if affine else (0,), rng=rng)
+
+
+def test_rms_norm_module():
+    for args, kwargs in (((4,), {}), (([2, 3],), {"eps": 1e-4}),
+                         ((3,), {"elementwise_affine": False})):
+        tm, pm = torch.nn.RMSNorm(*args, **kwargs), nn.RMSNorm(*args, **kwargs)
+        assert repr(pm) == repr(tm) and pm.eps == tm.eps
+        assert list(pm.state_dict()) == list(tm.state_dict())
+        if tm.weight is not None:
+            with torch.no_grad():
+                tm.weight.copy_(torch.randn(tm.weight.shape))
+        shape = (2,) + tuple(tm.normalized_shape)
+        _module_parity(tm, pm, [_randn(*shape)])
+
+
+def test_rms_norm_errors():
+    x = _randn(2, 3)
+    for call in (lambda f, T: f.rms_norm(T(x), [4]),
+                 lambda f, T: f.rms_norm(T(x), [3], T(np.ones(2, np.float32))),
+                 lambda f, T: f.rms_norm(T(x), []),
+                 lambda f, T: f.rms_norm(T(x), 3)):
+        _same_error(lambda: call(TF, torch.tensor), lambda: call(F, pve.tensor))
+
+
+# ------------------------------------------------------------------------- bilinear
+@pytest.mark.parametrize("lead,in1,in2,out,bias", [
+    ((4,), 3, 5, 2, True), ((2, 3), 2, 2, 4, False), ((), 3, 4, 5, True), ((0,), 2, 3, 2, True),
+])
+def test_bilinear_function(lead, in1, in2, out, bias):
+    inputs = [_randn(*lead, in1), _randn(*lead, in2), _randn(out, in1, in2)]
+    if bias:
+        inputs.append(_randn(out))
+    compare_with_torch(torch, "bilinear", inputs, grad_of=tuple(range(len(inputs))), rng=rng,
+                       rtol=1e-5, atol=1e-5)
+
+
+def test_bilinear_module():
+    tm, pm = torch.nn.Bilinear(3, 4, 5), nn.Bilinear(3, 4, 5)
+    assert repr(pm) == repr(tm) and list(pm.state_dict()) == list(tm.state_dict())
+    _module_parity(tm, pm, [_randn(6, 3), _randn(6, 4)])
+    tm, pm = torch.nn.Bilinear(2, 2, 3, bias=False), nn.Bilinear(2, 2, 3, bias=False)
+    assert repr(pm) == repr(tm)
+    _module_parity(tm, pm, [_randn(2, 3, 2), _randn(2, 3, 2)])
+    # init statistics: U(-1/sqrt(in1), 1/sqrt(in1)) for weight and bias
+    torch.manual_seed(0)
+    pve.manual_seed(0)
+    big_t, big_p = torch.nn.Bilinear(16, 8, 64), nn.Bilinear(16, 8, 64)
+    for name in ("weight", "bias"):
+        a = getattr(big_p, name).detach().numpy()
+        b = getattr(big_t, name).detach().numpy()
+        bound = max(np.abs(b).max(), 0.25)  # torch's bound is 1/sqrt(16)
+        assert np.abs(a).max() <= bound + 1e-7
+    w_p, w_t = big_p.weight.detach().numpy(), big_t.weight.detach().numpy()
+    assert abs(w_p.max() - w_t.max()) < 0.005 and abs(w_p.min() - w_t.min()) < 0.005
+    assert abs(w_p.var() - w_t.var()) < 0.002
+    _same_error(lambda: torch.nn.Bilinear(0, 2, 3), lambda: nn.Bilinear(0, 2, 3))
+
+
+def test_bilinear_errors():
+    w = _randn(5, 3, 4)
+    for call in (lambda f, T: f.bilinear(T(_randn(2, 3)), T(_randn(2, 3)), T(w)),
+                 lambda f, T: f.bilinear(T(_randn(2, 2)), T(_randn(2, 4)), T(w)),
+                 lambda f, T: f.bilinear(T(_randn(2, 3)), T(_randn(3, 4)), T(w)),
+                 lambda f, T: f.bilinear(T(_randn(2, 3)), T(_randn(2, 4)), T(w),
+                                         T(_randn(4)))):
+        _same_error(lambda: call(TF, torch.tensor), lambda: call(F, pve.tensor))
