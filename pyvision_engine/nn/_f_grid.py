@@ -126,25 +126,28 @@ def _unnormalize(coord: np.ndarray, size: int, align_corners: bool) -> Tuple[np.
 
 
 def _clip(x: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray]:
-    """torch's clip_coordinates_set_grad: into [0, size - 1], gradient 0 at and beyond."""
+    """torch's clip_coordinates_get_grad: into [0, size - 1] (NaN to 0, as torch's
+    vectorized clamp), gradient 0 at and beyond the ends."""
     inside = (x > 0) & (x < size - 1)
-    return np.clip(x, 0, size - 1), inside.astype(np.float64)
+    return np.minimum(np.fmax(x, 0), size - 1), inside.astype(np.float64)
 
 
-def _reflect(x: np.ndarray, twice_low: int, twice_high: int) -> Tuple[np.ndarray, np.ndarray]:
-    """torch's reflect_coordinates_set_grad: fold x into [low, high] by mirroring."""
-    if twice_low == twice_high:
+def _reflect(x: np.ndarray, size: int, align_corners: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """torch's vectorized reflect_coordinates_get_grad: fold x into [0, size - 1] (align
+    corners) or [-0.5, size - 0.5] by mirroring, in the same float operations (so huge
+    values fold as torch's do; inf and NaN give NaN, which the clip makes 0)."""
+    twice_span = 2 * (size - 1) if align_corners else 2 * size
+    if twice_span == 0:
         return np.zeros_like(x), np.zeros_like(x)
-    low = twice_low / 2
-    span = (twice_high - twice_low) / 2
-    x = x - low
-    sign = np.where(x < 0, -1.0, 1.0)
-    x = np.abs(x)
-    extra = np.fmod(x, span)
-    flips = np.floor(x / span)
-    even = np.fmod(flips, 2) == 0
-    return (np.where(even, extra + low, span - extra + low),
-            np.where(even, sign, -sign))
+    if not align_corners:
+        x = x + 0.5
+    magnitude = np.abs(x)
+    extra = magnitude - np.trunc(magnitude / twice_span) * twice_span
+    reflected = twice_span - extra
+    flip = extra > reflected
+    folded = np.where(flip, reflected, extra)
+    sign = np.where(flip ^ (x < 0), -1.0, 1.0)
+    return (folded if align_corners else folded - 0.5), sign
 
 
 def _pad_coords(x: np.ndarray, size: int, padding: str,
@@ -155,10 +158,7 @@ def _pad_coords(x: np.ndarray, size: int, padding: str,
         return x, np.ones_like(x)
     mult = np.ones_like(x)
     if padding == "reflection":
-        if align_corners:
-            x, mult = _reflect(x, 0, 2 * (size - 1))
-        else:
-            x, mult = _reflect(x, -1, 2 * size - 1)
+        x, mult = _reflect(x, size, align_corners)
     x, inside = _clip(x, size)
     return x, mult * inside
 
@@ -216,7 +216,9 @@ def _checked_index(index: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray
 
 
 class _Plan:
-    """The 2-D taps of one grid: linear indices into H * W, masked weights, derivatives."""
+    """The 2-D taps of one grid: linear indices into H * W, whether each is inside the
+    image, weights and their derivatives. As torch, an outside tap reads 0 and the weight
+    is not masked (0 * a NaN weight is NaN), and it receives no gradient."""
 
     def __init__(self, grid: np.ndarray, h: int, w: int, mode: str, padding: str,
                  align_corners: bool) -> None:
@@ -225,17 +227,21 @@ class _Plan:
         grid = grid if grid.dtype == np.float32 else grid.astype(np.float64)
         xs, self.scale_x = _axis_taps(grid[..., 0], w, mode, padding, align_corners)
         ys, self.scale_y = _axis_taps(grid[..., 1], h, mode, padding, align_corners)
-        self.index, self.weight, self.dweight_x, self.dweight_y = [], [], [], []
+        self.index, self.inside, self.weight, self.dweight_x, self.dweight_y = [], [], [], [], []
         for iy, wy, dy in ys:
             iy, in_y = _checked_index(iy, h)
             for ix, wx, dx in xs:
                 ix, in_x = _checked_index(ix, w)
-                inside = in_y & in_x
                 self.index.append(iy * w + ix)
+                self.inside.append(in_y & in_x)
                 wx64, wy64 = wx.astype(np.float64), wy.astype(np.float64)
-                self.weight.append(np.where(inside, wy64 * wx64, 0.0))
-                self.dweight_x.append(np.where(inside, wy64 * dx, 0.0))
-                self.dweight_y.append(np.where(inside, dy * wx64, 0.0))
+                self.weight.append(wy64 * wx64)
+                self.dweight_x.append(wy64 * dx)
+                self.dweight_y.append(dy * wx64)
+
+    def read(self, flat: np.ndarray, tap: int) -> np.ndarray:
+        """The values tap ``tap`` reads from flat (N, C, H * W): (N, C, Ho, Wo), 0 outside."""
+        return np.where(self.inside[tap][:, None], _gather(flat, self.index[tap]), 0.0)
 
 
 def _gather(x: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -250,11 +256,12 @@ def sample_array(x: np.ndarray, grid: np.ndarray, mode: str, padding: str,
     """grid_sample on arrays, in float64 (shared with pve.onnx's GridSample): the result
     (N, C, Ho, Wo), the taps and the input as float64 (N, C, H * W)."""
     n, c, h, w = x.shape
-    plan = _Plan(grid, h, w, mode, padding, align_corners)
-    flat = x.reshape(n, c, h * w).astype(np.float64)
-    out = np.zeros((n, c) + grid.shape[1:3])
-    for index, weight in zip(plan.index, plan.weight):
-        out += _gather(flat, index) * weight[:, None]
+    with np.errstate(invalid="ignore", over="ignore"):  # (NaN / inf positions: as torch, quietly)
+        plan = _Plan(grid, h, w, mode, padding, align_corners)
+        flat = x.reshape(n, c, h * w).astype(np.float64)
+        out = np.zeros((n, c) + grid.shape[1:3])
+        for tap, weight in enumerate(plan.weight):
+            out += plan.read(flat, tap) * weight[:, None]
     return out, plan, flat
 
 
@@ -270,24 +277,28 @@ class _GridSample(Function):
 
     @staticmethod
     def backward(ctx, g):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return _GridSample._backward(ctx, np.asarray(g, np.float64))
+
+    @staticmethod
+    def _backward(ctx, g):
         plan, (n, c, h, w) = ctx.plan, ctx.x_shape
-        g = np.asarray(g, np.float64)
         grad_x = grad_grid = None
         if ctx.needs_input_grad[0]:
             # one bincount over all taps: flat position (n * C + c) * H * W + index
             plane = (np.arange(n * c) * (h * w)).reshape(n, c, 1, 1)
             positions = np.concatenate([(plane + index[:, None]).reshape(-1)
                                         for index in plan.index])
-            values = np.concatenate([(g * weight[:, None]).reshape(-1)
-                                     for weight in plan.weight])
+            values = np.concatenate([(g * np.where(inside, weight, 0.0)[:, None]).reshape(-1)
+                                     for inside, weight in zip(plan.inside, plan.weight)])
             grad_x = np.bincount(positions, weights=values, minlength=n * c * h * w)
             grad_x = grad_x.reshape(n, c, h, w).astype(np.float32)
         if ctx.needs_input_grad[1]:
             grad_grid = np.zeros(g.shape[:1] + g.shape[2:] + (2,))
             if ctx.mode != "nearest":  # (nearest: piecewise constant, zero as torch)
                 gx = gy = 0.0
-                for index, dx, dy in zip(plan.index, plan.dweight_x, plan.dweight_y):
-                    seen = np.sum(_gather(ctx.flat, index) * g, axis=1)
+                for tap, (dx, dy) in enumerate(zip(plan.dweight_x, plan.dweight_y)):
+                    seen = np.sum(plan.read(ctx.flat, tap) * g, axis=1)
                     gx = gx + seen * dx
                     gy = gy + seen * dy
                 grad_grid[..., 0] = gx * plan.scale_x

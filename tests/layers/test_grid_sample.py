@@ -277,3 +277,19 @@ def test_affine_grid_errors():
         F.affine_grid(pve.tensor(np.zeros((1, 2, 3), np.int64)), (1, 2, 4, 5), False)
     with pytest.raises(RuntimeError, match=r"affine_grid.*batch size 1.*2"):
         F.affine_grid(theta, (2, 2, 4, 5), False)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_taps_outside_the_image_read_zero_not_a_pixel(mode):
+    # an inf in the first pixel must not leak into samples whose outside taps would be
+    # indexed there (0 * inf); the reference never reads outside the image
+    x = rng.standard_normal((1, 1, 4, 5))
+    x[0, 0, 0, 0] = np.inf
+    grid = np.array([[[[0.95, 0.9], [1.3, -0.2], [0.4, 1.6], [0.62, 0.77]]]])
+    for align in (False, True):
+        out, _ = run_pve(lambda a, g: F.grid_sample(a, g, mode, "zeros", align), [x, grid],
+                         grad=False)
+        x32, g32 = (a.astype(np.float32).astype(np.float64) for a in (x, grid))
+        want = grid_sample_ref(x32, g32, mode, "zeros", align)
+        assert np.isfinite(want).all()
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)

@@ -140,3 +140,20 @@ def test_nearest_ties_match_torch():
                                                  "zeros", align).numpy()
         ours = F.grid_sample(pve.tensor(x), pve.tensor(grid), "nearest", "zeros", align).numpy()
         np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic"])
+def test_non_finite_and_huge_grid_values_match_torch(mode, padding):
+    # NaN and inf sample positions (NaN where torch's weights are NaN, clipped to the first
+    # pixel where its clamp sends NaN), positions ~1e30 folded by reflection in float32 as
+    # torch folds them, and an inf pixel that only taps outside the image would touch
+    x = rng.standard_normal((1, 2, 3, 4)).astype(np.float32)
+    x[0, 0, 0, 0] = np.inf
+    values = [np.nan, np.inf, -np.inf, 1e30, -3e29, 7e6 + 0.3, 0.0, -1.2, 5.0]
+    grid = np.array([[[[a, b] for a in values] for b in values]], np.float32)
+    for align in (False, True):
+        theirs = torch.nn.functional.grid_sample(torch.tensor(x), torch.tensor(grid), mode,
+                                                 padding, align).numpy()
+        ours = F.grid_sample(pve.tensor(x), pve.tensor(grid), mode, padding, align).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, equal_nan=True)
