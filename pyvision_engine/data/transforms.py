@@ -17,7 +17,6 @@ threads), the engine's generator (``pve.manual_seed``) elsewhere.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from pyvision_engine.data._augment import crop_flip_normalize_batch
 from pyvision_engine.data.dataloader import batch_generator
+from pyvision_engine.nn import _f_shape
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["Compose", "ToTensor", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Resize",
@@ -266,76 +266,45 @@ class RandomHorizontalFlip:
         return f"RandomHorizontalFlip(p={self.p})"
 
 
+def _interpolate_hwc(a: np.ndarray, out_h: int, out_w: int, antialias: bool) -> np.ndarray:
+    """torch's ``interpolate(mode='bilinear', align_corners=False, antialias=...)`` of an
+    (H, W, C) array, in float32 (nn.functional's own implementation)."""
+    planes = np.ascontiguousarray(np.moveaxis(a, -1, 0)[None], dtype=np.float32)
+    out = _f_shape.interpolate(Tensor._wrap(planes), size=(out_h, out_w), mode="bilinear",
+                               align_corners=False, antialias=antialias)
+    return np.moveaxis(out.numpy()[0], 0, -1)
+
+
 def resize_bilinear(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Bilinear resize of an (H, W, C) array, half-pixel centres (align_corners=False), no
     antialiasing: torch's ``interpolate(mode='bilinear', align_corners=False,
     antialias=False)``. uint8 input is rounded back to uint8."""
-    h, w = a.shape[:2]
-
-    def coords(n_out: int, n_in: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        scale = n_in / n_out
-        src = (np.arange(n_out, dtype=np.float32) + 0.5) * np.float32(scale) - 0.5
-        src = np.maximum(src, 0.0)
-        i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-        i1 = np.minimum(i0 + 1, n_in - 1)
-        return i0, i1, (src - i0).astype(np.float32)
-
-    y0, y1, wy = coords(out_h, h)
-    x0, x1, wx = coords(out_w, w)
-    f = a.astype(np.float32)
-    top = f[y0] * (1 - wy)[:, None, None] + f[y1] * wy[:, None, None]
-    out = top[:, x0] * (1 - wx)[None, :, None] + top[:, x1] * wx[None, :, None]
+    out = _interpolate_hwc(a, out_h, out_w, antialias=False)
     if a.dtype == np.uint8:
         return np.clip(np.round(out), 0, 255).astype(np.uint8)
     return out.astype(a.dtype if a.dtype.kind == "f" else np.float32)
 
 
-def _aa_taps(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray]:
-    """The antialiased triangle filter of Pillow's ``precompute_coeffs`` (BILINEAR), which
-    torch's ``interpolate(mode='bilinear', antialias=True)`` also uses: for each output pixel,
-    (source indices, normalised float64 weights), shape (n_out, ksize) each; unused taps
-    have weight 0. When shrinking the filter support grows with the scale (antialiasing);
-    when enlarging it is plain half-pixel bilinear."""
-    scale = n_in / n_out
-    filterscale = max(scale, 1.0)
-    support = 1.0 * filterscale
-    ksize = int(math.ceil(support)) * 2 + 1
-    center = (np.arange(n_out, dtype=np.float64) + 0.5) * scale
-    # C's (int) cast truncates toward zero, as np.trunc
-    xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
-    xmax = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), n_in) - xmin
-    taps = np.arange(ksize)
-    w = np.maximum(1.0 - np.abs((taps + xmin[:, None] - center[:, None] + 0.5) * (1.0 / filterscale)),
-                   0.0)
-    w[taps[None, :] >= xmax[:, None]] = 0.0
-    total = w.sum(axis=1, keepdims=True)
-    w = w / np.where(total == 0.0, 1.0, total)
-    index = np.minimum(xmin[:, None] + taps[None, :], n_in - 1)
-    return index, w
-
-
 _PIL_PRECISION_BITS = 32 - 8 - 2
 
 
-def _aa_pass(a: np.ndarray, axis: int, n_out: int) -> np.ndarray:
-    """One separable antialiased pass along ``axis`` (0 = rows, 1 = columns) of an HWC array.
-    uint8: Pillow's fixed-point arithmetic (22-bit coefficients, round half up, clip to
-    0..255), so the result equals Pillow's byte for byte; float: float64 accumulation."""
-    index, w = _aa_taps(a.shape[axis], n_out)
+def _pil_pass(a: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    """One separable antialiased pass along ``axis`` (0 = rows, 1 = columns) of a uint8 HWC
+    array as Pillow computes it: the triangle filter's windows in float64 (interpolate's
+    antialias windows, _f_shape._aa_window, which torch and Pillow share), quantised to
+    22-bit fixed point, accumulated in integers, rounded half up and clipped to 0..255,
+    so the result equals Pillow's byte for byte."""
+    index, w = _f_shape._aa_window(a.shape[axis], a.shape[axis] / n_out, n_out, "linear",
+                                   exact=True)
     shape = [1] * a.ndim
     shape[axis] = n_out
-    if a.dtype == np.uint8:
-        one = float(1 << _PIL_PRECISION_BITS)
-        k = np.where(w < 0, np.trunc(-0.5 + w * one), np.trunc(0.5 + w * one)).astype(np.int64)
-        acc = np.full(a.shape[:axis] + (n_out,) + a.shape[axis + 1:],
-                      1 << (_PIL_PRECISION_BITS - 1), dtype=np.int64)
-        for t in range(index.shape[1]):
-            acc += np.take(a, index[:, t], axis=axis).astype(np.int64) * k[:, t].reshape(shape)
-        return np.clip(acc >> _PIL_PRECISION_BITS, 0, 255).astype(np.uint8)
-    acc = np.zeros(a.shape[:axis] + (n_out,) + a.shape[axis + 1:], dtype=np.float64)
+    one = float(1 << _PIL_PRECISION_BITS)
+    k = np.where(w < 0, np.trunc(-0.5 + w * one), np.trunc(0.5 + w * one)).astype(np.int64)
+    acc = np.full(a.shape[:axis] + (n_out,) + a.shape[axis + 1:],
+                  1 << (_PIL_PRECISION_BITS - 1), dtype=np.int64)
     for t in range(index.shape[1]):
-        acc += np.take(a, index[:, t], axis=axis) * w[:, t].reshape(shape)
-    return acc.astype(a.dtype if a.dtype.kind == "f" else np.float32)
+        acc += np.take(a, index[:, t], axis=axis).astype(np.int64) * k[:, t].reshape(shape)
+    return np.clip(acc >> _PIL_PRECISION_BITS, 0, 255).astype(np.uint8)
 
 
 def resize_bilinear_antialias(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
@@ -347,20 +316,21 @@ def resize_bilinear_antialias(a: np.ndarray, out_h: int, out_w: int) -> np.ndarr
     Pillow 13's pass order (the vertical pass first when the height shrinks by more than
     twice as many pixels as the width, else the horizontal pass first) - identical to
     Pillow >= 13; Pillow < 13 always runs the horizontal pass first, so it can differ
-    by 1 in a pixel. Float input follows the tensor path (``interpolate(mode='bilinear',
-    antialias=True)``) to float32 rounding."""
+    by 1 in a pixel. Other input follows the tensor path: ``interpolate(mode='bilinear',
+    antialias=True)`` itself, in float32."""
+    if a.dtype != np.uint8:
+        out = _interpolate_hwc(a, out_h, out_w, antialias=True)
+        return out.astype(a.dtype if a.dtype.kind == "f" else np.float32)
     h, w = a.shape[:2]
-    if a.dtype == np.uint8 and out_h < h and (h - out_h) > 2 * (w - out_w):
+    if out_h < h and (h - out_h) > 2 * (w - out_w):
         order = ((0, out_h), (1, out_w))
     else:
         order = ((1, out_w), (0, out_h))
-    out = a if a.dtype == np.uint8 or a.dtype.kind == "f" else a.astype(np.float32)
+    out = a
     for axis, n in order:
         if out.shape[axis] != n:
-            out = _aa_pass(out, axis, n)
-    if out is a:
-        out = a.copy()
-    return out
+            out = _pil_pass(out, axis, n)
+    return a.copy() if out is a else out
 
 
 def _nearest_index(n_in: int, n_out: int, pil: bool) -> np.ndarray:

@@ -335,30 +335,34 @@ def _cubic_taps(in_size: int, out_size: int, align_corners: Optional[bool],
 def _aa_filter(x: np.ndarray, kind: str) -> np.ndarray:
     """torch's antialias filters: the triangle (linear) or Keys' cubic with a = -0.5."""
     x = np.abs(x)
+    t = x.dtype.type  # (float32 as torch, or float64 as Pillow)
     if kind == "linear":
-        return np.where(x < 1, _F32(1) - x, _F32(0)).astype(_F32)
-    a = _F32(_AA_CUBIC_A)
-    near = ((a + _F32(2)) * x - (a + _F32(3))) * x * x + _F32(1)
-    far = (((x - _F32(5)) * x + _F32(8)) * x - _F32(4)) * a
-    return np.where(x < 1, near, np.where(x < 2, far, _F32(0))).astype(_F32)
+        return np.where(x < 1, t(1) - x, t(0)).astype(t)
+    a = t(_AA_CUBIC_A)
+    near = ((a + t(2)) * x - (a + t(3))) * x * x + t(1)
+    far = (((x - t(5)) * x + t(8)) * x - t(4)) * a
+    return np.where(x < 1, near, np.where(x < 2, far, t(0))).astype(t)
 
 
-def _aa_taps(in_size: int, out_size: int, kind: str, align_corners: Optional[bool],
-             scale: Optional[float]) -> _Taps:
-    """torch's antialiased taps (_compute_indices_min_size_weights_aa): a window of
-    the filter's support (widened by the downscale factor) centred on scale * (i + 0.5),
-    clipped to the input, weights normalised to sum 1. Short windows are padded with
-    their first index and weight 0, so padding reads no pixel outside the window."""
-    if align_corners:  # (torch's area_pixel_compute_scale; the centre keeps the + 0.5)
-        ratio = _F32(in_size - 1) / _F32(out_size - 1) if out_size > 1 else _F32(0)
+def _aa_window(in_size: int, ratio: float, out_size: int, kind: str,
+               exact: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """The antialiased filter windows along one axis, (index, weight), each (out, width):
+    the filter's support (widened by the downscale ``ratio`` = in / out) centred on
+    ratio * (i + 0.5), clipped to the input, weights normalised to sum 1. This is both
+    torch's _compute_indices_min_size_weights_aa and Pillow's precompute_coeffs: torch
+    rounds the steps to float32 as its C++ expressions do; ``exact`` keeps every step in
+    float64, as Pillow (whose uint8 path then quantises the weights). Short windows are
+    padded with their first index and weight 0, so padding reads no pixel outside."""
+    if exact:
+        ftype, ratio_ = np.float64, np.float64(ratio)
     else:
-        ratio = _ratio(in_size, out_size, scale)
-    support = _F32(1 if kind == "linear" else 2)
-    if ratio >= 1:
-        support = support * ratio
-    invscale = _F32(1.0 / np.float64(ratio)) if ratio >= 1 else _F32(1)
+        ftype, ratio_ = _F32, _F32(ratio)
+    support = ftype(1 if kind == "linear" else 2)
+    if ratio_ >= 1:
+        support = support * ratio_
+    invscale = ftype(1.0 / np.float64(ratio_)) if ratio_ >= 1 else ftype(1)
     # (torch mixes float and double here: each step rounded as its C++ expression)
-    center = (np.float64(ratio) * (np.arange(out_size) + 0.5)).astype(_F32)
+    center = (np.float64(ratio_) * (np.arange(out_size) + 0.5)).astype(ftype)
     # (int64 casts truncate toward zero, as C's static_cast)
     xmin = np.maximum(np.trunc(center.astype(np.float64) - support + 0.5).astype(np.int64), 0)
     xmax = np.minimum(np.trunc(center.astype(np.float64) + support + 0.5).astype(np.int64),
@@ -367,17 +371,28 @@ def _aa_taps(in_size: int, out_size: int, kind: str, align_corners: Optional[boo
     width = max(int(xsize.max()), 1)
     j = np.arange(width)
     inside = j[None, :] < xsize[:, None]
-    offset = (j[None, :] + xmin[:, None]).astype(_F32) - center[:, None]
-    w = _aa_filter(((offset.astype(np.float64) + 0.5) * invscale).astype(_F32), kind)
-    w = np.where(inside, w, _F32(0)).astype(_F32)
-    total = np.zeros(out_size, _F32)
+    offset = (j[None, :] + xmin[:, None]).astype(ftype) - center[:, None]
+    w = _aa_filter(((offset.astype(np.float64) + 0.5) * invscale).astype(ftype), kind)
+    w = np.where(inside, w, ftype(0)).astype(ftype)
+    total = np.zeros(out_size, ftype)
     for k in range(width):  # (summed in torch's order)
         total += w[:, k]
-    w = np.where(total[:, None] != 0, w / np.where(total == 0, _F32(1), total)[:, None], w)
+    w = np.where(total[:, None] != 0, w / np.where(total == 0, ftype(1), total)[:, None], w)
     index = np.where(inside, xmin[:, None] + j[None, :], xmin[:, None])
-    index = np.minimum(index, in_size - 1)
-    return _Taps(tuple(index[:, k] for k in range(width)),
-                 tuple(w[:, k].astype(_F32) for k in range(width)), in_size)
+    return np.minimum(index, in_size - 1), w.astype(ftype)
+
+
+def _aa_taps(in_size: int, out_size: int, kind: str, align_corners: Optional[bool],
+             scale: Optional[float]) -> _Taps:
+    """torch's antialiased taps (see _aa_window); align_corners only changes the ratio
+    (torch's area_pixel_compute_scale), the centre keeps its + 0.5."""
+    if align_corners:
+        ratio = _F32(in_size - 1) / _F32(out_size - 1) if out_size > 1 else _F32(0)
+    else:
+        ratio = _ratio(in_size, out_size, scale)
+    index, w = _aa_window(in_size, ratio, out_size, kind)
+    return _Taps(tuple(index[:, k] for k in range(index.shape[1])),
+                 tuple(w[:, k] for k in range(index.shape[1])), in_size)
 
 
 def _interp_matrix(in_size: int, out_size: int, mode: str, align_corners: Optional[bool],

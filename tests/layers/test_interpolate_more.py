@@ -149,3 +149,34 @@ def test_errors_of_the_new_modes():
             F.interpolate(x, size=2, mode=mode, antialias=True)
     with pytest.raises(NotImplementedError, match="mode must be one of"):
         F.interpolate(x4, size=2, mode="trilinear")
+
+
+@pytest.mark.parametrize("n,o", [(12, 5), (16, 3), (5, 9), (7, 7), (31, 1)])
+def test_float64_windows_are_the_filter_weights(n, o):
+    """The float64 windows the transforms' Pillow path quantises: the same filter as the
+    reference matrix above."""
+    from pyvision_engine.nn import _f_shape
+    index, w = _f_shape._aa_window(n, n / o, o, "linear", exact=True)
+    got = np.zeros((o, n))
+    for k in range(index.shape[1]):
+        np.add.at(got, (np.arange(o), index[:, k]), w[:, k])
+    np.testing.assert_allclose(got, _aa_matrix(n, o, "linear", False), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("hw,out", [((40, 30), (13, 17)), ((9, 50), (30, 7)), ((64, 48), (5, 60))])
+def test_transforms_resize_uint8_is_pillow_and_float_is_interpolate(hw, out):
+    """data.transforms.Resize (antialiased, the default) now runs on interpolate's windows:
+    uint8 arrays byte-exact with Pillow's BILINEAR resize, float arrays equal to
+    interpolate(antialias=True) itself."""
+    Image = pytest.importorskip("PIL.Image", reason="Pillow is the uint8 reference")
+    from pyvision_engine.data import transforms as T
+    a = rng.integers(0, 256, hw + (3,)).astype(np.uint8)
+    want = np.asarray(Image.fromarray(a).resize(out[::-1], Image.BILINEAR))
+    np.testing.assert_array_equal(T.Resize(out)(a), want)
+    f = rng.standard_normal(hw + (2,)).astype(np.float32)
+    ref = F.interpolate(pve.tensor(np.ascontiguousarray(f.transpose(2, 0, 1))[None]), size=out,
+                        mode="bilinear", antialias=True).numpy()[0].transpose(1, 2, 0)
+    np.testing.assert_array_equal(T.Resize(out)(f), ref)
+    ref = np.einsum("oh,hwc,pw->opc", _aa_matrix(hw[0], out[0], "linear", False), f.astype(np.float64),
+                    _aa_matrix(hw[1], out[1], "linear", False))
+    np.testing.assert_allclose(T.Resize(out)(f), ref, rtol=1e-5, atol=1e-5)
