@@ -88,7 +88,10 @@ def test_bicubic_scale_factor_uses_it(factor):
 @pytest.mark.parametrize("mode,kind", [("bilinear", "linear"), ("bicubic", "cubic")])
 @pytest.mark.parametrize("align", [False, True])
 @pytest.mark.parametrize("hw,out", [((12, 9), (5, 4)), ((16, 16), (3, 7)), ((5, 7), (9, 3)),
-                                    ((7, 5), (7, 5)), ((20, 3), (1, 1))])
+                                    ((7, 5), (7, 5)), ((20, 3), (1, 1)),
+                                    # (torch 2.13 repeats the first row here, output width 1
+                                    # with a vertical pass: a torch bug pve does not copy)
+                                    ((9, 5), (4, 1))])
 def test_antialias_matches_filter_windows(mode, kind, align, hw, out):
     x = rng.standard_normal((1, 2) + hw)
     ref = _separable(_aa_matrix(hw[0], out[0], kind, align), _aa_matrix(hw[1], out[1], kind, align))
