@@ -103,3 +103,7 @@ from pyvision_engine._functions import (  # noqa: E402  (selection and rearrange
 from pyvision_engine._functions import (  # noqa: E402  (index_* / scatter_* writes)
     index_add, index_copy, index_fill, scatter_add, scatter_reduce,
 )
+from pyvision_engine._functions import (  # noqa: E402  (reductions and scans)
+    all, aminmax, any, count_nonzero, cummax, cummin, cumprod, diff, kthvalue, logcumsumexp,
+    median, nanmean, nanmedian, nansum, std_mean, trace, var_mean,
+)

@@ -559,3 +559,17 @@ __all__ += [
     "take", "take_along_dim", "tensor_split", "tile", "unflatten", "index_add", "index_copy",
     "index_fill", "scatter_add", "scatter_reduce",
 ]
+
+
+# ------------------------------------------------------- reductions (see _reductions.py)
+from pyvision_engine._reductions import (  # noqa: E402
+    aminmax, count_nonzero, cummax, cummin, cumprod, diff, kthvalue, logcumsumexp, median,
+    nanmean, nanmedian, nansum, std_mean, trace, var_mean,
+)
+from pyvision_engine._reductions import all, any  # noqa: E402,A004  (torch's names)
+
+__all__ += [
+    "aminmax", "count_nonzero", "cummax", "cummin", "cumprod", "diff", "kthvalue",
+    "logcumsumexp", "median", "nanmean", "nanmedian", "nansum", "std_mean", "trace", "var_mean",
+    "all", "any",
+]

@@ -2122,6 +2122,9 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None) -> Ten
 # Selection and rearrangement methods live in _selection.py (built on the ops above).
 from pyvision_engine import _selection  # noqa: E402  (needs Tensor defined)
 
-for _name in _selection.TENSOR_METHODS:
-    setattr(Tensor, _name, getattr(_selection, _name))
-del _name
+from pyvision_engine import _reductions  # noqa: E402
+
+for _module in (_selection, _reductions):
+    for _name in _module.TENSOR_METHODS:
+        setattr(Tensor, _name, getattr(_module, _name))
+del _module, _name

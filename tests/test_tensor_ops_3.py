@@ -660,3 +660,120 @@ def test_index_and_scatter_errors():
     for fn, exc, pattern in cases:
         with pytest.raises(exc, match=pattern):
             fn()
+
+
+# ------------------------------------------------------------ reductions and scans
+def cumprod_ref(a, axis):
+    return np.cumprod(a, axis=axis)
+
+
+@pytest.mark.parametrize("zeros", [0, 1, 2])
+def test_cumprod_values_and_gradients_with_zeros(zeros):
+    x = rng.uniform(0.5, 1.5, (3, 6)) * rng.choice([-1, 1], (3, 6))
+    for z in range(zeros):
+        x[:, 1 + 3 * z] = 0.0  # finite differences are exact through a zero (polynomial)
+    check(lambda t: t.cumprod(1), lambda a: cumprod_ref(a, 1), x)
+    check(lambda t: pve.cumprod(t, dim=0), lambda a: cumprod_ref(a, 0), x)
+    assert pve.tensor([2, 3]).cumprod(0).dtype == pve.int64
+
+
+def test_cummax_cummin_values_indices_and_gradients():
+    x = np.array([[1.0, 3.0, 3.0, 2.0, 5.0], [4.0, 1.0, 0.0, 5.0, 5.0]])
+    out = pve.tensor(x).cummax(1)
+    np.testing.assert_array_equal(out.values.numpy(), np.maximum.accumulate(x, 1))
+    assert out.indices.tolist() == [[0, 1, 2, 2, 4], [0, 0, 0, 3, 4]]  # the last of equals
+    out = pve.cummin(pve.tensor(x), 1)
+    np.testing.assert_array_equal(out.values.numpy(), np.minimum.accumulate(x, 1))
+    assert out.indices.tolist() == [[0, 0, 0, 0, 0], [0, 1, 2, 2, 2]]
+    nan_out = pve.tensor([1.0, np.nan, 3.0]).cummax(0)
+    assert np.isnan(nan_out.values.numpy()[1:]).all() and nan_out.indices.tolist() == [0, 1, 1]
+    y = randn(3, 5)  # distinct values: the gradient of the running max is a sum of selections
+    check(lambda t: t.cummax(1).values, lambda a: np.maximum.accumulate(a, 1), y)
+    check(lambda t: t.cummin(0).values, lambda a: np.minimum.accumulate(a, 0), y)
+
+
+def test_logcumsumexp_values_and_gradients():
+    x = randn(3, 6) * 3
+    check(lambda t: t.logcumsumexp(1), lambda a: np.logaddexp.accumulate(a, 1), x)
+    check(lambda t: pve.logcumsumexp(t, 0), lambda a: np.logaddexp.accumulate(a, 0), x)
+    big = pve.tensor([1000.0, 1000.0])
+    np.testing.assert_allclose(big.logcumsumexp(0).numpy(), [1000.0, 1000.0 + math.log(2)])
+
+
+def test_count_nonzero_aminmax_nansum_nanmean_var_mean():
+    x = np.array([[1.0, 0.0, np.nan], [0.0, 2.0, 3.0]])
+    t = pve.tensor(x)
+    assert pve.count_nonzero(t).item() == 4 and t.count_nonzero(0).tolist() == [1, 1, 2]
+    assert t.count_nonzero((0, 1)).dtype == pve.int64
+    lo, hi = pve.aminmax(pve.tensor([[1.0, 5.0], [-2.0, 3.0]]), dim=1)
+    assert lo.tolist() == [1.0, -2.0] and hi.tolist() == [5.0, 3.0]
+    assert pve.nansum(t).item() == 6.0 and t.nansum(1).tolist() == [1.0, 5.0]
+    np.testing.assert_allclose(t.nanmean(1).numpy(), np.nanmean(x, 1))
+    clean = randn(3, 4)
+    check(lambda a: pve.nansum(a, 1), lambda a: np.nansum(a, 1), clean)
+    check(lambda a: pve.nanmean(a, 0), lambda a: np.nanmean(a, 0), clean)
+    grad_in = pve.tensor(x, requires_grad=True)
+    grad_in.nanmean().backward()
+    np.testing.assert_allclose(grad_in.grad.numpy(), np.where(np.isnan(x), 0, 1 / 5))  # 5 non-NaN
+    v, m = pve.var_mean(pve.tensor(clean), 1)
+    np.testing.assert_allclose(v.numpy(), clean.var(1, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(m.numpy(), clean.mean(1), rtol=1e-5)
+    s, m = pve.std_mean(pve.tensor(clean), dim=0, correction=0, keepdim=True)
+    np.testing.assert_allclose(s.numpy(), clean.std(0, keepdims=True), rtol=1e-5)
+    assert m.shape == (1, 4)
+    assert pve.all(pve.tensor([[1, 0], [1, 1]]), dim=1).tolist() == [False, True]
+    assert pve.any(pve.tensor([[1.0, 0.0], [0.0, 0.0]]), 1, keepdim=True).tolist() == [[True], [False]]
+
+
+def test_diff_and_trace():
+    x = randn(3, 5)
+    check(lambda t: t.diff(), lambda a: np.diff(a), x)
+    check(lambda t: pve.diff(t, n=2, dim=0), lambda a: np.diff(a, 2, 0), x)
+    pre, app = randn(3, 1), randn(3, 2)
+    check(lambda t, p, q: t.diff(dim=1, prepend=p, append=q),
+          lambda a, p, q: np.diff(a, 1, 1, prepend=p, append=q), x, pre, app)
+    assert pve.diff(pve.tensor([1, 4, 9]), n=2).tolist() == [2]
+    assert pve.diff(pve.tensor([True, False, False])).tolist() == [True, False]
+    check(pve.trace, np.trace, randn(3, 4))
+    assert pve.trace(pve.arange(6).reshape(2, 3)).item() == 4
+
+
+def test_median_nanmedian_kthvalue():
+    x = randn(4, 6)
+    lower = lambda a, axis=None: np.sort(a, axis=axis).take((a.shape[axis] - 1) // 2, axis=axis) \
+        if axis is not None else np.sort(a.ravel())[(a.size - 1) // 2]  # noqa: E731
+    check(lambda t: t.median(), lambda a: lower(a), x)
+    check(lambda t: pve.median(t, 1).values, lambda a: lower(a, 1), x)
+    check(lambda t: t.median(0, keepdim=True).values, lambda a: np.expand_dims(lower(a, 0), 0), x)
+    check(lambda t: t.kthvalue(2, 1).values, lambda a: np.sort(a, 1)[:, 1], x)
+    med = pve.tensor(x).median(1)
+    np.testing.assert_array_equal(np.take_along_axis(x.astype(np.float32), med.indices.numpy()[:, None], 1)[:, 0],
+                                  med.values.numpy())
+    assert pve.tensor([1.0, 4.0, 2.0, 3.0]).median().item() == 2.0  # the lower of 2 and 3
+    assert math.isnan(pve.tensor([1.0, np.nan, 2.0]).median().item())
+    assert pve.tensor([1.0, np.nan, 2.0, 5.0]).nanmedian().item() == 2.0
+    rows = pve.tensor([[1.0, np.nan, 3.0], [np.nan, np.nan, np.nan]])
+    nm = rows.nanmedian(1)
+    assert nm.values.tolist()[0] == 1.0 and math.isnan(nm.values.tolist()[1])
+    m = rows.median(1)
+    assert math.isnan(m.values.tolist()[0]) and m.indices.tolist()[0] == 1
+    tie = pve.tensor([2.0, 1.0, 2.0, 3.0, 2.0], requires_grad=True)
+    tie.median().backward()
+    assert tie.grad.tolist() == pytest.approx([1 / 3, 0, 1 / 3, 0, 1 / 3])  # split among equals
+
+
+def test_reduction_errors():
+    cases = [
+        (lambda: pve.diff(pve.tensor(1.0)), RuntimeError, "one-dimensional"),
+        (lambda: pve.trace(pve.ones(3)), RuntimeError, "matrix"),
+        (lambda: pve.trace(pve.tensor([[True]])), NotImplementedError, "Bool"),
+        (lambda: pve.ones(3).kthvalue(4), RuntimeError, "out of range"),
+        (lambda: pve.ones(3).cumprod(1), IndexError, "out of range"),
+        (lambda: pve.tensor([1, 2]).logcumsumexp(0), NotImplementedError, "Long"),
+        (lambda: pve.tensor([1, 2]).nanmean(), RuntimeError, "floating point"),
+        (lambda: pve.ones(0, 2).median(0), IndexError, "non-zero size"),
+        (lambda: pve.aminmax(pve.ones(0)), RuntimeError, "empty"),
+    ]
+    for fn, exc, pattern in cases:
+        with pytest.raises(exc, match=pattern):
+            fn()

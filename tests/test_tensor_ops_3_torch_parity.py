@@ -483,3 +483,91 @@ def test_scatter_with_reduce_has_no_derivative_as_torch():
         y = x.scatter(0, ints(L, [1]), 3.0, reduce="add")
         with pytest.raises(RuntimeError):
             y.sum().backward()
+
+
+# ------------------------------------------------------------ reductions and scans
+TIES = np.array([[1.0, 3.0, 3.0, 0.0, 2.0], [0.0, 0.0, 2.0, -1.0, 2.0], [2.0, 2.0, 2.0, 1.0, 0.5]])
+
+
+def named(L, result, *fields):
+    return [getattr(result, f) for f in fields]
+
+
+REDUCTIONS = [
+    lambda L, t: t.cumprod(1),
+    lambda L, t: L.cumprod(t, 0),
+    lambda L, t: t.cummax(1).values,
+    lambda L, t: L.cummin(t, 0).values,
+    lambda L, t: t.logcumsumexp(1),
+    lambda L, t: L.logcumsumexp(t, 0),
+    lambda L, t: L.nansum(t, 1),
+    lambda L, t: t.nanmean(0, keepdim=True),
+    lambda L, t: L.var_mean(t, 1)[0] + L.var_mean(t, 1)[1],
+    lambda L, t: L.std_mean(t, dim=0, correction=0)[0] * 2 + L.std_mean(t)[1],
+    lambda L, t: t.diff(),
+    lambda L, t: L.diff(t, n=2, dim=0),
+    lambda L, t: t.diff(dim=1, prepend=t[:, :1] * 2, append=t[:, :2]),
+    lambda L, t: L.trace(t),
+    lambda L, t: t.median(),
+    lambda L, t: L.median(t, 1).values,
+    lambda L, t: t.median(0, keepdim=True).values,
+    lambda L, t: t.nanmedian(),
+    lambda L, t: L.nanmedian(t, 1).values,
+    lambda L, t: t.kthvalue(2, 1).values,
+    lambda L, t: L.kthvalue(t, 3, 0, keepdim=True).values,
+    lambda L, t: L.aminmax(t, dim=1).max,
+    lambda L, t: t.aminmax().min,
+]
+
+
+@pytest.mark.parametrize("i", range(len(REDUCTIONS)))
+@pytest.mark.parametrize("data", ["random", "ties"])
+def test_reductions_values_and_gradients(i, data):
+    x = rng.standard_normal((3, 5)) if data == "random" else TIES
+    run_both(REDUCTIONS[i], [x], rtol=2e-5, atol=1e-5)
+
+
+INDEXED = [
+    lambda L, t: t.cummax(1), lambda L, t: L.cummin(t, 0), lambda L, t: t.median(1),
+    lambda L, t: L.nanmedian(t, 0), lambda L, t: t.kthvalue(2, 1), lambda L, t: t.median(0, True),
+]
+
+
+@pytest.mark.parametrize("i", range(len(INDEXED)))
+def test_indices_as_torch(i):
+    for x in (TIES, np.array([[1.0, nan, 3.0, 3.0], [nan, nan, nan, nan], [2.0, 0.0, nan, 2.0]])):
+        if i == 4 and np.isnan(x).any():
+            continue  # (kthvalue with NaN: torch's order among NaN is unspecified)
+        p = INDEXED[i](pve, pve.tensor(x.astype(np.float32)))
+        t = INDEXED[i](torch, torch.tensor(x.astype(np.float32)))
+        assert_same(p.values, t.values, what="values")
+        assert p.indices.tolist() == t.indices.tolist()
+
+
+def test_reduction_values_with_nan_and_integers_as_torch():
+    x = np.array([[1.0, nan, 3.0], [0.0, 2.0, 5.0]], np.float32)
+    for fn in (lambda L, t: L.median(t), lambda L, t: L.nanmedian(t), lambda L, t: L.nansum(t),
+               lambda L, t: L.nanmean(t, 1), lambda L, t: L.count_nonzero(t, 1),
+               lambda L, t: L.count_nonzero(t), lambda L, t: L.cumprod(t, 1),
+               lambda L, t: L.logcumsumexp(t, 1)):
+        assert_same(fn(pve, pve.tensor(x)), fn(torch, torch.from_numpy(x.copy())))
+    i = np.array([[3, -1, 2], [0, 4, 4]], np.int64)
+    for fn in (lambda L, t: L.cumprod(t, 1), lambda L, t: L.median(t, 1).values,
+               lambda L, t: L.nansum(t), lambda L, t: L.trace(t), lambda L, t: L.diff(t),
+               lambda L, t: L.cummax(t, 1).values, lambda L, t: L.kthvalue(t, 2).values,
+               lambda L, t: L.all(t, 1), lambda L, t: L.any(t, dim=0, keepdim=True)):
+        assert_same(fn(pve, pve.tensor(i)), fn(torch, torch.from_numpy(i.copy())))
+
+
+REDUCTION_ERRORS = [
+    lambda L: L.diff(L.tensor(1.0)), lambda L: L.trace(L.ones(3)),
+    lambda L: L.trace(L.tensor([[True]])), lambda L: L.ones(3).kthvalue(4),
+    lambda L: L.ones(3).cumprod(1), lambda L: ints(L, [1, 2]).logcumsumexp(0),
+    lambda L: ints(L, [1, 2]).nanmean(), lambda L: L.ones(0, 2).median(0),
+    lambda L: L.aminmax(L.ones(0)), lambda L: L.ones(3).diff(n=-1),
+]
+
+
+@pytest.mark.parametrize("i", range(len(REDUCTION_ERRORS)))
+def test_reduction_error_types(i):
+    same_error(lambda: REDUCTION_ERRORS[i](pve), lambda: REDUCTION_ERRORS[i](torch))
