@@ -80,7 +80,14 @@ def _fold_sources(conv: "Conv2d", bn: Optional[Module]) -> Tuple[Optional[Tensor
     p = conv._parameters
     weight = p.get("weight")
     if weight is None:  # weight_norm / spectral_norm: a plain attribute, recomputed per call
-        weight = conv.__dict__["weight"]
+        weight = conv.__dict__.get("weight")
+        if weight is None and "parametrizations" in conv._modules:
+            # nn.utils.parametrize: a property; its eval/no_grad value is one tensor
+            # refreshed in place, and the tensors it is computed from are watched too,
+            # so a change of the original is seen before the value is read again.
+            # (nn.fusion never folds a parametrized conv: bn is None here.)
+            return ((conv.weight, p.get("bias"))
+                    + conv._modules["parametrizations"]["weight"]._sources())
     if bn is None:
         return (weight, p.get("bias"))
     return (weight, p.get("bias"), bn._buffers.get("running_mean"),

@@ -40,9 +40,11 @@ __all__ = ["conv_bn_act", "conv_bn_add_act", "residual_add", "run_sequence"]
 
 
 def _plain(module: Any, cls: type) -> bool:
-    """``module`` is a ``cls`` whose call is exactly ``cls.forward``, with no hooks."""
+    """``module`` is a ``cls`` whose call is exactly ``cls.forward``, with no hooks, and
+    no tensor parametrized (nn.utils.parametrize: its weight is a property, not in the
+    registries the folding and blocked packs read and watch; it runs as a module)."""
     return (isinstance(module, cls) and type(module).forward is cls.forward
-            and not module._has_hooks())
+            and not module._has_hooks() and "parametrizations" not in module._modules)
 
 
 def _relu_cap(module: Any) -> Optional[float]:

@@ -22,3 +22,6 @@ __all__ += ["clip_grad_norm", "parameters_to_vector", "vector_to_parameters",
             "fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval",
             "fuse_linear_bn_weights", "skip_init", "weight_norm", "remove_weight_norm",
             "spectral_norm", "remove_spectral_norm"]
+from pyvision_engine.nn.utils import parametrizations, parametrize  # noqa: E402
+
+__all__ += ["parametrizations", "parametrize"]
