@@ -108,3 +108,6 @@ from pyvision_engine.nn.linear import Bilinear  # noqa: E402
 from pyvision_engine.nn.normalization import RMSNorm  # noqa: E402
 
 __all__ += ["RMSNorm", "Bilinear"]
+from pyvision_engine.nn.sparse import Embedding  # noqa: E402
+
+__all__ += ["Embedding"]

@@ -472,3 +472,6 @@ from pyvision_engine.nn._f_norm import rms_norm  # noqa: E402
 from pyvision_engine.nn.linear import bilinear  # noqa: E402
 
 __all__ += ["rms_norm", "bilinear"]
+from pyvision_engine.nn._f_embedding import embedding  # noqa: E402
+
+__all__ += ["embedding"]

@@ -127,3 +127,113 @@ def test_bilinear_errors():
         F.bilinear(z(2, 3), z(3, 4), w)
     with pytest.raises(RuntimeError, match="bias size"):
         F.bilinear(z(2, 3), z(2, 4), w, z(4))
+
+
+# ------------------------------------------------------------------------ embedding
+def _idx(a):
+    return pve.tensor(np.asarray(a, dtype=np.int64))
+
+
+@pytest.mark.parametrize("idx_shape", [(4,), (2, 3), (), (2, 0), (2, 2, 2)])
+def test_embedding_values_and_grads(idx_shape):
+    idx = rng.integers(0, 6, size=idx_shape)
+    w = _randn(6, 3)
+    check_op(lambda t: F.embedding(_idx(idx), t), lambda a: a[idx], [w])
+
+
+def _np_embedding_grad(idx, g, num, padding_idx=None, scale=False):
+    flat, rows = idx.reshape(-1), g.reshape(idx.size, -1)
+    if scale:
+        counts = np.bincount(flat, minlength=num)
+        rows = rows / counts[flat][:, None]
+    gw = np.zeros((num, rows.shape[1]))
+    for i, r in zip(flat, rows):
+        gw[i] += r
+    if padding_idx is not None:
+        gw[padding_idx] = 0
+    return gw
+
+
+@pytest.mark.parametrize("padding_idx,scale", [(2, False), (-1, True), (None, True), (0, True)])
+def test_embedding_padding_and_scale_grad(padding_idx, scale):
+    idx = np.array([[0, 2, 2], [4, 0, 0]])
+    w = pve.tensor(_randn(5, 4).astype(np.float32), requires_grad=True)
+    y = F.embedding(_idx(idx), w, padding_idx=padding_idx, scale_grad_by_freq=scale)
+    np.testing.assert_array_equal(y.detach().numpy(), w.detach().numpy()[idx])
+    g = _randn(2, 3, 4)
+    y.backward(pve.tensor(g.astype(np.float32)))
+    pad = None if padding_idx is None else padding_idx % 5
+    np.testing.assert_allclose(w.grad.numpy(), _np_embedding_grad(idx, g.astype(np.float32), 5,
+                                                                   pad, scale),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.5, float("inf")])
+def test_embedding_max_norm_renorms_in_place(norm_type):
+    w64 = _randn(6, 3) * 2
+    w = pve.tensor(w64.astype(np.float32), requires_grad=True)
+    idx = np.array([1, 3, 3, 5])
+    before = w.detach().numpy().astype(np.float64)
+    y = F.embedding(_idx(idx), w, max_norm=1.5, norm_type=norm_type)
+    norms = np.linalg.norm(before, ord=norm_type, axis=1)
+    expect = before.copy()
+    for r in np.unique(idx):
+        if norms[r] > 1.5:
+            expect[r] *= 1.5 / (norms[r] + 1e-7)
+    np.testing.assert_allclose(w.detach().numpy(), expect, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y.detach().numpy(), expect[idx], rtol=1e-5, atol=1e-6)
+    assert np.all(np.linalg.norm(w.detach().numpy()[idx], ord=norm_type, axis=1) <= 1.5 + 1e-5)
+    # rows not looked up are untouched
+    others = [r for r in range(6) if r not in idx]
+    np.testing.assert_array_equal(w.detach().numpy()[others], before[others].astype(np.float32))
+
+
+def test_embedding_module():
+    pve.manual_seed(3)
+    m = nn.Embedding(200, 50, padding_idx=-2)
+    assert m.padding_idx == 198 and m.weight.shape == (200, 50)
+    w = m.weight.detach().numpy()
+    np.testing.assert_array_equal(w[198], np.zeros(50, np.float32))
+    rest = np.delete(w, 198, axis=0)
+    assert abs(rest.mean()) < 0.02 and abs(rest.std() - 1) < 0.02  # N(0, 1), 9950 draws
+    assert repr(m) == "Embedding(200, 50, padding_idx=198)"
+    m2 = nn.Embedding(4, 2, max_norm=1.0, norm_type=1.0, scale_grad_by_freq=True)
+    assert repr(m2) == "Embedding(4, 2, max_norm=1.0, norm_type=1.0, scale_grad_by_freq=True)"
+    idx = np.array([[1, 1], [3, 0]])
+    y = m2(_idx(idx))
+    assert y.shape == (2, 2, 2)
+    assert np.all(np.abs(m2.weight.detach().numpy()[np.unique(idx)]).sum(1) <= 1.0 + 1e-6)
+    with pytest.raises(NotImplementedError, match="sparse"):
+        nn.Embedding(4, 2, sparse=True)
+    with pytest.raises(AssertionError, match="Padding_idx"):
+        nn.Embedding(4, 2, padding_idx=4)
+
+
+def test_embedding_from_pretrained():
+    e = pve.tensor(_randn(4, 3).astype(np.float32))
+    m = nn.Embedding.from_pretrained(e)
+    assert not m.weight.requires_grad and m.weight.shape == (4, 3)
+    np.testing.assert_array_equal(m(_idx([3, 0])).numpy(), e.numpy()[[3, 0]])
+    m = nn.Embedding.from_pretrained(e, freeze=False, padding_idx=1)
+    assert m.weight.requires_grad and m.padding_idx == 1
+    np.testing.assert_array_equal(m.weight.detach().numpy()[1], e.numpy()[1])  # kept, as torch
+    m(_idx([1, 2])).sum().backward()
+    np.testing.assert_array_equal(m.weight.grad.numpy(), [[0] * 3, [0] * 3, [1] * 3, [0] * 3])
+    with pytest.raises(AssertionError, match="2-dimensional"):
+        nn.Embedding.from_pretrained(pve.tensor(np.ones(3, np.float32)))
+
+
+def test_embedding_errors():
+    w = pve.tensor(np.zeros((5, 3), np.float32))
+    with pytest.raises(IndexError, match="out of range"):
+        F.embedding(_idx([0, 5]), w)
+    with pytest.raises(IndexError, match="out of range"):
+        F.embedding(_idx([-1]), w)
+    with pytest.raises(RuntimeError, match="int64"):
+        F.embedding(pve.tensor(np.array([0.0, 1.0], np.float32)), w)
+    with pytest.raises(AssertionError, match="Padding_idx"):
+        F.embedding(_idx([0]), w, padding_idx=-6)
+    with pytest.raises(RuntimeError, match="2-D"):
+        F.embedding(_idx([0]), pve.tensor(np.zeros(5, np.float32)))
+    with pytest.raises(NotImplementedError):
+        F.embedding(_idx([0]), w, sparse=True)

@@ -120,3 +120,64 @@ def test_bilinear_errors():
                  lambda f, T: f.bilinear(T(_randn(2, 3)), T(_randn(2, 4)), T(w),
                                          T(_randn(4)))):
         _same_error(lambda: call(TF, torch.tensor), lambda: call(F, pve.tensor))
+
+
+# ------------------------------------------------------------------------ embedding
+@pytest.mark.parametrize("kwargs", [{}, {"padding_idx": 1}, {"padding_idx": -1},
+                                    {"scale_grad_by_freq": True, "padding_idx": 0},
+                                    {"max_norm": 1.0}, {"max_norm": 0.5, "norm_type": 1.0}])
+def test_embedding_function(kwargs):
+    idx = np.array([[0, 3, 3], [1, 4, 0]], dtype=np.int64)
+    w = _randn(5, 4) * 2
+    tw, pw = torch.tensor(w, requires_grad=True), pve.tensor(w, requires_grad=True)
+    ty = TF.embedding(torch.tensor(idx), tw, **kwargs)
+    py = F.embedding(pve.tensor(idx), pw, **kwargs)
+    np.testing.assert_allclose(py.detach().numpy(), ty.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(pw.detach().numpy(), tw.detach().numpy(), rtol=1e-6, atol=1e-6)
+    g = _randn(2, 3, 4)
+    ty.backward(torch.tensor(g))
+    py.backward(pve.tensor(g))
+    np.testing.assert_allclose(pw.grad.numpy(), tw.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_embedding_module():
+    for kwargs in ({}, {"padding_idx": -2, "max_norm": 2.0}, {"norm_type": 1.0},
+                   {"scale_grad_by_freq": True}):
+        tm, pm = torch.nn.Embedding(6, 3, **kwargs), nn.Embedding(6, 3, **kwargs)
+        assert repr(pm) == repr(tm) and pm.padding_idx == tm.padding_idx
+        assert list(pm.state_dict()) == list(tm.state_dict())
+        pm.load_state_dict({"weight": tm.weight.detach().numpy()})
+        idx = np.array([[5, 0], [2, 2], [4, 1]], dtype=np.int64)
+        ty, py = tm(torch.tensor(idx)), pm(pve.tensor(idx))
+        np.testing.assert_allclose(py.detach().numpy(), ty.detach().numpy(), rtol=1e-6,
+                                   atol=1e-6)
+        g = _randn(3, 2, 3)
+        ty.backward(torch.tensor(g))
+        py.backward(pve.tensor(g))
+        np.testing.assert_allclose(pm.weight.grad.numpy(), tm.weight.grad.numpy(), rtol=1e-5,
+                                   atol=1e-6)
+    # the padding row is zeroed at init by both
+    t0 = torch.nn.Embedding(4, 2, padding_idx=3).weight.detach().numpy()[3]
+    p0 = nn.Embedding(4, 2, padding_idx=3).weight.detach().numpy()[3]
+    np.testing.assert_array_equal(p0, t0)
+    e = _randn(3, 2)
+    tm = torch.nn.Embedding.from_pretrained(torch.tensor(e), padding_idx=0)
+    pm = nn.Embedding.from_pretrained(pve.tensor(e), padding_idx=0)
+    assert repr(pm) == repr(tm) and pm.weight.requires_grad == tm.weight.requires_grad
+    np.testing.assert_array_equal(pm.weight.detach().numpy(), tm.weight.detach().numpy())
+
+
+def test_embedding_errors():
+    w = _randn(5, 3)
+    i = np.array([0, 1], dtype=np.int64)
+    for call in (lambda f, T: f.embedding(T(np.array([0, 5], dtype=np.int64)), T(w)),
+                 lambda f, T: f.embedding(T(np.array([-1], dtype=np.int64)), T(w)),
+                 lambda f, T: f.embedding(T(np.array([0.0, 1.0], np.float32)), T(w)),
+                 lambda f, T: f.embedding(T(i), T(w), padding_idx=5),
+                 lambda f, T: f.embedding(T(i), T(w), padding_idx=-6),
+                 lambda f, T: f.embedding(T(i), T(np.zeros(5, np.float32)))):
+        _same_error(lambda: call(TF, torch.tensor), lambda: call(F, pve.tensor))
+    _same_error(lambda: torch.nn.Embedding(4, 2, padding_idx=4),
+                lambda: nn.Embedding(4, 2, padding_idx=4))
+    _same_error(lambda: torch.nn.Embedding.from_pretrained(torch.ones(3)),
+                lambda: nn.Embedding.from_pretrained(pve.tensor(np.ones(3, np.float32))))
