@@ -107,3 +107,6 @@ from pyvision_engine._functions import (  # noqa: E402  (reductions and scans)
     all, aminmax, any, count_nonzero, cummax, cummin, cumprod, diff, kthvalue, logcumsumexp,
     median, nanmean, nanmedian, nansum, std_mean, trace, var_mean,
 )
+from pyvision_engine._functions import (  # noqa: E402  (unique, counting, searching, quantiles)
+    bincount, bucketize, histc, nanquantile, quantile, searchsorted, unique, unique_consecutive,
+)

@@ -567,9 +567,13 @@ from pyvision_engine._reductions import (  # noqa: E402
     nanmean, nanmedian, nansum, std_mean, trace, var_mean,
 )
 from pyvision_engine._reductions import all, any  # noqa: E402,A004  (torch's names)
+from pyvision_engine._reductions import (  # noqa: E402
+    bincount, bucketize, histc, nanquantile, quantile, searchsorted, unique, unique_consecutive,
+)
 
 __all__ += [
     "aminmax", "count_nonzero", "cummax", "cummin", "cumprod", "diff", "kthvalue",
     "logcumsumexp", "median", "nanmean", "nanmedian", "nansum", "std_mean", "trace", "var_mean",
-    "all", "any",
+    "all", "any", "bincount", "bucketize", "histc", "nanquantile", "quantile", "searchsorted",
+    "unique", "unique_consecutive",
 ]

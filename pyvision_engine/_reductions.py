@@ -414,3 +414,232 @@ def kthvalue(self: Any, k: int, dim: int = -1, keepdim: bool = False) -> Any:
         return KthvalueResult(out.values.reshape(()), out.indices.reshape(()))
     return out
 
+
+
+# ------------------------------------------------- unique, counting, searching
+TENSOR_METHODS += ["unique", "unique_consecutive", "bincount", "histc", "quantile", "nanquantile"]
+FUNCTIONS += ["unique", "unique_consecutive", "bincount", "histc", "quantile", "nanquantile",
+              "searchsorted", "bucketize"]
+
+
+def _unique_result(values: np.ndarray, inverse: np.ndarray, counts: np.ndarray,
+                   return_inverse: bool, return_counts: bool) -> Any:
+    out = [Tensor._wrap(np.ascontiguousarray(values))]
+    if return_inverse:
+        out.append(Tensor._wrap(np.ascontiguousarray(inverse, dtype=np.int64)))
+    if return_counts:
+        out.append(Tensor._wrap(np.ascontiguousarray(counts, dtype=np.int64)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def unique(self: Any, sorted: bool = True, return_inverse: bool = False,  # noqa: A002
+           return_counts: bool = False, dim: Optional[int] = None) -> Any:
+    """The distinct values (sorted; torch's CPU sorts for sorted=False too), of the flat
+    input or the distinct slices along dim; each NaN counts as distinct, as torch's."""
+    t = as_tensor(self)
+    a = t._data
+    if dim is None:
+        values, inverse, counts = np.unique(a.reshape(-1), return_inverse=True,
+                                            return_counts=True, equal_nan=False)
+        return _unique_result(values, inverse.reshape(a.shape), counts, return_inverse,
+                              return_counts)
+    d = _ops.normalize_dim(dim, t.ndim, "unique")
+    values, inverse, counts = np.unique(a, return_inverse=True, return_counts=True, axis=d,
+                                        equal_nan=False)
+    return _unique_result(values, inverse.reshape(-1), counts, return_inverse, return_counts)
+
+
+def unique_consecutive(self: Any, return_inverse: bool = False, return_counts: bool = False,
+                       dim: Optional[int] = None) -> Any:
+    """Each run of equal consecutive values (or slices along dim) collapsed to one."""
+    t = as_tensor(self)
+    a = t._data
+    d = None if dim is None else _ops.normalize_dim(dim, t.ndim, "unique_consecutive")
+    lines = a.reshape(-1) if d is None else np.moveaxis(a, d, 0).reshape(a.shape[d], -1)
+    n = lines.shape[0]
+    if n == 0:
+        starts = np.zeros(0, dtype=np.int64)
+    else:
+        different = lines[1:] != lines[:-1]
+        if different.ndim > 1:
+            different = different.any(axis=1)
+        starts = np.concatenate(([0], np.flatnonzero(different) + 1))
+    counts = np.diff(np.concatenate((starts, [n])))
+    inverse = np.repeat(np.arange(starts.size), counts)
+    if d is None:
+        values = lines[starts]
+        inverse = inverse.reshape(a.shape)
+    else:
+        values = np.take(a, starts, axis=d)
+    return _unique_result(values, inverse, counts, return_inverse, return_counts)
+
+
+def bincount(self: Any, weights: Any = None, minlength: int = 0) -> Tensor:
+    """Counts of each value of a 1-D non-negative int64 tensor (or the sums of ``weights``
+    there: float32, where torch gives float64 for integer weights: the engine has none)."""
+    t = as_tensor(self)
+    a = t._data
+    if a.dtype == float32:
+        raise NotImplementedError("\"bincount_cpu\" not implemented for 'Float'")
+    if minlength < 0:
+        raise RuntimeError("minlength should be >= 0")
+    if a.ndim != 1 or (a.size and a.min() < 0):
+        raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
+    w = None
+    if weights is not None:
+        w = as_tensor(weights)._data
+        if w.ndim != 1 or w.shape[0] != a.shape[0]:
+            raise RuntimeError("weights should be 1-d and have the same length as input")
+        w = w.astype(np.float64)
+    out = np.bincount(a.astype(np.int64), weights=w, minlength=minlength)
+    return Tensor._wrap(out.astype(np.float32 if w is not None else np.int64))
+
+
+def histc(self: Any, bins: int = 100, min: float = 0, max: float = 0) -> Tensor:  # noqa: A002
+    """Counts in ``bins`` equal bins over [min, max] (the data's range when min == max);
+    values outside and NaN are left out, max falls in the last bin."""
+    t = as_tensor(self)
+    if t.dtype != float32:
+        raise NotImplementedError(f"\"histogram_cpu\" not implemented for "
+                                  f"'{_ops._RANK_DTYPE_NAMES[t.dtype.kind]}'")
+    if bins <= 0:
+        raise RuntimeError(f"torch.histogram(): bins must be > 0, but got {bins} for dimension 0")
+    if min > max:
+        raise RuntimeError("torch.histc: max must be larger than min")
+    a = t._data.reshape(-1).astype(np.float64)
+    lo, hi = float(min), float(max)
+    if lo == hi:
+        finite = a[np.isfinite(a)]
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+        if lo == hi:
+            lo, hi = lo - 1, hi + 1
+    keep = a[(a >= lo) & (a <= hi)]
+    index = np.minimum(((keep - lo) * bins / (hi - lo)).astype(np.int64), bins - 1)
+    return Tensor._wrap(np.bincount(index, minlength=bins).astype(np.float32))
+
+
+def searchsorted(sorted_sequence: Any, input: Any, *, out_int32: bool = False,
+                 right: bool = False, side: Optional[str] = None, sorter: Any = None) -> Tensor:
+    """For each value, the index where it would be inserted into the sorted innermost dim
+    of ``sorted_sequence`` (side 'left': before equal values; 'right' or right=True:
+    after). int64 result (out_int32 too: the engine has no int32)."""
+    boundaries = as_tensor(sorted_sequence)._data
+    scalar = not isinstance(input, Tensor)
+    values = np.asarray(input._data if isinstance(input, Tensor) else input)
+    if side is not None:
+        if side not in ("left", "right"):
+            raise RuntimeError(f"torch.searchsorted(): side can only be 'left' or 'right' but "
+                               f"got {side}")
+        if right and side == "left":
+            raise RuntimeError("torch.searchsorted(): side and right can't be set to opposites, "
+                               "got side of left while right was True")
+        right = side == "right"
+    if sorter is not None:
+        order = as_tensor(sorter)._data
+        if order.shape != boundaries.shape:
+            raise RuntimeError("torch.searchsorted(): boundary and sorter must have the same size")
+        boundaries = np.take_along_axis(boundaries, order, axis=-1)
+    which = "right" if right else "left"
+    if boundaries.ndim == 1:
+        out = np.searchsorted(boundaries, values, side=which)
+    else:
+        if scalar or values.shape[:-1] != boundaries.shape[:-1]:
+            raise RuntimeError("torch.searchsorted(): boundaries tensor should be 1 dimension or "
+                               "the first N-1 dimensions of boundaries tensor and input value "
+                               f"tensor must match, but we got boundaries tensor "
+                               f"{list(boundaries.shape)} and input value tensor "
+                               f"{list(values.shape)}")
+        flat_b = boundaries.reshape(-1, boundaries.shape[-1])
+        flat_v = values.reshape(-1, values.shape[-1])
+        out = np.stack([np.searchsorted(b, v, side=which) for b, v in zip(flat_b, flat_v)])
+        out = out.reshape(values.shape)
+    return Tensor._wrap(np.asarray(out, dtype=np.int64))
+
+
+def bucketize(input: Any, boundaries: Any, *, out_int32: bool = False, right: bool = False) -> Tensor:
+    """The bucket of each value among 1-D sorted ``boundaries``: right=False gives i with
+    boundaries[i-1] < x <= boundaries[i]; right=True, boundaries[i-1] <= x < boundaries[i]."""
+    b = as_tensor(boundaries)
+    if b.ndim != 1:
+        raise RuntimeError(f"boundaries tensor must be 1 dimension, but got dim({b.ndim})")
+    return searchsorted(b, input, out_int32=out_int32, right=right)
+
+
+_INTERPOLATIONS = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+def _quantile(self: Any, q: Any, dim: Optional[int], keepdim: bool, interpolation: str,
+              ignore_nan: bool) -> Tensor:
+    from pyvision_engine.nn.functional import cat
+
+    op = "nanquantile" if ignore_nan else "quantile"
+    t = as_tensor(self)
+    if t.dtype != float32:
+        raise RuntimeError(f"{op}() input tensor must be either float or double dtype")
+    if t.numel() == 0:
+        raise RuntimeError(f"{op}() input tensor must be non-empty")
+    if interpolation not in _INTERPOLATIONS:
+        raise RuntimeError(f"{op}() interpolation must be one of linear, lower, higher, "
+                           f"midpoint or nearest, but got {interpolation}")
+    q_scalar = not isinstance(q, Tensor) or q.ndim == 0
+    # q and the ranks in float32, as torch (0.8 * 5 is 4 there, not 4.00000006)
+    qs = np.atleast_1d(np.asarray(q._data if isinstance(q, Tensor) else q, dtype=np.float32))
+    if isinstance(q, Tensor) and q.ndim > 1:
+        raise RuntimeError(f"{op}() q must be a scalar or 1D tensor")
+    if ((qs < 0) | (qs > 1)).any():
+        bad = qs[(qs < 0) | (qs > 1)][0]
+        raise RuntimeError(f"{op}() q must be in the range [0, 1] but got {bad:g}" if q_scalar
+                           else f"{op}() q values must be in the range [0, 1]")
+    if dim is None:
+        source, d = t.reshape(-1), 0
+    else:
+        d = _ops.normalize_dim(dim, t.ndim, op)
+        source = _as_line(t)
+    ordered = source.sort(d).values  # NaN last
+    n = source.shape[d]
+    nan_count = np.isnan(source._data).sum(axis=d, keepdims=True)
+    valid = n - nan_count
+    outs = []
+    for qv in qs:
+        rank = qv * (valid - 1).astype(np.float32)
+        # a NaN (quantile) or no valid value (nanquantile) reads the last, NaN, element
+        last = (valid == 0) if ignore_nan else (nan_count > 0)
+        rank = np.where(last, np.float32(n - 1), rank)
+        lo = np.floor(rank).astype(np.int64)
+        hi = np.ceil(rank).astype(np.int64)
+        if interpolation == "nearest":
+            lo = hi = np.round(rank).astype(np.int64)  # (half to even, as torch)
+        v_lo = _ops.gather_values(ordered, lo, d)
+        v_hi = _ops.gather_values(ordered, hi, d)
+        if interpolation in ("lower", "nearest"):
+            out = v_lo
+        elif interpolation == "higher":
+            out = v_hi
+        else:
+            weight = np.float32(0.5) if interpolation == "midpoint" else \
+                np.asarray(rank - lo, dtype=np.float32)
+            out = v_lo + (v_hi - v_lo) * Tensor._wrap(np.asarray(weight, dtype=np.float32))
+        if dim is None:
+            out = out.reshape((1,) * t.ndim if keepdim else ())
+        elif not keepdim:
+            out = out.squeeze(d)
+        elif t.ndim == 0:
+            out = out.reshape(())
+        outs.append(out)
+    if q_scalar:
+        return outs[0]
+    return cat([o.unsqueeze(0) for o in outs], 0)
+
+
+def quantile(self: Any, q: Any, dim: Optional[int] = None, keepdim: bool = False, *,
+             interpolation: str = "linear") -> Tensor:
+    """The q-th quantiles (q a float or a 1-D tensor, whose dim comes first in the result)
+    of the flat input or along dim; NaN where a NaN is present."""
+    return _quantile(self, q, dim, keepdim, interpolation, ignore_nan=False)
+
+
+def nanquantile(self: Any, q: Any, dim: Optional[int] = None, keepdim: bool = False, *,
+                interpolation: str = "linear") -> Tensor:
+    """quantile of the non-NaN values (NaN where all are NaN)."""
+    return _quantile(self, q, dim, keepdim, interpolation, ignore_nan=True)

@@ -777,3 +777,97 @@ def test_reduction_errors():
     for fn, exc, pattern in cases:
         with pytest.raises(exc, match=pattern):
             fn()
+
+
+# ------------------------------------------------------------ unique, counting, searching
+def test_unique_and_unique_consecutive():
+    a = np.array([3, 1, 2, 3, 1, 1])
+    values, inverse, counts = pve.unique(pve.tensor(a), return_inverse=True, return_counts=True)
+    ref_v, ref_i, ref_c = np.unique(a, return_inverse=True, return_counts=True)
+    assert values.tolist() == ref_v.tolist() and inverse.tolist() == ref_i.tolist()
+    assert counts.tolist() == ref_c.tolist() and values.dtype == pve.int64
+    assert pve.tensor(a).unique().tolist() == [1, 2, 3]
+    m = np.array([[1, 2], [1, 2], [0, 5]])
+    v, i = pve.unique(pve.tensor(m), dim=0, return_inverse=True)
+    assert v.tolist() == [[0, 5], [1, 2]] and i.tolist() == [1, 1, 0]
+    with_nan = pve.unique(pve.tensor([1.0, np.nan, np.nan, 2.0])).numpy()
+    assert with_nan[:2].tolist() == [1.0, 2.0] and np.isnan(with_nan[2:]).all()  # NaNs distinct
+    runs = pve.tensor([1, 1, 2, 2, 3, 1, 1])
+    v, i, c = runs.unique_consecutive(return_inverse=True, return_counts=True)
+    assert v.tolist() == [1, 2, 3, 1] and i.tolist() == [0, 0, 1, 1, 2, 3, 3] and c.tolist() == [2, 2, 1, 2]
+    assert pve.unique_consecutive(pve.tensor([[1, 1], [1, 1], [2, 3]]), dim=0).tolist() == [[1, 1], [2, 3]]
+
+
+def test_bincount_and_histc():
+    a = rng.integers(0, 6, 50)
+    assert pve.bincount(pve.tensor(a)).tolist() == np.bincount(a).tolist()
+    w = rng.standard_normal(50)
+    np.testing.assert_allclose(pve.tensor(a).bincount(pve.tensor(w.astype(np.float32))).numpy(),
+                               np.bincount(a, w), rtol=1e-5, atol=1e-6)
+    assert pve.bincount(pve.tensor([1]), minlength=4).tolist() == [0, 1, 0, 0]
+    x = rng.uniform(-1, 4, 200)
+    ref, _ = np.histogram(x, bins=5, range=(0, 3))
+    assert pve.histc(pve.tensor(x.astype(np.float32)), bins=5, min=0, max=3).tolist() == ref.tolist()
+    ref, _ = np.histogram(x, bins=7)
+    assert pve.tensor(x.astype(np.float32)).histc(7).tolist() == ref.tolist()  # the data's range
+    assert pve.histc(pve.tensor([1.0, 1.0]), bins=3).tolist() == [0.0, 2.0, 0.0]
+
+
+def test_searchsorted_and_bucketize():
+    b = np.array([1.0, 2.0, 2.0, 3.0])
+    v = np.array([2.0, 0.0, 5.0, 2.5])
+    assert pve.searchsorted(pve.tensor(b), pve.tensor(v)).tolist() == np.searchsorted(b, v).tolist()
+    assert pve.searchsorted(pve.tensor(b), pve.tensor(v), right=True).tolist() == \
+        np.searchsorted(b, v, "right").tolist()
+    assert pve.searchsorted(pve.tensor(b), pve.tensor(v), side="right").tolist() == \
+        np.searchsorted(b, v, "right").tolist()
+    rows = pve.searchsorted(pve.tensor([[1.0, 2.0], [3.0, 4.0]]), pve.tensor([[2.0], [2.0]]), side="right")
+    assert rows.tolist() == [[2], [0]]
+    assert pve.searchsorted(pve.tensor([3.0, 1.0, 2.0]), pve.tensor([2.0]),
+                            sorter=pve.tensor([1, 2, 0])).tolist() == [1]
+    assert pve.searchsorted(pve.tensor([1, 2, 3]), 2).item() == 1
+    assert pve.bucketize(pve.tensor([[2.0, 0.0], [5.0, 1.0]]), pve.tensor([1.0, 2.0, 3.0])).tolist() == [[1, 0], [3, 0]]
+    assert pve.bucketize(pve.tensor([2.0]), pve.tensor([1.0, 2.0, 3.0]), right=True).tolist() == [2]
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "lower", "higher", "midpoint", "nearest"])
+def test_quantile_values_and_gradients(interpolation):
+    x = randn(3, 7)
+    q = [0.0, 0.3, 0.5, 0.9, 1.0]
+    check(lambda t: pve.quantile(t, pve.tensor(q), dim=1, interpolation=interpolation),
+          lambda a: np.quantile(a, q, axis=1, method=interpolation), x)
+    check(lambda t: t.quantile(0.4, interpolation=interpolation),
+          lambda a: np.quantile(a, 0.4, method=interpolation), x)
+    check(lambda t: t.nanquantile(0.65, dim=0, keepdim=True, interpolation=interpolation),
+          lambda a: np.quantile(a, 0.65, axis=0, keepdims=True, method=interpolation), x)
+    y = x.copy()
+    y[0, 2] = np.nan
+    np.testing.assert_allclose(pve.nanquantile(pve.tensor(y.astype(np.float32)), 0.3, dim=1,
+                                               interpolation=interpolation).numpy(),
+                               np.nanquantile(y.astype(np.float32).astype(np.float64), 0.3, axis=1,
+                                              method=interpolation), rtol=1e-5)
+    out = pve.quantile(pve.tensor(y.astype(np.float32)), 0.3, dim=1).numpy()
+    assert np.isnan(out[0]) and not np.isnan(out[1:]).any()
+
+
+def test_counting_and_quantile_errors():
+    cases = [
+        (lambda: pve.bincount(pve.tensor([-1])), RuntimeError, "non-negative"),
+        (lambda: pve.bincount(pve.tensor([1.0])), NotImplementedError, "Float"),
+        (lambda: pve.bincount(pve.tensor([1]), minlength=-1), RuntimeError, "minlength"),
+        (lambda: pve.bincount(pve.tensor([1, 2]), weights=pve.ones(3)), RuntimeError, "same length"),
+        (lambda: pve.histc(pve.tensor([1, 2])), NotImplementedError, "Long"),
+        (lambda: pve.histc(pve.tensor([1.0]), bins=0), RuntimeError, "bins must be > 0"),
+        (lambda: pve.histc(pve.tensor([1.0]), min=2, max=1), RuntimeError, "larger than min"),
+        (lambda: pve.searchsorted(pve.tensor([1.0]), pve.tensor([1.0]), side="left", right=True),
+         RuntimeError, "opposites"),
+        (lambda: pve.searchsorted(pve.tensor([[1.0, 2.0]]), pve.tensor([1.0, 2.0])), RuntimeError,
+         "boundaries tensor"),
+        (lambda: pve.quantile(pve.tensor([1.0, 2.0]), 1.5), RuntimeError, r"range \[0, 1\]"),
+        (lambda: pve.quantile(pve.tensor([1, 2]), 0.5), RuntimeError, "float or double"),
+        (lambda: pve.quantile(pve.tensor([1.0]), 0.5, interpolation="bad"), RuntimeError, "interpolation"),
+        (lambda: pve.quantile(pve.tensor([]), 0.5), RuntimeError, "non-empty"),
+    ]
+    for fn, exc, pattern in cases:
+        with pytest.raises(exc, match=pattern):
+            fn()

@@ -571,3 +571,82 @@ REDUCTION_ERRORS = [
 @pytest.mark.parametrize("i", range(len(REDUCTION_ERRORS)))
 def test_reduction_error_types(i):
     same_error(lambda: REDUCTION_ERRORS[i](pve), lambda: REDUCTION_ERRORS[i](torch))
+
+
+# ------------------------------------------------------------ unique, counting, searching
+def as_list(result):
+    return [r.tolist() for r in result] if isinstance(result, tuple) else result.tolist()
+
+
+COUNTING = [
+    lambda L: L.unique(ints(L, [3, 1, 2, 3, 1, 1])),
+    lambda L: L.unique(ints(L, [3, 1, 2, 3, 1, 1]), return_inverse=True),
+    lambda L: L.unique(ints(L, [3, 1, 2, 3, 1, 1]), return_counts=True),
+    lambda L: ints(L, [[3, 1], [2, 3]]).unique(return_inverse=True, return_counts=True),
+    lambda L: L.unique(ints(L, [[1, 2], [1, 2], [0, 5]]), dim=0, return_inverse=True, return_counts=True),
+    lambda L: L.unique(ints(L, [[1, 2, 1], [0, 5, 0]]), dim=1),
+    lambda L: L.unique(L.tensor([True, False, True])),
+    lambda L: L.unique_consecutive(ints(L, [1, 1, 2, 2, 3, 1, 1]), return_inverse=True, return_counts=True),
+    lambda L: ints(L, [[1, 1], [1, 1], [2, 3]]).unique_consecutive(dim=0, return_counts=True),
+    lambda L: L.bincount(ints(L, [0, 2, 2, 5])),
+    lambda L: L.bincount(ints(L, [0, 2, 2]), weights=L.tensor([0.5, 1.0, 2.0]), minlength=5),
+    lambda L: L.bincount(ints(L, [])),
+    lambda L: L.histc(L.tensor([1.0, 2.0, 1.0, 4.0, nan, 3.0]), bins=4, min=0, max=3),
+    lambda L: L.histc(L.tensor([1.0, 2.0, 1.0, 0.3]), bins=5),
+    lambda L: L.tensor([1.0, 1.0]).histc(3),
+    lambda L: L.searchsorted(L.tensor([1.0, 2.0, 2.0, 3.0]), L.tensor([2.0, 0.0, 5.0])),
+    lambda L: L.searchsorted(L.tensor([1.0, 2.0, 2.0, 3.0]), L.tensor([[2.0], [0.0]]), right=True),
+    lambda L: L.searchsorted(L.tensor([[1.0, 2.0], [3.0, 4.0]]), L.tensor([[2.0], [2.0]]), side="right"),
+    lambda L: L.searchsorted(L.tensor([3.0, 1.0, 2.0]), L.tensor([2.0]), sorter=ints(L, [1, 2, 0])),
+    lambda L: L.searchsorted(ints(L, [1, 2, 3]), 2),
+    lambda L: L.bucketize(L.tensor([[2.0, 0.0], [5.0, 1.0]]), L.tensor([1.0, 2.0, 3.0])),
+    lambda L: L.bucketize(L.tensor([2.0, 3.0]), L.tensor([1.0, 2.0, 3.0]), right=True),
+    lambda L: L.bucketize(2, ints(L, [1, 2, 3])),
+]
+
+
+@pytest.mark.parametrize("i", range(len(COUNTING)))
+def test_counting_and_searching_as_torch(i):
+    p, t = COUNTING[i](pve), COUNTING[i](torch)
+    pairs = zip(p, t) if isinstance(t, tuple) else [(p, t)]
+    for a, b in pairs:
+        assert tuple(a.shape) == tuple(b.shape)
+        np.testing.assert_allclose(a.numpy(), b.numpy().astype(a.numpy().dtype), rtol=1e-6)
+        if dtype_name(b) != "float64":  # (torch's float64 bincount of integer weights aside)
+            assert dtype_name(a) == dtype_name(b)
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "lower", "higher", "midpoint", "nearest"])
+@pytest.mark.parametrize("fn", ["quantile", "nanquantile"])
+def test_quantile_as_torch(interpolation, fn):
+    x = rng.standard_normal((3, 6))
+    q = np.array([0.0, 0.25, 0.5, 0.8, 1.0], np.float32)
+    run_both(lambda L, t: getattr(L, fn)(t, L.tensor(q), dim=1, interpolation=interpolation), [x])
+    run_both(lambda L, t: getattr(t, fn)(0.3, interpolation=interpolation), [x])
+    run_both(lambda L, t: getattr(L, fn)(t, 0.7, dim=0, keepdim=True, interpolation=interpolation), [x])
+    run_both(lambda L, t: getattr(L, fn)(t, L.tensor([0.1, 0.6]), keepdim=True,
+                                         interpolation=interpolation), [x])
+    y = x.copy()
+    y[0, 1] = nan
+    y[2, :] = nan
+    p = getattr(pve, fn)(pve.tensor(y.astype(np.float32)), 0.4, dim=1, interpolation=interpolation)
+    t = getattr(torch, fn)(torch.tensor(y.astype(np.float32)), 0.4, dim=1, interpolation=interpolation)
+    assert_same(p, t)
+
+
+COUNTING_ERRORS = [
+    lambda L: L.bincount(ints(L, [-1])), lambda L: L.bincount(L.tensor([1.0])),
+    lambda L: L.bincount(ints(L, [[1]])), lambda L: L.bincount(ints(L, [1]), minlength=-1),
+    lambda L: L.bincount(ints(L, [1, 2]), weights=L.ones(3)), lambda L: L.histc(ints(L, [1, 2])),
+    lambda L: L.histc(L.tensor([1.0]), bins=0), lambda L: L.histc(L.tensor([1.0]), min=2, max=1),
+    lambda L: L.searchsorted(L.tensor([1.0]), L.tensor([1.0]), side="left", right=True),
+    lambda L: L.searchsorted(L.tensor([[1.0, 2.0]]), L.tensor([1.0, 2.0])),
+    lambda L: L.quantile(L.tensor([1.0, 2.0]), 1.5), lambda L: L.quantile(ints(L, [1, 2]), 0.5),
+    lambda L: L.quantile(L.tensor([1.0, 2.0]), 0.5, interpolation="bad"),
+    lambda L: L.quantile(L.tensor([]), 0.5), lambda L: L.quantile(L.ones(3), L.ones(2, 2) / 2),
+]
+
+
+@pytest.mark.parametrize("i", range(len(COUNTING_ERRORS)))
+def test_counting_error_types(i):
+    same_error(lambda: COUNTING_ERRORS[i](pve), lambda: COUNTING_ERRORS[i](torch))
