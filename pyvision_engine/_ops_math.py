@@ -309,3 +309,35 @@ def trunc_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     _check_integer_divisor(a, b)
     q = np.floor_divide(a, b)
     return q + ((q < 0) & (q * b != a))
+
+
+class RoundedDivide(Function):
+    """divide(rounding_mode='trunc' | 'floor'): the quotient rounded toward zero or minus
+    infinity; two integer operands stay int64 (a zero divisor is torch's
+    'ZeroDivisionError'). The result is piecewise constant: zero gradients, as torch's."""
+
+    saved_inputs, saves_output = (), False
+
+    @staticmethod
+    def forward(ctx, a, b, mode):
+        ctx.shapes = (a.shape, b.shape)
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise broadcast_error(a.shape, b.shape) from None
+        if a.dtype != _FLOAT and b.dtype != _FLOAT:
+            a64, b64 = a.astype(np.int64), b.astype(np.int64)
+            _check_integer_divisor(a64, b64)
+            return _contiguous(trunc_divide(a64, b64) if mode == "trunc"
+                               else np.floor_divide(a64, b64))
+        with np.errstate(all="ignore"):
+            a, b = _as_float(a), _as_float(b)
+            if mode == "trunc":
+                return _contiguous(np.trunc(a / b), np.float32)
+            return _contiguous(np.floor_divide(a, b), np.float32)
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        return (np.zeros(sa, np.float32) if ctx.needs_input_grad[0] else None,
+                np.zeros(sb, np.float32) if ctx.needs_input_grad[1] else None, None)

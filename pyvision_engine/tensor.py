@@ -1018,16 +1018,10 @@ class Tensor:
         toward minus infinity (torch.div's modes)."""
         if rounding_mode is None:
             return self / other
-        if rounding_mode == "floor":
-            return self // other
-        if rounding_mode != "trunc":
+        if rounding_mode not in ("trunc", "floor"):
             raise RuntimeError("div expected rounding_mode to be one of None, 'trunc', or "
                                f"'floor' but found '{rounding_mode}'")
-        operand = _operand(other, self)
-        if self._data.dtype != float32 and operand._data.dtype != float32:
-            return Tensor._wrap(_ops_math.trunc_divide(self._data, operand._data))
-        with _no_grad():  # (no derivative, as torch's trunc division)
-            return (self / operand).trunc()
+        return _ops_math.RoundedDivide.apply(self, _operand(other, self), rounding_mode)
 
     # In-place forms (torch: a float result can't be written into an integer tensor).
     def _unary_(self, method: Callable[["Tensor"], "Tensor"], float_result: bool) -> "Tensor":

@@ -348,6 +348,9 @@ def test_aliases_and_rounding_modes():
     assert pve.divide(i, 2, rounding_mode="trunc").tolist() == [-3, 3, -3]
     assert pve.divide(i, 2, rounding_mode="trunc").dtype == pve.int64
     assert pve.negative(i).tolist() == [7, -7, 6]
+    g = pve.tensor([1.5, -2.5], requires_grad=True)
+    g.divide(2.0, rounding_mode="trunc").sum().backward()
+    assert g.grad.tolist() == [0.0, 0.0]  # piecewise constant: zero gradient, as torch
 
 
 def test_integer_inputs_promote_to_float32():

@@ -650,3 +650,10 @@ COUNTING_ERRORS = [
 @pytest.mark.parametrize("i", range(len(COUNTING_ERRORS)))
 def test_counting_error_types(i):
     same_error(lambda: COUNTING_ERRORS[i](pve), lambda: COUNTING_ERRORS[i](torch))
+
+
+@pytest.mark.parametrize("mode", ["trunc", "floor"])
+def test_rounded_divide_has_zero_gradients_as_torch(mode):
+    x = np.array([1.5, -2.5, 7.0])
+    run_both(lambda L, a, b: L.divide(a, b, rounding_mode=mode), [x, np.array([2.0, 2.0, -3.0])])
+    run_both(lambda L, a: a.divide(2.0, rounding_mode=mode), [x])
