@@ -111,3 +111,6 @@ __all__ += ["RMSNorm", "Bilinear"]
 from pyvision_engine.nn.sparse import Embedding  # noqa: E402
 
 __all__ += ["Embedding"]
+from pyvision_engine.nn.pooling import LPPool1d, MaxUnpool1d  # noqa: E402
+
+__all__ += ["LPPool1d", "MaxUnpool1d"]

@@ -11,8 +11,9 @@ zero for an all-zero window) come out as torch's.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,7 +27,8 @@ from pyvision_engine.tensor import Tensor, as_tensor
 __all__ = ["max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "adaptive_avg_pool2d",
            "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices", "pool_output_size",
            "max_pool1d", "max_pool1d_with_indices", "avg_pool1d", "adaptive_avg_pool1d",
-           "adaptive_max_pool1d", "adaptive_max_pool1d_with_indices", "max_unpool2d", "lp_pool2d"]
+           "adaptive_max_pool1d", "adaptive_max_pool1d_with_indices", "max_unpool2d", "lp_pool2d",
+           "lp_pool1d", "max_unpool1d"]
 
 
 def pool_output_size(size: int, kernel: int, stride: int, pad: int, dilation: int,
@@ -573,3 +575,74 @@ def lp_pool2d(input: Any, norm_type: float, kernel_size: Any, stride: Any = None
         raise ZeroDivisionError(f"{op}: norm_type 0 has no root (torch: float division by zero)")
     mean = avg_pool2d(x ** norm_type, kernel_size, stride, 0, ceil_mode)
     return _WindowRoot.apply(mean, kw * kh, float(norm_type))
+
+
+# ------------------------------------------------------- lp_pool1d, max_unpool1d
+def lp_pool1d(input: Any, norm_type: float, kernel_size: int, stride: Any = None,
+              ceil_mode: bool = False) -> Tensor:
+    """1-D power-average pooling of (N, C, L) or (C, L), torch's lp_pool1d: the window
+    mean of x ** p (avg_pool1d) times kernel_size, kept at its sign, to the power 1 / p
+    (lp_pool2d's tail, the same NaN and zero-window rules); +-inf are max pools of |x|."""
+    op = "lp_pool1d"
+    x = float_input(input, op)
+    if norm_type == math.inf:
+        return max_pool1d(abs(x), kernel_size, stride, 0, 1, ceil_mode)
+    if norm_type == -math.inf:
+        return -max_pool1d(-abs(x), kernel_size, stride, 0, 1, ceil_mode)
+    k = int_arg(kernel_size, op, "kernel_size")
+    if norm_type == 0:
+        raise ZeroDivisionError(f"{op}: norm_type 0 has no root (torch: float division by zero)")
+    with _renamed_errors("avg_pool1d", op):
+        mean = avg_pool1d(x ** norm_type, k, stride, 0, ceil_mode)
+    return _WindowRoot.apply(mean, k, float(norm_type))
+
+
+def max_unpool1d(input: Any, indices: Any, kernel_size: Any, stride: Any = None,
+                 padding: Any = 0, output_size: Optional[Sequence[int]] = None) -> Tensor:
+    """Partial inverse of max_pool1d over (N, C, L) or (C, L): max_unpool2d on the
+    (..., L, 1) view, as torch's; output length (l - 1) * stride + kernel_size -
+    2 * padding unless ``output_size`` ((L,) or (N, C, L)) says otherwise."""
+    op = "max_unpool1d"
+    x, ind = float_input(input, op), as_tensor(indices)
+    k = _single(kernel_size, op, "kernel_size")
+    s = k if stride is None else _single(stride, op, "stride")
+    p = _single(padding, op, "padding")
+    size = None
+    if output_size is not None:
+        size = [int(v) for v in output_size]
+        if len(size) == 3:
+            size = size[2:]
+        if len(size) != 1:
+            raise ValueError("output_size should be a sequence containing 1 or 3 elements, but "
+                             f"it has a length of '{len(size)}'")
+        size = size + [1]
+    if x.ndim not in (2, 3):
+        raise RankError(f"{op}: Input to max_unpooling1d should be a 2d or 3d Tensor, but got a "
+                        f"tensor with {x.ndim} dimensions.")
+    if ind.ndim != x.ndim:
+        raise RuntimeValueError(f"{op}: Expected shape of indices to be same as that of the input "
+                                f"tensor ({list(x.shape)}) but got indices tensor with shape: "
+                                f"{list(ind.shape)}")
+    with _renamed_errors("max_unpool2d", op):
+        y = max_unpool2d(x.unsqueeze(-1), ind.unsqueeze(-1), (k, 1), (s, 1), (p, 0), size)
+    return y.squeeze(-1)
+
+
+@contextlib.contextmanager
+def _renamed_errors(inner: str, op: str) -> Iterator[None]:
+    """The inner op's errors (same class) with the calling op's name in the message."""
+    try:
+        yield
+    except (ValueError, RuntimeError, TypeError, IndexError) as e:
+        if inner not in str(e):
+            raise
+        raise type(e)(str(e).replace(inner, op)) from None
+
+
+def _single(v: Any, op: str, name: str) -> int:
+    """An int or a 1-sequence of ints."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {v!r}")
+        v = v[0]
+    return int_arg(v, op, name)

@@ -475,3 +475,6 @@ __all__ += ["rms_norm", "bilinear"]
 from pyvision_engine.nn._f_embedding import embedding  # noqa: E402
 
 __all__ += ["embedding"]
+from pyvision_engine.nn._f_pooling import lp_pool1d, max_unpool1d  # noqa: E402
+
+__all__ += ["lp_pool1d", "max_unpool1d"]

@@ -187,3 +187,50 @@ class LPPool2d(Module):
     def extra_repr(self) -> str:
         return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, ceil_mode={self.ceil_mode}")
+
+
+class MaxUnpool1d(Module):
+    """Partial inverse of MaxPool1d (torch.nn.MaxUnpool1d): each value goes back to the
+    position its index names; everything else is zero. stride defaults to kernel_size."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        super().__init__()
+        self.kernel_size = _as_single(kernel_size)
+        self.stride = _as_single(stride if stride is not None else kernel_size)
+        self.padding = _as_single(padding)
+
+    def forward(self, input: Any, indices: Any,
+                output_size: Optional[Sequence[int]] = None) -> Tensor:
+        return F.max_unpool1d(input, indices, self.kernel_size, self.stride, self.padding,
+                              output_size)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+def _as_single(v: Any) -> Tuple[int]:
+    return (v[0],) if isinstance(v, (tuple, list)) and len(v) == 1 else \
+        v if isinstance(v, tuple) else (v,)
+
+
+class LPPool1d(Module):
+    """1-D power-average pooling (torch.nn.LPPool1d): (sum of x ** norm_type over each
+    window) ** (1 / norm_type)."""
+
+    def __init__(self, norm_type: float, kernel_size: Any, stride: Any = None,
+                 ceil_mode: bool = False) -> None:
+        super().__init__()
+        self.norm_type = norm_type
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.ceil_mode = ceil_mode
+
+    def forward(self, input: Any) -> Tensor:
+        return F.lp_pool1d(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, ceil_mode={self.ceil_mode}")
+
+
+__all__ += ["MaxUnpool1d", "LPPool1d"]

@@ -237,3 +237,86 @@ def test_embedding_errors():
         F.embedding(_idx([0]), pve.tensor(np.zeros(5, np.float32)))
     with pytest.raises(NotImplementedError):
         F.embedding(_idx([0]), w, sparse=True)
+
+
+# -------------------------------------------------------- lp_pool1d, max_unpool1d
+def np_lp_pool1d(x, p, k, s=None, ceil_mode=False):
+    s = k if s is None else s
+    L = x.shape[-1]
+    n = (-(-(L - k) // s) if ceil_mode else (L - k) // s) + 1
+    if ceil_mode and (n - 1) * s >= L:
+        n -= 1
+    outs = []
+    for i in range(n):
+        win = x[..., i * s:min(i * s + k, L)]
+        # torch: the window mean times kernel_size (partial ceil windows averaged over
+        # their own size)
+        m = (win ** p).mean(axis=-1) * k
+        outs.append(np.sign(m) * np.abs(m) ** (1.0 / p))
+    return np.stack(outs, axis=-1)
+
+
+@pytest.mark.parametrize("shape,p,k,s,ceil", [
+    ((2, 3, 8), 2.0, 3, None, False), ((3, 9), 3.0, 2, 1, False), ((1, 2, 7), 1.5, 3, 2, True),
+    ((2, 2, 6), 4, 2, None, False),
+])
+def test_lp_pool1d_values_and_grads(shape, p, k, s, ceil):
+    x = np.abs(_randn(*shape)) + 0.2 if p not in (2.0, 4) else _randn(*shape)
+    check_op(lambda t: F.lp_pool1d(t, p, k, s, ceil), lambda a: np_lp_pool1d(a, p, k, s, ceil),
+             [x])
+
+
+def test_lp_pool1d_inf_and_module():
+    x = _randn(2, 3, 8).astype(np.float32)
+    y = F.lp_pool1d(pve.tensor(x), float("inf"), 2)
+    np.testing.assert_array_equal(y.numpy(), np.abs(x).reshape(2, 3, 4, 2).max(-1))
+    m = nn.LPPool1d(2, 4, stride=2)
+    assert repr(m) == "LPPool1d(norm_type=2, kernel_size=4, stride=2, ceil_mode=False)"
+    np.testing.assert_allclose(m(pve.tensor(x)).numpy(),
+                               np_lp_pool1d(x.astype(np.float64), 2, 4, 2), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="lp_pool1d"):
+        F.lp_pool1d(pve.tensor(x), 2, 9)  # window larger than the input
+
+
+def np_max_unpool1d(x, idx, L):
+    out = np.zeros(x.shape[:-1] + (L,))
+    flat_o, flat_x, flat_i = out.reshape(-1, L), x.reshape(-1, x.shape[-1]), \
+        idx.reshape(-1, x.shape[-1])
+    for r in range(flat_o.shape[0]):
+        flat_o[r, flat_i[r]] = flat_x[r]
+    return out
+
+
+# windows that don't overlap: an index picked twice would be written once but read
+# twice by the gradient (torch's gather), which a finite difference can't see
+@pytest.mark.parametrize("shape,k,s,p,out_size", [
+    ((2, 3, 8), 2, None, 0, None), ((3, 9), 2, 3, 1, None), ((1, 2, 7), 2, 2, 0, [7]),
+    ((2, 1, 6), 2, None, 0, (2, 1, 7)),
+])
+def test_max_unpool1d(shape, k, s, p, out_size):
+    x = pve.tensor(_randn(*shape).astype(np.float32))
+    y, idx = F.max_pool1d(x, k, s, p, return_indices=True)
+    L = (y.shape[-1] - 1) * (k if s is None else s) + k - 2 * p
+    if out_size is not None:
+        L = list(out_size)[-1]
+    yi = idx.numpy()
+    check_op(lambda t: F.max_unpool1d(t, idx, k, s, p, out_size),
+             lambda a: np_max_unpool1d(a, yi, L), [y.detach().numpy()])
+    m = nn.MaxUnpool1d(k, s, p)
+    assert repr(m) == (f"MaxUnpool1d(kernel_size=({k},), stride=({k if s is None else s},), "
+                       f"padding=({p},))")
+    np.testing.assert_array_equal(m(y, idx, out_size).numpy(),
+                                  np_max_unpool1d(y.numpy(), yi, L).astype(np.float32))
+
+
+def test_max_unpool1d_errors():
+    x = pve.tensor(np.ones((1, 2, 3), np.float32))
+    idx = pve.tensor(np.zeros((1, 2, 3), np.int64))
+    with pytest.raises(ValueError, match="1 or 3 elements"):
+        F.max_unpool1d(x, idx, 2, output_size=[1, 6])
+    with pytest.raises(RuntimeError, match="max_unpool1d"):
+        F.max_unpool1d(x, pve.tensor(np.full((1, 2, 3), 9, np.int64)), 2)
+    with pytest.raises(RuntimeError, match="max_unpool1d"):
+        F.max_unpool1d(x, idx.float(), 2)
+    with pytest.raises(RuntimeError):
+        F.max_unpool1d(pve.tensor(np.ones(3, np.float32)), pve.tensor(np.zeros(3, np.int64)), 2)

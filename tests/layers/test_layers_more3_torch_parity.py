@@ -181,3 +181,45 @@ def test_embedding_errors():
                 lambda: nn.Embedding(4, 2, padding_idx=4))
     _same_error(lambda: torch.nn.Embedding.from_pretrained(torch.ones(3)),
                 lambda: nn.Embedding.from_pretrained(pve.tensor(np.ones(3, np.float32))))
+
+
+# -------------------------------------------------------- lp_pool1d, max_unpool1d
+@pytest.mark.parametrize("shape,p,k,s,ceil", [
+    ((2, 3, 8), 2.0, 3, None, False), ((3, 9), 3.0, 2, 1, False), ((1, 2, 7), 1.5, 3, 2, True),
+    ((2, 2, 6), float("inf"), 2, None, False), ((2, 2, 6), 1, 2, None, True),
+])
+def test_lp_pool1d(shape, p, k, s, ceil):
+    x = _randn(*shape)
+    if p not in (2.0, float("inf")):
+        x = np.abs(x) + 0.2
+    compare_with_torch(torch, "lp_pool1d", [x, p, k], {"stride": s, "ceil_mode": ceil}, rng=rng)
+    tm, pm = torch.nn.LPPool1d(p, k, s, ceil), nn.LPPool1d(p, k, s, ceil)
+    assert repr(pm) == repr(tm)
+    np.testing.assert_allclose(pm(pve.tensor(x)).numpy(), tm(torch.tensor(x)).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,k,s,p,out_size", [
+    ((2, 3, 8), 2, None, 0, None), ((3, 9), 3, 2, 1, None), ((1, 2, 7), 2, 2, 0, [7]),
+    ((2, 1, 6), 2, None, 0, (2, 1, 7)),
+])
+def test_max_unpool1d(shape, k, s, p, out_size):
+    x = _randn(*shape)
+    ty, ti = TF.max_pool1d(torch.tensor(x), k, s, p, return_indices=True)
+    compare_with_torch(torch, "max_unpool1d", [ty.numpy(), ti.numpy(), k],
+                       {"stride": s, "padding": p, "output_size": out_size}, rng=rng)
+    tm, pm = torch.nn.MaxUnpool1d(k, s, p), nn.MaxUnpool1d(k, s, p)
+    assert repr(pm) == repr(tm)
+    np.testing.assert_array_equal(
+        pm(pve.tensor(ty.numpy()), pve.tensor(ti.numpy()), out_size).numpy(),
+        tm(ty, ti, out_size).numpy())
+
+
+def test_pool1d_errors():
+    x = np.ones((1, 2, 3), np.float32)
+    i = np.zeros((1, 2, 3), np.int64)
+    for call in (lambda f, T: f.max_unpool1d(T(x), T(i), 2, output_size=[1, 6]),
+                 lambda f, T: f.max_unpool1d(T(x), T(np.full((1, 2, 3), 9, np.int64)), 2),
+                 lambda f, T: f.max_unpool1d(T(x), T(i.astype(np.float32)), 2),
+                 lambda f, T: f.lp_pool1d(T(x), 2, 9)):
+        _same_error(lambda: call(TF, torch.tensor), lambda: call(F, pve.tensor))
