@@ -105,7 +105,7 @@ def _cumulative_extreme(self: Tensor, dim: int, largest: bool) -> Any:
     t = _as_line(self)
     a = np.moveaxis(t._data, d, -1)
     n = a.shape[-1]
-    lines = a.reshape(-1, n)
+    lines = a.reshape(-1, n) if a.size else np.zeros((0, n), a.dtype)
     idx = np.zeros(lines.shape, dtype=np.int64)
     if n:
         best = lines[:, 0].copy()
@@ -293,7 +293,7 @@ def diff(self: Any, n: int = 1, dim: int = -1, prepend: Any = None, append: Any 
     t = cat(pieces, d) if len(pieces) > 1 else t
     for _ in range(n):
         size = t.shape[d]
-        head = t.narrow(d, 1, max(size - 1, 0))
+        head = t.narrow(d, min(1, size), max(size - 1, 0))
         tail = t.narrow(d, 0, max(size - 1, 0))
         t = head ^ tail if t.dtype == np.bool_ else head - tail
     return t
@@ -405,6 +405,8 @@ def kthvalue(self: Any, k: int, dim: int = -1, keepdim: bool = False) -> Any:
     d = _ops.normalize_dim(dim, t.ndim, "kthvalue")
     line = _as_line(t)
     n = line.shape[d]
+    if n == 0:
+        raise IndexError(f"kthvalue(): Expected reduction dim {d} to have non-zero size.")
     if not 1 <= k <= n:
         raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {d}")
     order = _sorted_positions(line._data, d)
@@ -508,11 +510,11 @@ def histc(self: Any, bins: int = 100, min: float = 0, max: float = 0) -> Tensor:
         raise RuntimeError("torch.histc: max must be larger than min")
     a = t._data.reshape(-1).astype(np.float64)
     lo, hi = float(min), float(max)
+    if lo == hi and a.size:
+        lo, hi = float(a.min()), float(a.max())  # (NaN if any is NaN)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise RuntimeError(f"torch.histc: range of [{lo:g}, {hi:g}] is not finite")
     if lo == hi:
-        finite = a[np.isfinite(a)]
-        if finite.size:
-            lo, hi = float(finite.min()), float(finite.max())
-        if lo == hi:
             lo, hi = lo - 1, hi + 1
     keep = a[(a >= lo) & (a <= hi)]
     index = np.minimum(((keep - lo) * bins / (hi - lo)).astype(np.int64), bins - 1)

@@ -115,6 +115,8 @@ def swapdims(self: Tensor, dim0: int, dim1: int) -> Tensor:
 
 def unflatten(self: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
     """Dim ``dim`` split into ``sizes`` (one may be -1)."""
+    if self.ndim == 0:
+        raise RuntimeError("unflatten: Dimension specified as 0 but tensor has no dimensions")
     d = _ops.normalize_dim(dim, self.ndim, "unflatten")
     sizes = [_int(s) for s in sizes]
     if not sizes:
@@ -215,12 +217,18 @@ def masked_select(self: Tensor, mask: Any) -> Tensor:
     except ValueError:
         raise _ops.broadcast_error(m.shape, self.shape) from None
     source = self.expand(*shape) if shape != self.shape else self
-    return source[Tensor._wrap(np.ascontiguousarray(np.broadcast_to(m, shape)))].reshape(-1)
+    full = np.ascontiguousarray(np.broadcast_to(m, shape))
+    if not shape:  # (0-d: as a 1-element line, which the engine's indexing takes)
+        source, full = source.reshape(1), full.reshape(1)
+    return source[Tensor._wrap(full)].reshape(-1)
 
 
 def tensor_split(self: Tensor, indices_or_sections: Any, dim: int = 0) -> Tuple[Tensor, ...]:
     """n nearly equal parts (the first size % n one larger), or the parts between the
     given indices (a list, or a 1-D int64 tensor; a 0-d one is a section count)."""
+    if self.ndim == 0:
+        raise RuntimeError("tensor_split expected at least a 1-dimensional tensor, but got a "
+                           "tensor with 0 dims")
     d = _ops.normalize_dim(dim, self.ndim, "tensor_split")
     n = self.shape[d]
     spec = indices_or_sections

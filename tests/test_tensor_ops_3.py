@@ -874,3 +874,18 @@ def test_counting_and_quantile_errors():
     for fn, exc, pattern in cases:
         with pytest.raises(exc, match=pattern):
             fn()
+
+
+def test_empty_and_zero_dim_inputs():
+    empty = pve.zeros(0, 3)
+    out = empty.cummax(0)
+    assert out.values.shape == (0, 3) and out.indices.dtype == pve.int64
+    assert pve.zeros(0).diff().shape == (0,)
+    assert pve.tensor(1.5).masked_select(pve.tensor(True)).tolist() == [1.5]
+    assert pve.zeros(0).cumprod(0).shape == (0,)
+    with pytest.raises(RuntimeError, match="not finite"):
+        pve.tensor([np.nan, 1.0]).histc(3)
+    with pytest.raises(RuntimeError, match="1-dimensional"):
+        pve.tensor(1.0).tensor_split(2)
+    with pytest.raises(IndexError, match="non-zero size"):
+        pve.zeros(0).kthvalue(1)

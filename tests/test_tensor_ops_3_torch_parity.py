@@ -657,3 +657,46 @@ def test_rounded_divide_has_zero_gradients_as_torch(mode):
     x = np.array([1.5, -2.5, 7.0])
     run_both(lambda L, a, b: L.divide(a, b, rounding_mode=mode), [x, np.array([2.0, 2.0, -3.0])])
     run_both(lambda L, a: a.divide(2.0, rounding_mode=mode), [x])
+
+
+# ------------------------------------------------------------ 0-d, empty and NaN inputs
+EDGE_CALLS = {
+    "log1p": lambda L, t: t.log1p(), "trunc": lambda L, t: t.trunc(), "frac": lambda L, t: t.frac(),
+    "logit": lambda L, t: t.logit(), "nan_to_num": lambda L, t: t.nan_to_num(),
+    "atan2": lambda L, t: t.atan2(t), "fmod": lambda L, t: t.fmod(2), "xlogy": lambda L, t: t.xlogy(t),
+    "narrow": lambda L, t: t.narrow(0, 0, 0), "movedim": lambda L, t: t.movedim(0, 0),
+    "tile": lambda L, t: t.tile(2), "take": lambda L, t: t.take(ints(L, np.zeros(0, np.int64))),
+    "masked_select": lambda L, t: t.masked_select(t > 0),
+    "repeat_interleave": lambda L, t: t.repeat_interleave(2), "unfold": lambda L, t: t.unfold(0, 1, 1),
+    "tensor_split": lambda L, t: t.tensor_split(2)[0], "cumprod": lambda L, t: t.cumprod(0),
+    "cummax": lambda L, t: t.cummax(0).values, "cummax_indices": lambda L, t: t.cummax(0).indices,
+    "logcumsumexp": lambda L, t: t.logcumsumexp(0), "count_nonzero": lambda L, t: t.count_nonzero(),
+    "nansum": lambda L, t: t.nansum(), "nanmean": lambda L, t: t.nanmean(),
+    "median": lambda L, t: t.median(), "median_dim": lambda L, t: t.median(0).values,
+    "nanmedian": lambda L, t: t.nanmedian(), "kthvalue": lambda L, t: t.kthvalue(1, 0).values,
+    "diff": lambda L, t: t.diff(), "unique": lambda L, t: t.unique(),
+    "unique_consecutive": lambda L, t: t.unique_consecutive(),
+    "quantile": lambda L, t: t.quantile(0.5), "quantile_dim": lambda L, t: t.quantile(0.5, dim=0),
+    "aminmax": lambda L, t: t.aminmax().max,
+    "scatter_reduce": lambda L, t: t.scatter_reduce(0, ints(L, np.zeros(t.shape, np.int64)), t, "amax"),
+    "select": lambda L, t: t.select(0, 0), "unflatten": lambda L, t: t.unflatten(0, (1, -1)),
+    "take_along_dim": lambda L, t: t.take_along_dim(ints(L, np.zeros(t.shape, np.int64)), 0),
+    "histc": lambda L, t: t.histc(3), "std_mean": lambda L, t: L.std_mean(t)[1],
+}
+EDGE_INPUTS = {"0d": np.array(1.5, np.float32), "empty": np.zeros(0, np.float32),
+               "empty2": np.zeros((0, 3), np.float32), "int0d": np.array(3),
+               "nan": np.array([np.nan, 1.0, np.nan], np.float32)}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_CALLS))
+@pytest.mark.parametrize("input_name", sorted(EDGE_INPUTS))
+def test_edge_inputs_as_torch(name, input_name):
+    a = EDGE_INPUTS[input_name]
+    call = EDGE_CALLS[name]
+    with np.errstate(all="ignore"):
+        rp, rt = same_error(lambda: call(pve, pve.tensor(a.copy())),
+                            lambda: call(torch, torch.from_numpy(a.copy())))
+    if rt is not None:
+        assert tuple(rp.shape) == tuple(rt.shape) and dtype_name(rp) == dtype_name(rt)
+        np.testing.assert_allclose(rp.numpy().astype(np.float64),
+                                   rt.detach().numpy().astype(np.float64), rtol=1e-5)
