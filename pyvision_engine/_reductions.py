@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 
 from pyvision_engine import _ops
+from pyvision_engine._selection import _TakeAlong
 from pyvision_engine.autograd import Function
 from pyvision_engine.tensor import Tensor, as_tensor, float32
 
@@ -129,23 +130,6 @@ def _cumulative_extreme(self: Tensor, dim: int, largest: bool) -> Any:
     return result(values, Tensor._wrap(indices))
 
 
-class _TakeAdd(Function):
-    """take_along_axis whose backward adds repeated indices up (cummax's indices repeat)."""
-
-    saved_inputs, saves_output = (), False
-
-    @staticmethod
-    def forward(ctx, a, indices, dim):
-        ctx.shape, ctx.indices, ctx.dim = a.shape, indices, dim
-        return np.ascontiguousarray(np.take_along_axis(a, indices, axis=dim))
-
-    @staticmethod
-    def backward(ctx, g):
-        grad = np.zeros(ctx.shape, dtype=np.float32)
-        np.add.at(grad, _ops.along_dim_key(ctx.indices, ctx.dim), g)
-        return grad, None, None
-
-
 def cummax(self: Any, dim: int) -> Any:
     """Running maximum and the index where it was found (the last of equal values; NaN
     propagates from where it appears, each later NaN taking the index)."""
@@ -163,7 +147,7 @@ def _cumulative(self: Tensor, dim: int, largest: bool) -> Any:
     t = _as_line(self)
     d = _scan_dim(self, dim, "cummax" if largest else "cummin")
     indices = result.indices._data.reshape(t.shape)
-    values = _TakeAdd.apply(t, indices, d).reshape(self.shape)
+    values = _TakeAlong.apply(t, indices, d).reshape(self.shape)  # (repeats add up)
     return type(result)(values, result.indices)
 
 
@@ -255,8 +239,7 @@ def nanmean(self: Any, dim: Any = None, keepdim: bool = False, *, dtype: Any = N
 def var_mean(input: Any, dim: Any = None, unbiased: Any = True, keepdim: bool = False, *,
              correction: Any = None) -> Any:
     t = as_tensor(input)
-    return (t.var(dim, unbiased, keepdim, correction=correction),
-            t.mean(dim, keepdim) if dim is not None or not keepdim else t.mean(dim, keepdim))
+    return t.var(dim, unbiased, keepdim, correction=correction), t.mean(dim, keepdim)
 
 
 def std_mean(input: Any, dim: Any = None, unbiased: Any = True, keepdim: bool = False, *,
