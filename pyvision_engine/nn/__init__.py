@@ -114,3 +114,6 @@ __all__ += ["Embedding"]
 from pyvision_engine.nn.pooling import LPPool1d, MaxUnpool1d  # noqa: E402
 
 __all__ += ["LPPool1d", "MaxUnpool1d"]
+from pyvision_engine.nn.dropout import FeatureAlphaDropout  # noqa: E402
+
+__all__ += ["FeatureAlphaDropout"]

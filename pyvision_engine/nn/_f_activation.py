@@ -640,3 +640,32 @@ def glu(input: Any, dim: int = -1) -> Tensor:
     lead = (slice(None),) * d
     half = size // 2
     return x[lead + (slice(0, half),)] * sigmoid(x[lead + (slice(half, size),)])
+
+
+# ------------------------------------------------------------------ gumbel_softmax
+__all__ += ["gumbel_softmax"]
+
+
+def gumbel_softmax(logits: Any, tau: float = 1, hard: bool = False, eps: float = 1e-10,
+                   dim: int = -1) -> Tensor:
+    """torch's gumbel_softmax: softmax((logits + g) / tau) along ``dim`` with Gumbel(0, 1)
+    noise g = -log(Exponential(1)) from the engine generator (pve.manual_seed). hard=True
+    returns the one-hot of the argmax (first maximum on ties) with the soft sample's
+    gradient (straight through: y_hard - y_soft.detach() + y_soft). ``eps`` is
+    deprecated and unused, as torch (a warning when it is not the default)."""
+    if eps != 1e-10:
+        _warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
+    x = float_input(logits, "gumbel_softmax")
+    d = normalize_dim(dim, max(x.ndim, 1), "gumbel_softmax")
+    gumbels = -np.log(default_generator().exponential(1.0, x.shape).astype(_F32))
+    y_soft = softmax((x + Tensor(gumbels)) / tau, d)
+    if not hard:
+        return y_soft
+    soft = y_soft._data
+    y_hard = np.zeros_like(soft)
+    if soft.size:
+        if soft.ndim == 0:
+            y_hard[...] = 1.0
+        else:
+            np.put_along_axis(y_hard, np.expand_dims(np.argmax(soft, axis=d), d), 1.0, axis=d)
+    return Tensor(y_hard) - y_soft.detach() + y_soft

@@ -433,3 +433,27 @@ def rms_norm(input: Any, normalized_shape: Sequence[int], weight: Optional[Any] 
     mean_sq = (x * x).mean(dim=tuple(range(-k, 0)), keepdim=True)
     y = x * (mean_sq + e).rsqrt()
     return y if w is None else y * w
+
+
+# ---------------------------------------------------------------------------- pdist
+def pdist(input: Any, p: float = 2) -> Tensor:
+    """torch.nn.functional.pdist: the p-norm distances between the rows of an (N, M)
+    input, for every pair i < j in row-major order (N * (N - 1) / 2 values). Composed of
+    row gathers and Tensor.norm, so the gradient is torch's norm gradient (0 for
+    coinciding rows at p = 2)."""
+    op = "pdist"
+    x = float_input(input, op)
+    if x.ndim != 2:
+        raise RuntimeValueError(f"{op}: pdist only supports 2D tensors, got: {x.ndim}D "
+                                f"(shape {x.shape})")
+    if p < 0:
+        raise RuntimeValueError(f"{op}: pdist only supports non-negative p values, got {p}")
+    n = x.shape[0]
+    i, j = np.triu_indices(n, k=1)
+    if i.size == 0:
+        return (x.reshape((-1,))[:0] * 0.0).reshape((0,))
+    diff = x[Tensor(i.astype(np.int64))] - x[Tensor(j.astype(np.int64))]
+    y = diff.norm(p=float(p), dim=1)
+    if p == 0 and diff.requires_grad:  # a count: torch's gradient is zeros, not absent
+        y = y + (diff * 0.0).sum(1)
+    return y

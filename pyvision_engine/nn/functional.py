@@ -478,3 +478,8 @@ __all__ += ["embedding"]
 from pyvision_engine.nn._f_pooling import lp_pool1d, max_unpool1d  # noqa: E402
 
 __all__ += ["lp_pool1d", "max_unpool1d"]
+from pyvision_engine.nn._f_activation import gumbel_softmax  # noqa: E402
+from pyvision_engine.nn._f_norm import pdist  # noqa: E402
+from pyvision_engine.nn.dropout import feature_alpha_dropout  # noqa: E402
+
+__all__ += ["pdist", "gumbel_softmax", "feature_alpha_dropout"]

@@ -320,3 +320,151 @@ def test_max_unpool1d_errors():
         F.max_unpool1d(x, idx.float(), 2)
     with pytest.raises(RuntimeError):
         F.max_unpool1d(pve.tensor(np.ones(3, np.float32)), pve.tensor(np.zeros(3, np.int64)), 2)
+
+
+# ---------------------------------------------------------------------------- pdist
+def np_pdist(x, p):
+    i, j = np.triu_indices(x.shape[0], k=1)
+    d = np.abs(x[i] - x[j])
+    if p == np.inf:
+        return d.max(axis=1)
+    if p == 0:
+        return (d != 0).sum(axis=1).astype(np.float64)
+    return (d ** p).sum(axis=1) ** (1.0 / p)
+
+
+@pytest.mark.parametrize("n,m,p", [(5, 3, 2), (4, 6, 1), (6, 2, 3.5), (3, 4, np.inf),
+                                   (2, 5, 0.7), (7, 1, 2)])
+def test_pdist_values_and_grads(n, m, p):
+    check_op(lambda t: F.pdist(t, p), lambda a: np_pdist(a, p), [_randn(n, m)])
+
+
+def test_pdist_edges_and_errors():
+    assert F.pdist(pve.tensor(np.zeros((1, 3), np.float32))).shape == (0,)
+    assert F.pdist(pve.tensor(np.zeros((0, 3), np.float32))).shape == (0,)
+    x = np.array([[1, 2], [1, 2], [4, 6]], np.float32)
+    t = pve.tensor(x, requires_grad=True)
+    d = F.pdist(t)
+    np.testing.assert_allclose(d.detach().numpy(), [0, 5, 5])
+    np.testing.assert_allclose(F.pdist(pve.tensor(x), 0).numpy(), [0, 2, 2])
+    d.sum().backward()  # the coinciding pair adds no gradient (and no NaN)
+    np.testing.assert_allclose(t.grad.numpy(), [[-0.6, -0.8], [-0.6, -0.8], [1.2, 1.6]],
+                               rtol=1e-6)
+    with pytest.raises(RuntimeError, match="2D"):
+        F.pdist(pve.tensor(np.zeros((2, 2, 2), np.float32)))
+    with pytest.raises(RuntimeError, match="non-negative"):
+        F.pdist(pve.tensor(x), -1)
+
+
+# ------------------------------------------------------------------- gumbel_softmax
+def _np_softmax(z, axis):
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@pytest.mark.parametrize("shape,tau,dim", [((4, 5), 1.0, -1), ((2, 3, 4), 0.5, 1),
+                                           ((6,), 2.0, 0)])
+def test_gumbel_softmax_soft(shape, tau, dim):
+    pve.manual_seed(17)
+    noise = pve.random.default_generator().exponential(1.0, shape).astype(np.float32)
+    g = -np.log(noise).astype(np.float64)
+
+    def run(t):
+        pve.manual_seed(17)
+        return F.gumbel_softmax(t, tau=tau, dim=dim)
+
+    check_op(run, lambda a: _np_softmax((a + g) / tau, dim), [_randn(*shape)])
+
+
+def test_gumbel_softmax_hard_straight_through():
+    shape, tau = (5, 4), 0.7
+    pve.manual_seed(3)
+    noise = pve.random.default_generator().exponential(1.0, shape).astype(np.float32)
+    g = -np.log(noise).astype(np.float64)
+    x64 = _randn(*shape)
+    x = pve.tensor(x64.astype(np.float32), requires_grad=True)
+    pve.manual_seed(3)
+    y = F.gumbel_softmax(x, tau=tau, hard=True)
+    soft = _np_softmax((x64.astype(np.float32).astype(np.float64) + g) / tau, -1)
+    expect = np.zeros(shape)
+    expect[np.arange(5), soft.argmax(-1)] = 1
+    np.testing.assert_allclose(y.detach().numpy(), expect, atol=1e-6)
+    up = _randn(*shape)
+    y.backward(pve.tensor(up.astype(np.float32)))
+    # the gradient is the soft sample's: J^T up = soft * (up - sum(up * soft)) / tau
+    ref = soft * (up - (up * soft).sum(-1, keepdims=True)) / tau
+    np.testing.assert_allclose(x.grad.numpy(), ref, rtol=1e-4, atol=1e-5)
+    with pytest.warns(UserWarning, match="deprecated"):
+        F.gumbel_softmax(x, eps=1e-5)
+    # samples follow softmax(logits): frequencies of the hard argmax over many draws
+    logits = np.log(np.array([0.1, 0.2, 0.7], np.float32))
+    draws = F.gumbel_softmax(pve.tensor(np.tile(logits, (20000, 1))), hard=True).numpy()
+    np.testing.assert_allclose(draws.mean(0), [0.1, 0.2, 0.7], atol=0.015)
+
+
+# ------------------------------------------------------------ feature_alpha_dropout
+ALPHA_P = 1.7580993408473766
+
+
+@pytest.mark.parametrize("shape,p", [((4, 3, 5), 0.3), ((2, 6, 2, 2), 0.5), ((5, 4), 0.2)])
+def test_feature_alpha_dropout(shape, p):
+    x64 = _randn(*shape)
+    pve.manual_seed(9)
+    noise_shape = shape[:2] + (1,) * (len(shape) - 2)
+    keep = (pve.random.default_generator().random(noise_shape, dtype=np.float32)
+            >= np.float32(p)).astype(np.float64)
+    a = 1 / np.sqrt((ALPHA_P ** 2 * p + 1) * (1 - p))
+    b = a * ALPHA_P * p
+
+    def ref(x):
+        return a * (x * keep + (1 - keep) * -ALPHA_P) + b
+
+    def run(t):
+        pve.manual_seed(9)
+        return F.feature_alpha_dropout(t, p, True)
+
+    check_op(run, ref, [x64])
+    m = nn.FeatureAlphaDropout(p)
+    assert repr(m) == f"FeatureAlphaDropout(p={p}, inplace=False)"
+    pve.manual_seed(9)
+    np.testing.assert_allclose(m(pve.tensor(x64.astype(np.float32))).numpy(), ref(x64),
+                               rtol=1e-5, atol=1e-5)
+    m.eval()
+    t = pve.tensor(x64.astype(np.float32))
+    assert m(t) is t
+
+
+def test_feature_alpha_dropout_statistics_and_errors():
+    # SELU's fixed point: zero mean, unit variance in, the same out
+    x = pve.tensor(np.random.default_rng(0).standard_normal((400, 300, 4)).astype(np.float32))
+    y = F.feature_alpha_dropout(x, 0.4, True).numpy()
+    assert abs(y.mean()) < 0.03 and abs(y.var() - 1) < 0.03
+    # whole channels dropped: constant over the feature's positions
+    dropped = np.all(y == y[..., :1], axis=-1)
+    assert 0.35 < dropped.mean() < 0.45
+    with pytest.raises(RuntimeError, match="at least 2 dimensions"):
+        F.feature_alpha_dropout(pve.tensor(np.ones(3, np.float32)), 0.5, True)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        F.feature_alpha_dropout(x, 1.5, True)
+    with pytest.raises(ValueError):
+        nn.FeatureAlphaDropout(-0.1)
+
+
+# ------------------------------------------------------------ nn.init deprecated names
+@pytest.mark.parametrize("name,args", [
+    ("uniform", (-1.0, 2.0)), ("normal", (0.5, 2.0)), ("constant", (3.0,)), ("eye", ()),
+    ("dirac", ()), ("xavier_uniform", ()), ("xavier_normal", ()), ("kaiming_uniform", ()),
+    ("kaiming_normal", ()), ("orthogonal", ()), ("sparse", (0.5,)),
+])
+def test_init_deprecated_aliases(name, args):
+    shape = (4, 4, 3) if name == "dirac" else (6, 5)
+    a = pve.tensor(np.zeros(shape, np.float32))
+    b = pve.tensor(np.zeros(shape, np.float32))
+    pve.manual_seed(1)
+    with pytest.warns(FutureWarning,
+                      match=rf"`nn.init.{name}` is now deprecated in favor of `nn.init.{name}_`"):
+        out = getattr(nn.init, name)(a, *args)
+    pve.manual_seed(1)
+    getattr(nn.init, name + "_")(b, *args)
+    assert out is a and getattr(nn.init, name).__name__ == name
+    np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -223,3 +223,79 @@ def test_pool1d_errors():
                  lambda f, T: f.max_unpool1d(T(x), T(i.astype(np.float32)), 2),
                  lambda f, T: f.lp_pool1d(T(x), 2, 9)):
         _same_error(lambda: call(TF, torch.tensor), lambda: call(F, pve.tensor))
+
+
+# ------------------------------------------------------------------ pdist, gumbel, ...
+@pytest.mark.parametrize("n,m,p", [(5, 3, 2), (4, 6, 1), (6, 2, 3.5), (3, 4, float("inf")),
+                                   (2, 5, 0.7), (1, 3, 2), (4, 3, 0)])
+def test_pdist(n, m, p):
+    compare_with_torch(torch, "pdist", [_randn(n, m), p], rng=rng, rtol=1e-5, atol=1e-5)
+
+
+def test_pdist_coinciding_rows_and_errors():
+    x = np.array([[1, 2], [1, 2], [4, 6]], np.float32)
+    compare_with_torch(torch, "pdist", [x], rng=rng)
+    for call in (lambda f, T: f.pdist(T(np.zeros((2, 2, 2), np.float32))),
+                 lambda f, T: f.pdist(T(x), -1)):
+        _same_error(lambda: call(TF, torch.tensor), lambda: call(F, pve.tensor))
+
+
+def test_gumbel_softmax_against_torch():
+    x = _randn(3, 5)
+    for hard in (False, True):
+        for dim in (-1, 0):
+            ty = TF.gumbel_softmax(torch.tensor(x), tau=0.5, hard=hard, dim=dim)
+            py = F.gumbel_softmax(pve.tensor(x), tau=0.5, hard=hard, dim=dim)
+            assert tuple(py.shape) == tuple(ty.shape) and py.dtype == np.float32
+            np.testing.assert_allclose(py.numpy().sum(dim), ty.numpy().sum(dim), rtol=1e-5)
+            if hard:
+                assert set(np.unique(py.numpy())) <= {0.0, 1.0}
+    # the same sample frequencies as torch's (softmax of the logits)
+    logits = np.log(np.array([0.15, 0.25, 0.6], np.float32))
+    tile = np.tile(logits, (20000, 1))
+    ours = F.gumbel_softmax(pve.tensor(tile), hard=True).numpy().mean(0)
+    theirs = TF.gumbel_softmax(torch.tensor(tile), hard=True).numpy().mean(0)
+    np.testing.assert_allclose(ours, theirs, atol=0.02)
+    _same_error(lambda: TF.gumbel_softmax(torch.tensor(x), dim=2),
+                lambda: F.gumbel_softmax(pve.tensor(x), dim=2))
+
+
+def test_feature_alpha_dropout_against_torch():
+    x = _randn(6, 8, 3)
+    for p in (0.0, 1.0):
+        np.testing.assert_allclose(
+            F.feature_alpha_dropout(pve.tensor(x), p, True).numpy(),
+            TF.feature_alpha_dropout(torch.tensor(x), p, True).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(F.feature_alpha_dropout(pve.tensor(x), 0.5, False).numpy(),
+                                  TF.feature_alpha_dropout(torch.tensor(x), 0.5, False).numpy())
+    # a dropped channel takes the same constant in both (a * -alpha' + b)
+    ours = F.feature_alpha_dropout(pve.tensor(np.zeros((50, 8, 3), np.float32)) + 5, 0.5,
+                                   True).numpy()
+    theirs = TF.feature_alpha_dropout(torch.zeros(50, 8, 3) + 5, 0.5, True).numpy()
+    np.testing.assert_allclose(np.unique(ours), np.unique(theirs), rtol=1e-6)
+    tm, pm = torch.nn.FeatureAlphaDropout(0.2), nn.FeatureAlphaDropout(0.2)
+    assert repr(pm) == repr(tm)
+    _same_error(lambda: TF.feature_alpha_dropout(torch.ones(3), 0.5, True),
+                lambda: F.feature_alpha_dropout(pve.tensor(np.ones(3, np.float32)), 0.5, True))
+    _same_error(lambda: torch.nn.FeatureAlphaDropout(1.5), lambda: nn.FeatureAlphaDropout(1.5))
+
+
+def test_init_deprecated_aliases_match_torch():
+    import warnings
+    names = sorted(n for n in dir(torch.nn.init)
+                   if not n.startswith("_") and hasattr(torch.nn.init, n + "_")
+                   and callable(getattr(torch.nn.init, n)))
+    assert names == sorted(n for n in dir(nn.init)
+                           if not n.startswith("_") and hasattr(nn.init, n + "_")
+                           and callable(getattr(nn.init, n)))
+    t = torch.empty(3, 4)
+    a = pve.tensor(np.zeros((3, 4), np.float32))
+    with warnings.catch_warnings(record=True) as theirs:
+        warnings.simplefilter("always")
+        torch.nn.init.constant(t, 2.0)
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        nn.init.constant(a, 2.0)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    assert [w.category for w in ours] == [w.category for w in theirs]
+    np.testing.assert_array_equal(a.numpy(), t.numpy())
