@@ -153,8 +153,8 @@ def _cumulative(self: Tensor, dim: int, largest: bool) -> Any:
 
 # ------------------------------------------------------------- logcumsumexp
 class _LogCumSumExp(Function):
-    """log of the running sum of exp along dim, computed in float64 with the running
-    maximum taken out. Gradient: g_j exp(x_i - out_j) summed over j >= i."""
+    """log of the running sum of exp along dim (numpy's logaddexp.accumulate in float64).
+    Gradient: g_j exp(x_i - out_j) summed over j >= i."""
 
     saved_inputs, saves_output = (0,), True
 
@@ -171,14 +171,18 @@ class _LogCumSumExp(Function):
         x = np.moveaxis(ctx.a.astype(np.float64), ctx.dim, -1)
         out = np.moveaxis(ctx.out, ctx.dim, -1)
         gy = np.moveaxis(g.astype(np.float64), ctx.dim, -1)
+        n = x.shape[-1]
+        # grad_i = exp(x_i - out_i) * R_i with R_i = sum_{j>=i} g_j exp(out_i - out_j), by
+        # R_i = g_i + exp(out_i - out_{i+1}) R_{i+1}: out never decreases, so no factor
+        # exceeds 1 (O(n) memory; a loop over the scanned dim, vectorized over the lines)
+        grad = np.zeros_like(x)
         with np.errstate(all="ignore"):
-            # exp(x_i - out_j) <= 1 for j >= i: an (n, n) weight per line, never overflowing
-            # (memory n^2 per line: fine for the scan lengths this is used with)
-            diff = x[..., :, None] - out[..., None, :]
-            n = x.shape[-1]
-            upper = np.triu(np.ones((n, n), dtype=bool))
-            w = np.where(upper, np.exp(np.where(upper, diff, -np.inf)), 0.0)
-            grad = np.einsum("...ij,...j->...i", w, gy)
+            running = np.zeros(x.shape[:-1])
+            for i in range(n - 1, -1, -1):
+                if i < n - 1:
+                    running = running * np.exp(out[..., i] - out[..., i + 1])
+                running = running + gy[..., i]
+                grad[..., i] = np.exp(x[..., i] - out[..., i]) * running
         return _ops._contiguous(np.moveaxis(grad, -1, ctx.dim), np.float32), None
 
 

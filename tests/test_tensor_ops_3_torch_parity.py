@@ -700,3 +700,20 @@ def test_edge_inputs_as_torch(name, input_name):
         assert tuple(rp.shape) == tuple(rt.shape) and dtype_name(rp) == dtype_name(rt)
         np.testing.assert_allclose(rp.numpy().astype(np.float64),
                                    rt.detach().numpy().astype(np.float64), rtol=1e-5)
+
+
+def test_logcumsumexp_long_lines_and_minus_inf_as_torch():
+    # long lines: against torch in float64 (pve accumulates in float64; torch's float32
+    # gradient drifts by ~1e-4 over 3000 steps)
+    x = (rng.standard_normal((2, 3000)) * 5).astype(np.float32)
+    w = rng.standard_normal((2, 3000)).astype(np.float32)
+    p = pve.tensor(x, requires_grad=True)
+    (p.logcumsumexp(1) * pve.tensor(w)).sum().backward()
+    t = torch.tensor(x.astype(np.float64), requires_grad=True)
+    (t.logcumsumexp(1) * torch.tensor(w.astype(np.float64))).sum().backward()
+    np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-5, atol=1e-6)
+    x = np.array([-inf, -inf, 0.0, 1.0, -inf, 2.0])
+    ps, ts = pve.tensor(x.astype(np.float32), requires_grad=True), torch.tensor(x.astype(np.float32), requires_grad=True)
+    ps.logcumsumexp(0).sum().backward()
+    ts.logcumsumexp(0).sum().backward()
+    np.testing.assert_allclose(ps.grad.numpy(), ts.grad.numpy(), rtol=1e-5)  # NaN where torch's
