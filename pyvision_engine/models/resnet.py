@@ -1,10 +1,11 @@
-"""ResNet-18/34/50 in torchvision's layout (same module names, so the same state_dict keys and
-shapes, num_batches_tracked included, and torchvision's initialization), and ResNet-20 for
-CIFAR (He et al. 2016, section 4.2: 3 stages of 3 basic blocks with 16/32/64 channels)."""
+"""ResNet-18/34/50/101/152, ResNeXt and Wide ResNet in torchvision's layout (same module names,
+so the same state_dict keys and shapes, num_batches_tracked included, and torchvision's
+initialization), and ResNet-20 for CIFAR (He et al. 2016, section 4.2: 3 stages of 3 basic
+blocks with 16/32/64 channels)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Type, Union
+from typing import Any, Callable, Dict, List, Optional, Type, Union
 
 from pyvision_engine import nn
 from pyvision_engine.models._builder import check_no_weights
@@ -12,8 +13,9 @@ from pyvision_engine.nn import init
 from pyvision_engine.nn.fusion import conv_bn_act, conv_bn_add_act  # inference fast paths
 from pyvision_engine.tensor import Tensor
 
-__all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet20",
-           "CifarResNet"]
+__all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101",
+           "resnet152", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+           "wide_resnet50_2", "wide_resnet101_2", "resnet20", "CifarResNet"]
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1,
@@ -210,6 +212,75 @@ def resnet50(num_classes: int = 1000, *, weights: Any = None, progress: bool = T
     check_no_weights("resnet50", weights, progress, kwargs)
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, **kwargs)
 
+
+
+def resnet101(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+              **kwargs: Any) -> ResNet:
+    """ResNet-101 (torchvision layout: 44.5 M parameters at 1000 classes); arguments as
+    :func:`resnet50`."""
+    check_no_weights("resnet101", weights, progress, kwargs)
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes=num_classes, **kwargs)
+
+
+def resnet152(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+              **kwargs: Any) -> ResNet:
+    """ResNet-152 (torchvision layout: 60.2 M parameters at 1000 classes); arguments as
+    :func:`resnet50`."""
+    check_no_weights("resnet152", weights, progress, kwargs)
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes=num_classes, **kwargs)
+
+
+def _fixed(kwargs: Dict[str, Any], **values: Any) -> Dict[str, Any]:
+    """Set the builder's fixed ResNet arguments; passing one with another value is a
+    ValueError, as torchvision's ``_ovewrite_named_param``."""
+    for name, value in values.items():
+        if name in kwargs and kwargs[name] != value:
+            raise ValueError(f"The parameter '{name}' expected value {value} but got "
+                             f"{kwargs[name]} instead.")
+        kwargs[name] = value
+    return kwargs
+
+
+def resnext50_32x4d(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+                    **kwargs: Any) -> ResNet:
+    """ResNeXt-50 32x4d (torchvision layout: 32 groups of width 4 in the 3x3s; 25.0 M
+    parameters at 1000 classes)."""
+    check_no_weights("resnext50_32x4d", weights, progress, kwargs)
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes,
+                  **_fixed(kwargs, groups=32, width_per_group=4))
+
+
+def resnext101_32x8d(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+                     **kwargs: Any) -> ResNet:
+    """ResNeXt-101 32x8d (torchvision layout: 88.8 M parameters at 1000 classes)."""
+    check_no_weights("resnext101_32x8d", weights, progress, kwargs)
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes=num_classes,
+                  **_fixed(kwargs, groups=32, width_per_group=8))
+
+
+def resnext101_64x4d(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+                     **kwargs: Any) -> ResNet:
+    """ResNeXt-101 64x4d (torchvision layout: 83.5 M parameters at 1000 classes)."""
+    check_no_weights("resnext101_64x4d", weights, progress, kwargs)
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes=num_classes,
+                  **_fixed(kwargs, groups=64, width_per_group=4))
+
+
+def wide_resnet50_2(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+                    **kwargs: Any) -> ResNet:
+    """Wide ResNet-50-2 (torchvision layout: bottlenecks twice as wide; 68.9 M parameters at
+    1000 classes)."""
+    check_no_weights("wide_resnet50_2", weights, progress, kwargs)
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes,
+                  **_fixed(kwargs, width_per_group=128))
+
+
+def wide_resnet101_2(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
+                     **kwargs: Any) -> ResNet:
+    """Wide ResNet-101-2 (torchvision layout: 126.9 M parameters at 1000 classes)."""
+    check_no_weights("wide_resnet101_2", weights, progress, kwargs)
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes=num_classes,
+                  **_fixed(kwargs, width_per_group=128))
 
 class CifarResNet(nn.Module):
     """ResNet-6n+2 for 32x32 images: 3x3 stem with 16 channels, three stages of n basic

@@ -33,15 +33,19 @@ def test_torchvision_keys_and_shapes(name):
     model = models.get_model(name)
     got = [[k, list(v.shape)] for k, v in model.state_dict().items()]
     assert got == GOLDEN[name]
-    assert model.state_dict()["fc.weight" if "resnet" in name else "classifier.1.weight"].shape[0] == 1000
     sd = model.state_dict()
+    *_, (_, last_weight), (_, last_bias) = sd.items()  # (the classifier's last layer)
+    assert last_weight.shape[0] == 1000 and last_bias.shape == (1000,)
     tracked = [k for k in sd if k.endswith("num_batches_tracked")]
     assert tracked and all(sd[k].dtype == np.int64 and sd[k].shape == () for k in tracked)
 
 
 def test_registry_and_num_classes():
     assert models.list_models() == ["small_cnn", "lenet5", "resnet20", "resnet18", "resnet34",
-                                    "resnet50", "mobilenet_v2"]
+                                    "resnet50", "mobilenet_v2", "resnet101", "resnet152",
+                                    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+                                    "wide_resnet50_2", "wide_resnet101_2", "mobilenet_v3_large",
+                                    "mobilenet_v3_small"]
     assert models.get_model("resnet20", num_classes=7).fc.weight.shape == (7, 64)
     assert models.get_model("mobilenet_v2", num_classes=3).classifier[1].weight.shape == (3, 1280)
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
@@ -163,7 +167,8 @@ def test_torch_state_dict_loads_strict_into_resnet18(tmp_path):
 # --------------------------------------------------------------------------- torchvision's arguments
 # (torchvision.models.resnet18(*, weights=None, progress=True, **kwargs) and the ResNet /
 # MobileNetV2 constructors, as torchvision 0.2x spells them)
-@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "resnet20", "lenet5"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "resnet20", "lenet5",
+                                  "resnext50_32x4d", "wide_resnet50_2", "mobilenet_v3_small"])
 def test_builders_take_torchvision_weights_arguments(name):
     builder = getattr(models, name)
     default = [[k, list(v.shape)] for k, v in builder().state_dict().items()]
@@ -281,3 +286,90 @@ def test_conv2d_norm_activation_follows_torchvision_ops():
                         want[0, o] += w[o, i, dy, dx] * cols[0, 2 * g + i, dy:dy + 7, dx:dx + 7]
             want[0, o] += b[o]
         np.testing.assert_allclose(plain(x).numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- the wider zoo
+# Parameter counts at 1000 classes as torchvision documents them (torchvision.models,
+# "num_params" of each model's weights enum).
+DOCUMENTED_PARAMS = {"resnet101": 44549160, "resnet152": 60192808, "resnext50_32x4d": 25028904,
+                     "resnext101_32x8d": 88791336, "resnext101_64x4d": 83455272,
+                     "wide_resnet50_2": 68883240, "wide_resnet101_2": 126886696,
+                     "mobilenet_v3_large": 5483032, "mobilenet_v3_small": 2542856}
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED_PARAMS))
+def test_documented_parameter_counts(name):
+    model = models.get_model(name)
+    assert sum(p.numel() for p in model.parameters()) == DOCUMENTED_PARAMS[name]
+    model = models.get_model(name, num_classes=7).eval()  # (batch 1: eval, as torch requires)
+    assert model(np.zeros((1, 3, 32, 32), np.float32)).shape == (1, 7)
+
+
+def test_resnext_and_wide_resnet_fix_their_arguments():
+    m = models.resnext50_32x4d(groups=32)  # (the fixed value itself is accepted)
+    conv = m.layer1[0].conv2
+    assert conv.groups == 32 and conv.in_channels == 128  # 32 groups x width 4
+    assert models.wide_resnet50_2().layer1[0].conv2.in_channels == 128  # 64 x 2
+    assert models.resnext101_64x4d().layer1[0].conv2.groups == 64
+    with pytest.raises(ValueError, match="The parameter 'groups' expected value 32 but got 8 instead."):
+        models.resnext50_32x4d(groups=8)
+    with pytest.raises(ValueError, match="'width_per_group' expected value 128 but got 64"):
+        models.wide_resnet101_2(width_per_group=64)
+
+
+def _hardswish(v):
+    return v * np.clip(v + 3, 0, 6) / 6
+
+
+def test_mobilenet_v3_squeeze_excitation_against_numpy():
+    """SqueezeExcitation = x * hardsigmoid(fc2(relu(fc1(mean_hw(x))))) in float64 numpy."""
+    from pyvision_engine.models.mobilenetv3 import SqueezeExcitation
+
+    pve.manual_seed(3)
+    se = SqueezeExcitation(24, 8, scale_activation=nn.Hardsigmoid)
+    x = np.random.default_rng(3).standard_normal((2, 24, 5, 7))
+    w1, b1 = (se.fc1.weight.detach().numpy()[:, :, 0, 0].astype(np.float64), se.fc1.bias.detach().numpy())
+    w2, b2 = (se.fc2.weight.detach().numpy()[:, :, 0, 0].astype(np.float64), se.fc2.bias.detach().numpy())
+    s = np.maximum(x.mean(axis=(2, 3)) @ w1.T + b1, 0) @ w2.T + b2
+    want = x * (np.clip(s / 6 + 0.5, 0, 1))[:, :, None, None]
+    got = se(x.astype(np.float32)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_mobilenet_v3_layout_and_arguments():
+    large = models.mobilenet_v3_large()
+    assert [type(m).__name__ for m in large.classifier] == ["Linear", "Hardswish", "Dropout", "Linear"]
+    assert large.classifier[0].weight.shape == (1280, 960) and large.classifier[2].p == 0.2
+    bn = large.features[0][1]
+    assert bn.eps == 0.001 and bn.momentum == 0.01  # torchvision's default norm layer
+    small = models.mobilenet_v3_small(reduced_tail=True, dilated=True, dropout=0.5)
+    assert small.classifier[0].weight.shape == (512, 288) and small.classifier[2].p == 0.5
+    tail = small.features[-2].block[1][0]  # last block's depthwise: dilated, not strided
+    assert tail.dilation == (2, 2) and tail.stride == (1, 1)
+    narrow = models.mobilenet_v3_large(width_mult=0.5)
+    assert narrow.features[0][0].out_channels == 8
+    with pytest.raises(ValueError, match="should not be empty"):
+        models.MobileNetV3([], 1280)
+    with pytest.raises(TypeError, match="List\\[InvertedResidualConfig\\]"):
+        models.MobileNetV3([[16, 3, 16, 16]], 1280)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        small(np.zeros((1, 1, 32, 32), np.float32))
+
+
+def test_mobilenet_v3_eval_fast_path_equals_layers_as_written():
+    """Eval under no_grad (Conv -> BN folded, Sequential runs) against the same model with
+    autograd on (each module as written), on random BatchNorm statistics."""
+    pve.manual_seed(0)
+    rng = np.random.default_rng(0)
+    for model in (models.mobilenet_v3_small(num_classes=10), models.mobilenet_v3_large(num_classes=10)):
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(pve.tensor(rng.normal(0, 0.2, c).astype(np.float32)))
+                m.running_var.copy_(pve.tensor(rng.uniform(0.5, 2, c).astype(np.float32)))
+        model.eval()
+        x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+        written = model(x).detach().numpy()
+        with pve.no_grad():
+            fast = model(x).numpy()
+        np.testing.assert_allclose(fast, written, rtol=1e-4, atol=1e-5 * np.abs(written).max())

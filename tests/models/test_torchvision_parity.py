@@ -29,7 +29,12 @@ import pyvision_engine as pve
 from pyvision_engine import _C, models, nn
 from pyvision_engine.backends.conv import force_algorithm
 
-TORCHVISION_MODELS = ["resnet18", "resnet34", "resnet50", "mobilenet_v2"]
+TORCHVISION_MODELS = ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "resnet101",
+                      "resnext50_32x4d", "wide_resnet50_2", "mobilenet_v3_large",
+                      "mobilenet_v3_small"]
+# (the largest builders: their layout and keywords only, not a float64 forward in torch)
+LARGE_TORCHVISION_MODELS = ["resnet152", "resnext101_32x8d", "resnext101_64x4d",
+                            "wide_resnet101_2"]
 
 
 def _tv():
@@ -68,7 +73,7 @@ def _close(got, want, rel, what):
 
 
 # --------------------------------------------------------------------------- signatures
-@pytest.mark.parametrize("name", TORCHVISION_MODELS)
+@pytest.mark.parametrize("name", TORCHVISION_MODELS + LARGE_TORCHVISION_MODELS)
 def test_builder_accepts_torchvision_keywords(name):
     _, tvm = _tv()
     tv_params = inspect.signature(getattr(tvm, name)).parameters
@@ -78,7 +83,7 @@ def test_builder_accepts_torchvision_keywords(name):
         assert mine[p].default == tv_params[p].default
 
 
-@pytest.mark.parametrize("cls", ["ResNet", "MobileNetV2"])
+@pytest.mark.parametrize("cls", ["ResNet", "MobileNetV2", "MobileNetV3"])
 def test_constructor_arguments_and_defaults_match(cls):
     _, tvm = _tv()
     theirs = list(inspect.signature(getattr(tvm, cls).__init__).parameters.values())
@@ -103,6 +108,11 @@ VARIANTS = [
      {"width_mult": 1.4, "dropout": 0.5}),
     ("mobilenet_v2", {"width_mult": 0.75, "round_nearest": 1}, "mobilenet_v2",
      {"width_mult": 0.75, "round_nearest": 1}),
+] + [(name, {}, name, {}) for name in TORCHVISION_MODELS[4:] + LARGE_TORCHVISION_MODELS] + [
+    ("mobilenet_v3_large", {"width_mult": 0.75, "reduced_tail": True, "num_classes": 10},
+     "mobilenet_v3_large", {"width_mult": 0.75, "reduced_tail": True, "num_classes": 10}),
+    ("mobilenet_v3_small", {"dilated": True, "dropout": 0.1}, "mobilenet_v3_small",
+     {"dilated": True, "dropout": 0.1}),
 ]
 VARIANT_IDS = [f"{t}-{'-'.join(f'{k}={v}' for k, v in tk.items())}".rstrip("-") for _, _, t, tk in VARIANTS]
 
@@ -118,8 +128,12 @@ def test_state_dict_layout_matches_torchvision(mine_name, mine_kw, tv_name, tv_k
         assert np.dtype(mine[k].dtype) == np.dtype(str(v.dtype).replace("torch.", "")), k
 
 
-@pytest.mark.parametrize("mine_name, mine_kw, tv_name, tv_kw", VARIANTS[:5] + VARIANTS[8:9],
-                         ids=VARIANT_IDS[:5] + VARIANT_IDS[8:9])
+_INIT_CASES = [i for i, (name, kw, _, _) in enumerate(VARIANTS)
+               if i < 5 or i == 8 or (name in ("resnext50_32x4d", "mobilenet_v3_small") and not kw)]
+
+
+@pytest.mark.parametrize("mine_name, mine_kw, tv_name, tv_kw", [VARIANTS[i] for i in _INIT_CASES],
+                         ids=[VARIANT_IDS[i] for i in _INIT_CASES])
 def test_initialization_matches_torchvision_statistically(mine_name, mine_kw, tv_name, tv_kw):
     """Per tensor: constants equal; random ones with the same mean, std, tails (kurtosis
     tells kaiming_normal_ from kaiming_uniform_) within 6 sampling standard errors."""
@@ -146,7 +160,11 @@ EVAL_CASES = [("resnet18", {}, (2, 3, 97, 71)), ("resnet34", {}, (1, 3, 64, 64))
               ("resnet50", {}, (2, 3, 65, 47)), ("mobilenet_v2", {}, (2, 3, 97, 71)),
               ("resnet50", {"replace_stride_with_dilation": [False, True, True]}, (1, 3, 64, 64)),
               ("resnet50", {"groups": 32, "width_per_group": 4}, (1, 3, 64, 64)),
-              ("mobilenet_v2", {"width_mult": 0.5}, (1, 3, 64, 64))]
+              ("mobilenet_v2", {"width_mult": 0.5}, (1, 3, 64, 64)),
+              ("resnext50_32x4d", {}, (1, 3, 64, 64)), ("wide_resnet50_2", {}, (1, 3, 48, 48)),
+              ("resnet101", {}, (1, 3, 64, 64)), ("mobilenet_v3_large", {}, (2, 3, 97, 71)),
+              ("mobilenet_v3_small", {}, (2, 3, 64, 64)),
+              ("mobilenet_v3_small", {"reduced_tail": True, "dilated": True}, (1, 3, 64, 64))]
 
 
 @pytest.mark.parametrize("name, kw, shape", EVAL_CASES,
