@@ -346,8 +346,10 @@ class Conv2d(_ConvNd):
         no_grad only)."""
         key = (_C.active_isa(), algorithm) + _tensor_key(weight)
         pack = self._pack  # one read: request threads may replace it concurrently
-        if pack is None or pack[0] != key:
-            pack = (key, _C.conv2d_pack_weight(weight._data, algorithm=algorithm))
+        # (the pack holds the weight itself: an id and address alone could be those of a
+        # new tensor after the old one was freed)
+        if pack is None or pack[0] != key or pack[2] is not weight:
+            pack = (key, _C.conv2d_pack_weight(weight._data, algorithm=algorithm), weight)
             object.__setattr__(self, "_pack", pack)
         return pack[1]
 

@@ -74,6 +74,22 @@ def test_grouped_pointwise_does_not_pack():
     np.testing.assert_allclose(y, _reference(m, x), rtol=1e-5, atol=1e-5)
 
 
+def test_no_stale_pack_when_a_new_weight_reuses_the_old_ones_id_and_address(packing_layer):
+    """A replaced weight's successor can get the freed tensor's id and memory address with
+    the same version stamp: the pack must still be the new weight's. Simulated by giving
+    the stored pack the new weight's key (what such a reuse looks like to the cache)."""
+    from pyvision_engine.nn.conv import _tensor_key
+
+    m, x = packing_layer
+    _eval_out(m, x)
+    (key, packed, *rest) = m._pack
+    m.weight = Parameter(m.weight.detach().numpy() * -3.0)
+    forged = (key[:2] + _tensor_key(m.weight), packed, *rest)
+    object.__setattr__(m, "_fast", None)  # (the per-call record also watches the old tensor)
+    object.__setattr__(m, "_pack", forged)
+    np.testing.assert_allclose(_eval_out(m, x), _reference(m, x), rtol=1e-5, atol=1e-5)
+
+
 def test_no_stale_pack_after_load_state_dict(packing_layer):
     m, x = packing_layer
     _eval_out(m, x)
