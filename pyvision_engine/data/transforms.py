@@ -266,11 +266,12 @@ class RandomHorizontalFlip:
         return f"RandomHorizontalFlip(p={self.p})"
 
 
-def _interpolate_hwc(a: np.ndarray, out_h: int, out_w: int, antialias: bool) -> np.ndarray:
-    """torch's ``interpolate(mode='bilinear', align_corners=False, antialias=...)`` of an
+def _interpolate_hwc(a: np.ndarray, out_h: int, out_w: int, antialias: bool,
+                     mode: str = "bilinear") -> np.ndarray:
+    """torch's ``interpolate(mode=mode, align_corners=False, antialias=...)`` of an
     (H, W, C) array, in float32 (nn.functional's own implementation)."""
     planes = np.ascontiguousarray(np.moveaxis(a, -1, 0)[None], dtype=np.float32)
-    out = _f_shape.interpolate(Tensor._wrap(planes), size=(out_h, out_w), mode="bilinear",
+    out = _f_shape.interpolate(Tensor._wrap(planes), size=(out_h, out_w), mode=mode,
                                align_corners=False, antialias=antialias)
     return np.moveaxis(out.numpy()[0], 0, -1)
 
@@ -279,7 +280,13 @@ def resize_bilinear(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Bilinear resize of an (H, W, C) array, half-pixel centres (align_corners=False), no
     antialiasing: torch's ``interpolate(mode='bilinear', align_corners=False,
     antialias=False)``. uint8 input is rounded back to uint8."""
-    out = _interpolate_hwc(a, out_h, out_w, antialias=False)
+    return _resize_plain(a, out_h, out_w, "bilinear")
+
+
+def _resize_plain(a: np.ndarray, out_h: int, out_w: int, mode: str) -> np.ndarray:
+    """``interpolate(mode, align_corners=False, antialias=False)`` of an (H, W, C) array;
+    uint8 input rounded (and, for bicubic's overshoot, clipped) back to uint8."""
+    out = _interpolate_hwc(a, out_h, out_w, antialias=False, mode=mode)
     if a.dtype == np.uint8:
         return np.clip(np.round(out), 0, 255).astype(np.uint8)
     return out.astype(a.dtype if a.dtype.kind == "f" else np.float32)
@@ -288,13 +295,14 @@ def resize_bilinear(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 _PIL_PRECISION_BITS = 32 - 8 - 2
 
 
-def _pil_pass(a: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+def _pil_pass(a: np.ndarray, axis: int, n_out: int, kind: str = "linear") -> np.ndarray:
     """One separable antialiased pass along ``axis`` (0 = rows, 1 = columns) of a uint8 HWC
-    array as Pillow computes it: the triangle filter's windows in float64 (interpolate's
-    antialias windows, _f_shape._aa_window, which torch and Pillow share), quantised to
-    22-bit fixed point, accumulated in integers, rounded half up and clipped to 0..255,
-    so the result equals Pillow's byte for byte."""
-    index, w = _f_shape._aa_window(a.shape[axis], a.shape[axis] / n_out, n_out, "linear",
+    array as Pillow computes it: the filter's windows in float64 (interpolate's antialias
+    windows, _f_shape._aa_window, which torch and Pillow share: ``kind`` "linear" is the
+    triangle filter, "cubic" Pillow's bicubic with a = -0.5), quantised to 22-bit fixed
+    point, accumulated in integers, rounded half up and clipped to 0..255, so the result
+    equals Pillow's byte for byte."""
+    index, w = _f_shape._aa_window(a.shape[axis], a.shape[axis] / n_out, n_out, kind,
                                    exact=True)
     shape = [1] * a.ndim
     shape[axis] = n_out
@@ -318,8 +326,22 @@ def resize_bilinear_antialias(a: np.ndarray, out_h: int, out_w: int) -> np.ndarr
     Pillow >= 13; Pillow < 13 always runs the horizontal pass first, so it can differ
     by 1 in a pixel. Other input follows the tensor path: ``interpolate(mode='bilinear',
     antialias=True)`` itself, in float32."""
+    return _resize_antialias(a, out_h, out_w, "linear")
+
+
+def resize_bicubic_antialias(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Antialiased bicubic resize of an (H, W, C) array (torchvision's ``Resize`` with
+    ``InterpolationMode.BICUBIC``): uint8 input as ``PIL.Image.resize(BICUBIC)`` (Pillow's
+    a = -0.5 filter, the same fixed-point passes and pass order as
+    :func:`resize_bilinear_antialias`), other input as ``interpolate(mode='bicubic',
+    antialias=True)`` in float32 (not clamped, as torch's float tensors)."""
+    return _resize_antialias(a, out_h, out_w, "cubic")
+
+
+def _resize_antialias(a: np.ndarray, out_h: int, out_w: int, kind: str) -> np.ndarray:
     if a.dtype != np.uint8:
-        out = _interpolate_hwc(a, out_h, out_w, antialias=True)
+        mode = "bilinear" if kind == "linear" else "bicubic"
+        out = _interpolate_hwc(a, out_h, out_w, antialias=True, mode=mode)
         return out.astype(a.dtype if a.dtype.kind == "f" else np.float32)
     h, w = a.shape[:2]
     if out_h < h and (h - out_h) > 2 * (w - out_w):
@@ -329,7 +351,7 @@ def resize_bilinear_antialias(a: np.ndarray, out_h: int, out_w: int) -> np.ndarr
     out = a
     for axis, n in order:
         if out.shape[axis] != n:
-            out = _pil_pass(out, axis, n)
+            out = _pil_pass(out, axis, n, kind)
     return a.copy() if out is a else out
 
 
@@ -364,7 +386,10 @@ class Resize:
     (``interpolate`` with ``antialias=True`` by default; nearest = torch's
     ``mode='nearest'``). ``antialias=False`` gives plain bilinear (torch's
     ``antialias=False``) for every input - torchvision ignores it for PIL images, which
-    are always antialiased. Bicubic and other modes are not implemented (ValueError).
+    are always antialiased. Bicubic likewise: Pillow's BICUBIC for uint8 HWC arrays
+    (byte-exact with Pillow >= 13), ``interpolate(mode='bicubic', antialias=...)`` for
+    the others, and plain bicubic with ``antialias=False``. Other modes are not
+    implemented (ValueError).
     """
 
     def __init__(self, size: Size, interpolation: str = "bilinear", max_size: Optional[int] = None,
@@ -384,9 +409,9 @@ class Resize:
                 raise ValueError("Resize: max_size should only be passed if size specifies the length "
                                  "of the smaller edge, i.e. size should be an int or a sequence of length 1")
         interpolation = str(getattr(interpolation, "value", interpolation)).lower()
-        if interpolation not in ("bilinear", "nearest"):
-            raise ValueError(f"Resize: interpolation must be 'bilinear' or 'nearest' (bicubic and the "
-                             f"others are not implemented), got {interpolation!r}")
+        if interpolation not in ("bilinear", "bicubic", "nearest"):
+            raise ValueError(f"Resize: interpolation must be 'bilinear', 'bicubic' or 'nearest' "
+                             f"(the others are not implemented), got {interpolation!r}")
         self.interpolation = interpolation
         self.max_size = max_size
         # torchvision: None means True since 0.17
@@ -413,9 +438,10 @@ class Resize:
         if self.interpolation == "nearest":
             out = _resize_nearest(a, oh, ow, pil=pil_like)
         elif self.antialias:
-            out = resize_bilinear_antialias(a, oh, ow)
+            kind = "linear" if self.interpolation == "bilinear" else "cubic"
+            out = _resize_antialias(a, oh, ow, kind)
         else:
-            out = resize_bilinear(a, oh, ow)
+            out = _resize_plain(a, oh, ow, self.interpolation)
         if squeeze:
             out = out[..., 0]
         return _restore(out, was_tensor, img)

@@ -137,8 +137,8 @@ def test_resize_bilinear_against_hand_values_and_shapes():
     assert abs(up[0, 1] - 25) <= 0.5 and abs(up[1, 0] - 50) <= 0.5
     wide = np.zeros((10, 20, 3), np.uint8)
     assert T.Resize(5)(wide).shape == (5, 10, 3)
-    with pytest.raises(ValueError, match="bicubic"):
-        T.Resize(5, interpolation="bicubic")
+    with pytest.raises(ValueError, match="lanczos"):
+        T.Resize(5, interpolation="lanczos")
 
 
 
@@ -178,3 +178,81 @@ def test_resize_matches_torch_interpolate():
         want = torch.nn.functional.interpolate(torch.from_numpy(img.transpose(2, 0, 1))[None], size=size,
                                                mode="bilinear", align_corners=False, antialias=False)
         np.testing.assert_allclose(got, want[0].numpy().transpose(1, 2, 0), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------- Resize(interpolation="bicubic")
+def _cubic_aa_matrix(n_in, n_out, a=-0.5):
+    """float64 (n_out, n_in) weights of the antialiased cubic filter (Pillow's BICUBIC and
+    torch's antialias bicubic): Keys' kernel with parameter a, stretched by the downscale
+    factor, centred on (i + 0.5) * scale, normalised to sum 1."""
+    def keys(t):
+        t = abs(t)
+        if t < 1:
+            return ((a + 2) * t - (a + 3)) * t * t + 1
+        if t < 2:
+            return (((t - 5) * t + 8) * t - 4) * a
+        return 0.0
+    scale = n_in / n_out
+    stretch = max(scale, 1.0)
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        centre = (i + 0.5) * scale
+        lo = max(int(centre - 2 * stretch + 0.5), 0)
+        hi = min(int(centre + 2 * stretch + 0.5), n_in)
+        for j in range(lo, hi):
+            m[i, j] = keys((j - centre + 0.5) / stretch)
+        m[i] /= m[i].sum()
+    return m
+
+
+@pytest.mark.parametrize("hw, out", [((17, 23), (9, 31)), ((40, 12), (7, 5)), ((6, 6), (13, 11)),
+                                     ((1, 9), (4, 3))])
+def test_resize_bicubic_float_against_the_filter_in_float64(hw, out):
+    x = np.random.default_rng(7).random(hw + (2,))
+    want = np.einsum("ij,jkc,lk->ilc", _cubic_aa_matrix(hw[0], out[0]), x,
+                     _cubic_aa_matrix(hw[1], out[1]))
+    got = T.Resize(out, interpolation="bicubic")(x.astype(np.float32))
+    assert got.dtype == np.float32 and got.shape == out + (2,)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+
+
+def test_resize_bicubic_uint8_matches_pillow():
+    Image = pytest.importorskip("PIL.Image", reason="Pillow (a test extra) is the reference")
+    import PIL
+    rng = np.random.default_rng(11)
+    for _ in range(80):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        oh, ow = (int(v) for v in rng.integers(1, 70, 2))
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        want = np.asarray(Image.fromarray(img).resize((ow, oh), Image.BICUBIC))
+        got = T.Resize((oh, ow), interpolation="bicubic")(img)
+        diff = np.abs(got.astype(int) - want).max()
+        # (Pillow < 13 always runs the horizontal pass first: 1 apart at most)
+        assert diff == 0 if int(PIL.__version__.split(".")[0]) >= 13 else diff <= 1, (h, w, oh, ow)
+
+
+def _plain_bicubic(v, n_out, a=-0.75):
+    """float64 plain bicubic of a 1-D signal: half-pixel source x = (i + 0.5) * in / out - 0.5,
+    taps floor(x) - 1 .. floor(x) + 2 clamped into the signal, Keys' weights with a."""
+    def keys(t):
+        t = abs(t)
+        return ((a + 2) * t - (a + 3)) * t * t + 1 if t < 1 else (((t - 5) * t + 8) * t - 4) * a
+    out = []
+    for i in range(n_out):
+        x = (i + 0.5) * len(v) / n_out - 0.5
+        x0 = int(np.floor(x))
+        out.append(sum(keys(x - j) * v[min(max(j, 0), len(v) - 1)] for j in range(x0 - 1, x0 + 3)))
+    return np.array(out)
+
+
+def test_resize_bicubic_without_antialias_is_plain_bicubic():
+    """antialias=False: interpolate's plain bicubic (A = -0.75, clamped taps); uint8 rounded
+    and its overshoot clipped."""
+    img = np.zeros((8, 8, 1), np.uint8)
+    img[:, 4:] = 255
+    out = T.Resize((8, 16), interpolation="bicubic", antialias=False)(img)[..., 0]
+    assert out.dtype == np.uint8 and out.min() == 0 and out.max() == 255  # (clipped overshoot)
+    x = np.random.default_rng(3).random((2, 5, 1))
+    got = T.Resize((2, 9), interpolation="bicubic", antialias=False)(x.astype(np.float32))[0, :, 0]
+    np.testing.assert_allclose(got, _plain_bicubic(x[0, :, 0], 9), rtol=0, atol=1e-6)
+    assert "bicubic" in repr(T.Resize(3, interpolation="bicubic"))

@@ -111,8 +111,8 @@ def test_resize_same_size_returns_input_and_rejects_other_modes():
     img = np.arange(12, dtype=np.uint8).reshape(3, 4, 1)
     assert T.Resize((3, 4))(img) is img
     assert T.Resize(3)(img) is img
-    with pytest.raises(ValueError, match="bicubic"):
-        T.Resize(3, interpolation="bicubic")
+    with pytest.raises(ValueError, match="box"):
+        T.Resize(3, interpolation="box")
 
 
 def test_resize_torchvision_output_sizes_and_interpolation_enum():
@@ -122,6 +122,51 @@ def test_resize_torchvision_output_sizes_and_interpolation_enum():
         want = tvt.Resize(size, max_size=max_size)(Image.fromarray(img)).size[::-1]
         assert T.Resize(size, max_size=max_size)(img).shape[:2] == want
     assert T.Resize(4, interpolation=tvt.InterpolationMode.NEAREST).interpolation == "nearest"
+    assert T.Resize(4, interpolation=tvt.InterpolationMode.BICUBIC).interpolation == "bicubic"
+
+
+@pytest.mark.parametrize("hw, size", RESIZE_CASES)
+def test_resize_bicubic_uint8_equals_torchvision_pil_path(hw, size):
+    """Bicubic: Pillow's BICUBIC (a = -0.5, antialiased when shrinking) in 8-bit fixed point,
+    byte-exact with Pillow >= 13, as torchvision's Resize(BICUBIC) of a PIL image."""
+    tvt, Image = _torchvision()
+    rng = np.random.default_rng(hash((hw, str(size))) % 2 ** 32)
+    img = rng.integers(0, 256, hw + (3,), dtype=np.uint8)
+    want = _from_pil(tvt.Resize(size, interpolation=tvt.InterpolationMode.BICUBIC)(
+        _pil(Image, img)), 3)
+    got = T.Resize(size, interpolation="bicubic")(img)
+    assert got.dtype == np.uint8 and got.shape == want.shape
+    diff = np.abs(got.astype(int) - want.astype(int)).max()
+    assert diff == 0 if _pil_major() >= 13 else diff <= 1
+
+
+def test_resize_bicubic_uint8_random_shapes_match_pillow():
+    _, Image = _torchvision()
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        oh, ow = (int(v) for v in rng.integers(1, 70, 2))
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        want = np.asarray(Image.fromarray(img).resize((ow, oh), Image.BICUBIC))
+        diff = np.abs(T.Resize((oh, ow), interpolation="bicubic")(img).astype(int) - want).max()
+        assert diff == 0 if _pil_major() >= 13 else diff <= 1, (h, w, oh, ow)
+
+
+@pytest.mark.parametrize("hw, size", [hs for hs in RESIZE_CASES if hs[1] != (3, 29)])
+@pytest.mark.parametrize("antialias", [True, False])
+def test_resize_bicubic_tensor_equals_torch_interpolate(hw, size, antialias):
+    """The tensor path: torch.nn.functional.interpolate(bicubic, antialias), not clamped."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    x = rng.random((2,) + hw).astype(np.float32)
+    got = T.Resize(size, interpolation="bicubic", antialias=antialias)(pve.tensor(x))
+    oh, ow = got.shape[1:]
+    want = torch.nn.functional.interpolate(torch.from_numpy(x)[None], size=(oh, ow),
+                                           mode="bicubic", align_corners=False,
+                                           antialias=antialias)[0].numpy()
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(T.Resize(size, interpolation="bicubic", antialias=antialias)(
+        x.transpose(1, 2, 0)), want.transpose(1, 2, 0), rtol=0, atol=1e-5)
 
 
 # ------------------------------------------------------------- ToTensor, Normalize
