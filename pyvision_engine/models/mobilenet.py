@@ -24,6 +24,22 @@ def _make_divisible(v: float, divisor: int, min_value: Optional[int] = None) -> 
     return new_v
 
 
+def init_like_torchvision(model: nn.Module) -> None:
+    """torchvision's MobileNet initialization: convolutions kaiming-normal (fan_out) with
+    zero bias, norm layers weight 1 and bias 0, linear layers N(0, 0.01) with zero bias."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            init.ones_(m.weight)
+            init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            init.normal_(m.weight, 0, 0.01)
+            init.zeros_(m.bias)
+
+
 class Conv2dNormActivation(nn.Sequential):
     """Conv2d -> norm -> activation, as torchvision.ops.misc.Conv2dNormActivation (same
     arguments, defaults and order): ``padding=None`` is ``(kernel_size - 1) // 2 * dilation``
@@ -144,17 +160,7 @@ class MobileNetV2(nn.Module):
                                              norm_layer=norm_layer, activation_layer=nn.ReLU6))
         self.features = nn.Sequential(*features)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                init.ones_(m.weight)
-                init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                init.normal_(m.weight, 0, 0.01)
-                init.zeros_(m.bias)
+        init_like_torchvision(self)
 
     def forward(self, x: Any) -> Tensor:
         from pyvision_engine.nn import functional as F

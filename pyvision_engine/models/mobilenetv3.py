@@ -9,8 +9,8 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from pyvision_engine import nn
 from pyvision_engine.models._builder import check_no_weights
-from pyvision_engine.models.mobilenet import Conv2dNormActivation, _make_divisible
-from pyvision_engine.nn import init
+from pyvision_engine.models.mobilenet import (Conv2dNormActivation, _make_divisible,
+                                              init_like_torchvision)
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["MobileNetV3", "InvertedResidualConfig", "InvertedResidual", "SqueezeExcitation",
@@ -137,17 +137,7 @@ class MobileNetV3(nn.Module):
             nn.Dropout(p=dropout, inplace=True),
             nn.Linear(last_channel, num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                init.ones_(m.weight)
-                init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                init.normal_(m.weight, 0, 0.01)
-                init.zeros_(m.bias)
+        init_like_torchvision(self)
 
     def forward(self, x: Any) -> Tensor:
         from pyvision_engine.tensor import as_tensor

@@ -151,58 +151,18 @@ def _as_pair(v: Any) -> Tuple[Any, ...]:
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-class MaxUnpool2d(Module):
-    """Partial inverse of MaxPool2d: each value goes back to the position its index
-    names; everything else is zero. stride defaults to kernel_size."""
+class _MaxUnpoolNd(Module):
+    """MaxUnpool1d/2d's common part (torch's _MaxUnpoolNd): the stored geometry, each as a
+    tuple of ``_tuple``'s length, and the repr."""
+
+    _tuple: Any = None  # (v) -> the attribute as torch stores it
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
-        self.kernel_size = _as_pair(kernel_size)
-        self.stride = _as_pair(stride if stride is not None else kernel_size)
-        self.padding = _as_pair(padding)
-
-    def forward(self, input: Any, indices: Any,
-                output_size: Optional[Sequence[int]] = None) -> Tensor:
-        return F.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding,
-                              output_size)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
-
-class LPPool2d(Module):
-    """Power-average pooling: (sum of x ** norm_type over each window) ** (1 / norm_type)."""
-
-    def __init__(self, norm_type: float, kernel_size: Any, stride: Any = None,
-                 ceil_mode: bool = False) -> None:
-        super().__init__()
-        self.norm_type = norm_type
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.ceil_mode = ceil_mode
-
-    def forward(self, input: Any) -> Tensor:
-        return F.lp_pool2d(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
-
-    def extra_repr(self) -> str:
-        return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, ceil_mode={self.ceil_mode}")
-
-
-class MaxUnpool1d(Module):
-    """Partial inverse of MaxPool1d (torch.nn.MaxUnpool1d): each value goes back to the
-    position its index names; everything else is zero. stride defaults to kernel_size."""
-
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
-        super().__init__()
-        self.kernel_size = _as_single(kernel_size)
-        self.stride = _as_single(stride if stride is not None else kernel_size)
-        self.padding = _as_single(padding)
-
-    def forward(self, input: Any, indices: Any,
-                output_size: Optional[Sequence[int]] = None) -> Tensor:
-        return F.max_unpool1d(input, indices, self.kernel_size, self.stride, self.padding,
-                              output_size)
+        as_tuple = type(self)._tuple
+        self.kernel_size = as_tuple(kernel_size)
+        self.stride = as_tuple(stride if stride is not None else kernel_size)
+        self.padding = as_tuple(padding)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -213,9 +173,32 @@ def _as_single(v: Any) -> Tuple[int]:
         v if isinstance(v, tuple) else (v,)
 
 
-class LPPool1d(Module):
-    """1-D power-average pooling (torch.nn.LPPool1d): (sum of x ** norm_type over each
-    window) ** (1 / norm_type)."""
+class MaxUnpool1d(_MaxUnpoolNd):
+    """Partial inverse of MaxPool1d (torch.nn.MaxUnpool1d): each value goes back to the
+    position its index names; everything else is zero. stride defaults to kernel_size."""
+
+    _tuple = staticmethod(_as_single)
+
+    def forward(self, input: Any, indices: Any,
+                output_size: Optional[Sequence[int]] = None) -> Tensor:
+        return F.max_unpool1d(input, indices, self.kernel_size, self.stride, self.padding,
+                              output_size)
+
+
+class MaxUnpool2d(_MaxUnpoolNd):
+    """Partial inverse of MaxPool2d: each value goes back to the position its index
+    names; everything else is zero. stride defaults to kernel_size."""
+
+    _tuple = staticmethod(_as_pair)
+
+    def forward(self, input: Any, indices: Any,
+                output_size: Optional[Sequence[int]] = None) -> Tensor:
+        return F.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding,
+                              output_size)
+
+
+class _LPPoolNd(Module):
+    """LPPool1d/2d's common part (torch's _LPPoolNd): the arguments as given, and the repr."""
 
     def __init__(self, norm_type: float, kernel_size: Any, stride: Any = None,
                  ceil_mode: bool = False) -> None:
@@ -225,12 +208,21 @@ class LPPool1d(Module):
         self.stride = stride
         self.ceil_mode = ceil_mode
 
-    def forward(self, input: Any) -> Tensor:
-        return F.lp_pool1d(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
-
     def extra_repr(self) -> str:
         return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, ceil_mode={self.ceil_mode}")
 
 
-__all__ += ["MaxUnpool1d", "LPPool1d"]
+class LPPool1d(_LPPoolNd):
+    """1-D power-average pooling (torch.nn.LPPool1d): (sum of x ** norm_type over each
+    window) ** (1 / norm_type)."""
+
+    def forward(self, input: Any) -> Tensor:
+        return F.lp_pool1d(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
+
+
+class LPPool2d(_LPPoolNd):
+    """Power-average pooling: (sum of x ** norm_type over each window) ** (1 / norm_type)."""
+
+    def forward(self, input: Any) -> Tensor:
+        return F.lp_pool2d(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
