@@ -898,9 +898,11 @@ class Repeat(Function):
         return g.reshape(split).sum(axis=tuple(range(0, len(split), 2))).reshape(ctx.in_shape), None
 
 
-def gather_values(t, indices: np.ndarray, dim: int):
-    """Values of ``t`` at ``indices`` along ``dim`` (take_along_axis), differentiable."""
-    return _DimTake.apply(t, indices, dim)
+def gather_values(t, indices: np.ndarray, dim: int, repeats: bool = False):
+    """Values of ``t`` at ``indices`` along ``dim`` (take_along_axis), differentiable.
+    ``repeats``: an index may repeat within a line, so backward adds the repeats up
+    (otherwise one put per index, the cheaper form for distinct indices)."""
+    return (_DimTakeRepeats if repeats else _DimTake).apply(t, indices, dim)
 
 
 class _DimTake(Function):
@@ -915,6 +917,16 @@ class _DimTake(Function):
     def backward(ctx, g):
         grad = np.zeros(ctx.shape, dtype=np.float32)
         np.put_along_axis(grad, ctx.indices, g, axis=ctx.dim)  # indices are distinct per line
+        return grad, None, None
+
+
+class _DimTakeRepeats(_DimTake):
+    @staticmethod
+    def backward(ctx, g):
+        grad = np.zeros(ctx.shape, dtype=np.float32)
+        full = list(np.ix_(*[np.arange(s) for s in g.shape]))
+        full[ctx.dim] = ctx.indices
+        np.add.at(grad, tuple(full), g)
         return grad, None, None
 
 

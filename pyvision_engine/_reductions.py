@@ -15,7 +15,6 @@ from typing import Any, Optional
 import numpy as np
 
 from pyvision_engine import _ops
-from pyvision_engine._selection import _TakeAlong
 from pyvision_engine.autograd import Function
 from pyvision_engine.tensor import Tensor, as_tensor, float32
 
@@ -101,6 +100,7 @@ def cumprod_(self: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
 
 # --------------------------------------------------------- cummax / cummin
 def _cumulative_extreme(self: Tensor, dim: int, largest: bool) -> Any:
+    """(values, indices) of cummax/cummin without autograd (_cumulative records it)."""
     op = "cummax" if largest else "cummin"
     d = _scan_dim(self, dim, op)
     t = _as_line(self)
@@ -122,8 +122,7 @@ def _cumulative_extreme(self: Tensor, dim: int, largest: bool) -> Any:
             pos = np.where(take, i, pos)
             idx[:, i] = pos
     indices = np.ascontiguousarray(np.moveaxis(idx.reshape(a.shape), -1, d))
-    values = _ops.gather_values(t, indices, d) if t.requires_grad else \
-        Tensor._wrap(np.ascontiguousarray(np.take_along_axis(t._data, indices, d)))
+    values = Tensor._wrap(np.ascontiguousarray(np.take_along_axis(t._data, indices, d)))
     if self.ndim == 0:
         values, indices = values.reshape(()), indices.reshape(())
     result = CummaxResult if largest else CumminResult
@@ -147,7 +146,7 @@ def _cumulative(self: Tensor, dim: int, largest: bool) -> Any:
     t = _as_line(self)
     d = _scan_dim(self, dim, "cummax" if largest else "cummin")
     indices = result.indices._data.reshape(t.shape)
-    values = _TakeAlong.apply(t, indices, d).reshape(self.shape)  # (repeats add up)
+    values = _ops.gather_values(t, indices, d, repeats=True).reshape(self.shape)
     return type(result)(values, result.indices)
 
 

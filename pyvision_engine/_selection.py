@@ -165,25 +165,6 @@ def take(self: Tensor, index: Any) -> Tensor:
     return self.reshape(-1)[Tensor._wrap(np.asarray(idx % max(n, 1), dtype=np.int64))]
 
 
-class _TakeAlong(Function):
-    """take_along_axis whose backward adds repeated indices up (gather's may not)."""
-
-    saved_inputs, saves_output = (), False
-
-    @staticmethod
-    def forward(ctx, a, indices, dim):
-        ctx.shape, ctx.indices, ctx.dim = a.shape, indices, dim
-        return np.asarray(np.take_along_axis(a, indices, axis=dim), order="C")
-
-    @staticmethod
-    def backward(ctx, g):
-        grad = np.zeros(ctx.shape, dtype=np.float32)
-        full = list(np.ix_(*[np.arange(s) for s in g.shape]))
-        full[ctx.dim] = ctx.indices
-        np.add.at(grad, tuple(full), g)
-        return grad, None, None
-
-
 def take_along_dim(self: Tensor, indices: Any, dim: Optional[int] = None) -> Tensor:
     """gather with torch's broadcasting of indices and input (dim None: on the flat
     input)."""
@@ -204,7 +185,7 @@ def take_along_dim(self: Tensor, indices: Any, dim: Optional[int] = None) -> Ten
     shape_self[d], shape_idx[d] = size, idx.shape[d]
     source = self.expand(*shape_self) if tuple(shape_self) != self.shape else self
     idx = np.ascontiguousarray(np.broadcast_to(idx % max(size, 1), shape_idx))
-    return _TakeAlong.apply(source, idx, d)
+    return _ops.gather_values(source, idx, d, repeats=True)
 
 
 def masked_select(self: Tensor, mask: Any) -> Tensor:
