@@ -196,11 +196,12 @@ def _mobilenet_v3_conf(arch: str, width_mult: float = 1.0, reduced_tail: bool = 
     return setting, last_channel
 
 
-def _split_conf(kwargs: dict) -> Tuple[dict, dict]:
-    """(configuration keywords, MobileNetV3 keywords) out of a builder's keywords."""
-    conf_keys = ("width_mult", "reduced_tail", "dilated")
-    conf = {k: kwargs.pop(k) for k in conf_keys if k in kwargs}
-    return conf, kwargs
+def _mobilenet_v3(arch: str, num_classes: int, kwargs: dict) -> MobileNetV3:
+    """The builders' common part: the configuration keywords (``width_mult``,
+    ``reduced_tail``, ``dilated``) to the rows, the rest to the class."""
+    conf = {k: kwargs.pop(k) for k in ("width_mult", "reduced_tail", "dilated") if k in kwargs}
+    setting, last_channel = _mobilenet_v3_conf(arch, **conf)
+    return MobileNetV3(setting, last_channel, num_classes=num_classes, **kwargs)
 
 
 def mobilenet_v3_large(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
@@ -208,17 +209,13 @@ def mobilenet_v3_large(num_classes: int = 1000, *, weights: Any = None, progress
     """MobileNetV3-Large (torchvision layout: 5.5 M parameters at 1000 classes). Keywords:
     ``width_mult``, ``reduced_tail``, ``dilated`` (the rows), then :class:`MobileNetV3`'s
     (``dropout``, ``norm_layer``, ``block``)."""
-    check_no_weights("mobilenet_v3_large", weights, progress, kwargs)
-    conf, rest = _split_conf(kwargs)
-    setting, last_channel = _mobilenet_v3_conf("mobilenet_v3_large", **conf)
-    return MobileNetV3(setting, last_channel, num_classes=num_classes, **rest)
+    check_no_weights("mobilenet_v3_large", weights, progress, kwargs)  # (warns at the caller)
+    return _mobilenet_v3("mobilenet_v3_large", num_classes, kwargs)
 
 
 def mobilenet_v3_small(num_classes: int = 1000, *, weights: Any = None, progress: bool = True,
                        **kwargs: Any) -> MobileNetV3:
     """MobileNetV3-Small (torchvision layout: 2.5 M parameters at 1000 classes); keywords as
     :func:`mobilenet_v3_large`."""
-    check_no_weights("mobilenet_v3_small", weights, progress, kwargs)
-    conf, rest = _split_conf(kwargs)
-    setting, last_channel = _mobilenet_v3_conf("mobilenet_v3_small", **conf)
-    return MobileNetV3(setting, last_channel, num_classes=num_classes, **rest)
+    check_no_weights("mobilenet_v3_small", weights, progress, kwargs)  # (warns at the caller)
+    return _mobilenet_v3("mobilenet_v3_small", num_classes, kwargs)
