@@ -332,16 +332,25 @@ def _cubic_taps(in_size: int, out_size: int, align_corners: Optional[bool],
     return _Taps(index, _cubic_weights(t, _CUBIC_A), in_size)
 
 
-def _aa_filter(x: np.ndarray, kind: str) -> np.ndarray:
-    """torch's antialias filters: the triangle (linear) or Keys' cubic with a = -0.5."""
+def keys_cubic(x: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution kernel W(x) with parameter ``a``, in x's float type and in
+    Pillow's order of operations (float32 as torch's antialias filter, float64 as Pillow
+    and the ONNX Resize kernels)."""
     x = np.abs(x)
-    t = x.dtype.type  # (float32 as torch, or float64 as Pillow)
-    if kind == "linear":
-        return np.where(x < 1, t(1) - x, t(0)).astype(t)
-    a = t(_AA_CUBIC_A)
+    t = x.dtype.type
+    a = t(a)
     near = ((a + t(2)) * x - (a + t(3))) * x * x + t(1)
     far = (((x - t(5)) * x + t(8)) * x - t(4)) * a
     return np.where(x < 1, near, np.where(x < 2, far, t(0))).astype(t)
+
+
+def _aa_filter(x: np.ndarray, kind: str) -> np.ndarray:
+    """torch's antialias filters: the triangle (linear) or Keys' cubic with a = -0.5."""
+    if kind == "linear":
+        x = np.abs(x)
+        t = x.dtype.type  # (float32 as torch, or float64 as Pillow)
+        return np.where(x < 1, t(1) - x, t(0)).astype(t)
+    return keys_cubic(x, _AA_CUBIC_A)
 
 
 def _aa_window(in_size: int, ratio: float, out_size: int, kind: str,

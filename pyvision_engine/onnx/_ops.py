@@ -24,6 +24,7 @@ from pyvision_engine import _C
 from pyvision_engine._ops import erf_array  # (the engine's erf, shared with Tensor.erf)
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn._f_norm import batch_norm_scale_shift
+from pyvision_engine.nn._f_shape import keys_cubic  # (the Resize kernels share it)
 from pyvision_engine.onnx._proto import DTYPES
 from pyvision_engine.tensor import Tensor
 
@@ -1013,9 +1014,7 @@ def _resize_axis(in_size: int, out_size: int, scale: float, mode: str, coord: st
     if mode == "linear":
         w = np.clip(1 - arg, 0, 1)
     else:
-        a = cubic_a
-        w = np.where(arg <= 1, ((a + 2) * arg - (a + 3)) * arg * arg + 1,
-                     np.where(arg < 2, ((a * arg - 5 * a) * arg + 8 * a) * arg - 4 * a, 0.0))
+        w = keys_cubic(arg, cubic_a)
     if antialias:
         w = w / w.sum(axis=1, keepdims=True)
     idx = base[:, None] + i[None, :]
