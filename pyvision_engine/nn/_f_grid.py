@@ -165,7 +165,9 @@ def _pad_coords(x: np.ndarray, size: int, padding: str,
 
 def _cubic_weights(t: np.ndarray) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     """The 4 cubic-convolution weights of taps at offsets -1, 0, 1, 2 from floor, for the
-    fraction t, and their derivatives in t (torch's get_cubic_upsample_coefficients)."""
+    fraction t, and their derivatives in t. Not interpolate's _f_shape._cubic_weights: the
+    last weight is far(2 - t), as torch's vectorized grid sampler computes it, where
+    upsampling's get_cubic_upsample_coefficients takes (1 - t) + 1 (1 ulp apart)."""
     a = _CUBIC_A
 
     def near(x):  # |x| <= 1
