@@ -51,6 +51,8 @@ class Lookahead(Optimizer):
 
     def _new_slow(self, index: int) -> np.ndarray:
         lay = self.optimizer._layout(index)
+        if lay is None:  # uninitialized lazy parameters: laid out at the first sync after
+            return aligned_empty(0)
         slow = aligned_empty(lay.size)
         np.copyto(slow, lay.arena.data)  # φ₀ = θ₀ (padding zero in both)
         for p, view, (start, size) in zip(lay.params, lay.data_views, lay.arena.offsets):
@@ -70,6 +72,9 @@ class Lookahead(Optimizer):
 
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """One inner step; every k-th also pulls the slow weights toward the fast ones."""
+        for index, slow in enumerate(self._slow):
+            if slow.size == 0:  # lazy parameters materialized by a forward since: φ₀ = θ₀ now
+                self._slow[index] = self._new_slow(index)
         loss = self.optimizer.step(closure)
         self._counter += 1
         if self._counter >= self.k:
@@ -80,6 +85,8 @@ class Lookahead(Optimizer):
     def _sync(self) -> None:
         for index in range(len(self.param_groups)):
             lay = self.optimizer._layout(index)
+            if lay is None:  # uninitialized lazy parameters: nothing to pull yet
+                continue
             slow = self._slow[index]
             if slow.size != lay.size:  # the group's params were replaced
                 slow = self._slow[index] = self._new_slow(index)
@@ -95,6 +102,8 @@ class Lookahead(Optimizer):
     def slow_weights(self, index: int = 0) -> List[np.ndarray]:
         """Views of group ``index``'s slow weights, one per parameter (shapes of the params)."""
         lay = self.optimizer._layout(index)
+        if lay is None:
+            return []
         return [self._slow[index][s:s + n].reshape(p.shape)
                 for p, (s, n) in zip(lay.params, lay.arena.offsets)]
 

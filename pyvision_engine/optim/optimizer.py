@@ -27,6 +27,7 @@ import numpy as np
 
 from pyvision_engine.autograd import enable_grad
 from pyvision_engine.nn.arena import ParameterArena, aligned_empty
+from pyvision_engine.nn.parameter import UninitializedTensorMixin
 from pyvision_engine.optim import _validate as V
 from pyvision_engine.tensor import Tensor
 
@@ -43,6 +44,11 @@ class _RequiredParameter:
 
 
 required = _RequiredParameter()
+
+
+def _uninitialized(p: Tensor) -> bool:
+    """A lazy module's parameter before its first forward (no shape, no values yet)."""
+    return isinstance(p, UninitializedTensorMixin)
 
 
 def _as_array(value: Any) -> np.ndarray:
@@ -143,7 +149,7 @@ class Optimizer:
         # A defaultdict as torch's: opt.state[p] is {} for a parameter without state.
         self.state: Dict[Tensor, Dict[str, Any]] = defaultdict(dict)
         self.param_groups: List[Dict[str, Any]] = []
-        self._layouts: List[_GroupLayout] = []
+        self._layouts: List[Optional[_GroupLayout]] = []
         param_list = list(params)
         if len(param_list) == 0:
             raise ValueError("optimizer got an empty parameter list")
@@ -231,14 +237,21 @@ class Optimizer:
                 seen.add(id(p))
                 unique.append(p)
         param_group["params"] = unique
-        self._layouts.append(_GroupLayout(unique))
+        self._layouts.append(None if any(map(_uninitialized, unique)) else _GroupLayout(unique))
         self.param_groups.append(param_group)
 
-    def _layout(self, index: int) -> _GroupLayout:
-        """The layout of group ``index``; rebuilt if the user replaced its param list."""
+    def _layout(self, index: int) -> Optional[_GroupLayout]:
+        """The layout of group ``index``; rebuilt if the user replaced its param list.
+        None while the group holds a lazy module's uninitialized parameter: torch
+        accepts those (they have no gradient, so a step skips them), and the arena is
+        laid out once the first forward has given them their shapes."""
         group, lay = self.param_groups[index], self._layouts[index]
         params = group["params"]
-        if len(params) != len(lay.params) or any(a is not b for a, b in zip(params, lay.params)):
+        if lay is None or len(params) != len(lay.params) or \
+                any(a is not b for a, b in zip(params, lay.params)):
+            if any(map(_uninitialized, params)):
+                self._layouts[index] = None
+                return None
             lay = _GroupLayout(params)
             self._layouts[index] = lay
             for i, p in enumerate(lay.params):
@@ -335,6 +348,8 @@ class Optimizer:
         grad that is None stays None, as in torch."""
         for index in range(len(self.param_groups)):
             lay = self._layout(index)
+            if lay is None:  # uninitialized lazy parameters have no gradient yet
+                continue
             if set_to_none:
                 for p in lay.params:
                     p.grad = None
@@ -378,6 +393,8 @@ class Optimizer:
 
     def _step_group(self, index: int, group: Dict[str, Any]) -> None:
         lay = self._layout(index)
+        if lay is None:  # uninitialized lazy parameters have no gradient yet
+            return
         idxs = [i for i, p in enumerate(lay.params) if p.grad is not None]
         if not idxs:
             return
@@ -466,6 +483,13 @@ class Optimizer:
                 if key not in ("params", "param_names"):
                     group[key] = tuple(value) if isinstance(value, list) and key == "betas" else value
             lay = self._layout(index)
+            if lay is None:
+                if any(saved_state.get(i, saved_state.get(str(i))) for i in saved["params"]):
+                    raise ValueError(
+                        f"optimizer: parameter group {index} holds uninitialized parameters "
+                        "(a lazy module before its first forward), which cannot take saved "
+                        "state; run one forward pass before load_state_dict")
+                continue
             for i, (p, saved_id) in enumerate(zip(lay.params, saved["params"])):
                 entry = saved_state.get(saved_id, saved_state.get(str(saved_id)))
                 if entry is None:

@@ -76,18 +76,53 @@ def test_uninitialized_before_forward(lazy_cls, regular, args, kwargs, shape):
     assert all(is_lazy(v) for v in sd.values())
 
 
-def test_optimizer_over_uninitialized_parameters_is_an_error():
-    # pve's optimizers lay parameters out when built (torch 2.13 allows this): a clear
-    # ValueError, and after a forward the same module trains.
+def test_optimizer_built_over_uninitialized_parameters():
+    # torch 2.13 accepts a lazy module's parameters before the first forward: steps skip
+    # them (no gradient), the forward materializes them in place, and the optimizer then
+    # updates them (the arena is laid out at that step). Reference: SGD-momentum by hand.
+    m = nn.Sequential(nn.LazyLinear(3), nn.ReLU(), nn.LazyLinear(2))
+    opt = pve.optim.SGD(m.parameters(), lr=0.5, momentum=0.9)
+    opt.zero_grad()
+    opt.step()  # no gradients yet: nothing happens
+    assert len(opt.state) == 0 and opt.state_dict()["state"] == {}
+    x = _t((4, 5))
+    buf = None
+    for _ in range(3):
+        opt.zero_grad()
+        m(x).sum().backward()
+        assert opt.param_groups[0]["params"][0] is m[0].weight
+        w, g = m[0].weight.detach().numpy().astype(np.float64), m[0].weight.grad.numpy()
+        buf = g if buf is None else 0.9 * buf + g
+        opt.step()
+        np.testing.assert_allclose(m[0].weight.detach().numpy(), w - 0.5 * buf, rtol=1e-6,
+                                   atol=1e-6)
+    assert sorted(opt.state_dict()["state"]) == [0, 1, 2, 3]
+
+
+def test_lookahead_and_state_over_uninitialized_parameters():
     m = nn.LazyLinear(2)
-    with pytest.raises(ValueError, match="uninitialized parameter"):
-        pve.optim.SGD(m.parameters(), lr=0.1)
-    m(_t((3, 4)))
-    opt = pve.optim.SGD(m.parameters(), lr=0.5)
-    before = m.weight.detach().numpy().copy()
-    m(_t((3, 4))).sum().backward()
-    opt.step()
-    assert not np.allclose(before, m.weight.detach().numpy())
+    la = pve.optim.Lookahead(pve.optim.Adam(m.parameters(), lr=0.1), k=2, alpha=0.5)
+    assert la.slow_weights() == []
+    # saved state for a parameter that has no shape yet cannot be loaded
+    fresh = pve.optim.Adam(nn.LazyLinear(2).parameters(), lr=0.1)
+    sd = {"state": {0: {"step": pve.tensor(1.0)}}, "param_groups": fresh.state_dict()["param_groups"]}
+    with pytest.raises(ValueError, match="uninitialized"):
+        fresh.load_state_dict(sd)
+    x = _t((3, 4))
+    m(x)
+    w0 = m.weight.detach().numpy().copy()
+    twin = nn.Linear(4, 2)  # the same weights under plain Adam: the fast weights before the sync
+    twin.load_state_dict(m.state_dict())
+    plain = pve.optim.Adam(twin.parameters(), lr=0.1)
+    for model, opt in ((m, la), (twin, plain)):
+        for _ in range(2):  # Lookahead's second step syncs: slow = w0 + 0.5 * (fast - w0)
+            opt.zero_grad()
+            model(x).sum().backward()
+            opt.step()
+    fast = twin.weight.detach().numpy()
+    assert not np.allclose(fast, w0)
+    np.testing.assert_allclose(la.slow_weights()[0], w0 + 0.5 * (fast - w0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(m.weight.detach().numpy(), la.slow_weights()[0])
 
 
 def test_uninitialized_tensors_materialize():
@@ -342,3 +377,29 @@ def test_torch_parity_state_dict_and_errors(torch):
         tlazy(torch.zeros(2, 5))
     with pytest.raises(AssertionError):
         lazy(pve.tensor(np.zeros((2, 5), np.float32)))
+
+
+@pytest.mark.parametrize("opt_name,kwargs", [("SGD", {"lr": 0.1, "momentum": 0.9}),
+                                             ("Adam", {"lr": 0.01}),
+                                             ("RMSprop", {"lr": 0.01, "centered": True})])
+def test_torch_parity_optimizer_built_before_first_forward(torch, opt_name, kwargs):
+    # Both optimizers are built over uninitialized parameters; after the first forward
+    # (pve's weights copied into torch's) the trajectories and the state dicts agree.
+    m = nn.Sequential(nn.LazyConv2d(4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    tm = torch.nn.Sequential(torch.nn.LazyConv2d(4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                             torch.nn.LazyLinear(3))
+    opt = getattr(pve.optim, opt_name)(m.parameters(), **kwargs)
+    topt = getattr(torch.optim, opt_name)(tm.parameters(), **kwargs)
+    x = rng.standard_normal((2, 2, 6, 6)).astype(np.float32)
+    m(pve.tensor(x)), tm(torch.tensor(x))
+    with torch.no_grad():
+        for p, tp in zip(m.parameters(), tm.parameters()):
+            tp.copy_(torch.tensor(p.detach().numpy()))
+    for _ in range(5):
+        for model, o, inp in ((m, opt, pve.tensor(x)), (tm, topt, torch.tensor(x))):
+            o.zero_grad()
+            (model(inp) ** 2).sum().backward()
+            o.step()
+    for p, tp in zip(m.parameters(), tm.parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert sorted(opt.state_dict()["state"]) == sorted(topt.state_dict()["state"])
