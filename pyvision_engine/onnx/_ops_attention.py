@@ -269,7 +269,9 @@ def _rms_normalization(attrs, opset, inputs):
     except ValueError:
         raise OnnxOpError(f"RMSNormalization: scale must broadcast to X's shape {x.shape} "
                           f"(normalized over axes {axis}..{x.ndim - 1}), got {scale.shape}") from None
-    stage = np.float64 if stash == 11 else np.float32
+    # (stash_type is the least precision: float64 X stays float64, as in onnxruntime and
+    # onnx's reference)
+    stage = np.float64 if stash == 11 or x.dtype == np.float64 else np.float32
     xs = x.astype(stage, copy=False)
     mean_sq = np.mean(np.square(xs), axis=tuple(range(axis, x.ndim)), keepdims=True)
     normalized = xs / np.sqrt(mean_sq + stage(eps))

@@ -443,9 +443,20 @@ def test_rms_normalization_other_types(dtype, tol):
     for stash in (1, 11):
         (got,) = _run_op("RMSNormalization", {"stash_type": stash}, 23, [x, scale])
         assert got.dtype == dtype
-        # (float64 input with float32 statistics: float32 precision)
-        t = 1e-6 if dtype == np.float64 and stash == 1 else tol
-        np.testing.assert_allclose(got, ref_rms_norm(x, scale, -1, 1e-5), rtol=t, atol=t)
+        # (float64 input stays float64 with stash_type 1 too, as onnxruntime computes it)
+        np.testing.assert_allclose(got, ref_rms_norm(x, scale, -1, 1e-5), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_rms_normalization_other_types_match_onnxruntime(dtype):
+    x = RNG.standard_normal((4, 9)).astype(dtype)
+    scale = RNG.uniform(0.5, 1.5, 9).astype(dtype)
+    data, feed = _model("RMSNormalization", [x, scale], {}, 1, 23)
+    (want,) = _ort(data, feed)
+    (got,) = InferenceSession(data).run(None, feed)
+    assert got.dtype == want.dtype == dtype
+    tol = 1e-3 if dtype == np.float16 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
 def test_rms_normalization_matches_torch():
