@@ -208,13 +208,17 @@ def _run(what: str, attrs, opset: int, inputs) -> List[np.ndarray]:
     bias = wb + rb
     if keep_rbh:
         bias[:, 2 * hidden:] = wb[:, 2 * hidden:]
-    proj = np.matmul(xs.reshape(dirs, steps * batch, size), w.transpose(0, 2, 1))
+    # (contiguous transposed weights: numpy's batched matmul takes BLAS only for those, a
+    # transposed view runs its own loops, ten times slower)
+    proj = np.matmul(xs.reshape(dirs, steps * batch, size),
+                     np.ascontiguousarray(w.transpose(0, 2, 1)))
     proj = (proj + bias[:, None]).reshape(dirs, steps, batch, gates * hidden)
 
     run = steps if lens is None else int(lens.max(initial=0))  # (no step past the longest)
     y = np.zeros((steps, dirs, batch, hidden), dtype)
     cell = _CELLS[what]
-    ctx = _Context(r.transpose(0, 2, 1), rb, peep, hidden, clip, acts, attrs, dtype)
+    ctx = _Context(what, np.ascontiguousarray(r.transpose(0, 2, 1)), rb, peep, hidden, clip,
+                   acts, attrs, dtype)
     for t in range(run):
         h_new, c_new = cell(ctx, proj[:, t], h, c)
         if lens is not None:  # rows past their length keep their state and output zeros
@@ -244,12 +248,15 @@ def _run(what: str, attrs, opset: int, inputs) -> List[np.ndarray]:
 class _Context:
     """What a cell step reads besides the step's input projection and state."""
 
-    def __init__(self, r_t, rb, peep, hidden, clip, acts, attrs, dtype) -> None:
+    def __init__(self, what, r_t, rb, peep, hidden, clip, acts, attrs, dtype) -> None:
         self.r_t = r_t  # R transposed: [dirs, hidden, gates * hidden]
         self.rb = rb[:, None]
         self.hidden, self.clip, self.acts = hidden, clip, acts
         self.input_forget = int(attrs.get("input_forget", 0)) != 0
         self.lbr = int(attrs.get("linear_before_reset", 0)) != 0
+        if what == "GRU" and not self.lbr:  # (its two recurrent products, contiguous weights)
+            self.r_zr = np.ascontiguousarray(r_t[..., :2 * hidden])
+            self.r_h = np.ascontiguousarray(r_t[..., 2 * hidden:])
         if peep is not None:
             p = peep.astype(dtype)[:, None]
             self.p_i, self.p_o, self.p_f = (p[..., k * hidden:(k + 1) * hidden] for k in range(3))
@@ -269,9 +276,9 @@ def _gru_cell(ctx: _Context, xw, h, c):
         z, rg = acts.apply(0, zr[..., :n], clip), acts.apply(0, zr[..., n:], clip)
         cand = acts.apply(1, xw[..., 2 * n:] + rg * (hr[..., 2 * n:] + ctx.rb[..., 2 * n:]), clip)
     else:
-        zr = xw[..., :2 * n] + np.matmul(h, ctx.r_t[..., :2 * n])
+        zr = xw[..., :2 * n] + np.matmul(h, ctx.r_zr)
         z, rg = acts.apply(0, zr[..., :n], clip), acts.apply(0, zr[..., n:], clip)
-        cand = acts.apply(1, xw[..., 2 * n:] + np.matmul(rg * h, ctx.r_t[..., 2 * n:]), clip)
+        cand = acts.apply(1, xw[..., 2 * n:] + np.matmul(rg * h, ctx.r_h), clip)
     return (1 - z) * cand + z * h, None
 
 
