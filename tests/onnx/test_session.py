@@ -383,16 +383,14 @@ def test_pickle_is_refused_without_running(tmp_path):
 
 
 def test_unsupported_operator_is_named():
-    node = helper.make_node("NonMaxSuppression", ["boxes", "scores"], ["keep"])
+    node = helper.make_node("ImageDecoder", ["encoded"], ["image"])
     graph = helper.make_graph(
-        [node], "g",
-        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 4, 4]),
-         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 4])],
-        [helper.make_tensor_value_info("keep", TensorProto.INT64, [None, 3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    with pytest.raises(NotImplementedError, match="'NonMaxSuppression' is not supported"):
+        [node], "g", [helper.make_tensor_value_info("encoded", TensorProto.UINT8, [None])],
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, [None, None, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    with pytest.raises(NotImplementedError, match="'ImageDecoder' is not supported"):
         InferenceSession(model.SerializeToString())
-    custom = helper.make_node("Foo", ["boxes"], ["keep"], domain="com.example")
+    custom = helper.make_node("Foo", ["encoded"], ["image"], domain="com.example")
     graph = helper.make_graph([custom], "g", graph.input[:1], graph.output)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                     helper.make_opsetid("com.example", 1)])
