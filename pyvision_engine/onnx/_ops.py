@@ -1108,7 +1108,8 @@ MULTI_OUTPUT = {"Split": split_op}
 
 
 # The operators kept in their own modules register themselves into OPS on import.
-from pyvision_engine.onnx import _ops_attention, _ops_detect, _ops_grid, _ops_index, _ops_misc, _ops_nn, _ops_quant, _ops_rnn  # noqa: E402,F401
+from pyvision_engine.onnx import (  # noqa: E402,F401
+    _ops_attention, _ops_detect, _ops_grid, _ops_index, _ops_misc, _ops_nn, _ops_quant, _ops_rnn)
 
 
 def supported() -> List[str]:
