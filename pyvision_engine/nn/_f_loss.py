@@ -14,7 +14,7 @@ import numpy as np
 
 from pyvision_engine import _C
 from pyvision_engine.autograd import Function
-from pyvision_engine.nn._f_activation import logsigmoid
+from pyvision_engine.nn._f_activation import log_softmax, logsigmoid
 from pyvision_engine.nn._f_common import (RankError, RuntimeTypeError, RuntimeValueError,
                                           TargetIndexError, check_reduction, float_input,
                                           needs_grad)
@@ -133,6 +133,26 @@ class _CrossEntropy(Function):
         return _rows_back(grad_rows, x_shape), None, None, None
 
 
+def _soft_cross_entropy(x: Tensor, t: Tensor, weight: Optional[Any], reduction: str,
+                        smoothing: float) -> Tensor:
+    """Cross-entropy against probability targets that require grad (distillation from
+    a teacher that trains too), composed of differentiable ops as torch defines it:
+    -sum_c w_c t'_c log_softmax(x)_c with t' = t (1 - smoothing) + smoothing / C; "mean"
+    divides by the number of rows (N * d1 * ...), not by the weights."""
+    dim = 0 if x.ndim == 1 else 1
+    c = x.shape[dim]
+    if smoothing > 0.0:
+        t = t * (1.0 - smoothing) + smoothing / c
+    terms = t * log_softmax(x, dim=dim)
+    if weight is not None:
+        w = as_tensor(weight).detach()
+        terms = terms * w.reshape((c,) + (1,) * (x.ndim - 1 - dim))
+    loss = -terms.sum(dim)
+    if reduction == "sum":
+        return loss.sum()
+    return loss.mean() if reduction == "mean" else loss
+
+
 def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
                   size_average: Optional[bool] = None, ignore_index: int = -100,
                   reduce: Optional[bool] = None, reduction: str = "mean",
@@ -163,8 +183,8 @@ def cross_entropy(input: Any, target: Any, weight: Optional[Any] = None,
         if ignore_index >= 0:  # torch refuses it rather than ignore a class's probabilities
             raise RuntimeValueError(f"{op}: ignore_index is not supported for floating point "
                                     f"target (got ignore_index={ignore_index})")
-        if t.requires_grad:
-            raise ValueError(f"{op}: gradients with respect to probability targets are not supported")
+        if t.requires_grad:  # (the fused kernel differentiates the logits only)
+            return _soft_cross_entropy(x, t, weight, reduction, label_smoothing)
         tgt, _ = _rows_layout(t, op)
         tgt = np.ascontiguousarray(tgt)
         t_shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()

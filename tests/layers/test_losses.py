@@ -44,6 +44,26 @@ def test_cross_entropy_probability_targets(isa, smoothing):
              [x], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_cross_entropy_probability_targets_that_require_grad(isa, reduction, smoothing):
+    # (a teacher trained along with its student: the gradient reaches the targets too)
+    x = rng.standard_normal((2, 5, 3))
+    p = rng.random((2, 5, 3))
+    w = rng.random(5) + 0.5
+    w32 = w.astype(np.float32)
+    rows = lambda a: np.moveaxis(a, 1, -1).reshape(-1, 5)
+
+    def reference(a, q):
+        out = ref.cross_entropy(rows(a), rows(q), w32.astype(np.float64), reduction=reduction,
+                                label_smoothing=smoothing)
+        return out.reshape(2, 3) if reduction == "none" else out
+
+    check_op(lambda a, q: F.cross_entropy(a, q, weight=pve.tensor(w32), reduction=reduction,
+                                          label_smoothing=smoothing),
+             reference, [x, p], rtol=1e-5, atol=1e-5)
+
+
 def test_cross_entropy_spatial_and_1d(isa):
     x = rng.standard_normal((2, 5, 3, 4))
     t = rng.integers(0, 5, (2, 3, 4))

@@ -61,6 +61,8 @@ def test_cross_entropy_probability_targets(shape, reduction, smoothing, weighted
     if weighted:
         kw["weight"] = rng.uniform(0.5, 2.0, C).astype(np.float32)
     _compare("cross_entropy", [_f32(*shape), np.ascontiguousarray(probs)], kw)
+    # targets that require grad (a teacher trained along with its student)
+    _compare("cross_entropy", [_f32(*shape), np.ascontiguousarray(probs)], kw, grad_of=(0, 1))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
