@@ -117,3 +117,8 @@ __all__ += ["LPPool1d", "MaxUnpool1d"]
 from pyvision_engine.nn.dropout import FeatureAlphaDropout  # noqa: E402
 
 __all__ += ["FeatureAlphaDropout"]
+from pyvision_engine.nn.rnn import (  # noqa: E402
+    GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase,
+)
+
+__all__ += ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]

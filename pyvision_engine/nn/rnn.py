@@ -1,0 +1,566 @@
+"""Recurrent layers (torch.nn.modules.rnn): RNN, LSTM, GRU and RNNCell, LSTMCell, GRUCell.
+
+Composed of differentiable Tensor ops (linear, sigmoid, tanh, relu, slicing, cat), so
+their gradients are autograd's. Each layer and direction projects the inputs of all time
+steps in one matmul; the time loop then only adds the hidden-state matmul per step.
+Parameter names, shapes, gate order and initialisation are torch's, so a torch
+state_dict loads as it is. PackedSequence inputs are not supported (TypeError)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any, List, Optional, Tuple
+
+import numpy as np
+
+from pyvision_engine._functions import stack
+from pyvision_engine.nn import functional as F
+from pyvision_engine.nn import init
+from pyvision_engine.nn._f_common import RuntimeTypeError, RuntimeValueError, check_factory_kwargs
+from pyvision_engine.nn.module import Module
+from pyvision_engine.nn.parameter import Parameter
+from pyvision_engine.tensor import Tensor, as_tensor, zeros
+
+__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
+
+_NUM_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+# ------------------------------------------------------------------ one time step
+# ``gi`` is the input projection W_ih x + b_ih of this step (B, gates * H), computed
+# for all steps at once by the caller; each step returns (output h, new state).
+
+def _rnn_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Optional[Tensor],
+              relu: bool) -> Tensor:
+    pre = gi + F.linear(h, w_hh, b_hh)
+    return F.relu(pre) if relu else F.tanh(pre)
+
+
+def _lstm_step(gi: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Optional[Tensor],
+               w_hr: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    hidden = c.shape[-1]
+    gates = gi + F.linear(h, w_hh, b_hh)
+    s = F.sigmoid(gates)  # (the g slice of it is unused: one op instead of three)
+    i, f, o = s[:, :hidden], s[:, hidden:2 * hidden], s[:, 3 * hidden:]
+    g = F.tanh(gates[:, 2 * hidden:3 * hidden])
+    c = f * c + i * g
+    h = o * F.tanh(c)
+    if w_hr is not None:
+        h = F.linear(h, w_hr)
+    return h, c
+
+
+def _gru_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Optional[Tensor]) -> Tensor:
+    hidden = h.shape[-1]
+    gh = F.linear(h, w_hh, b_hh)
+    rz = F.sigmoid(gi[:, :2 * hidden] + gh[:, :2 * hidden])
+    r, z = rz[:, :hidden], rz[:, hidden:]
+    # b_hn stays inside the reset gate's product, as torch (and cuDNN) compute it
+    n = F.tanh(gi[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
+    return (h - n) * z + n  # = (1 - z) * n + z * h, in torch's order of operations
+
+
+def _is_packed(input: Any) -> bool:
+    return type(input).__name__ == "PackedSequence" or hasattr(input, "batch_sizes")
+
+
+def _check_size(name: str, value: Any, *, positive: bool) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be greater than zero")
+    return value
+
+
+# ------------------------------------------------------------------ RNN, LSTM, GRU
+class RNNBase(Module):
+    """Base of RNN, LSTM and GRU (torch.nn.RNNBase): ``mode`` is one of 'RNN_TANH',
+    'RNN_RELU', 'LSTM', 'GRU'. Per layer k and direction (suffix '' or '_reverse') it
+    holds weight_ih_l{k} (gates * hidden_size, layer input), weight_hh_l{k}
+    (gates * hidden_size, hidden_size or proj_size), bias_ih_l{k} and bias_hh_l{k}
+    (gates * hidden_size,) when bias, and weight_hr_l{k} (proj_size, hidden_size) for
+    an LSTM with proj_size > 0; all drawn from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)).
+    Layer inputs after the first are the previous layer's outputs of both directions
+    concatenated; ``dropout`` is applied to them in training only."""
+
+    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        check_factory_kwargs(device, dtype, type(self).__name__)
+        # (checked in torch's order, with its messages and types)
+        if (not isinstance(dropout, numbers.Number) or isinstance(dropout, bool)
+                or not 0 <= dropout <= 1):
+            raise ValueError("dropout should be a number in range [0, 1] representing the "
+                             "probability of an element being zeroed")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
+                          "non-zero dropout expects num_layers greater than 1, but got "
+                          f"dropout={dropout} and num_layers={num_layers}", stacklevel=3)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}")
+        if not isinstance(batch_first, bool):
+            raise TypeError(f"batch_first should be of type bool, got: "
+                            f"{type(batch_first).__name__}")
+        _check_size("input_size", input_size, positive=True)
+        _check_size("hidden_size", hidden_size, positive=True)
+        _check_size("num_layers", num_layers, positive=False)
+        if num_layers <= 0:
+            raise ValueError("num_layers must be greater than zero")
+        _check_size("proj_size", proj_size, positive=False)
+        if proj_size < 0:
+            raise ValueError("proj_size should be a positive integer or zero to disable "
+                             "projections")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
+        if mode not in _NUM_GATES:
+            raise ValueError("Unrecognized RNN mode: " + str(mode))
+        self.mode = mode
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        gate_size = _NUM_GATES[mode] * hidden_size
+        real_hidden_size = proj_size if proj_size > 0 else hidden_size
+        num_directions = 2 if bidirectional else 1
+        self._flat_weights_names: List[str] = []
+        self._all_weights: List[List[str]] = []
+        for layer in range(num_layers):
+            layer_input_size = input_size if layer == 0 else real_hidden_size * num_directions
+            for direction in range(num_directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = [("weight_ih", (gate_size, layer_input_size)),
+                          ("weight_hh", (gate_size, real_hidden_size))]
+                if bias:
+                    shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
+                if proj_size > 0:
+                    shapes += [("weight_hr", (proj_size, hidden_size))]
+                names = []
+                for base, shape in shapes:  # (registration order = torch's state_dict order)
+                    setattr(self, base + suffix, Parameter(np.empty(shape, dtype=np.float32)))
+                    names.append(base + suffix)
+                self._flat_weights_names.extend(names)
+                self._all_weights.append(names)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for weight in self.parameters():
+            init.uniform_(weight, -stdv, stdv)
+
+    def flatten_parameters(self) -> None:
+        """A no-op, as torch's on the CPU (it packs weights for cuDNN)."""
+
+    @property
+    def _flat_weights(self) -> List[Optional[Tensor]]:
+        return [getattr(self, n, None) for n in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> List[List[Parameter]]:
+        return [[getattr(self, n) for n in names] for names in self._all_weights]
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.batch_first is not False:
+            s += f", batch_first={self.batch_first}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional is not False:
+            s += f", bidirectional={self.bidirectional}"
+        return s
+
+    # -------------------------------------------------------------- checks
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def _prepare_input(self, input: Any) -> Tuple[Tensor, bool]:
+        """The input as a float32 Tensor of 3 dims (a batch dim of 1 added to 2-D
+        input), and whether it was batched."""
+        if _is_packed(input):
+            raise TypeError(f"{self._name()}: PackedSequence input is not supported by this "
+                            "engine; pad the sequences and pass a Tensor")
+        x = as_tensor(input)
+        if x.ndim not in (2, 3):
+            tensor = " tensor" if self.mode in ("RNN_TANH", "RNN_RELU") else ""
+            raise ValueError(f"{self._name()}: Expected input to be 2D or 3D, got "
+                             f"{x.ndim}D{tensor} instead")
+        is_batched = x.ndim == 3
+        if not is_batched:
+            x = x.unsqueeze(0 if self.batch_first else 1)
+        return x, is_batched
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dtype != np.float32:
+            raise ValueError(f"{self._name()}: input dtype ({x.dtype}) does not match weight "
+                             "dtype (float32); convert the input to float32")
+        if x.shape[-1] != self.input_size:
+            raise RuntimeValueError(
+                f"{self._name()}: input.size(-1) must be equal to input_size. Expected "
+                f"{self.input_size}, got {x.shape[-1]} (input shape {tuple(x.shape)})")
+
+    def _expected_hidden_size(self, x: Tensor, cell: bool = False) -> Tuple[int, int, int]:
+        batch = x.shape[0] if self.batch_first else x.shape[1]
+        size = self.proj_size if self.proj_size > 0 and not cell else self.hidden_size
+        return (self.num_layers * (2 if self.bidirectional else 1), batch, size)
+
+    def _check_hidden(self, h: Tensor, expected: Tuple[int, int, int],
+                      what: str = "hidden") -> None:
+        if tuple(h.shape) != expected:
+            raise RuntimeValueError(f"{self._name()}: Expected {what} size {expected}, got "
+                                    f"{list(h.shape)}")
+        if h.dtype != np.float32:
+            raise RuntimeTypeError(f"{self._name()}: {what} must be float32 like the input, "
+                                   f"got {h.dtype}")
+
+    def _hidden_arg(self, hx: Any, is_batched: bool) -> Tensor:
+        """A single hidden-state tensor (RNN, GRU) checked for rank, as 3-D."""
+        h = as_tensor(hx)
+        if is_batched and h.ndim != 3:
+            raise RuntimeValueError(f"{self._name()}: For batched 3-D input, hx should also "
+                                    f"be 3-D but got {h.ndim}-D tensor")
+        if not is_batched:
+            if h.ndim != 2:
+                raise RuntimeValueError(f"{self._name()}: For unbatched 2-D input, hx should "
+                                        f"also be 2-D but got {h.ndim}-D tensor")
+            h = h.unsqueeze(1)
+        return h
+
+    # -------------------------------------------------------------- the recurrence
+    def _run(self, x: Tensor, h0: Tensor, c0: Optional[Tensor]
+             ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """x (T, B, input_size), h0 / c0 (layers * directions, B, *) -> output
+        (T, B, directions * out size), h_n, c_n (None unless LSTM)."""
+        if x.shape[0] == 0:
+            raise RuntimeValueError(f"{self._name()}: Expected sequence length to be larger "
+                                    "than 0 in RNN")
+        num_directions = 2 if self.bidirectional else 1
+        h_n: List[Tensor] = []
+        c_n: List[Tensor] = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0 and self.training:
+                layer_input = F.dropout(layer_input, self.dropout, True)
+            outputs = []
+            for direction in range(num_directions):
+                k = layer * num_directions + direction
+                out, h, c = self._run_direction(layer_input, layer, direction, h0[k],
+                                                None if c0 is None else c0[k])
+                outputs.append(out)
+                h_n.append(h)
+                if c is not None:
+                    c_n.append(c)
+            layer_input = outputs[0] if num_directions == 1 else F.cat(outputs, dim=2)
+        return layer_input, stack(h_n, 0), stack(c_n, 0) if c_n else None
+
+    def _run_direction(self, x: Tensor, layer: int, direction: int, h: Tensor,
+                       c: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        w_ih, w_hh = getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix)
+        b_ih = getattr(self, "bias_ih" + suffix) if self.bias else None
+        b_hh = getattr(self, "bias_hh" + suffix) if self.bias else None
+        w_hr = getattr(self, "weight_hr" + suffix) if self.proj_size > 0 else None
+        gi_all = F.linear(x, w_ih, b_ih)  # every step's input projection in one matmul
+        steps = x.shape[0]
+        outs: List[Any] = [None] * steps
+        for t in (range(steps - 1, -1, -1) if direction == 1 else range(steps)):
+            gi = gi_all[t]
+            if self.mode == "LSTM":
+                h, c = _lstm_step(gi, h, c, w_hh, b_hh, w_hr)
+            elif self.mode == "GRU":
+                h = _gru_step(gi, h, w_hh, b_hh)
+            else:
+                h = _rnn_step(gi, h, w_hh, b_hh, self.mode == "RNN_RELU")
+            outs[t] = h
+        return stack(outs, 0), h, c
+
+    def _sequence_first(self, x: Tensor) -> Tensor:
+        return x.transpose(0, 1) if self.batch_first else x
+
+    def _batch_layout(self, out: Tensor, is_batched: bool) -> Tensor:
+        out = out.transpose(0, 1) if self.batch_first else out
+        return out if is_batched else out.squeeze(0 if self.batch_first else 1)
+
+
+class RNN(RNNBase):
+    """torch.nn.RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act tanh or
+    relu (``nonlinearity``), over ``num_layers`` layers, optionally bidirectional.
+
+    forward(input, hx=None): input (L, N, input_size), (N, L, input_size) if batch_first,
+    or unbatched (L, input_size); hx (num_layers * directions, N, hidden_size) or
+    unbatched (num_layers * directions, hidden_size), zeros when None. Returns
+    (output (L, N, directions * hidden_size) in the input's layout, h_n like hx).
+    PackedSequence input is not supported (TypeError)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, device: Any = None,
+                 dtype: Any = None, **kwargs: Any) -> None:
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if kwargs:
+            raise TypeError(f"RNN.__init__() got an unexpected keyword argument "
+                            f"'{next(iter(kwargs))}'")
+        self.nonlinearity = nonlinearity
+        if nonlinearity == "tanh":
+            mode = "RNN_TANH"
+        elif nonlinearity == "relu":
+            mode = "RNN_RELU"
+        else:
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
+                             "'relu'.")
+        super().__init__(mode, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, 0, device, dtype)
+
+    def forward(self, input: Any, hx: Any = None) -> Tuple[Tensor, Tensor]:
+        x, is_batched = self._prepare_input(input)
+        h0 = None if hx is None else self._hidden_arg(hx, is_batched)
+        self._check_input(x)
+        expected = self._expected_hidden_size(x)
+        h0 = zeros(*expected) if h0 is None else h0
+        self._check_hidden(h0, expected)
+        out, h_n, _ = self._run(self._sequence_first(x), h0, None)
+        return self._batch_layout(out, is_batched), h_n if is_batched else h_n.squeeze(1)
+
+
+class GRU(RNNBase):
+    """torch.nn.GRU, gates in torch's order (r, z, n):
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr), z = sigmoid(W_iz x + b_iz + W_hz h + b_hz),
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h.
+    Inputs and outputs as RNN's. PackedSequence input is not supported (TypeError)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device: Any = None, dtype: Any = None,
+                 **kwargs: Any) -> None:
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if kwargs:
+            raise TypeError(f"GRU.__init__() got an unexpected keyword argument "
+                            f"'{next(iter(kwargs))}'")
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, 0, device, dtype)
+
+    def forward(self, input: Any, hx: Any = None) -> Tuple[Tensor, Tensor]:
+        x, is_batched = self._prepare_input(input)
+        h0 = None if hx is None else self._hidden_arg(hx, is_batched)
+        self._check_input(x)
+        expected = self._expected_hidden_size(x)
+        h0 = zeros(*expected) if h0 is None else h0
+        self._check_hidden(h0, expected)
+        out, h_n, _ = self._run(self._sequence_first(x), h0, None)
+        return self._batch_layout(out, is_batched), h_n if is_batched else h_n.squeeze(1)
+
+
+class LSTM(RNNBase):
+    """torch.nn.LSTM, gates in torch's order (i, f, g, o):
+    i, f, o = sigmoid(W_i* x + b_i* + W_h* h + b_h*), g = tanh(...),
+    c' = f * c + i * g, h' = o * tanh(c') (then h' W_hr^T when proj_size > 0).
+
+    forward(input, hx=None): input as RNN's; hx a tuple (h_0, c_0) of
+    (num_layers * directions, N, proj_size or hidden_size) and
+    (num_layers * directions, N, hidden_size) (2-D for unbatched input), zeros when None.
+    Returns (output, (h_n, c_n)). PackedSequence input is not supported (TypeError)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, proj_size, device, dtype)
+
+    def forward(self, input: Any, hx: Any = None) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+        x, is_batched = self._prepare_input(input)
+        if hx is None:
+            self._check_input(x)
+            h0 = zeros(*self._expected_hidden_size(x))
+            c0 = zeros(*self._expected_hidden_size(x, cell=True))
+        else:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("LSTM: hx must be a tuple (h_0, c_0) of two tensors, got "
+                                f"{type(hx).__name__}")
+            h0, c0 = as_tensor(hx[0]), as_tensor(hx[1])
+            rank = 3 if is_batched else 2
+            if h0.ndim != rank or c0.ndim != rank:
+                kind = "batched 3-D" if is_batched else "unbatched 2-D"
+                raise RuntimeValueError(f"LSTM: For {kind} input, hx and cx should also be "
+                                        f"{rank}-D but got ({h0.ndim}-D, {c0.ndim}-D) tensors")
+            if not is_batched:
+                h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
+            self._check_input(x)
+        self._check_hidden(h0, self._expected_hidden_size(x), "hidden[0]")
+        self._check_hidden(c0, self._expected_hidden_size(x, cell=True), "hidden[1]")
+        out, h_n, c_n = self._run(self._sequence_first(x), h0, c0)
+        assert c_n is not None
+        if not is_batched:
+            h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+        return self._batch_layout(out, is_batched), (h_n, c_n)
+
+
+# ------------------------------------------------------------------ cells
+class RNNCellBase(Module):
+    """Base of the cells: weight_ih (chunks * hidden_size, input_size), weight_hh
+    (chunks * hidden_size, hidden_size), bias_ih / bias_hh (chunks * hidden_size,) or
+    None, all drawn from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        check_factory_kwargs(device, dtype, name)
+        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"{name}: {arg} must be an int, got {value!r}")
+            if value < 0:
+                raise RuntimeValueError(f"{name}: {arg} must be non-negative, got {value}")
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.bias = bias
+        gates = num_chunks * self.hidden_size
+        self.weight_ih = Parameter(np.empty((gates, self.input_size), dtype=np.float32))
+        self.weight_hh = Parameter(np.empty((gates, self.hidden_size), dtype=np.float32))
+        if bias:
+            self.bias_ih = Parameter(np.empty((gates,), dtype=np.float32))
+            self.bias_hh = Parameter(np.empty((gates,), dtype=np.float32))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
+
+    def reset_parameters(self) -> None:
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for weight in self.parameters():
+            init.uniform_(weight, -stdv, stdv)
+
+    def _input(self, input: Any) -> Tuple[Tensor, bool]:
+        name = type(self).__name__
+        x = as_tensor(input)
+        if x.ndim not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {x.ndim}D instead")
+        if x.dtype != np.float32:
+            raise RuntimeTypeError(f"{name}: expected a float32 input, got {x.dtype}")
+        return (x if x.ndim == 2 else x.unsqueeze(0)), x.ndim == 2
+
+    def _hidden(self, hx: Any, x: Tensor, is_batched: bool, index: int,
+                what: str = "hidden") -> Tensor:
+        """A given hidden state, ranked as the input, checked as torch's
+        check_rnn_cell_forward_hidden (batch first, then hidden_size)."""
+        name = type(self).__name__
+        h = as_tensor(hx)
+        if h.ndim not in (1, 2):
+            raise ValueError(f"{name}: Expected {what} to be 1D or 2D, got {h.ndim}D instead")
+        h = h if is_batched else h.unsqueeze(0)
+        if h.shape[0] != x.shape[0]:
+            raise RuntimeValueError(f"{name}: Input batch size {x.shape[0]} doesn't match "
+                                    f"hidden{index} batch size {h.shape[0]}")
+        if h.ndim < 2 or h.shape[1] != self.hidden_size or h.ndim != 2:
+            got = h.shape[1] if h.ndim >= 2 else None
+            raise RuntimeValueError(f"{name}: hidden{index} has inconsistent hidden_size: got "
+                                    f"{got}, expected {self.hidden_size} (hidden shape "
+                                    f"{tuple(as_tensor(hx).shape)})")
+        if h.dtype != np.float32:
+            raise RuntimeTypeError(f"{name}: expected a float32 hidden state, got {h.dtype}")
+        return h
+
+    def _projection(self, x: Tensor) -> Tensor:
+        if x.shape[1] != self.input_size:
+            raise RuntimeValueError(f"{type(self).__name__}: input has inconsistent "
+                                    f"input_size: got {x.shape[1]} expected {self.input_size}")
+        return F.linear(x, self.weight_ih, self.bias_ih)
+
+
+class RNNCell(RNNCellBase):
+    """torch.nn.RNNCell: h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act tanh or relu.
+    forward(input (N, input_size) or (input_size,), hx like the result or None for zeros)
+    -> h' (N, hidden_size) or (hidden_size,)."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 nonlinearity: str = "tanh", device: Any = None, dtype: Any = None) -> None:
+        super().__init__(input_size, hidden_size, bias, 1, device, dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input: Any, hx: Any = None) -> Tensor:
+        x, is_batched = self._input(input)
+        if hx is not None:
+            as_rank = as_tensor(hx).ndim
+            if as_rank not in (1, 2):
+                raise ValueError(f"RNNCell: Expected hidden to be 1D or 2D, got {as_rank}D "
+                                 "instead")
+        if self.nonlinearity not in ("tanh", "relu"):  # (torch checks this at forward)
+            raise RuntimeValueError(f"RNNCell: Unknown nonlinearity: {self.nonlinearity}")
+        gi = self._projection(x)
+        h = zeros(x.shape[0], self.hidden_size) if hx is None else \
+            self._hidden(hx, x, is_batched, 0)
+        h = _rnn_step(gi, h, self.weight_hh, self.bias_hh, self.nonlinearity == "relu")
+        return h if is_batched else h.squeeze(0)
+
+
+class LSTMCell(RNNCellBase):
+    """torch.nn.LSTMCell (gates i, f, g, o). forward(input, hx=None) with hx a tuple
+    (h, c) or None for zeros -> (h', c'), each (N, hidden_size) or (hidden_size,)."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__(input_size, hidden_size, bias, 4, device, dtype)
+
+    def forward(self, input: Any, hx: Any = None) -> Tuple[Tensor, Tensor]:
+        x, is_batched = self._input(input)
+        if hx is not None:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("LSTMCell: hx must be a tuple (h, c) of two tensors, got "
+                                f"{type(hx).__name__}")
+            for idx, value in enumerate(hx):
+                rank = as_tensor(value).ndim
+                if rank not in (1, 2):
+                    raise ValueError(f"LSTMCell: Expected hx[{idx}] to be 1D or 2D, got "
+                                     f"{rank}D instead")
+        gi = self._projection(x)
+        if hx is None:
+            h = c = zeros(x.shape[0], self.hidden_size)
+        else:
+            h = self._hidden(hx[0], x, is_batched, 0, "hx[0]")
+            c = self._hidden(hx[1], x, is_batched, 1, "hx[1]")
+        h, c = _lstm_step(gi, h, c, self.weight_hh, self.bias_hh, None)
+        return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
+
+
+class GRUCell(RNNCellBase):
+    """torch.nn.GRUCell (gates r, z, n, with n = tanh(W_in x + b_in + r * (W_hn h + b_hn))).
+    forward(input, hx=None) -> h' (N, hidden_size) or (hidden_size,)."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__(input_size, hidden_size, bias, 3, device, dtype)
+
+    def forward(self, input: Any, hx: Any = None) -> Tensor:
+        x, is_batched = self._input(input)
+        if hx is not None:
+            rank = as_tensor(hx).ndim
+            if rank not in (1, 2):
+                raise ValueError(f"GRUCell: Expected hidden to be 1D or 2D, got {rank}D "
+                                 "instead")
+        gi = self._projection(x)
+        h = zeros(x.shape[0], self.hidden_size) if hx is None else \
+            self._hidden(hx, x, is_batched, 0)
+        h = _gru_step(gi, h, self.weight_hh, self.bias_hh)
+        return h if is_batched else h.squeeze(0)
