@@ -122,3 +122,6 @@ from pyvision_engine.nn.rnn import (  # noqa: E402
 )
 
 __all__ += ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
+from pyvision_engine.nn.ctc import CTCLoss  # noqa: E402
+
+__all__ += ["CTCLoss"]

@@ -483,3 +483,6 @@ from pyvision_engine.nn._f_norm import pdist  # noqa: E402
 from pyvision_engine.nn.dropout import feature_alpha_dropout  # noqa: E402
 
 __all__ += ["pdist", "gumbel_softmax", "feature_alpha_dropout"]
+from pyvision_engine.nn._f_ctc import ctc_loss  # noqa: E402
+
+__all__ += ["ctc_loss"]
