@@ -117,6 +117,11 @@ __all__ += ["LPPool1d", "MaxUnpool1d"]
 from pyvision_engine.nn.dropout import FeatureAlphaDropout  # noqa: E402
 
 __all__ += ["FeatureAlphaDropout"]
+from pyvision_engine.nn.attention import (  # noqa: E402
+    MultiheadAttention, TransformerEncoder, TransformerEncoderLayer,
+)
+
+__all__ += ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"]
 from pyvision_engine.nn.rnn import (  # noqa: E402
     GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase,
 )

@@ -483,6 +483,11 @@ from pyvision_engine.nn._f_norm import pdist  # noqa: E402
 from pyvision_engine.nn.dropout import feature_alpha_dropout  # noqa: E402
 
 __all__ += ["pdist", "gumbel_softmax", "feature_alpha_dropout"]
+from pyvision_engine.nn.attention import (  # noqa: E402
+    multi_head_attention_forward, scaled_dot_product_attention,
+)
+
+__all__ += ["scaled_dot_product_attention", "multi_head_attention_forward"]
 from pyvision_engine.nn._f_ctc import ctc_loss  # noqa: E402
 
 __all__ += ["ctc_loss"]
