@@ -38,14 +38,14 @@ class _InstanceNorm(_NormBase):
             raise ValueError(f"{name}: num_features must be non-negative, got {num_features}")
         self._init_state(num_features, eps, momentum, affine, track_running_stats, bias)
 
-    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, assign: bool,
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str,
+                              local_metadata: Dict[str, Any], strict: bool,
                               missing: List[str], unexpected: List[str],
                               errors: List[str]) -> None:
         """torch's rules for state dicts without version metadata (a plain dict): running
         statistics given to a layer that does not track them are an error (checkpoints
         from before torch 0.4), and a missing num_batches_tracked is not."""
-        metadata = getattr(state_dict, "_metadata", None) or {}
-        version = metadata.get(prefix[:-1], {}).get("version")
+        version = local_metadata.get("version")
         name = type(self).__name__
         if version is None and not self.track_running_stats:
             keys = [prefix + k for k in ("running_mean", "running_var") if prefix + k in state_dict]
@@ -59,7 +59,8 @@ class _InstanceNorm(_NormBase):
                     "{klass} to enable them. See the documentation of {klass} for details."
                     .format(names=" and ".join(f'"{k}"' for k in keys), klass=name))
                 state_dict = {k: v for k, v in state_dict.items() if k not in keys}
-        super()._load_from_state_dict(state_dict, prefix, assign, missing, unexpected, errors)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing,
+                                      unexpected, errors)
 
     def _check_input_dim(self, x: Tensor) -> None:
         unbatched = self._no_batch_dim

@@ -74,24 +74,19 @@ class LazyModuleMixin:
             object.__setattr__(module, "__class__", module.cls_to_become)
             Module._structure_changed()
 
-    def state_dict(self, destination: Optional[Dict[str, Any]] = None, prefix: str = "",
-                   keep_vars: bool = False) -> "OrderedDict[str, Tensor]":
-        """Module.state_dict's entries, with the uninitialized ones themselves (torch's
-        _save_to_state_dict: they cannot be detached)."""
-        if destination is None:
-            destination = OrderedDict()
+    def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str,
+                            keep_vars: bool) -> None:
+        """Module's entries, with the uninitialized ones themselves (as torch's: they
+        cannot be detached)."""
         for name, p in self._parameters.items():  # type: ignore[attr-defined]
             if p is not None:
                 destination[prefix + name] = p if (keep_vars or is_lazy(p)) else p.detach()
         for name, b in self._buffers.items():  # type: ignore[attr-defined]
             if b is not None and name not in self._non_persistent_buffers:  # type: ignore
                 destination[prefix + name] = b if (keep_vars or is_lazy(b)) else b.detach()
-        for name, child in self._modules.items():  # type: ignore[attr-defined]
-            if child is not None:
-                child.state_dict(destination, prefix + name + ".", keep_vars)
-        return destination
 
-    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, assign: bool,
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str,
+                              local_metadata: Dict[str, Any], strict: bool,
                               missing: List[str], unexpected: List[str],
                               errors: List[str]) -> None:
         """torch's _lazy_load_hook: an uninitialized entry takes the shape of the loaded
@@ -113,8 +108,8 @@ class LazyModuleMixin:
             state_dict = OrderedDict((k, v) for k, v in state_dict.items() if k not in both_lazy)
             if metadata is not None:
                 state_dict._metadata = metadata  # type: ignore[attr-defined]
-        super()._load_from_state_dict(state_dict, prefix, assign,  # type: ignore[misc]
-                                      missing, unexpected, errors)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,  # type: ignore[misc]
+                                      strict, missing, unexpected, errors)
         for key in both_lazy:
             if key in missing:
                 missing.remove(key)

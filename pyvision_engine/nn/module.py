@@ -54,6 +54,9 @@ class Module:
     # allows (nn/blocked.py's runs) are reused only while it is unchanged. Values are
     # not structure: those caches follow each tensor's identity and _version.
     _structure_epoch = 0
+    # The layout version of this class's state dict, saved in state_dict()._metadata and
+    # handed to _load_from_state_dict (torch's: BatchNorm is 2, since num_batches_tracked).
+    _version: int = 1
 
     @staticmethod
     def _structure_changed() -> None:
@@ -73,6 +76,11 @@ class Module:
         object.__setattr__(self, "_forward_hooks_always_called", set())
         object.__setattr__(self, "_backward_hooks", OrderedDict())
         object.__setattr__(self, "_backward_pre_hooks", OrderedDict())
+        # state-dict hooks (torch's registries of the same names)
+        object.__setattr__(self, "_state_dict_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_state_dict_hooks", OrderedDict())
+        object.__setattr__(self, "_load_state_dict_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_load_state_dict_post_hooks", OrderedDict())
         object.__setattr__(self, "_arena", None)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -260,6 +268,23 @@ class Module:
             module = module._modules[part]
         return module
 
+    def set_submodule(self, target: str, module: "Module", strict: bool = False) -> None:
+        """Replace (or, unless ``strict``, add) the submodule at dotted path ``target``."""
+        if target == "":
+            raise ValueError("Cannot set the submodule without a target name!")
+        atoms = target.split(".")
+        if not isinstance(module, Module):
+            raise ValueError("`module` is not an nn.Module, found " + str(type(module)))
+        parent = self if len(atoms) == 1 else self.get_submodule(".".join(atoms[:-1]))
+        if strict and not hasattr(parent, atoms[-1]):
+            raise AttributeError(parent._get_name() + " has no attribute `" + atoms[-1] + "`")
+        if hasattr(parent, atoms[-1]) and not isinstance(getattr(parent, atoms[-1]), Module):
+            raise AttributeError("`" + atoms[-1] + "` is not an nn.Module")
+        setattr(parent, atoms[-1], module)
+
+    def _get_name(self) -> str:
+        return type(self).__name__
+
     def get_parameter(self, target: str) -> Parameter:
         return self._get_registered(target, "_parameters", "an nn.Parameter")
 
@@ -436,43 +461,148 @@ class Module:
         return sum(p.numel() for p in self.parameters())
 
     # ----------------------------------------------------------- state dict
+    def _registry(self, name: str) -> "OrderedDict[int, Callable]":
+        """A hook registry, created on first use for modules built without
+        Module.__init__ (copies made by __new__)."""
+        hooks = self.__dict__.get(name)
+        if hooks is None:
+            hooks = OrderedDict()
+            object.__setattr__(self, name, hooks)
+        return hooks
+
     def state_dict(self, destination: Optional[Dict[str, Any]] = None, prefix: str = "",
                    keep_vars: bool = False) -> "OrderedDict[str, Tensor]":
         """Parameters and persistent buffers by dotted name, in registration order,
-        as torch orders them (each module's own entries, then its children)."""
+        as torch orders them (each module's own entries, then its children), with
+        torch's ``_metadata`` (each module's ``version``) and state-dict hooks."""
+        for hook in list(self._registry("_state_dict_pre_hooks").values()):
+            hook(self, prefix, keep_vars)
         if destination is None:
             destination = OrderedDict()
+            destination._metadata = OrderedDict()  # type: ignore[attr-defined]
+        local_metadata = {"version": self._version}
+        if hasattr(destination, "_metadata"):
+            destination._metadata[prefix[:-1]] = local_metadata
+        self._save_to_state_dict(destination, prefix, keep_vars)
+        for name, module in self._modules.items():
+            if module is not None:
+                module.state_dict(destination=destination, prefix=prefix + name + ".",
+                                  keep_vars=keep_vars)
+        for hook in list(self._registry("_state_dict_hooks").values()):
+            result = hook(self, destination, prefix, local_metadata)
+            if result is not None:
+                if getattr(hook, "_from_public_api", False):
+                    raise RuntimeError("state_dict post-hook must return None")
+                destination = result
+        return destination
+
+    def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str,
+                            keep_vars: bool) -> None:
+        """This module's own entries (not its children's): what subclasses override, as
+        in torch."""
         for name, p in self._parameters.items():
             if p is not None:
                 destination[prefix + name] = p if keep_vars else p.detach()
         for name, b in self._buffers.items():
             if b is not None and name not in self._non_persistent_buffers:
                 destination[prefix + name] = b if keep_vars else b.detach()
-        for name, module in self._modules.items():
-            if module is not None:
-                module.state_dict(destination, prefix + name + ".", keep_vars)
-        return destination
+        if type(self).get_extra_state is not Module.get_extra_state:
+            destination[prefix + "_extra_state"] = self.get_extra_state()
+
+    def get_extra_state(self) -> Any:
+        """Extra state for the state dict (key ``_extra_state``); override it together
+        with set_extra_state."""
+        raise RuntimeError(
+            "Reached a code path in Module.get_extra_state() that should never be called. "
+            "Please file an issue at https://github.com/pytorch/pytorch/issues/new?template="
+            "bug-report.yml to report this bug.")
+
+    def set_extra_state(self, state: Any) -> None:
+        """Receives what get_extra_state returned, from load_state_dict."""
+        raise RuntimeError(
+            "Reached a code path in Module.set_extra_state() that should never be called. "
+            "Please file an issue at https://github.com/pytorch/pytorch/issues/new?template="
+            "bug-report.yml to report this bug.")
+
+    def register_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, prefix, keep_vars), before state_dict collects this module."""
+        return RemovableHandle(self._registry("_state_dict_pre_hooks"), hook)
+
+    def register_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, state_dict, prefix, local_metadata), after this module and its
+        children are in ``state_dict``; it edits the dict in place and returns None."""
+        hook._from_public_api = True  # type: ignore[attr-defined]
+        return RemovableHandle(self._registry("_state_dict_hooks"), hook)
+
+    def _register_state_dict_hook(self, hook: Callable) -> RemovableHandle:
+        """As register_state_dict_post_hook, but a returned dict replaces the state dict
+        (torch's older private form)."""
+        if getattr(hook, "_from_public_api", False):
+            raise RuntimeError("Cannot register the same function as the state dict post hook "
+                               "that was previously registered via "
+                               "register_state_dict_post_hook")
+        return RemovableHandle(self._registry("_state_dict_hooks"), hook)
+
+    def _register_load_state_dict_pre_hook(self, hook: Callable,
+                                           with_module: bool = False) -> RemovableHandle:
+        """hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+        error_msgs) before this module loads its entries (the module first with
+        ``with_module``); it may edit state_dict (rename keys) in place."""
+        call = (lambda *args: hook(self, *args)) if with_module else hook
+        return RemovableHandle(self._registry("_load_state_dict_pre_hooks"), call)
+
+    def register_load_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs) before this module loads its entries."""
+        return self._register_load_state_dict_pre_hook(hook, with_module=True)
+
+    def register_load_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
+        """hook(module, incompatible_keys) after this module and its children loaded;
+        it may edit incompatible_keys' lists in place (before strict checks them) and
+        returns None."""
+        return RemovableHandle(self._registry("_load_state_dict_post_hooks"), hook)
 
     def load_state_dict(self, state_dict: Dict[str, Any], strict: bool = True,
                         assign: bool = False) -> _IncompatibleKeys:
         """Copy values (pve Tensors, numpy arrays or torch tensors) into this module's
         parameters and buffers, in place, so optimizers and arenas keep their views;
         with ``assign=True`` the values replace them instead (a Parameter keeps its
-        requires_grad). Keys are matched module by module as torch does, so
-        missing/unexpected keys come in torch's order."""
+        requires_grad). Keys are matched module by module as torch does (each child
+        sees the entries under its prefix; load hooks and ``_metadata`` versions as
+        torch's), so missing/unexpected keys come in torch's order."""
         if not hasattr(state_dict, "items"):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict).__name__}.")
         missing: List[str] = []
         unexpected: List[str] = []
         errors: List[str] = []
+        metadata = getattr(state_dict, "_metadata", None)
+        state_dict = OrderedDict(state_dict)
+        if metadata is not None:
+            state_dict._metadata = metadata  # type: ignore[attr-defined]
 
-        def load(module: "Module", prefix: str) -> None:
-            module._load_from_state_dict(state_dict, prefix, assign, missing, unexpected, errors)
+        def load(module: "Module", local_state: Dict[str, Any], prefix: str) -> None:
+            local_metadata = {} if metadata is None else dict(metadata.get(prefix[:-1], {}))
+            if assign:
+                local_metadata["assign_to_params_buffers"] = assign
+            module._load_from_state_dict(local_state, prefix, local_metadata, True, missing,
+                                         unexpected, errors)
             for name, child in module._modules.items():
                 if child is not None:
-                    load(child, prefix + name + ".")
+                    child_prefix = prefix + name + "."
+                    child_state = OrderedDict((k, v) for k, v in local_state.items()
+                                              if k.startswith(child_prefix))
+                    if metadata is not None:
+                        child_state._metadata = metadata  # type: ignore[attr-defined]
+                    load(child, child_state, child_prefix)
+            keys = _IncompatibleKeys(missing, unexpected)
+            for hook in list(module._registry("_load_state_dict_post_hooks").values()):
+                if hook(module, keys) is not None:
+                    raise AssertionError(
+                        "Hooks registered with ``register_load_state_dict_post_hook`` are not "
+                        "expected to return new values, if incompatible_keys need to be "
+                        "modified, it should be done inplace.")
 
-        load(self, "")
+        load(self, state_dict, "")
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: "
@@ -486,43 +616,60 @@ class Module:
             )
         return _IncompatibleKeys(missing, unexpected)
 
-    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, assign: bool,
-                              missing: List[str], unexpected: List[str],
-                              errors: List[str]) -> None:
-        """This module's own entries (not its children's), torch's rules."""
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str,
+                              local_metadata: Dict[str, Any], strict: bool,
+                              missing_keys: List[str], unexpected_keys: List[str],
+                              error_msgs: List[str]) -> None:
+        """This module's own entries (not its children's), torch's signature and rules:
+        what subclasses override to read old layouts."""
+        for hook in list(self._registry("_load_state_dict_pre_hooks").values()):
+            hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                 error_msgs)
+        assign = bool(local_metadata.get("assign_to_params_buffers", False))
         local = [(n, p) for n, p in self._parameters.items() if p is not None]
         local += [(n, b) for n, b in self._buffers.items()
                   if b is not None and n not in self._non_persistent_buffers]
         for name, target in local:
             key = prefix + name
             if key not in state_dict:
-                missing.append(key)
+                if strict:
+                    missing_keys.append(key)
                 continue
             value = state_dict[key]
             source = _as_array(value)
             if source.shape != target.shape:
-                errors.append(
+                error_msgs.append(
                     f"size mismatch for {key}: copying a param with shape {tuple(source.shape)} "
                     f"from checkpoint, the shape in current model is {tuple(target.shape)}."
                 )
                 continue
             if source.dtype.kind not in "fiub":
-                errors.append(f"unsupported dtype {source.dtype} for {key}")
+                error_msgs.append(f"unsupported dtype {source.dtype} for {key}")
                 continue
             if assign:
                 self._assign_state(name, target, value, source)
             else:
                 np.copyto(target._data, source, casting="unsafe")
                 target._bump_version()
+        extra_key = prefix + "_extra_state"
+        if type(self).set_extra_state is not Module.set_extra_state:
+            if extra_key in state_dict:
+                self.set_extra_state(state_dict[extra_key])
+            elif strict:
+                missing_keys.append(extra_key)
+        elif strict and extra_key in state_dict:
+            unexpected_keys.append(extra_key)
+        if not strict:
+            return
         # Keys under this prefix that are neither this module's entries nor (dotted)
         # under one of its children: "child" alone, or "weight.x", is unexpected.
         local_names = {n for n, _ in local}
         for key in state_dict.keys():
-            if isinstance(key, str) and key.startswith(prefix):
+            if isinstance(key, str) and key.startswith(prefix) and key != extra_key:
                 parts = key[len(prefix):].split(".", 1)
                 if (parts[0] not in self._modules) if len(parts) > 1 \
                         else (parts[0] not in local_names):
-                    unexpected.append(key)
+                    unexpected_keys.append(key)
 
     def _assign_state(self, name: str, target: Tensor, value: Any, source: np.ndarray) -> None:
         """load_state_dict(assign=True): the checkpoint's tensor (converted to the

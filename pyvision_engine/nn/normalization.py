@@ -22,6 +22,8 @@ class _NormBase(Module):
     ones and bias (C,) zeros, the running statistics buffers, their reset, and the
     state-dict rule for num_batches_tracked."""
 
+    _version = 2  # (torch's: version 2 added num_batches_tracked)
+
     def _init_state(self, num_features: int, eps: float, momentum: Any, affine: bool,
                     track_running_stats: bool, bias: bool) -> None:
         self.num_features = int(num_features)
@@ -61,17 +63,18 @@ class _NormBase(Module):
                 if param is not None:
                     param.fill_(value)
 
-    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, assign: bool,
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str,
+                              local_metadata: Dict[str, Any], strict: bool,
                               missing: List[str], unexpected: List[str],
                               errors: List[str]) -> None:
         """torch's _NormBase rule: a state dict without version metadata (a plain dict) or
         one older than version 2 may lack num_batches_tracked (added in version 2); the
         module then keeps its own count instead of reporting the key missing."""
-        super()._load_from_state_dict(state_dict, prefix, assign, missing, unexpected, errors)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing,
+                                      unexpected, errors)
         key = prefix + "num_batches_tracked"
         if self.track_running_stats and key in missing:
-            metadata = getattr(state_dict, "_metadata", None) or {}
-            version = metadata.get(prefix[:-1], {}).get("version")
+            version = local_metadata.get("version")
             if version is None or version < 2:
                 missing.remove(key)
 
