@@ -293,6 +293,17 @@ class RNNBase(Module):
         out = out.transpose(0, 1) if self.batch_first else out
         return out if is_batched else out.squeeze(0 if self.batch_first else 1)
 
+    def _forward_hidden_state_only(self, input: Any, hx: Any) -> Tuple[Tensor, Tensor]:
+        """RNN's and GRU's forward (one hidden state; LSTM has a cell state too)."""
+        x, is_batched = self._prepare_input(input)
+        h0 = None if hx is None else self._hidden_arg(hx, is_batched)
+        self._check_input(x)
+        expected = self._expected_hidden_size(x)
+        h0 = zeros(*expected) if h0 is None else h0
+        self._check_hidden(h0, expected)
+        out, h_n, _ = self._run(self._sequence_first(x), h0, None)
+        return self._batch_layout(out, is_batched), h_n if is_batched else h_n.squeeze(1)
+
 
 class RNN(RNNBase):
     """torch.nn.RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act tanh or
@@ -325,14 +336,7 @@ class RNN(RNNBase):
                          dropout, bidirectional, 0, device, dtype)
 
     def forward(self, input: Any, hx: Any = None) -> Tuple[Tensor, Tensor]:
-        x, is_batched = self._prepare_input(input)
-        h0 = None if hx is None else self._hidden_arg(hx, is_batched)
-        self._check_input(x)
-        expected = self._expected_hidden_size(x)
-        h0 = zeros(*expected) if h0 is None else h0
-        self._check_hidden(h0, expected)
-        out, h_n, _ = self._run(self._sequence_first(x), h0, None)
-        return self._batch_layout(out, is_batched), h_n if is_batched else h_n.squeeze(1)
+        return self._forward_hidden_state_only(input, hx)
 
 
 class GRU(RNNBase):
@@ -354,14 +358,7 @@ class GRU(RNNBase):
                          dropout, bidirectional, 0, device, dtype)
 
     def forward(self, input: Any, hx: Any = None) -> Tuple[Tensor, Tensor]:
-        x, is_batched = self._prepare_input(input)
-        h0 = None if hx is None else self._hidden_arg(hx, is_batched)
-        self._check_input(x)
-        expected = self._expected_hidden_size(x)
-        h0 = zeros(*expected) if h0 is None else h0
-        self._check_hidden(h0, expected)
-        out, h_n, _ = self._run(self._sequence_first(x), h0, None)
-        return self._batch_layout(out, is_batched), h_n if is_batched else h_n.squeeze(1)
+        return self._forward_hidden_state_only(input, hx)
 
 
 class LSTM(RNNBase):
