@@ -1,5 +1,7 @@
 """pve.nn: modules, parameters and functional ops with torch.nn's names and semantics."""
 
+from typing import Any
+
 from pyvision_engine.nn import functional, init
 from pyvision_engine.nn.activation import (
     GELU, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, PReLU, ReLU, ReLU6, Sigmoid, SiLU,
@@ -117,16 +119,26 @@ __all__ += ["LPPool1d", "MaxUnpool1d"]
 from pyvision_engine.nn.dropout import FeatureAlphaDropout  # noqa: E402
 
 __all__ += ["FeatureAlphaDropout"]
-from pyvision_engine.nn.attention import (  # noqa: E402
-    MultiheadAttention, TransformerEncoder, TransformerEncoderLayer,
-)
+# Sequence layers load on first use (module __getattr__), keeping `import pyvision_engine`
+# fast for CNN programs that never touch them.
+_LAZY = {name: "pyvision_engine.nn.attention"
+         for name in ("MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder")}
+_LAZY.update({name: "pyvision_engine.nn.rnn"
+              for name in ("RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell",
+                           "LSTMCell", "GRUCell")})
+_LAZY["CTCLoss"] = "pyvision_engine.nn.ctc"
+__all__ += list(_LAZY)
 
-__all__ += ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"]
-from pyvision_engine.nn.rnn import (  # noqa: E402
-    GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase,
-)
 
-__all__ += ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
-from pyvision_engine.nn.ctc import CTCLoss  # noqa: E402
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
 
-__all__ += ["CTCLoss"]
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pyvision_engine.nn' has no attribute '{name}'")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY))

@@ -483,11 +483,22 @@ from pyvision_engine.nn._f_norm import pdist  # noqa: E402
 from pyvision_engine.nn.dropout import feature_alpha_dropout  # noqa: E402
 
 __all__ += ["pdist", "gumbel_softmax", "feature_alpha_dropout"]
-from pyvision_engine.nn.attention import (  # noqa: E402
-    multi_head_attention_forward, scaled_dot_product_attention,
-)
+# Sequence functions load on first use (module __getattr__), as nn's sequence layers.
+_LAZY = {"scaled_dot_product_attention": "pyvision_engine.nn.attention",
+         "multi_head_attention_forward": "pyvision_engine.nn.attention",
+         "ctc_loss": "pyvision_engine.nn._f_ctc"}
+__all__ += list(_LAZY)
 
-__all__ += ["scaled_dot_product_attention", "multi_head_attention_forward"]
-from pyvision_engine.nn._f_ctc import ctc_loss  # noqa: E402
 
-__all__ += ["ctc_loss"]
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pyvision_engine.nn.functional' has no attribute '{name}'")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY))
