@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pyvision_engine as pve
-from reference.gradcheck import assert_grad_close, numerical_grads
+from tensor_helpers import check_values_and_grads
 
 rng = np.random.default_rng(2031)
 N = 200_000  # samples per statistical check
@@ -226,18 +226,7 @@ def test_random_argument_errors():
 
 # ------------------------------------------------------------ element-wise math
 def check(pve_fn, np_fn, *arrays, rtol=1e-4, atol=1e-5):
-    """pve_fn on float32 tensors vs np_fn on the float64 arrays: values and gradients
-    (float64 finite differences)."""
-    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
-    tensors = [pve.tensor(a.astype(np.float32), requires_grad=True) for a in arrays]
-    out = pve_fn(*tensors)
-    expected = np.asarray(np_fn(*arrays))
-    assert out.shape == expected.shape and out.dtype == pve.float32
-    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=rtol, atol=atol)
-    upstream = rng.standard_normal(expected.shape)
-    out.backward(pve.tensor(upstream.astype(np.float32)))
-    for i, (t, g) in enumerate(zip(tensors, numerical_grads(np_fn, arrays, upstream))):
-        assert_grad_close(t.grad.numpy(), g, name=f"input {i}")
+    check_values_and_grads(pve_fn, np_fn, *arrays, rng=rng, rtol=rtol, atol=atol)
 
 
 def randn(*shape):

@@ -1,7 +1,5 @@
 """pve.nn: modules, parameters and functional ops with torch.nn's names and semantics."""
 
-from typing import Any
-
 from pyvision_engine.nn import functional, init
 from pyvision_engine.nn.activation import (
     GELU, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, PReLU, ReLU, ReLU6, Sigmoid, SiLU,
@@ -128,17 +126,6 @@ _LAZY.update({name: "pyvision_engine.nn.rnn"
                            "LSTMCell", "GRUCell")})
 _LAZY["CTCLoss"] = "pyvision_engine.nn.ctc"
 __all__ += list(_LAZY)
+from pyvision_engine._lazy import lazy_exports  # noqa: E402
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pyvision_engine.nn' has no attribute '{name}'")
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -283,22 +283,19 @@ def multi_head_attention_forward(
         raise AssertionValueError(f"{op}: bias_k and bias_v must both be given or both None")
 
     q = q.reshape(tgt_len, bsz * num_heads, head_dim).transpose(0, 1)
-    if static_k is None:
-        k = k.reshape(k.shape[0], bsz * num_heads, head_dim).transpose(0, 1)
-    else:
-        k = as_tensor(static_k)
-        if k.ndim != 3 or k.shape[0] != bsz * num_heads or k.shape[2] != head_dim:
-            raise AssertionValueError(f"{op}: expecting static_k of shape (bsz * num_heads, S, "
+    def heads(t: Tensor, static: Any, name: str) -> Tensor:
+        """(S, bsz, E) -> (bsz * num_heads, S, head_dim), or the given static tensor."""
+        if static is None:
+            return t.reshape(t.shape[0], bsz * num_heads, head_dim).transpose(0, 1)
+        t = as_tensor(static)
+        if t.ndim != 3 or t.shape[0] != bsz * num_heads or t.shape[2] != head_dim:
+            raise AssertionValueError(f"{op}: expecting {name} of shape (bsz * num_heads, S, "
                                       f"head_dim) = ({bsz * num_heads}, S, {head_dim}), but got "
-                                      f"{k.shape}")
-    if static_v is None:
-        v = v.reshape(v.shape[0], bsz * num_heads, head_dim).transpose(0, 1)
-    else:
-        v = as_tensor(static_v)
-        if v.ndim != 3 or v.shape[0] != bsz * num_heads or v.shape[2] != head_dim:
-            raise AssertionValueError(f"{op}: expecting static_v of shape (bsz * num_heads, S, "
-                                      f"head_dim) = ({bsz * num_heads}, S, {head_dim}), but got "
-                                      f"{v.shape}")
+                                      f"{t.shape}")
+        return t
+
+    k = heads(k, static_k, "static_k")
+    v = heads(v, static_v, "static_v")
 
     if add_zero_attn:
         zeros = Tensor._wrap(np.zeros((bsz * num_heads, 1, head_dim), dtype=np.float32))

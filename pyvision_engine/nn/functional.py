@@ -488,17 +488,6 @@ _LAZY = {"scaled_dot_product_attention": "pyvision_engine.nn.attention",
          "multi_head_attention_forward": "pyvision_engine.nn.attention",
          "ctc_loss": "pyvision_engine.nn._f_ctc"}
 __all__ += list(_LAZY)
+from pyvision_engine._lazy import lazy_exports  # noqa: E402
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pyvision_engine.nn.functional' has no attribute '{name}'")
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

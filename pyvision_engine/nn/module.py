@@ -461,21 +461,12 @@ class Module:
         return sum(p.numel() for p in self.parameters())
 
     # ----------------------------------------------------------- state dict
-    def _registry(self, name: str) -> "OrderedDict[int, Callable]":
-        """A hook registry, created on first use for modules built without
-        Module.__init__ (copies made by __new__)."""
-        hooks = self.__dict__.get(name)
-        if hooks is None:
-            hooks = OrderedDict()
-            object.__setattr__(self, name, hooks)
-        return hooks
-
     def state_dict(self, destination: Optional[Dict[str, Any]] = None, prefix: str = "",
                    keep_vars: bool = False) -> "OrderedDict[str, Tensor]":
         """Parameters and persistent buffers by dotted name, in registration order,
         as torch orders them (each module's own entries, then its children), with
         torch's ``_metadata`` (each module's ``version``) and state-dict hooks."""
-        for hook in list(self._registry("_state_dict_pre_hooks").values()):
+        for hook in list(self._state_dict_pre_hooks.values()):
             hook(self, prefix, keep_vars)
         if destination is None:
             destination = OrderedDict()
@@ -488,7 +479,7 @@ class Module:
             if module is not None:
                 module.state_dict(destination=destination, prefix=prefix + name + ".",
                                   keep_vars=keep_vars)
-        for hook in list(self._registry("_state_dict_hooks").values()):
+        for hook in list(self._state_dict_hooks.values()):
             result = hook(self, destination, prefix, local_metadata)
             if result is not None:
                 if getattr(hook, "_from_public_api", False):
@@ -526,13 +517,13 @@ class Module:
 
     def register_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
         """hook(module, prefix, keep_vars), before state_dict collects this module."""
-        return RemovableHandle(self._registry("_state_dict_pre_hooks"), hook)
+        return RemovableHandle(self._state_dict_pre_hooks, hook)
 
     def register_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
         """hook(module, state_dict, prefix, local_metadata), after this module and its
         children are in ``state_dict``; it edits the dict in place and returns None."""
         hook._from_public_api = True  # type: ignore[attr-defined]
-        return RemovableHandle(self._registry("_state_dict_hooks"), hook)
+        return RemovableHandle(self._state_dict_hooks, hook)
 
     def _register_state_dict_hook(self, hook: Callable) -> RemovableHandle:
         """As register_state_dict_post_hook, but a returned dict replaces the state dict
@@ -541,7 +532,7 @@ class Module:
             raise RuntimeError("Cannot register the same function as the state dict post hook "
                                "that was previously registered via "
                                "register_state_dict_post_hook")
-        return RemovableHandle(self._registry("_state_dict_hooks"), hook)
+        return RemovableHandle(self._state_dict_hooks, hook)
 
     def _register_load_state_dict_pre_hook(self, hook: Callable,
                                            with_module: bool = False) -> RemovableHandle:
@@ -549,7 +540,7 @@ class Module:
         error_msgs) before this module loads its entries (the module first with
         ``with_module``); it may edit state_dict (rename keys) in place."""
         call = (lambda *args: hook(self, *args)) if with_module else hook
-        return RemovableHandle(self._registry("_load_state_dict_pre_hooks"), call)
+        return RemovableHandle(self._load_state_dict_pre_hooks, call)
 
     def register_load_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
         """hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
@@ -560,7 +551,7 @@ class Module:
         """hook(module, incompatible_keys) after this module and its children loaded;
         it may edit incompatible_keys' lists in place (before strict checks them) and
         returns None."""
-        return RemovableHandle(self._registry("_load_state_dict_post_hooks"), hook)
+        return RemovableHandle(self._load_state_dict_post_hooks, hook)
 
     def load_state_dict(self, state_dict: Dict[str, Any], strict: bool = True,
                         assign: bool = False) -> _IncompatibleKeys:
@@ -595,7 +586,7 @@ class Module:
                         child_state._metadata = metadata  # type: ignore[attr-defined]
                     load(child, child_state, child_prefix)
             keys = _IncompatibleKeys(missing, unexpected)
-            for hook in list(module._registry("_load_state_dict_post_hooks").values()):
+            for hook in list(module._load_state_dict_post_hooks.values()):
                 if hook(module, keys) is not None:
                     raise AssertionError(
                         "Hooks registered with ``register_load_state_dict_post_hook`` are not "
@@ -622,7 +613,7 @@ class Module:
                               error_msgs: List[str]) -> None:
         """This module's own entries (not its children's), torch's signature and rules:
         what subclasses override to read old layouts."""
-        for hook in list(self._registry("_load_state_dict_pre_hooks").values()):
+        for hook in list(self._load_state_dict_pre_hooks.values()):
             hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                  error_msgs)
         assign = bool(local_metadata.get("assign_to_params_buffers", False))
