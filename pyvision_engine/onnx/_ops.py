@@ -37,10 +37,17 @@ class OnnxOpError(ValueError):
     """A node's inputs or attributes are outside what its operator allows."""
 
 
-def op(*names: str) -> Callable[[OpFn], OpFn]:
+# Operators of other domains (ai.onnx.preview.training, ai.onnx.preview), by domain;
+# their ``opset`` argument is the model's version of that domain.
+DOMAIN_OPS: Dict[str, Dict[str, OpFn]] = {}
+
+
+def op(*names: str, domain: str = "") -> Callable[[OpFn], OpFn]:
+    table = OPS if domain in ("", "ai.onnx") else DOMAIN_OPS.setdefault(domain, {})
+
     def register(fn: OpFn) -> OpFn:
         for name in names:
-            OPS[name] = fn
+            table[name] = fn
         return fn
     return register
 

@@ -243,9 +243,10 @@ class _Builder:
             pending = waiting
         for n in order:
             if n.domain not in ("", "ai.onnx"):
-                raise NotImplementedError(f"{_label(n)}: operators of domain {n.domain!r} are not "
-                                          "supported by pve.onnx")
-            if n.op_type not in _ops.OPS and n.op_type not in _ops.MULTI_OUTPUT:
+                if n.op_type not in _ops.DOMAIN_OPS.get(n.domain, {}):
+                    raise NotImplementedError(f"{_label(n)}: operator {n.op_type!r} of domain "
+                                              f"{n.domain!r} is not supported by pve.onnx")
+            elif n.op_type not in _ops.OPS and n.op_type not in _ops.MULTI_OUTPUT:
                 raise NotImplementedError(
                     f"{_label(n)}: operator {n.op_type!r} is not supported by pve.onnx "
                     f"(see pve.onnx.supported_ops())")
@@ -261,7 +262,13 @@ class _Builder:
     # -------------------------------------------------------------- nodes
     def _op_step(self, node: Node) -> _Step:
         attrs, opset = node.attrs, self.opset
-        if node.op_type in _ops.MULTI_OUTPUT:
+        if node.domain not in ("", "ai.onnx"):  # (checked in _sorted: the domain has it)
+            other, version = _ops.DOMAIN_OPS[node.domain][node.op_type], self.model.opsets.get(
+                node.domain, 1)
+
+            def run(*inputs: Optional[np.ndarray]) -> List[np.ndarray]:
+                return other(attrs, version, list(inputs))
+        elif node.op_type in _ops.MULTI_OUTPUT:
             multi, count = _ops.MULTI_OUTPUT[node.op_type], len(node.outputs)
 
             def run(*inputs: Optional[np.ndarray]) -> List[np.ndarray]:

@@ -54,6 +54,16 @@ def _unsupported_reason(name: str):
     return None
 
 
+def _case_array(a):
+    """A node case's input or output as numpy holds it: 0-d values as arrays, and the
+    TensorProto form some cases use (Cast's, to carry float16 or float8 bits) converted."""
+    if isinstance(a, np.generic):
+        return np.asarray(a)
+    if isinstance(a, TensorProto):
+        return numpy_helper.to_array(a)
+    return a
+
+
 def _node_cases():
     import onnx.backend.test.case.node as node_cases
     with warnings.catch_warnings():
@@ -68,8 +78,7 @@ def _node_cases():
         if any(n.domain not in ("", "ai.onnx") for n in case.model.graph.node):
             continue
         inputs, outputs = case.data_sets[0]
-        arrays = [np.asarray(a) if isinstance(a, np.generic) else a  # (0-d values)
-                  for a in list(inputs) + list(outputs)]
+        arrays = [_case_array(a) for a in list(inputs) + list(outputs)]
         if any(not isinstance(a, np.ndarray) or a.dtype not in dtypes for a in arrays):
             continue  # float8, int4, bfloat16, sequences: types pve.onnx does not read
         chosen.append(case)
@@ -118,7 +127,7 @@ def _check_no_worse_than_onnxruntime(case, got, inputs, outputs):
 
 @pytest.mark.parametrize("case", NODE_CASES, ids=[c.name for c in NODE_CASES])
 def test_onnx_backend_node_case(case):
-    inputs, outputs = ([np.asarray(a) for a in values] for values in case.data_sets[0])
+    inputs, outputs = ([_case_array(a) for a in values] for values in case.data_sets[0])
     reason = _unsupported_reason(case.name)
     if reason is not None:
         with pytest.raises((ValueError, NotImplementedError)):
