@@ -54,7 +54,11 @@ def test_reorder_matches_numpy_layout_and_round_trips(isa, shape):
                                        # planes of 7, 14, 49 and 56 pixels (AVX-512: tiles of
                                        # 7 pixels) with 1, 4, 5 and 7 output blocks
                                        (2, 20, 16, 1, 7), (1, 40, 64, 7, 2), (2, 160, 80, 7, 7),
-                                       (1, 17, 112, 8, 7)])
+                                       (1, 17, 112, 8, 7),
+                                       # a last block of <= 8 channels (paired on AVX-512),
+                                       # alone or after full ones, odd input channels
+                                       (1, 144, 24, 8, 7), (2, 96, 8, 7, 7), (1, 31, 24, 5, 5),
+                                       (1, 7, 56, 3, 3)])
 @pytest.mark.parametrize("relu_max,residual", [(None, False), (math.inf, False), (6.0, False),
                                                (None, True), (6.0, True)])
 def test_pointwise_matches_reference(isa, n, c, k, h, w, relu_max, residual):

@@ -70,6 +70,7 @@ constexpr int tile_pixels() {
 struct PointwiseView {
   const float* x = nullptr;
   int64_t x_plane = 0, in_blocks = 0, in_channels = 0;
+  int64_t half_block = -1;        // the last output block when it holds <= 8 channels, else -1
   const float* weight = nullptr;  // [K blocks][C rounded up][16]
   int64_t weight_stride = 0;      // floats per K block
   const float* bias = nullptr;
@@ -81,12 +82,55 @@ struct PointwiseView {
   float relu_max = INFINITY;
 };
 
-// One tile: P pixels from `pixel`, KB output blocks from kb0. Reads P whole
-// pixels (the slack after every buffer covers a tile running past its plane)
-// and stores `rows` of them.
-template <int KB, int P>
+// A half output block (the last one, holding at most 8 channels, e.g. 24 =
+// 16 + 8) is a quarter or more of the work of such a layer when computed as a
+// whole block. Narrower vectors (AVX2, scalar) simply skip its upper vectors.
+// A 16-lane vector cannot be halved, so there it runs over channel pairs:
+// lane 2j accumulates output channel j from input channel c, lane 2j+1 from
+// c+1 (one 64-bit broadcast of x[c], x[c+1] per pixel, no wasted lanes), and
+// the two lanes of each output are added at the end.
+constexpr bool kPairedHalf = L == 16;
+
+#if defined(__AVX512F__)
+// The half block's weights for input channels c, c+1 (rows of 16, the outputs
+// in lanes 0-7), interleaved as (w[c][0], w[c+1][0], w[c][1], w[c+1][1], ...).
+inline Vec paired_weights(const float* row) {
+  const __m512i interleave = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutex2var_ps(_mm512_loadu_ps(row), interleave, _mm512_loadu_ps(row + B));
+}
+// (x[c], x[c+1]) in every lane pair.
+inline Vec paired_inputs(const float* x) {
+  double pair;
+  std::memcpy(&pair, x, sizeof pair);  // (one vbroadcastsd from memory)
+  return _mm512_castpd_ps(_mm512_set1_pd(pair));
+}
+// bias[j] in lane 2j, zeros in the odd lanes.
+inline Vec paired_bias(const float* bias) {
+  return _mm512_maskz_expand_ps(0x5555, _mm512_castps256_ps512(_mm256_loadu_ps(bias)));
+}
+// Lane pairs summed into lanes 0-7; lanes 8-15 zero (the padded channels).
+inline Vec paired_sum(Vec acc) {
+  const __m512 both = _mm512_add_ps(acc.v, _mm512_permute_ps(acc.v, 0xB1));
+  const __m512i evens = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 14, 12, 10, 8, 6, 4, 2, 0);
+  return _mm512_maskz_permutexvar_ps(0x00FF, evens, both);
+}
+#else
+inline Vec paired_weights(const float* row) { return Vec::load(row); }  // (never called)
+inline Vec paired_inputs(const float* x) { return Vec::set1(*x); }
+inline Vec paired_bias(const float* bias) { return Vec::load(bias); }
+inline Vec paired_sum(Vec acc) { return acc; }
+#endif
+
+// One tile: P pixels from `pixel`, KB output blocks from kb0 (with HALF, the
+// last of them a half block). Reads P whole pixels (the slack after every
+// buffer covers a tile running past its plane) and stores `rows` of them.
+template <int KB, int P, bool HALF = false>
 void pointwise_tile(const PointwiseView& v, int64_t kb0, int64_t pixel, int rows) {
   constexpr int NV = KB * kV;
+  constexpr bool kPaired = HALF && kPairedHalf;
+  // Vectors computed per pixel: all but the upper half of a half block (paired: its one vector).
+  constexpr int NC = HALF && !kPaired ? NV - kV / 2 : NV;
+  constexpr int NF = kPaired ? NV - 1 : NC;  // vectors accumulated one input channel at a time
   const float* x = v.x + pixel * B;
   const float* w = v.weight + kb0 * v.weight_stride;
   // Accumulators start at the bias: one add fewer per output vector, which
@@ -95,7 +139,8 @@ void pointwise_tile(const PointwiseView& v, int64_t kb0, int64_t pixel, int rows
   Vec acc[P][NV];
 #pragma GCC unroll 16
   for (int q = 0; q < NV; ++q) {
-    const Vec bias = Vec::load(v.bias + kb0 * B + q * L);
+    const float* b = v.bias + kb0 * B + q * L;
+    const Vec bias = kPaired && q == NV - 1 ? paired_bias(b) : Vec::load(b);
 #pragma GCC unroll 32
     for (int p = 0; p < P; ++p) acc[p][q] = bias;
   }
@@ -103,20 +148,32 @@ void pointwise_tile(const PointwiseView& v, int64_t kb0, int64_t pixel, int rows
     const float* xs = x + cb * v.x_plane;
     const float* ws = w + cb * B * B;
     // The padded channels of the last block are zeros: skip them (24 channels: 25%).
-    const int lanes = static_cast<int>(std::min<int64_t>(B, v.in_channels - cb * B));
+    // Paired, an odd count rounds up (the padded channel's input and weights are zeros).
+    int lanes = static_cast<int>(std::min<int64_t>(B, v.in_channels - cb * B));
+    if (kPaired) lanes += lanes & 1;
     for (int ci = 0; ci < lanes; ++ci) {
       Vec wv[NV];
 #pragma GCC unroll 16
-      for (int j = 0; j < KB; ++j)
-#pragma GCC unroll 16
-        for (int u = 0; u < kV; ++u) wv[j * kV + u] = Vec::load(ws + j * v.weight_stride + ci * B + u * L);
+      for (int q = 0; q < NF; ++q) wv[q] = Vec::load(ws + (q / kV) * v.weight_stride + ci * B + (q % kV) * L);
 #pragma GCC unroll 32
       for (int p = 0; p < P; ++p) {
         const Vec xv = Vec::set1(xs[p * B + ci]);
 #pragma GCC unroll 16
-        for (int q = 0; q < NV; ++q) acc[p][q] = fmadd(xv, wv[q], acc[p][q]);
+        for (int q = 0; q < NF; ++q) acc[p][q] = fmadd(xv, wv[q], acc[p][q]);
+      }
+      if constexpr (kPaired) {  // every second channel: the pair (ci - 1, ci)
+        if (ci & 1) {
+          const Vec wp = paired_weights(ws + (KB - 1) * v.weight_stride + (ci - 1) * B);
+#pragma GCC unroll 32
+          for (int p = 0; p < P; ++p)
+            acc[p][NV - 1] = fmadd(paired_inputs(xs + p * B + ci - 1), wp, acc[p][NV - 1]);
+        }
       }
     }
+  }
+  if constexpr (kPaired) {
+#pragma GCC unroll 32
+    for (int p = 0; p < P; ++p) acc[p][NV - 1] = paired_sum(acc[p][NV - 1]);
   }
   // The epilogue reads the view's fields into locals first: the vector stores
   // may alias anything as far as the compiler knows (the intrinsics store
@@ -150,8 +207,12 @@ void pointwise_tile(const PointwiseView& v, int64_t kb0, int64_t pixel, int rows
 
 template <int KB, int P = tile_pixels<KB>()>
 void pointwise_span(const PointwiseView& v, int64_t kb0, int64_t p_begin, int64_t p_end) {
-  for (int64_t p = p_begin; p < p_end; p += P)
-    pointwise_tile<KB, P>(v, kb0, p, static_cast<int>(std::min<int64_t>(P, p_end - p)));
+  const bool half = kb0 + KB - 1 == v.half_block;
+  for (int64_t p = p_begin; p < p_end; p += P) {
+    const int rows = static_cast<int>(std::min<int64_t>(P, p_end - p));
+    if (half) pointwise_tile<KB, P, true>(v, kb0, p, rows);
+    else pointwise_tile<KB, P>(v, kb0, p, rows);
+  }
 }
 
 // Tile shapes. By default up to kMaxGroup blocks by tile_pixels of them (4 x 6
@@ -212,6 +273,11 @@ void pointwise_all(const PointwiseView& v, int64_t out_blocks, int64_t pixels) {
   pointwise_blocks(v, 0, out_blocks, use_sevens(pixels), 0, pixels);
 }
 
+int64_t half_block(int64_t out_channels) {
+  const int64_t rest = out_channels % B;
+  return rest > 0 && rest <= B / 2 ? out_channels / B : -1;
+}
+
 PointwiseView image_view(const BlockedPointwiseArgs& a, int64_t n) {
   const BlockedShape& s = a.input;
   const int64_t plane = s.plane(), out_blocks = (a.out_channels + B - 1) / B;
@@ -220,6 +286,7 @@ PointwiseView image_view(const BlockedPointwiseArgs& a, int64_t n) {
   v.x_plane = plane;
   v.in_blocks = s.blocks();
   v.in_channels = s.channels;
+  v.half_block = half_block(a.out_channels);
   v.weight = a.weight;
   v.weight_stride = s.blocks() * B * B;
   v.bias = a.bias;
@@ -623,6 +690,7 @@ void inverted_residual(const BlockedInvertedResidualArgs& a) {
       e.x_plane = s.plane();
       e.in_blocks = s.blocks();
       e.in_channels = s.channels;
+      e.half_block = half_block(a.hidden);
       e.weight = a.expand_weight;
       e.weight_stride = s.blocks() * B * B;
       e.bias = a.expand_bias;
@@ -648,6 +716,7 @@ void inverted_residual(const BlockedInvertedResidualArgs& a) {
     p.x_plane = band_plane;
     p.in_blocks = hidden_blocks;
     p.in_channels = a.hidden;
+    p.half_block = half_block(a.out_channels);
     p.weight = a.project_weight;
     p.weight_stride = hidden_blocks * B * B;
     p.bias = a.project_bias;
