@@ -1117,6 +1117,7 @@ MULTI_OUTPUT = {"Split": split_op}
 # The operators kept in their own modules register themselves into OPS on import.
 from pyvision_engine.onnx import (  # noqa: E402,F401
     _ops_attention, _ops_detect, _ops_grid, _ops_index, _ops_misc, _ops_nn, _ops_quant, _ops_rnn)
+from pyvision_engine.onnx import _ops_random, _ops_state, _ops_training  # noqa: E402,F401
 
 
 def supported() -> List[str]:

@@ -10,6 +10,8 @@
 - BlackmanWindow, HammingWindow, HannWindow (17): periodic, output_datatype.
 - DFT (17: axis attribute; 20: axis input): forward, inverse, onesided (RFFT / IRFFT),
   dft_length, real ([..., 1]) or complex ([..., 2]) input. STFT (17), MelWeightMatrix (17).
+- BitCast (26): the same bits (little endian) read as another type of the same width,
+  between the types pve.onnx holds (not bfloat16, complex, float8, 4-bit or 2-bit).
 
 Float work is done in float64 (the Fourier transforms: see _complex_signal) and the
 result given in the input's float type (or the requested output_datatype), so float16
@@ -23,7 +25,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from pyvision_engine.onnx._ops import OnnxOpError, _ints, contiguous, op, text_attr
-from pyvision_engine.onnx._proto import DTYPES
+from pyvision_engine.onnx._proto import DTYPES, TYPE_NAMES
 
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
@@ -348,3 +350,24 @@ def _mel_weight_matrix(attrs, opset, inputs):
                    np.where((j >= left) & (j <= center),
                             np.where(center == left, 1.0, rising), 0.0))
     return [contiguous(out, dtype=dtype)]
+
+
+# ----------------------------------------------------------------- bits
+@op("BitCast")
+def _bit_cast(attrs, opset, inputs):
+    x, what = inputs[0], "BitCast"
+    if "to" not in attrs:
+        raise OnnxOpError(f"{what}: the to attribute is required")
+    code = int(attrs["to"])
+    target = DTYPES.get(code)
+    if target is None:
+        raise OnnxOpError(f"{what}: to = {TYPE_NAMES.get(code, f'data type {code}')} is not a "
+                          "type pve.onnx holds")
+    if target.itemsize != x.dtype.itemsize:
+        raise OnnxOpError(f"{what}: {x.dtype} ({8 * x.dtype.itemsize} bits) cannot be read as "
+                          f"{target} ({8 * target.itemsize} bits): the widths must be equal")
+    # the bytes as the specification orders them, little endian, whatever the host's order
+    little = x.astype(x.dtype.newbyteorder("<"), copy=False)
+    if target == np.bool_ and little.view(np.uint8).max(initial=0) > 1:
+        raise OnnxOpError(f"{what}: a byte other than 0 or 1 is not a bool value")
+    return [little.view(target.newbyteorder("<")).astype(target, copy=False)]

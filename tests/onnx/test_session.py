@@ -26,7 +26,7 @@ import pytest
 
 import pyvision_engine as pve
 from pyvision_engine.onnx import InferenceSession, supported_ops
-from pyvision_engine.onnx import _proto
+from pyvision_engine.onnx import _ops, _proto
 
 onnx = pytest.importorskip("onnx", reason="onnx (a test extra) provides the backend test cases")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -71,11 +71,15 @@ def _node_cases():
         cases = node_cases.collect_testcases(None)
     supported = set(supported_ops())
     dtypes = set(_proto.DTYPES.values())
+
+    def runs(node):  # an ai.onnx operator, or one of another domain pve.onnx registers
+        if node.domain in ("", "ai.onnx"):
+            return node.op_type in supported
+        return node.op_type in _ops.DOMAIN_OPS.get(node.domain, {})
+
     chosen = []
     for case in cases:
-        if not {n.op_type for n in case.model.graph.node} <= supported:
-            continue
-        if any(n.domain not in ("", "ai.onnx") for n in case.model.graph.node):
+        if not all(runs(n) for n in case.model.graph.node):
             continue
         inputs, outputs = case.data_sets[0]
         arrays = [_case_array(a) for a in list(inputs) + list(outputs)]
@@ -115,6 +119,27 @@ FOLLOWS_ONNXRUNTIME = {"test_resize_downsample_scales_linear_align_corners",
                        "test_resize_downsample_scales_cubic_align_corners"}
 
 
+# Cases of the random operators: Bernoulli, and its function expansion through
+# RandomUniformLike. Their expected values are one draw of onnx's numpy generator, which
+# no other implementation reproduces (the specification says so, even with a seed), so
+# they are checked for shape, type and range instead: every value 0 or 1. (Their
+# distributions are checked in test_ops_random.py.)
+RANDOM_CASES = {f"test_bernoulli{kind}{expanded}" for kind in ("", "_double", "_seed")
+                for expanded in ("", "_expanded")}
+
+
+def _open_case(case):
+    """The case's session. The optimizer cases (ai.onnx.preview.training) import only
+    their own domain, as the specification allows; session.py still asks every model for
+    an ai.onnx opset import, so those xfail until it does not."""
+    try:
+        return InferenceSession(case.model.SerializeToString())
+    except ValueError as e:
+        if "imports no ai.onnx opset" in str(e):
+            pytest.xfail("session.py requires an ai.onnx opset import this case does not have")
+        raise
+
+
 def _check_no_worse_than_onnxruntime(case, got, inputs, outputs):
     sess = _ort_session(case.model.SerializeToString())
     theirs = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], inputs)))
@@ -134,8 +159,13 @@ def test_onnx_backend_node_case(case):
             sess = InferenceSession(case.model.SerializeToString())
             sess.run(None, dict(zip([i.name for i in sess.get_inputs()], inputs)))
         return
-    sess = InferenceSession(case.model.SerializeToString())
+    sess = _open_case(case)
     got = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], inputs)))
+    if case.name in RANDOM_CASES:
+        for g, e in zip(got, outputs):
+            assert g.shape == e.shape and g.dtype == e.dtype
+            assert np.isin(g, [0, 1]).all()
+        return
     if case.name in FP16_ROUNDING:
         _check_no_worse_than_onnxruntime(case, got, inputs, outputs)
         return
@@ -144,6 +174,10 @@ def test_onnx_backend_node_case(case):
         outputs = theirs.run(None, dict(zip([i.name for i in theirs.get_inputs()], inputs)))
     # (the case's own tolerances: rtol 1e-3, atol 1e-7 unless the case says otherwise)
     _check_outputs(got, outputs, case.rtol, case.atol)
+
+
+def test_random_cases_are_node_cases():
+    assert RANDOM_CASES <= {c.name for c in NODE_CASES}
 
 
 def test_node_cases_cover_the_cnn_operators():
