@@ -1118,6 +1118,7 @@ MULTI_OUTPUT = {"Split": split_op}
 from pyvision_engine.onnx import (  # noqa: E402,F401
     _ops_attention, _ops_detect, _ops_grid, _ops_index, _ops_misc, _ops_nn, _ops_quant, _ops_rnn)
 from pyvision_engine.onnx import _ops_random, _ops_state, _ops_training  # noqa: E402,F401
+from pyvision_engine.onnx import _ops_control, _ops_flex, _ops_sequence  # noqa: E402,F401
 
 
 def supported() -> List[str]:

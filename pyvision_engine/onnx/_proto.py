@@ -59,9 +59,14 @@ class Node:
 
 @dataclass
 class ValueInfo:
+    """A value's name and type (a TypeProto): a tensor's element type and shape; for
+    ``kind`` "sequence" / "optional" the type of the element (``element``, nested);
+    for "map" the key type in ``elem_type`` and the value type in ``element``."""
     name: str
     elem_type: int = 0                              # 0: not given
     shape: Optional[List[Union[int, str, None]]] = None  # None: rank unknown
+    kind: str = "tensor"    # tensor | sequence | optional | map | sparse_tensor | opaque
+    element: Optional["ValueInfo"] = None
 
 
 @dataclass
@@ -278,25 +283,68 @@ def _read_shape(buf: memoryview) -> List[Union[int, str, None]]:
     return dims
 
 
+def _read_tensor_type(buf: memoryview, info: ValueInfo, name: str) -> None:
+    """TypeProto.Tensor (and SparseTensor): elem_type 1, shape 2."""
+    for number, _, v in _fields(buf):
+        if number == 1:
+            info.elem_type = v
+        elif number == 2:
+            info.shape = _read_shape(v)
+
+
+def _nested_type(buf: memoryview, number: int, name: str) -> Optional[ValueInfo]:
+    """The TypeProto in field ``number`` of a Sequence / Optional / Map type."""
+    nested = None
+    for n, _, v in _fields(buf):
+        if n == number:
+            nested = read_type(v, name=name)
+    return nested
+
+
+def read_type(buf: memoryview, info: Optional[ValueInfo] = None, name: str = "") -> ValueInfo:
+    """A TypeProto, into ``info`` (or a new ValueInfo): tensor_type 1, sequence_type 4,
+    map_type 5, opaque_type 7, sparse_tensor_type 8, optional_type 9 (nested types
+    recursively). ``name``: the value it types, for error messages."""
+    info = ValueInfo(name="") if info is None else info
+    for number, _, v in _fields(buf):
+        if number == 1:
+            info.kind = "tensor"
+            _read_tensor_type(v, info, name)
+        elif number == 4:
+            info.kind, info.element = "sequence", _nested_type(v, 1, name)
+        elif number == 9:
+            info.kind, info.element = "optional", _nested_type(v, 1, name)
+        elif number == 5:
+            info.kind, info.element = "map", _nested_type(v, 2, name)
+            for n2, _, v2 in _fields(v):
+                if n2 == 1:  # key_type: a TensorProto.DataType
+                    info.elem_type = v2
+        elif number == 8:
+            info.kind = "sparse_tensor"
+            _read_tensor_type(v, info, name)
+        elif number == 7:
+            info.kind = "opaque"
+    return info
+
+
 def read_value_info(buf: memoryview) -> ValueInfo:
     info = ValueInfo(name="")
     for number, _, v in _fields(buf):
         if number == 1:
             info.name = _text(v)
         elif number == 2:
-            for n2, _, v2 in _fields(v):
-                if n2 == 1:  # tensor_type
-                    for n3, _, v3 in _fields(v2):
-                        if n3 == 1:
-                            info.elem_type = v3
-                        elif n3 == 2:
-                            info.shape = _read_shape(v3)
+            read_type(v, info, info.name)
     return info
+
+
+# AttributeType TYPE_PROTO / TYPE_PROTOS (Optional's ``type``): read as ValueInfo
+_ATTR_TYPE_PROTO, _ATTR_TYPE_PROTOS = 13, 14
 
 
 def _read_attribute(buf: memoryview, base_dir: Optional[str] = None) -> Tuple[str, Any]:
     name = ""
     kind = 0
+    types: List[ValueInfo] = []
     f = 0.0
     i = 0
     s = b""
@@ -328,6 +376,8 @@ def _read_attribute(buf: memoryview, base_dir: Optional[str] = None) -> Tuple[st
             ints.extend(_packed_varints(wire, v))
         elif number == 9:
             strings.append(bytes(v))
+        elif number in (14, 15):  # tp, type_protos
+            types.append(read_type(v))
         elif number == 21:
             raise ValueError(f"attribute {name!r} refers to a function attribute, which pve.onnx "
                              "does not support")
@@ -338,9 +388,11 @@ def _read_attribute(buf: memoryview, base_dir: Optional[str] = None) -> Tuple[st
                 kind = k
                 break
     value: Any = {ATTR_FLOAT: f, ATTR_INT: i, ATTR_STRING: s, ATTR_TENSOR: t, ATTR_GRAPH: g,
-                  ATTR_FLOATS: floats, ATTR_INTS: ints, ATTR_STRINGS: strings}.get(kind)
+                  ATTR_FLOATS: floats, ATTR_INTS: ints, ATTR_STRINGS: strings,
+                  _ATTR_TYPE_PROTO: types[0] if types else None,
+                  _ATTR_TYPE_PROTOS: types}.get(kind)
     if kind not in (ATTR_FLOAT, ATTR_INT, ATTR_STRING, ATTR_TENSOR, ATTR_GRAPH, ATTR_FLOATS,
-                    ATTR_INTS, ATTR_STRINGS):
+                    ATTR_INTS, ATTR_STRINGS, _ATTR_TYPE_PROTO, _ATTR_TYPE_PROTOS):
         raise ValueError(f"attribute {name!r} has type {kind}, which pve.onnx does not support")
     return name, value
 

@@ -19,6 +19,15 @@ Loading turns the graph into a list of steps, once:
    ``conv2d_blocked_sequence`` call.
 5. Gemm / MatMul with constant weights lay them out once; every other node runs
    its operator from ``_ops`` (numpy, or the engine's kernels for float32 work).
+6. A node with subgraphs (If, Loop, Scan, SequenceMap, FlexAttention: ``_ops_control``)
+   gets a plan for each subgraph, built once by the same steps (so a convolution in
+   a branch or a loop body takes the same fast paths). A subgraph may read values of
+   the graphs around it (implicit inputs): the node counts them among its inputs, for
+   the order of the steps, for freeing values and for the fusions above. Control flow
+   is never folded as a constant.
+
+Values are numpy arrays, sequences (lists of arrays) or optionals (None when empty,
+else the element itself), as onnxruntime's Python API feeds and returns them.
 
 ``run`` checks the feed against the graph's inputs (names, element types,
 fixed dimensions) and raises ``ValueError`` / ``TypeError`` naming the input,
@@ -40,8 +49,9 @@ import numpy as np
 import pyvision_engine as pve
 from pyvision_engine.nn import blocked, fusion
 from pyvision_engine.nn import functional as F
-from pyvision_engine.onnx import _ops
-from pyvision_engine.onnx._proto import DTYPES, TYPE_NAMES, Model, Node, read_model
+from pyvision_engine.onnx import _ops, _ops_control
+from pyvision_engine.onnx._proto import (DTYPES, TYPE_NAMES, Graph, Model, Node, ValueInfo,
+                                         read_model)
 
 __all__ = ["InferenceSession", "NodeArg", "SessionOptions", "ModelMetadata", "supported_ops"]
 
@@ -178,7 +188,8 @@ def _call(step: _Step, args: List[Optional[np.ndarray]]) -> List[Any]:
     """``step.fn(*args)``, its errors naming the node (at load and at run time)."""
     try:
         outs = step.fn(*args)
-    except (KeyError, IndexError, TypeError) as e:  # a missing attribute or input
+    except (KeyError, IndexError, TypeError, AttributeError) as e:  # a missing attribute or
+        # input, or a value of the wrong kind (a sequence where a tensor belongs)
         raise ValueError(f"{step.what}: invalid attributes or inputs ({e!r})") from None
     except ValueError as e:
         raise ValueError(f"{step.what}: {e}") from None
@@ -200,12 +211,59 @@ def _label(node: Node) -> str:
     return f"{node.op_type} node {node.name!r}" if node.name else f"{node.op_type} node"
 
 
-class _Builder:
-    """Turns a parsed model into steps (see the module docstring)."""
+def _subgraphs(node: Node) -> Dict[str, Graph]:
+    """The node's graph attributes (If's branches, Loop's body, ...)."""
+    return {k: v for k, v in node.attrs.items() if isinstance(v, Graph)}
 
-    def __init__(self, model: Model, variable: Iterable[str] = ()) -> None:
+
+def _outer_reads(graph: Graph) -> List[str]:
+    """The names ``graph`` reads (in its nodes, their subgraphs, its outputs) that it does
+    not define: values of the enclosing graphs, in the order first read."""
+    defined = {"", *(vi.name for vi in graph.inputs), *graph.initializers}
+    for node in graph.nodes:
+        defined.update(node.outputs)
+    reads = [name for node in graph.nodes for name in node.inputs + _implicit_inputs(node)]
+    reads += [vi.name for vi in graph.outputs]
+    return [name for name in dict.fromkeys(reads) if name not in defined]
+
+
+def _implicit_inputs(node: Node) -> List[str]:
+    """The values of the node's graph (or graphs around it) that its subgraphs read."""
+    names = [name for g in _subgraphs(node).values() for name in _outer_reads(g)]
+    return list(dict.fromkeys(names))
+
+
+def _is_control(node: Node) -> bool:
+    """Whether the node runs subgraphs (its operator is one of _ops_control's)."""
+    return (_domain(node), node.op_type) in _ops_control.SUBGRAPH_OPS
+
+
+def _domain(node: Node) -> str:
+    return "" if node.domain == "ai.onnx" else node.domain
+
+
+def _is_tensor(value: Any) -> bool:
+    """A tensor value, not a sequence (list) or an empty optional (None)."""
+    return value is not None and not isinstance(value, list)
+
+
+def _as_value(value: Any) -> Any:
+    """A step's output as the run keeps it: an array, a sequence (a list of arrays) or
+    None (an empty optional); a pve Tensor becomes its array."""
+    if type(value) is np.ndarray or value is None or type(value) is list:
+        return value
+    return _ops.arr(value)
+
+
+class _Builder:
+    """Turns a parsed model (or one of its subgraphs: ``graph``, which may read the
+    enclosing graphs' constants ``outer_consts`` and other values) into steps (see the
+    module docstring)."""
+
+    def __init__(self, model: Model, variable: Iterable[str] = (), graph: Optional[Graph] = None,
+                 outer_consts: Optional[Dict[str, np.ndarray]] = None) -> None:
         self.model = model
-        self.graph = model.graph
+        self.graph = model.graph if graph is None else graph
         opset = model.opsets.get("")
         if opset is None:
             raise ValueError("the model imports no ai.onnx opset")
@@ -215,30 +273,34 @@ class _Builder:
         self.opset = opset
         # (own, aligned copies); ``variable`` initializers (overridden in a run) are not constant
         variable = set(variable)
-        self.consts: Dict[str, np.ndarray] = {
-            k: np.array(v) for k, v in self.graph.initializers.items() if k not in variable}
+        self.consts: Dict[str, np.ndarray] = dict(outer_consts or {})
+        self.consts.update((k, np.array(v)) for k, v in self.graph.initializers.items()
+                           if k not in variable)
+        # a subgraph reads the enclosing graphs' values; a node reads its subgraphs' reads too
+        self.outer = set(_outer_reads(self.graph)) if graph is not None else set()
+        self.reads = {id(n): n.inputs + _implicit_inputs(n) for n in self.graph.nodes}
         self.nodes = self._sorted(self.graph.nodes)
         self.consumers: Dict[str, List[int]] = {}
         for i, node in enumerate(self.nodes):
-            for name in node.inputs:
+            for name in self.reads[id(node)]:
                 if name:
                     self.consumers.setdefault(name, []).append(i)
         self.graph_outputs = {vi.name for vi in self.graph.outputs}
 
     def _sorted(self, nodes: List[Node]) -> List[Node]:
         """The nodes in an order where each input is made before it is read."""
-        known = set(self.consts) | {vi.name for vi in self.graph.inputs} | {""}
+        known = set(self.consts) | {vi.name for vi in self.graph.inputs} | {""} | self.outer
         pending, order = list(nodes), []
         while pending:  # (one pass when the file is in order, as the specification asks)
             waiting = []
             for n in pending:
-                if all(i in known for i in n.inputs):
+                if all(i in known for i in self.reads[id(n)]):
                     order.append(n)
                     known.update(n.outputs)
                 else:
                     waiting.append(n)
             if len(waiting) == len(pending):
-                missing = sorted({i for n in waiting for i in n.inputs if i not in known})
+                missing = sorted({i for n in waiting for i in self.reads[id(n)] if i not in known})
                 raise ValueError(f"the graph reads values nothing produces: {missing[:5]}")
             pending = waiting
         for n in order:
@@ -262,6 +324,8 @@ class _Builder:
     # -------------------------------------------------------------- nodes
     def _op_step(self, node: Node) -> _Step:
         attrs, opset = node.attrs, self.opset
+        if _is_control(node):
+            return self._control_step(node)
         if node.domain not in ("", "ai.onnx"):  # (checked in _sorted: the domain has it)
             other, version = _ops.DOMAIN_OPS[node.domain][node.op_type], self.model.opsets.get(
                 node.domain, 1)
@@ -279,6 +343,36 @@ class _Builder:
             def run(*inputs: Optional[np.ndarray]) -> List[np.ndarray]:
                 return single(attrs, opset, list(inputs))
         return _Step(run, list(node.inputs), list(node.outputs), _label(node))
+
+    def _control_step(self, node: Node) -> _Step:
+        """A node with subgraphs: their plans are built once, here; each run binds the
+        values of enclosing graphs they read (the step's inputs after the node's own)
+        and hands the operator callables that run them (``_Subgraph``)."""
+        label, domain = _label(node), _domain(node)
+        if domain:
+            fn, opset = _ops.DOMAIN_OPS[domain][node.op_type], self.model.opsets.get(domain, 1)
+        else:
+            fn, opset = _ops.OPS[node.op_type], self.opset
+        try:
+            _ops_control.check_node(domain, node.op_type, node.attrs, opset, len(node.inputs),
+                                    len(node.outputs))
+        except ValueError as e:
+            raise ValueError(f"{label}: {e}") from None
+        plans = {}
+        for key, graph in _subgraphs(node).items():
+            try:
+                plans[key] = _Plan(self.model, graph=graph, outer_consts=self.consts)
+            except (ValueError, NotImplementedError) as e:
+                raise type(e)(f"{label}, subgraph {key!r}: {e}") from None
+        # (the enclosing graphs' constants are the subgraph plans' own constants)
+        implicit = [n for n in _implicit_inputs(node) if n not in self.consts]
+        attrs, explicit = node.attrs, len(node.inputs)
+
+        def run(*args: Any) -> List[Any]:
+            outer = dict(zip(implicit, args[explicit:]))
+            graphs = {key: _Subgraph(plan, outer) for key, plan in plans.items()}
+            return fn(attrs, opset, list(args[:explicit]), graphs)
+        return _Step(run, list(node.inputs) + implicit, list(node.outputs), label)
 
     def _const_input(self, node: Node, i: int) -> Optional[np.ndarray]:
         if i >= len(node.inputs) or not node.inputs[i]:
@@ -356,11 +450,16 @@ class _Builder:
         absorbed: set = set()
         folded = set()
         for i, node in enumerate(self.nodes):  # first every value known without the feed
+            if _is_control(node):
+                continue  # (never folded: run each time)
             if all(name == "" or name in self.consts for name in node.inputs):
                 inputs = [self.consts.get(name) if name else None for name in node.inputs]
-                for name, value in zip(node.outputs, _call(self._op_step(node), inputs)):
-                    if name:
-                        self.consts[name] = np.asarray(value)
+                outs = _call(self._op_step(node), inputs)
+                named = [(name, value) for name, value in zip(node.outputs, outs) if name]
+                if not all(_is_tensor(value) for _, value in named):
+                    continue  # a sequence or an optional: made at run time
+                for name, value in named:
+                    self.consts[name] = np.asarray(value)
                 folded.add(i)
         for i, node in enumerate(self.nodes):
             if i in absorbed or i in folded:
@@ -621,8 +720,9 @@ class InferenceSession:
         return ModelMetadata(self._model)
 
     def run(self, output_names: Optional[Iterable[str]], input_feed: Dict[str, Any],
-            run_options: Any = None) -> List[np.ndarray]:
-        """The requested outputs (all when ``output_names`` is None or empty), as numpy arrays."""
+            run_options: Any = None) -> List[Any]:
+        """The requested outputs (all when ``output_names`` is None or empty): numpy arrays,
+        lists of arrays for sequences, None for an empty optional (as onnxruntime)."""
         if isinstance(output_names, (str, bytes)):
             raise TypeError("pve.onnx.InferenceSession.run: output_names must be a list of names "
                             f"or None, got {type(output_names).__name__}")
@@ -641,32 +741,26 @@ class InferenceSession:
         values: Dict[str, Any] = {n: plan.consts[n] for n in plan.consts_read}
         values.update((n, v) for n, v in plan.defaults.items() if n not in fed)
         values.update(fed)
-        feeds = list(fed.values()) + list(plan.defaults.values())  # (what outputs must not view)
-        last_use = plan.last_use
         # (NaN and inf propagate without warnings, as in onnxruntime)
         with pve.no_grad(), np.errstate(all="ignore"):
-            for k, step in enumerate(plan.steps):
-                outs = _call(step, [values[n] if n else None for n in step.inputs])
-                for name, value in zip(step.outputs, outs):
-                    if name:
-                        values[name] = value if type(value) is np.ndarray else _ops.arr(value)
-                for n in step.inputs:  # free what nothing reads any more
-                    if last_use.get(n) == k and n not in known:
-                        values.pop(n, None)
-        result = []
+            plan.execute(values, known)
+        # never hand out the caller's input, a weight or another output's memory
+        # (Identity, Reshape, Flatten, ... are views; sequences hold their inputs)
+        shared = _arrays(list(fed.values()) + list(plan.defaults.values())
+                         + [plan.consts[n] for n in plan.consts_read])
+        result: List[Any] = []
         for name in names:
             value = values[name] if name in values else plan.consts[name]
-            # never hand out the caller's input, a weight or another output's memory
-            # (Identity, Reshape, Flatten, ... are views)
-            if (name in plan.consts or name in plan.defaults
-                    or any(np.may_share_memory(value, f) for f in feeds)
-                    or any(np.may_share_memory(value, r) for r in result)):
+            if name in plan.consts or name in plan.defaults:
                 value = np.array(value)
+            value = _owned(value, shared)
+            shared += _arrays([value])
             result.append(value)
         return result
 
     def _check_feed(self, feed: Dict[str, Any]) -> Dict[str, Any]:
-        """The fed values (model inputs and overridden initializers), checked and converted."""
+        """The fed values (model inputs and overridden initializers), checked and converted;
+        an optional input left out is fed as empty (None), as onnxruntime does."""
         if not isinstance(feed, dict):
             raise TypeError("pve.onnx.InferenceSession.run: input_feed must be a dict of name -> array, "
                             f"got {type(feed).__name__}")
@@ -674,48 +768,133 @@ class InferenceSession:
             if name not in self._input_info:
                 raise ValueError(f"pve.onnx.InferenceSession.run: invalid input name {name!r} "
                                  f"(inputs: {sorted(a.name for a in self._inputs)})")
-        missing = [a.name for a in self._inputs if a.name not in feed]
+        missing = [a.name for a in self._inputs if a.name not in feed
+                   and self._input_info[a.name].kind != "optional"]
         if missing:
             raise ValueError(f"pve.onnx.InferenceSession.run: required inputs {missing} are missing "
                              "from the input feed")
-        values: Dict[str, Any] = {}
+        values: Dict[str, Any] = {a.name: None for a in self._inputs if a.name not in feed}
         for name, value in feed.items():
-            info = self._input_info[name]
-            dtype = DTYPES.get(info.elem_type)
-            # an array keeps its type (a wrong one is an error, as in onnxruntime); a list
-            # or a Python number takes the input's type, as onnxruntime converts it
-            value = np.asarray(value, dtype=dtype if not isinstance(value, np.ndarray) else None)
-            if dtype is not None and value.dtype != dtype:
-                raise TypeError(f"pve.onnx.InferenceSession.run: input {name!r} must be "
-                                f"{_type_name(info)}, got {value.dtype} (convert it with .astype)")
-            if info.shape is not None:
-                bad = len(info.shape) != value.ndim or any(
-                    isinstance(d, int) and d != g for d, g in zip(info.shape, value.shape))
-                if bad:
-                    raise ValueError(f"pve.onnx.InferenceSession.run: input {name!r} must have shape "
-                                     f"{info.shape}, got {list(value.shape)}")
-            values[name] = _ops.contiguous(value)
+            values[name] = _fed_value(self._input_info[name], value, f"input {name!r}")
         return values
 
 
-def _type_name(vi: Any) -> str:
+_RUN = "pve.onnx.InferenceSession.run"
+
+
+def _fed_value(info: ValueInfo, value: Any, what: str) -> Any:
+    """A fed value checked against the input's type: an optional takes None (empty) or
+    its element, a sequence a list (or tuple) of arrays of its element type."""
+    if info.kind == "optional":
+        return None if value is None else _fed_value(info.element or ValueInfo(""), value, what)
+    if info.kind == "sequence":
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{_RUN}: {what} must be a list of arrays ({_type_name(info)}), "
+                            f"got {type(value).__name__}")
+        element = info.element or ValueInfo("")
+        if element.kind != "tensor":
+            raise NotImplementedError(f"{_RUN}: {what} is a {_type_name(info)}: pve.onnx runs "
+                                      "sequences of tensors only")
+        return [_fed_tensor(element, v, f"element {k} of {what}", check_shape=False)
+                for k, v in enumerate(value)]
+    if info.kind != "tensor":
+        raise NotImplementedError(f"{_RUN}: {what} is a {_type_name(info)}, a type pve.onnx "
+                                  "does not run")
+    if value is None:
+        raise TypeError(f"{_RUN}: {what} must be {_type_name(info)}, got None")
+    return _fed_tensor(info, value, what)
+
+
+def _fed_tensor(info: ValueInfo, value: Any, what: str, check_shape: bool = True) -> np.ndarray:
+    dtype = DTYPES.get(info.elem_type)
+    # an array keeps its type (a wrong one is an error, as in onnxruntime); a list
+    # or a Python number takes the input's type, as onnxruntime converts it
+    value = np.asarray(value, dtype=dtype if not isinstance(value, np.ndarray) else None)
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(f"{_RUN}: {what} must be {_type_name(info)}, got {value.dtype} "
+                        "(convert it with .astype)")
+    # (onnxruntime checks the dimensions of tensors, not of a sequence's elements)
+    if check_shape and info.shape is not None:
+        bad = len(info.shape) != value.ndim or any(
+            isinstance(d, int) and d != g for d, g in zip(info.shape, value.shape))
+        if bad:
+            raise ValueError(f"{_RUN}: {what} must have shape {info.shape}, got "
+                             f"{list(value.shape)}")
+    return _ops.contiguous(value)
+
+
+def _arrays(values: List[Any]) -> List[np.ndarray]:
+    """The arrays among ``values`` and in the sequences among them."""
+    out: List[np.ndarray] = []
+    for v in values:
+        if isinstance(v, list):
+            out += _arrays(v)
+        elif isinstance(v, np.ndarray):
+            out.append(v)
+    return out
+
+
+def _owned(value: Any, shared: List[np.ndarray]) -> Any:
+    """``value`` (an array, a sequence or None) with every array that shares memory with
+    one of ``shared`` (or an earlier element of the same sequence) copied."""
+    if isinstance(value, list):
+        out: List[Any] = []
+        for v in value:
+            out.append(_owned(v, shared + out))
+        return out
+    if isinstance(value, np.ndarray) and any(np.may_share_memory(value, s) for s in shared):
+        return np.array(value)
+    return value
+
+
+def _type_name(vi: Optional[ValueInfo]) -> str:
+    """onnxruntime's name of a type: tensor(float), seq(tensor(int64)),
+    optional(seq(tensor(float))), map(int64,tensor(float)), ..."""
+    if vi is None:
+        return "tensor(float)"
+    if vi.kind == "sequence":
+        return f"seq({_type_name(vi.element)})"
+    if vi.kind == "optional":
+        return f"optional({_type_name(vi.element)})"
+    if vi.kind == "map":
+        key = TYPE_NAMES.get(vi.elem_type, "tensor(int64)")[len("tensor("):-1]
+        return f"map({key},{_type_name(vi.element)})"
+    if vi.kind == "sparse_tensor":
+        return "sparse_" + TYPE_NAMES.get(vi.elem_type, "tensor(float)")
+    if vi.kind == "opaque":
+        return "opaque"
     return TYPE_NAMES.get(vi.elem_type, "tensor(float)")
 
 
-def _node_arg(vi: Any) -> NodeArg:
-    """onnxruntime's NodeArg of a graph input or output: a tensor type without a shape
-    reads as shape [] there, as here."""
-    return NodeArg(vi.name, _type_name(vi), list(vi.shape) if vi.shape is not None else [])
+def _shape(vi: Optional[ValueInfo]) -> List[Union[int, str, None]]:
+    """onnxruntime's NodeArg.shape: a tensor's (an optional tensor's) dimensions; a tensor
+    type without a shape and a sequence read as []."""
+    if vi is None:
+        return []
+    if vi.kind == "optional":
+        return _shape(vi.element)
+    if vi.kind in ("tensor", "sparse_tensor") and vi.shape is not None:
+        return list(vi.shape)
+    return []
+
+
+def _node_arg(vi: ValueInfo) -> NodeArg:
+    """onnxruntime's NodeArg of a graph input or output."""
+    return NodeArg(vi.name, _type_name(vi), _shape(vi))
 
 
 class _Plan:
-    """The steps of a model and what they read besides the feed. ``variable``: initializers
-    that a run overrides, kept out of constant folding (their file values are ``defaults``)."""
+    """The steps of a model (or of one of its subgraphs: ``graph``, with the enclosing
+    graphs' constants ``outer_consts``) and what they read besides the feed.
+    ``variable``: initializers that a run overrides, kept out of constant folding (their
+    file values are ``defaults``)."""
 
-    def __init__(self, model: Model, variable: Sequence[str] = ()) -> None:
+    def __init__(self, model: Model, variable: Sequence[str] = (), graph: Optional[Graph] = None,
+                 outer_consts: Optional[Dict[str, np.ndarray]] = None) -> None:
         with pve.no_grad(), np.errstate(all="ignore"):  # (constant folding, as run)
-            builder = _Builder(model, variable)
+            builder = _Builder(model, variable, graph, outer_consts)
             self.steps = builder.build()
+        self.graph = builder.graph
         self.consts = builder.consts
         self.defaults = {n: np.array(model.graph.initializers[n]) for n in variable}
         # values no later step reads are dropped as the run goes (memory of large batches)
@@ -724,3 +903,43 @@ class _Plan:
             for name in step.inputs:
                 self.last_use[name] = k
         self.consts_read = [n for n in self.consts if n in self.last_use]
+        self.input_names = [vi.name for vi in self.graph.inputs]
+        self.output_names = [vi.name for vi in self.graph.outputs]
+
+    def execute(self, values: Dict[str, Any], keep: Iterable[str]) -> None:
+        """Runs the steps on ``values`` (name -> value: the inputs, the constants read),
+        adding what they make and dropping what no later step reads unless in ``keep``."""
+        last_use = self.last_use
+        for k, step in enumerate(self.steps):
+            outs = _call(step, [values[n] if n else None for n in step.inputs])
+            for name, value in zip(step.outputs, outs):
+                if name:
+                    values[name] = _as_value(value)
+            for n in step.inputs:  # free what nothing reads any more
+                if last_use.get(n) == k and n not in keep:
+                    values.pop(n, None)
+
+
+class _Subgraph:
+    """A subgraph's plan bound to the values of enclosing graphs that it reads: called with
+    its formal inputs (in order) it returns its outputs (arrays, sequences or None).
+    ``inputs`` / ``outputs``: the subgraph's declared inputs and outputs (ValueInfo)."""
+
+    def __init__(self, plan: _Plan, outer: Dict[str, Any]) -> None:
+        self.plan = plan
+        self.outer = outer
+        self.inputs: List[ValueInfo] = plan.graph.inputs
+        self.outputs: List[ValueInfo] = plan.graph.outputs
+
+    def __call__(self, *args: Any) -> List[Any]:
+        plan = self.plan
+        if len(args) != len(plan.input_names):
+            raise ValueError(f"subgraph {plan.graph.name!r} has {len(plan.input_names)} inputs, "
+                             f"given {len(args)}")
+        values = dict(self.outer)
+        values.update((n, plan.consts[n]) for n in plan.consts_read)
+        values.update(zip(plan.input_names, args))
+        plan.execute(values, plan.output_names)
+        # (a constant output is copied: the caller may hand it out or carry it on)
+        return [np.array(plan.consts[n]) if n in plan.consts else values[n]
+                for n in plan.output_names]
