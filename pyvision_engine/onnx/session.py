@@ -115,6 +115,7 @@ class _Step:
     what: str  # for error messages: the node's op_type and name
     module: Optional[pve.nn.Module] = None  # set when fn runs this one-input module
     pre_pad: Optional[List[int]] = None      # asymmetric ONNX pads applied before it
+    plans: Optional[Dict[str, "_Plan"]] = None  # a control-flow node's subgraph plans
 
 
 class _ConvBlock(pve.nn.Module):
@@ -372,7 +373,9 @@ class _Builder:
             outer = dict(zip(implicit, args[explicit:]))
             graphs = {key: _Subgraph(plan, outer) for key, plan in plans.items()}
             return fn(attrs, opset, list(args[:explicit]), graphs)
-        return _Step(run, list(node.inputs) + implicit, list(node.outputs), label)
+        step = _Step(run, list(node.inputs) + implicit, list(node.outputs), label)
+        step.plans = plans
+        return step
 
     def _const_input(self, node: Node, i: int) -> Optional[np.ndarray]:
         if i >= len(node.inputs) or not node.inputs[i]:
