@@ -1,9 +1,9 @@
 """Recurrent layers (torch.nn.modules.rnn): RNN, LSTM, GRU and RNNCell, LSTMCell, GRUCell.
 
-Composed of differentiable Tensor ops (linear, sigmoid, tanh, relu, slicing, cat), so
-their gradients are autograd's. Each layer and direction projects the inputs of all time
-steps in one matmul; the time loop then only adds the hidden-state matmul per step.
-Parameter names, shapes, gate order and initialisation are torch's, so a torch
+Each layer and direction projects the inputs of all time steps in one matmul (F.linear,
+with its own autograd); its time loop then runs as one autograd Function (_RecurrentLoop:
+numpy float32 steps, backpropagation through time in its backward). The cells are composed
+of differentiable Tensor ops (linear, sigmoid, tanh, relu, slicing). Parameter names, shapes, gate order and initialisation are torch's, so a torch
 state_dict loads as it is. PackedSequence inputs are not supported (TypeError)."""
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from pyvision_engine import _C
 from pyvision_engine._functions import stack
+from pyvision_engine.autograd import Function
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn import init
+from pyvision_engine.nn._f_activation import ACT_CODES
 from pyvision_engine.nn._f_common import RuntimeTypeError, RuntimeValueError, check_factory_kwargs
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
@@ -60,6 +63,267 @@ def _gru_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Optional[Tensor]) -> Te
     # b_hn stays inside the reset gate's product, as torch (and cuDNN) compute it
     n = F.tanh(gi[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
     return (h - n) * z + n  # = (1 - z) * n + z * h, in torch's order of operations
+
+
+# ------------------------------------------------------------------ the whole time loop
+# One layer-direction's recurrence as one Function: built from per-step Tensor ops, every
+# step's slice gi_all[t] would get a full-size zero gradient in backward (O(T^2) memory
+# traffic). Here forward runs the steps in float32 numpy with the engine's GEMM (it honours
+# pve.set_num_threads, and takes the step's input projection as its beta * out term and
+# the bias in its epilogue) and backward is backpropagation through time. Gate order and
+# equations are torch's. (torch can differentiate this twice; pve has no double backward.)
+
+_F32 = np.float32
+_SIGMOID, _TANH, _RELU = ACT_CODES["sigmoid"], ACT_CODES["tanh"], ACT_CODES["relu"]
+
+
+def _steps_buffer(record: bool, steps: int, *shape: int) -> np.ndarray:
+    """A buffer of one slot per step when backward will read them, else one slot that
+    every step reuses (inference keeps no history): index it with _slot."""
+    return np.empty((steps if record else 1,) + shape, dtype=_F32)
+
+
+def _slot(record: bool, t: int) -> int:
+    return t if record else 0
+
+
+def _gates(gi_t: np.ndarray, h: np.ndarray, w_hh: np.ndarray, b_hh: Optional[np.ndarray],
+           out: np.ndarray) -> np.ndarray:
+    """out = gi_t + h W_hh^T + b_hh: one GEMM (gi_t enters as its beta * out term)."""
+    np.copyto(out, gi_t)
+    return _C.gemm(h, w_hh, out=out, trans_b=True, beta=1.0, bias=b_hh)
+
+
+class _RecurrentLoop(Function):
+    """forward(gi_all (T, B, gates * H), h0 (B, H_out), c0 (B, H) or None, w_hh, b_hh or
+    None, w_hr or None, mode=, reverse=) -> one flat float32 array packing the step outputs
+    (T, B, H_out), then h_n (B, H_out), then c_n (B, H) for LSTM (a Function has one
+    output; the caller slices it). ``reverse`` runs the steps from T - 1 down to 0.
+    Backward gives the gradients of gi_all, h0, c0, w_hh, b_hh and w_hr."""
+
+    owns_grads = True  # every gradient is allocated in backward
+    saved_inputs = (1, 2, 3, 5)  # backward reads h0, c0, w_hh and w_hr
+    saves_output = True  # the step outputs are the hidden states backward reads
+
+    @staticmethod
+    def forward(ctx, gi_all, h0, c0, w_hh, b_hh, w_hr, mode, reverse):
+        steps, batch = gi_all.shape[:2]
+        out_size = w_hh.shape[1]
+        cell_size = 0 if c0 is None else c0.shape[1]
+        packed = np.empty(steps * batch * out_size + batch * (out_size + cell_size), _F32)
+        outs = packed[:steps * batch * out_size].reshape(steps, batch, out_size)
+        h0, w_hh = np.ascontiguousarray(h0, _F32), np.ascontiguousarray(w_hh, _F32)
+        order = range(steps - 1, -1, -1) if reverse else range(steps)
+        record = any(ctx.needs_input_grad)
+        ctx.mode, ctx.order, ctx.outs, ctx.h0, ctx.w_hh = mode, order, outs, h0, w_hh
+        if mode == "LSTM":
+            w_hr = None if w_hr is None else np.ascontiguousarray(w_hr, _F32)
+            c_n = _lstm_forward(ctx, gi_all, h0, np.ascontiguousarray(c0, _F32), w_hh, b_hh,
+                                w_hr, outs, order, record)
+            packed[-batch * cell_size:] = c_n.ravel()
+        elif mode == "GRU":
+            _gru_forward(ctx, gi_all, h0, w_hh, b_hh, outs, order, record)
+        else:
+            _simple_forward(gi_all, h0, w_hh, b_hh, mode == "RNN_RELU", outs, order)
+        packed[outs.size:outs.size + batch * out_size] = outs[order[-1]].ravel()
+        return packed
+
+    @staticmethod
+    def backward(ctx, grad):
+        outs = ctx.outs
+        steps, batch, out_size = outs.shape
+        g_out = grad[:outs.size].reshape(outs.shape)
+        g_h = grad[outs.size:outs.size + batch * out_size].reshape(batch, out_size)
+        if ctx.mode == "LSTM":
+            g_c = grad[outs.size + batch * out_size:].reshape(batch, -1)
+            d_gi, d_gh, d_h0, d_c0, d_w_hr = _lstm_backward(ctx, g_out, g_h, g_c)
+        elif ctx.mode == "GRU":
+            d_gi, d_gh, d_h0 = _gru_backward(ctx, g_out, g_h)
+            d_c0 = d_w_hr = None
+        else:
+            d_gi, d_h0 = _simple_backward(ctx, g_out, g_h)
+            d_gh, d_c0, d_w_hr = d_gi, None, None
+        needs = ctx.needs_input_grad
+        d_w_hh = _weight_grad(d_gh, outs, ctx.h0, ctx.order) if needs[3] else None
+        d_b_hh = d_gh.sum(axis=(0, 1), dtype=_F32) if needs[4] else None
+        return (d_gi if needs[0] else None, d_h0 if needs[1] else None,
+                d_c0 if needs[2] else None, d_w_hh, d_b_hh, d_w_hr if needs[5] else None)
+
+
+def _previous(ctx, t: int) -> int:
+    """The step whose output is step t's previous hidden state (-1: h0)."""
+    order = ctx.order
+    if t == order[0]:
+        return -1
+    return t + 1 if order.step < 0 else t - 1
+
+
+def _weight_grad(d_gates: np.ndarray, outs: np.ndarray, h0: np.ndarray,
+                 order: range) -> np.ndarray:
+    """sum over steps of d_gates[t]^T @ h_prev(t), as two GEMMs: the steps whose previous
+    state is an output (outs shifted by one step), then the first step's h0 term."""
+    steps, batch, gates = d_gates.shape
+    first = order[0]
+    if order.step > 0:
+        d_rest, h_rest = d_gates[1:], outs[:-1]
+    else:
+        d_rest, h_rest = d_gates[:-1], outs[1:]
+    d_w = _C.gemm(np.ascontiguousarray(d_gates[first]), h0, trans_a=True)
+    if steps > 1:
+        _C.gemm(d_rest.reshape(-1, gates), h_rest.reshape(-1, outs.shape[2]), out=d_w,
+                trans_a=True, beta=1.0)
+    return d_w
+
+
+# ------------------------------------------------------------------ RNN (tanh / relu)
+def _simple_forward(gi_all, h0, w_hh, b_hh, relu, outs, order) -> None:
+    """h_t = act(gi_t + h_{t-1} W_hh^T + b_hh); backward needs only the outputs."""
+    pre = np.empty(gi_all.shape[1:], _F32)
+    act = _RELU if relu else _TANH
+    h = h0
+    for t in order:
+        _gates(gi_all[t], h, w_hh, b_hh, pre)
+        _C.activation_forward(act, pre, outs[t])
+        h = outs[t]
+
+
+def _simple_backward(ctx, g_out, g_h):
+    outs, w_hh = ctx.outs, ctx.w_hh
+    act = _RELU if ctx.mode == "RNN_RELU" else _TANH
+    d_pre = np.empty(outs.shape[:2] + (w_hh.shape[0],), _F32)  # = the gradient of gi_all
+    d_h = g_h.copy()
+    for t in reversed(ctx.order):
+        d_h += g_out[t]
+        _C.activation_backward(act, outs[t], d_h, d_pre[t])  # (from the output)
+        d_h = _C.gemm(d_pre[t], w_hh)
+    return d_pre, d_h
+
+
+# ------------------------------------------------------------------ LSTM
+def _lstm_forward(ctx, gi_all, h0, c0, w_hh, b_hh, w_hr, outs, order, record):
+    """gates i, f, g, o; c_t = f c_{t-1} + i g; h_t = o tanh(c_t) (then W_hr when
+    projecting). Saves the activated gates, c_t, tanh(c_t) and the unprojected h_t."""
+    steps, batch, gate_size = gi_all.shape
+    hidden = gate_size // 4
+    acts = _steps_buffer(record, steps, batch, gate_size)
+    cells = _steps_buffer(record, steps, batch, hidden)
+    tanh_cells = _steps_buffer(record, steps, batch, hidden)
+    unprojected = None if w_hr is None else _steps_buffer(record, steps, batch, hidden)
+    pre = np.empty((batch, gate_size), _F32)
+    h, c = h0, c0
+    for t in order:
+        k = _slot(record, t)
+        a = acts[k]
+        _gates(gi_all[t], h, w_hh, b_hh, pre)
+        _C.activation_forward(_SIGMOID, pre, a)  # (its g columns are overwritten next)
+        np.tanh(pre[:, 2 * hidden:3 * hidden], out=a[:, 2 * hidden:3 * hidden])
+        i, f, g, o = a[:, :hidden], a[:, hidden:2 * hidden], a[:, 2 * hidden:3 * hidden], \
+            a[:, 3 * hidden:]
+        np.multiply(f, c, out=cells[k])
+        cells[k] += i * g
+        c = cells[k]
+        _C.activation_forward(_TANH, c, tanh_cells[k])
+        if w_hr is None:
+            np.multiply(o, tanh_cells[k], out=outs[t])
+        else:
+            np.multiply(o, tanh_cells[k], out=unprojected[k])
+            _C.gemm(unprojected[k], w_hr, out=outs[t], trans_b=True)
+        h = outs[t]
+    ctx.acts, ctx.cells, ctx.tanh_cells, ctx.unprojected = acts, cells, tanh_cells, unprojected
+    ctx.c0, ctx.w_hr = c0, w_hr
+    return c
+
+
+def _lstm_backward(ctx, g_out, g_h, g_c):
+    acts, cells, tanh_cells, w_hr, w_hh = ctx.acts, ctx.cells, ctx.tanh_cells, ctx.w_hr, \
+        ctx.w_hh
+    hidden = cells.shape[2]
+    d_pre = np.empty_like(acts)  # the pre-activation gates' gradient = gi_all's
+    d_outs = None if w_hr is None else np.empty_like(ctx.outs)  # for W_hr's gradient
+    d_acts = np.empty(acts.shape[1:], _F32)
+    d_h, d_c = g_h.copy(), g_c.copy()
+    for t in reversed(ctx.order):
+        d_h += g_out[t]
+        if w_hr is None:
+            d_hu = d_h  # the gradient of o tanh(c)
+        else:
+            d_outs[t] = d_h
+            d_hu = _C.gemm(d_h, w_hr)
+        a, tc = acts[t], tanh_cells[t]
+        i, f, g, o = a[:, :hidden], a[:, hidden:2 * hidden], a[:, 2 * hidden:3 * hidden], \
+            a[:, 3 * hidden:]
+        d_c += d_hu * o * (1 - tc * tc)
+        prev = _previous(ctx, t)
+        c_prev = ctx.c0 if prev < 0 else cells[prev]
+        # the activations' gradients, then through sigmoid (tanh for g) to the pre-activations
+        np.multiply(d_c, g, out=d_acts[:, :hidden])
+        np.multiply(d_c, c_prev, out=d_acts[:, hidden:2 * hidden])
+        np.multiply(d_c, i, out=d_acts[:, 2 * hidden:3 * hidden])
+        np.multiply(d_hu, tc, out=d_acts[:, 3 * hidden:])
+        _C.activation_backward(_SIGMOID, a, d_acts, d_pre[t])
+        np.multiply(d_acts[:, 2 * hidden:3 * hidden], 1 - g * g,
+                    out=d_pre[t][:, 2 * hidden:3 * hidden])
+        d_c *= f
+        d_h = _C.gemm(d_pre[t], w_hh)
+    d_w_hr = None
+    if w_hr is not None:
+        d_w_hr = _C.gemm(d_outs.reshape(-1, d_outs.shape[2]),
+                         ctx.unprojected.reshape(-1, hidden), trans_a=True)
+    return d_pre, d_pre, d_h, d_c, d_w_hr
+
+
+# ------------------------------------------------------------------ GRU
+def _gru_forward(ctx, gi_all, h0, w_hh, b_hh, outs, order, record):
+    """r, z = sigmoid(gi_rz + gh_rz), n = tanh(gi_n + r * gh_n) with gh = h W_hh^T + b_hh
+    (b_hn inside the reset product, as torch), h_t = (h_{t-1} - n) z + n. Saves gh, r, z
+    and n."""
+    steps, batch, gate_size = gi_all.shape
+    hidden = gate_size // 3
+    gh_all = _steps_buffer(record, steps, batch, gate_size)
+    rz_all = _steps_buffer(record, steps, batch, 2 * hidden)
+    n_all = _steps_buffer(record, steps, batch, hidden)
+    h = h0
+    for t in order:
+        k = _slot(record, t)
+        gh, rz, n, gi = gh_all[k], rz_all[k], n_all[k], gi_all[t]
+        _C.gemm(h, w_hh, out=gh, trans_b=True, bias=b_hh)
+        np.add(gi[:, :2 * hidden], gh[:, :2 * hidden], out=rz)
+        _C.activation_forward(_SIGMOID, rz, rz)
+        np.multiply(rz[:, :hidden], gh[:, 2 * hidden:], out=n)
+        n += gi[:, 2 * hidden:]
+        _C.activation_forward(_TANH, n, n)
+        np.subtract(h, n, out=outs[t])
+        outs[t] *= rz[:, hidden:]
+        outs[t] += n
+        h = outs[t]
+    ctx.gh_all, ctx.rz_all, ctx.n_all = gh_all, rz_all, n_all
+
+
+def _gru_backward(ctx, g_out, g_h):
+    gh_all, rz_all, n_all, outs, w_hh = ctx.gh_all, ctx.rz_all, ctx.n_all, ctx.outs, \
+        ctx.w_hh
+    hidden = n_all.shape[2]
+    d_gi = np.empty_like(gh_all)  # input projection's gradient
+    d_gh = np.empty_like(gh_all)  # hidden projection's (differs in the n columns)
+    d_rz = np.empty(rz_all.shape[1:], _F32)
+    d_h = g_h.copy()
+    for t in reversed(ctx.order):
+        d_h += g_out[t]
+        rz, n = rz_all[t], n_all[t]
+        r, z = rz[:, :hidden], rz[:, hidden:]
+        prev = _previous(ctx, t)
+        h_prev = ctx.h0 if prev < 0 else outs[prev]
+        d_n_pre = d_gi[t][:, 2 * hidden:]
+        np.multiply(d_h, (1 - z) * (1 - n * n), out=d_n_pre)
+        np.multiply(d_n_pre, gh_all[t][:, 2 * hidden:], out=d_rz[:, :hidden])
+        np.multiply(d_h, h_prev - n, out=d_rz[:, hidden:])
+        _C.activation_backward(_SIGMOID, rz, d_rz, d_rz)  # (in place: contiguous)
+        d_gi[t][:, :2 * hidden] = d_rz
+        d_gh[t][:, :2 * hidden] = d_rz
+        np.multiply(d_n_pre, r, out=d_gh[t][:, 2 * hidden:])
+        d_h = d_h * z
+        _C.gemm(d_gh[t], w_hh, out=d_h, beta=1.0)
+    return d_gi, d_gh, d_h
 
 
 def _is_packed(input: Any) -> bool:
@@ -273,18 +537,15 @@ class RNNBase(Module):
         b_hh = getattr(self, "bias_hh" + suffix) if self.bias else None
         w_hr = getattr(self, "weight_hr" + suffix) if self.proj_size > 0 else None
         gi_all = F.linear(x, w_ih, b_ih)  # every step's input projection in one matmul
-        steps = x.shape[0]
-        outs: List[Any] = [None] * steps
-        for t in (range(steps - 1, -1, -1) if direction == 1 else range(steps)):
-            gi = gi_all[t]
-            if self.mode == "LSTM":
-                h, c = _lstm_step(gi, h, c, w_hh, b_hh, w_hr)
-            elif self.mode == "GRU":
-                h = _gru_step(gi, h, w_hh, b_hh)
-            else:
-                h = _rnn_step(gi, h, w_hh, b_hh, self.mode == "RNN_RELU")
-            outs[t] = h
-        return stack(outs, 0), h, c
+        packed = _RecurrentLoop.apply(gi_all, h, c, w_hh, b_hh, w_hr, mode=self.mode,
+                                      reverse=direction == 1)
+        # (three slices of the one output: their backward costs O(T), not O(T^2))
+        steps, batch, out_size = x.shape[0], x.shape[1], w_hh.shape[1]
+        n_out, n_h = steps * batch * out_size, batch * out_size
+        outs = packed[:n_out].reshape(steps, batch, out_size)
+        h_n = packed[n_out:n_out + n_h].reshape(batch, out_size)
+        c_n = packed[n_out + n_h:].reshape(batch, self.hidden_size) if c is not None else None
+        return outs, h_n, c_n
 
     def _sequence_first(self, x: Tensor) -> Tensor:
         return x.transpose(0, 1) if self.batch_first else x

@@ -1,7 +1,8 @@
 """nn.RNN / LSTM / GRU and their cells against a float64 numpy reference of the cell
-equations, float64 finite differences, and torch (when installed): torch's weights
-loaded through state_dict, then outputs, final states and gradients w.r.t. the input,
-the initial states and every parameter compared; errors; a tiny CRNN's SGD step."""
+equations, float64 finite differences (of the modules, the cells and the time-loop
+Function), and torch (when installed): torch's weights loaded through state_dict, then
+outputs, final states and gradients w.r.t. the input, the initial states and every
+parameter compared, also over 200 steps; errors; a tiny CRNN's SGD step."""
 
 import math
 
@@ -10,6 +11,7 @@ import pytest
 
 import pyvision_engine as pve
 from pyvision_engine.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from pyvision_engine.nn.rnn import _RecurrentLoop
 from reference.gradcheck import assert_grad_close, numerical_grads
 
 rng = np.random.default_rng(11)
@@ -312,6 +314,108 @@ def test_cell_gradients_against_finite_differences():
             assert_grad_close(g.numpy(), want, name=type(cell).__name__)
 
 
+# ------------------------------------------------------------------ the time-loop Function
+def np_loop(mode, gi, h0, c0, w_hh, b_hh, w_hr, reverse):
+    """_RecurrentLoop's packed result (outputs, h_n, c_n) in float64, from the cell
+    references above: the step input is the projection gi[t] itself (identity W_ih, zero
+    b_ih)."""
+    eye = np.eye(gi.shape[2])
+    b_ih = None if b_hh is None else np.zeros_like(b_hh)
+    steps = gi.shape[0]
+    h, c, outs = h0, c0, [None] * steps
+    for t in (reversed(range(steps)) if reverse else range(steps)):
+        if mode == "LSTM":
+            h, c = np_lstm_cell(gi[t], h, c, eye, w_hh, b_ih, b_hh, w_hr)
+        elif mode == "GRU":
+            h = np_gru_cell(gi[t], h, eye, w_hh, b_ih, b_hh)
+        else:
+            h = np_rnn_cell(gi[t], h, eye, w_hh, b_ih, b_hh, mode == "RNN_RELU")
+        outs[t] = h
+    parts = [np.stack(outs).ravel(), h.ravel()] + ([c.ravel()] if mode == "LSTM" else [])
+    return np.concatenate(parts)
+
+
+def _loop_inputs(mode, bias, proj, steps=4, batch=2, hidden=3):
+    """float32 inputs gi, h0, c0, w_hh, b_hh, w_hr of the loop (None where absent)."""
+    gates = {"LSTM": 4, "GRU": 3}.get(mode, 1) * hidden
+    out_size = 2 if proj else hidden
+    f32 = lambda *shape: (0.7 * rng.standard_normal(shape)).astype(np.float32)  # noqa: E731
+    gi, h0 = f32(steps, batch, gates), f32(batch, out_size)
+    if mode == "RNN_RELU":  # most pre-activations positive, none near relu's kink
+        gi, h0 = np.abs(gi) + 0.1, np.abs(h0)
+    return [gi, h0, f32(batch, hidden) if mode == "LSTM" else None, f32(gates, out_size),
+            f32(gates) if bias else None, f32(out_size, hidden) if proj else None]
+
+
+LOOP_CASES = [(mode, reverse, bias, False) for mode in MODES for reverse in (False, True)
+              for bias in (True, False)] + [("LSTM", False, True, True), ("LSTM", True, False, True)]
+
+
+@pytest.mark.parametrize("mode,reverse,bias,proj", LOOP_CASES)
+def test_loop_function_gradients_against_finite_differences(mode, reverse, bias, proj):
+    arrays = _loop_inputs(mode, bias, proj)
+    present = [i for i, a in enumerate(arrays) if a is not None]
+    tensors = [None if a is None else pve.tensor(a, requires_grad=True) for a in arrays]
+    packed = _RecurrentLoop.apply(*tensors, mode=mode, reverse=reverse)
+
+    def f(*values):
+        args = [None] * len(arrays)
+        for i, v in zip(present, values):
+            args[i] = v
+        return np_loop(mode, *args, reverse)
+
+    want_packed = f(*[arrays[i].astype(np.float64) for i in present])
+    np.testing.assert_allclose(packed.detach().numpy(), want_packed, rtol=1e-5, atol=1e-5)
+    up = rng.standard_normal(packed.shape[0])
+    packed.backward(pve.tensor(up))
+    names = ["gi", "h0", "c0", "w_hh", "b_hh", "w_hr"]
+    for i, want in zip(present, numerical_grads(f, [arrays[i] for i in present], up)):
+        assert_grad_close(tensors[i].grad.numpy(), want, name=f"{mode} {names[i]}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_loop_function_computes_only_the_gradients_asked_for(mode):
+    arrays = _loop_inputs(mode, True, False)
+    full = [None if a is None else pve.tensor(a, requires_grad=True) for a in arrays]
+    _RecurrentLoop.apply(*full, mode=mode, reverse=True).sum().backward()
+    # only w_hh (index 3) asks: the other gradients are None, w_hh's unchanged
+    some = [None if a is None else pve.tensor(a, requires_grad=i == 3)
+            for i, a in enumerate(arrays)]
+    packed = _RecurrentLoop.apply(*some, mode=mode, reverse=True)
+    node = packed.grad_fn
+    grads = type(node).backward(node, np.ones(packed.shape, np.float32))
+    assert [g is not None for g in grads] == [False, False, False, True, False, False]
+    np.testing.assert_allclose(grads[3], full[3].grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_loop_function_without_grad_keeps_no_history():
+    arrays = _loop_inputs("LSTM", True, True)
+    tensors = [None if a is None else pve.tensor(a, requires_grad=True) for a in arrays]
+    recorded = _RecurrentLoop.apply(*tensors, mode="LSTM", reverse=False)
+    with pve.no_grad():
+        plain = _RecurrentLoop.apply(*tensors, mode="LSTM", reverse=False)
+    assert plain.grad_fn is None and not plain.requires_grad
+    np.testing.assert_array_equal(plain.numpy(), recorded.detach().numpy())
+
+
+def test_changed_saved_values_are_an_error_in_backward():
+    """The loop reads h0, c0, the weights and its own outputs in backward (torch's
+    saved-tensor version check)."""
+    x = pve.tensor(rng.standard_normal((3, 2, 3)))
+    m = LSTM(3, 4)
+    h0, c0 = pve.zeros(1, 2, 4, requires_grad=True), pve.zeros(1, 2, 4, requires_grad=True)
+    out, _ = m(x, (h0, c0))
+    with pve.no_grad():
+        c0.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+    out, _ = GRU(3, 4)(x)
+    with pve.no_grad():
+        out.mul_(2.0)  # (out is a view of the loop's output)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
 # ------------------------------------------------------------------ dropout
 def test_dropout_only_between_layers_and_only_in_training():
     m = GRU(3, 4, num_layers=2, dropout=1.0)
@@ -446,6 +550,31 @@ def test_lstm_proj_torch_parity():
         np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-6)
     (t_out.sum() + t_h.square().sum() + t_c.sum()).backward()
     (p_out.sum() + p_h.square().sum() + p_c.sum()).backward()
+    np.testing.assert_allclose(px.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-5)
+    pp = dict(m.named_parameters())
+    for name, tp in tm.named_parameters():
+        np.testing.assert_allclose(pp[name].grad.numpy(), tp.grad.numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_long_sequence_gradients_torch_parity(mode):
+    """200 steps: outputs and every gradient (through the whole recurrence) as torch's."""
+    torch = _torch()
+    tm = _torch_module(torch, mode, 5, 8, num_layers=2, bidirectional=True)
+    m = _make(mode, 5, 8, num_layers=2, bidirectional=True)
+    _load_from_torch(m, tm)
+    x = rng.standard_normal((200, 3, 5)).astype(np.float32)
+    tx, px = torch.tensor(x, requires_grad=True), pve.tensor(x, requires_grad=True)
+    t_out, t_h = tm(tx)
+    p_out, p_h = m(px)
+    t_hs = list(t_h) if mode == "LSTM" else [t_h]
+    p_hs = list(p_h) if mode == "LSTM" else [p_h]
+    for p, t in zip([p_out] + p_hs, [t_out] + t_hs):
+        np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-6)
+    ups = [rng.standard_normal(t.shape).astype(np.float32) for t in [t_out] + t_hs]
+    torch.autograd.backward([t_out] + t_hs, [torch.tensor(u) for u in ups])
+    sum((p * pve.tensor(u)).sum() for p, u in zip([p_out] + p_hs, ups)).backward()
     np.testing.assert_allclose(px.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-5)
     pp = dict(m.named_parameters())
     for name, tp in tm.named_parameters():
