@@ -60,10 +60,17 @@ def _groups(inputs, parts: int, names: str, what: str) -> List[List[np.ndarray]]
     groups = [tensors[i * n:(i + 1) * n] for i in range(parts)]
     for i, x in enumerate(groups[0]):
         for other in (g[i] for g in groups[1:]):
-            if np.broadcast_shapes(x.shape, other.shape) != x.shape:
+            if not _broadcasts_to(other.shape, x.shape):
                 raise OnnxOpError(f"{what}: tensor {i}'s gradient or state of shape "
                                   f"{other.shape} does not broadcast to its shape {x.shape}")
     return groups
+
+
+def _broadcasts_to(shape: Tuple[int, ...], target: Tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
 
 
 def _float_attr(attrs: Dict[str, Any], name: str, default: Any, what: str) -> float:
