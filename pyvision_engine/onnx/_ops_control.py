@@ -16,7 +16,7 @@ subgraph's plan once, at load, and binds the values of enclosing graphs it reads
   body's condition ends the loop only when the node has a condition input (onnxruntime
   also stops a loop with only M on it). Scan outputs are stacked on a new first axis;
   after zero iterations they are empty with the shape onnxruntime gives them: (0, *the
-  body output's declared shape) when all its dimensions are known, else (0,).
+  body output's declared shape, unknown dimensions 0), or (0,) when it has none.
 - Scan 8 (batch axis 0, sequence axis 1, sequence_lens, directions; scan outputs of
   shorter sequences padded with zeros, as onnxruntime) and Scan 9+ (scan_input_axes,
   scan_input_directions, scan_output_axes, scan_output_directions; negative axes).
@@ -86,11 +86,11 @@ def one_value(value: Any, kinds: str, what: str) -> Any:
 
 
 def _declared_dims(info: ValueInfo) -> Tuple[int, ...]:
-    """A subgraph output's declared dimensions when all are known, else ()."""
+    """A subgraph output's declared dimensions, unknown ones 0 (as onnxruntime sizes the
+    scan outputs of zero iterations); () when the output has no shape."""
     shape = info.shape if info.kind == "tensor" else None
-    if shape is None or not all(isinstance(d, int) and d >= 0 for d in shape):
-        return ()
-    return tuple(shape)
+    return () if shape is None else tuple(d if isinstance(d, int) and d >= 0 else 0
+                                          for d in shape)
 
 
 def _declared_dtype(info: ValueInfo) -> np.dtype:
