@@ -10,8 +10,8 @@
 - BlackmanWindow, HammingWindow, HannWindow (17): periodic, output_datatype.
 - DFT (17: axis attribute; 20: axis input): forward, inverse, onesided (RFFT / IRFFT),
   dft_length, real ([..., 1]) or complex ([..., 2]) input. STFT (17), MelWeightMatrix (17).
-- BitCast (26): the same bits (little endian) read as another type of the same width,
-  between the types pve.onnx holds (not bfloat16, complex, float8, 4-bit or 2-bit).
+- BitCast (26): the same bits read as another type of the same bit width, between the
+  types pve.onnx holds (not string or complex).
 
 Float work is done in float64 (the Fourier transforms: see _complex_signal) and the
 result given in the input's float type (or the requested output_datatype), so float16
@@ -353,6 +353,14 @@ def _mel_weight_matrix(attrs, opset, inputs):
 
 
 # ----------------------------------------------------------------- bits
+# Bits per element of the sub-byte types (ml_dtypes' names), which hold one per byte
+_SUB_BYTE_BITS = {"uint4": 4, "int4": 4, "float4_e2m1fn": 4, "uint2": 2, "int2": 2}
+
+
+def _bit_width(dtype: np.dtype) -> int:
+    return _SUB_BYTE_BITS.get(dtype.name, 8 * dtype.itemsize)
+
+
 @op("BitCast")
 def _bit_cast(attrs, opset, inputs):
     x, what = inputs[0], "BitCast"
@@ -363,11 +371,11 @@ def _bit_cast(attrs, opset, inputs):
     if target is None:
         raise OnnxOpError(f"{what}: to = {TYPE_NAMES.get(code, f'data type {code}')} is not a "
                           "type pve.onnx holds")
-    if target.itemsize != x.dtype.itemsize:
-        raise OnnxOpError(f"{what}: {x.dtype} ({8 * x.dtype.itemsize} bits) cannot be read as "
-                          f"{target} ({8 * target.itemsize} bits): the widths must be equal")
-    # the bytes as the specification orders them, little endian, whatever the host's order
-    little = x.astype(x.dtype.newbyteorder("<"), copy=False)
-    if target == np.bool_ and little.view(np.uint8).max(initial=0) > 1:
+    if _bit_width(target) != _bit_width(x.dtype):
+        raise OnnxOpError(f"{what}: {x.dtype} ({_bit_width(x.dtype)} bits) cannot be read as "
+                          f"{target} ({_bit_width(target)} bits): the widths must be equal")
+    if target == np.bool_ and x.view(np.uint8).max(initial=0) > 1:
         raise OnnxOpError(f"{what}: a byte other than 0 or 1 is not a bool value")
-    return [little.view(target.newbyteorder("<")).astype(target, copy=False)]
+    # one element's bits map to one element's bits (the widths are equal), so the values
+    # are those of the specification's little-endian reading on any host
+    return [x.view(target)]

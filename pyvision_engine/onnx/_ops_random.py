@@ -1,7 +1,7 @@
 """ONNX random generators, registered in ``_ops.OPS``, drawn with numpy's Generator.
 
 - RandomNormal, RandomUniform (opsets 1, 22): ``shape``, ``dtype`` (float16, float,
-  double), ``mean`` / ``scale``, ``low`` / ``high``.
+  double, bfloat16), ``mean`` / ``scale``, ``low`` / ``high``.
 - RandomNormalLike, RandomUniformLike (1, 22): the input's shape, and its type unless
   ``dtype`` is given (a non-float input needs ``dtype``).
 - Bernoulli (15, 22): 1 with probability p, else 0, in ``dtype`` (default the input's
@@ -14,7 +14,10 @@ Seeds, as onnxruntime: each node owns one generator for the life of its session.
 values while successive runs of one session differ (the stream goes on); without a seed
 it starts from fresh OS entropy, so every run draws new values. The values cannot equal
 onnxruntime's (another generator; the specification says implementations differ even
-with a seed), only their distribution. bfloat16 is not a type pve.onnx holds.
+with a seed), only their distribution.
+
+bfloat16 (every one of these operators allows it) is read and produced when pve.onnx holds
+bfloat16 tensors (``_proto.DTYPES`` has the type); its draws are made in float32.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ from pyvision_engine.onnx._proto import DTYPES, TYPE_NAMES
 RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
                         "RandomUniformLike", "Bernoulli", "Multinomial"})
 
-_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+# The output types the specification allows, as TensorProto.DataType codes: float16, float,
+# double, bfloat16 (bfloat16 once pve.onnx holds it: _proto.DTYPES decides)
+_FLOAT_CODES = (10, 1, 11, 16)
+# Bernoulli's: those and bool and every integer type
+_BERNOULLI_CODES = _FLOAT_CODES + (9, 2, 3, 4, 5, 6, 7, 12, 13)
 
 # A node's generator is kept in its attribute dict (one dict per node of a loaded model,
 # the same object at every run), under a key no ONNX attribute name can equal.
@@ -48,21 +55,28 @@ def _generator(attrs: Dict[Any, Any]) -> np.random.Generator:
     return rng
 
 
-def _dtype(code: int, allowed: Sequence[np.dtype], what: str) -> np.dtype:
-    """The element type of a ``dtype`` attribute, one of ``allowed``."""
-    dtype = DTYPES.get(int(code))
-    if dtype is None or dtype not in allowed:
-        name = TYPE_NAMES.get(int(code), f"data type {int(code)}")
+def _is_float(dtype: np.dtype) -> bool:
+    """float16, float, double or bfloat16 (ml_dtypes' type, when pve.onnx reads it)."""
+    return dtype.kind == "f" or dtype.name == "bfloat16"
+
+
+def _dtype(code: Any, allowed: Sequence[int], what: str) -> np.dtype:
+    """The element type of a ``dtype`` attribute, one of the ``allowed`` codes."""
+    code = int(code)
+    dtype = DTYPES.get(code) if code in allowed else None
+    if dtype is None:
+        name = TYPE_NAMES.get(code, f"data type {code}")
+        names = ", ".join(TYPE_NAMES[c] for c in allowed if c in DTYPES)
         raise OnnxOpError(f"{what}: dtype {name} is not an output type it can produce here "
-                          f"({', '.join(str(d) for d in allowed)})")
+                          f"({names})")
     return dtype
 
 
 def _like_dtype(attrs: Dict[str, Any], x: np.ndarray, what: str) -> np.dtype:
     """``dtype`` when given, else the input's type, which must then be a float type."""
     if "dtype" in attrs:
-        return _dtype(attrs["dtype"], _FLOATS, what)
-    if x.dtype not in _FLOATS:
+        return _dtype(attrs["dtype"], _FLOAT_CODES, what)
+    if not _is_float(x.dtype):
         raise OnnxOpError(f"{what}: the input is {x.dtype}, not a float type: the output "
                           "type must be given by the dtype attribute")
     return x.dtype
@@ -106,14 +120,14 @@ def _uniform(attrs: Dict[str, Any], shape: Sequence[int], dtype: np.dtype,
 @op("RandomNormal")
 def _random_normal(attrs, opset, inputs):
     what = "RandomNormal"
-    dtype = _dtype(attrs.get("dtype", 1), _FLOATS, what)
+    dtype = _dtype(attrs.get("dtype", 1), _FLOAT_CODES, what)
     return [_normal(attrs, _shape_attr(attrs, what), dtype, what)]
 
 
 @op("RandomUniform")
 def _random_uniform(attrs, opset, inputs):
     what = "RandomUniform"
-    dtype = _dtype(attrs.get("dtype", 1), _FLOATS, what)
+    dtype = _dtype(attrs.get("dtype", 1), _FLOAT_CODES, what)
     return [_uniform(attrs, _shape_attr(attrs, what), dtype, what)]
 
 
@@ -130,17 +144,13 @@ def _random_uniform_like(attrs, opset, inputs):
 
 
 # ----------------------------------------------------------------- Bernoulli, Multinomial
-# Bernoulli's output types: every type the specification lists that pve.onnx holds
-_BERNOULLI_TYPES = tuple(DTYPES.values())
-
-
 @op("Bernoulli")
 def _bernoulli(attrs, opset, inputs):
-    p, what = inputs[0], "Bernoulli"
-    if p.dtype not in _FLOATS:
-        raise OnnxOpError(f"{what}: input (probabilities) must be float16, float or double, "
-                          f"got {p.dtype}")
-    dtype = _dtype(attrs["dtype"], _BERNOULLI_TYPES, what) if "dtype" in attrs else p.dtype
+    x, what = inputs[0], "Bernoulli"
+    if not _is_float(x.dtype):
+        raise OnnxOpError(f"{what}: input (probabilities) must be a float type, got {x.dtype}")
+    dtype = _dtype(attrs["dtype"], _BERNOULLI_CODES, what) if "dtype" in attrs else x.dtype
+    p = x.astype(np.float64)
     if not ((p >= 0) & (p <= 1)).all():  # (NaN fails too)
         raise OnnxOpError(f"{what}: every probability must be in [0, 1]")
     u = _generator(attrs).random(p.shape)  # [0, 1): u < p with probability p
@@ -157,15 +167,15 @@ def _draw_classes(cdf: np.ndarray, u: np.ndarray, last: int) -> np.ndarray:
 @op("Multinomial")
 def _multinomial(attrs, opset, inputs):
     x, what = inputs[0], "Multinomial"
-    if x.dtype not in _FLOATS:
-        raise OnnxOpError(f"{what}: input must be float16, float or double, got {x.dtype}")
+    if not _is_float(x.dtype):
+        raise OnnxOpError(f"{what}: input must be a float type, got {x.dtype}")
     if x.ndim != 2 or x.shape[1] < 1:
         raise OnnxOpError(f"{what}: input (batch_size, class_size) with class_size >= 1 "
                           f"expected, got shape {x.shape}")
     samples = int(attrs.get("sample_size", 1))
     if samples < 1:
         raise OnnxOpError(f"{what}: sample_size must be >= 1, got {samples}")
-    dtype = _dtype(attrs.get("dtype", 6), (np.dtype(np.int32), np.dtype(np.int64)), what)
+    dtype = _dtype(attrs.get("dtype", 6), (6, 7), what)  # int32, int64
     logits = x.astype(np.float64)
     top = logits.max(axis=1, keepdims=True) if x.shape[0] else logits[:, :1]
     if not np.isfinite(top).all() or np.isnan(logits).any():

@@ -18,7 +18,7 @@ decode (T = 1) with the state carried between runs.
 Precision: the state and the sums are float32 for float16 and float32 tensors, as the
 specification's function bodies compute them, and each output is rounded once to its
 type. present_state takes past_state's type (the query's when there is none), as the
-reference. bfloat16 tensors are not read by pve.onnx.
+reference. bfloat16 tensors (when pve.onnx reads them) are computed in float32 as well.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import numpy as np
 
 from pyvision_engine.onnx._ops import OnnxOpError, contiguous, op, text_attr
 
-_TYPES = (np.dtype(np.float16), np.dtype(np.float32))
 _RULES = ("linear", "gated", "delta", "gated_delta")
 
 
@@ -38,8 +37,9 @@ def _opt(inputs, i: int) -> Optional[np.ndarray]:
 
 
 def _check_float(x: np.ndarray, name: str, what: str) -> None:
-    if x.dtype not in _TYPES:
-        raise OnnxOpError(f"{what}: {name} must be float16 or float, got {x.dtype}")
+    """float16, float or bfloat16 (ml_dtypes' type, when pve.onnx reads it): not double."""
+    if x.dtype not in (np.float16, np.float32) and x.dtype.name != "bfloat16":
+        raise OnnxOpError(f"{what}: {name} must be float16, float or bfloat16, got {x.dtype}")
 
 
 # ----------------------------------------------------------------- LinearAttention
