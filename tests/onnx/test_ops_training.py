@@ -101,7 +101,7 @@ def ref_momentum(r, t, xs, gs, vs, alpha, beta, norm_coefficient, mode):
 REFERENCES = {"Adam": ref_adam, "Adagrad": ref_adagrad, "Momentum": ref_momentum}
 
 
-# --------------------------------------------------------------------------- against the pseudo code
+# --------------------------------------------------------------------------- the pseudo code
 SHAPES = [[(3,)], [(2, 3), (4,), ()], [(1, 5, 2)]]
 ATTRS = {
     "Adam": [{}, dict(alpha=0.8, beta=0.95, epsilon=1e-3, norm_coefficient=0.01,
