@@ -25,12 +25,89 @@ from pyvision_engine._ops import erf_array  # (the engine's erf, shared with Ten
 from pyvision_engine.nn import functional as F
 from pyvision_engine.nn._f_norm import batch_norm_scale_shift
 from pyvision_engine.nn._f_shape import keys_cubic  # (the Resize kernels share it)
-from pyvision_engine.onnx._proto import DTYPES
+from pyvision_engine.onnx._proto import (DTYPE_CODES, DTYPES, NARROW_DTYPE_NAMES, TYPE_NAMES,
+                                         narrow_dtype)
 from pyvision_engine.tensor import Tensor
 
 Inputs = List[Optional[np.ndarray]]
 OpFn = Callable[[Dict[str, Any], int, Inputs], List[np.ndarray]]
-OPS: Dict[str, OpFn] = {}
+
+
+# ----------------------------------------------------------------- narrow types
+# bfloat16, float8, float4, int4, int2 tensors are ml_dtypes arrays (see _proto). These
+# operators take every such type as it is: they move, reinterpret or convert elements
+# (the specification allows them all the narrow types).
+NARROW_NATIVE = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose",
+                 "Shape", "Size", "Pad", "Constant", "ConstantOfShape", "Cast", "CastLike",
+                 "QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "BitCast",
+                 "TensorScatter", "If", "Loop", "Scan", "Optional", "OptionalGetElement",
+                 "OptionalHasElement"}
+# These take bfloat16 as it is (data movement). Every other operator the specification
+# allows bfloat16 computes in float32 and rounds its results to bfloat16, as onnxruntime's
+# bfloat16 kernels do.
+BFLOAT16_NATIVE = {"Concat", "Split", "Slice", "Gather", "GatherElements", "GatherND",
+                   "Expand", "Tile", "Where", "Compress", "ReverseSequence", "DepthToSpace",
+                   "SpaceToDepth", "Trilu", "ScatterND", "ScatterElements"}
+# These also take the four float8 types (as float32, their results rounded back).
+_FLOAT8_OPS = {"Dropout", "IsInf", "IsNaN"}
+# Results whose type is not the narrow input's: the operators with a type attribute
+# choose theirs; Pow's and GridSample's follow their first input only; LayerNormalization's
+# Mean and InvStdDev have the stash type.
+_TYPE_ATTRS = ("to", "dtype", "output_dtype")
+_FOLLOWS_FIRST_INPUT = {"Pow", "GridSample"}
+
+
+class _OpTable(dict):
+    """OPS: each operator stored (by op() or an assignment) runs through _with_narrow_types."""
+
+    def __setitem__(self, name: str, fn: OpFn) -> None:
+        super().__setitem__(name, _with_narrow_types(name, fn))
+
+
+def _narrow_dtype(x: Any) -> Optional[np.dtype]:
+    return x.dtype if type(x) is np.ndarray and x.dtype.kind == "V" else None
+
+
+def _with_narrow_types(name: str, fn: OpFn) -> OpFn:
+    """``fn`` taking narrow-type inputs as the specification allows (see NARROW_NATIVE)."""
+    if name in NARROW_NATIVE:
+        return fn
+
+    def run(attrs: Dict[str, Any], opset: int, inputs: Inputs, *more: Any) -> List[Any]:
+        narrow = [t for t in map(_narrow_dtype, inputs) if t is not None]
+        if not narrow:
+            return fn(attrs, opset, inputs, *more)
+        _check_narrow_inputs(name, narrow)
+        if name in BFLOAT16_NATIVE:
+            return fn(attrs, opset, inputs, *more)
+        outs = fn(attrs, opset, [widened(x) if type(x) is np.ndarray else x for x in inputs],
+                  *more)
+        return _rounded_outputs(name, attrs, inputs, narrow[0], outs)
+    return run
+
+
+def _check_narrow_inputs(name: str, narrow: List[np.dtype]) -> None:
+    allowed = {16} | (set(FLOAT8_MAX) if name in _FLOAT8_OPS else set())
+    for dtype in narrow:
+        if DTYPE_CODES.get(dtype) not in allowed:
+            raise OnnxOpError(f"{name}: an input of type {dtype} is not allowed (of the narrow "
+                              f"types it takes {', '.join(TYPE_NAMES[c] for c in sorted(allowed))})")
+
+
+def _rounded_outputs(name: str, attrs: Dict[str, Any], inputs: Inputs, narrow: np.dtype,
+                     outs: List[Any]) -> List[Any]:
+    """An operator's float32 results from narrow inputs widened to float32, rounded to the
+    narrow type where the result has the input's type."""
+    if any(key in attrs for key in _TYPE_ATTRS) or (
+            name in _FOLLOWS_FIRST_INPUT and _narrow_dtype(inputs[0]) is None):
+        return outs
+    count = 1 if name == "LayerNormalization" else len(outs)
+    code = DTYPE_CODES[narrow]
+    return [cast_array(y, code) if k < count and type(y) is np.ndarray and y.dtype == np.float32
+            else y for k, y in enumerate(outs)]
+
+
+OPS: Dict[str, OpFn] = _OpTable()
 
 
 class OnnxOpError(ValueError):
@@ -822,12 +899,128 @@ def _constant_of_shape(attrs, opset, inputs):
     return [np.full(_ints(inputs[0]), value.reshape(-1)[0], dtype=value.dtype)]
 
 
+# ----------------------------------------------------------------- Cast
+# The narrow types (bfloat16, float8, float4, int4, int2: ml_dtypes arrays, see _proto) by
+# the first opset of Cast whose types include them (CastLike, from 15, follows Cast).
+_CAST_SINCE = {16: 13, 17: 19, 18: 19, 19: 19, 20: 19, 21: 21, 22: 21, 23: 23, 24: 24,
+               25: 25, 26: 25}
+# float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz: the types ``saturate`` applies
+# to (with float8e8m0), by their largest finite value
+FLOAT8_MAX = {17: 448.0, 18: 240.0, 19: 57344.0, 20: 57344.0}
+FLOAT8E8M0 = 24
+_SMALL_INT_BITS = {21: 4, 22: 4, 25: 2, 26: 2}  # uint4, int4, uint2, int2
+_SIGNED_SMALL_INTS = (22, 26)
+
+
+def widened(x: np.ndarray) -> np.ndarray:
+    """A narrow-type array in the numpy type that holds its values exactly (float32 for
+    the floats, int8/uint8 for int4/int2): conversions and arithmetic go through it, as in
+    onnxruntime. Other arrays are returned as they are."""
+    if x.dtype.kind != "V" or x.dtype not in DTYPE_CODES:
+        return x
+    code = DTYPE_CODES[x.dtype]
+    if code in _SMALL_INT_BITS:
+        return x.astype(np.int8 if code in _SIGNED_SMALL_INTS else np.uint8)
+    return x.astype(np.float32)
+
+
+def cast_array(x: np.ndarray, to: int, saturate: bool = True, round_mode: str = "up") -> np.ndarray:
+    """x converted to the TensorProto type ``to`` as Cast defines it (see to_float8,
+    to_float8e8m0, to_small_int for the narrow types)."""
+    if to in FLOAT8_MAX:
+        return to_float8(x, to, saturate)
+    if to == FLOAT8E8M0:
+        return to_float8e8m0(x, saturate, round_mode)
+    if to in _SMALL_INT_BITS:
+        return to_small_int(x, to)
+    dtype = DTYPES[to]
+    if dtype.kind == "V":  # bfloat16, float4e2m1: rounded from float32 (float64 first to
+        return widened(x).astype(np.float32).astype(dtype)  # float32, as onnxruntime)
+    return widened(x).astype(dtype)
+
+
+def to_float8(x: np.ndarray, to: int, saturate: bool) -> np.ndarray:
+    """x as float8 (round to nearest even). With ``saturate``, infinities and values beyond
+    the largest finite one become it (NaN stays NaN); without, they become NaN, or infinity
+    for float8e5m2, as the specification's tables say (ml_dtypes' own conversion)."""
+    f = widened(x).astype(np.float32)
+    if saturate:
+        f = np.clip(f, -FLOAT8_MAX[to], FLOAT8_MAX[to])
+    return f.astype(DTYPES[to])
+
+
+def to_float8e8m0(x: np.ndarray, saturate: bool, round_mode: str) -> np.ndarray:
+    """x as float8e8m0 (a power of two, 2**-127 to 2**127, or NaN), rounded ``up`` (away
+    from zero), ``down`` or to the ``nearest`` (ties up). Saturated: +inf and values above
+    2**127 become 2**127, values below 2**-127 (zero and negatives too) become 2**-127; not
+    saturated, all of those are NaN (the specification's table, as onnxruntime)."""
+    if round_mode not in ("up", "down", "nearest"):
+        raise OnnxOpError(f"round_mode must be 'up', 'down' or 'nearest', got {round_mode!r}")
+    f = widened(x).astype(np.float32).astype(np.float64)
+    mantissa, exponent = np.frexp(f)  # f = mantissa * 2**exponent, 0.5 <= mantissa < 1
+    code = exponent.astype(np.int64) + 126  # the biased exponent of f, rounded down
+    fraction = 2.0 * mantissa - 1.0  # f / 2**floor(log2 f) - 1
+    if round_mode == "up":
+        code += fraction > 0
+    elif round_mode == "nearest":
+        code += fraction >= 0.5
+    too_large, too_small = f > 2.0 ** 127, f < 2.0 ** -127
+    if saturate:
+        code = np.where(too_large, 254, np.where(too_small, 0, code))
+    else:
+        code = np.where(too_large | too_small, 255, code)
+    code = np.where(np.isnan(f), 255, code)
+    return code.astype(np.uint8).view(DTYPES[FLOAT8E8M0])
+
+
+def to_small_int(x: np.ndarray, to: int) -> np.ndarray:
+    """x as int4/uint4/int2/uint2: the low bits of the integer (wrapping, as integer casts
+    do); a float is first rounded half away from zero, as onnxruntime does (the
+    specification leaves it open), NaN and infinities giving 0."""
+    w = widened(x)
+    if w.dtype.kind == "f":
+        whole = np.trunc(w)
+        w = whole + np.where(np.abs(w - whole) >= 0.5, np.sign(w), 0)
+        w = np.where(np.abs(w) < 2.0 ** 63, w, 0)  # (NaN too)
+    low_bits = w.astype(np.int64) & ((1 << _SMALL_INT_BITS[to]) - 1)
+    return low_bits.astype(np.uint8).view(DTYPES[to])
+
+
+def _check_cast_type(code: int, opset: int, what: str, role: str) -> None:
+    since = _CAST_SINCE.get(code, 1)
+    if opset < since:
+        raise OnnxOpError(f"{what} (opset {opset}): {role} type {TYPE_NAMES[code]} needs opset "
+                          f"{since} or later")
+
+
+def _cast_attrs(attrs: Dict[str, Any]) -> Tuple[bool, str]:
+    return bool(attrs.get("saturate", 1)), text_attr(attrs, "round_mode", "up")
+
+
+def _cast_to(attrs: Dict[str, Any], opset: int, x: np.ndarray, to: int, what: str) -> np.ndarray:
+    if x.dtype not in DTYPE_CODES:
+        raise OnnxOpError(f"{what}: input type {x.dtype} is not supported")
+    _check_cast_type(DTYPE_CODES[x.dtype], opset, what, "input")
+    _check_cast_type(to, opset, what, "target")
+    if to in NARROW_DTYPE_NAMES:  # (without ml_dtypes: an error naming the operator)
+        narrow_dtype(to, f"{what} to {TYPE_NAMES[to]}")
+    return cast_array(x, to, *_cast_attrs(attrs))
+
+
 @op("Cast")
 def _cast(attrs, opset, inputs):
     to = int(attrs["to"])
     if to not in DTYPES:
         raise OnnxOpError(f"Cast: target type {to} is not supported")
-    return [inputs[0].astype(DTYPES[to])]
+    return [_cast_to(attrs, opset, inputs[0], to, "Cast")]
+
+
+@op("CastLike")
+def _cast_like(attrs, opset, inputs):
+    target = inputs[1].dtype
+    if target not in DTYPE_CODES:
+        raise OnnxOpError(f"CastLike: target type {target} is not supported")
+    return [_cast_to(attrs, opset, inputs[0], DTYPE_CODES[target], "CastLike")]
 
 
 @op("Expand")

@@ -1,10 +1,11 @@
 """ONNX operators that index, scatter, sort and rearrange (numpy), registered in ``_ops.OPS``.
 
 Gather/scatter families, TopK, NonZero, OneHot, CumSum, Trilu, EyeLike,
-Compress, ReverseSequence, Unique, DepthToSpace/SpaceToDepth, Einsum, Hardmax
-and CastLike, as onnx/docs/Operators.md defines them. Indices may be negative
-(counted from the end) where the specification allows it; an index out of
-range raises ``OnnxOpError`` instead of reading or writing outside the array.
+Compress, ReverseSequence, Unique, DepthToSpace/SpaceToDepth, Einsum and Hardmax,
+as onnx/docs/Operators.md defines them (CastLike is in _ops, with Cast). Indices
+may be negative (counted from the end) where the specification allows it; an
+index out of range raises ``OnnxOpError`` instead of reading or writing outside
+the array.
 """
 
 from __future__ import annotations
@@ -270,9 +271,3 @@ def _space_to_depth(attrs, opset, inputs):
 def _einsum(attrs, opset, inputs):
     equation = text_attr(attrs, "equation", "").replace(" ", "")
     return [np.asarray(np.einsum(equation, *inputs), dtype=inputs[0].dtype)]
-
-
-@op("CastLike")
-def _cast_like(attrs, opset, inputs):
-    return [inputs[0].astype(inputs[1].dtype)]
-

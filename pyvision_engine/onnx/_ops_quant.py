@@ -1,19 +1,25 @@
-"""ONNX quantized-inference operators (int8 QDQ and QOperator models), registered in
-``_ops.OPS``: QuantizeLinear and DequantizeLinear (opsets 10 to 28: per-tensor, per-axis
-and blocked scales and zero points, output_dtype, precision), DynamicQuantizeLinear (11),
-MatMulInteger and ConvInteger (10), QLinearMatMul (10, 21) and QLinearConv (10).
+"""ONNX quantized-inference operators (int8 QDQ and QOperator models, float8 / int4 / int2 /
+float4 quantized weights), registered in ``_ops.OPS``: QuantizeLinear and DequantizeLinear
+(opsets 10 to 28: per-tensor, per-axis and blocked scales and zero points, output_dtype,
+precision, saturate), DynamicQuantizeLinear (11), MatMulInteger and ConvInteger (10),
+QLinearMatMul (10, 21) and QLinearConv (10).
 
-Quantized types: int8, uint8, int16, uint16 (and int32 input of DequantizeLinear).
-float8 / int4 / int2 / float4 / float6 tensors are not read by pve.onnx: an
-``output_dtype`` naming one raises OnnxOpError (such a tensor in the file raises in
-the reader), so ``saturate`` (float8 only) never applies.
+Quantized types of QuantizeLinear / DequantizeLinear: int8, uint8 (opset 10), float8e4m3fn,
+float8e4m3fnuz, float8e5m2, float8e5m2fnuz (19), int16, uint16, int4, uint4 (21), float4e2m1
+(23), int2, uint2 (25), and int32 input of DequantizeLinear; the narrow ones are ml_dtypes
+arrays (see _proto). Scales: float32, float16, bfloat16, and float8e8m0 from opset 24.
+Integer types round half to even and saturate to their range; float8 converts as Cast does
+(``saturate``); float4e2m1 rounds to nearest even and saturates. As onnxruntime and the
+specification's reference, QuantizeLinear leaves a float8 zero point out of the sum and
+DequantizeLinear requires it to be 0.
 
 Integer products are exact: the zero-point-shifted operands as float64 through BLAS
 (each product is below 2**16 and a sum stays exact while below 2**53, far beyond any
 real kernel size), then wrapped to int32 as the specification's 32-bit accumulator.
 QLinearConv and QLinearMatMul requantize as onnxruntime's MlasRequantizeOutput does:
 multiplier ``x_scale * w_scale / y_scale`` in float32, ``float32(acc) * multiplier``
-rounded half to even, plus the zero point, saturated to the output type.
+rounded half to even, plus the zero point, saturated to the output type. (QLinearMatMul's
+float8 form, opset 21, is refused: onnxruntime has no kernel for it either.)
 """
 
 from __future__ import annotations
@@ -22,33 +28,43 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from pyvision_engine.onnx._ops import (OnnxOpError, _as_2d_pool, conv_geometry, contiguous,
-                                       op)
+from pyvision_engine.onnx._ops import (FLOAT8_MAX, OnnxOpError, _as_2d_pool, cast_array,
+                                       conv_geometry, contiguous, op, to_float8, widened)
+from pyvision_engine.onnx._proto import DTYPE_CODES, DTYPES, TYPE_NAMES
 
-# TensorProto data types of quantized tensors pve.onnx computes, with their ranges
-_QUANT_TYPES = {2: np.dtype(np.uint8), 3: np.dtype(np.int8), 4: np.dtype(np.uint16),
-                5: np.dtype(np.int16)}
-# the low-precision types the specification also allows, which pve.onnx does not read
-_UNREAD_TYPES = {16: "bfloat16", 17: "float8e4m3fn", 18: "float8e4m3fnuz", 19: "float8e5m2",
-                 20: "float8e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4e2m1",
-                 24: "float8e8m0", 25: "uint2", 26: "int2", 27: "float6e2m3",
-                 28: "float6e3m2"}
-_FLOAT_TYPES = {1: np.dtype(np.float32), 10: np.dtype(np.float16), 11: np.dtype(np.float64)}
+# The quantized types (TensorProto data types) by the first QuantizeLinear /
+# DequantizeLinear opset that has them, and the integer ones' ranges
+_QUANT_SINCE = {2: 10, 3: 10, 17: 19, 18: 19, 19: 19, 20: 19, 4: 21, 5: 21, 21: 21, 22: 21,
+                23: 23, 25: 25, 26: 25}
+_INT_RANGES = {2: (0, 255), 3: (-128, 127), 4: (0, 65535), 5: (-32768, 32767), 21: (0, 15),
+               22: (-8, 7), 25: (0, 3), 26: (-2, 1)}
+_FLOAT4E2M1, _FLOAT8E8M0, _BFLOAT16 = 23, 24, 16
+# float types of ``precision``, DequantizeLinear's ``output_dtype``, and scales
+_PRECISIONS = (1, 10, 11, 16)
+_DEQUANTIZED = (1, 10, 16)
 _INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
 
 
-def _type_code(code: int, allowed: Dict[int, np.dtype], what: str, attr: str) -> np.dtype:
-    if code in allowed:
-        return allowed[code]
-    if code in _UNREAD_TYPES:
-        raise OnnxOpError(f"{what}: {attr} {code} ({_UNREAD_TYPES[code]}) is a type pve.onnx does "
-                          f"not compute; it supports {sorted(t.name for t in allowed.values())}")
-    raise OnnxOpError(f"{what}: {attr} {code} is not one of the types this operator allows")
+def _code_of(dtype: np.dtype) -> int:
+    return DTYPE_CODES.get(dtype, 0)
 
 
-def _range(dtype: np.dtype) -> Tuple[int, int]:
-    info = np.iinfo(dtype)
-    return int(info.min), int(info.max)
+def _type_code(code: int, allowed: Tuple[int, ...], what: str, attr: str) -> np.dtype:
+    """The dtype of an ``attr`` attribute's TensorProto type, one of ``allowed``."""
+    if code not in allowed:
+        names = ", ".join(TYPE_NAMES[c] for c in allowed)
+        raise OnnxOpError(f"{what}: {attr} {code} ({TYPE_NAMES.get(code, 'unknown type')}) is "
+                          f"not one of the types pve.onnx computes here ({names})")
+    return DTYPES[code]
+
+
+def _quantized_type(code: int, opset: int, what: str, role: str) -> int:
+    """``code`` if it is a quantized type of this opset, else OnnxOpError."""
+    if _QUANT_SINCE.get(code, 99) > opset:
+        names = ", ".join(TYPE_NAMES[c] for c, since in _QUANT_SINCE.items() if since <= opset)
+        raise OnnxOpError(f"{what} (opset {opset}): {role} type "
+                          f"{TYPE_NAMES.get(code, code)} is not one of {names}")
+    return code
 
 
 def _check_zero_point(zero_point: Optional[np.ndarray], dtype: np.dtype, what: str,
@@ -56,6 +72,14 @@ def _check_zero_point(zero_point: Optional[np.ndarray], dtype: np.dtype, what: s
     if zero_point is not None and zero_point.dtype != dtype:
         raise OnnxOpError(f"{what}: {name} must have the type of {of} ({dtype}), got "
                           f"{zero_point.dtype}")
+
+
+def _check_scale(scale: np.ndarray, opset: int, what: str, name: str) -> None:
+    """A float scale: float32/float16/bfloat16 (float64 too), float8e8m0 from opset 24."""
+    code = _code_of(scale.dtype)
+    if not (scale.dtype.kind == "f" or code == _BFLOAT16 or (code == _FLOAT8E8M0 and opset >= 24)):
+        raise OnnxOpError(f"{what} (opset {opset}): {name} must be float, float16 or bfloat16"
+                          f"{' (or float8e8m0)' if opset >= 24 else ''}, got {scale.dtype}")
 
 
 def _per_element(value: np.ndarray, x_shape: Tuple[int, ...], attrs: Dict[str, Any],
@@ -96,49 +120,101 @@ def _same_shape(scale: np.ndarray, zero_point: Optional[np.ndarray], what: str,
                           f"{zero_point.shape}")
 
 
-def _saturate(q: np.ndarray, zero_point: Any, dtype: np.dtype) -> np.ndarray:
-    """round-half-to-even(q) + zero point, saturated to dtype's range; NaN gives the lowest
-    value (as onnxruntime's clamp before the conversion does)."""
-    lo, hi = _range(dtype)
-    y = np.rint(q).astype(np.float64) + np.asarray(zero_point, np.float64)
+def _saturate(q: np.ndarray, zero_point: Any, code: int) -> np.ndarray:
+    """round-half-to-even(q) + zero point, saturated to the integer type's range; NaN gives
+    the lowest value (as onnxruntime's clamp before the conversion does)."""
+    lo, hi = _INT_RANGES[code]
+    y = np.rint(q).astype(np.float64) + widened(np.asarray(zero_point)).astype(np.float64)
     y = np.fmin(np.fmax(y, lo), hi)  # (fmax: NaN gives lo)
-    return contiguous(y.astype(dtype))
+    return contiguous(cast_array(y.astype(np.int64), code))
 
 
 # ----------------------------------------------------------------- Quantize / Dequantize
+def _output_type(attrs: Dict[str, Any], opset: int, zero_point: Optional[np.ndarray],
+                 what: str) -> int:
+    """QuantizeLinear's output type: output_dtype (opset 21), else y_zero_point's, else uint8."""
+    if opset >= 21 and int(attrs.get("output_dtype", 0)):
+        code = _quantized_type(int(attrs["output_dtype"]), opset, what, "output_dtype")
+        _check_zero_point(zero_point, DTYPES[code], what, "y_zero_point", "output_dtype")
+        return code
+    if zero_point is not None:
+        return _quantized_type(_code_of(zero_point.dtype), opset, what, "y_zero_point")
+    return 2  # (neither given: uint8)
+
+
+def _precision(attrs: Dict[str, Any], opset: int, x: np.ndarray, scale: np.ndarray,
+               what: str) -> np.dtype:
+    """The type x / y_scale is computed in: the ``precision`` attribute, else y_scale's type
+    (opset 23 on; before, x and y_scale share a type, and int32 x divides in float64 as
+    numpy's and the reference's promotion does); an integer scale divides exactly, in
+    float64, a float8e8m0 one (a power of two) in float32."""
+    if opset >= 23 and int(attrs.get("precision", 0)):
+        return _type_code(int(attrs["precision"]), _PRECISIONS, what, "precision")
+    if _code_of(scale.dtype) == _FLOAT8E8M0:
+        return np.dtype(np.float32)
+    if scale.dtype.kind == "V" and (opset >= 23 or x.dtype == scale.dtype):  # bfloat16
+        return scale.dtype
+    if opset < 23:
+        return np.result_type(widened(x).dtype, widened(scale).dtype, np.float16)
+    return scale.dtype if scale.dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _divide(x: np.ndarray, scale: np.ndarray, precision: np.dtype) -> np.ndarray:
+    """x / scale in ``precision``; bfloat16: the float32 quotient rounded to it (as float32)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if precision.kind == "V":
+            q = widened(x).astype(np.float32) / widened(scale).astype(np.float32)
+            return widened(cast_array(q, _BFLOAT16))
+        return widened(x).astype(precision) / widened(scale).astype(precision)
+
+
 @op("QuantizeLinear")
 def _quantize_linear(attrs, opset, inputs):
     what = "QuantizeLinear"
     x, scale = inputs[0], inputs[1]
     zero_point = inputs[2] if len(inputs) > 2 else None
-    if "output_dtype" in attrs and int(attrs["output_dtype"]) != 0:
-        dtype = _type_code(int(attrs["output_dtype"]), _QUANT_TYPES, what, "output_dtype")
-        _check_zero_point(zero_point, dtype, what, "y_zero_point", "output_dtype")
-    elif zero_point is not None:
-        dtype = zero_point.dtype
-    else:
-        dtype = np.dtype(np.uint8)  # (neither given: uint8)
-    if dtype not in _QUANT_TYPES.values() or (opset < 21 and dtype not in _INT8):
-        raise OnnxOpError(f"{what} (opset {opset}): output type {dtype} is not allowed")
-    if x.dtype.kind not in "fi" or scale.dtype.kind not in "fi":
-        raise OnnxOpError(f"{what}: float or int32 x and y_scale expected, got {x.dtype} and "
-                          f"{scale.dtype}")
+    code = _output_type(attrs, opset, zero_point, what)
+    if not (x.dtype.kind in "fi" or _code_of(x.dtype) == _BFLOAT16):
+        raise OnnxOpError(f"{what}: x must be float, float16, bfloat16 or int32, got {x.dtype}")
+    if scale.dtype.kind != "i":
+        _check_scale(scale, opset, what, "y_scale")
     _same_shape(scale, zero_point, what, "y_scale and y_zero_point")
-    # the division's precision: the ``precision`` attribute, else y_scale's type (opset 23
-    # on; before, x and y_scale share a type, and int32 x divides in float64 as numpy's and
-    # the reference's promotion does); an integer scale divides exactly, in float64
-    if opset >= 23 and int(attrs.get("precision", 0)):
-        precision = _type_code(int(attrs["precision"]), _FLOAT_TYPES, what, "precision")
-    elif opset < 23:
-        precision = np.result_type(x.dtype, scale.dtype, np.float16)
-    else:
-        precision = scale.dtype if scale.dtype.kind == "f" else np.dtype(np.float64)
+    precision = _precision(attrs, opset, x, scale, what)
     scale = _per_element(scale, x.shape, attrs, opset, what, "y_scale")
     if zero_point is not None:
         zero_point = _per_element(zero_point, x.shape, attrs, opset, what, "y_zero_point")
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        q = x.astype(precision) / scale.astype(precision)
-    return [_saturate(q, 0 if zero_point is None else zero_point, dtype)]
+    q = _divide(x, scale, precision)
+    if code in _INT_RANGES:
+        return [_saturate(q, 0 if zero_point is None else zero_point, code)]
+    if code in FLOAT8_MAX:  # (the zero point left out, as onnxruntime and the reference)
+        return [contiguous(to_float8(q, code, bool(attrs.get("saturate", 1))))]
+    if zero_point is not None:  # float4e2m1: x / y_scale + y_zero_point, rounded
+        q = q + widened(zero_point).astype(q.dtype)
+    return [contiguous(cast_array(q, _FLOAT4E2M1))]
+
+
+def _dequantize_input(x: np.ndarray, opset: int, what: str) -> int:
+    code = _code_of(x.dtype)
+    if code != 6:  # (int32, any opset)
+        _quantized_type(code, opset, what, "x")
+    return code
+
+
+def _shifted_input(x: np.ndarray, code: int, zero_point: Optional[np.ndarray],
+                   what: str) -> np.ndarray:
+    """x - x_zero_point as float32: integers subtracted exactly first; float8 requires a
+    zero point of 0 (as onnxruntime and the reference), float4e2m1 subtracts it."""
+    if code in FLOAT8_MAX:
+        if zero_point is not None and np.any(widened(zero_point) != 0):
+            raise OnnxOpError(f"{what}: a float8 x_zero_point must be 0")
+        return widened(x).astype(np.float32)
+    if code == _FLOAT4E2M1:
+        x = widened(x).astype(np.float32)
+        return x if zero_point is None else x - widened(zero_point).astype(np.float32)
+    shifted = widened(x).astype(np.int64)
+    if zero_point is not None:
+        shifted = shifted - widened(zero_point).astype(np.int64)
+    return shifted.astype(np.float32)
 
 
 @op("DequantizeLinear")
@@ -146,26 +222,24 @@ def _dequantize_linear(attrs, opset, inputs):
     what = "DequantizeLinear"
     x, scale = inputs[0], inputs[1]
     zero_point = inputs[2] if len(inputs) > 2 else None
-    allowed = list(_INT8) + ([np.dtype(np.int16), np.dtype(np.uint16)] if opset >= 21 else [])
-    if x.dtype not in allowed + [np.dtype(np.int32)]:
-        raise OnnxOpError(f"{what} (opset {opset}): x must be one of "
-                          f"{[str(t) for t in allowed]} or int32, got {x.dtype}")
+    code = _dequantize_input(x, opset, what)
     _check_zero_point(zero_point, x.dtype, what, "x_zero_point", "x")
-    if scale.dtype.kind != "f":
-        raise OnnxOpError(f"{what}: x_scale must be float, got {scale.dtype}")
+    _check_scale(scale, opset, what, "x_scale")
     _same_shape(scale, zero_point, what, "x_scale and x_zero_point")
-    out = scale.dtype
+    out = _code_of(scale.dtype)
     if opset >= 23 and int(attrs.get("output_dtype", 0)):
-        out = _type_code(int(attrs["output_dtype"]), _FLOAT_TYPES, what, "output_dtype")
+        out = int(attrs["output_dtype"])
+        _type_code(out, _DEQUANTIZED, what, "output_dtype")
+    elif out == _FLOAT8E8M0:
+        raise OnnxOpError(f"{what}: a float8e8m0 x_scale needs output_dtype (float, float16 or "
+                          "bfloat16)")
     scale = _per_element(scale, x.shape, attrs, opset, what, "x_scale")
-    shifted = x.astype(np.int64)
     if zero_point is not None:
-        shifted = shifted - _per_element(zero_point, x.shape, attrs, opset, what,
-                                         "x_zero_point").astype(np.int64)
-    # the integer difference exactly, the product in float32 (as onnxruntime and the
-    # specification's reference), then the output type
-    y = shifted.astype(np.float32) * scale.astype(np.float32)
-    return [contiguous(y.astype(out))]
+        zero_point = _per_element(zero_point, x.shape, attrs, opset, what, "x_zero_point")
+    # the product in float32 (as onnxruntime and the specification's reference), rounded
+    # to the output type
+    y = _shifted_input(x, code, zero_point, what) * widened(scale).astype(np.float32)
+    return [contiguous(cast_array(y, out))]
 
 
 @op("DynamicQuantizeLinear")
@@ -181,7 +255,7 @@ def _dynamic_quantize_linear(attrs, opset, inputs):
     scale = np.float32(1.0) if high == low else np.float32((high - low) / (qmax - qmin))
     zero_point = np.rint(np.clip(np.float32(qmin - low / scale), qmin, qmax))
     with np.errstate(invalid="ignore"):
-        y = _saturate(x / scale, zero_point, np.dtype(np.uint8))
+        y = _saturate(x / scale, zero_point, 2)
     return [y, np.asarray(scale, np.float32), np.asarray(zero_point, np.uint8)]
 
 
@@ -236,13 +310,13 @@ def _requantize(acc: np.ndarray, multiplier: np.ndarray, zero_point: np.ndarray)
     half to even, plus the zero point, saturated to the zero point's type."""
     with np.errstate(over="ignore", invalid="ignore"):
         value = acc.astype(np.float32) * multiplier.astype(np.float32)
-    return _saturate(value, zero_point.astype(np.int64), zero_point.dtype)
+    return _saturate(value, zero_point.astype(np.int64), _code_of(zero_point.dtype))
 
 
 def _scale(value: np.ndarray, what: str, name: str) -> np.ndarray:
-    if value.dtype.kind != "f":
+    if value.dtype.kind != "f" and _code_of(value.dtype) != _BFLOAT16:
         raise OnnxOpError(f"{what}: {name} must be float, got {value.dtype}")
-    return value
+    return widened(value)
 
 
 def _multiplier(what: str, a_scale: np.ndarray, b_scale: np.ndarray,

@@ -18,25 +18,138 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-# TensorProto.DataType -> numpy dtype (the ones a CNN file holds).
-DTYPES: Dict[int, np.dtype] = {
+# TensorProto.DataType -> numpy dtype: the types numpy has...
+_NUMPY_DTYPES: Dict[int, np.dtype] = {
     1: np.dtype(np.float32), 2: np.dtype(np.uint8), 3: np.dtype(np.int8),
     4: np.dtype(np.uint16), 5: np.dtype(np.int16), 6: np.dtype(np.int32),
     7: np.dtype(np.int64), 9: np.dtype(np.bool_), 10: np.dtype(np.float16),
     11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
 }
-DTYPE_CODES: Dict[np.dtype, int] = {v: k for k, v in DTYPES.items()}
+_NUMPY_CODES: Dict[np.dtype, int] = {v: k for k, v in _NUMPY_DTYPES.items()}
+# ...and the narrow ones it lacks (bfloat16, float8, float4, int4, int2: quantized weights,
+# bf16 models), held as the dtypes of the ml_dtypes package, as onnx.numpy_helper holds
+# them (by ml_dtypes' names). ml_dtypes is imported only when a model uses one of these
+# types; it is not a dependency of pve.onnx. (onnxruntime's python API returns no numpy
+# array for most of them: "No corresponding Numpy type", or float8e4m3fn's bits as uint8.)
+NARROW_DTYPE_NAMES: Dict[int, str] = {
+    16: "bfloat16", 17: "float8_e4m3fn", 18: "float8_e4m3fnuz", 19: "float8_e5m2",
+    20: "float8_e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4_e2m1fn", 24: "float8_e8m0fnu",
+    25: "uint2", 26: "int2",
+}
+_NARROW_CODES: Dict[str, int] = {v: k for k, v in NARROW_DTYPE_NAMES.items()}
+# The sub-byte types: bits per element. Files pack them into bytes, the first element in
+# the lowest bits (raw_data, and each int32_data value holds one such byte).
+PACKED_BITS: Dict[int, int] = {21: 4, 22: 4, 23: 4, 25: 2, 26: 2}
+
+
+def ml_dtypes_module(what: str) -> Any:
+    """The ml_dtypes package, imported on first use. ``what``: what needs it, for the
+    NotImplementedError raised when it is not installed."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise NotImplementedError(
+            f"{what}: pve.onnx holds bfloat16, float8, float4, int4 and int2 tensors as arrays "
+            "of the ml_dtypes package, which is not installed (pip install ml_dtypes)") from None
+    return ml_dtypes
+
+
+def narrow_dtype(code: int, what: Optional[str] = None) -> np.dtype:
+    """The ml_dtypes dtype of a narrow TensorProto.DataType (see NARROW_DTYPE_NAMES)."""
+    what = what or TYPE_NAMES[code]
+    name = NARROW_DTYPE_NAMES[code]
+    dtype = getattr(ml_dtypes_module(what), name, None)
+    if dtype is None:  # (an ml_dtypes older than 0.5)
+        raise NotImplementedError(f"{what}: the installed ml_dtypes has no {name} type "
+                                  "(pip install -U ml_dtypes)")
+    return np.dtype(dtype)
+
+
+class _DtypeTable(Mapping):
+    """TensorProto.DataType -> numpy dtype. ``in`` and lookups cover every type pve.onnx
+    reads: looking up a narrow one imports ml_dtypes (NotImplementedError without it).
+    Iteration (keys, values, items) covers the types at hand without an import: numpy's,
+    and the narrow ones once ml_dtypes is loaded, so a table built from it at import time
+    does not load ml_dtypes."""
+
+    def __getitem__(self, code: int) -> np.dtype:
+        dtype = _NUMPY_DTYPES.get(code)
+        if dtype is not None:
+            return dtype
+        if code in NARROW_DTYPE_NAMES:
+            return narrow_dtype(code)
+        raise KeyError(code)
+
+    def __contains__(self, code: object) -> bool:
+        return code in _NUMPY_DTYPES or code in NARROW_DTYPE_NAMES
+
+    def _at_hand(self) -> List[int]:
+        ml_dtypes = sys.modules.get("ml_dtypes")
+        return [*_NUMPY_DTYPES] + ([] if ml_dtypes is None else [
+            code for code, name in NARROW_DTYPE_NAMES.items() if hasattr(ml_dtypes, name)])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._at_hand())
+
+    def __len__(self) -> int:
+        return len(self._at_hand())
+
+
+class _CodeTable(Mapping):
+    """numpy dtype -> TensorProto.DataType, ml_dtypes' dtypes included (an array of one
+    exists only once that package is imported: nothing is imported here). Iteration as
+    DTYPES'."""
+
+    def __getitem__(self, dtype: Any) -> int:
+        code = _NUMPY_CODES.get(dtype)
+        if code is None:
+            code = _narrow_code(dtype)
+        if code is None:
+            raise KeyError(dtype)
+        return code
+
+    def __contains__(self, dtype: object) -> bool:
+        return dtype in _NUMPY_CODES or _narrow_code(dtype) is not None
+
+    def _narrow(self) -> List[np.dtype]:
+        ml_dtypes = sys.modules.get("ml_dtypes")
+        return [] if ml_dtypes is None else [
+            np.dtype(getattr(ml_dtypes, name)) for name in NARROW_DTYPE_NAMES.values()
+            if hasattr(ml_dtypes, name)]
+
+    def __iter__(self) -> Iterator[np.dtype]:
+        return iter([*_NUMPY_CODES, *self._narrow()])
+
+    def __len__(self) -> int:
+        return len(_NUMPY_CODES) + len(self._narrow())
+
+
+def _narrow_code(dtype: object) -> Optional[int]:
+    code = _NARROW_CODES.get(getattr(dtype, "name", None)) if isinstance(dtype, np.dtype) else None
+    ml_dtypes = sys.modules.get("ml_dtypes")
+    if code is None or ml_dtypes is None:
+        return None
+    return code if dtype == np.dtype(getattr(ml_dtypes, NARROW_DTYPE_NAMES[code], "V0")) else None
+
+
+DTYPES: Mapping = _DtypeTable()
+DTYPE_CODES: Mapping = _CodeTable()
 # onnxruntime's names for input and output types (NodeArg.type).
 TYPE_NAMES: Dict[int, str] = {
     1: "tensor(float)", 2: "tensor(uint8)", 3: "tensor(int8)", 4: "tensor(uint16)",
     5: "tensor(int16)", 6: "tensor(int32)", 7: "tensor(int64)", 8: "tensor(string)",
     9: "tensor(bool)", 10: "tensor(float16)", 11: "tensor(double)", 12: "tensor(uint32)",
-    13: "tensor(uint64)", 16: "tensor(bfloat16)",
+    13: "tensor(uint64)", 16: "tensor(bfloat16)", 17: "tensor(float8e4m3fn)",
+    18: "tensor(float8e4m3fnuz)", 19: "tensor(float8e5m2)", 20: "tensor(float8e5m2fnuz)",
+    21: "tensor(uint4)", 22: "tensor(int4)", 23: "tensor(float4e2m1)",
+    24: "tensor(float8e8m0)", 25: "tensor(uint2)", 26: "tensor(int2)",
 }
 
 # AttributeProto.AttributeType
@@ -247,26 +360,74 @@ def read_tensor(buf: memoryview, base_dir: Optional[str] = None) -> Tuple[str, n
         raise ValueError(f"tensor {name!r} has data type {dtype_code}, which pve.onnx does not support")
     if any(d < 0 for d in dims):
         raise ValueError(f"tensor {name!r} has a negative dimension {dims}")
-    dtype = DTYPES[dtype_code]
+    dtype = _tensor_dtype(dtype_code, name)
     count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    nbytes = _stored_size(dtype_code, dtype, count)
     if external:
-        raw = _external_data(name, entries, base_dir, count * dtype.itemsize)
+        raw = _external_data(name, entries, base_dir, nbytes)
     if raw is not None:
-        if len(raw) != count * dtype.itemsize:
+        if len(raw) != nbytes:
             raise ValueError(f"tensor {name!r}: {len(raw)} bytes of data for shape {dims} "
                              f"of {dtype.name}")
-        arr = np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype, copy=False)
-    elif dtype_code == 1:
-        arr = np.asarray(floats, np.float32)
-    elif dtype_code == 11:
-        arr = np.asarray(doubles, np.float64)
-    elif dtype_code == 10:  # float16 values travel as their bits in int32_data
-        arr = np.asarray(ints, np.uint16).view(np.float16)
+        if dtype_code in PACKED_BITS:
+            arr = _unpack(np.frombuffer(raw, np.uint8), dtype_code, dtype, count)
+        else:
+            arr = np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype, copy=False)
     else:
-        arr = np.asarray(ints, np.int64).astype(dtype)
+        arr = _typed_values(dtype_code, dtype, count, floats, ints, doubles)
     if arr.size != count:
         raise ValueError(f"tensor {name!r}: {arr.size} values for shape {dims}")
     return name, arr.reshape(dims)
+
+
+def _tensor_dtype(code: int, name: str) -> np.dtype:
+    return DTYPES[code] if code in _NUMPY_DTYPES else narrow_dtype(
+        code, f"tensor {name!r} of type {TYPE_NAMES[code]}")
+
+
+def _stored_size(code: int, dtype: np.dtype, count: int) -> int:
+    """Bytes of ``count`` elements in raw_data: sub-byte types packed, a last byte padded."""
+    bits = PACKED_BITS.get(code)
+    return count * dtype.itemsize if bits is None else -(-count * bits // 8)
+
+
+def _typed_values(code: int, dtype: np.dtype, count: int, floats: List[float],
+                  ints: List[int], doubles: List[float]) -> np.ndarray:
+    """The elements of a tensor stored in its typed field (float_data, int32_data, ...)."""
+    if code == 1:
+        return np.asarray(floats, np.float32)
+    if code == 11:
+        return np.asarray(doubles, np.float64)
+    if code in PACKED_BITS:  # (each int32_data value holds one packed byte)
+        packed = np.asarray(ints, np.int64)
+        if packed.size != _stored_size(code, dtype, count):
+            raise ValueError(f"{packed.size} packed int32_data values for {count} elements of "
+                             f"{TYPE_NAMES[code]}")
+        return _unpack(packed.astype(np.uint8), code, dtype, count)
+    if code in (10, 16):  # float16 and bfloat16 values travel as their bits in int32_data
+        return np.asarray(ints, np.int64).astype(np.uint16).view(dtype)
+    if code in NARROW_DTYPE_NAMES:  # the 8-bit floats: their bits
+        return np.asarray(ints, np.int64).astype(np.uint8).view(dtype)
+    return np.asarray(ints, np.int64).astype(dtype)
+
+
+def _unpack(packed: np.ndarray, code: int, dtype: np.dtype, count: int) -> np.ndarray:
+    """``count`` elements of a sub-byte type from their packed bytes (low bits first)."""
+    bits = PACKED_BITS[code]
+    shifts = np.arange(0, 8, bits, dtype=np.uint8)
+    values = (packed[:, None] >> shifts) & np.uint8((1 << bits) - 1)
+    return values.reshape(-1)[:count].view(dtype)
+
+
+def _pack(arr: np.ndarray, code: int) -> bytes:
+    """The packed bytes of a sub-byte array (low bits first, the last byte zero-padded)."""
+    bits = PACKED_BITS[code]
+    per_byte = 8 // bits
+    values = np.ascontiguousarray(arr).reshape(-1).view(np.uint8) & np.uint8((1 << bits) - 1)
+    values = np.concatenate([values, np.zeros(-values.size % per_byte, np.uint8)])
+    shifts = np.arange(0, 8, bits, dtype=np.uint8)
+    return np.bitwise_or.reduce(values.reshape(-1, per_byte) << shifts, axis=1).astype(
+        np.uint8).tobytes()
 
 
 def _read_shape(buf: memoryview) -> List[Union[int, str, None]]:
@@ -283,11 +444,19 @@ def _read_shape(buf: memoryview) -> List[Union[int, str, None]]:
     return dims
 
 
+def _element_type(code: int, name: str) -> int:
+    """A graph input's or output's element type; a narrow one needs ml_dtypes (checked at
+    load, so that a model pve.onnx cannot run without it says so at once)."""
+    if code in NARROW_DTYPE_NAMES:
+        narrow_dtype(code, f"graph input or output {name!r} of type {TYPE_NAMES[code]}")
+    return code
+
+
 def _read_tensor_type(buf: memoryview, info: ValueInfo, name: str) -> None:
     """TypeProto.Tensor (and SparseTensor): elem_type 1, shape 2."""
     for number, _, v in _fields(buf):
         if number == 1:
-            info.elem_type = v
+            info.elem_type = _element_type(v, name)
         elif number == 2:
             info.shape = _read_shape(v)
 
@@ -519,9 +688,13 @@ def write_tensor(name: str, arr: np.ndarray) -> bytes:
     arr = np.asarray(arr)
     if arr.dtype not in DTYPE_CODES:
         raise TypeError(f"tensor {name!r}: dtype {arr.dtype} has no ONNX type pve.onnx writes")
+    code = DTYPE_CODES[arr.dtype]
+    if code in PACKED_BITS:
+        data = _pack(arr, code)
+    else:
+        data = np.ascontiguousarray(arr, arr.dtype.newbyteorder("<")).tobytes()
     out = [_packed_ints(1, list(arr.shape)) if arr.ndim else b"",
-           _int_field(2, DTYPE_CODES[arr.dtype]), _str_field(8, name),
-           _len_field(9, np.ascontiguousarray(arr, arr.dtype.newbyteorder("<")).tobytes())]
+           _int_field(2, code), _str_field(8, name), _len_field(9, data)]
     return b"".join(out)
 
 

@@ -602,23 +602,21 @@ def test_zero_point_type_differs():
     _raises(model, feeds, "MatMulInteger", "a_zero_point")
 
 
-def test_float8_models_are_refused():
+def test_types_outside_the_opset_or_operator_are_refused():
+    # (float8, int4, int2 and float4 quantization is checked in test_narrow_types.py)
     model, feeds = _ordered("QuantizeLinear", [("x", X), ("s", np.float32(1))], {"s"},
-                            opset=21, output_dtype=TensorProto.FLOAT8E4M3FN)
-    _raises(model, feeds, "QuantizeLinear", "float8e4m3fn", "does not compute")
+                            opset=21, output_dtype=TensorProto.INT2)
+    _raises(model, feeds, "QuantizeLinear", "opset 21", "tensor(int2)")
     model, feeds = _ordered("QuantizeLinear", [("x", X), ("s", np.float32(1))], {"s"},
-                            opset=21, output_dtype=TensorProto.INT4)
-    _raises(model, feeds, "QuantizeLinear", "int4")
-    # a float8 zero point in the file: the reader refuses the tensor by its type
-    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
-    graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT8E4M3FN, [2, 3])],
-        [numpy_helper.from_array(np.float32(1), "s"),
-         helper.make_tensor("z", TensorProto.FLOAT8E4M3FN, [], [0.0])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    with pytest.raises(ValueError, match="data type 17"):
-        pve.onnx.InferenceSession(model.SerializeToString())
+                            opset=21, output_dtype=TensorProto.FLOAT)
+    _raises(model, feeds, "QuantizeLinear", "tensor(float)", "is not one of")
+    # a float8 zero point of DequantizeLinear must be 0 (as in onnxruntime)
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    q = np.zeros((2, 3), ml_dtypes.float8_e4m3fn)
+    model, feeds = _ordered("DequantizeLinear", [("x", q), ("s", np.float32(1)),
+                                                 ("z", np.ones((), ml_dtypes.float8_e4m3fn))],
+                            {"x", "s", "z"}, opset=21)
+    _raises(model, feeds, "DequantizeLinear", "float8 x_zero_point must be 0")
 
 
 def test_bad_axis_and_block_size():

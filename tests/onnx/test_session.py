@@ -122,6 +122,8 @@ def _check_outputs(got, expected, rtol, atol):
         e = np.asarray(e)
         assert g.shape == e.shape
         assert g.dtype == e.dtype
+        if e.dtype.kind == "V":  # ml_dtypes' narrow types: compared as the float32 they hold
+            g, e = g.astype(np.float32), e.astype(np.float32)
         if e.dtype.kind in "fc":
             np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
         else:
@@ -164,6 +166,58 @@ def _open_case(case):
         raise
 
 
+# bfloat16 attention: onnx's reference rounds the intermediates of Softmax to bfloat16,
+# where pve.onnx, as onnxruntime's bfloat16 kernels, computes each operator in float32 and
+# rounds its results once: values one bfloat16 step (2**-8) from the expected ones, beyond
+# the cases' rtol 1e-3. They are compared exactly with onnx's reference running the graph
+# in float32 with every bfloat16 value a node makes rounded to bfloat16 (that same rule).
+BF16_PER_OPERATOR = {f"test_attention_{kind}_bf16{expanded}"
+                     for kind in ("4d_causal", "4d_padded_kv", "4d_causal_padded_kv",
+                                  "4d_attn_mask_causal", "3d_causal")
+                     for expanded in ("", "_expanded")}
+
+
+def _bf16_rounded_in_float32(model):
+    """The model in float32, each bfloat16 value a node makes rounded through a Cast to
+    bfloat16 and back (onnx's shape inference gives the types of the intermediates)."""
+    from onnx import shape_inference
+    graph = shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.output]}
+    nodes = []
+    for original in graph.node:
+        node, rounding = onnx.NodeProto(), []
+        node.CopyFrom(original)
+        for k, name in enumerate(node.output):
+            if types.get(name) == TensorProto.BFLOAT16:
+                node.output[k] = name + "_f32"
+                rounding += [helper.make_node("Cast", [name + "_f32"], [name + "_bf16"],
+                                              to=TensorProto.BFLOAT16),
+                             helper.make_node("Cast", [name + "_bf16"], [name],
+                                              to=TensorProto.FLOAT)]
+        nodes += [node] + rounding
+
+    def as_float(value_info):
+        elem = value_info.type.tensor_type.elem_type
+        return helper.make_tensor_value_info(
+            value_info.name, TensorProto.FLOAT if elem == TensorProto.BFLOAT16 else elem, None)
+    return helper.make_model(
+        helper.make_graph(nodes, graph.name, [as_float(v) for v in graph.input],
+                          [as_float(v) for v in graph.output], list(graph.initializer)),
+        opset_imports=model.opset_import, ir_version=model.ir_version)
+
+
+def _check_bf16_per_operator(case, got, inputs, outputs):
+    from onnx.reference import ReferenceEvaluator
+    model = _bf16_rounded_in_float32(case.model)
+    feeds = [a.astype(np.float32) if a.dtype.kind == "V" else a for a in inputs]
+    theirs = ReferenceEvaluator(model).run(
+        None, dict(zip([i.name for i in model.graph.input], feeds)))
+    for g, t, e in zip(got, theirs, outputs):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        np.testing.assert_array_equal(g.astype(np.float32),
+                                      t.astype(e.dtype).astype(np.float32))
+
+
 def _check_no_worse_than_onnxruntime(case, got, inputs, outputs):
     sess = _ort_session(case.model.SerializeToString())
     theirs = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], inputs)))
@@ -189,6 +243,9 @@ def test_onnx_backend_node_case(case):
         for g, e in zip(got, outputs):
             assert g.shape == e.shape and g.dtype == e.dtype
             assert np.isin(g, [0, 1]).all()
+        return
+    if case.name in BF16_PER_OPERATOR:
+        _check_bf16_per_operator(case, got, inputs, outputs)
         return
     if case.name in FP16_ROUNDING:
         _check_no_worse_than_onnxruntime(case, got, inputs, outputs)
