@@ -32,8 +32,9 @@ _NUM_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
 # ------------------------------------------------------------------ one time step
-# ``gi`` is the input projection W_ih x + b_ih of this step (B, gates * H), computed
-# for all steps at once by the caller; each step returns (output h, new state).
+# The cells' step, in Tensor ops (the layers run _RecurrentLoop below). ``gi`` is the input
+# projection W_ih x + b_ih of this step (B, gates * H); each step returns (output h, new
+# state).
 
 def _rnn_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Optional[Tensor],
               relu: bool) -> Tensor:
@@ -110,8 +111,10 @@ class _RecurrentLoop(Function):
         steps, batch = gi_all.shape[:2]
         out_size = w_hh.shape[1]
         cell_size = 0 if c0 is None else c0.shape[1]
-        packed = np.empty(steps * batch * out_size + batch * (out_size + cell_size), _F32)
-        outs = packed[:steps * batch * out_size].reshape(steps, batch, out_size)
+        h_at = steps * batch * out_size  # where h_n starts in the packed result, then c_n
+        c_at = h_at + batch * out_size
+        packed = np.empty(c_at + batch * cell_size, _F32)
+        outs = packed[:h_at].reshape(steps, batch, out_size)
         h0, w_hh = np.ascontiguousarray(h0, _F32), np.ascontiguousarray(w_hh, _F32)
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         record = any(ctx.needs_input_grad)
@@ -120,22 +123,23 @@ class _RecurrentLoop(Function):
             w_hr = None if w_hr is None else np.ascontiguousarray(w_hr, _F32)
             c_n = _lstm_forward(ctx, gi_all, h0, np.ascontiguousarray(c0, _F32), w_hh, b_hh,
                                 w_hr, outs, order, record)
-            packed[-batch * cell_size:] = c_n.ravel()
+            packed[c_at:] = c_n.ravel()
         elif mode == "GRU":
             _gru_forward(ctx, gi_all, h0, w_hh, b_hh, outs, order, record)
         else:
             _simple_forward(gi_all, h0, w_hh, b_hh, mode == "RNN_RELU", outs, order)
-        packed[outs.size:outs.size + batch * out_size] = outs[order[-1]].ravel()
+        packed[h_at:c_at] = outs[order[-1]].ravel()
         return packed
 
     @staticmethod
     def backward(ctx, grad):
         outs = ctx.outs
         steps, batch, out_size = outs.shape
-        g_out = grad[:outs.size].reshape(outs.shape)
-        g_h = grad[outs.size:outs.size + batch * out_size].reshape(batch, out_size)
+        h_at, c_at = outs.size, outs.size + batch * out_size
+        g_out = grad[:h_at].reshape(outs.shape)
+        g_h = grad[h_at:c_at].reshape(batch, out_size)
         if ctx.mode == "LSTM":
-            g_c = grad[outs.size + batch * out_size:].reshape(batch, -1)
+            g_c = grad[c_at:].reshape(batch, ctx.cells.shape[2])
             d_gi, d_gh, d_h0, d_c0, d_w_hr = _lstm_backward(ctx, g_out, g_h, g_c)
         elif ctx.mode == "GRU":
             d_gi, d_gh, d_h0 = _gru_backward(ctx, g_out, g_h)

@@ -215,6 +215,17 @@ def test_empty_batch():
     assert out.shape == (5, 0, 8) and h.shape == (2, 0, 4) and c.shape == (2, 0, 4)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_empty_batch_backward(mode):
+    x = pve.zeros(5, 0, 3, requires_grad=True)
+    m = _make(mode, 3, 4, num_layers=2, bidirectional=True)
+    out, hn = m(x)
+    states = list(hn) if mode == "LSTM" else [hn]
+    sum(t.sum() for t in [out] + states).backward()
+    assert x.grad.shape == (5, 0, 3)
+    for p in m.parameters():  # no samples: every parameter's gradient is zero
+        np.testing.assert_array_equal(p.grad.numpy(), np.zeros(p.shape, np.float32))
+
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 def test_cells_against_numpy(batched, bias):
