@@ -267,10 +267,33 @@ def _scan8(attrs: Attrs, inputs: List[Any], body: Any) -> List[Any]:
     """Scan 8: every input has a batch axis 0, scan inputs a sequence axis 1; each batch
     entry scans its first sequence_lens[b] steps (reverse: from step lens[b] - 1 down)."""
     n, m = _scan_counts(attrs, 8, len(inputs))
-    lens, states, scanned = inputs[0], inputs[1:1 + n], inputs[1 + n:]
     reverse = _int_list(attrs, "directions", m, "Scan")
-    scanned = [tensor_value(x, f"Scan: scan input {j}") for j, x in enumerate(scanned)]
-    states = [tensor_value(s, f"Scan: initial state {i}") for i, s in enumerate(states)]
+    states = [tensor_value(s, f"Scan: initial state {i}") for i, s in enumerate(inputs[1:1 + n])]
+    scanned = [tensor_value(x, f"Scan: scan input {j}") for j, x in enumerate(inputs[1 + n:])]
+    lens = _batch_lengths(inputs[0], states, scanned)
+    finals, collected = [], []  # per batch entry: final states, [scan output] -> values
+    for b, length in enumerate(lens):
+        st = [s[b] for s in states]
+        values: List[List[Any]] = [[] for _ in body.outputs[n:]]
+        for t in range(length):
+            steps = [x[b, length - 1 - t if rev else t] for x, rev in zip(scanned, reverse)]
+            outs = body(*st, *[contiguous(x) for x in steps])
+            st = outs[:n]
+            for acc, value in zip(values, outs[n:]):
+                acc.append(value)
+        finals.append(st)
+        collected.append(values)
+    results = [np.stack([f[i] for f in finals]) if lens else states[i] for i in range(n)]
+    max_len = scanned[0].shape[1]
+    for j, info in enumerate(body.outputs[n:]):
+        parts = [_stacked(c[j], info, f"Scan: scan output {j}") for c in collected]
+        results.append(_padded(parts, info, max_len, f"Scan: scan output {j}"))
+    return results
+
+
+def _batch_lengths(lens: Any, states: List[np.ndarray], scanned: List[np.ndarray]) -> List[int]:
+    """Scan 8's sequence length of each batch entry (all of the sequence axis by default),
+    the inputs' batch and sequence dimensions checked."""
     if any(x.ndim < 2 for x in scanned) or len({x.shape[:2] for x in scanned}) != 1:
         raise OnnxOpError(f"Scan: the scan inputs must share their (batch, sequence) first "
                           f"dimensions, got shapes {[list(x.shape) for x in scanned]}")
@@ -279,43 +302,28 @@ def _scan8(attrs: Attrs, inputs: List[Any], body: Any) -> List[Any]:
         raise OnnxOpError(f"Scan: the initial states must have the batch size {batch} first, "
                           f"got shapes {[list(s.shape) for s in states]}")
     if lens is None:
-        lens = np.full(batch, max_len, np.int64)
-    elif (not isinstance(lens, np.ndarray) or lens.dtype.kind not in "iu"
-          or lens.shape != (batch,) or (lens < 0).any() or (lens > max_len).any()):
+        return [max_len] * batch
+    if (not isinstance(lens, np.ndarray) or lens.dtype.kind not in "iu"
+            or lens.shape != (batch,) or (lens < 0).any() or (lens > max_len).any()):
         raise OnnxOpError(f"Scan: sequence_lens must be {batch} integers in [0, {max_len}], "
                           f"got {describe(lens)}")
-    k = len(body.outputs) - n
-    finals: List[List[Any]] = []
-    collected: List[List[List[Any]]] = []  # [batch entry][scan output] -> values
-    for b in range(batch):
-        st = [s[b] for s in states]
-        outs_b: List[List[Any]] = [[] for _ in range(k)]
-        length = int(lens[b])
-        for t in range(length):
-            steps = [x[b, length - 1 - t if rev else t] for x, rev in zip(scanned, reverse)]
-            outs = body(*st, *[contiguous(x) for x in steps])
-            st = outs[:n]
-            for values, value in zip(outs_b, outs[n:]):
-                values.append(value)
-        finals.append(st)
-        collected.append(outs_b)
-    results = [np.stack([f[i] for f in finals]) if batch else states[i] for i in range(n)]
-    for j in range(k):
-        parts = [_stacked(c[j], body.outputs[n + j], f"Scan: scan output {j}") for c in collected]
-        done = [p for p in parts if len(p)]
-        info = body.outputs[n + j]
-        element = done[0][0] if done else np.zeros(_declared_dims(info), _declared_dtype(info))
-        # (shorter sequences padded with zeros to max_len, as onnxruntime)
-        y = np.zeros((batch, max_len) + element.shape, element.dtype)
-        for b, p in enumerate(parts):
-            if len(p):
-                if p.shape[1:] != element.shape or p.dtype != element.dtype:
-                    raise OnnxOpError(f"Scan: scan output {j} must keep its shape and type "
-                                      f"across the batch: {describe(element)}, then "
-                                      f"{describe(p[0])}")
-                y[b, :len(p)] = p
-        results.append(y)
-    return results
+    return [int(v) for v in lens]
+
+
+def _padded(parts: List[np.ndarray], info: ValueInfo, max_len: int, what: str) -> np.ndarray:
+    """Scan 8's scan output (batch, max_len, ...): each batch entry's stacked values,
+    padded with zeros after its sequence length (as onnxruntime)."""
+    done = [p for p in parts if len(p)]
+    element = done[0][0] if done else np.zeros(_declared_dims(info), _declared_dtype(info))
+    y = np.zeros((len(parts), max_len) + element.shape, element.dtype)
+    for b, p in enumerate(parts):
+        if not len(p):
+            continue  # (an empty sequence: zeros)
+        if p.shape[1:] != element.shape or p.dtype != element.dtype:
+            raise OnnxOpError(f"{what} must keep its shape and type across the batch: "
+                              f"{describe(element)}, then {describe(p[0])}")
+        y[b, :len(p)] = p
+    return y
 
 
 # ----------------------------------------------------------------- SequenceMap

@@ -84,6 +84,9 @@ def _flex_attention(attrs: Dict[str, Any], opset: int, inputs: List[Any],
     scale = 1.0 / np.sqrt(size) if scale is None else float(scale)
     work = np.dtype(np.float64 if q.dtype == np.float64 else np.float32)
     precision = attrs.get("softmax_precision")
+    if precision is not None and int(precision) not in DTYPES:
+        raise NotImplementedError("FlexAttention: softmax_precision 16 (bfloat16) needs "
+                                  "bfloat16 tensors, which this pve.onnx does not hold")
     compute = work if precision is None else DTYPES[int(precision)]
     softmax_dtype = np.float64 if compute == np.float64 else np.float32
 

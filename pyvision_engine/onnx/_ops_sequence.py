@@ -130,11 +130,11 @@ def _split_to_sequence(attrs: Dict[str, Any], opset: int, inputs: List[Any]) -> 
     sizes = _split_sizes(None if split is None else tensor_value(split, "SplitToSequence: split"),
                          x.shape[axis])
     if sizes is None:  # pieces of 1, without the axis when keepdims is 0
-        pieces = np.split(x, x.shape[axis], axis=axis)
+        pieces = np.split(x, x.shape[axis], axis=axis) if x.shape[axis] else []
         if not attrs.get("keepdims", 1):
             pieces = [np.squeeze(p, axis=axis) for p in pieces]
     else:  # (keepdims is ignored when split is given)
-        pieces = np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+        pieces = np.split(x, np.cumsum(sizes)[:-1], axis=axis) if sizes else []
     return [[contiguous(p) for p in pieces]]
 
 
