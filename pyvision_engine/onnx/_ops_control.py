@@ -57,6 +57,7 @@ def check_node(domain: str, op_type: str, attrs: Attrs, opset: int, inputs: int,
 
 
 def graph_attr(attrs: Attrs, key: str, what: str, required: bool = True) -> Optional[Graph]:
+    """The graph attribute ``key`` (None when absent and not ``required``)."""
     graph = attrs.get(key)
     if graph is None and not required:
         return None
@@ -113,12 +114,12 @@ def _stacked(values: List[Any], info: ValueInfo, what: str) -> np.ndarray:
     return np.stack(values)
 
 
-def _counts(what: str, graph: Graph, inputs: Optional[int], outputs: Optional[int],
-            key: str) -> None:
-    if inputs is not None and len(graph.inputs) != inputs:
+def _counts(what: str, graph: Graph, inputs: int, outputs: int, key: str) -> None:
+    """The subgraph ``key`` has that many inputs and outputs (OnnxOpError)."""
+    if len(graph.inputs) != inputs:
         raise OnnxOpError(f"{what}: {key} must have {inputs} inputs, it has "
                           f"{len(graph.inputs)}")
-    if outputs is not None and len(graph.outputs) != outputs:
+    if len(graph.outputs) != outputs:
         raise OnnxOpError(f"{what}: {key} must have {outputs} outputs, it has "
                           f"{len(graph.outputs)}")
 
@@ -126,6 +127,8 @@ def _counts(what: str, graph: Graph, inputs: Optional[int], outputs: Optional[in
 # ----------------------------------------------------------------- If
 def _check_if(attrs: Attrs, opset: int, inputs: int, outputs: int) -> None:
     then, other = graph_attr(attrs, "then_branch", "If"), graph_attr(attrs, "else_branch", "If")
+    if inputs != 1:
+        raise OnnxOpError(f"If: takes one input, the condition; the node has {inputs}")
     if len(then.outputs) != len(other.outputs):
         raise OnnxOpError(f"If: then_branch has {len(then.outputs)} outputs and else_branch "
                           f"{len(other.outputs)}: both must have as many as the node "
@@ -136,7 +139,7 @@ def _check_if(attrs: Attrs, opset: int, inputs: int, outputs: int) -> None:
 
 @subgraph_op("If", _check_if)
 def _if(attrs: Attrs, opset: int, inputs: List[Any], graphs: Graphs) -> List[Any]:
-    cond = one_value(inputs[0] if inputs else None, "b", "If: the condition")
+    cond = one_value(inputs[0], "b", "If: the condition")
     return graphs["then_branch" if cond else "else_branch"]()
 
 
@@ -218,6 +221,7 @@ def _check_scan(attrs: Attrs, opset: int, inputs: int, outputs: int) -> None:
 
 
 def tensor_value(value: Any, what: str) -> np.ndarray:
+    """``value``, which must be a tensor (not a sequence or an empty optional)."""
     if not isinstance(value, np.ndarray):
         raise OnnxOpError(f"{what} must be a tensor, got {describe(value)}")
     return value

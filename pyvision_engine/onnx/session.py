@@ -265,10 +265,8 @@ class _Builder:
                  outer_consts: Optional[Dict[str, np.ndarray]] = None) -> None:
         self.model = model
         self.graph = model.graph if graph is None else graph
-        opset = model.opsets.get("")
-        if opset is None:
-            raise ValueError("the model imports no ai.onnx opset")
-        if not MIN_OPSET <= opset <= MAX_OPSET:
+        opset = model.opsets.get("")  # (None: a model of other domains' operators only)
+        if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
             raise ValueError(f"ai.onnx opset {opset} is outside what pve.onnx supports "
                              f"({MIN_OPSET}-{MAX_OPSET})")
         self.opset = opset
@@ -313,6 +311,9 @@ class _Builder:
                 raise NotImplementedError(
                     f"{_label(n)}: operator {n.op_type!r} is not supported by pve.onnx "
                     f"(see pve.onnx.supported_ops())")
+            elif self.opset is None:
+                raise ValueError(f"{_label(n)}: an ai.onnx operator, and the model imports no "
+                                 "ai.onnx opset")
         return order
 
     def _only_reader(self, value: str) -> Optional[int]:

@@ -659,6 +659,27 @@ def test_sequence_feed_errors_name_the_input():
         sess.run(None, feed)
 
 
+def _read(value_info):
+    return _proto.read_value_info(memoryview(value_info.SerializeToString()))
+
+
+def test_value_info_reads_nested_types():
+    tensor = oh.make_tensor_type_proto(TP.INT64, [None, "n", 3])
+    seq = _read(oh.make_value_info("s", oh.make_sequence_type_proto(tensor)))
+    assert (seq.name, seq.kind, seq.element.kind, seq.element.elem_type, seq.element.shape) \
+        == ("s", "sequence", "tensor", TP.INT64, [None, "n", 3])
+    opt = _read(oh.make_value_info("o", oh.make_optional_type_proto(
+        oh.make_sequence_type_proto(oh.make_tensor_type_proto(TP.FLOAT16, None)))))
+    assert (opt.kind, opt.element.kind, opt.element.element.elem_type,
+            opt.element.element.shape) == ("optional", "sequence", TP.FLOAT16, None)
+    pairs = _read(oh.make_value_info("m", oh.make_map_type_proto(TP.STRING, tensor)))
+    assert (pairs.kind, pairs.elem_type, pairs.element.shape) == ("map", TP.STRING,
+                                                                 [None, "n", 3])
+    plain = _read(_vi("x", TP.BOOL, [2]))
+    assert (plain.kind, plain.elem_type, plain.shape, plain.element) == ("tensor", TP.BOOL, [2],
+                                                                         None)
+
+
 def _single(op, inputs, outputs, opset=18, **attrs):
     """A one-node model: inputs and outputs as value infos."""
     return _model([oh.make_node(op, [i.name for i in inputs], [o.name for o in outputs],
@@ -940,6 +961,21 @@ def test_flex_attention_modifiers_against_torch_flex_attention():
             np.testing.assert_allclose(y, _flex_reference(q, k, v, score_mod=score_mod),
                                        rtol=1e-5, atol=1e-6)
             assert not y[:, :, 0].any()
+
+
+def test_a_model_of_preview_operators_only_needs_no_ai_onnx_import():
+    node = oh.make_node("FlexAttention", ["Q", "K", "V"], ["Y"], domain=PREVIEW)
+    graph = oh.make_graph([node], "g", [_vi(n, TP.FLOAT, None) for n in "QKV"], [_vi("Y")])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid(PREVIEW, 1)])
+    q, k, v = _qkv(np.random.default_rng(0), 1, 2, 1, 3, 4, 8, 8)
+    (y,) = InferenceSession(model.SerializeToString()).run(None, {"Q": q, "K": k, "V": v})
+    np.testing.assert_allclose(y, _flex_reference(q, k, v), rtol=1e-5, atol=1e-6)
+    graph = oh.make_graph([node, oh.make_node("Relu", ["Y"], ["Z"])], "g", graph.input,
+                          [_vi("Z")])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid(PREVIEW, 1)])
+    with pytest.raises(ValueError, match="Relu node: an ai.onnx operator, and the model "
+                                         "imports no ai.onnx opset"):
+        InferenceSession(model.SerializeToString())
 
 
 @pytest.mark.parametrize("precision", [10, 11])
