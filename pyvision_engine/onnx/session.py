@@ -24,7 +24,8 @@ Loading turns the graph into a list of steps, once:
    a branch or a loop body takes the same fast paths). A subgraph may read values of
    the graphs around it (implicit inputs): the node counts them among its inputs, for
    the order of the steps, for freeing values and for the fusions above. Control flow
-   is never folded as a constant.
+   is never folded as a constant, nor are the random generators (``_ops_random``):
+   they draw anew at every run.
 
 Values are numpy arrays, sequences (lists of arrays) or optionals (None when empty,
 else the element itself), as onnxruntime's Python API feeds and returns them.
@@ -49,7 +50,7 @@ import numpy as np
 import pyvision_engine as pve
 from pyvision_engine.nn import blocked, fusion
 from pyvision_engine.nn import functional as F
-from pyvision_engine.onnx import _ops, _ops_control
+from pyvision_engine.onnx import _ops, _ops_control, _ops_random
 from pyvision_engine.onnx._proto import (DTYPES, TYPE_NAMES, Graph, Model, Node, ValueInfo,
                                          read_model)
 
@@ -454,8 +455,9 @@ class _Builder:
         absorbed: set = set()
         folded = set()
         for i, node in enumerate(self.nodes):  # first every value known without the feed
-            if _is_control(node):
-                continue  # (never folded: run each time)
+            if _is_control(node) or (node.op_type in _ops_random.RANDOM_OPS
+                                     and _domain(node) == ""):
+                continue  # (never folded: run each time; a random node draws anew per run)
             if all(name == "" or name in self.consts for name in node.inputs):
                 inputs = [self.consts.get(name) if name else None for name in node.inputs]
                 outs = _call(self._op_step(node), inputs)

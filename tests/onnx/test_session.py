@@ -154,18 +154,6 @@ RANDOM_CASES = {f"test_bernoulli{kind}{expanded}" for kind in ("", "_double", "_
                 for expanded in ("", "_expanded")}
 
 
-def _open_case(case):
-    """The case's session. The optimizer cases (ai.onnx.preview.training) import only
-    their own domain, as the specification allows; session.py still asks every model for
-    an ai.onnx opset import, so those xfail until it does not."""
-    try:
-        return InferenceSession(case.model.SerializeToString())
-    except ValueError as e:
-        if "imports no ai.onnx opset" in str(e):
-            pytest.xfail("session.py requires an ai.onnx opset import this case does not have")
-        raise
-
-
 # bfloat16 attention: onnx's reference rounds the intermediates of Softmax to bfloat16,
 # where pve.onnx, as onnxruntime's bfloat16 kernels, computes each operator in float32 and
 # rounds its results once: values one bfloat16 step (2**-8) from the expected ones, beyond
@@ -237,7 +225,7 @@ def test_onnx_backend_node_case(case):
             sess = InferenceSession(case.model.SerializeToString())
             sess.run(None, dict(zip([i.name for i in sess.get_inputs()], inputs)))
         return
-    sess = _open_case(case)
+    sess = InferenceSession(case.model.SerializeToString())
     got = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], inputs)))
     if case.name in RANDOM_CASES:
         for g, e in zip(got, outputs):
