@@ -125,6 +125,8 @@ _LAZY.update({name: "pyvision_engine.nn.rnn"
               for name in ("RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell",
                            "LSTMCell", "GRUCell")})
 _LAZY["CTCLoss"] = "pyvision_engine.nn.ctc"
+_LAZY.update({name: "pyvision_engine.nn.transformer"
+              for name in ("TransformerDecoderLayer", "TransformerDecoder", "Transformer")})
 __all__ += list(_LAZY)
 from pyvision_engine._lazy import lazy_exports  # noqa: E402
 
