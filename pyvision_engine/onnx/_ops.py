@@ -26,7 +26,7 @@ from pyvision_engine.nn import functional as F
 from pyvision_engine.nn._f_norm import batch_norm_scale_shift
 from pyvision_engine.nn._f_shape import keys_cubic  # (the Resize kernels share it)
 from pyvision_engine.onnx._proto import (DTYPE_CODES, DTYPES, NARROW_DTYPE_NAMES, TYPE_NAMES,
-                                         narrow_dtype)
+                                         is_narrow, narrow_dtype)
 from pyvision_engine.tensor import Tensor
 
 Inputs = List[Optional[np.ndarray]]
@@ -65,7 +65,7 @@ class _OpTable(dict):
 
 
 def _narrow_dtype(x: Any) -> Optional[np.dtype]:
-    return x.dtype if type(x) is np.ndarray and x.dtype.kind == "V" else None
+    return x.dtype if type(x) is np.ndarray and is_narrow(x.dtype) else None
 
 
 def _with_narrow_types(name: str, fn: OpFn) -> OpFn:
@@ -90,8 +90,9 @@ def _check_narrow_inputs(name: str, narrow: List[np.dtype]) -> None:
     allowed = {16} | (set(FLOAT8_MAX) if name in _FLOAT8_OPS else set())
     for dtype in narrow:
         if DTYPE_CODES.get(dtype) not in allowed:
+            names = ", ".join(TYPE_NAMES[c] for c in sorted(allowed))
             raise OnnxOpError(f"{name}: an input of type {dtype} is not allowed (of the narrow "
-                              f"types it takes {', '.join(TYPE_NAMES[c] for c in sorted(allowed))})")
+                              f"types it takes {names})")
 
 
 def _rounded_outputs(name: str, attrs: Dict[str, Any], inputs: Inputs, narrow: np.dtype,
@@ -916,7 +917,7 @@ def widened(x: np.ndarray) -> np.ndarray:
     """A narrow-type array in the numpy type that holds its values exactly (float32 for
     the floats, int8/uint8 for int4/int2): conversions and arithmetic go through it, as in
     onnxruntime. Other arrays are returned as they are."""
-    if x.dtype.kind != "V" or x.dtype not in DTYPE_CODES:
+    if not is_narrow(x.dtype):
         return x
     code = DTYPE_CODES[x.dtype]
     if code in _SMALL_INT_BITS:
@@ -934,7 +935,7 @@ def cast_array(x: np.ndarray, to: int, saturate: bool = True, round_mode: str = 
     if to in _SMALL_INT_BITS:
         return to_small_int(x, to)
     dtype = DTYPES[to]
-    if dtype.kind == "V":  # bfloat16, float4e2m1: rounded from float32 (float64 first to
+    if is_narrow(dtype):  # bfloat16, float4e2m1: rounded from float32 (float64 first to
         return widened(x).astype(np.float32).astype(dtype)  # float32, as onnxruntime)
     return widened(x).astype(dtype)
 
@@ -942,7 +943,8 @@ def cast_array(x: np.ndarray, to: int, saturate: bool = True, round_mode: str = 
 def to_float8(x: np.ndarray, to: int, saturate: bool) -> np.ndarray:
     """x as float8 (round to nearest even). With ``saturate``, infinities and values beyond
     the largest finite one become it (NaN stays NaN); without, they become NaN, or infinity
-    for float8e5m2, as the specification's tables say (ml_dtypes' own conversion)."""
+    for float8e5m2, as the specification's tables say (ml_dtypes' own conversion; onnxruntime
+    1.32 departs from them for float8e4m3fn's [480, 496) and float8e5m2's [61440, 65536))."""
     f = widened(x).astype(np.float32)
     if saturate:
         f = np.clip(f, -FLOAT8_MAX[to], FLOAT8_MAX[to])
@@ -975,13 +977,14 @@ def to_float8e8m0(x: np.ndarray, saturate: bool, round_mode: str) -> np.ndarray:
 
 def to_small_int(x: np.ndarray, to: int) -> np.ndarray:
     """x as int4/uint4/int2/uint2: the low bits of the integer (wrapping, as integer casts
-    do); a float is first rounded half away from zero, as onnxruntime does (the
-    specification leaves it open), NaN and infinities giving 0."""
+    do). A float is first rounded half away from zero, as onnxruntime does (the
+    specification leaves it open), NaN, infinities and values beyond int32 giving 0 (its
+    conversion goes through int32)."""
     w = widened(x)
     if w.dtype.kind == "f":
         whole = np.trunc(w)
         w = whole + np.where(np.abs(w - whole) >= 0.5, np.sign(w), 0)
-        w = np.where(np.abs(w) < 2.0 ** 63, w, 0)  # (NaN too)
+        w = np.where(np.abs(w) < 2.0 ** 31, w, 0)  # (NaN too)
     low_bits = w.astype(np.int64) & ((1 << _SMALL_INT_BITS[to]) - 1)
     return low_bits.astype(np.uint8).view(DTYPES[to])
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from pyvision_engine.onnx._ops import (FLOAT8_MAX, OnnxOpError, _as_2d_pool, cast_array,
                                        conv_geometry, contiguous, op, to_float8, widened)
-from pyvision_engine.onnx._proto import DTYPE_CODES, DTYPES, TYPE_NAMES
+from pyvision_engine.onnx._proto import DTYPE_CODES, DTYPES, TYPE_NAMES, is_narrow
 
 # The quantized types (TensorProto data types) by the first QuantizeLinear /
 # DequantizeLinear opset that has them, and the integer ones' ranges
@@ -39,7 +39,8 @@ _QUANT_SINCE = {2: 10, 3: 10, 17: 19, 18: 19, 19: 19, 20: 19, 4: 21, 5: 21, 21: 
 _INT_RANGES = {2: (0, 255), 3: (-128, 127), 4: (0, 65535), 5: (-32768, 32767), 21: (0, 15),
                22: (-8, 7), 25: (0, 3), 26: (-2, 1)}
 _FLOAT4E2M1, _FLOAT8E8M0, _BFLOAT16 = 23, 24, 16
-# float types of ``precision``, DequantizeLinear's ``output_dtype``, and scales
+# float types of ``precision``, of scales (float64 too, as numpy computes it), and of
+# DequantizeLinear's ``output_dtype``
 _PRECISIONS = (1, 10, 11, 16)
 _DEQUANTIZED = (1, 10, 16)
 _INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
@@ -77,7 +78,7 @@ def _check_zero_point(zero_point: Optional[np.ndarray], dtype: np.dtype, what: s
 def _check_scale(scale: np.ndarray, opset: int, what: str, name: str) -> None:
     """A float scale: float32/float16/bfloat16 (float64 too), float8e8m0 from opset 24."""
     code = _code_of(scale.dtype)
-    if not (scale.dtype.kind == "f" or code == _BFLOAT16 or (code == _FLOAT8E8M0 and opset >= 24)):
+    if not (code in _PRECISIONS or (code == _FLOAT8E8M0 and opset >= 24)):
         raise OnnxOpError(f"{what} (opset {opset}): {name} must be float, float16 or bfloat16"
                           f"{' (or float8e8m0)' if opset >= 24 else ''}, got {scale.dtype}")
 
@@ -152,7 +153,7 @@ def _precision(attrs: Dict[str, Any], opset: int, x: np.ndarray, scale: np.ndarr
         return _type_code(int(attrs["precision"]), _PRECISIONS, what, "precision")
     if _code_of(scale.dtype) == _FLOAT8E8M0:
         return np.dtype(np.float32)
-    if scale.dtype.kind == "V" and (opset >= 23 or x.dtype == scale.dtype):  # bfloat16
+    if _code_of(scale.dtype) == _BFLOAT16 and (opset >= 23 or x.dtype == scale.dtype):
         return scale.dtype
     if opset < 23:
         return np.result_type(widened(x).dtype, widened(scale).dtype, np.float16)
@@ -162,7 +163,7 @@ def _precision(attrs: Dict[str, Any], opset: int, x: np.ndarray, scale: np.ndarr
 def _divide(x: np.ndarray, scale: np.ndarray, precision: np.dtype) -> np.ndarray:
     """x / scale in ``precision``; bfloat16: the float32 quotient rounded to it (as float32)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if precision.kind == "V":
+        if is_narrow(precision):
             q = widened(x).astype(np.float32) / widened(scale).astype(np.float32)
             return widened(cast_array(q, _BFLOAT16))
         return widened(x).astype(precision) / widened(scale).astype(precision)
@@ -174,7 +175,7 @@ def _quantize_linear(attrs, opset, inputs):
     x, scale = inputs[0], inputs[1]
     zero_point = inputs[2] if len(inputs) > 2 else None
     code = _output_type(attrs, opset, zero_point, what)
-    if not (x.dtype.kind in "fi" or _code_of(x.dtype) == _BFLOAT16):
+    if not (x.dtype.kind in "fi" and not is_narrow(x.dtype) or _code_of(x.dtype) == _BFLOAT16):
         raise OnnxOpError(f"{what}: x must be float, float16, bfloat16 or int32, got {x.dtype}")
     if scale.dtype.kind != "i":
         _check_scale(scale, opset, what, "y_scale")
@@ -275,8 +276,9 @@ def _matmul_operands(what, a, a_zero_point, b, b_zero_point):
     """(a - a_zero_point, b - b_zero_point) as float64: zero points per tensor, per row of
     a (M values, or a's batch shape with K = 1) and per column of b (N values)."""
     for v, name in ((a, "A"), (b, "B")):
-        if v.dtype not in _INT8:
-            raise OnnxOpError(f"{what}: {name} must be int8 or uint8, got {v.dtype}")
+        if v.dtype not in _INT8:  # (float8, from opset 21: no kernel here, nor in onnxruntime)
+            raise OnnxOpError(f"{what}: {name} must be int8 or uint8 (pve.onnx computes no "
+                              f"other type), got {v.dtype}")
     _check_zero_point(a_zero_point, a.dtype, what, "a_zero_point", "A")
     _check_zero_point(b_zero_point, b.dtype, what, "b_zero_point", "B")
     if a.ndim == 0 or b.ndim == 0 or a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
@@ -314,7 +316,7 @@ def _requantize(acc: np.ndarray, multiplier: np.ndarray, zero_point: np.ndarray)
 
 
 def _scale(value: np.ndarray, what: str, name: str) -> np.ndarray:
-    if value.dtype.kind != "f" and _code_of(value.dtype) != _BFLOAT16:
+    if _code_of(value.dtype) not in _PRECISIONS:
         raise OnnxOpError(f"{what}: {name} must be float, got {value.dtype}")
     return widened(value)
 

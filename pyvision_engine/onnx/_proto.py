@@ -49,6 +49,13 @@ _NARROW_CODES: Dict[str, int] = {v: k for k, v in NARROW_DTYPE_NAMES.items()}
 PACKED_BITS: Dict[int, int] = {21: 4, 22: 4, 23: 4, 25: 2, 26: 2}
 
 
+def is_narrow(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is one of the narrow types: ml_dtypes' dtypes are numpy types
+    registered by a package (numbered from 256), named as NARROW_DTYPE_NAMES names them.
+    (Their kind says nothing: "V", but "f" for float8_e5m2.)"""
+    return dtype.num >= 256 and dtype.name in _NARROW_CODES
+
+
 def ml_dtypes_module(what: str) -> Any:
     """The ml_dtypes package, imported on first use. ``what``: what needs it, for the
     NotImplementedError raised when it is not installed."""

@@ -122,7 +122,7 @@ def _check_outputs(got, expected, rtol, atol):
         e = np.asarray(e)
         assert g.shape == e.shape
         assert g.dtype == e.dtype
-        if e.dtype.kind == "V":  # ml_dtypes' narrow types: compared as the float32 they hold
+        if _proto.is_narrow(e.dtype):  # ml_dtypes' types: compared as the float32 they hold
             g, e = g.astype(np.float32), e.astype(np.float32)
         if e.dtype.kind in "fc":
             np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
