@@ -163,6 +163,7 @@ class TransformerDecoderLayer(Module):
 
     def _mha_block(self, x: Tensor, mem: Tensor, attn_mask: Any, key_padding_mask: Any,
                    is_causal: bool) -> Tensor:
+        self._check_memory(x, mem)
         x = self.multihead_attn(x, mem, mem, attn_mask=attn_mask,
                                 key_padding_mask=key_padding_mask, is_causal=is_causal,
                                 need_weights=False)[0]
@@ -172,10 +173,31 @@ class TransformerDecoderLayer(Module):
         x = self.linear2(self.dropout(self.activation(self.linear1(x))))
         return self.dropout3(x)
 
+    def _check_memory(self, x: Tensor, mem: Tensor) -> None:
+        """memory of another feature size or batch size than tgt fails in torch's key
+        projection or head split (RuntimeError), after the attention's rank and query
+        checks, which stay first."""
+        attn = self.multihead_attn
+        if mem.ndim != x.ndim or x.ndim not in (2, 3) or x.shape[-1] != attn.embed_dim:
+            return
+        if mem.shape[-1] != attn.embed_dim:
+            raise RuntimeValueError(f"TransformerDecoderLayer: memory's feature size must be "
+                                    f"d_model={attn.embed_dim}, got memory of shape {mem.shape}")
+        batch_dim = 0 if attn.batch_first else 1
+        if x.ndim == 3 and mem.shape[batch_dim] != x.shape[batch_dim]:
+            raise RuntimeValueError(f"TransformerDecoderLayer: memory's batch size must equal "
+                                    f"tgt's ({x.shape[batch_dim]}), got memory of shape "
+                                    f"{mem.shape} for tgt of shape {x.shape}")
+
 
 def _get_clones(module: Module, n: int) -> ModuleList:
-    # deep copies: every layer starts with the same weights, as torch's
-    return ModuleList([copy.deepcopy(module) for _ in range(n)])
+    """n deep copies: every layer starts with the same weights, as torch's. torch's
+    Parameter deep copy leaves .grad unset; this engine's copies it, so it is cleared."""
+    clones = [copy.deepcopy(module) for _ in range(n)]
+    for clone in clones:
+        for param in clone.parameters():
+            param.grad = None
+    return ModuleList(clones)
 
 
 class TransformerDecoder(Module):
