@@ -466,6 +466,20 @@ def test_cast_chain_through_every_type():
     _assert_same(ours, theirs)
 
 
+def test_cast_1_names_its_target_type():
+    # (Cast 1's ``to`` is a string; onnxruntime has no Cast 1 kernel: numpy's conversion)
+    x = np.array([1.7, -2.5, 0.0, 300.0], np.float32)
+    for name, dtype in (("INT32", np.int32), ("DOUBLE", np.float64), ("BOOL", np.bool_)):
+        model = _model([helper.make_node("Cast", ["x"], ["y"], to=name)], [("x", TP.FLOAT)],
+                       [("y", _code(dtype))], opset=1)
+        (y,) = _pve_run(model, {"x": x})
+        _assert_same(y, x.astype(dtype))
+    model = _model([helper.make_node("Cast", ["x"], ["y"], to="COMPLEX64")], [("x", TP.FLOAT)],
+                   [("y", TP.FLOAT)], opset=1)
+    with pytest.raises(ValueError, match="Cast: target type 'COMPLEX64' is not supported"):
+        _pve_run(model, {"x": x})
+
+
 @pytest.mark.parametrize("op_type, opset, target, since", [
     ("Cast", 9, TP.BFLOAT16, 13), ("Cast", 13, TP.FLOAT8E4M3FN, 19),
     ("Cast", 19, TP.INT4, 21), ("Cast", 21, TP.FLOAT4E2M1, 23), ("Cast", 23, TP.FLOAT8E8M0, 24),
