@@ -84,7 +84,7 @@ def _detect_is_causal_mask(mask: Any, is_causal: Optional[bool], size: int) -> b
         raise RuntimeValueError(f"TransformerDecoder: tgt_mask must be bool or float to be "
                                 f"compared with the causal mask, got dtype {m.dtype}")
     causal = _causal_mask_array(size, m.dtype == np.bool_)
-    return tuple(m.shape) == causal.shape and bool(np.array_equal(m.numpy(), causal))
+    return tuple(m.shape) == causal.shape and bool(np.array_equal(m.detach().numpy(), causal))
 
 
 def _seq_len(x: Tensor, batch_first: bool) -> int:
