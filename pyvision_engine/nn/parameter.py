@@ -30,6 +30,19 @@ class Parameter(Tensor):
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
+    def __deepcopy__(self, memo: dict) -> "Parameter":
+        """A new parameter with a copy of the values and the same requires_grad, without
+        the gradient (torch's Parameter.__deepcopy__: clones of a trained layer, as
+        TransformerEncoder makes, start with no stale .grad)."""
+        if id(self) in memo:
+            return memo[id(self)]
+        if isinstance(self, UninitializedTensorMixin):  # (no values to copy yet)
+            result = type(self)(self.requires_grad)
+        else:
+            result = type(self)(np.array(self._data), self.requires_grad)
+        memo[id(self)] = result
+        return result
+
 
 class Buffer(Tensor):
     """Marks a tensor to be registered as a buffer when assigned to a Module."""

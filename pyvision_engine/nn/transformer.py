@@ -191,13 +191,9 @@ class TransformerDecoderLayer(Module):
 
 
 def _get_clones(module: Module, n: int) -> ModuleList:
-    """n deep copies: every layer starts with the same weights, as torch's. torch's
-    Parameter deep copy leaves .grad unset; this engine's copies it, so it is cleared."""
-    clones = [copy.deepcopy(module) for _ in range(n)]
-    for clone in clones:
-        for param in clone.parameters():
-            param.grad = None
-    return ModuleList(clones)
+    """n deep copies: every layer starts with the same weights and no .grad, as torch's
+    (Parameter.__deepcopy__ leaves the gradient behind)."""
+    return ModuleList([copy.deepcopy(module) for _ in range(n)])
 
 
 class TransformerDecoder(Module):
