@@ -233,6 +233,10 @@ def multi_head_attention_forward(
     elif tuple(k_in.shape) != tuple(v_in.shape):
         raise AssertionValueError(f"{op}: key shape {k_in.shape} does not match value shape "
                                   f"{v_in.shape}")
+    if k_in.shape[1] != bsz:  # (torch fails later, in a reshape, with a RuntimeError)
+        raise RuntimeValueError(f"{op}: key and value have batch size {k_in.shape[1]}, the "
+                                f"query {bsz} (shapes {tuple(q_in.shape)} and "
+                                f"{tuple(k_in.shape)}, sequence first)")
 
     # input projections
     if use_separate_proj_weight:

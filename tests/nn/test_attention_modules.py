@@ -356,6 +356,8 @@ def test_mha_gradients_finite_differences():
      AssertionError, "3-D but found 2-D and 2-D"),
     (lambda: nn.MultiheadAttention(8, 2)(*[f32(randn(4, 3, 8))] * 3, is_causal=True),
      RuntimeError, "Need attn_mask"),
+    (lambda: nn.MultiheadAttention(8, 2)(f32(randn(4, 3, 8)), *[f32(randn(5, 2, 8))] * 2),
+     RuntimeError, r"key and value have batch size 2, the query 3"),
 ])
 def test_mha_errors(call, exc, match):
     with pytest.raises(exc, match=match) as info:
