@@ -3,15 +3,17 @@
 Each layer and direction projects the inputs of all time steps in one matmul (F.linear,
 with its own autograd); its time loop then runs as one autograd Function (_RecurrentLoop:
 numpy float32 steps, backpropagation through time in its backward). The cells are composed
-of differentiable Tensor ops (linear, sigmoid, tanh, relu, slicing). Parameter names, shapes, gate order and initialisation are torch's, so a torch
-state_dict loads as it is. PackedSequence inputs are not supported (TypeError)."""
+of differentiable Tensor ops (linear, sigmoid, tanh, relu, slicing). Parameter names,
+shapes, gate order and initialisation are torch's, so a torch state_dict loads as it is.
+The layers also take a PackedSequence (pve.nn.utils.rnn): the same loop then runs a batch
+that shrinks as its sequences end (reversed: grows as they start)."""
 
 from __future__ import annotations
 
 import math
 import numbers
 import warnings
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from pyvision_engine.nn._f_activation import ACT_CODES
 from pyvision_engine.nn._f_common import RuntimeTypeError, RuntimeValueError, check_factory_kwargs
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
+from pyvision_engine.nn.utils.rnn import PackedSequence, _checked_batch_sizes
 from pyvision_engine.tensor import Tensor, as_tensor, zeros
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
@@ -73,19 +76,77 @@ def _gru_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Optional[Tensor]) -> Te
 # pve.set_num_threads, and takes the step's input projection as its beta * out term and
 # the bias in its epilogue) and backward is backpropagation through time. Gate order and
 # equations are torch's. (torch can differentiate this twice; pve has no double backward.)
+# A packed batch runs in the same loop: its batch shrinks over time (see _Steps).
 
 _F32 = np.float32
 _SIGMOID, _TANH, _RELU = ACT_CODES["sigmoid"], ACT_CODES["tanh"], ACT_CODES["relu"]
 
 
-def _steps_buffer(record: bool, steps: int, *shape: int) -> np.ndarray:
-    """A buffer of one slot per step when backward will read them, else one slot that
-    every step reuses (inference keeps no history): index it with _slot."""
-    return np.empty((steps if record else 1,) + shape, dtype=_F32)
+def _as_slice(rows: np.ndarray) -> Any:
+    """Consecutive row numbers as a slice (a view, not a copy, when indexing)."""
+    if rows.size == 0:
+        return slice(0, 0)
+    if rows[-1] - rows[0] == rows.size - 1:
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
 
 
-def _slot(record: bool, t: int) -> int:
-    return t if record else 0
+class _Steps:
+    """One layer-direction's time steps over flat (rows, features) arrays. Step t holds
+    the first sizes[t] sequences of the batch at rows offsets[t] : offsets[t] + sizes[t]:
+    a packed batch is sorted longest first, so sizes never grow with t (a padded batch
+    has the whole batch at every step). ``order`` is the order the loop runs the steps
+    in; run in reverse, each sequence starts at its own last step."""
+
+    def __init__(self, sizes: Sequence[int], reverse: bool) -> None:
+        self.sizes = [int(s) for s in sizes]
+        self.batch = self.sizes[0]
+        offsets = np.concatenate(([0], np.cumsum(self.sizes))).astype(np.int64)
+        self.offsets, self.total = offsets[:-1].tolist(), int(offsets[-1])
+        steps = len(self.sizes)
+        self.order = range(steps - 1, -1, -1) if reverse else range(steps)
+        sequences = np.arange(self.batch)
+        lengths = (np.array(self.sizes)[None, :] > sequences[:, None]).sum(axis=1)
+        # each sequence's row at its last time step, and every step's rows of the
+        # sequences that go on to the next step
+        ends = _as_slice(offsets[lengths - 1] + sequences)
+        going_on = _as_slice(np.concatenate(
+            [np.arange(self.sizes[t + 1]) + self.offsets[t] for t in range(steps - 1)]
+            + [np.empty(0, np.int64)]))
+        later = slice(self.batch, self.total)  # the rows of the steps after the first
+        # firsts / finals: each sequence's row at the first / last step the loop runs it;
+        # the state a row of ``fed`` enters with is the output at the same place of ``feeding``
+        if reverse:
+            self.firsts, self.finals, self.fed, self.feeding = ends, slice(0, self.batch), \
+                going_on, later
+        else:
+            self.firsts, self.finals, self.fed, self.feeding = slice(0, self.batch), ends, \
+                later, going_on
+
+    def rows(self, t: int) -> slice:
+        return slice(self.offsets[t], self.offsets[t] + self.sizes[t])
+
+    def previous(self, t: int, values: np.ndarray, initial: np.ndarray) -> np.ndarray:
+        """The state each sequence of step t enters it with: its row of ``values`` at the
+        step before t in the loop's order, or its row of ``initial`` where it starts at t."""
+        size = self.sizes[t]
+        if t == self.order[0]:
+            return initial[:size]
+        known = values[self.rows(t - self.order.step)][:size]
+        if known.shape[0] == size:
+            return known
+        return np.concatenate((known, initial[known.shape[0]:size]))  # (reverse: new ones)
+
+
+def _steps_buffer(record: bool, steps: _Steps, *shape: int) -> np.ndarray:
+    """A buffer of one row per step and sequence when backward will read them, else one
+    row per sequence that every step reuses (inference keeps no history): index it with
+    _slot."""
+    return np.empty((steps.total if record else steps.batch,) + shape, dtype=_F32)
+
+
+def _slot(record: bool, steps: _Steps, t: int) -> slice:
+    return steps.rows(t) if record else slice(0, steps.sizes[t])
 
 
 def _gates(gi_t: np.ndarray, h: np.ndarray, w_hh: np.ndarray, b_hh: Optional[np.ndarray],
@@ -96,10 +157,13 @@ def _gates(gi_t: np.ndarray, h: np.ndarray, w_hh: np.ndarray, b_hh: Optional[np.
 
 
 class _RecurrentLoop(Function):
-    """forward(gi_all (T, B, gates * H), h0 (B, H_out), c0 (B, H) or None, w_hh, b_hh or
-    None, w_hr or None, mode=, reverse=) -> one flat float32 array packing the step outputs
-    (T, B, H_out), then h_n (B, H_out), then c_n (B, H) for LSTM (a Function has one
-    output; the caller slices it). ``reverse`` runs the steps from T - 1 down to 0.
+    """forward(gi_all, h0 (B, H_out), c0 (B, H) or None, w_hh, b_hh or None, w_hr or None,
+    mode=, reverse=, batch_sizes=None) -> one flat float32 array packing the step outputs
+    (gi_all's rows, H_out), then h_n (B, H_out), then c_n (B, H) for LSTM (a Function has
+    one output; the caller slices it). gi_all is a padded batch's input projection
+    (T, B, gates * H) when batch_sizes is None, else a packed one's (rows, gates * H) with
+    batch_sizes[t] sequences at step t (see _Steps). ``reverse`` runs the steps from the
+    last down; h_n / c_n hold each sequence's state after its last step in that order.
     Backward gives the gradients of gi_all, h0, c0, w_hh, b_hh and w_hr."""
 
     owns_grads = True  # every gradient is allocated in backward
@@ -107,39 +171,41 @@ class _RecurrentLoop(Function):
     saves_output = True  # the step outputs are the hidden states backward reads
 
     @staticmethod
-    def forward(ctx, gi_all, h0, c0, w_hh, b_hh, w_hr, mode, reverse):
-        steps, batch = gi_all.shape[:2]
+    def forward(ctx, gi_all, h0, c0, w_hh, b_hh, w_hr, mode, reverse, batch_sizes=None):
+        if batch_sizes is None:  # a padded batch: every sequence runs at every step
+            batch_sizes = (gi_all.shape[1],) * gi_all.shape[0]
+        steps = _Steps(batch_sizes, reverse)
+        gi = gi_all.reshape(steps.total, gi_all.shape[-1])
         out_size = w_hh.shape[1]
         cell_size = 0 if c0 is None else c0.shape[1]
-        h_at = steps * batch * out_size  # where h_n starts in the packed result, then c_n
-        c_at = h_at + batch * out_size
-        packed = np.empty(c_at + batch * cell_size, _F32)
-        outs = packed[:h_at].reshape(steps, batch, out_size)
+        h_at = steps.total * out_size  # where h_n starts in the packed result, then c_n
+        c_at = h_at + steps.batch * out_size
+        packed = np.empty(c_at + steps.batch * cell_size, _F32)
+        outs = packed[:h_at].reshape(steps.total, out_size)
         h0, w_hh = np.ascontiguousarray(h0, _F32), np.ascontiguousarray(w_hh, _F32)
-        order = range(steps - 1, -1, -1) if reverse else range(steps)
         record = any(ctx.needs_input_grad)
-        ctx.mode, ctx.order, ctx.outs, ctx.h0, ctx.w_hh = mode, order, outs, h0, w_hh
+        ctx.mode, ctx.steps, ctx.outs, ctx.h0, ctx.w_hh = mode, steps, outs, h0, w_hh
+        ctx.gi_shape = gi_all.shape
         if mode == "LSTM":
             w_hr = None if w_hr is None else np.ascontiguousarray(w_hr, _F32)
-            c_n = _lstm_forward(ctx, gi_all, h0, np.ascontiguousarray(c0, _F32), w_hh, b_hh,
-                                w_hr, outs, order, record)
+            c_n = _lstm_forward(ctx, steps, gi, h0, np.ascontiguousarray(c0, _F32), w_hh,
+                                b_hh, w_hr, outs, record)
             packed[c_at:] = c_n.ravel()
         elif mode == "GRU":
-            _gru_forward(ctx, gi_all, h0, w_hh, b_hh, outs, order, record)
+            _gru_forward(ctx, steps, gi, h0, w_hh, b_hh, outs, record)
         else:
-            _simple_forward(gi_all, h0, w_hh, b_hh, mode == "RNN_RELU", outs, order)
-        packed[h_at:c_at] = outs[order[-1]].ravel()
+            _simple_forward(steps, gi, h0, w_hh, b_hh, mode == "RNN_RELU", outs)
+        packed[h_at:c_at] = outs[steps.finals].ravel()
         return packed
 
     @staticmethod
     def backward(ctx, grad):
-        outs = ctx.outs
-        steps, batch, out_size = outs.shape
-        h_at, c_at = outs.size, outs.size + batch * out_size
+        outs, steps = ctx.outs, ctx.steps
+        h_at, c_at = outs.size, outs.size + steps.batch * outs.shape[1]
         g_out = grad[:h_at].reshape(outs.shape)
-        g_h = grad[h_at:c_at].reshape(batch, out_size)
+        g_h = grad[h_at:c_at].reshape(steps.batch, outs.shape[1])
         if ctx.mode == "LSTM":
-            g_c = grad[c_at:].reshape(batch, ctx.cells.shape[2])
+            g_c = grad[c_at:].reshape(steps.batch, ctx.cells.shape[1])
             d_gi, d_gh, d_h0, d_c0, d_w_hr = _lstm_backward(ctx, g_out, g_h, g_c)
         elif ctx.mode == "GRU":
             d_gi, d_gh, d_h0 = _gru_backward(ctx, g_out, g_h)
@@ -148,190 +214,189 @@ class _RecurrentLoop(Function):
             d_gi, d_h0 = _simple_backward(ctx, g_out, g_h)
             d_gh, d_c0, d_w_hr = d_gi, None, None
         needs = ctx.needs_input_grad
-        d_w_hh = _weight_grad(d_gh, outs, ctx.h0, ctx.order) if needs[3] else None
-        d_b_hh = d_gh.sum(axis=(0, 1), dtype=_F32) if needs[4] else None
-        return (d_gi if needs[0] else None, d_h0 if needs[1] else None,
+        d_w_hh = _weight_grad(d_gh, outs, ctx.h0, steps) if needs[3] else None
+        d_b_hh = d_gh.sum(axis=0, dtype=_F32) if needs[4] else None
+        return (d_gi.reshape(ctx.gi_shape) if needs[0] else None, d_h0 if needs[1] else None,
                 d_c0 if needs[2] else None, d_w_hh, d_b_hh, d_w_hr if needs[5] else None)
 
 
-def _previous(ctx, t: int) -> int:
-    """The step whose output is step t's previous hidden state (-1: h0)."""
-    order = ctx.order
-    if t == order[0]:
-        return -1
-    return t + 1 if order.step < 0 else t - 1
-
-
 def _weight_grad(d_gates: np.ndarray, outs: np.ndarray, h0: np.ndarray,
-                 order: range) -> np.ndarray:
-    """sum over steps of d_gates[t]^T @ h_prev(t), as two GEMMs: the steps whose previous
-    state is an output (outs shifted by one step), then the first step's h0 term."""
-    steps, batch, gates = d_gates.shape
-    first = order[0]
-    if order.step > 0:
-        d_rest, h_rest = d_gates[1:], outs[:-1]
-    else:
-        d_rest, h_rest = d_gates[:-1], outs[1:]
-    d_w = _C.gemm(np.ascontiguousarray(d_gates[first]), h0, trans_a=True)
-    if steps > 1:
-        _C.gemm(d_rest.reshape(-1, gates), h_rest.reshape(-1, outs.shape[2]), out=d_w,
-                trans_a=True, beta=1.0)
+                 steps: _Steps) -> np.ndarray:
+    """sum over steps of d_gates(t)^T @ h_prev(t), as two GEMMs: the rows whose previous
+    state is h0's (each sequence's first step in the loop), then the rows whose previous
+    state is an output of the step before (views when the batch is padded)."""
+    d_w = _C.gemm(np.ascontiguousarray(d_gates[steps.firsts]), h0, trans_a=True)
+    if steps.total > steps.batch:
+        _C.gemm(np.ascontiguousarray(d_gates[steps.fed]),
+                np.ascontiguousarray(outs[steps.feeding]), out=d_w, trans_a=True, beta=1.0)
     return d_w
 
 
+# Backward carries each sequence's state gradient (B, H) back through the steps: step t
+# updates the rows of its sequences, so a row keeps its gradient from h_n until the loop
+# reaches that sequence's last step, and ends holding its gradient w.r.t. h0 / c0.
+
 # ------------------------------------------------------------------ RNN (tanh / relu)
-def _simple_forward(gi_all, h0, w_hh, b_hh, relu, outs, order) -> None:
+def _simple_forward(steps, gi, h0, w_hh, b_hh, relu, outs) -> None:
     """h_t = act(gi_t + h_{t-1} W_hh^T + b_hh); backward needs only the outputs."""
-    pre = np.empty(gi_all.shape[1:], _F32)
+    pre = np.empty((steps.batch, gi.shape[1]), _F32)
     act = _RELU if relu else _TANH
-    h = h0
-    for t in order:
-        _gates(gi_all[t], h, w_hh, b_hh, pre)
-        _C.activation_forward(act, pre, outs[t])
-        h = outs[t]
+    for t in steps.order:
+        rows, step_pre = steps.rows(t), pre[:steps.sizes[t]]
+        _gates(gi[rows], steps.previous(t, outs, h0), w_hh, b_hh, step_pre)
+        _C.activation_forward(act, step_pre, outs[rows])
 
 
 def _simple_backward(ctx, g_out, g_h):
-    outs, w_hh = ctx.outs, ctx.w_hh
+    steps, outs, w_hh = ctx.steps, ctx.outs, ctx.w_hh
     act = _RELU if ctx.mode == "RNN_RELU" else _TANH
-    d_pre = np.empty(outs.shape[:2] + (w_hh.shape[0],), _F32)  # = the gradient of gi_all
+    d_pre = np.empty((steps.total, w_hh.shape[0]), _F32)  # = the gradient of gi_all
     d_h = g_h.copy()
-    for t in reversed(ctx.order):
-        d_h += g_out[t]
-        _C.activation_backward(act, outs[t], d_h, d_pre[t])  # (from the output)
-        d_h = _C.gemm(d_pre[t], w_hh)
+    for t in reversed(steps.order):
+        rows, d_h_t = steps.rows(t), d_h[:steps.sizes[t]]
+        d_h_t += g_out[rows]
+        _C.activation_backward(act, outs[rows], d_h_t, d_pre[rows])  # (from the output)
+        _C.gemm(d_pre[rows], w_hh, out=d_h_t)
     return d_pre, d_h
 
 
 # ------------------------------------------------------------------ LSTM
-def _lstm_forward(ctx, gi_all, h0, c0, w_hh, b_hh, w_hr, outs, order, record):
+def _lstm_forward(ctx, steps, gi, h0, c0, w_hh, b_hh, w_hr, outs, record):
     """gates i, f, g, o; c_t = f c_{t-1} + i g; h_t = o tanh(c_t) (then W_hr when
-    projecting). Saves the activated gates, c_t, tanh(c_t) and the unprojected h_t."""
-    steps, batch, gate_size = gi_all.shape
+    projecting). Saves the activated gates, c_t, tanh(c_t) and the unprojected h_t.
+    Returns c_n."""
+    gate_size = gi.shape[1]
     hidden = gate_size // 4
-    acts = _steps_buffer(record, steps, batch, gate_size)
-    cells = _steps_buffer(record, steps, batch, hidden)
-    tanh_cells = _steps_buffer(record, steps, batch, hidden)
-    unprojected = None if w_hr is None else _steps_buffer(record, steps, batch, hidden)
-    pre = np.empty((batch, gate_size), _F32)
-    h, c = h0, c0
-    for t in order:
-        k = _slot(record, t)
+    acts = _steps_buffer(record, steps, gate_size)
+    cells = _steps_buffer(record, steps, hidden)
+    if not record:
+        np.copyto(cells, c0)  # (then one row per sequence: its running cell state)
+    tanh_cells = _steps_buffer(record, steps, hidden)
+    unprojected = None if w_hr is None else _steps_buffer(record, steps, hidden)
+    pre = np.empty((steps.batch, gate_size), _F32)
+    for t in steps.order:
+        rows, k, step_pre = steps.rows(t), _slot(record, steps, t), pre[:steps.sizes[t]]
         a = acts[k]
-        _gates(gi_all[t], h, w_hh, b_hh, pre)
-        _C.activation_forward(_SIGMOID, pre, a)  # (its g columns are overwritten next)
-        np.tanh(pre[:, 2 * hidden:3 * hidden], out=a[:, 2 * hidden:3 * hidden])
+        c = steps.previous(t, cells, c0) if record else cells[k]
+        _gates(gi[rows], steps.previous(t, outs, h0), w_hh, b_hh, step_pre)
+        _C.activation_forward(_SIGMOID, step_pre, a)  # (its g columns are overwritten next)
+        np.tanh(step_pre[:, 2 * hidden:3 * hidden], out=a[:, 2 * hidden:3 * hidden])
         i, f, g, o = a[:, :hidden], a[:, hidden:2 * hidden], a[:, 2 * hidden:3 * hidden], \
             a[:, 3 * hidden:]
         np.multiply(f, c, out=cells[k])
         cells[k] += i * g
-        c = cells[k]
-        _C.activation_forward(_TANH, c, tanh_cells[k])
+        _C.activation_forward(_TANH, cells[k], tanh_cells[k])
         if w_hr is None:
-            np.multiply(o, tanh_cells[k], out=outs[t])
+            np.multiply(o, tanh_cells[k], out=outs[rows])
         else:
             np.multiply(o, tanh_cells[k], out=unprojected[k])
-            _C.gemm(unprojected[k], w_hr, out=outs[t], trans_b=True)
-        h = outs[t]
+            _C.gemm(unprojected[k], w_hr, out=outs[rows], trans_b=True)
     ctx.acts, ctx.cells, ctx.tanh_cells, ctx.unprojected = acts, cells, tanh_cells, unprojected
     ctx.c0, ctx.w_hr = c0, w_hr
-    return c
+    return cells[steps.finals] if record else cells
 
 
 def _lstm_backward(ctx, g_out, g_h, g_c):
-    acts, cells, tanh_cells, w_hr, w_hh = ctx.acts, ctx.cells, ctx.tanh_cells, ctx.w_hr, \
-        ctx.w_hh
-    hidden = cells.shape[2]
+    steps, acts, cells, tanh_cells, w_hr, w_hh = ctx.steps, ctx.acts, ctx.cells, \
+        ctx.tanh_cells, ctx.w_hr, ctx.w_hh
+    hidden = cells.shape[1]
     d_pre = np.empty_like(acts)  # the pre-activation gates' gradient = gi_all's
     d_outs = None if w_hr is None else np.empty_like(ctx.outs)  # for W_hr's gradient
-    d_acts = np.empty(acts.shape[1:], _F32)
+    d_acts_all = np.empty((steps.batch, acts.shape[1]), _F32)
     d_h, d_c = g_h.copy(), g_c.copy()
-    for t in reversed(ctx.order):
-        d_h += g_out[t]
+    for t in reversed(steps.order):
+        rows, size = steps.rows(t), steps.sizes[t]
+        d_h_t, d_c_t, d_acts, d_pre_t = d_h[:size], d_c[:size], d_acts_all[:size], d_pre[rows]
+        d_h_t += g_out[rows]
         if w_hr is None:
-            d_hu = d_h  # the gradient of o tanh(c)
+            d_hu = d_h_t  # the gradient of o tanh(c)
         else:
-            d_outs[t] = d_h
-            d_hu = _C.gemm(d_h, w_hr)
-        a, tc = acts[t], tanh_cells[t]
+            d_outs[rows] = d_h_t
+            d_hu = _C.gemm(d_h_t, w_hr)
+        a, tc = acts[rows], tanh_cells[rows]
         i, f, g, o = a[:, :hidden], a[:, hidden:2 * hidden], a[:, 2 * hidden:3 * hidden], \
             a[:, 3 * hidden:]
-        d_c += d_hu * o * (1 - tc * tc)
-        prev = _previous(ctx, t)
-        c_prev = ctx.c0 if prev < 0 else cells[prev]
+        d_c_t += d_hu * o * (1 - tc * tc)
+        c_prev = steps.previous(t, cells, ctx.c0)
         # the activations' gradients, then through sigmoid (tanh for g) to the pre-activations
-        np.multiply(d_c, g, out=d_acts[:, :hidden])
-        np.multiply(d_c, c_prev, out=d_acts[:, hidden:2 * hidden])
-        np.multiply(d_c, i, out=d_acts[:, 2 * hidden:3 * hidden])
+        np.multiply(d_c_t, g, out=d_acts[:, :hidden])
+        np.multiply(d_c_t, c_prev, out=d_acts[:, hidden:2 * hidden])
+        np.multiply(d_c_t, i, out=d_acts[:, 2 * hidden:3 * hidden])
         np.multiply(d_hu, tc, out=d_acts[:, 3 * hidden:])
-        _C.activation_backward(_SIGMOID, a, d_acts, d_pre[t])
+        _C.activation_backward(_SIGMOID, a, d_acts, d_pre_t)
         np.multiply(d_acts[:, 2 * hidden:3 * hidden], 1 - g * g,
-                    out=d_pre[t][:, 2 * hidden:3 * hidden])
-        d_c *= f
-        d_h = _C.gemm(d_pre[t], w_hh)
+                    out=d_pre_t[:, 2 * hidden:3 * hidden])
+        d_c_t *= f
+        _C.gemm(d_pre_t, w_hh, out=d_h_t)
     d_w_hr = None
     if w_hr is not None:
-        d_w_hr = _C.gemm(d_outs.reshape(-1, d_outs.shape[2]),
-                         ctx.unprojected.reshape(-1, hidden), trans_a=True)
+        d_w_hr = _C.gemm(d_outs, ctx.unprojected, trans_a=True)
     return d_pre, d_pre, d_h, d_c, d_w_hr
 
 
 # ------------------------------------------------------------------ GRU
-def _gru_forward(ctx, gi_all, h0, w_hh, b_hh, outs, order, record):
+def _gru_forward(ctx, steps, gi, h0, w_hh, b_hh, outs, record):
     """r, z = sigmoid(gi_rz + gh_rz), n = tanh(gi_n + r * gh_n) with gh = h W_hh^T + b_hh
     (b_hn inside the reset product, as torch), h_t = (h_{t-1} - n) z + n. Saves gh, r, z
     and n."""
-    steps, batch, gate_size = gi_all.shape
+    gate_size = gi.shape[1]
     hidden = gate_size // 3
-    gh_all = _steps_buffer(record, steps, batch, gate_size)
-    rz_all = _steps_buffer(record, steps, batch, 2 * hidden)
-    n_all = _steps_buffer(record, steps, batch, hidden)
-    h = h0
-    for t in order:
-        k = _slot(record, t)
-        gh, rz, n, gi = gh_all[k], rz_all[k], n_all[k], gi_all[t]
+    gh_all = _steps_buffer(record, steps, gate_size)
+    rz_all = _steps_buffer(record, steps, 2 * hidden)
+    n_all = _steps_buffer(record, steps, hidden)
+    for t in steps.order:
+        rows, k = steps.rows(t), _slot(record, steps, t)
+        h = steps.previous(t, outs, h0)
+        gh, rz, n, gi_t, out = gh_all[k], rz_all[k], n_all[k], gi[rows], outs[rows]
         _C.gemm(h, w_hh, out=gh, trans_b=True, bias=b_hh)
-        np.add(gi[:, :2 * hidden], gh[:, :2 * hidden], out=rz)
+        np.add(gi_t[:, :2 * hidden], gh[:, :2 * hidden], out=rz)
         _C.activation_forward(_SIGMOID, rz, rz)
         np.multiply(rz[:, :hidden], gh[:, 2 * hidden:], out=n)
-        n += gi[:, 2 * hidden:]
+        n += gi_t[:, 2 * hidden:]
         _C.activation_forward(_TANH, n, n)
-        np.subtract(h, n, out=outs[t])
-        outs[t] *= rz[:, hidden:]
-        outs[t] += n
-        h = outs[t]
+        np.subtract(h, n, out=out)
+        out *= rz[:, hidden:]
+        out += n
     ctx.gh_all, ctx.rz_all, ctx.n_all = gh_all, rz_all, n_all
 
 
 def _gru_backward(ctx, g_out, g_h):
-    gh_all, rz_all, n_all, outs, w_hh = ctx.gh_all, ctx.rz_all, ctx.n_all, ctx.outs, \
-        ctx.w_hh
-    hidden = n_all.shape[2]
+    steps, gh_all, rz_all, n_all, outs, w_hh = ctx.steps, ctx.gh_all, ctx.rz_all, \
+        ctx.n_all, ctx.outs, ctx.w_hh
+    hidden = n_all.shape[1]
     d_gi = np.empty_like(gh_all)  # input projection's gradient
     d_gh = np.empty_like(gh_all)  # hidden projection's (differs in the n columns)
-    d_rz = np.empty(rz_all.shape[1:], _F32)
+    d_rz_all = np.empty((steps.batch, 2 * hidden), _F32)
     d_h = g_h.copy()
-    for t in reversed(ctx.order):
-        d_h += g_out[t]
-        rz, n = rz_all[t], n_all[t]
+    for t in reversed(steps.order):
+        rows, size = steps.rows(t), steps.sizes[t]
+        d_h_t, d_rz, d_gi_t, d_gh_t = d_h[:size], d_rz_all[:size], d_gi[rows], d_gh[rows]
+        d_h_t += g_out[rows]
+        rz, n = rz_all[rows], n_all[rows]
         r, z = rz[:, :hidden], rz[:, hidden:]
-        prev = _previous(ctx, t)
-        h_prev = ctx.h0 if prev < 0 else outs[prev]
-        d_n_pre = d_gi[t][:, 2 * hidden:]
-        np.multiply(d_h, (1 - z) * (1 - n * n), out=d_n_pre)
-        np.multiply(d_n_pre, gh_all[t][:, 2 * hidden:], out=d_rz[:, :hidden])
-        np.multiply(d_h, h_prev - n, out=d_rz[:, hidden:])
+        h_prev = steps.previous(t, outs, ctx.h0)
+        d_n_pre = d_gi_t[:, 2 * hidden:]
+        np.multiply(d_h_t, (1 - z) * (1 - n * n), out=d_n_pre)
+        np.multiply(d_n_pre, gh_all[rows][:, 2 * hidden:], out=d_rz[:, :hidden])
+        np.multiply(d_h_t, h_prev - n, out=d_rz[:, hidden:])
         _C.activation_backward(_SIGMOID, rz, d_rz, d_rz)  # (in place: contiguous)
-        d_gi[t][:, :2 * hidden] = d_rz
-        d_gh[t][:, :2 * hidden] = d_rz
-        np.multiply(d_n_pre, r, out=d_gh[t][:, 2 * hidden:])
-        d_h = d_h * z
-        _C.gemm(d_gh[t], w_hh, out=d_h, beta=1.0)
+        d_gi_t[:, :2 * hidden] = d_rz
+        d_gh_t[:, :2 * hidden] = d_rz
+        np.multiply(d_n_pre, r, out=d_gh_t[:, 2 * hidden:])
+        d_h_t *= z
+        _C.gemm(d_gh_t, w_hh, out=d_h_t, beta=1.0)
     return d_gi, d_gh, d_h
 
 
-def _is_packed(input: Any) -> bool:
+def _looks_packed(input: Any) -> bool:
+    """A packed sequence of another library (torch's): not this engine's PackedSequence."""
     return type(input).__name__ == "PackedSequence" or hasattr(input, "batch_sizes")
+
+
+def _permute(state: Tensor, order: Optional[Tensor]) -> Tensor:
+    """A (layers * directions, B, H) state with its batch reordered (torch's
+    permute_hidden: sorted_indices in, unsorted_indices out)."""
+    return state if order is None else state.index_select(1, order)
 
 
 def _check_size(name: str, value: Any, *, positive: bool) -> int:
@@ -457,9 +522,10 @@ class RNNBase(Module):
     def _prepare_input(self, input: Any) -> Tuple[Tensor, bool]:
         """The input as a float32 Tensor of 3 dims (a batch dim of 1 added to 2-D
         input), and whether it was batched."""
-        if _is_packed(input):
-            raise TypeError(f"{self._name()}: PackedSequence input is not supported by this "
-                            "engine; pad the sequences and pass a Tensor")
+        if _looks_packed(input):
+            raise TypeError(f"{self._name()}: expected a Tensor or a pyvision_engine "
+                            "PackedSequence (pve.nn.utils.rnn.pack_padded_sequence), got "
+                            f"{type(input).__module__}.{type(input).__qualname__}")
         x = as_tensor(input)
         if x.ndim not in (2, 3):
             tensor = " tensor" if self.mode in ("RNN_TANH", "RNN_RELU") else ""
@@ -480,7 +546,9 @@ class RNNBase(Module):
                 f"{self.input_size}, got {x.shape[-1]} (input shape {tuple(x.shape)})")
 
     def _expected_hidden_size(self, x: Tensor, cell: bool = False) -> Tuple[int, int, int]:
-        batch = x.shape[0] if self.batch_first else x.shape[1]
+        return self._state_shape(x.shape[0] if self.batch_first else x.shape[1], cell)
+
+    def _state_shape(self, batch: int, cell: bool = False) -> Tuple[int, int, int]:
         size = self.proj_size if self.proj_size > 0 and not cell else self.hidden_size
         return (self.num_layers * (2 if self.bidirectional else 1), batch, size)
 
@@ -507,11 +575,12 @@ class RNNBase(Module):
         return h
 
     # -------------------------------------------------------------- the recurrence
-    def _run(self, x: Tensor, h0: Tensor, c0: Optional[Tensor]
-             ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-        """x (T, B, input_size), h0 / c0 (layers * directions, B, *) -> output
-        (T, B, directions * out size), h_n, c_n (None unless LSTM)."""
-        if x.shape[0] == 0:
+    def _run(self, x: Tensor, h0: Tensor, c0: Optional[Tensor],
+             batch_sizes: Optional[List[int]] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """x (T, B, input_size), or a packed batch's data (rows, input_size) with its
+        batch_sizes; h0 / c0 (layers * directions, B, *) -> output (T, B, directions * out
+        size) or (rows, directions * out size), h_n, c_n (None unless LSTM)."""
+        if batch_sizes is None and x.shape[0] == 0:
             raise RuntimeValueError(f"{self._name()}: Expected sequence length to be larger "
                                     "than 0 in RNN")
         num_directions = 2 if self.bidirectional else 1
@@ -525,16 +594,18 @@ class RNNBase(Module):
             for direction in range(num_directions):
                 k = layer * num_directions + direction
                 out, h, c = self._run_direction(layer_input, layer, direction, h0[k],
-                                                None if c0 is None else c0[k])
+                                                None if c0 is None else c0[k], batch_sizes)
                 outputs.append(out)
                 h_n.append(h)
                 if c is not None:
                     c_n.append(c)
-            layer_input = outputs[0] if num_directions == 1 else F.cat(outputs, dim=2)
+            layer_input = outputs[0] if num_directions == 1 else \
+                F.cat(outputs, dim=x.ndim - 1)
         return layer_input, stack(h_n, 0), stack(c_n, 0) if c_n else None
 
     def _run_direction(self, x: Tensor, layer: int, direction: int, h: Tensor,
-                       c: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+                       c: Optional[Tensor], batch_sizes: Optional[List[int]]
+                       ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
         w_ih, w_hh = getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix)
         b_ih = getattr(self, "bias_ih" + suffix) if self.bias else None
@@ -542,11 +613,12 @@ class RNNBase(Module):
         w_hr = getattr(self, "weight_hr" + suffix) if self.proj_size > 0 else None
         gi_all = F.linear(x, w_ih, b_ih)  # every step's input projection in one matmul
         packed = _RecurrentLoop.apply(gi_all, h, c, w_hh, b_hh, w_hr, mode=self.mode,
-                                      reverse=direction == 1)
+                                      reverse=direction == 1, batch_sizes=batch_sizes)
         # (three slices of the one output: their backward costs O(T), not O(T^2))
-        steps, batch, out_size = x.shape[0], x.shape[1], w_hh.shape[1]
-        n_out, n_h = steps * batch * out_size, batch * out_size
-        outs = packed[:n_out].reshape(steps, batch, out_size)
+        rows = x.shape[:-1]  # (T, B), or a packed batch's (rows,)
+        batch, out_size = h.shape[0], w_hh.shape[1]
+        n_out, n_h = math.prod(rows) * out_size, batch * out_size
+        outs = packed[:n_out].reshape(rows + (out_size,))
         h_n = packed[n_out:n_out + n_h].reshape(batch, out_size)
         c_n = packed[n_out + n_h:].reshape(batch, self.hidden_size) if c is not None else None
         return outs, h_n, c_n
@@ -560,6 +632,8 @@ class RNNBase(Module):
 
     def _forward_hidden_state_only(self, input: Any, hx: Any) -> Tuple[Tensor, Tensor]:
         """RNN's and GRU's forward (one hidden state; LSTM has a cell state too)."""
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         x, is_batched = self._prepare_input(input)
         h0 = None if hx is None else self._hidden_arg(hx, is_batched)
         self._check_input(x)
@@ -568,6 +642,53 @@ class RNNBase(Module):
         self._check_hidden(h0, expected)
         out, h_n, _ = self._run(self._sequence_first(x), h0, None)
         return self._batch_layout(out, is_batched), h_n if is_batched else h_n.squeeze(1)
+
+    # -------------------------------------------------------------- packed input
+    def _packed_data(self, input: PackedSequence) -> Tuple[Tensor, List[int]]:
+        """A PackedSequence's data and batch sizes, checked as torch checks them."""
+        data = input.data
+        if data.ndim != 2:
+            raise RuntimeValueError(f"{self._name()}: input must have 2 dimensions, got "
+                                    f"{data.ndim} (a PackedSequence's data is (rows, "
+                                    "input_size))")
+        self._check_input(data)
+        return data, _checked_batch_sizes(input, self._name()).tolist()
+
+    def _packed_state(self, hx: Any, batch: int, input: PackedSequence, cell: bool = False,
+                      what: str = "hidden") -> Tensor:
+        """An initial state for a packed batch, its batch in the caller's order (zeros
+        when hx is None), reordered as the packed sequences (longest first)."""
+        expected = self._state_shape(batch, cell)
+        if hx is None:
+            return zeros(*expected)
+        h = as_tensor(hx)
+        self._check_hidden(h, expected, what)
+        return _permute(h, input.sorted_indices)
+
+    def _forward_packed(self, input: PackedSequence, hx: Any) -> Tuple[PackedSequence, Any]:
+        """forward of a PackedSequence: the output packed as the input, and the final
+        states of each sequence (after its own last step) in the caller's batch order."""
+        data, batch_sizes = self._packed_data(input)
+        batch = batch_sizes[0]
+        if self.mode == "LSTM":
+            h_arg, c_arg = (None, None) if hx is None else self._lstm_pair(hx)
+            h0 = self._packed_state(h_arg, batch, input, what="hidden[0]")
+            c0 = self._packed_state(c_arg, batch, input, cell=True, what="hidden[1]")
+        else:
+            h0, c0 = self._packed_state(hx, batch, input), None
+        out, h_n, c_n = self._run(data, h0, c0, batch_sizes)
+        output = PackedSequence(out, input.batch_sizes, input.sorted_indices,
+                                input.unsorted_indices)
+        h_n = _permute(h_n, input.unsorted_indices)
+        if c_n is None:
+            return output, h_n
+        return output, (h_n, _permute(c_n, input.unsorted_indices))
+
+    def _lstm_pair(self, hx: Any) -> Tuple[Any, Any]:
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"{self._name()}: hx must be a tuple (h_0, c_0) of two tensors, "
+                            f"got {type(hx).__name__}")
+        return hx[0], hx[1]
 
 
 class RNN(RNNBase):
@@ -578,7 +699,8 @@ class RNN(RNNBase):
     or unbatched (L, input_size); hx (num_layers * directions, N, hidden_size) or
     unbatched (num_layers * directions, hidden_size), zeros when None. Returns
     (output (L, N, directions * hidden_size) in the input's layout, h_n like hx).
-    PackedSequence input is not supported (TypeError)."""
+    A PackedSequence input gives a PackedSequence output and h_n holding each sequence's
+    state after its own last step, in the input's batch order (hx in that order too)."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
@@ -608,7 +730,7 @@ class GRU(RNNBase):
     """torch.nn.GRU, gates in torch's order (r, z, n):
     r = sigmoid(W_ir x + b_ir + W_hr h + b_hr), z = sigmoid(W_iz x + b_iz + W_hz h + b_hz),
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h.
-    Inputs and outputs as RNN's. PackedSequence input is not supported (TypeError)."""
+    Inputs and outputs (PackedSequence too) as RNN's."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -634,7 +756,7 @@ class LSTM(RNNBase):
     forward(input, hx=None): input as RNN's; hx a tuple (h_0, c_0) of
     (num_layers * directions, N, proj_size or hidden_size) and
     (num_layers * directions, N, hidden_size) (2-D for unbatched input), zeros when None.
-    Returns (output, (h_n, c_n)). PackedSequence input is not supported (TypeError)."""
+    Returns (output, (h_n, c_n)); PackedSequence input and output as RNN's."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -644,16 +766,15 @@ class LSTM(RNNBase):
                          dropout, bidirectional, proj_size, device, dtype)
 
     def forward(self, input: Any, hx: Any = None) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         x, is_batched = self._prepare_input(input)
         if hx is None:
             self._check_input(x)
             h0 = zeros(*self._expected_hidden_size(x))
             c0 = zeros(*self._expected_hidden_size(x, cell=True))
         else:
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError("LSTM: hx must be a tuple (h_0, c_0) of two tensors, got "
-                                f"{type(hx).__name__}")
-            h0, c0 = as_tensor(hx[0]), as_tensor(hx[1])
+            h0, c0 = (as_tensor(h) for h in self._lstm_pair(hx))
             rank = 3 if is_batched else 2
             if h0.ndim != rank or c0.ndim != rank:
                 kind = "batched 3-D" if is_batched else "unbatched 2-D"
