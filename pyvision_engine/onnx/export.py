@@ -46,17 +46,19 @@ from pyvision_engine import _ops
 from pyvision_engine._version import __version__
 from pyvision_engine.autograd import Function, enable_grad
 from pyvision_engine.io import atomic_write_bytes
-from pyvision_engine.nn import (_f_activation, _f_distance, _f_fold, _f_grid, _f_norm,
-                                _f_pooling, _f_shape)
+from pyvision_engine.nn import (_f_activation, _f_distance, _f_embedding, _f_fold, _f_grid,
+                                _f_norm, _f_pooling, _f_shape)
 from pyvision_engine.nn import conv_transpose as _conv_transpose_module
 from pyvision_engine.nn import functional as F
+from pyvision_engine.nn import sparse as _sparse_module
 from pyvision_engine.nn._f_common import pair
 from pyvision_engine.nn.activation import RReLU
 from pyvision_engine.nn.dropout import Dropout, _DropoutNd
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.normalization import _BatchNorm as _BatchNormLayer
 from pyvision_engine.onnx._ops import fold_batch_norm
-from pyvision_engine.onnx._proto import DTYPE_CODES, Graph, Model, Node, ValueInfo, write_model
+from pyvision_engine.onnx._proto import (DTYPE_CODES, Graph, Model, Node, ValueInfo, write_model,
+                                         write_node)
 from pyvision_engine.tensor import Tensor, as_tensor
 
 __all__ = ["export", "SUPPORTED"]
@@ -115,7 +117,8 @@ class _Tracer:
         named = list(model.named_parameters()) + list(model.named_buffers())
         self.state_names = {id(t): n for n, t in named}
         self.state_arrays = {id(t._data): t for _, t in named}  # (batch norm passes arrays)
-        self.module_names = {id(m): n.rsplit(".", 1)[-1] for n, m in model.named_modules()}
+        self.module_paths = {id(m): n for n, m in model.named_modules()}
+        self.module_names = {i: n.rsplit(".", 1)[-1] for i, n in self.module_paths.items()}
 
     def _unique(self, name: str) -> str:
         n = self._taken.get(name, 0)
@@ -289,6 +292,11 @@ def _linear(tr: _Tracer, op: _Op) -> str:
     x, weight, bias = op.names[:3]
     if op.args[0].ndim == 2:
         return tr.node("Gemm", [x, weight] + ([bias] if bias else []), transB=1)
+    return _matmul_linear(tr, x, weight, bias)
+
+
+def _matmul_linear(tr: _Tracer, x: str, weight: str, bias: Optional[str]) -> str:
+    """x W^T + b for an input of any rank (Gemm takes only 2-D ones)."""
     y = tr.node("MatMul", [x, tr.node("Transpose", [weight], perm=[1, 0])])
     return tr.node("Add", [y, bias]) if bias else y
 
@@ -319,17 +327,29 @@ def _group_norm(tr: _Tracer, op: _Op) -> str:
 
 
 def _layer_norm(tr: _Tracer, op: _Op) -> str:
-    x, weight, length = op.args[0], op.args[1], int(op.args[3])
-    if tr.opset < 17:
-        raise _unsupported("layer_norm below opset 17", " (LayerNormalization came in opset 17)")
+    x, weight, length, eps = op.args[0], op.args[1], int(op.args[3]), float(op.args[4])
     if weight is not None:
         axis = x.ndim - weight.ndim
     else:  # the innermost dims holding `length` values (never the batch dim)
         axis = max(k for k in range(x.ndim + 1) if math.prod(x.shape[k:]) == length)
+    if tr.opset < 17:  # (LayerNormalization came in opset 17)
+        return _layer_norm_nodes(tr, op.names[0], list(range(axis, x.ndim)), eps,
+                                 *op.names[1:3])
     shape = tuple(x.shape[axis:])
     return tr.node("LayerNormalization", [op.names[0], _affine(tr, op.names[1], shape, 1.0),
                                           _affine(tr, op.names[2], shape, 0.0)],
-                   axis=axis, epsilon=float(op.args[4]))
+                   axis=axis, epsilon=eps)
+
+
+def _layer_norm_nodes(tr: _Tracer, x: str, axes: List[int], eps: float,
+                      weight: Optional[str], bias: Optional[str]) -> str:
+    """(x - mean) / sqrt(var + eps) * weight + bias, the variance biased, as torch's."""
+    centered = tr.node("Sub", [x, _reduce_node(tr, "ReduceMean", x, axes, 1)])
+    var = _reduce_node(tr, "ReduceMean", tr.node("Mul", [centered, centered]), axes, 1)
+    y = tr.node("Div", [centered, tr.node("Sqrt", [tr.node("Add", [var, tr.const(eps)])])])
+    if weight is not None:
+        y = tr.node("Mul", [y, weight])
+    return tr.node("Add", [y, bias]) if bias is not None else y
 
 
 def _clamp(tr: _Tracer, op: _Op) -> str:
@@ -457,11 +477,15 @@ def _local_response_norm(tr: _Tracer, op: _Op) -> str:
 def _vector_norm(tr: _Tracer, op: _Op) -> str:
     """linalg.vector_norm (normalize, cosine_similarity, pairwise_distance) by its order."""
     p, axes, keepdims = float(op.args[1]), [int(a) for a in op.args[2]], int(op.args[3])
+    return _norm_nodes(tr, op.names[0], p, axes, keepdims)
+
+
+def _norm_nodes(tr: _Tracer, x: str, p: float, axes: List[int], keepdims: int) -> str:
     if p in (1.0, 2.0):
-        return _reduce_node(tr, f"ReduceL{int(p)}", op.names[0], axes, keepdims)
+        return _reduce_node(tr, f"ReduceL{int(p)}", x, axes, keepdims)
     if p == 0:
         raise _unsupported("a vector norm of order 0 (a count of non-zero elements)")
-    magnitude = tr.node("Abs", [op.names[0]])
+    magnitude = tr.node("Abs", [x])
     if math.isinf(p):
         return _reduce_node(tr, "ReduceMax" if p > 0 else "ReduceMin", magnitude, axes, keepdims)
     total = _reduce_node(tr, "ReduceSum", tr.node("Pow", [magnitude, tr.const(p)]), axes, keepdims)
@@ -839,6 +863,425 @@ def _pad(tr: _Tracer, op: _Op) -> str:
     return tr.node("Pad", inputs, mode=_PAD_MODES[mode])
 
 
+# --------------------------------------------------------------------------- sequence layers
+# Embedding, attention and the recurrent layers. Masks are additive scores; a bool mask
+# becomes 0 / -inf with Where (multi-head attention and padding masks: True = masked out;
+# scaled_dot_product_attention: True = takes part).
+
+def _axes_node(tr: _Tracer, op_type: str, x: str, axes: Sequence[int]) -> str:
+    """Squeeze / Unsqueeze (their axes are an input from opset 13)."""
+    return tr.node(op_type, [x, tr.const(list(axes), np.int64)])
+
+
+def _embedding(tr: _Tracer, op: _Op) -> str:
+    """Gather of the looked-up rows (padding_idx only stops gradients). max_norm: rows whose
+    norm exceeds it are scaled by max_norm / (norm + 1e-7), as torch's embedding_renorm_
+    (which changed the example's rows of the weight in place already: their norm is now
+    below max_norm, so the graph leaves them be)."""
+    a = op.kw
+    (weight,) = _tensor_names(tr, a["weight"])
+    rows = tr.node("Gather", [weight, op.names[0]], axis=0)
+    if a["max_norm"] is None:
+        return rows
+    norm = _norm_nodes(tr, rows, float(a["norm_type"]), [-1], 1)
+    max_norm = tr.const(float(a["max_norm"]))
+    shrink = tr.node("Div", [max_norm, tr.node("Add", [norm, tr.const(1e-7)])])
+    scale = tr.node("Where", [tr.node("Greater", [norm, max_norm]), shrink, tr.const(1.0)])
+    return tr.node("Mul", [rows, scale])
+
+
+def _additive_mask(tr: _Tracer, mask: Any, true_attends: bool) -> str:
+    """A float mask as it is; a bool one as 0 where it attends and -inf where it does not."""
+    m = as_tensor(mask)
+    name = tr.name_of(m)
+    if m.dtype != np.bool_:
+        return name
+    zero, minus_inf = tr.const(0.0), tr.const(-np.inf)
+    return tr.node("Where", [name, zero, minus_inf] if true_attends else [name, minus_inf, zero])
+
+
+def _causal_mask(tr: _Tracer, rows: int, cols: int) -> str:
+    """torch's is_causal: query i sees keys 0..i (top-left aligned)."""
+    attends = np.tril(np.ones((rows, cols), dtype=bool))
+    return tr.const(np.where(attends, 0.0, -np.inf), np.float32)
+
+
+def _swap_last_dims(tr: _Tracer, x: str, ndim: int) -> str:
+    return tr.node("Transpose", [x], perm=list(range(ndim - 2)) + [ndim - 1, ndim - 2])
+
+
+def _attention_weights(tr: _Tracer, scores: str, masked: bool) -> str:
+    """softmax over the keys; with a mask, a row whose every key is masked gives zeros
+    (torch's _safe_softmax), not Softmax's NaN."""
+    weights = tr.node("Softmax", [scores], axis=-1)
+    if not masked:
+        return weights
+    row_max = _reduce_node(tr, "ReduceMax", scores, [-1], 1)
+    dead = tr.node("Equal", [row_max, tr.const(-np.inf)])
+    return tr.node("Where", [dead, tr.const(0.0), weights])
+
+
+def _repeat_heads(tr: _Tracer, x: str, t: Tensor, repeats: int) -> str:
+    """repeat_interleave(repeats, dim=-3) of (..., heads, S, E): each head repeats times."""
+    nd = t.ndim
+    grown = tr.node("Expand", [_axes_node(tr, "Unsqueeze", x, [nd - 2]),
+                               tr.const([1] * (nd - 2) + [repeats, 1, 1], np.int64)])
+    target = [0] * (nd - 3) + [t.shape[-3] * repeats, t.shape[-2], t.shape[-1]]
+    return tr.node("Reshape", [grown, tr.const(target, np.int64)])
+
+
+def _scaled_dot_product_attention(tr: _Tracer, op: _Op) -> str:
+    """softmax(q k^T * scale + mask) v as MatMul / Mul / Add / Softmax (dropout_p > 0 was
+    refused before it ran: it draws at random in every call)."""
+    a = op.kw
+    q, k, v = (as_tensor(a[n]) for n in ("query", "key", "value"))
+    k_name, v_name = _tensor_names(tr, k, v)
+    if a["enable_gqa"] and q.ndim >= 3 and k.ndim >= 3 and q.shape[-3] != k.shape[-3]:
+        repeats = q.shape[-3] // k.shape[-3]
+        k_name, v_name = (_repeat_heads(tr, n, t, repeats) for n, t in ((k_name, k), (v_name, v)))
+    scale = 1.0 / math.sqrt(q.shape[-1]) if a["scale"] is None else float(a["scale"])
+    scores = tr.node("MatMul", [op.names[0], _swap_last_dims(tr, k_name, k.ndim)])
+    scores = tr.node("Mul", [scores, tr.const(scale)])
+    mask = None
+    if a["is_causal"]:
+        mask = _causal_mask(tr, q.shape[-2], k.shape[-2])
+    elif a["attn_mask"] is not None:
+        mask = _additive_mask(tr, a["attn_mask"], true_attends=True)
+    if mask is not None:
+        scores = tr.node("Add", [scores, mask])
+    return tr.node("MatMul", [_attention_weights(tr, scores, mask is not None), v_name])
+
+
+class _Heads(NamedTuple):
+    """Multi-head attention's sizes: L queries, S keys (after bias_k / add_zero_attn)."""
+
+    count: int
+    dim: int
+    queries: int
+    keys: int
+
+
+def _mha_projections(tr: _Tracer, a: Dict[str, Any], inputs: List[str]) -> List[str]:
+    """q, k, v = query W_q^T + b_q, ... (in_proj_weight split in three, or the separate
+    weights), each (L or S, N, E)."""
+    embed = int(a["embed_dim_to_check"])
+    thirds = tr.const([embed] * 3, np.int64)
+    if a["use_separate_proj_weight"]:
+        weights = _tensor_names(tr, a["q_proj_weight"], a["k_proj_weight"], a["v_proj_weight"])
+    else:
+        (packed,) = _tensor_names(tr, a["in_proj_weight"])
+        weights = tr.node_outputs("Split", [packed, thirds], 3, axis=0)
+    biases: List[Optional[str]] = [None] * 3
+    if a["in_proj_bias"] is not None:
+        biases = tr.node_outputs("Split", [_tensor_names(tr, a["in_proj_bias"])[0], thirds], 3,
+                                 axis=0)
+    return [_matmul_linear(tr, x, w, b) for x, w, b in zip(inputs, weights, biases)]
+
+
+def _split_heads(tr: _Tracer, x: str, heads: _Heads) -> str:
+    """(S, N, E) -> (N, heads, S, head_dim); the sequence and batch sizes stay free."""
+    split = tr.node("Reshape", [x, tr.const([0, 0, heads.count, heads.dim], np.int64)])
+    return tr.node("Transpose", [split], perm=[1, 2, 0, 3])
+
+
+def _static_heads(tr: _Tracer, static: Any, count: int) -> str:
+    """static_k / static_v, given as (N * heads, S, head_dim), as (N, heads, S, head_dim)."""
+    t = as_tensor(static)
+    target = tr.const([-1, count] + list(t.shape[1:]), np.int64)
+    return tr.node("Reshape", [tr.name_of(t), target])
+
+
+def _pad_last(tr: _Tracer, x: str, ndim: int) -> str:
+    """One more zero at the end of the last dim (a key added by bias_k or add_zero_attn)."""
+    return tr.node("Pad", [x, tr.const([0] * (2 * ndim - 1) + [1], np.int64)])
+
+
+def _mha_masks(tr: _Tracer, a: Dict[str, Any], heads: _Heads, batched: bool,
+               added_keys: int) -> Optional[str]:
+    """attn_mask ((L, S), or (N * heads, L, S) as (N, heads, L, S)) plus key_padding_mask
+    (N, S) as (N, 1, 1, S), as additive scores that broadcast to (N, heads, L, S)."""
+    masks: List[Tuple[str, int]] = []  # (name, rank)
+    if a["attn_mask"] is not None:
+        mask = as_tensor(a["attn_mask"])
+        name = _additive_mask(tr, mask, true_attends=False)
+        if mask.ndim == 3:
+            shape = [-1, heads.count] + list(mask.shape[1:])
+            name = tr.node("Reshape", [name, tr.const(shape, np.int64)])
+        masks.append((name, 2 if mask.ndim == 2 else 4))
+    if a["key_padding_mask"] is not None:
+        name = _additive_mask(tr, a["key_padding_mask"], true_attends=False)
+        masks.append((_axes_node(tr, "Unsqueeze", name, [1, 2] if batched else [0, 1, 2]), 4))
+    for _ in range(added_keys):  # (the added keys are attended)
+        masks = [(_pad_last(tr, name, rank), rank) for name, rank in masks]
+    names = [name for name, _ in masks]
+    return tr.node("Add", names) if len(names) == 2 else (names[0] if names else None)
+
+
+def _mha_hint_drops_mask(a: Dict[str, Any], heads: _Heads) -> bool:
+    """Whether pve (as torch) attends causally instead of reading attn_mask: the is_causal
+    hint without padding mask nor weights. When the example's mask is the causal one the
+    graph keeps reading the mask (a TransformerEncoder detects the hint from it, so a mask
+    fed at run time is what counts); otherwise it is the causal mask, as computed."""
+    if not (a["is_causal"] and a["key_padding_mask"] is None and not a["need_weights"]):
+        return False
+    mask = as_tensor(a["attn_mask"])
+    values = np.where(mask._data, -np.inf, 0.0) if mask.dtype == np.bool_ else mask._data
+    causal = np.triu(np.full((heads.queries, heads.keys), -np.inf), 1)
+    return not (values.shape == causal.shape and np.array_equal(values, causal))
+
+
+def _multi_head_attention(tr: _Tracer, op: _Op) -> List[Optional[str]]:
+    """multi_head_attention_forward as MatMul / Softmax / Transpose / Reshape: returns the
+    output's name and the attention weights' (None unless need_weights)."""
+    a = op.kw
+    query, key = as_tensor(a["query"]), as_tensor(a["key"])
+    batched = query.ndim == 3
+    embed, count = int(a["embed_dim_to_check"]), int(a["num_heads"])
+    static_k, static_v = a["static_k"], a["static_v"]
+    keys = (as_tensor(static_k).shape[1] if static_k is not None
+            else key.shape[0] + (a["bias_k"] is not None)) + bool(a["add_zero_attn"])
+    heads = _Heads(count, embed // count, query.shape[0], keys)
+    inputs = [op.names[0]] + _tensor_names(tr, key, a["value"])
+    if not batched:
+        inputs = [_axes_node(tr, "Unsqueeze", n, [1]) for n in inputs]
+    q, k, v = _mha_projections(tr, a, inputs)
+    if a["bias_k"] is not None:  # one more key and value, the same for every batch row
+        shape = tr.node("Concat", [tr.const([1], np.int64), _dim(tr, k, 1),
+                                   tr.const([embed], np.int64)], axis=0)
+        k, v = (tr.node("Concat", [x, tr.node("Expand", [bias, shape])], axis=0)
+                for x, bias in zip((k, v), _tensor_names(tr, a["bias_k"], a["bias_v"])))
+    q = _split_heads(tr, q, heads)
+    k = _split_heads(tr, k, heads) if static_k is None else _static_heads(tr, static_k, count)
+    v = _split_heads(tr, v, heads) if static_v is None else _static_heads(tr, static_v, count)
+    if a["add_zero_attn"]:  # a zero key and value
+        k, v = (tr.node("Pad", [x, tr.const([0, 0, 0, 0, 0, 0, 1, 0], np.int64)]) for x in (k, v))
+    added = (a["bias_k"] is not None) + bool(a["add_zero_attn"])
+    if _mha_hint_drops_mask(a, heads):
+        mask: Optional[str] = _causal_mask(tr, heads.queries, heads.keys)
+    else:
+        mask = _mha_masks(tr, a, heads, batched, added)
+    weights = _mha_weights(tr, q, k, mask, heads, bool(a["need_weights"]))
+    out = tr.node("Transpose", [tr.node("MatMul", [weights, v])], perm=[2, 0, 1, 3])
+    out = tr.node("Reshape", [out, tr.const([0, 0, embed], np.int64)])
+    out = _matmul_linear(tr, out, *_tensor_names(tr, a["out_proj_weight"], a["out_proj_bias"]))
+    if not batched:
+        out = _axes_node(tr, "Squeeze", out, [1])
+    if not a["need_weights"]:
+        return [out, None]
+    if a["average_attn_weights"]:
+        weights = _reduce_node(tr, "ReduceMean", weights, [1], 0)
+    return [out, weights if batched else _axes_node(tr, "Squeeze", weights, [0])]
+
+
+def _dim(tr: _Tracer, x: str, axis: int) -> str:
+    """The run-time size of one dim of x, as a 1-element int64 tensor."""
+    return tr.node("Slice", [tr.node("Shape", [x]), tr.const([axis], np.int64),
+                             tr.const([axis + 1], np.int64), tr.const([0], np.int64)])
+
+
+def _mha_weights(tr: _Tracer, q: str, k: str, mask: Optional[str], heads: _Heads,
+                 need_weights: bool) -> str:
+    """(N, heads, L, S) attention weights, in the order of operations pve (torch) uses on
+    each path: with need_weights the queries are scaled and a plain softmax makes a fully
+    masked row NaN; without, the scores are scaled and such a row is zeros."""
+    keys_t = tr.node("Transpose", [k], perm=[0, 1, 3, 2])
+    if need_weights:
+        q = tr.node("Mul", [q, tr.const(math.sqrt(1.0 / heads.dim))])
+        scores = tr.node("MatMul", [q, keys_t])
+    else:
+        scores = tr.node("Mul", [tr.node("MatMul", [q, keys_t]),
+                                 tr.const(1.0 / math.sqrt(heads.dim))])
+    if mask is not None:
+        scores = tr.node("Add", [scores, mask])
+    if need_weights:
+        return tr.node("Softmax", [scores], axis=-1)
+    return _attention_weights(tr, scores, mask is not None)
+
+
+def _canonical_mask_seam(original: Callable[..., Any]) -> Callable[..., Any]:
+    """nn/attention.py's _canonical_mask turns a bool mask into -inf / 0 with numpy: the
+    same as Where nodes, so that a mask fed to the graph still counts."""
+
+    @functools.wraps(original)
+    def traced(mask: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original(mask, *args, **kwargs)
+        tr = _active()
+        if tr is None or tr.depth or out is None or as_tensor(mask).dtype != np.bool_:
+            return out  # (a float mask comes back as it is)
+        tr.bind(out, _additive_mask(tr, mask, true_attends=False))
+        return out
+
+    return traced
+
+
+# torch's gate blocks (rows of W_ih, W_hh, b_ih, b_hh) in ONNX's order: LSTM i, f, g, o ->
+# i, o, f, c; GRU r, z, n -> z, r, h (torch keeps b_hn inside the reset gate's product:
+# ONNX's linear_before_reset=1).
+_ONNX_GATE_ORDER = {"RNN_TANH": (0,), "RNN_RELU": (0,), "GRU": (1, 0, 2), "LSTM": (0, 3, 1, 2)}
+_ONNX_RECURRENT_OP = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "GRU": "GRU", "LSTM": "LSTM"}
+
+
+class _Direction(NamedTuple):
+    """One direction's weights: (G * H, in), (G * H, H), (G * H,) or None twice."""
+
+    w_ih: Tensor
+    w_hh: Tensor
+    b_ih: Optional[Tensor]
+    b_hh: Optional[Tensor]
+
+
+def _onnx_gates(t: Tensor, mode: str) -> np.ndarray:
+    order = _ONNX_GATE_ORDER[mode]
+    blocks = np.split(np.asarray(t._data, dtype=np.float32), len(order), axis=0)
+    return np.concatenate([blocks[i] for i in order], axis=0)
+
+
+def _writes_string_lists() -> bool:
+    """Whether _proto writes attributes that are lists of strings (RNN's activations)."""
+    try:
+        write_node(Node("RNN", [], [], {"activations": ["Relu"]}))
+    except TypeError:
+        return False
+    return True
+
+
+def _recurrent_node(tr: _Tracer, mode: str, directions: Sequence[_Direction], x: str,
+                    states: Sequence[str], prefix: str) -> List[str]:
+    """One ONNX RNN / GRU / LSTM node over x (T, N, in), initial states (D, N, H) given or
+    zeros: outputs Y (T, D, N, H), Y_h (D, N, H) and for LSTM Y_c."""
+    hidden = directions[0].w_hh.shape[1]
+    attrs: Dict[str, Any] = {"hidden_size": int(hidden),
+                             "direction": "bidirectional" if len(directions) == 2 else "forward"}
+    if mode == "RNN_RELU":
+        if not _writes_string_lists():
+            raise _unsupported("RNN(nonlinearity='relu')", " (its ONNX RNN needs the "
+                               "activations attribute, a list of strings _proto cannot write)")
+        attrs["activations"] = ["Relu"] * len(directions)
+    if mode == "GRU":
+        attrs["linear_before_reset"] = 1
+    inputs = [x] + [tr.initializer(prefix + name, np.stack([_onnx_gates(w, mode) for w in ws]))
+                    for name, ws in (("W", [d.w_ih for d in directions]),
+                                     ("R", [d.w_hh for d in directions]))]
+    if directions[0].b_ih is not None:
+        biases = [np.concatenate([_onnx_gates(d.b_ih, mode), _onnx_gates(d.b_hh, mode)])
+                  for d in directions]
+        inputs.append(tr.initializer(prefix + "B", np.stack(biases)))
+    if states:  # after B (if absent: "") and sequence_lens ("": the sequences are padded)
+        inputs += [""] * (5 - len(inputs)) + list(states)
+    return tr.node_outputs(_ONNX_RECURRENT_OP[mode], inputs, 3 if mode == "LSTM" else 2, **attrs)
+
+
+def _direction_weights(module: Module, layer: int, reverse: bool) -> _Direction:
+    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+    w_ih, w_hh = getattr(module, "weight_ih" + suffix), getattr(module, "weight_hh" + suffix)
+    if not module.bias:
+        return _Direction(w_ih, w_hh, None, None)
+    return _Direction(w_ih, w_hh, getattr(module, "bias_ih" + suffix),
+                      getattr(module, "bias_hh" + suffix))
+
+
+def _recurrent_layers(tr: _Tracer, module: Module, x: str, batched: bool,
+                      states: List[str]) -> List[str]:
+    """RNN / GRU / LSTM: one ONNX node per layer (both directions in it), the next layer
+    reading the directions' outputs concatenated. Returns output, h_n (and c_n)."""
+    directions = 2 if module.bidirectional else 1
+    if not batched:  # (L, in) as a batch of one
+        x, *states = (_axes_node(tr, "Unsqueeze", n, [1]) for n in [x] + states)
+    elif module.batch_first:
+        x = tr.node("Transpose", [x], perm=[1, 0, 2])
+    finals: List[List[str]] = [[], []] if module.mode == "LSTM" else [[]]
+    path = tr.module_paths.get(id(module), "")
+    for layer in range(module.num_layers):
+        weights = [_direction_weights(module, layer, d == 1) for d in range(directions)]
+        layer_states = states
+        if module.num_layers > 1:  # (this layer's directions' rows of h_0 / c_0)
+            bounds = [tr.const([layer * directions], np.int64),
+                      tr.const([(layer + 1) * directions], np.int64), tr.const([0], np.int64)]
+            layer_states = [tr.node("Slice", [s] + bounds) for s in states]
+        y, *last = _recurrent_node(tr, module.mode, weights, x, layer_states,
+                                   f"{path}.onnx_l{layer}_" if path else f"onnx_l{layer}_")
+        if directions == 1:
+            x = _axes_node(tr, "Squeeze", y, [1])
+        else:  # (T, D, N, H) -> (T, N, D * H)
+            x = tr.node("Reshape", [tr.node("Transpose", [y], perm=[0, 2, 1, 3]),
+                                    tr.const([0, 0, -1], np.int64)])
+        for kept, value in zip(finals, last):
+            kept.append(value)
+    if batched and module.batch_first:
+        x = tr.node("Transpose", [x], perm=[1, 0, 2])
+    outs = [x] + [v[0] if len(v) == 1 else tr.node("Concat", v, axis=0) for v in finals]
+    return outs if batched else [_axes_node(tr, "Squeeze", n, [1]) for n in outs]
+
+
+def _recurrent_cell(tr: _Tracer, module: Module, x: str, batched: bool,
+                    states: List[str]) -> List[str]:
+    """RNNCell / GRUCell / LSTMCell: one time step of the ONNX node. Returns h' (and c')."""
+    kind = type(module).__name__
+    mode = {"LSTMCell": "LSTM", "GRUCell": "GRU"}.get(kind)
+    mode = mode or ("RNN_RELU" if module.nonlinearity == "relu" else "RNN_TANH")
+    lead = [0] if batched else [0, 1]  # (N, in) -> (1, N, in); (in,) -> (1, 1, in)
+    x, *states = (_axes_node(tr, "Unsqueeze", n, lead) for n in [x] + states)
+    weights = _Direction(module.weight_ih, module.weight_hh, module.bias_ih, module.bias_hh)
+    path = tr.module_paths.get(id(module), "")
+    _, *last = _recurrent_node(tr, mode, [weights], x, states, f"{path}.onnx_" if path else "onnx_")
+    return [_axes_node(tr, "Squeeze", n, lead) for n in last]
+
+
+def _tensors_of(result: Any) -> List[Tensor]:
+    """A module's result flattened: (out, (h_n, c_n)) -> [out, h_n, c_n]."""
+    if isinstance(result, (tuple, list)):
+        return [t for item in result for t in _tensors_of(item)]
+    return [result]
+
+
+def _recurrent_module(tr: _Tracer, module: Module, args: Tuple[Any, ...],
+                      kwargs: Dict[str, Any]) -> Any:
+    """A recurrent layer or cell, traced as one unit (its time loops are one Function
+    each, and ONNX has the whole recurrence as one operator)."""
+    kind = type(module).__name__
+    bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    bound.apply_defaults()
+    x, hx = bound.arguments["input"], bound.arguments["hx"]
+    if type(x).__name__ == "PackedSequence" or hasattr(x, "batch_sizes"):
+        raise _unsupported(f"{kind} on a PackedSequence",
+                           " (pad the sequences to one length and pass a Tensor)")
+    if getattr(module, "proj_size", 0) > 0:
+        raise _unsupported(f"{kind} with proj_size={module.proj_size}",
+                           " (ONNX's LSTM has no projection of the hidden state)")
+    tr.depth += 1
+    try:
+        result = _ORIGINAL_CALL(module, *args, **kwargs)
+    finally:
+        tr.depth -= 1
+    x = as_tensor(x)
+    states = [] if hx is None else [tr.name_of(as_tensor(s)) for s in
+                                    (hx if isinstance(hx, (tuple, list)) else [hx])]
+    is_cell = kind.endswith("Cell")
+    batched = x.ndim == (2 if is_cell else 3)
+    build = _recurrent_cell if is_cell else _recurrent_layers
+    for t, name in zip(_tensors_of(result), build(tr, module, tr.name_of(x), batched, states)):
+        tr.bind(t, name)
+    return result
+
+
+@functools.lru_cache(maxsize=None)
+def _module_converters() -> Dict[type, Callable[..., Any]]:
+    """Modules traced as one unit (imported on first export: pve.onnx does not load them)."""
+    from pyvision_engine.nn import rnn
+    return {cls: _recurrent_module for cls in (rnn.RNN, rnn.GRU, rnn.LSTM, rnn.RNNCell,
+                                                rnn.GRUCell, rnn.LSTMCell)}
+
+
+def _module_converter(module: Module) -> Optional[Callable[..., Any]]:
+    """The converter of the module's class or of a base class whose forward it keeps (a
+    subclass with its own forward is traced op by op)."""
+    converters = _module_converters()
+    for cls in type(module).__mro__:
+        if cls in converters:
+            return converters[cls] if type(module).forward is cls.forward else None
+    return None
+
+
 _FUNCTIONAL_CONVERTERS: Dict[str, Converter] = {
     **{name: _act_functional for name in (
         "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "gelu", "silu",
@@ -853,11 +1296,17 @@ _FUNCTIONAL_CONVERTERS: Dict[str, Converter] = {
     "rrelu": lambda tr, op: _activation(tr, "leaky_relu", op.names[0],
                                         (op.kw["lower"] + op.kw["upper"]) / 2),
     "_conv1d": _conv1d, "_conv_transpose1d": _conv_transpose1d, "glu": _glu,
+    "embedding": _embedding, "scaled_dot_product_attention": _scaled_dot_product_attention,
+    "multi_head_attention_forward": _multi_head_attention,
 }
 
-# where the functionals are looked up when called (the first holds the original)
-_FUNCTIONAL_OWNERS = (F, _f_activation, _f_pooling, _f_shape,
-                      _conv_transpose_module)
+
+def _functional_owners() -> Tuple[Any, ...]:
+    """Where the functionals are looked up when called (the first holds the original).
+    nn/attention.py loads on first use, so it is imported here, not by pve.onnx."""
+    from pyvision_engine.nn import attention
+    return (F, _f_activation, _f_pooling, _f_shape, _conv_transpose_module, _f_embedding,
+            _sparse_module, attention)
 
 
 def _refuse_before_running(fname: str, a: Dict[str, Any]) -> None:
@@ -866,6 +1315,15 @@ def _refuse_before_running(fname: str, a: Dict[str, Any]) -> None:
         noise = "slopes" if fname == "rrelu" else "masks"
         raise ValueError(f"pve.onnx.export: {fname} in training mode (random {noise}) has no "
                          "place in an inference graph: call model.eval() before export")
+    if fname == "scaled_dot_product_attention" and a["dropout_p"] > 0:
+        raise ValueError(f"pve.onnx.export: scaled_dot_product_attention with dropout_p="
+                         f"{a['dropout_p']} drops attention weights at random in every call, "
+                         "which has no place in an inference graph: pass dropout_p=0.0 when "
+                         "not training")
+    if fname == "multi_head_attention_forward" and a["training"] and a["dropout_p"] > 0:
+        raise ValueError(f"pve.onnx.export: multi_head_attention_forward in training mode with "
+                         f"dropout_p={a['dropout_p']} (random masks) has no place in an "
+                         "inference graph: call model.eval() before export")
     if a.get("return_indices") and fname != "max_pool2d":
         raise _unsupported(f"{fname} with return_indices=True")
     if a.get("divisor_override") is not None:
@@ -903,6 +1361,7 @@ def _traced_apply(cls: type, *args: Any, **kwargs: Any) -> Tensor:
 
 def _traced_functional(fname: str, original: Callable[..., Any]) -> Callable[..., Any]:
     signature = inspect.signature(original)
+    first = "input" if "input" in signature.parameters else next(iter(signature.parameters))
 
     @functools.wraps(original)
     def traced(*args: Any, **kwargs: Any) -> Any:
@@ -912,7 +1371,7 @@ def _traced_functional(fname: str, original: Callable[..., Any]) -> Callable[...
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         _refuse_before_running(fname, bound.arguments)
-        t = as_tensor(bound.arguments["input"])
+        t = as_tensor(bound.arguments[first])
         x = tr.name_of(t)
         tr.depth += 1
         try:
@@ -921,9 +1380,10 @@ def _traced_functional(fname: str, original: Callable[..., Any]) -> Callable[...
             tr.depth -= 1
         op = _Op((t,), [x], dict(bound.arguments), out, fname)
         names = _FUNCTIONAL_CONVERTERS[fname](tr, op)
-        if isinstance(out, tuple):  # (max_pool2d's values and indices)
+        if isinstance(out, tuple):  # (max_pool2d's values and indices; attention's weights)
             for item, name in zip(out, names):
-                tr.bind(item, name)
+                if item is not None:
+                    tr.bind(item, name)
         else:
             tr.bind(out, names)  # (in place: out is the input)
         return out
@@ -937,6 +1397,9 @@ def _traced_call(self: Module, *args: Any, **kwargs: Any) -> Any:
         return _ORIGINAL_CALL(self, *args, **kwargs)
     tr.scope.append(tr.module_names.get(id(self), type(self).__name__))
     try:
+        convert = None if tr.depth else _module_converter(self)
+        if convert is not None:
+            return convert(tr, self, args, kwargs)
         return _ORIGINAL_CALL(self, *args, **kwargs)
     finally:
         tr.scope.pop()
@@ -946,12 +1409,15 @@ def _seams() -> Iterator[Tuple[Any, str, Any]]:
     """(owner, attribute, replacement) for each seam; functionals under each of their names."""
     yield Function, "apply", classmethod(_traced_apply)
     yield Module, "__call__", _traced_call
+    owners = _functional_owners()
     for fname in _FUNCTIONAL_CONVERTERS:
-        original = next(getattr(o, fname) for o in _FUNCTIONAL_OWNERS if hasattr(o, fname))
+        original = next(getattr(o, fname) for o in owners if hasattr(o, fname))
         traced = _traced_functional(fname, original)
-        for owner in _FUNCTIONAL_OWNERS:
+        for owner in owners:
             if getattr(owner, fname, None) is original:
                 yield owner, fname, traced
+    attention = owners[-1]
+    yield attention, "_canonical_mask", _canonical_mask_seam(attention._canonical_mask)
 
 
 @contextlib.contextmanager
@@ -1026,6 +1492,9 @@ def _name_outputs(tr: _Tracer, internal: List[str], wanted: List[str],
 
 
 # --------------------------------------------------------------------------- argument checks
+_INPUT_DTYPES = (np.float32, np.int64, np.bool_)
+
+
 def _example_inputs(args: Any) -> List[np.ndarray]:
     items = list(args) if isinstance(args, tuple) else [args]
     if not items:
@@ -1034,9 +1503,10 @@ def _example_inputs(args: Any) -> List[np.ndarray]:
         if not isinstance(item, (Tensor, np.ndarray)):
             raise TypeError(f"pve.onnx.export: example input {i} must be a numpy array or a "
                             f"pve.Tensor (or a tuple of them), got {type(item).__name__}")
-        if item.dtype != np.float32:
-            raise TypeError(f"pve.onnx.export: example input {i} must be float32, got "
-                            f"{item.dtype} (convert it with .astype(np.float32))")
+        if item.dtype not in _INPUT_DTYPES:
+            raise TypeError(f"pve.onnx.export: example input {i} must be float32 (int64 for "
+                            f"indices, bool for masks), got {item.dtype} (convert it with "
+                            ".astype(np.float32))")
     return [np.array(item) for item in items]  # copies: the model may work in place
 
 
@@ -1078,22 +1548,34 @@ def _value_info(name: str, t: Tensor, dynamic: Dict[int, str]) -> ValueInfo:
 
 
 def _outputs_of(result: Any) -> List[Tensor]:
-    items = list(result) if isinstance(result, (tuple, list)) else [result]
+    """The model's outputs, nested tuples flattened in order (an LSTM's (out, (h_n, c_n)))
+    as torch.onnx.export does."""
+    items = _tensors_of(result)
     for item in items:
         if not isinstance(item, Tensor):
             raise TypeError(f"pve.onnx.export: the model must return a Tensor or a tuple/list of "
-                            f"Tensors, got {type(result).__name__} holding {type(item).__name__}")
+                            f"Tensors (nested tuples are flattened), got {type(result).__name__} "
+                            f"holding {type(item).__name__}")
     return items
 
 
 def _check_inference_mode(model: Module) -> None:
     for name, m in model.named_modules():
-        if m.training and isinstance(m, (_BatchNormLayer, Dropout, _DropoutNd, RReLU)):
+        if m.training and (isinstance(m, (_BatchNormLayer, Dropout, _DropoutNd, RReLU))
+                           or _drops_in_training(m)):
             raise ValueError(
                 f"pve.onnx.export: {name or 'the model'} ({type(m).__name__}) is in training mode, "
                 "but an ONNX inference graph uses BatchNorm's running statistics and no random "
                 "dropout or RReLU slopes: "
                 "call model.eval() before export (torch users do the same)")
+
+
+def _drops_in_training(m: Module) -> bool:
+    """A recurrent layer with dropout between its layers, or attention with dropout."""
+    from pyvision_engine.nn import attention, rnn
+    if isinstance(m, rnn.RNNBase):
+        return m.dropout > 0 and m.num_layers > 1
+    return isinstance(m, attention.MultiheadAttention) and m.dropout > 0
 
 
 # --------------------------------------------------------------------------- public
@@ -1130,7 +1612,9 @@ def export(model: Module, args: Any, f: Union[str, "os.PathLike[str]", Any], *,
 
     tr = _Tracer(model, opset_version, reserved=names_in)
     # Non-leaf inputs that require grad: every op records, and in-place ops are allowed.
-    inputs = [_ops.Clone.apply(Tensor(a, requires_grad=True)) for a in arrays]
+    # (int64 indices and bool masks enter as they are: nothing differentiates them)
+    inputs = [_ops.Clone.apply(Tensor(a, requires_grad=True)) if a.dtype == np.float32
+              else Tensor(a) for a in arrays]
     for t, name in zip(inputs, names_in):
         tr.bind(t, name)
     with _tracing(tr):
