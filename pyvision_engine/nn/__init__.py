@@ -127,6 +127,10 @@ _LAZY.update({name: "pyvision_engine.nn.rnn"
 _LAZY["CTCLoss"] = "pyvision_engine.nn.ctc"
 _LAZY.update({name: "pyvision_engine.nn.transformer"
               for name in ("TransformerDecoderLayer", "TransformerDecoder", "Transformer")})
+_LAZY.update({"FractionalMaxPool2d": "pyvision_engine.nn.fractional_pool",
+              "EmbeddingBag": "pyvision_engine.nn.embedding_bag",
+              "AdaptiveLogSoftmaxWithLoss": "pyvision_engine.nn.adaptive",
+              "LinearCrossEntropyLoss": "pyvision_engine.nn.linear_cross_entropy"})
 __all__ += list(_LAZY)
 from pyvision_engine._lazy import lazy_exports  # noqa: E402
 

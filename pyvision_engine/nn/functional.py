@@ -487,6 +487,10 @@ __all__ += ["pdist", "gumbel_softmax", "feature_alpha_dropout"]
 _LAZY = {"scaled_dot_product_attention": "pyvision_engine.nn.attention",
          "multi_head_attention_forward": "pyvision_engine.nn.attention",
          "ctc_loss": "pyvision_engine.nn._f_ctc"}
+_LAZY.update({"fractional_max_pool2d": "pyvision_engine.nn._f_fractional",
+              "fractional_max_pool2d_with_indices": "pyvision_engine.nn._f_fractional",
+              "embedding_bag": "pyvision_engine.nn._f_embedding_bag",
+              "linear_cross_entropy": "pyvision_engine.nn.linear_cross_entropy"})
 __all__ += list(_LAZY)
 from pyvision_engine._lazy import lazy_exports  # noqa: E402
 
