@@ -6,7 +6,7 @@
 The model runs once, in its current train/eval mode, with autograd *recording* (the example
 input requires grad): the package's own switch for its inference fast paths (fused
 Conv+BN+ReLU, blocked sequences, in-place residual adds run only under ``no_grad``), so
-every layer runs as written and each op is visible. Three seams are wrapped, for the
+every layer runs as written and each op is visible. These seams are wrapped, for the
 exporting thread only, and restored in a ``finally``:
 
 * ``autograd.Function.apply``, which every differentiable op passes through (conv, linear,
@@ -14,13 +14,19 @@ exporting thread only, and restored in a ``finally``:
   the converter registered for its Function class;
 * the functionals whose Function-level form loses what ONNX needs (activations, which may
   run in place; softmax's dim; pooling, which reshapes to planes; 1-D convolutions, which
-  run as 2-D ones over rows; interpolate; pad; dropout) are converted from their
-  torch-style arguments, the ops inside them unrecorded;
-* ``Module.__call__`` keeps the module path, which names the nodes (``/layer1/0/conv1/Conv``).
+  run as 2-D ones over rows; interpolate; pad; dropout; embedding; attention, whose
+  masks and head reshapes numpy handles) are converted from their torch-style arguments,
+  the ops inside them unrecorded;
+* ``Module.__call__`` keeps the module path, which names the nodes (``/layer1/0/conv1/Conv``);
+* the ``forward`` of the recurrent layers and cells converts each as one unit: ONNX's
+  RNN / GRU / LSTM operators are whole recurrences, one node per layer;
+* nn/attention.py's ``_canonical_mask``, which turns a bool mask into -inf / 0 with numpy,
+  becomes a Where node, so that a mask fed to the graph counts.
 
 Values are keyed by the identity of the Tensors holding them (kept alive meanwhile) and
 their ``_version``, so a tensor changed in place by an untraced op is an error, not a stale
-graph. A tensor the trace did not produce must be a parameter or buffer (an initializer
+graph. Example inputs are float32, or int64 (Embedding's indices) and bool (masks).
+A tensor the trace did not produce must be a parameter or buffer (an initializer
 named by its state_dict key), a scalar operand or a free Parameter; anything else, and any
 op without a converter, raises NotImplementedError naming it. As in torch's tracer, Python
 values computed from data (``.item()``) are baked in. Afterwards a BatchNormalization right
@@ -68,7 +74,7 @@ _IR_VERSIONS = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 9, 19: 9, 20: 10, 21: 10}
 
 SUPPORTED = (
     "Conv2d (any stride/padding/dilation/groups/padding_mode but circular below opset 19), "
-    "Linear, BatchNorm1d/2d (eval), GroupNorm, LayerNorm (opset >= 17), ReLU, ReLU6, LeakyReLU, "
+    "Linear, BatchNorm1d/2d (eval), GroupNorm, LayerNorm, ReLU, ReLU6, LeakyReLU, "
     "PReLU, Sigmoid, Tanh, GELU, SiLU, Hardswish, Hardsigmoid, Softmax, LogSoftmax, MaxPool2d, "
     "AvgPool2d, AdaptiveAvgPool2d/AdaptiveMaxPool2d (1x1 or even windows), Flatten, Identity, "
     "Dropout (eval), ZeroPad2d and F.pad, Upsample/interpolate (nearest, bilinear, "
@@ -83,7 +89,10 @@ SUPPORTED = (
     "ReplicationPad1d/CircularPad1d (circular from opset 19), Hardshrink, Softshrink, RReLU "
     "(eval), GLU, LPPool2d, MaxPool2d(return_indices=True) with MaxUnpool2d, CosineSimilarity, "
     "PairwiseDistance, normalize, Unfold, Fold (opset >= 18), grid_sample (opset >= 16), "
-    "affine_grid (opset >= 20)")
+    "affine_grid (opset >= 20), RNN (tanh), GRU and LSTM (no proj_size; padded, not packed "
+    "sequences) and RNNCell/GRUCell/LSTMCell as ONNX RNN/GRU/LSTM, Embedding, "
+    "scaled_dot_product_attention, MultiheadAttention, TransformerEncoderLayer, "
+    "TransformerEncoder")
 
 _state = threading.local()  # .tracer: the _Tracer of an export running in this thread
 _install_lock = threading.Lock()  # one export at a time installs the seams
@@ -1190,7 +1199,6 @@ def _recurrent_layers(tr: _Tracer, module: Module, x: str, batched: bool,
     elif module.batch_first:
         x = tr.node("Transpose", [x], perm=[1, 0, 2])
     finals: List[List[str]] = [[], []] if module.mode == "LSTM" else [[]]
-    path = tr.module_paths.get(id(module), "")
     for layer in range(module.num_layers):
         weights = [_direction_weights(module, layer, d == 1) for d in range(directions)]
         layer_states = states
@@ -1199,7 +1207,7 @@ def _recurrent_layers(tr: _Tracer, module: Module, x: str, batched: bool,
                       tr.const([(layer + 1) * directions], np.int64), tr.const([0], np.int64)]
             layer_states = [tr.node("Slice", [s] + bounds) for s in states]
         y, *last = _recurrent_node(tr, module.mode, weights, x, layer_states,
-                                   f"{path}.onnx_l{layer}_" if path else f"onnx_l{layer}_")
+                                   f"{_weights_prefix(tr, module)}onnx_l{layer}_")
         if directions == 1:
             x = _axes_node(tr, "Squeeze", y, [1])
         else:  # (T, D, N, H) -> (T, N, D * H)
@@ -1216,15 +1224,23 @@ def _recurrent_layers(tr: _Tracer, module: Module, x: str, batched: bool,
 def _recurrent_cell(tr: _Tracer, module: Module, x: str, batched: bool,
                     states: List[str]) -> List[str]:
     """RNNCell / GRUCell / LSTMCell: one time step of the ONNX node. Returns h' (and c')."""
-    kind = type(module).__name__
-    mode = {"LSTMCell": "LSTM", "GRUCell": "GRU"}.get(kind)
-    mode = mode or ("RNN_RELU" if module.nonlinearity == "relu" else "RNN_TANH")
+    rnn = _rnn_module()
+    if isinstance(module, (rnn.LSTMCell, rnn.GRUCell)):
+        mode = "LSTM" if isinstance(module, rnn.LSTMCell) else "GRU"
+    else:
+        mode = "RNN_RELU" if module.nonlinearity == "relu" else "RNN_TANH"
     lead = [0] if batched else [0, 1]  # (N, in) -> (1, N, in); (in,) -> (1, 1, in)
     x, *states = (_axes_node(tr, "Unsqueeze", n, lead) for n in [x] + states)
     weights = _Direction(module.weight_ih, module.weight_hh, module.bias_ih, module.bias_hh)
-    path = tr.module_paths.get(id(module), "")
-    _, *last = _recurrent_node(tr, mode, [weights], x, states, f"{path}.onnx_" if path else "onnx_")
+    _, *last = _recurrent_node(tr, mode, [weights], x, states,
+                               f"{_weights_prefix(tr, module)}onnx_")
     return [_axes_node(tr, "Squeeze", n, lead) for n in last]
+
+
+def _weights_prefix(tr: _Tracer, module: Module) -> str:
+    """The module's state_dict prefix, naming the initializers of its reordered weights."""
+    path = tr.module_paths.get(id(module), "")
+    return f"{path}." if path else ""
 
 
 def _tensors_of(result: Any) -> List[Tensor]:
@@ -1234,14 +1250,30 @@ def _tensors_of(result: Any) -> List[Tensor]:
     return [result]
 
 
-def _recurrent_module(tr: _Tracer, module: Module, args: Tuple[Any, ...],
-                      kwargs: Dict[str, Any]) -> Any:
-    """A recurrent layer or cell, traced as one unit (its time loops are one Function
-    each, and ONNX has the whole recurrence as one operator)."""
+def _recurrent_forward(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The forward of a recurrent layer or cell class, traced as one unit: its time loops
+    are Functions of their own, and ONNX has the whole recurrence as one operator. (Hooks
+    run around it, traced; a subclass's own forward is traced op by op.)"""
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def forward(self: Module, *args: Any, **kwargs: Any) -> Any:
+        tr = _active()
+        if tr is None or tr.depth:
+            return original(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        return _recurrent_module(tr, self, original, bound.arguments)
+
+    return forward
+
+
+def _recurrent_module(tr: _Tracer, module: Module, forward: Callable[..., Any],
+                      arguments: Dict[str, Any]) -> Any:
+    """Runs ``forward`` untraced, then writes its ONNX nodes (packed sequences and LSTM
+    projections refused first)."""
     kind = type(module).__name__
-    bound = inspect.signature(module.forward).bind(*args, **kwargs)
-    bound.apply_defaults()
-    x, hx = bound.arguments["input"], bound.arguments["hx"]
+    x, hx = arguments["input"], arguments["hx"]
     if type(x).__name__ == "PackedSequence" or hasattr(x, "batch_sizes"):
         raise _unsupported(f"{kind} on a PackedSequence",
                            " (pad the sequences to one length and pass a Tensor)")
@@ -1250,13 +1282,13 @@ def _recurrent_module(tr: _Tracer, module: Module, args: Tuple[Any, ...],
                            " (ONNX's LSTM has no projection of the hidden state)")
     tr.depth += 1
     try:
-        result = _ORIGINAL_CALL(module, *args, **kwargs)
+        result = forward(module, x, hx)
     finally:
         tr.depth -= 1
     x = as_tensor(x)
     states = [] if hx is None else [tr.name_of(as_tensor(s)) for s in
                                     (hx if isinstance(hx, (tuple, list)) else [hx])]
-    is_cell = kind.endswith("Cell")
+    is_cell = isinstance(module, _rnn_module().RNNCellBase)
     batched = x.ndim == (2 if is_cell else 3)
     build = _recurrent_cell if is_cell else _recurrent_layers
     for t, name in zip(_tensors_of(result), build(tr, module, tr.name_of(x), batched, states)):
@@ -1264,22 +1296,15 @@ def _recurrent_module(tr: _Tracer, module: Module, args: Tuple[Any, ...],
     return result
 
 
-@functools.lru_cache(maxsize=None)
-def _module_converters() -> Dict[type, Callable[..., Any]]:
-    """Modules traced as one unit (imported on first export: pve.onnx does not load them)."""
+def _rnn_module() -> Any:
+    """nn/rnn.py, imported on first export (pve.onnx does not load it)."""
     from pyvision_engine.nn import rnn
-    return {cls: _recurrent_module for cls in (rnn.RNN, rnn.GRU, rnn.LSTM, rnn.RNNCell,
-                                                rnn.GRUCell, rnn.LSTMCell)}
+    return rnn
 
 
-def _module_converter(module: Module) -> Optional[Callable[..., Any]]:
-    """The converter of the module's class or of a base class whose forward it keeps (a
-    subclass with its own forward is traced op by op)."""
-    converters = _module_converters()
-    for cls in type(module).__mro__:
-        if cls in converters:
-            return converters[cls] if type(module).forward is cls.forward else None
-    return None
+def _recurrent_classes() -> Tuple[type, ...]:
+    rnn = _rnn_module()
+    return (rnn.RNN, rnn.GRU, rnn.LSTM, rnn.RNNCell, rnn.GRUCell, rnn.LSTMCell)
 
 
 _FUNCTIONAL_CONVERTERS: Dict[str, Converter] = {
@@ -1335,13 +1360,20 @@ _ORIGINAL_APPLY = Function.__dict__["apply"].__func__
 _ORIGINAL_CALL = Module.__call__
 
 
+def _refusal_hint(cls: type) -> str:
+    if cls.__module__ == "pyvision_engine.nn.utils.rnn":  # (packing moves rows)
+        return (" (a PackedSequence: ONNX's RNN / GRU / LSTM take padded batches; pad the "
+                "sequences to one length and pass a Tensor)")
+    return ""
+
+
 def _traced_apply(cls: type, *args: Any, **kwargs: Any) -> Tensor:
     tr = _active()
     if tr is None or tr.depth:
         return _ORIGINAL_APPLY(cls, *args, **kwargs)
     convert = _FUNCTION_CONVERTERS.get(cls)
     if convert is None:
-        raise _unsupported(f"the operation {cls.__name__.lstrip('_')}")
+        raise _unsupported(f"the operation {cls.__name__.lstrip('_')}", _refusal_hint(cls))
     names = [tr.name_of(a) if isinstance(a, Tensor) else None for a in args]
     if cls is _f_norm._BatchNorm and args[3][2]:  # (before it updates running statistics)
         raise ValueError("pve.onnx.export: batch norm would normalize with batch statistics "
@@ -1397,9 +1429,6 @@ def _traced_call(self: Module, *args: Any, **kwargs: Any) -> Any:
         return _ORIGINAL_CALL(self, *args, **kwargs)
     tr.scope.append(tr.module_names.get(id(self), type(self).__name__))
     try:
-        convert = None if tr.depth else _module_converter(self)
-        if convert is not None:
-            return convert(tr, self, args, kwargs)
         return _ORIGINAL_CALL(self, *args, **kwargs)
     finally:
         tr.scope.pop()
@@ -1418,6 +1447,8 @@ def _seams() -> Iterator[Tuple[Any, str, Any]]:
                 yield owner, fname, traced
     attention = owners[-1]
     yield attention, "_canonical_mask", _canonical_mask_seam(attention._canonical_mask)
+    for cls in _recurrent_classes():
+        yield cls, "forward", _recurrent_forward(cls.__dict__["forward"])
 
 
 @contextlib.contextmanager
@@ -1572,8 +1603,8 @@ def _check_inference_mode(model: Module) -> None:
 
 def _drops_in_training(m: Module) -> bool:
     """A recurrent layer with dropout between its layers, or attention with dropout."""
-    from pyvision_engine.nn import attention, rnn
-    if isinstance(m, rnn.RNNBase):
+    from pyvision_engine.nn import attention
+    if isinstance(m, _rnn_module().RNNBase):
         return m.dropout > 0 and m.num_layers > 1
     return isinstance(m, attention.MultiheadAttention) and m.dropout > 0
 
@@ -1588,7 +1619,8 @@ def export(model: Module, args: Any, f: Union[str, "os.PathLike[str]", Any], *,
 
     model: a ``pve.nn.Module``, traced in its current mode: call ``model.eval()`` first
         (a BatchNorm or Dropout in training mode is a ValueError), as torch users do.
-    args: the example input (float32 numpy array or pve.Tensor), or a tuple of them.
+    args: the example input (float32 numpy array or pve.Tensor; int64 indices, bool masks),
+        or a tuple of them.
     f: a path (written atomically: temporary file, fsync, os.replace) or a binary file object.
     input_names / output_names: default ``input`` / ``output`` when there is one, else
         ``input_0, input_1, ...`` / ``output_0, ...``.

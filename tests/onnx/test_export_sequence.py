@@ -21,6 +21,7 @@ import pytest
 import pyvision_engine as pve
 from pyvision_engine import nn
 from pyvision_engine.nn import functional as F
+from pyvision_engine.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from pyvision_engine.onnx import export
 from reference.onnx_roundtrip import RNG, assert_close, check, run
 
@@ -238,6 +239,25 @@ def test_recurrent_gate_order_against_torch(kind, tmp_path):
         assert_close(g, w.numpy())
 
 
+class HalvedLSTM(nn.LSTM):
+    """A subclass whose forward calls LSTM's: that part is still one LSTM node."""
+
+    def forward(self, x, hx=None):
+        out, state = super().forward(x, hx)
+        return out * 0.5, state
+
+
+def test_recurrent_subclasses_and_hooks_are_traced_around_the_layer(tmp_path):
+    lstm = HalvedLSTM(IN, HIDDEN, batch_first=True)
+    lstm.register_forward_pre_hook(lambda module, args: (args[0] * 2.0,))
+    lstm.register_forward_hook(lambda module, args, out: (out[0] + 1.0, out[1]))
+    model = Recurrent(lstm, 0).eval()
+    x = RNG.standard_normal((2, 5, IN)).astype(np.float32)
+    path, graph = _export(model, [x], ["x"], ["out", "h_n", "c_n"], tmp_path)
+    assert _ops(graph).count("LSTM") == 1 and {"Mul", "Add"} <= set(_ops(graph))
+    _compare(path, model, [x], ["x"])
+
+
 # --------------------------------------------------------------------------- embedding
 class Lookup(nn.Module):
     def __init__(self, **kwargs):
@@ -411,8 +431,8 @@ def test_fully_masked_rows_are_zeros_without_weights(tmp_path):
     path, _ = _export(model, [x, kpm], names, None, tmp_path)
     got = _compare(path, model, [x, kpm], names)[0]
     assert np.isfinite(got).all()
-    np.testing.assert_allclose(got[1], np.broadcast_to(model.attn.out_proj.bias.detach().numpy(), (L, E)),
-                               rtol=1e-6)
+    bias = model.attn.out_proj.bias.detach().numpy()
+    np.testing.assert_allclose(got[1], np.broadcast_to(bias, (L, E)), rtol=1e-6)
 
 
 def test_multihead_attention_against_torch(tmp_path):
@@ -641,19 +661,19 @@ def test_transformer_text_classifier(opset, tmp_path):
 
 
 # --------------------------------------------------------------------------- refusals
-class PackedSequence(tuple):
-    """Stands for torch's PackedSequence (the engine has none)."""
-
-    batch_sizes = None
-
-
 class Packed(nn.Module):
-    def __init__(self):
+    """An LSTM on a PackedSequence, packed by pack_padded_sequence or made directly."""
+
+    def __init__(self, pack):
         super().__init__()
-        self.lstm = nn.LSTM(IN, HIDDEN)
+        self.lstm, self.pack = nn.LSTM(IN, HIDDEN), pack
 
     def forward(self, x):
-        return self.lstm(PackedSequence((x, x)))[0]
+        if self.pack:
+            packed = pack_padded_sequence(x, [x.shape[0], x.shape[0] - 2])
+        else:  # (two sequences of full length: the data as the time-major rows)
+            packed = PackedSequence(x.reshape(-1, IN), [2] * x.shape[0])
+        return self.lstm(packed)[0].data
 
 
 class MaskMadeInForward(nn.Module):
@@ -668,9 +688,10 @@ class MaskMadeInForward(nn.Module):
 
 @pytest.mark.parametrize("model,shape,pattern", [
     (nn.LSTM(IN, HIDDEN, proj_size=2), (5, 2, IN), r"LSTM with proj_size=2.*no projection"),
-    (Packed(), (5, 2, IN), r"LSTM on a PackedSequence.*pad the sequences"),
+    (Packed(pack=True), (5, 2, IN), r"a PackedSequence: .*pad the sequences"),
+    (Packed(pack=False), (5, 2, IN), r"LSTM on a PackedSequence.*pad the sequences"),
     (MaskMadeInForward(), (L, 2, E), "neither a traced value nor a parameter"),
-], ids=["lstm-proj-size", "packed-sequence", "untraced-mask"])
+], ids=["lstm-proj-size", "pack-padded-sequence", "packed-sequence", "untraced-mask"])
 def test_unsupported_sequence_features_are_not_implemented_errors(model, shape, pattern,
                                                                     tmp_path):
     x = RNG.standard_normal(shape).astype(np.float32)
