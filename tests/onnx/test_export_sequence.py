@@ -506,6 +506,22 @@ def test_scaled_dot_product_attention(case, tmp_path):
         assert np.isfinite(got).all()
 
 
+def test_scaled_dot_product_attention_against_torch(tmp_path):
+    """A bool mask attends where True, grouped key heads repeat in place: as torch."""
+    torch = _torch()
+    names = ["q", "k", "v", "mask"]
+    model = Sdpa(names, enable_gqa=True, scale=0.4).eval()
+    arrays = [RNG.standard_normal((2, 4, L, E)).astype(np.float32),
+              RNG.standard_normal((2, 2, S, E)).astype(np.float32),
+              RNG.standard_normal((2, 2, S, 3)).astype(np.float32), _dead_row_mask(2)]
+    path, _ = _export(model, arrays, names, None, tmp_path)
+    (got,) = run(path, dict(zip(names, arrays)))
+    q, k, v, mask = (torch.from_numpy(a) for a in arrays)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, mask, enable_gqa=True,
+                                                            scale=0.4)
+    assert_close(got, want.numpy())
+
+
 # --------------------------------------------------------------------------- transformer
 class Encoder(nn.Module):
     def __init__(self, layer_kwargs, layers=2, masks=("key_padding_mask",), causal=None):
