@@ -91,7 +91,7 @@ class _FractionalMaxPool2d(Function):
     def forward(ctx, x, kernel, out, samples, holder):
         planes = x.reshape((-1,) + x.shape[-2:])
         values, index = _pool_planes(planes, kernel, out, samples)
-        ctx.index, ctx.x_shape = index.reshape(index.shape[0], -1), x.shape
+        ctx.index, ctx.x_shape = index.reshape(index.shape[0], out[0] * out[1]), x.shape
         holder.append(index.reshape(x.shape[:-2] + out))
         return values.reshape(x.shape[:-2] + out)
 

@@ -24,3 +24,9 @@ __all__ = [
 from pyvision_engine.optim import swa_utils  # noqa: E402
 
 __all__ += ["swa_utils"]
+# Optimizers a CNN program does not need load on first use (module __getattr__).
+_LAZY = {"Muon": "pyvision_engine.optim.muon"}
+__all__ += list(_LAZY)
+from pyvision_engine._lazy import lazy_exports  # noqa: E402
+
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
