@@ -46,7 +46,7 @@ __all__ = [
     "no_grad", "inference_mode", "enable_grad", "set_grad_enabled", "is_grad_enabled", "Function",
     "manual_seed", "initial_seed", "get_rng_state", "set_rng_state",
     "set_num_threads", "get_num_threads", "info", "matmul", "cat", "nn", "optim", "data", "save",
-    "load", "train", "models", "onnx", "__version__",
+    "load", "train", "models", "onnx", "func", "__version__",
 ]
 
 
@@ -79,8 +79,9 @@ def info() -> Dict[str, Any]:
 
 
 def __getattr__(name: str) -> Any:
-    # pve.models and pve.onnx are imported on first use, keeping `import pyvision_engine` fast.
-    if name in ("models", "onnx"):
+    # pve.models, pve.onnx and pve.func are imported on first use, keeping
+    # `import pyvision_engine` fast.
+    if name in ("models", "onnx", "func"):
         import importlib
 
         return importlib.import_module(f"pyvision_engine.{name}")

@@ -25,3 +25,6 @@ __all__ += ["clip_grad_norm", "parameters_to_vector", "vector_to_parameters",
 from pyvision_engine.nn.utils import parametrizations, parametrize  # noqa: E402
 
 __all__ += ["parametrizations", "parametrize"]
+from pyvision_engine.nn.utils import rnn, stateless  # noqa: E402
+
+__all__ += ["rnn", "stateless"]
