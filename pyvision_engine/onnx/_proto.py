@@ -720,6 +720,9 @@ def _write_attribute(name: str, value: Any) -> bytes:
         out += [_packed_ints(8, list(value)), _int_field(20, ATTR_INTS)]
     elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
         out += [_len_field(7, np.asarray(value, "<f4").tobytes()), _int_field(20, ATTR_FLOATS)]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, bytes)) for v in value):
+        out += [_len_field(9, v.encode("utf-8") if isinstance(v, str) else v) for v in value]
+        out.append(_int_field(20, ATTR_STRINGS))
     else:
         raise TypeError(f"attribute {name!r}: cannot write a value of type {type(value).__name__}")
     return b"".join(out)

@@ -63,8 +63,7 @@ from pyvision_engine.nn.dropout import Dropout, _DropoutNd
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.normalization import _BatchNorm as _BatchNormLayer
 from pyvision_engine.onnx._ops import fold_batch_norm
-from pyvision_engine.onnx._proto import (DTYPE_CODES, Graph, Model, Node, ValueInfo, write_model,
-                                         write_node)
+from pyvision_engine.onnx._proto import DTYPE_CODES, Graph, Model, Node, ValueInfo, write_model
 from pyvision_engine.tensor import Tensor, as_tensor
 
 __all__ = ["export", "SUPPORTED"]
@@ -1145,15 +1144,6 @@ def _onnx_gates(t: Tensor, mode: str) -> np.ndarray:
     return np.concatenate([blocks[i] for i in order], axis=0)
 
 
-def _writes_string_lists() -> bool:
-    """Whether _proto writes attributes that are lists of strings (RNN's activations)."""
-    try:
-        write_node(Node("RNN", [], [], {"activations": ["Relu"]}))
-    except TypeError:
-        return False
-    return True
-
-
 def _recurrent_node(tr: _Tracer, mode: str, directions: Sequence[_Direction], x: str,
                     states: Sequence[str], prefix: str) -> List[str]:
     """One ONNX RNN / GRU / LSTM node over x (T, N, in), initial states (D, N, H) given or
@@ -1162,9 +1152,6 @@ def _recurrent_node(tr: _Tracer, mode: str, directions: Sequence[_Direction], x:
     attrs: Dict[str, Any] = {"hidden_size": int(hidden),
                              "direction": "bidirectional" if len(directions) == 2 else "forward"}
     if mode == "RNN_RELU":
-        if not _writes_string_lists():
-            raise _unsupported("RNN(nonlinearity='relu')", " (its ONNX RNN needs the "
-                               "activations attribute, a list of strings _proto cannot write)")
         attrs["activations"] = ["Relu"] * len(directions)
     if mode == "GRU":
         attrs["linear_before_reset"] = 1
