@@ -62,14 +62,20 @@ def _rank_steps(bags: _Bags):
     return np.split(positions, bounds) if positions.size else []
 
 
-def _bag_sum(weight: np.ndarray, bags: _Bags, psw: Optional[np.ndarray]) -> np.ndarray:
+def _bag_sum(weight: np.ndarray, bags: _Bags, psw: Optional[np.ndarray],
+             fused: bool) -> np.ndarray:
+    """Each bag's rows (times their per-sample weights) added in input order in
+    float32; ``fused``: weighted rows enter through one FMA (torch's fbgemm kernel, used
+    without padding_idx), else as a rounded product then a sum (its fallback loop)."""
     out = np.zeros((bags.count, weight.shape[1]), dtype=_F32)
     for step in _rank_steps(bags):
         b, rows = bags.bag_of[step], weight[bags.indices[step]]
         if psw is None:
             out[b] = out[b] + rows
-        else:
+        elif fused:
             out[b] = _fma(psw[step][:, None], rows, out[b])
+        else:
+            out[b] = out[b] + rows * psw[step][:, None]
     return out
 
 
@@ -106,13 +112,13 @@ class _EmbeddingBag(Function):
     """(weight, per_sample_weights) -> (B, embedding_dim) bag reductions."""
 
     @staticmethod
-    def forward(ctx, weight, psw, bags, mode, scale_grad_by_freq):
+    def forward(ctx, weight, psw, bags, mode, scale_grad_by_freq, padded):
         ctx.bags, ctx.mode, ctx.freq = bags, mode, scale_grad_by_freq
         ctx.weight, ctx.psw = weight, psw
         if mode == "max":
             out, ctx.arg = _bag_max(weight, bags)
             return out
-        out = _bag_sum(weight, bags, psw)
+        out = _bag_sum(weight, bags, psw, fused=not padded)
         if mode == "mean":
             out = out / np.maximum(bags.sizes, 1).astype(_F32)[:, None]
         return out
@@ -128,7 +134,7 @@ class _EmbeddingBag(Function):
             dots = np.einsum("ij,ij->i", g[bags.bag_of].astype(np.float64),
                              ctx.weight[bags.indices].astype(np.float64))
             gp = np.where(bags.kept, dots, 0.0).astype(_F32)
-        return gw, gp, None, None, None
+        return gw, gp, None, None, None, None
 
 
 def _sum_mean_backward(ctx, g: np.ndarray) -> np.ndarray:
@@ -299,4 +305,4 @@ def embedding_bag(input: Any, weight: Any, offsets: Optional[Any] = None,
     pad = _padding_index(padding_idx, w.shape[0])
     _check_offsets(offs, indices.size, include_last_offset)
     bags = _bags(indices, offs, include_last_offset, pad, w.shape[0])
-    return _EmbeddingBag.apply(w, psw, bags, mode, bool(scale_grad_by_freq))
+    return _EmbeddingBag.apply(w, psw, bags, mode, bool(scale_grad_by_freq), pad >= 0)
