@@ -148,7 +148,7 @@ def _step_offsets(batch_sizes: np.ndarray) -> np.ndarray:
 def _lengths_arg(lengths: Any) -> np.ndarray:
     """``lengths`` (a list or a Tensor / array) as int64 (floats truncated, as torch)."""
     if isinstance(lengths, Tensor):
-        values = lengths.numpy()
+        values = lengths.detach().numpy()
     else:
         values = np.asarray(lengths)
     if values.dtype == object or values.dtype.kind not in "biuf":
@@ -169,15 +169,16 @@ def _steps_and_batch(input: Tensor, batch_first: bool) -> Tuple[int, int]:
     return (batch, steps) if batch_first else (steps, batch)
 
 
-def _check_packable(input: Tensor, lengths: np.ndarray, batch_first: bool) -> None:
+def _check_packable(input: Tensor, lengths: np.ndarray, batch_first: bool) -> Tuple[int, int]:
     """torch's checks of the input and the number of lengths (its C++
-    _pack_padded_sequence's, in its order)."""
+    _pack_padded_sequence's, in its order); returns (steps, batch)."""
     steps, batch = _steps_and_batch(input, batch_first)
     if input.numel() == 0:
         raise RuntimeValueError("pack_padded_sequence: Cannot pack empty tensors.")
     if lengths.size != batch:
         raise RuntimeValueError("pack_padded_sequence: Expected `len(lengths)` to be equal to "
                                 f"batch_size, but got {lengths.size} (batch_size={batch})")
+    return steps, batch
 
 
 def _check_sorted_lengths(lengths: np.ndarray, steps: int) -> None:
@@ -205,12 +206,11 @@ def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
     PackedSequence records the permutation. Differentiable w.r.t. input."""
     input = as_tensor(input)
     lengths = _lengths_arg(lengths)
-    _check_packable(input, lengths, batch_first)
+    steps, batch = _check_packable(input, lengths, batch_first)
     sorted_indices = None
     if not enforce_sorted:
         sorted_indices = np.argsort(-lengths, kind="stable")
         lengths = lengths[sorted_indices]
-    steps, batch = _steps_and_batch(input, batch_first)
     _check_sorted_lengths(lengths, steps)
     batch_sizes = (lengths[None, :] > np.arange(lengths[0])[:, None]).sum(axis=1)
     # the input row of each step's sequences (the longest first), step after step

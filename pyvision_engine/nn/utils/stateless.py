@@ -29,18 +29,17 @@ def _submodule(module: Module, path: str, memo: Dict[str, Module]) -> Module:
         except AttributeError as error:
             raise AttributeError(f"{parent._get_name()} has no attribute `{attr}`") from error
         if not isinstance(child, Module):
-            raise TypeError(f"submodule `{path}`: {child} is not an instance of nn.Module")
+            raise TypeError(f"submodule `{path}`: a {type(child).__name__} is not an instance "
+                            "of nn.Module")
         memo[path] = child
     return memo[path]
 
 
-def _swap_tensor(module: Module, name: str, tensor: Any) -> Any:
-    """Put ``tensor`` (or _MISSING: remove) at attribute ``name`` of ``module`` and return
-    what was there (_MISSING when nothing was), as torch's swap_tensor: a registered
-    parameter or buffer slot takes any tensor, another name is set as an attribute."""
-    if tensor is not _MISSING and tensor is not None and not isinstance(tensor, Tensor):
-        raise TypeError(f"functional_call: {name!r} must be a Tensor or None, got "
-                        f"{type(tensor).__name__}")
+def _swap_tensor(module: Module, name: str, tensor: Any, path: str) -> Any:
+    """Put ``tensor`` (or _MISSING: remove) at attribute ``name`` of ``module`` (``path``
+    from the called module) and return what was there (_MISSING when nothing was), as
+    torch's swap_tensor: a registered parameter or buffer slot takes any tensor, another
+    name is set as an attribute."""
     for store in (module._parameters, module._buffers):
         if name in store:
             original = store[name]
@@ -51,8 +50,8 @@ def _swap_tensor(module: Module, name: str, tensor: Any) -> Any:
             return original
     original = getattr(module, name, _MISSING)
     if original is not _MISSING and original is not None and not isinstance(original, Tensor):
-        raise TypeError(f"functional_call: attribute `{name}` of {module._get_name()} is "
-                        f"not a Tensor ({type(original).__name__})")
+        raise TypeError(f"functional_call: attribute `{path}` of the module is not a Tensor "
+                        f"({type(original).__name__})")
     if tensor is not _MISSING:
         setattr(module, name, tensor)
     elif original is not _MISSING:
@@ -67,8 +66,11 @@ def _swap_tensors(module: Module, named: Dict[str, Any], memo: Dict[str, Module]
     originals: Dict[str, Any] = {}
     try:
         for name, tensor in named.items():
+            if tensor is not None and not isinstance(tensor, Tensor):
+                raise TypeError(f"functional_call: {name!r} must be a Tensor or None, got "
+                                f"{type(tensor).__name__}")
             prefix, _, attr = name.rpartition(".")
-            originals[name] = _swap_tensor(_submodule(module, prefix, memo), attr, tensor)
+            originals[name] = _swap_tensor(_submodule(module, prefix, memo), attr, tensor, name)
     except Exception:
         _swap_back(module, originals, memo)
         raise
@@ -83,7 +85,7 @@ def _swap_back(module: Module, originals: Dict[str, Any], memo: Dict[str, Module
     current = {}
     for name, tensor in originals.items():
         prefix, _, attr = name.rpartition(".")
-        current[name] = _swap_tensor(_submodule(module, prefix, memo), attr, tensor)
+        current[name] = _swap_tensor(_submodule(module, prefix, memo), attr, tensor, name)
     Module._structure_changed()
     return current
 
