@@ -86,7 +86,7 @@ def _as_slice(rows: np.ndarray) -> Any:
     """Consecutive row numbers as a slice (a view, not a copy, when indexing)."""
     if rows.size == 0:
         return slice(0, 0)
-    if rows[-1] - rows[0] == rows.size - 1:
+    if (np.diff(rows) == 1).all():
         return slice(int(rows[0]), int(rows[-1]) + 1)
     return rows
 
@@ -105,14 +105,16 @@ class _Steps:
         self.offsets, self.total = offsets[:-1].tolist(), int(offsets[-1])
         steps = len(self.sizes)
         self.order = range(steps - 1, -1, -1) if reverse else range(steps)
+        self.rows = [slice(o, o + s) for o, s in zip(self.offsets, self.sizes)]
+        # the step before each one in the loop's order (-1: none, the state is the initial)
+        self.before = [t - self.order.step if t != self.order[0] else -1 for t in range(steps)]
         sequences = np.arange(self.batch)
-        lengths = (np.array(self.sizes)[None, :] > sequences[:, None]).sum(axis=1)
+        runs = np.array(self.sizes)[:, None] > sequences  # runs[t, b]: b runs at step t
         # each sequence's row at its last time step, and every step's rows of the
         # sequences that go on to the next step
-        ends = _as_slice(offsets[lengths - 1] + sequences)
-        going_on = _as_slice(np.concatenate(
-            [np.arange(self.sizes[t + 1]) + self.offsets[t] for t in range(steps - 1)]
-            + [np.empty(0, np.int64)]))
+        ends = _as_slice(offsets[runs.sum(axis=0) - 1] + sequences)
+        step, sequence = np.nonzero(runs[1:])
+        going_on = _as_slice(offsets[step] + sequence)
         later = slice(self.batch, self.total)  # the rows of the steps after the first
         # firsts / finals: each sequence's row at the first / last step the loop runs it;
         # the state a row of ``fed`` enters with is the output at the same place of ``feeding``
@@ -123,18 +125,15 @@ class _Steps:
             self.firsts, self.finals, self.fed, self.feeding = slice(0, self.batch), ends, \
                 later, going_on
 
-    def rows(self, t: int) -> slice:
-        return slice(self.offsets[t], self.offsets[t] + self.sizes[t])
-
     def previous(self, t: int, values: np.ndarray, initial: np.ndarray) -> np.ndarray:
         """The state each sequence of step t enters it with: its row of ``values`` at the
         step before t in the loop's order, or its row of ``initial`` where it starts at t."""
-        size = self.sizes[t]
-        if t == self.order[0]:
+        size, before = self.sizes[t], self.before[t]
+        if before < 0:
             return initial[:size]
-        known = values[self.rows(t - self.order.step)][:size]
-        if known.shape[0] == size:
-            return known
+        known = values[self.rows[before]]
+        if known.shape[0] >= size:
+            return known if known.shape[0] == size else known[:size]
         return np.concatenate((known, initial[known.shape[0]:size]))  # (reverse: new ones)
 
 
@@ -146,7 +145,7 @@ def _steps_buffer(record: bool, steps: _Steps, *shape: int) -> np.ndarray:
 
 
 def _slot(record: bool, steps: _Steps, t: int) -> slice:
-    return steps.rows(t) if record else slice(0, steps.sizes[t])
+    return steps.rows[t] if record else slice(0, steps.sizes[t])
 
 
 def _gates(gi_t: np.ndarray, h: np.ndarray, w_hh: np.ndarray, b_hh: Optional[np.ndarray],
@@ -242,7 +241,7 @@ def _simple_forward(steps, gi, h0, w_hh, b_hh, relu, outs) -> None:
     pre = np.empty((steps.batch, gi.shape[1]), _F32)
     act = _RELU if relu else _TANH
     for t in steps.order:
-        rows, step_pre = steps.rows(t), pre[:steps.sizes[t]]
+        rows, step_pre = steps.rows[t], pre[:steps.sizes[t]]
         _gates(gi[rows], steps.previous(t, outs, h0), w_hh, b_hh, step_pre)
         _C.activation_forward(act, step_pre, outs[rows])
 
@@ -253,7 +252,7 @@ def _simple_backward(ctx, g_out, g_h):
     d_pre = np.empty((steps.total, w_hh.shape[0]), _F32)  # = the gradient of gi_all
     d_h = g_h.copy()
     for t in reversed(steps.order):
-        rows, d_h_t = steps.rows(t), d_h[:steps.sizes[t]]
+        rows, d_h_t = steps.rows[t], d_h[:steps.sizes[t]]
         d_h_t += g_out[rows]
         _C.activation_backward(act, outs[rows], d_h_t, d_pre[rows])  # (from the output)
         _C.gemm(d_pre[rows], w_hh, out=d_h_t)
@@ -275,7 +274,7 @@ def _lstm_forward(ctx, steps, gi, h0, c0, w_hh, b_hh, w_hr, outs, record):
     unprojected = None if w_hr is None else _steps_buffer(record, steps, hidden)
     pre = np.empty((steps.batch, gate_size), _F32)
     for t in steps.order:
-        rows, k, step_pre = steps.rows(t), _slot(record, steps, t), pre[:steps.sizes[t]]
+        rows, k, step_pre = steps.rows[t], _slot(record, steps, t), pre[:steps.sizes[t]]
         a = acts[k]
         c = steps.previous(t, cells, c0) if record else cells[k]
         _gates(gi[rows], steps.previous(t, outs, h0), w_hh, b_hh, step_pre)
@@ -305,7 +304,7 @@ def _lstm_backward(ctx, g_out, g_h, g_c):
     d_acts_all = np.empty((steps.batch, acts.shape[1]), _F32)
     d_h, d_c = g_h.copy(), g_c.copy()
     for t in reversed(steps.order):
-        rows, size = steps.rows(t), steps.sizes[t]
+        rows, size = steps.rows[t], steps.sizes[t]
         d_h_t, d_c_t, d_acts, d_pre_t = d_h[:size], d_c[:size], d_acts_all[:size], d_pre[rows]
         d_h_t += g_out[rows]
         if w_hr is None:
@@ -345,7 +344,7 @@ def _gru_forward(ctx, steps, gi, h0, w_hh, b_hh, outs, record):
     rz_all = _steps_buffer(record, steps, 2 * hidden)
     n_all = _steps_buffer(record, steps, hidden)
     for t in steps.order:
-        rows, k = steps.rows(t), _slot(record, steps, t)
+        rows, k = steps.rows[t], _slot(record, steps, t)
         h = steps.previous(t, outs, h0)
         gh, rz, n, gi_t, out = gh_all[k], rz_all[k], n_all[k], gi[rows], outs[rows]
         _C.gemm(h, w_hh, out=gh, trans_b=True, bias=b_hh)
@@ -369,7 +368,7 @@ def _gru_backward(ctx, g_out, g_h):
     d_rz_all = np.empty((steps.batch, 2 * hidden), _F32)
     d_h = g_h.copy()
     for t in reversed(steps.order):
-        rows, size = steps.rows(t), steps.sizes[t]
+        rows, size = steps.rows[t], steps.sizes[t]
         d_h_t, d_rz, d_gi_t, d_gh_t = d_h[:size], d_rz_all[:size], d_gi[rows], d_gh[rows]
         d_h_t += g_out[rows]
         rz, n = rz_all[rows], n_all[rows]
