@@ -129,11 +129,12 @@ class _EmbeddingBag(Function):
         gw = gp = None
         if ctx.needs_input_grad[0]:
             gw = _max_backward(ctx, g) if ctx.mode == "max" else _sum_mean_backward(ctx, g)
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1]:  # <g[bag], row> per kept position, 0 for the others
             bags = ctx.bags
-            dots = np.einsum("ij,ij->i", g[bags.bag_of].astype(np.float64),
-                             ctx.weight[bags.indices].astype(np.float64))
-            gp = np.where(bags.kept, dots, 0.0).astype(_F32)
+            kept = np.flatnonzero(bags.kept)
+            gp = np.zeros(bags.indices.shape, dtype=_F32)
+            gp[kept] = np.einsum("ij,ij->i", g[bags.bag_of[kept]].astype(np.float64),
+                                 ctx.weight[bags.indices[kept]].astype(np.float64))
         return gw, gp, None, None, None, None
 
 

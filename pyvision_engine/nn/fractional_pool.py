@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pyvision_engine.nn._f_fractional import _int_pair, fractional_max_pool2d
+from pyvision_engine.nn._f_fractional import fractional_max_pool2d
 from pyvision_engine.nn.module import Module
 
 __all__ = ["FractionalMaxPool2d"]
@@ -40,7 +40,6 @@ class FractionalMaxPool2d(Module):
             if len(self.output_ratio) != 2 or \
                     not all(0 < r < 1 for r in self.output_ratio):
                 raise ValueError(f"output_ratio must be between 0 and 1 (got {output_ratio})")
-        _int_pair(self.kernel_size, "kernel_size")  # a bad kernel fails here, not at forward
 
     def forward(self, input: Any) -> Any:
         return fractional_max_pool2d(input, self.kernel_size, self.output_size, self.output_ratio,

@@ -251,3 +251,19 @@ def test_torch_parity_unbatched(torch):
         assert po.shape == tuple(to.shape) and pl.shape == tuple(tl.shape)
         np.testing.assert_allclose(po.item(), to.item(), rtol=1e-5)
         np.testing.assert_allclose(pl.item(), tl.item(), rtol=1e-5)
+
+
+def _signature(fn):
+    import inspect
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_api_as_torchs_and_loaded_lazily(torch):
+    for name in ("__init__", "forward", "log_prob", "predict"):
+        assert _signature(getattr(AdaptiveLogSoftmaxWithLoss, name)) == \
+            _signature(getattr(torch.nn.AdaptiveLogSoftmaxWithLoss, name)), name
+    assert "AdaptiveLogSoftmaxWithLoss" in pve.nn.__all__
+    from subprocess_env import run_python
+    done = run_python(["-c", "import sys, pyvision_engine; "
+                       "assert 'pyvision_engine.nn.adaptive' not in sys.modules"])
+    assert done.returncode == 0, done.stderr

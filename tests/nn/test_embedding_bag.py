@@ -373,3 +373,21 @@ def test_torch_parity_module(torch):
         b = getattr(pve.nn.EmbeddingBag, name)(W, padding_idx=-1)
         assert (a.padding_idx, a.mode, a.weight.requires_grad) == \
             (b.padding_idx, b.mode, b.weight.requires_grad)
+
+
+def _signature(fn):
+    import inspect
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_api_as_torchs_and_loaded_lazily(torch):
+    assert _signature(F.embedding_bag) == _signature(torch.nn.functional.embedding_bag)
+    for name in ("__init__", "forward", "from_pretrained"):
+        assert _signature(getattr(pve.nn.EmbeddingBag, name)) == \
+            _signature(getattr(torch.nn.EmbeddingBag, name)), name
+    assert "embedding_bag" in F.__all__ and "EmbeddingBag" in pve.nn.__all__
+    from subprocess_env import run_python
+    done = run_python(["-c", "import sys, pyvision_engine; "
+                       "assert 'pyvision_engine.nn._f_embedding_bag' not in sys.modules; "
+                       "assert 'pyvision_engine.nn.embedding_bag' not in sys.modules"])
+    assert done.returncode == 0, done.stderr

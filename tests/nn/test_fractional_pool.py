@@ -342,3 +342,25 @@ def test_torch_parity_module_with_ratio(torch):
     np.testing.assert_array_equal(py.numpy(), ty.numpy())
     np.testing.assert_array_equal(pi.numpy(), ti.numpy())
     assert list(pm.state_dict()) == list(tm.state_dict())
+
+
+def _signature(fn):
+    import inspect
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_api_as_torchs_and_loaded_lazily(torch):
+    assert _signature(F.fractional_max_pool2d_with_indices) == \
+        _signature(torch.nn.functional.fractional_max_pool2d_with_indices)
+    assert _signature(F.fractional_max_pool2d) == \
+        _signature(torch.nn.functional.fractional_max_pool2d_with_indices)
+    assert _signature(pve.nn.FractionalMaxPool2d.__init__) == \
+        _signature(torch.nn.FractionalMaxPool2d.__init__)
+    for name in ("fractional_max_pool2d", "fractional_max_pool2d_with_indices"):
+        assert name in F.__all__ and name in dir(F)
+    assert "FractionalMaxPool2d" in pve.nn.__all__
+    from subprocess_env import run_python
+    done = run_python(["-c", "import sys, pyvision_engine; "
+                       "assert 'pyvision_engine.nn._f_fractional' not in sys.modules; "
+                       "assert 'pyvision_engine.nn.fractional_pool' not in sys.modules"])
+    assert done.returncode == 0, done.stderr

@@ -258,3 +258,20 @@ def test_torch_parity_module(k_dims, bias, torch):
                                    rtol=1e-5, atol=1e-6)
         pm.zero_grad()
         tm.zero_grad()
+
+
+def _signature(fn):
+    import inspect
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_api_as_torchs_and_loaded_lazily(torch):
+    assert _signature(F.linear_cross_entropy) == \
+        _signature(torch.nn.functional.linear_cross_entropy)
+    assert _signature(LinearCrossEntropyLoss.__init__) == \
+        _signature(torch.nn.LinearCrossEntropyLoss.__init__)
+    assert "linear_cross_entropy" in F.__all__ and "LinearCrossEntropyLoss" in pve.nn.__all__
+    from subprocess_env import run_python
+    done = run_python(["-c", "import sys, pyvision_engine; "
+                       "assert 'pyvision_engine.nn.linear_cross_entropy' not in sys.modules"])
+    assert done.returncode == 0, done.stderr

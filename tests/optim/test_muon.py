@@ -319,3 +319,17 @@ def test_resume_is_bit_identical():
     for a, b in zip(straight, resumed):
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
     assert math.isfinite(float(np.abs(resumed[0].detach().numpy()).sum()))
+
+
+def _signature(fn):
+    import inspect
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_api_as_torchs_and_loaded_lazily(torch):
+    assert _signature(Muon.__init__) == _signature(torch.optim.Muon.__init__)
+    assert "Muon" in pve.optim.__all__ and "Muon" in dir(pve.optim)
+    from subprocess_env import run_python
+    done = run_python(["-c", "import sys, pyvision_engine; "
+                       "assert 'pyvision_engine.optim.muon' not in sys.modules"])
+    assert done.returncode == 0, done.stderr
