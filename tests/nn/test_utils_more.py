@@ -199,6 +199,9 @@ def test_spectral_norm_matches_torch_after_training_forwards(torch, make):
 
 
 def test_spectral_norm_normalises_the_top_singular_value():
+    # (seeded: power iteration converges at the rate sigma2/sigma1, which an unlucky
+    # random weight makes too slow for 1e-3 in 30 iterations)
+    pve.manual_seed(0)
     m = U.spectral_norm(pve.nn.Linear(6, 5), n_power_iterations=30)
     m(np.zeros((1, 6), np.float32))
     assert abs(np.linalg.svd(m.weight.detach().numpy(), compute_uv=False)[0] - 1) < 1e-3
