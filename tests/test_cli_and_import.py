@@ -37,3 +37,18 @@ def test_import_stays_light():
     proc = run("-c", code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_sequence_and_rarely_used_modules_load_on_first_use():
+    # what a CNN program never touches is not imported with the package, and still is
+    # reachable under its torch name
+    lazy = ("pyvision_engine.nn.rnn", "pyvision_engine.nn.attention", "pyvision_engine.nn.transformer",
+            "pyvision_engine.nn.utils.rnn", "pyvision_engine.nn.utils.stateless",
+            "pyvision_engine.onnx", "pyvision_engine.func")
+    code = ("import sys, pyvision_engine as pve; "
+            f"print([m for m in {lazy!r} if m in sys.modules]); "
+            "print(pve.nn.utils.rnn.pad_sequence.__name__, "
+            "pve.nn.utils.stateless.functional_call.__name__, pve.nn.LSTM.__name__)")
+    proc = run("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["[]", "pad_sequence functional_call LSTM"]

@@ -25,6 +25,19 @@ __all__ += ["clip_grad_norm", "parameters_to_vector", "vector_to_parameters",
 from pyvision_engine.nn.utils import parametrizations, parametrize  # noqa: E402
 
 __all__ += ["parametrizations", "parametrize"]
-from pyvision_engine.nn.utils import rnn, stateless  # noqa: E402
 
-__all__ += ["rnn", "stateless"]
+# Submodules a CNN program rarely needs load on first use (import time; PEP 562).
+_LAZY_SUBMODULES = ("rnn", "stateless")
+__all__ += list(_LAZY_SUBMODULES)
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")  # (binds it here too)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
