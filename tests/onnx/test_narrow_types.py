@@ -39,6 +39,7 @@ onnx = pytest.importorskip("onnx", reason="onnx (a test extra) builds the graphs
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) is the reference")
 ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes holds the narrow types")
 from onnx import TensorProto as TP, helper, numpy_helper  # noqa: E402
+from reference.onnx_bf16 import bf16_rounded_in_float32  # noqa: E402
 
 RNG = np.random.default_rng(7)
 
@@ -732,45 +733,9 @@ def test_quantization_errors_name_the_node():
 
 
 # --------------------------------------------------------------------------- bfloat16 math
-def _bf16_rounded_in_float32(model):
-    """The model in float32, each bfloat16 value a node makes rounded through a Cast to
-    bfloat16 and back: onnxruntime (no bfloat16 math kernels on CPU) computing what
-    pve.onnx computes (onnx's shape inference gives the types of the intermediates)."""
-    from onnx import shape_inference
-    graph = shape_inference.infer_shapes(model).graph
-    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.output]}
-    nodes = []
-    for original in graph.node:
-        node, rounding = onnx.NodeProto(), []
-        node.CopyFrom(original)
-        for k, name in enumerate(node.output):
-            if types.get(name) == TP.BFLOAT16:
-                node.output[k] = name + "_f32"
-                rounding += [helper.make_node("Cast", [name + "_f32"], [name + "_bf16"],
-                                              to=TP.BFLOAT16),
-                             helper.make_node("Cast", [name + "_bf16"], [name], to=TP.FLOAT)]
-        nodes += [node] + rounding
-
-    def as_float(value_info):
-        elem = value_info.type.tensor_type.elem_type
-        return helper.make_tensor_value_info(
-            value_info.name, TP.FLOAT if elem == TP.BFLOAT16 else elem, None)
-
-    def float_initializer(tensor):
-        if tensor.data_type != TP.BFLOAT16:
-            return tensor
-        return numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32),
-                                       tensor.name)
-    return helper.make_model(
-        helper.make_graph(nodes, graph.name, [as_float(v) for v in graph.input],
-                          [as_float(v) for v in graph.output],
-                          [float_initializer(t) for t in graph.initializer]),
-        opset_imports=model.opset_import, ir_version=model.ir_version)
-
-
 def _check_bf16_against_onnxruntime(model, feeds):
     ours = _pve_run(model.SerializeToString(), feeds)
-    twin = _bf16_rounded_in_float32(model).SerializeToString()
+    twin = bf16_rounded_in_float32(model).SerializeToString()
     wide = {k: v.astype(np.float32) if v.dtype == ml_dtypes.bfloat16 else v
             for k, v in feeds.items()}
     theirs = _ort_run(twin, wide, optimize=False)

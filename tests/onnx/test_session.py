@@ -30,6 +30,7 @@ from pyvision_engine.onnx import _ops, _proto
 
 onnx = pytest.importorskip("onnx", reason="onnx (a test extra) provides the backend test cases")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from reference.onnx_bf16 import bf16_rounded_in_float32  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 
@@ -165,38 +166,9 @@ BF16_PER_OPERATOR = {f"test_attention_{kind}_bf16{expanded}"
                      for expanded in ("", "_expanded")}
 
 
-def _bf16_rounded_in_float32(model):
-    """The model in float32, each bfloat16 value a node makes rounded through a Cast to
-    bfloat16 and back (onnx's shape inference gives the types of the intermediates)."""
-    from onnx import shape_inference
-    graph = shape_inference.infer_shapes(model).graph
-    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.output]}
-    nodes = []
-    for original in graph.node:
-        node, rounding = onnx.NodeProto(), []
-        node.CopyFrom(original)
-        for k, name in enumerate(node.output):
-            if types.get(name) == TensorProto.BFLOAT16:
-                node.output[k] = name + "_f32"
-                rounding += [helper.make_node("Cast", [name + "_f32"], [name + "_bf16"],
-                                              to=TensorProto.BFLOAT16),
-                             helper.make_node("Cast", [name + "_bf16"], [name],
-                                              to=TensorProto.FLOAT)]
-        nodes += [node] + rounding
-
-    def as_float(value_info):
-        elem = value_info.type.tensor_type.elem_type
-        return helper.make_tensor_value_info(
-            value_info.name, TensorProto.FLOAT if elem == TensorProto.BFLOAT16 else elem, None)
-    return helper.make_model(
-        helper.make_graph(nodes, graph.name, [as_float(v) for v in graph.input],
-                          [as_float(v) for v in graph.output], list(graph.initializer)),
-        opset_imports=model.opset_import, ir_version=model.ir_version)
-
-
 def _check_bf16_per_operator(case, got, inputs, outputs):
     from onnx.reference import ReferenceEvaluator
-    model = _bf16_rounded_in_float32(case.model)
+    model = bf16_rounded_in_float32(case.model)
     feeds = [a.astype(np.float32) if a.dtype.kind == "V" else a for a in inputs]
     theirs = ReferenceEvaluator(model).run(
         None, dict(zip([i.name for i in model.graph.input], feeds)))
