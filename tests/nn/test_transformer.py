@@ -3,8 +3,6 @@ numpy references, float64 finite differences and torch (parity tests skip withou
 outputs and every gradient, masks of each kind, is_causal hints, dropout, errors."""
 
 import math
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -438,7 +436,9 @@ def test_lazy_export():
             "assert pve.nn.Transformer is Transformer; "
             "assert pve.nn.TransformerDecoder.__module__ == 'pyvision_engine.nn.transformer'; "
             "assert 'TransformerDecoderLayer' in dir(pve.nn) and 'Transformer' in pve.nn.__all__")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    from subprocess_env import run_python  # (a neutral directory: no source tree shadows the package)
+    done = run_python(["-c", code])
+    assert done.returncode == 0, done.stderr
 
 
 # ------------------------------------------------------------------ dropout

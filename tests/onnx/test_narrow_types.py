@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import subprocess
 import sys
 import warnings
 
@@ -940,9 +939,8 @@ def test_importing_pve_onnx_does_not_import_ml_dtypes():
             "from pyvision_engine.onnx import _proto; "
             "assert _proto.DTYPES[1] == np.float32 and len(_proto.DTYPE_CODES) == 12; "
             "assert 'ml_dtypes' not in sys.modules; print('ok')")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=120)
+    from subprocess_env import run_python  # (a neutral directory: no source tree shadows the package)
+    out = run_python(["-c", code], timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
