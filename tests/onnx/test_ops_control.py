@@ -36,6 +36,7 @@ onnx = pytest.importorskip("onnx", reason="onnx (a test extra) builds the models
 from onnx import TensorProto as TP  # noqa: E402
 from onnx import helper as oh  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
+from reference.onnx_cases import all_nodes, runnable_node_cases  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 CONTROL_OPS = {"If", "Loop", "Scan", "SequenceMap", "SequenceEmpty", "SequenceConstruct",
@@ -110,49 +111,17 @@ def _against_ort(model, feed, rtol=1e-5, atol=1e-6):
     return ours
 
 
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-
-
 def _control_step(sess):
     (step,) = [s for s in sess._steps if s.plans]
     return step
 
 
 # --------------------------------------------------------------------------- onnx's cases
-def _control_cases():
-    import onnx.backend.test.case.node as node_cases
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cases = node_cases.collect_testcases(None)
-    return [c for c in cases
-            if any(n.op_type in CONTROL_OPS for n in _all_nodes(c.model.graph))]
-
-
-CASES = _control_cases()
-
-
-def _tensors(values):
-    for v in values:
-        if isinstance(v, list):
-            yield from _tensors(v)
-        elif v is not None:
-            yield np.asarray(v)
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_backend_node_case(case):
-    inputs, outputs = case.data_sets[0]
-    readable = set(_proto.DTYPES.values())
-    if any(a.dtype not in readable for a in _tensors(list(inputs) + list(outputs))):
-        pytest.skip("a tensor type pve.onnx does not hold (bfloat16 without ml_dtypes)")
-    sess = InferenceSession(case.model.SerializeToString())
-    got = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], inputs)))
-    _compare(got, outputs, case.rtol, case.atol)
+# Every node case of these operators runs in test_session.py (test_onnx_backend_node_case,
+# with the cases' own tolerances); here: that they are among those it runs, and cover
+# every operator.
+CASES = [c for c in runnable_node_cases()
+         if any(n.op_type in CONTROL_OPS for n in all_nodes(c.model.graph))]
 
 
 RECORDED = sorted(glob.glob(os.path.join(DATA, "simple", "test_sequence_model*")))
@@ -171,7 +140,7 @@ def test_recorded_sequence_model(case_dir):
 
 
 def test_cases_cover_every_operator():
-    covered = {n.op_type for c in CASES for n in _all_nodes(c.model.graph)}
+    covered = {n.op_type for c in CASES for n in all_nodes(c.model.graph)}
     for d in RECORDED:
         covered |= {n.op_type for n in onnx.load(os.path.join(d, "model.onnx")).graph.node}
     assert CONTROL_OPS <= covered

@@ -19,7 +19,6 @@ from __future__ import annotations
 import glob
 import os
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -31,6 +30,7 @@ from pyvision_engine.onnx import _ops, _proto
 onnx = pytest.importorskip("onnx", reason="onnx (a test extra) provides the backend test cases")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from reference.onnx_bf16 import bf16_rounded_in_float32  # noqa: E402
+from reference.onnx_cases import case_array, runnable_node_cases  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 
@@ -55,61 +55,7 @@ def _unsupported_reason(name: str):
     return None
 
 
-def _case_array(a):
-    """A node case's input or output as numpy holds it: 0-d values as arrays, and the
-    TensorProto form some cases use (Cast's, to carry float16 or float8 bits) converted."""
-    if isinstance(a, np.generic):
-        return np.asarray(a)
-    if isinstance(a, TensorProto):
-        return numpy_helper.to_array(a)
-    return a
-
-
-def _all_nodes(graph):
-    """The graph's nodes and those of its subgraphs (If branches, Loop bodies, ...)."""
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-
-
-def _tensors(values):
-    """The tensors among a case's values: a sequence (list) gives its elements, an empty
-    optional (None) nothing."""
-    for v in values:
-        if isinstance(v, list):
-            yield from _tensors(v)
-        elif v is not None:
-            yield v
-
-
-def _node_cases():
-    import onnx.backend.test.case.node as node_cases
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cases = node_cases.collect_testcases(None)
-    supported = set(supported_ops())
-    dtypes = set(_proto.DTYPES.values())
-
-    def runs(node):  # an ai.onnx operator, or one of another domain pve.onnx registers
-        if node.domain in ("", "ai.onnx"):
-            return node.op_type in supported
-        return node.op_type in _ops.DOMAIN_OPS.get(node.domain, {})
-
-    chosen = []
-    for case in cases:
-        if not all(runs(n) for n in _all_nodes(case.model.graph)):
-            continue
-        inputs, outputs = case.data_sets[0]
-        arrays = [_case_array(a) for a in _tensors(list(inputs) + list(outputs))]
-        if any(not isinstance(a, np.ndarray) or a.dtype not in dtypes for a in arrays):
-            continue  # float8, int4, bfloat16: types pve.onnx does not read
-        chosen.append(case)
-    return chosen
-
-
-NODE_CASES = _node_cases()
+NODE_CASES = runnable_node_cases()
 
 
 def _check_outputs(got, expected, rtol, atol):
@@ -190,7 +136,7 @@ def _check_no_worse_than_onnxruntime(case, got, inputs, outputs):
 
 @pytest.mark.parametrize("case", NODE_CASES, ids=[c.name for c in NODE_CASES])
 def test_onnx_backend_node_case(case):
-    inputs, outputs = ([_case_array(a) for a in values] for values in case.data_sets[0])
+    inputs, outputs = ([case_array(a) for a in values] for values in case.data_sets[0])
     reason = _unsupported_reason(case.name)
     if reason is not None:
         with pytest.raises((ValueError, NotImplementedError)):
@@ -401,7 +347,6 @@ def test_fused_plan_equals_unfused_operators():
     values = {k: np.array(v) for k, v in model.graph.initializers.items()}
     x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
     values["input"] = x
-    from pyvision_engine.onnx import _ops
     with pve.no_grad():
         for node in model.graph.nodes:
             outs = _ops.OPS[node.op_type](node.attrs, 17, [values[i] for i in node.inputs])
