@@ -843,14 +843,20 @@ class RNNCellBase(Module):
             raise RuntimeTypeError(f"{name}: expected a float32 input, got {x.dtype}")
         return (x if x.ndim == 2 else x.unsqueeze(0)), x.ndim == 2
 
+    def _ranked(self, hx: Any, what: str = "hidden") -> Tensor:
+        """``hx`` as a tensor, 1-D or 2-D (checked before anything else, as torch's)."""
+        h = as_tensor(hx)
+        if h.ndim not in (1, 2):
+            raise ValueError(f"{type(self).__name__}: Expected {what} to be 1D or 2D, got "
+                             f"{h.ndim}D instead")
+        return h
+
     def _hidden(self, hx: Any, x: Tensor, is_batched: bool, index: int,
                 what: str = "hidden") -> Tensor:
         """A given hidden state, ranked as the input, checked as torch's
         check_rnn_cell_forward_hidden (batch first, then hidden_size)."""
         name = type(self).__name__
-        h = as_tensor(hx)
-        if h.ndim not in (1, 2):
-            raise ValueError(f"{name}: Expected {what} to be 1D or 2D, got {h.ndim}D instead")
+        h = self._ranked(hx, what)
         h = h if is_batched else h.unsqueeze(0)
         if h.shape[0] != x.shape[0]:
             raise RuntimeValueError(f"{name}: Input batch size {x.shape[0]} doesn't match "
@@ -884,10 +890,7 @@ class RNNCell(RNNCellBase):
     def forward(self, input: Any, hx: Any = None) -> Tensor:
         x, is_batched = self._input(input)
         if hx is not None:
-            as_rank = as_tensor(hx).ndim
-            if as_rank not in (1, 2):
-                raise ValueError(f"RNNCell: Expected hidden to be 1D or 2D, got {as_rank}D "
-                                 "instead")
+            self._ranked(hx)
         if self.nonlinearity not in ("tanh", "relu"):  # (torch checks this at forward)
             raise RuntimeValueError(f"RNNCell: Unknown nonlinearity: {self.nonlinearity}")
         gi = self._projection(x)
@@ -912,10 +915,7 @@ class LSTMCell(RNNCellBase):
                 raise TypeError("LSTMCell: hx must be a tuple (h, c) of two tensors, got "
                                 f"{type(hx).__name__}")
             for idx, value in enumerate(hx):
-                rank = as_tensor(value).ndim
-                if rank not in (1, 2):
-                    raise ValueError(f"LSTMCell: Expected hx[{idx}] to be 1D or 2D, got "
-                                     f"{rank}D instead")
+                self._ranked(value, f"hx[{idx}]")
         gi = self._projection(x)
         if hx is None:
             h = c = zeros(x.shape[0], self.hidden_size)
@@ -937,10 +937,7 @@ class GRUCell(RNNCellBase):
     def forward(self, input: Any, hx: Any = None) -> Tensor:
         x, is_batched = self._input(input)
         if hx is not None:
-            rank = as_tensor(hx).ndim
-            if rank not in (1, 2):
-                raise ValueError(f"GRUCell: Expected hidden to be 1D or 2D, got {rank}D "
-                                 "instead")
+            self._ranked(hx)
         gi = self._projection(x)
         h = zeros(x.shape[0], self.hidden_size) if hx is None else \
             self._hidden(hx, x, is_batched, 0)
