@@ -180,13 +180,10 @@ class Muon(Optimizer):
         return [("momentum_buffer", 0.0)]
 
     def _step_group(self, index: int, group: Dict[str, Any]) -> None:
-        lay = self._layout(index)
-        if lay is None:  # uninitialized lazy parameters have no gradient yet
+        stepping = self._stepping(index, group)
+        if stepping is None:
             return
-        idxs = [i for i, p in enumerate(lay.params) if p.grad is not None]
-        if not idxs:
-            return
-        lay = self._prepare_group(index, group, idxs)
+        lay, idxs = stepping
         lr = group["lr"].item() if isinstance(group["lr"], Tensor) else group["lr"]
         for i in idxs:
             p = lay.params[i]

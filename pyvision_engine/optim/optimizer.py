@@ -391,14 +391,23 @@ class Optimizer:
         """Whether the arena's zero padding stays zero under the update (eps > 0)."""
         return group.get("eps", 1.0) > 0.0
 
-    def _step_group(self, index: int, group: Dict[str, Any]) -> None:
+    def _stepping(self, index: int, group: Dict[str, Any]
+                  ) -> Optional[Tuple[_GroupLayout, List[int]]]:
+        """(the group's prepared layout, indices of its parameters that have a gradient),
+        or None when none does (or its lazy parameters have no shape yet)."""
         lay = self._layout(index)
         if lay is None:  # uninitialized lazy parameters have no gradient yet
-            return
+            return None
         idxs = [i for i, p in enumerate(lay.params) if p.grad is not None]
         if not idxs:
+            return None
+        return self._prepare_group(index, group, idxs), idxs
+
+    def _step_group(self, index: int, group: Dict[str, Any]) -> None:
+        stepping = self._stepping(index, group)
+        if stepping is None:
             return
-        lay = self._prepare_group(index, group, idxs)
+        lay, idxs = stepping
         for i in idxs:  # the kernels below write in place: tell value caches (packed conv weights)
             lay.params[i]._bump_version()
         if len(idxs) == len(lay.params) and lay.size and self._uniform(lay) and \
