@@ -47,6 +47,9 @@ PVE_DEFINE_KERNEL(conv2d_direct_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_phase_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_phase_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_phase_pack, Conv2dPackFn);
+PVE_DEFINE_KERNEL(conv2d_stem_workspace, Conv2dWorkspaceFn);
+PVE_DEFINE_KERNEL(conv2d_stem_run, Conv2dRunFn);
+PVE_DEFINE_KERNEL(conv2d_stem_pack, Conv2dPackFn);
 
 namespace {
 
@@ -105,6 +108,7 @@ const std::vector<Family>& families() {
       {"phase", &conv2d_phase_workspace, &conv2d_phase_run, &conv2d_phase_pack, &always},
       {"winograd_f2", &conv2d_winograd_f2_workspace, &conv2d_winograd_f2_run,
        &conv2d_winograd_f2_pack, &always},
+      {"stem", &conv2d_stem_workspace, &conv2d_stem_run, &conv2d_stem_pack, nullptr},
   };
   return f;
 }
@@ -114,7 +118,7 @@ const Family& family(const std::string& name) {
     if (name == f.name) return f;
   throw py::value_error("conv2d: unknown algorithm '" + name +
                         "'; choose from im2col, pointwise, depthwise, winograd, direct, phase, "
-                        "winograd_f2");
+                        "winograd_f2, stem");
 }
 
 // Winograd's transforms mix each tile's inputs, so one NaN or inf input makes
@@ -243,7 +247,7 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
   if (packed) {
     if (f.pack == nullptr)
       throw py::value_error(std::string("conv2d: packed weights are only used by winograd, "
-                                        "winograd_f2, phase and pointwise, not ") + f.name);
+                                        "winograd_f2, phase, pointwise and stem, not ") + f.name);
     check_f32(*packed, "conv2d", "packed weight", 1);
     const int64_t need = f.pack->get()(s, nullptr, nullptr, false, threads);
     if (need < 0)

@@ -142,5 +142,8 @@ PVE_DECLARE_KERNEL(conv2d_direct_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_phase_workspace, Conv2dWorkspaceFn);
 PVE_DECLARE_KERNEL(conv2d_phase_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_phase_pack, Conv2dPackFn);
+PVE_DECLARE_KERNEL(conv2d_stem_workspace, Conv2dWorkspaceFn);
+PVE_DECLARE_KERNEL(conv2d_stem_run, Conv2dRunFn);
+PVE_DECLARE_KERNEL(conv2d_stem_pack, Conv2dPackFn);
 
 }  // namespace pve

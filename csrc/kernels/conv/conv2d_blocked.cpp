@@ -4,6 +4,8 @@
 // 16 channels is kV vectors (1 for AVX-512, 2 for AVX2, 16 scalars).
 #include "kernels/conv/conv2d_blocked.h"
 
+#include "kernels/conv/conv2d.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -335,6 +337,74 @@ void pointwise(const BlockedPointwiseArgs& a) {
 
 // ------------------------------------------------------ dense, NCHW input
 
+// A dense tile's accumulators (acc[p][j * kV + v]: pixel p, output block j)
+// stored as NCHW: the first `pixels` outputs of each of the first `channels`
+// output channels, planes `plane` floats apart from y. Every vector holds one
+// pixel's channels and an NCHW row one channel's pixels, so the tile is
+// transposed: on AVX-512 in registers, 16 channels x 8 pixels at a time (32
+// shuffles against the 16 * C * kh * kw FMAs per pixel that made them),
+// elsewhere through an L1 tile.
+template <int KB, int P>
+void store_nchw(const Vec (&acc)[P][KB * kV], int pixels, int channels, float* y, int64_t plane) {
+#if defined(__AVX512F__)
+  // Runs of up to 8 pixels: acc[p0 + i][j] for i < 8, zeros past the tile.
+#pragma GCC unroll 4
+  for (int p0 = 0; p0 < P; p0 += 8) {
+    if (p0 >= pixels) break;
+    const int n = pixels - p0 < 8 ? pixels - p0 : 8;
+    const __mmask8 run = static_cast<__mmask8>((1u << n) - 1);
+#pragma GCC unroll 4
+    for (int j = 0; j < KB; ++j) {
+      __m512 px[8], t[8], u[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i)
+        px[i] = p0 + i < P ? acc[std::min(p0 + i, P - 1)][j].v : _mm512_setzero_ps();
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {  // pixel pairs (2q, 2q+1), per 128-bit lane
+        t[2 * q] = _mm512_unpacklo_ps(px[2 * q], px[2 * q + 1]);
+        t[2 * q + 1] = _mm512_unpackhi_ps(px[2 * q], px[2 * q + 1]);
+      }
+      // u[h * 4 + m], lane l: pixels 4h..4h+3 of channel 4l + m
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        u[h * 4 + 0] = _mm512_shuffle_ps(t[h * 4], t[h * 4 + 2], 0x44);
+        u[h * 4 + 1] = _mm512_shuffle_ps(t[h * 4], t[h * 4 + 2], 0xEE);
+        u[h * 4 + 2] = _mm512_shuffle_ps(t[h * 4 + 1], t[h * 4 + 3], 0x44);
+        u[h * 4 + 3] = _mm512_shuffle_ps(t[h * 4 + 1], t[h * 4 + 3], 0xEE);
+      }
+      float* yj = y + j * B * plane + p0;
+#pragma GCC unroll 4
+      for (int m = 0; m < 4; ++m) {
+        // lanes (0, 1) and (2, 3) of u[m], u[4 + m], then ordered as
+        // (channel m | channel 4 + m) and (channel 8 + m | channel 12 + m).
+        const __m512 lo = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);
+        const __m512 hi = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
+        const __m512 r[2] = {_mm512_shuffle_f32x4(lo, lo, 0xD8),
+                             _mm512_shuffle_f32x4(hi, hi, 0xD8)};
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          const int c0 = j * B + 8 * h + m, c1 = c0 + 4;  // channels in lanes 0-7, 8-15
+          // (256-bit stores: a 512-bit one masked to its upper half would split a line)
+          if (c0 < channels)
+            _mm256_mask_storeu_ps(yj + (8 * h + m) * plane, run, _mm512_castps512_ps256(r[h]));
+          if (c1 < channels)
+            _mm256_mask_storeu_ps(yj + (8 * h + m + 4) * plane, run,
+                                  _mm512_extractf32x8_ps(r[h], 1));
+        }
+      }
+    }
+  }
+#else
+  alignas(64) float tile[P][KB * B];
+#pragma GCC unroll 32
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
+    for (int k = 0; k < KB * kV; ++k) acc[p][k].store(&tile[p][k * L]);
+  for (int ch = 0; ch < channels; ++ch)
+    for (int p = 0; p < pixels; ++p) y[ch * plane + p] = tile[p][ch];
+#endif
+}
+
 // Output pixels [ow, ow + P) of row oh for KB output blocks from kb0; with
 // CHECKED, taps outside the input are skipped one by one (border pixels).
 template <int KB, int P, bool CHECKED>
@@ -382,6 +452,19 @@ void dense_tile(const BlockedDenseArgs& a, const float* image, int64_t kb0, int6
   }
   const Vec cap = Vec::set1(a.relu_max);
   const bool relu = a.relu;  // a local: the stores below may alias `a` (see pointwise_tile)
+  if (a.nchw_out) {
+    const int64_t plane = a.out_h * a.out_w;
+    const int channels = static_cast<int>(std::min<int64_t>(KB * B, a.out_channels - kb0 * B));
+    float* y = y_row + kb0 * B * plane + ow;
+    if (relu) {
+#pragma GCC unroll 32
+      for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
+        for (int k = 0; k < NV; ++k) acc[p][k] = relu_clamp(acc[p][k], cap);
+    }
+    store_nchw<KB, P>(acc, CHECKED ? pixels : P, channels, y, plane);
+    return;
+  }
   const int64_t out_plane = a.out_h * a.out_w * B;
 #pragma GCC unroll 16
   for (int j = 0; j < KB; ++j)
@@ -429,7 +512,9 @@ void dense_nchw(const BlockedDenseArgs& a) {
     const int64_t kb0 = g * kMaxGroup;
     const int group = static_cast<int>(std::min<int64_t>(kMaxGroup, out_blocks - kb0));
     const float* image = a.x + n * s.channels * s.height * s.width;
-    float* y_row = a.y + (n * out_blocks + kb0) * out_plane + oh * a.out_w * B;
+    // Blocked: the group's first block at row oh; NCHW: channel 0 at row oh.
+    float* y_row = a.nchw_out ? a.y + (n * a.out_channels * a.out_h + oh) * a.out_w
+                              : a.y + (n * out_blocks + kb0) * out_plane + oh * a.out_w * B;
     if constexpr (kMaxGroup >= 4) {
       if (group == 4) { dense_row_group<4>(a, image, kb0, oh, y_row); continue; }
       if (group == 3) { dense_row_group<3>(a, image, kb0, oh, y_row); continue; }
@@ -437,6 +522,69 @@ void dense_nchw(const BlockedDenseArgs& a) {
     }
     dense_row_group<1>(a, image, kb0, oh, y_row);
   }
+}
+
+// ------------------------------------------- the NCHW conv2d "stem" family
+// Dense convolutions (groups 1) run through dense_tile from NCHW to NCHW:
+// each tap is one broadcast input value against output-channel vectors, no
+// im2col. The rule (backends/conv.py) picks it for image stems, whose few
+// input channels make im2col's GEMM thin (K = C * kh * kw of 27-147).
+// Forward only; weights packed as pack_dense's (K/16, C, kh, kw, 16).
+
+int64_t stem_weight_floats(const Conv2dShape& s) {
+  return (s.out_channels + B - 1) / B * B * s.in_channels * s.kernel_h * s.kernel_w;
+}
+
+int64_t stem_workspace(ConvPass pass, const Conv2dShape& s, int) {
+  if (pass != ConvPass::forward || s.groups != 1) return -1;
+  return stem_weight_floats(s) + (s.out_channels + B - 1) / B * B;  // + the padded bias
+}
+
+void stem_pack_into(const Conv2dShape& s, const float* w, float* packed) {
+  const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t k16 = (s.out_channels + B - 1) / B * B;
+  for (int64_t k = 0; k < k16; ++k)
+    for (int64_t t = 0; t < taps; ++t)
+      packed[(k / B * taps + t) * B + k % B] = k < s.out_channels ? w[k * taps + t] : 0.0f;
+}
+
+int64_t stem_pack(const Conv2dShape& s, const float* w, float* packed, bool for_backward_data,
+                  int) {
+  if (for_backward_data || s.groups != 1) return -1;
+  if (packed != nullptr) stem_pack_into(s, w, packed);
+  return stem_weight_floats(s);
+}
+
+void stem_run(ConvPass pass, const Conv2dArgs& a) {
+  if (pass != ConvPass::forward) return;  // (the workspace refuses the other passes)
+  const Conv2dShape& s = a.shape;
+  float* weight = a.workspace;
+  float* bias = a.workspace + stem_weight_floats(s);
+  if (a.packed_weight == nullptr) stem_pack_into(s, a.weight, weight);
+  const int64_t k16 = (s.out_channels + B - 1) / B * B;
+  for (int64_t k = 0; k < k16; ++k) bias[k] = a.bias && k < s.out_channels ? a.bias[k] : 0.0f;
+  BlockedDenseArgs d;
+  d.input = BlockedShape{s.batch, s.in_channels, s.in_h, s.in_w};
+  d.out_channels = s.out_channels;
+  d.out_h = s.out_h;
+  d.out_w = s.out_w;
+  d.kernel_h = s.kernel_h;
+  d.kernel_w = s.kernel_w;
+  d.stride_h = s.stride_h;
+  d.stride_w = s.stride_w;
+  d.pad_top = s.pad_top;
+  d.pad_left = s.pad_left;
+  d.dilation_h = s.dilation_h;
+  d.dilation_w = s.dilation_w;
+  d.x = a.input;
+  d.weight = a.packed_weight ? a.packed_weight : weight;
+  d.bias = bias;
+  d.relu = a.relu;
+  d.relu_max = a.relu_max;
+  d.y = a.output;
+  d.nchw_out = true;
+  d.num_threads = a.num_threads;
+  dense_nchw(d);
 }
 
 // ---------------------------------------------------------------- depthwise
@@ -740,6 +888,9 @@ PVE_REGISTER_KERNELS {
   register_kernel(conv2d_blocked_dense_nchw, &dense_nchw);
   register_kernel(conv2d_blocked_pointwise, &pointwise);
   register_kernel(conv2d_blocked_depthwise, &depthwise);
+  register_kernel(conv2d_stem_workspace, &stem_workspace);
+  register_kernel(conv2d_stem_run, &stem_run);
+  register_kernel(conv2d_stem_pack, &stem_pack);
 }
 
 }  // namespace PVE_KERNEL_NS

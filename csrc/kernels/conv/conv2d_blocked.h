@@ -83,7 +83,10 @@ struct BlockedDenseArgs {
   const float* bias = nullptr;    // [K rounded up], zeros past K
   bool relu = false;
   float relu_max = INFINITY;
-  float* y = nullptr;             // blocked (N, K, out_h, out_w)
+  float* y = nullptr;             // blocked (N, K, out_h, out_w), or NCHW with nchw_out
+  // NCHW output planes (N, K, out_h, out_w): the "stem" family of the NCHW
+  // conv2d (conv2d.h), which runs this kernel between NCHW tensors.
+  bool nchw_out = false;
   int num_threads = 1;
 };
 using BlockedDenseFn = void (*)(const BlockedDenseArgs& args);

@@ -1,0 +1,146 @@
+"""The ``stem`` family (dense convolution through the blocked direct tile, written as
+NCHW: csrc/kernels/conv/conv2d_blocked.cpp) at every ISA level against the float64
+reference: packed and unpacked weights, fused bias and ReLU(6), output channels past
+whole 16-channel blocks and pixel runs past whole 8-pixel transposes, threads, the eval
+fast path of a ResNet stem, and where the rule picks it (and where not)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from pyvision_engine import _C
+from pyvision_engine.backends import conv as conv_backend
+from pyvision_engine.nn import functional as F
+
+from conv.conv_cases import assert_close, num_threads, trained_bn
+from reference.conv_reference import conv2d_forward
+
+pytestmark = pytest.mark.kernels
+
+# n, c, h, w, k, (kh, kw), stride, padding, dilation
+SHAPES = [
+    (1, 3, 40, 45, 64, (7, 7), (2, 2), (3, 3), (1, 1)),    # ResNet's stem, small image
+    (2, 3, 23, 31, 37, (7, 7), (2, 2), (3, 3), (1, 1)),    # 37: two blocks and 5 channels
+    (1, 4, 19, 26, 70, (7, 7), (1, 2), (2, 3), (1, 1)),    # 4 blocks + 6: groups of 4 and 1
+    (1, 1, 25, 25, 20, (7, 7), (1, 1), (0, 0), (2, 1)),    # dilated, no padding
+    (3, 2, 9, 13, 5, (3, 5), (3, 1), (1, 2), (1, 2)),      # one partial block, odd kernel
+    (1, 3, 12, 200, 48, (7, 7), (2, 2), (3, 3), (1, 1)),   # rows of many 6-pixel tiles
+    (1, 8, 10, 10, 16, (1, 1), (1, 1), (0, 0), (1, 1)),    # 1x1 (pointwise's shape)
+    (2, 6, 5, 6, 9, (5, 6), (1, 1), (2, 3), (1, 1)),       # kernel as wide as the input
+]
+
+
+def _case(rng, n, c, h, w, k, kernel, stride, padding, dilation, bias=True):
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((k, c) + kernel).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32) if bias else None
+    geo = F._conv2d_geometry(x.shape, wt.shape, stride, padding, dilation, 1, "conv2d")
+    return x, wt, b, geo
+
+
+def _stem(x, w, b, geo, relu=False, relu_max=np.inf, packed=None):
+    assert _C.conv2d_plan("forward", "stem", list(x.shape), list(w.shape), geo.stride,
+                          geo.top_left, geo.dilation, 1, geo.out_size)[0] == "stem"
+    return _C.conv2d_forward(x, w, b, geo.stride, geo.top_left, geo.dilation, 1, geo.out_size,
+                             "stem", relu, packed, relu_max)
+
+
+def _reference(x, w, b, shape, relu_max=None):
+    n, c, h, wd, k, kernel, stride, (ph, pw), dilation = shape
+    y = conv2d_forward(x.astype(np.float64), w.astype(np.float64),
+                       None if b is None else b.astype(np.float64), stride, (ph, ph, pw, pw),
+                       dilation, 1)
+    return y if relu_max is None else np.clip(y, 0.0, relu_max)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])))
+def test_matches_reference(isa, shape):
+    rng = np.random.default_rng(abs(hash(shape)) % 2**32)
+    x, w, b, geo = _case(rng, *shape)
+    packed = _C.conv2d_pack_weight(w, algorithm="stem")
+    for bias in (b, None):
+        want = _reference(x, w, bias, shape)
+        assert_close(_stem(x, w, bias, geo), want, "stem forward")
+        assert_close(_stem(x, w, bias, geo, packed=packed), want, "stem forward, packed")
+    assert_close(_stem(x, w, b, geo, relu=True), _reference(x, w, b, shape, np.inf), "stem ReLU")
+    assert_close(_stem(x, w, b, geo, relu=True, relu_max=6.0, packed=packed),
+                 _reference(x, w, b, shape, 6.0), "stem ReLU6")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_counts_agree(isa, threads):
+    shape = (2, 3, 30, 29, 40, (7, 7), (2, 2), (3, 3), (1, 1))
+    x, w, b, geo = _case(np.random.default_rng(threads), *shape)
+    with num_threads(threads):
+        assert_close(_stem(x, w, b, geo, relu=True), _reference(x, w, b, shape, np.inf),
+                     f"stem at {threads} threads")
+
+
+def test_non_finite_inputs_stay_where_torch_puts_them(isa):
+    shape = (1, 3, 20, 20, 17, (7, 7), (2, 2), (3, 3), (1, 1))
+    x, w, b, geo = _case(np.random.default_rng(5), *shape)
+    x[0, 1, 9, 9] = np.nan
+    x[0, 2, 0, 0] = np.inf
+    want = _reference(x, w, b, shape)
+    got = _stem(x, w, b, geo)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=2e-5, atol=1e-4)
+
+
+def test_only_forward_and_groups_one():
+    x, w = [1, 4, 16, 16], [8, 2, 7, 7]
+    for pass_ in ("backward_data", "backward_weight"):
+        assert _C.conv2d_plan(pass_, "stem", x, [8, 4, 7, 7], (2, 2), (3, 3), (1, 1), 1,
+                              (8, 8))[0] == "im2col"
+    assert _C.conv2d_plan("forward", "stem", x, w, (2, 2), (3, 3), (1, 1), 2,
+                          (8, 8))[0] == "im2col"
+    with pytest.raises(ValueError, match="cannot pack"):
+        _C.conv2d_pack_weight(np.ones((8, 4, 7, 7), np.float32), for_backward_data=True,
+                              algorithm="stem")
+
+
+def test_packed_weights_of_another_shape_are_refused():
+    x, w, b, geo = _case(np.random.default_rng(1), *SHAPES[0])
+    wrong = _C.conv2d_pack_weight(np.ones((16, 3, 7, 7), np.float32), algorithm="stem")
+    with pytest.raises(ValueError, match="packed weight has"):
+        _stem(x, w, b, geo, packed=wrong)
+
+
+def test_rule_picks_stem(isa):
+    stem = "stem" if isa in conv_backend.STEM_ISAS else "im2col"
+    rgb = ((1, 3, 224, 224), (64, 3, 7, 7))
+    assert F.conv2d_algorithm(*rgb, stride=2, padding=3) == stem
+    assert F.conv2d_algorithm(*rgb, stride=2, padding=3, weights_packed=True) == stem
+    assert F.conv2d_algorithm((8, 4, 224, 224), (64, 4, 7, 7), stride=2, padding=3) == stem
+    # forward only; wider inputs, smaller kernels and groups keep their families
+    for pass_ in ("backward_data", "backward_weight"):
+        assert F.conv2d_algorithm(*rgb, stride=2, padding=3, pass_=pass_) != "stem"
+    assert F.conv2d_algorithm((1, 8, 64, 64), (64, 8, 7, 7), stride=2, padding=3) != "stem"
+    assert F.conv2d_algorithm((1, 3, 224, 224), (32, 3, 3, 3), stride=2, padding=1) != "stem"
+    assert F.conv2d_algorithm((1, 3, 224, 224), (24, 3, 5, 5), stride=2, padding=2) != "stem"
+    assert F.conv2d_algorithm((128, 3, 32, 32), (16, 3, 3, 3), padding=1) != "stem"
+    assert F.conv2d_algorithm((1, 4, 64, 64), (8, 2, 7, 7), padding=3, groups=2) != "stem"
+
+
+def test_resnet_stem_eval_path_folds_into_stem(isa):
+    # Conv2d + BatchNorm2d + ReLU in eval mode under no_grad: folded, packed once
+    # for the stem family, against the same layers computed in float64.
+    rng = np.random.default_rng(3)
+    conv = pve.nn.Conv2d(3, 24, 7, stride=2, padding=3, bias=False)
+    bn = trained_bn(24, rng)
+    model = pve.nn.Sequential(conv, bn, pve.nn.ReLU()).eval()
+    x = rng.standard_normal((2, 3, 33, 30)).astype(np.float32)
+    with pve.no_grad():
+        got = model(pve.tensor(x)).numpy()
+    mean, var = bn.running_mean.numpy().astype(np.float64), bn.running_var.numpy().astype(np.float64)
+    scale = bn.weight.detach().numpy().astype(np.float64) / np.sqrt(var + bn.eps)
+    w = conv.weight.detach().numpy().astype(np.float64) * scale[:, None, None, None]
+    b = bn.bias.detach().numpy().astype(np.float64) - mean * scale
+    want = np.maximum(conv2d_forward(x.astype(np.float64), w, b, (2, 2), (3, 3, 3, 3), (1, 1), 1),
+                      0.0)
+    assert_close(got, want, "folded stem")
+    if isa in conv_backend.STEM_ISAS:
+        assert conv._pack is not None and conv._pack[0][1] == "stem"
