@@ -145,17 +145,18 @@ Conv2dShape make_shape(const std::vector<int64_t>& x, const std::vector<int64_t>
   std::tie(s.dilation_h, s.dilation_w) = dilation;
   s.groups = groups;
   std::tie(s.out_h, s.out_w) = out;
-  const std::string shapes = "input " + shape_str(x) + ", weight " + shape_str(w);
+  // (built only for an error message: every convolution call passes here)
+  auto shapes = [&] { return "input " + shape_str(x) + ", weight " + shape_str(w); };
   if (s.stride_h < 1 || s.stride_w < 1 || s.dilation_h < 1 || s.dilation_w < 1)
-    throw py::value_error("conv2d: stride and dilation must be positive (" + shapes + ")");
+    throw py::value_error("conv2d: stride and dilation must be positive (" + shapes() + ")");
   if (s.pad_top < 0 || s.pad_left < 0)
-    throw py::value_error("conv2d: padding must be non-negative (" + shapes + ")");
+    throw py::value_error("conv2d: padding must be non-negative (" + shapes() + ")");
   if (groups < 1 || s.in_channels % groups != 0 || s.out_channels % groups != 0 ||
       w[1] * groups != s.in_channels)
     throw py::value_error("conv2d: channels do not match groups=" + std::to_string(groups) +
-                          " (" + shapes + ")");
+                          " (" + shapes() + ")");
   if (s.kernel_h < 1 || s.kernel_w < 1 || s.out_h < 0 || s.out_w < 0)
-    throw py::value_error("conv2d: empty kernel or negative output size (" + shapes + ")");
+    throw py::value_error("conv2d: empty kernel or negative output size (" + shapes() + ")");
   return s;
 }
 

@@ -9,20 +9,19 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
-#include <sstream>
 #include <string>
 #include <vector>
 
 namespace pve {
 namespace py = pybind11;
 
+// "(2, 3)", "(5,)": numpy's spelling. (std::to_string, not a stream: no
+// locale machinery on a path every call of some bindings takes.)
 inline std::string shape_str(const std::vector<int64_t>& shape) {
-  std::ostringstream s;
-  s << "(";
-  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
-  if (shape.size() == 1) s << ",";
-  s << ")";
-  return s.str();
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  if (shape.size() == 1) s += ",";
+  return s + ")";
 }
 
 inline std::vector<int64_t> shape_of(const py::array& a) {
