@@ -566,10 +566,16 @@ def _as_2d_pool(attrs: Dict[str, Any], x: np.ndarray) -> Tuple[Dict[str, Any], n
 
 
 @op("MaxPool")
-def _max_pool(attrs, opset, inputs):
+def _max_pool(attrs, opset, inputs, indices: bool = True):
+    """MaxPool; ``indices``: also the optional Indices output (the session asks for it only
+    when the node names it: computing it costs 3-4x the pooling)."""
     attrs, x = _as_2d_pool(attrs, inputs[0])
     kernel, strides, dilations, pads, ceil = _pool_args(attrs, x, "MaxPool")
     squeeze = inputs[0].ndim == 3
+    if x.dtype == np.float32 and _fast_pool(kernel, pads, dilations) and not indices:
+        y = arr(F.max_pool2d(f32(x), tuple(kernel), tuple(strides), tuple(pads[:2]),
+                             tuple(dilations), ceil))
+        return [y[:, :, 0] if squeeze else y]
     if x.dtype == np.float32 and _fast_pool(kernel, pads, dilations):
         y, idx = F.max_pool2d(f32(x), tuple(kernel), tuple(strides), tuple(pads[:2]),
                               tuple(dilations), ceil, return_indices=True)
@@ -1327,7 +1333,9 @@ def _resize(attrs, opset, inputs):
 
 
 # Ops whose node has a variable number of outputs: called with the count.
-MULTI_OUTPUT = {"Split": split_op}
+MULTI_OUTPUT = {"Split": split_op,
+                "MaxPool": lambda attrs, opset, inputs, outputs: _max_pool(
+                    attrs, opset, inputs, indices=outputs > 1)}
 
 
 # The operators kept in their own modules register themselves into OPS on import.

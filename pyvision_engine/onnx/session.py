@@ -40,6 +40,7 @@ which those initializers are run-time values rather than folded constants.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -199,6 +200,17 @@ def _call(step: _Step, args: List[Optional[np.ndarray]]) -> List[Any]:
         raise NotImplementedError(f"{step.what}: pve.onnx does not compute its optional output(s) "
                                   f"{[n for n in step.outputs[len(outs):] if n]}")
     return outs
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    if x.dtype == np.float32:
+        return _ops.arr(F.silu(_ops.f32(x)))
+    with np.errstate(over="ignore"):
+        return np.asarray(x / (1 + np.exp(-x)), dtype=x.dtype)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return _ops.OPS["Gelu"]({}, 20, [x])[0]
 
 
 def _conv_output_shape(conv: pve.nn.Conv2d, x_shape: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -467,7 +479,11 @@ class _Builder:
                 for name, value in named:
                     self.consts[name] = np.asarray(value)
                 folded.add(i)
+        patterns = self._activation_patterns(folded, absorbed)
         for i, node in enumerate(self.nodes):
+            if i in patterns:
+                items.append((i, patterns[i]))
+                continue
             if i in absorbed or i in folded:
                 continue
             unit: Any = None
@@ -477,6 +493,101 @@ class _Builder:
                 unit = self._linear_step(node)
             items.append((i, unit if unit is not None else self._op_step(node)))
         return self._residuals_and_chains(items)
+
+    # ------------------------------------------------- activation patterns
+    def _scalar_input(self, node: Node, value: str) -> Optional[float]:
+        """The constant one-element float input of ``node`` other than ``value``, if any."""
+        others = [n for n in node.inputs if n != value]
+        if len(node.inputs) != 2 or len(others) != 1:
+            return None
+        c = self.consts.get(others[0])
+        if c is None or c.size != 1 or c.dtype.kind != "f":
+            return None
+        return float(c.reshape(()))
+
+    def _single_reader(self, value: str, op_type: str, skip: set) -> Optional[int]:
+        j = self._only_reader(value)
+        if j is None or j in skip or self.nodes[j].op_type != op_type:
+            return None
+        return j
+
+    def _activation_patterns(self, folded: set, absorbed: set) -> Dict[int, _Step]:
+        """Exported activation subgraphs as one kernel step, keyed by their last node
+        (the others go into ``absorbed``):
+          x * Sigmoid(x)                                  -> SiLU (EfficientNet, YOLO);
+          Div(x, sqrt 2) or Mul(x, 1/sqrt 2) -> Erf -> Add 1 -> Mul x -> Mul 0.5 (either
+          Mul order)                                      -> GELU (torch's erf GELU:
+                                                             ConvNeXt, ViT, BERT).
+        Every intermediate value must have its one reader and be no graph output; values
+        other than float32 take the plain operators' float64 path (OPS["Gelu"])."""
+        found: Dict[int, _Step] = {}
+        skip = folded | absorbed
+        for i, node in enumerate(self.nodes):
+            if i in skip or node.domain not in ("", "ai.onnx"):
+                continue
+            if node.op_type == "Sigmoid":
+                x = node.inputs[0]
+                j = self._single_reader(node.outputs[0], "Mul", skip)
+                if j is None or sorted(self.nodes[j].inputs) != sorted([x, node.outputs[0]]):
+                    continue
+                found[j] = self._unary_step(x, self.nodes[j].outputs[0], "SiLU", _silu,
+                                            [node, self.nodes[j]])
+                absorbed.update((i, j))
+            elif node.op_type == "Erf":
+                chain = self._gelu_chain(i, node, skip)
+                if chain is None:
+                    continue
+                x, nodes = chain
+                last = nodes[-1]
+                found[last] = self._unary_step(x, self.nodes[last].outputs[0], "GELU", _gelu,
+                                               [self.nodes[k] for k in nodes])
+                absorbed.update(nodes)
+            skip = folded | absorbed
+        return found
+
+    def _gelu_chain(self, i: int, erf: Node, skip: set) -> Optional[Tuple[str, List[int]]]:
+        """(x, node indices in order) of a GELU subgraph around the Erf node ``i``."""
+        producers = self._producers()
+        k = producers.get(erf.inputs[0])
+        if k is None or k in skip or self._only_reader(erf.inputs[0]) != i:
+            return None
+        scaled = self.nodes[k]
+        x = next((n for n in scaled.inputs if n not in self.consts), None)
+        c = self._scalar_input(scaled, x) if x else None
+        if c is None or not ((scaled.op_type == "Div" and scaled.inputs[0] == x
+                              and abs(c - math.sqrt(2)) < 1e-6)
+                             or (scaled.op_type == "Mul" and abs(c - math.sqrt(0.5)) < 1e-6)):
+            return None
+        add = self._single_reader(erf.outputs[0], "Add", skip)
+        if add is None or self._scalar_input(self.nodes[add], erf.outputs[0]) != 1.0:
+            return None
+        m1 = self._single_reader(self.nodes[add].outputs[0], "Mul", skip)
+        if m1 is None:
+            return None
+        other = [n for n in self.nodes[m1].inputs if n != self.nodes[add].outputs[0]]
+        if other == [x]:  # x * (1 + erf) first, then * 0.5
+            m2 = self._single_reader(self.nodes[m1].outputs[0], "Mul", skip)
+            if m2 is None or self._scalar_input(self.nodes[m2], self.nodes[m1].outputs[0]) != 0.5:
+                return None
+            return x, [k, i, add, m1, m2]
+        # (x * 0.5) * (1 + erf): the half is made from x by a node of its own
+        h = producers.get(other[0]) if len(other) == 1 else None
+        if (h is None or h in skip or self.nodes[h].op_type != "Mul" or self._only_reader(other[0]) != m1
+                or x not in self.nodes[h].inputs or self._scalar_input(self.nodes[h], x) != 0.5):
+            return None
+        return x, [k, h, i, add, m1]
+
+    def _producers(self) -> Dict[str, int]:
+        if not hasattr(self, "_producer_index"):
+            self._producer_index = {name: i for i, node in enumerate(self.nodes)
+                                    for name in node.outputs if name}
+        return self._producer_index
+
+    @staticmethod
+    def _unary_step(x: str, out: str, kind: str, fn: Callable[[np.ndarray], np.ndarray],
+                    nodes: List[Node]) -> _Step:
+        what = f"{kind} ({' -> '.join(_label(n) for n in nodes)})"
+        return _Step(lambda v: [fn(v)], [x], [out], what)
 
     def _residuals_and_chains(self, items: List[Tuple[int, Any]]) -> List[_Step]:
         units = {u.output: u for _, u in items if isinstance(u, _ConvUnit)}
