@@ -634,6 +634,13 @@ def _batch_norm(attrs, opset, inputs):
     return [((x - shaped(mean)) * inv + shaped(bias)).astype(x.dtype)]
 
 
+def fold_scale_shift(gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                     eps: float) -> Tuple[np.ndarray, np.ndarray]:
+    """An inference BatchNormalization's per-channel (scale, shift), float32, as the engine's
+    own BatchNorm computes them."""
+    return batch_norm_scale_shift(mean, var, gamma, beta, eps)
+
+
 def fold_batch_norm(weight: np.ndarray, bias: Optional[np.ndarray], gamma: np.ndarray,
                     beta: np.ndarray, mean: np.ndarray, var: np.ndarray,
                     eps: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -667,6 +674,15 @@ def _layer_norm(attrs, opset, inputs):
         raise OnnxOpError("LayerNormalization: only stash_type=1 (float32 statistics) is supported")
     eps = float(attrs.get("epsilon", 1e-5))
     axes = tuple(range(axis, x.ndim))
+    normalized = x.shape[axis:]
+    length = int(np.prod(normalized, dtype=np.int64))
+    if (x.dtype == np.float32 and length > 0 and scale.shape == normalized
+            and (bias is None or bias.shape == normalized)):  # the engine's kernel
+        stats_shape = x.shape[:axis] + (1,) * len(normalized)
+        y, mean, inv = _C.layer_norm_forward(
+            np.ascontiguousarray(x), x.size // length, length, f32(scale.reshape(-1)),
+            None if bias is None else f32(bias.reshape(-1)), eps)
+        return [y.reshape(x.shape), mean.reshape(stats_shape), inv.reshape(stats_shape)]
     x32 = x.astype(np.float32)
     mean = x32.mean(axis=axes, keepdims=True, dtype=np.float64)
     var = ((x32 - mean) ** 2).mean(axis=axes, keepdims=True)

@@ -49,6 +49,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 import pyvision_engine as pve
+from pyvision_engine import _C
 from pyvision_engine.nn import blocked, fusion
 from pyvision_engine.nn import functional as F
 from pyvision_engine.onnx import _ops, _ops_control, _ops_random
@@ -533,6 +534,12 @@ class _Builder:
                 found[j] = self._unary_step(x, self.nodes[j].outputs[0], "SiLU", _silu,
                                             [node, self.nodes[j]])
                 absorbed.update((i, j))
+            elif node.op_type == "BatchNormalization":
+                made = self._batch_norm_step(i, node, skip)
+                if made is not None:
+                    last, step = made
+                    found[last] = step
+                    absorbed.update((i, last))
             elif node.op_type == "Erf":
                 chain = self._gelu_chain(i, node, skip)
                 if chain is None:
@@ -544,6 +551,36 @@ class _Builder:
                 absorbed.update(nodes)
             skip = folded | absorbed
         return found
+
+    def _batch_norm_step(self, i: int, bn: Node, skip: set) -> Optional[Tuple[int, _Step]]:
+        """(index of its last node, step) for an inference BatchNormalization with constant
+        per-channel statistics that no Conv folds (DenseNet's BN -> ReLU -> Conv, pre-
+        activation ResNets): one per-channel scale-and-shift pass, a Relu that alone reads
+        it fused in."""
+        stats = [self._const_input(bn, k) for k in range(1, 5)]
+        if (len(bn.outputs) != 1 or bn.attrs.get("training_mode", 0) or any(
+                v is None or v.ndim != 1 or v.shape != stats[0].shape or v.dtype.kind != "f"
+                for v in stats) or (self.opset < 9 and not bn.attrs.get("spatial", 1))):
+            return None
+        k = self._producers().get(bn.inputs[0])
+        if k is not None and self.nodes[k].op_type == "Conv" and self._only_reader(bn.inputs[0]) == i:
+            return None  # (the Conv folds it: _conv_unit)
+        scale, shift = _ops.fold_scale_shift(*stats, float(bn.attrs.get("epsilon", 1e-5)))
+        j = self._single_reader(bn.outputs[0], "Relu", skip)
+        relu = j is not None
+        plain = _ops.OPS["BatchNormalization"]
+        attrs, opset = bn.attrs, self.opset
+
+        def run(x: np.ndarray) -> List[Any]:
+            if x.dtype != np.float32 or x.ndim < 2 or x.shape[1] != scale.size:
+                y = plain(attrs, opset, [x] + stats)[0]  # (its own checks and float64 path)
+                return [np.maximum(y, 0).astype(y.dtype) if relu else y]
+            n, c = x.shape[:2]
+            return [_C.channel_affine(np.ascontiguousarray(x), n=n, c=c, l=x.size // max(n * c, 1),
+                                      a=scale, d=shift, relu=relu)]
+        nodes = [bn] + ([self.nodes[j]] if relu else [])
+        what = f"BatchNormalization{' + Relu' if relu else ''} ({' -> '.join(_label(n) for n in nodes)})"
+        return (j if relu else i), _Step(run, [bn.inputs[0]], [self.nodes[j if relu else i].outputs[0]], what)
 
     def _gelu_chain(self, i: int, erf: Node, skip: set) -> Optional[Tuple[str, List[int]]]:
         """(x, node indices in order) of a GELU subgraph around the Erf node ``i``."""

@@ -123,3 +123,35 @@ def test_max_pool_indices_only_when_named(with_indices, ceil):
     for g, w in zip(got, want):
         assert g.dtype == w.dtype
         np.testing.assert_array_equal(g, w)
+
+
+def _bn_model(after=(), outputs=("y",), conv_first=False):
+    rng = np.random.default_rng(3)
+    c = SHAPE[1]
+    consts = {"g": rng.standard_normal(c), "b": rng.standard_normal(c),
+              "m": rng.standard_normal(c), "v": rng.uniform(0.5, 2.0, c)}
+    nodes = []
+    source = "x"
+    if conv_first:
+        consts["w"] = rng.standard_normal((c, c, 3, 3)) * 0.2
+        nodes.append(helper.make_node("Conv", ["x", "w"], ["cx"], pads=[1, 1, 1, 1]))
+        source = "cx"
+    nodes.append(helper.make_node("BatchNormalization", [source, "g", "b", "m", "v"],
+                                  ["bn" if after else "y"], epsilon=1e-3))
+    if after:
+        nodes.append(helper.make_node(after[0], ["bn"], ["y"]))
+    return _model(nodes, consts, outputs)
+
+
+def test_batch_norm_alone_and_with_relu():
+    # DenseNet's BN -> ReLU -> Conv: one per-channel pass with the ReLU fused
+    _check(_bn_model(), ["BatchNormalization"])
+    _check(_bn_model(("Relu",)), ["BatchNormalization"])
+    assert "Relu" in InferenceSession(_bn_model(("Relu",)))._steps[0].what
+    # a Relu whose input is also an output stays its own step; other followers too
+    _check(_bn_model(("Relu",), outputs=("y", "bn")), ["BatchNormalization", "Relu"])
+    _check(_bn_model(("Sigmoid",)), ["BatchNormalization", "Sigmoid"])
+    # after a Conv it is folded into the convolution instead
+    assert not any(s.what.startswith("BatchNormalization")
+                   for s in InferenceSession(_bn_model(conv_first=True))._steps)
+    _check(_bn_model(conv_first=True), ["Conv"])
