@@ -459,12 +459,14 @@ def test_bitcast_errors_name_the_node(x, attrs, message):
 
 
 # the narrow types, once pve.onnx holds them (_proto.DTYPES: ml_dtypes' types), at the
-# operator itself: (source code, target code, the target's values from the source's)
+# operator itself: (source code, target code, the target's values from the source's).
+# (int2 and uint2 by their codes: onnx < 1.20, the last for Python 3.9, has no names for them)
+INT2, UINT2 = getattr(TP, "INT2", 26), getattr(TP, "UINT2", 25)
 NARROW = [
     (TP.INT16, TP.BFLOAT16, None), (TP.BFLOAT16, TP.FLOAT16, None),
     (TP.UINT8, TP.FLOAT8E4M3FN, None), (TP.FLOAT8E5M2, TP.INT8, None),
     (TP.INT4, TP.UINT4, lambda v: v % 16), (TP.UINT4, TP.INT4, lambda v: (v + 8) % 16 - 8),
-    (TP.INT2, TP.UINT2, lambda v: v % 4), (TP.UINT4, TP.FLOAT4E2M1, None),
+    (INT2, UINT2, lambda v: v % 4), (TP.UINT4, TP.FLOAT4E2M1, None),
 ]
 
 
@@ -474,7 +476,7 @@ def test_bitcast_narrow_types(source, target, values):
     if source not in DTYPES or target not in DTYPES:
         pytest.skip("pve.onnx does not hold these types (yet): _proto.DTYPES lacks them")
     from pyvision_engine.onnx._ops import OPS
-    width = {TP.INT4: 4, TP.UINT4: 4, TP.FLOAT4E2M1: 4, TP.INT2: 2, TP.UINT2: 2}.get(source)
+    width = {TP.INT4: 4, TP.UINT4: 4, TP.FLOAT4E2M1: 4, INT2: 2, UINT2: 2}.get(source)
     if width:  # every bit pattern of the width, one per byte as ml_dtypes holds them
         x = np.arange(2 ** width, dtype=np.uint8).view(DTYPES[source])
     else:
