@@ -219,16 +219,21 @@ def test_resize_bicubic_float_against_the_filter_in_float64(hw, out):
 def test_resize_bicubic_uint8_matches_pillow():
     Image = pytest.importorskip("PIL.Image", reason="Pillow (a test extra) is the reference")
     import PIL
+    # Pillow < 13 always runs the horizontal pass first, Pillow 13 (and pve) the cheaper
+    # pass first; the uint8 rounding and clipping between the passes then differ (by more
+    # than 1 where an upsampling pass overshoots). With an older Pillow only one axis
+    # changes, where the order cannot matter.
+    both_axes = int(PIL.__version__.split(".")[0]) >= 13
     rng = np.random.default_rng(11)
-    for _ in range(80):
+    for k in range(80):
         h, w = (int(v) for v in rng.integers(1, 50, 2))
         oh, ow = (int(v) for v in rng.integers(1, 70, 2))
+        if not both_axes:
+            oh, ow = (h, ow) if k % 2 else (oh, w)
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         want = np.asarray(Image.fromarray(img).resize((ow, oh), Image.BICUBIC))
         got = T.Resize((oh, ow), interpolation="bicubic")(img)
-        diff = np.abs(got.astype(int) - want).max()
-        # (Pillow < 13 always runs the horizontal pass first: 1 apart at most)
-        assert diff == 0 if int(PIL.__version__.split(".")[0]) >= 13 else diff <= 1, (h, w, oh, ow)
+        assert np.array_equal(got, want), (h, w, oh, ow)
 
 
 def _plain_bicubic(v, n_out, a=-0.75):
