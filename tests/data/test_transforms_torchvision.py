@@ -64,13 +64,11 @@ def test_resize_uint8_equals_torchvision_pil_path(hw, size, channels):
 def test_resize_uint8_random_shapes_match_pillow():
     _, Image = _torchvision()
     rng = np.random.default_rng(0)
-    for _ in range(60):
-        h, w = (int(v) for v in rng.integers(1, 50, 2))
-        oh, ow = (int(v) for v in rng.integers(1, 70, 2))
+    for k in range(60):
+        h, w, oh, ow = _shapes(rng, k)
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         want = np.asarray(Image.fromarray(img).resize((ow, oh), Image.BILINEAR))
-        diff = np.abs(T.Resize((oh, ow))(img).astype(int) - want).max()
-        assert diff == 0 if _pil_major() >= 13 else diff <= 1, (h, w, oh, ow)
+        assert np.array_equal(T.Resize((oh, ow))(img), want), (h, w, oh, ow)
         want = np.asarray(Image.fromarray(img).resize((ow, oh), Image.NEAREST))
         np.testing.assert_array_equal(T.Resize((oh, ow), interpolation="nearest")(img), want)
 
@@ -136,20 +134,34 @@ def test_resize_bicubic_uint8_equals_torchvision_pil_path(hw, size):
         _pil(Image, img)), 3)
     got = T.Resize(size, interpolation="bicubic")(img)
     assert got.dtype == np.uint8 and got.shape == want.shape
-    diff = np.abs(got.astype(int) - want.astype(int)).max()
-    assert diff == 0 if _pil_major() >= 13 else diff <= 1
+    if _pil_major() < 13 and got.shape[0] != hw[0] and got.shape[1] != hw[1]:
+        pytest.skip("Pillow < 13 runs its two passes in another order, and bicubic's uint8 "
+                    "clipping between them differs by more than 1 (one-axis resizes: "
+                    "test_resize_bicubic_uint8_random_shapes_match_pillow)")
+    np.testing.assert_array_equal(got, want)
 
 
 def test_resize_bicubic_uint8_random_shapes_match_pillow():
     _, Image = _torchvision()
     rng = np.random.default_rng(1)
-    for _ in range(60):
-        h, w = (int(v) for v in rng.integers(1, 50, 2))
-        oh, ow = (int(v) for v in rng.integers(1, 70, 2))
+    for k in range(60):
+        h, w, oh, ow = _shapes(rng, k)
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         want = np.asarray(Image.fromarray(img).resize((ow, oh), Image.BICUBIC))
-        diff = np.abs(T.Resize((oh, ow), interpolation="bicubic")(img).astype(int) - want).max()
-        assert diff == 0 if _pil_major() >= 13 else diff <= 1, (h, w, oh, ow)
+        got = T.Resize((oh, ow), interpolation="bicubic")(img)
+        assert np.array_equal(got, want), (h, w, oh, ow)
+
+
+def _shapes(rng, k):
+    """(h, w, oh, ow) of a random resize. Pillow < 13 always runs the horizontal pass
+    first, Pillow 13 (and pve) the cheaper one first, and the uint8 rounding and clipping
+    between the passes then differ (bicubic by more than 1 where a pass overshoots): with
+    an older Pillow one axis changes at a time, where the order cannot matter."""
+    h, w = (int(v) for v in rng.integers(1, 50, 2))
+    oh, ow = (int(v) for v in rng.integers(1, 70, 2))
+    if _pil_major() < 13:
+        oh, ow = (h, ow) if k % 2 else (oh, w)
+    return h, w, oh, ow
 
 
 @pytest.mark.parametrize("hw, size", [hs for hs in RESIZE_CASES if hs[1] != (3, 29)])
