@@ -26,7 +26,9 @@ def _model(nodes, consts, outputs=("y",), dtype=np.float32, opset=17):
     inits = [numpy_helper.from_array(np.array(v, dtype), name) for name, v in consts.items()]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", elem, SHAPE)],
                               [helper.make_tensor_value_info(o, elem, None) for o in outputs], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8  # (opset 17's; a newer onnx writes its own, which older onnxruntime refuses)
+    return model.SerializeToString()
 
 
 def _check(model, kinds, dtype=np.float32, reference=None):
@@ -115,7 +117,9 @@ def test_max_pool_indices_only_when_named(with_indices, ceil):
         [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
         + ([helper.make_tensor_value_info("i", TensorProto.INT64, None)] if with_indices else []))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)]).SerializeToString()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
+    model.ir_version = 7  # (opset 12's)
+    model = model.SerializeToString()
     x = np.random.default_rng(2).standard_normal(SHAPE).astype(np.float32)
     got = InferenceSession(model).run(None, {"x": x})
     want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
