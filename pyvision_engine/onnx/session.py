@@ -299,6 +299,8 @@ class _Builder:
                 if name:
                     self.consumers.setdefault(name, []).append(i)
         self.graph_outputs = {vi.name for vi in self.graph.outputs}
+        self.producers = {name: i for i, node in enumerate(self.nodes)
+                          for name in node.outputs if name}
 
     def _sorted(self, nodes: List[Node]) -> List[Node]:
         """The nodes in an order where each input is made before it is read."""
@@ -518,9 +520,10 @@ class _Builder:
           x * Sigmoid(x)                                  -> SiLU (EfficientNet, YOLO);
           Div(x, sqrt 2) or Mul(x, 1/sqrt 2) -> Erf -> Add 1 -> Mul x -> Mul 0.5 (either
           Mul order)                                      -> GELU (torch's erf GELU:
-                                                             ConvNeXt, ViT, BERT).
+                                                             ConvNeXt, ViT, BERT);
+          BatchNormalization no Conv folds (-> Relu)      -> one per-channel pass.
         Every intermediate value must have its one reader and be no graph output; values
-        other than float32 take the plain operators' float64 path (OPS["Gelu"])."""
+        other than float32 take the plain operators' paths (float64 exact)."""
         found: Dict[int, _Step] = {}
         skip = folded | absorbed
         for i, node in enumerate(self.nodes):
@@ -562,8 +565,9 @@ class _Builder:
                 v is None or v.ndim != 1 or v.shape != stats[0].shape or v.dtype.kind != "f"
                 for v in stats) or (self.opset < 9 and not bn.attrs.get("spatial", 1))):
             return None
-        k = self._producers().get(bn.inputs[0])
-        if k is not None and self.nodes[k].op_type == "Conv" and self._only_reader(bn.inputs[0]) == i:
+        k = self.producers.get(bn.inputs[0])
+        if (k is not None and self.nodes[k].op_type == "Conv"
+                and self._only_reader(bn.inputs[0]) == i):
             return None  # (the Conv folds it: _conv_unit)
         scale, shift = _ops.fold_scale_shift(*stats, float(bn.attrs.get("epsilon", 1e-5)))
         j = self._single_reader(bn.outputs[0], "Relu", skip)
@@ -576,15 +580,17 @@ class _Builder:
                 y = plain(attrs, opset, [x] + stats)[0]  # (its own checks and float64 path)
                 return [np.maximum(y, 0).astype(y.dtype) if relu else y]
             n, c = x.shape[:2]
-            return [_C.channel_affine(np.ascontiguousarray(x), n=n, c=c, l=x.size // max(n * c, 1),
-                                      a=scale, d=shift, relu=relu)]
+            return [_C.channel_affine(np.ascontiguousarray(x), n=n, c=c,
+                                      l=x.size // max(n * c, 1), a=scale, d=shift, relu=relu)]
+        last = j if relu else i
         nodes = [bn] + ([self.nodes[j]] if relu else [])
-        what = f"BatchNormalization{' + Relu' if relu else ''} ({' -> '.join(_label(n) for n in nodes)})"
-        return (j if relu else i), _Step(run, [bn.inputs[0]], [self.nodes[j if relu else i].outputs[0]], what)
+        what = (f"BatchNormalization{' + Relu' if relu else ''} "
+                f"({' -> '.join(_label(n) for n in nodes)})")
+        return last, _Step(run, [bn.inputs[0]], [self.nodes[last].outputs[0]], what)
 
     def _gelu_chain(self, i: int, erf: Node, skip: set) -> Optional[Tuple[str, List[int]]]:
         """(x, node indices in order) of a GELU subgraph around the Erf node ``i``."""
-        producers = self._producers()
+        producers = self.producers
         k = producers.get(erf.inputs[0])
         if k is None or k in skip or self._only_reader(erf.inputs[0]) != i:
             return None
@@ -609,16 +615,11 @@ class _Builder:
             return x, [k, i, add, m1, m2]
         # (x * 0.5) * (1 + erf): the half is made from x by a node of its own
         h = producers.get(other[0]) if len(other) == 1 else None
-        if (h is None or h in skip or self.nodes[h].op_type != "Mul" or self._only_reader(other[0]) != m1
-                or x not in self.nodes[h].inputs or self._scalar_input(self.nodes[h], x) != 0.5):
+        if (h is None or h in skip or self.nodes[h].op_type != "Mul"
+                or self._only_reader(other[0]) != m1 or x not in self.nodes[h].inputs
+                or self._scalar_input(self.nodes[h], x) != 0.5):
             return None
         return x, [k, h, i, add, m1]
-
-    def _producers(self) -> Dict[str, int]:
-        if not hasattr(self, "_producer_index"):
-            self._producer_index = {name: i for i, node in enumerate(self.nodes)
-                                    for name in node.outputs if name}
-        return self._producer_index
 
     @staticmethod
     def _unary_step(x: str, out: str, kind: str, fn: Callable[[np.ndarray], np.ndarray],

@@ -108,3 +108,20 @@ def check_against_reference(rng, n, c, h, w_, k, kh, kw, stride, padding, dilati
         assert_close(gb, gb_ref, "grad_bias")
     else:
         assert gb is None
+
+
+def dense_case(rng, n, c, h, w, k, kernel, stride, padding, dilation, bias=True):
+    """(x, weight, bias or None, geometry) of a random groups-1 convolution."""
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((k, c) + kernel).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32) if bias else None
+    geo = F._conv2d_geometry(x.shape, wt.shape, stride, padding, dilation, 1, "conv2d")
+    return x, wt, b, geo
+
+
+def forward_with(family, x, w, b, geo, relu=False, relu_max=np.inf, packed=None):
+    """conv2d forward run by ``family`` (asserting that it takes the shape, no fallback)."""
+    assert _C.conv2d_plan("forward", family, list(x.shape), list(w.shape), geo.stride,
+                          geo.top_left, geo.dilation, 1, geo.out_size)[0] == family
+    return _C.conv2d_forward(x, w, b, geo.stride, geo.top_left, geo.dilation, 1, geo.out_size,
+                             family, relu, packed, relu_max)

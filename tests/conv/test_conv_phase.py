@@ -14,7 +14,8 @@ from pyvision_engine import _C
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
-from conv.conv_cases import assert_close, check_against_reference, num_threads
+from conv.conv_cases import (assert_close, check_against_reference, dense_case, forward_with,
+                              num_threads)
 from reference.conv_reference import conv2d_forward
 
 pytestmark = pytest.mark.kernels
@@ -40,19 +41,11 @@ SHAPES = [
 ]
 
 
-def _case(rng, n, c, h, w, k, kernel, stride, padding, dilation, bias=True):
-    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    wt = rng.standard_normal((k, c) + kernel).astype(np.float32)
-    b = rng.standard_normal(k).astype(np.float32) if bias else None
-    geo = F._conv2d_geometry(x.shape, wt.shape, stride, padding, dilation, 1, "conv2d")
-    return x, wt, b, geo
+_case = dense_case
 
 
-def _phase(x, w, b, geo, relu=False, relu_max=np.inf, packed=None):
-    assert _C.conv2d_plan("forward", "phase", list(x.shape), list(w.shape), geo.stride,
-                          geo.top_left, geo.dilation, 1, geo.out_size)[0] == "phase"
-    return _C.conv2d_forward(x, w, b, geo.stride, geo.top_left, geo.dilation, 1, geo.out_size,
-                             "phase", relu, packed, relu_max)
+def _phase(*args, **kwargs):
+    return forward_with("phase", *args, **kwargs)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])))

@@ -14,7 +14,7 @@ from pyvision_engine import _C
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
-from conv.conv_cases import assert_close, num_threads, trained_bn
+from conv.conv_cases import assert_close, dense_case, forward_with, num_threads, trained_bn
 from reference.conv_reference import conv2d_forward
 
 pytestmark = pytest.mark.kernels
@@ -32,19 +32,11 @@ SHAPES = [
 ]
 
 
-def _case(rng, n, c, h, w, k, kernel, stride, padding, dilation, bias=True):
-    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    wt = rng.standard_normal((k, c) + kernel).astype(np.float32)
-    b = rng.standard_normal(k).astype(np.float32) if bias else None
-    geo = F._conv2d_geometry(x.shape, wt.shape, stride, padding, dilation, 1, "conv2d")
-    return x, wt, b, geo
+_case = dense_case
 
 
-def _stem(x, w, b, geo, relu=False, relu_max=np.inf, packed=None):
-    assert _C.conv2d_plan("forward", "stem", list(x.shape), list(w.shape), geo.stride,
-                          geo.top_left, geo.dilation, 1, geo.out_size)[0] == "stem"
-    return _C.conv2d_forward(x, w, b, geo.stride, geo.top_left, geo.dilation, 1, geo.out_size,
-                             "stem", relu, packed, relu_max)
+def _stem(*args, **kwargs):
+    return forward_with("stem", *args, **kwargs)
 
 
 def _reference(x, w, b, shape, relu_max=None):
