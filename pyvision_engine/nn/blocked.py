@@ -84,11 +84,9 @@ def pack_dense(weight: np.ndarray, bias: Optional[np.ndarray]) -> Tuple[np.ndarr
     """(K, C, kh, kw) weights as (K/16, C, kh, kw, 16) blocks and the bias as (K16,),
     zero-padded (the NCHW-input first layer)."""
     k, c, kh, kw = weight.shape
-    w = np.zeros((_padded(k), c, kh, kw), np.float32)
-    w[:k] = weight
-    packed = _aligned_zeros((w.shape[0] // _BLOCK, c, kh, kw, _BLOCK))
-    packed[...] = w.reshape(-1, _BLOCK, c, kh, kw).transpose(0, 2, 3, 4, 1)
-    return packed, _pack_bias(bias, k)
+    # (the stem family of the NCHW conv2d packs the same layout for the same kernel)
+    packed = _C.conv2d_pack_weight(np.ascontiguousarray(weight, np.float32), algorithm="stem")
+    return packed.reshape(_padded(k) // _BLOCK, c, kh, kw, _BLOCK), _pack_bias(bias, k)
 
 
 def _pack_bias(bias: Optional[np.ndarray], n: int) -> np.ndarray:

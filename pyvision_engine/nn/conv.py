@@ -318,7 +318,7 @@ class Conv2d(_ConvNd):
 
     def _inference_plan(self, x_shape: Tuple[int, ...], weight: Tensor,
                         padding: Any) -> Tuple[Any, str, bool]:
-        """(geometry, algorithm, uses a packed-weight cache (Winograd, phase, pointwise))
+        """(geometry, algorithm, uses a packed-weight cache (a family in _PACKING))
         for eval + no_grad, checked and chosen once per input shape, forced algorithm and
         SIMD level, then reused."""
         forced = conv_backend.forced_algorithm()
@@ -342,7 +342,7 @@ class Conv2d(_ConvNd):
         return plan
 
     def _packed_weight(self, weight: Tensor, algorithm: str) -> np.ndarray:
-        """Winograd, phase or pointwise weights packed once per weight version (eval +
+        """Weights packed for a family in _PACKING once per weight version (eval +
         no_grad only)."""
         key = (_C.active_isa(), algorithm) + _tensor_key(weight)
         pack = self._pack  # one read: request threads may replace it concurrently

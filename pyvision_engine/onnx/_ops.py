@@ -380,7 +380,8 @@ def _gelu(attrs, opset, inputs):
 def _swish(attrs, opset, inputs):
     x = inputs[0]
     x64 = x.astype(np.float64)
-    return [(x64 / (1 + np.exp(-float(attrs.get("alpha", 1.0)) * x64))).astype(x.dtype)]
+    with np.errstate(over="ignore"):  # (exp(-alpha x) = inf: the result is -0, no warning)
+        return [(x64 / (1 + np.exp(-float(attrs.get("alpha", 1.0)) * x64))).astype(x.dtype)]
 
 
 @op("HardSigmoid")
@@ -572,14 +573,13 @@ def _max_pool(attrs, opset, inputs, indices: bool = True):
     attrs, x = _as_2d_pool(attrs, inputs[0])
     kernel, strides, dilations, pads, ceil = _pool_args(attrs, x, "MaxPool")
     squeeze = inputs[0].ndim == 3
-    if x.dtype == np.float32 and _fast_pool(kernel, pads, dilations) and not indices:
-        y = arr(F.max_pool2d(f32(x), tuple(kernel), tuple(strides), tuple(pads[:2]),
-                             tuple(dilations), ceil))
-        return [y[:, :, 0] if squeeze else y]
     if x.dtype == np.float32 and _fast_pool(kernel, pads, dilations):
-        y, idx = F.max_pool2d(f32(x), tuple(kernel), tuple(strides), tuple(pads[:2]),
-                              tuple(dilations), ceil, return_indices=True)
-        y, idx = arr(y), arr(idx)
+        out = F.max_pool2d(f32(x), tuple(kernel), tuple(strides), tuple(pads[:2]),
+                           tuple(dilations), ceil, return_indices=indices)
+        if not indices:
+            y = arr(out)
+            return [y[:, :, 0] if squeeze else y]
+        y, idx = arr(out[0]), arr(out[1])
         h, w = x.shape[2], x.shape[3]
         if attrs.get("storage_order", 0):  # column-major positions within each plane
             idx = (idx % w) * h + idx // w
@@ -632,13 +632,6 @@ def _batch_norm(attrs, opset, inputs):
         return v.reshape((1,) + v.shape) if per_activation else v.reshape((1, -1) + (1,) * (x.ndim - 2))
     inv = shaped(scale / np.sqrt(var + eps))
     return [((x - shaped(mean)) * inv + shaped(bias)).astype(x.dtype)]
-
-
-def fold_scale_shift(gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray,
-                     eps: float) -> Tuple[np.ndarray, np.ndarray]:
-    """An inference BatchNormalization's per-channel (scale, shift), float32, as the engine's
-    own BatchNorm computes them."""
-    return batch_norm_scale_shift(mean, var, gamma, beta, eps)
 
 
 def fold_batch_norm(weight: np.ndarray, bias: Optional[np.ndarray], gamma: np.ndarray,

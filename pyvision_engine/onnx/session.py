@@ -52,6 +52,7 @@ import pyvision_engine as pve
 from pyvision_engine import _C
 from pyvision_engine.nn import blocked, fusion
 from pyvision_engine.nn import functional as F
+from pyvision_engine.nn._f_norm import batch_norm_scale_shift
 from pyvision_engine.onnx import _ops, _ops_control, _ops_random
 from pyvision_engine.onnx._proto import (DTYPES, TYPE_NAMES, Graph, Model, Node, ValueInfo,
                                          read_model)
@@ -206,8 +207,7 @@ def _call(step: _Step, args: List[Optional[np.ndarray]]) -> List[Any]:
 def _silu(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.float32:
         return _ops.arr(F.silu(_ops.f32(x)))
-    with np.errstate(over="ignore"):
-        return np.asarray(x / (1 + np.exp(-x)), dtype=x.dtype)
+    return _ops.OPS["Swish"]({}, 24, [x])[0]  # (x / (1 + exp(-x)) in float64)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -569,7 +569,9 @@ class _Builder:
         if (k is not None and self.nodes[k].op_type == "Conv"
                 and self._only_reader(bn.inputs[0]) == i):
             return None  # (the Conv folds it: _conv_unit)
-        scale, shift = _ops.fold_scale_shift(*stats, float(bn.attrs.get("epsilon", 1e-5)))
+        gamma, beta, mean, var = stats
+        scale, shift = batch_norm_scale_shift(mean, var, gamma, beta,
+                                              float(bn.attrs.get("epsilon", 1e-5)))
         j = self._single_reader(bn.outputs[0], "Relu", skip)
         relu = j is not None
         plain = _ops.OPS["BatchNormalization"]

@@ -544,6 +544,22 @@ def _packed_run_both(torch, mode, lengths, enforce_sorted, batch_first, with_hx,
             theirs[:used])
 
 
+def _assert_parity(torch, outs, touts, m, tm, leaves, tleaves, ups):
+    """Outputs equal, then the gradients of sum(output * ups) (ups None: of sum(output)) for
+    the inputs and every parameter."""
+    for a, b in zip(outs, touts):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-5,
+                                   atol=1e-6)
+    ones = [1.0] * len(outs)
+    sum((o * (pve.tensor(u) if ups else u)).sum() for o, u in zip(outs, ups or ones)).backward()
+    sum((o * (torch.tensor(u) if ups else u)).sum() for o, u in zip(touts, ups or ones)).backward()
+    for a, b in zip(leaves, tleaves):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-5)
+    for name, p in tm.named_parameters():
+        np.testing.assert_allclose(getattr(m, name).grad.numpy(), p.grad.numpy(), rtol=1e-4,
+                                   atol=1e-5, err_msg=name)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("lengths,enforce_sorted,batch_first,with_hx", PARITY_CASES)
@@ -552,17 +568,7 @@ def test_packed_module_torch_parity(mode, bidirectional, lengths, enforce_sorted
     torch = _torch()
     outs, touts, m, tm, leaves, tleaves = _packed_run_both(
         torch, mode, lengths, enforce_sorted, batch_first, with_hx, bidirectional)
-    ups = [f32(*o.shape) for o in outs]
-    for a, b in zip(outs, touts):
-        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-5,
-                                   atol=1e-6)
-    sum((o * pve.tensor(u)).sum() for o, u in zip(outs, ups)).backward()
-    sum((o * torch.tensor(u)).sum() for o, u in zip(touts, ups)).backward()
-    for a, b in zip(leaves, tleaves):
-        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-5)
-    for name, p in tm.named_parameters():
-        np.testing.assert_allclose(getattr(m, name).grad.numpy(), p.grad.numpy(), rtol=1e-4,
-                                   atol=1e-5, err_msg=name)
+    _assert_parity(torch, outs, touts, m, tm, leaves, tleaves, [f32(*o.shape) for o in outs])
 
 
 @pytest.mark.parametrize("lengths,enforce_sorted,batch_first,with_hx", PARITY_CASES[:3])
@@ -570,16 +576,7 @@ def test_packed_lstm_proj_torch_parity(lengths, enforce_sorted, batch_first, wit
     torch = _torch()
     outs, touts, m, tm, leaves, tleaves = _packed_run_both(
         torch, "LSTM", lengths, enforce_sorted, batch_first, with_hx, True, proj_size=2)
-    for a, b in zip(outs, touts):
-        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-5,
-                                   atol=1e-6)
-    sum(o.sum() for o in outs).backward()
-    sum(o.sum() for o in touts).backward()
-    for a, b in zip(leaves, tleaves):
-        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-5)
-    for name, p in tm.named_parameters():
-        np.testing.assert_allclose(getattr(m, name).grad.numpy(), p.grad.numpy(), rtol=1e-4,
-                                   atol=1e-5, err_msg=name)
+    _assert_parity(torch, outs, touts, m, tm, leaves, tleaves, None)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -601,14 +598,4 @@ def test_long_packed_sequences_torch_parity(mode):
     lengths = [60, 3, 41, 1, 60, 17, 29]
     outs, touts, m, tm, leaves, tleaves = _packed_run_both(
         torch, mode, lengths, False, True, True, True)
-    for a, b in zip(outs, touts):
-        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-5,
-                                   atol=1e-6)
-    ups = [f32(*o.shape) for o in outs]
-    sum((o * pve.tensor(u)).sum() for o, u in zip(outs, ups)).backward()
-    sum((o * torch.tensor(u)).sum() for o, u in zip(touts, ups)).backward()
-    for a, b in zip(leaves, tleaves):
-        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-5)
-    for name, p in tm.named_parameters():
-        np.testing.assert_allclose(getattr(m, name).grad.numpy(), p.grad.numpy(), rtol=1e-4,
-                                   atol=1e-5, err_msg=name)
+    _assert_parity(torch, outs, touts, m, tm, leaves, tleaves, [f32(*o.shape) for o in outs])

@@ -217,15 +217,21 @@ def run_both(torch, shapes, steps, groups=None, **hp):
     else:
         t_arg, p_arg = tp, pp
     topt, popt = torch.optim.Muon(t_arg, **hp), Muon(p_arg, **hp)
+    step_both(torch, topt, popt, tp, pp, targets, steps, check_each=True)
+    return topt, popt, tp, pp, targets
+
+
+def step_both(torch, topt, popt, tp, pp, targets, steps, check_each=False):
+    """``steps`` steps of both optimizers with the same gradients (of pve's parameters)."""
     for step in range(steps):
         for t, p, g in zip(tp, pp, grads_of([p.detach().numpy() for p in pp], targets)):
             t.grad, p.grad = torch.tensor(g), pve.tensor(g)
         topt.step()
         popt.step()
-        for t, p in zip(tp, pp):
-            np.testing.assert_array_equal(p.detach().numpy(), t.detach().numpy(),
-                                          err_msg=f"step {step}")
-    return topt, popt, tp, pp, targets
+        if check_each:
+            for t, p in zip(tp, pp):
+                np.testing.assert_array_equal(p.detach().numpy(), t.detach().numpy(),
+                                              err_msg=f"step {step}")
 
 
 TRAJECTORIES = [
@@ -250,11 +256,7 @@ def test_trajectories_with_groups_lr_changes_and_tensor_lr(exact_torch):
                                            groups=groups, lr=0.01)
     for opt in (topt, popt):  # a changed lr takes effect, as torch
         opt.param_groups[1]["lr"] = 0.07
-    for _ in range(12):
-        for t, p, g in zip(tp, pp, grads_of([p.detach().numpy() for p in pp], targets)):
-            t.grad, p.grad = torch.tensor(g), pve.tensor(g)
-        topt.step()
-        popt.step()
+    step_both(torch, topt, popt, tp, pp, targets, 12)
     for t, p in zip(tp, pp):
         np.testing.assert_array_equal(p.detach().numpy(), t.detach().numpy())
     # a one-element tensor lr
@@ -289,11 +291,7 @@ def test_loads_torchs_state_dict_and_continues_identically(exact_torch):
     other = Muon(fresh, lr=0.5)
     other.load_state_dict(topt.state_dict())
     assert other.param_groups[0]["lr"] == 0.02
-    for _ in range(20):
-        for t, p, g in zip(tp, fresh, grads_of([p.detach().numpy() for p in fresh], targets)):
-            t.grad, p.grad = torch.tensor(g), pve.tensor(g)
-        topt.step()
-        other.step()
+    step_both(torch, topt, other, tp, fresh, targets, 20)
     for t, p in zip(tp, fresh):
         np.testing.assert_array_equal(p.detach().numpy(), t.detach().numpy())
 
