@@ -10,7 +10,7 @@ void adadelta_impl(float* param, const float* grad, float* square_avg, float* ac
                    int64_t n, const AdadeltaArgs& a, int num_threads) {
   const Vec rho = Vec::set1(a.rho), omr = Vec::set1(a.one_minus_rho), eps = Vec::set1(a.eps),
             neg_lr = Vec::set1(a.neg_lr);
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) {
     const Vec p = ld(param + i, w);
     const Vec g = effective_grad(ld(grad + i, w), p, a.maximize, a.weight_decay);
     const Vec s = fmadd(omr * g, g, ld(square_avg + i, w) * rho);

@@ -12,7 +12,7 @@ void adam_impl(float* param, const float* grad, float* exp_avg, float* exp_avg_s
   const AdamMomentRule moments(a);
   const Vec neg_step = Vec::set1(a.neg_step_size), bc2_sqrt = Vec::set1(a.bias_correction2_sqrt),
             eps = Vec::set1(a.eps);
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) {
     const AdamMoments r = moments(param, grad, exp_avg, exp_avg_sq, i, w);
     Vec v = r.v;
     if (a.amsgrad) {

@@ -10,7 +10,7 @@ void adamax_impl(float* param, const float* grad, float* exp_avg, float* exp_inf
                  const AdamaxArgs& a, int num_threads) {
   const Lerp lerp(a.lerp_weight);
   const Vec beta2 = Vec::set1(a.beta2), eps = Vec::set1(a.eps), neg_clr = Vec::set1(a.neg_clr);
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) {
     const Vec p = ld(param + i, w);
     const Vec g = effective_grad(ld(grad + i, w), p, a.maximize, a.weight_decay);
     const Vec m = lerp(ld(exp_avg + i, w), g);

@@ -15,7 +15,7 @@ using namespace optim_detail;
 void asgd_impl(float* param, const float* grad, float* ax, int64_t n, const AsgdArgs& a,
                int num_threads) {
   const Vec decay = Vec::set1(a.decay), neg_eta = Vec::set1(a.neg_eta), mu = Vec::set1(a.mu);
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) {
     Vec p = ld(param + i, w);
     const Vec g = effective_grad(ld(grad + i, w), p, a.maximize, a.weight_decay);
     p = fmadd(g, neg_eta, p * decay);

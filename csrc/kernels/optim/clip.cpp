@@ -64,13 +64,13 @@ double grad_norm_part_impl(const float* grad, int64_t n, double p, int kind, int
 
 void grad_scale_impl(float* grad, int64_t n, float scale, int num_threads) {
   const Vec s = Vec::set1(scale);
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) { st(ld(grad + i, w) * s, grad + i, w); });
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) { st(ld(grad + i, w) * s, grad + i, w); });
 }
 
 void grad_clamp_impl(float* grad, int64_t n, float c, int num_threads) {
   const Vec hi = Vec::set1(c), lo = Vec::set1(-c);
   // Operand order keeps NaN: x86 max/min return the second operand on NaN.
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) {
     st(min(hi, max(lo, ld(grad + i, w))), grad + i, w);
   });
 }

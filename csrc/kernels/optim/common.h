@@ -73,12 +73,19 @@ inline void vec_range(int64_t begin, int64_t end, const Body& body) {
 // Static split of [0, n) into one contiguous range per thread, each starting
 // on a 16-float (64-byte) boundary, so threads never share a cache line and
 // each streams its own range for the hardware prefetchers.
+//
+// Bodies capture by value ([=]) and each thread runs a local copy: the vector
+// constants and flags then live in registers and GCC unswitches the flag tests
+// out of the loop. Captured by reference they are memory that every float
+// store may alias (__m512 is may_alias), so the loop reloaded and re-tested
+// them per vector and ran 20-30% below a plain streaming loop on one core.
 template <class Body>
 inline void parallel_vec_for(int64_t n, int num_threads, const Body& body) {
   const int threads = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>(num_threads, n / kMinPerThread)));
   if (threads <= 1) {
-    vec_range(0, n, body);
+    const Body local = body;
+    vec_range(0, n, local);
     return;
   }
 #pragma omp parallel num_threads(threads)
@@ -87,7 +94,8 @@ inline void parallel_vec_for(int64_t n, int num_threads, const Body& body) {
     const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
     const int64_t begin = std::min(n, lines * id / nt * 16);
     const int64_t end = std::min(n, lines * (id + 1) / nt * 16);
-    vec_range(begin, end, body);
+    const Body local = body;
+    vec_range(begin, end, local);
   }
 }
 

@@ -11,7 +11,7 @@ void nadam_impl(float* param, const float* grad, float* exp_avg, float* exp_avg_
   const AdamMomentRule moments(a);
   const Vec bc2 = Vec::set1(a.bias_correction2), eps = Vec::set1(a.eps),
             gc = Vec::set1(a.grad_coef), mc = Vec::set1(a.exp_avg_coef);
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) {
     const AdamMoments r = moments(param, grad, exp_avg, exp_avg_sq, i, w);
     const Vec denom = sqrt(r.v / bc2) + eps;     // eps outside sqrt(v / bc2)
     const Vec p = r.p + (gc * r.g) / denom;      // two updates, in torch's order

@@ -13,7 +13,7 @@ void radam_impl(float* param, const float* grad, float* exp_avg, float* exp_avg_
   const Vec bc1 = Vec::set1(a.bias_correction1), lr = Vec::set1(a.lr),
             bc2_sqrt = Vec::set1(a.bias_correction2_sqrt), eps = Vec::set1(a.eps),
             rect = Vec::set1(a.rect);
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) {
     const AdamMoments r = moments(param, grad, exp_avg, exp_avg_sq, i, w);
     Vec update = (r.m / bc1) * lr;
     if (a.rectified) update = (update * (bc2_sqrt / (sqrt(r.v) + eps))) * rect;  // eps before bc

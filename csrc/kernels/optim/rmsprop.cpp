@@ -12,7 +12,7 @@ void rmsprop_impl(float* param, const float* grad, float* square_avg, float* gra
   const Vec alpha = Vec::set1(a.alpha), oma = Vec::set1(a.one_minus_alpha),
             eps = Vec::set1(a.eps), mu = Vec::set1(a.momentum), neg_lr = Vec::set1(a.neg_lr);
   const bool use_momentum = a.momentum > 0.0f;
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) {
     const Vec p = ld(param + i, w);
     const Vec g = effective_grad(ld(grad + i, w), p, a.maximize, a.weight_decay);
     const Vec s = fmadd(oma * g, g, ld(square_avg + i, w) * alpha);

@@ -27,7 +27,7 @@ void rprop_impl(float* param, const float* grad, float* prev, float* step_size, 
   const Vec zero = Vec::zero(), one = Vec::set1(1.0f), etaminus = Vec::set1(a.etaminus),
             etaplus = Vec::set1(a.etaplus), lo = Vec::set1(a.step_size_min),
             hi = Vec::set1(a.step_size_max);
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) {
     Vec g = ld(grad + i, w);
     if (a.maximize) g = -g;
     const Vec s = torch_sign(g * ld(prev + i, w));

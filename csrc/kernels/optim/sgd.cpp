@@ -11,7 +11,7 @@ void sgd_impl(float* param, const float* grad, float* buf, int64_t n, const SgdA
   const Vec neg_lr = Vec::set1(-a.lr), mu = Vec::set1(a.momentum),
             keep = Vec::set1(a.one_minus_dampening);
   const bool use_momentum = a.momentum != 0.0f;
-  parallel_vec_for(n, num_threads, [&](int64_t i, int w) {
+  parallel_vec_for(n, num_threads, [=](int64_t i, int w) {
     const Vec p = ld(param + i, w);
     Vec g = effective_grad(ld(grad + i, w), p, a.maximize, a.weight_decay);
     if (use_momentum) {
