@@ -130,6 +130,13 @@ def test_forced_family_is_the_one_that_runs():
     with conv_backend.force_algorithm("winograd"):  # 3x3 stride 1 only
         assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "winograd"
         assert F.conv2d_algorithm(x, w, padding=1, stride=2, pass_="backward_weight") == "im2col"
+    # stride-1 forward Winograd does not take: phase on planes of >= 96 pixels
+    assert F.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == (phase or "im2col")  # 10x10
+    assert F.conv2d_algorithm((1, 128, 17, 17), (128, 128, 1, 7),
+                              padding=(0, 3)) == (phase or "im2col")
+    assert F.conv2d_algorithm((4, 384, 8, 8), (384, 384, 1, 3), padding=(0, 1)) == "im2col"
+    assert F.conv2d_algorithm((1, 3, 32, 32), (16, 3, 3, 3), padding=1) == "im2col"  # < 4 channels
+    assert F.conv2d_algorithm((1, 16, 32, 32), (16, 16, 3, 3), padding=2, dilation=2) == "im2col"
     assert F.conv2d_algorithm((1, 32, 9, 9), (32, 1, 3, 3), padding=1, groups=32) == "depthwise"
     assert F.conv2d_algorithm((1, 64, 9, 9), (128, 64, 1, 1), stride=2) == "pointwise"
     stem = "stem" if _C.active_isa() in conv_backend.STEM_ISAS else "im2col"
