@@ -205,6 +205,11 @@ THREADED_PATHS = {
     "rows_backward_data": ("im2col", 7, [
         (3, 6, 14, 13, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
         (2, 9, 11, 12, 5, 5, 7, (1, 1), (2, 1), (1, 1), 1)]),
+    # at least two images per thread: whole images per thread, each padded into
+    # the thread's own buffer (forward and backward-data, stride 1 and 2)
+    "rows_images_per_thread": ("im2col", 17, [
+        (7, 6, 14, 13, 16, 5, 5, (1, 1), (0, 0), (1, 1), 1),
+        (6, 2, 17, 15, 5, 5, 5, (2, 2), (2, 2), (1, 1), 1)]),
     # 1-3 input channels per group (a grayscale or RGB first layer): the direct
     # family's accumulators take several taps of a kernel row instead of channels
     "direct_taps_for_few_channels": ("direct", 11, [
