@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 from pyvision_engine import _C
-from pyvision_engine.autograd import is_grad_enabled
+from pyvision_engine.autograd import Function, is_grad_enabled
 from pyvision_engine.nn._f_activation import ACT_CODES
 from pyvision_engine.nn.activation import ReLU, ReLU6
 from pyvision_engine.nn.conv import Conv2d
@@ -224,8 +224,35 @@ def residual_add(out: Tensor, identity: Any, act: Optional[Module] = None) -> Te
         np.add(out._data, identity._data, out=out._data)
         out._bump_version()
         return act(out) if act is not None else out
+    if (act is not None and _relu_cap(act) == math.inf and out.shape == identity.shape
+            and out.dtype == identity.dtype == np.float32):
+        return _AddReLU.apply(out, identity)
     y = out + identity
     return act(y) if act is not None else y
+
+
+class _AddReLU(Function):
+    """relu(a + b) for training: one pass forward (the kernel inference uses), and
+    one pass backward through the saved output, whose gradient both inputs
+    receive (as Add's backward hands them). Unfused, the sum was a single-threaded
+    numpy pass and the ReLU another pass over the sum."""
+    saved_inputs, saves_output = (), True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        out = np.empty(a.shape, np.float32)
+        _C.add_activation_forward(ACT_CODES["relu"], np.ascontiguousarray(a),
+                                  np.ascontiguousarray(b), out)
+        ctx.saved = out
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        g = np.ascontiguousarray(g, dtype=np.float32)
+        gx = np.empty_like(g)
+        _C.activation_backward(ACT_CODES["relu"], ctx.saved, g, gx)
+        return (gx if ctx.needs_input_grad[0] else None,
+                gx if ctx.needs_input_grad[1] else None)
 
 
 # At the end: blocked.py uses the helpers above.

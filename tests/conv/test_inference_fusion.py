@@ -209,3 +209,26 @@ def test_residual_add_in_inference_equals_the_plain_expression(act):
     y = residual_add(pve.tensor(out.copy()), pve.tensor(identity), module)  # autograd on
     np.testing.assert_allclose(y.detach().numpy(), expected, rtol=1e-6, atol=1e-6,
                                equal_nan=True)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6", None])
+def test_residual_add_in_training_gives_the_plain_expression_gradients(act):
+    # with autograd recording, ReLU blocks take one add + ReLU kernel pass and one
+    # backward pass through the saved output; ReLU6 and no activation run as written
+    from pyvision_engine.nn.fusion import residual_add
+
+    module = {"relu": pve.nn.ReLU(inplace=True), "relu6": pve.nn.ReLU6(), None: None}[act]
+    rng = np.random.default_rng(8)
+    out_np = (4 * rng.standard_normal((3, 4, 6, 5))).astype(np.float32)
+    id_np = (4 * rng.standard_normal((3, 4, 6, 5))).astype(np.float32)
+    weights = rng.standard_normal(out_np.shape)
+    s = out_np.astype(np.float64) + id_np
+    expected = {"relu": np.maximum(s, 0), "relu6": np.clip(s, 0, 6), None: s}[act]
+    slope = {"relu": s > 0, "relu6": (s > 0) & (s < 6), None: np.ones_like(s, bool)}[act]
+    out = pve.tensor(out_np, requires_grad=True)
+    identity = pve.tensor(id_np, requires_grad=True)
+    y = residual_add(out * 1.0, identity, module)  # (out * 1.0: a non-leaf branch, as a BN output)
+    (y * pve.tensor(weights.astype(np.float32))).sum().backward()
+    np.testing.assert_allclose(y.detach().numpy(), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out.grad.numpy(), weights * slope, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(identity.grad.numpy(), weights * slope, rtol=1e-6, atol=1e-6)
