@@ -78,8 +78,10 @@ class _BatchNorm(Function):
     @staticmethod
     def backward(ctx, g):
         g = np.ascontiguousarray(g, dtype=_F32)
-        if ctx.relu_y is not None:
-            g = np.where(ctx.relu_y <= 0, _F32(0), g)  # NaN passes, as torch's ReLU
+        if ctx.relu_y is not None:  # ReLU's backward: zero where y <= 0 (NaN passes, as torch's)
+            g_relu = np.empty_like(g)
+            _C.activation_backward(0, ctx.relu_y, g, g_relu)
+            g = g_relu
         n, c, l = ctx.layout
         x, invstd, w64 = ctx.x, ctx.invstd, ctx.w64
         gx = gw = gb = None
@@ -137,7 +139,8 @@ def batch_norm(input: Any, running_mean: Optional[Any], running_var: Optional[An
             # they are, and zero gradients for weight and bias (through x * w + b).
             shape = (1, c) + (1,) * (x.ndim - 2)
             y = x if w is None else x * w.reshape(shape)
-            return y * 1.0 if b is None else y + b.reshape(shape)
+            y = y * 1.0 if b is None else y + b.reshape(shape)
+            return y.relu() if _fuse_relu else y
         if per_channel == 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, got "
                              f"input size {x.shape}")

@@ -101,6 +101,8 @@ def conv_bn_act(conv: Module, bn: Optional[Module], act: Optional[Module], x: An
             return conv._fused_forward(x if type(x) is Tensor else as_tensor(x), bn, cap)
     y = conv(x)
     if bn is not None:
+        if act is not None and _plain(bn, BatchNorm2d) and _relu_cap(act) == math.inf:
+            return bn._normalize(y, relu=True)  # (training: ReLU in BatchNorm's own pass)
         y = bn(y)
     return act(y) if act is not None else y
 

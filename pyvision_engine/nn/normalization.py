@@ -113,6 +113,11 @@ class _BatchNorm(_NormBase):
                              f"{self.num_features} channels (dim 1), got shape {x.shape}")
 
     def forward(self, input: Any) -> Tensor:
+        return self._normalize(input)
+
+    def _normalize(self, input: Any, relu: bool = False) -> Tensor:
+        """forward, or relu(forward) in the same kernel pass (relu=True: the training
+        fusion of Conv2d -> BatchNorm2d -> ReLU, nn/fusion.py)."""
         x = as_tensor(input)
         self._check_input(x)
         factor = 0.0 if self.momentum is None else self.momentum
@@ -125,7 +130,7 @@ class _BatchNorm(_NormBase):
         try:
             return F.batch_norm(x, self.running_mean if track else None,
                                 self.running_var if track else None, self.weight, self.bias,
-                                use_batch_stats, factor, self.eps)
+                                use_batch_stats, factor, self.eps, _fuse_relu=relu)
         except ValueError as e:
             raise ValueError(f"{type(self).__name__}: {e}") from None
 
