@@ -16,7 +16,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from pyvision_engine import _C
-from pyvision_engine.autograd import Function, _type_name, _unbroadcast
+from pyvision_engine.autograd import Function, _type_name, _unbroadcast, add_arrays
 
 _FLOAT = np.dtype(np.float32)
 
@@ -262,7 +262,7 @@ class Add(Function):
     def forward(ctx, a, b):
         ctx.shapes = (a.shape, b.shape)
         try:
-            return _result_dtype(np.add(a, b))
+            return _result_dtype(add_arrays(a, b))
         except ValueError:
             raise broadcast_error(a.shape, b.shape) from None
 

@@ -21,7 +21,7 @@ __all__ = ["relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "prelu", "sigm
 
 # Kernel op codes (csrc/kernels/eltwise/activation.h, enum Act).
 ACT_CODES = {"relu": 0, "relu6": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "gelu": 5,
-             "gelu_tanh": 6, "silu": 7, "hardswish": 8, "hardsigmoid": 9}
+             "gelu_tanh": 6, "silu": 7, "hardswish": 8, "hardsigmoid": 9, "identity": 10}
 _USES_OUTPUT = {0, 3, 4}  # backward from the output: relu, sigmoid, tanh
 
 

@@ -56,6 +56,7 @@ from pyvision_engine.nn import (_f_activation, _f_distance, _f_embedding, _f_fol
                                 _f_norm, _f_pooling, _f_shape)
 from pyvision_engine.nn import conv_transpose as _conv_transpose_module
 from pyvision_engine.nn import functional as F
+from pyvision_engine.nn import fusion as _fusion
 from pyvision_engine.nn import sparse as _sparse_module
 from pyvision_engine.nn._f_common import pair
 from pyvision_engine.nn.activation import RReLU
@@ -568,6 +569,8 @@ _FUNCTION_CONVERTERS: Dict[type, Converter] = {
         (_ops.Log, "Log"), (_ops.Sqrt, "Sqrt"), (_ops.PowTensor, "Pow"), (_ops.Maximum, "Max"),
         (_ops.Minimum, "Min"), (_ops.MatMul, "MatMul"))},
     _ops.Pow: lambda tr, op: tr.node("Pow", [op.names[0], tr.const(op.args[1])]),
+    # (a residual block's relu(out + identity), one op in training: nn/fusion.py)
+    _fusion._AddReLU: lambda tr, op: tr.node("Relu", [tr.node("Add", list(op.names[:2]))]),
     _ops.Sum: _reduce("ReduceSum"), _ops.Mean: _reduce("ReduceMean"), _ops.Reshape: _reshape,
     _ops.Permute: lambda tr, op: tr.node("Transpose", [op.names[0]], perm=list(op.args[1])),
     _ops.BroadcastTo: _expand,

@@ -125,6 +125,8 @@ void with_act(int op, float alpha, Apply apply) {
       return apply([&](Vec v) { return v * min(six, max(zero, v + three)) / six; });
     case Act::hardsigmoid:
       return apply([&](Vec v) { return min(six, max(zero, v + three)) / six; });
+    case Act::identity:
+      return apply([](Vec v) { return v; });
   }
 }
 
@@ -211,6 +213,8 @@ void act_backward_impl(int op, const float* s, const float* gy, float* gx, int64
         return select(mask_and(cmp_gt(v, m3), cmp_lt(v, three)), g * sixth, zero);
       });
     }
+    case Act::identity:
+      return map2(s, gy, gx, n, threads, [](Vec, Vec g) { return g; });
   }
 }
 

@@ -24,8 +24,9 @@ enum class Act : int {
   silu = 7,
   hardswish = 8,
   hardsigmoid = 9,
+  identity = 10,    // y = x: add_act_forward as a plain threaded sum
 };
-constexpr int kNumActs = 10;
+constexpr int kNumActs = 11;
 
 // True when backward wants the forward output rather than the input.
 inline bool act_backward_uses_output(Act op) {
