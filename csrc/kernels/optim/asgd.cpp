@@ -12,6 +12,8 @@ namespace PVE_KERNEL_NS {
 namespace {
 using namespace optim_detail;
 
+constexpr int64_t kWriteAhead = 256;  // floats (1 KiB) ahead
+
 void asgd_impl(float* param, const float* grad, float* ax, int64_t n, const AsgdArgs& a,
                int num_threads) {
   const Vec decay = Vec::set1(a.decay), neg_eta = Vec::set1(a.neg_eta), mu = Vec::set1(a.mu);
@@ -24,6 +26,10 @@ void asgd_impl(float* param, const float* grad, float* ax, int64_t n, const Asgd
       const Vec x = ld(ax + i, w);
       st(x + (p - x) * mu, ax + i, w);
     } else {
+      // ax is only written here: fetch its lines for writing ahead of the
+      // stores (left to the stores' own read-for-ownership, this stream ran
+      // at half the speed of the read-modify-write form above)
+      __builtin_prefetch(ax + i + kWriteAhead, 1, 3);
       st(p, ax + i, w);
     }
   });
