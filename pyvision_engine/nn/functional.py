@@ -316,12 +316,13 @@ def conv2d_algorithm(input_shape: Sequence[int], weight_shape: Sequence[int], st
     """The kernel family that runs ``pass_`` (forward, backward_data, backward_weight)
     for this configuration: the rule's (or the forced) choice, after a family that
     cannot take the shape has fallen back to im2col. ``weights_packed``: as for an
-    eval-mode Conv2d under no_grad, whose Winograd or phase weights are cached."""
-    x_shape = tuple(input_shape)
+    eval-mode Conv2d under no_grad, whose Winograd or phase weights are cached.
+    The shapes may also be given as the tensors or arrays themselves."""
+    x_shape = tuple(getattr(input_shape, "shape", input_shape))
+    weight_shape = tuple(getattr(weight_shape, "shape", weight_shape))
     if len(x_shape) == 3:
         x_shape = (1,) + x_shape
-    geo = _conv2d_geometry(x_shape, tuple(weight_shape), stride, padding, dilation, groups,
-                           "conv2d")
+    geo = _conv2d_geometry(x_shape, weight_shape, stride, padding, dilation, groups, "conv2d")
     if pass_ not in _conv_backend.PASSES:
         raise ValueError(f"conv2d_algorithm: pass_ must be one of {_conv_backend.PASSES}")
     wanted = _conv_backend.choose_algorithm(pass_, x_shape, tuple(weight_shape), geo.stride,

@@ -110,6 +110,7 @@ def test_forced_family_is_the_one_that_runs():
     phase = "phase" if _C.active_isa() in conv_backend.PHASE_ISAS else None
     x, w = (1, 16, 9, 9), (16, 16, 3, 3)
     assert F.conv2d_algorithm(x, w, padding=1) == "winograd"
+    assert F.conv2d_algorithm(pve.zeros(x), np.zeros(w, np.float32), padding=1) == "winograd"
     with conv_backend.force_algorithm("im2col"):
         assert F.conv2d_algorithm(x, w, padding=1) == "im2col"
     with conv_backend.force_algorithm("depthwise"):  # refused: falls back to im2col
