@@ -276,17 +276,13 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
             and min(in_channels, out_channels) >= PHASE_BACKWARD_MIN_CHANNELS
             and 2 <= kernel_h * kernel_w <= PHASE_MAX_TAPS):
         return "phase"
-    if (pass_ == "forward" and isa in PHASE_ISAS and stride == (2, 2) and dilation == (1, 1)
-            and groups == 1 and in_channels >= PHASE_MIN_CHANNELS
-            and 2 <= kernel_h * kernel_w <= PHASE_MAX_TAPS
-            and (weights_packed
-                 or input_shape[0] * out_size[0] * out_size[1] >= PHASE_UNPACKED_MIN_PIXELS)):
-        return "phase"
-    if (pass_ == "forward" and isa in PHASE_ISAS and stride == (1, 1) and dilation == (1, 1)
-            and groups == 1 and in_channels >= PHASE_MIN_CHANNELS
-            and 2 <= kernel_h * kernel_w <= PHASE_MAX_TAPS
-            and out_size[0] * out_size[1] >= PHASE_STRIDE1_MIN_PLANE):
-        return "phase"
+    if (pass_ == "forward" and isa in PHASE_ISAS and dilation == (1, 1) and groups == 1
+            and in_channels >= PHASE_MIN_CHANNELS and 2 <= kernel_h * kernel_w <= PHASE_MAX_TAPS):
+        if stride == (2, 2) and (weights_packed or input_shape[0] * out_size[0] * out_size[1]
+                                 >= PHASE_UNPACKED_MIN_PIXELS):
+            return "phase"
+        if stride == (1, 1) and out_size[0] * out_size[1] >= PHASE_STRIDE1_MIN_PLANE:
+            return "phase"
     if (pass_ == "forward" and isa in STEM_ISAS and groups == 1
             and in_channels <= STEM_MAX_CHANNELS and kernel_h * kernel_w >= STEM_MIN_TAPS):
         return "stem"

@@ -15,6 +15,7 @@ import numpy as np
 
 from pyvision_engine import _C
 from pyvision_engine.autograd import Function
+from pyvision_engine.nn._f_activation import ACT_CODES
 from pyvision_engine.nn._f_common import float_input, int_arg
 from pyvision_engine.tensor import Tensor
 
@@ -80,7 +81,7 @@ class _BatchNorm(Function):
         g = np.ascontiguousarray(g, dtype=_F32)
         if ctx.relu_y is not None:  # ReLU's backward: zero where y <= 0 (NaN passes, as torch's)
             g_relu = np.empty_like(g)
-            _C.activation_backward(0, ctx.relu_y, g, g_relu)
+            _C.activation_backward(ACT_CODES["relu"], ctx.relu_y, g, g_relu)
             g = g_relu
         n, c, l = ctx.layout
         x, invstd, w64 = ctx.x, ctx.invstd, ctx.w64
