@@ -253,3 +253,22 @@ def test_inference_mode_is_no_grad_as_context_and_decorator():
     assert (bare(), called(), off()) == (False, False, True)
     with pve.no_grad(), pve.inference_mode(False):
         assert not pve.is_grad_enabled()  # mode=False changes nothing
+
+
+def test_large_float32_sums_are_numpys_exactly():
+    # Add and gradient accumulation of >= 32K-element float32 arrays run on the
+    # threaded add kernel: the same exactly rounded sums as numpy, inf and NaN included
+    from pyvision_engine import autograd
+
+    rng = np.random.default_rng(11)
+    n = 4 * autograd._THREADED_ADD_MIN + 5  # (a tail past whole vectors)
+    a = rng.standard_normal(n).astype(np.float32) * np.float32(1e30)
+    b = rng.standard_normal(n).astype(np.float32) * np.float32(1e30)
+    a[:3] = [np.inf, np.nan, -np.inf]
+    b[:3] = [-np.inf, 1.0, -1.0]
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.testing.assert_array_equal((pve.tensor(a) + pve.tensor(b)).numpy(), a + b)
+        x = pve.tensor(a, requires_grad=True)
+        w1, w2 = pve.tensor(b), pve.tensor(a[::-1].copy())
+        ((x * w1).sum() + (x * w2).sum()).backward()  # x's two gradient contributions summed
+        np.testing.assert_array_equal(x.grad.numpy(), b + a[::-1])
