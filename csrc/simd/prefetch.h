@@ -26,6 +26,14 @@ namespace PVE_KERNEL_NS {
 
 constexpr int64_t kLineBytes = 64;
 
+// Into L2 (prefetcht1), not L1: a prefetch into L1 holds one of the core's
+// few line-fill buffers until its line arrives. A plain read loop over 128 MB
+// from DRAM, a prefetch 8 KiB ahead per line, on the Intel Xeon bench
+// machine (medians of 21 interleaved runs): hardware prefetchers alone 10.8
+// GB/s on 1 thread / 23.1 on 2, into L1 12.4 / 26.3, into L2 13.0 / 28.3. The
+// kernel's own load moves the line on to L1. AMD Zen treats the hints alike.
+inline void prefetch_line(const void* p) { __builtin_prefetch(p, 0, 2); }
+
 class LinePrefetcher {
  public:
   // Lines of [begin, end); the first `distance` bytes are left to the kernel's
@@ -37,7 +45,7 @@ class LinePrefetcher {
   // The kernel is about to read at `pos`: request the lines up to pos + distance.
   void ahead(const void* pos) {
     const char* target = std::min(static_cast<const char*>(pos) + distance_, end_);
-    for (; next_ < target; next_ += kLineBytes) __builtin_prefetch(next_);
+    for (; next_ < target; next_ += kLineBytes) prefetch_line(next_);
   }
 
  private:
@@ -62,7 +70,7 @@ class RowsPrefetcher {
   void upto(int64_t pos) {
     while (row_ < rows_ && row_ * row_bytes_ + offset_ < pos) {
       const char* row = base_ + (row_ % inner_) * inner_stride_ + (row_ / inner_) * outer_stride_;
-      __builtin_prefetch(row + offset_);
+      prefetch_line(row + offset_);
       offset_ += kLineBytes;
       if (offset_ >= row_bytes_) {
         ++row_;

@@ -1019,24 +1019,27 @@ void global_avg_pool_impl(const float* x, float* y, int64_t planes, int64_t hw, 
   const Vec inv = Vec::set1(1.0f / static_cast<float>(hw));
   // W planes per step: one partial vector each, then one shuffle tree turns
   // the W partials into W sums (small planes, e.g. 7x7 = 49 floats, would
-  // otherwise spend as long on horizontal sums as on loading). Static split:
-  // one contiguous range of planes per thread, a single streaming pass.
+  // otherwise spend as long on horizontal sums as on loading). One contiguous
+  // range of planes per thread, a single streaming pass with a prefetch
+  // cursor ahead of it. bench_layers' 32x2048x7x7 from DRAM on the Intel
+  // Xeon, medians of 41 interleaved runs: 1.11 -> 0.93 ms on 1 thread, 0.57 ->
+  // 0.48 on 2 (the cursor replaced a prefetch of the next group of planes
+  // into L1; reading four interleaved sub-ranges per thread gained nothing).
   const int64_t groups = ceil_div(planes, W);
-#pragma omp parallel for num_threads(t) schedule(static)
-  for (int64_t g = 0; g < groups; ++g) {
-    const int64_t p0 = g * W;
-    const int n = static_cast<int>(std::min<int64_t>(W, planes - p0));
-    // One line ahead per line read, a group (W planes) ahead: a few percent
-    // over the hardware prefetcher alone on the bench machine.
-    if (g + 1 < groups) {
-      const char* next = reinterpret_cast<const char*>(x + (p0 + W) * hw);
-      const int64_t bytes = std::min<int64_t>(W, planes - p0 - W) * hw * static_cast<int64_t>(sizeof(float));
-      for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(next + b);
+#pragma omp parallel num_threads(t)
+  {
+    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t g0 = groups * id / nt, g1 = groups * (id + 1) / nt;
+    LinePrefetcher pf(x + g0 * W * hw, x + std::min(g1 * W, planes) * hw, kPoolPrefetchBytes);
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t p0 = g * W;
+      const int n = static_cast<int>(std::min<int64_t>(W, planes - p0));
+      pf.ahead(x + p0 * hw);
+      Vec part[W];
+      for (int j = 0; j < n; ++j) part[j] = plane_partial(x + (p0 + j) * hw, hw);
+      for (int j = n; j < W; ++j) part[j] = Vec::zero();
+      (reduce_add_lanes(part) * inv).store_partial(y + p0, n);
     }
-    Vec part[W];
-    for (int j = 0; j < n; ++j) part[j] = plane_partial(x + (p0 + j) * hw, hw);
-    for (int j = n; j < W; ++j) part[j] = Vec::zero();
-    (reduce_add_lanes(part) * inv).store_partial(y + p0, n);
   }
 }
 
