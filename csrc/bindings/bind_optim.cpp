@@ -27,6 +27,7 @@ PVE_DEFINE_KERNEL(optim_adagrad, AdagradFn);
 PVE_DEFINE_KERNEL(optim_adadelta, AdadeltaFn);
 PVE_DEFINE_KERNEL(optim_rprop, RpropFn);
 PVE_DEFINE_KERNEL(optim_asgd, AsgdFn);
+PVE_DEFINE_KERNEL(optim_adafactor, AdafactorFn);
 PVE_DEFINE_KERNEL(optim_lookahead_sync, LookaheadSyncFn);
 PVE_DEFINE_KERNEL(grad_norm_part, GradNormPartFn);
 PVE_DEFINE_KERNEL(grad_scale, ScaleFn);
@@ -253,6 +254,41 @@ void bind_optim(py::module_& m) {
   }, py::arg("param"), py::arg("grad"), py::arg("ax"), py::arg("weight_decay"), py::arg("decay"),
      py::arg("neg_eta"), py::arg("mu"), py::arg("average"), py::arg("maximize"),
      "ASGD step over one buffer, in place (eta, mu: the values stored at the previous step).");
+
+  m.def("optim_adafactor", [](py::array param, py::array grad, OptArray row_var,
+                              OptArray col_var, OptArray variance, double lerp_weight, double eps1,
+                              double eps1_sq, double decay, bool decay_on, bool maximize,
+                              double eps2, double rho, double d) {
+    const char* op = "optim_adafactor";
+    Common c = common(param, grad, op);
+    if (param.ndim() != grad.ndim()) {
+      throw py::value_error(std::string(op) + ": grad has " + std::to_string(grad.ndim()) +
+                            " dimensions, the parameter " + std::to_string(param.ndim()));
+    }
+    // Factored over the last two dimensions when the parameter has two or more.
+    AdafactorArgs a{1, 0, 0, float(lerp_weight), float(eps1), float(eps1_sq), float(decay),
+                    decay_on, maximize, eps2, rho, d};
+    float *rv = nullptr, *cv = nullptr, *var = nullptr;
+    if (param.ndim() > 1) {
+      const int nd = static_cast<int>(param.ndim());
+      for (int i = 0; i < nd - 2; ++i) a.batch *= param.shape(i);
+      a.rows = param.shape(nd - 2);
+      a.cols = param.shape(nd - 1);
+      rv = checked_opt(row_var, true, op, "row_var", a.batch * a.rows);
+      cv = checked_opt(col_var, true, op, "col_var", a.batch * a.cols);
+    } else {
+      var = checked_opt(variance, true, op, "variance", c.n);
+    }
+    AdafactorFn fn = optim_adafactor.get();
+    const int threads = num_threads();
+    py::gil_scoped_release release;
+    fn(c.param, c.grad, rv, cv, var, c.n, a, threads);
+  }, py::arg("param"), py::arg("grad"), py::arg("row_var"), py::arg("col_var"),
+     py::arg("variance"), py::arg("lerp_weight"), py::arg("eps1"), py::arg("eps1_sq"),
+     py::arg("decay"), py::arg("decay_on"), py::arg("maximize"), py::arg("eps2"), py::arg("rho"),
+     py::arg("d"),
+     "Adafactor step of one tensor, in place: factored moments (row_var, col_var) over the "
+     "last two dimensions when it has two or more, else the full variance.");
 
   m.def("optim_lookahead_sync", [](py::array fast, py::array slow, double alpha) {
     const char* op = "optim_lookahead_sync";

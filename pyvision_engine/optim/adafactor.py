@@ -1,14 +1,16 @@
 """Adafactor (torch.optim.Adafactor, torch 2.13): factored second moments.
 
-Not a fused C++ kernel, unlike the element-wise rules: each step needs whole-
-tensor reductions before any element can be updated (‖θ‖ for the relative step
-size, row and column means of g² for the factored variance, then ‖update‖ for
-the clipping denominator), so one streaming pass cannot do it; the arena's
-single-buffer layout does not fit the (…, R, 1) and (…, 1, C) states either.
-It runs per tensor, vectorised in numpy, in torch's order of operations
-(``_single_tensor_adafactor``). Reductions (norms, means) are taken in float64
-and rounded to float32 once, where torch reduces in float32 in its own order:
-those results can differ from torch's in the last bit.
+One C++ kernel call per tensor (``_C.optim_adafactor``, csrc/kernels/optim/
+adafactor.cpp), not one per group as the element-wise rules: each step needs
+whole-tensor reductions before any element can be updated (‖θ‖ for the
+relative step size, row and column sums of g² for the factored variance, then
+‖update‖ for the clipping denominator), so the kernel makes three passes over
+the tensor; the arena's single-buffer layout does not fit the (…, R, 1) and
+(…, 1, C) states either. The element-wise arithmetic is torch's
+(``_single_tensor_adafactor``), operation by operation; the reductions are
+accumulated in double (‖update‖ in float per 512 elements) and rounded to
+float32 once, where torch reduces in float32 in its own order: those results
+can differ from torch's in the last bit.
 """
 
 from __future__ import annotations
@@ -17,29 +19,13 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from pyvision_engine import _C
 from pyvision_engine.optim.optimizer import Optimizer, ParamsT, _as_array
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["Adafactor"]
 
 f32 = np.float32
-
-
-def _norm(x: np.ndarray, axis=None, keepdims: bool = False) -> np.ndarray:
-    """float32 2-norm (accumulated in float64, rounded once)."""
-    x64 = x.astype(np.float64)
-    return np.sqrt((x64 * x64).sum(axis=axis, keepdims=keepdims)).astype(f32)
-
-
-def _lerp_(m: np.ndarray, target: np.ndarray, weight: float) -> None:
-    """m.lerp_(target, weight) as torch's CPU kernel: one FMA, on the side of
-    whichever end ``weight`` is nearer (a + w(b − a), or b + (w − 1)(b − a))."""
-    w = f32(weight)
-    diff = (target - m).astype(np.float64)
-    if abs(w) < 0.5:
-        m[...] = (m.astype(np.float64) + np.float64(w) * diff).astype(f32)
-    else:
-        m[...] = (target.astype(np.float64) + np.float64(w - f32(1)) * diff).astype(f32)
 
 
 class Adafactor(Optimizer):
@@ -89,9 +75,9 @@ class Adafactor(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            grad = np.asarray(p.grad._data, dtype=f32)
-            if group["maximize"]:
-                grad = -grad
+            grad = p.grad._data
+            if grad.dtype != f32 or not grad.flags.c_contiguous:
+                grad = np.array(grad, dtype=f32, order="C")  # keeps 0-d arrays 0-d
             param = p._data
             state = self.state[p]
             if len(state) == 0:
@@ -107,39 +93,21 @@ class Adafactor(Optimizer):
             step_t = state["step"]._data
             step_t += f32(1)
             step_float = float(step_t)
-
             one_minus_beta2_t = step_float ** beta2_decay
             rho_t = min(lr, 1 / (step_float ** 0.5))
-            alpha = max(eps2, float(_norm(param)) / (param.size ** 0.5)) * rho_t
-
-            if wd != 0:
-                param *= f32(1 - lr * wd)
-
-            if grad.ndim > 1:
-                row_var, col_var = state["row_var"]._data, state["col_var"]._data
-                row_mean = _norm(grad, axis=-1, keepdims=True)
-                row_mean = row_mean * row_mean / f32(grad.shape[-1])
-                _lerp_(row_var, row_mean, one_minus_beta2_t)
-                col_mean = _norm(grad, axis=-2, keepdims=True)
-                col_mean = col_mean * col_mean / f32(grad.shape[-2])
-                _lerp_(col_var, col_mean, one_minus_beta2_t)
-                var_estimate = row_var * col_var  # (…, R, 1) @ (…, 1, C): one product each
-                row_var_mean = row_var.astype(np.float64).mean(axis=-2, keepdims=True).astype(f32)
-                var_estimate = var_estimate / np.maximum(row_var_mean, f32(eps1))
-            else:
-                variance = state["variance"]._data
-                _lerp_(variance, grad * grad, one_minus_beta2_t)
-                var_estimate = variance.copy()
-
-            # eps1 squared, as the sqrt follows; rsqrt is 1/sqrt (two roundings, as ATen's)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                update = f32(1) / np.sqrt(np.maximum(var_estimate, f32(eps1 * eps1)))
-                update = update * grad
-            denom = max(1.0, float(_norm(update)) / ((update.size ** 0.5) * d))
-            # param.add_(update, alpha=-alpha/denom): one rounding (torch's FMA)
-            flat = param.reshape(-1)
-            flat[...] = (flat.astype(np.float64) + np.float64(f32(-alpha / denom))
-                         * update.reshape(-1).astype(np.float64)).astype(f32)
+            factored = grad.ndim > 1
+            contiguous = param.flags.c_contiguous
+            work = param if contiguous else np.array(param, order="C")
+            _C.optim_adafactor(
+                work, grad,
+                state["row_var"]._data if factored else None,
+                state["col_var"]._data if factored else None,
+                None if factored else state["variance"]._data,
+                lerp_weight=float(f32(one_minus_beta2_t)), eps1=float(f32(eps1)),
+                eps1_sq=float(f32(eps1 * eps1)), decay=float(f32(1 - lr * wd)),
+                decay_on=wd != 0, maximize=bool(group["maximize"]), eps2=float(eps2), rho=rho_t, d=float(d))
+            if not contiguous:
+                param[...] = work
             p._bump_version()
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:

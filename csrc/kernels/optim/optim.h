@@ -129,6 +129,21 @@ struct AsgdArgs {
 using AsgdFn = void (*)(float* param, const float* grad, float* ax, int64_t n, const AsgdArgs& a,
                         int num_threads);
 
+// ---------------------------------------------------------------- Adafactor
+// One tensor per call. Factored (rows > 0): the tensor is (batch, rows, cols),
+// row_var (batch, rows) and col_var (batch, cols); else variance has n floats.
+struct AdafactorArgs {
+  int64_t batch, rows, cols;
+  float lerp_weight;  // 1 − β2ₜ = t^beta2_decay, the moments' lerp weight
+  float eps1;         // clamp of mean(row_var)
+  float eps1_sq;      // clamp of the variance estimate
+  float decay;        // 1 − lr·λ, applied when decay_on
+  bool decay_on, maximize;
+  double eps2, rho, d;  // α = max(eps2, RMS(θ))·rho; clipping threshold d
+};
+using AdafactorFn = void (*)(float* param, const float* grad, float* row_var, float* col_var,
+                             float* variance, int64_t n, const AdafactorArgs& a, int num_threads);
+
 // ---------------------------------------------------------------- Lookahead
 // slow ← slow + α·(fast − slow); fast ← slow.
 using LookaheadSyncFn = void (*)(float* fast, float* slow, int64_t n, float alpha,
@@ -154,6 +169,7 @@ PVE_DECLARE_KERNEL(optim_adagrad, AdagradFn);
 PVE_DECLARE_KERNEL(optim_adadelta, AdadeltaFn);
 PVE_DECLARE_KERNEL(optim_rprop, RpropFn);
 PVE_DECLARE_KERNEL(optim_asgd, AsgdFn);
+PVE_DECLARE_KERNEL(optim_adafactor, AdafactorFn);
 PVE_DECLARE_KERNEL(optim_lookahead_sync, LookaheadSyncFn);
 PVE_DECLARE_KERNEL(grad_norm_part, GradNormPartFn);
 PVE_DECLARE_KERNEL(grad_scale, ScaleFn);
