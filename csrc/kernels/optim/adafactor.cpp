@@ -61,17 +61,16 @@ inline double ordered_total(const std::vector<double>& parts) {
   return s;
 }
 
-// Elements per chunk of passes 2 and 3: the factored estimate's operands
-// are spread into per-element buffers of this size (on the stack), then the
-// arithmetic runs in vectors.
+// Elements per chunk of pass 2: the factored estimate's operands are spread
+// into per-element buffers of this size (on the stack), then the arithmetic
+// runs in vectors.
 constexpr int64_t kChunk = 512;
 
-// u = g / sqrt(max(v̂, eps1²)) for elements [begin, end) of the tensor, chunk
-// by chunk; `use(i, u, w)` gets the vector of u for elements i .. i + w − 1.
-// v̂ is the variance (not factored) or, factored, row_var ⊗ col_var divided
-// by max(mean(row_var), eps1), as torch forms it: one float product and one
-// division per element.
-struct UpdateStream {
+// u = g / sqrt(max(v̂, eps1²)) of elements [begin, end) of the tensor, written
+// to out[begin, end). v̂ is the variance (not factored) or, factored, row_var
+// ⊗ col_var divided by max(mean(row_var), eps1), as torch forms it: one float
+// product and one division per element.
+struct UpdateWriter {
   const float* grad;
   const float* row_var;   // (batch, rows), factored
   const float* col_var;   // (batch, cols), factored
@@ -81,9 +80,7 @@ struct UpdateStream {
   float eps1_sq;
   bool factored, maximize;
 
-  template <class Use>
-  void run(int64_t begin, int64_t end, Use&& use) const {
-    using namespace optim_detail;
+  void write(int64_t begin, int64_t end, float* out) const {
     const Vec eps = Vec::set1(eps1_sq), one = Vec::set1(1.0f);
     alignas(64) float row_buf[kChunk], col_buf[kChunk], div_buf[kChunk];
     const int64_t per = rows * cols;
@@ -112,13 +109,7 @@ struct UpdateStream {
         Vec g = ld(grad + c0 + k, w);
         if (maximize) g = -g;
         // rsqrt as 1/sqrt (two roundings, as ATen's CPU kernel); max keeps NaN.
-        Vec u = one / sqrt(max(eps, v)) * g;
-        if (w != kW) {  // lanes past the end (0/0 in the factored case) become 0
-          alignas(64) float tail[kW] = {};
-          u.store_partial(tail, w);
-          u = Vec::load(tail);
-        }
-        use(c0 + k, u, w);
+        st(one / sqrt(max(eps, v)) * g, out + c0 + k, w);
       });
     }
   }
@@ -214,23 +205,23 @@ void adafactor_impl(float* param, const float* grad, float* row_var, float* col_
   const double param_norm = static_cast<float>(std::sqrt(ordered_total(parts)));
   const double alpha = std::max(a.eps2, param_norm / std::sqrt(static_cast<double>(n))) * a.rho;
 
-  const UpdateStream stream{grad, row_var, col_var, divisor.data(), variance, rows, cols,
+  const UpdateWriter writer{grad, row_var, col_var, divisor.data(), variance, rows, cols,
                             a.eps1_sq, factored, a.maximize};
 
   // Pass 2: u into a buffer of its own (as torch's `update`), and ‖u‖² in
   // double like the other sums.
   std::unique_ptr<float[]> update(new float[n]);
-  float* u_all = update.get();
+  float* u = update.get();
 #pragma omp parallel num_threads(threads)
   {
     const int nt = omp_get_num_threads(), id = omp_get_thread_num();
     int64_t begin, end;
     thread_range(n, id, nt, &begin, &end);
     double s = 0.0;
-    for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
-      const int64_t len = std::min(kChunk, end - c0);
-      stream.run(c0, c0 + len, [u_all](int64_t i, Vec u, int w) { st(u, u_all + i, w); });
-      s += sum_squares(u_all, c0, c0 + len);
+    for (int64_t c0 = begin; c0 < end; c0 += 8 * kChunk) {  // summed while in L1
+      const int64_t c1 = std::min(end, c0 + 8 * kChunk);
+      writer.write(c0, c1, u);
+      s += sum_squares(u, c0, c1);
     }
     parts[id] = s;
   }
@@ -244,7 +235,7 @@ void adafactor_impl(float* param, const float* grad, float* row_var, float* col_
   parallel_vec_for(n, threads, [=](int64_t i, int w) {
     Vec p = ld(param + i, w);
     if (decay_on) p = p * decay;
-    st(fmadd_exact(coeff, ld(u_all + i, w), p), param + i, w);
+    st(fmadd_exact(coeff, ld(u + i, w), p), param + i, w);
   });
 }
 
