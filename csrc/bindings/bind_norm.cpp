@@ -115,7 +115,8 @@ py::tuple bn_train_forward(const py::array& x, int64_t n, int64_t c, int64_t l,
 
 py::tuple bn_train_backward(const py::array& x, const py::array& gy, int64_t n, int64_t c,
                             int64_t l, const py::array& mean, const py::array& var,
-                            std::optional<py::array> w, double eps, bool need_input) {
+                            std::optional<py::array> w, double eps, bool need_input,
+                            std::optional<py::array> b, bool relu) {
   static const char* op = "batch_norm_train_backward";
   check_layout(op, n, c, l);
   const float* px = f32_arg(x, n * c * l, op, "input");
@@ -123,6 +124,7 @@ py::tuple bn_train_backward(const py::array& x, const py::array& gy, int64_t n, 
   const float* pm = f32_arg(mean, c, op, "mean");
   const float* pv = f32_arg(var, c, op, "var");
   const float* pw = f32_opt_arg(w, c, op, "weight");
+  const float* pb = f32_opt_arg(b, c, op, "bias");
   py::object gx = py::none();
   float* pgx = nullptr;
   if (need_input) {
@@ -137,7 +139,7 @@ py::tuple bn_train_backward(const py::array& x, const py::array& gy, int64_t n, 
   const int t = num_threads();
   {
     py::gil_scoped_release release;
-    fn(px, pg, pgx, n, c, l, pm, pv, pw, eps, p1, p2, t);
+    fn(px, pg, pgx, n, c, l, pm, pv, pw, pb, eps, relu, p1, p2, t);
   }
   return py::make_tuple(gx, s1, s2);
 }
@@ -214,8 +216,9 @@ void bind_norm(py::module_& m) {
   m.def("batch_norm_train_backward", &bn_train_backward, py::arg("input"),
         py::arg("grad_output"), py::arg("n"), py::arg("c"), py::arg("l"), py::arg("mean"),
         py::arg("var"), py::arg("weight") = py::none(), py::arg("eps") = 1e-5,
-        py::arg("need_input") = true,
-        "(grad_input or None, sum gy, sum gy*(x - mean)) through the batch statistics.");
+        py::arg("need_input") = true, py::arg("bias") = py::none(), py::arg("relu") = false,
+        "(grad_input or None, sum gy, sum gy*(x - mean)) through the batch statistics; with "
+        "relu, grad_output is that of ReLU(batch_norm(input)) (the forward's weight and bias).");
   m.def("layer_norm_forward", &ln_forward, py::arg("input"), py::arg("rows"), py::arg("len"),
         py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("eps") = 1e-5f);
   m.def("layer_norm_backward", &ln_backward, py::arg("input"), py::arg("grad_output"),

@@ -73,7 +73,13 @@ class _BatchNorm(Function):
         ctx.x, ctx.layout, ctx.training, ctx.eps = x, (n, c, l), training, eps
         ctx.var, ctx.weight = (var if training else None), weight
         ctx.center, ctx.invstd, ctx.w64, ctx.has_weight = _f32(center), invstd, w64, weight is not None
-        ctx.relu_y = y if relu else None
+        ctx.relu = relu
+        # Training: the backward kernel recomputes ReLU's y > 0 from x with the
+        # forward's coefficients, so it needs this call's weight and bias.
+        if relu and training:
+            ctx.weight = None if weight is None else weight.copy()
+            ctx.bias = None if bias is None else bias.copy()
+        ctx.relu_y = y if relu and not training else None
         return y
 
     @staticmethod
@@ -88,9 +94,11 @@ class _BatchNorm(Function):
         gx = gw = gb = None
         if ctx.training:
             # Gradient sums and grad_input in one kernel, channel by channel.
-            gx, s1, s2 = _C.batch_norm_train_backward(x, g, n, c, l, ctx.center, ctx.var,
-                                                      ctx.weight, ctx.eps,
-                                                      bool(ctx.needs_input_grad[0]))
+            # With ReLU fused, the kernel applies ReLU's backward itself (no pass of its own).
+            gx, s1, s2 = _C.batch_norm_train_backward(
+                x, g, n, c, l, ctx.center, ctx.var, ctx.weight, ctx.eps,
+                bool(ctx.needs_input_grad[0]), bias=ctx.bias if ctx.relu else None,
+                relu=ctx.relu)
         else:
             s1, s2 = _C.channel_grad_sums(x, g, n, c, l, ctx.center)
             if ctx.needs_input_grad[0]:

@@ -234,30 +234,52 @@ def test_residual_add_in_training_gives_the_plain_expression_gradients(act):
     np.testing.assert_allclose(identity.grad.numpy(), weights * slope, rtol=1e-6, atol=1e-6)
 
 
+# (x shape, BatchNorm channels, threads): BatchNorm's fused kernel (channels split
+# across threads, each channel's backward sums taken inside the previous one's
+# pass) and its unfused form (fewer than 4 channels per thread), at 1 and 2 threads.
+BN_RELU_CASES = [((3, 4, 9, 8), 6, 1), ((8, 4, 40, 33), 6, 2), ((8, 4, 40, 33), 12, 2)]
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape,channels,threads", BN_RELU_CASES)
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_conv_bn_relu_in_training_equals_module_by_module(momentum):
-    # training: BatchNorm2d -> ReLU runs in BatchNorm's own kernel pass; outputs,
-    # every gradient and the running statistics as the modules run one by one
-    # (a forward hook on the ReLU disables the fusion)
+def test_conv_bn_relu_in_training_equals_module_by_module(momentum, shape, channels, threads, affine,
+                                                         isa):
+    # training: BatchNorm2d -> ReLU runs in BatchNorm's own kernel pass, and its
+    # backward applies ReLU's (recomputing y > 0 from x); outputs, every gradient
+    # and the running statistics as the modules run one by one (a forward hook on
+    # the ReLU disables the fusion)
     from pyvision_engine.nn.fusion import conv_bn_act
 
     rng = np.random.default_rng(9)
-    x_np = rng.standard_normal((3, 4, 9, 8)).astype(np.float32)
-    weights = rng.standard_normal((3, 6, 9, 8)).astype(np.float32)
+    x_np = rng.standard_normal(shape).astype(np.float32)
+    out_shape = (shape[0], channels) + shape[2:]
+    weights = rng.standard_normal(out_shape).astype(np.float32)
+    weights[0, 0, 0, :3] = np.nan  # NaN gradients reach the kernel too
     runs = []
-    for fused in (True, False):
-        pve.manual_seed(3)
-        conv, bn, relu = pve.nn.Conv2d(4, 6, 3, padding=1), pve.nn.BatchNorm2d(6, momentum=momentum), pve.nn.ReLU()
-        bn.weight.data[...] = rng.standard_normal(6).astype(np.float32) if fused else runs[0][-1]
-        if not fused:
-            relu.register_forward_hook(lambda *a: None)
-        x = pve.tensor(x_np, requires_grad=True)
-        for _ in range(2):  # two steps: the running statistics move twice
-            y = conv_bn_act(conv, bn, relu, x)
-        (y * pve.tensor(weights)).sum().backward()
-        runs.append((y.detach().numpy(), x.grad.numpy(), conv.weight.grad.numpy(), bn.weight.grad.numpy(),
-                     bn.bias.grad.numpy(), bn.running_mean.numpy().copy(), bn.running_var.numpy().copy(),
-                     bn.weight.detach().numpy().copy()))
+    previous = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        for fused in (True, False):
+            pve.manual_seed(3)
+            conv = pve.nn.Conv2d(shape[1], channels, 3, padding=1)
+            bn = pve.nn.BatchNorm2d(channels, momentum=momentum, affine=affine)
+            relu = pve.nn.ReLU()
+            if affine:
+                bn.weight.data[...] = rng.standard_normal(channels).astype(np.float32) if fused else runs[0][-2]
+                bn.bias.data[...] = rng.standard_normal(channels).astype(np.float32) if fused else runs[0][-1]
+            if not fused:
+                relu.register_forward_hook(lambda *a: None)
+            x = pve.tensor(x_np, requires_grad=True)
+            for _ in range(2):  # two steps: the running statistics move twice
+                y = conv_bn_act(conv, bn, relu, x)
+            (y * pve.tensor(weights)).sum().backward()
+            params = [bn.weight.grad.numpy(), bn.bias.grad.numpy(), bn.weight.detach().numpy().copy(),
+                      bn.bias.detach().numpy().copy()] if affine else [None, None, None, None]
+            runs.append([y.detach().numpy(), x.grad.numpy(), conv.weight.grad.numpy(),
+                         bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()] + params)
+    finally:
+        pve.set_num_threads(previous)
     assert (runs[0][0] == 0).any() and (runs[0][0] > 0).any()
     for got, expected in zip(runs[0], runs[1]):
         np.testing.assert_array_equal(got, expected)

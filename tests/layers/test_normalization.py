@@ -324,3 +324,52 @@ def test_norm_layers_take_cpu_float32_device_and_dtype(make):
     # positional, in torch's order: (..., device, dtype)
     assert pve.nn.BatchNorm2d(3, 1e-5, 0.1, True, True, "cpu", np.float32).num_features == 3
     assert pve.nn.GroupNorm(1, 3, 1e-5, True, "cpu", np.float32).num_channels == 3
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 5, 7), (5, 9, 33), (2, 12, 64), (4, 3, 40)])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_train_backward_with_relu(isa, shape, threads, affine):
+    # relu=True: grad_output is that of ReLU(batch_norm(x)); the kernel zeroes it
+    # where the forward's x * scale + shift <= 0 (recomputed from x). Equal to
+    # ReLU's own backward kernel followed by the plain BatchNorm backward, bit for
+    # bit (fused per-channel kernel and the unfused one: 3 channels), and to the
+    # float64 gradient of sum(relu(bn(x)) * gy).
+    from pyvision_engine import _C
+    from pyvision_engine.nn._f_activation import ACT_CODES
+    local = np.random.default_rng(sum(shape) + threads)
+    x = (local.standard_normal(shape) * 2 + 1).astype(np.float32)
+    gy = local.standard_normal(shape).astype(np.float32)
+    n, c = shape[0], shape[1]
+    l = int(np.prod(shape[2:]))
+    w = local.standard_normal(c).astype(np.float32) if affine else None
+    b = local.standard_normal(c).astype(np.float32) if affine else None
+    eps = 1e-5
+    before = pve.get_num_threads()
+    try:
+        pve.set_num_threads(threads)
+        y, mean, var = _C.batch_norm_train_forward(x, n, c, l, w, b, eps, True)
+        fused = _C.batch_norm_train_backward(x, gy, n, c, l, mean, var, w, eps, True, bias=b, relu=True)
+        g_relu = np.empty_like(gy)
+        _C.activation_backward(ACT_CODES["relu"], y, gy, g_relu)
+        separate = _C.batch_norm_train_backward(x, g_relu, n, c, l, mean, var, w, eps, True)
+    finally:
+        pve.set_num_threads(before)
+    for got, expected in zip(fused, separate):
+        np.testing.assert_array_equal(got, expected)
+    # float64: gz = gy where the forward's output y > 0 (ReLU's rule), gx through
+    # the batch statistics.
+    axes = (0,) + tuple(range(2, len(shape)))
+    bshape = (1, c) + (1,) * (len(shape) - 2)
+    x64 = x.astype(np.float64)
+    mu = x64.mean(axis=axes, keepdims=True)
+    invstd = 1.0 / np.sqrt(x64.var(axis=axes, keepdims=True) + eps)
+    xhat = (x64 - mu) * invstd
+    w64 = w.astype(np.float64).reshape(bshape) if affine else 1.0
+    gz = gy * (y > 0)
+    assert 0 < (y > 0).mean() < 1
+    m = n * l
+    gx = w64 * invstd / m * (m * gz - gz.sum(axis=axes, keepdims=True)
+                             - xhat * (gz * xhat).sum(axis=axes, keepdims=True))
+    np.testing.assert_allclose(fused[0], gx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fused[1], gz.sum(axis=axes), rtol=1e-4, atol=1e-4)

@@ -52,28 +52,55 @@ struct MomentSums {
   }
 };
 
-// Sum gy and sum gy * (x - k) over one row, laid out like MomentSums.
+// The gradient through a ReLU that followed y = x·scale + shift: zero where
+// that pre-activation is <= 0 (NaN passes, as torch's threshold_backward). It
+// is recomputed from x with the forward's own coefficients and instruction
+// (affine_row's fmadd), so it is exactly the forward's y > 0 test.
+struct ReluGate {
+  bool on = false;
+  Vec scale = Vec::zero(), shift = Vec::zero();
+  Vec operator()(Vec g, Vec x) const {
+    return on ? select(cmp_le(fmadd(scale, x, shift), Vec::zero()), Vec::zero(), g) : g;
+  }
+};
+
+// Sum gy and sum gy * (x - k) over one row, laid out like MomentSums; gy
+// through `gate` first.
 struct GradSums {
   Vec k, a1 = Vec::zero(), a2 = Vec::zero(), b1 = Vec::zero(), b2 = Vec::zero();
-  explicit GradSums(float center) : k(Vec::set1(center)) {}
+  ReluGate gate;
+  explicit GradSums(float center, const ReluGate& relu = ReluGate()) : k(Vec::set1(center)), gate(relu) {}
   void pair(const float* xp, const float* gp) {
-    const Vec g0 = Vec::load(gp), g1 = Vec::load(gp + W);
+    const Vec x0 = Vec::load(xp), x1 = Vec::load(xp + W);
+    const Vec g0 = gate(Vec::load(gp), x0), g1 = gate(Vec::load(gp + W), x1);
     a1 = a1 + g0;
     b1 = b1 + g1;
-    a2 = fmadd(g0, Vec::load(xp) - k, a2);
-    b2 = fmadd(g1, Vec::load(xp + W) - k, b2);
+    a2 = fmadd(g0, x0 - k, a2);
+    b2 = fmadd(g1, x1 - k, b2);
   }
   void tail(const float* xp, const float* gp, int64_t i, int64_t l, double* s1, double* s2) {
     for (; i < l; i += W) {
       const int m = static_cast<int>(std::min<int64_t>(W, l - i));
-      const Vec g = Vec::load_partial(gp + i, m);  // 0 in masked lanes
+      const Vec x = Vec::load_partial(xp + i, m);
+      const Vec g = gate(Vec::load_partial(gp + i, m), x);  // 0 in masked lanes
       a1 = a1 + g;
-      a2 = fmadd(g, Vec::load_partial(xp + i, m) - k, a2);
+      a2 = fmadd(g, x - k, a2);
     }
     *s1 += reduce_add(a1 + b1);
     *s2 += reduce_add(a2 + b2);
   }
 };
+
+// BatchNorm's per-channel y = x·scale + shift, from the batch statistics in
+// double (as nn/_f_norm.py computed them for the unfused kernels): the
+// forward's coefficients, and the backward's ReLU gate.
+inline void bn_affine(const float* mean, const float* var, const float* w, const float* b,
+                      double eps, int64_t ch, float* scale, float* shift) {
+  const double invstd = 1.0 / std::sqrt(static_cast<double>(var[ch]) + eps);
+  const double sc = invstd * (w ? static_cast<double>(w[ch]) : 1.0);
+  *scale = static_cast<float>(sc);
+  *shift = static_cast<float>(-static_cast<double>(mean[ch]) * sc + (b ? static_cast<double>(b[ch]) : 0.0));
+}
 
 inline void shifted_sums(const float* x, int64_t len, float k, double* s1, double* s2) {
   MomentSums sums(k);
@@ -115,11 +142,17 @@ void channel_stats_impl(const float* x, int64_t n, int64_t c, int64_t l, float* 
 // there, so its loads go out to memory while this row's stores drain.
 template <typename Pair, typename Tail>
 inline void affine_row_and(const float* up, const float* vp, float* op, int64_t l, Vec va, Vec vb,
-                           Vec vd, bool relu, bool stream, Pair pair, Tail tail) {
+                           Vec vd, bool relu, bool stream, Pair pair, Tail tail,
+                           const ReluGate& gate = ReluGate()) {
   const Vec zero = Vec::zero();
   auto f = [&](int64_t i, int k) {
-    Vec r = fmadd(va, Vec::load_partial(up + i, k), vd);
-    if (vp) r = fmadd(vb, Vec::load_partial(vp + i, k), r);
+    if (!vp) {
+      const Vec r = fmadd(va, Vec::load_partial(up + i, k), vd);
+      return relu ? max(zero, r) : r;
+    }
+    const Vec v = Vec::load_partial(vp + i, k);
+    Vec r = fmadd(va, gate(Vec::load_partial(up + i, k), v), vd);
+    r = fmadd(vb, v, r);
     return relu ? max(zero, r) : r;
   };
   auto put = [&](Vec r, int64_t j) {
@@ -149,8 +182,8 @@ inline void affine_row_and(const float* up, const float* vp, float* op, int64_t 
 }
 
 inline void affine_row(const float* up, const float* vp, float* op, int64_t l, Vec va, Vec vb,
-                       Vec vd, bool relu, bool stream) {
-  affine_row_and(up, vp, op, l, va, vb, vd, relu, stream, [](int64_t) {}, [](int64_t) {});
+                       Vec vd, bool relu, bool stream, const ReluGate& gate = ReluGate()) {
+  affine_row_and(up, vp, op, l, va, vb, vd, relu, stream, [](int64_t) {}, [](int64_t) {}, gate);
 }
 
 void channel_affine_impl(const float* u, const float* v, float* out, int64_t n, int64_t c,
@@ -235,10 +268,7 @@ void batch_norm_train_forward_impl(const float* x, float* y, int64_t n, int64_t 
                                    float* mean, float* var, int threads) {
   const int t = work_threads(n * c * l, threads);
   auto coefficients = [&](int64_t ch, float* scale, float* shift) {
-    const double invstd = 1.0 / std::sqrt(static_cast<double>(var[ch]) + eps);
-    const double sc = invstd * (w ? static_cast<double>(w[ch]) : 1.0);
-    *scale = static_cast<float>(sc);
-    *shift = static_cast<float>(-static_cast<double>(mean[ch]) * sc + (b ? static_cast<double>(b[ch]) : 0.0));
+    bn_affine(mean, var, w, b, eps, ch, scale, shift);
   };
   if (!use_fused(c, l, t)) {
     channel_stats_impl(x, n, c, l, mean, var, t);
@@ -303,10 +333,20 @@ void batch_norm_train_forward_impl(const float* x, float* y, int64_t n, int64_t 
 
 void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, int64_t n,
                                     int64_t c, int64_t l, const float* mean, const float* var,
-                                    const float* w, double eps, float* sum_gy, float* sum_gy_xc,
-                                    int threads) {
+                                    const float* w, const float* b, double eps, bool relu,
+                                    float* sum_gy, float* sum_gy_xc, int threads) {
   const int t = work_threads(n * c * l, threads);
   const double m = static_cast<double>(n * l);
+  // With relu, gy is the gradient of ReLU(BatchNorm(x)): through the ReLU gate first.
+  auto gate_of = [&](int64_t ch) {
+    ReluGate gate;
+    if (relu) {
+      float scale, shift;
+      bn_affine(mean, var, w, b, eps, ch, &scale, &shift);
+      gate = ReluGate{true, Vec::set1(scale), Vec::set1(shift)};
+    }
+    return gate;
+  };
   // gx = k*gy + bcoef*x + dcoef, from the channel's (float-rounded) sums.
   auto coefficients = [&](int64_t ch, float* k, float* bcoef, float* dcoef) {
     const double invstd = 1.0 / std::sqrt(static_cast<double>(var[ch]) + eps);
@@ -318,6 +358,19 @@ void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, 
     *dcoef = static_cast<float>(-kk * s1 / m - bc * static_cast<double>(mean[ch]));
   };
   if (!use_fused(c, l, t)) {
+    std::vector<float> gated;
+    if (relu) {  // few channels: the gated gradient as an array of its own
+      gated.resize(static_cast<size_t>(n * c * l));
+      for (int64_t p = 0; p < n * c; ++p) {
+        const ReluGate gate = gate_of(p % c);
+        const float *xp = x + p * l, *gp = gy + p * l;
+        for (int64_t i = 0; i < l; i += W) {
+          const int k = static_cast<int>(std::min<int64_t>(W, l - i));
+          gate(Vec::load_partial(gp + i, k), Vec::load_partial(xp + i, k)).store_partial(gated.data() + p * l + i, k);
+        }
+      }
+      gy = gated.data();
+    }
     channel_grad_sums_impl(x, gy, n, c, l, mean, sum_gy, sum_gy_xc, t);
     if (!gx) return;
     std::vector<float> k(c), bc(c), dc(c);
@@ -341,9 +394,10 @@ void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, 
     // Sums of channel ch alone (the first one; every one without gx).
     auto sums_alone = [&](int64_t ch) {
       double s1 = 0.0, s2 = 0.0;
+      const ReluGate gate = gate_of(ch);
       for (int64_t bi = 0; bi < n; ++bi) {
         const int64_t off = (bi * c + ch) * l;
-        GradSums sums(mean[ch]);
+        GradSums sums(mean[ch], gate);
         int64_t i = 0;
         for (; i + 2 * W <= l; i += 2 * W) {
           prefetch(row_pos(ch, bi) + i * static_cast<int64_t>(sizeof(float)));
@@ -363,23 +417,24 @@ void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, 
         coefficients(ch, &k, &bc, &dc);
         const Vec vk = Vec::set1(k), vb = Vec::set1(bc), vd = Vec::set1(dc);
         const bool next = ch + 1 < c1;
+        const ReluGate gate = gate_of(ch), gate_next = next ? gate_of(ch + 1) : ReluGate();
         double s1 = 0.0, s2 = 0.0;
         for (int64_t bi = 0; bi < n; ++bi) {
           const int64_t off = (bi * c + ch) * l;
           if (!next) {
-            affine_row(gy + off, x + off, gx + off, l, vk, vb, vd, false, stream);
+            affine_row(gy + off, x + off, gx + off, l, vk, vb, vd, false, stream, gate);
             continue;
           }
           const float* xn = x + off + l;  // row bi of channel ch + 1
           const float* gn = gy + off + l;
           const int64_t pos = row_pos(ch + 1, bi);
-          GradSums sums(mean[ch + 1]);
+          GradSums sums(mean[ch + 1], gate_next);
           affine_row_and(gy + off, x + off, gx + off, l, vk, vb, vd, false, stream,
                          [&](int64_t i) {
                            prefetch(pos + i * static_cast<int64_t>(sizeof(float)));
                            sums.pair(xn + i, gn + i);
                          },
-                         [&](int64_t i) { sums.tail(xn, gn, i, l, &s1, &s2); });
+                         [&](int64_t i) { sums.tail(xn, gn, i, l, &s1, &s2); }, gate);
         }
         if (next) {
           sum_gy[ch + 1] = static_cast<float>(s1);

@@ -37,10 +37,13 @@ using BatchNormTrainForwardFn = void (*)(const float* x, float* y, int64_t n, in
                                          bool relu, float* mean, float* var, int num_threads);
 // Training backward through the batch statistics (mean, var from the forward):
 // writes sum_gy, sum_gy_xc (sum gy * (x - mean)) and, when gx is not null, gx.
+// With relu, gy is the gradient of the forward's ReLU output (relu=true there,
+// same w, b): it is zeroed where x * scale + shift <= 0 before anything else.
 using BatchNormTrainBackwardFn = void (*)(const float* x, const float* gy, float* gx, int64_t n,
                                           int64_t c, int64_t l, const float* mean,
-                                          const float* var, const float* w, double eps,
-                                          float* sum_gy, float* sum_gy_xc, int num_threads);
+                                          const float* var, const float* w, const float* b,
+                                          double eps, bool relu, float* sum_gy, float* sum_gy_xc,
+                                          int num_threads);
 // y = (x - mean) * rstd * w + b per row of `len`; w, b may be null; writes mean, rstd.
 using LayerNormForwardFn = void (*)(const float* x, float* y, int64_t rows, int64_t len,
                                     const float* w, const float* b, float eps, float* mean,
