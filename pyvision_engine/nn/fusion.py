@@ -56,6 +56,13 @@ def _relu_cap(module: Any) -> Optional[float]:
     return None
 
 
+def bn_relu_fusable(bn: Any, act: Any) -> bool:
+    """BatchNorm2d -> ReLU that can run as one kernel pass, forward and backward
+    (``bn._normalize(x, relu=True)``): both plain modules (no hooks, no subclass
+    forward)."""
+    return _plain(bn, BatchNorm2d) and _relu_cap(act) == math.inf
+
+
 def _foldable(conv: Any, bn: Any) -> bool:
     # (a Conv2d made by fuse_conv_bn_eval(..., relu) already ends in a ReLU)
     return (_plain(bn, BatchNorm2d) and not conv._fused_relu and not bn.training
@@ -101,7 +108,7 @@ def conv_bn_act(conv: Module, bn: Optional[Module], act: Optional[Module], x: An
             return conv._fused_forward(x if type(x) is Tensor else as_tensor(x), bn, cap)
     y = conv(x)
     if bn is not None:
-        if act is not None and _plain(bn, BatchNorm2d) and _relu_cap(act) == math.inf:
+        if act is not None and bn_relu_fusable(bn, act):
             return bn._normalize(y, relu=True)  # (training: ReLU in BatchNorm's own pass)
         y = bn(y)
     return act(y) if act is not None else y

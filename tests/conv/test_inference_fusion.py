@@ -283,3 +283,36 @@ def test_conv_bn_relu_in_training_equals_module_by_module(momentum, shape, chann
     assert (runs[0][0] == 0).any() and (runs[0][0] > 0).any()
     for got, expected in zip(runs[0], runs[1]):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_sequential_bn_relu_in_training_equals_module_by_module():
+    # Sequential runs BatchNorm2d -> ReLU (plain, inplace or not) as one kernel
+    # pass in training; a hooked ReLU runs as a module (its hook is called).
+    rng = np.random.default_rng(4)
+    x_np = rng.standard_normal((4, 3, 11, 10)).astype(np.float32)
+    weights = rng.standard_normal((4, 5, 11, 10)).astype(np.float32)
+    runs, calls = [], []
+    for fused in (True, False):
+        pve.manual_seed(5)
+        net = pve.nn.Sequential(pve.nn.Conv2d(3, 4, 3, padding=1), pve.nn.BatchNorm2d(4), pve.nn.ReLU(),
+                                pve.nn.Conv2d(4, 5, 3, padding=1), pve.nn.BatchNorm2d(5),
+                                pve.nn.ReLU(inplace=True))
+        relu_flags = []
+        for i in (1, 4):
+            bn = net[i]
+            bn._normalize = (lambda x, relu=False, bn=bn:
+                             relu_flags.append(relu) or type(bn)._normalize(bn, x, relu))
+        if not fused:
+            for i in (2, 5):
+                net[i].register_forward_hook(lambda *a: calls.append(1))
+        x = pve.tensor(x_np, requires_grad=True)
+        y = net(x)
+        assert relu_flags == [fused, fused]
+        (y * pve.tensor(weights)).sum().backward()
+        runs.append([y.detach().numpy(), x.grad.numpy()] +
+                    [p.grad.numpy() for p in net.parameters()] +
+                    [b.numpy().copy() for b in net.buffers()])
+    assert len(calls) == 2
+    assert (runs[0][0] == 0).any() and (runs[0][0] > 0).any()
+    for got, expected in zip(runs[0], runs[1]):
+        np.testing.assert_array_equal(got, expected)
