@@ -69,7 +69,8 @@ struct ReluGate {
 struct GradSums {
   Vec k, a1 = Vec::zero(), a2 = Vec::zero(), b1 = Vec::zero(), b2 = Vec::zero();
   ReluGate gate;
-  explicit GradSums(float center, const ReluGate& relu = ReluGate()) : k(Vec::set1(center)), gate(relu) {}
+  explicit GradSums(float center, const ReluGate& relu = ReluGate())
+      : k(Vec::set1(center)), gate(relu) {}
   void pair(const float* xp, const float* gp) {
     const Vec x0 = Vec::load(xp), x1 = Vec::load(xp + W);
     const Vec g0 = gate(Vec::load(gp), x0), g1 = gate(Vec::load(gp + W), x1);
@@ -99,7 +100,8 @@ inline void bn_affine(const float* mean, const float* var, const float* w, const
   const double invstd = 1.0 / std::sqrt(static_cast<double>(var[ch]) + eps);
   const double sc = invstd * (w ? static_cast<double>(w[ch]) : 1.0);
   *scale = static_cast<float>(sc);
-  *shift = static_cast<float>(-static_cast<double>(mean[ch]) * sc + (b ? static_cast<double>(b[ch]) : 0.0));
+  const double bias = b ? static_cast<double>(b[ch]) : 0.0;
+  *shift = static_cast<float>(-static_cast<double>(mean[ch]) * sc + bias);
 }
 
 inline void shifted_sums(const float* x, int64_t len, float k, double* s1, double* s2) {
@@ -361,15 +363,18 @@ void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, 
     std::vector<float> gated;
     if (relu) {  // few channels: the gated gradient as an array of its own
       gated.resize(static_cast<size_t>(n * c * l));
+      float* out = gated.data();
+#pragma omp parallel for num_threads(t) schedule(static)
       for (int64_t p = 0; p < n * c; ++p) {
         const ReluGate gate = gate_of(p % c);
         const float *xp = x + p * l, *gp = gy + p * l;
         for (int64_t i = 0; i < l; i += W) {
           const int k = static_cast<int>(std::min<int64_t>(W, l - i));
-          gate(Vec::load_partial(gp + i, k), Vec::load_partial(xp + i, k)).store_partial(gated.data() + p * l + i, k);
+          const Vec g = gate(Vec::load_partial(gp + i, k), Vec::load_partial(xp + i, k));
+          g.store_partial(out + p * l + i, k);
         }
       }
-      gy = gated.data();
+      gy = out;
     }
     channel_grad_sums_impl(x, gy, n, c, l, mean, sum_gy, sum_gy_xc, t);
     if (!gx) return;
