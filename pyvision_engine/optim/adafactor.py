@@ -8,9 +8,9 @@ relative step size, row and column sums of g² for the factored variance, then
 the tensor; the arena's single-buffer layout does not fit the (…, R, 1) and
 (…, 1, C) states either. The element-wise arithmetic is torch's
 (``_single_tensor_adafactor``), operation by operation; the reductions are
-accumulated in double (‖update‖ in float per 512 elements) and rounded to
-float32 once, where torch reduces in float32 in its own order: those results
-can differ from torch's in the last bit.
+accumulated in double and rounded to float32 once, where torch reduces in
+float32 in its own order: those results can differ from torch's in the last
+bit.
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ class Adafactor(Optimizer):
                 state["col_var"]._data if factored else None,
                 None if factored else state["variance"]._data,
                 lerp_weight=float(f32(one_minus_beta2_t)), eps1=float(f32(eps1)),
-                eps1_sq=float(f32(eps1 * eps1)), decay=float(f32(1 - lr * wd)),
-                decay_on=wd != 0, maximize=bool(group["maximize"]), eps2=float(eps2), rho=rho_t, d=float(d))
+                eps1_sq=float(f32(eps1 * eps1)), decay=float(f32(1 - lr * wd)), decay_on=wd != 0,
+                maximize=bool(group["maximize"]), eps2=float(eps2), rho=rho_t, d=float(d))
             if not contiguous:
                 param[...] = work
             p._bump_version()
