@@ -8,6 +8,7 @@ import pytest
 import pyvision_engine as pve
 from pyvision_engine import _C
 from pyvision_engine.nn.arena import aligned_empty
+from reference import optim_reference as R
 
 
 def test_every_optimizer_kernel_has_all_isa_slots():
@@ -98,7 +99,8 @@ def test_centered_rmsprop_with_an_overflowing_gradient(isa):
 # Linear weight (one matrix, rows split across threads, column sums added in
 # thread order), conv weights (3x3 and 1x1: whole small matrices per thread),
 # a batch of big matrices, and long / short 1-D tensors (full variance).
-ADAFACTOR_SHAPES = [(300, 211), (96, 64, 3, 3), (300, 128, 1, 1), (3, 150, 130), (70_001,), (5,), ()]
+# (Each has at least 2 x 32K elements, so that 2 threads share it.)
+ADAFACTOR_SHAPES = [(400, 211), (128, 64, 3, 3), (600, 128, 1, 1), (3, 200, 130), (70_001,), (5,), ()]
 
 
 @pytest.mark.parametrize("hp", [dict(lr=0.01), dict(lr=0.005, beta2_decay=-0.6, eps=(1e-6, 1e-2),
@@ -107,10 +109,6 @@ ADAFACTOR_SHAPES = [(300, 211), (96, 64, 3, 3), (300, 128, 1, 1), (3, 150, 130),
 def test_adafactor_kernel_matches_reference_on_big_tensors(hp, threads, isa):
     """The per-tensor Adafactor kernel on tensors big enough to be threaded,
     at every ISA, against the float64 numpy reference: 4 steps."""
-    import sys
-    import os
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    from reference import optim_reference as R
     rng = np.random.default_rng(7)
     start = [rng.standard_normal(s).astype(np.float32) for s in ADAFACTOR_SHAPES]
     params = [pve.nn.Parameter(x.copy()) for x in start]
@@ -156,13 +154,20 @@ def test_adafactor_kernel_checks_its_arrays():
         _C.optim_adafactor(p, g.reshape(-1), rv, cv, None, **args)
 
 
-def test_adafactor_nan_gradient_propagates():
-    """A NaN in the gradient makes the factored estimate NaN for its row and
-    column, as in torch: no crash, NaN in the parameter."""
-    p = pve.nn.Parameter(np.ones((40, 30), np.float32))
-    opt = pve.optim.Adafactor([p])
-    g = np.full((40, 30), 0.1, np.float32)
-    g[3, 4] = np.nan
-    p.grad = pve.tensor(g)
-    opt.step()
-    assert np.isnan(p.detach().numpy()).any()
+def test_adafactor_nan_gradient_propagates(isa):
+    """A NaN in the gradient reaches the parameter as in the reference (torch's
+    arithmetic): no crash, the same NaN positions and the same finite values."""
+    start = np.linspace(-1, 1, 1200, dtype=np.float32).reshape(40, 30)
+    for shape in [(40, 30), (1200,)]:
+        p = pve.nn.Parameter(start.reshape(shape).copy())
+        ref_p = [start.reshape(shape).copy()]
+        opt, ref = pve.optim.Adafactor([p]), R.make("Adafactor")
+        g = np.full(shape, 0.1, np.float32).reshape(-1)
+        g[3 * 30 + 4] = np.nan
+        g = g.reshape(shape)
+        p.grad = pve.tensor(g)
+        opt.step()
+        ref.step(ref_p, [g])
+        got = p.detach().numpy()
+        assert np.isnan(got).any()
+        np.testing.assert_allclose(got, ref_p[0], rtol=1e-6, atol=1e-7, equal_nan=True)
