@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <optional>
 
 #include "bindings/layer_checks.h"
@@ -47,7 +48,8 @@ py::tuple stats(const py::array& x, int64_t n, int64_t c, int64_t l) {
 
 py::array affine(const py::array& u, std::optional<py::array> v, std::optional<py::array> out,
                  int64_t n, int64_t c, int64_t l, const py::array& a,
-                 std::optional<py::array> b, std::optional<py::array> d, bool relu) {
+                 std::optional<py::array> b, std::optional<py::array> d, bool relu,
+                 float relu_max) {
   static const char* op = "channel_affine";
   check_layout(op, n, c, l);
   const int64_t total = n * c * l;
@@ -68,7 +70,7 @@ py::array affine(const py::array& u, std::optional<py::array> v, std::optional<p
   const int t = num_threads();
   {
     py::gil_scoped_release release;
-    fn(pu, pv, po, n, c, l, pa, pb, pd, relu, t);
+    fn(pu, pv, po, n, c, l, pa, pb, pd, relu, relu_max, t);
   }
   return result;
 }
@@ -94,7 +96,7 @@ py::tuple grad_sums(const py::array& x, const py::array& gy, int64_t n, int64_t 
 
 py::tuple bn_train_forward(const py::array& x, int64_t n, int64_t c, int64_t l,
                            std::optional<py::array> w, std::optional<py::array> b, double eps,
-                           bool relu) {
+                           bool relu, float relu_max) {
   static const char* op = "batch_norm_train_forward";
   check_layout(op, n, c, l);
   const float* px = f32_arg(x, n * c * l, op, "input");
@@ -108,7 +110,7 @@ py::tuple bn_train_forward(const py::array& x, int64_t n, int64_t c, int64_t l,
   const int t = num_threads();
   {
     py::gil_scoped_release release;
-    fn(px, py_, n, c, l, pw, pb, eps, relu, pm, pv, t);
+    fn(px, py_, n, c, l, pw, pb, eps, relu, relu_max, pm, pv, t);
   }
   return py::make_tuple(y, mean, var);
 }
@@ -116,7 +118,7 @@ py::tuple bn_train_forward(const py::array& x, int64_t n, int64_t c, int64_t l,
 py::tuple bn_train_backward(const py::array& x, const py::array& gy, int64_t n, int64_t c,
                             int64_t l, const py::array& mean, const py::array& var,
                             std::optional<py::array> w, double eps, bool need_input,
-                            std::optional<py::array> b, bool relu) {
+                            std::optional<py::array> b, bool relu, float relu_max) {
   static const char* op = "batch_norm_train_backward";
   check_layout(op, n, c, l);
   const float* px = f32_arg(x, n * c * l, op, "input");
@@ -139,7 +141,7 @@ py::tuple bn_train_backward(const py::array& x, const py::array& gy, int64_t n, 
   const int t = num_threads();
   {
     py::gil_scoped_release release;
-    fn(px, pg, pgx, n, c, l, pm, pv, pw, pb, eps, relu, p1, p2, t);
+    fn(px, pg, pgx, n, c, l, pm, pv, pw, pb, eps, relu, relu_max, p1, p2, t);
   }
   return py::make_tuple(gx, s1, s2);
 }
@@ -205,20 +207,25 @@ void bind_norm(py::module_& m) {
   m.def("channel_affine", &affine, py::arg("u"), py::arg("v") = py::none(),
         py::arg("out") = py::none(), py::arg("n"), py::arg("c"), py::arg("l"), py::arg("a"),
         py::arg("b") = py::none(), py::arg("d") = py::none(), py::arg("relu") = false,
-        "out = a[c]*u + b[c]*v + d[c] (+ReLU) over (n, c, l); out may alias u.");
+        py::arg("relu_max") = INFINITY,
+        "out = a[c]*u + b[c]*v + d[c] (+ReLU, clamped to relu_max) over (n, c, l); out may "
+        "alias u.");
   m.def("channel_grad_sums", &grad_sums, py::arg("input"), py::arg("grad_output"), py::arg("n"),
         py::arg("c"), py::arg("l"), py::arg("center"),
         "(sum gy, sum gy*(x - center[c])) per channel.");
   m.def("batch_norm_train_forward", &bn_train_forward, py::arg("input"), py::arg("n"),
         py::arg("c"), py::arg("l"), py::arg("weight") = py::none(), py::arg("bias") = py::none(),
-        py::arg("eps") = 1e-5, py::arg("relu") = false,
-        "(y, mean, biased var): training BatchNorm over input viewed as (n, c, l).");
+        py::arg("eps") = 1e-5, py::arg("relu") = false, py::arg("relu_max") = INFINITY,
+        "(y, mean, biased var): training BatchNorm over input viewed as (n, c, l), with relu "
+        "clamped to [0, relu_max].");
   m.def("batch_norm_train_backward", &bn_train_backward, py::arg("input"),
         py::arg("grad_output"), py::arg("n"), py::arg("c"), py::arg("l"), py::arg("mean"),
         py::arg("var"), py::arg("weight") = py::none(), py::arg("eps") = 1e-5,
         py::arg("need_input") = true, py::arg("bias") = py::none(), py::arg("relu") = false,
+        py::arg("relu_max") = INFINITY,
         "(grad_input or None, sum gy, sum gy*(x - mean)) through the batch statistics; with "
-        "relu, grad_output is that of ReLU(batch_norm(input)) (the forward's weight and bias).");
+        "relu, grad_output is that of the forward's clamp(batch_norm(input), 0, relu_max) "
+        "(the forward's weight and bias).");
   m.def("layer_norm_forward", &ln_forward, py::arg("input"), py::arg("rows"), py::arg("len"),
         py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("eps") = 1e-5f);
   m.def("layer_norm_backward", &ln_backward, py::arg("input"), py::arg("grad_output"),

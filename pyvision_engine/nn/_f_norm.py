@@ -9,6 +9,7 @@ data is in cache (statistics + normalise; gradient sums + grad_input).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
@@ -47,13 +48,15 @@ class _BatchNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, state):
-        running_mean, running_var, training, momentum, eps, relu = state
+        # relu_max: None, or the fused ReLU's clamp (inf: ReLU, 6: ReLU6)
+        running_mean, running_var, training, momentum, eps, relu_max = state
+        relu, cap = relu_max is not None, math.inf if relu_max is None else relu_max
         n, c = x.shape[0], x.shape[1]
         l = int(np.prod(x.shape[2:], dtype=np.int64))
         w64 = weight.astype(np.float64) if weight is not None else 1.0
         if training:
             # Statistics and normalisation in one kernel, channel by channel.
-            y, mean, var = _C.batch_norm_train_forward(x, n, c, l, weight, bias, eps, relu)
+            y, mean, var = _C.batch_norm_train_forward(x, n, c, l, weight, bias, eps, relu, cap)
             m = n * l
             if running_mean is not None:
                 # torch: running_var takes the unbiased batch variance.
@@ -69,12 +72,13 @@ class _BatchNorm(Function):
             invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
             scale = invstd * w64
             shift = -center.astype(np.float64) * scale + (bias if bias is not None else 0.0)
-            y = _C.channel_affine(x, n=n, c=c, l=l, a=_f32(scale), d=_f32(shift), relu=relu)
+            y = _C.channel_affine(x, n=n, c=c, l=l, a=_f32(scale), d=_f32(shift), relu=relu,
+                                  relu_max=cap)
         ctx.x, ctx.layout, ctx.training, ctx.eps = x, (n, c, l), training, eps
         ctx.var, ctx.weight = (var if training else None), weight
         ctx.center, ctx.invstd, ctx.w64, ctx.has_weight = _f32(center), invstd, w64, weight is not None
-        ctx.relu = relu
-        # Training: the backward kernel recomputes ReLU's y > 0 from x with the
+        ctx.relu, ctx.relu_max = relu, cap
+        # Training: the backward kernel recomputes ReLU's mask from x with the
         # forward's coefficients, so it needs this call's weight and bias.
         if relu and training:
             ctx.weight = None if weight is None else weight.copy()
@@ -85,9 +89,12 @@ class _BatchNorm(Function):
     @staticmethod
     def backward(ctx, g):
         g = np.ascontiguousarray(g, dtype=_F32)
-        if ctx.relu_y is not None:  # ReLU's backward: zero where y <= 0 (NaN passes, as torch's)
+        if ctx.relu_y is not None:
+            # ReLU's backward: zero where y <= 0 (NaN passes, as torch's); ReLU6's:
+            # g where 0 < y < 6 (the same test as on its input)
             g_relu = np.empty_like(g)
-            _C.activation_backward(ACT_CODES["relu"], ctx.relu_y, g, g_relu)
+            code = ACT_CODES["relu"] if ctx.relu_max == math.inf else ACT_CODES["relu6"]
+            _C.activation_backward(code, ctx.relu_y, g, g_relu)
             g = g_relu
         n, c, l = ctx.layout
         x, invstd, w64 = ctx.x, ctx.invstd, ctx.w64
@@ -98,7 +105,7 @@ class _BatchNorm(Function):
             gx, s1, s2 = _C.batch_norm_train_backward(
                 x, g, n, c, l, ctx.center, ctx.var, ctx.weight, ctx.eps,
                 bool(ctx.needs_input_grad[0]), bias=ctx.bias if ctx.relu else None,
-                relu=ctx.relu)
+                relu=ctx.relu, relu_max=ctx.relu_max)
         else:
             s1, s2 = _C.channel_grad_sums(x, g, n, c, l, ctx.center)
             if ctx.needs_input_grad[0]:
@@ -118,7 +125,8 @@ def _check_channel_vec(v: Optional[Tensor], c: int, op: str, name: str) -> None:
 
 def batch_norm(input: Any, running_mean: Optional[Any], running_var: Optional[Any],
                weight: Optional[Any] = None, bias: Optional[Any] = None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5, *, _fuse_relu: bool = False) -> Tensor:
+               momentum: float = 0.1, eps: float = 1e-5, *,
+               _fuse_relu: Optional[float] = None) -> Tensor:
     """Batch normalisation over dim 1 of (N, C, *) input.
 
     training=True: batch statistics (biased variance to normalise); running
@@ -149,12 +157,13 @@ def batch_norm(input: Any, running_mean: Optional[Any], running_var: Optional[An
             shape = (1, c) + (1,) * (x.ndim - 2)
             y = x if w is None else x * w.reshape(shape)
             y = y * 1.0 if b is None else y + b.reshape(shape)
-            return y.relu() if _fuse_relu else y
+            return y if _fuse_relu is None else y.clamp(0.0, _fuse_relu)
         if per_channel == 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, got "
                              f"input size {x.shape}")
     state = (None if rm is None else rm._data, None if rv is None else rv._data, bool(training),
-             float(momentum) if momentum is not None else 0.0, float(eps), bool(_fuse_relu))
+             float(momentum) if momentum is not None else 0.0, float(eps),
+             None if _fuse_relu is None else float(_fuse_relu))
     y = _BatchNorm.apply(x, w, b, state)
     if training and rm is not None:
         rm._bump_version()  # updated in place: caches of folded convolutions are stale

@@ -9,7 +9,7 @@ from itertools import chain
 from typing import Any, Dict, Iterable, Iterator, Optional, Union
 
 from pyvision_engine.autograd import is_grad_enabled
-from pyvision_engine.nn.fusion import bn_relu_fusable, run_sequence
+from pyvision_engine.nn.fusion import bn_relu_cap, run_sequence
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
 from pyvision_engine.tensor import Tensor
@@ -74,12 +74,13 @@ class Sequential(Module):
         if not self.training and not is_grad_enabled():
             # Inference: Conv2d -> BatchNorm2d -> ReLU runs as one convolution.
             return run_sequence(self._modules.values(), input, owner=self)
-        # Otherwise BatchNorm2d -> ReLU runs as one kernel pass each way.
+        # Otherwise BatchNorm2d -> ReLU / ReLU6 runs as one kernel pass each way.
         mods = list(self._modules.values())
         i = 0
         while i < len(mods):
-            if i + 1 < len(mods) and bn_relu_fusable(mods[i], mods[i + 1]):
-                input = mods[i]._normalize(input, relu=True)
+            cap = bn_relu_cap(mods[i], mods[i + 1]) if i + 1 < len(mods) else None
+            if cap is not None:
+                input = mods[i]._normalize(input, cap)
                 i += 2
             else:
                 input = mods[i](input)

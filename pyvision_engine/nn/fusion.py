@@ -56,11 +56,11 @@ def _relu_cap(module: Any) -> Optional[float]:
     return None
 
 
-def bn_relu_fusable(bn: Any, act: Any) -> bool:
-    """BatchNorm2d -> ReLU that can run as one kernel pass, forward and backward
-    (``bn._normalize(x, relu=True)``): both plain modules (no hooks, no subclass
-    forward)."""
-    return _plain(bn, BatchNorm2d) and _relu_cap(act) == math.inf
+def bn_relu_cap(bn: Any, act: Any) -> Optional[float]:
+    """The clamp (inf: ReLU, 6: ReLU6) when BatchNorm2d -> ``act`` can run as one
+    kernel pass, forward and backward (``bn._normalize(x, cap)``): both plain
+    modules (no hooks, no subclass forward); else None."""
+    return _relu_cap(act) if _plain(bn, BatchNorm2d) else None
 
 
 def _foldable(conv: Any, bn: Any) -> bool:
@@ -108,8 +108,9 @@ def conv_bn_act(conv: Module, bn: Optional[Module], act: Optional[Module], x: An
             return conv._fused_forward(x if type(x) is Tensor else as_tensor(x), bn, cap)
     y = conv(x)
     if bn is not None:
-        if act is not None and bn_relu_fusable(bn, act):
-            return bn._normalize(y, relu=True)  # (training: ReLU in BatchNorm's own pass)
+        cap = bn_relu_cap(bn, act) if act is not None else None
+        if cap is not None:  # (training: ReLU / ReLU6 in BatchNorm's own passes)
+            return bn._normalize(y, cap)
         y = bn(y)
     return act(y) if act is not None else y
 

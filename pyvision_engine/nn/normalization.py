@@ -115,9 +115,10 @@ class _BatchNorm(_NormBase):
     def forward(self, input: Any) -> Tensor:
         return self._normalize(input)
 
-    def _normalize(self, input: Any, relu: bool = False) -> Tensor:
-        """forward, or relu(forward) in the same kernel pass (relu=True: the training
-        fusion of Conv2d -> BatchNorm2d -> ReLU, nn/fusion.py)."""
+    def _normalize(self, input: Any, relu_max: Optional[float] = None) -> Tensor:
+        """forward, or forward clamped to [0, relu_max] in the same kernel pass, both
+        directions (inf: ReLU, 6: ReLU6; the training fusion of Conv2d -> BatchNorm2d
+        -> ReLU, nn/fusion.py)."""
         x = as_tensor(input)
         self._check_input(x)
         factor = 0.0 if self.momentum is None else self.momentum
@@ -130,7 +131,7 @@ class _BatchNorm(_NormBase):
         try:
             return F.batch_norm(x, self.running_mean if track else None,
                                 self.running_var if track else None, self.weight, self.bias,
-                                use_batch_stats, factor, self.eps, _fuse_relu=relu)
+                                use_batch_stats, factor, self.eps, _fuse_relu=relu_max)
         except ValueError as e:
             raise ValueError(f"{type(self).__name__}: {e}") from None
 

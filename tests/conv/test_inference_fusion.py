@@ -240,11 +240,12 @@ def test_residual_add_in_training_gives_the_plain_expression_gradients(act):
 BN_RELU_CASES = [((3, 4, 9, 8), 6, 1), ((8, 4, 40, 33), 6, 2), ((8, 4, 40, 33), 12, 2)]
 
 
+@pytest.mark.parametrize("act", ["relu", "relu6"])
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("shape,channels,threads", BN_RELU_CASES)
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_conv_bn_relu_in_training_equals_module_by_module(momentum, shape, channels, threads, affine,
-                                                         isa):
+                                                         act, isa):
     # training: BatchNorm2d -> ReLU runs in BatchNorm's own kernel pass, and its
     # backward applies ReLU's (recomputing y > 0 from x); outputs, every gradient
     # and the running statistics as the modules run one by one (a forward hook on
@@ -264,9 +265,11 @@ def test_conv_bn_relu_in_training_equals_module_by_module(momentum, shape, chann
             pve.manual_seed(3)
             conv = pve.nn.Conv2d(shape[1], channels, 3, padding=1)
             bn = pve.nn.BatchNorm2d(channels, momentum=momentum, affine=affine)
-            relu = pve.nn.ReLU()
+            relu = pve.nn.ReLU() if act == "relu" else pve.nn.ReLU6()
             if affine:
-                bn.weight.data[...] = rng.standard_normal(channels).astype(np.float32) if fused else runs[0][-2]
+                scale = 4.0 if act == "relu6" else 1.0  # (outputs above 6 too)
+                bn.weight.data[...] = (scale * rng.standard_normal(channels).astype(np.float32) if fused
+                                       else runs[0][-2])
                 bn.bias.data[...] = rng.standard_normal(channels).astype(np.float32) if fused else runs[0][-1]
             if not fused:
                 relu.register_forward_hook(lambda *a: None)
@@ -281,38 +284,42 @@ def test_conv_bn_relu_in_training_equals_module_by_module(momentum, shape, chann
     finally:
         pve.set_num_threads(previous)
     assert (runs[0][0] == 0).any() and (runs[0][0] > 0).any()
+    if act == "relu6" and affine:
+        assert (runs[0][0] == 6).any()
     for got, expected in zip(runs[0], runs[1]):
         np.testing.assert_array_equal(got, expected)
 
 
 def test_sequential_bn_relu_in_training_equals_module_by_module():
-    # Sequential runs BatchNorm2d -> ReLU (plain, inplace or not) as one kernel
-    # pass in training; a hooked ReLU runs as a module (its hook is called).
+    # Sequential runs BatchNorm2d -> ReLU / ReLU6 (plain, inplace or not) as one
+    # kernel pass each way in training; a hooked activation runs as a module (its
+    # hook is called).
     rng = np.random.default_rng(4)
-    x_np = rng.standard_normal((4, 3, 11, 10)).astype(np.float32)
+    x_np = (rng.standard_normal((4, 3, 11, 10)) * 4).astype(np.float32)
     weights = rng.standard_normal((4, 5, 11, 10)).astype(np.float32)
     runs, calls = [], []
     for fused in (True, False):
         pve.manual_seed(5)
         net = pve.nn.Sequential(pve.nn.Conv2d(3, 4, 3, padding=1), pve.nn.BatchNorm2d(4), pve.nn.ReLU(),
                                 pve.nn.Conv2d(4, 5, 3, padding=1), pve.nn.BatchNorm2d(5),
-                                pve.nn.ReLU(inplace=True))
-        relu_flags = []
+                                pve.nn.ReLU6(inplace=True))
+        net[4].weight.data[...] = 4.0  # outputs above 6 too
+        caps = []
         for i in (1, 4):
             bn = net[i]
-            bn._normalize = (lambda x, relu=False, bn=bn:
-                             relu_flags.append(relu) or type(bn)._normalize(bn, x, relu))
+            bn._normalize = (lambda x, relu_max=None, bn=bn:
+                             caps.append(relu_max) or type(bn)._normalize(bn, x, relu_max))
         if not fused:
             for i in (2, 5):
                 net[i].register_forward_hook(lambda *a: calls.append(1))
         x = pve.tensor(x_np, requires_grad=True)
         y = net(x)
-        assert relu_flags == [fused, fused]
+        assert caps == ([np.inf, 6.0] if fused else [None, None])
         (y * pve.tensor(weights)).sum().backward()
         runs.append([y.detach().numpy(), x.grad.numpy()] +
                     [p.grad.numpy() for p in net.parameters()] +
                     [b.numpy().copy() for b in net.buffers()])
     assert len(calls) == 2
-    assert (runs[0][0] == 0).any() and (runs[0][0] > 0).any()
+    assert (runs[0][0] == 0).any() and (runs[0][0] == 6).any() and ((runs[0][0] > 0) & (runs[0][0] < 6)).any()
     for got, expected in zip(runs[0], runs[1]):
         np.testing.assert_array_equal(got, expected)

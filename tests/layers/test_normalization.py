@@ -329,12 +329,14 @@ def test_norm_layers_take_cpu_float32_device_and_dtype(make):
 @pytest.mark.parametrize("shape", [(3, 16, 5, 7), (5, 9, 33), (2, 12, 64), (4, 3, 40)])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("affine", [True, False])
-def test_batch_norm_train_backward_with_relu(isa, shape, threads, affine):
-    # relu=True: grad_output is that of ReLU(batch_norm(x)); the kernel zeroes it
-    # where the forward's x * scale + shift <= 0 (recomputed from x). Equal to
-    # ReLU's own backward kernel followed by the plain BatchNorm backward, bit for
-    # bit (fused per-channel kernel and the unfused one: 3 channels), and to the
-    # float64 gradient of sum(relu(bn(x)) * gy).
+@pytest.mark.parametrize("relu_max", [np.inf, 6.0, 0.5])
+def test_batch_norm_train_backward_with_relu(isa, shape, threads, affine, relu_max):
+    # relu=True: grad_output is that of clamp(batch_norm(x), 0, relu_max); the
+    # kernel applies ReLU's (relu_max inf) or ReLU6's rule to the forward's
+    # x * scale + shift (recomputed from x). Equal to that activation's own
+    # backward kernel (on the forward's output: the same test as on its input)
+    # followed by the plain BatchNorm backward, bit for bit (fused per-channel
+    # kernel and the unfused one: 3 channels), and to the float64 gradient.
     from pyvision_engine import _C
     from pyvision_engine.nn._f_activation import ACT_CODES
     local = np.random.default_rng(sum(shape) + threads)
@@ -348,17 +350,22 @@ def test_batch_norm_train_backward_with_relu(isa, shape, threads, affine):
     before = pve.get_num_threads()
     try:
         pve.set_num_threads(threads)
-        y, mean, var = _C.batch_norm_train_forward(x, n, c, l, w, b, eps, True)
-        fused = _C.batch_norm_train_backward(x, gy, n, c, l, mean, var, w, eps, True, bias=b, relu=True)
-        g_relu = np.empty_like(gy)
-        _C.activation_backward(ACT_CODES["relu"], y, gy, g_relu)
-        separate = _C.batch_norm_train_backward(x, g_relu, n, c, l, mean, var, w, eps, True)
+        y, mean, var = _C.batch_norm_train_forward(x, n, c, l, w, b, eps, True, relu_max)
+        fused = _C.batch_norm_train_backward(x, gy, n, c, l, mean, var, w, eps, True, bias=b,
+                                             relu=True, relu_max=relu_max)
+        separate = None
+        if relu_max in (np.inf, 6.0):  # the activations that have a kernel of their own
+            g_relu = np.empty_like(gy)
+            code = ACT_CODES["relu"] if relu_max == np.inf else ACT_CODES["relu6"]
+            _C.activation_backward(code, y, gy, g_relu)
+            separate = _C.batch_norm_train_backward(x, g_relu, n, c, l, mean, var, w, eps, True)
     finally:
         pve.set_num_threads(before)
-    for got, expected in zip(fused, separate):
+    for got, expected in zip(fused, separate or fused):
         np.testing.assert_array_equal(got, expected)
-    # float64: gz = gy where the forward's output y > 0 (ReLU's rule), gx through
-    # the batch statistics.
+    np.testing.assert_array_equal(y, np.minimum(np.float32(relu_max), np.maximum(0, y)))
+    # float64: gz = gy where the forward's output is inside (0, relu_max), gx
+    # through the batch statistics.
     axes = (0,) + tuple(range(2, len(shape)))
     bshape = (1, c) + (1,) * (len(shape) - 2)
     x64 = x.astype(np.float64)
@@ -366,8 +373,9 @@ def test_batch_norm_train_backward_with_relu(isa, shape, threads, affine):
     invstd = 1.0 / np.sqrt(x64.var(axis=axes, keepdims=True) + eps)
     xhat = (x64 - mu) * invstd
     w64 = w.astype(np.float64).reshape(bshape) if affine else 1.0
-    gz = gy * (y > 0)
-    assert 0 < (y > 0).mean() < 1
+    inside = (y > 0) & (y < relu_max)
+    gz = gy * inside
+    assert 0 < inside.mean() < 1
     m = n * l
     gx = w64 * invstd / m * (m * gz - gz.sum(axis=axes, keepdims=True)
                              - xhat * (gz * xhat).sum(axis=axes, keepdims=True))

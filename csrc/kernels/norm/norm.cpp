@@ -52,15 +52,19 @@ struct MomentSums {
   }
 };
 
-// The gradient through a ReLU that followed y = x·scale + shift: zero where
-// that pre-activation is <= 0 (NaN passes, as torch's threshold_backward). It
-// is recomputed from x with the forward's own coefficients and instruction
-// (affine_row's fmadd), so it is exactly the forward's y > 0 test.
+// The gradient through a ReLU that followed y = x·scale + shift, recomputed
+// from x with the forward's own coefficients and instruction (affine_row's
+// fmadd), so it is exactly the forward's test. ReLU (cap inf): zero where that
+// pre-activation z <= 0, NaN passes (torch's threshold_backward); ReLU6 (cap
+// 6): g only where 0 < z < cap, NaN dropped (as activation_backward's relu6).
 struct ReluGate {
-  bool on = false;
-  Vec scale = Vec::zero(), shift = Vec::zero();
+  bool on = false, capped = false;
+  Vec scale = Vec::zero(), shift = Vec::zero(), cap = Vec::zero();
   Vec operator()(Vec g, Vec x) const {
-    return on ? select(cmp_le(fmadd(scale, x, shift), Vec::zero()), Vec::zero(), g) : g;
+    if (!on) return g;
+    const Vec z = fmadd(scale, x, shift), zero = Vec::zero();
+    return capped ? select(mask_and(cmp_gt(z, zero), cmp_lt(z, cap)), g, zero)
+                  : select(cmp_le(z, zero), zero, g);
   }
 };
 
@@ -144,18 +148,18 @@ void channel_stats_impl(const float* x, int64_t n, int64_t c, int64_t l, float* 
 // there, so its loads go out to memory while this row's stores drain.
 template <typename Pair, typename Tail>
 inline void affine_row_and(const float* up, const float* vp, float* op, int64_t l, Vec va, Vec vb,
-                           Vec vd, bool relu, bool stream, Pair pair, Tail tail,
+                           Vec vd, bool relu, float relu_max, bool stream, Pair pair, Tail tail,
                            const ReluGate& gate = ReluGate()) {
-  const Vec zero = Vec::zero();
+  const Vec cap = Vec::set1(relu_max);
   auto f = [&](int64_t i, int k) {
     if (!vp) {
       const Vec r = fmadd(va, Vec::load_partial(up + i, k), vd);
-      return relu ? max(zero, r) : r;
+      return relu ? relu_clamp(r, cap) : r;
     }
     const Vec v = Vec::load_partial(vp + i, k);
     Vec r = fmadd(va, gate(Vec::load_partial(up + i, k), v), vd);
     r = fmadd(vb, v, r);
-    return relu ? max(zero, r) : r;
+    return relu ? relu_clamp(r, cap) : r;
   };
   auto put = [&](Vec r, int64_t j) {
     if (stream) {
@@ -184,13 +188,15 @@ inline void affine_row_and(const float* up, const float* vp, float* op, int64_t 
 }
 
 inline void affine_row(const float* up, const float* vp, float* op, int64_t l, Vec va, Vec vb,
-                       Vec vd, bool relu, bool stream, const ReluGate& gate = ReluGate()) {
-  affine_row_and(up, vp, op, l, va, vb, vd, relu, stream, [](int64_t) {}, [](int64_t) {}, gate);
+                       Vec vd, bool relu, float relu_max, bool stream,
+                       const ReluGate& gate = ReluGate()) {
+  affine_row_and(up, vp, op, l, va, vb, vd, relu, relu_max, stream, [](int64_t) {},
+                 [](int64_t) {}, gate);
 }
 
 void channel_affine_impl(const float* u, const float* v, float* out, int64_t n, int64_t c,
                          int64_t l, const float* a, const float* b, const float* d, bool relu,
-                         int threads) {
+                         float relu_max, int threads) {
   const int64_t planes = n * c;
   const int t = work_threads(planes * l, threads);
   const bool stream = out != u && out != v &&
@@ -201,7 +207,7 @@ void channel_affine_impl(const float* u, const float* v, float* out, int64_t n, 
     for (int64_t p = 0; p < planes; ++p) {
       const int64_t ch = p % c;
       affine_row(u + p * l, v ? v + p * l : nullptr, out + p * l, l, Vec::set1(a[ch]),
-                 Vec::set1(v ? b[ch] : 0.0f), Vec::set1(d ? d[ch] : 0.0f), relu, stream);
+                 Vec::set1(v ? b[ch] : 0.0f), Vec::set1(d ? d[ch] : 0.0f), relu, relu_max, stream);
     }
     stream_fence();
   }
@@ -267,7 +273,7 @@ inline void thread_channels(int64_t c, int64_t* c0, int64_t* c1) {
 
 void batch_norm_train_forward_impl(const float* x, float* y, int64_t n, int64_t c, int64_t l,
                                    const float* w, const float* b, double eps, bool relu,
-                                   float* mean, float* var, int threads) {
+                                   float relu_max, float* mean, float* var, int threads) {
   const int t = work_threads(n * c * l, threads);
   auto coefficients = [&](int64_t ch, float* scale, float* shift) {
     bn_affine(mean, var, w, b, eps, ch, scale, shift);
@@ -276,7 +282,8 @@ void batch_norm_train_forward_impl(const float* x, float* y, int64_t n, int64_t 
     channel_stats_impl(x, n, c, l, mean, var, t);
     std::vector<float> scale(c), shift(c);
     for (int64_t ch = 0; ch < c; ++ch) coefficients(ch, &scale[ch], &shift[ch]);
-    channel_affine_impl(x, nullptr, y, n, c, l, scale.data(), nullptr, shift.data(), relu, t);
+    channel_affine_impl(x, nullptr, y, n, c, l, scale.data(), nullptr, shift.data(), relu, relu_max,
+                        t);
     return;
   }
   const bool stream = n * c * l * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
@@ -314,13 +321,13 @@ void batch_norm_train_forward_impl(const float* x, float* y, int64_t n, int64_t 
       for (int64_t bi = 0; bi < n; ++bi) {
         const int64_t off = (bi * c + ch) * l;
         if (!next) {
-          affine_row(x + off, nullptr, y + off, l, va, Vec::zero(), vd, relu, stream);
+          affine_row(x + off, nullptr, y + off, l, va, Vec::zero(), vd, relu, relu_max, stream);
           continue;
         }
         const float* row = x + off + l;  // row bi of channel ch + 1
         const int64_t pos = row_pos(ch + 1, bi);
         MomentSums sums(k);
-        affine_row_and(x + off, nullptr, y + off, l, va, Vec::zero(), vd, relu, stream,
+        affine_row_and(x + off, nullptr, y + off, l, va, Vec::zero(), vd, relu, relu_max, stream,
                        [&](int64_t i) {
                          pf.upto(pos + i * static_cast<int64_t>(sizeof(float)));
                          sums.pair(row + i);
@@ -336,7 +343,7 @@ void batch_norm_train_forward_impl(const float* x, float* y, int64_t n, int64_t 
 void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, int64_t n,
                                     int64_t c, int64_t l, const float* mean, const float* var,
                                     const float* w, const float* b, double eps, bool relu,
-                                    float* sum_gy, float* sum_gy_xc, int threads) {
+                                    float relu_max, float* sum_gy, float* sum_gy_xc, int threads) {
   const int t = work_threads(n * c * l, threads);
   const double m = static_cast<double>(n * l);
   // With relu, gy is the gradient of ReLU(BatchNorm(x)): through the ReLU gate first.
@@ -345,7 +352,8 @@ void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, 
     if (relu) {
       float scale, shift;
       bn_affine(mean, var, w, b, eps, ch, &scale, &shift);
-      gate = ReluGate{true, Vec::set1(scale), Vec::set1(shift)};
+      gate = ReluGate{true, std::isfinite(relu_max), Vec::set1(scale), Vec::set1(shift),
+                      Vec::set1(relu_max)};
     }
     return gate;
   };
@@ -380,7 +388,7 @@ void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, 
     if (!gx) return;
     std::vector<float> k(c), bc(c), dc(c);
     for (int64_t ch = 0; ch < c; ++ch) coefficients(ch, &k[ch], &bc[ch], &dc[ch]);
-    channel_affine_impl(gy, x, gx, n, c, l, k.data(), bc.data(), dc.data(), false, t);
+    channel_affine_impl(gy, x, gx, n, c, l, k.data(), bc.data(), dc.data(), false, 0.0f, t);
     return;
   }
   const bool stream = n * c * l * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
@@ -427,14 +435,14 @@ void batch_norm_train_backward_impl(const float* x, const float* gy, float* gx, 
         for (int64_t bi = 0; bi < n; ++bi) {
           const int64_t off = (bi * c + ch) * l;
           if (!next) {
-            affine_row(gy + off, x + off, gx + off, l, vk, vb, vd, false, stream, gate);
+            affine_row(gy + off, x + off, gx + off, l, vk, vb, vd, false, 0.0f, stream, gate);
             continue;
           }
           const float* xn = x + off + l;  // row bi of channel ch + 1
           const float* gn = gy + off + l;
           const int64_t pos = row_pos(ch + 1, bi);
           GradSums sums(mean[ch + 1], gate_next);
-          affine_row_and(gy + off, x + off, gx + off, l, vk, vb, vd, false, stream,
+          affine_row_and(gy + off, x + off, gx + off, l, vk, vb, vd, false, 0.0f, stream,
                          [&](int64_t i) {
                            prefetch(pos + i * static_cast<int64_t>(sizeof(float)));
                            sums.pair(xn + i, gn + i);
