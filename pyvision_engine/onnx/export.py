@@ -311,12 +311,15 @@ def _matmul_linear(tr: _Tracer, x: str, weight: str, bias: Optional[str]) -> str
 
 
 def _batch_norm(tr: _Tracer, op: _Op) -> str:
-    mean, var, _, _, eps, relu = op.args[3]  # (batch statistics were refused before running)
+    # (batch statistics were refused before running); cap: a fused ReLU's clamp or None
+    mean, var, _, _, eps, cap = op.args[3]
     c = (op.args[0].shape[1],)
     y = tr.node("BatchNormalization", [op.names[0], _affine(tr, op.names[1], c, 1.0),
                                        _affine(tr, op.names[2], c, 0.0), tr.state_array(mean),
                                        tr.state_array(var)], epsilon=float(eps))
-    return tr.node("Relu", [y]) if relu else y
+    if cap is None:
+        return y
+    return tr.node("Relu", [y]) if cap == math.inf else _clip(tr, y, 0.0, cap)
 
 
 def _group_norm(tr: _Tracer, op: _Op) -> str:

@@ -152,7 +152,18 @@ def _ceil_drops_a_window_net():
                          nn.Conv2d(3, 3, 1), nn.AvgPool2d(2, 2, 1, ceil_mode=True))
 
 
+def _bn_clamp_net():
+    # BatchNorm2d -> ReLU6 / ReLU, after a Conv (folded) and alone, with outputs
+    # well above 6 (the large conv weights): the clamp runs in BatchNorm's pass.
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU6(), nn.MaxPool2d(2),
+                        nn.BatchNorm2d(4), nn.ReLU6(), nn.BatchNorm2d(4), nn.ReLU())
+    with pve.no_grad():
+        net[0].weight.mul_(20.0)
+    return net
+
+
 HAND_NETS = {
+    "batch_norm_clamps": (_bn_clamp_net, (2, 3, 9, 9)),
     "conv_variants": (lambda: nn.Sequential(
         nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(inplace=True),
         nn.Conv2d(8, 8, 3, padding="same", dilation=2, groups=4), nn.BatchNorm2d(8),
