@@ -131,7 +131,10 @@ def batch_norm(input: Any, running_mean: Optional[Any], running_var: Optional[An
 
     training=True: batch statistics (biased variance to normalise); running
     stats, if given, are updated in place: r = (1 - momentum) r + momentum s,
-    with the unbiased batch variance. training=False: running statistics."""
+    with the unbiased batch variance. training=False: running statistics.
+    ``_fuse_relu`` (internal, nn/fusion.py): inf (ReLU) or 6 (ReLU6), the clamp
+    applied in the same kernel passes; eval mode's backward uses those two
+    activations' own kernels."""
     op = "batch_norm"
     x = float_input(input, op)
     if x.ndim < 2:

@@ -325,7 +325,7 @@ def conv2d_algorithm(input_shape: Sequence[int], weight_shape: Sequence[int], st
     geo = _conv2d_geometry(x_shape, weight_shape, stride, padding, dilation, groups, "conv2d")
     if pass_ not in _conv_backend.PASSES:
         raise ValueError(f"conv2d_algorithm: pass_ must be one of {_conv_backend.PASSES}")
-    wanted = _conv_backend.choose_algorithm(pass_, x_shape, tuple(weight_shape), geo.stride,
+    wanted = _conv_backend.choose_algorithm(pass_, x_shape, weight_shape, geo.stride,
                                             geo.pads, geo.dilation, geo.groups, geo.out_size,
                                             weights_packed)
     family, _ = _C.conv2d_plan(pass_, wanted, list(x_shape), list(weight_shape), geo.stride,

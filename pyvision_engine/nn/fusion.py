@@ -59,7 +59,7 @@ def _relu_cap(module: Any) -> Optional[float]:
 def bn_relu_cap(bn: Any, act: Any) -> Optional[float]:
     """The clamp (inf: ReLU, 6: ReLU6) when BatchNorm2d -> ``act`` can run as one
     kernel pass, forward and backward (``bn._normalize(x, cap)``): both plain
-    modules (no hooks, no subclass forward); else None."""
+    modules (no hooks, no subclass forward); else (act None too) None."""
     return _relu_cap(act) if _plain(bn, BatchNorm2d) else None
 
 
@@ -108,7 +108,7 @@ def conv_bn_act(conv: Module, bn: Optional[Module], act: Optional[Module], x: An
             return conv._fused_forward(x if type(x) is Tensor else as_tensor(x), bn, cap)
     y = conv(x)
     if bn is not None:
-        cap = bn_relu_cap(bn, act) if act is not None else None
+        cap = bn_relu_cap(bn, act)
         if cap is not None:  # (training: ReLU / ReLU6 in BatchNorm's own passes)
             return bn._normalize(y, cap)
         y = bn(y)
