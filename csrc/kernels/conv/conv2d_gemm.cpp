@@ -828,10 +828,14 @@ void forward_batched(const Conv2dArgs& a, const Lowering& l, int64_t nb) {
 // ------------------------------------------ forward, large kernels (stem)
 // Without im2col: each image is copied once into zero-padded planes, and the
 // micro-kernel builds its B vectors (L consecutive output pixels of one row
-// for one tap) straight from them: a plain load for stride 1, the even lanes
-// of two loads for stride 2. Tiles are FK output channels x FV pixel vectors
-// (the vectors may come from different output rows, so a row's partial last
-// vector is the only waste); weights are broadcast from their OIHW rows.
+// for one tap) straight from them with one plain load. At stride 2 each padded
+// row is stored as its even columns then its odd columns ("column phases"), so
+// tap t of output pixels ow.. reads phase t % 2 from ow + t / 2 on: no lane
+// shuffle per vector, which would compete with the FMAs for the same port
+// (measured: the 7x7 stem ran at 55-65% of peak with two loads + a permute
+// per vector). Tiles are FK output channels x FV pixel vectors (the vectors
+// may come from different output rows, so a row's partial last vector is the
+// only waste); weights are broadcast from their OIHW rows.
 // Threads split (tile, channel block) items of one image at a time, so batch
 // 1 uses all threads. Used for groups 1, dilation_w 1, stride_w 1 or 2 and at
 // least kRowMinTaps taps (the 7x7 stem), SIMD builds only.
@@ -849,7 +853,8 @@ bool rows_forward_ok(const Conv2dShape& s) {
 }
 
 struct FwdRowPlan {
-  int64_t hp, wp;        // padded plane
+  int64_t hp, wp;        // padded plane: hp rows of wp floats (stride_w column phases)
+  int64_t phase_w;       // floats per column phase of a padded row
   int64_t row_vectors;   // pixel vectors per output row
   int64_t vectors, tiles, k_blocks;
   int64_t pad_floats;
@@ -859,19 +864,15 @@ FwdRowPlan fwd_row_plan(const Conv2dShape& s) {
   FwdRowPlan f;
   f.hp = (s.out_h - 1) * s.stride_h + (s.kernel_h - 1) * s.dilation_h + 1;
   f.row_vectors = (s.out_w + RL - 1) / RL;
-  // whole vectors of the last (partial) pixel vector, read 2L wide at stride 2
-  f.wp = f.row_vectors * RL * s.stride_w + s.kernel_w + 2 * RL;
+  // A whole last vector of every row (lanes past out_w read zeros or the
+  // next taps' columns and are not stored) from the last tap's column.
+  f.phase_w = f.row_vectors * RL + (s.kernel_w - 1) / s.stride_w;
+  f.wp = f.phase_w * s.stride_w;
   f.vectors = s.out_h * f.row_vectors;
   f.tiles = (f.vectors + FV - 1) / FV;
   f.k_blocks = (s.out_channels + FK - 1) / FK;
   f.pad_floats = (s.in_channels * f.hp * f.wp + 15) / 16 * 16;
   return f;
-}
-
-template <int SW>
-inline Vec load_pixels(const float* p) {
-  if constexpr (SW == 2) return load_even(p);
-  else return Vec::load(p);
 }
 
 // out[k0 + i][pixel vector v] for i < FK, the FV vectors from first_vec.
@@ -892,7 +893,7 @@ void fwd_row_tile(const Conv2dShape& s, const FwdRowPlan& f, const float* xpad, 
     if (id < f.vectors) nv = v + 1;
     else id = f.vectors - 1;  // repeats the last vector; not stored
     const int64_t oh = id / f.row_vectors, ow0 = (id % f.row_vectors) * RL;
-    base[v] = xpad + oh * s.stride_h * f.wp + ow0 * SW;
+    base[v] = xpad + oh * s.stride_h * f.wp + ow0;
     dst[v] = oh * s.out_w + ow0;
     lanes[v] = static_cast<int>((s.out_w - ow0) < RL ? (s.out_w - ow0) : RL);
   }
@@ -909,9 +910,10 @@ void fwd_row_tile(const Conv2dShape& s, const FwdRowPlan& f, const float* xpad, 
     for (int64_t r = 0; r < s.kernel_h; ++r) {
       const int64_t off = c * plane + r * s.dilation_h * f.wp;
       for (int64_t t = 0; t < s.kernel_w; ++t, ++q) {
+        const int64_t col = off + (t % SW) * f.phase_w + t / SW;
         Vec b[FV];
 #pragma GCC unroll 4
-        for (int v = 0; v < FV; ++v) b[v] = load_pixels<SW>(base[v] + off + t);
+        for (int v = 0; v < FV; ++v) b[v] = Vec::load(base[v] + col);
 #pragma GCC unroll 16
         for (int i = 0; i < FK; ++i) {
           const Vec a = Vec::set1(wr[i][q]);
@@ -934,18 +936,30 @@ void fwd_row_tile(const Conv2dShape& s, const FwdRowPlan& f, const float* xpad, 
   }
 }
 
-// One image's zero-padded planes, rows [r0, r1) of its in_channels x hp rows.
+// One image's zero-padded planes, rows [r0, r1) of its in_channels x hp rows,
+// each row as stride_w column phases: phase p holds padded columns p, p + sw, ...
 void pad_image_rows(const Conv2dShape& s, const FwdRowPlan& f, const float* x, float* xpad,
                     int64_t r0, int64_t r1) {
-  const int64_t in_plane = s.in_h * s.in_w;
+  const int64_t in_plane = s.in_h * s.in_w, sw = s.stride_w;
   for (int64_t cr = r0; cr < r1; ++cr) {
     const int64_t c = cr / f.hp, i = cr % f.hp, ih = i - s.pad_top;
     float* row = xpad + c * f.hp * f.wp + i * f.wp;
     std::memset(row, 0, sizeof(float) * f.wp);
     if (ih < 0 || ih >= s.in_h) continue;
-    int64_t lo = s.pad_left, hi = s.pad_left + s.in_w;  // padded columns holding the row
-    if (hi > f.wp) hi = f.wp;
-    if (hi > lo) std::memcpy(row + lo, x + c * in_plane + ih * s.in_w, sizeof(float) * (hi - lo));
+    const float* src = x + c * in_plane + ih * s.in_w;
+    if (sw == 1) {
+      int64_t lo = s.pad_left, hi = s.pad_left + s.in_w;  // padded columns holding the row
+      if (hi > f.wp) hi = f.wp;
+      if (hi > lo) std::memcpy(row + lo, src, sizeof(float) * (hi - lo));
+      continue;
+    }
+    for (int64_t p = 0; p < sw; ++p) {
+      float* phase = row + p * f.phase_w;
+      for (int64_t j = 0; j < f.phase_w; ++j) {
+        const int64_t iw = j * sw + p - s.pad_left;
+        if (iw >= 0 && iw < s.in_w) phase[j] = src[iw];
+      }
+    }
   }
 }
 
