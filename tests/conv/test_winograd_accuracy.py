@@ -32,11 +32,14 @@ def test_winograd_relative_error_on_realistic_layers(isa, channels, size):
 
 
 @pytest.mark.parametrize("batch, channels, size", [(1, 64, 28), (1, 256, 14), (1, 512, 7),
-                                                   (32, 16, 32), (8, 32, 16), (4, 64, 64)])
+                                                   (4, 128, 14), (32, 16, 32), (8, 32, 16),
+                                                   (4, 64, 64)])
 def test_winograd_backward_weight_relative_error(isa, batch, channels, size):
     # Both schedules: thread-private accumulators (16/32 channels, many tiles)
-    # and shared transformed tiles (64-512 channels; one chunk, or several
-    # accumulating into M: 4 x 64 @ 64).
+    # and shared transformed tiles (64-512 channels): the single pass without
+    # M (at most 48 tiles: 256 @ 14 and 512 @ 7, batch 1), the GEMMs over M
+    # in one chunk (49 tiles: 64 @ 28; 64 tiles: 4 x 128 @ 14), or in
+    # several chunks accumulating into M (4 x 64 @ 64).
     rng = np.random.default_rng(channels + batch)
     x = np.maximum(rng.standard_normal((batch, channels, size, size)), 0).astype(np.float32)
     w = np.zeros((channels, channels, 3, 3), np.float32)

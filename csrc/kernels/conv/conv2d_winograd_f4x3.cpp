@@ -875,8 +875,23 @@ BwPlan make_bw_plan(const Conv2dShape& s, int threads) {
   return b;
 }
 
-// Shared schedule: M is only needed across chunks (one chunk: none).
-int64_t shared_m_floats(const BwPlan& b) { return b.chunks == 1 ? 0 : round_up(b.m_floats, 16); }
+// Shared schedule, all tiles in one chunk and at most this many of them:
+// items of (2L input, NT2 output channels) run their 36 GEMMs into a local
+// block and transform it straight into gw, with no M. Above it the items of
+// the general schedule, (element, 2L input channels) over M, win: each reads
+// whole rows of Z instead of NT2-float pieces a row apart. Measured,
+// AVX-512, ms single / general (2 threads; 1 thread):
+//   b1 256@14 (16 tiles) 1.16 / 1.76; 1.50 / 2.27
+//   b2 256@14 (32) 2.31 / 2.23; 3.12 / 3.30.  b8 512@7 (32) 9.6 / 9.5; 13.8 / 16.6
+//   b1 128@28 (49) 0.99 / 0.98; 0.95 / 0.98
+//   b4 256@14 (64) 5.26 / 3.29; 8.02 / 5.97.  b8 256@14 (128) 10.7 / 5.7; 15.3 / 8.2
+//   b8 128@28 (392) 10.4 / 5.6; 16.3 / 6.6.  b128 64@8 (512) 3.39 / 2.27; 4.32 / 2.33
+constexpr int64_t kBwSingleMaxTiles = 48;
+
+bool single_pass(const BwPlan& b) { return b.chunks == 1 && b.p.tiles <= kBwSingleMaxTiles; }
+
+// Shared schedule: M is needed unless the single pass runs.
+int64_t shared_m_floats(const BwPlan& b) { return single_pass(b) ? 0 : round_up(b.m_floats, 16); }
 
 int64_t bw_workspace_floats(const BwPlan& b, int threads) {
   if (b.shared) return b.v_floats + b.z_floats + shared_m_floats(b) + threads * b.thread_floats;
@@ -984,12 +999,13 @@ void bw_rows_t(int64_t rows, const float* z, int64_t ldz, const float* v, int64_
 
 // Input channels [c0, c0 + cw) (cw = L or 2L) of one element's GEMM: M_e
 // (k_pad x c_pad) += Z_e^T (k_pad x nt) V_e (nt x c_pad), all output channels.
+// (accumulate false: M's block is overwritten, its old values never read.)
 void bw_gemm_block(const Plan& p, int64_t nt, const float* z, const float* v, int64_t c0,
-                   int64_t cw, float* m) {
+                   int64_t cw, float* m, bool accumulate = true) {
   if (cw == 2 * L)
-    bw_rows_t<2, NT2>(p.k_pad, z, p.k_pad, v + c0, p.c_pad, nt, m + c0, p.c_pad);
+    bw_rows_t<2, NT2>(p.k_pad, z, p.k_pad, v + c0, p.c_pad, nt, m + c0, p.c_pad, accumulate);
   else
-    bw_rows_t<1, NT1>(p.k_pad, z, p.k_pad, v + c0, p.c_pad, nt, m + c0, p.c_pad);
+    bw_rows_t<1, NT1>(p.k_pad, z, p.k_pad, v + c0, p.c_pad, nt, m + c0, p.c_pad, accumulate);
 }
 
 void bw_gemm_element(const Plan& p, int64_t nt, const float* z, const float* v, float* m) {
@@ -1109,8 +1125,8 @@ void backward_weight(const Conv2dArgs& a) {
       grad_tile(s, p, a.grad_output, t0 + j, Z, nt + 1, j, tmp);
     }
   };
-  if (b.chunks == 1) {
-    // All tiles in one chunk: no M at all. Items are (2L input channels,
+  if (single_pass(b)) {
+    // Few tiles, all in one chunk: no M at all. Items are (2L input channels,
     // NT2 output channels) blocks; each runs its 36 GEMMs over all tiles into
     // a small local block and transforms that straight into gw. Items of
     // one column block are consecutive, so its V slice stays in L2.
@@ -1145,8 +1161,7 @@ void backward_weight(const Conv2dArgs& a) {
 #pragma omp parallel num_threads(threads)
   {
     float* tmp = scratch + omp_get_thread_num() * b.thread_floats;
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < b.m_floats; ++i) M[i] = 0.0f;
+    // (the first chunk's GEMMs write M, the later ones add to it: no zeroing pass)
     for (int64_t t0 = 0; t0 < p.tiles; t0 += b.chunk) {
       const int64_t nt = (p.tiles - t0) < b.chunk ? (p.tiles - t0) : b.chunk;
       transform_chunk(t0, nt, tmp);
@@ -1154,7 +1169,7 @@ void backward_weight(const Conv2dArgs& a) {
       for (int64_t item = 0; item < 36 * wide; ++item) {
         const int64_t e = item / wide, c0 = (item % wide) * 2 * L;
         bw_gemm_block(p, nt, Z + e * (nt + 1) * p.k_pad, V + e * (nt + 1) * p.c_pad, c0,
-                      (p.c_pad - c0) >= 2 * L ? 2 * L : L, M + e * p.k_pad * p.c_pad);
+                      (p.c_pad - c0) >= 2 * L ? 2 * L : L, M + e * p.k_pad * p.c_pad, t0 > 0);
       }
     }
 #pragma omp for schedule(static)
