@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pyvision_engine import _C
+from conv.conv_cases import num_threads
 from reference.conv_reference import conv2d_forward, conv2d_backward
 
 pytestmark = pytest.mark.kernels
@@ -31,22 +32,37 @@ def test_winograd_relative_error_on_realistic_layers(isa, channels, size):
     assert rel < 1e-4, rel
 
 
+_BACKWARD_WEIGHT_CASES: dict = {}
+
+
+def _backward_weight_case(batch: int, channels: int, size: int):
+    """(x, gy, the float64 reference's gw and gb), computed once per shape for all ISAs."""
+    key = (batch, channels, size)
+    if key not in _BACKWARD_WEIGHT_CASES:
+        rng = np.random.default_rng(channels + batch)
+        x = np.maximum(rng.standard_normal((batch, channels, size, size)), 0).astype(np.float32)
+        w = np.zeros((channels, channels, 3, 3), np.float32)
+        gy = (rng.standard_normal((batch, channels, size, size)) * 0.1).astype(np.float32)
+        _, gw_want, gb_want = conv2d_backward(x, w, gy, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        _BACKWARD_WEIGHT_CASES[key] = (x, gy, gw_want, gb_want)
+    return _BACKWARD_WEIGHT_CASES[key]
+
+
 @pytest.mark.parametrize("batch, channels, size", [(1, 64, 28), (1, 256, 14), (1, 512, 7),
-                                                   (4, 128, 14), (32, 16, 32), (8, 32, 16),
-                                                   (4, 64, 64)])
-def test_winograd_backward_weight_relative_error(isa, batch, channels, size):
-    # Both schedules: thread-private accumulators (16/32 channels, many tiles)
-    # and shared transformed tiles (64-512 channels): the single pass without
-    # M (at most 48 tiles: 256 @ 14 and 512 @ 7, batch 1), the GEMMs over M
-    # in one chunk (49 tiles: 64 @ 28; 64 tiles: 4 x 128 @ 14), or in
-    # several chunks accumulating into M (4 x 64 @ 64).
-    rng = np.random.default_rng(channels + batch)
-    x = np.maximum(rng.standard_normal((batch, channels, size, size)), 0).astype(np.float32)
+                                                   (4, 128, 14), (4, 128, 28), (32, 16, 32),
+                                                   (8, 32, 16), (4, 64, 64), (1, 256, 64)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_winograd_backward_weight_relative_error(isa, threads, batch, channels, size):
+    # Every schedule of make_bw_plan: thread-private accumulators M (16 @ 32,
+    # 64 @ 64, 4 x 128 @ 28; on 1 thread also 32 @ 16 and 64 @ 28) and shared
+    # transformed tiles: the single pass without M (at most 48 tiles: 256 @ 14
+    # and 512 @ 7, batch 1), the GEMMs over a shared M in one chunk (4 x 128 @
+    # 14; on 2 threads also 64 @ 28 and 32 @ 16) or in several (256 @ 64).
+    x, gy, gw_want, gb_want = _backward_weight_case(batch, channels, size)
     w = np.zeros((channels, channels, 3, 3), np.float32)
-    gy = (rng.standard_normal((batch, channels, size, size)) * 0.1).astype(np.float32)
-    _, gw_want, gb_want = conv2d_backward(x, w, gy, (1, 1), (1, 1, 1, 1), (1, 1), 1)
-    gw, gb = _C.conv2d_backward_weight(x, gy, list(w.shape), (1, 1), (1, 1), (1, 1), 1,
-                                       "winograd", True)
+    with num_threads(threads):
+        gw, gb = _C.conv2d_backward_weight(x, gy, list(w.shape), (1, 1), (1, 1), (1, 1), 1,
+                                           "winograd", True)
     rel = np.abs(gw - gw_want).max() / np.abs(gw_want).max()
     assert rel < 1e-4, rel
     np.testing.assert_allclose(gb, gb_want, rtol=1e-4, atol=1e-4 * np.abs(gb_want).max())
