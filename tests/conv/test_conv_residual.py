@@ -43,16 +43,17 @@ def _run(x, w, b, stride, pad, groups, out, algorithm, relu_max, residual, packe
 # lanes: the remainder folded into a 3-vector tile when packed, dot products when
 # plain), 14x14 (12 + 4), 1x1 (the remainder alone), 5x5, 9x9, 11x11, 4x5, 3x17
 # (partial vectors); output channels not a multiple of 14 / 6 / 4 (short last panels),
-# input channels past whole vectors; strided (packed: pixels gathered per image;
-# plain: the im2col path, which takes the add pass); weights over one slab (two
-# slabs, with the remainder pixel); 16x16 and 8x8 strided outputs are whole aligned
-# vectors, where non-temporal stores can be forced.
+# input channels past whole vectors; strided (pixels gathered per image, packed or
+# plain weights; plain ones over kPointwisePlainStridedMaxWeights, 300 x 260, take
+# the im2col path and its add pass); weights over one slab (two slabs, with the
+# remainder pixel); 16x16 and 8x8 strided outputs are whole aligned vectors, where
+# non-temporal stores can be forced.
 POINTWISE_CASES = [
     (1, 37, 61, 7, 7, 1), (3, 19, 30, 7, 7, 1), (1, 40, 72, 14, 14, 1), (2, 33, 17, 1, 1, 1),
     (1, 16, 45, 5, 5, 1), (1, 18, 50, 9, 9, 1), (1, 12, 15, 11, 11, 1), (2, 9, 33, 4, 5, 1),
     (1, 12, 64, 16, 16, 1), (1, 9, 15, 3, 17, 1), (2, 8, 1, 6, 6, 1),
     (1, 35, 66, 14, 14, 2), (3, 20, 23, 13, 13, 2), (1, 24, 40, 16, 16, 2),
-    (1, 520, 150, 7, 7, 1), (2, 300, 130, 16, 16, 1),
+    (1, 520, 150, 7, 7, 1), (2, 300, 130, 16, 16, 1), (1, 300, 260, 9, 9, 2),
 ]
 
 
@@ -95,7 +96,8 @@ FAMILY_CASES = [
     ((2, 3, 20, 21), (12, 3, 7, 7), 3, 2, 1, "im2col"),       # the stem's rows path
     ((2, 8, 10, 11), (8, 1, 3, 3), 1, 1, 8, "depthwise"),
     ((1, 6, 13, 12), (12, 1, 3, 3), 1, 2, 6, "depthwise"),
-    ((1, 24, 9, 9), (40, 24, 1, 1), 0, 2, 1, "pointwise"),    # strided, plain weights: add pass
+    ((1, 24, 9, 9), (40, 24, 1, 1), 0, 2, 1, "pointwise"),    # strided, few plain weights
+    ((1, 260, 5, 5), (260, 260, 1, 1), 0, 2, 1, "pointwise"),  # ... many: im2col, add pass
     ((2, 12, 7, 9), (6, 6, 1, 1), 0, 1, 2, "pointwise"),      # grouped
     ((2, 16, 9, 9), (16, 16, 3, 3), 1, 1, 1, "direct"),       # (forward: im2col)
 ]

@@ -116,11 +116,24 @@ inline bool is_direct_pointwise(const Conv2dShape& s) {
          s.pad_top == 0 && s.pad_left == 0 && s.out_h == s.in_h && s.out_w == s.in_w;
 }
 
+// Strided 1x1 layers with plain (unpacked) weights, as in training, run the
+// driver on plain weight rows up to this many weights; larger ones go through
+// im2col and its packed GEMM, which reuses its packing over many pixels.
+// Measured (AVX-512, medians of interleaved runs, 2 threads; 1 thread),
+// im2col -> driver: 64->128 s2 @56 b8 0.69 -> 0.65 ms; 1.24 -> 1.10,
+// 128->256 @28 b8 1.21x; 1.22x, 256->512 @14 b8 1.29x; 1.09x, 16->32 @32
+// b128 1.32x; 1.32x; but 256->512 @56 b16 0.99x; 0.96x, 512->1024 @28 b16
+// 0.94x; 0.84x.
+constexpr int64_t kPointwisePlainStridedMaxWeights = int64_t(64) << 10;
+
 // Pointwise forward runs its register-tiled driver (which takes the
-// residual) for stride-1 unpadded 1x1 layers and for any 1x1 layer with
-// packed weights and groups 1; other shapes go through im2col's forward.
+// residual) for stride-1 unpadded 1x1 layers, and for strided 1x1 layers with
+// groups 1 and packed weights or few plain ones; other shapes go through
+// im2col's forward.
 inline bool conv2d_pointwise_on_driver(const Conv2dShape& s, bool packed_weights) {
-  return is_direct_pointwise(s) || (packed_weights && s.groups == 1);
+  return is_direct_pointwise(s) ||
+         (s.groups == 1 && (packed_weights || s.out_channels * s.in_channels <=
+                                                  kPointwisePlainStridedMaxWeights));
 }
 
 PVE_DECLARE_KERNEL(conv2d_add_residual, Conv2dAddResidualFn);

@@ -1467,8 +1467,9 @@ void gather_pixels(const Conv2dShape& s, const float* x, float* col, bool parall
   }
 }
 
-// Pointwise forward on the driver: stride 1 (plain or packed weights), or
-// strided with packed weights (each image's pixels gathered first).
+// Pointwise forward on the driver (conv2d_pointwise_on_driver): stride 1, or
+// strided with groups 1 (each image's pixels gathered first); plain or packed
+// weights.
 void pointwise_forward(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
   const Lowering l = plan(s);
@@ -1476,7 +1477,7 @@ void pointwise_forward(const Conv2dArgs& a) {
   const bool packed = packed_pointwise_ok(a);
   const int threads = a.num_threads;
   const int64_t images = s.batch * l.groups;
-  const bool gathered = !l.direct;  // (packed only: run_pointwise)
+  const bool gathered = !l.direct;  // (groups 1 only: run_pointwise)
   // Strided: whole images per thread when there are enough, else one image
   // at a time with the items of that image shared.
   const bool image_parallel = gathered && threads > 1 && s.batch >= threads;
@@ -1520,6 +1521,10 @@ void pointwise_forward(const Conv2dArgs& a) {
   }
   job.weight = weights_of(0);
   const int64_t gf = gather_floats(s);
+  // Plain weights: each thread's transposed remainder pixels (pointwise_columns)
+  // after the gathered pixels.
+  float* const xt_base = a.workspace + (image_parallel ? threads : 1) * gf;
+  auto xt_of = [&](int tid) { return packed ? nullptr : xt_base + tid * xt_floats; };
   const bool large_input = s.batch * s.in_channels * in_plane >= kGatherAheadMinFloats;
   auto image_out = [&](int64_t n) { return a.output + n * s.out_channels * l.pixels; };
   auto image_res = [&](int64_t n) -> const float* {
@@ -1534,7 +1539,7 @@ void pointwise_forward(const Conv2dArgs& a) {
         gather_pixels(s, a.input + n * s.in_channels * in_plane, col, false, large_input);
         for (int64_t item = 0; item < d.items(); ++item)
           driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n),
-                      image_res(n), a.bias, nullptr);
+                      image_res(n), a.bias, xt_of(omp_get_thread_num()));
       }
       if (job.stream) stream_fence();
     }
@@ -1549,7 +1554,7 @@ void pointwise_forward(const Conv2dArgs& a) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < d.items(); ++item)
         driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n),
-                    image_res(n), a.bias, nullptr);
+                    image_res(n), a.bias, xt_of(omp_get_thread_num()));
     }
     if (job.stream) stream_fence();
   }
@@ -2175,8 +2180,9 @@ int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (!is_pointwise(s)) return -1;
   if (pass == ConvPass::forward && is_direct_pointwise(s))
     return threads * columns_floats(s.out_h * s.out_w, s.in_channels / s.groups);
-  if (pass == ConvPass::forward && s.groups == 1)  // gathered pixels with packed weights too
-    return std::max(workspace_floats(pass, s, threads), threads * gather_floats(s));
+  if (pass == ConvPass::forward && s.groups == 1)  // the driver's gathered pixels, or im2col's
+    return std::max(workspace_floats(pass, s, threads),
+                    threads * (gather_floats(s) + columns_floats(s.out_h * s.out_w, s.in_channels)));
   if (pass == ConvPass::backward_data && is_direct_pointwise(s)) return 0;
   return workspace_floats(pass, s, threads);
 }
@@ -2184,7 +2190,7 @@ int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
 // Stride 1 runs the register-tiled kernel straight on the planes; strided 1x1
 // gathers the pixels once per image for a GEMM (measured faster than gathering
 // per tile). Forward: the driver (conv2d_pointwise_on_driver, the only path
-// that takes a residual) for stride 1 or packed weights.
+// that takes a residual) for stride 1 or groups 1.
 void run_pointwise(ConvPass pass, const Conv2dArgs& a) {
   const bool tiled = is_direct_pointwise(a.shape);
   switch (pass) {
