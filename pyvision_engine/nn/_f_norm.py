@@ -75,14 +75,14 @@ class _BatchNorm(Function):
             y = _C.channel_affine(x, n=n, c=c, l=l, a=_f32(scale), d=_f32(shift), relu=relu,
                                   relu_max=cap)
         ctx.x, ctx.layout, ctx.training, ctx.eps = x, (n, c, l), training, eps
-        ctx.var, ctx.weight = (var if training else None), weight
+        ctx.var = var if training else None
         ctx.center, ctx.invstd, ctx.w64, ctx.has_weight = _f32(center), invstd, w64, weight is not None
         ctx.relu, ctx.relu_max = relu, cap
-        # Training: the backward kernel recomputes ReLU's mask from x with the
-        # forward's coefficients, so it needs this call's weight and bias.
-        if relu and training:
-            ctx.weight = None if weight is None else weight.copy()
-            ctx.bias = None if bias is None else bias.copy()
+        # Training with ReLU: the backward kernel recomputes ReLU's mask from x with
+        # the forward's coefficients, so it keeps this call's weight and bias.
+        keep = relu and training
+        ctx.weight = weight.copy() if keep and weight is not None else weight
+        ctx.bias = (None if bias is None else bias.copy()) if keep else None
         ctx.relu_y = y if relu and not training else None
         return y
 
@@ -104,7 +104,7 @@ class _BatchNorm(Function):
             # With ReLU fused, the kernel applies ReLU's backward itself (no pass of its own).
             gx, s1, s2 = _C.batch_norm_train_backward(
                 x, g, n, c, l, ctx.center, ctx.var, ctx.weight, ctx.eps,
-                bool(ctx.needs_input_grad[0]), bias=ctx.bias if ctx.relu else None,
+                bool(ctx.needs_input_grad[0]), bias=ctx.bias,
                 relu=ctx.relu, relu_max=ctx.relu_max)
         else:
             s1, s2 = _C.channel_grad_sums(x, g, n, c, l, ctx.center)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -32,20 +33,15 @@ def test_winograd_relative_error_on_realistic_layers(isa, channels, size):
     assert rel < 1e-4, rel
 
 
-_BACKWARD_WEIGHT_CASES: dict = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _backward_weight_case(batch: int, channels: int, size: int):
     """(x, gy, the float64 reference's gw and gb), computed once per shape for all ISAs."""
-    key = (batch, channels, size)
-    if key not in _BACKWARD_WEIGHT_CASES:
-        rng = np.random.default_rng(channels + batch)
-        x = np.maximum(rng.standard_normal((batch, channels, size, size)), 0).astype(np.float32)
-        w = np.zeros((channels, channels, 3, 3), np.float32)
-        gy = (rng.standard_normal((batch, channels, size, size)) * 0.1).astype(np.float32)
-        _, gw_want, gb_want = conv2d_backward(x, w, gy, (1, 1), (1, 1, 1, 1), (1, 1), 1)
-        _BACKWARD_WEIGHT_CASES[key] = (x, gy, gw_want, gb_want)
-    return _BACKWARD_WEIGHT_CASES[key]
+    rng = np.random.default_rng(channels + batch)
+    x = np.maximum(rng.standard_normal((batch, channels, size, size)), 0).astype(np.float32)
+    w = np.zeros((channels, channels, 3, 3), np.float32)
+    gy = (rng.standard_normal((batch, channels, size, size)) * 0.1).astype(np.float32)
+    _, gw_want, gb_want = conv2d_backward(x, w, gy, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    return x, gy, gw_want, gb_want
 
 
 @pytest.mark.parametrize("batch, channels, size", [(1, 64, 28), (1, 256, 14), (1, 512, 7),

@@ -152,13 +152,14 @@ inline void affine_row_and(const float* up, const float* vp, float* op, int64_t 
                            const ReluGate& gate = ReluGate()) {
   const Vec cap = Vec::set1(relu_max);
   auto f = [&](int64_t i, int k) {
-    if (!vp) {
-      const Vec r = fmadd(va, Vec::load_partial(up + i, k), vd);
-      return relu ? relu_clamp(r, cap) : r;
+    const Vec u = Vec::load_partial(up + i, k);
+    Vec r;
+    if (vp) {  // (the gate reads v: the backward's x)
+      const Vec v = Vec::load_partial(vp + i, k);
+      r = fmadd(vb, v, fmadd(va, gate(u, v), vd));
+    } else {
+      r = fmadd(va, u, vd);
     }
-    const Vec v = Vec::load_partial(vp + i, k);
-    Vec r = fmadd(va, gate(Vec::load_partial(up + i, k), v), vd);
-    r = fmadd(vb, v, r);
     return relu ? relu_clamp(r, cap) : r;
   };
   auto put = [&](Vec r, int64_t j) {
@@ -275,13 +276,10 @@ void batch_norm_train_forward_impl(const float* x, float* y, int64_t n, int64_t 
                                    const float* w, const float* b, double eps, bool relu,
                                    float relu_max, float* mean, float* var, int threads) {
   const int t = work_threads(n * c * l, threads);
-  auto coefficients = [&](int64_t ch, float* scale, float* shift) {
-    bn_affine(mean, var, w, b, eps, ch, scale, shift);
-  };
   if (!use_fused(c, l, t)) {
     channel_stats_impl(x, n, c, l, mean, var, t);
     std::vector<float> scale(c), shift(c);
-    for (int64_t ch = 0; ch < c; ++ch) coefficients(ch, &scale[ch], &shift[ch]);
+    for (int64_t ch = 0; ch < c; ++ch) bn_affine(mean, var, w, b, eps, ch, &scale[ch], &shift[ch]);
     channel_affine_impl(x, nullptr, y, n, c, l, scale.data(), nullptr, shift.data(), relu, relu_max,
                         t);
     return;
@@ -313,7 +311,7 @@ void batch_norm_train_forward_impl(const float* x, float* y, int64_t n, int64_t 
     }
     for (int64_t ch = c0; ch < c1; ++ch) {
       float scale, shift;
-      coefficients(ch, &scale, &shift);
+      bn_affine(mean, var, w, b, eps, ch, &scale, &shift);
       const Vec va = Vec::set1(scale), vd = Vec::set1(shift);
       const bool next = ch + 1 < c1;
       const float k = next && n > 0 ? x[(ch + 1) * l] : 0.0f;
