@@ -251,8 +251,12 @@ def test_threading_and_batching_paths(isa, path, threads):
 # gathered; 3 images > 2 threads run whole images per thread); weights over
 # one slab (2 slabs, with the remainder pixel; 2 slabs x 2 pixel blocks;
 # strided); thread counts that split slabs or pixel blocks; bias with ReLU /
-# ReLU6; and non-temporal output stores forced on (taken where the planes are
-# whole aligned vectors: 16x16, the 8x8 strided output, 4x4).
+# ReLU6; non-temporal output stores forced on (taken where the planes are
+# whole aligned vectors: 16x16, the 8x8 strided output, 4x4); and slabs of at
+# least 6 row panels, whose tiles first copy their B strip (kStripMinPanels:
+# 90 or 100 channels at 14 rows a panel, with a partial last vector at 11x11
+# (16 lanes) or 9x15 (8 lanes); 512 x 130 and 520 x 150 have slabs on both
+# sides of the limit).
 # (n, c, k, h, w, stride)
 POINTWISE_FORWARD_CASES = [
     (1, 37, 61, 7, 7, 1), (3, 19, 30, 7, 7, 1), (1, 40, 72, 14, 14, 1), (2, 33, 17, 1, 1, 1),
@@ -262,6 +266,7 @@ POINTWISE_FORWARD_CASES = [
     (2, 17, 30, 4, 13, 1), (1, 11, 19, 5, 11, 1),
     (1, 35, 66, 14, 14, 2), (3, 20, 23, 13, 13, 2), (1, 24, 40, 27, 27, 2), (1, 24, 40, 27, 27, 3),
     (1, 520, 150, 7, 7, 1), (2, 512, 130, 16, 16, 1), (1, 300, 230, 15, 15, 2),
+    (1, 20, 90, 11, 11, 1), (2, 30, 100, 9, 15, 1),
 ]
 
 

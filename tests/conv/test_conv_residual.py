@@ -47,13 +47,15 @@ def _run(x, w, b, stride, pad, groups, out, algorithm, relu_max, residual, packe
 # plain weights; plain ones over kPointwisePlainStridedMaxWeights, 300 x 260, take
 # the im2col path and its add pass); weights over one slab (two slabs, with the
 # remainder pixel); 16x16 and 8x8 strided outputs are whole aligned vectors, where
-# non-temporal stores can be forced.
+# non-temporal stores can be forced; slabs of at least 6 row panels copy each tile's B
+# strip first (300 x 130 at 16x16; 90 and 100 channels with partial last vectors).
 POINTWISE_CASES = [
     (1, 37, 61, 7, 7, 1), (3, 19, 30, 7, 7, 1), (1, 40, 72, 14, 14, 1), (2, 33, 17, 1, 1, 1),
     (1, 16, 45, 5, 5, 1), (1, 18, 50, 9, 9, 1), (1, 12, 15, 11, 11, 1), (2, 9, 33, 4, 5, 1),
     (1, 12, 64, 16, 16, 1), (1, 9, 15, 3, 17, 1), (2, 8, 1, 6, 6, 1),
     (1, 35, 66, 14, 14, 2), (3, 20, 23, 13, 13, 2), (1, 24, 40, 16, 16, 2),
     (1, 520, 150, 7, 7, 1), (2, 300, 130, 16, 16, 1), (1, 300, 260, 9, 9, 2),
+    (1, 20, 90, 11, 11, 1), (2, 30, 100, 9, 15, 1),
 ]
 
 
