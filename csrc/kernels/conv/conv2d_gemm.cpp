@@ -1403,10 +1403,10 @@ int64_t driver_scratch_floats(int64_t pixels, int64_t inner) {
 
 // Item (slab, block) of one image and group: B planes ldb apart, out planes
 // of the group's first row (res: the residual laid out as out, or null);
-// xt: pointwise_columns' transposed pixels; strip: strip_floats(inner) for
-// the tiles' B strips.
+// scratch: the thread's driver_scratch_floats (pointwise_columns' transposed
+// pixels, then the tiles' B strip).
 void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b, int64_t ldb,
-                 float* out, const float* res, const float* bias, float* xt, float* strip) {
+                 float* out, const float* res, const float* bias, float* scratch) {
   const DriverPlan& d = *j.d;
   const PixelTiles& pt = d.pt;
   const int64_t p0 = d.slab_begin(slab), p1 = d.slab_begin(slab + 1);
@@ -1417,6 +1417,9 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
   o.relu = j.a->relu;
   o.relu_max = j.a->relu_max;
   o.stream = j.stream;
+  o.pf_ld = ldb;
+  float* const xt = scratch;
+  float* const strip = scratch + driver_xt_floats(j.pixels, inner);
   auto rows_of = [&](int64_t p, TileRows* w) {
     const int64_t m0 = p * PR;
     w->mr = static_cast<int>(std::min<int64_t>(PR, j.kg - m0));
@@ -1437,7 +1440,6 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
     int64_t step = kPrefetchPasses;
     while (step > 1 && step > p1 - p0) step /= 2;
     o.pf_mask = step - 1;
-    o.pf_ld = ldb;
     // The strip (a copy of the tile's columns, and of the remainder pixels
     // when they fold into it) or, for a slab of few panels, B in place.
     const float* bt = b + q0;
@@ -1553,7 +1555,6 @@ void pointwise_forward(const Conv2dArgs& a) {
                l.pixels % PL == 0 &&
                reinterpret_cast<uintptr_t>(a.output) % (PL * sizeof(float)) == 0;
   const int64_t scratch_floats = driver_scratch_floats(l.pixels, l.cg);
-  const int64_t xt_floats = driver_xt_floats(l.pixels, l.cg);
   auto scratch_of = [&](float* base, int tid) { return base + tid * scratch_floats; };
   const int64_t in_plane = s.in_h * s.in_w;
   auto weights_of = [&](int64_t g) { return packed ? a.packed_weight : a.weight + g * l.kg * l.cg; };
@@ -1572,8 +1573,7 @@ void pointwise_forward(const Conv2dArgs& a) {
                     a.input + (n * s.in_channels + g * l.cg) * in_plane, l.pixels,
                     a.output + out_offset, a.residual ? a.residual + out_offset : nullptr,
                     a.bias ? a.bias + g * l.kg : nullptr,
-                    scratch_of(a.workspace, omp_get_thread_num()),
-                    scratch_of(a.workspace, omp_get_thread_num()) + xt_floats);
+                    scratch_of(a.workspace, omp_get_thread_num()));
       }
       if (job.stream) stream_fence();
     }
@@ -1583,8 +1583,6 @@ void pointwise_forward(const Conv2dArgs& a) {
   const int64_t gf = gather_floats(s);
   // Each thread's scratch after the gathered pixels.
   float* const scratch_base = a.workspace + (image_parallel ? threads : 1) * gf;
-  auto xt_of = [&](int tid) { return scratch_of(scratch_base, tid); };
-  auto strip_of = [&](int tid) { return scratch_of(scratch_base, tid) + xt_floats; };
   const bool large_input = s.batch * s.in_channels * in_plane >= kGatherAheadMinFloats;
   auto image_out = [&](int64_t n) { return a.output + n * s.out_channels * l.pixels; };
   auto image_res = [&](int64_t n) -> const float* {
@@ -1599,8 +1597,7 @@ void pointwise_forward(const Conv2dArgs& a) {
         gather_pixels(s, a.input + n * s.in_channels * in_plane, col, false, large_input);
         for (int64_t item = 0; item < d.items(); ++item)
           driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n),
-                      image_res(n), a.bias, xt_of(omp_get_thread_num()),
-                      strip_of(omp_get_thread_num()));
+                      image_res(n), a.bias, scratch_of(scratch_base, omp_get_thread_num()));
       }
       if (job.stream) stream_fence();
     }
@@ -1615,8 +1612,7 @@ void pointwise_forward(const Conv2dArgs& a) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < d.items(); ++item)
         driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n),
-                    image_res(n), a.bias, xt_of(omp_get_thread_num()),
-                    strip_of(omp_get_thread_num()));
+                    image_res(n), a.bias, scratch_of(scratch_base, omp_get_thread_num()));
     }
     if (job.stream) stream_fence();
   }
@@ -2244,8 +2240,8 @@ int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
     return threads * driver_scratch_floats(s.out_h * s.out_w, s.in_channels / s.groups);
   if (pass == ConvPass::forward && s.groups == 1)  // the driver's gathered pixels, or im2col's
     return std::max(workspace_floats(pass, s, threads),
-                    threads * gather_floats(s) +
-                        threads * driver_scratch_floats(s.out_h * s.out_w, s.in_channels));
+                    threads * (gather_floats(s) +
+                               driver_scratch_floats(s.out_h * s.out_w, s.in_channels)));
   if (pass == ConvPass::backward_data && is_direct_pointwise(s)) return 0;
   return workspace_floats(pass, s, threads);
 }

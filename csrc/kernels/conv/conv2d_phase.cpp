@@ -366,7 +366,7 @@ void with_vectors(int vectors, const TileArgs& t, const float* src, const float*
 }
 
 // phase_tile for a run-time width (<= TP), row count (1, or 2 with 2W <= TP)
-// and vector count (1 or 2).
+// and vector count (1..KV).
 template <int W>
 void tile_of_width(int width, int rows, int vectors, const TileArgs& t, const float* src,
                    const float* w, float* y) {
