@@ -119,9 +119,10 @@ def dense_case(rng, n, c, h, w, k, kernel, stride, padding, dilation, bias=True)
     return x, wt, b, geo
 
 
-def forward_with(family, x, w, b, geo, relu=False, relu_max=np.inf, packed=None):
-    """conv2d forward run by ``family`` (asserting that it takes the shape, no fallback)."""
+def forward_with(family, x, w, b, geo, relu=False, relu_max=np.inf, packed=None, stream=None):
+    """conv2d forward run by ``family`` (asserting that it takes the shape, no fallback);
+    ``stream``: force non-temporal output stores on (True) or off (False)."""
     assert _C.conv2d_plan("forward", family, list(x.shape), list(w.shape), geo.stride,
                           geo.top_left, geo.dilation, 1, geo.out_size)[0] == family
     return _C.conv2d_forward(x, w, b, geo.stride, geo.top_left, geo.dilation, 1, geo.out_size,
-                             family, relu, packed, relu_max)
+                             family, relu, packed, relu_max, stream)

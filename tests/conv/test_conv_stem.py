@@ -1,7 +1,7 @@
 """The ``stem`` family (dense convolution through the blocked direct tile, written as
 NCHW: csrc/kernels/conv/conv2d_blocked.cpp) at every ISA level against the float64
 reference: packed and unpacked weights, fused bias and ReLU(6), output channels past
-whole 16-channel blocks and pixel runs past whole 8-pixel transposes, threads, the eval
+whole 16-channel blocks and rows past whole vectors, streamed stores, threads, the eval
 fast path of a ResNet stem, and where the rule picks it (and where not)."""
 
 from __future__ import annotations
@@ -68,6 +68,21 @@ def test_thread_counts_agree(isa, threads):
     with num_threads(threads):
         assert_close(_stem(x, w, b, geo, relu=True), _reference(x, w, b, shape, np.inf),
                      f"stem at {threads} threads")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streamed_outputs_match(isa, threads):
+    """Non-temporal output stores (the kernel's choice for outputs over 16 MiB, forced
+    here on a small one): rows of whole vectors (32 and 48 pixels) and a partial row
+    (36), 64 + 16 + 3 output channels."""
+    for w_in in (64, 96, 71):
+        shape = (2, 3, 21, w_in, 83, (7, 7), (2, 2), (3, 3), (1, 1))
+        x, w, b, geo = _case(np.random.default_rng(w_in), *shape)
+        want = _reference(x, w, b, shape, np.inf)
+        with num_threads(threads):
+            for stream in (True, False):
+                assert_close(_stem(x, w, b, geo, relu=True, stream=stream), want,
+                             f"stem, width {w_in}, stream={stream}")
 
 
 def test_non_finite_inputs_stay_where_torch_puts_them(isa):

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/conv/conv2d_transpose.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -337,72 +338,42 @@ void pointwise(const BlockedPointwiseArgs& a) {
 
 // ------------------------------------------------------ dense, NCHW input
 
-// A dense tile's accumulators (acc[p][j * kV + v]: pixel p, output block j)
-// stored as NCHW: the first `pixels` outputs of each of the first `channels`
-// output channels, planes `plane` floats apart from y. Every vector holds one
-// pixel's channels and an NCHW row one channel's pixels, so the tile is
-// transposed: on AVX-512 in registers, 16 channels x 8 pixels at a time (32
-// shuffles against the 16 * C * kh * kw FMAs per pixel that made them),
-// elsewhere through an L1 tile.
-template <int KB, int P>
-void store_nchw(const Vec (&acc)[P][KB * kV], int pixels, int channels, float* y, int64_t plane) {
-#if defined(__AVX512F__)
-  // Runs of up to 8 pixels: acc[p0 + i][j] for i < 8, zeros past the tile.
+// With nchw_out, a thread's tiles of one output row and KB output blocks go
+// pixel-major into its row buffer (dense_row_floats: [pixel][KB * B], whole
+// vectors), and the finished row is transposed L x L into the NCHW planes
+// (flush_row_nchw). Each tile transposing its own P pixels into the planes
+// instead (masked stores of P floats into 64 planes, lines written a few
+// floats at a time) took a fifth of the 7x7 stem's time (Zen 5).
+int64_t dense_row_floats(int64_t out_w) { return (out_w + L - 1) / L * L * kMaxGroup * B; }
+
+// The row buffer of output row y_row (channel 0's row in the NCHW output) to
+// the planes of KB blocks from kb0.
+template <int KB>
+void flush_row_nchw(const BlockedDenseArgs& a, const float* row, int64_t kb0, float* y_row) {
+  constexpr int NV = KB * kV;
+  const int64_t plane = a.out_h * a.out_w;
+  const int64_t channels = std::min<int64_t>(KB * B, a.out_channels - kb0 * B);
+  float* y = y_row + kb0 * B * plane;
+  for (int64_t q0 = 0; q0 < a.out_w; q0 += L) {
+    const int n = static_cast<int>(std::min<int64_t>(L, a.out_w - q0));
 #pragma GCC unroll 4
-  for (int p0 = 0; p0 < P; p0 += 8) {
-    if (p0 >= pixels) break;
-    const int n = pixels - p0 < 8 ? pixels - p0 : 8;
-    const __mmask8 run = static_cast<__mmask8>((1u << n) - 1);
-#pragma GCC unroll 4
-    for (int j = 0; j < KB; ++j) {
-      __m512 px[8], t[8], u[8];
-#pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i)
-        px[i] = p0 + i < P ? acc[std::min(p0 + i, P - 1)][j].v : _mm512_setzero_ps();
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) {  // pixel pairs (2q, 2q+1), per 128-bit lane
-        t[2 * q] = _mm512_unpacklo_ps(px[2 * q], px[2 * q + 1]);
-        t[2 * q + 1] = _mm512_unpackhi_ps(px[2 * q], px[2 * q + 1]);
-      }
-      // u[h * 4 + m], lane l: pixels 4h..4h+3 of channel 4l + m
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        u[h * 4 + 0] = _mm512_shuffle_ps(t[h * 4], t[h * 4 + 2], 0x44);
-        u[h * 4 + 1] = _mm512_shuffle_ps(t[h * 4], t[h * 4 + 2], 0xEE);
-        u[h * 4 + 2] = _mm512_shuffle_ps(t[h * 4 + 1], t[h * 4 + 3], 0x44);
-        u[h * 4 + 3] = _mm512_shuffle_ps(t[h * 4 + 1], t[h * 4 + 3], 0xEE);
-      }
-      float* yj = y + j * B * plane + p0;
-#pragma GCC unroll 4
-      for (int m = 0; m < 4; ++m) {
-        // lanes (0, 1) and (2, 3) of u[m], u[4 + m], then ordered as
-        // (channel m | channel 4 + m) and (channel 8 + m | channel 12 + m).
-        const __m512 lo = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);
-        const __m512 hi = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
-        const __m512 r[2] = {_mm512_shuffle_f32x4(lo, lo, 0xD8),
-                             _mm512_shuffle_f32x4(hi, hi, 0xD8)};
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; ++h) {
-          const int c0 = j * B + 8 * h + m, c1 = c0 + 4;  // channels in lanes 0-7, 8-15
-          // (256-bit stores: a 512-bit one masked to its upper half would split a line)
-          if (c0 < channels)
-            _mm256_mask_storeu_ps(yj + (8 * h + m) * plane, run, _mm512_castps512_ps256(r[h]));
-          if (c1 < channels)
-            _mm256_mask_storeu_ps(yj + (8 * h + m + 4) * plane, run,
-                                  _mm512_extractf32x8_ps(r[h], 1));
-        }
+    for (int k = 0; k < NV; ++k) {
+      if (k * L >= channels) break;
+      Vec r[L];
+#pragma GCC unroll 16
+      for (int i = 0; i < L; ++i) r[i] = Vec::load(row + ((q0 + i) * NV + k) * L);
+      transpose_lx(r);  // r[i]: channel k * L + i, pixels q0 ..
+      const int lanes = static_cast<int>(std::min<int64_t>(L, channels - k * L));
+      float* dst = y + k * L * plane + q0;
+      if (n == L && a.stream_out) {
+        for (int i = 0; i < lanes; ++i) r[i].stream(dst + i * plane);
+      } else if (n == L) {
+        for (int i = 0; i < lanes; ++i) r[i].store(dst + i * plane);
+      } else {
+        for (int i = 0; i < lanes; ++i) r[i].store_partial(dst + i * plane, n);
       }
     }
   }
-#else
-  alignas(64) float tile[P][KB * B];
-#pragma GCC unroll 32
-  for (int p = 0; p < P; ++p)
-#pragma GCC unroll 16
-    for (int k = 0; k < KB * kV; ++k) acc[p][k].store(&tile[p][k * L]);
-  for (int ch = 0; ch < channels; ++ch)
-    for (int p = 0; p < pixels; ++p) y[ch * plane + p] = tile[p][ch];
-#endif
 }
 
 // Output pixels [ow, ow + P) of row oh for KB output blocks from kb0; with
@@ -452,17 +423,16 @@ void dense_tile(const BlockedDenseArgs& a, const float* image, int64_t kb0, int6
   }
   const Vec cap = Vec::set1(a.relu_max);
   const bool relu = a.relu;  // a local: the stores below may alias `a` (see pointwise_tile)
-  if (a.nchw_out) {
-    const int64_t plane = a.out_h * a.out_w;
-    const int channels = static_cast<int>(std::min<int64_t>(KB * B, a.out_channels - kb0 * B));
-    float* y = y_row + kb0 * B * plane + ow;
-    if (relu) {
+  if (a.nchw_out) {  // y_row: the thread's row buffer, pixel-major
 #pragma GCC unroll 32
-      for (int p = 0; p < P; ++p)
+    for (int p = 0; p < P; ++p) {
+      if (CHECKED && p >= pixels) break;
 #pragma GCC unroll 16
-        for (int k = 0; k < NV; ++k) acc[p][k] = relu_clamp(acc[p][k], cap);
+      for (int k = 0; k < NV; ++k) {
+        const Vec o = relu ? relu_clamp(acc[p][k], cap) : acc[p][k];
+        o.store(y_row + ((ow + p) * NV + k) * L);
+      }
     }
-    store_nchw<KB, P>(acc, CHECKED ? pixels : P, channels, y, plane);
     return;
   }
   const int64_t out_plane = a.out_h * a.out_w * B;
@@ -478,8 +448,10 @@ void dense_tile(const BlockedDenseArgs& a, const float* image, int64_t kb0, int6
       }
 }
 
+// Output row oh of KB blocks from kb0, tile by tile, into y_row: the blocked
+// output's row oh of block kb0, or with nchw_out the thread's row buffer.
 template <int KB>
-void dense_row_group(const BlockedDenseArgs& a, const float* image, int64_t kb0, int64_t oh,
+void dense_row_tiles(const BlockedDenseArgs& a, const float* image, int64_t kb0, int64_t oh,
                      float* y_row) {
   constexpr int P = tile_pixels<KB>();
   // Interior columns: every tap of every channel inside the row.
@@ -500,27 +472,46 @@ void dense_row_group(const BlockedDenseArgs& a, const float* image, int64_t kb0,
   }
 }
 
+// y_row: the blocked output's row oh of block kb0, or with nchw_out channel
+// 0's row oh of the NCHW output (`row`: the thread's row buffer).
+template <int KB>
+void dense_row_group(const BlockedDenseArgs& a, const float* image, int64_t kb0, int64_t oh,
+                     float* y_row, float* row) {
+  if (!a.nchw_out) {
+    dense_row_tiles<KB>(a, image, kb0, oh, y_row);
+    return;
+  }
+  dense_row_tiles<KB>(a, image, kb0, oh, row);
+  flush_row_nchw<KB>(a, row, kb0, y_row);
+}
+
 void dense_nchw(const BlockedDenseArgs& a) {
   const BlockedShape& s = a.input;
   const int64_t out_blocks = (a.out_channels + B - 1) / B;
   const int64_t groups = (out_blocks + kMaxGroup - 1) / kMaxGroup;
   const int64_t out_plane = a.out_h * a.out_w * B;
   const int64_t items = s.batch * a.out_h * groups;
-#pragma omp parallel for num_threads(a.num_threads) schedule(static)
-  for (int64_t item = 0; item < items; ++item) {
-    const int64_t g = item % groups, oh = (item / groups) % a.out_h, n = item / groups / a.out_h;
-    const int64_t kb0 = g * kMaxGroup;
-    const int group = static_cast<int>(std::min<int64_t>(kMaxGroup, out_blocks - kb0));
-    const float* image = a.x + n * s.channels * s.height * s.width;
-    // Blocked: the group's first block at row oh; NCHW: channel 0 at row oh.
-    float* y_row = a.nchw_out ? a.y + (n * a.out_channels * a.out_h + oh) * a.out_w
-                              : a.y + (n * out_blocks + kb0) * out_plane + oh * a.out_w * B;
-    if constexpr (kMaxGroup >= 4) {
-      if (group == 4) { dense_row_group<4>(a, image, kb0, oh, y_row); continue; }
-      if (group == 3) { dense_row_group<3>(a, image, kb0, oh, y_row); continue; }
-      if (group == 2) { dense_row_group<2>(a, image, kb0, oh, y_row); continue; }
+#pragma omp parallel num_threads(a.num_threads)
+  {
+    float* row = a.nchw_out ? a.row_buffers + omp_get_thread_num() * dense_row_floats(a.out_w)
+                            : nullptr;
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t g = item % groups, oh = (item / groups) % a.out_h, n = item / groups / a.out_h;
+      const int64_t kb0 = g * kMaxGroup;
+      const int group = static_cast<int>(std::min<int64_t>(kMaxGroup, out_blocks - kb0));
+      const float* image = a.x + n * s.channels * s.height * s.width;
+      // Blocked: the group's first block at row oh; NCHW: channel 0 at row oh.
+      float* y_row = a.nchw_out ? a.y + (n * a.out_channels * a.out_h + oh) * a.out_w
+                                : a.y + (n * out_blocks + kb0) * out_plane + oh * a.out_w * B;
+      if constexpr (kMaxGroup >= 4) {
+        if (group == 4) { dense_row_group<4>(a, image, kb0, oh, y_row, row); continue; }
+        if (group == 3) { dense_row_group<3>(a, image, kb0, oh, y_row, row); continue; }
+        if (group == 2) { dense_row_group<2>(a, image, kb0, oh, y_row, row); continue; }
+      }
+      dense_row_group<1>(a, image, kb0, oh, y_row, row);
     }
-    dense_row_group<1>(a, image, kb0, oh, y_row);
+    if (a.stream_out) stream_fence();  // (before the closing barrier)
   }
 }
 
@@ -531,13 +522,18 @@ void dense_nchw(const BlockedDenseArgs& a) {
 // input channels make im2col's GEMM thin (K = C * kh * kw of 27-147).
 // Forward only; weights packed as pack_dense's (K/16, C, kh, kw, 16).
 
+constexpr int64_t kStreamOutFloats = int64_t(4) << 20;  // stream outputs over 16 MiB
+
 int64_t stem_weight_floats(const Conv2dShape& s) {
   return (s.out_channels + B - 1) / B * B * s.in_channels * s.kernel_h * s.kernel_w;
 }
 
-int64_t stem_workspace(ConvPass pass, const Conv2dShape& s, int) {
+// The packed weights, the padded bias, then each thread's row buffer.
+int64_t stem_bias_floats(const Conv2dShape& s) { return (s.out_channels + B - 1) / B * B; }
+
+int64_t stem_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (pass != ConvPass::forward || s.groups != 1) return -1;
-  return stem_weight_floats(s) + (s.out_channels + B - 1) / B * B;  // + the padded bias
+  return stem_weight_floats(s) + stem_bias_floats(s) + threads * dense_row_floats(s.out_w);
 }
 
 void stem_pack_into(const Conv2dShape& s, const float* w, float* packed) {
@@ -561,7 +557,7 @@ void stem_run(ConvPass pass, const Conv2dArgs& a) {
   float* weight = a.workspace;
   float* bias = a.workspace + stem_weight_floats(s);
   if (a.packed_weight == nullptr) stem_pack_into(s, a.weight, weight);
-  const int64_t k16 = (s.out_channels + B - 1) / B * B;
+  const int64_t k16 = stem_bias_floats(s);
   for (int64_t k = 0; k < k16; ++k) bias[k] = a.bias && k < s.out_channels ? a.bias[k] : 0.0f;
   BlockedDenseArgs d;
   d.input = BlockedShape{s.batch, s.in_channels, s.in_h, s.in_w};
@@ -583,6 +579,14 @@ void stem_run(ConvPass pass, const Conv2dArgs& a) {
   d.relu_max = a.relu_max;
   d.y = a.output;
   d.nchw_out = true;
+  d.row_buffers = bias + k16;
+  // Outputs over 16 MiB (batch 8 and up at 224) go to memory anyway: stored
+  // non-temporally, they skip the read-for-ownership and leave the cache to
+  // the image and weights (batch 16: 1.06x). Every whole vector is aligned
+  // when the rows are whole vectors and the output is aligned.
+  const bool large = s.batch * s.out_channels * s.out_h * s.out_w >= kStreamOutFloats;
+  d.stream_out = L > 1 && (a.stream_outputs < 0 ? large : a.stream_outputs > 0) &&
+                 s.out_w % L == 0 && reinterpret_cast<uintptr_t>(a.output) % (L * sizeof(float)) == 0;
   d.num_threads = a.num_threads;
   dense_nchw(d);
 }

@@ -87,6 +87,11 @@ struct BlockedDenseArgs {
   // NCHW output planes (N, K, out_h, out_w): the "stem" family of the NCHW
   // conv2d (conv2d.h), which runs this kernel between NCHW tensors.
   bool nchw_out = false;
+  // With nchw_out: one output row's scratch per thread (the stem family's
+  // workspace), and whether whole output vectors are stored non-temporally
+  // (then aligned).
+  float* row_buffers = nullptr;
+  bool stream_out = false;
   int num_threads = 1;
 };
 using BlockedDenseFn = void (*)(const BlockedDenseArgs& args);
