@@ -10,13 +10,14 @@ The rule (``choose_algorithm``), in order:
    strided layers then gather each image's pixels for the same kernel.
 3. ``winograd``   3x3, stride 1, dilation 1, groups 1, at least
    ``WINOGRAD_MIN_CHANNELS`` input and output channels: F(4x4, 3x3), 4x fewer
-   multiplies than direct. Except: forward with packed weights (eval mode),
-   at most ``WINOGRAD_F2_MAX_PIXELS`` output pixels (N*H*W) and at least
+   multiplies than direct. Except: forward (packed weights or not) with at
+   most ``WINOGRAD_F2_MAX_PIXELS`` output pixels (N*H*W) and at least
    ``WINOGRAD_F2_MIN_WEIGHTS`` channel pairs, with the SIMD levels listed
    there (ResNet's 512-channel layers at 7x7, batch 1), runs
    ``winograd_f2``: F(2x2, 3x3), forward only, 2.25x fewer multiplies than
    direct, whose transformed weights are 16/9 of the plain ones where
-   F(4x4, 3x3)'s 4x larger ones come from memory on every call. Backward-weight
+   F(4x4, 3x3)'s 4x larger ones come from memory on every call (and, unpacked,
+   are 4x as many to transform). Backward-weight
    (transformed input and output-gradient tiles, 36 GEMMs reducing over
    tiles, G^T M G per channel pair) needs at least ``WINOGRAD_BWD_MIN_TILES``
    4x4 output tiles in the batch.
@@ -176,6 +177,14 @@ PHASE_UNPACKED_MIN_PIXELS = 128
 # So per SIMD level (where a thread count ties, the other decides): the most
 # output pixels and the fewest channel pairs. The scalar build (a reference)
 # keeps F(4x4, 3x3).
+# Unpacked weights (training: transformed on every call) take the same rule:
+# there the layers it picks ran im2col before, since F(4x4, 3x3) needs
+# WINOGRAD_UNPACKED_MIN_PIXELS. Measured (session 27, Zen 5, interleaved
+# medians of 15, ms; F2 / im2col / F(4,3)): AVX-512 1 thread 512 @7 b1 1.16 /
+# 1.44 / 1.90, 256 @7 b1 0.23 / 0.31 / 0.30, 512 @7 b2 2.07 / 3.34 / 2.76, 128
+# @7 b1 0.061 / 0.100 / 0.081, 256 @10 b1 0.33 / 0.82 / 0.41; 2 threads 512 @7
+# b1 0.49 / 0.65 / 0.72, 512 @7 b2 0.81 / 1.20 / 0.85; AVX2 1 thread 512 @7 b1
+# 2.41 / 3.21 / 2.38, 256 @7 b1 0.51 / 0.76 / 0.54, 2 threads 1.25 / 1.64 / 1.31.
 WINOGRAD_F2_MAX_PIXELS = {"avx512": 100, "avx2": 64}
 WINOGRAD_F2_MIN_WEIGHTS = {"avx512": 128 * 128, "avx2": 256 * 256}
 WINOGRAD_F2_ISAS = tuple(WINOGRAD_F2_MAX_PIXELS)
@@ -262,8 +271,7 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
         else:
             if pass_ == "forward":
                 pixels = input_shape[0] * out_size[0] * out_size[1]
-                if (isa in WINOGRAD_F2_ISAS and weights_packed
-                        and pixels <= WINOGRAD_F2_MAX_PIXELS[isa]
+                if (isa in WINOGRAD_F2_ISAS and pixels <= WINOGRAD_F2_MAX_PIXELS[isa]
                         and in_channels * out_channels >= WINOGRAD_F2_MIN_WEIGHTS[isa]):
                     return "winograd_f2"
             else:

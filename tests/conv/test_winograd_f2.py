@@ -181,11 +181,16 @@ def test_rule_picks_winograd_f2(isa):
     # batch 2 at 7x7 with AVX-512 (98 pixels), not with AVX2
     assert algo((2, 512, 7, 7), (512, 512, 3, 3)) == (
         "winograd_f2" if isa == "avx512" else "winograd")
-    # not: more pixels, fewer channel pairs, unpacked weights, backward passes
+    # unpacked weights (training) the same, where F(4x4, 3x3) is not taken unpacked
+    assert algo((1, 512, 7, 7), (512, 512, 3, 3), packed=False) == (
+        "winograd_f2" if f2 else "im2col")
+    assert algo((1, 128, 7, 7), (128, 128, 3, 3), packed=False) == (
+        "winograd_f2" if isa == "avx512" else "im2col")
+    # not: more pixels, fewer channel pairs, backward passes
     assert algo((3, 512, 7, 7), (512, 512, 3, 3)) == "winograd"
     assert algo((1, 256, 14, 14), (256, 256, 3, 3)) == "winograd"
+    assert algo((1, 256, 14, 14), (256, 256, 3, 3), packed=False) == "winograd"
     assert algo((1, 64, 7, 7), (64, 64, 3, 3)) == "winograd"
-    assert algo((1, 512, 7, 7), (512, 512, 3, 3), packed=False) == "im2col"
     assert algo((1, 512, 7, 7), (512, 512, 3, 3), pass_="backward_data") != "winograd_f2"
     assert algo((1, 512, 7, 7), (512, 512, 3, 3), pass_="backward_weight") != "winograd_f2"
     assert conv_backend.WINOGRAD_F2_ISAS  # measured faster somewhere, or the family is unused
