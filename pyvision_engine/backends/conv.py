@@ -10,11 +10,11 @@ The rule (``choose_algorithm``), in order:
    strided layers then gather each image's pixels for the same kernel.
 3. ``winograd``   3x3, stride 1, dilation 1, groups 1, at least
    ``WINOGRAD_MIN_CHANNELS`` input and output channels: F(4x4, 3x3), 4x fewer
-   multiplies than direct. Except: forward (packed weights or not) with at
-   most ``WINOGRAD_F2_MAX_PIXELS`` output pixels (N*H*W) and at least
-   ``WINOGRAD_F2_MIN_WEIGHTS`` channel pairs, with the SIMD levels listed
-   there (ResNet's 512-channel layers at 7x7, batch 1), runs
-   ``winograd_f2``: F(2x2, 3x3), forward only, 2.25x fewer multiplies than
+   multiplies than direct. Except: forward and backward-data (packed weights
+   or not) with at most ``WINOGRAD_F2_MAX_PIXELS`` output pixels (N*H*W; the
+   input's for backward-data) and at least ``WINOGRAD_F2_MIN_WEIGHTS`` channel
+   pairs, with the SIMD levels listed there (ResNet's 512-channel layers at
+   7x7, batch 1), runs ``winograd_f2``: F(2x2, 3x3), 2.25x fewer multiplies than
    direct, whose transformed weights are 16/9 of the plain ones where
    F(4x4, 3x3)'s 4x larger ones come from memory on every call (and, unpacked,
    are 4x as many to transform). Backward-weight
@@ -83,7 +83,7 @@ The rule (``choose_algorithm``), in order:
 
 Override it for tests or experiments (a forced family that cannot run a
 shape or pass falls back to ``im2col``, never to an error: ``winograd_f2``
-runs forward only, ``direct`` backward-weight only)::
+runs no backward-weight, ``direct`` backward-weight only)::
 
     with pve.backends.conv.force_algorithm("winograd"):
         y = F.conv2d(x, w, padding=1)
@@ -185,6 +185,14 @@ PHASE_UNPACKED_MIN_PIXELS = 128
 # @7 b1 0.061 / 0.100 / 0.081, 256 @10 b1 0.33 / 0.82 / 0.41; 2 threads 512 @7
 # b1 0.49 / 0.65 / 0.72, 512 @7 b2 0.81 / 1.20 / 0.85; AVX2 1 thread 512 @7 b1
 # 2.41 / 3.21 / 2.38, 256 @7 b1 0.51 / 0.76 / 0.54, 2 threads 1.25 / 1.64 / 1.31.
+# Backward-data (input pixels; transposed, flipped weights, always unpacked)
+# likewise, where phase ran (session 27, ms; F2 / phase / F(4,3) / im2col):
+# AVX-512 1 thread 512 @7 b1 1.29 / 1.58 / 1.44 / 2.02, 256 @7 b1 0.25 / 0.32 /
+# 0.29 / 0.47, 512 @7 b2 1.73 / 2.55 / 1.56 / 3.78, 128 @7 b1 0.067 / 0.085 /
+# 0.076, 256 @10 b1 0.33 / 0.55 / 0.38; 2 threads 512 @7 b1 0.63 / 0.82 / 0.75,
+# 256 @7 b1 0.135 / 0.171 / 0.172, 512 @7 b2 0.89 / 1.30 / 0.83; AVX2 1 thread
+# 512 @7 b1 1.84 / 3.01 / 1.58 (before the weight prefetch of
+# transform_weight_block, which sped both Winograd families up there).
 WINOGRAD_F2_MAX_PIXELS = {"avx512": 100, "avx2": 64}
 WINOGRAD_F2_MIN_WEIGHTS = {"avx512": 128 * 128, "avx2": 256 * 256}
 WINOGRAD_F2_ISAS = tuple(WINOGRAD_F2_MAX_PIXELS)
@@ -271,11 +279,11 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
         else:
             if pass_ == "forward":
                 pixels = input_shape[0] * out_size[0] * out_size[1]
-                if (isa in WINOGRAD_F2_ISAS and pixels <= WINOGRAD_F2_MAX_PIXELS[isa]
-                        and in_channels * out_channels >= WINOGRAD_F2_MIN_WEIGHTS[isa]):
-                    return "winograd_f2"
-            else:
+            else:  # (backward data: a correlation over the input's pixels)
                 pixels = input_shape[0] * input_shape[2] * input_shape[3]
+            if (isa in WINOGRAD_F2_ISAS and pixels <= WINOGRAD_F2_MAX_PIXELS[isa]
+                    and in_channels * out_channels >= WINOGRAD_F2_MIN_WEIGHTS[isa]):
+                return "winograd_f2"
             if (weights_packed or in_channels * out_channels <= WINOGRAD_CHEAP_WEIGHTS
                     or pixels >= WINOGRAD_UNPACKED_MIN_PIXELS):
                 return "winograd"

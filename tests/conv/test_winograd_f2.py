@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) (the forward-only ``winograd_f2`` family,
+"""Winograd F(2x2, 3x3) (the ``winograd_f2`` family, forward and backward-data:
 csrc/kernels/conv/conv2d_winograd_f2x3.cpp) against the float64 reference, at
 every ISA level with the algorithm forced: packed and unpacked weights, bias or
 none, no activation, ReLU and ReLU6, and 1 to 3 threads.
@@ -10,9 +10,9 @@ multiples of the vector width or of the micro-kernel's output channels, fewer
 output-channel blocks than threads (each block's tiles are then split between
 threads), batches of 1 to 3 (chunks spanning images), and several chunks of
 tiles whose boundaries fall inside an image and inside a tile row. Then: the
-same answers for every thread count, backward passes when it is forced (it
-refuses them, so im2col runs them, as for ``direct`` in forward), packing
-errors, and where the rule picks it.
+same answers for every thread count, backward-data on the same shapes,
+backward-weight when it is forced (it refuses it, so im2col runs it, as for
+``direct`` in forward), packing errors, and where the rule picks it.
 """
 
 from __future__ import annotations
@@ -115,12 +115,36 @@ def test_relative_error_on_realistic_layers(isa, channels, size):
     assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
 
 
-def test_forced_backward_passes_fall_back_to_im2col(isa):
+_grad_references = {}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_backward_data_matches_reference(isa, shape, threads):
+    # the correlation of the output gradient with the transposed, flipped weights
+    # (padding 2 - p: -1 for padding 3, which crops instead of padding)
+    n, c, k, h, w, pad = shape
+    x, wt, _, y_nobias, _ = _case(shape)
+    if shape not in _grad_references:
+        gy = np.random.default_rng(sum(shape) + 1).standard_normal(y_nobias.shape)
+        gy = gy.astype(np.float32)
+        gx = conv2d_backward(x, wt, gy, (1, 1), (pad,) * 4, (1, 1), 1)[0]
+        _grad_references[shape] = (gy, gx)
+    gy, want = _grad_references[shape]
+    assert _C.conv2d_plan("backward_data", "winograd_f2", list(x.shape), list(wt.shape), (1, 1),
+                          (pad, pad), (1, 1), 1, y_nobias.shape[2:])[0] == "winograd_f2"
+    with num_threads(threads):
+        got = _C.conv2d_backward_data(gy, wt, list(x.shape), (1, 1), (pad, pad), (1, 1), 1,
+                                      "winograd_f2")
+    assert_close(got, want, f"backward-data at {threads} threads")
+
+
+def test_forced_backward_weight_falls_back_to_im2col(isa):
     x, w = (2, 16, 7, 7), (24, 16, 3, 3)
     with conv_backend.force_algorithm("winograd_f2"):
         assert F.conv2d_algorithm(x, w, padding=1) == "winograd_f2"
-        for pass_ in ("backward_data", "backward_weight"):
-            assert F.conv2d_algorithm(x, w, padding=1, pass_=pass_) == "im2col"
+        assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_data") == "winograd_f2"
+        assert F.conv2d_algorithm(x, w, padding=1, pass_="backward_weight") == "im2col"
         # shapes it does not take (3x3 stride 1, dilation 1, groups 1 only): im2col
         assert F.conv2d_algorithm(x, w, padding=1, stride=2) == "im2col"
         assert F.conv2d_algorithm(x, w, padding=2, dilation=2) == "im2col"
@@ -146,7 +170,7 @@ def test_autograd_through_a_forced_winograd_f2():
     gx_ref, gw_ref, _ = conv2d_backward(x0, w0, gy, (1, 1), pads, (1, 1), 1)
     assert_close(y.detach().numpy(), conv2d_forward(x0, w0, None, (1, 1), pads, (1, 1), 1),
                  "forward")
-    assert_close(x.grad.numpy(), gx_ref, "grad_input (im2col)")
+    assert_close(x.grad.numpy(), gx_ref, "grad_input (winograd_f2)")
     assert_close(w.grad.numpy(), gw_ref, "grad_weight (im2col)")
 
 
@@ -186,12 +210,14 @@ def test_rule_picks_winograd_f2(isa):
         "winograd_f2" if f2 else "im2col")
     assert algo((1, 128, 7, 7), (128, 128, 3, 3), packed=False) == (
         "winograd_f2" if isa == "avx512" else "im2col")
-    # not: more pixels, fewer channel pairs, backward passes
+    # not: more pixels, fewer channel pairs
     assert algo((3, 512, 7, 7), (512, 512, 3, 3)) == "winograd"
     assert algo((1, 256, 14, 14), (256, 256, 3, 3)) == "winograd"
     assert algo((1, 256, 14, 14), (256, 256, 3, 3), packed=False) == "winograd"
     assert algo((1, 64, 7, 7), (64, 64, 3, 3)) == "winograd"
-    assert algo((1, 512, 7, 7), (512, 512, 3, 3), pass_="backward_data") != "winograd_f2"
+    # backward-data likewise (over the input's pixels), never backward-weight
+    assert algo((1, 512, 7, 7), (512, 512, 3, 3), packed=False, pass_="backward_data") == (
+        "winograd_f2" if f2 else "phase" if isa in conv_backend.PHASE_ISAS else "im2col")
     assert algo((1, 512, 7, 7), (512, 512, 3, 3), pass_="backward_weight") != "winograd_f2"
     assert conv_backend.WINOGRAD_F2_ISAS  # measured faster somewhere, or the family is unused
 

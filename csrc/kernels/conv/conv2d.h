@@ -18,7 +18,7 @@
 //                       blocked by the vector width inside the kernel; all
 //                       three passes (backward-weight: 36 GEMMs reducing
 //                       over tiles, then G^T M G per channel pair);
-//   conv2d_winograd_f2_* F(2x2, 3x3), forward only, for 3x3 stride-1 layers
+//   conv2d_winograd_f2_* F(2x2, 3x3), forward and backward-data, for 3x3 stride-1 layers
 //                       with few output pixels and many channel pairs (its
 //                       transformed weights are 16/9 of the plain ones, not 4x);
 //   conv2d_direct_*     backward-weight of stride-1 convolutions as register-

@@ -1,6 +1,8 @@
 // Winograd F(2x2, 3x3) forward for 3x3, stride-1, dilation-1, ungrouped
 // convolution: the `winograd_f2` family, for layers with few output pixels
 // and many channel pairs (ResNet's 512-channel layers at 7x7, batch 1).
+// Backward data runs as the same correlation of the output gradient with the
+// transposed, flipped weights (backward_data_as_forward), transformed per call.
 //
 //   Y = A^T [ (G g G^T) (.) (B^T d B) ] A     per 2x2 output tile, 4x4 input tile
 //
@@ -132,10 +134,13 @@ inline void weight_transform_3(const Vec* g, Vec* u) {
 }
 
 // U[k / KB][e][c][k % KB] for output-channel block kb, input channels
-// [c0, c0 + count), e_stride apart per element.
-void transform_weights(const Conv2dShape& s, const float* weight, int64_t KB, int64_t kb,
-                       int64_t c0, int64_t count, float* dst, int64_t e_stride) {
-  transform_weight_block<4>(s, weight, false, KB, kb, c0, count, dst, e_stride,
+// [c0, c0 + count), e_stride apart per element. fwd: the layer's forward
+// shape; for backward data the weights are those of the correlation that
+// computes it (transposed and flipped: transform_weight_block).
+void transform_weights(const Conv2dShape& fwd, const float* weight, bool for_backward_data,
+                       int64_t KB, int64_t kb, int64_t c0, int64_t count, float* dst,
+                       int64_t e_stride) {
+  transform_weight_block<4>(fwd, weight, for_backward_data, KB, kb, c0, count, dst, e_stride,
                             [](const Vec* g, Vec* u) { weight_transform_3(g, u); });
 }
 
@@ -151,7 +156,7 @@ int64_t pack_weights(const Conv2dShape& s, const float* weight, float* packed,
   for (int64_t item = 0; item < k_blocks * c_blocks; ++item) {
     const int64_t kb = item / c_blocks, c0 = (item % c_blocks) * kPackC;
     const int64_t count = std::min(kPackC, c_pad - c0);
-    transform_weights(s, weight, KB, kb, c0, count,
+    transform_weights(s, weight, false, KB, kb, c0, count,
                       packed + (kb * kElements * c_pad + c0) * KB, c_pad * KB);
   }
   return total;
@@ -233,9 +238,14 @@ void output_tiles(const Conv2dShape& s, const Plan& p, const float* M, int64_t t
 }
 
 // ---------------------------------------------------------------- driver
+// s: the correlation computed (the layer's forward, or for backward data the
+// correlation of the output gradient that computes it: weight_shape is then
+// the layer's forward shape); u: packed weights, or null to transform
+// `weight` per output-channel block.
 void convolve(const Conv2dShape& s, const Plan& p, const float* x, const float* u,
-              const float* weight, const float* bias, bool relu, float relu_max, float* y,
-              const float* residual, float* workspace, int threads) {
+              const Conv2dShape& weight_shape, const float* weight, bool for_backward_data,
+              const float* bias, bool relu, float relu_max, float* y, const float* residual,
+              float* workspace, int threads) {
   const int64_t KB = p.kb;
   float* V = workspace;
   float* scratch = V + round_up(p.v_floats, 16);
@@ -285,7 +295,8 @@ void convolve(const Conv2dShape& s, const Plan& p, const float* x, const float* 
           for (int64_t c0 = 0; c0 < p.c_pad; c0 += kGemmChannelChunk) {
             const int64_t cn = std::min(kGemmChannelChunk, p.c_pad - c0);
             const int64_t e_stride = cn * KB + kElementPad;
-            transform_weights(s, weight, KB, kb, c0, cn, u_local, e_stride);
+            transform_weights(weight_shape, weight, for_backward_data, KB, kb, c0, cn, u_local,
+                              e_stride);
             for (int e = 0; e < kElements; ++e)
               gemm_rows_chunk(KB, jb - ja, v + e * vs + c0, p.c_pad, u_local + e * e_stride, cn,
                               m_local + e * p.m_stride, KB, c0 > 0);
@@ -300,17 +311,27 @@ void convolve(const Conv2dShape& s, const Plan& p, const float* x, const float* 
   }
 }
 
+// Forward, and backward data as the stride-1 correlation of the output
+// gradient with the transposed, flipped weights (transformed on every call).
 int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
-  if (pass != ConvPass::forward || !f2_shape(s)) return -1;
-  const Plan p = make_plan(s);
+  if (pass == ConvPass::backward_weight) return -1;
+  const Conv2dShape f = pass == ConvPass::forward ? s : backward_data_as_forward(s);
+  if (!f2_shape(f)) return -1;
+  const Plan p = make_plan(f);
   return round_up(p.v_floats, 16) + threads * p.thread_floats;
 }
 
 void run(ConvPass pass, const Conv2dArgs& a) {
-  if (pass != ConvPass::forward) return;  // refused by workspace(): never called
+  if (pass == ConvPass::backward_weight) return;  // refused by workspace(): never called
+  if (pass == ConvPass::backward_data) {
+    const Conv2dShape f = backward_data_as_forward(a.shape);
+    convolve(f, make_plan(f), a.grad_output, nullptr, a.shape, a.weight, true, nullptr, false,
+             0.0f, a.grad_input, nullptr, a.workspace, a.num_threads);
+    return;
+  }
   const Plan p = make_plan(a.shape);
-  convolve(a.shape, p, a.input, a.packed_weight, a.weight, a.bias, a.relu, a.relu_max, a.output,
-           a.residual, a.workspace, a.num_threads);
+  convolve(a.shape, p, a.input, a.packed_weight, a.shape, a.weight, false, a.bias, a.relu,
+           a.relu_max, a.output, a.residual, a.workspace, a.num_threads);
 }
 
 }  // namespace
