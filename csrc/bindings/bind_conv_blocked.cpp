@@ -378,7 +378,6 @@ int64_t band_rows(const BlockedShape& hidden, const BlockedDepthwiseArgs& d, int
 // One op checked against the running shape; returns it with its output shape.
 SequenceOp parse_op(const py::tuple& t, const BlockedShape& in, bool first,
                     std::vector<BlockedShape>* saved, std::vector<py::array>* keep, int threads) {
-  const char* op_name = "conv2d_blocked_sequence";
   const std::string kind = item<std::string>(t, 0);
   SequenceOp op;
   op.in = in;
