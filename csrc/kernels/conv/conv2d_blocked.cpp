@@ -528,9 +528,9 @@ int64_t stem_weight_floats(const Conv2dShape& s) {
   return (s.out_channels + B - 1) / B * B * s.in_channels * s.kernel_h * s.kernel_w;
 }
 
-// The packed weights, the padded bias, then each thread's row buffer.
 int64_t stem_bias_floats(const Conv2dShape& s) { return (s.out_channels + B - 1) / B * B; }
 
+// The workspace: the packed weights, the padded bias, then each thread's row buffer.
 int64_t stem_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (pass != ConvPass::forward || s.groups != 1) return -1;
   return stem_weight_floats(s) + stem_bias_floats(s) + threads * dense_row_floats(s.out_w);
@@ -585,8 +585,9 @@ void stem_run(ConvPass pass, const Conv2dArgs& a) {
   // the image and weights (batch 16: 1.06x). Every whole vector is aligned
   // when the rows are whole vectors and the output is aligned.
   const bool large = s.batch * s.out_channels * s.out_h * s.out_w >= kStreamOutFloats;
+  const bool aligned = reinterpret_cast<uintptr_t>(a.output) % (L * sizeof(float)) == 0;
   d.stream_out = L > 1 && (a.stream_outputs < 0 ? large : a.stream_outputs > 0) &&
-                 s.out_w % L == 0 && reinterpret_cast<uintptr_t>(a.output) % (L * sizeof(float)) == 0;
+                 s.out_w % L == 0 && aligned;
   d.num_threads = a.num_threads;
   dense_nchw(d);
 }
