@@ -80,8 +80,8 @@ struct Conv2dArgs {
   // the others the caller runs the convolution without activation and then
   // conv2d_add_residual.
   const float* residual = nullptr;
-  // Non-temporal output stores (pointwise forward, where rows are whole
-  // aligned vectors): -1 by output size, 0 never, 1 always (tests).
+  // Non-temporal output stores (pointwise forward and the stem, where rows
+  // are whole aligned vectors): -1 by output size, 0 never, 1 always (tests).
   int stream_outputs = -1;
   float* output = nullptr;
   float* grad_input = nullptr;
@@ -92,6 +92,15 @@ struct Conv2dArgs {
   int num_threads = 1;
   GemmF32Fn gemm = nullptr;  // the GEMM the lowered families call (the dispatched one)
 };
+
+// Whether a forward's outputs (out_floats of them) are stored non-temporally,
+// where its kernel can (whole aligned vectors): by a.stream_outputs, else when
+// they are over 16 MiB, much more than the last-level cache keeps for the next
+// layer (see the pointwise driver in conv2d_gemm.cpp and the stem family).
+constexpr int64_t kStreamOutFloats = int64_t(4) << 20;
+inline bool use_streamed_outputs(const Conv2dArgs& a, int64_t out_floats) {
+  return a.stream_outputs < 0 ? out_floats >= kStreamOutFloats : a.stream_outputs > 0;
+}
 
 // Floats of scratch a pass needs; -1 when the family cannot run this shape.
 using Conv2dWorkspaceFn = int64_t (*)(ConvPass pass, const Conv2dShape& shape, int num_threads);

@@ -522,8 +522,6 @@ void dense_nchw(const BlockedDenseArgs& a) {
 // input channels make im2col's GEMM thin (K = C * kh * kw of 27-147).
 // Forward only; weights packed as pack_dense's (K/16, C, kh, kw, 16).
 
-constexpr int64_t kStreamOutFloats = int64_t(4) << 20;  // stream outputs over 16 MiB
-
 int64_t stem_weight_floats(const Conv2dShape& s) {
   return (s.out_channels + B - 1) / B * B * s.in_channels * s.kernel_h * s.kernel_w;
 }
@@ -584,10 +582,9 @@ void stem_run(ConvPass pass, const Conv2dArgs& a) {
   // non-temporally, they skip the read-for-ownership and leave the cache to
   // the image and weights (batch 16: 1.06x). Every whole vector is aligned
   // when the rows are whole vectors and the output is aligned.
-  const bool large = s.batch * s.out_channels * s.out_h * s.out_w >= kStreamOutFloats;
   const bool aligned = reinterpret_cast<uintptr_t>(a.output) % (L * sizeof(float)) == 0;
-  d.stream_out = L > 1 && (a.stream_outputs < 0 ? large : a.stream_outputs > 0) &&
-                 s.out_w % L == 0 && aligned;
+  const int64_t out_floats = s.batch * s.out_channels * s.out_h * s.out_w;
+  d.stream_out = L > 1 && use_streamed_outputs(a, out_floats) && s.out_w % L == 0 && aligned;
   d.num_threads = a.num_threads;
   dense_nchw(d);
 }

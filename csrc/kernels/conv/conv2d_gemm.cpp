@@ -1219,7 +1219,6 @@ void backward_data(const Conv2dArgs& a) {
 // the last-level cache by the next layer, so they keep plain stores).
 constexpr int64_t kSlabFloats = int64_t(64) << 10;      // 256 KiB of weights per slab
 constexpr int64_t kBlockFloats = int64_t(96) << 10;     // 384 KiB of B per pixel block
-constexpr int64_t kStreamOutFloats = int64_t(4) << 20;  // stream outputs over 16 MiB
 
 // + PL: packed_columns reads a whole vector at the last panel's last channel.
 int64_t packed_pointwise_floats(int64_t k, int64_t c) { return (k + PR - 1) / PR * PR * c + PL; }
@@ -1550,8 +1549,7 @@ void pointwise_forward(const Conv2dArgs& a) {
   job.cg = l.cg;
   job.pixels = l.pixels;
   job.packed = packed;
-  const bool large = s.batch * s.out_channels * l.pixels >= kStreamOutFloats;
-  job.stream = RL > 1 && (a.stream_outputs < 0 ? large : a.stream_outputs > 0) &&
+  job.stream = RL > 1 && use_streamed_outputs(a, s.batch * s.out_channels * l.pixels) &&
                l.pixels % PL == 0 &&
                reinterpret_cast<uintptr_t>(a.output) % (PL * sizeof(float)) == 0;
   const int64_t scratch_floats = driver_scratch_floats(l.pixels, l.cg);

@@ -323,15 +323,12 @@ int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
 
 void run(ConvPass pass, const Conv2dArgs& a) {
   if (pass == ConvPass::backward_weight) return;  // refused by workspace(): never called
-  if (pass == ConvPass::backward_data) {
-    const Conv2dShape f = backward_data_as_forward(a.shape);
-    convolve(f, make_plan(f), a.grad_output, nullptr, a.shape, a.weight, true, nullptr, false,
-             0.0f, a.grad_input, nullptr, a.workspace, a.num_threads);
-    return;
-  }
-  const Plan p = make_plan(a.shape);
-  convolve(a.shape, p, a.input, a.packed_weight, a.shape, a.weight, false, a.bias, a.relu,
-           a.relu_max, a.output, a.residual, a.workspace, a.num_threads);
+  const bool bwd = pass == ConvPass::backward_data;  // (never packed: pack_weights refuses)
+  const Conv2dShape f = bwd ? backward_data_as_forward(a.shape) : a.shape;
+  convolve(f, make_plan(f), bwd ? a.grad_output : a.input, bwd ? nullptr : a.packed_weight,
+           a.shape, a.weight, bwd, bwd ? nullptr : a.bias, !bwd && a.relu, a.relu_max,
+           bwd ? a.grad_input : a.output, bwd ? nullptr : a.residual, a.workspace,
+           a.num_threads);
 }
 
 }  // namespace
