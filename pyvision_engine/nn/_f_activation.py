@@ -52,6 +52,10 @@ def _activate(input: Any, name: str, alpha: float = 0.0, inplace: bool = False,
     x = float_input(input, op_name or name)
     code = ACT_CODES[name]
     if not inplace:
+        if not needs_grad(x):  # no graph node to build (inference): _Activation's forward
+            out = np.empty_like(x._data)
+            _C.activation_forward(code, x._data, out, float(alpha))
+            return Tensor._wrap(out)
         return _Activation.apply(x, code, float(alpha), False)
     if not needs_grad(x):
         _C.activation_forward(code, x._data, x._data, float(alpha))

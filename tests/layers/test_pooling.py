@@ -105,12 +105,15 @@ def test_inference_path_matches_reference(isa, grad_mode):
     with pve.no_grad() if grad_mode == "no_grad" else contextlib.nullcontext():
         y_mp = F.max_pool2d(t, 3, 2, 1)
         y_gap = F.adaptive_avg_pool2d(t, (1, 1))
+        y_gap_int = F.adaptive_avg_pool2d(t, 1)
         y_ap = F.adaptive_avg_pool2d(t, (4, 5))
-    for y in (y_mp, y_gap, y_ap):
+    for y in (y_mp, y_gap, y_gap_int, y_ap):
         assert not y.requires_grad and y.grad_fn is None
     np.testing.assert_array_equal(y_mp.numpy(), ref.max_pool2d(x, (3, 3), (2, 2), (1, 1))[0])
-    np.testing.assert_allclose(y_gap.numpy(), ref.adaptive_avg_pool2d(x.astype(np.float64), (1, 1)),
-                               rtol=1e-5, atol=1e-6)
+    for y in (y_gap, y_gap_int):
+        assert y.shape == (2, 3, 1, 1)
+        np.testing.assert_allclose(y.numpy(), ref.adaptive_avg_pool2d(x.astype(np.float64), (1, 1)),
+                                   rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(y_ap.numpy(), ref.adaptive_avg_pool2d(x.astype(np.float64), (4, 5)),
                                rtol=1e-5, atol=1e-6)
 
