@@ -270,8 +270,9 @@ def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
     Output cell i covers rows floor(i*H/h) .. ceil((i+1)*H/h); output size 1
     runs the global-average-pool kernel; a 0 gives an empty result (as torch, whose
     backward then raises)."""
-    if type(input) is Tensor and (type(output_size) is int and output_size == 1
-                                  or output_size == (1, 1)) and not needs_grad(input):
+    one = output_size == 1 if type(output_size) is int else (type(output_size) is tuple
+                                                             and output_size == (1, 1))
+    if one and type(input) is Tensor and not needs_grad(input):
         # Global average pooling in inference (classifier heads), straight to the
         # kernel: half the Python work of the general path below, which after a
         # large layer (its lines out of cache and TLB) took ~0.05 ms more.
