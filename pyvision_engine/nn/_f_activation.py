@@ -25,6 +25,13 @@ ACT_CODES = {"relu": 0, "relu6": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "g
 _USES_OUTPUT = {0, 3, 4}  # backward from the output: relu, sigmoid, tanh
 
 
+def _activation_values(x: np.ndarray, op: int, alpha: float, inplace: bool) -> np.ndarray:
+    """The activation of x, into x itself (in place) or a new array."""
+    out = x if inplace else np.empty_like(x)
+    _C.activation_forward(op, x, out, alpha)
+    return out
+
+
 class _Activation(Function):
     @staticmethod
     def forward(ctx, x, op, alpha, inplace):
@@ -32,8 +39,7 @@ class _Activation(Function):
         saved = None
         if needs and inplace and op not in _USES_OUTPUT:
             saved = x.copy()  # the input is about to be overwritten
-        out = x if inplace else np.empty_like(x)
-        _C.activation_forward(op, x, out, alpha)
+        out = _activation_values(x, op, alpha, inplace)
         if needs:
             ctx.op, ctx.alpha = op, alpha
             ctx.saved = out if op in _USES_OUTPUT else (saved if saved is not None else x)
@@ -51,16 +57,14 @@ def _activate(input: Any, name: str, alpha: float = 0.0, inplace: bool = False,
               op_name: Optional[str] = None) -> Tensor:
     x = float_input(input, op_name or name)
     code = ACT_CODES[name]
-    if not inplace:
-        if not needs_grad(x):  # no graph node to build (inference): _Activation's forward
-            out = np.empty_like(x._data)
-            _C.activation_forward(code, x._data, out, float(alpha))
+    if not needs_grad(x):  # no graph node to build (inference): the kernel alone
+        out = _activation_values(x._data, code, float(alpha), inplace)
+        if not inplace:
             return Tensor._wrap(out)
-        return _Activation.apply(x, code, float(alpha), False)
-    if not needs_grad(x):
-        _C.activation_forward(code, x._data, x._data, float(alpha))
         x._bump_version()  # (in place: caches of packed weights are rebuilt)
         return x
+    if not inplace:
+        return _Activation.apply(x, code, float(alpha), False)
     if x._node is None:
         raise RuntimeError(
             "a leaf Variable that requires grad is being used in an in-place operation.")

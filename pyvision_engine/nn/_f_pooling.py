@@ -270,8 +270,8 @@ def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
     Output cell i covers rows floor(i*H/h) .. ceil((i+1)*H/h); output size 1
     runs the global-average-pool kernel; a 0 gives an empty result (as torch, whose
     backward then raises)."""
-    one = output_size == 1 if type(output_size) is int else (type(output_size) is tuple
-                                                             and output_size == (1, 1))
+    one = (output_size == 1 if type(output_size) is int
+           else type(output_size) is tuple and output_size == (1, 1))
     if one and type(input) is Tensor and not needs_grad(input):
         # Global average pooling in inference (classifier heads), straight to the
         # kernel: half the Python work of the general path below, which after a
@@ -279,8 +279,7 @@ def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
         d = input._data
         if d.ndim == 4 and d.dtype == np.float32 and d.size:
             n, c, h, w = d.shape
-            return Tensor._wrap(_C.adaptive_avg_pool2d_forward(d.reshape(n * c, h, w), 1, 1)
-                                .reshape(n, c, 1, 1))
+            return Tensor._wrap(_adaptive_avg_planes(d.reshape(n * c, h, w), (n, c), (1, 1)))
     op = "adaptive_avg_pool2d"
     x = float_input(input, op)
     planes, lead = _planes(x, op)
