@@ -94,14 +94,36 @@ py::tuple grad_sums(const py::array& x, const py::array& gy, int64_t n, int64_t 
   return py::make_tuple(s1, s2);
 }
 
+// torch's running-statistics update after a training step, in its arithmetic
+// (ATen's batch_norm_cpu_update_stats_template): in float64, one rounding to
+// float32 at the end, r = momentum * s + (1 - momentum) * r, s the batch mean
+// or the unbiased batch variance (the biased one times m / (m - 1); m = 1
+// keeps it biased).
+void update_running_stats(const float* mean, const float* var, int64_t c, int64_t m,
+                          double momentum, float* running_mean, float* running_var) {
+  const double bessel = m > 1 ? static_cast<double>(m) / static_cast<double>(m - 1) : 1.0;
+  for (int64_t i = 0; i < c; ++i) {
+    const double unbiased = static_cast<double>(var[i]) * bessel;
+    running_mean[i] = static_cast<float>(momentum * static_cast<double>(mean[i]) +
+                                         (1 - momentum) * static_cast<double>(running_mean[i]));
+    running_var[i] = static_cast<float>(momentum * unbiased +
+                                        (1 - momentum) * static_cast<double>(running_var[i]));
+  }
+}
+
 py::tuple bn_train_forward(const py::array& x, int64_t n, int64_t c, int64_t l,
                            std::optional<py::array> w, std::optional<py::array> b, double eps,
-                           bool relu, float relu_max) {
+                           bool relu, float relu_max, std::optional<py::array> running_mean,
+                           std::optional<py::array> running_var, double momentum) {
   static const char* op = "batch_norm_train_forward";
   check_layout(op, n, c, l);
   const float* px = f32_arg(x, n * c * l, op, "input");
   const float* pw = f32_opt_arg(w, c, op, "weight");
   const float* pb = f32_opt_arg(b, c, op, "bias");
+  if (running_mean.has_value() != running_var.has_value())
+    throw py::value_error(std::string(op) + ": running_mean and running_var go together");
+  float* prm = running_mean ? f32_out_arg(*running_mean, c, op, "running_mean") : nullptr;
+  float* prv = running_var ? f32_out_arg(*running_var, c, op, "running_var") : nullptr;
   py::array_t<float> y(shape_of(x)), mean(c), var(c);
   float* py_ = y.mutable_data();
   float* pm = mean.mutable_data();
@@ -111,6 +133,7 @@ py::tuple bn_train_forward(const py::array& x, int64_t n, int64_t c, int64_t l,
   {
     py::gil_scoped_release release;
     fn(px, py_, n, c, l, pw, pb, eps, relu, relu_max, pm, pv, t);
+    if (prm) update_running_stats(pm, pv, c, n * l, momentum, prm, prv);
   }
   return py::make_tuple(y, mean, var);
 }
@@ -118,7 +141,8 @@ py::tuple bn_train_forward(const py::array& x, int64_t n, int64_t c, int64_t l,
 py::tuple bn_train_backward(const py::array& x, const py::array& gy, int64_t n, int64_t c,
                             int64_t l, const py::array& mean, const py::array& var,
                             std::optional<py::array> w, double eps, bool need_input,
-                            std::optional<py::array> b, bool relu, float relu_max) {
+                            std::optional<py::array> b, bool relu, float relu_max,
+                            bool affine_grads) {
   static const char* op = "batch_norm_train_backward";
   check_layout(op, n, c, l);
   const float* px = f32_arg(x, n * c * l, op, "input");
@@ -142,6 +166,11 @@ py::tuple bn_train_backward(const py::array& x, const py::array& gy, int64_t n, 
   {
     py::gil_scoped_release release;
     fn(px, pg, pgx, n, c, l, pm, pv, pw, pb, eps, relu, relu_max, p1, p2, t);
+    if (affine_grads) {  // s2 becomes grad_weight = sum gy * x_hat, in float64 as numpy had it
+      for (int64_t i = 0; i < c; ++i)
+        p2[i] = static_cast<float>(static_cast<double>(p2[i]) *
+                                   (1.0 / std::sqrt(static_cast<double>(pv[i]) + eps)));
+    }
   }
   return py::make_tuple(gx, s1, s2);
 }
@@ -216,16 +245,21 @@ void bind_norm(py::module_& m) {
   m.def("batch_norm_train_forward", &bn_train_forward, py::arg("input"), py::arg("n"),
         py::arg("c"), py::arg("l"), py::arg("weight") = py::none(), py::arg("bias") = py::none(),
         py::arg("eps") = 1e-5, py::arg("relu") = false, py::arg("relu_max") = INFINITY,
+        py::arg("running_mean") = py::none(), py::arg("running_var") = py::none(),
+        py::arg("momentum") = 0.1,
         "(y, mean, biased var): training BatchNorm over input viewed as (n, c, l), with relu "
-        "clamped to [0, relu_max].");
+        "clamped to [0, relu_max]; running_mean and running_var (float32, c), when given, "
+        "are updated in place as torch's: r = (1 - momentum) r + momentum s, with the "
+        "unbiased batch variance.");
   m.def("batch_norm_train_backward", &bn_train_backward, py::arg("input"),
         py::arg("grad_output"), py::arg("n"), py::arg("c"), py::arg("l"), py::arg("mean"),
         py::arg("var"), py::arg("weight") = py::none(), py::arg("eps") = 1e-5,
         py::arg("need_input") = true, py::arg("bias") = py::none(), py::arg("relu") = false,
-        py::arg("relu_max") = INFINITY,
+        py::arg("relu_max") = INFINITY, py::arg("affine_grads") = false,
         "(grad_input or None, sum gy, sum gy*(x - mean)) through the batch statistics; with "
-        "relu, grad_output is that of the forward's clamp(batch_norm(input), 0, relu_max) "
-        "(the forward's weight and bias).");
+        "affine_grads, (grad_input or None, grad_bias = sum gy, grad_weight = sum gy*(x - "
+        "mean)/sqrt(var + eps)). With relu, grad_output is that of the forward's "
+        "clamp(batch_norm(input), 0, relu_max) (the forward's weight and bias).");
   m.def("layer_norm_forward", &ln_forward, py::arg("input"), py::arg("rows"), py::arg("len"),
         py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("eps") = 1e-5f);
   m.def("layer_norm_backward", &ln_backward, py::arg("input"), py::arg("grad_output"),

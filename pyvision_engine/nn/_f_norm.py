@@ -52,31 +52,26 @@ class _BatchNorm(Function):
         running_mean, running_var, training, momentum, eps, relu_max = state
         relu, cap = relu_max is not None, math.inf if relu_max is None else relu_max
         n, c = x.shape[0], x.shape[1]
-        l = int(np.prod(x.shape[2:], dtype=np.int64))
-        w64 = weight.astype(np.float64) if weight is not None else 1.0
+        l = math.prod(x.shape[2:])
         if training:
-            # Statistics and normalisation in one kernel, channel by channel.
-            y, mean, var = _C.batch_norm_train_forward(x, n, c, l, weight, bias, eps, relu, cap)
-            m = n * l
-            if running_mean is not None:
-                # torch: running_var takes the unbiased batch variance.
-                unbiased = var.astype(np.float64) * (m / (m - 1)) if m > 1 else var.astype(np.float64)
-                running_mean *= (1.0 - momentum)
-                running_mean += _f32(momentum * mean.astype(np.float64))
-                running_var *= (1.0 - momentum)
-                running_var += _f32(momentum * unbiased)
-            invstd = 1.0 / np.sqrt(var.astype(np.float64) + eps)
-            center = mean
+            # Statistics and normalisation in one kernel, channel by channel; the
+            # running statistics (torch: with the unbiased batch variance) are
+            # updated by the same call, so that no numpy step runs here (each
+            # cost tens of microseconds with the caches cold after the kernel).
+            y, mean, var = _C.batch_norm_train_forward(
+                x, n, c, l, weight, bias, eps, relu, cap, running_mean=running_mean,
+                running_var=running_var, momentum=momentum)
+            ctx.center, ctx.var, ctx.invstd, ctx.w64 = mean, var, None, None
         else:
-            center = running_mean
             invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+            w64 = weight.astype(np.float64) if weight is not None else 1.0
             scale = invstd * w64
-            shift = -center.astype(np.float64) * scale + (bias if bias is not None else 0.0)
+            shift = -running_mean.astype(np.float64) * scale + (bias if bias is not None else 0.0)
             y = _C.channel_affine(x, n=n, c=c, l=l, a=_f32(scale), d=_f32(shift), relu=relu,
                                   relu_max=cap)
+            ctx.center, ctx.var, ctx.invstd, ctx.w64 = _f32(running_mean), None, invstd, w64
         ctx.x, ctx.layout, ctx.training, ctx.eps = x, (n, c, l), training, eps
-        ctx.var = var if training else None
-        ctx.center, ctx.invstd, ctx.w64, ctx.has_weight = _f32(center), invstd, w64, weight is not None
+        ctx.has_weight = weight is not None
         ctx.relu, ctx.relu_max = relu, cap
         # Training with ReLU: the backward kernel recomputes ReLU's mask from x with
         # the forward's coefficients, so it keeps this call's weight and bias.
@@ -97,24 +92,26 @@ class _BatchNorm(Function):
             _C.activation_backward(code, ctx.relu_y, g, g_relu)
             g = g_relu
         n, c, l = ctx.layout
-        x, invstd, w64 = ctx.x, ctx.invstd, ctx.w64
+        x = ctx.x
         gx = gw = gb = None
         if ctx.training:
-            # Gradient sums and grad_input in one kernel, channel by channel.
-            # With ReLU fused, the kernel applies ReLU's backward itself (no pass of its own).
-            gx, s1, s2 = _C.batch_norm_train_backward(
+            # Gradient sums and grad_input in one kernel, channel by channel, which
+            # also returns grad_bias and grad_weight. With ReLU fused, the kernel
+            # applies ReLU's backward itself (no pass of its own).
+            gx, sum_g, sum_g_xhat = _C.batch_norm_train_backward(
                 x, g, n, c, l, ctx.center, ctx.var, ctx.weight, ctx.eps,
                 bool(ctx.needs_input_grad[0]), bias=ctx.bias,
-                relu=ctx.relu, relu_max=ctx.relu_max)
+                relu=ctx.relu, relu_max=ctx.relu_max, affine_grads=True)
         else:
+            invstd, w64 = ctx.invstd, ctx.w64
             s1, s2 = _C.channel_grad_sums(x, g, n, c, l, ctx.center)
             if ctx.needs_input_grad[0]:
                 gx = _C.channel_affine(g, n=n, c=c, l=l, a=_f32(w64 * invstd * np.ones(c)))
-        s1, s2 = s1.astype(np.float64), s2.astype(np.float64)
+            sum_g, sum_g_xhat = s1, _f32(s2.astype(np.float64) * invstd)
         if ctx.has_weight and ctx.needs_input_grad[1]:
-            gw = _f32(s2 * invstd)
+            gw = sum_g_xhat
         if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
-            gb = _f32(s1)
+            gb = sum_g
         return gx, gw, gb, None
 
 

@@ -184,6 +184,47 @@ def test_batch_norm_fused_train_kernels_match_separate_kernels(isa, shape, threa
              rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("momentum", [0.1, 0.7])
+def test_batch_norm_train_kernel_updates_running_stats_and_affine_grads(isa, momentum):
+    # The binding updates the running statistics in torch's arithmetic (float64,
+    # one rounding: r = momentum * s + (1 - momentum) * r, s the unbiased
+    # variance) and, with affine_grads, returns grad_bias = sum gy and
+    # grad_weight = sum gy * (x - mean) / sqrt(var + eps) instead of the sums.
+    from pyvision_engine import _C
+    n, c, l = 3, 6, 35
+    x = (rng.standard_normal((n, c, l)) * 3 + 2).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    rm = rng.standard_normal(c).astype(np.float32)
+    rv = (rng.random(c) + 0.5).astype(np.float32)
+    rm0, rv0 = rm.copy(), rv.copy()
+    y, mean, var = _C.batch_norm_train_forward(x, n, c, l, running_mean=rm, running_var=rv,
+                                               momentum=momentum)
+    m = n * l
+    unbiased = var.astype(np.float64) * m / (m - 1)
+    want_rm = (momentum * mean.astype(np.float64) + (1 - momentum) * rm0.astype(np.float64))
+    want_rv = momentum * unbiased + (1 - momentum) * rv0.astype(np.float64)
+    np.testing.assert_array_equal(rm, want_rm.astype(np.float32))
+    np.testing.assert_array_equal(rv, want_rv.astype(np.float32))
+    gx, s1, s2 = _C.batch_norm_train_backward(x, gy, n, c, l, mean, var, None, 1e-5, True)
+    gx2, gb, gw = _C.batch_norm_train_backward(x, gy, n, c, l, mean, var, None, 1e-5, True,
+                                               affine_grads=True)
+    np.testing.assert_array_equal(gx2, gx)
+    np.testing.assert_array_equal(gb, s1)
+    invstd = 1.0 / np.sqrt(var.astype(np.float64) + 1e-5)
+    np.testing.assert_array_equal(gw, (s2.astype(np.float64) * invstd).astype(np.float32))
+    # against float64 numpy: sum gy and sum gy * x_hat
+    x64, g64 = x.astype(np.float64), gy.astype(np.float64)
+    mu = x64.mean(axis=(0, 2), keepdims=True)
+    xhat = (x64 - mu) / np.sqrt(x64.var(axis=(0, 2), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(gb, g64.sum(axis=(0, 2)), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(gw, (g64 * xhat).sum(axis=(0, 2)), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="go together"):
+        _C.batch_norm_train_forward(x, n, c, l, running_mean=rm)
+    with pytest.raises(ValueError, match="writable"):
+        rm.flags.writeable = False
+        _C.batch_norm_train_forward(x, n, c, l, running_mean=rm, running_var=rv)
+
+
 def test_batch_norm_train_same_result_on_1_and_2_threads(isa):
     x = rng.standard_normal((8, 32, 20, 21)).astype(np.float32)
     gy = rng.standard_normal(x.shape).astype(np.float32)
