@@ -133,8 +133,9 @@ py::tuple bn_train_forward(const py::array& x, int64_t n, int64_t c, int64_t l,
   {
     py::gil_scoped_release release;
     fn(px, py_, n, c, l, pw, pb, eps, relu, relu_max, pm, pv, t);
-    if (prm) update_running_stats(pm, pv, c, n * l, momentum, prm, prv);
   }
+  // (with the GIL held, as numpy's in-place update was: the buffers are the module's)
+  if (prm) update_running_stats(pm, pv, c, n * l, momentum, prm, prv);
   return py::make_tuple(y, mean, var);
 }
 
