@@ -168,6 +168,9 @@ def batch_norm(input: Any, running_mean: Optional[Any], running_var: Optional[An
     if training and rm is not None:
         rm._bump_version()  # updated in place: caches of folded convolutions are stale
         rv._bump_version()
+        for given, t in ((running_mean, rm), (running_var, rv)):
+            if isinstance(given, np.ndarray) and t._data is not given:
+                given[...] = t._data  # a strided numpy view: the update went to a copy
     return y
 
 

@@ -225,6 +225,23 @@ def test_batch_norm_train_kernel_updates_running_stats_and_affine_grads(isa, mom
         _C.batch_norm_train_forward(x, n, c, l, running_mean=rm, running_var=rv)
 
 
+def test_batch_norm_updates_strided_numpy_running_buffers(isa):
+    # Running statistics given as numpy views (every other element of a buffer)
+    # are updated in place like contiguous ones, as torch updates strided views.
+    x = (rng.standard_normal((4, 3, 5, 5)) * 2 + 1).astype(np.float32)
+    buf_m, buf_v = np.zeros(6, np.float32), np.ones(6, np.float32)
+    plain_m, plain_v = np.zeros(3, np.float32), np.ones(3, np.float32)
+    for _ in range(2):
+        F.batch_norm(x, buf_m[::2], buf_v[::2], training=True, momentum=0.3)
+        F.batch_norm(x, plain_m, plain_v, training=True, momentum=0.3)
+    np.testing.assert_array_equal(buf_m[::2], plain_m)
+    np.testing.assert_array_equal(buf_v[::2], plain_v)
+    np.testing.assert_array_equal(buf_m[1::2], 0)
+    np.testing.assert_array_equal(buf_v[1::2], 1)
+    _, mean, _ = ref.batch_norm_train(x.astype(np.float64))
+    np.testing.assert_allclose(plain_m, 0.51 * mean, rtol=1e-5)  # 0.3 + 0.7 * 0.3
+
+
 def test_batch_norm_train_same_result_on_1_and_2_threads(isa):
     x = rng.standard_normal((8, 32, 20, 21)).astype(np.float32)
     gy = rng.standard_normal(x.shape).astype(np.float32)
