@@ -122,6 +122,16 @@ def rebind_inplace(target: Tensor, result: Tensor) -> Tensor:
     return target
 
 
+def updated_in_place(given: Any, t: Tensor) -> None:
+    """After an op updated ``t`` (``float_input(given)``) in place, as running
+    statistics are: its version goes up (caches built from its values, such as
+    folded convolution weights, are stale), and a strided numpy ``given``, which
+    float_input copied, receives the new values, as torch updates a strided view."""
+    t._bump_version()
+    if isinstance(given, np.ndarray) and t._data is not given:
+        given[...] = t._data
+
+
 def shell_of(t: Tensor) -> Tensor:
     """A new Tensor object standing for ``t`` as it was before an in-place op."""
     s = Tensor._wrap(t._data)

@@ -17,7 +17,7 @@ import numpy as np
 from pyvision_engine import _C
 from pyvision_engine.autograd import Function
 from pyvision_engine.nn._f_activation import ACT_CODES
-from pyvision_engine.nn._f_common import float_input, int_arg
+from pyvision_engine.nn._f_common import float_input, int_arg, updated_in_place
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["batch_norm", "group_norm", "layer_norm", "batch_norm_scale_shift"]
@@ -166,11 +166,8 @@ def batch_norm(input: Any, running_mean: Optional[Any], running_var: Optional[An
              None if _fuse_relu is None else float(_fuse_relu))
     y = _BatchNorm.apply(x, w, b, state)
     if training and rm is not None:
-        rm._bump_version()  # updated in place: caches of folded convolutions are stale
-        rv._bump_version()
-        for given, t in ((running_mean, rm), (running_var, rv)):
-            if isinstance(given, np.ndarray) and t._data is not given:
-                given[...] = t._data  # a strided numpy view: the update went to a copy
+        updated_in_place(running_mean, rm)
+        updated_in_place(running_var, rv)
     return y
 
 
