@@ -307,8 +307,6 @@ def _instance_running_update(x: np.ndarray, rm: Tensor, rv: Tensor, momentum: fl
         mean, var = inst_mean.mean(axis=0), inst_var.mean(axis=0)
     rm._data[...] = _f32((1.0 - momentum) * rm._data.astype(np.float64) + momentum * mean)
     rv._data[...] = _f32((1.0 - momentum) * rv._data.astype(np.float64) + momentum * var)
-    rm._bump_version()
-    rv._bump_version()
 
 
 def instance_norm(input: Any, running_mean: Optional[Any] = None,
@@ -351,6 +349,8 @@ def instance_norm(input: Any, running_mean: Optional[Any] = None,
     if rm is not None:
         with no_grad():
             _instance_running_update(x._data, rm, rv, momentum)
+        updated_in_place(running_mean, rm)
+        updated_in_place(running_var, rv)
     if c == 0 or x._data.size == 0:
         shape = (1, c) + (1,) * (x.ndim - 2)  # (empty: weight and bias still get gradients)
         y = x * 1.0 if w is None else x * w.reshape(shape)

@@ -242,6 +242,20 @@ def test_batch_norm_updates_strided_numpy_running_buffers(isa):
     np.testing.assert_allclose(plain_m, 0.51 * mean, rtol=1e-5)  # 0.3 + 0.7 * 0.3
 
 
+def test_instance_norm_updates_strided_numpy_running_buffers():
+    x = (rng.standard_normal((2, 3, 4, 5)) * 2 + 1).astype(np.float32)
+    buf_m, buf_v = np.zeros(6, np.float32), np.ones(6, np.float32)
+    plain_m, plain_v = np.zeros(3, np.float32), np.ones(3, np.float32)
+    F.instance_norm(x, buf_m[::2], buf_v[::2], momentum=0.3)
+    F.instance_norm(x, plain_m, plain_v, momentum=0.3)
+    np.testing.assert_array_equal(buf_m[::2], plain_m)
+    np.testing.assert_array_equal(buf_v[::2], plain_v)
+    np.testing.assert_array_equal(buf_m[1::2], 0)
+    # float64 reference: the mean over instances of each plane's mean, times momentum
+    want = 0.3 * x.astype(np.float64).mean(axis=(2, 3)).mean(axis=0)
+    np.testing.assert_allclose(plain_m, want, rtol=1e-6, atol=1e-7)
+
+
 def test_batch_norm_train_same_result_on_1_and_2_threads(isa):
     x = rng.standard_normal((8, 32, 20, 21)).astype(np.float32)
     gy = rng.standard_normal(x.shape).astype(np.float32)
