@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 import pyvision_engine as pve
-from pyvision_engine.benchmarks.train import paired_medians, paired_models
+from pyvision_engine.benchmarks.train import PROBE_NOTE, paired_medians, paired_models, row_probe
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2")
 
@@ -106,7 +106,7 @@ def run(threads: Sequence[int], only: Optional[Sequence[str]], batches: Sequence
                     [run_pve, run_t, run_ort, run_pve_onnx], repeats)
                 row: Dict[str, Any] = {"model": name, "batch": batch, "threads": n,
                                        "pve": t_pve, "torch": t_torch, "ort": t_ort,
-                                       "pve_onnx": t_pve_onnx}
+                                       "pve_onnx": t_pve_onnx, "probe": row_probe(n)}
                 rows.append(row)
     for note in sorted(notes):
         print(note)
@@ -115,8 +115,8 @@ def run(threads: Sequence[int], only: Optional[Sequence[str]], batches: Sequence
 
 def format_table(rows: List[Dict[str, Any]]) -> str:
     lines = ["| model | batch | threads | pve ms | torch ms | onnxruntime ms | pve img/s | torch img/s | "
-             "ort img/s | vs torch | vs ort | pve.onnx ms | pve.onnx vs ort |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "ort img/s | vs torch | vs ort | pve.onnx ms | pve.onnx vs ort | FMA GFLOP/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def ms(t: Optional[float]) -> str:
         return f"{t * 1e3:.1f}" if t else "n/a"
@@ -132,8 +132,9 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
             f"{r['torch'] / r['pve']:.2f}x" if r["torch"] else "n/a",
             f"{r['ort'] / r['pve']:.2f}x" if r["ort"] else "n/a",
             ms(r.get("pve_onnx")),
-            f"{r['ort'] / r['pve_onnx']:.2f}x |" if r["ort"] and r.get("pve_onnx") else "n/a |"]))
-    return "\n".join(lines)
+            f"{r['ort'] / r['pve_onnx']:.2f}x" if r["ort"] and r.get("pve_onnx") else "n/a",
+            f"{r['probe']:.0f} |"]))
+    return "\n".join(lines) + "\n\n" + PROBE_NOTE
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -66,6 +66,21 @@ def median_time(fn: Callable[[], Any], steps: int, warmup: int = 2, budget_s: fl
     return statistics.median(times)
 
 
+# What the machine delivered at each row: a shared VM's cores are not always the cores
+# asked for (on the machine of bench/README.md, session 30, two threads sometimes
+# computed at one core's speed, for seconds at a time).
+PROBE_NOTE = ("FMA GFLOP/s: the FMA probe at the row's thread count, run right after the "
+              "row (pyvision_engine.benchmarks.peak); a figure near the 1-thread one on a "
+              "2-thread row means the machine gave one core's worth of compute around then.")
+
+
+def row_probe(threads: int) -> float:
+    """GFLOP/s of a short FMA probe at ``threads`` on the active ISA."""
+    from pyvision_engine.benchmarks.peak import probe_gflops
+
+    return probe_gflops(pve.info()["isa"], threads, 0.03)
+
+
 def paired_medians(fns: Sequence[Optional[Callable[[], Any]]], steps: int, warmup: int = 2,
                    budget_s: float = 120.0, cooldown_s: float = 0.05) -> List[Optional[float]]:
     """Median time of each callable, timed in alternation (a, b, a, b, ...) so that load
@@ -148,19 +163,21 @@ def run(threads: Sequence[int], only: Optional[Sequence[str]], steps: int,
                 rows.append({"model": name, "input": "x".join(map(str, shape)), "batch": batch,
                              "optimizer": "SGD-momentum" if opt_name == "sgd" else "Adam",
                              "threads": n, "pve": batch / t_pve,
-                             "torch": batch / t_torch if t_torch else None})
+                             "torch": batch / t_torch if t_torch else None,
+                             "probe": row_probe(n)})
     return rows
 
 
 def format_table(rows: List[Dict[str, Any]]) -> str:
-    lines = ["| model | input | batch | optimizer | threads | pve img/s | torch img/s | pve / torch |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | input | batch | optimizer | threads | pve img/s | torch img/s | pve / torch "
+             "| FMA GFLOP/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         torch_s = f"{r['torch']:.1f}" if r["torch"] else "n/a"
         ratio = f"{r['pve'] / r['torch']:.2f}x" if r["torch"] else "n/a"
         lines.append(f"| {r['model']} | {r['input']} | {r['batch']} | {r['optimizer']} | {r['threads']} | "
-                     f"{r['pve']:.1f} | {torch_s} | {ratio} |")
-    return "\n".join(lines)
+                     f"{r['pve']:.1f} | {torch_s} | {ratio} | {r['probe']:.0f} |")
+    return "\n".join(lines) + "\n\n" + PROBE_NOTE
 
 
 def main(argv: Optional[List[str]] = None) -> int:
