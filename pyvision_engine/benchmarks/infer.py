@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 import pyvision_engine as pve
-from pyvision_engine.benchmarks.train import PROBE_NOTE, paired_medians, paired_models, row_probe
+from pyvision_engine.benchmarks.train import PROBE_NOTE, measured_row, paired_medians, paired_models
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2")
 
@@ -102,11 +102,12 @@ def run(threads: Sequence[int], only: Optional[Sequence[str]], batches: Sequence
                             run_ort = (lambda s=session, f=feed: s.run(None, f))
                             mine_onnx = pve.onnx.InferenceSession(data)
                             run_pve_onnx = (lambda s=mine_onnx, f=feed: s.run(None, f))
-                t_pve, t_torch, t_ort, t_pve_onnx = paired_medians(
-                    [run_pve, run_t, run_ort, run_pve_onnx], repeats)
+                fns = [run_pve, run_t, run_ort, run_pve_onnx]
+                (t_pve, t_torch, t_ort, t_pve_onnx), probe = measured_row(
+                    lambda: paired_medians(fns, repeats), n)
                 row: Dict[str, Any] = {"model": name, "batch": batch, "threads": n,
                                        "pve": t_pve, "torch": t_torch, "ort": t_ort,
-                                       "pve_onnx": t_pve_onnx, "probe": row_probe(n)}
+                                       "pve_onnx": t_pve_onnx, "probe": probe}
                 rows.append(row)
     for note in sorted(notes):
         print(note)
