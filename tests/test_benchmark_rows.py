@@ -7,7 +7,6 @@ from pyvision_engine.benchmarks import train
 def _fake_probes(monkeypatch, values):
     it = iter(values)
     monkeypatch.setattr(train, "row_probe", lambda threads: next(it))
-    monkeypatch.setattr(train, "_ONE_THREAD_PROBE", [])
 
 
 def _counting():

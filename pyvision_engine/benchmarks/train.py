@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import pyvision_engine as pve
+from pyvision_engine import _C
 
 CASES: List[Tuple[str, Tuple[int, int, int], int]] = [
     ("lenet5", (1, 28, 28), 64),
@@ -81,24 +82,19 @@ def row_probe(threads: int) -> float:
     """GFLOP/s of a short FMA probe at ``threads`` on the active ISA."""
     from pyvision_engine.benchmarks.peak import probe_gflops
 
-    return probe_gflops(pve.info()["isa"], threads, 0.03)
-
-
-_ONE_THREAD_PROBE: List[float] = []
+    return probe_gflops(_C.active_isa(), threads, 0.03)
 
 
 def measured_row(measure: Callable[[], Any], threads: int) -> Tuple[Any, float]:
     """(measure(), the FMA probe right after it). On a multi-thread row whose probe shows
-    fewer cores than asked, ``measure`` runs once more (all engines, so the comparison stays
-    paired) and the run with the higher probe is kept (see PROBE_NOTE)."""
+    fewer cores than asked (against a 1-thread probe taken then, 30 ms), ``measure`` runs
+    once more (all engines, so the comparison stays paired) and the run with the higher
+    probe is kept (see PROBE_NOTE)."""
     result, probe = measure(), row_probe(threads)
-    if threads > 1:
-        if not _ONE_THREAD_PROBE:
-            _ONE_THREAD_PROBE.append(row_probe(1))
-        if probe < 0.75 * threads * _ONE_THREAD_PROBE[0]:
-            again, probe_again = measure(), row_probe(threads)
-            if probe_again > probe:
-                result, probe = again, probe_again
+    if threads > 1 and probe < 0.75 * threads * row_probe(1):
+        again, probe_again = measure(), row_probe(threads)
+        if probe_again > probe:
+            result, probe = again, probe_again
     return result, probe
 
 

@@ -106,7 +106,8 @@ void transform_weight_block_t(const Conv2dShape& fwd, const float* weight, int64
   // hardware prefetchers stop; fetch the run kWeightRunsAhead channels ahead
   // (512 channels at 7x7, batch 1: the transform was half the time).
   const float* block = weight + kb * KB * k_stride;  // this block's first output channel
-  const int64_t run = std::min(KB, K - kb * KB) * 9;
+  const int64_t filters = std::min(KB, K - kb * KB);  // this block's output channels
+  const int64_t run = filters * 9;
   alignas(64) float g[9][L];
   for (int64_t cc = 0; cc < count; ++cc) {
     const int64_t c = c0 + cc;
@@ -117,7 +118,7 @@ void transform_weight_block_t(const Conv2dShape& fwd, const float* weight, int64
     }
     if (!BWD && c + kWeightTapsAhead < C) {
       const float* ahead = block + (c + kWeightTapsAhead) * c_stride;
-      for (int64_t k = 0; k < run / 9; ++k) __builtin_prefetch(ahead + k * k_stride);
+      for (int64_t k = 0; k < filters; ++k) __builtin_prefetch(ahead + k * k_stride);
     }
     for (int64_t h = 0; h < KB / L; ++h) {
       const int64_t k0 = kb * KB + h * L;
