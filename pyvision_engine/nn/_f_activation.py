@@ -13,7 +13,8 @@ import numpy as np
 from pyvision_engine import _C
 from pyvision_engine._ops import normalize_dim
 from pyvision_engine.autograd import Function
-from pyvision_engine.nn._f_common import float_input, needs_grad, rebind_inplace, shell_of
+from pyvision_engine.nn._f_common import (RuntimeValueError, float_input, needs_grad,
+                                          rebind_inplace, shell_of)
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "prelu", "sigmoid", "tanh",
@@ -105,7 +106,7 @@ def tanh(input: Any) -> Tensor:
 def gelu(input: Any, approximate: str = "none") -> Tensor:
     """x * Phi(x) (approximate='none', erf form) or its tanh approximation ('tanh')."""
     if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        raise RuntimeValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return _activate(input, "gelu" if approximate == "none" else "gelu_tanh", op_name="gelu")
 
 
@@ -216,7 +217,6 @@ def log_softmax(input: Any, dim: Optional[int] = None, _stacklevel: int = 3,
 import numbers as _numbers  # noqa: E402
 import warnings as _warnings  # noqa: E402
 
-from pyvision_engine.nn._f_common import RuntimeValueError  # noqa: E402
 
 __all__ += ["threshold", "threshold_", "hardtanh", "hardtanh_", "elu", "elu_", "selu", "selu_",
             "celu", "celu_", "softplus", "mish", "softsign", "tanhshrink", "logsigmoid",

@@ -17,7 +17,8 @@ import numpy as np
 from pyvision_engine import _C
 from pyvision_engine.autograd import Function
 from pyvision_engine.nn._f_activation import ACT_CODES
-from pyvision_engine.nn._f_common import float_input, int_arg, updated_in_place
+from pyvision_engine.nn._f_common import (RuntimeValueError, float_input, int_arg,
+                                          updated_in_place)
 from pyvision_engine.tensor import Tensor
 
 __all__ = ["batch_norm", "group_norm", "layer_norm", "batch_norm_scale_shift"]
@@ -117,7 +118,8 @@ class _BatchNorm(Function):
 
 def _check_channel_vec(v: Optional[Tensor], c: int, op: str, name: str) -> None:
     if v is not None and v.shape != (c,):
-        raise ValueError(f"{op}: {name} must have shape ({c},) (num_features), got {v.shape}")
+        raise RuntimeValueError(f"{op}: {name} must have shape ({c},) (num_features), "
+                                f"got {v.shape}")
 
 
 def batch_norm(input: Any, running_mean: Optional[Any], running_var: Optional[Any],
@@ -177,15 +179,17 @@ class _GroupNorm(Function):
         n, c = x.shape[0], x.shape[1]
         l = int(np.prod(x.shape[2:], dtype=np.int64))
         cg = c // groups
-        mean, var = _C.channel_stats(x, 1, n * groups, cg * l)
-        rstd = 1.0 / np.sqrt(var.astype(np.float64) + eps)                 # (N*G,)
+        # Each group is a layer-norm row, normalized as (x - mean) * rstd: a constant
+        # group gives exactly 0, as torch's (folding the mean into one shift, x * a + d,
+        # left rounding noise of |mean| * rstd ulps there), then the per-channel affine.
+        y, mean, rstd = _C.layer_norm_forward(x, n * groups, cg * l, None, None, eps)
         w = weight.astype(np.float64) if weight is not None else np.ones(c)
-        b = bias.astype(np.float64) if bias is not None else np.zeros(c)
-        rstd_nc = np.repeat(rstd.reshape(n, groups), cg, axis=1)            # (N, C)
+        if weight is not None or bias is not None:
+            a = np.tile(_f32(w), n)
+            d = np.tile(_f32(bias), n) if bias is not None else None
+            _C.channel_affine(y, out=y, n=1, c=n * c, l=l, a=a, d=d)
+        rstd_nc = np.repeat(rstd.astype(np.float64).reshape(n, groups), cg, axis=1)  # (N, C)
         mean_nc = np.repeat(mean.astype(np.float64).reshape(n, groups), cg, axis=1)
-        a = rstd_nc * w
-        d = b - mean_nc * a
-        y = _C.channel_affine(x, n=1, c=n * c, l=l, a=_f32(a.reshape(-1)), d=_f32(d.reshape(-1)))
         ctx.x, ctx.dims, ctx.w = x, (n, c, l, groups), w
         ctx.rstd_nc, ctx.mean_nc = rstd_nc, mean_nc
         ctx.has_w, ctx.has_b = weight is not None, bias is not None
@@ -231,7 +235,7 @@ def group_norm(input: Any, num_groups: int, weight: Optional[Any] = None,
         raise ValueError(f"{op}: expected input of shape (N, C, *), got {x.shape}")
     c = x.shape[1]
     if groups <= 0 or c % groups != 0:
-        raise ValueError(f"{op}: num_groups={groups} must be positive and divide the "
+        raise RuntimeValueError(f"{op}: num_groups={groups} must be positive and divide the "
                          f"{c} channels of input shape {x.shape}")
     w = None if weight is None else float_input(weight, op)
     b = None if bias is None else float_input(bias, op)
@@ -272,19 +276,19 @@ def layer_norm(input: Any, normalized_shape: Sequence[int], weight: Optional[Any
         normalized_shape, (tuple, list)) else tuple(int_arg(s, op, "normalized_shape") for s in normalized_shape)
     k = len(shape)
     if k == 0 or x.ndim < k or tuple(x.shape[-k:]) != shape:
-        raise ValueError(f"{op}: input shape {x.shape} does not end with normalized_shape {shape}")
+        raise RuntimeValueError(f"{op}: input shape {x.shape} does not end with "
+                                f"normalized_shape {shape}")
     w = None if weight is None else float_input(weight, op)
     b = None if bias is None else float_input(bias, op)
     for v, name in ((w, "weight"), (b, "bias")):
         if v is not None and tuple(v.shape) != shape:
-            raise ValueError(f"{op}: {name} must have shape {shape}, got {v.shape}")
+            raise RuntimeValueError(f"{op}: {name} must have shape {shape}, got {v.shape}")
     length = int(np.prod(shape, dtype=np.int64))
     return _LayerNorm.apply(x, w, b, length, float(eps))
 
 
 # ------------------------------------------------------------------ instance norm, LRN
 from pyvision_engine.autograd import no_grad  # noqa: E402
-from pyvision_engine.nn._f_common import RuntimeValueError  # noqa: E402
 
 __all__ += ["instance_norm", "local_response_norm"]
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import numpy as np
 
 from pyvision_engine.nn import functional as F
-from pyvision_engine.nn._f_common import check_factory_kwargs, float_input
+from pyvision_engine.nn._f_common import RuntimeValueError, check_factory_kwargs, float_input
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
 from pyvision_engine.tensor import Tensor
@@ -121,7 +121,8 @@ class GELU(Module):
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
         if approximate not in ("none", "tanh"):
-            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+            raise RuntimeValueError(f"GELU: approximate must be 'none' or 'tanh', "
+                                    f"got {approximate!r}")
         self.approximate = approximate
 
     def forward(self, input: Any) -> Tensor:

@@ -58,7 +58,7 @@ def linear(input: Any, weight: Any, bias: Optional[Any] = None) -> Tensor:
     if w.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {w.shape}")
     if x.ndim < 1 or x.shape[-1] != w.shape[1]:
-        raise ValueError(
+        raise RuntimeValueError(  # (torch: "mat1 and mat2 shapes cannot be multiplied")
             f"linear: input's last dimension must equal in_features={w.shape[1]}, "
             f"got input shape {x.shape} for weight shape {w.shape}"
         )
@@ -66,7 +66,7 @@ def linear(input: Any, weight: Any, bias: Optional[Any] = None) -> Tensor:
     if bias is not None:
         b = _float_input(bias, "linear")
         if b.shape != (w.shape[0],):
-            raise ValueError(
+            raise RuntimeValueError(
                 f"linear: bias must have shape ({w.shape[0]},) (out_features), got {b.shape}"
             )
     return _Linear.apply(x, w, b)

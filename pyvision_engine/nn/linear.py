@@ -53,7 +53,7 @@ class Linear(Module):
     def forward(self, input: Any) -> Tensor:
         x = as_tensor(input)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(
+            raise RuntimeValueError(
                 f"Linear({self.in_features}, {self.out_features}): expected input with last "
                 f"dimension {self.in_features}, got shape {x.shape}"
             )

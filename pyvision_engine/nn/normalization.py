@@ -8,7 +8,7 @@ import numpy as np
 
 from pyvision_engine.autograd import no_grad
 from pyvision_engine.nn import functional as F
-from pyvision_engine.nn._f_common import check_factory_kwargs
+from pyvision_engine.nn._f_common import RuntimeValueError, check_factory_kwargs
 from pyvision_engine.nn._f_norm import batch_norm_scale_shift
 from pyvision_engine.nn.module import Module
 from pyvision_engine.nn.parameter import Parameter
@@ -109,7 +109,7 @@ class _BatchNorm(_NormBase):
         # num_features 0: a LazyBatchNorm without affine parameters or running statistics
         # (nothing to infer, so it stays 0 as torch's), which any channel count suits
         if x.shape[1] != self.num_features and self.num_features != 0:
-            raise ValueError(f"{name}({self.num_features}): expected input with "
+            raise RuntimeValueError(f"{name}({self.num_features}): expected input with "
                              f"{self.num_features} channels (dim 1), got shape {x.shape}")
 
     def forward(self, input: Any) -> Tensor:
@@ -193,7 +193,7 @@ class GroupNorm(Module):
     def forward(self, input: Any) -> Tensor:
         x = as_tensor(input)
         if x.ndim < 2 or x.shape[1] != self.num_channels:
-            raise ValueError(f"GroupNorm({self.num_groups}, {self.num_channels}): expected input "
+            raise RuntimeValueError(f"GroupNorm({self.num_groups}, {self.num_channels}): expected input "
                              f"(N, {self.num_channels}, *), got shape {x.shape}")
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
@@ -227,8 +227,8 @@ class LayerNorm(Module):
     def forward(self, input: Any) -> Tensor:
         try:
             return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
-        except ValueError as e:
-            raise ValueError(f"LayerNorm{self.normalized_shape}: {e}") from None
+        except ValueError as e:  # (keeps the class: RuntimeValueError where torch raises)
+            raise type(e)(f"LayerNorm{self.normalized_shape}: {e}") from None
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
