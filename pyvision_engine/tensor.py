@@ -11,7 +11,7 @@ import numbers
 import operator
 import warnings
 import weakref
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -61,7 +61,7 @@ class Tensor:
     """An n-dimensional array that can record operations for autograd."""
 
     __slots__ = ("_data", "requires_grad", "_grad", "_node", "_retains_grad", "_grad_slot",
-                 "_version", "_shared", "__weakref__")
+                 "_version", "_shared", "_view_base", "__weakref__")
     __array_priority__ = 1000  # numpy defers to Tensor's reflected operators
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
@@ -71,6 +71,7 @@ class Tensor:
         self._grad_slot: Optional[np.ndarray] = None
         self._version = 0
         self._shared: Optional[_SharedChanges] = None
+        self._view_base: Optional[_ViewBase] = None
         _SET_GRAD(self, None)
         self.requires_grad = False
         if requires_grad:
@@ -91,6 +92,7 @@ class Tensor:
         _SET_GRAD_SLOT(t, None)
         _SET_VERSION(t, 0)
         _SET_SHARED(t, None)
+        _SET_VIEW_BASE(t, None)
         _SET_GRAD(t, None)
         _SET_REQUIRES_GRAD(t, False)
         return t
@@ -138,16 +140,65 @@ class Tensor:
     @data.setter
     def data(self, value: Any) -> None:
         self._data = _as_engine_array(value, copy=False)
+        _SET_VIEW_BASE(self, None)  # (new memory: no longer a view of anything)
         self._bump_version()
 
     def _bump_version(self) -> None:
-        """Record an in-place change of ``_data`` made outside the Tensor API (an
-        optimizer kernel, load_state_dict), so caches derived from the values
-        (packed convolution weights) are rebuilt. Like torch's ``_version``."""
+        """Record an in-place change of ``_data`` (made by a Tensor method, or outside the
+        Tensor API: an optimizer kernel, load_state_dict), so caches derived from the
+        values (packed convolution weights) are rebuilt. Like torch's ``_version``. A
+        view that is a copy (see ``_view_base``) then writes its values into its base."""
+        self._count_write()
+        if self._view_base is not None:
+            self._write_through()
+
+    def _count_write(self) -> None:
         self._version += 1
         if self._shared is not None:
             self._shared.count += 1
             self._shared.writes += 1
+
+    # A torch view shares its base's memory, so an in-place op on ``x.t()``, ``x[:, 1:3]``
+    # or ``x[::2]`` changes ``x``. Every Tensor here is C-contiguous, so those views are
+    # copies; each remembers its base (``_view_base``) and, after an in-place op on it,
+    # writes its new values back (recorded as an index-put when autograd records, as
+    # torch's CopySlices). What a copy cannot follow: a later in-place change of the
+    # base does not show in a view taken before it.
+    def _link_view(self, out: "Tensor", index: Any = None, perm: Any = None) -> "Tensor":
+        """``out`` (self indexed by ``index`` or permuted by ``perm``) as a view of
+        self: sharing its record of changes when it shares its memory, else a copy
+        that writes back (basic indexing and permutations only: torch's advanced
+        indexing copies too)."""
+        if out is self:
+            return out
+        linkable = perm is not None or _ops._is_basic_index(index)
+        if np.may_share_memory(out._data, self._data):
+            if self._view_base is None or not linkable:
+                return self._viewed(out)
+            # A slice of a copy-view is a copy-view of it too, so that in-place ops on
+            # it can be recorded (autograd refuses in-place ops on shared memory)
+            _SET_DATA(out, out._data.copy())
+        if linkable:
+            _SET_VIEW_BASE(out, _ViewBase(self, index, perm, out._data.shape))
+        return out
+
+    def _write_through(self) -> None:
+        """Write this copy-view's values into its base (see ``_link_view``)."""
+        link = self._view_base
+        base = link.base
+        if link.shape is None:  # self shares the memory of base, itself a copy-view
+            base._bump_version()
+            return
+        values = self if self._data.shape == link.shape else self.reshape(link.shape)
+        if base.requires_grad and base._node is None and is_grad_enabled():
+            raise RuntimeError(
+                "a view of a leaf Variable that requires grad is being used in an in-place "
+                "operation."
+            )
+        if link.perm is not None:
+            base.copy_(values.permute(tuple(np.argsort(link.perm))))
+        else:
+            base[link.index] = values
 
     def _changes(self) -> int:
         """A stamp that changes whenever the values may have changed: this tensor's
@@ -474,6 +525,13 @@ class Tensor:
         """Whether an in-place op on self with ``others`` is recorded for autograd."""
         if not is_grad_enabled():
             return False
+        link = self._view_base
+        while link is not None:  # (before anything is written)
+            base = link.base
+            if base.requires_grad and base._node is None:
+                raise RuntimeError("a view of a leaf Variable that requires grad is being used "
+                                   "in an in-place operation.")
+            link = base._view_base
         if self.requires_grad:
             if self._node is None:
                 raise RuntimeError(
@@ -513,7 +571,7 @@ class Tensor:
         result = compute(base)
         self._before_write()
         np.copyto(self._data, result._data, casting="unsafe")
-        self._bump_version()
+        self._count_write()
         node = result._node
         if node is not None:
             _SET_NODE(self, node)
@@ -523,6 +581,8 @@ class Tensor:
                 # backward, as torch's version check on an in-place op's result (exp_).
                 shared = self._share_changes()
                 node._out_stamp = (shared, shared.writes)
+        if self._view_base is not None:  # (after the node: the base records this op)
+            self._write_through()
         return self
 
     def _apply_inplace(self, compute: Callable[["Tensor"], "Tensor"], *others: Any,
@@ -1290,6 +1350,8 @@ class Tensor:
             shared = self._share_changes()
             shared.tensor_views = True
             _SET_SHARED(out, shared)
+            if self._view_base is not None:  # (a view of a copy-view: writes reach its base)
+                _SET_VIEW_BASE(out, _ViewBase(self, None, None, None))
         return out
 
     def view_as(self, other: "Tensor") -> "Tensor":
@@ -1329,14 +1391,14 @@ class Tensor:
         perm = tuple(_ops.normalize_dim(d, self.ndim, "permute") for d in dims)
         if len(set(perm)) != len(perm):
             raise RuntimeError("permute(): duplicate dims are not allowed.")
-        return _ops.Permute.apply(self, perm)
+        return self._link_view(_ops.Permute.apply(self, perm), perm=perm)
 
     def transpose(self, dim0: int, dim1: int) -> "Tensor":
         perm = list(range(self.ndim))
         a = _ops.normalize_dim(dim0, self.ndim, "transpose")
         b = _ops.normalize_dim(dim1, self.ndim, "transpose")
         perm[a], perm[b] = perm[b], perm[a]
-        return _ops.Permute.apply(self, tuple(perm))
+        return self._link_view(_ops.Permute.apply(self, tuple(perm)), perm=tuple(perm))
 
     def t(self) -> "Tensor":
         if self.ndim > 2:
@@ -1739,7 +1801,8 @@ class Tensor:
                                Tensor._wrap(np.asarray(indices, dtype=np.int64, order="C")))
 
     def __getitem__(self, index: Any) -> "Tensor":
-        return self._viewed(_ops.Index.apply(self, _ops.normalize_index(index)))
+        index = _ops.normalize_index(index)
+        return self._link_view(_ops.Index.apply(self, index), index=index)
 
     def __setitem__(self, index: Any, value: Any) -> None:
         index = _ops.normalize_index(index)
@@ -1948,9 +2011,19 @@ def _type_path(value: Any) -> str:
 
 
 (_SET_DATA, _SET_NODE, _SET_RETAINS_GRAD, _SET_GRAD_SLOT, _SET_VERSION, _SET_SHARED, _SET_GRAD,
- _SET_REQUIRES_GRAD) = (Tensor.__dict__[name].__set__ for name in (
+ _SET_REQUIRES_GRAD, _SET_VIEW_BASE) = (Tensor.__dict__[name].__set__ for name in (
      "_data", "_node", "_retains_grad", "_grad_slot", "_version", "_shared", "_grad",
-     "requires_grad"))
+     "requires_grad", "_view_base"))
+
+
+class _ViewBase(NamedTuple):
+    """What a view that is a copy was taken from (see ``Tensor._link_view``): its base
+    and either the basic index or the permutation, and the view's shape then (None: a
+    view sharing the memory of base, itself such a copy)."""
+    base: Tensor
+    index: Any
+    perm: Optional[Tuple[int, ...]]
+    shape: Tuple[int, ...]
 
 
 class _SharedChanges:

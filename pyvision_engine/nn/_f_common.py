@@ -111,7 +111,7 @@ def rebind_inplace(target: Tensor, result: Tensor) -> Tensor:
     value still differentiates through the op. Its ``_version`` goes up, as for
     every in-place op, so caches built from its values (packed or folded
     convolution weights) are rebuilt."""
-    target._bump_version()
+    target._count_write()
     if target.requires_grad and target._node is None and is_grad_enabled():
         raise RuntimeError(
             "a leaf Variable that requires grad is being used in an in-place operation."
@@ -119,6 +119,8 @@ def rebind_inplace(target: Tensor, result: Tensor) -> Tensor:
     if result._node is not None:
         object.__setattr__(target, "_node", result._node)
         object.__setattr__(target, "requires_grad", True)
+    if target._view_base is not None:  # (a copy-view: its base records this op, see Tensor)
+        target._write_through()
     return target
 
 
