@@ -139,8 +139,16 @@ class Tensor:
 
     @data.setter
     def data(self, value: Any) -> None:
+        # New memory: no longer a view of anything, nor viewed (as torch's views keep
+        # the old storage)
+        shared = self._shared
+        if shared is not None and shared.copy_views:
+            for ref in shared.copy_views:
+                view = ref()
+                if view is not None and view._view_base.base is self:
+                    _SET_VIEW_BASE(view, None)
         self._data = _as_engine_array(value, copy=False)
-        _SET_VIEW_BASE(self, None)  # (new memory: no longer a view of anything)
+        _SET_VIEW_BASE(self, None)
         self._bump_version()
 
     def _bump_version(self) -> None:
@@ -149,21 +157,31 @@ class Tensor:
         values (packed convolution weights) are rebuilt. Like torch's ``_version``. A
         view that is a copy (see ``_view_base``) then writes its values into its base."""
         self._count_write()
-        if self._view_base is not None:
-            self._write_through()
+        self._propagate_write()
 
     def _count_write(self) -> None:
         self._version += 1
-        if self._shared is not None:
-            self._shared.count += 1
-            self._shared.writes += 1
+        shared = self._shared
+        if shared is not None:
+            shared.count += 1
+            shared.writes += 1
+
+    def _propagate_write(self) -> None:
+        """After an in-place write (and, when autograd records it, once self holds its
+        new node): the copy-views of self see it, and a copy-view writes it into its
+        base (see ``_link_view``)."""
+        shared = self._shared
+        if shared is not None and shared.copy_views:
+            shared.refresh_copy_views()
+        if self._view_base is not None:
+            self._write_through()
 
     # A torch view shares its base's memory, so an in-place op on ``x.t()``, ``x[:, 1:3]``
     # or ``x[::2]`` changes ``x``. Every Tensor here is C-contiguous, so those views are
     # copies; each remembers its base (``_view_base``) and, after an in-place op on it,
     # writes its new values back (recorded as an index-put when autograd records, as
-    # torch's CopySlices). What a copy cannot follow: a later in-place change of the
-    # base does not show in a view taken before it.
+    # torch's CopySlices); the other way, an in-place change of the base (through the
+    # Tensor API) refreshes the copies still alive (``_refresh``).
     def _link_view(self, out: "Tensor", index: Any = None, perm: Any = None) -> "Tensor":
         """``out`` (self indexed by ``index`` or permuted by ``perm``) as a view of
         self: sharing its record of changes when it shares its memory, else a copy
@@ -180,7 +198,27 @@ class Tensor:
             _SET_DATA(out, out._data.copy())
         if linkable:
             _SET_VIEW_BASE(out, _ViewBase(self, index, perm, out._data.shape))
+            self._share_changes().add_copy_view(out)
         return out
+
+    def _refresh(self) -> None:
+        """This copy-view's values again from its base, after an in-place change of the
+        base; when autograd records, its history becomes the base's new one (as torch
+        regenerates a view's grad_fn)."""
+        link = self._view_base
+        base = link.base
+        fresh = (base._data[link.index] if link.perm is None
+                 else np.transpose(base._data, link.perm))
+        np.copyto(self._data, fresh.reshape(self._data.shape))
+        if is_grad_enabled() and (base.requires_grad or self.requires_grad):
+            again = (_ops.Index.apply(base, link.index) if link.perm is None
+                     else _ops.Permute.apply(base, link.perm))
+            _SET_NODE(self, again._node)
+            _SET_REQUIRES_GRAD(self, again.requires_grad)
+        self._count_write()
+        shared = self._shared  # (views of this view; never back into the base)
+        if shared is not None and shared.copy_views:
+            shared.refresh_copy_views()
 
     def _write_through(self) -> None:
         """Write this copy-view's values into its base (see ``_link_view``)."""
@@ -581,8 +619,7 @@ class Tensor:
                 # backward, as torch's version check on an in-place op's result (exp_).
                 shared = self._share_changes()
                 node._out_stamp = (shared, shared.writes)
-        if self._view_base is not None:  # (after the node: the base records this op)
-            self._write_through()
+        self._propagate_write()  # (after the node: views and base record this op)
         return self
 
     def _apply_inplace(self, compute: Callable[["Tensor"], "Tensor"], *others: Any,
@@ -2031,15 +2068,41 @@ class _SharedChanges:
     memory (a tensor and its ``detach()`` / ``.data`` / ``numpy()`` views), as torch's
     version counter is shared by a tensor's views. ``views``: numpy views alive;
     ``writes``: the in-place writes through the tensors (autograd's saved-tensor check);
-    ``tensor_views``: whether a Tensor view of the memory was made (view, reshape, ...)."""
+    ``tensor_views``: whether a Tensor view of the memory was made (view, reshape, ...);
+    ``copy_views``: weak references to the views of it that are copies (see
+    ``Tensor._link_view``), refreshed after each write (None: none made)."""
 
-    __slots__ = ("count", "views", "writes", "tensor_views")
+    __slots__ = ("count", "views", "writes", "tensor_views", "copy_views")
 
     def __init__(self) -> None:
         self.count = 0
         self.views = 0
         self.writes = 0
         self.tensor_views = False
+        self.copy_views: Optional[list] = None
+
+    def __getstate__(self) -> dict:
+        # (copies and pickles carry the counts, not the weak references to live views)
+        return {"count": self.count, "views": self.views, "writes": self.writes,
+                "tensor_views": self.tensor_views, "copy_views": None}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def add_copy_view(self, view: Tensor) -> None:
+        refs = self.copy_views
+        if refs is None:
+            self.copy_views = refs = []
+        elif len(refs) >= 8:  # (views made in a loop die young: keep the list short)
+            refs[:] = [r for r in refs if r() is not None]
+        refs.append(weakref.ref(view))
+
+    def refresh_copy_views(self) -> None:
+        for ref in tuple(self.copy_views):
+            view = ref()
+            if view is not None and view._view_base is not None:
+                view._refresh()
 
     def stamp(self) -> int:
         if self.views:  # a live numpy view may have been written: a new stamp each time

@@ -1,8 +1,10 @@
-"""In-place ops on views write into the viewed tensor, as torch's views do.
+"""In-place ops on views write into the viewed tensor, and in-place ops on a tensor show
+in its views, as torch's views share memory.
 
 Every Tensor here is C-contiguous, so ``x.t()``, ``x[:, 1:3]`` or ``x[::2]`` are copies;
 each remembers its base and writes an in-place change back (recorded for autograd as an
-index-put). Expected values come from numpy doing the same writes on one array."""
+index-put), and a change of the base refreshes them. Expected values come from numpy
+doing the same writes on one array and its views."""
 
 import numpy as np
 import pytest
@@ -68,6 +70,58 @@ def test_partial_weight_init_of_a_module():
     assert (w[:, :2] == 0).all() and (w[:, 3] == 1).all() and (w[:, 2] != 0).all()
 
 
+def test_views_taken_before_an_in_place_change_of_the_base_see_it():
+    x, a = fresh()
+    col, tr, strided = x[:, 1:3], x.t(), x[::2, ::3]
+    row_of_tr = tr[4]  # (a view of a view)
+    x.mul_(2)
+    x[0, 1] = -7.0
+    x.t()[5].fill_(9.0)  # (through another view)
+    col.add_(100)        # (and through one of these: the others follow)
+    a *= 2
+    a[0, 1] = -7
+    a[:, 5] = 9
+    a[:, 1:3] += 100
+    np.testing.assert_array_equal(x.numpy(), a)
+    np.testing.assert_array_equal(col.numpy(), a[:, 1:3])
+    np.testing.assert_array_equal(tr.numpy(), a.T)
+    np.testing.assert_array_equal(strided.numpy(), a[::2, ::3])
+    np.testing.assert_array_equal(row_of_tr.numpy(), a[:, 4])
+
+
+def test_a_view_of_a_base_changed_in_place_differentiates_through_the_change():
+    c = np.linspace(-1, 1, 24, dtype=np.float32).reshape(4, 6)
+    x = pve.tensor(A.copy(), requires_grad=True)
+    y = x * 2
+    v = y[:, 1:3]
+    y.mul_(x)  # y = 2x^2, and v with it
+    (v * pve.tensor(c[:, 1:3])).sum().backward()
+    g = np.zeros_like(A)
+    g[:, 1:3] = 4 * A[:, 1:3] * c[:, 1:3]
+    np.testing.assert_allclose(v.detach().numpy(), 2 * A[:, 1:3] ** 2)
+    np.testing.assert_allclose(x.grad.numpy(), g, rtol=1e-6)
+
+
+def test_a_saved_view_whose_base_changed_fails_backward_as_torch():
+    x = pve.tensor(A.copy(), requires_grad=True)
+    y = x * 2
+    v = y[:, 1:3]
+    z = (v * v).sum()
+    y.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        z.backward()
+
+
+def test_replacing_data_detaches_views():
+    x, a = fresh()
+    v = x[:, 0]
+    x.data = np.zeros((2, 2), np.float32)
+    x.add_(1)
+    v.add_(5)
+    np.testing.assert_array_equal(v.numpy(), a[:, 0] + 5)
+    np.testing.assert_array_equal(x.numpy(), np.ones((2, 2), np.float32))
+
+
 def test_advanced_indexing_stays_a_copy_as_torchs():
     x, a = fresh()
     with pve.no_grad():
@@ -118,9 +172,26 @@ def test_torch_parity_of_writes_through_views():
         y[1:, ::2].sub_(20)
         y[0, 0] = x[2, 2] * 5
         y.T[2][1:].mul_(x[0, 1:4])
+        early = y.permute(1, 0)
         y.permute(1, 0)[::2, 1].clamp_(min=0)
-        (y * lib.tensor(c)).sum().backward()
-        results.append((y.detach().numpy().copy(), x.grad.numpy().copy()))
-    (y_pve, g_pve), (y_torch, g_torch) = results
-    np.testing.assert_allclose(y_pve, y_torch, rtol=1e-6)
-    np.testing.assert_allclose(g_pve, g_torch, rtol=1e-6)
+        y.mul_(x)
+        loss = (y * lib.tensor(c)).sum() + (early[1:4] ** 2).sum()
+        loss.backward()
+        results.append((y.detach().numpy().copy(), early.detach().numpy().copy(),
+                        x.grad.numpy().copy()))
+    for mine, theirs in zip(*results):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6)
+
+
+def test_tensors_with_views_copy_and_pickle():
+    import copy
+    import pickle
+
+    x, a = fresh()
+    v = x[:, 0]
+    for clone in (copy.deepcopy(v), pickle.loads(pickle.dumps(v))):
+        clone.add_(1)  # (writes into its own copy of the base)
+        np.testing.assert_array_equal(clone._view_base.base.numpy()[:, 0], a[:, 0] + 1)
+    np.testing.assert_array_equal(x.numpy(), a)
+    x.add_(1)
+    np.testing.assert_array_equal(v.numpy(), a[:, 0] + 1)

@@ -119,8 +119,7 @@ def rebind_inplace(target: Tensor, result: Tensor) -> Tensor:
     if result._node is not None:
         object.__setattr__(target, "_node", result._node)
         object.__setattr__(target, "requires_grad", True)
-    if target._view_base is not None:  # (a copy-view: its base records this op, see Tensor)
-        target._write_through()
+    target._propagate_write()  # (copy-views and a base record this op, see Tensor)
     return target
 
 
