@@ -465,10 +465,35 @@ class Tensor:
         return _ops.Clone.apply(self)
 
     def contiguous(self) -> "Tensor":
-        return self  # always C-contiguous
+        """Self (always C-contiguous here), or, for a copy-view (``_link_view``) that in
+        torch would be strided, a copy that no longer writes into the base, as torch's."""
+        if self._view_base is not None and not self.is_contiguous():
+            return _ops.Clone.apply(self)
+        return self
 
     def is_contiguous(self) -> bool:
-        return True
+        """Whether torch's tensor would be: the memory here always is, but a copy-view
+        answers for the strided view of its base it stands for (``x.t()``: False)."""
+        if self._view_base is None:
+            return True
+        strided = self._strided_view()
+        return strided is not None and strided.flags.c_contiguous
+
+    def _strided_view(self) -> Optional[np.ndarray]:
+        """For a copy-view: the numpy view of its root base that torch's view would be
+        (None: a step of the chain is not a view in torch, a reshape that copied)."""
+        link = self._view_base
+        if link is None:
+            return self._data
+        source = link.base._strided_view()
+        if source is None:
+            return None
+        if link.shape is not None:
+            source = source[link.index] if link.perm is None else np.transpose(source, link.perm)
+        if source.shape == self._data.shape:
+            return source
+        reshaped = source.reshape(self._data.shape)
+        return reshaped if np.may_share_memory(reshaped, source) else None
 
     def to(self, *args: Any, **kwargs: Any) -> "Tensor":
         """Accepts a device ('cpu') and/or a dtype, as torch's ``to``."""
@@ -1384,11 +1409,19 @@ class Tensor:
         this memory (as torch's views share the version counter): an in-place write
         through ``w.view(-1)`` then reaches the caches derived from ``w``."""
         if out is not self and np.may_share_memory(out._data, self._data):
+            if self._view_base is not None:  # a reshape of a copy-view:
+                strided = self._strided_view()
+                if strided is None or not np.may_share_memory(
+                        strided.reshape(out._data.shape), strided):
+                    # torch's reshape of that strided view copies: so does this one
+                    _SET_DATA(out, out._data.copy())
+                    return out
+                # torch's is a view (unsqueeze, or strides that allow it): writes reach
+                # the base through self
+                _SET_VIEW_BASE(out, _ViewBase(self, None, None, None))
             shared = self._share_changes()
             shared.tensor_views = True
             _SET_SHARED(out, shared)
-            if self._view_base is not None:  # (a view of a copy-view: writes reach its base)
-                _SET_VIEW_BASE(out, _ViewBase(self, None, None, None))
         return out
 
     def view_as(self, other: "Tensor") -> "Tensor":

@@ -195,3 +195,32 @@ def test_tensors_with_views_copy_and_pickle():
     np.testing.assert_array_equal(x.numpy(), a)
     x.add_(1)
     np.testing.assert_array_equal(v.numpy(), a[:, 0] + 1)
+
+
+@pytest.mark.parametrize("write,reaches_base", [
+    (lambda x: x.t().contiguous().mul_(2), False),       # a strided view: contiguous() copies
+    (lambda x: x.t().reshape(-1).add_(1), False),        # reshape of it copies too
+    (lambda x: x[:, 1:3].flatten().add_(1), False),
+    (lambda x: x[:, 0].unsqueeze(1).add_(1), True),       # always a view
+    (lambda x: x[:, 0].reshape(2, 2).add_(1), True),      # strides allow a view
+    (lambda x: x[:, 2].contiguous().add_(1), False),
+    (lambda x: x.t().t().contiguous().add_(1), True),     # contiguous again: itself
+    (lambda x: x.t()[:, 1].unsqueeze(0).squeeze(0).add_(1), True),
+])
+def test_reshapes_and_contiguous_of_views_copy_when_torchs_would(write, reaches_base):
+    x, a = fresh()
+    with pve.no_grad():
+        write(x)
+    assert (not np.array_equal(x.numpy(), a)) == reaches_base
+
+
+@pytest.mark.parametrize("make,contiguous", [
+    (lambda x: x.t(), False), (lambda x: x[:, 0], False), (lambda x: x[:, 1:3], False),
+    (lambda x: x[1:3], True), (lambda x: x.t().t(), True), (lambda x: x[0:1].t(), True),
+    (lambda x: x[::2], False),
+])
+def test_is_contiguous_answers_for_the_strided_view_torch_would_have(make, contiguous):
+    x, _ = fresh()
+    view = make(x)
+    assert view.is_contiguous() == contiguous
+    assert view.contiguous().is_contiguous()
