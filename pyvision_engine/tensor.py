@@ -141,21 +141,27 @@ class Tensor:
     def data(self, value: Any) -> None:
         # New memory: no longer a view of anything, nor viewed (as torch's views keep
         # the old storage)
-        shared = self._shared
-        if shared is not None and shared.copy_views:
-            for ref in shared.copy_views:
-                view = ref()
-                if view is not None and view._view_base.base is self:
-                    _SET_VIEW_BASE(view, None)
+        self._release_copy_views()
         self._data = _as_engine_array(value, copy=False)
         _SET_VIEW_BASE(self, None)
         self._bump_version()
 
+    def _release_copy_views(self) -> None:
+        """The copy-views of self stop following it (and writing into it): they keep
+        their values."""
+        shared = self._shared
+        if shared is not None and shared.copy_views:
+            for ref in shared.copy_views:
+                view = ref()
+                if view is not None and view._view_base is not None and view._view_base.base is self:
+                    _SET_VIEW_BASE(view, None)
+
     def _bump_version(self) -> None:
         """Record an in-place change of ``_data`` (made by a Tensor method, or outside the
         Tensor API: an optimizer kernel, load_state_dict), so caches derived from the
-        values (packed convolution weights) are rebuilt. Like torch's ``_version``. A
-        view that is a copy (see ``_view_base``) then writes its values into its base."""
+        values (packed convolution weights) are rebuilt. Like torch's ``_version``. The
+        views of self that are copies (see ``_link_view``) then take the new values, and
+        a view that is a copy writes its values into its base."""
         self._count_write()
         self._propagate_write()
 
@@ -671,7 +677,8 @@ class Tensor:
         if self._records_inplace():
             _SET_NODE(self, _ops.Reshape.apply(self, shape)._node)
         _SET_DATA(self, self._data.reshape(shape))
-        self._bump_version()
+        self._release_copy_views()  # (their indices were of the old shape)
+        self._count_write()  # (the values are unchanged: nothing to propagate)
         return self
 
     def _inplace_operand(self, other: Any, result_rank: Optional[int] = None) -> Any:
