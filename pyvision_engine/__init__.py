@@ -111,3 +111,11 @@ from pyvision_engine._functions import (  # noqa: E402  (reductions and scans)
 from pyvision_engine._functions import (  # noqa: E402  (unique, counting, searching, quantiles)
     bincount, bucketize, histc, nanquantile, quantile, searchsorted, unique, unique_consecutive,
 )
+from pyvision_engine._functions import (  # noqa: E402  (function forms of Tensor methods)
+    addcdiv, addcmul, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, clone, div, eq,
+    floor_divide, ge, get_default_dtype, greater, greater_equal, gt, le, less, less_equal,
+    logical_and, logical_not, logical_or, logical_xor, lt, mul, ne, neg, not_equal, remainder,
+    scalar_tensor, sub, t,
+)
+
+bool = bool_  # noqa: A001  (torch.bool: the dtype)

@@ -577,3 +577,107 @@ __all__ += [
     "all", "any", "bincount", "bucketize", "histc", "nanquantile", "quantile", "searchsorted",
     "unique", "unique_consecutive",
 ]
+
+
+# -------------------------------- torch's function forms of Tensor methods (same semantics)
+def floor_divide(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).floor_divide(other)
+
+
+def remainder(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).remainder(other)
+
+
+def div(input: Any, other: Any, *, rounding_mode: Optional[str] = None) -> Tensor:
+    return as_tensor(input).div(other, rounding_mode=rounding_mode)
+
+
+def mul(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).mul(other)
+
+
+def sub(input: Any, other: Any, *, alpha: Any = 1) -> Tensor:
+    return as_tensor(input).sub(other, alpha=alpha)
+
+
+def neg(input: Any) -> Tensor:
+    return -as_tensor(input)
+
+
+def clone(input: Any) -> Tensor:
+    return as_tensor(input).clone()
+
+
+def t(input: Any) -> Tensor:
+    return as_tensor(input).t()
+
+
+def addcmul(input: Any, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:
+    return as_tensor(input).addcmul(tensor1, tensor2, value=value)
+
+
+def addcdiv(input: Any, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:
+    return as_tensor(input).addcdiv(tensor1, tensor2, value=value)
+
+
+def _compare(name: str) -> Any:
+    def compare(input: Any, other: Any) -> Tensor:
+        return getattr(as_tensor(input), name)(other)
+    compare.__name__ = compare.__qualname__ = name
+    compare.__doc__ = f"torch.{name}: element-wise, a bool tensor."
+    return compare
+
+
+eq, ne, lt, le, gt, ge = (_compare(n) for n in ("eq", "ne", "lt", "le", "gt", "ge"))
+greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+
+
+def logical_and(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).logical_and(other)
+
+
+def logical_or(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).logical_or(other)
+
+
+def logical_xor(input: Any, other: Any) -> Tensor:
+    return as_tensor(input).logical_xor(other)
+
+
+def logical_not(input: Any) -> Tensor:
+    return as_tensor(input).logical_not()
+
+
+def bitwise_and(input: Any, other: Any) -> Tensor:
+    return as_tensor(input) & other
+
+
+def bitwise_or(input: Any, other: Any) -> Tensor:
+    return as_tensor(input) | other
+
+
+def bitwise_xor(input: Any, other: Any) -> Tensor:
+    return as_tensor(input) ^ other
+
+
+def bitwise_not(input: Any) -> Tensor:
+    return ~as_tensor(input)
+
+
+def get_default_dtype() -> Any:
+    """float32: the engine's one float dtype (torch's default too)."""
+    return np.dtype(np.float32)
+
+
+def scalar_tensor(s: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A 0-d tensor holding s (float32 unless dtype says otherwise), as torch's."""
+    from pyvision_engine.tensor import float32, tensor
+    return tensor(s, dtype=float32 if dtype is None else dtype, requires_grad=requires_grad)
+
+
+__all__ += [
+    "floor_divide", "remainder", "div", "mul", "sub", "neg", "clone", "t", "addcmul", "addcdiv",
+    "eq", "ne", "lt", "le", "gt", "ge", "greater", "greater_equal", "less", "less_equal",
+    "not_equal", "logical_and", "logical_or", "logical_xor", "logical_not", "bitwise_and",
+    "bitwise_or", "bitwise_xor", "bitwise_not", "get_default_dtype", "scalar_tensor",
+]

@@ -122,7 +122,7 @@ def _cumulative_extreme(self: Tensor, dim: int, largest: bool) -> Any:
             pos = np.where(take, i, pos)
             idx[:, i] = pos
     indices = np.ascontiguousarray(np.moveaxis(idx.reshape(a.shape), -1, d))
-    values = Tensor._wrap(np.ascontiguousarray(np.take_along_axis(t._data, indices, d)))
+    values = Tensor._wrap(np.asarray(np.take_along_axis(t._data, indices, d), order="C"))
     if self.ndim == 0:
         values, indices = values.reshape(()), indices.reshape(())
     result = CummaxResult if largest else CumminResult
@@ -309,7 +309,8 @@ def _select_at(t: Tensor, d: int, picked: np.ndarray, keepdim: bool, result: Any
     idx = picked
     if not keepdim:
         values, idx = values.squeeze(d), np.squeeze(idx, d)
-    return result(values, Tensor._wrap(np.ascontiguousarray(idx, dtype=np.int64)))
+    # (np.asarray keeps a 0-d index 0-d; np.ascontiguousarray would make it 1-d)
+    return result(values, Tensor._wrap(np.asarray(idx, dtype=np.int64, order="C")))
 
 
 class _EvenlyDistributed(Function):
@@ -412,11 +413,11 @@ FUNCTIONS += ["unique", "unique_consecutive", "bincount", "histc", "quantile", "
 
 def _unique_result(values: np.ndarray, inverse: np.ndarray, counts: np.ndarray,
                    return_inverse: bool, return_counts: bool) -> Any:
-    out = [Tensor._wrap(np.ascontiguousarray(values))]
+    out = [Tensor._wrap(np.asarray(values, order="C"))]
     if return_inverse:
-        out.append(Tensor._wrap(np.ascontiguousarray(inverse, dtype=np.int64)))
+        out.append(Tensor._wrap(np.asarray(inverse, dtype=np.int64, order="C")))
     if return_counts:
-        out.append(Tensor._wrap(np.ascontiguousarray(counts, dtype=np.int64)))
+        out.append(Tensor._wrap(np.asarray(counts, dtype=np.int64, order="C")))
     return out[0] if len(out) == 1 else tuple(out)
 
 

@@ -502,14 +502,28 @@ class Tensor:
         return reshaped if np.may_share_memory(reshaped, source) else None
 
     def to(self, *args: Any, **kwargs: Any) -> "Tensor":
-        """Accepts a device ('cpu') and/or a dtype, as torch's ``to``."""
+        """torch's ``to``: ``to(dtype, non_blocking=False, copy=False)``, ``to(device=None,
+        dtype=None, non_blocking=False, copy=False)`` (device 'cpu') or ``to(other,
+        non_blocking=False, copy=False)`` (other's dtype). Self when nothing changes,
+        unless ``copy``."""
         dtype = kwargs.pop("dtype", None)
+        copy = kwargs.pop("copy", False)
+        for name in ("device", "non_blocking", "memory_format"):
+            kwargs.pop(name, None)
+        if kwargs:
+            raise TypeError(f"to() got an unexpected keyword argument '{next(iter(kwargs))}'")
+        flags = []
         for a in args:
-            if isinstance(a, str) and a.startswith("cpu"):
-                continue
-            dtype = a
-        kwargs.pop("device", None)
-        return self if dtype is None else self.type(dtype)
+            if isinstance(a, (bool, np.bool_)):
+                flags.append(bool(a))  # (non_blocking, then copy)
+            elif isinstance(a, Tensor):
+                dtype = a._data.dtype
+            elif not (isinstance(a, str) and a.startswith("cpu")):
+                dtype = a
+        if len(flags) > 1:
+            copy = flags[1]
+        out = self if dtype is None else self.type(dtype)
+        return self.clone() if copy and out is self else out
 
     def cpu(self) -> "Tensor":
         return self
@@ -753,6 +767,10 @@ class Tensor:
 
     def sub_(self, other: Any, alpha: float = 1) -> "Tensor":
         self._check_alpha(alpha)
+        if self._data.dtype == bool_ or _value_rank(other) == 0:  # (as the out-of-place op)
+            raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not "
+                               "supported. If you are trying to invert a mask, use the `~` or "
+                               "`logical_not()` operator instead.")
         if alpha != 1.0:
             other = other * alpha if isinstance(other, Tensor) else np.asarray(other) * alpha
         return self._inplace(other, np.subtract, _ops.Sub)
@@ -760,7 +778,9 @@ class Tensor:
     def mul_(self, other: Any) -> "Tensor":
         return self._inplace(other, np.multiply, _ops.Mul)
 
-    def div_(self, other: Any) -> "Tensor":
+    def div_(self, other: Any, *, rounding_mode: Optional[str] = None) -> "Tensor":
+        if rounding_mode is not None:
+            return self.divide_(other, rounding_mode=rounding_mode)
         return self._inplace(other, np.true_divide, _ops.Div, result_rank=2)
 
     def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":
@@ -928,17 +948,66 @@ class Tensor:
     def remainder(self, other: Any) -> "Tensor":
         return self % other
 
+    def floor_divide_(self, other: Any) -> "Tensor":
+        return self._binary_(Tensor.floor_divide, other, False)
+
+    def remainder_(self, other: Any) -> "Tensor":
+        return self._binary_(Tensor.remainder, other, False)
+
+    def pow_(self, exponent: Any) -> "Tensor":
+        return self._binary_(Tensor.pow, exponent, False)
+
+    def addcmul(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":
+        """self + value * tensor1 * tensor2."""
+        return self + _operand(tensor1, self) * tensor2 * value
+
+    def addcdiv(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":
+        """self + value * tensor1 / tensor2."""
+        return self + _operand(tensor1, self) / tensor2 * value
+
+    def addcmul_(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":
+        return self._apply_inplace(lambda t: t.addcmul(tensor1, tensor2, value=value),
+                                   tensor1, tensor2, keep_old=False)
+
+    def addcdiv_(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> "Tensor":
+        return self._apply_inplace(lambda t: t.addcdiv(tensor1, tensor2, value=value),
+                                   tensor1, tensor2, keep_old=False)
+
+    def logical_and(self, other: Any) -> "Tensor":
+        return Tensor._wrap(np.asarray(np.logical_and(self._data, _array_of(other)), order="C"))
+
+    def logical_or(self, other: Any) -> "Tensor":
+        return Tensor._wrap(np.asarray(np.logical_or(self._data, _array_of(other)), order="C"))
+
+    def logical_xor(self, other: Any) -> "Tensor":
+        return Tensor._wrap(np.asarray(np.logical_xor(self._data, _array_of(other)), order="C"))
+
+    def bitwise_and(self, other: Any) -> "Tensor":
+        return self & other
+
+    def bitwise_or(self, other: Any) -> "Tensor":
+        return self | other
+
+    def bitwise_xor(self, other: Any) -> "Tensor":
+        return self ^ other
+
+    def bitwise_not(self) -> "Tensor":
+        return ~self
+
     # Logical (bool) and bitwise (int64) operators; never differentiated.
     def _bitwise(self, other: Any, ufunc: np.ufunc, name: str, reflected: bool = False) -> "Tensor":
         a = self._data
+        if isinstance(other, (float, np.floating)):  # (not truncated to an int)
+            raise NotImplementedError(f'"{name}_cpu" not implemented for \'Float\'')
         b = other._data if isinstance(other, Tensor) else np.asarray(
             other, dtype=bool_ if isinstance(other, (bool, np.bool_)) else int64)
         if a.dtype == float32 or b.dtype.kind == "f":
             raise NotImplementedError(f'"{name}_cpu" not implemented for \'Float\'')
         if a.dtype != b.dtype:
             a, b = a.astype(int64), b.astype(int64)
-        return Tensor._wrap(np.ascontiguousarray(_ops.binary(ufunc, b, a) if reflected
-                                                 else _ops.binary(ufunc, a, b)))
+        # (np.asarray, not np.ascontiguousarray: that makes a 0-d result 1-d)
+        return Tensor._wrap(np.asarray(_ops.binary(ufunc, b, a) if reflected
+                                       else _ops.binary(ufunc, a, b), order="C"))
 
     def __and__(self, other: Any) -> "Tensor":
         return self._bitwise(other, np.bitwise_and, "bitwise_and")
@@ -980,16 +1049,27 @@ class Tensor:
         return self @ other
 
     def add(self, other: Any, alpha: float = 1.0) -> "Tensor":
+        self._check_common_alpha(other, alpha)
         return self + (other * alpha if alpha != 1.0 else other)
 
     def sub(self, other: Any, alpha: float = 1.0) -> "Tensor":
+        self._check_common_alpha(other, alpha)
         return self - (other * alpha if alpha != 1.0 else other)
+
+    def _check_common_alpha(self, other: Any, alpha: Any) -> None:
+        """torch's check on the result type: a float alpha needs a float result."""
+        if (_value_rank(alpha) == 2 and _KIND_RANK[self._data.dtype.kind] < 2
+                and _value_rank(other) < 2):
+            raise RuntimeError(
+                "For integral input tensors, argument alpha must not be a floating point number."
+            )
 
     def mul(self, other: Any) -> "Tensor":
         return self * other
 
-    def div(self, other: Any) -> "Tensor":
-        return self / other
+    def div(self, other: Any, *, rounding_mode: Optional[str] = None) -> "Tensor":
+        return self / other if rounding_mode is None else self.divide(other,
+                                                                      rounding_mode=rounding_mode)
 
     def pow(self, exponent: Any) -> "Tensor":
         return self ** exponent
@@ -1898,6 +1978,10 @@ class Tensor:
                 raise
             raise _ops.setitem_error(np.shape(value_array), np.shape(target[key])) from e
         self._bump_version()
+
+
+def _array_of(value: Any) -> Any:
+    return value._data if isinstance(value, Tensor) else value
 
 
 def _sampling() -> Any:

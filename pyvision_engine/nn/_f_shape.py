@@ -88,8 +88,7 @@ def cat(tensors: Sequence[Any], dim: int = 0) -> Tensor:
 
 def add(input: Any, other: Any, alpha: float = 1) -> Tensor:
     """input + alpha * other (a residual connection)."""
-    x = as_tensor(input)
-    return x + (other * alpha if alpha != 1 else other)
+    return as_tensor(input).add(other, alpha=alpha)  # (torch's checks on alpha)
 
 
 class _Pad(Function):
