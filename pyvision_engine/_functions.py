@@ -588,20 +588,8 @@ def remainder(input: Any, other: Any) -> Tensor:
     return as_tensor(input).remainder(other)
 
 
-def div(input: Any, other: Any, *, rounding_mode: Optional[str] = None) -> Tensor:
-    return as_tensor(input).div(other, rounding_mode=rounding_mode)
-
-
-def mul(input: Any, other: Any) -> Tensor:
-    return as_tensor(input).mul(other)
-
-
-def sub(input: Any, other: Any, *, alpha: Any = 1) -> Tensor:
-    return as_tensor(input).sub(other, alpha=alpha)
-
-
-def neg(input: Any) -> Tensor:
-    return -as_tensor(input)
+# (torch's aliases of divide, multiply, subtract, negative above)
+div, mul, sub, neg = divide, multiply, subtract, negative
 
 
 def clone(input: Any) -> Tensor:
@@ -671,7 +659,6 @@ def get_default_dtype() -> Any:
 
 def scalar_tensor(s: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A 0-d tensor holding s (float32 unless dtype says otherwise), as torch's."""
-    from pyvision_engine.tensor import float32, tensor
     return tensor(s, dtype=float32 if dtype is None else dtype, requires_grad=requires_grad)
 
 

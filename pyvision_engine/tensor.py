@@ -213,14 +213,15 @@ class Tensor:
         regenerates a view's grad_fn)."""
         link = self._view_base
         base = link.base
-        fresh = (base._data[link.index] if link.perm is None
-                 else np.transpose(base._data, link.perm))
-        np.copyto(self._data, fresh.reshape(self._data.shape))
         if is_grad_enabled() and (base.requires_grad or self.requires_grad):
             again = (_ops.Index.apply(base, link.index) if link.perm is None
                      else _ops.Permute.apply(base, link.perm))
+            fresh = again._data
             _SET_NODE(self, again._node)
             _SET_REQUIRES_GRAD(self, again.requires_grad)
+        else:
+            fresh = link.of(base._data)
+        np.copyto(self._data, fresh.reshape(self._data.shape))
         self._count_write()
         shared = self._shared  # (views of this view; never back into the base)
         if shared is not None and shared.copy_views:
@@ -495,7 +496,7 @@ class Tensor:
         if source is None:
             return None
         if link.shape is not None:
-            source = source[link.index] if link.perm is None else np.transpose(source, link.perm)
+            source = link.of(source)
         if source.shape == self._data.shape:
             return source
         reshaped = source.reshape(self._data.shape)
@@ -780,7 +781,8 @@ class Tensor:
 
     def div_(self, other: Any, *, rounding_mode: Optional[str] = None) -> "Tensor":
         if rounding_mode is not None:
-            return self.divide_(other, rounding_mode=rounding_mode)
+            return self._binary_(lambda t, o: t.divide(o, rounding_mode=rounding_mode), other,
+                                 False)
         return self._inplace(other, np.true_divide, _ops.Div, result_rank=2)
 
     def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":
@@ -1067,10 +1069,6 @@ class Tensor:
     def mul(self, other: Any) -> "Tensor":
         return self * other
 
-    def div(self, other: Any, *, rounding_mode: Optional[str] = None) -> "Tensor":
-        return self / other if rounding_mode is None else self.divide(other,
-                                                                      rounding_mode=rounding_mode)
-
     def pow(self, exponent: Any) -> "Tensor":
         return self ** exponent
 
@@ -1232,6 +1230,8 @@ class Tensor:
                                f"'floor' but found '{rounding_mode}'")
         return _ops_math.RoundedDivide.apply(self, _operand(other, self), rounding_mode)
 
+    div = divide
+
     # In-place forms (torch: a float result can't be written into an integer tensor).
     def _unary_(self, method: Callable[["Tensor"], "Tensor"], float_result: bool) -> "Tensor":
         return self._apply_inplace(method, result_rank=2 if float_result else None,
@@ -1375,10 +1375,7 @@ class Tensor:
     def true_divide_(self, other: Any) -> "Tensor":
         return self.div_(other)
 
-    def divide_(self, other: Any, *, rounding_mode: Optional[str] = None) -> "Tensor":
-        if rounding_mode is None:
-            return self.div_(other)
-        return self._binary_(lambda t, o: t.divide(o, rounding_mode=rounding_mode), other, False)
+    divide_ = div_
 
     def maximum(self, other: "Tensor") -> "Tensor":
         """Element-wise max (NaN wins); ties split the gradient, as torch."""
@@ -2185,6 +2182,10 @@ class _ViewBase(NamedTuple):
     index: Any
     perm: Optional[Tuple[int, ...]]
     shape: Tuple[int, ...]
+
+    def of(self, array: np.ndarray) -> np.ndarray:
+        """The numpy view of ``array`` (the base's values) this view stands for."""
+        return array[self.index] if self.perm is None else np.transpose(array, self.perm)
 
 
 class _SharedChanges:
