@@ -43,7 +43,7 @@ The rule (``choose_algorithm``), in order:
    the weights come packed (eval mode caches them), each call packs them,
    which costs about as much as ~100 output pixels of the convolution per
    channel pair (measured); so unpacked weights need
-   ``PHASE_UNPACKED_MIN_PIXELS`` output pixels (N*H*W). Measured 1.2-1.6x
+   ``PHASE_UNPACKED_MIN_PIXELS`` output pixels (N*H*W, per SIMD level). Measured 1.2-1.6x
    faster than im2col on ResNet's stride-2 layers, 1 and 2 threads, batch 1
    to 16.
    Backward passes of stride-1 and stride-2 convolutions (dilation 1, groups
@@ -149,9 +149,13 @@ PHASE_BACKWARD_MIN_CHANNELS = 8
 # 1.07-1.6x except 128->192 7x1 0.98x. 8x8 planes lost at 384-448 channels
 # (Inception's 1x3 / 3x1, b1: 0.64-0.93x).
 PHASE_STRIDE1_MIN_PLANE = 96
-# Unpacked weights: at 49 output pixels (512 channels at 7x7, batch 1) packing
-# them made phase ~5-10% slower than im2col; at 196 it is ~1.4x faster.
-PHASE_UNPACKED_MIN_PIXELS = 128
+# Unpacked weights, per SIMD level. AVX-512: at 49 output pixels (512 channels
+# at 7x7, batch 1) packing them made phase ~5-10% slower than im2col; at 196 it
+# is ~1.4x faster. AVX2 (Zen 2, flat 6-pixel tiles; medians of 7 interleaved
+# runs, 8 distinct weight tensors in turn): 256->512 s2 at 7x7 1.7x faster
+# than im2col on 1 thread and 1.6x on 2, at 6x6 2.0x / 1.8x, at 5x5 1.1x /
+# 1.06x, at 4x4 0.8x / 0.75x.
+PHASE_UNPACKED_MIN_PIXELS = {"avx2": 25, "avx512": 128}
 # 3x3 stride 1, forward with packed weights, few output pixels and many channel
 # pairs (ResNet's 512-channel layers at 7x7, batch 1): F(2x2, 3x3). There
 # F(4x4, 3x3)'s transformed weights (36 floats per pair, 37.7 MB at 512 x 512:
@@ -295,7 +299,7 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
     if (pass_ == "forward" and isa in PHASE_ISAS and dilation == (1, 1) and groups == 1
             and in_channels >= PHASE_MIN_CHANNELS and 2 <= kernel_h * kernel_w <= PHASE_MAX_TAPS):
         if stride == (2, 2) and (weights_packed or input_shape[0] * out_size[0] * out_size[1]
-                                 >= PHASE_UNPACKED_MIN_PIXELS):
+                                 >= PHASE_UNPACKED_MIN_PIXELS[isa]):
             return "phase"
         if stride == (1, 1) and out_size[0] * out_size[1] >= PHASE_STRIDE1_MIN_PLANE:
             return "phase"

@@ -39,6 +39,8 @@ SHAPES = [
     (1, 130, 40, 31, 20, (3, 3), (2, 2), (1, 1), (1, 1)),  # channel chunks, several row bands
     (1, 230, 8, 8, 24, (3, 3), (2, 2), (1, 1), (1, 1)),    # channel chunks at AVX2's size
     (1, 2, 5, 1201, 3, (3, 3), (2, 2), (1, 1), (1, 1)),    # a row of tiles past the partial budget
+    (1, 6, 74, 74, 20, (3, 3), (2, 2), (1, 1), (1, 1)),    # 37x37: flat tiles (AVX2), two bands
+    (2, 240, 14, 14, 30, (3, 3), (1, 1), (1, 1), (1, 1)),  # 14x14 flat tiles over channel chunks
 ]
 
 
@@ -170,7 +172,9 @@ def test_rule_picks_phase(isa):
             assert F.conv2d_algorithm(x, w, stride=2, padding=1, pass_=pass_) == phase
     # unpacked weights (training, functional calls) need enough output pixels
     assert F.conv2d_algorithm((1, 256, 28, 28), (256, 256, 3, 3), stride=2, padding=1) == phase
-    assert F.conv2d_algorithm((1, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == "im2col"
+    assert F.conv2d_algorithm((1, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == (
+        "phase" if isa == "avx2" else "im2col")  # (AVX2's flat tiles: from 25 pixels)
+    assert F.conv2d_algorithm((1, 512, 8, 8), (512, 512, 3, 3), stride=2, padding=1) == "im2col"
     assert F.conv2d_algorithm((4, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1) == phase
     # stride 1: Winograd (F(2x2, 3x3) for packed layers of few pixels and many
     # channel pairs: test_winograd_f2.py), never phase in forward
