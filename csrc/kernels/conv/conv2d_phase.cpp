@@ -76,16 +76,28 @@ constexpr int KV = 4;
 constexpr int KV = 2;
 #endif
 static_assert(TP <= L || L == 1, "the epilogue transposes a tile's pixels into one vector");
+// AVX2 only, as measured there: flat tiles (see tile_plan) and the 3x3 tap
+// loop unrolled (64->128 s2 @56 batch 8: 4% faster on Zen 2); AVX-512's tile
+// keeps its one-tap loop (unrolled, GCC spilled more of its 32 registers).
 #if defined(__AVX512F__)
-constexpr bool kFlatTiles = false;  // (see tile_plan)
+constexpr bool kFlatTiles = false;
+constexpr bool kUnrollTaps = false;
+#elif defined(__AVX2__)
+constexpr bool kFlatTiles = true;
+constexpr bool kUnrollTaps = true;
 #else
 constexpr bool kFlatTiles = true;
+constexpr bool kUnrollTaps = false;
 #endif
 constexpr int64_t kMaxTaps = kPhaseMaxTaps;
 constexpr int64_t kMaxStride = kPhaseMaxStride;
 constexpr int64_t kMaxPhases = kMaxStride * kMaxStride;
 // Weights of one channel chunk (KV vectors x channels x taps): ~128 KiB.
 constexpr int64_t kChunkFloats = int64_t(1) << 15;
+// (channel, tap) pairs per chunk, at most: chunk * taps * KV * L <= kChunkFloats,
+// or one channel of kMaxTaps taps.
+constexpr int64_t kMaxChunkPairs = kChunkFloats / (KV * L) > kPhaseMaxTaps
+                                       ? kChunkFloats / (KV * L) : kPhaseMaxTaps;
 // Partial sums of one band of tiles between channel chunks, per thread (at
 // least one row of tiles).
 constexpr int64_t kPartialFloats = int64_t(1) << 14;
@@ -107,6 +119,8 @@ struct TilePlan {
   bool flat;          // tiles of TP consecutive pixels of the flattened grid instead
   int64_t band;       // output rows per band (flat: pixels)
   int64_t partial_floats;  // per thread: the band's partial sums (~kPartialFloats)
+                           // and, from pair_offset, the chunk's pair offsets
+  int64_t pair_offset;     // (row tiles on AVX2: see phase_tile), else -1
   int64_t chunk;      // source channels per chunk
 };
 
@@ -133,17 +147,17 @@ TilePlan tile_plan(int64_t C, int64_t K, int64_t taps, int64_t cstride, int64_t 
     p.width = (out_w + p.runs - 1) / p.runs;
     p.rows_per_tile = 1;
   }
-  // Flat tiles where the output grid is dense (ycol 1, rows out_w apart) and
-  // they are at least 10% fewer than row tiles: with 6-pixel tiles (AVX2), a
-  // 7-wide grid runs tiles of 4 and 3 pixels by rows, 6 flat (ResNet-18's
-  // 512->512 3x3 at 7x7, batch 8, 1 thread: 26.5 -> 21.0 ms; 14-wide grids
-  // 12.6 -> 11.6). A flat tile addresses its pixels through per-pixel
-  // pointers, which costs the 9-tap unrolling, so on 28-wide grids (6%
-  // fewer tiles) rows stay ahead. AVX-512's 7-pixel tiles divide ResNet's
+  // Flat tiles where they are at least 10% fewer than row tiles: with 6-pixel
+  // tiles (AVX2), a 7-wide grid runs tiles of 4 and 3 pixels by rows, 6 flat.
+  // Zen 2, 1 thread, batch 8: 512->512 3x3 at 7x7 26.5 -> 21.0 ms, 256->512
+  // s2 @14 14.5 -> 11.8, backward-data of 128->256 s2 @28 (14x14 phases)
+  // 13.7 -> 10.4. A flat tile reads through per-pixel pointers and cannot
+  // unroll its 9 taps as a row tile does, so on 28-wide grids (6% fewer
+  // tiles) rows stay ahead. AVX-512's 7-pixel tiles divide ResNet's
   // 7/14/28/56-wide grids and were not measured flat: rows there.
   const int64_t row_tiles = p.rows_per_tile == 2 ? (out_h + 1) / 2 : out_h * p.runs;
   const int64_t flat_tiles = (out_h * out_w + TP - 1) / TP;
-  p.flat = kFlatTiles && ycol == 1 && yrow == out_w && flat_tiles * 10 <= row_tiles * 9;
+  p.flat = kFlatTiles && flat_tiles * 10 <= row_tiles * 9;
   const int64_t tile_floats = TP * KV * L;
   if (p.flat) {
     const int64_t tiles = kPartialFloats / tile_floats > 1 ? kPartialFloats / tile_floats : 1;
@@ -154,6 +168,11 @@ TilePlan tile_plan(int64_t C, int64_t K, int64_t taps, int64_t cstride, int64_t 
     const int64_t tile_rows = kPartialFloats / row_floats > 1 ? kPartialFloats / row_floats : 1;
     p.band = tile_rows * p.rows_per_tile;
     p.partial_floats = tile_rows * row_floats;
+  }
+  p.pair_offset = -1;
+  if (kUnrollTaps) {  // int64 offsets, 2 floats each (partial_floats is even)
+    p.pair_offset = p.partial_floats;
+    p.partial_floats += 2 * kMaxChunkPairs;
   }
   int64_t cc = kChunkFloats / (KV * L * (taps > 0 ? taps : 1));
   if (cc < 1) cc = 1;
@@ -250,6 +269,12 @@ struct TileArgs {
   // reads the residual at res_base + (y - out_base). Null: none.
   const float* res_base = nullptr;
   const float* out_base = nullptr;
+  // A flat tile's output pixels, as offsets from its first, where they are not
+  // consecutive (backward-data at stride 2 writes every second column). Null:
+  // consecutive, or a row tile.
+  const int64_t* yoff = nullptr;
+  // Source offsets of the chunk's (channel, tap) pairs, channel-major, from c0.
+  const int64_t* pairoff = nullptr;
 };
 
 // v's lanes [first, first + n) to d[0], d[stride], ..., d[(n - 1) * stride].
@@ -290,7 +315,7 @@ __attribute__((noinline)) void finish_tile(const TileArgs& t, int W, int NR, int
   const Vec cap = Vec::set1(t.relu_max);
   const float* res = t.res_base ? t.res_base + (y - t.out_base) : nullptr;
   // the tile's pixels consecutive in the output (forward, backward-data at stride 1)
-  const bool contiguous = p.ycol == 1 && (NR == 1 || p.yrow == W);
+  const bool contiguous = t.yoff == nullptr && p.ycol == 1 && (NR == 1 || p.yrow == W);
   // Channel k's R pixels (lanes as the tile's pixels): + bias, + residual, clamp.
   auto act = [&](Vec o, int64_t k) {
     if (t.bias) o = o + Vec::set1(t.bias[k]);
@@ -300,7 +325,8 @@ __attribute__((noinline)) void finish_tile(const TileArgs& t, int W, int NR, int
         o = o + Vec::load_partial(rk, R);
       } else {
         alignas(64) float lanes[L];
-        for (int i = 0; i < R; ++i) lanes[i] = rk[(i / W) * p.yrow + (i % W) * p.ycol];
+        for (int i = 0; i < R; ++i)
+          lanes[i] = rk[t.yoff ? t.yoff[i] : (i / W) * p.yrow + (i % W) * p.ycol];
         o = o + Vec::load_partial(lanes, R);
       }
     }
@@ -310,7 +336,8 @@ __attribute__((noinline)) void finish_tile(const TileArgs& t, int W, int NR, int
     if constexpr (L == 1) {  // one channel per vector: pixel by pixel
       if (v >= t.kvalid) break;
       for (int i = 0; i < R; ++i) {
-        const int64_t at = v * p.ychan + (i / W) * p.yrow + (i % W) * p.ycol;
+        const int64_t at =
+            v * p.ychan + (t.yoff ? t.yoff[i] : (i / W) * p.yrow + (i % W) * p.ycol);
         Vec o = Vec::load(t.partial + i * V + v);
         if (t.bias) o = o + Vec::set1(t.bias[v]);
         if (res) o = o + Vec::load(res + at);
@@ -327,6 +354,10 @@ __attribute__((noinline)) void finish_tile(const TileArgs& t, int W, int NR, int
         float* d = y + (v * L + l) * p.ychan;
         if (contiguous) {
           o.store_partial(d, R);
+        } else if (t.yoff) {
+          alignas(64) float lanes[L];
+          o.store(lanes);
+          for (int i = 0; i < R; ++i) d[t.yoff[i]] = lanes[i];
         } else {
           for (int row = 0; row < NR; ++row) store_run(o, row * W, W, p.ycol, d + row * p.yrow);
         }
@@ -341,9 +372,12 @@ __attribute__((noinline)) void finish_tile(const TileArgs& t, int W, int NR, int
 // across rows), w: the packed weights of its first vector block. Sums go back
 // to t.partial; the last chunk then finishes the tile into y. TAPS: the tap
 // count when known at compile time (9: the tap loop unrolled), else 0.
+// Out of line: inlined into compute, the tile's code (registers, unrolling)
+// moved with every change around it, flat tiles by 5-10% between builds.
 template <int W, int NR, int V, int TAPS, bool FLAT>
-void phase_tile(const TileArgs& t, const float* src, const int64_t* off, const float* w,
-                float* y) {
+__attribute__((noinline)) void phase_tile(const TileArgs& t, const float* src,
+                                          const int64_t* off, const float* w,
+                                          float* y) {
   constexpr int R = W * NR;
   const TilePlan& p = *t.p;
   const int64_t taps = TAPS > 0 ? TAPS : p.taps, wp = p.wp;
@@ -358,23 +392,36 @@ void phase_tile(const TileArgs& t, const float* src, const int64_t* off, const f
     for (int v = 0; v < V; ++v)
       acc[i][v] = t.c0 == 0 ? Vec::zero() : Vec::load(t.partial + (i * V + v) * L);
   w += t.c0 * taps * L;
-  for (int64_t c = t.c0; c < t.c1; ++c) {
-    const int64_t pc = c * p.cstride;
-#pragma GCC unroll 9
-    for (int64_t k = 0; k < taps; ++k, w += L) {
-      const int64_t d = pc + t.tapoff[k];
-      Vec wv[V];
+  // one tap of channel c: d is its source offset, w its packed weights
+  auto tap = [&](int64_t d, const float* wk) __attribute__((always_inline)) {
+    Vec wv[V];
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) wv[v] = Vec::load(w + v * wstride);
+    for (int v = 0; v < V; ++v) wv[v] = Vec::load(wk + v * wstride);
 #pragma GCC unroll 4
-      for (int r = 0; r < NR; ++r) {
+    for (int r = 0; r < NR; ++r) {
 #pragma GCC unroll 16
-        for (int x = 0; x < W; ++x) {
-          const Vec xi = Vec::set1(FLAT ? px[x][d] : src[d + r * wp + x]);
+      for (int x = 0; x < W; ++x) {
+        const Vec xi = Vec::set1(FLAT ? px[x][d] : src[d + r * wp + x]);
 #pragma GCC unroll 4
-          for (int v = 0; v < V; ++v) acc[r * W + x][v] = fmadd(xi, wv[v], acc[r * W + x][v]);
-        }
+        for (int v = 0; v < V; ++v) acc[r * W + x][v] = fmadd(xi, wv[v], acc[r * W + x][v]);
       }
+    }
+  };
+  if constexpr (TAPS > 0) {
+    for (int64_t c = t.c0; c < t.c1; ++c, w += taps * L) {
+      const int64_t pc = c * p.cstride;
+#pragma GCC unroll 9
+      for (int64_t k = 0; k < taps; ++k) tap(pc + t.tapoff[k], w + k * L);
+    }
+  } else if constexpr (kUnrollTaps) {
+    // (channel, tap) pairs as one loop: backward-data's phases have 1-4 taps
+    const int64_t pairs = (t.c1 - t.c0) * taps;
+#pragma GCC unroll 4
+    for (int64_t j = 0; j < pairs; ++j) tap(t.pairoff[j], w + j * L);
+  } else {
+    for (int64_t c = t.c0; c < t.c1; ++c, w += taps * L) {
+      const int64_t pc = c * p.cstride;
+      for (int64_t k = 0; k < taps; ++k) tap(pc + t.tapoff[k], w + k * L);
     }
   }
 #pragma GCC unroll 16
@@ -394,10 +441,15 @@ void with_vectors(int vectors, const TileArgs& t, const float* src, const int64_
       return;
     }
   }
-  // (a flat tile unrolled over 9 taps ran 20% slower: GCC spilled the 54 tap
-  // pointers it hoisted)
-  if (!FLAT && t.p->taps == 9) phase_tile<W, NR, V, 9, FLAT>(t, src, off, w, y);
-  else phase_tile<W, NR, V, 0, FLAT>(t, src, off, w, y);
+  // AVX2: row tiles of 3x3 kernels (9 taps) channel by channel with the tap loop
+  // unrolled; flat tiles and other kernels over (channel, tap) pairs
+  if constexpr (kUnrollTaps && !FLAT) {
+    if (t.p->taps == 9) {
+      phase_tile<W, NR, V, 9, FLAT>(t, src, off, w, y);
+      return;
+    }
+  }
+  phase_tile<W, NR, V, 0, FLAT>(t, src, off, w, y);
 }
 
 // phase_tile for a run-time width (<= TP), row count (1, or 2 with 2W <= TP)
@@ -441,6 +493,13 @@ struct Epilogue {
   const float* residual = nullptr;  // forward: the image's, laid out as its output
 };
 
+// The source offsets of channels [c0, c1) x every tap, channel-major.
+void fill_pairs(const TilePlan& p, const int64_t* tapoff, int64_t c0, int64_t c1,
+                int64_t* pairoff) {
+  for (int64_t c = c0, j = 0; c < c1; ++c)
+    for (int64_t k = 0; k < p.taps; ++k) pairoff[j++] = c * p.cstride + tapoff[k];
+}
+
 // Vector blocks [v0, v1) x output rows [r0, r1) of one correlation (src: its
 // source image, y: its output at grid pixel (0, 0), channel 0); partial:
 // p.partial_floats of this thread's scratch.
@@ -449,6 +508,9 @@ void compute(const TilePlan& p, const int64_t* tapoff, const float* packed, cons
              float* partial) {
   const int64_t inner = p.C * p.taps, tile_floats = TP * KV * L;
   TileArgs t{&p, tapoff, nullptr, e.relu, e.relu_max, 0, 0, 0, partial, e.residual, y};
+  int64_t* pairoff = p.pair_offset < 0 ? nullptr
+                                        : reinterpret_cast<int64_t*>(partial + p.pair_offset);
+  t.pairoff = pairoff;
   for (int64_t g = v0; g < v1; g += KV) {
     const int vectors = static_cast<int>((v1 - g) < KV ? (v1 - g) : KV);
     const int64_t k0 = g * L;
@@ -457,19 +519,25 @@ void compute(const TilePlan& p, const int64_t* tapoff, const float* packed, cons
     const float* w = packed + g * inner * L;
     float* yk = y + k0 * p.ychan;
     if (p.flat) {  // pixels [r0 * out_w, r1 * out_w) of the flattened grid
+      const bool dense = p.ycol == 1 && p.yrow == p.out_w;  // output pixels consecutive
       for (int64_t b0 = r0 * p.out_w, end = r1 * p.out_w; b0 < end; b0 += p.band) {
         const int64_t b1 = (b0 + p.band) < end ? (b0 + p.band) : end;
         for (t.c0 = 0; t.c0 < p.C; t.c0 += p.chunk) {
           t.c1 = (t.c0 + p.chunk) < p.C ? (t.c0 + p.chunk) : p.C;
           t.partial = partial;
+          if (pairoff) fill_pairs(p, tapoff, t.c0, t.c1, pairoff);
           for (int64_t q = b0; q < b1; q += TP, t.partial += tile_floats) {
             const int n = static_cast<int>((b1 - q) < TP ? (b1 - q) : TP);
-            int64_t off[TP];
-            for (int64_t i = 0, oh = q / p.out_w, ow = q % p.out_w; i < n; ++i) {
+            int64_t off[TP], yoff[TP];
+            const int64_t oh0 = q / p.out_w, ow0 = q % p.out_w;
+            for (int64_t i = 0, oh = oh0, ow = ow0; i < n; ++i) {
               off[i] = oh * p.wp + ow;
+              yoff[i] = (oh - oh0) * p.yrow + (ow - ow0) * p.ycol;
               if (++ow == p.out_w) ow = 0, ++oh;
             }
-            flat_tile_of_width<TP>(n, vectors, t, src, off, w, yk + q);
+            t.yoff = dense ? nullptr : yoff;
+            flat_tile_of_width<TP>(n, vectors, t, src, off, w,
+                                   yk + oh0 * p.yrow + ow0 * p.ycol);
           }
         }
       }
@@ -480,6 +548,7 @@ void compute(const TilePlan& p, const int64_t* tapoff, const float* packed, cons
       for (t.c0 = 0; t.c0 < p.C; t.c0 += p.chunk) {
         t.c1 = (t.c0 + p.chunk) < p.C ? (t.c0 + p.chunk) : p.C;
         t.partial = partial;
+        if (pairoff) fill_pairs(p, tapoff, t.c0, t.c1, pairoff);
         for (int64_t oh = b0; oh < b1; oh += p.rows_per_tile) {
           const int rows = static_cast<int>((b1 - oh) < p.rows_per_tile ? (b1 - oh)
                                                                         : p.rows_per_tile);
