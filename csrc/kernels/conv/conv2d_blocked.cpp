@@ -580,11 +580,14 @@ void stem_run(ConvPass pass, const Conv2dArgs& a) {
   d.row_buffers = bias + k16;
   // Outputs over 16 MiB (batch 8 and up at 224) go to memory anyway: stored
   // non-temporally, they skip the read-for-ownership and leave the cache to
-  // the image and weights (batch 16: 1.06x). Every whole vector is aligned
-  // when the rows are whole vectors and the output is aligned.
+  // the image and weights (AVX-512, batch 16: 1.06x). Every whole vector is
+  // aligned when the rows are whole vectors and the output is aligned. Not
+  // with 8-float vectors: flush_row_nchw writes each line of a plane in two
+  // halves, 64 planes apart, and the write-combining buffers give up the
+  // half lines (Zen 2, batch 8, 1 thread: 26.2 ms streamed, 23.2 stored).
   const bool aligned = reinterpret_cast<uintptr_t>(a.output) % (L * sizeof(float)) == 0;
   const int64_t out_floats = s.batch * s.out_channels * s.out_h * s.out_w;
-  d.stream_out = L > 1 && use_streamed_outputs(a, out_floats) && s.out_w % L == 0 && aligned;
+  d.stream_out = L == 16 && use_streamed_outputs(a, out_floats) && s.out_w % L == 0 && aligned;
   d.num_threads = a.num_threads;
   dense_nchw(d);
 }
