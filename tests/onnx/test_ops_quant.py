@@ -64,6 +64,27 @@ def _assert_same(ours, theirs):
         np.testing.assert_array_equal(a, b)
 
 
+def _ort_inexact(ta, tb) -> bool:
+    """Whether onnxruntime's integer products of these operand types are inexact on this
+    CPU: its uint8 x int8 kernels for CPUs without VNNI add pairs of products in int16
+    (vpmaddubsw), which saturates, so their result is not the exact one the specification
+    defines (seen on an AVX2 AMD EPYC: MatMulInteger -61829 for -63886). There the tests
+    compare values with their numpy references only, and shapes and types with
+    onnxruntime."""
+    features = pve.info()["cpu_features"]
+    vnni = features.get("avx512_vnni") or features.get("avx_vnni")
+    return ta is np.uint8 and tb is np.int8 and not vnni
+
+
+def _assert_same_where_exact(ours, theirs, ta, tb):
+    if not _ort_inexact(ta, tb):
+        _assert_same(ours, theirs)
+        return
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape and a.dtype == b.dtype
+
+
 def _range(dtype):
     info = np.iinfo(dtype)
     return int(info.min), int(info.max)
@@ -272,7 +293,7 @@ def test_matmul_integer_matches_onnxruntime_and_numpy(sa, sb, ta, tb):
     model, feeds = _ordered("MatMulInteger", [("a", a), ("b", b), ("az", azp), ("bz", bzp)],
                             {"az", "bz"}, opset=10)
     ours, theirs = _run_both(model, feeds)
-    _assert_same(ours, theirs)
+    _assert_same_where_exact(ours, theirs, ta, tb)
     np.testing.assert_array_equal(ours[0], _matmul_int64(a, azp, b, bzp))
 
 
@@ -411,7 +432,7 @@ def test_qlinear_conv_matches_onnxruntime_and_numpy(xs, ws, strides, pads, dilat
                         ("wz", wzp), ("ys", y_scale), ("yz", yzp), ("b", bias)],
         {"xs", "xz", "w", "ws", "wz", "ys", "yz", "b"}, opset=10, **attrs)
     ours, theirs = _run_both(model, feeds)
-    _assert_same(ours, theirs)
+    _assert_same_where_exact(ours, theirs, tx, tw)
     acc = _conv_int64(x.astype(np.int64) - xzp,
                       w.astype(np.int64) - np.asarray(wzp).reshape(-1, 1, 1, 1), strides,
                       _resolved_pads(xs, ws, strides, pads, dilations, auto_pad), dilations,
@@ -442,7 +463,7 @@ def test_qlinear_matmul_matches_onnxruntime_and_numpy(sa, sb, ta, tb, opset):
                           ("bz", bzp), ("ys", y_scale), ("yz", yzp)],
         {"as", "az", "b", "bs", "bz", "ys", "yz"}, opset=opset)
     ours, theirs = _run_both(model, feeds)
-    _assert_same(ours, theirs)
+    _assert_same_where_exact(ours, theirs, ta, tb)
     acc = _matmul_int64(a, azp, b, bzp)
     want = _requantize_f64(acc, np.float64(a_scale) * np.float64(b_scale) / np.float64(y_scale),
                            yzp, ta)
@@ -462,7 +483,12 @@ def test_qlinear_matmul_per_column_b_scale():
                           ("bz", bzp), ("ys", y_scale), ("yz", yzp)],
         {"as", "az", "b", "bs", "bz", "ys", "yz"}, opset=10)
     ours, theirs = _run_both(model, feeds)
-    _assert_same(ours, theirs)
+    _assert_same_where_exact(ours, theirs, np.uint8, np.int8)
+    want = _requantize_f64(_matmul_int64(a, azp, b, bzp),
+                           np.float64(a_scale) * b_scale.astype(np.float64) / np.float64(y_scale),
+                           yzp, np.uint8)
+    assert np.abs(ours[0].astype(np.int64) - want).max() <= 1
+    assert (ours[0] != want).mean() < 0.01
 
 
 # ----------------------------------------------------------------- a quantized CNN
@@ -539,6 +565,10 @@ def _quantized(float_path, fmt_name, per_channel, op_types):
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_quantized_cnn_matches_onnxruntime(float_cnn, fmt_name, op_types, per_channel):
     import onnxruntime as ort
+    if fmt_name == "QOperator" and _ort_inexact(np.uint8, np.int8):
+        pytest.skip("onnxruntime's uint8 x int8 QLinearConv / QLinearMatMul saturate on CPUs "
+                    "without VNNI (see _ort_inexact); test_qlinear_conv_* and "
+                    "test_qlinear_matmul_* check those ops against numpy here")
     path = _quantized(float_cnn, fmt_name, per_channel, op_types)
     kinds = {n.op_type for n in onnx.load(path).graph.node}
     assert ("QLinearConv" in kinds) == (fmt_name == "QOperator")
