@@ -76,9 +76,10 @@ constexpr int KV = 4;
 constexpr int KV = 2;
 #endif
 static_assert(TP <= L || L == 1, "the epilogue transposes a tile's pixels into one vector");
-// AVX2 only, as measured there: flat tiles (see tile_plan) and the 3x3 tap
-// loop unrolled (64->128 s2 @56 batch 8: 4% faster on Zen 2); AVX-512's tile
-// keeps its one-tap loop (unrolled, GCC spilled more of its 32 registers).
+// AVX2 only, as measured there: flat tiles (see tile_plan), the 3x3 tap loop
+// of row tiles unrolled (64->128 s2 @56 batch 8: 4% faster on Zen 2) and the
+// other tiles' (channel, tap) pairs walked as one loop (phase_tile); AVX-512's
+// tile keeps its one-tap loop (unrolled, GCC spilled more of its 32 registers).
 #if defined(__AVX512F__)
 constexpr bool kFlatTiles = false;
 constexpr bool kUnrollTaps = false;
@@ -120,7 +121,7 @@ struct TilePlan {
   int64_t band;       // output rows per band (flat: pixels)
   int64_t partial_floats;  // per thread: the band's partial sums (~kPartialFloats)
                            // and, from pair_offset, the chunk's pair offsets
-  int64_t pair_offset;     // (row tiles on AVX2: see phase_tile), else -1
+  int64_t pair_offset;     // (AVX2: see phase_tile), else -1
   int64_t chunk;      // source channels per chunk
 };
 
