@@ -125,6 +125,10 @@ struct TilePlan {
   int64_t chunk;      // source channels per chunk
 };
 
+// Whether tiles of this plan walk (channel, tap) pairs (phase_tile): on AVX2
+// all but row tiles of 3x3 kernels, which unroll their 9 taps.
+bool uses_pairs(const TilePlan& p) { return kUnrollTaps && (p.flat || p.taps != 9); }
+
 TilePlan tile_plan(int64_t C, int64_t K, int64_t taps, int64_t cstride, int64_t wp,
                    int64_t out_h, int64_t out_w, int64_t ychan, int64_t yrow, int64_t ycol) {
   TilePlan p;
@@ -171,7 +175,7 @@ TilePlan tile_plan(int64_t C, int64_t K, int64_t taps, int64_t cstride, int64_t 
     p.partial_floats = tile_rows * row_floats;
   }
   p.pair_offset = -1;
-  if (kUnrollTaps) {  // int64 offsets, 2 floats each (partial_floats is even)
+  if (uses_pairs(p)) {  // int64 offsets, 2 floats each (partial_floats is even)
     p.pair_offset = p.partial_floats;
     p.partial_floats += 2 * kMaxChunkPairs;
   }
@@ -445,7 +449,7 @@ void with_vectors(int vectors, const TileArgs& t, const float* src, const int64_
   // AVX2: row tiles of 3x3 kernels (9 taps) channel by channel with the tap loop
   // unrolled; flat tiles and other kernels over (channel, tap) pairs
   if constexpr (kUnrollTaps && !FLAT) {
-    if (t.p->taps == 9) {
+    if (!uses_pairs(*t.p)) {
       phase_tile<W, NR, V, 9, FLAT>(t, src, off, w, y);
       return;
     }
@@ -512,6 +516,15 @@ void compute(const TilePlan& p, const int64_t* tapoff, const float* packed, cons
   int64_t* pairoff = p.pair_offset < 0 ? nullptr
                                         : reinterpret_cast<int64_t*>(partial + p.pair_offset);
   t.pairoff = pairoff;
+  // tiles() for each channel chunk, the partial sums and pair offsets set up
+  auto each_chunk = [&](auto&& tiles) {
+    for (t.c0 = 0; t.c0 < p.C; t.c0 += p.chunk) {
+      t.c1 = (t.c0 + p.chunk) < p.C ? (t.c0 + p.chunk) : p.C;
+      t.partial = partial;
+      if (pairoff) fill_pairs(p, tapoff, t.c0, t.c1, pairoff);
+      tiles();
+    }
+  };
   for (int64_t g = v0; g < v1; g += KV) {
     const int vectors = static_cast<int>((v1 - g) < KV ? (v1 - g) : KV);
     const int64_t k0 = g * L;
@@ -523,33 +536,27 @@ void compute(const TilePlan& p, const int64_t* tapoff, const float* packed, cons
       const bool dense = p.ycol == 1 && p.yrow == p.out_w;  // output pixels consecutive
       for (int64_t b0 = r0 * p.out_w, end = r1 * p.out_w; b0 < end; b0 += p.band) {
         const int64_t b1 = (b0 + p.band) < end ? (b0 + p.band) : end;
-        for (t.c0 = 0; t.c0 < p.C; t.c0 += p.chunk) {
-          t.c1 = (t.c0 + p.chunk) < p.C ? (t.c0 + p.chunk) : p.C;
-          t.partial = partial;
-          if (pairoff) fill_pairs(p, tapoff, t.c0, t.c1, pairoff);
+        each_chunk([&] {
           for (int64_t q = b0; q < b1; q += TP, t.partial += tile_floats) {
             const int n = static_cast<int>((b1 - q) < TP ? (b1 - q) : TP);
             int64_t off[TP], yoff[TP];
             const int64_t oh0 = q / p.out_w, ow0 = q % p.out_w;
             for (int64_t i = 0, oh = oh0, ow = ow0; i < n; ++i) {
               off[i] = oh * p.wp + ow;
-              yoff[i] = (oh - oh0) * p.yrow + (ow - ow0) * p.ycol;
+              if (!dense) yoff[i] = (oh - oh0) * p.yrow + (ow - ow0) * p.ycol;
               if (++ow == p.out_w) ow = 0, ++oh;
             }
             t.yoff = dense ? nullptr : yoff;
             flat_tile_of_width<TP>(n, vectors, t, src, off, w,
                                    yk + oh0 * p.yrow + ow0 * p.ycol);
           }
-        }
+        });
       }
       continue;
     }
     for (int64_t b0 = r0; b0 < r1; b0 += p.band) {
       const int64_t b1 = (b0 + p.band) < r1 ? (b0 + p.band) : r1;
-      for (t.c0 = 0; t.c0 < p.C; t.c0 += p.chunk) {
-        t.c1 = (t.c0 + p.chunk) < p.C ? (t.c0 + p.chunk) : p.C;
-        t.partial = partial;
-        if (pairoff) fill_pairs(p, tapoff, t.c0, t.c1, pairoff);
+      each_chunk([&] {
         for (int64_t oh = b0; oh < b1; oh += p.rows_per_tile) {
           const int rows = static_cast<int>((b1 - oh) < p.rows_per_tile ? (b1 - oh)
                                                                         : p.rows_per_tile);
@@ -560,7 +567,7 @@ void compute(const TilePlan& p, const int64_t* tapoff, const float* packed, cons
                               src + oh * p.wp + ow0, w, yk + oh * p.yrow + ow0 * p.ycol);
           }
         }
-      }
+      });
     }
   }
 }
