@@ -540,30 +540,34 @@ struct TapAcc {  // passed by value so that the accumulators stay in registers
 };
 
 // One block of ROWS gradient rows x n lanes. ih0: input row of gradient row
-// 0's tap row 0; c0: input column of lane 0's tap column 0.
-template <int KH, int KW, int ROWS>
+// 0's tap row 0; c0: input column of lane 0's tap column 0. EDGE: the block
+// reaches the padding or the row's tail (masked loads); ROW_CHECK: some of its
+// input rows are padding. Both are template parameters so that the interior
+// blocks, nearly all of them, run without a branch per load.
+// Software prefetch of the gradient and the input two row blocks on: on
+// AVX-512 (Zen 5) the hardware prefetcher alone left these loads stalled; on
+// AVX2 (Zen 2) the prefetches made the pass 1.4x slower, even from L2.
+constexpr bool kPrefetch = L == 16;
+
+template <int KH, int KW, int ROWS, bool EDGE, bool ROW_CHECK>
 [[gnu::always_inline]] inline TapAcc<KH * KW> weight_grad_block_s1(
     TapAcc<KH * KW> acc, const Conv2dShape& s, const float* x, int64_t ih0, int64_t c0,
-    const float* gy, int n, bool edge, const LaneMask* mask) {
+    const float* gy, int n, const LaneMask* mask) {
   Vec g[ROWS];
 #pragma GCC unroll 8
   for (int rr = 0; rr < ROWS; ++rr) {
-    g[rr] = Vec::load_partial(gy + rr * s.out_w, n);
-    // The gradient two row blocks on (read once, from L3 or memory): with
-    // the hardware prefetcher alone these loads stalled.
-    __builtin_prefetch(gy + (rr + 2 * ROWS) * s.out_w, 0, 3);
+    g[rr] = EDGE ? Vec::load_partial(gy + rr * s.out_w, n) : Vec::load(gy + rr * s.out_w);
+    if (kPrefetch) __builtin_prefetch(gy + (rr + 2 * ROWS) * s.out_w, 0, 3);
   }
 #pragma GCC unroll 16
   for (int i = 0; i < ROWS + KH - 1; ++i) {
     const int64_t ih = ih0 + i;
-    if (ih < 0 || ih >= s.in_h) continue;  // a padding row adds nothing
+    if (ROW_CHECK && (ih < 0 || ih >= s.in_h)) continue;  // a padding row adds nothing
     const float* row = x + ih * s.in_w + c0;
-    // The input two row blocks on, as for the gradient above (from L3 it
-    // stalled the loads as well).
-    __builtin_prefetch(row + 2 * ROWS * s.in_w, 0, 3);
+    if (kPrefetch) __builtin_prefetch(row + 2 * ROWS * s.in_w, 0, 3);
     Vec v[KW];
 #pragma GCC unroll 8
-    for (int q = 0; q < KW; ++q) v[q] = edge ? load_lanes(row + q, mask[q]) : Vec::load(row + q);
+    for (int q = 0; q < KW; ++q) v[q] = EDGE ? load_lanes(row + q, mask[q]) : Vec::load(row + q);
 #pragma GCC unroll 8
     for (int rr = 0; rr < ROWS; ++rr) {
       const int r = i - rr;  // kernel row that input row i is for gradient row rr
@@ -576,19 +580,24 @@ template <int KH, int KW, int ROWS>
   return acc;
 }
 
-template <int KH, int KW, int ROWS>
+template <int KH, int KW, int ROWS, bool ROW_CHECK>
 [[gnu::always_inline]] inline TapAcc<KH * KW> weight_grad_rows_s1(
     TapAcc<KH * KW> acc, const Conv2dShape& s, const float* x, int64_t oh, const float* gy) {
+  const int64_t ih0 = oh - s.pad_top;
+  const float* grow = gy + oh * s.out_w;
   for (int64_t ow = 0; ow < s.out_w; ow += L) {
     const int n = static_cast<int>(s.out_w - ow < L ? s.out_w - ow : L);
     const int64_t c0 = ow - s.pad_left;
-    const bool edge = n < L || c0 < 0 || c0 + KW - 1 + L > s.in_w;
+    if (n == L && c0 >= 0 && c0 + KW - 1 + L <= s.in_w) {
+      acc = weight_grad_block_s1<KH, KW, ROWS, false, ROW_CHECK>(acc, s, x, ih0, c0, grow + ow,
+                                                                  n, nullptr);
+      continue;
+    }
     LaneMask mask[KW];  // lanes inside the row and below out_w, per tap column
-    if (edge)
-      for (int q = 0; q < KW; ++q)
-        mask[q] = lane_mask(-(c0 + q), std::min<int64_t>(n, s.in_w - (c0 + q)));
-    acc = weight_grad_block_s1<KH, KW, ROWS>(acc, s, x, oh - s.pad_top, c0, gy + oh * s.out_w + ow,
-                                             n, edge, mask);
+    for (int q = 0; q < KW; ++q)
+      mask[q] = lane_mask(-(c0 + q), std::min<int64_t>(n, s.in_w - (c0 + q)));
+    acc = weight_grad_block_s1<KH, KW, ROWS, true, ROW_CHECK>(acc, s, x, ih0, c0, grow + ow, n,
+                                                             mask);
   }
   return acc;
 }
@@ -597,9 +606,16 @@ template <int KH, int KW, int RB>
 void weight_grad_plane_s1(const Conv2dShape& s, const float* x, const float* gy, float* gw) {
   TapAcc<KH * KW> acc;
   for (int t = 0; t < KH * KW; ++t) acc.v[t] = Vec::zero();
+  // Row blocks whose input rows all lie inside the plane skip the row check.
+  auto inside = [&](int64_t oh, int rows) {
+    return oh - s.pad_top >= 0 && oh - s.pad_top + rows + KH - 1 <= s.in_h;
+  };
   int64_t oh = 0;
-  for (; oh + RB <= s.out_h; oh += RB) acc = weight_grad_rows_s1<KH, KW, RB>(acc, s, x, oh, gy);
-  for (; oh < s.out_h; ++oh) acc = weight_grad_rows_s1<KH, KW, 1>(acc, s, x, oh, gy);
+  for (; oh + RB <= s.out_h; oh += RB) {
+    if (inside(oh, RB)) acc = weight_grad_rows_s1<KH, KW, RB, false>(acc, s, x, oh, gy);
+    else acc = weight_grad_rows_s1<KH, KW, RB, true>(acc, s, x, oh, gy);
+  }
+  for (; oh < s.out_h; ++oh) acc = weight_grad_rows_s1<KH, KW, 1, true>(acc, s, x, oh, gy);
   for (int t = 0; t < KH * KW; ++t) gw[t] += reduce_add(acc.v[t]);
 }
 
