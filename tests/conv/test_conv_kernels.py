@@ -222,6 +222,21 @@ THREADED_PATHS = {
     "pointwise_row_parts": ("pointwise", 13, [
         (1, 40, 7, 7, 72, 1, 1, (1, 1), (0, 0), (1, 1), 1),
         (1, 24, 13, 13, 37, 1, 1, (2, 2), (0, 0), (1, 1), 1)]),
+    # stride-1 1x1 with fewer outputs than inputs: AVX2's backward-weight as dot
+    # products along the pixels (output-channel tiles of 3 and input ones of 4
+    # with short last tiles; a pixel tail; two pixel chunks; batch 1 splits the
+    # output channels over the threads)
+    "pointwise_dot_backward_weight": ("pointwise", 19, [
+        (1, 40, 7, 7, 13, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+        (2, 23, 37, 41, 5, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+        (3, 9, 4, 5, 2, 1, 1, (1, 1), (0, 0), (1, 1), 1)]),
+    # depthwise 3x3, stride 1 and 2: AVX2's row-walking kernel (forward and the
+    # stride-1 backward-data on flipped weights), row counts that leave 1-3
+    # rows after blocks of 4, widths with partial vectors, multiplier 2
+    "depthwise_3x3": ("depthwise", 23, [
+        (2, 3, 13, 21, 6, 3, 3, (2, 2), (1, 1), (1, 1), 3),
+        (1, 4, 9, 17, 8, 3, 3, (1, 1), (1, 1), (1, 1), 4),
+        (3, 2, 6, 9, 2, 3, 3, (2, 2), (0, 0), (1, 1), 2)]),
 }
 
 
