@@ -7,7 +7,9 @@
 // every stride and dilation, the pixels one kernel tap needs for consecutive
 // outputs are consecutive in one phase: each tap is a vector load + FMA at a
 // fixed offset, with no branches for padding. 3x3 and 5x5 are compiled with
-// the taps unrolled and the weights held in registers.
+// the taps unrolled and the weights held in registers; 3x3 has its own loops
+// on AVX-512 (stride 1, register shifts) and AVX2 (stride 1 and 2, input rows
+// walked once per block of output rows).
 //
 // Backward-data with stride 1 is the same kernel run on the output gradient
 // with the kernel flipped (a full correlation); with larger strides it
@@ -214,7 +216,7 @@ void forward_plane_3x3s1(const Conv2dShape& s, const PhasePlane& p, const float*
     for (int64_t ow = 0; ow < s.out_w; ow += L) {
       const int n = static_cast<int>(s.out_w - ow < L ? s.out_w - ow : L);
       Vec acc[RB];
-#pragma GCC unroll 8
+#pragma GCC unroll 4
       for (int rr = 0; rr < RB; ++rr) {
         acc[rr] = vbias;
         if (ACCUMULATE && rr < rows)
@@ -539,16 +541,16 @@ struct TapAcc {  // passed by value so that the accumulators stay in registers
   Vec v[T];
 };
 
-// One block of ROWS gradient rows x n lanes. ih0: input row of gradient row
-// 0's tap row 0; c0: input column of lane 0's tap column 0. EDGE: the block
-// reaches the padding or the row's tail (masked loads); ROW_CHECK: some of its
-// input rows are padding. Both are template parameters so that the interior
-// blocks, nearly all of them, run without a branch per load.
 // Software prefetch of the gradient and the input two row blocks on: on
 // AVX-512 (Zen 5) the hardware prefetcher alone left these loads stalled; on
 // AVX2 (Zen 2) the prefetches made the pass 1.4x slower, even from L2.
 constexpr bool kPrefetch = L == 16;
 
+// One block of ROWS gradient rows x n lanes. ih0: input row of gradient row
+// 0's tap row 0; c0: input column of lane 0's tap column 0. EDGE: the block
+// reaches the padding or the row's tail (masked loads); ROW_CHECK: some of its
+// input rows are padding. Both are template parameters so that the interior
+// blocks, nearly all of them, run without a branch per load.
 template <int KH, int KW, int ROWS, bool EDGE, bool ROW_CHECK>
 [[gnu::always_inline]] inline TapAcc<KH * KW> weight_grad_block_s1(
     TapAcc<KH * KW> acc, const Conv2dShape& s, const float* x, int64_t ih0, int64_t c0,

@@ -2155,11 +2155,13 @@ void backward_weight_rows(const Conv2dArgs& a) {
 // DK * DC FMAs, the same ratio as the panel path, without transposing the
 // input into panels (a quarter of that path's time at 144 -> 24 @56). Units
 // are (image, pixel chunk, group of output-channel tiles); each thread sums
-// into its own K x C accumulator, reduced at the end. AVX2 only: the AVX-512
-// panel path was tuned on its own machine and this one was not measured there.
+// into its own K x C accumulator, reduced at the end. Taken where there are
+// fewer output than input channels (with as many or more outputs, 24 -> 144 and
+// 64 -> 256, the panel path was even or faster). AVX2 only: the AVX-512 panel
+// path was tuned on its own machine and this one was not measured there.
 constexpr int DK = 3, DC = 4;          // 12 accumulators, 7 loads: 16 ymm registers
 constexpr int64_t kDotChunk = 1024;    // pixels per unit: DC rows of x stay in L1
-constexpr int64_t kDotMaxWeights = int64_t(1) << 21;  // K * C: per-thread sums stay small
+constexpr int64_t kDotMaxWeights = int64_t(1) << 21;  // K * C: at most 8 MiB of sums a thread
 
 bool dot_backward_weight_ok(const Conv2dShape& s) {
   return RL == 8 && s.groups == 1 && is_direct_pointwise(s) && s.out_channels < s.in_channels &&
