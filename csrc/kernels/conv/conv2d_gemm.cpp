@@ -2211,12 +2211,14 @@ void dot_tile(const float* gy, const float* x, int64_t pixels, int64_t cols, int
   }
   if (p < cols) {  // the tail: zeros in the lanes past cols
     const int n = static_cast<int>(cols - p);
+    Vec gv[DK];
+#pragma GCC unroll 4
+    for (int i = 0; i < DK; ++i) gv[i] = Vec::load_partial(g[i] + p, n);
 #pragma GCC unroll 4
     for (int j = 0; j < DC; ++j) {
       const Vec xv = Vec::load_partial(xr[j] + p, n);
 #pragma GCC unroll 4
-      for (int i = 0; i < DK; ++i)
-        acc[i][j] = fmadd(Vec::load_partial(g[i] + p, n), xv, acc[i][j]);
+      for (int i = 0; i < DK; ++i) acc[i][j] = fmadd(gv[i], xv, acc[i][j]);
     }
   }
   for (int i = 0; i < DK && k0 + i < K; ++i)
