@@ -50,6 +50,9 @@ PVE_DEFINE_KERNEL(conv2d_phase_pack, Conv2dPackFn);
 PVE_DEFINE_KERNEL(conv2d_stem_workspace, Conv2dWorkspaceFn);
 PVE_DEFINE_KERNEL(conv2d_stem_run, Conv2dRunFn);
 PVE_DEFINE_KERNEL(conv2d_stem_pack, Conv2dPackFn);
+PVE_DEFINE_KERNEL(conv2d_winograd_s2_workspace, Conv2dWorkspaceFn);
+PVE_DEFINE_KERNEL(conv2d_winograd_s2_run, Conv2dRunFn);
+PVE_DEFINE_KERNEL(conv2d_winograd_s2_pack, Conv2dPackFn);
 
 namespace {
 
@@ -109,6 +112,8 @@ const std::vector<Family>& families() {
       {"winograd_f2", &conv2d_winograd_f2_workspace, &conv2d_winograd_f2_run,
        &conv2d_winograd_f2_pack, &always},
       {"stem", &conv2d_stem_workspace, &conv2d_stem_run, &conv2d_stem_pack, nullptr},
+      {"winograd_s2", &conv2d_winograd_s2_workspace, &conv2d_winograd_s2_run,
+       &conv2d_winograd_s2_pack, nullptr},
   };
   return f;
 }
@@ -118,14 +123,15 @@ const Family& family(const std::string& name) {
     if (name == f.name) return f;
   throw py::value_error("conv2d: unknown algorithm '" + name +
                         "'; choose from im2col, pointwise, depthwise, winograd, direct, phase, "
-                        "winograd_f2, stem");
+                        "winograd_f2, stem, winograd_s2");
 }
 
 // Winograd's transforms mix each tile's inputs, so one NaN or inf input makes
 // the whole output tile NaN (torch: only the outputs that read it, inf kept).
 // Its results are checked, and a non-finite one is computed again by im2col.
 bool spreads_non_finite(const Family& f) {
-  return std::strcmp(f.name, "winograd") == 0 || std::strcmp(f.name, "winograd_f2") == 0;
+  return std::strcmp(f.name, "winograd") == 0 || std::strcmp(f.name, "winograd_f2") == 0 ||
+         std::strcmp(f.name, "winograd_s2") == 0;
 }
 
 using Pair = std::tuple<int64_t, int64_t>;

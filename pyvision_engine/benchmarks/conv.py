@@ -115,7 +115,7 @@ def _engine_calls(layer: Layer, x, w, b, gy) -> Dict[str, Callable[[], object]]:
              for p in ("forward", "backward_data", "backward_weight")}
     calls = {}
     eval_algo = F._algorithm("forward", x.shape, w.shape, geo, weights_packed=True)
-    if (eval_algo in ("winograd", "winograd_f2", "phase")
+    if (eval_algo in ("winograd", "winograd_f2", "phase", "winograd_s2")
             or (eval_algo == "pointwise" and groups == 1)):
         packed = _C.conv2d_pack_weight(w, algorithm=eval_algo)
         calls["fwd_eval"] = lambda: _C.conv2d_forward(x, w, b, stride, pad, (1, 1), groups,

@@ -69,7 +69,7 @@ __all__ = ["Conv1d", "Conv2d", "ConvBn2d", "ConvBnReLU2d", "fuse_conv_bn_eval", 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # Families whose forward takes weights packed once (the eval-mode cache);
 # pointwise packs groups-1 layers only.
-_PACKING = ("winograd", "winograd_f2", "phase", "pointwise", "stem")
+_PACKING = ("winograd", "winograd_f2", "phase", "pointwise", "stem", "winograd_s2")
 _F32 = np.dtype(np.float32)
 
 

@@ -140,7 +140,9 @@ def test_forced_family_is_the_one_that_runs():
     assert F.conv2d_algorithm((1, 16, 32, 32), (16, 16, 3, 3), padding=2, dilation=2) == "im2col"
     assert F.conv2d_algorithm((1, 32, 9, 9), (32, 1, 3, 3), padding=1, groups=32) == "depthwise"
     assert F.conv2d_algorithm((1, 64, 9, 9), (128, 64, 1, 1), stride=2) == "pointwise"
-    stem = "stem" if _C.active_isa() in conv_backend.STEM_ISAS else "im2col"
+    isa = _C.active_isa()
+    stem = ("winograd_s2" if isa in conv_backend.WINOGRAD_S2_ISAS else
+            "stem" if isa in conv_backend.STEM_ISAS else "im2col")
     assert F.conv2d_algorithm((1, 3, 32, 32), (8, 3, 7, 7), stride=2, padding=3) == stem
     assert F.conv2d_algorithm((1, 3, 32, 32), (8, 3, 7, 7), stride=2, padding=3,
                               pass_="backward_data") == "im2col"

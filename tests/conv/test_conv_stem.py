@@ -118,10 +118,14 @@ def test_packed_weights_of_another_shape_are_refused():
 
 def test_rule_picks_stem(isa):
     stem = "stem" if isa in conv_backend.STEM_ISAS else "im2col"
+    # (7x7 and 8x8 stride 2: winograd_s2 where measured, test_conv_winograd_s2.py)
+    s2 = "winograd_s2" if isa in conv_backend.WINOGRAD_S2_ISAS else stem
     rgb = ((1, 3, 224, 224), (64, 3, 7, 7))
-    assert F.conv2d_algorithm(*rgb, stride=2, padding=3) == stem
-    assert F.conv2d_algorithm(*rgb, stride=2, padding=3, weights_packed=True) == stem
-    assert F.conv2d_algorithm((8, 4, 224, 224), (64, 4, 7, 7), stride=2, padding=3) == stem
+    assert F.conv2d_algorithm(*rgb, stride=2, padding=3) == s2
+    assert F.conv2d_algorithm(*rgb, stride=2, padding=3, weights_packed=True) == s2
+    assert F.conv2d_algorithm((8, 4, 224, 224), (64, 4, 7, 7), stride=2, padding=3) == s2
+    assert F.conv2d_algorithm((8, 4, 224, 224), (64, 4, 7, 7), stride=1, padding=3) == stem
+    assert F.conv2d_algorithm((1, 3, 224, 224), (64, 3, 9, 9), stride=2, padding=4) == stem
     # forward only; wider inputs, smaller kernels and groups keep their families
     for pass_ in ("backward_data", "backward_weight"):
         assert F.conv2d_algorithm(*rgb, stride=2, padding=3, pass_=pass_) != "stem"
@@ -134,9 +138,10 @@ def test_rule_picks_stem(isa):
 
 def test_resnet_stem_eval_path_folds_into_stem(isa):
     # Conv2d + BatchNorm2d + ReLU in eval mode under no_grad: folded, packed once
-    # for the stem family, against the same layers computed in float64.
+    # for the stem family, against the same layers computed in float64 (a stride-1
+    # stem: stride 2 takes winograd_s2 where measured, test_conv_winograd_s2.py).
     rng = np.random.default_rng(3)
-    conv = pve.nn.Conv2d(3, 24, 7, stride=2, padding=3, bias=False)
+    conv = pve.nn.Conv2d(3, 24, 7, stride=1, padding=3, bias=False)
     bn = trained_bn(24, rng)
     model = pve.nn.Sequential(conv, bn, pve.nn.ReLU()).eval()
     x = rng.standard_normal((2, 3, 33, 30)).astype(np.float32)
@@ -146,7 +151,7 @@ def test_resnet_stem_eval_path_folds_into_stem(isa):
     scale = bn.weight.detach().numpy().astype(np.float64) / np.sqrt(var + bn.eps)
     w = conv.weight.detach().numpy().astype(np.float64) * scale[:, None, None, None]
     b = bn.bias.detach().numpy().astype(np.float64) - mean * scale
-    want = np.maximum(conv2d_forward(x.astype(np.float64), w, b, (2, 2), (3, 3, 3, 3), (1, 1), 1),
+    want = np.maximum(conv2d_forward(x.astype(np.float64), w, b, (1, 1), (3, 3, 3, 3), (1, 1), 1),
                       0.0)
     assert_close(got, want, "folded stem")
     if isa in conv_backend.STEM_ISAS:

@@ -23,6 +23,9 @@
 //                       transformed weights are 16/9 of the plain ones, not 4x);
 //   conv2d_direct_*     backward-weight of stride-1 convolutions as register-
 //                       blocked dot products over padded planes (no im2col);
+//   conv2d_winograd_s2_* F(3x3, 4x4) over the four stride phases of stride-2
+//                       convolutions with kernels of up to 8x8 (the 7x7 RGB
+//                       stem), forward;
 //   conv2d_phase_*      strided (3x3 stride-2) convolutions as register-tiled
 //                       implicit GEMMs over the input's stride phases (no
 //                       im2col, no col2im): forward, weights packed per
@@ -167,5 +170,8 @@ PVE_DECLARE_KERNEL(conv2d_phase_pack, Conv2dPackFn);
 PVE_DECLARE_KERNEL(conv2d_stem_workspace, Conv2dWorkspaceFn);
 PVE_DECLARE_KERNEL(conv2d_stem_run, Conv2dRunFn);
 PVE_DECLARE_KERNEL(conv2d_stem_pack, Conv2dPackFn);
+PVE_DECLARE_KERNEL(conv2d_winograd_s2_workspace, Conv2dWorkspaceFn);
+PVE_DECLARE_KERNEL(conv2d_winograd_s2_run, Conv2dRunFn);
+PVE_DECLARE_KERNEL(conv2d_winograd_s2_pack, Conv2dPackFn);
 
 }  // namespace pve

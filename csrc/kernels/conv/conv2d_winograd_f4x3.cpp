@@ -107,21 +107,6 @@ int64_t workspace_floats(const Plan& p, int threads) {
 }
 
 // ------------------------------------------------------------- transforms
-// B^T d for one column of 6 values (d0..d5 -> r0..r5).
-inline void input_transform_6(const Vec* d, Vec* r) {
-  const Vec four = Vec::set1(4.0f), five = Vec::set1(5.0f), two = Vec::set1(2.0f);
-  r[0] = fnmadd(five, d[2], fmadd(four, d[0], d[4]));
-  const Vec a = fnmadd(four, d[2], d[4]);  // d4 - 4 d2
-  const Vec b = fnmadd(four, d[1], d[3]);  // d3 - 4 d1
-  r[1] = a + b;
-  r[2] = a - b;
-  const Vec c = d[4] - d[2];
-  const Vec e = two * (d[3] - d[1]);
-  r[3] = c + e;
-  r[4] = c - e;
-  r[5] = fnmadd(five, d[3], fmadd(four, d[1], d[5]));
-}
-
 // A^T m for one column of 6 values (m0..m5 -> o0..o3).
 inline void output_transform_6(const Vec* m, Vec* o) {
   const Vec two = Vec::set1(2.0f), four = Vec::set1(4.0f), eight = Vec::set1(8.0f);
@@ -444,48 +429,6 @@ void convolve_staged(const Conv2dShape& s, const Plan& p, const float* x, const 
                              relu_max, y, residual, window);
       }
     }
-  }
-}
-
-// m[i][0 .. CV*L) (+)= sum_{t < nt} z[t][i] * v[t][0 .. CV*L) for i < R: the
-// backward-weight GEMM over tiles, and the tile-lane schedule's GEMM over channels.
-template <int R, int CV>
-void bw_tile(const float* __restrict z, int64_t ldz, const float* __restrict v, int64_t ldv,
-             int64_t nt, float* __restrict m, int64_t ldm, bool accumulate) {
-  Vec acc[R][CV];
-#pragma GCC unroll 32
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-    for (int h = 0; h < CV; ++h) acc[i][h] = Vec::zero();
-  for (int64_t t = 0; t < nt; ++t) {
-    Vec vv[CV];
-#pragma GCC unroll 4
-    for (int h = 0; h < CV; ++h) vv[h] = Vec::load(v + t * ldv + h * L);
-#pragma GCC unroll 32
-    for (int i = 0; i < R; ++i) {
-      const Vec b = Vec::set1(z[t * ldz + i]);
-#pragma GCC unroll 4
-      for (int h = 0; h < CV; ++h) acc[i][h] = fmadd(vv[h], b, acc[i][h]);
-    }
-  }
-#pragma GCC unroll 32
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-    for (int h = 0; h < CV; ++h) {
-      if (accumulate) acc[i][h] = acc[i][h] + Vec::load(m + i * ldm + h * L);
-      acc[i][h].store(m + i * ldm + h * L);
-    }
-}
-
-template <int R, int CV>
-void bw_rest(int64_t rows, const float* z, int64_t ldz, const float* v, int64_t ldv, int64_t nt,
-             float* m, int64_t ldm, bool accumulate) {
-  if constexpr (R > 0) {
-    if (rows == R) {
-      bw_tile<R, CV>(z, ldz, v, ldv, nt, m, ldm, accumulate);
-      return;
-    }
-    bw_rest<R - 1, CV>(rows, z, ldz, v, ldv, nt, m, ldm, accumulate);
   }
 }
 

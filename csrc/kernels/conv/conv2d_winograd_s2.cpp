@@ -1,0 +1,414 @@
+// Winograd F(3x3, 4x4) over the stride phases of a stride-2 convolution with a
+// kernel of up to 8x8 taps: the `winograd_s2` family (forward). Its use is
+// the 7x7 stride-2 RGB stem of ResNets, which direct convolution (the stem
+// family) runs at ~80% of the FMA peak for 147 products per output and
+// input channel.
+//
+// A stride-2 convolution is the sum over the input's four stride phases
+// (p, q) of stride-1 convolutions with the phase's taps:
+//   y[k][i][j] = sum_{c,p,q} sum_{a,b<4} w[k][c][2a+p][2b+q] * X_cpq[i+a][j+b]
+//   X_cpq[i][j] = x[c][2i + p - pad_top][2j + q - pad_left]
+// (taps past the kernel read as zero): a 4x4 stride-1 convolution over 4C
+// "phase channels" c' = 4c + 2p + q, run here as Winograd F(3x3, 4x4):
+//   Y = A^T [ (G g G^T) (.) (B^T d B) ] A   per 3x3 output tile, 6x6 phase tile
+// with the interpolation points of F(4x4, 3x3) (0, +-1, +-2, inf), hence its
+// B^T (input_transform_6) and its accuracy, and
+//   G = |  1/4    0     0     0   |   A^T = | 1  1  1  1  1  0 |
+//       | -1/6  -1/6  -1/6  -1/6  |         | 0  1 -1  2 -2  0 |
+//       | -1/6   1/6  -1/6   1/6  |         | 0  1  1  4  4  1 |
+//       |  1/24  1/12  1/6   1/3  |
+//       |  1/24 -1/12  1/6  -1/3  |
+//       |  0     0     0     1    |
+// A 7x7 kernel's 147 products per output and input channel become 36 x 4 / 3
+// = 48 (3.06x fewer), plus the transforms.
+//
+// Schedule (the tile-lane layout of conv2d_winograd_f4x3.cpp: vector lanes
+// hold L consecutive tiles of one tile row, so every access runs along rows).
+// A work item is a block of up to NV vectors of tiles of one tile row:
+//   split   the 12 input rows under the tile row, per channel, into the four
+//           phases' 6 rows (zero-padded: P[c'][6][pw], one row per phase
+//           row, columns 3 tw0 ...);
+//   input   per phase channel and tile vector: a stride-3 deinterleave of
+//           each P row gives the 6 tile columns, B along W, then B^T along
+//           H: V[e][c'][tiles];
+//   GEMM    per chunk of KC output channels, M[e][k][tiles] = sum_c'
+//           U[e][c'][k] * V[e][c'][tiles] (U broadcast);
+//   output  A^T on tile vectors, bias and ReLU, a stride-3 interleave into
+//           the 3 output rows.
+// Weights: U[36][4C][K], transformed once per call, or packed (eval mode).
+#include <algorithm>
+#include <cstring>
+
+#include <omp.h>
+
+#include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_winograd_common.h"
+#include "simd/lanes.h"
+#include "simd/vec.h"
+
+namespace pve {
+namespace PVE_KERNEL_NS {
+namespace {
+
+using namespace winograd;
+
+#if defined(__AVX512F__)
+constexpr int RK = 8, NV = 3;  // 24 accumulators + 3 tile vectors of 32 zmm
+#elif defined(__AVX2__)
+constexpr int RK = 4, NV = 3;  // 12 + 3 + broadcast of 16 ymm
+#else
+constexpr int RK = 4, NV = 4;
+#endif
+constexpr int64_t NT = NV * L;  // tiles per block
+// Output channels per GEMM + output pass: M of one chunk (36 x KC x NT
+// floats, 55 KiB on AVX2) stays in L2 between the two.
+constexpr int64_t KC = 32;
+constexpr int kMaxTaps = 8;  // kernel rows/columns: 4 per phase
+
+bool shape_ok(const Conv2dShape& s) {
+  return s.stride_h == 2 && s.stride_w == 2 && s.dilation_h == 1 && s.dilation_w == 1 &&
+         s.groups == 1 && s.kernel_h <= kMaxTaps && s.kernel_w <= kMaxTaps;
+}
+
+// ------------------------------------------------------------ lane shuffles
+// even[l] = src[2 l], odd[l] = src[2 l + 1] for the 2L floats a (first L)
+// and b (next L).
+inline void deinterleave2(Vec a, Vec b, Vec* even, Vec* odd) {
+#if defined(__AVX512F__)
+  const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i o = _mm512_add_epi32(e, _mm512_set1_epi32(1));
+  *even = _mm512_permutex2var_ps(a.v, e, b.v);
+  *odd = _mm512_permutex2var_ps(a.v, o, b.v);
+#elif defined(__AVX2__)
+  // per 128-bit half (a0 a2 b0 b2 | a4 a6 b4 b6), then the 64-bit pairs in order
+  *even = _mm256_castpd_ps(
+      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a.v, b.v, 0x88)), 0xD8));
+  *odd = _mm256_castpd_ps(
+      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a.v, b.v, 0xDD)), 0xD8));
+#else
+  *even = a;
+  *odd = b;
+#endif
+}
+
+// out[s] lane l = src[3 l + s] (s < 3): 3L floats, i.e. 3 columns of L tiles.
+// interleave3 is its inverse.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// Blend the three loads so each output's lanes are in place up to a fixed
+// permutation (lane l of output s sits at position (3 l + s) mod 8 of load
+// (3 l + s) / 8), then one permute per output.
+inline void deinterleave3(const float* src, Vec* out) {
+  const __m256 v0 = _mm256_loadu_ps(src), v1 = _mm256_loadu_ps(src + 8);
+  const __m256 v2 = _mm256_loadu_ps(src + 16);
+  const __m256 t0 = _mm256_blend_ps(_mm256_blend_ps(v0, v1, 0x92), v2, 0x24);
+  const __m256 t1 = _mm256_blend_ps(_mm256_blend_ps(v0, v1, 0x24), v2, 0x49);
+  const __m256 t2 = _mm256_blend_ps(_mm256_blend_ps(v0, v1, 0x49), v2, 0x92);
+  out[0] = _mm256_permutevar8x32_ps(t0, _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5));
+  out[1] = _mm256_permutevar8x32_ps(t1, _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6));
+  out[2] = _mm256_permutevar8x32_ps(t2, _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7));
+}
+inline void interleave3(const Vec* in, float* dst) {
+  const __m256 a = _mm256_permutevar8x32_ps(in[0].v, _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5));
+  const __m256 b = _mm256_permutevar8x32_ps(in[1].v, _mm256_setr_epi32(5, 0, 3, 6, 1, 4, 7, 2));
+  const __m256 c = _mm256_permutevar8x32_ps(in[2].v, _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7));
+  _mm256_storeu_ps(dst, _mm256_blend_ps(_mm256_blend_ps(a, b, 0x92), c, 0x24));
+  _mm256_storeu_ps(dst + 8, _mm256_blend_ps(_mm256_blend_ps(a, b, 0x24), c, 0x49));
+  _mm256_storeu_ps(dst + 16, _mm256_blend_ps(_mm256_blend_ps(a, b, 0x49), c, 0x92));
+}
+#else
+// (AVX-512, where this family is not chosen by default, and the scalar
+// build: through lane arrays.)
+inline void deinterleave3(const float* src, Vec* out) {
+  alignas(64) float lanes[3][L];
+  for (int64_t l = 0; l < L; ++l)
+    for (int s = 0; s < 3; ++s) lanes[s][l] = src[3 * l + s];
+  for (int s = 0; s < 3; ++s) out[s] = Vec::load(lanes[s]);
+}
+inline void interleave3(const Vec* in, float* dst) {
+  alignas(64) float lanes[3][L];
+  for (int s = 0; s < 3; ++s) in[s].store(lanes[s]);
+  for (int64_t l = 0; l < L; ++l)
+    for (int s = 0; s < 3; ++s) dst[3 * l + s] = lanes[s][l];
+}
+#endif
+
+// ------------------------------------------------------------- transforms
+// A^T m for one column of 6 values (m0..m5 -> o0..o2).
+inline void output_transform_3(const Vec* m, Vec* o) {
+  const Vec two = Vec::set1(2.0f), four = Vec::set1(4.0f);
+  const Vec s12 = m[1] + m[2], s34 = m[3] + m[4];
+  o[0] = m[0] + s12 + s34;
+  o[1] = fmadd(two, m[3] - m[4], m[1] - m[2]);
+  o[2] = fmadd(four, s34, s12) + m[5];
+}
+
+// G g G^T for one output channel and phase channel (g: 4x4 taps, row-major)
+// into u[e] (e = 6 i + j), in double: packing runs once per weight version
+// and per call in training, on K x 4C x 16 taps only.
+void transform_phase_kernel(const double (&g)[4][4], double (&u)[36]) {
+  static constexpr double G[6][4] = {{1.0 / 4, 0, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3},
+                                     {0, 0, 0, 1}};
+  double gg[6][4];  // G g
+  for (int i = 0; i < 6; ++i)
+    for (int b = 0; b < 4; ++b) {
+      double t = 0;
+      for (int a = 0; a < 4; ++a) t += G[i][a] * g[a][b];
+      gg[i][b] = t;
+    }
+  for (int i = 0; i < 6; ++i)
+    for (int j = 0; j < 6; ++j) {
+      double t = 0;
+      for (int b = 0; b < 4; ++b) t += gg[i][b] * G[j][b];
+      u[i * 6 + j] = t;
+    }
+}
+
+// --------------------------------------------------------------- packing
+int64_t packed_floats(const Conv2dShape& s) { return 36 * 4 * s.in_channels * s.out_channels; }
+
+// U[e][c'][k] (e stride 4C K) for output channels [k0, k1).
+void transform_weights(const Conv2dShape& s, const float* w, float* u, int64_t k0, int64_t k1) {
+  const int64_t C = s.in_channels, K = s.out_channels, kh = s.kernel_h, kw = s.kernel_w;
+  const int64_t e_stride = 4 * C * K;
+  for (int64_t k = k0; k < k1; ++k)
+    for (int64_t c = 0; c < C; ++c)
+      for (int p = 0; p < 2; ++p)
+        for (int q = 0; q < 2; ++q) {
+          double g[4][4], t[36];
+          for (int a = 0; a < 4; ++a)
+            for (int b = 0; b < 4; ++b) {
+              const int64_t r = 2 * a + p, col = 2 * b + q;
+              g[a][b] = r < kh && col < kw ? w[((k * C + c) * kh + r) * kw + col] : 0.0;
+            }
+          transform_phase_kernel(g, t);
+          const int64_t cp = 4 * c + 2 * p + q;
+          for (int e = 0; e < 36; ++e) u[e * e_stride + cp * K + k] = static_cast<float>(t[e]);
+        }
+}
+
+void transform_weights_parallel(const Conv2dShape& s, const float* w, float* u, int threads) {
+  const int64_t K = s.out_channels;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t k = 0; k < K; ++k) transform_weights(s, w, u, k, k + 1);
+}
+
+// Packed weights depend only on the kernel's shape (the stride is the
+// caller's business: they are only used with stride 2); none for backward.
+int64_t pack(const Conv2dShape& s, const float* weight, float* packed, bool for_backward_data,
+             int threads) {
+  if (for_backward_data || s.groups != 1 || s.kernel_h > kMaxTaps || s.kernel_w > kMaxTaps)
+    return -1;
+  if (packed) transform_weights_parallel(s, weight, packed, threads);
+  return packed_floats(s);
+}
+
+// ------------------------------------------------------------------- plan
+struct Plan {
+  int64_t cp;                          // phase channels, 4C
+  int64_t tiles_h, tiles_w, vectors_w;  // vectors_w: tile vectors per tile row
+  int64_t blocks_per_row, blocks;
+  int64_t pw;                          // floats per phase row of P
+  int64_t p_floats, v_floats, m_floats, thread_floats;
+};
+
+Plan make_plan(const Conv2dShape& s) {
+  Plan p;
+  p.cp = 4 * s.in_channels;
+  p.tiles_h = (s.out_h + 2) / 3;
+  p.tiles_w = (s.out_w + 2) / 3;
+  p.vectors_w = (p.tiles_w + L - 1) / L;
+  p.blocks_per_row = (p.vectors_w + NV - 1) / NV;
+  p.blocks = s.batch * p.tiles_h * p.blocks_per_row;
+  // The last vector's second deinterleave reads through column 3 NT + 3.
+  p.pw = round_up(3 * NT + 3, L);
+  p.p_floats = p.cp * 6 * p.pw;
+  p.v_floats = 36 * p.cp * NT;
+  p.m_floats = 36 * KC * NT;
+  p.thread_floats = round_up(p.p_floats + p.v_floats + p.m_floats, 16);
+  return p;
+}
+
+int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
+  if (pass != ConvPass::forward || !shape_ok(s)) return -1;
+  const Plan p = make_plan(s);
+  return round_up(packed_floats(s), 16) + threads * p.thread_floats;
+}
+
+// ------------------------------------------------------------------ steps
+// P[c'][a'][t] = x[n][c][2 (3 th + a') + p - pad_top][2 (3 tw0 + t) + q - pad_left]
+// for t < pw, zero outside the image.
+void split_phases(const Conv2dShape& s, const Plan& pl, const float* x, int64_t n, int64_t th,
+                  int64_t tw0, float* P) {
+  const int64_t C = s.in_channels, plane = s.in_h * s.in_w;
+  const int64_t col0 = 6 * tw0 - s.pad_left;  // original column of phase column 0 (q = 0)
+  for (int64_t c = 0; c < C; ++c) {
+    const float* src = x + (n * C + c) * plane;
+    for (int p = 0; p < 2; ++p)
+      for (int a = 0; a < 6; ++a) {
+        float* even = P + ((4 * c + 2 * p) * 6 + a) * pl.pw;  // q = 0
+        float* odd = even + 6 * pl.pw;                         // q = 1
+        const int64_t ih = 2 * (3 * th + a) + p - s.pad_top;
+        if (ih < 0 || ih >= s.in_h) {
+          std::fill(even, even + pl.pw, 0.0f);
+          std::fill(odd, odd + pl.pw, 0.0f);
+          continue;
+        }
+        const float* row = src + ih * s.in_w;
+        for (int64_t t = 0; t < pl.pw; t += L) {
+          const int64_t iw = col0 + 2 * t;  // original columns iw .. iw + 2L
+          Vec e, o;
+          if (iw >= 0 && iw + 2 * L <= s.in_w) {
+            deinterleave2(Vec::load(row + iw), Vec::load(row + iw + L), &e, &o);
+          } else {  // (masks only at the image's edges: building them costs)
+            const LaneMask m0 = lane_mask(-iw, s.in_w - iw);
+            const LaneMask m1 = lane_mask(-(iw + L), s.in_w - (iw + L));
+            deinterleave2(load_lanes(row + iw, m0), load_lanes(row + iw + L, m1), &e, &o);
+          }
+          e.store(even + t);
+          o.store(odd + t);
+        }
+      }
+  }
+}
+
+// V[e][c'][g L ..] for the tile vectors g < nvec of the block.
+void input_tiles(const Plan& pl, const float* P, int64_t nvec, float* V) {
+  for (int64_t c = 0; c < pl.cp; ++c)
+    for (int64_t g = 0; g < nvec; ++g) {
+      Vec rows[6][6];  // [a'][b]: B along W of phase row a'
+      for (int a = 0; a < 6; ++a) {
+        const float* row = P + (c * 6 + a) * pl.pw + 3 * L * g;
+        Vec d[6];
+        deinterleave3(row, d);
+        deinterleave3(row + 3, d + 3);
+        input_transform_6(d, rows[a]);
+      }
+      for (int b = 0; b < 6; ++b) {
+        Vec d[6], r[6];
+        for (int a = 0; a < 6; ++a) d[a] = rows[a][b];
+        input_transform_6(d, r);
+        for (int a = 0; a < 6; ++a) r[a].store(V + ((a * 6 + b) * pl.cp + c) * NT + g * L);
+      }
+    }
+}
+
+// M[e][k - k0][0 .. nvec L) for output channels [k0, k1), U rows of ldu.
+template <int NVEC>
+void gemm_chunk(const Plan& pl, const float* u, int64_t ldu, const float* V, int64_t k0,
+                int64_t k1, float* M) {
+  const int64_t e_stride_u = pl.cp * ldu;
+  for (int e = 0; e < 36; ++e) {
+    const float* ue = u + e * e_stride_u;
+    const float* ve = V + e * pl.cp * NT;
+    float* me = M + e * KC * NT;
+    int64_t k = k0;
+    for (; k + RK <= k1; k += RK)
+      bw_tile<RK, NVEC>(ue + k, ldu, ve, NT, pl.cp, me + (k - k0) * NT, NT, false);
+    if (k < k1)
+      bw_rest<RK - 1, NVEC>(k1 - k, ue + k, ldu, ve, NT, pl.cp, me + (k - k0) * NT, NT, false);
+  }
+}
+
+void gemm_chunk_vectors(int64_t nvec, const Plan& pl, const float* u, int64_t ldu, const float* V,
+                        int64_t k0, int64_t k1, float* M) {
+  static_assert(NV <= 4, "one instance per vector count");
+  switch (nvec) {
+    case 1: gemm_chunk<1>(pl, u, ldu, V, k0, k1, M); break;
+    case 2: gemm_chunk<(NV >= 2 ? 2 : 1)>(pl, u, ldu, V, k0, k1, M); break;
+    case 3: gemm_chunk<(NV >= 3 ? 3 : 1)>(pl, u, ldu, V, k0, k1, M); break;
+    default: gemm_chunk<NV>(pl, u, ldu, V, k0, k1, M); break;
+  }
+}
+
+// Output channels [k0, k1) of the block's tiles from M: A^T M A per tile
+// vector, bias, ReLU, interleaved into the tile row's 3 output rows.
+void output_tiles(const Conv2dShape& s, const Plan& pl, const float* M, int64_t n, int64_t th,
+                  int64_t tw0, int64_t nvec, int64_t k0, int64_t k1, const float* bias, bool relu,
+                  float relu_max, float* y) {
+  const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
+  const int64_t rows = std::min<int64_t>(3, s.out_h - 3 * th);
+  const Vec cap = Vec::set1(relu_max);
+  for (int64_t k = k0; k < k1; ++k) {
+    const Vec vb = Vec::set1(bias ? bias[k] : 0.0f);
+    const float* src = M + (k - k0) * NT;
+    for (int64_t g = 0; g < nvec; ++g) {
+      Vec cols[6][3];
+      for (int i = 0; i < 6; ++i) {  // A^T along W for each row i of the 6x6
+        Vec m6[6];
+        for (int b = 0; b < 6; ++b) m6[b] = Vec::load(src + (i * 6 + b) * KC * NT + g * L);
+        output_transform_3(m6, cols[i]);
+      }
+      Vec out[3][3];
+      for (int b = 0; b < 3; ++b) {  // then along H
+        Vec m6[6], o3[3];
+        for (int i = 0; i < 6; ++i) m6[i] = cols[i][b];
+        output_transform_3(m6, o3);
+        for (int a = 0; a < 3; ++a) out[a][b] = relu ? relu_clamp(o3[a] + vb, cap) : o3[a] + vb;
+      }
+      const int64_t ow0 = 3 * (tw0 + g * L);
+      const int64_t width = std::min<int64_t>(3 * L, s.out_w - ow0);
+      float* dst = y + (n * K + k) * plane + 3 * th * s.out_w + ow0;
+      for (int64_t a = 0; a < rows; ++a) {
+        if (width == 3 * L) {
+          interleave3(out[a], dst + a * s.out_w);
+        } else {
+          alignas(64) float tail[3 * L];
+          interleave3(out[a], tail);
+          std::memcpy(dst + a * s.out_w, tail, width * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ driver
+void forward(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const Plan pl = make_plan(s);
+  const int64_t K = s.out_channels;
+  float* ws = a.workspace;
+  const float* u = a.packed_weight;
+  if (!u) {
+    transform_weights_parallel(s, a.weight, ws, a.num_threads);
+    u = ws;
+  }
+  ws += round_up(packed_floats(s), 16);
+#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
+  for (int64_t block = 0; block < pl.blocks; ++block) {
+    float* P = ws + omp_get_thread_num() * pl.thread_floats;
+    float* V = P + pl.p_floats;
+    float* M = V + pl.v_floats;
+    const int64_t bj = block % pl.blocks_per_row;
+    const int64_t th = block / pl.blocks_per_row % pl.tiles_h;
+    const int64_t n = block / pl.blocks_per_row / pl.tiles_h;
+    const int64_t g0 = bj * NV;
+    const int64_t nvec = std::min<int64_t>(NV, pl.vectors_w - g0);
+    const int64_t tw0 = g0 * L;
+    split_phases(s, pl, a.input, n, th, tw0, P);
+    input_tiles(pl, P, nvec, V);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t k1 = std::min(K, k0 + KC);
+      gemm_chunk_vectors(nvec, pl, u, K, V, k0, k1, M);
+      output_tiles(s, pl, M, n, th, tw0, nvec, k0, k1, a.bias, a.relu, a.relu_max, a.output);
+    }
+  }
+}
+
+void run(ConvPass pass, const Conv2dArgs& a) {
+  if (pass == ConvPass::forward) forward(a);
+}
+
+}  // namespace
+
+PVE_REGISTER_KERNELS {
+  register_kernel(conv2d_winograd_s2_workspace, &workspace);
+  register_kernel(conv2d_winograd_s2_run, &run);
+  register_kernel(conv2d_winograd_s2_pack, &pack);
+}
+
+}  // namespace PVE_KERNEL_NS
+}  // namespace pve

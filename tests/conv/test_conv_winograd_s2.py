@@ -1,0 +1,176 @@
+"""The ``winograd_s2`` family (Winograd F(3x3, 4x4) over the four stride phases of a
+stride-2 convolution: csrc/kernels/conv/conv2d_winograd_s2.cpp) at every ISA level
+against the float64 reference: kernels of 1 to 8 taps a side (phase kernels cut short),
+padding larger than the kernel, output widths that end inside a tile, a vector and a
+block, several blocks per tile row, output channels past whole micro-kernel tiles and
+channel chunks, packed and unpacked weights, bias and ReLU(6), threads, non-finite
+inputs, the eval fast path of a ResNet stem, and where the rule picks it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pyvision_engine as pve
+from pyvision_engine import _C
+from pyvision_engine.backends import conv as conv_backend
+from pyvision_engine.nn import functional as F
+
+from conv.conv_cases import assert_close, dense_case, forward_with, num_threads, trained_bn
+from reference.conv_reference import conv2d_forward
+
+pytestmark = pytest.mark.kernels
+
+# n, c, h, w, k, (kh, kw), padding
+SHAPES = [
+    (1, 3, 40, 45, 64, (7, 7), (3, 3)),     # ResNet's stem, small image: a partial last tile
+    (2, 3, 23, 31, 37, (7, 7), (3, 3)),     # 37: 9 tiles of 4 + 1, two chunks of 16 + 5
+    (1, 1, 17, 300, 5, (8, 8), (4, 3)),     # 8x8: full phase kernels; 3 blocks per tile row
+    (1, 4, 26, 19, 20, (7, 5), (2, 0)),     # non-square kernel, no padding left/right
+    (3, 2, 9, 13, 3, (3, 5), (1, 2)),       # small kernel: phases of 2x3 and 1x2 taps
+    (1, 3, 12, 200, 48, (7, 7), (3, 3)),    # one tile row of many tiles, 2 blocks
+    (1, 5, 10, 11, 9, (1, 1), (0, 0)),      # 1x1: one nonzero tap in one phase
+    (2, 2, 6, 7, 17, (6, 8), (5, 6)),       # padding wider than the kernel
+    (1, 3, 224, 224, 64, (7, 7), (3, 3)),   # ResNet's stem itself
+]
+
+_case = dense_case
+
+
+def _geo_case(rng, n, c, h, w, k, kernel, padding, bias=True):
+    return _case(rng, n, c, h, w, k, kernel, (2, 2), padding, (1, 1), bias)
+
+
+def _s2(*args, **kwargs):
+    return forward_with("winograd_s2", *args, **kwargs)
+
+
+def _reference(x, w, b, padding, relu_max=None):
+    (ph, pw) = padding
+    y = conv2d_forward(x.astype(np.float64), w.astype(np.float64),
+                       None if b is None else b.astype(np.float64), (2, 2), (ph, ph, pw, pw),
+                       (1, 1), 1)
+    return y if relu_max is None else np.clip(y, 0.0, relu_max)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])))
+def test_matches_reference(isa, shape):
+    *dims, kernel, padding = shape
+    rng = np.random.default_rng(abs(hash(shape)) % 2**32)
+    x, w, b, geo = _geo_case(rng, *dims, kernel, padding)
+    packed = _C.conv2d_pack_weight(w, algorithm="winograd_s2")
+    for bias in (b, None):
+        want = _reference(x, w, bias, padding)
+        assert_close(_s2(x, w, bias, geo), want, "winograd_s2 forward")
+        assert_close(_s2(x, w, bias, geo, packed=packed), want, "winograd_s2 forward, packed")
+    assert_close(_s2(x, w, b, geo, relu=True), _reference(x, w, b, padding, np.inf),
+                 "winograd_s2 ReLU")
+    assert_close(_s2(x, w, b, geo, relu=True, relu_max=6.0, packed=packed),
+                 _reference(x, w, b, padding, 6.0), "winograd_s2 ReLU6")
+
+
+def test_accuracy_on_image_like_data(isa):
+    """The Winograd accuracy bound of the issue (1e-4 relative to the direct result) on
+    a normalized image and kaiming-scaled weights; float32 im2col is the direct result."""
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-2.1, 2.6, (2, 3, 96, 96)).astype(np.float32)
+    w = (rng.standard_normal((64, 3, 7, 7)) * np.sqrt(2.0 / 147)).astype(np.float32)
+    geo = F._conv2d_geometry(x.shape, w.shape, 2, 3, 1, 1, "conv2d")
+    got = _s2(x, w, None, geo)
+    direct = _C.conv2d_forward(x, w, None, geo.stride, geo.top_left, geo.dilation, 1,
+                               geo.out_size, "im2col")
+    err = np.abs(got - direct).max() / np.abs(direct).max()
+    assert err < 1e-5, err
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_counts_agree(isa, threads):
+    x, w, b, geo = _geo_case(np.random.default_rng(threads), 2, 3, 30, 61, 40, (7, 7), (3, 3))
+    with num_threads(threads):
+        assert_close(_s2(x, w, b, geo, relu=True), _reference(x, w, b, (3, 3), np.inf),
+                     f"winograd_s2 at {threads} threads")
+
+
+def test_non_finite_inputs_stay_where_torch_puts_them(isa):
+    # The transforms mix a tile's inputs: such results are computed again by im2col.
+    x, w, b, geo = _geo_case(np.random.default_rng(5), 1, 3, 20, 20, 17, (7, 7), (3, 3))
+    x[0, 1, 9, 9] = np.nan
+    x[0, 2, 0, 0] = np.inf
+    want = _reference(x, w, b, (3, 3))
+    got = _s2(x, w, b, geo)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=2e-5, atol=1e-4)
+
+
+def test_only_stride_2_forward_up_to_8_taps():
+    x, w = [1, 3, 32, 32], [8, 3, 7, 7]
+    plan = _C.conv2d_plan
+    assert plan("forward", "winograd_s2", x, w, (2, 2), (3, 3), (1, 1), 1, (16, 16))[0] == \
+        "winograd_s2"
+    for pass_ in ("backward_data", "backward_weight"):
+        assert plan(pass_, "winograd_s2", x, w, (2, 2), (3, 3), (1, 1), 1, (16, 16))[0] == "im2col"
+    assert plan("forward", "winograd_s2", x, w, (1, 1), (3, 3), (1, 1), 1, (32, 32))[0] == "im2col"
+    assert plan("forward", "winograd_s2", x, w, (2, 1), (3, 3), (1, 1), 1, (16, 32))[0] == "im2col"
+    assert plan("forward", "winograd_s2", x, w, (2, 2), (3, 3), (2, 2), 1, (13, 13))[0] == "im2col"
+    assert plan("forward", "winograd_s2", x, [8, 3, 9, 9], (2, 2), (4, 4), (1, 1), 1,
+                (16, 16))[0] == "im2col"
+    assert plan("forward", "winograd_s2", [1, 4, 32, 32], [8, 2, 7, 7], (2, 2), (3, 3), (1, 1),
+                2, (16, 16))[0] == "im2col"
+    with pytest.raises(ValueError, match="cannot pack"):
+        _C.conv2d_pack_weight(np.ones((8, 3, 7, 7), np.float32), for_backward_data=True,
+                              algorithm="winograd_s2")
+    with pytest.raises(ValueError, match="cannot pack"):
+        _C.conv2d_pack_weight(np.ones((8, 3, 9, 9), np.float32), algorithm="winograd_s2")
+
+
+def test_packed_weights_of_another_shape_are_refused():
+    x, w, b, geo = _geo_case(np.random.default_rng(1), 1, 3, 40, 45, 64, (7, 7), (3, 3))
+    wrong = _C.conv2d_pack_weight(np.ones((16, 3, 7, 7), np.float32), algorithm="winograd_s2")
+    with pytest.raises(ValueError, match="packed weight has"):
+        _s2(x, w, b, geo, packed=wrong)
+
+
+def _rgb_stem_family(isa):
+    if isa in conv_backend.WINOGRAD_S2_ISAS:
+        return "winograd_s2"
+    return "stem" if isa in conv_backend.STEM_ISAS else "im2col"
+
+
+def test_rule_picks_winograd_s2(isa):
+    want = _rgb_stem_family(isa)
+    rgb = ((1, 3, 224, 224), (64, 3, 7, 7))
+    assert F.conv2d_algorithm(*rgb, stride=2, padding=3) == want
+    assert F.conv2d_algorithm(*rgb, stride=2, padding=3, weights_packed=True) == want
+    assert F.conv2d_algorithm((8, 4, 160, 160), (32, 4, 8, 8), stride=2, padding=3) == want
+    for pass_ in ("backward_data", "backward_weight"):
+        assert F.conv2d_algorithm(*rgb, stride=2, padding=3, pass_=pass_) != "winograd_s2"
+    # stride 1, smaller kernels (MobileNet's 3x3 stem) and wider inputs keep their families
+    assert F.conv2d_algorithm(*rgb, stride=1, padding=3) != "winograd_s2"
+    assert F.conv2d_algorithm((1, 3, 224, 224), (32, 3, 3, 3), stride=2, padding=1) != \
+        "winograd_s2"
+    assert F.conv2d_algorithm((1, 3, 224, 224), (24, 3, 5, 5), stride=2, padding=2) != \
+        "winograd_s2"
+    assert F.conv2d_algorithm((1, 8, 64, 64), (64, 8, 7, 7), stride=2, padding=3) != \
+        "winograd_s2"
+
+
+def test_resnet_stem_eval_path_packs_winograd_s2(isa):
+    # Conv2d + BatchNorm2d + ReLU in eval mode under no_grad: folded, packed once for
+    # the family the rule picks, against the same layers computed in float64.
+    rng = np.random.default_rng(3)
+    conv = pve.nn.Conv2d(3, 24, 7, stride=2, padding=3, bias=False)
+    bn = trained_bn(24, rng)
+    model = pve.nn.Sequential(conv, bn, pve.nn.ReLU()).eval()
+    x = rng.standard_normal((2, 3, 33, 30)).astype(np.float32)
+    with pve.no_grad():
+        got = model(pve.tensor(x)).numpy()
+    mean, var = bn.running_mean.numpy().astype(np.float64), bn.running_var.numpy().astype(np.float64)
+    scale = bn.weight.detach().numpy().astype(np.float64) / np.sqrt(var + bn.eps)
+    w = conv.weight.detach().numpy().astype(np.float64) * scale[:, None, None, None]
+    b = bn.bias.detach().numpy().astype(np.float64) - mean * scale
+    want = np.maximum(conv2d_forward(x.astype(np.float64), w, b, (2, 2), (3, 3, 3, 3), (1, 1), 1),
+                      0.0)
+    assert_close(got, want, "folded stem")
+    if isa in conv_backend.WINOGRAD_S2_ISAS:
+        assert conv._pack is not None and conv._pack[0][1] == "winograd_s2"
