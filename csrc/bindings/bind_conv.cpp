@@ -284,12 +284,16 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
     a.relu = false;
   }
   bool spread = false;
+  int non_finite = -1;  // (-1: the family did not check)
+  a.non_finite = &non_finite;
   {
     py::gil_scoped_release release;
     a.workspace = tls_arena.get(ws);
     run(ConvPass::forward, a);
     if (add_after) add_after(a.output, res, outputs, relu, relu_max, threads);
-    spread = spreads_non_finite(f) && !all_finite.get()(a.output, outputs, threads);
+    // (a residual added after the convolution spreads nothing: its own check is enough)
+    if (spreads_non_finite(f))
+      spread = non_finite >= 0 ? non_finite == 1 : !all_finite.get()(a.output, outputs, threads);
   }
   if (spread)  // exact NaN / inf placement: the direct sum
     return conv2d_forward(x, w, bias, stride, padding, dilation, groups, out, "im2col", relu,

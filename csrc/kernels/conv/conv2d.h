@@ -87,6 +87,10 @@ struct Conv2dArgs {
   // are whole aligned vectors): -1 by output size, 0 never, 1 always (tests).
   int stream_outputs = -1;
   float* output = nullptr;
+  // Forward: a family that checks its own results for NaN / inf while they are
+  // in registers (winograd_s2) sets *non_finite to 1 if it found one, else 0,
+  // and the caller skips its pass over the output; others leave it alone.
+  int* non_finite = nullptr;
   float* grad_input = nullptr;
   float* grad_weight = nullptr;
   float* grad_bias = nullptr;

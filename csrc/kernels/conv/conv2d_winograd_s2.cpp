@@ -107,13 +107,18 @@ inline void deinterleave3(const float* src, Vec* out) {
   out[1] = _mm256_permutevar8x32_ps(t1, _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6));
   out[2] = _mm256_permutevar8x32_ps(t2, _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7));
 }
+template <bool STREAM>
 inline void interleave3(const Vec* in, float* dst) {
   const __m256 a = _mm256_permutevar8x32_ps(in[0].v, _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5));
   const __m256 b = _mm256_permutevar8x32_ps(in[1].v, _mm256_setr_epi32(5, 0, 3, 6, 1, 4, 7, 2));
   const __m256 c = _mm256_permutevar8x32_ps(in[2].v, _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7));
-  _mm256_storeu_ps(dst, _mm256_blend_ps(_mm256_blend_ps(a, b, 0x92), c, 0x24));
-  _mm256_storeu_ps(dst + 8, _mm256_blend_ps(_mm256_blend_ps(a, b, 0x24), c, 0x49));
-  _mm256_storeu_ps(dst + 16, _mm256_blend_ps(_mm256_blend_ps(a, b, 0x49), c, 0x92));
+  const Vec out[3] = {_mm256_blend_ps(_mm256_blend_ps(a, b, 0x92), c, 0x24),
+                      _mm256_blend_ps(_mm256_blend_ps(a, b, 0x24), c, 0x49),
+                      _mm256_blend_ps(_mm256_blend_ps(a, b, 0x49), c, 0x92)};
+  for (int i = 0; i < 3; ++i) {
+    if (STREAM) out[i].stream(dst + 8 * i);
+    else out[i].store(dst + 8 * i);
+  }
 }
 #else
 // (AVX-512, where this family is not chosen by default, and the scalar
@@ -124,6 +129,7 @@ inline void deinterleave3(const float* src, Vec* out) {
     for (int s = 0; s < 3; ++s) lanes[s][l] = src[3 * l + s];
   for (int s = 0; s < 3; ++s) out[s] = Vec::load(lanes[s]);
 }
+template <bool STREAM>  // (plain stores here)
 inline void interleave3(const Vec* in, float* dst) {
   alignas(64) float lanes[3][L];
   for (int s = 0; s < 3; ++s) in[s].store(lanes[s]);
@@ -325,10 +331,13 @@ void gemm_chunk_vectors(int64_t nvec, const Plan& pl, const float* u, int64_t ld
 }
 
 // Output channels [k0, k1) of the block's tiles from M: A^T M A per tile
-// vector, bias, ReLU, interleaved into the tile row's 3 output rows.
+// vector, bias, ReLU, interleaved into the tile row's 3 output rows (STREAM:
+// whole vectors stored non-temporally; rows of a multiple of L floats, so
+// they are aligned).
+template <bool STREAM>
 void output_tiles(const Conv2dShape& s, const Plan& pl, const float* M, int64_t n, int64_t th,
                   int64_t tw0, int64_t nvec, int64_t k0, int64_t k1, const float* bias, bool relu,
-                  float relu_max, float* y) {
+                  float relu_max, float* y, Vec* non_finite) {
   const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
   const int64_t rows = std::min<int64_t>(3, s.out_h - 3 * th);
   const Vec cap = Vec::set1(relu_max);
@@ -347,17 +356,25 @@ void output_tiles(const Conv2dShape& s, const Plan& pl, const float* M, int64_t 
         Vec m6[6], o3[3];
         for (int i = 0; i < 6; ++i) m6[i] = cols[i][b];
         output_transform_3(m6, o3);
-        for (int a = 0; a < 3; ++a) out[a][b] = relu ? relu_clamp(o3[a] + vb, cap) : o3[a] + vb;
+        for (int a = 0; a < 3; ++a) out[a][b] = o3[a] + vb;
       }
+      // NaN if any of the 9 is NaN or inf (or the sum overflows: then im2col
+      // computes it again, as for a non-finite one)
+      const Vec sum = (out[0][0] + out[0][1]) + (out[0][2] + out[1][0]) +
+                      ((out[1][1] + out[1][2]) + (out[2][0] + (out[2][1] + out[2][2])));
+      *non_finite = *non_finite + (sum - sum);
+      if (relu)
+        for (int a = 0; a < 3; ++a)
+          for (int b = 0; b < 3; ++b) out[a][b] = relu_clamp(out[a][b], cap);
       const int64_t ow0 = 3 * (tw0 + g * L);
       const int64_t width = std::min<int64_t>(3 * L, s.out_w - ow0);
       float* dst = y + (n * K + k) * plane + 3 * th * s.out_w + ow0;
       for (int64_t a = 0; a < rows; ++a) {
         if (width == 3 * L) {
-          interleave3(out[a], dst + a * s.out_w);
+          interleave3<STREAM>(out[a], dst + a * s.out_w);
         } else {
           alignas(64) float tail[3 * L];
-          interleave3(out[a], tail);
+          interleave3<false>(out[a], tail);
           std::memcpy(dst + a * s.out_w, tail, width * sizeof(float));
         }
       }
@@ -377,7 +394,13 @@ void forward(const Conv2dArgs& a) {
     u = ws;
   }
   ws += round_up(packed_floats(s), 16);
-#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
+  const bool stream = s.out_w % L == 0 &&
+                      use_streamed_outputs(a, s.batch * K * s.out_h * s.out_w);
+  bool non_finite = false;
+#pragma omp parallel num_threads(a.num_threads) reduction(|| : non_finite)
+  {
+  Vec check = Vec::zero();  // (see output_tiles)
+#pragma omp for schedule(dynamic, 1) nowait
   for (int64_t block = 0; block < pl.blocks; ++block) {
     float* P = ws + omp_get_thread_num() * pl.thread_floats;
     float* V = P + pl.p_floats;
@@ -393,9 +416,20 @@ void forward(const Conv2dArgs& a) {
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t k1 = std::min(K, k0 + KC);
       gemm_chunk_vectors(nvec, pl, u, K, V, k0, k1, M);
-      output_tiles(s, pl, M, n, th, tw0, nvec, k0, k1, a.bias, a.relu, a.relu_max, a.output);
+      if (stream)
+        output_tiles<true>(s, pl, M, n, th, tw0, nvec, k0, k1, a.bias, a.relu, a.relu_max,
+                           a.output, &check);
+      else
+        output_tiles<false>(s, pl, M, n, th, tw0, nvec, k0, k1, a.bias, a.relu, a.relu_max,
+                            a.output, &check);
     }
   }
+  if (stream) stream_fence();  // (before the closing barrier)
+  alignas(64) float lanes[L];
+  check.store(lanes);
+  for (int64_t l = 0; l < L; ++l) non_finite = non_finite || lanes[l] != 0.0f;
+  }
+  if (a.non_finite) *a.non_finite = non_finite ? 1 : 0;
 }
 
 void run(ConvPass pass, const Conv2dArgs& a) {
