@@ -54,6 +54,26 @@ def trained_bn(channels, rng):
     return bn
 
 
+def check_folded_stem(rng, stride):
+    """Conv2d(3, 24, 7, padding 3) + BatchNorm2d + ReLU in eval mode under no_grad (folded
+    into one convolution, weights packed once) against the same layers in float64;
+    returns the Conv2d (its ``_pack`` names the family that ran)."""
+    conv = pve.nn.Conv2d(3, 24, 7, stride=stride, padding=3, bias=False)
+    bn = trained_bn(24, rng)
+    model = pve.nn.Sequential(conv, bn, pve.nn.ReLU()).eval()
+    x = rng.standard_normal((2, 3, 33, 30)).astype(np.float32)
+    with pve.no_grad():
+        got = model(pve.tensor(x)).numpy()
+    mean, var = bn.running_mean.numpy().astype(np.float64), bn.running_var.numpy().astype(np.float64)
+    scale = bn.weight.detach().numpy().astype(np.float64) / np.sqrt(var + bn.eps)
+    w = conv.weight.detach().numpy().astype(np.float64) * scale[:, None, None, None]
+    b = bn.bias.detach().numpy().astype(np.float64) - mean * scale
+    want = np.maximum(conv2d_forward(x.astype(np.float64), w, b, (stride, stride), (3, 3, 3, 3),
+                                     (1, 1), 1), 0.0)
+    assert_close(got, want, "folded stem")
+    return conv
+
+
 def randomize_bn_statistics(model, rng):
     """Non-trivial running statistics in every BatchNorm2d of ``model``, as after training."""
     for m in model.modules():

@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import pyvision_engine as pve
 from pyvision_engine import _C
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
-from conv.conv_cases import assert_close, dense_case, forward_with, num_threads, trained_bn
+from conv.conv_cases import assert_close, check_folded_stem, dense_case, forward_with, num_threads
 from reference.conv_reference import conv2d_forward
 
 pytestmark = pytest.mark.kernels
@@ -137,22 +136,7 @@ def test_rule_picks_stem(isa):
 
 
 def test_resnet_stem_eval_path_folds_into_stem(isa):
-    # Conv2d + BatchNorm2d + ReLU in eval mode under no_grad: folded, packed once
-    # for the stem family, against the same layers computed in float64 (a stride-1
-    # stem: stride 2 takes winograd_s2 where measured, test_conv_winograd_s2.py).
-    rng = np.random.default_rng(3)
-    conv = pve.nn.Conv2d(3, 24, 7, stride=1, padding=3, bias=False)
-    bn = trained_bn(24, rng)
-    model = pve.nn.Sequential(conv, bn, pve.nn.ReLU()).eval()
-    x = rng.standard_normal((2, 3, 33, 30)).astype(np.float32)
-    with pve.no_grad():
-        got = model(pve.tensor(x)).numpy()
-    mean, var = bn.running_mean.numpy().astype(np.float64), bn.running_var.numpy().astype(np.float64)
-    scale = bn.weight.detach().numpy().astype(np.float64) / np.sqrt(var + bn.eps)
-    w = conv.weight.detach().numpy().astype(np.float64) * scale[:, None, None, None]
-    b = bn.bias.detach().numpy().astype(np.float64) - mean * scale
-    want = np.maximum(conv2d_forward(x.astype(np.float64), w, b, (1, 1), (3, 3, 3, 3), (1, 1), 1),
-                      0.0)
-    assert_close(got, want, "folded stem")
+    # (a stride-1 stem: stride 2 takes winograd_s2 where measured, test_conv_winograd_s2.py)
+    conv = check_folded_stem(np.random.default_rng(3), stride=1)
     if isa in conv_backend.STEM_ISAS:
         assert conv._pack is not None and conv._pack[0][1] == "stem"

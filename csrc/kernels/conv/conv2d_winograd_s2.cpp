@@ -36,6 +36,9 @@
 //   output  A^T on tile vectors, bias and ReLU, a stride-3 interleave into
 //           the 3 output rows.
 // Weights: U[36][4C][K], transformed once per call, or packed (eval mode).
+// The transforms spread one NaN / inf input over its tiles; the epilogue
+// tests its results while they are in registers (Conv2dArgs::non_finite),
+// and the caller then computes the layer again by im2col (torch's placement).
 #include <algorithm>
 #include <cstring>
 
@@ -62,7 +65,7 @@ constexpr int RK = 4, NV = 4;
 constexpr int64_t NT = NV * L;  // tiles per block
 // Output channels per GEMM + output pass: M of one chunk (36 x KC x NT
 // floats, 55 KiB on AVX2) stays in L2 between the two.
-constexpr int64_t KC = 32;
+constexpr int64_t KC = 16;
 constexpr int kMaxTaps = 8;  // kernel rows/columns: 4 per phase
 
 bool shape_ok(const Conv2dShape& s) {
@@ -383,10 +386,35 @@ void output_tiles(const Conv2dShape& s, const Plan& pl, const float* M, int64_t 
 }
 
 // ------------------------------------------------------------------ driver
+// One block (see the schedule above) with the thread's scratch; check
+// gathers the NaN test of output_tiles.
+template <bool STREAM>
+void run_block(const Conv2dArgs& a, const Plan& pl, const float* u, int64_t block,
+               float* scratch, Vec* check) {
+  const Conv2dShape& s = a.shape;
+  float* P = scratch;
+  float* V = P + pl.p_floats;
+  float* M = V + pl.v_floats;
+  const int64_t bj = block % pl.blocks_per_row;
+  const int64_t th = block / pl.blocks_per_row % pl.tiles_h;
+  const int64_t n = block / pl.blocks_per_row / pl.tiles_h;
+  const int64_t g0 = bj * NV;
+  const int64_t nvec = std::min<int64_t>(NV, pl.vectors_w - g0);
+  const int64_t tw0 = g0 * L;
+  split_phases(s, pl, a.input, n, th, tw0, P);
+  input_tiles(pl, P, nvec, V);
+  const int64_t K = s.out_channels;
+  for (int64_t k0 = 0; k0 < K; k0 += KC) {
+    const int64_t k1 = std::min(K, k0 + KC);
+    gemm_chunk_vectors(nvec, pl, u, K, V, k0, k1, M);
+    output_tiles<STREAM>(s, pl, M, n, th, tw0, nvec, k0, k1, a.bias, a.relu, a.relu_max,
+                         a.output, check);
+  }
+}
+
 void forward(const Conv2dArgs& a) {
   const Conv2dShape& s = a.shape;
   const Plan pl = make_plan(s);
-  const int64_t K = s.out_channels;
   float* ws = a.workspace;
   const float* u = a.packed_weight;
   if (!u) {
@@ -395,39 +423,21 @@ void forward(const Conv2dArgs& a) {
   }
   ws += round_up(packed_floats(s), 16);
   const bool stream = s.out_w % L == 0 &&
-                      use_streamed_outputs(a, s.batch * K * s.out_h * s.out_w);
+                      use_streamed_outputs(a, s.batch * s.out_channels * s.out_h * s.out_w);
   bool non_finite = false;
 #pragma omp parallel num_threads(a.num_threads) reduction(|| : non_finite)
   {
-  Vec check = Vec::zero();  // (see output_tiles)
+    float* scratch = ws + omp_get_thread_num() * pl.thread_floats;
+    Vec check = Vec::zero();
 #pragma omp for schedule(dynamic, 1) nowait
-  for (int64_t block = 0; block < pl.blocks; ++block) {
-    float* P = ws + omp_get_thread_num() * pl.thread_floats;
-    float* V = P + pl.p_floats;
-    float* M = V + pl.v_floats;
-    const int64_t bj = block % pl.blocks_per_row;
-    const int64_t th = block / pl.blocks_per_row % pl.tiles_h;
-    const int64_t n = block / pl.blocks_per_row / pl.tiles_h;
-    const int64_t g0 = bj * NV;
-    const int64_t nvec = std::min<int64_t>(NV, pl.vectors_w - g0);
-    const int64_t tw0 = g0 * L;
-    split_phases(s, pl, a.input, n, th, tw0, P);
-    input_tiles(pl, P, nvec, V);
-    for (int64_t k0 = 0; k0 < K; k0 += KC) {
-      const int64_t k1 = std::min(K, k0 + KC);
-      gemm_chunk_vectors(nvec, pl, u, K, V, k0, k1, M);
-      if (stream)
-        output_tiles<true>(s, pl, M, n, th, tw0, nvec, k0, k1, a.bias, a.relu, a.relu_max,
-                           a.output, &check);
-      else
-        output_tiles<false>(s, pl, M, n, th, tw0, nvec, k0, k1, a.bias, a.relu, a.relu_max,
-                            a.output, &check);
+    for (int64_t block = 0; block < pl.blocks; ++block) {
+      if (stream) run_block<true>(a, pl, u, block, scratch, &check);
+      else run_block<false>(a, pl, u, block, scratch, &check);
     }
-  }
-  if (stream) stream_fence();  // (before the closing barrier)
-  alignas(64) float lanes[L];
-  check.store(lanes);
-  for (int64_t l = 0; l < L; ++l) non_finite = non_finite || lanes[l] != 0.0f;
+    if (stream) stream_fence();  // (before the closing barrier)
+    alignas(64) float lanes[L];
+    check.store(lanes);
+    for (int64_t l = 0; l < L; ++l) non_finite = non_finite || lanes[l] != 0.0f;
   }
   if (a.non_finite) *a.non_finite = non_finite ? 1 : 0;
 }
