@@ -151,58 +151,61 @@ inline void output_transform_3(const Vec* m, Vec* o) {
   o[2] = fmadd(four, s34, s12) + m[5];
 }
 
-// G g G^T for one output channel and phase channel (g: 4x4 taps, row-major)
-// into u[e] (e = 6 i + j), in double: packing runs once per weight version
-// and per call in training, on K x 4C x 16 taps only.
-void transform_phase_kernel(const double (&g)[4][4], double (&u)[36]) {
-  static constexpr double G[6][4] = {{1.0 / 4, 0, 0, 0},
-                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6},
-                                     {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3},
-                                     {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3},
-                                     {0, 0, 0, 1}};
-  double gg[6][4];  // G g
-  for (int i = 0; i < 6; ++i)
-    for (int b = 0; b < 4; ++b) {
-      double t = 0;
-      for (int a = 0; a < 4; ++a) t += G[i][a] * g[a][b];
-      gg[i][b] = t;
-    }
-  for (int i = 0; i < 6; ++i)
-    for (int j = 0; j < 6; ++j) {
-      double t = 0;
-      for (int b = 0; b < 4; ++b) t += gg[i][b] * G[j][b];
-      u[i * 6 + j] = t;
-    }
+// G g for one column of 4 taps (g0..g3 -> u0..u5).
+inline void weight_transform_4(const Vec* g, Vec* u) {
+  const Vec quarter = Vec::set1(0.25f), sixth = Vec::set1(1.0f / 6.0f);
+  const Vec twelfth = Vec::set1(1.0f / 12.0f), twentyfourth = Vec::set1(1.0f / 24.0f);
+  const Vec third = Vec::set1(1.0f / 3.0f);
+  u[0] = quarter * g[0];
+  const Vec even = g[0] + g[2], odd = g[1] + g[3];
+  u[1] = -(sixth * (even + odd));
+  u[2] = sixth * (odd - even);
+  // 1/24 g0 +- 1/12 g1 + 1/6 g2 +- 1/3 g3
+  const Vec e2 = fmadd(sixth, g[2], twentyfourth * g[0]);
+  const Vec o2 = fmadd(third, g[3], twelfth * g[1]);
+  u[3] = e2 + o2;
+  u[4] = e2 - o2;
+  u[5] = g[3];
 }
 
 // --------------------------------------------------------------- packing
 int64_t packed_floats(const Conv2dShape& s) { return 36 * 4 * s.in_channels * s.out_channels; }
 
-// U[e][c'][k] (e stride 4C K) for output channels [k0, k1).
+// U[e][c'][k] (e stride 4C K) for output channels [k0, k1), at most L of
+// them: vectors across output channels, so each of U's rows is one store.
 void transform_weights(const Conv2dShape& s, const float* w, float* u, int64_t k0, int64_t k1) {
   const int64_t C = s.in_channels, K = s.out_channels, kh = s.kernel_h, kw = s.kernel_w;
   const int64_t e_stride = 4 * C * K;
-  for (int64_t k = k0; k < k1; ++k)
-    for (int64_t c = 0; c < C; ++c)
-      for (int p = 0; p < 2; ++p)
-        for (int q = 0; q < 2; ++q) {
-          double g[4][4], t[36];
-          for (int a = 0; a < 4; ++a)
-            for (int b = 0; b < 4; ++b) {
-              const int64_t r = 2 * a + p, col = 2 * b + q;
-              g[a][b] = r < kh && col < kw ? w[((k * C + c) * kh + r) * kw + col] : 0.0;
-            }
-          transform_phase_kernel(g, t);
-          const int64_t cp = 4 * c + 2 * p + q;
-          for (int e = 0; e < 36; ++e) u[e * e_stride + cp * K + k] = static_cast<float>(t[e]);
+  const int n = static_cast<int>(k1 - k0);
+  for (int64_t c = 0; c < C; ++c)
+    for (int p = 0; p < 2; ++p)
+      for (int q = 0; q < 2; ++q) {
+        alignas(64) float taps[4][4][L] = {};  // the phase's 4x4 taps, lane: output channel
+        for (int a = 0; a < 4 && 2 * a + p < kh; ++a)
+          for (int b = 0; b < 4 && 2 * b + q < kw; ++b)
+            for (int l = 0; l < n; ++l)
+              taps[a][b][l] = w[(((k0 + l) * C + c) * kh + 2 * a + p) * kw + 2 * b + q];
+        Vec cols[4][6];  // G along the rows (a) of each tap column b
+        for (int b = 0; b < 4; ++b) {
+          Vec g[4];
+          for (int a = 0; a < 4; ++a) g[a] = Vec::load(taps[a][b]);
+          weight_transform_4(g, cols[b]);
         }
+        const int64_t cp = 4 * c + 2 * p + q;
+        for (int i = 0; i < 6; ++i) {  // then along the columns
+          const Vec g[4] = {cols[0][i], cols[1][i], cols[2][i], cols[3][i]};
+          Vec r[6];
+          weight_transform_4(g, r);
+          for (int j = 0; j < 6; ++j) r[j].store_partial(u + (i * 6 + j) * e_stride + cp * K + k0, n);
+        }
+      }
 }
 
 void transform_weights_parallel(const Conv2dShape& s, const float* w, float* u, int threads) {
-  const int64_t K = s.out_channels;
+  const int64_t blocks = (s.out_channels + L - 1) / L;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t k = 0; k < K; ++k) transform_weights(s, w, u, k, k + 1);
+  for (int64_t i = 0; i < blocks; ++i)
+    transform_weights(s, w, u, i * L, std::min(s.out_channels, (i + 1) * L));
 }
 
 // Packed weights depend only on the kernel's shape (the stride is the
