@@ -351,19 +351,37 @@ void output_tiles(const Conv2dShape& s, const Plan& pl, const float* M, int64_t 
     const Vec vb = Vec::set1(bias ? bias[k] : 0.0f);
     const float* src = M + (k - k0) * NT;
     for (int64_t g = 0; g < nvec; ++g) {
-      Vec cols[6][3];
-      for (int i = 0; i < 6; ++i) {  // A^T along W for each row i of the 6x6
+      // A^T along H on each column j of the 6x6, folded into A^T along W as
+      // the columns come (columns 1-2 and 3-4 in pairs), so that only the 9
+      // results stay live, not 18 half-transformed vectors.
+      const float* at = src + g * L;
+      auto column = [&](int j, Vec* h) {
         Vec m6[6];
-        for (int b = 0; b < 6; ++b) m6[b] = Vec::load(src + (i * 6 + b) * KC * NT + g * L);
-        output_transform_3(m6, cols[i]);
+        for (int i = 0; i < 6; ++i) m6[i] = Vec::load(at + (i * 6 + j) * KC * NT);
+        output_transform_3(m6, h);
+      };
+      Vec out[3][3], h[3], h2[3];
+      column(0, h);
+      for (int a = 0; a < 3; ++a) out[a][0] = h[a] + vb;
+      column(1, h);
+      column(2, h2);
+      for (int a = 0; a < 3; ++a) {
+        const Vec sum = h[a] + h2[a];
+        out[a][0] = out[a][0] + sum;
+        out[a][1] = (h[a] - h2[a]) + vb;
+        out[a][2] = sum + vb;
       }
-      Vec out[3][3];
-      for (int b = 0; b < 3; ++b) {  // then along H
-        Vec m6[6], o3[3];
-        for (int i = 0; i < 6; ++i) m6[i] = cols[i][b];
-        output_transform_3(m6, o3);
-        for (int a = 0; a < 3; ++a) out[a][b] = o3[a] + vb;
+      const Vec two = Vec::set1(2.0f), four = Vec::set1(4.0f);
+      column(3, h);
+      column(4, h2);
+      for (int a = 0; a < 3; ++a) {
+        const Vec sum = h[a] + h2[a];
+        out[a][0] = out[a][0] + sum;
+        out[a][1] = fmadd(two, h[a] - h2[a], out[a][1]);
+        out[a][2] = fmadd(four, sum, out[a][2]);
       }
+      column(5, h);
+      for (int a = 0; a < 3; ++a) out[a][2] = out[a][2] + h[a];
       // NaN if any of the 9 is NaN or inf (or the sum overflows: then im2col
       // computes it again, as for a non-finite one)
       const Vec sum = (out[0][0] + out[0][1]) + (out[0][2] + out[1][0]) +
