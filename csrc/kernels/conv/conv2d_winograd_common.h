@@ -370,9 +370,10 @@ inline void from_blocked(const float* src, int64_t w, int64_t rows, int64_t j_be
   }
 }
 
-// ------------------------------------------------ shared transform, GEMM
-// (F(4x4, 3x3) and F(3x3, 4x4), conv2d_winograd_s2.cpp, share their
+// ------------------------------------- the 6-point input transform, GEMM
+// (F(4x4, 3x3) and F(3x3, 4x4) of conv2d_winograd_s2.cpp share their
 // interpolation points 0, +-1, +-2, inf, hence B^T.)
+
 // B^T d for one column of 6 values (d0..d5 -> r0..r5).
 inline void input_transform_6(const Vec* d, Vec* r) {
   const Vec four = Vec::set1(4.0f), five = Vec::set1(5.0f), two = Vec::set1(2.0f);
@@ -389,7 +390,8 @@ inline void input_transform_6(const Vec* d, Vec* r) {
 }
 
 // m[i][0 .. CV*L) (+)= sum_{t < nt} z[t][i] * v[t][0 .. CV*L) for i < R: the
-// backward-weight GEMM over tiles, and the tile-lane schedule's GEMM over channels.
+// backward-weight GEMM over tiles, and the tile-lane schedules' GEMM over channels
+// (F(4x4, 3x3)'s and winograd_s2's).
 template <int R, int CV>
 void bw_tile(const float* __restrict z, int64_t ldz, const float* __restrict v, int64_t ldv,
              int64_t nt, float* __restrict m, int64_t ldm, bool accumulate) {
