@@ -54,6 +54,14 @@ def trained_bn(channels, rng):
     return bn
 
 
+def rgb_stem_family(isa):
+    """The family the rule picks for a 7x7 stride-2 RGB stem's forward at ``isa``."""
+    from pyvision_engine.backends import conv as conv_backend
+    if isa in conv_backend.WINOGRAD_S2_ISAS:
+        return "winograd_s2"
+    return "stem" if isa in conv_backend.STEM_ISAS else "im2col"
+
+
 def check_folded_stem(rng, stride):
     """Conv2d(3, 24, 7, padding 3) + BatchNorm2d + ReLU in eval mode under no_grad (folded
     into one convolution, weights packed once) against the same layers in float64;

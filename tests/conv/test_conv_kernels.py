@@ -18,7 +18,8 @@ from pyvision_engine import _C
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
-from conv.conv_cases import check_against_reference, num_threads, random_pointwise_case
+from conv.conv_cases import (check_against_reference, num_threads, random_pointwise_case,
+                              rgb_stem_family)
 
 pytestmark = pytest.mark.kernels
 
@@ -140,9 +141,7 @@ def test_forced_family_is_the_one_that_runs():
     assert F.conv2d_algorithm((1, 16, 32, 32), (16, 16, 3, 3), padding=2, dilation=2) == "im2col"
     assert F.conv2d_algorithm((1, 32, 9, 9), (32, 1, 3, 3), padding=1, groups=32) == "depthwise"
     assert F.conv2d_algorithm((1, 64, 9, 9), (128, 64, 1, 1), stride=2) == "pointwise"
-    isa = _C.active_isa()
-    stem = ("winograd_s2" if isa in conv_backend.WINOGRAD_S2_ISAS else
-            "stem" if isa in conv_backend.STEM_ISAS else "im2col")
+    stem = rgb_stem_family(_C.active_isa())
     assert F.conv2d_algorithm((1, 3, 32, 32), (8, 3, 7, 7), stride=2, padding=3) == stem
     assert F.conv2d_algorithm((1, 3, 32, 32), (8, 3, 7, 7), stride=2, padding=3,
                               pass_="backward_data") == "im2col"

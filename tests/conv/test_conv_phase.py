@@ -15,7 +15,7 @@ from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
 from conv.conv_cases import (assert_close, check_against_reference, dense_case, forward_with,
-                              num_threads)
+                              num_threads, rgb_stem_family)
 from reference.conv_reference import conv2d_forward
 
 pytestmark = pytest.mark.kernels
@@ -216,8 +216,7 @@ def test_rule_picks_phase(isa):
     # not: stride 1 otherwise, the 7x7 stem, dilation, groups, 1x1
     assert F.conv2d_algorithm((1, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd"
     assert F.conv2d_algorithm((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3) == (
-        "winograd_s2" if isa in conv_backend.WINOGRAD_S2_ISAS else
-        "stem" if isa in conv_backend.STEM_ISAS else "im2col")  # (test_conv_winograd_s2.py)
+        rgb_stem_family(isa))  # (test_conv_winograd_s2.py)
     assert F.conv2d_algorithm((1, 3, 224, 224), (32, 3, 3, 3), stride=2, padding=1,
                               weights_packed=True) == "im2col"  # RGB stems
     assert F.conv2d_algorithm((1, 4, 224, 224), (32, 4, 3, 3), stride=2, padding=1,

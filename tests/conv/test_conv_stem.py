@@ -13,7 +13,8 @@ from pyvision_engine import _C
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
-from conv.conv_cases import assert_close, check_folded_stem, dense_case, forward_with, num_threads
+from conv.conv_cases import (assert_close, check_folded_stem, dense_case, forward_with, num_threads,
+                              rgb_stem_family)
 from reference.conv_reference import conv2d_forward
 
 pytestmark = pytest.mark.kernels
@@ -118,7 +119,7 @@ def test_packed_weights_of_another_shape_are_refused():
 def test_rule_picks_stem(isa):
     stem = "stem" if isa in conv_backend.STEM_ISAS else "im2col"
     # (7x7 and 8x8 stride 2: winograd_s2 where measured, test_conv_winograd_s2.py)
-    s2 = "winograd_s2" if isa in conv_backend.WINOGRAD_S2_ISAS else stem
+    s2 = rgb_stem_family(isa)
     rgb = ((1, 3, 224, 224), (64, 3, 7, 7))
     assert F.conv2d_algorithm(*rgb, stride=2, padding=3) == s2
     assert F.conv2d_algorithm(*rgb, stride=2, padding=3, weights_packed=True) == s2

@@ -15,7 +15,8 @@ from pyvision_engine import _C
 from pyvision_engine.backends import conv as conv_backend
 from pyvision_engine.nn import functional as F
 
-from conv.conv_cases import assert_close, check_folded_stem, dense_case, forward_with, num_threads
+from conv.conv_cases import (assert_close, check_folded_stem, dense_case, forward_with, num_threads,
+                              rgb_stem_family)
 from reference.conv_reference import conv2d_forward
 
 pytestmark = pytest.mark.kernels
@@ -130,14 +131,8 @@ def test_packed_weights_of_another_shape_are_refused():
         _s2(x, w, b, geo, packed=wrong)
 
 
-def _rgb_stem_family(isa):
-    if isa in conv_backend.WINOGRAD_S2_ISAS:
-        return "winograd_s2"
-    return "stem" if isa in conv_backend.STEM_ISAS else "im2col"
-
-
 def test_rule_picks_winograd_s2(isa):
-    want = _rgb_stem_family(isa)
+    want = rgb_stem_family(isa)
     rgb = ((1, 3, 224, 224), (64, 3, 7, 7))
     assert F.conv2d_algorithm(*rgb, stride=2, padding=3) == want
     assert F.conv2d_algorithm(*rgb, stride=2, padding=3, weights_packed=True) == want

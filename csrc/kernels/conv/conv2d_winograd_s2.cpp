@@ -68,9 +68,15 @@ constexpr int64_t NT = NV * L;  // tiles per block
 constexpr int64_t KC = 16;
 constexpr int kMaxTaps = 8;  // kernel rows/columns: 4 per phase
 
+// What packing needs (the weights' shape) ...
+bool kernel_ok(const Conv2dShape& s) {
+  return s.groups == 1 && s.kernel_h <= kMaxTaps && s.kernel_w <= kMaxTaps;
+}
+
+// ... and what a run needs besides.
 bool shape_ok(const Conv2dShape& s) {
-  return s.stride_h == 2 && s.stride_w == 2 && s.dilation_h == 1 && s.dilation_w == 1 &&
-         s.groups == 1 && s.kernel_h <= kMaxTaps && s.kernel_w <= kMaxTaps;
+  return kernel_ok(s) && s.stride_h == 2 && s.stride_w == 2 && s.dilation_h == 1 &&
+         s.dilation_w == 1;
 }
 
 // ------------------------------------------------------------ lane shuffles
@@ -212,8 +218,7 @@ void transform_weights_parallel(const Conv2dShape& s, const float* w, float* u, 
 // caller's business: they are only used with stride 2); none for backward.
 int64_t pack(const Conv2dShape& s, const float* weight, float* packed, bool for_backward_data,
              int threads) {
-  if (for_backward_data || s.groups != 1 || s.kernel_h > kMaxTaps || s.kernel_w > kMaxTaps)
-    return -1;
+  if (for_backward_data || !kernel_ok(s)) return -1;
   if (packed) transform_weights_parallel(s, weight, packed, threads);
   return packed_floats(s);
 }
