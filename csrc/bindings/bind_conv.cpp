@@ -377,11 +377,16 @@ py::tuple conv2d_backward_weight(const py::array& x, const py::array& gy,
   a.num_threads = threads;
   a.gemm = gemm_f32.get();
   Conv2dRunFn run = f.run->get();
+  bool spread = false;
   {
     py::gil_scoped_release release;
     a.workspace = tls_arena.get(ws);
     run(ConvPass::backward_weight, a);
+    spread = spreads_non_finite(f) && !all_finite.get()(a.grad_weight, gw.size(), threads);
   }
+  if (spread)  // (as the forward: torch's NaN / inf placement is the direct sum's)
+    return conv2d_backward_weight(x, gy, weight_shape, stride, padding, dilation, groups,
+                                  "im2col", with_bias);
   return py::make_tuple(gw, gb_obj);
 }
 

@@ -318,7 +318,7 @@ def choose_algorithm(pass_: str, input_shape: Sequence[int], weight_shape: Seque
             return "phase"
         if stride == (1, 1) and out_size[0] * out_size[1] >= PHASE_STRIDE1_MIN_PLANE:
             return "phase"
-    if (pass_ == "forward" and isa in WINOGRAD_S2_ISAS and stride == (2, 2)
+    if (pass_ != "backward_data" and isa in WINOGRAD_S2_ISAS and stride == (2, 2)
             and dilation == (1, 1) and groups == 1 and in_channels <= STEM_MAX_CHANNELS
             and kernel_h in WINOGRAD_S2_KERNELS and kernel_w in WINOGRAD_S2_KERNELS):
         return "winograd_s2"

@@ -45,6 +45,8 @@
 #include <omp.h>
 
 #include "kernels/conv/conv2d.h"
+#include "kernels/conv/conv2d_transpose.h"
+#include "simd/prefetch.h"
 #include "kernels/conv/conv2d_winograd_common.h"
 #include "simd/lanes.h"
 #include "simd/vec.h"
@@ -249,10 +251,26 @@ Plan make_plan(const Conv2dShape& s) {
   return p;
 }
 
+int64_t bw_workspace(const Conv2dShape& s, int threads);
+
 int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
-  if (pass != ConvPass::forward || !shape_ok(s)) return -1;
+  if (pass == ConvPass::backward_data || !shape_ok(s)) return -1;
+  if (pass == ConvPass::backward_weight) return bw_workspace(s, threads);
   const Plan p = make_plan(s);
   return round_up(packed_floats(s), 16) + threads * p.thread_floats;
+}
+
+// Where block `block` lies: image n, tile row th, first tile column tw0,
+// nvec tile vectors.
+struct BlockAt {
+  int64_t n, th, tw0, nvec;
+};
+
+BlockAt block_at(const Plan& pl, int64_t block) {
+  const int64_t bj = block % pl.blocks_per_row;
+  const int64_t g0 = bj * NV;
+  return {block / pl.blocks_per_row / pl.tiles_h, block / pl.blocks_per_row % pl.tiles_h, g0 * L,
+          std::min<int64_t>(NV, pl.vectors_w - g0)};
 }
 
 // ------------------------------------------------------------------ steps
@@ -290,6 +308,23 @@ void split_phases(const Conv2dShape& s, const Plan& pl, const float* x, int64_t 
         }
       }
   }
+}
+
+// Prefetches the input lines split_phases reads for a block.
+void prefetch_input_rows(const Conv2dShape& s, const Plan& pl, const float* x, int64_t n,
+                         int64_t th, int64_t tw0) {
+  constexpr int64_t line = kLineBytes / sizeof(float);
+  const int64_t col0 = std::max<int64_t>(0, 6 * tw0 - s.pad_left);
+  const int64_t col1 = std::min(s.in_w, 6 * tw0 - s.pad_left + 2 * pl.pw);
+  if (col1 <= col0) return;
+  for (int64_t c = 0; c < s.in_channels; ++c)
+    for (int64_t i = 0; i < 12; ++i) {
+      const int64_t ih = 6 * th + i - s.pad_top;
+      if (ih < 0 || ih >= s.in_h) continue;
+      const float* row = x + ((n * s.in_channels + c) * s.in_h + ih) * s.in_w;
+      for (int64_t col = col0; col < col1; col += line) prefetch_line(row + col);
+      prefetch_line(row + col1 - 1);
+    }
 }
 
 // V[e][c'][g L ..] for the tile vectors g < nvec of the block.
@@ -421,12 +456,7 @@ void run_block(const Conv2dArgs& a, const Plan& pl, const float* u, int64_t bloc
   float* P = scratch;
   float* V = P + pl.p_floats;
   float* M = V + pl.v_floats;
-  const int64_t bj = block % pl.blocks_per_row;
-  const int64_t th = block / pl.blocks_per_row % pl.tiles_h;
-  const int64_t n = block / pl.blocks_per_row / pl.tiles_h;
-  const int64_t g0 = bj * NV;
-  const int64_t nvec = std::min<int64_t>(NV, pl.vectors_w - g0);
-  const int64_t tw0 = g0 * L;
+  const auto [n, th, tw0, nvec] = block_at(pl, block);
   split_phases(s, pl, a.input, n, th, tw0, P);
   input_tiles(pl, P, nvec, V);
   const int64_t K = s.out_channels;
@@ -468,8 +498,309 @@ void forward(const Conv2dArgs& a) {
   if (a.non_finite) *a.non_finite = non_finite ? 1 : 0;
 }
 
+// -------------------------------------------------------- backward-weight
+// The forward's algorithm transposed: per tile, the phase kernels' gradient is
+//   dg = G^T [ (A dY A^T) (.) (B^T d B) ] G     (A = (A^T)^T: 6x3, G^T: 4x6)
+// with dY the tile's 3x3 output gradients and d its 6x6 phase inputs (the
+// forward's tiles), summed over tiles before G^T . G. Per block of tiles:
+//   split, input  as the forward: V[e][c'][tiles];
+//   grad    per chunk of KZ = 2L output channels, the block's 3 rows of dY
+//           transposed to channel-minor (DT[r][x][KZ]), then A dY A^T per
+//           tile on channel vectors: Z[e][tile][KZ];
+//   GEMM    M[e][c'][k] += sum_tiles V[e][c'][t] * Z[e][t][k], V broadcast,
+//           into the thread's own M (output channels in the lanes: the
+//           reduction runs over tiles, so tile lanes would need a horizontal
+//           sum per element);
+// and after all blocks, the threads' M summed, G^T M G per phase channel and
+// vector of output channels, scattered into the taps (2a + p, 2b + q) of dW
+// that exist. The GEMM is 36 x 4C x K products per tile of 9 outputs: a 7x7
+// kernel's 147 per output pixel and channel pair become 16 (x4 phases / 3x3).
+constexpr int64_t KZ = 2 * L;  // output channels per Z chunk
+constexpr int RC = 6;          // phase channels per GEMM tile: 6 x 2 vectors of accumulators
+
+struct BwPlan {
+  Plan f;
+  int64_t k_pad;
+  int64_t dt_w;  // columns of a DT row
+  int64_t z_e_stride;  // floats per element of Z: one tile more than NT (see make_bw_plan)
+  int64_t dt_floats, z_floats, m_floats, bias_floats, thread_floats;
+};
+
+BwPlan make_bw_plan(const Conv2dShape& s) {
+  BwPlan b;
+  b.f = make_plan(s);
+  b.k_pad = round_up(s.out_channels, KZ);
+  b.dt_w = 3 * NT;
+  b.dt_floats = round_up(3 * b.dt_w * KZ, 16);
+  // (NT KZ floats per element would put the 36 elements' rows of one tile a
+  // multiple of 512 bytes apart, in 8 of L1's 64 sets)
+  b.z_e_stride = (NT + 1) * KZ;
+  b.z_floats = round_up(36 * b.z_e_stride, 16);
+  b.m_floats = round_up(36 * b.f.cp * b.k_pad, 16);
+  b.bias_floats = round_up(2 * b.k_pad, 16);  // k_pad doubles
+  b.thread_floats = round_up(b.f.p_floats, 16) + round_up(b.f.v_floats, 16) + b.dt_floats +
+                    b.z_floats + b.m_floats + b.bias_floats;
+  return b;
+}
+
+int64_t bw_workspace(const Conv2dShape& s, int threads) {
+  return threads * make_bw_plan(s).thread_floats;
+}
+
+// DT[r][x][kz] = dY[n][k0 + kz][3 th + r][3 tw0 + x] for r < 3, x < 3 nvec L,
+// zero past the output's rows, columns and channels; with bias_sum, the
+// values (each dY value is in one block) are also added to bias_sum[k0 + kz]
+// (a float sum per block, then double, as conv2d_bias_gradient's per image).
+void grad_rows(const Conv2dShape& s, const BwPlan& b, const float* gy, int64_t n, int64_t th,
+               int64_t tw0, int64_t nvec, int64_t k0, float* DT, double* bias_sum) {
+  const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
+  const int64_t cols = 3 * nvec * L;
+  const int64_t valid = std::min(cols, s.out_w - 3 * tw0);  // columns inside the output
+  Vec sums[KZ / L] = {};
+  for (int r = 0; r < 3; ++r) {
+    const int64_t oh = 3 * th + r;
+    float* row = DT + r * b.dt_w * KZ;
+    for (int64_t g = 0; g < KZ; g += L) {
+      const int64_t lanes = std::clamp<int64_t>(K - (k0 + g), 0, L);  // channels present
+      if (oh >= s.out_h || lanes == 0) {
+        for (int64_t x = 0; x < cols; ++x) Vec::zero().store(row + x * KZ + g);
+        continue;
+      }
+      const float* src = gy + (n * K + k0 + g) * plane + oh * s.out_w + 3 * tw0;
+      for (int64_t x0 = 0; x0 < cols; x0 += L) {
+        const int m = static_cast<int>(std::clamp<int64_t>(valid - x0, 0, L));
+        Vec v[L];
+        if (m == L && lanes == L) {
+          for (int64_t l = 0; l < L; ++l) v[l] = Vec::load(src + l * plane + x0);
+        } else {  // (the output's last columns, the last channels)
+          for (int64_t l = 0; l < L; ++l)
+            v[l] = l < lanes ? Vec::load_partial(src + l * plane + x0, m) : Vec::zero();
+        }
+        transpose_lx(v);
+        Vec sum = Vec::zero();
+        for (int64_t t = 0; t < L; ++t) {
+          v[t].store(row + (x0 + t) * KZ + g);
+          sum = sum + v[t];
+        }
+        sums[g / L] = sums[g / L] + sum;
+      }
+    }
+  }
+  if (bias_sum) {
+    alignas(64) float lanes[KZ];
+    for (int64_t g = 0; g < KZ; g += L) sums[g / L].store(lanes + g);
+    for (int64_t kz = 0; kz < KZ; ++kz) bias_sum[k0 + kz] += lanes[kz];
+  }
+}
+
+// Prefetches the dY lines grad_rows reads for the chunk at k0 (issued a
+// chunk ahead: its segments are a few lines of 3 KZ planes, too short for
+// the hardware prefetchers, and the chunk's GEMMs hide their latency).
+void prefetch_grad_rows(const Conv2dShape& s, const float* gy, int64_t n, int64_t th,
+                        int64_t tw0, int64_t nvec, int64_t k0) {
+  const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
+  const int64_t cols = std::min(3 * nvec * L, s.out_w - 3 * tw0);
+  const int64_t rows = std::min<int64_t>(3, s.out_h - 3 * th);
+  constexpr int64_t line = kLineBytes / sizeof(float);
+  for (int64_t k = k0; k < std::min(K, k0 + KZ); ++k)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* seg = gy + (n * K + k) * plane + (3 * th + r) * s.out_w + 3 * tw0;
+      for (int64_t x = 0; x < cols; x += line) prefetch_line(seg + x);
+      prefetch_line(seg + cols - 1);  // (a segment need not start on a line)
+    }
+}
+
+// A y for one column of 3 values (y0..y2 -> z0..z5).
+inline void grad_transform_3(const Vec* y, Vec* z) {
+  const Vec two = Vec::set1(2.0f), four = Vec::set1(4.0f);
+  const Vec ends = y[0] + y[2], wide = fmadd(four, y[2], y[0]), y1x2 = two * y[1];
+  z[0] = y[0];
+  z[1] = ends + y[1];
+  z[2] = ends - y[1];
+  z[3] = wide + y1x2;
+  z[4] = wide - y1x2;
+  z[5] = y[2];
+}
+
+// Z[e][t][kz] = (A dY A^T)[e] of the block's tiles t < ntiles. Row i of A dY
+// at a time, then A along W of it, so that the 9 inputs and one row are live
+// (all 18 half-transformed values would spill; the 36 stores bound it anyway).
+void grad_tiles(const BwPlan& b, const float* DT, int64_t ntiles, float* Z) {
+  const Vec two = Vec::set1(2.0f), four = Vec::set1(4.0f);
+  const int64_t dt_w = b.dt_w, z_e_stride = b.z_e_stride;  // (b may alias Z for the compiler)
+  for (int64_t t = 0; t < ntiles; ++t)
+    for (int64_t g = 0; g < KZ; g += L) {
+      Vec y[3][3];
+      for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 3; ++c) y[r][c] = Vec::load(DT + (r * dt_w + 3 * t + c) * KZ + g);
+#pragma GCC unroll 6
+      for (int i = 0; i < 6; ++i) {
+        Vec h[3];
+        for (int c = 0; c < 3; ++c) {
+          switch (i) {  // row i of A: (1 0 0) (1 1 1) (1 -1 1) (1 2 4) (1 -2 4) (0 0 1)
+            case 0: h[c] = y[0][c]; break;
+            case 1: h[c] = y[0][c] + y[1][c] + y[2][c]; break;
+            case 2: h[c] = y[0][c] - y[1][c] + y[2][c]; break;
+            case 3: h[c] = fmadd(four, y[2][c], fmadd(two, y[1][c], y[0][c])); break;
+            case 4: h[c] = fmadd(four, y[2][c], fnmadd(two, y[1][c], y[0][c])); break;
+            default: h[c] = y[2][c]; break;
+          }
+        }
+        Vec z[6];
+        grad_transform_3(h, z);
+        for (int j = 0; j < 6; ++j) z[j].store(Z + (i * 6 + j) * z_e_stride + t * KZ + g);
+      }
+    }
+}
+
+// m[i][0 .. KZ) += sum_{t < nt} v[i ldv + t] * z[t KZ .. t KZ + KZ) for i < R.
+template <int R>
+void grad_gemm_tile(const float* __restrict v, int64_t ldv, const float* __restrict z, int64_t nt,
+                    float* __restrict m, int64_t ldm) {
+  Vec acc[R][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = Vec::zero();
+  for (int64_t t = 0; t < nt; ++t) {
+    const Vec z0 = Vec::load(z + t * KZ), z1 = Vec::load(z + t * KZ + L);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const Vec bv = Vec::set1(v[i * ldv + t]);
+      acc[i][0] = fmadd(z0, bv, acc[i][0]);
+      acc[i][1] = fmadd(z1, bv, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    for (int h = 0; h < 2; ++h) (acc[i][h] + Vec::load(m + i * ldm + h * L)).store(m + i * ldm + h * L);
+}
+
+template <int R>
+void grad_gemm_rest(int rows, const float* v, int64_t ldv, const float* z, int64_t nt, float* m,
+                    int64_t ldm) {
+  if constexpr (R > 0) {
+    if (rows == R) return grad_gemm_tile<R>(v, ldv, z, nt, m, ldm);
+    grad_gemm_rest<R - 1>(rows, v, ldv, z, nt, m, ldm);
+  }
+}
+
+// G^T m for one column of 6 values (m0..m5 -> g0..g3).
+inline void phase_grad_transform_6(const Vec* m, Vec* g) {
+  const Vec quarter = Vec::set1(0.25f), sixth = Vec::set1(1.0f / 6.0f);
+  const Vec twelfth = Vec::set1(1.0f / 12.0f), twentyfourth = Vec::set1(1.0f / 24.0f);
+  const Vec third = Vec::set1(1.0f / 3.0f);
+  const Vec s12 = m[1] + m[2], d21 = m[2] - m[1];
+  const Vec s34 = m[3] + m[4], d34 = m[3] - m[4];
+  g[0] = fmadd(twentyfourth, s34, fnmadd(sixth, s12, quarter * m[0]));
+  g[1] = fmadd(twelfth, d34, sixth * d21);
+  g[2] = sixth * (s34 - s12);
+  g[3] = fmadd(third, d34, fmadd(sixth, d21, m[5]));
+}
+
+// dW's taps from phase channel cp and output channels [k0, k0 + L): the
+// threads' M (m_stride apart) summed, G^T M G, the taps that exist stored.
+void phase_kernel_grad(const Conv2dShape& s, const BwPlan& b, const float* M, int64_t m_stride,
+                       int accumulators, int64_t cp, int64_t k0, float* gw) {
+  const int64_t e_stride = b.f.cp * b.k_pad;
+  const float* src = M + cp * b.k_pad + k0;
+  Vec cols[6][4];  // G^T along H of each column j
+  for (int j = 0; j < 6; ++j) {
+    Vec m6[6];
+    for (int i = 0; i < 6; ++i) {
+      const float* at = src + (i * 6 + j) * e_stride;
+      Vec sum = Vec::load(at);
+      for (int u = 1; u < accumulators; ++u) sum = sum + Vec::load(at + u * m_stride);
+      m6[i] = sum;
+    }
+    phase_grad_transform_6(m6, cols[j]);
+  }
+  alignas(64) float taps[4][4][L];
+  for (int r = 0; r < 4; ++r) {  // then along W
+    Vec m6[6], g4[4];
+    for (int j = 0; j < 6; ++j) m6[j] = cols[j][r];
+    phase_grad_transform_6(m6, g4);
+    for (int q = 0; q < 4; ++q) g4[q].store(taps[r][q]);
+  }
+  const int64_t C = s.in_channels, kh = s.kernel_h, kw = s.kernel_w;
+  const int64_t c = cp / 4, p = cp / 2 % 2, q = cp % 2;
+  const int64_t lanes = std::min<int64_t>(L, s.out_channels - k0);
+  for (int64_t l = 0; l < lanes; ++l) {
+    float* dst = gw + ((k0 + l) * C + c) * kh * kw;
+    for (int64_t i = 0; i < 4 && 2 * i + p < kh; ++i)
+      for (int64_t j = 0; j < 4 && 2 * j + q < kw; ++j)
+        dst[(2 * i + p) * kw + 2 * j + q] = taps[i][j][l];
+  }
+}
+
+void backward_weight(const Conv2dArgs& a) {
+  const Conv2dShape& s = a.shape;
+  const BwPlan b = make_bw_plan(s);
+  const Plan& pl = b.f;
+  int used = 1;
+#pragma omp parallel num_threads(a.num_threads)
+  {
+#pragma omp single
+    used = omp_get_num_threads();
+    float* P = a.workspace + omp_get_thread_num() * b.thread_floats;
+    float* V = P + round_up(pl.p_floats, 16);
+    float* DT = V + round_up(pl.v_floats, 16);
+    float* Z = DT + b.dt_floats;
+    float* M = Z + b.z_floats;
+    double* bias_sum = a.grad_bias ? reinterpret_cast<double*>(M + b.m_floats) : nullptr;
+    std::fill(M, M + b.m_floats, 0.0f);
+    if (bias_sum) std::fill(bias_sum, bias_sum + b.k_pad, 0.0);
+    // (static: a thread's next block is usually block + 1, whose first
+    // lines the last chunk prefetches)
+#pragma omp for schedule(static)
+    for (int64_t block = 0; block < pl.blocks; ++block) {
+      const auto [n, th, tw0, nvec] = block_at(pl, block);
+      const int64_t nt = nvec * L;
+      split_phases(s, pl, a.input, n, th, tw0, P);
+      input_tiles(pl, P, nvec, V);
+      for (int64_t k0 = 0; k0 < b.k_pad; k0 += KZ) {
+        grad_rows(s, b, a.grad_output, n, th, tw0, nvec, k0, DT, bias_sum);
+        if (k0 + KZ < b.k_pad) {
+          prefetch_grad_rows(s, a.grad_output, n, th, tw0, nvec, k0 + KZ);
+        } else if (block + 1 < pl.blocks) {
+          const BlockAt next = block_at(pl, block + 1);
+          prefetch_grad_rows(s, a.grad_output, next.n, next.th, next.tw0, next.nvec, 0);
+          prefetch_input_rows(s, pl, a.input, next.n, next.th, next.tw0);
+        }
+        grad_tiles(b, DT, nt, Z);
+        for (int e = 0; e < 36; ++e) {
+          const float* ve = V + e * pl.cp * NT;
+          const float* ze = Z + e * b.z_e_stride;
+          float* me = M + e * pl.cp * b.k_pad + k0;
+          int64_t c = 0;
+          for (; c + RC <= pl.cp; c += RC)
+            grad_gemm_tile<RC>(ve + c * NT, NT, ze, nt, me + c * b.k_pad, b.k_pad);
+          if (c < pl.cp)
+            grad_gemm_rest<RC - 1>(static_cast<int>(pl.cp - c), ve + c * NT, NT, ze, nt,
+                                   me + c * b.k_pad, b.k_pad);
+        }
+      }
+    }
+    // (implicit barrier: every thread's M and bias sums are complete)
+    const float* M0 = a.workspace + b.thread_floats - b.bias_floats - b.m_floats;
+    if (a.grad_bias) {
+#pragma omp for schedule(static) nowait
+      for (int64_t k = 0; k < s.out_channels; ++k) {
+        double sum = 0.0;
+        for (int u = 0; u < used; ++u)
+          sum += reinterpret_cast<const double*>(M0 + u * b.thread_floats + b.m_floats)[k];
+        a.grad_bias[k] = static_cast<float>(sum);
+      }
+    }
+    const int64_t k_vectors = (s.out_channels + L - 1) / L;
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < pl.cp * k_vectors; ++item)
+      phase_kernel_grad(s, b, M0, b.thread_floats, used, item / k_vectors,
+                        item % k_vectors * L, a.grad_weight);
+  }
+}
+
 void run(ConvPass pass, const Conv2dArgs& a) {
   if (pass == ConvPass::forward) forward(a);
+  else if (pass == ConvPass::backward_weight) backward_weight(a);
 }
 
 }  // namespace
