@@ -64,7 +64,7 @@ constexpr int RK = 4, NV = 3;  // 12 + 3 + broadcast of 16 ymm
 #else
 constexpr int RK = 4, NV = 4;
 #endif
-constexpr int64_t NT = NV * L;  // tiles per block
+constexpr int64_t NT = NV * L;  // tiles per forward block
 // Output channels per GEMM + output pass: M of one chunk (36 x KC x NT
 // floats, 55 KiB on AVX2) stays in L2 between the two.
 constexpr int64_t KC = 16;
@@ -227,6 +227,7 @@ int64_t pack(const Conv2dShape& s, const float* weight, float* packed, bool for_
 
 // ------------------------------------------------------------------- plan
 struct Plan {
+  int64_t nv, nt;                      // tile vectors and tiles per block
   int64_t cp;                          // phase channels, 4C
   int64_t tiles_h, tiles_w, vectors_w;  // vectors_w: tile vectors per tile row
   int64_t blocks_per_row, blocks;
@@ -234,19 +235,21 @@ struct Plan {
   int64_t p_floats, v_floats, m_floats, thread_floats;
 };
 
-Plan make_plan(const Conv2dShape& s) {
+Plan make_plan(const Conv2dShape& s, int64_t nv = NV) {
   Plan p;
+  p.nv = nv;
+  p.nt = nv * L;
   p.cp = 4 * s.in_channels;
   p.tiles_h = (s.out_h + 2) / 3;
   p.tiles_w = (s.out_w + 2) / 3;
   p.vectors_w = (p.tiles_w + L - 1) / L;
-  p.blocks_per_row = (p.vectors_w + NV - 1) / NV;
+  p.blocks_per_row = (p.vectors_w + nv - 1) / nv;
   p.blocks = s.batch * p.tiles_h * p.blocks_per_row;
-  // The last vector's second deinterleave reads through column 3 NT + 3.
-  p.pw = round_up(3 * NT + 3, L);
+  // The last vector's second deinterleave reads through column 3 nt + 3.
+  p.pw = round_up(3 * p.nt + 3, L);
   p.p_floats = p.cp * 6 * p.pw;
-  p.v_floats = 36 * p.cp * NT;
-  p.m_floats = 36 * KC * NT;
+  p.v_floats = 36 * p.cp * p.nt;
+  p.m_floats = 36 * KC * p.nt;
   p.thread_floats = round_up(p.p_floats + p.v_floats + p.m_floats, 16);
   return p;
 }
@@ -268,9 +271,9 @@ struct BlockAt {
 
 BlockAt block_at(const Plan& pl, int64_t block) {
   const int64_t bj = block % pl.blocks_per_row;
-  const int64_t g0 = bj * NV;
+  const int64_t g0 = bj * pl.nv;
   return {block / pl.blocks_per_row / pl.tiles_h, block / pl.blocks_per_row % pl.tiles_h, g0 * L,
-          std::min<int64_t>(NV, pl.vectors_w - g0)};
+          std::min(pl.nv, pl.vectors_w - g0)};
 }
 
 // ------------------------------------------------------------------ steps
@@ -343,7 +346,7 @@ void input_tiles(const Plan& pl, const float* P, int64_t nvec, float* V) {
         Vec d[6], r[6];
         for (int a = 0; a < 6; ++a) d[a] = rows[a][b];
         input_transform_6(d, r);
-        for (int a = 0; a < 6; ++a) r[a].store(V + ((a * 6 + b) * pl.cp + c) * NT + g * L);
+        for (int a = 0; a < 6; ++a) r[a].store(V + ((a * 6 + b) * pl.cp + c) * pl.nt + g * L);
       }
     }
 }
@@ -517,25 +520,26 @@ void forward(const Conv2dArgs& a) {
 // kernel's 147 per output pixel and channel pair become 16 (x4 phases / 3x3).
 constexpr int64_t KZ = 2 * L;  // output channels per Z chunk
 constexpr int RC = 6;          // phase channels per GEMM tile: 6 x 2 vectors of accumulators
+constexpr int64_t NVB = 5;     // tile vectors per block (longer sums per GEMM call than NV)
+constexpr int64_t NTB = NVB * L;
+constexpr int64_t DT_W = 3 * NTB;  // columns of a DT row
+// Floats per element of Z: one tile more than a block (NTB KZ would put the
+// 36 elements' rows of one tile a multiple of 512 bytes apart, in 8 of L1's
+// 64 sets). Compile-time, so that Z's 36 stores per tile take one base register.
+constexpr int64_t Z_E_STRIDE = (NTB + 1) * KZ;
 
 struct BwPlan {
   Plan f;
   int64_t k_pad;
-  int64_t dt_w;  // columns of a DT row
-  int64_t z_e_stride;  // floats per element of Z: one tile more than NT (see make_bw_plan)
   int64_t dt_floats, z_floats, m_floats, bias_floats, thread_floats;
 };
 
 BwPlan make_bw_plan(const Conv2dShape& s) {
   BwPlan b;
-  b.f = make_plan(s);
+  b.f = make_plan(s, NVB);  // (so b.f.nt == NTB)
   b.k_pad = round_up(s.out_channels, KZ);
-  b.dt_w = 3 * NT;
-  b.dt_floats = round_up(3 * b.dt_w * KZ, 16);
-  // (NT KZ floats per element would put the 36 elements' rows of one tile a
-  // multiple of 512 bytes apart, in 8 of L1's 64 sets)
-  b.z_e_stride = (NT + 1) * KZ;
-  b.z_floats = round_up(36 * b.z_e_stride, 16);
+  b.dt_floats = round_up(3 * DT_W * KZ, 16);
+  b.z_floats = round_up(36 * Z_E_STRIDE, 16);
   b.m_floats = round_up(36 * b.f.cp * b.k_pad, 16);
   b.bias_floats = round_up(2 * b.k_pad, 16);  // k_pad doubles
   b.thread_floats = round_up(b.f.p_floats, 16) + round_up(b.f.v_floats, 16) + b.dt_floats +
@@ -559,7 +563,7 @@ void grad_rows(const Conv2dShape& s, const BwPlan& b, const float* gy, int64_t n
   Vec sums[KZ / L] = {};
   for (int r = 0; r < 3; ++r) {
     const int64_t oh = 3 * th + r;
-    float* row = DT + r * b.dt_w * KZ;
+    float* row = DT + r * DT_W * KZ;
     for (int64_t g = 0; g < KZ; g += L) {
       const int64_t lanes = std::clamp<int64_t>(K - (k0 + g), 0, L);  // channels present
       if (oh >= s.out_h || lanes == 0) {
@@ -625,14 +629,13 @@ inline void grad_transform_3(const Vec* y, Vec* z) {
 // Z[e][t][kz] = (A dY A^T)[e] of the block's tiles t < ntiles. Row i of A dY
 // at a time, then A along W of it, so that the 9 inputs and one row are live
 // (all 18 half-transformed values would spill; the 36 stores bound it anyway).
-void grad_tiles(const BwPlan& b, const float* DT, int64_t ntiles, float* Z) {
+void grad_tiles(const float* DT, int64_t ntiles, float* Z) {
   const Vec two = Vec::set1(2.0f), four = Vec::set1(4.0f);
-  const int64_t dt_w = b.dt_w, z_e_stride = b.z_e_stride;  // (b may alias Z for the compiler)
   for (int64_t t = 0; t < ntiles; ++t)
     for (int64_t g = 0; g < KZ; g += L) {
       Vec y[3][3];
       for (int r = 0; r < 3; ++r)
-        for (int c = 0; c < 3; ++c) y[r][c] = Vec::load(DT + (r * dt_w + 3 * t + c) * KZ + g);
+        for (int c = 0; c < 3; ++c) y[r][c] = Vec::load(DT + (r * DT_W + 3 * t + c) * KZ + g);
 #pragma GCC unroll 6
       for (int i = 0; i < 6; ++i) {
         Vec h[3];
@@ -648,7 +651,7 @@ void grad_tiles(const BwPlan& b, const float* DT, int64_t ntiles, float* Z) {
         }
         Vec z[6];
         grad_transform_3(h, z);
-        for (int j = 0; j < 6; ++j) z[j].store(Z + (i * 6 + j) * z_e_stride + t * KZ + g);
+        for (int j = 0; j < 6; ++j) z[j].store(Z + (i * 6 + j) * Z_E_STRIDE + t * KZ + g);
       }
     }
 }
@@ -765,16 +768,16 @@ void backward_weight(const Conv2dArgs& a) {
           prefetch_grad_rows(s, a.grad_output, next.n, next.th, next.tw0, next.nvec, 0);
           prefetch_input_rows(s, pl, a.input, next.n, next.th, next.tw0);
         }
-        grad_tiles(b, DT, nt, Z);
+        grad_tiles(DT, nt, Z);
         for (int e = 0; e < 36; ++e) {
-          const float* ve = V + e * pl.cp * NT;
-          const float* ze = Z + e * b.z_e_stride;
+          const float* ve = V + e * pl.cp * pl.nt;
+          const float* ze = Z + e * Z_E_STRIDE;
           float* me = M + e * pl.cp * b.k_pad + k0;
           int64_t c = 0;
           for (; c + RC <= pl.cp; c += RC)
-            grad_gemm_tile<RC>(ve + c * NT, NT, ze, nt, me + c * b.k_pad, b.k_pad);
+            grad_gemm_tile<RC>(ve + c * pl.nt, pl.nt, ze, nt, me + c * b.k_pad, b.k_pad);
           if (c < pl.cp)
-            grad_gemm_rest<RC - 1>(static_cast<int>(pl.cp - c), ve + c * NT, NT, ze, nt,
+            grad_gemm_rest<RC - 1>(static_cast<int>(pl.cp - c), ve + c * pl.nt, pl.nt, ze, nt,
                                    me + c * b.k_pad, b.k_pad);
         }
       }
