@@ -25,7 +25,8 @@
 //                       blocked dot products over padded planes (no im2col);
 //   conv2d_winograd_s2_* F(3x3, 4x4) over the four stride phases of stride-2
 //                       convolutions with kernels of up to 8x8 (the 7x7 RGB
-//                       stem), forward;
+//                       stem), forward and backward-weight (the transposed
+//                       algorithm: a GEMM over tiles, output channels in lanes);
 //   conv2d_phase_*      strided (3x3 stride-2) convolutions as register-tiled
 //                       implicit GEMMs over the input's stride phases (no
 //                       im2col, no col2im): forward, weights packed per

@@ -1,7 +1,8 @@
 // Winograd F(3x3, 4x4) over the stride phases of a stride-2 convolution with a
-// kernel of up to 8x8 taps: the `winograd_s2` family (forward). Its use is
-// the 7x7 stride-2 RGB stem of ResNets, which direct convolution (the stem
-// family) runs at ~80% of the FMA peak for 147 products per output and
+// kernel of up to 8x8 taps: the `winograd_s2` family (forward and
+// backward-weight). Its use is the 7x7 stride-2 RGB stem of ResNets, which
+// direct convolution (the stem family, im2col's GEMM for the weight
+// gradient) runs at ~75-80% of the FMA peak for 147 products per output and
 // input channel.
 //
 // A stride-2 convolution is the sum over the input's four stride phases
@@ -520,7 +521,14 @@ void forward(const Conv2dArgs& a) {
 // kernel's 147 per output pixel and channel pair become 16 (x4 phases / 3x3).
 constexpr int64_t KZ = 2 * L;  // output channels per Z chunk
 constexpr int RC = 6;          // phase channels per GEMM tile: 6 x 2 vectors of accumulators
-constexpr int64_t NVB = 5;     // tile vectors per block (longer sums per GEMM call than NV)
+// Tile vectors per backward block: longer sums per GEMM call than NV (AVX2:
+// 5, a 224-pixel image's tile row, 1.59 vs 1.72 ms with 3 at 1 thread);
+// AVX-512 (unmeasured) keeps Z, 36 x 16 tiles x 32 channels per vector, to 3.
+#if defined(__AVX512F__)
+constexpr int64_t NVB = 3;
+#else
+constexpr int64_t NVB = 5;
+#endif
 constexpr int64_t NTB = NVB * L;
 constexpr int64_t DT_W = 3 * NTB;  // columns of a DT row
 // Floats per element of Z: one tile more than a block (NTB KZ would put the
