@@ -47,9 +47,9 @@
 
 #include "kernels/conv/conv2d.h"
 #include "kernels/conv/conv2d_transpose.h"
-#include "simd/prefetch.h"
 #include "kernels/conv/conv2d_winograd_common.h"
 #include "simd/lanes.h"
+#include "simd/prefetch.h"
 #include "simd/vec.h"
 
 namespace pve {
@@ -255,7 +255,7 @@ Plan make_plan(const Conv2dShape& s, int64_t nv = NV) {
   return p;
 }
 
-int64_t bw_workspace(const Conv2dShape& s, int threads);
+int64_t bw_workspace(const Conv2dShape& s, int threads);  // (with the backward-weight below)
 
 int64_t workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (pass == ConvPass::backward_data || !shape_ok(s)) return -1;
@@ -523,7 +523,8 @@ constexpr int64_t KZ = 2 * L;  // output channels per Z chunk
 constexpr int RC = 6;          // phase channels per GEMM tile: 6 x 2 vectors of accumulators
 // Tile vectors per backward block: longer sums per GEMM call than NV (AVX2:
 // 5, a 224-pixel image's tile row, 1.59 vs 1.72 ms with 3 at 1 thread);
-// AVX-512 (unmeasured) keeps Z, 36 x 16 tiles x 32 channels per vector, to 3.
+// AVX-512 (not measured) takes 3: its vectors hold twice the tiles and its Z
+// chunks twice the channels, so Z would be 4x AVX2's at 5.
 #if defined(__AVX512F__)
 constexpr int64_t NVB = 3;
 #else
@@ -568,7 +569,8 @@ void grad_rows(const Conv2dShape& s, const BwPlan& b, const float* gy, int64_t n
   const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
   const int64_t cols = 3 * nvec * L;
   const int64_t valid = std::min(cols, s.out_w - 3 * tw0);  // columns inside the output
-  Vec sums[KZ / L] = {};
+  Vec sums[KZ / L];
+  for (Vec& sum : sums) sum = Vec::zero();
   for (int r = 0; r < 3; ++r) {
     const int64_t oh = 3 * th + r;
     float* row = DT + r * DT_W * KZ;
@@ -682,7 +684,10 @@ void grad_gemm_tile(const float* __restrict v, int64_t ldv, const float* __restr
   }
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
-    for (int h = 0; h < 2; ++h) (acc[i][h] + Vec::load(m + i * ldm + h * L)).store(m + i * ldm + h * L);
+    for (int h = 0; h < 2; ++h) {
+      float* at = m + i * ldm + h * L;
+      (acc[i][h] + Vec::load(at)).store(at);
+    }
 }
 
 template <int R>
