@@ -97,6 +97,11 @@ struct Family {
   // Whether forward adds Conv2dArgs::residual in its epilogue for this shape
   // (null: never; the binding then runs conv2d_add_residual after it).
   FusesResidualFn fuses_residual;
+  // Winograd's transforms mix each tile's values, so one NaN or inf input
+  // makes a whole tile's results NaN (torch: only the ones that read it, inf
+  // kept). Such a family's results are checked, and a non-finite one is
+  // computed again by im2col.
+  bool spreads_non_finite = false;
 };
 
 const std::vector<Family>& families() {
@@ -106,14 +111,14 @@ const std::vector<Family>& families() {
        &conv2d_pointwise_pack, &conv2d_pointwise_on_driver},
       {"depthwise", &conv2d_depthwise_workspace, &conv2d_depthwise_run, nullptr, nullptr},
       {"winograd", &conv2d_winograd_workspace, &conv2d_winograd_run, &conv2d_winograd_pack,
-       &always},
+       &always, true},
       {"direct", &conv2d_direct_workspace, &conv2d_direct_run, nullptr, nullptr},
       {"phase", &conv2d_phase_workspace, &conv2d_phase_run, &conv2d_phase_pack, &always},
       {"winograd_f2", &conv2d_winograd_f2_workspace, &conv2d_winograd_f2_run,
-       &conv2d_winograd_f2_pack, &always},
+       &conv2d_winograd_f2_pack, &always, true},
       {"stem", &conv2d_stem_workspace, &conv2d_stem_run, &conv2d_stem_pack, nullptr},
       {"winograd_s2", &conv2d_winograd_s2_workspace, &conv2d_winograd_s2_run,
-       &conv2d_winograd_s2_pack, nullptr},
+       &conv2d_winograd_s2_pack, nullptr, true},
   };
   return f;
 }
@@ -124,14 +129,6 @@ const Family& family(const std::string& name) {
   throw py::value_error("conv2d: unknown algorithm '" + name +
                         "'; choose from im2col, pointwise, depthwise, winograd, direct, phase, "
                         "winograd_f2, stem, winograd_s2");
-}
-
-// Winograd's transforms mix each tile's inputs, so one NaN or inf input makes
-// the whole output tile NaN (torch: only the outputs that read it, inf kept).
-// Its results are checked, and a non-finite one is computed again by im2col.
-bool spreads_non_finite(const Family& f) {
-  return std::strcmp(f.name, "winograd") == 0 || std::strcmp(f.name, "winograd_f2") == 0 ||
-         std::strcmp(f.name, "winograd_s2") == 0;
 }
 
 using Pair = std::tuple<int64_t, int64_t>;
@@ -292,7 +289,7 @@ py::array conv2d_forward(const py::array& x, const py::array& w, std::optional<p
     run(ConvPass::forward, a);
     if (add_after) add_after(a.output, res, outputs, relu, relu_max, threads);
     // (a residual added after the convolution spreads nothing: its own check is enough)
-    if (spreads_non_finite(f))
+    if (f.spreads_non_finite)
       spread = non_finite >= 0 ? non_finite == 1 : !all_finite.get()(a.output, outputs, threads);
   }
   if (spread)  // exact NaN / inf placement: the direct sum
@@ -333,7 +330,7 @@ py::array conv2d_backward_data(const py::array& gy, const py::array& w,
     py::gil_scoped_release release;
     a.workspace = tls_arena.get(ws);
     run(ConvPass::backward_data, a);
-    spread = spreads_non_finite(f) && !all_finite.get()(a.grad_input, gx.size(), threads);
+    spread = f.spreads_non_finite && !all_finite.get()(a.grad_input, gx.size(), threads);
   }
   if (spread)
     return conv2d_backward_data(gy, w, input_shape, stride, padding, dilation, groups, "im2col");
@@ -382,7 +379,7 @@ py::tuple conv2d_backward_weight(const py::array& x, const py::array& gy,
     py::gil_scoped_release release;
     a.workspace = tls_arena.get(ws);
     run(ConvPass::backward_weight, a);
-    spread = spreads_non_finite(f) && !all_finite.get()(a.grad_weight, gw.size(), threads);
+    spread = f.spreads_non_finite && !all_finite.get()(a.grad_weight, gw.size(), threads);
   }
   if (spread)  // (as the forward: torch's NaN / inf placement is the direct sum's)
     return conv2d_backward_weight(x, gy, weight_shape, stride, padding, dilation, groups,
