@@ -135,6 +135,22 @@ def test_global_average_pool_large_plane(isa):
                                x.astype(np.float64).mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("planes", [1, 7, 9, 33, 23_000])
+def test_global_average_pool_interleaved_streams(isa, threads, planes):
+    # The kernel reads each thread's planes as interleaved sub-ranges (of
+    # which some are empty with few planes); 23,000 7x7 planes (4.5 MB) are
+    # over the size that uses every thread.
+    x = rng.standard_normal((1, planes, 7, 7)).astype(np.float32)
+    before = pve.get_num_threads()
+    pve.set_num_threads(threads)
+    try:
+        y = F.adaptive_avg_pool2d(x, 1).numpy()[0, :, 0, 0]
+    finally:
+        pve.set_num_threads(before)
+    np.testing.assert_allclose(y, x[0].astype(np.float64).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+
+
 @settings(max_examples=25, deadline=None)
 @given(h=st.integers(1, 12), w=st.integers(1, 40), k=st.integers(1, 4), s=st.integers(1, 3),
        ceil=st.booleans(), data=st.data())
