@@ -296,6 +296,26 @@ inline Vec exp(Vec x) {
   return select(cmp_lt(x, lo), Vec::zero(), y);
 }
 
+// exp(x) for x <= 0 (or NaN), e.g. x - max in a softmax: exp's steps without
+// its overflow side (no upper clamp; 2^n is a normal number for every n here).
+// Equal to exp(x) except below -86.3, where exp scales through a subnormal;
+// meaningless (but harmless) for x > 0.
+inline Vec exp_nonpositive(Vec x) {
+  const Vec lo = Vec::set1(-86.6f);
+  Vec xc = max(lo, x);  // NaN survives (max returns its second operand)
+  Vec n = round_nearest(xc * Vec::set1(1.44269504088896341f));
+  Vec r = fnmadd(n, Vec::set1(0.693359375f), xc);
+  r = fnmadd(n, Vec::set1(-2.12194440e-4f), r);
+  Vec p = Vec::set1(1.9875691500e-4f);
+  p = fmadd(p, r, Vec::set1(1.3981999507e-3f));
+  p = fmadd(p, r, Vec::set1(8.3334519073e-3f));
+  p = fmadd(p, r, Vec::set1(4.1665795894e-2f));
+  p = fmadd(p, r, Vec::set1(1.6666665459e-1f));
+  p = fmadd(p, r, Vec::set1(5.0000001201e-1f));
+  p = fmadd(p, r * r, r + Vec::set1(1.0f));
+  return select(cmp_lt(x, lo), Vec::zero(), p * pow2i(n));
+}
+
 // tanh: odd polynomial for |x| < 0.625 (Cephes tanhf), else 1 - 2/(e^{2|x|}+1).
 inline Vec tanh(Vec x) {
   Vec ax = abs(x);
@@ -339,6 +359,7 @@ inline Vec erf(Vec x) {
 #else
 
 inline Vec exp(Vec x) { return std::exp(x.v); }
+inline Vec exp_nonpositive(Vec x) { return std::exp(x.v); }
 inline Vec tanh(Vec x) { return std::tanh(x.v); }
 inline Vec erf(Vec x) { return std::erf(x.v); }
 

@@ -290,3 +290,31 @@ def test_kl_div_target_gradient_is_nan_at_zero_and_inf():
     g = t.grad.numpy()
     assert np.isnan(g[0]) and np.isnan(g[1])
     np.testing.assert_allclose(g[2], np.log(0.5) + 1 + 0.5, rtol=1e-6)
+
+
+def test_cross_entropy_wide_logit_range(isa):
+    # Logits 0 .. -120 below the row's maximum (exp underflows past -87.3,
+    # and the vector exp switches to its clamp at -86.6) and -inf entries:
+    # loss and gradient against float64.
+    x = -rng.random((6, 45)) * 120.0
+    x[np.arange(6), rng.integers(0, 45, 6)] = 0.0
+    x[1, 3] = x[4, 40] = -np.inf
+    x = x.astype(np.float32)
+    t = np.array([0, 5, 44, 17, 9, 30])
+    t[1] = 4 if t[1] == 3 else t[1]
+    xt = pve.tensor(x, requires_grad=True)
+    loss = F.cross_entropy(xt, pve.tensor(t))
+    loss.backward()
+    x64 = x.astype(np.float64)
+    p = np.exp(x64 - x64.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    want_loss = -np.log(p[np.arange(6), t]).mean()
+    want_grad = p.copy()
+    want_grad[np.arange(6), t] -= 1.0
+    np.testing.assert_allclose(float(loss.detach().numpy()), want_loss, rtol=1e-5)
+    np.testing.assert_allclose(xt.grad.numpy(), want_grad / 6, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(F.softmax(pve.tensor(x), 1).numpy(), p, rtol=1e-5, atol=1e-30)
+    # log_softmax of a row's maximum is -log(sum) with the float32 sum near 1:
+    # its absolute error is that of the sum (~1e-7), not relative to itself.
+    np.testing.assert_allclose(F.log_softmax(pve.tensor(x), 1).numpy(), np.log(p), rtol=1e-5,
+                               atol=1e-7)

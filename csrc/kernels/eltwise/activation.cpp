@@ -260,6 +260,8 @@ void prelu_backward_impl(const float* x, const float* weight, const float* gy, f
 }
 
 // ------------------------------------------------------------------- softmax
+// exp_nonpositive: x - max and log-softmax outputs are <= 0 (lanes past a
+// row's end may not be, and are neither stored nor summed).
 // One contiguous row (inner == 1).
 void softmax_row(const float* x, float* y, int64_t d, bool log) {
   Vec m = Vec::set1(-std::numeric_limits<float>::infinity());
@@ -271,13 +273,13 @@ void softmax_row(const float* x, float* y, int64_t d, bool log) {
   Vec sum = Vec::zero();
   float tail_sum = 0.0f;
   for (i = 0; i + W <= d; i += W) {
-    Vec e = exp(Vec::load(x + i) - vm);
+    Vec e = exp_nonpositive(Vec::load(x + i) - vm);
     if (!log) e.store(y + i);
     sum = sum + e;
   }
   if (i < d) {
     const int k = static_cast<int>(d - i);
-    Vec e = exp(Vec::load_partial(x + i, k) - vm);
+    Vec e = exp_nonpositive(Vec::load_partial(x + i, k) - vm);
     if (!log) e.store_partial(y + i, k);
     // Masked-off lanes hold exp(0 - mx); add only the k real ones.
     float tmp[W];
@@ -310,7 +312,7 @@ void softmax_columns(const float* x, float* y, int64_t d, int64_t inner, int k, 
   for (int64_t j = 0; j < d; ++j) m = max(Vec::load_partial(x + j * inner, k), m);
   Vec sum = Vec::zero();
   for (int64_t j = 0; j < d; ++j) {
-    Vec e = exp(Vec::load_partial(x + j * inner, k) - m);
+    Vec e = exp_nonpositive(Vec::load_partial(x + j * inner, k) - m);
     if (!log) e.store_partial(y + j * inner, k);
     sum = sum + e;
   }
@@ -366,7 +368,7 @@ void softmax_backward_impl(const float* y, const float* gy, float* gx, int64_t o
       for (int64_t i = 0; i < d; i += W) {
         const int k = static_cast<int>(std::min<int64_t>(W, d - i));
         Vec g = Vec::load_partial(gp + i, k), v = Vec::load_partial(yp + i, k);
-        (log ? fnmadd(exp(v), s, g) : v * (g - s)).store_partial(out + i, k);
+        (log ? fnmadd(exp_nonpositive(v), s, g) : v * (g - s)).store_partial(out + i, k);
       }
     }
     return;
@@ -384,7 +386,7 @@ void softmax_backward_impl(const float* y, const float* gy, float* gx, int64_t o
     for (int64_t j = 0; j < d; ++j) {
       const int64_t off = base + j * inner;
       Vec g = Vec::load_partial(gy + off, k), v = Vec::load_partial(y + off, k);
-      (log ? fnmadd(exp(v), s, g) : v * (g - s)).store_partial(gx + off, k);
+      (log ? fnmadd(exp_nonpositive(v), s, g) : v * (g - s)).store_partial(gx + off, k);
     }
   }
 }

@@ -54,8 +54,12 @@ int64_t cross_entropy_forward_impl(const float* x, int64_t rows, int64_t classes
     // them is zeroed so it adds nothing).
     auto accumulate = [&](int64_t i, int n, bool tail) {
       Vec v = Vec::load_partial(xr + i, n);
-      Vec e = exp(v - vm);
+      Vec e = exp_nonpositive(v - vm);
       se = se + (tail ? zero_tail(e, n) : e);
+      if (!weight && !pr) {  // every w_c = 1: sum x_c (tail lanes load 0); sum w_c = classes
+        swx = swx + v;
+        return;
+      }
       Vec w = weight ? Vec::load_partial(weight + i, n)
                      : (tail ? zero_tail(Vec::set1(1.0f), n) : Vec::set1(1.0f));
       swx = fmadd(w, v, swx);  // sum w_c x_c
@@ -91,7 +95,7 @@ int64_t cross_entropy_forward_impl(const float* x, int64_t rows, int64_t classes
     }
     const float wy = weight ? weight[y] : 1.0f;
     nll[r] = wy * (l - xr[y]);
-    smooth[r] = reduce_add(sw) * l - reduce_add(swx);
+    smooth[r] = (weight ? reduce_add(sw) : static_cast<float>(classes)) * l - reduce_add(swx);
   }
   return bad;
 }
@@ -140,7 +144,7 @@ void cross_entropy_backward_impl(const float* x, const float* lse, int64_t rows,
     const Vec vcn = Vec::set1(cn), vcs = Vec::set1(cs);
     for (int64_t i = 0; i < classes; i += W) {
       const int n = static_cast<int>(std::min<int64_t>(W, classes - i));
-      Vec p = exp(Vec::load_partial(xr + i, n) - l);
+      Vec p = exp_nonpositive(Vec::load_partial(xr + i, n) - l);  // x <= lse
       Vec w = weight ? Vec::load_partial(weight + i, n) : Vec::set1(1.0f);
       Vec g = fnmadd(vcs, w, a * p);
       if (pr) g = fnmadd(vcn * w, Vec::load_partial(pr + i, n), g);
