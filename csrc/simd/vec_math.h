@@ -273,24 +273,30 @@ inline void stream_index(int64_t* dst, Vec off, int n) { store_index(dst, 0, off
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 
-// exp(x): range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial
-// (Cephes expf coefficients), scale by 2^n built in the exponent bits.
-inline Vec exp(Vec x) {
-  const Vec hi = Vec::set1(88.3762626647949f), lo = Vec::set1(-86.6f);  // 2^(n-1) stays a normal number
-  // (below lo the result, < 2.2e-38, is flushed to 0)
-  // min/max return their second operand for NaN, so NaN survives the clamp.
-  Vec xc = max(lo, min(hi, x));
-  Vec n = round_nearest(xc * Vec::set1(1.44269504088896341f));
-  // n may be 128 at the top of the range: scale by 2^(n-1) and then by 2.
-  Vec r = fnmadd(n, Vec::set1(0.693359375f), xc);
-  r = fnmadd(n, Vec::set1(-2.12194440e-4f), r);
+// exp(xc) = 2^n * (returned polynomial), for xc already clamped: range
+// reduction xc = n ln2 + r, |r| <= ln2/2, degree-6 polynomial in r (Cephes
+// expf coefficients).
+inline Vec exp_reduced(Vec xc, Vec* n) {
+  *n = round_nearest(xc * Vec::set1(1.44269504088896341f));
+  Vec r = fnmadd(*n, Vec::set1(0.693359375f), xc);
+  r = fnmadd(*n, Vec::set1(-2.12194440e-4f), r);
   Vec p = Vec::set1(1.9875691500e-4f);
   p = fmadd(p, r, Vec::set1(1.3981999507e-3f));
   p = fmadd(p, r, Vec::set1(8.3334519073e-3f));
   p = fmadd(p, r, Vec::set1(4.1665795894e-2f));
   p = fmadd(p, r, Vec::set1(1.6666665459e-1f));
   p = fmadd(p, r, Vec::set1(5.0000001201e-1f));
-  p = fmadd(p, r * r, r + Vec::set1(1.0f));
+  return fmadd(p, r * r, r + Vec::set1(1.0f));
+}
+
+// exp(x), the scale 2^n built in the exponent bits.
+inline Vec exp(Vec x) {
+  const Vec hi = Vec::set1(88.3762626647949f), lo = Vec::set1(-86.6f);  // 2^(n-1) stays a normal number
+  // (below lo the result, < 2.2e-38, is flushed to 0)
+  // min/max return their second operand for NaN, so NaN survives the clamp.
+  Vec n;
+  Vec p = exp_reduced(max(lo, min(hi, x)), &n);
+  // n may be 128 at the top of the range: scale by 2^(n-1) and then by 2.
   Vec y = p * pow2i(n - Vec::set1(1.0f)) * Vec::set1(2.0f);
   y = select(cmp_gt(x, hi), Vec::set1(std::numeric_limits<float>::infinity()), y);
   return select(cmp_lt(x, lo), Vec::zero(), y);
@@ -302,17 +308,8 @@ inline Vec exp(Vec x) {
 // meaningless (but harmless) for x > 0.
 inline Vec exp_nonpositive(Vec x) {
   const Vec lo = Vec::set1(-86.6f);
-  Vec xc = max(lo, x);  // NaN survives (max returns its second operand)
-  Vec n = round_nearest(xc * Vec::set1(1.44269504088896341f));
-  Vec r = fnmadd(n, Vec::set1(0.693359375f), xc);
-  r = fnmadd(n, Vec::set1(-2.12194440e-4f), r);
-  Vec p = Vec::set1(1.9875691500e-4f);
-  p = fmadd(p, r, Vec::set1(1.3981999507e-3f));
-  p = fmadd(p, r, Vec::set1(8.3334519073e-3f));
-  p = fmadd(p, r, Vec::set1(4.1665795894e-2f));
-  p = fmadd(p, r, Vec::set1(1.6666665459e-1f));
-  p = fmadd(p, r, Vec::set1(5.0000001201e-1f));
-  p = fmadd(p, r * r, r + Vec::set1(1.0f));
+  Vec n;
+  Vec p = exp_reduced(max(lo, x), &n);  // NaN survives (max returns its second operand)
   return select(cmp_lt(x, lo), Vec::zero(), p * pow2i(n));
 }
 
