@@ -126,9 +126,9 @@ const std::vector<Family>& families() {
 const Family& family(const std::string& name) {
   for (const Family& f : families())
     if (name == f.name) return f;
-  throw py::value_error("conv2d: unknown algorithm '" + name +
-                        "'; choose from im2col, pointwise, depthwise, winograd, direct, phase, "
-                        "winograd_f2, stem, winograd_s2");
+  std::string names;  // the table's, so that a new family is listed too
+  for (const Family& f : families()) names += (names.empty() ? "" : ", ") + std::string(f.name);
+  throw py::value_error("conv2d: unknown algorithm '" + name + "'; choose from " + names);
 }
 
 using Pair = std::tuple<int64_t, int64_t>;
