@@ -16,7 +16,7 @@ from pyvision_engine.nn import functional as F
 
 from conv.conv_cases import (assert_close, check_against_reference, dense_case, forward_with,
                               num_threads, rgb_stem_family)
-from reference.conv_reference import conv2d_forward
+from reference.conv_reference import conv2d_backward, conv2d_forward
 
 pytestmark = pytest.mark.kernels
 
@@ -81,6 +81,39 @@ def test_thread_counts_give_the_same_answers(threads, batch):
             unpacked = _phase(x, w, b, geo, relu=True)
         np.testing.assert_array_equal(many, one)
         np.testing.assert_array_equal(unpacked, one)
+
+
+# Small output planes (under 196 pixels, flat tiles): threads take groups of images
+# whose flat tiles run on from one image into the next (conv2d_phase.cpp, image_group).
+# n, c, size, k, stride: 7x7, 5x5, 3x3 and 4x3 outputs; batches that leave a smaller
+# last group, one image per thread, and groups cut short by the channel-chunk budget.
+GROUP_CASES = [
+    (8, 24, 7, 40, 1), (9, 16, 9, 20, 2), (5, 30, 5, 17, 1), (7, 12, 6, 8, 2),
+    (3, 20, 3, 24, 1), (13, 9, 7, 33, 1), (4, 600, 7, 16, 1),
+]
+
+
+@pytest.mark.parametrize("case", GROUP_CASES, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_image_groups_match_reference(isa, case, threads):
+    n, c, size, k, stride = case
+    rng = np.random.default_rng(n * 1000 + c + threads)
+    x, w, b, geo = _case(rng, n, c, size, size - 1 if size == 5 else size, k, (3, 3),
+                         (stride,) * 2, (1, 1), (1, 1))
+    want = conv2d_forward(x, w, b, geo.stride, geo.pads, geo.dilation, 1)
+    res = rng.standard_normal(want.shape).astype(np.float32)
+    with num_threads(threads):
+        assert_close(_phase(x, w, b, geo), want, "plain")
+        packed = _C.conv2d_pack_weight(w, algorithm="phase")
+        assert_close(_phase(x, w, b, geo, relu=True, packed=packed), np.maximum(want, 0), "relu")
+        got = _C.conv2d_forward(x, w, b, geo.stride, geo.top_left, geo.dilation, 1,
+                                geo.out_size, "phase", True, packed, 6.0, None, res)
+        assert_close(got, np.clip(want + res, 0, 6), "residual + relu6")
+        gy = rng.standard_normal(want.shape)
+        gx = _C.conv2d_backward_data(gy.astype(np.float32), w, list(x.shape), geo.stride,
+                                     geo.top_left, geo.dilation, 1, "phase")
+    gx_ref = conv2d_backward(x, w, gy, geo.stride, geo.pads, geo.dilation, 1)[0]
+    assert_close(gx, gx_ref, "backward-data")
 
 
 # Backward passes: the forward shapes and these (n, c, h, w, k, (kh, kw), stride,
