@@ -85,7 +85,7 @@ def test_thread_counts_give_the_same_answers(threads, batch):
 
 # Small output planes (under 196 pixels, flat tiles): threads take groups of images
 # whose flat tiles run on from one image into the next (conv2d_phase.cpp, image_group).
-# n, c, size, k, stride: 7x7, 5x5, 3x3 and 4x3 outputs; batches that leave a smaller
+# n, c, size, k, stride: 7x7, 5x5, 5x4 and 3x3 outputs; batches that leave a smaller
 # last group, one image per thread, and groups cut short by the channel-chunk budget.
 GROUP_CASES = [
     (8, 24, 7, 40, 1), (9, 16, 9, 20, 2), (5, 30, 5, 17, 1), (7, 12, 6, 8, 2),
@@ -109,9 +109,9 @@ def test_image_groups_match_reference(isa, case, threads):
         got = _C.conv2d_forward(x, w, b, geo.stride, geo.top_left, geo.dilation, 1,
                                 geo.out_size, "phase", True, packed, 6.0, None, res)
         assert_close(got, np.clip(want + res, 0, 6), "residual + relu6")
-        gy = rng.standard_normal(want.shape)
-        gx = _C.conv2d_backward_data(gy.astype(np.float32), w, list(x.shape), geo.stride,
-                                     geo.top_left, geo.dilation, 1, "phase")
+        gy = rng.standard_normal(want.shape).astype(np.float32)
+        gx = _C.conv2d_backward_data(gy, w, list(x.shape), geo.stride, geo.top_left,
+                                     geo.dilation, 1, "phase")
     gx_ref = conv2d_backward(x, w, gy, geo.stride, geo.pads, geo.dilation, 1)[0]
     assert_close(gx, gx_ref, "backward-data")
 
