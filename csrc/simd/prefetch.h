@@ -34,6 +34,15 @@ constexpr int64_t kLineBytes = 64;
 // kernel's own load moves the line on to L1. AMD Zen treats the hints alike.
 inline void prefetch_line(const void* p) { __builtin_prefetch(p, 0, 2); }
 
+// Every line of the n floats at p (a span need not start on a line: its last
+// float's line is requested too).
+inline void prefetch_span(const float* p, int64_t n) {
+  if (n <= 0) return;
+  for (int64_t i = 0; i < n; i += kLineBytes / static_cast<int64_t>(sizeof(float)))
+    prefetch_line(p + i);
+  prefetch_line(p + n - 1);
+}
+
 class LinePrefetcher {
  public:
   // Lines of [begin, end); the first `distance` bytes are left to the kernel's

@@ -370,6 +370,14 @@ inline void from_blocked(const float* src, int64_t w, int64_t rows, int64_t j_be
   }
 }
 
+// The backward-weight's element at `at` summed over the threads' private
+// accumulators (`accumulators` of them, `stride` floats apart), in thread order.
+inline Vec sum_accumulators(const float* at, int accumulators, int64_t stride) {
+  Vec sum = Vec::load(at);
+  for (int u = 1; u < accumulators; ++u) sum = sum + Vec::load(at + u * stride);
+  return sum;
+}
+
 // ------------------------------------- the 6-point input transform, GEMM
 // (F(4x4, 3x3) and F(3x3, 4x4) of conv2d_winograd_s2.cpp share their
 // interpolation points 0, +-1, +-2, inf, hence B^T.)

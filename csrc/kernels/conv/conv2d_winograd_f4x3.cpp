@@ -981,12 +981,8 @@ void bw_output(const Conv2dShape& s, const float* m, int64_t e_stride, int64_t m
   Vec cols[6][3];
   for (int b = 0; b < 6; ++b) {
     Vec m6[6];
-    for (int a = 0; a < 6; ++a) {
-      const float* src = m + (a * 6 + b) * e_stride;
-      Vec sum = Vec::load(src);
-      for (int u = 1; u < accumulators; ++u) sum = sum + Vec::load(src + u * m_stride);
-      m6[a] = sum;
-    }
+    for (int a = 0; a < 6; ++a)
+      m6[a] = sum_accumulators(m + (a * 6 + b) * e_stride, accumulators, m_stride);
     weight_grad_transform_6(m6, cols[b]);
   }
   for (int r = 0; r < 3; ++r) {

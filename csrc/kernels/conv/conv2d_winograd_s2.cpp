@@ -51,6 +51,7 @@
 #include "simd/lanes.h"
 #include "simd/prefetch.h"
 #include "simd/vec.h"
+#include "simd/vec_math.h"
 
 namespace pve {
 namespace PVE_KERNEL_NS {
@@ -83,25 +84,7 @@ bool shape_ok(const Conv2dShape& s) {
 }
 
 // ------------------------------------------------------------ lane shuffles
-// even[l] = src[2 l], odd[l] = src[2 l + 1] for the 2L floats a (first L)
-// and b (next L).
-inline void deinterleave2(Vec a, Vec b, Vec* even, Vec* odd) {
-#if defined(__AVX512F__)
-  const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i o = _mm512_add_epi32(e, _mm512_set1_epi32(1));
-  *even = _mm512_permutex2var_ps(a.v, e, b.v);
-  *odd = _mm512_permutex2var_ps(a.v, o, b.v);
-#elif defined(__AVX2__)
-  // per 128-bit half (a0 a2 b0 b2 | a4 a6 b4 b6), then the 64-bit pairs in order
-  *even = _mm256_castpd_ps(
-      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a.v, b.v, 0x88)), 0xD8));
-  *odd = _mm256_castpd_ps(
-      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a.v, b.v, 0xDD)), 0xD8));
-#else
-  *even = a;
-  *odd = b;
-#endif
-}
+// (even / odd lanes of two vectors: simd/vec_math.h's deinterleave)
 
 // out[s] lane l = src[3 l + s] (s < 3): 3L floats, i.e. 3 columns of L tiles.
 // interleave3 is its inverse.
@@ -301,11 +284,11 @@ void split_phases(const Conv2dShape& s, const Plan& pl, const float* x, int64_t 
           const int64_t iw = col0 + 2 * t;  // original columns iw .. iw + 2L
           Vec e, o;
           if (iw >= 0 && iw + 2 * L <= s.in_w) {
-            deinterleave2(Vec::load(row + iw), Vec::load(row + iw + L), &e, &o);
+            deinterleave(Vec::load(row + iw), Vec::load(row + iw + L), &e, &o);
           } else {  // (masks only at the image's edges: building them costs)
             const LaneMask m0 = lane_mask(-iw, s.in_w - iw);
             const LaneMask m1 = lane_mask(-(iw + L), s.in_w - (iw + L));
-            deinterleave2(load_lanes(row + iw, m0), load_lanes(row + iw + L, m1), &e, &o);
+            deinterleave(load_lanes(row + iw, m0), load_lanes(row + iw + L, m1), &e, &o);
           }
           e.store(even + t);
           o.store(odd + t);
@@ -317,7 +300,6 @@ void split_phases(const Conv2dShape& s, const Plan& pl, const float* x, int64_t 
 // Prefetches the input lines split_phases reads for a block.
 void prefetch_input_rows(const Conv2dShape& s, const Plan& pl, const float* x, int64_t n,
                          int64_t th, int64_t tw0) {
-  constexpr int64_t line = kLineBytes / sizeof(float);
   const int64_t col0 = std::max<int64_t>(0, 6 * tw0 - s.pad_left);
   const int64_t col1 = std::min(s.in_w, 6 * tw0 - s.pad_left + 2 * pl.pw);
   if (col1 <= col0) return;
@@ -325,9 +307,7 @@ void prefetch_input_rows(const Conv2dShape& s, const Plan& pl, const float* x, i
     for (int64_t i = 0; i < 12; ++i) {
       const int64_t ih = 6 * th + i - s.pad_top;
       if (ih < 0 || ih >= s.in_h) continue;
-      const float* row = x + ((n * s.in_channels + c) * s.in_h + ih) * s.in_w;
-      for (int64_t col = col0; col < col1; col += line) prefetch_line(row + col);
-      prefetch_line(row + col1 - 1);
+      prefetch_span(x + ((n * s.in_channels + c) * s.in_h + ih) * s.in_w + col0, col1 - col0);
     }
 }
 
@@ -618,13 +598,9 @@ void prefetch_grad_rows(const Conv2dShape& s, const float* gy, int64_t n, int64_
   const int64_t K = s.out_channels, plane = s.out_h * s.out_w;
   const int64_t cols = std::min(3 * nvec * L, s.out_w - 3 * tw0);
   const int64_t rows = std::min<int64_t>(3, s.out_h - 3 * th);
-  constexpr int64_t line = kLineBytes / sizeof(float);
   for (int64_t k = k0; k < std::min(K, k0 + KZ); ++k)
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* seg = gy + (n * K + k) * plane + (3 * th + r) * s.out_w + 3 * tw0;
-      for (int64_t x = 0; x < cols; x += line) prefetch_line(seg + x);
-      prefetch_line(seg + cols - 1);  // (a segment need not start on a line)
-    }
+    for (int64_t r = 0; r < rows; ++r)
+      prefetch_span(gy + (n * K + k) * plane + (3 * th + r) * s.out_w + 3 * tw0, cols);
 }
 
 // A y for one column of 3 values (y0..y2 -> z0..z5).
@@ -727,12 +703,8 @@ void phase_kernel_grad(const Conv2dShape& s, const BwPlan& b, const float* M, in
   Vec cols[6][4];  // G^T along H of each column j
   for (int j = 0; j < 6; ++j) {
     Vec m6[6];
-    for (int i = 0; i < 6; ++i) {
-      const float* at = src + (i * 6 + j) * e_stride;
-      Vec sum = Vec::load(at);
-      for (int u = 1; u < accumulators; ++u) sum = sum + Vec::load(at + u * m_stride);
-      m6[i] = sum;
-    }
+    for (int i = 0; i < 6; ++i)
+      m6[i] = sum_accumulators(src + (i * 6 + j) * e_stride, accumulators, m_stride);
     phase_grad_transform_6(m6, cols[j]);
   }
   alignas(64) float taps[4][4][L];
