@@ -361,6 +361,18 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
 #pragma GCC unroll 4
       for (int q = 0; q < NV * PL; q += 16) __builtin_prefetch(o.res + i * o.ldo + NV * PL + q);
   }
+  // ... and its output lines, for the same reason: a store that misses holds
+  // its store-buffer entry until the line arrives. Measured (Zen 2, 1 thread,
+  // against no output prefetch): batch 16 64->256 @56 + residual 25.6 ->
+  // 22.0 ms, 256->1024 @14 + residual 22.1 -> 19.1; 96->24 @56 batch 8 3.0 ->
+  // 1.45 ms; training's backward-data 256->64 @56 batch 16 27.7 -> 21.0 ms.
+  // (Streamed outputs skip the cache: nothing to fetch.)
+  if (!o.stream) {
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+      for (int q = 0; q < NV * PL; q += 16) __builtin_prefetch(o.out + i * o.ldo + NV * PL + q, 1);
+  }
   for (int64_t j = 0; j < inner; ++j) {
     // Weights: the packed stream kPackedAhead floats ahead; plain rows, a
     // line of row j % 16 kPlainAhead channels ahead (one prefetch per j
