@@ -38,7 +38,9 @@ SHAPES = [
     (2, 128, 80, 17, 19, 0),   # no padding, odd sizes: partial tiles; 2 images per chunk
     (1, 90, 100, 9, 13, 2),    # padding 2 (backward-data: padding 0)
     (1, 100, 96, 10, 11, 3),   # padding 3 (backward-data: padding -1)
-    (3, 1000, 16, 20, 20, 1),  # ~56 tiles per chunk of 75: a boundary inside image 2's tile row
+    (3, 1000, 16, 20, 20, 1),  # several chunks over 75 tiles (54 per chunk with 8 MiB chunks)
+    (3, 1000, 16, 22, 26, 1),  # 7 x 6 tiles per image, 30 per chunk (AVX2): chunk boundaries
+                               # inside tile rows of all three images
     (2, 8, 12, 9, 9, 1),       # few channels on a narrow plane; U of a few KiB from here on
     (3, 40, 24, 6, 7, 1),      # partial channel blocks, 2 x 2 tiles per image
     (1, 64, 64, 7, 7, 1),      # batch 1, 4 tiles, 64 channels
