@@ -38,7 +38,8 @@ SHAPES = [
     (2, 128, 80, 17, 19, 0),   # no padding, odd sizes: partial tiles; 2 images per chunk
     (1, 90, 100, 9, 13, 2),    # padding 2 (backward-data: padding 0)
     (1, 100, 96, 10, 11, 3),   # padding 3 (backward-data: padding -1)
-    (3, 1000, 16, 20, 20, 1),  # several chunks over 75 tiles (54 per chunk with 8 MiB chunks)
+    (3, 1000, 16, 20, 20, 1),  # 75 tiles in chunks of 30 (AVX2) or 28 (scalar): a boundary
+                               # inside a tile row at scalar
     (3, 1000, 16, 22, 26, 1),  # 7 x 6 tiles per image, 30 per chunk (AVX2): chunk boundaries
                                # inside tile rows of all three images
     (2, 8, 12, 9, 9, 1),       # few channels on a narrow plane; U of a few KiB from here on
