@@ -1386,8 +1386,16 @@ struct DriverJob {
 // may carry (kFoldMax < PL), rows of whole vectors.
 int64_t strip_floats(int64_t inner) { return inner * 4 * PL; }
 // Slabs of fewer panels read B in place: there the copy measured slower
-// (1024->256 @14, 4-5 panels per slab: 0.91-0.98x; 144->24 @56, 2 panels).
+// (AVX-512, 1024->256 @14, 4-5 panels per slab: 0.91-0.98x; 144->24 @56, 2
+// panels). With AVX2's 6-row panels only 2048 inner channels give slabs that
+// short (5 panels), and there the copy measured faster (Zen 2, 1 thread,
+// 2048->512 @7: batch 1 1.55-1.61 -> 1.48-1.50 ms, batch 16 25.5-25.8 ->
+// 23.7-24.7 ms).
+#if defined(__AVX512F__)
 constexpr int64_t kStripMinPanels = 6;
+#else
+constexpr int64_t kStripMinPanels = 4;
+#endif
 
 // Row length of a strip of n pixels: whole vectors.
 int64_t strip_ld(int64_t n) { return (n + PL - 1) / PL * PL; }
