@@ -324,6 +324,16 @@ inline void store_rem_columns(Vec (&acc)[Q], int mr, const float* bias, bool rel
   }
 }
 
+// The lines of the next pixel tile (NV vectors on from `tile`) in R rows ldo
+// apart, for reading (RW 0) or writing (RW 1).
+template <int R, int NV, int RW>
+__attribute__((always_inline)) inline void prefetch_next_tile(const float* tile, int64_t ldo) {
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int q = 0; q < NV * PL; q += 16) __builtin_prefetch(tile + i * ldo + NV * PL + q, RW);
+}
+
 // R rows x NV vectors; FULL: the last vector is whole, else nlast lanes.
 // PF, what to prefetch: kNextB the next tile's B strip at pf, rows j with
 // (j & pf_mask) == pf_phase; kAheadA the weights ahead (w.ahead). One function per case, so each loop keeps its accumulators in
@@ -356,10 +366,7 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
     // loads at the point of use +19% over the conv alone, this tile's rows
     // prefetched here no better, the next tile's +10% (the separate add pass
     // +11%). (A prefetch past the array's end is harmless: it never faults.)
-#pragma GCC unroll 16
-    for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-      for (int q = 0; q < NV * PL; q += 16) __builtin_prefetch(o.res + i * o.ldo + NV * PL + q);
+    prefetch_next_tile<R, NV, 0>(o.res, o.ldo);
   }
   // ... and its output lines, for the same reason: a store that misses holds
   // its store-buffer entry until the line arrives. Measured (Zen 2, 1 thread,
@@ -369,12 +376,7 @@ void driver_tile_t(int64_t inner, const TileRows& w, const float* b, int64_t ldb
   // (Streamed outputs skip the cache: nothing to fetch. With 16 inner
   // channels the tile is too short to hide the extra loads: 16->64 @56 +
   // residual, batch 16, 5.3 ms without, 5.6-5.8 with.)
-  if (!o.stream && inner > 16) {
-#pragma GCC unroll 16
-    for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-      for (int q = 0; q < NV * PL; q += 16) __builtin_prefetch(o.out + i * o.ldo + NV * PL + q, 1);
-  }
+  if (!o.stream && inner > 16) prefetch_next_tile<R, NV, 1>(o.out, o.ldo);
   for (int64_t j = 0; j < inner; ++j) {
     // Weights: the packed stream kPackedAhead floats ahead; plain rows, a
     // line of row j % 16 kPlainAhead channels ahead (one prefetch per j

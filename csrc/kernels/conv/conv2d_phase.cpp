@@ -594,6 +594,7 @@ struct ForwardPlan {
   int64_t image_floats;  // one image's phases
   bool per_image;        // threads take whole images, `group` at a time
   int64_t group;         // images per work item (their phases one after the other)
+  int64_t groups;        // work items: ceil(batch / group)
   int64_t image_buffers; // groups of phases in the workspace
   int64_t tapoff[kMaxTaps];
 };
@@ -633,8 +634,8 @@ ForwardPlan forward_plan(const Conv2dShape& s, int threads) {
   f.image_floats = round16(s.in_channels * cstride);
   f.per_image = threads <= 1 || s.batch >= 2 * threads;
   f.group = f.per_image ? image_group(f.tiles, s.out_h * s.out_w, s.batch, threads) : 1;
-  const int64_t groups = (s.batch + f.group - 1) / f.group;
-  f.image_buffers = f.per_image ? (threads < groups ? threads : groups) : 1;
+  f.groups = (s.batch + f.group - 1) / f.group;
+  f.image_buffers = f.per_image ? (threads < f.groups ? threads : f.groups) : 1;
   f.tiles.src_image = f.image_floats;
   f.tiles.y_image = s.out_channels * s.out_h * s.out_w;
   phase_tap_offsets(s, g, f.tapoff);
@@ -667,9 +668,8 @@ void forward(const Conv2dArgs& a) {
                     a.residual ? a.residual + n * out_image : nullptr};
   };
   if (f.per_image) {
-    const int64_t groups = (s.batch + f.group - 1) / f.group;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t item = 0; item < groups; ++item) {
+    for (int64_t item = 0; item < f.groups; ++item) {
       const int me = omp_get_thread_num();
       const int64_t n0 = item * f.group;
       TilePlan pg = p;
@@ -756,6 +756,7 @@ struct DataPlan {
   int64_t packed_floats;
   bool per_image;
   int64_t group;          // images per work item (see image_group; flat phases only)
+  int64_t groups;         // work items: ceil(batch / group)
   int64_t image_buffers;  // groups of sources in the workspace
 };
 
@@ -834,8 +835,8 @@ void data_plan(const Conv2dShape& s, int threads, DataPlan* d) {
                                         threads)
                           : 1;
   for (int64_t ph = 0; ph < d->phases; ++ph) d->phase[ph].tiles.src_image = d->image_floats;
-  const int64_t groups = (s.batch + d->group - 1) / d->group;
-  d->image_buffers = d->per_image ? (threads < groups ? threads : groups) : 1;
+  d->groups = (s.batch + d->group - 1) / d->group;
+  d->image_buffers = d->per_image ? (threads < d->groups ? threads : d->groups) : 1;
 }
 
 // Weights for the phases: packed[phase][C/L][K][phase taps][L] =
@@ -957,9 +958,8 @@ void backward_data(const Conv2dArgs& a) {
   const int64_t in_image = s.in_channels * s.in_h * s.in_w;
   const int64_t out_image = s.out_channels * s.out_h * s.out_w;
   if (d.per_image) {
-    const int64_t groups = (s.batch + d.group - 1) / d.group;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t item = 0; item < groups; ++item) {
+    for (int64_t item = 0; item < d.groups; ++item) {
       const int me = omp_get_thread_num();
       const int64_t n0 = item * d.group;
       const int64_t images_here = (s.batch - n0) < d.group ? (s.batch - n0) : d.group;
