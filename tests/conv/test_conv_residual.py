@@ -48,7 +48,11 @@ def _run(x, w, b, stride, pad, groups, out, algorithm, relu_max, residual, packe
 # the im2col path and its add pass); weights over one slab (two slabs, with the
 # remainder pixel); 16x16 and 8x8 strided outputs are whole aligned vectors, where
 # non-temporal stores can be forced; slabs of at least 6 row panels copy each tile's B
-# strip first (300 x 130 at 16x16; 90 and 100 channels with partial last vectors).
+# strip first (300 x 130 at 16x16; 90 and 100 channels with partial last vectors);
+# weights over one slab copy each image's strips once (520 x 150, 300 x 300, 600 x 130,
+# 300 x 260 strided), shared by all threads at batch 1 and 2 (3 threads), a thread's own
+# at batch 3, with the remainder pixel folded into a packed 3-vector tile's strip (5x5 at
+# 8 lanes, 7x7 at 16).
 POINTWISE_CASES = [
     (1, 37, 61, 7, 7, 1), (3, 19, 30, 7, 7, 1), (1, 40, 72, 14, 14, 1), (2, 33, 17, 1, 1, 1),
     (1, 16, 45, 5, 5, 1), (1, 18, 50, 9, 9, 1), (1, 12, 15, 11, 11, 1), (2, 9, 33, 4, 5, 1),
@@ -56,6 +60,8 @@ POINTWISE_CASES = [
     (1, 35, 66, 14, 14, 2), (3, 20, 23, 13, 13, 2), (1, 24, 40, 16, 16, 2),
     (1, 520, 150, 7, 7, 1), (2, 300, 130, 16, 16, 1), (1, 300, 260, 9, 9, 2),
     (1, 20, 90, 11, 11, 1), (2, 30, 100, 9, 15, 1),
+    (3, 520, 150, 14, 14, 1), (1, 300, 300, 7, 7, 1), (1, 600, 130, 5, 5, 1),
+    (3, 300, 260, 9, 9, 2),
 ]
 
 
@@ -101,6 +107,7 @@ FAMILY_CASES = [
     ((1, 24, 9, 9), (40, 24, 1, 1), 0, 2, 1, "pointwise"),    # strided, few plain weights
     ((1, 260, 5, 5), (260, 260, 1, 1), 0, 2, 1, "pointwise"),  # ... many: im2col, add pass
     ((2, 12, 7, 9), (6, 6, 1, 1), 0, 1, 2, "pointwise"),      # grouped
+    ((1, 1040, 7, 7), (300, 520, 1, 1), 0, 1, 2, "pointwise"),  # ... per-image strips per group
     ((2, 16, 9, 9), (16, 16, 3, 3), 1, 1, 1, "direct"),       # (forward: im2col)
 ]
 

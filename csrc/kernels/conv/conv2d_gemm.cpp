@@ -1424,12 +1424,50 @@ int64_t driver_scratch_floats(int64_t pixels, int64_t inner) {
   return driver_xt_floats(pixels, inner) + strip_floats(inner);
 }
 
+// Whether the packed last 3-vector tile of an image carries its remainder
+// pixels (kFoldMax).
+bool folds_remainder(bool packed, const PixelTiles& pt) {
+  return packed && pt.rem > 0 && pt.rem <= kFoldMax && pt.tiles > 0 &&
+         pt.width(pt.tiles - 1) > 2 * PL;
+}
+
+// Pixels a tile's strip holds: its own, and the remainder it carries.
+int64_t strip_pixels(const PixelTiles& pt, bool fold, int64_t t) {
+  return pt.width(t) + (fold && t == pt.tiles - 1 ? pt.rem : 0);
+}
+
+// Weights of more than one slab made every tile's B strip be copied once per
+// slab, by each item that used it (1024->256 @14: 4 copies, 2048->512 @7: 16;
+// the copies took 15-30% of those layers on Zen 2). Such layers copy an
+// image's strips once, tile after tile into an image-strips buffer (tile t's
+// strip at first(t) * inner, copy_strip's layout), and every item reads them
+// there.
+bool strips_per_image(int64_t kg, int64_t cg) {
+  const int64_t panels = (kg + PR - 1) / PR;
+  const int64_t slabs = (panels * PR * cg + kSlabFloats - 1) / kSlabFloats;
+  return slabs > 1 && panels / slabs >= kStripMinPanels;
+}
+int64_t image_strips_floats(int64_t pixels, int64_t inner) {
+  return (inner * (pixels + PL) + 15) / 16 * 16;
+}
+
+// Tiles [t0, t1) of an image's B (planes ldb apart) into its image strips.
+void copy_image_strips(const PixelTiles& pt, bool fold, int64_t inner, const float* b,
+                       int64_t ldb, int64_t t0, int64_t t1, float* strips) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t q0 = pt.first(t);
+    copy_strip(inner, b + q0, ldb, strip_pixels(pt, fold, t), strips + q0 * inner);
+  }
+}
+
 // Item (slab, block) of one image and group: B planes ldb apart, out planes
 // of the group's first row (res: the residual laid out as out, or null);
 // scratch: the thread's driver_scratch_floats (pointwise_columns' transposed
-// pixels, then the tiles' B strip).
+// pixels, then the tiles' B strip); strips: the image's strips
+// (copy_image_strips), or null to copy or read B per tile.
 void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b, int64_t ldb,
-                 float* out, const float* res, const float* bias, float* scratch) {
+                 float* out, const float* res, const float* bias, float* scratch,
+                 const float* strips = nullptr) {
   const DriverPlan& d = *j.d;
   const PixelTiles& pt = d.pt;
   const int64_t p0 = d.slab_begin(slab), p1 = d.slab_begin(slab + 1);
@@ -1454,21 +1492,31 @@ void driver_item(const DriverJob& j, int64_t slab, int64_t block, const float* b
   };
   // Packed: a last 3-vector tile carries up to kFoldMax remainder pixels.
   const bool last_block = block == d.blocks - 1;
-  const bool fold = j.packed && last_block && pt.rem > 0 && pt.rem <= kFoldMax && pt.tiles > 0 &&
-                    pt.width(pt.tiles - 1) > 2 * PL;
+  const bool fold = last_block && folds_remainder(j.packed, pt);
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t q0 = pt.first(t), cols = pt.width(t);
-    const float* pf0 = t + 1 < t1 ? b + pt.first(t + 1) : nullptr;
     const bool folds = fold && t == pt.tiles - 1;
+    // The next tile's B: its rows in B, or its image strip.
+    const float* pf0 = nullptr;
+    if (t + 1 < t1 && strips) {
+      pf0 = strips + pt.first(t + 1) * inner;
+      o.pf_ld = strip_ld(strip_pixels(pt, fold, t + 1));
+    } else if (t + 1 < t1) {
+      pf0 = b + pt.first(t + 1);
+    }
     int64_t step = kPrefetchPasses;
     while (step > 1 && step > p1 - p0) step /= 2;
     o.pf_mask = step - 1;
     // The strip (a copy of the tile's columns, and of the remainder pixels
-    // when they fold into it) or, for a slab of few panels, B in place.
+    // when they fold into it; or the image's) or, for a slab of few panels,
+    // B in place.
     const float* bt = b + q0;
     int64_t ldt = ldb;
-    if (p1 - p0 >= kStripMinPanels) {
-      const int64_t copied = cols + (folds ? pt.rem : 0);
+    const int64_t copied = cols + (folds ? pt.rem : 0);
+    if (strips) {
+      bt = strips + q0 * inner;
+      ldt = strip_ld(copied);
+    } else if (p1 - p0 >= kStripMinPanels) {
       copy_strip(inner, b + q0, ldb, copied, strip);
       bt = strip;
       ldt = strip_ld(copied);
@@ -1580,6 +1628,53 @@ void pointwise_forward(const Conv2dArgs& a) {
   auto scratch_of = [&](float* base, int tid) { return base + tid * scratch_floats; };
   const int64_t in_plane = s.in_h * s.in_w;
   auto weights_of = [&](int64_t g) { return packed ? a.packed_weight : a.weight + g * l.kg * l.cg; };
+  // Image strips (strips_per_image) after every thread's scratch.
+  const bool use_strips = strips_per_image(l.kg, l.cg) && d.pt.tiles > 0;
+  const bool fold = folds_remainder(packed, d.pt);
+  const int64_t strips_floats = image_strips_floats(l.pixels, l.cg);
+  float* const strips_base =
+      a.workspace + threads * ((gathered ? gather_floats(s) : 0) + scratch_floats);
+  if (!gathered && use_strips) {
+    // Whole images per thread when there are enough, else one image at a
+    // time, its strips copied by all threads before its items share them.
+    const bool whole_images = images >= threads;
+    const int64_t per_image = d.items();
+#pragma omp parallel num_threads(threads)
+    {
+      const int tid = omp_get_thread_num();
+      auto run_image = [&](int64_t ng, float* strips, bool shared) {
+        const int64_t n = ng / l.groups, g = ng % l.groups;
+        DriverJob jg = job;
+        jg.weight = weights_of(g);
+        const float* b = a.input + (n * s.in_channels + g * l.cg) * in_plane;
+        const int64_t out_offset = (n * s.out_channels + g * l.kg) * l.pixels;
+        if (shared) {
+#pragma omp for schedule(static)
+          for (int64_t t = 0; t < d.pt.tiles; ++t)
+            copy_image_strips(d.pt, fold, l.cg, b, l.pixels, t, t + 1, strips);
+#pragma omp for schedule(dynamic, 1)
+          for (int64_t item = 0; item < per_image; ++item)
+            driver_item(jg, d.slab_of(item), d.block_of(item), b, l.pixels, a.output + out_offset,
+                        a.residual ? a.residual + out_offset : nullptr,
+                        a.bias ? a.bias + g * l.kg : nullptr, scratch_of(a.workspace, tid), strips);
+          return;
+        }
+        copy_image_strips(d.pt, fold, l.cg, b, l.pixels, 0, d.pt.tiles, strips);
+        for (int64_t item = 0; item < per_image; ++item)
+          driver_item(jg, d.slab_of(item), d.block_of(item), b, l.pixels, a.output + out_offset,
+                      a.residual ? a.residual + out_offset : nullptr,
+                      a.bias ? a.bias + g * l.kg : nullptr, scratch_of(a.workspace, tid), strips);
+      };
+      if (whole_images) {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t ng = 0; ng < images; ++ng) run_image(ng, strips_base + tid * strips_floats, false);
+      } else {
+        for (int64_t ng = 0; ng < images; ++ng) run_image(ng, strips_base, true);
+      }
+      if (job.stream) stream_fence();
+    }
+    return;
+  }
   if (!gathered) {
     const int64_t per_image = d.items();
 #pragma omp parallel num_threads(threads)
@@ -1614,12 +1709,15 @@ void pointwise_forward(const Conv2dArgs& a) {
 #pragma omp parallel num_threads(threads)
     {
       float* col = a.workspace + omp_get_thread_num() * gf;
+      float* strips = use_strips ? strips_base + omp_get_thread_num() * strips_floats : nullptr;
 #pragma omp for schedule(dynamic, 1) nowait
       for (int64_t n = 0; n < s.batch; ++n) {
         gather_pixels(s, a.input + n * s.in_channels * in_plane, col, false, large_input);
+        if (strips) copy_image_strips(d.pt, fold, l.cg, col, l.pixels, 0, d.pt.tiles, strips);
         for (int64_t item = 0; item < d.items(); ++item)
           driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n),
-                      image_res(n), a.bias, scratch_of(scratch_base, omp_get_thread_num()));
+                      image_res(n), a.bias, scratch_of(scratch_base, omp_get_thread_num()),
+                      strips);
       }
       if (job.stream) stream_fence();
     }
@@ -1630,11 +1728,18 @@ void pointwise_forward(const Conv2dArgs& a) {
   {
     for (int64_t n = 0; n < s.batch; ++n) {
       gather_pixels(s, a.input + n * s.in_channels * in_plane, col, true, large_input);
-      // (the omp for above ends in a barrier: the gathered pixels are complete)
+      // (the omp for above ends in a barrier: the gathered pixels are
+      // complete; so does this one: the strips are)
+      if (use_strips) {
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < d.pt.tiles; ++t)
+          copy_image_strips(d.pt, fold, l.cg, col, l.pixels, t, t + 1, strips_base);
+      }
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < d.items(); ++item)
         driver_item(job, d.slab_of(item), d.block_of(item), col, l.pixels, image_out(n),
-                    image_res(n), a.bias, scratch_of(scratch_base, omp_get_thread_num()));
+                    image_res(n), a.bias, scratch_of(scratch_base, omp_get_thread_num()),
+                    use_strips ? strips_base : nullptr);
     }
     if (job.stream) stream_fence();
   }
@@ -2388,12 +2493,14 @@ int64_t im2col_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
 
 int64_t pointwise_workspace(ConvPass pass, const Conv2dShape& s, int threads) {
   if (!is_pointwise(s)) return -1;
+  const int64_t kg = s.out_channels / s.groups, cg = s.in_channels / s.groups;
+  const int64_t strips = strips_per_image(kg, cg) ? threads * image_strips_floats(s.out_h * s.out_w, cg) : 0;
   if (pass == ConvPass::forward && is_direct_pointwise(s))
-    return threads * driver_scratch_floats(s.out_h * s.out_w, s.in_channels / s.groups);
+    return threads * driver_scratch_floats(s.out_h * s.out_w, cg) + strips;
   if (pass == ConvPass::forward && s.groups == 1)  // the driver's gathered pixels, or im2col's
     return std::max(workspace_floats(pass, s, threads),
                     threads * (gather_floats(s) +
-                               driver_scratch_floats(s.out_h * s.out_w, s.in_channels)));
+                               driver_scratch_floats(s.out_h * s.out_w, s.in_channels)) + strips);
   if (pass == ConvPass::backward_data && is_direct_pointwise(s)) return 0;
   return workspace_floats(pass, s, threads);
 }
